@@ -1,0 +1,47 @@
+# jumpmesh — see README.md. `make test` is what CI runs.
+GO       ?= go
+BIN      ?= bin/jumpmesh
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.Version=$(VERSION)
+# Keeps the suite well inside CI's budget on a 2-core machine.
+TEST_TIMEOUT ?= 12m
+
+.PHONY: build test demo bench lint proto fuzz clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/jumpmesh
+
+test:
+	$(GO) vet ./...
+	@out="$$(gofmt -l .)"; test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+demo: build
+	./scripts/demo.sh $(BIN)
+
+# Benchmarks print ns/op and allocations; BENCHTIME trades precision for time.
+BENCHTIME ?= 1s
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+lint:
+	$(GO) vet ./...
+	@out="$$(gofmt -l .)"; test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+
+# Short fuzzing of every fuzz target (the corpora live in testdata/fuzz).
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test ./mesh/installerkey -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./mesh -run '^$$' -fuzz FuzzDecodeRequest -fuzztime $(FUZZTIME)
+	$(GO) test ./mesh -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(FUZZTIME)
+
+# Regenerates mesh/pb from the .proto files; needs protoc (Debian: protobuf-compiler,
+# installed here when running as root) and protoc-gen-go (from the Go module proxy).
+PROTOC_GEN_GO_VERSION := v1.36.12
+proto:
+	@command -v protoc >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	cd mesh/pb && PATH=$(CURDIR)/bin:$$PATH protoc --go_out=. --go_opt=paths=source_relative -I . *.proto
+
+clean:
+	rm -rf bin

@@ -1,0 +1,232 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Config runs a coordinator. The zero value of every field but DataDir
+// means "as site.json says" or the default.
+type Config struct {
+	DataDir string
+	// Listen overrides site.json's listen addresses.
+	Listen []string
+	// HTTPAddr overrides site.json's metrics/health address; "off" disables.
+	HTTPAddr string
+	Logger   *slog.Logger
+	Clock    mesh.Clock
+}
+
+// Coordinator is a running site coordinator: libp2p host, control service,
+// store and HTTP endpoint.
+type Coordinator struct {
+	site    *Site
+	store   *Store
+	host    host.Host
+	service *Service
+	log     *slog.Logger
+	metrics *metrics
+
+	http     *http.Server
+	httpAddr net.Addr
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the site in cfg.DataDir and starts serving. Close stops it.
+func New(cfg Config) (_ *Coordinator, err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	site, err := OpenSite(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	listen := site.Config.Listen
+	if len(cfg.Listen) > 0 {
+		listen = cfg.Listen
+	}
+	listenAddrs, err := mesh.ParseMultiaddrs(listen)
+	if err != nil {
+		return nil, err
+	}
+	announce, err := mesh.ParseMultiaddrs(site.Config.PublicAddrs)
+	if err != nil {
+		return nil, err
+	}
+	c := &Coordinator{site: site, log: log}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	if c.store, err = OpenStore(site.StorePath(), StoreOptions{Logger: log}); err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c.metrics = newMetrics(reg)
+	c.host, err = mesh.NewHost(mesh.HostConfig{Key: site.Key, ListenAddrs: listenAddrs, AnnounceAddrs: announce, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	signer, err := mesh.NewKeySigner(site.Key)
+	if err != nil {
+		return nil, err
+	}
+	c.service, err = NewService(ServiceConfig{
+		Store: c.store, Signer: signer, Clock: cfg.Clock, Logger: log,
+		Addrs: func() []ma.Multiaddr { return site.AdvertisedAddrs(c.host.Addrs()) }, Relays: site.Relays(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	mesh.ServeControl(ctx, c.host, c.handle)
+	httpAddr := site.Config.HTTPAddr
+	if cfg.HTTPAddr != "" {
+		httpAddr = cfg.HTTPAddr
+	}
+	if err := c.startHTTP(httpAddr, reg); err != nil {
+		return nil, err
+	}
+	log.Info("coordinator running", "site", site.ID, "addrs", fmt.Sprint(c.host.Addrs()), "http", c.HTTPAddr())
+	return c, nil
+}
+
+func (c *Coordinator) handle(ctx context.Context, remote peer.ID, req *pb.Request) (*pb.Response, error) {
+	start := time.Now()
+	name := mesh.RequestName(req)
+	resp, err := c.service.Handle(ctx, remote, req)
+	code := mesh.CodeOf(err)
+	c.metrics.observe(name, code, time.Since(start))
+	if err != nil {
+		level := slog.LevelInfo
+		if code == mesh.CodeInternal {
+			level = slog.LevelError
+		}
+		c.log.Log(ctx, level, "request refused", logRequest, name, logRemote, remote, logCode, code, logError, err)
+	} else if c.log.Enabled(ctx, slog.LevelDebug) {
+		c.log.Debug("request served", logRequest, name, logRemote, remote)
+	}
+	return resp, err
+}
+
+func (c *Coordinator) startHTTP(addr string, reg *prometheus.Registry) error {
+	if addr == "" || addr == "off" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening for metrics on %s: %w", addr, err)
+	}
+	c.httpAddr = ln.Addr()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", c.serveHealth)
+	c.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := c.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error("metrics server stopped", logError, err)
+		}
+	}()
+	return nil
+}
+
+// Health is what /healthz answers.
+type Health struct {
+	Status string   `json:"status"`
+	Site   string   `json:"site"`
+	Addrs  []string `json:"addrs"`
+	Error  string   `json:"error,omitempty"`
+}
+
+func (c *Coordinator) serveHealth(w http.ResponseWriter, r *http.Request) {
+	h := Health{Status: "ok", Site: c.site.ID.String()}
+	for _, a := range c.LoginAddrs() {
+		h.Addrs = append(h.Addrs, a.String())
+	}
+	// A read transaction proves the store answers.
+	if err := c.store.View(func(tx *Tx) error { _, err := tx.Settings(); return err }); err != nil {
+		h.Status, h.Error = "unhealthy", err.Error()
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(h)
+}
+
+// Run blocks until ctx is done, then closes the coordinator.
+func (c *Coordinator) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return c.Close()
+}
+
+// Close stops serving, waits for workers and closes the store. It is safe
+// to call more than once.
+func (c *Coordinator) Close() error {
+	c.closeOnce.Do(func() {
+		if c.cancel != nil {
+			c.cancel()
+		}
+		var errs []error
+		if c.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, c.http.Shutdown(ctx))
+			cancel()
+		}
+		if c.host != nil {
+			c.host.RemoveStreamHandler(mesh.ControlProtocol)
+			errs = append(errs, c.host.Close())
+		}
+		c.wg.Wait()
+		if c.store != nil {
+			errs = append(errs, c.store.Close())
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}
+
+// ID is the site's peer ID.
+func (c *Coordinator) ID() peer.ID { return c.site.ID }
+
+// Host is the coordinator's libp2p host.
+func (c *Coordinator) Host() host.Host { return c.host }
+
+// Service is the control service (for in-process use).
+func (c *Coordinator) Service() *Service { return c.service }
+
+// LoginAddrs are the addresses consoles should use, with /p2p/.
+func (c *Coordinator) LoginAddrs() []ma.Multiaddr { return c.site.LoginAddrs(c.host.Addrs()) }
+
+// HTTPAddr is the metrics/health listener's address, or "" when disabled.
+func (c *Coordinator) HTTPAddr() string {
+	if c.httpAddr == nil {
+		return ""
+	}
+	return c.httpAddr.String()
+}

@@ -1,0 +1,203 @@
+package coordinator
+
+import (
+	"slices"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+func (s *Service) groupCreate(c *caller, r *pb.GroupCreateRequest) (*pb.Response, error) {
+	if err := c.requireAdmin(); err != nil {
+		return nil, err
+	}
+	if err := mesh.ValidateName("jump group code name", r.GetCode()); err != nil {
+		return nil, err
+	}
+	if len(r.GetDisplayName()) > 128 {
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "A jump group's display name is at most 128 characters (got %d).", len(r.GetDisplayName()))
+	}
+	g := &pb.Group{Code: r.GetCode(), DisplayName: r.GetDisplayName(), CreatedUnix: s.clock.Now().Unix(), CreatedBy: c.name()}
+	err := s.update(func(tx *Tx) error {
+		old, err := tx.Group(g.Code)
+		if err != nil {
+			return err
+		}
+		if old != nil {
+			return mesh.Errorf(mesh.CodeGroupExists, "(jumpgroup:%s)", g.Code)
+		}
+		for _, m := range r.GetMembers() {
+			if err := setMember(tx, g, m.GetUser(), m.GetRole()); err != nil {
+				return err
+			}
+		}
+		return tx.PutGroup(g)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("jump group created", "group", g.Code, "by", c.name())
+	return &pb.Response{Body: &pb.Response_Group{Group: g}}, nil
+}
+
+// setMember adds user to g with role, or changes the role of a member.
+func setMember(tx *Tx, g *pb.Group, user string, role pb.MemberRole) error {
+	u, err := tx.User(user)
+	if err != nil {
+		return err
+	}
+	if u == nil {
+		return mesh.Errorf(mesh.CodeUserNotFound, "(%s)", user)
+	}
+	if role == pb.MemberRole_MEMBER_ROLE_UNSPECIFIED {
+		role = pb.MemberRole_MEMBER_ROLE_MEMBER
+	}
+	if _, ok := pb.MemberRole_name[int32(role)]; !ok {
+		return mesh.Errorf(mesh.CodeInvalidArgument, "(member role %d)", role)
+	}
+	for _, m := range g.Members {
+		if m.GetUser() == user {
+			m.Role = role
+			return nil
+		}
+	}
+	g.Members = append(g.Members, &pb.GroupMember{User: user, Role: role})
+	slices.SortFunc(g.Members, func(a, b *pb.GroupMember) int { return compareStrings(a.GetUser(), b.GetUser()) })
+	return nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (s *Service) groupList(c *caller) (*pb.Response, error) {
+	var out []*pb.Group
+	err := s.view(func(tx *Tx) error {
+		groups, err := tx.Groups()
+		for _, g := range groups {
+			if c.isAdmin() || memberRole(g, c.name()) != pb.MemberRole_MEMBER_ROLE_UNSPECIFIED {
+				out = append(out, g)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Response{Body: &pb.Response_Groups{Groups: &pb.GroupList{Groups: out}}}, nil
+}
+
+func (s *Service) groupShow(c *caller, code string) (*pb.Response, error) {
+	var g *pb.Group
+	err := s.view(func(tx *Tx) (err error) {
+		g, err = loadGroup(tx, code)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !c.isAdmin() && memberRole(g, c.name()) == pb.MemberRole_MEMBER_ROLE_UNSPECIFIED {
+		return nil, mesh.Errorf(mesh.CodePermissionDenied, "(you are not a member of jumpgroup:%s)", code)
+	}
+	return &pb.Response{Body: &pb.Response_Group{Group: g}}, nil
+}
+
+func loadGroup(tx *Tx, code string) (*pb.Group, error) {
+	g, err := tx.Group(code)
+	if err != nil {
+		return nil, err
+	}
+	if g == nil {
+		return nil, mesh.Errorf(mesh.CodeGroupNotFound, "(jumpgroup:%s)", code)
+	}
+	return g, nil
+}
+
+func (s *Service) groupAdd(c *caller, r *pb.GroupMemberRequest) (*pb.Response, error) {
+	if err := c.requireAdmin(); err != nil {
+		return nil, err
+	}
+	var g *pb.Group
+	err := s.update(func(tx *Tx) (err error) {
+		if g, err = loadGroup(tx, r.GetCode()); err != nil {
+			return err
+		}
+		if err := setMember(tx, g, r.GetUser(), r.GetRole()); err != nil {
+			return err
+		}
+		return tx.PutGroup(g)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("jump group member set", "group", r.GetCode(), logUser, r.GetUser(), "by", c.name())
+	return &pb.Response{Body: &pb.Response_Group{Group: g}}, nil
+}
+
+func (s *Service) groupRemove(c *caller, r *pb.GroupMemberRequest) (*pb.Response, error) {
+	if err := c.requireAdmin(); err != nil {
+		return nil, err
+	}
+	var g *pb.Group
+	err := s.update(func(tx *Tx) (err error) {
+		if g, err = loadGroup(tx, r.GetCode()); err != nil {
+			return err
+		}
+		n := len(g.Members)
+		g.Members = slices.DeleteFunc(g.Members, func(m *pb.GroupMember) bool { return m.GetUser() == r.GetUser() })
+		if len(g.Members) == n {
+			return mesh.Errorf(mesh.CodeMemberNotFound, "(%s in jumpgroup:%s)", r.GetUser(), r.GetCode())
+		}
+		return tx.PutGroup(g)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("jump group member removed", "group", r.GetCode(), logUser, r.GetUser(), "by", c.name())
+	return &pb.Response{Body: &pb.Response_Group{Group: g}}, nil
+}
+
+func (s *Service) groupDelete(c *caller, code string) (*pb.Response, error) {
+	if err := c.requireAdmin(); err != nil {
+		return nil, err
+	}
+	err := s.update(func(tx *Tx) error {
+		if _, err := loadGroup(tx, code); err != nil {
+			return err
+		}
+		if err := refuseIfUsedByInstallers(tx, s.clock.Now(), "jumpgroup:"+code, func(d *pb.InstallerDefaults) bool {
+			return d.GetGroup() == mesh.SharedGroupPrefix+code
+		}); err != nil {
+			return err
+		}
+		return tx.DeleteGroup(code)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("jump group deleted", "group", code, "by", c.name())
+	return ok(), nil
+}
+
+func removeFromGroups(tx *Tx, user string) error {
+	groups, err := tx.Groups()
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		n := len(g.Members)
+		g.Members = slices.DeleteFunc(g.Members, func(m *pb.GroupMember) bool { return m.GetUser() == user })
+		if len(g.Members) != n {
+			if err := tx.PutGroup(g); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

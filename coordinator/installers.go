@@ -1,0 +1,343 @@
+package coordinator
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Limits of installer defaults (seeds: a name is at most 128 characters).
+const (
+	MaxPeerNameLength    = 128
+	MaxTagLength         = 128
+	MaxCommentsLength    = 1024
+	MinMaxOfflineMinutes = 5
+	MaxMaxOfflineMinutes = 525600 // one year
+	// EphemeralMinutes is what --ephemeral means (seeds: removed 5 minutes
+	// after going offline).
+	EphemeralMinutes = 5
+)
+
+func newInstallerID() string {
+	var raw [10]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return strings.ToLower(base32.StdEncoding.EncodeToString(raw[:]))
+}
+
+func encodeAddrs(addrs []ma.Multiaddr) [][]byte { return installerkey.EncodeAddrs(addrs) }
+
+// installerLive reports whether in is neither revoked nor expired at now.
+func installerLive(in *pb.Installer, now time.Time) bool {
+	return in.GetRevokedUnix() == 0 && now.Before(time.Unix(in.GetBody().GetNotAfterUnix(), 0))
+}
+
+func checkValidity(d time.Duration) error {
+	if d < installerkey.MinValidity || d > installerkey.MaxValidity {
+		return mesh.Errorf(mesh.CodeOutOfRange, "An installer is valid for 10m to 8760h (1 year); got %s.", d)
+	}
+	return nil
+}
+
+// validateDefaults checks the defaults against the site's records and the
+// caller's rights, filling in what was left to the site.
+func validateDefaults(tx *Tx, c *caller, d *pb.InstallerDefaults) error {
+	if d.GetGroup() == "" {
+		d.Group = mesh.PersonalGroupPrefix + c.name()
+	}
+	personal, name, err := mesh.ParseGroupRef(d.GetGroup())
+	if err != nil {
+		return err
+	}
+	groups, err := tx.Groups()
+	if err != nil {
+		return err
+	}
+	if personal {
+		if u, err := tx.User(name); err != nil || u == nil {
+			if err == nil {
+				err = mesh.Errorf(mesh.CodeUserNotFound, "(personal list %s)", d.GetGroup())
+			}
+			return err
+		}
+	} else if !hasGroup(groups, name) {
+		return mesh.Errorf(mesh.CodeGroupNotFound, "(%s)", d.GetGroup())
+	}
+	if !c.isAdmin() && !CanUseGroup(c.name(), personal, name, groups) {
+		return mesh.Errorf(mesh.CodePermissionDenied, "(technicians may create installers only for their own personal list or a jump group they belong to, not %s)", d.GetGroup())
+	}
+	if err := checkLength("name", d.GetName(), MaxPeerNameLength); err != nil {
+		return err
+	}
+	if err := checkLength("tag", d.GetTag(), MaxTagLength); err != nil {
+		return err
+	}
+	if err := checkLength("comments", d.GetComments(), MaxCommentsLength); err != nil {
+		return err
+	}
+	if err := checkPolicies(tx, d); err != nil {
+		return err
+	}
+	return checkOffline(tx, d)
+}
+
+func hasGroup(groups []*pb.Group, code string) bool {
+	for _, g := range groups {
+		if g.GetCode() == code {
+			return true
+		}
+	}
+	return false
+}
+
+func checkLength(field, v string, max int) error {
+	if n := utf8.RuneCountInString(v); n > max {
+		return mesh.Errorf(mesh.CodeInvalidArgument, "The %s is at most %d characters (got %d).", field, max, n)
+	}
+	if !utf8.ValidString(v) {
+		return mesh.Errorf(mesh.CodeInvalidArgument, "The %s is not valid UTF-8.", field)
+	}
+	return nil
+}
+
+func checkPolicies(tx *Tx, d *pb.InstallerDefaults) error {
+	if n := d.GetJumpPolicy(); n != "" {
+		if p, err := tx.JumpPolicy(n); err != nil || p == nil {
+			if err == nil {
+				err = mesh.Errorf(mesh.CodePolicyNotFound, "(jump policy %s)", n)
+			}
+			return err
+		}
+	}
+	for _, n := range []string{d.GetSessionPolicyPresent(), d.GetSessionPolicyNotPresent()} {
+		if n == "" {
+			continue
+		}
+		if p, err := tx.SessionPolicy(n); err != nil || p == nil {
+			if err == nil {
+				err = mesh.Errorf(mesh.CodePolicyNotFound, "(session policy %s)", n)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func checkOffline(tx *Tx, d *pb.InstallerDefaults) error {
+	if d.GetEphemeral() {
+		if d.GetMaxOfflineMinutes() != 0 && d.GetMaxOfflineMinutes() != EphemeralMinutes {
+			return mesh.Errorf(mesh.CodeInvalidArgument, "--ephemeral means %d minutes; do not also give --max-offline-minutes %d.", EphemeralMinutes, d.GetMaxOfflineMinutes())
+		}
+		d.MaxOfflineMinutes = EphemeralMinutes
+	} else if m := d.GetMaxOfflineMinutes(); m != 0 && (m < MinMaxOfflineMinutes || m > MaxMaxOfflineMinutes) {
+		return mesh.Errorf(mesh.CodeOutOfRange, "max-offline-minutes is %d to %d (got %d).", MinMaxOfflineMinutes, MaxMaxOfflineMinutes, m)
+	}
+	if d.GetConnectionType() == pb.ConnectionType_CONNECTION_TYPE_UNSPECIFIED {
+		st, err := tx.Settings()
+		if err != nil {
+			return err
+		}
+		d.ConnectionType = st.GetDefaultConnectionType()
+	}
+	if _, ok := pb.ConnectionType_name[int32(d.GetConnectionType())]; !ok {
+		return mesh.Errorf(mesh.CodeInvalidArgument, "(connection type %d)", d.GetConnectionType())
+	}
+	return nil
+}
+
+func (s *Service) installerCreate(c *caller, r *pb.InstallerCreateRequest) (*pb.Response, error) {
+	validFor := time.Duration(r.GetValidForSeconds()) * time.Second
+	if err := checkValidity(validFor); err != nil {
+		return nil, err
+	}
+	if r.GetOverridable()&^uint32(installerkey.AllFields) != 0 {
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "(unknown override bits %#x)", r.GetOverridable())
+	}
+	d := proto.CloneOf(r.GetDefaults())
+	if d == nil {
+		d = &pb.InstallerDefaults{}
+	}
+	now := s.clock.Now()
+	body := &pb.InstallerKeyBody{
+		InstallerId: newInstallerID(), SiteId: []byte(s.siteID),
+		SiteAddrs: encodeAddrs(s.addrs()), Relays: encodeAddrs(s.relays),
+		Defaults: d, Overridable: r.GetOverridable(),
+		NotBeforeUnix: now.Unix(), NotAfterUnix: now.Add(validFor).Unix(),
+	}
+	var in *pb.Installer
+	err := s.update(func(tx *Tx) error {
+		if err := validateDefaults(tx, c, d); err != nil {
+			return err
+		}
+		if err := checkJumpoint(body, r); err != nil {
+			return err
+		}
+		key, err := installerkey.Sign(body, s.signer)
+		if err != nil {
+			return mesh.Errorf(mesh.CodeInternal, "(%w)", err)
+		}
+		in = &pb.Installer{Id: body.GetInstallerId(), Key: key, Body: body, CreatedBy: c.name(), CreatedUnix: now.Unix()}
+		return tx.PutInstaller(in)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("installer created", "installer", in.GetId(), "group", d.GetGroup(), "by", c.name())
+	return &pb.Response{Body: &pb.Response_Installer{Installer: in}}, nil
+}
+
+// checkJumpoint validates the jumpoint named in the request's defaults'
+// companion field; jumpoints are identified by peer ID.
+func checkJumpoint(body *pb.InstallerKeyBody, r *pb.InstallerCreateRequest) error {
+	if j := r.GetJumpoint(); j != "" {
+		id, err := peer.Decode(j)
+		if err != nil {
+			return mesh.Errorf(mesh.CodeInvalidArgument, "Jumpoint %q is not a peer ID: %v.", j, err)
+		}
+		body.Jumpoint = []byte(id)
+	}
+	return nil
+}
+
+func (s *Service) installerList(c *caller, r *pb.InstallerListRequest) (*pb.Response, error) {
+	now := s.clock.Now()
+	var out []*pb.Installer
+	err := s.view(func(tx *Tx) error {
+		all, err := tx.Installers()
+		for _, in := range all {
+			if !c.isAdmin() && in.GetCreatedBy() != c.name() {
+				continue
+			}
+			if r.GetIncludeRevoked() || installerLive(in, now) {
+				out = append(out, in)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Response{Body: &pb.Response_Installers{Installers: &pb.InstallerList{Installers: out}}}, nil
+}
+
+// loadOwnInstaller loads id if the caller may manage it (admin or creator).
+func loadOwnInstaller(tx *Tx, c *caller, id string) (*pb.Installer, error) {
+	in, err := tx.Installer(id)
+	if err != nil {
+		return nil, err
+	}
+	if in == nil {
+		return nil, mesh.Errorf(mesh.CodeInstallerNotFound, "(%s)", id)
+	}
+	if !c.isAdmin() && in.GetCreatedBy() != c.name() {
+		return nil, mesh.Errorf(mesh.CodePermissionDenied, "(installer %s was created by %s)", id, in.GetCreatedBy())
+	}
+	return in, nil
+}
+
+func (s *Service) installerShow(c *caller, id string) (*pb.Response, error) {
+	var in *pb.Installer
+	err := s.view(func(tx *Tx) (err error) {
+		in, err = loadOwnInstaller(tx, c, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Response{Body: &pb.Response_Installer{Installer: in}}, nil
+}
+
+// installerExtend re-signs the installer's key with a window ending
+// valid_for from now. The old key string stays valid until its own end.
+func (s *Service) installerExtend(c *caller, r *pb.InstallerExtendRequest) (*pb.Response, error) {
+	validFor := time.Duration(r.GetValidForSeconds()) * time.Second
+	if err := checkValidity(validFor); err != nil {
+		return nil, err
+	}
+	now := s.clock.Now()
+	var in *pb.Installer
+	err := s.update(func(tx *Tx) (err error) {
+		if in, err = loadOwnInstaller(tx, c, r.GetId()); err != nil {
+			return err
+		}
+		if in.GetRevokedUnix() != 0 {
+			return mesh.Errorf(mesh.CodeKeyRevoked, "(installer %s was deleted; create a new one)", in.GetId())
+		}
+		in.Body.NotAfterUnix = now.Add(validFor).Unix()
+		if in.Key, err = installerkey.Sign(in.GetBody(), s.signer); err != nil {
+			return mesh.Errorf(mesh.CodeInternal, "(%w)", err)
+		}
+		return tx.PutInstaller(in)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("installer extended", "installer", in.GetId(), "until", time.Unix(in.GetBody().GetNotAfterUnix(), 0).UTC(), "by", c.name())
+	return &pb.Response{Body: &pb.Response_Installer{Installer: in}}, nil
+}
+
+// installerDelete revokes: the record stays as a tombstone so the key is
+// refused as revoked, not as unknown.
+func (s *Service) installerDelete(c *caller, id string) (*pb.Response, error) {
+	now := s.clock.Now()
+	err := s.update(func(tx *Tx) error {
+		in, err := loadOwnInstaller(tx, c, id)
+		if err != nil {
+			return err
+		}
+		if in.GetRevokedUnix() != 0 {
+			return nil
+		}
+		in.RevokedUnix, in.RevokedBy = now.Unix(), c.name()
+		return tx.PutInstaller(in)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("installer deleted", "installer", id, "by", c.name())
+	return ok(), nil
+}
+
+func (s *Service) installerCheck(key string) (*pb.Response, error) {
+	in, err := s.CheckInstallerKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Response{Body: &pb.Response_Installer{Installer: in}}, nil
+}
+
+// CheckInstallerKey verifies key as the coordinator does at a peer's first
+// contact: signature, this site, its own window, and the installer record
+// (unknown or deleted installers are refused as revoked).
+func (s *Service) CheckInstallerKey(key string) (*pb.Installer, error) {
+	k, err := installerkey.Verify(key, installerkey.VerifyOptions{Site: s.siteID, Now: s.clock.Now()})
+	if err != nil {
+		return nil, err
+	}
+	var in *pb.Installer
+	err = s.view(func(tx *Tx) (err error) {
+		in, err = tx.Installer(k.Body.GetInstallerId())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if in == nil {
+		return nil, mesh.Errorf(mesh.CodeKeyRevoked, "(installer %s is unknown to this site)", k.Body.GetInstallerId())
+	}
+	if in.GetRevokedUnix() != 0 {
+		return nil, mesh.Errorf(mesh.CodeKeyRevoked, "(installer %s was deleted by %s at %s)", in.GetId(), in.GetRevokedBy(), time.Unix(in.GetRevokedUnix(), 0).UTC().Format(time.RFC3339))
+	}
+	return in, nil
+}

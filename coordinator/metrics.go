@@ -1,0 +1,40 @@
+package coordinator
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+)
+
+// metrics are the coordinator's own Prometheus series (libp2p adds its own).
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "jumpmesh", Subsystem: "coordinator", Name: "requests_total",
+			Help: "Control requests served, by request and result code (\"ok\" on success).",
+		}, []string{"request", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "jumpmesh", Subsystem: "coordinator", Name: "request_duration_seconds",
+			Help:    "Time to serve a control request, store write included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"request"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+func (m *metrics) observe(request string, code mesh.Code, d time.Duration) {
+	result := string(code)
+	if code == "" {
+		result = "ok"
+	}
+	m.requests.WithLabelValues(request, result).Inc()
+	m.duration.WithLabelValues(request).Observe(d.Seconds())
+}

@@ -1,0 +1,247 @@
+package coordinator
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Jump policies and session policies are stored and served here; they are
+// enforced when jumps are granted.
+
+func (s *Service) jumpPolicyPut(c *caller, p *pb.JumpPolicy, create bool) (*pb.Response, error) {
+	if err := c.requireAdmin(); err != nil {
+		return nil, err
+	}
+	if err := mesh.ValidateJumpPolicy(p); err != nil {
+		return nil, err
+	}
+	err := s.update(func(tx *Tx) error {
+		old, err := tx.JumpPolicy(p.GetName())
+		if err != nil {
+			return err
+		}
+		if err := checkPut("jump policy", p.GetName(), old != nil, create); err != nil {
+			return err
+		}
+		return tx.PutJumpPolicy(p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("jump policy saved", "policy", p.GetName(), "created", create, "by", c.name())
+	return &pb.Response{Body: &pb.Response_JumpPolicy{JumpPolicy: p}}, nil
+}
+
+// checkPut refuses creating what exists and updating what does not.
+func checkPut(kind, name string, exists, create bool) error {
+	if create && exists {
+		return mesh.Errorf(mesh.CodePolicyExists, "(%s %s)", kind, name)
+	}
+	if !create && !exists {
+		return mesh.Errorf(mesh.CodePolicyNotFound, "(%s %s)", kind, name)
+	}
+	return nil
+}
+
+func (s *Service) jumpPolicyList() (*pb.Response, error) {
+	var out []*pb.JumpPolicy
+	err := s.view(func(tx *Tx) (err error) {
+		out, err = tx.JumpPolicies()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Response{Body: &pb.Response_JumpPolicies{JumpPolicies: &pb.JumpPolicyList{Policies: out}}}, nil
+}
+
+func (s *Service) jumpPolicyShow(name string) (*pb.Response, error) {
+	var p *pb.JumpPolicy
+	err := s.view(func(tx *Tx) (err error) {
+		p, err = tx.JumpPolicy(name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, mesh.Errorf(mesh.CodePolicyNotFound, "(jump policy %s)", name)
+	}
+	return &pb.Response{Body: &pb.Response_JumpPolicy{JumpPolicy: p}}, nil
+}
+
+func (s *Service) jumpPolicyDelete(c *caller, name string) (*pb.Response, error) {
+	if err := c.requireAdmin(); err != nil {
+		return nil, err
+	}
+	err := s.update(func(tx *Tx) error {
+		p, err := tx.JumpPolicy(name)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			return mesh.Errorf(mesh.CodePolicyNotFound, "(jump policy %s)", name)
+		}
+		if err := refuseIfUsedByInstallers(tx, s.clock.Now(), "jump policy "+name, func(d *pb.InstallerDefaults) bool {
+			return d.GetJumpPolicy() == name
+		}); err != nil {
+			return err
+		}
+		return tx.DeleteJumpPolicy(name)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("jump policy deleted", "policy", name, "by", c.name())
+	return ok(), nil
+}
+
+func (s *Service) sessionPolicyPut(c *caller, p *pb.SessionPolicy, create bool) (*pb.Response, error) {
+	if err := c.requireAdmin(); err != nil {
+		return nil, err
+	}
+	if err := mesh.ValidateSessionPolicy(p); err != nil {
+		return nil, err
+	}
+	err := s.update(func(tx *Tx) error {
+		old, err := tx.SessionPolicy(p.GetName())
+		if err != nil {
+			return err
+		}
+		if err := checkPut("session policy", p.GetName(), old != nil, create); err != nil {
+			return err
+		}
+		return tx.PutSessionPolicy(p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("session policy saved", "policy", p.GetName(), "created", create, "by", c.name())
+	return &pb.Response{Body: &pb.Response_SessionPolicy{SessionPolicy: p}}, nil
+}
+
+func (s *Service) sessionPolicyList() (*pb.Response, error) {
+	var out []*pb.SessionPolicy
+	err := s.view(func(tx *Tx) (err error) {
+		out, err = tx.SessionPolicies()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Response{Body: &pb.Response_SessionPolicies{SessionPolicies: &pb.SessionPolicyList{Policies: out}}}, nil
+}
+
+func (s *Service) sessionPolicyShow(name string) (*pb.Response, error) {
+	var p *pb.SessionPolicy
+	err := s.view(func(tx *Tx) (err error) {
+		p, err = tx.SessionPolicy(name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, mesh.Errorf(mesh.CodePolicyNotFound, "(session policy %s)", name)
+	}
+	return &pb.Response{Body: &pb.Response_SessionPolicy{SessionPolicy: p}}, nil
+}
+
+func (s *Service) sessionPolicyDelete(c *caller, name string) (*pb.Response, error) {
+	if err := c.requireAdmin(); err != nil {
+		return nil, err
+	}
+	err := s.update(func(tx *Tx) error {
+		p, err := tx.SessionPolicy(name)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			return mesh.Errorf(mesh.CodePolicyNotFound, "(session policy %s)", name)
+		}
+		if err := refuseIfUsedByInstallers(tx, s.clock.Now(), "session policy "+name, func(d *pb.InstallerDefaults) bool {
+			return d.GetSessionPolicyPresent() == name || d.GetSessionPolicyNotPresent() == name
+		}); err != nil {
+			return err
+		}
+		return tx.DeleteSessionPolicy(name)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("session policy deleted", "policy", name, "by", c.name())
+	return ok(), nil
+}
+
+// refuseIfUsedByInstallers fails with CodeInUse when a live (not revoked,
+// not expired) installer's defaults match uses, naming those installers.
+func refuseIfUsedByInstallers(tx *Tx, now time.Time, what string, uses func(*pb.InstallerDefaults) bool) error {
+	installers, err := tx.Installers()
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, in := range installers {
+		if installerLive(in, now) && uses(in.GetBody().GetDefaults()) {
+			ids = append(ids, in.GetId())
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	sort.Strings(ids)
+	return mesh.Errorf(mesh.CodeInUse, "(%s is used by installer %s; delete those installers first)", what, strings.Join(ids, ", "))
+}
+
+func (s *Service) handleSettingsShow() (*pb.Response, error) {
+	var st *pb.Settings
+	err := s.view(func(tx *Tx) (err error) {
+		st, err = tx.Settings()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Response{Body: &pb.Response_Settings{Settings: st}}, nil
+}
+
+func (s *Service) handleSettingsSet(c *caller, r *pb.SettingsSetRequest) (*pb.Response, error) {
+	if err := c.requireAdmin(); err != nil {
+		return nil, err
+	}
+	if len(r.GetValues()) == 0 {
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "Nothing to set; give key=value pairs.")
+	}
+	var next *pb.Settings
+	err := s.update(func(tx *Tx) error {
+		cur, err := tx.Settings()
+		if err != nil {
+			return err
+		}
+		next, err = ApplySettings(proto.CloneOf(cur), r.GetValues())
+		if err != nil {
+			return err
+		}
+		return tx.PutSettings(next)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("settings changed", "keys", strings.Join(sortedKeys(r.GetValues()), ","), "by", c.name())
+	return &pb.Response{Body: &pb.Response_Settings{Settings: next}}, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,222 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Log field names.
+const (
+	logRemote  = "remote"
+	logUser    = "user"
+	logRequest = "request"
+	logCode    = "code"
+	logError   = "error"
+)
+
+// Service answers control requests. It holds no network state, so tests and
+// the in-process lab can call Handle directly.
+type Service struct {
+	store  *Store
+	siteID peer.ID
+	signer mesh.Signer
+	clock  mesh.Clock
+	log    *slog.Logger
+	// addrs returns the site's advertised addresses (used in keys).
+	addrs  func() []ma.Multiaddr
+	relays []ma.Multiaddr
+}
+
+// ServiceConfig builds a Service. Store and Signer are required.
+type ServiceConfig struct {
+	Store  *Store
+	Signer mesh.Signer
+	Clock  mesh.Clock
+	Logger *slog.Logger
+	// Addrs returns the addresses to put in installer keys.
+	Addrs  func() []ma.Multiaddr
+	Relays []ma.Multiaddr
+}
+
+// NewService makes a Service over an open store.
+func NewService(cfg ServiceConfig) (*Service, error) {
+	if cfg.Store == nil || cfg.Signer == nil {
+		return nil, fmt.Errorf("service config: store and signer are required")
+	}
+	s := &Service{store: cfg.Store, signer: cfg.Signer, siteID: cfg.Signer.PeerID(), clock: cfg.Clock,
+		log: cfg.Logger, addrs: cfg.Addrs, relays: cfg.Relays}
+	if s.clock == nil {
+		s.clock = mesh.SystemClock{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.addrs == nil {
+		s.addrs = func() []ma.Multiaddr { return nil }
+	}
+	return s, nil
+}
+
+// caller is the authenticated technician behind a request.
+type caller struct {
+	peer peer.ID
+	user *pb.User
+}
+
+func (c *caller) name() string  { return c.user.GetName() }
+func (c *caller) isAdmin() bool { return c.user.GetRole() == pb.Role_ROLE_ADMIN }
+
+func (c *caller) requireAdmin() error {
+	if !c.isAdmin() {
+		return mesh.Errorf(mesh.CodePermissionDenied, "(administrators only; %s is a technician)", c.name())
+	}
+	return nil
+}
+
+// Handle answers one request from remote, whose peer ID the transport has
+// authenticated. Errors are catalog errors.
+func (s *Service) Handle(ctx context.Context, remote peer.ID, req *pb.Request) (*pb.Response, error) {
+	if l := req.GetLogin(); l != nil {
+		return s.login(remote, l)
+	}
+	c, err := s.authenticate(remote)
+	if err != nil {
+		return nil, err
+	}
+	return s.dispatch(c, req)
+}
+
+func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
+	switch b := req.GetBody().(type) {
+	case *pb.Request_Whoami:
+		return s.userShow(c, c.name())
+	case *pb.Request_UserInvite:
+		return s.userInvite(c, b.UserInvite)
+	case *pb.Request_UserList:
+		return s.userList(c)
+	case *pb.Request_UserShow:
+		return s.userShow(c, b.UserShow.GetName())
+	case *pb.Request_UserRemove:
+		return s.userRemove(c, b.UserRemove.GetName())
+	case *pb.Request_UserRole:
+		return s.userRole(c, b.UserRole)
+	case *pb.Request_GroupCreate:
+		return s.groupCreate(c, b.GroupCreate)
+	case *pb.Request_GroupList:
+		return s.groupList(c)
+	case *pb.Request_GroupShow:
+		return s.groupShow(c, b.GroupShow.GetName())
+	case *pb.Request_GroupAdd:
+		return s.groupAdd(c, b.GroupAdd)
+	case *pb.Request_GroupRemove:
+		return s.groupRemove(c, b.GroupRemove)
+	case *pb.Request_GroupDelete:
+		return s.groupDelete(c, b.GroupDelete.GetName())
+	case *pb.Request_JumpPolicyPut:
+		return s.jumpPolicyPut(c, b.JumpPolicyPut, req.GetCreate())
+	case *pb.Request_JumpPolicyList:
+		return s.jumpPolicyList()
+	case *pb.Request_JumpPolicyShow:
+		return s.jumpPolicyShow(b.JumpPolicyShow.GetName())
+	case *pb.Request_JumpPolicyDelete:
+		return s.jumpPolicyDelete(c, b.JumpPolicyDelete.GetName())
+	case *pb.Request_SessionPolicyPut:
+		return s.sessionPolicyPut(c, b.SessionPolicyPut, req.GetCreate())
+	case *pb.Request_SessionPolicyList:
+		return s.sessionPolicyList()
+	case *pb.Request_SessionPolicyShow:
+		return s.sessionPolicyShow(b.SessionPolicyShow.GetName())
+	case *pb.Request_SessionPolicyDelete:
+		return s.sessionPolicyDelete(c, b.SessionPolicyDelete.GetName())
+	case *pb.Request_SettingsShow:
+		return s.handleSettingsShow()
+	case *pb.Request_SettingsSet:
+		return s.handleSettingsSet(c, b.SettingsSet)
+	case *pb.Request_InstallerCreate:
+		return s.installerCreate(c, b.InstallerCreate)
+	case *pb.Request_InstallerList:
+		return s.installerList(c, b.InstallerList)
+	case *pb.Request_InstallerShow:
+		return s.installerShow(c, b.InstallerShow.GetName())
+	case *pb.Request_InstallerExtend:
+		return s.installerExtend(c, b.InstallerExtend)
+	case *pb.Request_InstallerDelete:
+		return s.installerDelete(c, b.InstallerDelete.GetName())
+	case *pb.Request_InstallerCheck:
+		return s.installerCheck(b.InstallerCheck.GetKey())
+	case nil:
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "(empty request)")
+	default:
+		return nil, mesh.Errorf(mesh.CodeProtocol, "(request %s is not served by this coordinator)", mesh.RequestName(req))
+	}
+}
+
+// lastSeenEvery bounds how often a user's last-seen time is written.
+const lastSeenEvery = time.Minute
+
+// authenticate maps the Noise-authenticated remote to its technician.
+func (s *Service) authenticate(remote peer.ID) (*caller, error) {
+	var u *pb.User
+	err := s.store.View(func(tx *Tx) error {
+		name, err := tx.UserByKey(remote)
+		if err != nil || name == "" {
+			return err
+		}
+		u, err = tx.User(name)
+		return err
+	})
+	if err != nil {
+		return nil, mesh.Errorf(mesh.CodeInternal, "(authenticating %s: %w)", remote, err)
+	}
+	if u == nil {
+		return nil, mesh.Errorf(mesh.CodeUnknownTechnician, "(key %s)", remote)
+	}
+	now := s.clock.Now()
+	if now.Sub(time.Unix(u.GetLastSeenUnix(), 0)) >= lastSeenEvery {
+		s.touchUser(u.GetName(), now)
+	}
+	return &caller{peer: remote, user: u}, nil
+}
+
+func (s *Service) touchUser(name string, now time.Time) {
+	err := s.store.Update(func(tx *Tx) error {
+		u, err := tx.User(name)
+		if err != nil || u == nil {
+			return err
+		}
+		u.LastSeenUnix = now.Unix()
+		return tx.PutUser(u)
+	})
+	if err != nil {
+		s.log.Warn("recording last seen", logUser, name, logError, err)
+	}
+}
+
+// update runs fn in a store transaction and turns storage failures into
+// catalog errors while passing catalog errors from fn through unchanged.
+func (s *Service) update(fn func(tx *Tx) error) error {
+	return storeErr(s.store.Update(fn))
+}
+
+func (s *Service) view(fn func(tx *Tx) error) error {
+	return storeErr(s.store.View(fn))
+}
+
+func storeErr(err error) error {
+	var me *mesh.Error
+	if err == nil || errors.As(err, &me) {
+		return err
+	}
+	return mesh.Errorf(mesh.CodeInternal, "(store: %w)", err)
+}
+
+func ok() *pb.Response { return &pb.Response{Body: &pb.Response_Ok{Ok: &pb.Empty{}}} }

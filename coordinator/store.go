@@ -1,0 +1,248 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Store is the coordinator's state on Badger. Nothing else imports Badger.
+//
+// Every write is synced before Update returns (SyncWrites), so what the
+// coordinator acknowledged survives a crash or kill -9. Records are protobuf
+// messages from mesh/pb under these keys:
+//
+//	u/<name>        User
+//	k/<peer id>     user name bound to a console key
+//	i/<code hash>   Invite
+//	g/<code>        Group
+//	pj/<name>       JumpPolicy
+//	ps/<name>       SessionPolicy
+//	n/<id>          Installer
+//	settings        Settings
+type Store struct {
+	db *badger.DB
+}
+
+// StoreOptions tune the store. The zero value is the default.
+type StoreOptions struct {
+	// InMemory keeps everything in memory (tests and the in-process lab).
+	InMemory bool
+	Logger   *slog.Logger
+}
+
+// maxTxnRetries bounds retries of a transaction that lost a write conflict.
+const maxTxnRetries = 8
+
+// OpenStore opens (creating if needed) the Badger database in dir.
+func OpenStore(dir string, opts StoreOptions) (*Store, error) {
+	bo := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithLogger(badgerLogger{opts.logger()}).
+		// A coordinator's state is small: keep Badger's memory modest so a
+		// site runs on a small VM and tests can open many stores.
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(8 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2)
+	if opts.InMemory {
+		bo = bo.WithInMemory(true).WithDir("").WithValueDir("")
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("opening store in %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+func (o StoreOptions) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Close flushes and closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(tx *Tx) error) error {
+	return s.db.View(func(txn *badger.Txn) error { return fn(&Tx{txn: txn}) })
+}
+
+// Update runs fn in a read-write transaction and commits it durably. A
+// transaction that conflicts with a concurrent one is retried from scratch,
+// so fn must not have effects outside tx.
+func (s *Store) Update(fn func(tx *Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		err := s.db.Update(func(txn *badger.Txn) error { return fn(&Tx{txn: txn}) })
+		if !errors.Is(err, badger.ErrConflict) || attempt >= maxTxnRetries {
+			return err
+		}
+	}
+}
+
+// Tx is one store transaction with typed accessors.
+type Tx struct {
+	txn *badger.Txn
+}
+
+func (tx *Tx) get(key string, m proto.Message) (bool, error) {
+	item, err := tx.txn.Get([]byte(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", key, err)
+	}
+	err = item.Value(func(v []byte) error { return proto.Unmarshal(v, m) })
+	if err != nil {
+		return false, fmt.Errorf("decoding %s: %w", key, err)
+	}
+	return true, nil
+}
+
+func (tx *Tx) put(key string, m proto.Message) error {
+	v, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", key, err)
+	}
+	if err := tx.txn.Set([]byte(key), v); err != nil {
+		return fmt.Errorf("writing %s: %w", key, err)
+	}
+	return nil
+}
+
+func (tx *Tx) del(key string) error {
+	if err := tx.txn.Delete([]byte(key)); err != nil {
+		return fmt.Errorf("deleting %s: %w", key, err)
+	}
+	return nil
+}
+
+// list decodes every record under prefix, in key order.
+func list[T any, PT interface {
+	*T
+	proto.Message
+}](tx *Tx, prefix string) ([]PT, error) {
+	it := tx.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: []byte(prefix)})
+	defer it.Close()
+	var out []PT
+	for it.Rewind(); it.Valid(); it.Next() {
+		m := PT(new(T))
+		err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, m) })
+		if err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", it.Item().Key(), err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func getOrNil[T any, PT interface {
+	*T
+	proto.Message
+}](tx *Tx, key string) (PT, error) {
+	m := PT(new(T))
+	ok, err := tx.get(key, m)
+	if !ok || err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Users
+
+func (tx *Tx) User(name string) (*pb.User, error) { return getOrNil[pb.User](tx, "u/"+name) }
+func (tx *Tx) PutUser(u *pb.User) error           { return tx.put("u/"+u.GetName(), u) }
+func (tx *Tx) Users() ([]*pb.User, error)         { return list[pb.User](tx, "u/") }
+func (tx *Tx) DeleteUser(name string) error       { return tx.del("u/" + name) }
+func (tx *Tx) BindKey(id peer.ID, user string) error {
+	return tx.txn.Set([]byte("k/"+string(id)), []byte(user))
+}
+func (tx *Tx) UnbindKey(id peer.ID) error { return tx.del("k/" + string(id)) }
+
+// UserByKey returns the name bound to a console key, or "".
+func (tx *Tx) UserByKey(id peer.ID) (string, error) {
+	item, err := tx.txn.Get([]byte("k/" + string(id)))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading key binding: %w", err)
+	}
+	v, err := item.ValueCopy(nil)
+	return string(v), err
+}
+
+// Invites
+
+func (tx *Tx) Invite(hash []byte) (*pb.Invite, error) {
+	return getOrNil[pb.Invite](tx, "i/"+string(hash))
+}
+func (tx *Tx) PutInvite(inv *pb.Invite) error {
+	return tx.put("i/"+string(inv.GetCodeHash()), inv)
+}
+func (tx *Tx) DeleteInvite(hash []byte) error { return tx.del("i/" + string(hash)) }
+func (tx *Tx) Invites() ([]*pb.Invite, error) { return list[pb.Invite](tx, "i/") }
+
+// Groups
+
+func (tx *Tx) Group(code string) (*pb.Group, error) { return getOrNil[pb.Group](tx, "g/"+code) }
+func (tx *Tx) PutGroup(g *pb.Group) error           { return tx.put("g/"+g.GetCode(), g) }
+func (tx *Tx) DeleteGroup(code string) error        { return tx.del("g/" + code) }
+func (tx *Tx) Groups() ([]*pb.Group, error)         { return list[pb.Group](tx, "g/") }
+
+// Policies
+
+func (tx *Tx) JumpPolicy(name string) (*pb.JumpPolicy, error) {
+	return getOrNil[pb.JumpPolicy](tx, "pj/"+name)
+}
+func (tx *Tx) PutJumpPolicy(p *pb.JumpPolicy) error    { return tx.put("pj/"+p.GetName(), p) }
+func (tx *Tx) DeleteJumpPolicy(name string) error      { return tx.del("pj/" + name) }
+func (tx *Tx) JumpPolicies() ([]*pb.JumpPolicy, error) { return list[pb.JumpPolicy](tx, "pj/") }
+func (tx *Tx) SessionPolicy(name string) (*pb.SessionPolicy, error) {
+	return getOrNil[pb.SessionPolicy](tx, "ps/"+name)
+}
+func (tx *Tx) PutSessionPolicy(p *pb.SessionPolicy) error { return tx.put("ps/"+p.GetName(), p) }
+func (tx *Tx) DeleteSessionPolicy(name string) error      { return tx.del("ps/" + name) }
+func (tx *Tx) SessionPolicies() ([]*pb.SessionPolicy, error) {
+	return list[pb.SessionPolicy](tx, "ps/")
+}
+
+// Installers
+
+func (tx *Tx) Installer(id string) (*pb.Installer, error) { return getOrNil[pb.Installer](tx, "n/"+id) }
+func (tx *Tx) PutInstaller(in *pb.Installer) error        { return tx.put("n/"+in.GetId(), in) }
+func (tx *Tx) Installers() ([]*pb.Installer, error)       { return list[pb.Installer](tx, "n/") }
+
+// Settings returns the stored settings with defaults filled in.
+func (tx *Tx) Settings() (*pb.Settings, error) {
+	s, err := getOrNil[pb.Settings](tx, "settings")
+	if err != nil {
+		return nil, err
+	}
+	return SettingsWithDefaults(s), nil
+}
+func (tx *Tx) PutSettings(s *pb.Settings) error { return tx.put("settings", s) }
+
+// badgerLogger sends Badger's logs to slog; its chatty info lines go to debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(trim(f, a)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trim(f, a)) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trim(f, a)) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trim(f, a)) }
+
+func trim(f string, a []any) string {
+	return "badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))
+}

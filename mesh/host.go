@@ -1,0 +1,80 @@
+package mesh
+
+import (
+	"fmt"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// HostConfig describes a libp2p host of any jumpmesh party. The zero value
+// (plus a Key) is a host that dials out and does not listen.
+type HostConfig struct {
+	// Key is the party's identity. Required.
+	Key crypto.PrivKey
+	// ListenAddrs are multiaddrs to listen on; none means dial-only.
+	ListenAddrs []ma.Multiaddr
+	// AnnounceAddrs, when set, replace the addresses the host advertises
+	// (a coordinator behind port forwarding announces its public address).
+	AnnounceAddrs []ma.Multiaddr
+	// Registerer receives libp2p's own metrics; nil disables them.
+	Registerer prometheus.Registerer
+	// Extra options are appended last, so they win.
+	Extra []libp2p.Option
+}
+
+// NewHost builds the libp2p host every party uses: TCP and QUIC, Noise and
+// TLS, the default resource manager.
+func NewHost(cfg HostConfig) (host.Host, error) {
+	if cfg.Key == nil {
+		return nil, fmt.Errorf("host config: no key")
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(cfg.Key),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.DisableRelay(),
+	}
+	if len(cfg.ListenAddrs) == 0 {
+		opts = append(opts, libp2p.NoListenAddrs)
+	} else {
+		opts = append(opts, libp2p.ListenAddrs(cfg.ListenAddrs...))
+	}
+	if len(cfg.AnnounceAddrs) > 0 {
+		announce := append([]ma.Multiaddr(nil), cfg.AnnounceAddrs...)
+		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
+	}
+	if cfg.Registerer != nil {
+		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))
+	} else {
+		opts = append(opts, libp2p.DisableMetrics())
+	}
+	opts = append(opts, cfg.Extra...)
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("starting libp2p host: %w", err)
+	}
+	return h, nil
+}
+
+// ParseMultiaddrs parses each string as a multiaddr, naming the bad one.
+func ParseMultiaddrs(ss []string) ([]ma.Multiaddr, error) {
+	out := make([]ma.Multiaddr, 0, len(ss))
+	for _, s := range ss {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, Errorf(CodeInvalidArgument, "%q is not a multiaddr: %v", s, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}

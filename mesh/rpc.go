@@ -1,0 +1,128 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-msgio/pbio"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// ControlProtocol is the protocol ID of the control protocol; see doc.go.
+const ControlProtocol protocol.ID = "/jumpmesh/control/1.0.0"
+
+// MaxControlMessage bounds one control message on the wire.
+const MaxControlMessage = 1 << 20
+
+// ControlTimeout bounds one control exchange when the caller's context has
+// no earlier deadline.
+const ControlTimeout = 30 * time.Second
+
+// Call opens a control stream to p, sends req, and returns the response
+// body. A response carrying an error is returned as that *Error.
+func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, ControlTimeout)
+	defer cancel()
+	s, err := h.NewStream(ctx, p, ControlProtocol)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, Errorf(CodeCoordinatorDown, "(%s): timed out: %w", p, err)
+		}
+		return nil, Errorf(CodeCoordinatorDown, "(%s): %w", p, err)
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	if err := pbio.NewDelimitedWriter(s).WriteMsg(req); err != nil {
+		s.Reset()
+		return nil, Errorf(CodeCoordinatorDown, "(%s): sending request: %w", p, err)
+	}
+	if err := s.CloseWrite(); err != nil {
+		s.Reset()
+		return nil, Errorf(CodeCoordinatorDown, "(%s): sending request: %w", p, err)
+	}
+	resp := new(pb.Response)
+	if err := pbio.NewDelimitedReader(s, MaxControlMessage).ReadMsg(resp); err != nil {
+		s.Reset()
+		return nil, Errorf(CodeCoordinatorDown, "(%s): reading response: %w", p, err)
+	}
+	if resp.GetError() != nil {
+		return nil, ErrorFromPB(resp.GetError())
+	}
+	return resp, nil
+}
+
+// ControlHandler answers one control request from an authenticated remote.
+type ControlHandler func(ctx context.Context, remote peer.ID, req *pb.Request) (*pb.Response, error)
+
+// ServeControl registers handler for the control protocol on h. Each stream
+// carries exactly one request and one response.
+func ServeControl(ctx context.Context, h host.Host, handler ControlHandler) {
+	h.SetStreamHandler(ControlProtocol, func(s network.Stream) {
+		defer s.Close()
+		_ = s.SetDeadline(time.Now().Add(ControlTimeout))
+		req := new(pb.Request)
+		if err := pbio.NewDelimitedReader(s, MaxControlMessage).ReadMsg(req); err != nil {
+			s.Reset()
+			return
+		}
+		resp, err := handler(ctx, s.Conn().RemotePeer(), req)
+		if err != nil {
+			resp = &pb.Response{Error: ErrorToPB(err)}
+		}
+		if resp == nil {
+			resp = &pb.Response{Body: &pb.Response_Ok{Ok: &pb.Empty{}}}
+		}
+		if err := pbio.NewDelimitedWriter(s).WriteMsg(resp); err != nil {
+			s.Reset()
+		}
+	})
+}
+
+// DecodeRequest and DecodeResponse parse one length-delimited control
+// message from raw bytes, as the stream handlers do. They exist for fuzzing
+// and for tools that read captured traffic.
+func DecodeRequest(raw []byte) (*pb.Request, error) {
+	m := new(pb.Request)
+	return m, decodeDelimited(raw, m)
+}
+
+func DecodeResponse(raw []byte) (*pb.Response, error) {
+	m := new(pb.Response)
+	return m, decodeDelimited(raw, m)
+}
+
+// EncodeDelimited frames m the way the control protocol does.
+func EncodeDelimited(m proto.Message) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := pbio.NewDelimitedWriter(&buf).WriteMsg(m); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func decodeDelimited(raw []byte, m proto.Message) error {
+	if err := pbio.NewDelimitedReader(bytes.NewReader(raw), MaxControlMessage).ReadMsg(m); err != nil {
+		return Errorf(CodeProtocol, "decoding %T: %w", m, err)
+	}
+	return nil
+}
+
+// RequestName is the name of the request's body, for metrics and logs
+// ("user_invite", ...).
+func RequestName(req *pb.Request) string {
+	m := req.ProtoReflect()
+	f := m.WhichOneof(m.Descriptor().Oneofs().ByName("body"))
+	if f == nil {
+		return "empty"
+	}
+	return string(f.Name())
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# make demo: a whole site on loopback in a temporary directory — init a
+# coordinator, run it, log in as its first administrator, invite a
+# technician, create a jump group, policies and an installer key, and list
+# them. Everything it starts is stopped and removed on exit.
+set -euo pipefail
+JM=${1:-bin/jumpmesh}
+JM=$(cd "$(dirname "$JM")" && pwd)/$(basename "$JM")
+WORK=$(mktemp -d -t jumpmesh-demo.XXXXXX)
+COORD_PID=
+cleanup() {
+	if [ -n "$COORD_PID" ]; then kill "$COORD_PID" 2>/dev/null || true; wait "$COORD_PID" 2>/dev/null || true; fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+json_field() { sed -n "s/^  \"$1\": \"\(.*\)\",\{0,1\}$/\1/p" | head -n1; }
+
+step jumpmesh coordinator init --data "$WORK/site" --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1 --http-addr 127.0.0.1:0
+"$JM" coordinator init --data "$WORK/site" --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1 \
+	--http-addr 127.0.0.1:0 --json >"$WORK/init.json"
+cat "$WORK/init.json"
+INVITE=$(json_field invite <"$WORK/init.json")
+
+step jumpmesh coordinator run --data "$WORK/site" '&'
+"$JM" coordinator run --data "$WORK/site" >"$WORK/coordinator.out" 2>"$WORK/coordinator.log" &
+COORD_PID=$!
+for _ in $(seq 1 100); do
+	grep -q '^ready$' "$WORK/coordinator.out" 2>/dev/null && break
+	kill -0 "$COORD_PID" 2>/dev/null || { cat "$WORK/coordinator.log"; exit 1; }
+	sleep 0.1
+done
+grep -q '^ready$' "$WORK/coordinator.out" || { echo "coordinator did not start"; cat "$WORK/coordinator.log"; exit 1; }
+cat "$WORK/coordinator.out"
+ADDR=$(sed -n 's/^listening \(.*\/tcp\/.*\)$/\1/p' "$WORK/coordinator.out" | head -n1)
+METRICS=$(sed -n 's/^http \(.*\)$/\1/p' "$WORK/coordinator.out")
+
+export JUMPMESH_HOME="$WORK/admin-console"
+step jumpmesh login "$ADDR" "$INVITE"
+"$JM" login "$ADDR" "$INVITE"
+
+step jumpmesh user invite alice --role technician
+"$JM" user invite alice --role technician
+
+step jumpmesh group create servers --name "Server Support" --team-lead alice
+"$JM" group create servers --name "Server Support" --team-lead alice
+
+step jumpmesh jump-policy create office-hours --tz Europe/Paris --window "mon-fri 08:00-18:00"
+"$JM" jump-policy create office-hours --tz Europe/Paris --window "mon-fri 08:00-18:00"
+
+step jumpmesh session-policy create unattended --allow shell,exec
+"$JM" session-policy create unattended --allow shell,exec
+
+step jumpmesh settings set lost-after-days=30 connection-rate=100
+"$JM" settings set lost-after-days=30 connection-rate=100
+
+step jumpmesh installer create --group jumpgroup:servers --tag linux --jump-policy office-hours --session-policy-not-present unattended --allow-override name,comments --valid-for 7d
+"$JM" installer create --group jumpgroup:servers --tag linux --jump-policy office-hours \
+	--session-policy-not-present unattended --allow-override name,comments --valid-for 7d --json >"$WORK/installer.json"
+KEY=$(json_field key <"$WORK/installer.json")
+ID=$(json_field id <"$WORK/installer.json")
+echo "installer $ID"
+echo "key $KEY"
+
+step jumpmesh installer verify KEY --online
+"$JM" installer verify "$KEY" --online | head -n 5
+
+step jumpmesh user list
+"$JM" user list
+step jumpmesh group list
+"$JM" group list
+step jumpmesh installer list
+"$JM" installer list
+
+step jumpmesh installer delete "$ID" '&&' jumpmesh installer verify KEY --online
+"$JM" installer delete "$ID"
+if "$JM" installer verify "$KEY" --online; then echo "revoked key was accepted" >&2; exit 1; fi
+
+step curl "$METRICS" '(request counters)'
+if command -v curl >/dev/null; then curl -fsS "$METRICS" | grep '^jumpmesh_coordinator_requests_total' || true; fi
+
+echo
+echo "Demo done: the site, the consoles and the coordinator lived in $WORK and are removed now."
