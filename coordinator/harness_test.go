@@ -2,6 +2,8 @@ package coordinator_test
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -30,7 +32,8 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{t: t, dir: t.TempDir(), clock: mesh.NewManualClock(testStart)}
 	res, err := coordinator.InitSite(coordinator.InitConfig{
 		DataDir: filepath.Join(h.dir, "site"), Clock: h.clock, HTTPAddr: "127.0.0.1:0",
-		Listen: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+		// Fixed ports, so consoles find the coordinator again after a restart.
+		Listen: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t, "tcp")), fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", freePort(t, "udp"))},
 	})
 	if err != nil {
 		t.Fatalf("init site: %v", err)
@@ -102,4 +105,23 @@ func must[T any](t *testing.T) func(T, error) T {
 		}
 		return v
 	}
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -14,7 +14,6 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
-	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // Files of a site's data directory.
@@ -290,5 +289,3 @@ func (s *Site) Relays() []ma.Multiaddr {
 	addrs, _ := mesh.ParseMultiaddrs(s.Config.Relays)
 	return addrs
 }
-
-var _ = pb.Role_ROLE_ADMIN

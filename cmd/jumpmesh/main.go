@@ -1,0 +1,107 @@
+// Command jumpmesh is the one binary of jumpmesh: coordinator, peer, relay,
+// jumpoint, lab and the technician's console. Each subcommand group lives in
+// its own file; this one wires them together and turns errors into exit
+// codes and messages.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	_ "time/tzdata" // jump policies name IANA zones; do not depend on the host's tzdata
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = "dev"
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the CLI and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.RunContext(ctx, reorderArgs(app, args))
+	if err == nil {
+		return exitOK
+	}
+	var usage usageError
+	if errors.As(err, &usage) {
+		fmt.Fprintf(stderr, "jumpmesh: %v\n", err)
+		return exitUsage
+	}
+	if jsonRequested(args) {
+		printJSONError(stdout, err)
+	} else {
+		fmt.Fprintf(stderr, "jumpmesh: %v\n", err)
+	}
+	return exitError
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:    "jumpmesh",
+		Usage:   "unattended remote access to machines on any network",
+		Version: Version,
+		Description: "jumpmesh reaches enrolled hosts (peers) behind NATs and firewalls through a peer-relay mesh;\n" +
+			"a coordinator per site authorises, and traffic goes straight between console and peer.\n\n" +
+			"Examples:\n" +
+			"  jumpmesh coordinator init --data /var/lib/jumpmesh\n" +
+			"  jumpmesh login /ip4/203.0.113.7/tcp/4830/p2p/12D3KooW... abcd-efgh-...\n" +
+			"  jumpmesh installer create --group jumpgroup:servers --valid-for 7d",
+		Writer:                 stdout,
+		ErrWriter:              stderr,
+		HideHelpCommand:        true,
+		UseShortOptionHandling: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "home", EnvVars: []string{"JUMPMESH_HOME"}, Usage: "console home: technician key and site address (default: <user config dir>/jumpmesh)"},
+		},
+		Commands: []*cli.Command{
+			coordinatorCommand(),
+			loginCommand(),
+			whoamiCommand(),
+			userCommand(),
+			groupCommand(),
+			jumpPolicyCommand(),
+			sessionPolicyCommand(),
+			settingsCommand(),
+			installerCommand(),
+			errorsCommand(),
+		},
+		OnUsageError:   func(cc *cli.Context, err error, _ bool) error { return usageError{err} },
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+// usageError marks errors in how the command was typed (exit code 2).
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// needArgs checks the number of positional arguments.
+func needArgs(cc *cli.Context, n int) error {
+	if cc.NArg() != n {
+		return usagef("%s takes %d argument(s): %s (got %d)", cc.Command.FullName(), n, cc.Command.ArgsUsage, cc.NArg())
+	}
+	return nil
+}

@@ -1,0 +1,468 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Jump policies (when) and session policies (what) share one file: their
+// commands have the same shape and the same create/update semantics.
+
+const policyEnforcement = "Policies are enforced when a jump is granted, and are referenced by name from installer\n" +
+	"keys, which give each peer its jump policy and its session policies. A policy that a live\n" +
+	"installer key references cannot be deleted."
+
+func jumpPolicyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "jump-policy",
+		Usage: "manage jump policies: when peers may be jumped to (admin)",
+		Description: "A jump policy is a weekly schedule in a time zone: peers under it may only be jumped to\n" +
+			"inside one of its windows. Windows are written \"DAYS HH:MM-HH:MM\", where DAYS is a day\n" +
+			"(mon), a range (mon-fri, fri-mon), a list (sat,sun), daily, weekdays or weekends; a\n" +
+			"window ends at or before 24:00, so a night shift is two windows. Times are wall-clock\n" +
+			"times in the policy's zone, across daylight-saving changes too.\n\n" + policyEnforcement,
+		Subcommands: []*cli.Command{
+			jumpPolicyCreateCommand(), jumpPolicyUpdateCommand(), jumpPolicyListCommand(),
+			jumpPolicyShowCommand(), jumpPolicyDeleteCommand(),
+		},
+	}
+}
+
+// windowList collects repeated --window flags. cli.StringSliceFlag would
+// split "sat,sun 10:00-12:00" at its comma, which is part of the window.
+type windowList []string
+
+func (l *windowList) Set(s string) error { *l = append(*l, s); return nil }
+func (l *windowList) String() string     { return strings.Join(*l, "; ") }
+
+type jumpPolicyFlags struct {
+	tz, description string
+	windows         windowList
+}
+
+func (f *jumpPolicyFlags) flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "tz", Aliases: []string{"time-zone"}, Destination: &f.tz, Usage: "IANA time zone of the windows, such as Europe/Paris or UTC"},
+		&cli.GenericFlag{Name: "window", Value: &f.windows, Usage: "a weekly window such as \"mon-fri 09:00-17:00\" (repeatable)"},
+		&cli.StringFlag{Name: "description", Destination: &f.description, Usage: "what the policy is for"},
+		jsonFlag,
+	}
+}
+
+func parseWindows(specs []string) ([]*pb.Window, error) {
+	out := make([]*pb.Window, 0, len(specs))
+	for _, s := range specs {
+		w, err := mesh.ParseWindow(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+type jumpPolicyView struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	TimeZone    string   `json:"time_zone"`
+	Windows     []string `json:"windows"`
+}
+
+func newJumpPolicyView(p *pb.JumpPolicy) jumpPolicyView {
+	v := jumpPolicyView{Name: p.GetName(), Description: p.GetDescription(), TimeZone: p.GetTimeZone(), Windows: []string{}}
+	for _, w := range p.GetWindows() {
+		v.Windows = append(v.Windows, mesh.FormatWindow(w))
+	}
+	return v
+}
+
+func printJumpPolicy(cc *cli.Context, p *pb.JumpPolicy) error {
+	v := newJumpPolicyView(p)
+	return output(cc, v, func(w io.Writer) {
+		fields(w, "jump policy", v.Name, "description", orDash(v.Description), "time zone", v.TimeZone)
+		fmt.Fprintln(w, "windows:")
+		for _, win := range v.Windows {
+			fmt.Fprintf(w, "  %s\n", win)
+		}
+	})
+}
+
+func jumpPolicyCreateCommand() *cli.Command {
+	var f jumpPolicyFlags
+	return &cli.Command{
+		Name:      "create",
+		Usage:     "create a jump policy",
+		ArgsUsage: "NAME",
+		UsageText: "jumpmesh jump-policy create NAME --tz ZONE --window \"DAYS HH:MM-HH:MM\" [--window ...] [--description TEXT]\n\n" +
+			"Examples:\n" +
+			"  jumpmesh jump-policy create office-hours --tz Europe/Paris --window \"mon-fri 09:00-17:00\"\n" +
+			"  jumpmesh jump-policy create night --tz UTC --window \"daily 22:00-24:00\" --window \"daily 00:00-06:00\"",
+		Flags: f.flags(),
+		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			if f.tz == "" || len(f.windows) == 0 {
+				return usagef("jump-policy create needs --tz ZONE and at least one --window, such as --tz UTC --window \"mon-fri 09:00-17:00\"")
+			}
+			windows, err := parseWindows(f.windows)
+			if err != nil {
+				return err
+			}
+			p := &pb.JumpPolicy{Name: cc.Args().First(), Description: f.description, TimeZone: f.tz, Windows: windows}
+			saved, err := c.PutJumpPolicy(ctx, p, true)
+			if err != nil {
+				return err
+			}
+			return printJumpPolicy(cc, saved)
+		}),
+	}
+}
+
+func jumpPolicyUpdateCommand() *cli.Command {
+	var f jumpPolicyFlags
+	return &cli.Command{
+		Name:      "update",
+		Usage:     "change a jump policy's zone, windows or description (--window replaces all windows)",
+		ArgsUsage: "NAME",
+		UsageText: "jumpmesh jump-policy update NAME [--tz ZONE] [--window \"DAYS HH:MM-HH:MM\" ...] [--description TEXT]\n\n" +
+			"Examples:\n" +
+			"  jumpmesh jump-policy update office-hours --tz America/New_York\n" +
+			"  jumpmesh jump-policy update office-hours --window \"mon-thu 08:00-18:00\" --window \"fri 08:00-12:00\"",
+		Flags: f.flags(),
+		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			if !cc.IsSet("tz") && !cc.IsSet("window") && !cc.IsSet("description") {
+				return usagef("jump-policy update: nothing to change; give --tz, --window or --description")
+			}
+			// Read-modify-write: flags not given keep their stored values.
+			p, err := c.JumpPolicy(ctx, cc.Args().First())
+			if err != nil {
+				return err
+			}
+			if cc.IsSet("tz") {
+				p.TimeZone = f.tz
+			}
+			if cc.IsSet("window") {
+				if p.Windows, err = parseWindows(f.windows); err != nil {
+					return err
+				}
+			}
+			if cc.IsSet("description") {
+				p.Description = f.description
+			}
+			saved, err := c.PutJumpPolicy(ctx, p, false)
+			if err != nil {
+				return err
+			}
+			return printJumpPolicy(cc, saved)
+		}),
+	}
+}
+
+func jumpPolicyListCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "list",
+		Usage:     "list jump policies",
+		UsageText: "jumpmesh jump-policy list [--json]\n\nExample:\n  jumpmesh jump-policy list",
+		Flags:     []cli.Flag{jsonFlag},
+		Action: clientAction(0, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			policies, err := c.JumpPolicies(ctx)
+			if err != nil {
+				return err
+			}
+			views := make([]jumpPolicyView, 0, len(policies))
+			for _, p := range policies {
+				views = append(views, newJumpPolicyView(p))
+			}
+			return output(cc, views, func(w io.Writer) {
+				rows := [][]string{{"NAME", "TIME ZONE", "WINDOWS", "DESCRIPTION"}}
+				for _, v := range views {
+					rows = append(rows, []string{v.Name, v.TimeZone, strings.Join(v.Windows, "; "), orDash(v.Description)})
+				}
+				table(w, rows)
+			})
+		}),
+	}
+}
+
+func jumpPolicyShowCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "show",
+		Usage:     "show a jump policy's time zone and windows",
+		ArgsUsage: "NAME",
+		UsageText: "jumpmesh jump-policy show NAME [--json]\n\nExample:\n  jumpmesh jump-policy show office-hours",
+		Flags:     []cli.Flag{jsonFlag},
+		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			p, err := c.JumpPolicy(ctx, cc.Args().First())
+			if err != nil {
+				return err
+			}
+			return printJumpPolicy(cc, p)
+		}),
+	}
+}
+
+func jumpPolicyDeleteCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "delete",
+		Usage:     "delete a jump policy (refused while a live installer key names it)",
+		ArgsUsage: "NAME",
+		UsageText: "jumpmesh jump-policy delete NAME [--json]\n\nExample:\n  jumpmesh jump-policy delete office-hours",
+		Flags:     []cli.Flag{jsonFlag},
+		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			name := cc.Args().First()
+			if err := c.DeleteJumpPolicy(ctx, name); err != nil {
+				return err
+			}
+			return output(cc, map[string]string{"deleted": name}, func(w io.Writer) { fmt.Fprintf(w, "Deleted jump policy %s.\n", name) })
+		}),
+	}
+}
+
+func sessionPolicyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "session-policy",
+		Usage: "manage session policies: what a session may do (admin)",
+		Description: "A session policy lists the capabilities a session to a peer may use: shell (interactive\n" +
+			"shell), exec (run a command), forward (port forwarding) and file-transfer (copy files), and\n" +
+			"whether the user at the host must consent first. An installer names one policy for when a\n" +
+			"user is present at the host and one for when none is.\n\n" + policyEnforcement,
+		Subcommands: []*cli.Command{
+			sessionPolicyCreateCommand(), sessionPolicyUpdateCommand(), sessionPolicyListCommand(),
+			sessionPolicyShowCommand(), sessionPolicyDeleteCommand(),
+		},
+	}
+}
+
+type sessionPolicyFlags struct {
+	requireConsent bool
+	description    string
+}
+
+func (f *sessionPolicyFlags) flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "allow", Usage: "capabilities: any of shell, exec, forward, file-transfer (comma-separated or repeated), or all, or none"},
+		&cli.BoolFlag{Name: "require-consent", Destination: &f.requireConsent, Usage: "the user at the host must accept each session"},
+		&cli.StringFlag{Name: "description", Destination: &f.description, Usage: "what the policy is for"},
+		jsonFlag,
+	}
+}
+
+const capabilityWords = "shell, exec, forward, file-transfer, all or none"
+
+// applyAllow sets p's capabilities from the --allow values, replacing the
+// old ones. Mistakes are usage errors: the list of words is short and fixed.
+func applyAllow(p *pb.SessionPolicy, values []string) error {
+	p.Shell, p.Exec, p.Forward, p.FileTransfer = false, false, false, false
+	var words []string
+	for _, v := range values {
+		for _, w := range strings.Split(v, ",") {
+			if w = strings.ToLower(strings.TrimSpace(w)); w != "" {
+				words = append(words, w)
+			}
+		}
+	}
+	if len(words) == 0 {
+		return usagef("--allow needs capabilities: %s", capabilityWords)
+	}
+	for _, w := range words {
+		switch w {
+		case "shell":
+			p.Shell = true
+		case "exec":
+			p.Exec = true
+		case "forward":
+			p.Forward = true
+		case "file-transfer":
+			p.FileTransfer = true
+		case "all":
+			p.Shell, p.Exec, p.Forward, p.FileTransfer = true, true, true, true
+		case "none":
+			if len(words) > 1 {
+				return usagef("--allow none cannot be combined with other capabilities")
+			}
+		default:
+			return usagef("unknown capability %q in --allow; valid capabilities are %s", w, capabilityWords)
+		}
+	}
+	return nil
+}
+
+type sessionPolicyView struct {
+	Name           string `json:"name"`
+	Description    string `json:"description"`
+	Shell          bool   `json:"shell"`
+	Exec           bool   `json:"exec"`
+	Forward        bool   `json:"forward"`
+	FileTransfer   bool   `json:"file_transfer"`
+	RequireConsent bool   `json:"require_consent"`
+}
+
+func newSessionPolicyView(p *pb.SessionPolicy) sessionPolicyView {
+	return sessionPolicyView{Name: p.GetName(), Description: p.GetDescription(), Shell: p.GetShell(), Exec: p.GetExec(),
+		Forward: p.GetForward(), FileTransfer: p.GetFileTransfer(), RequireConsent: p.GetRequireConsent()}
+}
+
+// allowed is the --allow form of p's capabilities.
+func allowed(p *pb.SessionPolicy) string {
+	var out []string
+	for _, c := range []struct {
+		on   bool
+		name string
+	}{{p.GetShell(), "shell"}, {p.GetExec(), "exec"}, {p.GetForward(), "forward"}, {p.GetFileTransfer(), "file-transfer"}} {
+		if c.on {
+			out = append(out, c.name)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ",")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func printSessionPolicy(cc *cli.Context, p *pb.SessionPolicy) error {
+	return output(cc, newSessionPolicyView(p), func(w io.Writer) {
+		fields(w, "session policy", p.GetName(), "description", orDash(p.GetDescription()),
+			"allows", allowed(p), "requires consent", yesNo(p.GetRequireConsent()))
+	})
+}
+
+func sessionPolicyCreateCommand() *cli.Command {
+	var f sessionPolicyFlags
+	return &cli.Command{
+		Name:      "create",
+		Usage:     "create a session policy (by default it allows everything)",
+		ArgsUsage: "NAME",
+		UsageText: "jumpmesh session-policy create NAME [--allow shell,exec,forward,file-transfer | --allow all | --allow none] [--require-consent] [--description TEXT]\n\n" +
+			"Examples:\n" +
+			"  jumpmesh session-policy create full\n" +
+			"  jumpmesh session-policy create attended --allow shell,file-transfer --require-consent",
+		Flags: f.flags(),
+		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			p := &pb.SessionPolicy{Name: cc.Args().First(), Description: f.description, RequireConsent: f.requireConsent}
+			allow := []string{"all"}
+			if cc.IsSet("allow") {
+				allow = cc.StringSlice("allow")
+			}
+			if err := applyAllow(p, allow); err != nil {
+				return err
+			}
+			saved, err := c.PutSessionPolicy(ctx, p, true)
+			if err != nil {
+				return err
+			}
+			return printSessionPolicy(cc, saved)
+		}),
+	}
+}
+
+func sessionPolicyUpdateCommand() *cli.Command {
+	var f sessionPolicyFlags
+	return &cli.Command{
+		Name:      "update",
+		Usage:     "change a session policy's capabilities, consent or description (--allow replaces all capabilities)",
+		ArgsUsage: "NAME",
+		UsageText: "jumpmesh session-policy update NAME [--allow ...] [--require-consent[=false]] [--description TEXT]\n\n" +
+			"Examples:\n" +
+			"  jumpmesh session-policy update attended --allow shell,exec\n" +
+			"  jumpmesh session-policy update attended --require-consent=false",
+		Flags: f.flags(),
+		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			if !cc.IsSet("allow") && !cc.IsSet("require-consent") && !cc.IsSet("description") {
+				return usagef("session-policy update: nothing to change; give --allow, --require-consent or --description")
+			}
+			p, err := c.SessionPolicy(ctx, cc.Args().First())
+			if err != nil {
+				return err
+			}
+			if cc.IsSet("allow") {
+				if err := applyAllow(p, cc.StringSlice("allow")); err != nil {
+					return err
+				}
+			}
+			if cc.IsSet("require-consent") {
+				p.RequireConsent = f.requireConsent
+			}
+			if cc.IsSet("description") {
+				p.Description = f.description
+			}
+			saved, err := c.PutSessionPolicy(ctx, p, false)
+			if err != nil {
+				return err
+			}
+			return printSessionPolicy(cc, saved)
+		}),
+	}
+}
+
+func sessionPolicyListCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "list",
+		Usage:     "list session policies",
+		UsageText: "jumpmesh session-policy list [--json]\n\nExample:\n  jumpmesh session-policy list",
+		Flags:     []cli.Flag{jsonFlag},
+		Action: clientAction(0, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			policies, err := c.SessionPolicies(ctx)
+			if err != nil {
+				return err
+			}
+			views := make([]sessionPolicyView, 0, len(policies))
+			for _, p := range policies {
+				views = append(views, newSessionPolicyView(p))
+			}
+			return output(cc, views, func(w io.Writer) {
+				rows := [][]string{{"NAME", "SHELL", "EXEC", "FORWARD", "FILES", "CONSENT"}}
+				for _, v := range views {
+					rows = append(rows, []string{v.Name, yesNo(v.Shell), yesNo(v.Exec), yesNo(v.Forward), yesNo(v.FileTransfer), yesNo(v.RequireConsent)})
+				}
+				table(w, rows)
+			})
+		}),
+	}
+}
+
+func sessionPolicyShowCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "show",
+		Usage:     "show a session policy",
+		ArgsUsage: "NAME",
+		UsageText: "jumpmesh session-policy show NAME [--json]\n\nExample:\n  jumpmesh session-policy show attended",
+		Flags:     []cli.Flag{jsonFlag},
+		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			p, err := c.SessionPolicy(ctx, cc.Args().First())
+			if err != nil {
+				return err
+			}
+			return printSessionPolicy(cc, p)
+		}),
+	}
+}
+
+func sessionPolicyDeleteCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "delete",
+		Usage:     "delete a session policy (refused while a live installer key names it)",
+		ArgsUsage: "NAME",
+		UsageText: "jumpmesh session-policy delete NAME [--json]\n\nExample:\n  jumpmesh session-policy delete attended",
+		Flags:     []cli.Flag{jsonFlag},
+		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			name := cc.Args().First()
+			if err := c.DeleteSessionPolicy(ctx, name); err != nil {
+				return err
+			}
+			return output(cc, map[string]string{"deleted": name}, func(w io.Writer) { fmt.Fprintf(w, "Deleted session policy %s.\n", name) })
+		}),
+	}
+}
