@@ -97,7 +97,8 @@ func Parse(s string) (*Key, error) {
 	if !ok || bodyPart == "" || sigPart == "" || strings.Contains(sigPart, ".") {
 		return nil, mesh.Errorf(mesh.CodeKeyBadEncoding, "(expected three dot-separated parts)")
 	}
-	enc := base64.RawURLEncoding
+	// Strict: one key has exactly one spelling (no slack in trailing bits or line breaks).
+	enc := base64.RawURLEncoding.Strict()
 	raw, err := enc.DecodeString(bodyPart)
 	if err != nil {
 		return nil, mesh.Errorf(mesh.CodeKeyBadEncoding, "(body: %v)", err)

@@ -1,0 +1,342 @@
+package mesh_test
+
+import (
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+var snakeCase = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+
+// declaredCodes reads the Code constants declared in the package's source, so
+// the test also catches a constant that was declared but never given a
+// message (Codes() only lists the catalog) or two constants with one value.
+func declaredCodes(t *testing.T) map[string]mesh.Code {
+	t.Helper()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	out := make(map[string]mesh.Code)
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, decl := range f.Decls {
+			gen, ok := decl.(*ast.GenDecl)
+			if !ok || gen.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range gen.Specs {
+				vs := spec.(*ast.ValueSpec)
+				if typ, ok := vs.Type.(*ast.Ident); !ok || typ.Name != "Code" {
+					continue
+				}
+				for i, id := range vs.Names {
+					lit, ok := vs.Values[i].(*ast.BasicLit)
+					if !ok || lit.Kind != token.STRING {
+						t.Errorf("%s: constant %s is not a string literal", fset.Position(id.Pos()), id.Name)
+						continue
+					}
+					v, err := strconv.Unquote(lit.Value)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out[id.Name] = mesh.Code(v)
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("found no Code constants; is the test running in the mesh directory?")
+	}
+	return out
+}
+
+func TestCatalogComplete(t *testing.T) {
+	declared := declaredCodes(t)
+	codes := mesh.Codes()
+	byValue := make(map[mesh.Code]string)
+	for name, c := range declared {
+		if other, dup := byValue[c]; dup {
+			t.Errorf("%s and %s are both %q", name, other, c)
+		}
+		byValue[c] = name
+		if !c.Known() {
+			t.Errorf("%s (%q) has no catalog message", name, c)
+		}
+		if !slices.Contains(codes, c) {
+			t.Errorf("%s (%q) missing from Codes()", name, c)
+		}
+	}
+	for _, c := range codes {
+		if _, ok := byValue[c]; !ok {
+			t.Errorf("catalog code %q has no constant", c)
+		}
+	}
+}
+
+func TestCatalogMessages(t *testing.T) {
+	codes := mesh.Codes()
+	if !slices.IsSorted(codes) {
+		t.Errorf("Codes() not sorted: %v", codes)
+	}
+	if len(slices.Compact(slices.Clone(codes))) != len(codes) {
+		t.Errorf("Codes() has duplicates: %v", codes)
+	}
+	messages := make(map[string]mesh.Code)
+	for _, c := range codes {
+		if !snakeCase.MatchString(string(c)) {
+			t.Errorf("code %q is not snake_case", c)
+		}
+		m := c.Message()
+		switch {
+		case m == "":
+			t.Errorf("code %q has an empty message", c)
+		case !strings.HasSuffix(m, "."):
+			t.Errorf("message of %q does not end with a period: %q", c, m)
+		case strings.TrimSpace(m) != m:
+			t.Errorf("message of %q has surrounding space: %q", c, m)
+		case strings.ToUpper(m[:1]) != m[:1]:
+			t.Errorf("message of %q does not start with a capital: %q", c, m)
+		}
+		if other, dup := messages[m]; dup {
+			t.Errorf("%q and %q share the message %q", c, other, m)
+		}
+		messages[m] = c
+	}
+}
+
+func TestUnknownCode(t *testing.T) {
+	c := mesh.Code("from_the_future")
+	if c.Known() {
+		t.Fatal("an unknown code is Known")
+	}
+	if got, want := c.Message(), "Unknown error (from_the_future)."; got != want {
+		t.Errorf("Message() = %q, want %q", got, want)
+	}
+	if mesh.Code("").Known() {
+		t.Error("the empty code is Known")
+	}
+}
+
+func TestErrorText(t *testing.T) {
+	e := mesh.NewError(mesh.CodePeerOffline)
+	if got := e.Error(); got != mesh.CodePeerOffline.Message() {
+		t.Errorf("NewError text = %q, want the catalog message", got)
+	}
+	e = mesh.Errorf(mesh.CodePeerOffline, "(%s, last seen %d days ago)", "web-01", 3)
+	if want := "The peer is offline. (web-01, last seen 3 days ago)"; e.Error() != want {
+		t.Errorf("Errorf text = %q, want %q", e.Error(), want)
+	}
+	if e.Detail != "(web-01, last seen 3 days ago)" || e.Err != nil {
+		t.Errorf("Errorf without %%w: Detail %q, Err %v", e.Detail, e.Err)
+	}
+	if e := mesh.Errorf(mesh.CodeInternal, ""); e.Detail != "" || e.Err != nil {
+		t.Errorf("Errorf with empty format: %+v", e)
+	}
+}
+
+func TestErrorfWraps(t *testing.T) {
+	cause := fmt.Errorf("opening store: %w", fs.ErrPermission)
+	e := mesh.Errorf(mesh.CodeInternal, "registering peer %s: %w", "12D3KooW", cause)
+	if e.Err != cause {
+		t.Errorf("Err = %v, want the cause", e.Err)
+	}
+	if errors.Unwrap(e) != cause {
+		t.Error("errors.Unwrap does not return the cause")
+	}
+	if !errors.Is(e, fs.ErrPermission) {
+		t.Error("errors.Is does not reach through the cause")
+	}
+	if want := "registering peer 12D3KooW: opening store: permission denied"; e.Detail != want {
+		t.Errorf("Detail = %q, want %q", e.Detail, want)
+	}
+	var pathErr *fs.PathError
+	wrappedPath := mesh.Errorf(mesh.CodeSiteNotFound, "reading: %w", &fs.PathError{Op: "open", Path: "/x", Err: fs.ErrNotExist})
+	if !errors.As(wrappedPath, &pathErr) || pathErr.Path != "/x" {
+		t.Error("errors.As does not reach a wrapped *fs.PathError")
+	}
+}
+
+func TestErrorfWrapsSeveral(t *testing.T) {
+	errA, errB := errors.New("a"), errors.New("b")
+	e := mesh.Errorf(mesh.CodeInternal, "%w and %w", errA, errB)
+	if !errors.Is(e, errA) || !errors.Is(e, errB) {
+		t.Errorf("with two %%w verbs, causes reachable: a=%v b=%v", errors.Is(e, errA), errors.Is(e, errB))
+	}
+	if e.Detail != "a and b" {
+		t.Errorf("Detail = %q", e.Detail)
+	}
+}
+
+func TestErrorsIsByCode(t *testing.T) {
+	err := fmt.Errorf("jumping to web-01: %w", mesh.Errorf(mesh.CodePeerOffline, "(since 09:14)"))
+	if !errors.Is(err, mesh.NewError(mesh.CodePeerOffline)) {
+		t.Error("errors.Is does not match the same code")
+	}
+	if errors.Is(err, mesh.NewError(mesh.CodePeerNotFound)) {
+		t.Error("errors.Is matches another code")
+	}
+	// A target with detail or cause is a specific error, not a code.
+	if errors.Is(err, mesh.Errorf(mesh.CodePeerOffline, "(since 10:00)")) {
+		t.Error("errors.Is matches a target with other detail")
+	}
+	if !mesh.HasCode(err, mesh.CodePeerOffline) || mesh.HasCode(err, mesh.CodeInternal) {
+		t.Error("HasCode disagrees with the code")
+	}
+	if mesh.HasCode(nil, "") {
+		t.Error("HasCode(nil, \"\") is true")
+	}
+	var e *mesh.Error
+	if !errors.As(err, &e) || e.Code != mesh.CodePeerOffline {
+		t.Errorf("errors.As: %v", e)
+	}
+}
+
+func TestCodeOf(t *testing.T) {
+	cases := []struct {
+		err  error
+		want mesh.Code
+	}{
+		{nil, ""},
+		{errors.New("plain"), mesh.CodeInternal},
+		{mesh.NewError(mesh.CodeServerBusy), mesh.CodeServerBusy},
+		{fmt.Errorf("outer: %w", mesh.NewError(mesh.CodeKeyExpired)), mesh.CodeKeyExpired},
+		// The outermost code wins.
+		{mesh.Errorf(mesh.CodeCoordinatorDown, "%w", mesh.NewError(mesh.CodeServerBusy)), mesh.CodeCoordinatorDown},
+		{errors.Join(errors.New("x"), mesh.NewError(mesh.CodeLastAdmin)), mesh.CodeLastAdmin},
+	}
+	for _, tc := range cases {
+		if got := mesh.CodeOf(tc.err); got != tc.want {
+			t.Errorf("CodeOf(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestErrorWireRoundTrip(t *testing.T) {
+	for _, c := range mesh.Codes() {
+		for _, in := range []*mesh.Error{mesh.NewError(c), mesh.Errorf(c, "(detail of %s)", c)} {
+			p := mesh.ErrorToPB(in)
+			if p.GetCode() != string(c) || p.GetMessage() != c.Message() || p.GetDetail() != in.Detail {
+				t.Errorf("ErrorToPB(%v) = %v", in, p)
+			}
+			out := mesh.ErrorFromPB(p)
+			var e *mesh.Error
+			if !errors.As(out, &e) {
+				t.Fatalf("ErrorFromPB returned %T", out)
+			}
+			if e.Code != c || e.Detail != in.Detail || out.Error() != in.Error() {
+				t.Errorf("round trip of %q: got %+v (%q)", in.Error(), e, out)
+			}
+		}
+	}
+}
+
+func TestErrorToPB(t *testing.T) {
+	if mesh.ErrorToPB(nil) != nil {
+		t.Error("ErrorToPB(nil) is not nil")
+	}
+	p := mesh.ErrorToPB(errors.New("disk full"))
+	if p.GetCode() != string(mesh.CodeInternal) || p.GetMessage() != mesh.CodeInternal.Message() || p.GetDetail() != "disk full" {
+		t.Errorf("plain error on the wire: %v", p)
+	}
+	// A coded error keeps its code when wrapped with context.
+	p = mesh.ErrorToPB(fmt.Errorf("listing: %w", mesh.Errorf(mesh.CodePermissionDenied, "(admin only)")))
+	if p.GetCode() != string(mesh.CodePermissionDenied) || p.GetDetail() != "(admin only)" {
+		t.Errorf("wrapped coded error on the wire: %v", p)
+	}
+	// The wire error carries no cause, only its text.
+	e := mesh.ErrorFromPB(mesh.ErrorToPB(mesh.Errorf(mesh.CodeInternal, "writing: %w", fs.ErrClosed)))
+	if errors.Is(e, fs.ErrClosed) {
+		t.Error("a cause survived the wire")
+	}
+	if !strings.Contains(e.Error(), fs.ErrClosed.Error()) {
+		t.Errorf("the cause's text was lost: %q", e)
+	}
+}
+
+func TestErrorFromPB(t *testing.T) {
+	if mesh.ErrorFromPB(nil) != nil {
+		t.Error("ErrorFromPB(nil) is not nil")
+	}
+	cases := []struct {
+		name       string
+		in         *pb.Error
+		wantCode   mesh.Code
+		wantDetail string
+		wantText   string
+	}{
+		{
+			name:     "known code, local message wins",
+			in:       &pb.Error{Code: string(mesh.CodePeerOffline), Message: "Der Peer ist offline.", Detail: "(web-01)"},
+			wantCode: mesh.CodePeerOffline, wantDetail: "(web-01)",
+			wantText: "The peer is offline. (web-01)",
+		},
+		{
+			name:     "unknown code keeps remote message",
+			in:       &pb.Error{Code: "quota_exceeded", Message: "The quota is exceeded.", Detail: "(12 of 10)"},
+			wantCode: "quota_exceeded", wantDetail: "The quota is exceeded. (12 of 10)",
+			wantText: "Unknown error (quota_exceeded). The quota is exceeded. (12 of 10)",
+		},
+		{
+			name:     "unknown code, message only",
+			in:       &pb.Error{Code: "quota_exceeded", Message: "The quota is exceeded."},
+			wantCode: "quota_exceeded", wantDetail: "The quota is exceeded.",
+			wantText: "Unknown error (quota_exceeded). The quota is exceeded.",
+		},
+		{
+			name:     "unknown code, nothing else",
+			in:       &pb.Error{Code: "quota_exceeded"},
+			wantCode: "quota_exceeded",
+			wantText: "Unknown error (quota_exceeded).",
+		},
+		{
+			name:     "no code",
+			in:       &pb.Error{Message: "something", Detail: "went wrong"},
+			wantCode: mesh.CodeInternal, wantDetail: "went wrong",
+			wantText: "An internal error occurred. went wrong",
+		},
+		{
+			name:     "empty",
+			in:       &pb.Error{},
+			wantCode: mesh.CodeInternal,
+			wantText: "An internal error occurred.",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := mesh.ErrorFromPB(tc.in)
+			var e *mesh.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("got %T", err)
+			}
+			if e.Code != tc.wantCode || e.Detail != tc.wantDetail {
+				t.Errorf("got code %q detail %q, want %q %q", e.Code, e.Detail, tc.wantCode, tc.wantDetail)
+			}
+			if err.Error() != tc.wantText {
+				t.Errorf("text %q, want %q", err.Error(), tc.wantText)
+			}
+			if mesh.CodeOf(err) != tc.wantCode {
+				t.Errorf("CodeOf = %q", mesh.CodeOf(err))
+			}
+		})
+	}
+}

@@ -1,0 +1,219 @@
+package mesh_test
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// sampleRequests and sampleResponses cover the shapes of control messages:
+// empty, nested, repeated, maps, enums, bytes, and an error.
+func sampleRequests() []*pb.Request {
+	return []*pb.Request{
+		{},
+		{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}},
+		{Body: &pb.Request_Login{Login: &pb.LoginRequest{Code: "k3Jd-92ab"}}},
+		{Body: &pb.Request_UserInvite{UserInvite: &pb.UserInviteRequest{Name: "bob", Role: pb.Role_ROLE_ADMIN, ValidForSeconds: 86400}}},
+		{Body: &pb.Request_GroupCreate{GroupCreate: &pb.GroupCreateRequest{
+			Code: "web", DisplayName: "Web servers",
+			Members: []*pb.GroupMember{{User: "alice", Role: pb.MemberRole_MEMBER_ROLE_TEAM_LEAD}, {User: "bob"}},
+		}}},
+		{Create: true, Body: &pb.Request_JumpPolicyPut{JumpPolicyPut: &pb.JumpPolicy{
+			Name: "office-hours", TimeZone: "Europe/Berlin",
+			Windows: []*pb.Window{{Days: 0b0111110, FromMinute: 8 * 60, ToMinute: 18 * 60}},
+		}}},
+		{Body: &pb.Request_SettingsSet{SettingsSet: &pb.SettingsSetRequest{Values: map[string]string{
+			"lost_after_days": "30", "delete_after_days": "180", "passive_port": "5832",
+		}}}},
+		{Body: &pb.Request_InstallerCreate{InstallerCreate: &pb.InstallerCreateRequest{
+			Defaults:        &pb.InstallerDefaults{Group: "jumpgroup:web", Name: "web-01", ConnectionType: pb.ConnectionType_CONNECTION_TYPE_PASSIVE},
+			Overridable:     3,
+			ValidForSeconds: 3600,
+		}}},
+		{Body: &pb.Request_InstallerCheck{InstallerCheck: &pb.InstallerCheckRequest{Key: "jmk1.AAAA.BBBB"}}},
+	}
+}
+
+func sampleResponses() []*pb.Response {
+	return []*pb.Response{
+		{},
+		{Body: &pb.Response_Ok{Ok: &pb.Empty{}}},
+		{Error: mesh.ErrorToPB(mesh.Errorf(mesh.CodePeerOffline, "(web-01)"))},
+		{Body: &pb.Response_Login{Login: &pb.LoginResponse{
+			User:      &pb.User{Name: "alice", Role: pb.Role_ROLE_ADMIN, PeerIds: [][]byte{{0x00, 0x24, 0x08, 0x01}}},
+			SiteId:    []byte{0x00, 0x24, 0x08, 0x01, 0x12, 0x20},
+			SiteAddrs: [][]byte{{0x04, 127, 0, 0, 1, 0x06, 0x0f, 0xa1}},
+		}}},
+		{Body: &pb.Response_Settings{Settings: &pb.Settings{
+			LostAfterDays: 30, DeleteAfterDays: 180, ConnectionRate: 50, PassivePort: 5832,
+			UpgradeBandwidth: 1 << 40, UninstalledBehavior: pb.UninstalledBehavior_UNINSTALLED_BEHAVIOR_MARK,
+		}}},
+		{Body: &pb.Response_Installers{Installers: &pb.InstallerList{Installers: []*pb.Installer{
+			{Id: "inst-1", Key: "jmk1.x.y", Body: &pb.InstallerKeyBody{Version: 1, NotBeforeUnix: 1, NotAfterUnix: -1}},
+			{Id: "inst-2", RevokedUnix: 1760000000, RevokedBy: "alice"},
+		}}}},
+	}
+}
+
+// checkDecoded is what every successful decode must satisfy: the message
+// survives EncodeDelimited and decoding again unchanged.
+func checkDecoded[M proto.Message](t *testing.T, m M, decode func([]byte) (M, error)) {
+	t.Helper()
+	enc, err := mesh.EncodeDelimited(m)
+	if err != nil {
+		t.Fatalf("re-encoding a decoded %T: %v", m, err)
+	}
+	again, err := decode(enc)
+	if err != nil {
+		t.Fatalf("decoding a re-encoded %T: %v", m, err)
+	}
+	if !proto.Equal(m, again) {
+		t.Fatalf("%T changed on a round trip:\n%v\n%v", m, m, again)
+	}
+}
+
+// checkDecodeError is what every failed decode must satisfy. pbio's reader
+// turns a panic into an error, so a panic would otherwise go unnoticed.
+func checkDecodeError(t *testing.T, err error) {
+	t.Helper()
+	if code := mesh.CodeOf(err); code != mesh.CodeProtocol {
+		t.Fatalf("decode failed with code %s, want %s: %v", code, mesh.CodeProtocol, err)
+	}
+	if strings.Contains(err.Error(), "panic") {
+		t.Fatalf("decoder panicked: %v", err)
+	}
+}
+
+func addWireSeeds[M proto.Message](f *testing.F, msgs []M) {
+	for _, m := range msgs {
+		enc, err := mesh.EncodeDelimited(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(enc)
+		if len(enc) > 2 {
+			f.Add(enc[:len(enc)-1]) // truncated
+		}
+	}
+	f.Add([]byte{})
+	f.Add([]byte{0x00})
+	f.Add([]byte{0x80})                   // unfinished length
+	f.Add([]byte{0x80, 0x00})             // non-minimal length
+	f.Add([]byte{0x81, 0x80, 0x80, 0x01}) // length > MaxControlMessage
+	f.Add([]byte{0x02, 0xff, 0xff})       // body is no protobuf
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	addWireSeeds(f, sampleRequests())
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		req, err := mesh.DecodeRequest(raw)
+		if err != nil {
+			checkDecodeError(t, err)
+			return
+		}
+		checkDecoded(t, req, mesh.DecodeRequest)
+		_ = mesh.RequestName(req)
+	})
+}
+
+func FuzzDecodeResponse(f *testing.F) {
+	addWireSeeds(f, sampleResponses())
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		resp, err := mesh.DecodeResponse(raw)
+		if err != nil {
+			checkDecodeError(t, err)
+			return
+		}
+		checkDecoded(t, resp, mesh.DecodeResponse)
+		// An error on the wire always turns back into a coded error.
+		if p := resp.GetError(); p != nil {
+			if e := mesh.ErrorFromPB(p); mesh.CodeOf(e) == "" {
+				t.Fatalf("ErrorFromPB(%v) has no code", p)
+			}
+		}
+	})
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	for _, req := range sampleRequests() {
+		enc, err := mesh.EncodeDelimited(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := mesh.DecodeRequest(enc)
+		if err != nil {
+			t.Fatalf("DecodeRequest(%v): %v", req, err)
+		}
+		if !proto.Equal(got, req) {
+			t.Errorf("request changed: %v → %v", req, got)
+		}
+	}
+	for _, resp := range sampleResponses() {
+		enc, err := mesh.EncodeDelimited(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := mesh.DecodeResponse(enc)
+		if err != nil {
+			t.Fatalf("DecodeResponse(%v): %v", resp, err)
+		}
+		if !proto.Equal(got, resp) {
+			t.Errorf("response changed: %v → %v", resp, got)
+		}
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	big := make([]byte, mesh.MaxControlMessage+1)
+	tooLarge, err := mesh.EncodeDelimited(&pb.Request{Body: &pb.Request_InstallerCheck{
+		InstallerCheck: &pb.InstallerCheckRequest{Key: string(big)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := mesh.EncodeDelimited(sampleRequests()[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, raw := range map[string][]byte{
+		"nil":               nil,
+		"unfinished length": {0x80},
+		"truncated":         enc[:len(enc)-1],
+		"too large":         tooLarge,
+		"not protobuf":      {0x02, 0xff, 0xff},
+		"invalid utf-8":     {0x05, 0x0a, 0x03, 0x0a, 0x01, 0x80}, // field 1 → field 1 = "\x80"
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := mesh.DecodeRequest(raw); mesh.CodeOf(err) != mesh.CodeProtocol {
+				t.Errorf("DecodeRequest: got %v, want %s", err, mesh.CodeProtocol)
+			}
+			if _, err := mesh.DecodeResponse(raw); mesh.CodeOf(err) != mesh.CodeProtocol {
+				t.Errorf("DecodeResponse: got %v, want %s", err, mesh.CodeProtocol)
+			}
+		})
+	}
+}
+
+func TestDecodeAcceptsMaxSize(t *testing.T) {
+	// A message of exactly MaxControlMessage bytes is still accepted.
+	req := &pb.Request{Body: &pb.Request_InstallerCheck{InstallerCheck: &pb.InstallerCheckRequest{
+		Key: strings.Repeat("k", mesh.MaxControlMessage-16),
+	}}}
+	for proto.Size(req) < mesh.MaxControlMessage {
+		req.GetInstallerCheck().Key += "k"
+	}
+	if proto.Size(req) != mesh.MaxControlMessage {
+		t.Skipf("could not size a request to exactly %d bytes", mesh.MaxControlMessage)
+	}
+	enc, err := mesh.EncodeDelimited(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mesh.DecodeRequest(enc); err != nil {
+		t.Fatalf("a %d-byte request was refused: %v", mesh.MaxControlMessage, err)
+	}
+}
