@@ -84,6 +84,8 @@ func printInit(w io.Writer, dir string, v initView) {
 	addr := "COORDINATOR-ADDR"
 	if len(v.LoginAddrs) > 0 {
 		addr = v.LoginAddrs[0]
+	} else {
+		fmt.Fprintln(w, "(The coordinator picks its ports when it starts; `coordinator run` prints the addresses.)")
 	}
 	fmt.Fprintf(w, "Log in from the administrator's machine:\n  jumpmesh login %s %s\n", addr, v.Invite)
 	if len(v.LoginAddrs) > 1 {
@@ -105,7 +107,7 @@ func coordinatorRunCommand() *cli.Command {
 		Description: "Listens on TCP and QUIC, serves the control protocol, and exposes Prometheus /metrics and\n" +
 			"/healthz on --http-addr. Stops cleanly on SIGINT/SIGTERM.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Required: true, Destination: &f.data, Usage: "site data directory made by `coordinator init`"},
+			&cli.StringFlag{Name: "data", Required: true, Destination: &f.data, Usage: "site data directory made by coordinator init"},
 			&cli.StringSliceFlag{Name: "listen", Destination: &f.listen, Usage: "multiaddr to listen on, replacing site.json's (repeatable)"},
 			&cli.StringFlag{Name: "http-addr", Destination: &f.httpAddr, Usage: "address for /metrics and /healthz, replacing site.json's; \"off\" disables"},
 			&cli.StringFlag{Name: "log-level", Destination: &f.logLevel, Value: "info", Usage: "debug, info, warn or error"},

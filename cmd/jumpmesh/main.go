@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -43,7 +44,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	var usage usageError
-	if errors.As(err, &usage) {
+	// urfave/cli reports a missing required flag as a plain error.
+	if errors.As(err, &usage) || strings.HasPrefix(err.Error(), "Required flag") {
 		fmt.Fprintf(stderr, "jumpmesh: %v\n", err)
 		return exitUsage
 	}
@@ -56,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "jumpmesh",
 		Usage:   "unattended remote access to machines on any network",
 		Version: Version,
@@ -85,8 +87,21 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			installerCommand(),
 			errorsCommand(),
 		},
-		OnUsageError:   func(cc *cli.Context, err error, _ bool) error { return usageError{err} },
+		OnUsageError:   onUsageError,
 		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	setUsageErrorHandler(app.Commands)
+	return app
+}
+
+func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+
+// setUsageErrorHandler makes every command report flag errors as usage
+// errors (exit code 2) instead of printing its help to stdout.
+func setUsageErrorHandler(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = onUsageError
+		setUsageErrorHandler(c.Subcommands)
 	}
 }
 
