@@ -17,7 +17,7 @@ import (
 // harness is a real site on loopback: a coordinator with a real Badger in a
 // temp dir and real libp2p hosts, plus consoles logged in through invites.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	clock *mesh.ManualClock
 	coord *coordinator.Coordinator
@@ -27,7 +27,9 @@ type harness struct {
 
 var testStart = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessTB(t) }
+
+func newHarnessTB(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), clock: mesh.NewManualClock(testStart)}
 	res, err := coordinator.InitSite(coordinator.InitConfig{
@@ -108,7 +110,7 @@ func must[T any](t *testing.T) func(T, error) T {
 }
 
 // freePort asks the kernel for a free loopback port.
-func freePort(t *testing.T, network string) int {
+func freePort(t testing.TB, network string) int {
 	t.Helper()
 	if network == "udp" {
 		c, err := net.ListenPacket("udp4", "127.0.0.1:0")

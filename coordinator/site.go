@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 )
@@ -259,7 +260,9 @@ func OpenSite(dir string) (*Site, error) {
 func (s *Site) StorePath() string { return filepath.Join(s.Dir, storeDir) }
 
 // AdvertisedAddrs are the addresses peers and consoles should dial: the
-// public addresses if configured, else listening (actual, when known) ones.
+// public addresses if configured, else the listening (actual, when known)
+// ones, with unspecified IPs (0.0.0.0, ::) expanded to this machine's
+// interface addresses and unknown ports (0) left out.
 func (s *Site) AdvertisedAddrs(actual []ma.Multiaddr) []ma.Multiaddr {
 	if len(s.Config.PublicAddrs) > 0 {
 		addrs, _ := mesh.ParseMultiaddrs(s.Config.PublicAddrs)
@@ -269,7 +272,33 @@ func (s *Site) AdvertisedAddrs(actual []ma.Multiaddr) []ma.Multiaddr {
 		return actual
 	}
 	addrs, _ := mesh.ParseMultiaddrs(s.Config.Listen)
-	return addrs
+	if ifaces, err := manet.InterfaceMultiaddrs(); err == nil {
+		if resolved, err := manet.ResolveUnspecifiedAddresses(addrs, ifaces); err == nil {
+			addrs = resolved
+		}
+	}
+	var out, loopback []ma.Multiaddr
+	for _, a := range addrs {
+		switch {
+		case hasPortZero(a) || manet.IsIP6LinkLocal(a):
+			// not dialable as written
+		case manet.IsIPLoopback(a):
+			loopback = append(loopback, a)
+		default:
+			out = append(out, a)
+		}
+	}
+	// Technicians are usually on other machines: routable addresses first.
+	return append(out, loopback...)
+}
+
+func hasPortZero(a ma.Multiaddr) bool {
+	for _, code := range []int{ma.P_TCP, ma.P_UDP} {
+		if v, err := a.ValueForProtocol(code); err == nil && v == "0" {
+			return true
+		}
+	}
+	return false
 }
 
 // LoginAddrs are AdvertisedAddrs with /p2p/<site ID> appended.
