@@ -60,21 +60,5 @@ func saveConfig(home string, c *Config) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(home, configFile)
-	tmp, err := os.CreateTemp(home, configFile+".*")
-	if err != nil {
-		return fmt.Errorf("writing console config: %w", err)
-	}
-	_, werr := tmp.Write(append(raw, '\n'))
-	serr := tmp.Sync()
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing console config: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing console config: %w", err)
-	}
-	return nil
+	return mesh.WriteFileAtomic(filepath.Join(home, configFile), append(raw, '\n'), 0o600)
 }

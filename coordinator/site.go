@@ -179,29 +179,7 @@ func writeSiteConfig(dir string, sc *SiteConfig) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, siteConfigFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(raw, '\n'), 0o600); err != nil {
-		return fmt.Errorf("writing site config: %w", err)
-	}
-	if err := syncFile(tmp); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing site config: %w", err)
-	}
-	return nil
-}
-
-func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return mesh.WriteFileAtomic(filepath.Join(dir, siteConfigFile), append(raw, '\n'), 0o600)
 }
 
 // mkdirTracked creates dir (0700) if missing and reports whether it did.
@@ -221,7 +199,7 @@ func cleanupInit(dir string, createdDir bool) {
 		os.RemoveAll(dir)
 		return
 	}
-	for _, f := range []string{siteKeyFile, siteConfigFile, siteConfigFile + ".tmp", storeDir} {
+	for _, f := range []string{siteKeyFile, siteConfigFile, storeDir} {
 		os.RemoveAll(filepath.Join(dir, f))
 	}
 }

@@ -260,3 +260,25 @@ func TestVerifySignature(t *testing.T) {
 		}
 	})
 }
+
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.json")
+	if err := mesh.WriteFileAtomic(path, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := mesh.WriteFileAtomic(path, []byte("two"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	st, _ := os.Stat(path)
+	if string(got) != "two" || st.Mode().Perm() != 0o640 {
+		t.Fatalf("content %q mode %v", got, st.Mode().Perm())
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("temporary files left: %v", entries)
+	}
+	if err := mesh.WriteFileAtomic(filepath.Join(dir, "missing", "x"), nil, 0o600); err == nil {
+		t.Fatal("write into a missing directory succeeded")
+	}
+}
