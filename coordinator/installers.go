@@ -45,7 +45,7 @@ func installerLive(in *pb.Installer, now time.Time) bool {
 
 func checkValidity(d time.Duration) error {
 	if d < installerkey.MinValidity || d > installerkey.MaxValidity {
-		return mesh.Errorf(mesh.CodeOutOfRange, "An installer is valid for 10m to 8760h (1 year); got %s.", d)
+		return mesh.Errorf(mesh.CodeOutOfRange, "An installer is valid for 10m to 1y (8760h); got %s.", d)
 	}
 	return nil
 }

@@ -14,7 +14,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+# step prints a command the way it can be copied and run (quotes kept).
+step() { printf '\n\033[1m$'; printf ' %q' "$@"; printf '\033[0m\n'; }
 json_field() { sed -n "s/^  \"$1\": \"\(.*\)\",\{0,1\}$/\1/p" | head -n1; }
 
 step jumpmesh coordinator init --data "$WORK/site" --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1 --http-addr 127.0.0.1:0

@@ -193,3 +193,24 @@ func TestCoordinatorStopsCleanlyOnSIGTERM(t *testing.T) {
 	// The store was closed properly: the site opens again at once.
 	_ = time.Second
 }
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	home := t.TempDir()
+	for _, args := range [][]string{
+		{"bogus"},
+		{"user", "bogus"},
+		{"coordinator", "run"},
+		{"coordinator", "init"},
+		{"installer", "extend", "someid"},
+		{"settings", "set"},
+		{"settings", "set", "no-equals-sign"},
+	} {
+		r := jm(t, home, args...)
+		if r.code != exitUsage || r.stdout != "" || !strings.HasPrefix(r.stderr, "jumpmesh: ") || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("jumpmesh %s: exit %d, stdout %q, stderr %q; want exit 2 and one line on stderr", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := jm(t, home, "user"); r.code != 0 || !strings.Contains(r.stdout, "invite") {
+		t.Errorf("a command group without arguments shows its help: exit %d %q", r.code, r.stdout)
+	}
+}

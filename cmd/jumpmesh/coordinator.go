@@ -36,7 +36,7 @@ func coordinatorInitCommand() *cli.Command {
 		Description: "Creates the site key (Ed25519, mode 0600), site.json and the database in DIR, and prints a\n" +
 			"one-time invite for the first administrator. Refuses a directory that already holds a site.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Required: true, Destination: &f.data, Usage: "site data directory (created 0700 if missing)"},
+			&cli.StringFlag{Name: "data", Destination: &f.data, Usage: "site data directory (required; created 0700 if missing)"},
 			&cli.StringSliceFlag{Name: "listen", Destination: &f.listen, Usage: "multiaddr to listen on (repeatable; default TCP and QUIC on port 4830)"},
 			&cli.StringSliceFlag{Name: "public-addr", Destination: &f.public, Usage: "multiaddr peers and consoles should dial, if not the listen addresses (repeatable)"},
 			&cli.StringSliceFlag{Name: "relay", Destination: &f.relay, Usage: "relay multiaddr ending in /p2p/ID, handed to peers in installer keys (repeatable)"},
@@ -47,6 +47,9 @@ func coordinatorInitCommand() *cli.Command {
 		},
 		Action: func(cc *cli.Context) error {
 			if err := needArgs(cc, 0); err != nil {
+				return err
+			}
+			if err := requireFlags(cc, "data"); err != nil {
 				return err
 			}
 			valid, err := parseDuration(f.inviteValid)
@@ -60,7 +63,7 @@ func coordinatorInitCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			view := initView{Site: res.SiteID.String(), Admin: res.Admin, Invite: res.InviteCode, Expires: res.Expires.UTC().Format(time.RFC3339)}
+			view := initView{LoginAddrs: []string{}, Site: res.SiteID.String(), Admin: res.Admin, Invite: res.InviteCode, Expires: res.Expires.UTC().Format(time.RFC3339)}
 			for _, a := range res.LoginAddrs {
 				view.LoginAddrs = append(view.LoginAddrs, a.String())
 			}
@@ -80,7 +83,7 @@ type initView struct {
 func printInit(w io.Writer, dir string, v initView) {
 	fmt.Fprintf(w, "Site %s created in %s.\n\n", v.Site, dir)
 	fmt.Fprintf(w, "Start it:\n  jumpmesh coordinator run --data %s\n\n", dir)
-	fmt.Fprintf(w, "One-time invite for administrator %q (valid until %s):\n  %s\n\n", v.Admin, v.Expires, v.Invite)
+	fmt.Fprintf(w, "One-time invite for administrator %q (valid until %s):\n  %s\n\n", v.Admin, humanTime(v.Expires), v.Invite)
 	addr := "COORDINATOR-ADDR"
 	if len(v.LoginAddrs) > 0 {
 		addr = v.LoginAddrs[0]
@@ -107,7 +110,7 @@ func coordinatorRunCommand() *cli.Command {
 		Description: "Listens on TCP and QUIC, serves the control protocol, and exposes Prometheus /metrics and\n" +
 			"/healthz on --http-addr. Stops cleanly on SIGINT/SIGTERM.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Required: true, Destination: &f.data, Usage: "site data directory made by coordinator init"},
+			&cli.StringFlag{Name: "data", Destination: &f.data, Usage: "site data directory made by coordinator init (required)"},
 			&cli.StringSliceFlag{Name: "listen", Destination: &f.listen, Usage: "multiaddr to listen on, replacing site.json's (repeatable)"},
 			&cli.StringFlag{Name: "http-addr", Destination: &f.httpAddr, Usage: "address for /metrics and /healthz, replacing site.json's; \"off\" disables"},
 			&cli.StringFlag{Name: "log-level", Destination: &f.logLevel, Value: "info", Usage: "debug, info, warn or error"},
@@ -115,6 +118,9 @@ func coordinatorRunCommand() *cli.Command {
 		},
 		Action: func(cc *cli.Context) error {
 			if err := needArgs(cc, 0); err != nil {
+				return err
+			}
+			if err := requireFlags(cc, "data"); err != nil {
 				return err
 			}
 			log, err := newLogger(cc.App.ErrWriter, f.logLevel, f.logFormat)

@@ -16,7 +16,7 @@ import (
 func groupCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "group",
-		Usage: "manage shared jump groups (admin)",
+		Usage: "manage shared jump groups (admins change them; members list and show theirs)",
 		Description: "A jump group decides which technicians see which peers. Shared groups are addressed as\n" +
 			"jumpgroup:CODE and are made here; every CODE argument may be written with or without the\n" +
 			"jumpgroup: prefix. Every user also has a personal list, user:NAME, which exists implicitly\n" +
@@ -82,8 +82,8 @@ func groupCreateCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "name", Destination: &f.name, Usage: "display name (at most 128 characters)"},
 			&cli.StringSliceFlag{Name: "member", Usage: "add USER as a member (repeatable, or comma-separated)"},
-			&cli.StringSliceFlag{Name: "team-lead", Usage: "add USER as a team lead (repeatable)"},
-			&cli.StringSliceFlag{Name: "team-manager", Usage: "add USER as a team manager (repeatable)"},
+			&cli.StringSliceFlag{Name: "team-lead", Usage: "add USER as a team lead (repeatable, or comma-separated)"},
+			&cli.StringSliceFlag{Name: "team-manager", Usage: "add USER as a team manager (repeatable, or comma-separated)"},
 			jsonFlag,
 		},
 		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {

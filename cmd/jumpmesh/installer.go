@@ -95,7 +95,7 @@ func installerCreateCommand() *cli.Command {
 		UsageText: "jumpmesh installer create [--group user:NAME|jumpgroup:CODE] [--tag T] [--comments C] [--name N]\n" +
 			"    [--jump-policy P] [--session-policy-present P] [--session-policy-not-present P]\n" +
 			"    [--max-offline-minutes M | --ephemeral] [--connection active|passive] [--jumpoint PEER-ID]\n" +
-			"    [--valid-for 7d] [--allow-override FIELD,...|all]\n\n" +
+			"    [--valid-for 7d] [--allow-override FIELD,...|all] [--install-dir DIR] [--json]\n\n" +
 			"Examples:\n" +
 			"  jumpmesh installer create --group jumpgroup:servers --tag linux --valid-for 30d\n" +
 			"  jumpmesh installer create --ephemeral --allow-override name,comments --valid-for 1h",
@@ -109,7 +109,7 @@ func installerCreateCommand() *cli.Command {
 			&cli.StringFlag{Name: "jump-policy", Destination: &f.jumpPolicy, Usage: "jump policy: when the peer may be jumped to"},
 			&cli.StringFlag{Name: "session-policy-present", Destination: &f.spPresent, Usage: "session policy when a user is logged in on the host"},
 			&cli.StringFlag{Name: "session-policy-not-present", Destination: &f.spNotPresent, Usage: "session policy when no user is logged in"},
-			&cli.UintFlag{Name: "max-offline-minutes", Destination: &f.maxOffline, Usage: "delete the peer after this long offline (5 to 525600; default: the site's delete horizon)"},
+			&cli.UintFlag{Name: "max-offline-minutes", Destination: &f.maxOffline, DefaultText: "the site's delete horizon", Usage: "delete the peer after this long offline (5 to 525600)"},
 			&cli.BoolFlag{Name: "ephemeral", Destination: &f.ephemeral, Usage: "delete the peer 5 minutes after it goes offline"},
 			&cli.StringFlag{Name: "connection", Destination: &f.connection, Usage: "active or passive (default: the site's default-connection-type)"},
 			&cli.StringFlag{Name: "jumpoint", Destination: &f.jumpoint, Usage: "peer ID of the jumpoint the peers reach the site through"},
@@ -240,21 +240,26 @@ func installerExtendCommand() *cli.Command {
 		Name:      "extend",
 		Usage:     "move an installer's validity end to --valid-for from now (prints the re-signed key)",
 		ArgsUsage: "ID",
-		UsageText: "jumpmesh installer extend ID --valid-for DURATION\n\nExample:\n  jumpmesh installer extend 4k2m9xq7c3bd6wnp --valid-for 30d",
+		UsageText: "jumpmesh installer extend ID --valid-for DURATION [--json]\n\nExample:\n  jumpmesh installer extend 4k2m9xq7c3bd6wnp --valid-for 30d",
 		Description: "The key is re-signed with the new window; hand out the new key. The old key string keeps\n" +
 			"its own, earlier, end.",
-		Flags: []cli.Flag{&cli.StringFlag{Name: "valid-for", Destination: &f.validFor, Required: true, Usage: "new validity from now (10m to 1y)"}, jsonFlag},
-		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+		Flags: []cli.Flag{&cli.StringFlag{Name: "valid-for", Destination: &f.validFor, Usage: "new validity from now (required; 10m to 1y)"}, jsonFlag},
+		Action: func(cc *cli.Context) error {
+			if err := requireFlags(cc, "valid-for"); err != nil {
+				return err
+			}
 			valid, err := parseDuration(f.validFor)
 			if err != nil {
 				return err
 			}
-			in, err := c.ExtendInstaller(ctx, cc.Args().First(), valid)
-			if err != nil {
-				return err
-			}
-			return printInstaller(cc, in, "", "")
-		}),
+			return clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+				in, err := c.ExtendInstaller(ctx, cc.Args().First(), valid)
+				if err != nil {
+					return err
+				}
+				return printInstaller(cc, in, "", "")
+			})(cc)
+		},
 	}
 }
 
@@ -263,7 +268,7 @@ func installerDeleteCommand() *cli.Command {
 		Name:      "delete",
 		Usage:     "delete an installer: the coordinator refuses its key from now on",
 		ArgsUsage: "ID",
-		UsageText: "jumpmesh installer delete ID\n\nExample:\n  jumpmesh installer delete 4k2m9xq7c3bd6wnp",
+		UsageText: "jumpmesh installer delete ID [--json]\n\nExample:\n  jumpmesh installer delete 4k2m9xq7c3bd6wnp",
 		Flags:     []cli.Flag{jsonFlag},
 		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
 			id := cc.Args().First()
@@ -283,7 +288,7 @@ func installerCommandCommand() *cli.Command {
 		Name:      "command",
 		Usage:     "print the command line that installs an installer's key on a host",
 		ArgsUsage: "ID",
-		UsageText: "jumpmesh installer command ID [--install-dir DIR] [--user USER]\n\n" +
+		UsageText: "jumpmesh installer command ID [--install-dir DIR] [--user USER] [--json]\n\n" +
 			"Example:\n  jumpmesh installer command 4k2m9xq7c3bd6wnp --install-dir /opt/jumpmesh --user jumpmesh",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "install-dir", Destination: &f.installDir, Value: defaultInstallDir, Usage: "install directory on the host"},
@@ -310,7 +315,7 @@ func installerVerifyCommand() *cli.Command {
 		Name:      "verify",
 		Usage:     "check an installer key: offline (signature, window), or --online at the coordinator (also revocation)",
 		ArgsUsage: "KEY",
-		UsageText: "jumpmesh installer verify KEY [--site PEER-ID] [--online]\n\nExample:\n  jumpmesh installer verify jmk1.CAES... --online",
+		UsageText: "jumpmesh installer verify KEY [--site PEER-ID] [--online] [--json]\n\nExample:\n  jumpmesh installer verify jmk1.CAES... --online",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "online", Destination: &f.online, Usage: "ask the coordinator this console is logged in to"},
 			&cli.StringFlag{Name: "site", Destination: &f.site, Usage: "refuse keys of any other site"},

@@ -15,7 +15,7 @@ func loginCommand() *cli.Command {
 		Name:      "login",
 		Usage:     "log this console in to a site with a one-time invite code",
 		ArgsUsage: "COORDINATOR-ADDR CODE",
-		UsageText: "jumpmesh login COORDINATOR-ADDR CODE\n\n" +
+		UsageText: "jumpmesh login COORDINATOR-ADDR CODE [--json]\n\n" +
 			"Example:\n" +
 			"  jumpmesh login /ip4/203.0.113.7/tcp/4830/p2p/12D3KooWRb... k3p7-2xqa-m4vd-9tce-hu6w-fn5r",
 		Description: "Makes the technician's key (mode 0600) in the console home ($JUMPMESH_HOME, or the user's\n" +

@@ -91,7 +91,32 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	setUsageErrorHandler(app.Commands)
+	app.Action = unknownCommand
 	return app
+}
+
+// unknownCommand is the action of the app and of every command group: with
+// no argument it shows the help, with one it is a usage error (exit 2).
+func unknownCommand(cc *cli.Context) error {
+	if cc.Args().Present() {
+		name := "jumpmesh"
+		if cc.Command != nil && cc.Command.Name != "" {
+			name = cc.Command.FullName()
+		}
+		return usagef("%s: unknown command %q (see %s --help)", name, cc.Args().First(), name)
+	}
+	return cli.ShowAppHelp(cc)
+}
+
+// requireFlags is urfave/cli's Required without its printing of the whole
+// help to stdout: a missing flag is a one-line usage error.
+func requireFlags(cc *cli.Context, names ...string) error {
+	for _, n := range names {
+		if !cc.IsSet(n) || cc.String(n) == "" {
+			return usagef("%s needs --%s", cc.Command.FullName(), n)
+		}
+	}
+	return nil
 }
 
 func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err} }
@@ -101,6 +126,14 @@ func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{e
 func setUsageErrorHandler(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = onUsageError
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = func(cc *cli.Context) error {
+				if cc.Args().Present() {
+					return unknownCommand(cc)
+				}
+				return cli.ShowSubcommandHelp(cc)
+			}
+		}
 		setUsageErrorHandler(c.Subcommands)
 	}
 }

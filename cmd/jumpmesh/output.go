@@ -94,6 +94,15 @@ func jsonTime(sec int64) string {
 	return time.Unix(sec, 0).UTC().Format(time.RFC3339)
 }
 
+// humanTime turns an RFC 3339 time into the form unixTime prints.
+func humanTime(rfc3339 string) string {
+	t, err := time.Parse(time.RFC3339, rfc3339)
+	if err != nil {
+		return rfc3339
+	}
+	return unixTime(t.Unix())
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"

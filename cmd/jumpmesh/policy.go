@@ -23,7 +23,7 @@ const policyEnforcement = "Policies are enforced when a jump is granted, and are
 func jumpPolicyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "jump-policy",
-		Usage: "manage jump policies: when peers may be jumped to (admin)",
+		Usage: "manage jump policies: when peers may be jumped to (admins change them; anyone may read)",
 		Description: "A jump policy is a weekly schedule in a time zone: peers under it may only be jumped to\n" +
 			"inside one of its windows. Windows are written \"DAYS HH:MM-HH:MM\", where DAYS is a day\n" +
 			"(mon), a range (mon-fri, fri-mon), a list (sat,sun), daily, weekdays or weekends; a\n" +
@@ -227,7 +227,7 @@ func jumpPolicyDeleteCommand() *cli.Command {
 func sessionPolicyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "session-policy",
-		Usage: "manage session policies: what a session may do (admin)",
+		Usage: "manage session policies: what a session may do (admins change them; anyone may read)",
 		Description: "A session policy lists the capabilities a session to a peer may use: shell (interactive\n" +
 			"shell), exec (run a command), forward (port forwarding) and file-transfer (copy files), and\n" +
 			"whether the user at the host must consent first. An installer names one policy for when a\n" +

@@ -15,9 +15,11 @@ import (
 func settingsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "settings",
-		Usage: "show and change the site settings (admin)",
+		Usage: "show the site settings, or change them (admins)",
 		Description: "Site settings are edited as KEY=VALUE pairs; values are written the way `settings show`\n" +
-			"prints them. The keys, their ranges and their defaults:\n\n" + settingsKeyList(),
+			"prints them. lost-after-days must stay below delete-after-days, and max-active-peers may not\n" +
+			"exceed max-peers (0 = unlimited). A set is applied whole or not at all.\n" +
+			"The keys, their ranges and their defaults:\n\n" + settingsKeyList(),
 		Subcommands: []*cli.Command{settingsShowCommand(), settingsSetCommand()},
 	}
 }
@@ -122,17 +124,20 @@ func settingsSetCommand() *cli.Command {
 			"  jumpmesh settings set lost-after-days=45 delete-after-days=90\n" +
 			"  jumpmesh settings set upgrade-bandwidth=25MiB/s concurrent-jumps=false",
 		Flags: f.flags(),
-		Action: clientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+		Action: func(cc *cli.Context) error {
+			// Typing mistakes are usage errors, found before dialing anything.
 			values, err := settingsValues(cc.Args().Slice())
 			if err != nil {
 				return err
 			}
-			s, err := c.SetSettings(ctx, values)
-			if err != nil {
-				return err
-			}
-			return printSettings(cc, s, f.verbose)
-		}),
+			return clientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+				s, err := c.SetSettings(ctx, values)
+				if err != nil {
+					return err
+				}
+				return printSettings(cc, s, f.verbose)
+			})(cc)
+		},
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 func userCommand() *cli.Command {
 	return &cli.Command{
 		Name:        "user",
-		Usage:       "manage technicians and administrators (admin)",
+		Usage:       "manage technicians and administrators (admins; anyone may show themselves)",
 		Description: "Users log in with one-time invite codes; each console key is bound to one user.",
 		Subcommands: []*cli.Command{userInviteCommand(), userListCommand(), userShowCommand(), userRemoveCommand(), userRoleCommand()},
 	}
@@ -171,7 +171,7 @@ func userRemoveCommand() *cli.Command {
 		Name:      "remove",
 		Usage:     "remove a user: its keys are refused from its next request on",
 		ArgsUsage: "NAME",
-		UsageText: "jumpmesh user remove NAME\n\nExample:\n  jumpmesh user remove alice",
+		UsageText: "jumpmesh user remove NAME [--json]\n\nExample:\n  jumpmesh user remove alice",
 		Flags:     []cli.Flag{jsonFlag},
 		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
 			name := cc.Args().First()
@@ -188,7 +188,7 @@ func userRoleCommand() *cli.Command {
 		Name:      "role",
 		Usage:     "change a user's role",
 		ArgsUsage: "NAME admin|technician",
-		UsageText: "jumpmesh user role NAME admin|technician\n\nExample:\n  jumpmesh user role alice admin",
+		UsageText: "jumpmesh user role NAME admin|technician [--json]\n\nExample:\n  jumpmesh user role alice admin",
 		Flags:     []cli.Flag{jsonFlag},
 		Action: clientAction(2, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
 			role, err := mesh.ParseRole(cc.Args().Get(1))
