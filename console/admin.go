@@ -164,3 +164,27 @@ func (c *Client) CheckInstallerKey(ctx context.Context, key string) (*pb.Install
 	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_InstallerCheck{InstallerCheck: &pb.InstallerCheckRequest{Key: key}}})
 	return r.GetInstaller(), err
 }
+
+// Peers lists the peers the user may see that match query (see `jumpmesh ls --help`).
+func (c *Client) Peers(ctx context.Context, query string, includeDeleted bool) ([]*pb.PeerView, error) {
+	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_PeerList{PeerList: &pb.PeerListRequest{Query: query, IncludeDeleted: includeDeleted}}})
+	return r.GetPeers().GetPeers(), err
+}
+
+// Peer resolves ref (peer ID, unique name, or unique search result).
+func (c *Client) Peer(ctx context.Context, ref string) (*pb.PeerView, error) {
+	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_PeerShow{PeerShow: &pb.PeerRefRequest{Refs: []string{ref}}}})
+	return r.GetPeer(), err
+}
+
+// SetPeer changes the settings named by fields (installerkey.Field bits).
+func (c *Client) SetPeer(ctx context.Context, ref string, settings *pb.InstallerDefaults, fields uint32) (*pb.PeerView, error) {
+	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_PeerSet{PeerSet: &pb.PeerSetRequest{Ref: ref, Settings: settings, Fields: fields}}})
+	return r.GetPeer(), err
+}
+
+// RemovePeers deletes peers; each uninstalls itself at its next contact.
+func (c *Client) RemovePeers(ctx context.Context, refs ...string) error {
+	_, err := c.do(ctx, &pb.Request{Body: &pb.Request_PeerRemove{PeerRemove: &pb.PeerRefRequest{Refs: refs}}})
+	return err
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,6 +106,9 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	mesh.ServeControl(ctx, c.host, c.handle)
+	c.host.SetStreamHandler(mesh.PeerProtocol, func(st network.Stream) { c.service.ServePeer(ctx, st) })
+	c.wg.Add(1)
+	go c.sweep(ctx)
 	httpAddr := site.Config.HTTPAddr
 	if cfg.HTTPAddr != "" {
 		httpAddr = cfg.HTTPAddr
@@ -179,6 +183,21 @@ func (c *Coordinator) serveHealth(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(h)
 }
 
+// sweep applies the lifecycle horizons every SweepInterval.
+func (c *Coordinator) sweep(ctx context.Context) {
+	defer c.wg.Done()
+	t := time.NewTicker(SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.service.Sweep(c.service.clock.Now())
+		}
+	}
+}
+
 // Run blocks until ctx is done, then closes the coordinator.
 func (c *Coordinator) Run(ctx context.Context) error {
 	<-ctx.Done()
@@ -200,6 +219,7 @@ func (c *Coordinator) Close() error {
 		}
 		if c.host != nil {
 			c.host.RemoveStreamHandler(mesh.ControlProtocol)
+			c.host.RemoveStreamHandler(mesh.PeerProtocol)
 			errs = append(errs, c.host.Close())
 		}
 		c.wg.Wait()

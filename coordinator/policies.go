@@ -234,6 +234,7 @@ func (s *Service) handleSettingsSet(c *caller, r *pb.SettingsSetRequest) (*pb.Re
 		return nil, err
 	}
 	s.log.Info("settings changed", "keys", strings.Join(sortedKeys(r.GetValues()), ","), "by", c.name())
+	s.broadcastSettings()
 	return &pb.Response{Body: &pb.Response_Settings{Settings: next}}, nil
 }
 

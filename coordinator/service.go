@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/time/rate"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -34,6 +36,11 @@ type Service struct {
 	// addrs returns the site's advertised addresses (used in keys).
 	addrs  func() []ma.Multiaddr
 	relays []ma.Multiaddr
+
+	peers    *registry
+	enrollMu sync.Mutex
+	admitMu  sync.Mutex
+	limiter  *rate.Limiter
 }
 
 // ServiceConfig builds a Service. Store and Signer are required.
@@ -62,6 +69,10 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	if s.addrs == nil {
 		s.addrs = func() []ma.Multiaddr { return nil }
+	}
+	s.peers = newRegistry()
+	if err := s.peers.load(s.store); err != nil {
+		return nil, fmt.Errorf("loading peers: %w", err)
 	}
 	return s, nil
 }
@@ -153,6 +164,14 @@ func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
 		return s.installerDelete(c, b.InstallerDelete.GetName())
 	case *pb.Request_InstallerCheck:
 		return s.installerCheck(b.InstallerCheck.GetKey())
+	case *pb.Request_PeerList:
+		return s.peerList(c, b.PeerList)
+	case *pb.Request_PeerShow:
+		return s.peerShow(c, b.PeerShow)
+	case *pb.Request_PeerSet:
+		return s.peerSet(c, b.PeerSet)
+	case *pb.Request_PeerRemove:
+		return s.peerRemove(c, b.PeerRemove)
 	case nil:
 		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "(empty request)")
 	default:

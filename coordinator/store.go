@@ -26,6 +26,7 @@ import (
 //	pj/<name>       JumpPolicy
 //	ps/<name>       SessionPolicy
 //	n/<id>          Installer
+//	p/<peer id>     Peer
 //	settings        Settings
 type Store struct {
 	db *badger.DB
@@ -246,3 +247,10 @@ func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trim(f, a)) }
 func trim(f string, a []any) string {
 	return "badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))
 }
+
+// Peers (enrolled hosts), under p/<peer id>.
+
+func (tx *Tx) Peer(id peer.ID) (*pb.Peer, error) { return getOrNil[pb.Peer](tx, "p/"+string(id)) }
+func (tx *Tx) PutPeer(p *pb.Peer) error          { return tx.put("p/"+string(p.GetId()), p) }
+func (tx *Tx) DeletePeer(id peer.ID) error       { return tx.del("p/" + string(id)) }
+func (tx *Tx) Peers() ([]*pb.Peer, error)        { return list[pb.Peer](tx, "p/") }

@@ -68,6 +68,7 @@ const (
 	CodeSiteNotFound       Code = "site_not_found"
 	CodeCoordinatorDown    Code = "coordinator_unreachable"
 	CodeProtocol           Code = "protocol_error"
+	CodePeerAmbiguous      Code = "peer_ambiguous"
 )
 
 // catalog is the one table of user-facing messages.
@@ -121,6 +122,7 @@ var catalog = map[Code]string{
 	CodeSiteNotFound:       "No site in this data directory; run `jumpmesh coordinator init` first.",
 	CodeCoordinatorDown:    "Cannot reach the coordinator.",
 	CodeProtocol:           "The other side sent a message this jumpmesh does not understand.",
+	CodePeerAmbiguous:      "Several peers match; name one by its peer ID or a unique name.",
 }
 
 // Message is the catalog's English message for c.

@@ -49,6 +49,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "jumpmesh: %v\n", err)
 		return exitUsage
 	}
+	var silent silentError
+	if errors.As(err, &silent) {
+		return exitError
+	}
 	if jsonRequested(args) {
 		printJSONError(stdout, err)
 	} else {
@@ -85,6 +89,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			sessionPolicyCommand(),
 			settingsCommand(),
 			installerCommand(),
+			peerCommand(),
+			lsCommand(),
+			showCommand(),
+			setCommand(),
+			rmCommand(),
 			errorsCommand(),
 		},
 		OnUsageError:   onUsageError,

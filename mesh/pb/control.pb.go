@@ -1067,6 +1067,10 @@ type Request struct {
 	//	*Request_InstallerExtend
 	//	*Request_InstallerDelete
 	//	*Request_InstallerCheck
+	//	*Request_PeerList
+	//	*Request_PeerShow
+	//	*Request_PeerSet
+	//	*Request_PeerRemove
 	Body isRequest_Body `protobuf_oneof:"body"`
 	// For jump_policy_put and session_policy_put: true creates (refused if the
 	// name exists), false updates (refused if it does not).
@@ -1373,6 +1377,42 @@ func (x *Request) GetInstallerCheck() *InstallerCheckRequest {
 	return nil
 }
 
+func (x *Request) GetPeerList() *PeerListRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_PeerList); ok {
+			return x.PeerList
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetPeerShow() *PeerRefRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_PeerShow); ok {
+			return x.PeerShow
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetPeerSet() *PeerSetRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_PeerSet); ok {
+			return x.PeerSet
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetPeerRemove() *PeerRefRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_PeerRemove); ok {
+			return x.PeerRemove
+		}
+	}
+	return nil
+}
+
 func (x *Request) GetCreate() bool {
 	if x != nil {
 		return x.Create
@@ -1500,6 +1540,22 @@ type Request_InstallerCheck struct {
 	InstallerCheck *InstallerCheckRequest `protobuf:"bytes,55,opt,name=installer_check,json=installerCheck,proto3,oneof"`
 }
 
+type Request_PeerList struct {
+	PeerList *PeerListRequest `protobuf:"bytes,60,opt,name=peer_list,json=peerList,proto3,oneof"`
+}
+
+type Request_PeerShow struct {
+	PeerShow *PeerRefRequest `protobuf:"bytes,61,opt,name=peer_show,json=peerShow,proto3,oneof"`
+}
+
+type Request_PeerSet struct {
+	PeerSet *PeerSetRequest `protobuf:"bytes,62,opt,name=peer_set,json=peerSet,proto3,oneof"`
+}
+
+type Request_PeerRemove struct {
+	PeerRemove *PeerRefRequest `protobuf:"bytes,63,opt,name=peer_remove,json=peerRemove,proto3,oneof"`
+}
+
 func (*Request_Login) isRequest_Body() {}
 
 func (*Request_Whoami) isRequest_Body() {}
@@ -1558,29 +1614,36 @@ func (*Request_InstallerDelete) isRequest_Body() {}
 
 func (*Request_InstallerCheck) isRequest_Body() {}
 
-type Error struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+func (*Request_PeerList) isRequest_Body() {}
+
+func (*Request_PeerShow) isRequest_Body() {}
+
+func (*Request_PeerSet) isRequest_Body() {}
+
+func (*Request_PeerRemove) isRequest_Body() {}
+
+type PeerListRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Query          string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	IncludeDeleted bool                   `protobuf:"varint,2,opt,name=include_deleted,json=includeDeleted,proto3" json:"include_deleted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
-func (x *Error) Reset() {
-	*x = Error{}
+func (x *PeerListRequest) Reset() {
+	*x = PeerListRequest{}
 	mi := &file_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Error) String() string {
+func (x *PeerListRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Error) ProtoMessage() {}
+func (*PeerListRequest) ProtoMessage() {}
 
-func (x *Error) ProtoReflect() protoreflect.Message {
+func (x *PeerListRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1592,30 +1655,227 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Error.ProtoReflect.Descriptor instead.
-func (*Error) Descriptor() ([]byte, []int) {
+// Deprecated: Use PeerListRequest.ProtoReflect.Descriptor instead.
+func (*PeerListRequest) Descriptor() ([]byte, []int) {
 	return file_control_proto_rawDescGZIP(), []int{21}
 }
 
-func (x *Error) GetCode() string {
+func (x *PeerListRequest) GetQuery() string {
 	if x != nil {
-		return x.Code
+		return x.Query
 	}
 	return ""
 }
 
-func (x *Error) GetMessage() string {
+func (x *PeerListRequest) GetIncludeDeleted() bool {
 	if x != nil {
-		return x.Message
+		return x.IncludeDeleted
+	}
+	return false
+}
+
+// PeerView is a peer as technicians see it: the record plus its status.
+type PeerView struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Peer  *Peer                  `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	// online, offline, lost, uninstalled, disabled, deleted
+	Status        string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerView) Reset() {
+	*x = PeerView{}
+	mi := &file_control_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerView) ProtoMessage() {}
+
+func (x *PeerView) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerView.ProtoReflect.Descriptor instead.
+func (*PeerView) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PeerView) GetPeer() *Peer {
+	if x != nil {
+		return x.Peer
+	}
+	return nil
+}
+
+func (x *PeerView) GetStatus() string {
+	if x != nil {
+		return x.Status
 	}
 	return ""
 }
 
-func (x *Error) GetDetail() string {
+type PeerList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Peers         []*PeerView            `protobuf:"bytes,1,rep,name=peers,proto3" json:"peers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerList) Reset() {
+	*x = PeerList{}
+	mi := &file_control_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerList) ProtoMessage() {}
+
+func (x *PeerList) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[23]
 	if x != nil {
-		return x.Detail
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerList.ProtoReflect.Descriptor instead.
+func (*PeerList) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PeerList) GetPeers() []*PeerView {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+// PeerRef names a peer by peer ID, unique name, or unique search result.
+type PeerRefRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Refs          []string               `protobuf:"bytes,1,rep,name=refs,proto3" json:"refs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerRefRequest) Reset() {
+	*x = PeerRefRequest{}
+	mi := &file_control_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerRefRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerRefRequest) ProtoMessage() {}
+
+func (x *PeerRefRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerRefRequest.ProtoReflect.Descriptor instead.
+func (*PeerRefRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PeerRefRequest) GetRefs() []string {
+	if x != nil {
+		return x.Refs
+	}
+	return nil
+}
+
+type PeerSetRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Ref      string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Settings *InstallerDefaults     `protobuf:"bytes,2,opt,name=settings,proto3" json:"settings,omitempty"`
+	// installerkey.Field bits of the settings to change.
+	Fields        uint32 `protobuf:"varint,3,opt,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerSetRequest) Reset() {
+	*x = PeerSetRequest{}
+	mi := &file_control_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerSetRequest) ProtoMessage() {}
+
+func (x *PeerSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerSetRequest.ProtoReflect.Descriptor instead.
+func (*PeerSetRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PeerSetRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
 	}
 	return ""
+}
+
+func (x *PeerSetRequest) GetSettings() *InstallerDefaults {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *PeerSetRequest) GetFields() uint32 {
+	if x != nil {
+		return x.Fields
+	}
+	return 0
 }
 
 type Response struct {
@@ -1637,6 +1897,8 @@ type Response struct {
 	//	*Response_Settings
 	//	*Response_Installer
 	//	*Response_Installers
+	//	*Response_Peer
+	//	*Response_Peers
 	Body          isResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1644,7 +1906,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1918,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1931,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{22}
+	return file_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Response) GetError() *Error {
@@ -1812,6 +2074,24 @@ func (x *Response) GetInstallers() *InstallerList {
 	return nil
 }
 
+func (x *Response) GetPeer() *PeerView {
+	if x != nil {
+		if x, ok := x.Body.(*Response_Peer); ok {
+			return x.Peer
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetPeers() *PeerList {
+	if x != nil {
+		if x, ok := x.Body.(*Response_Peers); ok {
+			return x.Peers
+		}
+	}
+	return nil
+}
+
 type isResponse_Body interface {
 	isResponse_Body()
 }
@@ -1872,6 +2152,14 @@ type Response_Installers struct {
 	Installers *InstallerList `protobuf:"bytes,15,opt,name=installers,proto3,oneof"`
 }
 
+type Response_Peer struct {
+	Peer *PeerView `protobuf:"bytes,16,opt,name=peer,proto3,oneof"`
+}
+
+type Response_Peers struct {
+	Peers *PeerList `protobuf:"bytes,17,opt,name=peers,proto3,oneof"`
+}
+
 func (*Response_Ok) isResponse_Body() {}
 
 func (*Response_Login) isResponse_Body() {}
@@ -1900,12 +2188,17 @@ func (*Response_Installer) isResponse_Body() {}
 
 func (*Response_Installers) isResponse_Body() {}
 
+func (*Response_Peer) isResponse_Body() {}
+
+func (*Response_Peers) isResponse_Body() {}
+
 var File_control_proto protoreflect.FileDescriptor
 
 const file_control_proto_rawDesc = "" +
 	"\n" +
 	"\rcontrol.proto\x12\x10jumpmesh.control\x1a\n" +
-	"site.proto\"\a\n" +
+	"site.proto\x1a\n" +
+	"peer.proto\"\a\n" +
 	"\x05Empty\"!\n" +
 	"\vNameRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\"\n" +
@@ -1968,7 +2261,7 @@ const file_control_proto_rawDesc = "" +
 	"installers\x18\x01 \x03(\v2\x18.jumpmesh.site.InstallerR\n" +
 	"installers\")\n" +
 	"\x15InstallerCheckRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"\xc4\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\xcb\x12\n" +
 	"\aRequest\x126\n" +
 	"\x05login\x18\x01 \x01(\v2\x1e.jumpmesh.control.LoginRequestH\x00R\x05login\x121\n" +
 	"\x06whoami\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x06whoami\x12F\n" +
@@ -2003,15 +2296,30 @@ const file_control_proto_rawDesc = "" +
 	"\x0einstaller_show\x184 \x01(\v2\x1d.jumpmesh.control.NameRequestH\x00R\rinstallerShow\x12U\n" +
 	"\x10installer_extend\x185 \x01(\v2(.jumpmesh.control.InstallerExtendRequestH\x00R\x0finstallerExtend\x12J\n" +
 	"\x10installer_delete\x186 \x01(\v2\x1d.jumpmesh.control.NameRequestH\x00R\x0finstallerDelete\x12R\n" +
-	"\x0finstaller_check\x187 \x01(\v2'.jumpmesh.control.InstallerCheckRequestH\x00R\x0einstallerCheck\x12\x16\n" +
+	"\x0finstaller_check\x187 \x01(\v2'.jumpmesh.control.InstallerCheckRequestH\x00R\x0einstallerCheck\x12@\n" +
+	"\tpeer_list\x18< \x01(\v2!.jumpmesh.control.PeerListRequestH\x00R\bpeerList\x12?\n" +
+	"\tpeer_show\x18= \x01(\v2 .jumpmesh.control.PeerRefRequestH\x00R\bpeerShow\x12=\n" +
+	"\bpeer_set\x18> \x01(\v2 .jumpmesh.control.PeerSetRequestH\x00R\apeerSet\x12C\n" +
+	"\vpeer_remove\x18? \x01(\v2 .jumpmesh.control.PeerRefRequestH\x00R\n" +
+	"peerRemove\x12\x16\n" +
 	"\x06create\x18d \x01(\bR\x06createB\x06\n" +
-	"\x04body\"M\n" +
-	"\x05Error\x12\x12\n" +
-	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x86\a\n" +
-	"\bResponse\x12-\n" +
-	"\x05error\x18\x01 \x01(\v2\x17.jumpmesh.control.ErrorR\x05error\x12)\n" +
+	"\x04body\"P\n" +
+	"\x0fPeerListRequest\x12\x14\n" +
+	"\x05query\x18\x01 \x01(\tR\x05query\x12'\n" +
+	"\x0finclude_deleted\x18\x02 \x01(\bR\x0eincludeDeleted\"K\n" +
+	"\bPeerView\x12'\n" +
+	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\"<\n" +
+	"\bPeerList\x120\n" +
+	"\x05peers\x18\x01 \x03(\v2\x1a.jumpmesh.control.PeerViewR\x05peers\"$\n" +
+	"\x0ePeerRefRequest\x12\x12\n" +
+	"\x04refs\x18\x01 \x03(\tR\x04refs\"x\n" +
+	"\x0ePeerSetRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12<\n" +
+	"\bsettings\x18\x02 \x01(\v2 .jumpmesh.site.InstallerDefaultsR\bsettings\x12\x16\n" +
+	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xe9\a\n" +
+	"\bResponse\x12*\n" +
+	"\x05error\x18\x01 \x01(\v2\x14.jumpmesh.site.ErrorR\x05error\x12)\n" +
 	"\x02ok\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x02ok\x127\n" +
 	"\x05login\x18\x03 \x01(\v2\x1f.jumpmesh.control.LoginResponseH\x00R\x05login\x122\n" +
 	"\x04user\x18\x04 \x01(\v2\x1c.jumpmesh.control.UserDetailH\x00R\x04user\x122\n" +
@@ -2029,7 +2337,9 @@ const file_control_proto_rawDesc = "" +
 	"\tinstaller\x18\x0e \x01(\v2\x18.jumpmesh.site.InstallerH\x00R\tinstaller\x12A\n" +
 	"\n" +
 	"installers\x18\x0f \x01(\v2\x1f.jumpmesh.control.InstallerListH\x00R\n" +
-	"installersB\x06\n" +
+	"installers\x120\n" +
+	"\x04peer\x18\x10 \x01(\v2\x1a.jumpmesh.control.PeerViewH\x00R\x04peer\x122\n" +
+	"\x05peers\x18\x11 \x01(\v2\x1a.jumpmesh.control.PeerListH\x00R\x05peersB\x06\n" +
 	"\x04bodyB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
 
 var (
@@ -2044,7 +2354,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_control_proto_goTypes = []any{
 	(*Empty)(nil),                  // 0: jumpmesh.control.Empty
 	(*NameRequest)(nil),            // 1: jumpmesh.control.NameRequest
@@ -2067,35 +2377,41 @@ var file_control_proto_goTypes = []any{
 	(*InstallerList)(nil),          // 18: jumpmesh.control.InstallerList
 	(*InstallerCheckRequest)(nil),  // 19: jumpmesh.control.InstallerCheckRequest
 	(*Request)(nil),                // 20: jumpmesh.control.Request
-	(*Error)(nil),                  // 21: jumpmesh.control.Error
-	(*Response)(nil),               // 22: jumpmesh.control.Response
-	nil,                            // 23: jumpmesh.control.SettingsSetRequest.ValuesEntry
-	(*User)(nil),                   // 24: jumpmesh.site.User
-	(Role)(0),                      // 25: jumpmesh.site.Role
-	(*GroupMember)(nil),            // 26: jumpmesh.site.GroupMember
-	(MemberRole)(0),                // 27: jumpmesh.site.MemberRole
-	(*Group)(nil),                  // 28: jumpmesh.site.Group
-	(*JumpPolicy)(nil),             // 29: jumpmesh.site.JumpPolicy
-	(*SessionPolicy)(nil),          // 30: jumpmesh.site.SessionPolicy
-	(*InstallerDefaults)(nil),      // 31: jumpmesh.site.InstallerDefaults
-	(*Installer)(nil),              // 32: jumpmesh.site.Installer
-	(*Settings)(nil),               // 33: jumpmesh.site.Settings
+	(*PeerListRequest)(nil),        // 21: jumpmesh.control.PeerListRequest
+	(*PeerView)(nil),               // 22: jumpmesh.control.PeerView
+	(*PeerList)(nil),               // 23: jumpmesh.control.PeerList
+	(*PeerRefRequest)(nil),         // 24: jumpmesh.control.PeerRefRequest
+	(*PeerSetRequest)(nil),         // 25: jumpmesh.control.PeerSetRequest
+	(*Response)(nil),               // 26: jumpmesh.control.Response
+	nil,                            // 27: jumpmesh.control.SettingsSetRequest.ValuesEntry
+	(*User)(nil),                   // 28: jumpmesh.site.User
+	(Role)(0),                      // 29: jumpmesh.site.Role
+	(*GroupMember)(nil),            // 30: jumpmesh.site.GroupMember
+	(MemberRole)(0),                // 31: jumpmesh.site.MemberRole
+	(*Group)(nil),                  // 32: jumpmesh.site.Group
+	(*JumpPolicy)(nil),             // 33: jumpmesh.site.JumpPolicy
+	(*SessionPolicy)(nil),          // 34: jumpmesh.site.SessionPolicy
+	(*InstallerDefaults)(nil),      // 35: jumpmesh.site.InstallerDefaults
+	(*Installer)(nil),              // 36: jumpmesh.site.Installer
+	(*Peer)(nil),                   // 37: jumpmesh.peer.Peer
+	(*Error)(nil),                  // 38: jumpmesh.site.Error
+	(*Settings)(nil),               // 39: jumpmesh.site.Settings
 }
 var file_control_proto_depIdxs = []int32{
-	24, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
-	25, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
-	24, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
-	25, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
-	24, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
-	24, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
-	26, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
-	27, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
-	28, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
-	29, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
-	30, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
-	23, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
-	31, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
-	32, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
+	28, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
+	29, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
+	28, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
+	29, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
+	28, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
+	28, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
+	30, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
+	31, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
+	32, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
+	33, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
+	34, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
+	27, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
+	35, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
+	36, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
 	2,  // 14: jumpmesh.control.Request.login:type_name -> jumpmesh.control.LoginRequest
 	0,  // 15: jumpmesh.control.Request.whoami:type_name -> jumpmesh.control.Empty
 	4,  // 16: jumpmesh.control.Request.user_invite:type_name -> jumpmesh.control.UserInviteRequest
@@ -2109,11 +2425,11 @@ var file_control_proto_depIdxs = []int32{
 	10, // 24: jumpmesh.control.Request.group_add:type_name -> jumpmesh.control.GroupMemberRequest
 	10, // 25: jumpmesh.control.Request.group_remove:type_name -> jumpmesh.control.GroupMemberRequest
 	1,  // 26: jumpmesh.control.Request.group_delete:type_name -> jumpmesh.control.NameRequest
-	29, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
+	33, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
 	0,  // 28: jumpmesh.control.Request.jump_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 29: jumpmesh.control.Request.jump_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 30: jumpmesh.control.Request.jump_policy_delete:type_name -> jumpmesh.control.NameRequest
-	30, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
+	34, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
 	0,  // 32: jumpmesh.control.Request.session_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 33: jumpmesh.control.Request.session_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 34: jumpmesh.control.Request.session_policy_delete:type_name -> jumpmesh.control.NameRequest
@@ -2125,26 +2441,35 @@ var file_control_proto_depIdxs = []int32{
 	16, // 40: jumpmesh.control.Request.installer_extend:type_name -> jumpmesh.control.InstallerExtendRequest
 	1,  // 41: jumpmesh.control.Request.installer_delete:type_name -> jumpmesh.control.NameRequest
 	19, // 42: jumpmesh.control.Request.installer_check:type_name -> jumpmesh.control.InstallerCheckRequest
-	21, // 43: jumpmesh.control.Response.error:type_name -> jumpmesh.control.Error
-	0,  // 44: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
-	3,  // 45: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
-	8,  // 46: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
-	7,  // 47: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
-	5,  // 48: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
-	28, // 49: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
-	11, // 50: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
-	29, // 51: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
-	12, // 52: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
-	30, // 53: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
-	13, // 54: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
-	33, // 55: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
-	32, // 56: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
-	18, // 57: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	21, // 43: jumpmesh.control.Request.peer_list:type_name -> jumpmesh.control.PeerListRequest
+	24, // 44: jumpmesh.control.Request.peer_show:type_name -> jumpmesh.control.PeerRefRequest
+	25, // 45: jumpmesh.control.Request.peer_set:type_name -> jumpmesh.control.PeerSetRequest
+	24, // 46: jumpmesh.control.Request.peer_remove:type_name -> jumpmesh.control.PeerRefRequest
+	37, // 47: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
+	22, // 48: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
+	35, // 49: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
+	38, // 50: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
+	0,  // 51: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
+	3,  // 52: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
+	8,  // 53: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
+	7,  // 54: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
+	5,  // 55: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
+	32, // 56: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
+	11, // 57: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
+	33, // 58: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
+	12, // 59: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
+	34, // 60: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
+	13, // 61: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
+	39, // 62: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
+	36, // 63: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
+	18, // 64: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
+	22, // 65: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
+	23, // 66: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
+	67, // [67:67] is the sub-list for method output_type
+	67, // [67:67] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -2153,6 +2478,7 @@ func file_control_proto_init() {
 		return
 	}
 	file_site_proto_init()
+	file_peer_proto_init()
 	file_control_proto_msgTypes[20].OneofWrappers = []any{
 		(*Request_Login)(nil),
 		(*Request_Whoami)(nil),
@@ -2183,8 +2509,12 @@ func file_control_proto_init() {
 		(*Request_InstallerExtend)(nil),
 		(*Request_InstallerDelete)(nil),
 		(*Request_InstallerCheck)(nil),
+		(*Request_PeerList)(nil),
+		(*Request_PeerShow)(nil),
+		(*Request_PeerSet)(nil),
+		(*Request_PeerRemove)(nil),
 	}
-	file_control_proto_msgTypes[22].OneofWrappers = []any{
+	file_control_proto_msgTypes[26].OneofWrappers = []any{
 		(*Response_Ok)(nil),
 		(*Response_Login)(nil),
 		(*Response_User)(nil),
@@ -2199,6 +2529,8 @@ func file_control_proto_init() {
 		(*Response_Settings)(nil),
 		(*Response_Installer)(nil),
 		(*Response_Installers)(nil),
+		(*Response_Peer)(nil),
+		(*Response_Peers)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2206,7 +2538,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

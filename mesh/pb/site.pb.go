@@ -222,6 +222,67 @@ func (ConnectionType) EnumDescriptor() ([]byte, []int) {
 	return file_site_proto_rawDescGZIP(), []int{3}
 }
 
+// Error is a failed request: a catalog code, its message, and a detail.
+type Error struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Error) Reset() {
+	*x = Error{}
+	mi := &file_site_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Error) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Error) ProtoMessage() {}
+
+func (x *Error) ProtoReflect() protoreflect.Message {
+	mi := &file_site_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Error.ProtoReflect.Descriptor instead.
+func (*Error) Descriptor() ([]byte, []int) {
+	return file_site_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Error) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *Error) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Error) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 // User is a technician or administrator of the site.
 type User struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -238,7 +299,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_site_proto_msgTypes[0]
+	mi := &file_site_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +311,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[0]
+	mi := &file_site_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +324,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{0}
+	return file_site_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *User) GetName() string {
@@ -322,7 +383,7 @@ type Invite struct {
 
 func (x *Invite) Reset() {
 	*x = Invite{}
-	mi := &file_site_proto_msgTypes[1]
+	mi := &file_site_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -334,7 +395,7 @@ func (x *Invite) String() string {
 func (*Invite) ProtoMessage() {}
 
 func (x *Invite) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[1]
+	mi := &file_site_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -347,7 +408,7 @@ func (x *Invite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Invite.ProtoReflect.Descriptor instead.
 func (*Invite) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{1}
+	return file_site_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Invite) GetCodeHash() []byte {
@@ -395,7 +456,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_site_proto_msgTypes[2]
+	mi := &file_site_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +468,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[2]
+	mi := &file_site_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +481,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{2}
+	return file_site_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GroupMember) GetUser() string {
@@ -451,7 +512,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_site_proto_msgTypes[3]
+	mi := &file_site_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +524,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[3]
+	mi := &file_site_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +537,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{3}
+	return file_site_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Group) GetCode() string {
@@ -527,7 +588,7 @@ type Window struct {
 
 func (x *Window) Reset() {
 	*x = Window{}
-	mi := &file_site_proto_msgTypes[4]
+	mi := &file_site_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +600,7 @@ func (x *Window) String() string {
 func (*Window) ProtoMessage() {}
 
 func (x *Window) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[4]
+	mi := &file_site_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +613,7 @@ func (x *Window) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Window.ProtoReflect.Descriptor instead.
 func (*Window) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{4}
+	return file_site_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Window) GetDays() uint32 {
@@ -589,7 +650,7 @@ type JumpPolicy struct {
 
 func (x *JumpPolicy) Reset() {
 	*x = JumpPolicy{}
-	mi := &file_site_proto_msgTypes[5]
+	mi := &file_site_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +662,7 @@ func (x *JumpPolicy) String() string {
 func (*JumpPolicy) ProtoMessage() {}
 
 func (x *JumpPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[5]
+	mi := &file_site_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +675,7 @@ func (x *JumpPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpPolicy.ProtoReflect.Descriptor instead.
 func (*JumpPolicy) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{5}
+	return file_site_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JumpPolicy) GetName() string {
@@ -661,7 +722,7 @@ type SessionPolicy struct {
 
 func (x *SessionPolicy) Reset() {
 	*x = SessionPolicy{}
-	mi := &file_site_proto_msgTypes[6]
+	mi := &file_site_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +734,7 @@ func (x *SessionPolicy) String() string {
 func (*SessionPolicy) ProtoMessage() {}
 
 func (x *SessionPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[6]
+	mi := &file_site_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +747,7 @@ func (x *SessionPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPolicy.ProtoReflect.Descriptor instead.
 func (*SessionPolicy) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{6}
+	return file_site_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SessionPolicy) GetName() string {
@@ -762,7 +823,7 @@ type Settings struct {
 
 func (x *Settings) Reset() {
 	*x = Settings{}
-	mi := &file_site_proto_msgTypes[7]
+	mi := &file_site_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +835,7 @@ func (x *Settings) String() string {
 func (*Settings) ProtoMessage() {}
 
 func (x *Settings) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[7]
+	mi := &file_site_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +848,7 @@ func (x *Settings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Settings.ProtoReflect.Descriptor instead.
 func (*Settings) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{7}
+	return file_site_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Settings) GetLostAfterDays() uint32 {
@@ -905,7 +966,7 @@ type Installer struct {
 
 func (x *Installer) Reset() {
 	*x = Installer{}
-	mi := &file_site_proto_msgTypes[8]
+	mi := &file_site_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +978,7 @@ func (x *Installer) String() string {
 func (*Installer) ProtoMessage() {}
 
 func (x *Installer) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[8]
+	mi := &file_site_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +991,7 @@ func (x *Installer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Installer.ProtoReflect.Descriptor instead.
 func (*Installer) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{8}
+	return file_site_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Installer) GetId() string {
@@ -1001,7 +1062,7 @@ type InstallerDefaults struct {
 
 func (x *InstallerDefaults) Reset() {
 	*x = InstallerDefaults{}
-	mi := &file_site_proto_msgTypes[9]
+	mi := &file_site_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1074,7 @@ func (x *InstallerDefaults) String() string {
 func (*InstallerDefaults) ProtoMessage() {}
 
 func (x *InstallerDefaults) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[9]
+	mi := &file_site_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1087,7 @@ func (x *InstallerDefaults) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallerDefaults.ProtoReflect.Descriptor instead.
 func (*InstallerDefaults) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{9}
+	return file_site_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InstallerDefaults) GetGroup() string {
@@ -1119,7 +1180,7 @@ type InstallerKeyBody struct {
 
 func (x *InstallerKeyBody) Reset() {
 	*x = InstallerKeyBody{}
-	mi := &file_site_proto_msgTypes[10]
+	mi := &file_site_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1192,7 @@ func (x *InstallerKeyBody) String() string {
 func (*InstallerKeyBody) ProtoMessage() {}
 
 func (x *InstallerKeyBody) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[10]
+	mi := &file_site_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1205,7 @@ func (x *InstallerKeyBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallerKeyBody.ProtoReflect.Descriptor instead.
 func (*InstallerKeyBody) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{10}
+	return file_site_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InstallerKeyBody) GetVersion() uint32 {
@@ -1222,7 +1283,11 @@ var File_site_proto protoreflect.FileDescriptor
 const file_site_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"site.proto\x12\rjumpmesh.site\"\xc6\x01\n" +
+	"site.proto\x12\rjumpmesh.site\"M\n" +
+	"\x05Error\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xc6\x01\n" +
 	"\x04User\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x13.jumpmesh.site.RoleR\x04role\x12\x19\n" +
@@ -1352,35 +1417,36 @@ func file_site_proto_rawDescGZIP() []byte {
 }
 
 var file_site_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_site_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_site_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_site_proto_goTypes = []any{
 	(Role)(0),                 // 0: jumpmesh.site.Role
 	(MemberRole)(0),           // 1: jumpmesh.site.MemberRole
 	(UninstalledBehavior)(0),  // 2: jumpmesh.site.UninstalledBehavior
 	(ConnectionType)(0),       // 3: jumpmesh.site.ConnectionType
-	(*User)(nil),              // 4: jumpmesh.site.User
-	(*Invite)(nil),            // 5: jumpmesh.site.Invite
-	(*GroupMember)(nil),       // 6: jumpmesh.site.GroupMember
-	(*Group)(nil),             // 7: jumpmesh.site.Group
-	(*Window)(nil),            // 8: jumpmesh.site.Window
-	(*JumpPolicy)(nil),        // 9: jumpmesh.site.JumpPolicy
-	(*SessionPolicy)(nil),     // 10: jumpmesh.site.SessionPolicy
-	(*Settings)(nil),          // 11: jumpmesh.site.Settings
-	(*Installer)(nil),         // 12: jumpmesh.site.Installer
-	(*InstallerDefaults)(nil), // 13: jumpmesh.site.InstallerDefaults
-	(*InstallerKeyBody)(nil),  // 14: jumpmesh.site.InstallerKeyBody
+	(*Error)(nil),             // 4: jumpmesh.site.Error
+	(*User)(nil),              // 5: jumpmesh.site.User
+	(*Invite)(nil),            // 6: jumpmesh.site.Invite
+	(*GroupMember)(nil),       // 7: jumpmesh.site.GroupMember
+	(*Group)(nil),             // 8: jumpmesh.site.Group
+	(*Window)(nil),            // 9: jumpmesh.site.Window
+	(*JumpPolicy)(nil),        // 10: jumpmesh.site.JumpPolicy
+	(*SessionPolicy)(nil),     // 11: jumpmesh.site.SessionPolicy
+	(*Settings)(nil),          // 12: jumpmesh.site.Settings
+	(*Installer)(nil),         // 13: jumpmesh.site.Installer
+	(*InstallerDefaults)(nil), // 14: jumpmesh.site.InstallerDefaults
+	(*InstallerKeyBody)(nil),  // 15: jumpmesh.site.InstallerKeyBody
 }
 var file_site_proto_depIdxs = []int32{
 	0,  // 0: jumpmesh.site.User.role:type_name -> jumpmesh.site.Role
 	0,  // 1: jumpmesh.site.Invite.role:type_name -> jumpmesh.site.Role
 	1,  // 2: jumpmesh.site.GroupMember.role:type_name -> jumpmesh.site.MemberRole
-	6,  // 3: jumpmesh.site.Group.members:type_name -> jumpmesh.site.GroupMember
-	8,  // 4: jumpmesh.site.JumpPolicy.windows:type_name -> jumpmesh.site.Window
+	7,  // 3: jumpmesh.site.Group.members:type_name -> jumpmesh.site.GroupMember
+	9,  // 4: jumpmesh.site.JumpPolicy.windows:type_name -> jumpmesh.site.Window
 	2,  // 5: jumpmesh.site.Settings.uninstalled_behavior:type_name -> jumpmesh.site.UninstalledBehavior
 	3,  // 6: jumpmesh.site.Settings.default_connection_type:type_name -> jumpmesh.site.ConnectionType
-	14, // 7: jumpmesh.site.Installer.body:type_name -> jumpmesh.site.InstallerKeyBody
+	15, // 7: jumpmesh.site.Installer.body:type_name -> jumpmesh.site.InstallerKeyBody
 	3,  // 8: jumpmesh.site.InstallerDefaults.connection_type:type_name -> jumpmesh.site.ConnectionType
-	13, // 9: jumpmesh.site.InstallerKeyBody.defaults:type_name -> jumpmesh.site.InstallerDefaults
+	14, // 9: jumpmesh.site.InstallerKeyBody.defaults:type_name -> jumpmesh.site.InstallerDefaults
 	10, // [10:10] is the sub-list for method output_type
 	10, // [10:10] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
@@ -1399,7 +1465,7 @@ func file_site_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_site_proto_rawDesc), len(file_site_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/urfave/cli/v2"
+
+	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// The technician's views of peers: ls, show, set, rm.
+
+type peerView struct {
+	ID                      string   `json:"id"`
+	Name                    string   `json:"name"`
+	Status                  string   `json:"status"`
+	Group                   string   `json:"jump_group"`
+	Tag                     string   `json:"tag,omitempty"`
+	Comments                string   `json:"comments,omitempty"`
+	JumpPolicy              string   `json:"jump_policy,omitempty"`
+	SessionPolicyPresent    string   `json:"session_policy_present,omitempty"`
+	SessionPolicyNotPresent string   `json:"session_policy_not_present,omitempty"`
+	MaxOfflineMinutes       uint32   `json:"max_offline_minutes,omitempty"`
+	Connection              string   `json:"connection"`
+	Hostname                string   `json:"hostname,omitempty"`
+	OS                      string   `json:"os,omitempty"`
+	Version                 string   `json:"version,omitempty"`
+	PrivateIPs              []string `json:"private_ips"`
+	PublicIP                string   `json:"public_ip,omitempty"`
+	Gateway                 string   `json:"gateway,omitempty"`
+	GatewayMAC              string   `json:"gateway_mac,omitempty"`
+	ConsoleUsers            []string `json:"console_users"`
+	Installer               string   `json:"installer,omitempty"`
+	Installed               string   `json:"installed,omitempty"`
+	LastSeen                string   `json:"last_seen,omitempty"`
+	LastAccess              string   `json:"last_access,omitempty"`
+	Stats                   *statsV  `json:"stats,omitempty"`
+}
+
+type statsV struct {
+	Load1     float64 `json:"load1"`
+	CPUs      uint32  `json:"cpus"`
+	DiskUsed  uint64  `json:"disk_used_bytes"`
+	DiskTotal uint64  `json:"disk_total_bytes"`
+	Uptime    uint64  `json:"uptime_seconds"`
+	Taken     string  `json:"taken,omitempty"`
+}
+
+func newPeerView(v *pb.PeerView) peerView {
+	p, s, i := v.GetPeer(), v.GetPeer().GetSettings(), v.GetPeer().GetInfo()
+	out := peerView{ID: peer.ID(p.GetId()).String(), Name: s.GetName(), Status: v.GetStatus(), Group: s.GetGroup(), Tag: s.GetTag(),
+		Comments: s.GetComments(), JumpPolicy: s.GetJumpPolicy(), SessionPolicyPresent: s.GetSessionPolicyPresent(),
+		SessionPolicyNotPresent: s.GetSessionPolicyNotPresent(), MaxOfflineMinutes: s.GetMaxOfflineMinutes(),
+		Connection: mesh.ConnectionTypeName(s.GetConnectionType()), Hostname: i.GetHostname(), OS: i.GetOs() + "/" + i.GetArch(),
+		Version: i.GetVersion(), PrivateIPs: nonNil(i.GetPrivateIps()), PublicIP: p.GetPublicAddr(), Gateway: i.GetGatewayIp(),
+		GatewayMAC: i.GetGatewayMac(), ConsoleUsers: nonNil(consoleUsers(p)), Installer: p.GetInstallerId(),
+		Installed: jsonTime(p.GetInstalledUnix()), LastSeen: jsonTime(p.GetLastSeenUnix()), LastAccess: jsonTime(p.GetLastAccessUnix())}
+	if st := p.GetStats(); st != nil {
+		out.Stats = &statsV{Load1: st.GetLoad1(), CPUs: st.GetCpus(), DiskUsed: st.GetDiskUsedBytes(), DiskTotal: st.GetDiskTotalBytes(),
+			Uptime: st.GetUptimeSeconds(), Taken: jsonTime(st.GetTakenUnix())}
+	}
+	return out
+}
+
+func consoleUsers(p *pb.Peer) []string {
+	if u := p.GetStats().GetConsoleUsers(); len(u) > 0 {
+		return u
+	}
+	return p.GetInfo().GetConsoleUsers()
+}
+
+func lsCommand() *cli.Command {
+	var f struct{ deleted bool }
+	return &cli.Command{
+		Name:      "ls",
+		Usage:     "list and search the peers you may reach",
+		ArgsUsage: "[QUERY ...]",
+		UsageText: "jumpmesh ls [QUERY ...] [--deleted] [--json]\n\n" +
+			"Examples:\n" +
+			"  jumpmesh ls\n" +
+			"  jumpmesh ls web status:online\n" +
+			"  jumpmesh ls tag:linux -status:offline group:jumpgroup:servers\n" +
+			"  jumpmesh ls ip:10.1.2. last-access:>30d",
+		Description: "Terms are ANDed. A bare term matches any field; field:value matches one: name, tag, comments,\n" +
+			"group, user (console user), method (active|passive|jumpoint), status (online|offline|lost|\n" +
+			"uninstalled|disabled|deleted), private-ip, public-ip, ip, id, last-access (<7d, >30d, never).\n" +
+			"A leading - negates a term; quote values with spaces. Sorted by name.",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "deleted", Destination: &f.deleted, Usage: "include peers deleted but not yet uninstalled"}, jsonFlag},
+		Action: clientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			peers, err := c.Peers(ctx, strings.Join(cc.Args().Slice(), " "), f.deleted)
+			if err != nil {
+				return err
+			}
+			views := make([]peerView, 0, len(peers))
+			for _, p := range peers {
+				views = append(views, newPeerView(p))
+			}
+			return output(cc, views, func(w io.Writer) {
+				rows := [][]string{{"NAME", "STATUS", "JUMP GROUP", "TAG", "PRIVATE IP", "PUBLIC IP", "CONSOLE USER", "LAST SEEN", "ID"}}
+				for i, v := range views {
+					rows = append(rows, []string{v.Name, v.Status, v.Group, orDash(v.Tag), orDash(first(v.PrivateIPs)), orDash(v.PublicIP),
+						orDash(strings.Join(v.ConsoleUsers, ",")), lastSeen(peers[i]), shortID(v.ID)})
+				}
+				table(w, rows)
+				fmt.Fprintf(w, "%d peer(s)\n", len(views))
+			})
+		}),
+	}
+}
+
+func first(ss []string) string {
+	if len(ss) == 0 {
+		return ""
+	}
+	return ss[0]
+}
+
+// shortID keeps a peer ID recognisable in a table; show and --json print it whole.
+func shortID(id string) string {
+	if len(id) > 16 {
+		return id[:8] + "…" + id[len(id)-6:]
+	}
+	return id
+}
+
+func lastSeen(v *pb.PeerView) string {
+	if v.GetStatus() == "online" || v.GetStatus() == "disabled" {
+		return "now"
+	}
+	return unixTime(v.GetPeer().GetLastSeenUnix())
+}
+
+func showCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "show",
+		Usage:     "show one peer: every field and its latest statistics",
+		ArgsUsage: "PEER",
+		UsageText: "jumpmesh show PEER [--json]\n\nExample:\n  jumpmesh show web-01",
+		Description: "PEER is a peer ID, a unique name, or a search with a single result; when several peers\n" +
+			"match, the error lists them.",
+		Flags: []cli.Flag{jsonFlag},
+		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			p, err := c.Peer(ctx, cc.Args().First())
+			if err != nil {
+				return err
+			}
+			return printPeer(cc, p)
+		}),
+	}
+}
+
+func printPeer(cc *cli.Context, p *pb.PeerView) error {
+	v := newPeerView(p)
+	return output(cc, v, func(w io.Writer) {
+		fields(w, "name", v.Name, "peer", v.ID, "status", v.Status, "jump group", v.Group, "tag", orDash(v.Tag),
+			"comments", orDash(v.Comments), "jump policy", orDash(v.JumpPolicy),
+			"session policy (present)", orDash(v.SessionPolicyPresent), "session policy (not present)", orDash(v.SessionPolicyNotPresent),
+			"max offline", offlineText(v.MaxOfflineMinutes, p.GetPeer().GetSettings().GetEphemeral()), "connection", v.Connection,
+			"hostname", orDash(v.Hostname), "os", v.OS, "version", orDash(v.Version),
+			"private IPs", orDash(strings.Join(v.PrivateIPs, ", ")), "public IP", orDash(v.PublicIP),
+			"gateway", orDash(strings.TrimSpace(v.Gateway+" "+v.GatewayMAC)), "console users", orDash(strings.Join(v.ConsoleUsers, ", ")),
+			"installer", orDash(v.Installer), "installed", unixTime(p.GetPeer().GetInstalledUnix()),
+			"last seen", lastSeen(p), "last access", unixTime(p.GetPeer().GetLastAccessUnix()))
+		if st := v.Stats; st != nil {
+			fields(w, "load", fmt.Sprintf("%.2f on %d CPUs", st.Load1, st.CPUs),
+				"disk", fmt.Sprintf("%s of %s used", bytesText(st.DiskUsed), bytesText(st.DiskTotal)),
+				"uptime", (time.Duration(st.Uptime) * time.Second).String(), "statistics taken", humanTime(st.Taken))
+		}
+	})
+}
+
+func bytesText(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+func setCommand() *cli.Command {
+	var f struct{ name, tag, comments, group, jumpPolicy, spPresent, spNotPresent string }
+	flags := []struct {
+		name  string
+		dest  *string
+		field installerkey.Field
+		usage string
+	}{
+		{"name", &f.name, installerkey.FieldName, "new name (at most 128 characters)"},
+		{"tag", &f.tag, installerkey.FieldTag, "new tag (empty clears it)"},
+		{"comments", &f.comments, installerkey.FieldComments, "new comments (empty clears them)"},
+		{"group", &f.group, installerkey.FieldGroup, "move to user:NAME or jumpgroup:CODE (you need access to both groups)"},
+		{"jump-policy", &f.jumpPolicy, installerkey.FieldJumpPolicy, "jump policy (empty: none)"},
+		{"session-policy-present", &f.spPresent, installerkey.FieldSessionPolicyPresent, "session policy when a user is logged in"},
+		{"session-policy-not-present", &f.spNotPresent, installerkey.FieldSessionPolicyNotPresent, "session policy when nobody is logged in"},
+	}
+	cliFlags := []cli.Flag{jsonFlag}
+	for _, fl := range flags {
+		cliFlags = append(cliFlags, &cli.StringFlag{Name: fl.name, Destination: fl.dest, Usage: fl.usage})
+	}
+	return &cli.Command{
+		Name:      "set",
+		Usage:     "change a peer's name, tag, comments, jump group or policies",
+		ArgsUsage: "PEER",
+		UsageText: "jumpmesh set PEER [--name N] [--tag T] [--comments C] [--group G] [--jump-policy P]\n" +
+			"    [--session-policy-present P] [--session-policy-not-present P] [--json]\n\n" +
+			"Example:\n  jumpmesh set web-01 --tag prod --comments \"rack 4\"",
+		Flags: cliFlags,
+		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			want := &pb.InstallerDefaults{Name: f.name, Tag: f.tag, Comments: f.comments, Group: f.group, JumpPolicy: f.jumpPolicy,
+				SessionPolicyPresent: f.spPresent, SessionPolicyNotPresent: f.spNotPresent}
+			var fields installerkey.Field
+			for _, fl := range flags {
+				if cc.IsSet(fl.name) {
+					fields |= fl.field
+				}
+			}
+			if fields == 0 {
+				return usagef("set: give at least one of --name, --tag, --comments, --group, --jump-policy, --session-policy-*")
+			}
+			p, err := c.SetPeer(ctx, cc.Args().First(), want, uint32(fields))
+			if err != nil {
+				return err
+			}
+			return printPeer(cc, p)
+		}),
+	}
+}
+
+func rmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "delete peers: each uninstalls itself at once if online, else at its next contact",
+		ArgsUsage: "PEER [PEER ...]",
+		UsageText: "jumpmesh rm PEER [PEER ...] [--json]\n\nExample:\n  jumpmesh rm web-01 web-02",
+		Flags:     []cli.Flag{jsonFlag},
+		Action: clientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			if cc.NArg() == 0 {
+				return usagef("rm: name at least one peer")
+			}
+			if err := c.RemovePeers(ctx, cc.Args().Slice()...); err != nil {
+				return err
+			}
+			return output(cc, map[string][]string{"deleted": cc.Args().Slice()}, func(w io.Writer) {
+				fmt.Fprintf(w, "Deleted %s.\n", strings.Join(cc.Args().Slice(), ", "))
+			})
+		}),
+	}
+}

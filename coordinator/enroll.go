@@ -1,0 +1,255 @@
+package coordinator
+
+import (
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+const logPeer = "peer"
+
+// admit passes a (re)connecting peer through the site's global connection
+// rate (a token bucket of connection-rate per second, one second of burst).
+// It returns how long the peer must wait, 0 when admitted.
+func (s *Service) admit(now time.Time) time.Duration {
+	s.admitMu.Lock()
+	defer s.admitMu.Unlock()
+	limit := rate.Limit(s.settings().GetConnectionRate())
+	if s.limiter == nil {
+		s.limiter = rate.NewLimiter(limit, max(1, int(limit)))
+	} else if s.limiter.Limit() != limit {
+		s.limiter.SetLimitAt(now, limit)
+		s.limiter.SetBurstAt(now, max(1, int(limit)))
+	}
+	r := s.limiter.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d
+	}
+	return 0
+}
+
+// registerPeer records a hello: a known peer updates its facts, an unknown
+// one enrolls with its installer key.
+func (s *Service) registerPeer(id peer.ID, hello *pb.PeerHello, observed string, now time.Time) (*pb.Peer, error) {
+	if rec, _ := s.peers.get(id); rec == nil {
+		return s.enroll(id, hello, observed, now)
+	}
+	var out *pb.Peer
+	err := s.update(func(tx *Tx) error {
+		rec, err := tx.Peer(id)
+		if err != nil || rec == nil {
+			if err == nil {
+				err = mesh.Errorf(mesh.CodePeerNotFound, "(%s was removed meanwhile)", id)
+			}
+			return err
+		}
+		updateFacts(rec, hello, observed, now)
+		out = rec
+		return tx.PutPeer(rec)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.peers.put(out)
+	return out, nil
+}
+
+func updateFacts(rec *pb.Peer, hello *pb.PeerHello, observed string, now time.Time) {
+	rec.Info = hello.GetInfo()
+	rec.PublicAddr = observed
+	rec.Disabled = hello.GetDisabled()
+	rec.LastSeenUnix = now.Unix()
+	rec.UninstalledUnix = 0
+}
+
+// enroll admits a new peer: a valid, unrevoked installer key of this site,
+// overrides only where the installer allows them, within the build limits.
+func (s *Service) enroll(id peer.ID, hello *pb.PeerHello, observed string, now time.Time) (*pb.Peer, error) {
+	in, err := s.CheckInstallerKey(hello.GetInstallerKey())
+	if err != nil {
+		return nil, err
+	}
+	settings, err := applyOverrides(in.GetBody(), hello)
+	if err != nil {
+		return nil, err
+	}
+	// Serialise enrollments so that two cannot both pass the build limits.
+	s.enrollMu.Lock()
+	defer s.enrollMu.Unlock()
+	if err := s.checkBuildLimits(settings); err != nil {
+		return nil, err
+	}
+	rec := &pb.Peer{Id: []byte(id), InstallerId: in.GetId(), Settings: settings, InstalledUnix: now.Unix()}
+	updateFacts(rec, hello, observed, now)
+	if rec.Settings.GetName() == "" {
+		rec.Settings.Name = truncateRunes(hello.GetInfo().GetHostname(), MaxPeerNameLength)
+	}
+	if err := s.update(func(tx *Tx) error { return tx.PutPeer(rec) }); err != nil {
+		return nil, err
+	}
+	s.peers.put(rec)
+	s.log.Info("peer enrolled", logPeer, id, "installer", in.GetId(), "group", settings.GetGroup())
+	return rec, nil
+}
+
+// applyOverrides merges the host's install-time choices into the
+// installer's defaults, refusing fields the installer does not let it set.
+func applyOverrides(body *pb.InstallerKeyBody, hello *pb.PeerHello) (*pb.InstallerDefaults, error) {
+	d := proto.CloneOf(body.GetDefaults())
+	if d == nil {
+		d = &pb.InstallerDefaults{}
+	}
+	fields := installerkey.Field(hello.GetOverrideFields())
+	if denied := fields &^ installerkey.Field(body.GetOverridable()); denied != 0 {
+		return nil, mesh.Errorf(mesh.CodeOverrideNotAllowed, "(%v)", denied.Names())
+	}
+	o := hello.GetOverrides()
+	set := func(f installerkey.Field, apply func()) {
+		if fields&f != 0 {
+			apply()
+		}
+	}
+	set(installerkey.FieldGroup, func() { d.Group = o.GetGroup() })
+	set(installerkey.FieldTag, func() { d.Tag = o.GetTag() })
+	set(installerkey.FieldComments, func() { d.Comments = o.GetComments() })
+	set(installerkey.FieldName, func() { d.Name = o.GetName() })
+	set(installerkey.FieldJumpPolicy, func() { d.JumpPolicy = o.GetJumpPolicy() })
+	set(installerkey.FieldSessionPolicyPresent, func() { d.SessionPolicyPresent = o.GetSessionPolicyPresent() })
+	set(installerkey.FieldSessionPolicyNotPresent, func() { d.SessionPolicyNotPresent = o.GetSessionPolicyNotPresent() })
+	set(installerkey.FieldMaxOfflineMinutes, func() { d.MaxOfflineMinutes, d.Ephemeral = o.GetMaxOfflineMinutes(), o.GetEphemeral() })
+	for _, c := range []struct {
+		field string
+		v     string
+		max   int
+	}{{"name", d.GetName(), MaxPeerNameLength}, {"tag", d.GetTag(), MaxTagLength}, {"comments", d.GetComments(), MaxCommentsLength}} {
+		if err := checkLength(c.field, c.v, c.max); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+func (s *Service) checkBuildLimits(settings *pb.InstallerDefaults) error {
+	st := s.settings()
+	total, active := s.peers.counts()
+	if st.GetMaxPeers() > 0 && total >= int(st.GetMaxPeers()) {
+		return mesh.Errorf(mesh.CodeBuildLimitTotal, "(%d of %d)", total, st.GetMaxPeers())
+	}
+	if settings.GetConnectionType() != pb.ConnectionType_CONNECTION_TYPE_PASSIVE &&
+		st.GetMaxActivePeers() > 0 && active >= int(st.GetMaxActivePeers()) {
+		return mesh.Errorf(mesh.CodeBuildLimitActive, "(%d of %d)", active, st.GetMaxActivePeers())
+	}
+	return nil
+}
+
+func truncateRunes(s string, n int) string {
+	r := []rune(s)
+	if len(r) > n {
+		return string(r[:n])
+	}
+	return s
+}
+
+// modifyPeer applies fn to the stored record and the registry.
+func (s *Service) modifyPeer(id peer.ID, fn func(rec *pb.Peer) error) (*pb.Peer, error) {
+	var out *pb.Peer
+	err := s.update(func(tx *Tx) error {
+		rec, err := tx.Peer(id)
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			return mesh.Errorf(mesh.CodePeerNotFound, "(%s)", id)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+		out = rec
+		return tx.PutPeer(rec)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.peers.put(out)
+	return out, nil
+}
+
+func (s *Service) setPeerDisabled(id peer.ID, disabled bool) {
+	_, err := s.modifyPeer(id, func(rec *pb.Peer) error { rec.Disabled = disabled; return nil })
+	if err != nil {
+		s.log.Warn("recording peer state", logPeer, id, logError, err)
+	}
+}
+
+// peerUninstalled handles the host's goodbye: marked and kept, or removed,
+// per the site's uninstalled-behavior.
+func (s *Service) peerUninstalled(id peer.ID, reason string, now time.Time) {
+	if s.settings().GetUninstalledBehavior() == pb.UninstalledBehavior_UNINSTALLED_BEHAVIOR_REMOVE {
+		s.forgetPeer(id)
+	} else if _, err := s.modifyPeer(id, func(rec *pb.Peer) error { rec.UninstalledUnix = now.Unix(); return nil }); err != nil {
+		s.log.Warn("recording uninstall", logPeer, id, logError, err)
+	}
+	s.log.Info("peer uninstalled by its host", logPeer, id, "reason", reason)
+}
+
+// forgetPeer deletes the peer's record.
+func (s *Service) forgetPeer(id peer.ID) {
+	if err := s.update(func(tx *Tx) error { return tx.DeletePeer(id) }); err != nil {
+		s.log.Warn("deleting peer", logPeer, id, logError, err)
+		return
+	}
+	s.peers.remove(id)
+}
+
+// Sweep applies the lifecycle horizons at now: offline peers past their
+// offline limit (max-offline-minutes, ephemeral, or the site's delete
+// horizon) are deleted — they uninstall themselves on their side — and the
+// last contact of online peers is written to the store. The coordinator
+// runs it every SweepInterval; tests call it after moving the clock.
+func (s *Service) Sweep(now time.Time) (deleted int) {
+	st := s.settings()
+	var gone []peer.ID
+	var flush []peerSnapshot
+	for _, p := range s.peers.snapshot() {
+		switch {
+		case !p.online && p.rec.GetUninstalledUnix() == 0 && now.Sub(p.lastSeen) >= offlineLimit(p.rec, st):
+			gone = append(gone, peer.ID(p.rec.GetId()))
+		case p.online && now.Sub(time.Unix(p.rec.GetLastSeenUnix(), 0)) >= lastSeenFlush:
+			flush = append(flush, p)
+		}
+	}
+	for _, id := range gone {
+		s.forgetPeer(id)
+		s.log.Info("peer deleted after its offline horizon", logPeer, id)
+	}
+	s.flushLastSeen(flush, now)
+	return len(gone)
+}
+
+// lastSeenFlush bounds how stale an online peer's stored last contact gets.
+const lastSeenFlush = 10 * time.Minute
+
+// SweepInterval is how often the coordinator applies the horizons.
+const SweepInterval = time.Minute
+
+func (s *Service) flushLastSeen(peers []peerSnapshot, now time.Time) {
+	for _, p := range peers {
+		id := peer.ID(p.rec.GetId())
+		if _, err := s.modifyPeer(id, func(rec *pb.Peer) error {
+			rec.LastSeenUnix = now.Unix()
+			if p.stats != nil {
+				rec.Stats = p.stats
+			}
+			return nil
+		}); err != nil {
+			s.log.Warn("recording last contact", logPeer, id, logError, err)
+		}
+	}
+}

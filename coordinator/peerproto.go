@@ -1,0 +1,193 @@
+package coordinator
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	manet "github.com/multiformats/go-multiaddr/net"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Timing of the peer protocol.
+const (
+	helloTimeout = 30 * time.Second
+	writeTimeout = 10 * time.Second
+	// A peer that sends nothing for missedReports statistics intervals
+	// (plus slack) is considered gone, and its stream is closed.
+	missedReports = 3
+	reportSlack   = 10 * time.Second
+)
+
+// peerSession is an online peer's stream.
+type peerSession struct {
+	id        peer.ID
+	ms        *mesh.MsgStream
+	closeOnce sync.Once
+}
+
+func (ps *peerSession) send(m *pb.PeerDown) error { return ps.ms.Write(m, writeTimeout) }
+
+func (ps *peerSession) close() { ps.closeOnce.Do(func() { ps.ms.Reset() }) }
+
+// ServePeer runs one peer's stream: hello, admission, registration,
+// welcome, then statistics until the stream ends or goes quiet.
+func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
+	ms := mesh.NewMsgStream(st, mesh.MaxPeerMessage)
+	remote := st.Conn().RemotePeer()
+	var up pb.PeerUp
+	if err := ms.Read(&up, helloTimeout); err != nil || up.GetHello() == nil {
+		ms.Reset()
+		return
+	}
+	now := s.clock.Now()
+	if wait := s.admit(now); wait > 0 {
+		_ = ms.Write(&pb.PeerDown{Body: &pb.PeerDown_Retry{Retry: &pb.PeerRetry{AfterMillis: wait.Milliseconds() + 1}}}, writeTimeout)
+		_ = st.CloseWrite()
+		drain(ms)
+		return
+	}
+	rec, err := s.registerPeer(remote, up.GetHello(), observedIP(st), now)
+	if err != nil {
+		s.log.Info("peer refused", logRemote, remote, logCode, mesh.CodeOf(err), logError, err)
+		_ = ms.Write(&pb.PeerDown{Body: &pb.PeerDown_Error{Error: mesh.ErrorToPB(err)}}, writeTimeout)
+		_ = st.CloseWrite()
+		drain(ms)
+		return
+	}
+	if rec.GetDeletedUnix() != 0 {
+		s.tellUninstall(&peerSession{id: remote, ms: ms}, "deleted by "+rec.GetDeletedBy())
+		s.forgetPeer(remote)
+		drain(ms)
+		return
+	}
+	sess := &peerSession{id: remote, ms: ms}
+	if old := s.peers.attach(remote, sess); old != nil {
+		old.close()
+	}
+	if err := sess.send(&pb.PeerDown{Body: &pb.PeerDown_Welcome{Welcome: s.welcome(rec, observedIP(st))}}); err != nil {
+		s.peerGone(sess)
+		return
+	}
+	s.log.Info("peer online", logPeer, remote, "name", rec.GetSettings().GetName())
+	s.readPeer(ctx, sess)
+}
+
+// readPeer handles the peer's messages until the stream ends.
+func (s *Service) readPeer(ctx context.Context, sess *peerSession) {
+	defer s.peerGone(sess)
+	for ctx.Err() == nil {
+		var up pb.PeerUp
+		if err := sess.ms.Read(&up, s.reportTimeout()); err != nil {
+			return
+		}
+		now := s.clock.Now()
+		switch b := up.GetBody().(type) {
+		case *pb.PeerUp_Stats:
+			s.peers.touch(sess.id, now, b.Stats)
+		case *pb.PeerUp_State:
+			s.peers.touch(sess.id, now, nil)
+			s.setPeerDisabled(sess.id, b.State.GetDisabled())
+		case *pb.PeerUp_Goodbye:
+			s.peerUninstalled(sess.id, b.Goodbye.GetReason(), now)
+			return
+		default:
+			s.peers.touch(sess.id, now, nil)
+		}
+	}
+}
+
+func (s *Service) reportTimeout() time.Duration {
+	return missedReports*time.Duration(s.settings().GetStatsIntervalSeconds())*time.Second + reportSlack
+}
+
+// peerGone marks the peer offline (if sess is still its session) and
+// records its last contact durably.
+func (s *Service) peerGone(sess *peerSession) {
+	sess.close()
+	now := s.clock.Now()
+	if !s.peers.detach(sess.id, sess, now) {
+		return
+	}
+	err := s.store.Update(func(tx *Tx) error {
+		rec, err := tx.Peer(sess.id)
+		if err != nil || rec == nil {
+			return err
+		}
+		rec.LastSeenUnix = now.Unix()
+		if cur, _ := s.peers.get(sess.id); cur != nil && cur.GetStats() != nil {
+			rec.Stats = cur.GetStats()
+		}
+		s.peers.put(rec)
+		return tx.PutPeer(rec)
+	})
+	if err != nil {
+		s.log.Warn("recording peer offline", logPeer, sess.id, logError, err)
+	}
+	s.log.Info("peer offline", logPeer, sess.id)
+}
+
+func (s *Service) welcome(rec *pb.Peer, observed string) *pb.PeerWelcome {
+	st := s.settings()
+	return &pb.PeerWelcome{Peer: rec, DeleteAfterDays: st.GetDeleteAfterDays(), StatsIntervalSeconds: st.GetStatsIntervalSeconds(),
+		RestrictLocalUninstall: st.GetRestrictLocalUninstall(), ObservedAddr: observed}
+}
+
+// tellUninstall orders the peer to uninstall and closes our side for
+// writing. The stream is not reset here: a reset may discard the order
+// before it is delivered (QUIC cancels unsent data); the peer ends the
+// stream once it has read it.
+func (s *Service) tellUninstall(sess *peerSession, reason string) {
+	_ = sess.send(&pb.PeerDown{Body: &pb.PeerDown_Uninstall{Uninstall: &pb.PeerUninstall{Reason: reason}}})
+	_ = sess.ms.Stream().CloseWrite()
+}
+
+// drain waits (bounded) for the peer to end a stream we are done with.
+func drain(ms *mesh.MsgStream) {
+	for i := 0; i < 4; i++ {
+		var up pb.PeerUp
+		if ms.Read(&up, helloTimeout) != nil {
+			break
+		}
+	}
+	ms.Reset()
+}
+
+// observedIP is the remote's IP as this coordinator sees it.
+func observedIP(st network.Stream) string {
+	ip, err := manet.ToIP(st.Conn().RemoteMultiaddr())
+	if err != nil {
+		return ""
+	}
+	return ip.String()
+}
+
+// broadcastSettings sends the settings peers keep offline to every online peer.
+func (s *Service) broadcastSettings() {
+	for _, sess := range s.peers.sessions() {
+		rec, _ := s.peers.get(sess.id)
+		if rec == nil {
+			continue
+		}
+		if err := sess.send(&pb.PeerDown{Body: &pb.PeerDown_Update{Update: s.welcome(rec, "")}}); err != nil {
+			sess.close()
+		}
+	}
+}
+
+// settings returns the current site settings (defaults on a read error,
+// which the next write will surface).
+func (s *Service) settings() *pb.Settings {
+	var st *pb.Settings
+	if err := s.store.View(func(tx *Tx) (err error) { st, err = tx.Settings(); return err }); err != nil {
+		return DefaultSettings()
+	}
+	return st
+}
+
+var _ = proto.CloneOf[*pb.Peer]

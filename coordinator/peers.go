@@ -1,0 +1,271 @@
+package coordinator
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// What technicians see of peers: ls, show, set, rm.
+
+// visibility is the set of jump groups a caller may see peers of; nil
+// means everything (administrators).
+type visibility map[string]bool
+
+func (s *Service) visibilityOf(c *caller) (visibility, error) {
+	if c.isAdmin() {
+		return nil, nil
+	}
+	var groups []*pb.Group
+	if err := s.view(func(tx *Tx) (err error) { groups, err = tx.Groups(); return err }); err != nil {
+		return nil, err
+	}
+	v := visibility{}
+	for _, u := range VisiblePersonalLists(c.name(), groups) {
+		v[mesh.PersonalGroupPrefix+u] = true
+	}
+	for _, g := range groupsOf(groups, c.name()) {
+		v[mesh.SharedGroupPrefix+g] = true
+	}
+	return v, nil
+}
+
+func (v visibility) allows(group string) bool { return v == nil || v[group] }
+
+// searchPeers returns the peers visible to c that match query, sorted.
+func (s *Service) searchPeers(c *caller, query string, includeDeleted bool) ([]*pb.PeerView, error) {
+	now := s.clock.Now()
+	q, err := ParseQuery(query, now)
+	if err != nil {
+		return nil, err
+	}
+	vis, err := s.visibilityOf(c)
+	if err != nil {
+		return nil, err
+	}
+	st := s.settings()
+	docs := s.peers.search(func(e *peerEntry) (string, bool) {
+		if !vis.allows(e.rec.GetSettings().GetGroup()) {
+			return "", false
+		}
+		status := peerStatus(e.rec, e.session != nil, e.lastSeen, st, now)
+		return status, includeDeleted || status != StatusDeleted
+	}, q)
+	SearchSort(docs)
+	out := make([]*pb.PeerView, 0, len(docs))
+	for _, d := range docs {
+		rec, online := s.peers.get(d.ID)
+		if rec == nil {
+			continue // removed meanwhile
+		}
+		out = append(out, &pb.PeerView{Peer: rec, Status: peerStatus(rec, online, time.Unix(rec.GetLastSeenUnix(), 0), st, now)})
+	}
+	return out, nil
+}
+
+func (s *Service) peerList(c *caller, r *pb.PeerListRequest) (*pb.Response, error) {
+	views, err := s.searchPeers(c, r.GetQuery(), r.GetIncludeDeleted())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Response{Body: &pb.Response_Peers{Peers: &pb.PeerList{Peers: views}}}, nil
+}
+
+// resolvePeer finds the one peer ref names: a peer ID, a unique name, or a
+// unique search result. Ambiguity lists the candidates.
+func (s *Service) resolvePeer(c *caller, ref string) (*pb.PeerView, error) {
+	ref = strings.TrimSpace(ref)
+	if ref == "" {
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "No peer named; give a peer ID, a name or a search.")
+	}
+	vis, err := s.visibilityOf(c)
+	if err != nil {
+		return nil, err
+	}
+	if id, err := peer.Decode(ref); err == nil {
+		if v := s.viewOf(id, vis); v != nil {
+			return v, nil
+		}
+		return nil, mesh.Errorf(mesh.CodePeerNotFound, "(%s)", ref)
+	}
+	var byName []*pb.PeerView
+	for _, p := range s.peers.snapshot() {
+		if strings.EqualFold(p.rec.GetSettings().GetName(), ref) {
+			if v := s.viewOf(peer.ID(p.rec.GetId()), vis); v != nil {
+				byName = append(byName, v)
+			}
+		}
+	}
+	matches := byName
+	if len(matches) == 0 {
+		if matches, err = s.searchPeers(c, ref, false); err != nil {
+			return nil, err
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return nil, mesh.Errorf(mesh.CodePeerNotFound, "(nothing matches %q)", ref)
+	case 1:
+		return matches[0], nil
+	}
+	return nil, mesh.Errorf(mesh.CodePeerAmbiguous, "(%q matches %d peers: %s)", ref, len(matches), candidates(matches, 10))
+}
+
+// viewOf is the peer as c sees it, or nil if c may not see it or it is deleted.
+func (s *Service) viewOf(id peer.ID, vis visibility) *pb.PeerView {
+	rec, online := s.peers.get(id)
+	if rec == nil || !vis.allows(rec.GetSettings().GetGroup()) {
+		return nil
+	}
+	status := peerStatus(rec, online, time.Unix(rec.GetLastSeenUnix(), 0), s.settings(), s.clock.Now())
+	if status == StatusDeleted {
+		return nil
+	}
+	return &pb.PeerView{Peer: rec, Status: status}
+}
+
+func candidates(views []*pb.PeerView, n int) string {
+	var parts []string
+	for i, v := range views {
+		if i == n {
+			parts = append(parts, "…")
+			break
+		}
+		parts = append(parts, v.GetPeer().GetSettings().GetName()+" ("+peer.ID(v.GetPeer().GetId()).String()+")")
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (s *Service) peerShow(c *caller, r *pb.PeerRefRequest) (*pb.Response, error) {
+	if len(r.GetRefs()) != 1 {
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "Show one peer at a time.")
+	}
+	v, err := s.resolvePeer(c, r.GetRefs()[0])
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Response{Body: &pb.Response_Peer{Peer: v}}, nil
+}
+
+// peerSet edits a peer's settings. Moving it to another jump group needs
+// the right to use both groups.
+func (s *Service) peerSet(c *caller, r *pb.PeerSetRequest) (*pb.Response, error) {
+	v, err := s.resolvePeer(c, r.GetRef())
+	if err != nil {
+		return nil, err
+	}
+	fields := installerkey.Field(r.GetFields())
+	if fields == 0 {
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "Nothing to change.")
+	}
+	want := r.GetSettings()
+	id := peer.ID(v.GetPeer().GetId())
+	err = s.view(func(tx *Tx) error {
+		probe := &pb.InstallerDefaults{Group: want.GetGroup(), JumpPolicy: want.GetJumpPolicy(),
+			SessionPolicyPresent: want.GetSessionPolicyPresent(), SessionPolicyNotPresent: want.GetSessionPolicyNotPresent()}
+		if fields&installerkey.FieldGroup != 0 {
+			if err := s.checkGroupMove(tx, c, v.GetPeer().GetSettings().GetGroup(), probe); err != nil {
+				return err
+			}
+		}
+		return checkPolicies(tx, probe)
+	})
+	if err != nil {
+		return nil, err
+	}
+	rec, err := s.modifyPeer(id, func(rec *pb.Peer) error { return applyPeerSettings(rec.Settings, want, fields) })
+	if err != nil {
+		return nil, err
+	}
+	if sess := s.peers.session(id); sess != nil {
+		_ = sess.send(&pb.PeerDown{Body: &pb.PeerDown_Update{Update: s.welcome(rec, "")}})
+	}
+	s.log.Info("peer changed", logPeer, id, "fields", strings.Join(fields.Names(), ","), "by", c.name())
+	return s.peerShow(c, &pb.PeerRefRequest{Refs: []string{id.String()}})
+}
+
+func (s *Service) checkGroupMove(tx *Tx, c *caller, from string, to *pb.InstallerDefaults) error {
+	personal, name, err := mesh.ParseGroupRef(to.GetGroup())
+	if err != nil {
+		return err
+	}
+	groups, err := tx.Groups()
+	if err != nil {
+		return err
+	}
+	if personal {
+		if u, err := tx.User(name); err != nil || u == nil {
+			if err == nil {
+				err = mesh.Errorf(mesh.CodeUserNotFound, "(personal list %s)", to.GetGroup())
+			}
+			return err
+		}
+	} else if !hasGroup(groups, name) {
+		return mesh.Errorf(mesh.CodeGroupNotFound, "(%s)", to.GetGroup())
+	}
+	if !c.isAdmin() && !CanUseGroup(c.name(), personal, name, groups) {
+		return mesh.Errorf(mesh.CodePermissionDenied, "(you may not move peers into %s)", to.GetGroup())
+	}
+	return nil
+}
+
+func applyPeerSettings(d, want *pb.InstallerDefaults, fields installerkey.Field) error {
+	set := func(f installerkey.Field, apply func()) {
+		if fields&f != 0 {
+			apply()
+		}
+	}
+	set(installerkey.FieldGroup, func() { d.Group = want.GetGroup() })
+	set(installerkey.FieldTag, func() { d.Tag = want.GetTag() })
+	set(installerkey.FieldComments, func() { d.Comments = want.GetComments() })
+	set(installerkey.FieldName, func() { d.Name = want.GetName() })
+	set(installerkey.FieldJumpPolicy, func() { d.JumpPolicy = want.GetJumpPolicy() })
+	set(installerkey.FieldSessionPolicyPresent, func() { d.SessionPolicyPresent = want.GetSessionPolicyPresent() })
+	set(installerkey.FieldSessionPolicyNotPresent, func() { d.SessionPolicyNotPresent = want.GetSessionPolicyNotPresent() })
+	for _, c := range []struct {
+		field string
+		v     string
+		max   int
+	}{{"name", d.GetName(), MaxPeerNameLength}, {"tag", d.GetTag(), MaxTagLength}, {"comments", d.GetComments(), MaxCommentsLength}} {
+		if err := checkLength(c.field, c.v, c.max); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// peerRemove deletes peers: an online one is told to uninstall at once, an
+// offline one at its next contact (its record waits as "deleted").
+func (s *Service) peerRemove(c *caller, r *pb.PeerRefRequest) (*pb.Response, error) {
+	if len(r.GetRefs()) == 0 {
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "No peer named.")
+	}
+	var ids []peer.ID
+	for _, ref := range r.GetRefs() {
+		v, err := s.resolvePeer(c, ref)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, peer.ID(v.GetPeer().GetId()))
+	}
+	now := s.clock.Now()
+	for _, id := range slices.Compact(ids) {
+		if sess := s.peers.session(id); sess != nil {
+			s.forgetPeer(id)
+			s.tellUninstall(sess, "deleted by "+c.name())
+		} else if _, err := s.modifyPeer(id, func(rec *pb.Peer) error {
+			rec.DeletedUnix, rec.DeletedBy = now.Unix(), c.name()
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		s.log.Info("peer deleted", logPeer, id, "by", c.name())
+	}
+	return ok(), nil
+}

@@ -1,0 +1,225 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+)
+
+// ErrUninstalled is returned by Run after the peer uninstalled itself.
+var ErrUninstalled = errors.New("peer uninstalled itself")
+
+// RunConfig runs a peer from its install directory. Zero values are defaults.
+type RunConfig struct {
+	Dir     string
+	Version string
+	Clock   mesh.Clock
+	Logger  *slog.Logger
+	Sys     SysSource
+	Backoff Backoff
+	// PIDFile, when set, receives the process ID while Run runs.
+	PIDFile string
+}
+
+// Backoff is the reconnect policy: capped exponential with full jitter.
+type Backoff struct {
+	Base, Max time.Duration
+}
+
+func (b Backoff) withDefaults() Backoff {
+	if b.Base <= 0 {
+		b.Base = time.Second
+	}
+	if b.Max <= 0 {
+		b.Max = time.Minute
+	}
+	return b
+}
+
+// delay is the wait before attempt n (0-based): uniform in [0, min(Max, Base·2ⁿ)].
+func (b Backoff) delay(n int) time.Duration {
+	ceil := b.Max
+	if n < 30 {
+		if d := b.Base << n; d > 0 && d < ceil {
+			ceil = d
+		}
+	}
+	return time.Duration(rand.Int64N(int64(ceil) + 1))
+}
+
+// Daemon is a running peer.
+type Daemon struct {
+	cfg     RunConfig
+	config  *Config
+	site    peer.AddrInfo
+	host    host.Host
+	log     *slog.Logger
+	clock   mesh.Clock
+	backoff Backoff
+
+	mu       sync.Mutex
+	state    *State
+	session_ *mesh.MsgStream
+}
+
+// Open loads the install directory and starts the peer's libp2p host.
+func Open(cfg RunConfig) (*Daemon, error) {
+	config, err := LoadConfig(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	state, err := LoadState(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	site, err := siteAddrInfo(config)
+	if err != nil {
+		return nil, err
+	}
+	key, err := mesh.LoadKeyFile(filepath.Join(cfg.Dir, keyFile))
+	if err != nil {
+		return nil, err
+	}
+	h, err := mesh.NewHost(mesh.HostConfig{Key: key})
+	if err != nil {
+		return nil, err
+	}
+	h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
+	d := &Daemon{cfg: cfg, config: config, site: site, host: h, state: state, clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults()}
+	d.log = cfg.Logger
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	return d, nil
+}
+
+// siteAddrInfo is where the coordinator is: --jc-public-site-address if
+// given, else the key's addresses; always the key's site ID, so a peer only
+// ever talks to the site it was installed for.
+func siteAddrInfo(c *Config) (peer.AddrInfo, error) {
+	id, err := peer.Decode(c.Site)
+	if err != nil {
+		return peer.AddrInfo{}, fmt.Errorf("config: site %q: %w", c.Site, err)
+	}
+	raw := c.SiteAddrs
+	if c.PublicSiteAddress != "" {
+		raw = []string{c.PublicSiteAddress}
+	}
+	addrs, err := mesh.ParseMultiaddrs(raw)
+	if err != nil {
+		return peer.AddrInfo{}, err
+	}
+	info := peer.AddrInfo{ID: id}
+	for _, a := range addrs {
+		transport, pid := peer.SplitAddr(a)
+		if pid != "" && pid != id {
+			return peer.AddrInfo{}, fmt.Errorf("config: coordinator address %s names %s, not the site %s", a, pid, id)
+		}
+		info.Addrs = append(info.Addrs, transport)
+	}
+	return info, nil
+}
+
+// ID is the peer's ID.
+func (d *Daemon) ID() peer.ID { return d.host.ID() }
+
+// Close stops the host.
+func (d *Daemon) Close() error { return d.host.Close() }
+
+// Run keeps the peer connected until ctx ends, the coordinator orders an
+// uninstall, or a lifecycle rule does (ErrUninstalled).
+func (d *Daemon) Run(ctx context.Context) error {
+	if err := d.writePID(); err != nil {
+		return err
+	}
+	defer d.removePID()
+	d.updateState(func(s *State) { s.Connected = false; s.PID = os.Getpid() })
+	attempt := 0
+	for {
+		if reason := UninstallReason(d.config, d.snapshot(), d.clock.Now()); reason != "" {
+			return d.uninstallSelf(reason, false)
+		}
+		welcomed, wait, err := d.session(ctx)
+		switch {
+		case ctx.Err() != nil:
+			d.updateState(func(s *State) { s.Connected = false; s.PID = 0 })
+			return nil
+		case errors.Is(err, errUninstallOrdered):
+			return d.uninstallSelf(err.Error(), false)
+		}
+		if welcomed {
+			// The session just ended: that was the last contact.
+			now := d.clock.Now().UTC()
+			d.updateState(func(s *State) { s.LastContact = now })
+			attempt = 0
+		}
+		d.recordError(err)
+		if wait == 0 {
+			wait = d.backoff.delay(attempt)
+			attempt++
+		} else {
+			wait += d.backoff.delay(0) // the coordinator's retry-after plus jitter
+		}
+		d.log.Info("reconnecting", "in", wait.Round(time.Millisecond), "error", err)
+		select {
+		case <-ctx.Done():
+			d.updateState(func(s *State) { s.Connected = false; s.PID = 0 })
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (d *Daemon) writePID() error {
+	if d.cfg.PIDFile == "" {
+		return nil
+	}
+	return os.WriteFile(d.cfg.PIDFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644)
+}
+
+func (d *Daemon) removePID() {
+	if d.cfg.PIDFile != "" {
+		os.Remove(d.cfg.PIDFile)
+	}
+}
+
+func (d *Daemon) snapshot() *State {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := *d.state
+	return &s
+}
+
+// updateState changes the state and writes it out.
+func (d *Daemon) updateState(fn func(*State)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fn(d.state)
+	if err := saveState(d.cfg.Dir, d.state); err != nil && !errors.Is(err, os.ErrNotExist) {
+		d.log.Warn("saving state", "error", err)
+	}
+}
+
+func (d *Daemon) recordError(err error) {
+	if err == nil {
+		return
+	}
+	now := d.clock.Now()
+	d.updateState(func(s *State) {
+		s.Connected = false
+		s.LastError, s.LastErrorAt = err.Error(), now.UTC()
+		s.LastErrorCode = string(mesh.CodeOf(err))
+	})
+}

@@ -1,0 +1,286 @@
+package peer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
+)
+
+// RootWarning is the seeds' warning for installing as root without --user.
+const RootWarning = "Installing the peer in the root context is not recommended. " +
+	"Use --user <username> to name the user the peer process runs as."
+
+// InstallOptions are `jumpmesh peer install`'s flags.
+type InstallOptions struct {
+	Key string
+	Dir string
+	// Overrides and OverrideFields are the --jc-* flags given.
+	Overrides      Overrides
+	OverrideFields installerkey.Field
+	// PublicSiteAddress (--jc-public-site-address) replaces the key's
+	// coordinator addresses: a multiaddr ending in /p2p/<site> or without it.
+	PublicSiteAddress string
+	// User runs the peer and owns the directory. Required when installing as root.
+	User string
+	// Binary is the jumpmesh executable to copy (default: this one).
+	Binary string
+	Clock  mesh.Clock
+	// EUID is the installing user's effective ID (default: os.Geteuid()).
+	EUID *int
+}
+
+// Installed describes a finished install.
+type Installed struct {
+	Dir    string
+	PeerID peer.ID
+	Site   peer.ID
+	Config *Config
+}
+
+// Install verifies the key offline and creates the install directory. On
+// any error nothing is left behind.
+func Install(opts InstallOptions) (_ *Installed, err error) {
+	now := clockOr(opts.Clock).Now()
+	key, err := installerkey.Verify(opts.Key, installerkey.VerifyOptions{Now: now})
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOverrides(key, opts); err != nil {
+		return nil, err
+	}
+	owner, err := checkUser(opts)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := checkInstallDir(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(dir, installDirMode); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	cfg := newConfig(key, opts, now)
+	id, err := populate(dir, cfg, opts.Binary)
+	if err != nil {
+		return nil, err
+	}
+	if owner != nil {
+		if err := chownTree(dir, owner.uid, owner.gid); err != nil {
+			return nil, err
+		}
+	}
+	return &Installed{Dir: dir, PeerID: id, Site: key.Site, Config: cfg}, nil
+}
+
+func clockOr(c mesh.Clock) mesh.Clock {
+	if c == nil {
+		return mesh.SystemClock{}
+	}
+	return c
+}
+
+// checkOverrides refuses --jc-* flags for fields the installer does not let
+// the host override, and checks their values as the coordinator would.
+func checkOverrides(key *installerkey.Key, opts InstallOptions) error {
+	fields := opts.OverrideFields
+	if opts.PublicSiteAddress != "" {
+		fields |= installerkey.FieldPublicSiteAddress
+	}
+	if denied := fields &^ installerkey.Field(key.Body.GetOverridable()); denied != 0 {
+		flags := make([]string, 0, len(denied.Names()))
+		for _, n := range denied.Names() {
+			flags = append(flags, "--jc-"+n)
+		}
+		return mesh.Errorf(mesh.CodeOverrideNotAllowed, "(%v; this installer allows: %v)", flags, installerkey.Field(key.Body.GetOverridable()).Names())
+	}
+	o := opts.Overrides
+	if fields&installerkey.FieldGroup != 0 {
+		if _, _, err := mesh.ParseGroupRef(o.Group); err != nil {
+			return err
+		}
+	}
+	if n := len([]rune(o.Name)); n > 128 {
+		return mesh.Errorf(mesh.CodeInvalidArgument, "--jc-name is at most 128 characters (got %d).", n)
+	}
+	if m := o.MaxOfflineMinutes; m != 0 && (m < 5 || m > 525600) {
+		return mesh.Errorf(mesh.CodeOutOfRange, "--jc-max-offline-minutes is 5 to 525600 (got %d).", m)
+	}
+	if opts.PublicSiteAddress != "" {
+		if _, err := mesh.ParseMultiaddrs([]string{opts.PublicSiteAddress}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type owner struct{ uid, gid int }
+
+// checkUser applies the seeds' rule: not as root without --user; the user
+// must exist, and a non-root installer can only install for itself.
+func checkUser(opts InstallOptions) (*owner, error) {
+	euid := os.Geteuid()
+	if opts.EUID != nil {
+		euid = *opts.EUID
+	}
+	if opts.User == "" {
+		if euid == 0 {
+			return nil, mesh.Errorf(mesh.CodeInvalidArgument, RootWarning)
+		}
+		return nil, nil
+	}
+	u, err := user.Lookup(opts.User)
+	if err != nil {
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "--user %s: no such user on this host.", opts.User)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if euid != 0 {
+		if uid != euid {
+			return nil, mesh.Errorf(mesh.CodePermissionDenied, "(only root can install for another user; run as %s, or as root with --user %s)", opts.User, opts.User)
+		}
+		return nil, nil
+	}
+	return &owner{uid: uid, gid: gid}, nil
+}
+
+// checkInstallDir wants an absolute path that does not exist, in a writable
+// directory.
+func checkInstallDir(dir string) (string, error) {
+	if dir == "" {
+		return "", mesh.Errorf(mesh.CodeInvalidArgument, "--install-dir is required.")
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		return "", mesh.Errorf(mesh.CodeInvalidArgument, "--install-dir %s already exists; choose a new directory.", dir)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	parent := filepath.Dir(dir)
+	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
+		return "", mesh.Errorf(mesh.CodeInvalidArgument, "The parent of --install-dir, %s, is not an existing directory.", parent)
+	}
+	if err := unix.Access(parent, unix.W_OK); err != nil {
+		return "", mesh.Errorf(mesh.CodePermissionDenied, "(cannot write in %s)", parent)
+	}
+	return dir, nil
+}
+
+func newConfig(key *installerkey.Key, opts InstallOptions, now time.Time) *Config {
+	c := &Config{Version: configVersion, InstallerKey: key.Raw, InstallerID: key.Body.GetInstallerId(), Site: key.Site.String(),
+		PublicSiteAddress: opts.PublicSiteAddress, Overrides: opts.Overrides, OverrideFields: uint32(opts.OverrideFields),
+		FirstContactBy: key.NotAfter(), InstalledAt: now.UTC(), User: opts.User,
+		MaxOfflineMinutes: key.Body.GetDefaults().GetMaxOfflineMinutes()}
+	for _, a := range key.SiteAddrs {
+		c.SiteAddrs = append(c.SiteAddrs, a.String())
+	}
+	for _, a := range key.Relays {
+		c.Relays = append(c.Relays, a.String())
+	}
+	if key.Jumpoint != "" {
+		c.Jumpoint = key.Jumpoint.String()
+	}
+	if opts.OverrideFields&installerkey.FieldMaxOfflineMinutes != 0 {
+		c.MaxOfflineMinutes = opts.Overrides.MaxOfflineMinutes
+		if opts.Overrides.Ephemeral {
+			c.MaxOfflineMinutes = ephemeralMinutes
+		}
+	}
+	return c
+}
+
+// ephemeralMinutes is what --jc-ephemeral means (seeds: 5 minutes).
+const ephemeralMinutes = 5
+
+// populate writes everything the install directory holds.
+func populate(dir string, cfg *Config, binary string) (peer.ID, error) {
+	for _, d := range []string{logDir, runDir} {
+		if err := os.Mkdir(filepath.Join(dir, d), installDirMode); err != nil {
+			return "", err
+		}
+	}
+	if err := copyBinary(binary, filepath.Join(dir, binaryFile)); err != nil {
+		return "", err
+	}
+	priv, err := mesh.CreateKeyFile(filepath.Join(dir, keyFile))
+	if err != nil {
+		return "", err
+	}
+	id, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		return "", err
+	}
+	if err := writeJSON(filepath.Join(dir, configFile), cfg); err != nil {
+		return "", err
+	}
+	if err := saveState(dir, &State{}); err != nil {
+		return "", err
+	}
+	scripts := map[string]struct {
+		text string
+		mode os.FileMode
+	}{
+		initScriptFile: {initScript(dir, cfg.User), 0o755},
+		uninstallFile:  {uninstallScript(dir), 0o755},
+		unitFile:       {systemdUnit(dir, cfg.User), 0o644},
+	}
+	for name, sc := range scripts {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(sc.text), sc.mode); err != nil {
+			return "", err
+		}
+	}
+	return id, nil
+}
+
+func copyBinary(from, to string) error {
+	if from == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding the jumpmesh binary: %w", err)
+		}
+		from = exe
+	}
+	src, err := os.Open(from)
+	if err != nil {
+		return fmt.Errorf("copying the jumpmesh binary: %w", err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return fmt.Errorf("copying the jumpmesh binary: %w", err)
+	}
+	_, cerr := io.Copy(dst, src)
+	if err := errors.Join(cerr, dst.Close()); err != nil {
+		return fmt.Errorf("copying the jumpmesh binary: %w", err)
+	}
+	return nil
+}
+
+func chownTree(dir string, uid, gid int) error {
+	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
+}

@@ -1,0 +1,201 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Local commands on an installed peer: status, disable/enable, uninstall.
+
+// PIDFile is where a running peer keeps its process ID.
+func PIDFile(dir string) string { return filepath.Join(dir, runDir, pidFileName) }
+
+// runningPID returns the running daemon's PID, or 0.
+func runningPID(dir string) int {
+	raw, err := os.ReadFile(PIDFile(dir))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	if syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	return pid
+}
+
+// Status is what `jumpmesh peer status` shows.
+type Status struct {
+	Dir            string    `json:"dir"`
+	PeerID         string    `json:"peer_id"`
+	Site           string    `json:"site"`
+	Name           string    `json:"name,omitempty"`
+	Running        bool      `json:"running"`
+	PID            int       `json:"pid,omitempty"`
+	Connected      bool      `json:"connected"`
+	Disabled       bool      `json:"disabled"`
+	Contacted      bool      `json:"contacted"`
+	LastContact    time.Time `json:"last_contact,omitzero"`
+	FirstContactBy time.Time `json:"first_contact_by,omitzero"`
+	OfflineLimit   string    `json:"offline_limit"`
+	LastError      string    `json:"last_error,omitempty"`
+	LastErrorCode  string    `json:"last_error_code,omitempty"`
+	LastErrorAt    time.Time `json:"last_error_at,omitzero"`
+}
+
+// LocalStatus reads an install directory.
+func LocalStatus(dir string) (*Status, error) {
+	c, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	s, err := LoadState(dir)
+	if err != nil {
+		return nil, err
+	}
+	key, err := mesh.LoadKeyFile(filepath.Join(dir, keyFile))
+	if err != nil {
+		return nil, err
+	}
+	id, err := peerIDOf(key)
+	if err != nil {
+		return nil, err
+	}
+	pid := runningPID(dir)
+	st := &Status{Dir: dir, PeerID: id.String(), Site: c.Site, Name: s.Name, Running: pid != 0, PID: pid,
+		Connected: pid != 0 && s.Connected, Disabled: IsDisabled(dir), Contacted: s.Contacted, LastContact: s.LastContact,
+		OfflineLimit: c.offlineLimit(s).String(), LastError: s.LastError, LastErrorCode: s.LastErrorCode, LastErrorAt: s.LastErrorAt}
+	if !s.Contacted {
+		st.FirstContactBy = c.FirstContactBy
+	}
+	return st, nil
+}
+
+// checkLocalRight refuses local disable/uninstall by non-root users when the
+// site restricts them (seeds: only users with privileges on the host).
+func checkLocalRight(dir, what string, euid int) error {
+	s, err := LoadState(dir)
+	if err != nil {
+		return err
+	}
+	if s.RestrictLocal && euid != 0 {
+		return mesh.Errorf(mesh.CodePermissionDenied, "(the site restricts local %s of peers to root)", what)
+	}
+	return nil
+}
+
+// SetDisabled disables (the peer refuses jumps) or enables the peer, and
+// tells a running daemon (SIGHUP), which tells the coordinator.
+func SetDisabled(dir string, disabled bool, euid int) error {
+	if _, err := LoadConfig(dir); err != nil {
+		return err
+	}
+	if err := checkLocalRight(dir, "disable", euid); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, disabledFile)
+	if disabled {
+		if err := os.WriteFile(path, []byte("disabled by the local user\n"), privateFileMode); err != nil {
+			return err
+		}
+	} else if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if pid := runningPID(dir); pid != 0 {
+		_ = syscall.Kill(pid, syscall.SIGHUP)
+	}
+	return nil
+}
+
+// UninstallOptions tune a local uninstall.
+type UninstallOptions struct {
+	EUID    int
+	Version string
+	// Timeout bounds telling the coordinator (best effort).
+	Timeout time.Duration
+	Sys     SysSource
+}
+
+// Uninstall stops the daemon, tells the coordinator when it can be reached,
+// and removes the install directory. It reports whether the coordinator
+// was told.
+func Uninstall(ctx context.Context, dir string, opts UninstallOptions) (told bool, err error) {
+	if _, err := LoadConfig(dir); err != nil {
+		return false, err
+	}
+	if err := checkLocalRight(dir, "uninstall", opts.EUID); err != nil {
+		return false, err
+	}
+	if err := stopDaemon(dir, 10*time.Second); err != nil {
+		return false, err
+	}
+	told = tellGoodbye(ctx, dir, opts) == nil
+	if err := os.RemoveAll(dir); err != nil {
+		return told, fmt.Errorf("removing %s: %w", dir, err)
+	}
+	return told, nil
+}
+
+// stopDaemon sends SIGTERM to a running daemon and waits for it to end.
+func stopDaemon(dir string, timeout time.Duration) error {
+	pid := runningPID(dir)
+	if pid == 0 {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stopping the peer (pid %d): %w", pid, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if syscall.Kill(pid, 0) != nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("the peer (pid %d) did not stop within %s", pid, timeout)
+}
+
+// tellGoodbye says hello and goodbye to the coordinator.
+func tellGoodbye(ctx context.Context, dir string, opts UninstallOptions) error {
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	d, err := Open(RunConfig{Dir: dir, Version: opts.Version, Sys: opts.Sys})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	ms, err := d.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
+	hello := &pb.PeerUp{Body: &pb.PeerUp_Hello{Hello: &pb.PeerHello{InstallerKey: d.config.InstallerKey,
+		Info: opts.Sys.HostInfo(opts.Version), Overrides: d.config.Overrides.toPB(), OverrideFields: d.config.OverrideFields}}}
+	if err := ms.Write(hello, sendTimeout); err != nil {
+		return err
+	}
+	var down pb.PeerDown
+	if err := ms.Read(&down, replyTimeout); err != nil {
+		return err
+	}
+	if down.GetWelcome() == nil {
+		return fmt.Errorf("the coordinator did not welcome the goodbye: %v", down.GetBody())
+	}
+	return ms.Write(&pb.PeerUp{Body: &pb.PeerUp_Goodbye{Goodbye: &pb.PeerGoodbye{Reason: "uninstalled on the host"}}}, sendTimeout)
+}

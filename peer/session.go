@@ -1,0 +1,193 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Timing of a peer session.
+const (
+	connectTimeout   = 15 * time.Second
+	replyTimeout     = 30 * time.Second
+	sendTimeout      = 10 * time.Second
+	minStatsInterval = 5 * time.Second
+)
+
+// uninstallOrder is the coordinator's order to uninstall.
+type uninstallOrder struct{ reason string }
+
+func (u uninstallOrder) Error() string { return "the coordinator ordered an uninstall: " + u.reason }
+
+var errUninstallOrdered = uninstallOrder{}
+
+func (u uninstallOrder) Is(target error) bool { _, ok := target.(uninstallOrder); return ok }
+
+// session connects, says hello and stays online until the stream ends. It
+// reports whether the coordinator welcomed the peer, and how long the
+// coordinator asked it to wait before trying again.
+func (d *Daemon) session(ctx context.Context) (welcomed bool, retryAfter time.Duration, err error) {
+	ms, err := d.dial(ctx)
+	if err != nil {
+		return false, 0, err
+	}
+	defer ms.Reset()
+	hello := &pb.PeerUp{Body: &pb.PeerUp_Hello{Hello: &pb.PeerHello{
+		InstallerKey: d.config.InstallerKey, Info: d.cfg.Sys.HostInfo(d.cfg.Version),
+		Overrides: d.config.Overrides.toPB(), OverrideFields: d.config.OverrideFields, Disabled: IsDisabled(d.cfg.Dir),
+	}}}
+	if err := ms.Write(hello, sendTimeout); err != nil {
+		return false, 0, mesh.Errorf(mesh.CodeCoordinatorDown, "(sending hello: %w)", err)
+	}
+	var down pb.PeerDown
+	if err := ms.Read(&down, replyTimeout); err != nil {
+		return false, 0, mesh.Errorf(mesh.CodeCoordinatorDown, "(waiting for the welcome: %w)", err)
+	}
+	switch b := down.GetBody().(type) {
+	case *pb.PeerDown_Retry:
+		wait := time.Duration(b.Retry.GetAfterMillis()) * time.Millisecond
+		return false, wait, mesh.Errorf(mesh.CodeServerBusy, "(connection rate; retry in %s)", wait)
+	case *pb.PeerDown_Error:
+		return false, 0, mesh.ErrorFromPB(b.Error)
+	case *pb.PeerDown_Uninstall:
+		return false, 0, uninstallOrder{b.Uninstall.GetReason()}
+	case *pb.PeerDown_Welcome:
+		d.applyWelcome(b.Welcome, true)
+	default:
+		return false, 0, mesh.Errorf(mesh.CodeProtocol, "(expected a welcome, got %T)", b)
+	}
+	d.log.Info("online", "site", d.site.ID, "name", d.snapshot().Name)
+	return true, 0, d.online(ctx, ms)
+}
+
+func (d *Daemon) dial(ctx context.Context) (*mesh.MsgStream, error) {
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := d.host.Connect(cctx, d.site); err != nil {
+		return nil, mesh.Errorf(mesh.CodeCoordinatorDown, "(%s: %w)", d.site.ID, err)
+	}
+	st, err := d.host.NewStream(cctx, d.site.ID, mesh.PeerProtocol)
+	if err != nil {
+		return nil, mesh.Errorf(mesh.CodeCoordinatorDown, "(%s: %w)", d.site.ID, err)
+	}
+	return mesh.NewMsgStream(st, mesh.MaxPeerMessage), nil
+}
+
+// applyWelcome keeps what the peer must know while out of touch.
+func (d *Daemon) applyWelcome(w *pb.PeerWelcome, connected bool) {
+	now := d.clock.Now().UTC()
+	d.updateState(func(s *State) {
+		s.Contacted, s.Connected, s.LastContact = true, connected || s.Connected, now
+		if w.GetPeer() != nil {
+			s.Name = w.GetPeer().GetSettings().GetName()
+			s.MaxOfflineMinutes = w.GetPeer().GetSettings().GetMaxOfflineMinutes()
+		}
+		if w.GetDeleteAfterDays() > 0 {
+			s.DeleteAfterDays = w.GetDeleteAfterDays()
+		}
+		s.StatsIntervalSeconds = w.GetStatsIntervalSeconds()
+		s.RestrictLocal = w.GetRestrictLocalUninstall()
+		s.LastError, s.LastErrorCode = "", ""
+	})
+}
+
+// online reports statistics and follows the coordinator's orders until the
+// stream ends.
+func (d *Daemon) online(ctx context.Context, ms *mesh.MsgStream) error {
+	d.setSession(ms)
+	defer d.setSession(nil)
+	downs := make(chan *pb.PeerDown)
+	readErr := make(chan error, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			m := new(pb.PeerDown)
+			if err := ms.Read(m, 0); err != nil {
+				readErr <- err
+				return
+			}
+			select {
+			case downs <- m:
+			case <-done:
+				return
+			}
+		}
+	}()
+	if err := d.sendStats(ms); err != nil {
+		return err
+	}
+	ticker := time.NewTicker(d.statsInterval())
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-readErr:
+			return mesh.Errorf(mesh.CodeCoordinatorDown, "(connection lost: %w)", err)
+		case m := <-downs:
+			switch b := m.GetBody().(type) {
+			case *pb.PeerDown_Uninstall:
+				return uninstallOrder{b.Uninstall.GetReason()}
+			case *pb.PeerDown_Update:
+				d.applyWelcome(b.Update, true)
+				ticker.Reset(d.statsInterval())
+			}
+		case <-ticker.C:
+			if err := d.sendStats(ms); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (d *Daemon) statsInterval() time.Duration {
+	iv := time.Duration(d.snapshot().StatsIntervalSeconds) * time.Second
+	return max(iv, minStatsInterval)
+}
+
+func (d *Daemon) sendStats(ms *mesh.MsgStream) error {
+	now := d.clock.Now()
+	stats := d.cfg.Sys.Stats(d.cfg.Dir, now)
+	if err := ms.Write(&pb.PeerUp{Body: &pb.PeerUp_Stats{Stats: stats}}, sendTimeout); err != nil {
+		return mesh.Errorf(mesh.CodeCoordinatorDown, "(sending statistics: %w)", err)
+	}
+	d.updateState(func(s *State) { s.LastContact, s.Connected = now.UTC(), true })
+	return nil
+}
+
+func (d *Daemon) setSession(ms *mesh.MsgStream) {
+	d.mu.Lock()
+	d.session_ = ms
+	d.mu.Unlock()
+}
+
+// Reload re-reads local state changed by other commands (disable/enable)
+// and tells the coordinator.
+func (d *Daemon) Reload() {
+	disabled := IsDisabled(d.cfg.Dir)
+	d.mu.Lock()
+	ms := d.session_
+	d.mu.Unlock()
+	if ms == nil {
+		return
+	}
+	if err := ms.Write(&pb.PeerUp{Body: &pb.PeerUp_State{State: &pb.PeerState{Disabled: disabled}}}, sendTimeout); err != nil {
+		d.log.Warn("reporting state", "error", err)
+	}
+	d.log.Info("local state reloaded", "disabled", disabled)
+}
+
+// uninstallSelf removes the install directory.
+func (d *Daemon) uninstallSelf(reason string, _ bool) error {
+	d.log.Warn("uninstalling", "reason", reason, "dir", d.cfg.Dir)
+	d.host.Close()
+	if err := os.RemoveAll(d.cfg.Dir); err != nil {
+		return fmt.Errorf("uninstalling (%s): %w", reason, err)
+	}
+	return fmt.Errorf("%w: %s", ErrUninstalled, reason)
+}
