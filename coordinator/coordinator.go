@@ -103,6 +103,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	if err != nil {
 		return nil, err
 	}
+	c.metrics.registerPeers(reg, c.service)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	mesh.ServeControl(ctx, c.host, c.handle)

@@ -38,3 +38,15 @@ func (m *metrics) observe(request string, code mesh.Code, d time.Duration) {
 	m.requests.WithLabelValues(request, result).Inc()
 	m.duration.WithLabelValues(request).Observe(d.Seconds())
 }
+
+// registerPeers adds the peer gauges, read from the service when scraped.
+func (m *metrics) registerPeers(reg prometheus.Registerer, s *Service) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "jumpmesh", Subsystem: "coordinator", Name: "peers",
+			Help: "Peers known to the site."}, func() float64 { total, _ := s.PeerCounts(); return float64(total) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "jumpmesh", Subsystem: "coordinator", Name: "peers_online",
+			Help: "Peers connected now."}, func() float64 { _, online := s.PeerCounts(); return float64(online) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "jumpmesh", Subsystem: "coordinator", Name: "peer_retries_total",
+			Help: "Peer connections told to retry later by the global connection rate."}, func() float64 { return float64(s.PeerRetries()) }),
+	)
+}

@@ -45,13 +45,16 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 		ms.Reset()
 		return
 	}
-	now := s.clock.Now()
-	if wait := s.admit(now); wait > 0 {
+	// The rate paces real traffic, so it runs on the wall clock; lifecycle
+	// times use the injected one.
+	if wait := s.admit(time.Now()); wait > 0 {
+		s.retries.Add(1)
 		_ = ms.Write(&pb.PeerDown{Body: &pb.PeerDown_Retry{Retry: &pb.PeerRetry{AfterMillis: wait.Milliseconds() + 1}}}, writeTimeout)
 		_ = st.CloseWrite()
 		drain(ms)
 		return
 	}
+	now := s.clock.Now()
 	rec, err := s.registerPeer(remote, up.GetHello(), observedIP(st), now)
 	if err != nil {
 		s.log.Info("peer refused", logRemote, remote, logCode, mesh.CodeOf(err), logError, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -41,6 +42,22 @@ type Service struct {
 	enrollMu sync.Mutex
 	admitMu  sync.Mutex
 	limiter  *rate.Limiter
+	// retries counts hellos told to retry by the connection rate.
+	retries atomic.Int64
+}
+
+// PeerRetries is how many peer hellos the connection rate turned away.
+func (s *Service) PeerRetries() int64 { return s.retries.Load() }
+
+// PeerCounts returns how many peers are known and how many are online.
+func (s *Service) PeerCounts() (total, online int) {
+	for _, p := range s.peers.snapshot() {
+		total++
+		if p.online {
+			online++
+		}
+	}
+	return total, online
 }
 
 // ServiceConfig builds a Service. Store and Signer are required.

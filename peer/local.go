@@ -197,5 +197,12 @@ func tellGoodbye(ctx context.Context, dir string, opts UninstallOptions) error {
 	if down.GetWelcome() == nil {
 		return fmt.Errorf("the coordinator did not welcome the goodbye: %v", down.GetBody())
 	}
-	return ms.Write(&pb.PeerUp{Body: &pb.PeerUp_Goodbye{Goodbye: &pb.PeerGoodbye{Reason: "uninstalled on the host"}}}, sendTimeout)
+	if err := ms.Write(&pb.PeerUp{Body: &pb.PeerUp_Goodbye{Goodbye: &pb.PeerGoodbye{Reason: "uninstalled on the host"}}}, sendTimeout); err != nil {
+		return err
+	}
+	// Wait for the coordinator to end the stream: closing the connection
+	// at once could drop the goodbye before it is delivered.
+	_ = ms.Stream().CloseWrite()
+	_ = ms.Read(&down, replyTimeout)
+	return nil
 }

@@ -159,3 +159,6 @@ func FreePort(t testing.TB, network string) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// WantNoPanic runs fn and returns the catalog code of its error.
+func WantNoPanic(fn func() error) mesh.Code { return mesh.CodeOf(fn()) }
