@@ -196,3 +196,5 @@ func freeTCPPort(t *testing.T) string {
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	return port
 }
+
+func jsonInto(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -90,6 +90,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			settingsCommand(),
 			installerCommand(),
 			peerCommand(),
+			simCommand(),
 			lsCommand(),
 			showCommand(),
 			setCommand(),

@@ -1,0 +1,211 @@
+package netlab
+
+import (
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// Rule comments the lab reads counters back by.
+const (
+	ruleUnsolicited = "unsolicited"  // NAT: new inbound flows from the WAN
+	ruleUDPBlocked  = "udp-blocked"  // udp-blocked: UDP through the NAT
+	ruleLoss        = "loss"         // link: random loss at ingress
+	rulePartition   = "partition"    // link: everything, while partitioned
+	natTableSuffix  = "nat"          // <prefix>nat, family ip
+	linkTableSuffix = "link"         // <prefix>link, family netdev
+	etherTypeIPv4   = uint16(0x0800) // loss spares ARP: a lost ARP stalls a flow for a second
+)
+
+func ifname(n string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, n)
+	return b
+}
+
+func comment(s string) []byte { return userdata.AppendString(nil, userdata.TypeComment, s) }
+
+// installNAT makes ns a NAT router towards wan with the preset's behaviour.
+// The tables carry the lab's prefix like every other object.
+func installNAT(ns *netNS, prefix, wan string, p Preset) error {
+	return ns.nft(func(c *nftables.Conn) error { return addNAT(c, ns.name, prefix, wan, p) })
+}
+
+func addNAT(c *nftables.Conn, where, prefix, wan string, p Preset) error {
+	t := c.AddTable(&nftables.Table{Name: prefix + natTableSuffix, Family: nftables.TableFamilyIPv4})
+	post := c.AddChain(&nftables.Chain{
+		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
+	})
+	// Linux masquerade keeps the source port whenever the resulting tuple is
+	// unique, which makes the mapping endpoint-independent and
+	// port-preserving; fully-random draws a new port for every flow.
+	c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(wan)},
+		&expr.Masq{FullyRandom: p == Hard},
+	}})
+	accept := nftables.ChainPolicyAccept
+	fwd := c.AddChain(&nftables.Chain{
+		Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept,
+	})
+	// Conntrack lets replies in; nothing else may start from the WAN side.
+	// (Unsolicited packets to the router's own address never reach this
+	// chain: they are delivered locally and find no socket.)
+	c.AddRule(&nftables.Rule{Table: t, Chain: fwd, UserData: comment(ruleUnsolicited), Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(wan)},
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW | expr.CtStateBitINVALID),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}})
+	if p == UDPBlocked {
+		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, UserData: comment(ruleUDPBlocked), Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("installing %s NAT in %s: %w", p, where, err)
+	}
+	return nil
+}
+
+// linkChain creates the ingress chain of one cable end, with the loss rule
+// when the link has loss. Every cable end gets one, so a partition can be
+// added later by rule.
+func linkChain(ns *netNS, prefix, dev string, loss float64) error {
+	return ns.nft(func(c *nftables.Conn) error { return addLinkChain(c, ns.name, prefix, dev, loss) })
+}
+
+func addLinkChain(c *nftables.Conn, where, prefix, dev string, loss float64) error {
+	t := c.AddTable(&nftables.Table{Name: prefix + linkTableSuffix, Family: nftables.TableFamilyNetdev})
+	accept := nftables.ChainPolicyAccept
+	ch := c.AddChain(&nftables.Chain{
+		Name: dev, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookIngress, Priority: nftables.ChainPriorityFilter,
+		Device: dev, Policy: &accept,
+	})
+	if loss > 0 {
+		// numgen random mod 10000 < loss*100: resolution 0.01%. numgen
+		// writes host order and cmp compares bytes, hence the hton.
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, UserData: comment(ruleLoss), Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(etherTypeIPv4)},
+			&expr.Numgen{Register: 1, Modulus: 10000, Type: unix.NFT_NG_RANDOM},
+			&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 4, Size: 4},
+			&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: binaryutil.BigEndian.PutUint32(uint32(loss*100 + 0.5))},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("link chain for %s in %s: %w", dev, where, err)
+	}
+	return nil
+}
+
+// setPartition adds or removes the drop-everything rule of one cable end.
+func setPartition(ns *netNS, prefix, dev string, on bool) error {
+	return ns.nft(func(c *nftables.Conn) error { return partitionRule(c, ns.name, prefix, dev, on) })
+}
+
+func partitionRule(c *nftables.Conn, where, prefix, dev string, on bool) error {
+	t := &nftables.Table{Name: prefix + linkTableSuffix, Family: nftables.TableFamilyNetdev}
+	ch := &nftables.Chain{Name: dev, Table: t}
+	rules, err := c.GetRules(t, ch)
+	if err != nil {
+		return fmt.Errorf("reading link chain %s in %s: %w", dev, where, err)
+	}
+	var have []*nftables.Rule
+	for _, r := range rules {
+		if ruleComment(r) == rulePartition {
+			have = append(have, r)
+		}
+	}
+	switch {
+	case on && len(have) == 0:
+		c.InsertRule(&nftables.Rule{Table: t, Chain: ch, UserData: comment(rulePartition), Exprs: []expr.Any{
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}})
+	case !on:
+		for _, r := range have {
+			if err := c.DelRule(r); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("partition %v on %s in %s: %w", on, dev, where, err)
+	}
+	return nil
+}
+
+func ruleComment(r *nftables.Rule) string {
+	s, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+	return s
+}
+
+// counters sums the packet counters of the rules commented name in every
+// chain of the table.
+func counters(ns *netNS, table string, family nftables.TableFamily, name string) (n uint64, err error) {
+	err = ns.nft(func(c *nftables.Conn) error {
+		chains, err := c.ListChainsOfTableFamily(family)
+		if err != nil {
+			return err
+		}
+		for _, ch := range chains {
+			if ch.Table.Name != table {
+				continue
+			}
+			v, err := ruleCounter(c, ch.Table, ch, name)
+			if err != nil {
+				return err
+			}
+			n += v
+		}
+		return nil
+	})
+	return n, err
+}
+
+// chainCounter is counters for one chain of a netdev table.
+func chainCounter(ns *netNS, table, chain, name string) (n uint64, err error) {
+	err = ns.nft(func(c *nftables.Conn) error {
+		t := &nftables.Table{Name: table, Family: nftables.TableFamilyNetdev}
+		n, err = ruleCounter(c, t, &nftables.Chain{Name: chain, Table: t}, name)
+		return err
+	})
+	return n, err
+}
+
+func ruleCounter(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, name string) (uint64, error) {
+	rules, err := c.GetRules(t, ch)
+	if err != nil {
+		return 0, fmt.Errorf("reading chain %s: %w", ch.Name, err)
+	}
+	var n uint64
+	for _, r := range rules {
+		if ruleComment(r) != name {
+			continue
+		}
+		for _, e := range r.Exprs {
+			if ctr, ok := e.(*expr.Counter); ok {
+				n += ctr.Packets
+			}
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,138 @@
+package netlab
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"time"
+)
+
+// Preset is a network's NAT behaviour, named after RFC 4787's mapping and
+// filtering classes. See the table in sim/README.md.
+type Preset string
+
+// The NAT presets.
+const (
+	// Public hosts sit on the lab's internet with a public address and no NAT.
+	Public Preset = "public"
+	// Easy is Linux masquerade: endpoint-independent, port-preserving
+	// mapping; address-and-port-dependent filtering.
+	Easy Preset = "easy"
+	// Hard is masquerade fully-random: a new random port for every
+	// destination (address-and-port-dependent mapping and filtering).
+	Hard Preset = "hard"
+	// CGNAT is an easy NAT behind a carrier's easy NAT, with 100.64.0.0/10
+	// between the two.
+	CGNAT Preset = "cgnat"
+	// UDPBlocked is Easy with every UDP packet dropped at the NAT.
+	UDPBlocked Preset = "udp-blocked"
+	// Isolated is a LAN with no route out at all.
+	Isolated Preset = "isolated"
+)
+
+// Presets lists every preset, in the order the docs present them.
+func Presets() []Preset {
+	return []Preset{Public, Easy, Hard, CGNAT, UDPBlocked, Isolated}
+}
+
+func (p Preset) valid() bool {
+	for _, q := range Presets() {
+		if p == q {
+			return true
+		}
+	}
+	return false
+}
+
+// natted reports whether hosts of the network sit behind a router of their own.
+func (p Preset) natted() bool { return p != Public }
+
+// Topology describes a lab: its networks and the hosts on them. It is plain
+// data, so a scenario file can be decoded into it.
+type Topology struct {
+	Networks []NetworkSpec
+	Hosts    []HostSpec
+}
+
+// NetworkSpec describes one network.
+type NetworkSpec struct {
+	// Name is unique in the topology: 1–20 characters of [a-z0-9-],
+	// starting with a letter or digit.
+	Name string
+	NAT  Preset
+	// Subnet is the LAN of a NATed or isolated network; a /24 in the
+	// private ranges is allocated when zero. Public networks ignore it:
+	// their hosts take addresses in 198.51.100.0/24.
+	Subnet netip.Prefix
+	// Uplink shapes the cable between the network's router and the next hop
+	// towards the internet (the carrier for cgnat). Ignored for public and
+	// isolated networks.
+	Uplink Link
+}
+
+// HostSpec describes one host: a namespace with one interface on its network.
+type HostSpec struct {
+	// Name is unique in the topology, same alphabet as network names.
+	Name    string
+	Network string
+	// Addr is the host's address; one is allocated when zero.
+	Addr netip.Addr
+	// Link shapes the cable between the host and its network.
+	Link Link
+}
+
+// Link shapes one cable. Every figure applies to each direction on its own:
+// a cable with Latency 20ms adds 40ms to a round trip through it.
+type Link struct {
+	// Latency is the one-way delay, added in user space by a wire between
+	// two TAP devices (this kernel has no netem).
+	Latency time.Duration
+	// Jitter spreads each packet's delay uniformly over
+	// [Latency-Jitter, Latency+Jitter]; packets are never reordered.
+	Jitter time.Duration
+	// Loss is the percentage (0–100) of IPv4 packets dropped, by nftables
+	// numgen at each end's ingress.
+	Loss float64
+	// Rate limits the cable to this many bits per second (TBF on both
+	// ends' egress); zero means unlimited.
+	Rate uint64
+}
+
+// delayed reports whether the cable needs a user-space wire.
+func (l Link) delayed() bool { return l.Latency > 0 || l.Jitter > 0 }
+
+func (l Link) validate() error {
+	switch {
+	case l.Latency < 0 || l.Jitter < 0:
+		return fmt.Errorf("negative latency or jitter")
+	case l.Jitter > l.Latency:
+		return fmt.Errorf("jitter %v exceeds latency %v", l.Jitter, l.Latency)
+	case l.Latency > maxLatency:
+		return fmt.Errorf("latency %v exceeds %v", l.Latency, maxLatency)
+	case l.Loss < 0 || l.Loss >= 100:
+		return fmt.Errorf("loss %v%% outside [0, 100)", l.Loss)
+	case l.Rate != 0 && l.Rate < minRate:
+		return fmt.Errorf("rate %d bit/s below %d", l.Rate, minRate)
+	}
+	return nil
+}
+
+const (
+	maxLatency = 10 * time.Second
+	minRate    = 8000
+	maxNameLen = 20
+)
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+func validName(s string) bool { return len(s) <= maxNameLen && nameRE.MatchString(s) }
+
+// Validate checks the topology without touching the system.
+func (t Topology) Validate() error {
+	_, err := t.plan()
+	return err
+}
+
+func topoErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrTopology, fmt.Sprintf(format, args...))
+}
