@@ -76,7 +76,7 @@ func LocalStatus(dir string) (*Status, error) {
 	pid := runningPID(dir)
 	st := &Status{Dir: dir, PeerID: id.String(), Site: c.Site, Name: s.Name, Running: pid != 0, PID: pid,
 		Connected: pid != 0 && s.Connected, Disabled: IsDisabled(dir), Contacted: s.Contacted, LastContact: s.LastContact,
-		OfflineLimit: c.offlineLimit(s).String(), LastError: s.LastError, LastErrorCode: s.LastErrorCode, LastErrorAt: s.LastErrorAt}
+		OfflineLimit: humanDuration(c.offlineLimit(s)), LastError: s.LastError, LastErrorCode: s.LastErrorCode, LastErrorAt: s.LastErrorAt}
 	if !s.Contacted {
 		st.FirstContactBy = c.FirstContactBy
 	}
@@ -205,4 +205,12 @@ func tellGoodbye(ctx context.Context, dir string, opts UninstallOptions) error {
 	_ = ms.Stream().CloseWrite()
 	_ = ms.Read(&down, replyTimeout)
 	return nil
+}
+
+// humanDuration prints whole days as "180d", anything else as Go does.
+func humanDuration(d time.Duration) string {
+	if day := 24 * time.Hour; d >= day && d%day == 0 {
+		return strconv.Itoa(int(d/day)) + "d"
+	}
+	return d.String()
 }

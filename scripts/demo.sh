@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # make demo: a whole site on loopback in a temporary directory — init a
 # coordinator, run it, log in as its first administrator, invite a
-# technician, create a jump group, policies and an installer key, and list
-# them. Everything it starts is stopped and removed on exit.
+# technician, create a jump group, policies and an installer key, install a
+# peer from the key and see it online, list everything, revoke the key.
+# Everything it starts is stopped and removed on exit.
 set -euo pipefail
 JM=${1:-bin/jumpmesh}
 JM=$(cd "$(dirname "$JM")" && pwd)/$(basename "$JM")
 WORK=$(mktemp -d -t jumpmesh-demo.XXXXXX)
 COORD_PID=
 cleanup() {
+	if [ -x "$WORK/host/jumpmesh/init-script" ]; then "$WORK/host/jumpmesh/init-script" stop >/dev/null 2>&1 || true; fi
 	if [ -n "$COORD_PID" ]; then kill "$COORD_PID" 2>/dev/null || true; wait "$COORD_PID" 2>/dev/null || true; fi
 	rm -rf "$WORK"
 }
@@ -66,6 +68,24 @@ echo "key $KEY"
 
 step jumpmesh installer verify KEY --online
 "$JM" installer verify "$KEY" --online | head -n 5
+
+# The host side: install a peer from the key (as the seeds' headless install
+# does), start it with its init-script, and watch it come online.
+mkdir -p "$WORK/host"
+step jumpmesh peer install --key KEY --install-dir "$WORK/host/jumpmesh" --user "$(id -un)" --jc-name web-01
+"$JM" peer install --key "$KEY" --install-dir "$WORK/host/jumpmesh" --user "$(id -un)" --jc-name web-01
+step "$WORK/host/jumpmesh/init-script" start
+"$WORK/host/jumpmesh/init-script" start
+for _ in $(seq 1 100); do
+	"$JM" ls name:web-01 status:online --json 2>/dev/null | grep -q '"status": "online"' && break
+	sleep 0.1
+done
+step jumpmesh ls
+"$JM" ls
+step jumpmesh show web-01
+"$JM" show web-01
+step jumpmesh peer status --dir "$WORK/host/jumpmesh"
+"$JM" peer status --dir "$WORK/host/jumpmesh"
 
 step jumpmesh user list
 "$JM" user list

@@ -160,20 +160,21 @@ func showCommand() *cli.Command {
 func printPeer(cc *cli.Context, p *pb.PeerView) error {
 	v := newPeerView(p)
 	return output(cc, v, func(w io.Writer) {
-		fields(w, "name", v.Name, "peer", v.ID, "status", v.Status, "jump group", v.Group, "tag", orDash(v.Tag),
+		kv := []string{"name", v.Name, "peer", v.ID, "status", v.Status, "jump group", v.Group, "tag", orDash(v.Tag),
 			"comments", orDash(v.Comments), "jump policy", orDash(v.JumpPolicy),
 			"session policy (present)", orDash(v.SessionPolicyPresent), "session policy (not present)", orDash(v.SessionPolicyNotPresent),
 			"max offline", offlineText(v.MaxOfflineMinutes, p.GetPeer().GetSettings().GetEphemeral()), "connection", v.Connection,
 			"hostname", orDash(v.Hostname), "os", v.OS, "version", orDash(v.Version),
 			"private IPs", orDash(strings.Join(v.PrivateIPs, ", ")), "public IP", orDash(v.PublicIP),
-			"gateway", orDash(strings.TrimSpace(v.Gateway+" "+v.GatewayMAC)), "console users", orDash(strings.Join(v.ConsoleUsers, ", ")),
+			"gateway", orDash(strings.TrimSpace(v.Gateway + " " + v.GatewayMAC)), "console users", orDash(strings.Join(v.ConsoleUsers, ", ")),
 			"installer", orDash(v.Installer), "installed", unixTime(p.GetPeer().GetInstalledUnix()),
-			"last seen", lastSeen(p), "last access", unixTime(p.GetPeer().GetLastAccessUnix()))
+			"last seen", lastSeen(p), "last access", unixTime(p.GetPeer().GetLastAccessUnix())}
 		if st := v.Stats; st != nil {
-			fields(w, "load", fmt.Sprintf("%.2f on %d CPUs", st.Load1, st.CPUs),
+			kv = append(kv, "load", fmt.Sprintf("%.2f on %d CPUs", st.Load1, st.CPUs),
 				"disk", fmt.Sprintf("%s of %s used", bytesText(st.DiskUsed), bytesText(st.DiskTotal)),
 				"uptime", (time.Duration(st.Uptime) * time.Second).String(), "statistics taken", humanTime(st.Taken))
 		}
+		fields(w, kv...)
 	})
 }
 
