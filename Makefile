@@ -40,6 +40,11 @@ fuzz:
 	$(GO) test ./mesh/installerkey -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./mesh -run '^$$' -fuzz FuzzDecodeRequest -fuzztime $(FUZZTIME)
 	$(GO) test ./mesh -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(FUZZTIME)
+	$(GO) test ./coordinator -run '^$$' -fuzz FuzzParseQuery -fuzztime $(FUZZTIME)
+	$(GO) test ./peer -run '^$$' -fuzz FuzzSysParseUtmp -fuzztime $(FUZZTIME)
+	$(GO) test ./peer -run '^$$' -fuzz FuzzSysParseRoute -fuzztime $(FUZZTIME)
+	$(GO) test ./peer -run '^$$' -fuzz FuzzSysParseARP -fuzztime $(FUZZTIME)
+	$(GO) test ./sim/probe -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 
 # Regenerates mesh/pb from the .proto files; needs protoc (Debian: protobuf-compiler,
 # installed here when running as root) and protoc-gen-go (from the Go module proxy).

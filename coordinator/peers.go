@@ -256,9 +256,12 @@ func (s *Service) peerRemove(c *caller, r *pb.PeerRefRequest) (*pb.Response, err
 	}
 	now := s.clock.Now()
 	for _, id := range slices.Compact(ids) {
+		rec, _ := s.peers.get(id)
 		if sess := s.peers.session(id); sess != nil {
 			s.forgetPeer(id)
 			s.tellUninstall(sess, "deleted by "+c.name())
+		} else if rec.GetUninstalledUnix() != 0 {
+			s.forgetPeer(id) // already gone from its host: nothing to wait for
 		} else if _, err := s.modifyPeer(id, func(rec *pb.Peer) error {
 			rec.DeletedUnix, rec.DeletedBy = now.Unix(), c.name()
 			return nil

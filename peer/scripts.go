@@ -2,6 +2,7 @@ package peer
 
 import (
 	"fmt"
+	osuser "os/user"
 	"strings"
 )
 
@@ -88,6 +89,13 @@ exec %s peer uninstall --dir %s "$@"
 //	cp DIR/jumpmesh-peer.service /etc/systemd/system/
 //	systemctl daemon-reload && systemctl enable --now jumpmesh-peer
 func systemdUnit(dir, user string) string {
+	if user == "" {
+		// A non-root install runs as the user who installed it, never as
+		// the root a copied unit would otherwise default to.
+		if u, err := osuser.Current(); err == nil {
+			user = u.Username
+		}
+	}
 	u := ""
 	if user != "" {
 		u = "User=" + user + "\n"

@@ -41,7 +41,9 @@ func reorderArgs(app *cli.App, args []string) []string {
 			pos = append(pos, rest...)
 			break
 		}
-		if isFlag(tok) {
+		// A dash-token that is not one of the command's flags is an
+		// argument: `jumpmesh ls -status:offline` negates a search term.
+		if isFlag(tok) && (knownFlag(tok, flags) || tok == "-h" || tok == "--help") {
 			n := flagTokens(tok, rest, flags)
 			fl, rest = append(fl, rest[:n]...), rest[n:]
 			continue
@@ -82,6 +84,18 @@ func flagTokens(tok string, rest []string, flags []cli.Flag) int {
 		return 1
 	}
 	return 1
+}
+
+func knownFlag(tok string, flags []cli.Flag) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(tok, "-"), "=")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func findCommand(cmds []*cli.Command, name string) *cli.Command {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -212,5 +213,19 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 	}
 	if r := jm(t, home, "user"); r.code != 0 || !strings.Contains(r.stdout, "invite") {
 		t.Errorf("a command group without arguments shows its help: exit %d %q", r.code, r.stdout)
+	}
+}
+
+func TestDashArgumentsAreNotFlags(t *testing.T) {
+	app := newApp(new(bytes.Buffer), new(bytes.Buffer))
+	got := reorderArgs(app, []string{"jumpmesh", "ls", "tag:linux", "-status:offline", "--json", "web"})
+	want := []string{"jumpmesh", "ls", "--json", "--", "tag:linux", "-status:offline", "web"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("reorderArgs = %q, want %q", got, want)
+	}
+	got = reorderArgs(app, []string{"jumpmesh", "user", "invite", "alice", "--role", "admin"})
+	want = []string{"jumpmesh", "user", "invite", "--role", "admin", "--", "alice"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("reorderArgs = %q, want %q", got, want)
 	}
 }

@@ -48,8 +48,8 @@ func (f *installFlags) flags() []cli.Flag {
 		&cli.StringFlag{Name: "jc-session-policy-present", Destination: &f.spPresent, Usage: "session policy when a user is logged in"},
 		&cli.StringFlag{Name: "jc-session-policy-not-present", Destination: &f.spNotPresent, Usage: "session policy when nobody is logged in"},
 		&cli.StringFlag{Name: "jc-jump-policy", Destination: &f.jumpPolicy, Usage: "jump policy"},
-		&cli.UintFlag{Name: "jc-max-offline-minutes", Destination: &f.maxOffline, Usage: "uninstall after this long offline (5 to 525600)"},
-		&cli.BoolFlag{Name: "jc-ephemeral", Destination: &f.ephemeral, Usage: "uninstall 5 minutes after going offline"},
+		&cli.UintFlag{Name: "jc-max-offline-minutes", Destination: &f.maxOffline, DefaultText: "the installer's", Usage: "delete the peer after this long offline (5 to 525600)"},
+		&cli.BoolFlag{Name: "jc-ephemeral", Destination: &f.ephemeral, Usage: "delete the peer 5 minutes after it goes offline"},
 		&cli.BoolFlag{Name: "silent", Destination: &f.silent, Usage: "print nothing; the exit code tells"},
 		jsonFlag,
 	}
@@ -84,7 +84,8 @@ func peerInstallCommand() *cli.Command {
 		Usage: "install the peer from an installer key (headless)",
 		UsageText: "jumpmesh peer install --key KEY --install-dir DIR [--user USER] [--jc-name N] [--jc-jump-group G]\n" +
 			"    [--jc-tag T] [--jc-comments C] [--jc-public-site-address A] [--jc-session-policy-present P]\n" +
-			"    [--jc-session-policy-not-present P] [--jc-jump-policy P] [--jc-max-offline-minutes M | --jc-ephemeral] [--silent]\n\n" +
+			"    [--jc-session-policy-not-present P] [--jc-jump-policy P] [--jc-max-offline-minutes M | --jc-ephemeral]\n" +
+			"    [--silent] [--json]\n\n" +
 			"Examples:\n" +
 			"  sudo jumpmesh peer install --key jmk1.CAES... --install-dir /opt/jumpmesh --user jumpmesh\n" +
 			"  jumpmesh peer install --key jmk1.CAES... --install-dir ~/jumpmesh --jc-name web-01 --silent",
@@ -98,6 +99,9 @@ func peerInstallCommand() *cli.Command {
 			}
 			if err := requireFlags(cc, "key", "install-dir"); err != nil {
 				return err
+			}
+			if cc.IsSet("jc-ephemeral") && cc.IsSet("jc-max-offline-minutes") {
+				return usagef("give --jc-ephemeral (5 minutes) or --jc-max-offline-minutes, not both")
 			}
 			o, fields := f.overrides(cc)
 			in, err := peer.Install(peer.InstallOptions{Key: f.key, Dir: f.dir, Overrides: o, OverrideFields: fields,
@@ -134,7 +138,7 @@ func peerRunCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "run the peer in the foreground (what init-script start runs)",
-		UsageText: "jumpmesh peer run --dir DIR [--pid-file FILE] [--log-format text|json]\n\nExample:\n  jumpmesh peer run --dir /opt/jumpmesh",
+		UsageText: "jumpmesh peer run --dir DIR [--pid-file FILE] [--log-level LEVEL] [--log-format text|json]\n\nExample:\n  jumpmesh peer run --dir /opt/jumpmesh",
 		Description: "Connects to the coordinator, registers, reports statistics, reconnects with backoff. SIGHUP re-reads\n" +
 			"the local state (disable/enable); SIGINT/SIGTERM stop it. Exits 0 after uninstalling itself.",
 		Flags: []cli.Flag{
@@ -228,7 +232,7 @@ func peerDisableCommand(disable bool) *cli.Command {
 	return &cli.Command{
 		Name:      name,
 		Usage:     usage,
-		UsageText: "jumpmesh peer " + name + " --dir DIR\n\nExample:\n  jumpmesh peer " + name + " --dir /opt/jumpmesh",
+		UsageText: "jumpmesh peer " + name + " --dir DIR [--json]\n\nExample:\n  jumpmesh peer " + name + " --dir /opt/jumpmesh",
 		Description: "Refused for non-root users when the site restricts local uninstall/disable. A running peer\n" +
 			"tells the coordinator at once.",
 		Flags: []cli.Flag{&cli.StringFlag{Name: "dir", Destination: &f.dir, Usage: "install directory (required)"}, jsonFlag},
@@ -251,8 +255,10 @@ func peerUninstallCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "uninstall",
 		Usage:     "stop the peer, tell the coordinator, and remove the install directory",
-		UsageText: "jumpmesh peer uninstall --dir DIR\n\nExample:\n  /opt/jumpmesh/uninstall",
-		Flags:     []cli.Flag{&cli.StringFlag{Name: "dir", Destination: &f.dir, Usage: "install directory (required)"}, jsonFlag},
+		UsageText: "jumpmesh peer uninstall --dir DIR [--json]\n\nExample:\n  /opt/jumpmesh/uninstall",
+		Description: "Refused for non-root users when the site restricts local uninstall/disable. The coordinator marks\n" +
+			"the peer uninstalled (or removes it, per uninstalled-behavior) when it can be told.",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "dir", Destination: &f.dir, Usage: "install directory (required)"}, jsonFlag},
 		Action: func(cc *cli.Context) error {
 			if err := requireFlags(cc, "dir"); err != nil {
 				return err

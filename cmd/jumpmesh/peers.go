@@ -87,15 +87,22 @@ func lsCommand() *cli.Command {
 			"Examples:\n" +
 			"  jumpmesh ls\n" +
 			"  jumpmesh ls web status:online\n" +
-			"  jumpmesh ls tag:linux -status:offline group:jumpgroup:servers\n" +
-			"  jumpmesh ls ip:10.1.2. last-access:>30d",
-		Description: "Terms are ANDed. A bare term matches any field; field:value matches one: name, tag, comments,\n" +
-			"group, user (console user), method (active|passive|jumpoint), status (online|offline|lost|\n" +
-			"uninstalled|disabled|deleted), private-ip, public-ip, ip, id, last-access (<7d, >30d, never).\n" +
-			"A leading - negates a term; quote values with spaces. Sorted by name.",
+			"  jumpmesh ls tag:linux -status:offline jumpgroup:servers\n" +
+			"  jumpmesh ls ip:10.1.2. 'last-access:>30d'",
+		Description: "Terms are ANDed. A bare term matches any field; field:value matches one: name, hostname, tag,\n" +
+			"comments, group (jumpgroup:X is short for group:jumpgroup:X), user or console-user, method\n" +
+			"(active|passive|jumpoint), status (online|offline|lost|uninstalled|disabled|deleted), private-ip,\n" +
+			"public-ip, ip, id, last-access (<7d, >30d, never; quote it, > is a shell redirect). A leading -\n" +
+			"negates a term; quote values with spaces. Sorted by name.",
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "deleted", Destination: &f.deleted, Usage: "include peers deleted but not yet uninstalled"}, jsonFlag},
 		Action: clientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
-			peers, err := c.Peers(ctx, strings.Join(cc.Args().Slice(), " "), f.deleted)
+			var terms []string
+			for _, a := range cc.Args().Slice() {
+				if a != "--" {
+					terms = append(terms, a)
+				}
+			}
+			peers, err := c.Peers(ctx, strings.Join(terms, " "), f.deleted)
 			if err != nil {
 				return err
 			}
@@ -247,16 +254,18 @@ func rmCommand() *cli.Command {
 		ArgsUsage: "PEER [PEER ...]",
 		UsageText: "jumpmesh rm PEER [PEER ...] [--json]\n\nExample:\n  jumpmesh rm web-01 web-02",
 		Flags:     []cli.Flag{jsonFlag},
-		Action: clientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+		Action: func(cc *cli.Context) error {
 			if cc.NArg() == 0 {
 				return usagef("rm: name at least one peer")
 			}
-			if err := c.RemovePeers(ctx, cc.Args().Slice()...); err != nil {
-				return err
-			}
-			return output(cc, map[string][]string{"deleted": cc.Args().Slice()}, func(w io.Writer) {
-				fmt.Fprintf(w, "Deleted %s.\n", strings.Join(cc.Args().Slice(), ", "))
-			})
-		}),
+			return clientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+				if err := c.RemovePeers(ctx, cc.Args().Slice()...); err != nil {
+					return err
+				}
+				return output(cc, map[string][]string{"deleted": cc.Args().Slice()}, func(w io.Writer) {
+					fmt.Fprintf(w, "Deleted %s.\n", strings.Join(cc.Args().Slice(), ", "))
+				})
+			})(cc)
+		},
 	}
 }
