@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -33,6 +34,12 @@ type Config struct {
 	HTTPAddr string
 	Logger   *slog.Logger
 	Clock    mesh.Clock
+	// AdmissionRate, for benchmarks and labs, replaces the site's
+	// connection-rate: 0 uses the site setting, < 0 admits without limit.
+	AdmissionRate float64
+	// HostOptions, for benchmarks and labs, are extra libp2p options for
+	// the coordinator's host, applied last (e.g. resource manager limits).
+	HostOptions []libp2p.Option
 }
 
 // Coordinator is a running site coordinator: libp2p host, control service,
@@ -88,7 +95,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.metrics = newMetrics(reg)
-	c.host, err = mesh.NewHost(mesh.HostConfig{Key: site.Key, ListenAddrs: listenAddrs, AnnounceAddrs: announce, Registerer: reg})
+	c.host, err = mesh.NewHost(mesh.HostConfig{Key: site.Key, ListenAddrs: listenAddrs, AnnounceAddrs: announce, Registerer: reg, Extra: cfg.HostOptions})
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +106,8 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	c.service, err = NewService(ServiceConfig{
 		Store: c.store, Signer: signer, Clock: cfg.Clock, Logger: log,
 		Addrs: func() []ma.Multiaddr { return site.AdvertisedAddrs(c.host.Addrs()) }, Relays: site.Relays(),
+		PeerAddrs:     func(id peer.ID) []ma.Multiaddr { return c.host.Peerstore().Addrs(id) },
+		AdmissionRate: cfg.AdmissionRate,
 	})
 	if err != nil {
 		return nil, err

@@ -18,9 +18,15 @@ const logPeer = "peer"
 // rate (a token bucket of connection-rate per second, one second of burst).
 // It returns how long the peer must wait, 0 when admitted.
 func (s *Service) admit(now time.Time) time.Duration {
+	if s.admissionRate < 0 {
+		return 0
+	}
 	s.admitMu.Lock()
 	defer s.admitMu.Unlock()
-	limit := rate.Limit(s.settings().GetConnectionRate())
+	limit := rate.Limit(s.admissionRate)
+	if limit == 0 {
+		limit = rate.Limit(s.settings().GetConnectionRate())
+	}
 	if s.limiter == nil {
 		s.limiter = rate.NewLimiter(limit, max(1, int(limit)))
 	} else if s.limiter.Limit() != limit {

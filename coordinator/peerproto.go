@@ -96,6 +96,9 @@ func (s *Service) readPeer(ctx context.Context, sess *peerSession) {
 		case *pb.PeerUp_State:
 			s.peers.touch(sess.id, now, nil)
 			s.setPeerDisabled(sess.id, b.State.GetDisabled())
+		case *pb.PeerUp_Session:
+			s.peers.touch(sess.id, now, nil)
+			s.sessionEvent(sess.id, b.Session)
 		case *pb.PeerUp_Goodbye:
 			s.peerUninstalled(sess.id, b.Goodbye.GetReason(), now)
 			return
@@ -117,6 +120,7 @@ func (s *Service) peerGone(sess *peerSession) {
 	if !s.peers.detach(sess.id, sess, now) {
 		return
 	}
+	s.jumps.peerGone(sess.id)
 	err := s.store.Update(func(tx *Tx) error {
 		rec, err := tx.Peer(sess.id)
 		if err != nil || rec == nil {

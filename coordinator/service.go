@@ -42,8 +42,13 @@ type Service struct {
 	enrollMu sync.Mutex
 	admitMu  sync.Mutex
 	limiter  *rate.Limiter
+	// admissionRate is ServiceConfig.AdmissionRate.
+	admissionRate float64
 	// retries counts hellos told to retry by the connection rate.
 	retries atomic.Int64
+
+	jumps     *jumps
+	peerAddrs func(peer.ID) []ma.Multiaddr
 }
 
 // PeerRetries is how many peer hellos the connection rate turned away.
@@ -69,6 +74,12 @@ type ServiceConfig struct {
 	// Addrs returns the addresses to put in installer keys.
 	Addrs  func() []ma.Multiaddr
 	Relays []ma.Multiaddr
+	// PeerAddrs returns the addresses a peer is known at (the host's
+	// peerstore, fed by identify), handed to consoles with grants.
+	PeerAddrs func(peer.ID) []ma.Multiaddr
+	// AdmissionRate, for benchmarks and labs, replaces the site's
+	// connection-rate: 0 uses the site setting, < 0 admits without limit.
+	AdmissionRate float64
 }
 
 // NewService makes a Service over an open store.
@@ -77,7 +88,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, fmt.Errorf("service config: store and signer are required")
 	}
 	s := &Service{store: cfg.Store, signer: cfg.Signer, siteID: cfg.Signer.PeerID(), clock: cfg.Clock,
-		log: cfg.Logger, addrs: cfg.Addrs, relays: cfg.Relays}
+		log: cfg.Logger, addrs: cfg.Addrs, relays: cfg.Relays, admissionRate: cfg.AdmissionRate}
 	if s.clock == nil {
 		s.clock = mesh.SystemClock{}
 	}
@@ -86,6 +97,10 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	if s.addrs == nil {
 		s.addrs = func() []ma.Multiaddr { return nil }
+	}
+	s.jumps, s.peerAddrs = newJumps(), cfg.PeerAddrs
+	if s.peerAddrs == nil {
+		s.peerAddrs = func(peer.ID) []ma.Multiaddr { return nil }
 	}
 	s.peers = newRegistry()
 	if err := s.peers.load(s.store); err != nil {
@@ -189,6 +204,10 @@ func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
 		return s.peerSet(c, b.PeerSet)
 	case *pb.Request_PeerRemove:
 		return s.peerRemove(c, b.PeerRemove)
+	case *pb.Request_Jump:
+		return s.jump(c, b.Jump)
+	case *pb.Request_Audit:
+		return s.auditList(c, b.Audit)
 	case nil:
 		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "(empty request)")
 	default:

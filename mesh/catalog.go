@@ -69,6 +69,10 @@ const (
 	CodeCoordinatorDown    Code = "coordinator_unreachable"
 	CodeProtocol           Code = "protocol_error"
 	CodePeerAmbiguous      Code = "peer_ambiguous"
+	CodeGrantInvalid       Code = "grant_invalid"
+	CodeJumpPolicyClosed   Code = "jump_policy_closed"
+	CodeSessionInUse       Code = "session_in_use"
+	CodeConsentRequired    Code = "consent_required"
 )
 
 // catalog is the one table of user-facing messages.
@@ -123,6 +127,10 @@ var catalog = map[Code]string{
 	CodeCoordinatorDown:    "Cannot reach the coordinator.",
 	CodeProtocol:           "The other side sent a message this jumpmesh does not understand.",
 	CodePeerAmbiguous:      "Several peers match; name one by its peer ID or a unique name.",
+	CodeGrantInvalid:       "The jump grant was refused by the peer.",
+	CodeJumpPolicyClosed:   "The peer's jump policy does not allow access at this time.",
+	CodeConsentRequired:    "The session policy requires the consent of the user logged in on the host, and this peer cannot ask for it yet.",
+	CodeSessionInUse:       "Another technician is in a session with this peer and concurrent jumps are not allowed; ask them for an invitation.",
 }
 
 // Message is the catalog's English message for c.

@@ -16,6 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/channel"
+	"github.com/jumpmesh/jumpmesh/mesh/grant"
 )
 
 // ErrUninstalled is returned by Run after the peer uninstalled itself.
@@ -31,6 +33,19 @@ type RunConfig struct {
 	Backoff Backoff
 	// PIDFile, when set, receives the process ID while Run runs.
 	PIDFile string
+	// Listen are the multiaddrs consoles reach the peer on (default: TCP
+	// and QUIC on every interface, ports chosen by the system).
+	Listen []string
+}
+
+// DefaultListen is where a peer listens for sessions unless told otherwise.
+var DefaultListen = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1", "/ip6/::/tcp/0", "/ip6/::/udp/0/quic-v1"}
+
+func listenAddrs(l []string) []string {
+	if len(l) == 0 {
+		return DefaultListen
+	}
+	return l
 }
 
 // Backoff is the reconnect policy: capped exponential with full jitter.
@@ -69,6 +84,8 @@ type Daemon struct {
 	clock   mesh.Clock
 	backoff Backoff
 
+	sess *sessions
+
 	mu       sync.Mutex
 	state    *State
 	session_ *mesh.MsgStream
@@ -92,12 +109,17 @@ func Open(cfg RunConfig) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := mesh.NewHost(mesh.HostConfig{Key: key})
+	listen, err := mesh.ParseMultiaddrs(listenAddrs(cfg.Listen))
+	if err != nil {
+		return nil, err
+	}
+	h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: listen})
 	if err != nil {
 		return nil, err
 	}
 	h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
-	d := &Daemon{cfg: cfg, config: config, site: site, host: h, state: state, clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults()}
+	d := &Daemon{cfg: cfg, config: config, site: site, host: h, state: state, clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults(),
+		sess: &sessions{nonces: grant.NewNonceCache()}}
 	d.log = cfg.Logger
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -146,6 +168,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer d.removePID()
 	d.updateState(func(s *State) { s.Connected = false; s.PID = os.Getpid() })
+	d.serveSessions(ctx)
+	defer d.host.RemoveStreamHandler(channel.Protocol)
 	attempt := 0
 	for {
 		if reason := UninstallReason(d.config, d.snapshot(), d.clock.Now()); reason != "" {

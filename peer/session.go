@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -37,7 +38,7 @@ func (d *Daemon) session(ctx context.Context) (welcomed bool, retryAfter time.Du
 	}
 	defer ms.Reset()
 	hello := &pb.PeerUp{Body: &pb.PeerUp_Hello{Hello: &pb.PeerHello{
-		InstallerKey: d.config.InstallerKey, Info: d.cfg.Sys.HostInfo(d.cfg.Version),
+		InstallerKey: d.config.InstallerKey, Info: d.hostInfo(),
 		Overrides: d.config.Overrides.toPB(), OverrideFields: d.config.OverrideFields, Disabled: IsDisabled(d.cfg.Dir),
 	}}}
 	if err := ms.Write(hello, sendTimeout); err != nil {
@@ -190,4 +191,11 @@ func (d *Daemon) uninstallSelf(reason string, _ bool) error {
 		return fmt.Errorf("uninstalling (%s): %w", reason, err)
 	}
 	return fmt.Errorf("%w: %s", ErrUninstalled, reason)
+}
+
+// hostInfo is what the peer tells the coordinator about its host.
+func (d *Daemon) hostInfo() *pb.PeerInfo {
+	info := d.cfg.Sys.HostInfo(d.cfg.Version)
+	info.Protocols = []string{string(channel.Protocol)}
+	return info
 }

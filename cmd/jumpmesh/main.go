@@ -49,6 +49,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "jumpmesh: %v\n", err)
 		return exitUsage
 	}
+	var exit exitCodeError
+	if errors.As(err, &exit) {
+		return exit.code
+	}
 	var silent silentError
 	if errors.As(err, &silent) {
 		return exitError
@@ -95,6 +99,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			showCommand(),
 			setCommand(),
 			rmCommand(),
+			jumpCommand(),
+			forwardCommand(),
+			cpCommand(),
+			auditCommand(),
 			errorsCommand(),
 		},
 		OnUsageError:   onUsageError,

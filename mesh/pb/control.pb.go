@@ -1071,6 +1071,8 @@ type Request struct {
 	//	*Request_PeerShow
 	//	*Request_PeerSet
 	//	*Request_PeerRemove
+	//	*Request_Jump
+	//	*Request_Audit
 	Body isRequest_Body `protobuf_oneof:"body"`
 	// For jump_policy_put and session_policy_put: true creates (refused if the
 	// name exists), false updates (refused if it does not).
@@ -1413,6 +1415,24 @@ func (x *Request) GetPeerRemove() *PeerRefRequest {
 	return nil
 }
 
+func (x *Request) GetJump() *JumpRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_Jump); ok {
+			return x.Jump
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetAudit() *AuditRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_Audit); ok {
+			return x.Audit
+		}
+	}
+	return nil
+}
+
 func (x *Request) GetCreate() bool {
 	if x != nil {
 		return x.Create
@@ -1556,6 +1576,14 @@ type Request_PeerRemove struct {
 	PeerRemove *PeerRefRequest `protobuf:"bytes,63,opt,name=peer_remove,json=peerRemove,proto3,oneof"`
 }
 
+type Request_Jump struct {
+	Jump *JumpRequest `protobuf:"bytes,70,opt,name=jump,proto3,oneof"`
+}
+
+type Request_Audit struct {
+	Audit *AuditRequest `protobuf:"bytes,71,opt,name=audit,proto3,oneof"`
+}
+
 func (*Request_Login) isRequest_Body() {}
 
 func (*Request_Whoami) isRequest_Body() {}
@@ -1622,6 +1650,246 @@ func (*Request_PeerSet) isRequest_Body() {}
 
 func (*Request_PeerRemove) isRequest_Body() {}
 
+func (*Request_Jump) isRequest_Body() {}
+
+func (*Request_Audit) isRequest_Body() {}
+
+// JumpRequest asks for a grant to open sessions on a peer.
+type JumpRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ref   string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// The capability the console wants to use first (pb.Capability).
+	Capability uint32 `protobuf:"varint,2,opt,name=capability,proto3" json:"capability,omitempty"`
+	// The session protocol the console speaks.
+	Protocol      string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JumpRequest) Reset() {
+	*x = JumpRequest{}
+	mi := &file_control_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpRequest) ProtoMessage() {}
+
+func (x *JumpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpRequest.ProtoReflect.Descriptor instead.
+func (*JumpRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *JumpRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *JumpRequest) GetCapability() uint32 {
+	if x != nil {
+		return x.Capability
+	}
+	return 0
+}
+
+func (x *JumpRequest) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+type JumpResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Grant *JumpGrant             `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	Peer  *PeerView              `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`
+	// The peer's addresses as the coordinator knows them (multiaddr bytes).
+	Addrs         [][]byte `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JumpResponse) Reset() {
+	*x = JumpResponse{}
+	mi := &file_control_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpResponse) ProtoMessage() {}
+
+func (x *JumpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpResponse.ProtoReflect.Descriptor instead.
+func (*JumpResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *JumpResponse) GetGrant() *JumpGrant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+func (x *JumpResponse) GetPeer() *PeerView {
+	if x != nil {
+		return x.Peer
+	}
+	return nil
+}
+
+func (x *JumpResponse) GetAddrs() [][]byte {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
+type AuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Peer          string                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"` // peer ID or name, or empty
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	SinceUnix     int64                  `protobuf:"varint,3,opt,name=since_unix,json=sinceUnix,proto3" json:"since_unix,omitempty"`
+	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRequest) Reset() {
+	*x = AuditRequest{}
+	mi := &file_control_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRequest) ProtoMessage() {}
+
+func (x *AuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
+func (*AuditRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AuditRequest) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *AuditRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *AuditRequest) GetSinceUnix() int64 {
+	if x != nil {
+		return x.SinceUnix
+	}
+	return 0
+}
+
+func (x *AuditRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type AuditList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditList) Reset() {
+	*x = AuditList{}
+	mi := &file_control_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditList) ProtoMessage() {}
+
+func (x *AuditList) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditList.ProtoReflect.Descriptor instead.
+func (*AuditList) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AuditList) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 type PeerListRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Query          string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
@@ -1632,7 +1900,7 @@ type PeerListRequest struct {
 
 func (x *PeerListRequest) Reset() {
 	*x = PeerListRequest{}
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1912,7 @@ func (x *PeerListRequest) String() string {
 func (*PeerListRequest) ProtoMessage() {}
 
 func (x *PeerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1925,7 @@ func (x *PeerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerListRequest.ProtoReflect.Descriptor instead.
 func (*PeerListRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{21}
+	return file_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PeerListRequest) GetQuery() string {
@@ -1686,7 +1954,7 @@ type PeerView struct {
 
 func (x *PeerView) Reset() {
 	*x = PeerView{}
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1966,7 @@ func (x *PeerView) String() string {
 func (*PeerView) ProtoMessage() {}
 
 func (x *PeerView) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1979,7 @@ func (x *PeerView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerView.ProtoReflect.Descriptor instead.
 func (*PeerView) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{22}
+	return file_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PeerView) GetPeer() *Peer {
@@ -1737,7 +2005,7 @@ type PeerList struct {
 
 func (x *PeerList) Reset() {
 	*x = PeerList{}
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +2017,7 @@ func (x *PeerList) String() string {
 func (*PeerList) ProtoMessage() {}
 
 func (x *PeerList) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +2030,7 @@ func (x *PeerList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerList.ProtoReflect.Descriptor instead.
 func (*PeerList) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{23}
+	return file_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PeerList) GetPeers() []*PeerView {
@@ -1782,7 +2050,7 @@ type PeerRefRequest struct {
 
 func (x *PeerRefRequest) Reset() {
 	*x = PeerRefRequest{}
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +2062,7 @@ func (x *PeerRefRequest) String() string {
 func (*PeerRefRequest) ProtoMessage() {}
 
 func (x *PeerRefRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +2075,7 @@ func (x *PeerRefRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerRefRequest.ProtoReflect.Descriptor instead.
 func (*PeerRefRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{24}
+	return file_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PeerRefRequest) GetRefs() []string {
@@ -1829,7 +2097,7 @@ type PeerSetRequest struct {
 
 func (x *PeerSetRequest) Reset() {
 	*x = PeerSetRequest{}
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +2109,7 @@ func (x *PeerSetRequest) String() string {
 func (*PeerSetRequest) ProtoMessage() {}
 
 func (x *PeerSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +2122,7 @@ func (x *PeerSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSetRequest.ProtoReflect.Descriptor instead.
 func (*PeerSetRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{25}
+	return file_control_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PeerSetRequest) GetRef() string {
@@ -1899,6 +2167,8 @@ type Response struct {
 	//	*Response_Installers
 	//	*Response_Peer
 	//	*Response_Peers
+	//	*Response_Jump
+	//	*Response_Audit
 	Body          isResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1906,7 +2176,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2188,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2201,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{26}
+	return file_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Response) GetError() *Error {
@@ -2092,6 +2362,24 @@ func (x *Response) GetPeers() *PeerList {
 	return nil
 }
 
+func (x *Response) GetJump() *JumpResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Response_Jump); ok {
+			return x.Jump
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetAudit() *AuditList {
+	if x != nil {
+		if x, ok := x.Body.(*Response_Audit); ok {
+			return x.Audit
+		}
+	}
+	return nil
+}
+
 type isResponse_Body interface {
 	isResponse_Body()
 }
@@ -2160,6 +2448,14 @@ type Response_Peers struct {
 	Peers *PeerList `protobuf:"bytes,17,opt,name=peers,proto3,oneof"`
 }
 
+type Response_Jump struct {
+	Jump *JumpResponse `protobuf:"bytes,18,opt,name=jump,proto3,oneof"`
+}
+
+type Response_Audit struct {
+	Audit *AuditList `protobuf:"bytes,19,opt,name=audit,proto3,oneof"`
+}
+
 func (*Response_Ok) isResponse_Body() {}
 
 func (*Response_Login) isResponse_Body() {}
@@ -2192,13 +2488,17 @@ func (*Response_Peer) isResponse_Body() {}
 
 func (*Response_Peers) isResponse_Body() {}
 
+func (*Response_Jump) isResponse_Body() {}
+
+func (*Response_Audit) isResponse_Body() {}
+
 var File_control_proto protoreflect.FileDescriptor
 
 const file_control_proto_rawDesc = "" +
 	"\n" +
 	"\rcontrol.proto\x12\x10jumpmesh.control\x1a\n" +
 	"site.proto\x1a\n" +
-	"peer.proto\"\a\n" +
+	"peer.proto\x1a\rsession.proto\"\a\n" +
 	"\x05Empty\"!\n" +
 	"\vNameRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\"\n" +
@@ -2261,7 +2561,7 @@ const file_control_proto_rawDesc = "" +
 	"installers\x18\x01 \x03(\v2\x18.jumpmesh.site.InstallerR\n" +
 	"installers\")\n" +
 	"\x15InstallerCheckRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"\xcb\x12\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\xb8\x13\n" +
 	"\aRequest\x126\n" +
 	"\x05login\x18\x01 \x01(\v2\x1e.jumpmesh.control.LoginRequestH\x00R\x05login\x121\n" +
 	"\x06whoami\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x06whoami\x12F\n" +
@@ -2301,9 +2601,29 @@ const file_control_proto_rawDesc = "" +
 	"\tpeer_show\x18= \x01(\v2 .jumpmesh.control.PeerRefRequestH\x00R\bpeerShow\x12=\n" +
 	"\bpeer_set\x18> \x01(\v2 .jumpmesh.control.PeerSetRequestH\x00R\apeerSet\x12C\n" +
 	"\vpeer_remove\x18? \x01(\v2 .jumpmesh.control.PeerRefRequestH\x00R\n" +
-	"peerRemove\x12\x16\n" +
+	"peerRemove\x123\n" +
+	"\x04jump\x18F \x01(\v2\x1d.jumpmesh.control.JumpRequestH\x00R\x04jump\x126\n" +
+	"\x05audit\x18G \x01(\v2\x1e.jumpmesh.control.AuditRequestH\x00R\x05audit\x12\x16\n" +
 	"\x06create\x18d \x01(\bR\x06createB\x06\n" +
-	"\x04body\"P\n" +
+	"\x04body\"[\n" +
+	"\vJumpRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1e\n" +
+	"\n" +
+	"capability\x18\x02 \x01(\rR\n" +
+	"capability\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol\"\x87\x01\n" +
+	"\fJumpResponse\x121\n" +
+	"\x05grant\x18\x01 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\x12.\n" +
+	"\x04peer\x18\x02 \x01(\v2\x1a.jumpmesh.control.PeerViewR\x04peer\x12\x14\n" +
+	"\x05addrs\x18\x03 \x03(\fR\x05addrs\"k\n" +
+	"\fAuditRequest\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1d\n" +
+	"\n" +
+	"since_unix\x18\x03 \x01(\x03R\tsinceUnix\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\"A\n" +
+	"\tAuditList\x124\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.jumpmesh.session.AuditEventR\x06events\"P\n" +
 	"\x0fPeerListRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x12'\n" +
 	"\x0finclude_deleted\x18\x02 \x01(\bR\x0eincludeDeleted\"K\n" +
@@ -2317,7 +2637,7 @@ const file_control_proto_rawDesc = "" +
 	"\x0ePeerSetRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12<\n" +
 	"\bsettings\x18\x02 \x01(\v2 .jumpmesh.site.InstallerDefaultsR\bsettings\x12\x16\n" +
-	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xe9\a\n" +
+	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xd4\b\n" +
 	"\bResponse\x12*\n" +
 	"\x05error\x18\x01 \x01(\v2\x14.jumpmesh.site.ErrorR\x05error\x12)\n" +
 	"\x02ok\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x02ok\x127\n" +
@@ -2339,7 +2659,9 @@ const file_control_proto_rawDesc = "" +
 	"installers\x18\x0f \x01(\v2\x1f.jumpmesh.control.InstallerListH\x00R\n" +
 	"installers\x120\n" +
 	"\x04peer\x18\x10 \x01(\v2\x1a.jumpmesh.control.PeerViewH\x00R\x04peer\x122\n" +
-	"\x05peers\x18\x11 \x01(\v2\x1a.jumpmesh.control.PeerListH\x00R\x05peersB\x06\n" +
+	"\x05peers\x18\x11 \x01(\v2\x1a.jumpmesh.control.PeerListH\x00R\x05peers\x124\n" +
+	"\x04jump\x18\x12 \x01(\v2\x1e.jumpmesh.control.JumpResponseH\x00R\x04jump\x123\n" +
+	"\x05audit\x18\x13 \x01(\v2\x1b.jumpmesh.control.AuditListH\x00R\x05auditB\x06\n" +
 	"\x04bodyB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
 
 var (
@@ -2354,7 +2676,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_control_proto_goTypes = []any{
 	(*Empty)(nil),                  // 0: jumpmesh.control.Empty
 	(*NameRequest)(nil),            // 1: jumpmesh.control.NameRequest
@@ -2377,41 +2699,47 @@ var file_control_proto_goTypes = []any{
 	(*InstallerList)(nil),          // 18: jumpmesh.control.InstallerList
 	(*InstallerCheckRequest)(nil),  // 19: jumpmesh.control.InstallerCheckRequest
 	(*Request)(nil),                // 20: jumpmesh.control.Request
-	(*PeerListRequest)(nil),        // 21: jumpmesh.control.PeerListRequest
-	(*PeerView)(nil),               // 22: jumpmesh.control.PeerView
-	(*PeerList)(nil),               // 23: jumpmesh.control.PeerList
-	(*PeerRefRequest)(nil),         // 24: jumpmesh.control.PeerRefRequest
-	(*PeerSetRequest)(nil),         // 25: jumpmesh.control.PeerSetRequest
-	(*Response)(nil),               // 26: jumpmesh.control.Response
-	nil,                            // 27: jumpmesh.control.SettingsSetRequest.ValuesEntry
-	(*User)(nil),                   // 28: jumpmesh.site.User
-	(Role)(0),                      // 29: jumpmesh.site.Role
-	(*GroupMember)(nil),            // 30: jumpmesh.site.GroupMember
-	(MemberRole)(0),                // 31: jumpmesh.site.MemberRole
-	(*Group)(nil),                  // 32: jumpmesh.site.Group
-	(*JumpPolicy)(nil),             // 33: jumpmesh.site.JumpPolicy
-	(*SessionPolicy)(nil),          // 34: jumpmesh.site.SessionPolicy
-	(*InstallerDefaults)(nil),      // 35: jumpmesh.site.InstallerDefaults
-	(*Installer)(nil),              // 36: jumpmesh.site.Installer
-	(*Peer)(nil),                   // 37: jumpmesh.peer.Peer
-	(*Error)(nil),                  // 38: jumpmesh.site.Error
-	(*Settings)(nil),               // 39: jumpmesh.site.Settings
+	(*JumpRequest)(nil),            // 21: jumpmesh.control.JumpRequest
+	(*JumpResponse)(nil),           // 22: jumpmesh.control.JumpResponse
+	(*AuditRequest)(nil),           // 23: jumpmesh.control.AuditRequest
+	(*AuditList)(nil),              // 24: jumpmesh.control.AuditList
+	(*PeerListRequest)(nil),        // 25: jumpmesh.control.PeerListRequest
+	(*PeerView)(nil),               // 26: jumpmesh.control.PeerView
+	(*PeerList)(nil),               // 27: jumpmesh.control.PeerList
+	(*PeerRefRequest)(nil),         // 28: jumpmesh.control.PeerRefRequest
+	(*PeerSetRequest)(nil),         // 29: jumpmesh.control.PeerSetRequest
+	(*Response)(nil),               // 30: jumpmesh.control.Response
+	nil,                            // 31: jumpmesh.control.SettingsSetRequest.ValuesEntry
+	(*User)(nil),                   // 32: jumpmesh.site.User
+	(Role)(0),                      // 33: jumpmesh.site.Role
+	(*GroupMember)(nil),            // 34: jumpmesh.site.GroupMember
+	(MemberRole)(0),                // 35: jumpmesh.site.MemberRole
+	(*Group)(nil),                  // 36: jumpmesh.site.Group
+	(*JumpPolicy)(nil),             // 37: jumpmesh.site.JumpPolicy
+	(*SessionPolicy)(nil),          // 38: jumpmesh.site.SessionPolicy
+	(*InstallerDefaults)(nil),      // 39: jumpmesh.site.InstallerDefaults
+	(*Installer)(nil),              // 40: jumpmesh.site.Installer
+	(*JumpGrant)(nil),              // 41: jumpmesh.session.JumpGrant
+	(*AuditEvent)(nil),             // 42: jumpmesh.session.AuditEvent
+	(*Peer)(nil),                   // 43: jumpmesh.peer.Peer
+	(*Error)(nil),                  // 44: jumpmesh.site.Error
+	(*Settings)(nil),               // 45: jumpmesh.site.Settings
 }
 var file_control_proto_depIdxs = []int32{
-	28, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
-	29, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
-	28, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
-	29, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
-	28, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
-	28, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
-	30, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
-	31, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
-	32, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
-	33, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
-	34, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
-	27, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
-	35, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
-	36, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
+	32, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
+	33, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
+	32, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
+	33, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
+	32, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
+	32, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
+	34, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
+	35, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
+	36, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
+	37, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
+	38, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
+	31, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
+	39, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
+	40, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
 	2,  // 14: jumpmesh.control.Request.login:type_name -> jumpmesh.control.LoginRequest
 	0,  // 15: jumpmesh.control.Request.whoami:type_name -> jumpmesh.control.Empty
 	4,  // 16: jumpmesh.control.Request.user_invite:type_name -> jumpmesh.control.UserInviteRequest
@@ -2425,11 +2753,11 @@ var file_control_proto_depIdxs = []int32{
 	10, // 24: jumpmesh.control.Request.group_add:type_name -> jumpmesh.control.GroupMemberRequest
 	10, // 25: jumpmesh.control.Request.group_remove:type_name -> jumpmesh.control.GroupMemberRequest
 	1,  // 26: jumpmesh.control.Request.group_delete:type_name -> jumpmesh.control.NameRequest
-	33, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
+	37, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
 	0,  // 28: jumpmesh.control.Request.jump_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 29: jumpmesh.control.Request.jump_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 30: jumpmesh.control.Request.jump_policy_delete:type_name -> jumpmesh.control.NameRequest
-	34, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
+	38, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
 	0,  // 32: jumpmesh.control.Request.session_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 33: jumpmesh.control.Request.session_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 34: jumpmesh.control.Request.session_policy_delete:type_name -> jumpmesh.control.NameRequest
@@ -2441,35 +2769,42 @@ var file_control_proto_depIdxs = []int32{
 	16, // 40: jumpmesh.control.Request.installer_extend:type_name -> jumpmesh.control.InstallerExtendRequest
 	1,  // 41: jumpmesh.control.Request.installer_delete:type_name -> jumpmesh.control.NameRequest
 	19, // 42: jumpmesh.control.Request.installer_check:type_name -> jumpmesh.control.InstallerCheckRequest
-	21, // 43: jumpmesh.control.Request.peer_list:type_name -> jumpmesh.control.PeerListRequest
-	24, // 44: jumpmesh.control.Request.peer_show:type_name -> jumpmesh.control.PeerRefRequest
-	25, // 45: jumpmesh.control.Request.peer_set:type_name -> jumpmesh.control.PeerSetRequest
-	24, // 46: jumpmesh.control.Request.peer_remove:type_name -> jumpmesh.control.PeerRefRequest
-	37, // 47: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
-	22, // 48: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
-	35, // 49: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
-	38, // 50: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
-	0,  // 51: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
-	3,  // 52: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
-	8,  // 53: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
-	7,  // 54: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
-	5,  // 55: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
-	32, // 56: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
-	11, // 57: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
-	33, // 58: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
-	12, // 59: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
-	34, // 60: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
-	13, // 61: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
-	39, // 62: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
-	36, // 63: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
-	18, // 64: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
-	22, // 65: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
-	23, // 66: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
-	67, // [67:67] is the sub-list for method output_type
-	67, // [67:67] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	25, // 43: jumpmesh.control.Request.peer_list:type_name -> jumpmesh.control.PeerListRequest
+	28, // 44: jumpmesh.control.Request.peer_show:type_name -> jumpmesh.control.PeerRefRequest
+	29, // 45: jumpmesh.control.Request.peer_set:type_name -> jumpmesh.control.PeerSetRequest
+	28, // 46: jumpmesh.control.Request.peer_remove:type_name -> jumpmesh.control.PeerRefRequest
+	21, // 47: jumpmesh.control.Request.jump:type_name -> jumpmesh.control.JumpRequest
+	23, // 48: jumpmesh.control.Request.audit:type_name -> jumpmesh.control.AuditRequest
+	41, // 49: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
+	26, // 50: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
+	42, // 51: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
+	43, // 52: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
+	26, // 53: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
+	39, // 54: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
+	44, // 55: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
+	0,  // 56: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
+	3,  // 57: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
+	8,  // 58: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
+	7,  // 59: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
+	5,  // 60: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
+	36, // 61: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
+	11, // 62: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
+	37, // 63: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
+	12, // 64: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
+	38, // 65: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
+	13, // 66: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
+	45, // 67: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
+	40, // 68: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
+	18, // 69: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
+	26, // 70: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
+	27, // 71: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
+	22, // 72: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
+	24, // 73: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
+	74, // [74:74] is the sub-list for method output_type
+	74, // [74:74] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -2479,6 +2814,7 @@ func file_control_proto_init() {
 	}
 	file_site_proto_init()
 	file_peer_proto_init()
+	file_session_proto_init()
 	file_control_proto_msgTypes[20].OneofWrappers = []any{
 		(*Request_Login)(nil),
 		(*Request_Whoami)(nil),
@@ -2513,8 +2849,10 @@ func file_control_proto_init() {
 		(*Request_PeerShow)(nil),
 		(*Request_PeerSet)(nil),
 		(*Request_PeerRemove)(nil),
+		(*Request_Jump)(nil),
+		(*Request_Audit)(nil),
 	}
-	file_control_proto_msgTypes[26].OneofWrappers = []any{
+	file_control_proto_msgTypes[30].OneofWrappers = []any{
 		(*Response_Ok)(nil),
 		(*Response_Login)(nil),
 		(*Response_User)(nil),
@@ -2531,6 +2869,8 @@ func file_control_proto_init() {
 		(*Response_Installers)(nil),
 		(*Response_Peer)(nil),
 		(*Response_Peers)(nil),
+		(*Response_Jump)(nil),
+		(*Response_Audit)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2538,7 +2878,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -34,9 +34,12 @@ type PeerInfo struct {
 	// Private (LAN) IP addresses of the host.
 	PrivateIps []string `protobuf:"bytes,5,rep,name=private_ips,json=privateIps,proto3" json:"private_ips,omitempty"`
 	// Default gateway: the network fingerprint for same-gateway lookup.
-	GatewayIp     string   `protobuf:"bytes,6,opt,name=gateway_ip,json=gatewayIp,proto3" json:"gateway_ip,omitempty"`
-	GatewayMac    string   `protobuf:"bytes,7,opt,name=gateway_mac,json=gatewayMac,proto3" json:"gateway_mac,omitempty"`
-	ConsoleUsers  []string `protobuf:"bytes,8,rep,name=console_users,json=consoleUsers,proto3" json:"console_users,omitempty"`
+	GatewayIp    string   `protobuf:"bytes,6,opt,name=gateway_ip,json=gatewayIp,proto3" json:"gateway_ip,omitempty"`
+	GatewayMac   string   `protobuf:"bytes,7,opt,name=gateway_mac,json=gatewayMac,proto3" json:"gateway_mac,omitempty"`
+	ConsoleUsers []string `protobuf:"bytes,8,rep,name=console_users,json=consoleUsers,proto3" json:"console_users,omitempty"`
+	// Session protocols the peer serves (protocol IDs); the coordinator
+	// refuses jumps a peer could not serve (the seeds' "other version").
+	Protocols     []string `protobuf:"bytes,9,rep,name=protocols,proto3" json:"protocols,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -123,6 +126,13 @@ func (x *PeerInfo) GetGatewayMac() string {
 func (x *PeerInfo) GetConsoleUsers() []string {
 	if x != nil {
 		return x.ConsoleUsers
+	}
+	return nil
+}
+
+func (x *PeerInfo) GetProtocols() []string {
+	if x != nil {
+		return x.Protocols
 	}
 	return nil
 }
@@ -400,6 +410,7 @@ type PeerUp struct {
 	//	*PeerUp_Stats
 	//	*PeerUp_Goodbye
 	//	*PeerUp_State
+	//	*PeerUp_Session
 	Body          isPeerUp_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -478,6 +489,15 @@ func (x *PeerUp) GetState() *PeerState {
 	return nil
 }
 
+func (x *PeerUp) GetSession() *SessionEvent {
+	if x != nil {
+		if x, ok := x.Body.(*PeerUp_Session); ok {
+			return x.Session
+		}
+	}
+	return nil
+}
+
 type isPeerUp_Body interface {
 	isPeerUp_Body()
 }
@@ -498,6 +518,10 @@ type PeerUp_State struct {
 	State *PeerState `protobuf:"bytes,4,opt,name=state,proto3,oneof"`
 }
 
+type PeerUp_Session struct {
+	Session *SessionEvent `protobuf:"bytes,5,opt,name=session,proto3,oneof"`
+}
+
 func (*PeerUp_Hello) isPeerUp_Body() {}
 
 func (*PeerUp_Stats) isPeerUp_Body() {}
@@ -505,6 +529,8 @@ func (*PeerUp_Stats) isPeerUp_Body() {}
 func (*PeerUp_Goodbye) isPeerUp_Body() {}
 
 func (*PeerUp_State) isPeerUp_Body() {}
+
+func (*PeerUp_Session) isPeerUp_Body() {}
 
 // PeerWelcome accepts a hello and tells the peer what it must know offline.
 type PeerWelcome struct {
@@ -956,7 +982,7 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
 	"peer.proto\x12\rjumpmesh.peer\x1a\n" +
-	"site.proto\"\xea\x01\n" +
+	"site.proto\x1a\rsession.proto\"\x88\x02\n" +
 	"\bPeerInfo\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12\x12\n" +
@@ -968,7 +994,8 @@ const file_peer_proto_rawDesc = "" +
 	"gateway_ip\x18\x06 \x01(\tR\tgatewayIp\x12\x1f\n" +
 	"\vgateway_mac\x18\a \x01(\tR\n" +
 	"gatewayMac\x12#\n" +
-	"\rconsole_users\x18\b \x03(\tR\fconsoleUsers\"\xf2\x01\n" +
+	"\rconsole_users\x18\b \x03(\tR\fconsoleUsers\x12\x1c\n" +
+	"\tprotocols\x18\t \x03(\tR\tprotocols\"\xf2\x01\n" +
 	"\tPeerStats\x12\x14\n" +
 	"\x05load1\x18\x01 \x01(\x01R\x05load1\x12\x12\n" +
 	"\x04cpus\x18\x02 \x01(\rR\x04cpus\x12&\n" +
@@ -987,12 +1014,13 @@ const file_peer_proto_rawDesc = "" +
 	"\vPeerGoodbye\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"'\n" +
 	"\tPeerState\x12\x1a\n" +
-	"\bdisabled\x18\x01 \x01(\bR\bdisabled\"\xde\x01\n" +
+	"\bdisabled\x18\x01 \x01(\bR\bdisabled\"\x9a\x02\n" +
 	"\x06PeerUp\x120\n" +
 	"\x05hello\x18\x01 \x01(\v2\x18.jumpmesh.peer.PeerHelloH\x00R\x05hello\x120\n" +
 	"\x05stats\x18\x02 \x01(\v2\x18.jumpmesh.peer.PeerStatsH\x00R\x05stats\x126\n" +
 	"\agoodbye\x18\x03 \x01(\v2\x1a.jumpmesh.peer.PeerGoodbyeH\x00R\agoodbye\x120\n" +
-	"\x05state\x18\x04 \x01(\v2\x18.jumpmesh.peer.PeerStateH\x00R\x05stateB\x06\n" +
+	"\x05state\x18\x04 \x01(\v2\x18.jumpmesh.peer.PeerStateH\x00R\x05state\x12:\n" +
+	"\asession\x18\x05 \x01(\v2\x1e.jumpmesh.session.SessionEventH\x00R\asessionB\x06\n" +
 	"\x04body\"\xf7\x01\n" +
 	"\vPeerWelcome\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12*\n" +
@@ -1055,7 +1083,8 @@ var file_peer_proto_goTypes = []any{
 	(*PeerDown)(nil),          // 9: jumpmesh.peer.PeerDown
 	(*Peer)(nil),              // 10: jumpmesh.peer.Peer
 	(*InstallerDefaults)(nil), // 11: jumpmesh.site.InstallerDefaults
-	(*Error)(nil),             // 12: jumpmesh.site.Error
+	(*SessionEvent)(nil),      // 12: jumpmesh.session.SessionEvent
+	(*Error)(nil),             // 13: jumpmesh.site.Error
 }
 var file_peer_proto_depIdxs = []int32{
 	0,  // 0: jumpmesh.peer.PeerHello.info:type_name -> jumpmesh.peer.PeerInfo
@@ -1064,20 +1093,21 @@ var file_peer_proto_depIdxs = []int32{
 	1,  // 3: jumpmesh.peer.PeerUp.stats:type_name -> jumpmesh.peer.PeerStats
 	3,  // 4: jumpmesh.peer.PeerUp.goodbye:type_name -> jumpmesh.peer.PeerGoodbye
 	4,  // 5: jumpmesh.peer.PeerUp.state:type_name -> jumpmesh.peer.PeerState
-	10, // 6: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
-	6,  // 7: jumpmesh.peer.PeerDown.welcome:type_name -> jumpmesh.peer.PeerWelcome
-	7,  // 8: jumpmesh.peer.PeerDown.retry:type_name -> jumpmesh.peer.PeerRetry
-	8,  // 9: jumpmesh.peer.PeerDown.uninstall:type_name -> jumpmesh.peer.PeerUninstall
-	12, // 10: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
-	6,  // 11: jumpmesh.peer.PeerDown.update:type_name -> jumpmesh.peer.PeerWelcome
-	11, // 12: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
-	0,  // 13: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
-	1,  // 14: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	12, // 6: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
+	10, // 7: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
+	6,  // 8: jumpmesh.peer.PeerDown.welcome:type_name -> jumpmesh.peer.PeerWelcome
+	7,  // 9: jumpmesh.peer.PeerDown.retry:type_name -> jumpmesh.peer.PeerRetry
+	8,  // 10: jumpmesh.peer.PeerDown.uninstall:type_name -> jumpmesh.peer.PeerUninstall
+	13, // 11: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
+	6,  // 12: jumpmesh.peer.PeerDown.update:type_name -> jumpmesh.peer.PeerWelcome
+	11, // 13: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
+	0,  // 14: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
+	1,  // 15: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -1086,11 +1116,13 @@ func file_peer_proto_init() {
 		return
 	}
 	file_site_proto_init()
+	file_session_proto_init()
 	file_peer_proto_msgTypes[5].OneofWrappers = []any{
 		(*PeerUp_Hello)(nil),
 		(*PeerUp_Stats)(nil),
 		(*PeerUp_Goodbye)(nil),
 		(*PeerUp_State)(nil),
+		(*PeerUp_Session)(nil),
 	}
 	file_peer_proto_msgTypes[9].OneofWrappers = []any{
 		(*PeerDown_Welcome)(nil),

@@ -1,0 +1,127 @@
+package coordinator
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// The audit log: every grant, refusal, session start and end, under
+// a/<big-endian unix nanos><sequence>, so a scan from a time is a prefix seek.
+
+// Audit event kinds.
+const (
+	AuditGrant   = "grant"
+	AuditRefused = "refused"
+	AuditStart   = "start"
+	AuditEnd     = "end"
+)
+
+var auditSeq atomic.Uint32
+
+func auditKey(t time.Time) []byte {
+	k := make([]byte, 2+8+4)
+	copy(k, "a/")
+	binary.BigEndian.PutUint64(k[2:], uint64(t.UnixNano()))
+	binary.BigEndian.PutUint32(k[10:], auditSeq.Add(1))
+	return k
+}
+
+// PutAudit appends an event.
+func (tx *Tx) PutAudit(e *pb.AuditEvent) error {
+	v, err := proto.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return tx.txn.Set(auditKey(time.Unix(0, e.GetTimeUnixNano())), v)
+}
+
+// Audit returns events at or after since that keep accepts, oldest first,
+// at most limit of the newest ones.
+func (tx *Tx) Audit(since time.Time, keep func(*pb.AuditEvent) bool, limit int) ([]*pb.AuditEvent, error) {
+	it := tx.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte("a/")})
+	defer it.Close()
+	var out []*pb.AuditEvent
+	start := auditKey(since)[:10]
+	for it.Seek(start); it.Valid(); it.Next() {
+		e := new(pb.AuditEvent)
+		if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, e) }); err != nil {
+			return nil, fmt.Errorf("decoding audit event: %w", err)
+		}
+		if keep(e) {
+			out = append(out, e)
+		}
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return out, nil
+}
+
+// audit records an event; a failure to record is logged, never hidden.
+func (s *Service) audit(e *pb.AuditEvent) {
+	if e.GetTimeUnixNano() == 0 {
+		e.TimeUnixNano = s.clock.Now().UnixNano()
+	}
+	if err := s.store.Update(func(tx *Tx) error { return tx.PutAudit(e) }); err != nil {
+		s.log.Error("recording audit event", "kind", e.GetKind(), logError, err)
+	}
+}
+
+func (s *Service) auditList(c *caller, r *pb.AuditRequest) (*pb.Response, error) {
+	if err := c.requireAdmin(); err != nil {
+		return nil, err
+	}
+	var peerID peer.ID
+	if r.GetPeer() != "" {
+		v, err := s.resolvePeerAny(r.GetPeer())
+		if err != nil {
+			return nil, err
+		}
+		peerID = v
+	}
+	limit := int(r.GetLimit())
+	if limit == 0 {
+		limit = 1000
+	}
+	var out []*pb.AuditEvent
+	err := s.view(func(tx *Tx) (err error) {
+		out, err = tx.Audit(time.Unix(r.GetSinceUnix(), 0), func(e *pb.AuditEvent) bool {
+			return (peerID == "" || peer.ID(e.GetPeer()) == peerID) && (r.GetUser() == "" || e.GetUser() == r.GetUser())
+		}, limit)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Response{Body: &pb.Response_Audit{Audit: &pb.AuditList{Events: out}}}, nil
+}
+
+// resolvePeerAny finds a peer by ID or exact name among all records,
+// deleted ones included (the audit outlives peers).
+func (s *Service) resolvePeerAny(ref string) (peer.ID, error) {
+	if id, err := peer.Decode(ref); err == nil {
+		return id, nil
+	}
+	var found []peer.ID
+	for _, p := range s.peers.snapshot() {
+		if p.rec.GetSettings().GetName() == ref {
+			found = append(found, peer.ID(p.rec.GetId()))
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", mesh.Errorf(mesh.CodePeerNotFound, "(%s; give the peer ID of a removed peer)", ref)
+	case 1:
+		return found[0], nil
+	}
+	return "", mesh.Errorf(mesh.CodePeerAmbiguous, "(%q names %d peers)", ref, len(found))
+}

@@ -1,0 +1,252 @@
+package coordinator
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/grant"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// GrantLifetime is how long a jump grant is valid (the peer binds it to
+// the connection it first arrives on, so sessions outlive it).
+const GrantLifetime = 60 * time.Second
+
+// jumps tracks what the grant checks need between requests: session starts
+// in flight (granted, not yet started at the peer) and the sessions each
+// peer reports open.
+type jumps struct {
+	mu       sync.Mutex
+	inflight map[string]time.Time          // grant nonce → expiry
+	active   map[peer.ID]map[string]string // peer → session id → user
+}
+
+func newJumps() *jumps {
+	return &jumps{inflight: map[string]time.Time{}, active: map[peer.ID]map[string]string{}}
+}
+
+// reserve takes a slot for a session start, failing when max are in flight.
+func (j *jumps) reserve(nonce []byte, expires, now time.Time, max int) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for n, exp := range j.inflight {
+		if !now.Before(exp) {
+			delete(j.inflight, n)
+		}
+	}
+	if len(j.inflight) >= max {
+		return false
+	}
+	j.inflight[string(nonce)] = expires
+	return true
+}
+
+func (j *jumps) started(id peer.ID, ev *pb.SessionEvent) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	delete(j.inflight, string(ev.GetGrantNonce()))
+	if j.active[id] == nil {
+		j.active[id] = map[string]string{}
+	}
+	j.active[id][ev.GetSessionId()] = ev.GetUser()
+}
+
+func (j *jumps) ended(id peer.ID, sessionID string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	delete(j.active[id], sessionID)
+}
+
+// peerGone forgets the sessions of a peer that went offline.
+func (j *jumps) peerGone(id peer.ID) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	delete(j.active, id)
+}
+
+// holders lists the users in a session with the peer, other than user.
+func (j *jumps) holders(id peer.ID, user string) []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	seen := map[string]bool{}
+	for _, u := range j.active[id] {
+		if u != user {
+			seen[u] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for u := range seen {
+		out = append(out, u)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// jump answers a console's request for a grant, checking in the seeds'
+// order; every refusal is audited with its code.
+func (s *Service) jump(c *caller, r *pb.JumpRequest) (*pb.Response, error) {
+	now := s.clock.Now()
+	resp, ev, err := s.checkJump(c, r, now)
+	if ev == nil {
+		ev = &pb.AuditEvent{Detail: r.GetRef()}
+	}
+	ev.Kind, ev.User, ev.Technician, ev.Capability = AuditGrant, c.name(), []byte(c.peer), r.GetCapability()
+	if err != nil {
+		ev.Kind, ev.Code, ev.Detail = AuditRefused, string(mesh.CodeOf(err)), err.Error()
+	}
+	s.audit(ev)
+	return resp, err
+}
+
+func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Response, *pb.AuditEvent, error) {
+	v, err := s.resolvePeer(c, r.GetRef())
+	if err != nil {
+		return nil, nil, err
+	}
+	rec := v.GetPeer()
+	id := peer.ID(rec.GetId())
+	ev := &pb.AuditEvent{Peer: rec.GetId(), PeerName: rec.GetSettings().GetName()}
+	switch v.GetStatus() {
+	case StatusUninstalled:
+		return nil, ev, mesh.NewError(mesh.CodePeerUninstalled)
+	case StatusDisabled:
+		return nil, ev, mesh.NewError(mesh.CodePeerDisabled)
+	case StatusOffline, StatusLost:
+		return nil, ev, mesh.Errorf(mesh.CodePeerOffline, "(last seen %s)", time.Unix(rec.GetLastSeenUnix(), 0).UTC().Format(time.RFC3339))
+	}
+	if err := s.checkJumpPolicy(rec, now); err != nil {
+		return nil, ev, err
+	}
+	st := s.settings()
+	if !st.GetConcurrentJumps() {
+		if others := s.jumps.holders(id, c.name()); len(others) > 0 {
+			return nil, ev, mesh.Errorf(mesh.CodeSessionInUse, "(in session: %s)", strings.Join(others, ", "))
+		}
+	}
+	if r.GetProtocol() != "" && !slices.Contains(rec.GetInfo().GetProtocols(), r.GetProtocol()) {
+		return nil, ev, mesh.Errorf(mesh.CodePeerOtherVersion, "(the peer runs %s and serves %v, not %s)",
+			orUnknown(rec.GetInfo().GetVersion()), rec.GetInfo().GetProtocols(), r.GetProtocol())
+	}
+	body, err := s.grantBody(c, rec, now)
+	if err != nil {
+		return nil, ev, err
+	}
+	if want := r.GetCapability(); want != 0 && (body.GetCapabilities()|body.GetCapabilitiesNotPresent())&want == 0 {
+		return nil, ev, mesh.Errorf(mesh.CodePermissionDenied, "(the peer's session policies do not allow %s)", grant.CapabilityName(want))
+	}
+	g, err := grant.Sign(body, s.signer)
+	if err != nil {
+		return nil, ev, mesh.Errorf(mesh.CodeInternal, "(%w)", err)
+	}
+	signed, _ := grant.Parse(g)
+	if !s.jumps.reserve(signed.GetNonce(), now.Add(GrantLifetime), now, int(st.GetMaxSessionStarts())) {
+		return nil, ev, mesh.Errorf(mesh.CodeServerBusy, "(%d session starts in flight)", st.GetMaxSessionStarts())
+	}
+	ev.SessionId = fmt.Sprintf("%x", signed.GetNonce())
+	return &pb.Response{Body: &pb.Response_Jump{Jump: &pb.JumpResponse{Grant: g, Peer: v, Addrs: encodeAddrs(s.peerAddrs(id))}}}, ev, nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unknown version"
+	}
+	return s
+}
+
+// checkJumpPolicy applies the peer's jump policy schedule, in its time zone.
+func (s *Service) checkJumpPolicy(rec *pb.Peer, now time.Time) error {
+	name := rec.GetSettings().GetJumpPolicy()
+	if name == "" {
+		return nil
+	}
+	var p *pb.JumpPolicy
+	if err := s.view(func(tx *Tx) (err error) { p, err = tx.JumpPolicy(name); return err }); err != nil {
+		return err
+	}
+	if p == nil {
+		return nil // deleted since: no schedule to apply
+	}
+	ok, err := mesh.JumpPolicyAllows(p, now)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		var windows []string
+		for _, w := range p.GetWindows() {
+			windows = append(windows, mesh.FormatWindow(w))
+		}
+		return mesh.Errorf(mesh.CodeJumpPolicyClosed, "(jump policy %s: %s, %s)", name, strings.Join(windows, "; "), p.GetTimeZone())
+	}
+	return nil
+}
+
+// grantBody builds the grant: capabilities from the session policies for
+// both presence cases (the peer decides which applies).
+func (s *Service) grantBody(c *caller, rec *pb.Peer, now time.Time) (*pb.JumpGrantBody, error) {
+	present, presentName, consent, err := s.policyCaps(rec.GetSettings().GetSessionPolicyPresent())
+	if err != nil {
+		return nil, err
+	}
+	absent, absentName, _, err := s.policyCaps(rec.GetSettings().GetSessionPolicyNotPresent())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.JumpGrantBody{SiteId: []byte(s.siteID), Technician: []byte(c.peer), Peer: rec.GetId(),
+		Capabilities: present, CapabilitiesNotPresent: absent, SessionPolicy: presentName, SessionPolicyNotPresent: absentName,
+		RequireConsent: consent, IssuedUnix: now.Unix(), ExpiresUnix: now.Add(GrantLifetime).Unix(), User: c.name()}, nil
+}
+
+// policyCaps reads a session policy; no policy allows everything.
+func (s *Service) policyCaps(name string) (uint32, string, bool, error) {
+	if name == "" {
+		return grant.All, "", false, nil
+	}
+	var p *pb.SessionPolicy
+	if err := s.view(func(tx *Tx) (err error) { p, err = tx.SessionPolicy(name); return err }); err != nil {
+		return 0, "", false, err
+	}
+	if p == nil {
+		return grant.All, "", false, nil
+	}
+	var caps uint32
+	for _, c := range []struct {
+		on  bool
+		bit uint32
+	}{{p.GetShell(), grant.Shell}, {p.GetExec(), grant.Exec}, {p.GetForward(), grant.Forward}, {p.GetFileTransfer(), grant.FileTransfer}} {
+		if c.on {
+			caps |= c.bit
+		}
+	}
+	return caps, name, p.GetRequireConsent(), nil
+}
+
+// sessionEvent records what a peer reports about a session.
+func (s *Service) sessionEvent(id peer.ID, ev *pb.SessionEvent) {
+	rec, _ := s.peers.get(id)
+	a := &pb.AuditEvent{User: ev.GetUser(), Technician: ev.GetTechnician(), Peer: []byte(id), PeerName: rec.GetSettings().GetName(),
+		Capability: ev.GetCapability(), Detail: ev.GetDetail(), SessionId: ev.GetSessionId(),
+		BytesIn: ev.GetBytesIn(), BytesOut: ev.GetBytesOut(), Exit: ev.GetExit()}
+	switch {
+	case ev.GetRefused() != nil:
+		a.Kind, a.Code = AuditRefused, ev.GetRefused().GetCode()
+		a.Detail = strings.TrimSpace(ev.GetRefused().GetDetail() + " " + ev.GetDetail())
+	case ev.GetEnd():
+		a.Kind = AuditEnd
+		s.jumps.ended(id, ev.GetSessionId())
+	default:
+		a.Kind = AuditStart
+		s.jumps.started(id, ev)
+		now := s.clock.Now()
+		if _, err := s.modifyPeer(id, func(rec *pb.Peer) error { rec.LastAccessUnix = now.Unix(); return nil }); err != nil {
+			s.log.Warn("recording last access", logPeer, id, logError, err)
+		}
+	}
+	s.audit(a)
+}

@@ -1,0 +1,257 @@
+package channel
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Protocol is the protocol ID of a session channel.
+const Protocol protocol.ID = "/jumpmesh/session/1.0.0"
+
+// MaxMessage bounds one framed message: a file data chunk (ChunkSize) plus
+// room for its framing.
+const MaxMessage = ChunkSize + 4<<10
+
+// HandshakeTimeout bounds each step of the handshake (ChannelOpen on the
+// peer, ChannelReady on the console) when the context sets no earlier
+// deadline.
+const HandshakeTimeout = 30 * time.Second
+
+// Channel is one session stream. Messages are unsigned-varint length
+// prefixed protobufs; after the handshake of a forward the stream carries
+// raw bytes through Read and Write.
+//
+// Reads belong to one goroutine. WriteMsg and Write may be called from
+// several goroutines: each message goes out whole, in one stream write.
+type Channel struct {
+	st network.Stream
+
+	rbuf   []byte // reused body buffer; never holds bytes of the next message
+	nread  atomic.Uint64
+	nwrite atomic.Uint64
+
+	wmu  sync.Mutex
+	wbuf []byte
+}
+
+func newChannel(st network.Stream) *Channel { return &Channel{st: st} }
+
+// Open opens a channel to p and presents open (grant and kind). It returns
+// once the peer accepted, with the session ID the peer chose; a refusal
+// comes back as the peer's catalog error. Relayed (limited) connections are
+// allowed: a session is end-to-end encrypted whatever carries it.
+func Open(ctx context.Context, h host.Host, p peer.ID, open *pb.ChannelOpen) (*Channel, string, error) {
+	st, err := h.NewStream(network.WithAllowLimitedConn(ctx, "jump"), p, Protocol)
+	if err != nil {
+		return nil, "", dialError(ctx, p, err)
+	}
+	c := newChannel(st)
+	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
+	defer stop()
+	_ = st.SetDeadline(handshakeDeadline(ctx))
+	var ready pb.ChannelReady
+	if err = c.WriteMsg(open); err == nil {
+		err = c.ReadMsg(&ready)
+	}
+	if err != nil {
+		_ = st.Reset()
+		return nil, "", dialError(ctx, p, err)
+	}
+	_ = st.SetDeadline(time.Time{})
+	if ready.GetError() != nil {
+		_ = st.Close()
+		return nil, "", mesh.ErrorFromPB(ready.GetError())
+	}
+	return c, ready.GetSessionId(), nil
+}
+
+// handshakeDeadline is the context's deadline or HandshakeTimeout from now,
+// whichever comes first.
+func handshakeDeadline(ctx context.Context) time.Time {
+	d := time.Now().Add(HandshakeTimeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		return cd
+	}
+	return d
+}
+
+// dialError names what went wrong opening a channel in catalog terms.
+func dialError(ctx context.Context, p peer.ID, err error) error {
+	switch {
+	case errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}):
+		return mesh.Errorf(mesh.CodePeerOtherVersion, "(%s does not speak %s)", p, Protocol)
+	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return ctx.Err()
+	case errors.Is(ctx.Err(), context.DeadlineExceeded),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return mesh.Errorf(mesh.CodeConnectTimeout, "(%s: %w)", p, err)
+	}
+	return mesh.Errorf(mesh.CodeActivePeerNotConnected, "(opening a session with %s: %w)", p, err)
+}
+
+// Accept reads the ChannelOpen a console sent on st. The caller checks the
+// grant and answers with Ready. On error the stream has been reset.
+func Accept(st network.Stream) (*Channel, *pb.ChannelOpen, error) {
+	c := newChannel(st)
+	_ = st.SetReadDeadline(time.Now().Add(HandshakeTimeout))
+	var open pb.ChannelOpen
+	if err := c.ReadMsg(&open); err != nil {
+		_ = st.Reset()
+		return nil, nil, fmt.Errorf("reading the channel open from %s: %w", st.Conn().RemotePeer(), err)
+	}
+	_ = st.SetReadDeadline(time.Time{})
+	return c, &open, nil
+}
+
+// Ready answers the ChannelOpen: accepted with sessionID when refuse is nil;
+// otherwise refused with refuse's catalog error, after which the stream is
+// closed and the channel must not be used.
+func (c *Channel) Ready(sessionID string, refuse error) error {
+	_ = c.st.SetWriteDeadline(time.Now().Add(HandshakeTimeout))
+	err := c.WriteMsg(&pb.ChannelReady{Error: mesh.ErrorToPB(refuse), SessionId: sessionID})
+	_ = c.st.SetWriteDeadline(time.Time{})
+	if refuse != nil {
+		return errors.Join(err, c.st.Close())
+	}
+	return err
+}
+
+// SendStatus sends the second ChannelReady of a channel kind that has work
+// to do between acceptance and its data phase (a forward's dial): nil
+// means go on, an error is what the console will return.
+func (c *Channel) SendStatus(failure error) error {
+	return c.WriteMsg(&pb.ChannelReady{Error: mesh.ErrorToPB(failure)})
+}
+
+// ReadStatus reads what SendStatus sent: nil to go on, or the peer's
+// catalog error.
+func (c *Channel) ReadStatus() error {
+	var st pb.ChannelReady
+	if err := c.ReadMsg(&st); err != nil {
+		return mesh.Errorf(mesh.CodeSessionInternal, "(waiting for the peer's status: %w)", err)
+	}
+	return mesh.ErrorFromPB(st.GetError())
+}
+
+// ReadMsg reads the next message into m. It reads the length prefix one
+// byte at a time and then exactly the body, so nothing after this message
+// is consumed: the stream may switch to raw bytes after any message. A clean
+// end of stream between messages is io.EOF.
+func (c *Channel) ReadMsg(m proto.Message) error {
+	n, err := c.readLength()
+	if err != nil {
+		return err
+	}
+	if cap(c.rbuf) < n {
+		c.rbuf = make([]byte, n)
+	}
+	buf := c.rbuf[:n]
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return noEOF(err)
+	}
+	if err := proto.Unmarshal(buf, m); err != nil {
+		return mesh.Errorf(mesh.CodeProtocol, "(%T: %w)", m, err)
+	}
+	return nil
+}
+
+func (c *Channel) readLength() (int, error) {
+	var one [1]byte
+	var x uint64
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		if _, err := io.ReadFull(c, one[:]); err != nil {
+			if i > 0 {
+				err = noEOF(err)
+			}
+			return 0, err
+		}
+		x |= uint64(one[0]&0x7f) << (7 * i)
+		if one[0] < 0x80 {
+			if x > MaxMessage {
+				return 0, mesh.Errorf(mesh.CodeProtocol, "(a message of %d bytes; at most %d)", x, MaxMessage)
+			}
+			return int(x), nil
+		}
+	}
+	return 0, mesh.Errorf(mesh.CodeProtocol, "(a message length prefix that does not end)")
+}
+
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// WriteMsg sends m in one stream write.
+func (c *Channel) WriteMsg(m proto.Message) error {
+	size := proto.Size(m)
+	if size > MaxMessage {
+		return mesh.Errorf(mesh.CodeInternal, "(%T of %d bytes; at most %d)", m, size, MaxMessage)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	buf := binary.AppendUvarint(c.wbuf[:0], uint64(size))
+	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, m)
+	if err != nil {
+		return fmt.Errorf("encoding %T: %w", m, err)
+	}
+	c.wbuf = buf
+	n, err := c.st.Write(buf)
+	c.nwrite.Add(uint64(n))
+	return err
+}
+
+// Read reads raw bytes (after a forward's handshake).
+func (c *Channel) Read(p []byte) (int, error) {
+	n, err := c.st.Read(p)
+	c.nread.Add(uint64(n))
+	return n, err
+}
+
+// Write writes raw bytes (after a forward's handshake).
+func (c *Channel) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	n, err := c.st.Write(p)
+	c.nwrite.Add(uint64(n))
+	return n, err
+}
+
+// BytesRead is how many bytes this side has read from the stream, framing
+// included: on the peer, the console→peer volume for the audit.
+func (c *Channel) BytesRead() uint64 { return c.nread.Load() }
+
+// BytesWritten is how many bytes this side has written to the stream.
+func (c *Channel) BytesWritten() uint64 { return c.nwrite.Load() }
+
+// Stream is the underlying libp2p stream (remote peer, connection path).
+func (c *Channel) Stream() network.Stream { return c.st }
+
+// CloseWrite ends this side's direction; the other side reads io.EOF. It
+// does not wait for a write in progress.
+func (c *Channel) CloseWrite() error { return c.st.CloseWrite() }
+
+// Close closes both directions.
+func (c *Channel) Close() error { return c.st.Close() }
+
+// Reset aborts the stream in both directions; the other side's reads and
+// writes fail.
+func (c *Channel) Reset() error { return c.st.Reset() }

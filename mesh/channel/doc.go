@@ -1,0 +1,103 @@
+// Package channel is the session protocol between a console and a peer:
+// what flows on one libp2p stream of protocol Protocol
+// (/jumpmesh/session/1.0.0). A jump session is one stream per channel: a
+// shell or command, one forwarded TCP connection, or one file copy.
+//
+// It knows nothing of grants beyond carrying them, and runs no processes
+// and opens no sockets itself (the peer and console packages do); it owns
+// the framing, the handshake, the raw splice of forwards and the file tree
+// format, because both sides must agree on those byte for byte.
+//
+// # Framing
+//
+// Messages are protobufs (mesh/pb/session.proto) prefixed with their
+// length as an unsigned varint, at most MaxMessage bytes. A Channel reads
+// the prefix one byte at a time and then exactly the body, so it never
+// holds bytes that belong after the current message: a forward switches
+// the same stream to raw bytes after its handshake without losing any.
+//
+// # Handshake
+//
+//  1. The console opens a stream to the peer (limited, i.e. relayed,
+//     connections allowed: the stream is end-to-end encrypted anyway) and
+//     writes ChannelOpen{grant, exec|forward|file}.
+//  2. The peer reads it (Accept, within HandshakeTimeout), checks the grant
+//     and the capability the kind needs, and answers ChannelReady: with a
+//     session ID when accepted, or with a catalog error (and then closes
+//     the stream) when refused. Open returns that error to the console.
+//  3. What follows depends on the kind.
+//
+// # Exec (shell or command)
+//
+//  4. Both sides exchange ExecMsg. Console → peer: stdin chunks, stdin_eof,
+//     resize, signal ("INT", "TERM", "HUP", "KILL", sent to the process
+//     group, or with a tty to the terminal's foreground group). Peer →
+//     console: stdout and stderr chunks (with a tty everything is stdout).
+//  5. When the process has exited and its output is drained, the peer sends
+//     exit{code, signal, error} as its last message and closes its write
+//     side. A command that cannot start gets exit{code 127 (not found) or
+//     126, error}. A process killed by a signal reports code 128+n and the
+//     signal's name.
+//  6. The console closes its write side on receiving exit. A console that
+//     resets the stream instead makes the peer hang up the process group
+//     (SIGHUP, then SIGKILL).
+//
+// # Forward
+//
+// The peer must tell the console whether it could reach the target before
+// any raw byte flows, and a refused dial should read like any other
+// refusal. The handshake stays uniform (the peer always answers
+// ChannelOpen with ChannelReady first, before it does anything the grant
+// must authorise) and one more framed message carries the dial's outcome:
+//
+//  4. The peer dials host:port (TCP, within its dial timeout) and sends a
+//     second ChannelReady: empty when connected, with a catalog error when
+//     not (then it closes). Channel.SendStatus / Channel.ReadStatus.
+//  5. From then on the stream carries raw bytes both ways (Splice). The
+//     end of one direction is a half-close: TCP EOF on one side becomes
+//     CloseWrite of the stream and then CloseWrite of the TCP connection
+//     on the other side, so a client may close its sending half and still
+//     read the answer. A reset on either side aborts both.
+//
+// The console does not send before the status arrives: the dial costs no
+// extra round trip (the status follows ChannelReady at once), and a
+// refused dial never swallows a client's bytes.
+//
+// # File copy
+//
+// FileOpen{push, path} says who sends: push, the console sends into the
+// peer's path; pull, the peer sends its path to the console. The tree
+// format is the same both ways (SendTree, ReceiveTree):
+//
+//  4. The sender sends FileEntry for the root: its base name, mode, mtime,
+//     dir flag, and size (for a directory, the total bytes of the files
+//     under it, for progress). A file entry is followed by FileMsg.data
+//     chunks of at most ChunkSize bytes, exactly size bytes in all, and
+//     end_sha256 with the SHA-256 of those bytes. A directory entry is
+//     followed by the entries of its tree, parents before children, with
+//     paths "<root>/a/b" (slash separated).
+//  5. The sender ends with done, or with error (its catalog error) when it
+//     fails, and closes its write side.
+//  6. The receiver answers once, at the end: done when every file is in
+//     place, or error with its catalog error (then it discards what the
+//     sender still sends until the sender closes, at most drainTimeout).
+//     The sender checks for that answer between chunks, so a receiver's
+//     failure stops a large copy early.
+//
+// Safety rules, enforced by the receiver: every path must be relative,
+// slash separated, without "", "." or ".." elements, and start with the
+// root's name; the target is opened as an os.Root so nothing is written
+// outside it, not even through a symlink already in it; a file is written
+// under a temporary name and renamed into place only when its size and
+// SHA-256 match, so a damaged file leaves nothing behind. Modes keep the
+// permission bits (0o777) only, and mtimes are kept to the second;
+// directories get theirs after their contents. The sender skips symlinks
+// and special files inside a tree and lists them in TreeStats.Skipped (a
+// symlink named as the root itself is followed, as cp does).
+//
+// # Buffer sizes
+//
+// Chosen by measurement on loopback (see BenchmarkForwardThroughput and
+// BenchmarkCopy in the console package); the numbers are in the constants'
+// comments.
+package channel

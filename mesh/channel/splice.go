@@ -1,0 +1,106 @@
+package channel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+)
+
+// SpliceBuffer is the copy buffer of each direction of a forward.
+// BenchmarkForwardThroughput (console package) chose it on loopback TCP,
+// Noise and yamux; see the numbers in doc.go. Below it throughput drops
+// because every stream write costs a yamux frame and a Noise seal; above it
+// nothing is gained and each connection holds more memory.
+const SpliceBuffer = 128 << 10
+
+var spliceBuffers = sync.Pool{New: func() any { b := make([]byte, SpliceBuffer); return &b }}
+
+// Splice copies raw bytes both ways between the channel and conn until
+// both directions have ended, then closes both. The end of one direction is
+// passed on as a half-close (CloseWrite) to the other side, so a client
+// that closes its sending side and then waits for the answer still gets it.
+// An error in either direction, or the end of ctx, aborts both: the stream
+// is reset and conn closed. fromStream counts bytes written to conn,
+// toStream bytes written to the channel.
+func (c *Channel) Splice(ctx context.Context, conn net.Conn) (fromStream, toStream int64, err error) {
+	var (
+		once     sync.Once
+		firstErr error
+	)
+	abort := func(err error) {
+		once.Do(func() {
+			firstErr = err
+			_ = c.Reset()
+			_ = conn.Close()
+		})
+	}
+	stop := context.AfterFunc(ctx, func() { abort(ctx.Err()) })
+	defer stop()
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var err error
+		toStream, err = copyRaw(c, readerOnly{conn})
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		if err != nil {
+			abort(err)
+		}
+	})
+	fromStream, err = copyRaw(writerOnly{conn}, c)
+	if err == nil {
+		err = closeWrite(conn)
+	}
+	if err != nil {
+		abort(err)
+	}
+	wg.Wait()
+
+	once.Do(func() {}) // from here on firstErr is settled
+	_ = conn.Close()
+	_ = c.Close()
+	return fromStream, toStream, firstErr
+}
+
+// copyRaw copies until src ends. Unlike io.Copy it never hands the copy
+// to a ReaderFrom or WriterTo (a net.TCPConn would fall back to a 32 KiB
+// buffer), so SpliceBuffer is what is used.
+func copyRaw(dst io.Writer, src io.Reader) (int64, error) {
+	bp := spliceBuffers.Get().(*[]byte)
+	defer spliceBuffers.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// closeWrite half-closes conn when its type can; otherwise the other end
+// only sees the end when the whole forward ends.
+func closeWrite(conn net.Conn) error {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// readerOnly and writerOnly hide a conn's ReadFrom and WriteTo.
+type readerOnly struct{ io.Reader }
+
+type writerOnly struct{ io.Writer }

@@ -1,0 +1,838 @@
+package peer_test
+
+// Scale benchmarks of #3: registrations per second, coordinator memory per
+// online peer, and a reconnect storm after a coordinator restart. What they
+// measure, and the figures of our 2-core machine, are in BENCHMARKS.md.
+//
+// Three processes take part, so each is measured alone:
+//   - the benchmark inits the site (coordinatortest), keeps the admin's
+//     console, and reports;
+//   - the coordinator runs in a child process (coordinator.New on the site's
+//     loopback ports, Badger in the temp dir), which reports its own heap
+//     after a GC, its CPU time and its online peers on request;
+//   - the peers run in another child process: a fleet of lightweight peers,
+//     one libp2p host and fresh key each, speaking the peer protocol as the
+//     daemon does (hello, retry-after, welcome, statistics, capped
+//     exponential backoff with full jitter).
+//
+// The children are this test binary re-executed with JM_BENCH_ROLE set. They
+// share the machine's CPUs with each other, as they would not in production.
+//
+// Knobs: JM_BENCH_PEERS (default 2000), JM_BENCH_RATE (the storm's
+// connection-rate, default 300, the seeds' maximum), JM_BENCH_TRANSPORT
+// (tcp or quic; default: every address in the key, as the daemon dials),
+// JM_BENCH_DEFAULT_LIMITS (run the coordinator with libp2p's default
+// resource and connection managers; see coordConfig), JM_BENCH_HEAP_PROFILE
+// (a file for the coordinator's heap profile with N peers online).
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	lphost "github.com/libp2p/go-libp2p/core/host"
+	lpeer "github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	ma "github.com/multiformats/go-multiaddr"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/coordinator"
+	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/peer"
+)
+
+const (
+	envBenchPeers    = "JM_BENCH_PEERS"
+	envBenchRate     = "JM_BENCH_RATE"
+	envTransport     = "JM_BENCH_TRANSPORT"
+	envDefaultLimits = "JM_BENCH_DEFAULT_LIMITS"
+	envHeapProfile   = "JM_BENCH_HEAP_PROFILE"
+	// envRole and envConfig make the test binary a child process.
+	envRole   = "JM_BENCH_ROLE"
+	envConfig = "JM_BENCH_CONFIG"
+
+	roleCoordinator = "coordinator"
+	roleFleet       = "fleet"
+)
+
+// daemonBackoff is peer.RunConfig's default reconnect policy.
+var daemonBackoff = peer.Backoff{Base: time.Second, Max: time.Minute}
+
+// BenchmarkRegistrations measures how many first contacts (hello →
+// enrollment → welcome) the coordinator accepts per second with the
+// admission rate lifted: N fresh peers start at once and stay online.
+func BenchmarkRegistrations(b *testing.B) {
+	serveChild(b)
+	n := benchEnvInt(b, envBenchPeers, 2000)
+	var regs, coordCPU, fleetCPU, failures, fleetBytes float64
+	for i := 0; i < b.N; i++ {
+		_, key, coord := benchSite(b, -1, nil)
+		f := startFleet(b, key, n)
+		ready := f.await("ready", time.Minute)
+		cpu0 := coord.ask("cpu", time.Minute).CPU
+		f.send("go")
+		done := f.await("welcomed", 2*time.Minute)
+		coordCPU += (coord.ask("cpu", time.Minute).CPU - cpu0).Seconds()
+		fleetCPU += done.CPU.Seconds()
+		regs += float64(n) / done.Elapsed.Seconds()
+		fleetBytes += float64(ready.Heap+ready.Stack) / float64(n)
+		st := f.stop()
+		failures += float64(st.Failures)
+		if st.Refusals > 0 || st.GaveUp > 0 {
+			b.Errorf("%d refusals, %d gave up (%s)", st.Refusals, st.GaveUp, st.Sample)
+		}
+		coord.stop()
+	}
+	runs, per := float64(b.N), float64(b.N)*float64(n)
+	b.ReportMetric(regs/runs, "registrations/s")
+	b.ReportMetric(coordCPU/per*1e6, "coord-cpu-µs/reg")
+	b.ReportMetric(fleetCPU/per*1e6, "fleet-cpu-µs/reg")
+	b.ReportMetric(failures/runs, "failed-attempts")
+	b.ReportMetric(fleetBytes/runs, "fleet-B/host")
+}
+
+// BenchmarkOnlinePeerMemory measures the coordinator's memory per online
+// peer: heap in use after a GC, and goroutine stacks, with N peers online
+// (each has sent its first statistics and been listed once, so its search
+// view is cached as on a site technicians use), less the same figures with
+// none. B/offline-peer is what each stays after all went offline.
+func BenchmarkOnlinePeerMemory(b *testing.B) {
+	serveChild(b)
+	n := benchEnvInt(b, envBenchPeers, 2000)
+	var heap, stack, goroutines, offline float64
+	for i := 0; i < b.N; i++ {
+		site, key, coord := benchSite(b, -1, nil)
+		f := startFleet(b, key, n)
+		f.await("ready", time.Minute)
+		base := coord.ask("mem", time.Minute)
+		f.send("go")
+		f.await("welcomed", 2*time.Minute)
+		coordinatortest.Eventually(b, time.Minute, "every peer's first statistics", func() bool {
+			views, err := site.Admin.Peers(site.Ctx(), "status:online", false)
+			if err != nil || len(views) != n {
+				return false
+			}
+			for _, v := range views {
+				if v.GetPeer().GetStats() == nil {
+					return false
+				}
+			}
+			return true
+		})
+		on := coord.ask("mem", time.Minute)
+		if path := os.Getenv(envHeapProfile); path != "" {
+			coord.ask("heapprofile "+path, time.Minute)
+		}
+		heap += float64(on.Heap - base.Heap)
+		stack += float64(on.Stack - base.Stack)
+		goroutines += float64(on.Goroutines - base.Goroutines)
+		f.stop()
+		// The admin's console may keep one connection.
+		if ev := coord.ask("conns 1 60000", 2*time.Minute); ev.Online > 1 {
+			b.Fatalf("%d connections left after the fleet stopped", ev.Online)
+		}
+		off := coord.ask("mem", time.Minute)
+		offline += float64(off.Heap + off.Stack - base.Heap - base.Stack)
+		coord.stop()
+	}
+	per := float64(b.N) * float64(n)
+	b.ReportMetric(heap/per, "B/peer")
+	b.ReportMetric(stack/per, "stack-B/peer")
+	b.ReportMetric((heap+stack)/per, "heap+stack-B/peer")
+	b.ReportMetric(goroutines/per, "goroutines/peer")
+	b.ReportMetric(offline/per, "B/offline-peer")
+}
+
+// BenchmarkReconnectStorm brings N peers online through the site's
+// connection-rate R, restarts the coordinator process on the same ports and
+// measures the time from the stop until every peer is online again, as a
+// ratio of the least time the rate allows (N ÷ R). The peers reconnect with
+// the daemon's default backoff and honour retry-after. cold-ratio is the
+// same figure for the first start, when all N come at once.
+func BenchmarkReconnectStorm(b *testing.B) {
+	serveChild(b)
+	n := benchEnvInt(b, envBenchPeers, 2000)
+	r := benchEnvInt(b, envBenchRate, 300)
+	ideal := time.Duration(float64(n) / float64(r) * float64(time.Second))
+	deadline := 3*ideal + 30*time.Second
+	var storm, restart, cold, retries, gaveUp float64
+	for i := 0; i < b.N; i++ {
+		site, key, coord := benchSite(b, 0, map[string]string{"connection-rate": strconv.Itoa(r)})
+		f := startFleet(b, key, n)
+		f.await("ready", time.Minute)
+		f.send("go")
+		cold += f.await("welcomed", deadline).Elapsed.Seconds() / ideal.Seconds()
+
+		start := time.Now()
+		coord.stop()
+		coord = startCoordinator(b, site, 0)
+		restart += time.Since(start).Seconds()
+		ev := coord.ask(fmt.Sprintf("online %d %d", n, deadline.Milliseconds()), deadline+time.Minute)
+		took := time.Since(start)
+		storm += took.Seconds() / ideal.Seconds()
+		retries += float64(ev.Retries) / float64(n)
+		st := f.stop()
+		// Not back by the deadline, refused, or told to uninstall: a peer
+		// that a real daemon would not have brought back.
+		gaveUp += float64(st.GaveUp+st.Refusals) + float64(int64(n)-ev.Online)
+		if ev.Online < int64(n) {
+			b.Errorf("%d of %d peers online %s after the restart", ev.Online, n, took.Round(time.Millisecond))
+		}
+		coord.stop()
+	}
+	runs := float64(b.N)
+	b.ReportMetric(storm/runs, "storm-ratio")
+	b.ReportMetric(storm/runs*ideal.Seconds(), "storm-s")
+	b.ReportMetric(restart/runs, "restart-s")
+	b.ReportMetric(cold/runs, "cold-ratio")
+	b.ReportMetric(retries/runs, "retries/peer")
+	b.ReportMetric(gaveUp/runs, "gave-up")
+}
+
+// benchEnvInt reads a positive integer from the environment.
+func benchEnvInt(b *testing.B, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", name, s)
+	}
+	return n
+}
+
+// benchSite inits a site with settings and an installer key, then moves its
+// coordinator into a child process admitting at admission
+// (coordinator.Config.AdmissionRate). The admin's console stays connected.
+func benchSite(b *testing.B, admission float64, settings map[string]string) (*coordinatortest.Site, string, *child) {
+	b.Helper()
+	site := coordinatortest.New(b)
+	key := site.Installer(nil, 0, week()).GetKey()
+	if settings != nil {
+		if _, err := site.Admin.SetSettings(site.Ctx(), settings); err != nil {
+			b.Fatal(err)
+		}
+	}
+	site.Stop()
+	return site, key, startCoordinator(b, site, admission)
+}
+
+// startCoordinator runs the site's coordinator in a child process.
+func startCoordinator(b *testing.B, site *coordinatortest.Site, admission float64) *child {
+	b.Helper()
+	c := startChild(b, roleCoordinator, coordConfig{DataDir: site.DataDir(), AdmissionRate: admission,
+		DefaultLimits: os.Getenv(envDefaultLimits) != ""})
+	c.await("ready", time.Minute)
+	return c
+}
+
+func startFleet(b *testing.B, key string, n int) *child {
+	b.Helper()
+	return startChild(b, roleFleet, fleetConfig{Key: key, Peers: n, Backoff: daemonBackoff, Transport: os.Getenv(envTransport)})
+}
+
+// benchEvent is a line a child writes to the benchmark; each event uses
+// some of the fields.
+type benchEvent struct {
+	Event string `json:"event"`
+	// mem (coordinator), ready (fleet): memory in use after a GC.
+	Heap       int64 `json:"heap,omitempty"`
+	Stack      int64 `json:"stack,omitempty"`
+	Goroutines int64 `json:"goroutines,omitempty"`
+	// cpu: the process's CPU time so far; welcomed: the fleet's CPU time
+	// and wall time from "go" to the last peer's first welcome.
+	CPU     time.Duration `json:"cpu,omitempty"`
+	Elapsed time.Duration `json:"elapsed,omitempty"`
+	// online (coordinator): peers online, hellos told to retry.
+	Online  int64 `json:"online,omitempty"`
+	Retries int64 `json:"retries,omitempty"`
+	// stopped (fleet): totals over the run.
+	Welcomes int64  `json:"welcomes,omitempty"`
+	Refusals int64  `json:"refusals,omitempty"`
+	Failures int64  `json:"failures,omitempty"`
+	GaveUp   int64  `json:"gave_up,omitempty"`
+	Sample   string `json:"sample,omitempty"`
+}
+
+// child is the benchmark's handle on a child process: commands go to its
+// stdin, events come back on its fd 3.
+type child struct {
+	b      *testing.B
+	role   string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	events chan benchEvent
+	exited chan struct{}
+	output *syncBuffer
+	once   sync.Once
+	last   benchEvent
+}
+
+// startChild re-executes this benchmark's binary in role with cfg.
+func startChild(b *testing.B, role string, cfg any) *child {
+	b.Helper()
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	evR, evW, err := os.Pipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &child{b: b, role: role, events: make(chan benchEvent, 8), exited: make(chan struct{}), output: &syncBuffer{}}
+	c.cmd = exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^"+b.Name()+"$", "-test.benchtime=1x")
+	c.cmd.Env = append(os.Environ(), envRole+"="+role, envConfig+"="+string(raw))
+	c.cmd.ExtraFiles = []*os.File{evW}
+	c.cmd.Stdout, c.cmd.Stderr = c.output, c.output
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+		b.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		b.Fatalf("starting the %s: %v", role, err)
+	}
+	evW.Close()
+	go func() {
+		defer close(c.events)
+		defer evR.Close()
+		sc := bufio.NewScanner(evR)
+		for sc.Scan() {
+			var ev benchEvent
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				c.events <- ev
+			}
+		}
+	}()
+	go func() { c.cmd.Wait(); close(c.exited) }()
+	b.Cleanup(func() { c.stop() })
+	return c
+}
+
+func (c *child) send(cmd string) {
+	if _, err := io.WriteString(c.stdin, cmd+"\n"); err != nil {
+		c.b.Fatalf("%s: sending %q: %v", c.role, cmd, err)
+	}
+}
+
+// await returns the next event, which must be want.
+func (c *child) await(want string, timeout time.Duration) benchEvent {
+	c.b.Helper()
+	select {
+	case ev, ok := <-c.events:
+		if ok && ev.Event == want {
+			return ev
+		}
+		c.b.Fatalf("%s: got %q, want %q; its output:\n%s", c.role, ev.Event, want, c.output.tail())
+	case <-time.After(timeout):
+		c.b.Fatalf("%s: no %q within %s; its output:\n%s", c.role, want, timeout, c.output.tail())
+	}
+	return benchEvent{}
+}
+
+// ask sends a command and returns the event of the same name.
+func (c *child) ask(cmd string, timeout time.Duration) benchEvent {
+	c.b.Helper()
+	c.send(cmd)
+	return c.await(strings.Fields(cmd)[0], timeout)
+}
+
+// stop asks the child to stop, waits for it to exit and returns its
+// "stopped" event. It is safe to call again.
+func (c *child) stop() benchEvent {
+	c.once.Do(func() {
+		io.WriteString(c.stdin, "stop\n")
+		c.stdin.Close()
+		timeout := time.After(30 * time.Second)
+		for open := true; open; {
+			select {
+			case ev, ok := <-c.events:
+				if ev.Event == "stopped" {
+					c.last = ev
+				}
+				open = ok
+			case <-timeout:
+				c.b.Errorf("%s did not stop; killing it", c.role)
+				c.cmd.Process.Kill()
+				open = false
+			}
+		}
+		<-c.exited
+	})
+	return c.last
+}
+
+// syncBuffer collects a child's output for failure messages.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) tail() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.buf.Bytes()
+	return string(out[max(0, len(out)-4000):])
+}
+
+// serveChild makes this benchmark the child process it was started as,
+// and then exits the process; in the benchmark itself it returns at once.
+func serveChild(b *testing.B) {
+	role := os.Getenv(envRole)
+	if role == "" {
+		return
+	}
+	events := os.NewFile(3, "events")
+	emit := func(ev benchEvent) {
+		line, _ := json.Marshal(ev)
+		events.Write(append(line, '\n'))
+	}
+	commands := bufio.NewScanner(os.Stdin)
+	raw := []byte(os.Getenv(envConfig))
+	var err error
+	switch role {
+	case roleCoordinator:
+		var cfg coordConfig
+		if err = json.Unmarshal(raw, &cfg); err == nil {
+			err = runCoordinator(cfg, emit, commands)
+		}
+	case roleFleet:
+		var cfg fleetConfig
+		if err = json.Unmarshal(raw, &cfg); err == nil {
+			err = runFleet(cfg, emit, commands)
+		}
+	default:
+		err = fmt.Errorf("unknown role %q", role)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", role, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// writeHeapProfile writes this process's heap profile (after a GC) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// coordConfig tells the coordinator child how to run.
+type coordConfig struct {
+	DataDir       string
+	AdmissionRate float64
+	// DefaultLimits keeps libp2p's default resource and connection
+	// managers. They cap a host's inbound connections (256 on a 24 GiB
+	// machine, fewer on a small VM) and trim connections above 192, and
+	// the coordinator does not configure either yet, so by default the
+	// benchmarks lift both to measure the coordinator itself.
+	DefaultLimits bool
+}
+
+// runCoordinator is the coordinator child. Commands: "mem", "cpu",
+// "online N MILLIS", "conns N MILLIS", "heapprofile FILE", "stop".
+func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scanner) error {
+	// The installer key was made on the site's test clock.
+	ccfg := coordinator.Config{DataDir: cfg.DataDir, Clock: mesh.NewManualClock(coordinatortest.Start), AdmissionRate: cfg.AdmissionRate}
+	if !cfg.DefaultLimits {
+		rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits))
+		if err != nil {
+			return err
+		}
+		ccfg.HostOptions = []libp2p.Option{libp2p.ResourceManager(rm), libp2p.ConnectionManager(connmgr.NullConnMgr{})}
+	}
+	c, err := coordinator.New(ccfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	emit(benchEvent{Event: "ready"})
+	for commands.Scan() {
+		f := strings.Fields(commands.Text())
+		switch {
+		case len(f) == 1 && f[0] == "mem":
+			runtime.GC()
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			emit(benchEvent{Event: "mem", Heap: int64(ms.HeapInuse), Stack: int64(ms.StackInuse), Goroutines: int64(runtime.NumGoroutine())})
+		case len(f) == 2 && f[0] == "heapprofile":
+			err := writeHeapProfile(f[1])
+			emit(benchEvent{Event: "heapprofile", Sample: fmt.Sprint(err)})
+		case len(f) == 1 && f[0] == "cpu":
+			emit(benchEvent{Event: "cpu", CPU: processCPU()})
+		case len(f) == 3 && (f[0] == "online" || f[0] == "conns"):
+			// online N: wait for exactly N online peers; conns N: for at
+			// most N open connections (peers gone, not just offline).
+			want, _ := strconv.Atoi(f[1])
+			ms, _ := strconv.Atoi(f[2])
+			count := func() int { _, online := c.Service().PeerCounts(); return online }
+			done := func(n int) bool { return n == want }
+			if f[0] == "conns" {
+				count = func() int { return len(c.Host().Network().Conns()) }
+				done = func(n int) bool { return n <= want }
+			}
+			deadline := time.Now().Add(time.Duration(ms) * time.Millisecond)
+			n := count()
+			for !done(n) && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+				n = count()
+			}
+			emit(benchEvent{Event: f[0], Online: int64(n), Retries: c.Service().PeerRetries()})
+		case len(f) == 1 && f[0] == "stop":
+			err := c.Close()
+			emit(benchEvent{Event: "stopped"})
+			return err
+		default:
+			return fmt.Errorf("unknown command %q", commands.Text())
+		}
+	}
+	return nil
+}
+
+// fleetConfig tells the fleet child which peers to run.
+type fleetConfig struct {
+	// Key is the installer key: the site's ID and addresses, and what an
+	// unknown peer enrolls with.
+	Key     string
+	Peers   int
+	Backoff peer.Backoff
+	// Transport, when "tcp" or "quic", keeps only the key's addresses of
+	// that transport.
+	Transport string
+}
+
+// runFleet is the fleet child: build the hosts, report "ready", start every
+// peer on "go", report "welcomed" once each has been welcomed, and on
+// "stop" close the hosts and report the totals.
+func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) error {
+	key, err := installerkey.Parse(cfg.Key)
+	if err != nil {
+		return err
+	}
+	site := lpeer.AddrInfo{ID: key.Site}
+	for _, a := range key.SiteAddrs {
+		if transport, _ := lpeer.SplitAddr(a); keepTransport(cfg.Transport, transport) {
+			site.Addrs = append(site.Addrs, transport)
+		}
+	}
+	if len(site.Addrs) == 0 {
+		return fmt.Errorf("the key has no %s address", cfg.Transport)
+	}
+	t := &fleetTotals{peers: int64(cfg.Peers), all: make(chan struct{})}
+	peers, err := newFleetPeers(cfg, site, t)
+	if err != nil {
+		return err
+	}
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	emit(benchEvent{Event: "ready", Heap: int64(ms.HeapInuse), Stack: int64(ms.StackInuse)})
+
+	if !commands.Scan() || commands.Text() != "go" {
+		return errors.New("no go")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start, cpu0 := time.Now(), processCPU()
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.run(ctx) }()
+	}
+	go func() {
+		select {
+		case <-t.all:
+			emit(benchEvent{Event: "welcomed", Elapsed: time.Since(start), CPU: processCPU() - cpu0})
+		case <-ctx.Done():
+		}
+	}()
+	for commands.Scan() && commands.Text() != "stop" {
+	}
+	cancel()
+	wg.Wait()
+	var gaveUp int64
+	for _, p := range peers {
+		if p.gaveUp {
+			gaveUp++
+		}
+	}
+	// Close the hosts so that QUIC connections end now rather than at the
+	// coordinator's idle timeout.
+	work := make(chan *fleetPeer)
+	for w := 0; w < 4*runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				p.host.Close()
+			}
+		}()
+	}
+	for _, p := range peers {
+		work <- p
+	}
+	close(work)
+	wg.Wait()
+	t.mu.Lock()
+	sample := t.sample
+	t.mu.Unlock()
+	emit(benchEvent{Event: "stopped", Welcomes: t.welcomes.Load(), Retries: t.retries.Load(), Refusals: t.refusals.Load(),
+		Failures: t.failures.Load(), GaveUp: gaveUp, Sample: sample})
+	return nil
+}
+
+func keepTransport(want string, a ma.Multiaddr) bool {
+	code := map[string]int{"tcp": ma.P_TCP, "quic": ma.P_QUIC_V1}[want]
+	if code == 0 {
+		return true
+	}
+	_, err := a.ValueForProtocol(code)
+	return err == nil
+}
+
+// newFleetPeers makes one dial-only host with a fresh key per peer.
+func newFleetPeers(cfg fleetConfig, site lpeer.AddrInfo, t *fleetTotals) ([]*fleetPeer, error) {
+	info := peer.SysSource{}.HostInfo("bench")
+	stats := &pb.PeerUp{Body: &pb.PeerUp_Stats{Stats: peer.SysSource{}.Stats("", time.Now())}}
+	peers := make([]*fleetPeer, cfg.Peers)
+	errs := make(chan error, runtime.GOMAXPROCS(0))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < cfg.Peers; i = int(next.Add(1) - 1) {
+				k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+				if err != nil {
+					errs <- err
+					return
+				}
+				h, err := mesh.NewHost(mesh.HostConfig{Key: k})
+				if err != nil {
+					errs <- err
+					return
+				}
+				h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
+				pi := proto.CloneOf(info)
+				pi.Hostname = fmt.Sprintf("bench-%05d", i)
+				hello := &pb.PeerUp{Body: &pb.PeerUp_Hello{Hello: &pb.PeerHello{InstallerKey: cfg.Key, Info: pi}}}
+				peers[i] = &fleetPeer{host: h, site: site, hello: hello, stats: stats, backoff: cfg.Backoff, totals: t}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return peers, <-errs
+}
+
+// fleetTotals are counted over all peers of the fleet.
+type fleetTotals struct {
+	peers    int64
+	welcomed atomic.Int64 // peers welcomed at least once
+	all      chan struct{}
+	welcomes atomic.Int64
+	retries  atomic.Int64
+	refusals atomic.Int64
+	// failures are attempts that ended before a reply (dial, stream, hello).
+	failures atomic.Int64
+	mu       sync.Mutex
+	sample   string // the last refusal or failure, for the report
+}
+
+// note counts err in n and keeps it as the sample.
+func (t *fleetTotals) note(n *atomic.Int64, err error) {
+	n.Add(1)
+	t.mu.Lock()
+	t.sample = err.Error()
+	t.mu.Unlock()
+}
+
+// fleetPeer is one lightweight peer.
+type fleetPeer struct {
+	host     lphost.Host
+	site     lpeer.AddrInfo
+	hello    *pb.PeerUp
+	stats    *pb.PeerUp
+	backoff  peer.Backoff
+	totals   *fleetTotals
+	welcomed bool
+	// gaveUp: told to uninstall, which ends a real daemon.
+	gaveUp bool
+}
+
+var (
+	errUninstallOrder = errors.New("uninstall ordered")
+	errRefused        = errors.New("refused")
+)
+
+// run reconnects as peer.Daemon.Run does: after a session that was welcomed
+// the backoff starts over; a retry-after is honoured plus one base of jitter.
+func (p *fleetPeer) run(ctx context.Context) {
+	attempt := 0
+	for ctx.Err() == nil {
+		welcomed, wait, err := p.session(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, errUninstallOrder):
+			p.gaveUp = true
+			return
+		case errors.Is(err, errRefused):
+			p.totals.note(&p.totals.refusals, err)
+		case err != nil && !welcomed && wait == 0:
+			p.totals.note(&p.totals.failures, err)
+		}
+		if welcomed {
+			attempt = 0
+		}
+		if wait == 0 {
+			wait = fullJitter(p.backoff, attempt)
+			attempt++
+		} else {
+			wait += fullJitter(p.backoff, 0)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// fullJitter is the daemon's backoff: uniform in [0, min(Max, Base·2ⁿ)].
+func fullJitter(b peer.Backoff, n int) time.Duration {
+	ceil := b.Max
+	if n < 30 {
+		if d := b.Base << n; d > 0 && d < ceil {
+			ceil = d
+		}
+	}
+	return time.Duration(mrand.Int64N(int64(ceil) + 1))
+}
+
+// session is one connection: hello, then the reply, then (welcomed)
+// statistics every interval until the stream ends.
+func (p *fleetPeer) session(ctx context.Context) (welcomed bool, retryAfter time.Duration, err error) {
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := p.host.Connect(cctx, p.site); err != nil {
+		return false, 0, err
+	}
+	st, err := p.host.NewStream(cctx, p.site.ID, mesh.PeerProtocol)
+	if err != nil {
+		return false, 0, err
+	}
+	ms := mesh.NewMsgStream(st, mesh.MaxPeerMessage)
+	defer ms.Reset()
+	if err := ms.Write(p.hello, 10*time.Second); err != nil {
+		return false, 0, err
+	}
+	var down pb.PeerDown
+	if err := ms.Read(&down, 30*time.Second); err != nil {
+		return false, 0, err
+	}
+	t := p.totals
+	switch b := down.GetBody().(type) {
+	case *pb.PeerDown_Retry:
+		t.retries.Add(1)
+		return false, time.Duration(b.Retry.GetAfterMillis()) * time.Millisecond, errors.New("retry")
+	case *pb.PeerDown_Uninstall:
+		return false, 0, errUninstallOrder
+	case *pb.PeerDown_Welcome:
+	default:
+		return false, 0, fmt.Errorf("%w: %v", errRefused, &down)
+	}
+	t.welcomes.Add(1)
+	if !p.welcomed {
+		p.welcomed = true
+		if t.welcomed.Add(1) == t.peers {
+			close(t.all)
+		}
+	}
+	interval := max(time.Duration(down.GetWelcome().GetStatsIntervalSeconds())*time.Second, 5*time.Second)
+	return true, 0, p.online(ctx, ms, interval)
+}
+
+// online sends statistics until the stream ends or ctx is done.
+func (p *fleetPeer) online(ctx context.Context, ms *mesh.MsgStream, interval time.Duration) error {
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			var m pb.PeerDown
+			if err := ms.Read(&m, 0); err != nil {
+				readErr <- err
+				return
+			}
+			if m.GetUninstall() != nil {
+				readErr <- errUninstallOrder
+				return
+			}
+		}
+	}()
+	defer func() { ms.Reset(); <-readErr }()
+	if err := ms.Write(p.stats, 10*time.Second); err != nil {
+		return err
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-readErr:
+			readErr <- err // for the deferred wait
+			return err
+		case <-tick.C:
+			if err := ms.Write(p.stats, 10*time.Second); err != nil {
+				return err
+			}
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/channel"
+	"github.com/jumpmesh/jumpmesh/mesh/grant"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Sessions: a console opens one stream (channel) per shell, command,
+// forwarded connection or copy, each starting with the coordinator's grant.
+// The peer is the last line of defence: it checks the grant itself (site
+// signature, itself, the authenticated technician, expiry, replay), refuses
+// when disabled, and picks the session policy by whether a user is logged
+// in. See mesh/channel for what flows after the handshake.
+
+// forwardDialTimeout bounds the peer's dial to a forward's target.
+const forwardDialTimeout = 10 * time.Second
+
+// sessions is the daemon's session state.
+type sessions struct {
+	nonces *grant.NonceCache
+	seq    atomic.Uint64
+	mu     sync.Mutex
+	ctx    context.Context
+}
+
+func (d *Daemon) serveSessions(ctx context.Context) {
+	d.sess.mu.Lock()
+	d.sess.ctx = ctx
+	d.sess.mu.Unlock()
+	d.host.SetStreamHandler(channel.Protocol, d.handleChannel)
+}
+
+func (d *Daemon) sessionCtx() context.Context {
+	d.sess.mu.Lock()
+	defer d.sess.mu.Unlock()
+	if d.sess.ctx == nil {
+		return context.Background()
+	}
+	return d.sess.ctx
+}
+
+// handleChannel serves one session stream from admission to its end.
+func (d *Daemon) handleChannel(st network.Stream) {
+	ch, open, err := channel.Accept(st)
+	if err != nil {
+		st.Reset()
+		return
+	}
+	defer ch.Close()
+	remote := st.Conn().RemotePeer()
+	capability, detail := channelCapability(open)
+	body, err := d.admitChannel(st.Conn(), remote, open.GetGrant(), capability)
+	ev := &pb.SessionEvent{Technician: []byte(remote), Capability: capability, Detail: detail}
+	if body != nil {
+		ev.User, ev.GrantNonce = body.GetUser(), body.GetNonce()
+		ev.SessionId = fmt.Sprintf("%x.%d", body.GetNonce()[:6], d.sess.seq.Add(1))
+	}
+	if err != nil {
+		d.log.Info("session refused", "technician", remote, "code", mesh.CodeOf(err), "error", err)
+		_ = ch.Ready("", err)
+		ev.Refused = mesh.ErrorToPB(err)
+		d.report(ev)
+		return
+	}
+	if err := ch.Ready(ev.SessionId, nil); err != nil {
+		return
+	}
+	d.log.Info("session started", "technician", remote, "user", ev.User, "capability", grant.CapabilityName(capability), "detail", detail)
+	d.report(ev)
+	end := &pb.SessionEvent{SessionId: ev.SessionId, Technician: ev.Technician, User: ev.User, Capability: capability, Detail: detail, End: true}
+	end.Exit = d.serveChannel(ch, open)
+	end.BytesIn, end.BytesOut = ch.BytesRead(), ch.BytesWritten()
+	d.log.Info("session ended", "technician", remote, "capability", grant.CapabilityName(capability), "in", end.BytesIn, "out", end.BytesOut)
+	d.report(end)
+}
+
+func (d *Daemon) serveChannel(ch *channel.Channel, open *pb.ChannelOpen) *pb.ExitStatus {
+	ctx := d.sessionCtx()
+	switch k := open.GetKind().(type) {
+	case *pb.ChannelOpen_Exec:
+		return ServeExec(ctx, ch, k.Exec, ExecOptions{Logger: d.log})
+	case *pb.ChannelOpen_Forward:
+		if err := ServeForward(ctx, ch, k.Forward, forwardDialTimeout); err != nil {
+			return &pb.ExitStatus{Code: 1, Error: err.Error()}
+		}
+	case *pb.ChannelOpen_File:
+		if err := ServeFiles(ctx, ch, k.File); err != nil {
+			return &pb.ExitStatus{Code: 1, Error: err.Error()}
+		}
+	}
+	return &pb.ExitStatus{}
+}
+
+// channelCapability is what an open needs, and a line for the audit.
+func channelCapability(open *pb.ChannelOpen) (uint32, string) {
+	switch k := open.GetKind().(type) {
+	case *pb.ChannelOpen_Exec:
+		if len(k.Exec.GetArgv()) == 0 {
+			return grant.Shell, "shell"
+		}
+		return grant.Exec, fmt.Sprintf("exec %q", k.Exec.GetArgv())
+	case *pb.ChannelOpen_Forward:
+		return grant.Forward, fmt.Sprintf("forward %s:%d", k.Forward.GetHost(), k.Forward.GetPort())
+	case *pb.ChannelOpen_File:
+		if k.File.GetPush() {
+			return grant.FileTransfer, "copy to " + k.File.GetPath()
+		}
+		return grant.FileTransfer, "copy from " + k.File.GetPath()
+	}
+	return 0, "unknown channel"
+}
+
+// admitChannel checks the grant on this connection and the local rules.
+func (d *Daemon) admitChannel(conn network.Conn, remote peer.ID, g *pb.JumpGrant, capability uint32) (*pb.JumpGrantBody, error) {
+	if capability == 0 {
+		return nil, mesh.Errorf(mesh.CodeProtocol, "(unknown channel kind)")
+	}
+	now := d.clock.Now()
+	body, err := grant.Verify(g, grant.Check{Site: d.site.ID, Peer: d.host.ID(), Technician: remote, Now: now, IgnoreExpiry: true})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.sess.nonces.Use(body, conn, now); err != nil {
+		return body, err
+	}
+	if IsDisabled(d.cfg.Dir) {
+		return body, mesh.NewError(mesh.CodePeerDisabled)
+	}
+	users, _ := d.cfg.Sys.ConsoleUsers()
+	present := len(users) > 0
+	caps, policy := body.GetCapabilitiesNotPresent(), body.GetSessionPolicyNotPresent()
+	if present {
+		caps, policy = body.GetCapabilities(), body.GetSessionPolicy()
+	}
+	if caps&capability == 0 {
+		return body, mesh.Errorf(mesh.CodePermissionDenied, "(session policy %q, user %s, does not allow %s)",
+			policy, presence(present), grant.CapabilityName(capability))
+	}
+	if present && body.GetRequireConsent() {
+		return body, mesh.Errorf(mesh.CodeConsentRequired, "(session policy %q; %v logged in)", policy, users)
+	}
+	return body, nil
+}
+
+func presence(present bool) string {
+	if present {
+		return "present"
+	}
+	return "not present"
+}
+
+// report sends a session event to the coordinator when connected; the
+// coordinator's audit relies on it, the session does not.
+func (d *Daemon) report(ev *pb.SessionEvent) {
+	d.mu.Lock()
+	ms := d.session_
+	d.mu.Unlock()
+	if ms == nil {
+		d.log.Warn("session event not reported: coordinator not connected", "session", ev.GetSessionId())
+		return
+	}
+	if err := ms.Write(&pb.PeerUp{Body: &pb.PeerUp_Session{Session: ev}}, sendTimeout); err != nil {
+		d.log.Warn("reporting session event", "error", err)
+	}
+}
