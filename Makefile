@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test ./peer -run '^$$' -fuzz FuzzSysParseRoute -fuzztime $(FUZZTIME)
 	$(GO) test ./peer -run '^$$' -fuzz FuzzSysParseARP -fuzztime $(FUZZTIME)
 	$(GO) test ./sim/probe -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./mesh/grant -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME)
 
 # Regenerates mesh/pb from the .proto files; needs protoc (Debian: protobuf-compiler,
 # installed here when running as root) and protoc-gen-go (from the Go module proxy).
