@@ -8,9 +8,17 @@ TEST_TIMEOUT ?= 12m
 
 .PHONY: build test deps demo bench lint proto fuzz clean
 
+# Debian packages the tests use, installed when root and missing: gcc for
+# -race, openssh-server/-client for the forward-an-ssh-session test and the
+# OpenSSH benchmarks (tests that need them skip, saying so, when absent).
+DEB_PKGS := gcc:gcc /usr/sbin/sshd:openssh-server ssh:openssh-client
 deps:
-	@command -v gcc >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		(apt-get update -qq && apt-get install -y -qq gcc libc6-dev >/dev/null) || echo "no gcc: tests run without -race"; }
+	@missing=""; for p in $(DEB_PKGS); do cmd=$${p%%:*}; pkg=$${p##*:}; \
+		command -v $$cmd >/dev/null 2>&1 || [ -x "$$cmd" ] || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing"; (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || \
+		echo "could not install$$missing; the tests that need them skip"; \
+	elif [ -n "$$missing" ]; then echo "missing$$missing (not root); the tests that need them skip"; fi
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/jumpmesh

@@ -2,7 +2,8 @@
 # make demo: a whole site on loopback in a temporary directory — init a
 # coordinator, run it, log in as its first administrator, invite a
 # technician, create a jump group, policies and an installer key, install a
-# peer from the key and see it online, list everything, revoke the key.
+# peer from the key and see it online, jump to it and run a command, read
+# the audit log, list everything, revoke the key.
 # Everything it starts is stopped and removed on exit.
 set -euo pipefail
 JM=${1:-bin/jumpmesh}
@@ -49,8 +50,8 @@ step jumpmesh user invite alice --role technician
 step jumpmesh group create servers --name "Server Support" --team-lead alice
 "$JM" group create servers --name "Server Support" --team-lead alice
 
-step jumpmesh jump-policy create office-hours --tz Europe/Paris --window "mon-fri 08:00-18:00"
-"$JM" jump-policy create office-hours --tz Europe/Paris --window "mon-fri 08:00-18:00"
+step jumpmesh jump-policy create any-time --tz Europe/Paris --window "daily 00:00-24:00"
+"$JM" jump-policy create any-time --tz Europe/Paris --window "daily 00:00-24:00"
 
 step jumpmesh session-policy create unattended --allow shell,exec
 "$JM" session-policy create unattended --allow shell,exec
@@ -58,8 +59,8 @@ step jumpmesh session-policy create unattended --allow shell,exec
 step jumpmesh settings set lost-after-days=30 connection-rate=100
 "$JM" settings set lost-after-days=30 connection-rate=100
 
-step jumpmesh installer create --group jumpgroup:servers --tag linux --jump-policy office-hours --session-policy-not-present unattended --allow-override name,comments --valid-for 7d
-"$JM" installer create --group jumpgroup:servers --tag linux --jump-policy office-hours \
+step jumpmesh installer create --group jumpgroup:servers --tag linux --jump-policy any-time --session-policy-not-present unattended --allow-override name,comments --valid-for 7d
+"$JM" installer create --group jumpgroup:servers --tag linux --jump-policy any-time \
 	--session-policy-not-present unattended --allow-override name,comments --valid-for 7d --json >"$WORK/installer.json"
 KEY=$(json_field key <"$WORK/installer.json")
 ID=$(json_field id <"$WORK/installer.json")
@@ -86,6 +87,17 @@ step jumpmesh show web-01
 "$JM" show web-01
 step jumpmesh peer status --dir "$WORK/host/jumpmesh"
 "$JM" peer status --dir "$WORK/host/jumpmesh"
+
+# The technician's side: a real jump, a command run on the peer.
+step jumpmesh jump web-01 -v -- uname -a
+"$JM" jump web-01 -v -- uname -a
+step jumpmesh jump web-01 -- sh -c 'echo "hello from $(hostname)"; exit 3'
+set +e
+"$JM" jump web-01 -- sh -c 'echo "hello from $(hostname)"; exit 3'
+echo "exit status: $?"
+set -e
+step jumpmesh audit
+"$JM" audit
 
 step jumpmesh user list
 "$JM" user list

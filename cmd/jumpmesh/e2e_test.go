@@ -186,7 +186,7 @@ func newSite(t *testing.T, listen ...string) (dir string, init initOut, p *coord
 	return dir, init, p
 }
 
-func freeTCPPort(t *testing.T) string {
+func freeTCPPort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
