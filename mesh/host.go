@@ -40,8 +40,10 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 		libp2p.Identity(cfg.Key),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
-		libp2p.Security(noise.ID, noise.New),
+		// TLS 1.3 first: AES-GCM with the CPU's AES instructions outruns
+		// Noise's ChaCha20-Poly1305 on the hosts we measured (see README).
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Security(noise.ID, noise.New),
 		libp2p.DisableRelay(),
 	}
 	if len(cfg.ListenAddrs) == 0 {

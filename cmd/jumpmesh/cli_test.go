@@ -80,7 +80,7 @@ func TestAdminFlowThroughTheCLI(t *testing.T) {
 	failCode(t, alice, "unknown_technician", "whoami")
 }
 
-func (i initOut) loginAddr(t *testing.T) string {
+func (i initOut) loginAddr(t testing.TB) string {
 	t.Helper()
 	for _, a := range i.LoginAddrs {
 		if strings.Contains(a, "/tcp/") && !strings.Contains(a, "/tcp/0/") {

@@ -47,7 +47,7 @@ type result struct {
 }
 
 // jm runs the binary with JUMPMESH_HOME=home and returns what it printed.
-func jm(t *testing.T, home string, args ...string) result {
+func jm(t testing.TB, home string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -66,7 +66,7 @@ func jm(t *testing.T, home string, args ...string) result {
 }
 
 // ok runs a command that must succeed and decodes its --json output into v.
-func ok(t *testing.T, home string, v any, args ...string) result {
+func ok(t testing.TB, home string, v any, args ...string) result {
 	t.Helper()
 	r := jm(t, home, args...)
 	if r.code != 0 {
@@ -81,7 +81,7 @@ func ok(t *testing.T, home string, v any, args ...string) result {
 }
 
 // failCode runs a command that must fail with --json and the given code.
-func failCode(t *testing.T, home, code string, args ...string) {
+func failCode(t testing.TB, home, code string, args ...string) {
 	t.Helper()
 	r := jm(t, home, append(args, "--json")...)
 	var je jsonError
@@ -102,7 +102,7 @@ type coordinatorProc struct {
 	done   chan struct{}
 }
 
-func startCoordinator(t *testing.T, data string, listen ...string) *coordinatorProc {
+func startCoordinator(t testing.TB, data string, listen ...string) *coordinatorProc {
 	t.Helper()
 	args := []string{"coordinator", "run", "--data", data, "--http-addr", "127.0.0.1:0"}
 	for _, l := range listen {
@@ -171,7 +171,7 @@ type initOut struct {
 }
 
 // newSite inits a site in a temp dir and runs its coordinator.
-func newSite(t *testing.T, listen ...string) (dir string, init initOut, p *coordinatorProc) {
+func newSite(t testing.TB, listen ...string) (dir string, init initOut, p *coordinatorProc) {
 	t.Helper()
 	dir = t.TempDir()
 	if len(listen) == 0 {

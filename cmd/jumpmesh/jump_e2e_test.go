@@ -25,7 +25,9 @@ type jumpSite struct {
 	coord               *coordinatorProc
 }
 
-func newJumpSite(t *testing.T) *jumpSite {
+func newJumpSite(t testing.TB) *jumpSite { return newJumpSiteTB(t) }
+
+func newJumpSiteTB(t testing.TB) *jumpSite {
 	t.Helper()
 	dir, init, coord := newSite(t)
 	s := &jumpSite{dir: dir, admin: filepath.Join(dir, "admin"), hostDir: filepath.Join(dir, "host", "jumpmesh"), coord: coord}

@@ -13,7 +13,7 @@ import (
 )
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -25,7 +25,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 // initScript runs DIR/init-script ACTION and returns its exit code and output.
-func initScript(t *testing.T, dir, action string) (int, string) {
+func initScript(t testing.TB, dir, action string) (int, string) {
 	t.Helper()
 	out, err := exec.Command(filepath.Join(dir, "init-script"), action).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -141,7 +141,7 @@ func TestPeerThroughTheCLIAndInitScript(t *testing.T) {
 	waitFor(t, 30*time.Second, "web-01 gone from the coordinator", func() bool { return status() == "" })
 }
 
-func readPID(t *testing.T, dir string) int {
+func readPID(t testing.TB, dir string) int {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(dir, "run", "peer.pid"))
 	if err != nil {
