@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // SpliceBuffer is the copy buffer of each direction of a forward.
@@ -15,7 +16,13 @@ import (
 // nothing is gained and each connection holds more memory.
 const SpliceBuffer = 128 << 10
 
-var spliceBuffers = sync.Pool{New: func() any { b := make([]byte, SpliceBuffer); return &b }}
+// spliceBufferSize is SpliceBuffer, except in the buffer study
+// (BenchmarkSpliceBuffer), which varies it.
+var spliceBufferSize atomic.Int64
+
+func init() { spliceBufferSize.Store(SpliceBuffer) }
+
+var spliceBuffers sync.Pool
 
 // Splice copies raw bytes both ways between the channel and conn until
 // both directions have ended, then closes both. The end of one direction is
@@ -69,7 +76,12 @@ func (c *Channel) Splice(ctx context.Context, conn net.Conn) (fromStream, toStre
 // to a ReaderFrom or WriterTo (a net.TCPConn would fall back to a 32 KiB
 // buffer), so SpliceBuffer is what is used.
 func copyRaw(dst io.Writer, src io.Reader) (int64, error) {
-	bp := spliceBuffers.Get().(*[]byte)
+	size := int(spliceBufferSize.Load())
+	bp, _ := spliceBuffers.Get().(*[]byte)
+	if bp == nil || len(*bp) != size {
+		b := make([]byte, size)
+		bp = &b
+	}
 	defer spliceBuffers.Put(bp)
 	buf := *bp
 	var total int64
