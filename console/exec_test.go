@@ -91,6 +91,17 @@ func TestExecSignalKillIsReported(t *testing.T) {
 	}
 }
 
+// A background child that keeps stdout open must not hold the session
+// open after the command itself exited: the peer drains output briefly,
+// then reports the exit.
+func TestExecBackgroundChildDoesNotHoldTheSession(t *testing.T) {
+	p := newChannelPair(t)
+	out, _, st := runExec(t, p, &pb.ExecOpen{Argv: []string{"sh", "-c", "sleep 4 & echo hi"}}, nil)
+	if out != "hi\n" || st.GetCode() != 0 {
+		t.Errorf("stdout %q, status %v", out, st)
+	}
+}
+
 // A console that gives up (its context ends) resets the channel; the peer
 // hangs up the process instead of leaving it running.
 func TestExecCancelHangsUpTheProcess(t *testing.T) {

@@ -102,7 +102,7 @@ func TestCopyRefusesPathsOutsideTheTarget(t *testing.T) {
 				t.Fatal(err)
 			}
 			err := p.sendRaw(t, target, msgs...)
-			if mesh.CodeOf(err) != mesh.CodeInvalidArgument {
+			if mesh.CodeOf(err) != mesh.CodeCopyBadPath {
 				t.Errorf("answer %v, want invalid_argument", err)
 			}
 			_ = filepath.WalkDir(base, func(path string, d os.DirEntry, err error) error {

@@ -168,7 +168,7 @@ func TestPullOfAMissingPathFails(t *testing.T) {
 	p := newChannelPair(t)
 	dst := filepath.Join(t.TempDir(), "x")
 	err := p.pull(t, "/nonexistent/jumpmesh/file", dst, nil)
-	if mesh.CodeOf(err) != mesh.CodeInvalidArgument {
+	if mesh.CodeOf(err) != mesh.CodeCopyBadPath {
 		t.Errorf("pull of a missing path: %v", err)
 	}
 	if _, err := os.Stat(dst); err == nil {
@@ -182,7 +182,7 @@ func TestPushOntoAFileWithADirectoryFails(t *testing.T) {
 	writeRandom(t, filepath.Join(src, "f"), 10, 0o644)
 	writeRandom(t, filepath.Join(peerDir, "plain"), 10, 0o644)
 	err := p.push(t, src, filepath.Join(peerDir, "plain"))
-	if mesh.CodeOf(err) != mesh.CodeInvalidArgument {
+	if mesh.CodeOf(err) != mesh.CodeCopyBadPath {
 		t.Errorf("pushing a directory onto a file: %v", err)
 	}
 	if data, _ := os.ReadFile(filepath.Join(peerDir, "plain")); len(data) != 10 {

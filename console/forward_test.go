@@ -163,7 +163,7 @@ func TestForwardUnreachableTargetIsReported(t *testing.T) {
 	local, remote := net.Pipe()
 	defer remote.Close()
 	in, out, err := console.Forward(context.Background(), ch, local)
-	if mesh.CodeOf(err) != mesh.CodeSessionInternal || !bytes.Contains([]byte(err.Error()), []byte("could not connect to 127.0.0.1:"+strconv.Itoa(port))) {
+	if mesh.CodeOf(err) != mesh.CodeForwardUnreachable || !bytes.Contains([]byte(err.Error()), []byte("could not connect to 127.0.0.1:"+strconv.Itoa(port))) {
 		t.Errorf("Forward to a closed port: %v (code %s)", err, mesh.CodeOf(err))
 	}
 	if in != 0 || out != 0 {

@@ -23,6 +23,13 @@ func (s *Service) admit(now time.Time) time.Duration {
 	}
 	s.admitMu.Lock()
 	defer s.admitMu.Unlock()
+	// The limiter must not see time go backwards: a reservation (or its
+	// cancel) at a time before the previous one credits that interval
+	// again. Callers read the clock before waiting for the lock, so a busy
+	// coordinator would admit several times the rate; read it again here.
+	if t := time.Now(); t.After(now) {
+		now = t
+	}
 	limit := rate.Limit(s.admissionRate)
 	if limit == 0 {
 		limit = rate.Limit(s.settings().GetConnectionRate())

@@ -73,6 +73,9 @@ const (
 	CodeJumpPolicyClosed   Code = "jump_policy_closed"
 	CodeSessionInUse       Code = "session_in_use"
 	CodeConsentRequired    Code = "consent_required"
+	CodeForwardUnreachable Code = "forward_unreachable"
+	CodeCopyDamaged        Code = "copy_damaged"
+	CodeCopyBadPath        Code = "copy_bad_path"
 )
 
 // catalog is the one table of user-facing messages.
@@ -129,6 +132,9 @@ var catalog = map[Code]string{
 	CodePeerAmbiguous:      "Several peers match; name one by its peer ID or a unique name.",
 	CodeGrantInvalid:       "The jump grant was refused by the peer.",
 	CodeJumpPolicyClosed:   "The peer's jump policy does not allow access at this time.",
+	CodeForwardUnreachable: "The peer could not connect to the forward's target.",
+	CodeCopyDamaged:        "A copied file arrived damaged (its SHA-256 or size did not match) and was not kept.",
+	CodeCopyBadPath:        "The copy names a path that is unsafe or unusable (absolute inside a tree, '..', or not writable).",
 	CodeConsentRequired:    "The session policy requires the consent of the user logged in on the host, and this peer cannot ask for it yet.",
 	CodeSessionInUse:       "Another technician is in a session with this peer and concurrent jumps are not allowed; ask them for an invitation.",
 }

@@ -19,7 +19,7 @@ const fwdDefaultDialTimeout = 10 * time.Second
 // fwdUnreachable is the catalog code of a failed dial. The catalog has no
 // forward-specific code yet and connect_timeout speaks of the peer itself,
 // so this is the closest general one; the detail names the target.
-const fwdUnreachable = mesh.CodeSessionInternal
+const fwdUnreachable = mesh.CodeForwardUnreachable
 
 // ServeForward serves an accepted forward channel (after Ready): it dials
 // open's host:port from this host ("localhost" is the host itself; any

@@ -64,11 +64,13 @@ func Open(ctx context.Context, h host.Host, p peer.ID, open *pb.ChannelOpen) (*C
 	}
 	c := newChannel(st)
 	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
-	defer stop()
 	_ = st.SetDeadline(handshakeDeadline(ctx))
 	var ready pb.ChannelReady
 	if err = c.WriteMsg(open); err == nil {
 		err = c.ReadMsg(&ready)
+	}
+	if !stop() && err == nil {
+		err = ctx.Err() // ctx ended just as Ready arrived: the stream is reset
 	}
 	if err != nil {
 		_ = st.Reset()
@@ -99,11 +101,18 @@ func dialError(ctx context.Context, p peer.ID, err error) error {
 		return mesh.Errorf(mesh.CodePeerOtherVersion, "(%s does not speak %s)", p, Protocol)
 	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return ctx.Err()
-	case errors.Is(ctx.Err(), context.DeadlineExceeded),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+	case errors.Is(ctx.Err(), context.DeadlineExceeded), isTimeout(err):
 		return mesh.Errorf(mesh.CodeConnectTimeout, "(%s: %w)", p, err)
 	}
 	return mesh.Errorf(mesh.CodeActivePeerNotConnected, "(opening a session with %s: %w)", p, err)
+}
+
+// isTimeout reports a deadline, whoever's: the context's, the stream's
+// (yamux says "i/o deadline reached"), the OS's.
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &t) && t.Timeout())
 }
 
 // Accept reads the ChannelOpen a console sent on st. The caller checks the
