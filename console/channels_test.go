@@ -3,6 +3,7 @@ package console_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -155,23 +157,13 @@ func (b *syncBuffer) String() string {
 // waitFor polls until the output contains want.
 func (b *syncBuffer) waitFor(tb testing.TB, want string) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(b.String(), want) {
-		if time.Now().After(deadline) {
-			tb.Fatalf("output never showed %q; got %q", want, b.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	coordinatortest.Eventually(tb, 10*time.Second, fmt.Sprintf("output showing %q", want), func() bool {
+		return strings.Contains(b.String(), want)
+	})
 }
 
 // waitUntil polls cond with a deadline.
 func waitUntil(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	coordinatortest.Eventually(tb, 10*time.Second, what, cond)
 }

@@ -158,11 +158,13 @@ func stopDaemon(dir string, timeout time.Duration) error {
 		return fmt.Errorf("stopping the peer (pid %d): %w", pid, err)
 	}
 	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for time.Now().Before(deadline) {
 		if syscall.Kill(pid, 0) != nil {
 			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		<-tick.C
 	}
 	return fmt.Errorf("the peer (pid %d) did not stop within %s", pid, timeout)
 }

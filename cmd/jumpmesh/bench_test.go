@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 )
 
 // Benchmarks against the anchors of issue #4, each a ratio measured in the
@@ -69,17 +71,11 @@ func sink(b *testing.B) (addr string, stop func()) {
 func throughput(b *testing.B, addr string, n int64) float64 {
 	b.Helper()
 	var c net.Conn
-	var err error
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if c, err = net.Dial("tcp", addr); err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
+	coordinatortest.Eventually(b, 20*time.Second, "a listener at "+addr, func() bool {
+		var err error
+		c, err = net.Dial("tcp", addr)
+		return err == nil
+	})
 	defer c.Close()
 	buf := make([]byte, 256<<10)
 	start := time.Now()
@@ -107,13 +103,7 @@ func startForwarder(b *testing.B, env []string, ready string, name string, args 
 	}
 	b.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
 	if ready != "" {
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(out.String(), ready) {
-			if time.Now().After(deadline) {
-				b.Fatalf("%s did not start: %s", name, out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		coordinatortest.Eventually(b, 20*time.Second, name+" ready", func() bool { return strings.Contains(out.String(), ready) })
 	}
 }
 

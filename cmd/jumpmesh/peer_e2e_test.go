@@ -10,18 +10,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 )
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	coordinatortest.Eventually(t, timeout, what, cond)
 }
 
 // initScript runs DIR/init-script ACTION and returns its exit code and output.
