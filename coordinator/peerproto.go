@@ -8,7 +8,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	manet "github.com/multiformats/go-multiaddr/net"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -187,14 +186,23 @@ func (s *Service) broadcastSettings() {
 	}
 }
 
-// settings returns the current site settings (defaults on a read error,
-// which the next write will surface).
+// settings returns the current site settings. Peer streams read them on
+// every message, so they are cached; settings_set is the only writer and
+// refreshes the cache after its commit. Callers must not modify the result.
 func (s *Service) settings() *pb.Settings {
+	if st := s.settingsCache.Load(); st != nil {
+		return st
+	}
+	return s.reloadSettings()
+}
+
+// reloadSettings reads the settings from the store into the cache
+// (defaults on a read error, which the next write will surface).
+func (s *Service) reloadSettings() *pb.Settings {
 	var st *pb.Settings
 	if err := s.store.View(func(tx *Tx) (err error) { st, err = tx.Settings(); return err }); err != nil {
 		return DefaultSettings()
 	}
+	s.settingsCache.Store(st)
 	return st
 }
-
-var _ = proto.CloneOf[*pb.Peer]

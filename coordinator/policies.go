@@ -233,6 +233,7 @@ func (s *Service) handleSettingsSet(c *caller, r *pb.SettingsSetRequest) (*pb.Re
 	if err != nil {
 		return nil, err
 	}
+	s.reloadSettings() // from the store, so concurrent sets cannot leave an older value cached
 	s.log.Info("settings changed", "keys", strings.Join(sortedKeys(r.GetValues()), ","), "by", c.name())
 	s.broadcastSettings()
 	return &pb.Response{Body: &pb.Response_Settings{Settings: next}}, nil

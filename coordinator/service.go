@@ -49,6 +49,8 @@ type Service struct {
 
 	jumps     *jumps
 	peerAddrs func(peer.ID) []ma.Multiaddr
+
+	settingsCache atomic.Pointer[pb.Settings]
 }
 
 // PeerRetries is how many peer hellos the connection rate turned away.
