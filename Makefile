@@ -35,7 +35,7 @@ demo: build
 
 # Benchmarks print ns/op and allocations; BENCHTIME trades precision for time.
 BENCHTIME ?= 1s
-bench:
+bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
 lint:
@@ -54,6 +54,7 @@ fuzz:
 	$(GO) test ./peer -run '^$$' -fuzz FuzzSysParseARP -fuzztime $(FUZZTIME)
 	$(GO) test ./sim/probe -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./mesh/grant -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME)
+	$(GO) test ./mesh/channel -run '^$$' -fuzz FuzzCheckEntryPath -fuzztime $(FUZZTIME)
 
 # Regenerates mesh/pb from the .proto files; needs protoc (Debian: protobuf-compiler,
 # installed here when running as root) and protoc-gen-go (from the Go module proxy).

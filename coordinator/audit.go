@@ -3,6 +3,7 @@ package coordinator
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -113,7 +114,7 @@ func (s *Service) resolvePeerAny(ref string) (peer.ID, error) {
 	}
 	var found []peer.ID
 	for _, p := range s.peers.snapshot() {
-		if p.rec.GetSettings().GetName() == ref {
+		if strings.EqualFold(p.rec.GetSettings().GetName(), ref) {
 			found = append(found, peer.ID(p.rec.GetId()))
 		}
 	}

@@ -220,7 +220,7 @@ func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
 // lastSeenEvery bounds how often a user's last-seen time is written.
 const lastSeenEvery = time.Minute
 
-// authenticate maps the Noise-authenticated remote to its technician.
+// authenticate maps the remote, authenticated by the secure channel, to its technician.
 func (s *Service) authenticate(remote peer.ID) (*caller, error) {
 	var u *pb.User
 	err := s.store.View(func(tx *Tx) error {

@@ -16,9 +16,8 @@ import (
 // fwdDefaultDialTimeout applies when ServeForward is given no timeout.
 const fwdDefaultDialTimeout = 10 * time.Second
 
-// fwdUnreachable is the catalog code of a failed dial. The catalog has no
-// forward-specific code yet and connect_timeout speaks of the peer itself,
-// so this is the closest general one; the detail names the target.
+// fwdUnreachable is the catalog code of a failed dial; the detail names
+// the target.
 const fwdUnreachable = mesh.CodeForwardUnreachable
 
 // ServeForward serves an accepted forward channel (after Ready): it dials

@@ -37,7 +37,10 @@ func reorderArgs(app *cli.App, args []string) []string {
 	var fl, pos []string
 	for len(rest) > 0 {
 		tok := rest[0]
-		if tok == "--" {
+		// After its PEER, jump still takes its own flags, as ssh does after
+		// the host, but the first other word starts the remote command:
+		// `jump web-01 -v ls -t` runs `ls -t` verbosely.
+		if tok == "--" || (commandTail[leafName(out)] && len(pos) > 0 && !knownFlag(tok, flags)) {
 			pos = append(pos, rest...)
 			break
 		}
@@ -85,6 +88,12 @@ func flagTokens(tok string, rest []string, flags []cli.Flag) int {
 	}
 	return 1
 }
+
+// commandTail lists the commands whose arguments after the first are a
+// command line of their own.
+var commandTail = map[string]bool{"jump": true}
+
+func leafName(args []string) string { return args[len(args)-1] }
 
 func knownFlag(tok string, flags []cli.Flag) bool {
 	name, _, _ := strings.Cut(strings.TrimLeft(tok, "-"), "=")

@@ -229,3 +229,16 @@ func TestDashArgumentsAreNotFlags(t *testing.T) {
 		t.Fatalf("reorderArgs = %q, want %q", got, want)
 	}
 }
+
+func TestJumpCommandKeepsItsFlags(t *testing.T) {
+	app := newApp(new(bytes.Buffer), new(bytes.Buffer))
+	for _, c := range []struct{ in, want string }{
+		{"jumpmesh jump web-01 ls -t", "jumpmesh jump -- web-01 ls -t"},
+		{"jumpmesh jump web-01 -v -- uname -a", "jumpmesh jump -v -- web-01 -- uname -a"},
+		{"jumpmesh jump -t web-01 top -d 1", "jumpmesh jump -t -- web-01 top -d 1"},
+	} {
+		if got := strings.Join(reorderArgs(app, strings.Fields(c.in)), " "); got != c.want {
+			t.Errorf("reorderArgs(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

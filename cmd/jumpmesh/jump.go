@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +23,16 @@ type exitCodeError struct{ code int }
 
 func (e exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// exitJumpFailed is jump's own failure (no grant, peer unreachable, ...):
+// 255, as ssh does, so scripts can tell it from the remote command's status.
+const exitJumpFailed = 255
+
+// jumpFailure marks an error of jump itself.
+type jumpFailure struct{ err error }
+
+func (j jumpFailure) Error() string { return j.err.Error() }
+func (j jumpFailure) Unwrap() error { return j.err }
+
 func jumpCommand() *cli.Command {
 	var f struct{ tty, noTTY, verbose bool }
 	return &cli.Command{
@@ -36,64 +47,76 @@ func jumpCommand() *cli.Command {
 		Description: "Without a command: an interactive shell in a real PTY on the host (raw terminal, window size\n" +
 			"follows yours, Ctrl-C and Ctrl-D go to the remote shell as with ssh). With a command: runs it\n" +
 			"without a PTY (stdin streamed, stdout and stderr kept apart) unless -t. The remote exit status\n" +
-			"is jumpmesh's. PEER is a peer ID, a unique name or a unique search result.",
+			"is jumpmesh's; jumpmesh's own failures (no grant, peer unreachable) exit 255, as ssh's do.\n" +
+			"Flags go before the command: everything from the first other word after PEER is the command.\n" +
+			"PEER is a peer ID, a unique name or a unique search result.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "t", Destination: &f.tty, Usage: "force a PTY for a command"},
 			&cli.BoolFlag{Name: "T", Destination: &f.noTTY, Usage: "never allocate a PTY"},
-			&cli.BoolFlag{Name: "v", Destination: &f.verbose, Usage: "print the path taken (direct address, or relay)"},
+			&cli.BoolFlag{Name: "v", Destination: &f.verbose, Usage: "print the path taken (the address the peer was reached at)"},
 		},
 		Action: func(cc *cli.Context) error {
 			if cc.NArg() == 0 {
 				return usagef("jump needs a PEER")
 			}
-			args := cc.Args().Slice()
-			ref, argv := args[0], args[1:]
-			if len(argv) > 0 && argv[0] == "--" {
-				argv = argv[1:]
-			}
-			stdinTTY := term.IsTerminal(int(os.Stdin.Fd()))
-			tty := (len(argv) == 0 && stdinTTY || f.tty) && !f.noTTY
-			capability := grant.Exec
-			if len(argv) == 0 {
-				capability = grant.Shell
-			}
-			home, err := homeDir(cc)
-			if err != nil {
-				return err
-			}
-			c, err := console.Open(home)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			j, err := c.Jump(cc.Context, ref, capability)
-			if err != nil {
-				return err
-			}
-			open := &pb.ExecOpen{Argv: argv, Tty: tty, Term: os.Getenv("TERM")}
-			if tty {
-				if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
-					open.Cols, open.Rows = uint32(w), uint32(h)
-				}
-			}
-			ch, err := j.Open(cc.Context, &pb.ChannelOpen{Kind: &pb.ChannelOpen_Exec{Exec: open}})
-			if err != nil {
-				return err
-			}
-			defer ch.Close()
-			if f.verbose {
-				fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s %s via %s\n", j.Peer.GetPeer().GetSettings().GetName(), j.ID, j.Path())
-			}
-			status, err := runExec(cc.Context, ch, tty, cc.App.Writer, cc.App.ErrWriter)
-			if err != nil {
-				return err
-			}
-			if code := exitCodeOf(status); code != 0 {
-				return exitCodeError{code}
-			}
-			return nil
+			return jumpAction(cc, f.tty, f.noTTY, f.verbose)
 		},
 	}
+}
+
+func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool) (err error) {
+	defer func() {
+		var exit exitCodeError
+		if err != nil && !errors.As(err, &exit) {
+			err = jumpFailure{err}
+		}
+	}()
+	args := cc.Args().Slice()
+	ref, argv := args[0], args[1:]
+	if len(argv) > 0 && argv[0] == "--" {
+		argv = argv[1:]
+	}
+	stdinTTY := term.IsTerminal(int(os.Stdin.Fd()))
+	tty := (len(argv) == 0 && stdinTTY || forceTTY) && !noTTY
+	capability := grant.Exec
+	if len(argv) == 0 {
+		capability = grant.Shell
+	}
+	home, err := homeDir(cc)
+	if err != nil {
+		return err
+	}
+	c, err := console.Open(home)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	j, err := c.Jump(cc.Context, ref, capability)
+	if err != nil {
+		return err
+	}
+	open := &pb.ExecOpen{Argv: argv, Tty: tty, Term: os.Getenv("TERM")}
+	if tty {
+		if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
+			open.Cols, open.Rows = uint32(w), uint32(h)
+		}
+	}
+	ch, err := j.Open(cc.Context, &pb.ChannelOpen{Kind: &pb.ChannelOpen_Exec{Exec: open}})
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	if verbose {
+		fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s %s via %s\n", j.Peer.GetPeer().GetSettings().GetName(), j.ID, j.Path())
+	}
+	status, err := runExec(cc.Context, ch, tty, cc.App.Writer, cc.App.ErrWriter)
+	if err != nil {
+		return err
+	}
+	if code := exitCodeOf(status); code != 0 {
+		return exitCodeError{code}
+	}
+	return nil
 }
 
 // runExec wires the terminal to the channel: raw mode and window size with

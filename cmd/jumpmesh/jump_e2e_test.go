@@ -73,7 +73,7 @@ func TestJumpExecThroughTheCLI(t *testing.T) {
 	}
 	// A refused jump carries its catalog code.
 	r = jm(t, s.admin, "jump", "nope", "--", "true")
-	if r.code != exitError || !strings.Contains(r.stderr, "The peer does not exist") {
+	if r.code != exitJumpFailed || !strings.Contains(r.stderr, "The peer does not exist") {
 		t.Fatalf("jump to nothing: %d %q", r.code, r.stderr)
 	}
 	var audit []struct{ Kind, Code string }

@@ -62,6 +62,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stderr, "jumpmesh: %v\n", err)
 	}
+	var jumpErr jumpFailure
+	if errors.As(err, &jumpErr) {
+		return exitJumpFailed
+	}
 	return exitError
 }
 

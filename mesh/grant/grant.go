@@ -4,7 +4,7 @@
 //
 // The peer verifies a grant against the site key it pinned at install (a
 // site's peer ID embeds its Ed25519 key), that it names the peer itself and
-// the Noise-authenticated remote, that it has not expired, and — with a
+// the remote authenticated by the secure channel, that it has not expired, and — with a
 // NonceCache — that its nonce was not used before. The signature covers
 // "jumpmesh jump grant v1\n" + body, so no other signed object of the site
 // (an installer key) can pass as a grant.

@@ -85,7 +85,7 @@ type JumpGrantBody struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Version    uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	SiteId     []byte                 `protobuf:"bytes,2,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
-	Technician []byte                 `protobuf:"bytes,3,opt,name=technician,proto3" json:"technician,omitempty"` // console peer ID (the Noise-authenticated remote)
+	Technician []byte                 `protobuf:"bytes,3,opt,name=technician,proto3" json:"technician,omitempty"` // console peer ID (the remote authenticated by the secure channel)
 	Peer       []byte                 `protobuf:"bytes,4,opt,name=peer,proto3" json:"peer,omitempty"`             // the peer's ID
 	// Capabilities when a user is logged in on the host (session policy
 	// "present"), and when nobody is (policy "not present"). The peer, which
