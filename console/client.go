@@ -47,7 +47,7 @@ func Open(home string) (*Client, error) {
 }
 
 func newClient(key crypto.PrivKey, site peer.AddrInfo, cfg *Config) (*Client, error) {
-	h, err := mesh.NewHost(mesh.HostConfig{Key: key})
+	h, err := mesh.NewHost(mesh.HostConfig{Key: key, RelayClient: true})
 	if err != nil {
 		return nil, err
 	}

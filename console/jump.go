@@ -2,9 +2,9 @@ package console
 
 import (
 	"context"
-	"errors"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -29,6 +29,10 @@ type Jump struct {
 	Peer  *pb.PeerView
 	ID    peer.ID
 	Addrs []ma.Multiaddr
+	// Relays are the site's relays: the peer is also reachable through them.
+	Relays []ma.Multiaddr
+	// ForceRelay dials only through relays (labs and tests).
+	ForceRelay bool
 }
 
 // Jump asks the coordinator for a grant to use capability on the peer ref
@@ -40,29 +44,38 @@ func (c *Client) Jump(ctx context.Context, ref string, capability uint32) (*Jump
 	}
 	jr := r.GetJump()
 	j := &Jump{c: c, Grant: jr.GetGrant(), Peer: jr.GetPeer(), ID: peer.ID(jr.GetPeer().GetPeer().GetId())}
-	for _, b := range jr.GetAddrs() {
+	j.Addrs, j.Relays = decodeAddrs(jr.GetAddrs()), decodeAddrs(jr.GetRelays())
+	return j, nil
+}
+
+func decodeAddrs(raw [][]byte) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, b := range raw {
 		if a, err := ma.NewMultiaddrBytes(b); err == nil {
-			j.Addrs = append(j.Addrs, a)
+			out = append(out, a)
 		}
 	}
-	return j, nil
+	return out
 }
 
 // Connect reaches the peer, within ConnectTimeout.
 func (j *Jump) Connect(ctx context.Context) error {
-	h := j.c.host
-	if h.Network().Connectedness(j.ID) == network.Connected {
+	return j.c.Connect(ctx, j.ID, j.Addrs, j.Relays, j.ForceRelay)
+}
+
+// Connect reaches peer id at its direct addresses, or through a relay,
+// within ConnectTimeout.
+func (c *Client) Connect(ctx context.Context, id peer.ID, direct, relays []ma.Multiaddr, forceRelay bool) error {
+	h := c.host
+	if h.Network().Connectedness(id) == network.Connected {
 		return nil
 	}
-	addrs := preferTCP(j.Addrs)
-	h.Peerstore().AddAddrs(j.ID, addrs, peerstore.TempAddrTTL)
+	addrs := dialAddrs(id, direct, relays, forceRelay)
+	h.Peerstore().AddAddrs(id, addrs, peerstore.TempAddrTTL)
 	ctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
 	defer cancel()
-	if err := h.Connect(ctx, peer.AddrInfo{ID: j.ID, Addrs: addrs}); err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) || len(j.Addrs) == 0 {
-			return mesh.Errorf(mesh.CodeConnectTimeout, "(%s at %v: %w)", j.ID, j.Addrs, err)
-		}
-		return mesh.Errorf(mesh.CodeConnectTimeout, "(%s: %w)", j.ID, err)
+	if err := h.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs}); err != nil {
+		return mesh.Errorf(mesh.CodeConnectTimeout, "(%s at %v: %w)", id, addrs, err)
 	}
 	return nil
 }
@@ -78,24 +91,52 @@ func (j *Jump) Open(ctx context.Context, open *pb.ChannelOpen) (*channel.Channel
 	return ch, err
 }
 
-// Path describes how the console reaches the peer now: "direct <addr>",
-// "relayed <addr>", or "not connected".
-func (j *Jump) Path() string {
-	conns := j.c.host.Network().ConnsToPeer(j.ID)
+// Path describes how the console reaches the peer now.
+func (j *Jump) Path() string { return PathTo(j.c.host, j.ID) }
+
+// PathTo describes how h reaches p now: "direct <addr>", "relayed via
+// <relay> (<addr>)", or "not connected". A direct connection wins when
+// there are both (after a hole punch).
+func PathTo(h host.Host, p peer.ID) string {
+	conns := h.Network().ConnsToPeer(p)
 	if len(conns) == 0 {
 		return "not connected"
 	}
-	c := conns[0]
-	if c.Stat().Limited {
-		return "relayed " + c.RemoteMultiaddr().String()
+	for _, c := range conns {
+		if !isRelayed(c.RemoteMultiaddr()) {
+			return "direct " + c.RemoteMultiaddr().String()
+		}
 	}
-	return "direct " + c.RemoteMultiaddr().String()
+	addr := conns[0].RemoteMultiaddr()
+	relay, _ := addr.ValueForProtocol(ma.P_P2P)
+	return "relayed via " + relay + " (" + addr.String() + ")"
+}
+
+func isRelayed(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
 }
 
 // Audit reads the coordinator's audit log (administrators).
 func (c *Client) Audit(ctx context.Context, req *pb.AuditRequest) ([]*pb.AuditEvent, error) {
 	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_Audit{Audit: req}})
 	return r.GetAudit().GetEvents(), err
+}
+
+// dialAddrs are the peer's direct addresses (TCP preferred) followed by
+// circuits through each relay. libp2p's dialer tries relayed addresses only
+// when direct ones have not answered within a short delay, and hole
+// punching may then upgrade a relayed connection to a direct one.
+func dialAddrs(id peer.ID, direct, relays []ma.Multiaddr, forceRelay bool) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	if !forceRelay {
+		out = preferTCP(direct)
+	}
+	circuit := ma.StringCast("/p2p-circuit/p2p/" + id.String())
+	for _, r := range relays {
+		out = append(out, r.Encapsulate(circuit))
+	}
+	return out
 }
 
 // preferTCP keeps only TCP addresses when there are any: sessions are bulk

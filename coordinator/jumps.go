@@ -150,7 +150,8 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 		return nil, ev, mesh.Errorf(mesh.CodeServerBusy, "(%d session starts in flight)", st.GetMaxSessionStarts())
 	}
 	ev.SessionId = fmt.Sprintf("%x", signed.GetNonce())
-	return &pb.Response{Body: &pb.Response_Jump{Jump: &pb.JumpResponse{Grant: g, Peer: v, Addrs: encodeAddrs(s.peerAddrs(id))}}}, ev, nil
+	return &pb.Response{Body: &pb.Response_Jump{Jump: &pb.JumpResponse{Grant: g, Peer: v, Addrs: encodeAddrs(s.peerAddrs(id)),
+		Relays: encodeAddrs(s.relayAddrs())}}}, ev, nil
 }
 
 func orUnknown(s string) string {

@@ -150,6 +150,8 @@ func (s *Service) peerShow(c *caller, r *pb.PeerRefRequest) (*pb.Response, error
 	if err != nil {
 		return nil, err
 	}
+	v.Addrs = encodeAddrs(s.peerAddrs(peer.ID(v.GetPeer().GetId())))
+	v.Relays = encodeAddrs(s.relayAddrs())
 	return &pb.Response{Body: &pb.Response_Peer{Peer: v}}, nil
 }
 

@@ -51,6 +51,7 @@ type Service struct {
 	peerAddrs func(peer.ID) []ma.Multiaddr
 
 	settingsCache atomic.Pointer[pb.Settings]
+	relayBook     relayBook
 }
 
 // PeerRetries is how many peer hellos the connection rate turned away.
@@ -141,6 +142,9 @@ func (s *Service) Handle(ctx context.Context, remote peer.ID, req *pb.Request) (
 }
 
 func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
+	if c.user.GetRole() == pb.Role_ROLE_RELAY {
+		return s.dispatchRelay(c, req)
+	}
 	switch b := req.GetBody().(type) {
 	case *pb.Request_Whoami:
 		return s.userShow(c, c.name())
@@ -210,6 +214,8 @@ func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
 		return s.jump(c, b.Jump)
 	case *pb.Request_Audit:
 		return s.auditList(c, b.Audit)
+	case *pb.Request_RelayAcl:
+		return nil, mesh.Errorf(mesh.CodePermissionDenied, "(relays only)")
 	case nil:
 		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "(empty request)")
 	default:

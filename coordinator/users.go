@@ -250,7 +250,7 @@ func (s *Service) userRole(c *caller, r *pb.UserRoleRequest) (*pb.Response, erro
 		return nil, err
 	}
 	if r.GetRole() != pb.Role_ROLE_ADMIN && r.GetRole() != pb.Role_ROLE_TECHNICIAN {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "A role is admin or technician.")
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "A role is admin or technician (relays are enrolled with `jumpmesh relay invite`).")
 	}
 	var user *pb.User
 	err := s.update(func(tx *Tx) error {

@@ -26,6 +26,10 @@ type HostConfig struct {
 	AnnounceAddrs []ma.Multiaddr
 	// Registerer receives libp2p's own metrics; nil disables them.
 	Registerer prometheus.Registerer
+	// RelayClient lets the host dial and accept connections through circuit
+	// relays and upgrade them to direct ones by hole punching (DCUtR):
+	// peers and consoles. Off, the host neither relays nor is relayed.
+	RelayClient bool
 	// Extra options are appended last, so they win.
 	Extra []libp2p.Option
 }
@@ -44,7 +48,11 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 		// Noise's ChaCha20-Poly1305 on the hosts we measured (see README).
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Security(noise.ID, noise.New),
-		libp2p.DisableRelay(),
+	}
+	if cfg.RelayClient {
+		opts = append(opts, libp2p.EnableRelay(), libp2p.EnableHolePunching())
+	} else {
+		opts = append(opts, libp2p.DisableRelay())
 	}
 	if len(cfg.ListenAddrs) == 0 {
 		opts = append(opts, libp2p.NoListenAddrs)

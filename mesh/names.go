@@ -15,6 +15,8 @@ func RoleName(r pb.Role) string {
 		return "admin"
 	case pb.Role_ROLE_TECHNICIAN:
 		return "technician"
+	case pb.Role_ROLE_RELAY:
+		return "relay"
 	}
 	return "unknown"
 }
@@ -26,8 +28,10 @@ func ParseRole(s string) (pb.Role, error) {
 		return pb.Role_ROLE_ADMIN, nil
 	case "technician", "tech":
 		return pb.Role_ROLE_TECHNICIAN, nil
+	case "relay":
+		return pb.Role_ROLE_RELAY, nil
 	}
-	return 0, Errorf(CodeInvalidArgument, "role %q: a role is admin or technician.", s)
+	return 0, Errorf(CodeInvalidArgument, "role %q: a role is admin, technician or relay.", s)
 }
 
 // MemberRoleName is "member", "team-lead" or "team-manager".

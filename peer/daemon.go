@@ -84,7 +84,8 @@ type Daemon struct {
 	clock   mesh.Clock
 	backoff Backoff
 
-	sess *sessions
+	sess     *sessions
+	reserver *reserver
 
 	mu       sync.Mutex
 	state    *State
@@ -113,13 +114,14 @@ func Open(cfg RunConfig) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: listen})
+	h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: listen, RelayClient: true})
 	if err != nil {
 		return nil, err
 	}
 	h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
 	d := &Daemon{cfg: cfg, config: config, site: site, host: h, state: state, clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults(),
 		sess: &sessions{nonces: grant.NewNonceCache()}}
+	d.reserver = newReserver(d)
 	d.log = cfg.Logger
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -170,6 +172,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.updateState(func(s *State) { s.Connected = false; s.PID = os.Getpid() })
 	d.serveSessions(ctx)
 	defer d.host.RemoveStreamHandler(channel.Protocol)
+	rctx, stopReserving := context.WithCancel(ctx)
+	reserving := make(chan struct{})
+	go func() { defer close(reserving); d.reserver.run(rctx) }()
+	defer func() { stopReserving(); <-reserving }()
 	attempt := 0
 	for {
 		if reason := UninstallReason(d.config, d.snapshot(), d.clock.Now()); reason != "" {

@@ -80,6 +80,9 @@ func (d *Daemon) dial(ctx context.Context) (*mesh.MsgStream, error) {
 
 // applyWelcome keeps what the peer must know while out of touch.
 func (d *Daemon) applyWelcome(w *pb.PeerWelcome, connected bool) {
+	if len(w.GetRelays()) > 0 {
+		d.reserver.setRelays(w.GetRelays())
+	}
 	now := d.clock.Now().UTC()
 	d.updateState(func(s *State) {
 		s.Contacted, s.Connected, s.LastContact = true, connected || s.Connected, now

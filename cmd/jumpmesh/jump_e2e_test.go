@@ -71,6 +71,15 @@ func TestJumpExecThroughTheCLI(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "direct /ip") {
 		t.Fatalf("jump -v: %d %q", r.code, r.stderr)
 	}
+	// ping measures round trips and names the path.
+	var rounds []struct {
+		RTT  float64 `json:"rtt_ms"`
+		Path string
+	}
+	ok(t, s.admin, &rounds, "ping", "web-01", "-c", "2", "--json")
+	if len(rounds) != 2 || rounds[0].RTT <= 0 || !strings.HasPrefix(rounds[0].Path, "direct /ip") {
+		t.Fatalf("ping: %+v", rounds)
+	}
 	// A refused jump carries its catalog code.
 	r = jm(t, s.admin, "jump", "nope", "--", "true")
 	if r.code != exitJumpFailed || !strings.Contains(r.stderr, "The peer does not exist") {

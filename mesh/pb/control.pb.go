@@ -1073,6 +1073,7 @@ type Request struct {
 	//	*Request_PeerRemove
 	//	*Request_Jump
 	//	*Request_Audit
+	//	*Request_RelayAcl
 	Body isRequest_Body `protobuf_oneof:"body"`
 	// For jump_policy_put and session_policy_put: true creates (refused if the
 	// name exists), false updates (refused if it does not).
@@ -1433,6 +1434,15 @@ func (x *Request) GetAudit() *AuditRequest {
 	return nil
 }
 
+func (x *Request) GetRelayAcl() *RelayACLRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_RelayAcl); ok {
+			return x.RelayAcl
+		}
+	}
+	return nil
+}
+
 func (x *Request) GetCreate() bool {
 	if x != nil {
 		return x.Create
@@ -1584,6 +1594,10 @@ type Request_Audit struct {
 	Audit *AuditRequest `protobuf:"bytes,71,opt,name=audit,proto3,oneof"`
 }
 
+type Request_RelayAcl struct {
+	RelayAcl *RelayACLRequest `protobuf:"bytes,72,opt,name=relay_acl,json=relayAcl,proto3,oneof"`
+}
+
 func (*Request_Login) isRequest_Body() {}
 
 func (*Request_Whoami) isRequest_Body() {}
@@ -1654,6 +1668,8 @@ func (*Request_Jump) isRequest_Body() {}
 
 func (*Request_Audit) isRequest_Body() {}
 
+func (*Request_RelayAcl) isRequest_Body() {}
+
 // JumpRequest asks for a grant to open sessions on a peer.
 type JumpRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1721,8 +1737,12 @@ type JumpResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Grant *JumpGrant             `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
 	Peer  *PeerView              `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`
-	// The peer's addresses as the coordinator knows them (multiaddr bytes).
-	Addrs         [][]byte `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	// The peer's addresses as the coordinator knows them (multiaddr bytes),
+	// relay circuit addresses included.
+	Addrs [][]byte `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	// The site's relays (multiaddrs with /p2p/), for reaching the peer
+	// through one when no direct address works.
+	Relays        [][]byte `protobuf:"bytes,4,rep,name=relays,proto3" json:"relays,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1774,6 +1794,13 @@ func (x *JumpResponse) GetPeer() *PeerView {
 func (x *JumpResponse) GetAddrs() [][]byte {
 	if x != nil {
 		return x.Addrs
+	}
+	return nil
+}
+
+func (x *JumpResponse) GetRelays() [][]byte {
+	if x != nil {
+		return x.Relays
 	}
 	return nil
 }
@@ -1890,6 +1917,105 @@ func (x *AuditList) GetEvents() []*AuditEvent {
 	return nil
 }
 
+// RelayACLRequest is a relay's periodic refresh; it reports where it listens.
+type RelayACLRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Addrs         [][]byte               `protobuf:"bytes,1,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayACLRequest) Reset() {
+	*x = RelayACLRequest{}
+	mi := &file_control_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayACLRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayACLRequest) ProtoMessage() {}
+
+func (x *RelayACLRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayACLRequest.ProtoReflect.Descriptor instead.
+func (*RelayACLRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RelayACLRequest) GetAddrs() [][]byte {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
+// RelayACL lists who may use the site's relays: the coordinator, every
+// peer (not deleted), every technician's console key, every relay.
+type RelayACL struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Members        [][]byte               `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	RefreshSeconds int64                  `protobuf:"varint,2,opt,name=refresh_seconds,json=refreshSeconds,proto3" json:"refresh_seconds,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RelayACL) Reset() {
+	*x = RelayACL{}
+	mi := &file_control_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayACL) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayACL) ProtoMessage() {}
+
+func (x *RelayACL) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayACL.ProtoReflect.Descriptor instead.
+func (*RelayACL) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RelayACL) GetMembers() [][]byte {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *RelayACL) GetRefreshSeconds() int64 {
+	if x != nil {
+		return x.RefreshSeconds
+	}
+	return 0
+}
+
 type PeerListRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Query          string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
@@ -1900,7 +2026,7 @@ type PeerListRequest struct {
 
 func (x *PeerListRequest) Reset() {
 	*x = PeerListRequest{}
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1912,7 +2038,7 @@ func (x *PeerListRequest) String() string {
 func (*PeerListRequest) ProtoMessage() {}
 
 func (x *PeerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1925,7 +2051,7 @@ func (x *PeerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerListRequest.ProtoReflect.Descriptor instead.
 func (*PeerListRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{25}
+	return file_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PeerListRequest) GetQuery() string {
@@ -1947,14 +2073,18 @@ type PeerView struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Peer  *Peer                  `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
 	// online, offline, lost, uninstalled, disabled, deleted
-	Status        string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// Where the peer can be reached (only for one peer, not in lists): its
+	// own addresses and the site's relays (multiaddr bytes).
+	Addrs         [][]byte `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	Relays        [][]byte `protobuf:"bytes,4,rep,name=relays,proto3" json:"relays,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerView) Reset() {
 	*x = PeerView{}
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +2096,7 @@ func (x *PeerView) String() string {
 func (*PeerView) ProtoMessage() {}
 
 func (x *PeerView) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2109,7 @@ func (x *PeerView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerView.ProtoReflect.Descriptor instead.
 func (*PeerView) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{26}
+	return file_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PeerView) GetPeer() *Peer {
@@ -1996,6 +2126,20 @@ func (x *PeerView) GetStatus() string {
 	return ""
 }
 
+func (x *PeerView) GetAddrs() [][]byte {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
+func (x *PeerView) GetRelays() [][]byte {
+	if x != nil {
+		return x.Relays
+	}
+	return nil
+}
+
 type PeerList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Peers         []*PeerView            `protobuf:"bytes,1,rep,name=peers,proto3" json:"peers,omitempty"`
@@ -2005,7 +2149,7 @@ type PeerList struct {
 
 func (x *PeerList) Reset() {
 	*x = PeerList{}
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2161,7 @@ func (x *PeerList) String() string {
 func (*PeerList) ProtoMessage() {}
 
 func (x *PeerList) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2174,7 @@ func (x *PeerList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerList.ProtoReflect.Descriptor instead.
 func (*PeerList) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{27}
+	return file_control_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PeerList) GetPeers() []*PeerView {
@@ -2050,7 +2194,7 @@ type PeerRefRequest struct {
 
 func (x *PeerRefRequest) Reset() {
 	*x = PeerRefRequest{}
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2206,7 @@ func (x *PeerRefRequest) String() string {
 func (*PeerRefRequest) ProtoMessage() {}
 
 func (x *PeerRefRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2219,7 @@ func (x *PeerRefRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerRefRequest.ProtoReflect.Descriptor instead.
 func (*PeerRefRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{28}
+	return file_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PeerRefRequest) GetRefs() []string {
@@ -2097,7 +2241,7 @@ type PeerSetRequest struct {
 
 func (x *PeerSetRequest) Reset() {
 	*x = PeerSetRequest{}
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2253,7 @@ func (x *PeerSetRequest) String() string {
 func (*PeerSetRequest) ProtoMessage() {}
 
 func (x *PeerSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2266,7 @@ func (x *PeerSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSetRequest.ProtoReflect.Descriptor instead.
 func (*PeerSetRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{29}
+	return file_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PeerSetRequest) GetRef() string {
@@ -2169,6 +2313,7 @@ type Response struct {
 	//	*Response_Peers
 	//	*Response_Jump
 	//	*Response_Audit
+	//	*Response_RelayAcl
 	Body          isResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2176,7 +2321,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2188,7 +2333,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2201,7 +2346,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{30}
+	return file_control_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Response) GetError() *Error {
@@ -2380,6 +2525,15 @@ func (x *Response) GetAudit() *AuditList {
 	return nil
 }
 
+func (x *Response) GetRelayAcl() *RelayACL {
+	if x != nil {
+		if x, ok := x.Body.(*Response_RelayAcl); ok {
+			return x.RelayAcl
+		}
+	}
+	return nil
+}
+
 type isResponse_Body interface {
 	isResponse_Body()
 }
@@ -2456,6 +2610,10 @@ type Response_Audit struct {
 	Audit *AuditList `protobuf:"bytes,19,opt,name=audit,proto3,oneof"`
 }
 
+type Response_RelayAcl struct {
+	RelayAcl *RelayACL `protobuf:"bytes,20,opt,name=relay_acl,json=relayAcl,proto3,oneof"`
+}
+
 func (*Response_Ok) isResponse_Body() {}
 
 func (*Response_Login) isResponse_Body() {}
@@ -2491,6 +2649,8 @@ func (*Response_Peers) isResponse_Body() {}
 func (*Response_Jump) isResponse_Body() {}
 
 func (*Response_Audit) isResponse_Body() {}
+
+func (*Response_RelayAcl) isResponse_Body() {}
 
 var File_control_proto protoreflect.FileDescriptor
 
@@ -2561,7 +2721,7 @@ const file_control_proto_rawDesc = "" +
 	"installers\x18\x01 \x03(\v2\x18.jumpmesh.site.InstallerR\n" +
 	"installers\")\n" +
 	"\x15InstallerCheckRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"\xb8\x13\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\xfa\x13\n" +
 	"\aRequest\x126\n" +
 	"\x05login\x18\x01 \x01(\v2\x1e.jumpmesh.control.LoginRequestH\x00R\x05login\x121\n" +
 	"\x06whoami\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x06whoami\x12F\n" +
@@ -2603,7 +2763,8 @@ const file_control_proto_rawDesc = "" +
 	"\vpeer_remove\x18? \x01(\v2 .jumpmesh.control.PeerRefRequestH\x00R\n" +
 	"peerRemove\x123\n" +
 	"\x04jump\x18F \x01(\v2\x1d.jumpmesh.control.JumpRequestH\x00R\x04jump\x126\n" +
-	"\x05audit\x18G \x01(\v2\x1e.jumpmesh.control.AuditRequestH\x00R\x05audit\x12\x16\n" +
+	"\x05audit\x18G \x01(\v2\x1e.jumpmesh.control.AuditRequestH\x00R\x05audit\x12@\n" +
+	"\trelay_acl\x18H \x01(\v2!.jumpmesh.control.RelayACLRequestH\x00R\brelayAcl\x12\x16\n" +
 	"\x06create\x18d \x01(\bR\x06createB\x06\n" +
 	"\x04body\"[\n" +
 	"\vJumpRequest\x12\x10\n" +
@@ -2611,11 +2772,12 @@ const file_control_proto_rawDesc = "" +
 	"\n" +
 	"capability\x18\x02 \x01(\rR\n" +
 	"capability\x12\x1a\n" +
-	"\bprotocol\x18\x03 \x01(\tR\bprotocol\"\x87\x01\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol\"\x9f\x01\n" +
 	"\fJumpResponse\x121\n" +
 	"\x05grant\x18\x01 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\x12.\n" +
 	"\x04peer\x18\x02 \x01(\v2\x1a.jumpmesh.control.PeerViewR\x04peer\x12\x14\n" +
-	"\x05addrs\x18\x03 \x03(\fR\x05addrs\"k\n" +
+	"\x05addrs\x18\x03 \x03(\fR\x05addrs\x12\x16\n" +
+	"\x06relays\x18\x04 \x03(\fR\x06relays\"k\n" +
 	"\fAuditRequest\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1d\n" +
@@ -2623,13 +2785,20 @@ const file_control_proto_rawDesc = "" +
 	"since_unix\x18\x03 \x01(\x03R\tsinceUnix\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\rR\x05limit\"A\n" +
 	"\tAuditList\x124\n" +
-	"\x06events\x18\x01 \x03(\v2\x1c.jumpmesh.session.AuditEventR\x06events\"P\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.jumpmesh.session.AuditEventR\x06events\"'\n" +
+	"\x0fRelayACLRequest\x12\x14\n" +
+	"\x05addrs\x18\x01 \x03(\fR\x05addrs\"M\n" +
+	"\bRelayACL\x12\x18\n" +
+	"\amembers\x18\x01 \x03(\fR\amembers\x12'\n" +
+	"\x0frefresh_seconds\x18\x02 \x01(\x03R\x0erefreshSeconds\"P\n" +
 	"\x0fPeerListRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x12'\n" +
-	"\x0finclude_deleted\x18\x02 \x01(\bR\x0eincludeDeleted\"K\n" +
+	"\x0finclude_deleted\x18\x02 \x01(\bR\x0eincludeDeleted\"y\n" +
 	"\bPeerView\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12\x16\n" +
-	"\x06status\x18\x02 \x01(\tR\x06status\"<\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
+	"\x05addrs\x18\x03 \x03(\fR\x05addrs\x12\x16\n" +
+	"\x06relays\x18\x04 \x03(\fR\x06relays\"<\n" +
 	"\bPeerList\x120\n" +
 	"\x05peers\x18\x01 \x03(\v2\x1a.jumpmesh.control.PeerViewR\x05peers\"$\n" +
 	"\x0ePeerRefRequest\x12\x12\n" +
@@ -2637,7 +2806,7 @@ const file_control_proto_rawDesc = "" +
 	"\x0ePeerSetRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12<\n" +
 	"\bsettings\x18\x02 \x01(\v2 .jumpmesh.site.InstallerDefaultsR\bsettings\x12\x16\n" +
-	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xd4\b\n" +
+	"\x06fields\x18\x03 \x01(\rR\x06fields\"\x8f\t\n" +
 	"\bResponse\x12*\n" +
 	"\x05error\x18\x01 \x01(\v2\x14.jumpmesh.site.ErrorR\x05error\x12)\n" +
 	"\x02ok\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x02ok\x127\n" +
@@ -2661,7 +2830,8 @@ const file_control_proto_rawDesc = "" +
 	"\x04peer\x18\x10 \x01(\v2\x1a.jumpmesh.control.PeerViewH\x00R\x04peer\x122\n" +
 	"\x05peers\x18\x11 \x01(\v2\x1a.jumpmesh.control.PeerListH\x00R\x05peers\x124\n" +
 	"\x04jump\x18\x12 \x01(\v2\x1e.jumpmesh.control.JumpResponseH\x00R\x04jump\x123\n" +
-	"\x05audit\x18\x13 \x01(\v2\x1b.jumpmesh.control.AuditListH\x00R\x05auditB\x06\n" +
+	"\x05audit\x18\x13 \x01(\v2\x1b.jumpmesh.control.AuditListH\x00R\x05audit\x129\n" +
+	"\trelay_acl\x18\x14 \x01(\v2\x1a.jumpmesh.control.RelayACLH\x00R\brelayAclB\x06\n" +
 	"\x04bodyB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
 
 var (
@@ -2676,7 +2846,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_control_proto_goTypes = []any{
 	(*Empty)(nil),                  // 0: jumpmesh.control.Empty
 	(*NameRequest)(nil),            // 1: jumpmesh.control.NameRequest
@@ -2703,43 +2873,45 @@ var file_control_proto_goTypes = []any{
 	(*JumpResponse)(nil),           // 22: jumpmesh.control.JumpResponse
 	(*AuditRequest)(nil),           // 23: jumpmesh.control.AuditRequest
 	(*AuditList)(nil),              // 24: jumpmesh.control.AuditList
-	(*PeerListRequest)(nil),        // 25: jumpmesh.control.PeerListRequest
-	(*PeerView)(nil),               // 26: jumpmesh.control.PeerView
-	(*PeerList)(nil),               // 27: jumpmesh.control.PeerList
-	(*PeerRefRequest)(nil),         // 28: jumpmesh.control.PeerRefRequest
-	(*PeerSetRequest)(nil),         // 29: jumpmesh.control.PeerSetRequest
-	(*Response)(nil),               // 30: jumpmesh.control.Response
-	nil,                            // 31: jumpmesh.control.SettingsSetRequest.ValuesEntry
-	(*User)(nil),                   // 32: jumpmesh.site.User
-	(Role)(0),                      // 33: jumpmesh.site.Role
-	(*GroupMember)(nil),            // 34: jumpmesh.site.GroupMember
-	(MemberRole)(0),                // 35: jumpmesh.site.MemberRole
-	(*Group)(nil),                  // 36: jumpmesh.site.Group
-	(*JumpPolicy)(nil),             // 37: jumpmesh.site.JumpPolicy
-	(*SessionPolicy)(nil),          // 38: jumpmesh.site.SessionPolicy
-	(*InstallerDefaults)(nil),      // 39: jumpmesh.site.InstallerDefaults
-	(*Installer)(nil),              // 40: jumpmesh.site.Installer
-	(*JumpGrant)(nil),              // 41: jumpmesh.session.JumpGrant
-	(*AuditEvent)(nil),             // 42: jumpmesh.session.AuditEvent
-	(*Peer)(nil),                   // 43: jumpmesh.peer.Peer
-	(*Error)(nil),                  // 44: jumpmesh.site.Error
-	(*Settings)(nil),               // 45: jumpmesh.site.Settings
+	(*RelayACLRequest)(nil),        // 25: jumpmesh.control.RelayACLRequest
+	(*RelayACL)(nil),               // 26: jumpmesh.control.RelayACL
+	(*PeerListRequest)(nil),        // 27: jumpmesh.control.PeerListRequest
+	(*PeerView)(nil),               // 28: jumpmesh.control.PeerView
+	(*PeerList)(nil),               // 29: jumpmesh.control.PeerList
+	(*PeerRefRequest)(nil),         // 30: jumpmesh.control.PeerRefRequest
+	(*PeerSetRequest)(nil),         // 31: jumpmesh.control.PeerSetRequest
+	(*Response)(nil),               // 32: jumpmesh.control.Response
+	nil,                            // 33: jumpmesh.control.SettingsSetRequest.ValuesEntry
+	(*User)(nil),                   // 34: jumpmesh.site.User
+	(Role)(0),                      // 35: jumpmesh.site.Role
+	(*GroupMember)(nil),            // 36: jumpmesh.site.GroupMember
+	(MemberRole)(0),                // 37: jumpmesh.site.MemberRole
+	(*Group)(nil),                  // 38: jumpmesh.site.Group
+	(*JumpPolicy)(nil),             // 39: jumpmesh.site.JumpPolicy
+	(*SessionPolicy)(nil),          // 40: jumpmesh.site.SessionPolicy
+	(*InstallerDefaults)(nil),      // 41: jumpmesh.site.InstallerDefaults
+	(*Installer)(nil),              // 42: jumpmesh.site.Installer
+	(*JumpGrant)(nil),              // 43: jumpmesh.session.JumpGrant
+	(*AuditEvent)(nil),             // 44: jumpmesh.session.AuditEvent
+	(*Peer)(nil),                   // 45: jumpmesh.peer.Peer
+	(*Error)(nil),                  // 46: jumpmesh.site.Error
+	(*Settings)(nil),               // 47: jumpmesh.site.Settings
 }
 var file_control_proto_depIdxs = []int32{
-	32, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
-	33, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
-	32, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
-	33, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
-	32, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
-	32, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
-	34, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
-	35, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
-	36, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
-	37, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
-	38, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
-	31, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
-	39, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
-	40, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
+	34, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
+	35, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
+	34, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
+	35, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
+	34, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
+	34, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
+	36, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
+	37, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
+	38, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
+	39, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
+	40, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
+	33, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
+	41, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
+	42, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
 	2,  // 14: jumpmesh.control.Request.login:type_name -> jumpmesh.control.LoginRequest
 	0,  // 15: jumpmesh.control.Request.whoami:type_name -> jumpmesh.control.Empty
 	4,  // 16: jumpmesh.control.Request.user_invite:type_name -> jumpmesh.control.UserInviteRequest
@@ -2753,11 +2925,11 @@ var file_control_proto_depIdxs = []int32{
 	10, // 24: jumpmesh.control.Request.group_add:type_name -> jumpmesh.control.GroupMemberRequest
 	10, // 25: jumpmesh.control.Request.group_remove:type_name -> jumpmesh.control.GroupMemberRequest
 	1,  // 26: jumpmesh.control.Request.group_delete:type_name -> jumpmesh.control.NameRequest
-	37, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
+	39, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
 	0,  // 28: jumpmesh.control.Request.jump_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 29: jumpmesh.control.Request.jump_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 30: jumpmesh.control.Request.jump_policy_delete:type_name -> jumpmesh.control.NameRequest
-	38, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
+	40, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
 	0,  // 32: jumpmesh.control.Request.session_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 33: jumpmesh.control.Request.session_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 34: jumpmesh.control.Request.session_policy_delete:type_name -> jumpmesh.control.NameRequest
@@ -2769,42 +2941,44 @@ var file_control_proto_depIdxs = []int32{
 	16, // 40: jumpmesh.control.Request.installer_extend:type_name -> jumpmesh.control.InstallerExtendRequest
 	1,  // 41: jumpmesh.control.Request.installer_delete:type_name -> jumpmesh.control.NameRequest
 	19, // 42: jumpmesh.control.Request.installer_check:type_name -> jumpmesh.control.InstallerCheckRequest
-	25, // 43: jumpmesh.control.Request.peer_list:type_name -> jumpmesh.control.PeerListRequest
-	28, // 44: jumpmesh.control.Request.peer_show:type_name -> jumpmesh.control.PeerRefRequest
-	29, // 45: jumpmesh.control.Request.peer_set:type_name -> jumpmesh.control.PeerSetRequest
-	28, // 46: jumpmesh.control.Request.peer_remove:type_name -> jumpmesh.control.PeerRefRequest
+	27, // 43: jumpmesh.control.Request.peer_list:type_name -> jumpmesh.control.PeerListRequest
+	30, // 44: jumpmesh.control.Request.peer_show:type_name -> jumpmesh.control.PeerRefRequest
+	31, // 45: jumpmesh.control.Request.peer_set:type_name -> jumpmesh.control.PeerSetRequest
+	30, // 46: jumpmesh.control.Request.peer_remove:type_name -> jumpmesh.control.PeerRefRequest
 	21, // 47: jumpmesh.control.Request.jump:type_name -> jumpmesh.control.JumpRequest
 	23, // 48: jumpmesh.control.Request.audit:type_name -> jumpmesh.control.AuditRequest
-	41, // 49: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
-	26, // 50: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
-	42, // 51: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
-	43, // 52: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
-	26, // 53: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
-	39, // 54: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
-	44, // 55: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
-	0,  // 56: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
-	3,  // 57: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
-	8,  // 58: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
-	7,  // 59: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
-	5,  // 60: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
-	36, // 61: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
-	11, // 62: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
-	37, // 63: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
-	12, // 64: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
-	38, // 65: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
-	13, // 66: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
-	45, // 67: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
-	40, // 68: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
-	18, // 69: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
-	26, // 70: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
-	27, // 71: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
-	22, // 72: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
-	24, // 73: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
-	74, // [74:74] is the sub-list for method output_type
-	74, // [74:74] is the sub-list for method input_type
-	74, // [74:74] is the sub-list for extension type_name
-	74, // [74:74] is the sub-list for extension extendee
-	0,  // [0:74] is the sub-list for field type_name
+	25, // 49: jumpmesh.control.Request.relay_acl:type_name -> jumpmesh.control.RelayACLRequest
+	43, // 50: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
+	28, // 51: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
+	44, // 52: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
+	45, // 53: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
+	28, // 54: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
+	41, // 55: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
+	46, // 56: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
+	0,  // 57: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
+	3,  // 58: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
+	8,  // 59: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
+	7,  // 60: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
+	5,  // 61: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
+	38, // 62: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
+	11, // 63: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
+	39, // 64: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
+	12, // 65: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
+	40, // 66: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
+	13, // 67: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
+	47, // 68: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
+	42, // 69: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
+	18, // 70: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
+	28, // 71: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
+	29, // 72: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
+	22, // 73: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
+	24, // 74: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
+	26, // 75: jumpmesh.control.Response.relay_acl:type_name -> jumpmesh.control.RelayACL
+	76, // [76:76] is the sub-list for method output_type
+	76, // [76:76] is the sub-list for method input_type
+	76, // [76:76] is the sub-list for extension type_name
+	76, // [76:76] is the sub-list for extension extendee
+	0,  // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -2851,8 +3025,9 @@ func file_control_proto_init() {
 		(*Request_PeerRemove)(nil),
 		(*Request_Jump)(nil),
 		(*Request_Audit)(nil),
+		(*Request_RelayAcl)(nil),
 	}
-	file_control_proto_msgTypes[30].OneofWrappers = []any{
+	file_control_proto_msgTypes[32].OneofWrappers = []any{
 		(*Response_Ok)(nil),
 		(*Response_Login)(nil),
 		(*Response_User)(nil),
@@ -2871,6 +3046,7 @@ func file_control_proto_init() {
 		(*Response_Peers)(nil),
 		(*Response_Jump)(nil),
 		(*Response_Audit)(nil),
+		(*Response_RelayAcl)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2878,7 +3054,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -540,7 +540,10 @@ type PeerWelcome struct {
 	StatsIntervalSeconds   uint32                 `protobuf:"varint,3,opt,name=stats_interval_seconds,json=statsIntervalSeconds,proto3" json:"stats_interval_seconds,omitempty"`
 	RestrictLocalUninstall bool                   `protobuf:"varint,4,opt,name=restrict_local_uninstall,json=restrictLocalUninstall,proto3" json:"restrict_local_uninstall,omitempty"`
 	// The peer's address as the coordinator sees it.
-	ObservedAddr  string `protobuf:"bytes,5,opt,name=observed_addr,json=observedAddr,proto3" json:"observed_addr,omitempty"`
+	ObservedAddr string `protobuf:"bytes,5,opt,name=observed_addr,json=observedAddr,proto3" json:"observed_addr,omitempty"`
+	// The site's relays (multiaddrs with /p2p/): the peer keeps reservations
+	// on them so consoles can reach it through one.
+	Relays        [][]byte `protobuf:"bytes,6,rep,name=relays,proto3" json:"relays,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -608,6 +611,13 @@ func (x *PeerWelcome) GetObservedAddr() string {
 		return x.ObservedAddr
 	}
 	return ""
+}
+
+func (x *PeerWelcome) GetRelays() [][]byte {
+	if x != nil {
+		return x.Relays
+	}
+	return nil
 }
 
 // PeerRetry refuses a hello for now (connection rate): try again later.
@@ -1021,13 +1031,14 @@ const file_peer_proto_rawDesc = "" +
 	"\agoodbye\x18\x03 \x01(\v2\x1a.jumpmesh.peer.PeerGoodbyeH\x00R\agoodbye\x120\n" +
 	"\x05state\x18\x04 \x01(\v2\x18.jumpmesh.peer.PeerStateH\x00R\x05state\x12:\n" +
 	"\asession\x18\x05 \x01(\v2\x1e.jumpmesh.session.SessionEventH\x00R\asessionB\x06\n" +
-	"\x04body\"\xf7\x01\n" +
+	"\x04body\"\x8f\x02\n" +
 	"\vPeerWelcome\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x124\n" +
 	"\x16stats_interval_seconds\x18\x03 \x01(\rR\x14statsIntervalSeconds\x128\n" +
 	"\x18restrict_local_uninstall\x18\x04 \x01(\bR\x16restrictLocalUninstall\x12#\n" +
-	"\robserved_addr\x18\x05 \x01(\tR\fobservedAddr\".\n" +
+	"\robserved_addr\x18\x05 \x01(\tR\fobservedAddr\x12\x16\n" +
+	"\x06relays\x18\x06 \x03(\fR\x06relays\".\n" +
 	"\tPeerRetry\x12!\n" +
 	"\fafter_millis\x18\x01 \x01(\x03R\vafterMillis\"'\n" +
 	"\rPeerUninstall\x12\x16\n" +

@@ -29,6 +29,9 @@ const (
 	Role_ROLE_UNSPECIFIED Role = 0
 	Role_ROLE_TECHNICIAN  Role = 1
 	Role_ROLE_ADMIN       Role = 2
+	// A relay daemon of the site: enrolled by invite like a user, it may
+	// only fetch the relay ACL and report its addresses.
+	Role_ROLE_RELAY Role = 3
 )
 
 // Enum value maps for Role.
@@ -37,11 +40,13 @@ var (
 		0: "ROLE_UNSPECIFIED",
 		1: "ROLE_TECHNICIAN",
 		2: "ROLE_ADMIN",
+		3: "ROLE_RELAY",
 	}
 	Role_value = map[string]int32{
 		"ROLE_UNSPECIFIED": 0,
 		"ROLE_TECHNICIAN":  1,
 		"ROLE_ADMIN":       2,
+		"ROLE_RELAY":       3,
 	}
 )
 
@@ -1383,12 +1388,14 @@ const file_site_proto_rawDesc = "" +
 	"\voverridable\x18\b \x01(\rR\voverridable\x12&\n" +
 	"\x0fnot_before_unix\x18\t \x01(\x03R\rnotBeforeUnix\x12$\n" +
 	"\x0enot_after_unix\x18\n" +
-	" \x01(\x03R\fnotAfterUnix*A\n" +
+	" \x01(\x03R\fnotAfterUnix*Q\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fROLE_TECHNICIAN\x10\x01\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x02*z\n" +
+	"ROLE_ADMIN\x10\x02\x12\x0e\n" +
+	"\n" +
+	"ROLE_RELAY\x10\x03*z\n" +
 	"\n" +
 	"MemberRole\x12\x1b\n" +
 	"\x17MEMBER_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +

@@ -1,0 +1,110 @@
+package peer
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// A peer keeps reservations on the site's relays (two when there are two),
+// so consoles that cannot reach it directly reach it through one; libp2p's
+// hole punching (DCUtR) then tries to turn such a relayed connection into a
+// direct one.
+
+// Reservation timing.
+const (
+	maxReservations  = 2
+	reserveCheck     = 30 * time.Second
+	renewBefore      = 2 * time.Minute
+	reserveTimeout   = 15 * time.Second
+	reserveRetryBase = 5 * time.Second
+)
+
+// reserver keeps reservations on the relays the coordinator names.
+type reserver struct {
+	d       *Daemon
+	mu      sync.Mutex
+	relays  []peer.AddrInfo
+	expires map[peer.ID]time.Time
+	failed  map[peer.ID]time.Time
+	changed chan struct{}
+}
+
+func newReserver(d *Daemon) *reserver {
+	return &reserver{d: d, expires: map[peer.ID]time.Time{}, failed: map[peer.ID]time.Time{}, changed: make(chan struct{}, 1)}
+}
+
+// setRelays replaces the relay list (from a welcome or an update).
+func (r *reserver) setRelays(raw [][]byte) {
+	var addrs []ma.Multiaddr
+	for _, b := range raw {
+		if a, err := ma.NewMultiaddrBytes(b); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
+	if err != nil {
+		r.d.log.Warn("relay addresses", "error", err)
+		return
+	}
+	r.mu.Lock()
+	r.relays = infos
+	r.mu.Unlock()
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+// run renews reservations until ctx ends.
+func (r *reserver) run(ctx context.Context) {
+	t := time.NewTicker(reserveCheck)
+	defer t.Stop()
+	for {
+		r.reserveDue(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.changed:
+		}
+	}
+}
+
+// reserveDue reserves on relays without a reservation (or close to its
+// end), at most maxReservations held at once.
+func (r *reserver) reserveDue(ctx context.Context) {
+	r.mu.Lock()
+	relays := append([]peer.AddrInfo(nil), r.relays...)
+	r.mu.Unlock()
+	now := time.Now()
+	held := 0
+	for _, info := range relays {
+		if r.expires[info.ID].After(now.Add(renewBefore)) {
+			held++
+		}
+	}
+	for _, info := range relays {
+		if held >= maxReservations || ctx.Err() != nil {
+			return
+		}
+		if r.expires[info.ID].After(now.Add(renewBefore)) || now.Sub(r.failed[info.ID]) < reserveRetryBase {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, reserveTimeout)
+		rsvp, err := client.Reserve(rctx, r.d.host, info)
+		cancel()
+		if err != nil {
+			r.failed[info.ID] = now
+			r.d.log.Info("relay reservation failed", "relay", info.ID, "error", err)
+			continue
+		}
+		r.expires[info.ID] = rsvp.Expiration
+		held++
+		r.d.log.Info("relay reservation", "relay", info.ID, "until", rsvp.Expiration.UTC().Format(time.RFC3339))
+	}
+}
