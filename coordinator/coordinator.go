@@ -57,6 +57,11 @@ type Coordinator struct {
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+	// handlers counts stream handlers at work, so Close waits for them
+	// before closing the store they write to.
+	handlers  sync.WaitGroup
+	handlerMu sync.Mutex
+	closing   bool
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -95,7 +100,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.metrics = newMetrics(reg)
-	c.host, err = mesh.NewHost(mesh.HostConfig{Key: site.Key, ListenAddrs: listenAddrs, AnnounceAddrs: announce, Registerer: reg, Extra: cfg.HostOptions})
+	c.host, err = mesh.NewHost(mesh.HostConfig{Key: site.Key, ListenAddrs: listenAddrs, AnnounceAddrs: announce, Registerer: reg, ServeMany: true, Extra: cfg.HostOptions})
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +121,14 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	mesh.ServeControl(ctx, c.host, c.handle)
-	c.host.SetStreamHandler(mesh.PeerProtocol, func(st network.Stream) { c.service.ServePeer(ctx, st) })
+	c.host.SetStreamHandler(mesh.PeerProtocol, func(st network.Stream) {
+		if !c.enter() {
+			st.Reset()
+			return
+		}
+		defer c.handlers.Done()
+		c.service.ServePeer(ctx, st)
+	})
 	c.wg.Add(1)
 	go c.sweep(ctx)
 	httpAddr := site.Config.HTTPAddr
@@ -130,7 +142,22 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	return c, nil
 }
 
+// enter registers a stream handler at work; false once Close has begun.
+func (c *Coordinator) enter() bool {
+	c.handlerMu.Lock()
+	defer c.handlerMu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.handlers.Add(1)
+	return true
+}
+
 func (c *Coordinator) handle(ctx context.Context, remote peer.ID, req *pb.Request) (*pb.Response, error) {
+	if !c.enter() {
+		return nil, mesh.Errorf(mesh.CodeCoordinatorDown, "(shutting down)")
+	}
+	defer c.handlers.Done()
 	start := time.Now()
 	name := mesh.RequestName(req)
 	resp, err := c.service.Handle(ctx, remote, req)
@@ -218,6 +245,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // to call more than once.
 func (c *Coordinator) Close() error {
 	c.closeOnce.Do(func() {
+		c.handlerMu.Lock()
+		c.closing = true
+		c.handlerMu.Unlock()
 		if c.cancel != nil {
 			c.cancel()
 		}
@@ -232,6 +262,7 @@ func (c *Coordinator) Close() error {
 			c.host.RemoveStreamHandler(mesh.PeerProtocol)
 			errs = append(errs, c.host.Close())
 		}
+		c.handlers.Wait() // closing the host reset their streams
 		c.wg.Wait()
 		if c.store != nil {
 			errs = append(errs, c.store.Close())

@@ -116,14 +116,15 @@ func BenchmarkRegistrations(b *testing.B) {
 }
 
 // BenchmarkOnlinePeerMemory measures the coordinator's memory per online
-// peer: heap in use after a GC, and goroutine stacks, with N peers online
+// peer: heap in use after a GC (B/peer: HeapInuse, the spans; live-B/peer:
+// HeapAlloc, the objects in them), and goroutine stacks, with N peers online
 // (each has sent its first statistics and been listed once, so its search
 // view is cached as on a site technicians use), less the same figures with
-// none. B/offline-peer is what each stays after all went offline.
+// none. B/offline-peer is what each still costs once all have disconnected.
 func BenchmarkOnlinePeerMemory(b *testing.B) {
 	serveChild(b)
 	n := benchEnvInt(b, envBenchPeers, 2000)
-	var heap, stack, goroutines, offline float64
+	var heap, live, stack, goroutines, offline float64
 	for i := 0; i < b.N; i++ {
 		site, key, coord := benchSite(b, -1, nil)
 		f := startFleet(b, key, n)
@@ -148,6 +149,7 @@ func BenchmarkOnlinePeerMemory(b *testing.B) {
 			coord.ask("heapprofile "+path, time.Minute)
 		}
 		heap += float64(on.Heap - base.Heap)
+		live += float64(on.Live - base.Live)
 		stack += float64(on.Stack - base.Stack)
 		goroutines += float64(on.Goroutines - base.Goroutines)
 		f.stop()
@@ -161,6 +163,7 @@ func BenchmarkOnlinePeerMemory(b *testing.B) {
 	}
 	per := float64(b.N) * float64(n)
 	b.ReportMetric(heap/per, "B/peer")
+	b.ReportMetric(live/per, "live-B/peer")
 	b.ReportMetric(stack/per, "stack-B/peer")
 	b.ReportMetric((heap+stack)/per, "heap+stack-B/peer")
 	b.ReportMetric(goroutines/per, "goroutines/peer")
@@ -179,7 +182,7 @@ func BenchmarkReconnectStorm(b *testing.B) {
 	r := benchEnvInt(b, envBenchRate, 300)
 	ideal := time.Duration(float64(n) / float64(r) * float64(time.Second))
 	deadline := 3*ideal + 30*time.Second
-	var storm, restart, cold, retries, gaveUp float64
+	var storm, restart, cold, retries, failures, gaveUp float64
 	for i := 0; i < b.N; i++ {
 		site, key, coord := benchSite(b, 0, map[string]string{"connection-rate": strconv.Itoa(r)})
 		f := startFleet(b, key, n)
@@ -196,6 +199,7 @@ func BenchmarkReconnectStorm(b *testing.B) {
 		storm += took.Seconds() / ideal.Seconds()
 		retries += float64(ev.Retries) / float64(n)
 		st := f.stop()
+		failures += float64(st.Failures)
 		// Not back by the deadline, refused, or told to uninstall: a peer
 		// that a real daemon would not have brought back.
 		gaveUp += float64(st.GaveUp+st.Refusals) + float64(int64(n)-ev.Online)
@@ -210,6 +214,7 @@ func BenchmarkReconnectStorm(b *testing.B) {
 	b.ReportMetric(restart/runs, "restart-s")
 	b.ReportMetric(cold/runs, "cold-ratio")
 	b.ReportMetric(retries/runs, "retries/peer")
+	b.ReportMetric(failures/runs, "failed-attempts")
 	b.ReportMetric(gaveUp/runs, "gave-up")
 }
 
@@ -260,15 +265,18 @@ func startFleet(b *testing.B, key string, n int) *child {
 // some of the fields.
 type benchEvent struct {
 	Event string `json:"event"`
-	// mem (coordinator), ready (fleet): memory in use after a GC.
+	// mem (coordinator), ready (fleet): memory in use after a GC (heap
+	// spans in use, live heap objects, goroutine stacks).
 	Heap       int64 `json:"heap,omitempty"`
+	Live       int64 `json:"live,omitempty"`
 	Stack      int64 `json:"stack,omitempty"`
 	Goroutines int64 `json:"goroutines,omitempty"`
 	// cpu: the process's CPU time so far; welcomed: the fleet's CPU time
 	// and wall time from "go" to the last peer's first welcome.
 	CPU     time.Duration `json:"cpu,omitempty"`
 	Elapsed time.Duration `json:"elapsed,omitempty"`
-	// online (coordinator): peers online, hellos told to retry.
+	// online, conns (coordinator): the count waited for (online peers,
+	// open connections), and the hellos told to retry so far.
 	Online  int64 `json:"online,omitempty"`
 	Retries int64 `json:"retries,omitempty"`
 	// stopped (fleet): totals over the run.
@@ -501,7 +509,8 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 			runtime.GC()
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
-			emit(benchEvent{Event: "mem", Heap: int64(ms.HeapInuse), Stack: int64(ms.StackInuse), Goroutines: int64(runtime.NumGoroutine())})
+			emit(benchEvent{Event: "mem", Heap: int64(ms.HeapInuse), Live: int64(ms.HeapAlloc), Stack: int64(ms.StackInuse),
+				Goroutines: int64(runtime.NumGoroutine())})
 		case len(f) == 2 && f[0] == "heapprofile":
 			err := writeHeapProfile(f[1])
 			emit(benchEvent{Event: "heapprofile", Sample: fmt.Sprint(err)})
