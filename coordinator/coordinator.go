@@ -55,8 +55,8 @@ type Coordinator struct {
 	http     *http.Server
 	httpAddr net.Addr
 
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 	// handlers counts stream handlers at work, so Close waits for them
 	// before closing the store they write to.
 	handlers  sync.WaitGroup
