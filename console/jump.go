@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
 
@@ -72,6 +73,12 @@ func (c *Client) Connect(ctx context.Context, id peer.ID, direct, relays []ma.Mu
 	}
 	addrs := dialAddrs(id, direct, relays, forceRelay)
 	h.Peerstore().AddAddrs(id, addrs, peerstore.TempAddrTTL)
+	// An explicit attempt must not be skipped because an earlier one failed
+	// moments ago (the swarm's dial backoff), e.g. before the peer's
+	// reservation on a relay was accepted.
+	if sw, ok := h.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(id)
+	}
 	ctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
 	defer cancel()
 	if err := h.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs}); err != nil {

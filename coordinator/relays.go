@@ -31,13 +31,16 @@ type relaySeen struct {
 	at    time.Time
 }
 
-func (b *relayBook) seen(id peer.ID, addrs []ma.Multiaddr, now time.Time) {
+// seen records a refresh and reports whether the relay is new or came back.
+func (b *relayBook) seen(id peer.ID, addrs []ma.Multiaddr, now time.Time) (fresh bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.relays == nil {
 		b.relays = map[peer.ID]relaySeen{}
 	}
+	old, known := b.relays[id]
 	b.relays[id] = relaySeen{addrs: addrs, at: now}
+	return !known || now.Sub(old.at) > 3*RelayRefresh
 }
 
 // live returns the relays that refreshed recently, as /p2p/ addresses.
@@ -76,7 +79,9 @@ func (s *Service) relayACL(c *caller, r *pb.RelayACLRequest) (*pb.Response, erro
 			addrs = append(addrs, a)
 		}
 	}
-	s.relayBook.seen(c.peer, addrs, s.clock.Now())
+	if s.relayBook.seen(c.peer, addrs, s.clock.Now()) {
+		go s.broadcastSettings() // online peers learn of the relay now
+	}
 	members := [][]byte{[]byte(s.siteID)}
 	for _, p := range s.peers.snapshot() {
 		if p.rec.GetDeletedUnix() == 0 {

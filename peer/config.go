@@ -95,6 +95,8 @@ type State struct {
 	LastErrorCode        string    `json:"last_error_code,omitempty"`
 	LastErrorAt          time.Time `json:"last_error_at,omitzero"`
 	PID                  int       `json:"pid,omitempty"`
+	// Relays are the relays the peer holds a reservation on.
+	Relays []string `json:"relays,omitempty"`
 }
 
 func readJSON(path string, v any) error {

@@ -110,7 +110,8 @@ func Open(cfg RunConfig) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	listen, err := mesh.ParseMultiaddrs(listenAddrs(cfg.Listen))
+	// /p2p-circuit: accept connections through the relays we reserve on.
+	listen, err := mesh.ParseMultiaddrs(append(listenAddrs(cfg.Listen), "/p2p-circuit"))
 	if err != nil {
 		return nil, err
 	}

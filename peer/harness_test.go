@@ -3,6 +3,7 @@ package peer_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -52,7 +53,11 @@ func install(t *testing.T, site *coordinatortest.Site, key string, opts peer.Ins
 // start runs the peer's daemon until stop.
 func (h *host) start() {
 	h.t.Helper()
-	d, err := peer.Open(peer.RunConfig{Dir: h.dir, Version: "test", Clock: h.site.Clock, Backoff: fastBackoff})
+	var log *slog.Logger
+	if os.Getenv("JM_TEST_LOG") != "" { // debugging aid: the daemon's log on stderr
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	d, err := peer.Open(peer.RunConfig{Dir: h.dir, Version: "test", Clock: h.site.Clock, Backoff: fastBackoff, Logger: log})
 	if err != nil {
 		h.t.Fatalf("open peer: %v", err)
 	}

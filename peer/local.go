@@ -53,6 +53,7 @@ type Status struct {
 	LastError      string    `json:"last_error,omitempty"`
 	LastErrorCode  string    `json:"last_error_code,omitempty"`
 	LastErrorAt    time.Time `json:"last_error_at,omitzero"`
+	Relays         []string  `json:"relays,omitempty"`
 }
 
 // LocalStatus reads an install directory.
@@ -76,7 +77,7 @@ func LocalStatus(dir string) (*Status, error) {
 	pid := runningPID(dir)
 	st := &Status{Dir: dir, PeerID: id.String(), Site: c.Site, Name: s.Name, Running: pid != 0, PID: pid,
 		Connected: pid != 0 && s.Connected, Disabled: IsDisabled(dir), Contacted: s.Contacted, LastContact: s.LastContact,
-		OfflineLimit: humanDuration(c.offlineLimit(s)), LastError: s.LastError, LastErrorCode: s.LastErrorCode, LastErrorAt: s.LastErrorAt}
+		OfflineLimit: humanDuration(c.offlineLimit(s)), Relays: s.Relays, LastError: s.LastError, LastErrorCode: s.LastErrorCode, LastErrorAt: s.LastErrorAt}
 	if !s.Contacted {
 		st.FirstContactBy = c.FirstContactBy
 	}

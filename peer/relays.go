@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"time"
 
@@ -21,7 +22,7 @@ const (
 	reserveCheck     = 30 * time.Second
 	renewBefore      = 2 * time.Minute
 	reserveTimeout   = 15 * time.Second
-	reserveRetryBase = 5 * time.Second
+	reserveRetryBase = time.Second
 )
 
 // reserver keeps reservations on the relays the coordinator names.
@@ -30,12 +31,11 @@ type reserver struct {
 	mu      sync.Mutex
 	relays  []peer.AddrInfo
 	expires map[peer.ID]time.Time
-	failed  map[peer.ID]time.Time
 	changed chan struct{}
 }
 
 func newReserver(d *Daemon) *reserver {
-	return &reserver{d: d, expires: map[peer.ID]time.Time{}, failed: map[peer.ID]time.Time{}, changed: make(chan struct{}, 1)}
+	return &reserver{d: d, expires: map[peer.ID]time.Time{}, changed: make(chan struct{}, 1)}
 }
 
 // setRelays replaces the relay list (from a welcome or an update).
@@ -60,24 +60,35 @@ func (r *reserver) setRelays(raw [][]byte) {
 	}
 }
 
-// run renews reservations until ctx ends.
+// run renews reservations until ctx ends. After a failure (a relay that
+// does not know us yet refuses until its next ACL refresh) it tries again
+// soon, backing off, rather than at the next periodic check.
 func (r *reserver) run(ctx context.Context) {
-	t := time.NewTicker(reserveCheck)
-	defer t.Stop()
+	retry := reserveRetryBase
 	for {
-		r.reserveDue(ctx)
+		wait := reserveCheck
+		if !r.reserveDue(ctx) {
+			wait, retry = retry, min(2*retry, reserveCheck)
+		} else {
+			retry = reserveRetryBase
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		case <-r.changed:
+			t.Stop()
 		}
 	}
 }
 
 // reserveDue reserves on relays without a reservation (or close to its
-// end), at most maxReservations held at once.
-func (r *reserver) reserveDue(ctx context.Context) {
+// end), at most maxReservations held at once. It reports whether every
+// attempt it made succeeded.
+func (r *reserver) reserveDue(ctx context.Context) (ok bool) {
+	ok = true
 	r.mu.Lock()
 	relays := append([]peer.AddrInfo(nil), r.relays...)
 	r.mu.Unlock()
@@ -90,21 +101,36 @@ func (r *reserver) reserveDue(ctx context.Context) {
 	}
 	for _, info := range relays {
 		if held >= maxReservations || ctx.Err() != nil {
-			return
+			return ok
 		}
-		if r.expires[info.ID].After(now.Add(renewBefore)) || now.Sub(r.failed[info.ID]) < reserveRetryBase {
+		if r.expires[info.ID].After(now.Add(renewBefore)) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, reserveTimeout)
 		rsvp, err := client.Reserve(rctx, r.d.host, info)
 		cancel()
 		if err != nil {
-			r.failed[info.ID] = now
+			ok = false
 			r.d.log.Info("relay reservation failed", "relay", info.ID, "error", err)
 			continue
 		}
 		r.expires[info.ID] = rsvp.Expiration
 		held++
+		r.recordHeld(now)
 		r.d.log.Info("relay reservation", "relay", info.ID, "until", rsvp.Expiration.UTC().Format(time.RFC3339))
 	}
+	return ok
+}
+
+// recordHeld writes the relays with a live reservation into the state, for
+// `peer status`.
+func (r *reserver) recordHeld(now time.Time) {
+	var held []string
+	for id, exp := range r.expires {
+		if exp.After(now) {
+			held = append(held, id.String())
+		}
+	}
+	sort.Strings(held)
+	r.d.updateState(func(s *State) { s.Relays = held })
 }

@@ -98,6 +98,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			settingsCommand(),
 			installerCommand(),
 			peerCommand(),
+			relayCommand(),
 			simCommand(),
 			lsCommand(),
 			showCommand(),

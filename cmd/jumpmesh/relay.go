@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/urfave/cli/v2"
+
+	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/relay"
+)
+
+func relayCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "relay",
+		Usage: "run a site relay, and enroll and list relays (admins)",
+		Description: "A relay carries sessions between consoles and peers that cannot reach each other directly,\n" +
+			"for members of its site only; it sees ciphertext. It enrolls like a user, with the role relay.",
+		Subcommands: []*cli.Command{relayInviteCommand(), relayRunCommand(), relayListCommand()},
+	}
+}
+
+// relayDataHint is the data directory suggested in printed command lines.
+const relayDataHint = "/var/lib/jumpmesh-relay"
+
+func relayInviteCommand() *cli.Command {
+	var f struct{ validFor string }
+	return &cli.Command{
+		Name:      "invite",
+		Usage:     "create a relay user and print the one-time code and the command that enrolls the relay",
+		ArgsUsage: "NAME",
+		UsageText: "jumpmesh relay invite NAME [--valid-for 24h] [--json]\n\n" +
+			"Example:\n" +
+			"  jumpmesh relay invite relay-fra1 --valid-for 2h",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "valid-for", Destination: &f.validFor, Value: "24h", Usage: "how long the code is valid (1m to 30d)"},
+			jsonFlag,
+		},
+		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			valid, err := parseDuration(f.validFor)
+			if err != nil {
+				return err
+			}
+			inv, err := c.InviteUser(ctx, cc.Args().First(), pb.Role_ROLE_RELAY, valid)
+			if err != nil {
+				return err
+			}
+			v := struct {
+				Relay   string `json:"relay"`
+				Code    string `json:"code"`
+				Expires string `json:"expires"`
+				Run     string `json:"run_command"`
+			}{inv.GetUser().GetName(), inv.GetCode(), jsonTime(inv.GetExpiresUnix()),
+				fmt.Sprintf("jumpmesh relay run --data %s --coordinator %s --invite %s", relayDataHint, c.CoordinatorAddr(), inv.GetCode())}
+			return output(cc, v, func(w io.Writer) {
+				fmt.Fprintf(w, "Relay invite for %s, valid until %s:\n  %s\n\nOn the relay's host (the first run enrolls; later runs need only --data):\n  %s\n",
+					v.Relay, unixTime(inv.GetExpiresUnix()), v.Code, v.Run)
+			})
+		}),
+	}
+}
+
+func relayRunCommand() *cli.Command {
+	def := relay.DefaultResources()
+	var f struct {
+		data, coordinator, invite, httpAddr, logLevel, logFormat, refresh string
+		listen, announce                                                  cli.StringSlice
+		bufferKiB, reservations, circuits, circuitsPerPeer, connections   int
+	}
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run a relay until SIGINT or SIGTERM (the first run enrolls it with an invite)",
+		UsageText: "jumpmesh relay run --data DIR [--coordinator ADDR --invite CODE] [--listen MULTIADDR ...]\n" +
+			"                   [--announce MULTIADDR ...] [--http-addr ADDR] [--log-level LEVEL] [--log-format text|json]\n\n" +
+			"Examples:\n" +
+			"  jumpmesh relay run --data /var/lib/jumpmesh-relay --coordinator /ip4/203.0.113.7/tcp/4830/p2p/12D3KooW... --invite k3p7-2xqa-...\n" +
+			"  jumpmesh relay run --data /var/lib/jumpmesh-relay --announce /ip4/198.51.100.20/tcp/4832",
+		Description: "Listens on TCP and QUIC (port 4832), fetches the site's member list from the coordinator before\n" +
+			"relaying and then every refresh period, relays only between members, and exposes Prometheus\n" +
+			"/metrics and /healthz on --http-addr. Relayed connections are not limited in time or bytes.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Destination: &f.data, Usage: "relay data directory: key and enrollment (required; created 0700 on the first run)"},
+			&cli.StringFlag{Name: "coordinator", Destination: &f.coordinator, Usage: "coordinator address ending in /p2p/<site> (first run only)"},
+			&cli.StringFlag{Name: "invite", Destination: &f.invite, Usage: "one-time code printed by \"jumpmesh relay invite\" (first run only)"},
+			&cli.StringSliceFlag{Name: "listen", Destination: &f.listen, Usage: "multiaddr to listen on (repeatable; default TCP and QUIC on port 4832)"},
+			&cli.StringSliceFlag{Name: "announce", Destination: &f.announce, Usage: "multiaddr members should dial, if not the listen addresses (repeatable)"},
+			&cli.StringFlag{Name: "http-addr", Destination: &f.httpAddr, Value: relay.DefaultHTTPAddr, Usage: "local address for /metrics and /healthz, or \"off\""},
+			&cli.StringFlag{Name: "refresh", Destination: &f.refresh, Usage: "how often to fetch the member list (default: as the coordinator says, 30s)"},
+			&cli.IntFlag{Name: "buffer-kib", Destination: &f.bufferKiB, Value: def.BufferSize >> 10, Usage: "copy buffer per direction of a circuit, in KiB"},
+			&cli.IntFlag{Name: "max-reservations", Destination: &f.reservations, Value: def.MaxReservations, Usage: "members that may hold a reservation at once"},
+			&cli.IntFlag{Name: "max-circuits", Destination: &f.circuits, Value: def.MaxCircuits, Usage: "relayed connections carried at once"},
+			&cli.IntFlag{Name: "max-circuits-per-peer", Destination: &f.circuitsPerPeer, Value: def.MaxCircuitsPerPeer, Usage: "relayed connections one member takes part in"},
+			&cli.IntFlag{Name: "max-connections", Destination: &f.connections, Value: def.MaxConnections, Usage: "connections kept before the least useful are closed"},
+			&cli.StringFlag{Name: "log-level", Destination: &f.logLevel, Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Destination: &f.logFormat, Value: "text", Usage: "text or json"},
+		},
+		Action: func(cc *cli.Context) error {
+			if err := needArgs(cc, 0); err != nil {
+				return err
+			}
+			if err := requireFlags(cc, "data"); err != nil {
+				return err
+			}
+			if f.invite != "" && f.coordinator == "" {
+				return usagef("%s: --invite needs --coordinator", cc.Command.FullName())
+			}
+			var refresh time.Duration
+			if f.refresh != "" {
+				d, err := parseDuration(f.refresh)
+				if err != nil {
+					return err
+				}
+				refresh = d
+			}
+			log, err := newLogger(cc.App.ErrWriter, f.logLevel, f.logFormat)
+			if err != nil {
+				return err
+			}
+			res := def
+			res.BufferSize, res.MaxReservations, res.MaxCircuits = f.bufferKiB<<10, f.reservations, f.circuits
+			res.MaxCircuitsPerPeer, res.MaxConnections = f.circuitsPerPeer, f.connections
+			// Per-IP and per-ASN limits follow --max-reservations (see relay.Resources).
+			res.MaxReservationsPerIP, res.MaxReservationsPerASN = 0, 0
+			r, err := relay.New(cc.Context, relay.Config{
+				DataDir: f.data, Coordinator: f.coordinator, Invite: f.invite,
+				Listen: f.listen.Value(), Announce: f.announce.Value(), HTTPAddr: f.httpAddr,
+				Resources: res, Refresh: refresh, Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			// Scripts and tests wait for this line before using the relay.
+			for _, a := range r.Addrs() {
+				fmt.Fprintf(cc.App.Writer, "listening %s\n", a)
+			}
+			if r.HTTPAddr() != "" {
+				fmt.Fprintf(cc.App.Writer, "http http://%s/metrics\n", r.HTTPAddr())
+			}
+			fmt.Fprintln(cc.App.Writer, "ready")
+			err = r.Run(cc.Context)
+			log.Info("relay stopped")
+			return err
+		},
+	}
+}
+
+type relayView struct {
+	Name     string   `json:"name"`
+	IDs      []string `json:"peer_ids"`
+	Created  string   `json:"created,omitempty"`
+	By       string   `json:"created_by,omitempty"`
+	LastSeen string   `json:"last_seen,omitempty"`
+}
+
+func relayListCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "list",
+		Usage:     "list the site's relays (users with the role relay) and their peer IDs",
+		UsageText: "jumpmesh relay list [--json]\n\nExample:\n  jumpmesh relay list --json",
+		Flags:     []cli.Flag{jsonFlag},
+		Action: clientAction(0, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+			users, err := c.Users(ctx)
+			if err != nil {
+				return err
+			}
+			views := []relayView{}
+			for _, u := range users {
+				if u.GetRole() != pb.Role_ROLE_RELAY {
+					continue
+				}
+				v := relayView{Name: u.GetName(), IDs: []string{}, Created: jsonTime(u.GetCreatedUnix()), By: u.GetCreatedBy(), LastSeen: jsonTime(u.GetLastSeenUnix())}
+				for _, id := range u.GetPeerIds() {
+					v.IDs = append(v.IDs, peer.ID(id).String())
+				}
+				views = append(views, v)
+			}
+			return output(cc, views, func(w io.Writer) {
+				if len(views) == 0 {
+					fmt.Fprintln(w, "No relays. Enroll one with `jumpmesh relay invite NAME`.")
+					return
+				}
+				rows := [][]string{{"NAME", "PEER ID", "LAST SEEN"}}
+				for _, v := range views {
+					id := "-" // invited, not enrolled yet
+					if len(v.IDs) > 0 {
+						id = v.IDs[0]
+					}
+					seen := "never"
+					if v.LastSeen != "" {
+						seen = humanTime(v.LastSeen)
+					}
+					rows = append(rows, []string{v.Name, id, seen})
+				}
+				table(w, rows)
+			})
+		}),
+	}
+}

@@ -1,0 +1,87 @@
+package peer_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
+	"github.com/jumpmesh/jumpmesh/mesh/grant"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/peer"
+	"github.com/jumpmesh/jumpmesh/relay"
+)
+
+// startRelay enrolls and runs a site relay on loopback.
+func startRelay(t *testing.T, site *coordinatortest.Site, name string) *relay.Relay {
+	t.Helper()
+	inv, err := site.Admin.InviteUser(site.Ctx(), name, pb.Role_ROLE_RELAY, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.New(context.Background(), relay.Config{DataDir: filepath.Join(t.TempDir(), name), Coordinator: site.Addr,
+		Invite: inv.GetCode(), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, HTTPAddr: "off", Refresh: 200 * time.Millisecond, Logger: testLogger()})
+	if err != nil {
+		t.Fatalf("relay: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; r.Close() })
+	return r
+}
+
+// TestJumpThroughARelay: a peer reachable only through the site's relay
+// (the console is made to ignore its direct addresses) still gets jumps,
+// and the path says so.
+func TestJumpThroughARelay(t *testing.T) {
+	site := coordinatortest.New(t)
+	r := startRelay(t, site, "relay-1")
+	h := onlinePeer(t, site, &pb.InstallerDefaults{Name: "behind-nat"})
+	coordinatortest.Eventually(t, 20*time.Second, "a reservation on the relay", func() bool {
+		st, err := peer.LocalStatus(h.dir)
+		return err == nil && len(st.Relays) == 1 && st.Relays[0] == r.ID().String()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	coordinatortest.Eventually(t, 20*time.Second, "a jump through the relay", func() bool {
+		j, err := site.Admin.Jump(ctx, "behind-nat", grant.Exec)
+		if err != nil || len(j.Relays) == 0 {
+			return false
+		}
+		j.ForceRelay = true
+		ch, err := j.Open(ctx, execOpen("echo", "relayed"))
+		if err != nil {
+			t.Logf("relays %v: %v", j.Relays, err)
+			site.Admin.Host().Network().ClosePeer(j.ID)
+			return false
+		}
+		out.Reset()
+		st, err := console.Exec(ctx, ch, console.ExecIO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out})
+		if err != nil || st.GetCode() != 0 {
+			return false
+		}
+		if path := j.Path(); !strings.HasPrefix(path, "relayed via "+r.ID().String()) && !strings.HasPrefix(path, "direct") {
+			t.Fatalf("path %q", path)
+		}
+		return true
+	})
+	if out.String() != "relayed\n" {
+		t.Fatalf("output %q", out.String())
+	}
+	_ = h
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("JM_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

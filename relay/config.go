@@ -1,0 +1,113 @@
+package relay
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+)
+
+// Defaults for a zero Config.
+const (
+	// DefaultPort is the relay's TCP and UDP (QUIC) port, next to the
+	// coordinator's 4830–4831.
+	DefaultPort = 4832
+	// DefaultHTTPAddr serves /metrics and /healthz on the local host only.
+	DefaultHTTPAddr = "127.0.0.1:4833"
+	// DefaultRefresh is how often the ACL is fetched when neither the
+	// Config nor the coordinator says.
+	DefaultRefresh = 30 * time.Second
+	// fetchTimeout bounds one ACL fetch, so a hung coordinator cannot
+	// stall the refresher past the next period.
+	fetchTimeout = 20 * time.Second
+)
+
+// DefaultListen are the addresses a relay listens on: TCP and QUIC on
+// DefaultPort, IPv4 and IPv6.
+var DefaultListen = []string{
+	"/ip4/0.0.0.0/tcp/4832", "/ip4/0.0.0.0/udp/4832/quic-v1",
+	"/ip6/::/tcp/4832", "/ip6/::/udp/4832/quic-v1",
+}
+
+// Log field names.
+const (
+	logReason  = "reason"
+	logPeer    = "peer"
+	logDest    = "dest"
+	logAddr    = "addr"
+	logError   = "error"
+	logUser    = "user"
+	logSite    = "site"
+	logData    = "data"
+	logRelay   = "relay"
+	logAddrs   = "addrs"
+	logHTTP    = "http"
+	logMembers = "members"
+	logAge     = "age"
+)
+
+// Config runs a relay. The zero value of every field but DataDir means the
+// default.
+type Config struct {
+	// DataDir holds the relay's key (technician.key, mode 0600) and its
+	// enrollment (console.json): a relay is enrolled like a user with the
+	// role relay, so the directory is a console home. Required.
+	DataDir string
+	// Coordinator is the coordinator's address (ending in /p2p/<site>) and
+	// Invite the one-time code from `jumpmesh relay invite`; both are only
+	// needed on the first run, which enrolls. Later runs read DataDir.
+	Coordinator string
+	Invite      string
+	// Listen are multiaddrs to listen on (DefaultListen if none).
+	Listen []string
+	// Announce, when set, replace the addresses the relay reports to the
+	// coordinator and puts in reservations: a relay behind port forwarding
+	// or a cloud 1:1 NAT announces its public address.
+	Announce []string
+	// HTTPAddr serves /metrics and /healthz (DefaultHTTPAddr if empty;
+	// "off" disables).
+	HTTPAddr string
+	// Resources bound what the relay spends; zero fields are defaults.
+	Resources Resources
+	// Refresh is how often the ACL is fetched; zero follows the
+	// coordinator's answer (DefaultRefresh if it gives none).
+	Refresh time.Duration
+	Logger  *slog.Logger
+}
+
+func (c *Config) listen() []string {
+	if len(c.Listen) == 0 {
+		return DefaultListen
+	}
+	return c.Listen
+}
+
+func (c *Config) httpAddr() string {
+	if c.HTTPAddr == "" {
+		return DefaultHTTPAddr
+	}
+	return c.HTTPAddr
+}
+
+func (c *Config) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
+
+// check reports a Config that cannot run, in the catalog's words.
+func (c *Config) check() error {
+	switch {
+	case c.DataDir == "":
+		return mesh.Errorf(mesh.CodeInvalidArgument, "(a relay needs a data directory)")
+	case c.Invite != "" && c.Coordinator == "":
+		return mesh.Errorf(mesh.CodeInvalidArgument, "(enrolling a relay with an invite needs the coordinator's address too)")
+	case c.Refresh < 0:
+		return mesh.Errorf(mesh.CodeInvalidArgument, "(the ACL refresh period must not be negative)")
+	}
+	if err := c.Resources.withDefaults().validate(); err != nil {
+		return mesh.Errorf(mesh.CodeOutOfRange, "(%w)", err)
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// The relay's side of the control protocol: it enrolls as a console with
+// the role relay, then fetches the ACL.
+
+// KeyFile is the relay's identity in its data directory. It is the console
+// key file, because the relay enrolls as a console with the role relay: the
+// coordinator then knows the relay's peer ID as one of the site's members.
+const KeyFile = "technician.key"
+
+// enroll returns a control client for the site, logging in with the invite
+// on the first run. A directory already enrolled ignores the invite, so a
+// service unit that still carries it keeps working after the first start.
+func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (*console.Client, error) {
+	c, err := console.Open(cfg.DataDir)
+	if err == nil {
+		if cfg.Invite != "" {
+			log.Warn("relay already enrolled; ignoring the invite", logUser, c.UserName(), logData, cfg.DataDir)
+		}
+		return c, nil
+	}
+	if mesh.CodeOf(err) != mesh.CodeNotLoggedIn {
+		return nil, fmt.Errorf("opening relay data directory %s: %w", cfg.DataDir, err)
+	}
+	if cfg.Invite == "" {
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument,
+			"(the relay data directory %s is not enrolled yet: run it once with --coordinator ADDR --invite CODE from `jumpmesh relay invite NAME`)", cfg.DataDir)
+	}
+	c, resp, err := console.Login(ctx, cfg.DataDir, cfg.Coordinator, cfg.Invite)
+	if err != nil {
+		return nil, fmt.Errorf("enrolling relay with %s: %w", cfg.Coordinator, err)
+	}
+	if role := resp.GetUser().GetRole(); role != pb.Role_ROLE_RELAY {
+		// Another role's invite made this directory that user's console;
+		// the coordinator would refuse it the ACL anyway. Say so now, and
+		// what to do, rather than fail at the first fetch.
+		c.Close()
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument,
+			"(the invite was for %s, a %s, and this directory is now that user's console: remove %s and enroll with a code from `jumpmesh relay invite NAME`)",
+			resp.GetUser().GetName(), mesh.RoleName(role), cfg.DataDir)
+	}
+	log.Info("relay enrolled", logUser, resp.GetUser().GetName(), logSite, c.Site())
+	return c, nil
+}
+
+// loadKey reads the relay's identity, written by the enrollment.
+func loadKey(dir string) (crypto.PrivKey, error) {
+	key, err := mesh.LoadKeyFile(filepath.Join(dir, KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("relay key: %w", err)
+	}
+	return key, nil
+}
+
+// The refresher keeps the ACL current. Each fetch also tells the
+// coordinator where the relay listens: the coordinator hands out only
+// relays that fetched within three periods, so the fetch is the relay's
+// heartbeat too. A failed fetch keeps the last ACL (a coordinator restart
+// must not stop sessions) and is retried at the next period.
+
+// refreshLoop fetches the ACL every refreshEvery until ctx ends.
+func (r *Relay) refreshLoop(ctx context.Context) {
+	defer r.wg.Done()
+	t := time.NewTimer(r.refreshEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := r.refresh(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.refreshFailures.Inc()
+			r.log.Warn("relay ACL refresh failed; keeping the last ACL", logError, err,
+				logMembers, r.acl.Len(), logAge, r.aclAge().Round(time.Second))
+		}
+		t.Reset(r.refreshEvery())
+	}
+}
+
+// refresh fetches the member list, swaps it in and closes the connections
+// of peers no longer in it.
+func (r *Relay) refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	var addrs [][]byte
+	for _, a := range r.advertised() {
+		addrs = append(addrs, a.Bytes())
+	}
+	resp, err := r.client.Call(ctx, &pb.Request{Body: &pb.Request_RelayAcl{RelayAcl: &pb.RelayACLRequest{Addrs: addrs}}})
+	if err != nil {
+		return fmt.Errorf("fetching the relay ACL from %s: %w", r.client.Site(), err)
+	}
+	list := resp.GetRelayAcl()
+	if list == nil {
+		return mesh.Errorf(mesh.CodeProtocol, "(the coordinator answered the relay ACL request without an ACL)")
+	}
+	members := make([]peer.ID, 0, len(list.GetMembers()))
+	for _, b := range list.GetMembers() {
+		id, err := peer.IDFromBytes(b)
+		if err != nil {
+			r.log.Warn("relay ACL: skipping a member that is not a peer ID", logError, err)
+			continue
+		}
+		members = append(members, id)
+	}
+	// The coordinator always lists itself; an empty list is a fault, and
+	// applying it would cut every session.
+	if len(members) == 0 {
+		return mesh.Errorf(mesh.CodeProtocol, "(the coordinator sent an empty relay ACL)")
+	}
+	r.acl.SetMembers(members)
+	r.aclAt.Store(time.Now().UnixNano())
+	if s := list.GetRefreshSeconds(); s > 0 {
+		r.serverEvery.Store(int64(time.Duration(s) * time.Second))
+	}
+	r.evict()
+	return nil
+}
+
+// evict closes every connection of peers outside the ACL. The relay service
+// only asks the ACL when a reservation or circuit starts; without this, a
+// removed technician or a deleted peer would keep its reservation (up to
+// the reservation TTL) and its open circuits (forever, since circuits are
+// unlimited).
+func (r *Relay) evict() {
+	for _, p := range r.host.Network().Peers() {
+		if !r.acl.IsMember(p) {
+			r.log.Info("closing the connections of a peer outside the site", logPeer, p)
+			_ = r.host.Network().ClosePeer(p)
+		}
+	}
+}
+
+// refreshEvery is Config.Refresh, else the coordinator's period, else
+// DefaultRefresh.
+func (r *Relay) refreshEvery() time.Duration {
+	if r.cfg.Refresh > 0 {
+		return r.cfg.Refresh
+	}
+	if d := time.Duration(r.serverEvery.Load()); d > 0 {
+		return d
+	}
+	return DefaultRefresh
+}
+
+// aclAge is the time since the last successful fetch.
+func (r *Relay) aclAge() time.Duration {
+	at := r.aclAt.Load()
+	if at == 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Since(time.Unix(0, at))
+}

@@ -1,0 +1,52 @@
+// Package relay is the site relay daemon (`jumpmesh relay run`): a libp2p
+// circuit relay v2 node that carries a session between a console and a
+// peer when neither can reach the other directly, for members of one site
+// only.
+//
+// # What happens, step by step
+//
+//  1. Enrollment (first run). An administrator runs `jumpmesh relay invite
+//     NAME`, which creates a user with the role relay and a one-time code.
+//     The relay redeems it like a console login: it makes its Ed25519 key
+//     (DataDir/technician.key, mode 0600) and records the site
+//     (DataDir/console.json). That key is the relay's libp2p identity, so
+//     the coordinator knows the relay's peer ID as a member like any other.
+//  2. First ACL fetch. Before it relays anything, the relay sends the
+//     control request RelayACL with the addresses it listens on. The
+//     coordinator records them (it hands live relays to peers and consoles)
+//     and answers with the site's members: its own peer ID, every peer not
+//     deleted, every user's console keys (relays included), and the refresh
+//     period. A relay that cannot fetch this list does not start.
+//  3. Serving. The circuit relay v2 service (go-libp2p) accepts a
+//     reservation (HOP RESERVE) from a member only, and a connect (HOP
+//     CONNECT, then STOP to the destination) only when both ends are
+//     members. Every refusal is counted by reason. A relayed connection is
+//     not limited in time or bytes; the relay only copies bytes, which are
+//     end-to-end encrypted between console and peer (TLS or Noise inside
+//     the circuit), so the relay never sees a session in clear.
+//  4. Refresh. Every period (30 s by default, as the coordinator says) the
+//     relay fetches the list again and swaps it in atomically; peers that
+//     left the list (a removed technician, a deleted peer) have their
+//     connections closed, which ends their reservation and circuits. A
+//     failed fetch keeps the last list and is logged; the coordinator stops
+//     handing out a relay that has not refreshed for three periods, and
+//     /healthz turns unhealthy at the same point.
+//
+// A member enrolled after the last fetch is refused until the next one (at
+// most one period); its go-libp2p client retries its reservation.
+//
+// # Limits
+//
+// Every bound (buffer size, reservations, circuits, per-peer and
+// per-IP limits, connections) is in Resources; DefaultResources explains
+// each value and bench_test.go measures the buffer size and the memory a
+// circuit costs.
+//
+// # What it must not do
+//
+// The relay never relays for a stranger, never terminates or inspects a
+// session, and keeps no state but its key and enrollment: the coordinator
+// is the authority on who is a member. It does not import the coordinator
+// or peer packages; it talks to the coordinator only through the control
+// protocol, as a console does.
+package relay

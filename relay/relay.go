@@ -1,0 +1,214 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/mesh"
+)
+
+// Relay is a running site relay: a libp2p host with the circuit relay v2
+// service, the ACL and its refresher, and the metrics endpoint.
+type Relay struct {
+	cfg    Config
+	res    Resources
+	log    *slog.Logger
+	client *console.Client
+	host   host.Host
+	rm     network.ResourceManager
+	svc    *relayv2.Relay
+	acl    *ACL
+	tracer *tracer
+
+	refreshFailures prometheus.Counter
+	// aclAt is when the ACL was last fetched (Unix ns); serverEvery is the
+	// refresh period the coordinator asked for (ns, 0 if none yet).
+	aclAt       atomic.Int64
+	serverEvery atomic.Int64
+
+	http     *http.Server
+	httpAddr net.Addr
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New enrolls the relay on its first run (Config.Invite), starts its host,
+// fetches the ACL and only then starts relaying, so nobody is ever served
+// before the member list is known. ctx bounds the enrollment and that first
+// fetch; the relay then runs until Close (or Run's context ends). A relay
+// that cannot fetch its first ACL does not start: it would refuse everyone.
+func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	listen, err := mesh.ParseMultiaddrs(cfg.listen())
+	if err != nil {
+		return nil, err
+	}
+	announce, err := mesh.ParseMultiaddrs(cfg.Announce)
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{cfg: cfg, res: cfg.Resources.withDefaults(), log: cfg.logger()}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	if r.client, err = enroll(ctx, &cfg, r.log); err != nil {
+		return nil, err
+	}
+	key, err := loadKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.acl = NewACL(reg, r.log)
+	r.tracer = newTracer(reg)
+	r.registerACLMetrics(reg)
+
+	rm, cm, err := r.res.managers()
+	if err != nil {
+		return nil, err
+	}
+	r.rm = rm
+	// The relay service is started below by hand rather than with
+	// libp2p.EnableRelayService: that one starts only once AutoNAT finds
+	// the host public, asynchronously, and gives no handle to close it.
+	r.host, err = mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: listen, AnnounceAddrs: announce, Registerer: reg,
+		Extra: []libp2p.Option{libp2p.ResourceManager(rm), libp2p.ConnectionManager(cm)}})
+	if err != nil {
+		cm.Close()
+		return nil, err
+	}
+	if err := r.refresh(ctx); err != nil {
+		return nil, err
+	}
+	r.svc, err = relayv2.New(r.host,
+		relayv2.WithResources(r.res.relayv2()),
+		relayv2.WithACL(r.acl),
+		relayv2.WithMetricsTracer(r.tracer),
+		relayv2.WithReservationAddressFilter(r.inReservation))
+	if err != nil {
+		return nil, fmt.Errorf("starting the relay service: %w", err)
+	}
+	if err := r.startHTTP(cfg.httpAddr(), reg); err != nil {
+		return nil, err
+	}
+	r.wg.Add(1)
+	go r.refreshLoop(r.ctx)
+	r.log.Info("relay running", logRelay, r.host.ID(), logAddrs, fmt.Sprint(r.Addrs()), logHTTP, r.HTTPAddr(),
+		logMembers, r.acl.Len())
+	return r, nil
+}
+
+// Run blocks until ctx is done or the relay is closed, then closes it.
+func (r *Relay) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+	case <-r.ctx.Done():
+	}
+	return r.Close()
+}
+
+// Close stops relaying (open circuits end), stops the refresher and the
+// metrics endpoint, and waits for them. It is safe to call more than once.
+func (r *Relay) Close() error {
+	r.closeOnce.Do(func() {
+		r.cancel()
+		var errs []error
+		if r.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, r.http.Shutdown(ctx))
+			cancel()
+		}
+		// The refresher uses the host and the client: let it finish first.
+		r.wg.Wait()
+		if r.svc != nil {
+			errs = append(errs, r.svc.Close())
+		}
+		if r.host != nil {
+			errs = append(errs, r.host.Close())
+		}
+		if r.rm != nil {
+			// libp2p does not close a resource manager it was given.
+			errs = append(errs, r.rm.Close())
+		}
+		if r.client != nil {
+			errs = append(errs, r.client.Close())
+		}
+		r.closeErr = errors.Join(errs...)
+	})
+	return r.closeErr
+}
+
+// ID is the relay's peer ID.
+func (r *Relay) ID() peer.ID { return r.host.ID() }
+
+// Addrs are the relay's addresses as members should dial them, each ending
+// in /p2p/<relay> (what `coordinator init --relay` takes).
+func (r *Relay) Addrs() []ma.Multiaddr {
+	full, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: r.host.ID(), Addrs: r.advertised()})
+	if err != nil {
+		return nil
+	}
+	return full
+}
+
+// HTTPAddr is the metrics/health listener's address, or "" when disabled.
+func (r *Relay) HTTPAddr() string {
+	if r.httpAddr == nil {
+		return ""
+	}
+	return r.httpAddr.String()
+}
+
+// advertised are the addresses reported to the coordinator and put in
+// reservations: the announced ones if set, else the listen addresses
+// without loopback and link-local ones, unless that leaves nothing (a relay
+// on 127.0.0.1 in a test or a lab). Private addresses stay: a site's
+// members are often on the relay's own network, and go-libp2p's default of
+// public addresses only would also drop the lab's documentation ranges.
+func (r *Relay) advertised() []ma.Multiaddr {
+	all := r.host.Addrs()
+	out := make([]ma.Multiaddr, 0, len(all))
+	for _, a := range all {
+		if !manet.IsIPLoopback(a) && !manet.IsIP6LinkLocal(a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return all
+	}
+	return out
+}
+
+// inReservation is the relay service's address filter for reservations.
+func (r *Relay) inReservation(a ma.Multiaddr) bool {
+	return slices.ContainsFunc(r.advertised(), a.Equal)
+}

@@ -1,0 +1,210 @@
+package relay
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	circuitproto "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+)
+
+// Resources are every bound a relay puts on what it spends, in one place so
+// an operator can see and tune them (`jumpmesh relay run --help` has a flag
+// for the ones worth tuning). A zero field means its DefaultResources value,
+// except CircuitDuration and CircuitData, whose zero means unlimited.
+//
+// go-libp2p's own defaults are sized for a public relay that only helps
+// strangers hole-punch: 2 minutes and 128 KiB per relayed connection and a
+// 2 KiB copy buffer. Our relay carries whole sessions (shells, copies, port
+// forwards) for members of one site, so it relays without a time or byte
+// cap and with a buffer sized by measurement (see bench_test.go).
+type Resources struct {
+	// BufferSize is the copy buffer of each direction of a circuit; a
+	// circuit holds its two for its whole life, idle or not. Relayed
+	// throughput as a share of direct, on loopback with console, relay and
+	// peer in one process on 2 cores (BenchmarkRelayedThroughput, median
+	// of 5): 2 KiB 0.17, 16 KiB 0.32, 32 KiB 0.35, 64 KiB 0.35, 256 KiB
+	// 0.33. The curve is flat from 16 KiB on; 32 KiB has the best median
+	// at half the memory of 64 KiB.
+	BufferSize int
+
+	// CircuitDuration caps how long one relayed connection lasts; zero is
+	// unlimited (the default). A session may last a working day.
+	CircuitDuration time.Duration
+	// CircuitData caps the bytes one relayed connection carries in each
+	// direction; zero is unlimited (the default). A file copy may be large.
+	CircuitData int64
+
+	// ReservationTTL is how long a reservation lasts unless the member
+	// renews it; go-libp2p clients renew well before it ends.
+	ReservationTTL time.Duration
+	// MaxReservations is how many members may hold a reservation at once.
+	MaxReservations int
+	// MaxReservationsPerIP bounds reservations from one IP address. It is
+	// as large as MaxReservations by default: a site's hosts often share
+	// one office NAT, and the ACL already keeps strangers out, which is
+	// what the per-IP limit defends against on a public relay.
+	MaxReservationsPerIP int
+	// MaxReservationsPerASN bounds reservations from one autonomous system
+	// (go-libp2p checks it for IPv6 only); as large as MaxReservations by
+	// default for the same reason.
+	MaxReservationsPerASN int
+
+	// MaxCircuits is how many relayed connections the relay carries at
+	// once. The resource manager enforces it: each circuit holds exactly
+	// one outbound stream of the relay service (to the destination).
+	MaxCircuits int
+	// MaxCircuitsPerPeer bounds the circuits one member takes part in, as
+	// source or destination (a console reaching many peers, a peer reached
+	// by many technicians).
+	MaxCircuitsPerPeer int
+
+	// MaxConnections is how many connections the relay keeps (members with
+	// reservations, consoles reaching them) before its connection manager
+	// closes the least useful ones; reservations and circuits are tagged
+	// so idle connections go first. The resource manager allows a little
+	// more so the connection manager, not a hard refusal, acts first.
+	MaxConnections int
+}
+
+// DefaultResources are the bounds of a relay sized for a site of a few
+// thousand peers on a small server (a circuit's buffers are 64 KiB; 1,024
+// circuits at most hold 64 MiB of buffers).
+func DefaultResources() Resources {
+	return Resources{
+		BufferSize:            32 << 10,
+		ReservationTTL:        time.Hour,
+		MaxReservations:       4096,
+		MaxReservationsPerIP:  4096,
+		MaxReservationsPerASN: 4096,
+		MaxCircuits:           1024,
+		MaxCircuitsPerPeer:    128,
+		MaxConnections:        8192,
+	}
+}
+
+// withDefaults fills each zero field from DefaultResources.
+func (r Resources) withDefaults() Resources {
+	d := DefaultResources()
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt(&r.BufferSize, d.BufferSize)
+	setInt(&r.MaxReservations, d.MaxReservations)
+	setInt(&r.MaxReservationsPerIP, r.MaxReservations)
+	setInt(&r.MaxReservationsPerASN, r.MaxReservations)
+	setInt(&r.MaxCircuits, d.MaxCircuits)
+	setInt(&r.MaxCircuitsPerPeer, d.MaxCircuitsPerPeer)
+	setInt(&r.MaxConnections, d.MaxConnections)
+	if r.ReservationTTL == 0 {
+		r.ReservationTTL = d.ReservationTTL
+	}
+	return r
+}
+
+// validate checks a Resources after withDefaults.
+func (r Resources) validate() error {
+	switch {
+	case r.BufferSize < 512 || r.BufferSize > 16<<20:
+		return fmt.Errorf("relay buffer size %d: use 512 B to 16 MiB", r.BufferSize)
+	case r.CircuitDuration < 0 || r.CircuitData < 0:
+		return fmt.Errorf("relay circuit limits must not be negative")
+	case r.ReservationTTL < time.Minute:
+		return fmt.Errorf("relay reservation TTL %s: use at least 1m", r.ReservationTTL)
+	case r.MaxReservations < 0 || r.MaxReservationsPerIP < 0 || r.MaxReservationsPerASN < 0:
+		return fmt.Errorf("relay reservation limits must not be negative")
+	case r.MaxCircuits < 0 || r.MaxCircuitsPerPeer < 0 || r.MaxConnections < 0:
+		return fmt.Errorf("relay circuit and connection limits must not be negative")
+	}
+	return nil
+}
+
+// relayv2 converts to go-libp2p's relay resources.
+func (r Resources) relayv2() relayv2.Resources {
+	rc := relayv2.Resources{
+		ReservationTTL:         r.ReservationTTL,
+		MaxReservations:        r.MaxReservations,
+		MaxCircuits:            r.MaxCircuitsPerPeer,
+		BufferSize:             r.BufferSize,
+		MaxReservationsPerPeer: 1,
+		MaxReservationsPerIP:   r.MaxReservationsPerIP,
+		MaxReservationsPerASN:  r.MaxReservationsPerASN,
+	}
+	// A nil Limit is what makes go-libp2p relay without caps and tell
+	// clients their connection is not limited.
+	if r.CircuitDuration > 0 || r.CircuitData > 0 {
+		// go-libp2p needs both caps; the one not set gets the largest value
+		// its wire format carries (seconds in a uint32).
+		rc.Limit = &relayv2.RelayLimit{Duration: r.CircuitDuration, Data: r.CircuitData}
+		if rc.Limit.Duration == 0 {
+			rc.Limit.Duration = math.MaxUint32 * time.Second
+		}
+		if rc.Limit.Data == 0 {
+			rc.Limit.Data = math.MaxInt64
+		}
+	}
+	return rc
+}
+
+// managers are the libp2p resource and connection managers the relay
+// host needs: go-libp2p's, scaled to the machine, with the relay's own
+// scopes widened to these Resources. Left at go-libp2p's defaults, the relay
+// service would stop at 256 streams (128 circuits) and 16 MiB of buffers, and
+// the connection manager would close members' reservations above 192
+// connections.
+func (r Resources) managers() (network.ResourceManager, *connmgr.BasicConnMgr, error) {
+	scaling := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&scaling)
+	base := scaling.AutoScale()
+
+	// Reservation requests also open a (short-lived) inbound hop stream
+	// and hold a 4 KiB message buffer; leave room for a burst of them.
+	const handshakeRoom = 256
+	const handshakeMsg = 4 << 10
+	circuits := r.MaxCircuits
+	perPeer := r.MaxCircuitsPerPeer
+	service := rcmgr.ResourceLimits{
+		StreamsInbound:  rcmgr.LimitVal(circuits + handshakeRoom),
+		StreamsOutbound: rcmgr.LimitVal(circuits),
+		Streams:         rcmgr.LimitVal(2*circuits + handshakeRoom),
+		Memory:          rcmgr.LimitVal64(int64(circuits)*int64(2*r.BufferSize+2*handshakeMsg) + handshakeRoom*handshakeMsg),
+	}
+	// The protocols' own scopes get a little more than the service's, so
+	// the service scope is the one that refuses a circuit (the client then
+	// hears RESOURCE_LIMIT_EXCEEDED, not CONNECTION_FAILED).
+	proto := service
+	proto.StreamsOutbound = rcmgr.LimitVal(circuits + handshakeRoom)
+	proto.Streams = rcmgr.LimitVal(2*circuits + 2*handshakeRoom)
+	servicePeer := rcmgr.ResourceLimits{
+		StreamsInbound:  rcmgr.LimitVal(perPeer + 8),
+		StreamsOutbound: rcmgr.LimitVal(perPeer + 8),
+		Streams:         rcmgr.LimitVal(2*perPeer + 16),
+		Memory:          rcmgr.LimitVal64(int64(2*perPeer+16) * handshakeMsg),
+	}
+	conns := rcmgr.LimitVal(r.MaxConnections + r.MaxConnections/8 + 64)
+	partial := rcmgr.PartialLimitConfig{
+		System:       rcmgr.ResourceLimits{ConnsInbound: conns, Conns: conns},
+		Service:      map[string]rcmgr.ResourceLimits{relayv2.ServiceName: service},
+		ServicePeer:  map[string]rcmgr.ResourceLimits{relayv2.ServiceName: servicePeer},
+		Protocol:     map[protocol.ID]rcmgr.ResourceLimits{circuitproto.ProtoIDv2Hop: proto, circuitproto.ProtoIDv2Stop: proto},
+		ProtocolPeer: map[protocol.ID]rcmgr.ResourceLimits{circuitproto.ProtoIDv2Hop: servicePeer, circuitproto.ProtoIDv2Stop: servicePeer},
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(base)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay resource manager: %w", err)
+	}
+	cm, err := connmgr.NewConnManager(r.MaxConnections*7/8, r.MaxConnections, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		rm.Close()
+		return nil, nil, fmt.Errorf("relay connection manager: %w", err)
+	}
+	return rm, cm, nil
+}
