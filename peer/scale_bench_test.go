@@ -20,7 +20,7 @@ package peer_test
 //
 // Knobs: JM_BENCH_PEERS (default 2000), JM_BENCH_RATE (the storm's
 // connection-rate, default 300, the seeds' maximum), JM_BENCH_TRANSPORT
-// (tcp or quic; default: every address in the key, as the daemon dials),
+// (tcp or quic; default tcp, as the daemon dials the coordinator),
 // JM_BENCH_DEFAULT_LIMITS (run the coordinator with libp2p's default
 // resource and connection managers; see coordConfig), JM_BENCH_HEAP_PROFILE
 // (a file for the coordinator's heap profile with N peers online).
@@ -47,13 +47,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	lphost "github.com/libp2p/go-libp2p/core/host"
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
-	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
 
@@ -258,7 +255,11 @@ func startCoordinator(b *testing.B, site *coordinatortest.Site, admission float6
 
 func startFleet(b *testing.B, key string, n int) *child {
 	b.Helper()
-	return startChild(b, roleFleet, fleetConfig{Key: key, Peers: n, Backoff: daemonBackoff, Transport: os.Getenv(envTransport)})
+	transport := os.Getenv(envTransport)
+	if transport == "" {
+		transport = "tcp" // as the daemon: TCP to the coordinator when offered
+	}
+	return startChild(b, roleFleet, fleetConfig{Key: key, Peers: n, Backoff: daemonBackoff, Transport: transport})
 }
 
 // benchEvent is a line a child writes to the benchmark; each event uses
@@ -475,11 +476,9 @@ func writeHeapProfile(path string) error {
 type coordConfig struct {
 	DataDir       string
 	AdmissionRate float64
-	// DefaultLimits keeps libp2p's default resource and connection
-	// managers. They cap a host's inbound connections (256 on a 24 GiB
-	// machine, fewer on a small VM) and trim connections above 192, and
-	// the coordinator does not configure either yet, so by default the
-	// benchmarks lift both to measure the coordinator itself.
+	// DefaultLimits is kept for comparison runs; the coordinator now lifts
+	// libp2p's limits itself (mesh.HostConfig.ServeMany), so it changes
+	// nothing.
 	DefaultLimits bool
 }
 
@@ -488,13 +487,6 @@ type coordConfig struct {
 func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scanner) error {
 	// The installer key was made on the site's test clock.
 	ccfg := coordinator.Config{DataDir: cfg.DataDir, Clock: mesh.NewManualClock(coordinatortest.Start), AdmissionRate: cfg.AdmissionRate}
-	if !cfg.DefaultLimits {
-		rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits))
-		if err != nil {
-			return err
-		}
-		ccfg.HostOptions = []libp2p.Option{libp2p.ResourceManager(rm), libp2p.ConnectionManager(connmgr.NullConnMgr{})}
-	}
 	c, err := coordinator.New(ccfg)
 	if err != nil {
 		return err
