@@ -2,6 +2,8 @@ package console
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -34,6 +36,15 @@ type Jump struct {
 	Relays []ma.Multiaddr
 	// ForceRelay dials only through relays (labs and tests).
 	ForceRelay bool
+
+	// How the session connected, for the path report.
+	mu          sync.Mutex
+	opened      bool
+	initial     string
+	connectTook time.Duration
+	relayedAt   time.Time
+	directAt    time.Time
+	notifee     *network.NotifyBundle
 }
 
 // Jump asks the coordinator for a grant to use capability on the peer ref
@@ -59,9 +70,80 @@ func decodeAddrs(raw [][]byte) []ma.Multiaddr {
 	return out
 }
 
-// Connect reaches the peer, within ConnectTimeout.
+// Connect reaches the peer, within ConnectTimeout, and starts watching
+// for a direct connection replacing a relayed one.
 func (j *Jump) Connect(ctx context.Context) error {
-	return j.c.Connect(ctx, j.ID, j.Addrs, j.Relays, j.ForceRelay)
+	j.watch()
+	start := time.Now()
+	if err := j.c.Connect(ctx, j.ID, j.Addrs, j.Relays, j.ForceRelay); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.opened {
+		j.opened, j.connectTook = true, time.Since(start)
+		j.initial = pathKind(PathTo(j.c.host, j.ID))
+		if j.initial == "relayed" {
+			j.relayedAt = time.Now()
+		}
+	}
+	return nil
+}
+
+// watch notes when a direct connection to the peer appears.
+func (j *Jump) watch() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.notifee != nil {
+		return
+	}
+	j.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if c.RemotePeer() != j.ID || isRelayed(c.RemoteMultiaddr()) {
+			return
+		}
+		j.mu.Lock()
+		if j.directAt.IsZero() {
+			j.directAt = time.Now()
+		}
+		j.mu.Unlock()
+	}}
+	j.c.host.Network().Notify(j.notifee)
+}
+
+func pathKind(path string) string {
+	if strings.HasPrefix(path, "relayed") {
+		return "relayed"
+	}
+	return "direct"
+}
+
+// ReportPath tells the coordinator how this jump's session connected (best
+// effort: the report feeds statistics, not authorisation). Call it when
+// the session ends.
+func (j *Jump) ReportPath(ctx context.Context) {
+	j.mu.Lock()
+	if j.notifee != nil {
+		j.c.host.Network().StopNotify(j.notifee)
+	}
+	if !j.opened {
+		j.mu.Unlock()
+		return
+	}
+	r := &pb.PathReport{Peer: []byte(j.ID), Initial: j.initial, Final: pathKind(PathTo(j.c.host, j.ID)),
+		ConnectMillis: j.connectTook.Milliseconds()}
+	if j.initial == "relayed" && !j.directAt.IsZero() {
+		r.TimeToDirectMillis = max(1, j.directAt.Sub(j.relayedAt).Milliseconds())
+	}
+	j.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, _ = j.c.do(ctx, &pb.Request{Body: &pb.Request_PathReport{PathReport: r}})
+}
+
+// PathStats reads the site's session path counts (administrators).
+func (c *Client) PathStats(ctx context.Context) (*pb.PathStats, error) {
+	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_PathStats{PathStats: &pb.Empty{}}})
+	return r.GetPathStats(), err
 }
 
 // Connect reaches peer id at its direct addresses, or through a relay,

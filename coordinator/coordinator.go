@@ -118,6 +118,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 		return nil, err
 	}
 	c.metrics.registerPeers(reg, c.service)
+	c.service.paths.register(reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	mesh.ServeControl(ctx, c.host, c.handle)

@@ -52,6 +52,7 @@ type Service struct {
 
 	settingsCache atomic.Pointer[pb.Settings]
 	relayBook     relayBook
+	paths         *pathStats
 }
 
 // PeerRetries is how many peer hellos the connection rate turned away.
@@ -101,7 +102,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if s.addrs == nil {
 		s.addrs = func() []ma.Multiaddr { return nil }
 	}
-	s.jumps, s.peerAddrs = newJumps(), cfg.PeerAddrs
+	s.jumps, s.peerAddrs, s.paths = newJumps(), cfg.PeerAddrs, newPathStats()
 	if s.peerAddrs == nil {
 		s.peerAddrs = func(peer.ID) []ma.Multiaddr { return nil }
 	}
@@ -216,6 +217,10 @@ func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
 		return s.auditList(c, b.Audit)
 	case *pb.Request_RelayAcl:
 		return nil, mesh.Errorf(mesh.CodePermissionDenied, "(relays only)")
+	case *pb.Request_PathReport:
+		return s.pathReport(b.PathReport)
+	case *pb.Request_PathStats:
+		return s.pathStatsResponse(c)
 	case nil:
 		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "(empty request)")
 	default:

@@ -71,10 +71,16 @@ func TestJumpThroughARelay(t *testing.T) {
 		if path := j.Path(); !strings.HasPrefix(path, "relayed via "+r.ID().String()) && !strings.HasPrefix(path, "direct") {
 			t.Fatalf("path %q", path)
 		}
+		j.ReportPath(ctx)
 		return true
 	})
 	if out.String() != "relayed\n" {
 		t.Fatalf("output %q", out.String())
+	}
+	// The session started relayed; the coordinator counted it so.
+	st, err := site.Admin.PathStats(ctx)
+	if err != nil || st.GetRelayed()+st.GetUpgraded() != 1 || st.GetDirect() != 0 {
+		t.Fatalf("path stats %v %v", st, err)
 	}
 	_ = h
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -65,6 +66,7 @@ func cpCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			defer j.ReportPath(context.WithoutCancel(cc.Context))
 			path := src
 			if dstRemote {
 				path = dst

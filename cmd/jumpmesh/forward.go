@@ -86,6 +86,7 @@ func forwardCommand() *cli.Command {
 			if err := fw.refresh(cc.Context); err != nil {
 				return err
 			}
+			defer func() { fw.jump().ReportPath(context.WithoutCancel(cc.Context)) }()
 			return fw.serve(cc.Context, specs, cc.App.Writer)
 		},
 	}
@@ -102,15 +103,19 @@ type forwarder struct {
 }
 
 // refresh asks for a new grant (the first, or after the connection the
-// old one was bound to went away).
+// old one was bound to went away), reporting how the old one connected.
 func (f *forwarder) refresh(ctx context.Context) error {
 	j, err := f.c.Jump(ctx, f.ref, grant.Forward)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
+	old := f.j
 	f.j = j
 	f.mu.Unlock()
+	if old != nil {
+		old.ReportPath(context.WithoutCancel(ctx))
+	}
 	return nil
 }
 

@@ -95,6 +95,7 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool) (err error) {
 	if err != nil {
 		return err
 	}
+	defer j.ReportPath(context.WithoutCancel(cc.Context))
 	open := &pb.ExecOpen{Argv: argv, Tty: tty, Term: os.Getenv("TERM")}
 	if tty {
 		if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {

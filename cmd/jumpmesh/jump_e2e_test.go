@@ -71,6 +71,15 @@ func TestJumpExecThroughTheCLI(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "direct /ip") {
 		t.Fatalf("jump -v: %d %q", r.code, r.stderr)
 	}
+	// Each jump reported its path: all direct here.
+	var paths struct {
+		Direct     uint64  `json:"direct"`
+		DirectRate float64 `json:"direct_rate"`
+	}
+	ok(t, s.admin, &paths, "stats", "paths", "--json")
+	if paths.Direct < 3 || paths.DirectRate != 1 {
+		t.Fatalf("stats paths: %+v", paths)
+	}
 	// ping measures round trips and names the path.
 	var rounds []struct {
 		RTT  float64 `json:"rtt_ms"`

@@ -109,6 +109,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			cpCommand(),
 			auditCommand(),
 			pingCommand(),
+			statsCommand(),
 			errorsCommand(),
 		},
 		OnUsageError:   onUsageError,

@@ -1074,6 +1074,8 @@ type Request struct {
 	//	*Request_Jump
 	//	*Request_Audit
 	//	*Request_RelayAcl
+	//	*Request_PathReport
+	//	*Request_PathStats
 	Body isRequest_Body `protobuf_oneof:"body"`
 	// For jump_policy_put and session_policy_put: true creates (refused if the
 	// name exists), false updates (refused if it does not).
@@ -1443,6 +1445,24 @@ func (x *Request) GetRelayAcl() *RelayACLRequest {
 	return nil
 }
 
+func (x *Request) GetPathReport() *PathReport {
+	if x != nil {
+		if x, ok := x.Body.(*Request_PathReport); ok {
+			return x.PathReport
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetPathStats() *Empty {
+	if x != nil {
+		if x, ok := x.Body.(*Request_PathStats); ok {
+			return x.PathStats
+		}
+	}
+	return nil
+}
+
 func (x *Request) GetCreate() bool {
 	if x != nil {
 		return x.Create
@@ -1598,6 +1618,14 @@ type Request_RelayAcl struct {
 	RelayAcl *RelayACLRequest `protobuf:"bytes,72,opt,name=relay_acl,json=relayAcl,proto3,oneof"`
 }
 
+type Request_PathReport struct {
+	PathReport *PathReport `protobuf:"bytes,73,opt,name=path_report,json=pathReport,proto3,oneof"`
+}
+
+type Request_PathStats struct {
+	PathStats *Empty `protobuf:"bytes,74,opt,name=path_stats,json=pathStats,proto3,oneof"`
+}
+
 func (*Request_Login) isRequest_Body() {}
 
 func (*Request_Whoami) isRequest_Body() {}
@@ -1669,6 +1697,10 @@ func (*Request_Jump) isRequest_Body() {}
 func (*Request_Audit) isRequest_Body() {}
 
 func (*Request_RelayAcl) isRequest_Body() {}
+
+func (*Request_PathReport) isRequest_Body() {}
+
+func (*Request_PathStats) isRequest_Body() {}
 
 // JumpRequest asks for a grant to open sessions on a peer.
 type JumpRequest struct {
@@ -2016,6 +2048,155 @@ func (x *RelayACL) GetRefreshSeconds() int64 {
 	return 0
 }
 
+// PathReport is how a console's session to a peer connected: "direct" or
+// "relayed" at first, and what it was when the session ended.
+type PathReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Peer          []byte                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	Initial       string                 `protobuf:"bytes,2,opt,name=initial,proto3" json:"initial,omitempty"`
+	Final         string                 `protobuf:"bytes,3,opt,name=final,proto3" json:"final,omitempty"`
+	ConnectMillis int64                  `protobuf:"varint,4,opt,name=connect_millis,json=connectMillis,proto3" json:"connect_millis,omitempty"`
+	// Time from the relayed connection to the direct one (hole punch), 0 if none.
+	TimeToDirectMillis int64 `protobuf:"varint,5,opt,name=time_to_direct_millis,json=timeToDirectMillis,proto3" json:"time_to_direct_millis,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *PathReport) Reset() {
+	*x = PathReport{}
+	mi := &file_control_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathReport) ProtoMessage() {}
+
+func (x *PathReport) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathReport.ProtoReflect.Descriptor instead.
+func (*PathReport) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PathReport) GetPeer() []byte {
+	if x != nil {
+		return x.Peer
+	}
+	return nil
+}
+
+func (x *PathReport) GetInitial() string {
+	if x != nil {
+		return x.Initial
+	}
+	return ""
+}
+
+func (x *PathReport) GetFinal() string {
+	if x != nil {
+		return x.Final
+	}
+	return ""
+}
+
+func (x *PathReport) GetConnectMillis() int64 {
+	if x != nil {
+		return x.ConnectMillis
+	}
+	return 0
+}
+
+func (x *PathReport) GetTimeToDirectMillis() int64 {
+	if x != nil {
+		return x.TimeToDirectMillis
+	}
+	return 0
+}
+
+// PathStats counts sessions by how they connected since the coordinator started.
+type PathStats struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Direct  uint64                 `protobuf:"varint,1,opt,name=direct,proto3" json:"direct,omitempty"`
+	Relayed uint64                 `protobuf:"varint,2,opt,name=relayed,proto3" json:"relayed,omitempty"`
+	// Started relayed, ended direct.
+	Upgraded           uint64  `protobuf:"varint,3,opt,name=upgraded,proto3" json:"upgraded,omitempty"`
+	TimeToDirectMillis []int64 `protobuf:"varint,4,rep,packed,name=time_to_direct_millis,json=timeToDirectMillis,proto3" json:"time_to_direct_millis,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *PathStats) Reset() {
+	*x = PathStats{}
+	mi := &file_control_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathStats) ProtoMessage() {}
+
+func (x *PathStats) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathStats.ProtoReflect.Descriptor instead.
+func (*PathStats) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PathStats) GetDirect() uint64 {
+	if x != nil {
+		return x.Direct
+	}
+	return 0
+}
+
+func (x *PathStats) GetRelayed() uint64 {
+	if x != nil {
+		return x.Relayed
+	}
+	return 0
+}
+
+func (x *PathStats) GetUpgraded() uint64 {
+	if x != nil {
+		return x.Upgraded
+	}
+	return 0
+}
+
+func (x *PathStats) GetTimeToDirectMillis() []int64 {
+	if x != nil {
+		return x.TimeToDirectMillis
+	}
+	return nil
+}
+
 type PeerListRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Query          string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
@@ -2026,7 +2207,7 @@ type PeerListRequest struct {
 
 func (x *PeerListRequest) Reset() {
 	*x = PeerListRequest{}
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2038,7 +2219,7 @@ func (x *PeerListRequest) String() string {
 func (*PeerListRequest) ProtoMessage() {}
 
 func (x *PeerListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2051,7 +2232,7 @@ func (x *PeerListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerListRequest.ProtoReflect.Descriptor instead.
 func (*PeerListRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{27}
+	return file_control_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PeerListRequest) GetQuery() string {
@@ -2084,7 +2265,7 @@ type PeerView struct {
 
 func (x *PeerView) Reset() {
 	*x = PeerView{}
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2277,7 @@ func (x *PeerView) String() string {
 func (*PeerView) ProtoMessage() {}
 
 func (x *PeerView) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2290,7 @@ func (x *PeerView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerView.ProtoReflect.Descriptor instead.
 func (*PeerView) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{28}
+	return file_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PeerView) GetPeer() *Peer {
@@ -2149,7 +2330,7 @@ type PeerList struct {
 
 func (x *PeerList) Reset() {
 	*x = PeerList{}
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2342,7 @@ func (x *PeerList) String() string {
 func (*PeerList) ProtoMessage() {}
 
 func (x *PeerList) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2355,7 @@ func (x *PeerList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerList.ProtoReflect.Descriptor instead.
 func (*PeerList) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{29}
+	return file_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PeerList) GetPeers() []*PeerView {
@@ -2194,7 +2375,7 @@ type PeerRefRequest struct {
 
 func (x *PeerRefRequest) Reset() {
 	*x = PeerRefRequest{}
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2387,7 @@ func (x *PeerRefRequest) String() string {
 func (*PeerRefRequest) ProtoMessage() {}
 
 func (x *PeerRefRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2400,7 @@ func (x *PeerRefRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerRefRequest.ProtoReflect.Descriptor instead.
 func (*PeerRefRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{30}
+	return file_control_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PeerRefRequest) GetRefs() []string {
@@ -2241,7 +2422,7 @@ type PeerSetRequest struct {
 
 func (x *PeerSetRequest) Reset() {
 	*x = PeerSetRequest{}
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2253,7 +2434,7 @@ func (x *PeerSetRequest) String() string {
 func (*PeerSetRequest) ProtoMessage() {}
 
 func (x *PeerSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2266,7 +2447,7 @@ func (x *PeerSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSetRequest.ProtoReflect.Descriptor instead.
 func (*PeerSetRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{31}
+	return file_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PeerSetRequest) GetRef() string {
@@ -2314,6 +2495,7 @@ type Response struct {
 	//	*Response_Jump
 	//	*Response_Audit
 	//	*Response_RelayAcl
+	//	*Response_PathStats
 	Body          isResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2321,7 +2503,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2333,7 +2515,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2346,7 +2528,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{32}
+	return file_control_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Response) GetError() *Error {
@@ -2534,6 +2716,15 @@ func (x *Response) GetRelayAcl() *RelayACL {
 	return nil
 }
 
+func (x *Response) GetPathStats() *PathStats {
+	if x != nil {
+		if x, ok := x.Body.(*Response_PathStats); ok {
+			return x.PathStats
+		}
+	}
+	return nil
+}
+
 type isResponse_Body interface {
 	isResponse_Body()
 }
@@ -2614,6 +2805,10 @@ type Response_RelayAcl struct {
 	RelayAcl *RelayACL `protobuf:"bytes,20,opt,name=relay_acl,json=relayAcl,proto3,oneof"`
 }
 
+type Response_PathStats struct {
+	PathStats *PathStats `protobuf:"bytes,21,opt,name=path_stats,json=pathStats,proto3,oneof"`
+}
+
 func (*Response_Ok) isResponse_Body() {}
 
 func (*Response_Login) isResponse_Body() {}
@@ -2651,6 +2846,8 @@ func (*Response_Jump) isResponse_Body() {}
 func (*Response_Audit) isResponse_Body() {}
 
 func (*Response_RelayAcl) isResponse_Body() {}
+
+func (*Response_PathStats) isResponse_Body() {}
 
 var File_control_proto protoreflect.FileDescriptor
 
@@ -2721,7 +2918,7 @@ const file_control_proto_rawDesc = "" +
 	"installers\x18\x01 \x03(\v2\x18.jumpmesh.site.InstallerR\n" +
 	"installers\")\n" +
 	"\x15InstallerCheckRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"\xfa\x13\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\xf5\x14\n" +
 	"\aRequest\x126\n" +
 	"\x05login\x18\x01 \x01(\v2\x1e.jumpmesh.control.LoginRequestH\x00R\x05login\x121\n" +
 	"\x06whoami\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x06whoami\x12F\n" +
@@ -2764,7 +2961,11 @@ const file_control_proto_rawDesc = "" +
 	"peerRemove\x123\n" +
 	"\x04jump\x18F \x01(\v2\x1d.jumpmesh.control.JumpRequestH\x00R\x04jump\x126\n" +
 	"\x05audit\x18G \x01(\v2\x1e.jumpmesh.control.AuditRequestH\x00R\x05audit\x12@\n" +
-	"\trelay_acl\x18H \x01(\v2!.jumpmesh.control.RelayACLRequestH\x00R\brelayAcl\x12\x16\n" +
+	"\trelay_acl\x18H \x01(\v2!.jumpmesh.control.RelayACLRequestH\x00R\brelayAcl\x12?\n" +
+	"\vpath_report\x18I \x01(\v2\x1c.jumpmesh.control.PathReportH\x00R\n" +
+	"pathReport\x128\n" +
+	"\n" +
+	"path_stats\x18J \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\tpathStats\x12\x16\n" +
 	"\x06create\x18d \x01(\bR\x06createB\x06\n" +
 	"\x04body\"[\n" +
 	"\vJumpRequest\x12\x10\n" +
@@ -2790,7 +2991,19 @@ const file_control_proto_rawDesc = "" +
 	"\x05addrs\x18\x01 \x03(\fR\x05addrs\"M\n" +
 	"\bRelayACL\x12\x18\n" +
 	"\amembers\x18\x01 \x03(\fR\amembers\x12'\n" +
-	"\x0frefresh_seconds\x18\x02 \x01(\x03R\x0erefreshSeconds\"P\n" +
+	"\x0frefresh_seconds\x18\x02 \x01(\x03R\x0erefreshSeconds\"\xaa\x01\n" +
+	"\n" +
+	"PathReport\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\fR\x04peer\x12\x18\n" +
+	"\ainitial\x18\x02 \x01(\tR\ainitial\x12\x14\n" +
+	"\x05final\x18\x03 \x01(\tR\x05final\x12%\n" +
+	"\x0econnect_millis\x18\x04 \x01(\x03R\rconnectMillis\x121\n" +
+	"\x15time_to_direct_millis\x18\x05 \x01(\x03R\x12timeToDirectMillis\"\x8c\x01\n" +
+	"\tPathStats\x12\x16\n" +
+	"\x06direct\x18\x01 \x01(\x04R\x06direct\x12\x18\n" +
+	"\arelayed\x18\x02 \x01(\x04R\arelayed\x12\x1a\n" +
+	"\bupgraded\x18\x03 \x01(\x04R\bupgraded\x121\n" +
+	"\x15time_to_direct_millis\x18\x04 \x03(\x03R\x12timeToDirectMillis\"P\n" +
 	"\x0fPeerListRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x12'\n" +
 	"\x0finclude_deleted\x18\x02 \x01(\bR\x0eincludeDeleted\"y\n" +
@@ -2806,7 +3019,7 @@ const file_control_proto_rawDesc = "" +
 	"\x0ePeerSetRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12<\n" +
 	"\bsettings\x18\x02 \x01(\v2 .jumpmesh.site.InstallerDefaultsR\bsettings\x12\x16\n" +
-	"\x06fields\x18\x03 \x01(\rR\x06fields\"\x8f\t\n" +
+	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xcd\t\n" +
 	"\bResponse\x12*\n" +
 	"\x05error\x18\x01 \x01(\v2\x14.jumpmesh.site.ErrorR\x05error\x12)\n" +
 	"\x02ok\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x02ok\x127\n" +
@@ -2831,7 +3044,9 @@ const file_control_proto_rawDesc = "" +
 	"\x05peers\x18\x11 \x01(\v2\x1a.jumpmesh.control.PeerListH\x00R\x05peers\x124\n" +
 	"\x04jump\x18\x12 \x01(\v2\x1e.jumpmesh.control.JumpResponseH\x00R\x04jump\x123\n" +
 	"\x05audit\x18\x13 \x01(\v2\x1b.jumpmesh.control.AuditListH\x00R\x05audit\x129\n" +
-	"\trelay_acl\x18\x14 \x01(\v2\x1a.jumpmesh.control.RelayACLH\x00R\brelayAclB\x06\n" +
+	"\trelay_acl\x18\x14 \x01(\v2\x1a.jumpmesh.control.RelayACLH\x00R\brelayAcl\x12<\n" +
+	"\n" +
+	"path_stats\x18\x15 \x01(\v2\x1b.jumpmesh.control.PathStatsH\x00R\tpathStatsB\x06\n" +
 	"\x04bodyB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
 
 var (
@@ -2846,7 +3061,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_control_proto_goTypes = []any{
 	(*Empty)(nil),                  // 0: jumpmesh.control.Empty
 	(*NameRequest)(nil),            // 1: jumpmesh.control.NameRequest
@@ -2875,43 +3090,45 @@ var file_control_proto_goTypes = []any{
 	(*AuditList)(nil),              // 24: jumpmesh.control.AuditList
 	(*RelayACLRequest)(nil),        // 25: jumpmesh.control.RelayACLRequest
 	(*RelayACL)(nil),               // 26: jumpmesh.control.RelayACL
-	(*PeerListRequest)(nil),        // 27: jumpmesh.control.PeerListRequest
-	(*PeerView)(nil),               // 28: jumpmesh.control.PeerView
-	(*PeerList)(nil),               // 29: jumpmesh.control.PeerList
-	(*PeerRefRequest)(nil),         // 30: jumpmesh.control.PeerRefRequest
-	(*PeerSetRequest)(nil),         // 31: jumpmesh.control.PeerSetRequest
-	(*Response)(nil),               // 32: jumpmesh.control.Response
-	nil,                            // 33: jumpmesh.control.SettingsSetRequest.ValuesEntry
-	(*User)(nil),                   // 34: jumpmesh.site.User
-	(Role)(0),                      // 35: jumpmesh.site.Role
-	(*GroupMember)(nil),            // 36: jumpmesh.site.GroupMember
-	(MemberRole)(0),                // 37: jumpmesh.site.MemberRole
-	(*Group)(nil),                  // 38: jumpmesh.site.Group
-	(*JumpPolicy)(nil),             // 39: jumpmesh.site.JumpPolicy
-	(*SessionPolicy)(nil),          // 40: jumpmesh.site.SessionPolicy
-	(*InstallerDefaults)(nil),      // 41: jumpmesh.site.InstallerDefaults
-	(*Installer)(nil),              // 42: jumpmesh.site.Installer
-	(*JumpGrant)(nil),              // 43: jumpmesh.session.JumpGrant
-	(*AuditEvent)(nil),             // 44: jumpmesh.session.AuditEvent
-	(*Peer)(nil),                   // 45: jumpmesh.peer.Peer
-	(*Error)(nil),                  // 46: jumpmesh.site.Error
-	(*Settings)(nil),               // 47: jumpmesh.site.Settings
+	(*PathReport)(nil),             // 27: jumpmesh.control.PathReport
+	(*PathStats)(nil),              // 28: jumpmesh.control.PathStats
+	(*PeerListRequest)(nil),        // 29: jumpmesh.control.PeerListRequest
+	(*PeerView)(nil),               // 30: jumpmesh.control.PeerView
+	(*PeerList)(nil),               // 31: jumpmesh.control.PeerList
+	(*PeerRefRequest)(nil),         // 32: jumpmesh.control.PeerRefRequest
+	(*PeerSetRequest)(nil),         // 33: jumpmesh.control.PeerSetRequest
+	(*Response)(nil),               // 34: jumpmesh.control.Response
+	nil,                            // 35: jumpmesh.control.SettingsSetRequest.ValuesEntry
+	(*User)(nil),                   // 36: jumpmesh.site.User
+	(Role)(0),                      // 37: jumpmesh.site.Role
+	(*GroupMember)(nil),            // 38: jumpmesh.site.GroupMember
+	(MemberRole)(0),                // 39: jumpmesh.site.MemberRole
+	(*Group)(nil),                  // 40: jumpmesh.site.Group
+	(*JumpPolicy)(nil),             // 41: jumpmesh.site.JumpPolicy
+	(*SessionPolicy)(nil),          // 42: jumpmesh.site.SessionPolicy
+	(*InstallerDefaults)(nil),      // 43: jumpmesh.site.InstallerDefaults
+	(*Installer)(nil),              // 44: jumpmesh.site.Installer
+	(*JumpGrant)(nil),              // 45: jumpmesh.session.JumpGrant
+	(*AuditEvent)(nil),             // 46: jumpmesh.session.AuditEvent
+	(*Peer)(nil),                   // 47: jumpmesh.peer.Peer
+	(*Error)(nil),                  // 48: jumpmesh.site.Error
+	(*Settings)(nil),               // 49: jumpmesh.site.Settings
 }
 var file_control_proto_depIdxs = []int32{
-	34, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
-	35, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
-	34, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
-	35, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
-	34, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
-	34, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
-	36, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
-	37, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
-	38, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
-	39, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
-	40, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
-	33, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
-	41, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
-	42, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
+	36, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
+	37, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
+	36, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
+	37, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
+	36, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
+	36, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
+	38, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
+	39, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
+	40, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
+	41, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
+	42, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
+	35, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
+	43, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
+	44, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
 	2,  // 14: jumpmesh.control.Request.login:type_name -> jumpmesh.control.LoginRequest
 	0,  // 15: jumpmesh.control.Request.whoami:type_name -> jumpmesh.control.Empty
 	4,  // 16: jumpmesh.control.Request.user_invite:type_name -> jumpmesh.control.UserInviteRequest
@@ -2925,11 +3142,11 @@ var file_control_proto_depIdxs = []int32{
 	10, // 24: jumpmesh.control.Request.group_add:type_name -> jumpmesh.control.GroupMemberRequest
 	10, // 25: jumpmesh.control.Request.group_remove:type_name -> jumpmesh.control.GroupMemberRequest
 	1,  // 26: jumpmesh.control.Request.group_delete:type_name -> jumpmesh.control.NameRequest
-	39, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
+	41, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
 	0,  // 28: jumpmesh.control.Request.jump_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 29: jumpmesh.control.Request.jump_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 30: jumpmesh.control.Request.jump_policy_delete:type_name -> jumpmesh.control.NameRequest
-	40, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
+	42, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
 	0,  // 32: jumpmesh.control.Request.session_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 33: jumpmesh.control.Request.session_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 34: jumpmesh.control.Request.session_policy_delete:type_name -> jumpmesh.control.NameRequest
@@ -2941,44 +3158,47 @@ var file_control_proto_depIdxs = []int32{
 	16, // 40: jumpmesh.control.Request.installer_extend:type_name -> jumpmesh.control.InstallerExtendRequest
 	1,  // 41: jumpmesh.control.Request.installer_delete:type_name -> jumpmesh.control.NameRequest
 	19, // 42: jumpmesh.control.Request.installer_check:type_name -> jumpmesh.control.InstallerCheckRequest
-	27, // 43: jumpmesh.control.Request.peer_list:type_name -> jumpmesh.control.PeerListRequest
-	30, // 44: jumpmesh.control.Request.peer_show:type_name -> jumpmesh.control.PeerRefRequest
-	31, // 45: jumpmesh.control.Request.peer_set:type_name -> jumpmesh.control.PeerSetRequest
-	30, // 46: jumpmesh.control.Request.peer_remove:type_name -> jumpmesh.control.PeerRefRequest
+	29, // 43: jumpmesh.control.Request.peer_list:type_name -> jumpmesh.control.PeerListRequest
+	32, // 44: jumpmesh.control.Request.peer_show:type_name -> jumpmesh.control.PeerRefRequest
+	33, // 45: jumpmesh.control.Request.peer_set:type_name -> jumpmesh.control.PeerSetRequest
+	32, // 46: jumpmesh.control.Request.peer_remove:type_name -> jumpmesh.control.PeerRefRequest
 	21, // 47: jumpmesh.control.Request.jump:type_name -> jumpmesh.control.JumpRequest
 	23, // 48: jumpmesh.control.Request.audit:type_name -> jumpmesh.control.AuditRequest
 	25, // 49: jumpmesh.control.Request.relay_acl:type_name -> jumpmesh.control.RelayACLRequest
-	43, // 50: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
-	28, // 51: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
-	44, // 52: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
-	45, // 53: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
-	28, // 54: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
-	41, // 55: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
-	46, // 56: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
-	0,  // 57: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
-	3,  // 58: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
-	8,  // 59: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
-	7,  // 60: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
-	5,  // 61: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
-	38, // 62: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
-	11, // 63: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
-	39, // 64: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
-	12, // 65: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
-	40, // 66: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
-	13, // 67: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
-	47, // 68: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
-	42, // 69: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
-	18, // 70: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
-	28, // 71: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
-	29, // 72: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
-	22, // 73: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
-	24, // 74: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
-	26, // 75: jumpmesh.control.Response.relay_acl:type_name -> jumpmesh.control.RelayACL
-	76, // [76:76] is the sub-list for method output_type
-	76, // [76:76] is the sub-list for method input_type
-	76, // [76:76] is the sub-list for extension type_name
-	76, // [76:76] is the sub-list for extension extendee
-	0,  // [0:76] is the sub-list for field type_name
+	27, // 50: jumpmesh.control.Request.path_report:type_name -> jumpmesh.control.PathReport
+	0,  // 51: jumpmesh.control.Request.path_stats:type_name -> jumpmesh.control.Empty
+	45, // 52: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
+	30, // 53: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
+	46, // 54: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
+	47, // 55: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
+	30, // 56: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
+	43, // 57: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
+	48, // 58: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
+	0,  // 59: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
+	3,  // 60: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
+	8,  // 61: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
+	7,  // 62: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
+	5,  // 63: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
+	40, // 64: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
+	11, // 65: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
+	41, // 66: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
+	12, // 67: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
+	42, // 68: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
+	13, // 69: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
+	49, // 70: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
+	44, // 71: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
+	18, // 72: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
+	30, // 73: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
+	31, // 74: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
+	22, // 75: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
+	24, // 76: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
+	26, // 77: jumpmesh.control.Response.relay_acl:type_name -> jumpmesh.control.RelayACL
+	28, // 78: jumpmesh.control.Response.path_stats:type_name -> jumpmesh.control.PathStats
+	79, // [79:79] is the sub-list for method output_type
+	79, // [79:79] is the sub-list for method input_type
+	79, // [79:79] is the sub-list for extension type_name
+	79, // [79:79] is the sub-list for extension extendee
+	0,  // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -3026,8 +3246,10 @@ func file_control_proto_init() {
 		(*Request_Jump)(nil),
 		(*Request_Audit)(nil),
 		(*Request_RelayAcl)(nil),
+		(*Request_PathReport)(nil),
+		(*Request_PathStats)(nil),
 	}
-	file_control_proto_msgTypes[32].OneofWrappers = []any{
+	file_control_proto_msgTypes[34].OneofWrappers = []any{
 		(*Response_Ok)(nil),
 		(*Response_Login)(nil),
 		(*Response_User)(nil),
@@ -3047,6 +3269,7 @@ func file_control_proto_init() {
 		(*Response_Jump)(nil),
 		(*Response_Audit)(nil),
 		(*Response_RelayAcl)(nil),
+		(*Response_PathStats)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3054,7 +3277,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
