@@ -16,6 +16,7 @@ require (
 
 require (
 	github.com/creack/pty v1.1.24 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/term v0.47.0 // indirect
 )
 

@@ -261,6 +261,10 @@ func (s *Service) userRole(c *caller, r *pb.UserRoleRequest) (*pb.Response, erro
 		if u == nil {
 			return mesh.Errorf(mesh.CodeUserNotFound, "(%s)", r.GetName())
 		}
+		if u.GetRole() == pb.Role_ROLE_RELAY {
+			// A relay's key must never become a person's account.
+			return mesh.Errorf(mesh.CodeInvalidArgument, "%s is a relay; relays keep their role (remove it and invite a user instead).", u.GetName())
+		}
 		if u.GetRole() == pb.Role_ROLE_ADMIN && r.GetRole() != pb.Role_ROLE_ADMIN {
 			if err := requireAnotherAdmin(tx, u.GetName()); err != nil {
 				return err

@@ -120,3 +120,13 @@ func peerIDs(u *pb.User) []string {
 	}
 	return out
 }
+
+func TestRelayKeepsItsRole(t *testing.T) {
+	h := newHarness(t)
+	ctx := h.ctx()
+	if _, err := h.admin.InviteUser(ctx, "relay-1", pb.Role_ROLE_RELAY, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.admin.SetRole(ctx, "relay-1", pb.Role_ROLE_ADMIN)
+	wantCode(t, err, mesh.CodeInvalidArgument)
+}

@@ -197,7 +197,13 @@ func (r Resources) managers() (network.ResourceManager, *connmgr.BasicConnMgr, e
 		Protocol:     map[protocol.ID]rcmgr.ResourceLimits{circuitproto.ProtoIDv2Hop: proto, circuitproto.ProtoIDv2Stop: proto},
 		ProtocolPeer: map[protocol.ID]rcmgr.ResourceLimits{circuitproto.ProtoIDv2Hop: servicePeer, circuitproto.ProtoIDv2Stop: servicePeer},
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(base)))
+	// Members behind one office NAT share an address: lift libp2p's cap of
+	// 8 connections per IPv4 address (the ACL decides who may connect;
+	// MaxReservationsPerIP bounds reservations per address).
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(base)),
+		rcmgr.WithLimitPerSubnet(
+			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: r.MaxConnections}},
+			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: r.MaxConnections}}))
 	if err != nil {
 		return nil, nil, fmt.Errorf("relay resource manager: %w", err)
 	}

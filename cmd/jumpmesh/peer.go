@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -207,6 +208,9 @@ func peerStatusCommand() *cli.Command {
 					"last contact", timeOrNever(st.LastContact), "offline limit", st.OfflineLimit)
 				if !st.Contacted {
 					fields(w, "first contact by", timeOrNever(st.FirstContactBy))
+				}
+				if len(st.Relays) > 0 {
+					fields(w, "relay reservations", strings.Join(st.Relays, ", "))
 				}
 				if st.LastError != "" {
 					fields(w, "last error", st.LastError+" ("+st.LastErrorCode+", "+timeOrNever(st.LastErrorAt)+")")

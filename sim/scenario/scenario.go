@@ -1,0 +1,334 @@
+// Package scenario reads lab scenario files (YAML) and runs them with real
+// jumpmesh processes in a netlab topology. See sim/README.md for the format.
+package scenario
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/jumpmesh/jumpmesh/sim/netlab"
+	"github.com/jumpmesh/jumpmesh/sim/scenarios"
+)
+
+// Roles a host can have.
+const (
+	RoleCoordinator = "coordinator"
+	RolePeer        = "peer"
+	RoleConsole     = "console"
+	RolePlain       = "plain"
+)
+
+// Scenario is a decoded scenario file.
+type Scenario struct {
+	Name        string    `yaml:"name"`
+	Description string    `yaml:"description"`
+	Networks    []Network `yaml:"networks"`
+	Hosts       []Host    `yaml:"hosts"`
+	Steps       []Step    `yaml:"steps"`
+}
+
+// Network is one network of the topology.
+type Network struct {
+	Name   string        `yaml:"name"`
+	NAT    netlab.Preset `yaml:"nat"`
+	Subnet string        `yaml:"subnet"`
+	Shape  `yaml:",inline"`
+}
+
+// Host is one host of the topology with its role.
+type Host struct {
+	Name    string `yaml:"name"`
+	Network string `yaml:"network"`
+	Role    string `yaml:"role"`
+	Addr    string `yaml:"addr"`
+	Shape   `yaml:",inline"`
+}
+
+// Shape is a cable's shaping: a network's uplink or a host's cable.
+type Shape struct {
+	Latency Duration `yaml:"latency"`
+	Jitter  Duration `yaml:"jitter"`
+	Loss    float64  `yaml:"loss"` // percent
+	Rate    uint64   `yaml:"rate"` // bits per second
+}
+
+func (s Shape) link() netlab.Link {
+	return netlab.Link{Latency: time.Duration(s.Latency), Jitter: time.Duration(s.Jitter), Loss: s.Loss, Rate: s.Rate}
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration such as 30s or 150ms", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Step is one step: an action with its arguments, and expectations.
+//
+// In YAML a step is either a string ("install web-01") or a mapping whose
+// first key is the action and its value the arguments, with options next to
+// it ("exec: web-01 -- hostname" plus "expect-stdout: web-01").
+type Step struct {
+	Action string   // init, install, expect-online, expect-status, exec, console, stop, start, kill, partition, heal, sleep
+	Args   []string // words after the action, without "within D"
+	Within time.Duration
+	// ExpectStdout must appear in an exec's (or console command's) standard output.
+	ExpectStdout string
+	// ExpectExit is the exec's expected exit status (default 0).
+	ExpectExit int
+	line       int
+}
+
+// Name is the step as written, for reports: "install web-01".
+func (s Step) Name() string {
+	n := strings.Join(append([]string{s.Action}, s.Args...), " ")
+	if s.Within > 0 {
+		n += " within " + s.Within.String()
+	}
+	return n
+}
+
+var actions = map[string]struct{ min, max int }{
+	"init":          {0, 0},
+	"install":       {1, 1},
+	"expect-online": {1, 1},
+	"expect-status": {2, 2},
+	"exec":          {3, -1}, // NAME -- CMD...
+	"console":       {1, -1},
+	"stop":          {1, 1},
+	"start":         {1, 1},
+	"kill":          {1, 1},
+	"partition":     {1, 1},
+	"heal":          {1, 1},
+	"sleep":         {1, 1},
+}
+
+// UnmarshalYAML reads a step in either form.
+func (s *Step) UnmarshalYAML(n *yaml.Node) error {
+	s.line = n.Line
+	var words string
+	switch n.Kind {
+	case yaml.ScalarNode:
+		words = n.Value
+	case yaml.MappingNode:
+		if len(n.Content) < 2 {
+			return fmt.Errorf("line %d: empty step", n.Line)
+		}
+		for i := 0; i < len(n.Content); i += 2 {
+			k, v := n.Content[i].Value, n.Content[i+1]
+			switch {
+			case i == 0:
+				words = k + " " + v.Value
+			case k == "expect-stdout":
+				s.ExpectStdout = v.Value
+			case k == "expect-exit":
+				if err := v.Decode(&s.ExpectExit); err != nil {
+					return fmt.Errorf("line %d: expect-exit: %v", v.Line, err)
+				}
+			case k == "within":
+				var d Duration
+				if err := d.UnmarshalYAML(v); err != nil {
+					return err
+				}
+				s.Within = time.Duration(d)
+			default:
+				return fmt.Errorf("line %d: unknown step option %q (expect-stdout, expect-exit, within)", n.Content[i].Line, k)
+			}
+		}
+	default:
+		return fmt.Errorf("line %d: a step is a string or a mapping", n.Line)
+	}
+	f := strings.Fields(words)
+	if len(f) == 0 {
+		return fmt.Errorf("line %d: empty step", n.Line)
+	}
+	s.Action, s.Args = f[0], f[1:]
+	if s.Action != "exec" && s.Action != "console" && len(s.Args) >= 2 && s.Args[len(s.Args)-2] == "within" {
+		d, err := time.ParseDuration(s.Args[len(s.Args)-1])
+		if err != nil {
+			return fmt.Errorf("line %d: within %q: not a duration", n.Line, s.Args[len(s.Args)-1])
+		}
+		s.Within, s.Args = d, s.Args[:len(s.Args)-2]
+	}
+	if s.Action == "expect-online" {
+		if len(s.Args) != 1 {
+			return fmt.Errorf("line %d: expect-online NAME [within D]", n.Line)
+		}
+		s.Action, s.Args = "expect-status", []string{s.Args[0], "online"}
+	}
+	a, ok := actions[s.Action]
+	if !ok {
+		return fmt.Errorf("line %d: unknown step %q", n.Line, s.Action)
+	}
+	if len(s.Args) < a.min || (a.max >= 0 && len(s.Args) > a.max) {
+		return fmt.Errorf("line %d: step %q: wrong number of arguments", n.Line, words)
+	}
+	if s.Action == "exec" && s.Args[1] != "--" {
+		return fmt.Errorf("line %d: exec NAME -- COMMAND [ARGS...]", n.Line)
+	}
+	return nil
+}
+
+// Parse decodes and validates a scenario file.
+func Parse(data []byte) (*Scenario, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var sc Scenario
+	if err := dec.Decode(&sc); err != nil {
+		return nil, fmt.Errorf("scenario: %w", err)
+	}
+	if err := sc.validate(); err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	return &sc, nil
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+func (sc *Scenario) validate() error {
+	if !nameRE.MatchString(sc.Name) {
+		return fmt.Errorf("name %q: use [a-z0-9-]", sc.Name)
+	}
+	roles := map[string]string{}
+	count := map[string]int{}
+	for _, h := range sc.Hosts {
+		switch h.Role {
+		case RoleCoordinator, RolePeer, RoleConsole, RolePlain:
+		case "":
+			return fmt.Errorf("host %s: no role (coordinator, peer, console or plain)", h.Name)
+		default:
+			return fmt.Errorf("host %s: unknown role %q (coordinator, peer, console or plain)", h.Name, h.Role)
+		}
+		roles[h.Name] = h.Role
+		count[h.Role]++
+	}
+	if count[RoleCoordinator] > 1 || count[RoleConsole] > 1 {
+		return errors.New("at most one coordinator and one console for now")
+	}
+	if _, err := sc.Topology(); err != nil {
+		return err
+	}
+	nets := map[string]bool{}
+	for _, n := range sc.Networks {
+		nets[n.Name] = true
+	}
+	inited := false
+	for _, s := range sc.Steps {
+		where := fmt.Sprintf("step %q (line %d)", s.Name(), s.line)
+		need := func(name string, want ...string) error {
+			r, ok := roles[name]
+			if !ok {
+				return fmt.Errorf("%s: no host %q", where, name)
+			}
+			if len(want) > 0 && !slices.Contains(want, r) {
+				return fmt.Errorf("%s: %s is a %s, not a %s", where, name, r, strings.Join(want, " or "))
+			}
+			return nil
+		}
+		var err error
+		switch s.Action {
+		case "init":
+			if count[RoleCoordinator] == 0 || count[RoleConsole] == 0 {
+				err = fmt.Errorf("%s: needs a coordinator host and a console host", where)
+			}
+			inited = true
+		case "install", "expect-status", "exec":
+			err = need(s.Args[0], RolePeer)
+			if err == nil && !inited {
+				err = fmt.Errorf("%s: comes before init", where)
+			}
+		case "console":
+			if !inited {
+				err = fmt.Errorf("%s: comes before init", where)
+			}
+		case "stop", "start", "kill":
+			err = need(s.Args[0], RolePeer, RoleCoordinator)
+		case "partition", "heal":
+			if _, ok := roles[s.Args[0]]; !ok && !nets[s.Args[0]] {
+				err = fmt.Errorf("%s: no host or network %q", where, s.Args[0])
+			}
+		case "sleep":
+			_, err = time.ParseDuration(s.Args[0])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Topology is the scenario's netlab topology.
+func (sc *Scenario) Topology() (netlab.Topology, error) {
+	var t netlab.Topology
+	for _, n := range sc.Networks {
+		ns := netlab.NetworkSpec{Name: n.Name, NAT: n.NAT, Uplink: n.link()}
+		if n.Subnet != "" {
+			p, err := parsePrefix(n.Subnet)
+			if err != nil {
+				return t, fmt.Errorf("network %s: subnet: %w", n.Name, err)
+			}
+			ns.Subnet = p
+		}
+		t.Networks = append(t.Networks, ns)
+	}
+	for _, h := range sc.Hosts {
+		hs := netlab.HostSpec{Name: h.Name, Network: h.Network, Link: h.link()}
+		if h.Addr != "" {
+			a, err := parseAddr(h.Addr)
+			if err != nil {
+				return t, fmt.Errorf("host %s: addr: %w", h.Name, err)
+			}
+			hs.Addr = a
+		}
+		t.Hosts = append(t.Hosts, hs)
+	}
+	return t, t.Validate()
+}
+
+// Load reads a scenario from a file, or, when ref names no file and has no
+// path separator, the shipped scenario of that name.
+func Load(ref string) (*Scenario, error) {
+	data, err := os.ReadFile(ref)
+	if errors.Is(err, fs.ErrNotExist) && !strings.ContainsRune(ref, '/') {
+		name := strings.TrimSuffix(ref, ".yaml")
+		data, err = fs.ReadFile(scenarios.FS, name+".yaml")
+		if err != nil {
+			return nil, fmt.Errorf("no scenario file %q and no shipped scenario of that name (shipped: %s)", ref, strings.Join(Shipped(), ", "))
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	return Parse(data)
+}
+
+// Shipped lists the names of the shipped scenarios.
+func Shipped() []string {
+	var names []string
+	entries, _ := fs.ReadDir(scenarios.FS, ".")
+	for _, e := range entries {
+		if path.Ext(e.Name()) == ".yaml" {
+			names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
+		}
+	}
+	return names
+}
+
+func parsePrefix(s string) (netip.Prefix, error) { return netip.ParsePrefix(s) }
+func parseAddr(s string) (netip.Addr, error)     { return netip.ParseAddr(s) }

@@ -1,0 +1,65 @@
+package scenario
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestShippedScenariosParse(t *testing.T) {
+	if len(Shipped()) == 0 {
+		t.Fatal("no shipped scenarios")
+	}
+	for _, name := range Shipped() {
+		sc, err := Load(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if sc.Name != name {
+			t.Errorf("%s.yaml is named %q", name, sc.Name)
+		}
+	}
+	sc, _ := Load("quickstart")
+	got := []string{}
+	for _, s := range sc.Steps {
+		got = append(got, s.Name())
+	}
+	want := "init|console settings set stats-interval=5s|install web-01|expect-status web-01 online within 30s|" +
+		"exec web-01 -- hostname|exec web-01 -- cat /proc/net/fib_trie|stop web-01|expect-status web-01 offline within 30s"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("steps:\n%s\nwant\n%s", strings.Join(got, "|"), want)
+	}
+	if sc.Steps[5].ExpectStdout != "${web-01.addr}" || sc.Steps[3].Within != 30*time.Second {
+		t.Fatalf("options: %+v %+v", sc.Steps[5], sc.Steps[3])
+	}
+	topo, err := sc.Topology()
+	if err != nil || topo.Networks[1].Uplink.Latency != 10*time.Millisecond || topo.Hosts[2].Link.Latency != 2*time.Millisecond {
+		t.Fatalf("topology: %+v %v", topo, err)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	head := "name: x\nnetworks: [{name: n, nat: public}]\nhosts:\n" +
+		"  - {name: c, network: n, role: coordinator}\n  - {name: p, network: n, role: peer}\n  - {name: l, network: n, role: console}\n"
+	for _, tc := range []struct{ yaml, want string }{
+		{head + "steps: [fly p]", `unknown step "fly"`},
+		{head + "steps: [init, install]", "wrong number of arguments"},
+		{head + "steps: [init, 'exec p hostname -a']", "exec NAME -- COMMAND"},
+		{head + "steps: [install p]", "comes before init"},
+		{head + "steps: [init, install c]", "c is a coordinator, not a peer"},
+		{head + "steps: [init, 'expect-online p within soon']", "not a duration"},
+		{head + "steps: [init, {exec: p -- true, expect-sdtout: x}]", "unknown step option"},
+		{head + "steps: [partition nowhere]", `no host or network "nowhere"`},
+		{head + "bogus: 1\nsteps: []", "field bogus not found"},
+		{strings.Replace(head, "role: peer", "role: wizard", 1) + "steps: []", `unknown role "wizard"`},
+		{strings.Replace(head, "nat: public", "nat: weird", 1) + "steps: []", "weird"},
+	} {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+	if _, err := Load("no-such-scenario"); err == nil || !strings.Contains(err.Error(), "quickstart") {
+		t.Errorf("unknown name: %v", err)
+	}
+}
