@@ -29,6 +29,10 @@ type ACL struct {
 	members atomic.Pointer[map[peer.ID]struct{}]
 	refused *prometheus.CounterVec
 	log     *slog.Logger
+	// stale is signalled when an unknown peer asks to reserve: it may be a
+	// host enrolled since the last refresh, so the refresher looks again
+	// now instead of making it wait a whole period.
+	stale chan struct{}
 }
 
 var _ relayv2.ACLFilter = (*ACL)(nil)
@@ -44,7 +48,8 @@ func NewACL(reg prometheus.Registerer, log *slog.Logger) *ACL {
 			Namespace: "jumpmesh", Subsystem: "relay", Name: "refusals_total",
 			Help: "Reservations and connects refused because a party is not a member of the site, by reason.",
 		}, []string{"reason"}),
-		log: log,
+		log:   log,
+		stale: make(chan struct{}, 1),
 	}
 	// Every reason shows from the start, at 0, so alerts can use rate().
 	for _, r := range []string{ReasonReserveNotMember, ReasonConnectSrcNotMember, ReasonConnectDestNotMember} {
@@ -80,6 +85,10 @@ func (a *ACL) AllowReserve(p peer.ID, addr ma.Multiaddr) bool {
 		return true
 	}
 	a.refuse(ReasonReserveNotMember, p, addr, "")
+	select {
+	case a.stale <- struct{}{}:
+	default:
+	}
 	return false
 }
 

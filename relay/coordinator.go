@@ -73,17 +73,32 @@ func loadKey(dir string) (crypto.PrivKey, error) {
 // heartbeat too. A failed fetch keeps the last ACL (a coordinator restart
 // must not stop sessions) and is retried at the next period.
 
-// refreshLoop fetches the ACL every refreshEvery until ctx ends.
+// minEarlyRefresh spaces refreshes that unknown peers trigger, so
+// strangers knocking cannot make the relay hammer the coordinator.
+const minEarlyRefresh = 2 * time.Second
+
+// refreshLoop fetches the ACL every refreshEvery until ctx ends, and early
+// (at most every minEarlyRefresh) when an unknown peer asked to reserve.
 func (r *Relay) refreshLoop(ctx context.Context) {
 	defer r.wg.Done()
 	t := time.NewTimer(r.refreshEvery())
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-r.acl.stale:
+			if wait := minEarlyRefresh - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
+		last = time.Now()
 		if err := r.refresh(ctx); err != nil {
 			if ctx.Err() != nil {
 				return

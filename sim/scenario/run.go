@@ -206,6 +206,7 @@ type runner struct {
 	out string
 
 	coord     *coordProc
+	relays    map[string]*coordProc
 	coordAddr string            // the /tcp/ login address
 	peers     map[string]string // peer name → install dir
 }
@@ -365,17 +366,9 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 	case "expect-status":
 		return r.expectStatus(ctx, args[0], args[1], st.Within)
 	case "exec":
-		res, err := r.command(ctx, console, r.bin, append([]string{"jump", args[0]}, args[1:]...)...)
-		if err != nil {
-			return res.output(), err
-		}
-		if res.code != st.ExpectExit {
-			return res.output(), fmt.Errorf("exit %d, want %d: %s", res.code, st.ExpectExit, lastLine(res.stderr))
-		}
-		if !strings.Contains(res.stdout, expect) {
-			return res.output(), fmt.Errorf("stdout lacks %q", expect)
-		}
-		return res.output(), nil
+		return r.exec(ctx, console, args, st, expect)
+	case "relay":
+		return r.startRelay(ctx, args[0])
 	case "console":
 		res, err := r.jm(ctx, console, nil, args...)
 		if err == nil && !strings.Contains(res.stdout, expect) {
@@ -430,26 +423,63 @@ func (r *runner) init(ctx context.Context) (string, error) {
 
 func (r *runner) startCoordinator(ctx context.Context) error {
 	ch := r.hostOf(RoleCoordinator)
-	h := r.lab.Host(ch)
-	logf, err := os.OpenFile(filepath.Join(r.hostDir(ch), "coordinator.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
+	p, addr, err := r.startDaemon(ctx, ch, "coordinator", "coordinator", "run", "--data", filepath.Join(r.hostDir(ch), "site"))
+	if p != nil {
+		r.coord = p // teardown stops it, ready or not
 	}
-	// Not tied to ctx: the coordinator outlives steps; teardown stops it.
-	cmd := h.Command(context.Background(), r.bin, "coordinator", "run", "--data", filepath.Join(r.hostDir(ch), "site"))
-	cmd.Env = append(os.Environ(), "JUMPMESH_HOME="+r.home(ch))
+	r.coordAddr = addr
+	return err
+}
+
+// startRelay enrolls a relay with an invite from the console and runs it.
+func (r *runner) startRelay(ctx context.Context, name string) (string, error) {
+	var inv struct{ Code string }
+	res, err := r.jm(ctx, r.hostOf(RoleConsole), &inv, "relay", "invite", name, "--json")
+	if err != nil {
+		return res.output(), err
+	}
+	a := r.lab.Host(name).Addr().String()
+	p, addr, err := r.startDaemon(ctx, name, "relay", "relay", "run", "--data", filepath.Join(r.hostDir(name), "relay"),
+		"--coordinator", r.coordAddr, "--invite", inv.Code, "--listen", "/ip4/"+a+"/tcp/"+relayPort, "--http-addr", "off")
+	if p != nil {
+		if r.relays == nil {
+			r.relays = map[string]*coordProc{}
+		}
+		r.relays[name] = p // teardown stops it, ready or not
+	}
+	if err != nil {
+		return "", err
+	}
+	return "relay " + addr, nil
+}
+
+// relayPort is where scenario relays listen.
+const relayPort = "4832"
+
+// startDaemon runs a jumpmesh daemon (coordinator run, relay run) on host,
+// logging to hosts/HOST/NAME.log, and waits for its "ready" line. It
+// returns the first TCP address the daemon says it listens on.
+func (r *runner) startDaemon(ctx context.Context, host, name string, args ...string) (*coordProc, string, error) {
+	h := r.lab.Host(host)
+	logf, err := os.OpenFile(filepath.Join(r.hostDir(host), name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, "", err
+	}
+	// Not tied to ctx: the daemon outlives steps; teardown stops it.
+	cmd := h.Command(context.Background(), r.bin, args...)
+	cmd.Env = append(os.Environ(), "JUMPMESH_HOME="+r.home(host))
 	cmd.Stderr = logf
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		logf.Close()
-		return err
+		return nil, "", err
 	}
 	p, err := h.Start(cmd)
 	if err != nil {
 		logf.Close()
-		return err
+		return nil, "", err
 	}
-	r.coord = &coordProc{proc: p, log: logf}
+	dp := &coordProc{proc: p, log: logf}
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -471,16 +501,15 @@ func (r *runner) startCoordinator(ctx context.Context) error {
 	select {
 	case addr := <-ready:
 		if addr == "" {
-			return errors.New("coordinator printed no TCP listening address")
+			return dp, "", fmt.Errorf("%s printed no TCP listening address", name)
 		}
-		r.coordAddr = addr
-		return nil
+		return dp, addr, nil
 	case <-p.Done():
-		return fmt.Errorf("coordinator exited before it was ready: %v (see %s)", p.Wait(), logf.Name())
+		return dp, "", fmt.Errorf("%s exited before it was ready: %v (see %s)", name, p.Wait(), logf.Name())
 	case <-t.C:
-		return fmt.Errorf("coordinator not ready after %v (see %s)", readyTimeout, logf.Name())
+		return dp, "", fmt.Errorf("%s not ready after %v (see %s)", name, readyTimeout, logf.Name())
 	case <-ctx.Done():
-		return ctx.Err()
+		return dp, "", ctx.Err()
 	}
 }
 
@@ -670,10 +699,54 @@ func (r *runner) teardown() error {
 			errs = append(errs, r.killInHost(name, pid))
 		}
 	}
+	for _, p := range r.relays {
+		errs = append(errs, p.proc.Stop(5*time.Second))
+		p.log.Close()
+	}
 	if r.coord != nil {
 		errs = append(errs, r.coord.proc.Stop(5*time.Second))
 		r.coord.log.Close()
 	}
 	errs = append(errs, r.lab.Close())
 	return errors.Join(errs...)
+}
+
+// exec jumps from the console to a peer and checks the result; with
+// "within", it tries again (once a second) until the check passes or the
+// time is up — a relay may refuse a peer until its next ACL refresh.
+func (r *runner) exec(ctx context.Context, console string, args []string, st Step, expect string) (string, error) {
+	var deadline time.Time
+	if st.Within > 0 {
+		deadline = time.Now().Add(st.Within)
+	}
+	for {
+		out, err := r.execOnce(ctx, console, args, st, expect)
+		if err == nil || deadline.IsZero() || time.Now().After(deadline) || ctx.Err() != nil {
+			return out, err
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return out, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (r *runner) execOnce(ctx context.Context, console string, args []string, st Step, expect string) (string, error) {
+	res, err := r.command(ctx, console, r.bin, append([]string{"jump", args[0], "-v"}, args[1:]...)...)
+	if err != nil {
+		return res.output(), err
+	}
+	if res.code != st.ExpectExit {
+		return res.output(), fmt.Errorf("exit %d, want %d: %s", res.code, st.ExpectExit, lastLine(res.stderr))
+	}
+	if st.ExpectPath != "" && !strings.Contains(res.stderr, " via "+st.ExpectPath) {
+		return res.output(), fmt.Errorf("path: want %s, jump -v said %q", st.ExpectPath, lastLine(res.stderr))
+	}
+	if !strings.Contains(res.stdout, expect) {
+		return res.output(), fmt.Errorf("stdout lacks %q", expect)
+	}
+	return res.output(), nil
 }

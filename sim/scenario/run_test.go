@@ -92,3 +92,30 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("left behind: %v %v", left, err)
 	}
 }
+
+// TestTwoHomes: the console and the peer behind two different NATs reach
+// each other through the site's relay (the path is checked by the
+// scenario's expect-path), and the coordinator counts the session relayed.
+func TestTwoHomes(t *testing.T) {
+	labtest.Skip(t)
+	sc, err := Load("two-homes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, sc, Options{Binary: binary, OutDir: out, Progress: func(s StepResult) {
+		t.Logf("%-45s ok=%v %6.0f ms %s", s.Name, s.OK, s.DurationMS, s.Error)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK {
+		for _, h := range []string{"coordinator/coordinator.log", "relay-1/relay.log", "laptop/commands.log", "web-01/jumpmesh/logs/peer.log"} {
+			b, _ := os.ReadFile(filepath.Join(out, "hosts", h))
+			t.Logf("--- %s\n%s", h, b)
+		}
+		t.Fatalf("run not ok: %s", res.Error)
+	}
+}

@@ -27,6 +27,7 @@ const (
 	RolePeer        = "peer"
 	RoleConsole     = "console"
 	RolePlain       = "plain"
+	RoleRelay       = "relay"
 )
 
 // Scenario is a decoded scenario file.
@@ -93,6 +94,9 @@ type Step struct {
 	ExpectStdout string
 	// ExpectExit is the exec's expected exit status (default 0).
 	ExpectExit int
+	// ExpectPath, for exec, is how the console must reach the peer:
+	// "direct" or "relayed".
+	ExpectPath string
 	line       int
 }
 
@@ -118,6 +122,7 @@ var actions = map[string]struct{ min, max int }{
 	"partition":     {1, 1},
 	"heal":          {1, 1},
 	"sleep":         {1, 1},
+	"relay":         {1, 1},
 }
 
 // UnmarshalYAML reads a step in either form.
@@ -138,6 +143,11 @@ func (s *Step) UnmarshalYAML(n *yaml.Node) error {
 				words = k + " " + v.Value
 			case k == "expect-stdout":
 				s.ExpectStdout = v.Value
+			case k == "expect-path":
+				if v.Value != "direct" && v.Value != "relayed" {
+					return fmt.Errorf("line %d: expect-path is direct or relayed", v.Line)
+				}
+				s.ExpectPath = v.Value
 			case k == "expect-exit":
 				if err := v.Decode(&s.ExpectExit); err != nil {
 					return fmt.Errorf("line %d: expect-exit: %v", v.Line, err)
@@ -149,7 +159,7 @@ func (s *Step) UnmarshalYAML(n *yaml.Node) error {
 				}
 				s.Within = time.Duration(d)
 			default:
-				return fmt.Errorf("line %d: unknown step option %q (expect-stdout, expect-exit, within)", n.Content[i].Line, k)
+				return fmt.Errorf("line %d: unknown step option %q (expect-stdout, expect-exit, expect-path, within)", n.Content[i].Line, k)
 			}
 		}
 	default:
@@ -210,11 +220,11 @@ func (sc *Scenario) validate() error {
 	count := map[string]int{}
 	for _, h := range sc.Hosts {
 		switch h.Role {
-		case RoleCoordinator, RolePeer, RoleConsole, RolePlain:
+		case RoleCoordinator, RolePeer, RoleConsole, RolePlain, RoleRelay:
 		case "":
-			return fmt.Errorf("host %s: no role (coordinator, peer, console or plain)", h.Name)
+			return fmt.Errorf("host %s: no role (coordinator, relay, peer, console or plain)", h.Name)
 		default:
-			return fmt.Errorf("host %s: unknown role %q (coordinator, peer, console or plain)", h.Name, h.Role)
+			return fmt.Errorf("host %s: unknown role %q (coordinator, relay, peer, console or plain)", h.Name, h.Role)
 		}
 		roles[h.Name] = h.Role
 		count[h.Role]++
@@ -251,6 +261,11 @@ func (sc *Scenario) validate() error {
 			inited = true
 		case "install", "expect-status", "exec":
 			err = need(s.Args[0], RolePeer)
+			if err == nil && !inited {
+				err = fmt.Errorf("%s: comes before init", where)
+			}
+		case "relay":
+			err = need(s.Args[0], RoleRelay)
 			if err == nil && !inited {
 				err = fmt.Errorf("%s: comes before init", where)
 			}
