@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/sim/netlab"
+	"github.com/jumpmesh/jumpmesh/sim/report"
 	"github.com/jumpmesh/jumpmesh/sim/scenario"
 )
 
@@ -72,12 +73,16 @@ func simRunCommand() *cli.Command {
 			if abs, aerr := filepath.Abs(path); aerr == nil {
 				path = abs
 			}
+			if rerr := report.FromResultsFile(path); rerr != nil {
+				fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: report: %v\n", rerr)
+			}
 			if oerr := output(cc, res, func(w io.Writer) {
 				state := "passed"
 				if !res.OK {
 					state = "FAILED"
 				}
-				fmt.Fprintf(w, "%s %s in %.1fs; results: %s\n", sc.Name, state, res.DurationMS/1000, path)
+				fmt.Fprintf(w, "%s %s in %.1fs; results: %s, report: %s\n", sc.Name, state, res.DurationMS/1000, path,
+					filepath.Join(filepath.Dir(path), report.File))
 			}); oerr != nil {
 				return oerr
 			}

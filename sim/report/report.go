@@ -198,15 +198,15 @@ func topology(res Results) []netView {
 // Timeline geometry, in SVG user units (the SVG scales to the page width).
 const (
 	tlWidth   = 1000.0
-	tlLabelW  = 290.0 // the step names' column
+	tlLabelW  = 345.0 // the step names' column
 	tlRight   = 24.0  // room for the last tick's label
 	tlRowH    = 28.0
 	tlBarH    = 16.0
 	tlTop     = 30.0 // the axis labels above the rows
 	tlBottom  = 26.0 // the bands' labels below the rows
-	tlMinBar  = 3.0 // a step too short to see still gets a sliver
+	tlMinBar  = 3.0  // a step too short to see still gets a sliver
 	tlSkipBar = 8.0
-	tlMaxName = 36 // runes of a step's name beside its bar (the tooltip has it all)
+	tlMaxName = 42 // runes of a step's name beside its bar (the tooltip has it all)
 )
 
 type timeline struct {
