@@ -47,13 +47,21 @@ func Open(home string) (*Client, error) {
 }
 
 func newClient(key crypto.PrivKey, site peer.AddrInfo, cfg *Config) (*Client, error) {
-	h, err := mesh.NewHost(mesh.HostConfig{Key: key, RelayClient: true})
+	// A console listens (on ports the system picks) so that hole punching
+	// can turn a relayed connection to a peer into a direct one.
+	listen, err := mesh.ParseMultiaddrs(consoleListen)
+	if err != nil {
+		return nil, err
+	}
+	h, err := mesh.NewHost(mesh.HostConfig{Key: key, RelayClient: true, ListenAddrs: listen})
 	if err != nil {
 		return nil, err
 	}
 	h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
 	return &Client{host: h, site: site, config: cfg}, nil
 }
+
+var consoleListen = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1", "/ip6/::/tcp/0", "/ip6/::/udp/0/quic-v1"}
 
 // Login makes (or reuses) the technician's key in home, redeems the invite
 // code at the coordinator at addr (a multiaddr ending in /p2p/<site>), and

@@ -105,3 +105,29 @@ func (s *Service) relayACL(c *caller, r *pb.RelayACLRequest) (*pb.Response, erro
 func (s *Service) relayAddrs() []ma.Multiaddr {
 	return append(append([]ma.Multiaddr(nil), s.relays...), s.relayBook.live(s.clock.Now())...)
 }
+
+// peerAddrs are where consoles may reach a peer: what the coordinator's
+// host learned (identify; public addresses only when the peer connects from
+// a public one) and the listen addresses the peer reported itself (its LAN
+// addresses, for consoles on the same network).
+func (s *Service) peerAddrs(id peer.ID) []ma.Multiaddr {
+	out := append([]ma.Multiaddr(nil), s.hostAddrs(id)...)
+	rec, _ := s.peers.get(id)
+	for _, b := range rec.GetInfo().GetListenAddrs() {
+		a, err := ma.NewMultiaddrBytes(b)
+		if err != nil {
+			continue
+		}
+		dup := false
+		for _, o := range out {
+			if o.Equal(a) {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, a)
+		}
+	}
+	return out
+}

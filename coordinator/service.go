@@ -48,7 +48,7 @@ type Service struct {
 	retries atomic.Int64
 
 	jumps     *jumps
-	peerAddrs func(peer.ID) []ma.Multiaddr
+	hostAddrs func(peer.ID) []ma.Multiaddr
 
 	settingsCache atomic.Pointer[pb.Settings]
 	relayBook     relayBook
@@ -102,9 +102,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if s.addrs == nil {
 		s.addrs = func() []ma.Multiaddr { return nil }
 	}
-	s.jumps, s.peerAddrs, s.paths = newJumps(), cfg.PeerAddrs, newPathStats()
-	if s.peerAddrs == nil {
-		s.peerAddrs = func(peer.ID) []ma.Multiaddr { return nil }
+	s.jumps, s.hostAddrs, s.paths = newJumps(), cfg.PeerAddrs, newPathStats()
+	if s.hostAddrs == nil {
+		s.hostAddrs = func(peer.ID) []ma.Multiaddr { return nil }
 	}
 	s.peers = newRegistry()
 	if err := s.peers.load(s.store); err != nil {

@@ -3,11 +3,13 @@ package mesh
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/p2p/host/observedaddrs"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
@@ -48,6 +50,14 @@ type HostConfig struct {
 // NewHost builds the libp2p host every party uses: TCP and QUIC, Noise and
 // TLS, the default resource manager.
 func NewHost(cfg HostConfig) (host.Host, error) {
+	observersOnce.Do(func() {
+		// A site's hosts are observed by few, trusted nodes (the
+		// coordinator, one or two relays): libp2p's default of 4 observers
+		// before trusting an observed address would leave NATed peers and
+		// consoles without a public address, and hole punching would never
+		// start.
+		observedaddrs.ActivationThresh = 2
+	})
 	if cfg.Key == nil {
 		return nil, fmt.Errorf("host config: no key")
 	}
@@ -97,6 +107,8 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	}
 	return h, nil
 }
+
+var observersOnce sync.Once
 
 // ParseMultiaddrs parses each string as a multiaddr, naming the bad one.
 func ParseMultiaddrs(ss []string) ([]ma.Multiaddr, error) {

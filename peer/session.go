@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	ma "github.com/multiformats/go-multiaddr"
+
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -200,5 +202,12 @@ func (d *Daemon) uninstallSelf(reason string, _ bool) error {
 func (d *Daemon) hostInfo() *pb.PeerInfo {
 	info := d.cfg.Sys.HostInfo(d.cfg.Version)
 	info.Protocols = []string{string(channel.Protocol)}
+	if addrs, err := d.host.Network().InterfaceListenAddresses(); err == nil {
+		for _, a := range addrs {
+			if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err != nil {
+				info.ListenAddrs = append(info.ListenAddrs, a.Bytes())
+			}
+		}
+	}
 	return info
 }

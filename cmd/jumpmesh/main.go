@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/urfave/cli/v2"
 
 	_ "time/tzdata" // jump policies name IANA zones; do not depend on the host's tzdata
@@ -30,6 +31,9 @@ const (
 )
 
 func main() {
+	if os.Getenv(mesh.LabPublicRangesEnv) == "1" {
+		mesh.EnableLabPublicRanges() // the lab's processes only (sim/)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()

@@ -39,7 +39,12 @@ type PeerInfo struct {
 	ConsoleUsers []string `protobuf:"bytes,8,rep,name=console_users,json=consoleUsers,proto3" json:"console_users,omitempty"`
 	// Session protocols the peer serves (protocol IDs); the coordinator
 	// refuses jumps a peer could not serve (the seeds' "other version").
-	Protocols     []string `protobuf:"bytes,9,rep,name=protocols,proto3" json:"protocols,omitempty"`
+	Protocols []string `protobuf:"bytes,9,rep,name=protocols,proto3" json:"protocols,omitempty"`
+	// The multiaddrs the peer listens on, interface addresses included: a
+	// console on the same LAN dials these first. (Identify alone would not
+	// do: a coordinator that sees a peer from a public address keeps only its
+	// public addresses.)
+	ListenAddrs   [][]byte `protobuf:"bytes,10,rep,name=listen_addrs,json=listenAddrs,proto3" json:"listen_addrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -133,6 +138,13 @@ func (x *PeerInfo) GetConsoleUsers() []string {
 func (x *PeerInfo) GetProtocols() []string {
 	if x != nil {
 		return x.Protocols
+	}
+	return nil
+}
+
+func (x *PeerInfo) GetListenAddrs() [][]byte {
+	if x != nil {
+		return x.ListenAddrs
 	}
 	return nil
 }
@@ -992,7 +1004,7 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
 	"peer.proto\x12\rjumpmesh.peer\x1a\n" +
-	"site.proto\x1a\rsession.proto\"\x88\x02\n" +
+	"site.proto\x1a\rsession.proto\"\xab\x02\n" +
 	"\bPeerInfo\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12\x12\n" +
@@ -1005,7 +1017,9 @@ const file_peer_proto_rawDesc = "" +
 	"\vgateway_mac\x18\a \x01(\tR\n" +
 	"gatewayMac\x12#\n" +
 	"\rconsole_users\x18\b \x03(\tR\fconsoleUsers\x12\x1c\n" +
-	"\tprotocols\x18\t \x03(\tR\tprotocols\"\xf2\x01\n" +
+	"\tprotocols\x18\t \x03(\tR\tprotocols\x12!\n" +
+	"\flisten_addrs\x18\n" +
+	" \x03(\fR\vlistenAddrs\"\xf2\x01\n" +
 	"\tPeerStats\x12\x14\n" +
 	"\x05load1\x18\x01 \x01(\x01R\x05load1\x12\x12\n" +
 	"\x04cpus\x18\x02 \x01(\rR\x04cpus\x12&\n" +

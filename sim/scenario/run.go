@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/sim/netlab"
 )
 
@@ -257,7 +258,7 @@ func (r *runner) command(ctx context.Context, host, name string, args ...string)
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	cmd := h.Command(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "JUMPMESH_HOME="+r.home(host))
+	cmd.Env = append(os.Environ(), "JUMPMESH_HOME="+r.home(host), mesh.LabPublicRangesEnv+"=1")
 	cmd.Dir = r.hostDir(host)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
@@ -467,7 +468,7 @@ func (r *runner) startDaemon(ctx context.Context, host, name string, args ...str
 	}
 	// Not tied to ctx: the daemon outlives steps; teardown stops it.
 	cmd := h.Command(context.Background(), r.bin, args...)
-	cmd.Env = append(os.Environ(), "JUMPMESH_HOME="+r.home(host))
+	cmd.Env = append(os.Environ(), "JUMPMESH_HOME="+r.home(host), mesh.LabPublicRangesEnv+"=1")
 	cmd.Stderr = logf
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

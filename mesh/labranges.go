@@ -1,0 +1,42 @@
+package mesh
+
+import (
+	"net"
+	"sync"
+
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// LabPublicRangesEnv, set to 1, makes a jumpmesh process treat the
+// documentation ranges 198.51.100.0/24 and 203.0.113.0/24 as public
+// Internet addresses. The network lab (sim/) uses them for its "public"
+// side, and go-multiaddr classes them as unroutable, so without this
+// libp2p would never consider a lab host publicly reachable and hole
+// punching would never start. Lab only: never set it in production.
+const LabPublicRangesEnv = "JUMPMESH_LAB_PUBLIC_RANGES"
+
+var labRangesOnce sync.Once
+
+// EnableLabPublicRanges removes the lab's documentation ranges from
+// go-multiaddr's unroutable list, for the whole process.
+func EnableLabPublicRanges() {
+	labRangesOnce.Do(func() {
+		lab := []string{"198.51.100.0/24", "203.0.113.0/24"}
+		kept := manet.Unroutable4[:0:0]
+		for _, n := range manet.Unroutable4 {
+			if !containsCIDR(lab, n) {
+				kept = append(kept, n)
+			}
+		}
+		manet.Unroutable4 = kept
+	})
+}
+
+func containsCIDR(cidrs []string, n *net.IPNet) bool {
+	for _, c := range cidrs {
+		if n.String() == c {
+			return true
+		}
+	}
+	return false
+}
