@@ -67,7 +67,7 @@ func execOutput(ch *channel.Channel, eio ExecIO) (*pb.ExitStatus, error) {
 	for {
 		var m pb.ExecMsg
 		if err := ch.ReadMsg(&m); err != nil {
-			return nil, mesh.Errorf(mesh.CodeSessionInternal, "(the session ended without an exit status: %w)", err)
+			return nil, mesh.Errorf(mesh.CodeConnectionLost, "(no exit status came back: %w)", err)
 		}
 		var err error
 		switch b := m.GetBody().(type) {

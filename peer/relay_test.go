@@ -3,15 +3,18 @@ package peer_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
+	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/peer"
@@ -91,3 +94,84 @@ func testLogger() *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// TestRelayLossAndReplacement: killing the only relay during a relayed
+// session ends it with a clear error, and once another relay is up a new
+// jump works through it.
+func TestRelayLossAndReplacement(t *testing.T) {
+	site := coordinatortest.New(t)
+	first := startRelay(t, site, "relay-1")
+	h := onlinePeer(t, site, &pb.InstallerDefaults{Name: "behind-nat"})
+	waitReservation := func(r *relay.Relay) {
+		t.Helper()
+		coordinatortest.Eventually(t, 30*time.Second, "a reservation on "+r.ID().String(), func() bool {
+			st, err := peer.LocalStatus(h.dir)
+			return err == nil && slices.Contains(st.Relays, r.ID().String())
+		})
+	}
+	waitReservation(first)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	jumpRelayed := func() (*console.Jump, error) {
+		j, err := site.Admin.Jump(ctx, "behind-nat", grant.Exec)
+		if err != nil {
+			return nil, err
+		}
+		j.ForceRelay = true
+		return j, nil
+	}
+	j, err := jumpRelayed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := j.Open(ctx, execOpen("cat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(j.Path(), "relayed") {
+		t.Skipf("the session went direct at once (%s); nothing to lose", j.Path())
+	}
+	result := make(chan error, 1)
+	go func() {
+		_, err := console.Exec(ctx, ch, console.ExecIO{Stdin: blockingReader{ctx}, Stdout: io.Discard, Stderr: io.Discard})
+		result <- err
+	}()
+	first.Close() // the only relay goes away mid-session
+	select {
+	case err := <-result:
+		if mesh.CodeOf(err) != mesh.CodeConnectionLost {
+			t.Fatalf("session ended with %v, want connection_lost", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the session did not notice the relay was gone")
+	}
+	site.Admin.Host().Network().ClosePeer(j.ID)
+
+	// Another relay comes up; the coordinator tells the peer, which
+	// reserves on it, and a new jump goes through.
+	second := startRelay(t, site, "relay-2")
+	waitReservation(second)
+	var out strings.Builder
+	coordinatortest.Eventually(t, 30*time.Second, "a jump through the new relay", func() bool {
+		j, err := jumpRelayed()
+		if err != nil {
+			return false
+		}
+		ch, err := j.Open(ctx, execOpen("echo", "again"))
+		if err != nil {
+			site.Admin.Host().Network().ClosePeer(j.ID)
+			return false
+		}
+		out.Reset()
+		st, err := console.Exec(ctx, ch, console.ExecIO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: io.Discard})
+		return err == nil && st.GetCode() == 0
+	})
+	if out.String() != "again\n" {
+		t.Fatalf("output %q", out.String())
+	}
+}
+
+// blockingReader blocks until ctx ends: a stdin that never closes.
+type blockingReader struct{ ctx context.Context }
+
+func (b blockingReader) Read([]byte) (int, error) { <-b.ctx.Done(); return 0, io.EOF }
