@@ -56,18 +56,8 @@ func (c *Client) Jump(ctx context.Context, ref string, capability uint32) (*Jump
 	}
 	jr := r.GetJump()
 	j := &Jump{c: c, Grant: jr.GetGrant(), Peer: jr.GetPeer(), ID: peer.ID(jr.GetPeer().GetPeer().GetId())}
-	j.Addrs, j.Relays = decodeAddrs(jr.GetAddrs()), decodeAddrs(jr.GetRelays())
+	j.Addrs, j.Relays = mesh.DecodeAddrs(jr.GetAddrs()), mesh.DecodeAddrs(jr.GetRelays())
 	return j, nil
-}
-
-func decodeAddrs(raw [][]byte) []ma.Multiaddr {
-	var out []ma.Multiaddr
-	for _, b := range raw {
-		if a, err := ma.NewMultiaddrBytes(b); err == nil {
-			out = append(out, a)
-		}
-	}
-	return out
 }
 
 // Connect reaches the peer, within ConnectTimeout, and starts watching
@@ -219,27 +209,11 @@ func (c *Client) Audit(ctx context.Context, req *pb.AuditRequest) ([]*pb.AuditEv
 func dialAddrs(id peer.ID, direct, relays []ma.Multiaddr, forceRelay bool) []ma.Multiaddr {
 	var out []ma.Multiaddr
 	if !forceRelay {
-		out = preferTCP(direct)
+		out = mesh.PreferTCP(direct)
 	}
 	circuit := ma.StringCast("/p2p-circuit/p2p/" + id.String())
 	for _, r := range relays {
 		out = append(out, r.Encapsulate(circuit))
 	}
 	return out
-}
-
-// preferTCP keeps only TCP addresses when there are any: sessions are bulk
-// byte streams, and TCP with TLS carried several times the throughput of
-// QUIC on the same loopback in our measurements (see README).
-func preferTCP(addrs []ma.Multiaddr) []ma.Multiaddr {
-	var tcp []ma.Multiaddr
-	for _, a := range addrs {
-		if _, err := a.ValueForProtocol(ma.P_TCP); err == nil {
-			tcp = append(tcp, a)
-		}
-	}
-	if len(tcp) == 0 {
-		return addrs
-	}
-	return tcp
 }

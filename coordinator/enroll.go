@@ -16,20 +16,19 @@ const logPeer = "peer"
 
 // admit passes a (re)connecting peer through the site's global connection
 // rate (a token bucket of connection-rate per second, one second of burst).
-// It returns how long the peer must wait, 0 when admitted.
-func (s *Service) admit(now time.Time) time.Duration {
+// It returns how long the peer must wait, 0 when admitted. The rate paces
+// real traffic, so it runs on the wall clock (lifecycle times use the
+// injected one).
+func (s *Service) admit() time.Duration {
 	if s.admissionRate < 0 {
 		return 0
 	}
 	s.admitMu.Lock()
 	defer s.admitMu.Unlock()
-	// The limiter must not see time go backwards: a reservation (or its
-	// cancel) at a time before the previous one credits that interval
-	// again. Callers read the clock before waiting for the lock, so a busy
-	// coordinator would admit several times the rate; read it again here.
-	if t := time.Now(); t.After(now) {
-		now = t
-	}
+	// Read under the lock: the limiter must not see time go backwards (a
+	// reservation or cancel at an earlier time credits that interval again,
+	// and a busy coordinator would admit several times the rate).
+	now := time.Now()
 	limit := rate.Limit(s.admissionRate)
 	if limit == 0 {
 		limit = rate.Limit(s.settings().GetConnectionRate())

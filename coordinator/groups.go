@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -62,18 +63,8 @@ func setMember(tx *Tx, g *pb.Group, user string, role pb.MemberRole) error {
 		}
 	}
 	g.Members = append(g.Members, &pb.GroupMember{User: user, Role: role})
-	slices.SortFunc(g.Members, func(a, b *pb.GroupMember) int { return compareStrings(a.GetUser(), b.GetUser()) })
+	slices.SortFunc(g.Members, func(a, b *pb.GroupMember) int { return strings.Compare(a.GetUser(), b.GetUser()) })
 	return nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (s *Service) groupList(c *caller) (*pb.Response, error) {

@@ -36,7 +36,7 @@ func newInstallerID() string {
 	return strings.ToLower(base32.StdEncoding.EncodeToString(raw[:]))
 }
 
-func encodeAddrs(addrs []ma.Multiaddr) [][]byte { return installerkey.EncodeAddrs(addrs) }
+func encodeAddrs(addrs []ma.Multiaddr) [][]byte { return mesh.EncodeAddrs(addrs) }
 
 // installerLive reports whether in is neither revoked nor expired at now.
 func installerLive(in *pb.Installer, now time.Time) bool {

@@ -44,9 +44,7 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 		ms.Reset()
 		return
 	}
-	// The rate paces real traffic, so it runs on the wall clock; lifecycle
-	// times use the injected one.
-	if wait := s.admit(time.Now()); wait > 0 {
+	if wait := s.admit(); wait > 0 {
 		s.retries.Add(1)
 		_ = ms.Write(&pb.PeerDown{Body: &pb.PeerDown_Retry{Retry: &pb.PeerRetry{AfterMillis: wait.Milliseconds() + 1}}}, writeTimeout)
 		_ = st.CloseWrite()
@@ -54,7 +52,8 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 		return
 	}
 	now := s.clock.Now()
-	rec, err := s.registerPeer(remote, up.GetHello(), observedIP(st), now)
+	observed := observedIP(st)
+	rec, err := s.registerPeer(remote, up.GetHello(), observed, now)
 	if err != nil {
 		s.log.Info("peer refused", logRemote, remote, logCode, mesh.CodeOf(err), logError, err)
 		_ = ms.Write(&pb.PeerDown{Body: &pb.PeerDown_Error{Error: mesh.ErrorToPB(err)}}, writeTimeout)
@@ -72,7 +71,7 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 	if old := s.peers.attach(remote, sess); old != nil {
 		old.close()
 	}
-	if err := sess.send(&pb.PeerDown{Body: &pb.PeerDown_Welcome{Welcome: s.welcome(rec, observedIP(st))}}); err != nil {
+	if err := sess.send(&pb.PeerDown{Body: &pb.PeerDown_Welcome{Welcome: s.welcome(rec, observed)}}); err != nil {
 		s.peerGone(sess)
 		return
 	}

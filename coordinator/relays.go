@@ -73,13 +73,7 @@ func (s *Service) dispatchRelay(c *caller, req *pb.Request) (*pb.Response, error
 // relayACL records the relay's addresses and returns the site's members:
 // the coordinator, every peer not deleted, every user's keys.
 func (s *Service) relayACL(c *caller, r *pb.RelayACLRequest) (*pb.Response, error) {
-	var addrs []ma.Multiaddr
-	for _, b := range r.GetAddrs() {
-		if a, err := ma.NewMultiaddrBytes(b); err == nil {
-			addrs = append(addrs, a)
-		}
-	}
-	if s.relayBook.seen(c.peer, addrs, s.clock.Now()) {
+	if s.relayBook.seen(c.peer, mesh.DecodeAddrs(r.GetAddrs()), s.clock.Now()) {
 		go s.broadcastSettings() // online peers learn of the relay now
 	}
 	members := [][]byte{[]byte(s.siteID)}
@@ -113,11 +107,7 @@ func (s *Service) relayAddrs() []ma.Multiaddr {
 func (s *Service) peerAddrs(id peer.ID) []ma.Multiaddr {
 	out := append([]ma.Multiaddr(nil), s.hostAddrs(id)...)
 	rec, _ := s.peers.get(id)
-	for _, b := range rec.GetInfo().GetListenAddrs() {
-		a, err := ma.NewMultiaddrBytes(b)
-		if err != nil {
-			continue
-		}
+	for _, a := range mesh.DecodeAddrs(rec.GetInfo().GetListenAddrs()) {
 		dup := false
 		for _, o := range out {
 			if o.Equal(a) {

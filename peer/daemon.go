@@ -14,7 +14,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
@@ -148,23 +147,17 @@ func siteAddrInfo(c *Config) (peer.AddrInfo, error) {
 		return peer.AddrInfo{}, err
 	}
 	info := peer.AddrInfo{ID: id}
-	var tcp []ma.Multiaddr
 	for _, a := range addrs {
 		transport, pid := peer.SplitAddr(a)
 		if pid != "" && pid != id {
 			return peer.AddrInfo{}, fmt.Errorf("config: coordinator address %s names %s, not the site %s", a, pid, id)
 		}
 		info.Addrs = append(info.Addrs, transport)
-		if _, err := transport.ValueForProtocol(ma.P_TCP); err == nil {
-			tcp = append(tcp, transport)
-		}
 	}
 	// The control stream goes over TCP when the coordinator offers it: a
 	// QUIC connection cost the coordinator 1.6x the CPU per registration
 	// and 1.7x the memory per online peer (peer/BENCHMARKS.md).
-	if len(tcp) > 0 {
-		info.Addrs = tcp
-	}
+	info.Addrs = mesh.PreferTCP(info.Addrs)
 	return info, nil
 }
 

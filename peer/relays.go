@@ -6,9 +6,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
-	ma "github.com/multiformats/go-multiaddr"
 )
 
 // A peer keeps reservations on the site's relays (two when there are two),
@@ -40,13 +40,7 @@ func newReserver(d *Daemon) *reserver {
 
 // setRelays replaces the relay list (from a welcome or an update).
 func (r *reserver) setRelays(raw [][]byte) {
-	var addrs []ma.Multiaddr
-	for _, b := range raw {
-		if a, err := ma.NewMultiaddrBytes(b); err == nil {
-			addrs = append(addrs, a)
-		}
-	}
-	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
+	infos, err := peer.AddrInfosFromP2pAddrs(mesh.DecodeAddrs(raw)...)
 	if err != nil {
 		r.d.log.Warn("relay addresses", "error", err)
 		return

@@ -520,11 +520,13 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 				done = func(n int) bool { return n <= want }
 			}
 			deadline := time.Now().Add(time.Duration(ms) * time.Millisecond)
+			tick := time.NewTicker(5 * time.Millisecond)
 			n := count()
 			for !done(n) && time.Now().Before(deadline) {
-				time.Sleep(5 * time.Millisecond)
+				<-tick.C
 				n = count()
 			}
+			tick.Stop()
 			emit(benchEvent{Event: f[0], Online: int64(n), Retries: c.Service().PeerRetries()})
 		case len(f) == 1 && f[0] == "stop":
 			err := c.Close()

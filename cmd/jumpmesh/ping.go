@@ -7,10 +7,10 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
-	ma "github.com/multiformats/go-multiaddr"
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/mesh"
 )
 
 func pingCommand() *cli.Command {
@@ -52,7 +52,7 @@ func pingCommand() *cli.Command {
 				return err
 			}
 			id := peer.ID(v.GetPeer().GetId())
-			if err := c.Connect(cc.Context, id, decode(v.GetAddrs()), decode(v.GetRelays()), f.relay); err != nil {
+			if err := c.Connect(cc.Context, id, mesh.DecodeAddrs(v.GetAddrs()), mesh.DecodeAddrs(v.GetRelays()), f.relay); err != nil {
 				return err
 			}
 			type round struct {
@@ -83,14 +83,4 @@ func pingCommand() *cli.Command {
 			return output(cc, rounds, func(io.Writer) {})
 		},
 	}
-}
-
-func decode(raw [][]byte) []ma.Multiaddr {
-	var out []ma.Multiaddr
-	for _, b := range raw {
-		if a, err := ma.NewMultiaddrBytes(b); err == nil {
-			out = append(out, a)
-		}
-	}
-	return out
 }

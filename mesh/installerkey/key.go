@@ -149,13 +149,7 @@ func decodeAddrs(raw [][]byte) ([]ma.Multiaddr, error) {
 }
 
 // EncodeAddrs is the inverse of the decoding Parse does, for building bodies.
-func EncodeAddrs(addrs []ma.Multiaddr) [][]byte {
-	out := make([][]byte, 0, len(addrs))
-	for _, a := range addrs {
-		out = append(out, a.Bytes())
-	}
-	return out
-}
+func EncodeAddrs(addrs []ma.Multiaddr) [][]byte { return mesh.EncodeAddrs(addrs) }
 
 // VerifyOptions say what Verify checks beyond the signature.
 type VerifyOptions struct {

@@ -163,6 +163,8 @@ func allEqual(ms []netip.AddrPort) bool {
 func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(d)
+	tick := time.NewTicker(5 * time.Millisecond) // poll interval, bounded by the deadline
+	defer tick.Stop()
 	for {
 		ok, err := cond()
 		if err != nil {
@@ -174,7 +176,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, e
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not within %v", what, d)
 		}
-		time.Sleep(5 * time.Millisecond) // poll interval, bounded by the deadline
+		<-tick.C
 	}
 }
 
