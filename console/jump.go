@@ -2,11 +2,9 @@ package console
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -38,13 +36,8 @@ type Jump struct {
 	ForceRelay bool
 
 	// How the session connected, for the path report.
-	mu          sync.Mutex
-	opened      bool
-	initial     string
-	connectTook time.Duration
-	relayedAt   time.Time
-	directAt    time.Time
-	notifee     *network.NotifyBundle
+	mu   sync.Mutex
+	path *PathWatch
 }
 
 // Jump asks the coordinator for a grant to use capability on the peer ref
@@ -63,48 +56,17 @@ func (c *Client) Jump(ctx context.Context, ref string, capability uint32) (*Jump
 // Connect reaches the peer, within ConnectTimeout, and starts watching
 // for a direct connection replacing a relayed one.
 func (j *Jump) Connect(ctx context.Context) error {
-	j.watch()
-	start := time.Now()
+	j.mu.Lock()
+	if j.path == nil {
+		j.path = WatchPath(j.c.host, j.ID)
+	}
+	w := j.path
+	j.mu.Unlock()
 	if err := j.c.Connect(ctx, j.ID, j.Addrs, j.Relays, j.ForceRelay); err != nil {
 		return err
 	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if !j.opened {
-		j.opened, j.connectTook = true, time.Since(start)
-		j.initial = pathKind(PathTo(j.c.host, j.ID))
-		if j.initial == "relayed" {
-			j.relayedAt = time.Now()
-		}
-	}
+	w.Connected()
 	return nil
-}
-
-// watch notes when a direct connection to the peer appears.
-func (j *Jump) watch() {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.notifee != nil {
-		return
-	}
-	j.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-		if c.RemotePeer() != j.ID || isRelayed(c.RemoteMultiaddr()) {
-			return
-		}
-		j.mu.Lock()
-		if j.directAt.IsZero() {
-			j.directAt = time.Now()
-		}
-		j.mu.Unlock()
-	}}
-	j.c.host.Network().Notify(j.notifee)
-}
-
-func pathKind(path string) string {
-	if strings.HasPrefix(path, "relayed") {
-		return "relayed"
-	}
-	return "direct"
 }
 
 // ReportPath tells the coordinator how this jump's session connected (best
@@ -112,19 +74,18 @@ func pathKind(path string) string {
 // the session ends.
 func (j *Jump) ReportPath(ctx context.Context) {
 	j.mu.Lock()
-	if j.notifee != nil {
-		j.c.host.Network().StopNotify(j.notifee)
-	}
-	if !j.opened {
-		j.mu.Unlock()
+	w := j.path
+	j.mu.Unlock()
+	if w == nil {
 		return
 	}
-	r := &pb.PathReport{Peer: []byte(j.ID), Initial: j.initial, Final: pathKind(PathTo(j.c.host, j.ID)),
-		ConnectMillis: j.connectTook.Milliseconds()}
-	if j.initial == "relayed" && !j.directAt.IsZero() {
-		r.TimeToDirectMillis = max(1, j.directAt.Sub(j.relayedAt).Milliseconds())
+	w.Stop()
+	s := w.Summary()
+	if !s.Connected {
+		return
 	}
-	j.mu.Unlock()
+	r := &pb.PathReport{Peer: []byte(j.ID), Initial: s.Initial, Final: s.Final,
+		ConnectMillis: s.Connect.Milliseconds(), TimeToDirectMillis: s.TimeToDirect.Milliseconds()}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, _ = j.c.do(ctx, &pb.Request{Body: &pb.Request_PathReport{PathReport: r}})
@@ -172,29 +133,6 @@ func (j *Jump) Open(ctx context.Context, open *pb.ChannelOpen) (*channel.Channel
 
 // Path describes how the console reaches the peer now.
 func (j *Jump) Path() string { return PathTo(j.c.host, j.ID) }
-
-// PathTo describes how h reaches p now: "direct <addr>", "relayed via
-// <relay> (<addr>)", or "not connected". A direct connection wins when
-// there are both (after a hole punch).
-func PathTo(h host.Host, p peer.ID) string {
-	conns := h.Network().ConnsToPeer(p)
-	if len(conns) == 0 {
-		return "not connected"
-	}
-	for _, c := range conns {
-		if !isRelayed(c.RemoteMultiaddr()) {
-			return "direct " + c.RemoteMultiaddr().String()
-		}
-	}
-	addr := conns[0].RemoteMultiaddr()
-	relay, _ := addr.ValueForProtocol(ma.P_P2P)
-	return "relayed via " + relay + " (" + addr.String() + ")"
-}
-
-func isRelayed(a ma.Multiaddr) bool {
-	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
-}
 
 // Audit reads the coordinator's audit log (administrators).
 func (c *Client) Audit(ctx context.Context, req *pb.AuditRequest) ([]*pb.AuditEvent, error) {

@@ -81,13 +81,11 @@ func TestJumpExecThroughTheCLI(t *testing.T) {
 		t.Fatalf("stats paths: %+v", paths)
 	}
 	// ping measures round trips and names the path.
-	var rounds []struct {
-		RTT  float64 `json:"rtt_ms"`
-		Path string
-	}
-	ok(t, s.admin, &rounds, "ping", "web-01", "-c", "2", "--json")
-	if len(rounds) != 2 || rounds[0].RTT <= 0 || !strings.HasPrefix(rounds[0].Path, "direct /ip") {
-		t.Fatalf("ping: %+v", rounds)
+	var pr pingResult
+	ok(t, s.admin, &pr, "ping", "web-01", "-c", "2", "-i", "50ms", "--json")
+	if len(pr.Rounds) != 2 || pr.Rounds[0].RTT <= 0 || !strings.HasPrefix(pr.Rounds[0].Path, "direct /ip") ||
+		pr.Initial != "direct" || pr.Final != "direct" || pr.Transport == "" || pr.ConnectMS <= 0 || pr.RTTMS <= 0 {
+		t.Fatalf("ping: %+v", pr)
 	}
 	// A refused jump carries its catalog code.
 	r = jm(t, s.admin, "jump", "nope", "--", "true")
