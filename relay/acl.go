@@ -3,7 +3,9 @@ package relay
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
@@ -29,11 +31,22 @@ type ACL struct {
 	members atomic.Pointer[map[peer.ID]struct{}]
 	refused *prometheus.CounterVec
 	log     *slog.Logger
-	// stale is signalled when an unknown peer asks to reserve: it may be a
-	// host enrolled since the last refresh, so the refresher looks again
-	// now instead of making it wait a whole period.
+	// stale is signalled when an unknown party asks to reserve or connect:
+	// it may be a host or a technician's device enrolled since the last
+	// refresh, so the refresher looks again now instead of making it wait
+	// a whole period.
 	stale chan struct{}
+	// awaitUnknown is how long such a request waits for that refresh
+	// before it is judged again (zero: not at all, when no refresher runs).
+	awaitUnknown time.Duration
+	swapMu       sync.Mutex
+	swapped      chan struct{} // closed, and replaced, by every SetMembers
 }
+
+// unknownWait bounds the wait of a request by an unknown party: an early
+// refresh comes at most minEarlyRefresh after the previous one, plus the
+// fetch. A stranger's request is held that long and then refused.
+const unknownWait = minEarlyRefresh + time.Second
 
 var _ relayv2.ACLFilter = (*ACL)(nil)
 
@@ -48,8 +61,9 @@ func NewACL(reg prometheus.Registerer, log *slog.Logger) *ACL {
 			Namespace: "jumpmesh", Subsystem: "relay", Name: "refusals_total",
 			Help: "Reservations and connects refused because a party is not a member of the site, by reason.",
 		}, []string{"reason"}),
-		log:   log,
-		stale: make(chan struct{}, 1),
+		log:     log,
+		stale:   make(chan struct{}, 1),
+		swapped: make(chan struct{}),
 	}
 	// Every reason shows from the start, at 0, so alerts can use rate().
 	for _, r := range []string{ReasonReserveNotMember, ReasonConnectSrcNotMember, ReasonConnectDestNotMember} {
@@ -68,6 +82,31 @@ func (a *ACL) SetMembers(ids []peer.ID) {
 		m[id] = struct{}{}
 	}
 	a.members.Store(&m)
+	a.swapMu.Lock()
+	close(a.swapped)
+	a.swapped = make(chan struct{})
+	a.swapMu.Unlock()
+}
+
+// awaitRefresh asks the refresher to fetch the member set now and waits,
+// at most awaitUnknown, until a new set is in place.
+func (a *ACL) awaitRefresh() {
+	if a.awaitUnknown <= 0 {
+		return
+	}
+	a.swapMu.Lock()
+	swapped := a.swapped
+	a.swapMu.Unlock()
+	select {
+	case a.stale <- struct{}{}:
+	default:
+	}
+	t := time.NewTimer(a.awaitUnknown)
+	defer t.Stop()
+	select {
+	case <-swapped:
+	case <-t.C:
+	}
 }
 
 // IsMember reports whether id is in the current member set.
@@ -79,28 +118,32 @@ func (a *ACL) IsMember(id peer.ID) bool {
 // Len is the size of the current member set.
 func (a *ACL) Len() int { return len(*a.members.Load()) }
 
-// AllowReserve lets only members reserve a slot.
+// AllowReserve lets only members reserve a slot. An unknown peer waits
+// for an early refresh first: it may have enrolled a moment ago.
 func (a *ACL) AllowReserve(p peer.ID, addr ma.Multiaddr) bool {
 	if a.IsMember(p) {
 		return true
 	}
-	a.refuse(ReasonReserveNotMember, p, addr, "")
-	select {
-	case a.stale <- struct{}{}:
-	default:
+	a.awaitRefresh()
+	if a.IsMember(p) {
+		return true
 	}
+	a.refuse(ReasonReserveNotMember, p, addr, "")
 	return false
 }
 
 // AllowConnect lets a member connect to a member. Both ends are checked:
 // the destination's reservation was granted under an older member set, and
 // the current set, not the reservation, says who may be reached now.
+//
+// An unknown party waits for an early refresh first, as in AllowReserve: a
+// technician's new device connects at once, not a refresh period later.
 func (a *ACL) AllowConnect(src peer.ID, srcAddr ma.Multiaddr, dest peer.ID) bool {
-	// One load for both lookups: a swap between them must not judge src
-	// by one member set and dest by another.
-	members := *a.members.Load()
-	_, srcOK := members[src]
-	_, destOK := members[dest]
+	srcOK, destOK := a.pair(src, dest)
+	if !srcOK || !destOK {
+		a.awaitRefresh()
+		srcOK, destOK = a.pair(src, dest)
+	}
 	switch {
 	case !srcOK:
 		a.refuse(ReasonConnectSrcNotMember, src, srcAddr, dest)
@@ -110,6 +153,15 @@ func (a *ACL) AllowConnect(src peer.ID, srcAddr ma.Multiaddr, dest peer.ID) bool
 		return true
 	}
 	return false
+}
+
+// pair looks both parties up in one member set: a swap between the
+// lookups must not judge src by one set and dest by another.
+func (a *ACL) pair(src, dest peer.ID) (srcOK, destOK bool) {
+	members := *a.members.Load()
+	_, srcOK = members[src]
+	_, destOK = members[dest]
+	return srcOK, destOK
 }
 
 func (a *ACL) refuse(reason string, p peer.ID, addr ma.Multiaddr, dest peer.ID) {

@@ -142,23 +142,26 @@ func (r *Relay) refresh(ctx context.Context) error {
 	if len(members) == 0 {
 		return mesh.Errorf(mesh.CodeProtocol, "(the coordinator sent an empty relay ACL)")
 	}
+	was := *r.acl.members.Load()
 	r.acl.SetMembers(members)
 	r.aclAt.Store(time.Now().UnixNano())
 	if s := list.GetRefreshSeconds(); s > 0 {
 		r.serverEvery.Store(int64(time.Duration(s) * time.Second))
 	}
-	r.evict()
+	r.evict(was)
 	return nil
 }
 
-// evict closes every connection of peers outside the ACL. The relay service
+// evict closes every connection of peers that were members (in was) and
+// are not any more. The relay service
 // only asks the ACL when a reservation or circuit starts; without this, a
 // removed technician or a deleted peer would keep its reservation (up to
 // the reservation TTL) and its open circuits (forever, since circuits are
-// unlimited).
-func (r *Relay) evict() {
+// unlimited). Strangers are left alone: the ACL refuses whatever they ask,
+// with a clear PERMISSION_DENIED rather than a closed connection.
+func (r *Relay) evict(was map[peer.ID]struct{}) {
 	for _, p := range r.host.Network().Peers() {
-		if !r.acl.IsMember(p) {
+		if _, member := was[p]; member && !r.acl.IsMember(p) {
 			r.log.Info("closing the connections of a peer outside the site", logPeer, p)
 			_ = r.host.Network().ClosePeer(p)
 		}

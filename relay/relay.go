@@ -89,6 +89,7 @@ func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.acl = NewACL(reg, r.log)
+	r.acl.awaitUnknown = unknownWait // the refresh loop below serves its early refreshes
 	r.tracer = newTracer(reg)
 	r.registerACLMetrics(reg)
 

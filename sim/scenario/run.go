@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -177,8 +178,20 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *Results, err erro
 		res.Error = err.Error()
 		return res, err
 	}
-	r := &runner{sc: sc, lab: lab, bin: bin, out: out, peers: map[string]string{}}
+	r := &runner{sc: sc, lab: lab, bin: bin, out: out, peers: map[string]string{}, res: res}
 	res.Lab = lab.Prefix()
+	for _, n := range sc.Networks {
+		nr := NetworkResult{Name: n.Name, NAT: string(n.NAT)}
+		if ln := lab.Network(n.Name); ln != nil {
+			if pa := ln.PublicAddr(); pa.IsValid() {
+				nr.Public = pa.String()
+			}
+			if sub := ln.Subnet(); sub.IsValid() {
+				nr.Subnet = sub.String()
+			}
+		}
+		res.Networks = append(res.Networks, nr)
+	}
 	for _, h := range sc.Hosts {
 		lh := lab.Host(h.Name)
 		hr := HostResult{Name: h.Name, Network: h.Network, Role: h.Role, Addr: lh.Addr().String(), Dir: r.hostDir(h.Name)}
@@ -257,6 +270,9 @@ type runner struct {
 	relays    map[string]*coordProc
 	coordAddr string            // the /tcp/ login address
 	peers     map[string]string // peer name → install dir
+
+	res   *Results   // Paths grows as connect and grid steps measure
+	resMu sync.Mutex // guards res.Paths (a grid's consoles run at once)
 }
 
 type coordProc struct {
@@ -406,6 +422,9 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 		return "", err
 	}
 	console := r.hostOf(RoleConsole)
+	if st.From != "" {
+		console = st.From
+	}
 	switch st.Action {
 	case "init":
 		return r.init(ctx)
@@ -417,6 +436,10 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 		return r.exec(ctx, console, args, st, expect)
 	case "relay":
 		return r.startRelay(ctx, args[0])
+	case "connect":
+		return r.connectStep(ctx, args[0], args[1], st)
+	case "grid":
+		return r.grid(ctx, st)
 	case "console":
 		res, err := r.jm(ctx, console, nil, args...)
 		if err == nil && !strings.Contains(res.stdout, expect) {
@@ -465,8 +488,21 @@ func (r *runner) init(ctx context.Context) (string, error) {
 	if err := r.startCoordinator(ctx); err != nil {
 		return "", err
 	}
-	res, err = r.jm(ctx, r.hostOf(RoleConsole), nil, "login", r.coordAddr, in.Invite)
-	return "coordinator " + r.coordAddr + "\n" + res.output(), err
+	first := r.hostOf(RoleConsole)
+	res, err = r.jm(ctx, first, nil, "login", r.coordAddr, in.Invite)
+	out := "coordinator " + r.coordAddr + "\n" + res.output()
+	// Every other console is another device of the same administrator.
+	for _, h := range r.sc.Hosts {
+		if err != nil || h.Role != RoleConsole || h.Name == first {
+			continue
+		}
+		var inv struct{ Code string }
+		if res, err = r.jm(ctx, first, &inv, "user", "invite", "admin", "--valid-for", "1h", "--json"); err == nil {
+			res, err = r.jm(ctx, h.Name, nil, "login", r.coordAddr, inv.Code)
+		}
+		out += "\n" + h.Name + ": " + res.output()
+	}
+	return out, err
 }
 
 func (r *runner) startCoordinator(ctx context.Context) error {

@@ -94,9 +94,17 @@ type Step struct {
 	ExpectStdout string
 	// ExpectExit is the exec's expected exit status (default 0).
 	ExpectExit int
-	// ExpectPath, for exec, is how the console must reach the peer:
-	// "direct" or "relayed".
+	// ExpectPath, for exec and connect, is how the console must reach the
+	// peer: "direct" or "relayed" (for connect: at the end of its wait).
 	ExpectPath string
+	// From is the console host an exec, console or connect step runs on
+	// (default: the first console).
+	From string
+	// Runs is how many times a grid step connects every pair (default 1).
+	Runs int
+	// WaitDirect is how long a connect or grid step waits for a relayed
+	// connection to go direct (default 5s).
+	WaitDirect time.Duration
 	line       int
 }
 
@@ -123,6 +131,8 @@ var actions = map[string]struct{ min, max int }{
 	"heal":          {1, 1},
 	"sleep":         {1, 1},
 	"relay":         {1, 1},
+	"connect":       {2, 2}, // CONSOLE PEER
+	"grid":          {0, 0},
 }
 
 // UnmarshalYAML reads a step in either form.
@@ -152,14 +162,24 @@ func (s *Step) UnmarshalYAML(n *yaml.Node) error {
 				if err := v.Decode(&s.ExpectExit); err != nil {
 					return fmt.Errorf("line %d: expect-exit: %v", v.Line, err)
 				}
-			case k == "within":
+			case k == "within" || k == "wait-direct":
 				var d Duration
 				if err := d.UnmarshalYAML(v); err != nil {
 					return err
 				}
-				s.Within = time.Duration(d)
+				if k == "within" {
+					s.Within = time.Duration(d)
+				} else {
+					s.WaitDirect = time.Duration(d)
+				}
+			case k == "from":
+				s.From = v.Value
+			case k == "runs":
+				if err := v.Decode(&s.Runs); err != nil || s.Runs < 1 || s.Runs > 100 {
+					return fmt.Errorf("line %d: runs is 1 to 100", v.Line)
+				}
 			default:
-				return fmt.Errorf("line %d: unknown step option %q (expect-stdout, expect-exit, expect-path, within)", n.Content[i].Line, k)
+				return fmt.Errorf("line %d: unknown step option %q (expect-stdout, expect-exit, expect-path, within, from, runs, wait-direct)", n.Content[i].Line, k)
 			}
 		}
 	default:
@@ -229,8 +249,8 @@ func (sc *Scenario) validate() error {
 		roles[h.Name] = h.Role
 		count[h.Role]++
 	}
-	if count[RoleCoordinator] > 1 || count[RoleConsole] > 1 {
-		return errors.New("at most one coordinator and one console for now")
+	if count[RoleCoordinator] > 1 {
+		return errors.New("at most one coordinator")
 	}
 	if _, err := sc.Topology(); err != nil {
 		return err
@@ -253,6 +273,14 @@ func (sc *Scenario) validate() error {
 			return nil
 		}
 		var err error
+		if s.From != "" {
+			if !slices.Contains([]string{"exec", "console"}, s.Action) {
+				return fmt.Errorf("%s: from is for exec and console steps", where)
+			}
+			if err := need(s.From, RoleConsole); err != nil {
+				return err
+			}
+		}
 		switch s.Action {
 		case "init":
 			if count[RoleCoordinator] == 0 || count[RoleConsole] == 0 {
@@ -272,6 +300,15 @@ func (sc *Scenario) validate() error {
 		case "console":
 			if !inited {
 				err = fmt.Errorf("%s: comes before init", where)
+			}
+		case "connect":
+			err = errors.Join(need(s.Args[0], RoleConsole), need(s.Args[1], RolePeer))
+			if err == nil && !inited {
+				err = fmt.Errorf("%s: comes before init", where)
+			}
+		case "grid":
+			if count[RolePeer] == 0 || !inited {
+				err = fmt.Errorf("%s: needs peers and comes after init", where)
 			}
 		case "stop", "start", "kill":
 			err = need(s.Args[0], RolePeer, RoleCoordinator)
