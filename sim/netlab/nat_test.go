@@ -249,6 +249,7 @@ func TestPresets(t *testing.T) {
 			expectRefused(t, nw, nl.udp["stranger"], mapped, "unsolicited from a stranger")
 			expectRefused(t, nw, nl.udp["s1b"], mapped, "unsolicited from s1's other port")
 			expectDelivered(t, nl.udp["s1"], pc, mapped, "from s1, which the host wrote to")
+			expectSilentSYN(t, nw, lab.Host("stranger"), netip.AddrPortFrom(nw.PublicAddr(), tport))
 		})
 	}
 
@@ -372,4 +373,30 @@ func expectDelivered(t *testing.T, from, pc net.PacketConn, addr netip.AddrPort,
 			}
 		}
 	}
+}
+
+// expectSilentSYN dials the NAT's TCP mapping from a stranger: RFC 5382
+// REQ-4 wants the unsolicited SYN dropped silently (TCP hole punching needs
+// it), so the dial must time out rather than be refused, and the NAT must
+// count the SYN as unsolicited.
+func expectSilentSYN(t *testing.T, nw *netlab.Network, from *netlab.Host, to netip.AddrPort) {
+	t.Helper()
+	before, err := nw.NATStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
+	defer cancel()
+	c, err := from.Dial(ctx, &net.Dialer{}, "tcp4", to.String())
+	if err == nil {
+		c.Close()
+		t.Fatalf("an unsolicited TCP connection to %v went through", to)
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("the NAT answered an unsolicited SYN to %v with a reset", to)
+	}
+	eventually(t, waitLong, "the unsolicited SYN counted at the NAT", func() (bool, error) {
+		s, err := nw.NATStats()
+		return s.Unsolicited > before.Unsolicited, err
+	})
 }

@@ -98,6 +98,9 @@ func Grid(o GridOptions) (*Scenario, error) {
 	for _, p := range o.Presets {
 		steps = append(steps, Step{Action: "expect-status", Args: []string{"peer-" + string(p), "online"}, Within: time.Minute})
 	}
+	for _, p := range o.Presets {
+		steps = append(steps, Step{Action: "expect-relay", Args: []string{"peer-" + string(p)}, Within: time.Minute})
+	}
 	sc.Steps = append(steps, Step{Action: "grid", Runs: o.Runs, WaitDirect: o.WaitDirect})
 	return sc, sc.validate()
 }

@@ -438,6 +438,8 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 		return r.startRelay(ctx, args[0])
 	case "connect":
 		return r.connectStep(ctx, args[0], args[1], st)
+	case "expect-relay":
+		return r.expectRelay(ctx, args[0], st.Within)
 	case "grid":
 		return r.grid(ctx, st)
 	case "console":
@@ -660,6 +662,31 @@ func (r *runner) expectStatus(ctx context.Context, name, want string, within tim
 			}
 			return "", fmt.Errorf("%s not %s within %v (last: %s)", name, want, within, last)
 		case <-time.After(pollEvery):
+		}
+	}
+}
+
+// expectRelay waits until the peer says (peer status) it holds a
+// reservation on a relay: before that, a console behind a NAT cannot
+// reach it.
+func (r *runner) expectRelay(ctx context.Context, name string, within time.Duration) (string, error) {
+	if within <= 0 {
+		within = defaultWithin
+	}
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	for {
+		var st struct{ Relays []string }
+		res, err := r.jm(ctx, name, &st, "peer", "status", "--dir", r.peers[name], "--json")
+		if err == nil && len(st.Relays) > 0 {
+			return name + " holds a reservation on " + strings.Join(st.Relays, ", "), nil
+		}
+		select {
+		case <-ctx.Done():
+			return res.output(), fmt.Errorf("%s holds no relay reservation after %v", name, within)
+		case <-t.C:
 		}
 	}
 }

@@ -132,6 +132,7 @@ var actions = map[string]struct{ min, max int }{
 	"sleep":         {1, 1},
 	"relay":         {1, 1},
 	"connect":       {2, 2}, // CONSOLE PEER
+	"expect-relay":  {1, 1}, // PEER holds a relay reservation
 	"grid":          {0, 0},
 }
 
@@ -287,7 +288,7 @@ func (sc *Scenario) validate() error {
 				err = fmt.Errorf("%s: needs a coordinator host and a console host", where)
 			}
 			inited = true
-		case "install", "expect-status", "exec":
+		case "install", "expect-status", "exec", "expect-relay":
 			err = need(s.Args[0], RolePeer)
 			if err == nil && !inited {
 				err = fmt.Errorf("%s: comes before init", where)
