@@ -20,6 +20,12 @@ import (
 // ConnectTimeout bounds reaching a peer after the grant.
 const ConnectTimeout = 15 * time.Second
 
+// DefaultPunchWait is a jump's default PunchWait. In the lab's NAT grid a
+// hole punch completes within about 6 round trips through the relay
+// (≈ 250 ms at 40 ms); a second covers a relayed round trip of about
+// 150 ms, and a pair whose NATs cannot be punched pays it once.
+const DefaultPunchWait = time.Second
+
 // Jump is a granted access to one peer: the coordinator's signed grant and
 // where the peer is. Open one channel per shell, command, forwarded
 // connection or copy; the peer accepts the grant on the connection it
@@ -34,6 +40,12 @@ type Jump struct {
 	Relays []ma.Multiaddr
 	// ForceRelay dials only through relays (labs and tests).
 	ForceRelay bool
+	// PunchWait is how long Connect waits, when the first connection is
+	// relayed, for hole punching to add a direct one (zero: not at all;
+	// Client.Jump sets DefaultPunchWait). Channels stay on the connection
+	// they were opened on, so a session whose first channel opens on the
+	// direct connection is faster and does not depend on the relay.
+	PunchWait time.Duration
 
 	// How the session connected, for the path report.
 	mu   sync.Mutex
@@ -48,7 +60,7 @@ func (c *Client) Jump(ctx context.Context, ref string, capability uint32) (*Jump
 		return nil, err
 	}
 	jr := r.GetJump()
-	j := &Jump{c: c, Grant: jr.GetGrant(), Peer: jr.GetPeer(), ID: peer.ID(jr.GetPeer().GetPeer().GetId())}
+	j := &Jump{c: c, Grant: jr.GetGrant(), Peer: jr.GetPeer(), ID: peer.ID(jr.GetPeer().GetPeer().GetId()), PunchWait: DefaultPunchWait}
 	j.Addrs, j.Relays = mesh.DecodeAddrs(jr.GetAddrs()), mesh.DecodeAddrs(jr.GetRelays())
 	return j, nil
 }
@@ -65,7 +77,9 @@ func (j *Jump) Connect(ctx context.Context) error {
 	if err := j.c.Connect(ctx, j.ID, j.Addrs, j.Relays, j.ForceRelay); err != nil {
 		return err
 	}
-	w.Connected()
+	if w.Connected() && w.Summary().Initial == PathRelayed && j.PunchWait > 0 && !j.ForceRelay {
+		w.WaitDirect(ctx, j.PunchWait)
+	}
 	return nil
 }
 
@@ -112,10 +126,11 @@ func (c *Client) Connect(ctx context.Context, id peer.ID, direct, relays []ma.Mu
 	if sw, ok := h.Network().(*swarm.Swarm); ok {
 		sw.Backoff().Clear(id)
 	}
-	ctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
+	dialCtx, cancel := context.WithTimeout(ctx, ConnectTimeout)
 	defer cancel()
-	if err := h.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs}); err != nil {
-		return mesh.Errorf(mesh.CodeConnectTimeout, "(%s at %v: %w)", id, addrs, err)
+	if err := h.Connect(dialCtx, peer.AddrInfo{ID: id, Addrs: addrs}); err != nil {
+		// The coordinator's addresses may be stale: ask the site DHT (dht.go).
+		return c.connectFound(ctx, id, relays, forceRelay, mesh.Errorf(mesh.CodeConnectTimeout, "(%s at %v: %w)", id, addrs, err))
 	}
 	return nil
 }

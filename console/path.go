@@ -52,6 +52,11 @@ func WatchPath(h host.Host, id peer.ID) *PathWatch {
 func (w *PathWatch) sawDirect() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.markDirect()
+}
+
+// markDirect notes the first direct connection; w.mu is held.
+func (w *PathWatch) markDirect() {
 	if w.directAt.IsZero() {
 		w.directAt = time.Now()
 		close(w.direct)
@@ -59,23 +64,24 @@ func (w *PathWatch) sawDirect() {
 }
 
 // Connected records the first connection; call it when connecting
-// succeeded (later calls do nothing).
-func (w *PathWatch) Connected() {
+// succeeded. It reports whether this call recorded it (later calls do
+// nothing).
+func (w *PathWatch) Connected() bool {
 	kind := pathKind(PathTo(w.h, w.id))
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.connected {
-		return
+		return false
 	}
 	w.connected, w.connectTook, w.initial = true, time.Since(w.start), kind
 	if kind == PathRelayed {
 		w.relayedAt = time.Now()
-	} else if w.directAt.IsZero() {
-		// Connected directly before the notifee ran (or on a connection
-		// that existed already).
-		w.directAt = time.Now()
-		close(w.direct)
+	} else {
+		// Connected directly, perhaps before the notifee ran (or on a
+		// connection that existed already).
+		w.markDirect()
 	}
+	return true
 }
 
 // WaitDirect waits, at most d, until the console has a direct connection

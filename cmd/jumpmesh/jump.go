@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 	"os/signal"
 	"syscall"
 
@@ -34,7 +35,10 @@ func (j jumpFailure) Error() string { return j.err.Error() }
 func (j jumpFailure) Unwrap() error { return j.err }
 
 func jumpCommand() *cli.Command {
-	var f struct{ tty, noTTY, verbose bool }
+	var f struct {
+		tty, noTTY, verbose bool
+		wait                time.Duration
+	}
 	return &cli.Command{
 		Name:      "jump",
 		Usage:     "open a shell on a peer, or run a command there",
@@ -54,17 +58,22 @@ func jumpCommand() *cli.Command {
 			&cli.BoolFlag{Name: "t", Destination: &f.tty, Usage: "force a PTY for a command"},
 			&cli.BoolFlag{Name: "T", Destination: &f.noTTY, Usage: "never allocate a PTY"},
 			&cli.BoolFlag{Name: "v", Destination: &f.verbose, Usage: "print the path taken (the address the peer was reached at)"},
+			&cli.DurationFlag{Name: "wait-direct", Destination: &f.wait, Value: console.DefaultPunchWait,
+				Usage: "when the peer is first reached through a relay, wait at most this long for hole punching to go direct (0: don't)"},
 		},
 		Action: func(cc *cli.Context) error {
 			if cc.NArg() == 0 {
 				return usagef("jump needs a PEER")
 			}
-			return jumpAction(cc, f.tty, f.noTTY, f.verbose)
+			if f.wait < 0 || f.wait > time.Minute {
+				return usagef("--wait-direct is 0 to 1m")
+			}
+			return jumpAction(cc, f.tty, f.noTTY, f.verbose, f.wait)
 		},
 	}
 }
 
-func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool) (err error) {
+func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.Duration) (err error) {
 	defer func() {
 		var exit exitCodeError
 		if err != nil && !errors.As(err, &exit) {
@@ -95,6 +104,7 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool) (err error) {
 	if err != nil {
 		return err
 	}
+	j.PunchWait = punchWait
 	defer j.ReportPath(context.WithoutCancel(cc.Context))
 	open := &pb.ExecOpen{Argv: argv, Tty: tty, Term: os.Getenv("TERM")}
 	if tty {

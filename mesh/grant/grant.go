@@ -15,6 +15,7 @@ package grant
 import (
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -127,13 +128,20 @@ func Verify(g *pb.JumpGrant, c Check) (*pb.JumpGrantBody, error) {
 
 // Conn is what a grant is bound to on first use: the authenticated
 // connection it arrived on (a libp2p network.Conn).
-type Conn interface{ IsClosed() bool }
+type Conn interface {
+	IsClosed() bool
+	RemotePeer() peer.ID
+}
 
 // NonceCache accepts each grant once: its first use binds it to the
 // connection it arrived on, and later channels of the same session may
-// present it again on that connection only — even after it expired, so a
-// long forward can keep opening connections. Anywhere else it is a replay.
-// Safe for concurrent use.
+// present it again — even after it expired, so a long forward can keep
+// opening connections — on that connection, or on another connection of
+// the same remote peer (the technician) while a connection the grant is
+// bound to is still open: a session that started relayed opens its later
+// channels on the direct connection a hole punch added, and keeps working
+// when the relayed one then ends. Anywhere else it is a replay. Safe for
+// concurrent use.
 type NonceCache struct {
 	mu   sync.Mutex
 	seen map[string]nonceEntry
@@ -141,7 +149,12 @@ type NonceCache struct {
 
 type nonceEntry struct {
 	expires time.Time
-	conn    Conn
+	conns   []Conn // the connections the grant is bound to, first first
+}
+
+// live reports whether one of the entry's connections is still open.
+func (e nonceEntry) live() bool {
+	return slices.ContainsFunc(e.conns, func(c Conn) bool { return !c.IsClosed() })
 }
 
 // NewNonceCache returns an empty cache.
@@ -153,7 +166,7 @@ func (c *NonceCache) Use(body *pb.JumpGrantBody, conn Conn, now time.Time) (firs
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for n, e := range c.seen {
-		if !now.Before(e.expires) && e.conn.IsClosed() {
+		if !now.Before(e.expires) && !e.live() {
 			delete(c.seen, n)
 		}
 	}
@@ -162,16 +175,20 @@ func (c *NonceCache) Use(body *pb.JumpGrantBody, conn Conn, now time.Time) (firs
 		return false, mesh.Errorf(mesh.CodeGrantInvalid, "(no nonce)")
 	}
 	if e, ok := c.seen[key]; ok {
-		if e.conn == conn && !conn.IsClosed() {
-			return false, nil
+		switch {
+		case conn.IsClosed() || !e.live() || e.conns[0].RemotePeer() != conn.RemotePeer():
+			return false, mesh.Errorf(mesh.CodeGrantInvalid, "(already used: replayed grant)")
+		case !slices.Contains(e.conns, conn):
+			e.conns = append(slices.DeleteFunc(e.conns, Conn.IsClosed), conn)
+			c.seen[key] = e
 		}
-		return false, mesh.Errorf(mesh.CodeGrantInvalid, "(already used: replayed grant)")
+		return false, nil
 	}
 	expires := time.Unix(body.GetExpiresUnix(), 0)
 	if !now.Before(expires) {
 		return false, mesh.Errorf(mesh.CodeGrantInvalid, "(expired at %s)", expires.UTC().Format(time.RFC3339))
 	}
-	c.seen[key] = nonceEntry{expires: expires, conn: conn}
+	c.seen[key] = nonceEntry{expires: expires, conns: []Conn{conn}}
 	return true, nil
 }
 
