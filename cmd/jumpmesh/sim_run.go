@@ -57,15 +57,14 @@ func simRunCommand() *cli.Command {
 				out = filepath.Join("sim-out", sc.Name+"-"+time.Now().Format("20060102-150405"))
 			}
 			w := cc.App.Writer
-			asJSON := cc.Bool("json")
-			if !asJSON {
-				fmt.Fprintf(w, "scenario %s: %d hosts, %d steps\n", sc.Name, len(sc.Hosts), len(sc.Steps))
+			if cc.Bool("json") {
+				w = io.Discard
 			}
-			res, err := scenario.Run(cc.Context, sc, scenario.Options{Binary: bin, OutDir: out, Progress: func(s scenario.StepResult) {
-				if !asJSON {
-					printStep(w, s)
-				}
-			}})
+			fmt.Fprintf(w, "scenario %s: %d hosts, %d steps\n", sc.Name, len(sc.Hosts), len(sc.Steps))
+			bar := newScenarioProgress(w, sc)
+			defer bar.Close()
+			res, err := scenario.Run(cc.Context, sc, scenario.Options{Binary: bin, OutDir: out, Progress: bar.Step})
+			bar.Close()
 			if err != nil && res == nil {
 				return err
 			}
@@ -94,16 +93,5 @@ func simRunCommand() *cli.Command {
 			}
 			return nil
 		},
-	}
-}
-
-func printStep(w io.Writer, s scenario.StepResult) {
-	switch {
-	case s.Skipped:
-		fmt.Fprintf(w, "- %-50s skipped\n", s.Name)
-	case s.OK:
-		fmt.Fprintf(w, "✓ %-50s %8s\n", s.Name, s.Duration().Round(time.Millisecond))
-	default:
-		fmt.Fprintf(w, "✗ %-50s %8s  %s\n", s.Name, s.Duration().Round(time.Millisecond), s.Error)
 	}
 }

@@ -4,12 +4,24 @@
 // presets, hosts with their roles), a timeline of the steps as hand-written
 // SVG, a table of the steps and their output excerpts.
 //
+// When the run measured paths (connect steps, a `sim grid` run), the page
+// opens with them: the NAT traversal numbers (connected, direct rate overall
+// and between endpoint-independent NATs, per run, time to direct against
+// its target of 2 × relay RTT + 30 ms), the grid as a heat map (a row per
+// console preset, a column per peer preset, each cell coloured by how its
+// runs ended), the distributions of time to connect and time to direct
+// (cumulative dot plots with p50 and p90), and a table of every path.
+//
+// The package mirrors results.json in its own types instead of importing
+// the runner, so a report can be rendered from any results file; a test
+// checks that the mirror has the runner's fields.
+//
 // The page has no external resources: its CSS is inline, it has no
 // JavaScript, and every chart is SVG written by this package, so it opens
 // offline and from a CI artifact alike. Every string from the results is
 // escaped by html/template.
 //
-// The page is a list of sections, each a named template in report.html.tmpl
-// fed by a field of the page model; a new chart (such as the NAT grid's
-// heat map) is a new template and a new field.
+// The page is a list of sections, each a named template (report.html.tmpl;
+// the path sections in paths.html.tmpl) fed by a field of the page model; a
+// new chart is a new template and a new field.
 package report

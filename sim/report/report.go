@@ -2,7 +2,7 @@ package report
 
 import (
 	"bytes"
-	_ "embed"
+	"embed"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -30,6 +30,42 @@ type Results struct {
 	Networks []Network `json:"networks,omitempty"`
 	Hosts    []Host    `json:"hosts"`
 	Steps    []Step    `json:"steps"`
+	// Paths holds what each connect step measured; with them the page
+	// shows the NAT grid, its summary, the distributions and a table.
+	Paths []Path `json:"paths,omitempty"`
+	// Grid describes the grid a `sim grid` run was made from (optional).
+	Grid *Grid `json:"grid,omitempty"`
+}
+
+// Path is one connect step's measurement: how a console reached a peer,
+// and whether hole punching made the path direct.
+type Path struct {
+	Run        int    `json:"run"` // repetition, from 1
+	Console    string `json:"console"`
+	Peer       string `json:"peer"`
+	ConsoleNAT string `json:"console_nat"`
+	PeerNAT    string `json:"peer_nat"`
+	OK         bool   `json:"ok"` // connected at all
+	Error      string `json:"error,omitempty"`
+	Initial    string `json:"initial,omitempty"` // "direct" or "relayed"
+	Final      string `json:"final,omitempty"`
+	FinalAddr  string `json:"final_addr,omitempty"`
+	Transport  string `json:"transport,omitempty"` // "tcp" or "quic", when direct
+	// ConnectMS is the time to the first connection; TimeToDirectMS the
+	// time from the relayed connection to the direct one (0: none).
+	ConnectMS      float64 `json:"connect_ms"`
+	TimeToDirectMS float64 `json:"time_to_direct_ms,omitempty"`
+	RTTMS          float64 `json:"rtt_ms,omitempty"`
+	RelayRTTMS     float64 `json:"relay_rtt_ms,omitempty"` // the basis of the time-to-direct target
+}
+
+// Grid describes a NAT grid run: every console preset against every peer
+// preset, Runs times.
+type Grid struct {
+	Presets   []string `json:"presets"`
+	Runs      int      `json:"runs"`
+	LatencyMS float64  `json:"latency_ms"` // one-way, on each NAT's uplink
+	WaitMS    float64  `json:"wait_ms"`    // how long a relayed pair may take to go direct
 }
 
 // Network is a network of the lab.
@@ -89,12 +125,13 @@ func Render(w io.Writer, res Results) error {
 	return page.ExecuteTemplate(w, "page", build(res))
 }
 
-//go:embed report.html.tmpl
-var pageTmpl string
+//go:embed *.html.tmpl
+var templates embed.FS
 
 var page = template.Must(template.New("page").Funcs(template.FuncMap{
 	"dur": fmtDur,
-}).Parse(pageTmpl))
+	"ms":  fmtMS,
+}).ParseFS(templates, "*.html.tmpl"))
 
 // Colours of a step's state, shared by the timeline and the table.
 const (
@@ -114,6 +151,11 @@ type model struct {
 	Topology []netView
 	Timeline *timeline
 	Steps    []stepView
+	// Set only when the results have paths.
+	Heat    *heatmap
+	Summary *summary
+	Dists   []*dist
+	Paths   []pathView
 }
 
 type counts struct{ OK, Failed, Skipped int }
@@ -165,6 +207,12 @@ func build(res Results) model {
 	m.Topology = topology(res)
 	if len(m.Steps) > 0 {
 		m.Timeline = layout(m.Steps, m.Total)
+	}
+	if len(res.Paths) > 0 {
+		m.Heat = heat(res)
+		m.Summary = summarize(res.Paths)
+		m.Dists = distributions(res.Paths, m.Summary)
+		m.Paths = pathRows(res.Paths)
 	}
 	return m
 }
@@ -378,7 +426,7 @@ func fmtDur(d time.Duration) string {
 
 func truncate(s string, n int) string {
 	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
+		return strings.TrimRight(string(r[:n-1]), " ") + "…"
 	}
 	return s
 }

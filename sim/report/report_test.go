@@ -2,15 +2,24 @@ package report
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
+	"image/color"
+	imagepng "image/png"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jumpmesh/jumpmesh/sim/scenario"
 )
 
 const hostile = `<script>alert("x")</script>`
@@ -233,4 +242,420 @@ func atof(t *testing.T, s string) float64 {
 		t.Fatalf("not a number: %q", s)
 	}
 	return f
+}
+
+// gridPresets is the synthetic grid's order, which is not alphabetical.
+var gridPresets = []string{"public", "easy", "hard", "cgnat", "udp-blocked"}
+
+// gridResults is a 5×5 grid of two runs with every kind of cell:
+//   - peer public: direct at once (40 ms to connect);
+//   - console public, or both sides endpoint-independent: relayed, then
+//     direct after 90 ms (console public), 120 ms (run 1) or 180 ms (run 2);
+//   - hard with easy: relayed in run 1, direct after 400 ms in run 2 (mixed);
+//   - hard with hard, cgnat or udp-blocked: relayed;
+//   - console cgnat, peer hard, run 2: failed.
+//
+// Run 1: 18 direct, 7 relayed; run 2: 20 direct, 4 relayed, 1 failed. The 28
+// times to direct sort as 8 × 90, 9 × 120, 9 × 180, 2 × 400 ms: p50 120 ms,
+// p90 180 ms; every relay RTT is 60 ms, so the target is 150 ms and 17 of
+// the 28 are within it.
+func gridResults() Results {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	res := Results{
+		Scenario: "nat-grid", Lab: "jmlab-grid-", Started: t0, OK: true,
+		Grid: &Grid{Presets: gridPresets, Runs: 2, LatencyMS: 15, WaitMS: 10000},
+	}
+	res.Networks = append(res.Networks, Network{Name: "dc", NAT: "public"})
+	res.Hosts = append(res.Hosts, Host{Name: "coordinator", Network: "dc", Role: "coordinator", Addr: "198.51.100.10"},
+		Host{Name: "relay", Network: "dc", Role: "relay", Addr: "198.51.100.11"})
+	for i, p := range gridPresets {
+		pub := fmt.Sprintf("203.0.113.%d", 10+i)
+		res.Networks = append(res.Networks, Network{Name: "con-" + p, NAT: p, Public: pub}, Network{Name: "peer-" + p, NAT: p, Public: pub})
+		res.Hosts = append(res.Hosts, Host{Name: "con-" + p, Network: "con-" + p, Role: "console", Addr: fmt.Sprintf("192.168.%d.10", 2*i+1)},
+			Host{Name: "peer-" + p, Network: "peer-" + p, Role: "peer", Addr: fmt.Sprintf("192.168.%d.10", 2*i+2)})
+	}
+	at := t0.Add(200 * time.Millisecond)
+	step := func(name string, ms float64) {
+		res.Steps = append(res.Steps, Step{Index: len(res.Steps) + 1, Name: name, Start: at, DurationMS: ms, OK: true})
+		at = at.Add(msDur(ms))
+	}
+	step("init", 900)
+	step("relay relay", 400)
+	for _, p := range gridPresets {
+		step("install peer-"+p, 700)
+	}
+	ei := func(n string) bool { return n != "hard" }
+	for run := 1; run <= 2; run++ {
+		for _, c := range gridPresets {
+			for _, p := range gridPresets {
+				path := Path{Run: run, Console: "con-" + c, Peer: "peer-" + p, ConsoleNAT: c, PeerNAT: p, OK: true,
+					Initial: "relayed", Final: "relayed", ConnectMS: 250, RTTMS: 60, RelayRTTMS: 60}
+				direct := func(ttd float64) {
+					path.Final, path.TimeToDirectMS, path.RTTMS, path.Transport = "direct", ttd, 30, "quic"
+					if c == "udp-blocked" || p == "udp-blocked" {
+						path.Transport = "tcp"
+					}
+					path.FinalAddr = fmt.Sprintf("203.0.113.%d:4001", 10+slices.Index(gridPresets, p))
+				}
+				switch {
+				case p == "public":
+					direct(0)
+					path.Initial, path.ConnectMS, path.FinalAddr = "direct", 40, "198.51.100.20:4001"
+				case c == "public":
+					direct(90)
+				case c == "cgnat" && p == "hard" && run == 2:
+					path = Path{Run: run, Console: path.Console, Peer: path.Peer, ConsoleNAT: c, PeerNAT: p,
+						Error: "no connection within 30s: " + hostile}
+				case ei(c) && ei(p):
+					direct(map[int]float64{1: 120, 2: 180}[run])
+				case (c == "easy" || p == "easy") && run == 2:
+					direct(400)
+				}
+				res.Paths = append(res.Paths, path)
+				step(fmt.Sprintf("connect con-%s peer-%s", c, p), 300+path.ConnectMS+path.TimeToDirectMS)
+			}
+		}
+	}
+	res.DurationMS = float64(at.Sub(t0)/time.Millisecond) + 300
+	return res
+}
+
+type heatCell struct {
+	Class string
+	Texts []string
+}
+
+// heatCells parses the heat map's SVG strictly and returns its cells, row
+// by row.
+func heatCells(t *testing.T, page string) []heatCell {
+	t.Helper()
+	i := strings.Index(page, `<svg class="heat"`)
+	if i < 0 {
+		return nil
+	}
+	j := i + strings.Index(page[i:], "</svg>") + len("</svg>")
+	d := xml.NewDecoder(strings.NewReader(page[i:j]))
+	d.Strict = true
+	var cells []heatCell
+	var in *heatCell
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return cells
+		}
+		if err != nil {
+			t.Fatalf("heat map SVG is not well-formed XML: %v", err)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			if tok.Name.Local == "g" {
+				for _, a := range tok.Attr {
+					if c, ok := strings.CutPrefix(a.Value, "cell "); a.Name.Local == "class" && ok {
+						cells = append(cells, heatCell{Class: c})
+						in = &cells[len(cells)-1]
+					}
+				}
+			}
+			if tok.Name.Local == "text" && in != nil {
+				var s string
+				if err := d.DecodeElement(&s, &tok); err != nil {
+					t.Fatal(err)
+				}
+				in.Texts = append(in.Texts, s)
+			}
+		case xml.EndElement:
+			if tok.Name.Local == "g" {
+				in = nil
+			}
+		}
+	}
+}
+
+func TestReportGrid(t *testing.T) {
+	page := render(t, gridResults())
+	wellFormed(t, page)
+	cells := heatCells(t, page)
+	if len(cells) != 25 {
+		t.Fatalf("%d heat map cells, want 25", len(cells))
+	}
+	at := func(console, peer string) heatCell {
+		return cells[slices.Index(gridPresets, console)*5+slices.Index(gridPresets, peer)]
+	}
+	for _, c := range []struct {
+		console, peer string
+		want          heatCell
+	}{
+		{"public", "public", heatCell{"direct", []string{"direct 2/2", "direct at once", "quic"}}},
+		{"hard", "public", heatCell{"direct", []string{"direct 2/2", "direct at once", "quic"}}},
+		{"public", "hard", heatCell{"direct", []string{"direct 2/2", "p50 90 ms to direct", "quic"}}},
+		{"easy", "easy", heatCell{"direct", []string{"direct 2/2", "p50 150 ms to direct", "quic"}}},
+		{"easy", "udp-blocked", heatCell{"direct", []string{"direct 2/2", "p50 150 ms to direct", "tcp"}}},
+		{"easy", "hard", heatCell{"mixed", []string{"direct 1/2", "p50 400 ms to direct", "quic"}}},
+		{"hard", "easy", heatCell{"mixed", []string{"direct 1/2", "p50 400 ms to direct", "quic"}}},
+		{"hard", "hard", heatCell{"relayed", []string{"relayed 2/2", "never direct"}}},
+		{"udp-blocked", "hard", heatCell{"relayed", []string{"relayed 2/2", "never direct"}}},
+		{"cgnat", "hard", heatCell{"failed", []string{"failed 1/2", "no connection"}}},
+	} {
+		if got := at(c.console, c.peer); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("cell console %s × peer %s: %+v, want %+v", c.console, c.peer, got, c.want)
+		}
+	}
+	count := map[string]int{}
+	for _, c := range cells {
+		count[c.Class]++
+	}
+	if want := map[string]int{"direct": 18, "mixed": 2, "relayed": 4, "failed": 1}; !reflect.DeepEqual(count, want) {
+		t.Errorf("cells by class %v, want %v", count, want)
+	}
+	// Axes in the grid's order, with their titles.
+	for _, s := range []string{"peer behind", "console behind", `id="hm-mix-1-2"`, "15 ms one-way", "2 runs per pair"} {
+		if !strings.Contains(page, s) {
+			t.Errorf("page lacks %q", s)
+		}
+	}
+	if i, j := strings.Index(page, `text-anchor="middle">udp-blocked</text>`), strings.Index(page, `text-anchor="middle">public</text>`); i < 0 || j < 0 || j > i {
+		t.Error("the columns are not in the grid's order")
+	}
+
+	s := summarize(gridResults().Paths)
+	for name, c := range map[string]struct{ got, want any }{
+		"connected": {s.Connected, rate{49, 50}},
+		"direct":    {s.Direct, rate{38, 50}},
+		"ei direct": {s.EIDirect, rate{32, 32}},
+		"at once":   {s.AtOnce, rate{10, 49}},
+		"by run":    {s.ByRun, []runRate{{1, rate{18, 25}}, {2, rate{20, 25}}}},
+		"ttd n":     {len(s.TTD), 28},
+		"p50":       {s.P50, 120.0},
+		"p90":       {s.P90, 180.0},
+		"target":    {s.Target, 150.0},
+		"met":       {s.Met, true},
+		"within":    {s.WithinOwn, rate{17, 28}},
+		"connect":   {[2]float64{s.ConnectP50, s.ConnectP90}, [2]float64{250, 250}},
+	} {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("summary %s: %v, want %v", name, c.got, c.want)
+		}
+	}
+	for id, want := range map[string][]string{
+		"sum-connected": {"49/50"},
+		"sum-direct":    {"76%", "38 of 50"},
+		"sum-ei":        {"100%", "32 of 32"},
+		"sum-first":     {"72%", "direct on run 1", "run 2: 80%"},
+		"sum-once":      {"20%", "10 of 49"},
+		"sum-ttd50":     {"120 ms", "✔", "target ≤ 150 ms = 2 × 60 ms relay RTT + 30 ms"},
+		"sum-ttd90":     {"180 ms", "17 of 28 within their own target"},
+	} {
+		card := card(t, page, id)
+		for _, w := range want {
+			if !strings.Contains(card, w) {
+				t.Errorf("card %s lacks %q: %s", id, w, card)
+			}
+		}
+	}
+
+	// Distributions: a dot per connected path and per upgrade, p50 and p90
+	// marked, the target on the time to direct.
+	if n := strings.Count(page, "<circle"); n != 49+28 {
+		t.Errorf("%d dots, want %d", n, 49+28)
+	}
+	for _, s := range []string{"p50 250 ms", "p50 120 ms", "p90 180 ms", "target 150 ms"} {
+		if !strings.Contains(page, s) {
+			t.Errorf("distributions lack %q", s)
+		}
+	}
+	// The table: a row per path, the failure escaped.
+	if n := strings.Count(page, "<tr class=\"failed\">"); n != 1 {
+		t.Errorf("%d failed path rows, want 1", n)
+	}
+	if !strings.Contains(page, `<td colspan="8" class="err">no connection within 30s: &lt;script&gt;`) {
+		t.Error("the failed path's error is not under its row")
+	}
+	if strings.Contains(page, "<script") {
+		t.Error("a path's error reached the page unescaped")
+	}
+
+	// Missed target: three times slower.
+	slow := gridResults()
+	for i := range slow.Paths {
+		slow.Paths[i].TimeToDirectMS *= 3
+	}
+	if card := card(t, render(t, slow), "sum-ttd50"); !strings.Contains(card, "360 ms") || !strings.Contains(card, "✘") {
+		t.Errorf("a missed target is not shown as missed: %s", card)
+	}
+}
+
+// card is the summary card with the given id.
+func card(t *testing.T, page, id string) string {
+	t.Helper()
+	i := strings.Index(page, `id="`+id+`"`)
+	if i < 0 {
+		t.Fatalf("no card %s", id)
+	}
+	j := strings.Index(page[i:], "</div></div>")
+	return page[i : i+j]
+}
+
+func TestReportGridOrderWithoutGridInfo(t *testing.T) {
+	res := Results{Scenario: "pairs", Paths: []Path{
+		{Run: 1, ConsoleNAT: "hard", PeerNAT: "easy", OK: true, Initial: "relayed", Final: "relayed"},
+		{Run: 1, ConsoleNAT: "easy", PeerNAT: "cgnat", OK: true, Initial: "direct", Final: "direct", Transport: "tcp"},
+	}}
+	page := render(t, res)
+	wellFormed(t, page)
+	cells := heatCells(t, page)
+	// Rows hard, easy; columns easy, cgnat: the order of first appearance.
+	want := []heatCell{
+		{"relayed", []string{"relayed", "never direct"}}, {"empty", []string{"not run"}},
+		{"empty", []string{"not run"}}, {"direct", []string{"direct", "direct at once", "tcp"}},
+	}
+	if !reflect.DeepEqual(cells, want) {
+		t.Errorf("cells %+v, want %+v", cells, want)
+	}
+	// One run: no card per run.
+	if strings.Contains(page, `id="sum-first"`) {
+		t.Error("a single run has a card per run")
+	}
+	// No relayed → direct: no time to direct, no target.
+	if c := card(t, page, "sum-ttd50"); !strings.Contains(c, "—") || strings.Contains(c, "✔") || strings.Contains(c, "✘") {
+		t.Errorf("time to direct without upgrades: %s", c)
+	}
+}
+
+func TestReportWithoutPaths(t *testing.T) {
+	page := render(t, synthetic())
+	for _, s := range []string{`class="heat"`, "NAT grid", "NAT traversal", "Distributions", `class="paths"`} {
+		if strings.Contains(page, s) {
+			t.Errorf("a run without paths shows %q", s)
+		}
+	}
+}
+
+// TestReportMirrorsResults checks that the report's mirror of results.json
+// has exactly the runner's fields, with the same kinds.
+func TestReportMirrorsResults(t *testing.T) {
+	want, got := map[string]string{}, map[string]string{}
+	jsonFields(reflect.TypeFor[scenario.Results](), "", want)
+	jsonFields(reflect.TypeFor[Results](), "", got)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("results.json field %s (%s): the report has %q", k, v, got[k])
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("the report reads %s, which the runner does not write", k)
+		}
+	}
+}
+
+// jsonFields records every JSON key below t (as a path) and its kind.
+func jsonFields(t reflect.Type, prefix string, out map[string]string) {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || t == reflect.TypeFor[time.Time]() {
+		return
+	}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[prefix+name] = shape(f.Type)
+		jsonFields(f.Type, prefix+name+".", out)
+	}
+}
+
+// shape is a type without its names: "[]struct", "*struct", "float64".
+func shape(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeFor[time.Time]():
+		return "time"
+	case t.Kind() == reflect.Pointer:
+		return "*" + shape(t.Elem())
+	case t.Kind() == reflect.Slice:
+		return "[]" + shape(t.Elem())
+	}
+	return t.Kind().String()
+}
+
+// TestReportInChromium renders the grid report in headless Chromium, if the
+// machine has one, and checks that the heat map's colours reach the
+// screen. With REPORT_PNG=FILE the screenshot is kept there, to look at.
+func TestReportInChromium(t *testing.T) {
+	bin := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			bin = p
+			break
+		}
+	}
+	if bin == "" || testing.Short() {
+		t.Skip("no headless Chromium (or -short)")
+	}
+	dir := t.TempDir()
+	if err := Write(dir, gridResults()); err != nil {
+		t.Fatal(err)
+	}
+	png := filepath.Join(dir, "report.png")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+		"--user-data-dir="+filepath.Join(dir, "profile"), "--window-size=1400,2400",
+		"--screenshot="+png, "file://"+filepath.Join(dir, File))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, out)
+	}
+	if keep := os.Getenv("REPORT_PNG"); keep != "" {
+		b, err := os.ReadFile(png)
+		if err == nil {
+			err = os.WriteFile(keep, b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.Open(png)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := imagepng.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pixels of each cell colour; a cell is about 145 × 79 units.
+	want := map[string]color.RGBA{"direct": hexRGBA(colorDirect), "relayed": hexRGBA(colorRelayed), "failed": hexRGBA(colorFailed)}
+	got := map[string]int{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
+			for name, w := range want {
+				if near(c, w) {
+					got[name]++
+				}
+			}
+		}
+	}
+	for name, min := range map[string]int{"direct": 18 * 8000, "relayed": 4 * 8000, "failed": 8000} {
+		if got[name] < min {
+			t.Errorf("%d pixels of %s (%v) on the screenshot, want at least %d", got[name], name, want[name], min)
+		}
+	}
+}
+
+func hexRGBA(s string) color.RGBA {
+	var c color.RGBA
+	fmt.Sscanf(s, "#%02x%02x%02x", &c.R, &c.G, &c.B)
+	c.A = 255
+	return c
+}
+
+func near(a, b color.RGBA) bool {
+	d := func(x, y uint8) int { return max(int(x)-int(y), int(y)-int(x)) }
+	return d(a.R, b.R) <= 6 && d(a.G, b.G) <= 6 && d(a.B, b.B) <= 6
 }
