@@ -3,12 +3,14 @@ package peer_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,3 +177,61 @@ func TestRelayLossAndReplacement(t *testing.T) {
 type blockingReader struct{ ctx context.Context }
 
 func (b blockingReader) Read([]byte) (int, error) { <-b.ctx.Done(); return 0, io.EOF }
+
+// TestRelayRestartReservesAgain: a relay restarted with the same identity
+// and address has forgotten every reservation. The peer notices that the
+// connection to it ended, drops the reservation (peer status shows none),
+// reserves again when the relay is back, and a jump goes through it.
+func TestRelayRestartReservesAgain(t *testing.T) {
+	site := coordinatortest.New(t)
+	inv, err := site.Admin.InviteUser(site.Ctx(), "relay-1", pb.Role_ROLE_RELAY, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := relay.Config{DataDir: filepath.Join(t.TempDir(), "relay-1"), Coordinator: site.Addr, Invite: inv.GetCode(),
+		Listen: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", coordinatortest.FreePort(t, "tcp"))}, HTTPAddr: "off",
+		Refresh: 200 * time.Millisecond, Logger: testLogger()}
+	run := func() (stop func()) {
+		r, err := relay.New(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("relay: %v", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		var once sync.Once
+		stop = func() { once.Do(func() { cancel(); <-done; r.Close() }) }
+		t.Cleanup(stop)
+		return stop
+	}
+	stop := run()
+	h := onlinePeer(t, site, &pb.InstallerDefaults{Name: "behind-nat"})
+	holds := func(want bool) func() bool {
+		return func() bool {
+			st, err := peer.LocalStatus(h.dir)
+			return err == nil && (len(st.Relays) > 0) == want
+		}
+	}
+	coordinatortest.Eventually(t, 30*time.Second, "a reservation", holds(true))
+	stop()
+	coordinatortest.Eventually(t, 30*time.Second, "the lost reservation dropped", holds(false))
+	cfg.Invite = "" // enrolled already: same key, same address
+	run()
+	coordinatortest.Eventually(t, 30*time.Second, "a reservation on the restarted relay", holds(true))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	j, err := site.Admin.Jump(ctx, "behind-nat", grant.Exec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.ForceRelay = true
+	ch, err := j.Open(ctx, execOpen("echo", "back"))
+	if err != nil {
+		t.Fatalf("jump through the restarted relay: %v", err)
+	}
+	var out strings.Builder
+	if st, err := console.Exec(ctx, ch, console.ExecIO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: io.Discard}); err != nil || st.GetCode() != 0 || out.String() != "back\n" {
+		t.Fatalf("exec: %v %v %q", st, err, out.String())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 )
@@ -25,13 +26,47 @@ const (
 	reserveRetryBase = time.Second
 )
 
-// reserver keeps reservations on the relays the coordinator names.
+// reserver keeps reservations on the relays the coordinator names. A
+// reservation lives as long as the connection to its relay: when that
+// connection ends (the relay restarted, or the network failed) the
+// reservation is gone with it, and the reserver makes a new one at once
+// (backing off while the relay is away) instead of at the old one's end.
 type reserver struct {
 	d       *Daemon
 	mu      sync.Mutex
 	relays  []peer.AddrInfo
 	expires map[peer.ID]time.Time
 	changed chan struct{}
+}
+
+// watch drops a reservation when the last connection to its relay ends.
+func (r *reserver) watch(ctx context.Context) {
+	n := &network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
+		id := c.RemotePeer()
+		if nw.Connectedness(id) == network.Connected {
+			return
+		}
+		r.mu.Lock()
+		_, held := r.expires[id]
+		delete(r.expires, id)
+		r.mu.Unlock()
+		if !held {
+			return
+		}
+		r.d.log.Info("relay connection lost; reserving again", "relay", id)
+		r.recordHeld(time.Now())
+		r.poke()
+	}}
+	r.d.host.Network().Notify(n)
+	context.AfterFunc(ctx, func() { r.d.host.Network().StopNotify(n) })
+}
+
+// poke makes run look at the reservations now.
+func (r *reserver) poke() {
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
 }
 
 func newReserver(d *Daemon) *reserver {
@@ -48,16 +83,14 @@ func (r *reserver) setRelays(raw [][]byte) {
 	r.mu.Lock()
 	r.relays = infos
 	r.mu.Unlock()
-	select {
-	case r.changed <- struct{}{}:
-	default:
-	}
+	r.poke()
 }
 
 // run renews reservations until ctx ends. After a failure (a relay that
 // does not know us yet refuses until its next ACL refresh) it tries again
 // soon, backing off, rather than at the next periodic check.
 func (r *reserver) run(ctx context.Context) {
+	r.watch(ctx)
 	retry := reserveRetryBase
 	for {
 		wait := reserveCheck
@@ -87,9 +120,14 @@ func (r *reserver) reserveDue(ctx context.Context) (ok bool) {
 	relays := append([]peer.AddrInfo(nil), r.relays...)
 	r.mu.Unlock()
 	now := time.Now()
+	good := func(id peer.ID) bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.expires[id].After(now.Add(renewBefore))
+	}
 	held := 0
 	for _, info := range relays {
-		if r.expires[info.ID].After(now.Add(renewBefore)) {
+		if good(info.ID) {
 			held++
 		}
 	}
@@ -97,7 +135,7 @@ func (r *reserver) reserveDue(ctx context.Context) (ok bool) {
 		if held >= maxReservations || ctx.Err() != nil {
 			return ok
 		}
-		if r.expires[info.ID].After(now.Add(renewBefore)) {
+		if good(info.ID) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, reserveTimeout)
@@ -108,7 +146,9 @@ func (r *reserver) reserveDue(ctx context.Context) (ok bool) {
 			r.d.log.Info("relay reservation failed", "relay", info.ID, "error", err)
 			continue
 		}
+		r.mu.Lock()
 		r.expires[info.ID] = rsvp.Expiration
+		r.mu.Unlock()
 		held++
 		r.recordHeld(now)
 		r.d.log.Info("relay reservation", "relay", info.ID, "until", rsvp.Expiration.UTC().Format(time.RFC3339))
@@ -120,6 +160,8 @@ func (r *reserver) reserveDue(ctx context.Context) (ok bool) {
 // `peer status`.
 func (r *reserver) recordHeld(now time.Time) {
 	var held []string
+	r.mu.Lock()
+	defer r.mu.Unlock() // held while writing, so two writers land in order
 	for id, exp := range r.expires {
 		if exp.After(now) {
 			held = append(held, id.String())

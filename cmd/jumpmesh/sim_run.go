@@ -43,55 +43,61 @@ func simRunCommand() *cli.Command {
 			if err != nil {
 				return usagef("%v", err)
 			}
-			if err := netlab.Available(); err != nil {
-				return err
-			}
-			bin := f.binary
-			if bin == "" {
-				if bin, err = os.Executable(); err != nil {
-					return err
-				}
-			}
-			out := f.out
-			if out == "" {
-				out = filepath.Join("sim-out", sc.Name+"-"+time.Now().Format("20060102-150405"))
-			}
-			w := cc.App.Writer
-			if cc.Bool("json") {
-				w = io.Discard
-			}
-			fmt.Fprintf(w, "scenario %s: %d hosts, %d steps\n", sc.Name, len(sc.Hosts), len(sc.Steps))
-			bar := newScenarioProgress(w, sc)
-			defer bar.Close()
-			res, err := scenario.Run(cc.Context, sc, scenario.Options{Binary: bin, OutDir: out, Progress: bar.Step})
-			bar.Close()
-			if err != nil && res == nil {
-				return err
-			}
-			path := filepath.Join(out, scenario.ResultsFile)
-			if abs, aerr := filepath.Abs(path); aerr == nil {
-				path = abs
-			}
-			if rerr := report.FromResultsFile(path); rerr != nil {
-				fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: report: %v\n", rerr)
-			}
-			if oerr := output(cc, res, func(w io.Writer) {
-				state := "passed"
-				if !res.OK {
-					state = "FAILED"
-				}
-				fmt.Fprintf(w, "%s %s in %.1fs; results: %s, report: %s\n", sc.Name, state, res.DurationMS/1000, path,
-					filepath.Join(filepath.Dir(path), report.File))
-			}); oerr != nil {
-				return oerr
-			}
-			if err != nil {
-				return err
-			}
-			if !res.OK {
-				return exitCodeError{exitError}
-			}
-			return nil
+			return runScenario(cc, sc, f.out, f.binary)
 		},
 	}
+}
+
+// runScenario runs sc in the lab, prints each step as it ends (or the
+// results as JSON), writes results.json and report.html into out (default
+// ./sim-out/NAME-TIME) and exits 1 when a step failed.
+func runScenario(cc *cli.Context, sc *scenario.Scenario, out, bin string) error {
+	if err := netlab.Available(); err != nil {
+		return err
+	}
+	var err error
+	if bin == "" {
+		if bin, err = os.Executable(); err != nil {
+			return err
+		}
+	}
+	if out == "" {
+		out = filepath.Join("sim-out", sc.Name+"-"+time.Now().Format("20060102-150405"))
+	}
+	w := cc.App.Writer
+	if cc.Bool("json") {
+		w = io.Discard
+	}
+	fmt.Fprintf(w, "scenario %s: %d hosts, %d steps\n", sc.Name, len(sc.Hosts), len(sc.Steps))
+	bar := newScenarioProgress(w, sc)
+	defer bar.Close()
+	res, err := scenario.Run(cc.Context, sc, scenario.Options{Binary: bin, OutDir: out, Progress: bar.Step})
+	bar.Close()
+	if err != nil && res == nil {
+		return err
+	}
+	path := filepath.Join(out, scenario.ResultsFile)
+	if abs, aerr := filepath.Abs(path); aerr == nil {
+		path = abs
+	}
+	if rerr := report.FromResultsFile(path); rerr != nil {
+		fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: report: %v\n", rerr)
+	}
+	if oerr := output(cc, res, func(w io.Writer) {
+		state := "passed"
+		if !res.OK {
+			state = "FAILED"
+		}
+		fmt.Fprintf(w, "%s %s in %.1fs; results: %s, report: %s\n", sc.Name, state, res.DurationMS/1000, path,
+			filepath.Join(filepath.Dir(path), report.File))
+	}); oerr != nil {
+		return oerr
+	}
+	if err != nil {
+		return err
+	}
+	if !res.OK {
+		return exitCodeError{exitError}
+	}
+	return nil
 }

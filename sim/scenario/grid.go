@@ -152,7 +152,7 @@ func (r *runner) connect(ctx context.Context, console, peer string, run int, wai
 	}
 	res, err := r.jm(ctx, console, &pg, "ping", peer, "-c", "3", "-i", "100ms", "--wait-direct", wait.String(), "--json")
 	if err != nil {
-		pr.Error = lastLine(res.stderr)
+		pr.Error = res.failure()
 		if pr.Error == "" {
 			pr.Error = err.Error()
 		}

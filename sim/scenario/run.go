@@ -273,6 +273,15 @@ type runner struct {
 
 	res   *Results   // Paths grows as connect and grid steps measure
 	resMu sync.Mutex // guards res.Paths (a grid's consoles run at once)
+
+	background map[string]chan stepOutcome // background execs by name
+	bgWG       sync.WaitGroup
+}
+
+// stepOutcome is a finished background exec.
+type stepOutcome struct {
+	out string
+	err error
 }
 
 type coordProc struct {
@@ -364,7 +373,7 @@ func (r *runner) jm(ctx context.Context, host string, v any, args ...string) (cm
 		return res, err
 	}
 	if res.code != 0 {
-		return res, fmt.Errorf("jumpmesh %s on %s: exit %d: %s", strings.Join(args, " "), host, res.code, lastLine(res.stderr+res.stdout))
+		return res, fmt.Errorf("jumpmesh %s on %s: exit %d: %s", strings.Join(args, " "), host, res.code, res.failure())
 	}
 	if v != nil {
 		if err := json.Unmarshal([]byte(res.stdout), v); err != nil {
@@ -372,6 +381,18 @@ func (r *runner) jm(ctx context.Context, host string, v any, args ...string) (cm
 		}
 	}
 	return res, nil
+}
+
+// failure is what a failed command said: the catalog code and message of
+// a --json error, else its last line of output.
+func (c cmdResult) failure() string {
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	if json.Unmarshal([]byte(c.stdout), &e) == nil && e.Error.Code != "" {
+		return e.Error.Code + ": " + e.Error.Message
+	}
+	return lastLine(c.stderr + c.stdout)
 }
 
 func lastLine(s string) string {
@@ -433,7 +454,17 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 	case "expect-status":
 		return r.expectStatus(ctx, args[0], args[1], st.Within)
 	case "exec":
+		if st.Background != "" {
+			return r.startBackground(ctx, st.Background, func() (string, error) { return r.exec(ctx, console, args, st, expect) })
+		}
 		return r.exec(ctx, console, args, st, expect)
+	case "wait":
+		select {
+		case o := <-r.background[args[0]]:
+			return o.out, o.err
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
 	case "relay":
 		return r.startRelay(ctx, args[0])
 	case "connect":
@@ -524,9 +555,18 @@ func (r *runner) startRelay(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return res.output(), err
 	}
+	return r.runRelay(ctx, name, inv.Code)
+}
+
+// runRelay runs the relay daemon on host name; invite is for the first run.
+func (r *runner) runRelay(ctx context.Context, name, invite string) (string, error) {
 	a := r.lab.Host(name).Addr().String()
-	p, addr, err := r.startDaemon(ctx, name, "relay", "relay", "run", "--data", filepath.Join(r.hostDir(name), "relay"),
-		"--coordinator", r.coordAddr, "--invite", inv.Code, "--listen", "/ip4/"+a+"/tcp/"+relayPort, "--http-addr", "off")
+	args := []string{"relay", "run", "--data", filepath.Join(r.hostDir(name), "relay"),
+		"--coordinator", r.coordAddr, "--listen", "/ip4/" + a + "/tcp/" + relayPort, "--http-addr", "off"}
+	if invite != "" {
+		args = append(args, "--invite", invite)
+	}
+	p, addr, err := r.startDaemon(ctx, name, "relay", args...)
 	if p != nil {
 		if r.relays == nil {
 			r.relays = map[string]*coordProc{}
@@ -691,7 +731,24 @@ func (r *runner) expectRelay(ctx context.Context, name string, within time.Durat
 	}
 }
 
+// startBackground runs fn while the next steps do; "wait NAME" collects it.
+func (r *runner) startBackground(ctx context.Context, name string, fn func() (string, error)) (string, error) {
+	if r.background == nil {
+		r.background = map[string]chan stepOutcome{}
+	}
+	done := make(chan stepOutcome, 1)
+	r.background[name] = done
+	r.bgWG.Go(func() {
+		out, err := fn()
+		done <- stepOutcome{out, err}
+	})
+	return "running in the background as " + name, nil
+}
+
 func (r *runner) lifecycle(ctx context.Context, action, name string) (string, error) {
+	if r.role(name) == RoleRelay {
+		return r.relayLifecycle(ctx, action, name)
+	}
 	if r.role(name) == RoleCoordinator {
 		switch action {
 		case "start":
@@ -720,6 +777,40 @@ func (r *runner) lifecycle(ctx context.Context, action, name string) (string, er
 		return "", err
 	}
 	return fmt.Sprintf("killed pid %d", pid), r.killInHost(name, pid)
+}
+
+// relayLifecycle stops (SIGTERM), kills (SIGKILL) or starts again a relay
+// (a restart needs no invite: the relay keeps its enrollment).
+func (r *runner) relayLifecycle(ctx context.Context, action, name string) (string, error) {
+	p := r.relays[name]
+	running := false
+	if p != nil {
+		select {
+		case <-p.proc.Done():
+		default:
+			running = true
+		}
+	}
+	switch {
+	case action == "start" && running:
+		return "", fmt.Errorf("%s is already running", name)
+	case action == "start":
+		if p != nil {
+			p.log.Close()
+		}
+		return r.runRelay(ctx, name, "")
+	case !running:
+		return "", fmt.Errorf("%s is not running", name)
+	case action == "stop":
+		return "", p.proc.Stop(stopGrace)
+	}
+	p.proc.Signal(syscall.SIGKILL)
+	select {
+	case <-p.proc.Done():
+		return "killed " + name, nil
+	case <-time.After(stopGrace):
+		return "", fmt.Errorf("%s survived SIGKILL", name)
+	}
 }
 
 func (r *runner) stopCoordinator(grace time.Duration) error {
@@ -805,6 +896,9 @@ func zombie(pid int) bool {
 // remains).
 func (r *runner) teardown() error {
 	var errs []error
+	// Background execs end by themselves (each command is bounded by
+	// commandTimeout), sooner once the peers below are gone.
+	defer r.bgWG.Wait()
 	for name := range r.peers {
 		if pid, err := r.peerPID(name); err == nil {
 			errs = append(errs, r.killInHost(name, pid))

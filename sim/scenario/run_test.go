@@ -38,36 +38,51 @@ func TestMain(m *testing.M) {
 	}())
 }
 
-// TestQuickstart runs the shipped quickstart scenario with real jumpmesh
-// processes: every step passes, results.json says so, and the run leaves no
-// namespace, process or nft table behind.
-func TestQuickstart(t *testing.T) {
+// runShipped runs a shipped scenario with real jumpmesh processes; on a
+// failed run it logs the hosts' logs and fails. It checks that the run left
+// nothing behind.
+func runShipped(t *testing.T, name string, timeout time.Duration) (*Scenario, *Results, string) {
+	t.Helper()
 	labtest.Skip(t)
-	sc, err := Load("quickstart")
+	sc, err := Load(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	t0 := time.Now()
 	res, err := Run(ctx, sc, Options{Binary: binary, OutDir: out, Progress: func(s StepResult) {
 		t.Logf("%-45s ok=%v %6.0f ms %s", s.Name, s.OK, s.DurationMS, s.Error)
 	}})
-	t.Logf("run took %v", time.Since(t0))
+	t.Logf("%s took %v", name, time.Since(t0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dump := func() {
-		for _, h := range []string{"coordinator/coordinator.log", "laptop/commands.log", "web-01/commands.log", "web-01/jumpmesh/logs/peer.log"} {
-			b, _ := os.ReadFile(filepath.Join(out, "hosts", h))
-			t.Logf("--- %s\n%s", h, b)
+	if !res.OK {
+		logs, _ := filepath.Glob(filepath.Join(out, "hosts", "*", "*.log"))
+		more, _ := filepath.Glob(filepath.Join(out, "hosts", "*", "jumpmesh", "logs", "*.log"))
+		for _, f := range append(logs, more...) {
+			b, _ := os.ReadFile(f)
+			if len(b) > 8000 {
+				b = b[len(b)-8000:]
+			}
+			t.Logf("--- %s\n%s", f, b)
 		}
+		t.Fatalf("%s not ok: %s", name, res.Error)
 	}
-	if !res.OK || len(res.Steps) != len(sc.Steps) {
-		dump()
-		t.Fatalf("run not ok: %s", res.Error)
+	if left, err := netlab.Leftovers(res.Lab); err != nil || len(left) > 0 {
+		t.Fatalf("left behind: %v %v", left, err)
 	}
+	return sc, res, out
+}
+
+// TestQuickstart runs the shipped quickstart scenario: the console in one
+// home reaches the peer in another through the relay and goes direct;
+// results.json says so; the run leaves no namespace, process or nft table
+// behind.
+func TestQuickstart(t *testing.T) {
+	sc, res, out := runShipped(t, "quickstart", 3*time.Minute)
 	var back Results
 	raw, err := os.ReadFile(filepath.Join(out, ResultsFile))
 	if err != nil || json.Unmarshal(raw, &back) != nil || !back.OK || len(back.Steps) != len(sc.Steps) {
@@ -78,44 +93,63 @@ func TestQuickstart(t *testing.T) {
 			t.Errorf("step %+v", s)
 		}
 	}
+	if len(back.Networks) != 3 || back.Networks[1].NAT != "easy" || back.Networks[1].Public == "" {
+		t.Errorf("networks: %+v", back.Networks)
+	}
 	// The fib_trie exec ran on web-01: its output holds web-01's address.
 	web := ""
-	for _, h := range back.Hosts {
+	for _, h := range res.Hosts {
 		if h.Name == "web-01" {
 			web = h.Addr
 		}
 	}
-	if exec := back.Steps[5]; web == "" || !strings.Contains(exec.Output, web) {
-		t.Errorf("exec output lacks web-01's address %q: %q", web, exec.Output)
-	}
-	if left, err := netlab.Leftovers(res.Lab); err != nil || len(left) > 0 {
-		t.Fatalf("left behind: %v %v", left, err)
+	for _, s := range back.Steps {
+		if strings.Contains(s.Name, "fib_trie") && (web == "" || !strings.Contains(s.Output, web)) {
+			t.Errorf("exec output lacks web-01's address %q: %q", web, s.Output)
+		}
 	}
 }
 
-// TestTwoHomes: the console and the peer behind two different NATs reach
-// each other through the site's relay (the path is checked by the
-// scenario's expect-path), and the coordinator counts the session relayed.
-func TestTwoHomes(t *testing.T) {
-	labtest.Skip(t)
-	sc, err := Load("two-homes")
-	if err != nil {
-		t.Fatal(err)
+// TestShippedScenarios runs the other shipped scenarios but the grid: a
+// peer behind carrier-grade NAT reached directly (cgnat), two hard NATs
+// that stay relayed and work (hard-both), a direct session that survives
+// its relay being killed (relay-loss), eight peers reconnecting after the
+// coordinator is killed (reconnect-storm). Each passes only if every step
+// does.
+func TestShippedScenarios(t *testing.T) {
+	for _, name := range []string{"cgnat", "hard-both", "relay-loss", "reconnect-storm"} {
+		t.Run(name, func(t *testing.T) { runShipped(t, name, 4*time.Minute) })
 	}
-	out := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	res, err := Run(ctx, sc, Options{Binary: binary, OutDir: out, Progress: func(s StepResult) {
-		t.Logf("%-45s ok=%v %6.0f ms %s", s.Name, s.OK, s.DurationMS, s.Error)
-	}})
-	if err != nil {
-		t.Fatal(err)
+}
+
+// TestGrid runs `jumpmesh sim grid`'s scenario: 25 pairs of console and
+// peer NAT presets. Every pair connects; every endpoint-independent pair
+// ends direct (the grid step itself fails otherwise); a hard console
+// against a hard peer stays relayed; the paths and the grid are in
+// results.json.
+func TestGrid(t *testing.T) {
+	_, res, _ := runShipped(t, "nat-grid", 4*time.Minute)
+	if len(res.Paths) != 25 || res.Grid == nil || len(res.Grid.Presets) != 5 {
+		t.Fatalf("paths %d, grid %+v", len(res.Paths), res.Grid)
 	}
-	if !res.OK {
-		for _, h := range []string{"coordinator/coordinator.log", "relay-1/relay.log", "laptop/commands.log", "web-01/jumpmesh/logs/peer.log"} {
-			b, _ := os.ReadFile(filepath.Join(out, "hosts", h))
-			t.Logf("--- %s\n%s", h, b)
+	direct := 0
+	for _, p := range res.Paths {
+		t.Logf("%-12s → %-12s %-8s → %-8s %-4s connect %4.0f ms, to direct %4.0f ms", p.ConsoleNAT, p.PeerNAT, p.Initial, p.Final, p.Transport, p.ConnectMS, p.TimeToDirectMS)
+		if !p.OK {
+			t.Errorf("%s → %s did not connect: %s", p.Console, p.Peer, p.Error)
 		}
-		t.Fatalf("run not ok: %s", res.Error)
+		if p.Final == "direct" {
+			direct++
+		}
+		if p.ConsoleNAT == "hard" && p.PeerNAT == "hard" && p.Final != "relayed" {
+			t.Errorf("hard × hard ended %s", p.Final)
+		}
+		if p.RelayRTTMS != 40 {
+			t.Errorf("relay RTT %v, want 40 ms from the lab's links", p.RelayRTTMS)
+		}
+	}
+	// 16 endpoint-independent pairs, plus a public console reaching any peer.
+	if direct < 16 {
+		t.Errorf("%d pairs direct, want at least 16", direct)
 	}
 }

@@ -105,6 +105,9 @@ type Step struct {
 	// WaitDirect is how long a connect or grid step waits for a relayed
 	// connection to go direct (default 5s).
 	WaitDirect time.Duration
+	// Background names an exec that runs while the next steps do; a later
+	// "wait NAME" step ends when it does and checks its expectations.
+	Background string
 	line       int
 }
 
@@ -134,6 +137,7 @@ var actions = map[string]struct{ min, max int }{
 	"connect":       {2, 2}, // CONSOLE PEER
 	"expect-relay":  {1, 1}, // PEER holds a relay reservation
 	"grid":          {0, 0},
+	"wait":          {1, 1}, // NAME of a background exec
 }
 
 // UnmarshalYAML reads a step in either form.
@@ -175,18 +179,26 @@ func (s *Step) UnmarshalYAML(n *yaml.Node) error {
 				}
 			case k == "from":
 				s.From = v.Value
+			case k == "background":
+				if !nameRE.MatchString(v.Value) {
+					return fmt.Errorf("line %d: background: a name of [a-z0-9-]", v.Line)
+				}
+				s.Background = v.Value
 			case k == "runs":
 				if err := v.Decode(&s.Runs); err != nil || s.Runs < 1 || s.Runs > 100 {
 					return fmt.Errorf("line %d: runs is 1 to 100", v.Line)
 				}
 			default:
-				return fmt.Errorf("line %d: unknown step option %q (expect-stdout, expect-exit, expect-path, within, from, runs, wait-direct)", n.Content[i].Line, k)
+				return fmt.Errorf("line %d: unknown step option %q (expect-stdout, expect-exit, expect-path, within, from, runs, wait-direct, background)", n.Content[i].Line, k)
 			}
 		}
 	default:
 		return fmt.Errorf("line %d: a step is a string or a mapping", n.Line)
 	}
-	f := strings.Fields(words)
+	f, err := splitWords(words)
+	if err != nil {
+		return fmt.Errorf("line %d: %v", n.Line, err)
+	}
 	if len(f) == 0 {
 		return fmt.Errorf("line %d: empty step", n.Line)
 	}
@@ -215,6 +227,43 @@ func (s *Step) UnmarshalYAML(n *yaml.Node) error {
 		return fmt.Errorf("line %d: exec NAME -- COMMAND [ARGS...]", n.Line)
 	}
 	return nil
+}
+
+// splitWords splits a step into words as a shell would for plain words and
+// quotes: 'single' and "double" quoted parts keep their spaces (no escapes,
+// no variables: ${HOST.addr} is the runner's, expanded later).
+func splitWords(s string) ([]string, error) {
+	var (
+		words []string
+		cur   strings.Builder
+		in    bool // inside a word
+		quote rune
+	)
+	for _, c := range s {
+		switch {
+		case quote != 0 && c == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteRune(c)
+		case c == '\'' || c == '"':
+			quote, in = c, true
+		case c == ' ' || c == '\t' || c == '\n':
+			if in {
+				words, in = append(words, cur.String()), false
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(c)
+			in = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unterminated %c quote", quote)
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words, nil
 }
 
 // Parse decodes and validates a scenario file.
@@ -261,6 +310,7 @@ func (sc *Scenario) validate() error {
 		nets[n.Name] = true
 	}
 	inited := false
+	background := map[string]bool{} // started, not yet waited for
 	for _, s := range sc.Steps {
 		where := fmt.Sprintf("step %q (line %d)", s.Name(), s.line)
 		need := func(name string, want ...string) error {
@@ -312,7 +362,12 @@ func (sc *Scenario) validate() error {
 				err = fmt.Errorf("%s: needs peers and comes after init", where)
 			}
 		case "stop", "start", "kill":
-			err = need(s.Args[0], RolePeer, RoleCoordinator)
+			err = need(s.Args[0], RolePeer, RoleCoordinator, RoleRelay)
+		case "wait":
+			if !background[s.Args[0]] {
+				err = fmt.Errorf("%s: no background exec %q started before it", where, s.Args[0])
+			}
+			delete(background, s.Args[0])
 		case "partition", "heal":
 			if _, ok := roles[s.Args[0]]; !ok && !nets[s.Args[0]] {
 				err = fmt.Errorf("%s: no host or network %q", where, s.Args[0])
@@ -320,9 +375,18 @@ func (sc *Scenario) validate() error {
 		case "sleep":
 			_, err = time.ParseDuration(s.Args[0])
 		}
+		if s.Background != "" {
+			if s.Action != "exec" || background[s.Background] {
+				err = fmt.Errorf("%s: background is for exec steps, one name each", where)
+			}
+			background[s.Background] = true
+		}
 		if err != nil {
 			return err
 		}
+	}
+	for name := range background {
+		return fmt.Errorf("background exec %q is never waited for", name)
 	}
 	return nil
 }
