@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/dht"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -49,6 +50,7 @@ type Coordinator struct {
 	store   *Store
 	host    host.Host
 	service *Service
+	dht     *dht.Node
 	log     *slog.Logger
 	metrics *metrics
 
@@ -115,6 +117,9 @@ func New(cfg Config) (_ *Coordinator, err error) {
 		AdmissionRate: cfg.AdmissionRate,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := c.startDHT(log); err != nil {
 		return nil, err
 	}
 	c.metrics.registerPeers(reg, c.service)
@@ -257,6 +262,9 @@ func (c *Coordinator) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			errs = append(errs, c.http.Shutdown(ctx))
 			cancel()
+		}
+		if c.dht != nil {
+			errs = append(errs, c.dht.Close())
 		}
 		if c.host != nil {
 			c.host.RemoveStreamHandler(mesh.ControlProtocol)

@@ -231,17 +231,23 @@ func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
 // lastSeenEvery bounds how often a user's last-seen time is written.
 const lastSeenEvery = time.Minute
 
-// authenticate maps the remote, authenticated by the secure channel, to its technician.
-func (s *Service) authenticate(remote peer.ID) (*caller, error) {
+// userByKey is the user whose key id is, or nil.
+func (s *Service) userByKey(id peer.ID) (*pb.User, error) {
 	var u *pb.User
 	err := s.store.View(func(tx *Tx) error {
-		name, err := tx.UserByKey(remote)
+		name, err := tx.UserByKey(id)
 		if err != nil || name == "" {
 			return err
 		}
 		u, err = tx.User(name)
 		return err
 	})
+	return u, err
+}
+
+// authenticate maps the remote, authenticated by the secure channel, to its technician.
+func (s *Service) authenticate(remote peer.ID) (*caller, error) {
+	u, err := s.userByKey(remote)
 	if err != nil {
 		return nil, mesh.Errorf(mesh.CodeInternal, "(authenticating %s: %w)", remote, err)
 	}

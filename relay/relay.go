@@ -24,6 +24,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/dht"
 )
 
 // Relay is a running site relay: a libp2p host with the circuit relay v2
@@ -38,6 +39,7 @@ type Relay struct {
 	svc    *relayv2.Relay
 	acl    *ACL
 	tracer *tracer
+	dht    *dht.Node
 
 	refreshFailures prometheus.Counter
 	// aclAt is when the ACL was last fetched (Unix ns); serverEvery is the
@@ -118,6 +120,9 @@ func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the relay service: %w", err)
 	}
+	if err := r.startDHT(); err != nil {
+		return nil, err
+	}
 	if err := r.startHTTP(cfg.httpAddr(), reg); err != nil {
 		return nil, err
 	}
@@ -152,6 +157,9 @@ func (r *Relay) Close() error {
 		r.wg.Wait()
 		if r.svc != nil {
 			errs = append(errs, r.svc.Close())
+		}
+		if r.dht != nil {
+			errs = append(errs, r.dht.Close())
 		}
 		if r.host != nil {
 			errs = append(errs, r.host.Close())

@@ -1,0 +1,33 @@
+package relay
+
+import (
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jumpmesh/jumpmesh/mesh/dht"
+)
+
+// A relay is a server of the site's private DHT (mesh/dht), next to the
+// coordinator: the peers holding reservations on it are connected to it,
+// so it knows their current addresses, and consoles ask it when the
+// coordinator's do not answer. Its ACL says who is a member; it cannot
+// tell a relay from a console in it, so any member that serves the DHT
+// may enter its routing table (peers and consoles never serve it).
+
+// startDHT runs the relay's DHT server on its host.
+func (r *Relay) startDHT() (err error) {
+	r.dht, err = dht.New(r.host, dht.Config{Site: r.client.Site(),
+		Infra: r.acl.IsMember, Member: r.acl.IsMember, Bootstrap: r.coordinator, Logger: r.log})
+	return err
+}
+
+// DHT is the relay's node of the site DHT.
+func (r *Relay) DHT() *dht.Node { return r.dht }
+
+// coordinator is where the relay enrolled, for the DHT to bootstrap from.
+func (r *Relay) coordinator() []peer.AddrInfo {
+	info, err := peer.AddrInfoFromString(r.client.CoordinatorAddr())
+	if err != nil {
+		return nil
+	}
+	return []peer.AddrInfo{*info}
+}
