@@ -113,7 +113,14 @@ type Step struct {
 
 // Name is the step as written, for reports: "install web-01".
 func (s Step) Name() string {
-	n := strings.Join(append([]string{s.Action}, s.Args...), " ")
+	words := []string{s.Action}
+	for _, a := range s.Args {
+		if a == "" || strings.ContainsAny(a, " \t\n") {
+			a = "'" + a + "'"
+		}
+		words = append(words, a)
+	}
+	n := strings.Join(words, " ")
 	if s.Within > 0 {
 		n += " within " + s.Within.String()
 	}
