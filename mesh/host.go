@@ -36,6 +36,12 @@ type HostConfig struct {
 	// relays and upgrade them to direct ones by hole punching (DCUtR):
 	// peers and consoles. Off, the host neither relays nor is relayed.
 	RelayClient bool
+	// Puncher, with RelayClient, is for hosts that accept relayed
+	// connections (peers): libp2p's hole-punching service is left out and
+	// the caller runs StartPuncher, which starts at once and retries.
+	// Consoles, which dial through relays, keep libp2p's service: it
+	// answers the peer's punch.
+	Puncher bool
 	// ServeMany is for hosts that hold every peer of a site (coordinator,
 	// relays): no libp2p resource limits, no per-address connection caps
 	// or connection-rate limits (the coordinator paces peers itself), and
@@ -70,9 +76,12 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Security(noise.ID, noise.New),
 	}
-	if cfg.RelayClient {
+	switch {
+	case cfg.RelayClient && cfg.Puncher:
+		opts = append(opts, libp2p.EnableRelay())
+	case cfg.RelayClient:
 		opts = append(opts, libp2p.EnableRelay(), libp2p.EnableHolePunching())
-	} else {
+	default:
 		opts = append(opts, libp2p.DisableRelay())
 	}
 	if len(cfg.ListenAddrs) == 0 {

@@ -115,7 +115,7 @@ func Open(cfg RunConfig) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: listen, RelayClient: true})
+	h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: listen, RelayClient: true, Puncher: true})
 	if err != nil {
 		return nil, err
 	}
@@ -177,6 +177,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.updateState(func(s *State) { s.Connected = false; s.PID = os.Getpid() })
 	d.serveSessions(ctx)
 	defer d.host.RemoveStreamHandler(channel.Protocol)
+	// The coordinator and the relays are the observers the puncher trusts
+	// to say what our NAT maps our listening port to.
+	puncher, err := mesh.StartPuncher(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.isRelay(id) }, d.log)
+	if err != nil {
+		return err
+	}
+	defer puncher.Close()
 	rctx, stopReserving := context.WithCancel(ctx)
 	reserving := make(chan struct{})
 	go func() { defer close(reserving); d.reserver.run(rctx) }()

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -59,6 +60,13 @@ func (r *reserver) watch(ctx context.Context) {
 	}}
 	r.d.host.Network().Notify(n)
 	context.AfterFunc(ctx, func() { r.d.host.Network().StopNotify(n) })
+}
+
+// isRelay reports whether id is one of the site's relays.
+func (r *reserver) isRelay(id peer.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.ContainsFunc(r.relays, func(i peer.AddrInfo) bool { return i.ID == id })
 }
 
 // poke makes run look at the reservations now.

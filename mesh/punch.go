@@ -1,0 +1,338 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	holepunchpb "github.com/libp2p/go-libp2p/p2p/protocol/holepunch/pb"
+	"github.com/libp2p/go-msgio/pbio"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// Hole punching, the peer's side.
+//
+// A console reaches a NATed peer through a relay; the peer, which receives
+// that relayed connection, starts DCUtR (libp2p's /libp2p/dcutr protocol,
+// which the console serves with libp2p's own hole-punching service): both
+// sides exchange their public addresses over the relayed connection,
+// measure its round trip, and dial each other at the same moment so each
+// NAT sees its own outgoing packet before the other side's arrives.
+//
+// libp2p's initiator starts once per relayed connection, after identify
+// has run over it, and gives up for good when the exchange cannot start —
+// typically because the console, a process started a moment ago, has not
+// yet learnt its own public address and so does not serve DCUtR yet. The
+// Puncher replaces it on peers: it starts as soon as the relayed
+// connection exists (identify's round trip is not needed: the console's
+// addresses come in the exchange), and retries with backoff while the
+// relayed connection lives and no direct one exists.
+
+// Punch timing.
+const (
+	punchFirstRetry = 250 * time.Millisecond
+	punchMaxRetry   = 4 * time.Second
+	punchAttempts   = 6                // 0.25+0.5+1+2+4 s of waiting in all
+	punchStream     = 10 * time.Second // one exchange
+	punchDial       = 10 * time.Second // one simultaneous dial, at most
+	punchDialBase   = 1500 * time.Millisecond
+	punchReverse    = 3 * time.Second // one ordinary dial to a public remote
+	punchMaxMsg     = 4 << 10
+)
+
+// Puncher opens direct connections for the relayed connections a host
+// accepts. Start it with StartPuncher; Close stops it.
+type Puncher struct {
+	h      host.Host
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	active   map[peer.ID]bool
+	again    map[peer.ID]bool        // a new relayed connection came during a punch
+	observed map[string]ma.Multiaddr // by transport ("tcp", "udp"): the latest trusted observation
+	n        *network.NotifyBundle
+	trusted  func(peer.ID) bool
+}
+
+// StartPuncher starts punching holes for the relayed connections h
+// accepts. The host must not run libp2p's own hole-punching initiator
+// (HostConfig.Puncher leaves it out).
+//
+// The addresses it offers are the host's public ones plus the NAT mapping
+// of its listening port as the trusted observers (the coordinator, the
+// relays) last reported it through identify. One trusted observer is
+// enough: libp2p's address manager wants several in different /16
+// networks before it advertises an observed address, and a site's
+// coordinator and relays often share one.
+func StartPuncher(h host.Host, trusted func(peer.ID) bool, log *slog.Logger) (*Puncher, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sub, err := h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
+	if err != nil {
+		return nil, fmt.Errorf("hole punching: %w", err)
+	}
+	p := &Puncher{h: h, log: log, active: map[peer.ID]bool{}, again: map[peer.ID]bool{}, observed: map[string]ma.Multiaddr{}, trusted: trusted}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.wg.Go(func() {
+		defer sub.Close()
+		for {
+			select {
+			case <-p.ctx.Done():
+				return
+			case e := <-sub.Out():
+				if id, ok := e.(event.EvtPeerIdentificationCompleted); ok {
+					p.observe(id)
+				}
+			}
+		}
+	})
+	p.n = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if c.Stat().Direction == network.DirInbound && isCircuit(c.RemoteMultiaddr()) {
+			p.start(c.RemotePeer())
+		}
+	}}
+	h.Network().Notify(p.n)
+	return p, nil
+}
+
+// observe keeps what a trusted observer saw of a direct connection that
+// left from a listening port (TCP reuses it for dialing; QUIC always does):
+// that is the NAT's mapping of the port the remote must punch towards.
+func (p *Puncher) observe(e event.EvtPeerIdentificationCompleted) {
+	obs := e.ObservedAddr
+	if obs == nil || e.Conn == nil || isCircuit(e.Conn.RemoteMultiaddr()) || !manet.IsPublicAddr(obs) || !p.trusted(e.Peer) {
+		return
+	}
+	proto, localPort := transportPort(e.Conn.LocalMultiaddr())
+	if proto == "" || !slices.ContainsFunc(p.h.Network().ListenAddresses(), func(a ma.Multiaddr) bool {
+		q, port := transportPort(a)
+		return q == proto && port == localPort
+	}) {
+		return
+	}
+	if q, _ := transportPort(obs); q != proto {
+		return
+	}
+	p.mu.Lock()
+	p.observed[proto] = obs
+	p.mu.Unlock()
+}
+
+// transportPort is "tcp" or "udp" and the port of a /ip4|ip6/.../tcp|udp/N address.
+func transportPort(a ma.Multiaddr) (string, string) {
+	if v, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+		return "tcp", v
+	}
+	if v, err := a.ValueForProtocol(ma.P_UDP); err == nil {
+		return "udp", v
+	}
+	return "", ""
+}
+
+// Close stops every punch in progress and waits for them.
+func (p *Puncher) Close() {
+	p.h.Network().StopNotify(p.n)
+	p.cancel()
+	p.wg.Wait()
+}
+
+// start punches for remote's new relayed connection. A punch already
+// running for remote goes on; if it ends because its relayed connection
+// did, it starts over for the new one.
+func (p *Puncher) start(remote peer.ID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx.Err() != nil {
+		return
+	}
+	if p.active[remote] {
+		p.again[remote] = true
+		return
+	}
+	p.active[remote] = true
+	p.wg.Go(func() {
+		wait, tries := punchFirstRetry, 0
+		for {
+			tries = p.punch(remote, &wait, tries)
+			p.mu.Lock()
+			if !p.again[remote] || p.ctx.Err() != nil {
+				delete(p.active, remote)
+				delete(p.again, remote)
+				p.mu.Unlock()
+				return
+			}
+			delete(p.again, remote)
+			p.mu.Unlock()
+		}
+	})
+}
+
+// punch tries, with backoff, until there is a direct connection to remote,
+// no relayed one any more, or no attempts left (counting those of earlier
+// relayed connections, tries). It returns the attempts made so far.
+func (p *Puncher) punch(remote peer.ID, wait *time.Duration, tries int) int {
+	for {
+		if p.direct(remote) || tries >= punchAttempts {
+			return tries
+		}
+		if !p.relayed(remote) {
+			p.log.Debug("hole punching: the relayed connection ended", "peer", remote, "attempt", tries)
+			return tries
+		}
+		tries++
+		t0 := time.Now()
+		how, rtt, err := p.attempt(remote, tries)
+		if err == nil && p.direct(remote) {
+			p.log.Info("direct connection", "peer", remote, "by", how, "attempt", tries, "relayed_rtt", rtt.Round(time.Millisecond), "took", time.Since(t0).Round(time.Millisecond))
+			return punchAttempts
+		}
+		if tries == punchAttempts {
+			p.log.Info("hole punching gave up; the session stays relayed", "peer", remote, "attempts", tries, "error", err)
+			return tries
+		}
+		p.log.Debug("hole punch failed; retrying", "peer", remote, "by", how, "attempt", tries, "error", err, "in", *wait)
+		t := time.NewTimer(*wait)
+		select {
+		case <-p.ctx.Done():
+			t.Stop()
+			return punchAttempts
+		case <-t.C:
+		}
+		*wait = min(2**wait, punchMaxRetry)
+	}
+}
+
+func (p *Puncher) direct(remote peer.ID) bool {
+	return slices.ContainsFunc(p.h.Network().ConnsToPeer(remote), func(c network.Conn) bool { return !isCircuit(c.RemoteMultiaddr()) })
+}
+
+func (p *Puncher) relayed(remote peer.ID) bool {
+	return slices.ContainsFunc(p.h.Network().ConnsToPeer(remote), func(c network.Conn) bool { return isCircuit(c.RemoteMultiaddr()) })
+}
+
+// attempt makes the n-th try for a direct connection to remote. Every
+// other try, when identify says the remote listens on public addresses (a
+// console on a public network), it simply dials them: that is an ordinary
+// connection, whose dialer must be the client — a punch would give both
+// sides the server role. Otherwise it punches.
+func (p *Puncher) attempt(remote peer.ID, n int) (how string, rtt time.Duration, err error) {
+	if pub := p.remotePublic(remote); n%2 == 0 && len(pub) > 0 {
+		ctx, cancel := context.WithTimeout(p.ctx, punchReverse)
+		defer cancel()
+		return "direct dial", 0, p.h.Connect(network.WithForceDirectDial(ctx, "hole punch: public remote"), peer.AddrInfo{ID: remote, Addrs: pub})
+	}
+	rtt, err = p.exchange(remote)
+	return "hole punch", rtt, err
+}
+
+// remotePublic are remote's public direct addresses that identify told.
+func (p *Puncher) remotePublic(remote peer.ID) []ma.Multiaddr {
+	return slices.DeleteFunc(p.h.Peerstore().Addrs(remote), func(a ma.Multiaddr) bool { return isCircuit(a) || !manet.IsPublicAddr(a) })
+}
+
+// exchange is one DCUtR exchange as the initiator, then the simultaneous
+// dial: CONNECT with our public addresses, CONNECT back with the remote's
+// (timing the round trip), SYNC, then dial after half a round trip — when
+// the SYNC reaches the remote, which dials on receiving it. The initiator
+// takes the server role of TCP simultaneous open and of the security
+// handshake; the console's libp2p service takes the client's.
+func (p *Puncher) exchange(remote peer.ID) (rtt time.Duration, err error) {
+	own := p.publicAddrs()
+	if len(own) == 0 {
+		return 0, errors.New("no public address of our own yet")
+	}
+	ctx := network.WithAllowLimitedConn(network.WithNoDial(p.ctx, "hole punch"), "hole punch")
+	s, err := p.h.NewStream(ctx, remote, holepunch.Protocol)
+	if err != nil {
+		return 0, fmt.Errorf("opening the hole-punch stream: %w", err)
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(punchStream))
+	w, r := pbio.NewDelimitedWriter(s), pbio.NewDelimitedReader(s, punchMaxMsg)
+	start := time.Now()
+	if err := w.WriteMsg(&holepunchpb.HolePunch{Type: holepunchpb.HolePunch_CONNECT.Enum(), ObsAddrs: addrBytes(own)}); err != nil {
+		s.Reset()
+		return 0, err
+	}
+	var msg holepunchpb.HolePunch
+	if err := r.ReadMsg(&msg); err != nil {
+		s.Reset()
+		return 0, fmt.Errorf("reading CONNECT: %w", err)
+	}
+	rtt = time.Since(start)
+	if msg.GetType() != holepunchpb.HolePunch_CONNECT {
+		s.Reset()
+		return rtt, fmt.Errorf("expected CONNECT, got %s", msg.GetType())
+	}
+	theirs := slices.DeleteFunc(DecodeAddrs(msg.GetObsAddrs()), isCircuit)
+	if len(theirs) == 0 {
+		s.Reset()
+		return rtt, errors.New("the remote sent no address to punch towards")
+	}
+	if err := w.WriteMsg(&holepunchpb.HolePunch{Type: holepunchpb.HolePunch_SYNC.Enum()}); err != nil {
+		s.Reset()
+		return rtt, err
+	}
+	t := time.NewTimer(rtt / 2)
+	select {
+	case <-p.ctx.Done():
+		t.Stop()
+		return rtt, p.ctx.Err()
+	case <-t.C:
+	}
+	// Both SYNs (or QUIC Initials) cross within a round trip of the SYNC
+	// when the punch works; a lost first packet is sent again after a
+	// second (TCP's first retransmission). Waiting longer only delays the
+	// next try.
+	dctx, cancel := context.WithTimeout(p.ctx, min(punchDial, punchDialBase+4*rtt))
+	defer cancel()
+	dctx = network.WithForceDirectDial(network.WithSimultaneousConnect(dctx, false, "hole punch"), "hole punch")
+	return rtt, p.h.Connect(dctx, peer.AddrInfo{ID: remote, Addrs: theirs})
+}
+
+// publicAddrs are the host's direct public addresses: its own and those
+// the network observed (NAT mappings).
+func (p *Puncher) publicAddrs() []ma.Multiaddr {
+	var all []ma.Multiaddr
+	if a, ok := p.h.(interface{ AllAddrs() []ma.Multiaddr }); ok {
+		all = a.AllAddrs()
+	} else {
+		all = p.h.Addrs()
+	}
+	out := slices.DeleteFunc(slices.Clone(all), func(a ma.Multiaddr) bool { return isCircuit(a) || !manet.IsPublicAddr(a) })
+	p.mu.Lock()
+	for _, o := range p.observed {
+		if !slices.ContainsFunc(out, o.Equal) {
+			out = append(out, o)
+		}
+	}
+	p.mu.Unlock()
+	return out
+}
+
+func addrBytes(as []ma.Multiaddr) [][]byte {
+	out := make([][]byte, len(as))
+	for i, a := range as {
+		out[i] = a.Bytes()
+	}
+	return out
+}
+
+func isCircuit(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
