@@ -159,6 +159,11 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *Results, err erro
 	if err := netlab.Available(); err != nil {
 		return nil, err
 	}
+	// A run's hosts keep state (a site, peers' installs): a second run in
+	// the same directory would trip over the first's.
+	if entries, err := os.ReadDir(filepath.Join(out, "hosts")); err == nil && len(entries) > 0 {
+		return nil, fmt.Errorf("scenario: %s holds an earlier run; choose another output directory or remove it", out)
+	}
 	if err := os.MkdirAll(filepath.Join(out, "hosts"), 0o755); err != nil {
 		return nil, err
 	}
