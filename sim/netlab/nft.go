@@ -57,17 +57,10 @@ func addNAT(c *nftables.Conn, where, prefix, wan string, p Preset) error {
 	// Conntrack lets replies in; nothing else may start from the WAN side.
 	// (Unsolicited packets to the router's own address never reach this
 	// chain: they are delivered locally; see the input chain below.)
-	c.AddRule(&nftables.Rule{Table: t, Chain: fwd, UserData: comment(ruleUnsolicited), Exprs: []expr.Any{
+	c.AddRule(&nftables.Rule{Table: t, Chain: fwd, UserData: comment(ruleUnsolicited), Exprs: append([]expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(wan)},
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW | expr.CtStateBitINVALID),
-			Xor:  binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Counter{},
-		&expr.Verdict{Kind: expr.VerdictDrop},
-	}})
+	}, dropNewFlows()...)})
 	// RFC 5382 REQ-4: a NAT must not answer an unsolicited inbound SYN (for
 	// at least 6 s), so that TCP hole punching's simultaneous open survives
 	// a SYN that arrives before the local side's own SYN made the mapping.
@@ -78,19 +71,12 @@ func addNAT(c *nftables.Conn, where, prefix, wan string, p Preset) error {
 		Name: "input", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept,
 	})
-	c.AddRule(&nftables.Rule{Table: t, Chain: input, UserData: comment(ruleUnsolicited), Exprs: []expr.Any{
+	c.AddRule(&nftables.Rule{Table: t, Chain: input, UserData: comment(ruleUnsolicited), Exprs: append([]expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(wan)},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW | expr.CtStateBitINVALID),
-			Xor:  binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Counter{},
-		&expr.Verdict{Kind: expr.VerdictDrop},
-	}})
+	}, dropNewFlows()...)})
 	if p == UDPBlocked {
 		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, UserData: comment(ruleUDPBlocked), Exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -103,6 +89,20 @@ func addNAT(c *nftables.Conn, where, prefix, wan string, p Preset) error {
 		return fmt.Errorf("installing %s NAT in %s: %w", p, where, err)
 	}
 	return nil
+}
+
+// dropNewFlows ends a rule: count and drop packets that start a flow
+// (conntrack state new or invalid).
+func dropNewFlows() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW | expr.CtStateBitINVALID),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
 }
 
 // linkChain creates the ingress chain of one cable end, with the loss rule
