@@ -40,6 +40,7 @@ func simGridCommand() *cli.Command {
 			&cli.DurationFlag{Name: "wait-direct", Destination: &f.wait, Value: scenario.DefaultWaitDirect, Usage: "how long a relayed pair may take to go direct (100ms to 1m)"},
 			&cli.StringFlag{Name: "out", Destination: &f.out, Usage: "output directory (default: ./sim-out/nat-grid-TIME)"},
 			&cli.StringFlag{Name: "binary", Destination: &f.binary, Usage: "jumpmesh binary the hosts run (default: this one)"},
+			pcapFlag,
 			jsonFlag,
 		},
 		Action: func(cc *cli.Context) error {

@@ -33,6 +33,7 @@ func simRunCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Destination: &f.out, Usage: "output directory (default: ./sim-out/SCENARIO-TIME)"},
 			&cli.StringFlag{Name: "binary", Destination: &f.binary, Usage: "jumpmesh binary the hosts run (default: this one)"},
+			pcapFlag,
 			jsonFlag,
 		},
 		Action: func(cc *cli.Context) error {
@@ -51,6 +52,9 @@ func simRunCommand() *cli.Command {
 // runScenario runs sc in the lab, prints each step as it ends (or the
 // results as JSON), writes results.json and report.html into out (default
 // ./sim-out/NAME-TIME) and exits 1 when a step failed.
+// pcapFlag asks for a pcap capture of every host's interface.
+var pcapFlag = &cli.BoolFlag{Name: "pcap", Usage: "capture every host's traffic into OUT/hosts/HOST/HOST.pcap (tcpdump -r, Wireshark)"}
+
 func runScenario(cc *cli.Context, sc *scenario.Scenario, out, bin string) error {
 	if err := netlab.Available(); err != nil {
 		return err
@@ -71,7 +75,7 @@ func runScenario(cc *cli.Context, sc *scenario.Scenario, out, bin string) error 
 	fmt.Fprintf(w, "scenario %s: %d hosts, %d steps\n", sc.Name, len(sc.Hosts), len(sc.Steps))
 	bar := newScenarioProgress(w, sc)
 	defer bar.Close()
-	res, err := scenario.Run(cc.Context, sc, scenario.Options{Binary: bin, OutDir: out, Progress: bar.Step})
+	res, err := scenario.Run(cc.Context, sc, scenario.Options{Binary: bin, OutDir: out, Progress: bar.Step, Pcap: cc.Bool("pcap")})
 	bar.Close()
 	if err != nil && res == nil {
 		return err

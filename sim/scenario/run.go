@@ -45,6 +45,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Progress, if set, is called when each step ends.
 	Progress func(StepResult)
+	// Pcap captures every host's interface, both directions, into
+	// hosts/HOST/HOST.pcap for the whole run.
+	Pcap bool
 }
 
 // Results is what results.json holds.
@@ -207,6 +210,13 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *Results, err erro
 		if err := os.MkdirAll(r.hostDir(h.Name), 0o755); err != nil {
 			lab.Close()
 			return res, err
+		}
+		if opt.Pcap {
+			// The lab closes (and flushes) the capture at teardown.
+			if _, err := lh.Capture(filepath.Join(r.hostDir(h.Name), h.Name+".pcap")); err != nil {
+				lab.Close()
+				return res, err
+			}
 		}
 	}
 	defer func() {
