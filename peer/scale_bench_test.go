@@ -10,10 +10,10 @@ package peer_test
 //   - the coordinator runs in a child process (coordinator.New on the site's
 //     loopback ports, Badger in the temp dir), which reports its own heap
 //     after a GC, its CPU time and its online peers on request;
-//   - the peers run in another child process: a fleet of lightweight peers,
-//     one libp2p host and fresh key each, speaking the peer protocol as the
-//     daemon does (hello, retry-after, welcome, statistics, capped
-//     exponential backoff with full jitter).
+//   - the peers run in another child process: sim/scale's Fleet of
+//     lightweight peers, one libp2p host and fresh key each, speaking the
+//     peer protocol as the daemon does (hello, retry-after, welcome,
+//     statistics, capped exponential backoff with full jitter).
 //
 // The children are this test binary re-executed with JM_BENCH_ROLE set. They
 // share the machine's CPUs with each other, as they would not in production.
@@ -29,12 +29,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"runtime"
@@ -42,24 +40,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	lphost "github.com/libp2p/go-libp2p/core/host"
-	lpeer "github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/peerstore"
-	ma "github.com/multiformats/go-multiaddr"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
-	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
-	"github.com/jumpmesh/jumpmesh/mesh/pb"
-	"github.com/jumpmesh/jumpmesh/peer"
+	"github.com/jumpmesh/jumpmesh/sim/scale"
 )
 
 const (
@@ -75,9 +63,6 @@ const (
 	roleCoordinator = "coordinator"
 	roleFleet       = "fleet"
 )
-
-// daemonBackoff is peer.RunConfig's default reconnect policy.
-var daemonBackoff = peer.Backoff{Base: time.Second, Max: time.Minute}
 
 // BenchmarkRegistrations measures how many first contacts (hello →
 // enrollment → welcome) the coordinator accepts per second with the
@@ -259,7 +244,7 @@ func startFleet(b *testing.B, key string, n int) *child {
 	if transport == "" {
 		transport = "tcp" // as the daemon: TCP to the coordinator when offered
 	}
-	return startChild(b, roleFleet, fleetConfig{Key: key, Peers: n, Backoff: daemonBackoff, Transport: transport})
+	return startChild(b, roleFleet, fleetConfig{Key: key, Peers: n, Transport: transport})
 }
 
 // benchEvent is a line a child writes to the benchmark; each event uses
@@ -543,36 +528,23 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 type fleetConfig struct {
 	// Key is the installer key: the site's ID and addresses, and what an
 	// unknown peer enrolls with.
-	Key     string
-	Peers   int
-	Backoff peer.Backoff
+	Key   string
+	Peers int
 	// Transport, when "tcp" or "quic", keeps only the key's addresses of
 	// that transport.
 	Transport string
 }
 
-// runFleet is the fleet child: build the hosts, report "ready", start every
-// peer on "go", report "welcomed" once each has been welcomed, and on
-// "stop" close the hosts and report the totals.
+// runFleet is the fleet child (sim/scale's Fleet, with the daemon's
+// backoff): build the hosts, report "ready", start every peer on "go",
+// report "welcomed" once each has been welcomed, and on "stop" close the
+// hosts and report the totals.
 func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) error {
-	key, err := installerkey.Parse(cfg.Key)
+	f, err := scale.NewFleet(scale.FleetConfig{Key: cfg.Key, Peers: cfg.Peers, Transport: cfg.Transport, Hostname: "bench"})
 	if err != nil {
 		return err
 	}
-	site := lpeer.AddrInfo{ID: key.Site}
-	for _, a := range key.SiteAddrs {
-		if transport, _ := lpeer.SplitAddr(a); keepTransport(cfg.Transport, transport) {
-			site.Addrs = append(site.Addrs, transport)
-		}
-	}
-	if len(site.Addrs) == 0 {
-		return fmt.Errorf("the key has no %s address", cfg.Transport)
-	}
-	t := &fleetTotals{peers: int64(cfg.Peers), all: make(chan struct{})}
-	peers, err := newFleetPeers(cfg, site, t)
-	if err != nil {
-		return err
-	}
+	defer f.Close()
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
@@ -583,259 +555,19 @@ func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) e
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start, cpu0 := time.Now(), processCPU()
-	var wg sync.WaitGroup
-	for _, p := range peers {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.run(ctx) }()
-	}
+	cpu0 := processCPU()
+	f.Start(0)
 	go func() {
-		select {
-		case <-t.all:
-			emit(benchEvent{Event: "welcomed", Elapsed: time.Since(start), CPU: processCPU() - cpu0})
-		case <-ctx.Done():
+		if took, err := f.Wait(ctx); err == nil {
+			emit(benchEvent{Event: "welcomed", Elapsed: took, CPU: processCPU() - cpu0})
 		}
 	}()
 	for commands.Scan() && commands.Text() != "stop" {
 	}
 	cancel()
-	wg.Wait()
-	var gaveUp int64
-	for _, p := range peers {
-		if p.gaveUp {
-			gaveUp++
-		}
-	}
-	// Close the hosts so that QUIC connections end now rather than at the
-	// coordinator's idle timeout.
-	work := make(chan *fleetPeer)
-	for w := 0; w < 4*runtime.GOMAXPROCS(0); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for p := range work {
-				p.host.Close()
-			}
-		}()
-	}
-	for _, p := range peers {
-		work <- p
-	}
-	close(work)
-	wg.Wait()
-	t.mu.Lock()
-	sample := t.sample
-	t.mu.Unlock()
-	emit(benchEvent{Event: "stopped", Welcomes: t.welcomes.Load(), Retries: t.retries.Load(), Refusals: t.refusals.Load(),
-		Failures: t.failures.Load(), GaveUp: gaveUp, Sample: sample})
+	f.Close()
+	t := f.Totals()
+	emit(benchEvent{Event: "stopped", Welcomes: t.Welcomes, Retries: t.Retries, Refusals: t.Refusals,
+		Failures: t.Failures, GaveUp: t.GaveUp, Sample: t.Sample})
 	return nil
-}
-
-func keepTransport(want string, a ma.Multiaddr) bool {
-	code := map[string]int{"tcp": ma.P_TCP, "quic": ma.P_QUIC_V1}[want]
-	if code == 0 {
-		return true
-	}
-	_, err := a.ValueForProtocol(code)
-	return err == nil
-}
-
-// newFleetPeers makes one dial-only host with a fresh key per peer.
-func newFleetPeers(cfg fleetConfig, site lpeer.AddrInfo, t *fleetTotals) ([]*fleetPeer, error) {
-	info := peer.SysSource{}.HostInfo("bench")
-	stats := &pb.PeerUp{Body: &pb.PeerUp_Stats{Stats: peer.SysSource{}.Stats("", time.Now())}}
-	peers := make([]*fleetPeer, cfg.Peers)
-	errs := make(chan error, runtime.GOMAXPROCS(0))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < cfg.Peers; i = int(next.Add(1) - 1) {
-				k, _, err := crypto.GenerateEd25519Key(rand.Reader)
-				if err != nil {
-					errs <- err
-					return
-				}
-				h, err := mesh.NewHost(mesh.HostConfig{Key: k})
-				if err != nil {
-					errs <- err
-					return
-				}
-				h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
-				pi := proto.CloneOf(info)
-				pi.Hostname = fmt.Sprintf("bench-%05d", i)
-				hello := &pb.PeerUp{Body: &pb.PeerUp_Hello{Hello: &pb.PeerHello{InstallerKey: cfg.Key, Info: pi}}}
-				peers[i] = &fleetPeer{host: h, site: site, hello: hello, stats: stats, backoff: cfg.Backoff, totals: t}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return peers, <-errs
-}
-
-// fleetTotals are counted over all peers of the fleet.
-type fleetTotals struct {
-	peers    int64
-	welcomed atomic.Int64 // peers welcomed at least once
-	all      chan struct{}
-	welcomes atomic.Int64
-	retries  atomic.Int64
-	refusals atomic.Int64
-	// failures are attempts that ended before a reply (dial, stream, hello).
-	failures atomic.Int64
-	mu       sync.Mutex
-	sample   string // the last refusal or failure, for the report
-}
-
-// note counts err in n and keeps it as the sample.
-func (t *fleetTotals) note(n *atomic.Int64, err error) {
-	n.Add(1)
-	t.mu.Lock()
-	t.sample = err.Error()
-	t.mu.Unlock()
-}
-
-// fleetPeer is one lightweight peer.
-type fleetPeer struct {
-	host     lphost.Host
-	site     lpeer.AddrInfo
-	hello    *pb.PeerUp
-	stats    *pb.PeerUp
-	backoff  peer.Backoff
-	totals   *fleetTotals
-	welcomed bool
-	// gaveUp: told to uninstall, which ends a real daemon.
-	gaveUp bool
-}
-
-var (
-	errUninstallOrder = errors.New("uninstall ordered")
-	errRefused        = errors.New("refused")
-)
-
-// run reconnects as peer.Daemon.Run does: after a session that was welcomed
-// the backoff starts over; a retry-after is honoured plus one base of jitter.
-func (p *fleetPeer) run(ctx context.Context) {
-	attempt := 0
-	for ctx.Err() == nil {
-		welcomed, wait, err := p.session(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, errUninstallOrder):
-			p.gaveUp = true
-			return
-		case errors.Is(err, errRefused):
-			p.totals.note(&p.totals.refusals, err)
-		case err != nil && !welcomed && wait == 0:
-			p.totals.note(&p.totals.failures, err)
-		}
-		if welcomed {
-			attempt = 0
-		}
-		if wait == 0 {
-			wait = fullJitter(p.backoff, attempt)
-			attempt++
-		} else {
-			wait += fullJitter(p.backoff, 0)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
-	}
-}
-
-// fullJitter is the daemon's backoff: uniform in [0, min(Max, Base·2ⁿ)].
-func fullJitter(b peer.Backoff, n int) time.Duration {
-	ceil := b.Max
-	if n < 30 {
-		if d := b.Base << n; d > 0 && d < ceil {
-			ceil = d
-		}
-	}
-	return time.Duration(mrand.Int64N(int64(ceil) + 1))
-}
-
-// session is one connection: hello, then the reply, then (welcomed)
-// statistics every interval until the stream ends.
-func (p *fleetPeer) session(ctx context.Context) (welcomed bool, retryAfter time.Duration, err error) {
-	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := p.host.Connect(cctx, p.site); err != nil {
-		return false, 0, err
-	}
-	st, err := p.host.NewStream(cctx, p.site.ID, mesh.PeerProtocol)
-	if err != nil {
-		return false, 0, err
-	}
-	ms := mesh.NewMsgStream(st, mesh.MaxPeerMessage)
-	defer ms.Reset()
-	if err := ms.Write(p.hello, 10*time.Second); err != nil {
-		return false, 0, err
-	}
-	var down pb.PeerDown
-	if err := ms.Read(&down, 30*time.Second); err != nil {
-		return false, 0, err
-	}
-	t := p.totals
-	switch b := down.GetBody().(type) {
-	case *pb.PeerDown_Retry:
-		t.retries.Add(1)
-		return false, time.Duration(b.Retry.GetAfterMillis()) * time.Millisecond, errors.New("retry")
-	case *pb.PeerDown_Uninstall:
-		return false, 0, errUninstallOrder
-	case *pb.PeerDown_Welcome:
-	default:
-		return false, 0, fmt.Errorf("%w: %v", errRefused, &down)
-	}
-	t.welcomes.Add(1)
-	if !p.welcomed {
-		p.welcomed = true
-		if t.welcomed.Add(1) == t.peers {
-			close(t.all)
-		}
-	}
-	interval := max(time.Duration(down.GetWelcome().GetStatsIntervalSeconds())*time.Second, 5*time.Second)
-	return true, 0, p.online(ctx, ms, interval)
-}
-
-// online sends statistics until the stream ends or ctx is done.
-func (p *fleetPeer) online(ctx context.Context, ms *mesh.MsgStream, interval time.Duration) error {
-	readErr := make(chan error, 1)
-	go func() {
-		for {
-			var m pb.PeerDown
-			if err := ms.Read(&m, 0); err != nil {
-				readErr <- err
-				return
-			}
-			if m.GetUninstall() != nil {
-				readErr <- errUninstallOrder
-				return
-			}
-		}
-	}()
-	defer func() { ms.Reset(); <-readErr }()
-	if err := ms.Write(p.stats, 10*time.Second); err != nil {
-		return err
-	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-readErr:
-			readErr <- err // for the deferred wait
-			return err
-		case <-tick.C:
-			if err := ms.Write(p.stats, 10*time.Second); err != nil {
-				return err
-			}
-		}
-	}
 }

@@ -16,7 +16,7 @@ func simCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "sim",
 		Usage: "the network lab: NAT topologies in network namespaces (needs root)",
-		Subcommands: []*cli.Command{simRunCommand(), simGridCommand(),
+		Subcommands: []*cli.Command{simRunCommand(), simGridCommand(), simScaleCommand(),
 			{
 				Name:      "list",
 				Usage:     "list lab runs on this machine and whether their owner is still alive",

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/jumpmesh/jumpmesh/sim/scale"
+)
+
+// simScaleCommand is `jumpmesh sim scale`: the in-process engine, many
+// peers in this process against a real coordinator with an injected clock.
+func simScaleCommand() *cli.Command {
+	var f struct {
+		peers, stored, runs, connRate int
+		rate                          float64
+		workload, transport, dir      string
+	}
+	return &cli.Command{
+		Name:  "scale",
+		Usage: "many peers in this process against a real coordinator: registration storm, reconnect, lifecycle, search (no root needed)",
+		UsageText: "jumpmesh sim scale [--peers N] [--rate R] [--workload storm|reconnect|lifecycle|search|all] [--stored M] [--json]\n\n" +
+			"Examples:\n  jumpmesh sim scale --peers 1000\n  jumpmesh sim scale --peers 2000 --rate 300 --workload storm,reconnect --json\n" +
+			"  jumpmesh sim scale --workload search --stored 100000",
+		Description: "Starts a coordinator (a real Badger store in a temporary directory, a real libp2p host on loopback,\n" +
+			"an injected clock), logs in an administrator, and runs the workloads in this order:\n" +
+			"  storm      N fresh peers (one libp2p host each) register, R per second or all at once: peers/s,\n" +
+			"             registration latency percentiles, memory per online peer, failed attempts and retries\n" +
+			"  reconnect  the coordinator restarts under the online peers: time until all are back, ratio to the storm\n" +
+			"  lifecycle  the peers stop; the clock moves past the lost and delete horizons: peers per state and\n" +
+			"             sweep time at each step\n" +
+			"  search     M peer records written to the store; a few queries, in the coordinator and through a console\n" +
+			"Reconnect and lifecycle run the storm first. Coordinator and peers share this process, so memory per\n" +
+			"peer counts both ends of each connection.",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "peers", Value: 100, Destination: &f.peers, Usage: "peers in the fleet"},
+			&cli.Float64Flag{Name: "rate", Destination: &f.rate, Usage: "peers the storm starts per second (0: all at once)"},
+			&cli.StringFlag{Name: "workload", Value: "all", Destination: &f.workload, Usage: "storm, reconnect, lifecycle, search, a comma-separated list, or all"},
+			&cli.IntFlag{Name: "stored", Value: 10000, Destination: &f.stored, Usage: "peer records the search workload writes to the store"},
+			&cli.IntFlag{Name: "runs", Value: 20, Destination: &f.runs, Usage: "times each search query runs"},
+			&cli.IntFlag{Name: "connection-rate", Destination: &f.connRate, Usage: "the site's connection-rate, 1-300 per second (0: admission lifted)"},
+			&cli.StringFlag{Name: "transport", Value: "tcp", Destination: &f.transport, Usage: "how peers reach the coordinator: tcp, quic or all"},
+			&cli.StringFlag{Name: "dir", Destination: &f.dir, Usage: "directory for the site (default: a temporary one, removed afterwards)"},
+			jsonFlag,
+		},
+		Action: func(cc *cli.Context) error {
+			if err := needArgs(cc, 0); err != nil {
+				return err
+			}
+			workloads, err := scale.ParseWorkloads(f.workload)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			if f.peers <= 0 || f.rate < 0 || f.stored <= 0 || f.runs <= 0 || f.connRate < 0 || f.connRate > 300 {
+				return usagef("--peers, --stored and --runs must be positive, --rate not negative, --connection-rate 0-300")
+			}
+			asJSON := cc.Bool("json")
+			cfg := scale.Config{Dir: f.dir, Peers: f.peers, Rate: f.rate, ConnectionRate: f.connRate, Transport: f.transport,
+				StoredPeers: f.stored, SearchRuns: f.runs}
+			if !asJSON {
+				cfg.Progress = func(w scale.Workload) { fmt.Fprintf(cc.App.ErrWriter, "running %s…\n", w) }
+			}
+			res, err := scale.Run(cc.Context, cfg, workloads...)
+			if err != nil {
+				return err
+			}
+			return output(cc, res, func(w io.Writer) { printScale(w, res) })
+		},
+	}
+}
+
+// printScale is the human form of a scale run: one section per workload.
+func printScale(w io.Writer, r *scale.Result) {
+	start := "all at once"
+	if r.Rate > 0 {
+		start = fmt.Sprintf("%g per second", r.Rate)
+	}
+	admission := "admission lifted"
+	if r.ConnectionRate > 0 {
+		admission = fmt.Sprintf("connection-rate %d/s", r.ConnectionRate)
+	}
+	fmt.Fprintf(w, "sim scale: %d peers over %s, started %s, %s; %.1f s in all\n", r.Peers, r.Transport, start, admission, r.Seconds)
+	if s := r.Storm; s != nil {
+		m := s.Memory
+		fmt.Fprintln(w, "\nstorm")
+		fields(w,
+			"  registered / online", fmt.Sprintf("%d / %d", s.Registered, s.Online),
+			"  time to the last welcome", fmt.Sprintf("%.2f s", s.Seconds),
+			"  peers per second", fmt.Sprintf("%.0f", s.PeersPerSecond),
+			"  registration latency", latencyText(s.Latency),
+			"  memory per online peer", fmt.Sprintf("heap %s (live %s) + stacks %s, %.1f goroutines (both ends)", kb(m.OnlineHeap), kb(m.OnlineLive), kb(m.OnlineStack), m.Goroutines),
+			"  idle fleet host per peer", kb(m.IdleHost),
+			"  failed / retried / refused / gave up", fleetText(s.Fleet))
+	}
+	if c := r.Reconnect; c != nil {
+		fmt.Fprintln(w, "\nreconnect (coordinator restarted under the online peers)")
+		fields(w,
+			"  all back after", fmt.Sprintf("%.2f s (restart %.2f s)", c.Seconds, c.RestartSeconds),
+			"  ratio to the first registration", fmt.Sprintf("%.2f", c.RatioToFirst),
+			"  ratio to N ÷ connection-rate", orDash(ratioText(c.RatioToRate)),
+			"  failed / retried / refused / gave up", fleetText(c.Fleet))
+	}
+	if l := r.Lifecycle; l != nil {
+		fmt.Fprintf(w, "\nlifecycle (lost after %d days, deleted after %d; all offline %.2f s after the stop)\n", l.LostAfterDays, l.DeleteAfterDays, l.OfflineSeconds)
+		rows := [][]string{{"  STEP", "OFFLINE FOR", "ONLINE", "OFFLINE", "LOST", "DELETED", "SWEEP"}}
+		for _, s := range l.Steps {
+			rows = append(rows, []string{"  " + s.Name, s.After, strconv.Itoa(s.States.Online), strconv.Itoa(s.States.Offline),
+				strconv.Itoa(s.States.Lost), strconv.Itoa(s.States.Deleted), fmt.Sprintf("%.2f ms", s.SweepMs)})
+		}
+		table(w, rows)
+	}
+	if s := r.Search; s != nil {
+		fmt.Fprintf(w, "\nsearch (%d records written in %.2f s, %d peers loaded in %.2f s, first search %.1f ms; %d runs a query)\n",
+			s.Stored, s.WriteSeconds, s.Known, s.LoadSeconds, s.FirstSearchMs, s.Runs)
+		rows := [][]string{{"  QUERY", "MATCHES", "COORDINATOR p50/p90/p99", "CONSOLE p50/p90/p99"}}
+		for _, q := range s.Queries {
+			console := percentiles(q.Console)
+			switch {
+			case q.Console.Count == 0:
+				console = "failed: " + q.ConsoleError
+			case q.ConsoleErrors > 0:
+				console += fmt.Sprintf(" (%d failed: %s)", q.ConsoleErrors, q.ConsoleError)
+			}
+			query := q.Query
+			if query == "" {
+				query = `""`
+			}
+			rows = append(rows, []string{"  " + query, strconv.Itoa(q.Matches), percentiles(q.Server), console})
+		}
+		table(w, rows)
+	}
+}
+
+func ratioText(r float64) string {
+	if r == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f", r)
+}
+
+func latencyText(l scale.Latency) string {
+	return fmt.Sprintf("p50 %.0f ms, p90 %.0f ms, p99 %.0f ms, max %.0f ms", l.P50, l.P90, l.P99, l.Max)
+}
+
+func percentiles(l scale.Latency) string {
+	return fmt.Sprintf("%.1f / %.1f / %.1f ms", l.P50, l.P90, l.P99)
+}
+
+func fleetText(t scale.FleetTotals) string {
+	s := fmt.Sprintf("%d / %d / %d / %d", t.Failures, t.Retries, t.Refusals, t.GaveUp)
+	if t.Sample != "" && (t.Failures > 0 || t.Refusals > 0) {
+		s += " (last: " + t.Sample + ")"
+	}
+	return s
+}
+
+// kb prints bytes in kilobytes (1000), as peer/BENCHMARKS.md does.
+func kb(b float64) string { return fmt.Sprintf("%.1f KB", b/1000) }

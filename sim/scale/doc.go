@@ -1,0 +1,48 @@
+// Package scale is the lab's in-process engine: hundreds to thousands of
+// peers in one process against a real coordinator, for registration storms,
+// lifecycle horizons and search at scale (`jumpmesh sim scale`, and the
+// peer/ scale benchmarks through its Fleet).
+//
+// Everything is real but the clock: the coordinator is coordinator.New over
+// a real Badger in a directory, on a real libp2p host listening on loopback
+// TCP and QUIC ports that survive its restarts; the administrator logs in
+// from a real console; the peers are a Fleet of real libp2p hosts, one
+// fresh key each, speaking the peer protocol as peer.Daemon does (hello
+// with the installer key, retry-after, welcome, statistics, the daemon's
+// capped exponential backoff with full jitter). The coordinator's clock is
+// a mesh.ManualClock, so lifecycle horizons of months pass in milliseconds;
+// admission pacing runs on the wall clock, as in the coordinator.
+//
+// Workloads, in the order Run runs them:
+//
+//   - storm: N peers register, started at a rate or all at once. Reports
+//     peers per second (N over the time from the first start to the last
+//     first welcome), each peer's registration latency (its start to its
+//     first welcome: percentiles), memory per online peer (heap and stacks
+//     after a GC with every peer online, less the same with the fleet's
+//     hosts built but not connected, over N), and failed attempts,
+//     retry-afters, refusals and peers told to uninstall.
+//   - reconnect: with every peer online, the coordinator stops and starts
+//     again on the same ports; time from the stop until every peer is
+//     online again, and its ratio to the storm's time.
+//   - lifecycle: the fleet stops; once the coordinator has every peer
+//     offline, the injected clock moves to just before and at the site's
+//     lost and delete horizons; at each step the coordinator's sweep runs
+//     (timed) and the peers are counted by status as the administrator sees
+//     them (online, offline, lost, deleted).
+//   - search: M synthetic peer records (StoredPeer) are written to the
+//     stopped coordinator's store, which then loads them at start; each of a
+//     few queries (SearchQueries) runs SearchRuns times in the control
+//     service in this process and through the administrator's console over
+//     libp2p, as `jumpmesh ls` does: match counts and latency percentiles.
+//
+// Coordinator and peers share the process and its CPUs, so memory per
+// online peer counts both ends of every connection; the peer/ benchmarks
+// (peer/BENCHMARKS.md) run the same Fleet in a process of its own to
+// measure the coordinator alone. Figures of a 2-core machine are in
+// sim/README.md.
+//
+// The package never needs root and never touches the network beyond
+// loopback. It must not be imported by the parties (coordinator, peer,
+// console): it is a load generator and a measuring harness.
+package scale

@@ -1,0 +1,221 @@
+package scale
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Workload is one measurement the engine runs.
+type Workload string
+
+// The workloads, in the order Run runs them.
+const (
+	// Storm: N fresh peers register at a rate (or all at once).
+	Storm Workload = "storm"
+	// Reconnect: with every peer online, the coordinator restarts on the
+	// same ports and every peer comes back.
+	Reconnect Workload = "reconnect"
+	// Lifecycle: the peers stop; the injected clock moves past the lost
+	// and delete horizons and the sweep runs at each.
+	Lifecycle Workload = "lifecycle"
+	// Search: M peer records are written to the store, and the
+	// administrator searches them.
+	Search Workload = "search"
+)
+
+// Workloads is every workload in Run's order.
+var Workloads = []Workload{Storm, Reconnect, Lifecycle, Search}
+
+// ParseWorkloads reads "all" or a comma-separated list of workload names.
+func ParseWorkloads(s string) ([]Workload, error) {
+	if s == "" || s == "all" {
+		return Workloads, nil
+	}
+	var out []Workload
+	for _, name := range strings.Split(s, ",") {
+		w := Workload(strings.TrimSpace(name))
+		if !slices.Contains(Workloads, w) {
+			return nil, fmt.Errorf("unknown workload %q: want all or some of storm, reconnect, lifecycle, search", name)
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// Config is one engine run. Zero values are defaults.
+type Config struct {
+	// Dir holds the site (coordinator data, admin console). Default: a
+	// temporary directory that Close removes.
+	Dir string
+	// Peers is the fleet's size (default 100).
+	Peers int
+	// Rate is how many peers the storm starts per second; 0 starts them
+	// all at once.
+	Rate float64
+	// ConnectionRate is the site's connection-rate (1–300/s); 0 lifts the
+	// coordinator's admission, so that the storm measures the coordinator.
+	ConnectionRate int
+	// Transport is how peers reach the coordinator: "tcp" (default, as
+	// the daemon when the key offers TCP), "quic" or "all".
+	Transport string
+	// StoredPeers is how many peer records the search workload writes to
+	// the store (default 10,000).
+	StoredPeers int
+	// SearchRuns is how many times each query runs (default 20).
+	SearchRuns int
+	// Timeout bounds each wait for peers (default 1 min + 20 ms per peer).
+	Timeout time.Duration
+	Logger  *slog.Logger
+	// Progress, when set, is told as each workload begins.
+	Progress func(Workload)
+}
+
+func (c Config) peers() int { return cmp.Or(c.Peers, 100) }
+
+func (c Config) transport() string {
+	switch c.Transport {
+	case "", "tcp":
+		return "tcp"
+	case "all":
+		return ""
+	}
+	return c.Transport
+}
+
+func (c Config) storedPeers() int { return cmp.Or(c.StoredPeers, 10_000) }
+func (c Config) searchRuns() int  { return cmp.Or(c.SearchRuns, 20) }
+
+func (c Config) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return time.Minute + time.Duration(c.peers())*20*time.Millisecond
+}
+
+// Result is what Run measured: one part per workload run.
+type Result struct {
+	Peers          int     `json:"peers"`
+	Transport      string  `json:"transport"`
+	Rate           float64 `json:"rate"` // peers started per second; 0: all at once
+	ConnectionRate int     `json:"connection_rate"`
+	Started        string  `json:"started"`
+	Seconds        float64 `json:"seconds"`
+
+	Storm     *StormResult     `json:"storm,omitempty"`
+	Reconnect *ReconnectResult `json:"reconnect,omitempty"`
+	Lifecycle *LifecycleResult `json:"lifecycle,omitempty"`
+	Search    *SearchResult    `json:"search,omitempty"`
+}
+
+// Engine is a site and, once the storm has run, a fleet of peers enrolled
+// in it. Its workload methods may be called in Run's order; reconnect and
+// lifecycle need the storm's peers.
+type Engine struct {
+	cfg       Config
+	removeDir string
+	Site      *Site
+	fleet     *Fleet
+	// fleetDone: the lifecycle stopped the fleet.
+	fleetDone bool
+	storm     *StormResult
+}
+
+// New starts the site: a real coordinator in cfg.Dir, an administrator and
+// an installer key. Close stops everything.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.Peers < 0 || cfg.Rate < 0 || cfg.StoredPeers < 0 {
+		return nil, fmt.Errorf("scale: peers, rate and stored peers must not be negative")
+	}
+	if t := cfg.transport(); t != "" && t != "tcp" && t != "quic" {
+		return nil, fmt.Errorf("scale: transport %q: want tcp, quic or all", cfg.Transport)
+	}
+	e := &Engine{cfg: cfg}
+	dir := cfg.Dir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "jumpmesh-scale-")
+		if err != nil {
+			return nil, err
+		}
+		dir, e.removeDir = tmp, tmp
+	}
+	site, err := NewSite(ctx, SiteConfig{Dir: dir, ConnectionRate: cfg.ConnectionRate, Logger: cfg.Logger})
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.Site = site
+	return e, nil
+}
+
+// Run starts an engine, runs the workloads in Run's order and closes it.
+// Reconnect and lifecycle run the storm first if it was not asked for,
+// and report it too.
+func Run(ctx context.Context, cfg Config, workloads ...Workload) (res *Result, err error) {
+	if len(workloads) == 0 {
+		workloads = Workloads
+	}
+	start := time.Now()
+	e, err := New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, e.Close()) }()
+	res = &Result{Peers: cfg.peers(), Transport: cmp.Or(cfg.transport(), "all"), Rate: cfg.Rate, ConnectionRate: cfg.ConnectionRate,
+		Started: start.UTC().Format(time.RFC3339)}
+	want := func(w Workload) bool {
+		// Reconnect and lifecycle need the storm's peers.
+		return slices.Contains(workloads, w) || w == Storm && (slices.Contains(workloads, Reconnect) || slices.Contains(workloads, Lifecycle))
+	}
+	steps := []struct {
+		w   Workload
+		run func() error
+	}{
+		{Storm, func() (err error) { res.Storm, err = e.Storm(ctx); return err }},
+		{Reconnect, func() (err error) { res.Reconnect, err = e.Reconnect(ctx); return err }},
+		{Lifecycle, func() (err error) { res.Lifecycle, err = e.Lifecycle(ctx); return err }},
+		{Search, func() (err error) { res.Search, err = e.Search(ctx); return err }},
+	}
+	for _, s := range steps {
+		if !want(s.w) {
+			continue
+		}
+		if cfg.Progress != nil {
+			cfg.Progress(s.w)
+		}
+		if err := s.run(); err != nil {
+			return res, fmt.Errorf("%s: %w", s.w, err)
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// Fleet is the storm's fleet (nil before the storm).
+func (e *Engine) Fleet() *Fleet { return e.fleet }
+
+// wait bounds one wait for peers.
+func (e *Engine) wait(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.cfg.timeout())
+}
+
+// Close stops the fleet and the site, and removes the directory it made.
+func (e *Engine) Close() error {
+	var errs []error
+	if e.fleet != nil {
+		errs = append(errs, e.fleet.Close())
+	}
+	if e.Site != nil {
+		errs = append(errs, e.Site.Close())
+	}
+	if e.removeDir != "" {
+		errs = append(errs, os.RemoveAll(e.removeDir))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,451 @@
+package scale
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	lphost "github.com/libp2p/go-libp2p/core/host"
+	lpeer "github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/peer"
+)
+
+// FleetConfig describes a fleet of lightweight peers. Zero values but Key
+// and Peers are defaults.
+type FleetConfig struct {
+	// Key is the installer key: the site's ID and addresses, and what an
+	// unknown peer enrolls with.
+	Key   string
+	Peers int
+	// Backoff is the reconnect policy (default: the daemon's, 1 s base,
+	// 1 min cap).
+	Backoff peer.Backoff
+	// Transport, "tcp" or "quic", keeps only the key's addresses of that
+	// transport; "" keeps them all.
+	Transport string
+	// Hostname prefixes the hostname each peer reports ("scale" →
+	// "scale-00042"); it becomes the peer's name.
+	Hostname string
+}
+
+func (c FleetConfig) backoff() peer.Backoff {
+	b := c.Backoff
+	if b.Base <= 0 {
+		b.Base = time.Second
+	}
+	if b.Max <= 0 {
+		b.Max = time.Minute
+	}
+	return b
+}
+
+func (c FleetConfig) hostname() string {
+	if c.Hostname == "" {
+		return "scale"
+	}
+	return c.Hostname
+}
+
+// FleetTotals are counted over all peers of a fleet.
+type FleetTotals struct {
+	// Welcomed peers have been welcomed at least once; Welcomes counts
+	// every welcome, reconnections too.
+	Welcomed int64 `json:"welcomed"`
+	Welcomes int64 `json:"welcomes"`
+	// Retries are hellos the coordinator told to come back later
+	// (its connection rate).
+	Retries int64 `json:"retries"`
+	// Refusals are hellos answered with an error.
+	Refusals int64 `json:"refusals"`
+	// Failures are attempts that ended before a reply (dial, stream, hello).
+	Failures int64 `json:"failed_attempts"`
+	// GaveUp are peers told to uninstall, which ends a real daemon.
+	GaveUp int64 `json:"gave_up"`
+	// Sample is the last refusal or failure, for the report.
+	Sample string `json:"sample_error,omitempty"`
+}
+
+// Fleet is N lightweight peers, one libp2p host and fresh key each, that
+// speak the peer protocol as peer.Daemon does: hello with the installer
+// key and host facts, retry-after honoured plus one base of jitter,
+// reconnection with capped exponential backoff and full jitter, statistics
+// after the welcome and every interval. It is not the daemon: no install
+// directory, no state file, one statistics sample reused; thousands of real
+// daemons in one process would measure their state-file writes.
+type Fleet struct {
+	cfg    FleetConfig
+	peers  []*fleetPeer
+	totals *fleetTotals
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started atomic.Bool
+	startAt time.Time
+	once    sync.Once
+}
+
+// NewFleet builds the fleet's hosts (dial-only, one fresh key each). Its
+// peers do nothing until Start; Close stops them and closes the hosts.
+func NewFleet(cfg FleetConfig) (*Fleet, error) {
+	if cfg.Peers <= 0 {
+		return nil, fmt.Errorf("fleet: %d peers", cfg.Peers)
+	}
+	key, err := installerkey.Parse(cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	site := lpeer.AddrInfo{ID: key.Site}
+	for _, a := range key.SiteAddrs {
+		if transport, _ := lpeer.SplitAddr(a); keepTransport(cfg.Transport, transport) {
+			site.Addrs = append(site.Addrs, transport)
+		}
+	}
+	if len(site.Addrs) == 0 {
+		return nil, fmt.Errorf("fleet: the installer key has no %s address", cfg.Transport)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &Fleet{cfg: cfg, totals: &fleetTotals{peers: int64(cfg.Peers), all: make(chan struct{})}, ctx: ctx, cancel: cancel}
+	if f.peers, err = newFleetPeers(cfg, site, f.totals); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func keepTransport(want string, a ma.Multiaddr) bool {
+	code := map[string]int{"tcp": ma.P_TCP, "quic": ma.P_QUIC_V1}[want]
+	if code == 0 {
+		return true
+	}
+	_, err := a.ValueForProtocol(code)
+	return err == nil
+}
+
+// newFleetPeers makes one dial-only host with a fresh key per peer, on
+// every CPU. On error, the hosts made so far are in the result.
+func newFleetPeers(cfg FleetConfig, site lpeer.AddrInfo, t *fleetTotals) ([]*fleetPeer, error) {
+	info := peer.SysSource{}.HostInfo("scale")
+	stats := &pb.PeerUp{Body: &pb.PeerUp_Stats{Stats: peer.SysSource{}.Stats("", time.Now())}}
+	peers := make([]*fleetPeer, cfg.Peers)
+	errs := make(chan error, runtime.GOMAXPROCS(0))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < cfg.Peers; i = int(next.Add(1) - 1) {
+				k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+				if err != nil {
+					errs <- err
+					return
+				}
+				h, err := mesh.NewHost(mesh.HostConfig{Key: k})
+				if err != nil {
+					errs <- err
+					return
+				}
+				h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
+				pi := proto.CloneOf(info)
+				pi.Hostname = fmt.Sprintf("%s-%05d", cfg.hostname(), i)
+				hello := &pb.PeerUp{Body: &pb.PeerUp_Hello{Hello: &pb.PeerHello{InstallerKey: cfg.Key, Info: pi}}}
+				peers[i] = &fleetPeer{host: h, site: site, hello: hello, stats: stats, backoff: cfg.backoff(), totals: t}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return slices.DeleteFunc(peers, func(p *fleetPeer) bool { return p == nil }), <-errs
+}
+
+// IDs are the fleet's peer IDs, in peer order.
+func (f *Fleet) IDs() []lpeer.ID {
+	ids := make([]lpeer.ID, len(f.peers))
+	for i, p := range f.peers {
+		ids[i] = p.host.ID()
+	}
+	return ids
+}
+
+// Start starts every peer: all at once when rate ≤ 0, else rate peers per
+// second, in order. It returns at once; it may be called once.
+func (f *Fleet) Start(rate float64) {
+	if !f.started.CompareAndSwap(false, true) {
+		return
+	}
+	f.startAt = time.Now()
+	launch := func(p *fleetPeer) {
+		f.wg.Add(1)
+		go func() { defer f.wg.Done(); p.run(f.ctx) }()
+	}
+	if rate <= 0 {
+		for _, p := range f.peers {
+			launch(p)
+		}
+		return
+	}
+	interval := time.Duration(float64(time.Second) / rate)
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		timer := time.NewTimer(0)
+		defer timer.Stop()
+		for i := 0; i < len(f.peers); {
+			select {
+			case <-f.ctx.Done():
+				return
+			case <-timer.C:
+			}
+			// Start every peer whose time has come, then sleep until the next.
+			for elapsed := time.Since(f.startAt); i < len(f.peers) && time.Duration(i)*interval <= elapsed; i++ {
+				launch(f.peers[i])
+			}
+			timer.Reset(f.startAt.Add(time.Duration(i) * interval).Sub(time.Now()))
+		}
+	}()
+}
+
+// Wait blocks until every peer has been welcomed once, and returns the time
+// from Start to the last first welcome.
+func (f *Fleet) Wait(ctx context.Context) (time.Duration, error) {
+	select {
+	case <-f.totals.all:
+		return f.totals.allAt.Sub(f.startAt), nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%d of %d peers welcomed: %w", f.totals.welcomed.Load(), f.totals.peers, ctx.Err())
+	}
+}
+
+// Latencies are, for every peer welcomed so far, the time from its start
+// to its first welcome (retries and backoff included), sorted.
+func (f *Fleet) Latencies() []time.Duration {
+	var out []time.Duration
+	for _, p := range f.peers {
+		if d := p.firstWelcome.Load(); d > 0 {
+			out = append(out, time.Duration(d))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Totals are the fleet's counts so far.
+func (f *Fleet) Totals() FleetTotals {
+	t := f.totals
+	t.mu.Lock()
+	sample := t.sample
+	t.mu.Unlock()
+	return FleetTotals{Welcomed: t.welcomed.Load(), Welcomes: t.welcomes.Load(), Retries: t.retries.Load(),
+		Refusals: t.refusals.Load(), Failures: t.failures.Load(), GaveUp: t.gaveUp.Load(), Sample: sample}
+}
+
+// Close stops the peers and closes their hosts, so that their connections
+// end now rather than at the coordinator's idle timeout. It is safe to call
+// more than once.
+func (f *Fleet) Close() error {
+	f.once.Do(func() {
+		f.cancel()
+		f.wg.Wait()
+		work := make(chan *fleetPeer)
+		var wg sync.WaitGroup
+		for w := 0; w < 4*runtime.GOMAXPROCS(0); w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for p := range work {
+					p.host.Close()
+				}
+			}()
+		}
+		for _, p := range f.peers {
+			work <- p
+		}
+		close(work)
+		wg.Wait()
+	})
+	return nil
+}
+
+// fleetTotals are counted over all peers of the fleet.
+type fleetTotals struct {
+	peers    int64
+	welcomed atomic.Int64 // peers welcomed at least once
+	all      chan struct{}
+	allAt    time.Time // when the last peer was first welcomed; set before all closes
+	welcomes atomic.Int64
+	retries  atomic.Int64
+	refusals atomic.Int64
+	failures atomic.Int64
+	gaveUp   atomic.Int64
+	mu       sync.Mutex
+	sample   string
+}
+
+// note counts err in n and keeps it as the sample.
+func (t *fleetTotals) note(n *atomic.Int64, err error) {
+	n.Add(1)
+	t.mu.Lock()
+	t.sample = err.Error()
+	t.mu.Unlock()
+}
+
+// fleetPeer is one lightweight peer.
+type fleetPeer struct {
+	host    lphost.Host
+	site    lpeer.AddrInfo
+	hello   *pb.PeerUp
+	stats   *pb.PeerUp
+	backoff peer.Backoff
+	totals  *fleetTotals
+	// start is when run began; firstWelcome the time from it to the first
+	// welcome in nanoseconds, 0 before.
+	start        time.Time
+	firstWelcome atomic.Int64
+}
+
+var (
+	errUninstallOrder = errors.New("uninstall ordered")
+	errRefused        = errors.New("refused")
+)
+
+// run reconnects as peer.Daemon.Run does: after a session that was welcomed
+// the backoff starts over; a retry-after is honoured plus one base of jitter.
+func (p *fleetPeer) run(ctx context.Context) {
+	p.start = time.Now()
+	attempt := 0
+	for ctx.Err() == nil {
+		welcomed, wait, err := p.session(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, errUninstallOrder):
+			p.totals.gaveUp.Add(1)
+			return
+		case errors.Is(err, errRefused):
+			p.totals.note(&p.totals.refusals, err)
+		case err != nil && !welcomed && wait == 0:
+			p.totals.note(&p.totals.failures, err)
+		}
+		if welcomed {
+			attempt = 0
+		}
+		if wait == 0 {
+			wait = fullJitter(p.backoff, attempt)
+			attempt++
+		} else {
+			wait += fullJitter(p.backoff, 0)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// fullJitter is the daemon's backoff: uniform in [0, min(Max, Base·2ⁿ)].
+func fullJitter(b peer.Backoff, n int) time.Duration {
+	ceil := b.Max
+	if n < 30 {
+		if d := b.Base << n; d > 0 && d < ceil {
+			ceil = d
+		}
+	}
+	return time.Duration(mrand.Int64N(int64(ceil) + 1))
+}
+
+// session is one connection: hello, then the reply, then (welcomed)
+// statistics every interval until the stream ends.
+func (p *fleetPeer) session(ctx context.Context) (welcomed bool, retryAfter time.Duration, err error) {
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := p.host.Connect(cctx, p.site); err != nil {
+		return false, 0, err
+	}
+	st, err := p.host.NewStream(cctx, p.site.ID, mesh.PeerProtocol)
+	if err != nil {
+		return false, 0, err
+	}
+	ms := mesh.NewMsgStream(st, mesh.MaxPeerMessage)
+	defer ms.Reset()
+	if err := ms.Write(p.hello, 10*time.Second); err != nil {
+		return false, 0, err
+	}
+	var down pb.PeerDown
+	if err := ms.Read(&down, 30*time.Second); err != nil {
+		return false, 0, err
+	}
+	t := p.totals
+	switch b := down.GetBody().(type) {
+	case *pb.PeerDown_Retry:
+		t.retries.Add(1)
+		return false, time.Duration(b.Retry.GetAfterMillis()) * time.Millisecond, errors.New("retry")
+	case *pb.PeerDown_Uninstall:
+		return false, 0, errUninstallOrder
+	case *pb.PeerDown_Welcome:
+	default:
+		return false, 0, fmt.Errorf("%w: %v", errRefused, &down)
+	}
+	t.welcomes.Add(1)
+	if p.firstWelcome.Load() == 0 {
+		p.firstWelcome.Store(int64(max(time.Since(p.start), 1)))
+		if t.welcomed.Add(1) == t.peers {
+			t.allAt = time.Now()
+			close(t.all)
+		}
+	}
+	interval := max(time.Duration(down.GetWelcome().GetStatsIntervalSeconds())*time.Second, 5*time.Second)
+	return true, 0, p.online(ctx, ms, interval)
+}
+
+// online sends statistics until the stream ends or ctx is done.
+func (p *fleetPeer) online(ctx context.Context, ms *mesh.MsgStream, interval time.Duration) error {
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			var m pb.PeerDown
+			if err := ms.Read(&m, 0); err != nil {
+				readErr <- err
+				return
+			}
+			if m.GetUninstall() != nil {
+				readErr <- errUninstallOrder
+				return
+			}
+		}
+	}()
+	defer func() { ms.Reset(); <-readErr }()
+	if err := ms.Write(p.stats, 10*time.Second); err != nil {
+		return err
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-readErr:
+			readErr <- err // for the deferred wait
+			return err
+		case <-tick.C:
+			if err := ms.Write(p.stats, 10*time.Second); err != nil {
+				return err
+			}
+		}
+	}
+}

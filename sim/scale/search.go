@@ -1,0 +1,209 @@
+package scale
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jumpmesh/jumpmesh/coordinator"
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// QueryResult is one search, run SearchRuns times both ways.
+type QueryResult struct {
+	Query   string `json:"query"`
+	Matches int    `json:"matches"`
+	// Server is the control service answering in this process (the
+	// search, its sort and the views), Console the same through the
+	// administrator's console over libp2p, as `jumpmesh ls` does.
+	Server  Latency `json:"server"`
+	Console Latency `json:"console"`
+	// ConsoleErrors counts the console's runs that failed, ConsoleError
+	// is the last failure (a reply larger than a control message, for
+	// instance); Console has the runs that did not.
+	ConsoleErrors int    `json:"console_errors,omitempty"`
+	ConsoleError  string `json:"console_error,omitempty"`
+}
+
+// SearchResult is searching a site with many stored peers.
+type SearchResult struct {
+	Stored int `json:"stored"`
+	// Known is every peer the coordinator loaded (stored and enrolled).
+	Known int `json:"known"`
+	// WriteSeconds is writing the records to the store; LoadSeconds
+	// starting the coordinator over them (it loads every record).
+	WriteSeconds float64 `json:"write_seconds"`
+	LoadSeconds  float64 `json:"load_seconds"`
+	// FirstSearchMs is the first search after the load, which builds every
+	// peer's search view (later searches reuse them): the first query,
+	// once, before its runs.
+	FirstSearchMs float64       `json:"first_search_ms"`
+	Runs          int           `json:"runs"`
+	Queries       []QueryResult `json:"queries"`
+}
+
+// Search stops the coordinator, writes StoredPeers synthetic peer records
+// to its store (in batches, as Badger bounds a transaction), starts it
+// again and runs a few queries as the administrator. Peers still online
+// come back before the queries run.
+func (e *Engine) Search(ctx context.Context) (*SearchResult, error) {
+	m := e.cfg.storedPeers()
+	if err := e.Site.Stop(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := e.writeRecords(m); err != nil {
+		return nil, err
+	}
+	r := &SearchResult{Stored: m, Runs: e.cfg.searchRuns(), WriteSeconds: time.Since(start).Seconds()}
+	start = time.Now()
+	if err := e.Site.Start(); err != nil {
+		return nil, err
+	}
+	r.LoadSeconds = time.Since(start).Seconds()
+	if e.fleet != nil && !e.fleetDone {
+		wctx, cancel := e.wait(ctx)
+		defer cancel()
+		if err := e.Site.WaitOnline(wctx, e.cfg.peers()); err != nil {
+			return nil, err
+		}
+	}
+	r.Known, _ = e.Site.Coord.Service().PeerCounts()
+	queries := SearchQueries(m)
+	start = time.Now()
+	if _, err := e.Site.Peers(ctx, queries[0]); err != nil {
+		return nil, err
+	}
+	r.FirstSearchMs = ms(time.Since(start))
+	for _, q := range queries {
+		qr, err := e.query(ctx, q, r.Runs)
+		if err != nil {
+			return nil, fmt.Errorf("query %q: %w", q, err)
+		}
+		r.Queries = append(r.Queries, qr)
+	}
+	return r, nil
+}
+
+func (e *Engine) query(ctx context.Context, q string, runs int) (QueryResult, error) {
+	qr := QueryResult{Query: q}
+	server := make([]time.Duration, 0, runs)
+	for range runs {
+		start := time.Now()
+		views, err := e.Site.Peers(ctx, q)
+		if err != nil {
+			return qr, err
+		}
+		server = append(server, time.Since(start))
+		qr.Matches = len(views)
+	}
+	qr.Server = latencyOf(server)
+	wire := make([]time.Duration, 0, runs)
+	for range runs {
+		start := time.Now()
+		if _, err := e.Site.Admin.Peers(ctx, q, true); err != nil {
+			qr.ConsoleErrors++
+			qr.ConsoleError = fmt.Sprintf("%s: %v", mesh.CodeOf(err), err)
+			continue
+		}
+		wire = append(wire, time.Since(start))
+	}
+	qr.Console = latencyOf(wire)
+	return qr, nil
+}
+
+// SearchQueries are the queries the search workload runs over m stored
+// records (see StoredPeer): one name, an IP prefix (256 peers once m ≥
+// 512), a tag and status, a group less the lost, recent access, everything.
+func SearchQueries(m int) []string {
+	return []string{
+		"name:" + storedName(m/2),
+		"ip:10.0.1.",
+		"tag:linux status:offline",
+		"group:jumpgroup:ops -status:lost",
+		"last-access:<7d",
+		"",
+	}
+}
+
+// writeRecords writes m stored peers to the stopped coordinator's store.
+func (e *Engine) writeRecords(m int) error {
+	site, err := coordinator.OpenSite(e.Site.DataDir())
+	if err != nil {
+		return err
+	}
+	st, err := coordinator.OpenStore(site.StorePath(), coordinator.StoreOptions{Logger: e.cfg.Logger})
+	if err != nil {
+		return err
+	}
+	now := e.Site.Clock.Now()
+	rng := rand.New(rand.NewPCG(1, 2))
+	const batch = 1000
+	for from := 0; from < m && err == nil; from += batch {
+		err = st.Update(func(tx *coordinator.Tx) error {
+			for i := from; i < min(m, from+batch); i++ {
+				if err := tx.PutPeer(StoredPeer(rng, i, now)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+var (
+	storedPrefixes = []string{"web", "db", "mail", "build", "kiosk", "pos", "nas", "vpn"}
+	storedTags     = []string{"linux", "linux", "windows", "macos", "linux-arm", ""}
+	storedGroups   = []string{"jumpgroup:ops", "jumpgroup:dev", "jumpgroup:helpdesk", "jumpgroup:stores", "user:alice", "user:bob"}
+	storedUsers    = []string{"root", "admin", "Alice", "bob", "kiosk", "svc-backup"}
+)
+
+func storedName(i int) string {
+	return fmt.Sprintf("%s-%06d", storedPrefixes[i%len(storedPrefixes)], i)
+}
+
+// StoredPeer is the i-th synthetic peer record: a unique name and private
+// IP (10.x.y.z from i), a random tag, group and public address, comments on
+// a third, console users on half, a last access within 90 days on four
+// fifths, and a last contact within 60 days before now, so that about half
+// are past the default 30-day lost horizon. It was never online here.
+func StoredPeer(rng *rand.Rand, i int, now time.Time) *pb.Peer {
+	// An identity multihash of an Ed25519 public key, as a peer ID is.
+	id := []byte{0x00, 0x24, 0x08, 0x01, 0x12, 0x20}
+	for range 4 {
+		id = binary.BigEndian.AppendUint64(id, rng.Uint64())
+	}
+	p := &pb.Peer{
+		Id: id,
+		Settings: &pb.InstallerDefaults{
+			Name:           storedName(i),
+			Tag:            storedTags[rng.IntN(len(storedTags))],
+			Group:          storedGroups[rng.IntN(len(storedGroups))],
+			ConnectionType: pb.ConnectionType(1 + rng.IntN(2)),
+		},
+		Info: &pb.PeerInfo{
+			Hostname:   fmt.Sprintf("HOST%06d.corp.example", i),
+			PrivateIps: []string{fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)},
+		},
+		PublicAddr:    fmt.Sprintf("/ip4/198.51.%d.%d/tcp/4001", rng.IntN(256), rng.IntN(256)),
+		InstalledUnix: now.Add(-365 * 24 * time.Hour).Unix(),
+		LastSeenUnix:  now.Add(-time.Duration(rng.Int64N(int64(60 * 24 * time.Hour)))).Unix(),
+	}
+	if i%3 == 0 {
+		p.Settings.Comments = fmt.Sprintf("Rack %d, row %c; owner IT", rng.IntN(40), 'A'+rng.IntN(8))
+	}
+	if i%2 == 0 {
+		p.Stats = &pb.PeerStats{ConsoleUsers: []string{storedUsers[rng.IntN(len(storedUsers))]}}
+	}
+	if i%5 != 0 {
+		p.LastAccessUnix = now.Unix() - rng.Int64N(90*24*3600)
+	}
+	return p
+}
