@@ -165,8 +165,30 @@ func dialAddrs(id peer.ID, direct, relays []ma.Multiaddr, forceRelay bool) []ma.
 		out = mesh.PreferTCP(direct)
 	}
 	circuit := ma.StringCast("/p2p-circuit/p2p/" + id.String())
-	for _, r := range relays {
+	for _, r := range preferTCPPerRelay(relays) {
 		out = append(out, r.Encapsulate(circuit))
+	}
+	return out
+}
+
+// preferTCPPerRelay keeps each relay's TCP addresses when it has any.
+// Circuits through one relay share the dial to it: with a QUIC and a TCP
+// circuit, a console whose network drops UDP waited for QUIC's 5 s
+// handshake timeout before the TCP circuit could go (measured in the lab's
+// grid). Sessions prefer TCP anyway (mesh.PreferTCP).
+func preferTCPPerRelay(relays []ma.Multiaddr) []ma.Multiaddr {
+	byRelay := map[string][]ma.Multiaddr{}
+	var order []string
+	for _, r := range relays {
+		id, _ := r.ValueForProtocol(ma.P_P2P)
+		if _, ok := byRelay[id]; !ok {
+			order = append(order, id)
+		}
+		byRelay[id] = append(byRelay[id], r)
+	}
+	var out []ma.Multiaddr
+	for _, id := range order {
+		out = append(out, mesh.PreferTCP(byRelay[id])...)
 	}
 	return out
 }

@@ -62,7 +62,7 @@ type Puncher struct {
 	mu       sync.Mutex
 	active   map[peer.ID]bool
 	again    map[peer.ID]bool        // a new relayed connection came during a punch
-	observed map[string]ma.Multiaddr // by transport ("tcp", "udp"): the latest trusted observation
+	observed map[string]ma.Multiaddr // by transport ("tcp"): the latest trusted observation
 	n        *network.NotifyBundle
 	trusted  func(peer.ID) bool
 }
@@ -124,7 +124,11 @@ func (p *Puncher) observe(e event.EvtPeerIdentificationCompleted) {
 	}) {
 		return
 	}
-	if q, _ := transportPort(obs); q != proto {
+	// TCP only: consoles reach the coordinator and relays over TCP, so
+	// they offer TCP addresses only, and a QUIC address of ours would just
+	// make the console's dialer hold its TCP dial back (by 250 ms) while
+	// it tries QUIC, which spoils the simultaneous open's timing.
+	if q, _ := transportPort(obs); q != proto || proto != "tcp" {
 		return
 	}
 	p.mu.Lock()

@@ -577,7 +577,8 @@ func (r *runner) startRelay(ctx context.Context, name string) (string, error) {
 func (r *runner) runRelay(ctx context.Context, name, invite string) (string, error) {
 	a := r.lab.Host(name).Addr().String()
 	args := []string{"relay", "run", "--data", filepath.Join(r.hostDir(name), "relay"),
-		"--coordinator", r.coordAddr, "--listen", "/ip4/" + a + "/tcp/" + relayPort, "--http-addr", "off"}
+		"--coordinator", r.coordAddr, "--listen", "/ip4/" + a + "/tcp/" + relayPort,
+		"--listen", "/ip4/" + a + "/udp/" + relayPort + "/quic-v1", "--http-addr", "off"}
 	if invite != "" {
 		args = append(args, "--invite", invite)
 	}
