@@ -165,10 +165,19 @@ func (c *Client) CheckInstallerKey(ctx context.Context, key string) (*pb.Install
 	return r.GetInstaller(), err
 }
 
-// Peers lists the peers the user may see that match query (see `jumpmesh ls --help`).
+// Peers lists the peers the user may see that match query (see `jumpmesh
+// ls --help`), the first coordinator.DefaultPeerListLimit of them in sort
+// order; PeerPage says how many matched.
 func (c *Client) Peers(ctx context.Context, query string, includeDeleted bool) ([]*pb.PeerView, error) {
-	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_PeerList{PeerList: &pb.PeerListRequest{Query: query, IncludeDeleted: includeDeleted}}})
-	return r.GetPeers().GetPeers(), err
+	views, _, err := c.PeerPage(ctx, query, includeDeleted, 0)
+	return views, err
+}
+
+// PeerPage lists at most limit matching peers (0: the coordinator's
+// default) and how many matched in all.
+func (c *Client) PeerPage(ctx context.Context, query string, includeDeleted bool, limit int) ([]*pb.PeerView, int, error) {
+	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_PeerList{PeerList: &pb.PeerListRequest{Query: query, IncludeDeleted: includeDeleted, Limit: uint32(limit)}}})
+	return r.GetPeers().GetPeers(), int(r.GetPeers().GetTotal()), err
 }
 
 // Peer resolves ref (peer ID, unique name, or unique search result).

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
@@ -69,12 +70,42 @@ func (s *Service) searchPeers(c *caller, query string, includeDeleted bool) ([]*
 	return out, nil
 }
 
+// Peer list sizes. A reply must also fit a control message: it stops
+// short of the limit when the peers' views would come near
+// mesh.MaxControlMessage (a view takes a few hundred bytes, more with long
+// comments), and Total tells the console how many matched.
+const (
+	DefaultPeerListLimit = 1000
+	MaxPeerListLimit     = 5000
+	peerListBudget       = mesh.MaxControlMessage - 64<<10
+)
+
 func (s *Service) peerList(c *caller, r *pb.PeerListRequest) (*pb.Response, error) {
+	limit := int(r.GetLimit())
+	switch {
+	case limit == 0:
+		limit = DefaultPeerListLimit
+	case limit > MaxPeerListLimit:
+		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "A peer list holds at most %d peers (asked for %d): narrow the query.", MaxPeerListLimit, limit)
+	}
 	views, err := s.searchPeers(c, r.GetQuery(), r.GetIncludeDeleted())
 	if err != nil {
 		return nil, err
 	}
-	return &pb.Response{Body: &pb.Response_Peers{Peers: &pb.PeerList{Peers: views}}}, nil
+	return &pb.Response{Body: &pb.Response_Peers{Peers: &pb.PeerList{Peers: fitPeers(views, limit), Total: uint32(len(views))}}}, nil
+}
+
+// fitPeers is the first views, at most limit and at most what fits a reply.
+func fitPeers(views []*pb.PeerView, limit int) []*pb.PeerView {
+	n, size := 0, 0
+	for n < min(limit, len(views)) {
+		size += proto.Size(views[n]) + 8 // the field's tag and length
+		if size > peerListBudget {
+			break
+		}
+		n++
+	}
+	return views[:n]
 }
 
 // resolvePeer finds the one peer ref names: a peer ID, a unique name, or a

@@ -4,11 +4,13 @@ import (
 	"crypto/rand"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -99,6 +101,40 @@ func TestSearchTenThousandPeers(t *testing.T) {
 			t.Fatalf("not sorted at %d", i)
 		}
 	}
+	// A list stops at its limit (default 1000) and says how many matched;
+	// a reply always fits a control message, even for peers with long
+	// comments, and a limit above the maximum is refused.
+	list := func(c *caller, limit uint32) *pb.PeerList {
+		t.Helper()
+		r, err := svc.peerList(c, &pb.PeerListRequest{Limit: limit})
+		if err != nil {
+			t.Fatalf("list with limit %d: %v", limit, err)
+		}
+		if size := proto.Size(r); size > mesh.MaxControlMessage {
+			t.Fatalf("a %d-peer reply is %d bytes, over a control message", len(r.GetPeers().GetPeers()), size)
+		}
+		return r.GetPeers()
+	}
+	if l := list(admin, 0); len(l.GetPeers()) != DefaultPeerListLimit || l.GetTotal() != n ||
+		l.GetPeers()[0].GetPeer().GetSettings().GetName() != "host-00000" {
+		t.Fatalf("default list: %d peers of %d", len(l.GetPeers()), l.GetTotal())
+	}
+	if l := list(ann, MaxPeerListLimit); len(l.GetPeers()) != MaxPeerListLimit || l.GetTotal() != n/2 {
+		t.Fatalf("list of %d: %d peers of %d", MaxPeerListLimit, len(l.GetPeers()), l.GetTotal())
+	}
+	if _, err := svc.peerList(admin, &pb.PeerListRequest{Limit: MaxPeerListLimit + 1}); mesh.CodeOf(err) != mesh.CodeInvalidArgument {
+		t.Fatalf("limit above the maximum: %v", err)
+	}
+	long := make([]*pb.PeerView, MaxPeerListLimit)
+	for i := range long {
+		long[i] = proto.CloneOf(views[i])
+		long[i].GetPeer().GetSettings().Comments = strings.Repeat("c", 1000)
+	}
+	fit := fitPeers(long, MaxPeerListLimit)
+	if size := proto.Size(&pb.Response{Body: &pb.Response_Peers{Peers: &pb.PeerList{Peers: fit}}}); len(fit) == 0 || len(fit) == len(long) || size > mesh.MaxControlMessage {
+		t.Fatalf("long comments: %d of %d peers fit, %d bytes", len(fit), len(long), size)
+	}
+
 	v, err := svc.resolvePeer(ann, "host-00040")
 	if err != nil || v.GetPeer().GetSettings().GetName() != "host-00040" {
 		t.Fatalf("resolve: %v %v", v, err)

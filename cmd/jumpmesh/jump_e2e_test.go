@@ -54,6 +54,12 @@ func newJumpSiteTB(t testing.TB) *jumpSite {
 
 func TestJumpExecThroughTheCLI(t *testing.T) {
 	s := newJumpSite(t)
+	if r := jm(t, s.admin, "ls", "--limit", "0"); r.code != 2 || !strings.Contains(r.stderr, "--limit is 1 to") {
+		t.Fatalf("ls --limit 0: exit %d, %q", r.code, r.stderr)
+	}
+	if r := jm(t, s.admin, "ls", "--limit", "1"); r.code != 0 || strings.Contains(r.stderr, "showing the first") {
+		t.Fatalf("ls --limit 1 of one peer: exit %d, %q", r.code, r.stderr)
+	}
 	r := jm(t, s.admin, "jump", "web-01", "--", "sh", "-c", "echo to-out; echo to-err >&2; exit 7")
 	if r.code != 7 || r.stdout != "to-out\n" || r.stderr != "to-err\n" {
 		t.Fatalf("jump exec: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)

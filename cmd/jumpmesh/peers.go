@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -78,12 +79,15 @@ func consoleUsers(p *pb.Peer) []string {
 }
 
 func lsCommand() *cli.Command {
-	var f struct{ deleted bool }
+	var f struct {
+		deleted bool
+		limit   int
+	}
 	return &cli.Command{
 		Name:      "ls",
 		Usage:     "list and search the peers you may reach",
 		ArgsUsage: "[QUERY ...]",
-		UsageText: "jumpmesh ls [QUERY ...] [--deleted] [--json]\n\n" +
+		UsageText: "jumpmesh ls [QUERY ...] [--deleted] [--limit 1000] [--json]\n\n" +
 			"Examples:\n" +
 			"  jumpmesh ls\n" +
 			"  jumpmesh ls web status:online\n" +
@@ -93,8 +97,15 @@ func lsCommand() *cli.Command {
 			"comments, group (jumpgroup:X is short for group:jumpgroup:X), user or console-user, method\n" +
 			"(active|passive|jumpoint), status (online|offline|lost|uninstalled|disabled|deleted), private-ip,\n" +
 			"public-ip, ip, id, last-access (<7d, >30d, never; quote it, > is a shell redirect). A leading -\n" +
-			"negates a term; quote values with spaces. Sorted by name.",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "deleted", Destination: &f.deleted, Usage: "include peers deleted but not yet uninstalled"}, jsonFlag},
+			"negates a term; quote values with spaces. Sorted by name. At most --limit peers are listed (the\n" +
+			"first in that order; 5000 at most, fewer if they would not fit one reply): when more match, a line on\n" +
+			"stderr says how many.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "deleted", Destination: &f.deleted, Usage: "include peers deleted but not yet uninstalled"},
+			&cli.IntFlag{Name: "limit", Destination: &f.limit, Value: coordinator.DefaultPeerListLimit,
+				Usage: fmt.Sprintf("list at most this many peers (1 to %d)", coordinator.MaxPeerListLimit)},
+			jsonFlag,
+		},
 		Action: clientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
 			var terms []string
 			for _, a := range cc.Args().Slice() {
@@ -102,9 +113,16 @@ func lsCommand() *cli.Command {
 					terms = append(terms, a)
 				}
 			}
-			peers, err := c.Peers(ctx, strings.Join(terms, " "), f.deleted)
+			if f.limit < 1 || f.limit > coordinator.MaxPeerListLimit {
+				return usagef("--limit is 1 to %d", coordinator.MaxPeerListLimit)
+			}
+			peers, total, err := c.PeerPage(ctx, strings.Join(terms, " "), f.deleted, f.limit)
 			if err != nil {
 				return err
+			}
+			if total > len(peers) {
+				fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: showing the first %d of %d matching peers; narrow the query or raise --limit (at most %d)\n",
+					len(peers), total, coordinator.MaxPeerListLimit)
 			}
 			views := make([]peerView, 0, len(peers))
 			for _, p := range peers {

@@ -2201,8 +2201,12 @@ type PeerListRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Query          string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
 	IncludeDeleted bool                   `protobuf:"varint,2,opt,name=include_deleted,json=includeDeleted,proto3" json:"include_deleted,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// At most this many peers, the first in sort order (0: the coordinator's
+	// default, 1000; at most 2000, which keeps a reply well inside a
+	// control message).
+	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerListRequest) Reset() {
@@ -2247,6 +2251,13 @@ func (x *PeerListRequest) GetIncludeDeleted() bool {
 		return x.IncludeDeleted
 	}
 	return false
+}
+
+func (x *PeerListRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
 }
 
 // PeerView is a peer as technicians see it: the record plus its status.
@@ -2322,8 +2333,10 @@ func (x *PeerView) GetRelays() [][]byte {
 }
 
 type PeerList struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Peers         []*PeerView            `protobuf:"bytes,1,rep,name=peers,proto3" json:"peers,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Peers []*PeerView            `protobuf:"bytes,1,rep,name=peers,proto3" json:"peers,omitempty"`
+	// How many peers matched, before the limit.
+	Total         uint32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2363,6 +2376,13 @@ func (x *PeerList) GetPeers() []*PeerView {
 		return x.Peers
 	}
 	return nil
+}
+
+func (x *PeerList) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
 }
 
 // PeerRef names a peer by peer ID, unique name, or unique search result.
@@ -3003,17 +3023,19 @@ const file_control_proto_rawDesc = "" +
 	"\x06direct\x18\x01 \x01(\x04R\x06direct\x12\x18\n" +
 	"\arelayed\x18\x02 \x01(\x04R\arelayed\x12\x1a\n" +
 	"\bupgraded\x18\x03 \x01(\x04R\bupgraded\x121\n" +
-	"\x15time_to_direct_millis\x18\x04 \x03(\x03R\x12timeToDirectMillis\"P\n" +
+	"\x15time_to_direct_millis\x18\x04 \x03(\x03R\x12timeToDirectMillis\"f\n" +
 	"\x0fPeerListRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x12'\n" +
-	"\x0finclude_deleted\x18\x02 \x01(\bR\x0eincludeDeleted\"y\n" +
+	"\x0finclude_deleted\x18\x02 \x01(\bR\x0eincludeDeleted\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"y\n" +
 	"\bPeerView\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
 	"\x05addrs\x18\x03 \x03(\fR\x05addrs\x12\x16\n" +
-	"\x06relays\x18\x04 \x03(\fR\x06relays\"<\n" +
+	"\x06relays\x18\x04 \x03(\fR\x06relays\"R\n" +
 	"\bPeerList\x120\n" +
-	"\x05peers\x18\x01 \x03(\v2\x1a.jumpmesh.control.PeerViewR\x05peers\"$\n" +
+	"\x05peers\x18\x01 \x03(\v2\x1a.jumpmesh.control.PeerViewR\x05peers\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\rR\x05total\"$\n" +
 	"\x0ePeerRefRequest\x12\x12\n" +
 	"\x04refs\x18\x01 \x03(\tR\x04refs\"x\n" +
 	"\x0ePeerSetRequest\x12\x10\n" +
