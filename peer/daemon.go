@@ -174,7 +174,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer d.removePID()
-	d.updateState(func(s *State) { s.Connected = false; s.PID = os.Getpid() })
+	// A new process holds no reservation yet, whatever the last one held.
+	d.updateState(func(s *State) { s.Connected = false; s.PID = os.Getpid(); s.Relays = nil })
 	d.serveSessions(ctx)
 	defer d.host.RemoveStreamHandler(channel.Protocol)
 	// The coordinator and the relays are the observers the puncher trusts

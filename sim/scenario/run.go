@@ -496,6 +496,12 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 		return res.output(), err
 	case "stop", "start", "kill":
 		return r.lifecycle(ctx, st.Action, args[0])
+	case "restart":
+		return r.restart(ctx, args[0])
+	case "serve":
+		return r.serve(args[0], args[1])
+	case "fetch":
+		return r.fetch(ctx, console, args[0], args[1], st, expect)
 	case "partition", "heal":
 		part := st.Action == "partition"
 		if h := r.lab.Host(args[0]); h != nil {

@@ -114,10 +114,11 @@ func TestQuickstart(t *testing.T) {
 // peer behind carrier-grade NAT reached directly (cgnat), two hard NATs
 // that stay relayed and work (hard-both), a direct session that survives
 // its relay being killed (relay-loss), eight peers reconnecting after the
-// coordinator is killed (reconnect-storm). Each passes only if every step
-// does.
+// coordinator is killed (reconnect-storm), a forward through a peer to a
+// web server on its LAN, before and after the peer restarts (intranet).
+// Each passes only if every step does.
 func TestShippedScenarios(t *testing.T) {
-	for _, name := range []string{"cgnat", "hard-both", "relay-loss", "reconnect-storm"} {
+	for _, name := range []string{"cgnat", "hard-both", "relay-loss", "reconnect-storm", "intranet"} {
 		t.Run(name, func(t *testing.T) { runShipped(t, name, 4*time.Minute) })
 	}
 }

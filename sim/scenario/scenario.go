@@ -12,6 +12,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -145,6 +146,9 @@ var actions = map[string]struct{ min, max int }{
 	"expect-relay":  {1, 1}, // PEER holds a relay reservation
 	"grid":          {0, 0},
 	"wait":          {1, 1}, // NAME of a background exec
+	"restart":       {1, 1},
+	"serve":         {2, 2}, // PLAIN-HOST PORT
+	"fetch":         {2, 2}, // PEER HOST:PORT
 }
 
 // UnmarshalYAML reads a step in either form.
@@ -332,8 +336,8 @@ func (sc *Scenario) validate() error {
 		}
 		var err error
 		if s.From != "" {
-			if !slices.Contains([]string{"exec", "console"}, s.Action) {
-				return fmt.Errorf("%s: from is for exec and console steps", where)
+			if !slices.Contains([]string{"exec", "console", "fetch"}, s.Action) {
+				return fmt.Errorf("%s: from is for exec, console and fetch steps", where)
 			}
 			if err := need(s.From, RoleConsole); err != nil {
 				return err
@@ -368,8 +372,18 @@ func (sc *Scenario) validate() error {
 			if count[RolePeer] == 0 || !inited {
 				err = fmt.Errorf("%s: needs peers and comes after init", where)
 			}
-		case "stop", "start", "kill":
+		case "stop", "start", "kill", "restart":
 			err = need(s.Args[0], RolePeer, RoleCoordinator, RoleRelay)
+		case "serve":
+			err = need(s.Args[0], RolePlain)
+			if _, perr := strconv.ParseUint(s.Args[1], 10, 16); err == nil && perr != nil {
+				err = fmt.Errorf("%s: %q is not a port", where, s.Args[1])
+			}
+		case "fetch":
+			err = need(s.Args[0], RolePeer)
+			if err == nil && !inited {
+				err = fmt.Errorf("%s: comes before init", where)
+			}
 		case "wait":
 			if !background[s.Args[0]] {
 				err = fmt.Errorf("%s: no background exec %q started before it", where, s.Args[0])
