@@ -45,10 +45,10 @@ func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Res
 		s.Reset()
 		return nil, Errorf(CodeCoordinatorDown, "(%s): sending request: %w", p, err)
 	}
-	if err := s.CloseWrite(); err != nil {
-		s.Reset()
-		return nil, Errorf(CodeCoordinatorDown, "(%s): sending request: %w", p, err)
-	}
+	// The server may already have answered and closed the stream (over
+	// QUIC its close stops our sending side): a failed half-close is not
+	// a failed request, the response below says how it went.
+	_ = s.CloseWrite()
 	resp := new(pb.Response)
 	if err := pbio.NewDelimitedReader(s, MaxControlMessage).ReadMsg(resp); err != nil {
 		s.Reset()
