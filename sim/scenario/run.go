@@ -665,7 +665,13 @@ func (r *runner) startDaemon(ctx context.Context, host, name string, args ...str
 // its host and starts it with the install directory's init-script.
 func (r *runner) install(ctx context.Context, name string) (string, error) {
 	var key struct{ Key string }
-	res, err := r.jm(ctx, r.hostOf(RoleConsole), &key, "installer", "create", "--name", name, "--valid-for", "1h", "--json")
+	args := []string{"installer", "create", "--name", name, "--valid-for", "1h", "--json"}
+	for _, h := range r.sc.Hosts {
+		if h.Name == name {
+			args = append(args, h.Installer...)
+		}
+	}
+	res, err := r.jm(ctx, r.hostOf(RoleConsole), &key, args...)
 	if err != nil {
 		return res.output(), err
 	}

@@ -54,7 +54,10 @@ type Host struct {
 	Network string `yaml:"network"`
 	Role    string `yaml:"role"`
 	Addr    string `yaml:"addr"`
-	Shape   `yaml:",inline"`
+	// Installer, for a peer, are more `installer create` flags for its
+	// key (e.g. [--tag, linux, --comments, "rack 4"]).
+	Installer []string `yaml:"installer"`
+	Shape     `yaml:",inline"`
 }
 
 // Shape is a cable's shaping: a network's uplink or a host's cable.
@@ -309,6 +312,9 @@ func (sc *Scenario) validate() error {
 		}
 		roles[h.Name] = h.Role
 		count[h.Role]++
+		if len(h.Installer) > 0 && h.Role != RolePeer {
+			return fmt.Errorf("host %s: installer options are for peers", h.Name)
+		}
 	}
 	if count[RoleCoordinator] > 1 {
 		return errors.New("at most one coordinator")
