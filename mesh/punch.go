@@ -125,9 +125,9 @@ func (p *Puncher) observe(e event.EvtPeerIdentificationCompleted) {
 		return
 	}
 	// TCP only: consoles reach the coordinator and relays over TCP, so
-	// they offer TCP addresses only, and a QUIC address of ours would just
-	// make the console's dialer hold its TCP dial back (by 250 ms) while
-	// it tries QUIC, which spoils the simultaneous open's timing.
+	// they offer TCP addresses only and a QUIC address of ours could not
+	// be punched; in the lab's grid, offering one along with TCP also left
+	// a pair relayed that TCP alone punches (README, NAT traversal).
 	if q, _ := transportPort(obs); q != proto || proto != "tcp" {
 		return
 	}
