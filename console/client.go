@@ -116,6 +116,10 @@ func (c *Client) ID() peer.ID { return c.host.ID() }
 // Site is the site's peer ID.
 func (c *Client) Site() peer.ID { return c.site.ID }
 
+// SiteInfo is the coordinator's peer ID and the addresses this console
+// knows it at.
+func (c *Client) SiteInfo() peer.AddrInfo { return c.site }
+
 // UserName is the user name this console logged in as.
 func (c *Client) UserName() string { return c.config.User }
 

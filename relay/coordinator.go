@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jumpmesh/jumpmesh/console"
@@ -120,9 +121,15 @@ func (r *Relay) refresh(ctx context.Context) error {
 	for _, a := range r.advertised() {
 		addrs = append(addrs, a.Bytes())
 	}
-	resp, err := r.client.Call(ctx, &pb.Request{Body: &pb.Request_RelayAcl{RelayAcl: &pb.RelayACLRequest{Addrs: addrs}}})
+	if r.host.Network().Connectedness(r.site.ID) != network.Connected {
+		if err := r.host.Connect(ctx, r.site); err != nil {
+			return fmt.Errorf("fetching the relay ACL from %s: %w", r.site.ID,
+				mesh.Errorf(mesh.CodeCoordinatorDown, "(%s at %v): %w", r.site.ID, r.site.Addrs, err))
+		}
+	}
+	resp, err := mesh.Call(ctx, r.host, r.site.ID, &pb.Request{Body: &pb.Request_RelayAcl{RelayAcl: &pb.RelayACLRequest{Addrs: addrs}}})
 	if err != nil {
-		return fmt.Errorf("fetching the relay ACL from %s: %w", r.client.Site(), err)
+		return fmt.Errorf("fetching the relay ACL from %s: %w", r.site.ID, err)
 	}
 	list := resp.GetRelayAcl()
 	if list == nil {

@@ -15,7 +15,7 @@ import (
 
 // startDHT runs the relay's DHT server on its host.
 func (r *Relay) startDHT() (err error) {
-	r.dht, err = dht.New(r.host, dht.Config{Site: r.client.Site(),
+	r.dht, err = dht.New(r.host, dht.Config{Site: r.site.ID,
 		Infra: r.acl.IsMember, Member: r.acl.IsMember, Bootstrap: r.coordinator, Logger: r.log})
 	return err
 }
@@ -24,10 +24,4 @@ func (r *Relay) startDHT() (err error) {
 func (r *Relay) DHT() *dht.Node { return r.dht }
 
 // coordinator is where the relay enrolled, for the DHT to bootstrap from.
-func (r *Relay) coordinator() []peer.AddrInfo {
-	info, err := peer.AddrInfoFromString(r.client.CoordinatorAddr())
-	if err != nil {
-		return nil
-	}
-	return []peer.AddrInfo{*info}
-}
+func (r *Relay) coordinator() []peer.AddrInfo { return []peer.AddrInfo{r.site} }

@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/dht"
 )
@@ -33,7 +32,7 @@ type Relay struct {
 	cfg    Config
 	res    Resources
 	log    *slog.Logger
-	client *console.Client
+	site   peer.AddrInfo // the coordinator
 	host   host.Host
 	rm     network.ResourceManager
 	svc    *relayv2.Relay
@@ -81,7 +80,15 @@ func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
 			r.Close()
 		}
 	}()
-	if r.client, err = enroll(ctx, &cfg, r.log); err != nil {
+	// Enrollment uses a console client (a host of its own); the relay then
+	// talks to the coordinator from its relay host alone, so the
+	// coordinator (and its DHT) sees one connection per relay.
+	client, err := enroll(ctx, &cfg, r.log)
+	if err != nil {
+		return nil, err
+	}
+	r.site = client.SiteInfo()
+	if err := client.Close(); err != nil {
 		return nil, err
 	}
 	key, err := loadKey(cfg.DataDir)
@@ -168,9 +175,7 @@ func (r *Relay) Close() error {
 			// libp2p does not close a resource manager it was given.
 			errs = append(errs, r.rm.Close())
 		}
-		if r.client != nil {
-			errs = append(errs, r.client.Close())
-		}
+
 		r.closeErr = errors.Join(errs...)
 	})
 	return r.closeErr

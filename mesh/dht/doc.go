@@ -79,13 +79,10 @@
 //     that peer's addresses, as anything connected to the peer learns them
 //     through identify. Addresses grant nothing.
 //
-// # Known limit
+// # One connection per relay
 //
-// A relay talks to the coordinator through its control client, a second
-// libp2p host with the relay's key, so the coordinator sees two
-// connections under the relay's ID. A DHT stream the coordinator opens to
-// the relay may land on the control client's connection, fail, and drop
-// the relay from the coordinator's routing table until it is identified
-// again. Consoles do not depend on it: they ask every relay they know
-// directly.
+// A relay enrolls through a console client (a host of its own), closes it,
+// and from then on talks to the coordinator from its relay host only, so
+// the coordinator sees one connection under the relay's ID and its DHT
+// streams reach the relay's DHT server.
 package dht
