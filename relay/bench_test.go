@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,8 +11,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,10 +32,19 @@ import (
 )
 
 // BenchmarkRelayedThroughput measures one stream's throughput on loopback,
-// direct and through a relay with each buffer size, all over TCP with TLS
-// (the relayed path also carries the end-to-end TLS inside the circuit).
+// direct and through a relay (in a child process, as it runs in production)
+// with each buffer size, over TCP with TLS, and once over QUIC. The relayed
+// path also carries the end-to-end TLS and yamux inside the circuit.
 // "relayed/direct" is the share of direct throughput a relayed session gets
 // (target ≥ 0.5); Resources.BufferSize is chosen from these numbers.
+//
+// The CPU each path costs explains the ratio: relay-cpu-s/GB is the relay
+// process's, ends-cpu-s/GB this process's (sender and receiver; both layers
+// of TLS and yamux) per GB relayed, and direct-cpu-s/GB this process's per
+// GB sent directly. cpu-ratio is what relayed/direct would be if both paths
+// were bound by the same cores (direct CPU per byte ÷ relayed CPU per
+// byte, ends and relay); ends-cpu-ratio is the same without the relay's
+// share, as if the relay had cores of its own.
 func BenchmarkRelayedThroughput(b *testing.B) {
 	site := coordinatortest.New(b)
 	src, dest := member(b, site, "direct-src"), member(b, site, "direct-dest", "/ip4/127.0.0.1/tcp/0")
@@ -36,25 +52,40 @@ func BenchmarkRelayedThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("direct", func(b *testing.B) { throughput(b, src, dest.ID()) })
-	for _, kib := range []int{2, 16, 32, 64, 256} {
+	for _, c := range []struct {
+		transport string
+		kib       int
+	}{{"tcp", 2}, {"tcp", 16}, {"tcp", 32}, {"tcp", 64}, {"tcp", 256}, {"quic", 32}} {
+		name := fmt.Sprintf("%s-%dk", c.transport, c.kib)
 		// Members first: the relay's first ACL then has them.
-		rsrc, rdest := member(b, site, fmt.Sprintf("src-%dk", kib)), member(b, site, fmt.Sprintf("dest-%dk", kib))
-		cfg := relayConfig(b, site, fmt.Sprintf("relay-%dk", kib))
-		cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-		cfg.Resources.BufferSize = kib << 10
-		ri := relayInfo(b, runRelay(b, cfg).Addrs())
+		rsrc, rdest := member(b, site, "src-"+name), member(b, site, "dest-"+name)
+		cfg := relayConfig(b, site, "relay-"+name)
+		cfg.Refresh = time.Hour
+		cfg.Resources.BufferSize = c.kib << 10
+		child := startBenchChild(b, cfg)
+		ri := relayInfoOver(b, child.addrs(b), c.transport)
 		if err := reserve(site.Ctx(), rdest, ri); err != nil {
 			b.Fatal(err)
 		}
 		if err := dialCircuit(site.Ctx(), rsrc, ri, rdest.ID()); err != nil {
 			b.Fatal(err)
 		}
-		b.Run(fmt.Sprintf("relayed/buffer=%dKiB", kib), func(b *testing.B) {
+		b.Run(fmt.Sprintf("relayed/%s/buffer=%dKiB", c.transport, c.kib), func(b *testing.B) {
+			relay0, ends0 := child.cpu(b), selfCPU(b)
 			relayed := throughput(b, rsrc, rdest.ID())
+			relay1, ends1 := child.cpu(b), selfCPU(b)
 			// The same volume directly, right after: the ratio then
 			// compares like with like even as the machine's load drifts.
 			direct := timedTransfer(b, src, dest.ID(), int64(b.N)*benchChunk)
+			direct1 := selfCPU(b)
+			gb := float64(b.N) * benchChunk / 1e9
+			relayCPU, endsCPU, directCPU := (relay1-relay0).Seconds()/gb, (ends1-ends0).Seconds()/gb, (direct1-ends1).Seconds()/gb
 			b.ReportMetric(relayed/direct, "relayed/direct")
+			b.ReportMetric(relayCPU, "relay-cpu-s/GB")
+			b.ReportMetric(endsCPU, "ends-cpu-s/GB")
+			b.ReportMetric(directCPU, "direct-cpu-s/GB")
+			b.ReportMetric(directCPU/(endsCPU+relayCPU), "cpu-ratio")
+			b.ReportMetric(directCPU/endsCPU, "ends-cpu-ratio")
 		})
 	}
 }
@@ -71,8 +102,9 @@ func throughput(b *testing.B, src host.Host, dest peer.ID) float64 {
 	return float64(b.N) * benchChunk / 1e6 / b.Elapsed().Seconds()
 }
 
-// benchChunk is what one benchmark op sends.
-const benchChunk = 256 << 10
+// benchChunk is what one benchmark op sends: enough that even one op
+// (-benchtime 1x) lasts long enough for CPU times read in 10 ms ticks.
+const benchChunk = 64 << 20
 
 func timedTransfer(b *testing.B, src host.Host, dest peer.ID, n int64) float64 {
 	start := time.Now()
@@ -80,6 +112,26 @@ func timedTransfer(b *testing.B, src host.Host, dest peer.ID, n int64) float64 {
 		b.Fatal(err)
 	}
 	return float64(n) / 1e6 / time.Since(start).Seconds()
+}
+
+// relayInfoOver picks the relay's address on transport ("tcp" or "quic")
+// out of addrs (each ending in /p2p/<relay>).
+func relayInfoOver(b *testing.B, addrs []ma.Multiaddr, transport string) peer.AddrInfo {
+	if transport == "tcp" {
+		return relayInfo(b, addrs)
+	}
+	i := slices.IndexFunc(addrs, func(a ma.Multiaddr) bool {
+		_, err := a.ValueForProtocol(ma.P_QUIC_V1)
+		return err == nil
+	})
+	if i < 0 {
+		b.Fatalf("relay has no %s address: %v", transport, addrs)
+	}
+	info, err := peer.AddrInfoFromP2pAddr(addrs[i])
+	if err != nil {
+		b.Fatal(err)
+	}
+	return *info
 }
 
 // BenchmarkRelayMemoryPerCircuit opens 200 idle circuits (20 sources × 10
@@ -161,6 +213,14 @@ func waitCircuits(b *testing.B, c *benchChild, want int) {
 
 const benchChildEnv = "JUMPMESH_RELAY_BENCH_CHILD"
 
+// Knobs for profiling a relay child by hand (see BENCHMARKS.md): a directory
+// where each child writes a CPU profile named after its relay, and the
+// child's GOMAXPROCS (the parent's is left alone).
+const (
+	benchProfileEnv = "JUMPMESH_RELAY_BENCH_CPUPROFILE"
+	benchProcsEnv   = "JUMPMESH_RELAY_BENCH_PROCS"
+)
+
 type childInfo struct {
 	Addrs []string `json:"addrs"`
 	HTTP  string   `json:"http"`
@@ -181,6 +241,23 @@ func runBenchChild() bool {
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench child:", err)
 		os.Exit(2)
+	}
+	if procs, err := strconv.Atoi(os.Getenv(benchProcsEnv)); err == nil && procs > 0 {
+		runtime.GOMAXPROCS(procs)
+	}
+	if dir := os.Getenv(benchProfileEnv); dir != "" {
+		f, err := os.Create(filepath.Join(dir, filepath.Base(cfg.DataDir)+".cpu.pprof"))
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench child:", err)
+			os.Exit(2)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	r, err := relay.New(ctx, cfg)
@@ -208,12 +285,12 @@ func runBenchChild() bool {
 	_ = json.NewEncoder(os.Stdout).Encode(info)
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes it
 	r.Close()
-	os.Exit(0)
 	return true
 }
 
 type benchChild struct {
 	info childInfo
+	pid  int
 }
 
 // startBenchChild runs cfg's relay in a child process until the benchmark ends.
@@ -242,7 +319,7 @@ func startBenchChild(b *testing.B, cfg relay.Config) *benchChild {
 			b.Errorf("relay child: %v", err)
 		}
 	})
-	c := &benchChild{}
+	c := &benchChild{pid: cmd.Process.Pid}
 	line, err := bufio.NewReader(stdout).ReadBytes('\n')
 	if err != nil {
 		b.Fatalf("relay child did not start: %v", err)
@@ -272,4 +349,42 @@ func (c *benchChild) sample(b *testing.B) memSample {
 		b.Fatal(err)
 	}
 	return s
+}
+
+// userHZ is the unit of the CPU times in /proc/<pid>/stat (USER_HZ, 100
+// on every Linux architecture Go supports).
+const userHZ = 100
+
+// cpu is the CPU time the child has used so far, user and system, from
+// /proc/<pid>/stat (10 ms resolution).
+func (c *benchChild) cpu(b *testing.B) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.pid))
+	if err != nil {
+		b.Fatalf("relay child's CPU time: %v", err)
+	}
+	// The command name (field 2) may hold spaces; fields count from the
+	// last ')'. utime and stime are fields 14 and 15.
+	i := bytes.LastIndexByte(raw, ')')
+	fields := strings.Fields(string(raw[i+1:]))
+	if i < 0 || len(fields) < 13 {
+		b.Fatalf("relay child's /proc stat: %q", raw)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			b.Fatalf("relay child's /proc stat: %v", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ
+}
+
+// selfCPU is this process's CPU time so far, user and system.
+func selfCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -23,15 +23,25 @@ import (
 // strangers hole-punch: 2 minutes and 128 KiB per relayed connection and a
 // 2 KiB copy buffer. Our relay carries whole sessions (shells, copies, port
 // forwards) for members of one site, so it relays without a time or byte
-// cap and with a buffer sized by measurement (see bench_test.go).
+// cap and with a buffer sized by measurement (see BENCHMARKS.md).
 type Resources struct {
 	// BufferSize is the copy buffer of each direction of a circuit; a
-	// circuit holds its two for its whole life, idle or not. Relayed
-	// throughput as a share of direct, on loopback with console, relay and
-	// peer in one process on 2 cores (BenchmarkRelayedThroughput, median
-	// of 5): 2 KiB 0.17, 16 KiB 0.32, 32 KiB 0.35, 64 KiB 0.35, 256 KiB
-	// 0.33. The curve is flat from 16 KiB on; 32 KiB has the best median
-	// at half the memory of 64 KiB.
+	// circuit holds its two for its whole life, idle or not. The relay's
+	// CPU per GB relayed and relayed throughput as a share of direct, on
+	// loopback over TCP, the relay in its own process, all on 2 shared
+	// cores (BenchmarkRelayedThroughput, median of 6; BENCHMARKS.md):
+	// 2 KiB 1.64 s/GB and 0.16, 16 KiB 0.81 and 0.26, 32 KiB 0.73 and
+	// 0.31, 64 KiB 0.70 and 0.28, 256 KiB 0.71 and 0.30. The curve is flat
+	// from 32 KiB on, within the machine's noise; 32 KiB costs half the
+	// memory of 64 KiB (74 KB of heap per idle circuit).
+	//
+	// The target of 0.5 is out of reach on shared cores whatever the
+	// buffer: a GB sent directly costs 0.56 CPU-seconds, a GB relayed 1.10
+	// at the two ends (the session's TLS and yamux inside the hop's) plus
+	// 0.73 at the relay, so relayed ÷ direct is bounded by 0.56 ÷ 1.83 =
+	// 0.31, and by 0.51 even with a relay that cost nothing. QUIC hops (3×
+	// the CPU), larger yamux windows and GOMAXPROCS=1 (a few % each, within
+	// noise) were not worth their cost.
 	BufferSize int
 
 	// CircuitDuration caps how long one relayed connection lasts; zero is
@@ -175,7 +185,7 @@ func (r Resources) managers() (network.ResourceManager, *connmgr.BasicConnMgr, e
 		StreamsInbound:  rcmgr.LimitVal(circuits + handshakeRoom),
 		StreamsOutbound: rcmgr.LimitVal(circuits),
 		Streams:         rcmgr.LimitVal(2*circuits + handshakeRoom),
-		Memory:          rcmgr.LimitVal64(int64(circuits)*int64(2*r.BufferSize+2*handshakeMsg) + handshakeRoom*handshakeMsg),
+		Memory:          rcmgr.LimitVal64(highPriority(int64(circuits)*int64(2*r.BufferSize+2*handshakeMsg) + handshakeRoom*handshakeMsg)),
 	}
 	// The protocols' own scopes get a little more than the service's, so
 	// the service scope is the one that refuses a circuit (the client then
@@ -213,4 +223,14 @@ func (r Resources) managers() (network.ResourceManager, *connmgr.BasicConnMgr, e
 		return nil, nil, fmt.Errorf("relay connection manager: %w", err)
 	}
 	return rm, cm, nil
+}
+
+// highPriority is the limit under which a scope grants n bytes reserved at
+// network.ReservationPriorityHigh, as go-libp2p reserves a circuit's
+// buffers: such a reservation succeeds only while the scope stays within
+// 204/256 of its limit. A limit of exactly n stopped a relay at 929 of its
+// 1,024 circuits (BenchmarkRelaySessionsPerCore with 1,000 sessions).
+func highPriority(n int64) int64 {
+	share := int64(network.ReservationPriorityHigh) + 1 // of 256
+	return (n*256 + share - 1) / share
 }
