@@ -30,8 +30,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The memory benchmark runs the relay in a child process of this
-	// binary, so its heap is the relay's alone.
+	// The benchmarks run the relay in a child process of this binary, so
+	// its heap and its CPU time are the relay's alone.
 	if runBenchChild() {
 		return
 	}
