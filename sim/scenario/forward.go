@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
@@ -39,7 +40,7 @@ func (r *runner) fetch(ctx context.Context, console, peer, target string, st Ste
 	defer cancel()
 	cmd := h.Command(context.Background(), r.bin, "forward", peer, "0:"+target, "-v")
 	cmd.Env = append(os.Environ(), "JUMPMESH_HOME="+r.home(console), mesh.LabPublicRangesEnv+"=1")
-	var stderr strings.Builder
+	var stderr lockedBuffer // the forward writes it while we read it
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -109,4 +110,22 @@ func (r *runner) restart(ctx context.Context, name string) (string, error) {
 	}
 	more, err := r.lifecycle(ctx, "start", name)
 	return strings.TrimSpace(out + "\n" + more), err
+}
+
+// lockedBuffer is a strings.Builder safe for one writer and one reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
