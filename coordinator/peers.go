@@ -39,16 +39,17 @@ func (s *Service) visibilityOf(c *caller) (visibility, error) {
 
 func (v visibility) allows(group string) bool { return v == nil || v[group] }
 
-// searchPeers returns the peers visible to c that match query, sorted.
-func (s *Service) searchPeers(c *caller, query string, includeDeleted bool) ([]*pb.PeerView, error) {
+// searchPeers returns the first limit peers (all when limit <= 0), in sort
+// order, of those visible to c that match query, and how many matched.
+func (s *Service) searchPeers(c *caller, query string, includeDeleted bool, limit int) ([]*pb.PeerView, int, error) {
 	now := s.clock.Now()
 	q, err := ParseQuery(query, now)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	vis, err := s.visibilityOf(c)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	st := s.settings()
 	docs := s.peers.search(func(e *peerEntry) (string, bool) {
@@ -58,7 +59,11 @@ func (s *Service) searchPeers(c *caller, query string, includeDeleted bool) ([]*
 		status := peerStatus(e.rec, e.session != nil, e.lastSeen, st, now)
 		return status, includeDeleted || status != StatusDeleted
 	}, q)
-	SearchSort(docs)
+	total := len(docs)
+	if limit <= 0 {
+		limit = total
+	}
+	docs = FirstSorted(docs, limit)
 	out := make([]*pb.PeerView, 0, len(docs))
 	for _, d := range docs {
 		rec, online := s.peers.get(d.ID)
@@ -67,7 +72,7 @@ func (s *Service) searchPeers(c *caller, query string, includeDeleted bool) ([]*
 		}
 		out = append(out, &pb.PeerView{Peer: rec, Status: peerStatus(rec, online, time.Unix(rec.GetLastSeenUnix(), 0), st, now)})
 	}
-	return out, nil
+	return out, total, nil
 }
 
 // Peer list sizes. A reply must also fit a control message: it stops
@@ -88,11 +93,11 @@ func (s *Service) peerList(c *caller, r *pb.PeerListRequest) (*pb.Response, erro
 	case limit > MaxPeerListLimit:
 		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "A peer list holds at most %d peers (asked for %d): narrow the query.", MaxPeerListLimit, limit)
 	}
-	views, err := s.searchPeers(c, r.GetQuery(), r.GetIncludeDeleted())
+	views, total, err := s.searchPeers(c, r.GetQuery(), r.GetIncludeDeleted(), limit)
 	if err != nil {
 		return nil, err
 	}
-	return &pb.Response{Body: &pb.Response_Peers{Peers: &pb.PeerList{Peers: fitPeers(views, limit), Total: uint32(len(views))}}}, nil
+	return &pb.Response{Body: &pb.Response_Peers{Peers: &pb.PeerList{Peers: fitPeers(views, limit), Total: uint32(total)}}}, nil
 }
 
 // fitPeers is the first views, at most limit and at most what fits a reply.
@@ -135,7 +140,7 @@ func (s *Service) resolvePeer(c *caller, ref string) (*pb.PeerView, error) {
 	}
 	matches := byName
 	if len(matches) == 0 {
-		if matches, err = s.searchPeers(c, ref, false); err != nil {
+		if matches, _, err = s.searchPeers(c, ref, false, 0); err != nil {
 			return nil, err
 		}
 	}

@@ -189,6 +189,48 @@ func SearchCompare(a, b *SearchDoc) int {
 // SearchSort sorts search results with SearchCompare.
 func SearchSort(docs []*SearchDoc) { slices.SortFunc(docs, SearchCompare) }
 
+// FirstSorted returns the first k of docs in sort order, reordering docs:
+// a full sort when k covers them, else a bounded max-heap of the k first
+// (n log k rather than n log n: a list of 1,000 out of 100,000 matches).
+func FirstSorted(docs []*SearchDoc, k int) []*SearchDoc {
+	if k >= len(docs) {
+		SearchSort(docs)
+		return docs
+	}
+	if k <= 0 {
+		return docs[:0]
+	}
+	h := docs[:k] // a max-heap: h[0] is the last of the k first so far
+	less := func(i, j int) bool { return SearchCompare(h[i], h[j]) > 0 }
+	down := func(i int) {
+		for {
+			c := 2*i + 1
+			if c >= k {
+				return
+			}
+			if c+1 < k && less(c+1, c) {
+				c++
+			}
+			if !less(c, i) {
+				return
+			}
+			h[i], h[c] = h[c], h[i]
+			i = c
+		}
+	}
+	for i := k/2 - 1; i >= 0; i-- {
+		down(i)
+	}
+	for _, d := range docs[k:] {
+		if SearchCompare(d, h[0]) < 0 {
+			h[0] = d
+			down(0)
+		}
+	}
+	SearchSort(h)
+	return h
+}
+
 // Query is a parsed search. Its zero value (and the empty query) matches
 // every peer. It is never changed after ParseQuery, so one Query may be
 // matched from several goroutines.

@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -326,4 +328,24 @@ func FuzzParseQuery(f *testing.F) {
 		}
 		q.Search(docs, nil)
 	})
+}
+
+// TestFirstSorted: the bounded heap gives exactly the first k of a full
+// sort, whatever k.
+func TestFirstSorted(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var docs []*SearchDoc
+	for i := range 2000 {
+		d := NewSearchDoc(&pb.Peer{Id: []byte(fmt.Sprintf("id-%04d", i)),
+			Settings: &pb.InstallerDefaults{Name: fmt.Sprintf("host-%03d", r.IntN(500))}}, StatusOffline)
+		docs = append(docs, &d)
+	}
+	want := slices.Clone(docs)
+	SearchSort(want)
+	for _, k := range []int{0, 1, 2, 10, 999, 1999, 2000, 3000} {
+		got := FirstSorted(slices.Clone(docs), k)
+		if n := min(k, len(docs)); len(got) != n || !slices.Equal(got, want[:n]) {
+			t.Errorf("k=%d: the first %d differ from a full sort", k, len(got))
+		}
+	}
 }
