@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
@@ -233,5 +236,68 @@ func TestRelayRestartReservesAgain(t *testing.T) {
 	var out strings.Builder
 	if st, err := console.Exec(ctx, ch, console.ExecIO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: io.Discard}); err != nil || st.GetCode() != 0 || out.String() != "back\n" {
 		t.Fatalf("exec: %v %v %q", st, err, out.String())
+	}
+}
+
+// TestSessionFollowsToTheDirectConnection: a session that started on a
+// relayed connection opens its next channel on the direct connection that
+// appeared meanwhile (as after a hole punch) with the same grant, and keeps
+// opening channels there once the relayed connection is gone.
+func TestSessionFollowsToTheDirectConnection(t *testing.T) {
+	site := coordinatortest.New(t)
+	r := startRelay(t, site, "relay-1")
+	h := onlinePeer(t, site, &pb.InstallerDefaults{Name: "behind-nat"})
+	coordinatortest.Eventually(t, 20*time.Second, "a reservation on the relay", func() bool {
+		st, err := peer.LocalStatus(h.dir)
+		return err == nil && len(st.Relays) == 1 && st.Relays[0] == r.ID().String()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ch := site.Admin.Host()
+	exec := func(j *console.Jump, word string) error {
+		c, err := j.Open(ctx, execOpen("echo", word))
+		if err != nil {
+			return err
+		}
+		var out strings.Builder
+		st, err := console.Exec(ctx, c, console.ExecIO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: io.Discard})
+		if err == nil && (st.GetCode() != 0 || out.String() != word+"\n") {
+			err = fmt.Errorf("exit %d, output %q", st.GetCode(), out.String())
+		}
+		return err
+	}
+	var j *console.Jump
+	coordinatortest.Eventually(t, 20*time.Second, "a first channel through the relay", func() bool {
+		var err error
+		if j, err = site.Admin.Jump(ctx, "behind-nat", grant.Exec); err != nil {
+			return false
+		}
+		j.ForceRelay = true
+		if err := exec(j, "relayed"); err != nil {
+			ch.Network().ClosePeer(j.ID)
+			return false
+		}
+		return true
+	})
+	if !strings.HasPrefix(j.Path(), "relayed") {
+		t.Fatalf("first path %q", j.Path())
+	}
+	// A direct connection appears, as a hole punch would add it.
+	if err := ch.Connect(network.WithForceDirectDial(ctx, "test"), libp2ppeer.AddrInfo{ID: j.ID, Addrs: j.Addrs}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(j.Path(), "direct") {
+		t.Fatalf("no direct connection: %q", j.Path())
+	}
+	if err := exec(j, "direct"); err != nil {
+		t.Fatalf("the session's channel on the direct connection: %v", err)
+	}
+	for _, c := range ch.Network().ConnsToPeer(j.ID) {
+		if strings.Contains(c.RemoteMultiaddr().String(), "/p2p-circuit") {
+			c.Close()
+		}
+	}
+	if err := exec(j, "still"); err != nil {
+		t.Fatalf("after the relayed connection ended: %v", err)
 	}
 }
