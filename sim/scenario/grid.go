@@ -269,15 +269,15 @@ func (r *runner) grid(ctx context.Context, st Step) (string, error) {
 // commonUplink is the one-way latency every NATed network's uplink has,
 // or zero when they differ.
 func (r *runner) commonUplink() time.Duration {
-	var d time.Duration
-	for i, n := range r.sc.Networks {
+	d, seen := time.Duration(0), false
+	for _, n := range r.sc.Networks {
 		if n.NAT == netlab.Public {
 			continue
 		}
-		if i > 0 && d != 0 && time.Duration(n.Latency) != d {
+		if seen && time.Duration(n.Latency) != d {
 			return 0
 		}
-		d = time.Duration(n.Latency)
+		d, seen = time.Duration(n.Latency), true
 	}
 	return d
 }
