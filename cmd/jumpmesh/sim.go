@@ -10,12 +10,13 @@ import (
 	"github.com/jumpmesh/jumpmesh/sim/netlab"
 )
 
-// simCommand is the network lab. So far it lists and cleans runs; `sim run`,
-// `sim grid` and `sim scale` come with the scenario runner.
+// simCommand is the network lab: scenarios and the NAT grid in network
+// namespaces (root), the in-process scale engine (no root), and the
+// listing and cleaning of lab runs.
 func simCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "sim",
-		Usage: "the network lab: NAT topologies in network namespaces (needs root)",
+		Usage: "the network lab: scenarios and the NAT grid in network namespaces (root), the scale engine (no root)",
 		Subcommands: []*cli.Command{simRunCommand(), simGridCommand(), simScaleCommand(),
 			{
 				Name:      "list",
