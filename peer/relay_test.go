@@ -52,10 +52,7 @@ func TestJumpThroughARelay(t *testing.T) {
 	site := coordinatortest.New(t)
 	r := startRelay(t, site, "relay-1")
 	h := onlinePeer(t, site, &pb.InstallerDefaults{Name: "behind-nat"})
-	coordinatortest.Eventually(t, 20*time.Second, "a reservation on the relay", func() bool {
-		st, err := peer.LocalStatus(h.dir)
-		return err == nil && len(st.Relays) == 1 && st.Relays[0] == r.ID().String()
-	})
+	waitReservation(t, h, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out bytes.Buffer
@@ -93,6 +90,16 @@ func TestJumpThroughARelay(t *testing.T) {
 	_ = h
 }
 
+// waitReservation waits until the peer installed in h says it holds a
+// reservation on r.
+func waitReservation(t *testing.T, h *host, r *relay.Relay) {
+	t.Helper()
+	coordinatortest.Eventually(t, 30*time.Second, "a reservation on "+r.ID().String(), func() bool {
+		st, err := peer.LocalStatus(h.dir)
+		return err == nil && slices.Contains(st.Relays, r.ID().String())
+	})
+}
+
 func testLogger() *slog.Logger {
 	if os.Getenv("JM_TEST_LOG") == "" {
 		return nil
@@ -107,14 +114,7 @@ func TestRelayLossAndReplacement(t *testing.T) {
 	site := coordinatortest.New(t)
 	first := startRelay(t, site, "relay-1")
 	h := onlinePeer(t, site, &pb.InstallerDefaults{Name: "behind-nat"})
-	waitReservation := func(r *relay.Relay) {
-		t.Helper()
-		coordinatortest.Eventually(t, 30*time.Second, "a reservation on "+r.ID().String(), func() bool {
-			st, err := peer.LocalStatus(h.dir)
-			return err == nil && slices.Contains(st.Relays, r.ID().String())
-		})
-	}
-	waitReservation(first)
+	waitReservation(t, h, first)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	jumpRelayed := func() (*console.Jump, error) {
@@ -155,7 +155,7 @@ func TestRelayLossAndReplacement(t *testing.T) {
 	// Another relay comes up; the coordinator tells the peer, which
 	// reserves on it, and a new jump goes through.
 	second := startRelay(t, site, "relay-2")
-	waitReservation(second)
+	waitReservation(t, h, second)
 	var out strings.Builder
 	coordinatortest.Eventually(t, 30*time.Second, "a jump through the new relay", func() bool {
 		j, err := jumpRelayed()
@@ -247,10 +247,7 @@ func TestSessionFollowsToTheDirectConnection(t *testing.T) {
 	site := coordinatortest.New(t)
 	r := startRelay(t, site, "relay-1")
 	h := onlinePeer(t, site, &pb.InstallerDefaults{Name: "behind-nat"})
-	coordinatortest.Eventually(t, 20*time.Second, "a reservation on the relay", func() bool {
-		st, err := peer.LocalStatus(h.dir)
-		return err == nil && len(st.Relays) == 1 && st.Relays[0] == r.ID().String()
-	})
+	waitReservation(t, h, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ch := site.Admin.Host()
