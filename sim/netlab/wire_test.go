@@ -90,10 +90,12 @@ func TestWireJitterKeepsOrder(t *testing.T) {
 	const n = 300
 	w := newWire(a, b, Link{Latency: 5 * time.Millisecond, Jitter: 5 * time.Millisecond})
 	defer w.Close()
+	spread := time.NewTicker(time.Millisecond) // the burst spans a few delay periods
+	defer spread.Stop()
 	for i := range n {
 		a.in <- seqFrame(i)
 		if i%30 == 0 {
-			time.Sleep(time.Millisecond) // spread the burst over a few delay periods
+			<-spread.C
 		}
 	}
 	var first, last time.Time
@@ -119,9 +121,15 @@ func TestWireQueueFullDrops(t *testing.T) {
 	for i := range wireQueue + 100 {
 		a.in <- seqFrame(i)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for w.drops.Load() < 99 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	poll, deadline := time.NewTicker(time.Millisecond), time.After(5*time.Second)
+	defer poll.Stop()
+wait:
+	for w.drops.Load() < 99 {
+		select {
+		case <-poll.C:
+		case <-deadline:
+			break wait
+		}
 	}
 	if d := w.drops.Load(); d < 99 {
 		t.Errorf("%d drops with %d frames over a queue of %d", d, wireQueue+100, wireQueue)
