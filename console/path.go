@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
 )
 
 // Path kinds, as the coordinator's path statistics and the lab count them.
@@ -41,7 +43,7 @@ type PathWatch struct {
 func WatchPath(h host.Host, id peer.ID) *PathWatch {
 	w := &PathWatch{h: h, id: id, start: time.Now(), direct: make(chan struct{})}
 	w.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-		if c.RemotePeer() == id && !isRelayed(c.RemoteMultiaddr()) {
+		if c.RemotePeer() == id && !mesh.IsCircuit(c.RemoteMultiaddr()) {
 			w.sawDirect()
 		}
 	}}
@@ -146,16 +148,11 @@ func PathTo(h host.Host, p peer.ID) string {
 		return "not connected"
 	}
 	for _, c := range conns {
-		if !isRelayed(c.RemoteMultiaddr()) {
+		if !mesh.IsCircuit(c.RemoteMultiaddr()) {
 			return "direct " + c.RemoteMultiaddr().String()
 		}
 	}
 	addr := conns[0].RemoteMultiaddr()
 	relay, _ := addr.ValueForProtocol(ma.P_P2P)
 	return "relayed via " + relay + " (" + addr.String() + ")"
-}
-
-func isRelayed(a ma.Multiaddr) bool {
-	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
 }

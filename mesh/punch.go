@@ -101,7 +101,7 @@ func StartPuncher(h host.Host, trusted func(peer.ID) bool, log *slog.Logger) (*P
 		}
 	})
 	p.n = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-		if c.Stat().Direction == network.DirInbound && isCircuit(c.RemoteMultiaddr()) {
+		if c.Stat().Direction == network.DirInbound && IsCircuit(c.RemoteMultiaddr()) {
 			p.start(c.RemotePeer())
 		}
 	}}
@@ -114,7 +114,7 @@ func StartPuncher(h host.Host, trusted func(peer.ID) bool, log *slog.Logger) (*P
 // that is the NAT's mapping of the port the remote must punch towards.
 func (p *Puncher) observe(e event.EvtPeerIdentificationCompleted) {
 	obs := e.ObservedAddr
-	if obs == nil || e.Conn == nil || isCircuit(e.Conn.RemoteMultiaddr()) || !manet.IsPublicAddr(obs) || !p.trusted(e.Peer) {
+	if obs == nil || e.Conn == nil || IsCircuit(e.Conn.RemoteMultiaddr()) || !manet.IsPublicAddr(obs) || !p.trusted(e.Peer) {
 		return
 	}
 	proto, localPort := transportPort(e.Conn.LocalMultiaddr())
@@ -221,11 +221,11 @@ func (p *Puncher) punch(remote peer.ID, wait *time.Duration, tries int) int {
 }
 
 func (p *Puncher) direct(remote peer.ID) bool {
-	return slices.ContainsFunc(p.h.Network().ConnsToPeer(remote), func(c network.Conn) bool { return !isCircuit(c.RemoteMultiaddr()) })
+	return slices.ContainsFunc(p.h.Network().ConnsToPeer(remote), func(c network.Conn) bool { return !IsCircuit(c.RemoteMultiaddr()) })
 }
 
 func (p *Puncher) relayed(remote peer.ID) bool {
-	return slices.ContainsFunc(p.h.Network().ConnsToPeer(remote), func(c network.Conn) bool { return isCircuit(c.RemoteMultiaddr()) })
+	return slices.ContainsFunc(p.h.Network().ConnsToPeer(remote), func(c network.Conn) bool { return IsCircuit(c.RemoteMultiaddr()) })
 }
 
 // attempt makes the n-th try for a direct connection to remote. Every
@@ -245,7 +245,7 @@ func (p *Puncher) attempt(remote peer.ID, n int) (how string, rtt time.Duration,
 
 // remotePublic are remote's public direct addresses that identify told.
 func (p *Puncher) remotePublic(remote peer.ID) []ma.Multiaddr {
-	return slices.DeleteFunc(p.h.Peerstore().Addrs(remote), func(a ma.Multiaddr) bool { return isCircuit(a) || !manet.IsPublicAddr(a) })
+	return slices.DeleteFunc(p.h.Peerstore().Addrs(remote), func(a ma.Multiaddr) bool { return IsCircuit(a) || !manet.IsPublicAddr(a) })
 }
 
 // exchange is one DCUtR exchange as the initiator, then the simultaneous
@@ -282,7 +282,7 @@ func (p *Puncher) exchange(remote peer.ID) (rtt time.Duration, err error) {
 		s.Reset()
 		return rtt, fmt.Errorf("expected CONNECT, got %s", msg.GetType())
 	}
-	theirs := slices.DeleteFunc(DecodeAddrs(msg.GetObsAddrs()), isCircuit)
+	theirs := slices.DeleteFunc(DecodeAddrs(msg.GetObsAddrs()), IsCircuit)
 	if len(theirs) == 0 {
 		s.Reset()
 		return rtt, errors.New("the remote sent no address to punch towards")
@@ -317,7 +317,7 @@ func (p *Puncher) publicAddrs() []ma.Multiaddr {
 	} else {
 		all = p.h.Addrs()
 	}
-	out := slices.DeleteFunc(slices.Clone(all), func(a ma.Multiaddr) bool { return isCircuit(a) || !manet.IsPublicAddr(a) })
+	out := slices.DeleteFunc(slices.Clone(all), func(a ma.Multiaddr) bool { return IsCircuit(a) || !manet.IsPublicAddr(a) })
 	p.mu.Lock()
 	for _, o := range p.observed {
 		if !slices.ContainsFunc(out, o.Equal) {
@@ -336,7 +336,8 @@ func addrBytes(as []ma.Multiaddr) [][]byte {
 	return out
 }
 
-func isCircuit(a ma.Multiaddr) bool {
+// IsCircuit reports whether a is a relayed (/p2p-circuit) address.
+func IsCircuit(a ma.Multiaddr) bool {
 	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
 	return err == nil
 }

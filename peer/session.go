@@ -6,8 +6,6 @@ import (
 	"os"
 	"time"
 
-	ma "github.com/multiformats/go-multiaddr"
-
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -204,7 +202,7 @@ func (d *Daemon) hostInfo() *pb.PeerInfo {
 	info.Protocols = []string{string(channel.Protocol)}
 	if addrs, err := d.host.Network().InterfaceListenAddresses(); err == nil {
 		for _, a := range addrs {
-			if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err != nil {
+			if !mesh.IsCircuit(a) {
 				info.ListenAddrs = append(info.ListenAddrs, a.Bytes())
 			}
 		}

@@ -7,12 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/jumpmesh/jumpmesh/mesh"
 )
 
 // serve runs a small HTTP server on a plain host (in the lab's own
@@ -39,7 +36,7 @@ func (r *runner) fetch(ctx context.Context, console, peer, target string, st Ste
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	cmd := h.Command(context.Background(), r.bin, "forward", peer, "0:"+target, "-v")
-	cmd.Env = append(os.Environ(), "JUMPMESH_HOME="+r.home(console), mesh.LabPublicRangesEnv+"=1")
+	cmd.Env = r.env(console)
 	var stderr lockedBuffer // the forward writes it while we read it
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()

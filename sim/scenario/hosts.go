@@ -18,8 +18,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/jumpmesh/jumpmesh/mesh"
 )
 
 // init creates the site on the coordinator host, runs the coordinator and
@@ -110,7 +108,7 @@ func (r *runner) startDaemon(ctx context.Context, host, name string, args ...str
 	}
 	// Not tied to ctx: the daemon outlives steps; teardown stops it.
 	cmd := h.Command(context.Background(), r.bin, args...)
-	cmd.Env = append(os.Environ(), "JUMPMESH_HOME="+r.home(host), mesh.LabPublicRangesEnv+"=1")
+	cmd.Env = r.env(host)
 	cmd.Stderr = logf
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

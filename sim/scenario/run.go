@@ -212,7 +212,14 @@ type coordProc struct {
 }
 
 func (r *runner) hostDir(name string) string { return filepath.Join(r.out, "hosts", name) }
-func (r *runner) home(name string) string    { return filepath.Join(r.hostDir(name), "home") }
+
+// env is the environment of a jumpmesh process on host: its console home
+// and the lab-only switch that makes libp2p treat the lab's public ranges
+// as public.
+func (r *runner) env(host string) []string {
+	return append(os.Environ(), "JUMPMESH_HOME="+r.home(host), mesh.LabPublicRangesEnv+"=1")
+}
+func (r *runner) home(name string) string { return filepath.Join(r.hostDir(name), "home") }
 
 func (r *runner) hostOf(role string) string {
 	for _, h := range r.sc.Hosts {
@@ -252,7 +259,7 @@ func (r *runner) command(ctx context.Context, host, name string, args ...string)
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	cmd := h.Command(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "JUMPMESH_HOME="+r.home(host), mesh.LabPublicRangesEnv+"=1")
+	cmd.Env = r.env(host)
 	cmd.Dir = r.hostDir(host)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
