@@ -62,6 +62,9 @@ func (h *Host) Capture(path string) (*Capture, error) {
 // captureWake bounds how long Close waits for the reader to notice.
 const captureWake = 100 * time.Millisecond
 
+// captureDrainMax bounds how many frames Close still reads after the stop.
+const captureDrainMax = 4096
+
 // captureSnap is the most of a frame a capture keeps (a jumbo frame's
 // worth; lab links carry 1500-byte MTUs).
 const captureSnap = 9216
@@ -109,41 +112,63 @@ func (c *Capture) header() error {
 	return err
 }
 
+// run reads frames until Close. On Close it drains what the socket still
+// holds before returning: a frame the kernel has already queued was seen on
+// the wire, and a capture closed right after the last packet must keep it.
 func (c *Capture) run() {
 	defer close(c.done)
 	defer unix.Close(c.fd)
 	buf := make([]byte, captureSnap)
-	var rec [16]byte
+	flags := unix.MSG_TRUNC
+	drained := 0
 	for {
-		select {
-		case <-c.stop:
-			return
-		default:
+		if flags&unix.MSG_DONTWAIT != 0 {
+			// A busy link never runs dry: keep at most a socket's worth.
+			if drained++; drained > captureDrainMax {
+				return
+			}
+		} else {
+			select {
+			case <-c.stop:
+				flags |= unix.MSG_DONTWAIT
+			default:
+			}
 		}
-		n, _, err := unix.Recvfrom(c.fd, buf, unix.MSG_TRUNC)
+		n, _, err := unix.Recvfrom(c.fd, buf, flags)
 		switch {
+		case errors.Is(err, unix.EAGAIN) && flags&unix.MSG_DONTWAIT != 0:
+			return // drained after Close
 		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
 			continue
 		case err != nil:
 			c.err = fmt.Errorf("capture: %w", err)
 			return
 		}
-		kept := min(n, len(buf))
-		now := time.Now()
-		binary.LittleEndian.PutUint32(rec[0:], uint32(now.Unix()))
-		binary.LittleEndian.PutUint32(rec[4:], uint32(now.Nanosecond()/1000))
-		binary.LittleEndian.PutUint32(rec[8:], uint32(kept))
-		binary.LittleEndian.PutUint32(rec[12:], uint32(n))
-		if _, err := c.w.Write(rec[:]); err != nil {
+		if err := c.record(buf, n); err != nil {
 			c.err = err
 			return
 		}
-		if _, err := c.w.Write(buf[:kept]); err != nil {
-			c.err = err
-			return
-		}
-		c.frames++
 	}
+}
+
+// record writes one frame of n bytes (of which buf holds at most
+// captureSnap) with its pcap record header.
+func (c *Capture) record(buf []byte, n int) error {
+	var rec [16]byte
+	kept := min(n, len(buf))
+	now := time.Now()
+	binary.LittleEndian.PutUint32(rec[0:], uint32(now.Unix()))
+	binary.LittleEndian.PutUint32(rec[4:], uint32(now.Nanosecond()/1000))
+	binary.LittleEndian.PutUint32(rec[8:], uint32(kept))
+	binary.LittleEndian.PutUint32(rec[12:], uint32(n))
+	if _, err := c.w.Write(rec[:]); err != nil {
+		return err
+	}
+	if _, err := c.w.Write(buf[:kept]); err != nil {
+		return err
+	}
+	c.frames++
+	return nil
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
