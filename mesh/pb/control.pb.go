@@ -1843,6 +1843,7 @@ type AuditRequest struct {
 	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
 	SinceUnix     int64                  `protobuf:"varint,3,opt,name=since_unix,json=sinceUnix,proto3" json:"since_unix,omitempty"`
 	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Kind          string                 `protobuf:"bytes,5,opt,name=kind,proto3" json:"kind,omitempty"` // only events of this kind (grant, refused, start, end, admin), or empty
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1903,6 +1904,13 @@ func (x *AuditRequest) GetLimit() uint32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *AuditRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
 }
 
 type AuditList struct {
@@ -2998,13 +3006,14 @@ const file_control_proto_rawDesc = "" +
 	"\x05grant\x18\x01 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\x12.\n" +
 	"\x04peer\x18\x02 \x01(\v2\x1a.jumpmesh.control.PeerViewR\x04peer\x12\x14\n" +
 	"\x05addrs\x18\x03 \x03(\fR\x05addrs\x12\x16\n" +
-	"\x06relays\x18\x04 \x03(\fR\x06relays\"k\n" +
+	"\x06relays\x18\x04 \x03(\fR\x06relays\"\x7f\n" +
 	"\fAuditRequest\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1d\n" +
 	"\n" +
 	"since_unix\x18\x03 \x01(\x03R\tsinceUnix\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\rR\x05limit\"A\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x12\n" +
+	"\x04kind\x18\x05 \x01(\tR\x04kind\"A\n" +
 	"\tAuditList\x124\n" +
 	"\x06events\x18\x01 \x03(\v2\x1c.jumpmesh.session.AuditEventR\x06events\"'\n" +
 	"\x0fRelayACLRequest\x12\x14\n" +

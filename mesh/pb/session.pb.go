@@ -1240,19 +1240,23 @@ func (x *SessionEvent) GetRefused() *Error {
 type AuditEvent struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	TimeUnixNano int64                  `protobuf:"varint,1,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
-	// grant, refused, start, end
-	Kind          string      `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	User          string      `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
-	Technician    []byte      `protobuf:"bytes,4,opt,name=technician,proto3" json:"technician,omitempty"`
-	Peer          []byte      `protobuf:"bytes,5,opt,name=peer,proto3" json:"peer,omitempty"`
-	PeerName      string      `protobuf:"bytes,6,opt,name=peer_name,json=peerName,proto3" json:"peer_name,omitempty"`
-	Capability    uint32      `protobuf:"varint,7,opt,name=capability,proto3" json:"capability,omitempty"`
-	Code          string      `protobuf:"bytes,8,opt,name=code,proto3" json:"code,omitempty"` // catalog code of a refusal
-	Detail        string      `protobuf:"bytes,9,opt,name=detail,proto3" json:"detail,omitempty"`
-	SessionId     string      `protobuf:"bytes,10,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	BytesIn       uint64      `protobuf:"varint,11,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
-	BytesOut      uint64      `protobuf:"varint,12,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
-	Exit          *ExitStatus `protobuf:"bytes,13,opt,name=exit,proto3" json:"exit,omitempty"`
+	// grant, refused, start, end, admin
+	Kind       string      `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	User       string      `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Technician []byte      `protobuf:"bytes,4,opt,name=technician,proto3" json:"technician,omitempty"`
+	Peer       []byte      `protobuf:"bytes,5,opt,name=peer,proto3" json:"peer,omitempty"`
+	PeerName   string      `protobuf:"bytes,6,opt,name=peer_name,json=peerName,proto3" json:"peer_name,omitempty"`
+	Capability uint32      `protobuf:"varint,7,opt,name=capability,proto3" json:"capability,omitempty"`
+	Code       string      `protobuf:"bytes,8,opt,name=code,proto3" json:"code,omitempty"` // catalog code of a refusal
+	Detail     string      `protobuf:"bytes,9,opt,name=detail,proto3" json:"detail,omitempty"`
+	SessionId  string      `protobuf:"bytes,10,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	BytesIn    uint64      `protobuf:"varint,11,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
+	BytesOut   uint64      `protobuf:"varint,12,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
+	Exit       *ExitStatus `protobuf:"bytes,13,opt,name=exit,proto3" json:"exit,omitempty"`
+	// An admin event's action ("peer.set", "user.remove", …) and the name of
+	// what it changed; detail says before → after.
+	Action        string `protobuf:"bytes,14,opt,name=action,proto3" json:"action,omitempty"`
+	Target        string `protobuf:"bytes,15,opt,name=target,proto3" json:"target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1378,6 +1382,20 @@ func (x *AuditEvent) GetExit() *ExitStatus {
 	return nil
 }
 
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
 var File_session_proto protoreflect.FileDescriptor
 
 const file_session_proto_rawDesc = "" +
@@ -1482,7 +1500,7 @@ const file_session_proto_rawDesc = "" +
 	"\vgrant_nonce\x18\n" +
 	" \x01(\fR\n" +
 	"grantNonce\x12.\n" +
-	"\arefused\x18\v \x01(\v2\x14.jumpmesh.site.ErrorR\arefused\"\x80\x03\n" +
+	"\arefused\x18\v \x01(\v2\x14.jumpmesh.site.ErrorR\arefused\"\xb0\x03\n" +
 	"\n" +
 	"AuditEvent\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
@@ -1503,7 +1521,9 @@ const file_session_proto_rawDesc = "" +
 	" \x01(\tR\tsessionId\x12\x19\n" +
 	"\bbytes_in\x18\v \x01(\x04R\abytesIn\x12\x1b\n" +
 	"\tbytes_out\x18\f \x01(\x04R\bbytesOut\x120\n" +
-	"\x04exit\x18\r \x01(\v2\x1c.jumpmesh.session.ExitStatusR\x04exit*\x82\x01\n" +
+	"\x04exit\x18\r \x01(\v2\x1c.jumpmesh.session.ExitStatusR\x04exit\x12\x16\n" +
+	"\x06action\x18\x0e \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\x0f \x01(\tR\x06target*\x82\x01\n" +
 	"\n" +
 	"Capability\x12\x13\n" +
 	"\x0fCAPABILITY_NONE\x10\x00\x12\x14\n" +
