@@ -71,6 +71,8 @@ const (
 	CodePeerAmbiguous      Code = "peer_ambiguous"
 	CodeGrantInvalid       Code = "grant_invalid"
 	CodeJumpPolicyClosed   Code = "jump_policy_closed"
+	CodePolicyMissing      Code = "policy_missing"
+	CodeAuditFailed        Code = "audit_failed"
 	CodeSessionInUse       Code = "session_in_use"
 	CodeConsentRequired    Code = "consent_required"
 	CodeForwardUnreachable Code = "forward_unreachable"
@@ -133,6 +135,8 @@ var catalog = map[Code]string{
 	CodePeerAmbiguous:      "Several peers match; name one by its peer ID or a unique name.",
 	CodeGrantInvalid:       "The jump grant was refused by the peer.",
 	CodeJumpPolicyClosed:   "The peer's jump policy does not allow access at this time.",
+	CodePolicyMissing:      "A policy this peer names no longer exists, so the peer allows no jumps; an administrator must set the peer's policies again.",
+	CodeAuditFailed:        "The coordinator could not record this in the audit log, so it did not grant it; try again, and tell the site's administrator.",
 	CodeForwardUnreachable: "The peer could not connect to the forward's target.",
 	CodeCopyDamaged:        "A copied file arrived damaged (its SHA-256 or size did not match) and was not kept.",
 	CodeCopyBadPath:        "The copy names a path that is unsafe or unusable (absolute inside a tree, '..', or not writable).",
