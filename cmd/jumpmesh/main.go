@@ -115,6 +115,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			pingCommand(),
 			statsCommand(),
 			errorsCommand(),
+			docsCommand(),
 		},
 		OnUsageError:   onUsageError,
 		ExitErrHandler: func(*cli.Context, error) {},
