@@ -10,8 +10,10 @@ TEST_TIMEOUT ?= 12m
 
 # Debian packages the tests use, installed when root and missing: gcc for
 # -race, openssh-server/-client for the forward-an-ssh-session test and the
-# OpenSSH benchmarks (tests that need them skip, saying so, when absent).
-DEB_PKGS := gcc:gcc /usr/sbin/sshd:openssh-server ssh:openssh-client
+# OpenSSH benchmarks, chromium to render the lab report (TestReportInChromium).
+# Tests that need them skip, saying so, when absent and not root; as root
+# (CI) a missing one is a failure, not a skip.
+DEB_PKGS := gcc:gcc /usr/sbin/sshd:openssh-server ssh:openssh-client chromium:chromium
 deps:
 	@missing=""; for p in $(DEB_PKGS); do cmd=$${p%%:*}; pkg=$${p##*:}; \
 		command -v $$cmd >/dev/null 2>&1 || [ -x "$$cmd" ] || missing="$$missing $$pkg"; done; \
