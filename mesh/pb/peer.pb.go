@@ -722,6 +722,83 @@ func (x *PeerUninstall) GetReason() string {
 	return ""
 }
 
+// PeerRevoke withdraws jump grants the coordinator issued earlier (a user
+// removed, a policy or jump window changed): the peer closes the channels
+// those grants opened and refuses them from now on. Grants issued later are
+// not touched.
+type PeerRevoke struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The technicians (console peer IDs) whose grants are withdrawn.
+	Technicians [][]byte `protobuf:"bytes,1,rep,name=technicians,proto3" json:"technicians,omitempty"`
+	// Every technician's grants for this peer (technicians is then empty).
+	All bool `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
+	// Grants with issued_unix at or before this coordinator time are
+	// withdrawn; the coordinator issues every later grant after it.
+	IssuedThroughUnix int64 `protobuf:"varint,3,opt,name=issued_through_unix,json=issuedThroughUnix,proto3" json:"issued_through_unix,omitempty"`
+	// Why, for the peer's log.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerRevoke) Reset() {
+	*x = PeerRevoke{}
+	mi := &file_peer_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerRevoke) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerRevoke) ProtoMessage() {}
+
+func (x *PeerRevoke) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerRevoke.ProtoReflect.Descriptor instead.
+func (*PeerRevoke) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PeerRevoke) GetTechnicians() [][]byte {
+	if x != nil {
+		return x.Technicians
+	}
+	return nil
+}
+
+func (x *PeerRevoke) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *PeerRevoke) GetIssuedThroughUnix() int64 {
+	if x != nil {
+		return x.IssuedThroughUnix
+	}
+	return 0
+}
+
+func (x *PeerRevoke) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // PeerDown is every message from coordinator to peer.
 type PeerDown struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -732,6 +809,7 @@ type PeerDown struct {
 	//	*PeerDown_Uninstall
 	//	*PeerDown_Error
 	//	*PeerDown_Update
+	//	*PeerDown_Revoke
 	Body          isPeerDown_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -739,7 +817,7 @@ type PeerDown struct {
 
 func (x *PeerDown) Reset() {
 	*x = PeerDown{}
-	mi := &file_peer_proto_msgTypes[9]
+	mi := &file_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +829,7 @@ func (x *PeerDown) String() string {
 func (*PeerDown) ProtoMessage() {}
 
 func (x *PeerDown) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[9]
+	mi := &file_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +842,7 @@ func (x *PeerDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerDown.ProtoReflect.Descriptor instead.
 func (*PeerDown) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{9}
+	return file_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PeerDown) GetBody() isPeerDown_Body {
@@ -819,6 +897,15 @@ func (x *PeerDown) GetUpdate() *PeerWelcome {
 	return nil
 }
 
+func (x *PeerDown) GetRevoke() *PeerRevoke {
+	if x != nil {
+		if x, ok := x.Body.(*PeerDown_Revoke); ok {
+			return x.Revoke
+		}
+	}
+	return nil
+}
+
 type isPeerDown_Body interface {
 	isPeerDown_Body()
 }
@@ -843,6 +930,10 @@ type PeerDown_Update struct {
 	Update *PeerWelcome `protobuf:"bytes,5,opt,name=update,proto3,oneof"`
 }
 
+type PeerDown_Revoke struct {
+	Revoke *PeerRevoke `protobuf:"bytes,6,opt,name=revoke,proto3,oneof"`
+}
+
 func (*PeerDown_Welcome) isPeerDown_Body() {}
 
 func (*PeerDown_Retry) isPeerDown_Body() {}
@@ -852,6 +943,8 @@ func (*PeerDown_Uninstall) isPeerDown_Body() {}
 func (*PeerDown_Error) isPeerDown_Body() {}
 
 func (*PeerDown_Update) isPeerDown_Body() {}
+
+func (*PeerDown_Revoke) isPeerDown_Body() {}
 
 // Peer is the coordinator's record of an enrolled host.
 type Peer struct {
@@ -879,7 +972,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_peer_proto_msgTypes[10]
+	mi := &file_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +984,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[10]
+	mi := &file_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +997,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{10}
+	return file_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Peer) GetId() []byte {
@@ -1056,13 +1149,20 @@ const file_peer_proto_rawDesc = "" +
 	"\tPeerRetry\x12!\n" +
 	"\fafter_millis\x18\x01 \x01(\x03R\vafterMillis\"'\n" +
 	"\rPeerUninstall\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x9e\x02\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x88\x01\n" +
+	"\n" +
+	"PeerRevoke\x12 \n" +
+	"\vtechnicians\x18\x01 \x03(\fR\vtechnicians\x12\x10\n" +
+	"\x03all\x18\x02 \x01(\bR\x03all\x12.\n" +
+	"\x13issued_through_unix\x18\x03 \x01(\x03R\x11issuedThroughUnix\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xd3\x02\n" +
 	"\bPeerDown\x126\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1a.jumpmesh.peer.PeerWelcomeH\x00R\awelcome\x120\n" +
 	"\x05retry\x18\x02 \x01(\v2\x18.jumpmesh.peer.PeerRetryH\x00R\x05retry\x12<\n" +
 	"\tuninstall\x18\x03 \x01(\v2\x1c.jumpmesh.peer.PeerUninstallH\x00R\tuninstall\x12,\n" +
 	"\x05error\x18\x04 \x01(\v2\x14.jumpmesh.site.ErrorH\x00R\x05error\x124\n" +
-	"\x06update\x18\x05 \x01(\v2\x1a.jumpmesh.peer.PeerWelcomeH\x00R\x06updateB\x06\n" +
+	"\x06update\x18\x05 \x01(\v2\x1a.jumpmesh.peer.PeerWelcomeH\x00R\x06update\x123\n" +
+	"\x06revoke\x18\x06 \x01(\v2\x19.jumpmesh.peer.PeerRevokeH\x00R\x06revokeB\x06\n" +
 	"\x04body\"\xf5\x03\n" +
 	"\x04Peer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12!\n" +
@@ -1094,7 +1194,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 	return file_peer_proto_rawDescData
 }
 
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_peer_proto_goTypes = []any{
 	(*PeerInfo)(nil),          // 0: jumpmesh.peer.PeerInfo
 	(*PeerStats)(nil),         // 1: jumpmesh.peer.PeerStats
@@ -1105,34 +1205,36 @@ var file_peer_proto_goTypes = []any{
 	(*PeerWelcome)(nil),       // 6: jumpmesh.peer.PeerWelcome
 	(*PeerRetry)(nil),         // 7: jumpmesh.peer.PeerRetry
 	(*PeerUninstall)(nil),     // 8: jumpmesh.peer.PeerUninstall
-	(*PeerDown)(nil),          // 9: jumpmesh.peer.PeerDown
-	(*Peer)(nil),              // 10: jumpmesh.peer.Peer
-	(*InstallerDefaults)(nil), // 11: jumpmesh.site.InstallerDefaults
-	(*SessionEvent)(nil),      // 12: jumpmesh.session.SessionEvent
-	(*Error)(nil),             // 13: jumpmesh.site.Error
+	(*PeerRevoke)(nil),        // 9: jumpmesh.peer.PeerRevoke
+	(*PeerDown)(nil),          // 10: jumpmesh.peer.PeerDown
+	(*Peer)(nil),              // 11: jumpmesh.peer.Peer
+	(*InstallerDefaults)(nil), // 12: jumpmesh.site.InstallerDefaults
+	(*SessionEvent)(nil),      // 13: jumpmesh.session.SessionEvent
+	(*Error)(nil),             // 14: jumpmesh.site.Error
 }
 var file_peer_proto_depIdxs = []int32{
 	0,  // 0: jumpmesh.peer.PeerHello.info:type_name -> jumpmesh.peer.PeerInfo
-	11, // 1: jumpmesh.peer.PeerHello.overrides:type_name -> jumpmesh.site.InstallerDefaults
+	12, // 1: jumpmesh.peer.PeerHello.overrides:type_name -> jumpmesh.site.InstallerDefaults
 	2,  // 2: jumpmesh.peer.PeerUp.hello:type_name -> jumpmesh.peer.PeerHello
 	1,  // 3: jumpmesh.peer.PeerUp.stats:type_name -> jumpmesh.peer.PeerStats
 	3,  // 4: jumpmesh.peer.PeerUp.goodbye:type_name -> jumpmesh.peer.PeerGoodbye
 	4,  // 5: jumpmesh.peer.PeerUp.state:type_name -> jumpmesh.peer.PeerState
-	12, // 6: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
-	10, // 7: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
+	13, // 6: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
+	11, // 7: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
 	6,  // 8: jumpmesh.peer.PeerDown.welcome:type_name -> jumpmesh.peer.PeerWelcome
 	7,  // 9: jumpmesh.peer.PeerDown.retry:type_name -> jumpmesh.peer.PeerRetry
 	8,  // 10: jumpmesh.peer.PeerDown.uninstall:type_name -> jumpmesh.peer.PeerUninstall
-	13, // 11: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
+	14, // 11: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
 	6,  // 12: jumpmesh.peer.PeerDown.update:type_name -> jumpmesh.peer.PeerWelcome
-	11, // 13: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
-	0,  // 14: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
-	1,  // 15: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	9,  // 13: jumpmesh.peer.PeerDown.revoke:type_name -> jumpmesh.peer.PeerRevoke
+	12, // 14: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
+	0,  // 15: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
+	1,  // 16: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -1149,12 +1251,13 @@ func file_peer_proto_init() {
 		(*PeerUp_State)(nil),
 		(*PeerUp_Session)(nil),
 	}
-	file_peer_proto_msgTypes[9].OneofWrappers = []any{
+	file_peer_proto_msgTypes[10].OneofWrappers = []any{
 		(*PeerDown_Welcome)(nil),
 		(*PeerDown_Retry)(nil),
 		(*PeerDown_Uninstall)(nil),
 		(*PeerDown_Error)(nil),
 		(*PeerDown_Update)(nil),
+		(*PeerDown_Revoke)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1162,7 +1265,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
