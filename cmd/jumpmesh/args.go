@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -25,6 +26,16 @@ func reorderArgs(app *cli.App, args []string) []string {
 			continue
 		}
 		sub := findCommand(cmds, tok)
+		if sub == nil && tok == "help" {
+			// `jumpmesh help [CMD...]` is `jumpmesh [CMD...] --help`, as
+			// in git and go (the list does not offer it: HideHelpCommand);
+			// `help NOSUCH` reports NOSUCH as the unknown command.
+			rest = slices.Clone(rest[1:])
+			if len(rest) == 0 || findCommand(cmds, rest[0]) != nil {
+				rest = append(rest, "--help")
+			}
+			continue
+		}
 		if sub == nil {
 			break
 		}

@@ -73,6 +73,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitError
 }
 
+// -v is --version before a command (urfave/cli's flag) and verbose after
+// jump and forward (their own flag, as in ssh): both kept, and said here.
+func init() {
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Aliases: []string{"v"}, DisableDefaultText: true,
+		Usage: "print the version (-v after jump or forward means verbose: jumpmesh jump -v web-01)"}
+}
+
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:    "jumpmesh",
@@ -129,11 +136,13 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 // no argument it shows the help, with one it is a usage error (exit 2).
 func unknownCommand(cc *cli.Context) error {
 	if cc.Args().Present() {
-		name := "jumpmesh"
-		if cc.Command != nil && cc.Command.Name != "" {
-			name = cc.Command.FullName()
+		// run prefixes "jumpmesh: "; a group names itself in the command.
+		name, typed := "jumpmesh", cc.Args().First()
+		if cc.Command != nil && cc.Command.Name != "" && cc.Command.Name != cc.App.Name {
+			name += " " + cc.Command.FullName()
+			typed = cc.Command.FullName() + " " + typed
 		}
-		return usagef("%s: unknown command %q (see %s --help)", name, cc.Args().First(), name)
+		return usagef("unknown command %q (see %s --help)", typed, name)
 	}
 	return cli.ShowAppHelp(cc)
 }
