@@ -70,6 +70,8 @@ const (
 	CodeProtocol           Code = "protocol_error"
 	CodePeerAmbiguous      Code = "peer_ambiguous"
 	CodeGrantInvalid       Code = "grant_invalid"
+	CodeGrantExpired       Code = "grant_expired"
+	CodeGrantRevoked       Code = "grant_revoked"
 	CodeJumpPolicyClosed   Code = "jump_policy_closed"
 	CodePolicyMissing      Code = "policy_missing"
 	CodeAuditFailed        Code = "audit_failed"
@@ -134,6 +136,8 @@ var catalog = map[Code]string{
 	CodeProtocol:           "The other side sent a message this jumpmesh does not understand.",
 	CodePeerAmbiguous:      "Several peers match; name one by its peer ID or a unique name.",
 	CodeGrantInvalid:       "The jump grant was refused by the peer.",
+	CodeGrantExpired:       "The jump grant may no longer open channels (its time on this connection is over); jump again for a new one.",
+	CodeGrantRevoked:       "The coordinator withdrew this jump grant (a user, policy or jump window changed); jump again, if you are still allowed.",
 	CodeJumpPolicyClosed:   "The peer's jump policy does not allow access at this time.",
 	CodePolicyMissing:      "A policy this peer names no longer exists, so the peer allows no jumps; an administrator must set the peer's policies again.",
 	CodeAuditFailed:        "The coordinator could not record this in the audit log, so it did not grant it; try again, and tell the site's administrator.",
