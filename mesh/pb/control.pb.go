@@ -1838,12 +1838,14 @@ func (x *JumpResponse) GetRelays() [][]byte {
 }
 
 type AuditRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Peer          string                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"` // peer ID or name, or empty
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
-	SinceUnix     int64                  `protobuf:"varint,3,opt,name=since_unix,json=sinceUnix,proto3" json:"since_unix,omitempty"`
-	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
-	Kind          string                 `protobuf:"bytes,5,opt,name=kind,proto3" json:"kind,omitempty"` // only events of this kind (grant, refused, start, end, admin), or empty
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Peer      string                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"` // peer ID or name, or empty
+	User      string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	SinceUnix int64                  `protobuf:"varint,3,opt,name=since_unix,json=sinceUnix,proto3" json:"since_unix,omitempty"`
+	Limit     uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Kind      string                 `protobuf:"bytes,5,opt,name=kind,proto3" json:"kind,omitempty"` // only events of this kind (grant, refused, start, end, admin), or empty
+	// Only events older than this, from a previous reply's next_cursor.
+	Cursor        []byte `protobuf:"bytes,6,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1913,9 +1915,20 @@ func (x *AuditRequest) GetKind() string {
 	return ""
 }
 
+func (x *AuditRequest) GetCursor() []byte {
+	if x != nil {
+		return x.Cursor
+	}
+	return nil
+}
+
+// AuditList is one page of the audit log, oldest first: the newest events
+// (before the request's cursor) that fit one control message. next_cursor,
+// when set, asks for the page of older events.
 type AuditList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	NextCursor    []byte                 `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1953,6 +1966,13 @@ func (*AuditList) Descriptor() ([]byte, []int) {
 func (x *AuditList) GetEvents() []*AuditEvent {
 	if x != nil {
 		return x.Events
+	}
+	return nil
+}
+
+func (x *AuditList) GetNextCursor() []byte {
+	if x != nil {
+		return x.NextCursor
 	}
 	return nil
 }
@@ -3006,16 +3026,19 @@ const file_control_proto_rawDesc = "" +
 	"\x05grant\x18\x01 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\x12.\n" +
 	"\x04peer\x18\x02 \x01(\v2\x1a.jumpmesh.control.PeerViewR\x04peer\x12\x14\n" +
 	"\x05addrs\x18\x03 \x03(\fR\x05addrs\x12\x16\n" +
-	"\x06relays\x18\x04 \x03(\fR\x06relays\"\x7f\n" +
+	"\x06relays\x18\x04 \x03(\fR\x06relays\"\x97\x01\n" +
 	"\fAuditRequest\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1d\n" +
 	"\n" +
 	"since_unix\x18\x03 \x01(\x03R\tsinceUnix\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x12\n" +
-	"\x04kind\x18\x05 \x01(\tR\x04kind\"A\n" +
+	"\x04kind\x18\x05 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06cursor\x18\x06 \x01(\fR\x06cursor\"b\n" +
 	"\tAuditList\x124\n" +
-	"\x06events\x18\x01 \x03(\v2\x1c.jumpmesh.session.AuditEventR\x06events\"'\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.jumpmesh.session.AuditEventR\x06events\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\fR\n" +
+	"nextCursor\"'\n" +
 	"\x0fRelayACLRequest\x12\x14\n" +
 	"\x05addrs\x18\x01 \x03(\fR\x05addrs\"M\n" +
 	"\bRelayACL\x12\x18\n" +
