@@ -46,9 +46,11 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 
 func round(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
 
-// TestLatency checks the user-space wire: every round trip takes at least
-// twice the configured one-way latency, and the median stays close to it.
-// Run with -v to see the distributions (sim/README.md quotes them).
+// TestLatency checks the user-space wire: no round trip is faster than
+// twice the configured one-way latency (less the jitter), and jitter
+// spreads the round trips. How far they exceed it depends on how busy the
+// machine is: that is BenchmarkLatency's figure, not an assertion here.
+// Run with -v to see the distributions (docs/lab.md quotes them).
 func TestLatency(t *testing.T) {
 	lab := labtest.New(t, netlab.Topology{
 		Networks: []netlab.NetworkSpec{
@@ -69,15 +71,14 @@ func TestLatency(t *testing.T) {
 	const samples = 50
 
 	for _, tc := range []struct {
-		host          string
-		oneWay        time.Duration // sum of the latencies on the path
-		jitter        time.Duration
-		maxMedianOver time.Duration // the test's bound; the README states measured figures
+		host   string
+		oneWay time.Duration // sum of the latencies on the path
+		jitter time.Duration
 	}{
-		{"near", 0, 0, 5 * time.Millisecond},
-		{"l20", 20 * time.Millisecond, 0, 5 * time.Millisecond},
-		{"j20", 20 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond},
-		{"home", 15 * time.Millisecond, 0, 5 * time.Millisecond},
+		{"near", 0, 0},
+		{"l20", 20 * time.Millisecond, 0},
+		{"j20", 20 * time.Millisecond, 10 * time.Millisecond},
+		{"home", 15 * time.Millisecond, 0},
 	} {
 		t.Run(tc.host, func(t *testing.T) {
 			t.Parallel()
@@ -86,18 +87,14 @@ func TestLatency(t *testing.T) {
 			t.Logf("one-way %v ±%v: RTT min %v p10 %v p50 %v p90 %v p99 %v max %v (ideal %v)",
 				tc.oneWay, tc.jitter, round(r[0]), round(pct(r, .1)), round(pct(r, .5)),
 				round(pct(r, .9)), round(pct(r, .99)), round(r[len(r)-1]), want)
+			// A wire never delivers early, however idle or busy the machine.
 			if low := want - 2*tc.jitter; r[0] < low {
 				t.Errorf("fastest round trip %v, want at least %v", r[0], low)
 			}
-			if med := pct(r, .5); med > want+tc.maxMedianOver {
-				t.Errorf("median round trip %v, want at most %v", med, want+tc.maxMedianOver)
-			}
+			// Load only widens the spread, so this cannot fail for being busy.
 			if tc.jitter > 0 {
 				if spread := pct(r, .9) - pct(r, .1); spread < tc.jitter/2 {
 					t.Errorf("p90-p10 spread %v with jitter ±%v: jitter not applied", spread, tc.jitter)
-				}
-				if hi := want + 2*tc.jitter + tc.maxMedianOver; r[len(r)-1] > hi {
-					t.Errorf("slowest round trip %v, want at most %v", r[len(r)-1], hi)
 				}
 			}
 		})
