@@ -254,7 +254,9 @@ func TestSilentServerDoesNotHoldTheLookup(t *testing.T) {
 	if err != nil || len(found.Addrs) == 0 {
 		t.Fatalf("lookup: %v, %v", found, err)
 	}
-	if took := time.Since(start); took > AskTimeout+time.Second {
+	// Unbounded, the silent server would hold the lookup until ctx ends;
+	// the margin over AskTimeout is for a busy machine.
+	if took := time.Since(start); took > 3*AskTimeout {
 		t.Fatalf("the lookup took %s with one silent server", took)
 	}
 }

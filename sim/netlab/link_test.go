@@ -215,8 +215,10 @@ func TestRate(t *testing.T) {
 			took := time.Since(start)
 			got := float64(size*8) / took.Seconds()
 			t.Logf("configured %d bit/s: %d bytes in %v = %.0f bit/s (%.0f%%)", rate, size, took.Round(time.Millisecond), got, got/rate*100)
-			if got > 1.15*rate || got < 0.5*rate {
-				t.Errorf("throughput %.0f bit/s, want near %d", got, rate)
+			// Shaping caps the rate however idle the machine; a busy one
+			// may fall well short of it, so only a dead link fails low.
+			if got > 1.15*rate || got < 0.1*rate {
+				t.Errorf("throughput %.0f bit/s, want at most about %d", got, rate)
 			}
 		})
 	}

@@ -142,7 +142,8 @@ wait:
 	if err := w.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if d := time.Since(start); d > time.Second {
+	// Against an hour-long delay: generous, so that a busy machine passes.
+	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("Close took %v", d)
 	}
 }
