@@ -28,7 +28,8 @@ const forwardDialTimeout = 10 * time.Second
 
 // sessions is the daemon's session state.
 type sessions struct {
-	nonces *grant.NonceCache
+	gate   *grant.Gate
+	live   liveChannels
 	seq    atomic.Uint64
 	mu     sync.Mutex
 	ctx    context.Context
@@ -73,20 +74,26 @@ func (d *Daemon) handleChannel(st network.Stream) {
 		d.report(ev)
 		return
 	}
+	ctx, cancel := context.WithCancel(d.sessionCtx())
+	defer cancel()
+	defer d.sess.live.add(remote, body.GetIssuedUnix(), func() { cancel(); _ = ch.Reset() })()
+	if err := d.sess.gate.Revoked(body); err != nil { // revoked between admission and add
+		_ = ch.Ready("", err)
+		return
+	}
 	if err := ch.Ready(ev.SessionId, nil); err != nil {
 		return
 	}
 	d.log.Info("session started", "technician", remote, "user", ev.User, "capability", grant.CapabilityName(capability), "detail", detail)
 	d.report(ev)
-	end := &pb.SessionEvent{SessionId: ev.SessionId, Technician: ev.Technician, User: ev.User, Capability: capability, Detail: detail, End: true}
-	end.Exit = d.serveChannel(ch, open)
+	end := &pb.SessionEvent{SessionId: ev.SessionId, Technician: ev.Technician, User: ev.User, Capability: capability, Detail: detail, End: true, GrantNonce: ev.GrantNonce}
+	end.Exit = d.serveChannel(ctx, ch, open)
 	end.BytesIn, end.BytesOut = ch.BytesRead(), ch.BytesWritten()
 	d.log.Info("session ended", "technician", remote, "capability", grant.CapabilityName(capability), "in", end.BytesIn, "out", end.BytesOut)
 	d.report(end)
 }
 
-func (d *Daemon) serveChannel(ch *channel.Channel, open *pb.ChannelOpen) *pb.ExitStatus {
-	ctx := d.sessionCtx()
+func (d *Daemon) serveChannel(ctx context.Context, ch *channel.Channel, open *pb.ChannelOpen) *pb.ExitStatus {
 	switch k := open.GetKind().(type) {
 	case *pb.ChannelOpen_Exec:
 		return ServeExec(ctx, ch, k.Exec, ExecOptions{Logger: d.log})
@@ -126,12 +133,8 @@ func (d *Daemon) admitChannel(conn network.Conn, remote peer.ID, g *pb.JumpGrant
 	if capability == 0 {
 		return nil, mesh.Errorf(mesh.CodeProtocol, "(unknown channel kind)")
 	}
-	now := d.clock.Now()
-	body, err := grant.Verify(g, grant.Check{Site: d.site.ID, Peer: d.host.ID(), Technician: remote, Now: now, IgnoreExpiry: true})
+	body, err := d.sess.gate.Admit(g, grant.Check{Site: d.site.ID, Peer: d.host.ID(), Now: d.clock.Now()}, conn)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := d.sess.nonces.Use(body, conn, now); err != nil {
 		return body, err
 	}
 	if IsDisabled(d.cfg.Dir) {
