@@ -119,7 +119,7 @@ func startCoordinator(t testing.TB, data string, listen ...string) *coordinatorP
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.kill(syscall.SIGKILL) })
-	ready := make(chan error, 1)
+	ready := make(chan error, 2) // "ready", then the exit: neither send may block the reader
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
