@@ -229,9 +229,10 @@ func sessionPolicyCommand() *cli.Command {
 		Name:  "session-policy",
 		Usage: "manage session policies: what a session may do (admins change them; anyone may read)",
 		Description: "A session policy lists the capabilities a session to a peer may use: shell (interactive\n" +
-			"shell), exec (run a command), forward (port forwarding) and file-transfer (copy files), and\n" +
-			"whether the user at the host must consent first. An installer names one policy for when a\n" +
-			"user is present at the host and one for when none is.\n\n" + policyEnforcement,
+			"shell), exec (run a command), forward (port forwarding) and file-transfer (copy files with\n" +
+			"jumpmesh cp; --allow also takes cp for it), and whether the user at the host must consent\n" +
+			"first. An installer names one policy for when a user is present at the host and one for\n" +
+			"when none is.\n\n" + policyEnforcement,
 		Subcommands: []*cli.Command{
 			sessionPolicyCreateCommand(), sessionPolicyUpdateCommand(), sessionPolicyListCommand(),
 			sessionPolicyShowCommand(), sessionPolicyDeleteCommand(),
@@ -246,14 +247,14 @@ type sessionPolicyFlags struct {
 
 func (f *sessionPolicyFlags) flags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "allow", Usage: "capabilities: any of shell, exec, forward, file-transfer (comma-separated or repeated), or all, or none"},
+		&cli.StringSliceFlag{Name: "allow", Usage: "capabilities: any of shell, exec, forward, file-transfer (alias cp) (comma-separated or repeated), or all, or none"},
 		&cli.BoolFlag{Name: "require-consent", Destination: &f.requireConsent, Usage: "the user at the host must accept each session"},
 		&cli.StringFlag{Name: "description", Destination: &f.description, Usage: "what the policy is for"},
 		jsonFlag,
 	}
 }
 
-const capabilityWords = "shell, exec, forward, file-transfer, all or none"
+const capabilityWords = "shell, exec, forward, file-transfer (or cp, the command that uses it), all or none"
 
 // applyAllow sets p's capabilities from the --allow values, replacing the
 // old ones. Mistakes are usage errors: the list of words is short and fixed.
@@ -278,7 +279,7 @@ func applyAllow(p *pb.SessionPolicy, values []string) error {
 			p.Exec = true
 		case "forward":
 			p.Forward = true
-		case "file-transfer":
+		case "file-transfer", "cp": // cp: the technician's command that needs it
 			p.FileTransfer = true
 		case "all":
 			p.Shell, p.Exec, p.Forward, p.FileTransfer = true, true, true, true
@@ -348,7 +349,8 @@ func sessionPolicyCreateCommand() *cli.Command {
 		UsageText: "jumpmesh session-policy create NAME [--allow shell,exec,forward,file-transfer | --allow all | --allow none] [--require-consent] [--description TEXT]\n\n" +
 			"Examples:\n" +
 			"  jumpmesh session-policy create full\n" +
-			"  jumpmesh session-policy create attended --allow shell,file-transfer --require-consent",
+			"  jumpmesh session-policy create attended --allow shell,file-transfer --require-consent\n" +
+			"  jumpmesh session-policy create copy-only --allow cp",
 		Flags: f.flags(),
 		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
 			p := &pb.SessionPolicy{Name: cc.Args().First(), Description: f.description, RequireConsent: f.requireConsent}
