@@ -99,8 +99,10 @@ func installerCreateCommand() *cli.Command {
 			"Examples:\n" +
 			"  jumpmesh installer create --group jumpgroup:servers --tag linux --valid-for 30d\n" +
 			"  jumpmesh installer create --ephemeral --allow-override name,comments --valid-for 1h",
-		Description: "Prints the key and the command line that installs it. Fields named in --allow-override may be\n" +
-			"changed at install with the matching --jc-<field> flag; fields: all, " + strings.Join(installerkey.FieldNames(), ", ") + ".",
+		Description: "Prints the key and two command lines that install it: as root, with --user PEER-USER, a\n" +
+			"placeholder to change to the account the peer will run as; and as that account itself, without\n" +
+			"root, into $HOME/jumpmesh (--install-dir names the root line's directory). Fields named in\n" +
+			"--allow-override may be changed at install with the matching --jc-<field> flag; fields: all, " + strings.Join(installerkey.FieldNames(), ", ") + ".",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "group", Destination: &f.group, Usage: "jump group: user:NAME (personal list) or jumpgroup:CODE (default: your personal list)"},
 			&cli.StringFlag{Name: "tag", Destination: &f.tag, Usage: "tag to group peers by"},
@@ -148,8 +150,16 @@ func installerCreateCommand() *cli.Command {
 func printInstaller(cc *cli.Context, in *pb.Installer, installDir, user string) error {
 	v := struct {
 		installerView
-		Command string `json:"install_command"`
-	}{newInstallerView(in, time.Now()), installCommand(in, installDir, user)}
+		Command       string `json:"install_command"`
+		CommandAsUser string `json:"install_command_as_user,omitempty"`
+	}{installerView: newInstallerView(in, time.Now()), Command: installCommand(in, installDir, user)}
+	if user == "" {
+		// Installing as root needs --user: the printed line names a
+		// placeholder account that exists nowhere, so it fails until the
+		// administrator changes it, rather than picking an account for them.
+		v.Command = installCommand(in, installDir, installUserPlaceholder)
+		v.CommandAsUser = installCommand(in, installDirAsUser, "")
+	}
 	return output(cc, v, func(w io.Writer) {
 		fields(w, "installer", v.ID, "status", v.Status, "jump group", v.Group, "tag", orDash(v.Tag),
 			"comments", orDash(v.Comments), "name", orDash(v.Name), "jump policy", orDash(v.JumpPolicy),
@@ -162,7 +172,13 @@ func printInstaller(cc *cli.Context, in *pb.Installer, installDir, user string) 
 		if v.Deleted != "" {
 			fields(w, "deleted", unixTime(in.GetRevokedUnix())+" by "+orDash(v.DeletedBy))
 		}
-		fmt.Fprintf(w, "\nKey:\n  %s\n\nInstall on the host:\n  %s\n", v.Key, v.Command)
+		fmt.Fprintf(w, "\nKey:\n  %s\n\n", v.Key)
+		if v.CommandAsUser == "" {
+			fmt.Fprintf(w, "Install on the host:\n  %s\n", v.Command)
+			return
+		}
+		fmt.Fprintf(w, "Install on the host as root (change %s to the existing account the peer will run as):\n  %s\n"+
+			"or as that account itself, without root:\n  %s\n", installUserPlaceholder, v.Command, v.CommandAsUser)
 	})
 }
 
@@ -175,6 +191,14 @@ func offlineText(minutes uint32, ephemeral bool) string {
 	}
 	return fmt.Sprintf("%d minutes", minutes)
 }
+
+// The printed install commands: as root, the peer's account is a
+// placeholder the administrator must change; without root, the peer runs
+// as the installing account, in its home (a shell line: $HOME).
+const (
+	installUserPlaceholder = "PEER-USER"
+	installDirAsUser       = "$HOME/jumpmesh"
+)
 
 // installCommand is the command line that installs the key on a host.
 func installCommand(in *pb.Installer, installDir, user string) string {
