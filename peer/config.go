@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
@@ -17,9 +19,12 @@ import (
 
 // Files of an install directory.
 const (
-	configFile      = "config.json"
-	stateFile       = "state.json"
-	disabledFile    = "disabled"
+	configFile   = "config.json"
+	stateFile    = "state.json"
+	disabledFile = "disabled"
+	// varDir holds what the peer's user writes (state.json, disabled); in
+	// an install by root it is the user's, the directory itself is root's.
+	varDir          = "var"
 	keyFile         = "peer.key"
 	binaryFile      = "jumpmesh"
 	initScriptFile  = "init-script"
@@ -99,8 +104,28 @@ type State struct {
 	Relays []string `json:"relays,omitempty"`
 }
 
+// maxLocalFile bounds what is read from an install directory's files.
+const maxLocalFile = 1 << 20
+
+// readLocalFile reads a regular file of the install directory without
+// following a symlink and without blocking on a FIFO: in an install by
+// root, var/ and run/ are the peer's user's, and root reads them.
+func readLocalFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return io.ReadAll(io.LimitReader(f, maxLocalFile))
+}
+
 func readJSON(path string, v any) error {
-	raw, err := os.ReadFile(path)
+	raw, err := readLocalFile(path)
 	if err != nil {
 		return err
 	}
@@ -134,22 +159,28 @@ func LoadConfig(dir string) (*Config, error) {
 	return &c, nil
 }
 
+// userDir is where the peer's user writes: var/, or the install directory
+// itself in an install made before var/ existed.
+func userDir(dir string) string {
+	v := filepath.Join(dir, varDir)
+	if st, err := os.Lstat(v); err == nil && st.IsDir() {
+		return v
+	}
+	return dir
+}
+
 // LoadState reads state.json; a missing one is the zero state.
 func LoadState(dir string) (*State, error) {
 	var s State
-	err := readJSON(filepath.Join(dir, stateFile), &s)
+	err := readJSON(filepath.Join(userDir(dir), stateFile), &s)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &s, nil
 	}
 	return &s, err
 }
 
-func saveState(dir string, s *State) error { return writeJSON(filepath.Join(dir, stateFile), s) }
-
-// IsDisabled reports whether the local user disabled the peer.
-func IsDisabled(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, disabledFile))
-	return err == nil
+func saveState(dir string, s *State) error {
+	return writeJSON(filepath.Join(userDir(dir), stateFile), s)
 }
 
 // offlineLimit is how long the peer may stay out of touch before it

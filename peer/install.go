@@ -78,12 +78,16 @@ func Install(opts InstallOptions) (_ *Installed, err error) {
 		}
 	}()
 	cfg := newConfig(key, opts, now)
-	id, err := populate(dir, cfg, opts.Binary)
+	runUID := os.Geteuid()
+	if owner != nil {
+		runUID = owner.uid
+	}
+	id, err := populate(dir, cfg, opts.Binary, runUID)
 	if err != nil {
 		return nil, err
 	}
 	if owner != nil {
-		if err := chownTree(dir, owner.uid, owner.gid); err != nil {
+		if err := handOver(dir, *owner); err != nil {
 			return nil, err
 		}
 	}
@@ -212,9 +216,10 @@ func newConfig(key *installerkey.Key, opts InstallOptions, now time.Time) *Confi
 // ephemeralMinutes is what --jc-ephemeral means (seeds: 5 minutes).
 const ephemeralMinutes = 5
 
-// populate writes everything the install directory holds.
-func populate(dir string, cfg *Config, binary string) (peer.ID, error) {
-	for _, d := range []string{logDir, runDir} {
+// populate writes everything the install directory holds. runUID is the
+// user the peer runs as, which the init-script checks before signalling.
+func populate(dir string, cfg *Config, binary string, runUID int) (peer.ID, error) {
+	for _, d := range []string{logDir, runDir, varDir} {
 		if err := os.Mkdir(filepath.Join(dir, d), installDirMode); err != nil {
 			return "", err
 		}
@@ -240,7 +245,7 @@ func populate(dir string, cfg *Config, binary string) (peer.ID, error) {
 		text string
 		mode os.FileMode
 	}{
-		initScriptFile: {initScript(dir, cfg.User), 0o755},
+		initScriptFile: {initScript(dir, runAs(cfg.User), runUID), 0o755},
 		uninstallFile:  {uninstallScript(dir), 0o755},
 		unitFile:       {systemdUnit(dir, cfg.User), 0o644},
 	}
@@ -272,6 +277,40 @@ func copyBinary(from, to string) error {
 	_, cerr := io.Copy(dst, src)
 	if err := errors.Join(cerr, dst.Close()); err != nil {
 		return fmt.Errorf("copying the jumpmesh binary: %w", err)
+	}
+	return nil
+}
+
+// handOver gives the peer's user what the daemon writes or must read, and
+// nothing root executes or trusts. Root runs the binary, the init-script
+// and uninstall (at boot, for status, to stop), so they stay root's and
+// unwritable by the user; so does the directory, so the user can neither
+// replace a file nor add one. The user gets:
+//   - var/ (state.json, disabled), logs/, run/ (peer.pid): written as it runs;
+//   - peer.key: the daemon reads it, a key file must be 0600, and root never
+//     executes or trusts it (root's uninstall only says goodbye with it);
+//   - group read on the directory and config.json (0640), through the
+//     user's primary group.
+func handOver(dir string, o owner) error {
+	for _, d := range []string{varDir, logDir, runDir} {
+		if err := chownTree(filepath.Join(dir, d), o.uid, o.gid); err != nil {
+			return err
+		}
+	}
+	if err := os.Lchown(filepath.Join(dir, keyFile), o.uid, o.gid); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		mode os.FileMode
+	}{{configFile, 0o640}, {".", installDirMode}} {
+		path := filepath.Join(dir, f.name)
+		if err := os.Lchown(path, 0, o.gid); err != nil {
+			return err
+		}
+		if err := os.Chmod(path, f.mode); err != nil {
+			return err
+		}
 	}
 	return nil
 }

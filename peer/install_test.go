@@ -18,12 +18,14 @@ func TestInstallLayout(t *testing.T) {
 	site := coordinatortest.New(t)
 	in := site.Installer(&pb.InstallerDefaults{Tag: "linux"}, uint32(installerkey.FieldName), week())
 	h := install(t, site, in.GetKey(), peer.InstallOptions{Overrides: peer.Overrides{Name: "web-01"}, OverrideFields: installerkey.FieldName})
-	want := map[string]os.FileMode{"jumpmesh": 0o755, "peer.key": 0o600, "config.json": 0o600, "state.json": 0o600,
+	want := map[string]os.FileMode{"jumpmesh": 0o755, "peer.key": 0o600, "config.json": 0o600, "var/state.json": 0o600,
 		"init-script": 0o755, "uninstall": 0o755, "jumpmesh-peer.service": 0o644}
 	for name, mode := range want {
 		st, err := os.Stat(filepath.Join(h.dir, name))
-		if err != nil || st.Mode().Perm() != mode {
-			t.Errorf("%s: %v, mode %v, want %v", name, err, st.Mode().Perm(), mode)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		} else if st.Mode().Perm() != mode {
+			t.Errorf("%s: mode %v, want %v", name, st.Mode().Perm(), mode)
 		}
 	}
 	cfg, err := peer.LoadConfig(h.dir)

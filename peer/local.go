@@ -20,9 +20,11 @@ import (
 // PIDFile is where a running peer keeps its process ID.
 func PIDFile(dir string) string { return filepath.Join(dir, runDir, pidFileName) }
 
-// runningPID returns the running daemon's PID, or 0.
+// runningPID returns the running daemon's PID, or 0. run/peer.pid is
+// written by the peer's user: a PID counts only if it is this peer's
+// process (isPeerProcess), so root never signals what the user names.
 func runningPID(dir string) int {
-	raw, err := os.ReadFile(PIDFile(dir))
+	raw, err := readLocalFile(PIDFile(dir))
 	if err != nil {
 		return 0
 	}
@@ -30,10 +32,51 @@ func runningPID(dir string) int {
 	if err != nil || pid <= 0 {
 		return 0
 	}
-	if syscall.Kill(pid, 0) != nil {
+	if syscall.Kill(pid, 0) != nil || !isPeerProcess(dir, pid) {
 		return 0
 	}
 	return pid
+}
+
+// isPeerProcess reports whether pid runs this install's jumpmesh binary
+// as the user who owns run/ (the peer's user): /proc/PID/exe and the owner
+// of /proc/PID. The binary and run/ itself are root's in an install by
+// root, so the user can make neither name another process. Linux only.
+func isPeerProcess(dir string, pid int) bool {
+	bin, err := filepath.EvalSymlinks(filepath.Join(dir, binaryFile))
+	if err != nil {
+		return false
+	}
+	if bin, err = filepath.Abs(bin); err != nil {
+		return false
+	}
+	proc := "/proc/" + strconv.Itoa(pid)
+	exe, err := os.Readlink(proc + "/exe")
+	if err != nil || (exe != bin && exe != bin+" (deleted)") {
+		return false
+	}
+	procUID, ok := ownerOf(proc)
+	runUID, ok2 := ownerOf(filepath.Join(dir, runDir))
+	return ok && ok2 && procUID == runUID
+}
+
+// ownerOf is the user ID owning path (not following a final symlink).
+func ownerOf(path string) (uint32, bool) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return 0, false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return sys.Uid, true
+}
+
+// IsDisabled reports whether the local user disabled the peer.
+func IsDisabled(dir string) bool {
+	_, err := os.Lstat(filepath.Join(userDir(dir), disabledFile))
+	return err == nil
 }
 
 // Status is what `jumpmesh peer status` shows.
@@ -106,9 +149,11 @@ func SetDisabled(dir string, disabled bool, euid int) error {
 	if err := checkLocalRight(dir, "disable", euid); err != nil {
 		return err
 	}
-	path := filepath.Join(dir, disabledFile)
+	// var/ is the peer's user's: write by rename, never through a link
+	// the user left there (root runs this too).
+	path := filepath.Join(userDir(dir), disabledFile)
 	if disabled {
-		if err := os.WriteFile(path, []byte("disabled by the local user\n"), privateFileMode); err != nil {
+		if err := mesh.WriteFileAtomic(path, []byte("disabled by the local user\n"), privateFileMode); err != nil {
 			return err
 		}
 	} else if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -9,20 +9,45 @@ import (
 // shellQuote quotes s for a POSIX shell.
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
+// runAs is the user a peer runs as: --user, else whoever installs it (never
+// the root a copied unit or a root-run init-script would otherwise use).
+func runAs(user string) string {
+	if user == "" {
+		if u, err := osuser.Current(); err == nil {
+			user = u.Username
+		}
+	}
+	return user
+}
+
 // initScript is the install directory's init-script: start, stop, restart,
 // status, with LSB exit codes (status: 0 running, 1 dead with a pid file,
 // 3 not running; 2 unknown action; 1 failure).
-func initScript(dir, user string) string {
+//
+// Root runs it, and run/peer.pid is written by the peer's user: a PID is
+// the peer's only if /proc/PID/exe is this install's binary and the
+// process belongs to RUN_UID (is_peer); stop refuses to signal anything else.
+func initScript(dir, user string, uid int) string {
 	return fmt.Sprintf(`#!/bin/sh
 # jumpmesh peer: start|stop|restart|status (LSB exit codes).
 DIR=%s
 RUN_AS=%s
+RUN_UID=%d
 BIN="$DIR/jumpmesh"
 PIDFILE="$DIR/run/peer.pid"
 LOG="$DIR/logs/peer.log"
 
-pid() { [ -f "$PIDFILE" ] && cat "$PIDFILE"; }
-running() { p=$(pid) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+# The pid file is the peer's user's: read digits only, never through a link.
+pid() { [ -f "$PIDFILE" ] && [ ! -L "$PIDFILE" ] && head -c 32 "$PIDFILE" | tr -cd 0-9; }
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+# is_peer PID: the process runs this install's binary as RUN_UID.
+is_peer() {
+	real=$(readlink -f "$BIN") || return 1
+	exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
+	[ "$exe" = "$real" ] || [ "$exe" = "$real (deleted)" ] || return 1
+	[ "$(stat -c %%u "/proc/$1" 2>/dev/null)" = "$RUN_UID" ]
+}
+running() { p=$(pid) && alive "$p" && is_peer "$p"; }
 
 start() {
 	if running; then echo "jumpmesh peer is already running (pid $(pid))"; return 0; fi
@@ -44,8 +69,13 @@ start() {
 }
 
 stop() {
-	if ! running; then rm -f "$PIDFILE"; echo "jumpmesh peer is not running"; return 0; fi
 	p=$(pid)
+	if ! alive "$p"; then rm -f "$PIDFILE"; echo "jumpmesh peer is not running"; return 0; fi
+	if ! is_peer "$p"; then
+		echo "jumpmesh peer: $PIDFILE names process $p, which is not this peer ($BIN run by uid $RUN_UID); not signalling it." >&2
+		echo "If the peer is not running, remove $PIDFILE." >&2
+		return 1
+	fi
 	kill -TERM "$p" 2>/dev/null
 	i=0
 	while [ $i -lt 100 ]; do
@@ -72,7 +102,7 @@ case "$1" in
 	status) status ;;
 	*) echo "usage: $0 start|stop|restart|status" >&2; exit 2 ;;
 esac
-`, shellQuote(dir), shellQuote(user))
+`, shellQuote(dir), shellQuote(user), uid)
 }
 
 // uninstallScript runs `jumpmesh peer uninstall` for this directory.
@@ -89,13 +119,7 @@ exec %s peer uninstall --dir %s "$@"
 //	cp DIR/jumpmesh-peer.service /etc/systemd/system/
 //	systemctl daemon-reload && systemctl enable --now jumpmesh-peer
 func systemdUnit(dir, user string) string {
-	if user == "" {
-		// A non-root install runs as the user who installed it, never as
-		// the root a copied unit would otherwise default to.
-		if u, err := osuser.Current(); err == nil {
-			user = u.Username
-		}
-	}
+	user = runAs(user)
 	u := ""
 	if user != "" {
 		u = "User=" + user + "\n"
