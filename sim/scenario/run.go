@@ -489,8 +489,21 @@ func (r *runner) exec(ctx context.Context, console string, args []string, st Ste
 	}
 }
 
+// execWaitDirect is how long an exec that expects a direct path lets the
+// jump wait for the punch before it opens its session (the CLI's default is
+// 1 s). The step checks that punching works, not how fast: that is the
+// grid's figure, and a busy machine may take longer than a second.
+const execWaitDirect = 10 * time.Second
+
 func (r *runner) execOnce(ctx context.Context, console string, args []string, st Step, expect string) (string, error) {
-	res, err := r.command(ctx, console, r.bin, append([]string{"jump", args[0], "-v"}, args[1:]...)...)
+	jump := []string{"jump", args[0], "-v"}
+	switch {
+	case st.WaitDirect > 0:
+		jump = append(jump, "--wait-direct", st.WaitDirect.String())
+	case st.ExpectPath == "direct":
+		jump = append(jump, "--wait-direct", execWaitDirect.String())
+	}
+	res, err := r.command(ctx, console, r.bin, append(jump, args[1:]...)...)
 	if err != nil {
 		return res.output(), err
 	}

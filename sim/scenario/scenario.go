@@ -107,7 +107,9 @@ type Step struct {
 	// Runs is how many times a grid step connects every pair (default 1).
 	Runs int
 	// WaitDirect is how long a connect or grid step waits for a relayed
-	// connection to go direct (default 5s).
+	// connection to go direct (default 5s); for an exec, how long the jump
+	// waits for the punch before opening its session (default: the CLI's
+	// 1s, or 10s when the step expects a direct path).
 	WaitDirect time.Duration
 	// Background names an exec that runs while the next steps do; a later
 	// "wait NAME" step ends when it does and checks its expectations.
