@@ -149,6 +149,21 @@ var catalog = map[Code]string{
 	CodeSessionInUse:       "Another technician is in a session with this peer and concurrent jumps are not allowed; ask them for an invitation.",
 }
 
+// reserved are catalog codes of the seeds' appendix that no jumpmesh
+// feature returns yet (pinning, session users, the active-peer limit). They
+// keep their stable names so a future feature reuses them, and `jumpmesh
+// errors` marks them, so nobody scripts against an error that cannot come.
+// A test keeps this set exact: a reserved code nothing returns, every other
+// code returned somewhere.
+var reserved = map[Code]bool{
+	CodePinRequestPending: true, CodeAlreadyPinned: true, CodeNoUserInSession: true,
+	CodeSessionUserOffline: true, CodeActiveLimitReached: true, CodeSessionInternalTimeout: true,
+}
+
+// Reserved reports whether c is kept for a feature that does not exist yet:
+// nothing returns it.
+func (c Code) Reserved() bool { return reserved[c] }
+
 // Message is the catalog's English message for c.
 func (c Code) Message() string {
 	if m, ok := catalog[c]; ok {

@@ -1,0 +1,63 @@
+package mesh_test
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCatalogListsOnlyCodesSomethingReturns: every catalog code that is not
+// reserved is named by non-test code outside catalog.go (so `jumpmesh
+// errors` lists only errors a user can meet), and a reserved code is named
+// by none (so a feature that starts returning one un-reserves it).
+func TestCatalogListsOnlyCodesSomethingReturns(t *testing.T) {
+	used := make(map[string]bool) // constant names referenced
+	root := ".."
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if n := d.Name(); path != root && (strings.HasPrefix(n, ".") || n == "testdata" || n == "bin") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") || path == filepath.Join("..", "mesh", "catalog.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch x := n.(type) {
+			case *ast.SelectorExpr:
+				if pkg, ok := x.X.(*ast.Ident); ok && pkg.Name == "mesh" {
+					used[x.Sel.Name] = true
+				}
+			case *ast.Ident:
+				if filepath.Dir(path) == filepath.Join("..", "mesh") {
+					used[x.Name] = true
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range declaredCodes(t) {
+		switch {
+		case c.Reserved() && used[name]:
+			t.Errorf("%s (%q) is reserved but something returns it: take it out of the reserved set", name, c)
+		case !c.Reserved() && !used[name]:
+			t.Errorf("%s (%q) is in the catalog but nothing returns it: use it, delete it, or mark it reserved", name, c)
+		}
+	}
+}
