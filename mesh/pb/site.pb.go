@@ -822,8 +822,11 @@ type Settings struct {
 	MaxConcurrentUpgrades  uint32                 `protobuf:"varint,12,opt,name=max_concurrent_upgrades,json=maxConcurrentUpgrades,proto3" json:"max_concurrent_upgrades,omitempty"`
 	UpgradeBandwidth       uint64                 `protobuf:"varint,13,opt,name=upgrade_bandwidth,json=upgradeBandwidth,proto3" json:"upgrade_bandwidth,omitempty"`
 	DefaultConnectionType  ConnectionType         `protobuf:"varint,14,opt,name=default_connection_type,json=defaultConnectionType,proto3,enum=jumpmesh.site.ConnectionType" json:"default_connection_type,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Session starts one technician may have in flight; 0: half of
+	// max_session_starts (at least 1).
+	MaxSessionStartsPerTechnician uint32 `protobuf:"varint,15,opt,name=max_session_starts_per_technician,json=maxSessionStartsPerTechnician,proto3" json:"max_session_starts_per_technician,omitempty"`
+	unknownFields                 protoimpl.UnknownFields
+	sizeCache                     protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
@@ -952,6 +955,13 @@ func (x *Settings) GetDefaultConnectionType() ConnectionType {
 		return x.DefaultConnectionType
 	}
 	return ConnectionType_CONNECTION_TYPE_UNSPECIFIED
+}
+
+func (x *Settings) GetMaxSessionStartsPerTechnician() uint32 {
+	if x != nil {
+		return x.MaxSessionStartsPerTechnician
+	}
+	return 0
 }
 
 // Installer is the coordinator's record of an installer key.
@@ -1336,7 +1346,7 @@ const file_site_proto_rawDesc = "" +
 	"\x04exec\x18\x04 \x01(\bR\x04exec\x12\x18\n" +
 	"\aforward\x18\x05 \x01(\bR\aforward\x12#\n" +
 	"\rfile_transfer\x18\x06 \x01(\bR\ffileTransfer\x12'\n" +
-	"\x0frequire_consent\x18\a \x01(\bR\x0erequireConsent\"\xcd\x05\n" +
+	"\x0frequire_consent\x18\a \x01(\bR\x0erequireConsent\"\x97\x06\n" +
 	"\bSettings\x12&\n" +
 	"\x0flost_after_days\x18\x01 \x01(\rR\rlostAfterDays\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x12'\n" +
@@ -1352,7 +1362,8 @@ const file_site_proto_rawDesc = "" +
 	"\x10max_active_peers\x18\v \x01(\rR\x0emaxActivePeers\x126\n" +
 	"\x17max_concurrent_upgrades\x18\f \x01(\rR\x15maxConcurrentUpgrades\x12+\n" +
 	"\x11upgrade_bandwidth\x18\r \x01(\x04R\x10upgradeBandwidth\x12U\n" +
-	"\x17default_connection_type\x18\x0e \x01(\x0e2\x1d.jumpmesh.site.ConnectionTypeR\x15defaultConnectionType\"\xe6\x01\n" +
+	"\x17default_connection_type\x18\x0e \x01(\x0e2\x1d.jumpmesh.site.ConnectionTypeR\x15defaultConnectionType\x12H\n" +
+	"!max_session_starts_per_technician\x18\x0f \x01(\rR\x1dmaxSessionStartsPerTechnician\"\xe6\x01\n" +
 	"\tInstaller\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x123\n" +
