@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,11 +169,35 @@ func TestPullOfAMissingPathFails(t *testing.T) {
 	p := newChannelPair(t)
 	dst := filepath.Join(t.TempDir(), "x")
 	err := p.pull(t, "/nonexistent/jumpmesh/file", dst, nil)
-	if mesh.CodeOf(err) != mesh.CodeCopyBadPath {
-		t.Errorf("pull of a missing path: %v", err)
+	if mesh.CodeOf(err) != mesh.CodeCopyNotFound || !strings.Contains(err.Error(), "/nonexistent/jumpmesh/file") {
+		t.Errorf("pull of a missing path: %v; want copy_not_found naming the path", err)
 	}
 	if _, err := os.Stat(dst); err == nil {
 		t.Error("a missing source created the target")
+	}
+}
+
+// TestMissingPathsOfACopyAreNotFound: a missing local source (push), and a
+// pull into a directory that does not exist, are copy_not_found naming the
+// path; nothing is written.
+func TestMissingPathsOfACopyAreNotFound(t *testing.T) {
+	p := newChannelPair(t)
+	missing := filepath.Join(t.TempDir(), "no-such-file")
+	peerDir := t.TempDir()
+	err := p.push(t, missing, peerDir)
+	if mesh.CodeOf(err) != mesh.CodeCopyNotFound || !strings.Contains(err.Error(), missing) {
+		t.Errorf("push of a missing local file: %v; want copy_not_found naming %s", err, missing)
+	}
+	if names := listDir(t, peerDir); len(names) != 0 {
+		t.Errorf("the peer's directory holds %v", names)
+	}
+
+	src := filepath.Join(t.TempDir(), "f")
+	writeRandom(t, src, 10, 0o644)
+	noDir := filepath.Join(t.TempDir(), "no-such-dir")
+	err = p.push(t, src, filepath.Join(noDir, "f"))
+	if mesh.CodeOf(err) != mesh.CodeCopyNotFound || !strings.Contains(err.Error(), noDir) {
+		t.Errorf("push into a missing directory: %v; want copy_not_found naming %s", err, noDir)
 	}
 }
 

@@ -80,6 +80,7 @@ const (
 	CodeForwardUnreachable Code = "forward_unreachable"
 	CodeCopyDamaged        Code = "copy_damaged"
 	CodeCopyBadPath        Code = "copy_bad_path"
+	CodeCopyNotFound       Code = "copy_not_found"
 	CodeConnectionLost     Code = "connection_lost"
 )
 
@@ -144,6 +145,7 @@ var catalog = map[Code]string{
 	CodeForwardUnreachable: "The peer could not connect to the forward's target.",
 	CodeCopyDamaged:        "A copied file arrived damaged (its SHA-256 or size did not match) and was not kept.",
 	CodeCopyBadPath:        "The copy names a path that is unsafe or unusable (absolute inside a tree, '..', or not writable).",
+	CodeCopyNotFound:       "The copy names a file or directory that does not exist.",
 	CodeConnectionLost:     "The connection to the peer was lost during the session (the peer, its network or the relay went away); jump again to reconnect.",
 	CodeConsentRequired:    "The session policy requires the consent of the user logged in on the host, and this peer cannot ask for it yet.",
 	CodeSessionInUse:       "Another technician is in a session with this peer and concurrent jumps are not allowed; ask them for an invitation.",

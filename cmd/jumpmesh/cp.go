@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -52,6 +53,10 @@ func cpCommand() *cli.Command {
 			ref := srcRef
 			if dstRemote {
 				ref = dstRef
+				// A missing local source is said before a grant is used.
+				if err := channel.CheckSource(src); err != nil {
+					return err
+				}
 			}
 			home, err := homeDir(cc)
 			if err != nil {

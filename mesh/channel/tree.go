@@ -30,13 +30,12 @@ const drainTimeout = 10 * time.Second
 // must not create set-user-ID programs on a host by accident.
 const permMask = 0o777
 
-// Catalog codes of file copies. The catalog has no copy-specific codes
-// yet, so these name the closest general ones; the detail says exactly
-// what happened.
+// Catalog codes of file copies; the detail says exactly what happened.
 const (
-	codeBadPath   = mesh.CodeCopyBadPath // unsafe or unusable path
-	codeIntegrity = mesh.CodeCopyDamaged // SHA-256 or size mismatch
-	codeIO        = mesh.CodeInternal    // a local read or write failed
+	codeBadPath   = mesh.CodeCopyBadPath  // unsafe or unusable path
+	codeNotFound  = mesh.CodeCopyNotFound // a path that does not exist
+	codeIntegrity = mesh.CodeCopyDamaged  // SHA-256 or size mismatch
+	codeIO        = mesh.CodeInternal     // a local read or write failed
 )
 
 // TreeOptions tune one copy.
@@ -83,8 +82,18 @@ func fsError(what string, err error) error {
 	if errors.As(err, &me) {
 		return err
 	}
+	if errors.Is(err, fs.ErrNotExist) {
+		// The path the system names (the one missing), not what was being
+		// done: "no such file or directory: /srv/nosuch".
+		p := what
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			p = pe.Path
+		}
+		return &mesh.Error{Code: codeNotFound, Detail: "(no such file or directory: " + p + ")", Err: err}
+	}
 	var errno syscall.Errno
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) ||
+	if errors.Is(err, fs.ErrPermission) ||
 		errors.Is(err, fs.ErrExist) || errors.Is(err, os.ErrInvalid) ||
 		!errors.As(err, &errno) {
 		// Errors without an errno come from os.Root refusing a path (one

@@ -61,25 +61,42 @@ type sendItem struct {
 	info        fs.FileInfo
 }
 
-func (s *treeSender) send(path string) error {
-	path, err := filepath.Abs(path)
+// CheckSource reports, as a catalog error, whether path can be sent: it
+// exists (copy_not_found otherwise) and is a regular file or a directory
+// other than the root. A console checks its local source with it before it
+// asks for a grant; SendTree checks again.
+func CheckSource(path string) error {
+	_, _, err := checkSource(path)
+	return err
+}
+
+func checkSource(path string) (string, fs.FileInfo, error) {
+	abs, err := filepath.Abs(path)
 	if err != nil {
-		return fsError(path, err)
+		return "", nil, fsError(path, err)
 	}
-	fi, err := os.Stat(path)
+	fi, err := os.Stat(abs)
 	if err != nil {
-		return fsError("reading "+path, err)
-	}
-	name := filepath.Base(path)
-	if name == string(filepath.Separator) {
-		return mesh.Errorf(codeBadPath, "(cannot copy the root directory)")
+		return "", nil, fsError("reading "+abs, err)
 	}
 	switch {
-	case fi.Mode().IsRegular():
+	case filepath.Base(abs) == string(filepath.Separator):
+		return "", nil, mesh.Errorf(codeBadPath, "(cannot copy the root directory)")
+	case !fi.Mode().IsRegular() && !fi.IsDir():
+		return "", nil, mesh.Errorf(codeBadPath, "(%s is not a regular file or a directory)", abs)
+	}
+	return abs, fi, nil
+}
+
+func (s *treeSender) send(path string) error {
+	path, fi, err := checkSource(path)
+	if err != nil {
+		return err
+	}
+	name := filepath.Base(path)
+	if fi.Mode().IsRegular() {
 		s.total = fi.Size()
 		return s.sendFile(path, name)
-	case !fi.IsDir():
-		return mesh.Errorf(codeBadPath, "(%s is not a regular file or a directory)", path)
 	}
 	items, err := s.walk(path, name)
 	if err != nil {
