@@ -156,7 +156,7 @@ func siteAddrInfo(c *Config) (peer.AddrInfo, error) {
 	}
 	// The control stream goes over TCP when the coordinator offers it: a
 	// QUIC connection cost the coordinator 1.6x the CPU per registration
-	// and 1.7x the memory per online peer (peer/BENCHMARKS.md).
+	// and 1.7x the memory per online peer (docs/performance.md, "Peer scale").
 	info.Addrs = mesh.PreferTCP(info.Addrs)
 	return info, nil
 }

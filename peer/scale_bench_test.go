@@ -2,7 +2,7 @@ package peer_test
 
 // Scale benchmarks of #3: registrations per second, coordinator memory per
 // online peer, and a reconnect storm after a coordinator restart. What they
-// measure, and the figures of our 2-core machine, are in BENCHMARKS.md.
+// measure, and the figures of our 2-core machine, are in docs/performance.md.
 //
 // Three processes take part, so each is measured alone:
 //   - the benchmark inits the site (coordinatortest), keeps the admin's

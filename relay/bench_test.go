@@ -213,7 +213,7 @@ func waitCircuits(b *testing.B, c *benchChild, want int) {
 
 const benchChildEnv = "JUMPMESH_RELAY_BENCH_CHILD"
 
-// Knobs for profiling a relay child by hand (see BENCHMARKS.md): a directory
+// Knobs for profiling a relay child by hand (see docs/performance.md): a directory
 // where each child writes a CPU profile named after its relay, and the
 // child's GOMAXPROCS (the parent's is left alone).
 const (

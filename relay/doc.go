@@ -43,7 +43,7 @@
 //
 // # Measured
 //
-// BENCHMARKS.md has the method, the machine (a 2-core AMD EPYC VM shared
+// docs/performance.md has the method, the machine (a 2-core AMD EPYC VM shared
 // with the load generator) and the numbers; in short:
 //   - sessions of 200 kB/s per core of relay CPU: about 1,600 (500 and
 //     1,000 sessions, every session kept its rate), 1.6 times the 1,000

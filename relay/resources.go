@@ -23,13 +23,13 @@ import (
 // strangers hole-punch: 2 minutes and 128 KiB per relayed connection and a
 // 2 KiB copy buffer. Our relay carries whole sessions (shells, copies, port
 // forwards) for members of one site, so it relays without a time or byte
-// cap and with a buffer sized by measurement (see BENCHMARKS.md).
+// cap and with a buffer sized by measurement (see docs/performance.md).
 type Resources struct {
 	// BufferSize is the copy buffer of each direction of a circuit; a
 	// circuit holds its two for its whole life, idle or not. The relay's
 	// CPU per GB relayed and relayed throughput as a share of direct, on
 	// loopback over TCP, the relay in its own process, all on 2 shared
-	// cores (BenchmarkRelayedThroughput, median of 6; BENCHMARKS.md):
+	// cores (BenchmarkRelayedThroughput, median of 6; docs/performance.md):
 	// 2 KiB 1.64 s/GB and 0.16, 16 KiB 0.81 and 0.26, 32 KiB 0.73 and
 	// 0.31, 64 KiB 0.70 and 0.28, 256 KiB 0.71 and 0.30. The curve is flat
 	// from 32 KiB on, within the machine's noise; 32 KiB costs half the

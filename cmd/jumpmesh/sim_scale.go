@@ -156,5 +156,5 @@ func fleetText(t scale.FleetTotals) string {
 	return s
 }
 
-// kb prints bytes in kilobytes (1000), as peer/BENCHMARKS.md does.
+// kb prints bytes in kilobytes (1000), as the peer benchmarks do (docs/performance.md).
 func kb(b float64) string { return fmt.Sprintf("%.1f KB", b/1000) }

@@ -8,7 +8,7 @@ import (
 )
 
 // Preset is a network's NAT behaviour, named after RFC 4787's mapping and
-// filtering classes. See the table in sim/README.md.
+// filtering classes. See the table in docs/lab.md.
 type Preset string
 
 // The NAT presets.

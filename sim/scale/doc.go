@@ -38,9 +38,9 @@
 //
 // Coordinator and peers share the process and its CPUs, so memory per
 // online peer counts both ends of every connection; the peer/ benchmarks
-// (peer/BENCHMARKS.md) run the same Fleet in a process of its own to
+// (docs/performance.md, "Peer scale") run the same Fleet in a process of its own to
 // measure the coordinator alone. Figures of a 2-core machine are in
-// sim/README.md.
+// docs/performance.md.
 //
 // The package never needs root and never touches the network beyond
 // loopback. It must not be imported by the parties (coordinator, peer,

@@ -71,7 +71,7 @@ type ReconnectResult struct {
 	RestartSeconds float64 `json:"restart_seconds"`
 	// RatioToFirst is Seconds over the storm's (first registration) time;
 	// RatioToRate, with a connection-rate R, Seconds over the least time
-	// the rate allows (N ÷ R), as peer/BENCHMARKS.md's storm-ratio.
+	// the rate allows (N ÷ R), as the peer benchmarks' storm-ratio (docs/performance.md).
 	RatioToFirst float64 `json:"ratio_to_first_registration"`
 	RatioToRate  float64 `json:"ratio_to_connection_rate,omitempty"`
 	// CoordinatorRetries are hellos the restarted coordinator told to

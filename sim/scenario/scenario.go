@@ -1,5 +1,5 @@
 // Package scenario reads lab scenario files (YAML) and runs them with real
-// jumpmesh processes in a netlab topology. See sim/README.md for the format.
+// jumpmesh processes in a netlab topology. See docs/lab.md for the format.
 package scenario
 
 import (
