@@ -15,7 +15,8 @@ import (
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
-// The audit log: every grant, refusal, session start and end, under
+// The audit log: every grant, refusal, session start and end, and every
+// administrative change (admin.go), under
 // a/<big-endian unix nanos><sequence>, so a scan from a time is a prefix seek.
 
 // Audit event kinds.
@@ -67,14 +68,17 @@ func (tx *Tx) Audit(since time.Time, keep func(*pb.AuditEvent) bool, limit int) 
 	return out, nil
 }
 
-// audit records an event; a failure to record is logged, never hidden.
-func (s *Service) audit(e *pb.AuditEvent) {
+// audit records an event; a failure to record is logged, never hidden, and
+// returned: a grant whose event is not stored is not issued.
+func (s *Service) audit(e *pb.AuditEvent) error {
 	if e.GetTimeUnixNano() == 0 {
 		e.TimeUnixNano = s.clock.Now().UnixNano()
 	}
-	if err := s.store.Update(func(tx *Tx) error { return tx.PutAudit(e) }); err != nil {
+	err := s.store.Update(func(tx *Tx) error { return tx.PutAudit(e) })
+	if err != nil {
 		s.log.Error("recording audit event", "kind", e.GetKind(), logError, err)
 	}
+	return err
 }
 
 func (s *Service) auditList(c *caller, r *pb.AuditRequest) (*pb.Response, error) {
@@ -96,7 +100,8 @@ func (s *Service) auditList(c *caller, r *pb.AuditRequest) (*pb.Response, error)
 	var out []*pb.AuditEvent
 	err := s.view(func(tx *Tx) (err error) {
 		out, err = tx.Audit(time.Unix(r.GetSinceUnix(), 0), func(e *pb.AuditEvent) bool {
-			return (peerID == "" || peer.ID(e.GetPeer()) == peerID) && (r.GetUser() == "" || e.GetUser() == r.GetUser())
+			return (peerID == "" || peer.ID(e.GetPeer()) == peerID) && (r.GetUser() == "" || e.GetUser() == r.GetUser()) &&
+				(r.GetKind() == "" || e.GetKind() == r.GetKind())
 		}, limit)
 		return err
 	})

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -37,7 +38,7 @@ func (s *Service) groupCreate(c *caller, r *pb.GroupCreateRequest) (*pb.Response
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("jump group created", "group", g.Code, "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionGroupCreate, Target: mesh.SharedGroupPrefix + g.Code, Change: recordText(g)})
 	return &pb.Response{Body: &pb.Response_Group{Group: g}}, nil
 }
 
@@ -127,7 +128,8 @@ func (s *Service) groupAdd(c *caller, r *pb.GroupMemberRequest) (*pb.Response, e
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("jump group member set", "group", r.GetCode(), logUser, r.GetUser(), "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionGroupAdd, Target: mesh.SharedGroupPrefix + r.GetCode(),
+		Change: fmt.Sprintf("member %s as %s", r.GetUser(), memberRoleOf(g, r.GetUser()))})
 	return &pb.Response{Body: &pb.Response_Group{Group: g}}, nil
 }
 
@@ -150,7 +152,7 @@ func (s *Service) groupRemove(c *caller, r *pb.GroupMemberRequest) (*pb.Response
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("jump group member removed", "group", r.GetCode(), logUser, r.GetUser(), "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionGroupRemove, Target: mesh.SharedGroupPrefix + r.GetCode(), Change: "member " + r.GetUser()})
 	return &pb.Response{Body: &pb.Response_Group{Group: g}}, nil
 }
 
@@ -172,7 +174,7 @@ func (s *Service) groupDelete(c *caller, code string) (*pb.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("jump group deleted", "group", code, "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionGroupDelete, Target: mesh.SharedGroupPrefix + code})
 	return ok(), nil
 }
 

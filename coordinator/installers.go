@@ -3,6 +3,7 @@ package coordinator
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -193,7 +194,8 @@ func (s *Service) installerCreate(c *caller, r *pb.InstallerCreateRequest) (*pb.
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("installer created", "installer", in.GetId(), "group", d.GetGroup(), "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionInstallerCreate, Target: in.GetId(),
+		Change: fmt.Sprintf("defaults %s, valid until %s", recordText(d), unixText(body.GetNotAfterUnix()))})
 	return &pb.Response{Body: &pb.Response_Installer{Installer: in}}, nil
 }
 
@@ -267,6 +269,7 @@ func (s *Service) installerExtend(c *caller, r *pb.InstallerExtendRequest) (*pb.
 	}
 	now := s.clock.Now()
 	var in *pb.Installer
+	var before int64
 	err := s.update(func(tx *Tx) (err error) {
 		if in, err = loadOwnInstaller(tx, c, r.GetId()); err != nil {
 			return err
@@ -274,6 +277,7 @@ func (s *Service) installerExtend(c *caller, r *pb.InstallerExtendRequest) (*pb.
 		if in.GetRevokedUnix() != 0 {
 			return mesh.Errorf(mesh.CodeKeyRevoked, "(installer %s was deleted; create a new one)", in.GetId())
 		}
+		before = in.GetBody().GetNotAfterUnix()
 		in.Body.NotAfterUnix = now.Add(validFor).Unix()
 		if in.Key, err = installerkey.Sign(in.GetBody(), s.signer); err != nil {
 			return mesh.Errorf(mesh.CodeInternal, "(%w)", err)
@@ -283,7 +287,8 @@ func (s *Service) installerExtend(c *caller, r *pb.InstallerExtendRequest) (*pb.
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("installer extended", "installer", in.GetId(), "until", time.Unix(in.GetBody().GetNotAfterUnix(), 0).UTC(), "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionInstallerExtend, Target: in.GetId(),
+		Change: changeText([3]string{"valid until", unixText(before), unixText(in.GetBody().GetNotAfterUnix())})})
 	return &pb.Response{Body: &pb.Response_Installer{Installer: in}}, nil
 }
 
@@ -305,7 +310,7 @@ func (s *Service) installerDelete(c *caller, id string) (*pb.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("installer deleted", "installer", id, "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionInstallerDelete, Target: id})
 	return ok(), nil
 }
 

@@ -101,7 +101,15 @@ func (s *Service) jump(c *caller, r *pb.JumpRequest) (*pb.Response, error) {
 	if err != nil {
 		ev.Kind, ev.Code, ev.Detail = AuditRefused, string(mesh.CodeOf(err)), err.Error()
 	}
-	s.audit(ev)
+	if aerr := s.audit(ev); aerr != nil && err == nil {
+		// Fail closed: a grant the audit log does not hold is not issued.
+		if g, perr := grant.Parse(resp.GetJump().GetGrant()); perr == nil {
+			s.jumps.mu.Lock()
+			delete(s.jumps.inflight, string(g.GetNonce())) // its start slot
+			s.jumps.mu.Unlock()
+		}
+		return nil, mesh.Errorf(mesh.CodeAuditFailed, "(%v)", aerr)
+	}
 	return resp, err
 }
 
@@ -172,7 +180,8 @@ func (s *Service) checkJumpPolicy(rec *pb.Peer, now time.Time) error {
 		return err
 	}
 	if p == nil {
-		return nil // deleted since: no schedule to apply
+		// Fail closed: a schedule that is gone allows nothing (not everything).
+		return mesh.Errorf(mesh.CodePolicyMissing, "(jump policy %s)", name)
 	}
 	ok, err := mesh.JumpPolicyAllows(p, now)
 	if err != nil {
@@ -204,7 +213,8 @@ func (s *Service) grantBody(c *caller, rec *pb.Peer, now time.Time) (*pb.JumpGra
 		RequireConsent: consent, IssuedUnix: now.Unix(), ExpiresUnix: now.Add(GrantLifetime).Unix(), User: c.name()}, nil
 }
 
-// policyCaps reads a session policy; no policy allows everything.
+// policyCaps reads a session policy; no policy allows everything, a policy
+// named but missing is an error (fail closed: the peer allows no jumps).
 func (s *Service) policyCaps(name string) (uint32, string, bool, error) {
 	if name == "" {
 		return grant.All, "", false, nil
@@ -214,7 +224,7 @@ func (s *Service) policyCaps(name string) (uint32, string, bool, error) {
 		return 0, "", false, err
 	}
 	if p == nil {
-		return grant.All, "", false, nil
+		return 0, "", false, mesh.Errorf(mesh.CodePolicyMissing, "(session policy %s)", name)
 	}
 	var caps uint32
 	for _, c := range []struct {

@@ -193,8 +193,12 @@ func (s *Service) peerShow(c *caller, r *pb.PeerRefRequest) (*pb.Response, error
 	return &pb.Response{Body: &pb.Response_Peer{Peer: v}}, nil
 }
 
+// policyFields are a peer's settings that only administrators change:
+// they decide when and how the peer may be reached.
+const policyFields = installerkey.FieldJumpPolicy | installerkey.FieldSessionPolicyPresent | installerkey.FieldSessionPolicyNotPresent
+
 // peerSet edits a peer's settings. Moving it to another jump group needs
-// the right to use both groups.
+// the right to use both groups; its policies are administrators' alone.
 func (s *Service) peerSet(c *caller, r *pb.PeerSetRequest) (*pb.Response, error) {
 	v, err := s.resolvePeer(c, r.GetRef())
 	if err != nil {
@@ -204,6 +208,10 @@ func (s *Service) peerSet(c *caller, r *pb.PeerSetRequest) (*pb.Response, error)
 	if fields == 0 {
 		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "Nothing to change.")
 	}
+	if fields&policyFields != 0 && !c.isAdmin() {
+		return nil, mesh.Errorf(mesh.CodePermissionDenied, "(a peer's jump and session policies are set by administrators; %s is a technician)", c.name())
+	}
+	before := proto.CloneOf(v.GetPeer().GetSettings())
 	want := r.GetSettings()
 	id := peer.ID(v.GetPeer().GetId())
 	err = s.view(func(tx *Tx) error {
@@ -226,8 +234,17 @@ func (s *Service) peerSet(c *caller, r *pb.PeerSetRequest) (*pb.Response, error)
 	if sess := s.peers.session(id); sess != nil {
 		_ = sess.send(&pb.PeerDown{Body: &pb.PeerDown_Update{Update: s.welcome(rec, "")}})
 	}
-	s.log.Info("peer changed", logPeer, id, "fields", strings.Join(fields.Names(), ","), "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionPeerSet, Target: rec.GetSettings().GetName(), Peer: id, Change: settingsChange(before, rec.GetSettings())})
 	return s.peerShow(c, &pb.PeerRefRequest{Refs: []string{id.String()}})
+}
+
+// settingsChange is what a peer set changed, field by field.
+func settingsChange(b, a *pb.InstallerDefaults) string {
+	return changeText([3]string{"name", b.GetName(), a.GetName()}, [3]string{"group", b.GetGroup(), a.GetGroup()},
+		[3]string{"tag", b.GetTag(), a.GetTag()}, [3]string{"comments", b.GetComments(), a.GetComments()},
+		[3]string{"jump-policy", b.GetJumpPolicy(), a.GetJumpPolicy()},
+		[3]string{"session-policy-present", b.GetSessionPolicyPresent(), a.GetSessionPolicyPresent()},
+		[3]string{"session-policy-not-present", b.GetSessionPolicyNotPresent(), a.GetSessionPolicyNotPresent()})
 }
 
 func (s *Service) checkGroupMove(tx *Tx, c *caller, from string, to *pb.InstallerDefaults) error {
@@ -308,7 +325,7 @@ func (s *Service) peerRemove(c *caller, r *pb.PeerRefRequest) (*pb.Response, err
 		}); err != nil {
 			return nil, err
 		}
-		s.log.Info("peer deleted", logPeer, id, "by", c.name())
+		s.adminChanged(c, adminChange{Action: ActionPeerRemove, Target: rec.GetSettings().GetName(), Peer: id})
 	}
 	return ok(), nil
 }

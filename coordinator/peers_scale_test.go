@@ -54,12 +54,7 @@ func TestSearchTenThousandPeers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	signer, _ := mesh.NewKeySigner(key)
-	svc, err := NewService(ServiceConfig{Store: st, Signer: signer, Clock: mesh.NewManualClock(now)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := serviceOver(t, st, now)
 	if total, _ := svc.PeerCounts(); total != n {
 		t.Fatalf("loaded %d peers, want %d", total, n)
 	}

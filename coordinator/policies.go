@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
@@ -21,8 +22,9 @@ func (s *Service) jumpPolicyPut(c *caller, p *pb.JumpPolicy, create bool) (*pb.R
 	if err := mesh.ValidateJumpPolicy(p); err != nil {
 		return nil, err
 	}
-	err := s.update(func(tx *Tx) error {
-		old, err := tx.JumpPolicy(p.GetName())
+	var old *pb.JumpPolicy
+	err := s.update(func(tx *Tx) (err error) {
+		old, err = tx.JumpPolicy(p.GetName())
 		if err != nil {
 			return err
 		}
@@ -34,7 +36,7 @@ func (s *Service) jumpPolicyPut(c *caller, p *pb.JumpPolicy, create bool) (*pb.R
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("jump policy saved", "policy", p.GetName(), "created", create, "by", c.name())
+	s.adminChanged(c, adminChange{Action: putAction(create, ActionJumpPolicyCreate, ActionJumpPolicyUpdate), Target: p.GetName(), Change: recordChange(old, p)})
 	return &pb.Response{Body: &pb.Response_JumpPolicy{JumpPolicy: p}}, nil
 }
 
@@ -88,7 +90,7 @@ func (s *Service) jumpPolicyDelete(c *caller, name string) (*pb.Response, error)
 		if p == nil {
 			return mesh.Errorf(mesh.CodePolicyNotFound, "(jump policy %s)", name)
 		}
-		if err := refuseIfUsedByInstallers(tx, s.clock.Now(), "jump policy "+name, func(d *pb.InstallerDefaults) bool {
+		if err := s.refuseIfUsed(tx, "jump policy "+name, func(d *pb.InstallerDefaults) bool {
 			return d.GetJumpPolicy() == name
 		}); err != nil {
 			return err
@@ -98,7 +100,7 @@ func (s *Service) jumpPolicyDelete(c *caller, name string) (*pb.Response, error)
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("jump policy deleted", "policy", name, "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionJumpPolicyDelete, Target: name})
 	return ok(), nil
 }
 
@@ -109,8 +111,9 @@ func (s *Service) sessionPolicyPut(c *caller, p *pb.SessionPolicy, create bool) 
 	if err := mesh.ValidateSessionPolicy(p); err != nil {
 		return nil, err
 	}
-	err := s.update(func(tx *Tx) error {
-		old, err := tx.SessionPolicy(p.GetName())
+	var old *pb.SessionPolicy
+	err := s.update(func(tx *Tx) (err error) {
+		old, err = tx.SessionPolicy(p.GetName())
 		if err != nil {
 			return err
 		}
@@ -122,7 +125,7 @@ func (s *Service) sessionPolicyPut(c *caller, p *pb.SessionPolicy, create bool) 
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("session policy saved", "policy", p.GetName(), "created", create, "by", c.name())
+	s.adminChanged(c, adminChange{Action: putAction(create, ActionSessionPolicyCreate, ActionSessionPolicyUpdate), Target: p.GetName(), Change: recordChange(old, p)})
 	return &pb.Response{Body: &pb.Response_SessionPolicy{SessionPolicy: p}}, nil
 }
 
@@ -165,7 +168,7 @@ func (s *Service) sessionPolicyDelete(c *caller, name string) (*pb.Response, err
 		if p == nil {
 			return mesh.Errorf(mesh.CodePolicyNotFound, "(session policy %s)", name)
 		}
-		if err := refuseIfUsedByInstallers(tx, s.clock.Now(), "session policy "+name, func(d *pb.InstallerDefaults) bool {
+		if err := s.refuseIfUsed(tx, "session policy "+name, func(d *pb.InstallerDefaults) bool {
 			return d.GetSessionPolicyPresent() == name || d.GetSessionPolicyNotPresent() == name
 		}); err != nil {
 			return err
@@ -175,16 +178,63 @@ func (s *Service) sessionPolicyDelete(c *caller, name string) (*pb.Response, err
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("session policy deleted", "policy", name, "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionSessionPolicyDelete, Target: name})
 	return ok(), nil
 }
 
-// refuseIfUsedByInstallers fails with CodeInUse when a live (not revoked,
-// not expired) installer's defaults match uses, naming those installers.
-func refuseIfUsedByInstallers(tx *Tx, now time.Time, what string, uses func(*pb.InstallerDefaults) bool) error {
+func putAction(create bool, created, updated string) string {
+	if create {
+		return created
+	}
+	return updated
+}
+
+// refuseIfUsed fails with CodeInUse when an enrolled peer's settings (any
+// peer the site holds a record of, deleted or uninstalled ones included)
+// or a live installer's defaults match uses, saying how many of each.
+// Peers are read from the registry: a peer set that races the delete can
+// still leave a peer naming a missing policy, and such a peer allows no
+// jumps (policy_missing), so the race fails closed.
+func (s *Service) refuseIfUsed(tx *Tx, what string, uses func(*pb.InstallerDefaults) bool) error {
+	var peers []string
+	for _, p := range s.peers.snapshot() {
+		if uses(p.rec.GetSettings()) {
+			peers = append(peers, orID(p.rec))
+		}
+	}
+	installers, err := liveInstallersUsing(tx, s.clock.Now(), uses)
+	if err != nil || len(peers)+len(installers) == 0 {
+		return err
+	}
+	sort.Strings(peers)
+	return mesh.Errorf(mesh.CodeInUse, "(%s is used by %d peer(s)%s and %d live installer(s)%s; set those peers' policies with `jumpmesh set` or remove them, and delete those installers, first)",
+		what, len(peers), listed(peers), len(installers), listed(installers))
+}
+
+func orID(rec *pb.Peer) string {
+	if n := rec.GetSettings().GetName(); n != "" {
+		return n
+	}
+	return peer.ID(rec.GetId()).String()
+}
+
+// listed is ": a, b, c" (at most ten, then "…"), or "" for none.
+func listed(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	if len(names) > 10 {
+		names = append(names[:10:10], "…")
+	}
+	return ": " + strings.Join(names, ", ")
+}
+
+// liveInstallersUsing lists the live (not revoked, not expired) installers
+// whose defaults match uses, sorted.
+func liveInstallersUsing(tx *Tx, now time.Time, uses func(*pb.InstallerDefaults) bool) ([]string, error) {
 	installers, err := tx.Installers()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var ids []string
 	for _, in := range installers {
@@ -192,10 +242,17 @@ func refuseIfUsedByInstallers(tx *Tx, now time.Time, what string, uses func(*pb.
 			ids = append(ids, in.GetId())
 		}
 	}
-	if len(ids) == 0 {
-		return nil
-	}
 	sort.Strings(ids)
+	return ids, nil
+}
+
+// refuseIfUsedByInstallers fails with CodeInUse when a live installer's
+// defaults match uses, naming those installers.
+func refuseIfUsedByInstallers(tx *Tx, now time.Time, what string, uses func(*pb.InstallerDefaults) bool) error {
+	ids, err := liveInstallersUsing(tx, now, uses)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
 	return mesh.Errorf(mesh.CodeInUse, "(%s is used by installer %s; delete those installers first)", what, strings.Join(ids, ", "))
 }
 
@@ -218,9 +275,9 @@ func (s *Service) handleSettingsSet(c *caller, r *pb.SettingsSetRequest) (*pb.Re
 	if len(r.GetValues()) == 0 {
 		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "Nothing to set; give key=value pairs.")
 	}
-	var next *pb.Settings
-	err := s.update(func(tx *Tx) error {
-		cur, err := tx.Settings()
+	var cur, next *pb.Settings
+	err := s.update(func(tx *Tx) (err error) {
+		cur, err = tx.Settings()
 		if err != nil {
 			return err
 		}
@@ -234,7 +291,7 @@ func (s *Service) handleSettingsSet(c *caller, r *pb.SettingsSetRequest) (*pb.Re
 		return nil, err
 	}
 	s.reloadSettings() // from the store, so concurrent sets cannot leave an older value cached
-	s.log.Info("settings changed", "keys", strings.Join(sortedKeys(r.GetValues()), ","), "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionSettingsSet, Target: "settings", Change: recordChange(cur, next)})
 	s.broadcastSettings()
 	return &pb.Response{Body: &pb.Response_Settings{Settings: next}}, nil
 }

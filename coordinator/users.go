@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -109,7 +110,8 @@ func (s *Service) userInvite(c *caller, r *pb.UserInviteRequest) (*pb.Response, 
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("invite created", logUser, r.GetName(), "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionUserInvite, Target: r.GetName(),
+		Change: fmt.Sprintf("invite for a %s, valid until %s", mesh.RoleName(user.GetRole()), now.Add(validFor).UTC().Format(time.RFC3339))})
 	return &pb.Response{Body: &pb.Response_Invite{Invite: &pb.UserInviteResponse{Code: code, ExpiresUnix: now.Add(validFor).Unix(), User: user}}}, nil
 }
 
@@ -241,7 +243,7 @@ func (s *Service) userRemove(c *caller, name string) (*pb.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("user removed", logUser, name, "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionUserRemove, Target: name})
 	return ok(), nil
 }
 
@@ -253,6 +255,7 @@ func (s *Service) userRole(c *caller, r *pb.UserRoleRequest) (*pb.Response, erro
 		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "A role is admin or technician (relays are enrolled with `jumpmesh relay invite`).")
 	}
 	var user *pb.User
+	var before pb.Role
 	err := s.update(func(tx *Tx) error {
 		u, err := tx.User(r.GetName())
 		if err != nil {
@@ -261,6 +264,7 @@ func (s *Service) userRole(c *caller, r *pb.UserRoleRequest) (*pb.Response, erro
 		if u == nil {
 			return mesh.Errorf(mesh.CodeUserNotFound, "(%s)", r.GetName())
 		}
+		before = u.GetRole()
 		if u.GetRole() == pb.Role_ROLE_RELAY {
 			// A relay's key must never become a person's account.
 			return mesh.Errorf(mesh.CodeInvalidArgument, "%s is a relay; relays keep their role (remove it and invite a user instead).", u.GetName())
@@ -277,7 +281,7 @@ func (s *Service) userRole(c *caller, r *pb.UserRoleRequest) (*pb.Response, erro
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("user role changed", logUser, r.GetName(), "role", mesh.RoleName(r.GetRole()), "by", c.name())
+	s.adminChanged(c, adminChange{Action: ActionUserRole, Target: r.GetName(), Change: changeText([3]string{"role", mesh.RoleName(before), mesh.RoleName(r.GetRole())})})
 	return s.userShow(c, user.GetName())
 }
 

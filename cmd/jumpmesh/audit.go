@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -17,6 +18,8 @@ import (
 type auditView struct {
 	Time       string `json:"time"`
 	Kind       string `json:"kind"`
+	Action     string `json:"action,omitempty"`
+	Target     string `json:"target,omitempty"`
 	User       string `json:"user,omitempty"`
 	Technician string `json:"technician,omitempty"`
 	Peer       string `json:"peer,omitempty"`
@@ -32,7 +35,7 @@ type auditView struct {
 }
 
 func newAuditView(e *pb.AuditEvent) auditView {
-	v := auditView{Time: time.Unix(0, e.GetTimeUnixNano()).UTC().Format(time.RFC3339Nano), Kind: e.GetKind(), User: e.GetUser(),
+	v := auditView{Time: time.Unix(0, e.GetTimeUnixNano()).UTC().Format(time.RFC3339Nano), Kind: e.GetKind(), Action: e.GetAction(), Target: e.GetTarget(), User: e.GetUser(),
 		PeerName: e.GetPeerName(), Code: e.GetCode(), Detail: e.GetDetail(), Session: e.GetSessionId(),
 		BytesIn: e.GetBytesIn(), BytesOut: e.GetBytesOut()}
 	if len(e.GetTechnician()) > 0 {
@@ -53,16 +56,17 @@ func newAuditView(e *pb.AuditEvent) auditView {
 
 func auditCommand() *cli.Command {
 	var f struct {
-		peer, user, since string
-		limit             uint
+		peer, user, since, kind string
+		limit                   uint
 	}
 	return &cli.Command{
 		Name:      "audit",
-		Usage:     "read the audit log: grants, refusals, session starts and ends (admins)",
-		UsageText: "jumpmesh audit [--peer PEER] [--user NAME] [--since 24h] [--limit N] [--json]\n\nExample:\n  jumpmesh audit --peer web-01 --since 7d",
+		Usage:     "read the audit log: grants, refusals, session starts and ends, administrative changes (admins)",
+		UsageText: "jumpmesh audit [--peer PEER] [--user NAME] [--kind KIND] [--since 24h] [--limit N] [--json]\n\nExamples:\n  jumpmesh audit --peer web-01 --since 7d\n  jumpmesh audit --kind admin --user alice",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "peer", Destination: &f.peer, Usage: "only this peer (ID or name)"},
 			&cli.StringFlag{Name: "user", Destination: &f.user, Usage: "only this technician"},
+			&cli.StringFlag{Name: "kind", Destination: &f.kind, Usage: "only events of this kind: grant, refused, start, end or admin (who changed what)"},
 			&cli.StringFlag{Name: "since", Destination: &f.since, Value: "24h", Usage: "how far back (e.g. 1h, 7d)"},
 			&cli.UintFlag{Name: "limit", Destination: &f.limit, Value: 1000, Usage: "at most this many of the newest events"},
 			jsonFlag,
@@ -72,7 +76,10 @@ func auditCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			events, err := c.Audit(ctx, &pb.AuditRequest{Peer: f.peer, User: f.user, SinceUnix: time.Now().Add(-d).Unix(), Limit: uint32(f.limit)})
+			if err := checkAuditKind(f.kind); err != nil {
+				return err
+			}
+			events, err := c.Audit(ctx, &pb.AuditRequest{Peer: f.peer, User: f.user, Kind: f.kind, SinceUnix: time.Now().Add(-d).Unix(), Limit: uint32(f.limit)})
 			if err != nil {
 				return err
 			}
@@ -84,8 +91,11 @@ func auditCommand() *cli.Command {
 				rows := [][]string{{"TIME", "EVENT", "USER", "PEER", "CAPABILITY", "RESULT", "DETAIL"}}
 				for i, v := range views {
 					result := v.Code
-					if v.Kind == "end" {
+					switch v.Kind {
+					case "end":
 						result = fmt.Sprintf("exit %d, %s in, %s out", events[i].GetExit().GetCode(), bytesText(v.BytesIn), bytesText(v.BytesOut))
+					case coordinator.AuditAdmin:
+						result = v.Action + " " + v.Target
 					}
 					rows = append(rows, []string{unixTime(events[i].GetTimeUnixNano() / 1e9), v.Kind, orDash(v.User), orDash(v.PeerName),
 						orDash(v.Capability), orDash(result), orDash(v.Detail)})
@@ -94,4 +104,14 @@ func auditCommand() *cli.Command {
 			})
 		}),
 	}
+}
+
+// checkAuditKind refuses a kind the audit log never holds, so a typo does
+// not read as "nothing happened".
+func checkAuditKind(kind string) error {
+	switch kind {
+	case "", coordinator.AuditGrant, coordinator.AuditRefused, coordinator.AuditStart, coordinator.AuditEnd, coordinator.AuditAdmin:
+		return nil
+	}
+	return usagef("audit: --kind is grant, refused, start, end or admin (got %q)", kind)
 }
