@@ -121,7 +121,7 @@ func Open(cfg RunConfig) (*Daemon, error) {
 	}
 	h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
 	d := &Daemon{cfg: cfg, config: config, site: site, host: h, state: state, clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults(),
-		sess: &sessions{nonces: grant.NewNonceCache()}}
+		sess: &sessions{gate: grant.NewGate(grant.DefaultLimits())}}
 	d.reserver = newReserver(d)
 	d.log = cfg.Logger
 	if d.log == nil {

@@ -37,4 +37,25 @@
 //  7. A stream that ends, or stays silent for three intervals, means the
 //     peer is offline. The peer reconnects with capped exponential backoff
 //     and full jitter.
+//  8. Revocation. When grants the coordinator issued earlier no longer
+//     hold, it sends PeerDown{revoke} to the online peers concerned, at
+//     once (without waiting for the admin's request to finish):
+//     - a user removed: every online peer, naming the user's console keys;
+//     - a peer's group, jump policy or session policies changed (peer set):
+//     that peer, all technicians;
+//     - a session policy's rules changed: the peers that use it, all
+//     technicians;
+//     - a jump window closed (the coordinator checks every
+//     coordinator.JumpWindowCheck on its own clock, and at once when a jump
+//     policy is changed): the peers whose window closed, all technicians.
+//     The message carries issued_through_unix on the coordinator's clock;
+//     every grant the coordinator issues afterwards is stamped later (see
+//     mesh/grant). The peer then (a) refuses, with grant_revoked, every
+//     channel presenting a covered grant, also a grant it has not seen yet,
+//     and (b) closes the channels covered grants opened: their work is
+//     cancelled and their streams reset, so the console sees them end. A
+//     console that still may jump asks for a fresh grant; one that may not
+//     is refused by the coordinator. A peer offline at the coordinator
+//     misses the message; grant.Limits.OpenFor bounds how long a grant
+//     opens channels anyway (grant_expired after it).
 package peer

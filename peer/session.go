@@ -140,6 +140,8 @@ func (d *Daemon) online(ctx context.Context, ms *mesh.MsgStream) error {
 			case *pb.PeerDown_Update:
 				d.applyWelcome(b.Update, true)
 				ticker.Reset(d.statsInterval())
+			case *pb.PeerDown_Revoke:
+				d.revoke(b.Revoke)
 			}
 		case <-ticker.C:
 			if err := d.sendStats(ms); err != nil {

@@ -28,11 +28,11 @@ const forwardDialTimeout = 10 * time.Second
 
 // sessions is the daemon's session state.
 type sessions struct {
-	gate   *grant.Gate
-	live   liveChannels
-	seq    atomic.Uint64
-	mu     sync.Mutex
-	ctx    context.Context
+	gate *grant.Gate
+	live liveChannels
+	seq  atomic.Uint64
+	mu   sync.Mutex
+	ctx  context.Context
 }
 
 func (d *Daemon) serveSessions(ctx context.Context) {
@@ -68,17 +68,16 @@ func (d *Daemon) handleChannel(st network.Stream) {
 		ev.SessionId = fmt.Sprintf("%x.%d", body.GetNonce()[:6], d.sess.seq.Add(1))
 	}
 	if err != nil {
-		d.log.Info("session refused", "technician", remote, "code", mesh.CodeOf(err), "error", err)
-		_ = ch.Ready("", err)
-		ev.Refused = mesh.ErrorToPB(err)
-		d.report(ev)
+		d.refuseChannel(ch, ev, err)
 		return
 	}
+	// Registered, a revocation closes the channel; one that came between
+	// admission and here is caught by asking the gate again.
 	ctx, cancel := context.WithCancel(d.sessionCtx())
 	defer cancel()
 	defer d.sess.live.add(remote, body.GetIssuedUnix(), func() { cancel(); _ = ch.Reset() })()
-	if err := d.sess.gate.Revoked(body); err != nil { // revoked between admission and add
-		_ = ch.Ready("", err)
+	if err := d.sess.gate.Revoked(body); err != nil {
+		d.refuseChannel(ch, ev, err)
 		return
 	}
 	if err := ch.Ready(ev.SessionId, nil); err != nil {
@@ -91,6 +90,14 @@ func (d *Daemon) handleChannel(st network.Stream) {
 	end.BytesIn, end.BytesOut = ch.BytesRead(), ch.BytesWritten()
 	d.log.Info("session ended", "technician", remote, "capability", grant.CapabilityName(capability), "in", end.BytesIn, "out", end.BytesOut)
 	d.report(end)
+}
+
+// refuseChannel answers a refused open and reports it for the audit.
+func (d *Daemon) refuseChannel(ch *channel.Channel, ev *pb.SessionEvent, err error) {
+	d.log.Info("session refused", "technician", peer.ID(ev.GetTechnician()), "code", mesh.CodeOf(err), "error", err)
+	_ = ch.Ready("", err)
+	ev.Refused = mesh.ErrorToPB(err)
+	d.report(ev)
 }
 
 func (d *Daemon) serveChannel(ctx context.Context, ch *channel.Channel, open *pb.ChannelOpen) *pb.ExitStatus {

@@ -106,61 +106,6 @@ func TestVerifyRefusals(t *testing.T) {
 			}
 		})
 	}
-	// Expiry can be left to the nonce cache.
-	chk := f.check()
-	chk.Now, chk.IgnoreExpiry = now.Add(time.Hour), true
-	if _, err := grant.Verify(good, chk); err != nil {
-		t.Fatal(err)
-	}
-}
-
-type conn struct {
-	closed bool
-	remote peer.ID
-}
-
-func (c *conn) IsClosed() bool      { return c.closed }
-func (c *conn) RemotePeer() peer.ID { return c.remote }
-
-func TestNonceCacheBindsAGrantToItsConnection(t *testing.T) {
-	f := newFixture(t)
-	g, _ := grant.Sign(f.body(), f.site)
-	b, _ := grant.Parse(g)
-	cache := grant.NewNonceCache()
-	tech, other := peer.ID("technician"), peer.ID("someone else")
-	relayed, direct, stranger := &conn{remote: tech}, &conn{remote: tech}, &conn{remote: other}
-	if ok, err := cache.Use(b, relayed, now); err != nil || !ok {
-		t.Fatalf("first use: %v %v", ok, err)
-	}
-	if ok, err := cache.Use(b, relayed, now.Add(time.Hour)); err != nil || ok {
-		t.Fatalf("same connection, later: %v %v", ok, err)
-	}
-	if _, err := cache.Use(b, stranger, now); mesh.CodeOf(err) != mesh.CodeGrantInvalid {
-		t.Fatalf("replay on another party's connection: %v", err)
-	}
-	// A hole punch adds a direct connection: the session's next channels
-	// arrive there, even after expiry, while the relayed one is open...
-	if ok, err := cache.Use(b, direct, now.Add(time.Hour)); err != nil || ok {
-		t.Fatalf("the same technician's new connection: %v %v", ok, err)
-	}
-	// ...and keep working when the relayed connection ends.
-	relayed.closed = true
-	if _, err := cache.Use(b, direct, now.Add(time.Hour)); err != nil {
-		t.Fatalf("after the first connection closed: %v", err)
-	}
-	if _, err := cache.Use(b, relayed, now); mesh.CodeOf(err) != mesh.CodeGrantInvalid {
-		t.Fatalf("use on a closed connection: %v", err)
-	}
-	// Once every connection is gone the grant is spent, even for its technician.
-	direct.closed = true
-	if _, err := cache.Use(b, &conn{remote: tech}, now); mesh.CodeOf(err) != mesh.CodeGrantInvalid {
-		t.Fatalf("use after every connection closed: %v", err)
-	}
-	g2, _ := grant.Sign(f.body(), f.site)
-	b2, _ := grant.Parse(g2)
-	if _, err := cache.Use(b2, &conn{remote: tech}, now.Add(time.Minute)); mesh.CodeOf(err) != mesh.CodeGrantInvalid {
-		t.Fatalf("first use after expiry: %v", err)
-	}
 }
 
 func FuzzVerify(f *testing.F) {
