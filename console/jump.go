@@ -149,10 +149,34 @@ func (j *Jump) Open(ctx context.Context, open *pb.ChannelOpen) (*channel.Channel
 // Path describes how the console reaches the peer now.
 func (j *Jump) Path() string { return PathTo(j.c.host, j.ID) }
 
-// Audit reads the coordinator's audit log (administrators).
+// Audit reads the coordinator's audit log (administrators): the newest
+// req.Limit matching events (all of them when 0), oldest first. The
+// coordinator answers in pages that fit a control message; Audit follows
+// their cursors.
 func (c *Client) Audit(ctx context.Context, req *pb.AuditRequest) ([]*pb.AuditEvent, error) {
-	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_Audit{Audit: req}})
-	return r.GetAudit().GetEvents(), err
+	req = proto.CloneOf(req)
+	want, total := int(req.GetLimit()), 0
+	var pages [][]*pb.AuditEvent // newest page first
+	for {
+		if want > 0 {
+			req.Limit = uint32(want - total)
+		}
+		r, err := c.do(ctx, &pb.Request{Body: &pb.Request_Audit{Audit: req}})
+		if err != nil {
+			return nil, err
+		}
+		page := r.GetAudit()
+		pages, total = append(pages, page.GetEvents()), total+len(page.GetEvents())
+		if len(page.GetNextCursor()) == 0 || len(page.GetEvents()) == 0 || (want > 0 && total >= want) {
+			break
+		}
+		req.Cursor = page.GetNextCursor()
+	}
+	out := make([]*pb.AuditEvent, 0, total)
+	for i := len(pages) - 1; i >= 0; i-- {
+		out = append(out, pages[i]...)
+	}
+	return out, nil
 }
 
 // dialAddrs are the peer's direct addresses (TCP preferred) followed by

@@ -43,7 +43,11 @@ func (tx *Tx) PutAudit(e *pb.AuditEvent) error {
 	if err != nil {
 		return err
 	}
-	return tx.txn.Set(auditKey(time.Unix(0, e.GetTimeUnixNano())), v)
+	k := auditKey(time.Unix(0, e.GetTimeUnixNano()))
+	if err := tx.txn.Set(k, v); err != nil {
+		return err
+	}
+	return tx.indexGrant(e, k)
 }
 
 // Audit returns events at or after since that keep accepts, oldest first,
@@ -93,22 +97,19 @@ func (s *Service) auditList(c *caller, r *pb.AuditRequest) (*pb.Response, error)
 		}
 		peerID = v
 	}
-	limit := int(r.GetLimit())
-	if limit == 0 {
-		limit = 1000
-	}
 	var out []*pb.AuditEvent
+	var next []byte
 	err := s.view(func(tx *Tx) (err error) {
-		out, err = tx.Audit(time.Unix(r.GetSinceUnix(), 0), func(e *pb.AuditEvent) bool {
+		out, next, err = tx.AuditPage(time.Unix(r.GetSinceUnix(), 0), r.GetCursor(), func(e *pb.AuditEvent) bool {
 			return (peerID == "" || peer.ID(e.GetPeer()) == peerID) && (r.GetUser() == "" || e.GetUser() == r.GetUser()) &&
 				(r.GetKind() == "" || e.GetKind() == r.GetKind())
-		}, limit)
+		}, int(r.GetLimit()))
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &pb.Response{Body: &pb.Response_Audit{Audit: &pb.AuditList{Events: out}}}, nil
+	return &pb.Response{Body: &pb.Response_Audit{Audit: &pb.AuditList{Events: out, NextCursor: next}}}, nil
 }
 
 // resolvePeerAny finds a peer by ID or exact name among all records,

@@ -51,6 +51,9 @@ func (s *Service) admit() time.Duration {
 // one enrolls with its installer key.
 func (s *Service) registerPeer(id peer.ID, hello *pb.PeerHello, observed string, now time.Time) (*pb.Peer, error) {
 	if rec, _ := s.peers.get(id); rec == nil {
+		if t := s.tombstoneOf(id); t != nil {
+			return t, nil // removed: told to uninstall, never enrolled again
+		}
 		return s.enroll(id, hello, observed, now)
 	}
 	var out *pb.Peer
@@ -230,21 +233,27 @@ func (s *Service) forgetPeer(id peer.ID) {
 // runs it every SweepInterval; tests call it after moving the clock.
 func (s *Service) Sweep(now time.Time) (deleted int) {
 	st := s.settings()
-	var gone []peer.ID
+	var gone []*pb.Peer
 	var flush []peerSnapshot
 	for _, p := range s.peers.snapshot() {
 		switch {
 		case !p.online && p.rec.GetUninstalledUnix() == 0 && now.Sub(p.lastSeen) >= offlineLimit(p.rec, st):
-			gone = append(gone, peer.ID(p.rec.GetId()))
+			gone = append(gone, p.rec)
 		case p.online && now.Sub(time.Unix(p.rec.GetLastSeenUnix(), 0)) >= lastSeenFlush:
 			flush = append(flush, p)
 		}
 	}
-	for _, id := range gone {
-		s.forgetPeer(id)
-		s.log.Info("peer deleted after its offline horizon", logPeer, id)
+	for _, rec := range gone {
+		if rec.GetDeletedUnix() != 0 {
+			s.removePeer(rec, "", now) // removed with rm: keep it removed
+		} else {
+			s.forgetPeer(peer.ID(rec.GetId()))
+		}
+		s.log.Info("peer deleted after its offline horizon", logPeer, peer.ID(rec.GetId()))
 	}
 	s.flushLastSeen(flush, now)
+	s.sweepTombstones(now)
+	s.jumps.sweepBuckets()
 	return len(gone)
 }
 

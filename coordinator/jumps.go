@@ -3,9 +3,7 @@ package coordinator
 import (
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -18,76 +16,6 @@ import (
 // GrantLifetime is how long a jump grant is valid (the peer binds it to
 // the connection it first arrives on, so sessions outlive it).
 const GrantLifetime = 60 * time.Second
-
-// jumps tracks what the grant checks need between requests: session starts
-// in flight (granted, not yet started at the peer) and the sessions each
-// peer reports open.
-type jumps struct {
-	mu       sync.Mutex
-	inflight map[string]time.Time          // grant nonce → expiry
-	active   map[peer.ID]map[string]string // peer → session id → user
-}
-
-func newJumps() *jumps {
-	return &jumps{inflight: map[string]time.Time{}, active: map[peer.ID]map[string]string{}}
-}
-
-// reserve takes a slot for a session start, failing when max are in flight.
-func (j *jumps) reserve(nonce []byte, expires, now time.Time, max int) bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for n, exp := range j.inflight {
-		if !now.Before(exp) {
-			delete(j.inflight, n)
-		}
-	}
-	if len(j.inflight) >= max {
-		return false
-	}
-	j.inflight[string(nonce)] = expires
-	return true
-}
-
-func (j *jumps) started(id peer.ID, ev *pb.SessionEvent) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	delete(j.inflight, string(ev.GetGrantNonce()))
-	if j.active[id] == nil {
-		j.active[id] = map[string]string{}
-	}
-	j.active[id][ev.GetSessionId()] = ev.GetUser()
-}
-
-func (j *jumps) ended(id peer.ID, sessionID string) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	delete(j.active[id], sessionID)
-}
-
-// peerGone forgets the sessions of a peer that went offline.
-func (j *jumps) peerGone(id peer.ID) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	delete(j.active, id)
-}
-
-// holders lists the users in a session with the peer, other than user.
-func (j *jumps) holders(id peer.ID, user string) []string {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	seen := map[string]bool{}
-	for _, u := range j.active[id] {
-		if u != user {
-			seen[u] = true
-		}
-	}
-	out := make([]string, 0, len(seen))
-	for u := range seen {
-		out = append(out, u)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // jump answers a console's request for a grant, checking in the seeds'
 // order; every refusal is audited with its code.
@@ -154,8 +82,8 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 		return nil, ev, mesh.Errorf(mesh.CodeInternal, "(%w)", err)
 	}
 	signed, _ := grant.Parse(g)
-	if !s.jumps.reserve(signed.GetNonce(), now.Add(GrantLifetime), now, int(st.GetMaxSessionStarts())) {
-		return nil, ev, mesh.Errorf(mesh.CodeServerBusy, "(%d session starts in flight)", st.GetMaxSessionStarts())
+	if err := s.jumps.reserve(signed.GetNonce(), c.name(), now, st); err != nil {
+		return nil, ev, err
 	}
 	ev.SessionId = fmt.Sprintf("%x", signed.GetNonce())
 	return &pb.Response{Body: &pb.Response_Jump{Jump: &pb.JumpResponse{Grant: g, Peer: v, Addrs: encodeAddrs(s.peerAddrs(id)),
@@ -236,28 +164,4 @@ func (s *Service) policyCaps(name string) (uint32, string, bool, error) {
 		}
 	}
 	return caps, name, p.GetRequireConsent(), nil
-}
-
-// sessionEvent records what a peer reports about a session.
-func (s *Service) sessionEvent(id peer.ID, ev *pb.SessionEvent) {
-	rec, _ := s.peers.get(id)
-	a := &pb.AuditEvent{User: ev.GetUser(), Technician: ev.GetTechnician(), Peer: []byte(id), PeerName: rec.GetSettings().GetName(),
-		Capability: ev.GetCapability(), Detail: ev.GetDetail(), SessionId: ev.GetSessionId(),
-		BytesIn: ev.GetBytesIn(), BytesOut: ev.GetBytesOut(), Exit: ev.GetExit()}
-	switch {
-	case ev.GetRefused() != nil:
-		a.Kind, a.Code = AuditRefused, ev.GetRefused().GetCode()
-		a.Detail = strings.TrimSpace(ev.GetRefused().GetDetail() + " " + ev.GetDetail())
-	case ev.GetEnd():
-		a.Kind = AuditEnd
-		s.jumps.ended(id, ev.GetSessionId())
-	default:
-		a.Kind = AuditStart
-		s.jumps.started(id, ev)
-		now := s.clock.Now()
-		if _, err := s.modifyPeer(id, func(rec *pb.Peer) error { rec.LastAccessUnix = now.Unix(); return nil }); err != nil {
-			s.log.Warn("recording last access", logPeer, id, logError, err)
-		}
-	}
-	s.audit(a)
 }

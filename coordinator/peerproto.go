@@ -63,7 +63,7 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 	}
 	if rec.GetDeletedUnix() != 0 {
 		s.tellUninstall(&peerSession{id: remote, ms: ms}, "deleted by "+rec.GetDeletedBy())
-		s.forgetPeer(remote)
+		s.removePeer(rec, "", now)
 		drain(ms)
 		return
 	}

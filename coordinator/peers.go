@@ -314,8 +314,8 @@ func (s *Service) peerRemove(c *caller, r *pb.PeerRefRequest) (*pb.Response, err
 	now := s.clock.Now()
 	for _, id := range slices.Compact(ids) {
 		rec, _ := s.peers.get(id)
-		if sess := s.peers.session(id); sess != nil {
-			s.forgetPeer(id)
+		if sess := s.peers.session(id); sess != nil && rec != nil {
+			s.removePeer(rec, c.name(), now) // its tombstone answers its next hellos
 			s.tellUninstall(sess, "deleted by "+c.name())
 		} else if rec.GetUninstalledUnix() != 0 {
 			s.forgetPeer(id) // already gone from its host: nothing to wait for

@@ -260,7 +260,7 @@ func TestSettingsTable(t *testing.T) {
 	if len(rows) != len(SettingKeys()) {
 		t.Fatalf("%d rows for %d keys", len(rows), len(SettingKeys()))
 	}
-	wantOrder := []string{"lost-after-days", "delete-after-days", "connection-rate", "max-session-starts",
+	wantOrder := []string{"lost-after-days", "delete-after-days", "connection-rate", "max-session-starts", "max-session-starts-per-technician",
 		"concurrent-jumps", "passive-port", "stats-interval", "uninstalled-behavior", "restrict-local-uninstall",
 		"max-peers", "max-active-peers", "max-concurrent-upgrades", "upgrade-bandwidth", "default-connection-type"}
 	wantValue := map[string]string{
