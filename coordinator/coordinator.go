@@ -226,17 +226,22 @@ func (c *Coordinator) serveHealth(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(h)
 }
 
-// sweep applies the lifecycle horizons every SweepInterval.
+// sweep applies the lifecycle horizons every SweepInterval, and looks for
+// closed jump windows every JumpWindowCheck.
 func (c *Coordinator) sweep(ctx context.Context) {
 	defer c.wg.Done()
 	t := time.NewTicker(SweepInterval)
 	defer t.Stop()
+	windows := time.NewTicker(JumpWindowCheck)
+	defer windows.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			c.service.Sweep(c.service.clock.Now())
+		case <-windows.C:
+			c.service.CheckJumpWindows(c.service.clock.Now())
 		}
 	}
 }
@@ -273,6 +278,9 @@ func (c *Coordinator) Close() error {
 		}
 		c.handlers.Wait() // closing the host reset their streams
 		c.wg.Wait()
+		if c.service != nil {
+			c.service.revoker.wait()
+		}
 		if c.store != nil {
 			errs = append(errs, c.store.Close())
 		}

@@ -138,9 +138,13 @@ func (s *Service) groupRemove(c *caller, r *pb.GroupMemberRequest) (*pb.Response
 		return nil, err
 	}
 	var g *pb.Group
+	var keys [][]byte
 	err := s.update(func(tx *Tx) (err error) {
 		if g, err = loadGroup(tx, r.GetCode()); err != nil {
 			return err
+		}
+		if u, err := tx.User(r.GetUser()); err == nil && u != nil {
+			keys = u.GetPeerIds()
 		}
 		n := len(g.Members)
 		g.Members = slices.DeleteFunc(g.Members, func(m *pb.GroupMember) bool { return m.GetUser() == r.GetUser() })
@@ -153,6 +157,7 @@ func (s *Service) groupRemove(c *caller, r *pb.GroupMemberRequest) (*pb.Response
 		return nil, err
 	}
 	s.adminChanged(c, adminChange{Action: ActionGroupRemove, Target: mesh.SharedGroupPrefix + r.GetCode(), Change: "member " + r.GetUser()})
+	s.revokeTechniciansOn(s.onlinePeersWhere(inGroup(mesh.SharedGroupPrefix+r.GetCode())), keys, r.GetUser()+" removed from jumpgroup:"+r.GetCode())
 	return &pb.Response{Body: &pb.Response_Group{Group: g}}, nil
 }
 

@@ -37,6 +37,9 @@ func (s *Service) jumpPolicyPut(c *caller, p *pb.JumpPolicy, create bool) (*pb.R
 		return nil, err
 	}
 	s.adminChanged(c, adminChange{Action: putAction(create, ActionJumpPolicyCreate, ActionJumpPolicyUpdate), Target: p.GetName(), Change: recordChange(old, p)})
+	if old != nil {
+		s.CheckJumpWindows(s.clock.Now()) // a window the change closed is revoked now
+	}
 	return &pb.Response{Body: &pb.Response_JumpPolicy{JumpPolicy: p}}, nil
 }
 
@@ -126,6 +129,9 @@ func (s *Service) sessionPolicyPut(c *caller, p *pb.SessionPolicy, create bool) 
 		return nil, err
 	}
 	s.adminChanged(c, adminChange{Action: putAction(create, ActionSessionPolicyCreate, ActionSessionPolicyUpdate), Target: p.GetName(), Change: recordChange(old, p)})
+	if old != nil && !proto.Equal(old, p) {
+		s.revokePeers(s.onlinePeersWhere(usesSessionPolicy(p.GetName())), "session policy "+p.GetName()+" changed")
+	}
 	return &pb.Response{Body: &pb.Response_SessionPolicy{SessionPolicy: p}}, nil
 }
 

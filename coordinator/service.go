@@ -48,6 +48,7 @@ type Service struct {
 	retries atomic.Int64
 
 	jumps     *jumps
+	revoker   revoker
 	hostAddrs func(peer.ID) []ma.Multiaddr
 
 	settingsCache atomic.Pointer[pb.Settings]

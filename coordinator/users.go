@@ -214,6 +214,7 @@ func (s *Service) userRemove(c *caller, name string) (*pb.Response, error) {
 	if err := c.requireAdmin(); err != nil {
 		return nil, err
 	}
+	var keys [][]byte
 	err := s.update(func(tx *Tx) error {
 		u, err := tx.User(name)
 		if err != nil {
@@ -222,6 +223,7 @@ func (s *Service) userRemove(c *caller, name string) (*pb.Response, error) {
 		if u == nil {
 			return mesh.Errorf(mesh.CodeUserNotFound, "(%s)", name)
 		}
+		keys = u.GetPeerIds()
 		if u.GetRole() == pb.Role_ROLE_ADMIN {
 			if err := requireAnotherAdmin(tx, name); err != nil {
 				return err
@@ -244,6 +246,7 @@ func (s *Service) userRemove(c *caller, name string) (*pb.Response, error) {
 		return nil, err
 	}
 	s.adminChanged(c, adminChange{Action: ActionUserRemove, Target: name})
+	s.revokeTechnicians(keys, "user "+name+" removed")
 	return ok(), nil
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -12,8 +13,6 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/mesh"
-	"github.com/jumpmesh/jumpmesh/mesh/grant"
-	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // forwardSpec is one [BIND:]LPORT:HOST:PORT.
@@ -82,50 +81,26 @@ func forwardCommand() *cli.Command {
 				return err
 			}
 			defer c.Close()
-			fw := &forwarder{c: c, ref: cc.Args().First(), verbose: f.verbose, log: cc.App.ErrWriter}
-			if err := fw.refresh(cc.Context); err != nil {
+			fw, err := console.NewForwarder(cc.Context, c, cc.Args().First())
+			if err != nil {
 				return err
 			}
-			defer func() { fw.jump().ReportPath(context.WithoutCancel(cc.Context)) }()
-			return fw.serve(cc.Context, specs, cc.App.Writer)
+			defer fw.Close(cc.Context)
+			log := cc.App.ErrWriter
+			fw.OnError = func(conn net.Conn, err error) { fmt.Fprintf(log, "jumpmesh: forward %s: %v\n", conn.RemoteAddr(), err) }
+			if f.verbose {
+				fw.OnConnect = func(conn net.Conn, to console.ForwardTarget, path string) {
+					fmt.Fprintf(log, "jumpmesh: %s -> %s:%d via %s\n", conn.RemoteAddr(), to.Host, to.Port, path)
+				}
+			}
+			return serveForwards(cc.Context, fw, specs, cc.App.Writer)
 		},
 	}
 }
 
-// forwarder serves the local listeners of one forward command.
-type forwarder struct {
-	c       *console.Client
-	ref     string
-	verbose bool
-	log     interface{ Write([]byte) (int, error) }
-	mu      sync.Mutex
-	j       *console.Jump
-}
-
-// refresh asks for a new grant (the first, or after the connection the
-// old one was bound to went away), reporting how the old one connected.
-func (f *forwarder) refresh(ctx context.Context) error {
-	j, err := f.c.Jump(ctx, f.ref, grant.Forward)
-	if err != nil {
-		return err
-	}
-	f.mu.Lock()
-	old := f.j
-	f.j = j
-	f.mu.Unlock()
-	if old != nil {
-		old.ReportPath(context.WithoutCancel(ctx))
-	}
-	return nil
-}
-
-func (f *forwarder) jump() *console.Jump {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.j
-}
-
-func (f *forwarder) serve(ctx context.Context, specs []forwardSpec, out interface{ Write([]byte) (int, error) }) error {
+// serveForwards listens on every spec and carries their connections
+// through fw until ctx ends.
+func serveForwards(ctx context.Context, fw *console.Forwarder, specs []forwardSpec, out io.Writer) error {
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
@@ -138,59 +113,16 @@ func (f *forwarder) serve(ctx context.Context, specs []forwardSpec, out interfac
 			return mesh.Errorf(mesh.CodeInvalidArgument, "Cannot listen on %s: %v", s.listenAddr, err)
 		}
 		lns = append(lns, ln)
-		fmt.Fprintf(out, "forwarding %s -> %s -> %s\n", ln.Addr(), f.jump().Peer.GetPeer().GetSettings().GetName(), net.JoinHostPort(s.host, strconv.Itoa(s.port)))
+		fmt.Fprintf(out, "forwarding %s -> %s -> %s\n", ln.Addr(), fw.Jump().Peer.GetPeer().GetSettings().GetName(), net.JoinHostPort(s.host, strconv.Itoa(s.port)))
 	}
 	var wg sync.WaitGroup
 	for i, ln := range lns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f.accept(ctx, ln, specs[i])
+			fw.Serve(ctx, ln, console.ForwardTarget{Host: specs[i].host, Port: specs[i].port})
 		}()
-	}
-	<-ctx.Done()
-	for _, ln := range lns {
-		ln.Close()
 	}
 	wg.Wait()
 	return nil
-}
-
-func (f *forwarder) accept(ctx context.Context, ln net.Listener, s forwardSpec) {
-	var conns sync.WaitGroup
-	defer conns.Wait()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		conns.Add(1)
-		go func() {
-			defer conns.Done()
-			defer conn.Close()
-			if err := f.carry(ctx, conn, s); err != nil {
-				fmt.Fprintf(f.log, "jumpmesh: forward %s: %v\n", conn.RemoteAddr(), err)
-			}
-		}()
-	}
-}
-
-// carry opens a channel for one local connection and copies both ways.
-func (f *forwarder) carry(ctx context.Context, conn net.Conn, s forwardSpec) error {
-	open := &pb.ChannelOpen{Kind: &pb.ChannelOpen_Forward{Forward: &pb.ForwardOpen{Host: s.host, Port: uint32(s.port)}}}
-	ch, err := f.jump().Open(ctx, open)
-	if mesh.HasCode(err, mesh.CodeGrantInvalid) {
-		if err = f.refresh(ctx); err == nil {
-			ch, err = f.jump().Open(ctx, open)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	if f.verbose {
-		fmt.Fprintf(f.log, "jumpmesh: %s -> %s:%d via %s\n", conn.RemoteAddr(), s.host, s.port, f.jump().Path())
-	}
-	_, _, err = console.Forward(ctx, ch, conn)
-	return err
 }
