@@ -31,7 +31,7 @@ func (p *channelPair) pull(t *testing.T, remote, local string, progress func(don
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return console.Pull(ctx, p.open(t, fileOpen(false, remote)), local, progress)
+	return console.Pull(ctx, p.open(t, fileOpen(false, remote)), remote, local, progress)
 }
 
 // writeRandom writes size pseudo-random bytes with mode and an old mtime.

@@ -57,6 +57,8 @@ func cpCommand() *cli.Command {
 				if err := channel.CheckSource(src); err != nil {
 					return err
 				}
+			} else if err := console.CheckPull(src, dst); err != nil {
+				return err
 			}
 			home, err := homeDir(cc)
 			if err != nil {
@@ -86,7 +88,7 @@ func cpCommand() *cli.Command {
 			if dstRemote {
 				err = console.Push(cc.Context, ch, src, bar.update)
 			} else {
-				err = console.Pull(cc.Context, ch, dst, bar.update)
+				err = console.Pull(cc.Context, ch, src, dst, bar.update)
 			}
 			bar.done()
 			if err != nil {

@@ -84,6 +84,13 @@
 //     The sender checks for that answer between chunks, so a receiver's
 //     failure stops a large copy early.
 //
+// The receiver, not the sender, decides the root's name when it asked for
+// a path (TreeOptions.RootName): the console pulling PATH into an existing
+// directory expects the base name of PATH and refuses a root entry that
+// names another, before writing anything, so a compromised peer cannot
+// choose DIR/.bashrc or DIR/.ssh. The peer receiving a push takes the
+// console's name: the technician names the target path anyway.
+//
 // Safety rules, enforced by the receiver: every path must be relative,
 // slash separated, without "", "." or ".." elements, and start with the
 // root's name; the target is opened as an os.Root so nothing is written

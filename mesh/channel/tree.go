@@ -43,6 +43,14 @@ type TreeOptions struct {
 	// Progress, when set, is called after each chunk with the bytes of file
 	// data done so far and the total announced by the sender.
 	Progress func(done, total int64)
+	// RootName, on the receiving side, is the name the receiver decided
+	// for the copy's root (the base name of the path it asked for): the
+	// sender's root entry must carry it, else nothing is written. It
+	// matters when the target is an existing directory, where the root
+	// lands as target/<name>: a sender free to choose would pick
+	// ".bashrc" or ".ssh". Empty accepts the sender's name, for a receiver
+	// whose sender names the path anyway (the peer receiving a push).
+	RootName string
 }
 
 // TreeStats describe a finished (or failed) copy.

@@ -84,6 +84,9 @@ func (r *treeReceiver) receive(target string) error {
 	if err := checkEntryPath(root.GetPath()); err != nil || strings.Contains(root.GetPath(), "/") {
 		return mesh.Errorf(codeBadPath, "(unsafe name %q for the copy)", root.GetPath())
 	}
+	if r.opts.RootName != "" && root.GetPath() != r.opts.RootName {
+		return mesh.Errorf(codeBadPath, "(the sender named the copy %q, not %q as asked; nothing was written)", root.GetPath(), r.opts.RootName)
+	}
 	r.name, r.total = root.GetPath(), int64(root.GetSize())
 	if err := r.openDest(filepath.Clean(target), root.GetDir()); err != nil {
 		return err
