@@ -235,6 +235,9 @@ func (s *Service) peerSet(c *caller, r *pb.PeerSetRequest) (*pb.Response, error)
 		_ = sess.send(&pb.PeerDown{Body: &pb.PeerDown_Update{Update: s.welcome(rec, "")}})
 	}
 	s.adminChanged(c, adminChange{Action: ActionPeerSet, Target: rec.GetSettings().GetName(), Peer: id, Change: settingsChange(before, rec.GetSettings())})
+	if accessChanged(before, rec.GetSettings()) {
+		s.revokePeers([]peer.ID{id}, "the peer's group or policies changed")
+	}
 	return s.peerShow(c, &pb.PeerRefRequest{Refs: []string{id.String()}})
 }
 
