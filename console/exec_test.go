@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -57,9 +59,20 @@ func TestExecStreamsStdin(t *testing.T) {
 
 func TestExecCommandNotFoundIs127(t *testing.T) {
 	p := newChannelPair(t)
-	_, _, st := runExec(t, p, &pb.ExecOpen{Argv: []string{"jumpmesh-no-such-command"}}, nil)
+	_, errOut, st := runExec(t, p, &pb.ExecOpen{Argv: []string{"jumpmesh-no-such-command"}}, nil)
 	if st.GetCode() != 127 || !strings.Contains(st.GetError(), "jumpmesh-no-such-command") {
 		t.Errorf("status %v, want code 127 naming the command", st)
+	}
+	if errOut != "jumpmesh-no-such-command: command not found\n" {
+		t.Errorf("stderr %q; want what a shell says", errOut)
+	}
+	notExec := filepath.Join(t.TempDir(), "script")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, st = runExec(t, p, &pb.ExecOpen{Argv: []string{notExec}}, nil)
+	if st.GetCode() != 126 || errOut != notExec+": Permission denied\n" {
+		t.Errorf("a file that is not executable: status %v, stderr %q; want 126 and Permission denied", st, errOut)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -67,6 +68,12 @@ func ServeExec(ctx context.Context, ch *channel.Channel, open *pb.ExecOpen, opts
 	if err != nil {
 		log.Info("exec could not start", execLogErr, err)
 		st = execStartFailure(err)
+		// Say why on the session's stderr, as the shell behind ssh would:
+		// the technician sees it, not only the peer's log.
+		msg := execStartMessage(open, st.GetCode(), err)
+		if werr := ch.WriteMsg(&pb.ExecMsg{Body: &pb.ExecMsg_Stderr{Stderr: []byte(msg)}}); werr != nil {
+			log.Debug("exec: sending why it could not start", execLogErr, werr)
+		}
 	} else {
 		p.log = log
 		st = p.run(ctx, ch)
@@ -248,6 +255,31 @@ func execExitStatus(ps *os.ProcessState) *pb.ExitStatus {
 		return &pb.ExitStatus{Code: 128 + int32(ws.Signal()), Signal: execSignalName(ws.Signal())}
 	}
 	return &pb.ExitStatus{Code: int32(ps.ExitCode())}
+}
+
+// execStartMessage is what a shell prints when it cannot run a command:
+// "nosuchcmd: command not found" (127), "./x: Permission denied" (126).
+// With a tty the console's terminal is raw, so the line ends in CR LF.
+func execStartMessage(open *pb.ExecOpen, code int32, err error) string {
+	name := "shell"
+	if argv := open.GetArgv(); len(argv) > 0 {
+		name = argv[0]
+	}
+	var msg string
+	switch {
+	case code == 127 && !strings.Contains(name, "/"):
+		msg = name + ": command not found"
+	case code == 127:
+		msg = name + ": No such file or directory"
+	case errors.Is(err, fs.ErrPermission):
+		msg = name + ": Permission denied"
+	default:
+		msg = name + ": " + err.Error()
+	}
+	if open.GetTty() {
+		return msg + "\r\n"
+	}
+	return msg + "\n"
 }
 
 // execStartFailure is the status of a command that never ran: 127 when

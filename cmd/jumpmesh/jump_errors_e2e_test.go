@@ -12,6 +12,22 @@ import (
 func TestNewcomerErrorsThroughTheCLI(t *testing.T) {
 	s := newJumpSite(t)
 
+	t.Run("command not found", func(t *testing.T) {
+		r := jm(t, s.admin, "jump", "web-01", "--", "nosuchcmd", "arg")
+		if r.code != 127 || r.stderr != "nosuchcmd: command not found\n" || r.stdout != "" {
+			t.Errorf("exit %d, stdout %q, stderr %q; want 127 and what a shell says", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("permission denied", func(t *testing.T) {
+		notExec := filepath.Join(t.TempDir(), "script")
+		if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := jm(t, s.admin, "jump", "web-01", "--", notExec)
+		if r.code != 126 || r.stderr != notExec+": Permission denied\n" {
+			t.Errorf("exit %d, stderr %q; want 126 and Permission denied", r.code, r.stderr)
+		}
+	})
 	t.Run("cp of a missing remote path", func(t *testing.T) {
 		dst := filepath.Join(t.TempDir(), "x")
 		missing := filepath.Join(s.dir, "no-such-remote-file")
