@@ -60,4 +60,48 @@
 //   - Defaults the seeds do not give: lost horizon 30 days, statistics every
 //     60 s, 20 concurrent upgrades at 10 MiB/s, installer keys valid 7 days,
 //     invites 24 hours.
+//
+// # Session events, session starts and removed peers
+//
+// A peer reports session starts, ends and refusals; it may be patched, or
+// enrolled by a technician for the purpose (issue #11 finding 7), so:
+//
+//   - An event is stored only for a grant this coordinator issued for the
+//     reporting peer. Every grant's audit event is indexed by its nonce
+//     (ag/<nonce>, written in the same transaction as the event), so this
+//     holds across restarts and for sessions hours long; an unknown or
+//     foreign nonce is refused and counted (SessionEventsDropped). Who
+//     (user, technician) and which peer come from that grant, never from
+//     the report; the capability used, detail, exit and byte counts are the
+//     peer's account. Refusals of grants the peer could not verify name no
+//     issued grant and are not stored (the peer logs them).
+//   - Each free-text field is cut to 1 KiB (MaxEventField, marked
+//     "…[truncated]"), identifiers to 64 bytes, and a peer's events pass a
+//     token bucket of 100 then 5 a second (EventBurst, EventRate; wall
+//     clock, kept across reconnects). At worst a peer adds ~11 KiB/s, all
+//     attributed to the technicians whose grants it holds.
+//   - audit replies are pages: the newest events before a cursor that fit
+//     one control message (at most 1,000; 960 KiB; each text field cut to
+//     4 KiB when served, for events stored before these bounds). The
+//     console follows the cursor up to --limit (0: all).
+//
+// max-session-starts counts grants in flight (issued, not yet used at the
+// peer). One technician may hold max-session-starts-per-technician of them,
+// by default ("half") half of max-session-starts and at least one, so one
+// technician cannot make the site "too busy" for the others (finding 8).
+// An unused grant stops counting after StartSlot (10 s) rather than its
+// 60 s lifetime: a console uses its grant within seconds, and a slot freed
+// early only loosens the bound. A peer's report of the start (or refusal)
+// frees it at once.
+//
+// rm of a peer leaves a tombstone (tp/<peer ID>) when its record goes, so
+// every later hello from that identity is told to uninstall and is never
+// welcomed or listed again (finding 11). It lasts until the key the peer
+// holds is of no use and an honest peer has uninstalled itself: past both
+// the end of its installer's validity (the installer record's, which is
+// the latest of its keys) and the delete horizon counted from the
+// removal; the sweep then drops it. A goodbye does not end it: a peer told
+// to uninstall is not welcomed, so it cannot send one, and a patched
+// peer's goodbye proves nothing. A peer uninstalled by its host (goodbye)
+// before rm needs no tombstone.
 package coordinator

@@ -68,7 +68,7 @@ func auditCommand() *cli.Command {
 			&cli.StringFlag{Name: "user", Destination: &f.user, Usage: "only this technician"},
 			&cli.StringFlag{Name: "kind", Destination: &f.kind, Usage: "only events of this kind: grant, refused, start, end or admin (who changed what)"},
 			&cli.StringFlag{Name: "since", Destination: &f.since, Value: "24h", Usage: "how far back (e.g. 1h, 7d)"},
-			&cli.UintFlag{Name: "limit", Destination: &f.limit, Value: 1000, Usage: "at most this many of the newest events"},
+			&cli.UintFlag{Name: "limit", Destination: &f.limit, Value: 1000, Usage: "at most this many of the newest events (0: all; read in pages that fit a control message)"},
 			jsonFlag,
 		},
 		Action: clientAction(0, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
