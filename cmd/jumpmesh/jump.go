@@ -47,11 +47,15 @@ func jumpCommand() *cli.Command {
 			"Examples:\n" +
 			"  jumpmesh jump web-01\n" +
 			"  jumpmesh jump web-01 -- uname -a\n" +
-			"  jumpmesh jump web-01 -t -- top",
+			"  jumpmesh jump web-01 -t -- top\n" +
+			"  timeout 60 jumpmesh jump web-01 -t -- sh -i",
 		Description: "Without a command: an interactive shell in a real PTY on the host (raw terminal, window size\n" +
 			"follows yours, Ctrl-C and Ctrl-D go to the remote shell as with ssh). With a command: runs it\n" +
 			"without a PTY (stdin streamed, stdout and stderr kept apart) unless -t. The remote exit status\n" +
 			"is jumpmesh's; jumpmesh's own failures (no grant, peer unreachable) exit 255, as ssh's do.\n" +
+			"Signals: with a PTY, SIGINT, SIGTERM or SIGHUP sent to jumpmesh ends the session (the remote\n" +
+			"shell is hung up) and jumpmesh exits 128+n (143 for SIGTERM); without one they are passed on\n" +
+			"to the remote command. A command the host cannot run says so on stderr (127: not found).\n" +
 			"Flags go before the command: everything from the first other word after PEER is the command.\n" +
 			"PEER is a peer ID, a unique name or a unique search result.",
 		Flags: []cli.Flag{
@@ -130,13 +134,33 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 	return nil
 }
 
-// runExec wires the terminal to the channel: raw mode and window size with
-// a PTY, local Ctrl-C forwarded as a signal without one.
+// runExec wires the terminal to the channel. Without a PTY a local
+// SIGINT, SIGTERM or SIGHUP is passed on to the remote command, which
+// decides (as with ssh's non-interactive commands). With a PTY only what a
+// terminal sends goes over (keys in raw mode, Ctrl-C among them as a byte,
+// and window sizes): a signal to jumpmesh itself ends the session, as it
+// ends ssh, and jumpmesh exits 128+n (the peer hangs up the remote shell).
+// Passing SIGTERM on would leave `timeout 20 jumpmesh jump H -t -- sh -i`
+// running forever: an interactive shell ignores SIGTERM.
 func runExec(ctx context.Context, ch *channel.Channel, tty bool, stdout, stderr io.Writer) (*pb.ExitStatus, error) {
 	eio := console.ExecIO{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr}
-	signals := make(chan string, 4)
-	eio.Signals = signals
-	if tty && term.IsTerminal(int(os.Stdin.Fd())) {
+	if !tty {
+		signals := make(chan string, 4)
+		eio.Signals = signals
+		intr := make(chan os.Signal, 1)
+		signal.Notify(intr, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+		defer signal.Stop(intr)
+		go func() {
+			for s := range intr {
+				select {
+				case signals <- signalNames[s]:
+				default:
+				}
+			}
+		}()
+		return console.Exec(context.WithoutCancel(ctx), ch, eio)
+	}
+	if term.IsTerminal(int(os.Stdin.Fd())) {
 		old, err := term.MakeRaw(int(os.Stdin.Fd()))
 		if err == nil {
 			defer term.Restore(int(os.Stdin.Fd()), old)
@@ -156,21 +180,38 @@ func runExec(ctx context.Context, ch *channel.Channel, tty bool, stdout, stderr 
 				}
 			}
 		}()
-	} else {
-		intr := make(chan os.Signal, 1)
-		signal.Notify(intr, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-		defer signal.Stop(intr)
-		go func() {
-			for s := range intr {
-				name := map[os.Signal]string{os.Interrupt: "INT", syscall.SIGTERM: "TERM", syscall.SIGHUP: "HUP"}[s]
-				select {
-				case signals <- name:
-				default:
-				}
-			}
-		}()
 	}
-	return console.Exec(context.WithoutCancel(ctx), ch, eio)
+	return execUntilSignal(ctx, ch, eio)
+}
+
+// signalNames are the signals a console passes on without a PTY.
+var signalNames = map[os.Signal]string{os.Interrupt: "INT", syscall.SIGTERM: "TERM", syscall.SIGHUP: "HUP"}
+
+// execUntilSignal runs a PTY session until it ends or jumpmesh gets
+// SIGINT, SIGTERM or SIGHUP; then the session is closed and the error is
+// the exit code 128+n.
+func execUntilSignal(ctx context.Context, ch *channel.Channel, eio console.ExecIO) (*pb.ExitStatus, error) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	got := make(chan os.Signal, 1)
+	go func() {
+		select {
+		case s := <-sigs:
+			got <- s
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	st, err := console.Exec(sctx, ch, eio)
+	select {
+	case s := <-got:
+		return nil, exitCodeError{128 + signalNumbers[signalNames[s]]}
+	default:
+	}
+	return st, err
 }
 
 // exitCodeOf maps a remote status to a local exit code (signals: 128+n, as

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/creack/pty"
 )
 
 // TestNewcomerErrorsThroughTheCLI: the errors a newcomer met say what a
@@ -26,6 +33,49 @@ func TestNewcomerErrorsThroughTheCLI(t *testing.T) {
 		r := jm(t, s.admin, "jump", "web-01", "--", notExec)
 		if r.code != 126 || r.stderr != notExec+": Permission denied\n" {
 			t.Errorf("exit %d, stderr %q; want 126 and Permission denied", r.code, r.stderr)
+		}
+	})
+	t.Run("SIGTERM ends a PTY session", func(t *testing.T) {
+		for _, localTTY := range []bool{true, false} {
+			cmd := exec.Command(binary, "jump", "web-01", "-t", "--", "sh", "-i")
+			cmd.Env = append(os.Environ(), "JUMPMESH_HOME="+s.admin, "TERM=xterm")
+			var screen syncBuffer
+			var in io.Writer
+			if localTTY {
+				tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tty.Close()
+				go io.Copy(&screen, tty)
+				in = tty
+			} else { // as under timeout(1) in a script: no terminal here
+				w, err := cmd.StdinPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer w.Close()
+				cmd.Stdout, cmd.Stderr, in = &screen, &screen, w
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			fmt.Fprintf(in, "echo rea''dy\r")
+			waitFor(t, 20*time.Second, "the remote shell", func() bool { return strings.Contains(screen.String(), "ready") })
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-exited:
+				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+15 {
+					t.Errorf("local tty %v: jump ended with %v; want exit 143", localTTY, err)
+				}
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Fatalf("local tty %v: jump -t -- sh -i still runs 20 s after SIGTERM; screen %q", localTTY, screen.String())
+			}
 		}
 	})
 	t.Run("cp of a missing remote path", func(t *testing.T) {
