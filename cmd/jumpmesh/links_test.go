@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"unicode"
 )
 
 // mdLink matches an inline Markdown link or image target: [text](target).
@@ -85,16 +84,7 @@ func headingAnchors(t *testing.T, file string) map[string]bool {
 		if fenced || !strings.HasPrefix(line, "#") {
 			continue
 		}
-		var b strings.Builder
-		for _, r := range strings.ToLower(strings.TrimSpace(strings.TrimLeft(line, "#"))) {
-			switch {
-			case r == ' ':
-				b.WriteByte('-')
-			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
-				b.WriteRune(r)
-			}
-		}
-		a := b.String()
+		a := anchor(strings.TrimSpace(strings.TrimLeft(line, "#")))
 		if n := seen[a]; n > 0 {
 			anchors[fmt.Sprintf("%s-%d", a, n)] = true
 		} else {
