@@ -1709,7 +1709,10 @@ type JumpRequest struct {
 	// The capability the console wants to use first (pb.Capability).
 	Capability uint32 `protobuf:"varint,2,opt,name=capability,proto3" json:"capability,omitempty"`
 	// The session protocol the console speaks.
-	Protocol      string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Protocol string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// For exec: the command the console will run first, checked against the
+	// session policies' command allow-lists (the peer checks every one).
+	Argv          []string `protobuf:"bytes,4,rep,name=argv,proto3" json:"argv,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1763,6 +1766,13 @@ func (x *JumpRequest) GetProtocol() string {
 		return x.Protocol
 	}
 	return ""
+}
+
+func (x *JumpRequest) GetArgv() []string {
+	if x != nil {
+		return x.Argv
+	}
+	return nil
 }
 
 type JumpResponse struct {
@@ -3015,13 +3025,14 @@ const file_control_proto_rawDesc = "" +
 	"\n" +
 	"path_stats\x18J \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\tpathStats\x12\x16\n" +
 	"\x06create\x18d \x01(\bR\x06createB\x06\n" +
-	"\x04body\"[\n" +
+	"\x04body\"o\n" +
 	"\vJumpRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1e\n" +
 	"\n" +
 	"capability\x18\x02 \x01(\rR\n" +
 	"capability\x12\x1a\n" +
-	"\bprotocol\x18\x03 \x01(\tR\bprotocol\"\x9f\x01\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x12\n" +
+	"\x04argv\x18\x04 \x03(\tR\x04argv\"\x9f\x01\n" +
 	"\fJumpResponse\x121\n" +
 	"\x05grant\x18\x01 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\x12.\n" +
 	"\x04peer\x18\x02 \x01(\v2\x1a.jumpmesh.control.PeerViewR\x04peer\x12\x14\n" +

@@ -99,6 +99,10 @@ type JumpGrantBody struct {
 	RequireConsent          bool   `protobuf:"varint,11,opt,name=require_consent,json=requireConsent,proto3" json:"require_consent,omitempty"`
 	CapabilitiesNotPresent  uint32 `protobuf:"varint,12,opt,name=capabilities_not_present,json=capabilitiesNotPresent,proto3" json:"capabilities_not_present,omitempty"`
 	SessionPolicyNotPresent string `protobuf:"bytes,13,opt,name=session_policy_not_present,json=sessionPolicyNotPresent,proto3" json:"session_policy_not_present,omitempty"`
+	// The session policies' command allow-lists (SessionPolicy.allow_commands),
+	// for each presence case; empty allows any command the capability allows.
+	AllowCommands           []string `protobuf:"bytes,14,rep,name=allow_commands,json=allowCommands,proto3" json:"allow_commands,omitempty"`
+	AllowCommandsNotPresent []string `protobuf:"bytes,15,rep,name=allow_commands_not_present,json=allowCommandsNotPresent,proto3" json:"allow_commands_not_present,omitempty"`
 	unknownFields           protoimpl.UnknownFields
 	sizeCache               protoimpl.SizeCache
 }
@@ -222,6 +226,20 @@ func (x *JumpGrantBody) GetSessionPolicyNotPresent() string {
 		return x.SessionPolicyNotPresent
 	}
 	return ""
+}
+
+func (x *JumpGrantBody) GetAllowCommands() []string {
+	if x != nil {
+		return x.AllowCommands
+	}
+	return nil
+}
+
+func (x *JumpGrantBody) GetAllowCommandsNotPresent() []string {
+	if x != nil {
+		return x.AllowCommandsNotPresent
+	}
+	return nil
 }
 
 // JumpGrant is a signed grant.
@@ -1401,7 +1419,7 @@ var File_session_proto protoreflect.FileDescriptor
 const file_session_proto_rawDesc = "" +
 	"\n" +
 	"\rsession.proto\x12\x10jumpmesh.session\x1a\n" +
-	"site.proto\"\xcf\x03\n" +
+	"site.proto\"\xb3\x04\n" +
 	"\rJumpGrantBody\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x17\n" +
 	"\asite_id\x18\x02 \x01(\fR\x06siteId\x12\x1e\n" +
@@ -1419,7 +1437,9 @@ const file_session_proto_rawDesc = "" +
 	" \x01(\tR\rsessionPolicy\x12'\n" +
 	"\x0frequire_consent\x18\v \x01(\bR\x0erequireConsent\x128\n" +
 	"\x18capabilities_not_present\x18\f \x01(\rR\x16capabilitiesNotPresent\x12;\n" +
-	"\x1asession_policy_not_present\x18\r \x01(\tR\x17sessionPolicyNotPresent\"=\n" +
+	"\x1asession_policy_not_present\x18\r \x01(\tR\x17sessionPolicyNotPresent\x12%\n" +
+	"\x0eallow_commands\x18\x0e \x03(\tR\rallowCommands\x12;\n" +
+	"\x1aallow_commands_not_present\x18\x0f \x03(\tR\x17allowCommandsNotPresent\"=\n" +
 	"\tJumpGrant\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xe7\x01\n" +

@@ -721,8 +721,12 @@ type SessionPolicy struct {
 	Forward        bool                   `protobuf:"varint,5,opt,name=forward,proto3" json:"forward,omitempty"`
 	FileTransfer   bool                   `protobuf:"varint,6,opt,name=file_transfer,json=fileTransfer,proto3" json:"file_transfer,omitempty"`
 	RequireConsent bool                   `protobuf:"varint,7,opt,name=require_consent,json=requireConsent,proto3" json:"require_consent,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// With exec: the only commands a session may run (without a PTY). Each
+	// pattern is matched against the whole command line, argv joined by
+	// spaces, where * stands for any run of characters. Empty: any command.
+	AllowCommands []string `protobuf:"bytes,8,rep,name=allow_commands,json=allowCommands,proto3" json:"allow_commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionPolicy) Reset() {
@@ -802,6 +806,13 @@ func (x *SessionPolicy) GetRequireConsent() bool {
 		return x.RequireConsent
 	}
 	return false
+}
+
+func (x *SessionPolicy) GetAllowCommands() []string {
+	if x != nil {
+		return x.AllowCommands
+	}
+	return nil
 }
 
 // Settings are the site-wide settings of the seeds' Jump Client page.
@@ -1338,7 +1349,7 @@ const file_site_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1b\n" +
 	"\ttime_zone\x18\x03 \x01(\tR\btimeZone\x12/\n" +
-	"\awindows\x18\x04 \x03(\v2\x15.jumpmesh.site.WindowR\awindows\"\xd7\x01\n" +
+	"\awindows\x18\x04 \x03(\v2\x15.jumpmesh.site.WindowR\awindows\"\xfe\x01\n" +
 	"\rSessionPolicy\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x14\n" +
@@ -1346,7 +1357,8 @@ const file_site_proto_rawDesc = "" +
 	"\x04exec\x18\x04 \x01(\bR\x04exec\x12\x18\n" +
 	"\aforward\x18\x05 \x01(\bR\aforward\x12#\n" +
 	"\rfile_transfer\x18\x06 \x01(\bR\ffileTransfer\x12'\n" +
-	"\x0frequire_consent\x18\a \x01(\bR\x0erequireConsent\"\x97\x06\n" +
+	"\x0frequire_consent\x18\a \x01(\bR\x0erequireConsent\x12%\n" +
+	"\x0eallow_commands\x18\b \x03(\tR\rallowCommands\"\x97\x06\n" +
 	"\bSettings\x12&\n" +
 	"\x0flost_after_days\x18\x01 \x01(\rR\rlostAfterDays\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x12'\n" +
