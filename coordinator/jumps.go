@@ -32,9 +32,7 @@ func (s *Service) jump(c *caller, r *pb.JumpRequest) (*pb.Response, error) {
 	if aerr := s.audit(ev); aerr != nil && err == nil {
 		// Fail closed: a grant the audit log does not hold is not issued.
 		if g, perr := grant.Parse(resp.GetJump().GetGrant()); perr == nil {
-			s.jumps.mu.Lock()
-			delete(s.jumps.inflight, string(g.GetNonce())) // its start slot
-			s.jumps.mu.Unlock()
+			s.jumps.release(g.GetNonce())
 		}
 		return nil, mesh.Errorf(mesh.CodeAuditFailed, "(%v)", aerr)
 	}
