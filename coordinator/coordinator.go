@@ -41,6 +41,9 @@ type Config struct {
 	// HostOptions, for benchmarks and labs, are extra libp2p options for
 	// the coordinator's host, applied last (e.g. resource manager limits).
 	HostOptions []libp2p.Option
+	// Resources bound what callers may make the coordinator spend; zero
+	// fields are DefaultResources.
+	Resources Resources
 }
 
 // Coordinator is a running site coordinator: libp2p host, control service,
@@ -49,6 +52,7 @@ type Coordinator struct {
 	site    *Site
 	store   *Store
 	host    host.Host
+	rm      network.ResourceManager
 	service *Service
 	dht     *dht.Node
 	log     *slog.Logger
@@ -102,8 +106,19 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.metrics = newMetrics(reg)
-	c.host, err = mesh.NewHost(mesh.HostConfig{Key: site.Key, ListenAddrs: listenAddrs, AnnounceAddrs: announce, Registerer: reg, ServeMany: true, Extra: cfg.HostOptions})
+	res := cfg.Resources.withDefaults()
+	if err := res.validate(); err != nil {
+		return nil, err
+	}
+	rm, cm, err := res.managers()
 	if err != nil {
+		return nil, err
+	}
+	c.rm = rm
+	c.host, err = mesh.NewHost(mesh.HostConfig{Key: site.Key, ListenAddrs: listenAddrs, AnnounceAddrs: announce, Registerer: reg,
+		ResourceManager: rm, ConnManager: cm, Extra: cfg.HostOptions})
+	if err != nil {
+		cm.Close()
 		return nil, err
 	}
 	signer, err := mesh.NewKeySigner(site.Key)
@@ -114,7 +129,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 		Store: c.store, Signer: signer, Clock: cfg.Clock, Logger: log,
 		Addrs: func() []ma.Multiaddr { return site.AdvertisedAddrs(c.host.Addrs()) }, Relays: site.Relays(),
 		PeerAddrs:     func(id peer.ID) []ma.Multiaddr { return c.host.Peerstore().Addrs(id) },
-		AdmissionRate: cfg.AdmissionRate,
+		AdmissionRate: cfg.AdmissionRate, Resources: res,
 	})
 	if err != nil {
 		return nil, err
@@ -126,13 +141,19 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	c.service.paths.register(reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	mesh.ServeControl(ctx, c.host, c.handle)
+	mesh.ServeControl(ctx, c.host, c.handle, mesh.WithGate(c.service))
 	c.host.SetStreamHandler(mesh.PeerProtocol, func(st network.Stream) {
 		if !c.enter() {
 			st.Reset()
 			return
 		}
 		defer c.handlers.Done()
+		// The connection manager never closes a peer's connection while its
+		// stream is open (one tag per stream: a reconnecting peer's old
+		// stream ends after its new one began).
+		tag := "jumpmesh-peer-" + st.ID()
+		c.host.ConnManager().Protect(st.Conn().RemotePeer(), tag)
+		defer c.host.ConnManager().Unprotect(st.Conn().RemotePeer(), tag)
 		c.service.ServePeer(ctx, st)
 	})
 	c.wg.Add(1)
@@ -262,6 +283,9 @@ func (c *Coordinator) Close() error {
 		if c.cancel != nil {
 			c.cancel()
 		}
+		if c.service != nil {
+			c.service.strangers.close()
+		}
 		var errs []error
 		if c.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -275,6 +299,9 @@ func (c *Coordinator) Close() error {
 			c.host.RemoveStreamHandler(mesh.ControlProtocol)
 			c.host.RemoveStreamHandler(mesh.PeerProtocol)
 			errs = append(errs, c.host.Close())
+		}
+		if c.rm != nil {
+			errs = append(errs, c.rm.Close()) // libp2p does not close one it was given
 		}
 		c.handlers.Wait() // closing the host reset their streams
 		c.wg.Wait()

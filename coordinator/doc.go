@@ -104,4 +104,46 @@
 // to uninstall is not welcomed, so it cannot send one, and a patched
 // peer's goodbye proves nothing. A peer uninstalled by its host (goodbye)
 // before rm needs no tombstone.
+//
+// # Strangers and resource limits
+//
+// The coordinator faces the Internet, so every bound on what a caller makes
+// it spend is finite and in one struct, Resources (resources.go; defaults in
+// DefaultResources). The secure channel authenticates the remote's peer ID
+// before any byte of a request is read, so the caller is sorted first
+// (strangers.go): a member (an enrolled peer, or a key bound to a technician
+// or relay) may send mesh.MaxControlMessage (1 MiB) per control request and
+// mesh.MaxPeerMessage (256 KiB) per peer-protocol message; a stranger may
+// send one first message of at most 4 KiB on the control protocol (it may
+// only log in: a login is 44 bytes) or 16 KiB as a hello (the largest
+// measured, an installer key with every field at its maximum plus the
+// host's facts, is 3,343 bytes), within 10 s, at most 4 streams per
+// identity and 256 strangers at once (more wait up to 10 s for a turn;
+// members never wait). mesh.MsgReader checks a declared length against the
+// caller's limit before allocating, grows its buffer as bytes arrive and
+// charges bodies over 4 KiB to the stream's resource scope, so libp2p's
+// resource manager bounds what members send too.
+//
+// libp2p's resource manager (finite where it bounds a caller, unlimited
+// only for scopes that roll up into finite ones) and connection manager
+// are sized for 20,000 online peers: 20,000 connections kept (22,564 at
+// most; above 20,000 the connection manager closes the least useful down
+// to 17,500, never an online peer's, which are protected), 2,048 in
+// handshake, 64 inbound streams per identity, 2,048 control requests in
+// flight, and a memory budget of 512 KiB per connection (libp2p counts
+// yamux's 256 KiB receive window per stream whether filled or not;
+// measured use is 81–118 KB per online peer, docs/performance.md). The
+// per-address connection cap and libp2p's connection-rate limiter stay
+// off: a site's hosts share office NATs, and connection-rate paces them
+// after their hello. A stranger with many identities can still keep other
+// strangers (new enrollments and logins) waiting; it cannot touch members.
+// TestStrangerCannotExhaustMemory, TestStrangerHelloIsSmall and
+// TestMembersGetTheFullLimit perform the attacks (issue #11 finding 4).
+//
+// A hello from a host that is not enrolled is charged to connection-rate
+// only after its installer key parsed and its signature, site and window
+// checked (45 µs): hellos without a valid key are refused with the key's
+// error and cannot use up the rate real peers need
+// (TestGarbageHellosDoNotUseTheRate, issue #11 finding 12). Holders of a
+// valid key can still spend the rate, as they can enroll.
 package coordinator

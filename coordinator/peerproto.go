@@ -35,14 +35,24 @@ func (ps *peerSession) send(m *pb.PeerDown) error { return ps.ms.Write(m, writeT
 func (ps *peerSession) close() { ps.closeOnce.Do(func() { ps.ms.Reset() }) }
 
 // ServePeer runs one peer's stream: hello, admission, registration,
-// welcome, then statistics until the stream ends or goes quiet.
+// welcome, then statistics until the stream ends or goes quiet. A host that
+// is not enrolled yet is a stranger until its welcome: its hello is read
+// within the stranger limits, and its installer key is checked before the
+// hello is charged to the connection rate, so hellos without a valid key
+// cannot use up the rate that real peers need (strangers.go).
 func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 	ms := mesh.NewMsgStream(st, mesh.MaxPeerMessage)
 	remote := st.Conn().RemotePeer()
-	var up pb.PeerUp
-	if err := ms.Read(&up, helloTimeout); err != nil || up.GetHello() == nil {
+	hello, member, ok := s.readHello(ms, remote)
+	if !ok {
 		ms.Reset()
 		return
+	}
+	if !member {
+		if err := s.checkHelloKey(remote, hello); err != nil {
+			s.refuse(ms, remote, err, s.resources.StrangerTimeout)
+			return
+		}
 	}
 	if wait := s.admit(); wait > 0 {
 		s.retries.Add(1)
@@ -53,12 +63,9 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 	}
 	now := s.clock.Now()
 	observed := observedIP(st)
-	rec, err := s.registerPeer(remote, up.GetHello(), observed, now)
+	rec, err := s.registerPeer(remote, hello, observed, now)
 	if err != nil {
-		s.log.Info("peer refused", logRemote, remote, logCode, mesh.CodeOf(err), logError, err)
-		_ = ms.Write(&pb.PeerDown{Body: &pb.PeerDown_Error{Error: mesh.ErrorToPB(err)}}, writeTimeout)
-		_ = st.CloseWrite()
-		drain(ms)
+		s.refuse(ms, remote, err, helloTimeout)
 		return
 	}
 	if rec.GetDeletedUnix() != 0 {
@@ -67,6 +74,7 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 		drain(ms)
 		return
 	}
+	ms.SetMaxMessage(mesh.MaxPeerMessage) // a member now
 	sess := &peerSession{id: remote, ms: ms}
 	if old := s.peers.attach(remote, sess); old != nil {
 		old.close()
@@ -152,11 +160,22 @@ func (s *Service) tellUninstall(sess *peerSession, reason string) {
 	_ = sess.ms.Stream().CloseWrite()
 }
 
+// refuse tells the peer why its hello was refused, then drains the stream
+// for at most linger per message.
+func (s *Service) refuse(ms *mesh.MsgStream, remote peer.ID, err error, linger time.Duration) {
+	s.log.Info("peer refused", logRemote, remote, logCode, mesh.CodeOf(err), logError, err)
+	_ = ms.Write(&pb.PeerDown{Body: &pb.PeerDown_Error{Error: mesh.ErrorToPB(err)}}, writeTimeout)
+	_ = ms.Stream().CloseWrite()
+	drainWithin(ms, linger)
+}
+
 // drain waits (bounded) for the peer to end a stream we are done with.
-func drain(ms *mesh.MsgStream) {
+func drain(ms *mesh.MsgStream) { drainWithin(ms, helloTimeout) }
+
+func drainWithin(ms *mesh.MsgStream, timeout time.Duration) {
 	for i := 0; i < 4; i++ {
 		var up pb.PeerUp
-		if ms.Read(&up, helloTimeout) != nil {
+		if ms.Read(&up, timeout) != nil {
 			break
 		}
 	}

@@ -46,6 +46,10 @@ type Service struct {
 	admissionRate float64
 	// retries counts hellos told to retry by the connection rate.
 	retries atomic.Int64
+	// resources bound what callers make the coordinator spend;
+	// strangers gives callers that are not members their turns.
+	resources Resources
+	strangers *strangerGate
 
 	jumps     *jumps
 	revoker   revoker
@@ -85,6 +89,9 @@ type ServiceConfig struct {
 	// AdmissionRate, for benchmarks and labs, replaces the site's
 	// connection-rate: 0 uses the site setting, < 0 admits without limit.
 	AdmissionRate float64
+	// Resources bound what callers may make it spend (zero fields:
+	// DefaultResources).
+	Resources Resources
 }
 
 // NewService makes a Service over an open store.
@@ -94,6 +101,11 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	s := &Service{store: cfg.Store, signer: cfg.Signer, siteID: cfg.Signer.PeerID(), clock: cfg.Clock,
 		log: cfg.Logger, addrs: cfg.Addrs, relays: cfg.Relays, admissionRate: cfg.AdmissionRate}
+	s.resources = cfg.Resources.withDefaults()
+	if err := s.resources.validate(); err != nil {
+		return nil, err
+	}
+	s.strangers = newStrangerGate(s.resources)
 	if s.clock == nil {
 		s.clock = mesh.SystemClock{}
 	}

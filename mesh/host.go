@@ -2,20 +2,18 @@ package mesh
 
 import (
 	"fmt"
-	"math"
 	"sync"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/host/observedaddrs"
-	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
-	"github.com/libp2p/go-libp2p/x/rate"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -42,13 +40,16 @@ type HostConfig struct {
 	// Consoles, which dial through relays, keep libp2p's service: it
 	// answers the peer's punch.
 	Puncher bool
-	// ServeMany is for hosts that hold every peer of a site (coordinator,
-	// relays): no libp2p resource limits, no per-address connection caps
-	// or connection-rate limits (the coordinator paces peers itself), and
-	// no connection manager pruning. libp2p's defaults capped a 2-core
-	// coordinator at 256 inbound connections, pruned it down to 160, and
-	// allow 8 connections per IPv4 address — an office behind one NAT.
-	ServeMany bool
+	// ResourceManager and ConnManager, for hosts that hold every peer of a
+	// site (coordinator, relays), replace libp2p's, which are sized for a
+	// node of a public network: they capped a 2-core coordinator at 256
+	// inbound connections, pruned it down to 160, and allow 8 connections
+	// per IPv4 address — an office behind one NAT. Such a host sizes them
+	// for its peers (coordinator.Resources, relay.Resources), finite, since
+	// it faces the Internet; it closes the resource manager after the host
+	// (libp2p does not close one it was given). Nil keeps libp2p's.
+	ResourceManager network.ResourceManager
+	ConnManager     connmgr.ConnManager
 	// Extra options are appended last, so they win.
 	Extra []libp2p.Option
 }
@@ -93,16 +94,11 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 		announce := append([]ma.Multiaddr(nil), cfg.AnnounceAddrs...)
 		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
 	}
-	if cfg.ServeMany {
-		rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits),
-			rcmgr.WithLimitPerSubnet(
-				[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: math.MaxInt}},
-				[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: math.MaxInt}}),
-			rcmgr.WithConnRateLimiters(&rate.Limiter{}))
-		if err != nil {
-			return nil, fmt.Errorf("resource manager: %w", err)
-		}
-		opts = append(opts, libp2p.ResourceManager(rm), libp2p.ConnectionManager(&connmgr.NullConnMgr{}))
+	if cfg.ResourceManager != nil {
+		opts = append(opts, libp2p.ResourceManager(cfg.ResourceManager))
+	}
+	if cfg.ConnManager != nil {
+		opts = append(opts, libp2p.ConnectionManager(cfg.ConnManager))
 	}
 	if cfg.Registerer != nil {
 		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))

@@ -50,7 +50,7 @@ func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Res
 	// a failed request, the response below says how it went.
 	_ = s.CloseWrite()
 	resp := new(pb.Response)
-	if err := pbio.NewDelimitedReader(s, MaxControlMessage).ReadMsg(resp); err != nil {
+	if err := NewMsgReader(s, nil, MaxControlMessage).ReadMsg(resp); err != nil {
 		s.Reset()
 		return nil, Errorf(CodeCoordinatorDown, "(%s): reading response: %w", p, err)
 	}
@@ -63,18 +63,52 @@ func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Res
 // ControlHandler answers one control request from an authenticated remote.
 type ControlHandler func(ctx context.Context, remote peer.ID, req *pb.Request) (*pb.Response, error)
 
+// Admission is what a ControlGate allows one stream.
+type Admission struct {
+	// MaxMessage bounds the request (0: MaxControlMessage).
+	MaxMessage int
+	// ReadTimeout, when shorter than ControlTimeout, bounds how long the
+	// caller may take to send it.
+	ReadTimeout time.Duration
+	// Release, if set, is called once the request has been read (or the
+	// read failed): it frees what the gate counted.
+	Release func()
+}
+
+// ControlGate decides who the caller is before any byte of its request is
+// read: the secure channel has already authenticated the remote's peer ID,
+// so a server can give members the full limits and strangers small ones.
+// A false ok resets the stream unread.
+type ControlGate interface {
+	Admit(remote peer.ID) (a Admission, ok bool)
+}
+
+// ServeOption configures ServeControl.
+type ServeOption func(*serveConfig)
+
+type serveConfig struct{ gate ControlGate }
+
+// WithGate makes ServeControl ask gate before reading each request.
+// Without one, every caller may send MaxControlMessage bytes.
+func WithGate(gate ControlGate) ServeOption { return func(c *serveConfig) { c.gate = gate } }
+
 // ServeControl registers handler for the control protocol on h. Each stream
 // carries exactly one request and one response.
-func ServeControl(ctx context.Context, h host.Host, handler ControlHandler) {
+func ServeControl(ctx context.Context, h host.Host, handler ControlHandler, opts ...ServeOption) {
+	var cfg serveConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	h.SetStreamHandler(ControlProtocol, func(s network.Stream) {
 		defer s.Close()
 		_ = s.SetDeadline(time.Now().Add(ControlTimeout))
-		req := new(pb.Request)
-		if err := pbio.NewDelimitedReader(s, MaxControlMessage).ReadMsg(req); err != nil {
+		remote := s.Conn().RemotePeer()
+		req, ok := readRequest(s, remote, cfg.gate)
+		if !ok {
 			s.Reset()
 			return
 		}
-		resp, err := handler(ctx, s.Conn().RemotePeer(), req)
+		resp, err := handler(ctx, remote, req)
 		if err != nil {
 			resp = &pb.Response{Error: ErrorToPB(err)}
 		}
@@ -85,6 +119,31 @@ func ServeControl(ctx context.Context, h host.Host, handler ControlHandler) {
 			s.Reset()
 		}
 	})
+}
+
+// readRequest reads one request within the limits the gate gives remote.
+func readRequest(s network.Stream, remote peer.ID, gate ControlGate) (*pb.Request, bool) {
+	a := Admission{}
+	if gate != nil {
+		var ok bool
+		if a, ok = gate.Admit(remote); !ok {
+			return nil, false
+		}
+		if a.Release != nil {
+			defer a.Release()
+		}
+	}
+	if a.MaxMessage <= 0 {
+		a.MaxMessage = MaxControlMessage
+	}
+	if a.ReadTimeout > 0 && a.ReadTimeout < ControlTimeout {
+		_ = s.SetReadDeadline(time.Now().Add(a.ReadTimeout))
+	}
+	req := new(pb.Request)
+	if err := NewMsgReader(s, s.Scope(), a.MaxMessage).ReadMsg(req); err != nil {
+		return nil, false
+	}
+	return req, true
 }
 
 // DecodeRequest and DecodeResponse parse one length-delimited control
@@ -110,7 +169,7 @@ func EncodeDelimited(m proto.Message) ([]byte, error) {
 }
 
 func decodeDelimited(raw []byte, m proto.Message) error {
-	if err := pbio.NewDelimitedReader(bytes.NewReader(raw), MaxControlMessage).ReadMsg(m); err != nil {
+	if err := NewMsgReader(bytes.NewReader(raw), nil, MaxControlMessage).ReadMsg(m); err != nil {
 		return Errorf(CodeProtocol, "decoding %T: %w", m, err)
 	}
 	return nil

@@ -1,6 +1,11 @@
 package mesh
 
 import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -22,15 +27,21 @@ const MaxPeerMessage = 256 << 10
 // reads belong to one goroutine.
 type MsgStream struct {
 	s  network.Stream
-	r  pbio.ReadCloser
+	r  *MsgReader
 	mu sync.Mutex
 	w  pbio.WriteCloser
 }
 
-// NewMsgStream wraps s.
+// NewMsgStream wraps s. Messages read are charged to the stream's
+// resource scope while they are decoded (see MsgReader).
 func NewMsgStream(s network.Stream, maxMessage int) *MsgStream {
-	return &MsgStream{s: s, r: pbio.NewDelimitedReader(s, maxMessage), w: pbio.NewDelimitedWriter(s)}
+	return &MsgStream{s: s, r: NewMsgReader(s, s.Scope(), maxMessage), w: pbio.NewDelimitedWriter(s)}
 }
+
+// SetMaxMessage changes the largest message the next reads accept: a
+// coordinator reads a stranger's hello with a small limit and lifts it
+// once the stranger is a member. Call it from the reading goroutine.
+func (m *MsgStream) SetMaxMessage(n int) { m.r.SetMax(n) }
 
 // Read reads the next message, waiting at most timeout (0: no limit).
 func (m *MsgStream) Read(msg proto.Message, timeout time.Duration) error {
@@ -60,3 +71,102 @@ func (m *MsgStream) Reset() error { return m.s.Reset() }
 
 // Stream is the underlying libp2p stream.
 func (m *MsgStream) Stream() network.Stream { return m.s }
+
+// ErrMessageTooLarge is returned (wrapping io.ErrShortBuffer, as go-msgio
+// did) when a message's declared length passes the reader's limit.
+var ErrMessageTooLarge = fmt.Errorf("message too large: %w", io.ErrShortBuffer)
+
+// MemoryScope is where a reader charges the message it is decoding: a
+// libp2p stream's resource scope, so that the resource manager's memory
+// limits (per peer, per protocol, for the whole host) bound what callers
+// make us hold.
+type MemoryScope interface {
+	ReserveMemory(size int, prio uint8) error
+	ReleaseMemory(size int)
+}
+
+// MsgReader reads unsigned-varint-length-delimited protobuf messages (the
+// go-libp2p pbio framing). Unlike go-msgio, it checks the declared length
+// against its limit before allocating anything, charges it to a resource
+// scope, and grows its buffer only as the bytes arrive: a caller that
+// declares a megabyte and sends nothing costs nothing, one that sends it
+// is refused by the resource manager once its peer's or the host's memory
+// budget is spent.
+type MsgReader struct {
+	r     *bufio.Reader
+	scope MemoryScope
+	max   int
+	small []byte // reused for messages up to reuseMax bytes
+}
+
+// reuseMax bounds the buffer a reader keeps between messages: a peer's
+// statistics (a few hundred bytes) reuse it; a rare large message is
+// garbage once decoded instead of held for the stream's life.
+const reuseMax = 4 << 10
+
+// growStep is the first allocation for a large message; the buffer then
+// doubles as bytes arrive, so at most twice what was received is held.
+const growStep = 32 << 10
+
+// NewMsgReader reads from r, at most maxMessage bytes per message. scope
+// may be nil (nothing charged).
+func NewMsgReader(r io.Reader, scope MemoryScope, maxMessage int) *MsgReader {
+	return &MsgReader{r: bufio.NewReader(r), scope: scope, max: maxMessage}
+}
+
+// SetMax changes the limit for the following messages.
+func (mr *MsgReader) SetMax(n int) { mr.max = n }
+
+// ReadMsg reads and decodes one message into m.
+func (mr *MsgReader) ReadMsg(m proto.Message) error {
+	n64, err := binary.ReadUvarint(mr.r)
+	if err != nil {
+		return err
+	}
+	if n64 > uint64(mr.max) {
+		return fmt.Errorf("%w (%d bytes declared, %d allowed)", ErrMessageTooLarge, n64, mr.max)
+	}
+	n := int(n64)
+	if mr.scope != nil && n > reuseMax {
+		if err := mr.scope.ReserveMemory(n, network.ReservationPriorityMedium); err != nil {
+			return fmt.Errorf("reserving %d bytes for a message: %w", n, err)
+		}
+		defer mr.scope.ReleaseMemory(n)
+	}
+	buf, err := mr.readBody(n)
+	if err != nil {
+		return err
+	}
+	return proto.Unmarshal(buf, m)
+}
+
+func (mr *MsgReader) readBody(n int) ([]byte, error) {
+	if n <= reuseMax {
+		if cap(mr.small) < n {
+			mr.small = make([]byte, reuseMax)
+		}
+		buf := mr.small[:n]
+		_, err := io.ReadFull(mr.r, buf)
+		return buf, unexpected(err)
+	}
+	buf := make([]byte, 0, growStep)
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = append(buf, make([]byte, min(cap(buf), n-len(buf)))...)[:len(buf)]
+		}
+		k, err := io.ReadFull(mr.r, buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+k]
+		if err != nil {
+			return nil, unexpected(err)
+		}
+	}
+	return buf, nil
+}
+
+// unexpected turns an EOF inside a message into io.ErrUnexpectedEOF.
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

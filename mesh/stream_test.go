@@ -1,0 +1,88 @@
+package mesh_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// frame is a length prefix declaring n bytes followed by body.
+func frame(n int, body []byte) []byte {
+	return append(binary.AppendUvarint(nil, uint64(n)), body...)
+}
+
+// TestMsgReaderChecksLengthFirst: a declared length over the limit is
+// refused before anything is read or allocated for it.
+func TestMsgReaderChecksLengthFirst(t *testing.T) {
+	r := mesh.NewMsgReader(bytes.NewReader(frame(4097, nil)), nil, 4096)
+	err := r.ReadMsg(new(pb.Request))
+	if !errors.Is(err, mesh.ErrMessageTooLarge) || !errors.Is(err, io.ErrShortBuffer) {
+		t.Fatalf("4097 bytes declared, limit 4096: %v", err)
+	}
+}
+
+// TestMsgReaderAllocatesWhatArrives: a caller that declares 1 MiB and sends
+// 100 bytes makes the reader allocate about what it sent, not 1 MiB
+// (go-msgio allocated the declared length up front).
+func TestMsgReaderAllocatesWhatArrives(t *testing.T) {
+	const runs = 50
+	in := frame(1<<20, make([]byte, 100))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		err := mesh.NewMsgReader(bytes.NewReader(in), nil, 1<<20).ReadMsg(new(pb.Request))
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("truncated message: %v", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 128<<10 {
+		t.Fatalf("%d bytes allocated per truncated 1 MiB message, want < 128 KiB", per)
+	}
+}
+
+// scope is a resource scope that grants up to limit bytes.
+type scope struct{ used, limit int }
+
+func (s *scope) ReserveMemory(n int, _ uint8) error {
+	if s.used+n > s.limit {
+		return errors.New("resource limit exceeded")
+	}
+	s.used += n
+	return nil
+}
+
+func (s *scope) ReleaseMemory(n int) { s.used -= n }
+
+// TestMsgReaderChargesItsScope: a large message is charged to the stream's
+// resource scope while it is decoded, refused when the scope has no room,
+// and released afterwards.
+func TestMsgReaderChargesItsScope(t *testing.T) {
+	req := &pb.Request{Body: &pb.Request_Login{Login: &pb.LoginRequest{Code: strings.Repeat("c", 300<<10)}}}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := frame(len(b), b)
+	small := &scope{limit: 256 << 10}
+	if err := mesh.NewMsgReader(bytes.NewReader(in), small, mesh.MaxControlMessage).ReadMsg(new(pb.Request)); err == nil {
+		t.Fatal("a 300 KiB message was read in a scope of 256 KiB")
+	}
+	big := &scope{limit: 1 << 20}
+	var got pb.Request
+	if err := mesh.NewMsgReader(bytes.NewReader(append(in, in...)), big, mesh.MaxControlMessage).ReadMsg(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(&got, req) || big.used != 0 {
+		t.Fatalf("decoded equal: %v; %d bytes still charged", proto.Equal(&got, req), big.used)
+	}
+}
