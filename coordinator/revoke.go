@@ -177,31 +177,33 @@ func inGroup(group string) func(*pb.InstallerDefaults) bool {
 // JumpWindowCheck and when a jump policy changes; tests call it after
 // moving the clock.
 func (s *Service) CheckJumpWindows(now time.Time) int {
-	policies := map[string]*pb.JumpPolicy{}
-	err := s.view(func(tx *Tx) error {
-		all, err := tx.JumpPolicies()
-		for _, p := range all {
-			policies[p.GetName()] = p
+	using := map[peer.ID]string{} // online peers with a jump policy
+	for _, p := range s.peers.snapshot() {
+		if name := p.rec.GetSettings().GetJumpPolicy(); p.online && name != "" {
+			using[peer.ID(p.rec.GetId())] = name
 		}
-		return err
-	})
-	if err != nil {
-		s.log.Warn("checking jump windows", logError, err)
-		return 0
+	}
+	policies := map[string]*pb.JumpPolicy{}
+	if len(using) > 0 {
+		err := s.view(func(tx *Tx) error {
+			all, err := tx.JumpPolicies()
+			for _, p := range all {
+				policies[p.GetName()] = p
+			}
+			return err
+		})
+		if err != nil {
+			s.log.Warn("checking jump windows", logError, err)
+			return 0
+		}
 	}
 	shut := map[peer.ID]bool{}
-	for _, sess := range s.peers.sessions() {
-		rec, _ := s.peers.get(sess.id)
-		name := rec.GetSettings().GetJumpPolicy()
-		if rec == nil || name == "" {
-			continue
-		}
-		p := policies[name]
+	for id, name := range using {
 		open, err := false, error(nil)
-		if p != nil {
+		if p := policies[name]; p != nil {
 			open, err = mesh.JumpPolicyAllows(p, now)
 		}
-		shut[sess.id] = !open || err != nil
+		shut[id] = !open || err != nil
 	}
 	s.revoker.mu.Lock()
 	var closed []peer.ID
