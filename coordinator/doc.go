@@ -73,8 +73,11 @@
 //     foreign nonce is refused and counted (SessionEventsDropped). Who
 //     (user, technician) and which peer come from that grant, never from
 //     the report; the capability used, detail, exit and byte counts are the
-//     peer's account. Refusals of grants the peer could not verify name no
-//     issued grant and are not stored (the peer logs them).
+//     peer's account. A refusal is kept even without such a grant (a
+//     forged or stolen grant is worth knowing about), but unless the
+//     grant's own holder was refused it carries no user, and its
+//     technician is only what the peer says: `audit --user` never shows a
+//     user something a peer merely claims.
 //   - Each free-text field is cut to 1 KiB (MaxEventField, marked
 //     "…[truncated]"), identifiers to 64 bytes, and a peer's events pass a
 //     token bucket of 100 then 5 a second (EventBurst, EventRate; wall

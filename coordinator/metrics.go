@@ -48,5 +48,11 @@ func (m *metrics) registerPeers(reg prometheus.Registerer, s *Service) {
 			Help: "Peers connected now."}, func() float64 { _, online := s.PeerCounts(); return float64(online) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "jumpmesh", Subsystem: "coordinator", Name: "peer_retries_total",
 			Help: "Peer connections told to retry later by the global connection rate."}, func() float64 { return float64(s.PeerRetries()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "jumpmesh", Subsystem: "coordinator", Name: "session_events_refused_total",
+			Help: "Session starts and ends peers reported on no grant issued for them (not audited)."},
+			func() float64 { refused, _ := s.SessionEventsDropped(); return float64(refused) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "jumpmesh", Subsystem: "coordinator", Name: "session_events_limited_total",
+			Help: "Session events over their peer's rate (not audited)."},
+			func() float64 { _, limited := s.SessionEventsDropped(); return float64(limited) }),
 	)
 }

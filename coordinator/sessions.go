@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"encoding/hex"
 	"sort"
 	"strings"
@@ -21,10 +22,12 @@ import (
 // session events peers report for the audit log.
 //
 // A peer is not trusted to say who used it: it may be patched, or enrolled
-// by a technician for the purpose. An event is stored only for a grant this
-// coordinator issued for that very peer (found by its nonce in the audit
-// log), and who (user, technician) comes from that grant, never from the
-// report. What the peer alone knows (capability used, detail, exit, bytes)
+// by a technician for the purpose. A start or end is stored only for a
+// grant this coordinator issued for that very peer (found by its nonce in
+// the audit log), and who (user, technician) comes from that grant, never
+// from the report. A refusal is kept either way (a forged or stolen grant
+// is worth knowing about), but only the holder's own grant gives it a
+// user; otherwise it has none and the technician is the peer's word. What the peer alone knows (capability used, detail, exit, bytes)
 // is kept, each free-text field cut to MaxEventField bytes, and a peer's
 // events pass a token bucket (EventBurst, then EventRate per second).
 
@@ -219,7 +222,16 @@ func (s *Service) sessionEvent(id peer.ID, ev *pb.SessionEvent) {
 		}
 	}
 	g, err := s.issuedGrant(id, nonce)
-	if err != nil {
+	switch {
+	case ev.GetRefused() != nil && (err != nil || !bytes.Equal(ev.GetTechnician(), g.GetTechnician())):
+		// A refusal of a grant the peer could not verify, or presented by
+		// someone else than its holder, is worth keeping, but who tried is
+		// only the peer's word: no user, the technician as reported.
+		g = &pb.AuditEvent{Technician: ev.GetTechnician()}
+		if len(g.Technician) > maxEventToken {
+			g.Technician = g.Technician[:maxEventToken]
+		}
+	case err != nil:
 		if s.jumps.refused.Add(1)%EventBurst == 1 {
 			s.log.Warn("session event refused", logPeer, id, logError, err, "refused", s.jumps.refused.Load())
 		}

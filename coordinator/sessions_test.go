@@ -153,11 +153,25 @@ func TestPeerCannotForgeSessionEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A refusal is kept, but "bob" is only the peer's word: no user.
+	evil.report(&pb.SessionEvent{SessionId: "s-refused", User: "bob", Technician: []byte(bob.ID()), Detail: "a refusal by bob",
+		GrantNonce: grantNonce(t, mine), Refused: &pb.Error{Code: string(mesh.CodeGrantInvalid)}})
 	evil.report(forged(grantNonce(t, mine), "her own grant"))
 
 	got := waitAudited(t, site, "her own grant")
 	if got.GetUser() != "alice" || peer.ID(got.GetTechnician()) != alice.ID() || peer.ID(got.GetPeer()) != evil.id() {
 		t.Fatalf("stored as user %q technician %s peer %s, want alice on her peer", got.GetUser(), peer.ID(got.GetTechnician()), peer.ID(got.GetPeer()))
+	}
+	kept := false
+	for _, e := range audit(t, site, &pb.AuditRequest{Kind: "refused"}) {
+		if e.GetSessionId() == "s-refused" {
+			if kept = true; e.GetUser() != "" {
+				t.Fatalf("a refusal the peer attributes to bob is stored as user %q", e.GetUser())
+			}
+		}
+	}
+	if !kept {
+		t.Fatal("the refusal was not kept")
 	}
 	if events := audit(t, site, &pb.AuditRequest{User: "bob"}); len(events) != 0 {
 		t.Fatalf("audit --user bob shows %d events: %v", len(events), events)
