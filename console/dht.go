@@ -61,7 +61,7 @@ func (c *Client) connectFound(ctx context.Context, id peer.ID, relays []ma.Multi
 	// Everything the swarm had to dial, not only what it was handed.
 	tried := c.host.Peerstore().Addrs(id)
 	lctx, cancel := context.WithTimeout(ctx, DHTLookupTimeout)
-	found, err := dht.Lookup(lctx, c.host, c.site.ID, c.dhtServers(relays), id)
+	found, err := dht.Lookup(lctx, c.host, c.Site(), c.dhtServers(relays), id)
 	cancel()
 	if err != nil {
 		dhtLookups.WithLabelValues(LookupNotFound).Inc()
@@ -83,7 +83,7 @@ func (c *Client) connectFound(ctx context.Context, id peer.ID, relays []ma.Multi
 // dhtServers are the DHT servers the console knows: its coordinator and the
 // relays it was handed.
 func (c *Client) dhtServers(relays []ma.Multiaddr) []peer.AddrInfo {
-	servers := []peer.AddrInfo{{ID: c.site.ID, Addrs: slices.Clone(c.site.Addrs)}}
+	servers := []peer.AddrInfo{{ID: c.Site(), Addrs: slices.Clone(c.SiteInfo().Addrs)}}
 	for _, a := range relays {
 		info, err := peer.AddrInfoFromP2pAddr(a)
 		if err != nil {

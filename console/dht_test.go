@@ -22,7 +22,7 @@ import (
 
 // knownTo starts a host and connects it to the site's coordinator, which
 // then knows its addresses (identify) as it knows an online peer's.
-func knownTo(t *testing.T, site *coordinatortest.Site) host.Host {
+func knownTo(t *testing.T, site *coordinatortest.Site[*console.Client]) host.Host {
 	t.Helper()
 	h := newLoopbackHost(t)
 	t.Cleanup(func() { h.Close() })
@@ -49,7 +49,7 @@ func lookups(result string) float64 {
 }
 
 func TestConnectFallsBackToTheSiteDHT(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	target := knownTo(t, site)
 	found, notFound := lookups(console.LookupFound), lookups(console.LookupNotFound)
 	if err := site.Admin.Connect(site.Ctx(), target.ID(), nowhere(t), nil, false); err != nil {
@@ -67,7 +67,7 @@ func TestConnectFallsBackToTheSiteDHT(t *testing.T) {
 }
 
 func TestConnectFailsWhenTheDHTDoesNotKnowThePeer(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	stranger := newLoopbackHost(t)
 	t.Cleanup(func() { stranger.Close() })
 	notFound := lookups(console.LookupNotFound)
@@ -80,7 +80,7 @@ func TestConnectFailsWhenTheDHTDoesNotKnowThePeer(t *testing.T) {
 
 // A console told to go through relays only never dials what the DHT says.
 func TestConnectThroughRelaysOnlySkipsTheDHT(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	target := knownTo(t, site)
 	found, notFound := lookups(console.LookupFound), lookups(console.LookupNotFound)
 	err := site.Admin.Connect(site.Ctx(), target.ID(), nowhere(t), nil, true)

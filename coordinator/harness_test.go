@@ -13,7 +13,7 @@ import (
 
 // harness adapts coordinatortest.Site to these tests' vocabulary.
 type harness struct {
-	*coordinatortest.Site
+	*coordinatortest.Site[*console.Client]
 	clock *mesh.ManualClock
 	coord *coordinator.Coordinator
 	admin *console.Client
@@ -24,7 +24,7 @@ var testStart = coordinatortest.Start
 func newHarness(t *testing.T) *harness { return newHarnessTB(t) }
 
 func newHarnessTB(t testing.TB) *harness {
-	s := coordinatortest.New(t)
+	s := coordinatortest.New(t, console.Login)
 	return &harness{Site: s, clock: s.Clock, coord: s.Coord, admin: s.Admin}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-msgio/pbio"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -24,7 +25,7 @@ import (
 
 // stranger is a throwaway libp2p host with a fresh identity, connected to
 // the site's coordinator over TCP: what anyone on the Internet can be.
-func stranger(t *testing.T, s *coordinatortest.Site) host.Host {
+func stranger(t *testing.T, s *coordinatortest.Site[*console.Client]) host.Host {
 	t.Helper()
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
@@ -113,7 +114,7 @@ func heapInuse() uint64 {
 // requests keep working meanwhile. Before the fix every request was read
 // (600 MiB allocated) and answered.
 func TestStrangerCannotExhaustMemory(t *testing.T) {
-	s := coordinatortest.New(t)
+	s := coordinatortest.New(t, console.Login)
 	attacker := stranger(t, s)
 	big, err := proto.Marshal(&pb.Request{Body: &pb.Request_Login{Login: &pb.LoginRequest{Code: strings.Repeat("A", 1<<20-16)}}})
 	if err != nil {
@@ -164,7 +165,7 @@ func TestStrangerCannotExhaustMemory(t *testing.T) {
 // whose first message may be at most MaxStrangerMessage; a stranger's
 // login, 44 bytes, is answered.
 func TestMembersGetTheFullLimit(t *testing.T) {
-	s := coordinatortest.New(t)
+	s := coordinatortest.New(t, console.Login)
 	long := &pb.Request{Body: &pb.Request_UserShow{UserShow: &pb.NameRequest{Name: strings.Repeat("x", 64<<10)}}}
 	_, err := s.Admin.Call(s.Ctx(), long)
 	if code := mesh.CodeOf(err); code == mesh.CodeCoordinatorDown || code == "" {
@@ -190,7 +191,7 @@ func TestMembersGetTheFullLimit(t *testing.T) {
 // mesh.MaxPeerMessage) are reset unread, without the heap growing with
 // them. Before the fix each was read, charged to the rate and answered.
 func TestStrangerHelloIsSmall(t *testing.T) {
-	s := coordinatortest.New(t)
+	s := coordinatortest.New(t, console.Login)
 	attacker := stranger(t, s)
 	key := s.Installer(&pb.InstallerDefaults{}, 0, time.Hour).GetKey()
 	hello, _ := proto.Marshal(&pb.PeerUp{Body: &pb.PeerUp_Hello{Hello: &pb.PeerHello{InstallerKey: key,
@@ -231,7 +232,7 @@ func TestStrangerHelloIsSmall(t *testing.T) {
 // told to retry. Before the fix the garbage took the rate and the real host
 // was told to retry.
 func TestGarbageHellosDoNotUseTheRate(t *testing.T) {
-	s := coordinatortest.New(t)
+	s := coordinatortest.New(t, console.Login)
 	if _, err := s.Admin.SetSettings(s.Ctx(), map[string]string{"connection-rate": "1"}); err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ type rawPeer struct {
 	ms *mesh.MsgStream
 }
 
-func newRawPeer(t *testing.T, site *coordinatortest.Site) *rawPeer {
+func newRawPeer(t *testing.T, site *coordinatortest.Site[*console.Client]) *rawPeer {
 	t.Helper()
 	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
@@ -48,7 +48,7 @@ func newRawPeer(t *testing.T, site *coordinatortest.Site) *rawPeer {
 func (p *rawPeer) id() peer.ID { return p.h.ID() }
 
 // hello opens a peer stream, says hello with key, and returns the reply.
-func (p *rawPeer) hello(site *coordinatortest.Site, key, name string) *pb.PeerDown {
+func (p *rawPeer) hello(site *coordinatortest.Site[*console.Client], key, name string) *pb.PeerDown {
 	p.t.Helper()
 	ctx := site.Ctx()
 	if err := p.h.Connect(ctx, peer.AddrInfo{ID: site.Coord.ID(), Addrs: site.Coord.Host().Addrs()}); err != nil {
@@ -71,7 +71,7 @@ func (p *rawPeer) hello(site *coordinatortest.Site, key, name string) *pb.PeerDo
 }
 
 // online enrolls with key and stays connected.
-func (p *rawPeer) online(site *coordinatortest.Site, key, name string) *rawPeer {
+func (p *rawPeer) online(site *coordinatortest.Site[*console.Client], key, name string) *rawPeer {
 	p.t.Helper()
 	if down := p.hello(site, key, name); down.GetWelcome() == nil {
 		p.t.Fatalf("not welcomed: %v", down)
@@ -95,7 +95,7 @@ func grantNonce(t *testing.T, j *console.Jump) []byte {
 	return g.GetNonce()
 }
 
-func audit(t *testing.T, site *coordinatortest.Site, req *pb.AuditRequest) []*pb.AuditEvent {
+func audit(t *testing.T, site *coordinatortest.Site[*console.Client], req *pb.AuditRequest) []*pb.AuditEvent {
 	t.Helper()
 	events, err := site.Admin.Audit(site.Ctx(), req)
 	if err != nil {
@@ -105,7 +105,7 @@ func audit(t *testing.T, site *coordinatortest.Site, req *pb.AuditRequest) []*pb
 }
 
 // waitAudited waits for an event with detail to be in the audit log.
-func waitAudited(t *testing.T, site *coordinatortest.Site, detail string) *pb.AuditEvent {
+func waitAudited(t *testing.T, site *coordinatortest.Site[*console.Client], detail string) *pb.AuditEvent {
 	t.Helper()
 	var found *pb.AuditEvent
 	coordinatortest.Eventually(t, 10*time.Second, "event "+detail+" audited", func() bool {
@@ -123,7 +123,7 @@ func waitAudited(t *testing.T, site *coordinatortest.Site, detail string) *pb.Au
 // Finding 7: a technician enrolls a peer with her own installer key and has
 // it report sessions by someone else, on grants she did not get for it.
 func TestPeerCannotForgeSessionEvents(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
 	alice := site.User("alice", pb.Role_ROLE_TECHNICIAN)
 	bob := site.User("bob", pb.Role_ROLE_TECHNICIAN)
@@ -189,7 +189,7 @@ func TestPeerCannotForgeSessionEvents(t *testing.T) {
 // Finding 7: 300 start events with 200 KiB details on one grant: bounded
 // fields, a bounded number stored, and the audit log still reads.
 func TestPeerCannotFillTheAuditLog(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	key := site.Installer(&pb.InstallerDefaults{Name: "noisy"}, 0, week).GetKey()
 	p := newRawPeer(t, site).online(site, key, "noisy")
 	j, err := site.Admin.Jump(site.Ctx(), p.id().String(), grant.Exec)
@@ -241,7 +241,7 @@ func TestPeerCannotFillTheAuditLog(t *testing.T) {
 // Finding 8: one technician hoarding unused grants does not block the
 // site, and unused grants stop counting after StartSlot.
 func TestTechnicianCannotTakeEverySessionStart(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
 	alice := site.User("alice", pb.Role_ROLE_TECHNICIAN)
 	if _, err := site.Admin.CreateGroup(ctx, "servers", "Servers", []*pb.GroupMember{{User: "alice"}}); err != nil {
@@ -275,7 +275,7 @@ func TestTechnicianCannotTakeEverySessionStart(t *testing.T) {
 // pages: here 12 events of 200 KiB left by the attack before details were
 // bounded, and 1,500 ordinary ones (more than one page holds).
 func TestAuditPagesPastOneMessage(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	site.Stop()
 	st, err := coordinator.OpenStore(filepath.Join(site.DataDir(), "db"), coordinator.StoreOptions{})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -13,7 +14,7 @@ import (
 
 // listed reports whether ls (--all: with peers removed and not yet told)
 // shows id.
-func listed(t *testing.T, site *coordinatortest.Site, id peer.ID, all bool) bool {
+func listed(t *testing.T, site *coordinatortest.Site[*console.Client], id peer.ID, all bool) bool {
 	t.Helper()
 	views, err := site.Admin.Peers(site.Ctx(), "", all)
 	if err != nil {
@@ -28,7 +29,7 @@ func listed(t *testing.T, site *coordinatortest.Site, id peer.ID, all bool) bool
 }
 
 // helloUninstall says hello again and wants to be told to uninstall.
-func helloUninstall(t *testing.T, site *coordinatortest.Site, p *rawPeer, key string) {
+func helloUninstall(t *testing.T, site *coordinatortest.Site[*console.Client], p *rawPeer, key string) {
 	t.Helper()
 	down := p.hello(site, key, "web-01")
 	if down.GetUninstall() == nil {
@@ -45,7 +46,7 @@ func helloUninstall(t *testing.T, site *coordinatortest.Site, p *rawPeer, key st
 // told to uninstall at every hello after, and never listed again, until its
 // installer key is of no use.
 func TestRemovedPeerStaysRemoved(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
 	key := site.Installer(&pb.InstallerDefaults{Name: "web-01"}, 0, week).GetKey()
 

@@ -21,7 +21,7 @@ import (
 // relay; the console asks the site's DHT, where the running peer is known
 // through its connection to the coordinator, and the jump works.
 func TestJumpWithAStaleAddressFindsThePeerThroughTheDHT(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	onlinePeer(t, site, &pb.InstallerDefaults{Name: "moved"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

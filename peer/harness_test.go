@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/peer"
@@ -24,7 +25,7 @@ var fastBackoff = peer.Backoff{Base: 20 * time.Millisecond, Max: 200 * time.Mill
 // host is one installed peer, possibly running.
 type host struct {
 	t      *testing.T
-	site   *coordinatortest.Site
+	site   *coordinatortest.Site[*console.Client]
 	dir    string
 	d      *peer.Daemon
 	cancel context.CancelFunc
@@ -32,7 +33,7 @@ type host struct {
 }
 
 // install installs a peer from key into a new directory of the test.
-func install(t *testing.T, site *coordinatortest.Site, key string, opts peer.InstallOptions) *host {
+func install(t *testing.T, site *coordinatortest.Site[*console.Client], key string, opts peer.InstallOptions) *host {
 	t.Helper()
 	opts.Key = key
 	if opts.Dir == "" {

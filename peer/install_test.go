@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
@@ -15,7 +16,7 @@ import (
 )
 
 func TestInstallLayout(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	in := site.Installer(&pb.InstallerDefaults{Tag: "linux"}, uint32(installerkey.FieldName), week())
 	h := install(t, site, in.GetKey(), peer.InstallOptions{Overrides: peer.Overrides{Name: "web-01"}, OverrideFields: installerkey.FieldName})
 	want := map[string]os.FileMode{"jumpmesh": 0o755, "peer.key": 0o600, "config.json": 0o600, "var/state.json": 0o600,
@@ -49,7 +50,7 @@ func TestInstallLayout(t *testing.T) {
 }
 
 func TestInstallFailuresLeaveNothing(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	in := site.Installer(nil, uint32(installerkey.FieldTag), time.Hour)
 	root, other := 0, 4242
 	parent := t.TempDir()

@@ -17,7 +17,7 @@ import (
 )
 
 // onlinePeer installs and starts a peer with defaults d and waits for it.
-func onlinePeer(t *testing.T, site *coordinatortest.Site, d *pb.InstallerDefaults) *host {
+func onlinePeer(t *testing.T, site *coordinatortest.Site[*console.Client], d *pb.InstallerDefaults) *host {
 	t.Helper()
 	h := install(t, site, site.Installer(d, 0, week()).GetKey(), peer.InstallOptions{})
 	h.start()
@@ -53,7 +53,7 @@ func execOpen(argv ...string) *pb.ChannelOpen {
 }
 
 func TestJumpRunsACommand(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	h := onlinePeer(t, site, &pb.InstallerDefaults{Name: "web-01"})
 	out, errOut, st := run(t, site.Admin, "web-01", "sh", "-c", "echo hello; echo oops >&2; exit 3")
 	if out != "hello\n" || errOut != "oops\n" || st.GetCode() != 3 {
@@ -78,7 +78,7 @@ func TestJumpRunsACommand(t *testing.T) {
 }
 
 // refusedAt asks for a grant and wants code; the refusal is audited.
-func refusedAt(t *testing.T, site *coordinatortest.Site, c *console.Client, ref string, capability uint32, code mesh.Code) {
+func refusedAt(t *testing.T, site *coordinatortest.Site[*console.Client], c *console.Client, ref string, capability uint32, code mesh.Code) {
 	t.Helper()
 	_, err := c.Jump(site.Ctx(), ref, capability)
 	coordinatortest.WantCode(t, err, code)
@@ -95,7 +95,7 @@ func refusedAt(t *testing.T, site *coordinatortest.Site, c *console.Client, ref 
 }
 
 func TestGrantRefusals(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
 	mustSet := func(kv ...string) {
 		t.Helper()
@@ -157,7 +157,7 @@ func TestGrantRefusals(t *testing.T) {
 	ch.Reset()
 }
 
-func mustInvite(t *testing.T, site *coordinatortest.Site, user string) string {
+func mustInvite(t *testing.T, site *coordinatortest.Site[*console.Client], user string) string {
 	inv, err := site.Admin.InviteUser(site.Ctx(), user, 0, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +166,7 @@ func mustInvite(t *testing.T, site *coordinatortest.Site, user string) string {
 }
 
 func TestPeerRefusesBadGrants(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
 	a := onlinePeer(t, site, &pb.InstallerDefaults{Name: "a"})
 	onlinePeer(t, site, &pb.InstallerDefaults{Name: "b"})

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
@@ -13,7 +14,7 @@ import (
 )
 
 func TestEnrollReportAndDelete(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	in := site.Installer(&pb.InstallerDefaults{Tag: "linux", Comments: "rack 4"}, uint32(installerkey.FieldName), week())
 	h := install(t, site, in.GetKey(), peer.InstallOptions{Overrides: peer.Overrides{Name: "web-01"}, OverrideFields: installerkey.FieldName})
 	id := h.id()
@@ -57,7 +58,7 @@ func TestEnrollReportAndDelete(t *testing.T) {
 }
 
 func TestOfflineLostAndDeletedOnTheClock(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	in := site.Installer(nil, 0, week())
 	h := install(t, site, in.GetKey(), peer.InstallOptions{})
 	id := h.id()
@@ -88,7 +89,7 @@ func TestOfflineLostAndDeletedOnTheClock(t *testing.T) {
 }
 
 func TestEphemeralPeerIsDeletedFiveMinutesAfterGoingOffline(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	in := site.Installer(&pb.InstallerDefaults{Ephemeral: true}, 0, week())
 	h := install(t, site, in.GetKey(), peer.InstallOptions{})
 	id := h.id()
@@ -107,7 +108,7 @@ func TestEphemeralPeerIsDeletedFiveMinutesAfterGoingOffline(t *testing.T) {
 }
 
 func TestNeverContactedPeerUninstallsAtKeyExpiry(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	in := site.Installer(nil, 0, time.Hour)
 	h := install(t, site, in.GetKey(), peer.InstallOptions{})
 	site.Stop() // the coordinator is out of reach from the start
@@ -121,7 +122,7 @@ func TestNeverContactedPeerUninstallsAtKeyExpiry(t *testing.T) {
 }
 
 func TestDeletedWhileOfflineUninstallsAtNextContact(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	in := site.Installer(nil, 0, week())
 	h := install(t, site, in.GetKey(), peer.InstallOptions{})
 	id := h.id()

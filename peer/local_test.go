@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -12,7 +13,7 @@ import (
 )
 
 func TestDisableAndEnable(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	h := install(t, site, site.Installer(nil, 0, week()).GetKey(), peer.InstallOptions{})
 	id := h.id()
 	h.start()
@@ -46,7 +47,7 @@ func TestDisableAndEnable(t *testing.T) {
 }
 
 func TestLocalUninstallTellsTheCoordinator(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	key := site.Installer(nil, 0, week()).GetKey()
 	kept := install(t, site, key, peer.InstallOptions{})
 	keptID := kept.id()
@@ -82,7 +83,7 @@ func TestLocalUninstallTellsTheCoordinator(t *testing.T) {
 }
 
 func TestEnrollmentRefusals(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	in := site.Installer(nil, 0, week())
 	first := install(t, site, in.GetKey(), peer.InstallOptions{})
 	first.start()
@@ -126,7 +127,7 @@ func (h *host) waitError(code mesh.Code) {
 }
 
 func TestRateLimitedReconnectsAfterCoordinatorRestart(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	key := site.Installer(nil, 0, week()).GetKey()
 	if _, err := site.Admin.SetSettings(site.Ctx(), map[string]string{"connection-rate": "2"}); err != nil {
 		t.Fatal(err)
@@ -159,7 +160,7 @@ func TestRateLimitedReconnectsAfterCoordinatorRestart(t *testing.T) {
 }
 
 func TestTechniciansSeeOnlyTheirPeers(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
 	ann := site.User("ann", pb.Role_ROLE_TECHNICIAN)
 	lead := site.User("lea", pb.Role_ROLE_TECHNICIAN)

@@ -19,9 +19,9 @@ import (
 // policySite is issue 11's loopback site: web-01 in jumpgroup:servers under
 // an exec-only session policy and an always-open jump policy, alice a
 // technician in that group.
-func policySite(t *testing.T) (*coordinatortest.Site, *host, *console.Client) {
+func policySite(t *testing.T) (*coordinatortest.Site[*console.Client], *host, *console.Client) {
 	t.Helper()
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
 	alice := site.User("alice", pb.Role_ROLE_TECHNICIAN)
 	if _, err := site.Admin.CreateGroup(ctx, "servers", "Servers", []*pb.GroupMember{{User: "alice"}}); err != nil {
@@ -42,7 +42,7 @@ func policySite(t *testing.T) (*coordinatortest.Site, *host, *console.Client) {
 }
 
 // adminEvents is the audit log's admin events.
-func adminEvents(t *testing.T, site *coordinatortest.Site) []*pb.AuditEvent {
+func adminEvents(t *testing.T, site *coordinatortest.Site[*console.Client]) []*pb.AuditEvent {
 	t.Helper()
 	events, err := site.Admin.Audit(site.Ctx(), &pb.AuditRequest{Kind: coordinator.AuditAdmin})
 	if err != nil {
@@ -117,7 +117,7 @@ func TestTechnicianCannotStripPeerPolicies(t *testing.T) {
 // even once no installer names it; the refusal says how many peers and
 // installers, and which.
 func TestPolicyUsedByAPeerIsNotDeleted(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
 	if _, err := site.Admin.PutSessionPolicy(ctx, &pb.SessionPolicy{Name: "exec-only", Exec: true}, true); err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ import (
 )
 
 // startRelay enrolls and runs a site relay on loopback.
-func startRelay(t *testing.T, site *coordinatortest.Site, name string) *relay.Relay {
+func startRelay(t *testing.T, site *coordinatortest.Site[*console.Client], name string) *relay.Relay {
 	t.Helper()
 	inv, err := site.Admin.InviteUser(site.Ctx(), name, pb.Role_ROLE_RELAY, time.Hour)
 	if err != nil {
@@ -49,7 +49,7 @@ func startRelay(t *testing.T, site *coordinatortest.Site, name string) *relay.Re
 // (the console is made to ignore its direct addresses) still gets jumps,
 // and the path says so.
 func TestJumpThroughARelay(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	r := startRelay(t, site, "relay-1")
 	h := onlinePeer(t, site, &pb.InstallerDefaults{Name: "behind-nat"})
 	waitReservation(t, h, r)
@@ -111,7 +111,7 @@ func testLogger() *slog.Logger {
 // session ends it with a clear error, and once another relay is up a new
 // jump works through it.
 func TestRelayLossAndReplacement(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	first := startRelay(t, site, "relay-1")
 	h := onlinePeer(t, site, &pb.InstallerDefaults{Name: "behind-nat"})
 	waitReservation(t, h, first)
@@ -186,7 +186,7 @@ func (b blockingReader) Read([]byte) (int, error) { <-b.ctx.Done(); return 0, io
 // connection to it ended, drops the reservation (peer status shows none),
 // reserves again when the relay is back, and a jump goes through it.
 func TestRelayRestartReservesAgain(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	inv, err := site.Admin.InviteUser(site.Ctx(), "relay-1", pb.Role_ROLE_RELAY, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +244,7 @@ func TestRelayRestartReservesAgain(t *testing.T) {
 // appeared meanwhile (as after a hole punch) with the same grant, and keeps
 // opening channels there once the relayed connection is gone.
 func TestSessionFollowsToTheDirectConnection(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	r := startRelay(t, site, "relay-1")
 	h := onlinePeer(t, site, &pb.InstallerDefaults{Name: "behind-nat"})
 	waitReservation(t, h, r)

@@ -168,8 +168,8 @@ func waitRefused(t *testing.T, f *forward, code mesh.Code, what string) {
 
 // aliceOnWeb01 is the review's site: web-01 in jumpgroup:servers, alice a
 // technician in that group running a forward through it.
-func aliceOnWeb01(t *testing.T, d *pb.InstallerDefaults) (*coordinatortest.Site, *console.Client, *forward) {
-	site := coordinatortest.New(t)
+func aliceOnWeb01(t *testing.T, d *pb.InstallerDefaults) (*coordinatortest.Site[*console.Client], *console.Client, *forward) {
+	site := coordinatortest.New(t, console.Login)
 	alice := site.User("alice", pb.Role_ROLE_TECHNICIAN)
 	if _, err := site.Admin.CreateGroup(site.Ctx(), "servers", "Servers", []*pb.GroupMember{{User: "alice"}}); err != nil {
 		t.Fatal(err)
@@ -212,7 +212,7 @@ func TestRevocationPolicyChangedToDenyCutsTheForward(t *testing.T) {
 }
 
 func TestRevocationSessionPolicyRulesChanged(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
 	if _, err := site.Admin.PutSessionPolicy(ctx, &pb.SessionPolicy{Name: "ops", Forward: true, Shell: true}, true); err != nil {
 		t.Fatal(err)
@@ -231,7 +231,7 @@ func TestRevocationSessionPolicyRulesChanged(t *testing.T) {
 
 func TestRevocationJumpWindowCloses(t *testing.T) {
 	// coordinatortest.Start is a Sunday, 10:00 UTC.
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
 	w, err := mesh.ParseWindow("sun 10:00-10:03")
 	if err != nil {

@@ -44,6 +44,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
@@ -216,9 +217,9 @@ func benchEnvInt(b *testing.B, name string, def int) int {
 // benchSite inits a site with settings and an installer key, then moves its
 // coordinator into a child process admitting at admission
 // (coordinator.Config.AdmissionRate). The admin's console stays connected.
-func benchSite(b *testing.B, admission float64, settings map[string]string) (*coordinatortest.Site, string, *child) {
+func benchSite(b *testing.B, admission float64, settings map[string]string) (*coordinatortest.Site[*console.Client], string, *child) {
 	b.Helper()
-	site := coordinatortest.New(b)
+	site := coordinatortest.New(b, console.Login)
 	key := site.Installer(nil, 0, week()).GetKey()
 	if settings != nil {
 		if _, err := site.Admin.SetSettings(site.Ctx(), settings); err != nil {
@@ -230,7 +231,7 @@ func benchSite(b *testing.B, admission float64, settings map[string]string) (*co
 }
 
 // startCoordinator runs the site's coordinator in a child process.
-func startCoordinator(b *testing.B, site *coordinatortest.Site, admission float64) *child {
+func startCoordinator(b *testing.B, site *coordinatortest.Site[*console.Client], admission float64) *child {
 	b.Helper()
 	c := startChild(b, roleCoordinator, coordConfig{DataDir: site.DataDir(), AdmissionRate: admission,
 		DefaultLimits: os.Getenv(envDefaultLimits) != ""})

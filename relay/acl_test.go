@@ -6,6 +6,7 @@ import (
 
 	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/relay"
 )
@@ -16,7 +17,7 @@ import (
 // refused until the next period. A stranger is still refused, with
 // PERMISSION_DENIED (its connection is not cut), after that wait.
 func TestNewMemberServedAtOnce(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	cfg := relayConfig(t, site, "relay-1")
 	cfg.Refresh = time.Hour
 	r := runRelay(t, cfg)

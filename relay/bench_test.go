@@ -26,6 +26,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/relay"
@@ -46,7 +47,7 @@ import (
 // byte, ends and relay); ends-cpu-ratio is the same without the relay's
 // share, as if the relay had cores of its own.
 func BenchmarkRelayedThroughput(b *testing.B) {
-	site := coordinatortest.New(b)
+	site := coordinatortest.New(b, console.Login)
 	src, dest := member(b, site, "direct-src"), member(b, site, "direct-dest", "/ip4/127.0.0.1/tcp/0")
 	if err := src.Connect(site.Ctx(), peer.AddrInfo{ID: dest.ID(), Addrs: dest.Addrs()}); err != nil {
 		b.Fatal(err)
@@ -141,7 +142,7 @@ func relayInfoOver(b *testing.B, addrs []ma.Multiaddr, transport string) peer.Ad
 // opens and closes the 200 circuits.
 func BenchmarkRelayMemoryPerCircuit(b *testing.B) {
 	const nsrc, ndest = 20, 10
-	site := coordinatortest.New(b)
+	site := coordinatortest.New(b, console.Login)
 	var srcs, dests []host.Host
 	for i := range ndest {
 		dests = append(dests, member(b, site, fmt.Sprintf("dest-%d", i)))

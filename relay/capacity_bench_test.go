@@ -16,10 +16,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
-	"github.com/jumpmesh/jumpmesh/relay"
 )
 
 // What one relayed session carries in the capacity benchmark: a remote
@@ -99,7 +99,7 @@ func BenchmarkRelaySessionsPerCore(b *testing.B) {
 // sending from its peer until the benchmark ends, and returns the relay and
 // the bytes each session's console has received so far.
 func startSessions(b *testing.B, n int) (*benchChild, []atomic.Int64) {
-	site := coordinatortest.New(b)
+	site := coordinatortest.New(b, console.Login)
 	peers := make([]host.Host, n)
 	consoles := make([]host.Host, n)
 	// Members first: the relay's first ACL then has them all.
@@ -244,7 +244,7 @@ func receiveScreen(s network.Stream, got *atomic.Int64) {
 // enroll invites a technician and logs it in, which gives it a console
 // key. Unlike member, it closes the console's connection to the
 // coordinator: hundreds of idle clients would only load this process.
-func enroll(site *coordinatortest.Site, name string) error {
+func enroll(site *coordinatortest.Site[*console.Client], name string) error {
 	inv, err := site.Admin.InviteUser(site.Ctx(), name, pb.Role_ROLE_TECHNICIAN, time.Hour)
 	if err != nil {
 		return fmt.Errorf("inviting %s: %w", name, err)
@@ -257,8 +257,8 @@ func enroll(site *coordinatortest.Site, name string) error {
 }
 
 // memberHost is the host of an enrolled member.
-func memberHost(b *testing.B, site *coordinatortest.Site, name string) host.Host {
-	key, err := mesh.LoadKeyFile(filepath.Join(site.Dir, "consoles", name, relay.KeyFile))
+func memberHost(b *testing.B, site *coordinatortest.Site[*console.Client], name string) host.Host {
+	key, err := mesh.LoadKeyFile(filepath.Join(site.Dir, "consoles", name, console.KeyFile))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -44,14 +44,17 @@ const (
 	logHTTP    = "http"
 	logMembers = "members"
 	logAge     = "age"
+	logFiles   = "files"
 )
 
 // Config runs a relay. The zero value of every field but DataDir means the
 // default.
 type Config struct {
-	// DataDir holds the relay's key (technician.key, mode 0600) and its
-	// enrollment (console.json): a relay is enrolled like a user with the
-	// role relay, so the directory is a console home. Required.
+	// DataDir holds the relay's key (relay.key, mode 0600) and its
+	// enrollment (relay.json): a relay is enrolled like a user with the
+	// role relay, as a site member (mesh/member). A directory made by an
+	// older release (technician.key, console.json) is renamed on start.
+	// Required.
 	DataDir string
 	// Coordinator is the coordinator's address (ending in /p2p/<site>) and
 	// Invite the one-time code from `jumpmesh relay invite`; both are only

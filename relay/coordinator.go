@@ -4,32 +4,66 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
-// The relay's side of the control protocol: it enrolls as a console with
-// the role relay, then fetches the ACL.
+// The relay's side of the control protocol: it enrolls as a site member
+// (mesh/member) with the role relay, then fetches the ACL.
 
-// KeyFile is the relay's identity in its data directory. It is the console
-// key file, because the relay enrolls as a console with the role relay: the
-// coordinator then knows the relay's peer ID as one of the site's members.
-const KeyFile = "technician.key"
+// The relay's identity in its data directory: its key (mode 0600), which
+// is its libp2p peer ID and so the member the coordinator knows, and its
+// member config (site, coordinator addresses, relay user).
+const (
+	KeyFile    = "relay.key"
+	ConfigFile = "relay.json"
+)
+
+// oldFiles are the names a data directory had when the relay enrolled as a
+// console; migrate renames them.
+var oldFiles = []string{"technician.key", "console.json"}
+
+// files are the relay's member files in dir.
+func files(dir string) member.Files {
+	return member.Files{Dir: dir, Key: KeyFile, Config: ConfigFile}
+}
+
+// migrate renames a data directory made by an older release (which kept a
+// console's technician.key and console.json) to the relay's own names, so
+// the relay keeps its identity and enrollment.
+func migrate(dir string, log *slog.Logger) error {
+	moved, err := files(dir).Migrate(member.Files{Dir: dir, Key: oldFiles[0], Config: oldFiles[1]})
+	if err != nil {
+		return fmt.Errorf("relay data directory %s: %w", dir, err)
+	}
+	if moved {
+		log.Info("relay data directory renamed to the relay's own file names", logData, dir, logFiles, KeyFile+", "+ConfigFile)
+	}
+	return nil
+}
 
 // enroll returns a control client for the site, logging in with the invite
 // on the first run. A directory already enrolled ignores the invite, so a
 // service unit that still carries it keeps working after the first start.
-func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (*console.Client, error) {
-	c, err := console.Open(cfg.DataDir)
+// The client's host is dial-only: it only enrolls and is closed.
+func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (*member.Client, error) {
+	if err := migrate(cfg.DataDir, log); err != nil {
+		return nil, err
+	}
+	c, err := member.Open(files(cfg.DataDir), mesh.HostConfig{})
 	if err == nil {
+		if role := c.Role(); role != "" && role != mesh.RoleName(pb.Role_ROLE_RELAY) {
+			c.Close()
+			return nil, mesh.Errorf(mesh.CodeInvalidArgument,
+				"(the relay data directory %s is enrolled as %s, a %s: remove it and enroll with a code from `jumpmesh relay invite NAME`)",
+				cfg.DataDir, c.UserName(), role)
+		}
 		if cfg.Invite != "" {
 			log.Warn("relay already enrolled; ignoring the invite", logUser, c.UserName(), logData, cfg.DataDir)
 		}
@@ -42,17 +76,17 @@ func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (*console.Client
 		return nil, mesh.Errorf(mesh.CodeInvalidArgument,
 			"(the relay data directory %s is not enrolled yet: run it once with --coordinator ADDR --invite CODE from `jumpmesh relay invite NAME`)", cfg.DataDir)
 	}
-	c, resp, err := console.Login(ctx, cfg.DataDir, cfg.Coordinator, cfg.Invite)
+	c, resp, err := member.Login(ctx, files(cfg.DataDir), cfg.Coordinator, cfg.Invite, mesh.HostConfig{})
 	if err != nil {
 		return nil, fmt.Errorf("enrolling relay with %s: %w", cfg.Coordinator, err)
 	}
 	if role := resp.GetUser().GetRole(); role != pb.Role_ROLE_RELAY {
-		// Another role's invite made this directory that user's console;
+		// Another role's invite bound this directory's key to that user;
 		// the coordinator would refuse it the ACL anyway. Say so now, and
 		// what to do, rather than fail at the first fetch.
 		c.Close()
 		return nil, mesh.Errorf(mesh.CodeInvalidArgument,
-			"(the invite was for %s, a %s, and this directory is now that user's console: remove %s and enroll with a code from `jumpmesh relay invite NAME`)",
+			"(the invite was for %s, a %s, and this directory's key is now that user's: remove %s and enroll with a code from `jumpmesh relay invite NAME`)",
 			resp.GetUser().GetName(), mesh.RoleName(role), cfg.DataDir)
 	}
 	log.Info("relay enrolled", logUser, resp.GetUser().GetName(), logSite, c.Site())
@@ -61,7 +95,7 @@ func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (*console.Client
 
 // loadKey reads the relay's identity, written by the enrollment.
 func loadKey(dir string) (crypto.PrivKey, error) {
-	key, err := mesh.LoadKeyFile(filepath.Join(dir, KeyFile))
+	key, err := files(dir).LoadKey()
 	if err != nil {
 		return nil, fmt.Errorf("relay key: %w", err)
 	}
@@ -121,13 +155,7 @@ func (r *Relay) refresh(ctx context.Context) error {
 	for _, a := range r.advertised() {
 		addrs = append(addrs, a.Bytes())
 	}
-	if r.host.Network().Connectedness(r.site.ID) != network.Connected {
-		if err := r.host.Connect(ctx, r.site); err != nil {
-			return fmt.Errorf("fetching the relay ACL from %s: %w", r.site.ID,
-				mesh.Errorf(mesh.CodeCoordinatorDown, "(%s at %v): %w", r.site.ID, r.site.Addrs, err))
-		}
-	}
-	resp, err := mesh.Call(ctx, r.host, r.site.ID, &pb.Request{Body: &pb.Request_RelayAcl{RelayAcl: &pb.RelayACLRequest{Addrs: addrs}}})
+	resp, err := member.Call(ctx, r.host, r.site, &pb.Request{Body: &pb.Request_RelayAcl{RelayAcl: &pb.RelayACLRequest{Addrs: addrs}}})
 	if err != nil {
 		return fmt.Errorf("fetching the relay ACL from %s: %w", r.site.ID, err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/dht"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
-	"github.com/jumpmesh/jumpmesh/relay"
 )
 
 // TestRelayServesTheSiteDHT: the relay and the coordinator are DHT servers
@@ -25,7 +24,7 @@ import (
 // and a console whose addresses for a host are stale finds the host
 // through the relay, the only server connected to it.
 func TestRelayServesTheSiteDHT(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	r := runRelay(t, relayConfig(t, site, "relay-1"))
 	coordinatortest.Eventually(t, 10*time.Second, "the coordinator and the relay in each other's routing table", func() bool {
 		return slices.Contains(site.Coord.DHT().RoutingTable(), r.ID()) && slices.Contains(r.DHT().RoutingTable(), site.Coord.ID())
@@ -45,7 +44,7 @@ func TestRelayServesTheSiteDHT(t *testing.T) {
 	// its console (the same key) is closed, so the coordinator's addresses
 	// for that key are stale.
 	site.User("tech-1", pb.Role_ROLE_TECHNICIAN).Close()
-	key, err := mesh.LoadKeyFile(filepath.Join(site.Dir, "consoles", "tech-1", relay.KeyFile))
+	key, err := mesh.LoadKeyFile(filepath.Join(site.Dir, "consoles", "tech-1", console.KeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}

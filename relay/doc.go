@@ -7,10 +7,14 @@
 //
 //  1. Enrollment (first run). An administrator runs `jumpmesh relay invite
 //     NAME`, which creates a user with the role relay and a one-time code.
-//     The relay redeems it like a console login: it makes its Ed25519 key
-//     (DataDir/technician.key, mode 0600) and records the site
-//     (DataDir/console.json). That key is the relay's libp2p identity, so
-//     the coordinator knows the relay's peer ID as a member like any other.
+//     The relay redeems it as every site member does (mesh/member): it
+//     makes its Ed25519 key (DataDir/relay.key, mode 0600) and records the
+//     site, its user and role (DataDir/relay.json). That key is the relay's
+//     libp2p identity, so the coordinator knows the relay's peer ID as a
+//     member like any other. A data directory made by an older release
+//     (technician.key, console.json: the relay enrolled as a console) is
+//     renamed to these names on start, keeping the relay's identity; one
+//     enrolled with another role's invite is refused.
 //  2. First ACL fetch. Before it relays anything, the relay sends the
 //     control request RelayACL with the addresses it listens on. The
 //     coordinator records them (it hands live relays to peers and consoles)

@@ -23,6 +23,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/goleak"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -51,7 +52,7 @@ const (
 
 // relayConfig invites a relay user named name and returns the Config of its
 // first run: loopback only, metrics on a free port, a short refresh.
-func relayConfig(t testing.TB, site *coordinatortest.Site, name string) relay.Config {
+func relayConfig(t testing.TB, site *coordinatortest.Site[*console.Client], name string) relay.Config {
 	t.Helper()
 	inv, err := site.Admin.InviteUser(site.Ctx(), name, pb.Role_ROLE_RELAY, time.Hour)
 	if err != nil {
@@ -89,10 +90,10 @@ func runRelay(t testing.TB, cfg relay.Config) *relay.Relay {
 // member logs a technician in and returns a host with its console key. The
 // console's own host leaves out the circuit relay transport (mesh.NewHost),
 // which a host needs to dial or accept relayed connections.
-func member(t testing.TB, site *coordinatortest.Site, name string, listen ...string) host.Host {
+func member(t testing.TB, site *coordinatortest.Site[*console.Client], name string, listen ...string) host.Host {
 	t.Helper()
 	site.User(name, pb.Role_ROLE_TECHNICIAN)
-	key, err := mesh.LoadKeyFile(filepath.Join(site.Dir, "consoles", name, relay.KeyFile))
+	key, err := mesh.LoadKeyFile(filepath.Join(site.Dir, "consoles", name, console.KeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,7 @@ func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
 			r.Close()
 		}
 	}()
-	// Enrollment uses a console client (a host of its own); the relay then
+	// Enrollment uses a member client (a host of its own); the relay then
 	// talks to the coordinator from its relay host alone, so the
 	// coordinator (and its DHT) sees one connection per relay.
 	client, err := enroll(ctx, &cfg, r.log)

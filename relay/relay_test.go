@@ -20,6 +20,7 @@ import (
 	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -29,7 +30,7 @@ import (
 // TestEnrollThenRestart: the first run redeems the invite into the data
 // directory; later runs need no invite and keep the same identity.
 func TestEnrollThenRestart(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	cfg := relayConfig(t, site, "relay-1")
 	r, err := relay.New(site.Ctx(), cfg)
 	if err != nil {
@@ -81,7 +82,7 @@ func TestEnrollThenRestart(t *testing.T) {
 // TestEnrollRefusals: an unenrolled directory without an invite, and an
 // invite for a technician, do not make a relay.
 func TestEnrollRefusals(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	_, err := relay.New(site.Ctx(), relay.Config{DataDir: t.TempDir(), HTTPAddr: "off"})
 	coordinatortest.WantCode(t, err, mesh.CodeInvalidArgument)
 
@@ -98,7 +99,7 @@ func TestEnrollRefusals(t *testing.T) {
 // the circuit, and the circuit carries a session's worth of data without
 // go-libp2p's default limits (2 minutes, 128 KiB) applying.
 func TestMembersRelay(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	// Members enrolled before the relay starts are in its first ACL.
 	alice, bob := member(t, site, "alice"), member(t, site, "bob")
 	r := runRelay(t, relayConfig(t, site, "relay-1"))
@@ -153,7 +154,7 @@ func TestMembersRelay(t *testing.T) {
 // TestMaxCircuits: Resources.MaxCircuits bounds the circuits open at once
 // (the resource manager refuses the relay's stream to the destination).
 func TestMaxCircuits(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	dest := member(t, site, "dest")
 	srcs := []host.Host{member(t, site, "src-1"), member(t, site, "src-2"), member(t, site, "src-3")}
 	cfg := relayConfig(t, site, "relay-1")
@@ -181,7 +182,7 @@ func TestMaxCircuits(t *testing.T) {
 // TestStrangerRefused: a real libp2p host outside the site may neither
 // reserve nor connect, nor be reached, and each refusal is counted.
 func TestStrangerRefused(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	alice, bob, eve := member(t, site, "alice"), member(t, site, "bob"), stranger(t)
 	r := runRelay(t, relayConfig(t, site, "relay-1"))
 	ri := relayInfo(t, r.Addrs())
@@ -210,7 +211,7 @@ func TestStrangerRefused(t *testing.T) {
 // TestRemovedUserRefusedWithinOneRefresh: once the administrator removes a
 // technician, the relay drops its connections and refuses its key.
 func TestRemovedUserRefusedWithinOneRefresh(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	bob := member(t, site, "bob")
 	r := runRelay(t, relayConfig(t, site, "relay-1"))
 	ri := relayInfo(t, r.Addrs())
@@ -237,7 +238,7 @@ func TestRemovedUserRefusedWithinOneRefresh(t *testing.T) {
 // keeps serving members with the last ACL, reports itself unhealthy after
 // three periods, and recovers when the coordinator is back.
 func TestCoordinatorDownKeepsACL(t *testing.T) {
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	bob := member(t, site, "bob")
 	r := runRelay(t, relayConfig(t, site, "relay-1"))
 	ri := relayInfo(t, r.Addrs())

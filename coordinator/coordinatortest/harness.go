@@ -1,7 +1,13 @@
 // Package coordinatortest runs a real site for tests: a coordinator with a
 // real Badger in a temp dir and real libp2p hosts on loopback, an injected
-// clock, and consoles logged in through invites. Tests of every party build
+// clock, and members logged in through invites. Tests of every party build
 // on it so they read like the user story.
+//
+// The harness is generic over the client its members log in with, so it
+// imports no other party: a test passes console.Login for technicians'
+// consoles (coordinatortest.New(t, console.Login)), or MemberLogin for
+// bare site members (mesh/member). The harness itself needs of a client only
+// the control call and Close (Member).
 package coordinatortest
 
 import (
@@ -12,34 +18,57 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // Start is the injected clock's starting time.
 var Start = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
-// Site is a running test site.
-type Site struct {
+// Member is what the harness needs of a logged-in client: *member.Client
+// and *console.Client are both one.
+type Member interface {
+	Call(ctx context.Context, req *pb.Request) (*pb.Response, error)
+	Close() error
+}
+
+// LoginFunc redeems an invite code at the coordinator address addr into the
+// directory home: console.Login, or MemberLogin.
+type LoginFunc[C Member] func(ctx context.Context, home, addr, code string) (C, *pb.LoginResponse, error)
+
+// MemberLogin logs a bare site member in (mesh/member, a dial-only host),
+// keeping member.key and member.json in home.
+func MemberLogin(ctx context.Context, home, addr, code string) (*member.Client, *pb.LoginResponse, error) {
+	return member.Login(ctx, MemberFiles(home), addr, code, mesh.HostConfig{})
+}
+
+// MemberFiles are the files MemberLogin keeps in home.
+func MemberFiles(home string) member.Files {
+	return member.Files{Dir: home, Key: "member.key", Config: "member.json"}
+}
+
+// Site is a running test site whose members log in with clients of type C.
+type Site[C Member] struct {
 	T     testing.TB
 	Dir   string
 	Clock *mesh.ManualClock
 	Coord *coordinator.Coordinator
 	// Addr is the coordinator's TCP login address (with /p2p/).
 	Addr  string
-	Admin *console.Client
+	Admin C
 	// listen are fixed ports, so consoles and peers find a restarted
 	// coordinator again.
 	listen []string
+	login  LoginFunc[C]
 }
 
 // New inits a site in a temp dir, runs its coordinator and logs in the
-// first administrator.
-func New(t testing.TB) *Site {
+// first administrator with login.
+func New[C Member](t testing.TB, login LoginFunc[C]) *Site[C] {
 	t.Helper()
-	s := &Site{T: t, Dir: t.TempDir(), Clock: mesh.NewManualClock(Start)}
+	s := &Site[C]{T: t, Dir: t.TempDir(), Clock: mesh.NewManualClock(Start), login: login}
 	s.listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", FreePort(t, "tcp")), fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", FreePort(t, "udp"))}
 	res, err := coordinator.InitSite(coordinator.InitConfig{DataDir: s.DataDir(), Clock: s.Clock, HTTPAddr: "127.0.0.1:0", Listen: s.listen})
 	if err != nil {
@@ -51,10 +80,10 @@ func New(t testing.TB) *Site {
 }
 
 // DataDir is the coordinator's data directory.
-func (s *Site) DataDir() string { return filepath.Join(s.Dir, "site") }
+func (s *Site[C]) DataDir() string { return filepath.Join(s.Dir, "site") }
 
 // Start runs the coordinator (again, after Stop).
-func (s *Site) Start() {
+func (s *Site[C]) Start() {
 	s.T.Helper()
 	c, err := coordinator.New(coordinator.Config{DataDir: s.DataDir(), Clock: s.Clock})
 	if err != nil {
@@ -66,7 +95,7 @@ func (s *Site) Start() {
 }
 
 // Stop stops the coordinator.
-func (s *Site) Stop() {
+func (s *Site[C]) Stop() {
 	s.T.Helper()
 	if err := s.Coord.Close(); err != nil {
 		s.T.Fatalf("stopping coordinator: %v", err)
@@ -74,14 +103,14 @@ func (s *Site) Stop() {
 }
 
 // Ctx is a context bounded for one test step.
-func (s *Site) Ctx() context.Context {
+func (s *Site[C]) Ctx() context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	s.T.Cleanup(cancel)
 	return ctx
 }
 
-// Login redeems code in a fresh console home named home.
-func (s *Site) Login(home, code string) *console.Client {
+// Login redeems code in a fresh member directory named home.
+func (s *Site[C]) Login(home, code string) C {
 	s.T.Helper()
 	c, _, err := s.TryLogin(home, code)
 	if err != nil {
@@ -91,32 +120,44 @@ func (s *Site) Login(home, code string) *console.Client {
 }
 
 // TryLogin is Login that returns the error.
-func (s *Site) TryLogin(home, code string) (*console.Client, *pb.LoginResponse, error) {
-	c, resp, err := console.Login(s.Ctx(), filepath.Join(s.Dir, "consoles", home), s.Addr, code)
+func (s *Site[C]) TryLogin(home, code string) (C, *pb.LoginResponse, error) {
+	c, resp, err := s.login(s.Ctx(), s.Home(home), s.Addr, code)
 	if err == nil {
 		s.T.Cleanup(func() { c.Close() })
 	}
 	return c, resp, err
 }
 
-// User invites name with role and logs it in from its own console.
-func (s *Site) User(name string, role pb.Role) *console.Client {
+// Home is the directory of the member named home.
+func (s *Site[C]) Home(home string) string { return filepath.Join(s.Dir, "consoles", home) }
+
+// User invites name with role and logs it in from its own directory.
+func (s *Site[C]) User(name string, role pb.Role) C {
 	s.T.Helper()
-	inv, err := s.Admin.InviteUser(s.Ctx(), name, role, time.Hour)
+	return s.Login(name, s.Invite(name, role))
+}
+
+// Invite creates (or adds a device to) the user name with role and returns
+// its one-time code, valid for an hour.
+func (s *Site[C]) Invite(name string, role pb.Role) string {
+	s.T.Helper()
+	resp, err := s.Admin.Call(s.Ctx(), &pb.Request{Body: &pb.Request_UserInvite{UserInvite: &pb.UserInviteRequest{
+		Name: name, Role: role, ValidForSeconds: int64(time.Hour / time.Second)}}})
 	if err != nil {
 		s.T.Fatalf("invite %s: %v", name, err)
 	}
-	return s.Login(name, inv.GetCode())
+	return resp.GetInvite().GetCode()
 }
 
 // Installer creates an installer key with defaults d, valid for validFor.
-func (s *Site) Installer(d *pb.InstallerDefaults, overridable uint32, validFor time.Duration) *pb.Installer {
+func (s *Site[C]) Installer(d *pb.InstallerDefaults, overridable uint32, validFor time.Duration) *pb.Installer {
 	s.T.Helper()
-	in, err := s.Admin.CreateInstaller(s.Ctx(), &pb.InstallerCreateRequest{Defaults: d, Overridable: overridable, ValidForSeconds: int64(validFor / time.Second)})
+	resp, err := s.Admin.Call(s.Ctx(), &pb.Request{Body: &pb.Request_InstallerCreate{InstallerCreate: &pb.InstallerCreateRequest{
+		Defaults: d, Overridable: overridable, ValidForSeconds: int64(validFor / time.Second)}}})
 	if err != nil {
 		s.T.Fatalf("create installer: %v", err)
 	}
-	return in
+	return resp.GetInstaller()
 }
 
 // Eventually polls cond every 20 ms until it holds or timeout passes.

@@ -1,0 +1,136 @@
+package member
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Client is an enrolled member's connection to its coordinator: a libp2p
+// host with the member's key, and the site it is enrolled in.
+type Client struct {
+	host   host.Host
+	site   peer.AddrInfo
+	config *Config
+}
+
+// Open reads the member's files and starts a host with its key, built from
+// hc (its Key is set here). It does not contact the coordinator yet. A
+// directory with no config file is CodeNotLoggedIn.
+func Open(f Files, hc mesh.HostConfig) (*Client, error) {
+	cfg, err := f.LoadConfig()
+	if err != nil {
+		return nil, err
+	}
+	site, err := cfg.SiteInfo()
+	if err != nil {
+		return nil, fmt.Errorf("member config %s: %w", f.ConfigPath(), err)
+	}
+	hc.Key, err = f.LoadKey()
+	if err != nil {
+		return nil, err
+	}
+	return newClient(hc, site, cfg)
+}
+
+func newClient(hc mesh.HostConfig, site peer.AddrInfo, cfg *Config) (*Client, error) {
+	h, err := mesh.NewHost(hc)
+	if err != nil {
+		return nil, err
+	}
+	h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
+	return &Client{host: h, site: site, config: cfg}, nil
+}
+
+// Login makes (or reuses) the member's key, redeems the invite code at the
+// coordinator at addr (a multiaddr ending in /p2p/<site>) on a host built
+// from hc, and records the site, the user and the role in the config file.
+// On error the directory keeps only the key.
+func Login(ctx context.Context, f Files, addr, code string, hc mesh.HostConfig) (*Client, *pb.LoginResponse, error) {
+	target, err := ma.NewMultiaddr(addr)
+	if err != nil {
+		return nil, nil, mesh.Errorf(mesh.CodeInvalidArgument, "%q is not a multiaddr: %v", addr, err)
+	}
+	info, err := peer.AddrInfoFromP2pAddr(target)
+	if err != nil {
+		return nil, nil, mesh.Errorf(mesh.CodeInvalidArgument, "The coordinator address %s must end in /p2p/<site peer ID> (coordinator init prints it).", addr)
+	}
+	hc.Key, err = f.loadOrCreateKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := newClient(hc, *info, &Config{Site: info.ID.String(), Coordinator: []string{addr}})
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := c.Call(ctx, &pb.Request{Body: &pb.Request_Login{Login: &pb.LoginRequest{Code: code}}})
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	lr := resp.GetLogin()
+	c.config.User = lr.GetUser().GetName()
+	c.config.Role = mesh.RoleName(lr.GetUser().GetRole())
+	if err := f.SaveConfig(c.config); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, lr, nil
+}
+
+// Call sends one control request to the coordinator.
+func (c *Client) Call(ctx context.Context, req *pb.Request) (*pb.Response, error) {
+	return Call(ctx, c.host, c.site, req)
+}
+
+// Call sends one control request from h to the coordinator at site,
+// connecting first if h is not connected to it. It is for a member that
+// talks to the coordinator from a host of its own (the relay's serving
+// host); a failed connection is CodeCoordinatorDown.
+func Call(ctx context.Context, h host.Host, site peer.AddrInfo, req *pb.Request) (*pb.Response, error) {
+	if h.Network().Connectedness(site.ID) != network.Connected {
+		if err := h.Connect(ctx, site); err != nil {
+			return nil, mesh.Errorf(mesh.CodeCoordinatorDown, "(%s at %v): %w", site.ID, site.Addrs, err)
+		}
+	}
+	return mesh.Call(ctx, h, site.ID, req)
+}
+
+// ID is the member's peer ID (its key).
+func (c *Client) ID() peer.ID { return c.host.ID() }
+
+// Site is the site's peer ID.
+func (c *Client) Site() peer.ID { return c.site.ID }
+
+// SiteInfo is the coordinator's peer ID and the addresses this member
+// knows it at.
+func (c *Client) SiteInfo() peer.AddrInfo { return c.site }
+
+// UserName is the user name this member logged in as.
+func (c *Client) UserName() string { return c.config.User }
+
+// Role is the role this member logged in with ("" if its config file
+// predates the role being recorded).
+func (c *Client) Role() string { return c.config.Role }
+
+// Host is the member's libp2p host.
+func (c *Client) Host() host.Host { return c.host }
+
+// Close stops the member's host.
+func (c *Client) Close() error { return c.host.Close() }
+
+// CoordinatorAddr is the coordinator address this member logged in with.
+func (c *Client) CoordinatorAddr() string {
+	if len(c.config.Coordinator) > 0 {
+		return c.config.Coordinator[0]
+	}
+	return ""
+}
