@@ -177,33 +177,28 @@ func inGroup(group string) func(*pb.InstallerDefaults) bool {
 // JumpWindowCheck and when a jump policy changes; tests call it after
 // moving the clock.
 func (s *Service) CheckJumpWindows(now time.Time) int {
-	using := map[peer.ID]string{} // online peers with a jump policy
+	closedNow := map[string]bool{} // by policy: each is evaluated once
+	err := s.view(func(tx *Tx) error {
+		all, err := tx.JumpPolicies()
+		for _, p := range all {
+			open, err := mesh.JumpPolicyAllows(p, now)
+			closedNow[p.GetName()] = !open || err != nil
+		}
+		return err
+	})
+	if err != nil {
+		s.log.Warn("checking jump windows", logError, err)
+		return 0
+	}
+	shut := map[peer.ID]bool{} // online peers whose window is closed
 	for _, p := range s.peers.snapshot() {
-		if name := p.rec.GetSettings().GetJumpPolicy(); p.online && name != "" {
-			using[peer.ID(p.rec.GetId())] = name
+		name := p.rec.GetSettings().GetJumpPolicy()
+		if !p.online || name == "" {
+			continue
 		}
-	}
-	policies := map[string]*pb.JumpPolicy{}
-	if len(using) > 0 {
-		err := s.view(func(tx *Tx) error {
-			all, err := tx.JumpPolicies()
-			for _, p := range all {
-				policies[p.GetName()] = p
-			}
-			return err
-		})
-		if err != nil {
-			s.log.Warn("checking jump windows", logError, err)
-			return 0
+		if isClosed, known := closedNow[name]; isClosed || !known { // a missing policy denies
+			shut[peer.ID(p.rec.GetId())] = true
 		}
-	}
-	shut := map[peer.ID]bool{}
-	for id, name := range using {
-		open, err := false, error(nil)
-		if p := policies[name]; p != nil {
-			open, err = mesh.JumpPolicyAllows(p, now)
-		}
-		shut[id] = !open || err != nil
 	}
 	s.revoker.mu.Lock()
 	var closed []peer.ID

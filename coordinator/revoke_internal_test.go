@@ -1,8 +1,17 @@
 package coordinator
 
 import (
+	"crypto/rand"
+	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // Grants and revocations on one timeline, with a clock that stands still
@@ -30,5 +39,39 @@ func TestRevokerOrdersGrantsAndRevocations(t *testing.T) {
 	later := now.Add(time.Hour)
 	if got := r.grantTime(later); !got.Equal(later) {
 		t.Fatalf("grant time %v, want %v", got, later)
+	}
+}
+
+// BenchmarkCheckJumpWindows: one periodic check with 20,000 online peers,
+// every one with a jump policy whose window is open (nothing to revoke).
+func BenchmarkCheckJumpWindows(b *testing.B) {
+	st, err := OpenStore(filepath.Join(b.TempDir(), "db"), StoreOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	w, _ := mesh.ParseWindow("daily 00:00-24:00")
+	if err := st.Update(func(tx *Tx) error {
+		return tx.PutJumpPolicy(&pb.JumpPolicy{Name: "always", TimeZone: "UTC", Windows: []*pb.Window{w}})
+	}); err != nil {
+		b.Fatal(err)
+	}
+	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	signer, _ := mesh.NewKeySigner(key)
+	svc, err := NewService(ServiceConfig{Store: st, Signer: signer})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 20000 {
+		id := peer.ID(fmt.Sprintf("peer-%05d", i))
+		svc.peers.put(&pb.Peer{Id: []byte(id), Settings: &pb.InstallerDefaults{Name: string(id), JumpPolicy: "always"}})
+		svc.peers.attach(id, &peerSession{id: id})
+	}
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	for b.Loop() {
+		if n := svc.CheckJumpWindows(now); n != 0 {
+			b.Fatalf("revoked %d", n)
+		}
 	}
 }
