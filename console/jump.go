@@ -14,6 +14,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
+	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -55,7 +56,19 @@ type Jump struct {
 // Jump asks the coordinator for a grant to use capability on the peer ref
 // names (peer ID, unique name, or unique search result).
 func (c *Client) Jump(ctx context.Context, ref string, capability uint32) (*Jump, error) {
-	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_Jump{Jump: &pb.JumpRequest{Ref: ref, Capability: capability, Protocol: string(channel.Protocol)}}})
+	return c.jump(ctx, &pb.JumpRequest{Ref: ref, Capability: capability})
+}
+
+// JumpExec asks for a grant to run argv without a PTY (exec): the
+// coordinator refuses at once a command the peer's session policies do not
+// list (the peer checks every command again).
+func (c *Client) JumpExec(ctx context.Context, ref string, argv []string) (*Jump, error) {
+	return c.jump(ctx, &pb.JumpRequest{Ref: ref, Capability: grant.Exec, Argv: argv})
+}
+
+func (c *Client) jump(ctx context.Context, req *pb.JumpRequest) (*Jump, error) {
+	req.Protocol = string(channel.Protocol)
+	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_Jump{Jump: req}})
 	if err != nil {
 		return nil, err
 	}

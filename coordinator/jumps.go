@@ -75,6 +75,9 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 	if want := r.GetCapability(); want != 0 && (body.GetCapabilities()|body.GetCapabilitiesNotPresent())&want == 0 {
 		return nil, ev, mesh.Errorf(mesh.CodePermissionDenied, "(the peer's session policies do not allow %s)", grant.CapabilityName(want))
 	}
+	if err := s.grantCommands(body, r); err != nil {
+		return nil, ev, err
+	}
 	g, err := grant.Sign(body, s.signer)
 	if err != nil {
 		return nil, ev, mesh.Errorf(mesh.CodeInternal, "(%w)", err)

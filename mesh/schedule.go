@@ -59,7 +59,10 @@ func ValidateSessionPolicy(p *pb.SessionPolicy) error {
 	if err := ValidateName("session policy", p.GetName()); err != nil {
 		return err
 	}
-	return validateDescription("session policy", p.GetName(), p.GetDescription())
+	if err := validateDescription("session policy", p.GetName(), p.GetDescription()); err != nil {
+		return err
+	}
+	return validateAllowCommands(p)
 }
 
 // ValidateJumpPolicy checks a jump policy: name, description, time zone and

@@ -61,7 +61,7 @@ func (d *Daemon) handleChannel(st network.Stream) {
 	defer ch.Close()
 	remote := st.Conn().RemotePeer()
 	capability, detail := channelCapability(open)
-	body, err := d.admitChannel(st.Conn(), remote, open.GetGrant(), capability)
+	body, err := d.admitChannel(st.Conn(), remote, open.GetGrant(), capability, open.GetExec())
 	ev := &pb.SessionEvent{Technician: []byte(remote), Capability: capability, Detail: detail}
 	if body != nil {
 		ev.User, ev.GrantNonce = body.GetUser(), body.GetNonce()
@@ -120,8 +120,13 @@ func (d *Daemon) serveChannel(ctx context.Context, ch *channel.Channel, open *pb
 func channelCapability(open *pb.ChannelOpen) (uint32, string) {
 	switch k := open.GetKind().(type) {
 	case *pb.ChannelOpen_Exec:
-		if len(k.Exec.GetArgv()) == 0 {
+		switch {
+		case len(k.Exec.GetArgv()) == 0:
 			return grant.Shell, "shell"
+		case k.Exec.GetTty():
+			// A command in a PTY is interactive: a shell session (see
+			// mesh/commands.go for what exec means).
+			return grant.Shell, fmt.Sprintf("shell %q", k.Exec.GetArgv())
 		}
 		return grant.Exec, fmt.Sprintf("exec %q", k.Exec.GetArgv())
 	case *pb.ChannelOpen_Forward:
@@ -136,7 +141,7 @@ func channelCapability(open *pb.ChannelOpen) (uint32, string) {
 }
 
 // admitChannel checks the grant on this connection and the local rules.
-func (d *Daemon) admitChannel(conn network.Conn, remote peer.ID, g *pb.JumpGrant, capability uint32) (*pb.JumpGrantBody, error) {
+func (d *Daemon) admitChannel(conn network.Conn, remote peer.ID, g *pb.JumpGrant, capability uint32, exec *pb.ExecOpen) (*pb.JumpGrantBody, error) {
 	if capability == 0 {
 		return nil, mesh.Errorf(mesh.CodeProtocol, "(unknown channel kind)")
 	}
@@ -156,6 +161,9 @@ func (d *Daemon) admitChannel(conn network.Conn, remote peer.ID, g *pb.JumpGrant
 	if caps&capability == 0 {
 		return body, mesh.Errorf(mesh.CodePermissionDenied, "(session policy %q, user %s, does not allow %s)",
 			policy, presence(present), grant.CapabilityName(capability))
+	}
+	if err := admitCommand(exec, capability, body, present); err != nil {
+		return body, err
 	}
 	if present && body.GetRequireConsent() {
 		return body, mesh.Errorf(mesh.CodeConsentRequired, "(session policy %q; %v logged in)", policy, users)

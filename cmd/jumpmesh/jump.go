@@ -91,10 +91,6 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 	}
 	stdinTTY := term.IsTerminal(int(os.Stdin.Fd()))
 	tty := (len(argv) == 0 && stdinTTY || forceTTY) && !noTTY
-	capability := grant.Exec
-	if len(argv) == 0 {
-		capability = grant.Shell
-	}
 	home, err := homeDir(cc)
 	if err != nil {
 		return err
@@ -104,7 +100,13 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 		return err
 	}
 	defer c.Close()
-	j, err := c.Jump(cc.Context, ref, capability)
+	var j *console.Jump
+	if tty || len(argv) == 0 {
+		// A PTY makes any command interactive: the shell capability.
+		j, err = c.Jump(cc.Context, ref, grant.Shell)
+	} else {
+		j, err = c.JumpExec(cc.Context, ref, argv)
+	}
 	if err != nil {
 		return err
 	}

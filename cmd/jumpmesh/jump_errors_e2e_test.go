@@ -89,6 +89,27 @@ func TestNewcomerErrorsThroughTheCLI(t *testing.T) {
 			t.Error("the target was created")
 		}
 	})
+	t.Run("exec is not a shell (issue 11 #10)", func(t *testing.T) {
+		var pol struct {
+			AllowCommands []string `json:"allow_commands"`
+		}
+		ok(t, s.admin, &pol, "session-policy", "create", "monitoring", "--allow", "exec",
+			"--allow-command", "echo allowed, really", "--allow-command", "uname *", "--json")
+		if len(pol.AllowCommands) != 2 || pol.AllowCommands[0] != "echo allowed, really" {
+			t.Fatalf("allow_commands %q", pol.AllowCommands)
+		}
+		ok(t, s.admin, nil, "set", "web-01", "--session-policy-present", "monitoring", "--session-policy-not-present", "monitoring")
+		defer ok(t, s.admin, nil, "set", "web-01", "--session-policy-present", "", "--session-policy-not-present", "")
+		if r := jm(t, s.admin, "jump", "web-01", "--", "echo", "allowed,", "really"); r.code != 0 || r.stdout != "allowed, really\n" {
+			t.Errorf("a listed command: exit %d, %q %q", r.code, r.stdout, r.stderr)
+		}
+		for _, argv := range [][]string{{"cat", "/etc/passwd"}, {"-t", "--", "/bin/sh", "-i"}, {"-t", "--", "echo", "allowed,", "really"}} {
+			r := jm(t, s.admin, append([]string{"jump", "web-01"}, argv...)...)
+			if r.code != exitJumpFailed || !strings.Contains(r.stderr, "does not allow") {
+				t.Errorf("jump web-01 %q: exit %d, stderr %q; want 255 and a refusal", argv, r.code, r.stderr)
+			}
+		}
+	})
 	t.Run("cp of a missing local path", func(t *testing.T) {
 		missing := filepath.Join(t.TempDir(), "no-such-local-file")
 		failCode(t, s.admin, "copy_not_found", "cp", missing, "web-01:"+s.dir+"/")

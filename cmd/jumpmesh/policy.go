@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -232,7 +233,7 @@ func sessionPolicyCommand() *cli.Command {
 			"shell), exec (run a command), forward (port forwarding) and file-transfer (copy files with\n" +
 			"jumpmesh cp; --allow also takes cp for it), and whether the user at the host must consent\n" +
 			"first. An installer names one policy for when a user is present at the host and one for\n" +
-			"when none is.\n\n" + policyEnforcement,
+			"when none is.\n\n" + commandsHelp + "\n\n" + policyEnforcement,
 		Subcommands: []*cli.Command{
 			sessionPolicyCreateCommand(), sessionPolicyUpdateCommand(), sessionPolicyListCommand(),
 			sessionPolicyShowCommand(), sessionPolicyDeleteCommand(),
@@ -243,15 +244,50 @@ func sessionPolicyCommand() *cli.Command {
 type sessionPolicyFlags struct {
 	requireConsent bool
 	description    string
+	allowCommands  repeatedFlag
+	anyCommand     bool
 }
+
+// repeatedFlag collects every value of a repeated flag as given: unlike
+// urfave/cli's string slices it does not split on commas, which a command
+// line may hold.
+type repeatedFlag []string
+
+func (r *repeatedFlag) Set(v string) error { *r = append(*r, v); return nil }
+func (r *repeatedFlag) String() string     { return strings.Join(*r, " | ") }
+
+// commandsHelp says what --allow-command means and where its limits are
+// written.
+const commandsHelp = "With exec, --allow-command limits the commands a session may run (without a PTY; a command\n" +
+	"in a PTY, jump -t, needs shell). Each PATTERN is matched against the whole command line, its\n" +
+	"words joined by single spaces; * stands for any run of characters. Repeat the flag for more.\n" +
+	"The list says which programs start, not what they do: allowing sh, python3 *, find * or cat *\n" +
+	"allows a shell or any file (mesh/commands.go lists the limits). Under a list the console may\n" +
+	"not set the command's environment."
 
 func (f *sessionPolicyFlags) flags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "allow", Usage: "capabilities: any of shell, exec, forward, file-transfer (alias cp) (comma-separated or repeated), or all, or none"},
 		&cli.BoolFlag{Name: "require-consent", Destination: &f.requireConsent, Usage: "the user at the host must accept each session"},
 		&cli.StringFlag{Name: "description", Destination: &f.description, Usage: "what the policy is for"},
+		&cli.GenericFlag{Name: "allow-command", Value: &f.allowCommands,
+			Usage: "with exec: a command line exec may run, * for any characters (repeat; replaces the list)"},
+		&cli.BoolFlag{Name: "any-command", Destination: &f.anyCommand, Usage: "with exec: any command may run (removes the --allow-command list)"},
 		jsonFlag,
 	}
+}
+
+// applyCommands sets p's command allow-list from the flags.
+func (f *sessionPolicyFlags) applyCommands(cc *cli.Context, p *pb.SessionPolicy) error {
+	switch {
+	case cc.IsSet("allow-command") && f.anyCommand:
+		return usagef("give --allow-command or --any-command, not both")
+	case cc.IsSet("allow-command"):
+		p.AllowCommands = slices.Clone(f.allowCommands)
+	case f.anyCommand:
+		p.AllowCommands = nil
+	}
+	return nil
 }
 
 const capabilityWords = "shell, exec, forward, file-transfer (or cp, the command that uses it), all or none"
@@ -302,11 +338,13 @@ type sessionPolicyView struct {
 	Forward        bool   `json:"forward"`
 	FileTransfer   bool   `json:"file_transfer"`
 	RequireConsent bool   `json:"require_consent"`
+	// AllowCommands is the exec allow-list; empty: any command.
+	AllowCommands []string `json:"allow_commands,omitempty"`
 }
 
 func newSessionPolicyView(p *pb.SessionPolicy) sessionPolicyView {
 	return sessionPolicyView{Name: p.GetName(), Description: p.GetDescription(), Shell: p.GetShell(), Exec: p.GetExec(),
-		Forward: p.GetForward(), FileTransfer: p.GetFileTransfer(), RequireConsent: p.GetRequireConsent()}
+		Forward: p.GetForward(), FileTransfer: p.GetFileTransfer(), RequireConsent: p.GetRequireConsent(), AllowCommands: p.GetAllowCommands()}
 }
 
 // allowed is the --allow form of p's capabilities.
@@ -326,6 +364,17 @@ func allowed(p *pb.SessionPolicy) string {
 	return strings.Join(out, ",")
 }
 
+// commandsText is what exec may run under p.
+func commandsText(p *pb.SessionPolicy) string {
+	switch {
+	case !p.GetExec():
+		return "-"
+	case len(p.GetAllowCommands()) == 0:
+		return "any"
+	}
+	return strings.Join(p.GetAllowCommands(), " | ")
+}
+
 func yesNo(b bool) string {
 	if b {
 		return "yes"
@@ -336,7 +385,7 @@ func yesNo(b bool) string {
 func printSessionPolicy(cc *cli.Context, p *pb.SessionPolicy) error {
 	return output(cc, newSessionPolicyView(p), func(w io.Writer) {
 		fields(w, "session policy", p.GetName(), "description", orDash(p.GetDescription()),
-			"allows", allowed(p), "requires consent", yesNo(p.GetRequireConsent()))
+			"allows", allowed(p), "commands", commandsText(p), "requires consent", yesNo(p.GetRequireConsent()))
 	})
 }
 
@@ -346,8 +395,10 @@ func sessionPolicyCreateCommand() *cli.Command {
 		Name:      "create",
 		Usage:     "create a session policy (by default it allows everything)",
 		ArgsUsage: "NAME",
-		UsageText: "jumpmesh session-policy create NAME [--allow shell,exec,forward,file-transfer | --allow all | --allow none] [--require-consent] [--description TEXT]\n\n" +
+		UsageText: "jumpmesh session-policy create NAME [--allow shell,exec,forward,file-transfer | --allow all | --allow none]\n" +
+			"    [--allow-command PATTERN]... [--require-consent] [--description TEXT]\n\n" +
 			"Examples:\n" +
+			"  jumpmesh session-policy create monitoring --allow exec --allow-command uptime --allow-command 'systemctl status *'\n" +
 			"  jumpmesh session-policy create full\n" +
 			"  jumpmesh session-policy create attended --allow shell,file-transfer --require-consent\n" +
 			"  jumpmesh session-policy create copy-only --allow cp",
@@ -359,6 +410,9 @@ func sessionPolicyCreateCommand() *cli.Command {
 				allow = cc.StringSlice("allow")
 			}
 			if err := applyAllow(p, allow); err != nil {
+				return err
+			}
+			if err := f.applyCommands(cc, p); err != nil {
 				return err
 			}
 			saved, err := c.PutSessionPolicy(ctx, p, true)
@@ -376,14 +430,17 @@ func sessionPolicyUpdateCommand() *cli.Command {
 		Name:      "update",
 		Usage:     "change a session policy's capabilities, consent or description (--allow replaces all capabilities)",
 		ArgsUsage: "NAME",
-		UsageText: "jumpmesh session-policy update NAME [--allow ...] [--require-consent[=false]] [--description TEXT]\n\n" +
+		UsageText: "jumpmesh session-policy update NAME [--allow ...] [--allow-command PATTERN]... [--any-command]\n" +
+			"    [--require-consent[=false]] [--description TEXT]\n\n" +
 			"Examples:\n" +
+			"  jumpmesh session-policy update monitoring --allow-command 'df -h' --allow-command uptime\n" +
+			"  jumpmesh session-policy update monitoring --any-command\n" +
 			"  jumpmesh session-policy update attended --allow shell,exec\n" +
 			"  jumpmesh session-policy update attended --require-consent=false",
 		Flags: f.flags(),
 		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
-			if !cc.IsSet("allow") && !cc.IsSet("require-consent") && !cc.IsSet("description") {
-				return usagef("session-policy update: nothing to change; give --allow, --require-consent or --description")
+			if !cc.IsSet("allow") && !cc.IsSet("require-consent") && !cc.IsSet("description") && !cc.IsSet("allow-command") && !cc.IsSet("any-command") {
+				return usagef("session-policy update: nothing to change; give --allow, --allow-command, --any-command, --require-consent or --description")
 			}
 			p, err := c.SessionPolicy(ctx, cc.Args().First())
 			if err != nil {
@@ -393,6 +450,9 @@ func sessionPolicyUpdateCommand() *cli.Command {
 				if err := applyAllow(p, cc.StringSlice("allow")); err != nil {
 					return err
 				}
+			}
+			if err := f.applyCommands(cc, p); err != nil {
+				return err
 			}
 			if cc.IsSet("require-consent") {
 				p.RequireConsent = f.requireConsent
