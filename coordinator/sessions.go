@@ -215,9 +215,9 @@ func (s *Service) sessionEvent(id peer.ID, ev *pb.SessionEvent) {
 		}
 		return
 	}
-	nonce := ev.GetGrantNonce()
+	nonce, sessionID := ev.GetGrantNonce(), boundText(ev.GetSessionId(), maxEventToken)
 	if ev.GetEnd() {
-		if n := s.jumps.ended(id, ev.GetSessionId()); len(nonce) == 0 {
+		if n := s.jumps.ended(id, sessionID); len(nonce) == 0 {
 			nonce = n // a peer of an older version names the grant only at the start
 		}
 	}
@@ -239,7 +239,7 @@ func (s *Service) sessionEvent(id peer.ID, ev *pb.SessionEvent) {
 	}
 	rec, _ := s.peers.get(id)
 	a := &pb.AuditEvent{User: g.GetUser(), Technician: g.GetTechnician(), Peer: []byte(id), PeerName: rec.GetSettings().GetName(),
-		Capability: ev.GetCapability(), Detail: boundText(ev.GetDetail(), MaxEventField), SessionId: boundText(ev.GetSessionId(), maxEventToken),
+		Capability: ev.GetCapability(), Detail: boundText(ev.GetDetail(), MaxEventField), SessionId: sessionID,
 		BytesIn: ev.GetBytesIn(), BytesOut: ev.GetBytesOut(), Exit: boundExit(ev.GetExit())}
 	switch {
 	case ev.GetRefused() != nil:
@@ -250,7 +250,7 @@ func (s *Service) sessionEvent(id peer.ID, ev *pb.SessionEvent) {
 		a.Kind = AuditEnd
 	default:
 		a.Kind = AuditStart
-		s.jumps.started(id, a.GetSessionId(), g.GetUser(), nonce)
+		s.jumps.started(id, sessionID, g.GetUser(), nonce)
 		now := s.clock.Now()
 		if _, err := s.modifyPeer(id, func(rec *pb.Peer) error { rec.LastAccessUnix = now.Unix(); return nil }); err != nil {
 			s.log.Warn("recording last access", logPeer, id, logError, err)
