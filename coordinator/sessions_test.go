@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -33,16 +32,7 @@ type rawPeer struct {
 
 func newRawPeer(t *testing.T, site *coordinatortest.Site[*console.Client]) *rawPeer {
 	t.Helper()
-	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := mesh.NewHost(mesh.HostConfig{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return &rawPeer{t: t, h: h}
+	return &rawPeer{t: t, h: stranger(t, site)}
 }
 
 func (p *rawPeer) id() peer.ID { return p.h.ID() }
