@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -90,9 +91,64 @@ func TestEnrollRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = relay.New(site.Ctx(), relay.Config{DataDir: t.TempDir(), Coordinator: site.Addr, Invite: inv.GetCode(), HTTPAddr: "off",
+	dir := t.TempDir()
+	_, err = relay.New(site.Ctx(), relay.Config{DataDir: dir, Coordinator: site.Addr, Invite: inv.GetCode(), HTTPAddr: "off",
 		Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
 	coordinatortest.WantCode(t, err, mesh.CodeInvalidArgument)
+	// The directory now holds carol's key and says so: a second start is
+	// refused at once, not at the ACL fetch.
+	_, err = relay.New(site.Ctx(), relay.Config{DataDir: dir, HTTPAddr: "off", Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
+	coordinatortest.WantCode(t, err, mesh.CodeInvalidArgument)
+}
+
+// TestOldDataDirKeepsWorking: a data directory enrolled by an older
+// release, when the relay enrolled as a console (technician.key and a
+// console.json without a role), is renamed to relay.key and relay.json on
+// start and the relay keeps its identity and enrollment, this start and
+// the next.
+func TestOldDataDirKeepsWorking(t *testing.T) {
+	site := coordinatortest.New(t, console.Login)
+	cfg := relayConfig(t, site, "relay-1")
+	old, _, err := console.Login(site.Ctx(), cfg.DataDir, cfg.Coordinator, cfg.Invite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := old.ID()
+	old.Close()
+	oldConfig := filepath.Join(cfg.DataDir, console.ConfigFile)
+	var written map[string]any
+	raw, err := os.ReadFile(oldConfig)
+	if err == nil {
+		err = json.Unmarshal(raw, &written)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(written, "role")
+	raw, _ = json.Marshal(written)
+	if err := os.WriteFile(oldConfig, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg.Invite, cfg.Coordinator = "", ""
+	for run := range 2 {
+		r, err := relay.New(site.Ctx(), cfg)
+		if err != nil {
+			t.Fatalf("start %d on the old directory: %v", run+1, err)
+		}
+		got := r.ID()
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got != id {
+			t.Fatalf("start %d: relay is %s, its old key was %s", run+1, got, id)
+		}
+		for name, want := range map[string]bool{relay.KeyFile: true, relay.ConfigFile: true, console.KeyFile: false, console.ConfigFile: false} {
+			if _, err := os.Stat(filepath.Join(cfg.DataDir, name)); (err == nil) != want {
+				t.Fatalf("start %d: %s exists = %v, want %v", run+1, name, err == nil, want)
+			}
+		}
+	}
 }
 
 // TestMembersRelay: a member reserves, another member reaches it through
