@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/jumpmesh/jumpmesh/sim/results"
 	"github.com/jumpmesh/jumpmesh/sim/scenario"
 )
 
@@ -111,7 +112,7 @@ func (p *stepProgress) redraw(every time.Duration) {
 }
 
 // Step prints a finished step's line (above the bar, on a terminal).
-func (p *stepProgress) Step(s scenario.StepResult) {
+func (p *stepProgress) Step(s results.Step) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.done++
@@ -180,7 +181,7 @@ func clock(d time.Duration) string {
 }
 
 // printStep is a finished step's line.
-func printStep(w io.Writer, s scenario.StepResult) {
+func printStep(w io.Writer, s results.Step) {
 	switch {
 	case s.Skipped:
 		fmt.Fprintf(w, "- %-50s skipped\n", s.Name)

@@ -11,10 +11,10 @@ import (
 	"github.com/creack/pty"
 	"go.uber.org/goleak"
 
-	"github.com/jumpmesh/jumpmesh/sim/scenario"
+	"github.com/jumpmesh/jumpmesh/sim/results"
 )
 
-var progressSteps = []scenario.StepResult{
+var progressSteps = []results.Step{
 	{Index: 1, Name: "init", DurationMS: 1234, OK: true},
 	{Index: 2, Name: "connect con-easy peer-hard", DurationMS: 30000, Error: "no connection"},
 	{Index: 3, Name: "stop peer-hard", Skipped: true},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/sim/netlab"
 	"github.com/jumpmesh/jumpmesh/sim/report"
+	"github.com/jumpmesh/jumpmesh/sim/results"
 	"github.com/jumpmesh/jumpmesh/sim/scenario"
 )
 
@@ -80,7 +81,7 @@ func runScenario(cc *cli.Context, sc *scenario.Scenario, out, bin string) error 
 	if err != nil && res == nil {
 		return err
 	}
-	path := filepath.Join(out, scenario.ResultsFile)
+	path := filepath.Join(out, results.File)
 	if abs, aerr := filepath.Abs(path); aerr == nil {
 		path = abs
 	}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jumpmesh/jumpmesh/sim/results"
 )
 
 // Distribution chart geometry: each chart is a cumulative plot (a dot per
@@ -52,7 +54,7 @@ type sample struct {
 	tip  string
 }
 
-func distributions(paths []Path, s *summary) []*dist {
+func distributions(paths []results.Path, s *summary) []*dist {
 	var connects, ttds []sample
 	for _, p := range paths {
 		if p.OK {
@@ -60,10 +62,10 @@ func distributions(paths []Path, s *summary) []*dist {
 			if p.Initial == "direct" {
 				fill = colorDirect
 			}
-			connects = append(connects, sample{p.ConnectMS, fill, fmt.Sprintf("%s: connected %s in %s", p.pair(), p.Initial, fmtMS(p.ConnectMS))})
+			connects = append(connects, sample{p.ConnectMS, fill, fmt.Sprintf("%s: connected %s in %s", pair(p), p.Initial, fmtMS(p.ConnectMS))})
 		}
-		if p.upgraded() {
-			ttds = append(ttds, sample{p.TimeToDirectMS, colorDirect, fmt.Sprintf("%s: direct after %s", p.pair(), fmtMS(p.TimeToDirectMS))})
+		if upgraded(p) {
+			ttds = append(ttds, sample{p.TimeToDirectMS, colorDirect, fmt.Sprintf("%s: direct after %s", pair(p), fmtMS(p.TimeToDirectMS))})
 		}
 	}
 	c := cdf("Time to connect", connects, 0)

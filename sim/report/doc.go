@@ -12,9 +12,10 @@
 // runs ended), the distributions of time to connect and time to direct
 // (cumulative dot plots with p50 and p90), and a table of every path.
 //
-// The package mirrors results.json in its own types instead of importing
-// the runner, so a report can be rendered from any results file; a test
-// checks that the mirror has the runner's fields.
+// The page is rendered from the types of sim/results, the schema of
+// results.json that the runner writes, so the report reads exactly the
+// fields the runner writes; it never imports the runner, so a report can
+// be rendered from any results file.
 //
 // The page has no external resources: its CSS is inline, it has no
 // JavaScript, and every chart is SVG written by this package, so it opens

@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/jumpmesh/jumpmesh/sim/results"
 )
 
 // A path's outcome, which is also its cell's CSS class in the heat map.
@@ -30,7 +32,7 @@ const (
 // always end direct, so their direct rate is the one to watch.
 var endpointIndependent = []string{"public", "easy", "cgnat", "udp-blocked"}
 
-func (p Path) outcome() string {
+func outcome(p results.Path) string {
 	final := p.Final
 	if final == "" {
 		final = p.Initial
@@ -46,15 +48,15 @@ func (p Path) outcome() string {
 }
 
 // upgraded reports whether the path started relayed and went direct.
-func (p Path) upgraded() bool {
-	return p.outcome() == outDirect && p.Initial == "relayed" && p.TimeToDirectMS > 0
+func upgraded(p results.Path) bool {
+	return outcome(p) == outDirect && p.Initial == "relayed" && p.TimeToDirectMS > 0
 }
 
-func (p Path) endpointIndependent() bool {
+func bothEndpointIndependent(p results.Path) bool {
 	return slices.Contains(endpointIndependent, p.ConsoleNAT) && slices.Contains(endpointIndependent, p.PeerNAT)
 }
 
-func (p Path) pair() string {
+func pair(p results.Path) string {
 	return fmt.Sprintf("run %d %s (%s) → %s (%s)", p.Run, p.Console, p.ConsoleNAT, p.Peer, p.PeerNAT)
 }
 
@@ -104,7 +106,7 @@ type cellLine struct {
 
 // order lists the presets: the grid's own order, then any other preset in
 // order of first appearance.
-func order(grid *Grid, paths []Path, nat func(Path) string) []string {
+func order(grid *results.Grid, paths []results.Path, nat func(results.Path) string) []string {
 	var out []string
 	if grid != nil {
 		out = append(out, grid.Presets...)
@@ -117,9 +119,9 @@ func order(grid *Grid, paths []Path, nat func(Path) string) []string {
 	return out
 }
 
-func heat(res Results) *heatmap {
-	rows := order(res.Grid, res.Paths, func(p Path) string { return p.ConsoleNAT })
-	cols := order(res.Grid, res.Paths, func(p Path) string { return p.PeerNAT })
+func heat(res results.Run) *heatmap {
+	rows := order(res.Grid, res.Paths, func(p results.Path) string { return p.ConsoleNAT })
+	cols := order(res.Grid, res.Paths, func(p results.Path) string { return p.PeerNAT })
 	x0, y0 := hmTitleW+hmLabelW, hmTop
 	h := &heatmap{
 		Width:  x0 + float64(len(cols))*hmCellW + hmRight,
@@ -134,7 +136,7 @@ func heat(res Results) *heatmap {
 	for j, c := range cols {
 		h.Cols = append(h.Cols, axisLabel{X: x0 + (float64(j)+0.5)*hmCellW, Y: y0 - 10, Name: c})
 	}
-	cells := map[[2]string][]Path{}
+	cells := map[[2]string][]results.Path{}
 	for _, p := range res.Paths {
 		k := [2]string{p.ConsoleNAT, p.PeerNAT}
 		cells[k] = append(cells[k], p)
@@ -163,7 +165,7 @@ func heat(res Results) *heatmap {
 
 // newCell classifies a pair's runs and writes its text: the outcome, the
 // time to direct (or "direct at once") and the direct transports.
-func newCell(paths []Path) cell {
+func newCell(paths []results.Path) cell {
 	if len(paths) == 0 {
 		return cell{Class: outEmpty, Fill: colorEmpty, Ink: "#9aa5b1", Lines: []cellLine{{Text: "not run", Class: "sub"}}, Tip: "not measured"}
 	}
@@ -172,13 +174,13 @@ func newCell(paths []Path) cell {
 	var ttd []float64
 	var transports, tips []string
 	for _, p := range paths {
-		switch p.outcome() {
+		switch outcome(p) {
 		case outDirect:
 			direct++
 			if p.Transport != "" && !slices.Contains(transports, p.Transport) {
 				transports = append(transports, p.Transport)
 			}
-			if p.upgraded() {
+			if upgraded(p) {
 				ttd = append(ttd, p.TimeToDirectMS)
 			} else if p.Initial == "direct" {
 				atOnce++
@@ -186,7 +188,7 @@ func newCell(paths []Path) cell {
 		case outFailed:
 			failed++
 		}
-		tips = append(tips, p.pair()+": "+p.story())
+		tips = append(tips, pair(p)+": "+story(p))
 	}
 	c := cell{Tip: strings.Join(tips, "\n")}
 	count := func(word string, k int) string {
@@ -229,7 +231,7 @@ func newCell(paths []Path) cell {
 }
 
 // story is one path in words, for tooltips.
-func (p Path) story() string {
+func story(p results.Path) string {
 	if !p.OK {
 		if p.Error == "" {
 			return "failed"
@@ -240,7 +242,7 @@ func (p Path) story() string {
 	if p.Final != "" && p.Final != p.Initial {
 		s += " → " + p.Final
 	}
-	if p.upgraded() {
+	if upgraded(p) {
 		s += " after " + fmtMS(p.TimeToDirectMS)
 	}
 	if p.Transport != "" {
@@ -290,12 +292,12 @@ const targetSlackMS = 30
 
 func target(relayRTT float64) float64 { return 2*relayRTT + targetSlackMS }
 
-func summarize(paths []Path) *summary {
+func summarize(paths []results.Path) *summary {
 	s := &summary{}
 	var relayRTTs, connects []float64
 	byRun := map[int]*rate{}
 	for _, p := range paths {
-		d := p.outcome() == outDirect
+		d := outcome(p) == outDirect
 		s.Connected.N++
 		s.Direct.N++
 		if p.OK {
@@ -309,7 +311,7 @@ func summarize(paths []Path) *summary {
 		if d {
 			s.Direct.K++
 		}
-		if p.endpointIndependent() {
+		if bothEndpointIndependent(p) {
 			s.EIDirect.N++
 			if d {
 				s.EIDirect.K++
@@ -324,7 +326,7 @@ func summarize(paths []Path) *summary {
 		if d {
 			r.K++
 		}
-		if p.upgraded() {
+		if upgraded(p) {
 			s.TTD = append(s.TTD, p.TimeToDirectMS)
 			if p.RelayRTTMS > 0 {
 				relayRTTs = append(relayRTTs, p.RelayRTTMS)
@@ -365,7 +367,7 @@ func percentile(sorted []float64, p float64) float64 {
 
 // pathView is a row of the paths table.
 type pathView struct {
-	Path
+	results.Path
 	Class                    string // the outcome
 	Connect, ToDirect, RTT   string
 	RTTTip                   string
@@ -373,17 +375,17 @@ type pathView struct {
 	ShowFinal, EndpointIndep bool
 }
 
-func pathRows(paths []Path) []pathView {
+func pathRows(paths []results.Path) []pathView {
 	var out []pathView
 	for _, p := range paths {
-		v := pathView{Path: p, Class: p.outcome(), Connect: "—", ToDirect: "—", RTT: "—"}
+		v := pathView{Path: p, Class: outcome(p), Connect: "—", ToDirect: "—", RTT: "—"}
 		if p.OK {
 			v.Connect = fmtMS(p.ConnectMS)
-			v.InitialClass, v.FinalClass = p.Initial, p.outcome()
+			v.InitialClass, v.FinalClass = p.Initial, outcome(p)
 			v.ShowFinal = p.Final != "" && p.Final != p.Initial
 		}
 		switch {
-		case p.upgraded():
+		case upgraded(p):
 			v.ToDirect = fmtMS(p.TimeToDirectMS)
 		case p.OK && p.Initial == "direct":
 			v.ToDirect = "at once"

@@ -12,91 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/jumpmesh/jumpmesh/sim/results"
 )
 
 // File is the report's file name, written beside results.json.
 const File = "report.html"
-
-// Results mirrors the scenario runner's results.json.
-type Results struct {
-	Scenario   string    `json:"scenario"`
-	Lab        string    `json:"lab"`
-	Started    time.Time `json:"started"`
-	DurationMS float64   `json:"duration_ms"`
-	OK         bool      `json:"ok"`
-	Error      string    `json:"error,omitempty"`
-	// Networks is optional (results.json may not record it); without it
-	// the topology is drawn from the hosts alone.
-	Networks []Network `json:"networks,omitempty"`
-	Hosts    []Host    `json:"hosts"`
-	Steps    []Step    `json:"steps"`
-	// Paths holds what each connect step measured; with them the page
-	// shows the NAT grid, its summary, the distributions and a table.
-	Paths []Path `json:"paths,omitempty"`
-	// Grid describes the grid a `sim grid` run was made from (optional).
-	Grid *Grid `json:"grid,omitempty"`
-}
-
-// Path is one connect step's measurement: how a console reached a peer,
-// and whether hole punching made the path direct.
-type Path struct {
-	Run        int    `json:"run"` // repetition, from 1
-	Console    string `json:"console"`
-	Peer       string `json:"peer"`
-	ConsoleNAT string `json:"console_nat"`
-	PeerNAT    string `json:"peer_nat"`
-	OK         bool   `json:"ok"` // connected at all
-	Error      string `json:"error,omitempty"`
-	Initial    string `json:"initial,omitempty"` // "direct" or "relayed"
-	Final      string `json:"final,omitempty"`
-	FinalAddr  string `json:"final_addr,omitempty"`
-	Transport  string `json:"transport,omitempty"` // "tcp" or "quic", when direct
-	// ConnectMS is the time to the first connection; TimeToDirectMS the
-	// time from the relayed connection to the direct one (0: none).
-	ConnectMS      float64 `json:"connect_ms"`
-	TimeToDirectMS float64 `json:"time_to_direct_ms,omitempty"`
-	RTTMS          float64 `json:"rtt_ms,omitempty"`
-	RelayRTTMS     float64 `json:"relay_rtt_ms,omitempty"` // the basis of the time-to-direct target
-}
-
-// Grid describes a NAT grid run: every console preset against every peer
-// preset, Runs times.
-type Grid struct {
-	Presets   []string `json:"presets"`
-	Runs      int      `json:"runs"`
-	LatencyMS float64  `json:"latency_ms"` // one-way, on each NAT's uplink
-	WaitMS    float64  `json:"wait_ms"`    // how long a relayed pair may take to go direct
-}
-
-// Network is a network of the lab.
-type Network struct {
-	Name   string `json:"name"`
-	NAT    string `json:"nat"`
-	Subnet string `json:"subnet,omitempty"`
-	Public string `json:"public_addr,omitempty"`
-}
-
-// Host is a host of the lab.
-type Host struct {
-	Name    string `json:"name"`
-	Network string `json:"network"`
-	Role    string `json:"role"`
-	Addr    string `json:"addr"`
-	Public  string `json:"public_addr,omitempty"`
-	Dir     string `json:"dir"`
-}
-
-// Step is one step's outcome.
-type Step struct {
-	Index      int       `json:"index"`
-	Name       string    `json:"name"`
-	Start      time.Time `json:"start"`
-	DurationMS float64   `json:"duration_ms"`
-	OK         bool      `json:"ok"`
-	Skipped    bool      `json:"skipped,omitempty"`
-	Error      string    `json:"error,omitempty"`
-	Output     string    `json:"output,omitempty"`
-}
 
 // FromResultsFile reads a results.json and writes report.html beside it.
 func FromResultsFile(path string) error {
@@ -104,7 +25,7 @@ func FromResultsFile(path string) error {
 	if err != nil {
 		return err
 	}
-	var res Results
+	var res results.Run
 	if err := json.Unmarshal(b, &res); err != nil {
 		return fmt.Errorf("report: %s: %w", path, err)
 	}
@@ -112,7 +33,7 @@ func FromResultsFile(path string) error {
 }
 
 // Write renders res into dir/report.html.
-func Write(dir string, res Results) error {
+func Write(dir string, res results.Run) error {
 	var buf bytes.Buffer
 	if err := Render(&buf, res); err != nil {
 		return err
@@ -121,7 +42,7 @@ func Write(dir string, res Results) error {
 }
 
 // Render writes the report's HTML to w.
-func Render(w io.Writer, res Results) error {
+func Render(w io.Writer, res results.Run) error {
 	return page.ExecuteTemplate(w, "page", build(res))
 }
 
@@ -143,7 +64,7 @@ const (
 // model is what the template renders: one field per section.
 type model struct {
 	Title    string
-	Res      Results
+	Res      results.Run
 	State    string // "passed" | "failed"
 	Date     string
 	Total    time.Duration
@@ -161,7 +82,7 @@ type model struct {
 type counts struct{ OK, Failed, Skipped int }
 
 type stepView struct {
-	Step
+	results.Step
 	State  string // ok | failed | skipped
 	Color  string
 	Offset time.Duration
@@ -171,10 +92,10 @@ type stepView struct {
 
 type netView struct {
 	Name, NAT, Subnet, Public string
-	Hosts                     []Host
+	Hosts                     []results.Host
 }
 
-func build(res Results) model {
+func build(res results.Run) model {
 	m := model{Res: res, State: "passed", Total: msDur(res.DurationMS)}
 	if !res.OK {
 		m.State = "failed"
@@ -219,7 +140,7 @@ func build(res Results) model {
 
 // topology groups the hosts by network, in the order networks (or, without
 // them, hosts) appear.
-func topology(res Results) []netView {
+func topology(res results.Run) []netView {
 	var nets []netView
 	idx := map[string]int{}
 	add := func(n netView) int {

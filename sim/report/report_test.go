@@ -19,27 +19,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jumpmesh/jumpmesh/sim/scenario"
+	"github.com/jumpmesh/jumpmesh/sim/results"
 )
 
 const hostile = `<script>alert("x")</script>`
 
 // synthetic is a failed run: one ok step, one failed, one skipped.
-func synthetic() Results {
+func synthetic() results.Run {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	return Results{
+	return results.Run{
 		Scenario: "demo", Lab: "jmlab-test-", Started: t0, DurationMS: 3500,
 		Error: "step 2 (exec web-01 -- hostname) failed",
-		Networks: []Network{
+		Networks: []results.Network{
 			{Name: "dc", NAT: "public"},
 			{Name: "home", NAT: "easy", Subnet: "192.168.50.0/24", Public: "203.0.113.10"},
 		},
-		Hosts: []Host{
+		Hosts: []results.Host{
 			{Name: "coordinator", Network: "dc", Role: "coordinator", Addr: "198.51.100.10"},
 			{Name: "web-01", Network: "home", Role: "peer", Addr: "192.168.50.10", Public: "203.0.113.10"},
 			{Name: "laptop", Network: "home", Role: "console", Addr: "192.168.50.11", Public: "203.0.113.10"},
 		},
-		Steps: []Step{
+		Steps: []results.Step{
 			{Index: 1, Name: "init", Start: t0.Add(10 * time.Millisecond), DurationMS: 1000, OK: true, Output: "coordinator ready\nlogged in"},
 			{Index: 2, Name: "exec web-01 -- " + hostile, Start: t0.Add(1010 * time.Millisecond), DurationMS: 2000,
 				Error: "exit 1, want 0: " + hostile, Output: "before\n" + hostile + "\nafter"},
@@ -48,7 +48,7 @@ func synthetic() Results {
 	}
 }
 
-func render(t *testing.T, res Results) string {
+func render(t *testing.T, res results.Run) string {
 	t.Helper()
 	var b bytes.Buffer
 	if err := Render(&b, res); err != nil {
@@ -173,41 +173,51 @@ func TestPassedAndEmpty(t *testing.T) {
 		t.Error("topology without networks lacks the NAT's public address")
 	}
 	// A run that could not start: no steps, no hosts.
-	page = render(t, Results{Scenario: "broken", Error: "netlab: needs root"})
+	page = render(t, results.Run{Scenario: "broken", Error: "netlab: needs root"})
 	wellFormed(t, page)
 	if strings.Contains(page, "<svg") || !strings.Contains(page, "netlab: needs root") {
 		t.Error("an empty run renders badly")
 	}
 }
 
+// TestFromResultsFile writes results with the runner's writer and renders
+// them from the file: the page is the one the values themselves give, so
+// every field the runner writes reaches the report.
 func TestFromResultsFile(t *testing.T) {
-	dir := t.TempDir()
-	b, err := json.Marshal(synthetic())
-	if err != nil {
-		t.Fatal(err)
+	fromFile := func(res results.Run) string {
+		t.Helper()
+		dir := t.TempDir()
+		path := filepath.Join(dir, results.File)
+		if err := res.Write(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := FromResultsFile(path); err != nil {
+			t.Fatal(err)
+		}
+		page, err := os.ReadFile(filepath.Join(dir, File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(page)
 	}
-	path := filepath.Join(dir, "results.json")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
+	if page := fromFile(gridResults()); page != render(t, gridResults()) {
+		t.Error("the grid page rendered from results.json differs from the one rendered from the values")
 	}
-	if err := FromResultsFile(path); err != nil {
-		t.Fatal(err)
+	page := fromFile(synthetic())
+	if page != render(t, synthetic()) {
+		t.Error("the page rendered from results.json differs from the one rendered from the values")
 	}
-	page, err := os.ReadFile(filepath.Join(dir, File))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wellFormed(t, string(page))
-	if len(bars(t, string(page))) != 3 {
+	wellFormed(t, page)
+	if len(bars(t, page)) != 3 {
 		t.Error("report.html from results.json lacks the bars")
 	}
 	// Self-contained: nothing is fetched.
 	for _, s := range []string{"http://", "https://", "<link", "src="} {
-		if strings.Contains(strings.ReplaceAll(string(page), `xmlns="http://www.w3.org/2000/svg"`, ""), s) {
+		if strings.Contains(strings.ReplaceAll(page, `xmlns="http://www.w3.org/2000/svg"`, ""), s) {
 			t.Errorf("page refers to something outside it: %q", s)
 		}
 	}
-	if err := FromResultsFile(filepath.Join(dir, "missing.json")); err == nil {
+	if err := FromResultsFile(filepath.Join(t.TempDir(), "missing.json")); err == nil {
 		t.Error("a missing results file is not an error")
 	}
 }
@@ -259,24 +269,24 @@ var gridPresets = []string{"public", "easy", "hard", "cgnat", "udp-blocked"}
 // times to direct sort as 8 × 90, 9 × 120, 9 × 180, 2 × 400 ms: p50 120 ms,
 // p90 180 ms; every relay RTT is 60 ms, so the target is 150 ms and 17 of
 // the 28 are within it.
-func gridResults() Results {
+func gridResults() results.Run {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	res := Results{
+	res := results.Run{
 		Scenario: "nat-grid", Lab: "jmlab-grid-", Started: t0, OK: true,
-		Grid: &Grid{Presets: gridPresets, Runs: 2, LatencyMS: 15, WaitMS: 10000},
+		Grid: &results.Grid{Presets: gridPresets, Runs: 2, LatencyMS: 15, WaitMS: 10000},
 	}
-	res.Networks = append(res.Networks, Network{Name: "dc", NAT: "public"})
-	res.Hosts = append(res.Hosts, Host{Name: "coordinator", Network: "dc", Role: "coordinator", Addr: "198.51.100.10"},
-		Host{Name: "relay", Network: "dc", Role: "relay", Addr: "198.51.100.11"})
+	res.Networks = append(res.Networks, results.Network{Name: "dc", NAT: "public"})
+	res.Hosts = append(res.Hosts, results.Host{Name: "coordinator", Network: "dc", Role: "coordinator", Addr: "198.51.100.10"},
+		results.Host{Name: "relay", Network: "dc", Role: "relay", Addr: "198.51.100.11"})
 	for i, p := range gridPresets {
 		pub := fmt.Sprintf("203.0.113.%d", 10+i)
-		res.Networks = append(res.Networks, Network{Name: "con-" + p, NAT: p, Public: pub}, Network{Name: "peer-" + p, NAT: p, Public: pub})
-		res.Hosts = append(res.Hosts, Host{Name: "con-" + p, Network: "con-" + p, Role: "console", Addr: fmt.Sprintf("192.168.%d.10", 2*i+1)},
-			Host{Name: "peer-" + p, Network: "peer-" + p, Role: "peer", Addr: fmt.Sprintf("192.168.%d.10", 2*i+2)})
+		res.Networks = append(res.Networks, results.Network{Name: "con-" + p, NAT: p, Public: pub}, results.Network{Name: "peer-" + p, NAT: p, Public: pub})
+		res.Hosts = append(res.Hosts, results.Host{Name: "con-" + p, Network: "con-" + p, Role: "console", Addr: fmt.Sprintf("192.168.%d.10", 2*i+1)},
+			results.Host{Name: "peer-" + p, Network: "peer-" + p, Role: "peer", Addr: fmt.Sprintf("192.168.%d.10", 2*i+2)})
 	}
 	at := t0.Add(200 * time.Millisecond)
 	step := func(name string, ms float64) {
-		res.Steps = append(res.Steps, Step{Index: len(res.Steps) + 1, Name: name, Start: at, DurationMS: ms, OK: true})
+		res.Steps = append(res.Steps, results.Step{Index: len(res.Steps) + 1, Name: name, Start: at, DurationMS: ms, OK: true})
 		at = at.Add(msDur(ms))
 	}
 	step("init", 900)
@@ -288,7 +298,7 @@ func gridResults() Results {
 	for run := 1; run <= 2; run++ {
 		for _, c := range gridPresets {
 			for _, p := range gridPresets {
-				path := Path{Run: run, Console: "con-" + c, Peer: "peer-" + p, ConsoleNAT: c, PeerNAT: p, OK: true,
+				path := results.Path{Run: run, Console: "con-" + c, Peer: "peer-" + p, ConsoleNAT: c, PeerNAT: p, OK: true,
 					Initial: "relayed", Final: "relayed", ConnectMS: 250, RTTMS: 60, RelayRTTMS: 60}
 				direct := func(ttd float64) {
 					path.Final, path.TimeToDirectMS, path.RTTMS, path.Transport = "direct", ttd, 30, "quic"
@@ -304,7 +314,7 @@ func gridResults() Results {
 				case c == "public":
 					direct(90)
 				case c == "cgnat" && p == "hard" && run == 2:
-					path = Path{Run: run, Console: path.Console, Peer: path.Peer, ConsoleNAT: c, PeerNAT: p,
+					path = results.Path{Run: run, Console: path.Console, Peer: path.Peer, ConsoleNAT: c, PeerNAT: p,
 						Error: "no connection within 30s: " + hostile}
 				case ei(c) && ei(p):
 					direct(map[int]float64{1: 120, 2: 180}[run])
@@ -496,7 +506,7 @@ func card(t *testing.T, page, id string) string {
 }
 
 func TestReportGridOrderWithoutGridInfo(t *testing.T) {
-	res := Results{Scenario: "pairs", Paths: []Path{
+	res := results.Run{Scenario: "pairs", Paths: []results.Path{
 		{Run: 1, ConsoleNAT: "hard", PeerNAT: "easy", OK: true, Initial: "relayed", Final: "relayed"},
 		{Run: 1, ConsoleNAT: "easy", PeerNAT: "cgnat", OK: true, Initial: "direct", Final: "direct", Transport: "tcp"},
 	}}
@@ -528,58 +538,6 @@ func TestReportWithoutPaths(t *testing.T) {
 			t.Errorf("a run without paths shows %q", s)
 		}
 	}
-}
-
-// TestReportMirrorsResults checks that the report's mirror of results.json
-// has exactly the runner's fields, with the same kinds.
-func TestReportMirrorsResults(t *testing.T) {
-	want, got := map[string]string{}, map[string]string{}
-	jsonFields(reflect.TypeFor[scenario.Results](), "", want)
-	jsonFields(reflect.TypeFor[Results](), "", got)
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("results.json field %s (%s): the report has %q", k, v, got[k])
-		}
-	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			t.Errorf("the report reads %s, which the runner does not write", k)
-		}
-	}
-}
-
-// jsonFields records every JSON key below t (as a path) and its kind.
-func jsonFields(t reflect.Type, prefix string, out map[string]string) {
-	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct || t == reflect.TypeFor[time.Time]() {
-		return
-	}
-	for f := range t.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" || !f.IsExported() {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		out[prefix+name] = shape(f.Type)
-		jsonFields(f.Type, prefix+name+".", out)
-	}
-}
-
-// shape is a type without its names: "[]struct", "*struct", "float64".
-func shape(t reflect.Type) string {
-	switch {
-	case t == reflect.TypeFor[time.Time]():
-		return "time"
-	case t.Kind() == reflect.Pointer:
-		return "*" + shape(t.Elem())
-	case t.Kind() == reflect.Slice:
-		return "[]" + shape(t.Elem())
-	}
-	return t.Kind().String()
 }
 
 // TestReportInChromium renders the grid report in headless Chromium, if the

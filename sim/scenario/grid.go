@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/sim/netlab"
+	"github.com/jumpmesh/jumpmesh/sim/results"
 )
 
 // DefaultWaitDirect is how long a connect or grid step waits, by default,
@@ -141,8 +142,8 @@ func (r *runner) relayRTT(console, peer string) time.Duration {
 // connect measures how console reaches peer with `jumpmesh ping`: the
 // first connection, whether it goes direct within wait, and the round
 // trip on the final path. The result is added to the run's paths.
-func (r *runner) connect(ctx context.Context, console, peer string, run int, wait time.Duration) PathResult {
-	pr := PathResult{Run: run, Console: console, Peer: peer, ConsoleNAT: string(r.preset(console)),
+func (r *runner) connect(ctx context.Context, console, peer string, run int, wait time.Duration) results.Path {
+	pr := results.Path{Run: run, Console: console, Peer: peer, ConsoleNAT: string(r.preset(console)),
 		PeerNAT: string(r.preset(peer)), RelayRTTMS: ms(r.relayRTT(console, peer))}
 	var pg struct {
 		Initial, Final, Path, Transport string
@@ -171,7 +172,7 @@ func (r *runner) connect(ctx context.Context, console, peer string, run int, wai
 }
 
 // describe is one line about a pair's outcome.
-func (p PathResult) describe() string {
+func describe(p results.Path) string {
 	switch {
 	case !p.OK:
 		return fmt.Sprintf("%s → %s: FAILED: %s", p.Console, p.Peer, p.Error)
@@ -194,7 +195,7 @@ func waitDirect(st Step) time.Duration {
 // connectStep is `connect CONSOLE PEER`, optionally with expect-path.
 func (r *runner) connectStep(ctx context.Context, console, peer string, st Step) (string, error) {
 	pr := r.connect(ctx, console, peer, 1, waitDirect(st))
-	out := pr.describe()
+	out := describe(pr)
 	switch {
 	case !pr.OK:
 		return out, errors.New(pr.Error)
@@ -224,7 +225,7 @@ func (r *runner) grid(ctx context.Context, st Step) (string, error) {
 	}
 	runs, wait := max(1, st.Runs), waitDirect(st)
 	r.resMu.Lock()
-	r.res.Grid = &GridInfo{Presets: presets, Runs: runs, LatencyMS: ms(r.commonUplink()), WaitMS: ms(wait)}
+	r.res.Grid = &results.Grid{Presets: presets, Runs: runs, LatencyMS: ms(r.commonUplink()), WaitMS: ms(wait)}
 	r.resMu.Unlock()
 	var (
 		lines []string
@@ -249,7 +250,7 @@ func (r *runner) grid(ctx context.Context, st Step) (string, error) {
 						err = fmt.Errorf("run %d: %s → %s stayed relayed (%s × %s should go direct)", run, c, p, r.preset(c), r.preset(p))
 					}
 					mu.Lock()
-					lines = append(lines, fmt.Sprintf("run %d: %s", run, pr.describe()))
+					lines = append(lines, fmt.Sprintf("run %d: %s", run, describe(pr)))
 					if err != nil {
 						errs = append(errs, err)
 					}

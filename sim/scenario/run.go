@@ -17,6 +17,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/sim/netlab"
+	"github.com/jumpmesh/jumpmesh/sim/results"
 )
 
 // Timeouts. The machine may be small and busy: generous, but bounded.
@@ -40,7 +41,7 @@ type Options struct {
 	// Logger receives the lab's build and teardown events; nil discards.
 	Logger *slog.Logger
 	// Progress, if set, is called when each step ends.
-	Progress func(StepResult)
+	Progress func(results.Step)
 	// Pcap captures every host's interface, both directions, into
 	// hosts/HOST/HOST.pcap for the whole run.
 	Pcap bool
@@ -48,10 +49,10 @@ type Options struct {
 
 // Run builds the scenario's lab, runs its steps in order (stopping at the
 // first failure; the rest are reported as skipped), tears everything down
-// and writes results.json into opt.OutDir. A failed step makes Results.OK
+// and writes results.json into opt.OutDir. A failed step makes the run's OK
 // false; the error is for runs that could not happen at all (no root, bad
 // options, a lab that could not be built) or could not be cleaned up.
-func Run(ctx context.Context, sc *Scenario, opt Options) (res *Results, err error) {
+func Run(ctx context.Context, sc *Scenario, opt Options) (res *results.Run, err error) {
 	if opt.Binary == "" {
 		return nil, errors.New("scenario: no jumpmesh binary")
 	}
@@ -81,10 +82,10 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *Results, err erro
 	if err != nil {
 		return nil, err
 	}
-	res = &Results{Scenario: sc.Name, Started: time.Now().UTC(), Steps: []StepResult{}}
+	res = &results.Run{Scenario: sc.Name, Started: time.Now().UTC(), Steps: []results.Step{}}
 	defer func() {
 		res.DurationMS = ms(time.Since(res.Started))
-		if werr := writeResults(filepath.Join(out, ResultsFile), res); werr != nil && err == nil {
+		if werr := res.Write(filepath.Join(out, results.File)); werr != nil && err == nil {
 			err = werr
 		}
 	}()
@@ -96,7 +97,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *Results, err erro
 	r := &runner{sc: sc, lab: lab, bin: bin, out: out, peers: map[string]string{}, res: res}
 	res.Lab = lab.Prefix()
 	for _, n := range sc.Networks {
-		nr := NetworkResult{Name: n.Name, NAT: string(n.NAT)}
+		nr := results.Network{Name: n.Name, NAT: string(n.NAT)}
 		if ln := lab.Network(n.Name); ln != nil {
 			if pa := ln.PublicAddr(); pa.IsValid() {
 				nr.Public = pa.String()
@@ -109,7 +110,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *Results, err erro
 	}
 	for _, h := range sc.Hosts {
 		lh := lab.Host(h.Name)
-		hr := HostResult{Name: h.Name, Network: h.Network, Role: h.Role, Addr: lh.Addr().String(), Dir: r.hostDir(h.Name)}
+		hr := results.Host{Name: h.Name, Network: h.Network, Role: h.Role, Addr: lh.Addr().String(), Dir: r.hostDir(h.Name)}
 		if pa := lh.Network().PublicAddr(); pa.IsValid() {
 			hr.Public = pa.String()
 		}
@@ -136,7 +137,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *Results, err erro
 
 	res.OK = true
 	for i, st := range sc.Steps {
-		sr := StepResult{Index: i + 1, Name: st.Name(), Start: time.Now().UTC()}
+		sr := results.Step{Index: i + 1, Name: st.Name(), Start: time.Now().UTC()}
 		if !res.OK || ctx.Err() != nil {
 			sr.Skipped = true
 			if ctx.Err() != nil && res.OK {
@@ -173,14 +174,6 @@ func excerpt(s string) string {
 	return s
 }
 
-func writeResults(path string, res *Results) error {
-	b, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
-}
-
 // runner is one run's state.
 type runner struct {
 	sc  *Scenario
@@ -193,8 +186,8 @@ type runner struct {
 	coordAddr string            // the /tcp/ login address
 	peers     map[string]string // peer name → install dir
 
-	res   *Results   // Paths grows as connect and grid steps measure
-	resMu sync.Mutex // guards res.Paths (a grid's consoles run at once)
+	res   *results.Run // Paths grows as connect and grid steps measure
+	resMu sync.Mutex   // guards res.Paths (a grid's consoles run at once)
 
 	background map[string]chan stepOutcome // background execs by name
 	bgWG       sync.WaitGroup

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/sim/netlab"
 	"github.com/jumpmesh/jumpmesh/sim/netlab/labtest"
+	"github.com/jumpmesh/jumpmesh/sim/results"
 )
 
 var binary string
@@ -41,7 +42,7 @@ func TestMain(m *testing.M) {
 // runShipped runs a shipped scenario with real jumpmesh processes; on a
 // failed run it logs the hosts' logs and fails. It checks that the run left
 // nothing behind.
-func runShipped(t *testing.T, name string, timeout time.Duration) (*Scenario, *Results, string) {
+func runShipped(t *testing.T, name string, timeout time.Duration) (*Scenario, *results.Run, string) {
 	t.Helper()
 	labtest.Skip(t)
 	sc, err := Load(name)
@@ -52,7 +53,7 @@ func runShipped(t *testing.T, name string, timeout time.Duration) (*Scenario, *R
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	t0 := time.Now()
-	res, err := Run(ctx, sc, Options{Binary: binary, OutDir: out, Progress: func(s StepResult) {
+	res, err := Run(ctx, sc, Options{Binary: binary, OutDir: out, Progress: func(s results.Step) {
 		t.Logf("%-45s ok=%v %6.0f ms %s", s.Name, s.OK, s.DurationMS, s.Error)
 	}})
 	t.Logf("%s took %v", name, time.Since(t0))
@@ -83,8 +84,8 @@ func runShipped(t *testing.T, name string, timeout time.Duration) (*Scenario, *R
 // behind.
 func TestQuickstart(t *testing.T) {
 	sc, res, out := runShipped(t, "quickstart", 3*time.Minute)
-	var back Results
-	raw, err := os.ReadFile(filepath.Join(out, ResultsFile))
+	var back results.Run
+	raw, err := os.ReadFile(filepath.Join(out, results.File))
 	if err != nil || json.Unmarshal(raw, &back) != nil || !back.OK || len(back.Steps) != len(sc.Steps) {
 		t.Fatalf("results.json: %v\n%s", err, raw)
 	}

@@ -1,0 +1,108 @@
+package results
+
+import (
+	"encoding/json"
+	"os"
+	"time"
+)
+
+// File is the name of the results file in a run's output directory.
+const File = "results.json"
+
+// Run is what results.json holds: one scenario run.
+type Run struct {
+	Scenario   string    `json:"scenario"`
+	Lab        string    `json:"lab"`
+	Started    time.Time `json:"started"`
+	DurationMS float64   `json:"duration_ms"`
+	OK         bool      `json:"ok"`
+	Error      string    `json:"error,omitempty"`
+	// Networks may be absent (older files); the report then draws the
+	// topology from the hosts alone.
+	Networks []Network `json:"networks,omitempty"`
+	Hosts    []Host    `json:"hosts"`
+	Steps    []Step    `json:"steps"`
+	// Paths holds what each connect step measured (a grid's cells).
+	Paths []Path `json:"paths,omitempty"`
+	// Grid describes the grid a `sim grid` run was made from.
+	Grid *Grid `json:"grid,omitempty"`
+}
+
+// Network describes a network of the run.
+type Network struct {
+	Name   string `json:"name"`
+	NAT    string `json:"nat"`
+	Subnet string `json:"subnet,omitempty"`
+	Public string `json:"public_addr,omitempty"` // the NAT's public side
+}
+
+// Host describes a host of the run.
+type Host struct {
+	Name    string `json:"name"`
+	Network string `json:"network"`
+	Role    string `json:"role"`
+	Addr    string `json:"addr"`
+	Public  string `json:"public_addr,omitempty"` // the NAT's public side
+	Dir     string `json:"dir"`
+}
+
+// Step is one step's outcome.
+type Step struct {
+	Index      int       `json:"index"`
+	Name       string    `json:"name"`
+	Start      time.Time `json:"start"`
+	DurationMS float64   `json:"duration_ms"`
+	OK         bool      `json:"ok"`
+	Skipped    bool      `json:"skipped,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Output     string    `json:"output,omitempty"`
+}
+
+// Duration is the step's duration.
+func (s Step) Duration() time.Duration {
+	return time.Duration(s.DurationMS * float64(time.Millisecond))
+}
+
+// Path is one connect step's measurement: how a console reached a peer,
+// and whether hole punching made the path direct.
+type Path struct {
+	Run        int    `json:"run"` // repetition, from 1
+	Console    string `json:"console"`
+	Peer       string `json:"peer"`
+	ConsoleNAT string `json:"console_nat"` // NAT preset of the console's network
+	PeerNAT    string `json:"peer_nat"`
+	OK         bool   `json:"ok"` // connected at all (directly or relayed)
+	Error      string `json:"error,omitempty"`
+	Initial    string `json:"initial,omitempty"`    // "direct" or "relayed": the first connection
+	Final      string `json:"final,omitempty"`      // "direct" or "relayed": at the end of the wait
+	FinalAddr  string `json:"final_addr,omitempty"` // the peer's address on the final path
+	Transport  string `json:"transport,omitempty"`  // "tcp" or "quic" when the final path is direct
+	// ConnectMS is the time to the first connection; TimeToDirectMS the
+	// time from the relayed connection to the direct one (0: none).
+	ConnectMS      float64 `json:"connect_ms"`
+	TimeToDirectMS float64 `json:"time_to_direct_ms,omitempty"`
+	// RTTMS is the median ping round trip on the final path; RelayRTTMS the
+	// round trip through the relay that the lab's link latencies imply
+	// (the basis of the time-to-direct target).
+	RTTMS      float64 `json:"rtt_ms,omitempty"`
+	RelayRTTMS float64 `json:"relay_rtt_ms,omitempty"`
+}
+
+// Grid describes a NAT grid run: every console preset against every peer
+// preset, Runs times.
+type Grid struct {
+	Presets   []string `json:"presets"`
+	Runs      int      `json:"runs"`
+	LatencyMS float64  `json:"latency_ms"` // one-way, on each NAT's uplink
+	WaitMS    float64  `json:"wait_ms"`    // how long a relayed pair may take to go direct
+}
+
+// Write writes r to path as the runner always has: indented by two
+// spaces, with a final newline.
+func (r *Run) Write(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
