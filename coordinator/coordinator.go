@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -18,10 +17,10 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/dht"
+	"github.com/jumpmesh/jumpmesh/mesh/ops"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -58,8 +57,7 @@ type Coordinator struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	http     *http.Server
-	httpAddr net.Addr
+	http *ops.Server // nil when the metrics/health endpoint is off
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -162,7 +160,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	if cfg.HTTPAddr != "" {
 		httpAddr = cfg.HTTPAddr
 	}
-	if err := c.startHTTP(httpAddr, reg); err != nil {
+	if c.http, err = ops.Serve(httpAddr, reg, c.serveHealth, log); err != nil {
 		return nil, err
 	}
 	log.Info("coordinator running", "site", site.ID, "addrs", fmt.Sprint(c.host.Addrs()), "http", c.HTTPAddr())
@@ -200,29 +198,6 @@ func (c *Coordinator) handle(ctx context.Context, remote peer.ID, req *pb.Reques
 		c.log.Debug("request served", logRequest, name, logRemote, remote)
 	}
 	return resp, err
-}
-
-func (c *Coordinator) startHTTP(addr string, reg *prometheus.Registry) error {
-	if addr == "" || addr == "off" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listening for metrics on %s: %w", addr, err)
-	}
-	c.httpAddr = ln.Addr()
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", c.serveHealth)
-	c.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		if err := c.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			c.log.Error("metrics server stopped", logError, err)
-		}
-	}()
-	return nil
 }
 
 // Health is what /healthz answers.
@@ -287,11 +262,7 @@ func (c *Coordinator) Close() error {
 			c.service.strangers.close()
 		}
 		var errs []error
-		if c.http != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			errs = append(errs, c.http.Shutdown(ctx))
-			cancel()
-		}
+		errs = append(errs, c.http.Close())
 		if c.dht != nil {
 			errs = append(errs, c.dht.Close())
 		}
@@ -329,9 +300,4 @@ func (c *Coordinator) Service() *Service { return c.service }
 func (c *Coordinator) LoginAddrs() []ma.Multiaddr { return c.site.LoginAddrs(c.host.Addrs()) }
 
 // HTTPAddr is the metrics/health listener's address, or "" when disabled.
-func (c *Coordinator) HTTPAddr() string {
-	if c.httpAddr == nil {
-		return ""
-	}
-	return c.httpAddr.String()
-}
+func (c *Coordinator) HTTPAddr() string { return c.http.Addr() }

@@ -2,15 +2,12 @@ package relay
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // tracer feeds go-libp2p's relay metrics (libp2p_relaysvc_*: reservations
@@ -77,30 +74,6 @@ func (r *Relay) registerACLMetrics(reg prometheus.Registerer) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "jumpmesh", Subsystem: "relay", Name: "acl_age_seconds",
 			Help: "Seconds since the ACL was last fetched."}, func() float64 { return r.aclAge().Seconds() }),
 	)
-}
-
-// startHTTP serves /metrics and /healthz on addr unless it is "off".
-func (r *Relay) startHTTP(addr string, reg *prometheus.Registry) error {
-	if addr == "off" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listening for metrics on %s: %w", addr, err)
-	}
-	r.httpAddr = ln.Addr()
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", r.serveHealth)
-	r.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		if err := r.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			r.log.Error("metrics server stopped", logError, err)
-		}
-	}()
-	return nil
 }
 
 // Health is what /healthz answers.

@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -24,6 +21,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/dht"
+	"github.com/jumpmesh/jumpmesh/mesh/ops"
 )
 
 // Relay is a running site relay: a libp2p host with the circuit relay v2
@@ -46,8 +44,7 @@ type Relay struct {
 	aclAt       atomic.Int64
 	serverEvery atomic.Int64
 
-	http     *http.Server
-	httpAddr net.Addr
+	http *ops.Server // nil when the metrics/health endpoint is off
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -130,7 +127,7 @@ func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
 	if err := r.startDHT(); err != nil {
 		return nil, err
 	}
-	if err := r.startHTTP(cfg.httpAddr(), reg); err != nil {
+	if r.http, err = ops.Serve(cfg.httpAddr(), reg, r.serveHealth, r.log); err != nil {
 		return nil, err
 	}
 	r.wg.Add(1)
@@ -155,11 +152,7 @@ func (r *Relay) Close() error {
 	r.closeOnce.Do(func() {
 		r.cancel()
 		var errs []error
-		if r.http != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			errs = append(errs, r.http.Shutdown(ctx))
-			cancel()
-		}
+		errs = append(errs, r.http.Close())
 		// The refresher uses the host and the client: let it finish first.
 		r.wg.Wait()
 		if r.svc != nil {
@@ -195,12 +188,7 @@ func (r *Relay) Addrs() []ma.Multiaddr {
 }
 
 // HTTPAddr is the metrics/health listener's address, or "" when disabled.
-func (r *Relay) HTTPAddr() string {
-	if r.httpAddr == nil {
-		return ""
-	}
-	return r.httpAddr.String()
-}
+func (r *Relay) HTTPAddr() string { return r.http.Addr() }
 
 // advertised are the addresses reported to the coordinator and put in
 // reservations: the announced ones if set, else the listen addresses

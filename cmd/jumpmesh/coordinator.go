@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/coordinator"
@@ -131,19 +132,25 @@ func coordinatorRunCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			// Scripts and tests wait for this line before using the coordinator.
-			for _, a := range c.LoginAddrs() {
-				fmt.Fprintf(cc.App.Writer, "listening %s\n", a)
-			}
-			if c.HTTPAddr() != "" {
-				fmt.Fprintf(cc.App.Writer, "http http://%s/metrics\n", c.HTTPAddr())
-			}
-			fmt.Fprintln(cc.App.Writer, "ready")
+			printReady(cc.App.Writer, c.LoginAddrs(), c.HTTPAddr())
 			err = c.Run(cc.Context)
 			log.Info("coordinator stopped")
 			return err
 		},
 	}
+}
+
+// printReady prints where a daemon (coordinator, relay) listens, then
+// "ready": scripts and tests (sim/scenario) wait for that line before using
+// it. httpAddr is its metrics/health endpoint, "" when off.
+func printReady(w io.Writer, addrs []ma.Multiaddr, httpAddr string) {
+	for _, a := range addrs {
+		fmt.Fprintf(w, "listening %s\n", a)
+	}
+	if httpAddr != "" {
+		fmt.Fprintf(w, "http http://%s/metrics\n", httpAddr)
+	}
+	fmt.Fprintln(w, "ready")
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -133,14 +133,7 @@ func relayRunCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			// Scripts and tests wait for this line before using the relay.
-			for _, a := range r.Addrs() {
-				fmt.Fprintf(cc.App.Writer, "listening %s\n", a)
-			}
-			if r.HTTPAddr() != "" {
-				fmt.Fprintf(cc.App.Writer, "http http://%s/metrics\n", r.HTTPAddr())
-			}
-			fmt.Fprintln(cc.App.Writer, "ready")
+			printReady(cc.App.Writer, r.Addrs(), r.HTTPAddr())
 			err = r.Run(cc.Context)
 			log.Info("relay stopped")
 			return err
