@@ -104,6 +104,11 @@ type MsgReader struct {
 // garbage once decoded instead of held for the stream's life.
 const reuseMax = 4 << 10
 
+// readBufSize is the reader's own buffer: a stream lives as long as its
+// peer is online, so per-stream bytes count (thousands of peers); larger
+// bodies bypass it and are read straight into their buffer.
+const readBufSize = 512
+
 // growStep is the first allocation for a large message; the buffer then
 // doubles as bytes arrive, so at most twice what was received is held.
 const growStep = 32 << 10
@@ -111,7 +116,7 @@ const growStep = 32 << 10
 // NewMsgReader reads from r, at most maxMessage bytes per message. scope
 // may be nil (nothing charged).
 func NewMsgReader(r io.Reader, scope MemoryScope, maxMessage int) *MsgReader {
-	return &MsgReader{r: bufio.NewReader(r), scope: scope, max: maxMessage}
+	return &MsgReader{r: bufio.NewReaderSize(r, readBufSize), scope: scope, max: maxMessage}
 }
 
 // SetMax changes the limit for the following messages.
@@ -143,7 +148,9 @@ func (mr *MsgReader) ReadMsg(m proto.Message) error {
 func (mr *MsgReader) readBody(n int) ([]byte, error) {
 	if n <= reuseMax {
 		if cap(mr.small) < n {
-			mr.small = make([]byte, reuseMax)
+			// Only what this stream's messages need (a peer's statistics:
+			// a few hundred bytes), not reuseMax for every stream.
+			mr.small = make([]byte, min(max(n, 2*cap(mr.small), 256), reuseMax))
 		}
 		buf := mr.small[:n]
 		_, err := io.ReadFull(mr.r, buf)
