@@ -2554,7 +2554,10 @@ type Response struct {
 	//	*Response_Audit
 	//	*Response_RelayAcl
 	//	*Response_PathStats
-	Body          isResponse_Body `protobuf_oneof:"body"`
+	Body isResponse_Body `protobuf_oneof:"body"`
+	// settings set: how many online peers the new settings were queued to
+	// (each peer's send queue delivers them after this reply).
+	PeersTold     uint32 `protobuf:"varint,40,opt,name=peers_told,json=peersTold,proto3" json:"peers_told,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2781,6 +2784,13 @@ func (x *Response) GetPathStats() *PathStats {
 		}
 	}
 	return nil
+}
+
+func (x *Response) GetPeersTold() uint32 {
+	if x != nil {
+		return x.PeersTold
+	}
+	return 0
 }
 
 type isResponse_Body interface {
@@ -3084,7 +3094,7 @@ const file_control_proto_rawDesc = "" +
 	"\x0ePeerSetRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12<\n" +
 	"\bsettings\x18\x02 \x01(\v2 .jumpmesh.site.InstallerDefaultsR\bsettings\x12\x16\n" +
-	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xcd\t\n" +
+	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xec\t\n" +
 	"\bResponse\x12*\n" +
 	"\x05error\x18\x01 \x01(\v2\x14.jumpmesh.site.ErrorR\x05error\x12)\n" +
 	"\x02ok\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x02ok\x127\n" +
@@ -3111,7 +3121,9 @@ const file_control_proto_rawDesc = "" +
 	"\x05audit\x18\x13 \x01(\v2\x1b.jumpmesh.control.AuditListH\x00R\x05audit\x129\n" +
 	"\trelay_acl\x18\x14 \x01(\v2\x1a.jumpmesh.control.RelayACLH\x00R\brelayAcl\x12<\n" +
 	"\n" +
-	"path_stats\x18\x15 \x01(\v2\x1b.jumpmesh.control.PathStatsH\x00R\tpathStatsB\x06\n" +
+	"path_stats\x18\x15 \x01(\v2\x1b.jumpmesh.control.PathStatsH\x00R\tpathStats\x12\x1d\n" +
+	"\n" +
+	"peers_told\x18( \x01(\rR\tpeersToldB\x06\n" +
 	"\x04bodyB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
 
 var (
