@@ -61,6 +61,7 @@ fuzz:
 	$(GO) test ./peer -run '^$$' -fuzz FuzzSysParseARP -fuzztime $(FUZZTIME)
 	$(GO) test ./sim/probe -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./mesh/grant -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME)
+	$(GO) test ./mesh/localpolicy -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME)
 	$(GO) test ./mesh/channel -run '^$$' -fuzz FuzzCheckEntryPath -fuzztime $(FUZZTIME)
 
 # Regenerates mesh/pb from the .proto files; needs protoc (Debian: protobuf-compiler,

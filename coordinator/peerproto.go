@@ -148,7 +148,8 @@ func (s *Service) peerGone(sess *peerSession) {
 func (s *Service) welcome(rec *pb.Peer, observed string) *pb.PeerWelcome {
 	st := s.settings()
 	return &pb.PeerWelcome{Peer: rec, DeleteAfterDays: st.GetDeleteAfterDays(), StatsIntervalSeconds: st.GetStatsIntervalSeconds(),
-		RestrictLocalUninstall: st.GetRestrictLocalUninstall(), ObservedAddr: observed, Relays: encodeAddrs(s.relayAddrs())}
+		RestrictLocalUninstall: st.GetRestrictLocalUninstall(), ObservedAddr: observed, Relays: encodeAddrs(s.relayAddrs()),
+		LocalPolicy: s.localPolicy(peer.ID(rec.GetId()), st)}
 }
 
 // tellUninstall orders the peer to uninstall and closes our side for

@@ -63,6 +63,9 @@ type Config struct {
 	MaxOfflineMinutes uint32    `json:"max_offline_minutes,omitempty"`
 	InstalledAt       time.Time `json:"installed_at"`
 	User              string    `json:"user,omitempty"`
+	// PeerID is the peer's ID, recorded at install: the local policy
+	// statement must name it.
+	PeerID string `json:"peer_id,omitempty"`
 }
 
 // Overrides are the install flags --jc-*.
@@ -91,15 +94,17 @@ type State struct {
 	LastContact time.Time `json:"last_contact,omitzero"`
 	Connected   bool      `json:"connected"`
 	// Learned from the coordinator and kept for when it is out of reach.
-	Name                 string    `json:"name,omitempty"`
-	DeleteAfterDays      uint32    `json:"delete_after_days,omitempty"`
-	MaxOfflineMinutes    uint32    `json:"max_offline_minutes,omitempty"`
-	StatsIntervalSeconds uint32    `json:"stats_interval_seconds,omitempty"`
-	RestrictLocal        bool      `json:"restrict_local_uninstall,omitempty"`
-	LastError            string    `json:"last_error,omitempty"`
-	LastErrorCode        string    `json:"last_error_code,omitempty"`
-	LastErrorAt          time.Time `json:"last_error_at,omitzero"`
-	PID                  int       `json:"pid,omitempty"`
+	Name                 string `json:"name,omitempty"`
+	DeleteAfterDays      uint32 `json:"delete_after_days,omitempty"`
+	MaxOfflineMinutes    uint32 `json:"max_offline_minutes,omitempty"`
+	StatsIntervalSeconds uint32 `json:"stats_interval_seconds,omitempty"`
+	// LocalPolicy is the site's last signed statement of the restrictions
+	// on the host's users (a pb.LocalPolicy), verified at every use.
+	LocalPolicy   []byte    `json:"local_policy,omitempty"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorCode string    `json:"last_error_code,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
+	PID           int       `json:"pid,omitempty"`
 	// Relays are the relays the peer holds a reservation on.
 	Relays []string `json:"relays,omitempty"`
 }

@@ -58,4 +58,54 @@
 //     is refused by the coordinator. A peer offline at the coordinator
 //     misses the message; grant.Limits.OpenFor bounds how long a grant
 //     opens channels anyway (grant_expired after it).
+//
+// # Local users (an install by root with --user U)
+//
+// Root runs the init-script (at boot, for status and stop), the uninstall
+// script and the jumpmesh binary, and systemd reads the unit; the daemon
+// runs as U. So everything root executes or trusts is root's and not
+// writable by U: the install directory itself (root, group U, 0750, so U
+// can neither replace a file nor add one), jumpmesh, init-script, uninstall,
+// jumpmesh-peer.service, and config.json (root, group U, 0640: U's daemon
+// reads the installer key and the pinned site in it). U owns only what the
+// daemon writes or must read as itself: var/ (state.json, disabled), logs/,
+// run/ (peer.pid) and peer.key (a key file must be 0600 and the daemon's;
+// root never executes it and uses it only to say goodbye when uninstalling).
+// Root reads U's files without following links or blocking on FIFOs, and
+// writes into var/ only by rename.
+//
+// run/peer.pid is U's, so root signals a PID only if /proc/PID/exe is this
+// install's binary and the process belongs to the owner of run/ (U): the
+// init-script's is_peer, isPeerProcess here. Anything else gets "not this
+// peer" from init-script stop, and no signal from peer disable/uninstall.
+// Both need Linux's /proc; without it nothing is signalled.
+//
+// restrict-local-uninstall (local disable, enable and uninstall are root's
+// only) cannot live in a root-only file: the daemon, which learns it from
+// the coordinator, runs as U. Decision: the coordinator signs a statement
+// for each peer in every welcome and update (mesh/localpolicy: site, peer
+// ID, the restriction, issued-at; domain-separated); the daemon keeps it in
+// var/state.json, and the local commands verify it against the site pinned
+// in the root-owned config.json and the peer ID recorded there. Editing the
+// flag breaks the signature; another peer's statement names another peer;
+// deleting it leaves none, and an install by root without a valid statement
+// counts as restricted (fail closed; a new install is thus restricted for
+// U until its first welcome). The daemon itself goes by the statement of
+// its last welcome or update, held in memory, and a disabled marker that
+// is not root's counts only while unrestricted, so `touch var/disabled`
+// does not disable a restricted peer either.
+//
+// Limits, accepted: U can put back an older statement of this same peer
+// from a time the site did not restrict (issued-at only orders them). That
+// fools the local command's early answer and a daemon started while the
+// coordinator cannot be reached (when no grant can be issued for the peer
+// anyway); a running daemon ignores the file once it has been welcomed, so
+// the coordinator never sees the peer disabled by U. More generally the
+// restriction binds U only through the tools: U runs the daemon and reads
+// its key, so U can always stop the process (the peer shows offline) or run
+// a modified one. Against other local users it is complete: they cannot
+// enter the install directory. An install by U for itself is all U's, so a
+// restriction there is advisory (a statement is still needed to lift it,
+// but the files are U's to delete). Installs made before var/ existed keep
+// their old layout (everything U's) and must be reinstalled to get this.
 package peer

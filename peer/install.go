@@ -235,6 +235,7 @@ func populate(dir string, cfg *Config, binary string, runUID int) (peer.ID, erro
 	if err != nil {
 		return "", err
 	}
+	cfg.PeerID = id.String()
 	if err := writeJSON(filepath.Join(dir, configFile), cfg); err != nil {
 		return "", err
 	}

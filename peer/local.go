@@ -73,30 +73,28 @@ func ownerOf(path string) (uint32, bool) {
 	return sys.Uid, true
 }
 
-// IsDisabled reports whether the local user disabled the peer.
-func IsDisabled(dir string) bool {
-	_, err := os.Lstat(filepath.Join(userDir(dir), disabledFile))
-	return err == nil
-}
-
 // Status is what `jumpmesh peer status` shows.
 type Status struct {
-	Dir            string    `json:"dir"`
-	PeerID         string    `json:"peer_id"`
-	Site           string    `json:"site"`
-	Name           string    `json:"name,omitempty"`
-	Running        bool      `json:"running"`
-	PID            int       `json:"pid,omitempty"`
-	Connected      bool      `json:"connected"`
-	Disabled       bool      `json:"disabled"`
-	Contacted      bool      `json:"contacted"`
-	LastContact    time.Time `json:"last_contact,omitzero"`
-	FirstContactBy time.Time `json:"first_contact_by,omitzero"`
-	OfflineLimit   string    `json:"offline_limit"`
-	LastError      string    `json:"last_error,omitempty"`
-	LastErrorCode  string    `json:"last_error_code,omitempty"`
-	LastErrorAt    time.Time `json:"last_error_at,omitzero"`
-	Relays         []string  `json:"relays,omitempty"`
+	Dir       string `json:"dir"`
+	PeerID    string `json:"peer_id"`
+	Site      string `json:"site"`
+	Name      string `json:"name,omitempty"`
+	Running   bool   `json:"running"`
+	PID       int    `json:"pid,omitempty"`
+	Connected bool   `json:"connected"`
+	Disabled  bool   `json:"disabled"`
+	// Restricted: local disable, enable and uninstall are root's only, as
+	// the site's statement of RestrictionStated says (zero: no valid one).
+	Restricted        bool      `json:"restricted"`
+	RestrictionStated time.Time `json:"restriction_stated,omitzero"`
+	Contacted         bool      `json:"contacted"`
+	LastContact       time.Time `json:"last_contact,omitzero"`
+	FirstContactBy    time.Time `json:"first_contact_by,omitzero"`
+	OfflineLimit      string    `json:"offline_limit"`
+	LastError         string    `json:"last_error,omitempty"`
+	LastErrorCode     string    `json:"last_error_code,omitempty"`
+	LastErrorAt       time.Time `json:"last_error_at,omitzero"`
+	Relays            []string  `json:"relays,omitempty"`
 }
 
 // LocalStatus reads an install directory.
@@ -118,8 +116,10 @@ func LocalStatus(dir string) (*Status, error) {
 		return nil, err
 	}
 	pid := runningPID(dir)
+	r := restrictionOf(dir, c, s.LocalPolicy, id)
 	st := &Status{Dir: dir, PeerID: id.String(), Site: c.Site, Name: s.Name, Running: pid != 0, PID: pid,
-		Connected: pid != 0 && s.Connected, Disabled: IsDisabled(dir), Contacted: s.Contacted, LastContact: s.LastContact,
+		Connected: pid != 0 && s.Connected, Disabled: disabledFor(dir, r.restricted), Restricted: r.restricted, RestrictionStated: r.issued,
+		Contacted: s.Contacted, LastContact: s.LastContact,
 		OfflineLimit: humanDuration(c.offlineLimit(s)), Relays: s.Relays, LastError: s.LastError, LastErrorCode: s.LastErrorCode, LastErrorAt: s.LastErrorAt}
 	if !s.Contacted {
 		st.FirstContactBy = c.FirstContactBy
@@ -128,14 +128,18 @@ func LocalStatus(dir string) (*Status, error) {
 }
 
 // checkLocalRight refuses local disable/uninstall by non-root users when the
-// site restricts them (seeds: only users with privileges on the host).
+// site restricts them (seeds: only users with privileges on the host), by
+// the site's signed statement, not by anything the user can write.
 func checkLocalRight(dir, what string, euid int) error {
-	s, err := LoadState(dir)
+	if euid == 0 {
+		return nil
+	}
+	r, _, err := loadRestriction(dir)
 	if err != nil {
 		return err
 	}
-	if s.RestrictLocal && euid != 0 {
-		return mesh.Errorf(mesh.CodePermissionDenied, "(the site restricts local %s of peers to root)", what)
+	if r.restricted {
+		return mesh.Errorf(mesh.CodePermissionDenied, "(the site restricts local %s of peers to root%s)", what, r.why)
 	}
 	return nil
 }

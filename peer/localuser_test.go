@@ -1,6 +1,11 @@
 package peer_test
 
 import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"os/user"
@@ -11,7 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/peer"
 )
 
@@ -39,10 +49,16 @@ func needRootAndNobody(t *testing.T) localUser {
 	return localUser{name: u.Username, uid: uid, gid: gid}
 }
 
-// asUser runs argv as u and returns its exit status and output.
+// run runs argv as u and returns its exit status and output.
 func (u localUser) run(t *testing.T, argv ...string) (int, string) {
 	t.Helper()
+	return u.runWithInput(t, nil, argv...)
+}
+
+func (u localUser) runWithInput(t *testing.T, stdin []byte, argv ...string) (int, string) {
+	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin = bytes.NewReader(stdin)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid)}}
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -54,7 +70,7 @@ func (u localUser) run(t *testing.T, argv ...string) (int, string) {
 }
 
 // rootInstall installs as root with --user u into a directory u can reach.
-func rootInstall(t *testing.T, site *coordinatortest.Site, key string, u localUser) *host {
+func rootInstall(t *testing.T, site *coordinatortest.Site[*console.Client], key string, u localUser) *host {
 	t.Helper()
 	parent := t.TempDir()
 	// t.TempDir's directories are root's 0700: let the user walk down.
@@ -69,7 +85,7 @@ func rootInstall(t *testing.T, site *coordinatortest.Site, key string, u localUs
 
 func TestRootInstallLeavesTheUserNothingRootRuns(t *testing.T) {
 	u := needRootAndNobody(t)
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	h := rootInstall(t, site, site.Installer(nil, 0, week()).GetKey(), u)
 
 	// What root executes or trusts is root's and not writable by the user.
@@ -111,7 +127,7 @@ func TestRootInstallLeavesTheUserNothingRootRuns(t *testing.T) {
 
 func TestRootNeverSignalsAPIDTheUserWrote(t *testing.T) {
 	u := needRootAndNobody(t)
-	site := coordinatortest.New(t)
+	site := coordinatortest.New(t, console.Login)
 	h := rootInstall(t, site, site.Installer(nil, 0, week()).GetKey(), u)
 
 	// A process of root's that the user would like dead. It is stopped,
@@ -188,4 +204,122 @@ func pendingSignals(t *testing.T, pid int) uint64 {
 		t.Fatal("the victim died")
 	}
 	return mask
+}
+
+func TestTheUserCannotLiftTheRestriction(t *testing.T) {
+	u := needRootAndNobody(t)
+	site := coordinatortest.New(t, console.Login)
+	key := site.Installer(nil, 0, week()).GetKey()
+	// Another peer of the site, while nothing is restricted: its statement
+	// is one the attacker might get hold of.
+	other := install(t, site, key, peer.InstallOptions{})
+	other.start()
+	other.waitStatus(other.id(), "online")
+	other.stop()
+	otherState := readState(t, other.dir)
+
+	if _, err := site.Admin.SetSettings(site.Ctx(), map[string]string{"restrict-local-uninstall": "true"}); err != nil {
+		t.Fatal(err)
+	}
+	h := rootInstall(t, site, key, u)
+	h.start()
+	h.waitStatus(h.id(), "online")
+	coordinatortest.Eventually(t, 10*time.Second, "the restriction reaching the peer", func() bool {
+		return coordinatortest.WantNoPanic(func() error { return peer.SetDisabled(h.dir, true, u.uid) }) == mesh.CodePermissionDenied
+	})
+	h.stop()
+	state := filepath.Join(h.dir, "var", "state.json")
+	if err := os.Chown(state, u.uid, u.gid); err != nil { // as the daemon, running as the user, leaves it
+		t.Fatal(err)
+	}
+	genuine := readState(t, h.dir)
+
+	attacks := map[string]func(s map[string]any){
+		"restriction dropped": func(s map[string]any) { s["restrict_local_uninstall"] = false; delete(s, "local_policy") },
+		"statement flipped": func(s map[string]any) {
+			raw, _ := base64.StdEncoding.DecodeString(s["local_policy"].(string))
+			s["local_policy"] = base64.StdEncoding.EncodeToString(flipRestriction(t, raw))
+		},
+		"another peer's statement": func(s map[string]any) { s["local_policy"] = otherState["local_policy"] },
+		"state emptied":            func(s map[string]any) { clear(s) },
+	}
+	for name, edit := range attacks {
+		t.Run(name, func(t *testing.T) {
+			s := maps.Clone(genuine)
+			edit(s)
+			u.replaceFile(t, state, s)
+			// As the peer's user, the real check: SetDisabled with its euid.
+			err := peer.SetDisabled(h.dir, true, u.uid)
+			coordinatortest.WantCode(t, err, mesh.CodePermissionDenied)
+			_, err = peer.Uninstall(context.Background(), h.dir, peer.UninstallOptions{EUID: u.uid})
+			coordinatortest.WantCode(t, err, mesh.CodePermissionDenied)
+		})
+	}
+	t.Run("state removed", func(t *testing.T) {
+		if code, out := u.run(t, "rm", state); code != 0 {
+			t.Fatal(out)
+		}
+		coordinatortest.WantCode(t, peer.SetDisabled(h.dir, true, u.uid), mesh.CodePermissionDenied)
+	})
+
+	// A marker made by hand does not disable a restricted peer; root's does.
+	u.replaceFile(t, state, genuine)
+	if code, out := u.run(t, "touch", filepath.Join(h.dir, "var", "disabled")); code != 0 {
+		t.Fatal(out)
+	}
+	if peer.IsDisabled(h.dir) {
+		t.Fatal("the user's own disabled marker disabled a restricted peer")
+	}
+	h.start()
+	h.waitStatus(h.id(), "online")
+	h.d.Reload()
+	if err := peer.SetDisabled(h.dir, true, 0); err != nil {
+		t.Fatalf("root may disable: %v", err)
+	}
+	h.d.Reload()
+	h.waitStatus(h.id(), "disabled")
+}
+
+// readState decodes an install's state.json as the user would edit it.
+func readState(t *testing.T, dir string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "var", "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s map[string]any
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// replaceFile has u replace path (in a directory of u's) with v as JSON.
+func (u localUser) replaceFile(t *testing.T, path string, v any) {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out := u.runWithInput(t, raw, "sh", "-c", `cat > "$0.edit" && mv "$0.edit" "$0"`, path); code != 0 {
+		t.Fatalf("%s replacing %s: %s", u.name, path, out)
+	}
+}
+
+// flipRestriction turns the restriction off inside a signed statement,
+// keeping its signature.
+func flipRestriction(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	var lp pb.LocalPolicy
+	var body pb.LocalPolicyBody
+	if err := proto.Unmarshal(raw, &lp); err != nil {
+		t.Fatal(err)
+	}
+	if err := proto.Unmarshal(lp.GetBody(), &body); err != nil {
+		t.Fatal(err)
+	}
+	body.RestrictLocalUninstall = false
+	lp.Body, _ = proto.Marshal(&body)
+	out, _ := proto.Marshal(&lp)
+	return out
 }

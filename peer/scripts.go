@@ -55,7 +55,8 @@ start() {
 	rm -f "$PIDFILE"
 	cmd="exec \"$BIN\" peer run --dir \"$DIR\" --pid-file \"$PIDFILE\" >>\"$LOG\" 2>&1 </dev/null"
 	if [ "$(id -u)" = 0 ] && [ -n "$RUN_AS" ] && [ "$RUN_AS" != root ]; then
-		setsid su -s /bin/sh "$RUN_AS" -c "$cmd" &
+		# su stays as the parent of the peer: it must not hold our output open.
+		setsid su -s /bin/sh "$RUN_AS" -c "$cmd" </dev/null >/dev/null 2>&1 &
 	else
 		setsid sh -c "$cmd" &
 	fi

@@ -39,7 +39,7 @@ func (d *Daemon) session(ctx context.Context) (welcomed bool, retryAfter time.Du
 	defer ms.Reset()
 	hello := &pb.PeerUp{Body: &pb.PeerUp_Hello{Hello: &pb.PeerHello{
 		InstallerKey: d.config.InstallerKey, Info: d.hostInfo(),
-		Overrides: d.config.Overrides.toPB(), OverrideFields: d.config.OverrideFields, Disabled: IsDisabled(d.cfg.Dir),
+		Overrides: d.config.Overrides.toPB(), OverrideFields: d.config.OverrideFields, Disabled: d.isDisabled(),
 	}}}
 	if err := ms.Write(hello, sendTimeout); err != nil {
 		return false, 0, mesh.Errorf(mesh.CodeCoordinatorDown, "(sending hello: %w)", err)
@@ -62,7 +62,11 @@ func (d *Daemon) session(ctx context.Context) (welcomed bool, retryAfter time.Du
 		return false, 0, mesh.Errorf(mesh.CodeProtocol, "(expected a welcome, got %T)", b)
 	}
 	d.log.Info("online", "site", d.site.ID, "name", d.snapshot().Name)
-	return true, 0, d.online(ctx, ms)
+	reported := hello.GetHello().GetDisabled()
+	if err := d.reportDisabled(ms, &reported); err != nil {
+		return true, 0, err
+	}
+	return true, 0, d.online(ctx, ms, &reported)
 }
 
 func (d *Daemon) dial(ctx context.Context) (*mesh.MsgStream, error) {
@@ -94,14 +98,14 @@ func (d *Daemon) applyWelcome(w *pb.PeerWelcome, connected bool) {
 			s.DeleteAfterDays = w.GetDeleteAfterDays()
 		}
 		s.StatsIntervalSeconds = w.GetStatsIntervalSeconds()
-		s.RestrictLocal = w.GetRestrictLocalUninstall()
+		d.keepLocalPolicy(s, w.GetLocalPolicy())
 		s.LastError, s.LastErrorCode = "", ""
 	})
 }
 
 // online reports statistics and follows the coordinator's orders until the
 // stream ends.
-func (d *Daemon) online(ctx context.Context, ms *mesh.MsgStream) error {
+func (d *Daemon) online(ctx context.Context, ms *mesh.MsgStream, reported *bool) error {
 	d.setSession(ms)
 	defer d.setSession(nil)
 	downs := make(chan *pb.PeerDown)
@@ -140,6 +144,9 @@ func (d *Daemon) online(ctx context.Context, ms *mesh.MsgStream) error {
 			case *pb.PeerDown_Update:
 				d.applyWelcome(b.Update, true)
 				ticker.Reset(d.statsInterval())
+				if err := d.reportDisabled(ms, reported); err != nil {
+					return err
+				}
 			case *pb.PeerDown_Revoke:
 				d.revoke(b.Revoke)
 			}
@@ -175,7 +182,7 @@ func (d *Daemon) setSession(ms *mesh.MsgStream) {
 // Reload re-reads local state changed by other commands (disable/enable)
 // and tells the coordinator.
 func (d *Daemon) Reload() {
-	disabled := IsDisabled(d.cfg.Dir)
+	disabled := d.isDisabled()
 	d.mu.Lock()
 	ms := d.session_
 	d.mu.Unlock()
@@ -186,6 +193,21 @@ func (d *Daemon) Reload() {
 		d.log.Warn("reporting state", "error", err)
 	}
 	d.log.Info("local state reloaded", "disabled", disabled)
+}
+
+// reportDisabled tells the coordinator when whether the peer is disabled
+// changed from what it last reported: a statement of the site in a welcome
+// or update can make a marker stop or start counting (restrict.go).
+func (d *Daemon) reportDisabled(ms *mesh.MsgStream, reported *bool) error {
+	now := d.isDisabled()
+	if now == *reported {
+		return nil
+	}
+	if err := ms.Write(&pb.PeerUp{Body: &pb.PeerUp_State{State: &pb.PeerState{Disabled: now}}}, sendTimeout); err != nil {
+		return mesh.Errorf(mesh.CodeCoordinatorDown, "(reporting state: %w)", err)
+	}
+	*reported = now
+	return nil
 }
 
 // uninstallSelf removes the install directory.

@@ -206,6 +206,9 @@ func peerStatusCommand() *cli.Command {
 				fields(w, "peer", st.PeerID, "name", orDash(st.Name), "site", st.Site, "install dir", st.Dir,
 					"running", running, "connected", yesNo(st.Connected), "disabled", yesNo(st.Disabled),
 					"last contact", timeOrNever(st.LastContact), "offline limit", st.OfflineLimit)
+				if st.Restricted {
+					fields(w, "local restriction", "disable, enable and uninstall are root's ("+restrictionSource(st)+")")
+				}
 				if !st.Contacted {
 					fields(w, "first contact by", timeOrNever(st.FirstContactBy))
 				}
@@ -218,6 +221,14 @@ func peerStatusCommand() *cli.Command {
 			})
 		},
 	}
+}
+
+// restrictionSource says where a local restriction comes from.
+func restrictionSource(st *peer.Status) string {
+	if st.RestrictionStated.IsZero() {
+		return "no statement from the site yet"
+	}
+	return "stated by the site " + unixTime(st.RestrictionStated.Unix())
 }
 
 func timeOrNever(t time.Time) string {
@@ -237,8 +248,8 @@ func peerDisableCommand(disable bool) *cli.Command {
 		Name:      name,
 		Usage:     usage,
 		UsageText: "jumpmesh peer " + name + " --dir DIR [--json]\n\nExample:\n  jumpmesh peer " + name + " --dir /opt/jumpmesh",
-		Description: "Refused for non-root users when the site restricts local uninstall/disable. A running peer\n" +
-			"tells the coordinator at once.",
+		Description: "Refused for non-root users when the site restricts local uninstall/disable (a statement the site\n" +
+			"signs for this peer; editing the state does not lift it). A running peer tells the coordinator at once.",
 		Flags: []cli.Flag{&cli.StringFlag{Name: "dir", Destination: &f.dir, Usage: "install directory (required)"}, jsonFlag},
 		Action: func(cc *cli.Context) error {
 			if err := requireFlags(cc, "dir"); err != nil {

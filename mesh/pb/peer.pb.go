@@ -555,7 +555,11 @@ type PeerWelcome struct {
 	ObservedAddr string `protobuf:"bytes,5,opt,name=observed_addr,json=observedAddr,proto3" json:"observed_addr,omitempty"`
 	// The site's relays (multiaddrs with /p2p/): the peer keeps reservations
 	// on them so consoles can reach it through one.
-	Relays        [][]byte `protobuf:"bytes,6,rep,name=relays,proto3" json:"relays,omitempty"`
+	Relays [][]byte `protobuf:"bytes,6,rep,name=relays,proto3" json:"relays,omitempty"`
+	// The restrictions on the host's users, signed by the site for this peer:
+	// the peer keeps it where its user can write, and local commands verify
+	// it against the pinned site key (mesh/localpolicy).
+	LocalPolicy   *LocalPolicy `protobuf:"bytes,7,opt,name=local_policy,json=localPolicy,proto3" json:"local_policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -632,6 +636,137 @@ func (x *PeerWelcome) GetRelays() [][]byte {
 	return nil
 }
 
+func (x *PeerWelcome) GetLocalPolicy() *LocalPolicy {
+	if x != nil {
+		return x.LocalPolicy
+	}
+	return nil
+}
+
+// LocalPolicyBody is what the site requires of a peer's host users.
+type LocalPolicyBody struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	SiteId []byte                 `protobuf:"bytes,1,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
+	PeerId []byte                 `protobuf:"bytes,2,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	// Local disable, enable and uninstall are root's only.
+	RestrictLocalUninstall bool  `protobuf:"varint,3,opt,name=restrict_local_uninstall,json=restrictLocalUninstall,proto3" json:"restrict_local_uninstall,omitempty"`
+	IssuedAtUnixMillis     int64 `protobuf:"varint,4,opt,name=issued_at_unix_millis,json=issuedAtUnixMillis,proto3" json:"issued_at_unix_millis,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *LocalPolicyBody) Reset() {
+	*x = LocalPolicyBody{}
+	mi := &file_peer_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalPolicyBody) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalPolicyBody) ProtoMessage() {}
+
+func (x *LocalPolicyBody) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalPolicyBody.ProtoReflect.Descriptor instead.
+func (*LocalPolicyBody) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LocalPolicyBody) GetSiteId() []byte {
+	if x != nil {
+		return x.SiteId
+	}
+	return nil
+}
+
+func (x *LocalPolicyBody) GetPeerId() []byte {
+	if x != nil {
+		return x.PeerId
+	}
+	return nil
+}
+
+func (x *LocalPolicyBody) GetRestrictLocalUninstall() bool {
+	if x != nil {
+		return x.RestrictLocalUninstall
+	}
+	return false
+}
+
+func (x *LocalPolicyBody) GetIssuedAtUnixMillis() int64 {
+	if x != nil {
+		return x.IssuedAtUnixMillis
+	}
+	return 0
+}
+
+// LocalPolicy is a LocalPolicyBody and the site key's signature over
+// "jumpmesh local policy v1\n" + body.
+type LocalPolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Body          []byte                 `protobuf:"bytes,1,opt,name=body,proto3" json:"body,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalPolicy) Reset() {
+	*x = LocalPolicy{}
+	mi := &file_peer_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalPolicy) ProtoMessage() {}
+
+func (x *LocalPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalPolicy.ProtoReflect.Descriptor instead.
+func (*LocalPolicy) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LocalPolicy) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *LocalPolicy) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // PeerRetry refuses a hello for now (connection rate): try again later.
 type PeerRetry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -642,7 +777,7 @@ type PeerRetry struct {
 
 func (x *PeerRetry) Reset() {
 	*x = PeerRetry{}
-	mi := &file_peer_proto_msgTypes[7]
+	mi := &file_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +789,7 @@ func (x *PeerRetry) String() string {
 func (*PeerRetry) ProtoMessage() {}
 
 func (x *PeerRetry) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[7]
+	mi := &file_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +802,7 @@ func (x *PeerRetry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerRetry.ProtoReflect.Descriptor instead.
 func (*PeerRetry) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{7}
+	return file_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PeerRetry) GetAfterMillis() int64 {
@@ -687,7 +822,7 @@ type PeerUninstall struct {
 
 func (x *PeerUninstall) Reset() {
 	*x = PeerUninstall{}
-	mi := &file_peer_proto_msgTypes[8]
+	mi := &file_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +834,7 @@ func (x *PeerUninstall) String() string {
 func (*PeerUninstall) ProtoMessage() {}
 
 func (x *PeerUninstall) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[8]
+	mi := &file_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +847,7 @@ func (x *PeerUninstall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerUninstall.ProtoReflect.Descriptor instead.
 func (*PeerUninstall) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{8}
+	return file_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PeerUninstall) GetReason() string {
@@ -743,7 +878,7 @@ type PeerRevoke struct {
 
 func (x *PeerRevoke) Reset() {
 	*x = PeerRevoke{}
-	mi := &file_peer_proto_msgTypes[9]
+	mi := &file_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +890,7 @@ func (x *PeerRevoke) String() string {
 func (*PeerRevoke) ProtoMessage() {}
 
 func (x *PeerRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[9]
+	mi := &file_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +903,7 @@ func (x *PeerRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerRevoke.ProtoReflect.Descriptor instead.
 func (*PeerRevoke) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{9}
+	return file_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PeerRevoke) GetTechnicians() [][]byte {
@@ -817,7 +952,7 @@ type PeerDown struct {
 
 func (x *PeerDown) Reset() {
 	*x = PeerDown{}
-	mi := &file_peer_proto_msgTypes[10]
+	mi := &file_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +964,7 @@ func (x *PeerDown) String() string {
 func (*PeerDown) ProtoMessage() {}
 
 func (x *PeerDown) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[10]
+	mi := &file_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +977,7 @@ func (x *PeerDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerDown.ProtoReflect.Descriptor instead.
 func (*PeerDown) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{10}
+	return file_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PeerDown) GetBody() isPeerDown_Body {
@@ -972,7 +1107,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_peer_proto_msgTypes[11]
+	mi := &file_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1119,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[11]
+	mi := &file_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1132,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{11}
+	return file_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Peer) GetId() []byte {
@@ -1138,14 +1273,23 @@ const file_peer_proto_rawDesc = "" +
 	"\agoodbye\x18\x03 \x01(\v2\x1a.jumpmesh.peer.PeerGoodbyeH\x00R\agoodbye\x120\n" +
 	"\x05state\x18\x04 \x01(\v2\x18.jumpmesh.peer.PeerStateH\x00R\x05state\x12:\n" +
 	"\asession\x18\x05 \x01(\v2\x1e.jumpmesh.session.SessionEventH\x00R\asessionB\x06\n" +
-	"\x04body\"\x8f\x02\n" +
+	"\x04body\"\xce\x02\n" +
 	"\vPeerWelcome\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x124\n" +
 	"\x16stats_interval_seconds\x18\x03 \x01(\rR\x14statsIntervalSeconds\x128\n" +
 	"\x18restrict_local_uninstall\x18\x04 \x01(\bR\x16restrictLocalUninstall\x12#\n" +
 	"\robserved_addr\x18\x05 \x01(\tR\fobservedAddr\x12\x16\n" +
-	"\x06relays\x18\x06 \x03(\fR\x06relays\".\n" +
+	"\x06relays\x18\x06 \x03(\fR\x06relays\x12=\n" +
+	"\flocal_policy\x18\a \x01(\v2\x1a.jumpmesh.peer.LocalPolicyR\vlocalPolicy\"\xb0\x01\n" +
+	"\x0fLocalPolicyBody\x12\x17\n" +
+	"\asite_id\x18\x01 \x01(\fR\x06siteId\x12\x17\n" +
+	"\apeer_id\x18\x02 \x01(\fR\x06peerId\x128\n" +
+	"\x18restrict_local_uninstall\x18\x03 \x01(\bR\x16restrictLocalUninstall\x121\n" +
+	"\x15issued_at_unix_millis\x18\x04 \x01(\x03R\x12issuedAtUnixMillis\"?\n" +
+	"\vLocalPolicy\x12\x12\n" +
+	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\".\n" +
 	"\tPeerRetry\x12!\n" +
 	"\fafter_millis\x18\x01 \x01(\x03R\vafterMillis\"'\n" +
 	"\rPeerUninstall\x12\x16\n" +
@@ -1194,7 +1338,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 	return file_peer_proto_rawDescData
 }
 
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_peer_proto_goTypes = []any{
 	(*PeerInfo)(nil),          // 0: jumpmesh.peer.PeerInfo
 	(*PeerStats)(nil),         // 1: jumpmesh.peer.PeerStats
@@ -1203,38 +1347,41 @@ var file_peer_proto_goTypes = []any{
 	(*PeerState)(nil),         // 4: jumpmesh.peer.PeerState
 	(*PeerUp)(nil),            // 5: jumpmesh.peer.PeerUp
 	(*PeerWelcome)(nil),       // 6: jumpmesh.peer.PeerWelcome
-	(*PeerRetry)(nil),         // 7: jumpmesh.peer.PeerRetry
-	(*PeerUninstall)(nil),     // 8: jumpmesh.peer.PeerUninstall
-	(*PeerRevoke)(nil),        // 9: jumpmesh.peer.PeerRevoke
-	(*PeerDown)(nil),          // 10: jumpmesh.peer.PeerDown
-	(*Peer)(nil),              // 11: jumpmesh.peer.Peer
-	(*InstallerDefaults)(nil), // 12: jumpmesh.site.InstallerDefaults
-	(*SessionEvent)(nil),      // 13: jumpmesh.session.SessionEvent
-	(*Error)(nil),             // 14: jumpmesh.site.Error
+	(*LocalPolicyBody)(nil),   // 7: jumpmesh.peer.LocalPolicyBody
+	(*LocalPolicy)(nil),       // 8: jumpmesh.peer.LocalPolicy
+	(*PeerRetry)(nil),         // 9: jumpmesh.peer.PeerRetry
+	(*PeerUninstall)(nil),     // 10: jumpmesh.peer.PeerUninstall
+	(*PeerRevoke)(nil),        // 11: jumpmesh.peer.PeerRevoke
+	(*PeerDown)(nil),          // 12: jumpmesh.peer.PeerDown
+	(*Peer)(nil),              // 13: jumpmesh.peer.Peer
+	(*InstallerDefaults)(nil), // 14: jumpmesh.site.InstallerDefaults
+	(*SessionEvent)(nil),      // 15: jumpmesh.session.SessionEvent
+	(*Error)(nil),             // 16: jumpmesh.site.Error
 }
 var file_peer_proto_depIdxs = []int32{
 	0,  // 0: jumpmesh.peer.PeerHello.info:type_name -> jumpmesh.peer.PeerInfo
-	12, // 1: jumpmesh.peer.PeerHello.overrides:type_name -> jumpmesh.site.InstallerDefaults
+	14, // 1: jumpmesh.peer.PeerHello.overrides:type_name -> jumpmesh.site.InstallerDefaults
 	2,  // 2: jumpmesh.peer.PeerUp.hello:type_name -> jumpmesh.peer.PeerHello
 	1,  // 3: jumpmesh.peer.PeerUp.stats:type_name -> jumpmesh.peer.PeerStats
 	3,  // 4: jumpmesh.peer.PeerUp.goodbye:type_name -> jumpmesh.peer.PeerGoodbye
 	4,  // 5: jumpmesh.peer.PeerUp.state:type_name -> jumpmesh.peer.PeerState
-	13, // 6: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
-	11, // 7: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
-	6,  // 8: jumpmesh.peer.PeerDown.welcome:type_name -> jumpmesh.peer.PeerWelcome
-	7,  // 9: jumpmesh.peer.PeerDown.retry:type_name -> jumpmesh.peer.PeerRetry
-	8,  // 10: jumpmesh.peer.PeerDown.uninstall:type_name -> jumpmesh.peer.PeerUninstall
-	14, // 11: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
-	6,  // 12: jumpmesh.peer.PeerDown.update:type_name -> jumpmesh.peer.PeerWelcome
-	9,  // 13: jumpmesh.peer.PeerDown.revoke:type_name -> jumpmesh.peer.PeerRevoke
-	12, // 14: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
-	0,  // 15: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
-	1,  // 16: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	15, // 6: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
+	13, // 7: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
+	8,  // 8: jumpmesh.peer.PeerWelcome.local_policy:type_name -> jumpmesh.peer.LocalPolicy
+	6,  // 9: jumpmesh.peer.PeerDown.welcome:type_name -> jumpmesh.peer.PeerWelcome
+	9,  // 10: jumpmesh.peer.PeerDown.retry:type_name -> jumpmesh.peer.PeerRetry
+	10, // 11: jumpmesh.peer.PeerDown.uninstall:type_name -> jumpmesh.peer.PeerUninstall
+	16, // 12: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
+	6,  // 13: jumpmesh.peer.PeerDown.update:type_name -> jumpmesh.peer.PeerWelcome
+	11, // 14: jumpmesh.peer.PeerDown.revoke:type_name -> jumpmesh.peer.PeerRevoke
+	14, // 15: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
+	0,  // 16: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
+	1,  // 17: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -1251,7 +1398,7 @@ func file_peer_proto_init() {
 		(*PeerUp_State)(nil),
 		(*PeerUp_Session)(nil),
 	}
-	file_peer_proto_msgTypes[10].OneofWrappers = []any{
+	file_peer_proto_msgTypes[12].OneofWrappers = []any{
 		(*PeerDown_Welcome)(nil),
 		(*PeerDown_Retry)(nil),
 		(*PeerDown_Uninstall)(nil),
@@ -1265,7 +1412,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
