@@ -150,7 +150,11 @@ func SetDisabled(dir string, disabled bool, euid int) error {
 	if _, err := LoadConfig(dir); err != nil {
 		return err
 	}
-	if err := checkLocalRight(dir, "disable", euid); err != nil {
+	what := "disable"
+	if !disabled {
+		what = "enable"
+	}
+	if err := checkLocalRight(dir, what, euid); err != nil {
 		return err
 	}
 	// var/ is the peer's user's: write by rename, never through a link
