@@ -16,7 +16,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
-	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 )
 
@@ -90,7 +89,21 @@ type Daemon struct {
 	mu       sync.Mutex
 	state    *State
 	session_ *mesh.MsgStream
+
+	// Lifetime (the relay's shape): ctx ends at Close, which then waits
+	// for Run and everything Run started (wg) before closing the host.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	runMu     sync.Mutex
+	ran       bool // Run was called: it runs once
+	closing   bool // Close began: Run may not start
+	closeOnce sync.Once
+	closeErr  error
 }
+
+// ErrClosed is returned by Run on a daemon that was closed or already run.
+var ErrClosed = errors.New("peer daemon closed")
 
 // Open loads the install directory and starts the peer's libp2p host.
 func Open(cfg RunConfig) (*Daemon, error) {
@@ -123,6 +136,7 @@ func Open(cfg RunConfig) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, config: config, site: site, host: h, state: state, clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults(),
 		sess: &sessions{gate: grant.NewGate(grant.DefaultLimits())}}
 	d.reserver = newReserver(d)
+	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.log = cfg.Logger
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -164,20 +178,55 @@ func siteAddrInfo(c *Config) (peer.AddrInfo, error) {
 // ID is the peer's ID.
 func (d *Daemon) ID() peer.ID { return d.host.ID() }
 
-// Close stops the host.
-func (d *Daemon) Close() error { return d.host.Close() }
+// Close stops the daemon: it ends Run (as if its context ended), waits for
+// Run to have stopped everything it started (the coordinator stream and its
+// reader, the reconnect wait, the statistics timer, the relay reservations,
+// the puncher, every channel being served), then closes the host. It is
+// safe to call more than once, and without Run.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		d.runMu.Lock()
+		d.closing = true
+		d.runMu.Unlock()
+		d.cancel()
+		d.wg.Wait()
+		d.closeErr = d.host.Close()
+	})
+	return d.closeErr
+}
 
-// Run keeps the peer connected until ctx ends, the coordinator orders an
-// uninstall, or a lifecycle rule does (ErrUninstalled).
+// enter admits the one Run; false once Close began or Run was called.
+func (d *Daemon) enter() bool {
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	if d.closing || d.ran {
+		return false
+	}
+	d.ran = true
+	d.wg.Add(1)
+	return true
+}
+
+// Run keeps the peer connected until ctx ends, Close is called, the
+// coordinator orders an uninstall, or a lifecycle rule does
+// (ErrUninstalled). It returns only once every goroutine it started has
+// ended; the channels being served end with it. A daemon runs once.
 func (d *Daemon) Run(ctx context.Context) error {
+	if !d.enter() {
+		return ErrClosed
+	}
+	defer d.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.ctx, cancel)()
 	if err := d.writePID(); err != nil {
 		return err
 	}
 	defer d.removePID()
 	// A new process holds no reservation yet, whatever the last one held.
 	d.updateState(func(s *State) { s.Connected = false; s.PID = os.Getpid(); s.Relays = nil })
-	d.serveSessions(ctx)
-	defer d.host.RemoveStreamHandler(channel.Protocol)
+	d.serveSessions()
+	defer d.stopSessions()
 	// The coordinator and the relays are the observers the puncher trusts
 	// to say what our NAT maps our listening port to.
 	puncher, err := mesh.StartPuncher(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.isRelay(id) }, d.log)
@@ -185,10 +234,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer puncher.Close()
-	rctx, stopReserving := context.WithCancel(ctx)
-	reserving := make(chan struct{})
-	go func() { defer close(reserving); d.reserver.run(rctx) }()
-	defer func() { stopReserving(); <-reserving }()
+	var reserving sync.WaitGroup
+	defer reserving.Wait()
+	reserving.Go(func() { d.reserver.run(ctx) })
+	defer cancel() // before the waits above: they wait for work ctx ends
 	attempt := 0
 	for {
 		if reason := UninstallReason(d.config, d.snapshot(), d.clock.Now()); reason != "" {
@@ -216,12 +265,22 @@ func (d *Daemon) Run(ctx context.Context) error {
 			wait += d.backoff.delay(0) // the coordinator's retry-after plus jitter
 		}
 		d.log.Info("reconnecting", "in", wait.Round(time.Millisecond), "error", err)
-		select {
-		case <-ctx.Done():
+		if !d.sleep(ctx, wait) {
 			d.updateState(func(s *State) { s.Connected = false; s.PID = 0 })
 			return nil
-		case <-time.After(wait):
 		}
+	}
+}
+
+// sleep waits d on the daemon's clock; false if ctx ended first.
+func (d *Daemon) sleep(ctx context.Context, wait time.Duration) bool {
+	t := d.clock.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
 	}
 }
 

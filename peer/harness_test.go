@@ -24,12 +24,14 @@ var fastBackoff = peer.Backoff{Base: 20 * time.Millisecond, Max: 200 * time.Mill
 
 // host is one installed peer, possibly running.
 type host struct {
-	t      *testing.T
-	site   *coordinatortest.Site[*console.Client]
-	dir    string
-	d      *peer.Daemon
-	cancel context.CancelFunc
-	done   chan error
+	t    *testing.T
+	site *coordinatortest.Site[*console.Client]
+	dir  string
+	d    *peer.Daemon
+	// backoff is the daemon's reconnect policy (zero: fastBackoff).
+	backoff peer.Backoff
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 // install installs a peer from key into a new directory of the test.
@@ -58,7 +60,11 @@ func (h *host) start() {
 	if os.Getenv("JM_TEST_LOG") != "" { // debugging aid: the daemon's log on stderr
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	d, err := peer.Open(peer.RunConfig{Dir: h.dir, Version: "test", Clock: h.site.Clock, Backoff: fastBackoff, Logger: log})
+	backoff := h.backoff
+	if backoff == (peer.Backoff{}) {
+		backoff = fastBackoff
+	}
+	d, err := peer.Open(peer.RunConfig{Dir: h.dir, Version: "test", Clock: h.site.Clock, Backoff: backoff, Logger: log})
 	if err != nil {
 		h.t.Fatalf("open peer: %v", err)
 	}
@@ -131,3 +137,19 @@ func (h *host) waitStatus(id, want string) *pb.PeerView {
 }
 
 func week() time.Duration { return 7 * 24 * time.Hour }
+
+// eventuallyTicking is coordinatortest.Eventually for peers that reconnect:
+// a peer waits on the site's manual clock, so between polls the clock moves
+// by the backoff's ceiling whenever a timer waits on it.
+func eventuallyTicking(t *testing.T, site *coordinatortest.Site[*console.Client], timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	coordinatortest.Eventually(t, timeout, what, func() bool {
+		if cond() {
+			return true
+		}
+		if site.Clock.Waiting() > 0 {
+			site.Clock.Advance(fastBackoff.Max)
+		}
+		return false
+	})
+}

@@ -111,12 +111,16 @@ func TestNeverContactedPeerUninstallsAtKeyExpiry(t *testing.T) {
 	site := coordinatortest.New(t, console.Login)
 	in := site.Installer(nil, 0, time.Hour)
 	h := install(t, site, in.GetKey(), peer.InstallOptions{})
+	// The peer checks the key's end after each reconnect wait, on its
+	// clock: an hour of the manual clock, no wall time.
+	h.backoff = peer.Backoff{Base: time.Hour, Max: time.Hour}
 	site.Stop() // the coordinator is out of reach from the start
 	h.start()
 	coordinatortest.Eventually(t, 10*time.Second, "a recorded connection error", func() bool {
 		st, err := peer.LocalStatus(h.dir)
 		return err == nil && st.LastErrorCode == string(mesh.CodeCoordinatorDown)
 	})
+	waitClockTimer(t, site.Clock, "the reconnect wait")
 	site.Clock.Advance(time.Hour)
 	h.waitUninstalled()
 }

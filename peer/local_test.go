@@ -145,7 +145,7 @@ func TestRateLimitedReconnectsAfterCoordinatorRestart(t *testing.T) {
 		views, err := site.Admin.Peers(site.Ctx(), "status:online", false)
 		return err == nil && len(views) == n
 	}
-	coordinatortest.Eventually(t, 30*time.Second, "all peers online through the rate limit", allOnline)
+	eventuallyTicking(t, site, 30*time.Second, "all peers online through the rate limit", allOnline)
 	// Over the rate, some were told to retry rather than refused for good.
 	if site.Coord.Service().PeerRetries() == 0 {
 		t.Fatal("6 simultaneous peers at 2/s: none was told to retry")
@@ -156,7 +156,7 @@ func TestRateLimitedReconnectsAfterCoordinatorRestart(t *testing.T) {
 		return !st.Connected
 	})
 	site.Start()
-	coordinatortest.Eventually(t, 30*time.Second, "every peer back online after the restart", allOnline)
+	eventuallyTicking(t, site, 30*time.Second, "every peer back online after the restart", allOnline)
 }
 
 func TestTechniciansSeeOnlyTheirPeers(t *testing.T) {

@@ -40,8 +40,9 @@ type reserver struct {
 	changed chan struct{}
 }
 
-// watch drops a reservation when the last connection to its relay ends.
-func (r *reserver) watch(ctx context.Context) {
+// watch drops a reservation when the last connection to its relay ends,
+// until stop returns.
+func (r *reserver) watch() (stop func()) {
 	n := &network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
 		id := c.RemotePeer()
 		if nw.Connectedness(id) == network.Connected {
@@ -59,7 +60,7 @@ func (r *reserver) watch(ctx context.Context) {
 		r.poke()
 	}}
 	r.d.host.Network().Notify(n)
-	context.AfterFunc(ctx, func() { r.d.host.Network().StopNotify(n) })
+	return func() { r.d.host.Network().StopNotify(n) }
 }
 
 // isRelay reports whether id is one of the site's relays.
@@ -97,8 +98,12 @@ func (r *reserver) setRelays(raw [][]byte) {
 // run renews reservations until ctx ends. After a failure (a relay that
 // does not know us yet refuses until its next ACL refresh) it tries again
 // soon, backing off, rather than at the next periodic check.
+//
+// Its waits are on wall time, not the daemon's clock: they follow the
+// reservations' expirations, which are the relay's wall time (a manual
+// clock moved by days must not make the peer think them over).
 func (r *reserver) run(ctx context.Context) {
-	r.watch(ctx)
+	defer r.watch()()
 	retry := reserveRetryBase
 	for {
 		wait := reserveCheck

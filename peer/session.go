@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
@@ -111,8 +112,10 @@ func (d *Daemon) online(ctx context.Context, ms *mesh.MsgStream, reported *bool)
 	downs := make(chan *pb.PeerDown)
 	readErr := make(chan error, 1)
 	done := make(chan struct{})
-	defer close(done)
-	go func() {
+	var reading sync.WaitGroup
+	// The reader ends when the stream does: reset it, then wait.
+	defer func() { close(done); _ = ms.Reset(); reading.Wait() }()
+	reading.Go(func() {
 		for {
 			m := new(pb.PeerDown)
 			if err := ms.Read(m, 0); err != nil {
@@ -125,11 +128,11 @@ func (d *Daemon) online(ctx context.Context, ms *mesh.MsgStream, reported *bool)
 				return
 			}
 		}
-	}()
+	})
 	if err := d.sendStats(ms); err != nil {
 		return err
 	}
-	ticker := time.NewTicker(d.statsInterval())
+	ticker := d.clock.NewTimer(d.statsInterval()) // the daemon's clock, reset after each report
 	defer ticker.Stop()
 	for {
 		select {
@@ -150,10 +153,11 @@ func (d *Daemon) online(ctx context.Context, ms *mesh.MsgStream, reported *bool)
 			case *pb.PeerDown_Revoke:
 				d.revoke(b.Revoke)
 			}
-		case <-ticker.C:
+		case <-ticker.C():
 			if err := d.sendStats(ms); err != nil {
 				return err
 			}
+			ticker.Reset(d.statsInterval())
 		}
 	}
 }

@@ -3,7 +3,6 @@ package peer
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,30 +28,31 @@ const forwardDialTimeout = 10 * time.Second
 // sessions is the daemon's session state.
 type sessions struct {
 	gate *grant.Gate
+	// live are the channels being served, from the stream's arrival to the
+	// end of its handler: revocation closes some, stopSessions all.
 	live liveChannels
 	seq  atomic.Uint64
-	mu   sync.Mutex
-	ctx  context.Context
 }
 
-func (d *Daemon) serveSessions(ctx context.Context) {
-	d.sess.mu.Lock()
-	d.sess.ctx = ctx
-	d.sess.mu.Unlock()
+func (d *Daemon) serveSessions() {
 	d.host.SetStreamHandler(channel.Protocol, d.handleChannel)
 }
 
-func (d *Daemon) sessionCtx() context.Context {
-	d.sess.mu.Lock()
-	defer d.sess.mu.Unlock()
-	if d.sess.ctx == nil {
-		return context.Background()
-	}
-	return d.sess.ctx
+// stopSessions takes no new channel, ends the ones being served and waits
+// for their handlers.
+func (d *Daemon) stopSessions() {
+	d.host.RemoveStreamHandler(channel.Protocol)
+	d.sess.live.close()
 }
 
 // handleChannel serves one session stream from admission to its end.
 func (d *Daemon) handleChannel(st network.Stream) {
+	id, ok := d.sess.live.enter(func() { _ = st.Reset() })
+	if !ok {
+		_ = st.Reset()
+		return
+	}
+	defer d.sess.live.leave(id)
 	ch, open, err := channel.Accept(st)
 	if err != nil {
 		st.Reset()
@@ -73,9 +73,11 @@ func (d *Daemon) handleChannel(st network.Stream) {
 	}
 	// Registered, a revocation closes the channel; one that came between
 	// admission and here is caught by asking the gate again.
-	ctx, cancel := context.WithCancel(d.sessionCtx())
+	ctx, cancel := context.WithCancel(d.ctx)
 	defer cancel()
-	defer d.sess.live.add(remote, body.GetIssuedUnix(), func() { cancel(); _ = ch.Reset() })()
+	if !d.sess.live.admitted(id, remote, body.GetIssuedUnix(), func() { cancel(); _ = ch.Reset() }) {
+		return // the daemon is stopping
+	}
 	if err := d.sess.gate.Revoked(body); err != nil {
 		d.refuseChannel(ch, ev, err)
 		return
