@@ -7,6 +7,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
+	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -29,6 +30,59 @@ type ExecIO struct {
 	// "TERM", "HUP", "KILL".
 	Signals <-chan string
 }
+
+// ExecCommand is what an exec channel runs on the peer.
+type ExecCommand struct {
+	// Argv is the command; empty: the user's login shell.
+	Argv []string
+	// TTY runs it in a PTY (a shell always has one), with the terminal
+	// type Term and the first window size Window (nil: the peer's
+	// default). A PTY makes any command interactive, so it needs the
+	// shell capability.
+	TTY    bool
+	Term   string
+	Window *pb.WindowSize
+}
+
+// Need is the grant cmd needs: the shell capability for a shell or a PTY,
+// otherwise exec of Argv (the coordinator checks it against the session
+// policies' commands).
+func (cmd ExecCommand) Need() Need {
+	if cmd.TTY || len(cmd.Argv) == 0 {
+		return Need{Capability: grant.Shell}
+	}
+	return Need{Capability: grant.Exec, Argv: cmd.Argv}
+}
+
+// ExecSession is an open exec channel: Run it once, then Close it.
+type ExecSession struct {
+	ch *channel.Channel
+}
+
+// Exec opens an exec channel for cmd on the peer (connecting first, see
+// Connect); ctx bounds the opening only. The process starts when the peer
+// accepts; Run carries its input and output.
+func (j *Jump) Exec(ctx context.Context, cmd ExecCommand) (*ExecSession, error) {
+	open := &pb.ExecOpen{Argv: cmd.Argv, Tty: cmd.TTY, Term: cmd.Term}
+	if cmd.TTY && cmd.Window != nil {
+		open.Cols, open.Rows = cmd.Window.GetCols(), cmd.Window.GetRows()
+	}
+	ch, err := j.Open(ctx, &pb.ChannelOpen{Kind: &pb.ChannelOpen_Exec{Exec: open}})
+	if err != nil {
+		return nil, err
+	}
+	return &ExecSession{ch: ch}, nil
+}
+
+// Run carries eio to and from the process until it exits (see Exec): the
+// window sizes and signals eio carries are the session's PTY and signal
+// options. Cancelling ctx ends the session (the peer hangs up the process).
+func (s *ExecSession) Run(ctx context.Context, eio ExecIO) (*pb.ExitStatus, error) {
+	return Exec(ctx, s.ch, eio)
+}
+
+// Close releases the channel.
+func (s *ExecSession) Close() error { return s.ch.Close() }
 
 // Exec runs the exec channel ch (opened with an ExecOpen) until the remote
 // process exits and returns its status. The error is for the session

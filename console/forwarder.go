@@ -26,11 +26,9 @@ type ForwardTarget struct {
 // long-running forward needs no attention while its technician may still
 // jump; one who may not gets the coordinator's refusal.
 type Forwarder struct {
-	c   *Client
-	ref string
 	// OnConnect, when set, is called for each connection carried, with how
 	// the console reaches the peer.
-	OnConnect func(conn net.Conn, to ForwardTarget, path string)
+	OnConnect func(conn net.Conn, to ForwardTarget, path Path)
 	// OnError, when set, is called with each connection that could not be
 	// carried or ended in error.
 	OnError func(conn net.Conn, err error)
@@ -42,12 +40,16 @@ type Forwarder struct {
 // NewForwarder asks the coordinator for the first grant to forward through
 // the peer ref names.
 func NewForwarder(ctx context.Context, c *Client, ref string) (*Forwarder, error) {
-	f := &Forwarder{c: c, ref: ref}
-	if _, err := f.refresh(ctx, nil); err != nil {
+	j, err := c.Jump(ctx, ref, grant.Forward)
+	if err != nil {
 		return nil, err
 	}
-	return f, nil
+	return ForwardThrough(j), nil
 }
+
+// ForwardThrough forwards under j's grant (one for grant.Forward), and
+// under fresh grants like it (Jump.Renew) when the peer refuses j's.
+func ForwardThrough(j *Jump) *Forwarder { return &Forwarder{j: j} }
 
 // Jump is the grant in use now.
 func (f *Forwarder) Jump() *Jump {
@@ -63,7 +65,7 @@ func (f *Forwarder) refresh(ctx context.Context, stale *Jump) (*Jump, error) {
 	if cur := f.Jump(); cur != stale {
 		return cur, nil
 	}
-	j, err := f.c.Jump(ctx, f.ref, grant.Forward)
+	j, err := stale.Renew(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -75,9 +77,7 @@ func (f *Forwarder) refresh(ctx context.Context, stale *Jump) (*Jump, error) {
 	}
 	f.j = j
 	f.mu.Unlock()
-	if old != nil {
-		old.ReportPath(context.WithoutCancel(ctx))
-	}
+	old.ReportPath(context.WithoutCancel(ctx))
 	return j, nil
 }
 

@@ -48,22 +48,58 @@ type Jump struct {
 	// direct connection is faster and does not depend on the relay.
 	PunchWait time.Duration
 
-	// How the session connected, for the path report.
-	mu   sync.Mutex
-	path *PathWatch
+	// req is the grant request, asked again by Renew.
+	req *pb.JumpRequest
+
+	// How the session connected, for the path report (sent once).
+	mu       sync.Mutex
+	path     *PathWatch
+	reported bool
+}
+
+// Need is what a session asks a grant for: a capability (grant.Shell,
+// grant.Exec, grant.Forward, grant.FileTransfer) and, for exec, the
+// command, which the coordinator checks against the peer's session
+// policies before it grants.
+type Need struct {
+	Capability uint32
+	Argv       []string
 }
 
 // Jump asks the coordinator for a grant to use capability on the peer ref
 // names (peer ID, unique name, or unique search result).
 func (c *Client) Jump(ctx context.Context, ref string, capability uint32) (*Jump, error) {
-	return c.jump(ctx, &pb.JumpRequest{Ref: ref, Capability: capability})
+	return c.JumpFor(ctx, ref, Need{Capability: capability})
 }
 
 // JumpExec asks for a grant to run argv without a PTY (exec): the
 // coordinator refuses at once a command the peer's session policies do not
 // list (the peer checks every command again).
 func (c *Client) JumpExec(ctx context.Context, ref string, argv []string) (*Jump, error) {
-	return c.jump(ctx, &pb.JumpRequest{Ref: ref, Capability: grant.Exec, Argv: argv})
+	return c.JumpFor(ctx, ref, Need{Capability: grant.Exec, Argv: argv})
+}
+
+// JumpFor asks for a grant for need on the peer ref names.
+func (c *Client) JumpFor(ctx context.Context, ref string, need Need) (*Jump, error) {
+	return c.jump(ctx, &pb.JumpRequest{Ref: ref, Capability: need.Capability, Argv: need.Argv})
+}
+
+// WithJump asks for a grant for need on the peer ref names, runs fn with
+// the jump, and, when fn returns, reports how the session connected. It
+// is the shape of every console session: jump, use, report.
+func (c *Client) WithJump(ctx context.Context, ref string, need Need, fn func(*Jump) error) error {
+	j, err := c.JumpFor(ctx, ref, need)
+	if err != nil {
+		return err
+	}
+	defer j.ReportPath(context.WithoutCancel(ctx))
+	return fn(j)
+}
+
+// Renew asks the coordinator again for the grant j holds (same peer, same
+// need): a fresh jump, for when the peer no longer accepts j's grant.
+func (j *Jump) Renew(ctx context.Context) (*Jump, error) {
+	return j.c.jump(ctx, proto.CloneOf(j.req))
 }
 
 func (c *Client) jump(ctx context.Context, req *pb.JumpRequest) (*Jump, error) {
@@ -73,7 +109,7 @@ func (c *Client) jump(ctx context.Context, req *pb.JumpRequest) (*Jump, error) {
 		return nil, err
 	}
 	jr := r.GetJump()
-	j := &Jump{c: c, Grant: jr.GetGrant(), Peer: jr.GetPeer(), ID: peer.ID(jr.GetPeer().GetPeer().GetId()), PunchWait: DefaultPunchWait}
+	j := &Jump{c: c, req: req, Grant: jr.GetGrant(), Peer: jr.GetPeer(), ID: peer.ID(jr.GetPeer().GetPeer().GetId()), PunchWait: DefaultPunchWait}
 	j.Addrs, j.Relays = mesh.DecodeAddrs(jr.GetAddrs()), mesh.DecodeAddrs(jr.GetRelays())
 	return j, nil
 }
@@ -98,12 +134,13 @@ func (j *Jump) Connect(ctx context.Context) error {
 
 // ReportPath tells the coordinator how this jump's session connected (best
 // effort: the report feeds statistics, not authorisation). Call it when
-// the session ends.
+// the session ends; only the first call reports.
 func (j *Jump) ReportPath(ctx context.Context) {
 	j.mu.Lock()
-	w := j.path
+	w, done := j.path, j.reported
+	j.reported = w != nil
 	j.mu.Unlock()
-	if w == nil {
+	if w == nil || done {
 		return
 	}
 	w.Stop()
@@ -111,7 +148,7 @@ func (j *Jump) ReportPath(ctx context.Context) {
 	if !s.Connected {
 		return
 	}
-	r := &pb.PathReport{Peer: []byte(j.ID), Initial: s.Initial, Final: s.Final,
+	r := &pb.PathReport{Peer: []byte(j.ID), Initial: s.Initial.String(), Final: s.Final.String(),
 		ConnectMillis: s.Connect.Milliseconds(), TimeToDirectMillis: s.TimeToDirect.Milliseconds()}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -159,8 +196,8 @@ func (j *Jump) Open(ctx context.Context, open *pb.ChannelOpen) (*channel.Channel
 	return ch, err
 }
 
-// Path describes how the console reaches the peer now.
-func (j *Jump) Path() string { return PathTo(j.c.host, j.ID) }
+// Path is how the console reaches the peer now.
+func (j *Jump) Path() Path { return PathTo(j.c.host, j.ID) }
 
 // Audit reads the coordinator's audit log (administrators): the newest
 // req.Limit matching events (all of them when 0), oldest first. The

@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
@@ -10,15 +9,115 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
-
-	"github.com/jumpmesh/jumpmesh/mesh"
 )
 
-// Path kinds, as the coordinator's path statistics and the lab count them.
+// PathKind is how a console reaches a peer, as the coordinator's path
+// statistics, `ping --json` and the lab count it.
+type PathKind uint8
+
 const (
-	PathDirect  = "direct"
-	PathRelayed = "relayed"
+	// PathNone: not connected.
+	PathNone PathKind = iota
+	// PathDirect: a connection of the console's own to the peer's address
+	// (at once, or after a hole punch).
+	PathDirect
+	// PathRelayed: a circuit through one of the site's relays.
+	PathRelayed
+	// PathJumpoint: a circuit through a jumpoint to a peer on its network
+	// (issue 10). Nothing yields it yet: AddrPath cannot tell a jumpoint's
+	// circuit from a relay's without the site's list of jumpoints.
+	PathJumpoint
 )
+
+// String is the word of the path reports, `ping --json` and the lab
+// ("direct", "relayed", "jumpoint"); empty when not connected.
+func (k PathKind) String() string {
+	switch k {
+	case PathDirect:
+		return "direct"
+	case PathRelayed:
+		return "relayed"
+	case PathJumpoint:
+		return "jumpoint"
+	}
+	return ""
+}
+
+// Path is one way a console reaches a peer: the kind, the remote address
+// of the connection, and for a circuit the node carrying it.
+type Path struct {
+	Kind PathKind
+	// Addr is the connection's remote address (for a circuit: the relay's
+	// address, /p2p-circuit, the peer).
+	Addr ma.Multiaddr
+	// Relay is the relay (or jumpoint) a circuit goes through.
+	Relay peer.ID
+	// Transport is "tcp" or "quic": of the connection to the peer when
+	// direct, of the connection to the relay when relayed; empty for
+	// another transport.
+	Transport string
+}
+
+// String describes the path as `jump -v`, `forward -v` and ping print it
+// (the lab reads these words): "direct ADDR", "relayed via RELAY (ADDR)",
+// or "not connected".
+func (p Path) String() string {
+	switch p.Kind {
+	case PathDirect:
+		return "direct " + p.Addr.String()
+	case PathRelayed, PathJumpoint:
+		return p.Kind.String() + " via " + p.Relay.String() + " (" + p.Addr.String() + ")"
+	}
+	return "not connected"
+}
+
+// AddrPath classifies a connection by its remote address: a circuit
+// (/p2p-circuit) is relayed through the first /p2p in it; anything else
+// is direct.
+func AddrPath(addr ma.Multiaddr) Path {
+	p := Path{Kind: PathDirect, Addr: addr, Transport: transportOf(addr)}
+	var relay peer.ID
+	for _, c := range addr {
+		switch c.Code() {
+		case ma.P_P2P:
+			if relay == "" {
+				relay = peer.ID(c.RawValue())
+			}
+		case ma.P_CIRCUIT:
+			p.Kind, p.Relay = PathRelayed, relay
+			return p
+		}
+	}
+	return p
+}
+
+// transportOf is the first hop's transport: "quic", "tcp", or "".
+func transportOf(addr ma.Multiaddr) string {
+	for _, c := range addr {
+		switch c.Code() {
+		case ma.P_QUIC, ma.P_QUIC_V1:
+			return "quic"
+		case ma.P_TCP:
+			return "tcp"
+		}
+	}
+	return ""
+}
+
+// PathTo is how h reaches p now. A direct connection wins when there are
+// both (after a hole punch); otherwise the first connection's path.
+func PathTo(h host.Host, p peer.ID) Path {
+	conns := h.Network().ConnsToPeer(p)
+	if len(conns) == 0 {
+		return Path{}
+	}
+	for _, c := range conns {
+		if path := AddrPath(c.RemoteMultiaddr()); path.Kind == PathDirect {
+			return path
+		}
+	}
+	return AddrPath(conns[0].RemoteMultiaddr())
+}
 
 // PathWatch follows how a console reaches one peer: the kind of the first
 // connection, how long reaching it took, and when a direct connection
@@ -33,7 +132,7 @@ type PathWatch struct {
 
 	mu          sync.Mutex
 	connected   bool
-	initial     string
+	initial     PathKind
 	connectTook time.Duration
 	relayedAt   time.Time
 	directAt    time.Time
@@ -43,7 +142,7 @@ type PathWatch struct {
 func WatchPath(h host.Host, id peer.ID) *PathWatch {
 	w := &PathWatch{h: h, id: id, start: time.Now(), direct: make(chan struct{})}
 	w.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-		if c.RemotePeer() == id && !mesh.IsCircuit(c.RemoteMultiaddr()) {
+		if c.RemotePeer() == id && AddrPath(c.RemoteMultiaddr()).Kind == PathDirect {
 			w.sawDirect()
 		}
 	}}
@@ -69,7 +168,7 @@ func (w *PathWatch) markDirect() {
 // succeeded. It reports whether this call recorded it (later calls do
 // nothing).
 func (w *PathWatch) Connected() bool {
-	kind := pathKind(PathTo(w.h, w.id))
+	kind := PathTo(w.h, w.id).Kind
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.connected {
@@ -97,16 +196,17 @@ func (w *PathWatch) WaitDirect(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return pathKind(PathTo(w.h, w.id)) == PathDirect
+	return PathTo(w.h, w.id).Kind == PathDirect
 }
 
 // PathSummary is what a PathWatch saw.
 type PathSummary struct {
 	Connected bool
-	// Initial and Final are PathDirect or PathRelayed; FinalPath is
-	// PathTo's description of the final path.
-	Initial, Final, FinalPath string
-	Connect                   time.Duration
+	// Initial is the first connection's kind, Final the kind of FinalPath,
+	// the path at the time of the summary.
+	Initial, Final PathKind
+	FinalPath      Path
+	Connect        time.Duration
 	// TimeToDirect is the time from the relayed connection to the direct
 	// one; zero when the session started direct or stayed relayed.
 	TimeToDirect time.Duration
@@ -117,7 +217,7 @@ func (w *PathWatch) Summary() PathSummary {
 	final := PathTo(w.h, w.id)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	s := PathSummary{Connected: w.connected, Initial: w.initial, FinalPath: final, Final: pathKind(final), Connect: w.connectTook}
+	s := PathSummary{Connected: w.connected, Initial: w.initial, FinalPath: final, Final: final.Kind, Connect: w.connectTook}
 	if w.initial == PathRelayed && !w.directAt.IsZero() {
 		s.TimeToDirect = max(time.Millisecond, w.directAt.Sub(w.relayedAt))
 	}
@@ -126,33 +226,3 @@ func (w *PathWatch) Summary() PathSummary {
 
 // Stop ends the watch.
 func (w *PathWatch) Stop() { w.h.Network().StopNotify(w.notifee) }
-
-// pathKind is PathDirect or PathRelayed for a PathTo description, or ""
-// when not connected.
-func pathKind(path string) string {
-	switch {
-	case strings.HasPrefix(path, "relayed"):
-		return PathRelayed
-	case strings.HasPrefix(path, "direct"):
-		return PathDirect
-	}
-	return ""
-}
-
-// PathTo describes how h reaches p now: "direct <addr>", "relayed via
-// <relay> (<addr>)", or "not connected". A direct connection wins when
-// there are both (after a hole punch).
-func PathTo(h host.Host, p peer.ID) string {
-	conns := h.Network().ConnsToPeer(p)
-	if len(conns) == 0 {
-		return "not connected"
-	}
-	for _, c := range conns {
-		if !mesh.IsCircuit(c.RemoteMultiaddr()) {
-			return "direct " + c.RemoteMultiaddr().String()
-		}
-	}
-	addr := conns[0].RemoteMultiaddr()
-	relay, _ := addr.ValueForProtocol(ma.P_P2P)
-	return "relayed via " + relay + " (" + addr.String() + ")"
-}

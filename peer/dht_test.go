@@ -41,7 +41,7 @@ func TestJumpWithAStaleAddressFindsThePeerThroughTheDHT(t *testing.T) {
 	if err != nil || st.GetCode() != 0 || out.String() != "found\n" {
 		t.Fatalf("exec: %v, status %v, output %q", err, st, out.String())
 	}
-	if path := j.Path(); !strings.HasPrefix(path, "direct ") {
-		t.Fatalf("path %q, want direct", path)
+	if path := j.Path(); path.Kind != console.PathDirect {
+		t.Fatalf("path %s, want direct", path)
 	}
 }

@@ -73,8 +73,8 @@ func TestJumpThroughARelay(t *testing.T) {
 		if err != nil || st.GetCode() != 0 {
 			return false
 		}
-		if path := j.Path(); !strings.HasPrefix(path, "relayed via "+r.ID().String()) && !strings.HasPrefix(path, "direct") {
-			t.Fatalf("path %q", path)
+		if path := j.Path(); !(path.Kind == console.PathRelayed && path.Relay == r.ID()) && path.Kind != console.PathDirect {
+			t.Fatalf("path %s", path)
 		}
 		j.ReportPath(ctx)
 		return true
@@ -133,7 +133,7 @@ func TestRelayLossAndReplacement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(j.Path(), "relayed") {
+	if j.Path().Kind != console.PathRelayed {
 		t.Skipf("the session went direct at once (%s); nothing to lose", j.Path())
 	}
 	result := make(chan error, 1)
@@ -276,15 +276,15 @@ func TestSessionFollowsToTheDirectConnection(t *testing.T) {
 		}
 		return true
 	})
-	if !strings.HasPrefix(j.Path(), "relayed") {
-		t.Fatalf("first path %q", j.Path())
+	if j.Path().Kind != console.PathRelayed {
+		t.Fatalf("first path %s", j.Path())
 	}
 	// A direct connection appears, as a hole punch would add it.
 	if err := ch.Connect(network.WithForceDirectDial(ctx, "test"), libp2ppeer.AddrInfo{ID: j.ID, Addrs: j.Addrs}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(j.Path(), "direct") {
-		t.Fatalf("no direct connection: %q", j.Path())
+	if j.Path().Kind != console.PathDirect {
+		t.Fatalf("no direct connection: %s", j.Path())
 	}
 	if err := exec(j, "direct"); err != nil {
 		t.Fatalf("the session's channel on the direct connection: %v", err)

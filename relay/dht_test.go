@@ -68,7 +68,7 @@ func TestRelayServesTheSiteDHT(t *testing.T) {
 	if err := site.Admin.Connect(site.Ctx(), h.ID(), []ma.Multiaddr{nowhere}, r.Addrs(), false); err != nil {
 		t.Fatalf("connect with a stale address: %v", err)
 	}
-	if path := console.PathTo(site.Admin.Host(), h.ID()); path != "direct "+listen.String() {
+	if path := console.PathTo(site.Admin.Host(), h.ID()); path.Kind != console.PathDirect || !path.Addr.Equal(listen) {
 		t.Fatalf("the console reached the host %s, want direct at %s (learned from the relay)", path, listen)
 	}
 }

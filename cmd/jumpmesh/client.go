@@ -28,11 +28,7 @@ func clientAction(nargs int, fn func(ctx context.Context, cc *cli.Context, c *co
 				return err
 			}
 		}
-		home, err := homeDir(cc)
-		if err != nil {
-			return err
-		}
-		c, err := console.Open(home)
+		c, err := openConsole(cc)
 		if err != nil {
 			return err
 		}

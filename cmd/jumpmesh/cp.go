@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -13,9 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/jumpmesh/jumpmesh/console"
-	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
-	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // remotePath splits "PEER:PATH"; a path with a slash before any colon (or
@@ -50,53 +47,27 @@ func cpCommand() *cli.Command {
 			if srcRemote == dstRemote {
 				return usagef("cp: exactly one of SRC and DST is PEER:PATH")
 			}
-			ref := srcRef
+			ref, cp := srcRef, console.Copy{Push: dstRemote, Local: dst, Remote: src}
 			if dstRemote {
-				ref = dstRef
-				// A missing local source is said before a grant is used.
-				if err := channel.CheckSource(src); err != nil {
+				ref, cp.Local, cp.Remote = dstRef, src, dst
+			}
+			// A missing local source, a pull the console could not name: said
+			// before a grant is used.
+			if err := cp.Check(); err != nil {
+				return err
+			}
+			bar := newProgress(cc.App.ErrWriter, !cc.Bool("json") && term.IsTerminal(int(os.Stderr.Fd())))
+			cp.Progress = bar.update
+			return withJump(cc, ref, console.Need{Capability: grant.FileTransfer}, func(j *console.Jump) error {
+				took, err := j.Copy(cc.Context, cp)
+				bar.done()
+				if err != nil {
 					return err
 				}
-			} else if err := console.CheckPull(src, dst); err != nil {
-				return err
-			}
-			home, err := homeDir(cc)
-			if err != nil {
-				return err
-			}
-			c, err := console.Open(home)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			j, err := c.Jump(cc.Context, ref, grant.FileTransfer)
-			if err != nil {
-				return err
-			}
-			defer j.ReportPath(context.WithoutCancel(cc.Context))
-			path := src
-			if dstRemote {
-				path = dst
-			}
-			ch, err := j.Open(cc.Context, &pb.ChannelOpen{Kind: &pb.ChannelOpen_File{File: &pb.FileOpen{Push: dstRemote, Path: path}}})
-			if err != nil {
-				return err
-			}
-			defer ch.Close()
-			bar := newProgress(cc.App.ErrWriter, !cc.Bool("json") && term.IsTerminal(int(os.Stderr.Fd())))
-			start := time.Now()
-			if dstRemote {
-				err = console.Push(cc.Context, ch, src, bar.update)
-			} else {
-				err = console.Pull(cc.Context, ch, src, dst, bar.update)
-			}
-			bar.done()
-			if err != nil {
-				return err
-			}
-			v := map[string]any{"from": cc.Args().Get(0), "to": cc.Args().Get(1), "bytes": bar.total, "seconds": time.Since(start).Seconds()}
-			return output(cc, v, func(w io.Writer) {
-				fmt.Fprintf(w, "Copied %s to %s (%s in %s).\n", cc.Args().Get(0), cc.Args().Get(1), bytesText(uint64(bar.total)), time.Since(start).Round(time.Millisecond))
+				v := map[string]any{"from": cc.Args().Get(0), "to": cc.Args().Get(1), "bytes": bar.total, "seconds": took.Seconds()}
+				return output(cc, v, func(w io.Writer) {
+					fmt.Fprintf(w, "Copied %s to %s (%s in %s).\n", cc.Args().Get(0), cc.Args().Get(1), bytesText(uint64(bar.total)), took.Round(time.Millisecond))
+				})
 			})
 		},
 	}

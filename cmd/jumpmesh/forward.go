@@ -13,6 +13,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/grant"
 )
 
 // forwardSpec is one [BIND:]LPORT:HOST:PORT.
@@ -72,28 +73,18 @@ func forwardCommand() *cli.Command {
 				}
 				specs = append(specs, s)
 			}
-			home, err := homeDir(cc)
-			if err != nil {
-				return err
-			}
-			c, err := console.Open(home)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			fw, err := console.NewForwarder(cc.Context, c, cc.Args().First())
-			if err != nil {
-				return err
-			}
-			defer fw.Close(cc.Context)
-			log := cc.App.ErrWriter
-			fw.OnError = func(conn net.Conn, err error) { fmt.Fprintf(log, "jumpmesh: forward %s: %v\n", conn.RemoteAddr(), err) }
-			if f.verbose {
-				fw.OnConnect = func(conn net.Conn, to console.ForwardTarget, path string) {
-					fmt.Fprintf(log, "jumpmesh: %s -> %s:%d via %s\n", conn.RemoteAddr(), to.Host, to.Port, path)
+			return withJump(cc, cc.Args().First(), console.Need{Capability: grant.Forward}, func(j *console.Jump) error {
+				fw := console.ForwardThrough(j)
+				defer fw.Close(cc.Context)
+				log := cc.App.ErrWriter
+				fw.OnError = func(conn net.Conn, err error) { fmt.Fprintf(log, "jumpmesh: forward %s: %v\n", conn.RemoteAddr(), err) }
+				if f.verbose {
+					fw.OnConnect = func(conn net.Conn, to console.ForwardTarget, path console.Path) {
+						fmt.Fprintf(log, "jumpmesh: %s -> %s:%d via %s\n", conn.RemoteAddr(), to.Host, to.Port, path)
+					}
 				}
-			}
-			return serveForwards(cc.Context, fw, specs, cc.App.Writer)
+				return serveForwards(cc.Context, fw, specs, cc.App.Writer)
+			})
 		},
 	}
 }

@@ -14,8 +14,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/jumpmesh/jumpmesh/console"
-	"github.com/jumpmesh/jumpmesh/mesh/channel"
-	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -90,53 +88,41 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 		argv = argv[1:]
 	}
 	stdinTTY := term.IsTerminal(int(os.Stdin.Fd()))
-	tty := (len(argv) == 0 && stdinTTY || forceTTY) && !noTTY
-	home, err := homeDir(cc)
-	if err != nil {
-		return err
+	cmd := console.ExecCommand{Argv: argv, TTY: (len(argv) == 0 && stdinTTY || forceTTY) && !noTTY, Term: os.Getenv("TERM")}
+	if cmd.TTY {
+		cmd.Window = windowSize()
 	}
-	c, err := console.Open(home)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	var j *console.Jump
-	if tty || len(argv) == 0 {
-		// A PTY makes any command interactive: the shell capability.
-		j, err = c.Jump(cc.Context, ref, grant.Shell)
-	} else {
-		j, err = c.JumpExec(cc.Context, ref, argv)
-	}
-	if err != nil {
-		return err
-	}
-	j.PunchWait = punchWait
-	defer j.ReportPath(context.WithoutCancel(cc.Context))
-	open := &pb.ExecOpen{Argv: argv, Tty: tty, Term: os.Getenv("TERM")}
-	if tty {
-		if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
-			open.Cols, open.Rows = uint32(w), uint32(h)
+	return withJump(cc, ref, cmd.Need(), func(j *console.Jump) error {
+		j.PunchWait = punchWait
+		s, err := j.Exec(cc.Context, cmd)
+		if err != nil {
+			return err
 		}
-	}
-	ch, err := j.Open(cc.Context, &pb.ChannelOpen{Kind: &pb.ChannelOpen_Exec{Exec: open}})
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	if verbose {
-		fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s %s via %s\n", j.Peer.GetPeer().GetSettings().GetName(), j.ID, j.Path())
-	}
-	status, err := runExec(cc.Context, ch, tty, cc.App.Writer, cc.App.ErrWriter)
-	if err != nil {
-		return err
-	}
-	if code := exitCodeOf(status); code != 0 {
-		return exitCodeError{code}
-	}
-	return nil
+		defer s.Close()
+		if verbose {
+			fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s %s via %s\n", j.Peer.GetPeer().GetSettings().GetName(), j.ID, j.Path())
+		}
+		status, err := runExec(cc.Context, s, cmd.TTY, cc.App.Writer, cc.App.ErrWriter)
+		if err != nil {
+			return err
+		}
+		if code := exitCodeOf(status); code != 0 {
+			return exitCodeError{code}
+		}
+		return nil
+	})
 }
 
-// runExec wires the terminal to the channel. Without a PTY a local
+// windowSize is the terminal's size, or nil.
+func windowSize() *pb.WindowSize {
+	w, h, err := term.GetSize(int(os.Stdout.Fd()))
+	if err != nil {
+		return nil
+	}
+	return &pb.WindowSize{Cols: uint32(w), Rows: uint32(h)}
+}
+
+// runExec wires the terminal to the session. Without a PTY a local
 // SIGINT, SIGTERM or SIGHUP is passed on to the remote command, which
 // decides (as with ssh's non-interactive commands). With a PTY only what a
 // terminal sends goes over (keys in raw mode, Ctrl-C among them as a byte,
@@ -144,7 +130,7 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 // ends ssh, and jumpmesh exits 128+n (the peer hangs up the remote shell).
 // Passing SIGTERM on would leave `timeout 20 jumpmesh jump H -t -- sh -i`
 // running forever: an interactive shell ignores SIGTERM.
-func runExec(ctx context.Context, ch *channel.Channel, tty bool, stdout, stderr io.Writer) (*pb.ExitStatus, error) {
+func runExec(ctx context.Context, s *console.ExecSession, tty bool, stdout, stderr io.Writer) (*pb.ExitStatus, error) {
 	eio := console.ExecIO{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr}
 	if !tty {
 		signals := make(chan string, 4)
@@ -160,7 +146,7 @@ func runExec(ctx context.Context, ch *channel.Channel, tty bool, stdout, stderr 
 				}
 			}
 		}()
-		return console.Exec(context.WithoutCancel(ctx), ch, eio)
+		return s.Run(context.WithoutCancel(ctx), eio)
 	}
 	if term.IsTerminal(int(os.Stdin.Fd())) {
 		old, err := term.MakeRaw(int(os.Stdin.Fd()))
@@ -174,16 +160,16 @@ func runExec(ctx context.Context, ch *channel.Channel, tty bool, stdout, stderr 
 		defer signal.Stop(winch)
 		go func() {
 			for range winch {
-				if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
+				if ws := windowSize(); ws != nil {
 					select {
-					case resize <- &pb.WindowSize{Cols: uint32(w), Rows: uint32(h)}:
+					case resize <- ws:
 					default:
 					}
 				}
 			}
 		}()
 	}
-	return execUntilSignal(ctx, ch, eio)
+	return execUntilSignal(ctx, s, eio)
 }
 
 // signalNames are the signals a console passes on without a PTY.
@@ -192,7 +178,7 @@ var signalNames = map[os.Signal]string{os.Interrupt: "INT", syscall.SIGTERM: "TE
 // execUntilSignal runs a PTY session until it ends or jumpmesh gets
 // SIGINT, SIGTERM or SIGHUP; then the session is closed and the error is
 // the exit code 128+n.
-func execUntilSignal(ctx context.Context, ch *channel.Channel, eio console.ExecIO) (*pb.ExitStatus, error) {
+func execUntilSignal(ctx context.Context, s *console.ExecSession, eio console.ExecIO) (*pb.ExitStatus, error) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -207,7 +193,7 @@ func execUntilSignal(ctx context.Context, ch *channel.Channel, eio console.ExecI
 		case <-sctx.Done():
 		}
 	}()
-	st, err := console.Exec(sctx, ch, eio)
+	st, err := s.Run(sctx, eio)
 	select {
 	case s := <-got:
 		return nil, exitCodeError{128 + signalNumbers[signalNames[s]]}

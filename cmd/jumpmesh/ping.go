@@ -1,19 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/console"
-	"github.com/jumpmesh/jumpmesh/mesh"
 )
 
 // pingResult is what `ping --json` prints.
@@ -76,110 +70,52 @@ func pingCommand() *cli.Command {
 			if f.wait < 0 || f.wait > 10*time.Minute {
 				return usagef("--wait-direct is 0 to 10m")
 			}
-			home, err := homeDir(cc)
-			if err != nil {
-				return err
-			}
-			c, err := console.Open(home)
+			c, err := openConsole(cc)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			v, err := c.Peer(cc.Context, cc.Args().First())
-			if err != nil {
-				return err
-			}
-			name, id := v.GetPeer().GetSettings().GetName(), peer.ID(v.GetPeer().GetId())
-			w := console.WatchPath(c.Host(), id)
-			defer w.Stop()
-			if err := c.Connect(cc.Context, id, mesh.DecodeAddrs(v.GetAddrs()), mesh.DecodeAddrs(v.GetRelays()), f.relay); err != nil {
-				return err
-			}
-			w.Connected()
 			asJSON := cc.Bool("json")
+			o := console.PingOptions{Count: int(f.count), Interval: f.interval, ForceRelay: f.relay, WaitDirect: f.wait}
 			if !asJSON {
-				fmt.Fprintf(cc.App.Writer, "%s: connected %s in %s\n", name, console.PathTo(c.Host(), id), roundMS(w.Summary().Connect))
+				var name string
+				o.OnConnect = func(peer string, path console.Path, took time.Duration) {
+					name = peer
+					fmt.Fprintf(cc.App.Writer, "%s: connected %s in %s\n", name, path, roundMS(took))
+				}
+				o.OnRound = func(r console.PingRound) {
+					fmt.Fprintf(cc.App.Writer, "%s: seq=%d time=%.2f ms %s\n", name, r.Seq, ms(r.RTT), r.Path)
+				}
 			}
-			if f.wait > 0 {
-				w.WaitDirect(cc.Context, f.wait)
-			}
-			rounds, err := pingRounds(cc, c, id, name, int(f.count), f.interval, asJSON)
+			p, err := c.Ping(cc.Context, cc.Args().First(), o)
 			if err != nil {
 				return err
 			}
-			s := w.Summary()
-			res := pingResult{Peer: name, ID: id.String(), Initial: s.Initial, Final: s.Final, Path: s.FinalPath,
-				ConnectMS: ms(s.Connect), TimeToDirectMS: ms(s.TimeToDirect), Rounds: rounds, RTTMS: medianRTT(rounds, s.Final)}
-			if s.Final == console.PathDirect {
-				res.Transport = transportOf(s.FinalPath)
-			}
+			res := newPingResult(p)
 			return output(cc, res, func(out io.Writer) {
-				switch {
+				switch s := p.Path; {
 				case s.Initial == console.PathRelayed && s.Final == console.PathDirect:
-					fmt.Fprintf(out, "%s: relayed, then direct (%s) after %s\n", name, res.Transport, roundMS(s.TimeToDirect))
+					fmt.Fprintf(out, "%s: relayed, then direct (%s) after %s\n", p.Name, res.Transport, roundMS(s.TimeToDirect))
 				default:
-					fmt.Fprintf(out, "%s: %s throughout\n", name, s.Final)
+					fmt.Fprintf(out, "%s: %s throughout\n", p.Name, s.Final)
 				}
 			})
 		},
 	}
 }
 
-// pingRounds measures n round trips, interval apart, printing each unless
-// asJSON.
-func pingRounds(cc *cli.Context, c *console.Client, id peer.ID, name string, n int, interval time.Duration, asJSON bool) ([]pingRound, error) {
-	rounds := make([]pingRound, 0, n)
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for i := 1; i <= n; i++ {
-		// One round trip per stream: libp2p's ping stream keeps using the
-		// connection it opened on, and the path may have changed since.
-		ctx, cancel := context.WithCancel(cc.Context)
-		r, ok := <-ping.Ping(ctx, c.Host(), id)
-		cancel()
-		if !ok {
-			return nil, cc.Context.Err()
-		}
-		if r.Error != nil {
-			return nil, fmt.Errorf("ping %s: %w", name, r.Error)
-		}
-		rd := pingRound{Seq: i, RTT: ms(r.RTT), Path: console.PathTo(c.Host(), id)}
-		rounds = append(rounds, rd)
-		if !asJSON {
-			fmt.Fprintf(cc.App.Writer, "%s: seq=%d time=%.2f ms %s\n", name, rd.Seq, rd.RTT, rd.Path)
-		}
-		if i < n {
-			select {
-			case <-cc.Context.Done():
-				return rounds, nil
-			case <-ticker.C:
-			}
-		}
+// newPingResult is what `ping --json` prints of p.
+func newPingResult(p *console.PingResult) pingResult {
+	s := p.Path
+	res := pingResult{Peer: p.Name, ID: p.ID.String(), Initial: s.Initial.String(), Final: s.Final.String(), Path: s.FinalPath.String(),
+		ConnectMS: ms(s.Connect), TimeToDirectMS: ms(s.TimeToDirect), Rounds: make([]pingRound, 0, len(p.Rounds)), RTTMS: ms(p.RTT)}
+	for _, r := range p.Rounds {
+		res.Rounds = append(res.Rounds, pingRound{Seq: r.Seq, RTT: ms(r.RTT), Path: r.Path.String()})
 	}
-	return rounds, nil
-}
-
-// medianRTT is the median round trip of the rounds on a path of kind.
-func medianRTT(rounds []pingRound, kind string) float64 {
-	var rtts []float64
-	for _, r := range rounds {
-		if strings.HasPrefix(r.Path, kind) {
-			rtts = append(rtts, r.RTT)
-		}
+	if s.Final == console.PathDirect {
+		res.Transport = s.FinalPath.Transport
 	}
-	if len(rtts) == 0 {
-		return 0
-	}
-	slices.Sort(rtts)
-	return rtts[len(rtts)/2]
-}
-
-// transportOf is "quic" or "tcp" for a "direct ADDR" path.
-func transportOf(path string) string {
-	if strings.Contains(path, "/quic") {
-		return "quic"
-	}
-	return "tcp"
+	return res
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

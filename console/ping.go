@@ -1,0 +1,128 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+)
+
+// PingOptions say how to ping a peer.
+type PingOptions struct {
+	// Count round trips, Interval apart.
+	Count    int
+	Interval time.Duration
+	// ForceRelay starts through a relay even if a direct path exists
+	// (hole punching may still upgrade it).
+	ForceRelay bool
+	// WaitDirect, before the round trips, waits at most this long for a
+	// relayed connection to go direct (zero: not at all).
+	WaitDirect time.Duration
+	// OnConnect, when set, is called once connected, with the peer's name,
+	// the path then and how long connecting took.
+	OnConnect func(name string, path Path, took time.Duration)
+	// OnRound, when set, is called after each round trip.
+	OnRound func(PingRound)
+}
+
+// PingRound is one round trip and the path it took.
+type PingRound struct {
+	Seq  int
+	RTT  time.Duration
+	Path Path
+}
+
+// PingResult is what a ping saw.
+type PingResult struct {
+	Name   string
+	ID     peer.ID
+	Rounds []PingRound
+	// Path is how the connection started and how it ended.
+	Path PathSummary
+	// RTT is the median round trip on the final path's kind (of every
+	// round when the console is no longer connected); zero without rounds.
+	RTT time.Duration
+}
+
+// Ping connects to the peer ref names the way a jump does (direct
+// addresses first, relays after; no grant is needed) and measures round
+// trips with libp2p's ping protocol. When ctx ends between round trips
+// the rounds so far are the result.
+func (c *Client) Ping(ctx context.Context, ref string, o PingOptions) (*PingResult, error) {
+	v, err := c.Peer(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	res := &PingResult{Name: v.GetPeer().GetSettings().GetName(), ID: peer.ID(v.GetPeer().GetId())}
+	w := WatchPath(c.host, res.ID)
+	defer w.Stop()
+	if err := c.Connect(ctx, res.ID, mesh.DecodeAddrs(v.GetAddrs()), mesh.DecodeAddrs(v.GetRelays()), o.ForceRelay); err != nil {
+		return nil, err
+	}
+	w.Connected()
+	if o.OnConnect != nil {
+		o.OnConnect(res.Name, PathTo(c.host, res.ID), w.Summary().Connect)
+	}
+	if o.WaitDirect > 0 {
+		w.WaitDirect(ctx, o.WaitDirect)
+	}
+	if res.Rounds, err = c.pingRounds(ctx, res, o); err != nil {
+		return nil, err
+	}
+	res.Path = w.Summary()
+	res.RTT = medianRTT(res.Rounds, res.Path.Final)
+	return res, nil
+}
+
+func (c *Client) pingRounds(ctx context.Context, res *PingResult, o PingOptions) ([]PingRound, error) {
+	rounds := make([]PingRound, 0, o.Count)
+	ticker := time.NewTicker(o.Interval)
+	defer ticker.Stop()
+	for i := 1; i <= o.Count; i++ {
+		// One round trip per stream: libp2p's ping stream keeps using the
+		// connection it opened on, and the path may have changed since.
+		pctx, cancel := context.WithCancel(ctx)
+		r, ok := <-ping.Ping(pctx, c.host, res.ID)
+		cancel()
+		if !ok {
+			return nil, ctx.Err()
+		}
+		if r.Error != nil {
+			return nil, fmt.Errorf("ping %s: %w", res.Name, r.Error)
+		}
+		rd := PingRound{Seq: i, RTT: r.RTT, Path: PathTo(c.host, res.ID)}
+		rounds = append(rounds, rd)
+		if o.OnRound != nil {
+			o.OnRound(rd)
+		}
+		if i < o.Count {
+			select {
+			case <-ctx.Done():
+				return rounds, nil
+			case <-ticker.C:
+			}
+		}
+	}
+	return rounds, nil
+}
+
+// medianRTT is the median round trip of the rounds on a path of kind, or
+// of every round when kind is PathNone.
+func medianRTT(rounds []PingRound, kind PathKind) time.Duration {
+	var rtts []time.Duration
+	for _, r := range rounds {
+		if kind == PathNone || r.Path.Kind == kind {
+			rtts = append(rtts, r.RTT)
+		}
+	}
+	if len(rtts) == 0 {
+		return 0
+	}
+	slices.Sort(rtts)
+	return rtts[len(rtts)/2]
+}
