@@ -127,8 +127,23 @@ func (c *Client) Settings(ctx context.Context) (*pb.Settings, error) {
 
 // SetSettings applies key=value settings all at once, or none of them.
 func (c *Client) SetSettings(ctx context.Context, values map[string]string) (*pb.Settings, error) {
+	r, err := c.SetSettingsTold(ctx, values)
+	return r.Settings, err
+}
+
+// SettingsSet is what settings set answers.
+type SettingsSet struct {
+	Settings *pb.Settings
+	// PeersTold is how many online peers the coordinator queued the new
+	// settings to; they reach them after the answer.
+	PeersTold int
+}
+
+// SetSettingsTold is SetSettings, also saying how many online peers will
+// be told.
+func (c *Client) SetSettingsTold(ctx context.Context, values map[string]string) (SettingsSet, error) {
 	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_SettingsSet{SettingsSet: &pb.SettingsSetRequest{Values: values}}})
-	return r.GetSettings(), err
+	return SettingsSet{Settings: r.GetSettings(), PeersTold: int(r.GetPeersTold())}, err
 }
 
 func (c *Client) CreateInstaller(ctx context.Context, req *pb.InstallerCreateRequest) (*pb.Installer, error) {

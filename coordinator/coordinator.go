@@ -277,7 +277,7 @@ func (c *Coordinator) Close() error {
 		c.handlers.Wait() // closing the host reset their streams
 		c.wg.Wait()
 		if c.service != nil {
-			c.service.revoker.wait()
+			c.service.waitPushes() // nothing pushes any more; their writes fail fast on reset streams
 		}
 		if c.store != nil {
 			errs = append(errs, c.store.Close())

@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -22,17 +21,6 @@ const (
 	missedReports = 3
 	reportSlack   = 10 * time.Second
 )
-
-// peerSession is an online peer's stream.
-type peerSession struct {
-	id        peer.ID
-	ms        *mesh.MsgStream
-	closeOnce sync.Once
-}
-
-func (ps *peerSession) send(m *pb.PeerDown) error { return ps.ms.Write(m, writeTimeout) }
-
-func (ps *peerSession) close() { ps.closeOnce.Do(func() { ps.ms.Reset() }) }
 
 // ServePeer runs one peer's stream: hello, admission, registration,
 // welcome, then statistics until the stream ends or goes quiet. A host that
@@ -75,7 +63,7 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 		return
 	}
 	ms.SetMaxMessage(mesh.MaxPeerMessage) // a member now
-	sess := &peerSession{id: remote, ms: ms}
+	sess := newPeerSession(remote, ms)
 	if old := s.peers.attach(remote, sess); old != nil {
 		old.close()
 	}
@@ -83,6 +71,7 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 		s.peerGone(sess)
 		return
 	}
+	s.startPushes(sess) // what was pushed since attach, then the rest (push.go)
 	s.log.Info("peer online", logPeer, remote, "name", rec.GetSettings().GetName())
 	s.readPeer(ctx, sess)
 }
@@ -190,19 +179,6 @@ func observedIP(st network.Stream) string {
 		return ""
 	}
 	return ip.String()
-}
-
-// broadcastSettings sends the settings peers keep offline to every online peer.
-func (s *Service) broadcastSettings() {
-	for _, sess := range s.peers.sessions() {
-		rec, _ := s.peers.get(sess.id)
-		if rec == nil {
-			continue
-		}
-		if err := sess.send(&pb.PeerDown{Body: &pb.PeerDown_Update{Update: s.welcome(rec, "")}}); err != nil {
-			sess.close()
-		}
-	}
 }
 
 // settings returns the current site settings. Peer streams read them on

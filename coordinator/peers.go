@@ -232,7 +232,7 @@ func (s *Service) peerSet(c *caller, r *pb.PeerSetRequest) (*pb.Response, error)
 		return nil, err
 	}
 	if sess := s.peers.session(id); sess != nil {
-		_ = sess.send(&pb.PeerDown{Body: &pb.PeerDown_Update{Update: s.welcome(rec, "")}})
+		s.push(sess, nil) // its new settings
 	}
 	s.adminChanged(c, adminChange{Action: ActionPeerSet, Target: rec.GetSettings().GetName(), Peer: id, Change: settingsChange(before, rec.GetSettings())})
 	if accessChanged(before, rec.GetSettings()) {
@@ -319,7 +319,7 @@ func (s *Service) peerRemove(c *caller, r *pb.PeerRefRequest) (*pb.Response, err
 		rec, _ := s.peers.get(id)
 		if sess := s.peers.session(id); sess != nil && rec != nil {
 			s.removePeer(rec, c.name(), now) // its tombstone answers its next hellos
-			s.tellUninstall(sess, "deleted by "+c.name())
+			s.pushUninstall(sess, "deleted by "+c.name())
 		} else if rec.GetUninstalledUnix() != 0 {
 			s.forgetPeer(id) // already gone from its host: nothing to wait for
 		} else if _, err := s.modifyPeer(id, func(rec *pb.Peer) error {

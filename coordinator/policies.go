@@ -298,8 +298,8 @@ func (s *Service) handleSettingsSet(c *caller, r *pb.SettingsSetRequest) (*pb.Re
 	}
 	s.reloadSettings() // from the store, so concurrent sets cannot leave an older value cached
 	s.adminChanged(c, adminChange{Action: ActionSettingsSet, Target: "settings", Change: recordChange(cur, next)})
-	s.broadcastSettings()
-	return &pb.Response{Body: &pb.Response_Settings{Settings: next}}, nil
+	told := s.pushSettings() // sent after this reply, by each peer's send queue
+	return &pb.Response{Body: &pb.Response_Settings{Settings: next}, PeersTold: uint32(told)}, nil
 }
 
 func sortedKeys(m map[string]string) []string {

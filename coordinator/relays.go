@@ -74,7 +74,7 @@ func (s *Service) dispatchRelay(c *caller, req *pb.Request) (*pb.Response, error
 // the coordinator, every peer not deleted, every user's keys.
 func (s *Service) relayACL(c *caller, r *pb.RelayACLRequest) (*pb.Response, error) {
 	if s.relayBook.seen(c.peer, mesh.DecodeAddrs(r.GetAddrs()), s.clock.Now()) {
-		go s.broadcastSettings() // online peers learn of the relay now
+		s.pushSettings() // online peers learn of the relay now
 	}
 	members := [][]byte{[]byte(s.siteID)}
 	for _, p := range s.peers.snapshot() {

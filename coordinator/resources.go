@@ -76,6 +76,14 @@ type Resources struct {
 	// StrangerTimeout bounds how long a stranger may take to send its first
 	// message once it has its turn (and how long it waits for one).
 	StrangerTimeout time.Duration
+
+	// PeerSendQueue bounds the messages waiting in one online peer's send
+	// queue (a settings update counts once however many changes it
+	// carries). A peer whose queue is full is disconnected (push.go).
+	PeerSendQueue int
+	// PeerWriteTimeout bounds how long one message may wait for an online
+	// peer to take it; a peer that does not is disconnected.
+	PeerWriteTimeout time.Duration
 }
 
 // yamuxWindow is what yamux reserves in the resource manager for each
@@ -97,6 +105,11 @@ func DefaultResources() Resources {
 		MaxStrangerMessage:  4 << 10,
 		MaxStrangerHello:    16 << 10,
 		StrangerTimeout:     10 * time.Second,
+		// Revocations are what queue up (settings updates coalesce); 64 is
+		// more than an administrator makes in the time a reading peer
+		// takes one, and at most 64 pointers per peer.
+		PeerSendQueue:    64,
+		PeerWriteTimeout: 10 * time.Second,
 	}
 }
 
@@ -116,6 +129,10 @@ func (r Resources) withDefaults() Resources {
 	setInt(&r.MaxStrangersPerPeer, d.MaxStrangersPerPeer)
 	setInt(&r.MaxStrangerMessage, d.MaxStrangerMessage)
 	setInt(&r.MaxStrangerHello, d.MaxStrangerHello)
+	setInt(&r.PeerSendQueue, d.PeerSendQueue)
+	if r.PeerWriteTimeout == 0 {
+		r.PeerWriteTimeout = d.PeerWriteTimeout
+	}
 	if r.MaxMemory == 0 {
 		r.MaxMemory = int64(r.MaxConnections) * 2 * yamuxWindow
 	}
@@ -139,6 +156,8 @@ func (r Resources) validate() error {
 		return fmt.Errorf("coordinator resources: stranger message limits out of range")
 	case r.StrangerTimeout < time.Second:
 		return fmt.Errorf("coordinator resources: stranger timeout %s: use at least 1s", r.StrangerTimeout)
+	case r.PeerSendQueue < 1 || r.PeerWriteTimeout < time.Second:
+		return fmt.Errorf("coordinator resources: a peer's send queue needs at least 1 message and 1s to write one")
 	}
 	return nil
 }

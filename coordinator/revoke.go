@@ -30,10 +30,7 @@ import (
 // online peers whose jump window has closed.
 const JumpWindowCheck = 5 * time.Second
 
-// revokeFanOut bounds the sends of one revocation in flight at once.
-const revokeFanOut = 16
-
-// revoker orders grants and revocations and tracks the sends in flight.
+// revoker orders grants and revocations.
 type revoker struct {
 	mu         sync.Mutex
 	lastGrant  int64
@@ -41,7 +38,6 @@ type revoker struct {
 	// windowShut: online peers whose jump window was closed at the last
 	// check (so a closed window is revoked once, when it closes).
 	windowShut map[peer.ID]bool
-	sends      sync.WaitGroup
 }
 
 // grantTime is the time a grant about to be checked is issued at: now, or
@@ -64,9 +60,6 @@ func (r *revoker) stamp(now time.Time) int64 {
 	r.lastRevoke = max(now.Unix(), r.lastGrant, r.lastRevoke)
 	return r.lastRevoke
 }
-
-// wait waits for the revocations being sent.
-func (r *revoker) wait() { r.sends.Wait() }
 
 // revokeTechnicians withdraws the grants issued so far to the console keys
 // techs, on every online peer (the coordinator does not keep which peers a
@@ -104,40 +97,20 @@ func (s *Service) onlineSessions(ids []peer.ID) []*peerSession {
 	return out
 }
 
-// pushRevoke stamps m now and sends it to sessions in the background, a
-// few at a time: the admin's request does not wait for slow peers, and
-// Coordinator.Close waits for the sends.
+// pushRevoke stamps m now and queues it to sessions (push.go): the
+// admin's request does not wait for slow peers, and a peer that does not
+// take it is disconnected.
 func (s *Service) pushRevoke(sessions []*peerSession, m *pb.PeerRevoke) {
 	m.IssuedThroughUnix = s.revoker.stamp(s.clock.Now())
-	s.log.Info("revoking grants", "reason", m.GetReason(), "all", m.GetAll(), "technicians", len(m.GetTechnicians()),
-		"through", m.GetIssuedThroughUnix(), "peers", len(sessions))
-	if len(sessions) == 0 {
-		return
-	}
 	down := &pb.PeerDown{Body: &pb.PeerDown_Revoke{Revoke: m}}
-	s.revoker.sends.Add(1)
-	go func() {
-		defer s.revoker.sends.Done()
-		work := make(chan *peerSession)
-		var wg sync.WaitGroup
-		for range min(revokeFanOut, len(sessions)) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for sess := range work {
-					if err := sess.send(down); err != nil {
-						s.log.Warn("sending a revocation", logPeer, sess.id, logError, err)
-						sess.close() // the peer reconnects; its next grants are checked afresh
-					}
-				}
-			}()
+	told := 0
+	for _, sess := range sessions {
+		if s.push(sess, down) {
+			told++
 		}
-		for _, sess := range sessions {
-			work <- sess
-		}
-		close(work)
-		wg.Wait()
-	}()
+	}
+	s.log.Info("revoking grants", "reason", m.GetReason(), "all", m.GetAll(), "technicians", len(m.GetTechnicians()),
+		"through", m.GetIssuedThroughUnix(), "peers", told)
 }
 
 // accessChanged reports whether a peer's settings changed in what grants

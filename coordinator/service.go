@@ -51,8 +51,13 @@ type Service struct {
 	resources Resources
 	strangers *strangerGate
 
-	jumps     *jumps
-	revoker   revoker
+	jumps   *jumps
+	revoker revoker
+	// pushes and pushing count the session writers at work, slowPeers the
+	// peers disconnected for not reading (push.go).
+	pushes    sync.WaitGroup
+	pushing   atomic.Int64
+	slowPeers atomic.Int64
 	hostAddrs func(peer.ID) []ma.Multiaddr
 
 	settingsCache atomic.Pointer[pb.Settings]

@@ -40,6 +40,12 @@ func (p *rawPeer) id() peer.ID { return p.h.ID() }
 // hello opens a peer stream, says hello with key, and returns the reply.
 func (p *rawPeer) hello(site *coordinatortest.Site[*console.Client], key, name string) *pb.PeerDown {
 	p.t.Helper()
+	return p.helloWith(site, &pb.PeerHello{InstallerKey: key, Info: &pb.PeerInfo{Hostname: name, Protocols: []string{string(channel.Protocol)}}})
+}
+
+// helloWith opens a peer stream, says hello, and returns the reply.
+func (p *rawPeer) helloWith(site *coordinatortest.Site[*console.Client], hello *pb.PeerHello) *pb.PeerDown {
+	p.t.Helper()
 	ctx := site.Ctx()
 	if err := p.h.Connect(ctx, peer.AddrInfo{ID: site.Coord.ID(), Addrs: site.Coord.Host().Addrs()}); err != nil {
 		p.t.Fatal(err)
@@ -49,7 +55,6 @@ func (p *rawPeer) hello(site *coordinatortest.Site[*console.Client], key, name s
 		p.t.Fatal(err)
 	}
 	p.ms = mesh.NewMsgStream(st, mesh.MaxPeerMessage)
-	hello := &pb.PeerHello{InstallerKey: key, Info: &pb.PeerInfo{Hostname: name, Protocols: []string{string(channel.Protocol)}}}
 	if err := p.ms.Write(&pb.PeerUp{Body: &pb.PeerUp_Hello{Hello: hello}}, 10*time.Second); err != nil {
 		p.t.Fatal(err)
 	}

@@ -41,7 +41,14 @@ func TestAdminFlowThroughTheCLI(t *testing.T) {
 	ok(t, admin, nil, "group", "create", "servers", "--name", "Server Support", "--team-lead", "alice")
 	ok(t, admin, nil, "jump-policy", "create", "office", "--tz", "Europe/Paris", "--window", "mon-fri 08:00-18:00")
 	ok(t, admin, nil, "session-policy", "create", "unattended", "--allow", "shell,exec")
-	ok(t, admin, nil, "settings", "set", "lost-after-days=20", "connection-rate=120")
+	var set struct {
+		Values    map[string]string `json:"values"`
+		PeersTold *int              `json:"peers_told"`
+	}
+	ok(t, admin, &set, "settings", "set", "lost-after-days=20", "connection-rate=120", "--json")
+	if set.Values["connection-rate"] != "120" || set.PeersTold == nil || *set.PeersTold != 0 {
+		t.Fatalf("settings set --json = %+v, want the values and peers_told 0 (no peer online)", set)
+	}
 	var settings map[string]string
 	ok(t, alice, &settings, "settings", "show", "--json")
 	if settings["connection-rate"] != "120" || settings["lost-after-days"] != "20" {

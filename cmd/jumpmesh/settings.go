@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 
@@ -62,13 +63,7 @@ func (f *settingsFlags) flags() []cli.Flag {
 // {"values": {...}, "details": [...]} so that scripts get the ranges and
 // defaults without parsing text.
 func printSettings(cc *cli.Context, s *pb.Settings, verbose bool) error {
-	infos := coordinator.SettingsTable(s)
-	values := make(map[string]string, len(infos))
-	details := make([]settingInfoView, 0, len(infos))
-	for _, i := range infos {
-		values[i.Key] = i.Value
-		details = append(details, settingInfoView{Key: i.Key, Value: i.Value, Default: i.Default, Range: i.Range, Description: i.Description})
-	}
+	values, details, text := settingsOutput(s, verbose)
 	var v any = values
 	if verbose {
 		v = struct {
@@ -76,7 +71,39 @@ func printSettings(cc *cli.Context, s *pb.Settings, verbose bool) error {
 			Details []settingInfoView `json:"details"`
 		}{values, details}
 	}
+	return output(cc, v, text)
+}
+
+// printSettingsSet writes what settings set did: the settings as show
+// writes them, and how many online peers the coordinator is telling. With
+// --json: {"values": {...}, "peers_told": N}, and "details" with --verbose.
+func printSettingsSet(cc *cli.Context, r console.SettingsSet, verbose bool) error {
+	values, details, text := settingsOutput(r.Settings, verbose)
+	if !verbose {
+		details = nil
+	}
+	v := struct {
+		Values    map[string]string `json:"values"`
+		Details   []settingInfoView `json:"details,omitempty"`
+		PeersTold int               `json:"peers_told"`
+	}{values, details, r.PeersTold}
 	return output(cc, v, func(w io.Writer) {
+		text(w)
+		fmt.Fprintf(w, "\ntold %d online peers (they get the new settings in the background)\n", r.PeersTold)
+	})
+}
+
+// settingsOutput is the settings as --json writes them (values, and
+// details for --verbose) and as the table prints them.
+func settingsOutput(s *pb.Settings, verbose bool) (map[string]string, []settingInfoView, func(io.Writer)) {
+	infos := coordinator.SettingsTable(s)
+	values := make(map[string]string, len(infos))
+	details := make([]settingInfoView, 0, len(infos))
+	for _, i := range infos {
+		values[i.Key] = i.Value
+		details = append(details, settingInfoView{Key: i.Key, Value: i.Value, Default: i.Default, Range: i.Range, Description: i.Description})
+	}
+	return values, details, func(w io.Writer) {
 		header := []string{"KEY", "VALUE", "DEFAULT", "RANGE"}
 		if verbose {
 			header = append(header, "DESCRIPTION")
@@ -90,7 +117,7 @@ func printSettings(cc *cli.Context, s *pb.Settings, verbose bool) error {
 			rows = append(rows, row)
 		}
 		table(w, rows)
-	})
+	}
 }
 
 func settingsShowCommand() *cli.Command {
@@ -120,6 +147,8 @@ func settingsSetCommand() *cli.Command {
 		Usage:     "change site settings: all of the given keys, or none of them",
 		ArgsUsage: "KEY=VALUE [KEY=VALUE ...]",
 		UsageText: "jumpmesh settings set KEY=VALUE [KEY=VALUE ...] [-v|--verbose] [--json]\n\n" +
+			"Prints the settings and how many online peers are told; they get the new settings\n" +
+			"after the answer (--json: {\"values\": {...}, \"peers_told\": N}).\n\n" +
 			"Examples:\n" +
 			"  jumpmesh settings set lost-after-days=45 delete-after-days=90\n" +
 			"  jumpmesh settings set upgrade-bandwidth=25MiB/s concurrent-jumps=false",
@@ -131,11 +160,11 @@ func settingsSetCommand() *cli.Command {
 				return err
 			}
 			return clientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
-				s, err := c.SetSettings(ctx, values)
+				r, err := c.SetSettingsTold(ctx, values)
 				if err != nil {
 					return err
 				}
-				return printSettings(cc, s, f.verbose)
+				return printSettingsSet(cc, r, f.verbose)
 			})(cc)
 		},
 	}

@@ -58,6 +58,9 @@ type Site[C Member] struct {
 	// Addr is the coordinator's TCP login address (with /p2p/).
 	Addr  string
 	Admin C
+	// Resources bound the coordinator from its next Start (zero fields:
+	// the defaults); set it and restart (Stop, Start) to tune a site.
+	Resources coordinator.Resources
 	// listen are fixed ports, so consoles and peers find a restarted
 	// coordinator again.
 	listen []string
@@ -85,7 +88,7 @@ func (s *Site[C]) DataDir() string { return filepath.Join(s.Dir, "site") }
 // Start runs the coordinator (again, after Stop).
 func (s *Site[C]) Start() {
 	s.T.Helper()
-	c, err := coordinator.New(coordinator.Config{DataDir: s.DataDir(), Clock: s.Clock})
+	c, err := coordinator.New(coordinator.Config{DataDir: s.DataDir(), Clock: s.Clock, Resources: s.Resources})
 	if err != nil {
 		s.T.Fatalf("starting coordinator: %v", err)
 	}
