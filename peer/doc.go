@@ -59,6 +59,19 @@
 //     misses the message; grant.Limits.OpenFor bounds how long a grant
 //     opens channels anyway (grant_expired after it).
 //
+// # Lifetime
+//
+// A Daemon runs once: Run returns only when everything it started has
+// ended (the coordinator stream and its reader, the reconnect wait, the
+// statistics timer, the relay reservations, the puncher, every channel
+// being served, ended by resetting its stream), and Close ends Run, waits
+// for it and then closes the host. Decision: the reconnect backoff and the
+// statistics interval are timers of the daemon's clock (RunConfig.Clock),
+// so tests and the lab move them with a manual clock; the relay
+// reservations' checks stay on wall time, because a reservation's
+// expiration is the relay's wall time and a manual clock moved by days must
+// not make the peer think it over; stream deadlines are wall time too.
+//
 // # Local users (an install by root with --user U)
 //
 // Root runs the init-script (at boot, for status and stop), the uninstall
