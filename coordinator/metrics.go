@@ -54,5 +54,10 @@ func (m *metrics) registerPeers(reg prometheus.Registerer, s *Service) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "jumpmesh", Subsystem: "coordinator", Name: "session_events_limited_total",
 			Help: "Session events over their peer's rate (not audited)."},
 			func() float64 { _, limited := s.SessionEventsDropped(); return float64(limited) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "jumpmesh", Subsystem: "coordinator", Name: "peer_sends_pending",
+			Help: "Online peers with something queued to send them: being written or waiting for a writer (push.go)."}, func() float64 { return float64(s.Pushing()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "jumpmesh", Subsystem: "coordinator", Name: "peer_slow_disconnects_total",
+			Help: "Online peers disconnected because their send queue was full or a write timed out."},
+			func() float64 { return float64(s.SlowPeers()) }),
 	)
 }

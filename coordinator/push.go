@@ -2,6 +2,8 @@ package coordinator
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -17,11 +19,16 @@ import (
 // lock and an append per online peer, never a network write, and one peer
 // that does not read holds up no one but itself.
 //
-// Each session has at most one writer goroutine, started when its queue
-// becomes non-empty and ending when it is empty again (an idle peer costs
-// no goroutine). Service.pushes counts the writers; Coordinator.Close
-// waits for them after closing the host, which resets every stream, so
-// each writer's write returns.
+// A pool of writers (pushPool) takes the sessions with something queued,
+// in turn, and writes each one's queue until it is empty: one writer per
+// session at a time, so its messages keep their order; at most
+// Resources.PeerWriters at once, so a change for 20,000 peers does not
+// make 20,000 goroutines runnable ahead of every other request; none when
+// nothing is queued. A write that a peer holds up past pushHold gives its
+// writer's place to a new writer, so peers that do not read delay no
+// one. The pool counts its goroutines; Coordinator.Close waits for them
+// after closing the host, which resets every stream, so each write
+// returns.
 //
 // A settings update is queued as a marker, not a message: the writer builds
 // it from the current settings and record when it gets there, and a newer
@@ -119,27 +126,83 @@ func (s *Service) push(sess *peerSession, m *pb.PeerDown) bool {
 	return true
 }
 
-// writeLocked starts the session's writer if it has work and none runs.
-// sess.mu is held.
+// pushHold is how long one write may hold a writer's place in the pool;
+// past it (a peer that reads slowly, or not at all) the write goes on
+// outside the bound and another writer takes the place. A write to a peer
+// with room in its receive window returns in microseconds.
+const pushHold = 250 * time.Millisecond
+
+// pushPool runs the sessions' writers: at most Resources.PeerWriters write
+// at once, taking sessions with something queued in the order they got it.
+type pushPool struct {
+	mu     sync.Mutex
+	ready  []*peerSession // queued, waiting for a writer
+	active int            // writers within the bound
+	// pending counts sessions being written or waiting (Pushing).
+	pending atomic.Int64
+	wg      sync.WaitGroup // every writer goroutine
+}
+
+// writeLocked hands the session to the pool if it has work and no writer.
+// sess.mu is held (lock order: a session's, then the pool's).
 func (s *Service) writeLocked(sess *peerSession) {
-	if sess.started && !sess.writing && len(sess.queue) > 0 {
-		sess.writing = true
-		s.pushes.Add(1)
-		s.pushing.Add(1)
-		go s.writeQueue(sess)
+	if !sess.started || sess.writing || len(sess.queue) == 0 {
+		return
+	}
+	sess.writing = true
+	p := &s.pool
+	p.pending.Add(1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ready = append(p.ready, sess)
+	s.spawnLocked()
+}
+
+// spawnLocked starts a writer if sessions wait and the bound allows.
+// s.pool.mu is held.
+func (s *Service) spawnLocked() {
+	p := &s.pool
+	if len(p.ready) > 0 && p.active < s.resources.PeerWriters {
+		p.active++
+		p.wg.Add(1)
+		go s.pushWriter()
 	}
 }
 
-// writeQueue writes the session's queue until it is empty.
-func (s *Service) writeQueue(sess *peerSession) {
-	defer s.pushes.Done()
-	defer s.pushing.Add(-1)
+// pushWriter writes sessions' queues until none waits, or until one of its
+// writes ran past pushHold (it gave its place away then).
+func (s *Service) pushWriter() {
+	p := &s.pool
+	defer p.wg.Done()
+	for {
+		p.mu.Lock()
+		if len(p.ready) == 0 {
+			p.active--
+			p.mu.Unlock()
+			return
+		}
+		sess := p.ready[0]
+		p.ready[0] = nil
+		p.ready = p.ready[1:]
+		p.mu.Unlock()
+		if !s.writeQueue(sess) {
+			return
+		}
+	}
+}
+
+// writeQueue writes the session's queue until it is empty. It returns
+// false if a write ran past pushHold, which gave the writer's place in the
+// pool to another.
+func (s *Service) writeQueue(sess *peerSession) (placed bool) {
+	placed = true
+	defer s.pool.pending.Add(-1)
 	for {
 		sess.mu.Lock()
 		if len(sess.queue) == 0 {
 			sess.writing = false
 			sess.mu.Unlock()
-			return
+			return placed
 		}
 		m := sess.queue[0]
 		sess.queue[0] = nil
@@ -153,7 +216,9 @@ func (s *Service) writeQueue(sess *peerSession) {
 				continue // no longer enrolled
 			}
 		}
-		if err := sess.ms.Write(m, s.resources.PeerWriteTimeout); err != nil {
+		var err error
+		placed = s.held(placed, func() { err = sess.ms.Write(m, s.resources.PeerWriteTimeout) })
+		if err != nil {
 			sess.mu.Lock()
 			gone := sess.closed // the peer left, or the coordinator is closing
 			sess.mu.Unlock()
@@ -171,6 +236,31 @@ func (s *Service) writeQueue(sess *peerSession) {
 			_ = sess.ms.Stream().CloseWrite()
 		}
 	}
+}
+
+// held runs write; if the writer still holds a place in the pool and the
+// write takes longer than pushHold, the place goes to a new writer. It
+// reports whether the writer still holds its place afterwards.
+func (s *Service) held(placed bool, write func()) bool {
+	if !placed {
+		write()
+		return false
+	}
+	gaveUp := make(chan struct{})
+	t := time.AfterFunc(pushHold, func() {
+		defer close(gaveUp)
+		p := &s.pool
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.active--
+		s.spawnLocked()
+	})
+	write()
+	if t.Stop() {
+		return true
+	}
+	<-gaveUp // its wg.Add happened while this writer still counted
+	return false
 }
 
 // settingsUpdate is the update an online peer is sent when its settings or
@@ -202,10 +292,11 @@ func (s *Service) pushUninstall(sess *peerSession, reason string) {
 
 // waitPushes waits for the session writers at work. Coordinator.Close
 // calls it once no handler can push any more and the host is closed.
-func (s *Service) waitPushes() { s.pushes.Wait() }
+func (s *Service) waitPushes() { s.pool.wg.Wait() }
 
-// Pushing is how many peers' send queues are being written now.
-func (s *Service) Pushing() int64 { return s.pushing.Load() }
+// Pushing is how many online peers have something queued that is being
+// written or waits for a writer.
+func (s *Service) Pushing() int64 { return s.pool.pending.Load() }
 
 // SlowPeers is how many times an online peer was disconnected because it
 // did not take what was pushed to it.

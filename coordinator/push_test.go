@@ -76,9 +76,11 @@ func status(t *testing.T, site *coordinatortest.Site[*console.Client], p *rawPee
 // tells, while a peer that does not read holds its own queue only: the
 // others get every change, and the stuck one the latest once it reads.
 // Writes time out after an hour here, so a settings set that waited for
-// the stuck peer would not answer within the test's 30 s.
+// the stuck peer would not answer within the test's 30 s; and one writer
+// serves every queue, so the reading peers get their updates only because
+// a write held up gives the writer's place away.
 func TestStuckPeerHoldsUpNoOne(t *testing.T) {
-	site, key := pushSite(t, coordinator.Resources{PeerWriteTimeout: time.Hour})
+	site, key := pushSite(t, coordinator.Resources{PeerWriteTimeout: time.Hour, PeerWriters: 1})
 	good := []*rawPeer{newRawPeer(t, site).online(site, key, "good-1"), newRawPeer(t, site).online(site, key, "good-2")}
 	stuck := stuckPeer(t, site, key)
 

@@ -84,6 +84,11 @@ type Resources struct {
 	// PeerWriteTimeout bounds how long one message may wait for an online
 	// peer to take it; a peer that does not is disconnected.
 	PeerWriteTimeout time.Duration
+	// PeerWriters bounds the send queues being written at once (a write
+	// that a peer holds up past 250 ms no longer counts): a settings change
+	// to every online peer is spread over a few goroutines, not one each,
+	// so other requests keep their turn.
+	PeerWriters int
 }
 
 // yamuxWindow is what yamux reserves in the resource manager for each
@@ -110,6 +115,7 @@ func DefaultResources() Resources {
 		// takes one, and at most 64 pointers per peer.
 		PeerSendQueue:    64,
 		PeerWriteTimeout: 10 * time.Second,
+		PeerWriters:      32,
 	}
 }
 
@@ -130,6 +136,7 @@ func (r Resources) withDefaults() Resources {
 	setInt(&r.MaxStrangerMessage, d.MaxStrangerMessage)
 	setInt(&r.MaxStrangerHello, d.MaxStrangerHello)
 	setInt(&r.PeerSendQueue, d.PeerSendQueue)
+	setInt(&r.PeerWriters, d.PeerWriters)
 	if r.PeerWriteTimeout == 0 {
 		r.PeerWriteTimeout = d.PeerWriteTimeout
 	}
@@ -156,8 +163,8 @@ func (r Resources) validate() error {
 		return fmt.Errorf("coordinator resources: stranger message limits out of range")
 	case r.StrangerTimeout < time.Second:
 		return fmt.Errorf("coordinator resources: stranger timeout %s: use at least 1s", r.StrangerTimeout)
-	case r.PeerSendQueue < 1 || r.PeerWriteTimeout < time.Second:
-		return fmt.Errorf("coordinator resources: a peer's send queue needs at least 1 message and 1s to write one")
+	case r.PeerSendQueue < 1 || r.PeerWriteTimeout < time.Second || r.PeerWriters < 1:
+		return fmt.Errorf("coordinator resources: peers' send queues need at least 1 message, 1s to write one and 1 writer")
 	}
 	return nil
 }

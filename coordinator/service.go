@@ -53,10 +53,9 @@ type Service struct {
 
 	jumps   *jumps
 	revoker revoker
-	// pushes and pushing count the session writers at work, slowPeers the
-	// peers disconnected for not reading (push.go).
-	pushes    sync.WaitGroup
-	pushing   atomic.Int64
+	// pool writes the sessions' send queues; slowPeers counts the peers
+	// disconnected for not reading (push.go).
+	pool      pushPool
 	slowPeers atomic.Int64
 	hostAddrs func(peer.ID) []ma.Multiaddr
 

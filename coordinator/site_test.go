@@ -97,6 +97,8 @@ func TestMetricsAndHealth(t *testing.T) {
 		`jumpmesh_coordinator_requests_total{code="ok",request="whoami"}`,
 		`jumpmesh_coordinator_requests_total{code="ok",request="login"}`,
 		"jumpmesh_coordinator_request_duration_seconds_bucket",
+		"jumpmesh_coordinator_peer_sends_pending 0",
+		"jumpmesh_coordinator_peer_slow_disconnects_total 0",
 		"go_goroutines",
 	} {
 		if !strings.Contains(body, want) {
