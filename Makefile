@@ -63,6 +63,7 @@ fuzz:
 	$(GO) test ./mesh/grant -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME)
 	$(GO) test ./mesh/localpolicy -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME)
 	$(GO) test ./mesh/channel -run '^$$' -fuzz FuzzCheckEntryPath -fuzztime $(FUZZTIME)
+	$(GO) test ./mesh/channel -run '^$$' -fuzz FuzzReceiveTree -fuzztime $(FUZZTIME)
 
 # Regenerates mesh/pb from the .proto files; needs protoc (Debian: protobuf-compiler,
 # installed here when running as root) and protoc-gen-go (from the Go module proxy).
