@@ -56,24 +56,7 @@ func (s *Service) registerPeer(id peer.ID, hello *pb.PeerHello, observed string,
 		}
 		return s.enroll(id, hello, observed, now)
 	}
-	var out *pb.Peer
-	err := s.update(func(tx *Tx) error {
-		rec, err := tx.Peer(id)
-		if err != nil || rec == nil {
-			if err == nil {
-				err = mesh.Errorf(mesh.CodePeerNotFound, "(%s was removed meanwhile)", id)
-			}
-			return err
-		}
-		updateFacts(rec, hello, observed, now)
-		out = rec
-		return tx.PutPeer(rec)
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.peers.put(out)
-	return out, nil
+	return s.peers.modify(id, func(rec *pb.Peer) error { updateFacts(rec, hello, observed, now); return nil })
 }
 
 func updateFacts(rec *pb.Peer, hello *pb.PeerHello, observed string, now time.Time) {
@@ -106,10 +89,9 @@ func (s *Service) enroll(id peer.ID, hello *pb.PeerHello, observed string, now t
 	if rec.Settings.GetName() == "" {
 		rec.Settings.Name = truncateRunes(hello.GetInfo().GetHostname(), MaxPeerNameLength)
 	}
-	if err := s.update(func(tx *Tx) error { return tx.PutPeer(rec) }); err != nil {
+	if err := s.peers.put(rec); err != nil {
 		return nil, err
 	}
-	s.peers.put(rec)
 	s.log.Info("peer enrolled", logPeer, id, "installer", in.GetId(), "group", settings.GetGroup())
 	return rec, nil
 }
@@ -175,32 +157,8 @@ func truncateRunes(s string, n int) string {
 	return s
 }
 
-// modifyPeer applies fn to the stored record and the registry.
-func (s *Service) modifyPeer(id peer.ID, fn func(rec *pb.Peer) error) (*pb.Peer, error) {
-	var out *pb.Peer
-	err := s.update(func(tx *Tx) error {
-		rec, err := tx.Peer(id)
-		if err != nil {
-			return err
-		}
-		if rec == nil {
-			return mesh.Errorf(mesh.CodePeerNotFound, "(%s)", id)
-		}
-		if err := fn(rec); err != nil {
-			return err
-		}
-		out = rec
-		return tx.PutPeer(rec)
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.peers.put(out)
-	return out, nil
-}
-
 func (s *Service) setPeerDisabled(id peer.ID, disabled bool) {
-	_, err := s.modifyPeer(id, func(rec *pb.Peer) error { rec.Disabled = disabled; return nil })
+	_, err := s.peers.modify(id, func(rec *pb.Peer) error { rec.Disabled = disabled; return nil })
 	if err != nil {
 		s.log.Warn("recording peer state", logPeer, id, logError, err)
 	}
@@ -211,7 +169,7 @@ func (s *Service) setPeerDisabled(id peer.ID, disabled bool) {
 func (s *Service) peerUninstalled(id peer.ID, reason string, now time.Time) {
 	if s.settings().GetUninstalledBehavior() == pb.UninstalledBehavior_UNINSTALLED_BEHAVIOR_REMOVE {
 		s.forgetPeer(id)
-	} else if _, err := s.modifyPeer(id, func(rec *pb.Peer) error { rec.UninstalledUnix = now.Unix(); return nil }); err != nil {
+	} else if _, err := s.peers.modify(id, func(rec *pb.Peer) error { rec.UninstalledUnix = now.Unix(); return nil }); err != nil {
 		s.log.Warn("recording uninstall", logPeer, id, logError, err)
 	}
 	s.log.Info("peer uninstalled by its host", logPeer, id, "reason", reason)
@@ -219,11 +177,9 @@ func (s *Service) peerUninstalled(id peer.ID, reason string, now time.Time) {
 
 // forgetPeer deletes the peer's record.
 func (s *Service) forgetPeer(id peer.ID) {
-	if err := s.update(func(tx *Tx) error { return tx.DeletePeer(id) }); err != nil {
+	if err := s.peers.remove(id, nil); err != nil {
 		s.log.Warn("deleting peer", logPeer, id, logError, err)
-		return
 	}
-	s.peers.remove(id)
 }
 
 // Sweep applies the lifecycle horizons at now: offline peers past their
@@ -266,7 +222,7 @@ const SweepInterval = time.Minute
 func (s *Service) flushLastSeen(peers []peerSnapshot, now time.Time) {
 	for _, p := range peers {
 		id := peer.ID(p.rec.GetId())
-		if _, err := s.modifyPeer(id, func(rec *pb.Peer) error {
+		if _, err := s.peers.modify(id, func(rec *pb.Peer) error {
 			rec.LastSeenUnix = now.Unix()
 			if p.stats != nil {
 				rec.Stats = p.stats

@@ -116,19 +116,18 @@ func (s *Service) peerGone(sess *peerSession) {
 		return
 	}
 	s.jumps.peerGone(sess.id)
-	err := s.store.Update(func(tx *Tx) error {
-		rec, err := tx.Peer(sess.id)
-		if err != nil || rec == nil {
-			return err
-		}
+	var stats *pb.PeerStats
+	if cur, _ := s.peers.get(sess.id); cur != nil {
+		stats = cur.GetStats()
+	}
+	_, err := s.peers.modify(sess.id, func(rec *pb.Peer) error {
 		rec.LastSeenUnix = now.Unix()
-		if cur, _ := s.peers.get(sess.id); cur != nil && cur.GetStats() != nil {
-			rec.Stats = cur.GetStats()
+		if stats != nil {
+			rec.Stats = stats
 		}
-		s.peers.put(rec)
-		return tx.PutPeer(rec)
+		return nil
 	})
-	if err != nil {
+	if err != nil && mesh.CodeOf(err) != mesh.CodePeerNotFound { // removed meanwhile: nothing to record
 		s.log.Warn("recording peer offline", logPeer, sess.id, logError, err)
 	}
 	s.log.Info("peer offline", logPeer, sess.id)

@@ -227,7 +227,7 @@ func (s *Service) peerSet(c *caller, r *pb.PeerSetRequest) (*pb.Response, error)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.modifyPeer(id, func(rec *pb.Peer) error { return applyPeerSettings(rec.Settings, want, fields) })
+	rec, err := s.peers.modify(id, func(rec *pb.Peer) error { return applyPeerSettings(rec.Settings, want, fields) })
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +322,7 @@ func (s *Service) peerRemove(c *caller, r *pb.PeerRefRequest) (*pb.Response, err
 			s.pushUninstall(sess, "deleted by "+c.name())
 		} else if rec.GetUninstalledUnix() != 0 {
 			s.forgetPeer(id) // already gone from its host: nothing to wait for
-		} else if _, err := s.modifyPeer(id, func(rec *pb.Peer) error {
+		} else if _, err := s.peers.modify(id, func(rec *pb.Peer) error {
 			rec.DeletedUnix, rec.DeletedBy = now.Unix(), c.name()
 			return nil
 		}); err != nil {

@@ -21,7 +21,8 @@ const (
 )
 
 // registry is the in-memory view of every peer record, loaded from the
-// store at start and written through on every change: searches scan it
+// store at start and written only by peerStore, after each commit
+// (peerstore.go): searches scan it
 // without touching Badger, and it knows which peers are online (their
 // sessions), which the store does not.
 type registry struct {

@@ -38,7 +38,7 @@ type Service struct {
 	addrs  func() []ma.Multiaddr
 	relays []ma.Multiaddr
 
-	peers    *registry
+	peers    *peerStore
 	enrollMu sync.Mutex
 	admitMu  sync.Mutex
 	limiter  *rate.Limiter
@@ -123,10 +123,11 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if s.hostAddrs == nil {
 		s.hostAddrs = func(peer.ID) []ma.Multiaddr { return nil }
 	}
-	s.peers = newRegistry()
-	if err := s.peers.load(s.store); err != nil {
+	peers, err := newPeerStore(s.store)
+	if err != nil {
 		return nil, fmt.Errorf("loading peers: %w", err)
 	}
+	s.peers = peers
 	return s, nil
 }
 

@@ -252,7 +252,7 @@ func (s *Service) sessionEvent(id peer.ID, ev *pb.SessionEvent) {
 		a.Kind = AuditStart
 		s.jumps.started(id, sessionID, g.GetUser(), nonce)
 		now := s.clock.Now()
-		if _, err := s.modifyPeer(id, func(rec *pb.Peer) error { rec.LastAccessUnix = now.Unix(); return nil }); err != nil {
+		if _, err := s.peers.modify(id, func(rec *pb.Peer) error { rec.LastAccessUnix = now.Unix(); return nil }); err != nil {
 			s.log.Warn("recording last access", logPeer, id, logError, err)
 		}
 	}

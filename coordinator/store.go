@@ -30,6 +30,9 @@ import (
 //	settings        Settings
 type Store struct {
 	db *badger.DB
+	// beforeCommit, when set (tests only), runs after an Update's function
+	// and before its commit: a test makes a write conflict there.
+	beforeCommit func()
 }
 
 // StoreOptions tune the store. The zero value is the default.
@@ -85,7 +88,15 @@ func (s *Store) View(fn func(tx *Tx) error) error {
 // so fn must not have effects outside tx.
 func (s *Store) Update(fn func(tx *Tx) error) error {
 	for attempt := 0; ; attempt++ {
-		err := s.db.Update(func(txn *badger.Txn) error { return fn(&Tx{txn: txn}) })
+		err := s.db.Update(func(txn *badger.Txn) error {
+			if err := fn(&Tx{txn: txn}); err != nil {
+				return err
+			}
+			if s.beforeCommit != nil {
+				s.beforeCommit()
+			}
+			return nil
+		})
 		if !errors.Is(err, badger.ErrConflict) || attempt >= maxTxnRetries {
 			return err
 		}

@@ -37,17 +37,9 @@ func (s *Service) removePeer(rec *pb.Peer, by string, now time.Time) {
 	if t.DeletedUnix == 0 {
 		t.DeletedUnix, t.DeletedBy = now.Unix(), by
 	}
-	err := s.update(func(tx *Tx) error {
-		if err := tx.DeletePeer(id); err != nil {
-			return err
-		}
-		return tx.PutTombstone(t)
-	})
-	if err != nil {
+	if err := s.peers.remove(id, t); err != nil {
 		s.log.Warn("deleting peer", logPeer, id, logError, err)
-		return
 	}
-	s.peers.remove(id)
 }
 
 // tombstoneOf is the tombstone of a removed peer, nil if it has none.

@@ -1,0 +1,106 @@
+package coordinator
+
+import (
+	"hash/maphash"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// peerStore owns the peer records: their Badger keys (p/, tp/) and the
+// in-memory registry that searches and sessions read. It is the only
+// writer of either, so the two cannot drift:
+//
+//   - a change runs as one store transaction whose function has no effect
+//     outside it (Store.Update may run it again after a write conflict);
+//   - the registry takes the committed record only after Update returned
+//     nil, never from an attempt that may be retried or fail;
+//   - writes of one peer are serialised (a lock per peer, striped), so
+//     two committed changes reach the registry in their commit order.
+//
+// Reads, sessions and in-memory contact (attach, detach, touch, get,
+// snapshot, search ...) are the registry's, promoted through the embedding;
+// put and remove shadow the registry's own so no caller can write the
+// cache without the store.
+type peerStore struct {
+	*registry
+	store *Store
+	seed  maphash.Seed
+	locks [64]sync.Mutex
+}
+
+func newPeerStore(st *Store) (*peerStore, error) {
+	ps := &peerStore{registry: newRegistry(), store: st, seed: maphash.MakeSeed()}
+	if err := ps.registry.load(st); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// lock takes the write lock of id's stripe and returns its unlock.
+func (ps *peerStore) lock(id peer.ID) func() {
+	m := &ps.locks[maphash.String(ps.seed, string(id))%uint64(len(ps.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// put writes rec (a new peer) and then caches it.
+func (ps *peerStore) put(rec *pb.Peer) error {
+	defer ps.lock(peer.ID(rec.GetId()))()
+	if err := storeErr(ps.store.Update(func(tx *Tx) error { return tx.PutPeer(rec) })); err != nil {
+		return err
+	}
+	ps.registry.put(rec)
+	return nil
+}
+
+// modify applies fn to the stored record of id, commits it and then caches
+// the result. fn changes only rec: it may run more than once. A peer
+// without a record gives CodePeerNotFound.
+func (ps *peerStore) modify(id peer.ID, fn func(rec *pb.Peer) error) (*pb.Peer, error) {
+	defer ps.lock(id)()
+	var out *pb.Peer
+	err := storeErr(ps.store.Update(func(tx *Tx) error {
+		out = nil
+		rec, err := tx.Peer(id)
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			return mesh.Errorf(mesh.CodePeerNotFound, "(%s)", id)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+		out = rec
+		return tx.PutPeer(rec)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	ps.registry.put(out)
+	return out, nil
+}
+
+// remove deletes id's record, leaving tombstone (when not nil) in the same
+// transaction, and then drops it from the cache.
+func (ps *peerStore) remove(id peer.ID, tombstone *pb.Peer) error {
+	defer ps.lock(id)()
+	err := storeErr(ps.store.Update(func(tx *Tx) error {
+		if err := tx.DeletePeer(id); err != nil {
+			return err
+		}
+		if tombstone == nil {
+			return nil
+		}
+		return tx.PutTombstone(tombstone)
+	}))
+	if err != nil {
+		return err
+	}
+	ps.registry.remove(id)
+	return nil
+}
