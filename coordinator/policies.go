@@ -301,12 +301,3 @@ func (s *Service) handleSettingsSet(c *caller, r *pb.SettingsSetRequest) (*pb.Re
 	told := s.pushSettings() // sent after this reply, by each peer's send queue
 	return &pb.Response{Body: &pb.Response_Settings{Settings: next}, PeersTold: uint32(told)}, nil
 }
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}

@@ -140,13 +140,12 @@ func (r Resources) validate() error {
 // relayv2 converts to go-libp2p's relay resources.
 func (r Resources) relayv2() relayv2.Resources {
 	rc := relayv2.Resources{
-		ReservationTTL:         r.ReservationTTL,
-		MaxReservations:        r.MaxReservations,
-		MaxCircuits:            r.MaxCircuitsPerPeer,
-		BufferSize:             r.BufferSize,
-		MaxReservationsPerPeer: 1,
-		MaxReservationsPerIP:   r.MaxReservationsPerIP,
-		MaxReservationsPerASN:  r.MaxReservationsPerASN,
+		ReservationTTL:        r.ReservationTTL,
+		MaxReservations:       r.MaxReservations,
+		MaxCircuits:           r.MaxCircuitsPerPeer,
+		BufferSize:            r.BufferSize,
+		MaxReservationsPerIP:  r.MaxReservationsPerIP,
+		MaxReservationsPerASN: r.MaxReservationsPerASN,
 	}
 	// A nil Limit is what makes go-libp2p relay without caps and tell
 	// clients their connection is not limited.

@@ -27,15 +27,3 @@ func parseDuration(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
-
-// formatDuration prints d in the largest whole unit that fits.
-func formatDuration(d time.Duration) string {
-	day := 24 * time.Hour
-	switch {
-	case d >= 365*day && d%(365*day) == 0:
-		return strconv.Itoa(int(d/(365*day))) + "y"
-	case d >= day && d%day == 0:
-		return strconv.Itoa(int(d/day)) + "d"
-	}
-	return d.String()
-}

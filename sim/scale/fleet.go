@@ -216,7 +216,7 @@ func (f *Fleet) Start(rate float64) {
 			for elapsed := time.Since(f.startAt); i < len(f.peers) && time.Duration(i)*interval <= elapsed; i++ {
 				launch(f.peers[i])
 			}
-			timer.Reset(f.startAt.Add(time.Duration(i) * interval).Sub(time.Now()))
+			timer.Reset(time.Until(f.startAt.Add(time.Duration(i) * interval)))
 		}
 	}()
 }
