@@ -107,28 +107,8 @@ func applyOverrides(body *pb.InstallerKeyBody, hello *pb.PeerHello) (*pb.Install
 	if denied := fields &^ installerkey.Field(body.GetOverridable()); denied != 0 {
 		return nil, mesh.Errorf(mesh.CodeOverrideNotAllowed, "(%v)", denied.Names())
 	}
-	o := hello.GetOverrides()
-	set := func(f installerkey.Field, apply func()) {
-		if fields&f != 0 {
-			apply()
-		}
-	}
-	set(installerkey.FieldGroup, func() { d.Group = o.GetGroup() })
-	set(installerkey.FieldTag, func() { d.Tag = o.GetTag() })
-	set(installerkey.FieldComments, func() { d.Comments = o.GetComments() })
-	set(installerkey.FieldName, func() { d.Name = o.GetName() })
-	set(installerkey.FieldJumpPolicy, func() { d.JumpPolicy = o.GetJumpPolicy() })
-	set(installerkey.FieldSessionPolicyPresent, func() { d.SessionPolicyPresent = o.GetSessionPolicyPresent() })
-	set(installerkey.FieldSessionPolicyNotPresent, func() { d.SessionPolicyNotPresent = o.GetSessionPolicyNotPresent() })
-	set(installerkey.FieldMaxOfflineMinutes, func() { d.MaxOfflineMinutes, d.Ephemeral = o.GetMaxOfflineMinutes(), o.GetEphemeral() })
-	for _, c := range []struct {
-		field string
-		v     string
-		max   int
-	}{{"name", d.GetName(), MaxPeerNameLength}, {"tag", d.GetTag(), MaxTagLength}, {"comments", d.GetComments(), MaxCommentsLength}} {
-		if err := checkLength(c.field, c.v, c.max); err != nil {
-			return nil, err
-		}
+	if err := applyFields(d, hello.GetOverrides(), fields); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

@@ -57,26 +57,8 @@ func validateDefaults(tx *Tx, c *caller, d *pb.InstallerDefaults) error {
 	if d.GetGroup() == "" {
 		d.Group = mesh.PersonalGroupPrefix + c.name()
 	}
-	personal, name, err := mesh.ParseGroupRef(d.GetGroup())
-	if err != nil {
+	if err := checkGroupTarget(tx, c, d.GetGroup(), "technicians may create installers only for their own personal list or a jump group they belong to, not"); err != nil {
 		return err
-	}
-	groups, err := tx.Groups()
-	if err != nil {
-		return err
-	}
-	if personal {
-		if u, err := tx.User(name); err != nil || u == nil {
-			if err == nil {
-				err = mesh.Errorf(mesh.CodeUserNotFound, "(personal list %s)", d.GetGroup())
-			}
-			return err
-		}
-	} else if !hasGroup(groups, name) {
-		return mesh.Errorf(mesh.CodeGroupNotFound, "(%s)", d.GetGroup())
-	}
-	if !c.isAdmin() && !CanUseGroup(c.name(), personal, name, groups) {
-		return mesh.Errorf(mesh.CodePermissionDenied, "(technicians may create installers only for their own personal list or a jump group they belong to, not %s)", d.GetGroup())
 	}
 	if err := checkLength("name", d.GetName(), MaxPeerNameLength); err != nil {
 		return err

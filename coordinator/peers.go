@@ -218,7 +218,7 @@ func (s *Service) peerSet(c *caller, r *pb.PeerSetRequest) (*pb.Response, error)
 		probe := &pb.InstallerDefaults{Group: want.GetGroup(), JumpPolicy: want.GetJumpPolicy(),
 			SessionPolicyPresent: want.GetSessionPolicyPresent(), SessionPolicyNotPresent: want.GetSessionPolicyNotPresent()}
 		if fields&installerkey.FieldGroup != 0 {
-			if err := s.checkGroupMove(tx, c, v.GetPeer().GetSettings().GetGroup(), probe); err != nil {
+			if err := checkGroupTarget(tx, c, probe.GetGroup(), "you may not move peers into"); err != nil {
 				return err
 			}
 		}
@@ -227,7 +227,10 @@ func (s *Service) peerSet(c *caller, r *pb.PeerSetRequest) (*pb.Response, error)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.peers.modify(id, func(rec *pb.Peer) error { return applyPeerSettings(rec.Settings, want, fields) })
+	// The offline limit is the installer's: a peer set leaves it.
+	rec, err := s.peers.modify(id, func(rec *pb.Peer) error {
+		return applyFields(rec.Settings, want, fields&^installerkey.FieldMaxOfflineMinutes)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -250,8 +253,11 @@ func settingsChange(b, a *pb.InstallerDefaults) string {
 		[3]string{"session-policy-not-present", b.GetSessionPolicyNotPresent(), a.GetSessionPolicyNotPresent()})
 }
 
-func (s *Service) checkGroupMove(tx *Tx, c *caller, from string, to *pb.InstallerDefaults) error {
-	personal, name, err := mesh.ParseGroupRef(to.GetGroup())
+// checkGroupTarget checks that group (a jump group or a personal list)
+// exists and that c may put peers in it: installers made for it, peers
+// moved into it. denied begins the detail of a refusal ("… <group>").
+func checkGroupTarget(tx *Tx, c *caller, group, denied string) error {
+	personal, name, err := mesh.ParseGroupRef(group)
 	if err != nil {
 		return err
 	}
@@ -262,20 +268,22 @@ func (s *Service) checkGroupMove(tx *Tx, c *caller, from string, to *pb.Installe
 	if personal {
 		if u, err := tx.User(name); err != nil || u == nil {
 			if err == nil {
-				err = mesh.Errorf(mesh.CodeUserNotFound, "(personal list %s)", to.GetGroup())
+				err = mesh.Errorf(mesh.CodeUserNotFound, "(personal list %s)", group)
 			}
 			return err
 		}
 	} else if !hasGroup(groups, name) {
-		return mesh.Errorf(mesh.CodeGroupNotFound, "(%s)", to.GetGroup())
+		return mesh.Errorf(mesh.CodeGroupNotFound, "(%s)", group)
 	}
 	if !c.isAdmin() && !CanUseGroup(c.name(), personal, name, groups) {
-		return mesh.Errorf(mesh.CodePermissionDenied, "(you may not move peers into %s)", to.GetGroup())
+		return mesh.Errorf(mesh.CodePermissionDenied, "(%s %s)", denied, group)
 	}
 	return nil
 }
 
-func applyPeerSettings(d, want *pb.InstallerDefaults, fields installerkey.Field) error {
+// applyFields copies the fields of want named in fields into d (a peer's
+// settings: overrides at enrollment, a peer set) and checks the lengths.
+func applyFields(d, want *pb.InstallerDefaults, fields installerkey.Field) error {
 	set := func(f installerkey.Field, apply func()) {
 		if fields&f != 0 {
 			apply()
@@ -288,6 +296,7 @@ func applyPeerSettings(d, want *pb.InstallerDefaults, fields installerkey.Field)
 	set(installerkey.FieldJumpPolicy, func() { d.JumpPolicy = want.GetJumpPolicy() })
 	set(installerkey.FieldSessionPolicyPresent, func() { d.SessionPolicyPresent = want.GetSessionPolicyPresent() })
 	set(installerkey.FieldSessionPolicyNotPresent, func() { d.SessionPolicyNotPresent = want.GetSessionPolicyNotPresent() })
+	set(installerkey.FieldMaxOfflineMinutes, func() { d.MaxOfflineMinutes, d.Ephemeral = want.GetMaxOfflineMinutes(), want.GetEphemeral() })
 	for _, c := range []struct {
 		field string
 		v     string
