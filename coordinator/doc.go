@@ -183,4 +183,22 @@
 // (unchanged: the same writes, now after the answer). The tests with a
 // patched peer that stops reading: TestStuckPeerHoldsUpNoOne,
 // TestStuckPeerIsDisconnectedWhenItsQueueIsFull, TestCloseWaitsForPushes.
+//
+// # Peer records: one writer for Badger and the cache
+//
+// Peer records live twice: in Badger (p/, and tp/ for tombstones) and in
+// the in-memory registry that searches and sessions read. peerStore
+// (peerstore.go) is the only writer of both (issue #12 finding 3): a
+// change is a store transaction without side effects, since Store.Update
+// runs it again after a write conflict, and the registry takes the
+// committed record only once Update returned nil. A change that never
+// commits (conflicts past the retry bound, a full disk) leaves the cache as
+// the store is. Writes of one peer hold a lock (64 stripes by peer ID) over
+// the transaction and the cache update, so two committed changes of a
+// peer reach the cache in commit order; different peers still write in
+// parallel. What stays in memory only — the session, the last contact
+// between flushes, the latest statistics — is not a record and is not
+// compared. TestPeerGoneCacheMatchesStoreAfterConflicts makes real Badger
+// conflicts (Store.beforeCommit, set by tests only) and compares every
+// cached record with its stored one.
 package coordinator

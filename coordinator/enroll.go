@@ -51,7 +51,7 @@ func (s *Service) admit() time.Duration {
 // one enrolls with its installer key.
 func (s *Service) registerPeer(id peer.ID, hello *pb.PeerHello, observed string, now time.Time) (*pb.Peer, error) {
 	if rec, _ := s.peers.get(id); rec == nil {
-		if t := s.tombstoneOf(id); t != nil {
+		if t := s.peers.tombstone(id); t != nil {
 			return t, nil // removed: told to uninstall, never enrolled again
 		}
 		return s.enroll(id, hello, observed, now)
@@ -148,18 +148,11 @@ func (s *Service) setPeerDisabled(id peer.ID, disabled bool) {
 // per the site's uninstalled-behavior.
 func (s *Service) peerUninstalled(id peer.ID, reason string, now time.Time) {
 	if s.settings().GetUninstalledBehavior() == pb.UninstalledBehavior_UNINSTALLED_BEHAVIOR_REMOVE {
-		s.forgetPeer(id)
+		s.peers.forget(id)
 	} else if _, err := s.peers.modify(id, func(rec *pb.Peer) error { rec.UninstalledUnix = now.Unix(); return nil }); err != nil {
 		s.log.Warn("recording uninstall", logPeer, id, logError, err)
 	}
 	s.log.Info("peer uninstalled by its host", logPeer, id, "reason", reason)
-}
-
-// forgetPeer deletes the peer's record.
-func (s *Service) forgetPeer(id peer.ID) {
-	if err := s.peers.remove(id, nil); err != nil {
-		s.log.Warn("deleting peer", logPeer, id, logError, err)
-	}
 }
 
 // Sweep applies the lifecycle horizons at now: offline peers past their
@@ -181,9 +174,9 @@ func (s *Service) Sweep(now time.Time) (deleted int) {
 	}
 	for _, rec := range gone {
 		if rec.GetDeletedUnix() != 0 {
-			s.removePeer(rec, "", now) // removed with rm: keep it removed
+			s.peers.bury(rec, "", now) // removed with rm: keep it removed
 		} else {
-			s.forgetPeer(peer.ID(rec.GetId()))
+			s.peers.forget(peer.ID(rec.GetId()))
 		}
 		s.log.Info("peer deleted after its offline horizon", logPeer, peer.ID(rec.GetId()))
 	}

@@ -58,7 +58,7 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 	}
 	if rec.GetDeletedUnix() != 0 {
 		s.tellUninstall(&peerSession{id: remote, ms: ms}, "deleted by "+rec.GetDeletedBy())
-		s.removePeer(rec, "", now)
+		s.peers.bury(rec, "", now)
 		drain(ms)
 		return
 	}

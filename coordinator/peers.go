@@ -327,10 +327,10 @@ func (s *Service) peerRemove(c *caller, r *pb.PeerRefRequest) (*pb.Response, err
 	for _, id := range slices.Compact(ids) {
 		rec, _ := s.peers.get(id)
 		if sess := s.peers.session(id); sess != nil && rec != nil {
-			s.removePeer(rec, c.name(), now) // its tombstone answers its next hellos
+			s.peers.bury(rec, c.name(), now) // its tombstone answers its next hellos
 			s.pushUninstall(sess, "deleted by "+c.name())
 		} else if rec.GetUninstalledUnix() != 0 {
-			s.forgetPeer(id) // already gone from its host: nothing to wait for
+			s.peers.forget(id) // already gone from its host: nothing to wait for
 		} else if _, err := s.peers.modify(id, func(rec *pb.Peer) error {
 			rec.DeletedUnix, rec.DeletedBy = now.Unix(), c.name()
 			return nil

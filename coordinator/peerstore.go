@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"hash/maphash"
+	"log/slog"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -28,12 +29,13 @@ import (
 type peerStore struct {
 	*registry
 	store *Store
+	log   *slog.Logger
 	seed  maphash.Seed
 	locks [64]sync.Mutex
 }
 
-func newPeerStore(st *Store) (*peerStore, error) {
-	ps := &peerStore{registry: newRegistry(), store: st, seed: maphash.MakeSeed()}
+func newPeerStore(st *Store, log *slog.Logger) (*peerStore, error) {
+	ps := &peerStore{registry: newRegistry(), store: st, log: log, seed: maphash.MakeSeed()}
 	if err := ps.registry.load(st); err != nil {
 		return nil, err
 	}
@@ -103,4 +105,12 @@ func (ps *peerStore) remove(id peer.ID, tombstone *pb.Peer) error {
 	}
 	ps.registry.remove(id)
 	return nil
+}
+
+// forget deletes id's record without a tombstone (the peer may enroll
+// again), logging a failure.
+func (ps *peerStore) forget(id peer.ID) {
+	if err := ps.remove(id, nil); err != nil {
+		ps.log.Warn("deleting peer", logPeer, id, logError, err)
+	}
 }

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -74,7 +75,7 @@ func conflictingStore(t *testing.T) (st *Store, conflict func(id peer.ID, n int)
 
 func TestPeerCacheFollowsCommitsOnly(t *testing.T) {
 	st, conflict := conflictingStore(t)
-	ps, err := newPeerStore(st)
+	ps, err := newPeerStore(st, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestPeerCacheConcurrentChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ps, err := newPeerStore(st)
+	ps, err := newPeerStore(st, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,7 +123,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if s.hostAddrs == nil {
 		s.hostAddrs = func(peer.ID) []ma.Multiaddr { return nil }
 	}
-	peers, err := newPeerStore(s.store)
+	peers, err := newPeerStore(s.store, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("loading peers: %w", err)
 	}

@@ -136,7 +136,7 @@ func (s *Service) readHello(ms *mesh.MsgStream, remote peer.ID) (hello *pb.PeerH
 // uninstall (its tombstone may outlive its key's window).
 func (s *Service) checkHelloKey(remote peer.ID, hello *pb.PeerHello) error {
 	_, err := installerkey.Verify(hello.GetInstallerKey(), installerkey.VerifyOptions{Site: s.siteID, Now: s.clock.Now()})
-	if err != nil && s.tombstoneOf(remote) != nil {
+	if err != nil && s.peers.tombstone(remote) != nil {
 		return nil
 	}
 	return err

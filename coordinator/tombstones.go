@@ -26,9 +26,9 @@ func (tx *Tx) PutTombstone(t *pb.Peer) error          { return tx.put("tp/"+stri
 func (tx *Tx) DeleteTombstone(id peer.ID) error       { return tx.del("tp/" + string(id)) }
 func (tx *Tx) Tombstones() ([]*pb.Peer, error)        { return list[pb.Peer](tx, "tp/") }
 
-// removePeer deletes a removed peer's record and leaves its tombstone, in
-// one transaction. rec is the record (or tombstone) the removal is about.
-func (s *Service) removePeer(rec *pb.Peer, by string, now time.Time) {
+// bury deletes a removed peer's record and leaves its tombstone, in one
+// transaction. rec is the record (or tombstone) the removal is about.
+func (ps *peerStore) bury(rec *pb.Peer, by string, now time.Time) {
 	id := peer.ID(rec.GetId())
 	if id == "" {
 		return
@@ -37,16 +37,16 @@ func (s *Service) removePeer(rec *pb.Peer, by string, now time.Time) {
 	if t.DeletedUnix == 0 {
 		t.DeletedUnix, t.DeletedBy = now.Unix(), by
 	}
-	if err := s.peers.remove(id, t); err != nil {
-		s.log.Warn("deleting peer", logPeer, id, logError, err)
+	if err := ps.remove(id, t); err != nil {
+		ps.log.Warn("deleting peer", logPeer, id, logError, err)
 	}
 }
 
-// tombstoneOf is the tombstone of a removed peer, nil if it has none.
-func (s *Service) tombstoneOf(id peer.ID) *pb.Peer {
+// tombstone is the tombstone of a removed peer, nil if it has none.
+func (ps *peerStore) tombstone(id peer.ID) *pb.Peer {
 	var t *pb.Peer
-	if err := s.view(func(tx *Tx) (err error) { t, err = tx.Tombstone(id); return err }); err != nil {
-		s.log.Warn("reading tombstone", logPeer, id, logError, err)
+	if err := ps.store.View(func(tx *Tx) (err error) { t, err = tx.Tombstone(id); return err }); err != nil {
+		ps.log.Warn("reading tombstone", logPeer, id, logError, err)
 	}
 	return t
 }
