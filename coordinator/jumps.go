@@ -31,10 +31,15 @@ func (s *Service) jump(c *caller, r *pb.JumpRequest) (*pb.Response, error) {
 	}
 	if aerr := s.audit(ev); aerr != nil && err == nil {
 		// Fail closed: a grant the audit log does not hold is not issued.
-		if g, perr := grant.Parse(resp.GetJump().GetGrant()); perr == nil {
-			s.jumps.release(g.GetNonce())
+		// audit logged aerr; the console gets the code, not the store's text.
+		if body, perr := grant.Parse(resp.GetJump().GetGrant()); perr != nil {
+			// Not expected: checkJump parsed these bytes. The nonce then
+			// stays reserved until the grant expires.
+			s.log.Error("releasing a grant the audit log refused", logError, perr)
+		} else {
+			s.jumps.release(body.GetNonce())
 		}
-		return nil, mesh.Errorf(mesh.CodeAuditFailed, "(%v)", aerr)
+		return nil, mesh.NewError(mesh.CodeAuditFailed)
 	}
 	return resp, err
 }
@@ -80,9 +85,12 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 	}
 	g, err := grant.Sign(body, s.signer)
 	if err != nil {
-		return nil, ev, mesh.Errorf(mesh.CodeInternal, "(%w)", err)
+		return nil, ev, mesh.Internalf("(signing the grant: %w)", err)
 	}
-	signed, _ := grant.Parse(g)
+	signed, err := grant.Parse(g)
+	if err != nil {
+		return nil, ev, mesh.Internalf("(reading the grant just signed: %w)", err)
+	}
 	if err := s.jumps.reserve(signed.GetNonce(), c.name(), now, st); err != nil {
 		return nil, ev, err
 	}

@@ -267,7 +267,7 @@ func (s *Service) userByKey(id peer.ID) (*pb.User, error) {
 func (s *Service) authenticate(remote peer.ID) (*caller, error) {
 	u, err := s.userByKey(remote)
 	if err != nil {
-		return nil, mesh.Errorf(mesh.CodeInternal, "(authenticating %s: %w)", remote, err)
+		return nil, mesh.Internalf("(authenticating %s: %w)", remote, err)
 	}
 	if u == nil {
 		return nil, mesh.Errorf(mesh.CodeUnknownTechnician, "(key %s)", remote)
@@ -308,7 +308,7 @@ func storeErr(err error) error {
 	if err == nil || errors.As(err, &me) {
 		return err
 	}
-	return mesh.Errorf(mesh.CodeInternal, "(store: %w)", err)
+	return mesh.Internalf("(store: %w)", err) // logged by handle; the caller sees InternalNote
 }
 
 func ok() *pb.Response { return &pb.Response{Body: &pb.Response_Ok{Ok: &pb.Empty{}}} }

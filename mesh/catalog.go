@@ -193,6 +193,22 @@ type Error struct {
 	Code   Code
 	Detail string
 	Err    error
+	// Internal marks a Detail that describes this process's insides (a
+	// store failure, a file path of the server): it is for this process's
+	// log, and ErrorToPB sends InternalNote in its place.
+	Internal bool
+}
+
+// InternalNote is the detail a remote caller gets in place of an internal
+// one: the party that failed logged the details.
+const InternalNote = "(the details are in the log of the party that answered)"
+
+// Internalf makes a CodeInternal error whose detail stays in this process
+// (see Error.Internal). A %w verb sets the cause.
+func Internalf(format string, args ...any) *Error {
+	e := Errorf(CodeInternal, format, args...)
+	e.Internal = true
+	return e
 }
 
 // Errorf makes an *Error with a formatted detail. A %w verb in format sets
@@ -249,17 +265,35 @@ func CodeOf(err error) Code {
 // HasCode reports whether err carries code.
 func HasCode(err error, code Code) bool { return err != nil && CodeOf(err) == code }
 
-// ErrorToPB turns err into its wire form. Errors without a code travel as
-// CodeInternal with their text as detail, so nothing is silently dropped.
+// ErrorToPB turns err into its wire form for a remote party: the code, the
+// catalog message and the detail. What describes this process's insides
+// stays here: an error without a code travels as CodeInternal, and it and
+// an Internal error carry InternalNote instead of their text. The caller
+// logs err itself (the coordinator logs every CodeInternal it answers).
 func ErrorToPB(err error) *pb.Error {
 	if err == nil {
 		return nil
 	}
+	code, detail, internal := errorParts(err)
+	if internal {
+		detail = InternalNote
+	}
+	return &pb.Error{Code: string(code), Message: code.Message(), Detail: detail}
+}
+
+// LocalErrorParts is err's code, catalog message and full detail, internal
+// text included: what a process shows its own user (the CLI's --json).
+func LocalErrorParts(err error) (code Code, message, detail string) {
+	code, detail, _ = errorParts(err)
+	return code, code.Message(), detail
+}
+
+func errorParts(err error) (code Code, detail string, internal bool) {
 	var e *Error
 	if errors.As(err, &e) {
-		return &pb.Error{Code: string(e.Code), Message: e.Code.Message(), Detail: e.Detail}
+		return e.Code, e.Detail, e.Internal
 	}
-	return &pb.Error{Code: string(CodeInternal), Message: CodeInternal.Message(), Detail: err.Error()}
+	return CodeInternal, err.Error(), true
 }
 
 // ErrorFromPB turns a wire error back into an *Error. The local catalog

@@ -254,9 +254,18 @@ func TestErrorToPB(t *testing.T) {
 	if mesh.ErrorToPB(nil) != nil {
 		t.Error("ErrorToPB(nil) is not nil")
 	}
-	p := mesh.ErrorToPB(errors.New("disk full"))
-	if p.GetCode() != string(mesh.CodeInternal) || p.GetMessage() != mesh.CodeInternal.Message() || p.GetDetail() != "disk full" {
+	// An error without a code, and an Internal one, describe this
+	// process: the remote gets InternalNote; LocalErrorParts keeps the text.
+	p := mesh.ErrorToPB(errors.New("open /var/lib/jumpmesh/db/000001.vlog: disk full"))
+	if p.GetCode() != string(mesh.CodeInternal) || p.GetMessage() != mesh.CodeInternal.Message() || p.GetDetail() != mesh.InternalNote {
 		t.Errorf("plain error on the wire: %v", p)
+	}
+	internal := mesh.Internalf("(store: %w)", fs.ErrPermission)
+	if p := mesh.ErrorToPB(internal); p.GetDetail() != mesh.InternalNote || !errors.Is(internal, fs.ErrPermission) {
+		t.Errorf("internal error on the wire: %v", p)
+	}
+	if code, msg, detail := mesh.LocalErrorParts(internal); code != mesh.CodeInternal || msg != mesh.CodeInternal.Message() || detail != "(store: permission denied)" {
+		t.Errorf("LocalErrorParts = %s %q %q", code, msg, detail)
 	}
 	// A coded error keeps its code when wrapped with context.
 	p = mesh.ErrorToPB(fmt.Errorf("listing: %w", mesh.Errorf(mesh.CodePermissionDenied, "(admin only)")))

@@ -144,6 +144,7 @@ func TestCallHandlerError(t *testing.T) {
 		"coded":         mesh.Errorf(mesh.CodePermissionDenied, "(administrators only)"),
 		"wrapped coded": errors.Join(errors.New("deleting user"), mesh.NewError(mesh.CodeUserNotFound)),
 		"plain":         errors.New("badger: disk full"),
+		"internal":      mesh.Internalf("(store: %w)", errors.New("open /var/lib/jumpmesh/db/MANIFEST: permission denied")),
 		"future code":   mesh.Errorf("quota_exceeded", "(12 of 10)"),
 	}
 	mesh.ServeControl(ctx, server, func(_ context.Context, _ peer.ID, req *pb.Request) (*pb.Response, error) {
@@ -158,7 +159,8 @@ func TestCallHandlerError(t *testing.T) {
 	}{
 		"coded":         {mesh.CodePermissionDenied, "(administrators only)"},
 		"wrapped coded": {mesh.CodeUserNotFound, ""},
-		"plain":         {mesh.CodeInternal, "badger: disk full"},
+		"plain":         {mesh.CodeInternal, mesh.InternalNote}, // the text stays in the server's log
+		"internal":      {mesh.CodeInternal, mesh.InternalNote},
 		"future code":   {"quota_exceeded", "Unknown error (quota_exceeded). (12 of 10)"},
 	}
 	for name, w := range want {

@@ -46,8 +46,8 @@ type jsonError struct {
 
 func printJSONError(w io.Writer, err error) {
 	var je jsonError
-	p := mesh.ErrorToPB(err)
-	je.Error.Code, je.Error.Message, je.Error.Detail = p.GetCode(), p.GetMessage(), p.GetDetail()
+	code, message, detail := mesh.LocalErrorParts(err)
+	je.Error.Code, je.Error.Message, je.Error.Detail = string(code), message, detail
 	_ = printJSON(w, je)
 }
 
