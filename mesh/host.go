@@ -2,7 +2,7 @@ package mesh
 
 import (
 	"fmt"
-	"sync"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/connmgr"
@@ -57,14 +57,7 @@ type HostConfig struct {
 // NewHost builds the libp2p host every party uses: TCP and QUIC, Noise and
 // TLS, the default resource manager.
 func NewHost(cfg HostConfig) (host.Host, error) {
-	observersOnce.Do(func() {
-		// A site's hosts are observed by few, trusted nodes (the
-		// coordinator, one or two relays): libp2p's default of 4 observers
-		// before trusting an observed address would leave NATed peers and
-		// consoles without a public address, and hole punching would never
-		// start.
-		observedaddrs.ActivationThresh = 2
-	})
+	hostBuilt.Store(true)
 	if cfg.Key == nil {
 		return nil, fmt.Errorf("host config: no key")
 	}
@@ -113,7 +106,21 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	return h, nil
 }
 
-var observersOnce sync.Once
+// go-libp2p reads some settings from package variables, not options. They
+// are set here, once, while the process starts and before any host exists,
+// never while hosts run (a host's goroutines read them unlocked). See also
+// EnableLabPublicRanges.
+func init() {
+	// A site's hosts are observed by few, trusted nodes (the coordinator,
+	// one or two relays): libp2p's default of 4 observers before trusting
+	// an observed address would leave NATed peers and consoles without a
+	// public address, and hole punching would never start.
+	observedaddrs.ActivationThresh = 2
+}
+
+// hostBuilt is set by the first NewHost: from then on go-libp2p's package
+// variables are no longer changed.
+var hostBuilt atomic.Bool
 
 // ParseMultiaddrs parses each string as a multiaddr, naming the bad one.
 func ParseMultiaddrs(ss []string) ([]ma.Multiaddr, error) {

@@ -31,8 +31,12 @@ const (
 )
 
 func main() {
+	// The lab's processes only (sim/): set once here, before any host.
 	if os.Getenv(mesh.LabPublicRangesEnv) == "1" {
-		mesh.EnableLabPublicRanges() // the lab's processes only (sim/)
+		if err := mesh.EnableLabPublicRanges(); err != nil {
+			fmt.Fprintln(os.Stderr, "jumpmesh:", err)
+			os.Exit(exitError)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
