@@ -28,7 +28,7 @@ func TestShippedScenariosParse(t *testing.T) {
 		got = append(got, s.Name())
 	}
 	want := "init|console settings set stats-interval=5s|relay relay-1|install web-01|expect-status web-01 online within 30s|" +
-		"expect-relay web-01 within 30s|exec web-01 -- cat /proc/net/fib_trie|console ping web-01 -c 3 -i 200ms|" +
+		"expect-relay web-01 within 30s|exec web-01 -- cat /proc/net/fib_trie|console ping web-01 -c 3 -i 200ms --wait-direct 10s|" +
 		"console stats paths --json|stop web-01|expect-status web-01 offline within 30s"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("steps:\n%s\nwant\n%s", strings.Join(got, "|"), want)
