@@ -33,9 +33,9 @@ func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Res
 	s, err := h.NewStream(ctx, p, ControlProtocol)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, Errorf(CodeCoordinatorDown, "(%s): timed out: %w", p, err)
+			return nil, Errorf(CodeCoordinatorDown, "(%s: timed out: %w)", p, err)
 		}
-		return nil, Errorf(CodeCoordinatorDown, "(%s): %w", p, err)
+		return nil, Errorf(CodeCoordinatorDown, "(%s: %w)", p, err)
 	}
 	defer s.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -43,7 +43,7 @@ func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Res
 	}
 	if err := pbio.NewDelimitedWriter(s).WriteMsg(req); err != nil {
 		s.Reset()
-		return nil, Errorf(CodeCoordinatorDown, "(%s): sending request: %w", p, err)
+		return nil, Errorf(CodeCoordinatorDown, "(%s: sending the request: %w)", p, err)
 	}
 	// The server may already have answered and closed the stream (over
 	// QUIC its close stops our sending side): a failed half-close is not
@@ -52,7 +52,7 @@ func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Res
 	resp := new(pb.Response)
 	if err := NewMsgReader(s, nil, MaxControlMessage).ReadMsg(resp); err != nil {
 		s.Reset()
-		return nil, Errorf(CodeCoordinatorDown, "(%s): reading response: %w", p, err)
+		return nil, Errorf(CodeCoordinatorDown, "(%s: reading the response: %w)", p, err)
 	}
 	if resp.GetError() != nil {
 		return nil, ErrorFromPB(resp.GetError())
@@ -170,7 +170,7 @@ func EncodeDelimited(m proto.Message) ([]byte, error) {
 
 func decodeDelimited(raw []byte, m proto.Message) error {
 	if err := NewMsgReader(bytes.NewReader(raw), nil, MaxControlMessage).ReadMsg(m); err != nil {
-		return Errorf(CodeProtocol, "decoding %T: %w", m, err)
+		return Errorf(CodeProtocol, "(decoding %T: %w)", m, err)
 	}
 	return nil
 }

@@ -98,7 +98,7 @@ func (c *Client) Call(ctx context.Context, req *pb.Request) (*pb.Response, error
 func Call(ctx context.Context, h host.Host, site peer.AddrInfo, req *pb.Request) (*pb.Response, error) {
 	if h.Network().Connectedness(site.ID) != network.Connected {
 		if err := h.Connect(ctx, site); err != nil {
-			return nil, mesh.Errorf(mesh.CodeCoordinatorDown, "(%s at %v): %w", site.ID, site.Addrs, err)
+			return nil, mesh.Errorf(mesh.CodeCoordinatorDown, "(%s at %v: %w)", site.ID, site.Addrs, err)
 		}
 	}
 	return mesh.Call(ctx, h, site.ID, req)
