@@ -168,7 +168,7 @@ func (s *Service) installerCreate(c *caller, r *pb.InstallerCreateRequest) (*pb.
 		}
 		key, err := installerkey.Sign(body, s.signer)
 		if err != nil {
-			return mesh.Errorf(mesh.CodeInternal, "(%w)", err)
+			return mesh.Internalf("(signing the installer key: %w)", err)
 		}
 		in = &pb.Installer{Id: body.GetInstallerId(), Key: key, Body: body, CreatedBy: c.name(), CreatedUnix: now.Unix()}
 		return tx.PutInstaller(in)
@@ -262,7 +262,7 @@ func (s *Service) installerExtend(c *caller, r *pb.InstallerExtendRequest) (*pb.
 		before = in.GetBody().GetNotAfterUnix()
 		in.Body.NotAfterUnix = now.Add(validFor).Unix()
 		if in.Key, err = installerkey.Sign(in.GetBody(), s.signer); err != nil {
-			return mesh.Errorf(mesh.CodeInternal, "(%w)", err)
+			return mesh.Internalf("(signing the installer key: %w)", err)
 		}
 		return tx.PutInstaller(in)
 	})
