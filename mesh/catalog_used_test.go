@@ -16,23 +16,9 @@ import (
 // by none (so a feature that starts returning one un-reserves it).
 func TestCatalogListsOnlyCodesSomethingReturns(t *testing.T) {
 	used := make(map[string]bool) // constant names referenced
-	root := ".."
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if n := d.Name(); path != root && (strings.HasPrefix(n, ".") || n == "testdata" || n == "bin") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") || path == filepath.Join("..", "mesh", "catalog.go") {
-			return nil
-		}
-		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
-		if err != nil {
-			return err
+	eachSourceFile(t, func(path string, _ *token.FileSet, f *ast.File) {
+		if path == filepath.Join("..", "mesh", "catalog.go") {
+			return
 		}
 		ast.Inspect(f, func(n ast.Node) bool {
 			switch x := n.(type) {
@@ -47,11 +33,7 @@ func TestCatalogListsOnlyCodesSomethingReturns(t *testing.T) {
 			}
 			return true
 		})
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for name, c := range declaredCodes(t) {
 		switch {
 		case c.Reserved() && used[name]:
@@ -59,5 +41,36 @@ func TestCatalogListsOnlyCodesSomethingReturns(t *testing.T) {
 		case !c.Reserved() && !used[name]:
 			t.Errorf("%s (%q) is in the catalog but nothing returns it: use it, delete it, or mark it reserved", name, c)
 		}
+	}
+}
+
+// eachSourceFile parses every Go file of the module that is not a test
+// (hidden, testdata and bin folders left out) and hands it to visit.
+func eachSourceFile(t *testing.T, visit func(path string, fset *token.FileSet, f *ast.File)) {
+	t.Helper()
+	root := ".."
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if n := d.Name(); path != root && (strings.HasPrefix(n, ".") || n == "testdata" || n == "bin") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		visit(path, fset, f)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

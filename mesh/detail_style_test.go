@@ -2,9 +2,7 @@ package mesh_test
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"io/fs"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,25 +14,7 @@ import (
 // (last seen …)"). A detail that opens a parenthesis closes it at its end,
 // with the cause inside: "(host: %w)", not "(host): %w".
 func TestDetailsInParenthesesClose(t *testing.T) {
-	root := ".."
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if n := d.Name(); path != root && (strings.HasPrefix(n, ".") || n == "testdata" || n == "bin") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		fset := token.NewFileSet()
-		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-		if err != nil {
-			return err
-		}
+	eachSourceFile(t, func(path string, fset *token.FileSet, f *ast.File) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
 			if !ok {
@@ -48,7 +28,7 @@ func TestDetailsInParenthesesClose(t *testing.T) {
 					name = fn.Sel.Name
 				}
 			case *ast.Ident:
-				if filepath.Base(filepath.Dir(path)) == "mesh" {
+				if filepath.Dir(path) == filepath.Join("..", "mesh") {
 					name = fn.Name
 				}
 			}
@@ -73,9 +53,5 @@ func TestDetailsInParenthesesClose(t *testing.T) {
 			}
 			return true
 		})
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
