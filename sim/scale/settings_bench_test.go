@@ -51,8 +51,8 @@ func BenchmarkSettingsSet(b *testing.B) {
 				// Not timed: until the update is written to every peer's
 				// stream, so each set starts on a quiet coordinator.
 				b.StopTimer()
-				for site.Coord.Service().Pushing() > 0 {
-					time.Sleep(time.Millisecond)
+				if err := untilWritten(ctx, site); err != nil {
+					b.Fatal(err)
 				}
 				written += time.Since(start)
 				b.StartTimer()
@@ -60,4 +60,19 @@ func BenchmarkSettingsSet(b *testing.B) {
 			b.ReportMetric(float64(written.Milliseconds())/float64(i), "ms-until-written/op")
 		})
 	}
+}
+
+// untilWritten polls, bounded by ctx, until the coordinator has no push in
+// flight.
+func untilWritten(ctx context.Context, site *scale.Site) error {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for site.Coord.Service().Pushing() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pushes still in flight: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
 }
