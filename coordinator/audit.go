@@ -2,12 +2,10 @@ package coordinator
 
 import (
 	"encoding/binary"
-	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
@@ -48,28 +46,6 @@ func (tx *Tx) PutAudit(e *pb.AuditEvent) error {
 		return err
 	}
 	return tx.indexGrant(e, k)
-}
-
-// Audit returns events at or after since that keep accepts, oldest first,
-// at most limit of the newest ones.
-func (tx *Tx) Audit(since time.Time, keep func(*pb.AuditEvent) bool, limit int) ([]*pb.AuditEvent, error) {
-	it := tx.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte("a/")})
-	defer it.Close()
-	var out []*pb.AuditEvent
-	start := auditKey(since)[:10]
-	for it.Seek(start); it.Valid(); it.Next() {
-		e := new(pb.AuditEvent)
-		if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, e) }); err != nil {
-			return nil, fmt.Errorf("decoding audit event: %w", err)
-		}
-		if keep(e) {
-			out = append(out, e)
-		}
-	}
-	if limit > 0 && len(out) > limit {
-		out = out[len(out)-limit:]
-	}
-	return out, nil
 }
 
 // audit records an event; a failure to record is logged, never hidden, and

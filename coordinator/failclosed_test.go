@@ -97,7 +97,7 @@ func TestMissingPolicyDeniesEveryJump(t *testing.T) {
 	// The refusals are audited with their code.
 	var n int
 	err := svc.store.View(func(tx *Tx) error {
-		events, err := tx.Audit(time.Unix(0, 0), func(e *pb.AuditEvent) bool {
+		events, _, err := tx.AuditPage(time.Unix(0, 0), nil, func(e *pb.AuditEvent) bool {
 			return e.GetKind() == AuditRefused && e.GetCode() == string(mesh.CodePolicyMissing)
 		}, 0)
 		n = len(events)
