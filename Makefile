@@ -56,8 +56,8 @@ lint:
 FUZZTIME ?= 20s
 fuzz:
 	$(GO) test ./mesh/installerkey -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
-	$(GO) test ./mesh -run '^$$' -fuzz FuzzDecodeRequest -fuzztime $(FUZZTIME)
-	$(GO) test ./mesh -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(FUZZTIME)
+	$(GO) test ./mesh/control -run '^$$' -fuzz FuzzDecodeRequest -fuzztime $(FUZZTIME)
+	$(GO) test ./mesh/control -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(FUZZTIME)
 	$(GO) test ./coordinator -run '^$$' -fuzz FuzzParseQuery -fuzztime $(FUZZTIME)
 	$(GO) test ./peer -run '^$$' -fuzz FuzzSysParseUtmp -fuzztime $(FUZZTIME)
 	$(GO) test ./peer -run '^$$' -fuzz FuzzSysParseRoute -fuzztime $(FUZZTIME)

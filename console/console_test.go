@@ -11,7 +11,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -31,7 +31,7 @@ func TestDefaultHomeHonoursEnv(t *testing.T) {
 
 func TestOpenWithoutLogin(t *testing.T) {
 	_, err := console.Open(t.TempDir())
-	if mesh.CodeOf(err) != mesh.CodeNotLoggedIn {
+	if catalog.CodeOf(err) != catalog.CodeNotLoggedIn {
 		t.Fatalf("got %v, want not_logged_in", err)
 	}
 }
@@ -56,7 +56,7 @@ func TestLoginKeepsKeyAndRecordsSite(t *testing.T) {
 	// A wrong code fails, keeps the key (an identity, reused next time) and
 	// records no site.
 	_, _, err = console.Login(ctx, home, addr, "wrong-code")
-	if mesh.CodeOf(err) != mesh.CodeInviteInvalid {
+	if catalog.CodeOf(err) != catalog.CodeInviteInvalid {
 		t.Fatalf("got %v, want invite_invalid", err)
 	}
 	if _, err := os.Stat(filepath.Join(home, "console.json")); !os.IsNotExist(err) {
@@ -98,11 +98,11 @@ func TestLoginKeepsKeyAndRecordsSite(t *testing.T) {
 func TestLoginRefusesAddressWithoutSiteID(t *testing.T) {
 	ctx := context.Background()
 	_, _, err := console.Login(ctx, t.TempDir(), "/ip4/127.0.0.1/tcp/4830", "code")
-	if mesh.CodeOf(err) != mesh.CodeInvalidArgument {
+	if catalog.CodeOf(err) != catalog.CodeInvalidArgument {
 		t.Fatalf("got %v", err)
 	}
 	_, _, err = console.Login(ctx, t.TempDir(), "127.0.0.1:4830", "code")
-	if mesh.CodeOf(err) != mesh.CodeInvalidArgument {
+	if catalog.CodeOf(err) != catalog.CodeInvalidArgument {
 		t.Fatalf("got %v", err)
 	}
 }

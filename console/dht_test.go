@@ -13,7 +13,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 // Tests of the DHT fallback of Client.Connect: the coordinator's record of
@@ -72,7 +72,7 @@ func TestConnectFailsWhenTheDHTDoesNotKnowThePeer(t *testing.T) {
 	t.Cleanup(func() { stranger.Close() })
 	notFound := lookups(console.LookupNotFound)
 	err := site.Admin.Connect(site.Ctx(), stranger.ID(), nowhere(t), nil, false)
-	coordinatortest.WantCode(t, err, mesh.CodeConnectTimeout)
+	coordinatortest.WantCode(t, err, catalog.CodeConnectTimeout)
 	if got := lookups(console.LookupNotFound) - notFound; got != 1 {
 		t.Fatalf("%v lookups did not find the peer, want 1", got)
 	}
@@ -84,7 +84,7 @@ func TestConnectThroughRelaysOnlySkipsTheDHT(t *testing.T) {
 	target := knownTo(t, site)
 	found, notFound := lookups(console.LookupFound), lookups(console.LookupNotFound)
 	err := site.Admin.Connect(site.Ctx(), target.ID(), nowhere(t), nil, true)
-	coordinatortest.WantCode(t, err, mesh.CodeConnectTimeout)
+	coordinatortest.WantCode(t, err, catalog.CodeConnectTimeout)
 	if lookups(console.LookupFound) != found || lookups(console.LookupNotFound) != notFound {
 		t.Fatal("a relays-only connect looked the peer up")
 	}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"io"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -121,7 +121,7 @@ func execOutput(ch *channel.Channel, eio ExecIO) (*pb.ExitStatus, error) {
 	for {
 		var m pb.ExecMsg
 		if err := ch.ReadMsg(&m); err != nil {
-			return nil, mesh.Errorf(mesh.CodeConnectionLost, "(no exit status came back: %w)", err)
+			return nil, catalog.Errorf(catalog.CodeConnectionLost, "(no exit status came back: %w)", err)
 		}
 		var err error
 		switch b := m.GetBody().(type) {

@@ -6,8 +6,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
-
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 )
 
@@ -53,7 +52,7 @@ func CheckPull(remotePath, localTarget string) error {
 		return nil
 	}
 	if fi, err := os.Stat(localTarget); err == nil && fi.IsDir() {
-		return mesh.Errorf(mesh.CodeCopyBadPath, "(%q names the peer's home directory or a parent of it, whose name only the peer knows; "+
+		return catalog.Errorf(catalog.CodeCopyBadPath, "(%q names the peer's home directory or a parent of it, whose name only the peer knows; "+
 			"give a local path to create instead of the existing directory %s)", remotePath, localTarget)
 	}
 	return nil

@@ -11,7 +11,7 @@ import (
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jumpmesh/jumpmesh/console"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -40,7 +40,7 @@ func TestPullRefusesARootNameThePeerChose(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			err := console.Pull(ctx, ch, "/etc/motd", dir, nil)
-			if mesh.CodeOf(err) != mesh.CodeCopyBadPath {
+			if catalog.CodeOf(err) != catalog.CodeCopyBadPath {
 				t.Errorf("pull answered by %s: %v; want copy_bad_path", sent, err)
 			}
 			if names := listDir(t, dir); len(names) != 0 {
@@ -72,7 +72,7 @@ func TestPullNamesTheCopyAfterThePathAskedFor(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "report.txt")); err != nil {
 		t.Errorf("not landed as DIR/report.txt: %v", err)
 	}
-	if err := console.CheckPull("~", dir); mesh.CodeOf(err) != mesh.CodeCopyBadPath {
+	if err := console.CheckPull("~", dir); catalog.CodeOf(err) != catalog.CodeCopyBadPath {
 		t.Errorf("pull of the home directory into an existing directory: %v; want copy_bad_path", err)
 	}
 	if err := console.CheckPull("~", filepath.Join(dir, "new")); err != nil {

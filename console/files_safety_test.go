@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -46,7 +46,7 @@ func (p *channelPair) sendRaw(t *testing.T, target string, msgs ...*pb.FileMsg) 
 	if m.GetDone() {
 		return nil
 	}
-	return mesh.ErrorFromPB(m.GetError())
+	return catalog.ErrorFromPB(m.GetError())
 }
 
 func TestCopyRefusesADamagedFile(t *testing.T) {
@@ -54,7 +54,7 @@ func TestCopyRefusesADamagedFile(t *testing.T) {
 		"bad sha256":    {entry("bad.bin", false, 5), data("hello"), end("hellx"), done},
 		"short":         {entry("bad.bin", false, 10), data("hello"), end("hello"), done},
 		"long":          {entry("bad.bin", false, 3), data("hello"), end("hello"), done},
-		"sender failed": {entry("bad.bin", false, 10), data("hello"), {Body: &pb.FileMsg_Error{Error: mesh.ErrorToPB(mesh.NewError(mesh.CodeInternal))}}},
+		"sender failed": {entry("bad.bin", false, 10), data("hello"), {Body: &pb.FileMsg_Error{Error: catalog.ErrorToPB(catalog.NewError(catalog.CodeInternal))}}},
 		"cut short":     {entry("bad.bin", false, 10), data("hello")},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -102,7 +102,7 @@ func TestCopyRefusesPathsOutsideTheTarget(t *testing.T) {
 				t.Fatal(err)
 			}
 			err := p.sendRaw(t, target, msgs...)
-			if mesh.CodeOf(err) != mesh.CodeCopyBadPath {
+			if catalog.CodeOf(err) != catalog.CodeCopyBadPath {
 				t.Errorf("answer %v, want invalid_argument", err)
 			}
 			_ = filepath.WalkDir(base, func(path string, d os.DirEntry, err error) error {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/console"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -169,7 +169,7 @@ func TestPullOfAMissingPathFails(t *testing.T) {
 	p := newChannelPair(t)
 	dst := filepath.Join(t.TempDir(), "x")
 	err := p.pull(t, "/nonexistent/jumpmesh/file", dst, nil)
-	if mesh.CodeOf(err) != mesh.CodeCopyNotFound || !strings.Contains(err.Error(), "/nonexistent/jumpmesh/file") {
+	if catalog.CodeOf(err) != catalog.CodeCopyNotFound || !strings.Contains(err.Error(), "/nonexistent/jumpmesh/file") {
 		t.Errorf("pull of a missing path: %v; want copy_not_found naming the path", err)
 	}
 	if _, err := os.Stat(dst); err == nil {
@@ -185,7 +185,7 @@ func TestMissingPathsOfACopyAreNotFound(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no-such-file")
 	peerDir := t.TempDir()
 	err := p.push(t, missing, peerDir)
-	if mesh.CodeOf(err) != mesh.CodeCopyNotFound || !strings.Contains(err.Error(), missing) {
+	if catalog.CodeOf(err) != catalog.CodeCopyNotFound || !strings.Contains(err.Error(), missing) {
 		t.Errorf("push of a missing local file: %v; want copy_not_found naming %s", err, missing)
 	}
 	if names := listDir(t, peerDir); len(names) != 0 {
@@ -196,7 +196,7 @@ func TestMissingPathsOfACopyAreNotFound(t *testing.T) {
 	writeRandom(t, src, 10, 0o644)
 	noDir := filepath.Join(t.TempDir(), "no-such-dir")
 	err = p.push(t, src, filepath.Join(noDir, "f"))
-	if mesh.CodeOf(err) != mesh.CodeCopyNotFound || !strings.Contains(err.Error(), noDir) {
+	if catalog.CodeOf(err) != catalog.CodeCopyNotFound || !strings.Contains(err.Error(), noDir) {
 		t.Errorf("push into a missing directory: %v; want copy_not_found naming %s", err, noDir)
 	}
 }
@@ -207,7 +207,7 @@ func TestPushOntoAFileWithADirectoryFails(t *testing.T) {
 	writeRandom(t, filepath.Join(src, "f"), 10, 0o644)
 	writeRandom(t, filepath.Join(peerDir, "plain"), 10, 0o644)
 	err := p.push(t, src, filepath.Join(peerDir, "plain"))
-	if mesh.CodeOf(err) != mesh.CodeCopyBadPath {
+	if catalog.CodeOf(err) != catalog.CodeCopyBadPath {
 		t.Errorf("pushing a directory onto a file: %v", err)
 	}
 	if data, _ := os.ReadFile(filepath.Join(peerDir, "plain")); len(data) != 10 {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/console"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -163,8 +163,8 @@ func TestForwardUnreachableTargetIsReported(t *testing.T) {
 	local, remote := net.Pipe()
 	defer remote.Close()
 	in, out, err := console.Forward(context.Background(), ch, local)
-	if mesh.CodeOf(err) != mesh.CodeForwardUnreachable || !bytes.Contains([]byte(err.Error()), []byte("could not connect to 127.0.0.1:"+strconv.Itoa(port))) {
-		t.Errorf("Forward to a closed port: %v (code %s)", err, mesh.CodeOf(err))
+	if catalog.CodeOf(err) != catalog.CodeForwardUnreachable || !bytes.Contains([]byte(err.Error()), []byte("could not connect to 127.0.0.1:"+strconv.Itoa(port))) {
+		t.Errorf("Forward to a closed port: %v (code %s)", err, catalog.CodeOf(err))
 	}
 	if in != 0 || out != 0 {
 		t.Errorf("%d/%d bytes moved", in, out)

@@ -5,7 +5,7 @@ import (
 	"net"
 	"sync"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -110,7 +110,7 @@ func (f *Forwarder) Carry(ctx context.Context, conn net.Conn, to ForwardTarget) 
 	open := &pb.ChannelOpen{Kind: &pb.ChannelOpen_Forward{Forward: &pb.ForwardOpen{Host: to.Host, Port: uint32(to.Port)}}}
 	j := f.Jump()
 	ch, err := j.Open(ctx, open)
-	if mesh.HasCode(err, mesh.CodeGrantInvalid) || mesh.HasCode(err, mesh.CodeGrantExpired) || mesh.HasCode(err, mesh.CodeGrantRevoked) {
+	if catalog.HasCode(err, catalog.CodeGrantInvalid) || catalog.HasCode(err, catalog.CodeGrantExpired) || catalog.HasCode(err, catalog.CodeGrantRevoked) {
 		if j, err = f.refresh(ctx, j); err == nil {
 			ch, err = j.Open(ctx, open)
 		}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -180,7 +181,7 @@ func (c *Client) Connect(ctx context.Context, id peer.ID, direct, relays []ma.Mu
 	defer cancel()
 	if err := h.Connect(dialCtx, peer.AddrInfo{ID: id, Addrs: addrs}); err != nil {
 		// The coordinator's addresses may be stale: ask the site DHT (dht.go).
-		return c.connectFound(ctx, id, relays, forceRelay, mesh.Errorf(mesh.CodeConnectTimeout, "(%s at %v: %w)", id, addrs, err))
+		return c.connectFound(ctx, id, relays, forceRelay, catalog.Errorf(catalog.CodeConnectTimeout, "(%s at %v: %w)", id, addrs, err))
 	}
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/coordinator"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -26,7 +26,7 @@ func TestAdministrativeChangesAreAudited(t *testing.T) {
 	must[*pb.SessionPolicy](t)(h.admin.PutSessionPolicy(ctx, p, true))
 	p.Exec = true
 	must[*pb.SessionPolicy](t)(h.admin.PutSessionPolicy(ctx, p, false))
-	w := must[*pb.Window](t)(mesh.ParseWindow("mon-fri 09:00-17:00"))
+	w := must[*pb.Window](t)(coordinator.ParseWindow("mon-fri 09:00-17:00"))
 	must[*pb.JumpPolicy](t)(h.admin.PutJumpPolicy(ctx, &pb.JumpPolicy{Name: "office", TimeZone: "UTC", Windows: []*pb.Window{w}}, true))
 	must[*pb.Settings](t)(h.admin.SetSettings(ctx, map[string]string{"connection-rate": "100"}))
 	// A technician's own installer is an administrative change too.
@@ -44,7 +44,7 @@ func TestAdministrativeChangesAreAudited(t *testing.T) {
 	}
 	// Refused changes are not admin events.
 	_, err := h.admin.SetSettings(ctx, map[string]string{"connection-rate": "1000"})
-	wantCode(t, err, mesh.CodeOutOfRange)
+	wantCode(t, err, catalog.CodeOutOfRange)
 
 	events := must[[]*pb.AuditEvent](t)(h.admin.Audit(ctx, &pb.AuditRequest{Kind: coordinator.AuditAdmin}))
 	var got []string

@@ -9,7 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -102,9 +102,9 @@ func (s *Service) resolvePeerAny(ref string) (peer.ID, error) {
 	}
 	switch len(found) {
 	case 0:
-		return "", mesh.Errorf(mesh.CodePeerNotFound, "(%s; give the peer ID of a removed peer)", ref)
+		return "", catalog.Errorf(catalog.CodePeerNotFound, "(%s; give the peer ID of a removed peer)", ref)
 	case 1:
 		return found[0], nil
 	}
-	return "", mesh.Errorf(mesh.CodePeerAmbiguous, "(%q names %d peers)", ref, len(found))
+	return "", catalog.Errorf(catalog.CodePeerAmbiguous, "(%q names %d peers)", ref, len(found))
 }

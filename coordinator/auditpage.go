@@ -11,7 +11,7 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -29,7 +29,7 @@ const (
 	// request without a limit gets).
 	auditPageEvents = 1000
 	// auditPageBytes leaves room in a control message for the envelope.
-	auditPageBytes = mesh.MaxControlMessage - 64<<10
+	auditPageBytes = control.MaxMessage - 64<<10
 	// auditServeField bounds each text field of an event in a reply, so
 	// that every event fits (events stored before details were bounded may
 	// hold hundreds of KiB).

@@ -19,9 +19,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
 	"github.com/jumpmesh/jumpmesh/mesh/dht"
 	"github.com/jumpmesh/jumpmesh/mesh/ops"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/peerproto"
 )
 
 // Config runs a coordinator. The zero value of every field but DataDir
@@ -139,8 +142,8 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	c.service.paths.register(reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	mesh.ServeControl(ctx, c.host, c.handle, mesh.WithGate(c.service))
-	c.host.SetStreamHandler(mesh.PeerProtocol, func(st network.Stream) {
+	control.Serve(ctx, c.host, c.handle, control.WithGate(c.service))
+	c.host.SetStreamHandler(peerproto.Protocol, func(st network.Stream) {
 		if !c.enter() {
 			st.Reset()
 			return
@@ -180,17 +183,17 @@ func (c *Coordinator) enter() bool {
 
 func (c *Coordinator) handle(ctx context.Context, remote peer.ID, req *pb.Request) (*pb.Response, error) {
 	if !c.enter() {
-		return nil, mesh.Errorf(mesh.CodeCoordinatorDown, "(shutting down)")
+		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(shutting down)")
 	}
 	defer c.handlers.Done()
 	start := time.Now()
-	name := mesh.RequestName(req)
+	name := control.RequestName(req)
 	resp, err := c.service.Handle(ctx, remote, req)
-	code := mesh.CodeOf(err)
+	code := catalog.CodeOf(err)
 	c.metrics.observe(name, code, time.Since(start))
 	if err != nil {
 		level := slog.LevelInfo
-		if code == mesh.CodeInternal {
+		if code == catalog.CodeInternal {
 			level = slog.LevelError
 		}
 		c.log.Log(ctx, level, "request refused", logRequest, name, logRemote, remote, logCode, code, logError, err)
@@ -267,8 +270,8 @@ func (c *Coordinator) Close() error {
 			errs = append(errs, c.dht.Close())
 		}
 		if c.host != nil {
-			c.host.RemoveStreamHandler(mesh.ControlProtocol)
-			c.host.RemoveStreamHandler(mesh.PeerProtocol)
+			c.host.RemoveStreamHandler(control.Protocol)
+			c.host.RemoveStreamHandler(peerproto.Protocol)
 			errs = append(errs, c.host.Close())
 		}
 		if c.rm != nil {

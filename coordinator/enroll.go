@@ -7,7 +7,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -105,7 +105,7 @@ func applyOverrides(body *pb.InstallerKeyBody, hello *pb.PeerHello) (*pb.Install
 	}
 	fields := installerkey.Field(hello.GetOverrideFields())
 	if denied := fields &^ installerkey.Field(body.GetOverridable()); denied != 0 {
-		return nil, mesh.Errorf(mesh.CodeOverrideNotAllowed, "(%v)", denied.Names())
+		return nil, catalog.Errorf(catalog.CodeOverrideNotAllowed, "(%v)", denied.Names())
 	}
 	if err := applyFields(d, hello.GetOverrides(), fields); err != nil {
 		return nil, err
@@ -120,11 +120,11 @@ func (s *Service) checkBuildLimits(settings *pb.InstallerDefaults) error {
 	}
 	total, active := s.peers.counts()
 	if st.GetMaxPeers() > 0 && total >= int(st.GetMaxPeers()) {
-		return mesh.Errorf(mesh.CodeBuildLimitTotal, "(%d of %d)", total, st.GetMaxPeers())
+		return catalog.Errorf(catalog.CodeBuildLimitTotal, "(%d of %d)", total, st.GetMaxPeers())
 	}
 	if settings.GetConnectionType() != pb.ConnectionType_CONNECTION_TYPE_PASSIVE &&
 		st.GetMaxActivePeers() > 0 && active >= int(st.GetMaxActivePeers()) {
-		return mesh.Errorf(mesh.CodeBuildLimitActive, "(%d of %d)", active, st.GetMaxActivePeers())
+		return catalog.Errorf(catalog.CodeBuildLimitActive, "(%d of %d)", active, st.GetMaxActivePeers())
 	}
 	return nil
 }

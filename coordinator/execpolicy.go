@@ -1,16 +1,17 @@
 package coordinator
 
 import (
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/peerproto"
 )
 
 // grantCommands puts the session policies' command allow-lists in the
 // grant (the peer applies the one of the presence case it sees) and
 // refuses now an exec request whose command neither policy allows. A
 // console that names no command is left to the peer, which checks every
-// channel. What exec means is written in mesh/commands.go.
+// channel. What exec means is written in mesh/peerproto/peerproto.go.
 func (s *Service) grantCommands(body *pb.JumpGrantBody, r *pb.JumpRequest) error {
 	var err error
 	if body.AllowCommands, err = s.policyCommands(body.GetSessionPolicy()); err != nil {
@@ -23,11 +24,11 @@ func (s *Service) grantCommands(body *pb.JumpGrantBody, r *pb.JumpRequest) error
 	if r.GetCapability() != grant.Exec || len(argv) == 0 {
 		return nil
 	}
-	if body.GetCapabilities()&grant.Exec != 0 && mesh.CommandAllowed(body.GetAllowCommands(), argv) ||
-		body.GetCapabilitiesNotPresent()&grant.Exec != 0 && mesh.CommandAllowed(body.GetAllowCommandsNotPresent(), argv) {
+	if body.GetCapabilities()&grant.Exec != 0 && peerproto.CommandAllowed(body.GetAllowCommands(), argv) ||
+		body.GetCapabilitiesNotPresent()&grant.Exec != 0 && peerproto.CommandAllowed(body.GetAllowCommandsNotPresent(), argv) {
 		return nil
 	}
-	return mesh.Errorf(mesh.CodePermissionDenied, "(the peer's session policies do not allow the command %q)", mesh.CommandLine(argv))
+	return catalog.Errorf(catalog.CodePermissionDenied, "(the peer's session policies do not allow the command %q)", peerproto.CommandLine(argv))
 }
 
 // policyCommands is the allow-list of the session policy name (none for

@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -65,11 +66,11 @@ func serviceOver(t *testing.T, st *Store, now time.Time) *Service {
 
 var rootCaller = &caller{peer: "root-console", user: &pb.User{Name: "root", Role: pb.Role_ROLE_ADMIN}}
 
-func wantJumpCode(t *testing.T, svc *Service, ref string, capability uint32, code mesh.Code) {
+func wantJumpCode(t *testing.T, svc *Service, ref string, capability uint32, code catalog.Code) {
 	t.Helper()
 	resp, err := svc.jump(rootCaller, &pb.JumpRequest{Ref: ref, Capability: capability})
-	if mesh.CodeOf(err) != code {
-		t.Fatalf("jump %s: %v (code %q), want %q", ref, err, mesh.CodeOf(err), code)
+	if catalog.CodeOf(err) != code {
+		t.Fatalf("jump %s: %v (code %q), want %q", ref, err, catalog.CodeOf(err), code)
 	}
 	if code != "" && resp.GetJump().GetGrant() != nil {
 		t.Fatalf("jump %s: refused with %s yet a grant was returned", ref, code)
@@ -87,18 +88,18 @@ func TestMissingPolicyDeniesEveryJump(t *testing.T) {
 		&pb.InstallerDefaults{Name: "no-schedule", JumpPolicy: "gone"},
 		&pb.InstallerDefaults{Name: "none"})
 	wantJumpCode(t, svc, "ok", grant.Exec, "")
-	wantJumpCode(t, svc, "ok", grant.Shell, mesh.CodePermissionDenied)
+	wantJumpCode(t, svc, "ok", grant.Shell, catalog.CodePermissionDenied)
 	wantJumpCode(t, svc, "none", grant.Shell, "") // no policy named: no restriction
 	for _, ref := range []string{"no-present", "no-absent", "no-schedule"} {
 		for _, c := range []uint32{grant.Exec, grant.Shell, grant.FileTransfer, grant.Forward, 0} {
-			wantJumpCode(t, svc, ref, c, mesh.CodePolicyMissing)
+			wantJumpCode(t, svc, ref, c, catalog.CodePolicyMissing)
 		}
 	}
 	// The refusals are audited with their code.
 	var n int
 	err := svc.store.View(func(tx *Tx) error {
 		events, _, err := tx.AuditPage(time.Unix(0, 0), nil, func(e *pb.AuditEvent) bool {
-			return e.GetKind() == AuditRefused && e.GetCode() == string(mesh.CodePolicyMissing)
+			return e.GetKind() == AuditRefused && e.GetCode() == string(catalog.CodePolicyMissing)
 		}, 0)
 		n = len(events)
 		return err
@@ -116,7 +117,7 @@ func TestGrantNotIssuedWhenAuditFails(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	wantJumpCode(t, svc, "web-01", grant.Exec, mesh.CodeAuditFailed)
+	wantJumpCode(t, svc, "web-01", grant.Exec, catalog.CodeAuditFailed)
 	// The refused grant does not hold a session start slot.
 	svc.jumps.mu.Lock()
 	inflight := len(svc.jumps.inflight)

@@ -5,19 +5,20 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 func (s *Service) groupCreate(c *caller, r *pb.GroupCreateRequest) (*pb.Response, error) {
 	if err := c.requireAdmin(); err != nil {
 		return nil, err
 	}
-	if err := mesh.ValidateName("jump group code name", r.GetCode()); err != nil {
+	if err := ValidateName("jump group code name", r.GetCode()); err != nil {
 		return nil, err
 	}
 	if len(r.GetDisplayName()) > 128 {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "A jump group's display name is at most 128 characters (got %d).", len(r.GetDisplayName()))
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "A jump group's display name is at most 128 characters (got %d).", len(r.GetDisplayName()))
 	}
 	g := &pb.Group{Code: r.GetCode(), DisplayName: r.GetDisplayName(), CreatedUnix: s.clock.Now().Unix(), CreatedBy: c.name()}
 	err := s.update(func(tx *Tx) error {
@@ -26,7 +27,7 @@ func (s *Service) groupCreate(c *caller, r *pb.GroupCreateRequest) (*pb.Response
 			return err
 		}
 		if old != nil {
-			return mesh.Errorf(mesh.CodeGroupExists, "(jumpgroup:%s)", g.Code)
+			return catalog.Errorf(catalog.CodeGroupExists, "(jumpgroup:%s)", g.Code)
 		}
 		for _, m := range r.GetMembers() {
 			if err := setMember(tx, g, m.GetUser(), m.GetRole()); err != nil {
@@ -38,7 +39,7 @@ func (s *Service) groupCreate(c *caller, r *pb.GroupCreateRequest) (*pb.Response
 	if err != nil {
 		return nil, err
 	}
-	s.adminChanged(c, adminChange{Action: ActionGroupCreate, Target: mesh.SharedGroupPrefix + g.Code, Change: recordText(g)})
+	s.adminChanged(c, adminChange{Action: ActionGroupCreate, Target: words.SharedGroupPrefix + g.Code, Change: recordText(g)})
 	return &pb.Response{Body: &pb.Response_Group{Group: g}}, nil
 }
 
@@ -49,13 +50,13 @@ func setMember(tx *Tx, g *pb.Group, user string, role pb.MemberRole) error {
 		return err
 	}
 	if u == nil {
-		return mesh.Errorf(mesh.CodeUserNotFound, "(%s)", user)
+		return catalog.Errorf(catalog.CodeUserNotFound, "(%s)", user)
 	}
 	if role == pb.MemberRole_MEMBER_ROLE_UNSPECIFIED {
 		role = pb.MemberRole_MEMBER_ROLE_MEMBER
 	}
 	if _, ok := pb.MemberRole_name[int32(role)]; !ok {
-		return mesh.Errorf(mesh.CodeInvalidArgument, "(member role %d)", role)
+		return catalog.Errorf(catalog.CodeInvalidArgument, "(member role %d)", role)
 	}
 	for _, m := range g.Members {
 		if m.GetUser() == user {
@@ -95,7 +96,7 @@ func (s *Service) groupShow(c *caller, code string) (*pb.Response, error) {
 		return nil, err
 	}
 	if !c.isAdmin() && memberRole(g, c.name()) == pb.MemberRole_MEMBER_ROLE_UNSPECIFIED {
-		return nil, mesh.Errorf(mesh.CodePermissionDenied, "(you are not a member of jumpgroup:%s)", code)
+		return nil, catalog.Errorf(catalog.CodePermissionDenied, "(you are not a member of jumpgroup:%s)", code)
 	}
 	return &pb.Response{Body: &pb.Response_Group{Group: g}}, nil
 }
@@ -106,7 +107,7 @@ func loadGroup(tx *Tx, code string) (*pb.Group, error) {
 		return nil, err
 	}
 	if g == nil {
-		return nil, mesh.Errorf(mesh.CodeGroupNotFound, "(jumpgroup:%s)", code)
+		return nil, catalog.Errorf(catalog.CodeGroupNotFound, "(jumpgroup:%s)", code)
 	}
 	return g, nil
 }
@@ -128,7 +129,7 @@ func (s *Service) groupAdd(c *caller, r *pb.GroupMemberRequest) (*pb.Response, e
 	if err != nil {
 		return nil, err
 	}
-	s.adminChanged(c, adminChange{Action: ActionGroupAdd, Target: mesh.SharedGroupPrefix + r.GetCode(),
+	s.adminChanged(c, adminChange{Action: ActionGroupAdd, Target: words.SharedGroupPrefix + r.GetCode(),
 		Change: fmt.Sprintf("member %s as %s", r.GetUser(), memberRoleOf(g, r.GetUser()))})
 	return &pb.Response{Body: &pb.Response_Group{Group: g}}, nil
 }
@@ -149,15 +150,15 @@ func (s *Service) groupRemove(c *caller, r *pb.GroupMemberRequest) (*pb.Response
 		n := len(g.Members)
 		g.Members = slices.DeleteFunc(g.Members, func(m *pb.GroupMember) bool { return m.GetUser() == r.GetUser() })
 		if len(g.Members) == n {
-			return mesh.Errorf(mesh.CodeMemberNotFound, "(%s in jumpgroup:%s)", r.GetUser(), r.GetCode())
+			return catalog.Errorf(catalog.CodeMemberNotFound, "(%s in jumpgroup:%s)", r.GetUser(), r.GetCode())
 		}
 		return tx.PutGroup(g)
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.adminChanged(c, adminChange{Action: ActionGroupRemove, Target: mesh.SharedGroupPrefix + r.GetCode(), Change: "member " + r.GetUser()})
-	s.revokeTechniciansOn(s.onlinePeersWhere(inGroup(mesh.SharedGroupPrefix+r.GetCode())), keys, r.GetUser()+" removed from jumpgroup:"+r.GetCode())
+	s.adminChanged(c, adminChange{Action: ActionGroupRemove, Target: words.SharedGroupPrefix + r.GetCode(), Change: "member " + r.GetUser()})
+	s.revokeTechniciansOn(s.onlinePeersWhere(inGroup(words.SharedGroupPrefix+r.GetCode())), keys, r.GetUser()+" removed from jumpgroup:"+r.GetCode())
 	return &pb.Response{Body: &pb.Response_Group{Group: g}}, nil
 }
 
@@ -170,7 +171,7 @@ func (s *Service) groupDelete(c *caller, code string) (*pb.Response, error) {
 			return err
 		}
 		if err := refuseIfUsedByInstallers(tx, s.clock.Now(), "jumpgroup:"+code, func(d *pb.InstallerDefaults) bool {
-			return d.GetGroup() == mesh.SharedGroupPrefix+code
+			return d.GetGroup() == words.SharedGroupPrefix+code
 		}); err != nil {
 			return err
 		}
@@ -179,7 +180,7 @@ func (s *Service) groupDelete(c *caller, code string) (*pb.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.adminChanged(c, adminChange{Action: ActionGroupDelete, Target: mesh.SharedGroupPrefix + code})
+	s.adminChanged(c, adminChange{Action: ActionGroupDelete, Target: words.SharedGroupPrefix + code})
 	return ok(), nil
 }
 

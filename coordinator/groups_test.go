@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/jumpmesh/jumpmesh/coordinator"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -24,13 +24,13 @@ func TestJumpGroups(t *testing.T) {
 		t.Fatalf("members = %v", g.GetMembers())
 	}
 	_, err := h.admin.CreateGroup(ctx, "server_support", "", nil)
-	wantCode(t, err, mesh.CodeGroupExists)
+	wantCode(t, err, catalog.CodeGroupExists)
 	_, err = h.admin.CreateGroup(ctx, "Bad Code", "", nil)
-	wantCode(t, err, mesh.CodeInvalidArgument)
+	wantCode(t, err, catalog.CodeInvalidArgument)
 	_, err = h.admin.CreateGroup(ctx, "ghosts", "", []*pb.GroupMember{{User: "casper"}})
-	wantCode(t, err, mesh.CodeUserNotFound)
+	wantCode(t, err, catalog.CodeUserNotFound)
 	_, err = ann.CreateGroup(ctx, "mine", "", nil)
-	wantCode(t, err, mesh.CodePermissionDenied)
+	wantCode(t, err, catalog.CodePermissionDenied)
 
 	must[*pb.Group](t)(h.admin.AddMember(ctx, "server_support", "ben", pb.MemberRole_MEMBER_ROLE_MEMBER))
 	must[*pb.Group](t)(h.admin.AddMember(ctx, "server_support", "max", pb.MemberRole_MEMBER_ROLE_TEAM_MANAGER))
@@ -47,7 +47,7 @@ func TestJumpGroups(t *testing.T) {
 	h.user("zoe", pb.Role_ROLE_TECHNICIAN)
 	zoe := h.login("zoe2", must[*pb.UserInviteResponse](t)(h.admin.InviteUser(ctx, "zoe", 0, 3600e9)).GetCode())
 	_, err = zoe.Group(ctx, "server_support")
-	wantCode(t, err, mesh.CodePermissionDenied)
+	wantCode(t, err, catalog.CodePermissionDenied)
 
 	// Role change of an existing member, then removal.
 	g = must[*pb.Group](t)(h.admin.AddMember(ctx, "server_support", "ann", pb.MemberRole_MEMBER_ROLE_TEAM_LEAD))
@@ -56,14 +56,14 @@ func TestJumpGroups(t *testing.T) {
 	}
 	must[*pb.Group](t)(h.admin.RemoveMember(ctx, "server_support", "ben"))
 	_, err = h.admin.RemoveMember(ctx, "server_support", "ben")
-	wantCode(t, err, mesh.CodeMemberNotFound)
+	wantCode(t, err, catalog.CodeMemberNotFound)
 	_, err = h.admin.AddMember(ctx, "nope", "ann", 0)
-	wantCode(t, err, mesh.CodeGroupNotFound)
+	wantCode(t, err, catalog.CodeGroupNotFound)
 
 	if err := h.admin.DeleteGroup(ctx, "server_support"); err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, h.admin.DeleteGroup(ctx, "server_support"), mesh.CodeGroupNotFound)
+	wantCode(t, h.admin.DeleteGroup(ctx, "server_support"), catalog.CodeGroupNotFound)
 }
 
 func wantVisible(t *testing.T, d *pb.UserDetail, want ...string) {

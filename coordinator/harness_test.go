@@ -8,6 +8,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -43,7 +44,7 @@ func (h *harness) tryLogin(home, code string) (*console.Client, *pb.LoginRespons
 
 func (h *harness) user(name string, role pb.Role) *console.Client { return h.User(name, role) }
 
-func wantCode(t *testing.T, err error, code mesh.Code) {
+func wantCode(t *testing.T, err error, code catalog.Code) {
 	t.Helper()
 	coordinatortest.WantCode(t, err, code)
 }

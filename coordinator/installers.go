@@ -13,8 +13,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 // Limits of installer defaults (seeds: a name is at most 128 characters).
@@ -46,7 +48,7 @@ func installerLive(in *pb.Installer, now time.Time) bool {
 
 func checkValidity(d time.Duration) error {
 	if d < installerkey.MinValidity || d > installerkey.MaxValidity {
-		return mesh.Errorf(mesh.CodeOutOfRange, "An installer is valid for 10m to 1y (8760h); got %s.", d)
+		return catalog.Errorf(catalog.CodeOutOfRange, "An installer is valid for 10m to 1y (8760h); got %s.", d)
 	}
 	return nil
 }
@@ -55,7 +57,7 @@ func checkValidity(d time.Duration) error {
 // caller's rights, filling in what was left to the site.
 func validateDefaults(tx *Tx, c *caller, d *pb.InstallerDefaults) error {
 	if d.GetGroup() == "" {
-		d.Group = mesh.PersonalGroupPrefix + c.name()
+		d.Group = words.PersonalGroupPrefix + c.name()
 	}
 	if err := checkGroupTarget(tx, c, d.GetGroup(), "technicians may create installers only for their own personal list or a jump group they belong to, not"); err != nil {
 		return err
@@ -86,10 +88,10 @@ func hasGroup(groups []*pb.Group, code string) bool {
 
 func checkLength(field, v string, max int) error {
 	if n := utf8.RuneCountInString(v); n > max {
-		return mesh.Errorf(mesh.CodeInvalidArgument, "The %s is at most %d characters (got %d).", field, max, n)
+		return catalog.Errorf(catalog.CodeInvalidArgument, "The %s is at most %d characters (got %d).", field, max, n)
 	}
 	if !utf8.ValidString(v) {
-		return mesh.Errorf(mesh.CodeInvalidArgument, "The %s is not valid UTF-8.", field)
+		return catalog.Errorf(catalog.CodeInvalidArgument, "The %s is not valid UTF-8.", field)
 	}
 	return nil
 }
@@ -98,7 +100,7 @@ func checkPolicies(tx *Tx, d *pb.InstallerDefaults) error {
 	if n := d.GetJumpPolicy(); n != "" {
 		if p, err := tx.JumpPolicy(n); err != nil || p == nil {
 			if err == nil {
-				err = mesh.Errorf(mesh.CodePolicyNotFound, "(jump policy %s)", n)
+				err = catalog.Errorf(catalog.CodePolicyNotFound, "(jump policy %s)", n)
 			}
 			return err
 		}
@@ -109,7 +111,7 @@ func checkPolicies(tx *Tx, d *pb.InstallerDefaults) error {
 		}
 		if p, err := tx.SessionPolicy(n); err != nil || p == nil {
 			if err == nil {
-				err = mesh.Errorf(mesh.CodePolicyNotFound, "(session policy %s)", n)
+				err = catalog.Errorf(catalog.CodePolicyNotFound, "(session policy %s)", n)
 			}
 			return err
 		}
@@ -120,11 +122,11 @@ func checkPolicies(tx *Tx, d *pb.InstallerDefaults) error {
 func checkOffline(tx *Tx, d *pb.InstallerDefaults) error {
 	if d.GetEphemeral() {
 		if d.GetMaxOfflineMinutes() != 0 && d.GetMaxOfflineMinutes() != EphemeralMinutes {
-			return mesh.Errorf(mesh.CodeInvalidArgument, "--ephemeral means %d minutes; do not also give --max-offline-minutes %d.", EphemeralMinutes, d.GetMaxOfflineMinutes())
+			return catalog.Errorf(catalog.CodeInvalidArgument, "--ephemeral means %d minutes; do not also give --max-offline-minutes %d.", EphemeralMinutes, d.GetMaxOfflineMinutes())
 		}
 		d.MaxOfflineMinutes = EphemeralMinutes
 	} else if m := d.GetMaxOfflineMinutes(); m != 0 && (m < MinMaxOfflineMinutes || m > MaxMaxOfflineMinutes) {
-		return mesh.Errorf(mesh.CodeOutOfRange, "max-offline-minutes is %d to %d (got %d).", MinMaxOfflineMinutes, MaxMaxOfflineMinutes, m)
+		return catalog.Errorf(catalog.CodeOutOfRange, "max-offline-minutes is %d to %d (got %d).", MinMaxOfflineMinutes, MaxMaxOfflineMinutes, m)
 	}
 	if d.GetConnectionType() == pb.ConnectionType_CONNECTION_TYPE_UNSPECIFIED {
 		st, err := tx.Settings()
@@ -134,7 +136,7 @@ func checkOffline(tx *Tx, d *pb.InstallerDefaults) error {
 		d.ConnectionType = st.GetDefaultConnectionType()
 	}
 	if _, ok := pb.ConnectionType_name[int32(d.GetConnectionType())]; !ok {
-		return mesh.Errorf(mesh.CodeInvalidArgument, "(connection type %d)", d.GetConnectionType())
+		return catalog.Errorf(catalog.CodeInvalidArgument, "(connection type %d)", d.GetConnectionType())
 	}
 	return nil
 }
@@ -145,7 +147,7 @@ func (s *Service) installerCreate(c *caller, r *pb.InstallerCreateRequest) (*pb.
 		return nil, err
 	}
 	if r.GetOverridable()&^uint32(installerkey.AllFields) != 0 {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "(unknown override bits %#x)", r.GetOverridable())
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "(unknown override bits %#x)", r.GetOverridable())
 	}
 	d := proto.CloneOf(r.GetDefaults())
 	if d == nil {
@@ -168,7 +170,7 @@ func (s *Service) installerCreate(c *caller, r *pb.InstallerCreateRequest) (*pb.
 		}
 		key, err := installerkey.Sign(body, s.signer)
 		if err != nil {
-			return mesh.Internalf("(signing the installer key: %w)", err)
+			return catalog.Internalf("(signing the installer key: %w)", err)
 		}
 		in = &pb.Installer{Id: body.GetInstallerId(), Key: key, Body: body, CreatedBy: c.name(), CreatedUnix: now.Unix()}
 		return tx.PutInstaller(in)
@@ -187,7 +189,7 @@ func checkJumpoint(body *pb.InstallerKeyBody, r *pb.InstallerCreateRequest) erro
 	if j := r.GetJumpoint(); j != "" {
 		id, err := peer.Decode(j)
 		if err != nil {
-			return mesh.Errorf(mesh.CodeInvalidArgument, "Jumpoint %q is not a peer ID: %v.", j, err)
+			return catalog.Errorf(catalog.CodeInvalidArgument, "Jumpoint %q is not a peer ID: %v.", j, err)
 		}
 		body.Jumpoint = []byte(id)
 	}
@@ -222,10 +224,10 @@ func loadOwnInstaller(tx *Tx, c *caller, id string) (*pb.Installer, error) {
 		return nil, err
 	}
 	if in == nil {
-		return nil, mesh.Errorf(mesh.CodeInstallerNotFound, "(%s)", id)
+		return nil, catalog.Errorf(catalog.CodeInstallerNotFound, "(%s)", id)
 	}
 	if !c.isAdmin() && in.GetCreatedBy() != c.name() {
-		return nil, mesh.Errorf(mesh.CodePermissionDenied, "(installer %s was created by %s)", id, in.GetCreatedBy())
+		return nil, catalog.Errorf(catalog.CodePermissionDenied, "(installer %s was created by %s)", id, in.GetCreatedBy())
 	}
 	return in, nil
 }
@@ -257,12 +259,12 @@ func (s *Service) installerExtend(c *caller, r *pb.InstallerExtendRequest) (*pb.
 			return err
 		}
 		if in.GetRevokedUnix() != 0 {
-			return mesh.Errorf(mesh.CodeKeyRevoked, "(installer %s was deleted; create a new one)", in.GetId())
+			return catalog.Errorf(catalog.CodeKeyRevoked, "(installer %s was deleted; create a new one)", in.GetId())
 		}
 		before = in.GetBody().GetNotAfterUnix()
 		in.Body.NotAfterUnix = now.Add(validFor).Unix()
 		if in.Key, err = installerkey.Sign(in.GetBody(), s.signer); err != nil {
-			return mesh.Internalf("(signing the installer key: %w)", err)
+			return catalog.Internalf("(signing the installer key: %w)", err)
 		}
 		return tx.PutInstaller(in)
 	})
@@ -321,10 +323,10 @@ func (s *Service) CheckInstallerKey(key string) (*pb.Installer, error) {
 		return nil, err
 	}
 	if in == nil {
-		return nil, mesh.Errorf(mesh.CodeKeyRevoked, "(installer %s is unknown to this site)", k.Body.GetInstallerId())
+		return nil, catalog.Errorf(catalog.CodeKeyRevoked, "(installer %s is unknown to this site)", k.Body.GetInstallerId())
 	}
 	if in.GetRevokedUnix() != 0 {
-		return nil, mesh.Errorf(mesh.CodeKeyRevoked, "(installer %s was deleted by %s at %s)", in.GetId(), in.GetRevokedBy(), time.Unix(in.GetRevokedUnix(), 0).UTC().Format(time.RFC3339))
+		return nil, catalog.Errorf(catalog.CodeKeyRevoked, "(installer %s was deleted by %s at %s)", in.GetId(), in.GetRevokedBy(), time.Unix(in.GetRevokedUnix(), 0).UTC().Format(time.RFC3339))
 	}
 	return in, nil
 }

@@ -10,7 +10,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -19,7 +21,7 @@ func TestInstallerCarriesEveryField(t *testing.T) {
 	h := newHarness(t)
 	ctx := h.ctx()
 	must[*pb.Group](t)(h.admin.CreateGroup(ctx, "servers", "", nil))
-	w := must[*pb.Window](t)(mesh.ParseWindow("daily 00:00-24:00"))
+	w := must[*pb.Window](t)(coordinator.ParseWindow("daily 00:00-24:00"))
 	must[*pb.JumpPolicy](t)(h.admin.PutJumpPolicy(ctx, &pb.JumpPolicy{Name: "always", TimeZone: "UTC", Windows: []*pb.Window{w}}, true))
 	must[*pb.SessionPolicy](t)(h.admin.PutSessionPolicy(ctx, &pb.SessionPolicy{Name: "full", Shell: true}, true))
 	must[*pb.SessionPolicy](t)(h.admin.PutSessionPolicy(ctx, &pb.SessionPolicy{Name: "ro", Exec: true}, true))
@@ -70,34 +72,34 @@ func TestInstallerValidation(t *testing.T) {
 	cases := []struct {
 		name string
 		by   func() error
-		code mesh.Code
+		code catalog.Code
 	}{
-		{"valid for 9 minutes", create(h, &pb.InstallerDefaults{}, 9*60), mesh.CodeOutOfRange},
-		{"valid for over a year", create(h, &pb.InstallerDefaults{}, 366*24*3600), mesh.CodeOutOfRange},
-		{"name of 129 characters", create(h, &pb.InstallerDefaults{Name: strings.Repeat("x", 129)}, week), mesh.CodeInvalidArgument},
-		{"unknown shared group", create(h, &pb.InstallerDefaults{Group: "jumpgroup:nope"}, week), mesh.CodeGroupNotFound},
-		{"unknown personal list", create(h, &pb.InstallerDefaults{Group: "user:nobody"}, week), mesh.CodeUserNotFound},
-		{"malformed group", create(h, &pb.InstallerDefaults{Group: "servers"}, week), mesh.CodeInvalidArgument},
-		{"unknown jump policy", create(h, &pb.InstallerDefaults{JumpPolicy: "nope"}, week), mesh.CodePolicyNotFound},
-		{"unknown session policy", create(h, &pb.InstallerDefaults{SessionPolicyPresent: "nope"}, week), mesh.CodePolicyNotFound},
-		{"ephemeral with other offline limit", create(h, &pb.InstallerDefaults{Ephemeral: true, MaxOfflineMinutes: 60}, week), mesh.CodeInvalidArgument},
-		{"offline limit below 5", create(h, &pb.InstallerDefaults{MaxOfflineMinutes: 4}, week), mesh.CodeOutOfRange},
+		{"valid for 9 minutes", create(h, &pb.InstallerDefaults{}, 9*60), catalog.CodeOutOfRange},
+		{"valid for over a year", create(h, &pb.InstallerDefaults{}, 366*24*3600), catalog.CodeOutOfRange},
+		{"name of 129 characters", create(h, &pb.InstallerDefaults{Name: strings.Repeat("x", 129)}, week), catalog.CodeInvalidArgument},
+		{"unknown shared group", create(h, &pb.InstallerDefaults{Group: "jumpgroup:nope"}, week), catalog.CodeGroupNotFound},
+		{"unknown personal list", create(h, &pb.InstallerDefaults{Group: "user:nobody"}, week), catalog.CodeUserNotFound},
+		{"malformed group", create(h, &pb.InstallerDefaults{Group: "servers"}, week), catalog.CodeInvalidArgument},
+		{"unknown jump policy", create(h, &pb.InstallerDefaults{JumpPolicy: "nope"}, week), catalog.CodePolicyNotFound},
+		{"unknown session policy", create(h, &pb.InstallerDefaults{SessionPolicyPresent: "nope"}, week), catalog.CodePolicyNotFound},
+		{"ephemeral with other offline limit", create(h, &pb.InstallerDefaults{Ephemeral: true, MaxOfflineMinutes: 60}, week), catalog.CodeInvalidArgument},
+		{"offline limit below 5", create(h, &pb.InstallerDefaults{MaxOfflineMinutes: 4}, week), catalog.CodeOutOfRange},
 		{"bad jumpoint", func() error {
 			_, err := h.admin.CreateInstaller(ctx, &pb.InstallerCreateRequest{ValidForSeconds: week, Jumpoint: "not-a-peer"})
 			return err
-		}, mesh.CodeInvalidArgument},
+		}, catalog.CodeInvalidArgument},
 		{"unknown override bit", func() error {
 			_, err := h.admin.CreateInstaller(ctx, &pb.InstallerCreateRequest{ValidForSeconds: week, Overridable: 1 << 30})
 			return err
-		}, mesh.CodeInvalidArgument},
+		}, catalog.CodeInvalidArgument},
 		{"technician, someone else's list", func() error {
 			_, err := tech.CreateInstaller(ctx, &pb.InstallerCreateRequest{ValidForSeconds: week, Defaults: &pb.InstallerDefaults{Group: "user:admin"}})
 			return err
-		}, mesh.CodePermissionDenied},
+		}, catalog.CodePermissionDenied},
 		{"technician, group not a member of", func() error {
 			_, err := tech.CreateInstaller(ctx, &pb.InstallerCreateRequest{ValidForSeconds: week, Defaults: &pb.InstallerDefaults{Group: "jumpgroup:others"}})
 			return err
-		}, mesh.CodePermissionDenied},
+		}, catalog.CodePermissionDenied},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { wantCode(t, c.by(), c.code) })
@@ -137,10 +139,10 @@ func TestInstallerLifecycleAndCoordinatorChecks(t *testing.T) {
 	}
 	h.clock.Advance(2 * time.Hour)
 	_, err := h.admin.CheckInstallerKey(ctx, oldKey)
-	wantCode(t, err, mesh.CodeKeyExpired)
+	wantCode(t, err, catalog.CodeKeyExpired)
 	must[*pb.Installer](t)(h.admin.CheckInstallerKey(ctx, ext.GetKey()))
 	_, err = h.admin.ExtendInstaller(ctx, in.GetId(), 5*time.Minute)
-	wantCode(t, err, mesh.CodeOutOfRange)
+	wantCode(t, err, catalog.CodeOutOfRange)
 
 	// Deleting revokes: offline the key still verifies, the coordinator refuses it.
 	if err := h.admin.DeleteInstaller(ctx, in.GetId()); err != nil {
@@ -150,9 +152,9 @@ func TestInstallerLifecycleAndCoordinatorChecks(t *testing.T) {
 		t.Fatalf("offline: %v", err)
 	}
 	_, err = h.admin.CheckInstallerKey(ctx, ext.GetKey())
-	wantCode(t, err, mesh.CodeKeyRevoked)
+	wantCode(t, err, catalog.CodeKeyRevoked)
 	_, err = h.admin.ExtendInstaller(ctx, in.GetId(), time.Hour)
-	wantCode(t, err, mesh.CodeKeyRevoked)
+	wantCode(t, err, catalog.CodeKeyRevoked)
 	if got := must[[]*pb.Installer](t)(h.admin.Installers(ctx, false)); len(got) != 0 {
 		t.Fatalf("deleted installer listed: %v", got)
 	}
@@ -160,13 +162,13 @@ func TestInstallerLifecycleAndCoordinatorChecks(t *testing.T) {
 		t.Fatalf("--all: %v", got)
 	}
 	_, err = h.admin.Installer(ctx, "nope")
-	wantCode(t, err, mesh.CodeInstallerNotFound)
+	wantCode(t, err, catalog.CodeInstallerNotFound)
 
 	// A key signed by another site is refused as such; garbage as bad encoding.
 	_, err = h.admin.CheckInstallerKey(ctx, otherSiteKey(t))
-	wantCode(t, err, mesh.CodeKeyOtherSite)
+	wantCode(t, err, catalog.CodeKeyOtherSite)
 	_, err = h.admin.CheckInstallerKey(ctx, "jmk1.garbage")
-	wantCode(t, err, mesh.CodeKeyBadEncoding)
+	wantCode(t, err, catalog.CodeKeyBadEncoding)
 }
 
 // otherSiteKey makes a valid installer key of a second, unrelated site.

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -21,22 +21,22 @@ func TestStoreErrorStaysOnTheCoordinator(t *testing.T) {
 	}
 	// The grant's audit event cannot be stored: the code alone.
 	_, err := svc.jump(rootCaller, &pb.JumpRequest{Ref: "web-01", Capability: grant.Exec})
-	if console := mesh.ErrorFromPB(mesh.ErrorToPB(err)).Error(); !mesh.HasCode(err, mesh.CodeAuditFailed) || console != mesh.CodeAuditFailed.Message() {
+	if console := catalog.ErrorFromPB(catalog.ErrorToPB(err)).Error(); !catalog.HasCode(err, catalog.CodeAuditFailed) || console != catalog.CodeAuditFailed.Message() {
 		t.Errorf("jump: the console reads %q, want the catalog message alone (server side: %v)", console, err)
 	}
 	errs := map[string]error{}
 	_, errs["audit list"] = svc.auditList(rootCaller, &pb.AuditRequest{})
 	_, errs["authenticate"] = svc.Handle(context.Background(), ids[0], &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}})
 	for what, err := range errs {
-		if mesh.CodeOf(err) != mesh.CodeInternal || !strings.Contains(err.Error(), "store") && !strings.Contains(err.Error(), "authenticating") {
+		if catalog.CodeOf(err) != catalog.CodeInternal || !strings.Contains(err.Error(), "store") && !strings.Contains(err.Error(), "authenticating") {
 			t.Fatalf("%s over a closed store: %v, want an internal store error", what, err)
 		}
 		// What the console prints: the error after the wire.
-		console := mesh.ErrorFromPB(mesh.ErrorToPB(err)).Error()
-		if want := mesh.CodeInternal.Message() + " " + mesh.InternalNote; console != want {
+		console := catalog.ErrorFromPB(catalog.ErrorToPB(err)).Error()
+		if want := catalog.CodeInternal.Message() + " " + catalog.InternalNote; console != want {
 			t.Errorf("%s: the console reads %q, want %q (server side: %q)", what, console, want, err)
 		}
-		if code, _, detail := mesh.LocalErrorParts(err); code != mesh.CodeInternal || detail == mesh.InternalNote {
+		if code, _, detail := catalog.LocalErrorParts(err); code != catalog.CodeInternal || detail == catalog.InternalNote {
 			t.Errorf("%s: the coordinator's own view lost the detail: %s %q", what, code, detail)
 		}
 	}

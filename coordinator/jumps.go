@@ -8,7 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -27,7 +27,7 @@ func (s *Service) jump(c *caller, r *pb.JumpRequest) (*pb.Response, error) {
 	}
 	ev.Kind, ev.User, ev.Technician, ev.Capability = AuditGrant, c.name(), []byte(c.peer), r.GetCapability()
 	if err != nil {
-		ev.Kind, ev.Code, ev.Detail = AuditRefused, string(mesh.CodeOf(err)), err.Error()
+		ev.Kind, ev.Code, ev.Detail = AuditRefused, string(catalog.CodeOf(err)), err.Error()
 	}
 	if aerr := s.audit(ev); aerr != nil && err == nil {
 		// Fail closed: a grant the audit log does not hold is not issued.
@@ -39,7 +39,7 @@ func (s *Service) jump(c *caller, r *pb.JumpRequest) (*pb.Response, error) {
 		} else {
 			s.jumps.release(body.GetNonce())
 		}
-		return nil, mesh.NewError(mesh.CodeAuditFailed)
+		return nil, catalog.NewError(catalog.CodeAuditFailed)
 	}
 	return resp, err
 }
@@ -54,11 +54,11 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 	ev := &pb.AuditEvent{Peer: rec.GetId(), PeerName: rec.GetSettings().GetName()}
 	switch v.GetStatus() {
 	case StatusUninstalled:
-		return nil, ev, mesh.NewError(mesh.CodePeerUninstalled)
+		return nil, ev, catalog.NewError(catalog.CodePeerUninstalled)
 	case StatusDisabled:
-		return nil, ev, mesh.NewError(mesh.CodePeerDisabled)
+		return nil, ev, catalog.NewError(catalog.CodePeerDisabled)
 	case StatusOffline, StatusLost:
-		return nil, ev, mesh.Errorf(mesh.CodePeerOffline, "(last seen %s)", time.Unix(rec.GetLastSeenUnix(), 0).UTC().Format(time.RFC3339))
+		return nil, ev, catalog.Errorf(catalog.CodePeerOffline, "(last seen %s)", time.Unix(rec.GetLastSeenUnix(), 0).UTC().Format(time.RFC3339))
 	}
 	if err := s.checkJumpPolicy(rec, now); err != nil {
 		return nil, ev, err
@@ -66,11 +66,11 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 	st := s.settings()
 	if !st.GetConcurrentJumps() {
 		if others := s.jumps.holders(id, c.name()); len(others) > 0 {
-			return nil, ev, mesh.Errorf(mesh.CodeSessionInUse, "(in session: %s)", strings.Join(others, ", "))
+			return nil, ev, catalog.Errorf(catalog.CodeSessionInUse, "(in session: %s)", strings.Join(others, ", "))
 		}
 	}
 	if r.GetProtocol() != "" && !slices.Contains(rec.GetInfo().GetProtocols(), r.GetProtocol()) {
-		return nil, ev, mesh.Errorf(mesh.CodePeerOtherVersion, "(the peer runs %s and serves %v, not %s)",
+		return nil, ev, catalog.Errorf(catalog.CodePeerOtherVersion, "(the peer runs %s and serves %v, not %s)",
 			orUnknown(rec.GetInfo().GetVersion()), rec.GetInfo().GetProtocols(), r.GetProtocol())
 	}
 	body, err := s.grantBody(c, rec, now)
@@ -78,18 +78,18 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 		return nil, ev, err
 	}
 	if want := r.GetCapability(); want != 0 && (body.GetCapabilities()|body.GetCapabilitiesNotPresent())&want == 0 {
-		return nil, ev, mesh.Errorf(mesh.CodePermissionDenied, "(the peer's session policies do not allow %s)", grant.CapabilityName(want))
+		return nil, ev, catalog.Errorf(catalog.CodePermissionDenied, "(the peer's session policies do not allow %s)", grant.CapabilityName(want))
 	}
 	if err := s.grantCommands(body, r); err != nil {
 		return nil, ev, err
 	}
 	g, err := grant.Sign(body, s.signer)
 	if err != nil {
-		return nil, ev, mesh.Internalf("(signing the grant: %w)", err)
+		return nil, ev, catalog.Internalf("(signing the grant: %w)", err)
 	}
 	signed, err := grant.Parse(g)
 	if err != nil {
-		return nil, ev, mesh.Internalf("(reading the grant just signed: %w)", err)
+		return nil, ev, catalog.Internalf("(reading the grant just signed: %w)", err)
 	}
 	if err := s.jumps.reserve(signed.GetNonce(), c.name(), now, st); err != nil {
 		return nil, ev, err
@@ -118,18 +118,18 @@ func (s *Service) checkJumpPolicy(rec *pb.Peer, now time.Time) error {
 	}
 	if p == nil {
 		// Fail closed: a schedule that is gone allows nothing (not everything).
-		return mesh.Errorf(mesh.CodePolicyMissing, "(jump policy %s)", name)
+		return catalog.Errorf(catalog.CodePolicyMissing, "(jump policy %s)", name)
 	}
-	ok, err := mesh.JumpPolicyAllows(p, now)
+	ok, err := JumpPolicyAllows(p, now)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		var windows []string
 		for _, w := range p.GetWindows() {
-			windows = append(windows, mesh.FormatWindow(w))
+			windows = append(windows, FormatWindow(w))
 		}
-		return mesh.Errorf(mesh.CodeJumpPolicyClosed, "(jump policy %s: %s, %s)", name, strings.Join(windows, "; "), p.GetTimeZone())
+		return catalog.Errorf(catalog.CodeJumpPolicyClosed, "(jump policy %s: %s, %s)", name, strings.Join(windows, "; "), p.GetTimeZone())
 	}
 	return nil
 }
@@ -161,7 +161,7 @@ func (s *Service) policyCaps(name string) (uint32, string, bool, error) {
 		return 0, "", false, err
 	}
 	if p == nil {
-		return 0, "", false, mesh.Errorf(mesh.CodePolicyMissing, "(session policy %s)", name)
+		return 0, "", false, catalog.Errorf(catalog.CodePolicyMissing, "(session policy %s)", name)
 	}
 	var caps uint32
 	for _, c := range []struct {

@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 // metrics are the coordinator's own Prometheus series (libp2p adds its own).
@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-func (m *metrics) observe(request string, code mesh.Code, d time.Duration) {
+func (m *metrics) observe(request string, code catalog.Code, d time.Duration) {
 	result := string(code)
 	if code == "" {
 		result = "ok"

@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -59,7 +59,7 @@ func (p *pathStats) record(r *pb.PathReport) error {
 		p.relayed++
 		p.sessions.WithLabelValues("relayed").Inc()
 	default:
-		return mesh.Errorf(mesh.CodeInvalidArgument, "(path %q: direct or relayed)", r.GetInitial())
+		return catalog.Errorf(catalog.CodeInvalidArgument, "(path %q: direct or relayed)", r.GetInitial())
 	}
 	return nil
 }

@@ -8,8 +8,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	manet "github.com/multiformats/go-multiaddr/net"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/peerproto"
 )
 
 // Timing of the peer protocol.
@@ -29,7 +31,7 @@ const (
 // hello is charged to the connection rate, so hellos without a valid key
 // cannot use up the rate that real peers need (strangers.go).
 func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
-	ms := mesh.NewMsgStream(st, mesh.MaxPeerMessage)
+	ms := frame.NewStream(st, peerproto.MaxMessage)
 	remote := st.Conn().RemotePeer()
 	hello, member, ok := s.readHello(ms, remote)
 	if !ok {
@@ -62,7 +64,7 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 		drain(ms)
 		return
 	}
-	ms.SetMaxMessage(mesh.MaxPeerMessage) // a member now
+	ms.SetMaxMessage(peerproto.MaxMessage) // a member now
 	sess := newPeerSession(remote, ms)
 	if old := s.peers.attach(remote, sess); old != nil {
 		old.close()
@@ -127,7 +129,7 @@ func (s *Service) peerGone(sess *peerSession) {
 		}
 		return nil
 	})
-	if err != nil && mesh.CodeOf(err) != mesh.CodePeerNotFound { // removed meanwhile: nothing to record
+	if err != nil && catalog.CodeOf(err) != catalog.CodePeerNotFound { // removed meanwhile: nothing to record
 		s.log.Warn("recording peer offline", logPeer, sess.id, logError, err)
 	}
 	s.log.Info("peer offline", logPeer, sess.id)
@@ -151,17 +153,17 @@ func (s *Service) tellUninstall(sess *peerSession, reason string) {
 
 // refuse tells the peer why its hello was refused, then drains the stream
 // for at most linger per message.
-func (s *Service) refuse(ms *mesh.MsgStream, remote peer.ID, err error, linger time.Duration) {
-	s.log.Info("peer refused", logRemote, remote, logCode, mesh.CodeOf(err), logError, err)
-	_ = ms.Write(&pb.PeerDown{Body: &pb.PeerDown_Error{Error: mesh.ErrorToPB(err)}}, writeTimeout)
+func (s *Service) refuse(ms *frame.Stream, remote peer.ID, err error, linger time.Duration) {
+	s.log.Info("peer refused", logRemote, remote, logCode, catalog.CodeOf(err), logError, err)
+	_ = ms.Write(&pb.PeerDown{Body: &pb.PeerDown_Error{Error: catalog.ErrorToPB(err)}}, writeTimeout)
 	_ = ms.Stream().CloseWrite()
 	drainWithin(ms, linger)
 }
 
 // drain waits (bounded) for the peer to end a stream we are done with.
-func drain(ms *mesh.MsgStream) { drainWithin(ms, helloTimeout) }
+func drain(ms *frame.Stream) { drainWithin(ms, helloTimeout) }
 
-func drainWithin(ms *mesh.MsgStream, timeout time.Duration) {
+func drainWithin(ms *frame.Stream, timeout time.Duration) {
 	for i := 0; i < 4; i++ {
 		var up pb.PeerUp
 		if ms.Read(&up, timeout) != nil {

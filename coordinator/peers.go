@@ -8,9 +8,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 // What technicians see of peers: ls, show, set, rm.
@@ -29,10 +31,10 @@ func (s *Service) visibilityOf(c *caller) (visibility, error) {
 	}
 	v := visibility{}
 	for _, u := range VisiblePersonalLists(c.name(), groups) {
-		v[mesh.PersonalGroupPrefix+u] = true
+		v[words.PersonalGroupPrefix+u] = true
 	}
 	for _, g := range groupsOf(groups, c.name()) {
-		v[mesh.SharedGroupPrefix+g] = true
+		v[words.SharedGroupPrefix+g] = true
 	}
 	return v, nil
 }
@@ -84,7 +86,7 @@ func (s *Service) searchPeers(c *caller, query string, includeDeleted bool, limi
 const (
 	DefaultPeerListLimit = 1000
 	MaxPeerListLimit     = 5000
-	peerListBudget       = mesh.MaxControlMessage - 64<<10
+	peerListBudget       = control.MaxMessage - 64<<10
 )
 
 func (s *Service) peerList(c *caller, r *pb.PeerListRequest) (*pb.Response, error) {
@@ -93,7 +95,7 @@ func (s *Service) peerList(c *caller, r *pb.PeerListRequest) (*pb.Response, erro
 	case limit == 0:
 		limit = DefaultPeerListLimit
 	case limit > MaxPeerListLimit:
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "A peer list holds at most %d peers (asked for %d): narrow the query.", MaxPeerListLimit, limit)
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "A peer list holds at most %d peers (asked for %d): narrow the query.", MaxPeerListLimit, limit)
 	}
 	views, total, err := s.searchPeers(c, r.GetQuery(), r.GetIncludeDeleted(), limit)
 	if err != nil {
@@ -120,7 +122,7 @@ func fitPeers(views []*pb.PeerView, limit int) []*pb.PeerView {
 func (s *Service) resolvePeer(c *caller, ref string) (*pb.PeerView, error) {
 	ref = strings.TrimSpace(ref)
 	if ref == "" {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "No peer named; give a peer ID, a name or a search.")
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "No peer named; give a peer ID, a name or a search.")
 	}
 	vis, err := s.visibilityOf(c)
 	if err != nil {
@@ -130,7 +132,7 @@ func (s *Service) resolvePeer(c *caller, ref string) (*pb.PeerView, error) {
 		if v := s.viewOf(id, vis); v != nil {
 			return v, nil
 		}
-		return nil, mesh.Errorf(mesh.CodePeerNotFound, "(%s)", ref)
+		return nil, catalog.Errorf(catalog.CodePeerNotFound, "(%s)", ref)
 	}
 	var byName []*pb.PeerView
 	for _, p := range s.peers.snapshot() {
@@ -148,11 +150,11 @@ func (s *Service) resolvePeer(c *caller, ref string) (*pb.PeerView, error) {
 	}
 	switch len(matches) {
 	case 0:
-		return nil, mesh.Errorf(mesh.CodePeerNotFound, "(nothing matches %q)", ref)
+		return nil, catalog.Errorf(catalog.CodePeerNotFound, "(nothing matches %q)", ref)
 	case 1:
 		return matches[0], nil
 	}
-	return nil, mesh.Errorf(mesh.CodePeerAmbiguous, "(%q matches %d peers: %s)", ref, len(matches), candidates(matches, 10))
+	return nil, catalog.Errorf(catalog.CodePeerAmbiguous, "(%q matches %d peers: %s)", ref, len(matches), candidates(matches, 10))
 }
 
 // viewOf is the peer as c sees it, or nil if c may not see it or it is deleted.
@@ -182,7 +184,7 @@ func candidates(views []*pb.PeerView, n int) string {
 
 func (s *Service) peerShow(c *caller, r *pb.PeerRefRequest) (*pb.Response, error) {
 	if len(r.GetRefs()) != 1 {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "Show one peer at a time.")
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "Show one peer at a time.")
 	}
 	v, err := s.resolvePeer(c, r.GetRefs()[0])
 	if err != nil {
@@ -206,10 +208,10 @@ func (s *Service) peerSet(c *caller, r *pb.PeerSetRequest) (*pb.Response, error)
 	}
 	fields := installerkey.Field(r.GetFields())
 	if fields == 0 {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "Nothing to change.")
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "Nothing to change.")
 	}
 	if fields&policyFields != 0 && !c.isAdmin() {
-		return nil, mesh.Errorf(mesh.CodePermissionDenied, "(a peer's jump and session policies are set by administrators; %s is a technician)", c.name())
+		return nil, catalog.Errorf(catalog.CodePermissionDenied, "(a peer's jump and session policies are set by administrators; %s is a technician)", c.name())
 	}
 	before := proto.CloneOf(v.GetPeer().GetSettings())
 	want := r.GetSettings()
@@ -257,7 +259,7 @@ func settingsChange(b, a *pb.InstallerDefaults) string {
 // exists and that c may put peers in it: installers made for it, peers
 // moved into it. denied begins the detail of a refusal ("… <group>").
 func checkGroupTarget(tx *Tx, c *caller, group, denied string) error {
-	personal, name, err := mesh.ParseGroupRef(group)
+	personal, name, err := words.ParseGroupRef(group)
 	if err != nil {
 		return err
 	}
@@ -268,15 +270,15 @@ func checkGroupTarget(tx *Tx, c *caller, group, denied string) error {
 	if personal {
 		if u, err := tx.User(name); err != nil || u == nil {
 			if err == nil {
-				err = mesh.Errorf(mesh.CodeUserNotFound, "(personal list %s)", group)
+				err = catalog.Errorf(catalog.CodeUserNotFound, "(personal list %s)", group)
 			}
 			return err
 		}
 	} else if !hasGroup(groups, name) {
-		return mesh.Errorf(mesh.CodeGroupNotFound, "(%s)", group)
+		return catalog.Errorf(catalog.CodeGroupNotFound, "(%s)", group)
 	}
 	if !c.isAdmin() && !CanUseGroup(c.name(), personal, name, groups) {
-		return mesh.Errorf(mesh.CodePermissionDenied, "(%s %s)", denied, group)
+		return catalog.Errorf(catalog.CodePermissionDenied, "(%s %s)", denied, group)
 	}
 	return nil
 }
@@ -313,7 +315,7 @@ func applyFields(d, want *pb.InstallerDefaults, fields installerkey.Field) error
 // offline one at its next contact (its record waits as "deleted").
 func (s *Service) peerRemove(c *caller, r *pb.PeerRefRequest) (*pb.Response, error) {
 	if len(r.GetRefs()) == 0 {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "No peer named.")
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "No peer named.")
 	}
 	var ids []peer.ID
 	for _, ref := range r.GetRefs() {

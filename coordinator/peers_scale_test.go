@@ -12,7 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -105,7 +106,7 @@ func TestSearchTenThousandPeers(t *testing.T) {
 		if err != nil {
 			t.Fatalf("list with limit %d: %v", limit, err)
 		}
-		if size := proto.Size(r); size > mesh.MaxControlMessage {
+		if size := proto.Size(r); size > control.MaxMessage {
 			t.Fatalf("a %d-peer reply is %d bytes, over a control message", len(r.GetPeers().GetPeers()), size)
 		}
 		return r.GetPeers()
@@ -117,7 +118,7 @@ func TestSearchTenThousandPeers(t *testing.T) {
 	if l := list(ann, MaxPeerListLimit); len(l.GetPeers()) != MaxPeerListLimit || l.GetTotal() != n/2 {
 		t.Fatalf("list of %d: %d peers of %d", MaxPeerListLimit, len(l.GetPeers()), l.GetTotal())
 	}
-	if _, err := svc.peerList(admin, &pb.PeerListRequest{Limit: MaxPeerListLimit + 1}); mesh.CodeOf(err) != mesh.CodeInvalidArgument {
+	if _, err := svc.peerList(admin, &pb.PeerListRequest{Limit: MaxPeerListLimit + 1}); catalog.CodeOf(err) != catalog.CodeInvalidArgument {
 		t.Fatalf("limit above the maximum: %v", err)
 	}
 	long := make([]*pb.PeerView, MaxPeerListLimit)
@@ -126,7 +127,7 @@ func TestSearchTenThousandPeers(t *testing.T) {
 		long[i].GetPeer().GetSettings().Comments = strings.Repeat("c", 1000)
 	}
 	fit := fitPeers(long, MaxPeerListLimit)
-	if size := proto.Size(&pb.Response{Body: &pb.Response_Peers{Peers: &pb.PeerList{Peers: fit}}}); len(fit) == 0 || len(fit) == len(long) || size > mesh.MaxControlMessage {
+	if size := proto.Size(&pb.Response{Body: &pb.Response_Peers{Peers: &pb.PeerList{Peers: fit}}}); len(fit) == 0 || len(fit) == len(long) || size > control.MaxMessage {
 		t.Fatalf("long comments: %d of %d peers fit, %d bytes", len(fit), len(long), size)
 	}
 
@@ -134,7 +135,7 @@ func TestSearchTenThousandPeers(t *testing.T) {
 	if err != nil || v.GetPeer().GetSettings().GetName() != "host-00040" {
 		t.Fatalf("resolve: %v %v", v, err)
 	}
-	if _, err := svc.resolvePeer(ann, "host-00041"); mesh.CodeOf(err) != mesh.CodePeerNotFound {
+	if _, err := svc.resolvePeer(ann, "host-00041"); catalog.CodeOf(err) != catalog.CodePeerNotFound {
 		t.Fatalf("ann resolved bob's peer: %v", err)
 	}
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -72,7 +72,7 @@ func (ps *peerStore) modify(id peer.ID, fn func(rec *pb.Peer) error) (*pb.Peer, 
 			return err
 		}
 		if rec == nil {
-			return mesh.Errorf(mesh.CodePeerNotFound, "(%s)", id)
+			return catalog.Errorf(catalog.CodePeerNotFound, "(%s)", id)
 		}
 		if err := fn(rec); err != nil {
 			return err

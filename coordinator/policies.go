@@ -8,7 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -19,7 +19,7 @@ func (s *Service) jumpPolicyPut(c *caller, p *pb.JumpPolicy, create bool) (*pb.R
 	if err := c.requireAdmin(); err != nil {
 		return nil, err
 	}
-	if err := mesh.ValidateJumpPolicy(p); err != nil {
+	if err := ValidateJumpPolicy(p); err != nil {
 		return nil, err
 	}
 	var old *pb.JumpPolicy
@@ -46,10 +46,10 @@ func (s *Service) jumpPolicyPut(c *caller, p *pb.JumpPolicy, create bool) (*pb.R
 // checkPut refuses creating what exists and updating what does not.
 func checkPut(kind, name string, exists, create bool) error {
 	if create && exists {
-		return mesh.Errorf(mesh.CodePolicyExists, "(%s %s)", kind, name)
+		return catalog.Errorf(catalog.CodePolicyExists, "(%s %s)", kind, name)
 	}
 	if !create && !exists {
-		return mesh.Errorf(mesh.CodePolicyNotFound, "(%s %s)", kind, name)
+		return catalog.Errorf(catalog.CodePolicyNotFound, "(%s %s)", kind, name)
 	}
 	return nil
 }
@@ -76,7 +76,7 @@ func (s *Service) jumpPolicyShow(name string) (*pb.Response, error) {
 		return nil, err
 	}
 	if p == nil {
-		return nil, mesh.Errorf(mesh.CodePolicyNotFound, "(jump policy %s)", name)
+		return nil, catalog.Errorf(catalog.CodePolicyNotFound, "(jump policy %s)", name)
 	}
 	return &pb.Response{Body: &pb.Response_JumpPolicy{JumpPolicy: p}}, nil
 }
@@ -91,7 +91,7 @@ func (s *Service) jumpPolicyDelete(c *caller, name string) (*pb.Response, error)
 			return err
 		}
 		if p == nil {
-			return mesh.Errorf(mesh.CodePolicyNotFound, "(jump policy %s)", name)
+			return catalog.Errorf(catalog.CodePolicyNotFound, "(jump policy %s)", name)
 		}
 		if err := s.refuseIfUsed(tx, "jump policy "+name, func(d *pb.InstallerDefaults) bool {
 			return d.GetJumpPolicy() == name
@@ -111,7 +111,7 @@ func (s *Service) sessionPolicyPut(c *caller, p *pb.SessionPolicy, create bool) 
 	if err := c.requireAdmin(); err != nil {
 		return nil, err
 	}
-	if err := mesh.ValidateSessionPolicy(p); err != nil {
+	if err := ValidateSessionPolicy(p); err != nil {
 		return nil, err
 	}
 	var old *pb.SessionPolicy
@@ -157,7 +157,7 @@ func (s *Service) sessionPolicyShow(name string) (*pb.Response, error) {
 		return nil, err
 	}
 	if p == nil {
-		return nil, mesh.Errorf(mesh.CodePolicyNotFound, "(session policy %s)", name)
+		return nil, catalog.Errorf(catalog.CodePolicyNotFound, "(session policy %s)", name)
 	}
 	return &pb.Response{Body: &pb.Response_SessionPolicy{SessionPolicy: p}}, nil
 }
@@ -172,7 +172,7 @@ func (s *Service) sessionPolicyDelete(c *caller, name string) (*pb.Response, err
 			return err
 		}
 		if p == nil {
-			return mesh.Errorf(mesh.CodePolicyNotFound, "(session policy %s)", name)
+			return catalog.Errorf(catalog.CodePolicyNotFound, "(session policy %s)", name)
 		}
 		if err := s.refuseIfUsed(tx, "session policy "+name, func(d *pb.InstallerDefaults) bool {
 			return d.GetSessionPolicyPresent() == name || d.GetSessionPolicyNotPresent() == name
@@ -213,7 +213,7 @@ func (s *Service) refuseIfUsed(tx *Tx, what string, uses func(*pb.InstallerDefau
 		return err
 	}
 	sort.Strings(peers)
-	return mesh.Errorf(mesh.CodeInUse, "(%s is used by %d peer(s)%s and %d live installer(s)%s; set those peers' policies with `jumpmesh set` or remove them, and delete those installers, first)",
+	return catalog.Errorf(catalog.CodeInUse, "(%s is used by %d peer(s)%s and %d live installer(s)%s; set those peers' policies with `jumpmesh set` or remove them, and delete those installers, first)",
 		what, len(peers), listed(peers), len(installers), listed(installers))
 }
 
@@ -259,7 +259,7 @@ func refuseIfUsedByInstallers(tx *Tx, now time.Time, what string, uses func(*pb.
 	if err != nil || len(ids) == 0 {
 		return err
 	}
-	return mesh.Errorf(mesh.CodeInUse, "(%s is used by installer %s; delete those installers first)", what, strings.Join(ids, ", "))
+	return catalog.Errorf(catalog.CodeInUse, "(%s is used by installer %s; delete those installers first)", what, strings.Join(ids, ", "))
 }
 
 func (s *Service) handleSettingsShow() (*pb.Response, error) {
@@ -279,7 +279,7 @@ func (s *Service) handleSettingsSet(c *caller, r *pb.SettingsSetRequest) (*pb.Re
 		return nil, err
 	}
 	if len(r.GetValues()) == 0 {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "Nothing to set; give key=value pairs.")
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "Nothing to set; give key=value pairs.")
 	}
 	var cur, next *pb.Settings
 	err := s.update(func(tx *Tx) (err error) {

@@ -3,24 +3,25 @@ package coordinator_test
 import (
 	"testing"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/coordinator"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 func TestJumpPolicies(t *testing.T) {
 	h := newHarness(t)
 	ctx := h.ctx()
-	w := must[*pb.Window](t)(mesh.ParseWindow("mon-fri 09:00-17:00"))
+	w := must[*pb.Window](t)(coordinator.ParseWindow("mon-fri 09:00-17:00"))
 	p := &pb.JumpPolicy{Name: "office-hours", TimeZone: "Europe/Paris", Windows: []*pb.Window{w}}
 	must[*pb.JumpPolicy](t)(h.admin.PutJumpPolicy(ctx, p, true))
 	_, err := h.admin.PutJumpPolicy(ctx, p, true)
-	wantCode(t, err, mesh.CodePolicyExists)
+	wantCode(t, err, catalog.CodePolicyExists)
 	_, err = h.admin.PutJumpPolicy(ctx, &pb.JumpPolicy{Name: "other", TimeZone: "Europe/Paris", Windows: []*pb.Window{w}}, false)
-	wantCode(t, err, mesh.CodePolicyNotFound)
+	wantCode(t, err, catalog.CodePolicyNotFound)
 	_, err = h.admin.PutJumpPolicy(ctx, &pb.JumpPolicy{Name: "bad-tz", TimeZone: "Mars/Olympus", Windows: []*pb.Window{w}}, true)
-	wantCode(t, err, mesh.CodeInvalidArgument)
+	wantCode(t, err, catalog.CodeInvalidArgument)
 	_, err = h.admin.PutJumpPolicy(ctx, &pb.JumpPolicy{Name: "no-windows", TimeZone: "UTC"}, true)
-	if mesh.CodeOf(err) == "" {
+	if catalog.CodeOf(err) == "" {
 		t.Fatal("a jump policy without windows was accepted")
 	}
 
@@ -36,12 +37,12 @@ func TestJumpPolicies(t *testing.T) {
 	tech := h.user("tina", pb.Role_ROLE_TECHNICIAN)
 	must[[]*pb.JumpPolicy](t)(tech.JumpPolicies(ctx))
 	_, err = tech.PutJumpPolicy(ctx, p, false)
-	wantCode(t, err, mesh.CodePermissionDenied)
+	wantCode(t, err, catalog.CodePermissionDenied)
 
 	// A policy an installer uses cannot be deleted until the installer is.
 	in := must[*pb.Installer](t)(h.admin.CreateInstaller(ctx, &pb.InstallerCreateRequest{
 		Defaults: &pb.InstallerDefaults{JumpPolicy: "office-hours"}, ValidForSeconds: 3600}))
-	wantCode(t, h.admin.DeleteJumpPolicy(ctx, "office-hours"), mesh.CodeInUse)
+	wantCode(t, h.admin.DeleteJumpPolicy(ctx, "office-hours"), catalog.CodeInUse)
 	if err := h.admin.DeleteInstaller(ctx, in.GetId()); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestJumpPolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = h.admin.JumpPolicy(ctx, "office-hours")
-	wantCode(t, err, mesh.CodePolicyNotFound)
+	wantCode(t, err, catalog.CodePolicyNotFound)
 }
 
 func TestSessionPolicies(t *testing.T) {
@@ -58,7 +59,7 @@ func TestSessionPolicies(t *testing.T) {
 	p := &pb.SessionPolicy{Name: "unattended", Shell: true, Exec: true}
 	must[*pb.SessionPolicy](t)(h.admin.PutSessionPolicy(ctx, p, true))
 	_, err := h.admin.PutSessionPolicy(ctx, &pb.SessionPolicy{Name: "UPPER"}, true)
-	wantCode(t, err, mesh.CodeInvalidArgument)
+	wantCode(t, err, catalog.CodeInvalidArgument)
 	p.RequireConsent = true
 	must[*pb.SessionPolicy](t)(h.admin.PutSessionPolicy(ctx, p, false))
 	if !must[*pb.SessionPolicy](t)(h.admin.SessionPolicy(ctx, "unattended")).GetRequireConsent() {
@@ -66,13 +67,13 @@ func TestSessionPolicies(t *testing.T) {
 	}
 	in := must[*pb.Installer](t)(h.admin.CreateInstaller(ctx, &pb.InstallerCreateRequest{
 		Defaults: &pb.InstallerDefaults{SessionPolicyNotPresent: "unattended"}, ValidForSeconds: 3600}))
-	wantCode(t, h.admin.DeleteSessionPolicy(ctx, "unattended"), mesh.CodeInUse)
+	wantCode(t, h.admin.DeleteSessionPolicy(ctx, "unattended"), catalog.CodeInUse)
 	// An expired installer no longer holds the policy.
 	h.clock.Advance(2 * 3600e9)
 	if err := h.admin.DeleteSessionPolicy(ctx, "unattended"); err != nil {
 		t.Fatalf("policy of expired installer %s: %v", in.GetId(), err)
 	}
-	wantCode(t, h.admin.DeleteSessionPolicy(ctx, "unattended"), mesh.CodePolicyNotFound)
+	wantCode(t, h.admin.DeleteSessionPolicy(ctx, "unattended"), catalog.CodePolicyNotFound)
 }
 
 func TestSettingsOverTheWire(t *testing.T) {
@@ -88,7 +89,7 @@ func TestSettingsOverTheWire(t *testing.T) {
 	}
 	// All or nothing: one bad value keeps every value as it was.
 	_, err := h.admin.SetSettings(ctx, map[string]string{"connection-rate": "10", "passive-port": "70000"})
-	wantCode(t, err, mesh.CodeOutOfRange)
+	wantCode(t, err, catalog.CodeOutOfRange)
 	_, err = h.admin.SetSettings(ctx, map[string]string{"lost-after-days": "200"})
 	if err == nil {
 		t.Fatal("lost-after-days ≥ delete-after-days was accepted")
@@ -99,9 +100,9 @@ func TestSettingsOverTheWire(t *testing.T) {
 	tech := h.user("tom", pb.Role_ROLE_TECHNICIAN)
 	must[*pb.Settings](t)(tech.Settings(ctx))
 	_, err = tech.SetSettings(ctx, map[string]string{"connection-rate": "10"})
-	wantCode(t, err, mesh.CodePermissionDenied)
+	wantCode(t, err, catalog.CodePermissionDenied)
 	_, err = h.admin.SetSettings(ctx, nil)
-	wantCode(t, err, mesh.CodeInvalidArgument)
+	wantCode(t, err, catalog.CodeInvalidArgument)
 
 	// Settings survive a restart of the coordinator.
 	h.coord.Close()

@@ -7,7 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -49,7 +49,7 @@ import (
 // through the session's send queue (push).
 type peerSession struct {
 	id        peer.ID
-	ms        *mesh.MsgStream
+	ms        *frame.Stream
 	closeOnce sync.Once
 
 	mu sync.Mutex
@@ -69,7 +69,7 @@ type peerSession struct {
 	closed bool
 }
 
-func newPeerSession(id peer.ID, ms *mesh.MsgStream) *peerSession {
+func newPeerSession(id peer.ID, ms *frame.Stream) *peerSession {
 	return &peerSession{id: id, ms: ms}
 }
 

@@ -3,7 +3,7 @@ package coordinator_test
 import (
 	"testing"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -27,7 +27,7 @@ func TestRelayMayOnlyFetchTheACL(t *testing.T) {
 		"installer":   {Body: &pb.Request_InstallerCreate{InstallerCreate: &pb.InstallerCreateRequest{ValidForSeconds: 3600}}},
 	} {
 		_, err := relay.Call(ctx, req)
-		if code := mesh.CodeOf(err); code != mesh.CodePermissionDenied {
+		if code := catalog.CodeOf(err); code != catalog.CodePermissionDenied {
 			t.Errorf("%s by the relay's key: %v (code %s), want permission_denied", name, err, code)
 		}
 	}

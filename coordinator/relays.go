@@ -8,6 +8,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -67,7 +68,7 @@ func (s *Service) dispatchRelay(c *caller, req *pb.Request) (*pb.Response, error
 	case *pb.Request_Whoami:
 		return s.userShow(c, c.name())
 	}
-	return nil, mesh.Errorf(mesh.CodePermissionDenied, "(a relay may only fetch the relay ACL)")
+	return nil, catalog.Errorf(catalog.CodePermissionDenied, "(a relay may only fetch the relay ACL)")
 }
 
 // relayACL records the relay's addresses and returns the site's members:

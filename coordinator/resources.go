@@ -10,7 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/x/rate"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
+	"github.com/jumpmesh/jumpmesh/mesh/peerproto"
 )
 
 // Resources are every bound a coordinator puts on what callers make it
@@ -158,8 +159,8 @@ func (r Resources) validate() error {
 		return fmt.Errorf("coordinator resources: memory budget %d: use at least 64 MiB", r.MaxMemory)
 	case r.MaxStrangers < 1 || r.MaxStrangersPerPeer < 1:
 		return fmt.Errorf("coordinator resources: strangers need at least one turn")
-	case r.MaxStrangerMessage < 256 || r.MaxStrangerMessage > mesh.MaxControlMessage ||
-		r.MaxStrangerHello < 1<<10 || r.MaxStrangerHello > mesh.MaxPeerMessage:
+	case r.MaxStrangerMessage < 256 || r.MaxStrangerMessage > control.MaxMessage ||
+		r.MaxStrangerHello < 1<<10 || r.MaxStrangerHello > peerproto.MaxMessage:
 		return fmt.Errorf("coordinator resources: stranger message limits out of range")
 	case r.StrangerTimeout < time.Second:
 		return fmt.Errorf("coordinator resources: stranger timeout %s: use at least 1s", r.StrangerTimeout)
@@ -194,19 +195,19 @@ func (r Resources) managers() (network.ResourceManager, *connmgr.BasicConnMgr, e
 		// gone) holds a few connections for a moment.
 		Conns: 8, ConnsInbound: 8, ConnsOutbound: 8,
 		Streams: rcmgr.LimitVal(2 * per), StreamsInbound: rcmgr.LimitVal(per), StreamsOutbound: rcmgr.LimitVal(per),
-		Memory: rcmgr.LimitVal64(int64(per)*yamuxWindow + 2*mesh.MaxControlMessage),
+		Memory: rcmgr.LimitVal64(int64(per)*yamuxWindow + 2*control.MaxMessage),
 	}
 	partial := rcmgr.PartialLimitConfig{
 		System:      system,
 		Transient:   transient,
 		PeerDefault: peerLimit,
 		Protocol: map[protocol.ID]rcmgr.ResourceLimits{
-			mesh.ControlProtocol: {StreamsInbound: rcmgr.LimitVal(r.MaxControlStreams)},
-			mesh.PeerProtocol:    {StreamsInbound: rcmgr.LimitVal(conns)},
+			control.Protocol:   {StreamsInbound: rcmgr.LimitVal(r.MaxControlStreams)},
+			peerproto.Protocol: {StreamsInbound: rcmgr.LimitVal(conns)},
 		},
 		ProtocolPeer: map[protocol.ID]rcmgr.ResourceLimits{
 			// An online peer's stream, and its successor while it reconnects.
-			mesh.PeerProtocol: {StreamsInbound: 4},
+			peerproto.Protocol: {StreamsInbound: 4},
 		},
 	}
 	limits := partial.Build(rcmgr.InfiniteLimits)

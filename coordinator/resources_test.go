@@ -20,7 +20,10 @@ import (
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/peerproto"
 )
 
 // stranger is a throwaway libp2p host with a fresh identity, connected to
@@ -67,10 +70,10 @@ func sendFrame(ctx context.Context, h host.Host, site lpeer.ID, pid protocol.ID,
 		st.Reset()
 		return err
 	}
-	if pid == mesh.ControlProtocol {
+	if pid == control.Protocol {
 		_ = st.CloseWrite() // the control protocol's end of request; a peer's stream stays open
 	}
-	if err := pbio.NewDelimitedReader(st, mesh.MaxControlMessage).ReadMsg(reply); err != nil {
+	if err := pbio.NewDelimitedReader(st, control.MaxMessage).ReadMsg(reply); err != nil {
 		st.Reset()
 		return err
 	}
@@ -133,7 +136,7 @@ func TestStrangerCannotExhaustMemory(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if sendFrame(ctx, attacker, s.Coord.ID(), mesh.ControlProtocol, big, new(pb.Response)) == nil {
+			if sendFrame(ctx, attacker, s.Coord.ID(), control.Protocol, big, new(pb.Response)) == nil {
 				answered.Add(1)
 			}
 		}()
@@ -168,17 +171,17 @@ func TestMembersGetTheFullLimit(t *testing.T) {
 	s := coordinatortest.New(t, console.Login)
 	long := &pb.Request{Body: &pb.Request_UserShow{UserShow: &pb.NameRequest{Name: strings.Repeat("x", 64<<10)}}}
 	_, err := s.Admin.Call(s.Ctx(), long)
-	if code := mesh.CodeOf(err); code == mesh.CodeCoordinatorDown || code == "" {
+	if code := catalog.CodeOf(err); code == catalog.CodeCoordinatorDown || code == "" {
 		t.Fatalf("a member's 64 KiB request: %v (code %q), want a catalog refusal", err, code)
 	}
 	h := stranger(t, s)
 	body, _ := proto.Marshal(long)
-	if err := sendFrame(s.Ctx(), h, s.Coord.ID(), mesh.ControlProtocol, body, new(pb.Response)); err == nil {
+	if err := sendFrame(s.Ctx(), h, s.Coord.ID(), control.Protocol, body, new(pb.Response)); err == nil {
 		t.Fatal("a stranger's 64 KiB request was answered, want the stream reset")
 	}
 	login, _ := proto.Marshal(&pb.Request{Body: &pb.Request_Login{Login: &pb.LoginRequest{Code: "NOT-A-CODE"}}})
 	var resp pb.Response
-	if err := sendFrame(s.Ctx(), h, s.Coord.ID(), mesh.ControlProtocol, login, &resp); err != nil {
+	if err := sendFrame(s.Ctx(), h, s.Coord.ID(), control.Protocol, login, &resp); err != nil {
 		t.Fatalf("a stranger's login was not answered: %v", err)
 	}
 	if resp.GetError() == nil {
@@ -208,7 +211,7 @@ func TestStrangerHelloIsSmall(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			var down pb.PeerDown
-			if sendFrame(ctx, attacker, s.Coord.ID(), mesh.PeerProtocol, hello, &down) == nil {
+			if sendFrame(ctx, attacker, s.Coord.ID(), peerproto.Protocol, hello, &down) == nil {
 				welcomed.Add(1)
 			}
 		}()
@@ -254,7 +257,7 @@ func TestGarbageHellosDoNotUseTheRate(t *testing.T) {
 			defer wg.Done()
 			for i := range each {
 				var down pb.PeerDown
-				err := sendFrame(ctx, h, s.Coord.ID(), mesh.PeerProtocol, garbage[(w+i)%len(garbage)], &down)
+				err := sendFrame(ctx, h, s.Coord.ID(), peerproto.Protocol, garbage[(w+i)%len(garbage)], &down)
 				if err == nil && down.GetError() != nil {
 					refused.Add(1)
 				} else {
@@ -274,7 +277,7 @@ func TestGarbageHellosDoNotUseTheRate(t *testing.T) {
 	h := stranger(t, s)
 	var down pb.PeerDown
 	hello := mustMarshal(t, &pb.PeerUp{Body: &pb.PeerUp_Hello{Hello: &pb.PeerHello{InstallerKey: key, Info: &pb.PeerInfo{Hostname: "real-host"}}}})
-	if err := sendFrame(s.Ctx(), h, s.Coord.ID(), mesh.PeerProtocol, hello, &down); err != nil {
+	if err := sendFrame(s.Ctx(), h, s.Coord.ID(), peerproto.Protocol, hello, &down); err != nil {
 		t.Fatal(err)
 	}
 	if down.GetWelcome() == nil {

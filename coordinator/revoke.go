@@ -6,7 +6,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -154,7 +153,7 @@ func (s *Service) CheckJumpWindows(now time.Time) int {
 	err := s.view(func(tx *Tx) error {
 		all, err := tx.JumpPolicies()
 		for _, p := range all {
-			open, err := mesh.JumpPolicyAllows(p, now)
+			open, err := JumpPolicyAllows(p, now)
 			closedNow[p.GetName()] = !open || err != nil
 		}
 		return err

@@ -50,7 +50,7 @@ func BenchmarkCheckJumpWindows(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	w, _ := mesh.ParseWindow("daily 00:00-24:00")
+	w, _ := ParseWindow("daily 00:00-24:00")
 	if err := st.Update(func(tx *Tx) error {
 		return tx.PutJumpPolicy(&pb.JumpPolicy{Name: "always", TimeZone: "UTC", Windows: []*pb.Window{w}})
 	}); err != nil {

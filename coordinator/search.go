@@ -11,8 +11,9 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 // Search is `jumpmesh ls [QUERY]`: a linear scan over one SearchDoc per peer.
@@ -323,19 +324,19 @@ func ParseQuery(s string, now time.Time) (Query, error) {
 				break
 			}
 			if c < 0x20 || c == 0x7f {
-				return Query{}, mesh.Errorf(mesh.CodeInvalidArgument, "The search contains a control character (%q).", c)
+				return Query{}, catalog.Errorf(catalog.CodeInvalidArgument, "The search contains a control character (%q).", c)
 			}
 			v.WriteByte(c)
 		}
 		term := s[start:i]
 		if quoted {
-			return Query{}, mesh.Errorf(mesh.CodeInvalidArgument, "The search term %s has no closing quote.", term)
+			return Query{}, catalog.Errorf(catalog.CodeInvalidArgument, "The search term %s has no closing quote.", term)
 		}
 		if v.Len() == 0 {
 			if field != "" {
-				return Query{}, mesh.Errorf(mesh.CodeInvalidArgument, "The search term %s has no value after the colon.", term)
+				return Query{}, catalog.Errorf(catalog.CodeInvalidArgument, "The search term %s has no value after the colon.", term)
 			}
-			return Query{}, mesh.Errorf(mesh.CodeInvalidArgument, "The search term %s is empty.", term)
+			return Query{}, catalog.Errorf(catalog.CodeInvalidArgument, "The search term %s is empty.", term)
 		}
 		t.value = strings.ToLower(v.String())
 		if field != "" {
@@ -355,24 +356,24 @@ func queryIsSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c 
 func (t *queryTerm) setField(field, term string, now time.Time) error {
 	spec, ok := queryFields[field]
 	if !ok {
-		return mesh.Errorf(mesh.CodeInvalidArgument, "The search term %s names an unknown field %q; fields are %s (quote text that contains a colon).",
+		return catalog.Errorf(catalog.CodeInvalidArgument, "The search term %s names an unknown field %q; fields are %s (quote text that contains a colon).",
 			term, field, strings.Join(QueryFieldNames(), ", "))
 	}
 	t.op, t.from, t.to = spec.op, spec.from, spec.to
 	switch field {
 	case "group":
-		if strings.HasPrefix(t.value, mesh.SharedGroupPrefix) || strings.HasPrefix(t.value, mesh.PersonalGroupPrefix) {
+		if strings.HasPrefix(t.value, words.SharedGroupPrefix) || strings.HasPrefix(t.value, words.PersonalGroupPrefix) {
 			t.op = queryEquals
 		}
 	case "jumpgroup":
-		t.value = mesh.SharedGroupPrefix + t.value
+		t.value = words.SharedGroupPrefix + t.value
 	case "status":
 		if !slices.Contains(searchStatuses, t.value) {
-			return mesh.Errorf(mesh.CodeInvalidArgument, "The search term %s: a status is %s.", term, strings.Join(searchStatuses, ", "))
+			return catalog.Errorf(catalog.CodeInvalidArgument, "The search term %s: a status is %s.", term, strings.Join(searchStatuses, ", "))
 		}
 	case "method":
 		if !slices.Contains(searchMethods, t.value) {
-			return mesh.Errorf(mesh.CodeInvalidArgument, "The search term %s: a jump method is %s.", term, strings.Join(searchMethods, ", "))
+			return catalog.Errorf(catalog.CodeInvalidArgument, "The search term %s: a jump method is %s.", term, strings.Join(searchMethods, ", "))
 		}
 	case "last-access":
 		return t.setLastAccess(term, now)
@@ -387,7 +388,7 @@ func (t *queryTerm) setLastAccess(term string, now time.Time) error {
 	}
 	age, err := queryParseAge(t.value[min(1, len(t.value)):])
 	if err != nil || (t.value[0] != '<' && t.value[0] != '>') {
-		return mesh.Errorf(mesh.CodeInvalidArgument, "The search term %s: last-access takes <AGE (accessed within AGE), >AGE (not accessed within AGE) or never, with an AGE like 7d, 12h or 30m.", term)
+		return catalog.Errorf(catalog.CodeInvalidArgument, "The search term %s: last-access takes <AGE (accessed within AGE), >AGE (not accessed within AGE) or never, with an AGE like 7d, 12h or 30m.", term)
 	}
 	t.op, t.unix = queryAccessedSince, now.Add(-age).Unix()
 	if t.value[0] == '>' {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -143,7 +143,7 @@ func TestQueryParseErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, err := ParseQuery(c.in, searchTestNow)
-		if !mesh.HasCode(err, mesh.CodeInvalidArgument) || !strings.Contains(err.Error(), c.mention) {
+		if !catalog.HasCode(err, catalog.CodeInvalidArgument) || !strings.Contains(err.Error(), c.mention) {
 			t.Errorf("ParseQuery(%q) = %v, want invalid_argument mentioning %q", c.in, err, c.mention)
 		}
 	}
@@ -321,7 +321,7 @@ func FuzzParseQuery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		q, err := ParseQuery(s, searchTestNow)
 		if err != nil {
-			if !mesh.HasCode(err, mesh.CodeInvalidArgument) {
+			if !catalog.HasCode(err, catalog.CodeInvalidArgument) {
 				t.Fatalf("ParseQuery(%q) = %v, want invalid_argument", s, err)
 			}
 			return

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -142,7 +144,7 @@ func (c *caller) isAdmin() bool { return c.user.GetRole() == pb.Role_ROLE_ADMIN 
 
 func (c *caller) requireAdmin() error {
 	if !c.isAdmin() {
-		return mesh.Errorf(mesh.CodePermissionDenied, "(administrators only; %s is a technician)", c.name())
+		return catalog.Errorf(catalog.CodePermissionDenied, "(administrators only; %s is a technician)", c.name())
 	}
 	return nil
 }
@@ -234,15 +236,15 @@ func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
 	case *pb.Request_Audit:
 		return s.auditList(c, b.Audit)
 	case *pb.Request_RelayAcl:
-		return nil, mesh.Errorf(mesh.CodePermissionDenied, "(relays only)")
+		return nil, catalog.Errorf(catalog.CodePermissionDenied, "(relays only)")
 	case *pb.Request_PathReport:
 		return s.pathReport(b.PathReport)
 	case *pb.Request_PathStats:
 		return s.pathStatsResponse(c)
 	case nil:
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "(empty request)")
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "(empty request)")
 	default:
-		return nil, mesh.Errorf(mesh.CodeProtocol, "(request %s is not served by this coordinator)", mesh.RequestName(req))
+		return nil, catalog.Errorf(catalog.CodeProtocol, "(request %s is not served by this coordinator)", control.RequestName(req))
 	}
 }
 
@@ -267,10 +269,10 @@ func (s *Service) userByKey(id peer.ID) (*pb.User, error) {
 func (s *Service) authenticate(remote peer.ID) (*caller, error) {
 	u, err := s.userByKey(remote)
 	if err != nil {
-		return nil, mesh.Internalf("(authenticating %s: %w)", remote, err)
+		return nil, catalog.Internalf("(authenticating %s: %w)", remote, err)
 	}
 	if u == nil {
-		return nil, mesh.Errorf(mesh.CodeUnknownTechnician, "(key %s)", remote)
+		return nil, catalog.Errorf(catalog.CodeUnknownTechnician, "(key %s)", remote)
 	}
 	now := s.clock.Now()
 	if now.Sub(time.Unix(u.GetLastSeenUnix(), 0)) >= lastSeenEvery {
@@ -304,11 +306,11 @@ func (s *Service) view(fn func(tx *Tx) error) error {
 }
 
 func storeErr(err error) error {
-	var me *mesh.Error
+	var me *catalog.Error
 	if err == nil || errors.As(err, &me) {
 		return err
 	}
-	return mesh.Internalf("(store: %w)", err) // logged by handle; the caller sees InternalNote
+	return catalog.Internalf("(store: %w)", err) // logged by handle; the caller sees InternalNote
 }
 
 func ok() *pb.Response { return &pb.Response{Body: &pb.Response_Ok{Ok: &pb.Empty{}}} }

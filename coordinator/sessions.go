@@ -13,7 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/time/rate"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -111,10 +111,10 @@ func (j *jumps) reserve(nonce []byte, user string, now time.Time, st *pb.Setting
 		}
 	}
 	if site := int(st.GetMaxSessionStarts()); len(j.inflight) >= site {
-		return mesh.Errorf(mesh.CodeServerBusy, "(%d session starts in flight)", site)
+		return catalog.Errorf(catalog.CodeServerBusy, "(%d session starts in flight)", site)
 	}
 	if share := startShare(st); mine >= share {
-		return mesh.Errorf(mesh.CodeServerBusy, "(you have %d session starts in flight, your share of the site's %d; unused grants stop counting after %s)",
+		return catalog.Errorf(catalog.CodeServerBusy, "(you have %d session starts in flight, your share of the site's %d; unused grants stop counting after %s)",
 			mine, st.GetMaxSessionStarts(), StartSlot)
 	}
 	j.inflight[string(nonce)] = inflightGrant{user: user, expires: now.Add(StartSlot)}
@@ -263,7 +263,7 @@ func (s *Service) sessionEvent(id peer.ID, ev *pb.SessionEvent) {
 // been issued for peer id.
 func (s *Service) issuedGrant(id peer.ID, nonce []byte) (*pb.AuditEvent, error) {
 	if len(nonce) == 0 {
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(the event names no grant)")
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(the event names no grant)")
 	}
 	var g *pb.AuditEvent
 	if err := s.view(func(tx *Tx) (err error) { g, err = tx.GrantEvent(nonce); return err }); err != nil {
@@ -271,9 +271,9 @@ func (s *Service) issuedGrant(id peer.ID, nonce []byte) (*pb.AuditEvent, error) 
 	}
 	switch {
 	case g == nil:
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(no grant %s was issued)", hex.EncodeToString(nonce))
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(no grant %s was issued)", hex.EncodeToString(nonce))
 	case peer.ID(g.GetPeer()) != id:
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(grant %s was issued for %s)", hex.EncodeToString(nonce), peer.ID(g.GetPeer()))
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(grant %s was issued for %s)", hex.EncodeToString(nonce), peer.ID(g.GetPeer()))
 	}
 	return g, nil
 }

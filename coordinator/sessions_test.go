@@ -14,10 +14,12 @@ import (
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/peerproto"
 )
 
 const week = 7 * 24 * time.Hour
@@ -27,7 +29,7 @@ const week = 7 * 24 * time.Hour
 type rawPeer struct {
 	t  *testing.T
 	h  host.Host
-	ms *mesh.MsgStream
+	ms *frame.Stream
 }
 
 func newRawPeer(t *testing.T, site *coordinatortest.Site[*console.Client]) *rawPeer {
@@ -50,11 +52,11 @@ func (p *rawPeer) helloWith(site *coordinatortest.Site[*console.Client], hello *
 	if err := p.h.Connect(ctx, peer.AddrInfo{ID: site.Coord.ID(), Addrs: site.Coord.Host().Addrs()}); err != nil {
 		p.t.Fatal(err)
 	}
-	st, err := p.h.NewStream(ctx, site.Coord.ID(), mesh.PeerProtocol)
+	st, err := p.h.NewStream(ctx, site.Coord.ID(), peerproto.Protocol)
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	p.ms = mesh.NewMsgStream(st, mesh.MaxPeerMessage)
+	p.ms = frame.NewStream(st, peerproto.MaxMessage)
 	if err := p.ms.Write(&pb.PeerUp{Body: &pb.PeerUp_Hello{Hello: hello}}, 10*time.Second); err != nil {
 		p.t.Fatal(err)
 	}
@@ -150,7 +152,7 @@ func TestPeerCannotForgeSessionEvents(t *testing.T) {
 	}
 	// A refusal is kept, but "bob" is only the peer's word: no user.
 	evil.report(&pb.SessionEvent{SessionId: "s-refused", User: "bob", Technician: []byte(bob.ID()), Detail: "a refusal by bob",
-		GrantNonce: grantNonce(t, mine), Refused: &pb.Error{Code: string(mesh.CodeGrantInvalid)}})
+		GrantNonce: grantNonce(t, mine), Refused: &pb.Error{Code: string(catalog.CodeGrantInvalid)}})
 	evil.report(forged(grantNonce(t, mine), "her own grant"))
 
 	got := waitAudited(t, site, "her own grant")
@@ -248,7 +250,7 @@ func TestTechnicianCannotTakeEverySessionStart(t *testing.T) {
 	for range 20 {
 		_, err := alice.Jump(ctx, ref, grant.Exec)
 		if err != nil {
-			coordinatortest.WantCode(t, err, mesh.CodeServerBusy)
+			coordinatortest.WantCode(t, err, catalog.CodeServerBusy)
 			continue
 		}
 		taken++

@@ -12,7 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -71,11 +71,11 @@ func SettingsWithDefaults(s *pb.Settings) *pb.Settings {
 // problem; cur is never modified.
 func ApplySettings(cur *pb.Settings, values map[string]string) (*pb.Settings, error) {
 	next := SettingsWithDefaults(cur)
-	var errs []*mesh.Error
+	var errs []*catalog.Error
 	if err := settingsUnknownKeys(values); err != nil {
 		errs = append(errs, err)
 	}
-	parseErrs := make(map[string]*mesh.Error)
+	parseErrs := make(map[string]*catalog.Error)
 	for _, spec := range settingsSpecs {
 		if v, ok := values[spec.key]; ok {
 			if err := spec.set(next, strings.TrimSpace(v)); err != nil {
@@ -93,7 +93,7 @@ func ApplySettings(cur *pb.Settings, values map[string]string) (*pb.Settings, er
 // ValidateSettings checks every field of s and the rules between fields.
 func ValidateSettings(s *pb.Settings) error {
 	if s == nil {
-		return mesh.Errorf(mesh.CodeInvalidArgument, "Settings are missing.")
+		return catalog.Errorf(catalog.CodeInvalidArgument, "Settings are missing.")
 	}
 	return settingsJoin(settingsCheck(s, nil))
 }
@@ -127,7 +127,7 @@ func SettingKeys() []string {
 	return keys
 }
 
-func settingsUnknownKeys(values map[string]string) *mesh.Error {
+func settingsUnknownKeys(values map[string]string) *catalog.Error {
 	var unknown []string
 	for k := range values {
 		if settingsSpecByKey(k) == nil {
@@ -138,7 +138,7 @@ func settingsUnknownKeys(values map[string]string) *mesh.Error {
 		return nil
 	}
 	slices.Sort(unknown)
-	return mesh.Errorf(mesh.CodeInvalidArgument, "Unknown setting %s; valid keys are %s.",
+	return catalog.Errorf(catalog.CodeInvalidArgument, "Unknown setting %s; valid keys are %s.",
 		strings.Join(unknown, ", "), strings.Join(SettingKeys(), ", "))
 }
 
@@ -155,8 +155,8 @@ func settingsSpecByKey(key string) *settingSpec {
 // could not be parsed reports that instead of its range, and rules between
 // keys are skipped when one side is already wrong, so each mistake is
 // reported once.
-func settingsCheck(s *pb.Settings, parseErrs map[string]*mesh.Error) []*mesh.Error {
-	var errs []*mesh.Error
+func settingsCheck(s *pb.Settings, parseErrs map[string]*catalog.Error) []*catalog.Error {
+	var errs []*catalog.Error
 	bad := make(map[string]bool)
 	for _, spec := range settingsSpecs {
 		err := parseErrs[spec.key]
@@ -169,12 +169,12 @@ func settingsCheck(s *pb.Settings, parseErrs map[string]*mesh.Error) []*mesh.Err
 		}
 	}
 	if !bad["lost-after-days"] && !bad["delete-after-days"] && s.LostAfterDays >= s.DeleteAfterDays {
-		errs = append(errs, mesh.Errorf(mesh.CodeOutOfRange,
+		errs = append(errs, catalog.Errorf(catalog.CodeOutOfRange,
 			"lost-after-days (%d) must be less than delete-after-days (%d), so that lost peers can be noticed before they are deleted.",
 			s.LostAfterDays, s.DeleteAfterDays))
 	}
 	if !bad["max-peers"] && !bad["max-active-peers"] && s.MaxPeers != 0 && s.MaxActivePeers > s.MaxPeers {
-		errs = append(errs, mesh.Errorf(mesh.CodeOutOfRange,
+		errs = append(errs, catalog.Errorf(catalog.CodeOutOfRange,
 			"max-active-peers (%d) must not exceed max-peers (%d).", s.MaxActivePeers, s.MaxPeers))
 	}
 	return errs
@@ -183,7 +183,7 @@ func settingsCheck(s *pb.Settings, parseErrs map[string]*mesh.Error) []*mesh.Err
 // settingsJoin makes one *mesh.Error of several, so that all of them survive
 // the trip to the console (the wire form keeps one code and one detail). The
 // individual errors stay reachable through errors.As on the cause.
-func settingsJoin(errs []*mesh.Error) error {
+func settingsJoin(errs []*catalog.Error) error {
 	switch len(errs) {
 	case 0:
 		return nil
@@ -195,12 +195,12 @@ func settingsJoin(errs []*mesh.Error) error {
 	causes := make([]error, len(errs))
 	for i, e := range errs {
 		if e.Code != code {
-			code = mesh.CodeInvalidArgument
+			code = catalog.CodeInvalidArgument
 		}
 		details[i] = e.Detail
 		causes[i] = e
 	}
-	return &mesh.Error{
+	return &catalog.Error{
 		Code:   code,
 		Detail: fmt.Sprintf("%d settings problems: %s", len(errs), strings.Join(details, " ")),
 		Err:    errors.Join(causes...),
@@ -208,8 +208,8 @@ func settingsJoin(errs []*mesh.Error) error {
 }
 
 // settingsRangeError is the one wording of "value out of range".
-func settingsRangeError(key, between, got string) *mesh.Error {
-	return mesh.Errorf(mesh.CodeOutOfRange, "%s must be between %s (got %s).", key, between, got)
+func settingsRangeError(key, between, got string) *catalog.Error {
+	return catalog.Errorf(catalog.CodeOutOfRange, "%s must be between %s (got %s).", key, between, got)
 }
 
 // formatBandwidth writes bytes per second in the largest binary unit that
@@ -231,11 +231,11 @@ var settingsBandwidthUnits = map[string]float64{"": 1, "b": 1, "kib": settingsKi
 // parseBandwidth reads "25MiB/s", "25 MiB", "512KiB/s" or a plain number of
 // bytes. Decimal units (MB, kB) are refused rather than guessed: MB and Mb
 // (megabits) differ eightfold.
-func parseBandwidth(key, v string) (uint64, *mesh.Error) {
+func parseBandwidth(key, v string) (uint64, *catalog.Error) {
 	s := strings.ToLower(strings.ReplaceAll(v, " ", ""))
 	m := settingsBandwidthRE.FindStringSubmatch(strings.TrimSuffix(s, "/s"))
 	if m == nil {
-		return 0, mesh.Errorf(mesh.CodeInvalidArgument,
+		return 0, catalog.Errorf(catalog.CodeInvalidArgument,
 			"%s must be a rate such as \"25MiB/s\" or \"512KiB/s\", or a number of bytes per second; units are B, KiB, MiB and GiB (got %q).", key, v)
 	}
 	n, _ := strconv.ParseFloat(m[1], 64)
@@ -258,14 +258,14 @@ func formatInterval(sec uint32) string {
 	return fmt.Sprintf("%ds", sec)
 }
 
-func parseInterval(key, v string) (uint32, *mesh.Error) {
+func parseInterval(key, v string) (uint32, *catalog.Error) {
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		return 0, mesh.Errorf(mesh.CodeInvalidArgument,
+		return 0, catalog.Errorf(catalog.CodeInvalidArgument,
 			"%s must be a duration with a unit, such as \"30s\" or \"5m\" (got %q).", key, v)
 	}
 	if d%time.Second != 0 {
-		return 0, mesh.Errorf(mesh.CodeInvalidArgument, "%s must be a whole number of seconds (got %s).", key, d)
+		return 0, catalog.Errorf(catalog.CodeInvalidArgument, "%s must be a whole number of seconds (got %s).", key, d)
 	}
 	if d < 0 || d/time.Second > math.MaxUint32 {
 		return 0, settingsRangeError(key, "5s and 1h", d.String())
@@ -278,10 +278,10 @@ var settingsBoolWords = map[string]bool{
 	"false": false, "no": false, "off": false, "0": false,
 }
 
-func parseSettingBool(key, v string) (bool, *mesh.Error) {
+func parseSettingBool(key, v string) (bool, *catalog.Error) {
 	b, ok := settingsBoolWords[strings.ToLower(v)]
 	if !ok {
-		return false, mesh.Errorf(mesh.CodeInvalidArgument,
+		return false, catalog.Errorf(catalog.CodeInvalidArgument,
 			"%s must be true or false; yes/no, on/off and 1/0 also work (got %q).", key, v)
 	}
 	return b, nil
@@ -290,11 +290,11 @@ func parseSettingBool(key, v string) (bool, *mesh.Error) {
 // settingSpec describes one key.
 type settingSpec struct {
 	key, desc string
-	rng       string                                 // allowed values, for people
-	show      func(*pb.Settings) string              // value as ApplySettings reads it
-	set       func(*pb.Settings, string) *mesh.Error // parses text into the field
-	check     func(*pb.Settings) *mesh.Error         // nil when every parsed value is valid
-	fill      func(s, def *pb.Settings)              // nil when zero is a meaningful value
+	rng       string                                    // allowed values, for people
+	show      func(*pb.Settings) string                 // value as ApplySettings reads it
+	set       func(*pb.Settings, string) *catalog.Error // parses text into the field
+	check     func(*pb.Settings) *catalog.Error         // nil when every parsed value is valid
+	fill      func(s, def *pb.Settings)                 // nil when zero is a meaningful value
 }
 
 var settingsSpecs = []settingSpec{
@@ -365,7 +365,7 @@ func settingUint(key string, r settingsUintRange, field func(*pb.Settings) *uint
 			}
 			return r.zero
 		},
-		set: func(s *pb.Settings, v string) *mesh.Error {
+		set: func(s *pb.Settings, v string) *catalog.Error {
 			if r.zero != "" && strings.EqualFold(v, r.zero) {
 				*field(s) = 0
 				return nil
@@ -375,12 +375,12 @@ func settingUint(key string, r settingsUintRange, field func(*pb.Settings) *uint
 			case errors.Is(err, strconv.ErrRange), err == nil && (n < 0 || n > math.MaxUint32):
 				return settingsRangeError(key, r.between(), v)
 			case err != nil:
-				return mesh.Errorf(mesh.CodeInvalidArgument, "%s must be a whole number between %s (got %q).", key, r.between(), v)
+				return catalog.Errorf(catalog.CodeInvalidArgument, "%s must be a whole number between %s (got %q).", key, r.between(), v)
 			}
 			*field(s) = uint32(n)
 			return nil
 		},
-		check: func(s *pb.Settings) *mesh.Error {
+		check: func(s *pb.Settings) *catalog.Error {
 			if v := *field(s); v < r.lo || v > r.hi {
 				return settingsRangeError(key, r.between(), strconv.FormatUint(uint64(v), 10))
 			}
@@ -398,7 +398,7 @@ func settingBool(key string, field func(*pb.Settings) *bool, desc string) settin
 	return settingSpec{
 		key: key, desc: desc, rng: "true or false",
 		show: func(s *pb.Settings) string { return strconv.FormatBool(*field(s)) },
-		set: func(s *pb.Settings, v string) *mesh.Error {
+		set: func(s *pb.Settings, v string) *catalog.Error {
 			b, err := parseSettingBool(key, v)
 			if err == nil {
 				*field(s) = b
@@ -420,18 +420,18 @@ func settingChoice[E ~int32](key string, names []string, field func(*pb.Settings
 			}
 			return "unspecified"
 		},
-		set: func(s *pb.Settings, v string) *mesh.Error {
+		set: func(s *pb.Settings, v string) *catalog.Error {
 			for i, name := range names[1:] {
 				if strings.EqualFold(v, name) {
 					*field(s) = E(i + 1)
 					return nil
 				}
 			}
-			return mesh.Errorf(mesh.CodeInvalidArgument, "%s must be %s (got %q).", key, choices, v)
+			return catalog.Errorf(catalog.CodeInvalidArgument, "%s must be %s (got %q).", key, choices, v)
 		},
-		check: func(s *pb.Settings) *mesh.Error {
+		check: func(s *pb.Settings) *catalog.Error {
 			if v := int(*field(s)); v <= 0 || v >= len(names) {
-				return mesh.Errorf(mesh.CodeInvalidArgument, "%s must be %s (got value %d).", key, choices, v)
+				return catalog.Errorf(catalog.CodeInvalidArgument, "%s must be %s (got value %d).", key, choices, v)
 			}
 			return nil
 		},
@@ -449,14 +449,14 @@ func settingStatsInterval() settingSpec {
 		key: key, rng: "5s to 1h",
 		desc: "How often active peers send their statistics; longer saves bandwidth on large sites.",
 		show: func(s *pb.Settings) string { return formatInterval(s.StatsIntervalSeconds) },
-		set: func(s *pb.Settings, v string) *mesh.Error {
+		set: func(s *pb.Settings, v string) *catalog.Error {
 			sec, err := parseInterval(key, v)
 			if err == nil {
 				s.StatsIntervalSeconds = sec
 			}
 			return err
 		},
-		check: func(s *pb.Settings) *mesh.Error {
+		check: func(s *pb.Settings) *catalog.Error {
 			if v := s.StatsIntervalSeconds; v < lo || v > hi {
 				return settingsRangeError(key, "5s and 1h", formatInterval(v))
 			}
@@ -476,14 +476,14 @@ func settingUpgradeBandwidth() settingSpec {
 		key: key, rng: "1 KiB/s to 100 MiB/s",
 		desc: "Bandwidth that all peer upgrades together may use.",
 		show: func(s *pb.Settings) string { return formatBandwidth(s.UpgradeBandwidth) },
-		set: func(s *pb.Settings, v string) *mesh.Error {
+		set: func(s *pb.Settings, v string) *catalog.Error {
 			b, err := parseBandwidth(key, v)
 			if err == nil {
 				s.UpgradeBandwidth = b
 			}
 			return err
 		},
-		check: func(s *pb.Settings) *mesh.Error {
+		check: func(s *pb.Settings) *catalog.Error {
 			if v := s.UpgradeBandwidth; v < lo || v > hi {
 				return settingsRangeError(key, "1 KiB/s and 100 MiB/s", formatBandwidth(v))
 			}

@@ -7,7 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -18,7 +18,7 @@ func TestSettingsDefaultsValid(t *testing.T) {
 	if !proto.Equal(SettingsWithDefaults(nil), DefaultSettings()) {
 		t.Fatalf("SettingsWithDefaults(nil) differs from DefaultSettings()")
 	}
-	if err := ValidateSettings(nil); !mesh.HasCode(err, mesh.CodeInvalidArgument) {
+	if err := ValidateSettings(nil); !catalog.HasCode(err, catalog.CodeInvalidArgument) {
 		t.Fatalf("ValidateSettings(nil) = %v, want invalid_argument", err)
 	}
 }
@@ -67,7 +67,7 @@ func TestSettingsBounds(t *testing.T) {
 				continue
 			}
 			_, err := ApplySettings(DefaultSettings(), map[string]string{tt.key: v})
-			if !mesh.HasCode(err, mesh.CodeOutOfRange) || !strings.Contains(err.Error(), tt.key+" must be "+tt.between) {
+			if !catalog.HasCode(err, catalog.CodeOutOfRange) || !strings.Contains(err.Error(), tt.key+" must be "+tt.between) {
 				t.Errorf("%s=%s: err = %v, want out_of_range naming %q", tt.key, v, err, tt.between)
 			}
 		}
@@ -98,7 +98,7 @@ func TestSettingsLostBeforeDelete(t *testing.T) {
 		{"delete-after-days": "20"},
 	} {
 		_, err := ApplySettings(DefaultSettings(), values)
-		if !mesh.HasCode(err, mesh.CodeOutOfRange) || !strings.Contains(err.Error(), "must be less than delete-after-days") {
+		if !catalog.HasCode(err, catalog.CodeOutOfRange) || !strings.Contains(err.Error(), "must be less than delete-after-days") {
 			t.Errorf("%v: err = %v, want lost < delete error", values, err)
 		}
 	}
@@ -167,27 +167,27 @@ func TestSettingsParse(t *testing.T) {
 func TestSettingsParseErrors(t *testing.T) {
 	tests := []struct {
 		key, value string
-		code       mesh.Code
+		code       catalog.Code
 		want       string
 	}{
-		{"concurrent-jumps", "maybe", mesh.CodeInvalidArgument, `concurrent-jumps must be true or false`},
-		{"restrict-local-uninstall", "", mesh.CodeInvalidArgument, `(got "")`},
-		{"uninstalled-behavior", "delete", mesh.CodeInvalidArgument, `uninstalled-behavior must be mark or remove (got "delete")`},
-		{"default-connection-type", "hybrid", mesh.CodeInvalidArgument, `active or passive`},
-		{"lost-after-days", "thirty", mesh.CodeInvalidArgument, `lost-after-days must be a whole number between 15 and 3650 days (got "thirty")`},
-		{"lost-after-days", "-1", mesh.CodeOutOfRange, `(got -1)`},
-		{"passive-port", "99999999999999999999", mesh.CodeOutOfRange, `between 1 and 65535`},
-		{"stats-interval", "60", mesh.CodeInvalidArgument, `duration with a unit`},
-		{"stats-interval", "1.5s", mesh.CodeInvalidArgument, `whole number of seconds`},
-		{"stats-interval", "-5s", mesh.CodeOutOfRange, `between 5s and 1h (got -5s)`},
-		{"upgrade-bandwidth", "25MB/s", mesh.CodeInvalidArgument, `units are B, KiB, MiB and GiB`},
-		{"upgrade-bandwidth", "fast", mesh.CodeInvalidArgument, `(got "fast")`},
-		{"upgrade-bandwidth", "1GiB/s", mesh.CodeOutOfRange, `(got 1024 MiB/s)`},
-		{"upgrade-bandwidth", "99999999999999999999999GiB", mesh.CodeOutOfRange, `between 1 KiB/s and 100 MiB/s`},
+		{"concurrent-jumps", "maybe", catalog.CodeInvalidArgument, `concurrent-jumps must be true or false`},
+		{"restrict-local-uninstall", "", catalog.CodeInvalidArgument, `(got "")`},
+		{"uninstalled-behavior", "delete", catalog.CodeInvalidArgument, `uninstalled-behavior must be mark or remove (got "delete")`},
+		{"default-connection-type", "hybrid", catalog.CodeInvalidArgument, `active or passive`},
+		{"lost-after-days", "thirty", catalog.CodeInvalidArgument, `lost-after-days must be a whole number between 15 and 3650 days (got "thirty")`},
+		{"lost-after-days", "-1", catalog.CodeOutOfRange, `(got -1)`},
+		{"passive-port", "99999999999999999999", catalog.CodeOutOfRange, `between 1 and 65535`},
+		{"stats-interval", "60", catalog.CodeInvalidArgument, `duration with a unit`},
+		{"stats-interval", "1.5s", catalog.CodeInvalidArgument, `whole number of seconds`},
+		{"stats-interval", "-5s", catalog.CodeOutOfRange, `between 5s and 1h (got -5s)`},
+		{"upgrade-bandwidth", "25MB/s", catalog.CodeInvalidArgument, `units are B, KiB, MiB and GiB`},
+		{"upgrade-bandwidth", "fast", catalog.CodeInvalidArgument, `(got "fast")`},
+		{"upgrade-bandwidth", "1GiB/s", catalog.CodeOutOfRange, `(got 1024 MiB/s)`},
+		{"upgrade-bandwidth", "99999999999999999999999GiB", catalog.CodeOutOfRange, `between 1 KiB/s and 100 MiB/s`},
 	}
 	for _, tt := range tests {
 		s, err := ApplySettings(DefaultSettings(), map[string]string{tt.key: tt.value})
-		if s != nil || mesh.CodeOf(err) != tt.code || !strings.Contains(err.Error(), tt.want) {
+		if s != nil || catalog.CodeOf(err) != tt.code || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s=%q: %v, %v; want %s containing %q", tt.key, tt.value, s, err, tt.code, tt.want)
 		}
 	}
@@ -195,7 +195,7 @@ func TestSettingsParseErrors(t *testing.T) {
 
 func TestSettingsUnknownKey(t *testing.T) {
 	_, err := ApplySettings(nil, map[string]string{"lost-days": "30", "colour": "blue"})
-	if !mesh.HasCode(err, mesh.CodeInvalidArgument) {
+	if !catalog.HasCode(err, catalog.CodeInvalidArgument) {
 		t.Fatalf("err = %v, want invalid_argument", err)
 	}
 	msg := err.Error()
@@ -230,20 +230,20 @@ func TestSettingsSeveralErrors(t *testing.T) {
 			t.Errorf("error %q does not contain %q", msg, want)
 		}
 	}
-	if mesh.CodeOf(err) != mesh.CodeInvalidArgument { // mixed codes
-		t.Errorf("code = %s, want invalid_argument", mesh.CodeOf(err))
+	if catalog.CodeOf(err) != catalog.CodeInvalidArgument { // mixed codes
+		t.Errorf("code = %s, want invalid_argument", catalog.CodeOf(err))
 	}
 	// Each problem stays reachable for Go callers, and the wire form keeps them all.
-	if !errors.Is(err, mesh.NewError(mesh.CodeOutOfRange)) {
+	if !errors.Is(err, catalog.NewError(catalog.CodeOutOfRange)) {
 		t.Errorf("errors.Is(out_of_range) = false")
 	}
-	if d := mesh.ErrorToPB(err).GetDetail(); !strings.Contains(d, "connection-rate") || !strings.Contains(d, "bogus") {
+	if d := catalog.ErrorToPB(err).GetDetail(); !strings.Contains(d, "connection-rate") || !strings.Contains(d, "bogus") {
 		t.Errorf("wire detail lost problems: %q", d)
 	}
 	// Same-code problems keep their code.
 	_, err = ApplySettings(cur, map[string]string{"connection-rate": "0", "passive-port": "0"})
-	if mesh.CodeOf(err) != mesh.CodeOutOfRange || !strings.Contains(err.Error(), "2 settings problems") {
-		t.Errorf("two range errors: %v (%s)", err, mesh.CodeOf(err))
+	if catalog.CodeOf(err) != catalog.CodeOutOfRange || !strings.Contains(err.Error(), "2 settings problems") {
+		t.Errorf("two range errors: %v (%s)", err, catalog.CodeOf(err))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 // Files of a site's data directory.
@@ -82,7 +83,7 @@ type InitResult struct {
 // holds a site, and removes what it created if any step fails.
 func InitSite(cfg InitConfig) (res *InitResult, err error) {
 	if cfg.DataDir == "" {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "no data directory given (--data).")
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "no data directory given (--data).")
 	}
 	sc, err := newSiteConfig(cfg)
 	if err != nil {
@@ -90,7 +91,7 @@ func InitSite(cfg InitConfig) (res *InitResult, err error) {
 	}
 	for _, f := range []string{siteKeyFile, siteConfigFile, storeDir} {
 		if _, err := os.Stat(filepath.Join(cfg.DataDir, f)); err == nil {
-			return nil, mesh.Errorf(mesh.CodeSiteExists, "(%s exists in %s)", f, cfg.DataDir)
+			return nil, catalog.Errorf(catalog.CodeSiteExists, "(%s exists in %s)", f, cfg.DataDir)
 		}
 	}
 	created, err := mkdirTracked(cfg.DataDir)
@@ -168,7 +169,7 @@ func (sc *SiteConfig) validate() error {
 	}
 	for _, r := range relays {
 		if _, err := peer.AddrInfoFromP2pAddr(r); err != nil {
-			return mesh.Errorf(mesh.CodeInvalidArgument, "relay address %s must end in /p2p/<relay peer ID>.", r)
+			return catalog.Errorf(catalog.CodeInvalidArgument, "relay address %s must end in /p2p/<relay peer ID>.", r)
 		}
 	}
 	return nil
@@ -208,7 +209,7 @@ func cleanupInit(dir string, createdDir bool) {
 func OpenSite(dir string) (*Site, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, siteConfigFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, mesh.Errorf(mesh.CodeSiteNotFound, "(no %s in %s)", siteConfigFile, dir)
+		return nil, catalog.Errorf(catalog.CodeSiteNotFound, "(no %s in %s)", siteConfigFile, dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading site config: %w", err)

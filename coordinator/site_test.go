@@ -12,7 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jumpmesh/jumpmesh/coordinator"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -44,7 +44,7 @@ func TestInitCreatesSiteAndRefusesToOverwrite(t *testing.T) {
 	}
 	keyBefore, _ := os.ReadFile(filepath.Join(dir, "site.key"))
 	_, err = coordinator.InitSite(coordinator.InitConfig{DataDir: dir})
-	wantCode(t, err, mesh.CodeSiteExists)
+	wantCode(t, err, catalog.CodeSiteExists)
 	keyAfter, _ := os.ReadFile(filepath.Join(dir, "site.key"))
 	if string(keyBefore) != string(keyAfter) {
 		t.Fatal("a refused init changed the site key")
@@ -59,11 +59,11 @@ func TestFailedInitLeavesNothing(t *testing.T) {
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "site")
 	_, err := coordinator.InitSite(coordinator.InitConfig{DataDir: dir, Listen: []string{"not-a-multiaddr"}})
-	wantCode(t, err, mesh.CodeInvalidArgument)
+	wantCode(t, err, catalog.CodeInvalidArgument)
 	_, err = coordinator.InitSite(coordinator.InitConfig{DataDir: dir, Relays: []string{"/ip4/198.51.100.1/tcp/4001"}})
-	wantCode(t, err, mesh.CodeInvalidArgument)
+	wantCode(t, err, catalog.CodeInvalidArgument)
 	_, err = coordinator.InitSite(coordinator.InitConfig{DataDir: dir, AdminName: "Not Valid"})
-	wantCode(t, err, mesh.CodeInvalidArgument)
+	wantCode(t, err, catalog.CodeInvalidArgument)
 	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
 		t.Fatalf("failed init left %v", entries)
 	}
@@ -72,12 +72,12 @@ func TestFailedInitLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = coordinator.InitSite(coordinator.InitConfig{DataDir: dir, AdminName: "Not Valid"})
-	wantCode(t, err, mesh.CodeInvalidArgument)
+	wantCode(t, err, catalog.CodeInvalidArgument)
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("failed init left %v in the existing directory", entries)
 	}
 	_, err = coordinator.New(coordinator.Config{DataDir: dir})
-	wantCode(t, err, mesh.CodeSiteNotFound)
+	wantCode(t, err, catalog.CodeSiteNotFound)
 }
 
 func TestMetricsAndHealth(t *testing.T) {

@@ -7,7 +7,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -90,15 +91,15 @@ func (s *Service) isMember(id peer.ID) bool {
 // Admit implements mesh.ControlGate: members send up to
 // mesh.MaxControlMessage; strangers (who may only log in) take a turn and
 // send at most MaxStrangerMessage, within StrangerTimeout.
-func (s *Service) Admit(remote peer.ID) (mesh.Admission, bool) {
+func (s *Service) Admit(remote peer.ID) (control.Admission, bool) {
 	if s.isMember(remote) {
-		return mesh.Admission{MaxMessage: mesh.MaxControlMessage}, true
+		return control.Admission{MaxMessage: control.MaxMessage}, true
 	}
 	release, ok := s.strangers.enter(remote)
 	if !ok {
-		return mesh.Admission{}, false
+		return control.Admission{}, false
 	}
-	return mesh.Admission{MaxMessage: s.resources.MaxStrangerMessage, ReadTimeout: s.resources.StrangerTimeout, Release: release}, true
+	return control.Admission{MaxMessage: s.resources.MaxStrangerMessage, ReadTimeout: s.resources.StrangerTimeout, Release: release}, true
 }
 
 // StrangersRefused is how many strangers' streams were reset unread
@@ -108,7 +109,7 @@ func (s *Service) StrangersRefused() int64 { return s.strangers.refused.Load() }
 // readHello reads a peer stream's hello. An enrolled peer (a member) has
 // helloTimeout and mesh.MaxPeerMessage; a stranger waits for a turn, then
 // has StrangerTimeout and MaxStrangerHello. ok is false when no hello came.
-func (s *Service) readHello(ms *mesh.MsgStream, remote peer.ID) (hello *pb.PeerHello, member, ok bool) {
+func (s *Service) readHello(ms *frame.Stream, remote peer.ID) (hello *pb.PeerHello, member, ok bool) {
 	timeout := helloTimeout
 	if rec, _ := s.peers.get(remote); rec != nil {
 		member = true

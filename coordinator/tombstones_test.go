@@ -8,7 +8,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -83,7 +83,7 @@ func TestRemovedPeerStaysRemoved(t *testing.T) {
 	site.Clock.Advance(181 * 24 * time.Hour)
 	site.Coord.Service().Sweep(site.Clock.Now())
 	down2 := offline.hello(site, key, "web-01")
-	if down2.GetError() == nil || mesh.Code(down2.GetError().GetCode()) != mesh.CodeKeyExpired {
+	if down2.GetError() == nil || catalog.Code(down2.GetError().GetCode()) != catalog.CodeKeyExpired {
 		t.Fatalf("hello with an expired key answered %v, want key_expired", down2)
 	}
 }

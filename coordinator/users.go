@@ -11,8 +11,9 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 // Invite validity bounds.
@@ -53,7 +54,7 @@ func hashInviteCode(code string) []byte {
 
 // bootstrapAdmin creates the first administrator and its invite.
 func bootstrapAdmin(st *Store, name string, validFor time.Duration, now time.Time) (string, time.Time, error) {
-	if err := mesh.ValidateName("user name", name); err != nil {
+	if err := ValidateName("user name", name); err != nil {
 		return "", time.Time{}, err
 	}
 	code, hash := newInviteCode()
@@ -72,7 +73,7 @@ func (s *Service) userInvite(c *caller, r *pb.UserInviteRequest) (*pb.Response, 
 	if err := c.requireAdmin(); err != nil {
 		return nil, err
 	}
-	if err := mesh.ValidateName("user name", r.GetName()); err != nil {
+	if err := ValidateName("user name", r.GetName()); err != nil {
 		return nil, err
 	}
 	validFor := time.Duration(r.GetValidForSeconds()) * time.Second
@@ -80,7 +81,7 @@ func (s *Service) userInvite(c *caller, r *pb.UserInviteRequest) (*pb.Response, 
 		validFor = DefaultInviteValidity
 	}
 	if validFor < MinInviteValidity || validFor > MaxInviteValidity {
-		return nil, mesh.Errorf(mesh.CodeOutOfRange, "An invite is valid for 1m to 720h (30 days); got %s.", validFor)
+		return nil, catalog.Errorf(catalog.CodeOutOfRange, "An invite is valid for 1m to 720h (30 days); got %s.", validFor)
 	}
 	now := s.clock.Now()
 	code, hash := newInviteCode()
@@ -102,7 +103,7 @@ func (s *Service) userInvite(c *caller, r *pb.UserInviteRequest) (*pb.Response, 
 		} else if r.GetRole() != pb.Role_ROLE_UNSPECIFIED && r.GetRole() != u.GetRole() {
 			// An invite for an existing user adds a device; changing a role
 			// is its own, audited, command.
-			return mesh.Errorf(mesh.CodeUserExists, "%s is already a %s; use `jumpmesh user role` to change the role, or invite without --role to add a device.", u.GetName(), mesh.RoleName(u.GetRole()))
+			return catalog.Errorf(catalog.CodeUserExists, "%s is already a %s; use `jumpmesh user role` to change the role, or invite without --role to add a device.", u.GetName(), words.RoleName(u.GetRole()))
 		}
 		user = u
 		return tx.PutInvite(&pb.Invite{CodeHash: hash, User: u.GetName(), Role: u.GetRole(), ExpiresUnix: now.Add(validFor).Unix(), CreatedBy: c.name()})
@@ -111,7 +112,7 @@ func (s *Service) userInvite(c *caller, r *pb.UserInviteRequest) (*pb.Response, 
 		return nil, err
 	}
 	s.adminChanged(c, adminChange{Action: ActionUserInvite, Target: r.GetName(),
-		Change: fmt.Sprintf("invite for a %s, valid until %s", mesh.RoleName(user.GetRole()), now.Add(validFor).UTC().Format(time.RFC3339))})
+		Change: fmt.Sprintf("invite for a %s, valid until %s", words.RoleName(user.GetRole()), now.Add(validFor).UTC().Format(time.RFC3339))})
 	return &pb.Response{Body: &pb.Response_Invite{Invite: &pb.UserInviteResponse{Code: code, ExpiresUnix: now.Add(validFor).Unix(), User: user}}}, nil
 }
 
@@ -126,24 +127,24 @@ func (s *Service) login(remote peer.ID, r *pb.LoginRequest) (*pb.Response, error
 			return err
 		}
 		if inv == nil {
-			return mesh.NewError(mesh.CodeInviteInvalid)
+			return catalog.NewError(catalog.CodeInviteInvalid)
 		}
 		if !now.Before(time.Unix(inv.GetExpiresUnix(), 0)) {
-			return mesh.Errorf(mesh.CodeInviteExpired, "(expired at %s)", time.Unix(inv.GetExpiresUnix(), 0).UTC().Format(time.RFC3339))
+			return catalog.Errorf(catalog.CodeInviteExpired, "(expired at %s)", time.Unix(inv.GetExpiresUnix(), 0).UTC().Format(time.RFC3339))
 		}
 		bound, err := tx.UserByKey(remote)
 		if err != nil {
 			return err
 		}
 		if bound != "" && bound != inv.GetUser() {
-			return mesh.Errorf(mesh.CodeKeyAlreadyBound, "(bound to %s)", bound)
+			return catalog.Errorf(catalog.CodeKeyAlreadyBound, "(bound to %s)", bound)
 		}
 		u, err := tx.User(inv.GetUser())
 		if err != nil {
 			return err
 		}
 		if u == nil {
-			return mesh.Errorf(mesh.CodeInviteInvalid, "(its user %s was removed)", inv.GetUser())
+			return catalog.Errorf(catalog.CodeInviteInvalid, "(its user %s was removed)", inv.GetUser())
 		}
 		if !slices.ContainsFunc(u.GetPeerIds(), func(b []byte) bool { return peer.ID(b) == remote }) {
 			u.PeerIds = append(u.PeerIds, []byte(remote))
@@ -195,7 +196,7 @@ func (s *Service) userShow(c *caller, name string) (*pb.Response, error) {
 			return err
 		}
 		if u == nil {
-			return mesh.Errorf(mesh.CodeUserNotFound, "(%s)", name)
+			return catalog.Errorf(catalog.CodeUserNotFound, "(%s)", name)
 		}
 		groups, err := tx.Groups()
 		if err != nil {
@@ -221,7 +222,7 @@ func (s *Service) userRemove(c *caller, name string) (*pb.Response, error) {
 			return err
 		}
 		if u == nil {
-			return mesh.Errorf(mesh.CodeUserNotFound, "(%s)", name)
+			return catalog.Errorf(catalog.CodeUserNotFound, "(%s)", name)
 		}
 		keys = u.GetPeerIds()
 		if u.GetRole() == pb.Role_ROLE_ADMIN {
@@ -255,7 +256,7 @@ func (s *Service) userRole(c *caller, r *pb.UserRoleRequest) (*pb.Response, erro
 		return nil, err
 	}
 	if r.GetRole() != pb.Role_ROLE_ADMIN && r.GetRole() != pb.Role_ROLE_TECHNICIAN {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "A role is admin or technician (relays are enrolled with `jumpmesh relay invite`).")
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "A role is admin or technician (relays are enrolled with `jumpmesh relay invite`).")
 	}
 	var user *pb.User
 	var before pb.Role
@@ -265,12 +266,12 @@ func (s *Service) userRole(c *caller, r *pb.UserRoleRequest) (*pb.Response, erro
 			return err
 		}
 		if u == nil {
-			return mesh.Errorf(mesh.CodeUserNotFound, "(%s)", r.GetName())
+			return catalog.Errorf(catalog.CodeUserNotFound, "(%s)", r.GetName())
 		}
 		before = u.GetRole()
 		if u.GetRole() == pb.Role_ROLE_RELAY {
 			// A relay's key must never become a person's account.
-			return mesh.Errorf(mesh.CodeInvalidArgument, "%s is a relay; relays keep their role (remove it and invite a user instead).", u.GetName())
+			return catalog.Errorf(catalog.CodeInvalidArgument, "%s is a relay; relays keep their role (remove it and invite a user instead).", u.GetName())
 		}
 		if u.GetRole() == pb.Role_ROLE_ADMIN && r.GetRole() != pb.Role_ROLE_ADMIN {
 			if err := requireAnotherAdmin(tx, u.GetName()); err != nil {
@@ -284,7 +285,7 @@ func (s *Service) userRole(c *caller, r *pb.UserRoleRequest) (*pb.Response, erro
 	if err != nil {
 		return nil, err
 	}
-	s.adminChanged(c, adminChange{Action: ActionUserRole, Target: r.GetName(), Change: changeText([3]string{"role", mesh.RoleName(before), mesh.RoleName(r.GetRole())})})
+	s.adminChanged(c, adminChange{Action: ActionUserRole, Target: r.GetName(), Change: changeText([3]string{"role", words.RoleName(before), words.RoleName(r.GetRole())})})
 	return s.userShow(c, user.GetName())
 }
 
@@ -298,7 +299,7 @@ func requireAnotherAdmin(tx *Tx, except string) error {
 			return nil
 		}
 	}
-	return mesh.Errorf(mesh.CodeLastAdmin, "(%s is the only one)", except)
+	return catalog.Errorf(catalog.CodeLastAdmin, "(%s is the only one)", except)
 }
 
 func deleteInvitesOf(tx *Tx, name string) error {

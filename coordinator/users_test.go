@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -27,11 +27,11 @@ func TestInviteLoginAndRoles(t *testing.T) {
 	}
 	// A technician is not an administrator.
 	_, err := alice.InviteUser(ctx, "mallory", pb.Role_ROLE_ADMIN, time.Hour)
-	wantCode(t, err, mesh.CodePermissionDenied)
+	wantCode(t, err, catalog.CodePermissionDenied)
 	_, err = alice.Users(ctx)
-	wantCode(t, err, mesh.CodePermissionDenied)
+	wantCode(t, err, catalog.CodePermissionDenied)
 	_, err = alice.User(ctx, "admin")
-	wantCode(t, err, mesh.CodePermissionDenied)
+	wantCode(t, err, catalog.CodePermissionDenied)
 
 	// Promotion takes effect on the next request.
 	must[*pb.UserDetail](t)(h.admin.SetRole(ctx, "alice", pb.Role_ROLE_ADMIN))
@@ -41,7 +41,7 @@ func TestInviteLoginAndRoles(t *testing.T) {
 	}
 	// Changing a role through invite is refused: role changes are explicit.
 	_, err = h.admin.InviteUser(ctx, "alice", pb.Role_ROLE_TECHNICIAN, time.Hour)
-	wantCode(t, err, mesh.CodeUserExists)
+	wantCode(t, err, catalog.CodeUserExists)
 }
 
 func TestInviteCodesAreOneTimeAndExpire(t *testing.T) {
@@ -50,24 +50,24 @@ func TestInviteCodesAreOneTimeAndExpire(t *testing.T) {
 	inv := must[*pb.UserInviteResponse](t)(h.admin.InviteUser(ctx, "bob", pb.Role_ROLE_TECHNICIAN, 10*time.Minute))
 	h.login("bob", inv.GetCode())
 	_, _, err := h.tryLogin("bob-again", inv.GetCode())
-	wantCode(t, err, mesh.CodeInviteInvalid)
+	wantCode(t, err, catalog.CodeInviteInvalid)
 
 	inv = must[*pb.UserInviteResponse](t)(h.admin.InviteUser(ctx, "carol", pb.Role_ROLE_TECHNICIAN, 10*time.Minute))
 	h.clock.Advance(10 * time.Minute)
 	_, _, err = h.tryLogin("carol", inv.GetCode())
-	wantCode(t, err, mesh.CodeInviteExpired)
+	wantCode(t, err, catalog.CodeInviteExpired)
 
 	_, _, err = h.tryLogin("nobody", "aaaa-bbbb-cccc-dddd-eeee-ffff")
-	wantCode(t, err, mesh.CodeInviteInvalid)
+	wantCode(t, err, catalog.CodeInviteInvalid)
 
 	// Codes are read forgivingly: case and separators do not matter.
 	inv = must[*pb.UserInviteResponse](t)(h.admin.InviteUser(ctx, "dave", pb.Role_ROLE_TECHNICIAN, time.Hour))
 	h.login("dave", " "+upperNoDashes(inv.GetCode())+" ")
 
 	_, err = h.admin.InviteUser(ctx, "erin", pb.Role_ROLE_TECHNICIAN, 31*24*time.Hour)
-	wantCode(t, err, mesh.CodeOutOfRange)
+	wantCode(t, err, catalog.CodeOutOfRange)
 	_, err = h.admin.InviteUser(ctx, "Bad Name", pb.Role_ROLE_TECHNICIAN, time.Hour)
-	wantCode(t, err, mesh.CodeInvalidArgument)
+	wantCode(t, err, catalog.CodeInvalidArgument)
 }
 
 func TestSecondDeviceForAUser(t *testing.T) {
@@ -93,20 +93,20 @@ func TestRemovedTechnicianIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := gus.WhoAmI(ctx)
-	wantCode(t, err, mesh.CodeUnknownTechnician)
+	wantCode(t, err, catalog.CodeUnknownTechnician)
 	g := must[*pb.Group](t)(h.admin.Group(ctx, "ops"))
 	if len(g.GetMembers()) != 0 {
 		t.Fatalf("removed user still in group: %v", g.GetMembers())
 	}
-	wantCode(t, h.admin.RemoveUser(ctx, "gus"), mesh.CodeUserNotFound)
+	wantCode(t, h.admin.RemoveUser(ctx, "gus"), catalog.CodeUserNotFound)
 }
 
 func TestLastAdministratorIsKept(t *testing.T) {
 	h := newHarness(t)
 	ctx := h.ctx()
-	wantCode(t, h.admin.RemoveUser(ctx, "admin"), mesh.CodeLastAdmin)
+	wantCode(t, h.admin.RemoveUser(ctx, "admin"), catalog.CodeLastAdmin)
 	_, err := h.admin.SetRole(ctx, "admin", pb.Role_ROLE_TECHNICIAN)
-	wantCode(t, err, mesh.CodeLastAdmin)
+	wantCode(t, err, catalog.CodeLastAdmin)
 	h.user("root2", pb.Role_ROLE_ADMIN)
 	if err := h.admin.RemoveUser(ctx, "root2"); err != nil {
 		t.Fatal(err)
@@ -128,5 +128,5 @@ func TestRelayKeepsItsRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := h.admin.SetRole(ctx, "relay-1", pb.Role_ROLE_ADMIN)
-	wantCode(t, err, mesh.CodeInvalidArgument)
+	wantCode(t, err, catalog.CodeInvalidArgument)
 }

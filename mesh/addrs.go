@@ -39,3 +39,9 @@ func PreferTCP(addrs []ma.Multiaddr) []ma.Multiaddr {
 	}
 	return tcp
 }
+
+// IsCircuit reports whether a is a relayed (/p2p-circuit) address.
+func IsCircuit(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}

@@ -16,6 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 // HostConfig describes a libp2p host of any jumpmesh party. The zero value
@@ -128,7 +130,7 @@ func ParseMultiaddrs(ss []string) ([]ma.Multiaddr, error) {
 	for _, s := range ss {
 		a, err := ma.NewMultiaddr(s)
 		if err != nil {
-			return nil, Errorf(CodeInvalidArgument, "%q is not a multiaddr: %v", s, err)
+			return nil, catalog.Errorf(catalog.CodeInvalidArgument, "%q is not a multiaddr: %v", s, err)
 		}
 		out = append(out, a)
 	}

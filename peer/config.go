@@ -11,10 +11,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
-	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // Files of an install directory.
@@ -153,7 +155,7 @@ func LoadConfig(dir string) (*Config, error) {
 	var c Config
 	err := readJSON(filepath.Join(dir, configFile), &c)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "%s is not a peer install directory (no %s).", dir, configFile)
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "%s is not a peer install directory (no %s).", dir, configFile)
 	}
 	if err != nil {
 		return nil, err

@@ -16,7 +16,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
+	"github.com/jumpmesh/jumpmesh/mesh/punch"
 )
 
 // ErrUninstalled is returned by Run after the peer uninstalled itself.
@@ -88,7 +91,7 @@ type Daemon struct {
 
 	mu       sync.Mutex
 	state    *State
-	session_ *mesh.MsgStream
+	session_ *frame.Stream
 
 	// Lifetime (the relay's shape): ctx ends at Close, which then waits
 	// for Run and everything Run started (wg) before closing the host.
@@ -229,7 +232,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.stopSessions()
 	// The coordinator and the relays are the observers the puncher trusts
 	// to say what our NAT maps our listening port to.
-	puncher, err := mesh.StartPuncher(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.isRelay(id) }, d.log)
+	puncher, err := punch.Start(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.isRelay(id) }, d.log)
 	if err != nil {
 		return err
 	}
@@ -322,6 +325,6 @@ func (d *Daemon) recordError(err error) {
 	d.updateState(func(s *State) {
 		s.Connected = false
 		s.LastError, s.LastErrorAt = err.Error(), now.UTC()
-		s.LastErrorCode = string(mesh.CodeOf(err))
+		s.LastErrorCode = string(catalog.CodeOf(err))
 	})
 }

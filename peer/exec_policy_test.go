@@ -9,7 +9,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -27,14 +27,14 @@ func TestExecOnlyPolicyGivesNoPTY(t *testing.T) {
 	onlinePeer(t, site, &pb.InstallerDefaults{Name: "web-02", SessionPolicyPresent: "exec-only", SessionPolicyNotPresent: "exec-only"})
 
 	// What the CLI asks for `jump web-02 -t -- /bin/sh -i`: refused when issued.
-	refusedAt(t, site, site.Admin, "web-02", grant.Shell, mesh.CodePermissionDenied)
+	refusedAt(t, site, site.Admin, "web-02", grant.Shell, catalog.CodePermissionDenied)
 	// A console that asks for exec and then opens a PTY: the peer refuses.
 	j, err := site.Admin.Jump(ctx, "web-02", grant.Exec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = j.Open(ctx, &pb.ChannelOpen{Kind: &pb.ChannelOpen_Exec{Exec: &pb.ExecOpen{Argv: []string{"/bin/sh", "-i"}, Tty: true}}})
-	coordinatortest.WantCode(t, err, mesh.CodePermissionDenied)
+	coordinatortest.WantCode(t, err, catalog.CodePermissionDenied)
 	// Without a PTY the command runs: exec still means exec.
 	if out, _, st := run(t, site.Admin, "web-02", "echo", "ok"); out != "ok\n" || st.GetCode() != 0 {
 		t.Fatalf("exec under exec-only: %q %v", out, st)
@@ -58,7 +58,7 @@ func TestCommandAllowList(t *testing.T) {
 	}
 	// A command outside the list: refused when issued...
 	_, err := site.Admin.JumpExec(ctx, "mon-01", []string{"cat", "/etc/passwd"})
-	coordinatortest.WantCode(t, err, mesh.CodePermissionDenied)
+	coordinatortest.WantCode(t, err, catalog.CodePermissionDenied)
 	// ...and at the peer, for a console that named another command (or
 	// none) to the coordinator, or tries to steer an allowed one.
 	for name, open := range map[string]*pb.ExecOpen{
@@ -74,7 +74,7 @@ func TestCommandAllowList(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = j.Open(ctx, &pb.ChannelOpen{Kind: &pb.ChannelOpen_Exec{Exec: open}})
-		if mesh.CodeOf(err) != mesh.CodePermissionDenied {
+		if catalog.CodeOf(err) != catalog.CodePermissionDenied {
 			t.Errorf("%s (%q): %v; want permission_denied from the peer", name, open.GetArgv(), err)
 		}
 	}

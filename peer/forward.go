@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -18,7 +18,7 @@ const fwdDefaultDialTimeout = 10 * time.Second
 
 // fwdUnreachable is the catalog code of a failed dial; the detail names
 // the target.
-const fwdUnreachable = mesh.CodeForwardUnreachable
+const fwdUnreachable = catalog.CodeForwardUnreachable
 
 // ServeForward serves an accepted forward channel (after Ready): it dials
 // open's host:port from this host ("localhost" is the host itself; any
@@ -47,7 +47,7 @@ func ServeForward(ctx context.Context, ch *channel.Channel, open *pb.ForwardOpen
 // technician reads, so they name the target as the peer sees it.
 func fwdDial(ctx context.Context, open *pb.ForwardOpen, timeout time.Duration) (net.Conn, error) {
 	if open.GetHost() == "" || open.GetPort() == 0 || open.GetPort() > 65535 {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "(forward target %q port %d)", open.GetHost(), open.GetPort())
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "(forward target %q port %d)", open.GetHost(), open.GetPort())
 	}
 	if timeout <= 0 {
 		timeout = fwdDefaultDialTimeout
@@ -59,8 +59,8 @@ func fwdDial(ctx context.Context, open *pb.ForwardOpen, timeout time.Duration) (
 	case err == nil:
 		return conn, nil
 	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
-		return nil, mesh.Errorf(fwdUnreachable, "(the peer got no answer from %s within %s)", addr, timeout)
+		return nil, catalog.Errorf(fwdUnreachable, "(the peer got no answer from %s within %s)", addr, timeout)
 	default:
-		return nil, mesh.Errorf(fwdUnreachable, "(the peer could not connect to %s: %w)", addr, err)
+		return nil, catalog.Errorf(fwdUnreachable, "(the peer could not connect to %s: %w)", addr, err)
 	}
 }

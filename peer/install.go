@@ -11,12 +11,13 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/sys/unix"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 // RootWarning is the seeds' warning for installing as root without --user.
@@ -113,19 +114,19 @@ func checkOverrides(key *installerkey.Key, opts InstallOptions) error {
 		for _, n := range denied.Names() {
 			flags = append(flags, "--jc-"+n)
 		}
-		return mesh.Errorf(mesh.CodeOverrideNotAllowed, "(%v; this installer allows: %v)", flags, installerkey.Field(key.Body.GetOverridable()).Names())
+		return catalog.Errorf(catalog.CodeOverrideNotAllowed, "(%v; this installer allows: %v)", flags, installerkey.Field(key.Body.GetOverridable()).Names())
 	}
 	o := opts.Overrides
 	if fields&installerkey.FieldGroup != 0 {
-		if _, _, err := mesh.ParseGroupRef(o.Group); err != nil {
+		if _, _, err := words.ParseGroupRef(o.Group); err != nil {
 			return err
 		}
 	}
 	if n := len([]rune(o.Name)); n > 128 {
-		return mesh.Errorf(mesh.CodeInvalidArgument, "--jc-name is at most 128 characters (got %d).", n)
+		return catalog.Errorf(catalog.CodeInvalidArgument, "--jc-name is at most 128 characters (got %d).", n)
 	}
 	if m := o.MaxOfflineMinutes; m != 0 && (m < 5 || m > 525600) {
-		return mesh.Errorf(mesh.CodeOutOfRange, "--jc-max-offline-minutes is 5 to 525600 (got %d).", m)
+		return catalog.Errorf(catalog.CodeOutOfRange, "--jc-max-offline-minutes is 5 to 525600 (got %d).", m)
 	}
 	if opts.PublicSiteAddress != "" {
 		if _, err := mesh.ParseMultiaddrs([]string{opts.PublicSiteAddress}); err != nil {
@@ -146,19 +147,19 @@ func checkUser(opts InstallOptions) (*owner, error) {
 	}
 	if opts.User == "" {
 		if euid == 0 {
-			return nil, mesh.Errorf(mesh.CodeInvalidArgument, RootWarning)
+			return nil, catalog.Errorf(catalog.CodeInvalidArgument, RootWarning)
 		}
 		return nil, nil
 	}
 	u, err := user.Lookup(opts.User)
 	if err != nil {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument, "--user %s: no such user on this host.", opts.User)
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "--user %s: no such user on this host.", opts.User)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	if euid != 0 {
 		if uid != euid {
-			return nil, mesh.Errorf(mesh.CodePermissionDenied, "(only root can install for another user; run as %s, or as root with --user %s)", opts.User, opts.User)
+			return nil, catalog.Errorf(catalog.CodePermissionDenied, "(only root can install for another user; run as %s, or as root with --user %s)", opts.User, opts.User)
 		}
 		return nil, nil
 	}
@@ -169,23 +170,23 @@ func checkUser(opts InstallOptions) (*owner, error) {
 // directory.
 func checkInstallDir(dir string) (string, error) {
 	if dir == "" {
-		return "", mesh.Errorf(mesh.CodeInvalidArgument, "--install-dir is required.")
+		return "", catalog.Errorf(catalog.CodeInvalidArgument, "--install-dir is required.")
 	}
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
 	}
 	if _, err := os.Lstat(dir); err == nil {
-		return "", mesh.Errorf(mesh.CodeInvalidArgument, "--install-dir %s already exists; choose a new directory.", dir)
+		return "", catalog.Errorf(catalog.CodeInvalidArgument, "--install-dir %s already exists; choose a new directory.", dir)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
 	parent := filepath.Dir(dir)
 	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
-		return "", mesh.Errorf(mesh.CodeInvalidArgument, "The parent of --install-dir, %s, is not an existing directory.", parent)
+		return "", catalog.Errorf(catalog.CodeInvalidArgument, "The parent of --install-dir, %s, is not an existing directory.", parent)
 	}
 	if err := unix.Access(parent, unix.W_OK); err != nil {
-		return "", mesh.Errorf(mesh.CodePermissionDenied, "(cannot write in %s)", parent)
+		return "", catalog.Errorf(catalog.CodePermissionDenied, "(cannot write in %s)", parent)
 	}
 	return dir, nil
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/peer"
@@ -61,17 +61,17 @@ func TestInstallFailuresLeaveNothing(t *testing.T) {
 	cases := []struct {
 		name string
 		opts peer.InstallOptions
-		code mesh.Code
+		code catalog.Code
 	}{
-		{"garbage key", peer.InstallOptions{Key: "nonsense"}, mesh.CodeKeyBadEncoding},
-		{"tampered key", peer.InstallOptions{Key: in.GetKey()[:len(in.GetKey())-3] + "AAA"}, mesh.CodeKeyBadSignature},
-		{"forbidden override", peer.InstallOptions{Overrides: peer.Overrides{Name: "x"}, OverrideFields: installerkey.FieldName}, mesh.CodeOverrideNotAllowed},
-		{"forbidden public site address", peer.InstallOptions{PublicSiteAddress: "/ip4/127.0.0.1/tcp/1"}, mesh.CodeOverrideNotAllowed},
-		{"existing directory", peer.InstallOptions{Dir: existing}, mesh.CodeInvalidArgument},
-		{"missing parent", peer.InstallOptions{Dir: filepath.Join(parent, "no", "such")}, mesh.CodeInvalidArgument},
-		{"root without --user", peer.InstallOptions{EUID: &root}, mesh.CodeInvalidArgument},
-		{"unknown --user", peer.InstallOptions{User: "no-such-user-jm"}, mesh.CodeInvalidArgument},
-		{"another user without root", peer.InstallOptions{User: "root", EUID: &other}, mesh.CodePermissionDenied},
+		{"garbage key", peer.InstallOptions{Key: "nonsense"}, catalog.CodeKeyBadEncoding},
+		{"tampered key", peer.InstallOptions{Key: in.GetKey()[:len(in.GetKey())-3] + "AAA"}, catalog.CodeKeyBadSignature},
+		{"forbidden override", peer.InstallOptions{Overrides: peer.Overrides{Name: "x"}, OverrideFields: installerkey.FieldName}, catalog.CodeOverrideNotAllowed},
+		{"forbidden public site address", peer.InstallOptions{PublicSiteAddress: "/ip4/127.0.0.1/tcp/1"}, catalog.CodeOverrideNotAllowed},
+		{"existing directory", peer.InstallOptions{Dir: existing}, catalog.CodeInvalidArgument},
+		{"missing parent", peer.InstallOptions{Dir: filepath.Join(parent, "no", "such")}, catalog.CodeInvalidArgument},
+		{"root without --user", peer.InstallOptions{EUID: &root}, catalog.CodeInvalidArgument},
+		{"unknown --user", peer.InstallOptions{User: "no-such-user-jm"}, catalog.CodeInvalidArgument},
+		{"another user without root", peer.InstallOptions{User: "root", EUID: &other}, catalog.CodePermissionDenied},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -105,7 +105,7 @@ func TestInstallFailuresLeaveNothing(t *testing.T) {
 	dir := filepath.Join(parent, "late")
 	uid := 1000
 	_, err = peer.Install(peer.InstallOptions{Key: in.GetKey(), Dir: dir, Binary: os.Args[0], Clock: site.Clock, EUID: &uid})
-	coordinatortest.WantCode(t, err, mesh.CodeKeyExpired)
+	coordinatortest.WantCode(t, err, catalog.CodeKeyExpired)
 	if entries, _ := os.ReadDir(parent); len(entries) != 1 {
 		t.Fatalf("failed installs left %v", entries)
 	}

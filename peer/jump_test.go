@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -78,7 +79,7 @@ func TestJumpRunsACommand(t *testing.T) {
 }
 
 // refusedAt asks for a grant and wants code; the refusal is audited.
-func refusedAt(t *testing.T, site *coordinatortest.Site[*console.Client], c *console.Client, ref string, capability uint32, code mesh.Code) {
+func refusedAt(t *testing.T, site *coordinatortest.Site[*console.Client], c *console.Client, ref string, capability uint32, code catalog.Code) {
 	t.Helper()
 	_, err := c.Jump(site.Ctx(), ref, capability)
 	coordinatortest.WantCode(t, err, code)
@@ -107,7 +108,7 @@ func TestGrantRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w, _ := mesh.ParseWindow("mon 00:00-00:01")
+	w, _ := coordinator.ParseWindow("mon 00:00-00:01")
 	if _, err := site.Admin.PutJumpPolicy(ctx, &pb.JumpPolicy{Name: "closed", TimeZone: "UTC", Windows: []*pb.Window{w}}, true); err != nil {
 		t.Fatal(err)
 	}
@@ -122,18 +123,18 @@ func TestGrantRefusals(t *testing.T) {
 	gone.waitStatus(gone.id(), "offline")
 	tech := site.User("tina", pb.Role_ROLE_TECHNICIAN)
 
-	refusedAt(t, site, tech, "open", grant.Exec, mesh.CodePeerNotFound) // not in her lists
-	refusedAt(t, site, site.Admin, "nothing-like-this", grant.Exec, mesh.CodePeerNotFound)
-	refusedAt(t, site, site.Admin, "gone", grant.Exec, mesh.CodePeerOffline)
-	refusedAt(t, site, site.Admin, "scheduled", grant.Exec, mesh.CodeJumpPolicyClosed)
-	refusedAt(t, site, site.Admin, "locked", grant.Exec, mesh.CodePermissionDenied)
+	refusedAt(t, site, tech, "open", grant.Exec, catalog.CodePeerNotFound) // not in her lists
+	refusedAt(t, site, site.Admin, "nothing-like-this", grant.Exec, catalog.CodePeerNotFound)
+	refusedAt(t, site, site.Admin, "gone", grant.Exec, catalog.CodePeerOffline)
+	refusedAt(t, site, site.Admin, "scheduled", grant.Exec, catalog.CodeJumpPolicyClosed)
+	refusedAt(t, site, site.Admin, "locked", grant.Exec, catalog.CodePermissionDenied)
 
 	// At most max-session-starts grants in flight: the second is "too busy".
 	mustSet("max-session-starts", "1")
 	if _, err := site.Admin.Jump(ctx, "open", grant.Exec); err != nil {
 		t.Fatal(err)
 	}
-	refusedAt(t, site, site.Admin, "open", grant.Exec, mesh.CodeServerBusy)
+	refusedAt(t, site, site.Admin, "open", grant.Exec, catalog.CodeServerBusy)
 	site.Clock.Advance(61 * time.Second) // the unused grant expires
 	mustSet("max-session-starts", "20")
 
@@ -151,9 +152,9 @@ func TestGrantRefusals(t *testing.T) {
 	}
 	coordinatortest.Eventually(t, 10*time.Second, "the session known to the coordinator", func() bool {
 		_, err := other.Jump(ctx, "open", grant.Exec)
-		return mesh.CodeOf(err) == mesh.CodeSessionInUse
+		return catalog.CodeOf(err) == catalog.CodeSessionInUse
 	})
-	refusedAt(t, site, other, "open", grant.Exec, mesh.CodeSessionInUse)
+	refusedAt(t, site, other, "open", grant.Exec, catalog.CodeSessionInUse)
 	ch.Reset()
 }
 
@@ -191,16 +192,16 @@ func TestPeerRefusesBadGrants(t *testing.T) {
 	// Forged: one flipped bit in the signature.
 	forged := &pb.JumpGrant{Body: jumpA.Grant.GetBody(), Signature: append([]byte(nil), jumpA.Grant.GetSignature()...)}
 	forged.Signature[0] ^= 1
-	coordinatortest.WantCode(t, openWith(jumpA, forged), mesh.CodeGrantInvalid)
+	coordinatortest.WantCode(t, openWith(jumpA, forged), catalog.CodeGrantInvalid)
 	// A's grant shown to B.
-	coordinatortest.WantCode(t, openWith(jumpB, jumpA.Grant), mesh.CodeGrantInvalid)
+	coordinatortest.WantCode(t, openWith(jumpB, jumpA.Grant), catalog.CodeGrantInvalid)
 	// A's grant presented by another technician's console.
 	thief := site.User("mallory", pb.Role_ROLE_ADMIN)
 	jumpThief, err := thief.Jump(ctx, "a", grant.Exec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	coordinatortest.WantCode(t, openWith(jumpThief, jumpA.Grant), mesh.CodeGrantInvalid)
+	coordinatortest.WantCode(t, openWith(jumpThief, jumpA.Grant), catalog.CodeGrantInvalid)
 	// The genuine grant works, and keeps working on its connection...
 	if err := openWith(jumpA, jumpA.Grant); err != nil {
 		t.Fatal(err)
@@ -210,7 +211,7 @@ func TestPeerRefusesBadGrants(t *testing.T) {
 	}
 	// ... but replayed on a new connection it is refused.
 	site.Admin.Host().Network().ClosePeer(jumpA.ID)
-	coordinatortest.WantCode(t, openWith(jumpA, jumpA.Grant), mesh.CodeGrantInvalid)
+	coordinatortest.WantCode(t, openWith(jumpA, jumpA.Grant), catalog.CodeGrantInvalid)
 	// An expired grant never used is refused.
 	late, err := site.Admin.Jump(ctx, "a", grant.Exec)
 	if err != nil {
@@ -218,7 +219,7 @@ func TestPeerRefusesBadGrants(t *testing.T) {
 	}
 	site.Admin.Host().Network().ClosePeer(late.ID)
 	site.Clock.Advance(61 * time.Second)
-	coordinatortest.WantCode(t, openWith(late, late.Grant), mesh.CodeGrantInvalid)
+	coordinatortest.WantCode(t, openWith(late, late.Grant), catalog.CodeGrantInvalid)
 
 	// Disabled locally: the peer refuses even a good grant.
 	site.Clock.Advance(time.Second)
@@ -227,14 +228,14 @@ func TestPeerRefusesBadGrants(t *testing.T) {
 	}
 	fresh, err := site.Admin.Jump(ctx, "a", grant.Exec) // the coordinator has not heard yet
 	if err == nil {
-		coordinatortest.WantCode(t, openWith(fresh, fresh.Grant), mesh.CodePeerDisabled)
+		coordinatortest.WantCode(t, openWith(fresh, fresh.Grant), catalog.CodePeerDisabled)
 	}
 	// Every refusal at the peer reached the audit log.
 	coordinatortest.Eventually(t, 10*time.Second, "refusals audited", func() bool {
 		events, _ := site.Admin.Audit(ctx, &pb.AuditRequest{Peer: a.id()})
 		n := 0
 		for _, e := range events {
-			if e.GetKind() == "refused" && e.GetCode() == string(mesh.CodeGrantInvalid) {
+			if e.GetKind() == "refused" && e.GetCode() == string(catalog.CodeGrantInvalid) {
 				n++
 			}
 		}

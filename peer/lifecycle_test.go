@@ -7,7 +7,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/peer"
@@ -118,7 +118,7 @@ func TestNeverContactedPeerUninstallsAtKeyExpiry(t *testing.T) {
 	h.start()
 	coordinatortest.Eventually(t, 10*time.Second, "a recorded connection error", func() bool {
 		st, err := peer.LocalStatus(h.dir)
-		return err == nil && st.LastErrorCode == string(mesh.CodeCoordinatorDown)
+		return err == nil && st.LastErrorCode == string(catalog.CodeCoordinatorDown)
 	})
 	waitClockTimer(t, site.Clock, "the reconnect wait")
 	site.Clock.Advance(time.Hour)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -139,7 +140,7 @@ func checkLocalRight(dir, what string, euid int) error {
 		return err
 	}
 	if r.restricted {
-		return mesh.Errorf(mesh.CodePermissionDenied, "(the site restricts local %s of peers to root%s)", what, r.why)
+		return catalog.Errorf(catalog.CodePermissionDenied, "(the site restricts local %s of peers to root%s)", what, r.why)
 	}
 	return nil
 }

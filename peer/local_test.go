@@ -7,7 +7,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/peer"
 )
@@ -37,10 +37,10 @@ func TestDisableAndEnable(t *testing.T) {
 		t.Fatal(err)
 	}
 	coordinatortest.Eventually(t, 10*time.Second, "the restriction reaching the peer", func() bool {
-		return coordinatortest.WantNoPanic(func() error { return peer.SetDisabled(h.dir, true, 1000) }) == mesh.CodePermissionDenied
+		return coordinatortest.WantNoPanic(func() error { return peer.SetDisabled(h.dir, true, 1000) }) == catalog.CodePermissionDenied
 	})
 	_, err := peer.Uninstall(context.Background(), h.dir, peer.UninstallOptions{EUID: 1000})
-	coordinatortest.WantCode(t, err, mesh.CodePermissionDenied)
+	coordinatortest.WantCode(t, err, catalog.CodePermissionDenied)
 	if err := peer.SetDisabled(h.dir, true, 0); err != nil {
 		t.Fatalf("root may still disable: %v", err)
 	}
@@ -95,13 +95,13 @@ func TestEnrollmentRefusals(t *testing.T) {
 	}
 	second := install(t, site, in.GetKey(), peer.InstallOptions{})
 	second.start()
-	second.waitError(mesh.CodeBuildLimitTotal)
+	second.waitError(catalog.CodeBuildLimitTotal)
 	second.stop()
 	if _, err := site.Admin.SetSettings(site.Ctx(), map[string]string{"max-peers": "0", "max-active-peers": "1"}); err != nil {
 		t.Fatal(err)
 	}
 	second.start()
-	second.waitError(mesh.CodeBuildLimitActive)
+	second.waitError(catalog.CodeBuildLimitActive)
 	second.stop()
 
 	// A revoked key is refused at first contact; a known peer is not affected.
@@ -112,13 +112,13 @@ func TestEnrollmentRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	second.start()
-	second.waitError(mesh.CodeKeyRevoked)
+	second.waitError(catalog.CodeKeyRevoked)
 	first.stop()
 	first.start()
 	first.waitStatus(first.id(), "online")
 }
 
-func (h *host) waitError(code mesh.Code) {
+func (h *host) waitError(code catalog.Code) {
 	h.t.Helper()
 	coordinatortest.Eventually(h.t, 20*time.Second, "error "+string(code)+" at the peer", func() bool {
 		st, err := peer.LocalStatus(h.dir)
@@ -201,12 +201,12 @@ func TestTechniciansSeeOnlyTheirPeers(t *testing.T) {
 		t.Fatalf("admin sees %v", got)
 	}
 	_, err := ann.Peer(ctx, "bob-laptop")
-	coordinatortest.WantCode(t, err, mesh.CodePeerNotFound)
+	coordinatortest.WantCode(t, err, catalog.CodePeerNotFound)
 	_, err = ann.SetPeer(ctx, "ann-laptop", &pb.InstallerDefaults{Group: "user:bob"}, 1)
-	coordinatortest.WantCode(t, err, mesh.CodePermissionDenied)
-	if err := ann.RemovePeers(ctx, "bob-laptop"); mesh.CodeOf(err) != mesh.CodePeerNotFound {
+	coordinatortest.WantCode(t, err, catalog.CodePermissionDenied)
+	if err := ann.RemovePeers(ctx, "bob-laptop"); catalog.CodeOf(err) != catalog.CodePeerNotFound {
 		t.Fatalf("ann removed bob's peer: %v", err)
 	}
 	_, err = site.Admin.Peer(ctx, "laptop")
-	coordinatortest.WantCode(t, err, mesh.CodePeerAmbiguous)
+	coordinatortest.WantCode(t, err, catalog.CodePeerAmbiguous)
 }

@@ -20,7 +20,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/peer"
 )
@@ -225,7 +225,7 @@ func TestTheUserCannotLiftTheRestriction(t *testing.T) {
 	h.start()
 	h.waitStatus(h.id(), "online")
 	coordinatortest.Eventually(t, 10*time.Second, "the restriction reaching the peer", func() bool {
-		return coordinatortest.WantNoPanic(func() error { return peer.SetDisabled(h.dir, true, u.uid) }) == mesh.CodePermissionDenied
+		return coordinatortest.WantNoPanic(func() error { return peer.SetDisabled(h.dir, true, u.uid) }) == catalog.CodePermissionDenied
 	})
 	h.stop()
 	state := filepath.Join(h.dir, "var", "state.json")
@@ -250,16 +250,16 @@ func TestTheUserCannotLiftTheRestriction(t *testing.T) {
 			u.replaceFile(t, state, s)
 			// As the peer's user, the real check: SetDisabled with its euid.
 			err := peer.SetDisabled(h.dir, true, u.uid)
-			coordinatortest.WantCode(t, err, mesh.CodePermissionDenied)
+			coordinatortest.WantCode(t, err, catalog.CodePermissionDenied)
 			_, err = peer.Uninstall(context.Background(), h.dir, peer.UninstallOptions{EUID: u.uid})
-			coordinatortest.WantCode(t, err, mesh.CodePermissionDenied)
+			coordinatortest.WantCode(t, err, catalog.CodePermissionDenied)
 		})
 	}
 	t.Run("state removed", func(t *testing.T) {
 		if code, out := u.run(t, "rm", state); code != 0 {
 			t.Fatal(out)
 		}
-		coordinatortest.WantCode(t, peer.SetDisabled(h.dir, true, u.uid), mesh.CodePermissionDenied)
+		coordinatortest.WantCode(t, peer.SetDisabled(h.dir, true, u.uid), catalog.CodePermissionDenied)
 	})
 
 	// A marker made by hand does not disable a restricted peer; root's does.

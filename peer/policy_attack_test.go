@@ -9,7 +9,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -32,7 +32,7 @@ func policySite(t *testing.T) (*coordinatortest.Site[*console.Client], *host, *c
 			t.Fatal(err)
 		}
 	}
-	w, _ := mesh.ParseWindow("daily 00:00-24:00")
+	w, _ := coordinator.ParseWindow("daily 00:00-24:00")
 	if _, err := site.Admin.PutJumpPolicy(ctx, &pb.JumpPolicy{Name: "always", TimeZone: "UTC", Windows: []*pb.Window{w}}, true); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func adminEvents(t *testing.T, site *coordinatortest.Site[*console.Client]) []*p
 func TestTechnicianCannotStripPeerPolicies(t *testing.T) {
 	site, _, alice := policySite(t)
 	ctx := site.Ctx()
-	refusedAt(t, site, alice, "web-01", grant.Shell, mesh.CodePermissionDenied)
+	refusedAt(t, site, alice, "web-01", grant.Shell, catalog.CodePermissionDenied)
 	before, err := site.Admin.Peer(ctx, "web-01")
 	if err != nil {
 		t.Fatal(err)
@@ -68,11 +68,11 @@ func TestTechnicianCannotStripPeerPolicies(t *testing.T) {
 	strip := &pb.InstallerDefaults{SessionPolicyPresent: "allowall", SessionPolicyNotPresent: "allowall", JumpPolicy: ""}
 	all := uint32(installerkey.FieldSessionPolicyPresent | installerkey.FieldSessionPolicyNotPresent | installerkey.FieldJumpPolicy)
 	_, err = alice.SetPeer(ctx, "web-01", strip, all)
-	coordinatortest.WantCode(t, err, mesh.CodePermissionDenied)
+	coordinatortest.WantCode(t, err, catalog.CodePermissionDenied)
 	// Each policy field alone, and mixed with a field she may set.
 	for _, f := range []installerkey.Field{installerkey.FieldSessionPolicyPresent, installerkey.FieldSessionPolicyNotPresent, installerkey.FieldJumpPolicy} {
 		_, err = alice.SetPeer(ctx, "web-01", &pb.InstallerDefaults{Tag: "x", SessionPolicyPresent: "allowall", SessionPolicyNotPresent: "allowall"}, uint32(f|installerkey.FieldTag))
-		coordinatortest.WantCode(t, err, mesh.CodePermissionDenied)
+		coordinatortest.WantCode(t, err, catalog.CodePermissionDenied)
 	}
 	after, err := site.Admin.Peer(ctx, "web-01")
 	if err != nil {
@@ -81,8 +81,8 @@ func TestTechnicianCannotStripPeerPolicies(t *testing.T) {
 	if !proto.Equal(before.GetPeer().GetSettings(), after.GetPeer().GetSettings()) {
 		t.Fatalf("a refused set changed the peer: %v → %v", before.GetPeer().GetSettings(), after.GetPeer().GetSettings())
 	}
-	refusedAt(t, site, alice, "web-01", grant.Shell, mesh.CodePermissionDenied)
-	refusedAt(t, site, alice, "web-01", grant.FileTransfer, mesh.CodePermissionDenied)
+	refusedAt(t, site, alice, "web-01", grant.Shell, catalog.CodePermissionDenied)
+	refusedAt(t, site, alice, "web-01", grant.FileTransfer, catalog.CodePermissionDenied)
 	if out, _, st := run(t, alice, "web-01", "echo", "exec still allowed"); st.GetCode() != 0 || out != "exec still allowed\n" {
 		t.Fatalf("exec under exec-only: %q %v", out, st)
 	}
@@ -122,7 +122,7 @@ func TestPolicyUsedByAPeerIsNotDeleted(t *testing.T) {
 	if _, err := site.Admin.PutSessionPolicy(ctx, &pb.SessionPolicy{Name: "exec-only", Exec: true}, true); err != nil {
 		t.Fatal(err)
 	}
-	w, _ := mesh.ParseWindow("daily 00:00-24:00")
+	w, _ := coordinator.ParseWindow("daily 00:00-24:00")
 	if _, err := site.Admin.PutJumpPolicy(ctx, &pb.JumpPolicy{Name: "always", TimeZone: "UTC", Windows: []*pb.Window{w}}, true); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestPolicyUsedByAPeerIsNotDeleted(t *testing.T) {
 	h.waitStatus(h.id(), "online")
 
 	err := site.Admin.DeleteSessionPolicy(ctx, "exec-only")
-	coordinatortest.WantCode(t, err, mesh.CodeInUse)
+	coordinatortest.WantCode(t, err, catalog.CodeInUse)
 	if d := err.Error(); !strings.Contains(d, "1 peer(s): web-01") || !strings.Contains(d, "1 live installer(s): "+in.GetId()) {
 		t.Fatalf("in_use does not say who uses it: %v", err)
 	}
@@ -140,11 +140,11 @@ func TestPolicyUsedByAPeerIsNotDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = site.Admin.DeleteSessionPolicy(ctx, "exec-only")
-	coordinatortest.WantCode(t, err, mesh.CodeInUse)
+	coordinatortest.WantCode(t, err, catalog.CodeInUse)
 	if d := err.Error(); !strings.Contains(d, "1 peer(s): web-01") || !strings.Contains(d, "0 live installer(s)") {
 		t.Fatalf("in_use does not say who uses it: %v", err)
 	}
-	coordinatortest.WantCode(t, site.Admin.DeleteJumpPolicy(ctx, "always"), mesh.CodeInUse)
+	coordinatortest.WantCode(t, site.Admin.DeleteJumpPolicy(ctx, "always"), catalog.CodeInUse)
 	if _, err := site.Admin.SessionPolicy(ctx, "exec-only"); err != nil {
 		t.Fatalf("a refused delete lost the policy: %v", err)
 	}

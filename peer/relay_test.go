@@ -19,7 +19,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/peer"
@@ -144,7 +144,7 @@ func TestRelayLossAndReplacement(t *testing.T) {
 	first.Close() // the only relay goes away mid-session
 	select {
 	case err := <-result:
-		if mesh.CodeOf(err) != mesh.CodeConnectionLost {
+		if catalog.CodeOf(err) != catalog.CodeConnectionLost {
 			t.Fatalf("session ended with %v, want connection_lost", err)
 		}
 	case <-time.After(30 * time.Second):

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 // Issue 11 (3): revocation never reached a live connection. alice runs a
@@ -144,7 +146,7 @@ func waitClosed(t *testing.T, c net.Conn, what string) {
 
 // waitRefused polls new connections through f until one is not carried,
 // and wants the forwarder to have reported code for one.
-func waitRefused(t *testing.T, f *forward, code mesh.Code, what string) {
+func waitRefused(t *testing.T, f *forward, code catalog.Code, what string) {
 	t.Helper()
 	coordinatortest.Eventually(t, 10*time.Second, what, func() bool {
 		c := f.dial(t)
@@ -156,7 +158,7 @@ func waitRefused(t *testing.T, f *forward, code mesh.Code, what string) {
 	for {
 		select {
 		case err := <-f.errs:
-			if mesh.CodeOf(err) == code {
+			if catalog.CodeOf(err) == code {
 				return
 			}
 			seen = append(seen, err) // e.g. the open connection the peer reset
@@ -174,7 +176,7 @@ func aliceOnWeb01(t *testing.T, d *pb.InstallerDefaults) (*coordinatortest.Site[
 	if _, err := site.Admin.CreateGroup(site.Ctx(), "servers", "Servers", []*pb.GroupMember{{User: "alice"}}); err != nil {
 		t.Fatal(err)
 	}
-	d.Name, d.Group = "web-01", mesh.SharedGroupPrefix+"servers"
+	d.Name, d.Group = "web-01", words.SharedGroupPrefix+"servers"
 	onlinePeer(t, site, d)
 	return site, alice, startForward(t, alice, "web-01", echoTarget(t))
 }
@@ -190,7 +192,7 @@ func TestRevocationUserRemovedCutsHerForward(t *testing.T) {
 	}
 	waitClosed(t, open, "after user remove")
 	// The peer withdrew her grant; asking for a fresh one, she is a stranger.
-	waitRefused(t, f, mesh.CodeUnknownTechnician, "alice's new connections refused")
+	waitRefused(t, f, catalog.CodeUnknownTechnician, "alice's new connections refused")
 }
 
 func TestRevocationPolicyChangedToDenyCutsTheForward(t *testing.T) {
@@ -208,7 +210,7 @@ func TestRevocationPolicyChangedToDenyCutsTheForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitClosed(t, open, "after the peer's policy changed")
-	waitRefused(t, f, mesh.CodePermissionDenied, "new connections refused")
+	waitRefused(t, f, catalog.CodePermissionDenied, "new connections refused")
 }
 
 func TestRevocationSessionPolicyRulesChanged(t *testing.T) {
@@ -226,14 +228,14 @@ func TestRevocationSessionPolicyRulesChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitClosed(t, open, "after the session policy changed")
-	waitRefused(t, f, mesh.CodePermissionDenied, "new connections refused")
+	waitRefused(t, f, catalog.CodePermissionDenied, "new connections refused")
 }
 
 func TestRevocationJumpWindowCloses(t *testing.T) {
 	// coordinatortest.Start is a Sunday, 10:00 UTC.
 	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
-	w, err := mesh.ParseWindow("sun 10:00-10:03")
+	w, err := coordinator.ParseWindow("sun 10:00-10:03")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +250,7 @@ func TestRevocationJumpWindowCloses(t *testing.T) {
 	site.Clock.Advance(4 * time.Minute) // the window closed; the grant's own bound has not passed
 	site.Coord.Service().CheckJumpWindows(site.Clock.Now())
 	waitClosed(t, open, "after the jump window closed")
-	waitRefused(t, f, mesh.CodeJumpPolicyClosed, "new connections refused")
+	waitRefused(t, f, catalog.CodeJumpPolicyClosed, "new connections refused")
 }
 
 // A grant opens channels for grant.DefaultOpenFor; then the peer refuses it
@@ -267,7 +269,7 @@ func TestGrantOpenBoundAndTransparentRefresh(t *testing.T) {
 	}
 	site.Clock.Advance(time.Second)
 	_, err := old.Open(site.Ctx(), fwd)
-	coordinatortest.WantCode(t, err, mesh.CodeGrantExpired)
+	coordinatortest.WantCode(t, err, catalog.CodeGrantExpired)
 
 	mustEcho(t, f.dial(t), "after the bound, through a fresh grant")
 	if f.fw.Jump() == old {

@@ -8,8 +8,11 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/peerproto"
 )
 
 // Timing of a peer session.
@@ -43,24 +46,24 @@ func (d *Daemon) session(ctx context.Context) (welcomed bool, retryAfter time.Du
 		Overrides: d.config.Overrides.toPB(), OverrideFields: d.config.OverrideFields, Disabled: d.isDisabled(),
 	}}}
 	if err := ms.Write(hello, sendTimeout); err != nil {
-		return false, 0, mesh.Errorf(mesh.CodeCoordinatorDown, "(sending hello: %w)", err)
+		return false, 0, catalog.Errorf(catalog.CodeCoordinatorDown, "(sending hello: %w)", err)
 	}
 	var down pb.PeerDown
 	if err := ms.Read(&down, replyTimeout); err != nil {
-		return false, 0, mesh.Errorf(mesh.CodeCoordinatorDown, "(waiting for the welcome: %w)", err)
+		return false, 0, catalog.Errorf(catalog.CodeCoordinatorDown, "(waiting for the welcome: %w)", err)
 	}
 	switch b := down.GetBody().(type) {
 	case *pb.PeerDown_Retry:
 		wait := time.Duration(b.Retry.GetAfterMillis()) * time.Millisecond
-		return false, wait, mesh.Errorf(mesh.CodeServerBusy, "(connection rate; retry in %s)", wait)
+		return false, wait, catalog.Errorf(catalog.CodeServerBusy, "(connection rate; retry in %s)", wait)
 	case *pb.PeerDown_Error:
-		return false, 0, mesh.ErrorFromPB(b.Error)
+		return false, 0, catalog.ErrorFromPB(b.Error)
 	case *pb.PeerDown_Uninstall:
 		return false, 0, uninstallOrder{b.Uninstall.GetReason()}
 	case *pb.PeerDown_Welcome:
 		d.applyWelcome(b.Welcome, true)
 	default:
-		return false, 0, mesh.Errorf(mesh.CodeProtocol, "(expected a welcome, got %T)", b)
+		return false, 0, catalog.Errorf(catalog.CodeProtocol, "(expected a welcome, got %T)", b)
 	}
 	d.log.Info("online", "site", d.site.ID, "name", d.snapshot().Name)
 	reported := hello.GetHello().GetDisabled()
@@ -70,17 +73,17 @@ func (d *Daemon) session(ctx context.Context) (welcomed bool, retryAfter time.Du
 	return true, 0, d.online(ctx, ms, &reported)
 }
 
-func (d *Daemon) dial(ctx context.Context) (*mesh.MsgStream, error) {
+func (d *Daemon) dial(ctx context.Context) (*frame.Stream, error) {
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	if err := d.host.Connect(cctx, d.site); err != nil {
-		return nil, mesh.Errorf(mesh.CodeCoordinatorDown, "(%s: %w)", d.site.ID, err)
+		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: %w)", d.site.ID, err)
 	}
-	st, err := d.host.NewStream(cctx, d.site.ID, mesh.PeerProtocol)
+	st, err := d.host.NewStream(cctx, d.site.ID, peerproto.Protocol)
 	if err != nil {
-		return nil, mesh.Errorf(mesh.CodeCoordinatorDown, "(%s: %w)", d.site.ID, err)
+		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: %w)", d.site.ID, err)
 	}
-	return mesh.NewMsgStream(st, mesh.MaxPeerMessage), nil
+	return frame.NewStream(st, peerproto.MaxMessage), nil
 }
 
 // applyWelcome keeps what the peer must know while out of touch.
@@ -106,7 +109,7 @@ func (d *Daemon) applyWelcome(w *pb.PeerWelcome, connected bool) {
 
 // online reports statistics and follows the coordinator's orders until the
 // stream ends.
-func (d *Daemon) online(ctx context.Context, ms *mesh.MsgStream, reported *bool) error {
+func (d *Daemon) online(ctx context.Context, ms *frame.Stream, reported *bool) error {
 	d.setSession(ms)
 	defer d.setSession(nil)
 	downs := make(chan *pb.PeerDown)
@@ -139,7 +142,7 @@ func (d *Daemon) online(ctx context.Context, ms *mesh.MsgStream, reported *bool)
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-readErr:
-			return mesh.Errorf(mesh.CodeCoordinatorDown, "(connection lost: %w)", err)
+			return catalog.Errorf(catalog.CodeCoordinatorDown, "(connection lost: %w)", err)
 		case m := <-downs:
 			switch b := m.GetBody().(type) {
 			case *pb.PeerDown_Uninstall:
@@ -167,17 +170,17 @@ func (d *Daemon) statsInterval() time.Duration {
 	return max(iv, minStatsInterval)
 }
 
-func (d *Daemon) sendStats(ms *mesh.MsgStream) error {
+func (d *Daemon) sendStats(ms *frame.Stream) error {
 	now := d.clock.Now()
 	stats := d.cfg.Sys.Stats(d.cfg.Dir, now)
 	if err := ms.Write(&pb.PeerUp{Body: &pb.PeerUp_Stats{Stats: stats}}, sendTimeout); err != nil {
-		return mesh.Errorf(mesh.CodeCoordinatorDown, "(sending statistics: %w)", err)
+		return catalog.Errorf(catalog.CodeCoordinatorDown, "(sending statistics: %w)", err)
 	}
 	d.updateState(func(s *State) { s.LastContact, s.Connected = now.UTC(), true })
 	return nil
 }
 
-func (d *Daemon) setSession(ms *mesh.MsgStream) {
+func (d *Daemon) setSession(ms *frame.Stream) {
 	d.mu.Lock()
 	d.session_ = ms
 	d.mu.Unlock()
@@ -202,13 +205,13 @@ func (d *Daemon) Reload() {
 // reportDisabled tells the coordinator when whether the peer is disabled
 // changed from what it last reported: a statement of the site in a welcome
 // or update can make a marker stop or start counting (restrict.go).
-func (d *Daemon) reportDisabled(ms *mesh.MsgStream, reported *bool) error {
+func (d *Daemon) reportDisabled(ms *frame.Stream, reported *bool) error {
 	now := d.isDisabled()
 	if now == *reported {
 		return nil
 	}
 	if err := ms.Write(&pb.PeerUp{Body: &pb.PeerUp_State{State: &pb.PeerState{Disabled: now}}}, sendTimeout); err != nil {
-		return mesh.Errorf(mesh.CodeCoordinatorDown, "(reporting state: %w)", err)
+		return catalog.Errorf(catalog.CodeCoordinatorDown, "(reporting state: %w)", err)
 	}
 	*reported = now
 	return nil

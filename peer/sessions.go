@@ -9,7 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -96,9 +96,9 @@ func (d *Daemon) handleChannel(st network.Stream) {
 
 // refuseChannel answers a refused open and reports it for the audit.
 func (d *Daemon) refuseChannel(ch *channel.Channel, ev *pb.SessionEvent, err error) {
-	d.log.Info("session refused", "technician", peer.ID(ev.GetTechnician()), "code", mesh.CodeOf(err), "error", err)
+	d.log.Info("session refused", "technician", peer.ID(ev.GetTechnician()), "code", catalog.CodeOf(err), "error", err)
 	_ = ch.Ready("", err)
-	ev.Refused = mesh.ErrorToPB(err)
+	ev.Refused = catalog.ErrorToPB(err)
 	d.report(ev)
 }
 
@@ -127,7 +127,7 @@ func channelCapability(open *pb.ChannelOpen) (uint32, string) {
 			return grant.Shell, "shell"
 		case k.Exec.GetTty():
 			// A command in a PTY is interactive: a shell session (see
-			// mesh/commands.go for what exec means).
+			// mesh/peerproto/peerproto.go for what exec means).
 			return grant.Shell, fmt.Sprintf("shell %q", k.Exec.GetArgv())
 		}
 		return grant.Exec, fmt.Sprintf("exec %q", k.Exec.GetArgv())
@@ -145,14 +145,14 @@ func channelCapability(open *pb.ChannelOpen) (uint32, string) {
 // admitChannel checks the grant on this connection and the local rules.
 func (d *Daemon) admitChannel(conn network.Conn, remote peer.ID, g *pb.JumpGrant, capability uint32, exec *pb.ExecOpen) (*pb.JumpGrantBody, error) {
 	if capability == 0 {
-		return nil, mesh.Errorf(mesh.CodeProtocol, "(unknown channel kind)")
+		return nil, catalog.Errorf(catalog.CodeProtocol, "(unknown channel kind)")
 	}
 	body, err := d.sess.gate.Admit(g, grant.Check{Site: d.site.ID, Peer: d.host.ID(), Now: d.clock.Now()}, conn)
 	if err != nil {
 		return body, err
 	}
 	if IsDisabled(d.cfg.Dir) {
-		return body, mesh.NewError(mesh.CodePeerDisabled)
+		return body, catalog.NewError(catalog.CodePeerDisabled)
 	}
 	users, _ := d.cfg.Sys.ConsoleUsers()
 	present := len(users) > 0
@@ -161,14 +161,14 @@ func (d *Daemon) admitChannel(conn network.Conn, remote peer.ID, g *pb.JumpGrant
 		caps, policy = body.GetCapabilities(), body.GetSessionPolicy()
 	}
 	if caps&capability == 0 {
-		return body, mesh.Errorf(mesh.CodePermissionDenied, "(session policy %q, user %s, does not allow %s)",
+		return body, catalog.Errorf(catalog.CodePermissionDenied, "(session policy %q, user %s, does not allow %s)",
 			policy, presence(present), grant.CapabilityName(capability))
 	}
 	if err := admitCommand(exec, capability, body, present); err != nil {
 		return body, err
 	}
 	if present && body.GetRequireConsent() {
-		return body, mesh.Errorf(mesh.CodeConsentRequired, "(session policy %q; %v logged in)", policy, users)
+		return body, catalog.Errorf(catalog.CodeConsentRequired, "(session policy %q; %v logged in)", policy, users)
 	}
 	return body, nil
 }

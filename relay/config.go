@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 // Defaults for a zero Config.
@@ -103,14 +103,14 @@ func (c *Config) logger() *slog.Logger {
 func (c *Config) check() error {
 	switch {
 	case c.DataDir == "":
-		return mesh.Errorf(mesh.CodeInvalidArgument, "(a relay needs a data directory)")
+		return catalog.Errorf(catalog.CodeInvalidArgument, "(a relay needs a data directory)")
 	case c.Invite != "" && c.Coordinator == "":
-		return mesh.Errorf(mesh.CodeInvalidArgument, "(enrolling a relay with an invite needs the coordinator's address too)")
+		return catalog.Errorf(catalog.CodeInvalidArgument, "(enrolling a relay with an invite needs the coordinator's address too)")
 	case c.Refresh < 0:
-		return mesh.Errorf(mesh.CodeInvalidArgument, "(the ACL refresh period must not be negative)")
+		return catalog.Errorf(catalog.CodeInvalidArgument, "(the ACL refresh period must not be negative)")
 	}
 	if err := c.Resources.withDefaults().validate(); err != nil {
-		return mesh.Errorf(mesh.CodeOutOfRange, "(%w)", err)
+		return catalog.Errorf(catalog.CodeOutOfRange, "(%w)", err)
 	}
 	return nil
 }

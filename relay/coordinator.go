@@ -10,8 +10,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 // The relay's side of the control protocol: it enrolls as a site member
@@ -58,9 +60,9 @@ func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (*member.Client,
 	}
 	c, err := member.Open(files(cfg.DataDir), mesh.HostConfig{})
 	if err == nil {
-		if role := c.Role(); role != "" && role != mesh.RoleName(pb.Role_ROLE_RELAY) {
+		if role := c.Role(); role != "" && role != words.RoleName(pb.Role_ROLE_RELAY) {
 			c.Close()
-			return nil, mesh.Errorf(mesh.CodeInvalidArgument,
+			return nil, catalog.Errorf(catalog.CodeInvalidArgument,
 				"(the relay data directory %s is enrolled as %s, a %s: remove it and enroll with a code from `jumpmesh relay invite NAME`)",
 				cfg.DataDir, c.UserName(), role)
 		}
@@ -69,11 +71,11 @@ func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (*member.Client,
 		}
 		return c, nil
 	}
-	if mesh.CodeOf(err) != mesh.CodeNotLoggedIn {
+	if catalog.CodeOf(err) != catalog.CodeNotLoggedIn {
 		return nil, fmt.Errorf("opening relay data directory %s: %w", cfg.DataDir, err)
 	}
 	if cfg.Invite == "" {
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument,
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument,
 			"(the relay data directory %s is not enrolled yet: run it once with --coordinator ADDR --invite CODE from `jumpmesh relay invite NAME`)", cfg.DataDir)
 	}
 	c, resp, err := member.Login(ctx, files(cfg.DataDir), cfg.Coordinator, cfg.Invite, mesh.HostConfig{})
@@ -85,9 +87,9 @@ func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (*member.Client,
 		// the coordinator would refuse it the ACL anyway. Say so now, and
 		// what to do, rather than fail at the first fetch.
 		c.Close()
-		return nil, mesh.Errorf(mesh.CodeInvalidArgument,
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument,
 			"(the invite was for %s, a %s, and this directory's key is now that user's: remove %s and enroll with a code from `jumpmesh relay invite NAME`)",
-			resp.GetUser().GetName(), mesh.RoleName(role), cfg.DataDir)
+			resp.GetUser().GetName(), words.RoleName(role), cfg.DataDir)
 	}
 	log.Info("relay enrolled", logUser, resp.GetUser().GetName(), logSite, c.Site())
 	return c, nil
@@ -161,7 +163,7 @@ func (r *Relay) refresh(ctx context.Context) error {
 	}
 	list := resp.GetRelayAcl()
 	if list == nil {
-		return mesh.Errorf(mesh.CodeProtocol, "(the coordinator answered the relay ACL request without an ACL)")
+		return catalog.Errorf(catalog.CodeProtocol, "(the coordinator answered the relay ACL request without an ACL)")
 	}
 	members := make([]peer.ID, 0, len(list.GetMembers()))
 	for _, b := range list.GetMembers() {
@@ -175,7 +177,7 @@ func (r *Relay) refresh(ctx context.Context) error {
 	// The coordinator always lists itself; an empty list is a fault, and
 	// applying it would cut every session.
 	if len(members) == 0 {
-		return mesh.Errorf(mesh.CodeProtocol, "(the coordinator sent an empty relay ACL)")
+		return catalog.Errorf(catalog.CodeProtocol, "(the coordinator sent an empty relay ACL)")
 	}
 	was := *r.acl.members.Load()
 	r.acl.SetMembers(members)

@@ -24,6 +24,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/relay"
 )
@@ -85,7 +86,7 @@ func TestEnrollThenRestart(t *testing.T) {
 func TestEnrollRefusals(t *testing.T) {
 	site := coordinatortest.New(t, console.Login)
 	_, err := relay.New(site.Ctx(), relay.Config{DataDir: t.TempDir(), HTTPAddr: "off"})
-	coordinatortest.WantCode(t, err, mesh.CodeInvalidArgument)
+	coordinatortest.WantCode(t, err, catalog.CodeInvalidArgument)
 
 	inv, err := site.Admin.InviteUser(site.Ctx(), "carol", pb.Role_ROLE_TECHNICIAN, time.Hour)
 	if err != nil {
@@ -94,11 +95,11 @@ func TestEnrollRefusals(t *testing.T) {
 	dir := t.TempDir()
 	_, err = relay.New(site.Ctx(), relay.Config{DataDir: dir, Coordinator: site.Addr, Invite: inv.GetCode(), HTTPAddr: "off",
 		Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
-	coordinatortest.WantCode(t, err, mesh.CodeInvalidArgument)
+	coordinatortest.WantCode(t, err, catalog.CodeInvalidArgument)
 	// The directory now holds carol's key and says so: a second start is
 	// refused at once, not at the ACL fetch.
 	_, err = relay.New(site.Ctx(), relay.Config{DataDir: dir, HTTPAddr: "off", Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
-	coordinatortest.WantCode(t, err, mesh.CodeInvalidArgument)
+	coordinatortest.WantCode(t, err, catalog.CodeInvalidArgument)
 }
 
 // TestOldDataDirKeepsWorking: a data directory enrolled by an older

@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 // cliReferencePath is where `make docs` writes the reference, relative to
@@ -109,7 +109,7 @@ func cliReference(app *cli.App) []byte {
 	b.WriteString("## Error catalog\n\n")
 	b.WriteString("Every code jumpmesh reports (`jumpmesh errors`); codes are stable, `--json` carries them.\n\n")
 	b.WriteString("| code | message |\n| --- | --- |\n")
-	for _, c := range mesh.Codes() {
+	for _, c := range catalog.Codes() {
 		fmt.Fprintf(&b, "| `%s` | %s |\n", c, cell(c.Message()))
 	}
 	return b.Bytes()

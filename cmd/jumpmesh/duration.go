@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 // parseDuration reads Go durations ("90m", "24h") plus the units people use
@@ -23,7 +23,7 @@ func parseDuration(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return 0, mesh.Errorf(mesh.CodeInvalidArgument, "%q is not a duration (examples: 30m, 24h, 7d, 2w, 1y).", s)
+		return 0, catalog.Errorf(catalog.CodeInvalidArgument, "%q is not a duration (examples: 30m, 24h, 7d, 2w, 1y).", s)
 	}
 	return d, nil
 }

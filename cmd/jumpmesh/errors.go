@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 func errorsCommand() *cli.Command {
@@ -27,7 +27,7 @@ func errorsCommand() *cli.Command {
 			}
 			var all []entry
 			rows := [][]string{{"CODE", "MESSAGE"}}
-			for _, c := range mesh.Codes() {
+			for _, c := range catalog.Codes() {
 				all = append(all, entry{string(c), c.Message(), c.Reserved()})
 				msg := c.Message()
 				if c.Reserved() {

@@ -12,7 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/console"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 )
 
@@ -101,7 +101,7 @@ func serveForwards(ctx context.Context, fw *console.Forwarder, specs []forwardSp
 	for _, s := range specs {
 		ln, err := net.Listen("tcp", s.listenAddr)
 		if err != nil {
-			return mesh.Errorf(mesh.CodeInvalidArgument, "Cannot listen on %s: %v", s.listenAddr, err)
+			return catalog.Errorf(catalog.CodeInvalidArgument, "Cannot listen on %s: %v", s.listenAddr, err)
 		}
 		lns = append(lns, ln)
 		fmt.Fprintf(out, "forwarding %s -> %s -> %s\n", ln.Addr(), fw.Jump().Peer.GetPeer().GetSettings().GetName(), net.JoinHostPort(s.host, strconv.Itoa(s.port)))

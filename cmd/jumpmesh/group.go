@@ -9,8 +9,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/console"
-	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 func groupCommand() *cli.Command {
@@ -47,10 +47,10 @@ type groupMemberView struct {
 }
 
 func newGroupView(g *pb.Group) groupView {
-	v := groupView{Code: g.GetCode(), Ref: mesh.SharedGroupPrefix + g.GetCode(), Name: g.GetDisplayName(),
+	v := groupView{Code: g.GetCode(), Ref: words.SharedGroupPrefix + g.GetCode(), Name: g.GetDisplayName(),
 		Members: []groupMemberView{}, Created: jsonTime(g.GetCreatedUnix()), By: g.GetCreatedBy()}
 	for _, m := range g.GetMembers() {
-		v.Members = append(v.Members, groupMemberView{User: m.GetUser(), Role: mesh.MemberRoleName(m.GetRole())})
+		v.Members = append(v.Members, groupMemberView{User: m.GetUser(), Role: words.MemberRoleName(m.GetRole())})
 	}
 	return v
 }
@@ -59,10 +59,10 @@ func newGroupView(g *pb.Group) groupView {
 // installer and peer listings, so the jumpgroup: prefix is accepted; a
 // personal list is refused here because it cannot be created or edited.
 func groupCode(arg string) (string, error) {
-	if strings.HasPrefix(arg, mesh.PersonalGroupPrefix) {
+	if strings.HasPrefix(arg, words.PersonalGroupPrefix) {
 		return "", usagef("%q is a personal list: personal lists exist implicitly for every user and are not managed with `jumpmesh group`", arg)
 	}
-	code := strings.TrimPrefix(arg, mesh.SharedGroupPrefix)
+	code := strings.TrimPrefix(arg, words.SharedGroupPrefix)
 	if code == "" {
 		return "", usagef("jump group %q has no code name", arg)
 	}
@@ -111,7 +111,7 @@ func createMembers(cc *cli.Context) ([]*pb.GroupMember, error) {
 	roleOf := map[string]string{}
 	var members []*pb.GroupMember
 	for _, flag := range []string{"member", "team-lead", "team-manager"} {
-		role, err := mesh.ParseMemberRole(flag)
+		role, err := words.ParseMemberRole(flag)
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +151,7 @@ func groupListCommand() *cli.Command {
 			return output(cc, views, func(w io.Writer) {
 				rows := [][]string{{"GROUP", "NAME", "MEMBERS", "CREATED"}}
 				for _, g := range groups {
-					rows = append(rows, []string{mesh.SharedGroupPrefix + g.GetCode(), orDash(g.GetDisplayName()),
+					rows = append(rows, []string{words.SharedGroupPrefix + g.GetCode(), orDash(g.GetDisplayName()),
 						fmt.Sprint(len(g.GetMembers())), unixTime(g.GetCreatedUnix())})
 				}
 				table(w, rows)
@@ -220,7 +220,7 @@ func groupAddCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			role, err := mesh.ParseMemberRole(f.role)
+			role, err := words.ParseMemberRole(f.role)
 			if err != nil {
 				return err
 			}
@@ -269,7 +269,7 @@ func groupDeleteCommand() *cli.Command {
 			if err := c.DeleteGroup(ctx, code); err != nil {
 				return err
 			}
-			ref := mesh.SharedGroupPrefix + code
+			ref := words.SharedGroupPrefix + code
 			return output(cc, map[string]string{"deleted": ref}, func(w io.Writer) { fmt.Fprintf(w, "Deleted jump group %s.\n", ref) })
 		}),
 	}

@@ -11,9 +11,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/console"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 const defaultInstallDir = "/opt/jumpmesh"
@@ -60,7 +61,7 @@ func newInstallerView(in *pb.Installer, now time.Time) installerView {
 		ID: in.GetId(), Status: installerStatus(in, now), Group: d.GetGroup(), Tag: d.GetTag(), Comments: d.GetComments(),
 		Name: d.GetName(), JumpPolicy: d.GetJumpPolicy(), SessionPolicyPresent: d.GetSessionPolicyPresent(),
 		SessionPolicyNotPresent: d.GetSessionPolicyNotPresent(), MaxOfflineMinutes: d.GetMaxOfflineMinutes(),
-		Ephemeral: d.GetEphemeral(), Connection: mesh.ConnectionTypeName(d.GetConnectionType()),
+		Ephemeral: d.GetEphemeral(), Connection: words.ConnectionTypeName(d.GetConnectionType()),
 		Overridable: nonNil(installerkey.Field(b.GetOverridable()).Names()), Site: peer.ID(b.GetSiteId()).String(),
 		ValidFrom: jsonTime(b.GetNotBeforeUnix()), ValidUntil: jsonTime(b.GetNotAfterUnix()),
 		CreatedBy: in.GetCreatedBy(), Deleted: jsonTime(in.GetRevokedUnix()), DeletedBy: in.GetRevokedBy(), Key: in.GetKey(),
@@ -133,7 +134,7 @@ func installerCreateCommand() *cli.Command {
 				SessionPolicyPresent: f.spPresent, SessionPolicyNotPresent: f.spNotPresent,
 				MaxOfflineMinutes: uint32(f.maxOffline), Ephemeral: f.ephemeral}
 			if f.connection != "" {
-				if d.ConnectionType, err = mesh.ParseConnectionType(f.connection); err != nil {
+				if d.ConnectionType, err = words.ParseConnectionType(f.connection); err != nil {
 					return err
 				}
 			}
@@ -363,7 +364,7 @@ func installerVerifyCommand() *cli.Command {
 			if f.site != "" {
 				id, err := peer.Decode(f.site)
 				if err != nil {
-					return mesh.Errorf(mesh.CodeInvalidArgument, "--site %q is not a peer ID: %v", f.site, err)
+					return catalog.Errorf(catalog.CodeInvalidArgument, "--site %q is not a peer ID: %v", f.site, err)
 				}
 				opts.Site = id
 			}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 // jsonFlag is on every command that prints something.
@@ -46,7 +46,7 @@ type jsonError struct {
 
 func printJSONError(w io.Writer, err error) {
 	var je jsonError
-	code, message, detail := mesh.LocalErrorParts(err)
+	code, message, detail := catalog.LocalErrorParts(err)
 	je.Error.Code, je.Error.Message, je.Error.Detail = string(code), message, detail
 	_ = printJSON(w, je)
 }

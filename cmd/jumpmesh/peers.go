@@ -12,9 +12,9 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator"
-	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 // The technician's views of peers: ls, show, set, rm.
@@ -60,7 +60,7 @@ func newPeerView(v *pb.PeerView) peerView {
 	out := peerView{ID: peer.ID(p.GetId()).String(), Name: s.GetName(), Status: v.GetStatus(), Group: s.GetGroup(), Tag: s.GetTag(),
 		Comments: s.GetComments(), JumpPolicy: s.GetJumpPolicy(), SessionPolicyPresent: s.GetSessionPolicyPresent(),
 		SessionPolicyNotPresent: s.GetSessionPolicyNotPresent(), MaxOfflineMinutes: s.GetMaxOfflineMinutes(),
-		Connection: mesh.ConnectionTypeName(s.GetConnectionType()), Hostname: i.GetHostname(), OS: i.GetOs() + "/" + i.GetArch(),
+		Connection: words.ConnectionTypeName(s.GetConnectionType()), Hostname: i.GetHostname(), OS: i.GetOs() + "/" + i.GetArch(),
 		Version: i.GetVersion(), PrivateIPs: nonNil(i.GetPrivateIps()), PublicIP: p.GetPublicAddr(), Gateway: i.GetGatewayIp(),
 		GatewayMAC: i.GetGatewayMac(), ConsoleUsers: nonNil(consoleUsers(p)), Installer: p.GetInstallerId(),
 		Installed: jsonTime(p.GetInstalledUnix()), LastSeen: jsonTime(p.GetLastSeenUnix()), LastAccess: jsonTime(p.GetLastAccessUnix())}

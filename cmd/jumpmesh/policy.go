@@ -10,7 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/console"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -61,7 +61,7 @@ func (f *jumpPolicyFlags) flags() []cli.Flag {
 func parseWindows(specs []string) ([]*pb.Window, error) {
 	out := make([]*pb.Window, 0, len(specs))
 	for _, s := range specs {
-		w, err := mesh.ParseWindow(s)
+		w, err := coordinator.ParseWindow(s)
 		if err != nil {
 			return nil, err
 		}
@@ -80,7 +80,7 @@ type jumpPolicyView struct {
 func newJumpPolicyView(p *pb.JumpPolicy) jumpPolicyView {
 	v := jumpPolicyView{Name: p.GetName(), Description: p.GetDescription(), TimeZone: p.GetTimeZone(), Windows: []string{}}
 	for _, w := range p.GetWindows() {
-		v.Windows = append(v.Windows, mesh.FormatWindow(w))
+		v.Windows = append(v.Windows, coordinator.FormatWindow(w))
 	}
 	return v
 }
@@ -262,7 +262,7 @@ const commandsHelp = "With exec, --allow-command limits the commands a session m
 	"in a PTY, jump -t, needs shell). Each PATTERN is matched against the whole command line, its\n" +
 	"words joined by single spaces; * stands for any run of characters. Repeat the flag for more.\n" +
 	"The list says which programs start, not what they do: allowing sh, python3 *, find * or cat *\n" +
-	"allows a shell or any file (mesh/commands.go lists the limits). Under a list the console may\n" +
+	"allows a shell or any file (mesh/peerproto/peerproto.go lists the limits). Under a list the console may\n" +
 	"not set the command's environment."
 
 func (f *sessionPolicyFlags) flags() []cli.Flag {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 // Issue 11, findings 1 and 13, through the real binary: alice, a technician
@@ -31,7 +31,7 @@ func TestTechnicianCannotStripPoliciesThroughTheCLI(t *testing.T) {
 	shellRefused := func() {
 		t.Helper()
 		r := jm(t, alice, "jump", "web-01") // no command: a shell
-		if r.code != exitJumpFailed || !strings.Contains(r.stderr, mesh.CodePermissionDenied.Message()) || !strings.Contains(r.stderr, "do not allow shell") {
+		if r.code != exitJumpFailed || !strings.Contains(r.stderr, catalog.CodePermissionDenied.Message()) || !strings.Contains(r.stderr, "do not allow shell") {
 			t.Fatalf("alice's shell: exit %d, stdout %q, stderr %q; want permission_denied", r.code, r.stdout, r.stderr)
 		}
 	}

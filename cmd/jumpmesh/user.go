@@ -10,8 +10,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/console"
-	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 func userCommand() *cli.Command {
@@ -33,7 +33,7 @@ type userView struct {
 }
 
 func newUserView(u *pb.User) userView {
-	v := userView{Name: u.GetName(), Role: mesh.RoleName(u.GetRole()), Keys: []string{}, Created: jsonTime(u.GetCreatedUnix()),
+	v := userView{Name: u.GetName(), Role: words.RoleName(u.GetRole()), Keys: []string{}, Created: jsonTime(u.GetCreatedUnix()),
 		By: u.GetCreatedBy(), LastSeen: jsonTime(u.GetLastSeenUnix())}
 	for _, id := range u.GetPeerIds() {
 		v.Keys = append(v.Keys, peer.ID(id).String())
@@ -59,7 +59,7 @@ func userInviteCommand() *cli.Command {
 		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
 			var role pb.Role
 			if f.role != "" {
-				r, err := mesh.ParseRole(f.role)
+				r, err := words.ParseRole(f.role)
 				if err != nil {
 					return err
 				}
@@ -110,7 +110,7 @@ func userListCommand() *cli.Command {
 			return output(cc, views, func(w io.Writer) {
 				rows := [][]string{{"NAME", "ROLE", "KEYS", "LAST SEEN"}}
 				for _, u := range users {
-					rows = append(rows, []string{u.GetName(), mesh.RoleName(u.GetRole()), fmt.Sprint(len(u.GetPeerIds())), unixTime(u.GetLastSeenUnix())})
+					rows = append(rows, []string{u.GetName(), words.RoleName(u.GetRole()), fmt.Sprint(len(u.GetPeerIds())), unixTime(u.GetLastSeenUnix())})
 				}
 				table(w, rows)
 			})
@@ -144,8 +144,8 @@ func printUserDetail(cc *cli.Context, d *pb.UserDetail) error {
 	return output(cc, v, func(w io.Writer) {
 		fields(w, "name", v.Name, "role", v.Role,
 			"console keys", orDash(strings.Join(v.Keys, ", ")),
-			"jump groups", orDash(strings.Join(prefixed(mesh.SharedGroupPrefix, v.Groups), ", ")),
-			"sees personal lists", strings.Join(prefixed(mesh.PersonalGroupPrefix, v.Visible), ", "),
+			"jump groups", orDash(strings.Join(prefixed(words.SharedGroupPrefix, v.Groups), ", ")),
+			"sees personal lists", strings.Join(prefixed(words.PersonalGroupPrefix, v.Visible), ", "),
 			"created", unixTime(d.GetUser().GetCreatedUnix())+" by "+orDash(v.By),
 			"last seen", unixTime(d.GetUser().GetLastSeenUnix()))
 	})
@@ -191,7 +191,7 @@ func userRoleCommand() *cli.Command {
 		UsageText: "jumpmesh user role NAME admin|technician [--json]\n\nExample:\n  jumpmesh user role alice admin",
 		Flags:     []cli.Flag{jsonFlag},
 		Action: clientAction(2, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
-			role, err := mesh.ParseRole(cc.Args().Get(1))
+			role, err := words.ParseRole(cc.Args().Get(1))
 			if err != nil {
 				return err
 			}

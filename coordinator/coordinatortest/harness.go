@@ -20,6 +20,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -178,10 +179,10 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 }
 
 // WantCode fails unless err carries code.
-func WantCode(t testing.TB, err error, code mesh.Code) {
+func WantCode(t testing.TB, err error, code catalog.Code) {
 	t.Helper()
-	if mesh.CodeOf(err) != code {
-		t.Fatalf("got error %v (code %q), want code %q", err, mesh.CodeOf(err), code)
+	if catalog.CodeOf(err) != code {
+		t.Fatalf("got error %v (code %q), want code %q", err, catalog.CodeOf(err), code)
 	}
 }
 
@@ -205,4 +206,4 @@ func FreePort(t testing.TB, network string) int {
 }
 
 // WantNoPanic runs fn and returns the catalog code of its error.
-func WantNoPanic(fn func() error) mesh.Code { return mesh.CodeOf(fn()) }
+func WantNoPanic(fn func() error) catalog.Code { return catalog.CodeOf(fn()) }

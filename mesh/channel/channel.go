@@ -18,7 +18,7 @@ import (
 	msmux "github.com/multiformats/go-multistream"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -79,7 +79,7 @@ func Open(ctx context.Context, h host.Host, p peer.ID, open *pb.ChannelOpen) (*C
 	_ = st.SetDeadline(time.Time{})
 	if ready.GetError() != nil {
 		_ = st.Close()
-		return nil, "", mesh.ErrorFromPB(ready.GetError())
+		return nil, "", catalog.ErrorFromPB(ready.GetError())
 	}
 	return c, ready.GetSessionId(), nil
 }
@@ -98,13 +98,13 @@ func handshakeDeadline(ctx context.Context) time.Time {
 func dialError(ctx context.Context, p peer.ID, err error) error {
 	switch {
 	case errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}):
-		return mesh.Errorf(mesh.CodePeerOtherVersion, "(%s does not speak %s)", p, Protocol)
+		return catalog.Errorf(catalog.CodePeerOtherVersion, "(%s does not speak %s)", p, Protocol)
 	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return ctx.Err()
 	case errors.Is(ctx.Err(), context.DeadlineExceeded), isTimeout(err):
-		return mesh.Errorf(mesh.CodeConnectTimeout, "(%s: %w)", p, err)
+		return catalog.Errorf(catalog.CodeConnectTimeout, "(%s: %w)", p, err)
 	}
-	return mesh.Errorf(mesh.CodeActivePeerNotConnected, "(opening a session with %s: %w)", p, err)
+	return catalog.Errorf(catalog.CodeActivePeerNotConnected, "(opening a session with %s: %w)", p, err)
 }
 
 // isTimeout reports a deadline, whoever's: the context's, the stream's
@@ -134,7 +134,7 @@ func Accept(st network.Stream) (*Channel, *pb.ChannelOpen, error) {
 // closed and the channel must not be used.
 func (c *Channel) Ready(sessionID string, refuse error) error {
 	_ = c.st.SetWriteDeadline(time.Now().Add(HandshakeTimeout))
-	err := c.WriteMsg(&pb.ChannelReady{Error: mesh.ErrorToPB(refuse), SessionId: sessionID})
+	err := c.WriteMsg(&pb.ChannelReady{Error: catalog.ErrorToPB(refuse), SessionId: sessionID})
 	_ = c.st.SetWriteDeadline(time.Time{})
 	if refuse != nil {
 		return errors.Join(err, c.st.Close())
@@ -146,7 +146,7 @@ func (c *Channel) Ready(sessionID string, refuse error) error {
 // to do between acceptance and its data phase (a forward's dial): nil
 // means go on, an error is what the console will return.
 func (c *Channel) SendStatus(failure error) error {
-	return c.WriteMsg(&pb.ChannelReady{Error: mesh.ErrorToPB(failure)})
+	return c.WriteMsg(&pb.ChannelReady{Error: catalog.ErrorToPB(failure)})
 }
 
 // ReadStatus reads what SendStatus sent: nil to go on, or the peer's
@@ -154,9 +154,9 @@ func (c *Channel) SendStatus(failure error) error {
 func (c *Channel) ReadStatus() error {
 	var st pb.ChannelReady
 	if err := c.ReadMsg(&st); err != nil {
-		return mesh.Errorf(mesh.CodeSessionInternal, "(waiting for the peer's status: %w)", err)
+		return catalog.Errorf(catalog.CodeSessionInternal, "(waiting for the peer's status: %w)", err)
 	}
-	return mesh.ErrorFromPB(st.GetError())
+	return catalog.ErrorFromPB(st.GetError())
 }
 
 // ReadMsg reads the next message into m. It reads the length prefix one
@@ -176,7 +176,7 @@ func (c *Channel) ReadMsg(m proto.Message) error {
 		return noEOF(err)
 	}
 	if err := proto.Unmarshal(buf, m); err != nil {
-		return mesh.Errorf(mesh.CodeProtocol, "(%T: %w)", m, err)
+		return catalog.Errorf(catalog.CodeProtocol, "(%T: %w)", m, err)
 	}
 	return nil
 }
@@ -194,12 +194,12 @@ func (c *Channel) readLength() (int, error) {
 		x |= uint64(one[0]&0x7f) << (7 * i)
 		if one[0] < 0x80 {
 			if x > MaxMessage {
-				return 0, mesh.Errorf(mesh.CodeProtocol, "(a message of %d bytes; at most %d)", x, MaxMessage)
+				return 0, catalog.Errorf(catalog.CodeProtocol, "(a message of %d bytes; at most %d)", x, MaxMessage)
 			}
 			return int(x), nil
 		}
 	}
-	return 0, mesh.Errorf(mesh.CodeProtocol, "(a message length prefix that does not end)")
+	return 0, catalog.Errorf(catalog.CodeProtocol, "(a message length prefix that does not end)")
 }
 
 func noEOF(err error) error {
@@ -213,7 +213,7 @@ func noEOF(err error) error {
 func (c *Channel) WriteMsg(m proto.Message) error {
 	size := proto.Size(m)
 	if size > MaxMessage {
-		return mesh.Errorf(mesh.CodeInternal, "(%T of %d bytes; at most %d)", m, size, MaxMessage)
+		return catalog.Errorf(catalog.CodeInternal, "(%T of %d bytes; at most %d)", m, size, MaxMessage)
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -105,11 +106,11 @@ func TestRawBytesAfterAMessageAreNotSwallowed(t *testing.T) {
 
 func TestOpenReturnsTheRefusal(t *testing.T) {
 	console, pid := pairWith(t, func(c *Channel, _ *pb.ChannelOpen) {
-		_ = c.Ready("", mesh.Errorf(mesh.CodePeerDisabled, "(by the host's user)"))
+		_ = c.Ready("", catalog.Errorf(catalog.CodePeerDisabled, "(by the host's user)"))
 	})
 	_, _, err := Open(openCtx(t), console, pid, &pb.ChannelOpen{})
-	var me *mesh.Error
-	if !errors.As(err, &me) || me.Code != mesh.CodePeerDisabled || me.Detail != "(by the host's user)" {
+	var me *catalog.Error
+	if !errors.As(err, &me) || me.Code != catalog.CodePeerDisabled || me.Detail != "(by the host's user)" {
 		t.Errorf("Open: %v, want peer_disabled with its detail", err)
 	}
 }
@@ -120,7 +121,7 @@ func TestOpenWithoutTheProtocolIsAnotherVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err := Open(openCtx(t), ch, ph.ID(), &pb.ChannelOpen{})
-	if mesh.CodeOf(err) != mesh.CodePeerOtherVersion {
+	if catalog.CodeOf(err) != catalog.CodePeerOtherVersion {
 		t.Errorf("Open: %v, want peer_other_version", err)
 	}
 }
@@ -132,7 +133,7 @@ func TestOpenTimesOutWithoutReady(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	_, _, err := Open(ctx, console, pid, &pb.ChannelOpen{})
-	if mesh.CodeOf(err) != mesh.CodeConnectTimeout {
+	if catalog.CodeOf(err) != catalog.CodeConnectTimeout {
 		t.Errorf("Open: %v, want connect_timeout", err)
 	}
 }
@@ -150,7 +151,7 @@ func TestReadMsgRefusesOversizedMessages(t *testing.T) {
 	}
 	defer c.Close()
 	_, _ = c.Write(binary.AppendUvarint(nil, MaxMessage+1))
-	if err := <-errc; mesh.CodeOf(err) != mesh.CodeProtocol {
+	if err := <-errc; catalog.CodeOf(err) != catalog.CodeProtocol {
 		t.Errorf("ReadMsg: %v, want protocol_error", err)
 	}
 }
@@ -162,7 +163,7 @@ func TestCheckEntryPath(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "/", "/a", "..", "a/..", "../a", "a/../b", ".", "a/.", "a//b", "a/", "a\\b", "a\x00b"} {
-		if err := checkEntryPath(bad); mesh.CodeOf(err) != mesh.CodeCopyBadPath {
+		if err := checkEntryPath(bad); catalog.CodeOf(err) != catalog.CodeCopyBadPath {
 			t.Errorf("%q accepted", bad)
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -32,10 +32,10 @@ const permMask = 0o777
 
 // Catalog codes of file copies; the detail says exactly what happened.
 const (
-	codeBadPath   = mesh.CodeCopyBadPath  // unsafe or unusable path
-	codeNotFound  = mesh.CodeCopyNotFound // a path that does not exist
-	codeIntegrity = mesh.CodeCopyDamaged  // SHA-256 or size mismatch
-	codeIO        = mesh.CodeInternal     // a local read or write failed
+	codeBadPath   = catalog.CodeCopyBadPath  // unsafe or unusable path
+	codeNotFound  = catalog.CodeCopyNotFound // a path that does not exist
+	codeIntegrity = catalog.CodeCopyDamaged  // SHA-256 or size mismatch
+	codeIO        = catalog.CodeInternal     // a local read or write failed
 )
 
 // TreeOptions tune one copy.
@@ -74,11 +74,11 @@ func (o TreeOptions) progress(done, total int64) {
 // which also refuses symlinks that lead out of the target.
 func checkEntryPath(p string) error {
 	if p == "" || strings.HasPrefix(p, "/") || strings.ContainsRune(p, 0) || strings.Contains(p, "\\") {
-		return mesh.Errorf(codeBadPath, "(unsafe path %q in the copy)", p)
+		return catalog.Errorf(codeBadPath, "(unsafe path %q in the copy)", p)
 	}
 	for _, el := range strings.Split(p, "/") {
 		if el == "" || el == "." || el == ".." {
-			return mesh.Errorf(codeBadPath, "(unsafe path %q in the copy)", p)
+			return catalog.Errorf(codeBadPath, "(unsafe path %q in the copy)", p)
 		}
 	}
 	return nil
@@ -86,7 +86,7 @@ func checkEntryPath(p string) error {
 
 // fsError gives a local file system error its catalog code.
 func fsError(what string, err error) error {
-	var me *mesh.Error
+	var me *catalog.Error
 	if errors.As(err, &me) {
 		return err
 	}
@@ -98,7 +98,7 @@ func fsError(what string, err error) error {
 		if errors.As(err, &pe) {
 			p = pe.Path
 		}
-		return &mesh.Error{Code: codeNotFound, Detail: "(no such file or directory: " + p + ")", Err: err}
+		return &catalog.Error{Code: codeNotFound, Detail: "(no such file or directory: " + p + ")", Err: err}
 	}
 	var errno syscall.Errno
 	if errors.Is(err, fs.ErrPermission) ||
@@ -106,14 +106,14 @@ func fsError(what string, err error) error {
 		!errors.As(err, &errno) {
 		// Errors without an errno come from os.Root refusing a path (one
 		// that escapes through a symlink) or from the path itself.
-		return mesh.Errorf(codeBadPath, "(%s: %w)", what, err)
+		return catalog.Errorf(codeBadPath, "(%s: %w)", what, err)
 	}
-	return mesh.Errorf(codeIO, "(%s: %w)", what, err)
+	return catalog.Errorf(codeIO, "(%s: %w)", what, err)
 }
 
 // fileMsgError wraps a catalog error as a FileMsg.
 func fileMsgError(err error) *pb.FileMsg {
-	return &pb.FileMsg{Body: &pb.FileMsg_Error{Error: mesh.ErrorToPB(err)}}
+	return &pb.FileMsg{Body: &pb.FileMsg_Error{Error: catalog.ErrorToPB(err)}}
 }
 
 // drain reads and discards until the other side closes, at most

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -79,13 +79,13 @@ func (r *treeReceiver) receive(target string) error {
 	}
 	root := m.GetEntry()
 	if root == nil {
-		return mesh.Errorf(mesh.CodeProtocol, "(the copy did not start with an entry)")
+		return catalog.Errorf(catalog.CodeProtocol, "(the copy did not start with an entry)")
 	}
 	if err := checkEntryPath(root.GetPath()); err != nil || strings.Contains(root.GetPath(), "/") {
-		return mesh.Errorf(codeBadPath, "(unsafe name %q for the copy)", root.GetPath())
+		return catalog.Errorf(codeBadPath, "(unsafe name %q for the copy)", root.GetPath())
 	}
 	if r.opts.RootName != "" && root.GetPath() != r.opts.RootName {
-		return mesh.Errorf(codeBadPath, "(the sender named the copy %q, not %q as asked; nothing was written)", root.GetPath(), r.opts.RootName)
+		return catalog.Errorf(codeBadPath, "(the sender named the copy %q, not %q as asked; nothing was written)", root.GetPath(), r.opts.RootName)
 	}
 	r.name, r.total = root.GetPath(), int64(root.GetSize())
 	if err := r.openDest(filepath.Clean(target), root.GetDir()); err != nil {
@@ -111,7 +111,7 @@ func (r *treeReceiver) receive(target string) error {
 		case *pb.FileMsg_Done:
 			return r.finishDirs()
 		default:
-			err = mesh.Errorf(mesh.CodeProtocol, "(%T where an entry was expected)", b)
+			err = catalog.Errorf(catalog.CodeProtocol, "(%T where an entry was expected)", b)
 		}
 		if err != nil {
 			return err
@@ -127,7 +127,7 @@ func (r *treeReceiver) openDest(target string, dir bool) error {
 	case err == nil && fi.IsDir():
 		parent, dest = target, r.name
 	case err == nil && dir:
-		return mesh.Errorf(codeBadPath, "(%s exists and is not a directory)", target)
+		return catalog.Errorf(codeBadPath, "(%s exists and is not a directory)", target)
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return fsError(target, err)
 	}
@@ -144,7 +144,7 @@ func (r *treeReceiver) openDest(target string, dir bool) error {
 func (r *treeReceiver) entry(e *pb.FileEntry) error {
 	rel, ok := strings.CutPrefix(e.GetPath(), r.name+"/")
 	if err := checkEntryPath(e.GetPath()); err != nil || !ok {
-		return mesh.Errorf(codeBadPath, "(unsafe path %q in the copy)", e.GetPath())
+		return catalog.Errorf(codeBadPath, "(unsafe path %q in the copy)", e.GetPath())
 	}
 	local := r.dest + "/" + rel
 	if e.GetDir() {
@@ -159,7 +159,7 @@ func (r *treeReceiver) mkdir(p string, e *pb.FileEntry) error {
 	if err := r.root.Mkdir(p, 0o700); errors.Is(err, fs.ErrExist) {
 		fi, serr := r.root.Lstat(p)
 		if serr != nil || !fi.IsDir() {
-			return mesh.Errorf(codeBadPath, "(%s exists and is not a directory)", p)
+			return catalog.Errorf(codeBadPath, "(%s exists and is not a directory)", p)
 		}
 	} else if err != nil {
 		return fsError("creating "+p, err)
@@ -192,7 +192,7 @@ func (r *treeReceiver) receiveFile(p string, e *pb.FileEntry) error {
 		switch b := m.GetBody().(type) {
 		case *pb.FileMsg_Data:
 			if got += uint64(len(b.Data)); got > e.GetSize() {
-				return mesh.Errorf(codeIntegrity, "(%s: more data than the %d bytes announced)", p, e.GetSize())
+				return catalog.Errorf(codeIntegrity, "(%s: more data than the %d bytes announced)", p, e.GetSize())
 			}
 			if _, err := f.Write(b.Data); err != nil {
 				return fsError("writing "+p, err)
@@ -202,11 +202,11 @@ func (r *treeReceiver) receiveFile(p string, e *pb.FileEntry) error {
 			r.opts.progress(r.stats.Bytes, r.total)
 		case *pb.FileMsg_EndSha256:
 			if got != e.GetSize() || !bytes.Equal(b.EndSha256, h.Sum(nil)) {
-				return mesh.Errorf(codeIntegrity, "(%s: SHA-256 mismatch, the file was damaged in transit and was not written)", p)
+				return catalog.Errorf(codeIntegrity, "(%s: SHA-256 mismatch, the file was damaged in transit and was not written)", p)
 			}
 			return r.commit(f, p, e)
 		default:
-			return mesh.Errorf(mesh.CodeProtocol, "(%T inside the data of %s)", b, p)
+			return catalog.Errorf(catalog.CodeProtocol, "(%T inside the data of %s)", b, p)
 		}
 	}
 }
@@ -250,7 +250,7 @@ func (r *treeReceiver) expectDone() error {
 		return err
 	}
 	if !m.GetDone() {
-		return mesh.Errorf(mesh.CodeProtocol, "(%T after a single file)", m.GetBody())
+		return catalog.Errorf(catalog.CodeProtocol, "(%T after a single file)", m.GetBody())
 	}
 	return nil
 }
@@ -260,11 +260,11 @@ func (r *treeReceiver) expectDone() error {
 func (r *treeReceiver) next() (*pb.FileMsg, error) {
 	var m pb.FileMsg
 	if err := r.c.ReadMsg(&m); err != nil {
-		return nil, mesh.Errorf(mesh.CodeSessionInternal, "(the copy was cut short: %w)", err)
+		return nil, catalog.Errorf(catalog.CodeSessionInternal, "(the copy was cut short: %w)", err)
 	}
 	if e := m.GetError(); e != nil {
 		r.senderFailed = true
-		return nil, mesh.ErrorFromPB(e)
+		return nil, catalog.ErrorFromPB(e)
 	}
 	return &m, nil
 }

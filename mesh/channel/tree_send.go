@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -81,9 +81,9 @@ func checkSource(path string) (string, fs.FileInfo, error) {
 	}
 	switch {
 	case filepath.Base(abs) == string(filepath.Separator):
-		return "", nil, mesh.Errorf(codeBadPath, "(cannot copy the root directory)")
+		return "", nil, catalog.Errorf(codeBadPath, "(cannot copy the root directory)")
 	case !fi.Mode().IsRegular() && !fi.IsDir():
-		return "", nil, mesh.Errorf(codeBadPath, "(%s is not a regular file or a directory)", abs)
+		return "", nil, catalog.Errorf(codeBadPath, "(%s is not a regular file or a directory)", abs)
 	}
 	return abs, fi, nil
 }
@@ -186,7 +186,7 @@ func (s *treeSender) sendFile(local, wire string) error {
 		}
 		n, err := io.ReadFull(f, s.buf[:min(int64(len(s.buf)), left)])
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return mesh.Errorf(codeIO, "(%s shrank while it was being copied)", local)
+			return catalog.Errorf(codeIO, "(%s shrank while it was being copied)", local)
 		} else if err != nil {
 			return fsError("reading "+local, err)
 		}
@@ -212,7 +212,7 @@ func (s *treeSender) checkVerdict() error {
 	case v := <-s.ack:
 		s.acked, s.verdict = true, v
 		if v == nil {
-			v = mesh.Errorf(mesh.CodeProtocol, "(the receiver finished before the copy did)")
+			v = catalog.Errorf(catalog.CodeProtocol, "(the receiver finished before the copy did)")
 			s.verdict = v
 		}
 		return v
@@ -232,14 +232,14 @@ func (s *treeSender) waitVerdict() error {
 func readVerdict(c *Channel) error {
 	var m pb.FileMsg
 	if err := c.ReadMsg(&m); err != nil {
-		return mesh.Errorf(mesh.CodeSessionInternal, "(the copy ended without the receiver's answer: %w)", err)
+		return catalog.Errorf(catalog.CodeSessionInternal, "(the copy ended without the receiver's answer: %w)", err)
 	}
 	switch b := m.GetBody().(type) {
 	case *pb.FileMsg_Done:
 		return nil
 	case *pb.FileMsg_Error:
-		return mesh.ErrorFromPB(b.Error)
+		return catalog.ErrorFromPB(b.Error)
 	default:
-		return mesh.Errorf(mesh.CodeProtocol, "(the receiver answered with %T)", b)
+		return catalog.Errorf(catalog.CodeProtocol, "(the receiver answered with %T)", b)
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
 )
 
 // Lookup bounds: a site has a handful of servers, and one that does not
@@ -94,7 +94,7 @@ func findNode(ctx context.Context, h host.Host, proto protocol.ID, server peer.A
 	if d, ok := ctx.Deadline(); ok {
 		_ = st.SetDeadline(d)
 	}
-	ms := mesh.NewMsgStream(st, network.MessageSizeMax)
+	ms := frame.NewStream(st, network.MessageSizeMax)
 	if err := ms.Write(kadpb.NewMessage(kadpb.Message_FIND_NODE, []byte(id), 0), 0); err != nil {
 		st.Reset()
 		return nil, err

@@ -7,7 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -140,22 +140,22 @@ func (g *Gate) Admit(gr *pb.JumpGrant, c Check, conn Conn) (*pb.JumpGrantBody, e
 	now := c.Now
 	key := string(body.GetNonce())
 	if key == "" {
-		return body, mesh.Errorf(mesh.CodeGrantInvalid, "(no nonce)")
+		return body, catalog.Errorf(catalog.CodeGrantInvalid, "(no nonce)")
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.prune(now)
 	if g.revokedLocked(c.Technician, body.GetIssuedUnix()) {
-		return body, mesh.Errorf(mesh.CodeGrantRevoked, "(issued before a revocation)")
+		return body, catalog.Errorf(catalog.CodeGrantRevoked, "(issued before a revocation)")
 	}
 	if b, ok := g.seen[key]; ok {
 		switch {
 		case conn.IsClosed() || !b.live() || b.conns[0].RemotePeer() != conn.RemotePeer():
-			return body, mesh.Errorf(mesh.CodeGrantInvalid, "(already used: replayed grant)")
+			return body, catalog.Errorf(catalog.CodeGrantInvalid, "(already used: replayed grant)")
 		case b.revoked:
-			return body, mesh.Errorf(mesh.CodeGrantRevoked, "(issued before a revocation)")
+			return body, catalog.Errorf(catalog.CodeGrantRevoked, "(issued before a revocation)")
 		case !now.Before(b.first.Add(g.limits.OpenFor)):
-			return body, mesh.Errorf(mesh.CodeGrantExpired, "(opened channels since %s; the bound is %s)", b.first.UTC().Format(time.RFC3339), g.limits.OpenFor)
+			return body, catalog.Errorf(catalog.CodeGrantExpired, "(opened channels since %s; the bound is %s)", b.first.UTC().Format(time.RFC3339), g.limits.OpenFor)
 		case !slices.Contains(b.conns, conn):
 			b.conns = append(slices.DeleteFunc(b.conns, Conn.IsClosed), conn)
 		}
@@ -163,7 +163,7 @@ func (g *Gate) Admit(gr *pb.JumpGrant, c Check, conn Conn) (*pb.JumpGrantBody, e
 	}
 	expires := time.Unix(body.GetExpiresUnix(), 0)
 	if !now.Before(expires) {
-		return body, mesh.Errorf(mesh.CodeGrantInvalid, "(expired at %s)", expires.UTC().Format(time.RFC3339))
+		return body, catalog.Errorf(catalog.CodeGrantInvalid, "(expired at %s)", expires.UTC().Format(time.RFC3339))
 	}
 	g.seen[key] = &binding{technician: c.Technician, issued: body.GetIssuedUnix(), expires: expires, first: now, conns: []Conn{conn}}
 	return body, nil
@@ -177,7 +177,7 @@ func (g *Gate) Revoked(body *pb.JumpGrantBody) error {
 	defer g.mu.Unlock()
 	b := g.seen[string(body.GetNonce())]
 	if (b != nil && b.revoked) || g.revokedLocked(peer.ID(body.GetTechnician()), body.GetIssuedUnix()) {
-		return mesh.Errorf(mesh.CodeGrantRevoked, "(issued before a revocation)")
+		return catalog.Errorf(catalog.CodeGrantRevoked, "(issued before a revocation)")
 	}
 	return nil
 }

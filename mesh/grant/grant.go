@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -87,30 +88,30 @@ func Verify(g *pb.JumpGrant, c Check) (*pb.JumpGrantBody, error) {
 
 func verify(g *pb.JumpGrant, c Check, expiry bool) (*pb.JumpGrantBody, error) {
 	if g == nil || len(g.GetBody()) == 0 {
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(no grant)")
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(no grant)")
 	}
 	if err := mesh.VerifySignature(c.Site, append([]byte(signingDomain), g.GetBody()...), g.GetSignature()); err != nil {
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(signature: %v)", err)
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(signature: %v)", err)
 	}
 	body := new(pb.JumpGrantBody)
 	if err := proto.Unmarshal(g.GetBody(), body); err != nil {
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(body: %v)", err)
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(body: %v)", err)
 	}
 	switch {
 	case body.GetVersion() != Version:
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(version %d)", body.GetVersion())
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(version %d)", body.GetVersion())
 	case peer.ID(body.GetSiteId()) != c.Site:
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(another site)")
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(another site)")
 	case peer.ID(body.GetPeer()) != c.Peer:
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(the grant is for another peer)")
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(the grant is for another peer)")
 	case peer.ID(body.GetTechnician()) != c.Technician:
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(the grant is for another technician)")
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(the grant is for another technician)")
 	case time.Unix(body.GetExpiresUnix(), 0).Sub(time.Unix(body.GetIssuedUnix(), 0)) > MaxLifetime:
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(lifetime over %s)", MaxLifetime)
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(lifetime over %s)", MaxLifetime)
 	case expiry && !c.Now.Before(time.Unix(body.GetExpiresUnix(), 0)):
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(expired at %s)", time.Unix(body.GetExpiresUnix(), 0).UTC().Format(time.RFC3339))
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(expired at %s)", time.Unix(body.GetExpiresUnix(), 0).UTC().Format(time.RFC3339))
 	case c.Capability != 0 && body.GetCapabilities()&c.Capability == 0:
-		return nil, mesh.Errorf(mesh.CodePermissionDenied, "(the session policy does not allow %s)", CapabilityName(c.Capability))
+		return nil, catalog.Errorf(catalog.CodePermissionDenied, "(the session policy does not allow %s)", CapabilityName(c.Capability))
 	}
 	return body, nil
 }
@@ -120,7 +121,7 @@ func verify(g *pb.JumpGrant, c Check, expiry bool) (*pb.JumpGrantBody, error) {
 func Parse(g *pb.JumpGrant) (*pb.JumpGrantBody, error) {
 	body := new(pb.JumpGrantBody)
 	if err := proto.Unmarshal(g.GetBody(), body); err != nil {
-		return nil, mesh.Errorf(mesh.CodeGrantInvalid, "(body: %v)", err)
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(body: %v)", err)
 	}
 	return body, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -83,16 +84,16 @@ func TestVerifyRefusals(t *testing.T) {
 		name string
 		g    *pb.JumpGrant
 		mod  func(*grant.Check)
-		code mesh.Code
+		code catalog.Code
 	}{
-		{"no grant", nil, nil, mesh.CodeGrantInvalid},
-		{"forged signature", flipped, nil, mesh.CodeGrantInvalid},
-		{"another site's key", byOther, nil, mesh.CodeGrantInvalid},
-		{"for another peer", good, func(c *grant.Check) { c.Peer = other.peer }, mesh.CodeGrantInvalid},
-		{"another technician", good, func(c *grant.Check) { c.Technician = other.tech }, mesh.CodeGrantInvalid},
-		{"expired", good, func(c *grant.Check) { c.Now = now.Add(time.Minute) }, mesh.CodeGrantInvalid},
-		{"lifetime over a minute", longG, nil, mesh.CodeGrantInvalid},
-		{"capability not granted", good, func(c *grant.Check) { c.Capability = grant.Forward }, mesh.CodePermissionDenied},
+		{"no grant", nil, nil, catalog.CodeGrantInvalid},
+		{"forged signature", flipped, nil, catalog.CodeGrantInvalid},
+		{"another site's key", byOther, nil, catalog.CodeGrantInvalid},
+		{"for another peer", good, func(c *grant.Check) { c.Peer = other.peer }, catalog.CodeGrantInvalid},
+		{"another technician", good, func(c *grant.Check) { c.Technician = other.tech }, catalog.CodeGrantInvalid},
+		{"expired", good, func(c *grant.Check) { c.Now = now.Add(time.Minute) }, catalog.CodeGrantInvalid},
+		{"lifetime over a minute", longG, nil, catalog.CodeGrantInvalid},
+		{"capability not granted", good, func(c *grant.Check) { c.Capability = grant.Forward }, catalog.CodePermissionDenied},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -101,7 +102,7 @@ func TestVerifyRefusals(t *testing.T) {
 				c.mod(&chk)
 			}
 			_, err := grant.Verify(c.g, chk)
-			if mesh.CodeOf(err) != c.code {
+			if catalog.CodeOf(err) != c.code {
 				t.Fatalf("got %v, want %s", err, c.code)
 			}
 		})
@@ -119,7 +120,7 @@ func FuzzVerify(f *testing.F) {
 		if err == nil && b.GetVersion() != grant.Version {
 			t.Fatalf("accepted version %d", b.GetVersion())
 		}
-		if c := mesh.CodeOf(err); err != nil && c != mesh.CodeGrantInvalid && c != mesh.CodePermissionDenied {
+		if c := catalog.CodeOf(err); err != nil && c != catalog.CodeGrantInvalid && c != catalog.CodePermissionDenied {
 			t.Fatalf("code %s", c)
 		}
 	})

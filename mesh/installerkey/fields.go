@@ -4,7 +4,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 // Field names a peer default an installer may let the host override at
@@ -66,7 +66,7 @@ func ParseFields(names []string) (Field, error) {
 			}
 			f, ok := fieldNames[part]
 			if !ok {
-				return 0, mesh.Errorf(mesh.CodeInvalidArgument, "unknown override field %q (one of: all, %s)", part, strings.Join(FieldNames(), ", "))
+				return 0, catalog.Errorf(catalog.CodeInvalidArgument, "unknown override field %q (one of: all, %s)", part, strings.Join(FieldNames(), ", "))
 			}
 			set |= f
 		}

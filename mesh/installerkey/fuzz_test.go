@@ -6,7 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 )
 
@@ -43,8 +43,8 @@ func FuzzParse(f *testing.F) {
 			if k != nil {
 				t.Fatalf("Parse returned a key with error %v", err)
 			}
-			switch code := mesh.CodeOf(err); code {
-			case mesh.CodeKeyBadEncoding, mesh.CodeKeyUnknownVersion, mesh.CodeKeyBadSignature:
+			switch code := catalog.CodeOf(err); code {
+			case catalog.CodeKeyBadEncoding, catalog.CodeKeyUnknownVersion, catalog.CodeKeyBadSignature:
 			default:
 				t.Fatalf("Parse failed with code %s: %v", code, err)
 			}
@@ -72,8 +72,8 @@ func FuzzParse(f *testing.F) {
 			if err != nil {
 				t.Fatalf("Verify at not-before of a parsed key: %v", err)
 			}
-		} else if code := mesh.CodeOf(err); code != mesh.CodeKeyExpired {
-			t.Fatalf("Verify of an empty window: got %v, want %s", err, mesh.CodeKeyExpired)
+		} else if code := catalog.CodeOf(err); code != catalog.CodeKeyExpired {
+			t.Fatalf("Verify of an empty window: got %v, want %s", err, catalog.CodeKeyExpired)
 		}
 	})
 }

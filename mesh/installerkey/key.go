@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -82,55 +83,55 @@ func signedBytes(body []byte) []byte {
 func Parse(s string) (*Key, error) {
 	s = strings.TrimSpace(s)
 	if len(s) > MaxKeyLength {
-		return nil, mesh.Errorf(mesh.CodeKeyBadEncoding, "(%d characters, at most %d)", len(s), MaxKeyLength)
+		return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(%d characters, at most %d)", len(s), MaxKeyLength)
 	}
 	ver, rest, ok := strings.Cut(s, ".")
 	if !ok || !strings.HasPrefix(ver, "jmk") {
-		return nil, mesh.Errorf(mesh.CodeKeyBadEncoding, "(it must start with \"jmk1.\")")
+		return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(it must start with \"jmk1.\")")
 	}
 	if ver+"." != prefix {
-		return nil, mesh.Errorf(mesh.CodeKeyUnknownVersion, "(format %q; this jumpmesh reads %q)", ver, strings.TrimSuffix(prefix, "."))
+		return nil, catalog.Errorf(catalog.CodeKeyUnknownVersion, "(format %q; this jumpmesh reads %q)", ver, strings.TrimSuffix(prefix, "."))
 	}
 	bodyPart, sigPart, ok := strings.Cut(rest, ".")
 	// An empty part is a part missing (a key cut while copying), not an
 	// empty body of version 0 or an empty signature.
 	if !ok || bodyPart == "" || sigPart == "" || strings.Contains(sigPart, ".") {
-		return nil, mesh.Errorf(mesh.CodeKeyBadEncoding, "(expected three dot-separated parts)")
+		return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(expected three dot-separated parts)")
 	}
 	// Strict: one key has exactly one spelling (no slack in trailing bits or line breaks).
 	enc := base64.RawURLEncoding.Strict()
 	raw, err := enc.DecodeString(bodyPart)
 	if err != nil {
-		return nil, mesh.Errorf(mesh.CodeKeyBadEncoding, "(body: %v)", err)
+		return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(body: %v)", err)
 	}
 	sig, err := enc.DecodeString(sigPart)
 	if err != nil {
-		return nil, mesh.Errorf(mesh.CodeKeyBadEncoding, "(signature: %v)", err)
+		return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(signature: %v)", err)
 	}
 	body := new(pb.InstallerKeyBody)
 	if err := proto.Unmarshal(raw, body); err != nil {
-		return nil, mesh.Errorf(mesh.CodeKeyBadEncoding, "(body: %v)", err)
+		return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(body: %v)", err)
 	}
 	if body.GetVersion() != Version {
-		return nil, mesh.Errorf(mesh.CodeKeyUnknownVersion, "(body version %d; this jumpmesh reads %d)", body.GetVersion(), Version)
+		return nil, catalog.Errorf(catalog.CodeKeyUnknownVersion, "(body version %d; this jumpmesh reads %d)", body.GetVersion(), Version)
 	}
 	site, err := peer.IDFromBytes(body.GetSiteId())
 	if err != nil {
-		return nil, mesh.Errorf(mesh.CodeKeyBadEncoding, "(site ID: %v)", err)
+		return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(site ID: %v)", err)
 	}
 	if err := mesh.VerifySignature(site, signedBytes(raw), sig); err != nil {
-		return nil, mesh.Errorf(mesh.CodeKeyBadSignature, "(%v)", err)
+		return nil, catalog.Errorf(catalog.CodeKeyBadSignature, "(%v)", err)
 	}
 	k := &Key{Body: body, Site: site, Raw: s}
 	if k.SiteAddrs, err = decodeAddrs(body.GetSiteAddrs()); err != nil {
-		return nil, mesh.Errorf(mesh.CodeKeyBadEncoding, "(site address: %v)", err)
+		return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(site address: %v)", err)
 	}
 	if k.Relays, err = decodeAddrs(body.GetRelays()); err != nil {
-		return nil, mesh.Errorf(mesh.CodeKeyBadEncoding, "(relay address: %v)", err)
+		return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(relay address: %v)", err)
 	}
 	if len(body.GetJumpoint()) > 0 {
 		if k.Jumpoint, err = peer.IDFromBytes(body.GetJumpoint()); err != nil {
-			return nil, mesh.Errorf(mesh.CodeKeyBadEncoding, "(jumpoint ID: %v)", err)
+			return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(jumpoint ID: %v)", err)
 		}
 	}
 	return k, nil
@@ -174,13 +175,13 @@ func Verify(s string, opts VerifyOptions) (*Key, error) {
 // Check checks an already parsed key's site and window.
 func (k *Key) Check(opts VerifyOptions) error {
 	if opts.Site != "" && k.Site != opts.Site {
-		return mesh.Errorf(mesh.CodeKeyOtherSite, "(key site %s, expected %s)", k.Site, opts.Site)
+		return catalog.Errorf(catalog.CodeKeyOtherSite, "(key site %s, expected %s)", k.Site, opts.Site)
 	}
 	if opts.Now.Before(k.NotBefore()) {
-		return mesh.Errorf(mesh.CodeKeyNotYetValid, "(valid from %s)", k.NotBefore().UTC().Format(time.RFC3339))
+		return catalog.Errorf(catalog.CodeKeyNotYetValid, "(valid from %s)", k.NotBefore().UTC().Format(time.RFC3339))
 	}
 	if !opts.Now.Before(k.NotAfter()) {
-		return mesh.Errorf(mesh.CodeKeyExpired, "(expired at %s)", k.NotAfter().UTC().Format(time.RFC3339))
+		return catalog.Errorf(catalog.CodeKeyExpired, "(expired at %s)", k.NotAfter().UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -160,12 +161,12 @@ func split(tb testing.TB, key string) (raw, sig []byte) {
 	return raw, sig
 }
 
-func wantCode(t *testing.T, err error, want mesh.Code) {
+func wantCode(t *testing.T, err error, want catalog.Code) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got no error, want %s", want)
 	}
-	if got := mesh.CodeOf(err); got != want {
+	if got := catalog.CodeOf(err); got != want {
 		t.Fatalf("got code %s (%v), want %s", got, err, want)
 	}
 }
@@ -406,13 +407,13 @@ func TestParseBadEncoding(t *testing.T) {
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) {
 			k, err := installerkey.Parse(in)
-			wantCode(t, err, mesh.CodeKeyBadEncoding)
+			wantCode(t, err, catalog.CodeKeyBadEncoding)
 			if k != nil {
 				t.Errorf("Parse returned a key with its error")
 			}
 			// Verify checks encoding first, whatever the options.
 			_, err = installerkey.Verify(in, installerkey.VerifyOptions{Site: newSite(t).id})
-			wantCode(t, err, mesh.CodeKeyBadEncoding)
+			wantCode(t, err, catalog.CodeKeyBadEncoding)
 		})
 	}
 }
@@ -441,7 +442,7 @@ func TestParseUnknownVersion(t *testing.T) {
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) {
 			_, err := installerkey.Parse(in)
-			wantCode(t, err, mesh.CodeKeyUnknownVersion)
+			wantCode(t, err, catalog.CodeKeyUnknownVersion)
 		})
 	}
 }
@@ -505,9 +506,9 @@ func TestParseBadSignature(t *testing.T) {
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) {
 			_, err := installerkey.Parse(in)
-			wantCode(t, err, mesh.CodeKeyBadSignature)
+			wantCode(t, err, catalog.CodeKeyBadSignature)
 			_, err = installerkey.Verify(in, installerkey.VerifyOptions{Site: s.id, Now: t0})
-			wantCode(t, err, mesh.CodeKeyBadSignature)
+			wantCode(t, err, catalog.CodeKeyBadSignature)
 		})
 	}
 }
@@ -530,14 +531,14 @@ func TestVerifyOtherSite(t *testing.T) {
 	now := t0.Add(time.Hour)
 
 	_, err := installerkey.Verify(key, installerkey.VerifyOptions{Site: other.id, Now: now})
-	wantCode(t, err, mesh.CodeKeyOtherSite)
+	wantCode(t, err, catalog.CodeKeyOtherSite)
 	if !strings.Contains(err.Error(), other.id.String()) || !strings.Contains(err.Error(), s.id.String()) {
 		t.Errorf("error %q should name both sites", err)
 	}
 
 	// The site is checked before the window.
 	_, err = installerkey.Verify(key, installerkey.VerifyOptions{Site: other.id, Now: t0.Add(2 * validFor)})
-	wantCode(t, err, mesh.CodeKeyOtherSite)
+	wantCode(t, err, catalog.CodeKeyOtherSite)
 
 	// No site in the options accepts the key's own.
 	if _, err := installerkey.Verify(key, installerkey.VerifyOptions{Now: now}); err != nil {
@@ -556,19 +557,19 @@ func TestVerifyWindow(t *testing.T) {
 	cases := []struct {
 		name string
 		now  time.Time
-		want mesh.Code
+		want catalog.Code
 	}{
-		{"zero time", time.Time{}, mesh.CodeKeyNotYetValid},
-		{"a day early", notBefore.Add(-24 * time.Hour), mesh.CodeKeyNotYetValid},
-		{"a second early", notBefore.Add(-time.Second), mesh.CodeKeyNotYetValid},
-		{"a nanosecond early", notBefore.Add(-time.Nanosecond), mesh.CodeKeyNotYetValid},
+		{"zero time", time.Time{}, catalog.CodeKeyNotYetValid},
+		{"a day early", notBefore.Add(-24 * time.Hour), catalog.CodeKeyNotYetValid},
+		{"a second early", notBefore.Add(-time.Second), catalog.CodeKeyNotYetValid},
+		{"a nanosecond early", notBefore.Add(-time.Nanosecond), catalog.CodeKeyNotYetValid},
 		{"at not-before", notBefore, ""},
 		{"at not-before, other zone", notBefore.In(time.FixedZone("UTC+5", 5*3600)), ""},
 		{"inside", notBefore.Add(validFor / 2), ""},
 		{"a nanosecond before not-after", notAfter.Add(-time.Nanosecond), ""},
-		{"at not-after", notAfter, mesh.CodeKeyExpired},
-		{"a nanosecond after not-after", notAfter.Add(time.Nanosecond), mesh.CodeKeyExpired},
-		{"a year later", notAfter.Add(365 * 24 * time.Hour), mesh.CodeKeyExpired},
+		{"at not-after", notAfter, catalog.CodeKeyExpired},
+		{"a nanosecond after not-after", notAfter.Add(time.Nanosecond), catalog.CodeKeyExpired},
+		{"a year later", notAfter.Add(365 * 24 * time.Hour), catalog.CodeKeyExpired},
 	}
 	k, err := installerkey.Parse(key)
 	if err != nil {
@@ -661,8 +662,8 @@ func TestParseFieldsUnknown(t *testing.T) {
 		if got != 0 {
 			t.Errorf("ParseFields(%q) returned fields %v with its error", in, got.Names())
 		}
-		if code := mesh.CodeOf(err); code != mesh.CodeInvalidArgument {
-			t.Errorf("ParseFields(%q): code %s, want %s", in, code, mesh.CodeInvalidArgument)
+		if code := catalog.CodeOf(err); code != catalog.CodeInvalidArgument {
+			t.Errorf("ParseFields(%q): code %s, want %s", in, code, catalog.CodeInvalidArgument)
 		}
 		// The error lists what would have been accepted.
 		for _, n := range append(installerkey.FieldNames(), "all") {

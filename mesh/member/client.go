@@ -11,7 +11,10 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 // Client is an enrolled member's connection to its coordinator: a libp2p
@@ -57,11 +60,11 @@ func newClient(hc mesh.HostConfig, site peer.AddrInfo, cfg *Config) (*Client, er
 func Login(ctx context.Context, f Files, addr, code string, hc mesh.HostConfig) (*Client, *pb.LoginResponse, error) {
 	target, err := ma.NewMultiaddr(addr)
 	if err != nil {
-		return nil, nil, mesh.Errorf(mesh.CodeInvalidArgument, "%q is not a multiaddr: %v", addr, err)
+		return nil, nil, catalog.Errorf(catalog.CodeInvalidArgument, "%q is not a multiaddr: %v", addr, err)
 	}
 	info, err := peer.AddrInfoFromP2pAddr(target)
 	if err != nil {
-		return nil, nil, mesh.Errorf(mesh.CodeInvalidArgument, "The coordinator address %s must end in /p2p/<site peer ID> (coordinator init prints it).", addr)
+		return nil, nil, catalog.Errorf(catalog.CodeInvalidArgument, "The coordinator address %s must end in /p2p/<site peer ID> (coordinator init prints it).", addr)
 	}
 	hc.Key, err = f.loadOrCreateKey()
 	if err != nil {
@@ -78,7 +81,7 @@ func Login(ctx context.Context, f Files, addr, code string, hc mesh.HostConfig) 
 	}
 	lr := resp.GetLogin()
 	c.config.User = lr.GetUser().GetName()
-	c.config.Role = mesh.RoleName(lr.GetUser().GetRole())
+	c.config.Role = words.RoleName(lr.GetUser().GetRole())
 	if err := f.SaveConfig(c.config); err != nil {
 		c.Close()
 		return nil, nil, err
@@ -98,10 +101,10 @@ func (c *Client) Call(ctx context.Context, req *pb.Request) (*pb.Response, error
 func Call(ctx context.Context, h host.Host, site peer.AddrInfo, req *pb.Request) (*pb.Response, error) {
 	if h.Network().Connectedness(site.ID) != network.Connected {
 		if err := h.Connect(ctx, site); err != nil {
-			return nil, mesh.Errorf(mesh.CodeCoordinatorDown, "(%s at %v: %w)", site.ID, site.Addrs, err)
+			return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s at %v: %w)", site.ID, site.Addrs, err)
 		}
 	}
-	return mesh.Call(ctx, h, site.ID, req)
+	return control.Call(ctx, h, site.ID, req)
 }
 
 // ID is the member's peer ID (its key).

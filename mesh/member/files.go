@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 // Files are where a member keeps its identity: a directory and the names
@@ -59,7 +60,7 @@ func (c *Config) SiteInfo() (peer.AddrInfo, error) {
 func (f Files) LoadConfig() (*Config, error) {
 	raw, err := os.ReadFile(f.ConfigPath())
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, mesh.Errorf(mesh.CodeNotLoggedIn, "(no %s in %s)", f.Config, f.Dir)
+		return nil, catalog.Errorf(catalog.CodeNotLoggedIn, "(no %s in %s)", f.Config, f.Dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading member config: %w", err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -29,7 +30,7 @@ func TestLoginThenOpen(t *testing.T) {
 	f := relayFiles(filepath.Join(t.TempDir(), "relay-1"))
 
 	_, _, err := member.Login(site.Ctx(), f, site.Addr, "wrong-code", mesh.HostConfig{})
-	coordinatortest.WantCode(t, err, mesh.CodeInviteInvalid)
+	coordinatortest.WantCode(t, err, catalog.CodeInviteInvalid)
 	if _, err := os.Stat(f.ConfigPath()); !os.IsNotExist(err) {
 		t.Fatalf("a failed login wrote %s: %v", f.Config, err)
 	}
@@ -82,12 +83,12 @@ func TestCoordinatorDown(t *testing.T) {
 	site := coordinatortest.New(t, coordinatortest.MemberLogin)
 	site.Stop()
 	_, err := site.Admin.Call(site.Ctx(), &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}})
-	coordinatortest.WantCode(t, err, mesh.CodeCoordinatorDown)
+	coordinatortest.WantCode(t, err, catalog.CodeCoordinatorDown)
 }
 
 func TestOpenNotLoggedIn(t *testing.T) {
 	_, err := member.Open(relayFiles(t.TempDir()), mesh.HostConfig{})
-	coordinatortest.WantCode(t, err, mesh.CodeNotLoggedIn)
+	coordinatortest.WantCode(t, err, catalog.CodeNotLoggedIn)
 }
 
 // TestOpenRefusesAKeyOthersCanRead: the key is the member's identity at

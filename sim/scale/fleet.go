@@ -20,8 +20,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/peerproto"
 	"github.com/jumpmesh/jumpmesh/peer"
 )
 
@@ -377,11 +379,11 @@ func (p *fleetPeer) session(ctx context.Context) (welcomed bool, retryAfter time
 	if err := p.host.Connect(cctx, p.site); err != nil {
 		return false, 0, err
 	}
-	st, err := p.host.NewStream(cctx, p.site.ID, mesh.PeerProtocol)
+	st, err := p.host.NewStream(cctx, p.site.ID, peerproto.Protocol)
 	if err != nil {
 		return false, 0, err
 	}
-	ms := mesh.NewMsgStream(st, mesh.MaxPeerMessage)
+	ms := frame.NewStream(st, peerproto.MaxMessage)
 	defer ms.Reset()
 	if err := ms.Write(p.hello, 10*time.Second); err != nil {
 		return false, 0, err
@@ -414,7 +416,7 @@ func (p *fleetPeer) session(ctx context.Context) (welcomed bool, retryAfter time
 }
 
 // online sends statistics until the stream ends or ctx is done.
-func (p *fleetPeer) online(ctx context.Context, ms *mesh.MsgStream, interval time.Duration) error {
+func (p *fleetPeer) online(ctx context.Context, ms *frame.Stream, interval time.Duration) error {
 	readErr := make(chan error, 1)
 	go func() {
 		for {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/coordinator"
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -106,7 +106,7 @@ func (e *Engine) query(ctx context.Context, q string, runs int) (QueryResult, er
 		start := time.Now()
 		if _, err := e.Site.Admin.Peers(ctx, q, true); err != nil {
 			qr.ConsoleErrors++
-			qr.ConsoleError = fmt.Sprintf("%s: %v", mesh.CodeOf(err), err)
+			qr.ConsoleError = fmt.Sprintf("%s: %v", catalog.CodeOf(err), err)
 			continue
 		}
 		wire = append(wire, time.Since(start))

@@ -1,8 +1,9 @@
-package mesh_test
+package control_test
 
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -29,6 +32,8 @@ func TestMain(m *testing.M) {
 
 // newHost starts a real libp2p host listening on loopback TCP and QUIC and
 // closes it when the test ends.
+var snakeCase = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+
 func newHost(tb testing.TB) host.Host {
 	tb.Helper()
 	key, _, err := crypto.GenerateEd25519Key(nil)
@@ -97,7 +102,7 @@ func TestCallRoundTrip(t *testing.T) {
 		{Name: "bob", Role: pb.Role_ROLE_TECHNICIAN, CreatedBy: "alice"},
 	}}
 	got := make(chan *pb.Request, 1)
-	mesh.ServeControl(ctx, server, func(_ context.Context, _ peer.ID, req *pb.Request) (*pb.Response, error) {
+	control.Serve(ctx, server, func(_ context.Context, _ peer.ID, req *pb.Request) (*pb.Response, error) {
 		got <- req
 		return &pb.Response{Body: &pb.Response_Users{Users: users}}, nil
 	})
@@ -106,7 +111,7 @@ func TestCallRoundTrip(t *testing.T) {
 	req := &pb.Request{Body: &pb.Request_SettingsSet{SettingsSet: &pb.SettingsSetRequest{
 		Values: map[string]string{"lost_after_days": "30", "passive_port": "5832"},
 	}}}
-	resp, err := mesh.Call(ctx, client, server.ID(), req)
+	resp, err := control.Call(ctx, client, server.ID(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,11 +129,11 @@ func TestCallRoundTrip(t *testing.T) {
 func TestCallEmptyResponse(t *testing.T) {
 	server, client := newHost(t), newHost(t)
 	ctx := testContext(t)
-	mesh.ServeControl(ctx, server, func(context.Context, peer.ID, *pb.Request) (*pb.Response, error) {
+	control.Serve(ctx, server, func(context.Context, peer.ID, *pb.Request) (*pb.Response, error) {
 		return nil, nil
 	})
 	introduce(t, client, server, "")
-	resp, err := mesh.Call(ctx, client, server.ID(), &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}})
+	resp, err := control.Call(ctx, client, server.ID(), &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,44 +146,44 @@ func TestCallHandlerError(t *testing.T) {
 	server, client := newHost(t), newHost(t)
 	ctx := testContext(t)
 	errs := map[string]error{
-		"coded":         mesh.Errorf(mesh.CodePermissionDenied, "(administrators only)"),
-		"wrapped coded": errors.Join(errors.New("deleting user"), mesh.NewError(mesh.CodeUserNotFound)),
+		"coded":         catalog.Errorf(catalog.CodePermissionDenied, "(administrators only)"),
+		"wrapped coded": errors.Join(errors.New("deleting user"), catalog.NewError(catalog.CodeUserNotFound)),
 		"plain":         errors.New("badger: disk full"),
-		"internal":      mesh.Internalf("(store: %w)", errors.New("open /var/lib/jumpmesh/db/MANIFEST: permission denied")),
-		"future code":   mesh.Errorf("quota_exceeded", "(12 of 10)"),
+		"internal":      catalog.Internalf("(store: %w)", errors.New("open /var/lib/jumpmesh/db/MANIFEST: permission denied")),
+		"future code":   catalog.Errorf("quota_exceeded", "(12 of 10)"),
 	}
-	mesh.ServeControl(ctx, server, func(_ context.Context, _ peer.ID, req *pb.Request) (*pb.Response, error) {
+	control.Serve(ctx, server, func(_ context.Context, _ peer.ID, req *pb.Request) (*pb.Response, error) {
 		// The body a handler returns next to an error is not sent.
 		return &pb.Response{Body: &pb.Response_Ok{Ok: &pb.Empty{}}}, errs[req.GetJumpPolicyDelete().GetName()]
 	})
 	introduce(t, client, server, "")
 
 	want := map[string]struct {
-		code   mesh.Code
+		code   catalog.Code
 		detail string
 	}{
-		"coded":         {mesh.CodePermissionDenied, "(administrators only)"},
-		"wrapped coded": {mesh.CodeUserNotFound, ""},
-		"plain":         {mesh.CodeInternal, mesh.InternalNote}, // the text stays in the server's log
-		"internal":      {mesh.CodeInternal, mesh.InternalNote},
+		"coded":         {catalog.CodePermissionDenied, "(administrators only)"},
+		"wrapped coded": {catalog.CodeUserNotFound, ""},
+		"plain":         {catalog.CodeInternal, catalog.InternalNote}, // the text stays in the server's log
+		"internal":      {catalog.CodeInternal, catalog.InternalNote},
 		"future code":   {"quota_exceeded", "Unknown error (quota_exceeded). (12 of 10)"},
 	}
 	for name, w := range want {
 		t.Run(name, func(t *testing.T) {
-			resp, err := mesh.Call(ctx, client, server.ID(), &pb.Request{
+			resp, err := control.Call(ctx, client, server.ID(), &pb.Request{
 				Body: &pb.Request_JumpPolicyDelete{JumpPolicyDelete: &pb.NameRequest{Name: name}},
 			})
 			if resp != nil {
 				t.Errorf("Call returned a response with its error: %v", resp)
 			}
-			var e *mesh.Error
+			var e *catalog.Error
 			if !errors.As(err, &e) {
 				t.Fatalf("got %T %v, want *mesh.Error", err, err)
 			}
 			if e.Code != w.code || e.Detail != w.detail {
 				t.Errorf("got code %q detail %q, want %q %q", e.Code, e.Detail, w.code, w.detail)
 			}
-			if !errors.Is(err, mesh.NewError(w.code)) {
+			if !errors.Is(err, catalog.NewError(w.code)) {
 				t.Error("errors.Is does not match the code at the caller")
 			}
 		})
@@ -191,12 +196,12 @@ func TestCallRemoteIsCaller(t *testing.T) {
 			server, client := newHost(t), newHost(t)
 			ctx := testContext(t)
 			remotes := make(chan peer.ID, 1)
-			mesh.ServeControl(ctx, server, func(_ context.Context, remote peer.ID, _ *pb.Request) (*pb.Response, error) {
+			control.Serve(ctx, server, func(_ context.Context, remote peer.ID, _ *pb.Request) (*pb.Response, error) {
 				remotes <- remote
 				return nil, nil
 			})
 			introduce(t, client, server, transport)
-			if _, err := mesh.Call(ctx, client, server.ID(), &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}}); err != nil {
+			if _, err := control.Call(ctx, client, server.ID(), &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}}); err != nil {
 				t.Fatal(err)
 			}
 			if remote := <-remotes; remote != client.ID() {
@@ -234,14 +239,14 @@ func TestCallUnreachable(t *testing.T) {
 
 	call := func(t *testing.T, ctx context.Context, p peer.ID) error {
 		t.Helper()
-		resp, err := mesh.Call(ctx, client, p, &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}})
+		resp, err := control.Call(ctx, client, p, &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}})
 		if err == nil {
 			t.Fatalf("Call succeeded: %v", resp)
 		}
-		if code := mesh.CodeOf(err); code != mesh.CodeCoordinatorDown {
-			t.Fatalf("got code %s (%v), want %s", code, err, mesh.CodeCoordinatorDown)
+		if code := catalog.CodeOf(err); code != catalog.CodeCoordinatorDown {
+			t.Fatalf("got code %s (%v), want %s", code, err, catalog.CodeCoordinatorDown)
 		}
-		if e := (*mesh.Error)(nil); !errors.As(err, &e) || e.Err == nil {
+		if e := (*catalog.Error)(nil); !errors.As(err, &e) || e.Err == nil {
 			t.Errorf("the cause of %v is lost", err)
 		}
 		return err
@@ -268,7 +273,7 @@ func TestCallUnreachable(t *testing.T) {
 		server := newHost(t)
 		release := make(chan struct{})
 		t.Cleanup(func() { close(release) })
-		mesh.ServeControl(ctx, server, func(context.Context, peer.ID, *pb.Request) (*pb.Response, error) {
+		control.Serve(ctx, server, func(context.Context, peer.ID, *pb.Request) (*pb.Response, error) {
 			<-release
 			return nil, nil
 		})
@@ -292,7 +297,7 @@ func TestCallUnreachable(t *testing.T) {
 func TestServeControlSurvivesBadRequest(t *testing.T) {
 	server, client := newHost(t), newHost(t)
 	ctx := testContext(t)
-	mesh.ServeControl(ctx, server, func(context.Context, peer.ID, *pb.Request) (*pb.Response, error) {
+	control.Serve(ctx, server, func(context.Context, peer.ID, *pb.Request) (*pb.Response, error) {
 		return nil, nil
 	})
 	introduce(t, client, server, "")
@@ -303,7 +308,7 @@ func TestServeControlSurvivesBadRequest(t *testing.T) {
 		"not proto": {0x02, 0xff, 0xff},
 	} {
 		t.Run(name, func(t *testing.T) {
-			s, err := client.NewStream(ctx, server.ID(), mesh.ControlProtocol)
+			s, err := client.NewStream(ctx, server.ID(), control.Protocol)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -322,7 +327,7 @@ func TestServeControlSurvivesBadRequest(t *testing.T) {
 		})
 	}
 	// The server still answers good requests afterwards.
-	if _, err := mesh.Call(ctx, client, server.ID(), &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}}); err != nil {
+	if _, err := control.Call(ctx, client, server.ID(), &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}}); err != nil {
 		t.Fatalf("call after bad requests: %v", err)
 	}
 }
@@ -340,7 +345,7 @@ func TestRequestName(t *testing.T) {
 		{&pb.Request{Body: &pb.Request_InstallerCheck{}}, "installer_check"},
 	}
 	for _, tc := range cases {
-		if got := mesh.RequestName(tc.req); got != tc.want {
+		if got := control.RequestName(tc.req); got != tc.want {
 			t.Errorf("RequestName(%v) = %q, want %q", tc.req, got, tc.want)
 		}
 	}
@@ -358,7 +363,7 @@ func TestRequestNameEveryBody(t *testing.T) {
 		req := &pb.Request{}
 		m := req.ProtoReflect()
 		m.Set(fd, protoreflect.ValueOfMessage(m.NewField(fd).Message()))
-		name := mesh.RequestName(req)
+		name := control.RequestName(req)
 		if name != string(fd.Name()) {
 			t.Errorf("RequestName of a %s request = %q", fd.Name(), name)
 		}
@@ -425,8 +430,8 @@ func TestParseMultiaddrs(t *testing.T) {
 		t.Fatalf("ParseMultiaddrs: %v, %v", addrs, err)
 	}
 	_, err = mesh.ParseMultiaddrs([]string{"/ip4/127.0.0.1/tcp/1", "127.0.0.1:2"})
-	if mesh.CodeOf(err) != mesh.CodeInvalidArgument {
-		t.Fatalf("bad multiaddr: got %v, want %s", err, mesh.CodeInvalidArgument)
+	if catalog.CodeOf(err) != catalog.CodeInvalidArgument {
+		t.Fatalf("bad multiaddr: got %v, want %s", err, catalog.CodeInvalidArgument)
 	}
 	if e := err.Error(); !strings.Contains(e, "127.0.0.1:2") {
 		t.Errorf("error %q does not name the bad address", e)

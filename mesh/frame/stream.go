@@ -1,4 +1,4 @@
-package mesh
+package frame
 
 import (
 	"bufio"
@@ -10,41 +10,33 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-msgio/pbio"
 	"google.golang.org/protobuf/proto"
 )
 
-// PeerProtocol is the protocol ID of a peer's persistent stream to its
-// coordinator; see the peer package's doc.go for the message flow.
-const PeerProtocol protocol.ID = "/jumpmesh/peer/1.0.0"
-
-// MaxPeerMessage bounds one message on the peer protocol.
-const MaxPeerMessage = 256 << 10
-
 // MsgStream reads and writes length-delimited protobuf messages on a
 // long-lived stream. Writes are serialised, so several goroutines may send;
 // reads belong to one goroutine.
-type MsgStream struct {
+type Stream struct {
 	s  network.Stream
-	r  *MsgReader
+	r  *Reader
 	mu sync.Mutex
 	w  pbio.WriteCloser
 }
 
 // NewMsgStream wraps s. Messages read are charged to the stream's
 // resource scope while they are decoded (see MsgReader).
-func NewMsgStream(s network.Stream, maxMessage int) *MsgStream {
-	return &MsgStream{s: s, r: NewMsgReader(s, s.Scope(), maxMessage), w: pbio.NewDelimitedWriter(s)}
+func NewStream(s network.Stream, maxMessage int) *Stream {
+	return &Stream{s: s, r: NewReader(s, s.Scope(), maxMessage), w: pbio.NewDelimitedWriter(s)}
 }
 
 // SetMaxMessage changes the largest message the next reads accept: a
 // coordinator reads a stranger's hello with a small limit and lifts it
 // once the stranger is a member. Call it from the reading goroutine.
-func (m *MsgStream) SetMaxMessage(n int) { m.r.SetMax(n) }
+func (m *Stream) SetMaxMessage(n int) { m.r.SetMax(n) }
 
 // Read reads the next message, waiting at most timeout (0: no limit).
-func (m *MsgStream) Read(msg proto.Message, timeout time.Duration) error {
+func (m *Stream) Read(msg proto.Message, timeout time.Duration) error {
 	if timeout > 0 {
 		_ = m.s.SetReadDeadline(time.Now().Add(timeout))
 		defer m.s.SetReadDeadline(time.Time{})
@@ -53,7 +45,7 @@ func (m *MsgStream) Read(msg proto.Message, timeout time.Duration) error {
 }
 
 // Write sends one message, waiting at most timeout (0: no limit).
-func (m *MsgStream) Write(msg proto.Message, timeout time.Duration) error {
+func (m *Stream) Write(msg proto.Message, timeout time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if timeout > 0 {
@@ -64,17 +56,17 @@ func (m *MsgStream) Write(msg proto.Message, timeout time.Duration) error {
 }
 
 // Close closes the stream for both directions.
-func (m *MsgStream) Close() error { return m.s.Close() }
+func (m *Stream) Close() error { return m.s.Close() }
 
 // Reset aborts the stream.
-func (m *MsgStream) Reset() error { return m.s.Reset() }
+func (m *Stream) Reset() error { return m.s.Reset() }
 
 // Stream is the underlying libp2p stream.
-func (m *MsgStream) Stream() network.Stream { return m.s }
+func (m *Stream) Stream() network.Stream { return m.s }
 
 // ErrMessageTooLarge is returned (wrapping io.ErrShortBuffer, as go-msgio
 // did) when a message's declared length passes the reader's limit.
-var ErrMessageTooLarge = fmt.Errorf("message too large: %w", io.ErrShortBuffer)
+var ErrTooLarge = fmt.Errorf("message too large: %w", io.ErrShortBuffer)
 
 // MemoryScope is where a reader charges the message it is decoding: a
 // libp2p stream's resource scope, so that the resource manager's memory
@@ -92,7 +84,7 @@ type MemoryScope interface {
 // declares a megabyte and sends nothing costs nothing, one that sends it
 // is refused by the resource manager once its peer's or the host's memory
 // budget is spent.
-type MsgReader struct {
+type Reader struct {
 	r     *bufio.Reader
 	scope MemoryScope
 	max   int
@@ -115,21 +107,21 @@ const growStep = 32 << 10
 
 // NewMsgReader reads from r, at most maxMessage bytes per message. scope
 // may be nil (nothing charged).
-func NewMsgReader(r io.Reader, scope MemoryScope, maxMessage int) *MsgReader {
-	return &MsgReader{r: bufio.NewReaderSize(r, readBufSize), scope: scope, max: maxMessage}
+func NewReader(r io.Reader, scope MemoryScope, maxMessage int) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, readBufSize), scope: scope, max: maxMessage}
 }
 
 // SetMax changes the limit for the following messages.
-func (mr *MsgReader) SetMax(n int) { mr.max = n }
+func (mr *Reader) SetMax(n int) { mr.max = n }
 
 // ReadMsg reads and decodes one message into m.
-func (mr *MsgReader) ReadMsg(m proto.Message) error {
+func (mr *Reader) ReadMsg(m proto.Message) error {
 	n64, err := binary.ReadUvarint(mr.r)
 	if err != nil {
 		return err
 	}
 	if n64 > uint64(mr.max) {
-		return fmt.Errorf("%w (%d bytes declared, %d allowed)", ErrMessageTooLarge, n64, mr.max)
+		return fmt.Errorf("%w (%d bytes declared, %d allowed)", ErrTooLarge, n64, mr.max)
 	}
 	n := int(n64)
 	if mr.scope != nil && n > reuseMax {
@@ -145,7 +137,7 @@ func (mr *MsgReader) ReadMsg(m proto.Message) error {
 	return proto.Unmarshal(buf, m)
 }
 
-func (mr *MsgReader) readBody(n int) ([]byte, error) {
+func (mr *Reader) readBody(n int) ([]byte, error) {
 	if n <= reuseMax {
 		if cap(mr.small) < n {
 			// Only what this stream's messages need (a peer's statistics:

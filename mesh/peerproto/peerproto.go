@@ -1,10 +1,20 @@
-package mesh
+package peerproto
 
 import (
 	"strings"
 
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
+
+// PeerProtocol is the protocol ID of a peer's persistent stream to its
+// coordinator; see the peer package's doc.go for the message flow.
+const Protocol protocol.ID = "/jumpmesh/peer/1.0.0"
+
+// MaxPeerMessage bounds one message on the peer protocol.
+const MaxMessage = 256 << 10
 
 // What the exec capability means (issue 11 #10), decided here because the
 // coordinator (when it issues a grant) and the peer (for every channel)
@@ -83,22 +93,22 @@ func matchCommand(pattern, line string) bool {
 	return len(line) >= len(last) && strings.HasSuffix(line, last)
 }
 
-// validateAllowCommands checks a policy's allow-list: bounded, no empty
+// ValidateAllowCommands checks a policy's allow-list: bounded, no empty
 // pattern, no control characters, and only with exec allowed.
-func validateAllowCommands(p *pb.SessionPolicy) error {
+func ValidateAllowCommands(p *pb.SessionPolicy) error {
 	cmds := p.GetAllowCommands()
 	if len(cmds) == 0 {
 		return nil
 	}
 	if !p.GetExec() {
-		return Errorf(CodeInvalidArgument, "(session policy %s: --allow-command needs the exec capability)", p.GetName())
+		return catalog.Errorf(catalog.CodeInvalidArgument, "(session policy %s: --allow-command needs the exec capability)", p.GetName())
 	}
 	if len(cmds) > MaxAllowCommands {
-		return Errorf(CodeOutOfRange, "(session policy %s: %d commands; at most %d)", p.GetName(), len(cmds), MaxAllowCommands)
+		return catalog.Errorf(catalog.CodeOutOfRange, "(session policy %s: %d commands; at most %d)", p.GetName(), len(cmds), MaxAllowCommands)
 	}
 	for _, c := range cmds {
 		if strings.TrimSpace(c) == "" || len(c) > MaxAllowCommandLength || strings.ContainsFunc(c, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return Errorf(CodeInvalidArgument, "(session policy %s: command pattern %q: empty, longer than %d bytes, or with control characters)",
+			return catalog.Errorf(catalog.CodeInvalidArgument, "(session policy %s: command pattern %q: empty, longer than %d bytes, or with control characters)",
 				p.GetName(), c, MaxAllowCommandLength)
 		}
 	}

@@ -1,4 +1,4 @@
-package mesh_test
+package control_test
 
 import (
 	"strings"
@@ -6,7 +6,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -42,7 +43,7 @@ func sampleResponses() []*pb.Response {
 	return []*pb.Response{
 		{},
 		{Body: &pb.Response_Ok{Ok: &pb.Empty{}}},
-		{Error: mesh.ErrorToPB(mesh.Errorf(mesh.CodePeerOffline, "(web-01)"))},
+		{Error: catalog.ErrorToPB(catalog.Errorf(catalog.CodePeerOffline, "(web-01)"))},
 		{Body: &pb.Response_Login{Login: &pb.LoginResponse{
 			User:      &pb.User{Name: "alice", Role: pb.Role_ROLE_ADMIN, PeerIds: [][]byte{{0x00, 0x24, 0x08, 0x01}}},
 			SiteId:    []byte{0x00, 0x24, 0x08, 0x01, 0x12, 0x20},
@@ -63,7 +64,7 @@ func sampleResponses() []*pb.Response {
 // survives EncodeDelimited and decoding again unchanged.
 func checkDecoded[M proto.Message](t *testing.T, m M, decode func([]byte) (M, error)) {
 	t.Helper()
-	enc, err := mesh.EncodeDelimited(m)
+	enc, err := control.EncodeDelimited(m)
 	if err != nil {
 		t.Fatalf("re-encoding a decoded %T: %v", m, err)
 	}
@@ -80,8 +81,8 @@ func checkDecoded[M proto.Message](t *testing.T, m M, decode func([]byte) (M, er
 // turns a panic into an error, so a panic would otherwise go unnoticed.
 func checkDecodeError(t *testing.T, err error) {
 	t.Helper()
-	if code := mesh.CodeOf(err); code != mesh.CodeProtocol {
-		t.Fatalf("decode failed with code %s, want %s: %v", code, mesh.CodeProtocol, err)
+	if code := catalog.CodeOf(err); code != catalog.CodeProtocol {
+		t.Fatalf("decode failed with code %s, want %s: %v", code, catalog.CodeProtocol, err)
 	}
 	if strings.Contains(err.Error(), "panic") {
 		t.Fatalf("decoder panicked: %v", err)
@@ -90,7 +91,7 @@ func checkDecodeError(t *testing.T, err error) {
 
 func addWireSeeds[M proto.Message](f *testing.F, msgs []M) {
 	for _, m := range msgs {
-		enc, err := mesh.EncodeDelimited(m)
+		enc, err := control.EncodeDelimited(m)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -110,28 +111,28 @@ func addWireSeeds[M proto.Message](f *testing.F, msgs []M) {
 func FuzzDecodeRequest(f *testing.F) {
 	addWireSeeds(f, sampleRequests())
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		req, err := mesh.DecodeRequest(raw)
+		req, err := control.DecodeRequest(raw)
 		if err != nil {
 			checkDecodeError(t, err)
 			return
 		}
-		checkDecoded(t, req, mesh.DecodeRequest)
-		_ = mesh.RequestName(req)
+		checkDecoded(t, req, control.DecodeRequest)
+		_ = control.RequestName(req)
 	})
 }
 
 func FuzzDecodeResponse(f *testing.F) {
 	addWireSeeds(f, sampleResponses())
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		resp, err := mesh.DecodeResponse(raw)
+		resp, err := control.DecodeResponse(raw)
 		if err != nil {
 			checkDecodeError(t, err)
 			return
 		}
-		checkDecoded(t, resp, mesh.DecodeResponse)
+		checkDecoded(t, resp, control.DecodeResponse)
 		// An error on the wire always turns back into a coded error.
 		if p := resp.GetError(); p != nil {
-			if e := mesh.ErrorFromPB(p); mesh.CodeOf(e) == "" {
+			if e := catalog.ErrorFromPB(p); catalog.CodeOf(e) == "" {
 				t.Fatalf("ErrorFromPB(%v) has no code", p)
 			}
 		}
@@ -140,11 +141,11 @@ func FuzzDecodeResponse(f *testing.F) {
 
 func TestWireRoundTrip(t *testing.T) {
 	for _, req := range sampleRequests() {
-		enc, err := mesh.EncodeDelimited(req)
+		enc, err := control.EncodeDelimited(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := mesh.DecodeRequest(enc)
+		got, err := control.DecodeRequest(enc)
 		if err != nil {
 			t.Fatalf("DecodeRequest(%v): %v", req, err)
 		}
@@ -153,11 +154,11 @@ func TestWireRoundTrip(t *testing.T) {
 		}
 	}
 	for _, resp := range sampleResponses() {
-		enc, err := mesh.EncodeDelimited(resp)
+		enc, err := control.EncodeDelimited(resp)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := mesh.DecodeResponse(enc)
+		got, err := control.DecodeResponse(enc)
 		if err != nil {
 			t.Fatalf("DecodeResponse(%v): %v", resp, err)
 		}
@@ -168,14 +169,14 @@ func TestWireRoundTrip(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	big := make([]byte, mesh.MaxControlMessage+1)
-	tooLarge, err := mesh.EncodeDelimited(&pb.Request{Body: &pb.Request_InstallerCheck{
+	big := make([]byte, control.MaxMessage+1)
+	tooLarge, err := control.EncodeDelimited(&pb.Request{Body: &pb.Request_InstallerCheck{
 		InstallerCheck: &pb.InstallerCheckRequest{Key: string(big)},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := mesh.EncodeDelimited(sampleRequests()[3])
+	enc, err := control.EncodeDelimited(sampleRequests()[3])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,11 +189,11 @@ func TestDecodeRejects(t *testing.T) {
 		"invalid utf-8":     {0x05, 0x0a, 0x03, 0x0a, 0x01, 0x80}, // field 1 → field 1 = "\x80"
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := mesh.DecodeRequest(raw); mesh.CodeOf(err) != mesh.CodeProtocol {
-				t.Errorf("DecodeRequest: got %v, want %s", err, mesh.CodeProtocol)
+			if _, err := control.DecodeRequest(raw); catalog.CodeOf(err) != catalog.CodeProtocol {
+				t.Errorf("DecodeRequest: got %v, want %s", err, catalog.CodeProtocol)
 			}
-			if _, err := mesh.DecodeResponse(raw); mesh.CodeOf(err) != mesh.CodeProtocol {
-				t.Errorf("DecodeResponse: got %v, want %s", err, mesh.CodeProtocol)
+			if _, err := control.DecodeResponse(raw); catalog.CodeOf(err) != catalog.CodeProtocol {
+				t.Errorf("DecodeResponse: got %v, want %s", err, catalog.CodeProtocol)
 			}
 		})
 	}
@@ -201,19 +202,19 @@ func TestDecodeRejects(t *testing.T) {
 func TestDecodeAcceptsMaxSize(t *testing.T) {
 	// A message of exactly MaxControlMessage bytes is still accepted.
 	req := &pb.Request{Body: &pb.Request_InstallerCheck{InstallerCheck: &pb.InstallerCheckRequest{
-		Key: strings.Repeat("k", mesh.MaxControlMessage-16),
+		Key: strings.Repeat("k", control.MaxMessage-16),
 	}}}
-	for proto.Size(req) < mesh.MaxControlMessage {
+	for proto.Size(req) < control.MaxMessage {
 		req.GetInstallerCheck().Key += "k"
 	}
-	if proto.Size(req) != mesh.MaxControlMessage {
-		t.Skipf("could not size a request to exactly %d bytes", mesh.MaxControlMessage)
+	if proto.Size(req) != control.MaxMessage {
+		t.Skipf("could not size a request to exactly %d bytes", control.MaxMessage)
 	}
-	enc, err := mesh.EncodeDelimited(req)
+	enc, err := control.EncodeDelimited(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mesh.DecodeRequest(enc); err != nil {
-		t.Fatalf("a %d-byte request was refused: %v", mesh.MaxControlMessage, err)
+	if _, err := control.DecodeRequest(enc); err != nil {
+		t.Fatalf("a %d-byte request was refused: %v", control.MaxMessage, err)
 	}
 }

@@ -1,4 +1,4 @@
-package mesh
+package punch
 
 import (
 	"crypto/rand"
@@ -9,6 +9,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
 )
 
 // fakeConn is the part of a connection observe reads.
@@ -29,13 +31,13 @@ func TestPuncherTrustsOnlyItsObservers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewHost(HostConfig{Key: key, ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}, RelayClient: true, Puncher: true})
+	h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}, RelayClient: true, Puncher: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
 	coordinator, stranger := peer.ID("coordinator"), peer.ID("stranger")
-	p, err := StartPuncher(h, func(id peer.ID) bool { return id == coordinator }, nil)
+	p, err := Start(h, func(id peer.ID) bool { return id == coordinator }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

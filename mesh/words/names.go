@@ -1,8 +1,9 @@
-package mesh
+package words
 
 import (
 	"strings"
 
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -31,7 +32,7 @@ func ParseRole(s string) (pb.Role, error) {
 	case "relay":
 		return pb.Role_ROLE_RELAY, nil
 	}
-	return 0, Errorf(CodeInvalidArgument, "role %q: a role is admin, technician or relay.", s)
+	return 0, catalog.Errorf(catalog.CodeInvalidArgument, "role %q: a role is admin, technician or relay.", s)
 }
 
 // MemberRoleName is "member", "team-lead" or "team-manager".
@@ -57,7 +58,7 @@ func ParseMemberRole(s string) (pb.MemberRole, error) {
 	case "team-manager", "manager":
 		return pb.MemberRole_MEMBER_ROLE_TEAM_MANAGER, nil
 	}
-	return 0, Errorf(CodeInvalidArgument, "member role %q: a member role is member, team-lead or team-manager.", s)
+	return 0, catalog.Errorf(catalog.CodeInvalidArgument, "member role %q: a member role is member, team-lead or team-manager.", s)
 }
 
 // ConnectionTypeName is "active" or "passive".
@@ -79,7 +80,7 @@ func ParseConnectionType(s string) (pb.ConnectionType, error) {
 	case "passive":
 		return pb.ConnectionType_CONNECTION_TYPE_PASSIVE, nil
 	}
-	return 0, Errorf(CodeInvalidArgument, "connection type %q: a connection type is active or passive.", s)
+	return 0, catalog.Errorf(catalog.CodeInvalidArgument, "connection type %q: a connection type is active or passive.", s)
 }
 
 // Jump group references: personal lists and shared groups.
@@ -96,10 +97,10 @@ func ParseGroupRef(ref string) (personal bool, name string, err error) {
 	case strings.HasPrefix(ref, SharedGroupPrefix):
 		name = strings.TrimPrefix(ref, SharedGroupPrefix)
 	default:
-		return false, "", Errorf(CodeInvalidArgument, "jump group %q: write user:<name> for a personal list or jumpgroup:<code-name> for a shared group.", ref)
+		return false, "", catalog.Errorf(catalog.CodeInvalidArgument, "jump group %q: write user:<name> for a personal list or jumpgroup:<code-name> for a shared group.", ref)
 	}
 	if name == "" {
-		return false, "", Errorf(CodeInvalidArgument, "jump group %q has no name after the colon.", ref)
+		return false, "", catalog.Errorf(catalog.CodeInvalidArgument, "jump group %q has no name after the colon.", ref)
 	}
 	return personal, name, nil
 }

@@ -1,4 +1,4 @@
-package mesh_test
+package control_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -21,7 +21,7 @@ func BenchmarkControlRoundTrip(b *testing.B) {
 			resp := &pb.Response{Body: &pb.Response_Users{Users: &pb.UserList{Users: []*pb.User{
 				{Name: "alice", Role: pb.Role_ROLE_ADMIN}, {Name: "bob", Role: pb.Role_ROLE_TECHNICIAN},
 			}}}}
-			mesh.ServeControl(ctx, server, func(context.Context, peer.ID, *pb.Request) (*pb.Response, error) {
+			control.Serve(ctx, server, func(context.Context, peer.ID, *pb.Request) (*pb.Response, error) {
 				return resp, nil
 			})
 			if err := client.Connect(ctx, peer.AddrInfo{ID: server.ID(), Addrs: addrsOf(b, server, transport)}); err != nil {
@@ -29,12 +29,12 @@ func BenchmarkControlRoundTrip(b *testing.B) {
 			}
 			req := &pb.Request{Body: &pb.Request_UserList{UserList: &pb.Empty{}}}
 			// The first call also negotiates the protocol; leave it out.
-			if _, err := mesh.Call(ctx, client, server.ID(), req); err != nil {
+			if _, err := control.Call(ctx, client, server.ID(), req); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := mesh.Call(ctx, client, server.ID(), req); err != nil {
+				if _, err := control.Call(ctx, client, server.ID(), req); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,4 +1,4 @@
-package mesh
+package coordinator
 
 import (
 	"strings"
@@ -6,8 +6,10 @@ import (
 	"time"
 	_ "time/tzdata" // tests must not depend on the machine's zone files
 
-	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 const (
@@ -61,27 +63,27 @@ func TestParseWindow(t *testing.T) {
 func TestParseWindowErrors(t *testing.T) {
 	tests := []struct {
 		in   string
-		code Code
+		code catalog.Code
 		want string
 	}{
-		{"", CodeInvalidArgument, "must be days then times"},
-		{"09:00-17:00", CodeInvalidArgument, "must be days then times"},
-		{"funday 09:00-17:00", CodeInvalidArgument, `Unknown day "funday"`},
-		{"mon-xyz 09:00-17:00", CodeInvalidArgument, `Unknown day "xyz"`},
-		{"mon,,fri 09:00-17:00", CodeInvalidArgument, `Unknown day ""`},
-		{"mon wed 09:00-17:00", CodeInvalidArgument, `Unknown day "mon wed"`},
-		{"mon 09:00", CodeInvalidArgument, "time range"},
-		{"mon 9-17", CodeInvalidArgument, "HH:MM"},
-		{"mon 09:0-17:00", CodeInvalidArgument, "HH:MM"},
-		{"mon +9:00-17:00", CodeInvalidArgument, "HH:MM"},
-		{"mon 25:00-26:00", CodeOutOfRange, "between 00:00 and 24:00"},
-		{"mon 09:60-17:00", CodeOutOfRange, "between 00:00 and 24:00"},
-		{"mon 09:00-24:01", CodeOutOfRange, "between 00:00 and 24:00"},
-		{"mon 24:00-24:00", CodeInvalidArgument, "24:00 may only end a window"},
-		{"mon 09:00-09:00", CodeInvalidArgument, "empty"},
-		{"mon 22:00-06:00", CodeInvalidArgument, `crosses midnight; write it as two windows: "mon 22:00-24:00" and "tue 00:00-06:00"`},
-		{"fri-sun 22:00-06:00", CodeInvalidArgument, `"fri-sun 22:00-24:00" and "sat-mon 00:00-06:00"`},
-		{"daily 22:00-06:00", CodeInvalidArgument, `"daily 22:00-24:00" and "daily 00:00-06:00"`},
+		{"", catalog.CodeInvalidArgument, "must be days then times"},
+		{"09:00-17:00", catalog.CodeInvalidArgument, "must be days then times"},
+		{"funday 09:00-17:00", catalog.CodeInvalidArgument, `Unknown day "funday"`},
+		{"mon-xyz 09:00-17:00", catalog.CodeInvalidArgument, `Unknown day "xyz"`},
+		{"mon,,fri 09:00-17:00", catalog.CodeInvalidArgument, `Unknown day ""`},
+		{"mon wed 09:00-17:00", catalog.CodeInvalidArgument, `Unknown day "mon wed"`},
+		{"mon 09:00", catalog.CodeInvalidArgument, "time range"},
+		{"mon 9-17", catalog.CodeInvalidArgument, "HH:MM"},
+		{"mon 09:0-17:00", catalog.CodeInvalidArgument, "HH:MM"},
+		{"mon +9:00-17:00", catalog.CodeInvalidArgument, "HH:MM"},
+		{"mon 25:00-26:00", catalog.CodeOutOfRange, "between 00:00 and 24:00"},
+		{"mon 09:60-17:00", catalog.CodeOutOfRange, "between 00:00 and 24:00"},
+		{"mon 09:00-24:01", catalog.CodeOutOfRange, "between 00:00 and 24:00"},
+		{"mon 24:00-24:00", catalog.CodeInvalidArgument, "24:00 may only end a window"},
+		{"mon 09:00-09:00", catalog.CodeInvalidArgument, "empty"},
+		{"mon 22:00-06:00", catalog.CodeInvalidArgument, `crosses midnight; write it as two windows: "mon 22:00-24:00" and "tue 00:00-06:00"`},
+		{"fri-sun 22:00-06:00", catalog.CodeInvalidArgument, `"fri-sun 22:00-24:00" and "sat-mon 00:00-06:00"`},
+		{"daily 22:00-06:00", catalog.CodeInvalidArgument, `"daily 22:00-24:00" and "daily 00:00-06:00"`},
 	}
 	for _, tt := range tests {
 		w, err := ParseWindow(tt.in)
@@ -89,8 +91,8 @@ func TestParseWindowErrors(t *testing.T) {
 			t.Errorf("ParseWindow(%q) = %v, want error", tt.in, w)
 			continue
 		}
-		if CodeOf(err) != tt.code || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("ParseWindow(%q) error = %v (%s), want %s containing %q", tt.in, err, CodeOf(err), tt.code, tt.want)
+		if catalog.CodeOf(err) != tt.code || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParseWindow(%q) error = %v (%s), want %s containing %q", tt.in, err, catalog.CodeOf(err), tt.code, tt.want)
 		}
 	}
 }
@@ -137,7 +139,7 @@ func TestValidateName(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("ValidateName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
 		}
-		if err != nil && (CodeOf(err) != CodeInvalidArgument || !strings.Contains(err.Error(), "jump policy name")) {
+		if err != nil && (catalog.CodeOf(err) != catalog.CodeInvalidArgument || !strings.Contains(err.Error(), "jump policy name")) {
 			t.Errorf("ValidateName(%q) error = %v, want invalid_argument naming the kind", tt.name, err)
 		}
 	}
@@ -155,7 +157,7 @@ func TestValidateJumpPolicy(t *testing.T) {
 	tests := []struct {
 		name   string
 		change func(p *pb.JumpPolicy)
-		code   Code
+		code   catalog.Code
 		want   string
 	}{
 		{"valid", func(p *pb.JumpPolicy) {}, "", ""},
@@ -166,27 +168,27 @@ func TestValidateJumpPolicy(t *testing.T) {
 			}
 		}, "", ""},
 		{"description 1024", func(p *pb.JumpPolicy) { p.Description = strings.Repeat("é", 1024) }, "", ""},
-		{"bad name", func(p *pb.JumpPolicy) { p.Name = "Business Hours" }, CodeInvalidArgument, "jump policy name"},
-		{"no zone", func(p *pb.JumpPolicy) { p.TimeZone = "" }, CodeInvalidArgument, "must have a time zone"},
-		{"unknown zone", func(p *pb.JumpPolicy) { p.TimeZone = "Mars/Olympus" }, CodeInvalidArgument, `"Mars/Olympus"`},
-		{"local zone", func(p *pb.JumpPolicy) { p.TimeZone = "Local" }, CodeInvalidArgument, `"Local" is not allowed`},
-		{"no windows", func(p *pb.JumpPolicy) { p.Windows = nil }, CodeOutOfRange, "between 1 and 64 windows (got 0)"},
+		{"bad name", func(p *pb.JumpPolicy) { p.Name = "Business Hours" }, catalog.CodeInvalidArgument, "jump policy name"},
+		{"no zone", func(p *pb.JumpPolicy) { p.TimeZone = "" }, catalog.CodeInvalidArgument, "must have a time zone"},
+		{"unknown zone", func(p *pb.JumpPolicy) { p.TimeZone = "Mars/Olympus" }, catalog.CodeInvalidArgument, `"Mars/Olympus"`},
+		{"local zone", func(p *pb.JumpPolicy) { p.TimeZone = "Local" }, catalog.CodeInvalidArgument, `"Local" is not allowed`},
+		{"no windows", func(p *pb.JumpPolicy) { p.Windows = nil }, catalog.CodeOutOfRange, "between 1 and 64 windows (got 0)"},
 		{"65 windows", func(p *pb.JumpPolicy) {
 			for len(p.Windows) < 65 {
 				p.Windows = append(p.Windows, p.Windows[0])
 			}
-		}, CodeOutOfRange, "(got 65)"},
-		{"description 1025", func(p *pb.JumpPolicy) { p.Description = strings.Repeat("x", 1025) }, CodeOutOfRange, "at most 1024 characters (got 1025)"},
-		{"no days", func(p *pb.JumpPolicy) { p.Windows[0].Days = 0 }, CodeInvalidArgument, "window 1: A window must name at least one day"},
-		{"bad days", func(p *pb.JumpPolicy) { p.Windows[0].Days = 0x80 }, CodeInvalidArgument, "bits 0 (Sunday) to 6 (Saturday)"},
-		{"past midnight", func(p *pb.JumpPolicy) { p.Windows[0].ToMinute = 1441 }, CodeOutOfRange, "at or before 24:00"},
-		{"backwards", func(p *pb.JumpPolicy) { p.Windows[0].FromMinute = 1020 }, CodeInvalidArgument, "end after it starts"},
+		}, catalog.CodeOutOfRange, "(got 65)"},
+		{"description 1025", func(p *pb.JumpPolicy) { p.Description = strings.Repeat("x", 1025) }, catalog.CodeOutOfRange, "at most 1024 characters (got 1025)"},
+		{"no days", func(p *pb.JumpPolicy) { p.Windows[0].Days = 0 }, catalog.CodeInvalidArgument, "window 1: A window must name at least one day"},
+		{"bad days", func(p *pb.JumpPolicy) { p.Windows[0].Days = 0x80 }, catalog.CodeInvalidArgument, "bits 0 (Sunday) to 6 (Saturday)"},
+		{"past midnight", func(p *pb.JumpPolicy) { p.Windows[0].ToMinute = 1441 }, catalog.CodeOutOfRange, "at or before 24:00"},
+		{"backwards", func(p *pb.JumpPolicy) { p.Windows[0].FromMinute = 1020 }, catalog.CodeInvalidArgument, "end after it starts"},
 	}
 	for _, tt := range tests {
 		p := validPolicy()
 		tt.change(p)
 		err := ValidateJumpPolicy(p)
-		if CodeOf(err) != tt.code || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+		if catalog.CodeOf(err) != tt.code || (err != nil && !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("%s: ValidateJumpPolicy = %v, want code %q containing %q", tt.name, err, tt.code, tt.want)
 		}
 	}
@@ -197,11 +199,11 @@ func TestValidateSessionPolicy(t *testing.T) {
 		t.Errorf("valid policy: %v", err)
 	}
 	err := ValidateSessionPolicy(&pb.SessionPolicy{Name: "Read Only"})
-	if !HasCode(err, CodeInvalidArgument) || !strings.Contains(err.Error(), "session policy name") {
+	if !catalog.HasCode(err, catalog.CodeInvalidArgument) || !strings.Contains(err.Error(), "session policy name") {
 		t.Errorf("bad name: %v", err)
 	}
 	err = ValidateSessionPolicy(&pb.SessionPolicy{Name: "ro", Description: strings.Repeat("x", 1025)})
-	if !HasCode(err, CodeOutOfRange) {
+	if !catalog.HasCode(err, catalog.CodeOutOfRange) {
 		t.Errorf("long description: %v", err)
 	}
 }
@@ -276,7 +278,7 @@ func TestJumpPolicyAllows(t *testing.T) {
 				FormatWindow(tt.p.Windows[0]), tt.utc, got, err, tt.want)
 		}
 	}
-	if _, err := JumpPolicyAllows(policy("Nowhere/Land", "daily 00:00-24:00"), time.Now()); !HasCode(err, CodeInvalidArgument) {
+	if _, err := JumpPolicyAllows(policy("Nowhere/Land", "daily 00:00-24:00"), time.Now()); !catalog.HasCode(err, catalog.CodeInvalidArgument) {
 		t.Errorf("unknown zone: err = %v, want invalid_argument", err)
 	}
 }

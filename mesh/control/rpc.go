@@ -1,4 +1,4 @@
-package mesh
+package control
 
 import (
 	"bytes"
@@ -12,30 +12,32 @@ import (
 	"github.com/libp2p/go-msgio/pbio"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // ControlProtocol is the protocol ID of the control protocol; see doc.go.
-const ControlProtocol protocol.ID = "/jumpmesh/control/1.0.0"
+const Protocol protocol.ID = "/jumpmesh/control/1.0.0"
 
 // MaxControlMessage bounds one control message on the wire.
-const MaxControlMessage = 1 << 20
+const MaxMessage = 1 << 20
 
 // ControlTimeout bounds one control exchange when the caller's context has
 // no earlier deadline.
-const ControlTimeout = 30 * time.Second
+const Timeout = 30 * time.Second
 
 // Call opens a control stream to p, sends req, and returns the response
 // body. A response carrying an error is returned as that *Error.
 func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, ControlTimeout)
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	s, err := h.NewStream(ctx, p, ControlProtocol)
+	s, err := h.NewStream(ctx, p, Protocol)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, Errorf(CodeCoordinatorDown, "(%s: timed out: %w)", p, err)
+			return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: timed out: %w)", p, err)
 		}
-		return nil, Errorf(CodeCoordinatorDown, "(%s: %w)", p, err)
+		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: %w)", p, err)
 	}
 	defer s.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -43,25 +45,25 @@ func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Res
 	}
 	if err := pbio.NewDelimitedWriter(s).WriteMsg(req); err != nil {
 		s.Reset()
-		return nil, Errorf(CodeCoordinatorDown, "(%s: sending the request: %w)", p, err)
+		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: sending the request: %w)", p, err)
 	}
 	// The server may already have answered and closed the stream (over
 	// QUIC its close stops our sending side): a failed half-close is not
 	// a failed request, the response below says how it went.
 	_ = s.CloseWrite()
 	resp := new(pb.Response)
-	if err := NewMsgReader(s, nil, MaxControlMessage).ReadMsg(resp); err != nil {
+	if err := frame.NewReader(s, nil, MaxMessage).ReadMsg(resp); err != nil {
 		s.Reset()
-		return nil, Errorf(CodeCoordinatorDown, "(%s: reading the response: %w)", p, err)
+		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: reading the response: %w)", p, err)
 	}
 	if resp.GetError() != nil {
-		return nil, ErrorFromPB(resp.GetError())
+		return nil, catalog.ErrorFromPB(resp.GetError())
 	}
 	return resp, nil
 }
 
 // ControlHandler answers one control request from an authenticated remote.
-type ControlHandler func(ctx context.Context, remote peer.ID, req *pb.Request) (*pb.Response, error)
+type Handler func(ctx context.Context, remote peer.ID, req *pb.Request) (*pb.Response, error)
 
 // Admission is what a ControlGate allows one stream.
 type Admission struct {
@@ -79,29 +81,29 @@ type Admission struct {
 // read: the secure channel has already authenticated the remote's peer ID,
 // so a server can give members the full limits and strangers small ones.
 // A false ok resets the stream unread.
-type ControlGate interface {
+type Gate interface {
 	Admit(remote peer.ID) (a Admission, ok bool)
 }
 
 // ServeOption configures ServeControl.
 type ServeOption func(*serveConfig)
 
-type serveConfig struct{ gate ControlGate }
+type serveConfig struct{ gate Gate }
 
 // WithGate makes ServeControl ask gate before reading each request.
 // Without one, every caller may send MaxControlMessage bytes.
-func WithGate(gate ControlGate) ServeOption { return func(c *serveConfig) { c.gate = gate } }
+func WithGate(gate Gate) ServeOption { return func(c *serveConfig) { c.gate = gate } }
 
 // ServeControl registers handler for the control protocol on h. Each stream
 // carries exactly one request and one response.
-func ServeControl(ctx context.Context, h host.Host, handler ControlHandler, opts ...ServeOption) {
+func Serve(ctx context.Context, h host.Host, handler Handler, opts ...ServeOption) {
 	var cfg serveConfig
 	for _, o := range opts {
 		o(&cfg)
 	}
-	h.SetStreamHandler(ControlProtocol, func(s network.Stream) {
+	h.SetStreamHandler(Protocol, func(s network.Stream) {
 		defer s.Close()
-		_ = s.SetDeadline(time.Now().Add(ControlTimeout))
+		_ = s.SetDeadline(time.Now().Add(Timeout))
 		remote := s.Conn().RemotePeer()
 		req, ok := readRequest(s, remote, cfg.gate)
 		if !ok {
@@ -110,7 +112,7 @@ func ServeControl(ctx context.Context, h host.Host, handler ControlHandler, opts
 		}
 		resp, err := handler(ctx, remote, req)
 		if err != nil {
-			resp = &pb.Response{Error: ErrorToPB(err)}
+			resp = &pb.Response{Error: catalog.ErrorToPB(err)}
 		}
 		if resp == nil {
 			resp = &pb.Response{Body: &pb.Response_Ok{Ok: &pb.Empty{}}}
@@ -122,7 +124,7 @@ func ServeControl(ctx context.Context, h host.Host, handler ControlHandler, opts
 }
 
 // readRequest reads one request within the limits the gate gives remote.
-func readRequest(s network.Stream, remote peer.ID, gate ControlGate) (*pb.Request, bool) {
+func readRequest(s network.Stream, remote peer.ID, gate Gate) (*pb.Request, bool) {
 	a := Admission{}
 	if gate != nil {
 		var ok bool
@@ -134,13 +136,13 @@ func readRequest(s network.Stream, remote peer.ID, gate ControlGate) (*pb.Reques
 		}
 	}
 	if a.MaxMessage <= 0 {
-		a.MaxMessage = MaxControlMessage
+		a.MaxMessage = MaxMessage
 	}
-	if a.ReadTimeout > 0 && a.ReadTimeout < ControlTimeout {
+	if a.ReadTimeout > 0 && a.ReadTimeout < Timeout {
 		_ = s.SetReadDeadline(time.Now().Add(a.ReadTimeout))
 	}
 	req := new(pb.Request)
-	if err := NewMsgReader(s, s.Scope(), a.MaxMessage).ReadMsg(req); err != nil {
+	if err := frame.NewReader(s, s.Scope(), a.MaxMessage).ReadMsg(req); err != nil {
 		return nil, false
 	}
 	return req, true
@@ -169,8 +171,8 @@ func EncodeDelimited(m proto.Message) ([]byte, error) {
 }
 
 func decodeDelimited(raw []byte, m proto.Message) error {
-	if err := NewMsgReader(bytes.NewReader(raw), nil, MaxControlMessage).ReadMsg(m); err != nil {
-		return Errorf(CodeProtocol, "(decoding %T: %w)", m, err)
+	if err := frame.NewReader(bytes.NewReader(raw), nil, MaxMessage).ReadMsg(m); err != nil {
+		return catalog.Errorf(catalog.CodeProtocol, "(decoding %T: %w)", m, err)
 	}
 	return nil
 }

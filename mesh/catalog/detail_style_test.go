@@ -1,4 +1,4 @@
-package mesh_test
+package catalog_test
 
 import (
 	"go/ast"

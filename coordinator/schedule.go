@@ -1,4 +1,4 @@
-package mesh
+package coordinator
 
 import (
 	"fmt"
@@ -9,7 +9,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/peerproto"
 )
 
 // Limits of policies. They keep a policy small enough to read in one screen
@@ -37,11 +39,11 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 func ValidateName(kind, name string) error {
 	switch {
 	case name == "":
-		return Errorf(CodeInvalidArgument, "%s name must not be empty.", kind)
+		return catalog.Errorf(catalog.CodeInvalidArgument, "%s name must not be empty.", kind)
 	case len(name) > MaxCodeNameLen:
-		return Errorf(CodeInvalidArgument, "%s name must be 1 to %d characters long (got %d).", kind, MaxCodeNameLen, len(name))
+		return catalog.Errorf(catalog.CodeInvalidArgument, "%s name must be 1 to %d characters long (got %d).", kind, MaxCodeNameLen, len(name))
 	case !nameRE.MatchString(name):
-		return Errorf(CodeInvalidArgument,
+		return catalog.Errorf(catalog.CodeInvalidArgument,
 			"%s name %q may only use a-z, 0-9, '_', '.' and '-', and must start with a letter or digit.", kind, name)
 	}
 	return nil
@@ -49,7 +51,7 @@ func ValidateName(kind, name string) error {
 
 func validateDescription(kind, name, desc string) error {
 	if n := utf8.RuneCountInString(desc); n > MaxDescriptionLen {
-		return Errorf(CodeOutOfRange, "%s %q: description must be at most %d characters (got %d).", kind, name, MaxDescriptionLen, n)
+		return catalog.Errorf(catalog.CodeOutOfRange, "%s %q: description must be at most %d characters (got %d).", kind, name, MaxDescriptionLen, n)
 	}
 	return nil
 }
@@ -62,7 +64,7 @@ func ValidateSessionPolicy(p *pb.SessionPolicy) error {
 	if err := validateDescription("session policy", p.GetName(), p.GetDescription()); err != nil {
 		return err
 	}
-	return validateAllowCommands(p)
+	return peerproto.ValidateAllowCommands(p)
 }
 
 // ValidateJumpPolicy checks a jump policy: name, description, time zone and
@@ -79,11 +81,11 @@ func ValidateJumpPolicy(p *pb.JumpPolicy) error {
 	}
 	ws := p.GetWindows()
 	if len(ws) == 0 || len(ws) > MaxPolicyWindows {
-		return Errorf(CodeOutOfRange, "jump policy %q must have between 1 and %d windows (got %d).", p.GetName(), MaxPolicyWindows, len(ws))
+		return catalog.Errorf(catalog.CodeOutOfRange, "jump policy %q must have between 1 and %d windows (got %d).", p.GetName(), MaxPolicyWindows, len(ws))
 	}
 	for i, w := range ws {
 		if err := ValidateWindow(w); err != nil {
-			return Errorf(CodeOf(err), "jump policy %q, window %d: %s", p.GetName(), i+1, err.(*Error).Detail)
+			return catalog.Errorf(catalog.CodeOf(err), "jump policy %q, window %d: %s", p.GetName(), i+1, err.(*catalog.Error).Detail)
 		}
 	}
 	return nil
@@ -94,13 +96,13 @@ func ValidateJumpPolicy(p *pb.JumpPolicy) error {
 func ValidateWindow(w *pb.Window) error {
 	switch {
 	case w.GetDays() == 0:
-		return Errorf(CodeInvalidArgument, "A window must name at least one day.")
+		return catalog.Errorf(catalog.CodeInvalidArgument, "A window must name at least one day.")
 	case w.GetDays() > allDays:
-		return Errorf(CodeInvalidArgument, "A window's days must only use bits 0 (Sunday) to 6 (Saturday) (got %#x).", w.GetDays())
+		return catalog.Errorf(catalog.CodeInvalidArgument, "A window's days must only use bits 0 (Sunday) to 6 (Saturday) (got %#x).", w.GetDays())
 	case w.GetToMinute() > minutesPerDay:
-		return Errorf(CodeOutOfRange, "A window must end at or before 24:00 (got minute %d).", w.GetToMinute())
+		return catalog.Errorf(catalog.CodeOutOfRange, "A window must end at or before 24:00 (got minute %d).", w.GetToMinute())
 	case w.GetFromMinute() >= w.GetToMinute():
-		return Errorf(CodeInvalidArgument, "A window must end after it starts (got minute %d to minute %d).", w.GetFromMinute(), w.GetToMinute())
+		return catalog.Errorf(catalog.CodeInvalidArgument, "A window must end after it starts (got minute %d to minute %d).", w.GetFromMinute(), w.GetToMinute())
 	}
 	return nil
 }
@@ -135,14 +137,14 @@ func policyLocation(p *pb.JumpPolicy) (*time.Location, error) {
 	}
 	switch tz {
 	case "":
-		return nil, Errorf(CodeInvalidArgument, "jump policy %q must have a time zone, such as \"Europe/Paris\" or \"UTC\".", p.GetName())
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "jump policy %q must have a time zone, such as \"Europe/Paris\" or \"UTC\".", p.GetName())
 	case "Local":
 		// "Local" would mean whatever zone the coordinator happens to run in.
-		return nil, Errorf(CodeInvalidArgument, "jump policy %q: time zone \"Local\" is not allowed; name the zone, such as \"Europe/Paris\".", p.GetName())
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "jump policy %q: time zone \"Local\" is not allowed; name the zone, such as \"Europe/Paris\".", p.GetName())
 	}
 	loc, err := time.LoadLocation(tz)
 	if err != nil {
-		return nil, Errorf(CodeInvalidArgument, "jump policy %q: unknown time zone %q; use an IANA name such as \"Europe/Paris\" or \"UTC\".", p.GetName(), tz)
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "jump policy %q: unknown time zone %q; use an IANA name such as \"Europe/Paris\" or \"UTC\".", p.GetName(), tz)
 	}
 	locations.Store(tz, loc)
 	return loc, nil
@@ -153,7 +155,7 @@ func policyLocation(p *pb.JumpPolicy) (*time.Location, error) {
 func ParseWindow(s string) (*pb.Window, error) {
 	fields := strings.Fields(s)
 	if len(fields) < 2 {
-		return nil, Errorf(CodeInvalidArgument, "Window %q must be days then times, such as \"mon-fri 09:00-17:00\".", s)
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "Window %q must be days then times, such as \"mon-fri 09:00-17:00\".", s)
 	}
 	days, err := parseDays(strings.Join(fields[:len(fields)-1], " "), s)
 	if err != nil {
@@ -167,14 +169,14 @@ func ParseWindow(s string) (*pb.Window, error) {
 		return nil, crossesMidnight(days, from, to, s)
 	}
 	if to == from {
-		return nil, Errorf(CodeInvalidArgument, "Window %q is empty: it must end after it starts.", s)
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "Window %q is empty: it must end after it starts.", s)
 	}
 	return &pb.Window{Days: days, FromMinute: from, ToMinute: to}, nil
 }
 
 func crossesMidnight(days, from, to uint32, s string) error {
 	next := (days<<1 | days>>6) & allDays // each day's following day
-	return Errorf(CodeInvalidArgument,
+	return catalog.Errorf(catalog.CodeInvalidArgument,
 		"Window %q crosses midnight; write it as two windows: %q and %q.", s,
 		FormatWindow(&pb.Window{Days: days, FromMinute: from, ToMinute: minutesPerDay}),
 		FormatWindow(&pb.Window{Days: next, FromMinute: 0, ToMinute: to}))
@@ -225,20 +227,20 @@ func parseDay(s, window string) (int, error) {
 			return i, nil
 		}
 	}
-	return 0, Errorf(CodeInvalidArgument,
+	return 0, catalog.Errorf(catalog.CodeInvalidArgument,
 		"Unknown day %q in window %q; use sun, mon, tue, wed, thu, fri, sat (or full names), ranges such as mon-fri, daily, weekdays or weekends.", s, window)
 }
 
 func parseTimes(spec, window string) (from, to uint32, err error) {
 	a, b, ok := strings.Cut(spec, "-")
 	if !ok {
-		return 0, 0, Errorf(CodeInvalidArgument, "Window %q must give a time range such as 09:00-17:00 (got %q).", window, spec)
+		return 0, 0, catalog.Errorf(catalog.CodeInvalidArgument, "Window %q must give a time range such as 09:00-17:00 (got %q).", window, spec)
 	}
 	if from, err = parseClock(a, window); err != nil {
 		return 0, 0, err
 	}
 	if from == minutesPerDay {
-		return 0, 0, Errorf(CodeInvalidArgument, "Window %q starts at 24:00; 24:00 may only end a window (start at 00:00 instead).", window)
+		return 0, 0, catalog.Errorf(catalog.CodeInvalidArgument, "Window %q starts at 24:00; 24:00 may only end a window (start at 00:00 instead).", window)
 	}
 	to, err = parseClock(b, window)
 	return from, to, err
@@ -248,12 +250,12 @@ func parseTimes(spec, window string) (from, to uint32, err error) {
 func parseClock(s, window string) (uint32, error) {
 	hs, ms, ok := strings.Cut(s, ":")
 	if !ok || !isDigits(hs, 1, 2) || !isDigits(ms, 2, 2) {
-		return 0, Errorf(CodeInvalidArgument, "Time %q in window %q must be written HH:MM, such as 09:00.", s, window)
+		return 0, catalog.Errorf(catalog.CodeInvalidArgument, "Time %q in window %q must be written HH:MM, such as 09:00.", s, window)
 	}
 	h, _ := strconv.Atoi(hs)
 	m, _ := strconv.Atoi(ms)
 	if h > 24 || m > 59 || (h == 24 && m != 0) {
-		return 0, Errorf(CodeOutOfRange, "Time %q in window %q must be between 00:00 and 24:00.", s, window)
+		return 0, catalog.Errorf(catalog.CodeOutOfRange, "Time %q in window %q must be between 00:00 and 24:00.", s, window)
 	}
 	return uint32(h*60 + m), nil
 }

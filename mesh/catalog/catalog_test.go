@@ -1,4 +1,4 @@
-package mesh_test
+package catalog_test
 
 import (
 	"errors"
@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -23,14 +23,14 @@ var snakeCase = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
 // declaredCodes reads the Code constants declared in the package's source, so
 // the test also catches a constant that was declared but never given a
 // message (Codes() only lists the catalog) or two constants with one value.
-func declaredCodes(t *testing.T) map[string]mesh.Code {
+func declaredCodes(t *testing.T) map[string]catalog.Code {
 	t.Helper()
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
 	fset := token.NewFileSet()
-	out := make(map[string]mesh.Code)
+	out := make(map[string]catalog.Code)
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
 			continue
@@ -59,7 +59,7 @@ func declaredCodes(t *testing.T) map[string]mesh.Code {
 					if err != nil {
 						t.Fatal(err)
 					}
-					out[id.Name] = mesh.Code(v)
+					out[id.Name] = catalog.Code(v)
 				}
 			}
 		}
@@ -72,8 +72,8 @@ func declaredCodes(t *testing.T) map[string]mesh.Code {
 
 func TestCatalogComplete(t *testing.T) {
 	declared := declaredCodes(t)
-	codes := mesh.Codes()
-	byValue := make(map[mesh.Code]string)
+	codes := catalog.Codes()
+	byValue := make(map[catalog.Code]string)
 	for name, c := range declared {
 		if other, dup := byValue[c]; dup {
 			t.Errorf("%s and %s are both %q", name, other, c)
@@ -94,14 +94,14 @@ func TestCatalogComplete(t *testing.T) {
 }
 
 func TestCatalogMessages(t *testing.T) {
-	codes := mesh.Codes()
+	codes := catalog.Codes()
 	if !slices.IsSorted(codes) {
 		t.Errorf("Codes() not sorted: %v", codes)
 	}
 	if len(slices.Compact(slices.Clone(codes))) != len(codes) {
 		t.Errorf("Codes() has duplicates: %v", codes)
 	}
-	messages := make(map[string]mesh.Code)
+	messages := make(map[string]catalog.Code)
 	for _, c := range codes {
 		if !snakeCase.MatchString(string(c)) {
 			t.Errorf("code %q is not snake_case", c)
@@ -125,38 +125,38 @@ func TestCatalogMessages(t *testing.T) {
 }
 
 func TestUnknownCode(t *testing.T) {
-	c := mesh.Code("from_the_future")
+	c := catalog.Code("from_the_future")
 	if c.Known() {
 		t.Fatal("an unknown code is Known")
 	}
 	if got, want := c.Message(), "Unknown error (from_the_future)."; got != want {
 		t.Errorf("Message() = %q, want %q", got, want)
 	}
-	if mesh.Code("").Known() {
+	if catalog.Code("").Known() {
 		t.Error("the empty code is Known")
 	}
 }
 
 func TestErrorText(t *testing.T) {
-	e := mesh.NewError(mesh.CodePeerOffline)
-	if got := e.Error(); got != mesh.CodePeerOffline.Message() {
+	e := catalog.NewError(catalog.CodePeerOffline)
+	if got := e.Error(); got != catalog.CodePeerOffline.Message() {
 		t.Errorf("NewError text = %q, want the catalog message", got)
 	}
-	e = mesh.Errorf(mesh.CodePeerOffline, "(%s, last seen %d days ago)", "web-01", 3)
+	e = catalog.Errorf(catalog.CodePeerOffline, "(%s, last seen %d days ago)", "web-01", 3)
 	if want := "The peer is offline. (web-01, last seen 3 days ago)"; e.Error() != want {
 		t.Errorf("Errorf text = %q, want %q", e.Error(), want)
 	}
 	if e.Detail != "(web-01, last seen 3 days ago)" || e.Err != nil {
 		t.Errorf("Errorf without %%w: Detail %q, Err %v", e.Detail, e.Err)
 	}
-	if e := mesh.Errorf(mesh.CodeInternal, ""); e.Detail != "" || e.Err != nil {
+	if e := catalog.Errorf(catalog.CodeInternal, ""); e.Detail != "" || e.Err != nil {
 		t.Errorf("Errorf with empty format: %+v", e)
 	}
 }
 
 func TestErrorfWraps(t *testing.T) {
 	cause := fmt.Errorf("opening store: %w", fs.ErrPermission)
-	e := mesh.Errorf(mesh.CodeInternal, "registering peer %s: %w", "12D3KooW", cause)
+	e := catalog.Errorf(catalog.CodeInternal, "registering peer %s: %w", "12D3KooW", cause)
 	if e.Err != cause {
 		t.Errorf("Err = %v, want the cause", e.Err)
 	}
@@ -170,7 +170,7 @@ func TestErrorfWraps(t *testing.T) {
 		t.Errorf("Detail = %q, want %q", e.Detail, want)
 	}
 	var pathErr *fs.PathError
-	wrappedPath := mesh.Errorf(mesh.CodeSiteNotFound, "reading: %w", &fs.PathError{Op: "open", Path: "/x", Err: fs.ErrNotExist})
+	wrappedPath := catalog.Errorf(catalog.CodeSiteNotFound, "reading: %w", &fs.PathError{Op: "open", Path: "/x", Err: fs.ErrNotExist})
 	if !errors.As(wrappedPath, &pathErr) || pathErr.Path != "/x" {
 		t.Error("errors.As does not reach a wrapped *fs.PathError")
 	}
@@ -178,7 +178,7 @@ func TestErrorfWraps(t *testing.T) {
 
 func TestErrorfWrapsSeveral(t *testing.T) {
 	errA, errB := errors.New("a"), errors.New("b")
-	e := mesh.Errorf(mesh.CodeInternal, "%w and %w", errA, errB)
+	e := catalog.Errorf(catalog.CodeInternal, "%w and %w", errA, errB)
 	if !errors.Is(e, errA) || !errors.Is(e, errB) {
 		t.Errorf("with two %%w verbs, causes reachable: a=%v b=%v", errors.Is(e, errA), errors.Is(e, errB))
 	}
@@ -188,25 +188,25 @@ func TestErrorfWrapsSeveral(t *testing.T) {
 }
 
 func TestErrorsIsByCode(t *testing.T) {
-	err := fmt.Errorf("jumping to web-01: %w", mesh.Errorf(mesh.CodePeerOffline, "(since 09:14)"))
-	if !errors.Is(err, mesh.NewError(mesh.CodePeerOffline)) {
+	err := fmt.Errorf("jumping to web-01: %w", catalog.Errorf(catalog.CodePeerOffline, "(since 09:14)"))
+	if !errors.Is(err, catalog.NewError(catalog.CodePeerOffline)) {
 		t.Error("errors.Is does not match the same code")
 	}
-	if errors.Is(err, mesh.NewError(mesh.CodePeerNotFound)) {
+	if errors.Is(err, catalog.NewError(catalog.CodePeerNotFound)) {
 		t.Error("errors.Is matches another code")
 	}
 	// A target with detail or cause is a specific error, not a code.
-	if errors.Is(err, mesh.Errorf(mesh.CodePeerOffline, "(since 10:00)")) {
+	if errors.Is(err, catalog.Errorf(catalog.CodePeerOffline, "(since 10:00)")) {
 		t.Error("errors.Is matches a target with other detail")
 	}
-	if !mesh.HasCode(err, mesh.CodePeerOffline) || mesh.HasCode(err, mesh.CodeInternal) {
+	if !catalog.HasCode(err, catalog.CodePeerOffline) || catalog.HasCode(err, catalog.CodeInternal) {
 		t.Error("HasCode disagrees with the code")
 	}
-	if mesh.HasCode(nil, "") {
+	if catalog.HasCode(nil, "") {
 		t.Error("HasCode(nil, \"\") is true")
 	}
-	var e *mesh.Error
-	if !errors.As(err, &e) || e.Code != mesh.CodePeerOffline {
+	var e *catalog.Error
+	if !errors.As(err, &e) || e.Code != catalog.CodePeerOffline {
 		t.Errorf("errors.As: %v", e)
 	}
 }
@@ -214,32 +214,32 @@ func TestErrorsIsByCode(t *testing.T) {
 func TestCodeOf(t *testing.T) {
 	cases := []struct {
 		err  error
-		want mesh.Code
+		want catalog.Code
 	}{
 		{nil, ""},
-		{errors.New("plain"), mesh.CodeInternal},
-		{mesh.NewError(mesh.CodeServerBusy), mesh.CodeServerBusy},
-		{fmt.Errorf("outer: %w", mesh.NewError(mesh.CodeKeyExpired)), mesh.CodeKeyExpired},
+		{errors.New("plain"), catalog.CodeInternal},
+		{catalog.NewError(catalog.CodeServerBusy), catalog.CodeServerBusy},
+		{fmt.Errorf("outer: %w", catalog.NewError(catalog.CodeKeyExpired)), catalog.CodeKeyExpired},
 		// The outermost code wins.
-		{mesh.Errorf(mesh.CodeCoordinatorDown, "%w", mesh.NewError(mesh.CodeServerBusy)), mesh.CodeCoordinatorDown},
-		{errors.Join(errors.New("x"), mesh.NewError(mesh.CodeLastAdmin)), mesh.CodeLastAdmin},
+		{catalog.Errorf(catalog.CodeCoordinatorDown, "%w", catalog.NewError(catalog.CodeServerBusy)), catalog.CodeCoordinatorDown},
+		{errors.Join(errors.New("x"), catalog.NewError(catalog.CodeLastAdmin)), catalog.CodeLastAdmin},
 	}
 	for _, tc := range cases {
-		if got := mesh.CodeOf(tc.err); got != tc.want {
+		if got := catalog.CodeOf(tc.err); got != tc.want {
 			t.Errorf("CodeOf(%v) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
 }
 
 func TestErrorWireRoundTrip(t *testing.T) {
-	for _, c := range mesh.Codes() {
-		for _, in := range []*mesh.Error{mesh.NewError(c), mesh.Errorf(c, "(detail of %s)", c)} {
-			p := mesh.ErrorToPB(in)
+	for _, c := range catalog.Codes() {
+		for _, in := range []*catalog.Error{catalog.NewError(c), catalog.Errorf(c, "(detail of %s)", c)} {
+			p := catalog.ErrorToPB(in)
 			if p.GetCode() != string(c) || p.GetMessage() != c.Message() || p.GetDetail() != in.Detail {
 				t.Errorf("ErrorToPB(%v) = %v", in, p)
 			}
-			out := mesh.ErrorFromPB(p)
-			var e *mesh.Error
+			out := catalog.ErrorFromPB(p)
+			var e *catalog.Error
 			if !errors.As(out, &e) {
 				t.Fatalf("ErrorFromPB returned %T", out)
 			}
@@ -251,29 +251,29 @@ func TestErrorWireRoundTrip(t *testing.T) {
 }
 
 func TestErrorToPB(t *testing.T) {
-	if mesh.ErrorToPB(nil) != nil {
+	if catalog.ErrorToPB(nil) != nil {
 		t.Error("ErrorToPB(nil) is not nil")
 	}
 	// An error without a code, and an Internal one, describe this
 	// process: the remote gets InternalNote; LocalErrorParts keeps the text.
-	p := mesh.ErrorToPB(errors.New("open /var/lib/jumpmesh/db/000001.vlog: disk full"))
-	if p.GetCode() != string(mesh.CodeInternal) || p.GetMessage() != mesh.CodeInternal.Message() || p.GetDetail() != mesh.InternalNote {
+	p := catalog.ErrorToPB(errors.New("open /var/lib/jumpmesh/db/000001.vlog: disk full"))
+	if p.GetCode() != string(catalog.CodeInternal) || p.GetMessage() != catalog.CodeInternal.Message() || p.GetDetail() != catalog.InternalNote {
 		t.Errorf("plain error on the wire: %v", p)
 	}
-	internal := mesh.Internalf("(store: %w)", fs.ErrPermission)
-	if p := mesh.ErrorToPB(internal); p.GetDetail() != mesh.InternalNote || !errors.Is(internal, fs.ErrPermission) {
+	internal := catalog.Internalf("(store: %w)", fs.ErrPermission)
+	if p := catalog.ErrorToPB(internal); p.GetDetail() != catalog.InternalNote || !errors.Is(internal, fs.ErrPermission) {
 		t.Errorf("internal error on the wire: %v", p)
 	}
-	if code, msg, detail := mesh.LocalErrorParts(internal); code != mesh.CodeInternal || msg != mesh.CodeInternal.Message() || detail != "(store: permission denied)" {
+	if code, msg, detail := catalog.LocalErrorParts(internal); code != catalog.CodeInternal || msg != catalog.CodeInternal.Message() || detail != "(store: permission denied)" {
 		t.Errorf("LocalErrorParts = %s %q %q", code, msg, detail)
 	}
 	// A coded error keeps its code when wrapped with context.
-	p = mesh.ErrorToPB(fmt.Errorf("listing: %w", mesh.Errorf(mesh.CodePermissionDenied, "(admin only)")))
-	if p.GetCode() != string(mesh.CodePermissionDenied) || p.GetDetail() != "(admin only)" {
+	p = catalog.ErrorToPB(fmt.Errorf("listing: %w", catalog.Errorf(catalog.CodePermissionDenied, "(admin only)")))
+	if p.GetCode() != string(catalog.CodePermissionDenied) || p.GetDetail() != "(admin only)" {
 		t.Errorf("wrapped coded error on the wire: %v", p)
 	}
 	// The wire error carries no cause, only its text.
-	e := mesh.ErrorFromPB(mesh.ErrorToPB(mesh.Errorf(mesh.CodeInternal, "writing: %w", fs.ErrClosed)))
+	e := catalog.ErrorFromPB(catalog.ErrorToPB(catalog.Errorf(catalog.CodeInternal, "writing: %w", fs.ErrClosed)))
 	if errors.Is(e, fs.ErrClosed) {
 		t.Error("a cause survived the wire")
 	}
@@ -283,20 +283,20 @@ func TestErrorToPB(t *testing.T) {
 }
 
 func TestErrorFromPB(t *testing.T) {
-	if mesh.ErrorFromPB(nil) != nil {
+	if catalog.ErrorFromPB(nil) != nil {
 		t.Error("ErrorFromPB(nil) is not nil")
 	}
 	cases := []struct {
 		name       string
 		in         *pb.Error
-		wantCode   mesh.Code
+		wantCode   catalog.Code
 		wantDetail string
 		wantText   string
 	}{
 		{
 			name:     "known code, local message wins",
-			in:       &pb.Error{Code: string(mesh.CodePeerOffline), Message: "Der Peer ist offline.", Detail: "(web-01)"},
-			wantCode: mesh.CodePeerOffline, wantDetail: "(web-01)",
+			in:       &pb.Error{Code: string(catalog.CodePeerOffline), Message: "Der Peer ist offline.", Detail: "(web-01)"},
+			wantCode: catalog.CodePeerOffline, wantDetail: "(web-01)",
 			wantText: "The peer is offline. (web-01)",
 		},
 		{
@@ -320,20 +320,20 @@ func TestErrorFromPB(t *testing.T) {
 		{
 			name:     "no code",
 			in:       &pb.Error{Message: "something", Detail: "went wrong"},
-			wantCode: mesh.CodeInternal, wantDetail: "went wrong",
+			wantCode: catalog.CodeInternal, wantDetail: "went wrong",
 			wantText: "An internal error occurred. went wrong",
 		},
 		{
 			name:     "empty",
 			in:       &pb.Error{},
-			wantCode: mesh.CodeInternal,
+			wantCode: catalog.CodeInternal,
 			wantText: "An internal error occurred.",
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := mesh.ErrorFromPB(tc.in)
-			var e *mesh.Error
+			err := catalog.ErrorFromPB(tc.in)
+			var e *catalog.Error
 			if !errors.As(err, &e) {
 				t.Fatalf("got %T", err)
 			}
@@ -343,8 +343,8 @@ func TestErrorFromPB(t *testing.T) {
 			if err.Error() != tc.wantText {
 				t.Errorf("text %q, want %q", err.Error(), tc.wantText)
 			}
-			if mesh.CodeOf(err) != tc.wantCode {
-				t.Errorf("CodeOf = %q", mesh.CodeOf(err))
+			if catalog.CodeOf(err) != tc.wantCode {
+				t.Errorf("CodeOf = %q", catalog.CodeOf(err))
 			}
 		})
 	}

@@ -1,10 +1,11 @@
-package mesh_test
+package peerproto_test
 
 import (
 	"testing"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/peerproto"
 )
 
 func TestCommandAllowed(t *testing.T) {
@@ -27,7 +28,7 @@ func TestCommandAllowed(t *testing.T) {
 		{[]string{"a*a"}, []string{"a"}, false},
 		{[]string{"df -h", "uptime"}, []string{"uptime"}, true},
 	} {
-		if got := mesh.CommandAllowed(c.patterns, c.argv); got != c.want {
+		if got := peerproto.CommandAllowed(c.patterns, c.argv); got != c.want {
 			t.Errorf("CommandAllowed(%q, %q) = %v, want %v", c.patterns, c.argv, got, c.want)
 		}
 	}
@@ -39,11 +40,11 @@ func TestValidateAllowCommands(t *testing.T) {
 		"empty pattern": {Name: "p", Exec: true, AllowCommands: []string{" "}},
 		"control char":  {Name: "p", Exec: true, AllowCommands: []string{"ls\n"}},
 	} {
-		if err := mesh.ValidateSessionPolicy(p); err == nil {
+		if err := coordinator.ValidateSessionPolicy(p); err == nil {
 			t.Errorf("%s: accepted %q", name, p.GetAllowCommands())
 		}
 	}
-	if err := mesh.ValidateSessionPolicy(&pb.SessionPolicy{Name: "p", Exec: true, AllowCommands: []string{"uptime", "df -h"}}); err != nil {
+	if err := coordinator.ValidateSessionPolicy(&pb.SessionPolicy{Name: "p", Exec: true, AllowCommands: []string{"uptime", "df -h"}}); err != nil {
 		t.Errorf("a valid list: %v", err)
 	}
 }

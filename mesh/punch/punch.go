@@ -1,4 +1,4 @@
-package mesh
+package punch
 
 import (
 	"context"
@@ -18,25 +18,9 @@ import (
 	"github.com/libp2p/go-msgio/pbio"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
-)
 
-// Hole punching, the peer's side.
-//
-// A console reaches a NATed peer through a relay; the peer, which receives
-// that relayed connection, starts DCUtR (libp2p's /libp2p/dcutr protocol,
-// which the console serves with libp2p's own hole-punching service): both
-// sides exchange their public addresses over the relayed connection,
-// measure its round trip, and dial each other at the same moment so each
-// NAT sees its own outgoing packet before the other side's arrives.
-//
-// libp2p's initiator starts once per relayed connection, after identify
-// has run over it, and gives up for good when the exchange cannot start —
-// typically because the console, a process started a moment ago, has not
-// yet learnt its own public address and so does not serve DCUtR yet. The
-// Puncher replaces it on peers: it starts as soon as the relayed
-// connection exists (identify's round trip is not needed: the console's
-// addresses come in the exchange), and retries with backoff while the
-// relayed connection lives and no direct one exists.
+	"github.com/jumpmesh/jumpmesh/mesh"
+)
 
 // Punch timing.
 const (
@@ -65,9 +49,35 @@ type Puncher struct {
 	observed map[string]ma.Multiaddr // by transport ("tcp"): the latest trusted observation
 	n        *network.NotifyBundle
 	trusted  func(peer.ID) bool
+	tracer   Tracer
 }
 
-// StartPuncher starts punching holes for the relayed connections h
+// Tracer observes a Puncher. Its methods are called from the punching
+// goroutines and must not block.
+type Tracer interface {
+	// Attempt reports one try for a direct connection to remote: how
+	// ("hole punch" or "direct dial"), its number (from 1), the relayed
+	// round trip the exchange measured (0 for a direct dial), how long it
+	// took, and its error (nil when a direct connection exists after it).
+	Attempt(remote peer.ID, how string, n int, rtt, took time.Duration, err error)
+	// Done reports that punching for remote succeeded (direct true) or
+	// gave up after its last try; it is not called when the relayed
+	// connection ends or the puncher closes first.
+	Done(remote peer.ID, direct bool, tries int)
+}
+
+// Option configures a Puncher.
+type Option func(*Puncher)
+
+// WithTracer makes t observe the puncher.
+func WithTracer(t Tracer) Option { return func(p *Puncher) { p.tracer = t } }
+
+type noTracer struct{}
+
+func (noTracer) Attempt(peer.ID, string, int, time.Duration, time.Duration, error) {}
+func (noTracer) Done(peer.ID, bool, int)                                           {}
+
+// Start starts punching holes for the relayed connections h
 // accepts. The host must not run libp2p's own hole-punching initiator
 // (HostConfig.Puncher leaves it out).
 //
@@ -77,7 +87,7 @@ type Puncher struct {
 // enough: libp2p's address manager wants several in different /16
 // networks before it advertises an observed address, and a site's
 // coordinator and relays often share one.
-func StartPuncher(h host.Host, trusted func(peer.ID) bool, log *slog.Logger) (*Puncher, error) {
+func Start(h host.Host, trusted func(peer.ID) bool, log *slog.Logger, opts ...Option) (*Puncher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -85,7 +95,10 @@ func StartPuncher(h host.Host, trusted func(peer.ID) bool, log *slog.Logger) (*P
 	if err != nil {
 		return nil, fmt.Errorf("hole punching: %w", err)
 	}
-	p := &Puncher{h: h, log: log, active: map[peer.ID]bool{}, again: map[peer.ID]bool{}, observed: map[string]ma.Multiaddr{}, trusted: trusted}
+	p := &Puncher{h: h, log: log, active: map[peer.ID]bool{}, again: map[peer.ID]bool{}, observed: map[string]ma.Multiaddr{}, trusted: trusted, tracer: noTracer{}}
+	for _, o := range opts {
+		o(p)
+	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Go(func() {
 		defer sub.Close()
@@ -101,7 +114,7 @@ func StartPuncher(h host.Host, trusted func(peer.ID) bool, log *slog.Logger) (*P
 		}
 	})
 	p.n = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-		if c.Stat().Direction == network.DirInbound && IsCircuit(c.RemoteMultiaddr()) {
+		if c.Stat().Direction == network.DirInbound && mesh.IsCircuit(c.RemoteMultiaddr()) {
 			p.start(c.RemotePeer())
 		}
 	}}
@@ -114,7 +127,7 @@ func StartPuncher(h host.Host, trusted func(peer.ID) bool, log *slog.Logger) (*P
 // that is the NAT's mapping of the port the remote must punch towards.
 func (p *Puncher) observe(e event.EvtPeerIdentificationCompleted) {
 	obs := e.ObservedAddr
-	if obs == nil || e.Conn == nil || IsCircuit(e.Conn.RemoteMultiaddr()) || !manet.IsPublicAddr(obs) || !p.trusted(e.Peer) {
+	if obs == nil || e.Conn == nil || mesh.IsCircuit(e.Conn.RemoteMultiaddr()) || !manet.IsPublicAddr(obs) || !p.trusted(e.Peer) {
 		return
 	}
 	proto, localPort := transportPort(e.Conn.LocalMultiaddr())
@@ -200,12 +213,19 @@ func (p *Puncher) punch(remote peer.ID, wait *time.Duration, tries int) int {
 		tries++
 		t0 := time.Now()
 		how, rtt, err := p.attempt(remote, tries)
-		if err == nil && p.direct(remote) {
+		direct := err == nil && p.direct(remote)
+		if err == nil && !direct {
+			err = errors.New("no direct connection after the attempt")
+		}
+		p.tracer.Attempt(remote, how, tries, rtt, time.Since(t0), err)
+		if direct {
 			p.log.Info("direct connection", "peer", remote, "by", how, "attempt", tries, "relayed_rtt", rtt.Round(time.Millisecond), "took", time.Since(t0).Round(time.Millisecond))
+			p.tracer.Done(remote, true, tries)
 			return punchAttempts
 		}
 		if tries == punchAttempts {
 			p.log.Info("hole punching gave up; the session stays relayed", "peer", remote, "attempts", tries, "error", err)
+			p.tracer.Done(remote, false, tries)
 			return tries
 		}
 		p.log.Debug("hole punch failed; retrying", "peer", remote, "by", how, "attempt", tries, "error", err, "in", *wait)
@@ -221,11 +241,11 @@ func (p *Puncher) punch(remote peer.ID, wait *time.Duration, tries int) int {
 }
 
 func (p *Puncher) direct(remote peer.ID) bool {
-	return slices.ContainsFunc(p.h.Network().ConnsToPeer(remote), func(c network.Conn) bool { return !IsCircuit(c.RemoteMultiaddr()) })
+	return slices.ContainsFunc(p.h.Network().ConnsToPeer(remote), func(c network.Conn) bool { return !mesh.IsCircuit(c.RemoteMultiaddr()) })
 }
 
 func (p *Puncher) relayed(remote peer.ID) bool {
-	return slices.ContainsFunc(p.h.Network().ConnsToPeer(remote), func(c network.Conn) bool { return IsCircuit(c.RemoteMultiaddr()) })
+	return slices.ContainsFunc(p.h.Network().ConnsToPeer(remote), func(c network.Conn) bool { return mesh.IsCircuit(c.RemoteMultiaddr()) })
 }
 
 // attempt makes the n-th try for a direct connection to remote. Every
@@ -245,7 +265,7 @@ func (p *Puncher) attempt(remote peer.ID, n int) (how string, rtt time.Duration,
 
 // remotePublic are remote's public direct addresses that identify told.
 func (p *Puncher) remotePublic(remote peer.ID) []ma.Multiaddr {
-	return slices.DeleteFunc(p.h.Peerstore().Addrs(remote), func(a ma.Multiaddr) bool { return IsCircuit(a) || !manet.IsPublicAddr(a) })
+	return slices.DeleteFunc(p.h.Peerstore().Addrs(remote), func(a ma.Multiaddr) bool { return mesh.IsCircuit(a) || !manet.IsPublicAddr(a) })
 }
 
 // exchange is one DCUtR exchange as the initiator, then the simultaneous
@@ -282,7 +302,7 @@ func (p *Puncher) exchange(remote peer.ID) (rtt time.Duration, err error) {
 		s.Reset()
 		return rtt, fmt.Errorf("expected CONNECT, got %s", msg.GetType())
 	}
-	theirs := slices.DeleteFunc(DecodeAddrs(msg.GetObsAddrs()), IsCircuit)
+	theirs := slices.DeleteFunc(mesh.DecodeAddrs(msg.GetObsAddrs()), mesh.IsCircuit)
 	if len(theirs) == 0 {
 		s.Reset()
 		return rtt, errors.New("the remote sent no address to punch towards")
@@ -317,7 +337,7 @@ func (p *Puncher) publicAddrs() []ma.Multiaddr {
 	} else {
 		all = p.h.Addrs()
 	}
-	out := slices.DeleteFunc(slices.Clone(all), func(a ma.Multiaddr) bool { return IsCircuit(a) || !manet.IsPublicAddr(a) })
+	out := slices.DeleteFunc(slices.Clone(all), func(a ma.Multiaddr) bool { return mesh.IsCircuit(a) || !manet.IsPublicAddr(a) })
 	p.mu.Lock()
 	for _, o := range p.observed {
 		if !slices.ContainsFunc(out, o.Equal) {
@@ -334,10 +354,4 @@ func addrBytes(as []ma.Multiaddr) [][]byte {
 		out[i] = a.Bytes()
 	}
 	return out
-}
-
-// IsCircuit reports whether a is a relayed (/p2p-circuit) address.
-func IsCircuit(a ma.Multiaddr) bool {
-	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
 }

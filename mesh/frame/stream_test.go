@@ -1,4 +1,4 @@
-package mesh_test
+package frame_test
 
 import (
 	"bytes"
@@ -11,21 +11,22 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/control"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // frame is a length prefix declaring n bytes followed by body.
-func frame(n int, body []byte) []byte {
+func framed(n int, body []byte) []byte {
 	return append(binary.AppendUvarint(nil, uint64(n)), body...)
 }
 
 // TestMsgReaderChecksLengthFirst: a declared length over the limit is
 // refused before anything is read or allocated for it.
 func TestMsgReaderChecksLengthFirst(t *testing.T) {
-	r := mesh.NewMsgReader(bytes.NewReader(frame(4097, nil)), nil, 4096)
+	r := frame.NewReader(bytes.NewReader(framed(4097, nil)), nil, 4096)
 	err := r.ReadMsg(new(pb.Request))
-	if !errors.Is(err, mesh.ErrMessageTooLarge) || !errors.Is(err, io.ErrShortBuffer) {
+	if !errors.Is(err, frame.ErrTooLarge) || !errors.Is(err, io.ErrShortBuffer) {
 		t.Fatalf("4097 bytes declared, limit 4096: %v", err)
 	}
 }
@@ -35,11 +36,11 @@ func TestMsgReaderChecksLengthFirst(t *testing.T) {
 // (go-msgio allocated the declared length up front).
 func TestMsgReaderAllocatesWhatArrives(t *testing.T) {
 	const runs = 50
-	in := frame(1<<20, make([]byte, 100))
+	in := framed(1<<20, make([]byte, 100))
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for range runs {
-		err := mesh.NewMsgReader(bytes.NewReader(in), nil, 1<<20).ReadMsg(new(pb.Request))
+		err := frame.NewReader(bytes.NewReader(in), nil, 1<<20).ReadMsg(new(pb.Request))
 		if !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Fatalf("truncated message: %v", err)
 		}
@@ -72,14 +73,14 @@ func TestMsgReaderChargesItsScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := frame(len(b), b)
+	in := framed(len(b), b)
 	small := &scope{limit: 256 << 10}
-	if err := mesh.NewMsgReader(bytes.NewReader(in), small, mesh.MaxControlMessage).ReadMsg(new(pb.Request)); err == nil {
+	if err := frame.NewReader(bytes.NewReader(in), small, control.MaxMessage).ReadMsg(new(pb.Request)); err == nil {
 		t.Fatal("a 300 KiB message was read in a scope of 256 KiB")
 	}
 	big := &scope{limit: 1 << 20}
 	var got pb.Request
-	if err := mesh.NewMsgReader(bytes.NewReader(append(in, in...)), big, mesh.MaxControlMessage).ReadMsg(&got); err != nil {
+	if err := frame.NewReader(bytes.NewReader(append(in, in...)), big, control.MaxMessage).ReadMsg(&got); err != nil {
 		t.Fatal(err)
 	}
 	if !proto.Equal(&got, req) || big.used != 0 {

@@ -1,0 +1,7 @@
+// Package frame reads and writes unsigned-varint-length-delimited protobuf
+// messages (the go-libp2p pbio framing) on libp2p streams. Unlike go-msgio,
+// its Reader checks a declared length against its limit before allocating,
+// charges large messages to the stream's resource scope, and grows its
+// buffer only as bytes arrive. The control protocol, the peer protocol,
+// sessions and the DHT lookup all frame their messages with it.
+package frame
