@@ -52,6 +52,13 @@ type HostConfig struct {
 	// (libp2p does not close one it was given). Nil keeps libp2p's.
 	ResourceManager network.ResourceManager
 	ConnManager     connmgr.ConnManager
+	// TCPDialer, when set, dials every TCP connection (libp2p's
+	// tcp.WithDialerForAddr) and QUIC is left out, since a QUIC dial would
+	// bypass it: a peer behind a jumpoint reaches the site only through
+	// tunnels (mesh/tunnel), a console's tunnel host reaches such peers.
+	// The dialer's connections do not reuse the listening port, so a host
+	// with one cannot be hole-punched.
+	TCPDialer tcp.DialerForAddr
 	// Extra options are appended last, so they win.
 	Extra []libp2p.Option
 }
@@ -65,12 +72,14 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	}
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
+		tcpTransport(cfg.TCPDialer),
 		// TLS 1.3 first: AES-GCM with the CPU's AES instructions outruns
 		// Noise's ChaCha20-Poly1305 on the hosts we measured (see README).
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Security(noise.ID, noise.New),
+	}
+	if cfg.TCPDialer == nil {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
 	}
 	switch {
 	case cfg.RelayClient && cfg.Puncher:
@@ -106,6 +115,13 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 		return nil, fmt.Errorf("starting libp2p host: %w", err)
 	}
 	return h, nil
+}
+
+func tcpTransport(d tcp.DialerForAddr) libp2p.Option {
+	if d == nil {
+		return libp2p.Transport(tcp.NewTCPTransport)
+	}
+	return libp2p.Transport(tcp.NewTCPTransport, tcp.WithDialerForAddr(d))
 }
 
 // go-libp2p reads some settings from package variables, not options. They

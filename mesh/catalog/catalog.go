@@ -37,51 +37,53 @@ const (
 
 // Errors of jumpmesh itself.
 const (
-	CodeInternal           Code = "internal"
-	CodeInvalidArgument    Code = "invalid_argument"
-	CodeOutOfRange         Code = "out_of_range"
-	CodeUnknownTechnician  Code = "unknown_technician"
-	CodePermissionDenied   Code = "permission_denied"
-	CodeNotLoggedIn        Code = "not_logged_in"
-	CodeInviteInvalid      Code = "invite_invalid"
-	CodeInviteExpired      Code = "invite_expired"
-	CodeKeyAlreadyBound    Code = "key_already_bound"
-	CodeUserNotFound       Code = "user_not_found"
-	CodeLastAdmin          Code = "last_admin"
-	CodeGroupNotFound      Code = "group_not_found"
-	CodeGroupExists        Code = "group_exists"
-	CodeMemberNotFound     Code = "member_not_found"
-	CodePolicyNotFound     Code = "policy_not_found"
-	CodePolicyExists       Code = "policy_exists"
-	CodeUserExists         Code = "user_exists"
-	CodeInUse              Code = "in_use"
-	CodeInstallerNotFound  Code = "installer_not_found"
-	CodeOverrideNotAllowed Code = "override_not_allowed"
-	CodeKeyBadEncoding     Code = "key_bad_encoding"
-	CodeKeyBadSignature    Code = "key_bad_signature"
-	CodeKeyOtherSite       Code = "key_other_site"
-	CodeKeyNotYetValid     Code = "key_not_yet_valid"
-	CodeKeyExpired         Code = "key_expired"
-	CodeKeyRevoked         Code = "key_revoked"
-	CodeKeyUnknownVersion  Code = "key_unknown_version"
-	CodeSiteExists         Code = "site_exists"
-	CodeSiteNotFound       Code = "site_not_found"
-	CodeCoordinatorDown    Code = "coordinator_unreachable"
-	CodeProtocol           Code = "protocol_error"
-	CodePeerAmbiguous      Code = "peer_ambiguous"
-	CodeGrantInvalid       Code = "grant_invalid"
-	CodeGrantExpired       Code = "grant_expired"
-	CodeGrantRevoked       Code = "grant_revoked"
-	CodeJumpPolicyClosed   Code = "jump_policy_closed"
-	CodePolicyMissing      Code = "policy_missing"
-	CodeAuditFailed        Code = "audit_failed"
-	CodeSessionInUse       Code = "session_in_use"
-	CodeConsentRequired    Code = "consent_required"
-	CodeForwardUnreachable Code = "forward_unreachable"
-	CodeCopyDamaged        Code = "copy_damaged"
-	CodeCopyBadPath        Code = "copy_bad_path"
-	CodeCopyNotFound       Code = "copy_not_found"
-	CodeConnectionLost     Code = "connection_lost"
+	CodeInternal            Code = "internal"
+	CodeInvalidArgument     Code = "invalid_argument"
+	CodeOutOfRange          Code = "out_of_range"
+	CodeUnknownTechnician   Code = "unknown_technician"
+	CodePermissionDenied    Code = "permission_denied"
+	CodeNotLoggedIn         Code = "not_logged_in"
+	CodeInviteInvalid       Code = "invite_invalid"
+	CodeInviteExpired       Code = "invite_expired"
+	CodeKeyAlreadyBound     Code = "key_already_bound"
+	CodeUserNotFound        Code = "user_not_found"
+	CodeLastAdmin           Code = "last_admin"
+	CodeGroupNotFound       Code = "group_not_found"
+	CodeGroupExists         Code = "group_exists"
+	CodeMemberNotFound      Code = "member_not_found"
+	CodePolicyNotFound      Code = "policy_not_found"
+	CodePolicyExists        Code = "policy_exists"
+	CodeUserExists          Code = "user_exists"
+	CodeInUse               Code = "in_use"
+	CodeInstallerNotFound   Code = "installer_not_found"
+	CodeOverrideNotAllowed  Code = "override_not_allowed"
+	CodeKeyBadEncoding      Code = "key_bad_encoding"
+	CodeKeyBadSignature     Code = "key_bad_signature"
+	CodeKeyOtherSite        Code = "key_other_site"
+	CodeKeyNotYetValid      Code = "key_not_yet_valid"
+	CodeKeyExpired          Code = "key_expired"
+	CodeKeyRevoked          Code = "key_revoked"
+	CodeKeyUnknownVersion   Code = "key_unknown_version"
+	CodeSiteExists          Code = "site_exists"
+	CodeSiteNotFound        Code = "site_not_found"
+	CodeCoordinatorDown     Code = "coordinator_unreachable"
+	CodeProtocol            Code = "protocol_error"
+	CodePeerAmbiguous       Code = "peer_ambiguous"
+	CodeGrantInvalid        Code = "grant_invalid"
+	CodeGrantExpired        Code = "grant_expired"
+	CodeGrantRevoked        Code = "grant_revoked"
+	CodeJumpPolicyClosed    Code = "jump_policy_closed"
+	CodePolicyMissing       Code = "policy_missing"
+	CodeAuditFailed         Code = "audit_failed"
+	CodeSessionInUse        Code = "session_in_use"
+	CodeConsentRequired     Code = "consent_required"
+	CodeForwardUnreachable  Code = "forward_unreachable"
+	CodeCopyDamaged         Code = "copy_damaged"
+	CodeCopyBadPath         Code = "copy_bad_path"
+	CodeCopyNotFound        Code = "copy_not_found"
+	CodeConnectionLost      Code = "connection_lost"
+	CodeJumpointUnreachable Code = "jumpoint_unreachable"
+	CodeJumpointTarget      Code = "jumpoint_target_unreachable"
 )
 
 // catalog is the one table of user-facing messages.
@@ -104,51 +106,53 @@ var catalog = map[Code]string{
 	CodePeerDisabled:           "The peer has been disabled by the user and does not allow a session to start at this time.",
 	CodePeerOtherVersion:       "The peer is running a different version and will not attempt to update. Please try again once the update is done.",
 
-	CodeInternal:           "An internal error occurred.",
-	CodeInvalidArgument:    "Invalid argument.",
-	CodeOutOfRange:         "Value out of range.",
-	CodeUnknownTechnician:  "The coordinator does not know this console's key (never logged in, or the technician was removed). Ask an administrator for an invite and run `jumpmesh login`.",
-	CodePermissionDenied:   "Your role does not allow this operation.",
-	CodeNotLoggedIn:        "This console is not logged in to a site. Run `jumpmesh login COORDINATOR-ADDR CODE` with an invite code.",
-	CodeInviteInvalid:      "The invite code is not valid (mistyped, or already used).",
-	CodeInviteExpired:      "The invite code has expired. Ask an administrator for a new one.",
-	CodeKeyAlreadyBound:    "This console key is already bound to another technician.",
-	CodeUserNotFound:       "The user does not exist.",
-	CodeLastAdmin:          "The site must keep at least one administrator.",
-	CodeGroupNotFound:      "The jump group does not exist.",
-	CodeGroupExists:        "A jump group with this code name already exists.",
-	CodeMemberNotFound:     "The user is not a member of this jump group.",
-	CodePolicyNotFound:     "The policy does not exist.",
-	CodePolicyExists:       "A policy with this name already exists.",
-	CodeUserExists:         "A user with this name already exists.",
-	CodeInUse:              "It is still in use; change or delete what uses it first.",
-	CodeInstallerNotFound:  "The installer does not exist.",
-	CodeOverrideNotAllowed: "The installer does not allow this field to be overridden.",
-	CodeKeyBadEncoding:     "The installer key is malformed (bad encoding); copy it again in full.",
-	CodeKeyBadSignature:    "The installer key's signature is not valid.",
-	CodeKeyOtherSite:       "The installer key belongs to another site.",
-	CodeKeyNotYetValid:     "The installer key is not valid yet.",
-	CodeKeyExpired:         "The installer key has expired; create a new installer.",
-	CodeKeyRevoked:         "The installer key has been revoked (its installer was deleted).",
-	CodeKeyUnknownVersion:  "The installer key has a version this jumpmesh does not know; upgrade jumpmesh.",
-	CodeSiteExists:         "A site already exists in this data directory; refusing to overwrite it.",
-	CodeSiteNotFound:       "No site in this data directory; run `jumpmesh coordinator init` first.",
-	CodeCoordinatorDown:    "Cannot reach the coordinator.",
-	CodeProtocol:           "The other side sent a message this jumpmesh does not understand.",
-	CodePeerAmbiguous:      "Several peers match; name one by its peer ID or a unique name.",
-	CodeGrantInvalid:       "The jump grant was refused by the peer.",
-	CodeGrantExpired:       "The jump grant may no longer open channels (its time on this connection is over); jump again for a new one.",
-	CodeGrantRevoked:       "The coordinator withdrew this jump grant (a user, policy or jump window changed); jump again, if you are still allowed.",
-	CodeJumpPolicyClosed:   "The peer's jump policy does not allow access at this time.",
-	CodePolicyMissing:      "A policy this peer names no longer exists, so the peer allows no jumps; an administrator must set the peer's policies again.",
-	CodeAuditFailed:        "The coordinator could not record this in the audit log, so it did not grant it; try again, and tell the site's administrator.",
-	CodeForwardUnreachable: "The peer could not connect to the forward's target.",
-	CodeCopyDamaged:        "A copied file arrived damaged (its SHA-256 or size did not match) and was not kept.",
-	CodeCopyBadPath:        "The copy names a path that is unsafe or unusable (absolute inside a tree, '..', or not writable).",
-	CodeCopyNotFound:       "The copy names a file or directory that does not exist.",
-	CodeConnectionLost:     "The connection to the peer was lost during the session (the peer, its network or the relay went away); jump again to reconnect.",
-	CodeConsentRequired:    "The session policy requires the consent of the user logged in on the host, and this peer cannot ask for it yet.",
-	CodeSessionInUse:       "Another technician is in a session with this peer and concurrent jumps are not allowed; ask them for an invitation.",
+	CodeInternal:            "An internal error occurred.",
+	CodeInvalidArgument:     "Invalid argument.",
+	CodeOutOfRange:          "Value out of range.",
+	CodeUnknownTechnician:   "The coordinator does not know this console's key (never logged in, or the technician was removed). Ask an administrator for an invite and run `jumpmesh login`.",
+	CodePermissionDenied:    "Your role does not allow this operation.",
+	CodeNotLoggedIn:         "This console is not logged in to a site. Run `jumpmesh login COORDINATOR-ADDR CODE` with an invite code.",
+	CodeInviteInvalid:       "The invite code is not valid (mistyped, or already used).",
+	CodeInviteExpired:       "The invite code has expired. Ask an administrator for a new one.",
+	CodeKeyAlreadyBound:     "This console key is already bound to another technician.",
+	CodeUserNotFound:        "The user does not exist.",
+	CodeLastAdmin:           "The site must keep at least one administrator.",
+	CodeGroupNotFound:       "The jump group does not exist.",
+	CodeGroupExists:         "A jump group with this code name already exists.",
+	CodeMemberNotFound:      "The user is not a member of this jump group.",
+	CodePolicyNotFound:      "The policy does not exist.",
+	CodePolicyExists:        "A policy with this name already exists.",
+	CodeUserExists:          "A user with this name already exists.",
+	CodeInUse:               "It is still in use; change or delete what uses it first.",
+	CodeInstallerNotFound:   "The installer does not exist.",
+	CodeOverrideNotAllowed:  "The installer does not allow this field to be overridden.",
+	CodeKeyBadEncoding:      "The installer key is malformed (bad encoding); copy it again in full.",
+	CodeKeyBadSignature:     "The installer key's signature is not valid.",
+	CodeKeyOtherSite:        "The installer key belongs to another site.",
+	CodeKeyNotYetValid:      "The installer key is not valid yet.",
+	CodeKeyExpired:          "The installer key has expired; create a new installer.",
+	CodeKeyRevoked:          "The installer key has been revoked (its installer was deleted).",
+	CodeKeyUnknownVersion:   "The installer key has a version this jumpmesh does not know; upgrade jumpmesh.",
+	CodeSiteExists:          "A site already exists in this data directory; refusing to overwrite it.",
+	CodeSiteNotFound:        "No site in this data directory; run `jumpmesh coordinator init` first.",
+	CodeCoordinatorDown:     "Cannot reach the coordinator.",
+	CodeProtocol:            "The other side sent a message this jumpmesh does not understand.",
+	CodePeerAmbiguous:       "Several peers match; name one by its peer ID or a unique name.",
+	CodeGrantInvalid:        "The jump grant was refused by the peer.",
+	CodeGrantExpired:        "The jump grant may no longer open channels (its time on this connection is over); jump again for a new one.",
+	CodeGrantRevoked:        "The coordinator withdrew this jump grant (a user, policy or jump window changed); jump again, if you are still allowed.",
+	CodeJumpPolicyClosed:    "The peer's jump policy does not allow access at this time.",
+	CodePolicyMissing:       "A policy this peer names no longer exists, so the peer allows no jumps; an administrator must set the peer's policies again.",
+	CodeAuditFailed:         "The coordinator could not record this in the audit log, so it did not grant it; try again, and tell the site's administrator.",
+	CodeForwardUnreachable:  "The peer could not connect to the forward's target.",
+	CodeCopyDamaged:         "A copied file arrived damaged (its SHA-256 or size did not match) and was not kept.",
+	CodeCopyBadPath:         "The copy names a path that is unsafe or unusable (absolute inside a tree, '..', or not writable).",
+	CodeCopyNotFound:        "The copy names a file or directory that does not exist.",
+	CodeConnectionLost:      "The connection to the peer was lost during the session (the peer, its network or the relay went away); jump again to reconnect.",
+	CodeConsentRequired:     "The session policy requires the consent of the user logged in on the host, and this peer cannot ask for it yet.",
+	CodeJumpointUnreachable: "Cannot reach the jumpoint (it is down, or no route from here reaches it).",
+	CodeJumpointTarget:      "The jumpoint could not connect to the target on its network.",
+	CodeSessionInUse:        "Another technician is in a session with this peer and concurrent jumps are not allowed; ask them for an invitation.",
 }
 
 // reserved are catalog codes of the seeds' appendix that no jumpmesh

@@ -786,8 +786,10 @@ type InstallerCreateRequest struct {
 	Defaults        *InstallerDefaults     `protobuf:"bytes,1,opt,name=defaults,proto3" json:"defaults,omitempty"`
 	Overridable     uint32                 `protobuf:"varint,2,opt,name=overridable,proto3" json:"overridable,omitempty"`
 	ValidForSeconds int64                  `protobuf:"varint,3,opt,name=valid_for_seconds,json=validForSeconds,proto3" json:"valid_for_seconds,omitempty"`
-	// Jumpoint peer ID (base58), or empty.
-	Jumpoint      string `protobuf:"bytes,4,opt,name=jumpoint,proto3" json:"jumpoint,omitempty"`
+	// Unused since jumpoints have names (field 5); refused when set.
+	Jumpoint string `protobuf:"bytes,4,opt,name=jumpoint,proto3" json:"jumpoint,omitempty"`
+	// Names (or peer IDs) of enrolled jumpoints the key's peers talk through.
+	Jumpoints     []string `protobuf:"bytes,5,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -848,6 +850,13 @@ func (x *InstallerCreateRequest) GetJumpoint() string {
 		return x.Jumpoint
 	}
 	return ""
+}
+
+func (x *InstallerCreateRequest) GetJumpoints() []string {
+	if x != nil {
+		return x.Jumpoints
+	}
+	return nil
 }
 
 type InstallerExtendRequest struct {
@@ -1076,6 +1085,8 @@ type Request struct {
 	//	*Request_RelayAcl
 	//	*Request_PathReport
 	//	*Request_PathStats
+	//	*Request_JumpointAcl
+	//	*Request_JumpointList
 	Body isRequest_Body `protobuf_oneof:"body"`
 	// For jump_policy_put and session_policy_put: true creates (refused if the
 	// name exists), false updates (refused if it does not).
@@ -1463,6 +1474,24 @@ func (x *Request) GetPathStats() *Empty {
 	return nil
 }
 
+func (x *Request) GetJumpointAcl() *JumpointACLRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_JumpointAcl); ok {
+			return x.JumpointAcl
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetJumpointList() *Empty {
+	if x != nil {
+		if x, ok := x.Body.(*Request_JumpointList); ok {
+			return x.JumpointList
+		}
+	}
+	return nil
+}
+
 func (x *Request) GetCreate() bool {
 	if x != nil {
 		return x.Create
@@ -1626,6 +1655,14 @@ type Request_PathStats struct {
 	PathStats *Empty `protobuf:"bytes,74,opt,name=path_stats,json=pathStats,proto3,oneof"`
 }
 
+type Request_JumpointAcl struct {
+	JumpointAcl *JumpointACLRequest `protobuf:"bytes,75,opt,name=jumpoint_acl,json=jumpointAcl,proto3,oneof"`
+}
+
+type Request_JumpointList struct {
+	JumpointList *Empty `protobuf:"bytes,76,opt,name=jumpoint_list,json=jumpointList,proto3,oneof"`
+}
+
 func (*Request_Login) isRequest_Body() {}
 
 func (*Request_Whoami) isRequest_Body() {}
@@ -1701,6 +1738,10 @@ func (*Request_RelayAcl) isRequest_Body() {}
 func (*Request_PathReport) isRequest_Body() {}
 
 func (*Request_PathStats) isRequest_Body() {}
+
+func (*Request_JumpointAcl) isRequest_Body() {}
+
+func (*Request_JumpointList) isRequest_Body() {}
 
 // JumpRequest asks for a grant to open sessions on a peer.
 type JumpRequest struct {
@@ -1784,7 +1825,10 @@ type JumpResponse struct {
 	Addrs [][]byte `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
 	// The site's relays (multiaddrs with /p2p/), for reaching the peer
 	// through one when no direct address works.
-	Relays        [][]byte `protobuf:"bytes,4,rep,name=relays,proto3" json:"relays,omitempty"`
+	Relays [][]byte `protobuf:"bytes,4,rep,name=relays,proto3" json:"relays,omitempty"`
+	// For a peer behind jumpoints: the jumpoints to reach it through (addrs
+	// above are then its addresses on the jumpoints' networks).
+	Jumpoints     []*JumpointRef `protobuf:"bytes,5,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1843,6 +1887,13 @@ func (x *JumpResponse) GetAddrs() [][]byte {
 func (x *JumpResponse) GetRelays() [][]byte {
 	if x != nil {
 		return x.Relays
+	}
+	return nil
+}
+
+func (x *JumpResponse) GetJumpoints() []*JumpointRef {
+	if x != nil {
+		return x.Jumpoints
 	}
 	return nil
 }
@@ -2306,8 +2357,10 @@ type PeerView struct {
 	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	// Where the peer can be reached (only for one peer, not in lists): its
 	// own addresses and the site's relays (multiaddr bytes).
-	Addrs         [][]byte `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
-	Relays        [][]byte `protobuf:"bytes,4,rep,name=relays,proto3" json:"relays,omitempty"`
+	Addrs  [][]byte `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	Relays [][]byte `protobuf:"bytes,4,rep,name=relays,proto3" json:"relays,omitempty"`
+	// The jumpoints the peer talks through, as the coordinator knows them now.
+	Jumpoints     []*JumpointRef `protobuf:"bytes,5,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2366,6 +2419,13 @@ func (x *PeerView) GetAddrs() [][]byte {
 func (x *PeerView) GetRelays() [][]byte {
 	if x != nil {
 		return x.Relays
+	}
+	return nil
+}
+
+func (x *PeerView) GetJumpoints() []*JumpointRef {
+	if x != nil {
+		return x.Jumpoints
 	}
 	return nil
 }
@@ -2554,6 +2614,8 @@ type Response struct {
 	//	*Response_Audit
 	//	*Response_RelayAcl
 	//	*Response_PathStats
+	//	*Response_JumpointAcl
+	//	*Response_Jumpoints
 	Body isResponse_Body `protobuf_oneof:"body"`
 	// settings set: how many online peers the new settings were queued to
 	// (each peer's send queue delivers them after this reply).
@@ -2786,6 +2848,24 @@ func (x *Response) GetPathStats() *PathStats {
 	return nil
 }
 
+func (x *Response) GetJumpointAcl() *JumpointACL {
+	if x != nil {
+		if x, ok := x.Body.(*Response_JumpointAcl); ok {
+			return x.JumpointAcl
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetJumpoints() *JumpointList {
+	if x != nil {
+		if x, ok := x.Body.(*Response_Jumpoints); ok {
+			return x.Jumpoints
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetPeersTold() uint32 {
 	if x != nil {
 		return x.PeersTold
@@ -2877,6 +2957,14 @@ type Response_PathStats struct {
 	PathStats *PathStats `protobuf:"bytes,21,opt,name=path_stats,json=pathStats,proto3,oneof"`
 }
 
+type Response_JumpointAcl struct {
+	JumpointAcl *JumpointACL `protobuf:"bytes,22,opt,name=jumpoint_acl,json=jumpointAcl,proto3,oneof"`
+}
+
+type Response_Jumpoints struct {
+	Jumpoints *JumpointList `protobuf:"bytes,23,opt,name=jumpoints,proto3,oneof"`
+}
+
 func (*Response_Ok) isResponse_Body() {}
 
 func (*Response_Login) isResponse_Body() {}
@@ -2916,6 +3004,366 @@ func (*Response_Audit) isResponse_Body() {}
 func (*Response_RelayAcl) isResponse_Body() {}
 
 func (*Response_PathStats) isResponse_Body() {}
+
+func (*Response_JumpointAcl) isResponse_Body() {}
+
+func (*Response_Jumpoints) isResponse_Body() {}
+
+// JumpointACLRequest is a jumpoint's periodic refresh: where it listens on
+// the networks it serves, and what it has carried.
+type JumpointACLRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Addrs         [][]byte               `protobuf:"bytes,1,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	Stats         *JumpointStats         `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JumpointACLRequest) Reset() {
+	*x = JumpointACLRequest{}
+	mi := &file_control_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpointACLRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpointACLRequest) ProtoMessage() {}
+
+func (x *JumpointACLRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpointACLRequest.ProtoReflect.Descriptor instead.
+func (*JumpointACLRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *JumpointACLRequest) GetAddrs() [][]byte {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
+func (x *JumpointACLRequest) GetStats() *JumpointStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+// JumpointStats are a jumpoint's counters since it started.
+type JumpointStats struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TunnelsOpen    uint32                 `protobuf:"varint,1,opt,name=tunnels_open,json=tunnelsOpen,proto3" json:"tunnels_open,omitempty"`
+	TunnelsTotal   uint64                 `protobuf:"varint,2,opt,name=tunnels_total,json=tunnelsTotal,proto3" json:"tunnels_total,omitempty"`
+	RefusedTotal   uint64                 `protobuf:"varint,3,opt,name=refused_total,json=refusedTotal,proto3" json:"refused_total,omitempty"`
+	BytesTotal     uint64                 `protobuf:"varint,4,opt,name=bytes_total,json=bytesTotal,proto3" json:"bytes_total,omitempty"`
+	PeersConnected uint32                 `protobuf:"varint,5,opt,name=peers_connected,json=peersConnected,proto3" json:"peers_connected,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *JumpointStats) Reset() {
+	*x = JumpointStats{}
+	mi := &file_control_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpointStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpointStats) ProtoMessage() {}
+
+func (x *JumpointStats) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpointStats.ProtoReflect.Descriptor instead.
+func (*JumpointStats) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *JumpointStats) GetTunnelsOpen() uint32 {
+	if x != nil {
+		return x.TunnelsOpen
+	}
+	return 0
+}
+
+func (x *JumpointStats) GetTunnelsTotal() uint64 {
+	if x != nil {
+		return x.TunnelsTotal
+	}
+	return 0
+}
+
+func (x *JumpointStats) GetRefusedTotal() uint64 {
+	if x != nil {
+		return x.RefusedTotal
+	}
+	return 0
+}
+
+func (x *JumpointStats) GetBytesTotal() uint64 {
+	if x != nil {
+		return x.BytesTotal
+	}
+	return 0
+}
+
+func (x *JumpointStats) GetPeersConnected() uint32 {
+	if x != nil {
+		return x.PeersConnected
+	}
+	return 0
+}
+
+// JumpointACL is whom a jumpoint serves and where they may go.
+type JumpointACL struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Console keys of the site's technicians (they still need a grant).
+	Technicians [][]byte `protobuf:"bytes,2,rep,name=technicians,proto3" json:"technicians,omitempty"`
+	// Peers enrolled through this jumpoint and not deleted.
+	Peers [][]byte `protobuf:"bytes,3,rep,name=peers,proto3" json:"peers,omitempty"`
+	// The coordinator's and the relays' multiaddrs (with /p2p/): the only
+	// places the jumpoint's peers may reach through it.
+	SiteAddrs      [][]byte `protobuf:"bytes,4,rep,name=site_addrs,json=siteAddrs,proto3" json:"site_addrs,omitempty"`
+	RefreshSeconds int64    `protobuf:"varint,5,opt,name=refresh_seconds,json=refreshSeconds,proto3" json:"refresh_seconds,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *JumpointACL) Reset() {
+	*x = JumpointACL{}
+	mi := &file_control_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpointACL) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpointACL) ProtoMessage() {}
+
+func (x *JumpointACL) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpointACL.ProtoReflect.Descriptor instead.
+func (*JumpointACL) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *JumpointACL) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JumpointACL) GetTechnicians() [][]byte {
+	if x != nil {
+		return x.Technicians
+	}
+	return nil
+}
+
+func (x *JumpointACL) GetPeers() [][]byte {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *JumpointACL) GetSiteAddrs() [][]byte {
+	if x != nil {
+		return x.SiteAddrs
+	}
+	return nil
+}
+
+func (x *JumpointACL) GetRefreshSeconds() int64 {
+	if x != nil {
+		return x.RefreshSeconds
+	}
+	return 0
+}
+
+type JumpointView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id            []byte                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Addrs         [][]byte               `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	LastSeenUnix  int64                  `protobuf:"varint,4,opt,name=last_seen_unix,json=lastSeenUnix,proto3" json:"last_seen_unix,omitempty"`
+	Online        bool                   `protobuf:"varint,5,opt,name=online,proto3" json:"online,omitempty"`
+	PeersTotal    uint32                 `protobuf:"varint,6,opt,name=peers_total,json=peersTotal,proto3" json:"peers_total,omitempty"`
+	PeersOnline   uint32                 `protobuf:"varint,7,opt,name=peers_online,json=peersOnline,proto3" json:"peers_online,omitempty"`
+	Stats         *JumpointStats         `protobuf:"bytes,8,opt,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JumpointView) Reset() {
+	*x = JumpointView{}
+	mi := &file_control_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpointView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpointView) ProtoMessage() {}
+
+func (x *JumpointView) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpointView.ProtoReflect.Descriptor instead.
+func (*JumpointView) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *JumpointView) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JumpointView) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *JumpointView) GetAddrs() [][]byte {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
+func (x *JumpointView) GetLastSeenUnix() int64 {
+	if x != nil {
+		return x.LastSeenUnix
+	}
+	return 0
+}
+
+func (x *JumpointView) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+func (x *JumpointView) GetPeersTotal() uint32 {
+	if x != nil {
+		return x.PeersTotal
+	}
+	return 0
+}
+
+func (x *JumpointView) GetPeersOnline() uint32 {
+	if x != nil {
+		return x.PeersOnline
+	}
+	return 0
+}
+
+func (x *JumpointView) GetStats() *JumpointStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+type JumpointList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jumpoints     []*JumpointView        `protobuf:"bytes,1,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JumpointList) Reset() {
+	*x = JumpointList{}
+	mi := &file_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpointList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpointList) ProtoMessage() {}
+
+func (x *JumpointList) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpointList.ProtoReflect.Descriptor instead.
+func (*JumpointList) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *JumpointList) GetJumpoints() []*JumpointView {
+	if x != nil {
+		return x.Jumpoints
+	}
+	return nil
+}
 
 var File_control_proto protoreflect.FileDescriptor
 
@@ -2970,12 +3418,13 @@ const file_control_proto_rawDesc = "" +
 	"\x06values\x18\x01 \x03(\v20.jumpmesh.control.SettingsSetRequest.ValuesEntryR\x06values\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc0\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xde\x01\n" +
 	"\x16InstallerCreateRequest\x12<\n" +
 	"\bdefaults\x18\x01 \x01(\v2 .jumpmesh.site.InstallerDefaultsR\bdefaults\x12 \n" +
 	"\voverridable\x18\x02 \x01(\rR\voverridable\x12*\n" +
 	"\x11valid_for_seconds\x18\x03 \x01(\x03R\x0fvalidForSeconds\x12\x1a\n" +
-	"\bjumpoint\x18\x04 \x01(\tR\bjumpoint\"T\n" +
+	"\bjumpoint\x18\x04 \x01(\tR\bjumpoint\x12\x1c\n" +
+	"\tjumpoints\x18\x05 \x03(\tR\tjumpoints\"T\n" +
 	"\x16InstallerExtendRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x11valid_for_seconds\x18\x02 \x01(\x03R\x0fvalidForSeconds\"?\n" +
@@ -2986,7 +3435,7 @@ const file_control_proto_rawDesc = "" +
 	"installers\x18\x01 \x03(\v2\x18.jumpmesh.site.InstallerR\n" +
 	"installers\")\n" +
 	"\x15InstallerCheckRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"\xf5\x14\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\x80\x16\n" +
 	"\aRequest\x126\n" +
 	"\x05login\x18\x01 \x01(\v2\x1e.jumpmesh.control.LoginRequestH\x00R\x05login\x121\n" +
 	"\x06whoami\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x06whoami\x12F\n" +
@@ -3033,7 +3482,9 @@ const file_control_proto_rawDesc = "" +
 	"\vpath_report\x18I \x01(\v2\x1c.jumpmesh.control.PathReportH\x00R\n" +
 	"pathReport\x128\n" +
 	"\n" +
-	"path_stats\x18J \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\tpathStats\x12\x16\n" +
+	"path_stats\x18J \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\tpathStats\x12I\n" +
+	"\fjumpoint_acl\x18K \x01(\v2$.jumpmesh.control.JumpointACLRequestH\x00R\vjumpointAcl\x12>\n" +
+	"\rjumpoint_list\x18L \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\fjumpointList\x12\x16\n" +
 	"\x06create\x18d \x01(\bR\x06createB\x06\n" +
 	"\x04body\"o\n" +
 	"\vJumpRequest\x12\x10\n" +
@@ -3042,12 +3493,13 @@ const file_control_proto_rawDesc = "" +
 	"capability\x18\x02 \x01(\rR\n" +
 	"capability\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x12\n" +
-	"\x04argv\x18\x04 \x03(\tR\x04argv\"\x9f\x01\n" +
+	"\x04argv\x18\x04 \x03(\tR\x04argv\"\xd9\x01\n" +
 	"\fJumpResponse\x121\n" +
 	"\x05grant\x18\x01 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\x12.\n" +
 	"\x04peer\x18\x02 \x01(\v2\x1a.jumpmesh.control.PeerViewR\x04peer\x12\x14\n" +
 	"\x05addrs\x18\x03 \x03(\fR\x05addrs\x12\x16\n" +
-	"\x06relays\x18\x04 \x03(\fR\x06relays\"\x97\x01\n" +
+	"\x06relays\x18\x04 \x03(\fR\x06relays\x128\n" +
+	"\tjumpoints\x18\x05 \x03(\v2\x1a.jumpmesh.site.JumpointRefR\tjumpoints\"\x97\x01\n" +
 	"\fAuditRequest\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1d\n" +
@@ -3080,12 +3532,13 @@ const file_control_proto_rawDesc = "" +
 	"\x0fPeerListRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x12'\n" +
 	"\x0finclude_deleted\x18\x02 \x01(\bR\x0eincludeDeleted\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"y\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xb3\x01\n" +
 	"\bPeerView\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
 	"\x05addrs\x18\x03 \x03(\fR\x05addrs\x12\x16\n" +
-	"\x06relays\x18\x04 \x03(\fR\x06relays\"R\n" +
+	"\x06relays\x18\x04 \x03(\fR\x06relays\x128\n" +
+	"\tjumpoints\x18\x05 \x03(\v2\x1a.jumpmesh.site.JumpointRefR\tjumpoints\"R\n" +
 	"\bPeerList\x120\n" +
 	"\x05peers\x18\x01 \x03(\v2\x1a.jumpmesh.control.PeerViewR\x05peers\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\rR\x05total\"$\n" +
@@ -3094,7 +3547,8 @@ const file_control_proto_rawDesc = "" +
 	"\x0ePeerSetRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12<\n" +
 	"\bsettings\x18\x02 \x01(\v2 .jumpmesh.site.InstallerDefaultsR\bsettings\x12\x16\n" +
-	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xec\t\n" +
+	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xf0\n" +
+	"\n" +
 	"\bResponse\x12*\n" +
 	"\x05error\x18\x01 \x01(\v2\x14.jumpmesh.site.ErrorR\x05error\x12)\n" +
 	"\x02ok\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x02ok\x127\n" +
@@ -3121,10 +3575,41 @@ const file_control_proto_rawDesc = "" +
 	"\x05audit\x18\x13 \x01(\v2\x1b.jumpmesh.control.AuditListH\x00R\x05audit\x129\n" +
 	"\trelay_acl\x18\x14 \x01(\v2\x1a.jumpmesh.control.RelayACLH\x00R\brelayAcl\x12<\n" +
 	"\n" +
-	"path_stats\x18\x15 \x01(\v2\x1b.jumpmesh.control.PathStatsH\x00R\tpathStats\x12\x1d\n" +
+	"path_stats\x18\x15 \x01(\v2\x1b.jumpmesh.control.PathStatsH\x00R\tpathStats\x12B\n" +
+	"\fjumpoint_acl\x18\x16 \x01(\v2\x1d.jumpmesh.control.JumpointACLH\x00R\vjumpointAcl\x12>\n" +
+	"\tjumpoints\x18\x17 \x01(\v2\x1e.jumpmesh.control.JumpointListH\x00R\tjumpoints\x12\x1d\n" +
 	"\n" +
 	"peers_told\x18( \x01(\rR\tpeersToldB\x06\n" +
-	"\x04bodyB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
+	"\x04body\"a\n" +
+	"\x12JumpointACLRequest\x12\x14\n" +
+	"\x05addrs\x18\x01 \x03(\fR\x05addrs\x125\n" +
+	"\x05stats\x18\x02 \x01(\v2\x1f.jumpmesh.control.JumpointStatsR\x05stats\"\xc6\x01\n" +
+	"\rJumpointStats\x12!\n" +
+	"\ftunnels_open\x18\x01 \x01(\rR\vtunnelsOpen\x12#\n" +
+	"\rtunnels_total\x18\x02 \x01(\x04R\ftunnelsTotal\x12#\n" +
+	"\rrefused_total\x18\x03 \x01(\x04R\frefusedTotal\x12\x1f\n" +
+	"\vbytes_total\x18\x04 \x01(\x04R\n" +
+	"bytesTotal\x12'\n" +
+	"\x0fpeers_connected\x18\x05 \x01(\rR\x0epeersConnected\"\xa1\x01\n" +
+	"\vJumpointACL\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vtechnicians\x18\x02 \x03(\fR\vtechnicians\x12\x14\n" +
+	"\x05peers\x18\x03 \x03(\fR\x05peers\x12\x1d\n" +
+	"\n" +
+	"site_addrs\x18\x04 \x03(\fR\tsiteAddrs\x12'\n" +
+	"\x0frefresh_seconds\x18\x05 \x01(\x03R\x0erefreshSeconds\"\x81\x02\n" +
+	"\fJumpointView\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\fR\x02id\x12\x14\n" +
+	"\x05addrs\x18\x03 \x03(\fR\x05addrs\x12$\n" +
+	"\x0elast_seen_unix\x18\x04 \x01(\x03R\flastSeenUnix\x12\x16\n" +
+	"\x06online\x18\x05 \x01(\bR\x06online\x12\x1f\n" +
+	"\vpeers_total\x18\x06 \x01(\rR\n" +
+	"peersTotal\x12!\n" +
+	"\fpeers_online\x18\a \x01(\rR\vpeersOnline\x125\n" +
+	"\x05stats\x18\b \x01(\v2\x1f.jumpmesh.control.JumpointStatsR\x05stats\"L\n" +
+	"\fJumpointList\x12<\n" +
+	"\tjumpoints\x18\x01 \x03(\v2\x1e.jumpmesh.control.JumpointViewR\tjumpointsB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
 
 var (
 	file_control_proto_rawDescOnce sync.Once
@@ -3138,7 +3623,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_control_proto_goTypes = []any{
 	(*Empty)(nil),                  // 0: jumpmesh.control.Empty
 	(*NameRequest)(nil),            // 1: jumpmesh.control.NameRequest
@@ -3175,37 +3660,43 @@ var file_control_proto_goTypes = []any{
 	(*PeerRefRequest)(nil),         // 32: jumpmesh.control.PeerRefRequest
 	(*PeerSetRequest)(nil),         // 33: jumpmesh.control.PeerSetRequest
 	(*Response)(nil),               // 34: jumpmesh.control.Response
-	nil,                            // 35: jumpmesh.control.SettingsSetRequest.ValuesEntry
-	(*User)(nil),                   // 36: jumpmesh.site.User
-	(Role)(0),                      // 37: jumpmesh.site.Role
-	(*GroupMember)(nil),            // 38: jumpmesh.site.GroupMember
-	(MemberRole)(0),                // 39: jumpmesh.site.MemberRole
-	(*Group)(nil),                  // 40: jumpmesh.site.Group
-	(*JumpPolicy)(nil),             // 41: jumpmesh.site.JumpPolicy
-	(*SessionPolicy)(nil),          // 42: jumpmesh.site.SessionPolicy
-	(*InstallerDefaults)(nil),      // 43: jumpmesh.site.InstallerDefaults
-	(*Installer)(nil),              // 44: jumpmesh.site.Installer
-	(*JumpGrant)(nil),              // 45: jumpmesh.session.JumpGrant
-	(*AuditEvent)(nil),             // 46: jumpmesh.session.AuditEvent
-	(*Peer)(nil),                   // 47: jumpmesh.peer.Peer
-	(*Error)(nil),                  // 48: jumpmesh.site.Error
-	(*Settings)(nil),               // 49: jumpmesh.site.Settings
+	(*JumpointACLRequest)(nil),     // 35: jumpmesh.control.JumpointACLRequest
+	(*JumpointStats)(nil),          // 36: jumpmesh.control.JumpointStats
+	(*JumpointACL)(nil),            // 37: jumpmesh.control.JumpointACL
+	(*JumpointView)(nil),           // 38: jumpmesh.control.JumpointView
+	(*JumpointList)(nil),           // 39: jumpmesh.control.JumpointList
+	nil,                            // 40: jumpmesh.control.SettingsSetRequest.ValuesEntry
+	(*User)(nil),                   // 41: jumpmesh.site.User
+	(Role)(0),                      // 42: jumpmesh.site.Role
+	(*GroupMember)(nil),            // 43: jumpmesh.site.GroupMember
+	(MemberRole)(0),                // 44: jumpmesh.site.MemberRole
+	(*Group)(nil),                  // 45: jumpmesh.site.Group
+	(*JumpPolicy)(nil),             // 46: jumpmesh.site.JumpPolicy
+	(*SessionPolicy)(nil),          // 47: jumpmesh.site.SessionPolicy
+	(*InstallerDefaults)(nil),      // 48: jumpmesh.site.InstallerDefaults
+	(*Installer)(nil),              // 49: jumpmesh.site.Installer
+	(*JumpGrant)(nil),              // 50: jumpmesh.session.JumpGrant
+	(*JumpointRef)(nil),            // 51: jumpmesh.site.JumpointRef
+	(*AuditEvent)(nil),             // 52: jumpmesh.session.AuditEvent
+	(*Peer)(nil),                   // 53: jumpmesh.peer.Peer
+	(*Error)(nil),                  // 54: jumpmesh.site.Error
+	(*Settings)(nil),               // 55: jumpmesh.site.Settings
 }
 var file_control_proto_depIdxs = []int32{
-	36, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
-	37, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
-	36, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
-	37, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
-	36, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
-	36, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
-	38, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
-	39, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
-	40, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
-	41, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
-	42, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
-	35, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
-	43, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
-	44, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
+	41, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
+	42, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
+	41, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
+	42, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
+	41, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
+	41, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
+	43, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
+	44, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
+	45, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
+	46, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
+	47, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
+	40, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
+	48, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
+	49, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
 	2,  // 14: jumpmesh.control.Request.login:type_name -> jumpmesh.control.LoginRequest
 	0,  // 15: jumpmesh.control.Request.whoami:type_name -> jumpmesh.control.Empty
 	4,  // 16: jumpmesh.control.Request.user_invite:type_name -> jumpmesh.control.UserInviteRequest
@@ -3219,11 +3710,11 @@ var file_control_proto_depIdxs = []int32{
 	10, // 24: jumpmesh.control.Request.group_add:type_name -> jumpmesh.control.GroupMemberRequest
 	10, // 25: jumpmesh.control.Request.group_remove:type_name -> jumpmesh.control.GroupMemberRequest
 	1,  // 26: jumpmesh.control.Request.group_delete:type_name -> jumpmesh.control.NameRequest
-	41, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
+	46, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
 	0,  // 28: jumpmesh.control.Request.jump_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 29: jumpmesh.control.Request.jump_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 30: jumpmesh.control.Request.jump_policy_delete:type_name -> jumpmesh.control.NameRequest
-	42, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
+	47, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
 	0,  // 32: jumpmesh.control.Request.session_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 33: jumpmesh.control.Request.session_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 34: jumpmesh.control.Request.session_policy_delete:type_name -> jumpmesh.control.NameRequest
@@ -3244,38 +3735,47 @@ var file_control_proto_depIdxs = []int32{
 	25, // 49: jumpmesh.control.Request.relay_acl:type_name -> jumpmesh.control.RelayACLRequest
 	27, // 50: jumpmesh.control.Request.path_report:type_name -> jumpmesh.control.PathReport
 	0,  // 51: jumpmesh.control.Request.path_stats:type_name -> jumpmesh.control.Empty
-	45, // 52: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
-	30, // 53: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
-	46, // 54: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
-	47, // 55: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
-	30, // 56: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
-	43, // 57: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
-	48, // 58: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
-	0,  // 59: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
-	3,  // 60: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
-	8,  // 61: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
-	7,  // 62: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
-	5,  // 63: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
-	40, // 64: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
-	11, // 65: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
-	41, // 66: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
-	12, // 67: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
-	42, // 68: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
-	13, // 69: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
-	49, // 70: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
-	44, // 71: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
-	18, // 72: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
-	30, // 73: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
-	31, // 74: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
-	22, // 75: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
-	24, // 76: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
-	26, // 77: jumpmesh.control.Response.relay_acl:type_name -> jumpmesh.control.RelayACL
-	28, // 78: jumpmesh.control.Response.path_stats:type_name -> jumpmesh.control.PathStats
-	79, // [79:79] is the sub-list for method output_type
-	79, // [79:79] is the sub-list for method input_type
-	79, // [79:79] is the sub-list for extension type_name
-	79, // [79:79] is the sub-list for extension extendee
-	0,  // [0:79] is the sub-list for field type_name
+	35, // 52: jumpmesh.control.Request.jumpoint_acl:type_name -> jumpmesh.control.JumpointACLRequest
+	0,  // 53: jumpmesh.control.Request.jumpoint_list:type_name -> jumpmesh.control.Empty
+	50, // 54: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
+	30, // 55: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
+	51, // 56: jumpmesh.control.JumpResponse.jumpoints:type_name -> jumpmesh.site.JumpointRef
+	52, // 57: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
+	53, // 58: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
+	51, // 59: jumpmesh.control.PeerView.jumpoints:type_name -> jumpmesh.site.JumpointRef
+	30, // 60: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
+	48, // 61: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
+	54, // 62: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
+	0,  // 63: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
+	3,  // 64: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
+	8,  // 65: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
+	7,  // 66: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
+	5,  // 67: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
+	45, // 68: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
+	11, // 69: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
+	46, // 70: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
+	12, // 71: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
+	47, // 72: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
+	13, // 73: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
+	55, // 74: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
+	49, // 75: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
+	18, // 76: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
+	30, // 77: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
+	31, // 78: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
+	22, // 79: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
+	24, // 80: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
+	26, // 81: jumpmesh.control.Response.relay_acl:type_name -> jumpmesh.control.RelayACL
+	28, // 82: jumpmesh.control.Response.path_stats:type_name -> jumpmesh.control.PathStats
+	37, // 83: jumpmesh.control.Response.jumpoint_acl:type_name -> jumpmesh.control.JumpointACL
+	39, // 84: jumpmesh.control.Response.jumpoints:type_name -> jumpmesh.control.JumpointList
+	36, // 85: jumpmesh.control.JumpointACLRequest.stats:type_name -> jumpmesh.control.JumpointStats
+	36, // 86: jumpmesh.control.JumpointView.stats:type_name -> jumpmesh.control.JumpointStats
+	38, // 87: jumpmesh.control.JumpointList.jumpoints:type_name -> jumpmesh.control.JumpointView
+	88, // [88:88] is the sub-list for method output_type
+	88, // [88:88] is the sub-list for method input_type
+	88, // [88:88] is the sub-list for extension type_name
+	88, // [88:88] is the sub-list for extension extendee
+	0,  // [0:88] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -3325,6 +3825,8 @@ func file_control_proto_init() {
 		(*Request_RelayAcl)(nil),
 		(*Request_PathReport)(nil),
 		(*Request_PathStats)(nil),
+		(*Request_JumpointAcl)(nil),
+		(*Request_JumpointList)(nil),
 	}
 	file_control_proto_msgTypes[34].OneofWrappers = []any{
 		(*Response_Ok)(nil),
@@ -3347,6 +3849,8 @@ func file_control_proto_init() {
 		(*Response_Audit)(nil),
 		(*Response_RelayAcl)(nil),
 		(*Response_PathStats)(nil),
+		(*Response_JumpointAcl)(nil),
+		(*Response_Jumpoints)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3354,7 +3858,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

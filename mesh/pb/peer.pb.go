@@ -1099,8 +1099,11 @@ type Peer struct {
 	UninstalledUnix int64              `protobuf:"varint,11,opt,name=uninstalled_unix,json=uninstalledUnix,proto3" json:"uninstalled_unix,omitempty"`
 	// Deleted at the coordinator (rm) and waiting for the peer's next contact
 	// to tell it to uninstall.
-	DeletedUnix   int64  `protobuf:"varint,12,opt,name=deleted_unix,json=deletedUnix,proto3" json:"deleted_unix,omitempty"`
-	DeletedBy     string `protobuf:"bytes,13,opt,name=deleted_by,json=deletedBy,proto3" json:"deleted_by,omitempty"`
+	DeletedUnix int64  `protobuf:"varint,12,opt,name=deleted_unix,json=deletedUnix,proto3" json:"deleted_unix,omitempty"`
+	DeletedBy   string `protobuf:"bytes,13,opt,name=deleted_by,json=deletedBy,proto3" json:"deleted_by,omitempty"`
+	// The jumpoints (peer IDs) the peer was installed to talk through, from
+	// its installer key; empty for a peer that reaches the site itself.
+	Jumpoints     [][]byte `protobuf:"bytes,14,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1226,6 +1229,13 @@ func (x *Peer) GetDeletedBy() string {
 	return ""
 }
 
+func (x *Peer) GetJumpoints() [][]byte {
+	if x != nil {
+		return x.Jumpoints
+	}
+	return nil
+}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -1307,7 +1317,7 @@ const file_peer_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\v2\x14.jumpmesh.site.ErrorH\x00R\x05error\x124\n" +
 	"\x06update\x18\x05 \x01(\v2\x1a.jumpmesh.peer.PeerWelcomeH\x00R\x06update\x123\n" +
 	"\x06revoke\x18\x06 \x01(\v2\x19.jumpmesh.peer.PeerRevokeH\x00R\x06revokeB\x06\n" +
-	"\x04body\"\xf5\x03\n" +
+	"\x04body\"\x93\x04\n" +
 	"\x04Peer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12!\n" +
 	"\finstaller_id\x18\x02 \x01(\tR\vinstallerId\x12<\n" +
@@ -1324,7 +1334,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x10uninstalled_unix\x18\v \x01(\x03R\x0funinstalledUnix\x12!\n" +
 	"\fdeleted_unix\x18\f \x01(\x03R\vdeletedUnix\x12\x1d\n" +
 	"\n" +
-	"deleted_by\x18\r \x01(\tR\tdeletedByB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
+	"deleted_by\x18\r \x01(\tR\tdeletedBy\x12\x1c\n" +
+	"\tjumpoints\x18\x0e \x03(\fR\tjumpointsB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once

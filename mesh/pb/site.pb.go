@@ -32,6 +32,9 @@ const (
 	// A relay daemon of the site: enrolled by invite like a user, it may
 	// only fetch the relay ACL and report its addresses.
 	Role_ROLE_RELAY Role = 3
+	// A jumpoint of the site: enrolled by invite like a relay, it may only
+	// fetch the jumpoint ACL (reporting its addresses and counters).
+	Role_ROLE_JUMPOINT Role = 4
 )
 
 // Enum value maps for Role.
@@ -41,12 +44,14 @@ var (
 		1: "ROLE_TECHNICIAN",
 		2: "ROLE_ADMIN",
 		3: "ROLE_RELAY",
+		4: "ROLE_JUMPOINT",
 	}
 	Role_value = map[string]int32{
 		"ROLE_UNSPECIFIED": 0,
 		"ROLE_TECHNICIAN":  1,
 		"ROLE_ADMIN":       2,
 		"ROLE_RELAY":       3,
+		"ROLE_JUMPOINT":    4,
 	}
 )
 
@@ -288,6 +293,68 @@ func (x *Error) GetDetail() string {
 	return ""
 }
 
+// JumpointRef names a jumpoint and where the networks it serves reach it.
+type JumpointRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Multiaddrs (bytes, without /p2p/) on the networks the jumpoint serves.
+	Addrs         [][]byte `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JumpointRef) Reset() {
+	*x = JumpointRef{}
+	mi := &file_site_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpointRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpointRef) ProtoMessage() {}
+
+func (x *JumpointRef) ProtoReflect() protoreflect.Message {
+	mi := &file_site_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpointRef.ProtoReflect.Descriptor instead.
+func (*JumpointRef) Descriptor() ([]byte, []int) {
+	return file_site_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *JumpointRef) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *JumpointRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JumpointRef) GetAddrs() [][]byte {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
 // User is a technician or administrator of the site.
 type User struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -304,7 +371,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_site_proto_msgTypes[1]
+	mi := &file_site_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +383,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[1]
+	mi := &file_site_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +396,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{1}
+	return file_site_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *User) GetName() string {
@@ -388,7 +455,7 @@ type Invite struct {
 
 func (x *Invite) Reset() {
 	*x = Invite{}
-	mi := &file_site_proto_msgTypes[2]
+	mi := &file_site_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +467,7 @@ func (x *Invite) String() string {
 func (*Invite) ProtoMessage() {}
 
 func (x *Invite) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[2]
+	mi := &file_site_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +480,7 @@ func (x *Invite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Invite.ProtoReflect.Descriptor instead.
 func (*Invite) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{2}
+	return file_site_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Invite) GetCodeHash() []byte {
@@ -461,7 +528,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_site_proto_msgTypes[3]
+	mi := &file_site_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +540,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[3]
+	mi := &file_site_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +553,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{3}
+	return file_site_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GroupMember) GetUser() string {
@@ -517,7 +584,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_site_proto_msgTypes[4]
+	mi := &file_site_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +596,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[4]
+	mi := &file_site_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +609,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{4}
+	return file_site_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Group) GetCode() string {
@@ -593,7 +660,7 @@ type Window struct {
 
 func (x *Window) Reset() {
 	*x = Window{}
-	mi := &file_site_proto_msgTypes[5]
+	mi := &file_site_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +672,7 @@ func (x *Window) String() string {
 func (*Window) ProtoMessage() {}
 
 func (x *Window) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[5]
+	mi := &file_site_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +685,7 @@ func (x *Window) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Window.ProtoReflect.Descriptor instead.
 func (*Window) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{5}
+	return file_site_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Window) GetDays() uint32 {
@@ -655,7 +722,7 @@ type JumpPolicy struct {
 
 func (x *JumpPolicy) Reset() {
 	*x = JumpPolicy{}
-	mi := &file_site_proto_msgTypes[6]
+	mi := &file_site_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +734,7 @@ func (x *JumpPolicy) String() string {
 func (*JumpPolicy) ProtoMessage() {}
 
 func (x *JumpPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[6]
+	mi := &file_site_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +747,7 @@ func (x *JumpPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpPolicy.ProtoReflect.Descriptor instead.
 func (*JumpPolicy) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{6}
+	return file_site_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JumpPolicy) GetName() string {
@@ -731,7 +798,7 @@ type SessionPolicy struct {
 
 func (x *SessionPolicy) Reset() {
 	*x = SessionPolicy{}
-	mi := &file_site_proto_msgTypes[7]
+	mi := &file_site_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +810,7 @@ func (x *SessionPolicy) String() string {
 func (*SessionPolicy) ProtoMessage() {}
 
 func (x *SessionPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[7]
+	mi := &file_site_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +823,7 @@ func (x *SessionPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPolicy.ProtoReflect.Descriptor instead.
 func (*SessionPolicy) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{7}
+	return file_site_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SessionPolicy) GetName() string {
@@ -842,7 +909,7 @@ type Settings struct {
 
 func (x *Settings) Reset() {
 	*x = Settings{}
-	mi := &file_site_proto_msgTypes[8]
+	mi := &file_site_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +921,7 @@ func (x *Settings) String() string {
 func (*Settings) ProtoMessage() {}
 
 func (x *Settings) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[8]
+	mi := &file_site_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +934,7 @@ func (x *Settings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Settings.ProtoReflect.Descriptor instead.
 func (*Settings) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{8}
+	return file_site_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Settings) GetLostAfterDays() uint32 {
@@ -992,7 +1059,7 @@ type Installer struct {
 
 func (x *Installer) Reset() {
 	*x = Installer{}
-	mi := &file_site_proto_msgTypes[9]
+	mi := &file_site_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1071,7 @@ func (x *Installer) String() string {
 func (*Installer) ProtoMessage() {}
 
 func (x *Installer) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[9]
+	mi := &file_site_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1084,7 @@ func (x *Installer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Installer.ProtoReflect.Descriptor instead.
 func (*Installer) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{9}
+	return file_site_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Installer) GetId() string {
@@ -1088,7 +1155,7 @@ type InstallerDefaults struct {
 
 func (x *InstallerDefaults) Reset() {
 	*x = InstallerDefaults{}
-	mi := &file_site_proto_msgTypes[10]
+	mi := &file_site_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1167,7 @@ func (x *InstallerDefaults) String() string {
 func (*InstallerDefaults) ProtoMessage() {}
 
 func (x *InstallerDefaults) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[10]
+	mi := &file_site_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1180,7 @@ func (x *InstallerDefaults) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallerDefaults.ProtoReflect.Descriptor instead.
 func (*InstallerDefaults) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{10}
+	return file_site_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InstallerDefaults) GetGroup() string {
@@ -1200,13 +1267,16 @@ type InstallerKeyBody struct {
 	Overridable   uint32 `protobuf:"varint,8,opt,name=overridable,proto3" json:"overridable,omitempty"`
 	NotBeforeUnix int64  `protobuf:"varint,9,opt,name=not_before_unix,json=notBeforeUnix,proto3" json:"not_before_unix,omitempty"`
 	NotAfterUnix  int64  `protobuf:"varint,10,opt,name=not_after_unix,json=notAfterUnix,proto3" json:"not_after_unix,omitempty"`
+	// The jumpoints a peer installed with this key talks through (it then
+	// talks to the site through them only). Replaces the bare ID of field 6.
+	Jumpoints     []*JumpointRef `protobuf:"bytes,11,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InstallerKeyBody) Reset() {
 	*x = InstallerKeyBody{}
-	mi := &file_site_proto_msgTypes[11]
+	mi := &file_site_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1288,7 @@ func (x *InstallerKeyBody) String() string {
 func (*InstallerKeyBody) ProtoMessage() {}
 
 func (x *InstallerKeyBody) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[11]
+	mi := &file_site_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1301,7 @@ func (x *InstallerKeyBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallerKeyBody.ProtoReflect.Descriptor instead.
 func (*InstallerKeyBody) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{11}
+	return file_site_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InstallerKeyBody) GetVersion() uint32 {
@@ -1304,6 +1374,13 @@ func (x *InstallerKeyBody) GetNotAfterUnix() int64 {
 	return 0
 }
 
+func (x *InstallerKeyBody) GetJumpoints() []*JumpointRef {
+	if x != nil {
+		return x.Jumpoints
+	}
+	return nil
+}
+
 var File_site_proto protoreflect.FileDescriptor
 
 const file_site_proto_rawDesc = "" +
@@ -1313,7 +1390,11 @@ const file_site_proto_rawDesc = "" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xc6\x01\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"G\n" +
+	"\vJumpointRef\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05addrs\x18\x03 \x03(\fR\x05addrs\"\xc6\x01\n" +
 	"\x04User\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x13.jumpmesh.site.RoleR\x04role\x12\x19\n" +
@@ -1398,7 +1479,7 @@ const file_site_proto_rawDesc = "" +
 	"\x13max_offline_minutes\x18\b \x01(\rR\x11maxOfflineMinutes\x12\x1c\n" +
 	"\tephemeral\x18\t \x01(\bR\tephemeral\x12F\n" +
 	"\x0fconnection_type\x18\n" +
-	" \x01(\x0e2\x1d.jumpmesh.site.ConnectionTypeR\x0econnectionType\"\xe9\x02\n" +
+	" \x01(\x0e2\x1d.jumpmesh.site.ConnectionTypeR\x0econnectionType\"\xa3\x03\n" +
 	"\x10InstallerKeyBody\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12!\n" +
 	"\finstaller_id\x18\x02 \x01(\tR\vinstallerId\x12\x17\n" +
@@ -1411,14 +1492,16 @@ const file_site_proto_rawDesc = "" +
 	"\voverridable\x18\b \x01(\rR\voverridable\x12&\n" +
 	"\x0fnot_before_unix\x18\t \x01(\x03R\rnotBeforeUnix\x12$\n" +
 	"\x0enot_after_unix\x18\n" +
-	" \x01(\x03R\fnotAfterUnix*Q\n" +
+	" \x01(\x03R\fnotAfterUnix\x128\n" +
+	"\tjumpoints\x18\v \x03(\v2\x1a.jumpmesh.site.JumpointRefR\tjumpoints*d\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fROLE_TECHNICIAN\x10\x01\x12\x0e\n" +
 	"\n" +
 	"ROLE_ADMIN\x10\x02\x12\x0e\n" +
 	"\n" +
-	"ROLE_RELAY\x10\x03*z\n" +
+	"ROLE_RELAY\x10\x03\x12\x11\n" +
+	"\rROLE_JUMPOINT\x10\x04*z\n" +
 	"\n" +
 	"MemberRole\x12\x1b\n" +
 	"\x17MEMBER_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -1447,41 +1530,43 @@ func file_site_proto_rawDescGZIP() []byte {
 }
 
 var file_site_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_site_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_site_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_site_proto_goTypes = []any{
 	(Role)(0),                 // 0: jumpmesh.site.Role
 	(MemberRole)(0),           // 1: jumpmesh.site.MemberRole
 	(UninstalledBehavior)(0),  // 2: jumpmesh.site.UninstalledBehavior
 	(ConnectionType)(0),       // 3: jumpmesh.site.ConnectionType
 	(*Error)(nil),             // 4: jumpmesh.site.Error
-	(*User)(nil),              // 5: jumpmesh.site.User
-	(*Invite)(nil),            // 6: jumpmesh.site.Invite
-	(*GroupMember)(nil),       // 7: jumpmesh.site.GroupMember
-	(*Group)(nil),             // 8: jumpmesh.site.Group
-	(*Window)(nil),            // 9: jumpmesh.site.Window
-	(*JumpPolicy)(nil),        // 10: jumpmesh.site.JumpPolicy
-	(*SessionPolicy)(nil),     // 11: jumpmesh.site.SessionPolicy
-	(*Settings)(nil),          // 12: jumpmesh.site.Settings
-	(*Installer)(nil),         // 13: jumpmesh.site.Installer
-	(*InstallerDefaults)(nil), // 14: jumpmesh.site.InstallerDefaults
-	(*InstallerKeyBody)(nil),  // 15: jumpmesh.site.InstallerKeyBody
+	(*JumpointRef)(nil),       // 5: jumpmesh.site.JumpointRef
+	(*User)(nil),              // 6: jumpmesh.site.User
+	(*Invite)(nil),            // 7: jumpmesh.site.Invite
+	(*GroupMember)(nil),       // 8: jumpmesh.site.GroupMember
+	(*Group)(nil),             // 9: jumpmesh.site.Group
+	(*Window)(nil),            // 10: jumpmesh.site.Window
+	(*JumpPolicy)(nil),        // 11: jumpmesh.site.JumpPolicy
+	(*SessionPolicy)(nil),     // 12: jumpmesh.site.SessionPolicy
+	(*Settings)(nil),          // 13: jumpmesh.site.Settings
+	(*Installer)(nil),         // 14: jumpmesh.site.Installer
+	(*InstallerDefaults)(nil), // 15: jumpmesh.site.InstallerDefaults
+	(*InstallerKeyBody)(nil),  // 16: jumpmesh.site.InstallerKeyBody
 }
 var file_site_proto_depIdxs = []int32{
 	0,  // 0: jumpmesh.site.User.role:type_name -> jumpmesh.site.Role
 	0,  // 1: jumpmesh.site.Invite.role:type_name -> jumpmesh.site.Role
 	1,  // 2: jumpmesh.site.GroupMember.role:type_name -> jumpmesh.site.MemberRole
-	7,  // 3: jumpmesh.site.Group.members:type_name -> jumpmesh.site.GroupMember
-	9,  // 4: jumpmesh.site.JumpPolicy.windows:type_name -> jumpmesh.site.Window
+	8,  // 3: jumpmesh.site.Group.members:type_name -> jumpmesh.site.GroupMember
+	10, // 4: jumpmesh.site.JumpPolicy.windows:type_name -> jumpmesh.site.Window
 	2,  // 5: jumpmesh.site.Settings.uninstalled_behavior:type_name -> jumpmesh.site.UninstalledBehavior
 	3,  // 6: jumpmesh.site.Settings.default_connection_type:type_name -> jumpmesh.site.ConnectionType
-	15, // 7: jumpmesh.site.Installer.body:type_name -> jumpmesh.site.InstallerKeyBody
+	16, // 7: jumpmesh.site.Installer.body:type_name -> jumpmesh.site.InstallerKeyBody
 	3,  // 8: jumpmesh.site.InstallerDefaults.connection_type:type_name -> jumpmesh.site.ConnectionType
-	14, // 9: jumpmesh.site.InstallerKeyBody.defaults:type_name -> jumpmesh.site.InstallerDefaults
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	15, // 9: jumpmesh.site.InstallerKeyBody.defaults:type_name -> jumpmesh.site.InstallerDefaults
+	5,  // 10: jumpmesh.site.InstallerKeyBody.jumpoints:type_name -> jumpmesh.site.JumpointRef
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_site_proto_init() }
@@ -1495,7 +1580,7 @@ func file_site_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_site_proto_rawDesc), len(file_site_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,255 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-msgio/pbio"
+
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Protocol is the tunnel protocol's ID.
+const Protocol protocol.ID = "/jumpmesh/jumpoint/1.0.0"
+
+// MaxOpen bounds a TunnelOpen (a grant and an installer key fit easily).
+const MaxOpen = 16 << 10
+
+// OpenTimeout bounds steps 1 and 2: reading the open, dialing the target,
+// and, on the caller's side, waiting for the reply.
+const OpenTimeout = 10 * time.Second
+
+// Dial opens a tunnel through jumpoint j to the open's target and returns
+// it as a net.Conn whose addresses are TCP addresses (libp2p's TCP
+// transport turns them into multiaddrs). h must reach j already or be able
+// to dial it; streams over relayed connections are allowed.
+func Dial(ctx context.Context, h host.Host, j peer.ID, open *pb.TunnelOpen) (net.Conn, error) {
+	remote, err := net.ResolveTCPAddr("tcp", open.GetTarget())
+	if err != nil {
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "(tunnel target %q: %v)", open.GetTarget(), err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, OpenTimeout)
+	defer cancel()
+	s, err := h.NewStream(network.WithAllowLimitedConn(ctx, "jumpoint tunnel"), j, Protocol)
+	if err != nil {
+		return nil, catalog.Errorf(catalog.CodeJumpointUnreachable, "(jumpoint %s: %v)", j, err)
+	}
+	dl, _ := ctx.Deadline()
+	_ = s.SetDeadline(dl)
+	if err := pbio.NewDelimitedWriter(s).WriteMsg(open); err != nil {
+		s.Reset()
+		return nil, catalog.Errorf(catalog.CodeJumpointUnreachable, "(jumpoint %s: sending the open: %v)", j, err)
+	}
+	var reply pb.TunnelReply
+	if err := frame.NewReader(s, nil, MaxOpen).ReadMsg(&reply); err != nil {
+		s.Reset()
+		return nil, catalog.Errorf(catalog.CodeJumpointUnreachable, "(jumpoint %s: reading the reply: %v)", j, err)
+	}
+	if reply.GetError() != nil {
+		s.Reset()
+		return nil, catalog.ErrorFromPB(reply.GetError())
+	}
+	_ = s.SetDeadline(time.Time{})
+	return &Conn{Stream: s, remote: remote}, nil
+}
+
+// Conn is a tunnel as a net.Conn.
+type Conn struct {
+	network.Stream
+	remote *net.TCPAddr
+}
+
+// LocalAddr is the unspecified TCP address: the caller has no address on
+// the target's network.
+func (c *Conn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero} }
+
+// RemoteAddr is the target.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Close closes the stream both ways: the jumpoint then closes the TCP
+// connection.
+func (c *Conn) Close() error { return c.Stream.Close() }
+
+// Authorize decides whether remote may open a tunnel to open's target. It
+// returns a catalog error, which the caller receives.
+type Authorize func(remote peer.ID, open *pb.TunnelOpen) error
+
+// Config is a Server's.
+type Config struct {
+	Authorize Authorize
+	// MaxTunnels bounds the tunnels open at once (0: 1024).
+	MaxTunnels int
+	// DialTimeout bounds one TCP dial (0: OpenTimeout).
+	DialTimeout time.Duration
+	Log         *slog.Logger
+}
+
+// Stats are a server's counters.
+type Stats struct {
+	Open, Total, Refused, Bytes uint64
+}
+
+// Server serves the tunnel protocol on a host.
+type Server struct {
+	h    host.Host
+	cfg  Config
+	slot chan struct{}
+	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	live   map[network.Stream]net.Conn
+
+	open, total, refused, bytes atomic.Uint64
+}
+
+// Serve starts serving tunnels on h. Close stops it.
+func Serve(h host.Host, cfg Config) *Server {
+	if cfg.MaxTunnels <= 0 {
+		cfg.MaxTunnels = 1024
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = OpenTimeout
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{h: h, cfg: cfg, slot: make(chan struct{}, cfg.MaxTunnels), live: map[network.Stream]net.Conn{}}
+	h.SetStreamHandler(Protocol, s.handle)
+	return s
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	return Stats{Open: s.open.Load(), Total: s.total.Load(), Refused: s.refused.Load(), Bytes: s.bytes.Load()}
+}
+
+// Close stops accepting tunnels, ends the open ones and waits for them.
+func (s *Server) Close() {
+	s.h.RemoveStreamHandler(Protocol)
+	s.mu.Lock()
+	s.closed = true
+	for st, c := range s.live {
+		st.Reset()
+		if c != nil {
+			c.Close()
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Server) handle(st network.Stream) {
+	if !s.track(st, nil) {
+		st.Reset()
+		return
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	defer s.untrack(st)
+	select {
+	case s.slot <- struct{}{}:
+		defer func() { <-s.slot }()
+	default:
+		s.refuse(st, catalog.Errorf(catalog.CodeServerBusy, "(the jumpoint carries %d tunnels, its limit)", s.cfg.MaxTunnels))
+		return
+	}
+	_ = st.SetDeadline(time.Now().Add(OpenTimeout))
+	var open pb.TunnelOpen
+	if err := frame.NewReader(st, st.Scope(), MaxOpen).ReadMsg(&open); err != nil {
+		s.refused.Add(1)
+		st.Reset()
+		return
+	}
+	remote := st.Conn().RemotePeer()
+	if err := s.cfg.Authorize(remote, &open); err != nil {
+		s.cfg.Log.Info("tunnel refused", "remote", remote, "target", open.GetTarget(), "error", err)
+		s.refuse(st, err)
+		return
+	}
+	c, err := net.DialTimeout("tcp", open.GetTarget(), s.cfg.DialTimeout)
+	if err != nil {
+		s.refuse(st, catalog.Errorf(catalog.CodeJumpointTarget, "(the jumpoint could not reach %s: %v)", open.GetTarget(), err))
+		return
+	}
+	if !s.track(st, c) {
+		c.Close()
+		st.Reset()
+		return
+	}
+	if err := pbio.NewDelimitedWriter(st).WriteMsg(&pb.TunnelReply{}); err != nil {
+		c.Close()
+		st.Reset()
+		return
+	}
+	_ = st.SetDeadline(time.Time{})
+	s.total.Add(1)
+	s.open.Add(1)
+	defer s.open.Add(^uint64(0))
+	s.cfg.Log.Debug("tunnel open", "remote", remote, "target", open.GetTarget())
+	s.splice(st, c)
+}
+
+func (s *Server) refuse(st network.Stream, err error) {
+	s.refused.Add(1)
+	_ = pbio.NewDelimitedWriter(st).WriteMsg(&pb.TunnelReply{Error: catalog.ErrorToPB(err)})
+	_ = st.Close()
+}
+
+// splice copies both ways until both directions end. A direction's end is
+// passed on as a half-close, so protocols that close their write side
+// first (the control protocol does) still work.
+func (s *Server) splice(st network.Stream, c net.Conn) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		n, _ := io.Copy(c, st)
+		s.bytes.Add(uint64(n))
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		} else {
+			_ = c.Close()
+		}
+	})
+	n, err := io.Copy(st, c)
+	s.bytes.Add(uint64(n))
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		st.Reset()
+	} else {
+		_ = st.CloseWrite()
+	}
+	wg.Wait()
+	_ = c.Close()
+	_ = st.Close()
+}
+
+func (s *Server) track(st network.Stream, c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.live[st] = c
+	return true
+}
+
+func (s *Server) untrack(st network.Stream) {
+	s.mu.Lock()
+	delete(s.live, st)
+	s.mu.Unlock()
+}
+
+// String is for logs.
+func (c *Conn) String() string { return fmt.Sprintf("tunnel to %s", c.remote) }
