@@ -3,7 +3,7 @@
 // An installer key is what an administrator hands to a host so that it can
 // enroll as a peer of a site (the seeds' KEY_INFO). It is self-describing
 // and verifiable offline: everything the host needs — the site's peer ID and
-// addresses, relays, an optional jumpoint, the defaults of the new peer, the
+// addresses, relays, the jumpoints to talk through (if any), the defaults of the new peer, the
 // fields the host may override, and the validity window — travels inside it,
 // signed by the site key.
 //

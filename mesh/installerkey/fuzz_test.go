@@ -1,9 +1,11 @@
 package installerkey_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
+	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
@@ -34,6 +36,10 @@ func FuzzParse(f *testing.F) {
 	badAddr.Version = installerkey.Version
 	badAddr.Relays = append(badAddr.Relays, []byte{0x04, 127, 0, 0})
 	f.Add(signRaw(f, marshal(f, badAddr), s))
+	badRef := testBody(f, s.id, newSite(f).id)
+	badRef.Version = installerkey.Version
+	badRef.Jumpoints[1].Addrs = [][]byte{{0x06, 0x12}}
+	f.Add(signRaw(f, marshal(f, badRef), s))
 	f.Add("")
 	f.Add("jmk1..")
 
@@ -61,7 +67,8 @@ func FuzzParse(f *testing.F) {
 			if err != nil {
 				t.Fatalf("Parse accepted %q but not %q: %v", in, again, err)
 			}
-			if !proto.Equal(k.Body, k2.Body) || k.Site != k2.Site || k.Jumpoint != k2.Jumpoint || k.Raw != k2.Raw {
+			if !proto.Equal(k.Body, k2.Body) || k.Site != k2.Site || k.Jumpoint != k2.Jumpoint || k.Raw != k2.Raw ||
+				!sameJumpoints(k.Jumpoints, k2.Jumpoints) {
 				t.Fatalf("parsing %q twice gave different keys", again)
 			}
 		}
@@ -76,4 +83,16 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Verify of an empty window: got %v, want %s", err, catalog.CodeKeyExpired)
 		}
 	})
+}
+
+func sameJumpoints(a, b []installerkey.JumpointRef) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].ID != b[i].ID || a[i].Name != b[i].Name || !slices.EqualFunc(a[i].Addrs, b[i].Addrs, ma.Multiaddr.Equal) {
+			return false
+		}
+	}
+	return true
 }

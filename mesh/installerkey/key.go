@@ -40,10 +40,23 @@ type Key struct {
 	// SiteAddrs, Relays are the decoded multiaddrs of the body.
 	SiteAddrs []ma.Multiaddr
 	Relays    []ma.Multiaddr
-	// Jumpoint is the jumpoint's peer ID, or "" when the key names none.
+	// Jumpoint is the peer ID in the body's old single field, or "". Keys
+	// made since jumpoints have names leave it empty and fill Jumpoints.
 	Jumpoint peer.ID
+	// Jumpoints are the jumpoints a peer installed with this key talks to
+	// the site through, in the order to try them; none for a peer that
+	// reaches the site itself.
+	Jumpoints []JumpointRef
 	// Raw is the encoded key as parsed.
 	Raw string
+}
+
+// JumpointRef is one jumpoint a key names: its peer ID, its name at the
+// site, and where the networks it serves reach it (no /p2p/ component).
+type JumpointRef struct {
+	ID    peer.ID
+	Name  string
+	Addrs []ma.Multiaddr
 }
 
 // NotBefore and NotAfter are the validity window.
@@ -134,7 +147,46 @@ func Parse(s string) (*Key, error) {
 			return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(jumpoint ID: %v)", err)
 		}
 	}
+	if k.Jumpoints, err = decodeJumpoints(body.GetJumpoints()); err != nil {
+		return nil, err
+	}
 	return k, nil
+}
+
+// decodeJumpoints checks and decodes the body's jumpoint references: each
+// needs a valid peer ID and valid addresses, and none may repeat.
+func decodeJumpoints(refs []*pb.JumpointRef) ([]JumpointRef, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	out := make([]JumpointRef, 0, len(refs))
+	for i, r := range refs {
+		id, err := peer.IDFromBytes(r.GetId())
+		if err != nil {
+			return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(jumpoint %d ID: %v)", i+1, err)
+		}
+		for _, o := range out {
+			if o.ID == id {
+				return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(jumpoint %s named twice)", id)
+			}
+		}
+		addrs, err := decodeAddrs(r.GetAddrs())
+		if err != nil {
+			return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(jumpoint %s address: %v)", id, err)
+		}
+		out = append(out, JumpointRef{ID: id, Name: r.GetName(), Addrs: addrs})
+	}
+	return out, nil
+}
+
+// EncodeJumpoints is the inverse of the decoding Parse does, for building
+// bodies.
+func EncodeJumpoints(refs []JumpointRef) []*pb.JumpointRef {
+	out := make([]*pb.JumpointRef, 0, len(refs))
+	for _, r := range refs {
+		out = append(out, &pb.JumpointRef{Id: []byte(r.ID), Name: r.Name, Addrs: mesh.EncodeAddrs(r.Addrs)})
+	}
+	return out
 }
 
 func decodeAddrs(raw [][]byte) ([]ma.Multiaddr, error) {

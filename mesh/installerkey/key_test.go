@@ -82,7 +82,7 @@ func testBody(tb testing.TB, siteID, jumpoint peer.ID) *pb.InstallerKeyBody {
 		Relays: installerkey.EncodeAddrs(mustAddrs(tb,
 			"/ip4/203.0.113.9/tcp/4002/p2p/"+relay.String(),
 		)),
-		Jumpoint: []byte(jumpoint),
+		Jumpoints: testJumpoints(tb, jumpoint),
 		Defaults: &pb.InstallerDefaults{
 			Group:                   "jumpgroup:web",
 			Tag:                     "dmz",
@@ -98,6 +98,19 @@ func testBody(tb testing.TB, siteID, jumpoint peer.ID) *pb.InstallerKeyBody {
 		Overridable:   uint32(installerkey.FieldTag | installerkey.FieldName),
 		NotBeforeUnix: t0.Unix(),
 		NotAfterUnix:  t0.Add(validFor).Unix(),
+	}
+}
+
+// testJumpoints names jumpoint (none when "") and a second jumpoint, as a
+// key for a peer behind two jumpoints does.
+func testJumpoints(tb testing.TB, jumpoint peer.ID) []*pb.JumpointRef {
+	tb.Helper()
+	if jumpoint == "" {
+		return nil
+	}
+	return []*pb.JumpointRef{
+		{Id: []byte(jumpoint), Name: "plant-a", Addrs: installerkey.EncodeAddrs(mustAddrs(tb, "/ip4/10.20.0.5/tcp/4833", "/ip4/10.20.0.5/udp/4833/quic-v1"))},
+		{Id: []byte(newSite(tb).id), Name: "plant-b", Addrs: installerkey.EncodeAddrs(mustAddrs(tb, "/ip4/10.20.0.6/tcp/4833"))},
 	}
 }
 
@@ -208,8 +221,16 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 	if k.Site != s.id {
 		t.Errorf("Site = %s, want %s", k.Site, s.id)
 	}
-	if k.Jumpoint != jumpoint {
-		t.Errorf("Jumpoint = %s, want %s", k.Jumpoint, jumpoint)
+	if k.Jumpoint != "" {
+		t.Errorf("Jumpoint = %s from a key that names jumpoints only in the new field", k.Jumpoint)
+	}
+	if len(k.Jumpoints) != 2 || k.Jumpoints[0].ID != jumpoint || k.Jumpoints[0].Name != "plant-a" ||
+		!slices.Equal(addrStrings(k.Jumpoints[0].Addrs), []string{"/ip4/10.20.0.5/tcp/4833", "/ip4/10.20.0.5/udp/4833/quic-v1"}) ||
+		k.Jumpoints[1].Name != "plant-b" || len(k.Jumpoints[1].Addrs) != 1 {
+		t.Errorf("Jumpoints = %v, want plant-a (%s, two addresses) then plant-b", k.Jumpoints, jumpoint)
+	}
+	if back := installerkey.EncodeJumpoints(k.Jumpoints); len(back) != 2 || !proto.Equal(back[0], body.GetJumpoints()[0]) || !proto.Equal(back[1], body.GetJumpoints()[1]) {
+		t.Errorf("EncodeJumpoints(Jumpoints) = %v, want the body's %v", back, body.GetJumpoints())
 	}
 	if k.Raw != key {
 		t.Errorf("Raw = %q, want the key", k.Raw)
@@ -265,8 +286,8 @@ func TestSignMinimalBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k.Jumpoint != "" {
-		t.Errorf("Jumpoint = %q, want none", k.Jumpoint)
+	if k.Jumpoint != "" || k.Jumpoints != nil {
+		t.Errorf("Jumpoint = %q, Jumpoints = %v, want none", k.Jumpoint, k.Jumpoints)
 	}
 	if len(k.SiteAddrs) != 0 || len(k.Relays) != 0 {
 		t.Errorf("SiteAddrs = %v, Relays = %v, want none", k.SiteAddrs, k.Relays)
@@ -402,6 +423,18 @@ func TestParseBadEncoding(t *testing.T) {
 		}),
 		"bad jumpoint ID (signed)": withBody(func(b *pb.InstallerKeyBody) {
 			b.Jumpoint = []byte("jumpoint")
+		}),
+		"bad jumpoint ref ID (signed)": withBody(func(b *pb.InstallerKeyBody) {
+			b.Jumpoints[1].Id = []byte("jumpoint")
+		}),
+		"jumpoint ref without ID (signed)": withBody(func(b *pb.InstallerKeyBody) {
+			b.Jumpoints[0].Id = nil
+		}),
+		"bad jumpoint ref address (signed)": withBody(func(b *pb.InstallerKeyBody) {
+			b.Jumpoints[0].Addrs = append(b.Jumpoints[0].Addrs, []byte{0x04, 10, 20})
+		}),
+		"jumpoint named twice (signed)": withBody(func(b *pb.InstallerKeyBody) {
+			b.Jumpoints = append(b.Jumpoints, proto.CloneOf(b.Jumpoints[0]))
 		}),
 	}
 	for name, in := range cases {

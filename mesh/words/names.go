@@ -9,7 +9,7 @@ import (
 
 // The words for enum values on the CLI, in --json output and in docs.
 
-// RoleName is "admin" or "technician".
+// RoleName is "admin", "technician", "relay" or "jumpoint".
 func RoleName(r pb.Role) string {
 	switch r {
 	case pb.Role_ROLE_ADMIN:
@@ -18,6 +18,8 @@ func RoleName(r pb.Role) string {
 		return "technician"
 	case pb.Role_ROLE_RELAY:
 		return "relay"
+	case pb.Role_ROLE_JUMPOINT:
+		return "jumpoint"
 	}
 	return "unknown"
 }
@@ -31,8 +33,10 @@ func ParseRole(s string) (pb.Role, error) {
 		return pb.Role_ROLE_TECHNICIAN, nil
 	case "relay":
 		return pb.Role_ROLE_RELAY, nil
+	case "jumpoint":
+		return pb.Role_ROLE_JUMPOINT, nil
 	}
-	return 0, catalog.Errorf(catalog.CodeInvalidArgument, "role %q: a role is admin, technician or relay.", s)
+	return 0, catalog.Errorf(catalog.CodeInvalidArgument, "role %q: a role is admin, technician, relay or jumpoint.", s)
 }
 
 // MemberRoleName is "member", "team-lead" or "team-manager".
