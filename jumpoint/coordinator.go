@@ -1,0 +1,264 @@
+package jumpoint
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/member"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/words"
+)
+
+// The jumpoint's side of the control protocol: it enrolls as a site
+// member (mesh/member) with the role jumpoint, then fetches its ACL.
+
+// The jumpoint's identity in its data directory: its key (mode 0600),
+// which is its libp2p peer ID and so the member the coordinator knows, and
+// its member config (site, coordinator addresses, jumpoint user).
+const (
+	KeyFile    = "jumpoint.key"
+	ConfigFile = "jumpoint.json"
+)
+
+// files are the jumpoint's member files in dir.
+func files(dir string) member.Files {
+	return member.Files{Dir: dir, Key: KeyFile, Config: ConfigFile}
+}
+
+// enroll returns a control client for the site, logging in with the
+// invite on the first run. A directory already enrolled ignores the
+// invite, so a service unit that still carries it keeps working after the
+// first start. The client's host is dial-only: it only enrolls and is
+// closed.
+func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (*member.Client, error) {
+	c, err := member.Open(files(cfg.DataDir), mesh.HostConfig{})
+	if err == nil {
+		if role := c.Role(); role != "" && role != words.RoleName(pb.Role_ROLE_JUMPOINT) {
+			c.Close()
+			return nil, catalog.Errorf(catalog.CodeInvalidArgument,
+				"(the jumpoint data directory %s is enrolled as %s, a %s: remove it and enroll with a code from `jumpmesh jumpoint invite NAME`)",
+				cfg.DataDir, c.UserName(), role)
+		}
+		if cfg.Invite != "" {
+			log.Warn("jumpoint already enrolled; ignoring the invite", logUser, c.UserName(), logData, cfg.DataDir)
+		}
+		return c, nil
+	}
+	if catalog.CodeOf(err) != catalog.CodeNotLoggedIn {
+		return nil, fmt.Errorf("opening jumpoint data directory %s: %w", cfg.DataDir, err)
+	}
+	if cfg.Invite == "" {
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument,
+			"(the jumpoint data directory %s is not enrolled yet: run it once with --coordinator ADDR --invite CODE from `jumpmesh jumpoint invite NAME`)", cfg.DataDir)
+	}
+	c, resp, err := member.Login(ctx, files(cfg.DataDir), cfg.Coordinator, cfg.Invite, mesh.HostConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("enrolling jumpoint with %s: %w", cfg.Coordinator, err)
+	}
+	if role := resp.GetUser().GetRole(); role != pb.Role_ROLE_JUMPOINT {
+		// Another role's invite bound this directory's key to that user;
+		// the coordinator would refuse it the ACL anyway. Say so now.
+		c.Close()
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument,
+			"(the invite was for %s, a %s, and this directory's key is now that user's: remove %s and enroll with a code from `jumpmesh jumpoint invite NAME`)",
+			resp.GetUser().GetName(), words.RoleName(role), cfg.DataDir)
+	}
+	log.Info("jumpoint enrolled", logUser, resp.GetUser().GetName(), logSite, c.Site())
+	return c, nil
+}
+
+// loadKey reads the jumpoint's identity, written by the enrollment.
+func loadKey(dir string) (crypto.PrivKey, error) {
+	key, err := files(dir).LoadKey()
+	if err != nil {
+		return nil, fmt.Errorf("jumpoint key: %w", err)
+	}
+	return key, nil
+}
+
+// The refresher keeps the ACL current. Each fetch also tells the
+// coordinator where the jumpoint listens and what it carried: the
+// coordinator shows a jumpoint online while it fetches within three
+// periods. A failed fetch keeps the last ACL (a coordinator restart must
+// not cut the peers behind the jumpoint off) and is retried at the next
+// period.
+
+// minEarlyRefresh spaces refreshes that unknown callers trigger, so
+// strangers knocking cannot make the jumpoint hammer the coordinator.
+const minEarlyRefresh = 2 * time.Second
+
+// unknownWait bounds how long a tunnel of an unknown caller waits for an
+// early refresh before it is judged again: the caller may be a peer that
+// enrolled through this jumpoint a moment ago, or a technician's new
+// device. A stranger's tunnel is held that long and then refused.
+const unknownWait = minEarlyRefresh + time.Second
+
+// refreshLoop fetches the ACL every refreshEvery until ctx ends, and early
+// (at most every minEarlyRefresh) when an unknown caller asked for a
+// tunnel.
+func (j *Jumpoint) refreshLoop(ctx context.Context) {
+	defer j.wg.Done()
+	t := time.NewTimer(j.refreshEvery())
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-j.stale:
+			if wait := minEarlyRefresh - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+		}
+		last = time.Now()
+		if err := j.refresh(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			j.refreshFailures.Inc()
+			j.log.Warn("jumpoint ACL refresh failed; keeping the last ACL", logError, err,
+				logPeers, j.aclPeers(), logAge, j.aclAge().Round(time.Second))
+		}
+		t.Reset(j.refreshEvery())
+	}
+}
+
+// refresh reports the addresses and counters, fetches the ACL, swaps it
+// in and closes the connections of callers no longer in it.
+func (j *Jumpoint) refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	var addrs [][]byte
+	for _, a := range j.advertised() {
+		addrs = append(addrs, a.Bytes())
+	}
+	resp, err := member.Call(ctx, j.host, j.site, &pb.Request{Body: &pb.Request_JumpointAcl{JumpointAcl: &pb.JumpointACLRequest{
+		Addrs: addrs, Stats: j.Stats()}}})
+	if err != nil {
+		return fmt.Errorf("fetching the jumpoint ACL from %s: %w", j.site.ID, err)
+	}
+	m := resp.GetJumpointAcl()
+	if m == nil {
+		return catalog.Errorf(catalog.CodeProtocol, "(the coordinator answered the jumpoint ACL request without an ACL)")
+	}
+	siteAddrs, warnings := resolveSiteAddrs(ctx, m.GetSiteAddrs())
+	m.SiteAddrs = siteAddrs
+	acl, more, err := NewACL(m, j.site.ID)
+	for _, w := range append(warnings, more...) {
+		j.log.Warn("jumpoint ACL: skipping an entry", logError, w)
+	}
+	if err != nil {
+		return err
+	}
+	was := j.acl.Swap(acl)
+	j.aclAt.Store(time.Now().UnixNano())
+	j.signalSwap()
+	j.protect(was, acl)
+	j.evict(was, acl)
+	if was == nil || was.Name != acl.Name {
+		j.log.Info("jumpoint ACL", logName, acl.Name, logPeers, len(acl.Peers), "technicians", len(acl.Technicians))
+	}
+	return nil
+}
+
+// protect keeps the connection manager from closing the connections of
+// the ACL's peers and technicians when the jumpoint is busy: a peer's
+// connection carries its coordinator tunnel for as long as it runs.
+func (j *Jumpoint) protect(was, now *ACL) {
+	const tag = "jumpoint-member"
+	cm := j.host.ConnManager()
+	for _, set := range []map[peer.ID]struct{}{now.Peers, now.Technicians} {
+		for p := range set {
+			cm.Protect(p, tag)
+		}
+	}
+	if was == nil {
+		return
+	}
+	for _, set := range []map[peer.ID]struct{}{was.Peers, was.Technicians} {
+		for p := range set {
+			if !now.IsPeer(p) && !now.IsTechnician(p) {
+				cm.Unprotect(p, tag)
+			}
+		}
+	}
+}
+
+// evict closes every connection of callers that were in the ACL (was) and
+// are not any more: a removed technician, a deleted peer. Their open
+// tunnels end with the connection; without this they would last as long
+// as their sessions. Strangers are left alone: every tunnel they ask for
+// is refused with a clear permission_denied.
+func (j *Jumpoint) evict(was, now *ACL) {
+	if was == nil {
+		return
+	}
+	for _, p := range j.host.Network().Peers() {
+		member := was.IsPeer(p) || was.IsTechnician(p)
+		if member && !now.IsPeer(p) && !now.IsTechnician(p) {
+			j.log.Info("closing the connections of a caller outside the site", logRemote, p)
+			_ = j.host.Network().ClosePeer(p)
+		}
+	}
+}
+
+// refreshEvery is Config.Refresh, else the coordinator's period, else
+// DefaultRefresh.
+func (j *Jumpoint) refreshEvery() time.Duration {
+	if j.cfg.Refresh > 0 {
+		return j.cfg.Refresh
+	}
+	if a := j.acl.Load(); a != nil && a.Refresh > 0 {
+		return a.Refresh
+	}
+	return DefaultRefresh
+}
+
+// aclAge is the time since the last successful fetch.
+func (j *Jumpoint) aclAge() time.Duration {
+	at := j.aclAt.Load()
+	if at == 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Since(time.Unix(0, at))
+}
+
+// awaitRefresh asks the refresher to fetch the ACL now and waits, at most
+// unknownWait, until a new one is in place. It returns at once when the
+// jumpoint is closing.
+func (j *Jumpoint) awaitRefresh() {
+	j.swapMu.Lock()
+	swapped := j.swapped
+	j.swapMu.Unlock()
+	select {
+	case j.stale <- struct{}{}:
+	default:
+	}
+	t := time.NewTimer(unknownWait)
+	defer t.Stop()
+	select {
+	case <-swapped:
+	case <-t.C:
+	case <-j.ctx.Done():
+	}
+}
+
+// signalSwap wakes the tunnels waiting in awaitRefresh.
+func (j *Jumpoint) signalSwap() {
+	j.swapMu.Lock()
+	close(j.swapped)
+	j.swapped = make(chan struct{})
+	j.swapMu.Unlock()
+}

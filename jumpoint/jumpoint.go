@@ -1,0 +1,268 @@
+package jumpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/ops"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/tunnel"
+)
+
+// Jumpoint is a running jumpoint: a libp2p host serving the tunnel
+// protocol for the site's members, the ACL and its refresher, and the
+// metrics endpoint.
+type Jumpoint struct {
+	cfg   Config
+	res   Resources
+	log   *slog.Logger
+	clock mesh.Clock
+	site  peer.AddrInfo // the coordinator
+	// coordinator are the coordinator's TCP addresses from the
+	// enrollment (canonical host:port), for rule 2 before the first ACL.
+	coordinator []string
+	host        host.Host
+	rm          network.ResourceManager
+	tunnels     *tunnel.Server
+
+	acl   atomic.Pointer[ACL] // nil until the first fetch
+	aclAt atomic.Int64        // Unix ns of the last fetch, 0 if none
+	// stale asks the refresher for an early fetch; swapped is closed, and
+	// replaced, by every new ACL (awaitRefresh).
+	stale   chan struct{}
+	swapMu  sync.Mutex
+	swapped chan struct{}
+
+	refused         *prometheus.CounterVec
+	refreshFailures prometheus.Counter
+
+	http *ops.Server // nil when the metrics/health endpoint is off
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New enrolls the jumpoint on its first run (Config.Invite), starts its
+// host, fetches the ACL and only then serves tunnels, so nobody but an
+// enrolling host is ever served before the member list is known. ctx
+// bounds the enrollment and that first fetch; the jumpoint then runs until
+// Close (or Run's context ends). A jumpoint that cannot fetch its first
+// ACL does not start.
+func New(ctx context.Context, cfg Config) (_ *Jumpoint, err error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	listen, err := mesh.ParseMultiaddrs(cfg.listen())
+	if err != nil {
+		return nil, err
+	}
+	announce, err := mesh.ParseMultiaddrs(cfg.Announce)
+	if err != nil {
+		return nil, err
+	}
+	j := &Jumpoint{cfg: cfg, res: cfg.Resources.withDefaults(), log: cfg.logger(), clock: cfg.clock(),
+		stale: make(chan struct{}, 1), swapped: make(chan struct{})}
+	j.ctx, j.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			j.Close()
+		}
+	}()
+	// Enrollment uses a member client (a host of its own); the jumpoint
+	// then talks to the coordinator from its serving host alone.
+	client, err := enroll(ctx, &cfg, j.log)
+	if err != nil {
+		return nil, err
+	}
+	j.site = client.SiteInfo()
+	j.coordinator = tcpTargets(j.site.Addrs)
+	if err := client.Close(); err != nil {
+		return nil, err
+	}
+	key, err := loadKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rm, cm, err := j.res.managers()
+	if err != nil {
+		return nil, err
+	}
+	j.rm = rm
+	j.host, err = mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: listen, AnnounceAddrs: announce, Registerer: reg,
+		Extra: []libp2p.Option{libp2p.ResourceManager(rm), libp2p.ConnectionManager(cm)}})
+	if err != nil {
+		cm.Close()
+		return nil, err
+	}
+	if err := j.refresh(ctx); err != nil {
+		return nil, err
+	}
+	j.tunnels = tunnel.Serve(j.host, tunnel.Config{Authorize: j.authorize, MaxTunnels: j.res.MaxTunnels,
+		DialTimeout: j.res.DialTimeout, Log: j.log})
+	j.registerMetrics(reg)
+	if j.http, err = ops.Serve(cfg.httpAddr(), reg, j.serveHealth, j.log); err != nil {
+		return nil, err
+	}
+	j.wg.Add(1)
+	go j.refreshLoop(j.ctx)
+	acl := j.acl.Load()
+	j.log.Info("jumpoint running", logJumpoint, j.host.ID(), logName, acl.Name, logAddrs, fmt.Sprint(j.Addrs()),
+		logHTTP, j.HTTPAddr(), logPeers, len(acl.Peers))
+	return j, nil
+}
+
+// Run blocks until ctx is done or the jumpoint is closed, then closes it.
+func (j *Jumpoint) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+	case <-j.ctx.Done():
+	}
+	return j.Close()
+}
+
+// Close stops serving (open tunnels end), stops the refresher and the
+// metrics endpoint, and waits for them. It is safe to call more than once.
+func (j *Jumpoint) Close() error {
+	j.closeOnce.Do(func() {
+		j.cancel()
+		var errs []error
+		errs = append(errs, j.http.Close())
+		// The refresher uses the host: let it finish first.
+		j.wg.Wait()
+		if j.tunnels != nil {
+			j.tunnels.Close()
+		}
+		if j.host != nil {
+			errs = append(errs, j.host.Close())
+		}
+		if j.rm != nil {
+			// libp2p does not close a resource manager it was given.
+			errs = append(errs, j.rm.Close())
+		}
+		j.closeErr = errors.Join(errs...)
+	})
+	return j.closeErr
+}
+
+// ID is the jumpoint's peer ID.
+func (j *Jumpoint) ID() peer.ID { return j.host.ID() }
+
+// Name is the jumpoint's name at the site, from the last ACL.
+func (j *Jumpoint) Name() string {
+	if a := j.acl.Load(); a != nil {
+		return a.Name
+	}
+	return ""
+}
+
+// Addrs are the jumpoint's addresses as members should dial them, each
+// ending in /p2p/<jumpoint>.
+func (j *Jumpoint) Addrs() []ma.Multiaddr {
+	full, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: j.host.ID(), Addrs: j.advertised()})
+	if err != nil {
+		return nil
+	}
+	return full
+}
+
+// HTTPAddr is the metrics/health listener's address, or "" when disabled.
+func (j *Jumpoint) HTTPAddr() string { return j.http.Addr() }
+
+// Stats are the jumpoint's counters since it started, as reported to the
+// coordinator at each refresh.
+func (j *Jumpoint) Stats() *pb.JumpointStats {
+	st := &pb.JumpointStats{PeersConnected: uint32(j.peersConnected())}
+	if j.tunnels != nil {
+		s := j.tunnels.Stats()
+		st.TunnelsOpen, st.TunnelsTotal, st.RefusedTotal, st.BytesTotal = uint32(s.Open), s.Total, s.Refused, s.Bytes
+	}
+	return st
+}
+
+// peersConnected counts the ACL's peers with a connection to the jumpoint.
+func (j *Jumpoint) peersConnected() int {
+	acl := j.acl.Load()
+	if acl == nil {
+		return 0
+	}
+	n := 0
+	for _, p := range j.host.Network().Peers() {
+		if acl.IsPeer(p) {
+			n++
+		}
+	}
+	return n
+}
+
+// aclPeers is the number of peers in the current ACL.
+func (j *Jumpoint) aclPeers() int {
+	if a := j.acl.Load(); a != nil {
+		return len(a.Peers)
+	}
+	return 0
+}
+
+// advertised are the addresses reported to the coordinator (which puts
+// them in installer keys): the announced ones if set, else the listen
+// addresses without loopback and link-local ones, unless that leaves
+// nothing (a jumpoint on 127.0.0.1 in a test). Private addresses stay:
+// the networks a jumpoint serves usually are private.
+func (j *Jumpoint) advertised() []ma.Multiaddr {
+	all := j.host.Addrs()
+	out := make([]ma.Multiaddr, 0, len(all))
+	for _, a := range all {
+		if !manet.IsIPLoopback(a) && !manet.IsIP6LinkLocal(a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return all
+	}
+	return out
+}
+
+// rules are the jumpoint's state as Authorize takes it.
+func (j *Jumpoint) rules() Rules {
+	return Rules{Site: j.site.ID, Self: j.host.ID(), Coordinator: j.coordinator, ACL: j.acl.Load(),
+		PeerAddrs: hostPeerAddrs(j.host), Now: j.clock.Now()}
+}
+
+// authorize is the tunnel server's Authorize: the rules, judged again
+// after an early refresh when the caller is unknown (it may have enrolled
+// a moment ago), and every refusal counted.
+func (j *Jumpoint) authorize(remote peer.ID, open *pb.TunnelOpen) error {
+	reason, err := j.rules().Authorize(remote, open)
+	switch reason {
+	case ReasonStranger, ReasonGrantNotTechnician, ReasonGrantPeer:
+		j.awaitRefresh()
+		reason, err = j.rules().Authorize(remote, open)
+	}
+	if err != nil {
+		j.refused.WithLabelValues(reason).Inc()
+		// The tunnel server logs every refusal with its error; the reason
+		// is for debugging.
+		if j.log.Enabled(context.Background(), slog.LevelDebug) {
+			j.log.Debug("jumpoint refused a tunnel", logReason, reason, logRemote, remote, logTarget, open.GetTarget())
+		}
+	}
+	return err
+}
