@@ -85,6 +85,9 @@ func (s *Service) enroll(id peer.ID, hello *pb.PeerHello, observed string, now t
 		return nil, err
 	}
 	rec := &pb.Peer{Id: []byte(id), InstallerId: in.GetId(), Settings: settings, InstalledUnix: now.Unix()}
+	for _, j := range in.GetBody().GetJumpoints() {
+		rec.Jumpoints = append(rec.Jumpoints, j.GetId()) // the jumpoints' ACLs admit it from now on
+	}
 	updateFacts(rec, hello, observed, now)
 	if rec.Settings.GetName() == "" {
 		rec.Settings.Name = truncateRunes(hello.GetInfo().GetHostname(), MaxPeerNameLength)

@@ -8,7 +8,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
 
@@ -165,7 +164,7 @@ func (s *Service) installerCreate(c *caller, r *pb.InstallerCreateRequest) (*pb.
 		if err := validateDefaults(tx, c, d); err != nil {
 			return err
 		}
-		if err := checkJumpoint(body, r); err != nil {
+		if err := s.checkJumpoint(tx, body, r); err != nil {
 			return err
 		}
 		key, err := installerkey.Sign(body, s.signer)
@@ -178,21 +177,33 @@ func (s *Service) installerCreate(c *caller, r *pb.InstallerCreateRequest) (*pb.
 	if err != nil {
 		return nil, err
 	}
-	s.adminChanged(c, adminChange{Action: ActionInstallerCreate, Target: in.GetId(),
-		Change: fmt.Sprintf("defaults %s, valid until %s", recordText(d), unixText(body.GetNotAfterUnix()))})
+	change := fmt.Sprintf("defaults %s, valid until %s", recordText(d), unixText(body.GetNotAfterUnix()))
+	if refs := body.GetJumpoints(); len(refs) > 0 {
+		names := make([]string, len(refs))
+		for i, j := range refs {
+			names[i] = j.GetName()
+		}
+		change += ", through jumpoints " + strings.Join(names, ", ")
+	}
+	s.adminChanged(c, adminChange{Action: ActionInstallerCreate, Target: in.GetId(), Change: change})
 	return &pb.Response{Body: &pb.Response_Installer{Installer: in}}, nil
 }
 
-// checkJumpoint validates the jumpoint named in the request's defaults'
-// companion field; jumpoints are identified by peer ID.
-func checkJumpoint(body *pb.InstallerKeyBody, r *pb.InstallerCreateRequest) error {
-	if j := r.GetJumpoint(); j != "" {
-		id, err := peer.Decode(j)
-		if err != nil {
-			return catalog.Errorf(catalog.CodeInvalidArgument, "Jumpoint %q is not a peer ID: %v.", j, err)
-		}
-		body.Jumpoint = []byte(id)
+// checkJumpoint puts the jumpoints the request names into the key. The
+// old single field (a bare peer ID) is refused: a key names jumpoints with
+// their addresses now, which only the names resolve to.
+func (s *Service) checkJumpoint(tx *Tx, body *pb.InstallerKeyBody, r *pb.InstallerCreateRequest) error {
+	if r.GetJumpoint() != "" {
+		return catalog.Errorf(catalog.CodeInvalidArgument, "This coordinator takes jumpoints by name in the jumpoints field; the single jumpoint field (%q) is no longer read.", r.GetJumpoint())
 	}
+	if len(r.GetJumpoints()) == 0 {
+		return nil
+	}
+	refs, err := s.resolveJumpoints(tx, r.GetJumpoints())
+	if err != nil {
+		return err
+	}
+	body.Jumpoints = refs
 	return nil
 }
 

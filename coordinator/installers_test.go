@@ -1,14 +1,10 @@
 package coordinator_test
 
 import (
-	"crypto/rand"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/mesh"
@@ -25,9 +21,6 @@ func TestInstallerCarriesEveryField(t *testing.T) {
 	must[*pb.JumpPolicy](t)(h.admin.PutJumpPolicy(ctx, &pb.JumpPolicy{Name: "always", TimeZone: "UTC", Windows: []*pb.Window{w}}, true))
 	must[*pb.SessionPolicy](t)(h.admin.PutSessionPolicy(ctx, &pb.SessionPolicy{Name: "full", Shell: true}, true))
 	must[*pb.SessionPolicy](t)(h.admin.PutSessionPolicy(ctx, &pb.SessionPolicy{Name: "ro", Exec: true}, true))
-	_, jpPub, _ := crypto.GenerateEd25519Key(rand.Reader)
-	jumpoint, _ := peer.IDFromPublicKey(jpPub)
-
 	over := installerkey.FieldTag | installerkey.FieldName
 	in := must[*pb.Installer](t)(h.admin.CreateInstaller(ctx, &pb.InstallerCreateRequest{
 		Defaults: &pb.InstallerDefaults{
@@ -35,7 +28,7 @@ func TestInstallerCarriesEveryField(t *testing.T) {
 			JumpPolicy: "always", SessionPolicyPresent: "full", SessionPolicyNotPresent: "ro",
 			MaxOfflineMinutes: 60, ConnectionType: pb.ConnectionType_CONNECTION_TYPE_PASSIVE,
 		},
-		Overridable: uint32(over), ValidForSeconds: 7 * 24 * 3600, Jumpoint: jumpoint.String(),
+		Overridable: uint32(over), ValidForSeconds: 7 * 24 * 3600,
 	}))
 	k, err := installerkey.Verify(in.GetKey(), installerkey.VerifyOptions{Site: h.coord.ID(), Now: h.clock.Now()})
 	if err != nil {
@@ -47,8 +40,8 @@ func TestInstallerCarriesEveryField(t *testing.T) {
 		d.GetMaxOfflineMinutes() != 60 || d.GetConnectionType() != pb.ConnectionType_CONNECTION_TYPE_PASSIVE {
 		t.Fatalf("defaults in key = %v", d)
 	}
-	if k.Jumpoint != jumpoint || !k.Overridable(installerkey.FieldTag) || k.Overridable(installerkey.FieldGroup) {
-		t.Fatalf("jumpoint %s / overrides %v", k.Jumpoint, installerkey.Field(k.Body.GetOverridable()).Names())
+	if !k.Overridable(installerkey.FieldTag) || k.Overridable(installerkey.FieldGroup) {
+		t.Fatalf("overrides %v", installerkey.Field(k.Body.GetOverridable()).Names())
 	}
 	if len(k.SiteAddrs) == 0 {
 		t.Fatal("key carries no site address")
@@ -84,7 +77,7 @@ func TestInstallerValidation(t *testing.T) {
 		{"unknown session policy", create(h, &pb.InstallerDefaults{SessionPolicyPresent: "nope"}, week), catalog.CodePolicyNotFound},
 		{"ephemeral with other offline limit", create(h, &pb.InstallerDefaults{Ephemeral: true, MaxOfflineMinutes: 60}, week), catalog.CodeInvalidArgument},
 		{"offline limit below 5", create(h, &pb.InstallerDefaults{MaxOfflineMinutes: 4}, week), catalog.CodeOutOfRange},
-		{"bad jumpoint", func() error {
+		{"jumpoint in the old single field", func() error {
 			_, err := h.admin.CreateInstaller(ctx, &pb.InstallerCreateRequest{ValidForSeconds: week, Jumpoint: "not-a-peer"})
 			return err
 		}, catalog.CodeInvalidArgument},

@@ -96,7 +96,7 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 	}
 	ev.SessionId = fmt.Sprintf("%x", signed.GetNonce())
 	return &pb.Response{Body: &pb.Response_Jump{Jump: &pb.JumpResponse{Grant: g, Peer: v, Addrs: encodeAddrs(s.peerAddrs(id)),
-		Relays: encodeAddrs(s.relayAddrs())}}}, ev, nil
+		Relays: encodeAddrs(s.relayAddrs()), Jumpoints: s.peerJumpoints(rec)}}}, ev, nil
 }
 
 func orUnknown(s string) string {

@@ -192,6 +192,7 @@ func (s *Service) peerShow(c *caller, r *pb.PeerRefRequest) (*pb.Response, error
 	}
 	v.Addrs = encodeAddrs(s.peerAddrs(peer.ID(v.GetPeer().GetId())))
 	v.Relays = encodeAddrs(s.relayAddrs())
+	v.Jumpoints = s.peerJumpoints(v.GetPeer())
 	return &pb.Response{Body: &pb.Response_Peer{Peer: v}}, nil
 }
 

@@ -64,8 +64,9 @@ const searchSep = '\x00'
 // Statuses a peer can have, as the status: term takes them.
 var searchStatuses = []string{"online", "offline", "lost", "uninstalled", "disabled", "deleted"}
 
-// Jump methods, as the method: term takes them. "jumpoint" is for peers
-// reached through a jumpoint, which the peer record does not carry yet.
+// Jump methods, as the method: term takes them. "jumpoint" is a peer
+// installed to talk through jumpoints (its record names them), whatever
+// its connection type.
 var searchMethods = []string{"active", "passive", "jumpoint"}
 
 // SearchDoc is the flattened, lower-cased view of one peer that search
@@ -125,7 +126,7 @@ func NewSearchDoc(p *pb.Peer, status string) SearchDoc {
 	field(searchPublicIP, searchAddrIP(p.GetPublicAddr()))
 	field(searchID, d.idText)
 	field(searchStatus, status)
-	field(searchMethod, searchJumpMethod(set.GetConnectionType()))
+	field(searchMethod, searchJumpMethod(p))
 	d.text = b.String()
 	var key [16]byte
 	copy(key[:], d.span(searchName, searchName))
@@ -162,8 +163,11 @@ func searchAddrIP(addr string) string {
 	return addr
 }
 
-func searchJumpMethod(t pb.ConnectionType) string {
-	switch t {
+func searchJumpMethod(p *pb.Peer) string {
+	if len(p.GetJumpoints()) > 0 {
+		return "jumpoint"
+	}
+	switch p.GetSettings().GetConnectionType() {
 	case pb.ConnectionType_CONNECTION_TYPE_ACTIVE:
 		return "active"
 	case pb.ConnectionType_CONNECTION_TYPE_PASSIVE:

@@ -349,3 +349,31 @@ func TestFirstSorted(t *testing.T) {
 		}
 	}
 }
+
+// TestMethodJumpoint: a peer whose record names a jumpoint has the method
+// jumpoint, whatever its connection type; the others keep theirs.
+func TestMethodJumpoint(t *testing.T) {
+	behind := &pb.Peer{Id: searchTestID(9), Jumpoints: [][]byte{searchTestID(8)},
+		Settings: &pb.InstallerDefaults{Name: "plc-01", ConnectionType: pb.ConnectionType_CONNECTION_TYPE_ACTIVE}}
+	docs := append(searchTestDocs(), NewSearchDoc(behind, "online"))
+	for query, want := range map[string][]string{
+		"method:jumpoint":  {"plc-01"},
+		"-method:jumpoint": {"db-primary", "mail 02", "web-01"},
+		"method:active":    {"mail 02", "web-01"},
+	} {
+		q, err := ParseQuery(query, searchTestNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for i := range docs {
+			if q.Match(&docs[i]) {
+				got = append(got, docs[i].span(searchName, searchName))
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s matched %v, want %v", query, got, want)
+		}
+	}
+}

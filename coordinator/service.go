@@ -63,6 +63,7 @@ type Service struct {
 
 	settingsCache atomic.Pointer[pb.Settings]
 	relayBook     relayBook
+	jumpointBook  jumpointBook
 	paths         *pathStats
 }
 
@@ -163,8 +164,11 @@ func (s *Service) Handle(ctx context.Context, remote peer.ID, req *pb.Request) (
 }
 
 func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
-	if c.user.GetRole() == pb.Role_ROLE_RELAY {
+	switch c.user.GetRole() {
+	case pb.Role_ROLE_RELAY:
 		return s.dispatchRelay(c, req)
+	case pb.Role_ROLE_JUMPOINT:
+		return s.dispatchJumpoint(c, req)
 	}
 	switch b := req.GetBody().(type) {
 	case *pb.Request_Whoami:
@@ -237,6 +241,10 @@ func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
 		return s.auditList(c, b.Audit)
 	case *pb.Request_RelayAcl:
 		return nil, catalog.Errorf(catalog.CodePermissionDenied, "(relays only)")
+	case *pb.Request_JumpointAcl:
+		return nil, catalog.Errorf(catalog.CodePermissionDenied, "(jumpoints only)")
+	case *pb.Request_JumpointList:
+		return s.jumpointList()
 	case *pb.Request_PathReport:
 		return s.pathReport(b.PathReport)
 	case *pb.Request_PathStats:

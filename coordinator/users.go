@@ -256,7 +256,7 @@ func (s *Service) userRole(c *caller, r *pb.UserRoleRequest) (*pb.Response, erro
 		return nil, err
 	}
 	if r.GetRole() != pb.Role_ROLE_ADMIN && r.GetRole() != pb.Role_ROLE_TECHNICIAN {
-		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "A role is admin or technician (relays are enrolled with `jumpmesh relay invite`).")
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "A role is admin or technician (relays and jumpoints are enrolled with `jumpmesh relay invite` and `jumpmesh jumpoint invite`).")
 	}
 	var user *pb.User
 	var before pb.Role
@@ -269,9 +269,10 @@ func (s *Service) userRole(c *caller, r *pb.UserRoleRequest) (*pb.Response, erro
 			return catalog.Errorf(catalog.CodeUserNotFound, "(%s)", r.GetName())
 		}
 		before = u.GetRole()
-		if u.GetRole() == pb.Role_ROLE_RELAY {
-			// A relay's key must never become a person's account.
-			return catalog.Errorf(catalog.CodeInvalidArgument, "%s is a relay; relays keep their role (remove it and invite a user instead).", u.GetName())
+		if u.GetRole() == pb.Role_ROLE_RELAY || u.GetRole() == pb.Role_ROLE_JUMPOINT {
+			// A relay's or jumpoint's key must never become a person's account.
+			role := words.RoleName(u.GetRole())
+			return catalog.Errorf(catalog.CodeInvalidArgument, "%s is a %s; %ss keep their role (remove it and invite a user instead).", u.GetName(), role, role)
 		}
 		if u.GetRole() == pb.Role_ROLE_ADMIN && r.GetRole() != pb.Role_ROLE_ADMIN {
 			if err := requireAnotherAdmin(tx, u.GetName()); err != nil {
