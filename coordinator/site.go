@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -176,11 +175,7 @@ func (sc *SiteConfig) validate() error {
 }
 
 func writeSiteConfig(dir string, sc *SiteConfig) error {
-	raw, err := json.MarshalIndent(sc, "", "  ")
-	if err != nil {
-		return err
-	}
-	return mesh.WriteFileAtomic(filepath.Join(dir, siteConfigFile), append(raw, '\n'), 0o600)
+	return mesh.WriteJSONFile(filepath.Join(dir, siteConfigFile), sc, 0o600)
 }
 
 // mkdirTracked creates dir (0700) if missing and reports whether it did.
@@ -207,16 +202,13 @@ func cleanupInit(dir string, createdDir bool) {
 
 // OpenSite reads a data directory made by InitSite.
 func OpenSite(dir string) (*Site, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, siteConfigFile))
+	var sc SiteConfig
+	err := mesh.ReadJSONFile(filepath.Join(dir, siteConfigFile), &sc)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, catalog.Errorf(catalog.CodeSiteNotFound, "(no %s in %s)", siteConfigFile, dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading site config: %w", err)
-	}
-	var sc SiteConfig
-	if err := json.Unmarshal(raw, &sc); err != nil {
-		return nil, fmt.Errorf("reading site config %s: %w", filepath.Join(dir, siteConfigFile), err)
 	}
 	if err := sc.validate(); err != nil {
 		return nil, fmt.Errorf("site config %s: %w", filepath.Join(dir, siteConfigFile), err)

@@ -1,7 +1,6 @@
 package member
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -58,28 +57,19 @@ func (c *Config) SiteInfo() (peer.AddrInfo, error) {
 
 // LoadConfig reads the config file; a missing one is CodeNotLoggedIn.
 func (f Files) LoadConfig() (*Config, error) {
-	raw, err := os.ReadFile(f.ConfigPath())
+	var c Config
+	err := mesh.ReadJSONFile(f.ConfigPath(), &c)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, catalog.Errorf(catalog.CodeNotLoggedIn, "(no %s in %s)", f.Config, f.Dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading member config: %w", err)
 	}
-	var c Config
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, fmt.Errorf("reading member config %s: %w", f.ConfigPath(), err)
-	}
 	return &c, nil
 }
 
 // SaveConfig replaces the config file atomically (mode 0600).
-func (f Files) SaveConfig(c *Config) error {
-	raw, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return err
-	}
-	return mesh.WriteFileAtomic(f.ConfigPath(), append(raw, '\n'), 0o600)
-}
+func (f Files) SaveConfig(c *Config) error { return mesh.WriteJSONFile(f.ConfigPath(), c, 0o600) }
 
 // LoadKey reads the key file, refusing one that others may read.
 func (f Files) LoadKey() (crypto.PrivKey, error) { return mesh.LoadKeyFile(f.KeyPath()) }
