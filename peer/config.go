@@ -52,7 +52,12 @@ type Config struct {
 	SiteAddrs         []string `json:"site_addrs"`
 	PublicSiteAddress string   `json:"public_site_address,omitempty"`
 	Relays            []string `json:"relays,omitempty"`
-	Jumpoint          string   `json:"jumpoint,omitempty"`
+	// Jumpoints, when the key names any, are the only way the peer reaches
+	// the site: through them, in this order (peer/jumpoint.go).
+	Jumpoints []JumpointConfig `json:"jumpoints,omitempty"`
+	// LegacyJumpoint is the single jumpoint ID of installs made before
+	// jumpoints had names and addresses; LoadConfig moves it to Jumpoints.
+	LegacyJumpoint string `json:"jumpoint,omitempty"`
 	// Overrides are the host's install-time choices; OverrideFields is the
 	// installerkey.Field set of those given.
 	Overrides      Overrides `json:"overrides"`
@@ -68,6 +73,15 @@ type Config struct {
 	// PeerID is the peer's ID, recorded at install: the local policy
 	// statement must name it.
 	PeerID string `json:"peer_id,omitempty"`
+}
+
+// JumpointConfig is one jumpoint the peer talks to the site through: its
+// peer ID, its name at the site, and its multiaddrs on the peer's network
+// (without /p2p/).
+type JumpointConfig struct {
+	ID    string   `json:"id"`
+	Name  string   `json:"name,omitempty"`
+	Addrs []string `json:"addrs,omitempty"`
 }
 
 // Overrides are the install flags --jc-*.
@@ -163,6 +177,10 @@ func LoadConfig(dir string) (*Config, error) {
 	if c.Version != configVersion {
 		return nil, fmt.Errorf("%s: config version %d, this jumpmesh reads %d", dir, c.Version, configVersion)
 	}
+	if c.LegacyJumpoint != "" && len(c.Jumpoints) == 0 {
+		c.Jumpoints = []JumpointConfig{{ID: c.LegacyJumpoint}}
+	}
+	c.LegacyJumpoint = ""
 	return &c, nil
 }
 

@@ -11,9 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
@@ -88,6 +90,9 @@ type Daemon struct {
 
 	sess     *sessions
 	reserver *reserver
+	// jumpoints is the way to the site of a peer behind jumpoints; nil
+	// for a peer that reaches it itself.
+	jumpoints *jumpointRoute
 
 	mu       sync.Mutex
 	state    *State
@@ -126,25 +131,49 @@ func Open(cfg RunConfig) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	// /p2p-circuit: accept connections through the relays we reserve on.
-	listen, err := mesh.ParseMultiaddrs(append(listenAddrs(cfg.Listen), "/p2p-circuit"))
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	hc, jumpoints, err := hostConfig(cfg, config, key, log)
 	if err != nil {
 		return nil, err
 	}
-	h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: listen, RelayClient: true, Puncher: true})
+	h, err := mesh.NewHost(hc)
 	if err != nil {
 		return nil, err
 	}
 	h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
 	d := &Daemon{cfg: cfg, config: config, site: site, host: h, state: state, clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults(),
-		sess: &sessions{gate: grant.NewGate(grant.DefaultLimits())}}
+		sess: &sessions{gate: grant.NewGate(grant.DefaultLimits())}, jumpoints: jumpoints, log: log}
 	d.reserver = newReserver(d)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
-	d.log = cfg.Logger
-	if d.log == nil {
-		d.log = slog.New(slog.DiscardHandler)
+	if jumpoints != nil {
+		jumpoints.setHost(h, func() bool { return d.snapshot().Contacted })
 	}
 	return d, nil
+}
+
+// hostConfig is the peer's host: listening for consoles (directly and,
+// through /p2p-circuit, via the relays it reserves on) — or, for a peer
+// behind jumpoints, listening on TCP only and dialing through them.
+func hostConfig(cfg RunConfig, config *Config, key crypto.PrivKey, log *slog.Logger) (mesh.HostConfig, *jumpointRoute, error) {
+	listen, err := mesh.ParseMultiaddrs(listenAddrs(cfg.Listen))
+	if err != nil {
+		return mesh.HostConfig{}, nil, err
+	}
+	if len(config.Jumpoints) == 0 {
+		listen = append(listen, ma.StringCast("/p2p-circuit"))
+		return mesh.HostConfig{Key: key, ListenAddrs: listen, RelayClient: true, Puncher: true}, nil, nil
+	}
+	if listen, err = tcpListen(listen); err != nil {
+		return mesh.HostConfig{}, nil, err
+	}
+	route, err := newJumpointRoute(config, log)
+	if err != nil {
+		return mesh.HostConfig{}, nil, err
+	}
+	return mesh.HostConfig{Key: key, ListenAddrs: listen, TCPDialer: route.ForAddr}, route, nil
 }
 
 // siteAddrInfo is where the coordinator is: --jc-public-site-address if
@@ -230,16 +259,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.updateState(func(s *State) { s.Connected = false; s.PID = os.Getpid(); s.Relays = nil })
 	d.serveSessions()
 	defer d.stopSessions()
-	// The coordinator and the relays are the observers the puncher trusts
-	// to say what our NAT maps our listening port to.
-	puncher, err := punch.Start(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.isRelay(id) }, d.log)
-	if err != nil {
-		return err
-	}
-	defer puncher.Close()
 	var reserving sync.WaitGroup
 	defer reserving.Wait()
-	reserving.Go(func() { d.reserver.run(ctx) })
+	if d.jumpoints != nil {
+		// Behind jumpoints: no relays, no punching; watch the jumpoints.
+		reserving.Go(func() { d.jumpoints.run(ctx) })
+	} else {
+		// The coordinator and the relays are the observers the puncher
+		// trusts to say what our NAT maps our listening port to.
+		puncher, err := punch.Start(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.isRelay(id) }, d.log)
+		if err != nil {
+			return err
+		}
+		defer puncher.Close()
+		reserving.Go(func() { d.reserver.run(ctx) })
+	}
 	defer cancel() // before the waits above: they wait for work ctx ends
 	attempt := 0
 	for {

@@ -202,8 +202,15 @@ func newConfig(key *installerkey.Key, opts InstallOptions, now time.Time) *Confi
 	for _, a := range key.Relays {
 		c.Relays = append(c.Relays, a.String())
 	}
-	if key.Jumpoint != "" {
-		c.Jumpoint = key.Jumpoint.String()
+	for _, j := range key.Jumpoints {
+		jc := JumpointConfig{ID: j.ID.String(), Name: j.Name}
+		for _, a := range j.Addrs {
+			jc.Addrs = append(jc.Addrs, a.String())
+		}
+		c.Jumpoints = append(c.Jumpoints, jc)
+	}
+	if len(c.Jumpoints) == 0 && key.Jumpoint != "" {
+		c.Jumpoints = []JumpointConfig{{ID: key.Jumpoint.String()}}
 	}
 	if opts.OverrideFields&installerkey.FieldMaxOfflineMinutes != 0 {
 		c.MaxOfflineMinutes = opts.Overrides.MaxOfflineMinutes
