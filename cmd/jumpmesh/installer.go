@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -25,34 +26,34 @@ func installerCommand() *cli.Command {
 		Usage: "create and manage installer keys that enroll hosts as peers",
 		Description: "An installer key is a signed, self-describing string: a host verifies it offline, then enrolls\n" +
 			"with the defaults it carries (jump group, tag, comments, name, policies, offline limits,\n" +
-			"connection type, jumpoint). Deleting an installer revokes its key.",
+			"connection type, jumpoints). Deleting an installer revokes its key.",
 		Subcommands: []*cli.Command{installerCreateCommand(), installerListCommand(), installerShowCommand(),
 			installerExtendCommand(), installerDeleteCommand(), installerCommandCommand(), installerVerifyCommand()},
 	}
 }
 
 type installerView struct {
-	ID                      string   `json:"id"`
-	Status                  string   `json:"status"`
-	Group                   string   `json:"jump_group"`
-	Tag                     string   `json:"tag,omitempty"`
-	Comments                string   `json:"comments,omitempty"`
-	Name                    string   `json:"name,omitempty"`
-	JumpPolicy              string   `json:"jump_policy,omitempty"`
-	SessionPolicyPresent    string   `json:"session_policy_present,omitempty"`
-	SessionPolicyNotPresent string   `json:"session_policy_not_present,omitempty"`
-	MaxOfflineMinutes       uint32   `json:"max_offline_minutes,omitempty"`
-	Ephemeral               bool     `json:"ephemeral"`
-	Connection              string   `json:"connection"`
-	Jumpoint                string   `json:"jumpoint,omitempty"`
-	Overridable             []string `json:"overridable"`
-	Site                    string   `json:"site"`
-	ValidFrom               string   `json:"valid_from"`
-	ValidUntil              string   `json:"valid_until"`
-	CreatedBy               string   `json:"created_by,omitempty"`
-	Deleted                 string   `json:"deleted,omitempty"`
-	DeletedBy               string   `json:"deleted_by,omitempty"`
-	Key                     string   `json:"key"`
+	ID                      string              `json:"id"`
+	Status                  string              `json:"status"`
+	Group                   string              `json:"jump_group"`
+	Tag                     string              `json:"tag,omitempty"`
+	Comments                string              `json:"comments,omitempty"`
+	Name                    string              `json:"name,omitempty"`
+	JumpPolicy              string              `json:"jump_policy,omitempty"`
+	SessionPolicyPresent    string              `json:"session_policy_present,omitempty"`
+	SessionPolicyNotPresent string              `json:"session_policy_not_present,omitempty"`
+	MaxOfflineMinutes       uint32              `json:"max_offline_minutes,omitempty"`
+	Ephemeral               bool                `json:"ephemeral"`
+	Connection              string              `json:"connection"`
+	Jumpoints               []installerJumpoint `json:"jumpoints,omitempty"`
+	Overridable             []string            `json:"overridable"`
+	Site                    string              `json:"site"`
+	ValidFrom               string              `json:"valid_from"`
+	ValidUntil              string              `json:"valid_until"`
+	CreatedBy               string              `json:"created_by,omitempty"`
+	Deleted                 string              `json:"deleted,omitempty"`
+	DeletedBy               string              `json:"deleted_by,omitempty"`
+	Key                     string              `json:"key"`
 }
 
 func newInstallerView(in *pb.Installer, now time.Time) installerView {
@@ -66,10 +67,33 @@ func newInstallerView(in *pb.Installer, now time.Time) installerView {
 		ValidFrom: jsonTime(b.GetNotBeforeUnix()), ValidUntil: jsonTime(b.GetNotAfterUnix()),
 		CreatedBy: in.GetCreatedBy(), Deleted: jsonTime(in.GetRevokedUnix()), DeletedBy: in.GetRevokedBy(), Key: in.GetKey(),
 	}
-	if len(b.GetJumpoint()) > 0 {
-		v.Jumpoint = peer.ID(b.GetJumpoint()).String()
+	if len(b.GetJumpoint()) > 0 { // a key made before jumpoints had names
+		v.Jumpoints = append(v.Jumpoints, installerJumpoint{ID: peer.ID(b.GetJumpoint()).String(), Addrs: []string{}})
+	}
+	for _, j := range b.GetJumpoints() {
+		ij := installerJumpoint{Name: j.GetName(), ID: peer.ID(j.GetId()).String(), Addrs: []string{}}
+		for _, a := range mesh.DecodeAddrs(j.GetAddrs()) {
+			ij.Addrs = append(ij.Addrs, a.String())
+		}
+		v.Jumpoints = append(v.Jumpoints, ij)
 	}
 	return v
+}
+
+// installerJumpoint is a jumpoint a key names, as the key has it.
+type installerJumpoint struct {
+	Name  string   `json:"name,omitempty"`
+	ID    string   `json:"peer_id"`
+	Addrs []string `json:"addrs"`
+}
+
+// jumpointsText is "plant-a (12D3…), plant-b (12D3…)", or "-".
+func jumpointsText(js []installerJumpoint) string {
+	parts := make([]string, 0, len(js))
+	for _, j := range js {
+		parts = append(parts, strings.TrimSpace(j.Name+" ("+j.ID+")"))
+	}
+	return orDash(strings.Join(parts, ", "))
 }
 
 func installerStatus(in *pb.Installer, now time.Time) string {
@@ -85,25 +109,28 @@ func installerStatus(in *pb.Installer, now time.Time) string {
 func installerCreateCommand() *cli.Command {
 	var f struct {
 		group, tag, comments, name, jumpPolicy, spPresent, spNotPresent string
-		connection, jumpoint, validFor, installDir                      string
+		connection, validFor, installDir                                string
 		maxOffline                                                      uint
 		ephemeral                                                       bool
-		override                                                        cli.StringSlice
+		override, jumpoints                                             cli.StringSlice
 	}
 	return &cli.Command{
 		Name:  "create",
 		Usage: "create an installer key with the defaults of the peers it will enroll",
 		UsageText: "jumpmesh installer create [--group user:NAME|jumpgroup:CODE] [--tag T] [--comments C] [--name N]\n" +
 			"    [--jump-policy P] [--session-policy-present P] [--session-policy-not-present P]\n" +
-			"    [--max-offline-minutes M | --ephemeral] [--connection active|passive] [--jumpoint PEER-ID]\n" +
+			"    [--max-offline-minutes M | --ephemeral] [--connection active|passive] [--jumpoint NAME ...]\n" +
 			"    [--valid-for 7d] [--allow-override FIELD,...|all] [--install-dir DIR] [--json]\n\n" +
 			"Examples:\n" +
 			"  jumpmesh installer create --group jumpgroup:servers --tag linux --valid-for 30d\n" +
-			"  jumpmesh installer create --ephemeral --allow-override name,comments --valid-for 1h",
+			"  jumpmesh installer create --ephemeral --allow-override name,comments --valid-for 1h\n" +
+			"  jumpmesh installer create --group jumpgroup:plant --jumpoint plant-a --jumpoint plant-b",
 		Description: "Prints the key and two command lines that install it: as root, with --user PEER-USER, a\n" +
 			"placeholder to change to the account the peer will run as; and as that account itself, without\n" +
 			"root, into $HOME/jumpmesh (--install-dir names the root line's directory). Fields named in\n" +
-			"--allow-override may be changed at install with the matching --jc-<field> flag; fields: all, " + strings.Join(installerkey.FieldNames(), ", ") + ".",
+			"--allow-override may be changed at install with the matching --jc-<field> flag; fields: all, " + strings.Join(installerkey.FieldNames(), ", ") + ".\n" +
+			"With --jumpoint the key's peers talk to the site only through the named jumpoints (tried in order);\n" +
+			"each must be enrolled and running, since the key carries the addresses it last reported.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "group", Destination: &f.group, Usage: "jump group: user:NAME (personal list) or jumpgroup:CODE (default: your personal list)"},
 			&cli.StringFlag{Name: "tag", Destination: &f.tag, Usage: "tag to group peers by"},
@@ -115,7 +142,7 @@ func installerCreateCommand() *cli.Command {
 			&cli.UintFlag{Name: "max-offline-minutes", Destination: &f.maxOffline, DefaultText: "the site's delete horizon", Usage: "delete the peer after this long offline (5 to 525600)"},
 			&cli.BoolFlag{Name: "ephemeral", Destination: &f.ephemeral, Usage: "delete the peer 5 minutes after it goes offline"},
 			&cli.StringFlag{Name: "connection", Destination: &f.connection, Usage: "active or passive (default: the site's default-connection-type)"},
-			&cli.StringFlag{Name: "jumpoint", Destination: &f.jumpoint, Usage: "peer ID of the jumpoint the peers reach the site through"},
+			&cli.StringSliceFlag{Name: "jumpoint", Destination: &f.jumpoints, Usage: "name (or peer ID) of a jumpoint the peers reach the site through (see `jumpmesh jumpoint list`)"},
 			&cli.StringFlag{Name: "valid-for", Destination: &f.validFor, Value: "7d", Usage: "how long the key may be used to install (10m to 1y)"},
 			&cli.StringSliceFlag{Name: "allow-override", Destination: &f.override, Usage: "fields the host may override at install (comma list or repeat; \"all\")"},
 			&cli.StringFlag{Name: "install-dir", Destination: &f.installDir, Value: defaultInstallDir, Usage: "install directory shown in the printed command"},
@@ -139,7 +166,7 @@ func installerCreateCommand() *cli.Command {
 				}
 			}
 			in, err := c.CreateInstaller(ctx, &pb.InstallerCreateRequest{Defaults: d, Overridable: uint32(over),
-				ValidForSeconds: int64(valid / time.Second), Jumpoint: f.jumpoint})
+				ValidForSeconds: int64(valid / time.Second), Jumpoints: f.jumpoints.Value()})
 			if err != nil {
 				return err
 			}
@@ -167,7 +194,7 @@ func printInstaller(cc *cli.Context, in *pb.Installer, installDir, user string) 
 			"session policy (present)", orDash(v.SessionPolicyPresent),
 			"session policy (not present)", orDash(v.SessionPolicyNotPresent),
 			"max offline", offlineText(v.MaxOfflineMinutes, v.Ephemeral), "connection", v.Connection,
-			"jumpoint", orDash(v.Jumpoint), "may override", orDash(strings.Join(v.Overridable, ", ")),
+			"jumpoints", jumpointsText(v.Jumpoints), "may override", orDash(strings.Join(v.Overridable, ", ")),
 			"valid", unixTime(in.GetBody().GetNotBeforeUnix())+" to "+unixTime(in.GetBody().GetNotAfterUnix()),
 			"created by", orDash(v.CreatedBy))
 		if v.Deleted != "" {

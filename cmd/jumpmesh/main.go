@@ -114,6 +114,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			installerCommand(),
 			peerCommand(),
 			relayCommand(),
+			jumpointCommand(),
 			simCommand(),
 			lsCommand(),
 			showCommand(),
