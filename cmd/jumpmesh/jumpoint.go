@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/jumpoint"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -17,7 +19,7 @@ import (
 func jumpointCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "jumpoint",
-		Usage: "enroll and list jumpoints: the way into networks with no route to the Internet",
+		Usage: "run a jumpoint, and enroll and list jumpoints: the way into networks with no route to the Internet",
 		Description: "A jumpoint is a site member on a network whose hosts cannot reach the site themselves. Peers\n" +
 			"installed with a key that names it (jumpmesh installer create --jumpoint NAME) talk to the site\n" +
 			"only through it, and consoles reach them through it; sessions stay end-to-end encrypted, so the\n" +
@@ -25,8 +27,8 @@ func jumpointCommand() *cli.Command {
 			"role jumpoint.",
 		Subcommands: []*cli.Command{
 			jumpointInviteCommand(),
+			jumpointRunCommand(),
 			jumpointListCommand(),
-			// jumpoint run: registered here by its own change (jumpointRunCommand).
 		},
 	}
 }
@@ -144,5 +146,84 @@ func jumpointListCommand() *cli.Command {
 				table(w, rows)
 			})
 		}),
+	}
+}
+
+func jumpointRunCommand() *cli.Command {
+	def := jumpoint.DefaultResources()
+	var f struct {
+		data, coordinator, invite, httpAddr, logLevel, logFormat, refresh, dialTimeout string
+		listen, announce                                                               cli.StringSlice
+		tunnels, tunnelsPerPeer, peers                                                 int
+	}
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run a jumpoint until SIGINT or SIGTERM (the first run enrolls it with an invite)",
+		UsageText: "jumpmesh jumpoint run --data DIR [--coordinator ADDR --invite CODE] [--listen MULTIADDR ...]\n" +
+			"                      [--announce MULTIADDR ...] [--http-addr ADDR] [--log-level LEVEL] [--log-format text|json]\n\n" +
+			"Examples:\n" +
+			"  jumpmesh jumpoint run --data /var/lib/jumpmesh-jumpoint --coordinator /ip4/203.0.113.7/tcp/4830/p2p/12D3KooW... --invite k3p7-2xqa-...\n" +
+			"  jumpmesh jumpoint run --data /var/lib/jumpmesh-jumpoint --listen /ip4/10.20.0.5/tcp/4833 --listen /ip4/198.51.100.30/tcp/4833",
+		Description: "Listens on TCP and QUIC (port 4833, every interface), fetches its ACL from the coordinator before\n" +
+			"serving and then every refresh period, and opens tunnels only for the site's members: peers\n" +
+			"installed to use it reach the coordinator and relays, hosts enrolling with a key that names it\n" +
+			"reach the coordinator, technicians with a grant reach that peer. Everyone else is refused and\n" +
+			"counted. Tunnels carry end-to-end encrypted connections and are not limited in time or bytes.\n" +
+			"Exposes Prometheus /metrics and /healthz on --http-addr.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Destination: &f.data, Usage: "jumpoint data directory: key and enrollment (required; created 0700 on the first run)"},
+			&cli.StringFlag{Name: "coordinator", Destination: &f.coordinator, Usage: "coordinator address ending in /p2p/<site> (first run only)"},
+			&cli.StringFlag{Name: "invite", Destination: &f.invite, Usage: "one-time code printed by \"jumpmesh jumpoint invite\" (first run only)"},
+			&cli.StringSliceFlag{Name: "listen", Destination: &f.listen, Usage: "multiaddr to listen on (default TCP and QUIC on port 4833, every IPv4 interface)"},
+			&cli.StringSliceFlag{Name: "announce", Destination: &f.announce, Usage: "multiaddr the served networks' hosts should dial, if not the listen addresses"},
+			&cli.StringFlag{Name: "http-addr", Destination: &f.httpAddr, Value: jumpoint.DefaultHTTPAddr, Usage: "local address for /metrics and /healthz, or \"off\""},
+			&cli.StringFlag{Name: "refresh", Destination: &f.refresh, Usage: "how often to fetch the ACL (default: as the coordinator says, 30s)"},
+			&cli.IntFlag{Name: "max-tunnels", Destination: &f.tunnels, Value: def.MaxTunnels, Usage: "tunnels carried at once (each peer behind the jumpoint holds one)"},
+			&cli.IntFlag{Name: "max-tunnels-per-peer", Destination: &f.tunnelsPerPeer, Value: def.MaxTunnelsPerPeer, Usage: "tunnels one caller holds at once"},
+			&cli.IntFlag{Name: "max-peers", Destination: &f.peers, Value: def.MaxPeers, Usage: "connections kept before the least useful are closed (the ACL's members are kept)"},
+			&cli.StringFlag{Name: "dial-timeout", Destination: &f.dialTimeout, Value: def.DialTimeout.String(), Usage: "how long to wait for a tunnel's target to accept"},
+			&cli.StringFlag{Name: "log-level", Destination: &f.logLevel, Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Destination: &f.logFormat, Value: "text", Usage: "text or json"},
+		},
+		Action: func(cc *cli.Context) error {
+			if err := needArgs(cc, 0); err != nil {
+				return err
+			}
+			if err := requireFlags(cc, "data"); err != nil {
+				return err
+			}
+			if f.invite != "" && f.coordinator == "" {
+				return usagef("%s: --invite needs --coordinator", cc.Command.FullName())
+			}
+			var refresh time.Duration
+			if f.refresh != "" {
+				d, err := parseDuration(f.refresh)
+				if err != nil {
+					return err
+				}
+				refresh = d
+			}
+			dial, err := parseDuration(f.dialTimeout)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cc.App.ErrWriter, f.logLevel, f.logFormat)
+			if err != nil {
+				return err
+			}
+			j, err := jumpoint.New(cc.Context, jumpoint.Config{
+				DataDir: f.data, Coordinator: f.coordinator, Invite: f.invite,
+				Listen: f.listen.Value(), Announce: f.announce.Value(), HTTPAddr: f.httpAddr, Refresh: refresh,
+				Resources: jumpoint.Resources{MaxTunnels: f.tunnels, MaxTunnelsPerPeer: f.tunnelsPerPeer, MaxPeers: f.peers, DialTimeout: dial},
+				Logger:    log,
+			})
+			if err != nil {
+				return err
+			}
+			printReady(cc.App.Writer, j.Addrs(), j.HTTPAddr())
+			err = j.Run(cc.Context)
+			log.Info("jumpoint stopped")
+			return err
+		},
 	}
 }
