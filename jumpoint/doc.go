@@ -9,8 +9,9 @@
 //  1. Enrollment (first run). An administrator runs `jumpmesh jumpoint
 //     invite NAME`, which creates a user with the role jumpoint and a
 //     one-time code. The jumpoint redeems it as every site member does
-//     (mesh/member): it makes its Ed25519 key (DataDir/jumpoint.key, mode
-//     0600) and records the site, its user and role (DataDir/jumpoint.json).
+//     (mesh/member): it makes its Ed25519 key (DataDir/jumpoint.key, with
+//     mode 0600) and records the site, its user and role
+//     (DataDir/jumpoint.json).
 //     That key is the jumpoint's libp2p identity. A directory enrolled with
 //     another role's invite is refused.
 //  2. First ACL fetch. Before it serves anything, the jumpoint sends the
