@@ -2,6 +2,8 @@ package console
 
 import (
 	"context"
+	"errors"
+	"sync"
 
 	"github.com/libp2p/go-libp2p/core/host"
 
@@ -16,6 +18,39 @@ type Client struct {
 	*member.Client
 	// host is the member's host; sessions open their streams on it.
 	host host.Host
+
+	// tunnels are the tunnel hosts of jumps to peers behind jumpoints
+	// not closed yet (a forward's renewed jumps): Close closes them.
+	mu      sync.Mutex
+	tunnels map[*tunnelHost]bool
+}
+
+// Close closes the tunnel hosts of jumps still open, then the console's host.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	open := c.tunnels
+	c.tunnels = nil
+	c.mu.Unlock()
+	var errs []error
+	for t := range open {
+		errs = append(errs, t.Close())
+	}
+	return errors.Join(append(errs, c.Client.Close())...)
+}
+
+func (c *Client) track(t *tunnelHost) {
+	c.mu.Lock()
+	if c.tunnels == nil {
+		c.tunnels = map[*tunnelHost]bool{}
+	}
+	c.tunnels[t] = true
+	c.mu.Unlock()
+}
+
+func (c *Client) untrack(t *tunnelHost) {
+	c.mu.Lock()
+	delete(c.tunnels, t)
+	c.mu.Unlock()
 }
 
 // Open loads the console home and starts a libp2p host with the

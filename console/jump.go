@@ -2,9 +2,12 @@ package console
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -40,6 +43,10 @@ type Jump struct {
 	Addrs []ma.Multiaddr
 	// Relays are the site's relays: the peer is also reachable through them.
 	Relays []ma.Multiaddr
+	// Jumpoints, for a peer behind jumpoints, are the jumpoints to reach it
+	// through (Addrs are then its addresses on their network): sessions
+	// run on a tunnel host (tunnelhost.go) that Close closes.
+	Jumpoints []*pb.JumpointRef
 	// ForceRelay dials only through relays (labs and tests).
 	ForceRelay bool
 	// PunchWait is how long Connect waits, when the first connection is
@@ -56,6 +63,8 @@ type Jump struct {
 	mu       sync.Mutex
 	path     *PathWatch
 	reported bool
+	tunnel   *tunnelHost
+	closed   bool
 }
 
 // Need is what a session asks a grant for: a capability (grant.Shell,
@@ -93,6 +102,7 @@ func (c *Client) WithJump(ctx context.Context, ref string, need Need, fn func(*J
 	if err != nil {
 		return err
 	}
+	defer j.Close()
 	defer j.ReportPath(context.WithoutCancel(ctx))
 	return fn(j)
 }
@@ -110,14 +120,20 @@ func (c *Client) jump(ctx context.Context, req *pb.JumpRequest) (*Jump, error) {
 		return nil, err
 	}
 	jr := r.GetJump()
-	j := &Jump{c: c, req: req, Grant: jr.GetGrant(), Peer: jr.GetPeer(), ID: peer.ID(jr.GetPeer().GetPeer().GetId()), PunchWait: DefaultPunchWait}
+	j := &Jump{c: c, req: req, Grant: jr.GetGrant(), Peer: jr.GetPeer(), ID: peer.ID(jr.GetPeer().GetPeer().GetId()), PunchWait: DefaultPunchWait,
+		Jumpoints: jr.GetJumpoints()}
 	j.Addrs, j.Relays = mesh.DecodeAddrs(jr.GetAddrs()), mesh.DecodeAddrs(jr.GetRelays())
 	return j, nil
 }
 
 // Connect reaches the peer, within ConnectTimeout, and starts watching
-// for a direct connection replacing a relayed one.
+// for a direct connection replacing a relayed one. A peer behind
+// jumpoints is reached through one (the main host reaching the jumpoint,
+// the tunnel host the peer).
 func (j *Jump) Connect(ctx context.Context) error {
+	if len(j.Jumpoints) > 0 {
+		return j.connectThroughJumpoint(ctx)
+	}
 	j.mu.Lock()
 	if j.path == nil {
 		j.path = WatchPath(j.c.host, j.ID)
@@ -144,8 +160,8 @@ func (j *Jump) ReportPath(ctx context.Context) {
 	if w == nil || done {
 		return
 	}
-	w.Stop()
 	s := w.Summary()
+	w.Stop()
 	if !s.Connected {
 		return
 	}
@@ -193,12 +209,86 @@ func (j *Jump) Open(ctx context.Context, open *pb.ChannelOpen) (*channel.Channel
 	}
 	open = proto.CloneOf(open)
 	open.Grant = j.Grant
-	ch, _, err := channel.Open(ctx, j.c.host, j.ID, open)
+	ch, _, err := channel.Open(ctx, j.host(), j.ID, open)
 	return ch, err
 }
 
 // Path is how the console reaches the peer now.
-func (j *Jump) Path() Path { return PathTo(j.c.host, j.ID) }
+func (j *Jump) Path() Path {
+	j.mu.Lock()
+	t := j.tunnel
+	j.mu.Unlock()
+	if t != nil {
+		return pathTo(t, j.ID, t.classify)
+	}
+	return PathTo(j.c.host, j.ID)
+}
+
+// host is the host sessions to the peer run on: the tunnel host for a
+// peer behind jumpoints (once connected), else the console's own.
+func (j *Jump) host() host.Host {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.tunnel != nil {
+		return j.tunnel
+	}
+	return j.c.host
+}
+
+// connectThroughJumpoint starts the tunnel host (once), reaches a
+// jumpoint from the main host, then the peer from the tunnel host.
+func (j *Jump) connectThroughJumpoint(ctx context.Context) error {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return fmt.Errorf("jump to %s: %w", j.ID, net.ErrClosed)
+	}
+	t := j.tunnel
+	if t == nil {
+		refs, err := jumpointRefs(j.Jumpoints)
+		if err == nil {
+			t, err = newTunnelHost(j.c.host, j.Addrs, refs, j.Grant)
+		}
+		if err != nil {
+			j.mu.Unlock()
+			return err
+		}
+		j.tunnel, j.path = t, watchPath(t, j.ID, t.classify)
+		j.c.track(t)
+	}
+	w := j.path
+	j.mu.Unlock()
+	if t.Network().Connectedness(j.ID) == network.Connected {
+		return nil
+	}
+	if err := t.reachJumpoint(ctx, j.c, j.Relays, j.ForceRelay); err != nil {
+		return err
+	}
+	dialCtx, cancel := context.WithTimeout(ctx, ConnectTimeout)
+	defer cancel()
+	if sw, ok := t.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(j.ID)
+	}
+	if err := t.Connect(dialCtx, peer.AddrInfo{ID: j.ID, Addrs: j.Addrs}); err != nil {
+		return catalog.Errorf(catalog.CodeConnectTimeout, "(%s through jumpoint: %w)", j.ID, err)
+	}
+	w.Connected()
+	return nil
+}
+
+// Close ends the jump's tunnel host, if it has one, and the sessions on
+// it. A jump is closed by WithJump when its session ends.
+func (j *Jump) Close() error {
+	j.mu.Lock()
+	t := j.tunnel
+	j.closed = true
+	j.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	j.c.untrack(t)
+	return t.Close()
+}
 
 // Audit reads the coordinator's audit log (administrators): the newest
 // req.Limit matching events (all of them when 0), oldest first. The

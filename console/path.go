@@ -23,9 +23,10 @@ const (
 	PathDirect
 	// PathRelayed: a circuit through one of the site's relays.
 	PathRelayed
-	// PathJumpoint: a circuit through a jumpoint to a peer on its network
-	// (issue 10). Nothing yields it yet: AddrPath cannot tell a jumpoint's
-	// circuit from a relay's without the site's list of jumpoints.
+	// PathJumpoint: a connection of the console's tunnel host to a peer
+	// behind a jumpoint, carried by a tunnel through the jumpoint
+	// (tunnelhost.go). Its remote address is the peer's on the jumpoint's
+	// network, so only the tunnel host can tell it (AddrPath cannot).
 	PathJumpoint
 )
 
@@ -52,6 +53,8 @@ type Path struct {
 	Addr ma.Multiaddr
 	// Relay is the relay (or jumpoint) a circuit goes through.
 	Relay peer.ID
+	// Jumpoint is the jumpoint's name, for PathJumpoint.
+	Jumpoint string
 	// Transport is "tcp" or "quic": of the connection to the peer when
 	// direct, of the connection to the relay when relayed; empty for
 	// another transport.
@@ -60,13 +63,19 @@ type Path struct {
 
 // String describes the path as `jump -v`, `forward -v` and ping print it
 // (the lab reads these words): "direct ADDR", "relayed via RELAY (ADDR)",
-// or "not connected".
+// "via jumpoint NAME (ADDR)", or "not connected".
 func (p Path) String() string {
 	switch p.Kind {
 	case PathDirect:
 		return "direct " + p.Addr.String()
-	case PathRelayed, PathJumpoint:
+	case PathRelayed:
 		return p.Kind.String() + " via " + p.Relay.String() + " (" + p.Addr.String() + ")"
+	case PathJumpoint:
+		name := p.Jumpoint
+		if name == "" {
+			name = p.Relay.String()
+		}
+		return "via jumpoint " + name + " (" + p.Addr.String() + ")"
 	}
 	return "not connected"
 }
@@ -106,17 +115,23 @@ func transportOf(addr ma.Multiaddr) string {
 
 // PathTo is how h reaches p now. A direct connection wins when there are
 // both (after a hole punch); otherwise the first connection's path.
-func PathTo(h host.Host, p peer.ID) Path {
+func PathTo(h host.Host, p peer.ID) Path { return pathTo(h, p, connPath) }
+
+// connPath classifies a connection of the console's main host.
+func connPath(c network.Conn) Path { return AddrPath(c.RemoteMultiaddr()) }
+
+// pathTo is PathTo with the classification of the host's connections.
+func pathTo(h host.Host, p peer.ID, classify func(network.Conn) Path) Path {
 	conns := h.Network().ConnsToPeer(p)
 	if len(conns) == 0 {
 		return Path{}
 	}
 	for _, c := range conns {
-		if path := AddrPath(c.RemoteMultiaddr()); path.Kind == PathDirect {
+		if path := classify(c); path.Kind == PathDirect {
 			return path
 		}
 	}
-	return AddrPath(conns[0].RemoteMultiaddr())
+	return classify(conns[0])
 }
 
 // PathWatch follows how a console reaches one peer: the kind of the first
@@ -124,11 +139,12 @@ func PathTo(h host.Host, p peer.ID) Path {
 // (a hole punch's result) replaced a relayed one. Start it before
 // connecting so no direct connection is missed.
 type PathWatch struct {
-	h       host.Host
-	id      peer.ID
-	start   time.Time
-	notifee *network.NotifyBundle
-	direct  chan struct{} // closed at the first direct connection
+	h        host.Host
+	id       peer.ID
+	classify func(network.Conn) Path
+	start    time.Time
+	notifee  *network.NotifyBundle
+	direct   chan struct{} // closed at the first direct connection
 
 	mu          sync.Mutex
 	connected   bool
@@ -139,10 +155,13 @@ type PathWatch struct {
 }
 
 // WatchPath starts watching h's connections to id.
-func WatchPath(h host.Host, id peer.ID) *PathWatch {
-	w := &PathWatch{h: h, id: id, start: time.Now(), direct: make(chan struct{})}
+func WatchPath(h host.Host, id peer.ID) *PathWatch { return watchPath(h, id, connPath) }
+
+// watchPath is WatchPath with the classification of h's connections.
+func watchPath(h host.Host, id peer.ID, classify func(network.Conn) Path) *PathWatch {
+	w := &PathWatch{h: h, id: id, classify: classify, start: time.Now(), direct: make(chan struct{})}
 	w.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-		if c.RemotePeer() == id && AddrPath(c.RemoteMultiaddr()).Kind == PathDirect {
+		if c.RemotePeer() == id && classify(c).Kind == PathDirect {
 			w.sawDirect()
 		}
 	}}
@@ -168,16 +187,17 @@ func (w *PathWatch) markDirect() {
 // succeeded. It reports whether this call recorded it (later calls do
 // nothing).
 func (w *PathWatch) Connected() bool {
-	kind := PathTo(w.h, w.id).Kind
+	kind := w.Path().Kind
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.connected {
 		return false
 	}
 	w.connected, w.connectTook, w.initial = true, time.Since(w.start), kind
-	if kind == PathRelayed {
+	switch kind {
+	case PathRelayed:
 		w.relayedAt = time.Now()
-	} else {
+	case PathDirect:
 		// Connected directly, perhaps before the notifee ran (or on a
 		// connection that existed already).
 		w.markDirect()
@@ -196,8 +216,11 @@ func (w *PathWatch) WaitDirect(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return PathTo(w.h, w.id).Kind == PathDirect
+	return w.Path().Kind == PathDirect
 }
+
+// Path is the watched peer's path now.
+func (w *PathWatch) Path() Path { return pathTo(w.h, w.id, w.classify) }
 
 // PathSummary is what a PathWatch saw.
 type PathSummary struct {
@@ -214,7 +237,7 @@ type PathSummary struct {
 
 // Summary describes the path now.
 func (w *PathWatch) Summary() PathSummary {
-	final := PathTo(w.h, w.id)
+	final := w.Path()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := PathSummary{Connected: w.connected, Initial: w.initial, FinalPath: final, Final: final.Kind, Connect: w.connectTook}

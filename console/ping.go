@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
@@ -53,25 +54,56 @@ type PingResult struct {
 // addresses first, relays after; no grant is needed) and measures round
 // trips with libp2p's ping protocol. When ctx ends between round trips
 // the rounds so far are the result.
+//
+// A peer behind jumpoints is pinged through one, on a tunnel host like a
+// jump's; the jumpoint carries tunnels only for a grant, so such a ping
+// asks the coordinator for one (no capability: the jump policy still
+// applies, and the grant is audited).
 func (c *Client) Ping(ctx context.Context, ref string, o PingOptions) (*PingResult, error) {
 	v, err := c.Peer(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
 	res := &PingResult{Name: v.GetPeer().GetSettings().GetName(), ID: peer.ID(v.GetPeer().GetId())}
+	if len(v.GetJumpoints()) > 0 {
+		return c.pingThroughJumpoint(ctx, res, o)
+	}
 	w := WatchPath(c.host, res.ID)
 	defer w.Stop()
 	if err := c.Connect(ctx, res.ID, mesh.DecodeAddrs(v.GetAddrs()), mesh.DecodeAddrs(v.GetRelays()), o.ForceRelay); err != nil {
 		return nil, err
 	}
 	w.Connected()
-	if o.OnConnect != nil {
-		o.OnConnect(res.Name, PathTo(c.host, res.ID), w.Summary().Connect)
+	return pingOn(ctx, c.host, w, res, o)
+}
+
+func (c *Client) pingThroughJumpoint(ctx context.Context, res *PingResult, o PingOptions) (*PingResult, error) {
+	j, err := c.JumpFor(ctx, res.ID.String(), Need{})
+	if err != nil {
+		return nil, err
 	}
-	if o.WaitDirect > 0 {
+	defer j.Close()
+	j.ForceRelay = o.ForceRelay
+	if err := j.Connect(ctx); err != nil {
+		return nil, err
+	}
+	j.mu.Lock()
+	w := j.path
+	j.mu.Unlock()
+	defer w.Stop()
+	return pingOn(ctx, j.host(), w, res, o)
+}
+
+// pingOn measures the round trips on h, whose path to the peer w watches.
+func pingOn(ctx context.Context, h host.Host, w *PathWatch, res *PingResult, o PingOptions) (*PingResult, error) {
+	if o.OnConnect != nil {
+		o.OnConnect(res.Name, w.Path(), w.Summary().Connect)
+	}
+	if o.WaitDirect > 0 && w.Path().Kind == PathRelayed {
 		w.WaitDirect(ctx, o.WaitDirect)
 	}
-	if res.Rounds, err = c.pingRounds(ctx, res, o); err != nil {
+	var err error
+	if res.Rounds, err = pingRounds(ctx, h, w, res, o); err != nil {
 		return nil, err
 	}
 	res.Path = w.Summary()
@@ -79,7 +111,7 @@ func (c *Client) Ping(ctx context.Context, ref string, o PingOptions) (*PingResu
 	return res, nil
 }
 
-func (c *Client) pingRounds(ctx context.Context, res *PingResult, o PingOptions) ([]PingRound, error) {
+func pingRounds(ctx context.Context, h host.Host, w *PathWatch, res *PingResult, o PingOptions) ([]PingRound, error) {
 	rounds := make([]PingRound, 0, o.Count)
 	ticker := time.NewTicker(o.Interval)
 	defer ticker.Stop()
@@ -87,7 +119,7 @@ func (c *Client) pingRounds(ctx context.Context, res *PingResult, o PingOptions)
 		// One round trip per stream: libp2p's ping stream keeps using the
 		// connection it opened on, and the path may have changed since.
 		pctx, cancel := context.WithCancel(ctx)
-		r, ok := <-ping.Ping(pctx, c.host, res.ID)
+		r, ok := <-ping.Ping(pctx, h, res.ID)
 		cancel()
 		if !ok {
 			return nil, ctx.Err()
@@ -95,7 +127,7 @@ func (c *Client) pingRounds(ctx context.Context, res *PingResult, o PingOptions)
 		if r.Error != nil {
 			return nil, fmt.Errorf("ping %s: %w", res.Name, r.Error)
 		}
-		rd := PingRound{Seq: i, RTT: r.RTT, Path: PathTo(c.host, res.ID)}
+		rd := PingRound{Seq: i, RTT: r.RTT, Path: w.Path()}
 		rounds = append(rounds, rd)
 		if o.OnRound != nil {
 			o.OnRound(rd)

@@ -100,7 +100,12 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 		}
 		defer s.Close()
 		if verbose {
-			fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s %s via %s\n", j.Peer.GetPeer().GetSettings().GetName(), j.ID, j.Path())
+			path := j.Path()
+			via := "via " + path.String()
+			if path.Kind == console.PathJumpoint {
+				via = path.String() // "via jumpoint NAME (ADDR)"
+			}
+			fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s %s %s\n", j.Peer.GetPeer().GetSettings().GetName(), j.ID, via)
 		}
 		status, err := runExec(cc.Context, s, cmd.TTY, cc.App.Writer, cc.App.ErrWriter)
 		if err != nil {

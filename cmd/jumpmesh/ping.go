@@ -14,9 +14,10 @@ import (
 type pingResult struct {
 	Peer    string `json:"peer"`
 	ID      string `json:"id"`
-	Initial string `json:"initial"` // direct | relayed: the first connection
-	Final   string `json:"final"`   // direct | relayed: at the end
-	// Path describes the final path: "direct ADDR" or "relayed via RELAY (ADDR)".
+	Initial string `json:"initial"` // direct | relayed | jumpoint: the first connection
+	Final   string `json:"final"`   // direct | relayed | jumpoint: at the end
+	// Path describes the final path: "direct ADDR", "relayed via RELAY
+	// (ADDR)" or "via jumpoint NAME (ADDR)".
 	Path           string      `json:"path"`
 	Transport      string      `json:"transport,omitempty"` // tcp | quic, when direct
 	ConnectMS      float64     `json:"connect_ms"`

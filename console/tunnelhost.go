@@ -1,0 +1,169 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/tunnel"
+)
+
+// A peer behind jumpoints has addresses only on the jumpoints' network.
+// The console reaches it with a second libp2p host, the tunnel host: the
+// technician's key again, and a TCP dialer (tunnel.Dialer) that carries
+// each connection to one of the peer's TCP addresses through a tunnel to a
+// jumpoint, the tunnel's open carrying the jump grant the jumpoint checks.
+// The tunnels' streams run on the console's main host, which reaches the
+// jumpoint as it reaches any member: directly, or through the site's
+// relays. The console's libp2p connection to the peer runs inside the
+// tunnel, secured end to end: the jumpoint carries ciphertext.
+//
+// A second host, not the main one with a tunnel dialer: a custom TCP
+// dialer gives up port reuse, which the main host's hole punching needs.
+// The tunnel host dials nothing but the peer's addresses (any other is
+// refused, never dialed directly), does not listen, and is closed with the
+// session (Jump.Close).
+
+// jumpointRef is a jumpoint as a jump names it.
+type jumpointRef struct {
+	id    peer.ID
+	name  string
+	addrs []ma.Multiaddr
+}
+
+func jumpointRefs(refs []*pb.JumpointRef) ([]jumpointRef, error) {
+	out := make([]jumpointRef, 0, len(refs))
+	for _, r := range refs {
+		id, err := peer.IDFromBytes(r.GetId())
+		if err != nil {
+			return nil, catalog.Errorf(catalog.CodeProtocol, "(jumpoint ID from the coordinator: %v)", err)
+		}
+		out = append(out, jumpointRef{id: id, name: r.GetName(), addrs: mesh.DecodeAddrs(r.GetAddrs())})
+	}
+	return out, nil
+}
+
+// tunnelHost is a console's host for one peer behind jumpoints.
+type tunnelHost struct {
+	host.Host
+	main      host.Host
+	jumpoints []jumpointRef
+	// targets are the peer's TCP host:port addresses: the only ones the
+	// tunnel host dials.
+	targets map[string]bool
+	dialer  *tunnel.Dialer
+
+	mu    sync.Mutex
+	grant *pb.JumpGrant
+	// via is the jumpoint carrying each tunnelled connection, by the
+	// peer's address it reaches.
+	via map[string]peer.ID
+}
+
+// newTunnelHost starts a tunnel host for the peer at addrs behind
+// jumpoints, with main's key.
+func newTunnelHost(main host.Host, addrs []ma.Multiaddr, jumpoints []jumpointRef, g *pb.JumpGrant) (*tunnelHost, error) {
+	t := &tunnelHost{main: main, jumpoints: jumpoints, targets: map[string]bool{}, grant: g, via: map[string]peer.ID{}}
+	for _, a := range addrs {
+		if network, hostport, err := manet.DialArgs(a); err == nil && !mesh.IsCircuit(a) && (network == "tcp" || network == "tcp4" || network == "tcp6") {
+			t.targets[hostport] = true
+		}
+	}
+	if len(t.targets) == 0 {
+		return nil, catalog.Errorf(catalog.CodeConnectTimeout, "(the peer behind a jumpoint has no TCP address: %v)", addrs)
+	}
+	t.dialer = tunnel.NewDialer(t.route)
+	t.dialer.SetHost(main)
+	key := main.Peerstore().PrivKey(main.ID())
+	if key == nil {
+		return nil, fmt.Errorf("tunnel host: the console's key is not in its host's peerstore")
+	}
+	h, err := mesh.NewHost(mesh.HostConfig{Key: key, TCPDialer: t.ForAddr})
+	if err != nil {
+		return nil, err
+	}
+	t.Host = h
+	return t, nil
+}
+
+// ForAddr is the tunnel host's TCP dialer.
+func (t *tunnelHost) ForAddr(ma.Multiaddr) (tcp.ContextDialer, error) { return t, nil }
+
+// DialContext dials through a jumpoint and notes which one carries the
+// connection, for the path.
+func (t *tunnelHost) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := t.dialer.DialContext(ctx, network, address)
+	if tc, ok := c.(*tunnel.Conn); ok && err == nil {
+		t.mu.Lock()
+		t.via[address] = tc.Conn().RemotePeer()
+		t.mu.Unlock()
+	}
+	return c, err
+}
+
+// route sends the peer's addresses through the jumpoints (those the main
+// host is connected to first) with the grant; anything else is refused.
+func (t *tunnelHost) route(address string) ([]peer.ID, *pb.TunnelOpen, bool) {
+	if !t.targets[address] {
+		return nil, &pb.TunnelOpen{}, true
+	}
+	var up, rest []peer.ID
+	for _, j := range t.jumpoints {
+		if t.main.Network().Connectedness(j.id) == network.Connected {
+			up = append(up, j.id)
+		} else {
+			rest = append(rest, j.id)
+		}
+	}
+	t.mu.Lock()
+	g := t.grant
+	t.mu.Unlock()
+	return append(up, rest...), &pb.TunnelOpen{Grant: g}, true
+}
+
+// reachJumpoint connects the main host to the first jumpoint that answers,
+// directly or through the site's relays.
+func (t *tunnelHost) reachJumpoint(ctx context.Context, c *Client, relays []ma.Multiaddr, forceRelay bool) error {
+	var errs []error
+	for _, j := range t.jumpoints {
+		c.host.Peerstore().AddAddrs(j.id, dialAddrs(j.id, j.addrs, relays, forceRelay), peerstore.AddressTTL)
+		err := c.Connect(ctx, j.id, j.addrs, relays, forceRelay)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		errs = append(errs, fmt.Errorf("%s (%s): %w", j.name, j.id, err))
+	}
+	return catalog.Errorf(catalog.CodeJumpointUnreachable, "(%v)", errs)
+}
+
+// classify is the path of a connection of the tunnel host: through the
+// jumpoint that carried it.
+func (t *tunnelHost) classify(c network.Conn) Path {
+	p := Path{Kind: PathJumpoint, Addr: c.RemoteMultiaddr(), Transport: "tcp"}
+	if _, hostport, err := manet.DialArgs(c.RemoteMultiaddr()); err == nil {
+		t.mu.Lock()
+		p.Relay = t.via[hostport]
+		t.mu.Unlock()
+	}
+	for _, j := range t.jumpoints {
+		if j.id == p.Relay {
+			p.Jumpoint = j.name
+		}
+	}
+	return p
+}
