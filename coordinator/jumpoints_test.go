@@ -1,6 +1,7 @@
 package coordinator_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -361,6 +362,16 @@ func TestJumpointList(t *testing.T) {
 	}
 	if c := views[2]; len(c.GetId()) != 0 || c.GetOnline() {
 		t.Errorf("plant-c (invited only) = %v", c)
+	}
+
+	// A jumpoint cannot grow the keys that name it without bound.
+	many := make([]string, coordinator.MaxJumpointAddrs+5)
+	for i := range many {
+		many[i] = fmt.Sprintf("/ip4/10.20.1.%d/tcp/4833", i+1)
+	}
+	mustRefresh(t, s.harness, s.plantB, many)
+	if got := jumpointList(t, s.harness, s.tech)[1].GetAddrs(); len(got) != coordinator.MaxJumpointAddrs {
+		t.Errorf("plant-b reported %d addresses and is listed with %d, want the first %d", len(many), len(got), coordinator.MaxJumpointAddrs)
 	}
 
 	// The peer behind plant-a goes offline; plant-b stops refreshing.
