@@ -264,7 +264,9 @@ func TestDialerFallsOverToTheNextJumpoint(t *testing.T) {
 	}
 	c.Close()
 
-	deny := tunnel.NewDialer(func(string) ([]peer.ID, *pb.TunnelOpen, bool) { return []peer.ID{j.ID(), goneID}, &pb.TunnelOpen{}, true })
+	deny := tunnel.NewDialer(func(string) ([]peer.ID, *pb.TunnelOpen, bool) {
+		return []peer.ID{j.ID(), goneID}, &pb.TunnelOpen{}, true
+	})
 	deny.SetHost(caller)
 	_, err = deny.DialContext(ctx, "tcp", "127.0.0.1:0")
 	if err == nil || catalog.HasCode(err, catalog.CodeJumpointUnreachable) || errors.Is(err, context.DeadlineExceeded) {
