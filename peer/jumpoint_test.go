@@ -13,6 +13,7 @@ import (
 	lhost "github.com/libp2p/go-libp2p/core/host"
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
@@ -203,4 +204,21 @@ func TestPeerBehindJumpointNeedsTCP(t *testing.T) {
 	h, _ := installBehind(t, site, "plc-03", j)
 	_, err := peer.Open(peer.RunConfig{Dir: h.dir, Listen: []string{"/ip4/127.0.0.1/udp/0/quic-v1"}})
 	coordinatortest.WantCode(t, err, catalog.CodeInvalidArgument)
+}
+
+// TestPeerLeavesASilentJumpoint: a jumpoint whose connection stays up but
+// that stops answering (here: its ping service gone, as a host that lost
+// power answers nothing) is dropped by the peer's pings, and the peer's
+// reconnect goes through the next jumpoint.
+func TestPeerLeavesASilentJumpoint(t *testing.T) {
+	site := coordinatortest.New(t, console.Login)
+	coord := tcpTarget(t, site.Addr)
+	j1, j2 := newTestJumpoint(t, coord), newTestJumpoint(t, coord)
+	h, _ := installBehind(t, site, "plc-04", j1, j2)
+	h.start()
+	h.waitStatus(h.id(), "online")
+	j1.h.RemoveStreamHandler(ping.ID)
+	eventuallyTicking(t, site, 30*time.Second, "online through the second jumpoint", func() bool {
+		return j2.srv.Stats().Open > 0 && len(j2.seen()) > 0 && j2.seen()[0].target == coord
+	})
 }
