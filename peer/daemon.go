@@ -38,7 +38,8 @@ type RunConfig struct {
 	// PIDFile, when set, receives the process ID while Run runs.
 	PIDFile string
 	// Listen are the multiaddrs consoles reach the peer on (default: TCP
-	// and QUIC on every interface, ports chosen by the system).
+	// and QUIC on every interface, ports chosen by the system; a peer
+	// behind jumpoints keeps the TCP ones).
 	Listen []string
 }
 

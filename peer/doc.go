@@ -17,6 +17,8 @@
 //  1. The peer dials the coordinator (addresses from its installer key) and
 //     opens a stream. Noise authenticates both sides: the peer checks it
 //     reached the site's pinned peer ID, the coordinator learns the peer's.
+//     A peer whose key names jumpoints dials through a tunnel to one of
+//     them (jumpoint.go), secured end to end all the same.
 //  2. The peer sends PeerUp{hello}: its installer key, host facts (name, OS,
 //     private IPs, default gateway IP and MAC, console users), its
 //     install-time overrides and whether it is disabled.
