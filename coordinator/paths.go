@@ -21,6 +21,7 @@ const maxTimesKept = 1000
 type pathStats struct {
 	mu                        sync.Mutex
 	direct, relayed, upgraded uint64
+	jumpoint                  uint64
 	times                     []int64 // most recent time-to-direct samples, ms
 
 	sessions *prometheus.CounterVec
@@ -30,7 +31,7 @@ type pathStats struct {
 func newPathStats() *pathStats {
 	return &pathStats{
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "jumpmesh", Subsystem: "coordinator", Name: "session_paths_total",
-			Help: "Sessions by how they connected: direct, relayed, or upgraded (relayed, then direct after a hole punch)."}, []string{"path"}),
+			Help: "Sessions by how they connected: direct, relayed, upgraded (relayed, then direct after a hole punch), or jumpoint."}, []string{"path"}),
 		toDirect: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "jumpmesh", Subsystem: "coordinator", Name: "time_to_direct_seconds",
 			Help: "Time from a relayed connection to the direct one, for upgraded sessions.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
 	}
@@ -58,8 +59,11 @@ func (p *pathStats) record(r *pb.PathReport) error {
 	case r.GetInitial() == "relayed":
 		p.relayed++
 		p.sessions.WithLabelValues("relayed").Inc()
+	case r.GetInitial() == "jumpoint":
+		p.jumpoint++
+		p.sessions.WithLabelValues("jumpoint").Inc()
 	default:
-		return catalog.Errorf(catalog.CodeInvalidArgument, "(path %q: direct or relayed)", r.GetInitial())
+		return catalog.Errorf(catalog.CodeInvalidArgument, "(path %q: direct, relayed or jumpoint)", r.GetInitial())
 	}
 	return nil
 }
@@ -69,7 +73,7 @@ func (p *pathStats) snapshot() *pb.PathStats {
 	defer p.mu.Unlock()
 	times := append([]int64(nil), p.times...)
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-	return &pb.PathStats{Direct: p.direct, Relayed: p.relayed, Upgraded: p.upgraded, TimeToDirectMillis: times}
+	return &pb.PathStats{Direct: p.direct, Relayed: p.relayed, Upgraded: p.upgraded, Jumpoint: p.jumpoint, TimeToDirectMillis: times}
 }
 
 func (s *Service) pathReport(r *pb.PathReport) (*pb.Response, error) {

@@ -31,21 +31,24 @@ func statsPathsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			total := st.GetDirect() + st.GetRelayed() + st.GetUpgraded()
+			// Jumpoint sessions are neither direct nor relayed: the direct
+			// rate is over the others.
+			reachable := st.GetDirect() + st.GetRelayed() + st.GetUpgraded()
+			total := reachable + st.GetJumpoint()
 			rate := 0.0
-			if total > 0 {
-				rate = float64(st.GetDirect()+st.GetUpgraded()) / float64(total)
+			if reachable > 0 {
+				rate = float64(st.GetDirect()+st.GetUpgraded()) / float64(reachable)
 			}
 			times := st.GetTimeToDirectMillis()
 			p50 := int64(0)
 			if len(times) > 0 {
 				p50 = times[len(times)/2]
 			}
-			v := map[string]any{"direct": st.GetDirect(), "relayed": st.GetRelayed(), "upgraded": st.GetUpgraded(),
+			v := map[string]any{"direct": st.GetDirect(), "relayed": st.GetRelayed(), "upgraded": st.GetUpgraded(), "jumpoint": st.GetJumpoint(),
 				"direct_rate": rate, "time_to_direct_p50_ms": p50}
 			return output(cc, v, func(w io.Writer) {
 				fields(w, "sessions", fmt.Sprint(total), "direct from the start", fmt.Sprint(st.GetDirect()),
-					"relayed, then direct", fmt.Sprint(st.GetUpgraded()), "relayed throughout", fmt.Sprint(st.GetRelayed()),
+					"relayed, then direct", fmt.Sprint(st.GetUpgraded()), "relayed throughout", fmt.Sprint(st.GetRelayed()), "through a jumpoint", fmt.Sprint(st.GetJumpoint()),
 					"direct rate", fmt.Sprintf("%.1f%%", 100*rate), "time to direct (p50)", fmt.Sprintf("%d ms", p50))
 			})
 		}),

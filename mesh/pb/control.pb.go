@@ -2224,8 +2224,10 @@ type PathStats struct {
 	// Started relayed, ended direct.
 	Upgraded           uint64  `protobuf:"varint,3,opt,name=upgraded,proto3" json:"upgraded,omitempty"`
 	TimeToDirectMillis []int64 `protobuf:"varint,4,rep,packed,name=time_to_direct_millis,json=timeToDirectMillis,proto3" json:"time_to_direct_millis,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Through a jumpoint (neither direct nor relayed: the jumpoint carries it).
+	Jumpoint      uint64 `protobuf:"varint,5,opt,name=jumpoint,proto3" json:"jumpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PathStats) Reset() {
@@ -2284,6 +2286,13 @@ func (x *PathStats) GetTimeToDirectMillis() []int64 {
 		return x.TimeToDirectMillis
 	}
 	return nil
+}
+
+func (x *PathStats) GetJumpoint() uint64 {
+	if x != nil {
+		return x.Jumpoint
+	}
+	return 0
 }
 
 type PeerListRequest struct {
@@ -3523,12 +3532,13 @@ const file_control_proto_rawDesc = "" +
 	"\ainitial\x18\x02 \x01(\tR\ainitial\x12\x14\n" +
 	"\x05final\x18\x03 \x01(\tR\x05final\x12%\n" +
 	"\x0econnect_millis\x18\x04 \x01(\x03R\rconnectMillis\x121\n" +
-	"\x15time_to_direct_millis\x18\x05 \x01(\x03R\x12timeToDirectMillis\"\x8c\x01\n" +
+	"\x15time_to_direct_millis\x18\x05 \x01(\x03R\x12timeToDirectMillis\"\xa8\x01\n" +
 	"\tPathStats\x12\x16\n" +
 	"\x06direct\x18\x01 \x01(\x04R\x06direct\x12\x18\n" +
 	"\arelayed\x18\x02 \x01(\x04R\arelayed\x12\x1a\n" +
 	"\bupgraded\x18\x03 \x01(\x04R\bupgraded\x121\n" +
-	"\x15time_to_direct_millis\x18\x04 \x03(\x03R\x12timeToDirectMillis\"f\n" +
+	"\x15time_to_direct_millis\x18\x04 \x03(\x03R\x12timeToDirectMillis\x12\x1a\n" +
+	"\bjumpoint\x18\x05 \x01(\x04R\bjumpoint\"f\n" +
 	"\x0fPeerListRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x12'\n" +
 	"\x0finclude_deleted\x18\x02 \x01(\bR\x0eincludeDeleted\x12\x14\n" +
