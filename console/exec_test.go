@@ -194,8 +194,16 @@ func TestShellInPTY(t *testing.T) {
 	sh.send("stty size\n")
 	sh.out.waitFor(t, "24 80")
 	sh.resize <- &pb.WindowSize{Rows: 50, Cols: 132}
-	sh.send("stty size\n")
-	sh.out.waitFor(t, "50 132")
+	// The console's pump selects between the resize and the keystrokes:
+	// when both are pending either may go first, so ask again until the
+	// new size shows (the resize itself must arrive).
+	waitUntil(t, `output showing "50 132"`, func() bool {
+		if strings.Contains(sh.out.String(), "50 132") {
+			return true
+		}
+		sh.send("stty size\n")
+		return false
+	})
 	sh.send("tty\n")
 	sh.out.waitFor(t, "/dev/pts/")
 	sh.send("\x04") // Ctrl-D at the prompt
