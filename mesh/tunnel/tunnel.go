@@ -153,11 +153,10 @@ func (s *Server) Close() {
 }
 
 func (s *Server) handle(st network.Stream) {
-	if !s.track(st, nil) {
+	if !s.track(st, nil) { // also counts the handler in s.wg, so Close waits for it
 		st.Reset()
 		return
 	}
-	s.wg.Add(1)
 	defer s.wg.Done()
 	defer s.untrack(st)
 	select {
@@ -240,6 +239,9 @@ func (s *Server) track(st network.Stream, c net.Conn) bool {
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
+	}
+	if _, known := s.live[st]; !known {
+		s.wg.Add(1)
 	}
 	s.live[st] = c
 	return true
