@@ -9,11 +9,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
-	"github.com/jumpmesh/jumpmesh/mesh/words"
 )
 
 // The jumpoint's side of the control protocol: it enrolls as a site
@@ -38,40 +36,8 @@ func files(dir string) member.Files {
 // first start. The client's host is dial-only: it only enrolls and is
 // closed.
 func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (*member.Client, error) {
-	c, err := member.Open(files(cfg.DataDir), mesh.HostConfig{})
-	if err == nil {
-		if role := c.Role(); role != "" && role != words.RoleName(pb.Role_ROLE_JUMPOINT) {
-			c.Close()
-			return nil, catalog.Errorf(catalog.CodeInvalidArgument,
-				"(the jumpoint data directory %s is enrolled as %s, a %s: remove it and enroll with a code from `jumpmesh jumpoint invite NAME`)",
-				cfg.DataDir, c.UserName(), role)
-		}
-		if cfg.Invite != "" {
-			log.Warn("jumpoint already enrolled; ignoring the invite", logUser, c.UserName(), logData, cfg.DataDir)
-		}
-		return c, nil
-	}
-	if catalog.CodeOf(err) != catalog.CodeNotLoggedIn {
-		return nil, fmt.Errorf("opening jumpoint data directory %s: %w", cfg.DataDir, err)
-	}
-	if cfg.Invite == "" {
-		return nil, catalog.Errorf(catalog.CodeInvalidArgument,
-			"(the jumpoint data directory %s is not enrolled yet: run it once with --coordinator ADDR --invite CODE from `jumpmesh jumpoint invite NAME`)", cfg.DataDir)
-	}
-	c, resp, err := member.Login(ctx, files(cfg.DataDir), cfg.Coordinator, cfg.Invite, mesh.HostConfig{})
-	if err != nil {
-		return nil, fmt.Errorf("enrolling jumpoint with %s: %w", cfg.Coordinator, err)
-	}
-	if role := resp.GetUser().GetRole(); role != pb.Role_ROLE_JUMPOINT {
-		// Another role's invite bound this directory's key to that user;
-		// the coordinator would refuse it the ACL anyway. Say so now.
-		c.Close()
-		return nil, catalog.Errorf(catalog.CodeInvalidArgument,
-			"(the invite was for %s, a %s, and this directory's key is now that user's: remove %s and enroll with a code from `jumpmesh jumpoint invite NAME`)",
-			resp.GetUser().GetName(), words.RoleName(role), cfg.DataDir)
-	}
-	log.Info("jumpoint enrolled", logUser, resp.GetUser().GetName(), logSite, c.Site())
-	return c, nil
+	d := member.Daemon{Files: files(cfg.DataDir), Role: pb.Role_ROLE_JUMPOINT, Party: "jumpoint"}
+	return d.Enroll(ctx, cfg.Coordinator, cfg.Invite, log)
 }
 
 // loadKey reads the jumpoint's identity, written by the enrollment.
