@@ -1087,6 +1087,7 @@ type Request struct {
 	//	*Request_PathStats
 	//	*Request_JumpointAcl
 	//	*Request_JumpointList
+	//	*Request_JumpointSet
 	Body isRequest_Body `protobuf_oneof:"body"`
 	// For jump_policy_put and session_policy_put: true creates (refused if the
 	// name exists), false updates (refused if it does not).
@@ -1492,6 +1493,15 @@ func (x *Request) GetJumpointList() *Empty {
 	return nil
 }
 
+func (x *Request) GetJumpointSet() *JumpointSetRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_JumpointSet); ok {
+			return x.JumpointSet
+		}
+	}
+	return nil
+}
+
 func (x *Request) GetCreate() bool {
 	if x != nil {
 		return x.Create
@@ -1663,6 +1673,10 @@ type Request_JumpointList struct {
 	JumpointList *Empty `protobuf:"bytes,76,opt,name=jumpoint_list,json=jumpointList,proto3,oneof"`
 }
 
+type Request_JumpointSet struct {
+	JumpointSet *JumpointSetRequest `protobuf:"bytes,77,opt,name=jumpoint_set,json=jumpointSet,proto3,oneof"`
+}
+
 func (*Request_Login) isRequest_Body() {}
 
 func (*Request_Whoami) isRequest_Body() {}
@@ -1743,6 +1757,8 @@ func (*Request_JumpointAcl) isRequest_Body() {}
 
 func (*Request_JumpointList) isRequest_Body() {}
 
+func (*Request_JumpointSet) isRequest_Body() {}
+
 // JumpRequest asks for a grant to open sessions on a peer.
 type JumpRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1753,7 +1769,11 @@ type JumpRequest struct {
 	Protocol string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	// For exec: the command the console will run first, checked against the
 	// session policies' command allow-lists (the peer checks every one).
-	Argv          []string `protobuf:"bytes,4,rep,name=argv,proto3" json:"argv,omitempty"`
+	Argv []string `protobuf:"bytes,4,rep,name=argv,proto3" json:"argv,omitempty"`
+	// An agentless target instead of a peer (ref then empty): the jumpoint
+	// (name or peer ID) to go through and the target's IP:port.
+	Via           string `protobuf:"bytes,5,opt,name=via,proto3" json:"via,omitempty"`
+	Target        string `protobuf:"bytes,6,opt,name=target,proto3" json:"target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1816,6 +1836,20 @@ func (x *JumpRequest) GetArgv() []string {
 	return nil
 }
 
+func (x *JumpRequest) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+func (x *JumpRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
 type JumpResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Grant *JumpGrant             `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
@@ -1827,7 +1861,8 @@ type JumpResponse struct {
 	// through one when no direct address works.
 	Relays [][]byte `protobuf:"bytes,4,rep,name=relays,proto3" json:"relays,omitempty"`
 	// For a peer behind jumpoints: the jumpoints to reach it through (addrs
-	// above are then its addresses on the jumpoints' networks).
+	// above are then its addresses on the jumpoints' networks). For an
+	// agentless target: the one jumpoint the grant names (peer is empty).
 	Jumpoints     []*JumpointRef `protobuf:"bytes,5,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3021,11 +3056,16 @@ func (*Response_Jumpoints) isResponse_Body() {}
 // JumpointACLRequest is a jumpoint's periodic refresh: where it listens on
 // the networks it serves, and what it has carried.
 type JumpointACLRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Addrs         [][]byte               `protobuf:"bytes,1,rep,name=addrs,proto3" json:"addrs,omitempty"`
-	Stats         *JumpointStats         `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Addrs [][]byte               `protobuf:"bytes,1,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	Stats *JumpointStats         `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	// Agentless tunnels that ended since the last refresh the coordinator
+	// answered (at most 256; the coordinator audits each), and how many the
+	// jumpoint had to drop because more waited than it keeps.
+	Tunnels        []*TunnelRecord `protobuf:"bytes,3,rep,name=tunnels,proto3" json:"tunnels,omitempty"`
+	TunnelsDropped uint64          `protobuf:"varint,4,opt,name=tunnels_dropped,json=tunnelsDropped,proto3" json:"tunnels_dropped,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JumpointACLRequest) Reset() {
@@ -3072,6 +3112,201 @@ func (x *JumpointACLRequest) GetStats() *JumpointStats {
 	return nil
 }
 
+func (x *JumpointACLRequest) GetTunnels() []*TunnelRecord {
+	if x != nil {
+		return x.Tunnels
+	}
+	return nil
+}
+
+func (x *JumpointACLRequest) GetTunnelsDropped() uint64 {
+	if x != nil {
+		return x.TunnelsDropped
+	}
+	return 0
+}
+
+// TunnelRecord is one agentless tunnel a jumpoint carried.
+type TunnelRecord struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Technician      []byte                 `protobuf:"bytes,1,opt,name=technician,proto3" json:"technician,omitempty"`                   // the caller's console key
+	User            string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`                               // the grant's user name
+	Target          string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`                           // IP:port
+	GrantNonce      []byte                 `protobuf:"bytes,4,opt,name=grant_nonce,json=grantNonce,proto3" json:"grant_nonce,omitempty"` // the grant it opened with (the audit's session)
+	StartedUnixNano int64                  `protobuf:"varint,5,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
+	EndedUnixNano   int64                  `protobuf:"varint,6,opt,name=ended_unix_nano,json=endedUnixNano,proto3" json:"ended_unix_nano,omitempty"`
+	BytesIn         uint64                 `protobuf:"varint,7,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`    // technician -> target
+	BytesOut        uint64                 `protobuf:"varint,8,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"` // target -> technician
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TunnelRecord) Reset() {
+	*x = TunnelRecord{}
+	mi := &file_control_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TunnelRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TunnelRecord) ProtoMessage() {}
+
+func (x *TunnelRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TunnelRecord.ProtoReflect.Descriptor instead.
+func (*TunnelRecord) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *TunnelRecord) GetTechnician() []byte {
+	if x != nil {
+		return x.Technician
+	}
+	return nil
+}
+
+func (x *TunnelRecord) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *TunnelRecord) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *TunnelRecord) GetGrantNonce() []byte {
+	if x != nil {
+		return x.GrantNonce
+	}
+	return nil
+}
+
+func (x *TunnelRecord) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
+func (x *TunnelRecord) GetEndedUnixNano() int64 {
+	if x != nil {
+		return x.EndedUnixNano
+	}
+	return 0
+}
+
+func (x *TunnelRecord) GetBytesIn() uint64 {
+	if x != nil {
+		return x.BytesIn
+	}
+	return 0
+}
+
+func (x *TunnelRecord) GetBytesOut() uint64 {
+	if x != nil {
+		return x.BytesOut
+	}
+	return 0
+}
+
+// JumpointSetRequest changes a jumpoint's agentless policy; a list not
+// marked to set stays as it is.
+type JumpointSetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Entries like 10.20.0.0/16:22,3389 or 10.30.0.5:8000-8100.
+	Allow    []string `protobuf:"bytes,2,rep,name=allow,proto3" json:"allow,omitempty"`
+	SetAllow bool     `protobuf:"varint,3,opt,name=set_allow,json=setAllow,proto3" json:"set_allow,omitempty"`
+	// Jump group codes whose members may reach the allow list.
+	Groups        []string `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	SetGroups     bool     `protobuf:"varint,5,opt,name=set_groups,json=setGroups,proto3" json:"set_groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JumpointSetRequest) Reset() {
+	*x = JumpointSetRequest{}
+	mi := &file_control_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpointSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpointSetRequest) ProtoMessage() {}
+
+func (x *JumpointSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpointSetRequest.ProtoReflect.Descriptor instead.
+func (*JumpointSetRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *JumpointSetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JumpointSetRequest) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *JumpointSetRequest) GetSetAllow() bool {
+	if x != nil {
+		return x.SetAllow
+	}
+	return false
+}
+
+func (x *JumpointSetRequest) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *JumpointSetRequest) GetSetGroups() bool {
+	if x != nil {
+		return x.SetGroups
+	}
+	return false
+}
+
 // JumpointStats are a jumpoint's counters since it started.
 type JumpointStats struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -3086,7 +3321,7 @@ type JumpointStats struct {
 
 func (x *JumpointStats) Reset() {
 	*x = JumpointStats{}
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3098,7 +3333,7 @@ func (x *JumpointStats) String() string {
 func (*JumpointStats) ProtoMessage() {}
 
 func (x *JumpointStats) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3111,7 +3346,7 @@ func (x *JumpointStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpointStats.ProtoReflect.Descriptor instead.
 func (*JumpointStats) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{36}
+	return file_control_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *JumpointStats) GetTunnelsOpen() uint32 {
@@ -3161,13 +3396,16 @@ type JumpointACL struct {
 	// places the jumpoint's peers may reach through it.
 	SiteAddrs      [][]byte `protobuf:"bytes,4,rep,name=site_addrs,json=siteAddrs,proto3" json:"site_addrs,omitempty"`
 	RefreshSeconds int64    `protobuf:"varint,5,opt,name=refresh_seconds,json=refreshSeconds,proto3" json:"refresh_seconds,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Agentless targets technicians may reach through the jumpoint with a
+	// grant naming one.
+	Allow         []*AllowRule `protobuf:"bytes,6,rep,name=allow,proto3" json:"allow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JumpointACL) Reset() {
 	*x = JumpointACL{}
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3179,7 +3417,7 @@ func (x *JumpointACL) String() string {
 func (*JumpointACL) ProtoMessage() {}
 
 func (x *JumpointACL) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3192,7 +3430,7 @@ func (x *JumpointACL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpointACL.ProtoReflect.Descriptor instead.
 func (*JumpointACL) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{37}
+	return file_control_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *JumpointACL) GetName() string {
@@ -3230,23 +3468,33 @@ func (x *JumpointACL) GetRefreshSeconds() int64 {
 	return 0
 }
 
+func (x *JumpointACL) GetAllow() []*AllowRule {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
 type JumpointView struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Id            []byte                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	Addrs         [][]byte               `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
-	LastSeenUnix  int64                  `protobuf:"varint,4,opt,name=last_seen_unix,json=lastSeenUnix,proto3" json:"last_seen_unix,omitempty"`
-	Online        bool                   `protobuf:"varint,5,opt,name=online,proto3" json:"online,omitempty"`
-	PeersTotal    uint32                 `protobuf:"varint,6,opt,name=peers_total,json=peersTotal,proto3" json:"peers_total,omitempty"`
-	PeersOnline   uint32                 `protobuf:"varint,7,opt,name=peers_online,json=peersOnline,proto3" json:"peers_online,omitempty"`
-	Stats         *JumpointStats         `protobuf:"bytes,8,opt,name=stats,proto3" json:"stats,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id           []byte                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Addrs        [][]byte               `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	LastSeenUnix int64                  `protobuf:"varint,4,opt,name=last_seen_unix,json=lastSeenUnix,proto3" json:"last_seen_unix,omitempty"`
+	Online       bool                   `protobuf:"varint,5,opt,name=online,proto3" json:"online,omitempty"`
+	PeersTotal   uint32                 `protobuf:"varint,6,opt,name=peers_total,json=peersTotal,proto3" json:"peers_total,omitempty"`
+	PeersOnline  uint32                 `protobuf:"varint,7,opt,name=peers_online,json=peersOnline,proto3" json:"peers_online,omitempty"`
+	Stats        *JumpointStats         `protobuf:"bytes,8,opt,name=stats,proto3" json:"stats,omitempty"`
+	// Its agentless allow list (as written by jumpoint set) and groups.
+	Allow         []string `protobuf:"bytes,9,rep,name=allow,proto3" json:"allow,omitempty"`
+	Groups        []string `protobuf:"bytes,10,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JumpointView) Reset() {
 	*x = JumpointView{}
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3506,7 @@ func (x *JumpointView) String() string {
 func (*JumpointView) ProtoMessage() {}
 
 func (x *JumpointView) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3519,7 @@ func (x *JumpointView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpointView.ProtoReflect.Descriptor instead.
 func (*JumpointView) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{38}
+	return file_control_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JumpointView) GetName() string {
@@ -3330,6 +3578,20 @@ func (x *JumpointView) GetStats() *JumpointStats {
 	return nil
 }
 
+func (x *JumpointView) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *JumpointView) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 type JumpointList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jumpoints     []*JumpointView        `protobuf:"bytes,1,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
@@ -3339,7 +3601,7 @@ type JumpointList struct {
 
 func (x *JumpointList) Reset() {
 	*x = JumpointList{}
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3351,7 +3613,7 @@ func (x *JumpointList) String() string {
 func (*JumpointList) ProtoMessage() {}
 
 func (x *JumpointList) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3364,7 +3626,7 @@ func (x *JumpointList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpointList.ProtoReflect.Descriptor instead.
 func (*JumpointList) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{39}
+	return file_control_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *JumpointList) GetJumpoints() []*JumpointView {
@@ -3444,7 +3706,7 @@ const file_control_proto_rawDesc = "" +
 	"installers\x18\x01 \x03(\v2\x18.jumpmesh.site.InstallerR\n" +
 	"installers\")\n" +
 	"\x15InstallerCheckRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"\x80\x16\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\xcb\x16\n" +
 	"\aRequest\x126\n" +
 	"\x05login\x18\x01 \x01(\v2\x1e.jumpmesh.control.LoginRequestH\x00R\x05login\x121\n" +
 	"\x06whoami\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x06whoami\x12F\n" +
@@ -3493,16 +3755,19 @@ const file_control_proto_rawDesc = "" +
 	"\n" +
 	"path_stats\x18J \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\tpathStats\x12I\n" +
 	"\fjumpoint_acl\x18K \x01(\v2$.jumpmesh.control.JumpointACLRequestH\x00R\vjumpointAcl\x12>\n" +
-	"\rjumpoint_list\x18L \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\fjumpointList\x12\x16\n" +
+	"\rjumpoint_list\x18L \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\fjumpointList\x12I\n" +
+	"\fjumpoint_set\x18M \x01(\v2$.jumpmesh.control.JumpointSetRequestH\x00R\vjumpointSet\x12\x16\n" +
 	"\x06create\x18d \x01(\bR\x06createB\x06\n" +
-	"\x04body\"o\n" +
+	"\x04body\"\x99\x01\n" +
 	"\vJumpRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1e\n" +
 	"\n" +
 	"capability\x18\x02 \x01(\rR\n" +
 	"capability\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x12\n" +
-	"\x04argv\x18\x04 \x03(\tR\x04argv\"\xd9\x01\n" +
+	"\x04argv\x18\x04 \x03(\tR\x04argv\x12\x10\n" +
+	"\x03via\x18\x05 \x01(\tR\x03via\x12\x16\n" +
+	"\x06target\x18\x06 \x01(\tR\x06target\"\xd9\x01\n" +
 	"\fJumpResponse\x121\n" +
 	"\x05grant\x18\x01 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\x12.\n" +
 	"\x04peer\x18\x02 \x01(\v2\x1a.jumpmesh.control.PeerViewR\x04peer\x12\x14\n" +
@@ -3590,24 +3855,46 @@ const file_control_proto_rawDesc = "" +
 	"\tjumpoints\x18\x17 \x01(\v2\x1e.jumpmesh.control.JumpointListH\x00R\tjumpoints\x12\x1d\n" +
 	"\n" +
 	"peers_told\x18( \x01(\rR\tpeersToldB\x06\n" +
-	"\x04body\"a\n" +
+	"\x04body\"\xc4\x01\n" +
 	"\x12JumpointACLRequest\x12\x14\n" +
 	"\x05addrs\x18\x01 \x03(\fR\x05addrs\x125\n" +
-	"\x05stats\x18\x02 \x01(\v2\x1f.jumpmesh.control.JumpointStatsR\x05stats\"\xc6\x01\n" +
+	"\x05stats\x18\x02 \x01(\v2\x1f.jumpmesh.control.JumpointStatsR\x05stats\x128\n" +
+	"\atunnels\x18\x03 \x03(\v2\x1e.jumpmesh.control.TunnelRecordR\atunnels\x12'\n" +
+	"\x0ftunnels_dropped\x18\x04 \x01(\x04R\x0etunnelsDropped\"\x87\x02\n" +
+	"\fTunnelRecord\x12\x1e\n" +
+	"\n" +
+	"technician\x18\x01 \x01(\fR\n" +
+	"technician\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1f\n" +
+	"\vgrant_nonce\x18\x04 \x01(\fR\n" +
+	"grantNonce\x12*\n" +
+	"\x11started_unix_nano\x18\x05 \x01(\x03R\x0fstartedUnixNano\x12&\n" +
+	"\x0fended_unix_nano\x18\x06 \x01(\x03R\rendedUnixNano\x12\x19\n" +
+	"\bbytes_in\x18\a \x01(\x04R\abytesIn\x12\x1b\n" +
+	"\tbytes_out\x18\b \x01(\x04R\bbytesOut\"\x92\x01\n" +
+	"\x12JumpointSetRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05allow\x18\x02 \x03(\tR\x05allow\x12\x1b\n" +
+	"\tset_allow\x18\x03 \x01(\bR\bsetAllow\x12\x16\n" +
+	"\x06groups\x18\x04 \x03(\tR\x06groups\x12\x1d\n" +
+	"\n" +
+	"set_groups\x18\x05 \x01(\bR\tsetGroups\"\xc6\x01\n" +
 	"\rJumpointStats\x12!\n" +
 	"\ftunnels_open\x18\x01 \x01(\rR\vtunnelsOpen\x12#\n" +
 	"\rtunnels_total\x18\x02 \x01(\x04R\ftunnelsTotal\x12#\n" +
 	"\rrefused_total\x18\x03 \x01(\x04R\frefusedTotal\x12\x1f\n" +
 	"\vbytes_total\x18\x04 \x01(\x04R\n" +
 	"bytesTotal\x12'\n" +
-	"\x0fpeers_connected\x18\x05 \x01(\rR\x0epeersConnected\"\xa1\x01\n" +
+	"\x0fpeers_connected\x18\x05 \x01(\rR\x0epeersConnected\"\xd1\x01\n" +
 	"\vJumpointACL\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vtechnicians\x18\x02 \x03(\fR\vtechnicians\x12\x14\n" +
 	"\x05peers\x18\x03 \x03(\fR\x05peers\x12\x1d\n" +
 	"\n" +
 	"site_addrs\x18\x04 \x03(\fR\tsiteAddrs\x12'\n" +
-	"\x0frefresh_seconds\x18\x05 \x01(\x03R\x0erefreshSeconds\"\x81\x02\n" +
+	"\x0frefresh_seconds\x18\x05 \x01(\x03R\x0erefreshSeconds\x12.\n" +
+	"\x05allow\x18\x06 \x03(\v2\x18.jumpmesh.site.AllowRuleR\x05allow\"\xaf\x02\n" +
 	"\fJumpointView\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\fR\x02id\x12\x14\n" +
@@ -3617,7 +3904,10 @@ const file_control_proto_rawDesc = "" +
 	"\vpeers_total\x18\x06 \x01(\rR\n" +
 	"peersTotal\x12!\n" +
 	"\fpeers_online\x18\a \x01(\rR\vpeersOnline\x125\n" +
-	"\x05stats\x18\b \x01(\v2\x1f.jumpmesh.control.JumpointStatsR\x05stats\"L\n" +
+	"\x05stats\x18\b \x01(\v2\x1f.jumpmesh.control.JumpointStatsR\x05stats\x12\x14\n" +
+	"\x05allow\x18\t \x03(\tR\x05allow\x12\x16\n" +
+	"\x06groups\x18\n" +
+	" \x03(\tR\x06groups\"L\n" +
 	"\fJumpointList\x12<\n" +
 	"\tjumpoints\x18\x01 \x03(\v2\x1e.jumpmesh.control.JumpointViewR\tjumpointsB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
 
@@ -3633,7 +3923,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_control_proto_goTypes = []any{
 	(*Empty)(nil),                  // 0: jumpmesh.control.Empty
 	(*NameRequest)(nil),            // 1: jumpmesh.control.NameRequest
@@ -3671,42 +3961,45 @@ var file_control_proto_goTypes = []any{
 	(*PeerSetRequest)(nil),         // 33: jumpmesh.control.PeerSetRequest
 	(*Response)(nil),               // 34: jumpmesh.control.Response
 	(*JumpointACLRequest)(nil),     // 35: jumpmesh.control.JumpointACLRequest
-	(*JumpointStats)(nil),          // 36: jumpmesh.control.JumpointStats
-	(*JumpointACL)(nil),            // 37: jumpmesh.control.JumpointACL
-	(*JumpointView)(nil),           // 38: jumpmesh.control.JumpointView
-	(*JumpointList)(nil),           // 39: jumpmesh.control.JumpointList
-	nil,                            // 40: jumpmesh.control.SettingsSetRequest.ValuesEntry
-	(*User)(nil),                   // 41: jumpmesh.site.User
-	(Role)(0),                      // 42: jumpmesh.site.Role
-	(*GroupMember)(nil),            // 43: jumpmesh.site.GroupMember
-	(MemberRole)(0),                // 44: jumpmesh.site.MemberRole
-	(*Group)(nil),                  // 45: jumpmesh.site.Group
-	(*JumpPolicy)(nil),             // 46: jumpmesh.site.JumpPolicy
-	(*SessionPolicy)(nil),          // 47: jumpmesh.site.SessionPolicy
-	(*InstallerDefaults)(nil),      // 48: jumpmesh.site.InstallerDefaults
-	(*Installer)(nil),              // 49: jumpmesh.site.Installer
-	(*JumpGrant)(nil),              // 50: jumpmesh.session.JumpGrant
-	(*JumpointRef)(nil),            // 51: jumpmesh.site.JumpointRef
-	(*AuditEvent)(nil),             // 52: jumpmesh.session.AuditEvent
-	(*Peer)(nil),                   // 53: jumpmesh.peer.Peer
-	(*Error)(nil),                  // 54: jumpmesh.site.Error
-	(*Settings)(nil),               // 55: jumpmesh.site.Settings
+	(*TunnelRecord)(nil),           // 36: jumpmesh.control.TunnelRecord
+	(*JumpointSetRequest)(nil),     // 37: jumpmesh.control.JumpointSetRequest
+	(*JumpointStats)(nil),          // 38: jumpmesh.control.JumpointStats
+	(*JumpointACL)(nil),            // 39: jumpmesh.control.JumpointACL
+	(*JumpointView)(nil),           // 40: jumpmesh.control.JumpointView
+	(*JumpointList)(nil),           // 41: jumpmesh.control.JumpointList
+	nil,                            // 42: jumpmesh.control.SettingsSetRequest.ValuesEntry
+	(*User)(nil),                   // 43: jumpmesh.site.User
+	(Role)(0),                      // 44: jumpmesh.site.Role
+	(*GroupMember)(nil),            // 45: jumpmesh.site.GroupMember
+	(MemberRole)(0),                // 46: jumpmesh.site.MemberRole
+	(*Group)(nil),                  // 47: jumpmesh.site.Group
+	(*JumpPolicy)(nil),             // 48: jumpmesh.site.JumpPolicy
+	(*SessionPolicy)(nil),          // 49: jumpmesh.site.SessionPolicy
+	(*InstallerDefaults)(nil),      // 50: jumpmesh.site.InstallerDefaults
+	(*Installer)(nil),              // 51: jumpmesh.site.Installer
+	(*JumpGrant)(nil),              // 52: jumpmesh.session.JumpGrant
+	(*JumpointRef)(nil),            // 53: jumpmesh.site.JumpointRef
+	(*AuditEvent)(nil),             // 54: jumpmesh.session.AuditEvent
+	(*Peer)(nil),                   // 55: jumpmesh.peer.Peer
+	(*Error)(nil),                  // 56: jumpmesh.site.Error
+	(*Settings)(nil),               // 57: jumpmesh.site.Settings
+	(*AllowRule)(nil),              // 58: jumpmesh.site.AllowRule
 }
 var file_control_proto_depIdxs = []int32{
-	41, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
-	42, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
-	41, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
-	42, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
-	41, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
-	41, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
-	43, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
-	44, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
-	45, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
-	46, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
-	47, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
-	40, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
-	48, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
-	49, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
+	43, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
+	44, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
+	43, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
+	44, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
+	43, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
+	43, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
+	45, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
+	46, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
+	47, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
+	48, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
+	49, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
+	42, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
+	50, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
+	51, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
 	2,  // 14: jumpmesh.control.Request.login:type_name -> jumpmesh.control.LoginRequest
 	0,  // 15: jumpmesh.control.Request.whoami:type_name -> jumpmesh.control.Empty
 	4,  // 16: jumpmesh.control.Request.user_invite:type_name -> jumpmesh.control.UserInviteRequest
@@ -3720,11 +4013,11 @@ var file_control_proto_depIdxs = []int32{
 	10, // 24: jumpmesh.control.Request.group_add:type_name -> jumpmesh.control.GroupMemberRequest
 	10, // 25: jumpmesh.control.Request.group_remove:type_name -> jumpmesh.control.GroupMemberRequest
 	1,  // 26: jumpmesh.control.Request.group_delete:type_name -> jumpmesh.control.NameRequest
-	46, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
+	48, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
 	0,  // 28: jumpmesh.control.Request.jump_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 29: jumpmesh.control.Request.jump_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 30: jumpmesh.control.Request.jump_policy_delete:type_name -> jumpmesh.control.NameRequest
-	47, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
+	49, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
 	0,  // 32: jumpmesh.control.Request.session_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 33: jumpmesh.control.Request.session_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 34: jumpmesh.control.Request.session_policy_delete:type_name -> jumpmesh.control.NameRequest
@@ -3747,45 +4040,48 @@ var file_control_proto_depIdxs = []int32{
 	0,  // 51: jumpmesh.control.Request.path_stats:type_name -> jumpmesh.control.Empty
 	35, // 52: jumpmesh.control.Request.jumpoint_acl:type_name -> jumpmesh.control.JumpointACLRequest
 	0,  // 53: jumpmesh.control.Request.jumpoint_list:type_name -> jumpmesh.control.Empty
-	50, // 54: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
-	30, // 55: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
-	51, // 56: jumpmesh.control.JumpResponse.jumpoints:type_name -> jumpmesh.site.JumpointRef
-	52, // 57: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
-	53, // 58: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
-	51, // 59: jumpmesh.control.PeerView.jumpoints:type_name -> jumpmesh.site.JumpointRef
-	30, // 60: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
-	48, // 61: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
-	54, // 62: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
-	0,  // 63: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
-	3,  // 64: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
-	8,  // 65: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
-	7,  // 66: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
-	5,  // 67: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
-	45, // 68: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
-	11, // 69: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
-	46, // 70: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
-	12, // 71: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
-	47, // 72: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
-	13, // 73: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
-	55, // 74: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
-	49, // 75: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
-	18, // 76: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
-	30, // 77: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
-	31, // 78: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
-	22, // 79: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
-	24, // 80: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
-	26, // 81: jumpmesh.control.Response.relay_acl:type_name -> jumpmesh.control.RelayACL
-	28, // 82: jumpmesh.control.Response.path_stats:type_name -> jumpmesh.control.PathStats
-	37, // 83: jumpmesh.control.Response.jumpoint_acl:type_name -> jumpmesh.control.JumpointACL
-	39, // 84: jumpmesh.control.Response.jumpoints:type_name -> jumpmesh.control.JumpointList
-	36, // 85: jumpmesh.control.JumpointACLRequest.stats:type_name -> jumpmesh.control.JumpointStats
-	36, // 86: jumpmesh.control.JumpointView.stats:type_name -> jumpmesh.control.JumpointStats
-	38, // 87: jumpmesh.control.JumpointList.jumpoints:type_name -> jumpmesh.control.JumpointView
-	88, // [88:88] is the sub-list for method output_type
-	88, // [88:88] is the sub-list for method input_type
-	88, // [88:88] is the sub-list for extension type_name
-	88, // [88:88] is the sub-list for extension extendee
-	0,  // [0:88] is the sub-list for field type_name
+	37, // 54: jumpmesh.control.Request.jumpoint_set:type_name -> jumpmesh.control.JumpointSetRequest
+	52, // 55: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
+	30, // 56: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
+	53, // 57: jumpmesh.control.JumpResponse.jumpoints:type_name -> jumpmesh.site.JumpointRef
+	54, // 58: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
+	55, // 59: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
+	53, // 60: jumpmesh.control.PeerView.jumpoints:type_name -> jumpmesh.site.JumpointRef
+	30, // 61: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
+	50, // 62: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
+	56, // 63: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
+	0,  // 64: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
+	3,  // 65: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
+	8,  // 66: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
+	7,  // 67: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
+	5,  // 68: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
+	47, // 69: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
+	11, // 70: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
+	48, // 71: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
+	12, // 72: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
+	49, // 73: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
+	13, // 74: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
+	57, // 75: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
+	51, // 76: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
+	18, // 77: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
+	30, // 78: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
+	31, // 79: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
+	22, // 80: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
+	24, // 81: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
+	26, // 82: jumpmesh.control.Response.relay_acl:type_name -> jumpmesh.control.RelayACL
+	28, // 83: jumpmesh.control.Response.path_stats:type_name -> jumpmesh.control.PathStats
+	39, // 84: jumpmesh.control.Response.jumpoint_acl:type_name -> jumpmesh.control.JumpointACL
+	41, // 85: jumpmesh.control.Response.jumpoints:type_name -> jumpmesh.control.JumpointList
+	38, // 86: jumpmesh.control.JumpointACLRequest.stats:type_name -> jumpmesh.control.JumpointStats
+	36, // 87: jumpmesh.control.JumpointACLRequest.tunnels:type_name -> jumpmesh.control.TunnelRecord
+	58, // 88: jumpmesh.control.JumpointACL.allow:type_name -> jumpmesh.site.AllowRule
+	38, // 89: jumpmesh.control.JumpointView.stats:type_name -> jumpmesh.control.JumpointStats
+	40, // 90: jumpmesh.control.JumpointList.jumpoints:type_name -> jumpmesh.control.JumpointView
+	91, // [91:91] is the sub-list for method output_type
+	91, // [91:91] is the sub-list for method input_type
+	91, // [91:91] is the sub-list for extension type_name
+	91, // [91:91] is the sub-list for extension extendee
+	0,  // [0:91] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -3837,6 +4133,7 @@ func file_control_proto_init() {
 		(*Request_PathStats)(nil),
 		(*Request_JumpointAcl)(nil),
 		(*Request_JumpointList)(nil),
+		(*Request_JumpointSet)(nil),
 	}
 	file_control_proto_msgTypes[34].OneofWrappers = []any{
 		(*Response_Ok)(nil),
@@ -3868,7 +4165,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -103,8 +103,14 @@ type JumpGrantBody struct {
 	// for each presence case; empty allows any command the capability allows.
 	AllowCommands           []string `protobuf:"bytes,14,rep,name=allow_commands,json=allowCommands,proto3" json:"allow_commands,omitempty"`
 	AllowCommandsNotPresent []string `protobuf:"bytes,15,rep,name=allow_commands_not_present,json=allowCommandsNotPresent,proto3" json:"allow_commands_not_present,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// A grant for an agentless target (jumpmesh forward --via): the
+	// jumpoint (peer ID) that may carry it and the target (IP:port) it may
+	// reach. peer is then empty; a peer refuses such a grant and a jumpoint
+	// refuses a grant without them for an agentless target.
+	Jumpoint      []byte `protobuf:"bytes,16,opt,name=jumpoint,proto3" json:"jumpoint,omitempty"`
+	Target        string `protobuf:"bytes,17,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JumpGrantBody) Reset() {
@@ -240,6 +246,20 @@ func (x *JumpGrantBody) GetAllowCommandsNotPresent() []string {
 		return x.AllowCommandsNotPresent
 	}
 	return nil
+}
+
+func (x *JumpGrantBody) GetJumpoint() []byte {
+	if x != nil {
+		return x.Jumpoint
+	}
+	return nil
+}
+
+func (x *JumpGrantBody) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
 }
 
 // JumpGrant is a signed grant.
@@ -1273,10 +1293,16 @@ type AuditEvent struct {
 	Exit       *ExitStatus `protobuf:"bytes,13,opt,name=exit,proto3" json:"exit,omitempty"`
 	// An admin event's action ("peer.set", "user.remove", …) and the name of
 	// what it changed; detail says before → after.
-	Action        string `protobuf:"bytes,14,opt,name=action,proto3" json:"action,omitempty"`
-	Target        string `protobuf:"bytes,15,opt,name=target,proto3" json:"target,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Action string `protobuf:"bytes,14,opt,name=action,proto3" json:"action,omitempty"`
+	Target string `protobuf:"bytes,15,opt,name=target,proto3" json:"target,omitempty"`
+	// Agentless targets: the jumpoint's name (grants, refusals, tunnels;
+	// target is then the IP:port) and, for a tunnel event, when it opened
+	// and closed on the jumpoint's clock.
+	Jumpoint        string `protobuf:"bytes,16,opt,name=jumpoint,proto3" json:"jumpoint,omitempty"`
+	StartedUnixNano int64  `protobuf:"varint,17,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
+	EndedUnixNano   int64  `protobuf:"varint,18,opt,name=ended_unix_nano,json=endedUnixNano,proto3" json:"ended_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AuditEvent) Reset() {
@@ -1414,12 +1440,33 @@ func (x *AuditEvent) GetTarget() string {
 	return ""
 }
 
+func (x *AuditEvent) GetJumpoint() string {
+	if x != nil {
+		return x.Jumpoint
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetEndedUnixNano() int64 {
+	if x != nil {
+		return x.EndedUnixNano
+	}
+	return 0
+}
+
 var File_session_proto protoreflect.FileDescriptor
 
 const file_session_proto_rawDesc = "" +
 	"\n" +
 	"\rsession.proto\x12\x10jumpmesh.session\x1a\n" +
-	"site.proto\"\xb3\x04\n" +
+	"site.proto\"\xe7\x04\n" +
 	"\rJumpGrantBody\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x17\n" +
 	"\asite_id\x18\x02 \x01(\fR\x06siteId\x12\x1e\n" +
@@ -1439,7 +1486,9 @@ const file_session_proto_rawDesc = "" +
 	"\x18capabilities_not_present\x18\f \x01(\rR\x16capabilitiesNotPresent\x12;\n" +
 	"\x1asession_policy_not_present\x18\r \x01(\tR\x17sessionPolicyNotPresent\x12%\n" +
 	"\x0eallow_commands\x18\x0e \x03(\tR\rallowCommands\x12;\n" +
-	"\x1aallow_commands_not_present\x18\x0f \x03(\tR\x17allowCommandsNotPresent\"=\n" +
+	"\x1aallow_commands_not_present\x18\x0f \x03(\tR\x17allowCommandsNotPresent\x12\x1a\n" +
+	"\bjumpoint\x18\x10 \x01(\fR\bjumpoint\x12\x16\n" +
+	"\x06target\x18\x11 \x01(\tR\x06target\"=\n" +
 	"\tJumpGrant\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xe7\x01\n" +
@@ -1520,7 +1569,7 @@ const file_session_proto_rawDesc = "" +
 	"\vgrant_nonce\x18\n" +
 	" \x01(\fR\n" +
 	"grantNonce\x12.\n" +
-	"\arefused\x18\v \x01(\v2\x14.jumpmesh.site.ErrorR\arefused\"\xb0\x03\n" +
+	"\arefused\x18\v \x01(\v2\x14.jumpmesh.site.ErrorR\arefused\"\xa0\x04\n" +
 	"\n" +
 	"AuditEvent\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
@@ -1543,7 +1592,10 @@ const file_session_proto_rawDesc = "" +
 	"\tbytes_out\x18\f \x01(\x04R\bbytesOut\x120\n" +
 	"\x04exit\x18\r \x01(\v2\x1c.jumpmesh.session.ExitStatusR\x04exit\x12\x16\n" +
 	"\x06action\x18\x0e \x01(\tR\x06action\x12\x16\n" +
-	"\x06target\x18\x0f \x01(\tR\x06target*\x82\x01\n" +
+	"\x06target\x18\x0f \x01(\tR\x06target\x12\x1a\n" +
+	"\bjumpoint\x18\x10 \x01(\tR\bjumpoint\x12*\n" +
+	"\x11started_unix_nano\x18\x11 \x01(\x03R\x0fstartedUnixNano\x12&\n" +
+	"\x0fended_unix_nano\x18\x12 \x01(\x03R\rendedUnixNano*\x82\x01\n" +
 	"\n" +
 	"Capability\x12\x13\n" +
 	"\x0fCAPABILITY_NONE\x10\x00\x12\x14\n" +

@@ -361,10 +361,13 @@ type User struct {
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Role  Role                   `protobuf:"varint,2,opt,name=role,proto3,enum=jumpmesh.site.Role" json:"role,omitempty"`
 	// Peer IDs (binary) of the console keys bound to this user by login.
-	PeerIds       [][]byte `protobuf:"bytes,3,rep,name=peer_ids,json=peerIds,proto3" json:"peer_ids,omitempty"`
-	CreatedUnix   int64    `protobuf:"varint,4,opt,name=created_unix,json=createdUnix,proto3" json:"created_unix,omitempty"`
-	CreatedBy     string   `protobuf:"bytes,5,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
-	LastSeenUnix  int64    `protobuf:"varint,6,opt,name=last_seen_unix,json=lastSeenUnix,proto3" json:"last_seen_unix,omitempty"`
+	PeerIds      [][]byte `protobuf:"bytes,3,rep,name=peer_ids,json=peerIds,proto3" json:"peer_ids,omitempty"`
+	CreatedUnix  int64    `protobuf:"varint,4,opt,name=created_unix,json=createdUnix,proto3" json:"created_unix,omitempty"`
+	CreatedBy    string   `protobuf:"bytes,5,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	LastSeenUnix int64    `protobuf:"varint,6,opt,name=last_seen_unix,json=lastSeenUnix,proto3" json:"last_seen_unix,omitempty"`
+	// For a jumpoint: what it may reach without a peer, and who may use
+	// that (jumpmesh jumpoint set).
+	Jumpoint      *JumpointPolicy `protobuf:"bytes,7,opt,name=jumpoint,proto3" json:"jumpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -441,6 +444,175 @@ func (x *User) GetLastSeenUnix() int64 {
 	return 0
 }
 
+func (x *User) GetJumpoint() *JumpointPolicy {
+	if x != nil {
+		return x.Jumpoint
+	}
+	return nil
+}
+
+// PortRange is the ports from..to (one port: to == from).
+type PortRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint32                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            uint32                 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortRange) Reset() {
+	*x = PortRange{}
+	mi := &file_site_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortRange) ProtoMessage() {}
+
+func (x *PortRange) ProtoReflect() protoreflect.Message {
+	mi := &file_site_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
+func (*PortRange) Descriptor() ([]byte, []int) {
+	return file_site_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PortRange) GetFrom() uint32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *PortRange) GetTo() uint32 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+// AllowRule is one entry of a jumpoint's agentless allow list: an IP
+// prefix (a single address is a /32 or /128) and the ports on it.
+type AllowRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Prefix        string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Ports         []*PortRange           `protobuf:"bytes,2,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllowRule) Reset() {
+	*x = AllowRule{}
+	mi := &file_site_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllowRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllowRule) ProtoMessage() {}
+
+func (x *AllowRule) ProtoReflect() protoreflect.Message {
+	mi := &file_site_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllowRule.ProtoReflect.Descriptor instead.
+func (*AllowRule) Descriptor() ([]byte, []int) {
+	return file_site_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AllowRule) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *AllowRule) GetPorts() []*PortRange {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// JumpointPolicy is what a jumpoint may reach for technicians without a
+// peer there (agentless targets) and who may ask: administrators always,
+// technicians who are members of one of the jump groups named.
+type JumpointPolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Allow         []*AllowRule           `protobuf:"bytes,1,rep,name=allow,proto3" json:"allow,omitempty"`
+	Groups        []string               `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JumpointPolicy) Reset() {
+	*x = JumpointPolicy{}
+	mi := &file_site_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JumpointPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JumpointPolicy) ProtoMessage() {}
+
+func (x *JumpointPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_site_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JumpointPolicy.ProtoReflect.Descriptor instead.
+func (*JumpointPolicy) Descriptor() ([]byte, []int) {
+	return file_site_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *JumpointPolicy) GetAllow() []*AllowRule {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *JumpointPolicy) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 // Invite is a pending one-time login code. Only a hash of the code is stored.
 type Invite struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -455,7 +627,7 @@ type Invite struct {
 
 func (x *Invite) Reset() {
 	*x = Invite{}
-	mi := &file_site_proto_msgTypes[3]
+	mi := &file_site_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +639,7 @@ func (x *Invite) String() string {
 func (*Invite) ProtoMessage() {}
 
 func (x *Invite) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[3]
+	mi := &file_site_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +652,7 @@ func (x *Invite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Invite.ProtoReflect.Descriptor instead.
 func (*Invite) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{3}
+	return file_site_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Invite) GetCodeHash() []byte {
@@ -528,7 +700,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_site_proto_msgTypes[4]
+	mi := &file_site_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +712,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[4]
+	mi := &file_site_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +725,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{4}
+	return file_site_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GroupMember) GetUser() string {
@@ -584,7 +756,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_site_proto_msgTypes[5]
+	mi := &file_site_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +768,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[5]
+	mi := &file_site_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +781,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{5}
+	return file_site_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Group) GetCode() string {
@@ -660,7 +832,7 @@ type Window struct {
 
 func (x *Window) Reset() {
 	*x = Window{}
-	mi := &file_site_proto_msgTypes[6]
+	mi := &file_site_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +844,7 @@ func (x *Window) String() string {
 func (*Window) ProtoMessage() {}
 
 func (x *Window) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[6]
+	mi := &file_site_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +857,7 @@ func (x *Window) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Window.ProtoReflect.Descriptor instead.
 func (*Window) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{6}
+	return file_site_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Window) GetDays() uint32 {
@@ -722,7 +894,7 @@ type JumpPolicy struct {
 
 func (x *JumpPolicy) Reset() {
 	*x = JumpPolicy{}
-	mi := &file_site_proto_msgTypes[7]
+	mi := &file_site_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +906,7 @@ func (x *JumpPolicy) String() string {
 func (*JumpPolicy) ProtoMessage() {}
 
 func (x *JumpPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[7]
+	mi := &file_site_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +919,7 @@ func (x *JumpPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpPolicy.ProtoReflect.Descriptor instead.
 func (*JumpPolicy) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{7}
+	return file_site_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *JumpPolicy) GetName() string {
@@ -798,7 +970,7 @@ type SessionPolicy struct {
 
 func (x *SessionPolicy) Reset() {
 	*x = SessionPolicy{}
-	mi := &file_site_proto_msgTypes[8]
+	mi := &file_site_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +982,7 @@ func (x *SessionPolicy) String() string {
 func (*SessionPolicy) ProtoMessage() {}
 
 func (x *SessionPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[8]
+	mi := &file_site_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +995,7 @@ func (x *SessionPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPolicy.ProtoReflect.Descriptor instead.
 func (*SessionPolicy) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{8}
+	return file_site_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionPolicy) GetName() string {
@@ -909,7 +1081,7 @@ type Settings struct {
 
 func (x *Settings) Reset() {
 	*x = Settings{}
-	mi := &file_site_proto_msgTypes[9]
+	mi := &file_site_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1093,7 @@ func (x *Settings) String() string {
 func (*Settings) ProtoMessage() {}
 
 func (x *Settings) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[9]
+	mi := &file_site_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1106,7 @@ func (x *Settings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Settings.ProtoReflect.Descriptor instead.
 func (*Settings) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{9}
+	return file_site_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Settings) GetLostAfterDays() uint32 {
@@ -1059,7 +1231,7 @@ type Installer struct {
 
 func (x *Installer) Reset() {
 	*x = Installer{}
-	mi := &file_site_proto_msgTypes[10]
+	mi := &file_site_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1243,7 @@ func (x *Installer) String() string {
 func (*Installer) ProtoMessage() {}
 
 func (x *Installer) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[10]
+	mi := &file_site_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1256,7 @@ func (x *Installer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Installer.ProtoReflect.Descriptor instead.
 func (*Installer) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{10}
+	return file_site_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Installer) GetId() string {
@@ -1155,7 +1327,7 @@ type InstallerDefaults struct {
 
 func (x *InstallerDefaults) Reset() {
 	*x = InstallerDefaults{}
-	mi := &file_site_proto_msgTypes[11]
+	mi := &file_site_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1339,7 @@ func (x *InstallerDefaults) String() string {
 func (*InstallerDefaults) ProtoMessage() {}
 
 func (x *InstallerDefaults) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[11]
+	mi := &file_site_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1352,7 @@ func (x *InstallerDefaults) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallerDefaults.ProtoReflect.Descriptor instead.
 func (*InstallerDefaults) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{11}
+	return file_site_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InstallerDefaults) GetGroup() string {
@@ -1276,7 +1448,7 @@ type InstallerKeyBody struct {
 
 func (x *InstallerKeyBody) Reset() {
 	*x = InstallerKeyBody{}
-	mi := &file_site_proto_msgTypes[12]
+	mi := &file_site_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1460,7 @@ func (x *InstallerKeyBody) String() string {
 func (*InstallerKeyBody) ProtoMessage() {}
 
 func (x *InstallerKeyBody) ProtoReflect() protoreflect.Message {
-	mi := &file_site_proto_msgTypes[12]
+	mi := &file_site_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1473,7 @@ func (x *InstallerKeyBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallerKeyBody.ProtoReflect.Descriptor instead.
 func (*InstallerKeyBody) Descriptor() ([]byte, []int) {
-	return file_site_proto_rawDescGZIP(), []int{12}
+	return file_site_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *InstallerKeyBody) GetVersion() uint32 {
@@ -1394,7 +1566,7 @@ const file_site_proto_rawDesc = "" +
 	"\vJumpointRef\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
-	"\x05addrs\x18\x03 \x03(\fR\x05addrs\"\xc6\x01\n" +
+	"\x05addrs\x18\x03 \x03(\fR\x05addrs\"\x81\x02\n" +
 	"\x04User\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x13.jumpmesh.site.RoleR\x04role\x12\x19\n" +
@@ -1402,7 +1574,17 @@ const file_site_proto_rawDesc = "" +
 	"\fcreated_unix\x18\x04 \x01(\x03R\vcreatedUnix\x12\x1d\n" +
 	"\n" +
 	"created_by\x18\x05 \x01(\tR\tcreatedBy\x12$\n" +
-	"\x0elast_seen_unix\x18\x06 \x01(\x03R\flastSeenUnix\"\xa4\x01\n" +
+	"\x0elast_seen_unix\x18\x06 \x01(\x03R\flastSeenUnix\x129\n" +
+	"\bjumpoint\x18\a \x01(\v2\x1d.jumpmesh.site.JumpointPolicyR\bjumpoint\"/\n" +
+	"\tPortRange\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\rR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\rR\x02to\"S\n" +
+	"\tAllowRule\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12.\n" +
+	"\x05ports\x18\x02 \x03(\v2\x18.jumpmesh.site.PortRangeR\x05ports\"X\n" +
+	"\x0eJumpointPolicy\x12.\n" +
+	"\x05allow\x18\x01 \x03(\v2\x18.jumpmesh.site.AllowRuleR\x05allow\x12\x16\n" +
+	"\x06groups\x18\x02 \x03(\tR\x06groups\"\xa4\x01\n" +
 	"\x06Invite\x12\x1b\n" +
 	"\tcode_hash\x18\x01 \x01(\fR\bcodeHash\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12'\n" +
@@ -1530,7 +1712,7 @@ func file_site_proto_rawDescGZIP() []byte {
 }
 
 var file_site_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_site_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_site_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_site_proto_goTypes = []any{
 	(Role)(0),                 // 0: jumpmesh.site.Role
 	(MemberRole)(0),           // 1: jumpmesh.site.MemberRole
@@ -1539,34 +1721,40 @@ var file_site_proto_goTypes = []any{
 	(*Error)(nil),             // 4: jumpmesh.site.Error
 	(*JumpointRef)(nil),       // 5: jumpmesh.site.JumpointRef
 	(*User)(nil),              // 6: jumpmesh.site.User
-	(*Invite)(nil),            // 7: jumpmesh.site.Invite
-	(*GroupMember)(nil),       // 8: jumpmesh.site.GroupMember
-	(*Group)(nil),             // 9: jumpmesh.site.Group
-	(*Window)(nil),            // 10: jumpmesh.site.Window
-	(*JumpPolicy)(nil),        // 11: jumpmesh.site.JumpPolicy
-	(*SessionPolicy)(nil),     // 12: jumpmesh.site.SessionPolicy
-	(*Settings)(nil),          // 13: jumpmesh.site.Settings
-	(*Installer)(nil),         // 14: jumpmesh.site.Installer
-	(*InstallerDefaults)(nil), // 15: jumpmesh.site.InstallerDefaults
-	(*InstallerKeyBody)(nil),  // 16: jumpmesh.site.InstallerKeyBody
+	(*PortRange)(nil),         // 7: jumpmesh.site.PortRange
+	(*AllowRule)(nil),         // 8: jumpmesh.site.AllowRule
+	(*JumpointPolicy)(nil),    // 9: jumpmesh.site.JumpointPolicy
+	(*Invite)(nil),            // 10: jumpmesh.site.Invite
+	(*GroupMember)(nil),       // 11: jumpmesh.site.GroupMember
+	(*Group)(nil),             // 12: jumpmesh.site.Group
+	(*Window)(nil),            // 13: jumpmesh.site.Window
+	(*JumpPolicy)(nil),        // 14: jumpmesh.site.JumpPolicy
+	(*SessionPolicy)(nil),     // 15: jumpmesh.site.SessionPolicy
+	(*Settings)(nil),          // 16: jumpmesh.site.Settings
+	(*Installer)(nil),         // 17: jumpmesh.site.Installer
+	(*InstallerDefaults)(nil), // 18: jumpmesh.site.InstallerDefaults
+	(*InstallerKeyBody)(nil),  // 19: jumpmesh.site.InstallerKeyBody
 }
 var file_site_proto_depIdxs = []int32{
 	0,  // 0: jumpmesh.site.User.role:type_name -> jumpmesh.site.Role
-	0,  // 1: jumpmesh.site.Invite.role:type_name -> jumpmesh.site.Role
-	1,  // 2: jumpmesh.site.GroupMember.role:type_name -> jumpmesh.site.MemberRole
-	8,  // 3: jumpmesh.site.Group.members:type_name -> jumpmesh.site.GroupMember
-	10, // 4: jumpmesh.site.JumpPolicy.windows:type_name -> jumpmesh.site.Window
-	2,  // 5: jumpmesh.site.Settings.uninstalled_behavior:type_name -> jumpmesh.site.UninstalledBehavior
-	3,  // 6: jumpmesh.site.Settings.default_connection_type:type_name -> jumpmesh.site.ConnectionType
-	16, // 7: jumpmesh.site.Installer.body:type_name -> jumpmesh.site.InstallerKeyBody
-	3,  // 8: jumpmesh.site.InstallerDefaults.connection_type:type_name -> jumpmesh.site.ConnectionType
-	15, // 9: jumpmesh.site.InstallerKeyBody.defaults:type_name -> jumpmesh.site.InstallerDefaults
-	5,  // 10: jumpmesh.site.InstallerKeyBody.jumpoints:type_name -> jumpmesh.site.JumpointRef
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	9,  // 1: jumpmesh.site.User.jumpoint:type_name -> jumpmesh.site.JumpointPolicy
+	7,  // 2: jumpmesh.site.AllowRule.ports:type_name -> jumpmesh.site.PortRange
+	8,  // 3: jumpmesh.site.JumpointPolicy.allow:type_name -> jumpmesh.site.AllowRule
+	0,  // 4: jumpmesh.site.Invite.role:type_name -> jumpmesh.site.Role
+	1,  // 5: jumpmesh.site.GroupMember.role:type_name -> jumpmesh.site.MemberRole
+	11, // 6: jumpmesh.site.Group.members:type_name -> jumpmesh.site.GroupMember
+	13, // 7: jumpmesh.site.JumpPolicy.windows:type_name -> jumpmesh.site.Window
+	2,  // 8: jumpmesh.site.Settings.uninstalled_behavior:type_name -> jumpmesh.site.UninstalledBehavior
+	3,  // 9: jumpmesh.site.Settings.default_connection_type:type_name -> jumpmesh.site.ConnectionType
+	19, // 10: jumpmesh.site.Installer.body:type_name -> jumpmesh.site.InstallerKeyBody
+	3,  // 11: jumpmesh.site.InstallerDefaults.connection_type:type_name -> jumpmesh.site.ConnectionType
+	18, // 12: jumpmesh.site.InstallerKeyBody.defaults:type_name -> jumpmesh.site.InstallerDefaults
+	5,  // 13: jumpmesh.site.InstallerKeyBody.jumpoints:type_name -> jumpmesh.site.JumpointRef
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_site_proto_init() }
@@ -1580,7 +1768,7 @@ func file_site_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_site_proto_rawDesc), len(file_site_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
