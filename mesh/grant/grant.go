@@ -102,6 +102,10 @@ func verify(g *pb.JumpGrant, c Check, expiry bool) (*pb.JumpGrantBody, error) {
 		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(version %d)", body.GetVersion())
 	case peer.ID(body.GetSiteId()) != c.Site:
 		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(another site)")
+	case len(body.GetJumpoint()) > 0 || body.GetTarget() != "":
+		// Never a peer grant, whatever its peer field says: the coordinator
+		// checked it against a jumpoint's allow list, not a peer's policies.
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(the grant is for an agentless target through a jumpoint, not for a peer)")
 	case peer.ID(body.GetPeer()) != c.Peer:
 		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(the grant is for another peer)")
 	case peer.ID(body.GetTechnician()) != c.Technician:
@@ -122,6 +126,51 @@ func Parse(g *pb.JumpGrant) (*pb.JumpGrantBody, error) {
 	body := new(pb.JumpGrantBody)
 	if err := proto.Unmarshal(g.GetBody(), body); err != nil {
 		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(body: %v)", err)
+	}
+	return body, nil
+}
+
+// TargetCheck says what VerifyTarget checks an agentless grant against.
+type TargetCheck struct {
+	Site       peer.ID // the site
+	Jumpoint   peer.ID // the verifying jumpoint itself
+	Technician peer.ID // the authenticated remote
+	Now        time.Time
+}
+
+// VerifyTarget checks a grant for an agentless target (jumpmesh forward
+// --via) at a jumpoint: the site's signature, made out to the remote
+// technician, valid now, naming this jumpoint and a target, and no peer —
+// so a peer grant never passes as one, nor one of these as a peer grant
+// (Verify refuses grants that name a jumpoint or target). Whether the
+// target is the one asked for and in the allow list is the jumpoint's to
+// check. Failures are grant_invalid.
+func VerifyTarget(g *pb.JumpGrant, c TargetCheck) (*pb.JumpGrantBody, error) {
+	if g == nil || len(g.GetBody()) == 0 {
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(no grant)")
+	}
+	if err := mesh.VerifySignature(c.Site, append([]byte(signingDomain), g.GetBody()...), g.GetSignature()); err != nil {
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(signature: %v)", err)
+	}
+	body := new(pb.JumpGrantBody)
+	if err := proto.Unmarshal(g.GetBody(), body); err != nil {
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(body: %v)", err)
+	}
+	switch {
+	case body.GetVersion() != Version:
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(version %d)", body.GetVersion())
+	case peer.ID(body.GetSiteId()) != c.Site:
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(another site)")
+	case len(body.GetPeer()) > 0 || body.GetTarget() == "" || len(body.GetJumpoint()) == 0:
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(the grant is for a peer, not for an agentless target through a jumpoint)")
+	case peer.ID(body.GetJumpoint()) != c.Jumpoint:
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(the grant is for another jumpoint)")
+	case peer.ID(body.GetTechnician()) != c.Technician:
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(the grant is for another technician)")
+	case time.Unix(body.GetExpiresUnix(), 0).Sub(time.Unix(body.GetIssuedUnix(), 0)) > MaxLifetime:
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(lifetime over %s)", MaxLifetime)
+	case !c.Now.Before(time.Unix(body.GetExpiresUnix(), 0)):
+		return nil, catalog.Errorf(catalog.CodeGrantInvalid, "(expired at %s)", time.Unix(body.GetExpiresUnix(), 0).UTC().Format(time.RFC3339))
 	}
 	return body, nil
 }
