@@ -67,44 +67,15 @@ func (s *Service) jumpPolicyList() (*pb.Response, error) {
 }
 
 func (s *Service) jumpPolicyShow(name string) (*pb.Response, error) {
-	var p *pb.JumpPolicy
-	err := s.view(func(tx *Tx) (err error) {
-		p, err = tx.JumpPolicy(name)
-		return err
-	})
+	p, err := showPolicy(s, jumpPolicies, name)
 	if err != nil {
 		return nil, err
-	}
-	if p == nil {
-		return nil, catalog.Errorf(catalog.CodePolicyNotFound, "(jump policy %s)", name)
 	}
 	return &pb.Response{Body: &pb.Response_JumpPolicy{JumpPolicy: p}}, nil
 }
 
 func (s *Service) jumpPolicyDelete(c *caller, name string) (*pb.Response, error) {
-	if err := c.requireAdmin(); err != nil {
-		return nil, err
-	}
-	err := s.update(func(tx *Tx) error {
-		p, err := tx.JumpPolicy(name)
-		if err != nil {
-			return err
-		}
-		if p == nil {
-			return catalog.Errorf(catalog.CodePolicyNotFound, "(jump policy %s)", name)
-		}
-		if err := s.refuseIfUsed(tx, "jump policy "+name, func(d *pb.InstallerDefaults) bool {
-			return d.GetJumpPolicy() == name
-		}); err != nil {
-			return err
-		}
-		return tx.DeleteJumpPolicy(name)
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.adminChanged(c, adminChange{Action: ActionJumpPolicyDelete, Target: name})
-	return ok(), nil
+	return deletePolicy(s, c, jumpPolicies, name)
 }
 
 func (s *Service) sessionPolicyPut(c *caller, p *pb.SessionPolicy, create bool) (*pb.Response, error) {
@@ -148,43 +119,79 @@ func (s *Service) sessionPolicyList() (*pb.Response, error) {
 }
 
 func (s *Service) sessionPolicyShow(name string) (*pb.Response, error) {
-	var p *pb.SessionPolicy
-	err := s.view(func(tx *Tx) (err error) {
-		p, err = tx.SessionPolicy(name)
-		return err
-	})
+	p, err := showPolicy(s, sessionPolicies, name)
 	if err != nil {
 		return nil, err
-	}
-	if p == nil {
-		return nil, catalog.Errorf(catalog.CodePolicyNotFound, "(session policy %s)", name)
 	}
 	return &pb.Response{Body: &pb.Response_SessionPolicy{SessionPolicy: p}}, nil
 }
 
 func (s *Service) sessionPolicyDelete(c *caller, name string) (*pb.Response, error) {
+	return deletePolicy(s, c, sessionPolicies, name)
+}
+
+// policyKind is how one kind of policy is stored and where it is used:
+// show and delete are the same for both kinds but for these.
+type policyKind[P proto.Message] struct {
+	kind    string // "jump policy"
+	get     func(*Tx, string) (P, error)
+	del     func(*Tx, string) error
+	uses    func(name string) func(*pb.InstallerDefaults) bool
+	deleted string // the audit action of a delete
+}
+
+var jumpPolicies = policyKind[*pb.JumpPolicy]{
+	kind: "jump policy", get: (*Tx).JumpPolicy, del: (*Tx).DeleteJumpPolicy, deleted: ActionJumpPolicyDelete,
+	uses: func(name string) func(*pb.InstallerDefaults) bool {
+		return func(d *pb.InstallerDefaults) bool { return d.GetJumpPolicy() == name }
+	},
+}
+
+var sessionPolicies = policyKind[*pb.SessionPolicy]{
+	kind: "session policy", get: (*Tx).SessionPolicy, del: (*Tx).DeleteSessionPolicy, deleted: ActionSessionPolicyDelete,
+	uses: func(name string) func(*pb.InstallerDefaults) bool {
+		return func(d *pb.InstallerDefaults) bool {
+			return d.GetSessionPolicyPresent() == name || d.GetSessionPolicyNotPresent() == name
+		}
+	},
+}
+
+// showPolicy reads one policy; a missing one is policy_not_found.
+func showPolicy[P proto.Message](s *Service, k policyKind[P], name string) (P, error) {
+	var p P
+	err := s.view(func(tx *Tx) (err error) {
+		p, err = k.get(tx, name)
+		return err
+	})
+	if err == nil && !p.ProtoReflect().IsValid() { // a nil *pb.X: not stored
+		err = catalog.Errorf(catalog.CodePolicyNotFound, "(%s %s)", k.kind, name)
+	}
+	return p, err
+}
+
+// deletePolicy deletes one policy (admins only), refused while a peer or a
+// live installer uses it.
+func deletePolicy[P proto.Message](s *Service, c *caller, k policyKind[P], name string) (*pb.Response, error) {
 	if err := c.requireAdmin(); err != nil {
 		return nil, err
 	}
 	err := s.update(func(tx *Tx) error {
-		p, err := tx.SessionPolicy(name)
+		p, err := k.get(tx, name)
 		if err != nil {
 			return err
 		}
-		if p == nil {
-			return catalog.Errorf(catalog.CodePolicyNotFound, "(session policy %s)", name)
+		if !p.ProtoReflect().IsValid() {
+			return catalog.Errorf(catalog.CodePolicyNotFound, "(%s %s)", k.kind, name)
 		}
-		if err := s.refuseIfUsed(tx, "session policy "+name, func(d *pb.InstallerDefaults) bool {
-			return d.GetSessionPolicyPresent() == name || d.GetSessionPolicyNotPresent() == name
-		}); err != nil {
+		if err := s.refuseIfUsed(tx, k.kind+" "+name, k.uses(name)); err != nil {
 			return err
 		}
-		return tx.DeleteSessionPolicy(name)
+		return k.del(tx, name)
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.adminChanged(c, adminChange{Action: ActionSessionPolicyDelete, Target: name})
+	s.adminChanged(c, adminChange{Action: k.deleted, Target: name})
 	return ok(), nil
 }
 
