@@ -173,7 +173,7 @@ func (l *Lab) buildNetwork(np *netPlan) (*Network, error) {
 		if _, err := l.wan(carrier, l.inet, np.carrierWAN, nthAddr(publicRouter, 1), Link{}); err != nil {
 			return nil, err
 		}
-		if err := installNAT(carrier, l.prefix, l.dev(devWAN), Easy); err != nil {
+		if err := installNAT(carrier, l.prefix, l.dev(devWAN), Easy, nil); err != nil {
 			return nil, err
 		}
 		upstream = carrier
@@ -190,7 +190,7 @@ func (l *Lab) buildNetwork(np *netPlan) (*Network, error) {
 	if natPreset == CGNAT {
 		natPreset = Easy // the home router; the carrier is easy too
 	}
-	if err := installNAT(router, l.prefix, l.dev(devWAN), natPreset); err != nil {
+	if err := installNAT(router, l.prefix, l.dev(devWAN), natPreset, np.forwards); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -210,22 +210,27 @@ func (l *Lab) wan(ns, upstream *netNS, addr netip.Prefix, gw netip.Addr, link Li
 }
 
 func (l *Lab) buildHost(hp *hostPlan) (*Host, error) {
-	n := l.netByName[hp.net.spec.Name]
 	ns, err := l.newNetns(nsHost+hp.spec.Name, false)
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{lab: l, name: hp.spec.Name, ns: ns, network: n, addr: hp.addr, gw: hp.gw}
-	c, err := l.connect(ns, l.dev(devHost), n.bridgeNS, l.dev(devBridge), hp.spec.Link)
-	if err != nil {
-		return nil, err
+	h := &Host{lab: l, name: hp.spec.Name, ns: ns, gw: hp.gw}
+	for i, ip := range hp.ifaces {
+		n := l.netByName[ip.net.spec.Name]
+		dev := l.dev(devHost + strconv.Itoa(i))
+		c, err := l.connect(ns, dev, n.bridgeNS, l.dev(devBridge), ip.link)
+		if err != nil {
+			return nil, err
+		}
+		if err := addAddrs(ns, dev, ip.addr); err != nil {
+			return nil, err
+		}
+		h.nics = append(h.nics, NIC{Name: dev, Network: n, Addr: ip.addr.Addr()})
+		h.cables = append(h.cables, c)
 	}
-	h.cable = c
-	if err := addAddrs(ns, l.dev(devHost), hp.addr); err != nil {
-		return nil, err
-	}
+	h.network, h.addr, h.cable = h.nics[0].Network, hp.addr, h.cables[0]
 	if hp.gw.IsValid() {
-		if err := addDefaultRoute(ns, l.dev(devHost), hp.gw); err != nil {
+		if err := addDefaultRoute(ns, h.nics[hp.gwIface].Name, hp.gw); err != nil {
 			return nil, err
 		}
 	}

@@ -2,40 +2,67 @@ package netlab
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 )
 
-// Host is one machine of the lab: a namespace with one interface on its
-// network, its own address and, behind a NAT, a default route via the
-// network's router.
+// Host is one machine of the lab: a namespace with an interface on its
+// network (and one on each network HostSpec.More names), an address on
+// each and, behind a NAT, a default route via a network's router.
 type Host struct {
-	lab     *Lab
-	name    string
-	ns      *netNS
+	lab  *Lab
+	name string
+	ns   *netNS
+	nics []NIC
+	// cables[i] is nics[i]'s cable.
+	cables []*cable
+	// The first interface's network, address and cable.
 	network *Network
 	addr    netip.Prefix
-	gw      netip.Addr
 	cable   *cable
+	gw      netip.Addr
+}
+
+// NIC is one interface of a host.
+type NIC struct {
+	Name    string // the interface, e.g. jmlab-k3x9-e1
+	Network *Network
+	Addr    netip.Addr
 }
 
 // Name returns the host's name from the topology.
 func (h *Host) Name() string { return h.name }
 
-// Addr returns the host's own address.
+// Addr returns the host's own address (on its first network).
 func (h *Host) Addr() netip.Addr { return h.addr.Addr() }
 
-// Gateway returns the host's default gateway, or the zero Addr on an
-// isolated network.
+// Gateway returns the host's default gateway, or the zero Addr when no
+// network of the host has one (an isolated network).
 func (h *Host) Gateway() netip.Addr { return h.gw }
 
-// Network returns the network the host is on.
+// Network returns the network the host is on (its first one).
 func (h *Host) Network() *Network { return h.network }
+
+// NICs returns the host's interfaces in topology order: its network's
+// first, then one for each network of HostSpec.More.
+func (h *Host) NICs() []NIC { return append([]NIC(nil), h.nics...) }
+
+// AddrOn returns the host's address on the named network, or the zero
+// Addr when the host is not on it.
+func (h *Host) AddrOn(network string) netip.Addr {
+	for _, n := range h.nics {
+		if n.Network.name == network {
+			return n.Addr
+		}
+	}
+	return netip.Addr{}
+}
 
 // Netns returns the host's namespace name, for `ip netns exec NAME`.
 func (h *Host) Netns() string { return h.ns.name }
 
-// Interface returns the name of the host's interface.
+// Interface returns the name of the host's (first) interface.
 func (h *Host) Interface() string { return h.cable.aDev }
 
 // Do runs f on an OS thread inside the host's namespace: sockets f creates
@@ -88,11 +115,20 @@ func (h *Host) Dial(ctx context.Context, d *net.Dialer, network, address string)
 	return c, h.lab.track(c)
 }
 
-// Partition cuts the host's cable (both directions) until Heal.
-func (h *Host) Partition() error { return h.cable.partition(h.lab.prefix, true) }
+// Partition cuts the host's cables (both directions, every interface)
+// until Heal.
+func (h *Host) Partition() error { return h.partition(true) }
 
 // Heal undoes Partition.
-func (h *Host) Heal() error { return h.cable.partition(h.lab.prefix, false) }
+func (h *Host) Heal() error { return h.partition(false) }
+
+func (h *Host) partition(on bool) error {
+	var errs []error
+	for _, c := range h.cables {
+		errs = append(errs, c.partition(h.lab.prefix, on))
+	}
+	return errors.Join(errs...)
+}
 
 // Network is one network of the lab. A public network is a set of hosts on
 // the lab's internet; any other has a router namespace (a switch when

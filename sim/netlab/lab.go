@@ -29,7 +29,7 @@ const (
 	nsHost    = "host-" // + host
 	devBridge = "br"
 	devWAN    = "w"
-	devHost   = "e0"
+	devHost   = "e" // + the interface's number: e0, e1, …
 	devPort   = "p" // + number: a bridge's side of a cable
 	maxPorts  = 999
 )

@@ -14,6 +14,7 @@ import (
 const (
 	ruleUnsolicited = "unsolicited"  // NAT: new inbound flows from the WAN
 	ruleUDPBlocked  = "udp-blocked"  // udp-blocked: UDP through the NAT
+	ruleForward     = "forward"      // NAT: a port forward (DNAT and its acceptance)
 	ruleLoss        = "loss"         // link: random loss at ingress
 	rulePartition   = "partition"    // link: everything, while partitioned
 	natTableSuffix  = "nat"          // <prefix>nat, family ip
@@ -31,11 +32,11 @@ func comment(s string) []byte { return userdata.AppendString(nil, userdata.TypeC
 
 // installNAT makes ns a NAT router towards wan with the preset's behaviour.
 // The tables carry the lab's prefix like every other object.
-func installNAT(ns *netNS, prefix, wan string, p Preset) error {
-	return ns.nft(func(c *nftables.Conn) error { return addNAT(c, ns.name, prefix, wan, p) })
+func installNAT(ns *netNS, prefix, wan string, p Preset, forwards []fwdPlan) error {
+	return ns.nft(func(c *nftables.Conn) error { return addNAT(c, ns.name, prefix, wan, p, forwards) })
 }
 
-func addNAT(c *nftables.Conn, where, prefix, wan string, p Preset) error {
+func addNAT(c *nftables.Conn, where, prefix, wan string, p Preset, forwards []fwdPlan) error {
 	t := c.AddTable(&nftables.Table{Name: prefix + natTableSuffix, Family: nftables.TableFamilyIPv4})
 	post := c.AddChain(&nftables.Chain{
 		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
@@ -54,6 +55,9 @@ func addNAT(c *nftables.Conn, where, prefix, wan string, p Preset) error {
 		Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept,
 	})
+	if len(forwards) > 0 {
+		addForwards(c, t, fwd, wan, forwards)
+	}
 	// Conntrack lets replies in; nothing else may start from the WAN side.
 	// (Unsolicited packets to the router's own address never reach this
 	// chain: they are delivered locally; see the input chain below.)
@@ -90,6 +94,45 @@ func addNAT(c *nftables.Conn, where, prefix, wan string, p Preset) error {
 	}
 	return nil
 }
+
+// addForwards adds the port forwards: DNAT of new flows from the WAN to a
+// forwarded port (TCP and UDP), and their acceptance in fwd ahead of the
+// rule that drops unsolicited flows.
+func addForwards(c *nftables.Conn, t *nftables.Table, fwd *nftables.Chain, wan string, forwards []fwdPlan) {
+	pre := c.AddChain(&nftables.Chain{
+		Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest,
+	})
+	for _, f := range forwards {
+		for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+			addr := f.addr.As4()
+			c.AddRule(&nftables.Rule{Table: t, Chain: pre, UserData: comment(ruleForward), Exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(wan)},
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+				// The destination port: two bytes at offset 2 of TCP and UDP.
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(f.port)},
+				&expr.Immediate{Register: 1, Data: addr[:]},
+				&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(f.hostPort)},
+				&expr.Counter{},
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+			}})
+		}
+	}
+	c.AddRule(&nftables.Rule{Table: t, Chain: fwd, UserData: comment(ruleForward), Exprs: []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}})
+}
+
+// ctStatusDNAT is IPS_DST_NAT: conntrack status of a destination-NATed flow.
+const ctStatusDNAT = 1 << 5
 
 // dropNewFlows ends a rule: count and drop packets that start a flow
 // (conntrack state new or invalid).

@@ -14,26 +14,39 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Capture records every frame of the host's interface, both directions,
-// into a pcap file at path (classic libpcap format, Ethernet link type,
-// microsecond timestamps; Wireshark and tcpdump -r read it). It runs until
-// the returned Capture is closed, or the lab is.
+// Capture records every frame of the host's interfaces (all of them, for a
+// host on several networks; not loopback), both directions, into a pcap
+// file at path (classic libpcap format, Ethernet link type, microsecond
+// timestamps; Wireshark and tcpdump -r read it). It runs until the
+// returned Capture is closed, or the lab is.
 func (h *Host) Capture(path string) (*Capture, error) {
-	ifi := h.Interface()
 	var fd int
+	ifindex := map[int]bool{}
 	err := h.Do(func() error {
-		i, err := net.InterfaceByName(ifi)
-		if err != nil {
-			return err
+		for _, n := range h.nics {
+			i, err := net.InterfaceByName(n.Name)
+			if err != nil {
+				return err
+			}
+			ifindex[i.Index] = true
 		}
 		// ETH_P_ALL in network byte order: every protocol, in and out.
 		proto := int(htons(unix.ETH_P_ALL))
+		var err error
 		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto); err != nil {
 			return fmt.Errorf("packet socket: %w", err)
 		}
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: i.Index}); err != nil {
+		// Bound to one interface, or to all of them (index 0) when the
+		// host has several; frames of others (loopback) are skipped.
+		bind := 0
+		if len(h.nics) == 1 {
+			for i := range ifindex {
+				bind = i
+			}
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: bind}); err != nil {
 			unix.Close(fd)
-			return fmt.Errorf("binding the packet socket to %s: %w", ifi, err)
+			return fmt.Errorf("binding the packet socket: %w", err)
 		}
 		// Reads wake up every so often to notice Close.
 		tv := unix.NsecToTimeval(int64(captureWake))
@@ -47,7 +60,8 @@ func (h *Host) Capture(path string) (*Capture, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	c := &Capture{fd: fd, f: f, w: bufio.NewWriter(f), stop: make(chan struct{}), done: make(chan struct{})}
+	c := &Capture{fd: fd, f: f, w: bufio.NewWriter(f), ifindex: ifindex, stop: make(chan struct{}),
+		done: make(chan struct{}), flush: make(chan chan error)}
 	if err := c.header(); err != nil {
 		c.release()
 		return nil, err
@@ -71,14 +85,34 @@ const captureSnap = 9216
 
 // Capture is a running pcap capture of one interface.
 type Capture struct {
-	fd     int
-	f      *os.File
-	w      *bufio.Writer
-	stop   chan struct{}
-	done   chan struct{}
-	once   sync.Once
-	frames int
-	err    error
+	fd      int
+	f       *os.File
+	w       *bufio.Writer
+	ifindex map[int]bool // the host's interfaces
+	stop    chan struct{}
+	done    chan struct{}
+	flush   chan chan error // Flush's requests to the reader
+	once    sync.Once
+	frames  int
+	err     error
+}
+
+// Flush writes every frame the kernel has queued for the capture so far to
+// the file, so that the file can be read while the capture goes on. It
+// waits at most about captureWake for the reader.
+func (c *Capture) Flush() error {
+	reply := make(chan error, 1)
+	select {
+	case c.flush <- reply:
+	case <-c.done:
+		return errors.New("capture: closed")
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-c.done:
+		return errors.New("capture: closed")
+	}
 }
 
 // Frames is how many frames the capture has written (valid after Close).
@@ -131,10 +165,13 @@ func (c *Capture) run() {
 			select {
 			case <-c.stop:
 				flags |= unix.MSG_DONTWAIT
+			case reply := <-c.flush:
+				reply <- c.drain(buf)
+				continue
 			default:
 			}
 		}
-		n, _, err := unix.Recvfrom(c.fd, buf, flags)
+		n, from, err := unix.Recvfrom(c.fd, buf, flags)
 		switch {
 		case errors.Is(err, unix.EAGAIN) && flags&unix.MSG_DONTWAIT != 0:
 			return // drained after Close
@@ -144,11 +181,44 @@ func (c *Capture) run() {
 			c.err = fmt.Errorf("capture: %w", err)
 			return
 		}
+		if !c.ours(from) {
+			continue
+		}
 		if err := c.record(buf, n); err != nil {
 			c.err = err
 			return
 		}
 	}
+}
+
+// ours reports whether a frame came from one of the host's interfaces.
+func (c *Capture) ours(from unix.Sockaddr) bool {
+	ll, ok := from.(*unix.SockaddrLinklayer)
+	return !ok || c.ifindex[ll.Ifindex]
+}
+
+// drain records what the socket holds now (at most captureDrainMax frames)
+// and flushes the file.
+func (c *Capture) drain(buf []byte) error {
+	for range captureDrainMax {
+		n, from, err := unix.Recvfrom(c.fd, buf, unix.MSG_TRUNC|unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.EAGAIN) {
+			break
+		}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("capture: %w", err)
+		}
+		if !c.ours(from) {
+			continue
+		}
+		if err := c.record(buf, n); err != nil {
+			return err
+		}
+	}
+	return c.w.Flush()
 }
 
 // record writes one frame of n bytes (of which buf holds at most

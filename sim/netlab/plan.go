@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 )
@@ -40,13 +41,33 @@ type netPlan struct {
 
 	next int                   // next host number to allocate in lan
 	used map[netip.Addr]string // LAN addresses taken, by host name
+
+	forwards []fwdPlan
 }
 
 type hostPlan struct {
-	spec HostSpec
+	spec   HostSpec
+	ifaces []ifacePlan // Network, then More
+	// net and addr are the first interface's.
+	net     *netPlan
+	addr    netip.Prefix // address with the mask of its subnet
+	gw      netip.Addr   // default route; zero when no network of the host has one
+	gwIface int          // the interface the default route goes through
+}
+
+// ifacePlan is one interface of a host.
+type ifacePlan struct {
 	net  *netPlan
-	addr netip.Prefix // address with the mask of its subnet
-	gw   netip.Addr   // default route; zero when the network has none
+	addr netip.Prefix
+	gw   netip.Addr // the network's gateway, if it has one
+	link Link
+}
+
+// fwdPlan is a port forward with the host's address resolved.
+type fwdPlan struct {
+	port     uint16
+	addr     netip.Addr
+	hostPort uint16
 }
 
 type plan struct {
@@ -109,7 +130,6 @@ func (t Topology) plan() (*plan, error) {
 		p.nets = append(p.nets, np)
 	}
 
-	hostNames := map[string]bool{}
 	usedPublic := map[netip.Addr]string{}
 	for _, np := range p.nets {
 		for _, a := range []netip.Prefix{np.wan, np.carrierWAN} {
@@ -118,46 +138,82 @@ func (t Topology) plan() (*plan, error) {
 			}
 		}
 	}
+	byHost := map[string]*hostPlan{}
+	for _, hs := range t.Hosts {
+		switch {
+		case !validName(hs.Name):
+			return nil, topoErr("host name %q: want 1–%d of [a-z0-9-]", hs.Name, maxNameLen)
+		case byHost[hs.Name] != nil:
+			return nil, topoErr("host %q defined twice", hs.Name)
+		case len(hs.More) >= maxAttachments:
+			return nil, topoErr("host %q: more than %d networks", hs.Name, maxAttachments)
+		}
+		hp := &hostPlan{spec: hs}
+		public := 0
+		for _, at := range hs.attachments() {
+			np := byName[at.Network]
+			switch {
+			case np == nil:
+				return nil, topoErr("host %q: unknown network %q", hs.Name, at.Network)
+			case slices.ContainsFunc(hp.ifaces, func(i ifacePlan) bool { return i.net == np }):
+				return nil, topoErr("host %q: on network %q twice", hs.Name, at.Network)
+			case slices.ContainsFunc(hp.ifaces, func(i ifacePlan) bool { return i.net.lan.IsValid() && np.lan.IsValid() && i.net.lan.Overlaps(np.lan) }):
+				return nil, topoErr("host %q: network %q's subnet %v overlaps another of its networks", hs.Name, at.Network, np.lan)
+			}
+			if np.spec.NAT == Public {
+				// Every public network is the same internet bridge.
+				if public++; public > 1 {
+					return nil, topoErr("host %q: on more than one public network", hs.Name)
+				}
+			}
+			if err := at.Link.validate(); err != nil {
+				return nil, topoErr("host %q link to %s: %v", hs.Name, at.Network, err)
+			}
+			hp.ifaces = append(hp.ifaces, ifacePlan{net: np, link: at.Link})
+		}
+		byHost[hs.Name] = hp
+		p.hosts = append(p.hosts, hp)
+	}
 	nextPublicHost := firstAllocated
 	// Explicit addresses first, so an allocated one never takes them
 	// whatever the order of the hosts.
 	for _, explicit := range []bool{true, false} {
-		for _, hs := range t.Hosts {
-			if hs.Addr.IsValid() != explicit {
-				continue
-			}
-			switch {
-			case !validName(hs.Name):
-				return nil, topoErr("host name %q: want 1–%d of [a-z0-9-]", hs.Name, maxNameLen)
-			case hostNames[hs.Name]:
-				return nil, topoErr("host %q defined twice", hs.Name)
-			case byName[hs.Network] == nil:
-				return nil, topoErr("host %q: unknown network %q", hs.Name, hs.Network)
-			}
-			if err := hs.Link.validate(); err != nil {
-				return nil, topoErr("host %q link: %v", hs.Name, err)
-			}
-			hostNames[hs.Name] = true
-			np := byName[hs.Network]
-			hp := &hostPlan{spec: hs, net: np}
-			if np.spec.NAT == Public {
-				a, err := pickPublic(hs, usedPublic, &nextPublicHost)
-				if err != nil {
-					return nil, err
+		for _, hp := range p.hosts {
+			for i, at := range hp.spec.attachments() {
+				if at.Addr.IsValid() != explicit {
+					continue
 				}
-				usedPublic[a.Addr()] = hs.Name
-				hp.addr = a
-				hp.gw = nthAddr(a.Masked(), 1)
-			} else {
-				a, err := pickLAN(hs, np)
-				if err != nil {
-					return nil, err
+				ip := &hp.ifaces[i]
+				if ip.net.spec.NAT == Public {
+					a, err := pickPublic(hp.spec.Name, at.Addr, usedPublic, &nextPublicHost)
+					if err != nil {
+						return nil, err
+					}
+					usedPublic[a.Addr()] = hp.spec.Name
+					ip.addr, ip.gw = a, nthAddr(a.Masked(), 1)
+				} else {
+					a, err := pickLAN(hp.spec.Name, at.Addr, ip.net)
+					if err != nil {
+						return nil, err
+					}
+					ip.net.used[a.Addr()] = hp.spec.Name
+					ip.addr, ip.gw = a, ip.net.gateway
 				}
-				np.used[a.Addr()] = hs.Name
-				hp.addr = a
-				hp.gw = np.gateway
 			}
-			p.hosts = append(p.hosts, hp)
+		}
+	}
+	for _, hp := range p.hosts {
+		hp.net, hp.addr = hp.ifaces[0].net, hp.ifaces[0].addr
+		for i, ip := range hp.ifaces {
+			if ip.gw.IsValid() {
+				hp.gw, hp.gwIface = ip.gw, i
+				break
+			}
+		}
+	}
+	for _, np := range p.nets {
+		if err := np.planForwards(byHost); err != nil {
+			return nil, err
 		}
 	}
 	// Keep the topology's order for everything built from the plan.
@@ -170,8 +226,8 @@ func (t Topology) plan() (*plan, error) {
 }
 
 // pickPublic returns an explicit or allocated address on the lab's internet.
-func pickPublic(hs HostSpec, used map[netip.Addr]string, next *int) (netip.Prefix, error) {
-	if a := hs.Addr; a.IsValid() {
+func pickPublic(name string, a netip.Addr, used map[netip.Addr]string, next *int) (netip.Prefix, error) {
+	if a.IsValid() {
 		var in netip.Prefix
 		for _, pr := range []netip.Prefix{publicHosts, publicRouter} {
 			if pr.Contains(a) {
@@ -179,9 +235,9 @@ func pickPublic(hs HostSpec, used map[netip.Addr]string, next *int) (netip.Prefi
 			}
 		}
 		if !in.IsValid() {
-			return netip.Prefix{}, topoErr("host %q: %v is not in %v or %v", hs.Name, a, publicHosts, publicRouter)
+			return netip.Prefix{}, topoErr("host %q: %v is not in %v or %v", name, a, publicHosts, publicRouter)
 		}
-		if err := checkHostNumber(hs, in, a, used); err != nil {
+		if err := checkHostNumber(name, in, a, used); err != nil {
 			return netip.Prefix{}, err
 		}
 		return netip.PrefixFrom(a, in.Bits()), nil
@@ -193,21 +249,21 @@ func pickPublic(hs HostSpec, used map[netip.Addr]string, next *int) (netip.Prefi
 			return netip.PrefixFrom(a, publicHosts.Bits()), nil
 		}
 	}
-	return netip.Prefix{}, topoErr("host %q: %v is full", hs.Name, publicHosts)
+	return netip.Prefix{}, topoErr("host %q: %v is full", name, publicHosts)
 }
 
 // pickLAN returns an explicit or allocated address on a network's LAN.
 // Two networks may use the same private range, as two homes often do, so
 // addresses are unique per LAN only.
-func pickLAN(hs HostSpec, np *netPlan) (netip.Prefix, error) {
-	if a := hs.Addr; a.IsValid() {
+func pickLAN(name string, a netip.Addr, np *netPlan) (netip.Prefix, error) {
+	if a.IsValid() {
 		if !np.lan.Contains(a) {
-			return netip.Prefix{}, topoErr("host %q: %v is not in %v", hs.Name, a, np.lan)
+			return netip.Prefix{}, topoErr("host %q: %v is not in %v", name, a, np.lan)
 		}
 		if a == np.gateway {
-			return netip.Prefix{}, topoErr("host %q: %v is the router's address", hs.Name, a)
+			return netip.Prefix{}, topoErr("host %q: %v is the router's address", name, a)
 		}
-		if err := checkHostNumber(hs, np.lan, a, np.used); err != nil {
+		if err := checkHostNumber(name, np.lan, a, np.used); err != nil {
 			return netip.Prefix{}, err
 		}
 		return netip.PrefixFrom(a, np.lan.Bits()), nil
@@ -219,18 +275,18 @@ func pickLAN(hs HostSpec, np *netPlan) (netip.Prefix, error) {
 			return netip.PrefixFrom(a, np.lan.Bits()), nil
 		}
 	}
-	return netip.Prefix{}, topoErr("host %q: %v is full", hs.Name, np.lan)
+	return netip.Prefix{}, topoErr("host %q: %v is full", name, np.lan)
 }
 
-func checkHostNumber(hs HostSpec, in netip.Prefix, a netip.Addr, used map[netip.Addr]string) error {
+func checkHostNumber(name string, in netip.Prefix, a netip.Addr, used map[netip.Addr]string) error {
 	last := nthAddr(in, (1<<(32-in.Bits()))-1)
 	switch {
 	case a == in.Masked().Addr() || a == last:
-		return topoErr("host %q: %v is the network or broadcast address of %v", hs.Name, a, in)
+		return topoErr("host %q: %v is the network or broadcast address of %v", name, a, in)
 	case a == nthAddr(in.Masked(), 1) && (in == publicHosts || in == publicRouter):
-		return topoErr("host %q: %v is the internet router", hs.Name, a)
+		return topoErr("host %q: %v is the internet router", name, a)
 	case used[a] != "":
-		return topoErr("host %q: %v already belongs to %q", hs.Name, a, used[a])
+		return topoErr("host %q: %v already belongs to %q", name, a, used[a])
 	}
 	return nil
 }
@@ -253,4 +309,35 @@ func nthAddr(p netip.Prefix, n int) netip.Addr {
 	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 	v += uint32(n)
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// planForwards checks the network's port forwards and resolves their hosts.
+func (np *netPlan) planForwards(hosts map[string]*hostPlan) error {
+	if len(np.spec.Forwards) == 0 {
+		return nil
+	}
+	switch np.spec.NAT {
+	case Easy, Hard, UDPBlocked:
+	default:
+		return topoErr("network %q: port forwards need an easy, hard or udp-blocked NAT, not %s", np.spec.Name, np.spec.NAT)
+	}
+	seen := map[uint16]bool{}
+	for _, f := range np.spec.Forwards {
+		hp := hosts[f.Host]
+		if hp == nil {
+			return topoErr("network %q: port %d forwarded to unknown host %q", np.spec.Name, f.Port, f.Host)
+		}
+		i := slices.IndexFunc(hp.ifaces, func(i ifacePlan) bool { return i.net == np })
+		switch {
+		case f.Port == 0:
+			return topoErr("network %q: port forward to %s without a port", np.spec.Name, f.Host)
+		case seen[f.Port]:
+			return topoErr("network %q: port %d forwarded twice", np.spec.Name, f.Port)
+		case i < 0:
+			return topoErr("network %q: port %d forwarded to %s, which is not on it", np.spec.Name, f.Port, f.Host)
+		}
+		seen[f.Port] = true
+		np.forwards = append(np.forwards, fwdPlan{port: f.Port, addr: hp.ifaces[i].addr.Addr(), hostPort: cmp.Or(f.HostPort, f.Port)})
+	}
+	return nil
 }

@@ -2,7 +2,9 @@ package netlab
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +131,111 @@ func TestPublicRanges(t *testing.T) {
 	}
 	if len(PublicRanges()) != 2 {
 		t.Errorf("ranges %v", PublicRanges())
+	}
+}
+
+// TestPlanMultiHomed: a host on several networks gets an address on each
+// (explicit ones kept), its default route through the first network with a
+// gateway, and port forwards resolve to its address on the forwarding
+// network.
+func TestPlanMultiHomed(t *testing.T) {
+	topo := Topology{
+		Networks: []NetworkSpec{
+			{Name: "dc", NAT: Public},
+			{Name: "plant", NAT: Isolated, Subnet: netip.MustParsePrefix("10.20.0.0/24")},
+			{Name: "office", NAT: Easy, Forwards: []PortForward{{Port: 4833, Host: "j-1"}, {Port: 4834, Host: "j-2", HostPort: 4833}}},
+		},
+		Hosts: []HostSpec{
+			{Name: "coord", Network: "dc"},
+			{Name: "plc", Network: "plant"},
+			{Name: "j-1", Network: "plant", More: []Attachment{{Network: "office"}}},
+			{Name: "j-2", Network: "plant", Addr: netip.MustParseAddr("10.20.0.10"),
+				More: []Attachment{{Network: "office", Addr: netip.MustParseAddr("192.168.3.50"), Link: Link{Latency: time.Millisecond}}}},
+			{Name: "edge", Network: "dc", More: []Attachment{{Network: "plant"}}},
+		},
+	}
+	p, err := topo.plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, h := range p.hosts {
+		s := ""
+		for _, i := range h.ifaces {
+			s += i.net.spec.Name + "=" + i.addr.String() + " "
+		}
+		got[h.spec.Name] = s + "via " + h.gw.String() + " on " + strconv.Itoa(h.gwIface)
+		if h.addr != h.ifaces[0].addr || h.net != h.ifaces[0].net {
+			t.Errorf("%s: addr %v net %s are not the first interface's", h.spec.Name, h.addr, h.net.spec.Name)
+		}
+	}
+	want := map[string]string{
+		"coord": "dc=198.51.100.10/24 via 198.51.100.1 on 0",
+		"plc":   "plant=10.20.0.11/24 via invalid IP on 0", // .10 is j-2's, explicitly
+		"j-1":   "plant=10.20.0.12/24 office=192.168.3.10/24 via 192.168.3.1 on 1",
+		"j-2":   "plant=10.20.0.10/24 office=192.168.3.50/24 via 192.168.3.1 on 1",
+		"edge":  "dc=198.51.100.11/24 plant=10.20.0.13/24 via 198.51.100.1 on 0",
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s: %s, want %s", name, got[name], w)
+		}
+	}
+	if got := p.hosts[3].ifaces[1].link.Latency; got != time.Millisecond {
+		t.Errorf("j-2's office link: latency %v", got)
+	}
+	var fw []string
+	for _, f := range p.nets[2].forwards {
+		fw = append(fw, fmt.Sprintf("%d→%v:%d", f.port, f.addr, f.hostPort))
+	}
+	if w := "4833→192.168.3.10:4833 4834→192.168.3.50:4833"; strings.Join(fw, " ") != w {
+		t.Errorf("forwards %v, want %s", fw, w)
+	}
+}
+
+func TestValidateRejectsMultiHoming(t *testing.T) {
+	nets := []NetworkSpec{{Name: "p", NAT: Public}, {Name: "q", NAT: Public}, {Name: "a", NAT: Easy}, {Name: "b", NAT: Isolated},
+		{Name: "c", NAT: Easy, Subnet: netip.MustParsePrefix("192.168.3.0/24")}, {Name: "d", NAT: Easy}, {Name: "e", NAT: CGNAT}}
+	host := func(more ...string) []HostSpec {
+		h := HostSpec{Name: "h", Network: "a"}
+		for _, m := range more {
+			h.More = append(h.More, Attachment{Network: m})
+		}
+		return []HostSpec{h, {Name: "x", Network: "b"}}
+	}
+	fwd := func(on string, f PortForward) []NetworkSpec {
+		out := append([]NetworkSpec(nil), nets...)
+		for i := range out {
+			if out[i].Name == on {
+				out[i].Forwards = append(out[i].Forwards, f)
+			}
+		}
+		return out
+	}
+	for name, tc := range map[string]struct {
+		topo Topology
+		want string
+	}{
+		"unknown network":     {Topology{Networks: nets, Hosts: host("zz")}, "unknown network"},
+		"same network twice":  {Topology{Networks: nets, Hosts: host("b", "b")}, "twice"},
+		"first network again": {Topology{Networks: nets, Hosts: host("a")}, "twice"},
+		"overlapping subnets": {Topology{Networks: nets, Hosts: host("c")}, "overlaps"}, // a is 192.168.3.0/24 too
+		"two public":          {Topology{Networks: nets, Hosts: append(host(), HostSpec{Name: "y", Network: "p", More: []Attachment{{Network: "q"}}})}, "more than one public"},
+		"too many":            {Topology{Networks: nets, Hosts: host("b", "d", "e", "p")}, "more than 4 networks"},
+		"bad link":            {Topology{Networks: nets, Hosts: []HostSpec{{Name: "h", Network: "a", More: []Attachment{{Network: "b", Link: Link{Loss: 100}}}}}}, "link to b"},
+		"forward on isolated": {Topology{Networks: fwd("b", PortForward{Port: 1, Host: "x"}), Hosts: host()}, "port forwards need"},
+		"forward on cgnat":    {Topology{Networks: fwd("e", PortForward{Port: 1, Host: "x"}), Hosts: host()}, "port forwards need"},
+		"forward to nobody":   {Topology{Networks: fwd("a", PortForward{Port: 1, Host: "nobody"}), Hosts: host()}, "unknown host"},
+		"forward elsewhere":   {Topology{Networks: fwd("a", PortForward{Port: 1, Host: "x"}), Hosts: host()}, "not on it"},
+		"forward no port":     {Topology{Networks: fwd("a", PortForward{Host: "h"}), Hosts: host()}, "without a port"},
+		"forward twice":       {Topology{Networks: fwd("a", PortForward{Port: 7, Host: "h"}), Hosts: host()}, ""},
+	} {
+		if name == "forward twice" {
+			tc.topo.Networks[2].Forwards = append(tc.topo.Networks[2].Forwards, PortForward{Port: 7, Host: "h", HostPort: 8})
+			tc.want = "forwarded twice"
+		}
+		if err := tc.topo.Validate(); !errors.Is(err, ErrTopology) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrTopology with %q", name, err, tc.want)
+		}
 	}
 }

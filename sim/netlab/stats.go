@@ -69,8 +69,23 @@ type LinkStats struct {
 	WireDrops uint64
 }
 
-// LinkStats reads the counters of the host's cable.
-func (h *Host) LinkStats() (LinkStats, error) { return h.cable.stats(h.lab.prefix) }
+// LinkStats reads the counters of the host's cables, summed over its
+// interfaces.
+func (h *Host) LinkStats() (LinkStats, error) {
+	var sum LinkStats
+	for _, c := range h.cables {
+		s, err := c.stats(h.lab.prefix)
+		if err != nil {
+			return sum, err
+		}
+		sum.LostOut += s.LostOut
+		sum.LostIn += s.LostIn
+		sum.PartitionedOut += s.PartitionedOut
+		sum.PartitionedIn += s.PartitionedIn
+		sum.WireDrops += s.WireDrops
+	}
+	return sum, nil
+}
 
 // UplinkStats reads the counters of the network's uplink; zero for public
 // and isolated networks.

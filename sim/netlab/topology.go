@@ -68,9 +68,24 @@ type NetworkSpec struct {
 	// towards the internet (the carrier for cgnat). Ignored for public and
 	// isolated networks.
 	Uplink Link
+	// Forwards are port forwards on the NAT router of an easy, hard or
+	// udp-blocked network: new TCP and UDP flows to a port of the
+	// network's public address go to a host on its LAN.
+	Forwards []PortForward
 }
 
-// HostSpec describes one host: a namespace with one interface on its network.
+// PortForward sends a port of a network's public address to a host on it.
+type PortForward struct {
+	// Port is the port on the network's public address (TCP and UDP).
+	Port uint16
+	// Host is a host attached to the network; HostPort the port on it
+	// (Port when zero).
+	Host     string
+	HostPort uint16
+}
+
+// HostSpec describes one host: a namespace with an interface on its network
+// and, when More names others, one more interface on each of them.
 type HostSpec struct {
 	// Name is unique in the topology, same alphabet as network names.
 	Name    string
@@ -79,7 +94,29 @@ type HostSpec struct {
 	Addr netip.Addr
 	// Link shapes the cable between the host and its network.
 	Link Link
+	// More attaches the host to more networks, one interface each, in
+	// order: a dual-homed host, such as a jumpoint between an isolated LAN
+	// and an office. The default route goes through the first of the
+	// host's networks (Network, then More) that has a gateway; on the
+	// others the host reaches its LAN neighbours only.
+	More []Attachment
 }
+
+// Attachment is one more interface of a host: the network it is on, its
+// address there (allocated when zero) and its cable's shaping.
+type Attachment struct {
+	Network string
+	Addr    netip.Addr
+	Link    Link
+}
+
+// attachments are the host's interfaces in order: Network first, then More.
+func (hs HostSpec) attachments() []Attachment {
+	return append([]Attachment{{Network: hs.Network, Addr: hs.Addr, Link: hs.Link}}, hs.More...)
+}
+
+// maxAttachments bounds a host's interfaces (named e0 … e3).
+const maxAttachments = 4
 
 // Link shapes one cable. Every figure applies to each direction on its own:
 // a cable with Latency 20ms adds 40ms to a round trip through it.
