@@ -92,8 +92,15 @@ func (s *Service) jumpointACL(c *caller, r *pb.JumpointACLRequest) (*pb.Response
 			logRemote, c.peer, "reported", len(addrs), "kept", MaxJumpointAddrs)
 		addrs = addrs[:MaxJumpointAddrs]
 	}
+	if seen, ok := s.jumpointBook.get(c.peer); ok && len(addrs) == 0 {
+		addrs = seen.addrs // a closing jumpoint's last tunnel report carries none
+	}
 	s.jumpointBook.report(c.peer, addrs, proto.CloneOf(r.GetStats()), s.clock.Now())
-	acl := &pb.JumpointACL{Name: c.name(), RefreshSeconds: int64(JumpointRefresh / time.Second)}
+	if err := s.auditTunnels(c, r); err != nil {
+		return nil, err
+	}
+	acl := &pb.JumpointACL{Name: c.name(), RefreshSeconds: int64(JumpointRefresh / time.Second),
+		Allow: c.user.GetJumpoint().GetAllow()}
 	for _, p := range s.peers.snapshot() {
 		if p.rec.GetDeletedUnix() == 0 && namesJumpoint(p.rec, c.peer) {
 			acl.Peers = append(acl.Peers, p.rec.GetId())
@@ -167,12 +174,14 @@ func (s *Service) jumpointList() (*pb.Response, error) {
 	list := &pb.JumpointList{}
 	for _, u := range users {
 		if len(u.GetPeerIds()) == 0 {
-			list.Jumpoints = append(list.Jumpoints, &pb.JumpointView{Name: u.GetName()})
+			list.Jumpoints = append(list.Jumpoints, &pb.JumpointView{Name: u.GetName(),
+				Allow: formatAllow(u.GetJumpoint()), Groups: u.GetJumpoint().GetGroups()})
 		}
 		for _, raw := range u.GetPeerIds() {
 			id := peer.ID(raw)
 			v := &pb.JumpointView{Name: u.GetName(), Id: raw, LastSeenUnix: u.GetLastSeenUnix(),
-				PeersTotal: counts[id].total, PeersOnline: counts[id].online}
+				PeersTotal: counts[id].total, PeersOnline: counts[id].online,
+				Allow: formatAllow(u.GetJumpoint()), Groups: u.GetJumpoint().GetGroups()}
 			if seen, ok := s.jumpointBook.get(id); ok {
 				v.Addrs, v.LastSeenUnix, v.Online, v.Stats = encodeAddrs(seen.addrs), seen.at.Unix(), seen.online(now), seen.stats
 			}

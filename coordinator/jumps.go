@@ -21,7 +21,11 @@ const GrantLifetime = 60 * time.Second
 // order; every refusal is audited with its code.
 func (s *Service) jump(c *caller, r *pb.JumpRequest) (*pb.Response, error) {
 	now := s.revoker.grantTime(s.clock.Now()) // before the checks read anything: see revoke.go
-	resp, ev, err := s.checkJump(c, r, now)
+	check := s.checkJump
+	if r.GetVia() != "" || r.GetTarget() != "" {
+		check = s.checkJumpTarget
+	}
+	resp, ev, err := check(c, r, now)
 	if ev == nil {
 		ev = &pb.AuditEvent{Detail: r.GetRef()}
 	}

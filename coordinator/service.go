@@ -245,6 +245,8 @@ func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
 		return nil, catalog.Errorf(catalog.CodePermissionDenied, "(jumpoints only)")
 	case *pb.Request_JumpointList:
 		return s.jumpointList()
+	case *pb.Request_JumpointSet:
+		return s.jumpointSet(c, b.JumpointSet)
 	case *pb.Request_PathReport:
 		return s.pathReport(b.PathReport)
 	case *pb.Request_PathStats:
