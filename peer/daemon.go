@@ -22,6 +22,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/punch"
+	"github.com/jumpmesh/jumpmesh/mesh/reserve"
 )
 
 // ErrUninstalled is returned by Run after the peer uninstalled itself.
@@ -90,7 +91,7 @@ type Daemon struct {
 	backoff Backoff
 
 	sess     *sessions
-	reserver *reserver
+	reserver *reserve.Keeper
 	// jumpoints is the way to the site of a peer behind jumpoints; nil
 	// for a peer that reaches it itself.
 	jumpoints *jumpointRoute
@@ -268,12 +269,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else {
 		// The coordinator and the relays are the observers the puncher
 		// trusts to say what our NAT maps our listening port to.
-		puncher, err := punch.Start(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.isRelay(id) }, d.log)
+		puncher, err := punch.Start(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.IsRelay(id) }, d.log)
 		if err != nil {
 			return err
 		}
 		defer puncher.Close()
-		reserving.Go(func() { d.reserver.run(ctx) })
+		reserving.Go(func() { d.reserver.Run(ctx) })
 	}
 	defer cancel() // before the waits above: they wait for work ctx ends
 	attempt := 0

@@ -89,7 +89,7 @@ func (d *Daemon) dial(ctx context.Context) (*frame.Stream, error) {
 // applyWelcome keeps what the peer must know while out of touch.
 func (d *Daemon) applyWelcome(w *pb.PeerWelcome, connected bool) {
 	if len(w.GetRelays()) > 0 {
-		d.reserver.setRelays(w.GetRelays())
+		d.setRelays(w.GetRelays())
 	}
 	now := d.clock.Now().UTC()
 	d.updateState(func(s *State) {
