@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/jumpmesh/jumpmesh/mesh/allowlist"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -33,6 +34,9 @@ type ACL struct {
 	CoordinatorTargets map[string]struct{}
 	// Refresh is the period the coordinator asked for (zero: none).
 	Refresh time.Duration
+	// Allow is the agentless allow list: where technicians with a grant
+	// naming a target may go without a peer there (rule 4 of Authorize).
+	Allow *allowlist.List
 }
 
 // NewACL builds an ACL from the coordinator's answer. site is the site's
@@ -86,6 +90,13 @@ func NewACL(m *pb.JumpointACL, site peer.ID) (*ACL, []error, error) {
 			}
 		}
 	}
+	allow, err := allowlist.Compile(m.GetAllow())
+	if err != nil {
+		// Fail closed: a list the jumpoint cannot read allows nothing.
+		warnings = append(warnings, catalog.Errorf(catalog.CodeProtocol, "(ACL allow list: %v)", err))
+		allow, _ = allowlist.Compile(nil)
+	}
+	a.Allow = allow
 	if len(a.CoordinatorTargets) == 0 {
 		return nil, warnings, catalog.Errorf(catalog.CodeProtocol, "(the coordinator sent a jumpoint ACL without a TCP address of its own)")
 	}

@@ -29,16 +29,21 @@ const (
 	ReasonGrantInvalid       = "grant_invalid"
 	ReasonGrantPeer          = "grant_peer"
 	ReasonGrantTarget        = "grant_target"
+	// Rule 4, agentless targets.
+	ReasonGrantOtherJumpoint = "grant_other_jumpoint"
+	ReasonTargetMismatch     = "target_mismatch"
+	ReasonTargetNotAllowed   = "target_not_allowed"
 )
 
 // Reasons lists every refusal reason, so the counter shows each from the
 // start at 0.
 var Reasons = []string{ReasonBadTarget, ReasonNoACL, ReasonStranger, ReasonPeerTarget, ReasonKeyInvalid,
-	ReasonKeyOtherJumpoint, ReasonKeyTarget, ReasonGrantNotTechnician, ReasonGrantInvalid, ReasonGrantPeer, ReasonGrantTarget}
+	ReasonKeyOtherJumpoint, ReasonKeyTarget, ReasonGrantNotTechnician, ReasonGrantInvalid, ReasonGrantPeer, ReasonGrantTarget,
+	ReasonGrantOtherJumpoint, ReasonTargetMismatch, ReasonTargetNotAllowed}
 
 // onlyMembers is the end of every permission_denied detail: what a
 // refused party most needs to know.
-const onlyMembers = "the jumpoint serves only its site's members: the peers installed to use it, hosts enrolling with an installer key that names it, and technicians with a grant for a peer behind it"
+const onlyMembers = "the jumpoint serves only its site's members: the peers installed to use it, hosts enrolling with an installer key that names it, and technicians with a grant for a peer behind it or for a target in its allow list"
 
 // PeerAddrs are the TCP addresses (canonical host:port) that peer p
 // listens on as the jumpoint knows them.
@@ -66,7 +71,7 @@ type Rules struct {
 }
 
 // Authorize decides whether remote may open a tunnel to open.target, by
-// four rules:
+// five rules:
 //
 //  1. A peer in the ACL (installed to use this jumpoint) may reach only
 //     the site: the coordinator's and the live relays' TCP addresses.
@@ -78,7 +83,12 @@ type Rules struct {
 //     site, valid now, made out to that technician and for a peer in the
 //     ACL may reach only that peer: the TCP addresses it listens on at
 //     the IP address its own connection to the jumpoint comes from.
-//  4. Everything else is refused with permission_denied.
+//  4. A technician in the ACL whose open carries a grant for an agentless
+//     target (mesh/grant.VerifyTarget: signed by the site, valid now,
+//     made out to that technician, naming this jumpoint and a target, no
+//     peer) may reach that target only, and only while it is in the
+//     ACL's allow list. A grant of either kind never passes for the other.
+//  5. Everything else is refused with permission_denied.
 //
 // It returns the reason for the refusals counter and the catalog error
 // the caller receives, or "", nil.
@@ -97,6 +107,8 @@ func (r Rules) Authorize(remote peer.ID, open *pb.TunnelOpen) (string, error) {
 			"(a peer behind the jumpoint may reach only its site's coordinator and relays, not %s)", target)
 	}
 	switch {
+	case open.GetGrant() != nil && acl != nil && isTargetGrant(open.GetGrant()):
+		return r.agentless(remote, target, open.GetGrant())
 	case open.GetGrant() != nil && acl != nil:
 		return r.technician(remote, target, open.GetGrant())
 	case open.GetInstallerKey() != "":
@@ -158,6 +170,38 @@ func (r Rules) technician(remote peer.ID, target string, g *pb.JumpGrant) (strin
 	}
 	return ReasonGrantTarget, catalog.Errorf(catalog.CodePermissionDenied,
 		"(%s is not an address the peer %s listens on as this jumpoint knows it; is the peer online?)", target, p)
+}
+
+// isTargetGrant reports whether g's body names a jumpoint or a target: a
+// grant for an agentless target, checked by rule 4 (an unreadable body
+// goes to rule 3, which refuses it).
+func isTargetGrant(g *pb.JumpGrant) bool {
+	body, err := grant.Parse(g)
+	return err == nil && (len(body.GetJumpoint()) > 0 || body.GetTarget() != "")
+}
+
+// agentless is rule 4.
+func (r Rules) agentless(remote peer.ID, target string, g *pb.JumpGrant) (string, error) {
+	if !r.ACL.IsTechnician(remote) {
+		return ReasonGrantNotTechnician, catalog.Errorf(catalog.CodePermissionDenied,
+			"(the caller is not a technician of the site, or no longer; %s)", onlyMembers)
+	}
+	body, err := grant.VerifyTarget(g, grant.TargetCheck{Site: r.Site, Jumpoint: r.Self, Technician: remote, Now: r.Now})
+	if err != nil {
+		if b, perr := grant.Parse(g); perr == nil && len(b.GetJumpoint()) > 0 && peer.ID(b.GetJumpoint()) != r.Self {
+			return ReasonGrantOtherJumpoint, err
+		}
+		return ReasonGrantInvalid, err
+	}
+	if granted, ok := canonical(body.GetTarget()); !ok || granted != target {
+		return ReasonTargetMismatch, catalog.Errorf(catalog.CodePermissionDenied,
+			"(the grant is for %s, not %s: ask the coordinator for a grant for this target)", body.GetTarget(), target)
+	}
+	if !r.ACL.Allow.Allows(netip.MustParseAddrPort(target)) {
+		return ReasonTargetNotAllowed, catalog.Errorf(catalog.CodePermissionDenied,
+			"(%s is outside jumpoint %s's allow list: %s)", target, r.ACL.Name, r.ACL.Allow)
+	}
+	return "", nil
 }
 
 // hostPeerAddrs are where a peer behind the jumpoint listens, as h knows

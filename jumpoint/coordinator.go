@@ -110,11 +110,14 @@ func (j *Jumpoint) refresh(ctx context.Context) error {
 	for _, a := range j.advertised() {
 		addrs = append(addrs, a.Bytes())
 	}
+	tunnels, dropped, mark := j.tunnelLog.pending()
 	resp, err := member.Call(ctx, j.host, j.site, &pb.Request{Body: &pb.Request_JumpointAcl{JumpointAcl: &pb.JumpointACLRequest{
-		Addrs: addrs, Stats: j.Stats()}}})
+		Addrs: addrs, Stats: j.Stats(), Tunnels: tunnels, TunnelsDropped: dropped}}})
 	if err != nil {
 		return fmt.Errorf("fetching the jumpoint ACL from %s: %w", j.site.ID, err)
 	}
+	// The coordinator answers only once it audited them (tunnellog.go).
+	j.tunnelLog.done(dropped, mark)
 	m := resp.GetJumpointAcl()
 	if m == nil {
 		return catalog.Errorf(catalog.CodeProtocol, "(the coordinator answered the jumpoint ACL request without an ACL)")
@@ -228,3 +231,25 @@ func (j *Jumpoint) signalSwap() {
 	j.swapped = make(chan struct{})
 	j.swapMu.Unlock()
 }
+
+// reportTunnels sends the agentless tunnels not reported yet (a closing
+// jumpoint's last ones) with one ACL request, best effort, within a
+// short timeout; the answer's ACL is not used.
+func (j *Jumpoint) reportTunnels() {
+	if j.host == nil || j.tunnelLog.len() == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), finalReportTimeout)
+	defer cancel()
+	tunnels, dropped, mark := j.tunnelLog.pending()
+	_, err := member.Call(ctx, j.host, j.site, &pb.Request{Body: &pb.Request_JumpointAcl{JumpointAcl: &pb.JumpointACLRequest{
+		Stats: j.Stats(), Tunnels: tunnels, TunnelsDropped: dropped}}})
+	if err != nil {
+		j.log.Warn("reporting the last agentless tunnels to the coordinator", logError, err, "tunnels", len(tunnels))
+		return
+	}
+	j.tunnelLog.done(dropped, mark)
+}
+
+// finalReportTimeout bounds reportTunnels, which Close waits for.
+const finalReportTimeout = 3 * time.Second

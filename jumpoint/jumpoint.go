@@ -38,6 +38,7 @@ type Jumpoint struct {
 	host        host.Host
 	rm          network.ResourceManager
 	tunnels     *tunnel.Server
+	tunnelLog   tunnelLog // agentless tunnels to report (tunnellog.go)
 
 	acl   atomic.Pointer[ACL] // nil until the first fetch
 	aclAt atomic.Int64        // Unix ns of the last fetch, 0 if none
@@ -116,7 +117,7 @@ func New(ctx context.Context, cfg Config) (_ *Jumpoint, err error) {
 	if err := j.refresh(ctx); err != nil {
 		return nil, err
 	}
-	j.tunnels = tunnel.Serve(j.host, tunnel.Config{Authorize: j.authorize, MaxTunnels: j.res.MaxTunnels,
+	j.tunnels = tunnel.Serve(tappingHost{Host: j.host, log: &j.tunnelLog, clock: j.clock.Now}, tunnel.Config{Authorize: j.authorize, MaxTunnels: j.res.MaxTunnels,
 		DialTimeout: j.res.DialTimeout, Log: j.log})
 	j.registerMetrics(reg)
 	if j.http, err = ops.Serve(cfg.httpAddr(), reg, j.serveHealth, j.log); err != nil {
@@ -150,6 +151,7 @@ func (j *Jumpoint) Close() error {
 		j.wg.Wait()
 		if j.tunnels != nil {
 			j.tunnels.Close()
+			j.reportTunnels()
 		}
 		if j.host != nil {
 			errs = append(errs, j.host.Close())
@@ -252,7 +254,7 @@ func (j *Jumpoint) rules() Rules {
 func (j *Jumpoint) authorize(remote peer.ID, open *pb.TunnelOpen) error {
 	reason, err := j.rules().Authorize(remote, open)
 	switch reason {
-	case ReasonStranger, ReasonGrantNotTechnician, ReasonGrantPeer:
+	case ReasonStranger, ReasonGrantNotTechnician, ReasonGrantPeer, ReasonTargetNotAllowed:
 		j.awaitRefresh()
 		reason, err = j.rules().Authorize(remote, open)
 	}
