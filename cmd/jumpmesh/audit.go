@@ -20,6 +20,9 @@ type auditView struct {
 	Kind       string `json:"kind"`
 	Action     string `json:"action,omitempty"`
 	Target     string `json:"target,omitempty"`
+	Jumpoint   string `json:"jumpoint,omitempty"`
+	Started    string `json:"started,omitempty"`
+	Ended      string `json:"ended,omitempty"`
 	User       string `json:"user,omitempty"`
 	Technician string `json:"technician,omitempty"`
 	Peer       string `json:"peer,omitempty"`
@@ -37,7 +40,11 @@ type auditView struct {
 func newAuditView(e *pb.AuditEvent) auditView {
 	v := auditView{Time: time.Unix(0, e.GetTimeUnixNano()).UTC().Format(time.RFC3339Nano), Kind: e.GetKind(), Action: e.GetAction(), Target: e.GetTarget(), User: e.GetUser(),
 		PeerName: e.GetPeerName(), Code: e.GetCode(), Detail: e.GetDetail(), Session: e.GetSessionId(),
-		BytesIn: e.GetBytesIn(), BytesOut: e.GetBytesOut()}
+		BytesIn: e.GetBytesIn(), BytesOut: e.GetBytesOut(), Jumpoint: e.GetJumpoint()}
+	if e.GetStartedUnixNano() != 0 {
+		v.Started = time.Unix(0, e.GetStartedUnixNano()).UTC().Format(time.RFC3339Nano)
+		v.Ended = time.Unix(0, e.GetEndedUnixNano()).UTC().Format(time.RFC3339Nano)
+	}
 	if len(e.GetTechnician()) > 0 {
 		v.Technician = peer.ID(e.GetTechnician()).String()
 	}
@@ -61,12 +68,12 @@ func auditCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:      "audit",
-		Usage:     "read the audit log: grants, refusals, session starts and ends, administrative changes (admins)",
+		Usage:     "read the audit log: grants, refusals, session starts and ends, agentless tunnels, administrative changes (admins)",
 		UsageText: "jumpmesh audit [--peer PEER] [--user NAME] [--kind KIND] [--since 24h] [--limit N] [--json]\n\nExamples:\n  jumpmesh audit --peer web-01 --since 7d\n  jumpmesh audit --kind admin --user alice",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "peer", Destination: &f.peer, Usage: "only this peer (ID or name)"},
 			&cli.StringFlag{Name: "user", Destination: &f.user, Usage: "only this technician"},
-			&cli.StringFlag{Name: "kind", Destination: &f.kind, Usage: "only events of this kind: grant, refused, start, end or admin (who changed what)"},
+			&cli.StringFlag{Name: "kind", Destination: &f.kind, Usage: "only events of this kind: grant, refused, start, end, tunnel (through a jumpoint to a host without a peer) or admin (who changed what)"},
 			&cli.StringFlag{Name: "since", Destination: &f.since, Value: "24h", Usage: "how far back (e.g. 1h, 7d)"},
 			&cli.UintFlag{Name: "limit", Destination: &f.limit, Value: 1000, Usage: "at most this many of the newest events (0: all; read in pages that fit a control message)"},
 			jsonFlag,
@@ -96,6 +103,13 @@ func auditCommand() *cli.Command {
 						result = fmt.Sprintf("exit %d, %s in, %s out", events[i].GetExit().GetCode(), bytesText(v.BytesIn), bytesText(v.BytesOut))
 					case coordinator.AuditAdmin:
 						result = v.Action + " " + v.Target
+					case coordinator.AuditTunnel:
+						if result == "" {
+							result = fmt.Sprintf("%s in, %s out", bytesText(v.BytesIn), bytesText(v.BytesOut))
+						}
+					}
+					if v.Jumpoint != "" && v.Kind != coordinator.AuditAdmin && v.PeerName == "" {
+						v.PeerName = orDash(v.Target) // an agentless target; the detail names the jumpoint
 					}
 					rows = append(rows, []string{unixTime(events[i].GetTimeUnixNano() / 1e9), v.Kind, orDash(v.User), orDash(v.PeerName),
 						orDash(v.Capability), orDash(result), orDash(v.Detail)})
@@ -110,8 +124,8 @@ func auditCommand() *cli.Command {
 // not read as "nothing happened".
 func checkAuditKind(kind string) error {
 	switch kind {
-	case "", coordinator.AuditGrant, coordinator.AuditRefused, coordinator.AuditStart, coordinator.AuditEnd, coordinator.AuditAdmin:
+	case "", coordinator.AuditGrant, coordinator.AuditRefused, coordinator.AuditStart, coordinator.AuditEnd, coordinator.AuditTunnel, coordinator.AuditAdmin:
 		return nil
 	}
-	return usagef("audit: --kind is grant, refused, start, end or admin (got %q)", kind)
+	return usagef("audit: --kind is grant, refused, start, end, tunnel or admin (got %q)", kind)
 }

@@ -29,6 +29,7 @@ func jumpointCommand() *cli.Command {
 			jumpointInviteCommand(),
 			jumpointRunCommand(),
 			jumpointListCommand(),
+			jumpointSetCommand(),
 		},
 	}
 }
@@ -87,11 +88,14 @@ type jumpointView struct {
 	Refused      uint64   `json:"refused_total"`
 	Bytes        uint64   `json:"bytes_total"`
 	LastSeen     string   `json:"last_seen,omitempty"`
+	Allow        []string `json:"allow"`
+	Groups       []string `json:"groups"`
 }
 
 func newJumpointView(j *pb.JumpointView) jumpointView {
 	v := jumpointView{Name: j.GetName(), Online: j.GetOnline(), Addrs: []string{},
-		PeersOnline: j.GetPeersOnline(), PeersTotal: j.GetPeersTotal(), LastSeen: jsonTime(j.GetLastSeenUnix())}
+		PeersOnline: j.GetPeersOnline(), PeersTotal: j.GetPeersTotal(), LastSeen: jsonTime(j.GetLastSeenUnix()),
+		Allow: append([]string{}, j.GetAllow()...), Groups: append([]string{}, j.GetGroups()...)}
 	if len(j.GetId()) > 0 {
 		v.ID = peer.ID(j.GetId()).String()
 	}
@@ -106,7 +110,7 @@ func newJumpointView(j *pb.JumpointView) jumpointView {
 func jumpointListCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "list",
-		Usage: "list the site's jumpoints: where they listen, the peers behind them, tunnels carried",
+		Usage: "list the site's jumpoints: where they listen, the peers behind them, tunnels carried, agentless targets",
 		UsageText: "jumpmesh jumpoint list [--json]\n\nExamples:\n  jumpmesh jumpoint list\n" +
 			"  jumpmesh jumpoint list --json",
 		Description: "A jumpoint is online when it fetched its member list within the last three refresh periods\n" +
@@ -127,7 +131,7 @@ func jumpointListCommand() *cli.Command {
 					fmt.Fprintln(w, "No jumpoints. Enroll one with `jumpmesh jumpoint invite NAME`.")
 					return
 				}
-				rows := [][]string{{"NAME", "PEER ID", "STATUS", "ADDRESSES", "PEERS", "TUNNELS", "LAST SEEN"}}
+				rows := [][]string{{"NAME", "PEER ID", "STATUS", "ADDRESSES", "PEERS", "TUNNELS", "LAST SEEN", "ALLOWS"}}
 				for _, v := range views {
 					status, seen := "offline", "never"
 					switch {
@@ -141,12 +145,20 @@ func jumpointListCommand() *cli.Command {
 					}
 					rows = append(rows, []string{v.Name, orDash(v.ID), status, orDash(strings.Join(v.Addrs, " ")),
 						fmt.Sprintf("%d/%d online", v.PeersOnline, v.PeersTotal),
-						fmt.Sprintf("%d open, %d total", v.TunnelsOpen, v.TunnelsTotal), seen})
+						fmt.Sprintf("%d open, %d total", v.TunnelsOpen, v.TunnelsTotal), seen, allowsText(v)})
 				}
 				table(w, rows)
 			})
 		}),
 	}
+}
+
+// allowsText is a jumpoint's agentless allow list and who may use it.
+func allowsText(v jumpointView) string {
+	if len(v.Allow) == 0 {
+		return "-"
+	}
+	return strings.Join(v.Allow, " ") + " (" + usedBy(v.Groups) + ")"
 }
 
 func jumpointRunCommand() *cli.Command {
@@ -167,7 +179,8 @@ func jumpointRunCommand() *cli.Command {
 		Description: "Listens on TCP and QUIC (port 4833, every interface), fetches its ACL from the coordinator before\n" +
 			"serving and then every refresh period, and opens tunnels only for the site's members: peers\n" +
 			"installed to use it reach the coordinator and relays, hosts enrolling with a key that names it\n" +
-			"reach the coordinator, technicians with a grant reach that peer. Everyone else is refused and\n" +
+			"reach the coordinator, technicians with a grant reach that peer (or, for a target in the\n" +
+			"jumpoint's allow list, that target: jumpmesh jumpoint set). Everyone else is refused and\n" +
 			"counted. Tunnels carry end-to-end encrypted connections and are not limited in time or bytes.\n" +
 			"Exposes Prometheus /metrics and /healthz on --http-addr.",
 		Flags: []cli.Flag{

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -44,6 +45,9 @@ type peerView struct {
 	LastSeen                string   `json:"last_seen,omitempty"`
 	LastAccess              string   `json:"last_access,omitempty"`
 	Stats                   *statsV  `json:"stats,omitempty"`
+	// Jumpoints the peer talks through (names; a peer ID where the name
+	// is not known).
+	Jumpoints []string `json:"jumpoints,omitempty"`
 }
 
 type statsV struct {
@@ -64,6 +68,15 @@ func newPeerView(v *pb.PeerView) peerView {
 		Version: i.GetVersion(), PrivateIPs: nonNil(i.GetPrivateIps()), PublicIP: p.GetPublicAddr(), Gateway: i.GetGatewayIp(),
 		GatewayMAC: i.GetGatewayMac(), ConsoleUsers: nonNil(consoleUsers(p)), Installer: p.GetInstallerId(),
 		Installed: jsonTime(p.GetInstalledUnix()), LastSeen: jsonTime(p.GetLastSeenUnix()), LastAccess: jsonTime(p.GetLastAccessUnix())}
+	names := map[string]string{}
+	for _, r := range v.GetJumpoints() {
+		if r.GetName() != "" {
+			names[string(r.GetId())] = r.GetName()
+		}
+	}
+	for _, id := range p.GetJumpoints() {
+		out.Jumpoints = append(out.Jumpoints, cmp.Or(names[string(id)], peer.ID(id).String()))
+	}
 	if st := p.GetStats(); st != nil {
 		out.Stats = &statsV{Load1: st.GetLoad1(), CPUs: st.GetCpus(), DiskUsed: st.GetDiskUsedBytes(), DiskTotal: st.GetDiskTotalBytes(),
 			Uptime: st.GetUptimeSeconds(), Taken: jsonTime(st.GetTakenUnix())}
@@ -125,19 +138,63 @@ func lsCommand() *cli.Command {
 					len(peers), total, coordinator.MaxPeerListLimit)
 			}
 			views := make([]peerView, 0, len(peers))
+			behind := false
 			for _, p := range peers {
 				views = append(views, newPeerView(p))
+				behind = behind || len(p.GetPeer().GetJumpoints()) > 0
+			}
+			if behind {
+				nameJumpoints(ctx, c, views)
 			}
 			return output(cc, views, func(w io.Writer) {
 				rows := [][]string{{"NAME", "STATUS", "JUMP GROUP", "TAG", "PRIVATE IP", "PUBLIC IP", "CONSOLE USER", "LAST SEEN", "ID"}}
+				if behind {
+					rows[0] = append(rows[0], "JUMPOINT")
+				}
 				for i, v := range views {
-					rows = append(rows, []string{v.Name, v.Status, v.Group, orDash(v.Tag), orDash(first(v.PrivateIPs)), orDash(v.PublicIP),
-						orDash(strings.Join(v.ConsoleUsers, ",")), lastSeen(peers[i]), shortID(v.ID)})
+					row := []string{v.Name, v.Status, v.Group, orDash(v.Tag), orDash(first(v.PrivateIPs)), orDash(v.PublicIP),
+						orDash(strings.Join(v.ConsoleUsers, ",")), lastSeen(peers[i]), shortID(v.ID)}
+					if behind {
+						row = append(row, orDash(strings.Join(v.Jumpoints, ",")))
+					}
+					rows = append(rows, row)
 				}
 				table(w, rows)
 				fmt.Fprintf(w, "%d peer(s)\n", len(views))
 			})
 		}),
+	}
+}
+
+// connectionText is the connection type, and the jumpoints of a peer
+// behind them.
+func connectionText(v peerView) string {
+	if len(v.Jumpoints) > 0 {
+		return v.Connection + " via jumpoint " + strings.Join(v.Jumpoints, ", ")
+	}
+	return v.Connection
+}
+
+// nameJumpoints replaces the jumpoints' peer IDs in views (a list
+// carries only the IDs) with their names, from one jumpoint_list; IDs
+// it does not know are shortened.
+func nameJumpoints(ctx context.Context, c *console.Client, views []peerView) {
+	names := map[string]string{}
+	if list, err := c.Jumpoints(ctx); err == nil {
+		for _, j := range list {
+			if len(j.GetId()) > 0 {
+				names[peer.ID(j.GetId()).String()] = j.GetName()
+			}
+		}
+	}
+	for i := range views {
+		for k, id := range views[i].Jumpoints {
+			if n, ok := names[id]; ok {
+				views[i].Jumpoints[k] = n
+			} else if _, err := peer.Decode(id); err == nil {
+				views[i].Jumpoints[k] = shortID(id)
+			}
+		}
 	}
 }
 
@@ -188,7 +245,7 @@ func printPeer(cc *cli.Context, p *pb.PeerView) error {
 		kv := []string{"name", v.Name, "peer", v.ID, "status", v.Status, "jump group", v.Group, "tag", orDash(v.Tag),
 			"comments", orDash(v.Comments), "jump policy", orDash(v.JumpPolicy),
 			"session policy (present)", orDash(v.SessionPolicyPresent), "session policy (not present)", orDash(v.SessionPolicyNotPresent),
-			"max offline", offlineText(v.MaxOfflineMinutes, p.GetPeer().GetSettings().GetEphemeral()), "connection", v.Connection,
+			"max offline", offlineText(v.MaxOfflineMinutes, p.GetPeer().GetSettings().GetEphemeral()), "connection", connectionText(v),
 			"hostname", orDash(v.Hostname), "os", v.OS, "version", orDash(v.Version),
 			"private IPs", orDash(strings.Join(v.PrivateIPs, ", ")), "public IP", orDash(v.PublicIP),
 			"gateway", orDash(strings.TrimSpace(v.Gateway + " " + v.GatewayMAC)), "console users", orDash(strings.Join(v.ConsoleUsers, ", ")),
