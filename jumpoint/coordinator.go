@@ -107,7 +107,7 @@ func (j *Jumpoint) refresh(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	var addrs [][]byte
-	for _, a := range j.advertised() {
+	for _, a := range j.reported() {
 		addrs = append(addrs, a.Bytes())
 	}
 	tunnels, dropped, mark := j.tunnelLog.pending()
@@ -122,6 +122,7 @@ func (j *Jumpoint) refresh(ctx context.Context) error {
 	if m == nil {
 		return catalog.Errorf(catalog.CodeProtocol, "(the coordinator answered the jumpoint ACL request without an ACL)")
 	}
+	relays := siteRelays(m.GetSiteAddrs(), j.site.ID, j.host.ID())
 	siteAddrs, warnings := resolveSiteAddrs(ctx, m.GetSiteAddrs())
 	m.SiteAddrs = siteAddrs
 	acl, more, err := NewACL(m, j.site.ID)
@@ -131,6 +132,7 @@ func (j *Jumpoint) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	j.setRelays(relays)
 	was := j.acl.Swap(acl)
 	j.aclAt.Store(time.Now().UnixNano())
 	j.signalSwap()

@@ -31,6 +31,13 @@
 //     target: a peer's connection to its coordinator, a console's to a
 //     peer. The jumpoint sees ciphertext only. Every refusal is counted by
 //     reason and logged.
+//     A jumpoint behind a NAT is reached like a NATed peer: its host is a
+//     relay client that keeps reservations on the site's relays (the
+//     ACL's site addresses that are not the coordinator's; mesh/reserve),
+//     reports the circuits through them with its addresses, and runs the
+//     puncher (mesh/punch), trusting only the coordinator and those relays
+//     as observers. A tunnel over a relayed connection is judged like any
+//     other.
 //  4. Refresh. Every period (30 s by default, as the coordinator says) the
 //     jumpoint reports again and swaps in the new ACL atomically; callers
 //     that left it (a removed technician, a deleted peer) have their

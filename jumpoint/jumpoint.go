@@ -20,6 +20,8 @@ import (
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/ops"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/punch"
+	"github.com/jumpmesh/jumpmesh/mesh/reserve"
 	"github.com/jumpmesh/jumpmesh/mesh/tunnel"
 )
 
@@ -39,6 +41,12 @@ type Jumpoint struct {
 	rm          network.ResourceManager
 	tunnels     *tunnel.Server
 	tunnelLog   tunnelLog // agentless tunnels to report (tunnellog.go)
+	// reserver keeps reservations on the site's relays and puncher turns
+	// relayed connections into direct ones (relays.go); nil in tests that
+	// build only the serving half.
+	reserver *reserve.Keeper
+	puncher  *punch.Puncher
+	relays   relaySet // the relays last given to reserver (refresher only)
 
 	acl   atomic.Pointer[ACL] // nil until the first fetch
 	aclAt atomic.Int64        // Unix ns of the last fetch, 0 if none
@@ -108,15 +116,24 @@ func New(ctx context.Context, cfg Config) (_ *Jumpoint, err error) {
 		return nil, err
 	}
 	j.rm = rm
+	// A relay client that punches, as a NATed peer is: consoles that
+	// cannot reach the jumpoint directly reach it through the site's
+	// relays (relays.go).
+	listen = append(listen, ma.StringCast("/p2p-circuit"))
 	j.host, err = mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: listen, AnnounceAddrs: announce, Registerer: reg,
+		RelayClient: true, Puncher: true,
 		Extra: []libp2p.Option{libp2p.ResourceManager(rm), libp2p.ConnectionManager(cm)}})
 	if err != nil {
 		cm.Close()
 		return nil, err
 	}
+	if err := j.startRelaying(); err != nil {
+		return nil, err
+	}
 	if err := j.refresh(ctx); err != nil {
 		return nil, err
 	}
+	j.wg.Go(func() { j.reserver.Run(j.ctx) })
 	j.tunnels = tunnel.Serve(tappingHost{Host: j.host, log: &j.tunnelLog, clock: j.clock.Now}, tunnel.Config{Authorize: j.authorize, MaxTunnels: j.res.MaxTunnels,
 		DialTimeout: j.res.DialTimeout, Log: j.log})
 	j.registerMetrics(reg)
@@ -140,8 +157,8 @@ func (j *Jumpoint) Run(ctx context.Context) error {
 	return j.Close()
 }
 
-// Close stops serving (open tunnels end), stops the refresher and the
-// metrics endpoint, and waits for them. It is safe to call more than once.
+// Close stops serving (open tunnels end), stops the refresher, the relay
+// reservations, the puncher and the metrics endpoint, and waits for them. It is safe to call more than once.
 func (j *Jumpoint) Close() error {
 	j.closeOnce.Do(func() {
 		j.cancel()
@@ -152,6 +169,9 @@ func (j *Jumpoint) Close() error {
 		if j.tunnels != nil {
 			j.tunnels.Close()
 			j.reportTunnels()
+		}
+		if j.puncher != nil {
+			j.puncher.Close()
 		}
 		if j.host != nil {
 			errs = append(errs, j.host.Close())
@@ -177,9 +197,10 @@ func (j *Jumpoint) Name() string {
 }
 
 // Addrs are the jumpoint's addresses as members should dial them, each
-// ending in /p2p/<jumpoint>.
+// ending in /p2p/<jumpoint>: the advertised ones, then the circuits
+// through the relays it holds a reservation on.
 func (j *Jumpoint) Addrs() []ma.Multiaddr {
-	full, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: j.host.ID(), Addrs: j.advertised()})
+	full, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: j.host.ID(), Addrs: j.reported()})
 	if err != nil {
 		return nil
 	}
