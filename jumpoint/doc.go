@@ -24,7 +24,7 @@
 //  3. Serving. The jumpoint's host (TCP and QUIC, port 4833 on every
 //     interface by default) serves the tunnel protocol (mesh/tunnel): a
 //     caller opens a stream and names a TCP target; Rules.Authorize
-//     decides, by the four rules written there, whether this caller may
+//     decides, by the five rules written there, whether this caller may
 //     reach that target; the jumpoint dials it and copies bytes both ways.
 //     What a tunnel carries is the caller's own libp2p connection,
 //     encrypted end to end (TLS or Noise) between the caller and the
@@ -46,6 +46,17 @@
 //     every 2 s) and waits for it, so a peer that just enrolled through
 //     the jumpoint is served at once. A failed fetch keeps the last ACL;
 //     /healthz turns unhealthy after three periods without one.
+//
+// # Agentless targets
+//
+// An administrator may give the jumpoint an allow list (`jumpmesh jumpoint
+// set NAME --allow 10.20.0.0/16:22`): hosts on its network that run no
+// peer. A technician's grant may then name this jumpoint and one target
+// instead of a peer (rule 4); the ACL carries the list and the jumpoint
+// checks it at every tunnel. These tunnels carry the target's own
+// protocol, not an end-to-end encrypted libp2p connection. Each one is
+// counted (tunnellog.go) and reported when it ends with the next refresh;
+// the coordinator writes it to its audit log.
 //
 // # Limits
 //
