@@ -11,11 +11,12 @@ import (
 
 // A path's outcome, which is also its cell's CSS class in the heat map.
 const (
-	outDirect  = "direct"
-	outRelayed = "relayed"
-	outFailed  = "failed"
-	outMixed   = "mixed" // a cell whose runs ended some direct, some relayed
-	outEmpty   = "empty" // a pair the run did not measure
+	outDirect   = "direct"
+	outRelayed  = "relayed"
+	outFailed   = "failed"
+	outMixed    = "mixed"    // a cell whose runs ended some direct, some relayed
+	outEmpty    = "empty"    // a pair the run did not measure
+	outJumpoint = "jumpoint" // through a jumpoint: neither direct nor relayed
 )
 
 // Colours of the outcomes, shared by the heat map, the dots and the legend.
@@ -42,10 +43,15 @@ func outcome(p results.Path) string {
 		return outFailed
 	case final == "direct":
 		return outDirect
+	case final == outJumpoint:
+		return outJumpoint
 	default:
 		return outRelayed
 	}
 }
+
+// viaJumpoint reports whether the path ended through a jumpoint.
+func viaJumpoint(p results.Path) bool { return p.OK && outcome(p) == outJumpoint }
 
 // upgraded reports whether the path started relayed and went direct.
 func upgraded(p results.Path) bool {

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -129,10 +130,16 @@ func build(res results.Run) model {
 	if len(m.Steps) > 0 {
 		m.Timeline = layout(m.Steps, m.Total)
 	}
+	// The NAT traversal sections are about paths that may go direct: a
+	// path through a jumpoint is listed with the others, not counted.
+	nat := res
+	nat.Paths = slices.DeleteFunc(slices.Clone(res.Paths), viaJumpoint)
+	if len(nat.Paths) > 0 {
+		m.Heat = heat(nat)
+		m.Summary = summarize(nat.Paths)
+		m.Dists = distributions(nat.Paths, m.Summary)
+	}
 	if len(res.Paths) > 0 {
-		m.Heat = heat(res)
-		m.Summary = summarize(res.Paths)
-		m.Dists = distributions(res.Paths, m.Summary)
 		m.Paths = pathRows(res.Paths)
 	}
 	return m
@@ -155,10 +162,19 @@ func topology(res results.Run) []netView {
 		add(netView{Name: n.Name, NAT: n.NAT, Subnet: n.Subnet, Public: n.Public})
 	}
 	for _, h := range res.Hosts {
-		i := add(netView{Name: h.Network})
-		nets[i].Hosts = append(nets[i].Hosts, h)
-		if nets[i].Public == "" {
-			nets[i].Public = h.Public
+		// A host on several networks shows on each, with its address there.
+		nics := h.Networks
+		if len(nics) == 0 {
+			nics = []results.HostNIC{{Network: h.Network, Addr: h.Addr}}
+		}
+		for k, nic := range nics {
+			i := add(netView{Name: nic.Network})
+			on := h
+			on.Addr = nic.Addr
+			nets[i].Hosts = append(nets[i].Hosts, on)
+			if nets[i].Public == "" && k == 0 {
+				nets[i].Public = h.Public
+			}
 		}
 	}
 	return nets

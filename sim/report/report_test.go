@@ -626,3 +626,39 @@ func near(a, b color.RGBA) bool {
 	d := func(x, y uint8) int { return max(int(x)-int(y), int(y)-int(x)) }
 	return d(a.R, b.R) <= 6 && d(a.G, b.G) <= 6 && d(a.B, b.B) <= 6
 }
+
+// TestReportJumpointPaths: paths through a jumpoint are listed (a jumpoint
+// chip naming it, the peer's address) but are not NAT traversal figures; a
+// dual-homed host shows on both its networks with its address on each.
+func TestReportJumpointPaths(t *testing.T) {
+	res := synthetic()
+	res.Networks = append(res.Networks, results.Network{Name: "plant", NAT: "isolated", Subnet: "10.20.0.0/24"})
+	res.Hosts = append(res.Hosts,
+		results.Host{Name: "j-1", Network: "plant", Role: "jumpoint", Addr: "10.20.0.10", Public: "203.0.113.10",
+			Networks: []results.HostNIC{{Network: "plant", Addr: "10.20.0.10"}, {Network: "home", Addr: "192.168.50.12"}}},
+		results.Host{Name: "plc", Network: "plant", Role: "peer", Addr: "10.20.0.11"})
+	res.Paths = []results.Path{
+		{Run: 1, Console: "laptop", Peer: "plc", ConsoleNAT: "easy", PeerNAT: "isolated", OK: true, Initial: "jumpoint",
+			Final: "jumpoint", Jumpoint: "j-1", FinalAddr: "/ip4/10.20.0.11/tcp/4831", ConnectMS: 700, RTTMS: 30},
+	}
+	page := render(t, res)
+	wellFormed(t, page)
+	for _, s := range []string{`<span class="pathchip jumpoint">jumpoint</span>`, `<span class="tp">via j-1</span>`,
+		"/ip4/10.20.0.11/tcp/4831", `class="paths"`, "<code>10.20.0.10</code>", "<code>192.168.50.12</code>"} {
+		if !strings.Contains(page, s) {
+			t.Errorf("the page lacks %q", s)
+		}
+	}
+	for _, s := range []string{"NAT traversal", `class="heat"`, "Distributions"} {
+		if strings.Contains(page, s) {
+			t.Errorf("jumpoint paths alone show %q", s)
+		}
+	}
+	// With a relayed path too, the NAT figures count that one only.
+	res.Paths = append(res.Paths, results.Path{Run: 1, Console: "laptop", Peer: "web-01", ConsoleNAT: "easy", PeerNAT: "easy",
+		OK: true, Initial: "relayed", Final: "relayed", ConnectMS: 300})
+	page = render(t, res)
+	if c := card(t, page, "sum-connected"); !strings.Contains(c, "<b>1/1</b>") {
+		t.Errorf("connected card counts the jumpoint path: %s", c)
+	}
+}

@@ -44,6 +44,15 @@ type Host struct {
 	Addr    string `json:"addr"`
 	Public  string `json:"public_addr,omitempty"` // the NAT's public side
 	Dir     string `json:"dir"`
+	// Networks, for a host on several networks, are its interfaces in
+	// order (Network and Addr are the first's).
+	Networks []HostNIC `json:"networks,omitempty"`
+}
+
+// HostNIC is one interface of a host on several networks.
+type HostNIC struct {
+	Network string `json:"network"`
+	Addr    string `json:"addr"`
 }
 
 // Step is one step's outcome.
@@ -73,10 +82,12 @@ type Path struct {
 	PeerNAT    string `json:"peer_nat"`
 	OK         bool   `json:"ok"` // connected at all (directly or relayed)
 	Error      string `json:"error,omitempty"`
-	Initial    string `json:"initial,omitempty"`    // "direct" or "relayed": the first connection
-	Final      string `json:"final,omitempty"`      // "direct" or "relayed": at the end of the wait
+	Initial    string `json:"initial,omitempty"`    // "direct", "relayed" or "jumpoint": the first connection
+	Final      string `json:"final,omitempty"`      // "direct", "relayed" or "jumpoint": at the end of the wait
 	FinalAddr  string `json:"final_addr,omitempty"` // the peer's address on the final path
 	Transport  string `json:"transport,omitempty"`  // "tcp" or "quic" when the final path is direct
+	// Jumpoint names the jumpoint carrying a final path "jumpoint".
+	Jumpoint string `json:"jumpoint,omitempty"`
 	// ConnectMS is the time to the first connection; TimeToDirectMS the
 	// time from the relayed connection to the direct one (0: none).
 	ConnectMS      float64 `json:"connect_ms"`

@@ -121,7 +121,7 @@ func (r *runner) uplink(host string) time.Duration {
 		}
 		d += time.Duration(h.Latency)
 		for _, n := range r.sc.Networks {
-			if n.Name == h.Network && n.NAT != netlab.Public {
+			if n.Name == h.nets()[0] && n.NAT != netlab.Public {
 				d += time.Duration(n.Latency)
 			}
 		}
@@ -164,6 +164,10 @@ func (r *runner) connect(ctx context.Context, console, peer string, run int, wai
 		if i := strings.IndexByte(pg.Path, ' '); i >= 0 {
 			pr.FinalAddr = pg.Path[i+1:]
 		}
+		// "via jumpoint NAME (ADDR)": the jumpoint, and the peer's address.
+		if f := strings.Fields(pg.Path); pg.Final == "jumpoint" && len(f) == 4 && f[1] == "jumpoint" {
+			pr.Jumpoint, pr.FinalAddr = f[2], strings.Trim(f[3], "()")
+		}
 	}
 	r.resMu.Lock()
 	r.res.Paths = append(r.res.Paths, pr)
@@ -180,6 +184,8 @@ func describe(p results.Path) string {
 		return fmt.Sprintf("%s → %s: relayed, direct (%s) after %.0f ms", p.Console, p.Peer, p.Transport, p.TimeToDirectMS)
 	case p.Final == "direct":
 		return fmt.Sprintf("%s → %s: direct (%s) at once, connect %.0f ms", p.Console, p.Peer, p.Transport, p.ConnectMS)
+	case p.Final == "jumpoint":
+		return fmt.Sprintf("%s → %s: via jumpoint %s to %s, connect %.0f ms, rtt %.1f ms", p.Console, p.Peer, p.Jumpoint, p.FinalAddr, p.ConnectMS, p.RTTMS)
 	default:
 		return fmt.Sprintf("%s → %s: %s, connect %.0f ms, rtt %.1f ms", p.Console, p.Peer, p.Final, p.ConnectMS, p.RTTMS)
 	}

@@ -83,10 +83,7 @@ func (r *runner) runRelay(ctx context.Context, name, invite string) (string, err
 	}
 	p, addr, err := r.startDaemon(ctx, name, "relay", args...)
 	if p != nil {
-		if r.relays == nil {
-			r.relays = map[string]*coordProc{}
-		}
-		r.relays[name] = p // teardown stops it, ready or not
+		r.daemons[name] = p // teardown stops it, ready or not
 	}
 	if err != nil {
 		return "", err
@@ -272,8 +269,8 @@ func (r *runner) startBackground(ctx context.Context, name string, fn func() (st
 }
 
 func (r *runner) lifecycle(ctx context.Context, action, name string) (string, error) {
-	if r.role(name) == RoleRelay {
-		return r.relayLifecycle(ctx, action, name)
+	if role := r.role(name); role == RoleRelay || role == RoleJumpoint {
+		return r.daemonLifecycle(ctx, action, name)
 	}
 	if r.role(name) == RoleCoordinator {
 		switch action {
@@ -305,10 +302,10 @@ func (r *runner) lifecycle(ctx context.Context, action, name string) (string, er
 	return fmt.Sprintf("killed pid %d", pid), r.killInHost(name, pid)
 }
 
-// relayLifecycle stops (SIGTERM), kills (SIGKILL) or starts again a relay
-// (a restart needs no invite: the relay keeps its enrollment).
-func (r *runner) relayLifecycle(ctx context.Context, action, name string) (string, error) {
-	p := r.relays[name]
+// daemonLifecycle stops (SIGTERM), kills (SIGKILL) or starts again a relay
+// or a jumpoint (a restart needs no invite: it keeps its enrollment).
+func (r *runner) daemonLifecycle(ctx context.Context, action, name string) (string, error) {
+	p := r.daemons[name]
 	running := false
 	if p != nil {
 		select {
@@ -324,6 +321,9 @@ func (r *runner) relayLifecycle(ctx context.Context, action, name string) (strin
 		if p != nil {
 			p.log.Close()
 		}
+		if r.role(name) == RoleJumpoint {
+			return r.runJumpoint(ctx, name, "")
+		}
 		return r.runRelay(ctx, name, "")
 	case !running:
 		return "", fmt.Errorf("%s is not running", name)
@@ -333,6 +333,7 @@ func (r *runner) relayLifecycle(ctx context.Context, action, name string) (strin
 	p.proc.Signal(syscall.SIGKILL)
 	select {
 	case <-p.proc.Done():
+		r.killed = append(r.killed, killed{name: name, at: time.Now()})
 		return "killed " + name, nil
 	case <-time.After(stopGrace):
 		return "", fmt.Errorf("%s survived SIGKILL", name)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -94,7 +95,8 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *results.Run, err 
 		res.Error = err.Error()
 		return res, err
 	}
-	r := &runner{sc: sc, lab: lab, bin: bin, out: out, peers: map[string]string{}, res: res}
+	r := &runner{sc: sc, lab: lab, bin: bin, out: out, peers: map[string]string{}, res: res,
+		daemons: map[string]*coordProc{}, captures: map[string]*capture{}, marker: newMarker()}
 	res.Lab = lab.Prefix()
 	for _, n := range sc.Networks {
 		nr := results.Network{Name: n.Name, NAT: string(n.NAT)}
@@ -110,9 +112,14 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *results.Run, err 
 	}
 	for _, h := range sc.Hosts {
 		lh := lab.Host(h.Name)
-		hr := results.Host{Name: h.Name, Network: h.Network, Role: h.Role, Addr: lh.Addr().String(), Dir: r.hostDir(h.Name)}
-		if pa := lh.Network().PublicAddr(); pa.IsValid() {
+		hr := results.Host{Name: h.Name, Network: lh.Network().Name(), Role: h.Role, Addr: lh.Addr().String(), Dir: r.hostDir(h.Name)}
+		if pa := publicAddr(lh); pa.IsValid() {
 			hr.Public = pa.String()
+		}
+		if nics := lh.NICs(); len(nics) > 1 {
+			for _, n := range nics {
+				hr.Networks = append(hr.Networks, results.HostNIC{Network: n.Network.Name(), Addr: n.Addr.String()})
+			}
 		}
 		res.Hosts = append(res.Hosts, hr)
 		if err := os.MkdirAll(r.hostDir(h.Name), 0o755); err != nil {
@@ -121,7 +128,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *results.Run, err 
 		}
 		if opt.Pcap {
 			// The lab closes (and flushes) the capture at teardown.
-			if _, err := lh.Capture(filepath.Join(r.hostDir(h.Name), h.Name+".pcap")); err != nil {
+			if _, err := r.startCapture(h.Name); err != nil {
 				lab.Close()
 				return res, err
 			}
@@ -182,15 +189,28 @@ type runner struct {
 	out string
 
 	coord     *coordProc
-	relays    map[string]*coordProc
-	coordAddr string            // the /tcp/ login address
-	peers     map[string]string // peer name → install dir
+	daemons   map[string]*coordProc // relays and jumpoints, by host
+	coordAddr string                // the /tcp/ login address
+	peers     map[string]string     // peer name → install dir
 
 	res   *results.Run // Paths grows as connect and grid steps measure
 	resMu sync.Mutex   // guards res.Paths (a grid's consoles run at once)
 
 	background map[string]chan stepOutcome // background execs by name
 	bgWG       sync.WaitGroup
+
+	// marker is this run's ${marker}: a string that appears nowhere but
+	// where the steps send it.
+	marker   string
+	captures map[string]*capture // by host
+	killed   []killed            // relays and jumpoints killed, in order
+	cps      int                 // cp steps so far, for file names
+}
+
+// killed is a relay or jumpoint the run killed, and when.
+type killed struct {
+	name string
+	at   time.Time
 }
 
 // stepOutcome is a finished background exec.
@@ -327,9 +347,14 @@ func lastLine(s string) string {
 
 var varRE = regexp.MustCompile(`\$\{([a-z0-9-]+)\.(addr|public)\}`)
 
-// expand replaces ${HOST.addr} (a host's address) and ${HOST.public} or
-// ${NETWORK.public} (the public address of the host's or network's NAT).
+// markerVar is replaced by the run's marker.
+const markerVar = "${marker}"
+
+// expand replaces ${HOST.addr} (a host's address), ${HOST.public} or
+// ${NETWORK.public} (the public address of the host's or network's NAT)
+// and ${marker} (the run's marker).
 func (r *runner) expand(s string) (string, error) {
+	s = strings.ReplaceAll(s, markerVar, r.marker)
 	var bad error
 	s = varRE.ReplaceAllStringFunc(s, func(m string) string {
 		sub := varRE.FindStringSubmatch(m)
@@ -337,7 +362,7 @@ func (r *runner) expand(s string) (string, error) {
 			if sub[2] == "addr" {
 				return h.Addr().String()
 			}
-			if pa := h.Network().PublicAddr(); pa.IsValid() {
+			if pa := publicAddr(h); pa.IsValid() {
 				return pa.String()
 			}
 			return h.Addr().String()
@@ -409,6 +434,17 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 		return r.serve(args[0], args[1])
 	case "fetch":
 		return r.fetch(ctx, console, args[0], args[1], st, expect)
+	case "jumpoint":
+		return r.startJumpoint(ctx, args[0])
+	case "expect-jumpoint":
+		n, _ := strconv.Atoi(args[2])
+		return r.expectJumpoint(ctx, args[0], n, st.Within)
+	case "cp":
+		return r.copyRoundTrip(ctx, console, args[0], args[1])
+	case "capture":
+		return r.startCapture(args[0])
+	case "expect-capture":
+		return r.expectCapture(args[0], args[1] == "has", args[2])
 	case "partition", "heal":
 		part := st.Action == "partition"
 		if h := r.lab.Host(args[0]); h != nil {
@@ -447,7 +483,7 @@ func (r *runner) teardown() error {
 			errs = append(errs, r.killInHost(name, pid))
 		}
 	}
-	for _, p := range r.relays {
+	for _, p := range r.daemons {
 		errs = append(errs, p.proc.Stop(5*time.Second))
 		p.log.Close()
 	}

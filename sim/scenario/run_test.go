@@ -136,7 +136,7 @@ func TestQuickstart(t *testing.T) {
 // web server on its LAN, before and after the peer restarts (intranet).
 // Each passes only if every step does.
 func TestShippedScenarios(t *testing.T) {
-	for _, name := range []string{"cgnat", "hard-both", "relay-loss", "reconnect-storm", "intranet"} {
+	for _, name := range []string{"cgnat", "hard-both", "relay-loss", "reconnect-storm", "intranet", "jumpoint"} {
 		t.Run(name, func(t *testing.T) { runShipped(t, name, 4*time.Minute) })
 	}
 }

@@ -29,7 +29,11 @@ const (
 	RoleConsole     = "console"
 	RolePlain       = "plain"
 	RoleRelay       = "relay"
+	RoleJumpoint    = "jumpoint"
 )
+
+// roleList is the roles, for messages.
+const roleList = "coordinator, relay, jumpoint, peer, console or plain"
 
 // Scenario is a decoded scenario file.
 type Scenario struct {
@@ -45,15 +49,31 @@ type Network struct {
 	Name   string        `yaml:"name"`
 	NAT    netlab.Preset `yaml:"nat"`
 	Subnet string        `yaml:"subnet"`
-	Shape  `yaml:",inline"`
+	// Forwards are port forwards on the network's NAT router (easy, hard,
+	// udp-blocked): TCP and UDP to Port of its public address go to Host.
+	Forwards []Forward `yaml:"forwards"`
+	Shape    `yaml:",inline"`
+}
+
+// Forward is one port forward: port (public side) to host:to-port (port
+// when absent).
+type Forward struct {
+	Port   uint16 `yaml:"port"`
+	Host   string `yaml:"host"`
+	ToPort uint16 `yaml:"to-port"`
 }
 
 // Host is one host of the topology with its role.
 type Host struct {
 	Name    string `yaml:"name"`
 	Network string `yaml:"network"`
-	Role    string `yaml:"role"`
-	Addr    string `yaml:"addr"`
+	// Networks, instead of Network, puts the host on several networks,
+	// one interface each (a dual-homed jumpoint: [plant, office]). Its
+	// address (addr, ${HOST.addr}) is on the first; the default route
+	// goes through the first with a gateway.
+	Networks []string `yaml:"networks"`
+	Role     string   `yaml:"role"`
+	Addr     string   `yaml:"addr"`
 	// Installer, for a peer, are more `installer create` flags for its
 	// key (e.g. [--tag, linux, --comments, "rack 4"]).
 	Installer []string `yaml:"installer"`
@@ -66,6 +86,14 @@ type Shape struct {
 	Jitter  Duration `yaml:"jitter"`
 	Loss    float64  `yaml:"loss"` // percent
 	Rate    uint64   `yaml:"rate"` // bits per second
+}
+
+// nets is the host's networks in order.
+func (h Host) nets() []string {
+	if h.Network != "" {
+		return append([]string{h.Network}, h.Networks...)
+	}
+	return h.Networks
 }
 
 func (s Shape) link() netlab.Link {
@@ -99,7 +127,8 @@ type Step struct {
 	// ExpectExit is the exec's expected exit status (default 0).
 	ExpectExit int
 	// ExpectPath, for exec and connect, is how the console must reach the
-	// peer: "direct" or "relayed" (for connect: at the end of its wait).
+	// peer: "direct", "relayed" or "jumpoint" (for connect: at the end of
+	// its wait).
 	ExpectPath string
 	// From is the console host an exec, console or connect step runs on
 	// (default: the first console).
@@ -134,26 +163,31 @@ func (s Step) Name() string {
 }
 
 var actions = map[string]struct{ min, max int }{
-	"init":          {0, 0},
-	"install":       {1, 1},
-	"expect-online": {1, 1},
-	"expect-status": {2, 2},
-	"exec":          {3, -1}, // NAME -- CMD...
-	"console":       {1, -1},
-	"stop":          {1, 1},
-	"start":         {1, 1},
-	"kill":          {1, 1},
-	"partition":     {1, 1},
-	"heal":          {1, 1},
-	"sleep":         {1, 1},
-	"relay":         {1, 1},
-	"connect":       {2, 2}, // CONSOLE PEER
-	"expect-relay":  {1, 1}, // PEER holds a relay reservation
-	"grid":          {0, 0},
-	"wait":          {1, 1}, // NAME of a background exec
-	"restart":       {1, 1},
-	"serve":         {2, 2}, // PLAIN-HOST PORT
-	"fetch":         {2, 2}, // PEER HOST:PORT
+	"init":            {0, 0},
+	"install":         {1, 1},
+	"expect-online":   {1, 1},
+	"expect-status":   {2, 2},
+	"exec":            {3, -1}, // NAME -- CMD...
+	"console":         {1, -1},
+	"stop":            {1, 1},
+	"start":           {1, 1},
+	"kill":            {1, 1},
+	"partition":       {1, 1},
+	"heal":            {1, 1},
+	"sleep":           {1, 1},
+	"relay":           {1, 1},
+	"connect":         {2, 2}, // CONSOLE PEER
+	"expect-relay":    {1, 1}, // PEER holds a relay reservation
+	"grid":            {0, 0},
+	"wait":            {1, 1}, // NAME of a background exec
+	"restart":         {1, 1},
+	"serve":           {2, 2}, // PLAIN-HOST PORT
+	"fetch":           {2, 2}, // PEER HOST:PORT
+	"jumpoint":        {1, 1}, // NAME: enroll and run a jumpoint
+	"cp":              {2, 2}, // PEER TEXT: a file round trip
+	"capture":         {1, 1}, // HOST: capture its interfaces
+	"expect-capture":  {3, 3}, // HOST has|lacks TEXT
+	"expect-jumpoint": {3, 3}, // NAME peers N: peers connected to it
 }
 
 // UnmarshalYAML reads a step in either form.
@@ -175,8 +209,8 @@ func (s *Step) UnmarshalYAML(n *yaml.Node) error {
 			case k == "expect-stdout":
 				s.ExpectStdout = v.Value
 			case k == "expect-path":
-				if v.Value != "direct" && v.Value != "relayed" {
-					return fmt.Errorf("line %d: expect-path is direct or relayed", v.Line)
+				if v.Value != "direct" && v.Value != "relayed" && v.Value != "jumpoint" {
+					return fmt.Errorf("line %d: expect-path is direct, relayed or jumpoint", v.Line)
 				}
 				s.ExpectPath = v.Value
 			case k == "expect-exit":
@@ -219,7 +253,7 @@ func (s *Step) UnmarshalYAML(n *yaml.Node) error {
 		return fmt.Errorf("line %d: empty step", n.Line)
 	}
 	s.Action, s.Args = f[0], f[1:]
-	if s.Action != "exec" && s.Action != "console" && len(s.Args) >= 2 && s.Args[len(s.Args)-2] == "within" {
+	if s.Action != "exec" && s.Action != "console" && s.Action != "cp" && len(s.Args) >= 2 && s.Args[len(s.Args)-2] == "within" {
 		d, err := time.ParseDuration(s.Args[len(s.Args)-1])
 		if err != nil {
 			return fmt.Errorf("line %d: within %q: not a duration", n.Line, s.Args[len(s.Args)-1])
@@ -306,11 +340,14 @@ func (sc *Scenario) validate() error {
 	count := map[string]int{}
 	for _, h := range sc.Hosts {
 		switch h.Role {
-		case RoleCoordinator, RolePeer, RoleConsole, RolePlain, RoleRelay:
+		case RoleCoordinator, RolePeer, RoleConsole, RolePlain, RoleRelay, RoleJumpoint:
 		case "":
-			return fmt.Errorf("host %s: no role (coordinator, relay, peer, console or plain)", h.Name)
+			return fmt.Errorf("host %s: no role (%s)", h.Name, roleList)
 		default:
-			return fmt.Errorf("host %s: unknown role %q (coordinator, relay, peer, console or plain)", h.Name, h.Role)
+			return fmt.Errorf("host %s: unknown role %q (%s)", h.Name, h.Role, roleList)
+		}
+		if (h.Network == "") == (len(h.Networks) == 0) {
+			return fmt.Errorf("host %s: give network or networks, not both or neither", h.Name)
 		}
 		roles[h.Name] = h.Role
 		count[h.Role]++
@@ -344,8 +381,8 @@ func (sc *Scenario) validate() error {
 		}
 		var err error
 		if s.From != "" {
-			if !slices.Contains([]string{"exec", "console", "fetch"}, s.Action) {
-				return fmt.Errorf("%s: from is for exec, console and fetch steps", where)
+			if !slices.Contains([]string{"exec", "console", "fetch", "cp"}, s.Action) {
+				return fmt.Errorf("%s: from is for exec, console, fetch and cp steps", where)
 			}
 			if err := need(s.From, RoleConsole); err != nil {
 				return err
@@ -367,6 +404,31 @@ func (sc *Scenario) validate() error {
 			if err == nil && !inited {
 				err = fmt.Errorf("%s: comes before init", where)
 			}
+		case "jumpoint":
+			err = need(s.Args[0], RoleJumpoint)
+			if err == nil && !inited {
+				err = fmt.Errorf("%s: comes before init", where)
+			}
+		case "expect-jumpoint":
+			err = need(s.Args[0], RoleJumpoint)
+			if n, perr := strconv.Atoi(s.Args[2]); err == nil && (s.Args[1] != "peers" || perr != nil || n < 0) {
+				err = fmt.Errorf("%s: expect-jumpoint NAME peers N", where)
+			}
+		case "cp":
+			err = need(s.Args[0], RolePeer)
+			if err == nil && !inited {
+				err = fmt.Errorf("%s: comes before init", where)
+			}
+		case "capture":
+			err = need(s.Args[0])
+		case "expect-capture":
+			err = need(s.Args[0])
+			if err == nil && s.Args[1] != "has" && s.Args[1] != "lacks" {
+				err = fmt.Errorf("%s: expect-capture HOST has|lacks TEXT", where)
+			}
+			if err == nil && s.Args[2] == "" {
+				err = fmt.Errorf("%s: expect-capture: empty text", where)
+			}
 		case "console":
 			if !inited {
 				err = fmt.Errorf("%s: comes before init", where)
@@ -381,7 +443,7 @@ func (sc *Scenario) validate() error {
 				err = fmt.Errorf("%s: needs peers and comes after init", where)
 			}
 		case "stop", "start", "kill", "restart":
-			err = need(s.Args[0], RolePeer, RoleCoordinator, RoleRelay)
+			err = need(s.Args[0], RolePeer, RoleCoordinator, RoleRelay, RoleJumpoint)
 		case "serve":
 			err = need(s.Args[0], RolePlain)
 			if _, perr := strconv.ParseUint(s.Args[1], 10, 16); err == nil && perr != nil {
@@ -425,6 +487,9 @@ func (sc *Scenario) Topology() (netlab.Topology, error) {
 	var t netlab.Topology
 	for _, n := range sc.Networks {
 		ns := netlab.NetworkSpec{Name: n.Name, NAT: n.NAT, Uplink: n.link()}
+		for _, f := range n.Forwards {
+			ns.Forwards = append(ns.Forwards, netlab.PortForward{Port: f.Port, Host: f.Host, HostPort: f.ToPort})
+		}
 		if n.Subnet != "" {
 			p, err := parsePrefix(n.Subnet)
 			if err != nil {
@@ -435,7 +500,15 @@ func (sc *Scenario) Topology() (netlab.Topology, error) {
 		t.Networks = append(t.Networks, ns)
 	}
 	for _, h := range sc.Hosts {
-		hs := netlab.HostSpec{Name: h.Name, Network: h.Network, Link: h.link()}
+		nets := h.nets()
+		if len(nets) == 0 {
+			return t, fmt.Errorf("host %s: no network", h.Name)
+		}
+		hs := netlab.HostSpec{Name: h.Name, Network: nets[0], Link: h.link()}
+		for _, n := range nets[1:] {
+			// The same shaping on every cable of the host.
+			hs.More = append(hs.More, netlab.Attachment{Network: n, Link: h.link()})
+		}
 		if h.Addr != "" {
 			a, err := parseAddr(h.Addr)
 			if err != nil {

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	byteorder "encoding/binary"
 	"fmt"
 	"reflect"
 	"slices"
@@ -118,5 +119,103 @@ func TestSplitWords(t *testing.T) {
 	}
 	if _, err := splitWords("exec w -- sh -c 'oops"); err == nil {
 		t.Error("an unterminated quote was accepted")
+	}
+}
+
+// TestJumpointScenarioParses: the shipped jumpoint scenario puts the
+// jumpoints on the plant and the office (in that order), forwards the
+// office's ports to them, and names both jumpoints in the peers' keys.
+func TestJumpointScenarioParses(t *testing.T) {
+	sc, err := Load("jumpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo, err := sc.Topology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range topo.Hosts {
+		switch h.Name {
+		case "j-1", "j-2":
+			if h.Network != "plant" || len(h.More) != 1 || h.More[0].Network != "office" {
+				t.Errorf("%s: network %s, more %+v", h.Name, h.Network, h.More)
+			}
+		case "peer-1", "peer-2", "web":
+			if h.Network != "plant" || len(h.More) != 0 {
+				t.Errorf("%s: %+v", h.Name, h)
+			}
+		}
+	}
+	for _, n := range topo.Networks {
+		if n.Name == "plant" && n.NAT != "isolated" {
+			t.Errorf("plant is %s", n.NAT)
+		}
+		if n.Name == "office" && (len(n.Forwards) != 2 || n.Forwards[1].Host != "j-2" || n.Forwards[1].HostPort != 4833) {
+			t.Errorf("office forwards %+v", n.Forwards)
+		}
+	}
+	for _, h := range sc.Hosts {
+		if h.Role == RolePeer && strings.Join(h.Installer, " ") != "--jumpoint j-1 --jumpoint j-2" {
+			t.Errorf("%s's key: %v", h.Name, h.Installer)
+		}
+	}
+	var names []string
+	for _, s := range sc.Steps {
+		names = append(names, s.Name())
+	}
+	all := strings.Join(names, "|")
+	for _, want := range []string{"jumpoint j-1", "capture j-1", "cp peer-2 'a file with ${marker}'", "kill j-1",
+		"expect-jumpoint j-2 peers 2 within 30s", "expect-capture j-1 lacks ${marker}", "expect-capture web has 'hello from web'"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no step %q in %s", want, all)
+		}
+	}
+}
+
+func TestParseRejectsJumpointSteps(t *testing.T) {
+	head := "name: x\nnetworks: [{name: n, nat: easy}, {name: p, nat: isolated}]\nhosts:\n" +
+		"  - {name: c, network: n, role: coordinator}\n  - {name: p1, network: p, role: peer}\n  - {name: l, network: n, role: console}\n" +
+		"  - {name: j, networks: [p, n], role: jumpoint}\n"
+	for _, tc := range []struct{ yaml, want string }{
+		{head + "steps: [jumpoint j]", "comes before init"},
+		{head + "steps: [init, jumpoint p1]", "p1 is a peer, not a jumpoint"},
+		{head + "steps: [init, 'expect-jumpoint j peers many']", "expect-jumpoint NAME peers N"},
+		{head + "steps: [init, 'expect-jumpoint j tunnels 2']", "expect-jumpoint NAME peers N"},
+		{head + "steps: [init, 'expect-capture j holds x']", "has|lacks"},
+		{head + "steps: [init, \"expect-capture j lacks ''\"]", "empty text"},
+		{head + "steps: [cp p1 hello]", "comes before init"},
+		{head + "steps: [init, cp j hello]", "j is a jumpoint, not a peer"},
+		{head + "steps: [capture nobody]", `no host "nobody"`},
+		{head + "steps: [init, {exec: p1 -- true, expect-path: teleported}]", "direct, relayed or jumpoint"},
+		{strings.Replace(head, "networks: [p, n]", "network: n, networks: [p]", 1) + "steps: []", "network or networks"},
+		{strings.Replace(head, "networks: [p, n]", "networks: [p, p]", 1) + "steps: []", "twice"},
+		{strings.Replace(head, "{name: n, nat: easy}", "{name: n, nat: easy, forwards: [{port: 1, host: p1}]}", 1) + "steps: []", "not on it"},
+	} {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// TestFramesHolding: the pcap reader counts records and finds text only
+// inside a frame.
+func TestFramesHolding(t *testing.T) {
+	file := make([]byte, 24)
+	frame := func(payload string) {
+		rec := make([]byte, 16)
+		byteorder.LittleEndian.PutUint32(rec[8:], uint32(len(payload)))
+		byteorder.LittleEndian.PutUint32(rec[12:], uint32(len(payload)))
+		file = append(append(file, rec...), payload...)
+	}
+	frame("xxSECRETxx")
+	frame("SEC")
+	frame("RET and more")
+	frame("nothing")
+	if f, m := framesHolding(file, []byte("SECRET")); f != 4 || m != 1 {
+		t.Fatalf("frames %d, matches %d; want 4, 1", f, m)
+	}
+	if f, m := framesHolding(file[:len(file)-3], []byte("nothing")); f != 4 || m != 0 {
+		t.Fatalf("truncated: frames %d, matches %d; want 4, 0", f, m)
 	}
 }
