@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -49,7 +50,8 @@ func (d *Dialer) ForAddr(ma.Multiaddr) (tcp.ContextDialer, error) { return d, ni
 // DialContext dials address through the first jumpoint of its route that
 // answers, or directly when it has none. A refusal (a catalog error other
 // than an unreachable jumpoint) is returned at once: another jumpoint of
-// the same site would refuse it too.
+// the same site would refuse it too. Each jumpoint gets a share of the
+// time ctx leaves (shareOf), so a dead one does not spend the whole dial.
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	jumpoints, open, ok := d.route(address)
 	if !ok {
@@ -65,9 +67,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 		return nil, catalog.Errorf(catalog.CodeJumpointUnreachable, "(no jumpoint for %s)", address)
 	}
 	var first error
-	for _, j := range jumpoints {
+	for i, j := range jumpoints {
 		o := &pb.TunnelOpen{Target: address, Grant: open.GetGrant(), InstallerKey: open.GetInstallerKey()}
-		c, err := Dial(ctx, h, j, o)
+		jctx, cancel := shareOf(ctx, len(jumpoints)-i)
+		c, err := Dial(jctx, h, j, o)
+		cancel()
 		if err == nil {
 			return c, nil
 		}
@@ -79,4 +83,26 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 		}
 	}
 	return nil, first
+}
+
+// MaxJumpointWait bounds the time one jumpoint of several gets to answer a
+// tunnel dial (its connection, the open and the reply), the last excepted.
+// A live jumpoint on a LAN answers in milliseconds; one that accepts TCP
+// but never speaks (a hung process, a black-holing firewall) would
+// otherwise hold the dial until libp2p's TCP transport gives up on it
+// (5 s) and the next jumpoint would never be tried.
+const MaxJumpointWait = 3 * time.Second
+
+// shareOf bounds the dial through one of left remaining jumpoints: an
+// equal share of the time ctx leaves, at most MaxJumpointWait; the last
+// jumpoint gets what is left.
+func shareOf(ctx context.Context, left int) (context.Context, context.CancelFunc) {
+	if left <= 1 {
+		return context.WithCancel(ctx)
+	}
+	share := MaxJumpointWait
+	if dl, ok := ctx.Deadline(); ok {
+		share = min(share, time.Until(dl)/time.Duration(left))
+	}
+	return context.WithTimeout(ctx, share)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -94,7 +93,11 @@ type Config struct {
 	MaxTunnels int
 	// DialTimeout bounds one TCP dial (0: OpenTimeout).
 	DialTimeout time.Duration
-	Log         *slog.Logger
+	// MaxBytesPerSecond bounds each direction of every tunnel: a token
+	// bucket (a burst of up to 32 KiB) between reading a direction's bytes
+	// and writing them on. 0 is unlimited.
+	MaxBytesPerSecond int64
+	Log               *slog.Logger
 }
 
 // Stats are a server's counters.
@@ -111,7 +114,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	closed bool
-	live   map[network.Stream]net.Conn
+	live   map[network.Stream]*liveTunnel
 
 	open, total, refused, bytes atomic.Uint64
 }
@@ -127,7 +130,7 @@ func Serve(h host.Host, cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{h: h, cfg: cfg, slot: make(chan struct{}, cfg.MaxTunnels), live: map[network.Stream]net.Conn{}}
+	s := &Server{h: h, cfg: cfg, slot: make(chan struct{}, cfg.MaxTunnels), live: map[network.Stream]*liveTunnel{}}
 	h.SetStreamHandler(Protocol, s.handle)
 	return s
 }
@@ -142,18 +145,36 @@ func (s *Server) Close() {
 	s.h.RemoveStreamHandler(Protocol)
 	s.mu.Lock()
 	s.closed = true
-	for st, c := range s.live {
-		st.Reset()
-		if c != nil {
-			c.Close()
-		}
+	for st, t := range s.live {
+		t.end(st)
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
 }
 
+// CloseWhere ends every tunnel, open or being opened, for which match
+// (called with the caller's peer ID and its open message) is true, and
+// returns how many it ended. The jumpoint calls it after each ACL refresh
+// with the new ACL's verdict, so a tunnel authorized by an older ACL does
+// not outlive it: a tunnel whose open was read before CloseWhere is
+// judged by it, and one read after is authorized against the new ACL.
+// match runs under the server's lock and must not call the server.
+func (s *Server) CloseWhere(match func(remote peer.ID, open *pb.TunnelOpen) bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for st, t := range s.live {
+		if t.open != nil && !t.ended() && match(t.remote, t.open) {
+			t.end(st)
+			n++
+		}
+	}
+	return n
+}
+
 func (s *Server) handle(st network.Stream) {
-	if !s.track(st, nil) { // also counts the handler in s.wg, so Close waits for it
+	t := s.track(st) // also counts the handler in s.wg, so Close waits for it
+	if t == nil {
 		st.Reset()
 		return
 	}
@@ -174,6 +195,12 @@ func (s *Server) handle(st network.Stream) {
 		return
 	}
 	remote := st.Conn().RemotePeer()
+	// Recorded before Authorize reads the ACL, so that CloseWhere sees
+	// every tunnel an older ACL may have let through.
+	if !s.opening(st, remote, &open) {
+		st.Reset()
+		return
+	}
 	if err := s.cfg.Authorize(remote, &open); err != nil {
 		s.cfg.Log.Info("tunnel refused", "remote", remote, "target", open.GetTarget(), "error", err)
 		s.refuse(st, err)
@@ -184,7 +211,7 @@ func (s *Server) handle(st network.Stream) {
 		s.refuse(st, catalog.Errorf(catalog.CodeJumpointTarget, "(the jumpoint could not reach %s: %v)", open.GetTarget(), err))
 		return
 	}
-	if !s.track(st, c) {
+	if !s.dialed(st, c) {
 		c.Close()
 		st.Reset()
 		return
@@ -199,7 +226,7 @@ func (s *Server) handle(st network.Stream) {
 	s.open.Add(1)
 	defer s.open.Add(^uint64(0))
 	s.cfg.Log.Debug("tunnel open", "remote", remote, "target", open.GetTarget())
-	s.splice(st, c)
+	s.splice(st, c, t.done)
 }
 
 func (s *Server) refuse(st network.Stream, err error) {
@@ -210,11 +237,13 @@ func (s *Server) refuse(st network.Stream, err error) {
 
 // splice copies both ways until both directions end. A direction's end is
 // passed on as a half-close, so protocols that close their write side
-// first (the control protocol does) still work.
-func (s *Server) splice(st network.Stream, c net.Conn) {
+// first (the control protocol does) still work. done closes when the
+// server ends the tunnel (Close, CloseWhere), which wakes a direction
+// waiting for its rate limit.
+func (s *Server) splice(st network.Stream, c net.Conn, done <-chan struct{}) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		n, _ := io.Copy(c, st)
+		n, _ := pipe(c, st, s.limiter(), done)
 		s.bytes.Add(uint64(n))
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
@@ -222,7 +251,7 @@ func (s *Server) splice(st network.Stream, c net.Conn) {
 			_ = c.Close()
 		}
 	})
-	n, err := io.Copy(st, c)
+	n, err := pipe(st, c, s.limiter(), done)
 	s.bytes.Add(uint64(n))
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		st.Reset()
@@ -234,16 +263,81 @@ func (s *Server) splice(st network.Stream, c net.Conn) {
 	_ = st.Close()
 }
 
-func (s *Server) track(st network.Stream, c net.Conn) bool {
+// limiter is one direction's token bucket, nil when unlimited.
+func (s *Server) limiter() *bucket {
+	if s.cfg.MaxBytesPerSecond <= 0 {
+		return nil
+	}
+	return newBucket(s.cfg.MaxBytesPerSecond)
+}
+
+// liveTunnel is what the server knows of a tunnel it is opening or
+// carrying.
+type liveTunnel struct {
+	remote peer.ID
+	open   *pb.TunnelOpen // nil until read
+	conn   net.Conn       // nil until the target answered
+	done   chan struct{}  // closed by end
+}
+
+func (t *liveTunnel) ended() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// end cuts the tunnel both ways; the caller holds the server's lock.
+func (t *liveTunnel) end(st network.Stream) {
+	if !t.ended() {
+		close(t.done)
+	}
+	st.Reset()
+	if t.conn != nil {
+		t.conn.Close()
+	}
+}
+
+// track registers a new tunnel and counts its handler in s.wg; nil when
+// the server is closed.
+func (s *Server) track(st network.Stream) *liveTunnel {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		return nil
+	}
+	t := &liveTunnel{remote: st.Conn().RemotePeer(), done: make(chan struct{})}
+	s.live[st] = t
+	s.wg.Add(1)
+	return t
+}
+
+// opening records the tunnel's open message; false when the tunnel was
+// ended meanwhile.
+func (s *Server) opening(st network.Stream, remote peer.ID, open *pb.TunnelOpen) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.live[st]
+	if s.closed || t == nil || t.ended() {
 		return false
 	}
-	if _, known := s.live[st]; !known {
-		s.wg.Add(1)
+	t.remote, t.open = remote, open
+	return true
+}
+
+// dialed records the target connection, so that Close and CloseWhere can
+// end it; false when the tunnel was ended meanwhile (the caller then
+// closes c).
+func (s *Server) dialed(st network.Stream, c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.live[st]
+	if s.closed || t == nil || t.ended() {
+		return false
 	}
-	s.live[st] = c
+	t.conn = c
 	return true
 }
 
