@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -138,6 +139,7 @@ func (j *Jumpoint) refresh(ctx context.Context) error {
 	j.signalSwap()
 	j.protect(was, acl)
 	j.evict(was, acl)
+	j.endGrantTunnels(acl)
 	if was == nil || was.Name != acl.Name {
 		j.log.Info("jumpoint ACL", logName, acl.Name, logPeers, len(acl.Peers), "technicians", len(acl.Technicians))
 	}
@@ -182,6 +184,30 @@ func (j *Jumpoint) evict(was, now *ACL) {
 			j.log.Info("closing the connections of a caller outside the site", logRemote, p)
 			_ = j.host.Network().ClosePeer(p)
 		}
+	}
+}
+
+// endGrantTunnels ends the technicians' tunnels to peers the new ACL no
+// longer has (deleted, or moved to other jumpoints): evict closes only
+// the connections of callers who left, and a technician who stays would
+// keep a session to a deleted peer for as long as it lasts.
+func (j *Jumpoint) endGrantTunnels(now *ACL) {
+	if j.tunnels == nil { // the first fetch, before serving
+		return
+	}
+	n := j.tunnels.CloseWhere(func(_ peer.ID, open *pb.TunnelOpen) bool {
+		if open.GetGrant() == nil {
+			return false
+		}
+		body, err := grant.Parse(open.GetGrant())
+		if err != nil || len(body.GetPeer()) == 0 {
+			return err != nil // an agentless grant names no peer
+		}
+		p, err := peer.IDFromBytes(body.GetPeer())
+		return err != nil || !now.IsPeer(p)
+	})
+	if n > 0 {
+		j.log.Info("ended tunnels to peers no longer behind the jumpoint", "tunnels", n)
 	}
 }
 

@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg Config) (_ *Jumpoint, err error) {
 	}
 	j.wg.Go(func() { j.reserver.Run(j.ctx) })
 	j.tunnels = tunnel.Serve(tappingHost{Host: j.host, log: &j.tunnelLog, clock: j.clock.Now}, tunnel.Config{Authorize: j.authorize, MaxTunnels: j.res.MaxTunnels,
-		DialTimeout: j.res.DialTimeout, Log: j.log})
+		DialTimeout: j.res.DialTimeout, MaxBytesPerSecond: j.res.MaxTunnelRate, Log: j.log})
 	j.registerMetrics(reg)
 	if j.http, err = ops.Serve(cfg.httpAddr(), reg, j.serveHealth, j.log); err != nil {
 		return nil, err

@@ -18,10 +18,11 @@ import (
 // --help` has a flag for each). A zero field means its DefaultResources
 // value.
 //
-// A tunnel is not limited in time or bytes: it carries a whole session
-// (a shell, a copy, a port forward) or a peer's connection to its
+// A tunnel is not limited in time or in bytes carried: it carries a whole
+// session (a shell, a copy, a port forward) or a peer's connection to its
 // coordinator, which lasts as long as the peer runs. What the jumpoint
-// bounds is how many it carries at once.
+// bounds is how many it carries at once and, if the operator asks, how
+// fast each one goes.
 type Resources struct {
 	// MaxTunnels is how many tunnels the jumpoint carries at once, all
 	// callers together. Each open tunnel holds one TCP connection, one
@@ -43,6 +44,12 @@ type Resources struct {
 	MaxPeers int
 	// DialTimeout bounds the jumpoint's TCP connect to a tunnel's target.
 	DialTimeout time.Duration
+	// MaxTunnelRate bounds each direction of every tunnel, in bytes per
+	// second (a token bucket with a burst of 32 KiB), so one technician's
+	// bulk copy cannot take a thin uplink from everyone else. 0, the
+	// default, is unlimited: the end-to-end flow control of what the
+	// tunnel carries then sets the pace.
+	MaxTunnelRate int64
 }
 
 // DefaultResources are the bounds of a jumpoint sized for a few thousand
@@ -77,8 +84,8 @@ func (r Resources) withDefaults() Resources {
 // validate checks a Resources after withDefaults.
 func (r Resources) validate() error {
 	switch {
-	case r.MaxTunnels < 0 || r.MaxTunnelsPerPeer < 0 || r.MaxPeers < 0:
-		return fmt.Errorf("jumpoint tunnel and peer limits must not be negative")
+	case r.MaxTunnels < 0 || r.MaxTunnelsPerPeer < 0 || r.MaxPeers < 0 || r.MaxTunnelRate < 0:
+		return fmt.Errorf("jumpoint tunnel, peer and rate limits must not be negative")
 	case r.MaxTunnelsPerPeer > r.MaxTunnels:
 		return fmt.Errorf("jumpoint tunnels per peer (%d) above the tunnels in all (%d)", r.MaxTunnelsPerPeer, r.MaxTunnels)
 	case r.DialTimeout < 100*time.Millisecond || r.DialTimeout > 5*time.Minute:
@@ -102,6 +109,7 @@ func (r Resources) managers() (network.ResourceManager, *connmgr.BasicConnMgr, e
 	// streams now and then.
 	const otherStreams = 4
 	conns := rcmgr.LimitVal(r.MaxPeers + r.MaxPeers/8 + 64)
+	handshakes := rcmgr.LimitVal(r.MaxPeers/4 + 64)
 	streams := r.MaxTunnels + otherStreams*(r.MaxPeers+r.MaxPeers/8+64)
 	tunnels := rcmgr.ResourceLimits{
 		StreamsInbound: rcmgr.LimitVal(r.MaxTunnels + 64),
@@ -114,7 +122,13 @@ func (r Resources) managers() (network.ResourceManager, *connmgr.BasicConnMgr, e
 	partial := rcmgr.PartialLimitConfig{
 		System: rcmgr.ResourceLimits{ConnsInbound: conns, Conns: conns,
 			StreamsInbound: rcmgr.LimitVal(streams), Streams: rcmgr.LimitVal(2 * streams)},
-		Transient: rcmgr.ResourceLimits{StreamsInbound: rcmgr.LimitVal(r.MaxTunnels/4 + 256), Streams: rcmgr.LimitVal(r.MaxTunnels/4 + 256)},
+		// Connections in their handshake are transient: libp2p's default
+		// (32 inbound, 16 more per GiB of the scaled memory) reset most
+		// of 300 peers registering at once through a jumpoint
+		// (BenchmarkJumpointRegistrations in sim/scale), and every peer
+		// behind a jumpoint that restarts reconnects at once.
+		Transient: rcmgr.ResourceLimits{StreamsInbound: rcmgr.LimitVal(r.MaxTunnels/4 + 256), Streams: rcmgr.LimitVal(r.MaxTunnels/4 + 256),
+			ConnsInbound: handshakes, Conns: handshakes, FD: handshakes},
 		// A console behind many tunnels, a peer that reconnects: the peer
 		// scope holds the tunnels plus the other streams.
 		PeerDefault: rcmgr.ResourceLimits{StreamsInbound: rcmgr.LimitVal(r.MaxTunnelsPerPeer + 64),

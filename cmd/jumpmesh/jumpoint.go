@@ -167,6 +167,7 @@ func jumpointRunCommand() *cli.Command {
 		data, coordinator, invite, httpAddr, logLevel, logFormat, refresh, dialTimeout string
 		listen, announce                                                               cli.StringSlice
 		tunnels, tunnelsPerPeer, peers                                                 int
+		tunnelRate                                                                     int64
 	}
 	return &cli.Command{
 		Name:  "run",
@@ -181,7 +182,8 @@ func jumpointRunCommand() *cli.Command {
 			"installed to use it reach the coordinator and relays, hosts enrolling with a key that names it\n" +
 			"reach the coordinator, technicians with a grant reach that peer (or, for a target in the\n" +
 			"jumpoint's allow list, that target: jumpmesh jumpoint set). Everyone else is refused and\n" +
-			"counted. Tunnels carry end-to-end encrypted connections and are not limited in time or bytes.\n" +
+			"counted. Tunnels carry end-to-end encrypted connections and are not limited in time or bytes\n" +
+			"carried; --max-tunnel-rate caps their speed.\n" +
 			"Exposes Prometheus /metrics and /healthz on --http-addr.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Destination: &f.data, Usage: "jumpoint data directory: key and enrollment (required; created 0700 on the first run)"},
@@ -194,6 +196,7 @@ func jumpointRunCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-tunnels", Destination: &f.tunnels, Value: def.MaxTunnels, Usage: "tunnels carried at once (each peer behind the jumpoint holds one)"},
 			&cli.IntFlag{Name: "max-tunnels-per-peer", Destination: &f.tunnelsPerPeer, Value: def.MaxTunnelsPerPeer, Usage: "tunnels one caller holds at once"},
 			&cli.IntFlag{Name: "max-peers", Destination: &f.peers, Value: def.MaxPeers, Usage: "connections kept before the least useful are closed (the ACL's members are kept)"},
+			&cli.Int64Flag{Name: "max-tunnel-rate", Destination: &f.tunnelRate, Value: def.MaxTunnelRate, Usage: "bytes per second each direction of a tunnel may carry, e.g. 1250000 for 10 Mbit/s (0: unlimited)"},
 			&cli.StringFlag{Name: "dial-timeout", Destination: &f.dialTimeout, Value: def.DialTimeout.String(), Usage: "how long to wait for a tunnel's target to accept"},
 			&cli.StringFlag{Name: "log-level", Destination: &f.logLevel, Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Destination: &f.logFormat, Value: "text", Usage: "text or json"},
@@ -227,8 +230,9 @@ func jumpointRunCommand() *cli.Command {
 			j, err := jumpoint.New(cc.Context, jumpoint.Config{
 				DataDir: f.data, Coordinator: f.coordinator, Invite: f.invite,
 				Listen: f.listen.Value(), Announce: f.announce.Value(), HTTPAddr: f.httpAddr, Refresh: refresh,
-				Resources: jumpoint.Resources{MaxTunnels: f.tunnels, MaxTunnelsPerPeer: f.tunnelsPerPeer, MaxPeers: f.peers, DialTimeout: dial},
-				Logger:    log,
+				Resources: jumpoint.Resources{MaxTunnels: f.tunnels, MaxTunnelsPerPeer: f.tunnelsPerPeer, MaxPeers: f.peers, DialTimeout: dial,
+					MaxTunnelRate: f.tunnelRate},
+				Logger: log,
 			})
 			if err != nil {
 				return err
