@@ -62,7 +62,8 @@
 //
 // Every bound (tunnels in all and per caller, connections, the target
 // dial timeout) is in Resources; DefaultResources explains each value. A
-// tunnel is not limited in time or bytes.
+// tunnel is not limited in time or in bytes carried; Resources.MaxTunnelRate
+// may cap its speed.
 //
 // # What it must not do
 //
