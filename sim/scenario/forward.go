@@ -28,14 +28,42 @@ func (r *runner) serve(host, port string) (string, error) {
 	return "serving HTTP on " + ln.Addr().String(), nil
 }
 
-// fetch runs `jumpmesh forward PEER 0:TARGET` on the console, reads the
-// local port it chose from its first line, fetches http://127.0.0.1:PORT/
-// inside the console's namespace through it, and stops the forward.
+// forwardArgs is `forward PEER 0:TARGET -v`, or for a jumpoint the
+// agentless `forward --via JUMPOINT 0:TARGET -v`.
+func (r *runner) forwardArgs(via, target string) []string {
+	if r.role(via) == RoleJumpoint {
+		return []string{"forward", "--via", via, "0:" + target, "-v"}
+	}
+	return []string{"forward", via, "0:" + target, "-v"}
+}
+
+// fetchRefused runs the forward a fetch would and checks that it is
+// refused: it ends before it listens, saying want.
+func (r *runner) fetchRefused(ctx context.Context, console, via, target, want string) (string, error) {
+	res, err := r.command(ctx, console, r.bin, r.forwardArgs(via, target)...)
+	out := res.output()
+	switch {
+	case err != nil:
+		return out, err
+	case strings.Contains(res.stdout, "forwarding "):
+		return out, fmt.Errorf("the forward to %s listened; want it refused", target)
+	case res.code == 0:
+		return out, fmt.Errorf("the forward to %s exited 0; want it refused", target)
+	case !strings.Contains(out, want):
+		return out, fmt.Errorf("the forward to %s was refused without saying %q: %s", target, want, lastLine(out))
+	}
+	return out, nil
+}
+
+// fetch runs `jumpmesh forward PEER 0:TARGET` (`forward --via` for a
+// jumpoint) on the console, reads the local port it chose from its first
+// line, fetches http://127.0.0.1:PORT/ inside the console's namespace
+// through it, and stops the forward.
 func (r *runner) fetch(ctx context.Context, console, peer, target string, st Step, expect string) (string, error) {
 	h := r.lab.Host(console)
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
-	cmd := h.Command(context.Background(), r.bin, "forward", peer, "0:"+target, "-v")
+	cmd := h.Command(context.Background(), r.bin, r.forwardArgs(peer, target)...)
 	cmd.Env = r.env(console)
 	var stderr lockedBuffer // the forward writes it while we read it
 	cmd.Stderr = &stderr

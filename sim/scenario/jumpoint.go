@@ -283,3 +283,32 @@ func framesHolding(raw, text []byte) (frames, matches int) {
 	}
 	return frames, matches
 }
+
+// expectJumpointRelay waits until the coordinator lists a circuit through
+// a relay among the jumpoint's addresses (`jumpoint list`): before that, a
+// console behind a NAT cannot reach a jumpoint behind another.
+func (r *runner) expectJumpointRelay(ctx context.Context, console, name string, within time.Duration) (string, error) {
+	within = cmp.Or(within, defaultWithin)
+	var circuits []string
+	var res cmdResult
+	if poll(ctx, within, func(ctx context.Context) bool {
+		var list []struct {
+			Name  string
+			Addrs []string
+		}
+		var err error
+		res, err = r.jm(ctx, console, &list, "jumpoint", "list", "--json")
+		circuits = nil
+		for _, j := range list {
+			for _, a := range j.Addrs {
+				if j.Name == name && strings.Contains(a, "/p2p-circuit") {
+					circuits = append(circuits, a)
+				}
+			}
+		}
+		return err == nil && len(circuits) > 0
+	}) {
+		return name + " is reachable through " + strings.Join(circuits, ", "), nil
+	}
+	return res.output(), fmt.Errorf("the coordinator lists no relay circuit for %s after %v", name, within)
+}

@@ -417,6 +417,9 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 	case "connect":
 		return r.connectStep(ctx, args[0], args[1], st)
 	case "expect-relay":
+		if r.role(args[0]) == RoleJumpoint {
+			return r.expectJumpointRelay(ctx, console, args[0], st.Within)
+		}
 		return r.expectRelay(ctx, args[0], st.Within)
 	case "grid":
 		return r.grid(ctx, st)
@@ -433,6 +436,13 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 	case "serve":
 		return r.serve(args[0], args[1])
 	case "fetch":
+		if st.ExpectError != "" {
+			want, err := r.expand(st.ExpectError)
+			if err != nil {
+				return "", err
+			}
+			return r.fetchRefused(ctx, console, args[0], args[1], want)
+		}
 		return r.fetch(ctx, console, args[0], args[1], st, expect)
 	case "jumpoint":
 		return r.startJumpoint(ctx, args[0])

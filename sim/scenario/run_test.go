@@ -133,7 +133,10 @@ func TestQuickstart(t *testing.T) {
 // that stay relayed and work (hard-both), a direct session that survives
 // its relay being killed (relay-loss), eight peers reconnecting after the
 // coordinator is killed (reconnect-storm), a forward through a peer to a
-// web server on its LAN, before and after the peer restarts (intranet).
+// web server on its LAN, before and after the peer restarts (intranet),
+// peers on an isolated network reached through two dual-homed jumpoints,
+// with no plain text of a marker on the jumpoints and a fail-over when
+// one is killed (jumpoint).
 // Each passes only if every step does.
 func TestShippedScenarios(t *testing.T) {
 	for _, name := range []string{"cgnat", "hard-both", "relay-loss", "reconnect-storm", "intranet", "jumpoint"} {

@@ -124,6 +124,9 @@ type Step struct {
 	Within time.Duration
 	// ExpectStdout must appear in an exec's (or console command's) standard output.
 	ExpectStdout string
+	// ExpectError, for a fetch, is a refusal: the forward must end before
+	// it listens, saying this.
+	ExpectError string
 	// ExpectExit is the exec's expected exit status (default 0).
 	ExpectExit int
 	// ExpectPath, for exec and connect, is how the console must reach the
@@ -208,6 +211,8 @@ func (s *Step) UnmarshalYAML(n *yaml.Node) error {
 				words = k + " " + v.Value
 			case k == "expect-stdout":
 				s.ExpectStdout = v.Value
+			case k == "expect-error":
+				s.ExpectError = v.Value
 			case k == "expect-path":
 				if v.Value != "direct" && v.Value != "relayed" && v.Value != "jumpoint" {
 					return fmt.Errorf("line %d: expect-path is direct, relayed or jumpoint", v.Line)
@@ -239,7 +244,7 @@ func (s *Step) UnmarshalYAML(n *yaml.Node) error {
 					return fmt.Errorf("line %d: runs is 1 to 100", v.Line)
 				}
 			default:
-				return fmt.Errorf("line %d: unknown step option %q (expect-stdout, expect-exit, expect-path, within, from, runs, wait-direct, background)", n.Content[i].Line, k)
+				return fmt.Errorf("line %d: unknown step option %q (expect-stdout, expect-error, expect-exit, expect-path, within, from, runs, wait-direct, background)", n.Content[i].Line, k)
 			}
 		}
 	default:
@@ -394,7 +399,12 @@ func (sc *Scenario) validate() error {
 				err = fmt.Errorf("%s: needs a coordinator host and a console host", where)
 			}
 			inited = true
-		case "install", "expect-status", "exec", "expect-relay":
+		case "expect-relay":
+			err = need(s.Args[0], RolePeer, RoleJumpoint)
+			if err == nil && !inited {
+				err = fmt.Errorf("%s: comes before init", where)
+			}
+		case "install", "expect-status", "exec":
 			err = need(s.Args[0], RolePeer)
 			if err == nil && !inited {
 				err = fmt.Errorf("%s: comes before init", where)
@@ -450,7 +460,7 @@ func (sc *Scenario) validate() error {
 				err = fmt.Errorf("%s: %q is not a port", where, s.Args[1])
 			}
 		case "fetch":
-			err = need(s.Args[0], RolePeer)
+			err = need(s.Args[0], RolePeer, RoleJumpoint)
 			if err == nil && !inited {
 				err = fmt.Errorf("%s: comes before init", where)
 			}
@@ -465,6 +475,9 @@ func (sc *Scenario) validate() error {
 			}
 		case "sleep":
 			_, err = time.ParseDuration(s.Args[0])
+		}
+		if s.ExpectError != "" && s.Action != "fetch" {
+			err = fmt.Errorf("%s: expect-error is for fetch steps", where)
 		}
 		if s.Background != "" {
 			if s.Action != "exec" || background[s.Background] {

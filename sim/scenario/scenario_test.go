@@ -123,8 +123,9 @@ func TestSplitWords(t *testing.T) {
 }
 
 // TestJumpointScenarioParses: the shipped jumpoint scenario puts the
-// jumpoints on the plant and the office (in that order), forwards the
-// office's ports to them, and names both jumpoints in the peers' keys.
+// jumpoints on the plant and the office (in that order), behind the
+// office's NAT with no port forward, and names both jumpoints in the
+// peers' keys.
 func TestJumpointScenarioParses(t *testing.T) {
 	sc, err := Load("jumpoint")
 	if err != nil {
@@ -150,8 +151,9 @@ func TestJumpointScenarioParses(t *testing.T) {
 		if n.Name == "plant" && n.NAT != "isolated" {
 			t.Errorf("plant is %s", n.NAT)
 		}
-		if n.Name == "office" && (len(n.Forwards) != 2 || n.Forwards[1].Host != "j-2" || n.Forwards[1].HostPort != 4833) {
-			t.Errorf("office forwards %+v", n.Forwards)
+		if n.Name == "office" && (n.NAT != "easy" || len(n.Forwards) != 0) {
+			// The jumpoints are reached through the site's relay, not a port forward.
+			t.Errorf("office: %s, forwards %+v", n.NAT, n.Forwards)
 		}
 	}
 	for _, h := range sc.Hosts {
@@ -164,7 +166,12 @@ func TestJumpointScenarioParses(t *testing.T) {
 		names = append(names, s.Name())
 	}
 	all := strings.Join(names, "|")
-	for _, want := range []string{"jumpoint j-1", "capture j-1", "cp peer-2 'a file with ${marker}'", "kill j-1",
+	for i, st := range sc.Steps {
+		if st.ExpectError != "" && (st.Action != "fetch" || st.Args[0] != "j-1") {
+			t.Errorf("step %d %s: expect-error %q", i, st.Name(), st.ExpectError)
+		}
+	}
+	for _, want := range []string{"jumpoint j-1", "expect-relay j-2 within 30s", "capture j-1", "fetch j-1 ${web.addr}:8080", "fetch j-1 ${web.addr}:22", "cp peer-2 'a file with ${marker}'", "kill j-1",
 		"expect-jumpoint j-2 peers 2 within 30s", "expect-capture j-1 lacks ${marker}", "expect-capture web has 'hello from web'"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no step %q in %s", want, all)
@@ -187,6 +194,9 @@ func TestParseRejectsJumpointSteps(t *testing.T) {
 		{head + "steps: [init, cp j hello]", "j is a jumpoint, not a peer"},
 		{head + "steps: [capture nobody]", `no host "nobody"`},
 		{head + "steps: [init, {exec: p1 -- true, expect-path: teleported}]", "direct, relayed or jumpoint"},
+		{head + "steps: [init, {exec: p1 -- true, expect-error: nope}]", "expect-error is for fetch"},
+		{head + "steps: [init, fetch c 1.2.3.4:80]", "c is a coordinator, not a peer or jumpoint"},
+		{head + "steps: [init, expect-relay l]", "l is a console, not a peer or jumpoint"},
 		{strings.Replace(head, "networks: [p, n]", "network: n, networks: [p]", 1) + "steps: []", "network or networks"},
 		{strings.Replace(head, "networks: [p, n]", "networks: [p, p]", 1) + "steps: []", "twice"},
 		{strings.Replace(head, "{name: n, nat: easy}", "{name: n, nat: easy, forwards: [{port: 1, host: p1}]}", 1) + "steps: []", "not on it"},
