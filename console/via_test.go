@@ -26,8 +26,8 @@ import (
 // port; a technician of the allowed jump group forwards a local port
 // through the jumpoint and fetches the page; the tunnel is audited with
 // its bytes; a target outside the list is refused by the coordinator, and
-// by the jumpoint once the list no longer holds the target; a technician
-// outside the groups is refused.
+// by the jumpoint once the list no longer holds the target (which also
+// ends the open tunnel to it); a technician outside the groups is refused.
 func TestForwardViaJumpoint(t *testing.T) {
 	site := coordinatortest.New(t, console.Login)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -112,8 +112,22 @@ func TestForwardViaJumpoint(t *testing.T) {
 		t.Errorf("tess, in no group of plant-a: %v, want permission_denied", err)
 	}
 
-	// The list changes under a running forward: the jumpoint refuses the
-	// next tunnel with its own grant still valid.
+	// A connection held open across the change below.
+	held, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := io.WriteString(held, "GET / HTTP/1.1\r\nHost: plant\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, 64)
+	if n, err := held.Read(first); err != nil || !strings.HasPrefix(string(first[:n]), "HTTP/1.1 200") {
+		t.Fatalf("held connection: %q, %v", first[:n], err)
+	}
+
+	// The list changes under a running forward: the jumpoint ends the
+	// open tunnel and refuses the next one, its grant still valid.
 	if _, err := site.Admin.SetJumpoint(ctx, &pb.JumpointSetRequest{Name: "plant-a", SetAllow: true, Allow: []string{outside}}); err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +139,10 @@ func TestForwardViaJumpoint(t *testing.T) {
 		}
 		return catalog.CodeOf(err) == catalog.CodePermissionDenied && strings.Contains(err.Error(), "allow list")
 	})
+	_ = held.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, held); err != nil {
+		t.Errorf("the tunnel to a target no longer listed was not ended: %v", err)
+	}
 	if _, err := get(ctx, "http://"+ln.Addr().String()); err == nil {
 		t.Error("the forward still fetches the page after the target left the list")
 	}

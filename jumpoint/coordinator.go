@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -190,7 +191,9 @@ func (j *Jumpoint) evict(was, now *ACL) {
 // endGrantTunnels ends the technicians' tunnels to peers the new ACL no
 // longer has (deleted, or moved to other jumpoints): evict closes only
 // the connections of callers who left, and a technician who stays would
-// keep a session to a deleted peer for as long as it lasts.
+// keep a session to a deleted peer for as long as it lasts. Agentless
+// tunnels end, the same way, when the allow list no longer holds their
+// target.
 func (j *Jumpoint) endGrantTunnels(now *ACL) {
 	if j.tunnels == nil { // the first fetch, before serving
 		return
@@ -200,8 +203,12 @@ func (j *Jumpoint) endGrantTunnels(now *ACL) {
 			return false
 		}
 		body, err := grant.Parse(open.GetGrant())
-		if err != nil || len(body.GetPeer()) == 0 {
-			return err != nil // an agentless grant names no peer
+		if err != nil {
+			return true
+		}
+		if len(body.GetPeer()) == 0 { // an agentless grant: its target must still be listed
+			t, ok := canonical(open.GetTarget())
+			return !ok || !now.Allow.Allows(netip.MustParseAddrPort(t))
 		}
 		p, err := peer.IDFromBytes(body.GetPeer())
 		return err != nil || !now.IsPeer(p)

@@ -275,7 +275,7 @@ func (j *Jumpoint) rules() Rules {
 func (j *Jumpoint) authorize(remote peer.ID, open *pb.TunnelOpen) error {
 	reason, err := j.rules().Authorize(remote, open)
 	switch reason {
-	case ReasonStranger, ReasonGrantNotTechnician, ReasonGrantPeer, ReasonTargetNotAllowed:
+	case ReasonStranger, ReasonGrantNotTechnician, ReasonGrantPeer:
 		j.awaitRefresh()
 		reason, err = j.rules().Authorize(remote, open)
 	}
