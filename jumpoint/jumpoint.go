@@ -94,21 +94,12 @@ func New(ctx context.Context, cfg Config) (_ *Jumpoint, err error) {
 			j.Close()
 		}
 	}()
-	// Enrollment uses a member client (a host of its own); the jumpoint
-	// then talks to the coordinator from its serving host alone.
-	client, err := enroll(ctx, &cfg, j.log)
+	site, key, err := enroll(ctx, &cfg, j.log)
 	if err != nil {
 		return nil, err
 	}
-	j.site = client.SiteInfo()
+	j.site = site
 	j.coordinator = tcpTargets(j.site.Addrs)
-	if err := client.Close(); err != nil {
-		return nil, err
-	}
-	key, err := loadKey(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rm, cm, err := j.res.managers()

@@ -48,25 +48,15 @@ func migrate(dir string, log *slog.Logger) error {
 	return nil
 }
 
-// enroll returns a control client for the site, logging in with the invite
-// on the first run. A directory already enrolled ignores the invite, so a
-// service unit that still carries it keeps working after the first start.
-// The client's host is dial-only: it only enrolls and is closed.
-func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (*member.Client, error) {
+// enroll returns the relay's site and key, enrolling with the invite on
+// the first run (member.Daemon.Enroll) after renaming an older release's
+// files.
+func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (peer.AddrInfo, crypto.PrivKey, error) {
 	if err := migrate(cfg.DataDir, log); err != nil {
-		return nil, err
+		return peer.AddrInfo{}, nil, err
 	}
 	d := member.Daemon{Files: files(cfg.DataDir), Role: pb.Role_ROLE_RELAY, Party: "relay"}
 	return d.Enroll(ctx, cfg.Coordinator, cfg.Invite, log)
-}
-
-// loadKey reads the relay's identity, written by the enrollment.
-func loadKey(dir string) (crypto.PrivKey, error) {
-	key, err := files(dir).LoadKey()
-	if err != nil {
-		return nil, fmt.Errorf("relay key: %w", err)
-	}
-	return key, nil
 }
 
 // The refresher keeps the ACL current. Each fetch also tells the

@@ -77,21 +77,11 @@ func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
 			r.Close()
 		}
 	}()
-	// Enrollment uses a member client (a host of its own); the relay then
-	// talks to the coordinator from its relay host alone, so the
-	// coordinator (and its DHT) sees one connection per relay.
-	client, err := enroll(ctx, &cfg, r.log)
+	site, key, err := enroll(ctx, &cfg, r.log)
 	if err != nil {
 		return nil, err
 	}
-	r.site = client.SiteInfo()
-	if err := client.Close(); err != nil {
-		return nil, err
-	}
-	key, err := loadKey(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
+	r.site = site
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.acl = NewACL(reg, r.log)

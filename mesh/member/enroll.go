@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -20,14 +23,33 @@ type Daemon struct {
 	Party string
 }
 
-// Enroll returns a control client for the daemon's site, logging in with
-// the invite on the first run (coordinator and invite are needed then
-// only). A directory already enrolled ignores the invite, so a service
-// unit that still carries it keeps working after the first start. A
-// directory enrolled with another role's invite, or an invite for another
-// role, is refused with what to do. The client's host is dial-only: the
-// daemon uses it to enroll and closes it.
-func (d Daemon) Enroll(ctx context.Context, coordinator, invite string, log *slog.Logger) (*Client, error) {
+// Enroll returns what the daemon runs as: its site and its key. It logs
+// in with the invite on the first run (coordinator and invite are needed
+// then only). A directory already enrolled ignores the invite, so a
+// service unit that still carries it keeps working after the first start.
+// A directory enrolled with another role's invite, or an invite for
+// another role, is refused with what to do. Enrolling uses a dial-only
+// member client that is closed before Enroll returns: the daemon then
+// talks to the coordinator from its serving host alone, so the coordinator
+// (and its DHT) sees one connection per daemon.
+func (d Daemon) Enroll(ctx context.Context, coordinator, invite string, log *slog.Logger) (peer.AddrInfo, crypto.PrivKey, error) {
+	c, err := d.client(ctx, coordinator, invite, log)
+	if err != nil {
+		return peer.AddrInfo{}, nil, err
+	}
+	site := c.SiteInfo()
+	if err := c.Close(); err != nil {
+		return peer.AddrInfo{}, nil, err
+	}
+	key, err := d.Files.LoadKey()
+	if err != nil {
+		return peer.AddrInfo{}, nil, fmt.Errorf("%s key: %w", d.Party, err)
+	}
+	return site, key, nil
+}
+
+// client opens the daemon's member client, logging in on the first run.
+func (d Daemon) client(ctx context.Context, coordinator, invite string, log *slog.Logger) (*Client, error) {
 	want := words.RoleName(d.Role)
 	c, err := Open(d.Files, mesh.HostConfig{})
 	if err == nil {
