@@ -38,42 +38,10 @@ func jumpointCommand() *cli.Command {
 const jumpointDataHint = "/var/lib/jumpmesh-jumpoint"
 
 func jumpointInviteCommand() *cli.Command {
-	var f struct{ validFor string }
-	return &cli.Command{
-		Name:      "invite",
-		Usage:     "create a jumpoint user and print the one-time code and the command that enrolls the jumpoint",
-		ArgsUsage: "NAME",
-		UsageText: "jumpmesh jumpoint invite NAME [--valid-for 24h] [--json]\n\n" +
-			"Example:\n" +
-			"  jumpmesh jumpoint invite plant-a --valid-for 2h",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "valid-for", Destination: &f.validFor, Value: "24h", Usage: "how long the code is valid (1m to 30d)"},
-			jsonFlag,
-		},
-		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
-			valid, err := parseDuration(f.validFor)
-			if err != nil {
-				return err
-			}
-			inv, err := c.InviteUser(ctx, cc.Args().First(), pb.Role_ROLE_JUMPOINT, valid)
-			if err != nil {
-				return err
-			}
-			v := struct {
-				Jumpoint string `json:"jumpoint"`
-				Code     string `json:"code"`
-				Expires  string `json:"expires"`
-				Run      string `json:"run_command"`
-			}{inv.GetUser().GetName(), inv.GetCode(), jsonTime(inv.GetExpiresUnix()),
-				fmt.Sprintf("jumpmesh jumpoint run --data %s --coordinator %s --invite %s", jumpointDataHint, c.CoordinatorAddr(), inv.GetCode())}
-			return output(cc, v, func(w io.Writer) {
-				fmt.Fprintf(w, "Jumpoint invite for %s, valid until %s:\n  %s\n\n"+
-					"On the jumpoint's host (the first run enrolls; later runs need only --data):\n  %s\n\n"+
-					"Then install peers behind it with:\n  jumpmesh installer create --jumpoint %s\n",
-					v.Jumpoint, unixTime(inv.GetExpiresUnix()), v.Code, v.Run, v.Jumpoint)
-			})
-		}),
-	}
+	return daemonInviteCommand(daemonInvite{party: "jumpoint", role: pb.Role_ROLE_JUMPOINT, example: "plant-a", dataHint: jumpointDataHint,
+		then: func(name string) string {
+			return "Then install peers behind it with:\n  jumpmesh installer create --jumpoint " + name
+		}})
 }
 
 type jumpointView struct {

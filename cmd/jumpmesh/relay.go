@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -28,14 +29,31 @@ func relayCommand() *cli.Command {
 const relayDataHint = "/var/lib/jumpmesh-relay"
 
 func relayInviteCommand() *cli.Command {
+	return daemonInviteCommand(daemonInvite{party: "relay", role: pb.Role_ROLE_RELAY, example: "relay-fra1", dataHint: relayDataHint})
+}
+
+// daemonInvite is what differs between the invites of the daemon members
+// (relays, jumpoints).
+type daemonInvite struct {
+	party, example, dataHint string
+	role                     pb.Role
+	// then, if set, is printed after the enrolment command, given the name.
+	then func(name string) string
+}
+
+// daemonInviteCommand is `jumpmesh PARTY invite NAME`: it creates the
+// daemon's user and prints its one-time code and the command that
+// enrolls it.
+func daemonInviteCommand(d daemonInvite) *cli.Command {
 	var f struct{ validFor string }
+	title := strings.ToUpper(d.party[:1]) + d.party[1:]
 	return &cli.Command{
 		Name:      "invite",
-		Usage:     "create a relay user and print the one-time code and the command that enrolls the relay",
+		Usage:     fmt.Sprintf("create a %s user and print the one-time code and the command that enrolls the %s", d.party, d.party),
 		ArgsUsage: "NAME",
-		UsageText: "jumpmesh relay invite NAME [--valid-for 24h] [--json]\n\n" +
+		UsageText: fmt.Sprintf("jumpmesh %s invite NAME [--valid-for 24h] [--json]\n\n", d.party) +
 			"Example:\n" +
-			"  jumpmesh relay invite relay-fra1 --valid-for 2h",
+			fmt.Sprintf("  jumpmesh %s invite %s --valid-for 2h", d.party, d.example),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "valid-for", Destination: &f.validFor, Value: "24h", Usage: "how long the code is valid (1m to 30d)"},
 			jsonFlag,
@@ -45,20 +63,19 @@ func relayInviteCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			inv, err := c.InviteUser(ctx, cc.Args().First(), pb.Role_ROLE_RELAY, valid)
+			inv, err := c.InviteUser(ctx, cc.Args().First(), d.role, valid)
 			if err != nil {
 				return err
 			}
-			v := struct {
-				Relay   string `json:"relay"`
-				Code    string `json:"code"`
-				Expires string `json:"expires"`
-				Run     string `json:"run_command"`
-			}{inv.GetUser().GetName(), inv.GetCode(), jsonTime(inv.GetExpiresUnix()),
-				fmt.Sprintf("jumpmesh relay run --data %s --coordinator %s --invite %s", relayDataHint, c.CoordinatorAddr(), inv.GetCode())}
+			name := inv.GetUser().GetName()
+			run := fmt.Sprintf("jumpmesh %s run --data %s --coordinator %s --invite %s", d.party, d.dataHint, c.CoordinatorAddr(), inv.GetCode())
+			v := map[string]any{d.party: name, "code": inv.GetCode(), "expires": jsonTime(inv.GetExpiresUnix()), "run_command": run}
 			return output(cc, v, func(w io.Writer) {
-				fmt.Fprintf(w, "Relay invite for %s, valid until %s:\n  %s\n\nOn the relay's host (the first run enrolls; later runs need only --data):\n  %s\n",
-					v.Relay, unixTime(inv.GetExpiresUnix()), v.Code, v.Run)
+				fmt.Fprintf(w, "%s invite for %s, valid until %s:\n  %s\n\nOn the %s's host (the first run enrolls; later runs need only --data):\n  %s\n",
+					title, name, unixTime(inv.GetExpiresUnix()), inv.GetCode(), d.party, run)
+				if d.then != nil {
+					fmt.Fprintf(w, "\n%s\n", d.then(name))
+				}
 			})
 		}),
 	}
