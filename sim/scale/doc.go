@@ -9,7 +9,10 @@
 // from a real console; the peers are a Fleet of real libp2p hosts, one
 // fresh key each, speaking the peer protocol as peer.Daemon does (hello
 // with the installer key, retry-after, welcome, statistics, the daemon's
-// capped exponential backoff with full jitter). The coordinator's clock is
+// capped exponential backoff with full jitter); with Config.Jumpoint they
+// sit behind a jumpoint (the real daemon, jumpoint.New) and reach the
+// coordinator only through its tunnels, as peers installed with a key
+// naming it do. The coordinator's clock is
 // a mesh.ManualClock, so lifecycle horizons of months pass in milliseconds;
 // admission pacing runs on the wall clock, as in the coordinator.
 //

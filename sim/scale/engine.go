@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jumpmesh/jumpmesh/jumpoint"
 )
 
 // Workload is one measurement the engine runs.
@@ -65,6 +67,10 @@ type Config struct {
 	// Transport is how peers reach the coordinator: "tcp" (default, as
 	// the daemon when the key offers TCP), "quic" or "all".
 	Transport string
+	// Jumpoint puts the fleet behind a jumpoint (the real daemon, in this
+	// process, on loopback): every peer registers through a tunnel, as
+	// peers installed with a key naming it do. Transport is then TCP.
+	Jumpoint bool
 	// StoredPeers is how many peer records the search workload writes to
 	// the store (default 10,000).
 	StoredPeers int
@@ -121,7 +127,11 @@ type Engine struct {
 	cfg       Config
 	removeDir string
 	Site      *Site
-	fleet     *Fleet
+	// jumpoint carries the fleet when Config.Jumpoint; key is the
+	// installer key the fleet uses (Site.Key, or one naming the jumpoint).
+	jumpoint *jumpoint.Jumpoint
+	key      string
+	fleet    *Fleet
 	// fleetDone: the lifecycle stopped the fleet.
 	fleetDone bool
 	storm     *StormResult
@@ -150,9 +160,19 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
-	e.Site = site
+	e.Site, e.key = site, site.Key
+	if cfg.Jumpoint {
+		if e.jumpoint, e.key, err = site.StartJumpoint(ctx, "scale-jumpoint"); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
 	return e, nil
 }
+
+// Jumpoint is the jumpoint the fleet registers through, nil without
+// Config.Jumpoint.
+func (e *Engine) Jumpoint() *jumpoint.Jumpoint { return e.jumpoint }
 
 // Run starts an engine, runs the workloads in Run's order and closes it.
 // Reconnect and lifecycle run the storm first if it was not asked for,
@@ -210,6 +230,9 @@ func (e *Engine) Close() error {
 	var errs []error
 	if e.fleet != nil {
 		errs = append(errs, e.fleet.Close())
+	}
+	if e.jumpoint != nil {
+		errs = append(errs, e.jumpoint.Close())
 	}
 	if e.Site != nil {
 		errs = append(errs, e.Site.Close())

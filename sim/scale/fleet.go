@@ -24,6 +24,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/mesh/peerproto"
+	"github.com/jumpmesh/jumpmesh/mesh/tunnel"
 	"github.com/jumpmesh/jumpmesh/peer"
 )
 
@@ -44,6 +45,10 @@ type FleetConfig struct {
 	// "scale-00042"); it becomes the peer's name.
 	Hostname string
 }
+
+// A key that names jumpoints puts the fleet behind them (jumpoint.go):
+// every peer reaches the site's TCP addresses through a tunnel, as a
+// daemon installed with that key does.
 
 func (c FleetConfig) backoff() peer.Backoff {
 	b := c.Backoff
@@ -113,17 +118,21 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	site := lpeer.AddrInfo{ID: key.Site}
+	keep := cfg.Transport
+	if len(key.Jumpoints) > 0 {
+		keep = "tcp" // tunnels are TCP
+	}
 	for _, a := range key.SiteAddrs {
-		if transport, _ := lpeer.SplitAddr(a); keepTransport(cfg.Transport, transport) {
+		if transport, _ := lpeer.SplitAddr(a); keepTransport(keep, transport) {
 			site.Addrs = append(site.Addrs, transport)
 		}
 	}
 	if len(site.Addrs) == 0 {
-		return nil, fmt.Errorf("fleet: the installer key has no %s address", cfg.Transport)
+		return nil, fmt.Errorf("fleet: the installer key has no %s address", keep)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Fleet{cfg: cfg, totals: &fleetTotals{peers: int64(cfg.Peers), all: make(chan struct{})}, ctx: ctx, cancel: cancel}
-	if f.peers, err = newFleetPeers(cfg, site, f.totals); err != nil {
+	if f.peers, err = newFleetPeers(cfg, site, newJumpointRoute(key), f.totals); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -141,7 +150,7 @@ func keepTransport(want string, a ma.Multiaddr) bool {
 
 // newFleetPeers makes one dial-only host with a fresh key per peer, on
 // every CPU. On error, the hosts made so far are in the result.
-func newFleetPeers(cfg FleetConfig, site lpeer.AddrInfo, t *fleetTotals) ([]*fleetPeer, error) {
+func newFleetPeers(cfg FleetConfig, site lpeer.AddrInfo, jumpoints *jumpointRoute, t *fleetTotals) ([]*fleetPeer, error) {
 	info := peer.SysSource{}.HostInfo("scale")
 	stats := &pb.PeerUp{Body: &pb.PeerUp_Stats{Stats: peer.SysSource{}.Stats("", time.Now())}}
 	peers := make([]*fleetPeer, cfg.Peers)
@@ -158,10 +167,19 @@ func newFleetPeers(cfg FleetConfig, site lpeer.AddrInfo, t *fleetTotals) ([]*fle
 					errs <- err
 					return
 				}
-				h, err := mesh.NewHost(mesh.HostConfig{Key: k})
+				hc := mesh.HostConfig{Key: k}
+				var d *tunnel.Dialer
+				if jumpoints != nil {
+					d = jumpoints.dialer()
+					hc.TCPDialer = d.ForAddr
+				}
+				h, err := mesh.NewHost(hc)
 				if err != nil {
 					errs <- err
 					return
+				}
+				if d != nil {
+					jumpoints.bind(d, h)
 				}
 				h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
 				pi := proto.CloneOf(info)

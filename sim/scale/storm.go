@@ -36,7 +36,7 @@ func (e *Engine) Storm(ctx context.Context) (*StormResult, error) {
 	}
 	n := e.cfg.peers()
 	none := sampleMem()
-	f, err := NewFleet(FleetConfig{Key: e.Site.Key, Peers: n, Transport: e.cfg.transport()})
+	f, err := NewFleet(FleetConfig{Key: e.key, Peers: n, Transport: e.cfg.transport()})
 	if err != nil {
 		return nil, err
 	}
