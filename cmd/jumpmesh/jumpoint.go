@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
@@ -131,11 +130,11 @@ func allowsText(v jumpointView) string {
 
 func jumpointRunCommand() *cli.Command {
 	def := jumpoint.DefaultResources()
+	var d daemonRunFlags
 	var f struct {
-		data, coordinator, invite, httpAddr, logLevel, logFormat, refresh, dialTimeout string
-		listen, announce                                                               cli.StringSlice
-		tunnels, tunnelsPerPeer, peers                                                 int
-		tunnelRate                                                                     int64
+		dialTimeout                    string
+		tunnels, tunnelsPerPeer, peers int
+		tunnelRate                     int64
 	}
 	return &cli.Command{
 		Name:  "run",
@@ -153,51 +152,28 @@ func jumpointRunCommand() *cli.Command {
 			"counted. Tunnels carry end-to-end encrypted connections and are not limited in time or bytes\n" +
 			"carried; --max-tunnel-rate caps their speed.\n" +
 			"Exposes Prometheus /metrics and /healthz on --http-addr.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Destination: &f.data, Usage: "jumpoint data directory: key and enrollment (required; created 0700 on the first run)"},
-			&cli.StringFlag{Name: "coordinator", Destination: &f.coordinator, Usage: "coordinator address ending in /p2p/<site> (first run only)"},
-			&cli.StringFlag{Name: "invite", Destination: &f.invite, Usage: "one-time code printed by \"jumpmesh jumpoint invite\" (first run only)"},
-			&cli.StringSliceFlag{Name: "listen", Destination: &f.listen, Usage: "multiaddr to listen on (default TCP and QUIC on port 4833, every IPv4 interface)"},
-			&cli.StringSliceFlag{Name: "announce", Destination: &f.announce, Usage: "multiaddr the served networks' hosts should dial, if not the listen addresses"},
-			&cli.StringFlag{Name: "http-addr", Destination: &f.httpAddr, Value: jumpoint.DefaultHTTPAddr, Usage: "local address for /metrics and /healthz, or \"off\""},
-			&cli.StringFlag{Name: "refresh", Destination: &f.refresh, Usage: "how often to fetch the ACL (default: as the coordinator says, 30s)"},
+		Flags: d.flags(daemonRunUsage{party: "jumpoint", httpAddr: jumpoint.DefaultHTTPAddr,
+			listen:   "multiaddr to listen on (default TCP and QUIC on port 4833, every IPv4 interface)",
+			announce: "multiaddr the served networks' hosts should dial, if not the listen addresses",
+			refresh:  "ACL"},
 			&cli.IntFlag{Name: "max-tunnels", Destination: &f.tunnels, Value: def.MaxTunnels, Usage: "tunnels carried at once (each peer behind the jumpoint holds one)"},
 			&cli.IntFlag{Name: "max-tunnels-per-peer", Destination: &f.tunnelsPerPeer, Value: def.MaxTunnelsPerPeer, Usage: "tunnels one caller holds at once"},
 			&cli.IntFlag{Name: "max-peers", Destination: &f.peers, Value: def.MaxPeers, Usage: "connections kept before the least useful are closed (the ACL's members are kept)"},
 			&cli.Int64Flag{Name: "max-tunnel-rate", Destination: &f.tunnelRate, Value: def.MaxTunnelRate, Usage: "bytes per second each direction of a tunnel may carry, e.g. 1250000 for 10 Mbit/s (0: unlimited)"},
 			&cli.StringFlag{Name: "dial-timeout", Destination: &f.dialTimeout, Value: def.DialTimeout.String(), Usage: "how long to wait for a tunnel's target to accept"},
-			&cli.StringFlag{Name: "log-level", Destination: &f.logLevel, Value: "info", Usage: "debug, info, warn or error"},
-			&cli.StringFlag{Name: "log-format", Destination: &f.logFormat, Value: "text", Usage: "text or json"},
-		},
+		),
 		Action: func(cc *cli.Context) error {
-			if err := needArgs(cc, 0); err != nil {
+			refresh, log, err := d.start(cc)
+			if err != nil {
 				return err
-			}
-			if err := requireFlags(cc, "data"); err != nil {
-				return err
-			}
-			if f.invite != "" && f.coordinator == "" {
-				return usagef("%s: --invite needs --coordinator", cc.Command.FullName())
-			}
-			var refresh time.Duration
-			if f.refresh != "" {
-				d, err := parseDuration(f.refresh)
-				if err != nil {
-					return err
-				}
-				refresh = d
 			}
 			dial, err := parseDuration(f.dialTimeout)
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(cc.App.ErrWriter, f.logLevel, f.logFormat)
-			if err != nil {
-				return err
-			}
 			j, err := jumpoint.New(cc.Context, jumpoint.Config{
-				DataDir: f.data, Coordinator: f.coordinator, Invite: f.invite,
-				Listen: f.listen.Value(), Announce: f.announce.Value(), HTTPAddr: f.httpAddr, Refresh: refresh,
+				DataDir: d.data, Coordinator: d.coordinator, Invite: d.invite,
+				Listen: d.listen.Value(), Announce: d.announce.Value(), HTTPAddr: d.httpAddr, Refresh: refresh,
 				Resources: jumpoint.Resources{MaxTunnels: f.tunnels, MaxTunnelsPerPeer: f.tunnelsPerPeer, MaxPeers: f.peers, DialTimeout: dial,
 					MaxTunnelRate: f.tunnelRate},
 				Logger: log,

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
@@ -32,61 +30,11 @@ func relayInviteCommand() *cli.Command {
 	return daemonInviteCommand(daemonInvite{party: "relay", role: pb.Role_ROLE_RELAY, example: "relay-fra1", dataHint: relayDataHint})
 }
 
-// daemonInvite is what differs between the invites of the daemon members
-// (relays, jumpoints).
-type daemonInvite struct {
-	party, example, dataHint string
-	role                     pb.Role
-	// then, if set, is printed after the enrolment command, given the name.
-	then func(name string) string
-}
-
-// daemonInviteCommand is `jumpmesh PARTY invite NAME`: it creates the
-// daemon's user and prints its one-time code and the command that
-// enrolls it.
-func daemonInviteCommand(d daemonInvite) *cli.Command {
-	var f struct{ validFor string }
-	title := strings.ToUpper(d.party[:1]) + d.party[1:]
-	return &cli.Command{
-		Name:      "invite",
-		Usage:     fmt.Sprintf("create a %s user and print the one-time code and the command that enrolls the %s", d.party, d.party),
-		ArgsUsage: "NAME",
-		UsageText: fmt.Sprintf("jumpmesh %s invite NAME [--valid-for 24h] [--json]\n\n", d.party) +
-			"Example:\n" +
-			fmt.Sprintf("  jumpmesh %s invite %s --valid-for 2h", d.party, d.example),
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "valid-for", Destination: &f.validFor, Value: "24h", Usage: "how long the code is valid (1m to 30d)"},
-			jsonFlag,
-		},
-		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
-			valid, err := parseDuration(f.validFor)
-			if err != nil {
-				return err
-			}
-			inv, err := c.InviteUser(ctx, cc.Args().First(), d.role, valid)
-			if err != nil {
-				return err
-			}
-			name := inv.GetUser().GetName()
-			run := fmt.Sprintf("jumpmesh %s run --data %s --coordinator %s --invite %s", d.party, d.dataHint, c.CoordinatorAddr(), inv.GetCode())
-			v := map[string]any{d.party: name, "code": inv.GetCode(), "expires": jsonTime(inv.GetExpiresUnix()), "run_command": run}
-			return output(cc, v, func(w io.Writer) {
-				fmt.Fprintf(w, "%s invite for %s, valid until %s:\n  %s\n\nOn the %s's host (the first run enrolls; later runs need only --data):\n  %s\n",
-					title, name, unixTime(inv.GetExpiresUnix()), inv.GetCode(), d.party, run)
-				if d.then != nil {
-					fmt.Fprintf(w, "\n%s\n", d.then(name))
-				}
-			})
-		}),
-	}
-}
-
 func relayRunCommand() *cli.Command {
 	def := relay.DefaultResources()
+	var d daemonRunFlags
 	var f struct {
-		data, coordinator, invite, httpAddr, logLevel, logFormat, refresh string
-		listen, announce                                                  cli.StringSlice
-		bufferKiB, reservations, circuits, circuitsPerPeer, connections   int
+		bufferKiB, reservations, circuits, circuitsPerPeer, connections int
 	}
 	return &cli.Command{
 		Name:  "run",
@@ -99,41 +47,18 @@ func relayRunCommand() *cli.Command {
 		Description: "Listens on TCP and QUIC (port 4832), fetches the site's member list from the coordinator before\n" +
 			"relaying and then every refresh period, relays only between members, and exposes Prometheus\n" +
 			"/metrics and /healthz on --http-addr. Relayed connections are not limited in time or bytes.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Destination: &f.data, Usage: "relay data directory: key and enrollment (required; created 0700 on the first run)"},
-			&cli.StringFlag{Name: "coordinator", Destination: &f.coordinator, Usage: "coordinator address ending in /p2p/<site> (first run only)"},
-			&cli.StringFlag{Name: "invite", Destination: &f.invite, Usage: "one-time code printed by \"jumpmesh relay invite\" (first run only)"},
-			&cli.StringSliceFlag{Name: "listen", Destination: &f.listen, Usage: "multiaddr to listen on (repeatable; default TCP and QUIC on port 4832)"},
-			&cli.StringSliceFlag{Name: "announce", Destination: &f.announce, Usage: "multiaddr members should dial, if not the listen addresses (repeatable)"},
-			&cli.StringFlag{Name: "http-addr", Destination: &f.httpAddr, Value: relay.DefaultHTTPAddr, Usage: "local address for /metrics and /healthz, or \"off\""},
-			&cli.StringFlag{Name: "refresh", Destination: &f.refresh, Usage: "how often to fetch the member list (default: as the coordinator says, 30s)"},
+		Flags: d.flags(daemonRunUsage{party: "relay", httpAddr: relay.DefaultHTTPAddr,
+			listen:   "multiaddr to listen on (repeatable; default TCP and QUIC on port 4832)",
+			announce: "multiaddr members should dial, if not the listen addresses (repeatable)",
+			refresh:  "member list"},
 			&cli.IntFlag{Name: "buffer-kib", Destination: &f.bufferKiB, Value: def.BufferSize >> 10, Usage: "copy buffer per direction of a circuit, in KiB"},
 			&cli.IntFlag{Name: "max-reservations", Destination: &f.reservations, Value: def.MaxReservations, Usage: "members that may hold a reservation at once"},
 			&cli.IntFlag{Name: "max-circuits", Destination: &f.circuits, Value: def.MaxCircuits, Usage: "relayed connections carried at once"},
 			&cli.IntFlag{Name: "max-circuits-per-peer", Destination: &f.circuitsPerPeer, Value: def.MaxCircuitsPerPeer, Usage: "relayed connections one member takes part in"},
 			&cli.IntFlag{Name: "max-connections", Destination: &f.connections, Value: def.MaxConnections, Usage: "connections kept before the least useful are closed"},
-			&cli.StringFlag{Name: "log-level", Destination: &f.logLevel, Value: "info", Usage: "debug, info, warn or error"},
-			&cli.StringFlag{Name: "log-format", Destination: &f.logFormat, Value: "text", Usage: "text or json"},
-		},
+		),
 		Action: func(cc *cli.Context) error {
-			if err := needArgs(cc, 0); err != nil {
-				return err
-			}
-			if err := requireFlags(cc, "data"); err != nil {
-				return err
-			}
-			if f.invite != "" && f.coordinator == "" {
-				return usagef("%s: --invite needs --coordinator", cc.Command.FullName())
-			}
-			var refresh time.Duration
-			if f.refresh != "" {
-				d, err := parseDuration(f.refresh)
-				if err != nil {
-					return err
-				}
-				refresh = d
-			}
-			log, err := newLogger(cc.App.ErrWriter, f.logLevel, f.logFormat)
+			refresh, log, err := d.start(cc)
 			if err != nil {
 				return err
 			}
@@ -143,8 +68,8 @@ func relayRunCommand() *cli.Command {
 			// Per-IP and per-ASN limits follow --max-reservations (see relay.Resources).
 			res.MaxReservationsPerIP, res.MaxReservationsPerASN = 0, 0
 			r, err := relay.New(cc.Context, relay.Config{
-				DataDir: f.data, Coordinator: f.coordinator, Invite: f.invite,
-				Listen: f.listen.Value(), Announce: f.announce.Value(), HTTPAddr: f.httpAddr,
+				DataDir: d.data, Coordinator: d.coordinator, Invite: d.invite,
+				Listen: d.listen.Value(), Announce: d.announce.Value(), HTTPAddr: d.httpAddr,
 				Resources: res, Refresh: refresh, Logger: log,
 			})
 			if err != nil {
