@@ -204,11 +204,20 @@ func (f *ViaForwarder) Serve(ctx context.Context, ln net.Listener) {
 // Carry opens a tunnel for conn and copies both ways until both
 // directions end, passing each end on as a half-close; it closes conn.
 func (f *ViaForwarder) Carry(ctx context.Context, conn net.Conn) error {
-	defer conn.Close()
 	t, err := f.Via.Dial(ctx)
 	if err != nil {
+		conn.Close()
 		return err
 	}
+	return f.CarryOver(ctx, conn, t)
+}
+
+// CarryOver is Carry over t, a tunnel already open (Via.Dial): `jump
+// --via` opens it before ssh starts, so that the jumpoint's refusal is
+// reported as jumpmesh's own error rather than as ssh's lost connection.
+// It closes conn and t.
+func (f *ViaForwarder) CarryOver(ctx context.Context, conn, t net.Conn) error {
+	defer conn.Close()
 	defer t.Close()
 	if f.OnConnect != nil {
 		f.OnConnect(conn)

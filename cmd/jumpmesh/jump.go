@@ -36,17 +36,21 @@ func jumpCommand() *cli.Command {
 	var f struct {
 		tty, noTTY, verbose bool
 		wait                time.Duration
+		via                 string
 	}
 	return &cli.Command{
 		Name:      "jump",
-		Usage:     "open a shell on a peer, or run a command there",
+		Usage:     "open a shell on a peer, or run a command there; with --via, ssh to a host without a peer through a jumpoint",
 		ArgsUsage: "PEER [-- COMMAND [ARGS...]]",
-		UsageText: "jumpmesh jump PEER [-t|-T] [-v] [-- COMMAND [ARGS...]]\n\n" +
+		UsageText: "jumpmesh jump PEER [-t|-T] [-v] [-- COMMAND [ARGS...]]\n" +
+			"jumpmesh jump --via JUMPOINT [USER@]IP[:PORT] [-t|-T] [-v] [-- SSH-ARGS...]\n\n" +
 			"Examples:\n" +
 			"  jumpmesh jump web-01\n" +
 			"  jumpmesh jump web-01 -- uname -a\n" +
 			"  jumpmesh jump web-01 -t -- top\n" +
-			"  timeout 60 jumpmesh jump web-01 -t -- sh -i",
+			"  timeout 60 jumpmesh jump web-01 -t -- sh -i\n" +
+			"  jumpmesh jump --via plant-a admin@10.20.0.7\n" +
+			"  jumpmesh jump --via plant-a root@10.20.0.8:2222 -- -i ~/.ssh/plant -o BatchMode=yes uptime",
 		Description: "Without a command: an interactive shell in a real PTY on the host (raw terminal, window size\n" +
 			"follows yours, Ctrl-C and Ctrl-D go to the remote shell as with ssh). With a command: runs it\n" +
 			"without a PTY (stdin streamed, stdout and stderr kept apart) unless -t. The remote exit status\n" +
@@ -55,15 +59,30 @@ func jumpCommand() *cli.Command {
 			"shell is hung up) and jumpmesh exits 128+n (143 for SIGTERM); without one they are passed on\n" +
 			"to the remote command. A command the host cannot run says so on stderr (127: not found).\n" +
 			"Flags go before the command: everything from the first other word after PEER is the command.\n" +
-			"PEER is a peer ID, a unique name or a unique search result.",
+			"PEER is a peer ID, a unique name or a unique search result.\n\n" +
+			"With --via, no peer is involved: jumpmesh asks for a grant to IP:PORT (port 22 by default) through\n" +
+			"the jumpoint, as forward --via does (the target must be in the jumpoint's allow list, and you in\n" +
+			"its groups), opens the connection, and runs your OpenSSH client, ssh from PATH, through it:\n" +
+			"  ssh -p LOCALPORT -o HostKeyAlias=IP [-l USER] [-t|-T] 127.0.0.1 [SSH-ARGS...]\n" +
+			"SSH-ARGS are ssh's options and the remote command. HostKeyAlias files the host key under the\n" +
+			"target's address ([IP]:PORT off port 22), as a direct ssh would, not under the local port. The\n" +
+			"local port is on 127.0.0.1 and takes one connection, ssh's. ssh owns the terminal and its\n" +
+			"signals; its exit status is jumpmesh's, and the connection ends when ssh does. Refusals (a target\n" +
+			"outside the list, no grant, an unknown or unreachable jumpoint) are printed before ssh starts, exit\n" +
+			"255. The jumpoint carries ssh's encrypted stream; the coordinator audits the grant, the jumpoint\n" +
+			"the connection (jumpmesh audit --kind tunnel).",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "t", Destination: &f.tty, Usage: "force a PTY for a command"},
 			&cli.BoolFlag{Name: "T", Destination: &f.noTTY, Usage: "never allocate a PTY"},
 			&cli.BoolFlag{Name: "v", Destination: &f.verbose, Usage: "print the path taken (the address the peer was reached at)"},
 			&cli.DurationFlag{Name: "wait-direct", Destination: &f.wait, Value: console.DefaultPunchWait,
 				Usage: "when the peer is first reached through a relay, wait at most this long for hole punching to go direct (0: don't)"},
+			&cli.StringFlag{Name: "via", Destination: &f.via, Usage: "ssh to a host without a peer through this jumpoint (name or peer ID)"},
 		},
 		Action: func(cc *cli.Context) error {
+			if f.via != "" {
+				return jumpVia(cc, jumpViaFlags{via: f.via, tty: f.tty, noTTY: f.noTTY, verbose: f.verbose})
+			}
 			if cc.NArg() == 0 {
 				return usagef("jump needs a PEER")
 			}
