@@ -68,7 +68,7 @@ func jumpointSetCommand() *cli.Command {
 	}
 }
 
-// nonEmpty drops empty values ("--allow ''" asks for an empty list).
+// nonEmpty drops empty values: an empty --allow asks for an empty list.
 func nonEmpty(vs []string) []string {
 	return slices.DeleteFunc(slices.Clone(vs), func(s string) bool { return strings.TrimSpace(s) == "" })
 }
