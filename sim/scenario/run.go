@@ -443,7 +443,7 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 			}
 			return r.fetchRefused(ctx, console, args[0], args[1], want)
 		}
-		return r.fetch(ctx, console, args[0], args[1], st, expect)
+		return r.retry(ctx, st.Within, func() (string, error) { return r.fetch(ctx, console, args[0], args[1], st, expect) })
 	case "jumpoint":
 		return r.startJumpoint(ctx, args[0])
 	case "expect-jumpoint":
@@ -509,12 +509,18 @@ func (r *runner) teardown() error {
 // "within", it tries again (once a second) until the check passes or the
 // time is up — a relay may refuse a peer until its next ACL refresh.
 func (r *runner) exec(ctx context.Context, console string, args []string, st Step, expect string) (string, error) {
+	return r.retry(ctx, st.Within, func() (string, error) { return r.execOnce(ctx, console, args, st, expect) })
+}
+
+// retry runs once until it succeeds, once a second, for at most within
+// (zero: once).
+func (r *runner) retry(ctx context.Context, within time.Duration, once func() (string, error)) (string, error) {
 	var deadline time.Time
-	if st.Within > 0 {
-		deadline = time.Now().Add(st.Within)
+	if within > 0 {
+		deadline = time.Now().Add(within)
 	}
 	for {
-		out, err := r.execOnce(ctx, console, args, st, expect)
+		out, err := once()
 		if err == nil || deadline.IsZero() || time.Now().After(deadline) || ctx.Err() != nil {
 			return out, err
 		}
