@@ -42,7 +42,11 @@ func Dial(ctx context.Context, h host.Host, j peer.ID, open *pb.TunnelOpen) (net
 	}
 	ctx, cancel := context.WithTimeout(ctx, OpenTimeout)
 	defer cancel()
-	s, err := h.NewStream(network.WithAllowLimitedConn(ctx, "jumpoint tunnel"), j, Protocol)
+	ctx = network.WithAllowLimitedConn(ctx, "jumpoint tunnel")
+	if err := connect(ctx, h, j); err != nil {
+		return nil, catalog.Errorf(catalog.CodeJumpointUnreachable, "(jumpoint %s: %v)", j, err)
+	}
+	s, err := h.NewStream(ctx, j, Protocol)
 	if err != nil {
 		return nil, catalog.Errorf(catalog.CodeJumpointUnreachable, "(jumpoint %s: %v)", j, err)
 	}
@@ -63,6 +67,40 @@ func Dial(ctx context.Context, h host.Host, j peer.ID, open *pb.TunnelOpen) (net
 	}
 	_ = s.SetDeadline(time.Time{})
 	return &Conn{Stream: s, remote: remote}, nil
+}
+
+// ConnectTimeout bounds the connection to a jumpoint that Dial makes when
+// the host has none: its TCP connect, security handshake and identify.
+const ConnectTimeout = 15 * time.Second
+
+// connect makes sure h is connected to jumpoint j, waiting at most until
+// ctx ends. The connection attempt is bounded by ConnectTimeout, not by
+// ctx, and goes on when ctx ends first: a tunnel dial is the raw dial of
+// libp2p's TCP transport, whose context is the whole outer dial's (5 s for
+// a LAN address, tunnel and inner handshake together), and cutting the
+// connection to the jumpoint at that deadline threw away its handshake
+// half done. When a few hundred peers behind a jumpoint connect at once
+// (all of them after the jumpoint restarts) the handshakes share the CPU
+// and each takes longer than that budget; every retry then started over
+// and most peers never got through (docs/performance.md, "Jumpoints").
+// Finishing the connection lets the retry find it ready: a peer keeps its
+// jumpoint connection for as long as it runs anyway.
+func connect(ctx context.Context, h host.Host, j peer.ID) error {
+	if h.Network().Connectedness(j) == network.Connected {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ConnectTimeout)
+		defer cancel()
+		done <- h.Connect(cctx, peer.AddrInfo{ID: j})
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Conn is a tunnel as a net.Conn.
