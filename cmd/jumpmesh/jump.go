@@ -74,7 +74,7 @@ func jumpCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "t", Destination: &f.tty, Usage: "force a PTY for a command"},
 			&cli.BoolFlag{Name: "T", Destination: &f.noTTY, Usage: "never allocate a PTY"},
-			&cli.BoolFlag{Name: "v", Destination: &f.verbose, Usage: "print the path taken (the address the peer was reached at)"},
+			&cli.BoolFlag{Name: "v", Destination: &f.verbose, Usage: "print the path taken (the address the peer was reached at; with --via, the jumpoint and the local port)"},
 			&cli.DurationFlag{Name: "wait-direct", Destination: &f.wait, Value: console.DefaultPunchWait,
 				Usage: "when the peer is first reached through a relay, wait at most this long for hole punching to go direct (0: don't)"},
 			&cli.StringFlag{Name: "via", Destination: &f.via, Usage: "ssh to a host without a peer through this jumpoint (name or peer ID)"},

@@ -271,8 +271,29 @@ func TestJumpViaSSH(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("Ctrl-C did not end the remote command\n%q", screen.String())
 		}
-		if code := cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(screen.String(), "got-int") {
+		if code := cmd.ProcessState.ExitCode(); code != 3 {
 			t.Fatalf("exit %d after Ctrl-C, want the remote trap's 3\n%q", code, screen.String())
+		}
+		// The terminal's last output may still be on its way to the reader.
+		waitFor(t, 10*time.Second, "the remote trap's output", func() bool { return strings.Contains(screen.String(), "got-int") })
+	})
+
+	t.Run("changed host key", func(t *testing.T) {
+		// Whoever answers for the target (a jumpoint operator, a host that
+		// took its address) with another key is caught by ssh: the key is
+		// checked under the target's name, whatever the local port.
+		dir := t.TempDir()
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "other")).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v %s", err, out)
+		}
+		pub, _ := os.ReadFile(filepath.Join(dir, "other.pub"))
+		kh := filepath.Join(dir, "known_hosts")
+		os.WriteFile(kh, []byte("[127.0.0.1]:"+s.sd.port+" "+string(pub)), 0o600)
+		args := []string{"jump", "--via", "plant-a", s.target(), "--", "-i", s.sd.userKey, "-o", "StrictHostKeyChecking=yes",
+			"-o", "UserKnownHostsFile=" + kh, "-o", "BatchMode=yes", "echo", "must-not-run"}
+		r := s.run(t, s.tom, args...)
+		if r.code != 255 || strings.Contains(r.stdout, "must-not-run") || !strings.Contains(r.stderr, "REMOTE HOST IDENTIFICATION HAS CHANGED") {
+			t.Fatalf("a changed host key: exit %d, stdout %q, stderr %q; want ssh's refusal", r.code, r.stdout, r.stderr)
 		}
 	})
 
