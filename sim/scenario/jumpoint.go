@@ -54,14 +54,26 @@ func publicAddr(h *netlab.Host) netip.Addr {
 }
 
 // startJumpoint enrolls a jumpoint with an invite from the console and
-// runs it.
-func (r *runner) startJumpoint(ctx context.Context, name string) (string, error) {
+// runs it. Flags for `jumpoint set` (an agentless allow list: --allow
+// PREFIX:PORTS) are applied between the invite and the first run, so the
+// jumpoint's first ACL holds them.
+func (r *runner) startJumpoint(ctx context.Context, name string, set []string) (string, error) {
+	console := r.hostOf(RoleConsole)
 	var inv struct{ Code string }
-	res, err := r.jm(ctx, r.hostOf(RoleConsole), &inv, "jumpoint", "invite", name, "--json")
+	res, err := r.jm(ctx, console, &inv, "jumpoint", "invite", name, "--json")
 	if err != nil {
 		return res.output(), err
 	}
-	return r.runJumpoint(ctx, name, inv.Code)
+	out := ""
+	if len(set) > 0 {
+		res, err := r.jm(ctx, console, nil, append([]string{"jumpoint", "set", name}, set...)...)
+		if err != nil {
+			return res.output(), err
+		}
+		out = strings.TrimSpace(res.output()) + "\n"
+	}
+	run, err := r.runJumpoint(ctx, name, inv.Code)
+	return out + run, err
 }
 
 // runJumpoint runs the jumpoint daemon on host name, listening on its

@@ -445,7 +445,7 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 		}
 		return r.retry(ctx, st.Within, func() (string, error) { return r.fetch(ctx, console, args[0], args[1], st, expect) })
 	case "jumpoint":
-		return r.startJumpoint(ctx, args[0])
+		return r.startJumpoint(ctx, args[0], args[1:])
 	case "expect-jumpoint":
 		n, _ := strconv.Atoi(args[2])
 		return r.expectJumpoint(ctx, args[0], n, st.Within)

@@ -184,13 +184,13 @@ var actions = map[string]struct{ min, max int }{
 	"grid":            {0, 0},
 	"wait":            {1, 1}, // NAME of a background exec
 	"restart":         {1, 1},
-	"serve":           {2, 2}, // PLAIN-HOST PORT
-	"fetch":           {2, 2}, // PEER HOST:PORT
-	"jumpoint":        {1, 1}, // NAME: enroll and run a jumpoint
-	"cp":              {2, 2}, // PEER TEXT: a file round trip
-	"capture":         {1, 1}, // HOST: capture its interfaces
-	"expect-capture":  {3, 3}, // HOST has|lacks TEXT
-	"expect-jumpoint": {3, 3}, // NAME peers N: peers connected to it
+	"serve":           {2, 2},  // PLAIN-HOST PORT
+	"fetch":           {2, 2},  // PEER HOST:PORT
+	"jumpoint":        {1, -1}, // NAME [jumpoint set flags]: enroll and run a jumpoint // NAME: enroll and run a jumpoint
+	"cp":              {2, 2},  // PEER TEXT: a file round trip
+	"capture":         {1, 1},  // HOST: capture its interfaces
+	"expect-capture":  {3, 3},  // HOST has|lacks TEXT
+	"expect-jumpoint": {3, 3},  // NAME peers N: peers connected to it
 }
 
 // UnmarshalYAML reads a step in either form.
