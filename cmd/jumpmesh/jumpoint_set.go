@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -43,7 +44,7 @@ func jumpointSetCommand() *cli.Command {
 		},
 		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
 			req := &pb.JumpointSetRequest{Name: cc.Args().First()}
-			allow := nonEmpty(f.allow.Value())
+			allow := nonEmpty(rejoinPorts(f.allow.Value()))
 			switch {
 			case f.clear && len(allow) > 0:
 				return usagef("jumpoint set: --clear empties the list; do not give --allow entries with it")
@@ -67,6 +68,25 @@ func jumpointSetCommand() *cli.Command {
 		}),
 	}
 }
+
+// rejoinPorts undoes urfave/cli's split of a slice flag's value at
+// commas for allow entries: "--allow 10.20.0.0/16:22,3389" arrives as
+// "10.20.0.0/16:22" and "3389", and a piece that is only ports (or port
+// ranges) belongs to the entry before it. (The app-wide switch that turns
+// the split off would break flags that take comma-separated lists.)
+func rejoinPorts(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		if n := len(out); n > 0 && out[n-1] != "" && portsOnly.MatchString(strings.TrimSpace(v)) {
+			out[n-1] += "," + strings.TrimSpace(v)
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+var portsOnly = regexp.MustCompile(`^[0-9]+(-[0-9]+)?$`)
 
 // nonEmpty drops empty values: an empty --allow asks for an empty list.
 func nonEmpty(vs []string) []string {
