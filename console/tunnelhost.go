@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -84,6 +85,7 @@ func newTunnelHost(main host.Host, addrs []ma.Multiaddr, jumpoints []jumpointRef
 	if len(t.targets) == 0 {
 		return nil, catalog.Errorf(catalog.CodeConnectTimeout, "(the peer behind a jumpoint has no TCP address: %v)", addrs)
 	}
+	dropLoopback(t.targets)
 	t.dialer = tunnel.NewDialer(t.route)
 	t.dialer.SetHost(main)
 	key := main.Peerstore().PrivKey(main.ID())
@@ -96,6 +98,25 @@ func newTunnelHost(main host.Host, addrs []ma.Multiaddr, jumpoints []jumpointRef
 	}
 	t.Host = h
 	return t, nil
+}
+
+// dropLoopback leaves the peer's loopback addresses out when it has
+// others: a jumpoint reaches the peer on their network, and refuses (and
+// counts) a tunnel to the peer's 127.0.0.1, which only a jumpoint on the
+// peer's own host could use.
+func dropLoopback(targets map[string]bool) {
+	loop := map[string]bool{}
+	for hp := range targets {
+		if ap, err := netip.ParseAddrPort(hp); err == nil && ap.Addr().IsLoopback() {
+			loop[hp] = true
+		}
+	}
+	if len(loop) == len(targets) {
+		return
+	}
+	for hp := range loop {
+		delete(targets, hp)
+	}
 }
 
 // ForAddr is the tunnel host's TCP dialer.
@@ -134,19 +155,32 @@ func (t *tunnelHost) route(address string) ([]peer.ID, *pb.TunnelOpen, bool) {
 }
 
 // reachJumpoint connects the main host to the first jumpoint that answers,
-// directly or through the site's relays.
+// directly or through the site's relays. It dials every jumpoint at once:
+// one after another, a dead first jumpoint held the jump for the whole
+// connect timeout (15 s, and a DHT lookup after it) before the next was
+// tried — the lab's first jump after a jumpoint died took 15–31 s.
 func (t *tunnelHost) reachJumpoint(ctx context.Context, c *Client, relays []ma.Multiaddr, forceRelay bool) error {
-	var errs []error
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the other dials stop once one jumpoint answers
+	type result struct {
+		j   jumpointRef
+		err error
+	}
+	results := make(chan result, len(t.jumpoints))
 	for _, j := range t.jumpoints {
 		c.host.Peerstore().AddAddrs(j.id, dialAddrs(j.id, j.addrs, relays, forceRelay), peerstore.AddressTTL)
-		err := c.Connect(ctx, j.id, j.addrs, relays, forceRelay)
-		if err == nil {
+		go func() { results <- result{j, c.Connect(dctx, j.id, j.addrs, relays, forceRelay)} }()
+	}
+	var errs []error
+	for range t.jumpoints {
+		r := <-results
+		if r.err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
-			return err
-		}
-		errs = append(errs, fmt.Errorf("%s (%s): %w", j.name, j.id, err))
+		errs = append(errs, fmt.Errorf("%s (%s): %w", r.j.name, r.j.id, r.err))
+	}
+	if err := ctx.Err(); err != nil {
+		return catalog.Errorf(catalog.CodeJumpointUnreachable, "(%v: %v)", err, errs)
 	}
 	return catalog.Errorf(catalog.CodeJumpointUnreachable, "(%v)", errs)
 }
