@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
@@ -76,6 +78,14 @@ func (d *Daemon) session(ctx context.Context) (welcomed bool, retryAfter time.Du
 func (d *Daemon) dial(ctx context.Context) (*frame.Stream, error) {
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
+	// Past libp2p's dial backoff: after a failed dial it refuses the
+	// coordinator's addresses for ≥ 5 s, so the daemon's own retry (jittered,
+	// exponential) failed at once and doubled its wait again — three quarters
+	// of the failures of a registration storm (docs/performance.md,
+	// Jumpoints). The daemon's backoff alone paces the redials. (Force-direct
+	// also leaves out relay circuits; the coordinator is never reached
+	// through one, and a jumpoint's tunnels are TCP to libp2p.)
+	cctx = network.WithForceDirectDial(cctx, "peer to its coordinator: the daemon paces its own redials")
 	if err := d.host.Connect(cctx, d.site); err != nil {
 		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: %w)", d.site.ID, err)
 	}

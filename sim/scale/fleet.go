@@ -14,6 +14,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	lphost "github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
@@ -394,6 +395,9 @@ func fullJitter(b peer.Backoff, n int) time.Duration {
 func (p *fleetPeer) session(ctx context.Context) (welcomed bool, retryAfter time.Duration, err error) {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	// As the daemon does (peer/session.go): past libp2p's dial backoff,
+	// the fleet's own retry paces redials.
+	cctx = network.WithForceDirectDial(cctx, "peer to its coordinator: the daemon paces its own redials")
 	if err := p.host.Connect(cctx, p.site); err != nil {
 		return false, 0, err
 	}
