@@ -18,6 +18,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/goleak"
 
+	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/reserve"
 )
@@ -121,17 +122,6 @@ func running(t *testing.T, h host.Host, cfg reserve.Config) (*reserve.Keeper, fu
 	return k, stop
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func sortedIDs(ids ...peer.ID) []peer.ID {
 	out := slices.Clone(ids)
 	slices.SortFunc(out, func(a, b peer.ID) int { return strings.Compare(a.String(), b.String()) })
@@ -155,7 +145,7 @@ func TestKeeperHoldsTwoAndIsReachableThroughThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := sortedIDs(r1.ID(), r2.ID())
-	eventually(t, 20*time.Second, "reservations on the first two relays", func() bool { return slices.Equal(log.last(), want) })
+	coordinatortest.Eventually(t, 20*time.Second, "reservations on the first two relays", func() bool { return slices.Equal(log.last(), want) })
 	if !slices.Equal(k.Held(), want) {
 		t.Errorf("Held() %v, want %v", k.Held(), want)
 	}
@@ -218,12 +208,12 @@ func TestKeeperRetriesARefusal(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The refusal comes back at once; give the first attempt time to be made.
-	eventually(t, 10*time.Second, "the relay connected", func() bool { return h.Network().Connectedness(r.ID()) == network.Connected })
+	coordinatortest.Eventually(t, 10*time.Second, "the relay connected", func() bool { return h.Network().Connectedness(r.ID()) == network.Connected })
 	if len(k.Held()) != 0 || len(k.CircuitAddrs()) != 0 {
 		t.Fatalf("held %v, circuits %v on a relay that refuses", k.Held(), k.CircuitAddrs())
 	}
 	acl.open.Store(true)
-	eventually(t, 15*time.Second, "a reservation once the relay admits the host", func() bool { return slices.Equal(log.last(), []peer.ID{r.ID()}) })
+	coordinatortest.Eventually(t, 15*time.Second, "a reservation once the relay admits the host", func() bool { return slices.Equal(log.last(), []peer.ID{r.ID()}) })
 }
 
 // TestKeeperReservesAgainWhenTheConnectionEnds: a reservation lives as long
@@ -239,13 +229,13 @@ func TestKeeperReservesAgainWhenTheConnectionEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	one := []peer.ID{r.ID()}
-	eventually(t, 15*time.Second, "a reservation", func() bool { return slices.Equal(log.last(), one) })
+	coordinatortest.Eventually(t, 15*time.Second, "a reservation", func() bool { return slices.Equal(log.last(), one) })
 	before := len(log.history())
 	if err := r.Network().ClosePeer(h.ID()); err != nil {
 		t.Fatal(err)
 	}
 	// Within the first retry (1 s), far before the periodic check (30 s).
-	eventually(t, 10*time.Second, "the reservation dropped and made again", func() bool {
+	coordinatortest.Eventually(t, 10*time.Second, "the reservation dropped and made again", func() bool {
 		calls := log.history()[before:]
 		dropped := slices.IndexFunc(calls, func(c []peer.ID) bool { return len(c) == 0 })
 		return dropped >= 0 && slices.ContainsFunc(calls[dropped:], func(c []peer.ID) bool { return slices.Equal(c, one) })
@@ -264,7 +254,7 @@ func TestKeeperMax(t *testing.T) {
 	if err := k.SetRelays(append(r1.p2pAddrs(t), r2.p2pAddrs(t)...)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "a reservation", func() bool { return len(log.last()) > 0 })
+	coordinatortest.Eventually(t, 15*time.Second, "a reservation", func() bool { return len(log.last()) > 0 })
 	k.Poke()
 	stop() // Run ends: nothing more is reserved
 	if held := k.Held(); !slices.Equal(held, []peer.ID{r1.ID()}) {

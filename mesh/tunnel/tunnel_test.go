@@ -19,6 +19,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
+	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -172,18 +173,13 @@ func TestTunnelLimit(t *testing.T) {
 		t.Fatalf("second Dial: %v, want server_busy", err)
 	}
 	c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	coordinatortest.Eventually(t, 10*time.Second, "the closed tunnel's slot freed", func() bool {
 		c2, err := tunnel.Dial(context.Background(), caller, j.ID(), &pb.TunnelOpen{Target: target})
 		if err == nil {
 			c2.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the slot was not freed: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond) // poll with a deadline
-	}
+		return err == nil
+	})
 }
 
 // TestTunnelOversizedOpenIsDropped: a stranger declaring a huge open
