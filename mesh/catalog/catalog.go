@@ -84,6 +84,13 @@ const (
 	CodeConnectionLost      Code = "connection_lost"
 	CodeJumpointUnreachable Code = "jumpoint_unreachable"
 	CodeJumpointTarget      Code = "jumpoint_target_unreachable"
+	CodeWakeNotNeeded       Code = "wake_not_needed"
+	CodeWakeNoNeighbor      Code = "wake_no_neighbor"
+	CodeWakeCooldown        Code = "wake_cooldown"
+	CodeWakeNotAllowed      Code = "wake_not_allowed"
+	CodeWakeFailed          Code = "wake_failed"
+	CodeWakeTimeout         Code = "wake_timeout"
+	CodePeerPassive         Code = "peer_passive"
 )
 
 // catalog is the one table of user-facing messages.
@@ -152,6 +159,13 @@ var catalog = map[Code]string{
 	CodeConsentRequired:     "The session policy requires the consent of the user logged in on the host, and this peer cannot ask for it yet.",
 	CodeJumpointUnreachable: "Cannot reach the jumpoint (it is down, or no route from here reaches it).",
 	CodeJumpointTarget:      "The jumpoint could not connect to the target on its network.",
+	CodeWakeNotNeeded:       "The peer is online; it does not need waking.",
+	CodeWakeNoNeighbor:      "No online peer shares the peer's gateway, so none can send it a Wake-on-LAN packet.",
+	CodeWakeCooldown:        "The peer was asked to wake less than 30 seconds ago; try again after the wait.",
+	CodeWakeNotAllowed:      "Waking peers is turned off for this site (setting allow-wake).",
+	CodeWakeFailed:          "No neighbour could send the wake packet.",
+	CodeWakeTimeout:         "The peer did not come online after the wake attempt.",
+	CodePeerPassive:         "The peer is passive: it is not connected and waits for a wake command.",
 	CodeSessionInUse:        "Another technician is in a session with this peer and concurrent jumps are not allowed; ask them for an invitation.",
 }
 

@@ -1088,6 +1088,7 @@ type Request struct {
 	//	*Request_JumpointAcl
 	//	*Request_JumpointList
 	//	*Request_JumpointSet
+	//	*Request_Wake
 	Body isRequest_Body `protobuf_oneof:"body"`
 	// For jump_policy_put and session_policy_put: true creates (refused if the
 	// name exists), false updates (refused if it does not).
@@ -1502,6 +1503,15 @@ func (x *Request) GetJumpointSet() *JumpointSetRequest {
 	return nil
 }
 
+func (x *Request) GetWake() *WakeRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_Wake); ok {
+			return x.Wake
+		}
+	}
+	return nil
+}
+
 func (x *Request) GetCreate() bool {
 	if x != nil {
 		return x.Create
@@ -1677,6 +1687,10 @@ type Request_JumpointSet struct {
 	JumpointSet *JumpointSetRequest `protobuf:"bytes,77,opt,name=jumpoint_set,json=jumpointSet,proto3,oneof"`
 }
 
+type Request_Wake struct {
+	Wake *WakeRequest `protobuf:"bytes,78,opt,name=wake,proto3,oneof"`
+}
+
 func (*Request_Login) isRequest_Body() {}
 
 func (*Request_Whoami) isRequest_Body() {}
@@ -1758,6 +1772,8 @@ func (*Request_JumpointAcl) isRequest_Body() {}
 func (*Request_JumpointList) isRequest_Body() {}
 
 func (*Request_JumpointSet) isRequest_Body() {}
+
+func (*Request_Wake) isRequest_Body() {}
 
 // JumpRequest asks for a grant to open sessions on a peer.
 type JumpRequest struct {
@@ -2474,6 +2490,212 @@ func (x *PeerView) GetJumpoints() []*JumpointRef {
 	return nil
 }
 
+// WakeRequest asks the coordinator to wake a peer (jumpmesh wake).
+type WakeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ref   string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// SecureOn password, 6 bytes (or none).
+	Password      []byte `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WakeRequest) Reset() {
+	*x = WakeRequest{}
+	mi := &file_control_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WakeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WakeRequest) ProtoMessage() {}
+
+func (x *WakeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WakeRequest.ProtoReflect.Descriptor instead.
+func (*WakeRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WakeRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *WakeRequest) GetPassword() []byte {
+	if x != nil {
+		return x.Password
+	}
+	return nil
+}
+
+// WakeResponse says who was asked to wake the peer and what they sent.
+type WakeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "wol" (magic packets through neighbours) or "passive" (the signed
+	// command to the peer's passive port).
+	Method string   `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	Wakers []*Waker `protobuf:"bytes,2,rep,name=wakers,proto3" json:"wakers,omitempty"`
+	// When the next attempt on this peer is allowed (coordinator clock).
+	NextAttemptUnixMillis int64 `protobuf:"varint,3,opt,name=next_attempt_unix_millis,json=nextAttemptUnixMillis,proto3" json:"next_attempt_unix_millis,omitempty"`
+	// What the coordinator itself sent (a passive peer it can reach).
+	Sent          []string `protobuf:"bytes,4,rep,name=sent,proto3" json:"sent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WakeResponse) Reset() {
+	*x = WakeResponse{}
+	mi := &file_control_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WakeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WakeResponse) ProtoMessage() {}
+
+func (x *WakeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WakeResponse.ProtoReflect.Descriptor instead.
+func (*WakeResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *WakeResponse) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *WakeResponse) GetWakers() []*Waker {
+	if x != nil {
+		return x.Wakers
+	}
+	return nil
+}
+
+func (x *WakeResponse) GetNextAttemptUnixMillis() int64 {
+	if x != nil {
+		return x.NextAttemptUnixMillis
+	}
+	return 0
+}
+
+func (x *WakeResponse) GetSent() []string {
+	if x != nil {
+		return x.Sent
+	}
+	return nil
+}
+
+// Waker is one neighbour (a peer on the same gateway, or a jumpoint) asked
+// to wake the target, and its answer.
+type Waker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// "peer" or "jumpoint"
+	Kind          string   `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Sent          []string `protobuf:"bytes,4,rep,name=sent,proto3" json:"sent,omitempty"`
+	Error         *Error   `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Waker) Reset() {
+	*x = Waker{}
+	mi := &file_control_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Waker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Waker) ProtoMessage() {}
+
+func (x *Waker) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Waker.ProtoReflect.Descriptor instead.
+func (*Waker) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Waker) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *Waker) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Waker) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Waker) GetSent() []string {
+	if x != nil {
+		return x.Sent
+	}
+	return nil
+}
+
+func (x *Waker) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 type PeerList struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Peers []*PeerView            `protobuf:"bytes,1,rep,name=peers,proto3" json:"peers,omitempty"`
@@ -2485,7 +2707,7 @@ type PeerList struct {
 
 func (x *PeerList) Reset() {
 	*x = PeerList{}
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2719,7 @@ func (x *PeerList) String() string {
 func (*PeerList) ProtoMessage() {}
 
 func (x *PeerList) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +2732,7 @@ func (x *PeerList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerList.ProtoReflect.Descriptor instead.
 func (*PeerList) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{31}
+	return file_control_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PeerList) GetPeers() []*PeerView {
@@ -2537,7 +2759,7 @@ type PeerRefRequest struct {
 
 func (x *PeerRefRequest) Reset() {
 	*x = PeerRefRequest{}
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +2771,7 @@ func (x *PeerRefRequest) String() string {
 func (*PeerRefRequest) ProtoMessage() {}
 
 func (x *PeerRefRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +2784,7 @@ func (x *PeerRefRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerRefRequest.ProtoReflect.Descriptor instead.
 func (*PeerRefRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{32}
+	return file_control_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PeerRefRequest) GetRefs() []string {
@@ -2584,7 +2806,7 @@ type PeerSetRequest struct {
 
 func (x *PeerSetRequest) Reset() {
 	*x = PeerSetRequest{}
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2818,7 @@ func (x *PeerSetRequest) String() string {
 func (*PeerSetRequest) ProtoMessage() {}
 
 func (x *PeerSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2831,7 @@ func (x *PeerSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSetRequest.ProtoReflect.Descriptor instead.
 func (*PeerSetRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{33}
+	return file_control_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PeerSetRequest) GetRef() string {
@@ -2660,6 +2882,7 @@ type Response struct {
 	//	*Response_PathStats
 	//	*Response_JumpointAcl
 	//	*Response_Jumpoints
+	//	*Response_Wake
 	Body isResponse_Body `protobuf_oneof:"body"`
 	// settings set: how many online peers the new settings were queued to
 	// (each peer's send queue delivers them after this reply).
@@ -2670,7 +2893,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2682,7 +2905,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2695,7 +2918,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{34}
+	return file_control_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Response) GetError() *Error {
@@ -2910,6 +3133,15 @@ func (x *Response) GetJumpoints() *JumpointList {
 	return nil
 }
 
+func (x *Response) GetWake() *WakeResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Response_Wake); ok {
+			return x.Wake
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetPeersTold() uint32 {
 	if x != nil {
 		return x.PeersTold
@@ -3009,6 +3241,10 @@ type Response_Jumpoints struct {
 	Jumpoints *JumpointList `protobuf:"bytes,23,opt,name=jumpoints,proto3,oneof"`
 }
 
+type Response_Wake struct {
+	Wake *WakeResponse `protobuf:"bytes,24,opt,name=wake,proto3,oneof"`
+}
+
 func (*Response_Ok) isResponse_Body() {}
 
 func (*Response_Login) isResponse_Body() {}
@@ -3053,6 +3289,8 @@ func (*Response_JumpointAcl) isResponse_Body() {}
 
 func (*Response_Jumpoints) isResponse_Body() {}
 
+func (*Response_Wake) isResponse_Body() {}
+
 // JumpointACLRequest is a jumpoint's periodic refresh: where it listens on
 // the networks it serves, and what it has carried.
 type JumpointACLRequest struct {
@@ -3070,7 +3308,7 @@ type JumpointACLRequest struct {
 
 func (x *JumpointACLRequest) Reset() {
 	*x = JumpointACLRequest{}
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3320,7 @@ func (x *JumpointACLRequest) String() string {
 func (*JumpointACLRequest) ProtoMessage() {}
 
 func (x *JumpointACLRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3333,7 @@ func (x *JumpointACLRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpointACLRequest.ProtoReflect.Descriptor instead.
 func (*JumpointACLRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{35}
+	return file_control_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *JumpointACLRequest) GetAddrs() [][]byte {
@@ -3143,7 +3381,7 @@ type TunnelRecord struct {
 
 func (x *TunnelRecord) Reset() {
 	*x = TunnelRecord{}
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3155,7 +3393,7 @@ func (x *TunnelRecord) String() string {
 func (*TunnelRecord) ProtoMessage() {}
 
 func (x *TunnelRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3168,7 +3406,7 @@ func (x *TunnelRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelRecord.ProtoReflect.Descriptor instead.
 func (*TunnelRecord) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{36}
+	return file_control_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TunnelRecord) GetTechnician() []byte {
@@ -3244,7 +3482,7 @@ type JumpointSetRequest struct {
 
 func (x *JumpointSetRequest) Reset() {
 	*x = JumpointSetRequest{}
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3256,7 +3494,7 @@ func (x *JumpointSetRequest) String() string {
 func (*JumpointSetRequest) ProtoMessage() {}
 
 func (x *JumpointSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3269,7 +3507,7 @@ func (x *JumpointSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpointSetRequest.ProtoReflect.Descriptor instead.
 func (*JumpointSetRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{37}
+	return file_control_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JumpointSetRequest) GetName() string {
@@ -3321,7 +3559,7 @@ type JumpointStats struct {
 
 func (x *JumpointStats) Reset() {
 	*x = JumpointStats{}
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3333,7 +3571,7 @@ func (x *JumpointStats) String() string {
 func (*JumpointStats) ProtoMessage() {}
 
 func (x *JumpointStats) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3346,7 +3584,7 @@ func (x *JumpointStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpointStats.ProtoReflect.Descriptor instead.
 func (*JumpointStats) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{38}
+	return file_control_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *JumpointStats) GetTunnelsOpen() uint32 {
@@ -3405,7 +3643,7 @@ type JumpointACL struct {
 
 func (x *JumpointACL) Reset() {
 	*x = JumpointACL{}
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3417,7 +3655,7 @@ func (x *JumpointACL) String() string {
 func (*JumpointACL) ProtoMessage() {}
 
 func (x *JumpointACL) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3430,7 +3668,7 @@ func (x *JumpointACL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpointACL.ProtoReflect.Descriptor instead.
 func (*JumpointACL) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{39}
+	return file_control_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *JumpointACL) GetName() string {
@@ -3494,7 +3732,7 @@ type JumpointView struct {
 
 func (x *JumpointView) Reset() {
 	*x = JumpointView{}
-	mi := &file_control_proto_msgTypes[40]
+	mi := &file_control_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3506,7 +3744,7 @@ func (x *JumpointView) String() string {
 func (*JumpointView) ProtoMessage() {}
 
 func (x *JumpointView) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[40]
+	mi := &file_control_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3519,7 +3757,7 @@ func (x *JumpointView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpointView.ProtoReflect.Descriptor instead.
 func (*JumpointView) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{40}
+	return file_control_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *JumpointView) GetName() string {
@@ -3601,7 +3839,7 @@ type JumpointList struct {
 
 func (x *JumpointList) Reset() {
 	*x = JumpointList{}
-	mi := &file_control_proto_msgTypes[41]
+	mi := &file_control_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3613,7 +3851,7 @@ func (x *JumpointList) String() string {
 func (*JumpointList) ProtoMessage() {}
 
 func (x *JumpointList) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[41]
+	mi := &file_control_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3626,7 +3864,7 @@ func (x *JumpointList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JumpointList.ProtoReflect.Descriptor instead.
 func (*JumpointList) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{41}
+	return file_control_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *JumpointList) GetJumpoints() []*JumpointView {
@@ -3706,7 +3944,7 @@ const file_control_proto_rawDesc = "" +
 	"installers\x18\x01 \x03(\v2\x18.jumpmesh.site.InstallerR\n" +
 	"installers\")\n" +
 	"\x15InstallerCheckRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"\xcb\x16\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\x80\x17\n" +
 	"\aRequest\x126\n" +
 	"\x05login\x18\x01 \x01(\v2\x1e.jumpmesh.control.LoginRequestH\x00R\x05login\x121\n" +
 	"\x06whoami\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x06whoami\x12F\n" +
@@ -3756,7 +3994,8 @@ const file_control_proto_rawDesc = "" +
 	"path_stats\x18J \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\tpathStats\x12I\n" +
 	"\fjumpoint_acl\x18K \x01(\v2$.jumpmesh.control.JumpointACLRequestH\x00R\vjumpointAcl\x12>\n" +
 	"\rjumpoint_list\x18L \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\fjumpointList\x12I\n" +
-	"\fjumpoint_set\x18M \x01(\v2$.jumpmesh.control.JumpointSetRequestH\x00R\vjumpointSet\x12\x16\n" +
+	"\fjumpoint_set\x18M \x01(\v2$.jumpmesh.control.JumpointSetRequestH\x00R\vjumpointSet\x123\n" +
+	"\x04wake\x18N \x01(\v2\x1d.jumpmesh.control.WakeRequestH\x00R\x04wake\x12\x16\n" +
 	"\x06create\x18d \x01(\bR\x06createB\x06\n" +
 	"\x04body\"\x99\x01\n" +
 	"\vJumpRequest\x12\x10\n" +
@@ -3813,7 +4052,21 @@ const file_control_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
 	"\x05addrs\x18\x03 \x03(\fR\x05addrs\x12\x16\n" +
 	"\x06relays\x18\x04 \x03(\fR\x06relays\x128\n" +
-	"\tjumpoints\x18\x05 \x03(\v2\x1a.jumpmesh.site.JumpointRefR\tjumpoints\"R\n" +
+	"\tjumpoints\x18\x05 \x03(\v2\x1a.jumpmesh.site.JumpointRefR\tjumpoints\";\n" +
+	"\vWakeRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\fR\bpassword\"\xa4\x01\n" +
+	"\fWakeResponse\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12/\n" +
+	"\x06wakers\x18\x02 \x03(\v2\x17.jumpmesh.control.WakerR\x06wakers\x127\n" +
+	"\x18next_attempt_unix_millis\x18\x03 \x01(\x03R\x15nextAttemptUnixMillis\x12\x12\n" +
+	"\x04sent\x18\x04 \x03(\tR\x04sent\"\x7f\n" +
+	"\x05Waker\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04sent\x18\x04 \x03(\tR\x04sent\x12*\n" +
+	"\x05error\x18\x05 \x01(\v2\x14.jumpmesh.site.ErrorR\x05error\"R\n" +
 	"\bPeerList\x120\n" +
 	"\x05peers\x18\x01 \x03(\v2\x1a.jumpmesh.control.PeerViewR\x05peers\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\rR\x05total\"$\n" +
@@ -3822,8 +4075,7 @@ const file_control_proto_rawDesc = "" +
 	"\x0ePeerSetRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12<\n" +
 	"\bsettings\x18\x02 \x01(\v2 .jumpmesh.site.InstallerDefaultsR\bsettings\x12\x16\n" +
-	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xf0\n" +
-	"\n" +
+	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xa6\v\n" +
 	"\bResponse\x12*\n" +
 	"\x05error\x18\x01 \x01(\v2\x14.jumpmesh.site.ErrorR\x05error\x12)\n" +
 	"\x02ok\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x02ok\x127\n" +
@@ -3852,7 +4104,8 @@ const file_control_proto_rawDesc = "" +
 	"\n" +
 	"path_stats\x18\x15 \x01(\v2\x1b.jumpmesh.control.PathStatsH\x00R\tpathStats\x12B\n" +
 	"\fjumpoint_acl\x18\x16 \x01(\v2\x1d.jumpmesh.control.JumpointACLH\x00R\vjumpointAcl\x12>\n" +
-	"\tjumpoints\x18\x17 \x01(\v2\x1e.jumpmesh.control.JumpointListH\x00R\tjumpoints\x12\x1d\n" +
+	"\tjumpoints\x18\x17 \x01(\v2\x1e.jumpmesh.control.JumpointListH\x00R\tjumpoints\x124\n" +
+	"\x04wake\x18\x18 \x01(\v2\x1e.jumpmesh.control.WakeResponseH\x00R\x04wake\x12\x1d\n" +
 	"\n" +
 	"peers_told\x18( \x01(\rR\tpeersToldB\x06\n" +
 	"\x04body\"\xc4\x01\n" +
@@ -3923,7 +4176,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_control_proto_goTypes = []any{
 	(*Empty)(nil),                  // 0: jumpmesh.control.Empty
 	(*NameRequest)(nil),            // 1: jumpmesh.control.NameRequest
@@ -3956,50 +4209,53 @@ var file_control_proto_goTypes = []any{
 	(*PathStats)(nil),              // 28: jumpmesh.control.PathStats
 	(*PeerListRequest)(nil),        // 29: jumpmesh.control.PeerListRequest
 	(*PeerView)(nil),               // 30: jumpmesh.control.PeerView
-	(*PeerList)(nil),               // 31: jumpmesh.control.PeerList
-	(*PeerRefRequest)(nil),         // 32: jumpmesh.control.PeerRefRequest
-	(*PeerSetRequest)(nil),         // 33: jumpmesh.control.PeerSetRequest
-	(*Response)(nil),               // 34: jumpmesh.control.Response
-	(*JumpointACLRequest)(nil),     // 35: jumpmesh.control.JumpointACLRequest
-	(*TunnelRecord)(nil),           // 36: jumpmesh.control.TunnelRecord
-	(*JumpointSetRequest)(nil),     // 37: jumpmesh.control.JumpointSetRequest
-	(*JumpointStats)(nil),          // 38: jumpmesh.control.JumpointStats
-	(*JumpointACL)(nil),            // 39: jumpmesh.control.JumpointACL
-	(*JumpointView)(nil),           // 40: jumpmesh.control.JumpointView
-	(*JumpointList)(nil),           // 41: jumpmesh.control.JumpointList
-	nil,                            // 42: jumpmesh.control.SettingsSetRequest.ValuesEntry
-	(*User)(nil),                   // 43: jumpmesh.site.User
-	(Role)(0),                      // 44: jumpmesh.site.Role
-	(*GroupMember)(nil),            // 45: jumpmesh.site.GroupMember
-	(MemberRole)(0),                // 46: jumpmesh.site.MemberRole
-	(*Group)(nil),                  // 47: jumpmesh.site.Group
-	(*JumpPolicy)(nil),             // 48: jumpmesh.site.JumpPolicy
-	(*SessionPolicy)(nil),          // 49: jumpmesh.site.SessionPolicy
-	(*InstallerDefaults)(nil),      // 50: jumpmesh.site.InstallerDefaults
-	(*Installer)(nil),              // 51: jumpmesh.site.Installer
-	(*JumpGrant)(nil),              // 52: jumpmesh.session.JumpGrant
-	(*JumpointRef)(nil),            // 53: jumpmesh.site.JumpointRef
-	(*AuditEvent)(nil),             // 54: jumpmesh.session.AuditEvent
-	(*Peer)(nil),                   // 55: jumpmesh.peer.Peer
-	(*Error)(nil),                  // 56: jumpmesh.site.Error
-	(*Settings)(nil),               // 57: jumpmesh.site.Settings
-	(*AllowRule)(nil),              // 58: jumpmesh.site.AllowRule
+	(*WakeRequest)(nil),            // 31: jumpmesh.control.WakeRequest
+	(*WakeResponse)(nil),           // 32: jumpmesh.control.WakeResponse
+	(*Waker)(nil),                  // 33: jumpmesh.control.Waker
+	(*PeerList)(nil),               // 34: jumpmesh.control.PeerList
+	(*PeerRefRequest)(nil),         // 35: jumpmesh.control.PeerRefRequest
+	(*PeerSetRequest)(nil),         // 36: jumpmesh.control.PeerSetRequest
+	(*Response)(nil),               // 37: jumpmesh.control.Response
+	(*JumpointACLRequest)(nil),     // 38: jumpmesh.control.JumpointACLRequest
+	(*TunnelRecord)(nil),           // 39: jumpmesh.control.TunnelRecord
+	(*JumpointSetRequest)(nil),     // 40: jumpmesh.control.JumpointSetRequest
+	(*JumpointStats)(nil),          // 41: jumpmesh.control.JumpointStats
+	(*JumpointACL)(nil),            // 42: jumpmesh.control.JumpointACL
+	(*JumpointView)(nil),           // 43: jumpmesh.control.JumpointView
+	(*JumpointList)(nil),           // 44: jumpmesh.control.JumpointList
+	nil,                            // 45: jumpmesh.control.SettingsSetRequest.ValuesEntry
+	(*User)(nil),                   // 46: jumpmesh.site.User
+	(Role)(0),                      // 47: jumpmesh.site.Role
+	(*GroupMember)(nil),            // 48: jumpmesh.site.GroupMember
+	(MemberRole)(0),                // 49: jumpmesh.site.MemberRole
+	(*Group)(nil),                  // 50: jumpmesh.site.Group
+	(*JumpPolicy)(nil),             // 51: jumpmesh.site.JumpPolicy
+	(*SessionPolicy)(nil),          // 52: jumpmesh.site.SessionPolicy
+	(*InstallerDefaults)(nil),      // 53: jumpmesh.site.InstallerDefaults
+	(*Installer)(nil),              // 54: jumpmesh.site.Installer
+	(*JumpGrant)(nil),              // 55: jumpmesh.session.JumpGrant
+	(*JumpointRef)(nil),            // 56: jumpmesh.site.JumpointRef
+	(*AuditEvent)(nil),             // 57: jumpmesh.session.AuditEvent
+	(*Peer)(nil),                   // 58: jumpmesh.peer.Peer
+	(*Error)(nil),                  // 59: jumpmesh.site.Error
+	(*Settings)(nil),               // 60: jumpmesh.site.Settings
+	(*AllowRule)(nil),              // 61: jumpmesh.site.AllowRule
 }
 var file_control_proto_depIdxs = []int32{
-	43, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
-	44, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
-	43, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
-	44, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
-	43, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
-	43, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
-	45, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
-	46, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
-	47, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
-	48, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
-	49, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
-	42, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
-	50, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
-	51, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
+	46, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
+	47, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
+	46, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
+	47, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
+	46, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
+	46, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
+	48, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
+	49, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
+	50, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
+	51, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
+	52, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
+	45, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
+	53, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
+	54, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
 	2,  // 14: jumpmesh.control.Request.login:type_name -> jumpmesh.control.LoginRequest
 	0,  // 15: jumpmesh.control.Request.whoami:type_name -> jumpmesh.control.Empty
 	4,  // 16: jumpmesh.control.Request.user_invite:type_name -> jumpmesh.control.UserInviteRequest
@@ -4013,11 +4269,11 @@ var file_control_proto_depIdxs = []int32{
 	10, // 24: jumpmesh.control.Request.group_add:type_name -> jumpmesh.control.GroupMemberRequest
 	10, // 25: jumpmesh.control.Request.group_remove:type_name -> jumpmesh.control.GroupMemberRequest
 	1,  // 26: jumpmesh.control.Request.group_delete:type_name -> jumpmesh.control.NameRequest
-	48, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
+	51, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
 	0,  // 28: jumpmesh.control.Request.jump_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 29: jumpmesh.control.Request.jump_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 30: jumpmesh.control.Request.jump_policy_delete:type_name -> jumpmesh.control.NameRequest
-	49, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
+	52, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
 	0,  // 32: jumpmesh.control.Request.session_policy_list:type_name -> jumpmesh.control.Empty
 	1,  // 33: jumpmesh.control.Request.session_policy_show:type_name -> jumpmesh.control.NameRequest
 	1,  // 34: jumpmesh.control.Request.session_policy_delete:type_name -> jumpmesh.control.NameRequest
@@ -4030,58 +4286,62 @@ var file_control_proto_depIdxs = []int32{
 	1,  // 41: jumpmesh.control.Request.installer_delete:type_name -> jumpmesh.control.NameRequest
 	19, // 42: jumpmesh.control.Request.installer_check:type_name -> jumpmesh.control.InstallerCheckRequest
 	29, // 43: jumpmesh.control.Request.peer_list:type_name -> jumpmesh.control.PeerListRequest
-	32, // 44: jumpmesh.control.Request.peer_show:type_name -> jumpmesh.control.PeerRefRequest
-	33, // 45: jumpmesh.control.Request.peer_set:type_name -> jumpmesh.control.PeerSetRequest
-	32, // 46: jumpmesh.control.Request.peer_remove:type_name -> jumpmesh.control.PeerRefRequest
+	35, // 44: jumpmesh.control.Request.peer_show:type_name -> jumpmesh.control.PeerRefRequest
+	36, // 45: jumpmesh.control.Request.peer_set:type_name -> jumpmesh.control.PeerSetRequest
+	35, // 46: jumpmesh.control.Request.peer_remove:type_name -> jumpmesh.control.PeerRefRequest
 	21, // 47: jumpmesh.control.Request.jump:type_name -> jumpmesh.control.JumpRequest
 	23, // 48: jumpmesh.control.Request.audit:type_name -> jumpmesh.control.AuditRequest
 	25, // 49: jumpmesh.control.Request.relay_acl:type_name -> jumpmesh.control.RelayACLRequest
 	27, // 50: jumpmesh.control.Request.path_report:type_name -> jumpmesh.control.PathReport
 	0,  // 51: jumpmesh.control.Request.path_stats:type_name -> jumpmesh.control.Empty
-	35, // 52: jumpmesh.control.Request.jumpoint_acl:type_name -> jumpmesh.control.JumpointACLRequest
+	38, // 52: jumpmesh.control.Request.jumpoint_acl:type_name -> jumpmesh.control.JumpointACLRequest
 	0,  // 53: jumpmesh.control.Request.jumpoint_list:type_name -> jumpmesh.control.Empty
-	37, // 54: jumpmesh.control.Request.jumpoint_set:type_name -> jumpmesh.control.JumpointSetRequest
-	52, // 55: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
-	30, // 56: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
-	53, // 57: jumpmesh.control.JumpResponse.jumpoints:type_name -> jumpmesh.site.JumpointRef
-	54, // 58: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
-	55, // 59: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
-	53, // 60: jumpmesh.control.PeerView.jumpoints:type_name -> jumpmesh.site.JumpointRef
-	30, // 61: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
-	50, // 62: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
-	56, // 63: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
-	0,  // 64: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
-	3,  // 65: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
-	8,  // 66: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
-	7,  // 67: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
-	5,  // 68: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
-	47, // 69: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
-	11, // 70: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
-	48, // 71: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
-	12, // 72: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
-	49, // 73: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
-	13, // 74: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
-	57, // 75: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
-	51, // 76: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
-	18, // 77: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
-	30, // 78: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
-	31, // 79: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
-	22, // 80: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
-	24, // 81: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
-	26, // 82: jumpmesh.control.Response.relay_acl:type_name -> jumpmesh.control.RelayACL
-	28, // 83: jumpmesh.control.Response.path_stats:type_name -> jumpmesh.control.PathStats
-	39, // 84: jumpmesh.control.Response.jumpoint_acl:type_name -> jumpmesh.control.JumpointACL
-	41, // 85: jumpmesh.control.Response.jumpoints:type_name -> jumpmesh.control.JumpointList
-	38, // 86: jumpmesh.control.JumpointACLRequest.stats:type_name -> jumpmesh.control.JumpointStats
-	36, // 87: jumpmesh.control.JumpointACLRequest.tunnels:type_name -> jumpmesh.control.TunnelRecord
-	58, // 88: jumpmesh.control.JumpointACL.allow:type_name -> jumpmesh.site.AllowRule
-	38, // 89: jumpmesh.control.JumpointView.stats:type_name -> jumpmesh.control.JumpointStats
-	40, // 90: jumpmesh.control.JumpointList.jumpoints:type_name -> jumpmesh.control.JumpointView
-	91, // [91:91] is the sub-list for method output_type
-	91, // [91:91] is the sub-list for method input_type
-	91, // [91:91] is the sub-list for extension type_name
-	91, // [91:91] is the sub-list for extension extendee
-	0,  // [0:91] is the sub-list for field type_name
+	40, // 54: jumpmesh.control.Request.jumpoint_set:type_name -> jumpmesh.control.JumpointSetRequest
+	31, // 55: jumpmesh.control.Request.wake:type_name -> jumpmesh.control.WakeRequest
+	55, // 56: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
+	30, // 57: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
+	56, // 58: jumpmesh.control.JumpResponse.jumpoints:type_name -> jumpmesh.site.JumpointRef
+	57, // 59: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
+	58, // 60: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
+	56, // 61: jumpmesh.control.PeerView.jumpoints:type_name -> jumpmesh.site.JumpointRef
+	33, // 62: jumpmesh.control.WakeResponse.wakers:type_name -> jumpmesh.control.Waker
+	59, // 63: jumpmesh.control.Waker.error:type_name -> jumpmesh.site.Error
+	30, // 64: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
+	53, // 65: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
+	59, // 66: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
+	0,  // 67: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
+	3,  // 68: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
+	8,  // 69: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
+	7,  // 70: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
+	5,  // 71: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
+	50, // 72: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
+	11, // 73: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
+	51, // 74: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
+	12, // 75: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
+	52, // 76: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
+	13, // 77: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
+	60, // 78: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
+	54, // 79: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
+	18, // 80: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
+	30, // 81: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
+	34, // 82: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
+	22, // 83: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
+	24, // 84: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
+	26, // 85: jumpmesh.control.Response.relay_acl:type_name -> jumpmesh.control.RelayACL
+	28, // 86: jumpmesh.control.Response.path_stats:type_name -> jumpmesh.control.PathStats
+	42, // 87: jumpmesh.control.Response.jumpoint_acl:type_name -> jumpmesh.control.JumpointACL
+	44, // 88: jumpmesh.control.Response.jumpoints:type_name -> jumpmesh.control.JumpointList
+	32, // 89: jumpmesh.control.Response.wake:type_name -> jumpmesh.control.WakeResponse
+	41, // 90: jumpmesh.control.JumpointACLRequest.stats:type_name -> jumpmesh.control.JumpointStats
+	39, // 91: jumpmesh.control.JumpointACLRequest.tunnels:type_name -> jumpmesh.control.TunnelRecord
+	61, // 92: jumpmesh.control.JumpointACL.allow:type_name -> jumpmesh.site.AllowRule
+	41, // 93: jumpmesh.control.JumpointView.stats:type_name -> jumpmesh.control.JumpointStats
+	43, // 94: jumpmesh.control.JumpointList.jumpoints:type_name -> jumpmesh.control.JumpointView
+	95, // [95:95] is the sub-list for method output_type
+	95, // [95:95] is the sub-list for method input_type
+	95, // [95:95] is the sub-list for extension type_name
+	95, // [95:95] is the sub-list for extension extendee
+	0,  // [0:95] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -4134,8 +4394,9 @@ func file_control_proto_init() {
 		(*Request_JumpointAcl)(nil),
 		(*Request_JumpointList)(nil),
 		(*Request_JumpointSet)(nil),
+		(*Request_Wake)(nil),
 	}
-	file_control_proto_msgTypes[34].OneofWrappers = []any{
+	file_control_proto_msgTypes[37].OneofWrappers = []any{
 		(*Response_Ok)(nil),
 		(*Response_Login)(nil),
 		(*Response_User)(nil),
@@ -4158,6 +4419,7 @@ func file_control_proto_init() {
 		(*Response_PathStats)(nil),
 		(*Response_JumpointAcl)(nil),
 		(*Response_Jumpoints)(nil),
+		(*Response_Wake)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4165,7 +4427,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   43,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

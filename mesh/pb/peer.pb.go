@@ -44,7 +44,10 @@ type PeerInfo struct {
 	// console on the same LAN dials these first. (Identify alone would not
 	// do: a coordinator that sees a peer from a public address keeps only its
 	// public addresses.)
-	ListenAddrs   [][]byte `protobuf:"bytes,10,rep,name=listen_addrs,json=listenAddrs,proto3" json:"listen_addrs,omitempty"`
+	ListenAddrs [][]byte `protobuf:"bytes,10,rep,name=listen_addrs,json=listenAddrs,proto3" json:"listen_addrs,omitempty"`
+	// The host's Ethernet interfaces (loopback and virtual links without a
+	// MAC left out): what Wake-on-LAN needs to wake it.
+	Nics          []*Nic `protobuf:"bytes,11,rep,name=nics,proto3" json:"nics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -149,6 +152,85 @@ func (x *PeerInfo) GetListenAddrs() [][]byte {
 	return nil
 }
 
+func (x *PeerInfo) GetNics() []*Nic {
+	if x != nil {
+		return x.Nics
+	}
+	return nil
+}
+
+// Nic is one network interface of a peer's host.
+type Nic struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// aa:bb:cc:dd:ee:ff
+	Mac string `protobuf:"bytes,2,opt,name=mac,proto3" json:"mac,omitempty"`
+	// Its IP addresses with prefix length (CIDR).
+	Addrs []string `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	// It carries the IPv4 default route.
+	DefaultRoute  bool `protobuf:"varint,4,opt,name=default_route,json=defaultRoute,proto3" json:"default_route,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Nic) Reset() {
+	*x = Nic{}
+	mi := &file_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Nic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Nic) ProtoMessage() {}
+
+func (x *Nic) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Nic.ProtoReflect.Descriptor instead.
+func (*Nic) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Nic) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Nic) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *Nic) GetAddrs() []string {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
+func (x *Nic) GetDefaultRoute() bool {
+	if x != nil {
+		return x.DefaultRoute
+	}
+	return false
+}
+
 // PeerStats is a periodic report of the host's state.
 type PeerStats struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -165,7 +247,7 @@ type PeerStats struct {
 
 func (x *PeerStats) Reset() {
 	*x = PeerStats{}
-	mi := &file_peer_proto_msgTypes[1]
+	mi := &file_peer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -177,7 +259,7 @@ func (x *PeerStats) String() string {
 func (*PeerStats) ProtoMessage() {}
 
 func (x *PeerStats) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[1]
+	mi := &file_peer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -190,7 +272,7 @@ func (x *PeerStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStats.ProtoReflect.Descriptor instead.
 func (*PeerStats) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{1}
+	return file_peer_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PeerStats) GetLoad1() float64 {
@@ -260,7 +342,7 @@ type PeerHello struct {
 
 func (x *PeerHello) Reset() {
 	*x = PeerHello{}
-	mi := &file_peer_proto_msgTypes[2]
+	mi := &file_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +354,7 @@ func (x *PeerHello) String() string {
 func (*PeerHello) ProtoMessage() {}
 
 func (x *PeerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[2]
+	mi := &file_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +367,7 @@ func (x *PeerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerHello.ProtoReflect.Descriptor instead.
 func (*PeerHello) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{2}
+	return file_peer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PeerHello) GetInstallerKey() string {
@@ -333,7 +415,7 @@ type PeerGoodbye struct {
 
 func (x *PeerGoodbye) Reset() {
 	*x = PeerGoodbye{}
-	mi := &file_peer_proto_msgTypes[3]
+	mi := &file_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -345,7 +427,7 @@ func (x *PeerGoodbye) String() string {
 func (*PeerGoodbye) ProtoMessage() {}
 
 func (x *PeerGoodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[3]
+	mi := &file_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -358,7 +440,7 @@ func (x *PeerGoodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerGoodbye.ProtoReflect.Descriptor instead.
 func (*PeerGoodbye) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{3}
+	return file_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PeerGoodbye) GetReason() string {
@@ -378,7 +460,7 @@ type PeerState struct {
 
 func (x *PeerState) Reset() {
 	*x = PeerState{}
-	mi := &file_peer_proto_msgTypes[4]
+	mi := &file_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +472,7 @@ func (x *PeerState) String() string {
 func (*PeerState) ProtoMessage() {}
 
 func (x *PeerState) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[4]
+	mi := &file_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +485,7 @@ func (x *PeerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerState.ProtoReflect.Descriptor instead.
 func (*PeerState) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{4}
+	return file_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PeerState) GetDisabled() bool {
@@ -423,6 +505,7 @@ type PeerUp struct {
 	//	*PeerUp_Goodbye
 	//	*PeerUp_State
 	//	*PeerUp_Session
+	//	*PeerUp_Passive
 	Body          isPeerUp_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -430,7 +513,7 @@ type PeerUp struct {
 
 func (x *PeerUp) Reset() {
 	*x = PeerUp{}
-	mi := &file_peer_proto_msgTypes[5]
+	mi := &file_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +525,7 @@ func (x *PeerUp) String() string {
 func (*PeerUp) ProtoMessage() {}
 
 func (x *PeerUp) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[5]
+	mi := &file_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +538,7 @@ func (x *PeerUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerUp.ProtoReflect.Descriptor instead.
 func (*PeerUp) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{5}
+	return file_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PeerUp) GetBody() isPeerUp_Body {
@@ -510,6 +593,15 @@ func (x *PeerUp) GetSession() *SessionEvent {
 	return nil
 }
 
+func (x *PeerUp) GetPassive() *PeerPassive {
+	if x != nil {
+		if x, ok := x.Body.(*PeerUp_Passive); ok {
+			return x.Passive
+		}
+	}
+	return nil
+}
+
 type isPeerUp_Body interface {
 	isPeerUp_Body()
 }
@@ -534,6 +626,10 @@ type PeerUp_Session struct {
 	Session *SessionEvent `protobuf:"bytes,5,opt,name=session,proto3,oneof"`
 }
 
+type PeerUp_Passive struct {
+	Passive *PeerPassive `protobuf:"bytes,6,opt,name=passive,proto3,oneof"`
+}
+
 func (*PeerUp_Hello) isPeerUp_Body() {}
 
 func (*PeerUp_Stats) isPeerUp_Body() {}
@@ -543,6 +639,55 @@ func (*PeerUp_Goodbye) isPeerUp_Body() {}
 func (*PeerUp_State) isPeerUp_Body() {}
 
 func (*PeerUp_Session) isPeerUp_Body() {}
+
+func (*PeerUp_Passive) isPeerUp_Body() {}
+
+// PeerPassive tells the coordinator the peer goes passive: it closes its
+// stream after this and listens on its passive port for a wake command.
+type PeerPassive struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The port it listens on (TCP and UDP).
+	Port          uint32 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerPassive) Reset() {
+	*x = PeerPassive{}
+	mi := &file_peer_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerPassive) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerPassive) ProtoMessage() {}
+
+func (x *PeerPassive) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerPassive.ProtoReflect.Descriptor instead.
+func (*PeerPassive) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PeerPassive) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
 
 // PeerWelcome accepts a hello and tells the peer what it must know offline.
 type PeerWelcome struct {
@@ -559,14 +704,18 @@ type PeerWelcome struct {
 	// The restrictions on the host's users, signed by the site for this peer:
 	// the peer keeps it where its user can write, and local commands verify
 	// it against the pinned site key (mesh/localpolicy).
-	LocalPolicy   *LocalPolicy `protobuf:"bytes,7,opt,name=local_policy,json=localPolicy,proto3" json:"local_policy,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LocalPolicy *LocalPolicy `protobuf:"bytes,7,opt,name=local_policy,json=localPolicy,proto3" json:"local_policy,omitempty"`
+	// For a passive peer: the site's passive port, and how long it stays
+	// connected without a session before it goes passive again.
+	PassivePort        uint32 `protobuf:"varint,8,opt,name=passive_port,json=passivePort,proto3" json:"passive_port,omitempty"`
+	PassiveIdleSeconds uint32 `protobuf:"varint,9,opt,name=passive_idle_seconds,json=passiveIdleSeconds,proto3" json:"passive_idle_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PeerWelcome) Reset() {
 	*x = PeerWelcome{}
-	mi := &file_peer_proto_msgTypes[6]
+	mi := &file_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +727,7 @@ func (x *PeerWelcome) String() string {
 func (*PeerWelcome) ProtoMessage() {}
 
 func (x *PeerWelcome) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[6]
+	mi := &file_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +740,7 @@ func (x *PeerWelcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerWelcome.ProtoReflect.Descriptor instead.
 func (*PeerWelcome) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{6}
+	return file_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PeerWelcome) GetPeer() *Peer {
@@ -643,6 +792,20 @@ func (x *PeerWelcome) GetLocalPolicy() *LocalPolicy {
 	return nil
 }
 
+func (x *PeerWelcome) GetPassivePort() uint32 {
+	if x != nil {
+		return x.PassivePort
+	}
+	return 0
+}
+
+func (x *PeerWelcome) GetPassiveIdleSeconds() uint32 {
+	if x != nil {
+		return x.PassiveIdleSeconds
+	}
+	return 0
+}
+
 // LocalPolicyBody is what the site requires of a peer's host users.
 type LocalPolicyBody struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -657,7 +820,7 @@ type LocalPolicyBody struct {
 
 func (x *LocalPolicyBody) Reset() {
 	*x = LocalPolicyBody{}
-	mi := &file_peer_proto_msgTypes[7]
+	mi := &file_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +832,7 @@ func (x *LocalPolicyBody) String() string {
 func (*LocalPolicyBody) ProtoMessage() {}
 
 func (x *LocalPolicyBody) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[7]
+	mi := &file_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +845,7 @@ func (x *LocalPolicyBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalPolicyBody.ProtoReflect.Descriptor instead.
 func (*LocalPolicyBody) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{7}
+	return file_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LocalPolicyBody) GetSiteId() []byte {
@@ -725,7 +888,7 @@ type LocalPolicy struct {
 
 func (x *LocalPolicy) Reset() {
 	*x = LocalPolicy{}
-	mi := &file_peer_proto_msgTypes[8]
+	mi := &file_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +900,7 @@ func (x *LocalPolicy) String() string {
 func (*LocalPolicy) ProtoMessage() {}
 
 func (x *LocalPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[8]
+	mi := &file_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +913,7 @@ func (x *LocalPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalPolicy.ProtoReflect.Descriptor instead.
 func (*LocalPolicy) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{8}
+	return file_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LocalPolicy) GetBody() []byte {
@@ -777,7 +940,7 @@ type PeerRetry struct {
 
 func (x *PeerRetry) Reset() {
 	*x = PeerRetry{}
-	mi := &file_peer_proto_msgTypes[9]
+	mi := &file_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +952,7 @@ func (x *PeerRetry) String() string {
 func (*PeerRetry) ProtoMessage() {}
 
 func (x *PeerRetry) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[9]
+	mi := &file_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +965,7 @@ func (x *PeerRetry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerRetry.ProtoReflect.Descriptor instead.
 func (*PeerRetry) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{9}
+	return file_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PeerRetry) GetAfterMillis() int64 {
@@ -822,7 +985,7 @@ type PeerUninstall struct {
 
 func (x *PeerUninstall) Reset() {
 	*x = PeerUninstall{}
-	mi := &file_peer_proto_msgTypes[10]
+	mi := &file_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +997,7 @@ func (x *PeerUninstall) String() string {
 func (*PeerUninstall) ProtoMessage() {}
 
 func (x *PeerUninstall) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[10]
+	mi := &file_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1010,7 @@ func (x *PeerUninstall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerUninstall.ProtoReflect.Descriptor instead.
 func (*PeerUninstall) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{10}
+	return file_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PeerUninstall) GetReason() string {
@@ -878,7 +1041,7 @@ type PeerRevoke struct {
 
 func (x *PeerRevoke) Reset() {
 	*x = PeerRevoke{}
-	mi := &file_peer_proto_msgTypes[11]
+	mi := &file_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1053,7 @@ func (x *PeerRevoke) String() string {
 func (*PeerRevoke) ProtoMessage() {}
 
 func (x *PeerRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[11]
+	mi := &file_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1066,7 @@ func (x *PeerRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerRevoke.ProtoReflect.Descriptor instead.
 func (*PeerRevoke) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{11}
+	return file_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PeerRevoke) GetTechnicians() [][]byte {
@@ -952,7 +1115,7 @@ type PeerDown struct {
 
 func (x *PeerDown) Reset() {
 	*x = PeerDown{}
-	mi := &file_peer_proto_msgTypes[12]
+	mi := &file_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1127,7 @@ func (x *PeerDown) String() string {
 func (*PeerDown) ProtoMessage() {}
 
 func (x *PeerDown) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[12]
+	mi := &file_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1140,7 @@ func (x *PeerDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerDown.ProtoReflect.Descriptor instead.
 func (*PeerDown) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{12}
+	return file_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PeerDown) GetBody() isPeerDown_Body {
@@ -1103,14 +1266,17 @@ type Peer struct {
 	DeletedBy   string `protobuf:"bytes,13,opt,name=deleted_by,json=deletedBy,proto3" json:"deleted_by,omitempty"`
 	// The jumpoints (peer IDs) the peer was installed to talk through, from
 	// its installer key; empty for a peer that reaches the site itself.
-	Jumpoints     [][]byte `protobuf:"bytes,14,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
+	Jumpoints [][]byte `protobuf:"bytes,14,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
+	// When the peer last went passive (it said so and closed its stream); 0
+	// while it is connected or after it went offline otherwise.
+	PassiveUnix   int64 `protobuf:"varint,15,opt,name=passive_unix,json=passiveUnix,proto3" json:"passive_unix,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_peer_proto_msgTypes[13]
+	mi := &file_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1288,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[13]
+	mi := &file_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1301,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{13}
+	return file_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Peer) GetId() []byte {
@@ -1236,13 +1402,20 @@ func (x *Peer) GetJumpoints() [][]byte {
 	return nil
 }
 
+func (x *Peer) GetPassiveUnix() int64 {
+	if x != nil {
+		return x.PassiveUnix
+	}
+	return 0
+}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
 	"peer.proto\x12\rjumpmesh.peer\x1a\n" +
-	"site.proto\x1a\rsession.proto\"\xab\x02\n" +
+	"site.proto\x1a\rsession.proto\"\xd3\x02\n" +
 	"\bPeerInfo\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12\x12\n" +
@@ -1257,7 +1430,13 @@ const file_peer_proto_rawDesc = "" +
 	"\rconsole_users\x18\b \x03(\tR\fconsoleUsers\x12\x1c\n" +
 	"\tprotocols\x18\t \x03(\tR\tprotocols\x12!\n" +
 	"\flisten_addrs\x18\n" +
-	" \x03(\fR\vlistenAddrs\"\xf2\x01\n" +
+	" \x03(\fR\vlistenAddrs\x12&\n" +
+	"\x04nics\x18\v \x03(\v2\x12.jumpmesh.peer.NicR\x04nics\"f\n" +
+	"\x03Nic\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03mac\x18\x02 \x01(\tR\x03mac\x12\x14\n" +
+	"\x05addrs\x18\x03 \x03(\tR\x05addrs\x12#\n" +
+	"\rdefault_route\x18\x04 \x01(\bR\fdefaultRoute\"\xf2\x01\n" +
 	"\tPeerStats\x12\x14\n" +
 	"\x05load1\x18\x01 \x01(\x01R\x05load1\x12\x12\n" +
 	"\x04cpus\x18\x02 \x01(\rR\x04cpus\x12&\n" +
@@ -1276,14 +1455,17 @@ const file_peer_proto_rawDesc = "" +
 	"\vPeerGoodbye\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"'\n" +
 	"\tPeerState\x12\x1a\n" +
-	"\bdisabled\x18\x01 \x01(\bR\bdisabled\"\x9a\x02\n" +
+	"\bdisabled\x18\x01 \x01(\bR\bdisabled\"\xd2\x02\n" +
 	"\x06PeerUp\x120\n" +
 	"\x05hello\x18\x01 \x01(\v2\x18.jumpmesh.peer.PeerHelloH\x00R\x05hello\x120\n" +
 	"\x05stats\x18\x02 \x01(\v2\x18.jumpmesh.peer.PeerStatsH\x00R\x05stats\x126\n" +
 	"\agoodbye\x18\x03 \x01(\v2\x1a.jumpmesh.peer.PeerGoodbyeH\x00R\agoodbye\x120\n" +
 	"\x05state\x18\x04 \x01(\v2\x18.jumpmesh.peer.PeerStateH\x00R\x05state\x12:\n" +
-	"\asession\x18\x05 \x01(\v2\x1e.jumpmesh.session.SessionEventH\x00R\asessionB\x06\n" +
-	"\x04body\"\xce\x02\n" +
+	"\asession\x18\x05 \x01(\v2\x1e.jumpmesh.session.SessionEventH\x00R\asession\x126\n" +
+	"\apassive\x18\x06 \x01(\v2\x1a.jumpmesh.peer.PeerPassiveH\x00R\apassiveB\x06\n" +
+	"\x04body\"!\n" +
+	"\vPeerPassive\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\"\xa3\x03\n" +
 	"\vPeerWelcome\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x124\n" +
@@ -1291,7 +1473,9 @@ const file_peer_proto_rawDesc = "" +
 	"\x18restrict_local_uninstall\x18\x04 \x01(\bR\x16restrictLocalUninstall\x12#\n" +
 	"\robserved_addr\x18\x05 \x01(\tR\fobservedAddr\x12\x16\n" +
 	"\x06relays\x18\x06 \x03(\fR\x06relays\x12=\n" +
-	"\flocal_policy\x18\a \x01(\v2\x1a.jumpmesh.peer.LocalPolicyR\vlocalPolicy\"\xb0\x01\n" +
+	"\flocal_policy\x18\a \x01(\v2\x1a.jumpmesh.peer.LocalPolicyR\vlocalPolicy\x12!\n" +
+	"\fpassive_port\x18\b \x01(\rR\vpassivePort\x120\n" +
+	"\x14passive_idle_seconds\x18\t \x01(\rR\x12passiveIdleSeconds\"\xb0\x01\n" +
 	"\x0fLocalPolicyBody\x12\x17\n" +
 	"\asite_id\x18\x01 \x01(\fR\x06siteId\x12\x17\n" +
 	"\apeer_id\x18\x02 \x01(\fR\x06peerId\x128\n" +
@@ -1317,7 +1501,7 @@ const file_peer_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\v2\x14.jumpmesh.site.ErrorH\x00R\x05error\x124\n" +
 	"\x06update\x18\x05 \x01(\v2\x1a.jumpmesh.peer.PeerWelcomeH\x00R\x06update\x123\n" +
 	"\x06revoke\x18\x06 \x01(\v2\x19.jumpmesh.peer.PeerRevokeH\x00R\x06revokeB\x06\n" +
-	"\x04body\"\x93\x04\n" +
+	"\x04body\"\xb6\x04\n" +
 	"\x04Peer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12!\n" +
 	"\finstaller_id\x18\x02 \x01(\tR\vinstallerId\x12<\n" +
@@ -1335,7 +1519,8 @@ const file_peer_proto_rawDesc = "" +
 	"\fdeleted_unix\x18\f \x01(\x03R\vdeletedUnix\x12\x1d\n" +
 	"\n" +
 	"deleted_by\x18\r \x01(\tR\tdeletedBy\x12\x1c\n" +
-	"\tjumpoints\x18\x0e \x03(\fR\tjumpointsB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
+	"\tjumpoints\x18\x0e \x03(\fR\tjumpoints\x12!\n" +
+	"\fpassive_unix\x18\x0f \x01(\x03R\vpassiveUnixB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
@@ -1349,50 +1534,54 @@ func file_peer_proto_rawDescGZIP() []byte {
 	return file_peer_proto_rawDescData
 }
 
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_peer_proto_goTypes = []any{
 	(*PeerInfo)(nil),          // 0: jumpmesh.peer.PeerInfo
-	(*PeerStats)(nil),         // 1: jumpmesh.peer.PeerStats
-	(*PeerHello)(nil),         // 2: jumpmesh.peer.PeerHello
-	(*PeerGoodbye)(nil),       // 3: jumpmesh.peer.PeerGoodbye
-	(*PeerState)(nil),         // 4: jumpmesh.peer.PeerState
-	(*PeerUp)(nil),            // 5: jumpmesh.peer.PeerUp
-	(*PeerWelcome)(nil),       // 6: jumpmesh.peer.PeerWelcome
-	(*LocalPolicyBody)(nil),   // 7: jumpmesh.peer.LocalPolicyBody
-	(*LocalPolicy)(nil),       // 8: jumpmesh.peer.LocalPolicy
-	(*PeerRetry)(nil),         // 9: jumpmesh.peer.PeerRetry
-	(*PeerUninstall)(nil),     // 10: jumpmesh.peer.PeerUninstall
-	(*PeerRevoke)(nil),        // 11: jumpmesh.peer.PeerRevoke
-	(*PeerDown)(nil),          // 12: jumpmesh.peer.PeerDown
-	(*Peer)(nil),              // 13: jumpmesh.peer.Peer
-	(*InstallerDefaults)(nil), // 14: jumpmesh.site.InstallerDefaults
-	(*SessionEvent)(nil),      // 15: jumpmesh.session.SessionEvent
-	(*Error)(nil),             // 16: jumpmesh.site.Error
+	(*Nic)(nil),               // 1: jumpmesh.peer.Nic
+	(*PeerStats)(nil),         // 2: jumpmesh.peer.PeerStats
+	(*PeerHello)(nil),         // 3: jumpmesh.peer.PeerHello
+	(*PeerGoodbye)(nil),       // 4: jumpmesh.peer.PeerGoodbye
+	(*PeerState)(nil),         // 5: jumpmesh.peer.PeerState
+	(*PeerUp)(nil),            // 6: jumpmesh.peer.PeerUp
+	(*PeerPassive)(nil),       // 7: jumpmesh.peer.PeerPassive
+	(*PeerWelcome)(nil),       // 8: jumpmesh.peer.PeerWelcome
+	(*LocalPolicyBody)(nil),   // 9: jumpmesh.peer.LocalPolicyBody
+	(*LocalPolicy)(nil),       // 10: jumpmesh.peer.LocalPolicy
+	(*PeerRetry)(nil),         // 11: jumpmesh.peer.PeerRetry
+	(*PeerUninstall)(nil),     // 12: jumpmesh.peer.PeerUninstall
+	(*PeerRevoke)(nil),        // 13: jumpmesh.peer.PeerRevoke
+	(*PeerDown)(nil),          // 14: jumpmesh.peer.PeerDown
+	(*Peer)(nil),              // 15: jumpmesh.peer.Peer
+	(*InstallerDefaults)(nil), // 16: jumpmesh.site.InstallerDefaults
+	(*SessionEvent)(nil),      // 17: jumpmesh.session.SessionEvent
+	(*Error)(nil),             // 18: jumpmesh.site.Error
 }
 var file_peer_proto_depIdxs = []int32{
-	0,  // 0: jumpmesh.peer.PeerHello.info:type_name -> jumpmesh.peer.PeerInfo
-	14, // 1: jumpmesh.peer.PeerHello.overrides:type_name -> jumpmesh.site.InstallerDefaults
-	2,  // 2: jumpmesh.peer.PeerUp.hello:type_name -> jumpmesh.peer.PeerHello
-	1,  // 3: jumpmesh.peer.PeerUp.stats:type_name -> jumpmesh.peer.PeerStats
-	3,  // 4: jumpmesh.peer.PeerUp.goodbye:type_name -> jumpmesh.peer.PeerGoodbye
-	4,  // 5: jumpmesh.peer.PeerUp.state:type_name -> jumpmesh.peer.PeerState
-	15, // 6: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
-	13, // 7: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
-	8,  // 8: jumpmesh.peer.PeerWelcome.local_policy:type_name -> jumpmesh.peer.LocalPolicy
-	6,  // 9: jumpmesh.peer.PeerDown.welcome:type_name -> jumpmesh.peer.PeerWelcome
-	9,  // 10: jumpmesh.peer.PeerDown.retry:type_name -> jumpmesh.peer.PeerRetry
-	10, // 11: jumpmesh.peer.PeerDown.uninstall:type_name -> jumpmesh.peer.PeerUninstall
-	16, // 12: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
-	6,  // 13: jumpmesh.peer.PeerDown.update:type_name -> jumpmesh.peer.PeerWelcome
-	11, // 14: jumpmesh.peer.PeerDown.revoke:type_name -> jumpmesh.peer.PeerRevoke
-	14, // 15: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
-	0,  // 16: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
-	1,  // 17: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	1,  // 0: jumpmesh.peer.PeerInfo.nics:type_name -> jumpmesh.peer.Nic
+	0,  // 1: jumpmesh.peer.PeerHello.info:type_name -> jumpmesh.peer.PeerInfo
+	16, // 2: jumpmesh.peer.PeerHello.overrides:type_name -> jumpmesh.site.InstallerDefaults
+	3,  // 3: jumpmesh.peer.PeerUp.hello:type_name -> jumpmesh.peer.PeerHello
+	2,  // 4: jumpmesh.peer.PeerUp.stats:type_name -> jumpmesh.peer.PeerStats
+	4,  // 5: jumpmesh.peer.PeerUp.goodbye:type_name -> jumpmesh.peer.PeerGoodbye
+	5,  // 6: jumpmesh.peer.PeerUp.state:type_name -> jumpmesh.peer.PeerState
+	17, // 7: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
+	7,  // 8: jumpmesh.peer.PeerUp.passive:type_name -> jumpmesh.peer.PeerPassive
+	15, // 9: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
+	10, // 10: jumpmesh.peer.PeerWelcome.local_policy:type_name -> jumpmesh.peer.LocalPolicy
+	8,  // 11: jumpmesh.peer.PeerDown.welcome:type_name -> jumpmesh.peer.PeerWelcome
+	11, // 12: jumpmesh.peer.PeerDown.retry:type_name -> jumpmesh.peer.PeerRetry
+	12, // 13: jumpmesh.peer.PeerDown.uninstall:type_name -> jumpmesh.peer.PeerUninstall
+	18, // 14: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
+	8,  // 15: jumpmesh.peer.PeerDown.update:type_name -> jumpmesh.peer.PeerWelcome
+	13, // 16: jumpmesh.peer.PeerDown.revoke:type_name -> jumpmesh.peer.PeerRevoke
+	16, // 17: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
+	0,  // 18: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
+	2,  // 19: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -1402,14 +1591,15 @@ func file_peer_proto_init() {
 	}
 	file_site_proto_init()
 	file_session_proto_init()
-	file_peer_proto_msgTypes[5].OneofWrappers = []any{
+	file_peer_proto_msgTypes[6].OneofWrappers = []any{
 		(*PeerUp_Hello)(nil),
 		(*PeerUp_Stats)(nil),
 		(*PeerUp_Goodbye)(nil),
 		(*PeerUp_State)(nil),
 		(*PeerUp_Session)(nil),
+		(*PeerUp_Passive)(nil),
 	}
-	file_peer_proto_msgTypes[12].OneofWrappers = []any{
+	file_peer_proto_msgTypes[14].OneofWrappers = []any{
 		(*PeerDown_Welcome)(nil),
 		(*PeerDown_Retry)(nil),
 		(*PeerDown_Uninstall)(nil),
@@ -1423,7 +1613,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1075,8 +1075,13 @@ type Settings struct {
 	// Session starts one technician may have in flight; 0: half of
 	// max_session_starts (at least 1).
 	MaxSessionStartsPerTechnician uint32 `protobuf:"varint,15,opt,name=max_session_starts_per_technician,json=maxSessionStartsPerTechnician,proto3" json:"max_session_starts_per_technician,omitempty"`
-	unknownFields                 protoimpl.UnknownFields
-	sizeCache                     protoimpl.SizeCache
+	// Technicians may wake sleeping peers (allow-wake; unset means true).
+	AllowWake *bool `protobuf:"varint,16,opt,name=allow_wake,json=allowWake,proto3,oneof" json:"allow_wake,omitempty"`
+	// A passive peer goes passive again after this long without a session
+	// (passive-idle-seconds).
+	PassiveIdleSeconds uint32 `protobuf:"varint,17,opt,name=passive_idle_seconds,json=passiveIdleSeconds,proto3" json:"passive_idle_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
@@ -1210,6 +1215,20 @@ func (x *Settings) GetDefaultConnectionType() ConnectionType {
 func (x *Settings) GetMaxSessionStartsPerTechnician() uint32 {
 	if x != nil {
 		return x.MaxSessionStartsPerTechnician
+	}
+	return 0
+}
+
+func (x *Settings) GetAllowWake() bool {
+	if x != nil && x.AllowWake != nil {
+		return *x.AllowWake
+	}
+	return false
+}
+
+func (x *Settings) GetPassiveIdleSeconds() uint32 {
+	if x != nil {
+		return x.PassiveIdleSeconds
 	}
 	return 0
 }
@@ -1621,7 +1640,7 @@ const file_site_proto_rawDesc = "" +
 	"\aforward\x18\x05 \x01(\bR\aforward\x12#\n" +
 	"\rfile_transfer\x18\x06 \x01(\bR\ffileTransfer\x12'\n" +
 	"\x0frequire_consent\x18\a \x01(\bR\x0erequireConsent\x12%\n" +
-	"\x0eallow_commands\x18\b \x03(\tR\rallowCommands\"\x97\x06\n" +
+	"\x0eallow_commands\x18\b \x03(\tR\rallowCommands\"\xfc\x06\n" +
 	"\bSettings\x12&\n" +
 	"\x0flost_after_days\x18\x01 \x01(\rR\rlostAfterDays\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x12'\n" +
@@ -1638,7 +1657,11 @@ const file_site_proto_rawDesc = "" +
 	"\x17max_concurrent_upgrades\x18\f \x01(\rR\x15maxConcurrentUpgrades\x12+\n" +
 	"\x11upgrade_bandwidth\x18\r \x01(\x04R\x10upgradeBandwidth\x12U\n" +
 	"\x17default_connection_type\x18\x0e \x01(\x0e2\x1d.jumpmesh.site.ConnectionTypeR\x15defaultConnectionType\x12H\n" +
-	"!max_session_starts_per_technician\x18\x0f \x01(\rR\x1dmaxSessionStartsPerTechnician\"\xe6\x01\n" +
+	"!max_session_starts_per_technician\x18\x0f \x01(\rR\x1dmaxSessionStartsPerTechnician\x12\"\n" +
+	"\n" +
+	"allow_wake\x18\x10 \x01(\bH\x00R\tallowWake\x88\x01\x01\x120\n" +
+	"\x14passive_idle_seconds\x18\x11 \x01(\rR\x12passiveIdleSecondsB\r\n" +
+	"\v_allow_wake\"\xe6\x01\n" +
 	"\tInstaller\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x123\n" +
@@ -1762,6 +1785,7 @@ func file_site_proto_init() {
 	if File_site_proto != nil {
 		return
 	}
+	file_site_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
