@@ -43,6 +43,8 @@ func DefaultSettings() *pb.Settings {
 		MaxConcurrentUpgrades:  20,
 		UpgradeBandwidth:       10 * settingsMiB,
 		DefaultConnectionType:  pb.ConnectionType_CONNECTION_TYPE_ACTIVE,
+		AllowWake:              proto.Bool(true),
+		PassiveIdleSeconds:     900,
 	}
 }
 
@@ -337,6 +339,33 @@ var settingsSpecs = []settingSpec{
 	settingChoice("default-connection-type", []string{"", "active", "passive"},
 		func(s *pb.Settings) *pb.ConnectionType { return &s.DefaultConnectionType },
 		"Connection type of peers whose installer sets none: active (stays connected) or passive (waits to be woken)."),
+	settingAllowWake(),
+	settingUint("passive-idle-seconds", settingsUintRange{lo: 10, hi: 86400, unit: " seconds"},
+		func(s *pb.Settings) *uint32 { return &s.PassiveIdleSeconds },
+		"Seconds a passive peer stays connected without a session after it was woken, before it goes passive again."),
+}
+
+// settingAllowWake is allow-wake, an optional bool: unset (a site made
+// before it existed) means true.
+func settingAllowWake() settingSpec {
+	const key = "allow-wake"
+	return settingSpec{
+		key: key, rng: "true or false",
+		desc: "Technicians may wake sleeping peers (Wake-on-LAN through a neighbour, jumpmesh wake, --wake); passive peers are woken whatever this says.",
+		show: func(s *pb.Settings) string { return strconv.FormatBool(s.GetAllowWake()) },
+		set: func(s *pb.Settings, v string) *catalog.Error {
+			b, err := parseSettingBool(key, v)
+			if err == nil {
+				s.AllowWake = proto.Bool(b)
+			}
+			return err
+		},
+		fill: func(s, def *pb.Settings) {
+			if s.AllowWake == nil {
+				s.AllowWake = proto.Bool(def.GetAllowWake())
+			}
+		},
+	}
 }
 
 // settingsUintRange bounds a whole-number setting. zero, when set, is the

@@ -55,6 +55,7 @@ func TestSettingsBounds(t *testing.T) {
 		{"max-active-peers", "0", "10000000", "", "10000001", "between 0 (unlimited) and 10000000"},
 		{"max-concurrent-upgrades", "1", "500", "0", "501", "between 1 and 500"},
 		{"upgrade-bandwidth", "1KiB/s", "100MiB/s", "1023", "104857601", "between 1 KiB/s and 100 MiB/s"},
+		{"passive-idle-seconds", "10", "86400", "9", "86401", "between 10 and 86400 seconds"},
 	}
 	for _, tt := range tests {
 		for _, v := range []string{tt.lo, tt.hi} {
@@ -262,11 +263,13 @@ func TestSettingsTable(t *testing.T) {
 	}
 	wantOrder := []string{"lost-after-days", "delete-after-days", "connection-rate", "max-session-starts", "max-session-starts-per-technician",
 		"concurrent-jumps", "passive-port", "stats-interval", "uninstalled-behavior", "restrict-local-uninstall",
-		"max-peers", "max-active-peers", "max-concurrent-upgrades", "upgrade-bandwidth", "default-connection-type"}
+		"max-peers", "max-active-peers", "max-concurrent-upgrades", "upgrade-bandwidth", "default-connection-type",
+		"allow-wake", "passive-idle-seconds"}
 	wantValue := map[string]string{
 		"stats-interval": "60s", "upgrade-bandwidth": "10 MiB/s", "max-peers": "unlimited",
 		"uninstalled-behavior": "mark", "concurrent-jumps": "true", "lost-after-days": "30",
 		"default-connection-type": "active", "passive-port": "5832",
+		"allow-wake": "true", "passive-idle-seconds": "900",
 	}
 	values := make(map[string]string)
 	for i, row := range rows {
@@ -292,5 +295,23 @@ func TestSettingsTable(t *testing.T) {
 	back, err := ApplySettings(nil, values)
 	if err != nil || !proto.Equal(back, custom) {
 		t.Fatalf("table values did not round-trip: %v, %v (want %v)", back, err, custom)
+	}
+}
+
+// allow-wake is an optional bool: a site stored before it existed allows
+// waking; a stored false is kept.
+func TestSettingsAllowWakeUnsetIsTrue(t *testing.T) {
+	if got := SettingsWithDefaults(&pb.Settings{LostAfterDays: 40}); !got.GetAllowWake() || got.GetPassiveIdleSeconds() != 900 {
+		t.Fatalf("unset allow-wake / passive-idle-seconds read as %v / %d, want true / 900", got.GetAllowWake(), got.GetPassiveIdleSeconds())
+	}
+	off, err := ApplySettings(nil, map[string]string{"allow-wake": "no"})
+	if err != nil || off.AllowWake == nil || off.GetAllowWake() {
+		t.Fatalf("allow-wake=no: %v, %v", off.AllowWake, err)
+	}
+	if SettingsWithDefaults(off).GetAllowWake() {
+		t.Fatal("a stored false became true")
+	}
+	if _, err := ApplySettings(nil, map[string]string{"allow-wake": "maybe"}); !catalog.HasCode(err, catalog.CodeInvalidArgument) {
+		t.Fatalf("allow-wake=maybe: %v", err)
 	}
 }
