@@ -3297,6 +3297,8 @@ type JumpointACLRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Addrs [][]byte               `protobuf:"bytes,1,rep,name=addrs,proto3" json:"addrs,omitempty"`
 	Stats *JumpointStats         `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	// The TCP port of its peer link on the IP addresses of addrs (0: none).
+	PeerPort uint32 `protobuf:"varint,5,opt,name=peer_port,json=peerPort,proto3" json:"peer_port,omitempty"`
 	// Agentless tunnels that ended since the last refresh the coordinator
 	// answered (at most 256; the coordinator audits each), and how many the
 	// jumpoint had to drop because more waited than it keeps.
@@ -3348,6 +3350,13 @@ func (x *JumpointACLRequest) GetStats() *JumpointStats {
 		return x.Stats
 	}
 	return nil
+}
+
+func (x *JumpointACLRequest) GetPeerPort() uint32 {
+	if x != nil {
+		return x.PeerPort
+	}
+	return 0
 }
 
 func (x *JumpointACLRequest) GetTunnels() []*TunnelRecord {
@@ -4108,10 +4117,11 @@ const file_control_proto_rawDesc = "" +
 	"\x04wake\x18\x18 \x01(\v2\x1e.jumpmesh.control.WakeResponseH\x00R\x04wake\x12\x1d\n" +
 	"\n" +
 	"peers_told\x18( \x01(\rR\tpeersToldB\x06\n" +
-	"\x04body\"\xc4\x01\n" +
+	"\x04body\"\xe1\x01\n" +
 	"\x12JumpointACLRequest\x12\x14\n" +
 	"\x05addrs\x18\x01 \x03(\fR\x05addrs\x125\n" +
-	"\x05stats\x18\x02 \x01(\v2\x1f.jumpmesh.control.JumpointStatsR\x05stats\x128\n" +
+	"\x05stats\x18\x02 \x01(\v2\x1f.jumpmesh.control.JumpointStatsR\x05stats\x12\x1b\n" +
+	"\tpeer_port\x18\x05 \x01(\rR\bpeerPort\x128\n" +
 	"\atunnels\x18\x03 \x03(\v2\x1e.jumpmesh.control.TunnelRecordR\atunnels\x12'\n" +
 	"\x0ftunnels_dropped\x18\x04 \x01(\x04R\x0etunnelsDropped\"\x87\x02\n" +
 	"\fTunnelRecord\x12\x1e\n" +

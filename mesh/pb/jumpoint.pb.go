@@ -33,7 +33,10 @@ type TunnelOpen struct {
 	Grant *JumpGrant `protobuf:"bytes,2,opt,name=grant,proto3" json:"grant,omitempty"`
 	// A host not yet enrolled: the installer key it installs with (it may
 	// only reach the coordinator).
-	InstallerKey  string `protobuf:"bytes,3,opt,name=installer_key,json=installerKey,proto3" json:"installer_key,omitempty"`
+	InstallerKey string `protobuf:"bytes,3,opt,name=installer_key,json=installerKey,proto3" json:"installer_key,omitempty"`
+	// On a peer link (a plain TCP connection from a host on the jumpoint's
+	// network, mesh/tunnel lan.go): who opens it, proven by a signature.
+	Link          *LinkAuth `protobuf:"bytes,4,opt,name=link,proto3" json:"link,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -89,6 +92,78 @@ func (x *TunnelOpen) GetInstallerKey() string {
 	return ""
 }
 
+func (x *TunnelOpen) GetLink() *LinkAuth {
+	if x != nil {
+		return x.Link
+	}
+	return nil
+}
+
+// LinkAuth authenticates the caller of a peer link: its libp2p public key
+// and its signature over "jumpmesh peer link v1\n" + the jumpoint's peer ID
+// + the jumpoint's 32-byte challenge + the target. listen are the TCP ports
+// the caller listens on at the IP address it connects from (consoles'
+// tunnels to it go there).
+type LinkAuth struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PublicKey     []byte                 `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	ListenPorts   []uint32               `protobuf:"varint,3,rep,packed,name=listen_ports,json=listenPorts,proto3" json:"listen_ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkAuth) Reset() {
+	*x = LinkAuth{}
+	mi := &file_jumpoint_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkAuth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkAuth) ProtoMessage() {}
+
+func (x *LinkAuth) ProtoReflect() protoreflect.Message {
+	mi := &file_jumpoint_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkAuth.ProtoReflect.Descriptor instead.
+func (*LinkAuth) Descriptor() ([]byte, []int) {
+	return file_jumpoint_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LinkAuth) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *LinkAuth) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *LinkAuth) GetListenPorts() []uint32 {
+	if x != nil {
+		return x.ListenPorts
+	}
+	return nil
+}
+
 // TunnelReply answers TunnelOpen; without error, the stream then carries
 // the TCP connection's bytes both ways.
 type TunnelReply struct {
@@ -100,7 +175,7 @@ type TunnelReply struct {
 
 func (x *TunnelReply) Reset() {
 	*x = TunnelReply{}
-	mi := &file_jumpoint_proto_msgTypes[1]
+	mi := &file_jumpoint_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -112,7 +187,7 @@ func (x *TunnelReply) String() string {
 func (*TunnelReply) ProtoMessage() {}
 
 func (x *TunnelReply) ProtoReflect() protoreflect.Message {
-	mi := &file_jumpoint_proto_msgTypes[1]
+	mi := &file_jumpoint_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -125,7 +200,7 @@ func (x *TunnelReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelReply.ProtoReflect.Descriptor instead.
 func (*TunnelReply) Descriptor() ([]byte, []int) {
-	return file_jumpoint_proto_rawDescGZIP(), []int{1}
+	return file_jumpoint_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TunnelReply) GetError() *Error {
@@ -140,12 +215,18 @@ var File_jumpoint_proto protoreflect.FileDescriptor
 const file_jumpoint_proto_rawDesc = "" +
 	"\n" +
 	"\x0ejumpoint.proto\x12\x11jumpmesh.jumpoint\x1a\n" +
-	"site.proto\x1a\rsession.proto\"|\n" +
+	"site.proto\x1a\rsession.proto\"\xad\x01\n" +
 	"\n" +
 	"TunnelOpen\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x121\n" +
 	"\x05grant\x18\x02 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\x12#\n" +
-	"\rinstaller_key\x18\x03 \x01(\tR\finstallerKey\"9\n" +
+	"\rinstaller_key\x18\x03 \x01(\tR\finstallerKey\x12/\n" +
+	"\x04link\x18\x04 \x01(\v2\x1b.jumpmesh.jumpoint.LinkAuthR\x04link\"j\n" +
+	"\bLinkAuth\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x01 \x01(\fR\tpublicKey\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12!\n" +
+	"\flisten_ports\x18\x03 \x03(\rR\vlistenPorts\"9\n" +
 	"\vTunnelReply\x12*\n" +
 	"\x05error\x18\x01 \x01(\v2\x14.jumpmesh.site.ErrorR\x05errorB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
 
@@ -161,21 +242,23 @@ func file_jumpoint_proto_rawDescGZIP() []byte {
 	return file_jumpoint_proto_rawDescData
 }
 
-var file_jumpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_jumpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_jumpoint_proto_goTypes = []any{
 	(*TunnelOpen)(nil),  // 0: jumpmesh.jumpoint.TunnelOpen
-	(*TunnelReply)(nil), // 1: jumpmesh.jumpoint.TunnelReply
-	(*JumpGrant)(nil),   // 2: jumpmesh.session.JumpGrant
-	(*Error)(nil),       // 3: jumpmesh.site.Error
+	(*LinkAuth)(nil),    // 1: jumpmesh.jumpoint.LinkAuth
+	(*TunnelReply)(nil), // 2: jumpmesh.jumpoint.TunnelReply
+	(*JumpGrant)(nil),   // 3: jumpmesh.session.JumpGrant
+	(*Error)(nil),       // 4: jumpmesh.site.Error
 }
 var file_jumpoint_proto_depIdxs = []int32{
-	2, // 0: jumpmesh.jumpoint.TunnelOpen.grant:type_name -> jumpmesh.session.JumpGrant
-	3, // 1: jumpmesh.jumpoint.TunnelReply.error:type_name -> jumpmesh.site.Error
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 0: jumpmesh.jumpoint.TunnelOpen.grant:type_name -> jumpmesh.session.JumpGrant
+	1, // 1: jumpmesh.jumpoint.TunnelOpen.link:type_name -> jumpmesh.jumpoint.LinkAuth
+	4, // 2: jumpmesh.jumpoint.TunnelReply.error:type_name -> jumpmesh.site.Error
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_jumpoint_proto_init() }
@@ -191,7 +274,7 @@ func file_jumpoint_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jumpoint_proto_rawDesc), len(file_jumpoint_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

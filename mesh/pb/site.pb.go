@@ -299,7 +299,11 @@ type JumpointRef struct {
 	Id    []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// Multiaddrs (bytes, without /p2p/) on the networks the jumpoint serves.
-	Addrs         [][]byte `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	Addrs [][]byte `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	// The TCP port of the jumpoint's peer link (mesh/tunnel's lan.go) on the
+	// IP addresses of addrs; 0: the jumpoint has none (peers tunnel over a
+	// libp2p connection to it).
+	PeerPort      uint32 `protobuf:"varint,4,opt,name=peer_port,json=peerPort,proto3" json:"peer_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -353,6 +357,13 @@ func (x *JumpointRef) GetAddrs() [][]byte {
 		return x.Addrs
 	}
 	return nil
+}
+
+func (x *JumpointRef) GetPeerPort() uint32 {
+	if x != nil {
+		return x.PeerPort
+	}
+	return 0
 }
 
 // User is a technician or administrator of the site.
@@ -1581,11 +1592,12 @@ const file_site_proto_rawDesc = "" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"G\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"d\n" +
 	"\vJumpointRef\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
-	"\x05addrs\x18\x03 \x03(\fR\x05addrs\"\x81\x02\n" +
+	"\x05addrs\x18\x03 \x03(\fR\x05addrs\x12\x1b\n" +
+	"\tpeer_port\x18\x04 \x01(\rR\bpeerPort\"\x81\x02\n" +
 	"\x04User\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x13.jumpmesh.site.RoleR\x04role\x12\x19\n" +
