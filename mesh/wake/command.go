@@ -79,13 +79,25 @@ func Sign(signer mesh.Signer, body *pb.WakeBody) (*pb.WakeCommand, error) {
 
 // Verify checks that cmd was signed by site, is in force at now and, when
 // target is not empty, names target. It does not check replays (see
-// Replays).
+// Replays). The body's claims (site, target, nonce, expiry) are checked
+// before the signature, so a command that fails them costs no signature
+// check: for a forged one that also fails them, the claim's error is
+// returned rather than ErrSignature.
 func Verify(cmd *pb.WakeCommand, site, target peer.ID, now time.Time) (*pb.WakeBody, error) {
-	if len(cmd.GetBody()) == 0 || len(cmd.GetSignature()) == 0 {
-		return nil, ErrMalformed
+	body, err := precheck(cmd, site, target, now)
+	if err != nil {
+		return nil, err
 	}
 	if err := mesh.VerifySignature(site, append([]byte(signingDomain), cmd.GetBody()...), cmd.GetSignature()); err != nil {
 		return nil, ErrSignature
+	}
+	return body, nil
+}
+
+// precheck is Verify without the signature: what can be refused cheaply.
+func precheck(cmd *pb.WakeCommand, site, target peer.ID, now time.Time) (*pb.WakeBody, error) {
+	if len(cmd.GetBody()) == 0 || len(cmd.GetSignature()) == 0 {
+		return nil, ErrMalformed
 	}
 	body := new(pb.WakeBody)
 	if err := proto.Unmarshal(cmd.GetBody(), body); err != nil {
@@ -108,7 +120,7 @@ func Verify(cmd *pb.WakeCommand, site, target peer.ID, now time.Time) (*pb.WakeB
 }
 
 // Encode is a command as it travels to a passive port over UDP (over TCP it
-// is preceded by its length, see WriteStreamCommand).
+// is preceded by its length, see StreamFrame).
 func Encode(cmd *pb.WakeCommand) ([]byte, error) {
 	raw, err := proto.Marshal(cmd)
 	if err != nil {
