@@ -83,12 +83,14 @@ func (s SysSource) HostInfo(version string) *pb.PeerInfo {
 	if name, err := os.Hostname(); err == nil {
 		info.Hostname = name
 	}
-	if ip, mac, err := s.DefaultGateway(); err == nil {
+	ip, iface, err := s.defaultRoute()
+	if err == nil {
 		info.GatewayIp = ip.String()
-		if mac != nil {
+		if mac := s.gatewayMAC(ip, iface); mac != nil {
 			info.GatewayMac = mac.String()
 		}
 	}
+	info.Nics = Nics(iface)
 	if users, err := s.ConsoleUsers(); err == nil {
 		info.ConsoleUsers = users
 	}
@@ -178,21 +180,31 @@ func sysDiskUsage(path string) (used, total uint64, err error) {
 // When the gateway has no complete ARP entry yet, mac is nil and err is nil:
 // the IP alone is still a fact worth reporting.
 func (s SysSource) DefaultGateway() (ip net.IP, mac net.HardwareAddr, err error) {
-	routes, err := os.Open(s.procFile("net", "route"))
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading routes: %w", err)
-	}
-	defer routes.Close()
-	ip, iface, err := sysParseRoute(routes)
+	ip, iface, err := s.defaultRoute()
 	if err != nil {
 		return nil, nil, err
 	}
+	return ip, s.gatewayMAC(ip, iface), nil
+}
+
+// defaultRoute is the IPv4 default route's gateway and interface.
+func (s SysSource) defaultRoute() (net.IP, string, error) {
+	routes, err := os.Open(s.procFile("net", "route"))
+	if err != nil {
+		return nil, "", fmt.Errorf("reading routes: %w", err)
+	}
+	defer routes.Close()
+	return sysParseRoute(routes)
+}
+
+// gatewayMAC is the gateway's MAC from the ARP table, nil when unknown.
+func (s SysSource) gatewayMAC(ip net.IP, iface string) net.HardwareAddr {
 	arp, err := os.Open(s.procFile("net", "arp"))
 	if err != nil {
-		return ip, nil, nil
+		return nil
 	}
 	defer arp.Close()
-	return ip, sysParseARP(arp, ip, iface), nil
+	return sysParseARP(arp, ip, iface)
 }
 
 // sysParseRoute picks the IPv4 default route with the lowest metric from a
@@ -403,6 +415,79 @@ func sysPrivateAddrs(addrs []net.Addr) []string {
 	out := make([]string, len(ips))
 	for i, ip := range ips {
 		out[i] = ip.String()
+	}
+	return out
+}
+
+// sysNic is what Nics needs of an interface (net.Interface and its
+// addresses), so the filter can be tested on made-up interfaces.
+type sysNic struct {
+	name  string
+	flags net.Flags
+	mac   net.HardwareAddr
+	addrs []net.Addr
+}
+
+// Nics lists the host's up interfaces that have an Ethernet (6-byte) MAC,
+// loopback left out, with their addresses; defaultIface (from the routing
+// table, "" when there is no default route) is marked as carrying the IPv4
+// default route. Wake-on-LAN needs these MACs, and a waker needs the
+// subnets to pick its interface. It asks the kernel once per interface
+// (netlink), so it is cheap enough for every hello.
+func Nics(defaultIface string) []*pb.Nic {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	in := make([]sysNic, 0, len(ifaces))
+	for _, ifc := range ifaces {
+		n := sysNic{name: ifc.Name, flags: ifc.Flags, mac: ifc.HardwareAddr}
+		if sysWantNic(n) {
+			n.addrs, _ = ifc.Addrs()
+		}
+		in = append(in, n)
+	}
+	return sysNics(in, defaultIface)
+}
+
+func sysWantNic(n sysNic) bool {
+	return n.flags&net.FlagUp != 0 && n.flags&net.FlagLoopback == 0 && len(n.mac) == 6 && !sysAllZero(n.mac)
+}
+
+// sysNics filters and formats interfaces for Nics: CIDR addresses, IPv4
+// first, link-local ones left out (as in PrivateIPs).
+func sysNics(in []sysNic, defaultIface string) []*pb.Nic {
+	var out []*pb.Nic
+	for _, n := range in {
+		if !sysWantNic(n) {
+			continue
+		}
+		var prefixes []netip.Prefix
+		for _, a := range n.addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(ipn.IP)
+			if !ok {
+				continue
+			}
+			ip = ip.Unmap()
+			ones, bits := ipn.Mask.Size()
+			if !ip.IsGlobalUnicast() || bits == 0 {
+				continue // link-local, or a mask that is not a prefix
+			}
+			if ip.Is4() && bits == 128 {
+				ones -= 96
+			}
+			prefixes = append(prefixes, netip.PrefixFrom(ip, ones))
+		}
+		slices.SortFunc(prefixes, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+		nic := &pb.Nic{Name: n.name, Mac: n.mac.String(), DefaultRoute: n.name == defaultIface && defaultIface != ""}
+		for _, p := range prefixes {
+			nic.Addrs = append(nic.Addrs, p.String())
+		}
+		out = append(out, nic)
 	}
 	return out
 }

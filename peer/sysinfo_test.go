@@ -11,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 const (
@@ -382,4 +386,53 @@ func FuzzSysParseARP(f *testing.F) {
 			t.Fatalf("zero MAC returned")
 		}
 	})
+}
+
+func TestSysNics(t *testing.T) {
+	cidr := func(s string) net.Addr {
+		ip, n, err := net.ParseCIDR(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.IP = ip
+		return n
+	}
+	mac := func(s string) net.HardwareAddr {
+		m, err := net.ParseMAC(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	up := net.FlagUp | net.FlagBroadcast
+	in := []sysNic{
+		{name: "lo", flags: net.FlagUp | net.FlagLoopback, mac: nil, addrs: []net.Addr{cidr("127.0.0.1/8")}},
+		{name: "eth0", flags: up, mac: mac("02:00:00:aa:bb:cc"), addrs: []net.Addr{
+			cidr("fe80::1/64"), cidr("fd00::5/64"), cidr("192.168.1.20/24"),
+			&net.IPNet{IP: net.ParseIP("10.1.2.3"), Mask: net.CIDRMask(112, 128)},     // a v4 address with a 16-byte mask
+			&net.IPNet{IP: net.ParseIP("10.9.9.9"), Mask: net.IPMask{255, 0, 255, 0}}, // not a prefix
+			&net.IPAddr{IP: net.ParseIP("10.0.0.1")},
+		}},
+		{name: "eth1", flags: net.FlagBroadcast, mac: mac("02:00:00:00:00:01")},                           // down
+		{name: "wg0", flags: up, addrs: []net.Addr{cidr("10.8.0.2/24")}},                                  // no MAC
+		{name: "ib0", flags: up, mac: mac("00:00:00:00:fe:80:00:00:00:00:00:00:00:00:00:00:00:00:00:01")}, // 20 bytes
+		{name: "zero0", flags: up, mac: make(net.HardwareAddr, 6)},
+		{name: "wlan0", flags: up, mac: mac("02:00:00:dd:ee:ff")},
+	}
+	got := sysNics(in, "wlan0")
+	want := []*pb.Nic{
+		{Name: "eth0", Mac: "02:00:00:aa:bb:cc", Addrs: []string{"10.1.2.3/16", "192.168.1.20/24", "fd00::5/64"}},
+		{Name: "wlan0", Mac: "02:00:00:dd:ee:ff", DefaultRoute: true},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("sysNics = %v; want %v", got, want)
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) {
+			t.Errorf("nic %d = %v; want %v", i, got[i], want[i])
+		}
+	}
+	if got := sysNics(in, ""); got[0].DefaultRoute || got[1].DefaultRoute {
+		t.Errorf("no default route, yet %v", got)
+	}
 }
