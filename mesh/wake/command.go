@@ -20,9 +20,11 @@ const Protocol protocol.ID = "/jumpmesh/wake/1.0.0"
 
 const (
 	// MaxCommand bounds an encoded command (Magic included) on a passive
-	// port and a wake stream's messages. The largest real one, with 8 MACs,
-	// 8 IPs and 16 passive addresses, is well under half of it.
-	MaxCommand = 1024
+	// port and a wake stream's messages. It keeps a command in one UDP
+	// datagram of a 1500-byte link (1452 bytes of payload over IPv6). A
+	// command with 8 MACs, 8 IPv6 target IPs and 8 IPv6 passive addresses
+	// is about 1100 bytes; the coordinator caps each list at 8.
+	MaxCommand = 1400
 	// MaxValidity is the longest a command may stay valid: long enough for
 	// a waker behind a slow link, short enough that a captured command is
 	// soon of no use.
