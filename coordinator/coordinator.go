@@ -130,7 +130,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 		Store: c.store, Signer: signer, Clock: cfg.Clock, Logger: log,
 		Addrs: func() []ma.Multiaddr { return site.AdvertisedAddrs(c.host.Addrs()) }, Relays: site.Relays(),
 		PeerAddrs:     func(id peer.ID) []ma.Multiaddr { return c.host.Peerstore().Addrs(id) },
-		AdmissionRate: cfg.AdmissionRate, Resources: res,
+		AdmissionRate: cfg.AdmissionRate, Resources: res, Wake: hostWakeSender{c.host},
 	})
 	if err != nil {
 		return nil, err
@@ -140,6 +140,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	}
 	c.metrics.registerPeers(reg, c.service)
 	c.service.paths.register(reg)
+	c.service.RegisterWakeMetrics(reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	control.Serve(ctx, c.host, c.handle, control.WithGate(c.service))

@@ -65,6 +65,7 @@ func updateFacts(rec *pb.Peer, hello *pb.PeerHello, observed string, now time.Ti
 	rec.Disabled = hello.GetDisabled()
 	rec.LastSeenUnix = now.Unix()
 	rec.UninstalledUnix = 0
+	rec.PassiveUnix = 0 // connected: no longer passive (until it says so again)
 }
 
 // enroll admits a new peer: a valid, unrevoked installer key of this site,
@@ -121,11 +122,11 @@ func (s *Service) checkBuildLimits(settings *pb.InstallerDefaults) error {
 	if st.GetMaxPeers() == 0 && st.GetMaxActivePeers() == 0 {
 		return nil // no limits: spare the count over every peer
 	}
-	total, active := s.peers.counts()
+	total, active := s.peers.counts(st.GetDefaultConnectionType())
 	if st.GetMaxPeers() > 0 && total >= int(st.GetMaxPeers()) {
 		return catalog.Errorf(catalog.CodeBuildLimitTotal, "(%d of %d)", total, st.GetMaxPeers())
 	}
-	if settings.GetConnectionType() != pb.ConnectionType_CONNECTION_TYPE_PASSIVE &&
+	if !isPassiveType(settings.GetConnectionType(), st.GetDefaultConnectionType()) &&
 		st.GetMaxActivePeers() > 0 && active >= int(st.GetMaxActivePeers()) {
 		return catalog.Errorf(catalog.CodeBuildLimitActive, "(%d of %d)", active, st.GetMaxActivePeers())
 	}
@@ -185,6 +186,7 @@ func (s *Service) Sweep(now time.Time) (deleted int) {
 	}
 	s.flushLastSeen(flush, now)
 	s.sweepTombstones(now)
+	s.sweepWakes(now)
 	s.jumps.sweepBuckets()
 	return len(gone)
 }

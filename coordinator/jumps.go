@@ -63,6 +63,9 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 		return nil, ev, catalog.NewError(catalog.CodePeerDisabled)
 	case StatusOffline, StatusLost:
 		return nil, ev, catalog.Errorf(catalog.CodePeerOffline, "(last seen %s)", time.Unix(rec.GetLastSeenUnix(), 0).UTC().Format(time.RFC3339))
+	case StatusPassive:
+		// The console wakes it (wake request) and asks again once it is online.
+		return nil, ev, catalog.Errorf(catalog.CodePeerPassive, "(passive since %s)", time.Unix(rec.GetPassiveUnix(), 0).UTC().Format(time.RFC3339))
 	}
 	if err := s.checkJumpPolicy(rec, now); err != nil {
 		return nil, ev, err

@@ -99,6 +99,11 @@ func (s *Service) readPeer(ctx context.Context, sess *peerSession) {
 		case *pb.PeerUp_Goodbye:
 			s.peerUninstalled(sess.id, b.Goodbye.GetReason(), now)
 			return
+		case *pb.PeerUp_Passive:
+			// It closes its stream after this; so do we. The mark is the
+			// stream's own peer's: the message names no one (wake.go).
+			s.peerPassive(sess, now)
+			return
 		default:
 			s.peers.touch(sess.id, now, nil)
 		}
@@ -139,7 +144,7 @@ func (s *Service) welcome(rec *pb.Peer, observed string) *pb.PeerWelcome {
 	st := s.settings()
 	return &pb.PeerWelcome{Peer: rec, DeleteAfterDays: st.GetDeleteAfterDays(), StatsIntervalSeconds: st.GetStatsIntervalSeconds(),
 		RestrictLocalUninstall: st.GetRestrictLocalUninstall(), ObservedAddr: observed, Relays: encodeAddrs(s.relayAddrs()),
-		LocalPolicy: s.localPolicy(peer.ID(rec.GetId()), st)}
+		LocalPolicy: s.localPolicy(peer.ID(rec.GetId()), st), PassivePort: st.GetPassivePort(), PassiveIdleSeconds: st.GetPassiveIdleSeconds()}
 }
 
 // tellUninstall orders the peer to uninstall and closes our side for

@@ -18,6 +18,9 @@ const (
 	StatusUninstalled = "uninstalled"
 	StatusDisabled    = "disabled"
 	StatusDeleted     = "deleted"
+	// StatusPassive is a passive peer that said it went passive: it holds
+	// no connection and listens for a wake command (until its next hello).
+	StatusPassive = "passive"
 )
 
 // registry is the in-memory view of every peer record, loaded from the
@@ -28,6 +31,8 @@ const (
 type registry struct {
 	mu    sync.RWMutex
 	peers map[peer.ID]*peerEntry
+	// gateways is the same-gateway index (gateways.go), kept with peers.
+	gateways gatewayIndex
 }
 
 type peerEntry struct {
@@ -43,7 +48,9 @@ type peerEntry struct {
 	docStatus string
 }
 
-func newRegistry() *registry { return &registry{peers: map[peer.ID]*peerEntry{}} }
+func newRegistry() *registry {
+	return &registry{peers: map[peer.ID]*peerEntry{}, gateways: gatewayIndex{}}
+}
 
 // load fills the registry from the store.
 func (r *registry) load(st *Store) error {
@@ -55,7 +62,10 @@ func (r *registry) load(st *Store) error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		for _, rec := range recs {
-			r.peers[peer.ID(rec.GetId())] = &peerEntry{rec: rec, lastSeen: time.Unix(rec.GetLastSeenUnix(), 0)}
+			id := peer.ID(rec.GetId())
+			e := &peerEntry{rec: rec, lastSeen: time.Unix(rec.GetLastSeenUnix(), 0)}
+			r.peers[id] = e
+			r.gateways.move(id, e, nil)
 		}
 		return nil
 	})
@@ -88,7 +98,9 @@ func (r *registry) put(rec *pb.Peer) {
 		e = &peerEntry{}
 		r.peers[id] = e
 	}
+	old := e.rec
 	e.rec = proto.CloneOf(rec)
+	r.gateways.move(id, e, old)
 	e.doc = nil
 	e.lastSeen = time.Unix(rec.GetLastSeenUnix(), 0)
 	if rec.GetStats() != nil {
@@ -99,6 +111,9 @@ func (r *registry) put(rec *pb.Peer) {
 func (r *registry) remove(id peer.ID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if e := r.peers[id]; e != nil {
+		r.gateways.move(id, nil, e.rec)
+	}
 	delete(r.peers, id)
 }
 
@@ -182,8 +197,10 @@ func (r *registry) snapshot() []peerSnapshot {
 	return out
 }
 
-// counts returns the peers that count against the build limits.
-func (r *registry) counts() (total, active int) {
+// counts returns the peers that count against the build limits. A
+// passive peer (its own connection type, else the site's default,
+// defaultType) is not an active one.
+func (r *registry) counts(defaultType pb.ConnectionType) (total, active int) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, e := range r.peers {
@@ -191,14 +208,26 @@ func (r *registry) counts() (total, active int) {
 			continue
 		}
 		total++
-		if e.rec.GetSettings().GetConnectionType() != pb.ConnectionType_CONNECTION_TYPE_PASSIVE {
+		if !isPassiveType(e.rec.GetSettings().GetConnectionType(), defaultType) {
 			active++
 		}
 	}
 	return total, active
 }
 
-// peerStatus is what technicians see for a peer at now.
+// isPassiveType reports whether a peer of connection type ct is passive,
+// on a site whose default-connection-type is def.
+func isPassiveType(ct, def pb.ConnectionType) bool {
+	if ct == pb.ConnectionType_CONNECTION_TYPE_UNSPECIFIED {
+		ct = def
+	}
+	return ct == pb.ConnectionType_CONNECTION_TYPE_PASSIVE
+}
+
+// peerStatus is what technicians see for a peer at now. A passive peer
+// is shown passive from its PeerUp{passive} until its next hello, unless
+// it has been out of touch past the lost horizon (nothing then says it
+// still listens).
 func peerStatus(rec *pb.Peer, online bool, lastSeen time.Time, st *pb.Settings, now time.Time) string {
 	switch {
 	case rec.GetDeletedUnix() != 0:
@@ -211,6 +240,8 @@ func peerStatus(rec *pb.Peer, online bool, lastSeen time.Time, st *pb.Settings, 
 		return StatusOnline
 	case now.Sub(lastSeen) >= days(st.GetLostAfterDays()):
 		return StatusLost
+	case rec.GetPassiveUnix() != 0:
+		return StatusPassive
 	}
 	return StatusOffline
 }

@@ -62,7 +62,7 @@ const (
 const searchSep = '\x00'
 
 // Statuses a peer can have, as the status: term takes them.
-var searchStatuses = []string{"online", "offline", "lost", "uninstalled", "disabled", "deleted"}
+var searchStatuses = []string{"online", "offline", "passive", "lost", "uninstalled", "disabled", "deleted"}
 
 // Jump methods, as the method: term takes them. "jumpoint" is a peer
 // installed to talk through jumpoints (its record names them), whatever

@@ -129,7 +129,7 @@ func TestQueryParseErrors(t *testing.T) {
 		{"web -", "empty"},
 		{`"web 01`, "no closing quote"},
 		{`name:"web`, "no closing quote"},
-		{"status:sleeping", "online, offline, lost, uninstalled, disabled, deleted"},
+		{"status:sleeping", "online, offline, passive, lost, uninstalled, disabled, deleted"},
 		{"status:onl", "a status is"},
 		{"method:teleport", "active, passive, jumpoint"},
 		{"last-access:7d", "last-access takes"},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
@@ -65,6 +66,9 @@ type Service struct {
 	relayBook     relayBook
 	jumpointBook  jumpointBook
 	paths         *pathStats
+	// wakeSender orders wakers (wake.go); wakes counts the attempts.
+	wakeSender WakeSender
+	wakes      *prometheus.CounterVec
 }
 
 // PeerRetries is how many peer hellos the connection rate turned away.
@@ -99,6 +103,9 @@ type ServiceConfig struct {
 	// Resources bound what callers may make it spend (zero fields:
 	// DefaultResources).
 	Resources Resources
+	// Wake orders wakers and reaches passive ports (nil: wakes fail with
+	// wake_failed; the coordinator gives its host's).
+	Wake WakeSender
 }
 
 // NewService makes a Service over an open store.
@@ -107,7 +114,8 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, fmt.Errorf("service config: store and signer are required")
 	}
 	s := &Service{store: cfg.Store, signer: cfg.Signer, siteID: cfg.Signer.PeerID(), clock: cfg.Clock,
-		log: cfg.Logger, addrs: cfg.Addrs, relays: cfg.Relays, admissionRate: cfg.AdmissionRate}
+		log: cfg.Logger, addrs: cfg.Addrs, relays: cfg.Relays, admissionRate: cfg.AdmissionRate,
+		wakeSender: cfg.Wake, wakes: newWakeMetric()}
 	s.resources = cfg.Resources.withDefaults()
 	if err := s.resources.validate(); err != nil {
 		return nil, err
@@ -237,6 +245,8 @@ func (s *Service) dispatch(c *caller, req *pb.Request) (*pb.Response, error) {
 		return s.peerRemove(c, b.PeerRemove)
 	case *pb.Request_Jump:
 		return s.jump(c, b.Jump)
+	case *pb.Request_Wake:
+		return s.wakeRequest(c, b.Wake)
 	case *pb.Request_Audit:
 		return s.auditList(c, b.Audit)
 	case *pb.Request_RelayAcl:

@@ -1,10 +1,13 @@
 package coordinator
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -27,6 +30,7 @@ import (
 //	ps/<name>       SessionPolicy
 //	n/<id>          Installer
 //	p/<peer id>     Peer
+//	wk/<peer id>    last wake attempt (unix ms, big-endian; wake.go)
 //	settings        Settings
 type Store struct {
 	db *badger.DB
@@ -265,3 +269,54 @@ func (tx *Tx) Peer(id peer.ID) (*pb.Peer, error) { return getOrNil[pb.Peer](tx, 
 func (tx *Tx) PutPeer(p *pb.Peer) error          { return tx.put("p/"+string(p.GetId()), p) }
 func (tx *Tx) DeletePeer(id peer.ID) error       { return tx.del("p/" + string(id)) }
 func (tx *Tx) Peers() ([]*pb.Peer, error)        { return list[pb.Peer](tx, "p/") }
+
+// Wake attempts (wake.go): wk/<peer ID> → the attempt's time, big-endian
+// unix milliseconds, for the per-target cooldown across restarts.
+
+// WakeAttempt is when a wake of id was last attempted; zero if never (or
+// swept since).
+func (tx *Tx) WakeAttempt(id peer.ID) (time.Time, error) {
+	item, err := tx.txn.Get([]byte("wk/" + string(id)))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reading the wake attempt of %s: %w", id, err)
+	}
+	var at time.Time
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("wake attempt of %s: %d bytes", id, len(v))
+		}
+		at = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
+		return nil
+	})
+	return at, err
+}
+
+func (tx *Tx) PutWakeAttempt(id peer.ID, at time.Time) error {
+	return tx.txn.Set([]byte("wk/"+string(id)), binary.BigEndian.AppendUint64(nil, uint64(at.UnixMilli())))
+}
+
+func (tx *Tx) DeleteWakeAttempt(id peer.ID) error { return tx.del("wk/" + string(id)) }
+
+// WakeAttempts lists every stored attempt (the sweep drops old ones).
+func (tx *Tx) WakeAttempts() (map[peer.ID]time.Time, error) {
+	out := map[peer.ID]time.Time{}
+	it := tx.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte("wk/")})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		id := peer.ID(bytes.TrimPrefix(item.Key(), []byte("wk/")))
+		err := item.Value(func(v []byte) error {
+			if len(v) == 8 {
+				out[id] = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
