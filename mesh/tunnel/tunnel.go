@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -135,6 +136,9 @@ type Config struct {
 	// bucket (a burst of up to 32 KiB) between reading a direction's bytes
 	// and writing them on. 0 is unlimited.
 	MaxBytesPerSecond int64
+	// MaxLinkHandshakes bounds peer links not yet past their proof
+	// (0: DefaultMaxLinkHandshakes); more are reset at once.
+	MaxLinkHandshakes int
 	Log               *slog.Logger
 }
 
@@ -150,9 +154,11 @@ type Server struct {
 	slot chan struct{}
 	wg   sync.WaitGroup
 
-	mu     sync.Mutex
-	closed bool
-	live   map[network.Stream]*liveTunnel
+	mu        sync.Mutex
+	closed    bool
+	live      map[caller]*liveTunnel
+	listeners []net.Listener             // of ServeLinks
+	linkAddrs map[peer.ID]map[string]int // where linked callers listen: address → live links
 
 	open, total, refused, bytes atomic.Uint64
 }
@@ -165,10 +171,14 @@ func Serve(h host.Host, cfg Config) *Server {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = OpenTimeout
 	}
+	if cfg.MaxLinkHandshakes <= 0 {
+		cfg.MaxLinkHandshakes = DefaultMaxLinkHandshakes
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{h: h, cfg: cfg, slot: make(chan struct{}, cfg.MaxTunnels), live: map[network.Stream]*liveTunnel{}}
+	s := &Server{h: h, cfg: cfg, slot: make(chan struct{}, cfg.MaxTunnels), live: map[caller]*liveTunnel{},
+		linkAddrs: map[peer.ID]map[string]int{}}
 	h.SetStreamHandler(Protocol, s.handle)
 	return s
 }
@@ -183,6 +193,9 @@ func (s *Server) Close() {
 	s.h.RemoveStreamHandler(Protocol)
 	s.mu.Lock()
 	s.closed = true
+	for _, l := range s.listeners {
+		l.Close()
+	}
 	for st, t := range s.live {
 		t.end(st)
 	}
@@ -211,66 +224,91 @@ func (s *Server) CloseWhere(match func(remote peer.ID, open *pb.TunnelOpen) bool
 }
 
 func (s *Server) handle(st network.Stream) {
-	t := s.track(st) // also counts the handler in s.wg, so Close waits for it
+	s.serve(st, st.Conn().RemotePeer(), func() (peer.ID, *pb.TunnelOpen, error) {
+		var open pb.TunnelOpen
+		if err := frame.NewReader(st, st.Scope(), MaxOpen).ReadMsg(&open); err != nil {
+			return "", nil, err
+		}
+		return st.Conn().RemotePeer(), &open, nil
+	})
+}
+
+// caller is the caller's end of a tunnel: a libp2p stream, or a peer
+// link's TCP connection (link.go).
+type caller interface {
+	io.ReadWriteCloser
+	CloseWrite() error
+	SetDeadline(time.Time) error
+	Reset() error
+}
+
+// serve runs one tunnel: steps 1 to 3 of the protocol, with readOpen
+// doing step 1 (and saying who the caller is) for the caller's transport.
+func (s *Server) serve(c caller, remote peer.ID, readOpen func() (peer.ID, *pb.TunnelOpen, error)) {
+	t := s.track(c, remote) // also counts the handler in s.wg, so Close waits for it
 	if t == nil {
-		st.Reset()
+		c.Reset()
 		return
 	}
 	defer s.wg.Done()
-	defer s.untrack(st)
+	defer s.untrack(c)
 	select {
 	case s.slot <- struct{}{}:
 		defer func() { <-s.slot }()
 	default:
-		s.refuse(st, catalog.Errorf(catalog.CodeServerBusy, "(the jumpoint carries %d tunnels, its limit)", s.cfg.MaxTunnels))
+		s.refuse(c, catalog.Errorf(catalog.CodeServerBusy, "(the jumpoint carries %d tunnels, its limit)", s.cfg.MaxTunnels))
 		return
 	}
-	_ = st.SetDeadline(time.Now().Add(OpenTimeout))
-	var open pb.TunnelOpen
-	if err := frame.NewReader(st, st.Scope(), MaxOpen).ReadMsg(&open); err != nil {
+	_ = c.SetDeadline(time.Now().Add(OpenTimeout))
+	remote, open, err := readOpen()
+	if err != nil {
+		var ce *catalog.Error
+		if errors.As(err, &ce) {
+			s.refuse(c, err) // a caller that can be told why (a peer link's failed proof)
+			return
+		}
 		s.refused.Add(1)
-		st.Reset()
+		c.Reset()
 		return
 	}
-	remote := st.Conn().RemotePeer()
 	// Recorded before Authorize reads the ACL, so that CloseWhere sees
 	// every tunnel an older ACL may have let through.
-	if !s.opening(st, remote, &open) {
-		st.Reset()
+	if !s.opening(c, remote, open) {
+		c.Reset()
 		return
 	}
-	if err := s.cfg.Authorize(remote, &open); err != nil {
+	if err := s.cfg.Authorize(remote, open); err != nil {
 		s.cfg.Log.Info("tunnel refused", "remote", remote, "target", open.GetTarget(), "error", err)
-		s.refuse(st, err)
+		s.refuse(c, err)
 		return
 	}
-	c, err := net.DialTimeout("tcp", open.GetTarget(), s.cfg.DialTimeout)
+	tc, err := net.DialTimeout("tcp", open.GetTarget(), s.cfg.DialTimeout)
 	if err != nil {
-		s.refuse(st, catalog.Errorf(catalog.CodeJumpointTarget, "(the jumpoint could not reach %s: %v)", open.GetTarget(), err))
+		s.refuse(c, catalog.Errorf(catalog.CodeJumpointTarget, "(the jumpoint could not reach %s: %v)", open.GetTarget(), err))
 		return
 	}
-	if !s.dialed(st, c) {
-		c.Close()
-		st.Reset()
+	if !s.dialed(c, tc) {
+		tc.Close()
+		c.Reset()
 		return
 	}
-	if err := pbio.NewDelimitedWriter(st).WriteMsg(&pb.TunnelReply{}); err != nil {
-		c.Close()
-		st.Reset()
+	if err := pbio.NewDelimitedWriter(c).WriteMsg(&pb.TunnelReply{}); err != nil {
+		tc.Close()
+		c.Reset()
 		return
 	}
-	_ = st.SetDeadline(time.Time{})
+	_ = c.SetDeadline(time.Time{})
 	s.total.Add(1)
 	s.open.Add(1)
 	defer s.open.Add(^uint64(0))
 	s.cfg.Log.Debug("tunnel open", "remote", remote, "target", open.GetTarget())
-	s.splice(st, c, t.done)
+	s.splice(c, tc, t.done)
 }
 
-func (s *Server) refuse(st network.Stream, err error) {
+func (s *Server) refuse(c caller, err error) {
 	s.refused.Add(1)
-	_ = pbio.NewDelimitedWriter(st).WriteMsg(&pb.TunnelReply{Error: catalog.ErrorToPB(err)})
-	_ = st.Close()
+	_ = pbio.NewDelimitedWriter(c).WriteMsg(&pb.TunnelReply{Error: catalog.ErrorToPB(err)})
+	_ = c.Close()
 }
 
 // splice copies both ways until both directions end. A direction's end is
@@ -278,7 +316,7 @@ func (s *Server) refuse(st network.Stream, err error) {
 // first (the control protocol does) still work. done closes when the
 // server ends the tunnel (Close, CloseWhere), which wakes a direction
 // waiting for its rate limit.
-func (s *Server) splice(st network.Stream, c net.Conn, done <-chan struct{}) {
+func (s *Server) splice(st caller, c net.Conn, done <-chan struct{}) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		n, _ := pipe(c, st, s.limiter(), done)
@@ -328,7 +366,7 @@ func (t *liveTunnel) ended() bool {
 }
 
 // end cuts the tunnel both ways; the caller holds the server's lock.
-func (t *liveTunnel) end(st network.Stream) {
+func (t *liveTunnel) end(st caller) {
 	if !t.ended() {
 		close(t.done)
 	}
@@ -340,13 +378,13 @@ func (t *liveTunnel) end(st network.Stream) {
 
 // track registers a new tunnel and counts its handler in s.wg; nil when
 // the server is closed.
-func (s *Server) track(st network.Stream) *liveTunnel {
+func (s *Server) track(st caller, remote peer.ID) *liveTunnel {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
-	t := &liveTunnel{remote: st.Conn().RemotePeer(), done: make(chan struct{})}
+	t := &liveTunnel{remote: remote, done: make(chan struct{})}
 	s.live[st] = t
 	s.wg.Add(1)
 	return t
@@ -354,7 +392,7 @@ func (s *Server) track(st network.Stream) *liveTunnel {
 
 // opening records the tunnel's open message; false when the tunnel was
 // ended meanwhile.
-func (s *Server) opening(st network.Stream, remote peer.ID, open *pb.TunnelOpen) bool {
+func (s *Server) opening(st caller, remote peer.ID, open *pb.TunnelOpen) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.live[st]
@@ -368,7 +406,7 @@ func (s *Server) opening(st network.Stream, remote peer.ID, open *pb.TunnelOpen)
 // dialed records the target connection, so that Close and CloseWhere can
 // end it; false when the tunnel was ended meanwhile (the caller then
 // closes c).
-func (s *Server) dialed(st network.Stream, c net.Conn) bool {
+func (s *Server) dialed(st caller, c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.live[st]
@@ -379,7 +417,7 @@ func (s *Server) dialed(st network.Stream, c net.Conn) bool {
 	return true
 }
 
-func (s *Server) untrack(st network.Stream) {
+func (s *Server) untrack(st caller) {
 	s.mu.Lock()
 	delete(s.live, st)
 	s.mu.Unlock()

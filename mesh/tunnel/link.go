@@ -1,0 +1,365 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-msgio/pbio"
+	"golang.org/x/sys/unix"
+
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// A peer link is a tunnel over a plain TCP connection from a host on the
+// jumpoint's network, instead of a stream over a libp2p connection to the
+// jumpoint. A peer behind a jumpoint needs the jumpoint for one thing, a
+// pipe to its coordinator, inside which it runs its own TLS connection
+// end to end; a libp2p connection to the jumpoint around that pipe costs
+// the jumpoint 43 KiB and a TLS handshake per peer (docs/performance.md,
+// "Jumpoints") and protects nothing the inner connection does not. A link
+// costs a TCP connection and a signature check.
+//
+//  1. The caller connects to the jumpoint's link port (DefaultLinkPort on
+//     the jumpoint's addresses; the installer key says which port,
+//     pb.JumpointRef.peer_port). The jumpoint writes LinkMagic and a
+//     32-byte challenge.
+//  2. The caller writes one TunnelOpen, length-delimited, whose link field
+//     carries its libp2p public key, its signature over LinkDomain + the
+//     jumpoint's peer ID + the challenge + the target, and the TCP ports
+//     it listens on.
+//  3. The jumpoint checks the signature: the caller is then the peer ID
+//     of that key, and the open is authorized as on a stream (the
+//     jumpoint passes only a peer's own rules: its site, or enrolling).
+//     From then on as steps 2 and 3 of the stream protocol.
+//
+// What the link does not give, on purpose: the jumpoint is not
+// authenticated to the caller (the inner connection authenticates the
+// coordinator), and the TCP connection is not protected after the proof,
+// so a host that can take over TCP connections on that network can use a
+// peer's link to reach the coordinator as a stranger, as it could from
+// anywhere on the Internet, and can read only the inner connection's
+// ciphertext. The challenge binds a proof to one jumpoint and one
+// connection, so a recorded proof is of no use.
+
+// LinkMagic starts the jumpoint's side of a link.
+const LinkMagic = "JMLINK1\n"
+
+// LinkDomain separates a link proof from every other signature a key makes.
+const LinkDomain = "jumpmesh peer link v1\n"
+
+// DefaultLinkPort is the jumpoint's link port, after its libp2p port 4833
+// and its local metrics port 4834.
+const DefaultLinkPort = 4835
+
+const challengeSize = 32
+
+// Link keepalive: a jumpoint that vanishes (its host lost power) ends the
+// link within about LinkKeepIdle + LinkKeepCount × LinkKeepInterval when
+// idle, or LinkUserTimeout with data unacknowledged, so the peer moves to
+// another jumpoint well within the 30 s a peer may be away.
+const (
+	LinkKeepIdle     = 5 * time.Second
+	LinkKeepInterval = 2 * time.Second
+	LinkKeepCount    = 3
+	LinkUserTimeout  = 12 * time.Second
+)
+
+// DefaultMaxLinkHandshakes bounds links that have not yet proven who they
+// are: a stranger's connections cost at most this many goroutines and
+// slots for at most OpenTimeout each.
+const DefaultMaxLinkHandshakes = 256
+
+// linkProof is what a caller signs.
+func linkProof(jumpoint peer.ID, challenge []byte, target string) []byte {
+	b := make([]byte, 0, len(LinkDomain)+len(jumpoint)+len(challenge)+len(target))
+	b = append(b, LinkDomain...)
+	b = append(b, jumpoint...)
+	b = append(b, challenge...)
+	return append(b, target...)
+}
+
+// DialLink opens a tunnel to open's target over a link to the jumpoint j at
+// addr (host:port), proving key's identity. listen are the TCP ports the
+// caller listens on at the address it connects from. The returned conn's
+// RemoteAddr is the target.
+func DialLink(ctx context.Context, addr string, j peer.ID, key crypto.PrivKey, listen []uint32, open *pb.TunnelOpen) (net.Conn, error) {
+	remote, err := net.ResolveTCPAddr("tcp", open.GetTarget())
+	if err != nil {
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "(tunnel target %q: %v)", open.GetTarget(), err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, OpenTimeout)
+	defer cancel()
+	unreachable := func(what string, err error) error {
+		return catalog.Errorf(catalog.CodeJumpointUnreachable, "(jumpoint %s at %s: %s: %v)", j, addr, what, err)
+	}
+	d := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: LinkKeepIdle, Interval: LinkKeepInterval, Count: LinkKeepCount},
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(LinkUserTimeout/time.Millisecond))
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, unreachable("connecting", err)
+	}
+	tc := c.(*net.TCPConn)
+	ok := false
+	defer func() {
+		if !ok {
+			tc.Close()
+		}
+	}()
+	stop := context.AfterFunc(ctx, func() { tc.SetDeadline(time.Now()) })
+	defer stop()
+	hello := make([]byte, len(LinkMagic)+challengeSize)
+	if _, err := io.ReadFull(tc, hello); err != nil {
+		return nil, unreachable("reading its challenge", err)
+	}
+	if string(hello[:len(LinkMagic)]) != LinkMagic {
+		return nil, unreachable("its greeting", errors.New("not a jumpoint's peer link"))
+	}
+	pub, err := crypto.MarshalPublicKey(key.GetPublic())
+	if err != nil {
+		return nil, err
+	}
+	sig, err := key.Sign(linkProof(j, hello[len(LinkMagic):], open.GetTarget()))
+	if err != nil {
+		return nil, fmt.Errorf("signing the link proof: %w", err)
+	}
+	o := &pb.TunnelOpen{Target: open.GetTarget(), Grant: open.GetGrant(), InstallerKey: open.GetInstallerKey(),
+		Link: &pb.LinkAuth{PublicKey: pub, Signature: sig, ListenPorts: listen}}
+	if err := pbio.NewDelimitedWriter(tc).WriteMsg(o); err != nil {
+		return nil, unreachable("sending the open", err)
+	}
+	var reply pb.TunnelReply
+	if err := frame.NewReader(tc, nil, MaxOpen).ReadMsg(&reply); err != nil {
+		return nil, unreachable("reading the reply", err)
+	}
+	if reply.GetError() != nil {
+		return nil, catalog.ErrorFromPB(reply.GetError())
+	}
+	if !stop() {
+		return nil, unreachable("opening", ctx.Err())
+	}
+	_ = tc.SetDeadline(time.Time{})
+	ok = true
+	return &linkConn{TCPConn: tc, target: remote}, nil
+}
+
+// linkConn is a link as the caller's net.Conn (RemoteAddr is the target)
+// and as the jumpoint's caller (Reset aborts the connection).
+type linkConn struct {
+	*net.TCPConn
+	target *net.TCPAddr
+}
+
+func (c *linkConn) RemoteAddr() net.Addr {
+	if c.target != nil {
+		return c.target
+	}
+	return c.TCPConn.RemoteAddr()
+}
+
+// LocalAddr is the unspecified TCP address, as for a stream tunnel.
+func (c *linkConn) LocalAddr() net.Addr {
+	if c.target != nil {
+		return &net.TCPAddr{IP: net.IPv4zero}
+	}
+	return c.TCPConn.LocalAddr()
+}
+
+// Reset aborts the connection (RST), as a stream's Reset does.
+func (c *linkConn) Reset() error {
+	_ = c.SetLinger(0)
+	return c.Close()
+}
+
+// ServeLinks accepts peer links on l until l is closed (Close closes it).
+// A link's open passes filter (the caller proven by its signature) and
+// then the server's Authorize; a jumpoint's filter lets through only what
+// a peer of its own needs (no grants: technicians use streams).
+func (s *Server) ServeLinks(l net.Listener, filter Authorize) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return
+	}
+	s.listeners = append(s.listeners, l)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	handshakes := make(chan struct{}, s.cfg.MaxLinkHandshakes)
+	var tempDelay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() { // EMFILE and the like: back off, as net/http does
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				time.Sleep(tempDelay)
+				continue
+			}
+			return
+		}
+		tempDelay = 0
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			c.Close()
+			continue
+		}
+		select {
+		case handshakes <- struct{}{}:
+		default:
+			s.refused.Add(1)
+			_ = tc.SetLinger(0)
+			tc.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveLink(tc, filter, handshakes)
+		}()
+	}
+}
+
+// serveLink runs one link; it frees its handshake slot once the caller
+// has proven who it is (or failed to).
+func (s *Server) serveLink(tc *net.TCPConn, filter Authorize, handshakes chan struct{}) {
+	_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: LinkKeepIdle, Interval: LinkKeepInterval, Count: LinkKeepCount})
+	c := &linkConn{TCPConn: tc}
+	var once sync.Once
+	release := func() { once.Do(func() { <-handshakes }) }
+	defer release()
+	var linked peer.ID
+	var listenAddrs []string
+	s.serve(c, "", func() (peer.ID, *pb.TunnelOpen, error) {
+		defer release()
+		challenge := make([]byte, challengeSize)
+		if _, err := rand.Read(challenge); err != nil {
+			return "", nil, err
+		}
+		if _, err := tc.Write(append([]byte(LinkMagic), challenge...)); err != nil {
+			return "", nil, err
+		}
+		var open pb.TunnelOpen
+		if err := frame.NewReader(tc, nil, MaxOpen).ReadMsg(&open); err != nil {
+			return "", nil, err
+		}
+		remote, err := s.verifyLink(&open, challenge)
+		if err != nil {
+			return "", nil, err
+		}
+		if err := filter(remote, &open); err != nil {
+			return "", nil, err
+		}
+		listenAddrs = linkListenAddrs(tc.RemoteAddr(), open.GetLink().GetListenPorts())
+		linked = remote
+		s.linkUp(remote, listenAddrs)
+		return remote, &open, nil
+	})
+	if linked != "" {
+		s.linkDown(linked, listenAddrs)
+	}
+}
+
+// verifyLink checks the open's proof against this server's challenge and
+// returns the caller's peer ID.
+func (s *Server) verifyLink(open *pb.TunnelOpen, challenge []byte) (peer.ID, error) {
+	denied := func(why string) error {
+		return catalog.Errorf(catalog.CodePermissionDenied, "(peer link: %s)", why)
+	}
+	link := open.GetLink()
+	if link == nil {
+		return "", denied("no proof of identity")
+	}
+	pub, err := crypto.UnmarshalPublicKey(link.GetPublicKey())
+	if err != nil {
+		return "", denied("unreadable public key")
+	}
+	ok, err := pub.Verify(linkProof(s.h.ID(), challenge, open.GetTarget()), link.GetSignature())
+	if err != nil || !ok {
+		return "", denied("the signature does not match this jumpoint's challenge")
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		return "", denied("no peer ID for the key")
+	}
+	return id, nil
+}
+
+// linkListenAddrs are the caller's listen ports at the IP address its
+// link comes from: a caller may name any port, never another host.
+func linkListenAddrs(from net.Addr, ports []uint32) []string {
+	ap, err := netip.ParseAddrPort(from.String())
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, min(len(ports), 8))
+	for _, p := range ports {
+		if p == 0 || p > 65535 || len(out) == 8 {
+			continue
+		}
+		out = append(out, net.JoinHostPort(ap.Addr().Unmap().String(), strconv.Itoa(int(p))))
+	}
+	return out
+}
+
+// linkUp records where a linked caller listens, for as long as one of its
+// links lives.
+func (s *Server) linkUp(remote peer.ID, addrs []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.linkAddrs[remote]
+	if m == nil {
+		m = map[string]int{}
+		s.linkAddrs[remote] = m
+	}
+	for _, a := range addrs {
+		m[a]++
+	}
+}
+
+func (s *Server) linkDown(remote peer.ID, addrs []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.linkAddrs[remote]
+	for _, a := range addrs {
+		if m[a]--; m[a] <= 0 {
+			delete(m, a)
+		}
+	}
+	if len(m) == 0 {
+		delete(s.linkAddrs, remote)
+	}
+}
+
+// LinkAddrs are the TCP addresses (host:port) where p listens, as its live
+// links say: the IP address each link comes from with the ports it named.
+func (s *Server) LinkAddrs(p peer.ID) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.linkAddrs[p]))
+	for a := range s.linkAddrs[p] {
+		out = append(out, a)
+	}
+	return out
+}
