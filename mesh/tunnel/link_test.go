@@ -170,7 +170,7 @@ func TestLinkProofAttacks(t *testing.T) {
 	c.Close()
 
 	cases := map[string]func(ch []byte) *pb.TunnelOpen{
-		"no proof": func([]byte) *pb.TunnelOpen { return &pb.TunnelOpen{Target: target} },
+		"no proof":       func([]byte) *pb.TunnelOpen { return &pb.TunnelOpen{Target: target} },
 		"replayed proof": func([]byte) *pb.TunnelOpen { return recorded },
 		"proof for another jumpoint": func(ch []byte) *pb.TunnelOpen {
 			return &pb.TunnelOpen{Target: target, Link: &pb.LinkAuth{PublicKey: pub(victim), Signature: sign(t, victim, other, ch, target)}}
