@@ -112,6 +112,22 @@ type Passive struct {
 // ListenPassive opens the passive port (TCP and UDP) and serves it until
 // Close.
 func ListenPassive(cfg PassiveConfig) (*Passive, error) {
+	p, err := newPassive(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.tcp, p.udp, err = listenBoth(cfg.Addr, cfg.Port)
+	if err != nil {
+		return nil, err
+	}
+	p.wg.Add(2)
+	go p.serveUDP()
+	go p.serveTCP()
+	return p, nil
+}
+
+// newPassive is a listener's decision part, without its sockets.
+func newPassive(cfg PassiveConfig) (*Passive, error) {
 	if cfg.Site == "" || cfg.Self == "" {
 		return nil, errors.New("passive listener: site and self are required")
 	}
@@ -142,14 +158,6 @@ func ListenPassive(cfg PassiveConfig) (*Passive, error) {
 		r = DefaultCheckRate
 	}
 	p.limiter = rate.NewLimiter(rate.Limit(r), burst) // starts full
-	var err error
-	p.tcp, p.udp, err = listenBoth(cfg.Addr, cfg.Port)
-	if err != nil {
-		return nil, err
-	}
-	p.wg.Add(2)
-	go p.serveUDP()
-	go p.serveTCP()
 	return p, nil
 }
 
@@ -311,16 +319,22 @@ func (p *Passive) untrack(c net.Conn, ip string) {
 	}
 }
 
-// serveConn reads one framed command from a TCP connection and closes it.
+// serveConn reads one framed command from a TCP connection; the caller
+// closes it.
 func (p *Passive) serveConn(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(frameReadTimeout))
+	p.serveStream(c, c.RemoteAddr().String())
+}
+
+// serveStream reads one framed command from r and decides on it.
+func (p *Passive) serveStream(r io.Reader, from string) {
 	var buf [MaxCommand]byte
-	n, err := readFrame(c, buf[:])
+	n, err := readFrame(r, buf[:])
 	if err != nil {
-		p.drop(err, c.RemoteAddr().String())
+		p.drop(err, from)
 		return
 	}
-	p.consider(buf[:n], c.RemoteAddr().String())
+	p.consider(buf[:n], from)
 }
 
 // Reasons readFrame refuses a frame.
