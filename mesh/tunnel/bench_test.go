@@ -299,6 +299,70 @@ func BenchmarkJumpointMemory(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
+// BenchmarkJumpointLinkMemory is BenchmarkJumpointMemory for peers on
+// peer links (link.go): no libp2p connection to the jumpoint, one TCP
+// connection each, proven by a signature. link-peer is what a peer behind
+// the jumpoint costs it; peer/goal is against issue #13's 20 KiB.
+func BenchmarkJumpointLinkMemory(b *testing.B) {
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("JM_BENCH_PEERS")); err == nil && v > 0 {
+		n = v
+	}
+	target, stop := holdingSink(b)
+	defer stop()
+	child := startMemChild(b)
+	keys := make([]crypto.PrivKey, n)
+	for i := range keys {
+		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys[i] = k
+	}
+	for b.Loop() {
+		base := child.sample(b)
+		links := make([]net.Conn, n)
+		work := make(chan int)
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				for i := range work {
+					c, err := tunnel.DialLink(context.Background(), child.Link, child.ID, keys[i], []uint32{4833}, &pb.TunnelOpen{Target: target})
+					if err == nil {
+						links[i] = c
+						err = exchange(c)
+					}
+					if err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		for i := range n {
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		after := child.sample(b)
+		heap := (float64(after.HeapInuse) - float64(base.HeapInuse)) / float64(n)
+		stack := (float64(after.StackInuse) - float64(base.StackInuse)) / float64(n)
+		b.ReportMetric(heap, "link-peer-heap-B")
+		b.ReportMetric(stack, "link-peer-stack-B")
+		b.ReportMetric((float64(after.RSS)-float64(base.RSS))/float64(n), "link-peer-rss-B")
+		b.ReportMetric(float64(after.Goroutines-base.Goroutines)/float64(n), "goroutines/peer")
+		b.ReportMetric((heap+stack)/(20<<10), "peer/goal")
+		for _, c := range links {
+			c.Close()
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
 // exchange is a peer connection's traffic at its start and then now and
 // then: 4 KiB each way (the handshakes), then 200 bytes each way, so the
 // splice is in the state it keeps between a peer's messages.
@@ -376,6 +440,7 @@ type memChildInfo struct {
 	ID    peer.ID  `json:"id"`
 	Addrs []string `json:"addrs"`
 	HTTP  string   `json:"http"`
+	Link  string   `json:"link"` // the peer-link port's host:port
 }
 
 func init() {
@@ -400,8 +465,13 @@ func runMemChild() error {
 		return err
 	}
 	defer h.Close()
-	srv := tunnel.Serve(h, tunnel.Config{Authorize: allowAll, MaxTunnels: 1 << 20})
+	srv := tunnel.Serve(h, tunnel.Config{Authorize: allowAll, MaxTunnels: 1 << 20, MaxLinkHandshakes: 1 << 20})
 	defer srv.Close()
+	links, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go srv.ServeLinks(links, allowAll)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -415,7 +485,7 @@ func runMemChild() error {
 		_ = json.NewEncoder(w).Encode(memSample{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, RSS: selfRSS(),
 			Goroutines: runtime.NumGoroutine()})
 	}))
-	info := memChildInfo{ID: h.ID(), HTTP: ln.Addr().String()}
+	info := memChildInfo{ID: h.ID(), HTTP: ln.Addr().String(), Link: links.Addr().String()}
 	for _, a := range h.Addrs() {
 		info.Addrs = append(info.Addrs, a.String())
 	}
