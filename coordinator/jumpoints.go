@@ -45,18 +45,19 @@ type jumpointBook struct {
 }
 
 type jumpointSeen struct {
-	addrs []ma.Multiaddr
-	stats *pb.JumpointStats
-	at    time.Time
+	addrs    []ma.Multiaddr
+	peerPort uint32 // its peer-link port on the IPs of addrs; 0: none
+	stats    *pb.JumpointStats
+	at       time.Time
 }
 
-func (b *jumpointBook) report(id peer.ID, addrs []ma.Multiaddr, stats *pb.JumpointStats, now time.Time) {
+func (b *jumpointBook) report(id peer.ID, seen jumpointSeen) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.seen == nil {
 		b.seen = map[peer.ID]jumpointSeen{}
 	}
-	b.seen[id] = jumpointSeen{addrs: addrs, stats: stats, at: now}
+	b.seen[id] = seen
 }
 
 // get returns what id last reported; ok is false if it never did.
@@ -92,10 +93,14 @@ func (s *Service) jumpointACL(c *caller, r *pb.JumpointACLRequest) (*pb.Response
 			logRemote, c.peer, "reported", len(addrs), "kept", MaxJumpointAddrs)
 		addrs = addrs[:MaxJumpointAddrs]
 	}
-	if seen, ok := s.jumpointBook.get(c.peer); ok && len(addrs) == 0 {
-		addrs = seen.addrs // a closing jumpoint's last tunnel report carries none
+	port := r.GetPeerPort()
+	if port > 65535 {
+		port = 0
 	}
-	s.jumpointBook.report(c.peer, addrs, proto.CloneOf(r.GetStats()), s.clock.Now())
+	if seen, ok := s.jumpointBook.get(c.peer); ok && len(addrs) == 0 {
+		addrs, port = seen.addrs, seen.peerPort // a closing jumpoint's last tunnel report carries none
+	}
+	s.jumpointBook.report(c.peer, jumpointSeen{addrs: addrs, peerPort: port, stats: proto.CloneOf(r.GetStats()), at: s.clock.Now()})
 	if err := s.auditTunnels(c, r); err != nil {
 		return nil, err
 	}
@@ -206,7 +211,7 @@ func (s *Service) resolveJumpoints(tx *Tx, names []string) ([]*pb.JumpointRef, e
 			return false
 		}
 		if !slices.ContainsFunc(refs, func(r *pb.JumpointRef) bool { return peer.ID(r.GetId()) == id }) {
-			refs = append(refs, &pb.JumpointRef{Id: []byte(id), Name: name, Addrs: encodeAddrs(seen.addrs)})
+			refs = append(refs, &pb.JumpointRef{Id: []byte(id), Name: name, Addrs: encodeAddrs(seen.addrs), PeerPort: seen.peerPort})
 		}
 		return true
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/tunnel"
 )
 
 // Defaults for a zero Config.
@@ -61,6 +62,12 @@ type Config struct {
 	// Listen are multiaddrs to listen on (DefaultListen if none): on the
 	// networks whose hosts the jumpoint serves, and where consoles reach it.
 	Listen []string
+	// PeerPort is the TCP port of the peer link (mesh/tunnel link.go), on
+	// the IP addresses of Listen's TCP addresses: peers installed from a
+	// key made after the jumpoint reported it reach the site over a link
+	// instead of a libp2p connection. 0: tunnel.DefaultLinkPort, or any
+	// free port when those TCP addresses have port 0 (tests); -1: off.
+	PeerPort int
 	// Announce, when set, replace the addresses the jumpoint reports to
 	// the coordinator (which puts them in installer keys that name it).
 	Announce []string
@@ -113,6 +120,8 @@ func (c *Config) check() error {
 		return catalog.Errorf(catalog.CodeInvalidArgument, "(a jumpoint needs a data directory)")
 	case c.Invite != "" && c.Coordinator == "":
 		return catalog.Errorf(catalog.CodeInvalidArgument, "(enrolling a jumpoint with an invite needs the coordinator's address too)")
+	case c.PeerPort < -1 || c.PeerPort > 65535:
+		return catalog.Errorf(catalog.CodeInvalidArgument, "(peer-link port %d: a TCP port, 0 for the default %d, or -1 for none)", c.PeerPort, tunnel.DefaultLinkPort)
 	case c.Refresh < 0:
 		return catalog.Errorf(catalog.CodeInvalidArgument, "(the ACL refresh period must not be negative)")
 	}

@@ -102,7 +102,7 @@ func (j *Jumpoint) refresh(ctx context.Context) error {
 	}
 	tunnels, dropped, mark := j.tunnelLog.pending()
 	resp, err := member.Call(ctx, j.host, j.site, &pb.Request{Body: &pb.Request_JumpointAcl{JumpointAcl: &pb.JumpointACLRequest{
-		Addrs: addrs, Stats: j.Stats(), Tunnels: tunnels, TunnelsDropped: dropped}}})
+		Addrs: addrs, PeerPort: j.linkPort, Stats: j.Stats(), Tunnels: tunnels, TunnelsDropped: dropped}}})
 	if err != nil {
 		return fmt.Errorf("fetching the jumpoint ACL from %s: %w", j.site.ID, err)
 	}

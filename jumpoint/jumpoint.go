@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 
@@ -40,7 +41,9 @@ type Jumpoint struct {
 	host        host.Host
 	rm          network.ResourceManager
 	tunnels     *tunnel.Server
-	tunnelLog   tunnelLog // agentless tunnels to report (tunnellog.go)
+	tunnelLog   tunnelLog      // agentless tunnels to report (tunnellog.go)
+	links       []net.Listener // peer links (links.go)
+	linkPort    uint32
 	// reserver keeps reservations on the site's relays and puncher turns
 	// relayed connections into direct ones (relays.go); nil in tests that
 	// build only the serving half.
@@ -121,12 +124,16 @@ func New(ctx context.Context, cfg Config) (_ *Jumpoint, err error) {
 	if err := j.startRelaying(); err != nil {
 		return nil, err
 	}
+	if err := j.listenLinks(listen); err != nil {
+		return nil, err
+	}
 	if err := j.refresh(ctx); err != nil {
 		return nil, err
 	}
 	j.wg.Go(func() { j.reserver.Run(j.ctx) })
 	j.tunnels = tunnel.Serve(tappingHost{Host: j.host, log: &j.tunnelLog, clock: j.clock.Now}, tunnel.Config{Authorize: j.authorize, MaxTunnels: j.res.MaxTunnels,
 		DialTimeout: j.res.DialTimeout, MaxBytesPerSecond: j.res.MaxTunnelRate, Log: j.log})
+	j.serveLinks()
 	j.registerMetrics(reg)
 	if j.http, err = ops.Serve(cfg.httpAddr(), reg, j.serveHealth, j.log); err != nil {
 		return nil, err
@@ -135,7 +142,7 @@ func New(ctx context.Context, cfg Config) (_ *Jumpoint, err error) {
 	go j.refreshLoop(j.ctx)
 	acl := j.acl.Load()
 	j.log.Info("jumpoint running", logJumpoint, j.host.ID(), logName, acl.Name, logAddrs, fmt.Sprint(j.Addrs()),
-		logHTTP, j.HTTPAddr(), logPeers, len(acl.Peers))
+		logHTTP, j.HTTPAddr(), logPeers, len(acl.Peers), "peer_link", j.linkAddrString())
 	return j, nil
 }
 
@@ -161,6 +168,7 @@ func (j *Jumpoint) Close() error {
 			j.tunnels.Close()
 			j.reportTunnels()
 		}
+		j.closeLinks()
 		if j.puncher != nil {
 			j.puncher.Close()
 		}
@@ -224,6 +232,13 @@ func (j *Jumpoint) peersConnected() int {
 			n++
 		}
 	}
+	if j.tunnels != nil {
+		for _, p := range j.tunnels.LinkedPeers() {
+			if acl.IsPeer(p) && j.host.Network().Connectedness(p) != network.Connected {
+				n++
+			}
+		}
+	}
 	return n
 }
 
@@ -257,7 +272,7 @@ func (j *Jumpoint) advertised() []ma.Multiaddr {
 // rules are the jumpoint's state as Authorize takes it.
 func (j *Jumpoint) rules() Rules {
 	return Rules{Site: j.site.ID, Self: j.host.ID(), Coordinator: j.coordinator, ACL: j.acl.Load(),
-		PeerAddrs: hostPeerAddrs(j.host), Now: j.clock.Now()}
+		PeerAddrs: j.peerAddrs, Now: j.clock.Now()}
 }
 
 // authorize is the tunnel server's Authorize: the rules, judged again

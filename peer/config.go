@@ -82,6 +82,10 @@ type JumpointConfig struct {
 	ID    string   `json:"id"`
 	Name  string   `json:"name,omitempty"`
 	Addrs []string `json:"addrs,omitempty"`
+	// PeerPort is the jumpoint's peer-link port on the IP addresses of
+	// Addrs; 0 (installs from keys made before links): a tunnel over a
+	// libp2p connection instead.
+	PeerPort uint32 `json:"peer_port,omitempty"`
 }
 
 // Overrides are the install flags --jc-*.
@@ -123,6 +127,21 @@ type State struct {
 	PID           int       `json:"pid,omitempty"`
 	// Relays are the relays the peer holds a reservation on.
 	Relays []string `json:"relays,omitempty"`
+	// Passive mode (passive.go). ConnectionType ("active", "passive"),
+	// PassivePort and PassiveIdleSeconds are the coordinator's word, from
+	// the last welcome. PassiveListen is where the passive listener is
+	// open ("" none; PassiveError says why when it could not open);
+	// Listening is true while the peer is passive (not connected, waiting
+	// for a wake command), since PassiveSince; PassiveCounters are the
+	// listener's counters.
+	ConnectionType     string           `json:"connection_type,omitempty"`
+	PassivePort        uint32           `json:"passive_port,omitempty"`
+	PassiveIdleSeconds uint32           `json:"passive_idle_seconds,omitempty"`
+	PassiveListen      string           `json:"passive_listen,omitempty"`
+	PassiveError       string           `json:"passive_error,omitempty"`
+	Listening          bool             `json:"listening,omitempty"`
+	PassiveSince       time.Time        `json:"passive_since,omitzero"`
+	PassiveCounters    *PassiveCounters `json:"passive_counters,omitempty"`
 }
 
 // maxLocalFile bounds what is read from an install directory's files.

@@ -203,7 +203,7 @@ func newConfig(key *installerkey.Key, opts InstallOptions, now time.Time) *Confi
 		c.Relays = append(c.Relays, a.String())
 	}
 	for _, j := range key.Jumpoints {
-		jc := JumpointConfig{ID: j.ID.String(), Name: j.Name}
+		jc := JumpointConfig{ID: j.ID.String(), Name: j.Name, PeerPort: j.PeerPort}
 		for _, a := range j.Addrs {
 			jc.Addrs = append(jc.Addrs, a.String())
 		}

@@ -57,6 +57,9 @@ type JumpointRef struct {
 	ID    peer.ID
 	Name  string
 	Addrs []ma.Multiaddr
+	// PeerPort is the jumpoint's peer-link port on the IP addresses of
+	// Addrs (mesh/tunnel link.go); 0: it has none.
+	PeerPort uint32
 }
 
 // NotBefore and NotAfter are the validity window.
@@ -174,7 +177,10 @@ func decodeJumpoints(refs []*pb.JumpointRef) ([]JumpointRef, error) {
 		if err != nil {
 			return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(jumpoint %s address: %v)", id, err)
 		}
-		out = append(out, JumpointRef{ID: id, Name: r.GetName(), Addrs: addrs})
+		if r.GetPeerPort() > 65535 {
+			return nil, catalog.Errorf(catalog.CodeKeyBadEncoding, "(jumpoint %s peer-link port %d)", id, r.GetPeerPort())
+		}
+		out = append(out, JumpointRef{ID: id, Name: r.GetName(), Addrs: addrs, PeerPort: r.GetPeerPort()})
 	}
 	return out, nil
 }
@@ -184,7 +190,7 @@ func decodeJumpoints(refs []*pb.JumpointRef) ([]JumpointRef, error) {
 func EncodeJumpoints(refs []JumpointRef) []*pb.JumpointRef {
 	out := make([]*pb.JumpointRef, 0, len(refs))
 	for _, r := range refs {
-		out = append(out, &pb.JumpointRef{Id: []byte(r.ID), Name: r.Name, Addrs: mesh.EncodeAddrs(r.Addrs)})
+		out = append(out, &pb.JumpointRef{Id: []byte(r.ID), Name: r.Name, Addrs: mesh.EncodeAddrs(r.Addrs), PeerPort: r.PeerPort})
 	}
 	return out
 }

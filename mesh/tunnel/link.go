@@ -363,3 +363,14 @@ func (s *Server) LinkAddrs(p peer.ID) []string {
 	}
 	return out
 }
+
+// LinkedPeers are the callers with a live link.
+func (s *Server) LinkedPeers() []peer.ID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]peer.ID, 0, len(s.linkAddrs))
+	for p := range s.linkAddrs {
+		out = append(out, p)
+	}
+	return out
+}
