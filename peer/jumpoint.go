@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -55,7 +58,11 @@ const (
 type jumpointRoute struct {
 	refs []peer.AddrInfo // in the key's order
 	// own are the jumpoints' TCP host:port addresses: dialed directly.
-	own          map[string]bool
+	own map[string]bool
+	// links are each jumpoint's peer-link addresses (host:port), those on
+	// a network of this host first; none for a jumpoint whose key entry
+	// has no link port (it is reached over a libp2p connection).
+	links        map[peer.ID][]string
 	installerKey string
 	dialer       *tunnel.Dialer
 	log          *slog.Logger
@@ -66,11 +73,14 @@ type jumpointRoute struct {
 	// lost is when each jumpoint last lost its connection or failed a
 	// tunnel; the route offers such jumpoints last, oldest loss first.
 	lost map[peer.ID]time.Time
+	// quiet: the peer closed its connections to go passive; those closes
+	// are not jumpoints lost.
+	quiet atomic.Bool
 }
 
 // newJumpointRoute reads the config's jumpoints.
 func newJumpointRoute(c *Config, log *slog.Logger) (*jumpointRoute, error) {
-	r := &jumpointRoute{own: map[string]bool{}, installerKey: c.InstallerKey, log: log, lost: map[peer.ID]time.Time{},
+	r := &jumpointRoute{own: map[string]bool{}, links: map[peer.ID][]string{}, installerKey: c.InstallerKey, log: log, lost: map[peer.ID]time.Time{},
 		enrolled: func() bool { return false }}
 	for _, j := range c.Jumpoints {
 		id, err := peer.Decode(j.ID)
@@ -87,6 +97,9 @@ func newJumpointRoute(c *Config, log *slog.Logger) (*jumpointRoute, error) {
 			}
 		}
 		r.refs = append(r.refs, peer.AddrInfo{ID: id, Addrs: addrs})
+		if j.PeerPort > 0 && j.PeerPort <= 65535 {
+			r.links[id] = linkAddrs(addrs, j.PeerPort, localPrefixes())
+		}
 	}
 	r.dialer = tunnel.NewDialer(r.route)
 	return r, nil
@@ -101,6 +114,8 @@ func (r *jumpointRoute) setHost(h host.Host, enrolled func() bool) {
 	r.h, r.enrolled = h, enrolled
 	r.mu.Unlock()
 	r.dialer.SetHost(h)
+	r.dialer.SetLinks(&tunnel.Links{Addrs: func(j peer.ID) []string { return r.links[j] }, Key: h.Peerstore().PrivKey(h.ID()),
+		Listen: func() []uint32 { return tcpPorts(h.Addrs()) }})
 	for _, j := range r.refs {
 		h.Peerstore().AddAddrs(j.ID, j.Addrs, peerstore.PermanentAddrTTL)
 	}
@@ -184,7 +199,7 @@ func (r *jumpointRoute) markLost(id peer.ID, why string, err error) {
 func (r *jumpointRoute) run(ctx context.Context) {
 	h := r.h
 	n := &network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
-		if id := c.RemotePeer(); r.isJumpoint(id) && nw.Connectedness(id) != network.Connected {
+		if id := c.RemotePeer(); r.isJumpoint(id) && !r.quiet.Load() && nw.Connectedness(id) != network.Connected {
 			r.markLost(id, "connection closed", nil)
 		}
 	}}
@@ -245,4 +260,65 @@ func tcpListen(listen []ma.Multiaddr) ([]ma.Multiaddr, error) {
 		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "A peer behind a jumpoint listens on TCP, and no --listen address is TCP (%v).", listen)
 	}
 	return out, nil
+}
+
+// linkAddrs are a jumpoint's link addresses: each IP address of addrs with
+// the link port, those inside one of local's prefixes (a network this
+// host is on) first, since the others may be on a network it cannot reach.
+func linkAddrs(addrs []ma.Multiaddr, port uint32, local []netip.Prefix) []string {
+	var near, far []string
+	seen := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		if mesh.IsCircuit(a) {
+			continue
+		}
+		ip, err := manet.ToIP(a)
+		if err != nil {
+			continue
+		}
+		addr, ok := netip.AddrFromSlice(ip)
+		if !ok || seen[addr.Unmap()] {
+			continue
+		}
+		addr = addr.Unmap()
+		seen[addr] = true
+		hp := net.JoinHostPort(addr.String(), strconv.Itoa(int(port)))
+		if slices.ContainsFunc(local, func(p netip.Prefix) bool { return p.Contains(addr) }) {
+			near = append(near, hp)
+		} else {
+			far = append(far, hp)
+		}
+	}
+	return append(near, far...)
+}
+
+// localPrefixes are the networks of this host's interfaces.
+func localPrefixes() []netip.Prefix {
+	ifAddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, a := range ifAddrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
+// tcpPorts are the TCP ports of addrs (not relayed), each once.
+func tcpPorts(addrs []ma.Multiaddr) []uint32 {
+	var out []uint32
+	for _, a := range addrs {
+		if mesh.IsCircuit(a) {
+			continue
+		}
+		if p, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			if n, err := strconv.Atoi(p); err == nil && n > 0 && !slices.Contains(out, uint32(n)) {
+				out = append(out, uint32(n))
+			}
+		}
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -30,8 +31,29 @@ type Dialer struct {
 	route  Route
 	direct net.Dialer
 
-	mu sync.Mutex
-	h  host.Host
+	mu   sync.Mutex
+	h    host.Host
+	link *Links
+}
+
+// Links lets a Dialer reach jumpoints over peer links (link.go) instead of
+// streams: a host on the jumpoints' network that need not be reached over
+// libp2p by them (a peer behind them).
+type Links struct {
+	// Addrs are a jumpoint's link addresses (host:port) in the order to
+	// try them; none means: use a stream.
+	Addrs func(j peer.ID) []string
+	// Key proves the caller's identity.
+	Key crypto.PrivKey
+	// Listen are the TCP ports the caller listens on (LinkAuth.listen_ports).
+	Listen func() []uint32
+}
+
+// SetLinks makes the dialer use peer links where l has addresses.
+func (d *Dialer) SetLinks(l *Links) {
+	d.mu.Lock()
+	d.link = l
+	d.mu.Unlock()
 }
 
 // NewDialer returns a dialer that asks route for every address.
@@ -58,9 +80,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 		return d.direct.DialContext(ctx, network, address)
 	}
 	d.mu.Lock()
-	h := d.h
+	h, links := d.h, d.link
 	d.mu.Unlock()
-	if h == nil {
+	if h == nil && links == nil {
 		return nil, errors.New("tunnel dialer: no host yet")
 	}
 	if len(jumpoints) == 0 {
@@ -70,7 +92,15 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	for i, j := range jumpoints {
 		o := &pb.TunnelOpen{Target: address, Grant: open.GetGrant(), InstallerKey: open.GetInstallerKey()}
 		jctx, cancel := shareOf(ctx, len(jumpoints)-i)
-		c, err := Dial(jctx, h, j, o)
+		var c net.Conn
+		var err error
+		if addrs := links.addrs(j); len(addrs) > 0 {
+			c, err = dialLinks(jctx, addrs, j, links, o)
+		} else if h != nil {
+			c, err = Dial(jctx, h, j, o)
+		} else {
+			err = catalog.Errorf(catalog.CodeJumpointUnreachable, "(jumpoint %s: no link address and no host)", j)
+		}
 		cancel()
 		if err == nil {
 			return c, nil
@@ -105,4 +135,36 @@ func shareOf(ctx context.Context, left int) (context.Context, context.CancelFunc
 		share = min(share, time.Until(dl)/time.Duration(left))
 	}
 	return context.WithTimeout(ctx, share)
+}
+
+func (l *Links) addrs(j peer.ID) []string {
+	if l == nil || l.Addrs == nil {
+		return nil
+	}
+	return l.Addrs(j)
+}
+
+// dialLinks tries j's link addresses in order, each with a share of the
+// time left, and returns the first link or the first error.
+func dialLinks(ctx context.Context, addrs []string, j peer.ID, l *Links, open *pb.TunnelOpen) (net.Conn, error) {
+	var listen []uint32
+	if l.Listen != nil {
+		listen = l.Listen()
+	}
+	var first error
+	for i, a := range addrs {
+		actx, cancel := shareOf(ctx, len(addrs)-i)
+		c, err := DialLink(actx, a, j, l.Key, listen, open)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if !catalog.HasCode(err, catalog.CodeJumpointUnreachable) || ctx.Err() != nil {
+			return nil, err
+		}
+	}
+	return nil, first
 }
