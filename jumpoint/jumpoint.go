@@ -44,6 +44,7 @@ type Jumpoint struct {
 	tunnelLog   tunnelLog      // agentless tunnels to report (tunnellog.go)
 	links       []net.Listener // peer links (links.go)
 	linkPort    uint32
+	wakes       wakeOrders // wake orders being served (wake.go)
 	// reserver keeps reservations on the site's relays and puncher turns
 	// relayed connections into direct ones (relays.go); nil in tests that
 	// build only the serving half.
@@ -134,6 +135,7 @@ func New(ctx context.Context, cfg Config) (_ *Jumpoint, err error) {
 	j.tunnels = tunnel.Serve(tappingHost{Host: j.host, log: &j.tunnelLog, clock: j.clock.Now}, tunnel.Config{Authorize: j.authorize, MaxTunnels: j.res.MaxTunnels,
 		DialTimeout: j.res.DialTimeout, MaxBytesPerSecond: j.res.MaxTunnelRate, Log: j.log})
 	j.serveLinks()
+	j.serveWake()
 	j.registerMetrics(reg)
 	if j.http, err = ops.Serve(cfg.httpAddr(), reg, j.serveHealth, j.log); err != nil {
 		return nil, err
@@ -168,6 +170,7 @@ func (j *Jumpoint) Close() error {
 			j.tunnels.Close()
 			j.reportTunnels()
 		}
+		j.stopWake()
 		j.closeLinks()
 		if j.puncher != nil {
 			j.puncher.Close()
