@@ -72,9 +72,14 @@ func prefixOf(a net.Addr) (netip.Prefix, bool) {
 }
 
 // DefaultRouteInterface is the interface of the IPv4 default route with the
-// lowest metric (/proc/net/route).
+// lowest metric (/proc/net/route of the calling thread's namespace).
 func DefaultRouteInterface() (*net.Interface, error) {
-	f, err := os.Open("/proc/net/route")
+	// /proc/net is the namespace of the process's main thread; a thread
+	// inside another namespace (the lab, tests) reads its own.
+	f, err := os.Open("/proc/thread-self/net/route")
+	if err != nil {
+		f, err = os.Open("/proc/net/route")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading routes: %w", err)
 	}
