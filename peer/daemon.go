@@ -42,6 +42,11 @@ type RunConfig struct {
 	// and QUIC on every interface, ports chosen by the system; a peer
 	// behind jumpoints keeps the TCP ones).
 	Listen []string
+	// PassiveAddr is the IP a passive peer's listener binds ("": every
+	// interface); PassivePort, when not zero, replaces the site's passive
+	// port (-1: any free port). Tests and the lab set them.
+	PassiveAddr string
+	PassivePort int
 }
 
 // DefaultListen is where a peer listens for sessions unless told otherwise.
@@ -92,6 +97,10 @@ type Daemon struct {
 
 	sess     *sessions
 	reserver *reserve.Keeper
+	// wakes are the wake orders being served (wake.go); passive is the
+	// passive listener (passive.go).
+	wakes   liveChannels
+	passive passiveMode
 	// jumpoints is the way to the site of a peer behind jumpoints; nil
 	// for a peer that reaches it itself.
 	jumpoints *jumpointRoute
@@ -149,6 +158,7 @@ func Open(cfg RunConfig) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, config: config, site: site, host: h, state: state, clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults(),
 		sess: &sessions{gate: grant.NewGate(grant.DefaultLimits())}, jumpoints: jumpoints, log: log}
 	d.reserver = newReserver(d)
+	d.passive.keyPassive = keyIsPassive(config)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if jumpoints != nil {
 		jumpoints.setHost(h, func() bool { return d.snapshot().Contacted })
@@ -261,6 +271,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.updateState(func(s *State) { s.Connected = false; s.PID = os.Getpid(); s.Relays = nil })
 	d.serveSessions()
 	defer d.stopSessions()
+	d.serveWake()
+	defer d.stopWake()
+	d.syncPassive()
+	defer d.stopPassive()
 	var reserving sync.WaitGroup
 	defer reserving.Wait()
 	if d.jumpoints != nil {
@@ -295,6 +309,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 			now := d.clock.Now().UTC()
 			d.updateState(func(s *State) { s.LastContact = now })
 			attempt = 0
+		}
+		if errors.Is(err, errWentPassive) {
+			// Passive until woken; then connect at once (passive.go).
+			if !d.passiveWait(ctx) {
+				d.updateState(func(s *State) { s.Connected = false; s.PID = 0 })
+				return nil
+			}
+			continue
 		}
 		d.recordError(err)
 		if wait == 0 {

@@ -96,6 +96,17 @@ type Status struct {
 	LastErrorCode     string    `json:"last_error_code,omitempty"`
 	LastErrorAt       time.Time `json:"last_error_at,omitzero"`
 	Relays            []string  `json:"relays,omitempty"`
+	// Connection is "active" or "passive" (as the coordinator last said;
+	// "" before the first welcome). A running passive peer listens on
+	// PassiveListen for a wake command; Passive is true while it has gone
+	// passive (not connected), since PassiveSince. PassiveCounters count
+	// what its listener accepted and refused, by reason.
+	Connection      string           `json:"connection,omitempty"`
+	Passive         bool             `json:"passive,omitempty"`
+	PassiveSince    time.Time        `json:"passive_since,omitzero"`
+	PassiveListen   string           `json:"passive_listen,omitempty"`
+	PassiveError    string           `json:"passive_error,omitempty"`
+	PassiveCounters *PassiveCounters `json:"passive_counters,omitempty"`
 }
 
 // LocalStatus reads an install directory.
@@ -124,6 +135,13 @@ func LocalStatus(dir string) (*Status, error) {
 		OfflineLimit: humanDuration(c.offlineLimit(s)), Relays: s.Relays, LastError: s.LastError, LastErrorCode: s.LastErrorCode, LastErrorAt: s.LastErrorAt}
 	if !s.Contacted {
 		st.FirstContactBy = c.FirstContactBy
+	}
+	st.Connection = s.ConnectionType
+	if pid != 0 {
+		st.Passive, st.PassiveListen, st.PassiveError, st.PassiveCounters = s.Listening, s.PassiveListen, s.PassiveError, s.PassiveCounters
+		if s.Listening {
+			st.PassiveSince = s.PassiveSince
+		}
 	}
 	return st, nil
 }

@@ -113,8 +113,10 @@ func (d *Daemon) applyWelcome(w *pb.PeerWelcome, connected bool) {
 		}
 		s.StatsIntervalSeconds = w.GetStatsIntervalSeconds()
 		d.keepLocalPolicy(s, w.GetLocalPolicy())
+		learnPassive(s, w)
 		s.LastError, s.LastErrorCode = "", ""
 	})
+	d.syncPassive()
 }
 
 // online reports statistics and follows the coordinator's orders until the
@@ -147,6 +149,8 @@ func (d *Daemon) online(ctx context.Context, ms *frame.Stream, reported *bool) e
 	}
 	ticker := d.clock.NewTimer(d.statsInterval()) // the daemon's clock, reset after each report
 	defer ticker.Stop()
+	idle := d.watchIdle() // a passive peer's idle time (passive.go)
+	defer idle.stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -160,6 +164,7 @@ func (d *Daemon) online(ctx context.Context, ms *frame.Stream, reported *bool) e
 			case *pb.PeerDown_Update:
 				d.applyWelcome(b.Update, true)
 				ticker.Reset(d.statsInterval())
+				idle.rearm()
 				if err := d.reportDisabled(ms, reported); err != nil {
 					return err
 				}
@@ -171,6 +176,12 @@ func (d *Daemon) online(ctx context.Context, ms *frame.Stream, reported *bool) e
 				return err
 			}
 			ticker.Reset(d.statsInterval())
+		case <-idle.changed():
+			idle.rearm()
+		case <-idle.fired():
+			if idle.due() {
+				return d.goPassive(ctx, ms, readErr)
+			}
 		}
 	}
 }

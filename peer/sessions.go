@@ -32,6 +32,8 @@ type sessions struct {
 	// end of its handler: revocation closes some, stopSessions all.
 	live liveChannels
 	seq  atomic.Uint64
+	// idle knows since when no admitted channel has been open (passive.go).
+	idle idleTracker
 }
 
 func (d *Daemon) serveSessions() {
@@ -82,6 +84,8 @@ func (d *Daemon) handleChannel(st network.Stream) {
 		d.refuseChannel(ch, ev, err)
 		return
 	}
+	d.sess.idle.busy() // a passive peer stays connected while it is open
+	defer func() { d.sess.idle.done(d.clock.Now()) }()
 	if err := ch.Ready(ev.SessionId, nil); err != nil {
 		return
 	}

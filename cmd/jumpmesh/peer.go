@@ -215,11 +215,46 @@ func peerStatusCommand() *cli.Command {
 				if len(st.Relays) > 0 {
 					fields(w, "relay reservations", strings.Join(st.Relays, ", "))
 				}
+				passiveFields(w, st)
 				if st.LastError != "" {
 					fields(w, "last error", st.LastError+" ("+st.LastErrorCode+", "+timeOrNever(st.LastErrorAt)+")")
 				}
 			})
 		},
+	}
+}
+
+// passiveFields prints a passive peer's listener: whether it went passive,
+// where it listens, and what it accepted and refused.
+func passiveFields(w io.Writer, st *peer.Status) {
+	if st.Connection != "" {
+		fields(w, "connection", st.Connection)
+	}
+	switch {
+	case st.Passive:
+		fields(w, "passive", "yes, since "+timeOrNever(st.PassiveSince)+": not connected, listening on "+st.PassiveListen+" for a wake command")
+	case st.PassiveListen != "":
+		fields(w, "passive port", "listening on "+st.PassiveListen)
+	case st.PassiveError != "":
+		fields(w, "passive port", "cannot listen ("+st.PassiveError+"); staying connected")
+	}
+	if c := st.PassiveCounters; c != nil {
+		var refused []string
+		for _, r := range []struct {
+			name string
+			n    uint64
+		}{{"garbage", c.Garbage}, {"oversized", c.Oversized}, {"forged", c.Forged}, {"other site", c.OtherSite},
+			{"other peer", c.OtherTarget}, {"expired", c.Expired}, {"valid too long", c.TooLong}, {"replayed", c.Replayed},
+			{"rate limited", c.RateLimited}, {"busy", c.Busy}} {
+			if r.n > 0 {
+				refused = append(refused, fmt.Sprintf("%s %d", r.name, r.n))
+			}
+		}
+		line := fmt.Sprintf("accepted %d, refused %d", c.Accepted, c.Refused())
+		if len(refused) > 0 {
+			line += " (" + strings.Join(refused, ", ") + ")"
+		}
+		fields(w, "wake commands", line)
 	}
 }
 
