@@ -27,6 +27,20 @@ func (h *Host) MAC() (net.HardwareAddr, error) {
 	return macs[h.cable.aDev], nil
 }
 
+// MACs returns the hardware addresses of the host's interfaces, in the
+// order of NICs.
+func (h *Host) MACs() ([]net.HardwareAddr, error) {
+	macs, err := h.macs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]net.HardwareAddr, len(h.nics))
+	for i, n := range h.nics {
+		out[i] = macs[n.Name]
+	}
+	return out, nil
+}
+
 // macs returns the hardware address of each of the host's interfaces.
 func (h *Host) macs() (map[string]net.HardwareAddr, error) {
 	out := map[string]net.HardwareAddr{}

@@ -26,6 +26,41 @@ type Run struct {
 	Paths []Path `json:"paths,omitempty"`
 	// Grid describes the grid a `sim grid` run was made from.
 	Grid *Grid `json:"grid,omitempty"`
+	// Wakes holds each sleep of a host (a suspend step) and what woke it.
+	Wakes []Wake `json:"wakes,omitempty"`
+}
+
+// Wake is one sleep of a host in the lab (a suspend step): its jumpmesh
+// peer stopped and only the lab's wake listener on its interfaces, as the
+// card of a sleeping machine. A magic packet for its MAC, with the right
+// SecureOn password when one was set, wakes it: the peer starts again.
+type Wake struct {
+	Host      string    `json:"host"`
+	Suspended time.Time `json:"suspended"`
+	SecureOn  bool      `json:"secureon,omitempty"` // the card wanted a SecureOn password
+	Woken     bool      `json:"woken"`
+	// Command is the console step that asked for the wake (the last one
+	// naming the host before the packet came), CommandAt when it started.
+	Command   string     `json:"command,omitempty"`
+	CommandAt *time.Time `json:"command_at,omitempty"`
+	// PacketAt is when the magic packet that woke the host came off its
+	// wire (the kernel's timestamp); ToPacketMS is the time from the
+	// command's start to then: the console's process start, its call to the
+	// coordinator, the order to the waker and the waker's send.
+	PacketAt   *time.Time `json:"packet_at,omitempty"`
+	ToPacketMS float64    `json:"to_packet_ms,omitempty"`
+	Packet     string     `json:"packet,omitempty"` // the packet that woke it
+	Waker      string     `json:"waker,omitempty"`  // the host that sent it
+	// Senders are the hosts whose magic packets for this host reached it
+	// while it slept; Packets counts those packets, WrongPassword those
+	// the card refused for their SecureOn password.
+	Senders       []string `json:"senders,omitempty"`
+	Packets       int      `json:"packets"`
+	WrongPassword int      `json:"wrong_password,omitempty"`
+	// RestartMS is the time from the packet until the peer's init-script
+	// had started it again.
+	RestartMS float64 `json:"restart_ms,omitempty"`
+	Error     string  `json:"error,omitempty"`
 }
 
 // Network describes a network of the run.

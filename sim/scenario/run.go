@@ -134,6 +134,10 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *results.Run, err 
 			}
 		}
 	}
+	if err := r.startWakeWatch(); err != nil {
+		lab.Close()
+		return res, err
+	}
 	defer func() {
 		if cerr := r.teardown(); cerr != nil {
 			res.Error = strings.TrimSpace(res.Error + "\nteardown: " + cerr.Error())
@@ -205,6 +209,7 @@ type runner struct {
 	captures map[string]*capture // by host
 	killed   []killed            // relays and jumpoints killed, in order
 	cps      int                 // cp steps so far, for file names
+	wake     *wakeLab            // sleeping hosts and what woke them
 }
 
 // killed is a relay or jumpoint the run killed, and when.
@@ -424,11 +429,25 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 	case "grid":
 		return r.grid(ctx, st)
 	case "console":
-		res, err := r.jm(ctx, console, nil, args...)
-		if err == nil && !strings.Contains(res.stdout, expect) {
-			err = fmt.Errorf("stdout lacks %q", expect)
+		expectErr, err := r.expand(st.ExpectStderr)
+		if err != nil {
+			return "", err
 		}
-		return res.output(), err
+		r.noteWakeCommand(st.Name(), args)
+		return r.retry(ctx, st.Within, func() (string, error) { return r.consoleOnce(ctx, console, args, st, expect, expectErr) })
+	case "suspend":
+		password := ""
+		if len(args) == 3 {
+			password = args[2]
+		}
+		return r.suspend(ctx, args[0], password)
+	case "expect-awake":
+		return r.expectAwake(ctx, args[0], st.Within)
+	case "expect-asleep":
+		d, _ := time.ParseDuration(args[2])
+		return r.expectAsleep(ctx, args[0], d)
+	case "expect-wake-sent", "expect-no-wake-sent":
+		return r.expectWakeSent(ctx, console, args[0], st.Action == "expect-wake-sent", st.Within)
 	case "stop", "start", "kill":
 		return r.lifecycle(ctx, st.Action, args[0])
 	case "restart":
@@ -484,6 +503,8 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 // (which kills anything else left in its namespaces and checks that nothing
 // remains).
 func (r *runner) teardown() error {
+	// No sleeping host may start its peer again while teardown kills them.
+	r.stopWake()
 	var errs []error
 	// Background execs end by themselves (each command is bounded by
 	// commandTimeout), sooner once the peers below are gone.

@@ -18,6 +18,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/wake"
 	"github.com/jumpmesh/jumpmesh/sim/netlab"
 	"github.com/jumpmesh/jumpmesh/sim/scenarios"
 )
@@ -119,7 +121,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // first key is the action and its value the arguments, with options next to
 // it ("exec: web-01 -- hostname" plus "expect-stdout: web-01").
 type Step struct {
-	Action string   // init, install, expect-online, expect-status, exec, console, stop, start, kill, partition, heal, sleep
+	Action string   // init, install, expect-online, expect-status, exec, console, stop, start, kill, partition, heal, sleep, suspend, …
 	Args   []string // words after the action, without "within D"
 	Within time.Duration
 	// ExpectStdout must appear in an exec's (or console command's) standard output.
@@ -127,8 +129,15 @@ type Step struct {
 	// ExpectError, for a fetch, is a refusal: the forward must end before
 	// it listens, saying this.
 	ExpectError string
-	// ExpectExit is the exec's expected exit status (default 0).
+	// ExpectExit is the exec's (or console command's) expected exit
+	// status (default 0).
 	ExpectExit int
+	// ExpectCode, for a console command, is the catalog code it must fail
+	// with (from its --json error, or the code's message on stderr).
+	ExpectCode string
+	// ExpectStderr must appear in a console command's standard error (or
+	// its --json error's message and detail).
+	ExpectStderr string
 	// ExpectPath, for exec and connect, is how the console must reach the
 	// peer: "direct", "relayed" or "jumpoint" (for connect: at the end of
 	// its wait).
@@ -191,6 +200,12 @@ var actions = map[string]struct{ min, max int }{
 	"capture":         {1, 1},  // HOST: capture its interfaces
 	"expect-capture":  {3, 3},  // HOST has|lacks TEXT
 	"expect-jumpoint": {3, 3},  // NAME peers N: peers connected to it
+	// Wake-on-LAN (wake.go).
+	"suspend":             {1, 3}, // PEER [--password P]: the host sleeps
+	"expect-awake":        {1, 1}, // PEER [within D]: a magic packet woke it
+	"expect-asleep":       {3, 3}, // PEER for D: none did
+	"expect-wake-sent":    {1, 1}, // HOST [within D]: it sent magic packets
+	"expect-no-wake-sent": {1, 1}, // HOST: it sent none, and the audit never asked it
 }
 
 // UnmarshalYAML reads a step in either form.
@@ -213,6 +228,13 @@ func (s *Step) UnmarshalYAML(n *yaml.Node) error {
 				s.ExpectStdout = v.Value
 			case k == "expect-error":
 				s.ExpectError = v.Value
+			case k == "expect-code":
+				if !catalog.Code(v.Value).Known() {
+					return fmt.Errorf("line %d: expect-code: %q is not a code of the error catalog (jumpmesh errors)", v.Line, v.Value)
+				}
+				s.ExpectCode = v.Value
+			case k == "expect-stderr":
+				s.ExpectStderr = v.Value
 			case k == "expect-path":
 				if v.Value != "direct" && v.Value != "relayed" && v.Value != "jumpoint" {
 					return fmt.Errorf("line %d: expect-path is direct, relayed or jumpoint", v.Line)
@@ -244,7 +266,7 @@ func (s *Step) UnmarshalYAML(n *yaml.Node) error {
 					return fmt.Errorf("line %d: runs is 1 to 100", v.Line)
 				}
 			default:
-				return fmt.Errorf("line %d: unknown step option %q (expect-stdout, expect-error, expect-exit, expect-path, within, from, runs, wait-direct, background)", n.Content[i].Line, k)
+				return fmt.Errorf("line %d: unknown step option %q (expect-stdout, expect-stderr, expect-error, expect-exit, expect-code, expect-path, within, from, runs, wait-direct, background)", n.Content[i].Line, k)
 			}
 		}
 	default:
@@ -475,9 +497,39 @@ func (sc *Scenario) validate() error {
 			}
 		case "sleep":
 			_, err = time.ParseDuration(s.Args[0])
+		case "suspend":
+			err = need(s.Args[0], RolePeer)
+			if err == nil && len(s.Args) > 1 {
+				if len(s.Args) != 3 || s.Args[1] != "--password" {
+					err = fmt.Errorf("%s: suspend PEER [--password XX-XX-XX-XX-XX-XX]", where)
+				} else if _, perr := wake.ParsePassword(s.Args[2]); perr != nil {
+					err = fmt.Errorf("%s: %v", where, perr)
+				}
+			}
+			if err == nil && !inited {
+				err = fmt.Errorf("%s: comes before init", where)
+			}
+		case "expect-awake":
+			err = need(s.Args[0], RolePeer)
+		case "expect-asleep":
+			err = need(s.Args[0], RolePeer)
+			if _, derr := time.ParseDuration(s.Args[2]); err == nil && (s.Args[1] != "for" || derr != nil) {
+				err = fmt.Errorf("%s: expect-asleep PEER for D", where)
+			}
+		case "expect-wake-sent", "expect-no-wake-sent":
+			err = need(s.Args[0], RolePeer, RoleJumpoint)
+			if err == nil && !inited {
+				err = fmt.Errorf("%s: comes before init", where)
+			}
 		}
 		if s.ExpectError != "" && s.Action != "fetch" {
 			err = fmt.Errorf("%s: expect-error is for fetch steps", where)
+		}
+		if (s.ExpectCode != "" || s.ExpectStderr != "") && s.Action != "console" {
+			err = fmt.Errorf("%s: expect-code and expect-stderr are for console steps", where)
+		}
+		if s.ExpectExit != 0 && s.Action != "exec" && s.Action != "console" {
+			err = fmt.Errorf("%s: expect-exit is for exec and console steps", where)
 		}
 		if s.Background != "" {
 			if s.Action != "exec" || background[s.Background] {
