@@ -410,6 +410,11 @@ func (p *Passive) consider(b []byte, from string) {
 		return
 	}
 	if !p.replays.Accept(body.GetNonce(), time.UnixMilli(body.GetExpiresUnixMillis()), now) {
+		// Another copy won the race since Seen, or the cache is full.
+		if _, dup := p.replays.Seen(body.GetNonce(), now); dup {
+			p.duplicate.Add(1)
+			return
+		}
 		p.drop(ErrReplay, from)
 		return
 	}
