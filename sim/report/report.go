@@ -78,6 +78,8 @@ type model struct {
 	Summary *summary
 	Dists   []*dist
 	Paths   []pathView
+	// Set only when the results have wakes.
+	Wakes []wakeView
 }
 
 type counts struct{ OK, Failed, Skipped int }
@@ -142,6 +144,7 @@ func build(res results.Run) model {
 	if len(res.Paths) > 0 {
 		m.Paths = pathRows(res.Paths)
 	}
+	m.Wakes = wakeRows(res)
 	return m
 }
 

@@ -1,0 +1,48 @@
+package report
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jumpmesh/jumpmesh/sim/results"
+)
+
+// wakeView is one row of the Wake-on-LAN table: a sleep of a host and
+// what woke it.
+type wakeView struct {
+	results.Wake
+	Class    string // woken | asleep | failed
+	Asleep   string // offset of the suspend from the run's start
+	ToPacket string // command → magic packet on the wire
+	Restart  string // packet → peer started again
+	Senders  string
+}
+
+// wakeRows lays out the run's sleeps in order.
+func wakeRows(res results.Run) []wakeView {
+	var out []wakeView
+	for _, w := range res.Wakes {
+		v := wakeView{Wake: w, Class: "asleep", ToPacket: "—", Restart: "—", Senders: "none"}
+		if !res.Started.IsZero() && !w.Suspended.IsZero() {
+			v.Asleep = "+" + fmtDur(w.Suspended.Sub(res.Started).Truncate(time.Millisecond))
+		}
+		switch {
+		case w.Error != "":
+			v.Class = "failed"
+		case w.Woken:
+			v.Class = "woken"
+		}
+		if w.Woken && w.Command != "" {
+			v.ToPacket = fmtMS(w.ToPacketMS)
+		}
+		if w.Woken {
+			v.Restart = fmtMS(w.RestartMS)
+		}
+		if len(w.Senders) > 0 {
+			v.Senders = fmt.Sprintf("%d from %s", w.Packets, strings.Join(w.Senders, ", "))
+		}
+		out = append(out, v)
+	}
+	return out
+}
