@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-msgio/pbio"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/frame"
@@ -149,7 +151,7 @@ func DialLink(ctx context.Context, addr string, j peer.ID, key crypto.PrivKey, l
 		return nil, unreachable("sending the open", err)
 	}
 	var reply pb.TunnelReply
-	if err := frame.NewReader(tc, nil, MaxOpen).ReadMsg(&reply); err != nil {
+	if err := readExact(tc, MaxOpen, &reply); err != nil {
 		return nil, unreachable("reading the reply", err)
 	}
 	if reply.GetError() != nil {
@@ -261,7 +263,7 @@ func (s *Server) serveLink(tc *net.TCPConn, filter Authorize, handshakes chan st
 			return "", nil, err
 		}
 		var open pb.TunnelOpen
-		if err := frame.NewReader(tc, nil, MaxOpen).ReadMsg(&open); err != nil {
+		if err := readExact(tc, MaxOpen, &open); err != nil {
 			return "", nil, err
 		}
 		remote, err := s.verifyLink(&open, challenge)
@@ -373,4 +375,34 @@ func (s *Server) LinkedPeers() []peer.ID {
 		out = append(out, p)
 	}
 	return out
+}
+
+// readExact reads one length-delimited message of at most max bytes from r
+// without reading past it: the bytes behind a reply (or an open) are the
+// tunnel's, and a buffered reader would swallow what arrives with it (the
+// coordinator's side of a handshake that starts at once, on a TCP link).
+func readExact(r io.Reader, max int, m proto.Message) error {
+	n, err := binary.ReadUvarint(byteReader{r})
+	if err != nil {
+		return err
+	}
+	if n > uint64(max) {
+		return fmt.Errorf("%w (%d bytes declared, %d allowed)", frame.ErrTooLarge, n, max)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return err
+	}
+	return proto.Unmarshal(buf, m)
+}
+
+// byteReader reads one byte at a time (a varint is at most 10 of them).
+type byteReader struct{ r io.Reader }
+
+func (b byteReader) ReadByte() (byte, error) {
+	var one [1]byte
+	if _, err := io.ReadFull(b.r, one[:]); err != nil {
+		return 0, err
+	}
+	return one[0], nil
 }

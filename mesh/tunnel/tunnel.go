@@ -58,7 +58,7 @@ func Dial(ctx context.Context, h host.Host, j peer.ID, open *pb.TunnelOpen) (net
 		return nil, catalog.Errorf(catalog.CodeJumpointUnreachable, "(jumpoint %s: sending the open: %v)", j, err)
 	}
 	var reply pb.TunnelReply
-	if err := frame.NewReader(s, nil, MaxOpen).ReadMsg(&reply); err != nil {
+	if err := readExact(s, MaxOpen, &reply); err != nil {
 		s.Reset()
 		return nil, catalog.Errorf(catalog.CodeJumpointUnreachable, "(jumpoint %s: reading the reply: %v)", j, err)
 	}
