@@ -58,7 +58,8 @@ var (
 	ErrReplay      = fmt.Errorf("%w: replayed", ErrInvalid)
 )
 
-// Sign fills body's site and nonce (when empty) and signs it with the site key.
+// Sign fills body's site and nonce (when empty) and signs it with the site
+// key. It refuses a body whose command would pass MaxCommand.
 func Sign(signer mesh.Signer, body *pb.WakeBody) (*pb.WakeCommand, error) {
 	b := proto.Clone(body).(*pb.WakeBody)
 	b.SiteId = []byte(signer.PeerID())
@@ -76,7 +77,11 @@ func Sign(signer mesh.Signer, body *pb.WakeBody) (*pb.WakeCommand, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing the wake command: %w", err)
 	}
-	return &pb.WakeCommand{Body: raw, Signature: sig}, nil
+	cmd := &pb.WakeCommand{Body: raw, Signature: sig}
+	if n := len(Magic) + proto.Size(cmd); n > MaxCommand {
+		return nil, fmt.Errorf("wake command of %d bytes: at most %d (fewer MACs, IPs or passive addresses)", n, MaxCommand)
+	}
+	return cmd, nil
 }
 
 // Verify checks that cmd was signed by site, is in force at now and, when

@@ -214,6 +214,11 @@ func TestLargestCommandFits(t *testing.T) {
 		t.Fatalf("largest command: %v", err)
 	}
 	t.Logf("largest command: %d bytes of %d", len(enc), wake.MaxCommand)
+	// Twice as many addresses do not fit: Sign says so.
+	b.PassiveAddrs = append(b.PassiveAddrs, b.PassiveAddrs...)
+	if _, err := wake.Sign(site, b); err == nil {
+		t.Fatal("Sign made a command over MaxCommand")
+	}
 }
 
 func TestMagicPacket(t *testing.T) {

@@ -248,14 +248,20 @@ func (p *Passive) isClosed() bool {
 func (p *Passive) serveUDP() {
 	defer p.wg.Done()
 	buf := make([]byte, MaxCommand+1)
+	backoff := time.Millisecond
 	for {
 		n, from, err := p.udp.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if p.isClosed() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			continue // e.g. an ICMP error surfaced on the socket
+			// An ICMP error surfaced on the socket, or worse: never spin.
+			t := time.NewTimer(backoff)
+			<-t.C
+			backoff = min(2*backoff, time.Second)
+			continue
 		}
+		backoff = time.Millisecond
 		if n > MaxCommand {
 			p.drop(errOversized, from.String())
 			continue
