@@ -58,6 +58,16 @@
 // counted (tunnellog.go) and reported when it ends with the next refresh;
 // the coordinator writes it to its audit log.
 //
+// # Wake
+//
+// The jumpoint is the waker of the peers behind it (mesh/wake, wake.go):
+// the coordinator opens a wake stream on the jumpoint's connection and
+// orders magic packets for a sleeping peer, sent on the interface whose
+// subnet holds one of the peer's private IPs (else the one toward its
+// gateway; never the default route's), or a passive peer's signed command
+// forwarded to its passive port. Only the site is served, and only
+// commands it signed are carried out.
+//
 // # Limits
 //
 // Every bound (tunnels in all and per caller, connections, the target

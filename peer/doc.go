@@ -60,15 +60,29 @@
 //     is refused by the coordinator. A peer offline at the coordinator
 //     misses the message; grant.Limits.OpenFor bounds how long a grant
 //     opens channels anyway (grant_expired after it).
+//  9. Wake. The coordinator may open a wake stream (mesh/wake) on the
+//     peer's connection and order it to wake a neighbour: magic packets on
+//     its interface toward the target's gateway, or a passive peer's
+//     signed command forwarded to its passive port (wake.go). Only the
+//     pinned site is served, and only commands it signed are carried out.
+//  10. Passive. A peer whose connection type is passive (the welcome's
+//     peer record; before the first welcome, its installer key's) listens
+//     on its passive port while it runs. After passive_idle_seconds with
+//     no session channel open it sends PeerUp{passive{port}}, closes the
+//     stream and every connection, drops its relay reservations, and only
+//     listens; a wake command the listener accepts makes it connect at
+//     once, with no backoff (passive.go).
 //
 // # Lifetime
 //
 // A Daemon runs once: Run returns only when everything it started has
 // ended (the coordinator stream and its reader, the reconnect wait, the
 // statistics timer, the relay reservations, the puncher, every channel
-// being served, ended by resetting its stream), and Close ends Run, waits
-// for it and then closes the host. Decision: the reconnect backoff and the
-// statistics interval are timers of the daemon's clock (RunConfig.Clock),
+// being served, ended by resetting its stream, the wake orders being
+// served, the passive listener), and Close ends Run, waits
+// for it and then closes the host. Decision: the reconnect backoff, the
+// statistics interval and a passive peer's idle time are timers of the
+// daemon's clock (RunConfig.Clock), and wake commands are checked on it,
 // so tests and the lab move them with a manual clock; the relay
 // reservations' checks stay on wall time, because a reservation's
 // expiration is the relay's wall time and a manual clock moved by days must
