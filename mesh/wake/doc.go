@@ -29,7 +29,12 @@
 //     bytes, signed by its pinned site, for its own peer ID, not expired,
 //     and with a nonce it has not accepted before; then it connects to the
 //     coordinator. Everything else is dropped, counted, and costs at most
-//     one signature check per accepted rate token.
+//     one signature check per accepted rate token: the size, the Magic,
+//     the parse, the body's site, target, expiry and nonce are checked
+//     first, the signature last (ListenPassive, PassiveStats). A wake
+//     reaches a passive peer several times (UDP and TCP, from the
+//     coordinator and each waker): copies within seconds of the first are
+//     counted as duplicates, later ones as replays.
 //
 // The coordinator keeps the per-target cooldown (30 s, site-wide, in its
 // store) and the audit; wakers and passive peers keep nothing but the
