@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -98,7 +97,7 @@ func newJumpointRoute(c *Config, log *slog.Logger) (*jumpointRoute, error) {
 		}
 		r.refs = append(r.refs, peer.AddrInfo{ID: id, Addrs: addrs})
 		if j.PeerPort > 0 && j.PeerPort <= 65535 {
-			r.links[id] = linkAddrs(addrs, j.PeerPort, localPrefixes())
+			r.links[id] = tunnel.LinkAddrs(addrs, j.PeerPort, tunnel.LocalPrefixes())
 		}
 	}
 	r.dialer = tunnel.NewDialer(r.route)
@@ -260,51 +259,6 @@ func tcpListen(listen []ma.Multiaddr) ([]ma.Multiaddr, error) {
 		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "A peer behind a jumpoint listens on TCP, and no --listen address is TCP (%v).", listen)
 	}
 	return out, nil
-}
-
-// linkAddrs are a jumpoint's link addresses: each IP address of addrs with
-// the link port, those inside one of local's prefixes (a network this
-// host is on) first, since the others may be on a network it cannot reach.
-func linkAddrs(addrs []ma.Multiaddr, port uint32, local []netip.Prefix) []string {
-	var near, far []string
-	seen := map[netip.Addr]bool{}
-	for _, a := range addrs {
-		if mesh.IsCircuit(a) {
-			continue
-		}
-		ip, err := manet.ToIP(a)
-		if err != nil {
-			continue
-		}
-		addr, ok := netip.AddrFromSlice(ip)
-		if !ok || seen[addr.Unmap()] {
-			continue
-		}
-		addr = addr.Unmap()
-		seen[addr] = true
-		hp := net.JoinHostPort(addr.String(), strconv.Itoa(int(port)))
-		if slices.ContainsFunc(local, func(p netip.Prefix) bool { return p.Contains(addr) }) {
-			near = append(near, hp)
-		} else {
-			far = append(far, hp)
-		}
-	}
-	return append(near, far...)
-}
-
-// localPrefixes are the networks of this host's interfaces.
-func localPrefixes() []netip.Prefix {
-	ifAddrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil
-	}
-	var out []netip.Prefix
-	for _, a := range ifAddrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			out = append(out, p.Masked())
-		}
-	}
-	return out
 }
 
 // tcpPorts are the TCP ports of addrs (not relayed), each once.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -17,6 +18,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-msgio/pbio"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
@@ -405,4 +408,49 @@ func (b byteReader) ReadByte() (byte, error) {
 		return 0, err
 	}
 	return one[0], nil
+}
+
+// LinkAddrs are a jumpoint's link addresses: each IP address of addrs with
+// the link port, those inside one of local's prefixes (a network this
+// host is on) first, since the others may be on a network it cannot reach.
+func LinkAddrs(addrs []ma.Multiaddr, port uint32, local []netip.Prefix) []string {
+	var near, far []string
+	seen := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+			continue
+		}
+		ip, err := manet.ToIP(a)
+		if err != nil {
+			continue
+		}
+		addr, ok := netip.AddrFromSlice(ip)
+		if !ok || seen[addr.Unmap()] {
+			continue
+		}
+		addr = addr.Unmap()
+		seen[addr] = true
+		hp := net.JoinHostPort(addr.String(), strconv.Itoa(int(port)))
+		if slices.ContainsFunc(local, func(p netip.Prefix) bool { return p.Contains(addr) }) {
+			near = append(near, hp)
+		} else {
+			far = append(far, hp)
+		}
+	}
+	return append(near, far...)
+}
+
+// LocalPrefixes are the networks of this host's interfaces.
+func LocalPrefixes() []netip.Prefix {
+	ifAddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, a := range ifAddrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
 }

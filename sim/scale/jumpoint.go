@@ -62,9 +62,20 @@ func (r *jumpointRoute) route(address string) ([]lpeer.ID, *pb.TunnelOpen, bool)
 // dialer is a new host's tunnel dialer; give it the host with bind.
 func (r *jumpointRoute) dialer() *tunnel.Dialer { return tunnel.NewDialer(r.route) }
 
-// bind lets h open the tunnels and tells it where the jumpoints are.
+// bind lets h open the tunnels and tells it where the jumpoints are;
+// jumpoints whose key entry has a link port are reached over peer links,
+// as the daemon does.
 func (r *jumpointRoute) bind(d *tunnel.Dialer, h host.Host) {
 	d.SetHost(h)
+	links := map[lpeer.ID][]string{}
+	for _, j := range r.refs {
+		if j.PeerPort > 0 {
+			links[j.ID] = tunnel.LinkAddrs(j.Addrs, j.PeerPort, nil)
+		}
+	}
+	if len(links) > 0 {
+		d.SetLinks(&tunnel.Links{Addrs: func(j lpeer.ID) []string { return links[j] }, Key: h.Peerstore().PrivKey(h.ID())})
+	}
 	for _, j := range r.refs {
 		h.Peerstore().AddAddrs(j.ID, j.Addrs, peerstore.PermanentAddrTTL)
 	}
