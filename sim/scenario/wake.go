@@ -402,18 +402,25 @@ func (r *runner) expectWakeSent(ctx context.Context, console, host string, sent 
 // auditedWakers counts, per waker name, the wake attempts in the
 // coordinator's audit that asked it, and the attempts.
 func (r *runner) auditedWakers(ctx context.Context, console string) (map[string]int, int, error) {
+	// Every kind, filtered here: --kind takes only the kinds this
+	// version's CLI knows.
 	var events []struct{ Kind, Detail, Code string }
-	res, err := r.jm(ctx, console, &events, "audit", "--kind", "wake", "--since", "24h", "--json")
+	res, err := r.jm(ctx, console, &events, "audit", "--since", "24h", "--limit", "0", "--json")
 	if err != nil {
 		return nil, 0, fmt.Errorf("%v", res.failure())
 	}
 	asked := map[string]int{}
+	attempts := 0
 	for _, e := range events {
+		if e.Kind != "wake" {
+			continue
+		}
+		attempts++
 		for _, name := range auditWakers(e.Detail) {
 			asked[name]++
 		}
 	}
-	return asked, len(events), nil
+	return asked, attempts, nil
 }
 
 // auditWakers reads the waker names from a wake event's detail:
