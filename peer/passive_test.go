@@ -47,7 +47,17 @@ func passivePeer(t *testing.T, site *coordinatortest.Site[*console.Client], name
 	port := coordinatortest.FreePort(t, "tcp")
 	h.startWith(func(c *peer.RunConfig) { c.PassiveAddr, c.PassivePort = "127.0.0.1", port })
 	h.waitStatus(h.id(), "online")
+	h.waitWelcomed()
 	return h, port
+}
+
+// waitWelcomed waits until the peer applied its welcome (the coordinator
+// shows it online a moment before).
+func (h *host) waitWelcomed() {
+	h.t.Helper()
+	coordinatortest.Eventually(h.t, 20*time.Second, "the welcome applied", func() bool {
+		return h.state().ConnectionType != ""
+	})
 }
 
 // startWith is start with changes to the daemon's RunConfig.
@@ -295,6 +305,7 @@ func TestActivePeerNeverListens(t *testing.T) {
 	port := coordinatortest.FreePort(t, "tcp")
 	h.startWith(func(c *peer.RunConfig) { c.PassiveAddr, c.PassivePort = "127.0.0.1", port })
 	h.waitStatus(h.id(), "online")
+	h.waitWelcomed()
 	for range 5 { // well past the idle time, one stats report at a time
 		site.Clock.Advance(passiveIdle)
 	}
@@ -327,6 +338,7 @@ func TestPassivePeerWithoutItsPortStaysConnected(t *testing.T) {
 	defer squatter.Close()
 	h.startWith(func(c *peer.RunConfig) { c.PassiveAddr, c.PassivePort = "127.0.0.1", port })
 	h.waitStatus(h.id(), "online")
+	h.waitWelcomed()
 	if st := h.state(); st.PassiveError == "" || st.PassiveListen != "" {
 		t.Fatalf("state with the port taken: error %q, listen %q", st.PassiveError, st.PassiveListen)
 	}
