@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -188,7 +189,7 @@ func sendUDPBroadcast(ctx context.Context, ifi *net.Interface, payload []byte) (
 		return nil, fmt.Errorf("SO_BROADCAST: %w", err)
 	}
 	var oob []byte
-	if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name); err != nil {
+	if !bindToDevice.Load() || unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name) != nil {
 		oob = unix.PktInfo4(&unix.Inet4Pktinfo{Ifindex: int32(ifi.Index)})
 	}
 	var sent []string
@@ -235,6 +236,11 @@ func sendEtherFrame(ifi *net.Interface, payload []byte) (string, error) {
 	}
 	return fmt.Sprintf("%s ether 0x%04x", ifi.Name, EtherType), nil
 }
+
+// bindToDevice is off only in tests of the IP_PKTINFO way.
+var bindToDevice atomic.Bool
+
+func init() { bindToDevice.Store(true) }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 

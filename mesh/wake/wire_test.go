@@ -268,7 +268,57 @@ func (s *sniffer) magicFrames(t *testing.T, src, mac net.HardwareAddr, password 
 // end sees the magic packet as UDP broadcasts (limited and directed, ports
 // 9 and 7) and as an 0x0842 frame.
 func TestSendMagicOnTheWire(t *testing.T) {
+	t.Run("SO_BINDTODEVICE", testSendMagicOnTheWire)
+	t.Run("IP_PKTINFO", func(t *testing.T) {
+		defer wake.SetBindToDevice(wake.SetBindToDevice(false))
+		testSendMagicOnTheWire(t)
+	})
+}
+
+// addDecoy gives a's namespace a second interface, "wkd" (a veth pair
+// within a; the kernel here has no dummy links), that holds the preferred
+// default route: a packet not pinned to "wka" leaves
+// through it.
+func addDecoy(t *testing.T, l *wireLink) {
+	t.Helper()
+	h, err := netlink.NewHandleAt(l.a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "wkd"}, PeerName: "wke"}); err != nil {
+		t.Fatalf("decoy veth: %v", err)
+	}
+	if e, err := h.LinkByName("wke"); err != nil || h.LinkSetUp(e) != nil {
+		t.Fatalf("decoy peer end: %v", err)
+	}
+	d, err := h.LinkByName("wkd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := netlink.ParseAddr("10.98.0.1/24")
+	if err := h.AddrAdd(d, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(d); err != nil {
+		t.Fatal(err)
+	}
+	// Replace a's default route by a worse one, and add the decoy's.
+	wka, _ := h.LinkByName("wka")
+	if err := h.RouteDel(&netlink.Route{LinkIndex: wka.Attrs().Index, Gw: net.IP(l.gw.AsSlice())}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: wka.Attrs().Index, Gw: net.IP(l.gw.AsSlice()), Priority: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: d.Attrs().Index, Gw: net.ParseIP("10.98.0.254"), Priority: 10}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testSendMagicOnTheWire(t *testing.T) {
 	l := newWireLink(t)
+	addDecoy(t, l)
 	sn := newSniffer(t, l.b, "wkb")
 	password := []byte{0x01, 0x23, 0x45, 0x67, 0x89, 0xab}
 	bcast := netip.AddrFrom4([4]byte{10, 99, l.subnet.Addr().As4()[2], 255})
@@ -286,7 +336,7 @@ func TestSendMagicOnTheWire(t *testing.T) {
 		if ifi.Name != "wka" {
 			return fmt.Errorf("interface toward %s: %s", l.gw, ifi.Name)
 		}
-		if def, err := wake.DefaultRouteInterface(); err != nil || def.Name != "wka" {
+		if def, err := wake.DefaultRouteInterface(); err != nil || def.Name != "wkd" {
 			return fmt.Errorf("default route interface: %v, %v", def, err)
 		}
 		if _, err := wake.InterfaceToward(netip.MustParseAddr("192.0.2.1")); !errors.Is(err, wake.ErrNoInterface) {
@@ -332,5 +382,65 @@ func TestWakerSendsOnTheWire(t *testing.T) {
 		if len(seen) < 2 {
 			t.Fatalf("gateway %s: the other end saw %q", gw, seen)
 		}
+	}
+}
+
+// onDoomedThread runs f inside ns on a locked thread that is never given
+// back: f may drop the thread's capabilities.
+func onDoomedThread(ns netns.NsHandle, f func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if err := netns.Set(ns); err != nil {
+			done <- err
+			return
+		}
+		done <- f()
+	}()
+	return <-done
+}
+
+// dropNetRaw removes CAP_NET_RAW from the calling thread's effective set,
+// as for a peer run without it.
+func dropNetRaw() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return err
+	}
+	data[unix.CAP_NET_RAW/32].Effective &^= 1 << (unix.CAP_NET_RAW % 32)
+	return unix.Capset(&hdr, &data[0])
+}
+
+// TestSendMagicWithoutRawSockets: without CAP_NET_RAW the 0x0842 frame is
+// skipped, not an error, and the UDP broadcasts still leave on the right
+// interface.
+func TestSendMagicWithoutRawSockets(t *testing.T) {
+	l := newWireLink(t)
+	sn := newSniffer(t, l.b, "wkb")
+	var sent []string
+	err := onDoomedThread(l.a, func() error {
+		if err := dropNetRaw(); err != nil {
+			return err
+		}
+		if _, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, 0); !errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("CAP_NET_RAW still held: packet socket %v", err)
+		}
+		ifi, err := net.InterfaceByName("wka")
+		if err != nil {
+			return err
+		}
+		sent, err = wake.SendMagic(context.Background(), ifi, l.macB, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) != 4 || slices.Contains(sent, "wka ether 0x0842") {
+		t.Fatalf("sent %q, want the 4 UDP broadcasts only", sent)
+	}
+	want := []string{"udp 255.255.255.255:9", "udp 255.255.255.255:7"}
+	if seen := sn.magicFrames(t, l.macA, l.macB, nil, want); len(seen) < 2 {
+		t.Fatalf("the other end saw %q", seen)
 	}
 }
