@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"cmp"
 	"net"
 	"net/netip"
 	"strings"
@@ -19,9 +18,11 @@ import (
 // isolated network) has no neighbours.
 //
 // The index lives in the registry, beside the cached records, and changes
-// with them under the registry's lock (put, remove, load), so a lookup is
-// one map read and a walk over the peers behind that one gateway, not a
-// scan of the site (BenchmarkSameGateway: 100,000 peers).
+// with them under the registry's lock (load, put, remove: the record's
+// gateway; attach, detach, touch: online and most recently seen), so a
+// lookup is one map read and the first entries of that network's online
+// list, not a scan of the site nor of the LAN (BenchmarkSameGateway:
+// 100,000 peers).
 
 // gatewayKey is a peer's network fingerprint, normalised (the IP as
 // netip writes it, the MAC lower-case with colons).
@@ -56,44 +57,95 @@ func isZeroMAC(mac net.HardwareAddr) bool {
 	return true
 }
 
-// gatewayIndex maps a fingerprint to the entries behind it. It is not
-// safe on its own: the registry's lock guards it.
-type gatewayIndex map[gatewayKey]map[peer.ID]*peerEntry
+// gatewayIndex maps a fingerprint to the peers behind it. It is not safe
+// on its own: the registry's lock guards it and every peerEntry's links.
+type gatewayIndex map[gatewayKey]*gatewaySet
 
-// move files e (whose record was old, nil for a new entry) under its
-// current record's gateway.
-func (x gatewayIndex) move(id peer.ID, e *peerEntry, old *pb.Peer) {
-	ok, had := false, false
-	var from, to gatewayKey
-	if old != nil {
-		from, had = gatewayOf(old)
-	}
-	if e != nil {
-		to, ok = gatewayOf(e.rec)
-	}
-	if had && ok && from == to {
+// gatewaySet is one network: how many peers are filed behind it, and its
+// online ones in a list, the most recently seen first. The registry
+// moves a peer to the front at every contact (hello, statistics), so a
+// lookup reads the first few entries whatever the size of the LAN.
+type gatewaySet struct {
+	peers int
+	head  *peerEntry
+}
+
+// gatewayLinks are a peerEntry's place in the index.
+type gatewayLinks struct {
+	key        gatewayKey
+	filed      bool
+	linked     bool // in its set's online list
+	prev, next *peerEntry
+}
+
+// file puts e behind its record's gateway, moving it when the record's
+// gateway changed.
+func (x gatewayIndex) file(e *peerEntry) {
+	k, ok := gatewayOf(e.rec)
+	if e.gw.filed && ok && e.gw.key == k {
 		return
 	}
-	if had {
-		x.drop(from, id)
+	x.unfile(e)
+	if !ok {
+		return
 	}
-	if ok {
-		set := x[to]
-		if set == nil {
-			set = map[peer.ID]*peerEntry{}
-			x[to] = set
-		}
-		set[id] = e
+	set := x[k]
+	if set == nil {
+		set = &gatewaySet{}
+		x[k] = set
+	}
+	set.peers++
+	e.gw.key, e.gw.filed = k, true
+	if e.session != nil {
+		x.seen(e)
 	}
 }
 
-func (x gatewayIndex) drop(k gatewayKey, id peer.ID) {
-	if set := x[k]; set != nil {
-		delete(set, id)
-		if len(set) == 0 {
-			delete(x, k)
+// unfile takes e out of the index (a removed peer, a gateway lost).
+func (x gatewayIndex) unfile(e *peerEntry) {
+	if !e.gw.filed {
+		return
+	}
+	x.offline(e)
+	if set := x[e.gw.key]; set != nil {
+		if set.peers--; set.peers <= 0 {
+			delete(x, e.gw.key)
 		}
 	}
+	e.gw = gatewayLinks{}
+}
+
+// seen moves an online e to the front of its set's list.
+func (x gatewayIndex) seen(e *peerEntry) {
+	if !e.gw.filed {
+		return
+	}
+	set := x[e.gw.key]
+	if set.head == e {
+		return
+	}
+	x.offline(e)
+	e.gw.next, e.gw.linked = set.head, true
+	if set.head != nil {
+		set.head.gw.prev = e
+	}
+	set.head = e
+}
+
+// offline takes e out of its set's online list.
+func (x gatewayIndex) offline(e *peerEntry) {
+	if !e.gw.linked {
+		return
+	}
+	if e.gw.prev != nil {
+		e.gw.prev.gw.next = e.gw.next
+	} else if set := x[e.gw.key]; set != nil {
+		set.head = e.gw.next
+	}
+	if e.gw.next != nil {
+		e.gw.next.gw.prev = e.gw.prev
+	}
+	e.gw.prev, e.gw.next, e.gw.linked = nil, nil, false
 }
 
 // neighbour is an online peer behind a target's gateway.
@@ -108,44 +160,34 @@ type neighbour struct {
 // the most recently seen first. Peers disabled by their local user, and
 // peers deleted or uninstalled, are not asked to do anything.
 func (r *registry) sameGateway(k gatewayKey, except peer.ID, n int) []neighbour {
-	if n <= 0 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	set := r.gateways[k]
+	if set == nil || n <= 0 {
 		return nil
 	}
 	out := make([]neighbour, 0, n)
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for id, e := range r.gateways[k] {
+	for e := set.head; e != nil && len(out) < n; e = e.gw.next {
+		id := peer.ID(e.rec.GetId())
 		if id == except || e.session == nil || e.rec.GetDisabled() || e.rec.GetDeletedUnix() != 0 || e.rec.GetUninstalledUnix() != 0 {
 			continue
 		}
-		c := neighbour{id: id, name: e.rec.GetSettings().GetName(), group: e.rec.GetSettings().GetGroup(), lastSeen: e.lastSeen.UnixNano()}
-		// Keep the n most recent in order: an insertion into n slots, so a
-		// gateway with thousands of peers costs one pass, no sort.
-		i := len(out)
-		for i > 0 && newer(c, out[i-1]) {
-			i--
-		}
-		if i == n {
-			continue
-		}
-		if len(out) < n {
-			out = append(out, neighbour{})
-		}
-		copy(out[i+1:], out[i:len(out)-1])
-		out[i] = c
+		out = append(out, neighbour{id: id, name: e.rec.GetSettings().GetName(), group: e.rec.GetSettings().GetGroup(), lastSeen: e.lastSeen.UnixNano()})
 	}
 	return out
 }
 
-// newer orders neighbours: the most recently seen first, then by ID so
-// that a choice between equals is the same every time.
-func newer(a, b neighbour) bool {
-	return cmp.Or(cmp.Compare(b.lastSeen, a.lastSeen), cmp.Compare(a.id, b.id)) < 0
-}
-
-// gatewayPeers is how many peers the index files under k (tests).
-func (r *registry) gatewayPeers(k gatewayKey) int {
+// gatewayPeers is how many peers the index files under k, and how many
+// of them are in its online list (tests).
+func (r *registry) gatewayPeers(k gatewayKey) (filed, online int) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return len(r.gateways[k])
+	set := r.gateways[k]
+	if set == nil {
+		return 0, 0
+	}
+	for e := set.head; e != nil; e = e.gw.next {
+		online++
+	}
+	return set.peers, online
 }

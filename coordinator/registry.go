@@ -46,6 +46,8 @@ type peerEntry struct {
 	// doc is the cached search view, built with docStatus.
 	doc       *SearchDoc
 	docStatus string
+	// gw is its place in the same-gateway index (gateways.go).
+	gw gatewayLinks
 }
 
 func newRegistry() *registry {
@@ -65,7 +67,7 @@ func (r *registry) load(st *Store) error {
 			id := peer.ID(rec.GetId())
 			e := &peerEntry{rec: rec, lastSeen: time.Unix(rec.GetLastSeenUnix(), 0)}
 			r.peers[id] = e
-			r.gateways.move(id, e, nil)
+			r.gateways.file(e)
 		}
 		return nil
 	})
@@ -98,9 +100,8 @@ func (r *registry) put(rec *pb.Peer) {
 		e = &peerEntry{}
 		r.peers[id] = e
 	}
-	old := e.rec
 	e.rec = proto.CloneOf(rec)
-	r.gateways.move(id, e, old)
+	r.gateways.file(e)
 	e.doc = nil
 	e.lastSeen = time.Unix(rec.GetLastSeenUnix(), 0)
 	if rec.GetStats() != nil {
@@ -112,7 +113,7 @@ func (r *registry) remove(id peer.ID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e := r.peers[id]; e != nil {
-		r.gateways.move(id, nil, e.rec)
+		r.gateways.unfile(e)
 	}
 	delete(r.peers, id)
 }
@@ -127,6 +128,7 @@ func (r *registry) attach(id peer.ID, s *peerSession) *peerSession {
 	}
 	old := e.session
 	e.session = s
+	r.gateways.seen(e)
 	return old
 }
 
@@ -140,6 +142,7 @@ func (r *registry) detach(id peer.ID, s *peerSession, now time.Time) bool {
 	}
 	e.session = nil
 	e.lastSeen = now
+	r.gateways.offline(e)
 	return true
 }
 
@@ -151,6 +154,9 @@ func (r *registry) touch(id peer.ID, now time.Time, stats *pb.PeerStats) {
 		e.lastSeen = now
 		if stats != nil {
 			e.stats = stats
+		}
+		if e.session != nil {
+			r.gateways.seen(e)
 		}
 	}
 }

@@ -289,6 +289,11 @@ func wakeBody(rec *pb.Peer, password []byte, passive bool, st *pb.Settings) *pb.
 			ips = append(ips, a)
 		}
 	}
+	// A loopback address is of use only when the peer has no other (a
+	// peer on the coordinator's own host, a test).
+	if slices.ContainsFunc(ips, func(a netip.Addr) bool { return !a.IsLoopback() }) {
+		ips = slices.DeleteFunc(ips, netip.Addr.IsLoopback)
+	}
 	for _, a := range ips[:min(len(ips), wakeMaxIPs)] {
 		body.TargetIps = append(body.TargetIps, a.String())
 	}
@@ -326,7 +331,7 @@ func wakeBody(rec *pb.Peer, password []byte, passive bool, st *pb.Settings) *pb.
 }
 
 // parseIP reads an address as peers report them ("10.0.0.5", or with a
-// prefix length); loopback and unspecified addresses are of no use.
+// prefix length); an unspecified address is of no use.
 func parseIP(s string) (netip.Addr, bool) {
 	s = strings.TrimSpace(s)
 	a, err := netip.ParseAddr(s)
@@ -338,7 +343,7 @@ func parseIP(s string) (netip.Addr, bool) {
 		a = p.Addr()
 	}
 	a = a.Unmap().WithZone("")
-	return a, a.IsValid() && !a.IsLoopback() && !a.IsUnspecified()
+	return a, a.IsValid() && !a.IsUnspecified()
 }
 
 // sendWake orders every waker and, for a passive peer, sends the command
