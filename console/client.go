@@ -23,6 +23,9 @@ type Client struct {
 	// not closed yet (a forward's renewed jumps): Close closes them.
 	mu      sync.Mutex
 	tunnels map[*tunnelHost]bool
+
+	// wake is how jumps wake their peer (SetWake, wake.go).
+	wake wakeState
 }
 
 // Close closes the tunnel hosts of jumps still open, then the console's host.

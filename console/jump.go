@@ -116,6 +116,14 @@ func (j *Jump) Renew(ctx context.Context) (*Jump, error) {
 func (c *Client) jump(ctx context.Context, req *pb.JumpRequest) (*Jump, error) {
 	req.Protocol = string(channel.Protocol)
 	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_Jump{Jump: req}})
+	if o := c.wakeOptions(); req.GetRef() != "" && shouldWake(err, o) {
+		// A passive peer (always) or an offline one (--wake): wake it,
+		// wait for it, and ask again (wake.go).
+		if werr := c.wakeForJump(ctx, req.GetRef(), o); werr != nil {
+			return nil, werr
+		}
+		r, err = c.do(ctx, &pb.Request{Body: &pb.Request_Jump{Jump: req}})
+	}
 	if err != nil {
 		return nil, err
 	}

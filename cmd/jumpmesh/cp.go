@@ -33,12 +33,16 @@ func cpCommand() *cli.Command {
 		UsageText: "jumpmesh cp SRC DST   (one of them PEER:PATH)\n\n" +
 			"Examples:\n" +
 			"  jumpmesh cp ./backup.tar.gz web-01:/tmp/\n" +
-			"  jumpmesh cp web-01:/var/log/nginx ./logs",
+			"  jumpmesh cp web-01:/var/log/nginx ./logs\n" +
+			"  jumpmesh cp --wake ./patch.msi web-01:/tmp/",
 		Description: "Directories are copied whole, permission bits and modification times kept; every file's SHA-256\n" +
 			"is checked on arrival and a file that does not match is not kept. A progress bar is shown on a\n" +
-			"terminal.",
-		Flags: []cli.Flag{jsonFlag},
+			"terminal. A passive peer is woken first; with --wake an offline one too (see jump).",
+		Flags: append([]cli.Flag{jsonFlag}, wakeFlags()...),
 		Action: func(cc *cli.Context) error {
+			if err := checkWakeTimeout(cc); err != nil {
+				return err
+			}
 			if err := needArgs(cc, 2); err != nil {
 				return err
 			}

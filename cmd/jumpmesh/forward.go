@@ -62,20 +62,24 @@ func forwardCommand() *cli.Command {
 			"Examples:\n" +
 			"  jumpmesh forward web-01 8080:localhost:80\n" +
 			"  jumpmesh forward web-01 0.0.0.0:2222:10.0.0.5:22 5432:db.lan:5432\n" +
+			"  jumpmesh forward web-01 --wake 3389:localhost:3389\n" +
 			"  jumpmesh forward --via plant-a 2222:10.20.0.7:22 3389:10.20.0.8:3389",
 		Description: "Each connection to a local port is carried to the peer, which connects to HOST:PORT (the host\n" +
 			"itself with localhost, or a machine on its LAN). Many connections at once; half-close is kept.\n" +
-			"Runs until interrupted.\n\n" +
+			"Runs until interrupted. A passive peer is woken first; with --wake an offline one too (see jump).\n\n" +
 			"With --via, no peer is involved: the jumpoint connects to IP:PORT on its network (an agentless\n" +
 			"target), if the target is in the jumpoint's allow list and you may use it (administrators, and\n" +
 			"members of the jump groups it names: see jumpmesh jumpoint list). The coordinator audits the\n" +
 			"grant and the jumpoint reports every connection with its bytes (jumpmesh audit --kind tunnel).\n" +
 			"The jumpoint sees what the connection carries unless its protocol encrypts it (ssh, RDP, HTTPS).",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "v", Destination: &f.verbose, Usage: "print each connection and the path taken"},
 			&cli.StringFlag{Name: "via", Destination: &f.via, Usage: "reach hosts without a peer through this jumpoint (name or peer ID)"},
-		},
+		}, wakeFlags()...),
 		Action: func(cc *cli.Context) error {
+			if err := checkWakeTimeout(cc); err != nil {
+				return err
+			}
 			if f.via != "" {
 				return forwardVia(cc, f.via, f.verbose)
 			}

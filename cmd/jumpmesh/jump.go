@@ -48,6 +48,7 @@ func jumpCommand() *cli.Command {
 			"  jumpmesh jump web-01\n" +
 			"  jumpmesh jump web-01 -- uname -a\n" +
 			"  jumpmesh jump web-01 -t -- top\n" +
+			"  jumpmesh jump web-01 --wake --wake-timeout 3m -- uptime\n" +
 			"  timeout 60 jumpmesh jump web-01 -t -- sh -i\n" +
 			"  jumpmesh jump --via plant-a admin@10.20.0.7\n" +
 			"  jumpmesh jump --via plant-a root@10.20.0.8:2222 -- -i ~/.ssh/plant -o BatchMode=yes uptime",
@@ -60,6 +61,9 @@ func jumpCommand() *cli.Command {
 			"to the remote command. A command the host cannot run says so on stderr (127: not found).\n" +
 			"Flags go before the command: everything from the first other word after PEER is the command.\n" +
 			"PEER is a peer ID, a unique name or a unique search result.\n\n" +
+			"A passive peer is woken first (its wake command, as jumpmesh wake sends it), and the session opens\n" +
+			"once it is online. With --wake, an offline peer is woken the same way (Wake-on-LAN through a\n" +
+			"neighbour on its network); jumpmesh prints a progress line on stderr and waits up to --wake-timeout.\n\n" +
 			"With --via, no peer is involved: jumpmesh asks for a grant to IP:PORT (port 22 by default) through\n" +
 			"the jumpoint, as forward --via does (the target must be in the jumpoint's allow list, and you in\n" +
 			"its groups), opens the connection, and runs your OpenSSH client, ssh from PATH, through it:\n" +
@@ -71,15 +75,18 @@ func jumpCommand() *cli.Command {
 			"outside the list, no grant, an unknown or unreachable jumpoint) are printed before ssh starts, exit\n" +
 			"255. The jumpoint carries ssh's encrypted stream; the coordinator audits the grant, the jumpoint\n" +
 			"the connection (jumpmesh audit --kind tunnel).",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "t", Destination: &f.tty, Usage: "force a PTY for a command"},
 			&cli.BoolFlag{Name: "T", Destination: &f.noTTY, Usage: "never allocate a PTY"},
 			&cli.BoolFlag{Name: "v", Destination: &f.verbose, Usage: "print the path taken (the address the peer was reached at; with --via, the jumpoint and the local port)"},
 			&cli.DurationFlag{Name: "wait-direct", Destination: &f.wait, Value: console.DefaultPunchWait,
 				Usage: "when the peer is first reached through a relay, wait at most this long for hole punching to go direct (0: don't)"},
 			&cli.StringFlag{Name: "via", Destination: &f.via, Usage: "ssh to a host without a peer through this jumpoint (name or peer ID)"},
-		},
+		}, wakeFlags()...),
 		Action: func(cc *cli.Context) error {
+			if err := checkWakeTimeout(cc); err != nil {
+				return err
+			}
 			if f.via != "" {
 				return jumpVia(cc, jumpViaFlags{via: f.via, tty: f.tty, noTTY: f.noTTY, verbose: f.verbose})
 			}

@@ -123,6 +123,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			jumpCommand(),
 			forwardCommand(),
 			cpCommand(),
+			wakeCommand(),
 			auditCommand(),
 			pingCommand(),
 			statsCommand(),

@@ -73,6 +73,10 @@ func table(w io.Writer, rows [][]string) {
 func fields(w io.Writer, kv ...string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i] == "" { // one more line of the field above
+			fmt.Fprintf(tw, "\t%s\n", kv[i+1])
+			continue
+		}
 		fmt.Fprintf(tw, "%s:\t%s\n", kv[i], kv[i+1])
 	}
 	tw.Flush()

@@ -21,33 +21,42 @@ import (
 // The technician's views of peers: ls, show, set, rm.
 
 type peerView struct {
-	ID                      string   `json:"id"`
-	Name                    string   `json:"name"`
-	Status                  string   `json:"status"`
-	Group                   string   `json:"jump_group"`
-	Tag                     string   `json:"tag,omitempty"`
-	Comments                string   `json:"comments,omitempty"`
-	JumpPolicy              string   `json:"jump_policy,omitempty"`
-	SessionPolicyPresent    string   `json:"session_policy_present,omitempty"`
-	SessionPolicyNotPresent string   `json:"session_policy_not_present,omitempty"`
-	MaxOfflineMinutes       uint32   `json:"max_offline_minutes,omitempty"`
-	Connection              string   `json:"connection"`
-	Hostname                string   `json:"hostname,omitempty"`
-	OS                      string   `json:"os,omitempty"`
-	Version                 string   `json:"version,omitempty"`
-	PrivateIPs              []string `json:"private_ips"`
-	PublicIP                string   `json:"public_ip,omitempty"`
-	Gateway                 string   `json:"gateway,omitempty"`
-	GatewayMAC              string   `json:"gateway_mac,omitempty"`
-	ConsoleUsers            []string `json:"console_users"`
-	Installer               string   `json:"installer,omitempty"`
-	Installed               string   `json:"installed,omitempty"`
-	LastSeen                string   `json:"last_seen,omitempty"`
-	LastAccess              string   `json:"last_access,omitempty"`
-	Stats                   *statsV  `json:"stats,omitempty"`
+	ID                      string    `json:"id"`
+	Name                    string    `json:"name"`
+	Status                  string    `json:"status"`
+	Group                   string    `json:"jump_group"`
+	Tag                     string    `json:"tag,omitempty"`
+	Comments                string    `json:"comments,omitempty"`
+	JumpPolicy              string    `json:"jump_policy,omitempty"`
+	SessionPolicyPresent    string    `json:"session_policy_present,omitempty"`
+	SessionPolicyNotPresent string    `json:"session_policy_not_present,omitempty"`
+	MaxOfflineMinutes       uint32    `json:"max_offline_minutes,omitempty"`
+	Connection              string    `json:"connection"`
+	Hostname                string    `json:"hostname,omitempty"`
+	OS                      string    `json:"os,omitempty"`
+	Version                 string    `json:"version,omitempty"`
+	PrivateIPs              []string  `json:"private_ips"`
+	PublicIP                string    `json:"public_ip,omitempty"`
+	Gateway                 string    `json:"gateway,omitempty"`
+	GatewayMAC              string    `json:"gateway_mac,omitempty"`
+	NICs                    []nicView `json:"nics,omitempty"`
+	ConsoleUsers            []string  `json:"console_users"`
+	Installer               string    `json:"installer,omitempty"`
+	Installed               string    `json:"installed,omitempty"`
+	LastSeen                string    `json:"last_seen,omitempty"`
+	LastAccess              string    `json:"last_access,omitempty"`
+	Stats                   *statsV   `json:"stats,omitempty"`
 	// Jumpoints the peer talks through (names; a peer ID where the name
 	// is not known).
 	Jumpoints []string `json:"jumpoints,omitempty"`
+}
+
+// nicView is one network interface of the host (for Wake-on-LAN: its MAC).
+type nicView struct {
+	Name         string   `json:"name"`
+	MAC          string   `json:"mac"`
+	Addrs        []string `json:"addrs"`
+	DefaultRoute bool     `json:"default_route,omitempty"`
 }
 
 type statsV struct {
@@ -74,6 +83,9 @@ func newPeerView(v *pb.PeerView) peerView {
 			names[string(r.GetId())] = r.GetName()
 		}
 	}
+	for _, n := range i.GetNics() {
+		out.NICs = append(out.NICs, nicView{Name: n.GetName(), MAC: n.GetMac(), Addrs: nonNil(n.GetAddrs()), DefaultRoute: n.GetDefaultRoute()})
+	}
 	for _, id := range p.GetJumpoints() {
 		out.Jumpoints = append(out.Jumpoints, cmp.Or(names[string(id)], peer.ID(id).String()))
 	}
@@ -82,6 +94,27 @@ func newPeerView(v *pb.PeerView) peerView {
 			Uptime: st.GetUptimeSeconds(), Taken: jsonTime(st.GetTakenUnix())}
 	}
 	return out
+}
+
+// nicFields are show's lines for the NICs: "NICs" then one line each,
+// "eth0  02:00:00:00:00:01  192.168.1.10/24  (default route)".
+func nicFields(nics []nicView) []string {
+	if len(nics) == 0 {
+		return []string{"NICs", "-"}
+	}
+	var kv []string
+	for i, n := range nics {
+		line := fmt.Sprintf("%s  %s  %s", n.Name, orDash(n.MAC), orDash(strings.Join(n.Addrs, ", ")))
+		if n.DefaultRoute {
+			line += "  (default route)"
+		}
+		key := ""
+		if i == 0 {
+			key = "NICs"
+		}
+		kv = append(kv, key, line)
+	}
+	return kv
 }
 
 func consoleUsers(p *pb.Peer) []string {
@@ -108,7 +141,7 @@ func lsCommand() *cli.Command {
 			"  jumpmesh ls ip:10.1.2. 'last-access:>30d'",
 		Description: "Terms are ANDed. A bare term matches any field; field:value matches one: name, hostname, tag,\n" +
 			"comments, group (jumpgroup:X is short for group:jumpgroup:X), user or console-user, method\n" +
-			"(active|passive|jumpoint), status (online|offline|lost|uninstalled|disabled|deleted), private-ip,\n" +
+			"(active|passive|jumpoint), status (online|offline|passive|lost|uninstalled|disabled|deleted), private-ip,\n" +
 			"public-ip, ip, id, last-access (<7d, >30d, never; quote it, > is a shell redirect). A leading -\n" +
 			"negates a term; quote values with spaces. Sorted by name. At most --limit peers are listed (the\n" +
 			"first in that order; 5000 at most, fewer if they would not fit one reply): when more match, a line on\n" +
@@ -248,9 +281,11 @@ func printPeer(cc *cli.Context, p *pb.PeerView) error {
 			"max offline", offlineText(v.MaxOfflineMinutes, p.GetPeer().GetSettings().GetEphemeral()), "connection", connectionText(v),
 			"hostname", orDash(v.Hostname), "os", v.OS, "version", orDash(v.Version),
 			"private IPs", orDash(strings.Join(v.PrivateIPs, ", ")), "public IP", orDash(v.PublicIP),
-			"gateway", orDash(strings.TrimSpace(v.Gateway + " " + v.GatewayMAC)), "console users", orDash(strings.Join(v.ConsoleUsers, ", ")),
+			"gateway", orDash(strings.TrimSpace(v.Gateway + " " + v.GatewayMAC))}
+		kv = append(kv, nicFields(v.NICs)...)
+		kv = append(kv, "console users", orDash(strings.Join(v.ConsoleUsers, ", ")),
 			"installer", orDash(v.Installer), "installed", unixTime(p.GetPeer().GetInstalledUnix()),
-			"last seen", lastSeen(p), "last access", unixTime(p.GetPeer().GetLastAccessUnix())}
+			"last seen", lastSeen(p), "last access", unixTime(p.GetPeer().GetLastAccessUnix()))
 		if st := v.Stats; st != nil {
 			kv = append(kv, "load", fmt.Sprintf("%.2f on %d CPUs", st.Load1, st.CPUs),
 				"disk", fmt.Sprintf("%s of %s used", bytesText(st.DiskUsed), bytesText(st.DiskTotal)),

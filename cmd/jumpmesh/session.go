@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/jumpmesh/jumpmesh/console"
@@ -24,5 +27,30 @@ func withJump(cc *cli.Context, ref string, need console.Need, fn func(*console.J
 		return err
 	}
 	defer c.Close()
+	setWake(cc, c)
 	return c.WithJump(cc.Context, ref, need, fn)
+}
+
+// wakeFlags are jump's, forward's and cp's --wake and --wake-timeout.
+func wakeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "wake", Usage: "if the peer is offline, wake it (as jumpmesh wake does) and wait for it first"},
+		&cli.DurationFlag{Name: "wake-timeout", Value: console.DefaultWakeTimeout,
+			Usage: "how long to wait for a peer being woken (--wake, or a passive peer) to come online"},
+	}
+}
+
+// setWake makes c's jumps wake their peer as the flags say: a passive
+// peer always, an offline one with --wake; progress lines go to stderr.
+func setWake(cc *cli.Context, c *console.Client) {
+	c.SetWake(console.WakeOptions{Offline: cc.Bool("wake"), Timeout: cc.Duration("wake-timeout"),
+		Progress: func(line string) { fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s\n", line) }})
+}
+
+// checkWakeTimeout refuses a --wake-timeout that cannot be meant.
+func checkWakeTimeout(cc *cli.Context) error {
+	if d := cc.Duration("wake-timeout"); d < time.Second || d > time.Hour {
+		return usagef("--wake-timeout is 1s to 1h (got %s)", d)
+	}
+	return nil
 }
