@@ -84,7 +84,7 @@ const (
 
 // DefaultMaxLinkHandshakes bounds links that have not yet proven who they
 // are: a stranger's connections cost at most this many goroutines and
-// slots for at most OpenTimeout each.
+// slots for at most OpenTimeout each; more wait in the listen queue.
 const DefaultMaxLinkHandshakes = 256
 
 // linkProof is what a caller signs.
@@ -214,9 +214,15 @@ func (s *Server) ServeLinks(l net.Listener, filter Authorize) {
 	handshakes := make(chan struct{}, s.cfg.MaxLinkHandshakes)
 	var tempDelay time.Duration
 	for {
+		// A slot before the accept: past the bound, callers wait in the
+		// listen queue instead of being reset, so a storm of peers (all of
+		// them after the jumpoint restarts) is served in turn rather than
+		// sent into their backoff.
+		handshakes <- struct{}{}
 		c, err := l.Accept()
 		if err != nil {
 			var ne net.Error
+			<-handshakes
 			if errors.As(err, &ne) && ne.Timeout() { // EMFILE and the like: back off, as net/http does
 				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
 				time.Sleep(tempDelay)
@@ -227,15 +233,8 @@ func (s *Server) ServeLinks(l net.Listener, filter Authorize) {
 		tempDelay = 0
 		tc, ok := c.(*net.TCPConn)
 		if !ok {
+			<-handshakes
 			c.Close()
-			continue
-		}
-		select {
-		case handshakes <- struct{}{}:
-		default:
-			s.refused.Add(1)
-			_ = tc.SetLinger(0)
-			tc.Close()
 			continue
 		}
 		s.wg.Add(1)

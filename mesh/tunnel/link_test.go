@@ -207,8 +207,8 @@ func TestLinkProofAttacks(t *testing.T) {
 }
 
 // A stranger who opens connections and never proves anything holds at
-// most MaxLinkHandshakes of them; the rest are reset at once, and an
-// honest peer gets through as soon as they time out or close.
+// most MaxLinkHandshakes of them; the next caller waits (it is not sent
+// away) and is served as soon as one of them closes.
 func TestLinkHandshakesAreBounded(t *testing.T) {
 	target := echoServer(t)
 	lj := newLinkJumpoint(t, allowAll, allowAll, tunnel.Config{MaxLinkHandshakes: 4})
@@ -217,25 +217,43 @@ func TestLinkHandshakesAreBounded(t *testing.T) {
 		c, _ := rawLink(t, lj.addr)
 		idle = append(idle, c)
 	}
-	// The fifth is reset (on loopback the reset may even beat the dial's return).
-	if c, err := net.Dial("tcp", lj.addr); err == nil {
-		defer c.Close()
-		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
-		if n, err := c.Read(make([]byte, 64)); err == nil {
-			t.Fatalf("a fifth handshake got %d bytes of greeting; want a reset", n)
-		}
-	}
-	for _, c := range idle {
-		c.Close()
-	}
 	key, _ := newKey(t)
-	coordinatortest.Eventually(t, 20*time.Second, "an honest link after the idle ones closed", func() bool {
+	done := make(chan error, 1)
+	go func() {
 		c, err := tunnel.DialLink(context.Background(), lj.addr, lj.id, key, nil, &pb.TunnelOpen{Target: target})
 		if err == nil {
 			c.Close()
 		}
-		return err == nil
-	})
+		done <- err
+	}()
+	// The fifth gets no greeting while four handshakes are in flight.
+	fifth, err := net.Dial("tcp", lj.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fifth.Close()
+	_ = fifth.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := fifth.Read(make([]byte, 64)); err == nil {
+		t.Fatalf("a caller past the bound got %d bytes of greeting while four handshakes were in flight", n)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("an honest link finished while four handshakes were in flight: %v", err)
+	default:
+	}
+	fifth.Close()
+	idle[0].Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the waiting link: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiting link was not served after a handshake slot freed")
+	}
+	for _, c := range idle[1:] {
+		c.Close()
+	}
 }
 
 func TestCloseEndsLinks(t *testing.T) {

@@ -137,7 +137,7 @@ type Config struct {
 	// and writing them on. 0 is unlimited.
 	MaxBytesPerSecond int64
 	// MaxLinkHandshakes bounds peer links not yet past their proof
-	// (0: DefaultMaxLinkHandshakes); more are reset at once.
+	// (0: DefaultMaxLinkHandshakes); more wait in the listen queue.
 	MaxLinkHandshakes int
 	Log               *slog.Logger
 }
