@@ -73,7 +73,7 @@ func auditCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "peer", Destination: &f.peer, Usage: "only this peer (ID or name)"},
 			&cli.StringFlag{Name: "user", Destination: &f.user, Usage: "only this technician"},
-			&cli.StringFlag{Name: "kind", Destination: &f.kind, Usage: "only events of this kind: grant, refused, start, end, tunnel (through a jumpoint to a host without a peer) or admin (who changed what)"},
+			&cli.StringFlag{Name: "kind", Destination: &f.kind, Usage: "only events of this kind: grant, refused, start, end, tunnel (through a jumpoint to a host without a peer), admin (who changed what) or wake (who woke which peer, through whom: the action is the method, wol or passive)"},
 			&cli.StringFlag{Name: "since", Destination: &f.since, Value: "24h", Usage: "how far back (e.g. 1h, 7d)"},
 			&cli.UintFlag{Name: "limit", Destination: &f.limit, Value: 1000, Usage: "at most this many of the newest events (0: all; read in pages that fit a control message)"},
 			jsonFlag,
@@ -124,8 +124,8 @@ func auditCommand() *cli.Command {
 // not read as "nothing happened".
 func checkAuditKind(kind string) error {
 	switch kind {
-	case "", coordinator.AuditGrant, coordinator.AuditRefused, coordinator.AuditStart, coordinator.AuditEnd, coordinator.AuditTunnel, coordinator.AuditAdmin:
+	case "", coordinator.AuditGrant, coordinator.AuditRefused, coordinator.AuditStart, coordinator.AuditEnd, coordinator.AuditTunnel, coordinator.AuditAdmin, coordinator.AuditWake:
 		return nil
 	}
-	return usagef("audit: --kind is grant, refused, start, end, tunnel or admin (got %q)", kind)
+	return usagef("audit: --kind is grant, refused, start, end, tunnel, admin or wake (got %q)", kind)
 }
