@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	manet "github.com/multiformats/go-multiaddr/net"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/frame"
@@ -142,6 +143,15 @@ func (s *Service) peerGone(sess *peerSession) {
 
 func (s *Service) welcome(rec *pb.Peer, observed string) *pb.PeerWelcome {
 	st := s.settings()
+	if rec.GetSettings().GetConnectionType() == pb.ConnectionType_CONNECTION_TYPE_UNSPECIFIED {
+		// An installer made before connection types: the site's default
+		// is the peer's effective type (it decides whether it goes passive).
+		rec = proto.CloneOf(rec)
+		if rec.Settings == nil {
+			rec.Settings = &pb.InstallerDefaults{}
+		}
+		rec.Settings.ConnectionType = st.GetDefaultConnectionType()
+	}
 	return &pb.PeerWelcome{Peer: rec, DeleteAfterDays: st.GetDeleteAfterDays(), StatsIntervalSeconds: st.GetStatsIntervalSeconds(),
 		RestrictLocalUninstall: st.GetRestrictLocalUninstall(), ObservedAddr: observed, Relays: encodeAddrs(s.relayAddrs()),
 		LocalPolicy: s.localPolicy(peer.ID(rec.GetId()), st), PassivePort: st.GetPassivePort(), PassiveIdleSeconds: st.GetPassiveIdleSeconds()}

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	cryptorand "crypto/rand"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -9,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -266,5 +269,40 @@ func TestGatewayIndexOrder(t *testing.T) {
 	}
 	if filed, online := r.gatewayPeers(k); filed != 2 || online != 1 {
 		t.Fatalf("filed %d, online %d; want 2 (b, c), 1 (b)", filed, online)
+	}
+}
+
+// TestWelcomeGivesTheEffectiveConnectionType: a peer whose record has no
+// connection type (an installer from before them) is told the site's
+// default in its welcome, so it knows whether to go passive; the
+// welcome carries the passive port and idle time.
+func TestWelcomeGivesTheEffectiveConnectionType(t *testing.T) {
+	st, err := OpenStore(filepath.Join(t.TempDir(), "db"), StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	set := DefaultSettings()
+	set.DefaultConnectionType, set.PassivePort, set.PassiveIdleSeconds = pb.ConnectionType_CONNECTION_TYPE_PASSIVE, 6000, 30
+	if err := st.Update(func(tx *Tx) error { return tx.PutSettings(set) }); err != nil {
+		t.Fatal(err)
+	}
+	key, _, _ := crypto.GenerateEd25519Key(cryptorand.Reader)
+	signer, _ := mesh.NewKeySigner(key)
+	svc, err := NewService(ServiceConfig{Store: st, Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &pb.Peer{Id: []byte("p"), Settings: &pb.InstallerDefaults{Name: "old"}}
+	w := svc.welcome(rec, "")
+	if w.GetPeer().GetSettings().GetConnectionType() != pb.ConnectionType_CONNECTION_TYPE_PASSIVE || w.GetPassivePort() != 6000 || w.GetPassiveIdleSeconds() != 30 {
+		t.Fatalf("welcome: type %v, port %d, idle %d", w.GetPeer().GetSettings().GetConnectionType(), w.GetPassivePort(), w.GetPassiveIdleSeconds())
+	}
+	if rec.GetSettings().GetConnectionType() != pb.ConnectionType_CONNECTION_TYPE_UNSPECIFIED {
+		t.Fatal("the record itself was changed")
+	}
+	active := &pb.Peer{Id: []byte("q"), Settings: &pb.InstallerDefaults{ConnectionType: pb.ConnectionType_CONNECTION_TYPE_ACTIVE}}
+	if got := svc.welcome(active, "").GetPeer().GetSettings().GetConnectionType(); got != pb.ConnectionType_CONNECTION_TYPE_ACTIVE {
+		t.Fatalf("an active peer's welcome says %v", got)
 	}
 }
