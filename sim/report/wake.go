@@ -17,6 +17,7 @@ type wakeView struct {
 	ToPacket string // command → magic packet on the wire
 	Restart  string // packet → peer started again
 	Senders  string
+	Attempts []string // each wake command while it slept, with its packets
 }
 
 // wakeRows lays out the run's sleeps in order.
@@ -38,6 +39,13 @@ func wakeRows(res results.Run) []wakeView {
 		}
 		if w.Woken {
 			v.Restart = fmtMS(w.RestartMS)
+		}
+		for _, a := range w.Attempts {
+			line := a.Command + ": no packet"
+			if a.Packets > 0 {
+				line = fmt.Sprintf("%s: %d packet%s, the first after %s", a.Command, a.Packets, plural(a.Packets), fmtMS(a.ToPacketMS))
+			}
+			v.Attempts = append(v.Attempts, line)
 		}
 		if len(w.Senders) > 0 {
 			v.Senders = fmt.Sprintf("%d from %s", w.Packets, strings.Join(w.Senders, ", "))

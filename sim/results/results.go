@@ -57,10 +57,25 @@ type Wake struct {
 	Senders       []string `json:"senders,omitempty"`
 	Packets       int      `json:"packets"`
 	WrongPassword int      `json:"wrong_password,omitempty"`
+	// Attempts are the console commands that asked to wake the host while
+	// it slept (the last try of a step that tries again), each with the
+	// magic packets for the host that reached it before the next command.
+	Attempts []WakeAttempt `json:"attempts,omitempty"`
 	// RestartMS is the time from the packet until the peer's init-script
 	// had started it again.
 	RestartMS float64 `json:"restart_ms,omitempty"`
 	Error     string  `json:"error,omitempty"`
+}
+
+// WakeAttempt is one console command that asked to wake a sleeping host.
+type WakeAttempt struct {
+	Command string    `json:"command"`
+	At      time.Time `json:"at"`
+	// Packets counts the magic packets for the host that reached it (valid
+	// or not); ToPacketMS is the time from the command's start to the
+	// first of them (0: none came).
+	Packets    int     `json:"packets"`
+	ToPacketMS float64 `json:"to_packet_ms,omitempty"`
 }
 
 // Network describes a network of the run.

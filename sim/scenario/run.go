@@ -433,8 +433,10 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		r.noteWakeCommand(st.Name(), args)
-		return r.retry(ctx, st.Within, func() (string, error) { return r.consoleOnce(ctx, console, args, st, expect, expectErr) })
+		return r.retry(ctx, st.Within, func() (string, error) {
+			r.noteWakeCommand(st.line, args)
+			return r.consoleOnce(ctx, console, args, st, expect, expectErr)
+		})
 	case "suspend":
 		password := ""
 		if len(args) == 3 {

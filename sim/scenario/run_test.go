@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -141,6 +142,33 @@ func TestQuickstart(t *testing.T) {
 func TestShippedScenarios(t *testing.T) {
 	for _, name := range []string{"cgnat", "hard-both", "relay-loss", "reconnect-storm", "intranet", "jumpoint"} {
 		t.Run(name, func(t *testing.T) { runShipped(t, name, 4*time.Minute) })
+	}
+}
+
+// TestWake runs the shipped wake scenario (Wake-on-LAN through a
+// neighbour, SecureOn, the cooldown, a passive peer behind a jumpoint) and
+// checks what results.json says of each sleep: peer-a1 woken by peer-a2's
+// magic packet after jump --wake, peer-a2 woken by peer-a1's only with
+// the right password, and nothing ever from peer-b1 (another LAN with the
+// same gateway IP).
+func TestWake(t *testing.T) {
+	_, res, _ := runShipped(t, "wake", 4*time.Minute)
+	if len(res.Wakes) != 2 {
+		t.Fatalf("wakes: %+v", res.Wakes)
+	}
+	a1, a2 := res.Wakes[0], res.Wakes[1]
+	t.Logf("peer-a1: %.1f ms from `%s` to the magic packet on its wire (%s); peer-a2: %.1f ms from `%s`",
+		a1.ToPacketMS, a1.Command, a1.Packet, a2.ToPacketMS, a2.Command)
+	if a1.Host != "peer-a1" || !a1.Woken || a1.Waker != "peer-a2" || !strings.Contains(a1.Command, "--wake") || a1.ToPacketMS <= 0 || a1.SecureOn {
+		t.Errorf("peer-a1's sleep: %+v", a1)
+	}
+	if a2.Host != "peer-a2" || !a2.Woken || a2.Waker != "peer-a1" || !a2.SecureOn || a2.WrongPassword == 0 || a2.ToPacketMS <= 0 {
+		t.Errorf("peer-a2's sleep: %+v", a2)
+	}
+	for _, w := range res.Wakes {
+		if slices.Contains(w.Senders, "peer-b1") || w.Error != "" {
+			t.Errorf("%s: %+v", w.Host, w)
+		}
 	}
 }
 

@@ -49,6 +49,7 @@ type sleeper struct {
 // wakeCmd is a console command that asks to wake target.
 type wakeCmd struct {
 	target, step string
+	line         int // the step's line in the file
 	at           time.Time
 }
 
@@ -211,8 +212,9 @@ func (r *runner) wakeCommand(host string, at time.Time) (wakeCmd, bool) {
 
 // noteWakeCommand records a console command that asks to wake a peer:
 // `wake PEER`, or jump, forward or cp with --wake. The peer is the first
-// argument naming a peer host (cp: PEER:PATH).
-func (r *runner) noteWakeCommand(step string, args []string) {
+// argument naming a peer host (cp: PEER:PATH). A step that tries again
+// (within) keeps only its latest try.
+func (r *runner) noteWakeCommand(line int, args []string) {
 	if len(args) == 0 || r.wake == nil {
 		return
 	}
@@ -226,13 +228,47 @@ func (r *runner) noteWakeCommand(step string, args []string) {
 	}
 	for _, a := range words[1:] {
 		name, _, _ := strings.Cut(a, ":")
-		if r.role(name) == RolePeer {
-			r.wake.mu.Lock()
-			r.wake.cmds = append(r.wake.cmds, wakeCmd{target: name, step: strings.Join(args, " "), at: time.Now()})
-			r.wake.mu.Unlock()
+		if r.role(name) != RolePeer {
+			continue
+		}
+		c := wakeCmd{target: name, step: strings.Join(args, " "), line: line, at: time.Now()}
+		r.wake.mu.Lock()
+		defer r.wake.mu.Unlock()
+		if n := len(r.wake.cmds); n > 0 && r.wake.cmds[n-1].line == line {
+			r.wake.cmds[n-1] = c
 			return
 		}
+		r.wake.cmds = append(r.wake.cmds, c)
+		return
 	}
+}
+
+// attempts lists the wake commands naming a sleeper while it slept, each
+// with the magic packets for it that came before the next command. The
+// caller holds r.wake.mu.
+func (r *runner) attempts(s *sleeper, mine map[string]bool, woke *time.Time) []results.WakeAttempt {
+	var cmds []wakeCmd
+	for _, c := range r.wake.cmds {
+		if c.target == s.host && c.at.After(s.since) && (woke == nil || c.at.Before(*woke)) {
+			cmds = append(cmds, c)
+		}
+	}
+	packets := s.l.Packets()
+	var out []results.WakeAttempt
+	for i, c := range cmds {
+		a := results.WakeAttempt{Command: c.step, At: c.at.UTC()}
+		for _, p := range packets {
+			if p.Outgoing || !mine[p.MAC.String()] || !p.At.After(c.at) || i+1 < len(cmds) && !p.At.Before(cmds[i+1].at) {
+				continue
+			}
+			if a.Packets == 0 {
+				a.ToPacketMS = ms(p.At.Sub(c.at))
+			}
+			a.Packets++
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // sleeperOf returns the host's last suspend.
@@ -259,6 +295,7 @@ func (r *runner) tallyWake(s *sleeper) results.Wake {
 	defer r.resMu.Unlock()
 	rec := &r.res.Wakes[s.rec]
 	rec.Packets, rec.WrongPassword, rec.Senders = 0, 0, nil
+	rec.Attempts = r.attempts(s, mine, rec.PacketAt)
 	for _, p := range s.l.Packets() {
 		if p.Outgoing || !mine[p.MAC.String()] {
 			continue
@@ -340,6 +377,13 @@ func describeSleep(w results.Wake) string {
 	}
 	if w.WrongPassword > 0 {
 		fmt.Fprintf(&b, ", %d with the wrong SecureOn password", w.WrongPassword)
+	}
+	for _, a := range w.Attempts {
+		if a.Packets > 0 {
+			fmt.Fprintf(&b, "; `%s`: %d packets, the first %.1f ms after it started", a.Command, a.Packets, a.ToPacketMS)
+		} else {
+			fmt.Fprintf(&b, "; `%s`: no packet", a.Command)
+		}
 	}
 	if w.Woken {
 		fmt.Fprintf(&b, "; woken by %s: %s", w.Waker, w.Packet)
