@@ -76,6 +76,7 @@ func pingCommand() *cli.Command {
 				return err
 			}
 			defer c.Close()
+			setWake(cc, c) // a passive peer is woken first, with a progress line
 			asJSON := cc.Bool("json")
 			o := console.PingOptions{Count: int(f.count), Interval: f.interval, ForceRelay: f.relay, WaitDirect: f.wait}
 			if !asJSON {
