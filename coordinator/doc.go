@@ -8,7 +8,10 @@
 // one file per kind of record (users.go, groups.go, policies.go,
 // installers.go, settings.go), access.go (who may see what), admin.go
 // (every administrative change: its audit event, the hook after it), coordinator.go
-// (the daemon: host, HTTP /metrics and /healthz, lifecycle).
+// (the daemon: host, HTTP /metrics and /healthz, lifecycle), wake.go
+// (waking peers: wakers, the signed command, the cooldown, passive peers;
+// its decisions are written there) and gateways.go (the same-gateway
+// index the wakers come from, kept with the registry's records).
 //
 // Session traffic never passes through the coordinator; it must not grow a
 // data path. Every acknowledged write is synced to disk before the reply.
