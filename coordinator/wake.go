@@ -192,10 +192,10 @@ func (s *Service) tryWake(c *caller, r *pb.WakeRequest, ev *pb.AuditEvent) (*pb.
 	if delivered == 0 && len(out.GetSent()) == 0 {
 		s.releaseWake(id, now) // no attempt happened: no cooldown
 	}
+	s.hideWakers(c, wakers, out) // before anything of theirs reaches c, errors included
 	if sent == 0 {
 		return nil, catalog.Errorf(catalog.CodeWakeFailed, "(%s)", wakerErrors(out))
 	}
-	s.hideWakers(c, wakers, out)
 	return &pb.Response{Body: &pb.Response_Wake{Wake: out}}, nil
 }
 

@@ -396,6 +396,15 @@ func TestTechnicianCannotWakeAPeerOutsideTheirGroups(t *testing.T) {
 	if ev := lastWakeEvent(t, s); !strings.Contains(ev.GetDetail(), "hr-02") {
 		t.Errorf("the audit does not name the waker: %v", ev)
 	}
+
+	// A neighbour that fails is not named in the failure either.
+	hrNeighbour.h.RemoveStreamHandler(wake.Protocol)
+	s.clock.Advance(wake.Cooldown)
+	_, err = tess.Wake(ctx, "ops-01", nil)
+	wantCode(t, err, catalog.CodeWakeFailed)
+	if strings.Contains(err.Error(), "hr-02") || strings.Contains(err.Error(), hrNeighbour.id().String()) {
+		t.Errorf("the failure names the other group's host: %v", err)
+	}
 }
 
 // TestPeerCannotSendWakeRequest: a peer's key is not a technician's; the
