@@ -124,6 +124,53 @@ func (s *Service) wakeRequest(c *caller, r *pb.WakeRequest) (*pb.Response, error
 }
 
 func (s *Service) tryWake(c *caller, r *pb.WakeRequest, ev *pb.AuditEvent) (*pb.Response, error) {
+	plan, err := s.planWake(c, r, ev)
+	if err != nil {
+		return nil, err
+	}
+	body := plan.body
+	body.TargetId = []byte(plan.id)
+	body.ExpiresUnixMillis = time.Now().Add(wakeValidity).UnixMilli() // wall clock: see above
+	cmd, err := wake.Sign(s.signer, body)
+	if err != nil {
+		return nil, catalog.Internalf("(signing the wake command: %w)", err)
+	}
+	ev.Detail = "wakers: " + wakerNames(plan.wakers)
+	left, err := s.reserveWake(plan.id, plan.now)
+	if err != nil || left > 0 {
+		return nil, cmpErr(err, cooldownError(left))
+	}
+	out, delivered := s.sendWake(plan.wakers, cmd, body.GetPassiveAddrs())
+	out.Method = plan.method
+	out.NextAttemptUnixMillis = plan.now.Add(wake.Cooldown).UnixMilli()
+	sent := len(out.GetSent())
+	for _, w := range out.GetWakers() {
+		sent += len(w.GetSent())
+	}
+	ev.Detail += fmt.Sprintf("; %d sent", sent)
+	if delivered == 0 && len(out.GetSent()) == 0 {
+		s.releaseWake(plan.id, plan.now) // no attempt happened: no cooldown
+	}
+	s.hideWakers(c, plan.wakers, out) // before anything of theirs reaches c, errors included
+	if sent == 0 {
+		return nil, catalog.Errorf(catalog.CodeWakeFailed, "(%s)", wakerErrors(out))
+	}
+	return &pb.Response{Body: &pb.Response_Wake{Wake: out}}, nil
+}
+
+// wakePlan is a wake that passed every check: whom to ask, and what.
+type wakePlan struct {
+	id     peer.ID
+	now    time.Time // the coordinator's clock, for the cooldown
+	method string
+	wakers []wakerRef
+	body   *pb.WakeBody // not signed yet
+}
+
+// planWake runs the checks, in this order: the password's form, the peer
+// c may see, its status, allow-wake, the cooldown, the wakers, what the
+// command can name. Nothing is sent or stored.
+func (s *Service) planWake(c *caller, r *pb.WakeRequest, ev *pb.AuditEvent) (*wakePlan, error) {
 	if n := len(r.GetPassword()); n != 0 && n != 4 && n != 6 {
 		return nil, catalog.Errorf(catalog.CodeInvalidArgument,
 			"A SecureOn password is 6 bytes written like a MAC address (01-23-45-67-89-AB), or 4; got %d bytes.", n)
@@ -133,70 +180,42 @@ func (s *Service) tryWake(c *caller, r *pb.WakeRequest, ev *pb.AuditEvent) (*pb.
 		return nil, err
 	}
 	rec := v.GetPeer()
-	id := peer.ID(rec.GetId())
-	ev.Peer, ev.PeerName = rec.GetId(), rec.GetSettings().GetName()
+	name := rec.GetSettings().GetName()
+	p := &wakePlan{id: peer.ID(rec.GetId()), now: s.clock.Now(), method: WakeMethodWOL}
+	ev.Peer, ev.PeerName = rec.GetId(), name
 	switch v.GetStatus() {
 	case StatusOnline, StatusDisabled:
-		return nil, catalog.Errorf(catalog.CodeWakeNotNeeded, "(%s is online)", rec.GetSettings().GetName())
+		return nil, catalog.Errorf(catalog.CodeWakeNotNeeded, "(%s is online)", name)
 	case StatusUninstalled:
 		return nil, catalog.NewError(catalog.CodePeerUninstalled)
 	}
 	passive := v.GetStatus() == StatusPassive
-	method := WakeMethodWOL
 	if passive {
-		method = WakeMethodPassive
+		p.method = WakeMethodPassive
 	}
-	ev.Action = method
+	ev.Action = p.method
 	st := s.settings()
 	if !passive && !st.GetAllowWake() {
 		return nil, catalog.NewError(catalog.CodeWakeNotAllowed)
 	}
-	now := s.clock.Now()
-	if left, err := s.wakeCooldownLeft(id, now); err != nil || left > 0 {
+	if left, err := s.wakeCooldownLeft(p.id, p.now); err != nil || left > 0 {
 		return nil, cmpErr(err, cooldownError(left))
 	}
-	wakers, err := s.wakersFor(rec)
-	if err != nil {
+	if p.wakers, err = s.wakersFor(rec); err != nil {
 		return nil, err
 	}
-	if len(wakers) == 0 && !passive {
+	if len(p.wakers) == 0 && !passive {
 		return nil, noNeighbourError(rec)
 	}
-	body := wakeBody(rec, r.GetPassword(), passive, st)
-	if !passive && len(body.GetMacs()) == 0 {
+	p.body = wakeBody(rec, r.GetPassword(), passive, st)
+	switch {
+	case !passive && len(p.body.GetMacs()) == 0:
 		return nil, catalog.Errorf(catalog.CodeWakeFailed,
-			"(%s reported no MAC address: its version reports none, or it has no Ethernet interface)", rec.GetSettings().GetName())
+			"(%s reported no MAC address: its version reports none, or it has no Ethernet interface)", name)
+	case passive && len(p.body.GetPassiveAddrs()) == 0 && len(p.wakers) == 0:
+		return nil, catalog.Errorf(catalog.CodeWakeFailed, "(%s reported no address to send the wake command to)", name)
 	}
-	if passive && len(body.GetPassiveAddrs()) == 0 && len(wakers) == 0 {
-		return nil, catalog.Errorf(catalog.CodeWakeFailed, "(%s reported no address to send the wake command to)", rec.GetSettings().GetName())
-	}
-	body.TargetId = []byte(id)
-	body.ExpiresUnixMillis = time.Now().Add(wakeValidity).UnixMilli() // wall clock: see above
-	cmd, err := wake.Sign(s.signer, body)
-	if err != nil {
-		return nil, catalog.Internalf("(signing the wake command: %w)", err)
-	}
-	ev.Detail = "wakers: " + wakerNames(wakers)
-	left, err := s.reserveWake(id, now)
-	if err != nil || left > 0 {
-		return nil, cmpErr(err, cooldownError(left))
-	}
-	out, delivered := s.sendWake(wakers, cmd, body.GetPassiveAddrs())
-	out.Method = method
-	out.NextAttemptUnixMillis = now.Add(wake.Cooldown).UnixMilli()
-	sent := len(out.GetSent())
-	for _, w := range out.GetWakers() {
-		sent += len(w.GetSent())
-	}
-	ev.Detail += fmt.Sprintf("; %d sent", sent)
-	if delivered == 0 && len(out.GetSent()) == 0 {
-		s.releaseWake(id, now) // no attempt happened: no cooldown
-	}
-	s.hideWakers(c, wakers, out) // before anything of theirs reaches c, errors included
-	if sent == 0 {
-		return nil, catalog.Errorf(catalog.CodeWakeFailed, "(%s)", wakerErrors(out))
-	}
-	return &pb.Response{Body: &pb.Response_Wake{Wake: out}}, nil
+	return p, nil
 }
 
 // cmpErr is err when there is one, else alt.
