@@ -33,7 +33,8 @@ type wakeOrders struct {
 
 // serveWake registers the wake protocol on the jumpoint's host.
 func (j *Jumpoint) serveWake() {
-	w := wake.NewWaker(wake.WakerConfig{Site: j.site.ID, Now: j.clock.Now, Log: j.log, Toward: towardTarget})
+	// The wall clock, as the coordinator signs commands on it.
+	w := wake.NewWaker(wake.WakerConfig{Site: j.site.ID, Log: j.log, Toward: towardTarget})
 	j.host.SetStreamHandler(wake.Protocol, func(s network.Stream) {
 		if !j.wakes.enter(s) {
 			_ = s.Reset()

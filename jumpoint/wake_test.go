@@ -45,7 +45,7 @@ func TestJumpointWakeOrders(t *testing.T) {
 	}
 	target := newHost(t, mesh.HostConfig{}).ID() // a passive peer's ID
 	command := func(signer mesh.Signer) *pb.WakeCommand {
-		cmd, err := wake.Sign(signer, &pb.WakeBody{TargetId: []byte(target), ExpiresUnixMillis: s.Clock.Now().Add(wake.MaxValidity).UnixMilli(),
+		cmd, err := wake.Sign(signer, &pb.WakeBody{TargetId: []byte(target), ExpiresUnixMillis: time.Now().Add(wake.MaxValidity).UnixMilli(),
 			PassiveAddrs: []string{port.LocalAddr().String()}})
 		if err != nil {
 			t.Fatal(err)

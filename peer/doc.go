@@ -82,8 +82,9 @@
 // served, the passive listener), and Close ends Run, waits
 // for it and then closes the host. Decision: the reconnect backoff, the
 // statistics interval and a passive peer's idle time are timers of the
-// daemon's clock (RunConfig.Clock), and wake commands are checked on it,
-// so tests and the lab move them with a manual clock; the relay
+// daemon's clock (RunConfig.Clock), so tests and the lab move them with
+// a manual clock; the expiry of wake commands is checked on wall time, as
+// the coordinator signs it (wake.go); the relay
 // reservations' checks stay on wall time, because a reservation's
 // expiration is the relay's wall time and a manual clock moved by days must
 // not make the peer think it over; stream deadlines are wall time too.

@@ -164,8 +164,9 @@ func (d *Daemon) syncPassive() *wake.Passive {
 		return p.ln
 	}
 	d.closeListenerLocked()
-	ln, err := wake.ListenPassive(wake.PassiveConfig{Port: port, Addr: d.cfg.PassiveAddr, Site: d.site.ID, Self: d.host.ID(),
-		Now: d.clock.Now, Log: d.log})
+	// Commands' expiry, the replay cache and the check rate run on the wall
+	// clock, as the coordinator signs them (wake.go).
+	ln, err := wake.ListenPassive(wake.PassiveConfig{Port: port, Addr: d.cfg.PassiveAddr, Site: d.site.ID, Self: d.host.ID(), Log: d.log})
 	if err != nil {
 		d.log.Warn("passive port: cannot listen; staying connected", "port", port, "error", err)
 		d.updateState(func(s *State) { s.PassiveListen, s.PassiveError = "", err.Error() })

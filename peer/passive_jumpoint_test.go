@@ -38,7 +38,7 @@ func TestPassivePeerBehindJumpoints(t *testing.T) {
 	opens := len(j1.seen())
 
 	id, _ := lpeer.Decode(h.id())
-	sendUDP(t, port, encode(t, wakeCommand(t, siteSigner(t, site), id, site.Clock.Now().Add(wake.MaxValidity))))
+	sendUDP(t, port, encode(t, wakeCommand(t, siteSigner(t, site), id, time.Now().Add(wake.MaxValidity))))
 	h.waitStatus(h.id(), "online")
 	if len(j1.seen()) <= opens || len(j2.seen()) != 0 {
 		t.Fatalf("opens after the wake: first jumpoint %d (before %d), second %d; want the first again",

@@ -11,13 +11,16 @@ import (
 // packets for a sleeping peer behind the same gateway, or the wake command
 // forwarded to a passive one. Only the pinned site is served (the Waker
 // resets any other stream unread) and only commands it signed are carried
-// out, checked on the daemon's clock as grants are. The Waker picks the
-// interface toward the target's gateway, else toward its private IPs, else
-// the default route's.
+// out. Decision: a command's expiry is checked on the wall clock, not the
+// daemon's: the coordinator signs it on the wall clock (coordinator/wake.go)
+// — a window of seconds in network time, like a stream deadline, that a
+// test's or the lab's clock moved by minutes must not close. The Waker
+// picks the interface toward the target's gateway, else toward its private
+// IPs, else the default route's.
 
 // serveWake registers the wake protocol for as long as Run runs.
 func (d *Daemon) serveWake() {
-	w := wake.NewWaker(wake.WakerConfig{Site: d.site.ID, Now: d.clock.Now, Log: d.log})
+	w := wake.NewWaker(wake.WakerConfig{Site: d.site.ID, Log: d.log}) // wall clock: see above
 	d.host.SetStreamHandler(wake.Protocol, func(s network.Stream) {
 		// Registered like a channel, so the daemon's end resets the stream
 		// and waits for the handler (its sending is bounded by the Waker).

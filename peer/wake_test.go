@@ -33,7 +33,7 @@ func TestNeighbourForwardsTheWakeToAPassivePeer(t *testing.T) {
 
 	target, _ := lpeer.Decode(sleeper.id())
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := wakeCommand(t, siteSigner(t, site), target, site.Clock.Now().Add(wake.MaxValidity), addr)
+	cmd := wakeCommand(t, siteSigner(t, site), target, time.Now().Add(wake.MaxValidity), addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	report, err := wake.Order(ctx, site.Coord.Host(), waker.d.ID(), cmd)
@@ -78,12 +78,12 @@ func TestPeerWakeOrdersOnlyFromTheSite(t *testing.T) {
 	if err := stranger.Connect(ctx, lpeer.AddrInfo{ID: waker.d.ID(), Addrs: wakerAddrs}); err != nil {
 		t.Fatalf("stranger connecting to the waker: %v", err)
 	}
-	good := wakeCommand(t, signer, target, site.Clock.Now().Add(wake.MaxValidity), addr)
+	good := wakeCommand(t, signer, target, time.Now().Add(wake.MaxValidity), addr)
 	if report, err := wake.Order(ctx, stranger, waker.d.ID(), good); err == nil || report != nil {
 		t.Fatalf("stranger's order: report %v, err %v; want the stream reset, no report", report, err)
 	}
 
-	forged := wakeCommand(t, strangerSigner(t), target, site.Clock.Now().Add(wake.MaxValidity), addr)
+	forged := wakeCommand(t, strangerSigner(t), target, time.Now().Add(wake.MaxValidity), addr)
 	report, err := wake.Order(ctx, site.Coord.Host(), waker.d.ID(), forged)
 	if !catalog.HasCode(err, catalog.CodeWakeFailed) || len(report.GetSent()) != 0 {
 		t.Fatalf("site's order with another key's command: report %v, err %v; want wake_failed, nothing sent", report, err)
