@@ -132,7 +132,7 @@ func New(ctx context.Context, cfg Config) (_ *Jumpoint, err error) {
 		return nil, err
 	}
 	j.wg.Go(func() { j.reserver.Run(j.ctx) })
-	j.tunnels = tunnel.Serve(tappingHost{Host: j.host, log: &j.tunnelLog, clock: j.clock.Now}, tunnel.Config{Authorize: j.authorize, MaxTunnels: j.res.MaxTunnels,
+	j.tunnels = tunnel.Serve(tappingHost{Host: j.host, log: &j.tunnelLog, clock: j.clock.Now}, tunnel.Config{Authorize: j.authorize, MaxTunnels: j.res.MaxTunnels, MaxLinksPerPeer: j.res.MaxTunnelsPerPeer,
 		DialTimeout: j.res.DialTimeout, MaxBytesPerSecond: j.res.MaxTunnelRate, Log: j.log})
 	j.serveLinks()
 	j.serveWake()

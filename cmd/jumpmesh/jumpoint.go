@@ -13,6 +13,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/jumpoint"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/tunnel"
 )
 
 func jumpointCommand() *cli.Command {
@@ -135,12 +136,13 @@ func jumpointRunCommand() *cli.Command {
 		dialTimeout                    string
 		tunnels, tunnelsPerPeer, peers int
 		tunnelRate                     int64
+		peerPort                       int
 	}
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run a jumpoint until SIGINT or SIGTERM (the first run enrolls it with an invite)",
 		UsageText: "jumpmesh jumpoint run --data DIR [--coordinator ADDR --invite CODE] [--listen MULTIADDR ...]\n" +
-			"                      [--announce MULTIADDR ...] [--http-addr ADDR] [--log-level LEVEL] [--log-format text|json]\n\n" +
+			"                      [--announce MULTIADDR ...] [--peer-port PORT] [--http-addr ADDR] [--log-level LEVEL] [--log-format text|json]\n\n" +
 			"Examples:\n" +
 			"  jumpmesh jumpoint run --data /var/lib/jumpmesh-jumpoint --coordinator /ip4/203.0.113.7/tcp/4830/p2p/12D3KooW... --invite k3p7-2xqa-...\n" +
 			"  jumpmesh jumpoint run --data /var/lib/jumpmesh-jumpoint --listen /ip4/10.20.0.5/tcp/4833 --listen /ip4/198.51.100.30/tcp/4833",
@@ -151,6 +153,10 @@ func jumpointRunCommand() *cli.Command {
 			"jumpoint's allow list, that target: jumpmesh jumpoint set). Everyone else is refused and\n" +
 			"counted. Tunnels carry end-to-end encrypted connections and are not limited in time or bytes\n" +
 			"carried; --max-tunnel-rate caps their speed.\n" +
+			"Peers behind it reach the site over a peer link on --peer-port (TCP 4835 on the listen\n" +
+			"addresses' IPs): a plain TCP connection proven by the peer's key, carrying the peer's own\n" +
+			"encrypted connection to the coordinator. Installer keys made after the jumpoint reported\n" +
+			"the port carry it; older installs use libp2p tunnels.\n" +
 			"Exposes Prometheus /metrics and /healthz on --http-addr.",
 		Flags: d.flags(daemonRunUsage{party: "jumpoint", httpAddr: jumpoint.DefaultHTTPAddr,
 			listen:   "multiaddr to listen on (default TCP and QUIC on port 4833, every IPv4 interface)",
@@ -161,6 +167,7 @@ func jumpointRunCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-peers", Destination: &f.peers, Value: def.MaxPeers, Usage: "connections kept before the least useful are closed (the ACL's members are kept)"},
 			&cli.Int64Flag{Name: "max-tunnel-rate", Destination: &f.tunnelRate, Value: def.MaxTunnelRate, Usage: "bytes per second each direction of a tunnel may carry, e.g. 1250000 for 10 Mbit/s (0: unlimited)"},
 			&cli.StringFlag{Name: "dial-timeout", Destination: &f.dialTimeout, Value: def.DialTimeout.String(), Usage: "how long to wait for a tunnel's target to accept"},
+			&cli.IntFlag{Name: "peer-port", Destination: &f.peerPort, Value: tunnel.DefaultLinkPort, Usage: "TCP port of the peer link on the listen addresses' IPs (-1: none; peers then use libp2p tunnels)"},
 		),
 		Action: func(cc *cli.Context) error {
 			refresh, log, err := d.start(cc)
@@ -173,7 +180,7 @@ func jumpointRunCommand() *cli.Command {
 			}
 			j, err := jumpoint.New(cc.Context, jumpoint.Config{
 				DataDir: d.data, Coordinator: d.coordinator, Invite: d.invite,
-				Listen: d.listen.Value(), Announce: d.announce.Value(), HTTPAddr: d.httpAddr, Refresh: refresh,
+				Listen: d.listen.Value(), Announce: d.announce.Value(), HTTPAddr: d.httpAddr, Refresh: refresh, PeerPort: f.peerPort,
 				Resources: jumpoint.Resources{MaxTunnels: f.tunnels, MaxTunnelsPerPeer: f.tunnelsPerPeer, MaxPeers: f.peers, DialTimeout: dial,
 					MaxTunnelRate: f.tunnelRate},
 				Logger: log,

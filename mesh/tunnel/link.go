@@ -87,6 +87,10 @@ const (
 // slots for at most OpenTimeout each; more wait in the listen queue.
 const DefaultMaxLinkHandshakes = 256
 
+// DefaultMaxLinksPerPeer bounds one caller's links (a peer holds one to
+// its coordinator, a few while it reconnects).
+const DefaultMaxLinksPerPeer = 16
+
 // linkProof is what a caller signs.
 func linkProof(jumpoint peer.ID, challenge []byte, target string) []byte {
 	b := make([]byte, 0, len(LinkDomain)+len(jumpoint)+len(challenge)+len(target))
@@ -276,8 +280,10 @@ func (s *Server) serveLink(tc *net.TCPConn, filter Authorize, handshakes chan st
 			return "", nil, err
 		}
 		listenAddrs = linkListenAddrs(tc.RemoteAddr(), open.GetLink().GetListenPorts())
+		if !s.linkUp(remote, listenAddrs) {
+			return "", nil, catalog.Errorf(catalog.CodeServerBusy, "(the caller holds %d links to this jumpoint, its limit)", s.cfg.MaxLinksPerPeer)
+		}
 		linked = remote
-		s.linkUp(remote, listenAddrs)
 		return remote, &open, nil
 	})
 	if linked != "" {
@@ -327,33 +333,48 @@ func linkListenAddrs(from net.Addr, ports []uint32) []string {
 	return out
 }
 
-// linkUp records where a linked caller listens, for as long as one of its
-// links lives.
-func (s *Server) linkUp(remote peer.ID, addrs []string) {
+// linkUp records a live link of remote and where it listens; false (and
+// nothing recorded) when remote already holds MaxLinksPerPeer links.
+func (s *Server) linkUp(remote peer.ID, addrs []string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.linkAddrs[remote]
-	if m == nil {
-		m = map[string]int{}
-		s.linkAddrs[remote] = m
+	lp := s.links[remote]
+	if lp == nil {
+		lp = &linkPeer{addrs: map[string]int{}}
+		s.links[remote] = lp
 	}
+	if lp.links >= s.cfg.MaxLinksPerPeer {
+		return false
+	}
+	lp.links++
 	for _, a := range addrs {
-		m[a]++
+		lp.addrs[a]++
 	}
+	return true
 }
 
 func (s *Server) linkDown(remote peer.ID, addrs []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.linkAddrs[remote]
+	lp := s.links[remote]
+	if lp == nil {
+		return
+	}
+	lp.links--
 	for _, a := range addrs {
-		if m[a]--; m[a] <= 0 {
-			delete(m, a)
+		if lp.addrs[a]--; lp.addrs[a] <= 0 {
+			delete(lp.addrs, a)
 		}
 	}
-	if len(m) == 0 {
-		delete(s.linkAddrs, remote)
+	if lp.links <= 0 {
+		delete(s.links, remote)
 	}
+}
+
+// linkPeer is what the server knows of one caller's live links.
+type linkPeer struct {
+	links int
+	addrs map[string]int // where it listens: address → links naming it
 }
 
 // LinkAddrs are the TCP addresses (host:port) where p listens, as its live
@@ -361,8 +382,12 @@ func (s *Server) linkDown(remote peer.ID, addrs []string) {
 func (s *Server) LinkAddrs(p peer.ID) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.linkAddrs[p]))
-	for a := range s.linkAddrs[p] {
+	lp := s.links[p]
+	if lp == nil {
+		return nil
+	}
+	out := make([]string, 0, len(lp.addrs))
+	for a := range lp.addrs {
 		out = append(out, a)
 	}
 	return out
@@ -372,8 +397,8 @@ func (s *Server) LinkAddrs(p peer.ID) []string {
 func (s *Server) LinkedPeers() []peer.ID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]peer.ID, 0, len(s.linkAddrs))
-	for p := range s.linkAddrs {
+	out := make([]peer.ID, 0, len(s.links))
+	for p := range s.links {
 		out = append(out, p)
 	}
 	return out

@@ -274,3 +274,30 @@ func TestCloseEndsLinks(t *testing.T) {
 		t.Fatal("the link port still accepts after Close")
 	}
 }
+
+// One caller (a compromised peer) holds at most MaxLinksPerPeer links;
+// the next is refused with server_busy, and another caller is not held up.
+func TestLinksPerPeerAreBounded(t *testing.T) {
+	target := echoServer(t)
+	lj := newLinkJumpoint(t, allowAll, allowAll, tunnel.Config{MaxLinksPerPeer: 3})
+	key, _ := newKey(t)
+	dial := func(k crypto.PrivKey) (net.Conn, error) {
+		return tunnel.DialLink(context.Background(), lj.addr, lj.id, k, nil, &pb.TunnelOpen{Target: target})
+	}
+	for range 3 {
+		c, err := dial(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	if _, err := dial(key); !catalog.HasCode(err, catalog.CodeServerBusy) {
+		t.Fatalf("a fourth link of one caller: %v, want server_busy", err)
+	}
+	other, _ := newKey(t)
+	c, err := dial(other)
+	if err != nil {
+		t.Fatalf("another caller: %v", err)
+	}
+	c.Close()
+}

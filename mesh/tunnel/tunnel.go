@@ -139,7 +139,11 @@ type Config struct {
 	// MaxLinkHandshakes bounds peer links not yet past their proof
 	// (0: DefaultMaxLinkHandshakes); more wait in the listen queue.
 	MaxLinkHandshakes int
-	Log               *slog.Logger
+	// MaxLinksPerPeer bounds the links one caller holds at once (0:
+	// DefaultMaxLinksPerPeer); a libp2p caller's streams are bounded by
+	// the host's resource manager instead.
+	MaxLinksPerPeer int
+	Log             *slog.Logger
 }
 
 // Stats are a server's counters.
@@ -157,8 +161,8 @@ type Server struct {
 	mu        sync.Mutex
 	closed    bool
 	live      map[caller]*liveTunnel
-	listeners []net.Listener             // of ServeLinks
-	linkAddrs map[peer.ID]map[string]int // where linked callers listen: address → live links
+	listeners []net.Listener        // of ServeLinks
+	links     map[peer.ID]*linkPeer // live links by caller (link.go)
 
 	open, total, refused, bytes atomic.Uint64
 }
@@ -171,6 +175,9 @@ func Serve(h host.Host, cfg Config) *Server {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = OpenTimeout
 	}
+	if cfg.MaxLinksPerPeer <= 0 {
+		cfg.MaxLinksPerPeer = DefaultMaxLinksPerPeer
+	}
 	if cfg.MaxLinkHandshakes <= 0 {
 		cfg.MaxLinkHandshakes = DefaultMaxLinkHandshakes
 	}
@@ -178,7 +185,7 @@ func Serve(h host.Host, cfg Config) *Server {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{h: h, cfg: cfg, slot: make(chan struct{}, cfg.MaxTunnels), live: map[caller]*liveTunnel{},
-		linkAddrs: map[peer.ID]map[string]int{}}
+		links: map[peer.ID]*linkPeer{}}
 	h.SetStreamHandler(Protocol, s.handle)
 	return s
 }
