@@ -182,6 +182,7 @@ func Run(ctx context.Context, cfg Config, workloads ...Workload) (res *Result, e
 		workloads = Workloads
 	}
 	start := time.Now()
+	raiseFileLimit(cfg.peers())
 	e, err := New(ctx, cfg)
 	if err != nil {
 		return nil, err
