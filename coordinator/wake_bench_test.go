@@ -306,3 +306,20 @@ func TestWelcomeGivesTheEffectiveConnectionType(t *testing.T) {
 		t.Fatalf("an active peer's welcome says %v", got)
 	}
 }
+
+// TestPassivePeersAreNotActive: max-active-peers counts neither peers of
+// type passive nor, on a site whose default-connection-type is passive,
+// peers whose installer named no type.
+func TestPassivePeersAreNotActive(t *testing.T) {
+	r := newRegistry()
+	for i, ct := range []pb.ConnectionType{pb.ConnectionType_CONNECTION_TYPE_ACTIVE, pb.ConnectionType_CONNECTION_TYPE_PASSIVE,
+		pb.ConnectionType_CONNECTION_TYPE_UNSPECIFIED} {
+		r.put(&pb.Peer{Id: []byte(fmt.Sprint(i)), Settings: &pb.InstallerDefaults{ConnectionType: ct}})
+	}
+	if total, active := r.counts(pb.ConnectionType_CONNECTION_TYPE_ACTIVE); total != 3 || active != 2 {
+		t.Errorf("site default active: %d peers, %d active; want 3, 2", total, active)
+	}
+	if total, active := r.counts(pb.ConnectionType_CONNECTION_TYPE_PASSIVE); total != 3 || active != 1 {
+		t.Errorf("site default passive: %d peers, %d active; want 3, 1", total, active)
+	}
+}
