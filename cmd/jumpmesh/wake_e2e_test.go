@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // TestWakeThroughTheCLI: show lists the host's NICs (a real peer's
@@ -44,5 +47,29 @@ func TestWakeThroughTheCLI(t *testing.T) {
 	// The malformed password never left the console.
 	if len(audit) != 3 || audit[0].Code != "wake_not_needed" || audit[1].Code != "wake_no_neighbor" || audit[2].Code != "wake_no_neighbor" {
 		t.Fatalf("wake audit: %+v", audit)
+	}
+}
+
+// TestWakeOutput: what wake prints for a response: each waker and what
+// it sent (or why not), the coordinator's own sends, the next attempt.
+func TestWakeOutput(t *testing.T) {
+	p := &pb.PeerView{Peer: &pb.Peer{Id: []byte("x"), Settings: &pb.InstallerDefaults{Name: "web-01"}}}
+	r := &pb.WakeResponse{Method: "wol", NextAttemptUnixMillis: time.Date(2026, 12, 2, 10, 0, 30, 0, time.UTC).UnixMilli(),
+		Wakers: []*pb.Waker{
+			{Name: "web-02", Kind: "peer", Id: []byte("y"), Sent: []string{"eth0 udp 255.255.255.255:9", "eth0 ether 0x0842"}},
+			{Name: "plant-a", Kind: "jumpoint", Error: catalog.ErrorToPB(catalog.Errorf(catalog.CodeWakeFailed, "(no interface)"))},
+		}}
+	v := newWakeView(p, r)
+	var b strings.Builder
+	printWake(&b, v)
+	out := b.String()
+	for _, want := range []string{"Waking web-01", "Wake-on-LAN through its neighbours", "web-02", "eth0 udp 255.255.255.255:9, eth0 ether 0x0842",
+		"plant-a", "jumpoint", "(no interface)", "Next attempt allowed from 10:00:30 UTC."} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if v.Wakers[1].Error == "" || v.Wakers[0].ID == "" || len(v.Wakers[1].Sent) != 0 || v.Wakers[1].Sent == nil {
+		t.Errorf("json view: %+v", v.Wakers)
 	}
 }
