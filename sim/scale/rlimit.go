@@ -10,9 +10,11 @@ const filesPerPeer = 5
 
 // raiseFileLimit lifts this process's open-file limit to what n peers
 // need, when the soft limit is lower. Go already raises the soft limit to
-// the hard one; root may raise the hard one too (up to fs.nr_open). It
-// does nothing when it cannot: the run then fails with "too many open
-// files", which says what to change.
+// the hard one; a process with CAP_SYS_RESOURCE may raise the hard one too
+// (up to fs.nr_open; not root in a container without it, as on the 2-core
+// test VM, whose hard limit is 20,000: 5,000 peers through a jumpoint need
+// more). It does nothing when it cannot: the run then fails with "too many
+// open files", which says what to change.
 func raiseFileLimit(n int) {
 	need := uint64(n*filesPerPeer + 4096)
 	var lim unix.Rlimit
