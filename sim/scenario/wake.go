@@ -129,6 +129,9 @@ func (r *runner) suspend(ctx context.Context, host, password string) (string, er
 	if old != nil {
 		select {
 		case <-old.done:
+			w.mu.Lock()
+			r.tallyWake(old) // its last count, before its card goes
+			w.mu.Unlock()
 			old.l.Close()
 		default:
 			return "", fmt.Errorf("%s is already asleep (since %s)", host, old.since.Format(time.TimeOnly))
@@ -181,7 +184,7 @@ func (r *runner) sleep(s *sleeper) {
 	started := time.Now()
 	s.err = err
 	r.wake.mu.Lock()
-	cmd, hasCmd := r.wakeCommand(s.host, p.At)
+	cmd, hasCmd := r.wakeCommand(s, p.At)
 	waker := r.wake.hostByPacket(p)
 	r.wake.mu.Unlock()
 	r.resMu.Lock()
@@ -199,11 +202,11 @@ func (r *runner) sleep(s *sleeper) {
 	}
 }
 
-// wakeCommand is the last console command naming host that started
-// before at. The caller holds r.wake.mu.
-func (r *runner) wakeCommand(host string, at time.Time) (wakeCmd, bool) {
+// wakeCommand is the last console command naming the sleeper that
+// started while it slept, before at. The caller holds r.wake.mu.
+func (r *runner) wakeCommand(s *sleeper, at time.Time) (wakeCmd, bool) {
 	for i := len(r.wake.cmds) - 1; i >= 0; i-- {
-		if c := r.wake.cmds[i]; c.target == host && c.at.Before(at) {
+		if c := r.wake.cmds[i]; c.target == s.host && c.at.After(s.since) && c.at.Before(at) {
 			return c, true
 		}
 	}

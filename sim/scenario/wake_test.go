@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -82,5 +83,27 @@ func TestCommandCode(t *testing.T) {
 	}
 	if d := failureDetail(cmdResult{stdout: `{"error": {"code": "wake_cooldown", "message": "M", "detail": "(12 s left)"}}`}); !strings.Contains(d, "(12 s left)") {
 		t.Errorf("detail %q", d)
+	}
+}
+
+// TestNoteWakeCommand: the runner notes wake, and jump/forward/cp with
+// --wake, naming the first peer among the words before "--"; a step that
+// tries again keeps only its latest try.
+func TestNoteWakeCommand(t *testing.T) {
+	r := &runner{sc: &Scenario{Hosts: []Host{{Name: "p", Role: RolePeer}, {Name: "q", Role: RolePeer}, {Name: "l", Role: RoleConsole}}},
+		wake: &wakeLab{}}
+	r.noteWakeCommand(1, []string{"ls", "p"})
+	r.noteWakeCommand(2, []string{"jump", "p", "--", "wake", "q"})
+	r.noteWakeCommand(3, []string{"wake", "--password", "01-02-03-04-05-06", "p"})
+	r.noteWakeCommand(4, []string{"cp", "--wake", "/tmp/x", "q:/tmp/y"})
+	r.noteWakeCommand(5, []string{"jump", "--wake", "q", "--", "echo", "p"})
+	r.noteWakeCommand(6, []string{"wake", "p"})
+	r.noteWakeCommand(6, []string{"wake", "p"})
+	var got []string
+	for _, c := range r.wake.cmds {
+		got = append(got, fmt.Sprintf("%d %s", c.line, c.target))
+	}
+	if want := []string{"3 p", "4 q", "5 q", "6 p"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("noted %q, want %q", got, want)
 	}
 }
