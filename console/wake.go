@@ -19,8 +19,16 @@ import (
 // DefaultWakeTimeout is how long a jump waits for a peer it woke.
 const DefaultWakeTimeout = 2 * time.Minute
 
-// WakePoll is how often WaitOnline asks the coordinator about the peer.
-const WakePoll = time.Second
+// WakePoll is how often WaitOnline asks the coordinator about the peer at
+// most; it starts at WakePollFirst and doubles up to it. A passive peer
+// is back within a few hundred milliseconds of its wake command and a
+// lab machine's peer some 125 ms after the magic packet, so a fixed
+// second added up to one to every jump --wake; a sleeping PC takes
+// seconds to boot, and by then the coordinator is asked once a second.
+const (
+	WakePoll      = time.Second
+	WakePollFirst = 100 * time.Millisecond
+)
 
 // WakeProgressEvery is how often a jump that waits for its peer says so.
 const WakeProgressEvery = 10 * time.Second
@@ -40,14 +48,15 @@ type WaitProgress struct {
 	Timeout time.Duration
 }
 
-// WaitOnline asks the coordinator about the peer ref names every WakePoll
-// until it is online, for at most timeout (and ctx), calling progress (if
-// not nil) after each look. It returns the peer as last seen and how long
+// WaitOnline asks the coordinator about the peer ref names (after
+// WakePollFirst, then doubling up to WakePoll) until it is online, for at
+// most timeout (and ctx), calling progress (if not nil) after each look. It returns the peer as last seen and how long
 // it waited; past timeout the error is wake_timeout.
 func (c *Client) WaitOnline(ctx context.Context, ref string, timeout time.Duration, progress func(WaitProgress)) (*pb.PeerView, time.Duration, error) {
 	start := time.Now()
 	deadline := start.Add(timeout)
-	tick := time.NewTicker(WakePoll)
+	every := WakePollFirst
+	tick := time.NewTimer(every)
 	defer tick.Stop()
 	var last *pb.PeerView
 	for {
@@ -79,6 +88,8 @@ func (c *Client) WaitOnline(ctx context.Context, ref string, timeout time.Durati
 		case <-ctx.Done():
 			return last, time.Since(start), ctx.Err()
 		case <-tick.C:
+			every = min(2*every, WakePoll)
+			tick.Reset(every)
 		}
 	}
 }
