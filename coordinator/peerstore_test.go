@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -185,7 +186,10 @@ func TestPeerCacheConcurrentChanges(t *testing.T) {
 						return err
 					}
 					return tx.PutPeer(rec)
-				}); err != nil {
+				}); err != nil && !errors.Is(err, badger.ErrConflict) {
+					// The disturbance may lose past Update's retries
+					// (three writers on one key, none waiting for the
+					// others); the peer store's own changes may not.
 					t.Error(err)
 				}
 			}
