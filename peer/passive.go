@@ -393,35 +393,51 @@ func (d *Daemon) goPassive(ctx context.Context, ms *frame.Stream, readErr <-chan
 
 // passiveWait is the peer while passive: no connection, only the listener.
 // It returns true when it should connect again (a wake command was
-// accepted, the listener is gone, or the offline limit passed: Run's loop
-// then uninstalls), false when ctx ended.
+// accepted, the listener is gone, a session channel is open — admitted on a
+// grant still in force, it must be reported —, or the offline limit passed:
+// Run's loop then uninstalls), false when ctx ended.
 func (d *Daemon) passiveWait(ctx context.Context) bool {
 	ln := d.listener()
-	if ln == nil {
-		return true
+	if ln == nil || d.sessionOpen() {
+		return true // a channel opened while it said goodbye: stay
 	}
 	d.dropConnections()
 	defer d.keepConnections()
 	now := d.clock.Now()
 	d.updateState(func(s *State) { s.Connected, s.Listening, s.PassiveSince = false, true, now.UTC() })
 	defer d.updateState(func(s *State) { s.Listening = false })
-	for {
+	// The offline limit runs from the last contact, as for any peer.
+	limit := func() time.Duration {
 		s := d.snapshot()
-		if UninstallReason(d.config, s, d.clock.Now()) != "" {
-			return true
-		}
-		t := d.clock.NewTimer(d.config.offlineLimit(s) - d.clock.Now().Sub(s.LastContact))
+		return d.config.offlineLimit(s) - d.clock.Now().Sub(s.LastContact)
+	}
+	t := d.clock.NewTimer(limit())
+	defer t.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return false
 		case body := <-ln.Woken():
-			t.Stop()
 			d.log.Info("woken: connecting", "nonce", body.GetNonce())
 			return true
+		case <-d.sess.idle.changes():
+			if d.sessionOpen() {
+				d.log.Info("a session channel opened while passive: connecting")
+				return true
+			}
 		case <-t.C():
+			if UninstallReason(d.config, d.snapshot(), d.clock.Now()) != "" {
+				return true
+			}
+			t.Reset(limit())
 		}
 	}
+}
+
+// sessionOpen reports whether an admitted session channel is open.
+func (d *Daemon) sessionOpen() bool {
+	_, free := d.sess.idle.idleFor(d.clock.Now())
+	return !free
 }
 
 // dropConnections ends what a passive peer holds: relay reservations, the

@@ -459,3 +459,33 @@ func TestCloseWhilePassive(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestChannelWhilePassiveReconnects: a technician who got a grant before
+// the peer went passive may still open a channel with it (the peer checks
+// grants itself, and the libp2p host keeps listening); the peer then
+// connects again at once, so the session is reported and the peer shows
+// online, and stays connected while the channel is open.
+func TestChannelWhilePassiveReconnects(t *testing.T) {
+	site := passiveSite(t)
+	h, _ := passivePeer(t, site, "granted-01")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	j, err := site.Admin.Jump(ctx, "granted-01", grant.Exec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitPassive()
+	h.waitStatus(h.id(), "passive")
+	ch, err := j.Open(ctx, execOpen("cat"))
+	if err != nil {
+		t.Fatalf("open with a grant from before: %v", err)
+	}
+	defer ch.Close()
+	h.waitStatus(h.id(), "online")
+	for range 3 {
+		site.Clock.Advance(passiveIdle)
+	}
+	if st := h.state(); st.Listening {
+		t.Fatal("went passive again with the channel open")
+	}
+}
