@@ -158,6 +158,9 @@ func (d *Daemon) syncPassive() *wake.Passive {
 	defer p.mu.Unlock()
 	if !want {
 		d.closeListenerLocked()
+		if d.snapshot().PassiveError != "" {
+			d.updateState(func(s *State) { s.PassiveError = "" })
+		}
 		return nil
 	}
 	if p.ln != nil && p.asked == port {
