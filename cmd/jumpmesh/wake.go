@@ -24,6 +24,10 @@ type wakeView struct {
 	Wakers      []wakerView `json:"wakers"`
 	Sent        []string    `json:"sent,omitempty"`
 	NextAttempt string      `json:"next_attempt,omitempty"`
+	// RequestedAt is when this console sent the request (after it had
+	// connected and found the peer): the lab measures from it to the
+	// magic packet on the sleeper's wire, without the console's start.
+	RequestedAt time.Time `json:"requested_at"`
 	// With --wait: whether it came online and how long that took.
 	Online        *bool   `json:"online,omitempty"`
 	WaitedSeconds float64 `json:"waited_seconds,omitempty"`
@@ -99,11 +103,13 @@ func wakeAction(cc *cli.Context, c *console.Client, ref string, pw []byte, wait 
 		return err
 	}
 	id := peer.ID(p.GetPeer().GetId()).String()
+	requested := time.Now()
 	resp, err := c.Wake(ctx, id, pw)
 	if err != nil {
 		return err
 	}
 	v := newWakeView(p, resp)
+	v.RequestedAt = requested.UTC()
 	if !cc.Bool("json") {
 		printWake(cc.App.Writer, v)
 	}

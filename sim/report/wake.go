@@ -36,6 +36,9 @@ func wakeRows(res results.Run) []wakeView {
 		}
 		if w.Woken && w.Command != "" {
 			v.ToPacket = fmtMS(w.ToPacketMS)
+			if w.RequestToPacketMS > 0 {
+				v.ToPacket += " (request → packet " + fmtMS(w.RequestToPacketMS) + ")"
+			}
 		}
 		if w.Woken {
 			v.Restart = fmtMS(w.RestartMS)

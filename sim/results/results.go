@@ -49,8 +49,13 @@ type Wake struct {
 	// coordinator, the order to the waker and the waker's send.
 	PacketAt   *time.Time `json:"packet_at,omitempty"`
 	ToPacketMS float64    `json:"to_packet_ms,omitempty"`
-	Packet     string     `json:"packet,omitempty"` // the packet that woke it
-	Waker      string     `json:"waker,omitempty"`  // the host that sent it
+	// RequestToPacketMS is the time from the console's request (`wake
+	// --json`'s requested_at, the same clock in the lab) to the packet: the
+	// coordinator, the order to the waker and its send, without the
+	// console's start. Issue #14's goal: ≤ 100 ms + 1 RTT.
+	RequestToPacketMS float64 `json:"request_to_packet_ms,omitempty"`
+	Packet            string  `json:"packet,omitempty"` // the packet that woke it
+	Waker             string  `json:"waker,omitempty"`  // the host that sent it
 	// Senders are the hosts whose magic packets for this host reached it
 	// while it slept; Packets counts those packets, WrongPassword those
 	// the card refused for their SecureOn password.

@@ -157,8 +157,11 @@ func TestWake(t *testing.T) {
 		t.Fatalf("wakes: %+v", res.Wakes)
 	}
 	a1, a2 := res.Wakes[0], res.Wakes[1]
-	t.Logf("peer-a1: %.1f ms from `%s` to the magic packet on its wire (%s); peer-a2: %.1f ms from `%s`",
-		a1.ToPacketMS, a1.Command, a1.Packet, a2.ToPacketMS, a2.Command)
+	t.Logf("peer-a1: %.1f ms from `%s` to the magic packet on its wire (%s); peer-a2: %.1f ms from `%s`, %.1f ms from its request",
+		a1.ToPacketMS, a1.Command, a1.Packet, a2.ToPacketMS, a2.Command, a2.RequestToPacketMS)
+	if a2.RequestToPacketMS <= 0 || a2.RequestToPacketMS > a2.ToPacketMS {
+		t.Errorf("peer-a2: request → packet %.1f ms, command → packet %.1f ms: want 0 < the first ≤ the second", a2.RequestToPacketMS, a2.ToPacketMS)
+	}
 	if a1.Host != "peer-a1" || !a1.Woken || a1.Waker != "peer-a2" || !strings.Contains(a1.Command, "--wake") || a1.ToPacketMS <= 0 || a1.SecureOn {
 		t.Errorf("peer-a1's sleep: %+v", a1)
 	}

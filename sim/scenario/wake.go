@@ -51,6 +51,7 @@ type wakeCmd struct {
 	target, step string
 	line         int // the step's line in the file
 	at           time.Time
+	requested    time.Time // `wake --json`'s requested_at: when it sent the request
 }
 
 // startWakeWatch maps every host's MACs and addresses to its name and
@@ -196,6 +197,9 @@ func (r *runner) sleep(s *sleeper) {
 	if hasCmd {
 		cat := cmd.at.UTC()
 		rec.Command, rec.CommandAt, rec.ToPacketMS = cmd.step, &cat, ms(p.At.Sub(cmd.at))
+		if !cmd.requested.IsZero() {
+			rec.RequestToPacketMS = ms(p.At.Sub(cmd.requested))
+		}
 	}
 	if err != nil {
 		rec.Error = "starting the peer again: " + err.Error()
@@ -495,6 +499,7 @@ func (r *runner) consoleOnce(ctx context.Context, console string, args []string,
 	if err != nil {
 		return res.output(), err
 	}
+	r.noteWakeRequested(st.line, res.stdout)
 	wantFail := st.ExpectExit != 0 || st.ExpectCode != ""
 	switch {
 	case !wantFail && res.code != 0:
@@ -545,4 +550,21 @@ func failureDetail(res cmdResult) string {
 		return "\n" + e.Error.Message + " " + e.Error.Detail
 	}
 	return ""
+}
+
+// noteWakeRequested keeps `wake --json`'s requested_at for the wake
+// command of step line, so the time to the packet can be counted from the
+// request rather than from the console's start.
+func (r *runner) noteWakeRequested(line int, stdout string) {
+	var v struct {
+		RequestedAt time.Time `json:"requested_at"`
+	}
+	if r.wake == nil || json.Unmarshal([]byte(stdout), &v) != nil || v.RequestedAt.IsZero() {
+		return
+	}
+	r.wake.mu.Lock()
+	defer r.wake.mu.Unlock()
+	if n := len(r.wake.cmds); n > 0 && r.wake.cmds[n-1].line == line {
+		r.wake.cmds[n-1].requested = v.RequestedAt
+	}
 }
