@@ -173,7 +173,7 @@ func (l *Lab) buildNetwork(np *netPlan) (*Network, error) {
 		if _, err := l.wan(carrier, l.inet, np.carrierWAN, nthAddr(publicRouter, 1), Link{}); err != nil {
 			return nil, err
 		}
-		if err := installNAT(carrier, l.prefix, l.dev(devWAN), Easy, nil); err != nil {
+		if err := installNAT(carrier, l.prefix, l.dev(devWAN), np.carrierWAN.Addr(), Easy, nil); err != nil {
 			return nil, err
 		}
 		upstream = carrier
@@ -190,7 +190,7 @@ func (l *Lab) buildNetwork(np *netPlan) (*Network, error) {
 	if natPreset == CGNAT {
 		natPreset = Easy // the home router; the carrier is easy too
 	}
-	if err := installNAT(router, l.prefix, l.dev(devWAN), natPreset, np.forwards); err != nil {
+	if err := installNAT(router, l.prefix, l.dev(devWAN), np.wan.Addr(), natPreset, np.forwards); err != nil {
 		return nil, err
 	}
 	return n, nil

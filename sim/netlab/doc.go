@@ -1,8 +1,12 @@
 // Package netlab builds network topologies for the jumpmesh lab out of real
 // Linux network namespaces: a lab "internet" (198.51.100.0/24 and
 // 203.0.113.0/24 on one bridge), networks behind NAT routers with RFC 4787
-// presets (public, easy, hard, cgnat, udp-blocked, isolated) made with
-// nftables, and hosts with their own namespace and address.
+// presets (public, easy, hard, sequential, cgnat, udp-blocked, isolated)
+// made with nftables, and hosts with their own namespace and address.
+// Sequential is an enterprise firewall's allocation: every new flow takes
+// the next port of a per-protocol counter (nftables numgen inc in the SNAT
+// rule; Linux's own allocator keeps the source port or, on a clash, draws a
+// random one, and never counts).
 //
 // Cables are veth pairs, or, when a link has latency, two TAP devices joined
 // by a wire in this process that delays each frame in user space (the

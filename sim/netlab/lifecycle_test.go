@@ -141,9 +141,9 @@ func TestCloseLeavesNothing(t *testing.T) {
 			spaces++
 		}
 	}
-	// inet + 5 routers + 1 carrier + 6 hosts
-	if spaces != 13 {
-		t.Errorf("%d namespaces while running, want 13: %v", spaces, left)
+	// inet + 6 routers + 1 carrier + 7 hosts
+	if spaces != 15 {
+		t.Errorf("%d namespaces while running, want 15: %v", spaces, left)
 	}
 	if got := rootLinkNames(t); !slices.Equal(got, linksBefore) {
 		t.Errorf("root namespace links changed while running: %v → %v", linksBefore, got)
@@ -422,7 +422,7 @@ func TestCleanRefusesForeignPrefixes(t *testing.T) {
 }
 
 // BenchmarkBuildAndClose builds and tears down the every-preset topology
-// (13 namespaces, 12 cables of which 11 are TAP wires).
+// (15 namespaces, 14 cables of which 13 are TAP wires).
 func BenchmarkBuildAndClose(b *testing.B) {
 	labtest.Skip(b)
 	for range b.N {

@@ -37,6 +37,7 @@ func newNATLab(t *testing.T) *natLab {
 			{Name: "pub", NAT: netlab.Public},
 			{Name: "easy", NAT: netlab.Easy},
 			{Name: "hard", NAT: netlab.Hard},
+			{Name: "seq", NAT: netlab.Sequential},
 			{Name: "cgnat", NAT: netlab.CGNAT},
 			{Name: "udpb", NAT: netlab.UDPBlocked},
 			{Name: "iso", NAT: netlab.Isolated},
@@ -47,6 +48,7 @@ func newNATLab(t *testing.T) *natLab {
 			{Name: "c-pub", Network: "pub"},
 			{Name: "c-easy", Network: "easy"},
 			{Name: "c-hard", Network: "hard"},
+			{Name: "c-seq", Network: "seq"},
 			{Name: "c-cgnat", Network: "cgnat"},
 			{Name: "c-udpb", Network: "udpb"},
 			{Name: "c-iso", Network: "iso"}, {Name: "c-iso2", Network: "iso"},
@@ -216,6 +218,7 @@ func TestPresets(t *testing.T) {
 	}{
 		{"c-easy", true},
 		{"c-hard", false},
+		{"c-seq", false},
 		{"c-cgnat", true},
 	} {
 		t.Run(lab.Host(tc.host).Network().Name(), func(t *testing.T) {
@@ -323,8 +326,8 @@ func checkMapping(t *testing.T, proto string, preserved bool, local uint16, seen
 		}
 		return
 	}
-	// A fully random port per destination: three equal ports by chance has
-	// odds of about one in 10^9.
+	// A new port per destination (hard: fully random, three equal ports by
+	// chance has odds of about one in 10^9; sequential: the next port).
 	if allEqual(seen) {
 		t.Errorf("%s: one mapping %v for every destination, want a new port per destination", proto, seen[0])
 	}

@@ -2,6 +2,8 @@ package netlab
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"net/netip"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -30,18 +32,22 @@ func ifname(n string) []byte {
 
 func comment(s string) []byte { return userdata.AppendString(nil, userdata.TypeComment, s) }
 
-// installNAT makes ns a NAT router towards wan with the preset's behaviour.
-// The tables carry the lab's prefix like every other object.
-func installNAT(ns *netNS, prefix, wan string, p Preset, forwards []fwdPlan) error {
-	return ns.nft(func(c *nftables.Conn) error { return addNAT(c, ns.name, prefix, wan, p, forwards) })
+// installNAT makes ns a NAT router towards wan, whose address is public,
+// with the preset's behaviour. The tables carry the lab's prefix like every
+// other object.
+func installNAT(ns *netNS, prefix, wan string, public netip.Addr, p Preset, forwards []fwdPlan) error {
+	return ns.nft(func(c *nftables.Conn) error { return addNAT(c, ns.name, prefix, wan, public, p, forwards) })
 }
 
-func addNAT(c *nftables.Conn, where, prefix, wan string, p Preset, forwards []fwdPlan) error {
+func addNAT(c *nftables.Conn, where, prefix, wan string, public netip.Addr, p Preset, forwards []fwdPlan) error {
 	t := c.AddTable(&nftables.Table{Name: prefix + natTableSuffix, Family: nftables.TableFamilyIPv4})
 	post := c.AddChain(&nftables.Chain{
 		Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
 	})
+	if p == Sequential {
+		addSequentialSNAT(c, t, post, wan, public)
+	}
 	// Linux masquerade keeps the source port whenever the resulting tuple is
 	// unique, which makes the mapping endpoint-independent and
 	// port-preserving; fully-random draws a new port for every flow.
@@ -93,6 +99,41 @@ func addNAT(c *nftables.Conn, where, prefix, wan string, p Preset, forwards []fw
 		return fmt.Errorf("installing %s NAT in %s: %w", p, where, err)
 	}
 	return nil
+}
+
+// The sequential preset's ports: each protocol's counter starts at a random
+// port in [seqBase, seqBase+seqSpan) and, after seqSpan flows, wraps back
+// to its start; ports stay below seqBase+2*seqSpan.
+const (
+	seqBase = 20000
+	seqSpan = 20000
+)
+
+// addSequentialSNAT adds, ahead of the plain masquerade, one rule per
+// protocol (TCP, UDP) that source-NATs a new flow to the WAN address and
+// the next port of that protocol's counter: numgen inc, evaluated once per
+// new conntrack (a NAT chain sees only a flow's first packet). Linux's own
+// allocator keeps the source port or, on a clash, draws a random one; it
+// never counts, so the counter has to be in the rule. (masquerade with a
+// port register would do, but google/nftables cannot send the
+// proto-specified flag it needs; without it the kernel ignores the port.)
+func addSequentialSNAT(c *nftables.Conn, t *nftables.Table, post *nftables.Chain, wan string, public netip.Addr) {
+	addr := public.As4()
+	for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(wan)},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+			&expr.Immediate{Register: 1, Data: addr[:]},
+			// The counter starts at 0: the first flow gets Offset.
+			&expr.Numgen{Register: 2, Type: unix.NFT_NG_INCREMENTAL, Modulus: seqSpan,
+				Offset: uint32(seqBase + rand.IntN(seqSpan))},
+			// numgen writes host order; the NAT reads the port in network order.
+			&expr.Byteorder{SourceRegister: 2, DestRegister: 2, Op: expr.ByteorderHton, Len: 2, Size: 2},
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+		}})
+	}
 }
 
 // addForwards adds the port forwards: DNAT of new flows from the WAN to a

@@ -109,7 +109,7 @@ func (t Topology) plan() (*plan, error) {
 			}
 		}
 		switch ns.NAT {
-		case Easy, Hard, UDPBlocked:
+		case Easy, Hard, Sequential, UDPBlocked:
 			np.gateway = np.lan.Addr().Next()
 			np.wan = netip.PrefixFrom(nthAddr(publicRouter, nextPublicRouter), publicRouter.Bits())
 			np.wanGW = publicRouter.Addr().Next()
@@ -317,9 +317,9 @@ func (np *netPlan) planForwards(hosts map[string]*hostPlan) error {
 		return nil
 	}
 	switch np.spec.NAT {
-	case Easy, Hard, UDPBlocked:
+	case Easy, Hard, Sequential, UDPBlocked:
 	default:
-		return topoErr("network %q: port forwards need an easy, hard or udp-blocked NAT, not %s", np.spec.Name, np.spec.NAT)
+		return topoErr("network %q: port forwards need an easy, hard, sequential or udp-blocked NAT, not %s", np.spec.Name, np.spec.NAT)
 	}
 	seen := map[uint16]bool{}
 	for _, f := range np.spec.Forwards {

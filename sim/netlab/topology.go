@@ -21,6 +21,12 @@ const (
 	// Hard is masquerade fully-random: a new random port for every
 	// destination (address-and-port-dependent mapping and filtering).
 	Hard Preset = "hard"
+	// Sequential is an enterprise firewall's address-and-port-dependent
+	// mapping with sequential allocation: every new flow (a new
+	// destination address or port) gets the next external port, counted
+	// per protocol from a random start, whichever host behind the NAT
+	// opens it. Filtering as Hard.
+	Sequential Preset = "sequential"
 	// CGNAT is an easy NAT behind a carrier's easy NAT, with 100.64.0.0/10
 	// between the two.
 	CGNAT Preset = "cgnat"
@@ -32,7 +38,7 @@ const (
 
 // Presets lists every preset, in the order the docs present them.
 func Presets() []Preset {
-	return []Preset{Public, Easy, Hard, CGNAT, UDPBlocked, Isolated}
+	return []Preset{Public, Easy, Hard, Sequential, CGNAT, UDPBlocked, Isolated}
 }
 
 func (p Preset) valid() bool {
