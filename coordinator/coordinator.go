@@ -130,6 +130,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 		Store: c.store, Signer: signer, Clock: cfg.Clock, Logger: log,
 		Addrs: func() []ma.Multiaddr { return site.AdvertisedAddrs(c.host.Addrs()) }, Relays: site.Relays(),
 		PeerAddrs:     func(id peer.ID) []ma.Multiaddr { return c.host.Peerstore().Addrs(id) },
+		ConnAddrs:     func(id peer.ID) []ma.Multiaddr { return connRemoteAddrs(c.host, id) },
 		AdmissionRate: cfg.AdmissionRate, Resources: res, Wake: hostWakeSender{c.host},
 	})
 	if err != nil {

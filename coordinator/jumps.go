@@ -102,7 +102,7 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 		return nil, ev, err
 	}
 	ev.SessionId = fmt.Sprintf("%x", signed.GetNonce())
-	return &pb.Response{Body: &pb.Response_Jump{Jump: &pb.JumpResponse{Grant: g, Peer: v, Addrs: encodeAddrs(s.peerAddrs(id)),
+	return &pb.Response{Body: &pb.Response_Jump{Jump: &pb.JumpResponse{Grant: g, Peer: v, Addrs: encodeAddrs(s.peerAddrs(c.peer, id)),
 		Relays: encodeAddrs(s.relayAddrs()), Jumpoints: s.peerJumpoints(rec)}}}, ev, nil
 }
 

@@ -190,7 +190,7 @@ func (s *Service) peerShow(c *caller, r *pb.PeerRefRequest) (*pb.Response, error
 	if err != nil {
 		return nil, err
 	}
-	v.Addrs = encodeAddrs(s.peerAddrs(peer.ID(v.GetPeer().GetId())))
+	v.Addrs = encodeAddrs(s.peerAddrs(c.peer, peer.ID(v.GetPeer().GetId())))
 	v.Relays = encodeAddrs(s.relayAddrs())
 	v.Jumpoints = s.peerJumpoints(v.GetPeer())
 	return &pb.Response{Body: &pb.Response_Peer{Peer: v}}, nil

@@ -101,14 +101,16 @@ func (s *Service) relayAddrs() []ma.Multiaddr {
 	return append(append([]ma.Multiaddr(nil), s.relays...), s.relayBook.live(s.clock.Now())...)
 }
 
-// peerAddrs are where consoles may reach a peer: what the coordinator's
+// peerAddrs are where the console may reach a peer: what the coordinator's
 // host learned (identify; public addresses only when the peer connects from
 // a public one) and the listen addresses the peer reported itself (its LAN
-// addresses, for consoles on the same network).
-func (s *Service) peerAddrs(id peer.ID) []ma.Multiaddr {
-	out := append([]ma.Multiaddr(nil), s.hostAddrs(id)...)
+// addresses, for consoles on the same network), within the console's
+// scope (addrscope.go: no loopback address to another host).
+func (s *Service) peerAddrs(console, id peer.ID) []ma.Multiaddr {
+	scope := s.scopeFor(console, id)
+	out := scope.filter(s.hostAddrs(id))
 	rec, _ := s.peers.get(id)
-	for _, a := range mesh.DecodeAddrs(rec.GetInfo().GetListenAddrs()) {
+	for _, a := range scope.filter(mesh.DecodeAddrs(rec.GetInfo().GetListenAddrs())) {
 		dup := false
 		for _, o := range out {
 			if o.Equal(a) {

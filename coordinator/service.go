@@ -61,6 +61,7 @@ type Service struct {
 	pool      pushPool
 	slowPeers atomic.Int64
 	hostAddrs func(peer.ID) []ma.Multiaddr
+	connAddrs func(peer.ID) []ma.Multiaddr
 
 	settingsCache atomic.Pointer[pb.Settings]
 	relayBook     relayBook
@@ -97,6 +98,11 @@ type ServiceConfig struct {
 	// PeerAddrs returns the addresses a peer is known at (the host's
 	// peerstore, fed by identify), handed to consoles with grants.
 	PeerAddrs func(peer.ID) []ma.Multiaddr
+	// ConnAddrs returns the remote addresses of the host's open
+	// connections to a party: whether a console and a peer both reach the
+	// coordinator over loopback decides whether the peer's loopback
+	// addresses are handed to the console (addrscope.go). Nil: never.
+	ConnAddrs func(peer.ID) []ma.Multiaddr
 	// AdmissionRate, for benchmarks and labs, replaces the site's
 	// connection-rate: 0 uses the site setting, < 0 admits without limit.
 	AdmissionRate float64
@@ -130,7 +136,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if s.addrs == nil {
 		s.addrs = func() []ma.Multiaddr { return nil }
 	}
-	s.jumps, s.hostAddrs, s.paths = newJumps(), cfg.PeerAddrs, newPathStats()
+	s.jumps, s.hostAddrs, s.connAddrs, s.paths = newJumps(), cfg.PeerAddrs, cfg.ConnAddrs, newPathStats()
 	if s.hostAddrs == nil {
 		s.hostAddrs = func(peer.ID) []ma.Multiaddr { return nil }
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
@@ -254,10 +256,25 @@ func (d *Daemon) hostInfo() *pb.PeerInfo {
 	info.Protocols = []string{string(channel.Protocol)}
 	if addrs, err := d.host.Network().InterfaceListenAddresses(); err == nil {
 		for _, a := range addrs {
-			if !mesh.IsCircuit(a) {
+			// Only addresses another host can dial: a console handed our
+			// loopback address dials its own (a coordinator on this host
+			// learns it through identify); link-local ones need their
+			// interface. The coordinator filters again (a report is a
+			// peer's word).
+			if !mesh.IsCircuit(a) && offerable(a) {
 				info.ListenAddrs = append(info.ListenAddrs, a.Bytes())
 			}
 		}
 	}
 	return info
+}
+
+// offerable reports whether another host could dial a: not a loopback,
+// link-local (fe80::/10, 169.254.0.0/16) or unspecified address.
+func offerable(a ma.Multiaddr) bool {
+	ip, err := manet.ToIP(a)
+	if err != nil {
+		return true // not an IP address: not ours to judge
+	}
+	return !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !ip.IsUnspecified()
 }
