@@ -88,19 +88,29 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	if len(jumpoints) == 0 {
 		return nil, catalog.Errorf(catalog.CodeJumpointUnreachable, "(no jumpoint for %s)", address)
 	}
-	var first error
-	for i, j := range jumpoints {
+	return firstOf(ctx, len(jumpoints), func(ctx context.Context, i int) (net.Conn, error) {
+		j := jumpoints[i]
 		o := &pb.TunnelOpen{Target: address, Grant: open.GetGrant(), InstallerKey: open.GetInstallerKey()}
-		jctx, cancel := shareOf(ctx, len(jumpoints)-i)
-		var c net.Conn
-		var err error
 		if addrs := links.addrs(j); len(addrs) > 0 {
-			c, err = dialLinks(jctx, addrs, j, links, o)
-		} else if h != nil {
-			c, err = Dial(jctx, h, j, o)
-		} else {
-			err = catalog.Errorf(catalog.CodeJumpointUnreachable, "(jumpoint %s: no link address and no host)", j)
+			return dialLinks(ctx, addrs, j, links, o)
 		}
+		if h != nil {
+			return Dial(ctx, h, j, o)
+		}
+		return nil, catalog.Errorf(catalog.CodeJumpointUnreachable, "(jumpoint %s: no link address and no host)", j)
+	})
+}
+
+// firstOf tries n ways in order, each with its share of the time ctx
+// leaves (shareOf), and returns the first connection. A refusal (a
+// catalog error other than an unreachable jumpoint) ends the search at
+// once: another way to the same site would be refused too. Otherwise the
+// first way's error is returned.
+func firstOf(ctx context.Context, n int, try func(ctx context.Context, i int) (net.Conn, error)) (net.Conn, error) {
+	var first error
+	for i := range n {
+		tctx, cancel := shareOf(ctx, n-i)
+		c, err := try(tctx, i)
 		cancel()
 		if err == nil {
 			return c, nil
@@ -151,20 +161,7 @@ func dialLinks(ctx context.Context, addrs []string, j peer.ID, l *Links, open *p
 	if l.Listen != nil {
 		listen = l.Listen()
 	}
-	var first error
-	for i, a := range addrs {
-		actx, cancel := shareOf(ctx, len(addrs)-i)
-		c, err := DialLink(actx, a, j, l.Key, listen, open)
-		cancel()
-		if err == nil {
-			return c, nil
-		}
-		if first == nil {
-			first = err
-		}
-		if !catalog.HasCode(err, catalog.CodeJumpointUnreachable) || ctx.Err() != nil {
-			return nil, err
-		}
-	}
-	return nil, first
+	return firstOf(ctx, len(addrs), func(ctx context.Context, i int) (net.Conn, error) {
+		return DialLink(ctx, addrs[i], j, l.Key, listen, open)
+	})
 }
