@@ -13,6 +13,8 @@
 //   - mesh/control: the control protocol (/jumpmesh/control/1.0.0).
 //   - mesh/peerproto: the peer protocol's ID and the exec rule both ends apply.
 //   - mesh/punch: the peer's hole-punch initiator.
+//   - mesh/natmap: a NAT's mapping behaviour from observed ports, and
+//     the next port of a sequential one (with the packet budget).
 //   - mesh/channel: session channels; mesh/grant: jump grants;
 //     mesh/dht: the private DHT; mesh/member: the member client every
 //     enrolled party uses; mesh/words: the CLI's words for enum values.
