@@ -32,7 +32,10 @@ import (
 // addresses, which are on its network and dialed directly; QUIC is left
 // out, so nothing bypasses the tunnels. It makes no relay reservations and
 // runs no puncher: consoles reach it through the jumpoint, which dials the
-// TCP addresses it listens on.
+// TCP addresses it listens on. A jumpoint whose key entry has a link port
+// is reached over a peer link (a plain TCP connection proven by the host's
+// key, tunnel.DialLink), with no libp2p connection to it; one without, by
+// a stream over a libp2p connection to it.
 //
 // Several jumpoints serve the same peers. The route offers them in the
 // order the key names them, except that one the peer is connected to comes
@@ -40,10 +43,11 @@ import (
 // opened, goes last: libp2p's TCP transport gives a whole dial 5 s, so a
 // dead first jumpoint that swallows the attempt must not be first again.
 // A jumpoint that vanishes without closing its connection (its host lost
-// power) is noticed by pings: jumpointPingFailures failed pings in a row
-// close the connection, its tunnels and the coordinator session inside
-// end, and the reconnect goes through the next jumpoint — well within the
-// 30 s a peer may be away when one of two jumpoints dies.
+// power) is noticed by pings on a libp2p connection (jumpointPingFailures
+// failed pings in a row close it) and by TCP keepalive on a link
+// (tunnel.LinkKeepIdle and what follows): its tunnels and the coordinator
+// session inside end, and the reconnect goes through the next jumpoint —
+// well within the 30 s a peer may be away when one of two jumpoints dies.
 
 // Liveness of the jumpoint connections. Wall time, not the daemon's
 // clock: they measure the network, not a horizon of the site.
