@@ -89,13 +89,14 @@ func newClient(m *member.Client) *Client { return &Client{Client: m, host: m.Hos
 
 // hostConfig is the console's host: it listens (on ports the system
 // picks) so that hole punching can turn a relayed connection to a peer
-// into a direct one.
+// into a direct one, and dials a peer on its own LAN there before
+// through a relay (mesh.LANDialRanker).
 func hostConfig() (mesh.HostConfig, error) {
 	listen, err := mesh.ParseMultiaddrs(consoleListen)
 	if err != nil {
 		return mesh.HostConfig{}, err
 	}
-	return mesh.HostConfig{RelayClient: true, ListenAddrs: listen}, nil
+	return mesh.HostConfig{RelayClient: true, ListenAddrs: listen, DialRanker: mesh.LANDialRanker(nil)}, nil
 }
 
 var consoleListen = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1", "/ip6/::/tcp/0", "/ip6/::/udp/0/quic-v1"}

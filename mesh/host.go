@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/host/observedaddrs"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -59,6 +60,9 @@ type HostConfig struct {
 	// The dialer's connections do not reuse the listening port, so a host
 	// with one cannot be hole-punched.
 	TCPDialer tcp.DialerForAddr
+	// DialRanker, when set, orders the host's dials to a peer's addresses
+	// (consoles: LANDialRanker); nil keeps libp2p's default ranker.
+	DialRanker network.DialRanker
 	// Extra options are appended last, so they win.
 	Extra []libp2p.Option
 }
@@ -108,6 +112,9 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))
 	} else {
 		opts = append(opts, libp2p.DisableMetrics())
+	}
+	if cfg.DialRanker != nil {
+		opts = append(opts, libp2p.SwarmOpts(swarm.WithDialRanker(cfg.DialRanker)))
 	}
 	opts = append(opts, cfg.Extra...)
 	h, err := libp2p.New(opts...)
