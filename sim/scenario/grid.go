@@ -200,15 +200,19 @@ func waitDirect(st Step) time.Duration {
 
 // connectStep is `connect CONSOLE PEER`, optionally with expect-path.
 func (r *runner) connectStep(ctx context.Context, console, peer string, st Step) (string, error) {
-	pr := r.connect(ctx, console, peer, 1, waitDirect(st))
-	out := describe(pr)
-	switch {
-	case !pr.OK:
-		return out, errors.New(pr.Error)
-	case st.ExpectPath != "" && pr.Final != st.ExpectPath:
-		return out, fmt.Errorf("path: want %s, ended %s", st.ExpectPath, pr.Final)
+	var lines []string
+	for run := 1; run <= max(1, st.Runs); run++ {
+		pr := r.connect(ctx, console, peer, run, waitDirect(st))
+		lines = append(lines, describe(pr))
+		out := strings.Join(lines, "\n")
+		switch {
+		case !pr.OK:
+			return out, fmt.Errorf("run %d: %s", run, pr.Error)
+		case st.ExpectPath != "" && pr.Final != st.ExpectPath:
+			return out, fmt.Errorf("run %d: path: want %s, ended %s", run, st.ExpectPath, pr.Final)
+		}
 	}
-	return out, nil
+	return strings.Join(lines, "\n"), nil
 }
 
 // grid connects every console to every peer, Runs times. The consoles run

@@ -145,7 +145,8 @@ type Step struct {
 	// From is the console host an exec, console or connect step runs on
 	// (default: the first console).
 	From string
-	// Runs is how many times a grid step connects every pair (default 1).
+	// Runs is how many times a grid step connects every pair, or a
+	// connect step its pair, each run checked (default 1).
 	Runs int
 	// WaitDirect is how long a connect or grid step waits for a relayed
 	// connection to go direct (default 5s); for an exec, how long the jump
