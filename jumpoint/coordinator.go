@@ -167,11 +167,19 @@ func (j *Jumpoint) evict(was, now *ACL) {
 	if was == nil {
 		return
 	}
+	left := func(p peer.ID) bool {
+		return (was.IsPeer(p) || was.IsTechnician(p)) && !now.IsPeer(p) && !now.IsTechnician(p)
+	}
 	for _, p := range j.host.Network().Peers() {
-		member := was.IsPeer(p) || was.IsTechnician(p)
-		if member && !now.IsPeer(p) && !now.IsTechnician(p) {
+		if left(p) {
 			j.log.Info("closing the connections of a caller outside the site", logRemote, p)
 			_ = j.host.Network().ClosePeer(p)
+		}
+	}
+	// A peer link is no libp2p connection: its tunnels are ended here.
+	if j.tunnels != nil {
+		if n := j.tunnels.CloseWhere(func(p peer.ID, _ *pb.TunnelOpen) bool { return left(p) }); n > 0 {
+			j.log.Info("ended the tunnels of callers outside the site", "tunnels", n)
 		}
 	}
 }

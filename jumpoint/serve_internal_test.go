@@ -3,6 +3,7 @@ package jumpoint
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -311,5 +312,48 @@ func TestPeerAddrsNeedTheConnectionsIP(t *testing.T) {
 	}
 	if got := hostPeerAddrs(j)(p.ID()); len(got) != 0 {
 		t.Errorf("targets %v of a peer with no connection", got)
+	}
+}
+
+// TestEvictEndsLinks: a peer the ACL drops (deleted at the coordinator)
+// loses its peer links at the next refresh, as it loses a libp2p
+// connection: a link is no connection of the host, so evict ends its
+// tunnels itself. Another peer's link stays.
+func TestEvictEndsLinks(t *testing.T) {
+	site := newTestHost(t, mesh.HostConfig{}).ID()
+	echo := echoServer(t)
+	goneKey, staysKey := newKey(t), newKey(t)
+	gone, _ := peer.IDFromPrivateKey(goneKey)
+	stays, _ := peer.IDFromPrivateKey(staysKey)
+	was := testACL(site, []string{echo}, nil, []peer.ID{gone, stays})
+	j := serving(t, site, was)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go j.tunnels.ServeLinks(l, linkFilter)
+	link := func(k crypto.PrivKey) net.Conn {
+		c, err := tunnel.DialLink(ctxT(t), l.Addr().String(), j.host.ID(), k, nil, &pb.TunnelOpen{Target: echo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	goneLink, staysLink := link(goneKey), link(staysKey)
+	now := testACL(site, []string{echo}, nil, []peer.ID{stays})
+	j.acl.Store(now)
+	j.evict(was, now)
+	_ = goneLink.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var ne net.Error
+	if _, err := goneLink.Read(make([]byte, 1)); err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the dropped peer's link was not ended: %v", err)
+	}
+	if _, err := staysLink.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	_ = staysLink.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(staysLink, make([]byte, 1)); err != nil {
+		t.Fatalf("the other peer's link: %v", err)
 	}
 }
