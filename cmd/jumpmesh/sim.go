@@ -17,6 +17,11 @@ func simCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "sim",
 		Usage: "the network lab: scenarios and the NAT grid in network namespaces (root), the scale engine (no root)",
+		Description: "The lab's public side uses the documentation ranges 198.51.100.0/24 and 203.0.113.0/24,\n" +
+			"which libp2p counts as unroutable: a jumpmesh process treats them as public only with\n" +
+			"JUMPMESH_LAB_PUBLIC_RANGES=1 in its environment. sim sets it for every process it starts; set it\n" +
+			"yourself for jumpmesh processes in a lab of your own (without it, hole punching never starts\n" +
+			"there), never in production.",
 		Subcommands: []*cli.Command{simRunCommand(), simGridCommand(), simScaleCommand(),
 			{
 				Name:      "list",
