@@ -145,6 +145,31 @@ func TestShippedScenarios(t *testing.T) {
 	}
 }
 
+// TestSameLAN runs the shipped same-lan scenario: a console and a peer on
+// one LAN behind one easy NAT that does not hairpin, the relay as near as
+// the LAN, the peer with a second (backend) interface. Every run starts
+// and ends direct over the peer's address on the console's subnet (issue
+// 15: a near relay won the race against a LAN address dialled late).
+func TestSameLAN(t *testing.T) {
+	_, res, _ := runShipped(t, "same-lan", 3*time.Minute)
+	laptop := ""
+	for _, h := range res.Hosts {
+		if h.Name == "laptop" {
+			laptop = h.Addr
+		}
+	}
+	subnet := "/ip4/" + laptop[:strings.LastIndexByte(laptop, '.')+1]
+	if laptop == "" || len(res.Paths) != 10 {
+		t.Fatalf("laptop %q, %d paths", laptop, len(res.Paths))
+	}
+	for _, p := range res.Paths {
+		t.Logf("run %2d: %s → %s, connect %.0f ms", p.Run, p.Initial, p.FinalAddr, p.ConnectMS)
+		if p.Initial != "direct" || p.Final != "direct" || !strings.HasPrefix(p.FinalAddr, subnet) {
+			t.Errorf("run %d: %s then %s at %s, want direct over the LAN (%s…)", p.Run, p.Initial, p.Final, p.FinalAddr, subnet)
+		}
+	}
+}
+
 // TestWake runs the shipped wake scenario (Wake-on-LAN through a
 // neighbour, SecureOn, the cooldown, a passive peer behind a jumpoint) and
 // checks what results.json says of each sleep: peer-a1 woken by peer-a2's
