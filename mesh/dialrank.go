@@ -31,11 +31,13 @@ const (
 // peer has no public address, so a near relay could win the race against
 // the peer's LAN address; its happy eyeballs put IPv6 first, so a peer's
 // `::1` went ahead of its LAN IPv4 address by 30 ms. Here the peer's
-// addresses on a subnet of one of our interfaces (and loopback ones,
-// which the coordinator hands out only when everything is on one host)
-// are dialled first, all at once, and everything else, ranked by libp2p's
-// default ranker, LANGrace later. Without such an address the default
-// ranking is unchanged.
+// addresses on a subnet of one of our interfaces are dialled first (in
+// libp2p's order among themselves: QUIC before TCP, IPv6 before IPv4, 30
+// ms apart on a LAN), and everything else (circuits, public addresses,
+// other networks' private addresses, loopback ones) LANGrace later, in
+// libp2p's order too. Without an address on our subnets the ranking is
+// libp2p's default, unchanged: a host whose peers are all on loopback
+// (tests, a developer's machine) dials as before.
 //
 // interfaceAddrs lists our interface addresses (net.InterfaceAddrs when
 // nil); it is read at every ranking, so a laptop that changed networks
@@ -54,10 +56,7 @@ func LANDialRanker(interfaceAddrs func() ([]net.Addr, error)) network.DialRanker
 				rest = append(rest, a)
 			}
 		}
-		out := make([]network.AddrDelay, 0, len(addrs))
-		for _, a := range local {
-			out = append(out, network.AddrDelay{Addr: a})
-		}
+		out := swarm.DefaultDialRanker(local)
 		var grace time.Duration
 		if len(local) > 0 {
 			grace = LANGrace
@@ -84,20 +83,16 @@ func ourSubnets(interfaceAddrs func() ([]net.Addr, error)) []*net.IPNet {
 	return out
 }
 
-// onSubnet reports whether a is a direct IP address that is loopback or
-// inside one of subnets. A relayed address never is: its IP is the relay's.
+// onSubnet reports whether a is a direct IP address inside one of
+// subnets. A relayed address never is (its IP is the relay's), nor a
+// loopback one (it names the dialler: only right when the peer shares our
+// host, and then nothing races it), nor a link-local one.
 func onSubnet(a ma.Multiaddr, subnets []*net.IPNet) bool {
 	if IsCircuit(a) {
 		return false
 	}
 	ip, err := manet.ToIP(a)
-	if err != nil {
-		return false
-	}
-	if ip.IsLoopback() {
-		return true
-	}
-	if ip.IsUnspecified() || ip.IsLinkLocalUnicast() {
+	if err != nil || ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() {
 		return false
 	}
 	for _, n := range subnets {

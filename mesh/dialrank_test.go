@@ -40,16 +40,18 @@ func delays(t *testing.T, addrs ...string) map[string]time.Duration {
 }
 
 // TestLANDialRankerLANFirst: a peer on the console's subnet is dialled there
-// at once, before its relay circuit and its NAT's public address, which
-// wait LANGrace; a peer's `::1` (an old coordinator's gift) no longer puts
-// its LAN address behind it.
+// at once, before its relay circuit, its NAT's public address, its
+// backend network's address and its `::1` (an old coordinator's gift),
+// which wait LANGrace: none of them puts the LAN address behind it.
 func TestLANDialRankerLANFirst(t *testing.T) {
-	d := delays(t, "/ip6/::1/tcp/4001", "/ip4/192.168.2.10/tcp/4001", "/ip4/203.0.113.10/tcp/4001", relayed)
-	if d["/ip4/192.168.2.10/tcp/4001"] != 0 || d["/ip6/::1/tcp/4001"] != 0 {
-		t.Errorf("LAN and loopback addresses: %v, want both at once", d)
+	d := delays(t, "/ip6/::1/tcp/4001", "/ip4/10.9.0.5/tcp/4001", "/ip4/192.168.2.10/tcp/4001", "/ip4/203.0.113.10/tcp/4001", relayed)
+	if d["/ip4/192.168.2.10/tcp/4001"] != 0 {
+		t.Errorf("LAN address: %v, want at once", d)
 	}
-	if d[relayed] < mesh.LANGrace || d["/ip4/203.0.113.10/tcp/4001"] < mesh.LANGrace {
-		t.Errorf("relay and public: %v, want ≥ %v", d, mesh.LANGrace)
+	for _, a := range []string{relayed, "/ip4/203.0.113.10/tcp/4001", "/ip4/10.9.0.5/tcp/4001", "/ip6/::1/tcp/4001"} {
+		if d[a] < mesh.LANGrace {
+			t.Errorf("%s at %v, want ≥ %v", a, d[a], mesh.LANGrace)
+		}
 	}
 	// Without a public address libp2p's default dials the relay at once;
 	// here still LANGrace after the LAN.
@@ -61,15 +63,25 @@ func TestLANDialRankerLANFirst(t *testing.T) {
 
 // TestLANDialRankerElsewhere: a peer on no subnet of ours is ranked as
 // libp2p ranks it (a private address of another network is not ours, a
-// link-local one never is, and a circuit is never local, whatever the
-// relay's IP).
+// link-local or loopback one never is, and a circuit is never local,
+// whatever the relay's IP).
 func TestLANDialRankerElsewhere(t *testing.T) {
-	d := delays(t, "/ip4/10.1.2.3/tcp/4001", "/ip6/fe80::9/tcp/4001", relayed)
+	d := delays(t, "/ip4/10.1.2.3/tcp/4001", "/ip6/fe80::9/tcp/4001", "/ip4/127.0.0.1/tcp/4001", relayed)
 	if d[relayed] != 0 {
 		t.Errorf("relay with no LAN address: %v, want at once (libp2p's default without public addresses)", d[relayed])
 	}
 	onRelayLAN := "/ip4/192.168.2.1/tcp/4832/p2p/12D3KooWLrcfcoRWP68md2ecPN4zKNSTnZgqS8j9eDdVrhwsWxbU/p2p-circuit"
 	if d := delays(t, onRelayLAN); d[onRelayLAN] != 0 {
 		t.Errorf("a circuit through a relay on our LAN: %v, want at once", d)
+	}
+}
+
+// TestLANDialRankerHappyEyeballsOnLAN: among LAN addresses libp2p's order
+// stays (QUIC first, TCP a LAN round trip later), so a console does not
+// open two connections to a coordinator on its LAN.
+func TestLANDialRankerHappyEyeballsOnLAN(t *testing.T) {
+	d := delays(t, "/ip4/192.168.2.10/udp/4830/quic-v1", "/ip4/192.168.2.10/tcp/4830")
+	if d["/ip4/192.168.2.10/udp/4830/quic-v1"] != 0 || d["/ip4/192.168.2.10/tcp/4830"] != mesh.LANRTTBudget {
+		t.Errorf("LAN QUIC and TCP: %v, want 0 and %v", d, mesh.LANRTTBudget)
 	}
 }
