@@ -17,6 +17,22 @@
 // addresses come in the exchange), and retries with backoff while the
 // relayed connection lives and no direct one exists.
 //
+// The addresses a peer offers in the exchange are its NAT's mappings of
+// its listening port as trusted observers saw them through identify. A
+// NAT that gives each new flow the next port of a counter (an enterprise
+// firewall; the lab's sequential preset) maps the punch's own flow to none
+// of them, so the Puncher keeps the TCP flows it saw observed (by when the
+// connection opened) and asks natmap what they show: for a sequential NAT
+// it offers the next natmap.MaxCandidates ports instead, best first, and
+// the console's simultaneous dial tries each (the packet budget natmap
+// states). A peer reaches the coordinator over TCP and relays over QUIC,
+// so it has one TCP observation: once it is connected to a second trusted
+// peer, the Puncher makes one more flow from the listening port to it
+// (dialled with the TCP transport, asked identify's question, closed; not
+// added to the swarm) to tell the NAT's kind, and before each punch
+// through a sequential NAT it makes another, so the prediction starts from
+// the counter's latest port.
+//
 // A Tracer, like libp2p's holepunch.MetricsTracer, sees every attempt and
 // how each punch ended, for metrics and the lab's reports.
 package punch

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -20,6 +22,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/natmap"
 )
 
 // Punch timing.
@@ -47,6 +50,9 @@ type Puncher struct {
 	active   map[peer.ID]bool
 	again    map[peer.ID]bool        // a new relayed connection came during a punch
 	observed map[string]ma.Multiaddr // by transport ("tcp"): the latest trusted observation
+	flows    []natmap.Observation    // TCP flows from the listening port, as trusted observers saw them
+	learning bool                    // a fresh observation to classify the NAT is under way
+	learnt   int                     // fresh observations made to classify it
 	n        *network.NotifyBundle
 	trusted  func(peer.ID) bool
 	tracer   Tracer
@@ -109,6 +115,7 @@ func Start(h host.Host, trusted func(peer.ID) bool, log *slog.Logger, opts ...Op
 			case e := <-sub.Out():
 				if id, ok := e.(event.EvtPeerIdentificationCompleted); ok {
 					p.observe(id)
+					p.maybeLearn(id.Peer)
 				}
 			}
 		}
@@ -146,7 +153,53 @@ func (p *Puncher) observe(e event.EvtPeerIdentificationCompleted) {
 	}
 	p.mu.Lock()
 	p.observed[proto] = obs
+	p.noteFlow(e.Conn, obs)
 	p.mu.Unlock()
+}
+
+// maxFlows bounds the observed flows kept for predicting the NAT's next
+// port: the latest ones are what counts.
+const maxFlows = 8
+
+// noteFlow keeps an observed flow from the listening port for natmap: the
+// observer's address, the mapping it saw, and when the connection opened
+// (identify may complete out of the order the flows were opened in).
+func (p *Puncher) noteFlow(c network.Conn, obs ma.Multiaddr) {
+	p.noteFlowAt(c.RemoteMultiaddr(), obs, c.Stat().Opened)
+}
+
+// noteFlowAt keeps the flow to remote, opened at `at`, that was seen as obs.
+func (p *Puncher) noteFlowAt(remote, obs ma.Multiaddr, at time.Time) {
+	dest, err1 := addrPort(remote)
+	mapped, err2 := addrPort(obs)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	f := natmap.Observation{Dest: dest, Mapped: mapped, At: at}
+	if f.At.IsZero() {
+		f.At = time.Now()
+	}
+	if slices.ContainsFunc(p.flows, func(o natmap.Observation) bool { return o.Dest == f.Dest && o.Mapped == f.Mapped }) {
+		return
+	}
+	p.flows = append(p.flows, f)
+	slices.SortStableFunc(p.flows, func(a, b natmap.Observation) int { return a.At.Compare(b.At) })
+	if len(p.flows) > maxFlows {
+		p.flows = slices.Delete(p.flows, 0, len(p.flows)-maxFlows)
+	}
+}
+
+func addrPort(a ma.Multiaddr) (netip.AddrPort, error) {
+	na, err := manet.ToNetAddr(a)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	tcp, ok := na.(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("%v is not TCP", a)
+	}
+	ap := tcp.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
 // transportPort is "tcp" or "udp" and the port of a /ip4|ip6/.../tcp|udp/N address.
@@ -259,6 +312,11 @@ func (p *Puncher) attempt(remote peer.ID, n int) (how string, rtt time.Duration,
 		defer cancel()
 		return "direct dial", 0, p.h.Connect(network.WithForceDirectDial(ctx, "hole punch: public remote"), peer.AddrInfo{ID: remote, Addrs: pub})
 	}
+	if p.needFresh() {
+		if err := p.observeFresh(p.ctx); err != nil {
+			p.log.Debug("hole punching: no fresh observation", "error", err)
+		}
+	}
 	rtt, err = p.exchange(remote)
 	return "hole punch", rtt, err
 }
@@ -339,12 +397,47 @@ func (p *Puncher) publicAddrs() []ma.Multiaddr {
 	}
 	out := slices.DeleteFunc(slices.Clone(all), func(a ma.Multiaddr) bool { return mesh.IsCircuit(a) || !manet.IsPublicAddr(a) })
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if next := p.predicted(); len(next) > 0 {
+		// A sequential NAT: the mapping the observers saw was for their
+		// flows; the punch's own flow will get one of the next ports.
+		return append(out, next...)
+	}
 	for _, o := range p.observed {
 		if !slices.ContainsFunc(out, o.Equal) {
 			out = append(out, o)
 		}
 	}
-	p.mu.Unlock()
+	return out
+}
+
+// punchCandidates is how many predicted ports a punch offers: what the
+// remote dials at once. libp2p's swarm dials at most 8 addresses of a peer
+// at a time (swarm.DefaultPerPeerRateLimit) and the remote may also try
+// our LAN address; a candidate past the first batch is dialled only when
+// one of the batch gives up, after the punch's moment has passed. Six
+// candidates, each a SYN and its retransmissions (at 1, 3 and 7 s) within
+// the console's 10 s hole-punch dial, are 24 packets: within
+// natmap.PacketBudget.
+const punchCandidates = 6
+
+// predicted are the addresses the NAT will likely map the punch's flow to,
+// best first, when the observed flows show a sequential NAT (natmap):
+// punchCandidates of them, which the remote dials together. Nil for any
+// other NAT. p.mu is held.
+func (p *Puncher) predicted() []ma.Multiaddr {
+	m := natmap.Classify(p.flows)
+	if m.Kind != natmap.Sequential {
+		return nil
+	}
+	var out []ma.Multiaddr
+	for _, port := range m.Next(time.Now(), punchCandidates) {
+		a, err := manet.FromNetAddr(net.TCPAddrFromAddrPort(netip.AddrPortFrom(m.Public, port)))
+		if err == nil {
+			out = append(out, a)
+		}
+	}
+	p.log.Debug("hole punching: a sequential NAT", "step", m.Step, "last", m.Last, "candidates", len(out))
 	return out
 }
 

@@ -3,6 +3,7 @@ package punch
 import (
 	"crypto/rand"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
@@ -17,10 +18,14 @@ import (
 type fakeConn struct {
 	network.Conn
 	local, remote ma.Multiaddr
+	opened        time.Time
 }
 
 func (c fakeConn) LocalMultiaddr() ma.Multiaddr  { return c.local }
 func (c fakeConn) RemoteMultiaddr() ma.Multiaddr { return c.remote }
+func (c fakeConn) Stat() network.ConnStats {
+	return network.ConnStats{Stats: network.Stats{Opened: c.opened}}
+}
 
 // TestPuncherTrustsOnlyItsObservers: the puncher offers the NAT mapping a
 // trusted observer reported for a TCP connection that left from the
