@@ -144,3 +144,57 @@ func TestFreshObservation(t *testing.T) {
 		t.Errorf("observers %v, want none: the only trusted peer is connected over TCP", got)
 	}
 }
+
+// TestPredictionTrustsOnlyItsObservers: what a stranger, a relayed
+// connection or another port reports never enters the flows the
+// prediction rests on, and the ports offered are always on the address the
+// trusted observers saw: a stranger cannot make the puncher offer, and the
+// console dial, ports of an address of its choosing.
+func TestPredictionTrustsOnlyItsObservers(t *testing.T) {
+	coordinator, relay, stranger := peer.ID("coordinator"), peer.ID("relay"), peer.ID("stranger")
+	h := newTestHost(t)
+	p, err := Start(h, func(id peer.ID) bool { return id == coordinator || id == relay }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	from := ma.StringCast("/ip4/127.0.0.1/tcp/" + tcpListenPort(t, h))
+	now := time.Now()
+	ev := func(id peer.ID, local, remote string, obs string, i int) event.EvtPeerIdentificationCompleted {
+		l := from
+		if local != "" {
+			l = ma.StringCast(local)
+		}
+		return event.EvtPeerIdentificationCompleted{Peer: id, ObservedAddr: ma.StringCast(obs),
+			Conn: fakeConn{local: l, remote: ma.StringCast(remote), opened: now.Add(time.Duration(i) * time.Millisecond)}}
+	}
+	for i, e := range []event.EvtPeerIdentificationCompleted{
+		ev(coordinator, "", "/ip4/198.51.100.10/tcp/4830", "/ip4/5.6.7.8/tcp/30000", 0),
+		// A stranger claims the next port, then a victim's address.
+		ev(stranger, "", "/ip4/198.51.100.66/tcp/4830", "/ip4/5.6.7.8/tcp/30001", 1),
+		ev(stranger, "", "/ip4/198.51.100.66/tcp/4831", "/ip4/9.9.9.9/tcp/30002", 2),
+		// A trusted observer, about another local port.
+		ev(relay, "/ip4/127.0.0.1/tcp/1", "/ip4/198.51.100.11/tcp/4832", "/ip4/5.6.7.8/tcp/30001", 3),
+	} {
+		p.observe(e)
+		if got := p.publicAddrs(); len(got) != 1 || !got[0].Equal(ma.StringCast("/ip4/5.6.7.8/tcp/30000")) {
+			t.Fatalf("after event %d: offered %v, want only the coordinator's observation", i, got)
+		}
+	}
+	if len(p.flows) != 1 {
+		t.Fatalf("flows %v, want the coordinator's only", p.flows)
+	}
+	// The relay's own observation makes it sequential: the offer is the
+	// NAT's address, next ports.
+	p.observe(ev(relay, "", "/ip4/198.51.100.11/tcp/4832", "/ip4/5.6.7.8/tcp/30001", 4))
+	for _, a := range p.publicAddrs() {
+		if ip, _ := a.ValueForProtocol(ma.P_IP4); ip != "5.6.7.8" {
+			t.Errorf("offered %v: not the address the trusted observers saw", a)
+		}
+	}
+	// A trusted observer that sees another public address: no prediction.
+	p.observe(ev(relay, "", "/ip4/198.51.100.12/tcp/4832", "/ip4/9.9.9.9/tcp/30003", 5))
+	if got := p.publicAddrs(); len(got) != 1 {
+		t.Errorf("two public addresses: offered %v, want the latest observation only", got)
+	}
+}
