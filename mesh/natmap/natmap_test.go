@@ -11,12 +11,11 @@ import (
 )
 
 var (
-	nat    = netip.MustParseAddr("203.0.113.20")
-	nat2   = netip.MustParseAddr("203.0.113.21")
-	t0     = time.Date(2026, 12, 2, 17, 0, 0, 0, time.UTC)
-	coord  = netip.MustParseAddrPort("198.51.100.10:4001")
-	relay  = netip.MustParseAddrPort("198.51.100.11:4001")
-	relay2 = netip.MustParseAddrPort("198.51.100.12:4001")
+	nat   = netip.MustParseAddr("203.0.113.20")
+	nat2  = netip.MustParseAddr("203.0.113.21")
+	t0    = time.Date(2026, 12, 2, 17, 0, 0, 0, time.UTC)
+	coord = netip.MustParseAddrPort("198.51.100.10:4001")
+	relay = netip.MustParseAddrPort("198.51.100.11:4001")
 )
 
 // flows builds observations of one socket: the i-th flow to a destination
