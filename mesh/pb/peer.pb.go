@@ -709,8 +709,12 @@ type PeerWelcome struct {
 	// connected without a session before it goes passive again.
 	PassivePort        uint32 `protobuf:"varint,8,opt,name=passive_port,json=passivePort,proto3" json:"passive_port,omitempty"`
 	PassiveIdleSeconds uint32 `protobuf:"varint,9,opt,name=passive_idle_seconds,json=passiveIdleSeconds,proto3" json:"passive_idle_seconds,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The site turned NAT port prediction off (nat-prediction=false): the
+	// peer's puncher offers only the mappings its observers saw. Unset (a
+	// coordinator from before the setting) leaves it on.
+	NatPredictionOff bool `protobuf:"varint,10,opt,name=nat_prediction_off,json=natPredictionOff,proto3" json:"nat_prediction_off,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PeerWelcome) Reset() {
@@ -804,6 +808,13 @@ func (x *PeerWelcome) GetPassiveIdleSeconds() uint32 {
 		return x.PassiveIdleSeconds
 	}
 	return 0
+}
+
+func (x *PeerWelcome) GetNatPredictionOff() bool {
+	if x != nil {
+		return x.NatPredictionOff
+	}
+	return false
 }
 
 // LocalPolicyBody is what the site requires of a peer's host users.
@@ -1465,7 +1476,7 @@ const file_peer_proto_rawDesc = "" +
 	"\apassive\x18\x06 \x01(\v2\x1a.jumpmesh.peer.PeerPassiveH\x00R\apassiveB\x06\n" +
 	"\x04body\"!\n" +
 	"\vPeerPassive\x12\x12\n" +
-	"\x04port\x18\x01 \x01(\rR\x04port\"\xa3\x03\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\"\xd1\x03\n" +
 	"\vPeerWelcome\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x124\n" +
@@ -1475,7 +1486,9 @@ const file_peer_proto_rawDesc = "" +
 	"\x06relays\x18\x06 \x03(\fR\x06relays\x12=\n" +
 	"\flocal_policy\x18\a \x01(\v2\x1a.jumpmesh.peer.LocalPolicyR\vlocalPolicy\x12!\n" +
 	"\fpassive_port\x18\b \x01(\rR\vpassivePort\x120\n" +
-	"\x14passive_idle_seconds\x18\t \x01(\rR\x12passiveIdleSeconds\"\xb0\x01\n" +
+	"\x14passive_idle_seconds\x18\t \x01(\rR\x12passiveIdleSeconds\x12,\n" +
+	"\x12nat_prediction_off\x18\n" +
+	" \x01(\bR\x10natPredictionOff\"\xb0\x01\n" +
 	"\x0fLocalPolicyBody\x12\x17\n" +
 	"\asite_id\x18\x01 \x01(\fR\x06siteId\x12\x17\n" +
 	"\apeer_id\x18\x02 \x01(\fR\x06peerId\x128\n" +
