@@ -131,8 +131,10 @@ func (p *Puncher) observeFresh(ctx context.Context) error {
 			continue
 		}
 		p.mu.Lock()
-		p.noteFlowAt(opened.remote, obs, opened.at)
+		p.flows = noteFlowAt(p.flows, opened.remote, obs, opened.at)
+		p.seen(o.ID)
 		p.mu.Unlock()
+		p.natChanged()
 		return nil
 	}
 	if len(errs) == 0 {

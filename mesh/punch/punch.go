@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -46,16 +47,21 @@ type Puncher struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	active   map[peer.ID]bool
-	again    map[peer.ID]bool        // a new relayed connection came during a punch
-	observed map[string]ma.Multiaddr // by transport ("tcp"): the latest trusted observation
-	flows    []natmap.Observation    // TCP flows from the listening port, as trusted observers saw them
-	learning bool                    // a fresh observation to classify the NAT is under way
-	learnt   int                     // fresh observations made to classify it
-	n        *network.NotifyBundle
-	trusted  func(peer.ID) bool
-	tracer   Tracer
+	mu         sync.Mutex
+	active     map[peer.ID]bool
+	again      map[peer.ID]bool        // a new relayed connection came during a punch
+	observed   map[string]ma.Multiaddr // by transport ("tcp"): the latest trusted observation
+	flows      []natmap.Observation    // TCP flows from the listening port, as trusted observers saw them
+	learning   bool                    // a fresh observation to classify the NAT is under way
+	learnt     int                     // fresh observations made to classify it
+	udpFlows   []natmap.Observation    // QUIC flows from the listening port, as trusted observers saw them (NAT)
+	seenBy     map[peer.ID]bool        // trusted peers that observed a flow (NAT)
+	updated    time.Time               // the last observation (NAT)
+	udpBlocked bool                    // a QUIC dial to a trusted observer failed (NAT)
+	onNAT      func()                  // called when an observation came (WithNATChange)
+	n          *network.NotifyBundle
+	trusted    func(peer.ID) bool
+	tracer     Tracer
 }
 
 // Tracer observes a Puncher. Its methods are called from the punching
@@ -77,6 +83,11 @@ type Option func(*Puncher)
 
 // WithTracer makes t observe the puncher.
 func WithTracer(t Tracer) Option { return func(p *Puncher) { p.tracer = t } }
+
+// WithNATChange makes the puncher call f whenever an observation of the
+// host's NAT comes (NAT may then say more). f is called from the
+// puncher's goroutines and must not block.
+func WithNATChange(f func()) Option { return func(p *Puncher) { p.onNAT = f } }
 
 type noTracer struct{}
 
@@ -144,62 +155,79 @@ func (p *Puncher) observe(e event.EvtPeerIdentificationCompleted) {
 	}) {
 		return
 	}
+	q, _ := transportPort(obs)
+	if q != proto {
+		return
+	}
 	// TCP only: consoles reach the coordinator and relays over TCP, so
 	// they offer TCP addresses only and a QUIC address of ours could not
 	// be punched; in the lab's grid, offering one along with TCP also left
-	// a pair relayed that TCP alone punches (README, NAT traversal).
-	if q, _ := transportPort(obs); q != proto || proto != "tcp" {
-		return
-	}
+	// a pair relayed that TCP alone punches (README, NAT traversal). A
+	// QUIC flow is kept for the NAT report only.
 	p.mu.Lock()
-	p.observed[proto] = obs
-	p.noteFlow(e.Conn, obs)
+	p.seen(e.Peer)
+	if proto == "tcp" {
+		p.observed[proto] = obs
+		p.flows = noteFlowAt(p.flows, e.Conn.RemoteMultiaddr(), obs, e.Conn.Stat().Opened)
+	} else {
+		p.udpFlows = noteFlowAt(p.udpFlows, e.Conn.RemoteMultiaddr(), obs, e.Conn.Stat().Opened)
+	}
 	p.mu.Unlock()
+	p.natChanged()
+}
+
+// natChanged tells WithNATChange's function.
+func (p *Puncher) natChanged() {
+	if p.onNAT != nil {
+		p.onNAT()
+	}
 }
 
 // maxFlows bounds the observed flows kept for predicting the NAT's next
 // port: the latest ones are what counts.
 const maxFlows = 8
 
-// noteFlow keeps an observed flow from the listening port for natmap: the
-// observer's address, the mapping it saw, and when the connection opened
-// (identify may complete out of the order the flows were opened in).
-func (p *Puncher) noteFlow(c network.Conn, obs ma.Multiaddr) {
-	p.noteFlowAt(c.RemoteMultiaddr(), obs, c.Stat().Opened)
-}
-
-// noteFlowAt keeps the flow to remote, opened at `at`, that was seen as obs.
-func (p *Puncher) noteFlowAt(remote, obs ma.Multiaddr, at time.Time) {
+// noteFlowAt adds to flows an observed flow from the listening port for
+// natmap: the observer's address (remote), the mapping it saw (obs), and
+// when the connection opened (identify may complete out of the order the
+// flows were opened in). It returns the flows, in time order, the latest
+// maxFlows of them.
+func noteFlowAt(flows []natmap.Observation, remote, obs ma.Multiaddr, at time.Time) []natmap.Observation {
 	dest, err1 := addrPort(remote)
 	mapped, err2 := addrPort(obs)
 	if err1 != nil || err2 != nil {
-		return
+		return flows
 	}
 	f := natmap.Observation{Dest: dest, Mapped: mapped, At: at}
 	if f.At.IsZero() {
 		f.At = time.Now()
 	}
-	if slices.ContainsFunc(p.flows, func(o natmap.Observation) bool { return o.Dest == f.Dest && o.Mapped == f.Mapped }) {
-		return
+	if slices.ContainsFunc(flows, func(o natmap.Observation) bool { return o.Dest == f.Dest && o.Mapped == f.Mapped }) {
+		return flows
 	}
-	p.flows = append(p.flows, f)
-	slices.SortStableFunc(p.flows, func(a, b natmap.Observation) int { return a.At.Compare(b.At) })
-	if len(p.flows) > maxFlows {
-		p.flows = slices.Delete(p.flows, 0, len(p.flows)-maxFlows)
+	flows = append(flows, f)
+	slices.SortStableFunc(flows, func(a, b natmap.Observation) int { return a.At.Compare(b.At) })
+	if len(flows) > maxFlows {
+		flows = slices.Delete(flows, 0, len(flows)-maxFlows)
 	}
+	return flows
 }
 
+// addrPort is the IP address and TCP or UDP port of a /ip4|ip6/…/tcp|udp/N… address.
 func addrPort(a ma.Multiaddr) (netip.AddrPort, error) {
-	na, err := manet.ToNetAddr(a)
+	ipText, err := a.ValueForProtocol(ma.P_IP4)
 	if err != nil {
-		return netip.AddrPort{}, err
+		if ipText, err = a.ValueForProtocol(ma.P_IP6); err != nil {
+			return netip.AddrPort{}, fmt.Errorf("%v has no IP address", a)
+		}
 	}
-	tcp, ok := na.(*net.TCPAddr)
-	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("%v is not TCP", a)
+	_, portText := transportPort(a)
+	ip, err1 := netip.ParseAddr(ipText)
+	port, err2 := strconv.ParseUint(portText, 10, 16)
+	if err1 != nil || err2 != nil {
+		return netip.AddrPort{}, fmt.Errorf("%v has no TCP or UDP port", a)
 	}
-	ap := tcp.AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), nil
 }
 
 // transportPort is "tcp" or "udp" and the port of a /ip4|ip6/.../tcp|udp/N address.
