@@ -241,8 +241,10 @@ type PeerStats struct {
 	UptimeSeconds  uint64                 `protobuf:"varint,5,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
 	ConsoleUsers   []string               `protobuf:"bytes,6,rep,name=console_users,json=consoleUsers,proto3" json:"console_users,omitempty"`
 	TakenUnix      int64                  `protobuf:"varint,7,opt,name=taken_unix,json=takenUnix,proto3" json:"taken_unix,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// What the peer learnt of its NAT; absent until an observer saw a flow.
+	Nat           *NatReport `protobuf:"bytes,8,opt,name=nat,proto3" json:"nat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerStats) Reset() {
@@ -324,6 +326,115 @@ func (x *PeerStats) GetTakenUnix() int64 {
 	return 0
 }
 
+func (x *PeerStats) GetNat() *NatReport {
+	if x != nil {
+		return x.Nat
+	}
+	return nil
+}
+
+// NatReport is a peer's account of its NAT, from what its trusted observers
+// (the coordinator, the relays) saw of its flows through identify. It is the
+// peer's own claim: shown to administrators, never used to authorise.
+type NatReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The mapping of the listening port's flows: "endpoint-independent",
+	// "sequential", "random" (endpoint-dependent) or "unknown"; for UDP also
+	// "blocked".
+	Tcp string `protobuf:"bytes,1,opt,name=tcp,proto3" json:"tcp,omitempty"`
+	Udp string `protobuf:"bytes,2,opt,name=udp,proto3" json:"udp,omitempty"`
+	// Every TCP flow observed kept the listening port.
+	PortPreserving bool `protobuf:"varint,3,opt,name=port_preserving,json=portPreserving,proto3" json:"port_preserving,omitempty"`
+	// The observers saw the host's own address: no NAT.
+	NoNat bool `protobuf:"varint,4,opt,name=no_nat,json=noNat,proto3" json:"no_nat,omitempty"`
+	// The latest TCP mapping observed (IP:port).
+	PublicAddr string `protobuf:"bytes,5,opt,name=public_addr,json=publicAddr,proto3" json:"public_addr,omitempty"`
+	// How many trusted observers saw a flow.
+	Observers     uint32 `protobuf:"varint,6,opt,name=observers,proto3" json:"observers,omitempty"`
+	UpdatedUnix   int64  `protobuf:"varint,7,opt,name=updated_unix,json=updatedUnix,proto3" json:"updated_unix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NatReport) Reset() {
+	*x = NatReport{}
+	mi := &file_peer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NatReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NatReport) ProtoMessage() {}
+
+func (x *NatReport) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NatReport.ProtoReflect.Descriptor instead.
+func (*NatReport) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *NatReport) GetTcp() string {
+	if x != nil {
+		return x.Tcp
+	}
+	return ""
+}
+
+func (x *NatReport) GetUdp() string {
+	if x != nil {
+		return x.Udp
+	}
+	return ""
+}
+
+func (x *NatReport) GetPortPreserving() bool {
+	if x != nil {
+		return x.PortPreserving
+	}
+	return false
+}
+
+func (x *NatReport) GetNoNat() bool {
+	if x != nil {
+		return x.NoNat
+	}
+	return false
+}
+
+func (x *NatReport) GetPublicAddr() string {
+	if x != nil {
+		return x.PublicAddr
+	}
+	return ""
+}
+
+func (x *NatReport) GetObservers() uint32 {
+	if x != nil {
+		return x.Observers
+	}
+	return 0
+}
+
+func (x *NatReport) GetUpdatedUnix() int64 {
+	if x != nil {
+		return x.UpdatedUnix
+	}
+	return 0
+}
+
 // PeerHello opens every peer stream.
 type PeerHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -342,7 +453,7 @@ type PeerHello struct {
 
 func (x *PeerHello) Reset() {
 	*x = PeerHello{}
-	mi := &file_peer_proto_msgTypes[3]
+	mi := &file_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +465,7 @@ func (x *PeerHello) String() string {
 func (*PeerHello) ProtoMessage() {}
 
 func (x *PeerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[3]
+	mi := &file_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +478,7 @@ func (x *PeerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerHello.ProtoReflect.Descriptor instead.
 func (*PeerHello) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{3}
+	return file_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PeerHello) GetInstallerKey() string {
@@ -415,7 +526,7 @@ type PeerGoodbye struct {
 
 func (x *PeerGoodbye) Reset() {
 	*x = PeerGoodbye{}
-	mi := &file_peer_proto_msgTypes[4]
+	mi := &file_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +538,7 @@ func (x *PeerGoodbye) String() string {
 func (*PeerGoodbye) ProtoMessage() {}
 
 func (x *PeerGoodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[4]
+	mi := &file_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +551,7 @@ func (x *PeerGoodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerGoodbye.ProtoReflect.Descriptor instead.
 func (*PeerGoodbye) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{4}
+	return file_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PeerGoodbye) GetReason() string {
@@ -460,7 +571,7 @@ type PeerState struct {
 
 func (x *PeerState) Reset() {
 	*x = PeerState{}
-	mi := &file_peer_proto_msgTypes[5]
+	mi := &file_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +583,7 @@ func (x *PeerState) String() string {
 func (*PeerState) ProtoMessage() {}
 
 func (x *PeerState) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[5]
+	mi := &file_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +596,7 @@ func (x *PeerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerState.ProtoReflect.Descriptor instead.
 func (*PeerState) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{5}
+	return file_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PeerState) GetDisabled() bool {
@@ -513,7 +624,7 @@ type PeerUp struct {
 
 func (x *PeerUp) Reset() {
 	*x = PeerUp{}
-	mi := &file_peer_proto_msgTypes[6]
+	mi := &file_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -525,7 +636,7 @@ func (x *PeerUp) String() string {
 func (*PeerUp) ProtoMessage() {}
 
 func (x *PeerUp) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[6]
+	mi := &file_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -538,7 +649,7 @@ func (x *PeerUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerUp.ProtoReflect.Descriptor instead.
 func (*PeerUp) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{6}
+	return file_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PeerUp) GetBody() isPeerUp_Body {
@@ -654,7 +765,7 @@ type PeerPassive struct {
 
 func (x *PeerPassive) Reset() {
 	*x = PeerPassive{}
-	mi := &file_peer_proto_msgTypes[7]
+	mi := &file_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +777,7 @@ func (x *PeerPassive) String() string {
 func (*PeerPassive) ProtoMessage() {}
 
 func (x *PeerPassive) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[7]
+	mi := &file_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +790,7 @@ func (x *PeerPassive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerPassive.ProtoReflect.Descriptor instead.
 func (*PeerPassive) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{7}
+	return file_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PeerPassive) GetPort() uint32 {
@@ -719,7 +830,7 @@ type PeerWelcome struct {
 
 func (x *PeerWelcome) Reset() {
 	*x = PeerWelcome{}
-	mi := &file_peer_proto_msgTypes[8]
+	mi := &file_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +842,7 @@ func (x *PeerWelcome) String() string {
 func (*PeerWelcome) ProtoMessage() {}
 
 func (x *PeerWelcome) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[8]
+	mi := &file_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +855,7 @@ func (x *PeerWelcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerWelcome.ProtoReflect.Descriptor instead.
 func (*PeerWelcome) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{8}
+	return file_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PeerWelcome) GetPeer() *Peer {
@@ -831,7 +942,7 @@ type LocalPolicyBody struct {
 
 func (x *LocalPolicyBody) Reset() {
 	*x = LocalPolicyBody{}
-	mi := &file_peer_proto_msgTypes[9]
+	mi := &file_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +954,7 @@ func (x *LocalPolicyBody) String() string {
 func (*LocalPolicyBody) ProtoMessage() {}
 
 func (x *LocalPolicyBody) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[9]
+	mi := &file_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +967,7 @@ func (x *LocalPolicyBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalPolicyBody.ProtoReflect.Descriptor instead.
 func (*LocalPolicyBody) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{9}
+	return file_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LocalPolicyBody) GetSiteId() []byte {
@@ -899,7 +1010,7 @@ type LocalPolicy struct {
 
 func (x *LocalPolicy) Reset() {
 	*x = LocalPolicy{}
-	mi := &file_peer_proto_msgTypes[10]
+	mi := &file_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1022,7 @@ func (x *LocalPolicy) String() string {
 func (*LocalPolicy) ProtoMessage() {}
 
 func (x *LocalPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[10]
+	mi := &file_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1035,7 @@ func (x *LocalPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalPolicy.ProtoReflect.Descriptor instead.
 func (*LocalPolicy) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{10}
+	return file_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LocalPolicy) GetBody() []byte {
@@ -951,7 +1062,7 @@ type PeerRetry struct {
 
 func (x *PeerRetry) Reset() {
 	*x = PeerRetry{}
-	mi := &file_peer_proto_msgTypes[11]
+	mi := &file_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1074,7 @@ func (x *PeerRetry) String() string {
 func (*PeerRetry) ProtoMessage() {}
 
 func (x *PeerRetry) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[11]
+	mi := &file_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1087,7 @@ func (x *PeerRetry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerRetry.ProtoReflect.Descriptor instead.
 func (*PeerRetry) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{11}
+	return file_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PeerRetry) GetAfterMillis() int64 {
@@ -996,7 +1107,7 @@ type PeerUninstall struct {
 
 func (x *PeerUninstall) Reset() {
 	*x = PeerUninstall{}
-	mi := &file_peer_proto_msgTypes[12]
+	mi := &file_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1119,7 @@ func (x *PeerUninstall) String() string {
 func (*PeerUninstall) ProtoMessage() {}
 
 func (x *PeerUninstall) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[12]
+	mi := &file_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1132,7 @@ func (x *PeerUninstall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerUninstall.ProtoReflect.Descriptor instead.
 func (*PeerUninstall) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{12}
+	return file_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PeerUninstall) GetReason() string {
@@ -1052,7 +1163,7 @@ type PeerRevoke struct {
 
 func (x *PeerRevoke) Reset() {
 	*x = PeerRevoke{}
-	mi := &file_peer_proto_msgTypes[13]
+	mi := &file_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1175,7 @@ func (x *PeerRevoke) String() string {
 func (*PeerRevoke) ProtoMessage() {}
 
 func (x *PeerRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[13]
+	mi := &file_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1188,7 @@ func (x *PeerRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerRevoke.ProtoReflect.Descriptor instead.
 func (*PeerRevoke) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{13}
+	return file_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PeerRevoke) GetTechnicians() [][]byte {
@@ -1126,7 +1237,7 @@ type PeerDown struct {
 
 func (x *PeerDown) Reset() {
 	*x = PeerDown{}
-	mi := &file_peer_proto_msgTypes[14]
+	mi := &file_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1249,7 @@ func (x *PeerDown) String() string {
 func (*PeerDown) ProtoMessage() {}
 
 func (x *PeerDown) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[14]
+	mi := &file_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1262,7 @@ func (x *PeerDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerDown.ProtoReflect.Descriptor instead.
 func (*PeerDown) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{14}
+	return file_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PeerDown) GetBody() isPeerDown_Body {
@@ -1287,7 +1398,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_peer_proto_msgTypes[15]
+	mi := &file_peer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1410,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[15]
+	mi := &file_peer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1423,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{15}
+	return file_peer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Peer) GetId() []byte {
@@ -1447,7 +1558,7 @@ const file_peer_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03mac\x18\x02 \x01(\tR\x03mac\x12\x14\n" +
 	"\x05addrs\x18\x03 \x03(\tR\x05addrs\x12#\n" +
-	"\rdefault_route\x18\x04 \x01(\bR\fdefaultRoute\"\xf2\x01\n" +
+	"\rdefault_route\x18\x04 \x01(\bR\fdefaultRoute\"\x9e\x02\n" +
 	"\tPeerStats\x12\x14\n" +
 	"\x05load1\x18\x01 \x01(\x01R\x05load1\x12\x12\n" +
 	"\x04cpus\x18\x02 \x01(\rR\x04cpus\x12&\n" +
@@ -1456,7 +1567,17 @@ const file_peer_proto_rawDesc = "" +
 	"\x0euptime_seconds\x18\x05 \x01(\x04R\ruptimeSeconds\x12#\n" +
 	"\rconsole_users\x18\x06 \x03(\tR\fconsoleUsers\x12\x1d\n" +
 	"\n" +
-	"taken_unix\x18\a \x01(\x03R\ttakenUnix\"\xe2\x01\n" +
+	"taken_unix\x18\a \x01(\x03R\ttakenUnix\x12*\n" +
+	"\x03nat\x18\b \x01(\v2\x18.jumpmesh.peer.NatReportR\x03nat\"\xd1\x01\n" +
+	"\tNatReport\x12\x10\n" +
+	"\x03tcp\x18\x01 \x01(\tR\x03tcp\x12\x10\n" +
+	"\x03udp\x18\x02 \x01(\tR\x03udp\x12'\n" +
+	"\x0fport_preserving\x18\x03 \x01(\bR\x0eportPreserving\x12\x15\n" +
+	"\x06no_nat\x18\x04 \x01(\bR\x05noNat\x12\x1f\n" +
+	"\vpublic_addr\x18\x05 \x01(\tR\n" +
+	"publicAddr\x12\x1c\n" +
+	"\tobservers\x18\x06 \x01(\rR\tobservers\x12!\n" +
+	"\fupdated_unix\x18\a \x01(\x03R\vupdatedUnix\"\xe2\x01\n" +
 	"\tPeerHello\x12#\n" +
 	"\rinstaller_key\x18\x01 \x01(\tR\finstallerKey\x12+\n" +
 	"\x04info\x18\x02 \x01(\v2\x17.jumpmesh.peer.PeerInfoR\x04info\x12>\n" +
@@ -1547,54 +1668,56 @@ func file_peer_proto_rawDescGZIP() []byte {
 	return file_peer_proto_rawDescData
 }
 
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_peer_proto_goTypes = []any{
 	(*PeerInfo)(nil),          // 0: jumpmesh.peer.PeerInfo
 	(*Nic)(nil),               // 1: jumpmesh.peer.Nic
 	(*PeerStats)(nil),         // 2: jumpmesh.peer.PeerStats
-	(*PeerHello)(nil),         // 3: jumpmesh.peer.PeerHello
-	(*PeerGoodbye)(nil),       // 4: jumpmesh.peer.PeerGoodbye
-	(*PeerState)(nil),         // 5: jumpmesh.peer.PeerState
-	(*PeerUp)(nil),            // 6: jumpmesh.peer.PeerUp
-	(*PeerPassive)(nil),       // 7: jumpmesh.peer.PeerPassive
-	(*PeerWelcome)(nil),       // 8: jumpmesh.peer.PeerWelcome
-	(*LocalPolicyBody)(nil),   // 9: jumpmesh.peer.LocalPolicyBody
-	(*LocalPolicy)(nil),       // 10: jumpmesh.peer.LocalPolicy
-	(*PeerRetry)(nil),         // 11: jumpmesh.peer.PeerRetry
-	(*PeerUninstall)(nil),     // 12: jumpmesh.peer.PeerUninstall
-	(*PeerRevoke)(nil),        // 13: jumpmesh.peer.PeerRevoke
-	(*PeerDown)(nil),          // 14: jumpmesh.peer.PeerDown
-	(*Peer)(nil),              // 15: jumpmesh.peer.Peer
-	(*InstallerDefaults)(nil), // 16: jumpmesh.site.InstallerDefaults
-	(*SessionEvent)(nil),      // 17: jumpmesh.session.SessionEvent
-	(*Error)(nil),             // 18: jumpmesh.site.Error
+	(*NatReport)(nil),         // 3: jumpmesh.peer.NatReport
+	(*PeerHello)(nil),         // 4: jumpmesh.peer.PeerHello
+	(*PeerGoodbye)(nil),       // 5: jumpmesh.peer.PeerGoodbye
+	(*PeerState)(nil),         // 6: jumpmesh.peer.PeerState
+	(*PeerUp)(nil),            // 7: jumpmesh.peer.PeerUp
+	(*PeerPassive)(nil),       // 8: jumpmesh.peer.PeerPassive
+	(*PeerWelcome)(nil),       // 9: jumpmesh.peer.PeerWelcome
+	(*LocalPolicyBody)(nil),   // 10: jumpmesh.peer.LocalPolicyBody
+	(*LocalPolicy)(nil),       // 11: jumpmesh.peer.LocalPolicy
+	(*PeerRetry)(nil),         // 12: jumpmesh.peer.PeerRetry
+	(*PeerUninstall)(nil),     // 13: jumpmesh.peer.PeerUninstall
+	(*PeerRevoke)(nil),        // 14: jumpmesh.peer.PeerRevoke
+	(*PeerDown)(nil),          // 15: jumpmesh.peer.PeerDown
+	(*Peer)(nil),              // 16: jumpmesh.peer.Peer
+	(*InstallerDefaults)(nil), // 17: jumpmesh.site.InstallerDefaults
+	(*SessionEvent)(nil),      // 18: jumpmesh.session.SessionEvent
+	(*Error)(nil),             // 19: jumpmesh.site.Error
 }
 var file_peer_proto_depIdxs = []int32{
 	1,  // 0: jumpmesh.peer.PeerInfo.nics:type_name -> jumpmesh.peer.Nic
-	0,  // 1: jumpmesh.peer.PeerHello.info:type_name -> jumpmesh.peer.PeerInfo
-	16, // 2: jumpmesh.peer.PeerHello.overrides:type_name -> jumpmesh.site.InstallerDefaults
-	3,  // 3: jumpmesh.peer.PeerUp.hello:type_name -> jumpmesh.peer.PeerHello
-	2,  // 4: jumpmesh.peer.PeerUp.stats:type_name -> jumpmesh.peer.PeerStats
-	4,  // 5: jumpmesh.peer.PeerUp.goodbye:type_name -> jumpmesh.peer.PeerGoodbye
-	5,  // 6: jumpmesh.peer.PeerUp.state:type_name -> jumpmesh.peer.PeerState
-	17, // 7: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
-	7,  // 8: jumpmesh.peer.PeerUp.passive:type_name -> jumpmesh.peer.PeerPassive
-	15, // 9: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
-	10, // 10: jumpmesh.peer.PeerWelcome.local_policy:type_name -> jumpmesh.peer.LocalPolicy
-	8,  // 11: jumpmesh.peer.PeerDown.welcome:type_name -> jumpmesh.peer.PeerWelcome
-	11, // 12: jumpmesh.peer.PeerDown.retry:type_name -> jumpmesh.peer.PeerRetry
-	12, // 13: jumpmesh.peer.PeerDown.uninstall:type_name -> jumpmesh.peer.PeerUninstall
-	18, // 14: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
-	8,  // 15: jumpmesh.peer.PeerDown.update:type_name -> jumpmesh.peer.PeerWelcome
-	13, // 16: jumpmesh.peer.PeerDown.revoke:type_name -> jumpmesh.peer.PeerRevoke
-	16, // 17: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
-	0,  // 18: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
-	2,  // 19: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	3,  // 1: jumpmesh.peer.PeerStats.nat:type_name -> jumpmesh.peer.NatReport
+	0,  // 2: jumpmesh.peer.PeerHello.info:type_name -> jumpmesh.peer.PeerInfo
+	17, // 3: jumpmesh.peer.PeerHello.overrides:type_name -> jumpmesh.site.InstallerDefaults
+	4,  // 4: jumpmesh.peer.PeerUp.hello:type_name -> jumpmesh.peer.PeerHello
+	2,  // 5: jumpmesh.peer.PeerUp.stats:type_name -> jumpmesh.peer.PeerStats
+	5,  // 6: jumpmesh.peer.PeerUp.goodbye:type_name -> jumpmesh.peer.PeerGoodbye
+	6,  // 7: jumpmesh.peer.PeerUp.state:type_name -> jumpmesh.peer.PeerState
+	18, // 8: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
+	8,  // 9: jumpmesh.peer.PeerUp.passive:type_name -> jumpmesh.peer.PeerPassive
+	16, // 10: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
+	11, // 11: jumpmesh.peer.PeerWelcome.local_policy:type_name -> jumpmesh.peer.LocalPolicy
+	9,  // 12: jumpmesh.peer.PeerDown.welcome:type_name -> jumpmesh.peer.PeerWelcome
+	12, // 13: jumpmesh.peer.PeerDown.retry:type_name -> jumpmesh.peer.PeerRetry
+	13, // 14: jumpmesh.peer.PeerDown.uninstall:type_name -> jumpmesh.peer.PeerUninstall
+	19, // 15: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
+	9,  // 16: jumpmesh.peer.PeerDown.update:type_name -> jumpmesh.peer.PeerWelcome
+	14, // 17: jumpmesh.peer.PeerDown.revoke:type_name -> jumpmesh.peer.PeerRevoke
+	17, // 18: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
+	0,  // 19: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
+	2,  // 20: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -1604,7 +1727,7 @@ func file_peer_proto_init() {
 	}
 	file_site_proto_init()
 	file_session_proto_init()
-	file_peer_proto_msgTypes[6].OneofWrappers = []any{
+	file_peer_proto_msgTypes[7].OneofWrappers = []any{
 		(*PeerUp_Hello)(nil),
 		(*PeerUp_Stats)(nil),
 		(*PeerUp_Goodbye)(nil),
@@ -1612,7 +1735,7 @@ func file_peer_proto_init() {
 		(*PeerUp_Session)(nil),
 		(*PeerUp_Passive)(nil),
 	}
-	file_peer_proto_msgTypes[14].OneofWrappers = []any{
+	file_peer_proto_msgTypes[15].OneofWrappers = []any{
 		(*PeerDown_Welcome)(nil),
 		(*PeerDown_Retry)(nil),
 		(*PeerDown_Uninstall)(nil),
@@ -1626,7 +1749,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
