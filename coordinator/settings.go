@@ -45,6 +45,7 @@ func DefaultSettings() *pb.Settings {
 		DefaultConnectionType:  pb.ConnectionType_CONNECTION_TYPE_ACTIVE,
 		AllowWake:              proto.Bool(true),
 		PassiveIdleSeconds:     900,
+		NatPrediction:          proto.Bool(true),
 	}
 }
 
@@ -343,6 +344,7 @@ var settingsSpecs = []settingSpec{
 	settingUint("passive-idle-seconds", settingsUintRange{lo: 10, hi: 86400, unit: " seconds"},
 		func(s *pb.Settings) *uint32 { return &s.PassiveIdleSeconds },
 		"Seconds a passive peer stays connected without a session after it was woken, before it goes passive again."),
+	settingNATPrediction(),
 }
 
 // settingAllowWake is allow-wake, an optional bool: unset (a site made
@@ -363,6 +365,29 @@ func settingAllowWake() settingSpec {
 		fill: func(s, def *pb.Settings) {
 			if s.AllowWake == nil {
 				s.AllowWake = proto.Bool(def.GetAllowWake())
+			}
+		},
+	}
+}
+
+// settingNATPrediction is nat-prediction, an optional bool: unset (a site
+// made before it existed) means true.
+func settingNATPrediction() settingSpec {
+	const key = "nat-prediction"
+	return settingSpec{
+		key: key, rng: "true or false",
+		desc: "Peers behind a NAT that gives each new flow the next port predict that port when hole punching (a fresh observation, then up to 6 candidate ports offered to the console); if false they offer only the mappings the coordinator and relays saw.",
+		show: func(s *pb.Settings) string { return strconv.FormatBool(s.GetNatPrediction()) },
+		set: func(s *pb.Settings, v string) *catalog.Error {
+			b, err := parseSettingBool(key, v)
+			if err == nil {
+				s.NatPrediction = proto.Bool(b)
+			}
+			return err
+		},
+		fill: func(s, def *pb.Settings) {
+			if s.NatPrediction == nil {
+				s.NatPrediction = proto.Bool(def.GetNatPrediction())
 			}
 		},
 	}

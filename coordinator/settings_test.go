@@ -264,12 +264,12 @@ func TestSettingsTable(t *testing.T) {
 	wantOrder := []string{"lost-after-days", "delete-after-days", "connection-rate", "max-session-starts", "max-session-starts-per-technician",
 		"concurrent-jumps", "passive-port", "stats-interval", "uninstalled-behavior", "restrict-local-uninstall",
 		"max-peers", "max-active-peers", "max-concurrent-upgrades", "upgrade-bandwidth", "default-connection-type",
-		"allow-wake", "passive-idle-seconds"}
+		"allow-wake", "passive-idle-seconds", "nat-prediction"}
 	wantValue := map[string]string{
 		"stats-interval": "60s", "upgrade-bandwidth": "10 MiB/s", "max-peers": "unlimited",
 		"uninstalled-behavior": "mark", "concurrent-jumps": "true", "lost-after-days": "30",
 		"default-connection-type": "active", "passive-port": "5832",
-		"allow-wake": "true", "passive-idle-seconds": "900",
+		"allow-wake": "true", "passive-idle-seconds": "900", "nat-prediction": "true",
 	}
 	values := make(map[string]string)
 	for i, row := range rows {
@@ -295,6 +295,21 @@ func TestSettingsTable(t *testing.T) {
 	back, err := ApplySettings(nil, values)
 	if err != nil || !proto.Equal(back, custom) {
 		t.Fatalf("table values did not round-trip: %v, %v (want %v)", back, err, custom)
+	}
+}
+
+// nat-prediction is an optional bool: a site stored before it existed
+// predicts; false is kept; anything but a bool is refused.
+func TestSettingsNATPredictionUnsetIsTrue(t *testing.T) {
+	if !SettingsWithDefaults(&pb.Settings{LostAfterDays: 40}).GetNatPrediction() {
+		t.Fatal("unset nat-prediction read as false, want true")
+	}
+	off, err := ApplySettings(nil, map[string]string{"nat-prediction": "false"})
+	if err != nil || off.NatPrediction == nil || off.GetNatPrediction() || SettingsWithDefaults(off).GetNatPrediction() {
+		t.Fatalf("nat-prediction=false: %v, %v", off.GetNatPrediction(), err)
+	}
+	if _, err := ApplySettings(nil, map[string]string{"nat-prediction": "sometimes"}); !catalog.HasCode(err, catalog.CodeInvalidArgument) {
+		t.Fatalf("nat-prediction=sometimes: %v", err)
 	}
 }
 

@@ -1091,8 +1091,11 @@ type Settings struct {
 	// A passive peer goes passive again after this long without a session
 	// (passive-idle-seconds).
 	PassiveIdleSeconds uint32 `protobuf:"varint,17,opt,name=passive_idle_seconds,json=passiveIdleSeconds,proto3" json:"passive_idle_seconds,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Peers predict the next ports of a NAT that allocates them in sequence
+	// when hole punching (nat-prediction; unset means true).
+	NatPrediction *bool `protobuf:"varint,18,opt,name=nat_prediction,json=natPrediction,proto3,oneof" json:"nat_prediction,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
@@ -1242,6 +1245,13 @@ func (x *Settings) GetPassiveIdleSeconds() uint32 {
 		return x.PassiveIdleSeconds
 	}
 	return 0
+}
+
+func (x *Settings) GetNatPrediction() bool {
+	if x != nil && x.NatPrediction != nil {
+		return *x.NatPrediction
+	}
+	return false
 }
 
 // Installer is the coordinator's record of an installer key.
@@ -1652,7 +1662,7 @@ const file_site_proto_rawDesc = "" +
 	"\aforward\x18\x05 \x01(\bR\aforward\x12#\n" +
 	"\rfile_transfer\x18\x06 \x01(\bR\ffileTransfer\x12'\n" +
 	"\x0frequire_consent\x18\a \x01(\bR\x0erequireConsent\x12%\n" +
-	"\x0eallow_commands\x18\b \x03(\tR\rallowCommands\"\xfc\x06\n" +
+	"\x0eallow_commands\x18\b \x03(\tR\rallowCommands\"\xbb\a\n" +
 	"\bSettings\x12&\n" +
 	"\x0flost_after_days\x18\x01 \x01(\rR\rlostAfterDays\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x12'\n" +
@@ -1672,8 +1682,10 @@ const file_site_proto_rawDesc = "" +
 	"!max_session_starts_per_technician\x18\x0f \x01(\rR\x1dmaxSessionStartsPerTechnician\x12\"\n" +
 	"\n" +
 	"allow_wake\x18\x10 \x01(\bH\x00R\tallowWake\x88\x01\x01\x120\n" +
-	"\x14passive_idle_seconds\x18\x11 \x01(\rR\x12passiveIdleSecondsB\r\n" +
-	"\v_allow_wake\"\xe6\x01\n" +
+	"\x14passive_idle_seconds\x18\x11 \x01(\rR\x12passiveIdleSeconds\x12*\n" +
+	"\x0enat_prediction\x18\x12 \x01(\bH\x01R\rnatPrediction\x88\x01\x01B\r\n" +
+	"\v_allow_wakeB\x11\n" +
+	"\x0f_nat_prediction\"\xe6\x01\n" +
 	"\tInstaller\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x123\n" +
