@@ -90,8 +90,8 @@ func (p *Puncher) sequential() bool {
 func (p *Puncher) needFresh() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.flows) == 0 {
-		return false // nothing seen: no public TCP mapping to punch with
+	if len(p.flows) == 0 || !p.predicting() {
+		return false // nothing seen: no public TCP mapping to punch with; or the site predicts no ports
 	}
 	switch natmap.Classify(p.flows).Kind {
 	case natmap.EndpointIndependent, natmap.Random:

@@ -59,6 +59,7 @@ type Puncher struct {
 	updated    time.Time               // the last observation (NAT)
 	udpBlocked bool                    // a QUIC dial to a trusted observer failed (NAT)
 	onNAT      func()                  // called when an observation came (WithNATChange)
+	predict    func() bool             // whether the site lets us predict ports (WithPrediction)
 	n          *network.NotifyBundle
 	trusted    func(peer.ID) bool
 	tracer     Tracer
@@ -454,6 +455,9 @@ const punchCandidates = 6
 // punchCandidates of them, which the remote dials together. Nil for any
 // other NAT. p.mu is held.
 func (p *Puncher) predicted() []ma.Multiaddr {
+	if !p.predicting() {
+		return nil
+	}
 	m := natmap.Classify(p.flows)
 	if m.Kind != natmap.Sequential {
 		return nil
