@@ -108,6 +108,9 @@ type Daemon struct {
 	mu       sync.Mutex
 	state    *State
 	session_ *frame.Stream
+	// natPrediction is the site's nat-prediction setting as the last
+	// welcome told it (natprediction.go).
+	natPrediction natPrediction
 
 	// Lifetime (the relay's shape): ctx ends at Close, which then waits
 	// for Run and everything Run started (wg) before closing the host.
@@ -283,7 +286,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else {
 		// The coordinator and the relays are the observers the puncher
 		// trusts to say what our NAT maps our listening port to.
-		puncher, err := punch.Start(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.IsRelay(id) }, d.log)
+		puncher, err := punch.Start(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.IsRelay(id) }, d.log, punch.WithPrediction(d.natPrediction.on))
 		if err != nil {
 			return err
 		}

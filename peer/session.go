@@ -118,6 +118,7 @@ func (d *Daemon) applyWelcome(w *pb.PeerWelcome, connected bool) {
 		learnPassive(s, w)
 		s.LastError, s.LastErrorCode = "", ""
 	})
+	d.natPrediction.off.Store(w.GetNatPredictionOff())
 	d.syncPassive()
 }
 
