@@ -153,6 +153,9 @@ func (r *registry) touch(id peer.ID, now time.Time, stats *pb.PeerStats) {
 	if e := r.peers[id]; e != nil {
 		e.lastSeen = now
 		if stats != nil {
+			if !sameSearchNAT(e.stats, stats) {
+				e.doc = nil // nat: searches what the peer last reported
+			}
 			e.stats = stats
 		}
 		if e.session != nil {

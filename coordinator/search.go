@@ -32,7 +32,8 @@ import (
 // a substring of the group's code or user name, or exactly when given with
 // its prefix (jumpgroup:ops, user:alice); jumpgroup:X is short for
 // group:jumpgroup:X; status and method match exactly and take only their
-// known values; last-access takes <DUR (accessed within DUR), >DUR (not
+// known values; nat takes one word of what the peer reported of its NAT
+// (natsearch.go: easy, hard, sequential, udp-blocked, …); last-access takes <DUR (accessed within DUR), >DUR (not
 // accessed within DUR, including never) or never, where DUR is like 7d,
 // 12h or 30m. Everything is case-insensitive.
 
@@ -50,6 +51,7 @@ const (
 	searchPrivateIPs
 	searchPublicIP // right after searchPrivateIPs: ip: matches both as one span
 	searchID
+	searchNAT // neither first nor last: its items are bounded by searchSep
 	searchStatus
 	searchMethod
 	searchFieldCount
@@ -125,6 +127,7 @@ func NewSearchDoc(p *pb.Peer, status string) SearchDoc {
 	field(searchPrivateIPs, info.GetPrivateIps()...)
 	field(searchPublicIP, searchAddrIP(p.GetPublicAddr()))
 	field(searchID, d.idText)
+	field(searchNAT, searchNATItems(p.GetStats().GetNat())...)
 	field(searchStatus, status)
 	field(searchMethod, searchJumpMethod(p))
 	d.text = b.String()
@@ -251,6 +254,7 @@ const (
 	queryGroupName                    // value is a substring of the group's code or user name
 	queryAccessedSince                // last access at or after unix
 	queryNeverAccessed                // no last access
+	queryItem                         // value (between searchSeps) is one item of the list field
 )
 
 type queryTerm struct {
@@ -278,6 +282,7 @@ var queryFields = map[string]queryTerm{
 	"id":           {op: queryContains, from: searchID, to: searchID},
 	"status":       {op: queryEquals, from: searchStatus, to: searchStatus},
 	"method":       {op: queryEquals, from: searchMethod, to: searchMethod},
+	"nat":          {op: queryItem, from: searchNAT, to: searchNAT},
 	"last-access":  {op: queryAccessedSince},
 }
 
@@ -379,6 +384,11 @@ func (t *queryTerm) setField(field, term string, now time.Time) error {
 		if !slices.Contains(searchMethods, t.value) {
 			return catalog.Errorf(catalog.CodeInvalidArgument, "The search term %s: a jump method is %s.", term, strings.Join(searchMethods, ", "))
 		}
+	case "nat":
+		if !slices.Contains(searchNATWords, t.value) {
+			return catalog.Errorf(catalog.CodeInvalidArgument, "The search term %s: a NAT is %s.", term, strings.Join(searchNATWords, ", "))
+		}
+		t.value = string(searchSep) + t.value + string(searchSep)
 	case "last-access":
 		return t.setLastAccess(term, now)
 	}
@@ -422,7 +432,7 @@ func (t *queryTerm) cost() int {
 	switch {
 	case t.op == queryAccessedSince || t.op == queryNeverAccessed:
 		return 0
-	case t.op == queryEquals:
+	case t.op == queryEquals || t.op == queryItem:
 		return 1
 	case t.from == 0 && t.to == searchAll:
 		return 3
@@ -453,6 +463,9 @@ func (t *queryTerm) match(d *SearchDoc) bool {
 			g = g[i+1:]
 		}
 		return strings.Contains(g, t.value)
+	case queryItem:
+		// The field's items with the separators around them.
+		return strings.Contains(d.text[d.ends[t.from-1]:d.ends[t.to]+1], t.value)
 	case queryAccessedSince:
 		return d.lastAccess != 0 && d.lastAccess >= t.unix
 	case queryNeverAccessed:

@@ -1,0 +1,53 @@
+package coordinator
+
+import "github.com/jumpmesh/jumpmesh/mesh/pb"
+
+// The nat: search term matches what a peer last reported of its NAT
+// (pb.NatReport, the peer's own account: search shows it, nothing is
+// authorised on it). A peer's doc holds every word below that fits its
+// report; nat:X matches a peer whose doc holds X.
+//
+//	none                  the observers saw the host's own address
+//	easy                  TCP mapping endpoint-independent (and a NAT)
+//	endpoint-independent  the same, with or without a NAT
+//	hard                  TCP mapping endpoint-dependent with random ports
+//	random                the same
+//	sequential            TCP mapping endpoint-dependent, ports from a counter
+//	endpoint-dependent    hard or sequential
+//	port-preserving       the NAT kept the listening port
+//	udp-blocked           UDP does not get out
+//	unknown               no report, or too few observers to tell
+var searchNATWords = []string{"none", "easy", "endpoint-independent", "hard", "random", "sequential", "endpoint-dependent",
+	"port-preserving", "udp-blocked", "unknown"}
+
+// searchNATItems lists the nat: words of a peer's report.
+func searchNATItems(r *pb.NatReport) []string {
+	var out []string
+	switch tcp := r.GetTcp(); {
+	case tcp == "endpoint-independent" && r.GetNoNat():
+		out = append(out, "none", tcp)
+	case tcp == "endpoint-independent":
+		out = append(out, "easy", tcp)
+	case tcp == "random":
+		out = append(out, "hard", tcp, "endpoint-dependent")
+	case tcp == "sequential":
+		out = append(out, tcp, "endpoint-dependent")
+	default:
+		out = append(out, "unknown")
+	}
+	if r.GetPortPreserving() {
+		out = append(out, "port-preserving")
+	}
+	if r.GetUdp() == "blocked" {
+		out = append(out, "udp-blocked")
+	}
+	return out
+}
+
+// sameSearchNAT reports whether two statistics give the same nat: words
+// (a new report need not rebuild the peer's search doc otherwise).
+func sameSearchNAT(a, b *pb.PeerStats) bool {
+	x, y := a.GetNat(), b.GetNat()
+	return x.GetTcp() == y.GetTcp() && x.GetNoNat() == y.GetNoNat() && x.GetPortPreserving() == y.GetPortPreserving() &&
+		(x.GetUdp() == "blocked") == (y.GetUdp() == "blocked")
+}
