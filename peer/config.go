@@ -127,6 +127,8 @@ type State struct {
 	PID           int       `json:"pid,omitempty"`
 	// Relays are the relays the peer holds a reservation on.
 	Relays []string `json:"relays,omitempty"`
+	// NAT is what the peer last reported of its NAT (nat.go).
+	NAT *NAT `json:"nat,omitempty"`
 	// Passive mode (passive.go). ConnectionType ("active", "passive"),
 	// PassivePort and PassiveIdleSeconds are the coordinator's word, from
 	// the last welcome. PassiveListen is where the passive listener is

@@ -111,6 +111,10 @@ type Daemon struct {
 	// natPrediction is the site's nat-prediction setting as the last
 	// welcome told it (natprediction.go).
 	natPrediction natPrediction
+	// puncher is the running hole puncher (nil behind jumpoints); natNews
+	// says it saw something new of the NAT (nat.go).
+	puncher *punch.Puncher
+	natNews chan struct{}
 
 	// Lifetime (the relay's shape): ctx ends at Close, which then waits
 	// for Run and everything Run started (wg) before closing the host.
@@ -158,7 +162,7 @@ func Open(cfg RunConfig) (*Daemon, error) {
 		return nil, err
 	}
 	h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
-	d := &Daemon{cfg: cfg, config: config, site: site, host: h, state: state, clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults(),
+	d := &Daemon{cfg: cfg, config: config, site: site, host: h, state: state, natNews: make(chan struct{}, 1), clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults(),
 		sess: &sessions{gate: grant.NewGate(grant.DefaultLimits())}, jumpoints: jumpoints, log: log}
 	d.reserver = newReserver(d)
 	d.passive.keyPassive = keyIsPassive(config)
@@ -286,11 +290,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else {
 		// The coordinator and the relays are the observers the puncher
 		// trusts to say what our NAT maps our listening port to.
-		puncher, err := punch.Start(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.IsRelay(id) }, d.log, punch.WithPrediction(d.natPrediction.on))
+		puncher, err := punch.Start(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.IsRelay(id) }, d.log, punch.WithPrediction(d.natPrediction.on), punch.WithNATChange(d.natChanged))
 		if err != nil {
 			return err
 		}
-		defer puncher.Close()
+		d.mu.Lock()
+		d.puncher = puncher
+		d.mu.Unlock()
+		defer func() {
+			d.mu.Lock()
+			d.puncher = nil
+			d.mu.Unlock()
+			puncher.Close()
+		}()
 		reserving.Go(func() { d.reserver.Run(ctx) })
 	}
 	defer cancel() // before the waits above: they wait for work ctx ends

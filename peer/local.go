@@ -96,6 +96,8 @@ type Status struct {
 	LastErrorCode     string    `json:"last_error_code,omitempty"`
 	LastErrorAt       time.Time `json:"last_error_at,omitzero"`
 	Relays            []string  `json:"relays,omitempty"`
+	// NAT is what the peer last learnt of its NAT from its observers.
+	NAT *NAT `json:"nat,omitempty"`
 	// Connection is "active" or "passive" (as the coordinator last said;
 	// "" before the first welcome). A running passive peer listens on
 	// PassiveListen for a wake command; Passive is true while it has gone
@@ -132,7 +134,7 @@ func LocalStatus(dir string) (*Status, error) {
 	st := &Status{Dir: dir, PeerID: id.String(), Site: c.Site, Name: s.Name, Running: pid != 0, PID: pid,
 		Connected: pid != 0 && s.Connected, Disabled: disabledFor(dir, r.restricted), Restricted: r.restricted, RestrictionStated: r.issued,
 		Contacted: s.Contacted, LastContact: s.LastContact,
-		OfflineLimit: humanDuration(c.offlineLimit(s)), Relays: s.Relays, LastError: s.LastError, LastErrorCode: s.LastErrorCode, LastErrorAt: s.LastErrorAt}
+		OfflineLimit: humanDuration(c.offlineLimit(s)), Relays: s.Relays, NAT: s.NAT, LastError: s.LastError, LastErrorCode: s.LastErrorCode, LastErrorAt: s.LastErrorAt}
 	if !s.Contacted {
 		st.FirstContactBy = c.FirstContactBy
 	}

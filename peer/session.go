@@ -147,7 +147,8 @@ func (d *Daemon) online(ctx context.Context, ms *frame.Stream, reported *bool) e
 			}
 		}
 	})
-	if err := d.sendStats(ms); err != nil {
+	var sentNAT *NAT
+	if err := d.sendStats(ms, &sentNAT); err != nil {
 		return err
 	}
 	ticker := d.clock.NewTimer(d.statsInterval()) // the daemon's clock, reset after each report
@@ -175,10 +176,19 @@ func (d *Daemon) online(ctx context.Context, ms *frame.Stream, reported *bool) e
 				d.revoke(b.Revoke)
 			}
 		case <-ticker.C():
-			if err := d.sendStats(ms); err != nil {
+			if err := d.sendStats(ms, &sentNAT); err != nil {
 				return err
 			}
 			ticker.Reset(d.statsInterval())
+		case <-d.natNews:
+			// What the NAT does is news for an administrator wondering
+			// why the peer stays relayed: report it now, not at the next
+			// statistics (a minute by default), when it says more.
+			if !sameNAT(d.natReport(), sentNAT) {
+				if err := d.sendStats(ms, &sentNAT); err != nil {
+					return err
+				}
+			}
 		case <-idle.changed():
 			idle.rearm()
 		case <-idle.fired():
@@ -194,13 +204,23 @@ func (d *Daemon) statsInterval() time.Duration {
 	return max(iv, minStatsInterval)
 }
 
-func (d *Daemon) sendStats(ms *frame.Stream) error {
+// sendStats sends the host's statistics and what the peer knows of its
+// NAT, which it keeps in *sentNAT.
+func (d *Daemon) sendStats(ms *frame.Stream, sentNAT **NAT) error {
 	now := d.clock.Now()
 	stats := d.cfg.Sys.Stats(d.cfg.Dir, now)
+	nat := d.natReport()
+	stats.Nat = nat.PB()
 	if err := ms.Write(&pb.PeerUp{Body: &pb.PeerUp_Stats{Stats: stats}}, sendTimeout); err != nil {
 		return catalog.Errorf(catalog.CodeCoordinatorDown, "(sending statistics: %w)", err)
 	}
-	d.updateState(func(s *State) { s.LastContact, s.Connected = now.UTC(), true })
+	*sentNAT = nat
+	d.updateState(func(s *State) {
+		s.LastContact, s.Connected = now.UTC(), true
+		if nat != nil {
+			s.NAT = nat
+		}
+	})
 	return nil
 }
 
