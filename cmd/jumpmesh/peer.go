@@ -215,6 +215,7 @@ func peerStatusCommand() *cli.Command {
 				if len(st.Relays) > 0 {
 					fields(w, "relay reservations", strings.Join(st.Relays, ", "))
 				}
+				fields(w, "NAT", natText(newNATView(st.NAT.PB())))
 				passiveFields(w, st)
 				if st.LastError != "" {
 					fields(w, "last error", st.LastError+" ("+st.LastErrorCode+", "+timeOrNever(st.LastErrorAt)+")")

@@ -46,6 +46,8 @@ type peerView struct {
 	LastSeen                string    `json:"last_seen,omitempty"`
 	LastAccess              string    `json:"last_access,omitempty"`
 	Stats                   *statsV   `json:"stats,omitempty"`
+	// NAT is what the peer last reported of its NAT (its own claim).
+	NAT *natView `json:"nat,omitempty"`
 	// Jumpoints the peer talks through (names; a peer ID where the name
 	// is not known).
 	Jumpoints []string `json:"jumpoints,omitempty"`
@@ -92,6 +94,7 @@ func newPeerView(v *pb.PeerView) peerView {
 	if st := p.GetStats(); st != nil {
 		out.Stats = &statsV{Load1: st.GetLoad1(), CPUs: st.GetCpus(), DiskUsed: st.GetDiskUsedBytes(), DiskTotal: st.GetDiskTotalBytes(),
 			Uptime: st.GetUptimeSeconds(), Taken: jsonTime(st.GetTakenUnix())}
+		out.NAT = newNATView(st.GetNat())
 	}
 	return out
 }
@@ -138,11 +141,14 @@ func lsCommand() *cli.Command {
 			"  jumpmesh ls\n" +
 			"  jumpmesh ls web status:online\n" +
 			"  jumpmesh ls tag:linux -status:offline jumpgroup:servers\n" +
-			"  jumpmesh ls ip:10.1.2. 'last-access:>30d'",
+			"  jumpmesh ls ip:10.1.2. 'last-access:>30d'\n" +
+			"  jumpmesh ls nat:hard status:online",
 		Description: "Terms are ANDed. A bare term matches any field; field:value matches one: name, hostname, tag,\n" +
 			"comments, group (jumpgroup:X is short for group:jumpgroup:X), user or console-user, method\n" +
 			"(active|passive|jumpoint), status (online|offline|passive|lost|uninstalled|disabled|deleted), private-ip,\n" +
-			"public-ip, ip, id, last-access (<7d, >30d, never; quote it, > is a shell redirect). A leading -\n" +
+			"public-ip, ip, id, last-access (<7d, >30d, never; quote it, > is a shell redirect), nat (what the\n" +
+			"peer reported of its NAT: easy, hard, sequential, endpoint-independent, endpoint-dependent, random,\n" +
+			"none, port-preserving, udp-blocked, unknown; --json lists the report). A leading -\n" +
 			"negates a term; quote values with spaces. Sorted by name. At most --limit peers are listed (the\n" +
 			"first in that order; 5000 at most, fewer if they would not fit one reply): when more match, a line on\n" +
 			"stderr says how many.",
@@ -260,7 +266,11 @@ func showCommand() *cli.Command {
 		ArgsUsage: "PEER",
 		UsageText: "jumpmesh show PEER [--json]\n\nExample:\n  jumpmesh show web-01",
 		Description: "PEER is a peer ID, a unique name, or a search with a single result; when several peers\n" +
-			"match, the error lists them.",
+			"match, the error lists them.\n\n" +
+			"The NAT line is what the peer learnt of its NAT from its coordinator and relays (the mapping of its\n" +
+			"TCP and UDP flows, whether the NAT kept its port): it tells why a peer stays relayed (an\n" +
+			"endpoint-dependent mapping with random ports cannot be punched). It is the peer's own claim, which a\n" +
+			"compromised peer may falsify; jumpmesh shows it and authorises nothing on it.",
 		Flags: []cli.Flag{jsonFlag},
 		Action: clientAction(1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
 			p, err := c.Peer(ctx, cc.Args().First())
@@ -291,6 +301,7 @@ func printPeer(cc *cli.Context, p *pb.PeerView) error {
 				"disk", fmt.Sprintf("%s of %s used", bytesText(st.DiskUsed), bytesText(st.DiskTotal)),
 				"uptime", (time.Duration(st.Uptime) * time.Second).String(), "statistics taken", humanTime(st.Taken))
 		}
+		kv = append(kv, "NAT", natText(v.NAT))
 		fields(w, kv...)
 	})
 }

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// natView is what a peer last reported of its NAT (pb.NatReport), in show's,
+// ls's and peer status's --json. It is the peer's own account.
+type natView struct {
+	TCP            string `json:"tcp"`
+	UDP            string `json:"udp"`
+	PortPreserving bool   `json:"port_preserving"`
+	NoNAT          bool   `json:"no_nat,omitempty"`
+	PublicAddr     string `json:"public_addr,omitempty"`
+	Observers      uint32 `json:"observers"`
+	Updated        string `json:"updated,omitempty"`
+}
+
+func newNATView(r *pb.NatReport) *natView {
+	if r == nil {
+		return nil
+	}
+	return &natView{TCP: r.GetTcp(), UDP: r.GetUdp(), PortPreserving: r.GetPortPreserving(), NoNAT: r.GetNoNat(),
+		PublicAddr: r.GetPublicAddr(), Observers: r.GetObservers(), Updated: jsonTime(r.GetUpdatedUnix())}
+}
+
+// natText is show's NAT line: "tcp endpoint-independent (port-preserving),
+// udp endpoint-independent, seen by 2 observers".
+func natText(n *natView) string {
+	if n == nil {
+		return "not reported"
+	}
+	tcp := "tcp " + natKindText(n.TCP)
+	var notes []string
+	if n.NoNAT {
+		notes = append(notes, "no NAT: the peer's own address")
+	}
+	if n.PortPreserving && !n.NoNAT {
+		notes = append(notes, "port-preserving")
+	}
+	if len(notes) > 0 {
+		tcp += " (" + strings.Join(notes, ", ") + ")"
+	}
+	seen := fmt.Sprintf("seen by %d observers", n.Observers)
+	if n.Observers == 1 {
+		seen = "seen by 1 observer"
+	}
+	return tcp + ", udp " + natKindText(n.UDP) + ", " + seen
+}
+
+// natKindText names a natmap kind as RFC 4787 does.
+func natKindText(kind string) string {
+	switch kind {
+	case "random":
+		return "endpoint-dependent (random ports)"
+	case "sequential":
+		return "endpoint-dependent (sequential ports)"
+	case "":
+		return "unknown"
+	}
+	return kind
+}
