@@ -33,6 +33,15 @@
 // through a sequential NAT it makes another, so the prediction starts from
 // the counter's latest port.
 //
+// NAT reports what those observations show of the host's NAT, for the
+// peer's statistics (`jumpmesh show`): the TCP and UDP mapping kinds,
+// whether the NAT kept the listening port, and how many trusted peers
+// observed. For UDP, which no punch uses, the Puncher makes one QUIC flow
+// to a trusted peer it reaches over TCP (observeudp.go); when that fails
+// and no QUIC flow was ever seen, UDP is Blocked. Hairpinning is not
+// tested. The report is the host's own account: a coordinator shows it
+// and must not authorise anything on it.
+//
 // A Tracer, like libp2p's holepunch.MetricsTracer, sees every attempt and
 // how each punch ended, for metrics and the lab's reports.
 package punch

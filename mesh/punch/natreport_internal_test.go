@@ -1,6 +1,7 @@
 package punch
 
 import (
+	"context"
 	"crypto/rand"
 	"net/netip"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -115,5 +117,52 @@ func TestPuncherReportsQUICFlows(t *testing.T) {
 		if q, _ := transportPort(a); q != "tcp" {
 			t.Fatalf("offered %v for a punch: only TCP mappings are", a)
 		}
+	}
+}
+
+// TestFreshQUICObservation: the NAT report's fresh UDP observation is one
+// QUIC connection from the listening port (the QUIC transport reuses it)
+// to a trusted peer, which tells where it came from; the observer is not
+// added to the swarm.
+func TestFreshQUICObservation(t *testing.T) {
+	newHost := func() host.Host {
+		key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0"), ma.StringCast("/ip4/127.0.0.1/udp/0/quic-v1")}, RelayClient: true, Puncher: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		return h
+	}
+	observer, me := newHost(), newHost()
+	p, err := Start(me, func(id peer.ID) bool { return id == observer.ID() }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if !p.listensOn("udp") || !p.listensOn("tcp") {
+		t.Fatalf("listens on %v: want TCP and QUIC", me.Network().ListenAddresses())
+	}
+	var addr ma.Multiaddr
+	for _, a := range observer.Addrs() {
+		if isQUIC(a) {
+			addr = a
+		}
+	}
+	tr := me.Network().(dialingNetwork).TransportForDialing(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	obs, opened, err := askObserved(ctx, tr, peer.AddrInfo{ID: observer.ID(), Addrs: []ma.Multiaddr{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := transportPort(obs); q != "udp" || !p.listeningOn("udp", opened.local) || !p.listeningOn("udp", obs) {
+		t.Fatalf("observed %v from %v: want a QUIC flow from the listening port", obs, opened.local)
+	}
+	if len(me.Network().ConnsToPeer(observer.ID())) != 0 {
+		t.Errorf("the observer was added to the swarm")
 	}
 }

@@ -47,22 +47,24 @@ type Puncher struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu         sync.Mutex
-	active     map[peer.ID]bool
-	again      map[peer.ID]bool        // a new relayed connection came during a punch
-	observed   map[string]ma.Multiaddr // by transport ("tcp"): the latest trusted observation
-	flows      []natmap.Observation    // TCP flows from the listening port, as trusted observers saw them
-	learning   bool                    // a fresh observation to classify the NAT is under way
-	learnt     int                     // fresh observations made to classify it
-	udpFlows   []natmap.Observation    // QUIC flows from the listening port, as trusted observers saw them (NAT)
-	seenBy     map[peer.ID]bool        // trusted peers that observed a flow (NAT)
-	updated    time.Time               // the last observation (NAT)
-	udpBlocked bool                    // a QUIC dial to a trusted observer failed (NAT)
-	onNAT      func()                  // called when an observation came (WithNATChange)
-	predict    func() bool             // whether the site lets us predict ports (WithPrediction)
-	n          *network.NotifyBundle
-	trusted    func(peer.ID) bool
-	tracer     Tracer
+	mu          sync.Mutex
+	active      map[peer.ID]bool
+	again       map[peer.ID]bool        // a new relayed connection came during a punch
+	observed    map[string]ma.Multiaddr // by transport ("tcp"): the latest trusted observation
+	flows       []natmap.Observation    // TCP flows from the listening port, as trusted observers saw them
+	learning    bool                    // a fresh observation to classify the NAT is under way
+	learnt      int                     // fresh observations made to classify it
+	udpFlows    []natmap.Observation    // QUIC flows from the listening port, as trusted observers saw them (NAT)
+	seenBy      map[peer.ID]bool        // trusted peers that observed a flow (NAT)
+	updated     time.Time               // the last observation (NAT)
+	udpBlocked  bool
+	udpLearning bool        // a fresh QUIC observation is under way (observeudp.go)
+	udpLearnt   int         // a QUIC dial to a trusted observer failed (NAT)
+	onNAT       func()      // called when an observation came (WithNATChange)
+	predict     func() bool // whether the site lets us predict ports (WithPrediction)
+	n           *network.NotifyBundle
+	trusted     func(peer.ID) bool
+	tracer      Tracer
 }
 
 // Tracer observes a Puncher. Its methods are called from the punching
@@ -128,6 +130,7 @@ func Start(h host.Host, trusted func(peer.ID) bool, log *slog.Logger, opts ...Op
 				if id, ok := e.(event.EvtPeerIdentificationCompleted); ok {
 					p.observe(id)
 					p.maybeLearn(id.Peer)
+					p.maybeLearnUDP(id.Peer)
 				}
 			}
 		}
