@@ -57,11 +57,11 @@ type Puncher struct {
 	udpFlows    []natmap.Observation    // QUIC flows from the listening port, as trusted observers saw them (NAT)
 	seenBy      map[peer.ID]bool        // trusted peers that observed a flow (NAT)
 	updated     time.Time               // the last observation (NAT)
-	udpBlocked  bool
-	udpLearning bool        // a fresh QUIC observation is under way (observeudp.go)
-	udpLearnt   int         // a QUIC dial to a trusted observer failed (NAT)
-	onNAT       func()      // called when an observation came (WithNATChange)
-	predict     func() bool // whether the site lets us predict ports (WithPrediction)
+	udpBlocked  bool                    // a QUIC dial to a trusted observer failed and no QUIC flow was seen (NAT)
+	udpLearning bool                    // a fresh QUIC observation is under way (observeudp.go)
+	udpLearnt   int                     // fresh QUIC observations made
+	onNAT       func()                  // called when an observation came (WithNATChange)
+	predict     func() bool             // whether the site lets us predict ports (WithPrediction)
 	n           *network.NotifyBundle
 	trusted     func(peer.ID) bool
 	tracer      Tracer
