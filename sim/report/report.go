@@ -53,6 +53,7 @@ var templates embed.FS
 var page = template.Must(template.New("page").Funcs(template.FuncMap{
 	"dur": fmtDur,
 	"ms":  fmtMS,
+	"nat": natText,
 }).ParseFS(templates, "*.html.tmpl"))
 
 // Colours of a step's state, shared by the timeline and the table.

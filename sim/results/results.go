@@ -102,6 +102,22 @@ type Host struct {
 	// Networks, for a host on several networks, are its interfaces in
 	// order (Network and Addr are the first's).
 	Networks []HostNIC `json:"networks,omitempty"`
+	// NAT is what the host's peer last reported of its NAT (`jumpmesh
+	// peer status`), read at the end of the run; nil for a host without a
+	// peer or a peer that learnt nothing.
+	NAT *HostNAT `json:"nat,omitempty"`
+}
+
+// HostNAT is a peer's account of its NAT: the mapping kinds natmap told
+// (endpoint-independent, sequential, random, unknown; UDP also blocked)
+// from what its coordinator and relays saw.
+type HostNAT struct {
+	TCP            string `json:"tcp"`
+	UDP            string `json:"udp"`
+	PortPreserving bool   `json:"port_preserving,omitempty"`
+	NoNAT          bool   `json:"no_nat,omitempty"`
+	PublicAddr     string `json:"public_addr,omitempty"`
+	Observers      int    `json:"observers"`
 }
 
 // HostNIC is one interface of a host on several networks.
