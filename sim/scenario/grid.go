@@ -19,18 +19,22 @@ const DefaultWaitDirect = 5 * time.Second
 
 // GridPresets are the presets a grid crosses by default: every preset a
 // host can connect out of (isolated has no route out).
-var GridPresets = []netlab.Preset{netlab.Public, netlab.Easy, netlab.CGNAT, netlab.Hard, netlab.UDPBlocked}
+var GridPresets = []netlab.Preset{netlab.Public, netlab.Easy, netlab.CGNAT, netlab.Hard, netlab.Sequential, netlab.UDPBlocked}
 
-// ExpectDirect says whether plain hole punching (DCUtR) must give a console
-// behind c and a peer behind p a direct connection: both sides map
-// endpoint-independently (public, easy, cgnat; udp-blocked over TCP). A
-// hard side allocates a new port per destination, so the address the
-// other side punches towards is not the one that reaches it.
+// ExpectDirect says whether hole punching must give a console behind c and
+// a peer behind p a direct connection: both sides map
+// endpoint-independently (public, easy, cgnat; udp-blocked over TCP), or
+// the console does and the peer is behind a sequential NAT, whose next
+// port the peer's puncher predicts (mesh/punch, mesh/natmap). A hard side
+// allocates a new random port per destination, so the address the other
+// side punches towards is not the one that reaches it; so does a
+// sequential console's, whose side predicts nothing (libp2p's DCUtR
+// service offers what identify observed).
 func ExpectDirect(c, p netlab.Preset) bool {
 	eim := func(x netlab.Preset) bool {
 		return x == netlab.Public || x == netlab.Easy || x == netlab.CGNAT || x == netlab.UDPBlocked
 	}
-	return eim(c) && eim(p)
+	return eim(c) && (eim(p) || p == netlab.Sequential)
 }
 
 // GridOptions shape a NAT grid.

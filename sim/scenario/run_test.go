@@ -200,14 +200,15 @@ func TestWake(t *testing.T) {
 	}
 }
 
-// TestGrid runs `jumpmesh sim grid`'s scenario: 25 pairs of console and
-// peer NAT presets. Every pair connects; every endpoint-independent pair
-// ends direct (the grid step itself fails otherwise); a hard console
-// against a hard peer stays relayed; the paths and the grid are in
-// results.json.
+// TestGrid runs `jumpmesh sim grid`'s scenario: 36 pairs of console and
+// peer NAT presets. Every pair connects; every endpoint-independent pair,
+// and every peer behind sequential reached from an endpoint-independent
+// console, ends direct (the grid step itself fails otherwise); a hard
+// console against a hard peer stays relayed; the paths and the grid are
+// in results.json.
 func TestGrid(t *testing.T) {
 	_, res, _ := runShipped(t, "nat-grid", 4*time.Minute)
-	if len(res.Paths) != 25 || res.Grid == nil || len(res.Grid.Presets) != 5 {
+	if len(res.Paths) != 36 || res.Grid == nil || len(res.Grid.Presets) != 6 {
 		t.Fatalf("paths %d, grid %+v", len(res.Paths), res.Grid)
 	}
 	direct := 0
@@ -231,8 +232,9 @@ func TestGrid(t *testing.T) {
 			t.Errorf("relay RTT %v, want 40 ms from the lab's links", p.RelayRTTMS)
 		}
 	}
-	// 16 endpoint-independent pairs, plus the public console and the hard peer.
-	if direct < 17 {
-		t.Errorf("%d pairs direct, want at least 17", direct)
+	// 16 endpoint-independent pairs, 4 endpoint-independent consoles and
+	// the sequential peer, plus the public console and the hard peer.
+	if direct < 21 {
+		t.Errorf("%d pairs direct, want at least 21", direct)
 	}
 }
