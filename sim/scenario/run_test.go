@@ -137,10 +137,12 @@ func TestQuickstart(t *testing.T) {
 // web server on its LAN, before and after the peer restarts (intranet),
 // peers on an isolated network reached through two dual-homed jumpoints,
 // with no plain text of a marker on the jumpoints and a fail-over when
-// one is killed (jumpoint).
+// one is killed (jumpoint), a peer behind a sequential NAT that stays
+// relayed with the site's nat-prediction off and goes direct with it on
+// (sequential).
 // Each passes only if every step does.
 func TestShippedScenarios(t *testing.T) {
-	for _, name := range []string{"cgnat", "hard-both", "relay-loss", "reconnect-storm", "intranet", "jumpoint"} {
+	for _, name := range []string{"cgnat", "hard-both", "relay-loss", "reconnect-storm", "intranet", "jumpoint", "sequential"} {
 		t.Run(name, func(t *testing.T) { runShipped(t, name, 4*time.Minute) })
 	}
 }
