@@ -1,6 +1,11 @@
 package coordinator
 
-import "github.com/jumpmesh/jumpmesh/mesh/pb"
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
 
 // The nat: search term matches what a peer last reported of its NAT
 // (pb.NatReport, the peer's own account: search shows it, nothing is
@@ -50,4 +55,33 @@ func sameSearchNAT(a, b *pb.PeerStats) bool {
 	x, y := a.GetNat(), b.GetNat()
 	return x.GetTcp() == y.GetTcp() && x.GetNoNat() == y.GetNoNat() && x.GetPortPreserving() == y.GetPortPreserving() &&
 		(x.GetUdp() == "blocked") == (y.GetUdp() == "blocked")
+}
+
+// NAT kinds a peer may report (natmap's, and blocked for UDP).
+var natKinds = []string{"endpoint-independent", "sequential", "random", "unknown"}
+
+// maxNATObservers bounds the observer count kept: a site has a few relays.
+const maxNATObservers = 64
+
+// cleanNAT is what the coordinator keeps of a peer's NAT report: a peer
+// may say anything (a compromised one lies), so a kind it does not know
+// becomes "unknown", an address that is not IP:port is dropped, and the
+// observer count is bounded — show and --json print nothing the peer
+// chose but these. Nil stays nil.
+func cleanNAT(r *pb.NatReport) *pb.NatReport {
+	if r == nil {
+		return nil
+	}
+	kind := func(k string, blocked bool) string {
+		if slices.Contains(natKinds, k) || blocked && k == "blocked" {
+			return k
+		}
+		return "unknown"
+	}
+	out := &pb.NatReport{Tcp: kind(r.GetTcp(), false), Udp: kind(r.GetUdp(), true), PortPreserving: r.GetPortPreserving(), NoNat: r.GetNoNat(),
+		Observers: min(r.GetObservers(), maxNATObservers), UpdatedUnix: r.GetUpdatedUnix()}
+	if ap, err := netip.ParseAddrPort(r.GetPublicAddr()); err == nil {
+		out.PublicAddr = ap.String()
+	}
+	return out
 }

@@ -75,6 +75,19 @@ func TestSearchNAT(t *testing.T) {
 		t.Errorf("show carries %v", r)
 	}
 
+	// A lying peer: whatever it says, show carries only known kinds and an
+	// IP:port, and its words do not reach search.
+	liar := newRawPeer(t, h.Site).online(h.Site, key, "liar-1")
+	stats(liar, &pb.NatReport{Tcp: "\x1b]0;owned\x07easy\x00hard", Udp: "blocked\x1b[2J", PublicAddr: "\x1b[31m1.2.3.4:5", Observers: 1 << 30})
+	coordinatortest.Eventually(t, 10*time.Second, "the liar's report", func() bool {
+		v, err := h.admin.Peer(h.ctx(), liar.id().String())
+		r := v.GetPeer().GetStats().GetNat()
+		return err == nil && r.GetTcp() == "unknown" && r.GetUdp() == "unknown" && r.GetPublicAddr() == "" && r.GetObservers() == 64
+	})
+	if got := find("nat:easy"); len(got) != 0 {
+		t.Errorf("nat:easy finds %v", got)
+	}
+
 	for _, bad := range []string{"nat:cone", "nat:", "nat:hard\x01"} {
 		_, err := h.admin.Peers(h.ctx(), bad, false)
 		if catalog.CodeOf(err) != catalog.CodeInvalidArgument {

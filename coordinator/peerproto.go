@@ -90,6 +90,7 @@ func (s *Service) readPeer(ctx context.Context, sess *peerSession) {
 		now := s.clock.Now()
 		switch b := up.GetBody().(type) {
 		case *pb.PeerUp_Stats:
+			b.Stats.Nat = cleanNAT(b.Stats.GetNat()) // the peer's word (natsearch.go)
 			s.peers.touch(sess.id, now, b.Stats)
 		case *pb.PeerUp_State:
 			s.peers.touch(sess.id, now, nil)
