@@ -17,7 +17,9 @@
 //   - random: the ports follow no order (Linux masquerade fully-random, the
 //     lab's hard preset); nothing can be predicted, and a caller falls back
 //     to probing many ports (the birthday paradox) or stays relayed;
-//   - unknown: fewer than two destinations were observed.
+//   - unknown: fewer than two destinations were observed, and those
+//     observed saw one port (one destination that saw several ports
+//     for new flows of the socket tells sequential or random).
 //
 // For a sequential mapping, Next lists the likeliest ports of the next
 // flow, best first: around the last port plus the step (or, when the

@@ -82,7 +82,12 @@ func Classify(obs []Observation) Mapping {
 			return m
 		}
 	}
-	if len(dests) < 2 {
+	if len(dests) < 2 && allSamePort(flows) {
+		// One destination that saw one port cannot tell an
+		// endpoint-independent mapping from any other. One that saw new
+		// ports for new flows from the socket can: the mapping is not
+		// endpoint-independent (the puncher's fresh observations before
+		// each punch go to one relay and push older flows out).
 		return m
 	}
 	if allSamePort(flows) {

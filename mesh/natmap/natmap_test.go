@@ -50,6 +50,12 @@ func TestClassify(t *testing.T) {
 		{"one destination twice, one mapping", []natmap.Observation{
 			{Dest: coord, Mapped: at(nat, 30000)}, {Dest: coord, Mapped: at(nat, 30000)},
 		}, natmap.Unknown, 0, nil},
+		{"one destination, the next ports", []natmap.Observation{
+			{Dest: relay, Mapped: at(nat, 41000)}, {Dest: relay, Mapped: at(nat, 41002)}, {Dest: relay, Mapped: at(nat, 41004)},
+		}, natmap.Sequential, 2, []uint16{41006, 41005, 41007}},
+		{"one destination, ports far apart", []natmap.Observation{
+			{Dest: relay, Mapped: at(nat, 41000)}, {Dest: relay, Mapped: at(nat, 9000)},
+		}, natmap.Random, 0, nil},
 		{"coordinator and relay, one port", []natmap.Observation{
 			{Dest: coord, Mapped: at(nat, 41000)}, {Dest: relay, Mapped: at(nat, 41000)},
 		}, natmap.EndpointIndependent, 0, []uint16{41000}},

@@ -45,21 +45,7 @@ func (p *Puncher) NAT() NATReport {
 	ifaces, _ := p.h.Network().InterfaceListenAddresses()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	r := natReport(p.flows, p.udpFlows, listen, ifaces, len(p.seenBy), p.udpBlocked, p.updated)
-	// The flows kept are the latest maxFlows; once they are all fresh
-	// observations to one relay (a punch through a sequential NAT makes
-	// one each time), natmap cannot tell the kind any more, but the NAT
-	// did not change: report the last kind told.
-	r.TCP, p.lastTCP = stickyKind(r.TCP, p.lastTCP)
-	return r
-}
-
-// stickyKind is kind, or last when kind is Unknown; and the kind to keep.
-func stickyKind(kind, last natmap.Kind) (natmap.Kind, natmap.Kind) {
-	if kind == natmap.Unknown && last != "" {
-		return last, last
-	}
-	return kind, kind
+	return natReport(p.flows, p.udpFlows, listen, ifaces, len(p.seenBy), p.udpBlocked, p.updated)
 }
 
 // natReport builds a report from observed flows (TCP and UDP, from the

@@ -3,7 +3,6 @@ package punch
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -165,43 +164,5 @@ func TestFreshQUICObservation(t *testing.T) {
 	}
 	if len(me.Network().ConnsToPeer(observer.ID())) != 0 {
 		t.Errorf("the observer was added to the swarm")
-	}
-}
-
-// TestNATReportKeepsTheKind: once the flows kept are all to one observer
-// (a sequential NAT's fresh observations before each punch push the
-// others out), natmap says unknown, but the report keeps the kind it told.
-func TestNATReportKeepsTheKind(t *testing.T) {
-	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}, RelayClient: true, Puncher: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	p, err := Start(h, func(peer.ID) bool { return true }, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	p.mu.Lock()
-	p.flows = []natmap.Observation{flow("198.51.100.1:4830", "203.0.113.7:31000", 1), flow("203.0.113.5:4001", "203.0.113.7:31002", 2)}
-	p.mu.Unlock()
-	if k := p.NAT().TCP; k != natmap.Sequential {
-		t.Fatalf("TCP %s, want sequential", k)
-	}
-	p.mu.Lock()
-	for i := range maxFlows {
-		p.flows = noteFlowAt(p.flows, ma.StringCast("/ip4/203.0.113.5/tcp/4001"), ma.StringCast(fmt.Sprintf("/ip4/203.0.113.7/tcp/%d", 31010+2*i)), time.Unix(int64(10+i), 0))
-	}
-	kind := natmap.Classify(p.flows).Kind
-	p.mu.Unlock()
-	if kind != natmap.Unknown {
-		t.Fatalf("natmap says %s of flows to one observer; the test needs unknown", kind)
-	}
-	if k := p.NAT().TCP; k != natmap.Sequential {
-		t.Errorf("TCP %s after the window filled with one observer's flows, want sequential still", k)
 	}
 }

@@ -60,7 +60,6 @@ type Puncher struct {
 	udpBlocked  bool                    // a QUIC dial to a trusted observer failed and no QUIC flow was seen (NAT)
 	udpLearning bool                    // a fresh QUIC observation is under way (observeudp.go)
 	udpLearnt   int                     // fresh QUIC observations made
-	lastTCP     natmap.Kind             // the last TCP kind NAT told (natreport.go)
 	onNAT       func()                  // called when an observation came (WithNATChange)
 	predict     func() bool             // whether the site lets us predict ports (WithPrediction)
 	n           *network.NotifyBundle
