@@ -172,6 +172,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *results.Run, err 
 			opt.Progress(sr)
 		}
 	}
+	r.collectNAT(ctx)
 	return res, nil
 }
 

@@ -239,4 +239,35 @@ func TestGrid(t *testing.T) {
 	if direct < 21 {
 		t.Errorf("%d pairs direct, want at least 21", direct)
 	}
+	checkGridNAT(t, res.Hosts)
+}
+
+// checkGridNAT: every grid peer reported the mapping its preset makes, as
+// the coordinator and the relay saw it (results.json's hosts; the report
+// shows them).
+func checkGridNAT(t *testing.T, hosts []results.Host) {
+	t.Helper()
+	want := map[string]string{"peer-public": "endpoint-independent", "peer-easy": "endpoint-independent", "peer-cgnat": "endpoint-independent",
+		"peer-udp-blocked": "endpoint-independent", "peer-hard": "random", "peer-sequential": "sequential"}
+	for _, h := range hosts {
+		kind, ok := want[h.Name]
+		if !ok {
+			continue
+		}
+		t.Logf("%-16s NAT %+v", h.Name, h.NAT)
+		switch {
+		case h.NAT == nil:
+			t.Errorf("%s reported no NAT", h.Name)
+		case h.NAT.TCP != kind:
+			t.Errorf("%s: TCP mapping %q, want %q", h.Name, h.NAT.TCP, kind)
+		case h.NAT.Observers < 2:
+			t.Errorf("%s: seen by %d observers, want the coordinator and the relay", h.Name, h.NAT.Observers)
+		case h.Name == "peer-easy" && !h.NAT.PortPreserving:
+			t.Errorf("peer-easy: not port-preserving")
+		case h.Name == "peer-public" && !h.NAT.NoNAT:
+			t.Errorf("peer-public: a NAT reported in front of a public host")
+		case h.Name == "peer-hard" && h.NAT.PortPreserving:
+			t.Errorf("peer-hard: port-preserving")
+		}
+	}
 }
