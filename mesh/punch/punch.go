@@ -62,6 +62,7 @@ type Puncher struct {
 	udpLearnt   int                     // fresh QUIC observations made
 	onNAT       func()                  // called when an observation came (WithNATChange)
 	predict     func() bool             // whether the site lets us predict ports (WithPrediction)
+	predictMu   sync.Mutex              // held through a predicted punch (attempt)
 	n           *network.NotifyBundle
 	trusted     func(peer.ID) bool
 	tracer      Tracer
@@ -345,6 +346,13 @@ func (p *Puncher) attempt(remote peer.ID, n int) (how string, rtt time.Duration,
 		return "direct dial", 0, p.h.Connect(network.WithForceDirectDial(ctx, "hole punch: public remote"), peer.AddrInfo{ID: remote, Addrs: pub})
 	}
 	if p.needFresh() {
+		// One predicted punch at a time: every flow of ours takes the
+		// NAT's next port, so another punch's observation or dial between
+		// this one's observation and its dial would take the ports
+		// predicted for it (in the lab's grid, two or three consoles at
+		// once against one sequential peer left some relayed).
+		p.predictMu.Lock()
+		defer p.predictMu.Unlock()
 		if err := p.observeFresh(p.ctx); err != nil {
 			p.log.Debug("hole punching: no fresh observation", "error", err)
 		}
