@@ -3,6 +3,7 @@ package netlab_test
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh/wake"
 	"github.com/jumpmesh/jumpmesh/sim/netlab"
 	"github.com/jumpmesh/jumpmesh/sim/netlab/labtest"
@@ -167,17 +169,12 @@ const wakeTestWait = 10 * time.Second
 // waitPackets waits until l has recorded at least n packets.
 func waitPackets(t *testing.T, l *netlab.WakeListener, n int) []netlab.WakePacket {
 	t.Helper()
-	deadline := time.Now().Add(wakeTestWait)
-	for {
-		got := l.Packets()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("recorded %d packets after %v, want %d: %v", len(got), wakeTestWait, n, got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var got []netlab.WakePacket
+	coordinatortest.Eventually(t, wakeTestWait, fmt.Sprintf("%d packets recorded", n), func() bool {
+		got = l.Packets()
+		return len(got) >= n
+	})
+	return got
 }
 
 func waitWake(t *testing.T, l *netlab.WakeListener) netlab.WakePacket {
