@@ -272,8 +272,8 @@ func Forward(ctx context.Context, cmd *pb.WakeCommand, addrs []string) []string 
 	ok := make([][2]bool, len(targets))
 	var wg sync.WaitGroup
 	for i, ap := range targets {
-		wg.Go(func() { ok[i][0] = forwardUDP(ctx, ap, dgram) })
-		wg.Go(func() { ok[i][1] = forwardTCP(ctx, ap, stream) })
+		wg.Go(func() { ok[i][0] = forwardOne(ctx, "udp", ap, dgram) })
+		wg.Go(func() { ok[i][1] = forwardOne(ctx, "tcp", ap, stream) })
 	}
 	wg.Wait()
 	var sent []string
@@ -288,21 +288,12 @@ func Forward(ctx context.Context, cmd *pb.WakeCommand, addrs []string) []string 
 	return sent
 }
 
-func forwardUDP(ctx context.Context, ap netip.AddrPort, b []byte) bool {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp", ap.String())
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetWriteDeadline(time.Now().Add(forwardWriteTimeout))
-	_, err = c.Write(b)
-	return err == nil
-}
-
-func forwardTCP(ctx context.Context, ap netip.AddrPort, b []byte) bool {
+// forwardOne sends b to ap over network ("udp": one datagram; "tcp": a
+// connection of its own, bounded by forwardDialTimeout) and reports
+// whether the write went out.
+func forwardOne(ctx context.Context, network string, ap netip.AddrPort, b []byte) bool {
 	d := net.Dialer{Timeout: forwardDialTimeout}
-	c, err := d.DialContext(ctx, "tcp", ap.String())
+	c, err := d.DialContext(ctx, network, ap.String())
 	if err != nil {
 		return false
 	}
