@@ -49,20 +49,22 @@ type Puncher struct {
 
 	mu          sync.Mutex
 	active      map[peer.ID]bool
-	again       map[peer.ID]bool        // a new relayed connection came during a punch
-	observed    map[string]ma.Multiaddr // by transport ("tcp"): the latest trusted observation
-	flows       []natmap.Observation    // TCP flows from the listening port, as trusted observers saw them
-	learning    bool                    // a fresh observation to classify the NAT is under way
-	learnt      int                     // fresh observations made to classify it
-	udpFlows    []natmap.Observation    // QUIC flows from the listening port, as trusted observers saw them (NAT)
-	seenBy      map[peer.ID]bool        // trusted peers that observed a flow (NAT)
-	updated     time.Time               // the last observation (NAT)
-	udpBlocked  bool                    // a QUIC dial to a trusted observer failed and no QUIC flow was seen (NAT)
-	udpLearning bool                    // a fresh QUIC observation is under way (observeudp.go)
-	udpLearnt   int                     // fresh QUIC observations made
-	onNAT       func()                  // called when an observation came (WithNATChange)
-	predict     func() bool             // whether the site lets us predict ports (WithPrediction)
-	predictMu   sync.Mutex              // held through a predicted punch (attempt)
+	again       map[peer.ID]bool                 // a new relayed connection came during a punch
+	observed    map[string]ma.Multiaddr          // by transport ("tcp"): the latest trusted observation
+	flows       []natmap.Observation             // TCP flows from the listening port, as trusted observers saw them
+	learning    bool                             // a fresh observation to classify the NAT is under way
+	learnt      int                              // fresh observations made to classify it
+	udpFlows    []natmap.Observation             // QUIC flows from the listening port, as trusted observers saw them (NAT)
+	seenBy      map[peer.ID]bool                 // trusted peers that observed a flow (NAT)
+	updated     time.Time                        // the last observation (NAT)
+	udpBlocked  bool                             // a QUIC dial to a trusted observer failed and no QUIC flow was seen (NAT)
+	udpLearning bool                             // a fresh QUIC observation is under way (observeudp.go)
+	udpLearnt   int                              // fresh QUIC observations made
+	onNAT       func()                           // called when an observation came (WithNATChange)
+	predict     func() bool                      // whether the site lets us predict ports (WithPrediction)
+	predictMu   sync.Mutex                       // held through a predicted punch (attempt)
+	probing     func() bool                      // whether the site lets us probe (WithProbing)
+	granted     func(peer.ID) (netip.Addr, bool) // a remote's public IP from the grant it showed (WithGranted)
 	n           *network.NotifyBundle
 	trusted     func(peer.ID) bool
 	tracer      Tracer
