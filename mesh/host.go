@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/observedaddrs"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -115,6 +116,13 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	}
 	if cfg.DialRanker != nil {
 		opts = append(opts, libp2p.SwarmOpts(swarm.WithDialRanker(cfg.DialRanker)))
+	}
+	if cfg.TCPDialer == nil {
+		id, err := peer.IDFromPrivateKey(cfg.Key)
+		if err != nil {
+			return nil, fmt.Errorf("host config: %w", err)
+		}
+		opts = append(opts, keepQUICConns(id))
 	}
 	opts = append(opts, cfg.Extra...)
 	h, err := libp2p.New(opts...)
