@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -33,7 +34,12 @@ func keepQUICConns(id peer.ID) libp2p.Option {
 // mapped for the host's QUIC connections, and it reads the datagrams that
 // are not QUIC (first byte's fixed bit clear). Port-mapping probing
 // (mesh/probe) sends its probes on it. Close it when done; the socket
-// itself stays the host's.
+// itself stays the host's. Reads end when it is closed; it has no read
+// deadlines (libp2p's cannot be cleared and race with reads).
+//
+// Datagrams that are not QUIC are queued for reading (up to quic-go's
+// small queue) from the moment SharedUDP returns; before, quic-go drops
+// them.
 func SharedUDP(h host.Host, network string) (net.PacketConn, error) {
 	v, ok := quicConns.Load(h.ID())
 	if !ok {
@@ -51,7 +57,25 @@ func SharedUDP(h host.Host, network string) (net.PacketConn, error) {
 		if !ok || (network == "udp4") != (ua.IP.To4() != nil) {
 			continue
 		}
-		return v.(*quicreuse.ConnManager).SharedNonQUICPacketConn(network, ua)
+		pc, err := v.(*quicreuse.ConnManager).SharedNonQUICPacketConn(network, ua)
+		if err != nil {
+			return nil, err
+		}
+		// quic-go keeps datagrams that are not QUIC only once somebody
+		// has read: one read that ends at once starts the queue.
+		_ = pc.SetReadDeadline(time.Unix(1, 0))
+		_, _, _ = pc.ReadFrom(make([]byte, 1))
+		_ = pc.SetReadDeadline(time.Now().Add(100 * 365 * 24 * time.Hour))
+		return sharedUDP{pc}, nil
 	}
 	return nil, fmt.Errorf("the host listens on no %s QUIC address", network)
 }
+
+// sharedUDP is SharedUDP's connection: reads end on Close only.
+type sharedUDP struct{ net.PacketConn }
+
+var errNoDeadline = errors.New("a shared QUIC socket has no deadlines: close it to end reads")
+
+func (sharedUDP) SetDeadline(time.Time) error      { return errNoDeadline }
+func (sharedUDP) SetReadDeadline(time.Time) error  { return errNoDeadline }
+func (sharedUDP) SetWriteDeadline(time.Time) error { return errNoDeadline }

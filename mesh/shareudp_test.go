@@ -31,7 +31,15 @@ func TestSharedUDP(t *testing.T) {
 	if _, err := pa.WriteTo(msg, to); err != nil {
 		t.Fatal(err)
 	}
-	_ = pb.SetReadDeadline(time.Now().Add(10 * time.Second))
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			pb.Close() // ends the read: the datagram never came
+		}
+	}()
 	buf := make([]byte, 64)
 	n, from, err := pb.ReadFrom(buf)
 	if err != nil {
