@@ -81,8 +81,9 @@ func (ProbeStart_Hard) EnumDescriptor() ([]byte, []int) {
 // ProbeSide is what one side tells of itself.
 type ProbeSide struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The UDP mapping kind its trusted observers saw (natmap.Kind's name:
-	// "easy", "hard", "sequential", "blocked", "" unknown).
+	// The UDP mapping kind its trusted observers saw (natmap.Kind:
+	// "endpoint-independent", "random", "sequential", "unknown", or
+	// "blocked").
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	// Its NAT's mapping of its QUIC listening port (IP:port), when an
 	// observer saw one; the hard side's sockets send towards it.
@@ -392,13 +393,13 @@ func (x *ProbeEvent) GetFailed() string {
 	return ""
 }
 
-func (x *ProbeEvent) GetDone() string {
+func (x *ProbeEvent) GetDone() *ProbeDone {
 	if x != nil {
 		if x, ok := x.Event.(*ProbeEvent_Done); ok {
 			return x.Done
 		}
 	}
-	return ""
+	return nil
 }
 
 type isProbeEvent_Event interface {
@@ -424,9 +425,8 @@ type ProbeEvent_Failed struct {
 }
 
 type ProbeEvent_Done struct {
-	// The dial's result, from the easy side: "" when a direct connection
-	// exists, else the error.
-	Done string `protobuf:"bytes,4,opt,name=done,proto3,oneof"`
+	// The end, from the easy side, after its dial (or when it gave up).
+	Done *ProbeDone `protobuf:"bytes,4,opt,name=done,proto3,oneof"`
 }
 
 func (*ProbeEvent_Hit) isProbeEvent_Event() {}
@@ -436,6 +436,58 @@ func (*ProbeEvent_Ready) isProbeEvent_Event() {}
 func (*ProbeEvent_Failed) isProbeEvent_Event() {}
 
 func (*ProbeEvent_Done) isProbeEvent_Event() {}
+
+type ProbeDone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`                              // "" when a direct connection exists
+	ProbesSent    uint32                 `protobuf:"varint,2,opt,name=probes_sent,json=probesSent,proto3" json:"probes_sent,omitempty"` // the easy side's probes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProbeDone) Reset() {
+	*x = ProbeDone{}
+	mi := &file_probe_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProbeDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProbeDone) ProtoMessage() {}
+
+func (x *ProbeDone) ProtoReflect() protoreflect.Message {
+	mi := &file_probe_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProbeDone.ProtoReflect.Descriptor instead.
+func (*ProbeDone) Descriptor() ([]byte, []int) {
+	return file_probe_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ProbeDone) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ProbeDone) GetProbesSent() uint32 {
+	if x != nil {
+		return x.ProbesSent
+	}
+	return 0
+}
 
 type ProbeHit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -447,7 +499,7 @@ type ProbeHit struct {
 
 func (x *ProbeHit) Reset() {
 	*x = ProbeHit{}
-	mi := &file_probe_proto_msgTypes[5]
+	mi := &file_probe_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +511,7 @@ func (x *ProbeHit) String() string {
 func (*ProbeHit) ProtoMessage() {}
 
 func (x *ProbeHit) ProtoReflect() protoreflect.Message {
-	mi := &file_probe_proto_msgTypes[5]
+	mi := &file_probe_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +524,7 @@ func (x *ProbeHit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeHit.ProtoReflect.Descriptor instead.
 func (*ProbeHit) Descriptor() ([]byte, []int) {
-	return file_probe_proto_rawDescGZIP(), []int{5}
+	return file_probe_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ProbeHit) GetPort() uint32 {
@@ -514,14 +566,18 @@ const file_probe_proto_rawDesc = "" +
 	"\x04Hard\x12\b\n" +
 	"\x04NONE\x10\x00\x12\b\n" +
 	"\x04PEER\x10\x01\x12\v\n" +
-	"\aCONSOLE\x10\x02\"\xa5\x01\n" +
+	"\aCONSOLE\x10\x02\"\xc0\x01\n" +
 	"\n" +
 	"ProbeEvent\x12,\n" +
 	"\x03hit\x18\x01 \x01(\v2\x18.jumpmesh.probe.ProbeHitH\x00R\x03hit\x120\n" +
 	"\x05ready\x18\x02 \x01(\v2\x18.jumpmesh.probe.ProbeHitH\x00R\x05ready\x12\x18\n" +
-	"\x06failed\x18\x03 \x01(\tH\x00R\x06failed\x12\x14\n" +
-	"\x04done\x18\x04 \x01(\tH\x00R\x04doneB\a\n" +
-	"\x05event\"4\n" +
+	"\x06failed\x18\x03 \x01(\tH\x00R\x06failed\x12/\n" +
+	"\x04done\x18\x04 \x01(\v2\x19.jumpmesh.probe.ProbeDoneH\x00R\x04doneB\a\n" +
+	"\x05event\"B\n" +
+	"\tProbeDone\x12\x14\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\x12\x1f\n" +
+	"\vprobes_sent\x18\x02 \x01(\rR\n" +
+	"probesSent\"4\n" +
 	"\bProbeHit\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05indexB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
@@ -539,7 +595,7 @@ func file_probe_proto_rawDescGZIP() []byte {
 }
 
 var file_probe_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_probe_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_probe_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_probe_proto_goTypes = []any{
 	(ProbeStart_Hard)(0), // 0: jumpmesh.probe.ProbeStart.Hard
 	(*ProbeSide)(nil),    // 1: jumpmesh.probe.ProbeSide
@@ -547,19 +603,21 @@ var file_probe_proto_goTypes = []any{
 	(*ProbeAnswer)(nil),  // 3: jumpmesh.probe.ProbeAnswer
 	(*ProbeStart)(nil),   // 4: jumpmesh.probe.ProbeStart
 	(*ProbeEvent)(nil),   // 5: jumpmesh.probe.ProbeEvent
-	(*ProbeHit)(nil),     // 6: jumpmesh.probe.ProbeHit
+	(*ProbeDone)(nil),    // 6: jumpmesh.probe.ProbeDone
+	(*ProbeHit)(nil),     // 7: jumpmesh.probe.ProbeHit
 }
 var file_probe_proto_depIdxs = []int32{
 	1, // 0: jumpmesh.probe.ProbeOffer.side:type_name -> jumpmesh.probe.ProbeSide
 	1, // 1: jumpmesh.probe.ProbeAnswer.side:type_name -> jumpmesh.probe.ProbeSide
 	0, // 2: jumpmesh.probe.ProbeStart.hard:type_name -> jumpmesh.probe.ProbeStart.Hard
-	6, // 3: jumpmesh.probe.ProbeEvent.hit:type_name -> jumpmesh.probe.ProbeHit
-	6, // 4: jumpmesh.probe.ProbeEvent.ready:type_name -> jumpmesh.probe.ProbeHit
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	7, // 3: jumpmesh.probe.ProbeEvent.hit:type_name -> jumpmesh.probe.ProbeHit
+	7, // 4: jumpmesh.probe.ProbeEvent.ready:type_name -> jumpmesh.probe.ProbeHit
+	6, // 5: jumpmesh.probe.ProbeEvent.done:type_name -> jumpmesh.probe.ProbeDone
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_probe_proto_init() }
@@ -579,7 +637,7 @@ func file_probe_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_probe_proto_rawDesc), len(file_probe_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
