@@ -200,11 +200,15 @@ func (x *ProbeOffer) GetKey() []byte {
 }
 
 // ProbeAnswer answers it (console → peer). refused says why the console
-// will not probe (then the stream ends).
+// will not probe (then the stream ends). grant is a jump grant for this
+// peer that the console holds: the peer probes only for a console the
+// site granted, and only towards the console IP the coordinator signed in
+// it (JumpGrantBody.console_ip).
 type ProbeAnswer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Side          *ProbeSide             `protobuf:"bytes,1,opt,name=side,proto3" json:"side,omitempty"`
 	Refused       string                 `protobuf:"bytes,2,opt,name=refused,proto3" json:"refused,omitempty"`
+	Grant         *JumpGrant             `protobuf:"bytes,3,opt,name=grant,proto3" json:"grant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -251,6 +255,13 @@ func (x *ProbeAnswer) GetRefused() string {
 		return x.Refused
 	}
 	return ""
+}
+
+func (x *ProbeAnswer) GetGrant() *JumpGrant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
 }
 
 // ProbeStart fixes the roles (peer → console): which side opens the many
@@ -545,7 +556,7 @@ var File_probe_proto protoreflect.FileDescriptor
 
 const file_probe_proto_rawDesc = "" +
 	"\n" +
-	"\vprobe.proto\x12\x0ejumpmesh.probe\"]\n" +
+	"\vprobe.proto\x12\x0ejumpmesh.probe\x1a\rsession.proto\"]\n" +
 	"\tProbeSide\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1f\n" +
 	"\vudp_mapping\x18\x02 \x01(\tR\n" +
@@ -554,10 +565,11 @@ const file_probe_proto_rawDesc = "" +
 	"\n" +
 	"ProbeOffer\x12-\n" +
 	"\x04side\x18\x01 \x01(\v2\x19.jumpmesh.probe.ProbeSideR\x04side\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\fR\x03key\"V\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\"\x89\x01\n" +
 	"\vProbeAnswer\x12-\n" +
 	"\x04side\x18\x01 \x01(\v2\x19.jumpmesh.probe.ProbeSideR\x04side\x12\x18\n" +
-	"\arefused\x18\x02 \x01(\tR\arefused\"\x9c\x01\n" +
+	"\arefused\x18\x02 \x01(\tR\arefused\x121\n" +
+	"\x05grant\x18\x03 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\"\x9c\x01\n" +
 	"\n" +
 	"ProbeStart\x123\n" +
 	"\x04hard\x18\x01 \x01(\x0e2\x1f.jumpmesh.probe.ProbeStart.HardR\x04hard\x12\x18\n" +
@@ -605,19 +617,21 @@ var file_probe_proto_goTypes = []any{
 	(*ProbeEvent)(nil),   // 5: jumpmesh.probe.ProbeEvent
 	(*ProbeDone)(nil),    // 6: jumpmesh.probe.ProbeDone
 	(*ProbeHit)(nil),     // 7: jumpmesh.probe.ProbeHit
+	(*JumpGrant)(nil),    // 8: jumpmesh.session.JumpGrant
 }
 var file_probe_proto_depIdxs = []int32{
 	1, // 0: jumpmesh.probe.ProbeOffer.side:type_name -> jumpmesh.probe.ProbeSide
 	1, // 1: jumpmesh.probe.ProbeAnswer.side:type_name -> jumpmesh.probe.ProbeSide
-	0, // 2: jumpmesh.probe.ProbeStart.hard:type_name -> jumpmesh.probe.ProbeStart.Hard
-	7, // 3: jumpmesh.probe.ProbeEvent.hit:type_name -> jumpmesh.probe.ProbeHit
-	7, // 4: jumpmesh.probe.ProbeEvent.ready:type_name -> jumpmesh.probe.ProbeHit
-	6, // 5: jumpmesh.probe.ProbeEvent.done:type_name -> jumpmesh.probe.ProbeDone
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	8, // 2: jumpmesh.probe.ProbeAnswer.grant:type_name -> jumpmesh.session.JumpGrant
+	0, // 3: jumpmesh.probe.ProbeStart.hard:type_name -> jumpmesh.probe.ProbeStart.Hard
+	7, // 4: jumpmesh.probe.ProbeEvent.hit:type_name -> jumpmesh.probe.ProbeHit
+	7, // 5: jumpmesh.probe.ProbeEvent.ready:type_name -> jumpmesh.probe.ProbeHit
+	6, // 6: jumpmesh.probe.ProbeEvent.done:type_name -> jumpmesh.probe.ProbeDone
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_probe_proto_init() }
@@ -625,6 +639,7 @@ func file_probe_proto_init() {
 	if File_probe_proto != nil {
 		return
 	}
+	file_session_proto_init()
 	file_probe_proto_msgTypes[4].OneofWrappers = []any{
 		(*ProbeEvent_Hit)(nil),
 		(*ProbeEvent_Ready)(nil),
