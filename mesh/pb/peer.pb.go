@@ -824,8 +824,12 @@ type PeerWelcome struct {
 	// peer's puncher offers only the mappings its observers saw. Unset (a
 	// coordinator from before the setting) leaves it on.
 	NatPredictionOff bool `protobuf:"varint,10,opt,name=nat_prediction_off,json=natPredictionOff,proto3" json:"nat_prediction_off,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The site turned port-mapping probing off (nat-probing=false): the
+	// peer's puncher never probes (mesh/probe). Unset (a coordinator from
+	// before the setting) leaves it on.
+	NatProbingOff bool `protobuf:"varint,11,opt,name=nat_probing_off,json=natProbingOff,proto3" json:"nat_probing_off,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerWelcome) Reset() {
@@ -924,6 +928,13 @@ func (x *PeerWelcome) GetPassiveIdleSeconds() uint32 {
 func (x *PeerWelcome) GetNatPredictionOff() bool {
 	if x != nil {
 		return x.NatPredictionOff
+	}
+	return false
+}
+
+func (x *PeerWelcome) GetNatProbingOff() bool {
+	if x != nil {
+		return x.NatProbingOff
 	}
 	return false
 }
@@ -1597,7 +1608,7 @@ const file_peer_proto_rawDesc = "" +
 	"\apassive\x18\x06 \x01(\v2\x1a.jumpmesh.peer.PeerPassiveH\x00R\apassiveB\x06\n" +
 	"\x04body\"!\n" +
 	"\vPeerPassive\x12\x12\n" +
-	"\x04port\x18\x01 \x01(\rR\x04port\"\xd1\x03\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\"\xf9\x03\n" +
 	"\vPeerWelcome\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x124\n" +
@@ -1609,7 +1620,8 @@ const file_peer_proto_rawDesc = "" +
 	"\fpassive_port\x18\b \x01(\rR\vpassivePort\x120\n" +
 	"\x14passive_idle_seconds\x18\t \x01(\rR\x12passiveIdleSeconds\x12,\n" +
 	"\x12nat_prediction_off\x18\n" +
-	" \x01(\bR\x10natPredictionOff\"\xb0\x01\n" +
+	" \x01(\bR\x10natPredictionOff\x12&\n" +
+	"\x0fnat_probing_off\x18\v \x01(\bR\rnatProbingOff\"\xb0\x01\n" +
 	"\x0fLocalPolicyBody\x12\x17\n" +
 	"\asite_id\x18\x01 \x01(\fR\x06siteId\x12\x17\n" +
 	"\apeer_id\x18\x02 \x01(\fR\x06peerId\x128\n" +

@@ -107,8 +107,13 @@ type JumpGrantBody struct {
 	// jumpoint (peer ID) that may carry it and the target (IP:port) it may
 	// reach. peer is then empty; a peer refuses such a grant and a jumpoint
 	// refuses a grant without them for an agentless target.
-	Jumpoint      []byte `protobuf:"bytes,16,opt,name=jumpoint,proto3" json:"jumpoint,omitempty"`
-	Target        string `protobuf:"bytes,17,opt,name=target,proto3" json:"target,omitempty"`
+	Jumpoint []byte `protobuf:"bytes,16,opt,name=jumpoint,proto3" json:"jumpoint,omitempty"`
+	Target   string `protobuf:"bytes,17,opt,name=target,proto3" json:"target,omitempty"`
+	// The technician's public IP as the coordinator saw it on the connection
+	// that asked for the grant (its remote address); empty when that came
+	// through a relay circuit or cannot be told. Nothing in the request sets
+	// it. A peer probes port mappings (mesh/probe) towards this IP only.
+	ConsoleIp     string `protobuf:"bytes,18,opt,name=console_ip,json=consoleIp,proto3" json:"console_ip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -258,6 +263,13 @@ func (x *JumpGrantBody) GetJumpoint() []byte {
 func (x *JumpGrantBody) GetTarget() string {
 	if x != nil {
 		return x.Target
+	}
+	return ""
+}
+
+func (x *JumpGrantBody) GetConsoleIp() string {
+	if x != nil {
+		return x.ConsoleIp
 	}
 	return ""
 }
@@ -1466,7 +1478,7 @@ var File_session_proto protoreflect.FileDescriptor
 const file_session_proto_rawDesc = "" +
 	"\n" +
 	"\rsession.proto\x12\x10jumpmesh.session\x1a\n" +
-	"site.proto\"\xe7\x04\n" +
+	"site.proto\"\x86\x05\n" +
 	"\rJumpGrantBody\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x17\n" +
 	"\asite_id\x18\x02 \x01(\fR\x06siteId\x12\x1e\n" +
@@ -1488,7 +1500,9 @@ const file_session_proto_rawDesc = "" +
 	"\x0eallow_commands\x18\x0e \x03(\tR\rallowCommands\x12;\n" +
 	"\x1aallow_commands_not_present\x18\x0f \x03(\tR\x17allowCommandsNotPresent\x12\x1a\n" +
 	"\bjumpoint\x18\x10 \x01(\fR\bjumpoint\x12\x16\n" +
-	"\x06target\x18\x11 \x01(\tR\x06target\"=\n" +
+	"\x06target\x18\x11 \x01(\tR\x06target\x12\x1d\n" +
+	"\n" +
+	"console_ip\x18\x12 \x01(\tR\tconsoleIp\"=\n" +
 	"\tJumpGrant\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xe7\x01\n" +

@@ -1094,6 +1094,9 @@ type Settings struct {
 	// Peers predict the next ports of a NAT that allocates them in sequence
 	// when hole punching (nat-prediction; unset means true).
 	NatPrediction *bool `protobuf:"varint,18,opt,name=nat_prediction,json=natPrediction,proto3,oneof" json:"nat_prediction,omitempty"`
+	// Peers and consoles probe port mappings (mesh/probe) when a hole punch
+	// cannot work (nat-probing; unset means true).
+	NatProbing    *bool `protobuf:"varint,19,opt,name=nat_probing,json=natProbing,proto3,oneof" json:"nat_probing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1250,6 +1253,13 @@ func (x *Settings) GetPassiveIdleSeconds() uint32 {
 func (x *Settings) GetNatPrediction() bool {
 	if x != nil && x.NatPrediction != nil {
 		return *x.NatPrediction
+	}
+	return false
+}
+
+func (x *Settings) GetNatProbing() bool {
+	if x != nil && x.NatProbing != nil {
+		return *x.NatProbing
 	}
 	return false
 }
@@ -1662,7 +1672,7 @@ const file_site_proto_rawDesc = "" +
 	"\aforward\x18\x05 \x01(\bR\aforward\x12#\n" +
 	"\rfile_transfer\x18\x06 \x01(\bR\ffileTransfer\x12'\n" +
 	"\x0frequire_consent\x18\a \x01(\bR\x0erequireConsent\x12%\n" +
-	"\x0eallow_commands\x18\b \x03(\tR\rallowCommands\"\xbb\a\n" +
+	"\x0eallow_commands\x18\b \x03(\tR\rallowCommands\"\xf1\a\n" +
 	"\bSettings\x12&\n" +
 	"\x0flost_after_days\x18\x01 \x01(\rR\rlostAfterDays\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x12'\n" +
@@ -1683,9 +1693,12 @@ const file_site_proto_rawDesc = "" +
 	"\n" +
 	"allow_wake\x18\x10 \x01(\bH\x00R\tallowWake\x88\x01\x01\x120\n" +
 	"\x14passive_idle_seconds\x18\x11 \x01(\rR\x12passiveIdleSeconds\x12*\n" +
-	"\x0enat_prediction\x18\x12 \x01(\bH\x01R\rnatPrediction\x88\x01\x01B\r\n" +
+	"\x0enat_prediction\x18\x12 \x01(\bH\x01R\rnatPrediction\x88\x01\x01\x12$\n" +
+	"\vnat_probing\x18\x13 \x01(\bH\x02R\n" +
+	"natProbing\x88\x01\x01B\r\n" +
 	"\v_allow_wakeB\x11\n" +
-	"\x0f_nat_prediction\"\xe6\x01\n" +
+	"\x0f_nat_predictionB\x0e\n" +
+	"\f_nat_probing\"\xe6\x01\n" +
 	"\tInstaller\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x123\n" +
