@@ -41,6 +41,13 @@
 //     than that revocation, so neither clock resolution nor the peer's
 //     clock can make a fresh grant look withdrawn or an old one look fresh.
 //
+// The body also carries console_ip: the technician's public IP as the
+// coordinator saw it on the connection that asked for the grant (empty
+// through a relay circuit). Gate.ConsoleIP hands it, while a grant of that
+// technician can still open channels, to the peer's puncher: the only
+// address port-mapping probing (mesh/probe) may aim at, so a console cannot
+// point a peer's packets at a third party.
+//
 // Revocation reaches only peers online at the coordinator; a peer cut off
 // from it misses the revocation, and Limits.OpenFor bounds what that costs.
 package grant

@@ -1,12 +1,14 @@
 package grant
 
 import (
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -91,6 +93,7 @@ func (r Revocation) Covers(technician peer.ID, issued int64) bool {
 // Limits.OpenFor after the first use.
 type Gate struct {
 	limits  Limits
+	clock   mesh.Clock // ConsoleIP's; Admit takes its time from Check.Now
 	mu      sync.Mutex
 	seen    map[string]*binding
 	revoked map[peer.ID]revoked // by technician; "" is every technician
@@ -104,6 +107,7 @@ type binding struct {
 	first      time.Time // first use, on the peer's clock
 	conns      []Conn    // the connections the grant is bound to, first first
 	revoked    bool
+	consoleIP  netip.Addr // the grant's console_ip; invalid when absent or garbage
 }
 
 // revoked is the latest revocation for one technician (or all).
@@ -117,9 +121,20 @@ func (b *binding) live() bool {
 	return slices.ContainsFunc(b.conns, func(c Conn) bool { return !c.IsClosed() })
 }
 
+// GateOption configures NewGate.
+type GateOption func(*Gate)
+
+// WithClock is the clock ConsoleIP reads (the peer's); without it, the
+// system clock.
+func WithClock(c mesh.Clock) GateOption { return func(g *Gate) { g.clock = c } }
+
 // NewGate returns a gate with limits l (zero fields: defaults).
-func NewGate(l Limits) *Gate {
-	return &Gate{limits: l.withDefaults(), seen: map[string]*binding{}, revoked: map[peer.ID]revoked{}}
+func NewGate(l Limits, opts ...GateOption) *Gate {
+	g := &Gate{limits: l.withDefaults(), clock: mesh.SystemClock{}, seen: map[string]*binding{}, revoked: map[peer.ID]revoked{}}
+	for _, o := range opts {
+		o(g)
+	}
+	return g
 }
 
 // Limits are the gate's limits, defaults filled in.
@@ -165,8 +180,45 @@ func (g *Gate) Admit(gr *pb.JumpGrant, c Check, conn Conn) (*pb.JumpGrantBody, e
 	if !now.Before(expires) {
 		return body, catalog.Errorf(catalog.CodeGrantInvalid, "(expired at %s)", expires.UTC().Format(time.RFC3339))
 	}
-	g.seen[key] = &binding{technician: c.Technician, issued: body.GetIssuedUnix(), expires: expires, first: now, conns: []Conn{conn}}
+	g.seen[key] = &binding{technician: c.Technician, issued: body.GetIssuedUnix(), expires: expires, first: now, conns: []Conn{conn},
+		consoleIP: parseConsoleIP(body.GetConsoleIp())}
 	return body, nil
+}
+
+// ConsoleIP is the console_ip of the most recently first used grant this
+// gate admitted for technician that can still open channels: first used
+// less than Limits.OpenFor ago, not revoked, and bound to a connection that
+// is still open. ok is false when there is none, or when that grant named
+// no console IP (or one that does not parse). It is the one address a peer
+// may aim port-mapping probes at (mesh/probe): the coordinator saw the
+// technician there and signed it, so the console could not choose it.
+func (g *Gate) ConsoleIP(technician peer.ID) (netip.Addr, bool) {
+	now := g.clock.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var best *binding
+	for _, b := range g.seen {
+		switch {
+		case b.technician != technician || b.revoked || g.revokedLocked(technician, b.issued):
+		case !now.Before(b.first.Add(g.limits.OpenFor)) || !b.live():
+		case best == nil || b.first.After(best.first) || (b.first.Equal(best.first) && b.issued > best.issued):
+			best = b
+		}
+	}
+	if best == nil || !best.consoleIP.IsValid() {
+		return netip.Addr{}, false
+	}
+	return best.consoleIP, true
+}
+
+// parseConsoleIP reads a grant's console_ip: a bare IP, IPv4 in IPv6
+// unmapped, no zone; anything else is the invalid Addr.
+func parseConsoleIP(s string) netip.Addr {
+	ip, err := netip.ParseAddr(s)
+	if err != nil || ip.Zone() != "" || ip.IsUnspecified() {
+		return netip.Addr{}
+	}
+	return ip.Unmap()
 }
 
 // Revoked reports, as grant_revoked, whether a revocation withdrew body's
