@@ -83,9 +83,11 @@ func Initiate(ctx context.Context, s network.Stream, l Local) (Result, error) {
 	x.log.Debug("probe start", logRemote, x.remote, logHard, x.res.Hard)
 	switch x.res.Hard {
 	case pb.ProbeStart_PEER:
-		return x.result(start), x.hard(ans.GetSide(), MaxSockets)
+		err := x.hard(ans.GetSide(), MaxSockets)
+		return x.result(start), err
 	case pb.ProbeStart_CONSOLE:
-		return x.result(start), x.easy(ans.GetSide(), MaxProbes, MaxSockets)
+		err := x.easy(ans.GetSide(), MaxProbes, MaxSockets)
+		return x.result(start), err
 	}
 	return x.result(start), nil
 }
@@ -127,9 +129,11 @@ func Respond(ctx context.Context, s network.Stream, l Local) (Result, error) {
 	case pb.ProbeStart_NONE:
 		return x.result(start), nil
 	case pb.ProbeStart_CONSOLE:
-		return x.result(start), x.hard(offer.GetSide(), clamp(st.GetSockets(), MaxSockets))
+		err := x.hard(offer.GetSide(), clamp(st.GetSockets(), MaxSockets))
+		return x.result(start), err
 	case pb.ProbeStart_PEER:
-		return x.result(start), x.easy(offer.GetSide(), clamp(st.GetProbes(), MaxProbes), clamp(st.GetSockets(), MaxSockets))
+		err := x.easy(offer.GetSide(), clamp(st.GetProbes(), MaxProbes), clamp(st.GetSockets(), MaxSockets))
+		return x.result(start), err
 	}
 	x.fail(fmt.Sprintf("unknown role %d", x.res.Hard))
 	return x.result(start), fmt.Errorf("%w: unknown role %d", ErrProtocol, x.res.Hard)

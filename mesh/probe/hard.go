@@ -15,6 +15,9 @@ import (
 // opens: on loopback there is no NAT, and a socket's mapping is its port.
 var testSocketOpened func(index int, port uint16)
 
+// testSent, when set (tests), hears of each packet sent and when.
+var testSent func(typ byte, at time.Time)
+
 // hit is a packet that crossed: the hard side's socket index, the hard
 // NAT's public port of it, and (own hits) where the packet came from.
 type hit struct {
@@ -98,6 +101,9 @@ func (x *session) hard(remote *pb.ProbeSide, n int) error {
 			if _, err := c.WriteToUDPAddrPort(seal(x.key, packet{typ: typeOpener, index: uint16(i)}), e); err == nil {
 				x.res.OpenersSent++
 			}
+			if testSent != nil {
+				testSent(typeOpener, time.Now())
+			}
 			gap.Reset(OpenerGap)
 		case h := <-hits:
 			got, found = h, true
@@ -121,7 +127,7 @@ func (x *session) hard(remote *pb.ProbeSide, n int) error {
 			case *pb.ProbeEvent_Failed:
 				return fmt.Errorf("%w: %s", ErrRemoteFailed, ev.Failed)
 			case *pb.ProbeEvent_Done:
-				x.res.ProbesSent = clamp(ev.Done.GetProbesSent(), MaxProbes)
+				x.res.ProbesSent = int(min(ev.Done.GetProbesSent(), MaxProbes))
 				return fmt.Errorf("%w: %s", ErrNoHit, ev.Done.GetError())
 			}
 		}
@@ -155,7 +161,7 @@ func (x *session) hard(remote *pb.ProbeSide, n int) error {
 				p.stop()
 				return fmt.Errorf("%w: %s", ErrRemoteFailed, ev.Failed)
 			case *pb.ProbeEvent_Done:
-				x.res.ProbesSent = clamp(ev.Done.GetProbesSent(), MaxProbes)
+				x.res.ProbesSent = int(min(ev.Done.GetProbesSent(), MaxProbes))
 				if ev.Done.GetError() != "" {
 					p.stop()
 					return fmt.Errorf("%w: the dial failed: %s", ErrRemoteFailed, ev.Done.GetError())
