@@ -247,7 +247,7 @@ func TestPresets(t *testing.T) {
 
 			// Filtering: the mapping towards s1 refuses a host the client
 			// never wrote to and s1's own other port; each refused packet
-			// ends at the NAT with no socket. s1 itself still gets through.
+			// is dropped at the NAT. s1 itself still gets through.
 			mapped := seen[0]
 			expectRefused(t, nw, nl.udp["stranger"], mapped, "unsolicited from a stranger")
 			expectRefused(t, nw, nl.udp["s1b"], mapped, "unsolicited from s1's other port")
@@ -334,7 +334,7 @@ func checkMapping(t *testing.T, proto string, preserved bool, local uint16, seen
 }
 
 // expectRefused sends an unsolicited datagram from `from` to the NAT mapping
-// and waits until the NAT counts it as arriving at no socket.
+// and waits until the NAT counts it as refused (dropped in its input chain).
 func expectRefused(t *testing.T, nw *netlab.Network, from net.PacketConn, mapped netip.AddrPort, what string) {
 	t.Helper()
 	before, err := nw.NATStats()
@@ -346,7 +346,7 @@ func expectRefused(t *testing.T, nw *netlab.Network, from net.PacketConn, mapped
 	}
 	eventually(t, waitLong, what+" refused at the NAT", func() (bool, error) {
 		s, err := nw.NATStats()
-		return s.UDPNoPorts > before.UDPNoPorts, err
+		return s.UDPRefused > before.UDPRefused, err
 	})
 }
 
@@ -402,4 +402,43 @@ func expectSilentSYN(t *testing.T, nw *netlab.Network, from *netlab.Host, to net
 		s, err := nw.NATStats()
 		return s.Unsolicited > before.Unsolicited, err
 	})
+}
+
+// TestUnsolicitedUDPTakesNoPort is the reason the NATs drop new UDP from the
+// WAN to themselves: delivered locally, such a datagram got a confirmed
+// conntrack entry, and the host's next flow to its sender, whose reply tuple
+// equals that entry, left from another port. Port-mapping probing hits
+// exactly that: a packet reaching a NAT before the mapping it aims at exists.
+// Here a stranger writes to an easy NAT's mapping first; the host behind it
+// then writes to the stranger from the same socket, and the stranger must
+// see the same mapping.
+func TestUnsolicitedUDPTakesNoPort(t *testing.T) {
+	lab := labtest.New(t, netlab.Topology{
+		Networks: []netlab.NetworkSpec{{Name: "pub", NAT: netlab.Public}, {Name: "easy", NAT: netlab.Easy}},
+		Hosts: []netlab.HostSpec{
+			{Name: "s1", Network: "pub"}, {Name: "stranger", Network: "pub"},
+			{Name: "c", Network: "easy"},
+		},
+	})
+	serveProbes(t, lab.Host("s1"), probePort)
+	stranger := serveProbes(t, lab.Host("stranger"), probePort)
+	c := lab.Host("c")
+	nw := c.Network()
+	pc, err := c.ListenPacket("udp4", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped, err := probe.UDP(ctxFor(t, waitLong), pc, netip.AddrPortFrom(lab.Host("s1").Addr(), probePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectRefused(t, nw, stranger, mapped, "unsolicited from a stranger")
+	strangerAddr := netip.AddrPortFrom(lab.Host("stranger").Addr(), probePort)
+	seen, err := probe.UDP(ctxFor(t, waitLong), pc, strangerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen != mapped {
+		t.Errorf("after the stranger's unsolicited datagram, the stranger sees the host as %v, want its mapping %v (the port was taken)", seen, mapped)
+	}
 }

@@ -15,6 +15,7 @@ import (
 // Rule comments the lab reads counters back by.
 const (
 	ruleUnsolicited = "unsolicited"  // NAT: new inbound flows from the WAN
+	ruleUDPRefused  = "udp-refused"  // NAT: new UDP from the WAN to the router itself
 	ruleUDPBlocked  = "udp-blocked"  // udp-blocked: UDP through the NAT
 	ruleForward     = "forward"      // NAT: a port forward (DNAT and its acceptance)
 	ruleLoss        = "loss"         // link: random loss at ingress
@@ -66,7 +67,7 @@ func addNAT(c *nftables.Conn, where, prefix, wan string, public netip.Addr, p Pr
 	}
 	// Conntrack lets replies in; nothing else may start from the WAN side.
 	// (Unsolicited packets to the router's own address never reach this
-	// chain: they are delivered locally; see the input chain below.)
+	// chain: they go to the input chain below.)
 	c.AddRule(&nftables.Rule{Table: t, Chain: fwd, UserData: comment(ruleUnsolicited), Exprs: append([]expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(wan)},
@@ -76,17 +77,23 @@ func addNAT(c *nftables.Conn, where, prefix, wan string, public netip.Addr, p Pr
 	// a SYN that arrives before the local side's own SYN made the mapping.
 	// Delivered locally, such a SYN would find no socket and draw a RST
 	// that kills the punch; drop new TCP from the WAN to the router itself.
-	// (UDP still gets there and is counted as NoPorts.)
 	input := c.AddChain(&nftables.Chain{
 		Name: "input", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept,
 	})
-	c.AddRule(&nftables.Rule{Table: t, Chain: input, UserData: comment(ruleUnsolicited), Exprs: append([]expr.Any{
-		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(wan)},
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-	}, dropNewFlows()...)})
+	c.AddRule(&nftables.Rule{Table: t, Chain: input, UserData: comment(ruleUnsolicited), Exprs: append(wanProto(wan, unix.IPPROTO_TCP),
+		dropNewFlows()...)})
+	// New UDP from the WAN to the router itself is dropped too, as a real
+	// gateway's firewall does (OpenWrt's wan zone rejects input, most home
+	// routers drop it). Delivered locally, the datagram would find no
+	// socket, yet conntrack would confirm an entry for it; a later outbound
+	// flow whose reply tuple equals that entry then gets another source
+	// port. So a punch or probe packet that reaches a NAT before the
+	// mapping it aims at exists would take, from the mapping made next,
+	// exactly the port it was aimed at. Dropped here, the entry is never
+	// confirmed (confirmation comes after the filter hooks).
+	c.AddRule(&nftables.Rule{Table: t, Chain: input, UserData: comment(ruleUDPRefused), Exprs: append(wanProto(wan, unix.IPPROTO_UDP),
+		dropNewFlows()...)})
 	if p == UDPBlocked {
 		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, UserData: comment(ruleUDPBlocked), Exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -174,6 +181,16 @@ func addForwards(c *nftables.Conn, t *nftables.Table, fwd *nftables.Chain, wan s
 
 // ctStatusDNAT is IPS_DST_NAT: conntrack status of a destination-NATed flow.
 const ctStatusDNAT = 1 << 5
+
+// wanProto starts a rule: packets of one L4 protocol arriving on wan.
+func wanProto(wan string, proto byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(wan)},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+	}
+}
 
 // dropNewFlows ends a rule: count and drop packets that start a flow
 // (conntrack state new or invalid).

@@ -1,28 +1,20 @@
 package netlab
 
-import (
-	"bufio"
-	"bytes"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
-
-	"github.com/google/nftables"
-)
+import "github.com/google/nftables"
 
 // NATStats counts what a network's NAT dropped. For cgnat the carrier's
 // counts are included.
 type NATStats struct {
-	// Unsolicited counts new flows from the WAN side that the NAT refused
-	// to forward.
+	// Unsolicited counts new flows from the WAN side that the NAT refused:
+	// to forward, and TCP to the NAT itself (silently, RFC 5382 REQ-4).
 	Unsolicited uint64
 	// UDPBlocked counts UDP packets dropped by a udp-blocked NAT.
 	UDPBlocked uint64
-	// UDPNoPorts counts UDP datagrams addressed to the NAT itself that
-	// matched no mapping and no socket: where unsolicited packets to a
-	// mapped address end when the filtering refuses them.
-	UDPNoPorts uint64
+	// UDPRefused counts UDP datagrams from the WAN side, addressed to the
+	// NAT itself, that matched no mapping (conntrack new): where
+	// unsolicited packets to a mapped address end when the filtering
+	// refuses them. The NAT drops them, as a real gateway's firewall does.
+	UDPRefused uint64
 }
 
 // NATStats reads the counters of the network's NAT; all zero for public and
@@ -45,13 +37,13 @@ func (n *Network) NATStats() (NATStats, error) {
 		if err != nil {
 			return s, err
 		}
-		np, err := snmpCounter(ns, "Udp", "NoPorts")
+		r, err := counters(ns, table, nftables.TableFamilyIPv4, ruleUDPRefused)
 		if err != nil {
 			return s, err
 		}
 		s.Unsolicited += u
 		s.UDPBlocked += b
-		s.UDPNoPorts += np
+		s.UDPRefused += r
 	}
 	return s, nil
 }
@@ -116,38 +108,4 @@ func (c *cable) stats(prefix string) (LinkStats, error) {
 		s.WireDrops = c.wire.drops.Load()
 	}
 	return s, nil
-}
-
-// snmpCounter reads one counter of /proc/net/snmp as seen inside ns. The
-// file holds pairs of lines per protocol: names, then values.
-func snmpCounter(ns *netNS, proto, name string) (uint64, error) {
-	var data []byte
-	err := ns.do(func() (err error) {
-		// thread-self: /proc/self/net is the namespace of the process's
-		// main thread, not of this one.
-		data, err = os.ReadFile("/proc/thread-self/net/snmp")
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	var header []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 || f[0] != proto+":" {
-			continue
-		}
-		if header == nil {
-			header = f
-			continue
-		}
-		for i := 1; i < len(f) && i < len(header); i++ {
-			if header[i] == name {
-				return strconv.ParseUint(f[i], 10, 64)
-			}
-		}
-		break
-	}
-	return 0, fmt.Errorf("no %s %s in snmp of %s", proto, name, ns.name)
 }
