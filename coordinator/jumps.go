@@ -2,11 +2,14 @@ package coordinator
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
@@ -154,7 +157,33 @@ func (s *Service) grantBody(c *caller, rec *pb.Peer, now time.Time) (*pb.JumpGra
 	}
 	return &pb.JumpGrantBody{SiteId: []byte(s.siteID), Technician: []byte(c.peer), Peer: rec.GetId(),
 		Capabilities: present, CapabilitiesNotPresent: absent, SessionPolicy: presentName, SessionPolicyNotPresent: absentName,
-		RequireConsent: consent, IssuedUnix: now.Unix(), ExpiresUnix: now.Add(GrantLifetime).Unix(), User: c.name()}, nil
+		RequireConsent: consent, IssuedUnix: now.Unix(), ExpiresUnix: now.Add(GrantLifetime).Unix(), User: c.name(),
+		ConsoleIp: consoleIP(c.addr)}, nil
+}
+
+// consoleIP is the IP the technician's request came from, for the grant's
+// console_ip (the one address a peer may aim port-mapping probes at): the
+// IP of the control connection's remote address, IPv4 in IPv6 as IPv4; ""
+// when the request came through a relay circuit (that IP would be the
+// relay's) or the address has no usable IP (none, unspecified, or
+// link-local, which means nothing without its zone). It comes from the connection,
+// never from the request, so a console cannot choose it.
+func consoleIP(a ma.Multiaddr) string {
+	if a == nil {
+		return ""
+	}
+	if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+		return ""
+	}
+	ip, err := manet.ToIP(a)
+	if err != nil {
+		return ""
+	}
+	addr, ok := netip.AddrFromSlice(ip)
+	if addr = addr.Unmap(); !ok || addr.IsUnspecified() || addr.IsLinkLocalUnicast() {
+		return ""
+	}
+	return addr.String()
 }
 
 // policyCaps reads a session policy; no policy allows everything, a policy

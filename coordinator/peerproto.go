@@ -156,7 +156,7 @@ func (s *Service) welcome(rec *pb.Peer, observed string) *pb.PeerWelcome {
 	return &pb.PeerWelcome{Peer: rec, DeleteAfterDays: st.GetDeleteAfterDays(), StatsIntervalSeconds: st.GetStatsIntervalSeconds(),
 		RestrictLocalUninstall: st.GetRestrictLocalUninstall(), ObservedAddr: observed, Relays: encodeAddrs(s.relayAddrs()),
 		LocalPolicy: s.localPolicy(peer.ID(rec.GetId()), st), PassivePort: st.GetPassivePort(), PassiveIdleSeconds: st.GetPassiveIdleSeconds(),
-		NatPredictionOff: !st.GetNatPrediction()}
+		NatPredictionOff: !st.GetNatPrediction(), NatProbingOff: !st.GetNatProbing()}
 }
 
 // tellUninstall orders the peer to uninstall and closes our side for

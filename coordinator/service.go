@@ -152,6 +152,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 type caller struct {
 	peer peer.ID
 	user *pb.User
+	// addr is the remote address of the connection the request came on
+	// (control.RemoteAddr); nil when unknown (a call from inside).
+	addr ma.Multiaddr
 }
 
 func (c *caller) name() string  { return c.user.GetName() }
@@ -174,6 +177,7 @@ func (s *Service) Handle(ctx context.Context, remote peer.ID, req *pb.Request) (
 	if err != nil {
 		return nil, err
 	}
+	c.addr = control.RemoteAddr(ctx)
 	return s.dispatch(c, req)
 }
 

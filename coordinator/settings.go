@@ -46,6 +46,7 @@ func DefaultSettings() *pb.Settings {
 		AllowWake:              proto.Bool(true),
 		PassiveIdleSeconds:     900,
 		NatPrediction:          proto.Bool(true),
+		NatProbing:             proto.Bool(true),
 	}
 }
 
@@ -345,6 +346,7 @@ var settingsSpecs = []settingSpec{
 		func(s *pb.Settings) *uint32 { return &s.PassiveIdleSeconds },
 		"Seconds a passive peer stays connected without a session after it was woken, before it goes passive again."),
 	settingNATPrediction(),
+	settingNATProbing(),
 }
 
 // settingAllowWake is allow-wake, an optional bool: unset (a site made
@@ -388,6 +390,29 @@ func settingNATPrediction() settingSpec {
 		fill: func(s, def *pb.Settings) {
 			if s.NatPrediction == nil {
 				s.NatPrediction = proto.Bool(def.GetNatPrediction())
+			}
+		},
+	}
+}
+
+// settingNATProbing is nat-probing, an optional bool: unset (a site made
+// before it existed) means true.
+func settingNATProbing() settingSpec {
+	const key = "nat-probing"
+	return settingSpec{
+		key: key, rng: "true or false",
+		desc: "When a hole punch cannot work (one side's NAT maps every destination to a new random port), peers and consoles holding a grant probe for a port mapping over UDP (at most 256 + 1024 paced packets per try, 2 tries per relayed connection, only towards the console IP the coordinator signed in the grant); if false the connection stays relayed.",
+		show: func(s *pb.Settings) string { return strconv.FormatBool(s.GetNatProbing()) },
+		set: func(s *pb.Settings, v string) *catalog.Error {
+			b, err := parseSettingBool(key, v)
+			if err == nil {
+				s.NatProbing = proto.Bool(b)
+			}
+			return err
+		},
+		fill: func(s, def *pb.Settings) {
+			if s.NatProbing == nil {
+				s.NatProbing = proto.Bool(def.GetNatProbing())
 			}
 		},
 	}

@@ -264,12 +264,13 @@ func TestSettingsTable(t *testing.T) {
 	wantOrder := []string{"lost-after-days", "delete-after-days", "connection-rate", "max-session-starts", "max-session-starts-per-technician",
 		"concurrent-jumps", "passive-port", "stats-interval", "uninstalled-behavior", "restrict-local-uninstall",
 		"max-peers", "max-active-peers", "max-concurrent-upgrades", "upgrade-bandwidth", "default-connection-type",
-		"allow-wake", "passive-idle-seconds", "nat-prediction"}
+		"allow-wake", "passive-idle-seconds", "nat-prediction", "nat-probing"}
 	wantValue := map[string]string{
 		"stats-interval": "60s", "upgrade-bandwidth": "10 MiB/s", "max-peers": "unlimited",
 		"uninstalled-behavior": "mark", "concurrent-jumps": "true", "lost-after-days": "30",
 		"default-connection-type": "active", "passive-port": "5832",
 		"allow-wake": "true", "passive-idle-seconds": "900", "nat-prediction": "true",
+		"nat-probing": "true",
 	}
 	values := make(map[string]string)
 	for i, row := range rows {
@@ -310,6 +311,21 @@ func TestSettingsNATPredictionUnsetIsTrue(t *testing.T) {
 	}
 	if _, err := ApplySettings(nil, map[string]string{"nat-prediction": "sometimes"}); !catalog.HasCode(err, catalog.CodeInvalidArgument) {
 		t.Fatalf("nat-prediction=sometimes: %v", err)
+	}
+}
+
+// nat-probing is an optional bool: a site stored before it existed
+// probes; false is kept; anything but a bool is refused.
+func TestSettingsNATProbingUnsetIsTrue(t *testing.T) {
+	if !SettingsWithDefaults(&pb.Settings{LostAfterDays: 40, NatPrediction: proto.Bool(false)}).GetNatProbing() {
+		t.Fatal("unset nat-probing read as false, want true")
+	}
+	off, err := ApplySettings(nil, map[string]string{"nat-probing": "false"})
+	if err != nil || off.NatProbing == nil || off.GetNatProbing() || SettingsWithDefaults(off).GetNatProbing() || !off.GetNatPrediction() {
+		t.Fatalf("nat-probing=false: %v (nat-prediction %v), %v", off.GetNatProbing(), off.GetNatPrediction(), err)
+	}
+	if _, err := ApplySettings(nil, map[string]string{"nat-probing": "often"}); !catalog.HasCode(err, catalog.CodeInvalidArgument) {
+		t.Fatalf("nat-probing=often: %v", err)
 	}
 }
 

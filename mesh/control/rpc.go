@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-msgio/pbio"
+	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
@@ -65,6 +66,16 @@ func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Res
 // ControlHandler answers one control request from an authenticated remote.
 type Handler func(ctx context.Context, remote peer.ID, req *pb.Request) (*pb.Response, error)
 
+type remoteAddrKey struct{}
+
+// RemoteAddr is, in a Handler's ctx, the remote address of the connection
+// the request arrived on (with /p2p-circuit when it came through a relay);
+// nil elsewhere.
+func RemoteAddr(ctx context.Context) ma.Multiaddr {
+	a, _ := ctx.Value(remoteAddrKey{}).(ma.Multiaddr)
+	return a
+}
+
 // Admission is what a ControlGate allows one stream.
 type Admission struct {
 	// MaxMessage bounds the request (0: MaxControlMessage).
@@ -110,7 +121,7 @@ func Serve(ctx context.Context, h host.Host, handler Handler, opts ...ServeOptio
 			s.Reset()
 			return
 		}
-		resp, err := handler(ctx, remote, req)
+		resp, err := handler(context.WithValue(ctx, remoteAddrKey{}, s.Conn().RemoteMultiaddr()), remote, req)
 		if err != nil {
 			resp = &pb.Response{Error: catalog.ErrorToPB(err)}
 		}
