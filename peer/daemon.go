@@ -111,6 +111,9 @@ type Daemon struct {
 	// natPrediction is the site's nat-prediction setting as the last
 	// welcome told it (natprediction.go).
 	natPrediction natPrediction
+	// natProbing is the site's nat-probing setting as the last welcome
+	// told it (natprobing.go).
+	natProbing natProbing
 	// puncher is the running hole puncher (nil behind jumpoints); natNews
 	// says it saw something new of the NAT (nat.go).
 	puncher *punch.Puncher
@@ -163,7 +166,8 @@ func Open(cfg RunConfig) (*Daemon, error) {
 	}
 	h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
 	d := &Daemon{cfg: cfg, config: config, site: site, host: h, state: state, natNews: make(chan struct{}, 1), clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults(),
-		sess: &sessions{gate: grant.NewGate(grant.DefaultLimits())}, jumpoints: jumpoints, log: log}
+		jumpoints: jumpoints, log: log}
+	d.sess = &sessions{gate: grant.NewGate(grant.DefaultLimits(), grant.WithClock(d.clock))}
 	d.reserver = newReserver(d)
 	d.passive.keyPassive = keyIsPassive(config)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
@@ -290,7 +294,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else {
 		// The coordinator and the relays are the observers the puncher
 		// trusts to say what our NAT maps our listening port to.
-		puncher, err := punch.Start(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.IsRelay(id) }, d.log, punch.WithPrediction(d.natPrediction.on), punch.WithNATChange(d.natChanged))
+		// Port-mapping probing aims only at the console IP the coordinator
+		// signed in a grant the console showed this peer (grant.Gate).
+		puncher, err := punch.Start(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.IsRelay(id) }, d.log,
+			punch.WithPrediction(d.natPrediction.on), punch.WithNATChange(d.natChanged),
+			punch.WithProbing(d.natProbing.on), punch.WithGranted(d.sess.gate.ConsoleIP))
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,22 @@
 package peer
 
-import "github.com/libp2p/go-libp2p/core/host"
+import (
+	"net/netip"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	lpeer "github.com/libp2p/go-libp2p/core/peer"
+)
 
 // HostOf is the daemon's libp2p host, for tests that look at its transports
 // and connections.
 func HostOf(d *Daemon) host.Host { return d.host }
+
+// ProbingOn is what the daemon's puncher asks before a probe exchange
+// (punch.WithProbing).
+func ProbingOn(d *Daemon) bool { return d.natProbing.on() }
+
+// GrantedConsoleIP is what the daemon's puncher learns of a console's
+// public IP (punch.WithGranted).
+func GrantedConsoleIP(d *Daemon, console lpeer.ID) (netip.Addr, bool) {
+	return d.sess.gate.ConsoleIP(console)
+}

@@ -119,6 +119,7 @@ func (d *Daemon) applyWelcome(w *pb.PeerWelcome, connected bool) {
 		s.LastError, s.LastErrorCode = "", ""
 	})
 	d.natPrediction.off.Store(w.GetNatPredictionOff())
+	d.natProbing.off.Store(w.GetNatProbingOff())
 	d.syncPassive()
 }
 
