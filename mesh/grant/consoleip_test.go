@@ -124,3 +124,46 @@ func TestGateConsoleIPGarbage(t *testing.T) {
 	admit(t, gate, f, signIP(t, f, f.tech, now, "::ffff:203.0.113.7"), &conn{remote: f.tech}, now, "", "mapped")
 	wantConsoleIP(t, gate, f.tech, "203.0.113.7", "IPv4 in IPv6")
 }
+
+// checkShown calls CheckConsoleIP for a grant shown by tech at at and
+// wants ip (code "") or a refusal with code.
+func checkShown(t *testing.T, gate *grant.Gate, f fixture, g *pb.JumpGrant, tech peer.ID, at time.Time, ip string, code catalog.Code, what string) {
+	t.Helper()
+	c := f.check()
+	c.Technician, c.Now = tech, at
+	got, err := gate.CheckConsoleIP(g, c)
+	if catalog.CodeOf(err) != code || (code == "" && got != netip.MustParseAddr(ip)) {
+		t.Fatalf("%s: %s, %v; want %q, code %q", what, got, err, ip, code)
+	}
+}
+
+// A grant shown in a probe answer gives its console IP without being used
+// up; nothing else a console could show gives one.
+func TestGateCheckConsoleIP(t *testing.T) {
+	f := newFixture(t)
+	other := newFixture(t)
+	gate := grant.NewGate(grant.Limits{OpenFor: 3 * time.Minute}, grant.WithClock(mesh.NewManualClock(now)))
+	g := signIP(t, f, f.tech, now, "203.0.113.7")
+	checkShown(t, gate, f, g, f.tech, now, "203.0.113.7", "", "an unused grant")
+	checkShown(t, gate, f, g, f.tech, now, "203.0.113.7", "", "shown again")
+	c := &conn{remote: f.tech}
+	admit(t, gate, f, g, c, now, "", "the session opens with it afterwards")
+	// Admitted: usable past its own expiry, up to the gate's bound.
+	checkShown(t, gate, f, g, f.tech, now.Add(2*time.Minute), "203.0.113.7", "", "admitted, past its expiry")
+	checkShown(t, gate, f, g, f.tech, now.Add(3*time.Minute), "", catalog.CodeGrantExpired, "admitted, past the bound")
+
+	checkShown(t, gate, f, signIP(t, f, f.tech, now.Add(-2*time.Minute), "203.0.113.7"), f.tech, now, "", catalog.CodeGrantInvalid, "expired, never admitted")
+	checkShown(t, gate, f, signIP(t, f, other.tech, now, "192.0.2.1"), f.tech, now, "", catalog.CodeGrantInvalid, "another technician's grant")
+	forged := signIP(t, fixture{site: other.site, peer: f.peer, tech: f.tech}, f.tech, now, "192.0.2.1")
+	checkShown(t, gate, f, forged, f.tech, now, "", catalog.CodeGrantInvalid, "signed by the console itself")
+	other2 := signIP(t, fixture{site: f.site, peer: other.peer, tech: f.tech}, f.tech, now, "192.0.2.1")
+	checkShown(t, gate, f, other2, f.tech, now, "", catalog.CodeGrantInvalid, "a grant for another peer")
+	checkShown(t, gate, f, signIP(t, f, f.tech, now, "garbage"), f.tech, now, "", catalog.CodeGrantInvalid, "garbage console_ip")
+	checkShown(t, gate, f, signIP(t, f, f.tech, now, ""), f.tech, now, "", catalog.CodeGrantInvalid, "no console_ip")
+	checkShown(t, gate, f, nil, f.tech, now, "", catalog.CodeGrantInvalid, "no grant")
+
+	unseen := signIP(t, f, f.tech, now, "203.0.113.8")
+	gate.Revoke(grant.Revocation{Technicians: []peer.ID{f.tech}, IssuedThrough: now.Unix()}, now)
+	checkShown(t, gate, f, g, f.tech, now.Add(time.Second), "", catalog.CodeGrantRevoked, "an admitted grant, revoked")
+	checkShown(t, gate, f, unseen, f.tech, now.Add(time.Second), "", catalog.CodeGrantRevoked, "an unseen grant, revoked")
+}

@@ -211,6 +211,45 @@ func (g *Gate) ConsoleIP(technician peer.ID) (netip.Addr, bool) {
 	return best.consoleIP, true
 }
 
+// CheckConsoleIP verifies a grant a console shows without opening a
+// channel with it (in a probe answer, mesh/probe) and returns its
+// console_ip. The grant must pass Verify against c (the site's, for c.Peer,
+// made out to c.Technician — the caller passes the authenticated remote),
+// not be withdrawn by a revocation, and either be unexpired or be one this
+// gate admitted for that technician less than Limits.OpenFor ago. It is not
+// used up: the console may still open its session with it. Refusals:
+// grant_invalid (also for a grant without a usable console_ip),
+// grant_expired, grant_revoked.
+func (g *Gate) CheckConsoleIP(gr *pb.JumpGrant, c Check) (netip.Addr, error) {
+	c.Capability = 0
+	body, err := verify(gr, c, false)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.revokedLocked(c.Technician, body.GetIssuedUnix()) {
+		return netip.Addr{}, catalog.Errorf(catalog.CodeGrantRevoked, "(issued before a revocation)")
+	}
+	if b, ok := g.seen[string(body.GetNonce())]; ok && len(body.GetNonce()) > 0 {
+		switch {
+		case b.technician != c.Technician:
+			return netip.Addr{}, catalog.Errorf(catalog.CodeGrantInvalid, "(already used by another technician)")
+		case b.revoked:
+			return netip.Addr{}, catalog.Errorf(catalog.CodeGrantRevoked, "(issued before a revocation)")
+		case !c.Now.Before(b.first.Add(g.limits.OpenFor)):
+			return netip.Addr{}, catalog.Errorf(catalog.CodeGrantExpired, "(opened channels since %s; the bound is %s)", b.first.UTC().Format(time.RFC3339), g.limits.OpenFor)
+		}
+	} else if expires := time.Unix(body.GetExpiresUnix(), 0); !c.Now.Before(expires) {
+		return netip.Addr{}, catalog.Errorf(catalog.CodeGrantInvalid, "(expired at %s)", expires.UTC().Format(time.RFC3339))
+	}
+	ip := parseConsoleIP(body.GetConsoleIp())
+	if !ip.IsValid() {
+		return netip.Addr{}, catalog.Errorf(catalog.CodeGrantInvalid, "(no console IP: %q)", body.GetConsoleIp())
+	}
+	return ip, nil
+}
+
 // parseConsoleIP reads a grant's console_ip: a bare IP, IPv4 in IPv6
 // unmapped, no zone; anything else is the invalid Addr.
 func parseConsoleIP(s string) netip.Addr {
