@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func TestProxyForwardsOnlyTheHit(t *testing.T) {
 	remote := udp(t, "127.0.0.1:0")   // the easy side
 	stranger := udp(t, "127.0.0.1:0") // another port of the same IP
 	other := udp(t, "127.0.0.2:0")    // another IP
-	p, err := startProxy(outer, addrOf(remote), addrOf(listen), 300*time.Millisecond, func(netip.AddrPort) bool { return true })
+	p, err := startProxy(outer, addrOf(remote), addrOf(listen), 300*time.Millisecond, func(netip.AddrPort, *atomic.Bool) bool { return true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,4 +333,6 @@ func TestStrangerCannotHit(t *testing.T) {
 			t.Fatalf("%+v, %v: want a hit, then %v", o.res, o.err, ErrRemoteFailed)
 		}
 	})
+	eventually(t, "the proxies end", func() bool { return proxies.Load() == 0 })
+	noProbeGoroutines(t)
 }

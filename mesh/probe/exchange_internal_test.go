@@ -2,9 +2,10 @@ package probe
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,7 +47,12 @@ func TestProbePeerHard(t *testing.T) {
 	}
 	checkPacing(t, hk)
 	checkEcho(t, p.console, p.peer)
-	closeAndWaitProxies(t, p)
+	// The proxy ends with the connection it carries.
+	if err := directQUIC(t, p.console, p.peer).Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the proxy ends with its connection", func() bool { return proxies.Load() == 0 })
+	noProbeGoroutines(t)
 }
 
 // TestProbeConsoleHard: the console's NAT is "random", the peer's
@@ -173,6 +179,22 @@ func closeAndWaitProxies(t *testing.T, p *pair) {
 	p.peer.Close()
 	p.console.Close()
 	eventually(t, "the proxies end when their host closes", func() bool { return proxies.Load() == 0 })
+	noProbeGoroutines(t)
 }
 
-var _ = errors.Is
+// noProbeGoroutines: once the exchanges returned and the proxies ended,
+// no goroutine of the package is left.
+func noProbeGoroutines(t *testing.T) {
+	t.Helper()
+	var stacks string
+	eventually(t, "no goroutine of mesh/probe left", func() bool {
+		buf := make([]byte, 1<<22)
+		stacks = string(buf[:runtime.Stack(buf, true)])
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, "jumpmesh/mesh/probe.") && !strings.Contains(g, "jumpmesh/mesh/probe.Test") && !strings.Contains(g, "jumpmesh/mesh/probe.noProbeGoroutines") && !strings.Contains(g, "jumpmesh/mesh/probe.newSink") {
+				return false
+			}
+		}
+		return true
+	})
+}

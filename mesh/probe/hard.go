@@ -188,6 +188,7 @@ func (x *session) directOrStop(p *proxy, why string) error {
 		}
 	}
 	x.res.Direct = true
+	p.carried.Store(true) // through the proxy or not: it ends with no connection through it
 	return nil
 }
 

@@ -30,6 +30,7 @@ type proxy struct {
 	outer, inner *net.UDPConn
 	from         netip.AddrPort
 	last         atomic.Int64 // unix nanoseconds of the last datagram
+	carried      atomic.Bool  // a connection came through it (the exchange saw it, or alive did)
 	once         sync.Once
 	quit         chan struct{}
 	wg           sync.WaitGroup
@@ -37,8 +38,8 @@ type proxy struct {
 
 // startProxy starts proxying outer (from from only) ↔ to. alive is asked
 // every proxyTick with the inner socket's address (what the QUIC listener
-// sees as the remote).
-func startProxy(outer *net.UDPConn, from, to netip.AddrPort, idle time.Duration, alive func(inner netip.AddrPort) bool) (*proxy, error) {
+// sees as the remote) and whether a connection came through already.
+func startProxy(outer *net.UDPConn, from, to netip.AddrPort, idle time.Duration, alive func(inner netip.AddrPort, carried *atomic.Bool) bool) (*proxy, error) {
 	inner, err := net.DialUDP(udpNetwork(to.Addr()), nil, net.UDPAddrFromAddrPort(to))
 	if err != nil {
 		_ = outer.Close()
@@ -88,7 +89,7 @@ func startProxy(outer *net.UDPConn, from, to netip.AddrPort, idle time.Duration,
 			case <-p.quit:
 				return
 			case <-t.C:
-				if time.Since(time.Unix(0, p.last.Load())) >= idle || !alive(innerAddr) {
+				if time.Since(time.Unix(0, p.last.Load())) >= idle || !alive(innerAddr, &p.carried) {
 					p.stop()
 					return
 				}
@@ -113,11 +114,11 @@ func (p *proxy) stop() {
 
 // hostAlive is a proxy's alive for the connection to remote that h
 // accepts through it: false once h closed, or once that connection came
-// and went.
-func hostAlive(h host.Host, remote peer.ID) func(netip.AddrPort) bool {
-	seen := false
+// and went (the exchange marks it carried when it sees it: a connection
+// may come and go between two ticks).
+func hostAlive(h host.Host, remote peer.ID) func(netip.AddrPort, *atomic.Bool) bool {
 	done, _ := h.Network().(interface{ Done() <-chan struct{} })
-	return func(inner netip.AddrPort) bool {
+	return func(inner netip.AddrPort, carried *atomic.Bool) bool {
 		if done != nil {
 			select {
 			case <-done.Done():
@@ -136,9 +137,9 @@ func hostAlive(h host.Host, remote peer.ID) func(netip.AddrPort) bool {
 			}
 		}
 		if carries {
-			seen = true
+			carried.Store(true)
 		}
-		return carries || !seen
+		return carries || !carried.Load()
 	}
 }
 
@@ -168,7 +169,7 @@ func quicListener(h host.Host, network string) (netip.AddrPort, error) {
 		}
 		if ip.IsUnspecified() {
 			ip = netip.IPv6Loopback()
-			if ip.Is4() || network == "udp4" {
+			if network == "udp4" {
 				ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 			}
 		}
