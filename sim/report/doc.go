@@ -9,7 +9,9 @@
 // and between endpoint-independent NATs, per run, time to direct against
 // its target of 2 × relay RTT + 30 ms), the grid as a heat map (a row per
 // console preset, a column per peer preset, each cell coloured by how its
-// runs ended), the distributions of time to connect and time to direct
+// runs ended), for a grid its pair classes (results.Classes, over every run)
+// and their direct rates against the anchors (libp2p DCUtR in the wild,
+// Tailscale), the distributions of time to connect and time to direct
 // (cumulative dot plots with p50 and p90), and a table of every path.
 //
 // The page is rendered from the types of sim/results, the schema of

@@ -360,16 +360,9 @@ func summarize(paths []results.Path) *summary {
 	return s
 }
 
-// percentile of sorted values, interpolating between the nearest ranks (so
-// the p50 of an even count is the mean of the middle two); 0 for none.
-func percentile(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	r := p / 100 * float64(len(sorted)-1)
-	lo, hi := int(math.Floor(r)), int(math.Ceil(r))
-	return sorted[lo] + (sorted[hi]-sorted[lo])*(r-float64(lo))
-}
+// percentile of sorted values: results.Percentile, which the pair classes
+// of results.json use too.
+func percentile(sorted []float64, p float64) float64 { return results.Percentile(sorted, p) }
 
 // pathView is a row of the paths table.
 type pathView struct {

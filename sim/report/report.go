@@ -77,6 +77,7 @@ type model struct {
 	// Set only when the results have paths.
 	Heat    *heatmap
 	Summary *summary
+	Classes *classTable // a grid's pair classes
 	Dists   []*dist
 	Paths   []pathView
 	// Set only when the results have wakes.
@@ -141,6 +142,9 @@ func build(res results.Run) model {
 		m.Heat = heat(nat)
 		m.Summary = summarize(nat.Paths)
 		m.Dists = distributions(nat.Paths, m.Summary)
+		if res.Grid != nil {
+			m.Classes = classes(nat.Paths)
+		}
 	}
 	if len(res.Paths) > 0 {
 		m.Paths = pathRows(res.Paths)

@@ -7,6 +7,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"html"
 	"image/color"
 	imagepng "image/png"
 	"io"
@@ -663,4 +664,99 @@ func TestReportJumpointPaths(t *testing.T) {
 	if c := card(t, page, "sum-connected"); !strings.Contains(c, "<b>1/1</b>") {
 		t.Errorf("connected card counts the jumpoint path: %s", c)
 	}
+}
+
+// TestReportClasses: the grid by pair class (results.Classes) and against
+// the anchors, DCUtR's 70 % ± 7 % and Tailscale's "well north of 90 %".
+func TestReportClasses(t *testing.T) {
+	res := gridResults()
+	for i, p := range res.Paths {
+		if p.ConsoleNAT == "easy" && p.PeerNAT == "hard" && p.Run == 2 {
+			res.Paths[i].ProbesSent = 300
+		}
+	}
+	page := render(t, res)
+	wellFormed(t, page)
+	table := func(id string) []string {
+		t.Helper()
+		i := strings.Index(page, `id="`+id+`"`)
+		if i < 0 {
+			t.Fatalf("no table %s", id)
+		}
+		j := strings.Index(page[i:], "</table>")
+		var rows []string
+		for _, tr := range strings.Split(page[i:i+j], "<tr")[2:] { // past the header
+			rows = append(rows, strings.Join(strings.Fields(stripTags("<tr"+tr)), " "))
+		}
+		return rows
+	}
+	want := []string{
+		"endpoint-independent 18 18/18 18/18 (100%) 6 120 ms / 180 ms / 180 ms 0 / 18 —",
+		"hard × endpoint-independent 12 11/12 6/12 (50%) 2 245 ms / 400 ms / 400 ms 0 / 6 300 in 1 path",
+		"hard × hard 2 2/2 0/2 (0%) 0 — 0 / 0 —",
+		"udp-blocked side 18 18/18 14/18 (78%) 2 120 ms / 180 ms / 180 ms 14 / 0 —",
+	}
+	if got := table("classes"); !reflect.DeepEqual(got, want) {
+		t.Errorf("class table\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	want = []string{
+		"endpoint-independent 100% 18/18 above (+30 points) meets",
+		"hard × endpoint-independent 50% 6/12 below (-20 points) below (-40 points)",
+		"hard × hard 0% 0/2 below (-70 points) below (-90 points)",
+		"udp-blocked side 78% 14/18 above (+8 points) below (-12 points)",
+		"all pairs 76% 38/50 within (+6 points) below (-14 points)",
+	}
+	if got := table("anchors"); !reflect.DeepEqual(got, want) {
+		t.Errorf("anchors table\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, s := range []string{"Trautwein et al., 2025", "well north of 90 %", "First try (direct on the first punch attempt) is not shown"} {
+		if !strings.Contains(page, s) {
+			t.Errorf("page lacks %q", s)
+		}
+	}
+	// The same as text, for logs.
+	var b strings.Builder
+	if err := WriteClasses(&b, results.Classes(res.Paths)); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(text) != 6 {
+		t.Fatalf("text table of %d lines, want a header, 4 classes and all pairs:\n%s", len(text), b.String())
+	}
+	for i, w := range [][]string{
+		1: {"endpoint-independent", "18/18 (100%)", "120 ms / 180 ms / 180 ms", "0 / 18", "above (+30 points)", "meets"},
+		2: {"hard × endpoint-independent", "11/12", "6/12 (50%)", "300 in 1 path", "below (-20 points)", "below (-40 points)"},
+		5: {"all pairs", "49/50", "38/50 (76%)", "within (+6 points)", "below (-14 points)"},
+	} {
+		for _, s := range w {
+			if !strings.Contains(text[i], s) {
+				t.Errorf("text line %d lacks %q: %s", i, s, text[i])
+			}
+		}
+	}
+	t.Logf("\n%s", b.String())
+
+	// Paths that are not a grid's: no class tables.
+	res.Grid = nil
+	if strings.Contains(render(t, res), `id="classes"`) {
+		t.Error("a run without a grid has a class table")
+	}
+}
+
+// stripTags is s without its HTML tags, entities decoded.
+func stripTags(s string) string {
+	var b strings.Builder
+	in := false
+	for _, r := range s {
+		switch {
+		case r == '<':
+			in = true
+			b.WriteByte(' ')
+		case r == '>':
+			in = false
+		case !in:
+			b.WriteRune(r)
+		}
+	}
+	return html.UnescapeString(b.String())
 }

@@ -10,6 +10,8 @@
 // files kept from earlier runs (CI artifacts) must still render, so a field
 // may be added but not renamed or given another type.
 //
-// The package holds only data and its file I/O; it must not import the
-// runner or the report.
+// The package holds only data, its file I/O and one pure aggregation both
+// sides use: Classes, a grid's paths by pair class (the runner writes it
+// into results.json, the report renders it and computes it for files
+// without it). It must not import the runner or the report.
 package results

@@ -26,6 +26,9 @@ type Run struct {
 	Paths []Path `json:"paths,omitempty"`
 	// Grid describes the grid a `sim grid` run was made from.
 	Grid *Grid `json:"grid,omitempty"`
+	// Classes aggregates a grid's paths by pair class, over every run
+	// (Classes(Paths), written with them).
+	Classes []Class `json:"classes,omitempty"`
 	// Wakes holds each sleep of a host (a suspend step) and what woke it.
 	Wakes []Wake `json:"wakes,omitempty"`
 }
@@ -168,6 +171,10 @@ type Path struct {
 	// (the basis of the time-to-direct target).
 	RTTMS      float64 `json:"rtt_ms,omitempty"`
 	RelayRTTMS float64 `json:"relay_rtt_ms,omitempty"`
+	// ProbesSent counts the probes of the port-mapping probe exchange the
+	// console reported (`ping --json`'s probes_sent; 0: none ran, or a
+	// console that does not report it).
+	ProbesSent int `json:"probes_sent,omitempty"`
 }
 
 // Grid describes a NAT grid run: every console preset against every peer

@@ -154,6 +154,9 @@ func (r *runner) connect(ctx context.Context, console, peer string, run int, wai
 		ConnectMS                       float64 `json:"connect_ms"`
 		TimeToDirectMS                  float64 `json:"time_to_direct_ms"`
 		RTTMS                           float64 `json:"rtt_ms"`
+		// The probes of a port-mapping probe exchange (absent from
+		// consoles that do not report it).
+		ProbesSent int `json:"probes_sent"`
 	}
 	res, err := r.jm(ctx, console, &pg, "ping", peer, "-c", "3", "-i", "100ms", "--wait-direct", wait.String(), "--json")
 	if err != nil {
@@ -164,7 +167,7 @@ func (r *runner) connect(ctx context.Context, console, peer string, run int, wai
 	} else {
 		pr.OK, pr.Initial, pr.Final, pr.Transport = true, pg.Initial, pg.Final, pg.Transport
 		pr.ConnectMS, pr.TimeToDirectMS, pr.RTTMS = pg.ConnectMS, pg.TimeToDirectMS, pg.RTTMS
-		pr.FinalAddr = pg.Path
+		pr.FinalAddr, pr.ProbesSent = pg.Path, pg.ProbesSent
 		if i := strings.IndexByte(pg.Path, ' '); i >= 0 {
 			pr.FinalAddr = pg.Path[i+1:]
 		}
@@ -277,6 +280,9 @@ func (r *runner) grid(ctx context.Context, st Step) (string, error) {
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())
 	}
+	r.resMu.Lock()
+	r.res.Classes = results.Classes(r.res.Paths)
+	r.resMu.Unlock()
 	slices.Sort(lines)
 	return strings.Join(lines, "\n"), errors.Join(errs...)
 }

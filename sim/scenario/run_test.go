@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/sim/netlab"
 	"github.com/jumpmesh/jumpmesh/sim/netlab/labtest"
+	"github.com/jumpmesh/jumpmesh/sim/report"
 	"github.com/jumpmesh/jumpmesh/sim/results"
 )
 
@@ -77,6 +79,11 @@ func runShipped(t *testing.T, name string, timeout time.Duration) (*Scenario, *r
 	t.Logf("%s took %v", name, time.Since(t0))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if res.Classes != nil {
+		var b strings.Builder
+		_ = report.WriteClasses(&b, res.Classes)
+		t.Logf("%s by pair class:\n%s", name, b.String())
 	}
 	if !res.OK {
 		logs, _ := filepath.Glob(filepath.Join(out, "hosts", "*", "*.log"))
@@ -225,6 +232,12 @@ func TestGrid(t *testing.T) {
 		if p.ConsoleNAT == "hard" && p.PeerNAT == "hard" && p.Final != "relayed" {
 			t.Errorf("hard × hard ended %s", p.Final)
 		}
+		// Both sides map endpoint-independently (public, easy, cgnat):
+		// hole punching must always end direct. (The grid step fails such
+		// a pair too, by ExpectDirect; this holds whatever that becomes.)
+		if results.ClassOf(p.ConsoleNAT, p.PeerNAT) == results.ClassEndpointIndependent && p.Final != "direct" {
+			t.Errorf("endpoint-independent pair %s → %s ended %s", p.Console, p.Peer, p.Final)
+		}
 		// A console with a public address is reached by an ordinary dial
 		// from the peer, whatever the peer's NAT.
 		if p.ConsoleNAT == "public" && p.Final != "direct" {
@@ -238,6 +251,13 @@ func TestGrid(t *testing.T) {
 	// the sequential peer, plus the public console and the hard peer.
 	if direct < 21 {
 		t.Errorf("%d pairs direct, want at least 21", direct)
+	}
+	// results.json's pair classes are those of its paths.
+	if want := results.Classes(res.Paths); !reflect.DeepEqual(res.Classes, want) {
+		t.Errorf("results.json's classes %+v, want %+v", res.Classes, want)
+	}
+	if len(res.Classes) != 6 {
+		t.Errorf("%d pair classes, want 6", len(res.Classes))
 	}
 	checkGridNAT(t, res.Hosts)
 }
