@@ -336,3 +336,51 @@ func TestStrangerCannotHit(t *testing.T) {
 	eventually(t, "the proxies end", func() bool { return proxies.Load() == 0 })
 	noProbeGoroutines(t)
 }
+
+// TestGrantDecidesWhereThePeerProbes: the peer takes the console's IP
+// from the grant the console's answer carries: a grant that does not
+// verify stops the exchange before anything is sent, and one naming
+// another IP than the console's side makes the peer send nothing either
+// (the console, allowed, may probe until the peer's failed reaches it).
+func TestGrantDecidesWhereThePeerProbes(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ip   netip.Addr
+		err  error
+		want error
+	}{
+		{"invalid", netip.Addr{}, errors.New("test: grant_invalid"), ErrGrant},
+		{"other IP", netip.MustParseAddr("127.0.0.2"), nil, ErrNotAllowed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPair(t)
+			k := newSink(t)
+			setHooks(t, func(int, []uint16) uint16 { return k.addr().Port() })
+			peerL := local(p.peer, &pb.ProbeSide{Kind: "random", PublicIp: "127.0.0.1"})
+			var shown *pb.JumpGrant
+			peerL.CheckGrant = func(remote peer.ID, g *pb.JumpGrant) (netip.Addr, error) {
+				if remote != p.console.ID() {
+					t.Errorf("CheckGrant for %s, want the console %s", remote, p.console.ID())
+				}
+				shown = g
+				return c.ip, c.err
+			}
+			consoleL := local(p.console, &pb.ProbeSide{Kind: "endpoint-independent", UdpMapping: k.addr().String(), PublicIp: "127.0.0.1"})
+			consoleL.Grant = &pb.JumpGrant{Body: []byte("the console's grant"), Signature: []byte("sig")}
+			po, co := p.run(t, peerL, consoleL)
+			if !errors.Is(po.err, c.want) {
+				t.Errorf("peer: %v, want %v", po.err, c.want)
+			}
+			if string(shown.GetBody()) != "the console's grant" {
+				t.Errorf("CheckGrant saw %v, want the console's grant", shown)
+			}
+			if c.err != nil && (po.res.Hard != pb.ProbeStart_NONE || co.res.Hard != pb.ProbeStart_NONE || co.err != nil) {
+				t.Errorf("peer %+v, console %+v, %v: want NONE on both sides, no error on the console's", po.res, co.res, co.err)
+			}
+			k.flush(t)
+			if n := k.count(typeOpener); n != 0 || c.err != nil && k.total() != 0 {
+				t.Fatalf("%d openers, %d datagrams in all sent", n, k.total())
+			}
+		})
+	}
+}

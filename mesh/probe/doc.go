@@ -13,8 +13,11 @@
 //
 //  1. peer → console ProbeOffer{side, key}: what the peer knows of its
 //     NAT, and 16 random bytes, the MAC key of this exchange's packets.
-//  2. console → peer ProbeAnswer{side} (or {refused: why}: a console
-//     answers only over a connection it opened itself).
+//  2. console → peer ProbeAnswer{side, grant} (or {refused: why}: a
+//     console answers only over a connection it opened itself). grant is
+//     the console's jump grant for this peer; the peer verifies it
+//     (Local.CheckGrant) and aims only at the console_ip the coordinator
+//     signed in it.
 //  3. peer → console ProbeStart{hard, sockets, probes}: Roles decides who
 //     is hard; NONE ends the exchange.
 //  4. Both work at once. The hard side opens up to `sockets` UDP sockets;
@@ -82,8 +85,11 @@
 //     budget above, only to the IP the console was allowed (an IP of the
 //     peer's addresses the coordinator gave it): never to a third party.
 //     It cannot make a console probe over a connection the peer opened.
+//     As the hard side, a console dials after ready only that IP (at the
+//     port ready names).
 //   - A console can make a peer send the budget only to the console's
-//     public IP the coordinator saw (the grant's console_ip, Local.Allowed),
+//     public IP the coordinator saw (the console_ip of a grant that
+//     verifies, Local.CheckGrant, and Local.Allowed),
 //     and make it run a proxy that forwards only from that exchange's hit
 //     address to the peer's own QUIC listener: the same libp2p listener
 //     it already reaches through the relay, so no new access.

@@ -13,6 +13,9 @@ var (
 	// ErrNotAllowed: the address the other side named is not the one
 	// this side may send to.
 	ErrNotAllowed = errors.New("address not allowed for probing")
+	// ErrGrant: the console's answer carried no grant that verifies
+	// (Local.CheckGrant's error follows).
+	ErrGrant = errors.New("the console's grant does not allow probing")
 	// ErrProtocol: the other side broke the exchange's message order.
 	ErrProtocol = errors.New("probe exchange out of order")
 )

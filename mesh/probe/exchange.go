@@ -40,6 +40,15 @@ type Local struct {
 	// Allowed reports whether ip is the other side's public IP as a
 	// trusted party saw it; nothing is sent to any other IP.
 	Allowed func(netip.Addr) bool
+	// Grant (console) is the console's jump grant for this peer; Respond
+	// sends it in its answer (ProbeAnswer.grant).
+	Grant *pb.JumpGrant
+	// CheckGrant (peer), when set, verifies the grant of the console's
+	// answer (grant.Gate.CheckConsoleIP for the remote) and returns the
+	// console IP the coordinator signed in it. Initiate then probes only
+	// when it passes, and only towards that IP (which Allowed, when set,
+	// must accept too); otherwise it starts with NONE.
+	CheckGrant func(remote peer.ID, g *pb.JumpGrant) (netip.Addr, error)
 	// Log receives the exchange's steps; nil discards them.
 	Log *slog.Logger
 }
@@ -77,8 +86,21 @@ func Initiate(ctx context.Context, s network.Stream, l Local) (Result, error) {
 		return x.result(start), fmt.Errorf("%w: %s", ErrRefused, ans.GetRefused())
 	}
 	x.res.Hard = Roles(l.Side, ans.GetSide())
+	var grantErr error
+	if l.CheckGrant != nil {
+		ip, err := l.CheckGrant(x.remote, ans.GetGrant())
+		if err != nil {
+			x.res.Hard, grantErr = pb.ProbeStart_NONE, fmt.Errorf("%w: %w", ErrGrant, err)
+		} else {
+			allowed := l.Allowed
+			x.l.Allowed = func(a netip.Addr) bool { return a == ip.Unmap() && (allowed == nil || allowed(a)) }
+		}
+	}
 	if err := x.w.WriteMsg(&pb.ProbeStart{Hard: x.res.Hard, Sockets: MaxSockets, Probes: MaxProbes}); err != nil {
 		return x.result(start), fmt.Errorf("sending the probe start: %w", err)
+	}
+	if grantErr != nil {
+		return x.result(start), grantErr
 	}
 	x.log.Debug("probe start", logRemote, x.remote, logHard, x.res.Hard)
 	switch x.res.Hard {
@@ -116,7 +138,7 @@ func Respond(ctx context.Context, s network.Stream, l Local) (Result, error) {
 		return x.result(start), fmt.Errorf("refused the probe offer of %s: %s", x.remote, refuse)
 	}
 	x.key = offer.GetKey()
-	if err := x.w.WriteMsg(&pb.ProbeAnswer{Side: l.Side}); err != nil {
+	if err := x.w.WriteMsg(&pb.ProbeAnswer{Side: l.Side, Grant: l.Grant}); err != nil {
 		return x.result(start), fmt.Errorf("sending the probe answer: %w", err)
 	}
 	var st pb.ProbeStart
