@@ -80,13 +80,16 @@
 //   - A stranger on the network cannot fake a hit (it does not know the
 //     key, sent only over the end-to-end-encrypted stream); its
 //     datagrams to a hard socket or to the proxy are dropped, and it
-//     learns at most that a probe passed.
+//     learns at most that a probe passed. One on the path, able to spoof
+//     the remote's address, can replay a packet towards another socket
+//     and spoil that exchange (as dropping packets would), or reach the
+//     proxy's QUIC listener, which authenticates as on its public port.
 //   - A peer (or a compromised one) can make a console send at most the
 //     budget above, only to the IP the console was allowed (an IP of the
 //     peer's addresses the coordinator gave it): never to a third party.
 //     It cannot make a console probe over a connection the peer opened.
-//     As the hard side, a console dials after ready only that IP (at the
-//     port ready names).
+//     As the hard side, it can make the console's libp2p dial go only to
+//     that IP, at the port its ready names.
 //   - A console can make a peer send the budget only to the console's
 //     public IP the coordinator saw (the console_ip of a grant that
 //     verifies, Local.CheckGrant, and Local.Allowed),
