@@ -68,9 +68,6 @@ func (x *session) easy(remote *pb.ProbeSide, probes, sockets int) error {
 	readers.Go(func() { readOpeners(pc, x.key, ip, sockets, hits) })
 	x.startEvents()
 
-	done := func(why string) {
-		_ = x.send(&pb.ProbeEvent{Event: &pb.ProbeEvent_Done{Done: &pb.ProbeDone{Error: why, ProbesSent: uint32(x.res.ProbesSent)}}})
-	}
 	ports := randomPorts(probes)
 	gap := time.NewTimer(0)
 	defer gap.Stop()
@@ -78,11 +75,11 @@ func (x *session) easy(remote *pb.ProbeSide, probes, sockets int) error {
 	for !x.res.Hit {
 		select {
 		case <-x.ctx.Done():
-			done("time out")
+			x.done("time out")
 			return fmt.Errorf("%w after %d probes", ErrNoHit, x.res.ProbesSent)
 		case <-grace:
 			why := fmt.Sprintf("no hit after %d probes", x.res.ProbesSent)
-			done(why)
+			x.done(why)
 			return fmt.Errorf("%w: %s", ErrNoHit, why)
 		case <-gap.C:
 			i := x.res.ProbesSent
@@ -122,15 +119,20 @@ func (x *session) easy(remote *pb.ProbeSide, probes, sockets int) error {
 		}
 	}
 	closePC() // no more probes: the dial comes next
+	return x.dialOnReady(ip)
+}
+
+// dialOnReady waits for the hard side's ready, dials, and sends done.
+func (x *session) dialOnReady(ip netip.Addr) error {
 	wait := time.NewTimer(readyWait)
 	defer wait.Stop()
 	for {
 		select {
 		case <-x.ctx.Done():
-			done("time out waiting for ready")
+			x.done("time out waiting for ready")
 			return errors.New("probing: no ready from the hard side in time")
 		case <-wait.C:
-			done("no ready")
+			x.done("no ready")
 			return errors.New("probing: no ready from the hard side in time")
 		case ev, ok := <-x.events:
 			if !ok {
@@ -142,7 +144,7 @@ func (x *session) easy(remote *pb.ProbeSide, probes, sockets int) error {
 			case *pb.ProbeEvent_Ready:
 				port := ev.Ready.GetPort()
 				if port == 0 || port > 65535 {
-					done("ready names no port")
+					x.done("ready names no port")
 					return fmt.Errorf("%w: ready names port %d", ErrProtocol, port)
 				}
 				err := x.dial(netip.AddrPortFrom(ip, uint16(port)))
@@ -151,14 +153,20 @@ func (x *session) easy(remote *pb.ProbeSide, probes, sockets int) error {
 					err = errors.New("the dial left no direct connection")
 				}
 				if err != nil {
-					done(err.Error())
+					x.done(err.Error())
 					return fmt.Errorf("probing: dialling %s:%d: %w", ip, port, err)
 				}
-				done("")
+				x.done("")
 				return nil
 			}
 		}
 	}
+}
+
+// done ends the exchange from the easy side: why it failed ("" when a
+// direct connection exists) and its probe count.
+func (x *session) done(why string) {
+	_ = x.send(&pb.ProbeEvent{Event: &pb.ProbeEvent_Done{Done: &pb.ProbeDone{Error: why, ProbesSent: uint32(x.res.ProbesSent)}}})
 }
 
 // dial opens the direct QUIC connection to the hard side's mapping; it

@@ -26,7 +26,12 @@ const (
 	logPort   = "port"
 	logIndex  = "index"
 	logErr    = "err"
-	logSent   = "sent"
+	logAs     = "as"
+	logOpen   = "openers"
+	logProbes = "probes"
+	logHit    = "hit"
+	logDirect = "direct"
+	logTook   = "took"
 )
 
 // Local is what one side knows and may do.
@@ -68,10 +73,11 @@ type Result struct {
 // decides the roles from both sides (Roles), starts, then does its
 // role's work. It closes s. A Result with Hard NONE and no error means
 // probing did not fit this pair.
-func Initiate(ctx context.Context, s network.Stream, l Local) (Result, error) {
+func Initiate(ctx context.Context, s network.Stream, l Local) (res Result, err error) {
 	start := time.Now()
 	x := newSession(ctx, s, l)
 	defer x.close()
+	defer func() { x.logEnd("peer", res, err) }()
 	key := make([]byte, KeySize)
 	_, _ = rand.Read(key)
 	x.key = key
@@ -118,10 +124,11 @@ func Initiate(ctx context.Context, s network.Stream, l Local) (Result, error) {
 // It refuses unless the stream's connection was opened by this host: a
 // console probes only towards a peer it chose to reach. It clamps the
 // peer's numbers to MaxSockets and MaxProbes. It closes s.
-func Respond(ctx context.Context, s network.Stream, l Local) (Result, error) {
+func Respond(ctx context.Context, s network.Stream, l Local) (res Result, err error) {
 	start := time.Now()
 	x := newSession(ctx, s, l)
 	defer x.close()
+	defer func() { x.logEnd("console", res, err) }()
 	var offer pb.ProbeOffer
 	if err := x.r.ReadMsg(&offer); err != nil {
 		return x.result(start), fmt.Errorf("reading the probe offer: %w", err)
@@ -202,6 +209,16 @@ func newSession(ctx context.Context, s network.Stream, l Local) *session {
 func (x *session) result(start time.Time) Result {
 	x.res.Took = time.Since(start)
 	return x.res
+}
+
+// logEnd logs how the exchange went: at Info once it started probing.
+func (x *session) logEnd(as string, res Result, err error) {
+	level := slog.LevelDebug
+	if res.Hard != pb.ProbeStart_NONE {
+		level = slog.LevelInfo
+	}
+	x.log.Log(context.Background(), level, "probe exchange", logAs, as, logRemote, x.remote, logHard, res.Hard,
+		logOpen, res.OpenersSent, logProbes, res.ProbesSent, logHit, res.Hit, logDirect, res.Direct, logTook, res.Took, logErr, err)
 }
 
 // close ends the exchange: the stream, then the event reader.

@@ -135,7 +135,12 @@ func (x *session) hard(remote *pb.ProbeSide, n int) error {
 	x.res.Hit = true
 	kept = got.index
 	stopReaders(kept)
-	sock := socks[kept]
+	return x.proxyHit(socks[kept], got, target)
+}
+
+// proxyHit proxies the socket of the hit to the host's QUIC listener,
+// sends ready, and waits for the easy side's done.
+func (x *session) proxyHit(sock *net.UDPConn, got hit, target netip.AddrPort) error {
 	_ = sock.SetReadDeadline(time.Time{})
 	p, err := startProxy(sock, got.from, target, ProxyIdle, hostAlive(x.l.Host, x.remote))
 	if err != nil {
