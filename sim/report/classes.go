@@ -30,6 +30,7 @@ type classRow struct {
 	Connected, Direct       rate
 	ConnectedCls            string // good: every path connected
 	AtOnce                  int
+	FirstTry                string // k/n of the upgraded paths with a known attempt, or —
 	TTD                     string // p50 / p90 / p99, or —
 	TTDN                    int
 	TCP, QUIC               int
@@ -74,7 +75,10 @@ func allPairs(cs []results.Class) results.Class {
 
 func newClassRow(c results.Class) classRow {
 	r := classRow{Name: c.Class, Paths: c.Paths, Connected: rate{c.Connected, c.Paths}, Direct: rate{c.Direct, c.Paths},
-		AtOnce: c.AtOnce, TTD: "—", TCP: c.TCP, QUIC: c.QUIC, Probes: "—"}
+		AtOnce: c.AtOnce, FirstTry: "—", TTD: "—", TCP: c.TCP, QUIC: c.QUIC, Probes: "—"}
+	if c.AttemptKnown > 0 {
+		r.FirstTry = fmt.Sprintf("%d/%d", c.FirstTry, c.AttemptKnown)
+	}
 	if t := c.TimeToDirect; t != nil {
 		r.TTD = fmt.Sprintf("%s / %s / %s", fmtMS(t.P50), fmtMS(t.P90), fmtMS(t.P99))
 		r.TTDN = t.N
@@ -116,17 +120,17 @@ func vsTailscale(x float64) (string, string) {
 // anchors' columns included (for logs and terminals).
 func WriteClasses(w io.Writer, cs []results.Class) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "class\tconnects\tconnected\tdirect\tat once\tto direct p50 / p90 / p99\ttcp / quic\tprobes sent\tvs DCUtR 70±7 %\tvs Tailscale >90 %")
+	fmt.Fprintln(tw, "class\tconnects\tconnected\tdirect\tat once\tfirst try\tto direct p50 / p90 / p99\ttcp / quic\tprobes sent\tvs DCUtR 70±7 %\tvs Tailscale >90 %")
 	all := allPairs(cs)
 	for _, c := range append(slices.Clone(cs), all) {
 		r := newClassRow(c)
 		if r.Name == all.Class {
-			fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d/%d (%s)\t\t\t\t\t%s\t%s\n", r.Name, r.Paths, r.Connected.K, r.Connected.N,
+			fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d/%d (%s)\t\t\t\t\t\t%s\t%s\n", r.Name, r.Paths, r.Connected.K, r.Connected.N,
 				r.Direct.K, r.Direct.N, r.Direct.Pct(), r.DCUtR, r.Tailscale)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d/%d (%s)\t%d\t%s\t%d / %d\t%s\t%s\t%s\n", r.Name, r.Paths, r.Connected.K, r.Connected.N,
-			r.Direct.K, r.Direct.N, r.Direct.Pct(), r.AtOnce, r.TTD, r.TCP, r.QUIC, r.Probes, r.DCUtR, r.Tailscale)
+		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d/%d (%s)\t%d\t%s\t%s\t%d / %d\t%s\t%s\t%s\n", r.Name, r.Paths, r.Connected.K, r.Connected.N,
+			r.Direct.K, r.Direct.N, r.Direct.Pct(), r.AtOnce, r.FirstTry, r.TTD, r.TCP, r.QUIC, r.Probes, r.DCUtR, r.Tailscale)
 	}
 	return tw.Flush()
 }

@@ -66,6 +66,10 @@ type Class struct {
 	// TimeToDirect is their time to direct (nil when none did).
 	Upgraded     int          `json:"upgraded"`
 	TimeToDirect *Percentiles `json:"time_to_direct_ms,omitempty"`
+	// AttemptKnown counts the upgraded paths whose punch attempt is known
+	// (the peer's log), FirstTry those of them direct on the first attempt.
+	AttemptKnown int `json:"attempt_known,omitempty"`
+	FirstTry     int `json:"first_try,omitempty"`
 	// TCP and QUIC count the direct paths by transport.
 	TCP  int `json:"tcp"`
 	QUIC int `json:"quic"`
@@ -73,8 +77,6 @@ type Class struct {
 	// exchange (probes_sent > 0), ProbesSent their probes in all.
 	Probed     int `json:"probed,omitempty"`
 	ProbesSent int `json:"probes_sent,omitempty"`
-	// First-try (direct on the first punch attempt) is not here: `ping
-	// --json` does not say which attempt succeeded.
 }
 
 // Percentiles of a set of times, in milliseconds.
@@ -135,6 +137,12 @@ func Classes(paths []Path) []Class {
 		case p.Initial == "relayed" && p.TimeToDirectMS > 0:
 			c.Upgraded++
 			ttd[k] = append(ttd[k], p.TimeToDirectMS)
+			if p.PunchAttempt > 0 {
+				c.AttemptKnown++
+				if p.PunchAttempt == 1 {
+					c.FirstTry++
+				}
+			}
 		}
 	}
 	var out []Class

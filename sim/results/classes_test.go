@@ -68,10 +68,15 @@ func TestClasses(t *testing.T) {
 		// Through a jumpoint: connected, not direct.
 		{Run: 1, ConsoleNAT: "sequential", PeerNAT: "hard", OK: true, Initial: "jumpoint", Final: "jumpoint"},
 	}
-	// Ten upgraded paths in the udp-blocked class: 100, 200, … 1000 ms.
+	// Ten upgraded paths in the udp-blocked class: 100, 200, … 1000 ms;
+	// the punch attempt known for six, the first for four of them.
 	for i := 1; i <= 10; i++ {
-		paths = append(paths, relayedThenDirect(i, "udp-blocked", "easy", "tcp", float64(100*i)))
+		p := relayedThenDirect(i, "udp-blocked", "easy", "tcp", float64(100*i))
+		p.PunchAttempt = []int{0, 1, 1, 2, 1, 0, 3, 1, 0, 0}[i-1]
+		paths = append(paths, p)
 	}
+	// An attempt on a path that did not start relayed counts nowhere.
+	paths[0].PunchAttempt = 1
 	got := Classes(paths)
 	want := []Class{
 		{Class: ClassEndpointIndependent, Paths: 4, Connected: 4, Direct: 3, AtOnce: 1, Upgraded: 2, TCP: 2, QUIC: 1,
@@ -80,7 +85,7 @@ func TestClasses(t *testing.T) {
 			TimeToDirect: &Percentiles{N: 1, P50: 2500, P90: 2500, P99: 2500}, Probed: 2, ProbesSent: 1324},
 		{Class: ClassHardHard, Paths: 1, Connected: 1},
 		{Class: ClassUDPBlocked, Paths: 10, Connected: 10, Direct: 10, Upgraded: 10, TCP: 10,
-			TimeToDirect: &Percentiles{N: 10, P50: 550, P90: 910, P99: 991}},
+			TimeToDirect: &Percentiles{N: 10, P50: 550, P90: 910, P99: 991}, AttemptKnown: 6, FirstTry: 4},
 		{Class: ClassOther, Paths: 1, Connected: 1},
 	}
 	if len(got) != len(want) {

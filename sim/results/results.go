@@ -175,6 +175,10 @@ type Path struct {
 	// console reported (`ping --json`'s probes_sent; 0: none ran, or a
 	// console that does not report it).
 	ProbesSent int `json:"probes_sent,omitempty"`
+	// PunchAttempt is the hole punch attempt, from 1, that made a path
+	// that started relayed direct, as the peer's puncher logged it (0:
+	// unknown, or not punched).
+	PunchAttempt int `json:"punch_attempt,omitempty"`
 }
 
 // Grid describes a NAT grid run: every console preset against every peer

@@ -158,6 +158,7 @@ func (r *runner) connect(ctx context.Context, console, peer string, run int, wai
 		// consoles that do not report it).
 		ProbesSent int `json:"probes_sent"`
 	}
+	t0 := time.Now()
 	res, err := r.jm(ctx, console, &pg, "ping", peer, "-c", "3", "-i", "100ms", "--wait-direct", wait.String(), "--json")
 	if err != nil {
 		pr.Error = res.failure()
@@ -170,6 +171,9 @@ func (r *runner) connect(ctx context.Context, console, peer string, run int, wai
 		pr.FinalAddr, pr.ProbesSent = pg.Path, pg.ProbesSent
 		if i := strings.IndexByte(pg.Path, ' '); i >= 0 {
 			pr.FinalAddr = pg.Path[i+1:]
+		}
+		if pr.Initial == "relayed" && pr.Final == "direct" {
+			pr.PunchAttempt = r.punchAttempt(peer, console, t0)
 		}
 		// "via jumpoint NAME (ADDR)": the jumpoint, and the peer's address.
 		if f := strings.Fields(pg.Path); pg.Final == "jumpoint" && len(f) == 4 && f[1] == "jumpoint" {

@@ -197,6 +197,8 @@ type runner struct {
 	daemons   map[string]*coordProc // relays and jumpoints, by host
 	coordAddr string                // the /tcp/ login address
 	peers     map[string]string     // peer name → install dir
+	// consoleIDs: console host → its peer ID (punchlog.go), under resMu.
+	consoleIDs map[string]string
 
 	res   *results.Run // Paths grows as connect and grid steps measure
 	resMu sync.Mutex   // guards res.Paths (a grid's consoles run at once)

@@ -259,6 +259,14 @@ func TestGrid(t *testing.T) {
 	if len(res.Classes) != 6 {
 		t.Errorf("%d pair classes, want 6", len(res.Classes))
 	}
+	// The punch attempts come from the peers' logs: some must be known.
+	known := 0
+	for _, c := range res.Classes {
+		known += c.AttemptKnown
+	}
+	if known == 0 {
+		t.Error("no path's punch attempt was read from its peer's log")
+	}
 	checkGridNAT(t, res.Hosts)
 }
 

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"bufio"
 	byteorder "encoding/binary"
 	"fmt"
 	"reflect"
@@ -227,5 +228,41 @@ func TestFramesHolding(t *testing.T) {
 	}
 	if f, m := framesHolding(file[:len(file)-3], []byte("nothing")); f != 4 || m != 0 {
 		t.Fatalf("truncated: frames %d, matches %d; want 4, 0", f, m)
+	}
+}
+
+// TestDirectAttempt reads the attempt of a peer's "direct connection" to one
+// console from its log: not another console's, not one logged before the
+// ping started, not a line that is not about a direct connection.
+func TestDirectAttempt(t *testing.T) {
+	const log = `time=2026-12-02T21:25:54.118Z level=INFO msg="direct connection" peer=12D3KooWA by="hole punch" attempt=1 relayed_rtt=49ms took=433ms
+time=2026-12-02T21:26:20.000Z level=INFO msg="hole punching gave up; the session stays relayed" peer=12D3KooWB attempts=6
+time=2026-12-02T21:26:21.000Z level=INFO msg="direct connection" peer=12D3KooWAB by="hole punch" attempt=5 relayed_rtt=49ms took=433ms
+time=2026-12-02T21:26:23.641Z level=INFO msg="direct connection" peer=12D3KooWA by="hole punch" attempt=3 relayed_rtt=59ms took=371ms
+time=2026-12-02T21:26:24.641Z level=INFO msg="direct connection" peer=12D3KooWA by="hole punch" attempt=4 relayed_rtt=59ms took=371ms
+`
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, c := range []struct {
+		remote string
+		since  time.Time
+		want   int
+	}{
+		{"12D3KooWA", at("2026-12-02T21:25:50Z"), 1},
+		{"12D3KooWA", at("2026-12-02T21:26:00Z"), 3}, // the first after since
+		{"12D3KooWA", at("2026-12-02T21:26:23.641Z"), 3},
+		{"12D3KooWA", at("2026-12-02T21:26:30Z"), 0},
+		{"12D3KooWB", at("2026-12-02T21:25:00Z"), 0}, // gave up: no direct connection
+		{"12D3KooWAB", at("2026-12-02T21:25:00Z"), 5},
+		{"12D3KooW", at("2026-12-02T21:25:00Z"), 0}, // a prefix of an ID is not the ID
+	} {
+		if got := directAttempt(bufio.NewScanner(strings.NewReader(log)), c.remote, c.since); got != c.want {
+			t.Errorf("directAttempt(%s, %v) = %d, want %d", c.remote, c.since, got, c.want)
+		}
 	}
 }
