@@ -10,6 +10,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/mesh/probe"
 )
 
 // Client is a technician's console: a site member (its key, its site,
@@ -26,6 +27,10 @@ type Client struct {
 
 	// wake is how jumps wake their peer (SetWake, wake.go).
 	wake wakeState
+
+	// probing is what port-mapping probing needs of the peers this
+	// console reached (probe.go).
+	probing probeTargets
 }
 
 // Close closes the tunnel hosts of jumps still open, then the console's host.
@@ -85,7 +90,11 @@ func Login(ctx context.Context, home, addr, code string) (*Client, *pb.LoginResp
 	return newClient(m), resp, nil
 }
 
-func newClient(m *member.Client) *Client { return &Client{Client: m, host: m.Host()} }
+func newClient(m *member.Client) *Client {
+	c := &Client{Client: m, host: m.Host()}
+	c.host.SetStreamHandler(probe.Protocol, c.serveProbe)
+	return c
+}
 
 // hostConfig is the console's host: it listens (on ports the system
 // picks) so that hole punching can turn a relayed connection to a peer

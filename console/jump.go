@@ -131,6 +131,8 @@ func (c *Client) jump(ctx context.Context, req *pb.JumpRequest) (*Jump, error) {
 	j := &Jump{c: c, req: req, Grant: jr.GetGrant(), Peer: jr.GetPeer(), ID: peer.ID(jr.GetPeer().GetPeer().GetId()), PunchWait: DefaultPunchWait,
 		Jumpoints: jr.GetJumpoints()}
 	j.Addrs, j.Relays = mesh.DecodeAddrs(jr.GetAddrs()), mesh.DecodeAddrs(jr.GetRelays())
+	c.noteGrant(j.ID, j.Grant)
+	c.notePeerIP(j.ID, jr.GetPeerIp())
 	return j, nil
 }
 
@@ -190,6 +192,7 @@ func (c *Client) PathStats(ctx context.Context) (*pb.PathStats, error) {
 // within ConnectTimeout.
 func (c *Client) Connect(ctx context.Context, id peer.ID, direct, relays []ma.Multiaddr, forceRelay bool) error {
 	h := c.host
+	c.noteTarget(id, direct, relays)
 	if h.Network().Connectedness(id) == network.Connected {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/probe"
 )
 
 // PingOptions say how to ping a peer.
@@ -48,6 +49,9 @@ type PingResult struct {
 	// RTT is the median round trip on the final path's kind (of every
 	// round when the console is no longer connected); zero without rounds.
 	RTT time.Duration
+	// Probe is the port-mapping probe exchange the peer asked for while
+	// the ping ran (nil when none ran).
+	Probe *probe.Result
 }
 
 // Ping connects to the peer ref names the way a jump does (direct
@@ -68,13 +72,20 @@ func (c *Client) Ping(ctx context.Context, ref string, o PingOptions) (*PingResu
 	if len(v.GetJumpoints()) > 0 {
 		return c.pingThroughJumpoint(ctx, res, o)
 	}
+	c.notePeerIP(res.ID, v.GetPeerIp())
 	w := WatchPath(c.host, res.ID)
 	defer w.Stop()
 	if err := c.Connect(ctx, res.ID, mesh.DecodeAddrs(v.GetAddrs()), mesh.DecodeAddrs(v.GetRelays()), o.ForceRelay); err != nil {
 		return nil, err
 	}
 	w.Connected()
-	return pingOn(ctx, c.host, w, res, o)
+	if res, err = pingOn(ctx, c.host, w, res, o); err != nil {
+		return nil, err
+	}
+	if pr, ok := c.ProbeResult(res.ID); ok {
+		res.Probe = &pr
+	}
+	return res, nil
 }
 
 func (c *Client) pingThroughJumpoint(ctx context.Context, res *PingResult, o PingOptions) (*PingResult, error) {

@@ -5,6 +5,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
 )
 
 // Which of a peer's addresses a console may be handed. The coordinator is
@@ -81,4 +83,22 @@ func connRemoteAddrs(h host.Host, p peer.ID) []ma.Multiaddr {
 		out = append(out, c.RemoteMultiaddr())
 	}
 	return out
+}
+
+// peerIP is the IP the coordinator sees peer id's direct connection come
+// from (its NAT's public IP), "" when it has none: what a console may
+// send port-mapping probes to (PeerView.peer_ip).
+func (s *Service) peerIP(id peer.ID) string {
+	if s.connAddrs == nil {
+		return ""
+	}
+	for _, a := range s.connAddrs(id) {
+		if mesh.IsCircuit(a) {
+			continue
+		}
+		if ip, err := manet.ToIP(a); err == nil {
+			return ip.String()
+		}
+	}
+	return ""
 }

@@ -102,3 +102,25 @@ func TestPeerAddrsNoLoopbackToAnotherHost(t *testing.T) {
 		t.Errorf("all on one host: handed %v, want %v", got, want)
 	}
 }
+
+// TestPeerIP: the IP a console may send probes to is the one the
+// coordinator's own connection to the peer comes from — never a relay
+// circuit's, never what the peer reports of itself.
+func TestPeerIP(t *testing.T) {
+	const natted, relayed, gone = peer.ID("natted"), peer.ID("relayed"), peer.ID("gone")
+	svc := addrService(t,
+		map[peer.ID][]string{natted: {"/ip4/192.0.2.66/tcp/4001"}}, // a forged identify address
+		map[peer.ID][]string{
+			natted:  {"/ip4/198.51.100.7/udp/1234/quic-v1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit", "/ip4/203.0.113.9/tcp/40123"},
+			relayed: {"/ip4/198.51.100.7/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit"},
+		})
+	if got := svc.peerIP(natted); got != "203.0.113.9" {
+		t.Errorf("peerIP(natted) = %q, want the connection's 203.0.113.9", got)
+	}
+	if got := svc.peerIP(relayed); got != "" {
+		t.Errorf("peerIP(relayed) = %q, want none (only a circuit)", got)
+	}
+	if got := svc.peerIP(gone); got != "" {
+		t.Errorf("peerIP(gone) = %q, want none (no connection)", got)
+	}
+}

@@ -105,7 +105,7 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 		return nil, ev, err
 	}
 	ev.SessionId = fmt.Sprintf("%x", signed.GetNonce())
-	return &pb.Response{Body: &pb.Response_Jump{Jump: &pb.JumpResponse{Grant: g, Peer: v, Addrs: encodeAddrs(s.peerAddrs(c.peer, id)),
+	return &pb.Response{Body: &pb.Response_Jump{Jump: &pb.JumpResponse{Grant: g, Peer: v, Addrs: encodeAddrs(s.peerAddrs(c.peer, id)), PeerIp: s.peerIP(id),
 		Relays: encodeAddrs(s.relayAddrs()), Jumpoints: s.peerJumpoints(rec)}}}, ev, nil
 }
 

@@ -191,6 +191,7 @@ func (s *Service) peerShow(c *caller, r *pb.PeerRefRequest) (*pb.Response, error
 		return nil, err
 	}
 	v.Addrs = encodeAddrs(s.peerAddrs(c.peer, peer.ID(v.GetPeer().GetId())))
+	v.PeerIp = s.peerIP(peer.ID(v.GetPeer().GetId()))
 	v.Relays = encodeAddrs(s.relayAddrs())
 	v.Jumpoints = s.peerJumpoints(v.GetPeer())
 	return &pb.Response{Body: &pb.Response_Peer{Peer: v}}, nil

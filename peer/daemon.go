@@ -298,7 +298,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		// signed in a grant the console showed this peer (grant.Gate).
 		puncher, err := punch.Start(d.host, func(id peer.ID) bool { return id == d.site.ID || d.reserver.IsRelay(id) }, d.log,
 			punch.WithPrediction(d.natPrediction.on), punch.WithNATChange(d.natChanged),
-			punch.WithProbing(d.natProbing.on), punch.WithGranted(d.sess.gate.ConsoleIP))
+			punch.WithProbing(d.natProbing.on), punch.WithGranted(d.sess.gate.ConsoleIP), punch.WithGrantCheck(d.checkProbeGrant))
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -25,6 +26,20 @@ type pingResult struct {
 	Rounds         []pingRound `json:"rounds"`
 	// RTTMS is the median round trip on the final path.
 	RTTMS float64 `json:"rtt_ms,omitempty"`
+	// ProbesSent counts the easy side's probes of a port-mapping probe
+	// exchange, Probe describes it (omitted when none ran).
+	ProbesSent int        `json:"probes_sent,omitempty"`
+	Probe      *pingProbe `json:"probe,omitempty"`
+}
+
+// pingProbe is a port-mapping probe exchange in `ping --json`.
+type pingProbe struct {
+	Hard        string  `json:"hard"` // which side opened the sockets: peer | console | none
+	OpenersSent int     `json:"openers_sent"`
+	ProbesSent  int     `json:"probes_sent"`
+	Hit         bool    `json:"hit"`
+	Direct      bool    `json:"direct"`
+	TookMS      float64 `json:"took_ms"`
 }
 
 type pingRound struct {
@@ -96,6 +111,9 @@ func pingCommand() *cli.Command {
 			res := newPingResult(p)
 			return output(cc, res, func(out io.Writer) {
 				switch s := p.Path; {
+				case s.Initial == console.PathRelayed && s.Final == console.PathDirect && res.Probe != nil && res.Probe.Direct:
+					fmt.Fprintf(out, "%s: relayed, then direct (%s) after %s, by port-mapping probing (%d probes, %d sockets on the %s's side)\n",
+						p.Name, res.Transport, roundMS(s.TimeToDirect), res.Probe.ProbesSent, res.Probe.OpenersSent, res.Probe.Hard)
 				case s.Initial == console.PathRelayed && s.Final == console.PathDirect:
 					fmt.Fprintf(out, "%s: relayed, then direct (%s) after %s\n", p.Name, res.Transport, roundMS(s.TimeToDirect))
 				default:
@@ -116,6 +134,10 @@ func newPingResult(p *console.PingResult) pingResult {
 	}
 	if s.Final == console.PathDirect {
 		res.Transport = s.FinalPath.Transport
+	}
+	if pr := p.Probe; pr != nil {
+		res.ProbesSent = pr.ProbesSent
+		res.Probe = &pingProbe{Hard: strings.ToLower(pr.Hard.String()), OpenersSent: pr.OpenersSent, ProbesSent: pr.ProbesSent, Hit: pr.Hit, Direct: pr.Direct, TookMS: ms(pr.Took)}
 	}
 	return res
 }

@@ -1879,7 +1879,9 @@ type JumpResponse struct {
 	// For a peer behind jumpoints: the jumpoints to reach it through (addrs
 	// above are then its addresses on the jumpoints' networks). For an
 	// agentless target: the one jumpoint the grant names (peer is empty).
-	Jumpoints     []*JumpointRef `protobuf:"bytes,5,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
+	Jumpoints []*JumpointRef `protobuf:"bytes,5,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
+	// The peer's IP as the coordinator sees its connection (PeerView.peer_ip).
+	PeerIp        string `protobuf:"bytes,6,opt,name=peer_ip,json=peerIp,proto3" json:"peer_ip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1947,6 +1949,13 @@ func (x *JumpResponse) GetJumpoints() []*JumpointRef {
 		return x.Jumpoints
 	}
 	return nil
+}
+
+func (x *JumpResponse) GetPeerIp() string {
+	if x != nil {
+		return x.PeerIp
+	}
+	return ""
 }
 
 type AuditRequest struct {
@@ -2420,7 +2429,11 @@ type PeerView struct {
 	Addrs  [][]byte `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
 	Relays [][]byte `protobuf:"bytes,4,rep,name=relays,proto3" json:"relays,omitempty"`
 	// The jumpoints the peer talks through, as the coordinator knows them now.
-	Jumpoints     []*JumpointRef `protobuf:"bytes,5,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
+	Jumpoints []*JumpointRef `protobuf:"bytes,5,rep,name=jumpoints,proto3" json:"jumpoints,omitempty"`
+	// The peer's IP as the coordinator sees its connection (only for one
+	// peer): its NAT's public IP. A console sends probes (mesh/probe) to no
+	// other address of the peer's network.
+	PeerIp        string `protobuf:"bytes,6,opt,name=peer_ip,json=peerIp,proto3" json:"peer_ip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2488,6 +2501,13 @@ func (x *PeerView) GetJumpoints() []*JumpointRef {
 		return x.Jumpoints
 	}
 	return nil
+}
+
+func (x *PeerView) GetPeerIp() string {
+	if x != nil {
+		return x.PeerIp
+	}
+	return ""
 }
 
 // WakeRequest asks the coordinator to wake a peer (jumpmesh wake).
@@ -4015,13 +4035,14 @@ const file_control_proto_rawDesc = "" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x12\n" +
 	"\x04argv\x18\x04 \x03(\tR\x04argv\x12\x10\n" +
 	"\x03via\x18\x05 \x01(\tR\x03via\x12\x16\n" +
-	"\x06target\x18\x06 \x01(\tR\x06target\"\xd9\x01\n" +
+	"\x06target\x18\x06 \x01(\tR\x06target\"\xf2\x01\n" +
 	"\fJumpResponse\x121\n" +
 	"\x05grant\x18\x01 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\x12.\n" +
 	"\x04peer\x18\x02 \x01(\v2\x1a.jumpmesh.control.PeerViewR\x04peer\x12\x14\n" +
 	"\x05addrs\x18\x03 \x03(\fR\x05addrs\x12\x16\n" +
 	"\x06relays\x18\x04 \x03(\fR\x06relays\x128\n" +
-	"\tjumpoints\x18\x05 \x03(\v2\x1a.jumpmesh.site.JumpointRefR\tjumpoints\"\x97\x01\n" +
+	"\tjumpoints\x18\x05 \x03(\v2\x1a.jumpmesh.site.JumpointRefR\tjumpoints\x12\x17\n" +
+	"\apeer_ip\x18\x06 \x01(\tR\x06peerIp\"\x97\x01\n" +
 	"\fAuditRequest\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1d\n" +
@@ -4055,13 +4076,14 @@ const file_control_proto_rawDesc = "" +
 	"\x0fPeerListRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x12'\n" +
 	"\x0finclude_deleted\x18\x02 \x01(\bR\x0eincludeDeleted\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xb3\x01\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xcc\x01\n" +
 	"\bPeerView\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
 	"\x05addrs\x18\x03 \x03(\fR\x05addrs\x12\x16\n" +
 	"\x06relays\x18\x04 \x03(\fR\x06relays\x128\n" +
-	"\tjumpoints\x18\x05 \x03(\v2\x1a.jumpmesh.site.JumpointRefR\tjumpoints\";\n" +
+	"\tjumpoints\x18\x05 \x03(\v2\x1a.jumpmesh.site.JumpointRefR\tjumpoints\x12\x17\n" +
+	"\apeer_ip\x18\x06 \x01(\tR\x06peerIp\";\n" +
 	"\vWakeRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\fR\bpassword\"\xa4\x01\n" +

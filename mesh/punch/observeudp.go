@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -100,15 +101,19 @@ func (p *Puncher) observeFreshUDP(ctx context.Context) error {
 // public address of transport proto ("tcp" or "udp": QUIC), and no direct
 // connection of that transport to them.
 func (p *Puncher) observersFor(proto string) []peer.AddrInfo {
+	return observersFor(p.h, p.trusted, proto)
+}
+
+func observersFor(h host.Host, trusted func(peer.ID) bool, proto string) []peer.AddrInfo {
 	var out []peer.AddrInfo
-	for _, id := range p.h.Network().Peers() {
-		if !p.trusted(id) || slices.ContainsFunc(p.h.Network().ConnsToPeer(id), func(c network.Conn) bool {
+	for _, id := range h.Network().Peers() {
+		if !trusted(id) || slices.ContainsFunc(h.Network().ConnsToPeer(id), func(c network.Conn) bool {
 			q, _ := transportPort(c.RemoteMultiaddr())
 			return q == proto && !mesh.IsCircuit(c.RemoteMultiaddr())
 		}) {
 			continue
 		}
-		for _, a := range p.h.Peerstore().Addrs(id) {
+		for _, a := range h.Peerstore().Addrs(id) {
 			if q, _ := transportPort(a); q == proto && manet.IsPublicAddr(a) && !isWebsocket(a) && !mesh.IsCircuit(a) && (proto == "tcp" || isQUIC(a)) {
 				out = append(out, peer.AddrInfo{ID: id, Addrs: []ma.Multiaddr{a}})
 				break
@@ -116,6 +121,45 @@ func (p *Puncher) observersFor(proto string) []peer.AddrInfo {
 		}
 	}
 	return out
+}
+
+// ObserveQUIC makes one QUIC flow from h's listening port to each trusted
+// peer h is connected to without QUIC (at most two), asks identify where
+// it saw the flow, and returns those observations: what a console that
+// does not run a Puncher tells of its NAT in a probe exchange (UDPSide).
+func ObserveQUIC(ctx context.Context, h host.Host, trusted func(peer.ID) bool) ([]natmap.Observation, error) {
+	dn, ok := h.Network().(dialingNetwork)
+	if !ok {
+		return nil, errors.New("the host's network cannot dial a transport")
+	}
+	ctx, cancel := context.WithTimeout(ctx, observeTimeout)
+	defer cancel()
+	var flows []natmap.Observation
+	var errs []error
+	for _, o := range observersFor(h, trusted, "udp") {
+		if len(flows) == 2 {
+			break
+		}
+		tr := dn.TransportForDialing(o.Addrs[0])
+		if tr == nil {
+			continue
+		}
+		obs, opened, err := askObserved(ctx, tr, o)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", o.ID, err))
+			continue
+		}
+		if q, _ := transportPort(obs); q == "udp" && manet.IsPublicAddr(obs) {
+			flows = noteFlowAt(flows, opened.remote, obs, opened.at)
+		}
+	}
+	if len(flows) == 0 {
+		if len(errs) == 0 {
+			return nil, errNoObserver
+		}
+		return nil, fmt.Errorf("no QUIC observation: %w", errors.Join(errs...))
+	}
+	return flows, nil
 }
 
 func isQUIC(a ma.Multiaddr) bool {

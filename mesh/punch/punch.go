@@ -24,6 +24,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/natmap"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // Punch timing.
@@ -49,22 +50,25 @@ type Puncher struct {
 
 	mu          sync.Mutex
 	active      map[peer.ID]bool
-	again       map[peer.ID]bool                 // a new relayed connection came during a punch
-	observed    map[string]ma.Multiaddr          // by transport ("tcp"): the latest trusted observation
-	flows       []natmap.Observation             // TCP flows from the listening port, as trusted observers saw them
-	learning    bool                             // a fresh observation to classify the NAT is under way
-	learnt      int                              // fresh observations made to classify it
-	udpFlows    []natmap.Observation             // QUIC flows from the listening port, as trusted observers saw them (NAT)
-	seenBy      map[peer.ID]bool                 // trusted peers that observed a flow (NAT)
-	updated     time.Time                        // the last observation (NAT)
-	udpBlocked  bool                             // a QUIC dial to a trusted observer failed and no QUIC flow was seen (NAT)
-	udpLearning bool                             // a fresh QUIC observation is under way (observeudp.go)
-	udpLearnt   int                              // fresh QUIC observations made
-	onNAT       func()                           // called when an observation came (WithNATChange)
-	predict     func() bool                      // whether the site lets us predict ports (WithPrediction)
-	predictMu   sync.Mutex                       // held through a predicted punch (attempt)
-	probing     func() bool                      // whether the site lets us probe (WithProbing)
-	granted     func(peer.ID) (netip.Addr, bool) // a remote's public IP from the grant it showed (WithGranted)
+	again       map[peer.ID]bool                                 // a new relayed connection came during a punch
+	observed    map[string]ma.Multiaddr                          // by transport ("tcp"): the latest trusted observation
+	flows       []natmap.Observation                             // TCP flows from the listening port, as trusted observers saw them
+	learning    bool                                             // a fresh observation to classify the NAT is under way
+	learnt      int                                              // fresh observations made to classify it
+	udpFlows    []natmap.Observation                             // QUIC flows from the listening port, as trusted observers saw them (NAT)
+	seenBy      map[peer.ID]bool                                 // trusted peers that observed a flow (NAT)
+	updated     time.Time                                        // the last observation (NAT)
+	udpBlocked  bool                                             // a QUIC dial to a trusted observer failed and no QUIC flow was seen (NAT)
+	udpLearning bool                                             // a fresh QUIC observation is under way (observeudp.go)
+	udpLearnt   int                                              // fresh QUIC observations made
+	onNAT       func()                                           // called when an observation came (WithNATChange)
+	predict     func() bool                                      // whether the site lets us predict ports (WithPrediction)
+	predictMu   sync.Mutex                                       // held through a predicted punch (attempt)
+	probing     func() bool                                      // whether the site lets us probe (WithProbing)
+	granted     func(peer.ID) (netip.Addr, bool)                 // a remote's public IP from the grant it showed (WithGranted)
+	grantCheck  func(peer.ID, *pb.JumpGrant) (netip.Addr, error) // checks the grant of a probe answer (WithGrantCheck)
+	probeMu     sync.Mutex                                       // held through a probe exchange
+	probes      map[peer.ID]int                                  // probe exchanges per remote while its punching lasts
 	n           *network.NotifyBundle
 	trusted     func(peer.ID) bool
 	tracer      Tracer
@@ -277,6 +281,7 @@ func (p *Puncher) start(remote peer.ID) {
 			if !p.again[remote] || p.ctx.Err() != nil {
 				delete(p.active, remote)
 				delete(p.again, remote)
+				delete(p.probes, remote)
 				p.mu.Unlock()
 				return
 			}
@@ -340,8 +345,17 @@ func (p *Puncher) relayed(remote peer.ID) bool {
 // other try, when identify says the remote listens on public addresses (a
 // console on a public network), it simply dials them: that is an ordinary
 // connection, whose dialer must be the client — a punch would give both
-// sides the server role. Otherwise it punches.
+// sides the server role. When a punch cannot open the pair's NATs, it
+// probes (probing.go). Otherwise it punches.
 func (p *Puncher) attempt(remote peer.ID, n int) (how string, rtt time.Duration, err error) {
+	if p.shouldProbe(remote, n) {
+		// mesh/probe logs the exchange.
+		if res, err := p.probe(remote); res.Hard != pb.ProbeStart_NONE || err != nil {
+			return "probe", 0, err
+		}
+		// Probing does not fit the pair (both endpoint-independent, say):
+		// this attempt does what it would have done.
+	}
 	if pub := p.remotePublic(remote); n%2 == 0 && len(pub) > 0 {
 		ctx, cancel := context.WithTimeout(p.ctx, punchReverse)
 		defer cancel()
