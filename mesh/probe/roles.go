@@ -38,22 +38,32 @@ const (
 // destination to a new random port is hard (it opens the sockets), the
 // other probes, and probing needs the hard side to know the easy side's
 // mapping:
-//   - peer "random", console's udp_mapping set, console not "random" → PEER;
+//   - peer "random", console's udp_mapping set, console
+//     "endpoint-independent" or unknown → PEER;
 //   - console "random" (or peer "endpoint-independent" and the console's
-//     kind unknown), peer's udp_mapping set, peer not "random" → CONSOLE;
-//   - otherwise (either "blocked", both "random", nothing known) NONE.
+//     kind unknown), peer's udp_mapping set, peer "endpoint-independent"
+//     or unknown → CONSOLE;
+//   - otherwise (either "blocked", both "random", a "sequential" easy
+//     side, nothing known) NONE.
 //
-// Two random NATs are left out: the easy side's probes would leave from a
-// new port per destination too, and nothing could meet.
+// The easy side must keep one mapping for every destination: behind a
+// random or sequential NAT its probes to the hard side would leave from a
+// new port, not the mapping the hard side's sockets opened towards, and
+// nothing could meet (in the lab's grid a sequential console spent its
+// 1,024 probes on a hard peer for nothing).
 func Roles(peerSide, consoleSide *pb.ProbeSide) pb.ProbeStart_Hard {
 	pk, ck := peerSide.GetKind(), consoleSide.GetKind()
 	switch {
 	case pk == kindBlocked || ck == kindBlocked:
 		return pb.ProbeStart_NONE
-	case pk == kindRandom && ck != kindRandom && consoleSide.GetUdpMapping() != "":
+	case pk == kindRandom && mayProbe(ck) && consoleSide.GetUdpMapping() != "":
 		return pb.ProbeStart_PEER
-	case pk != kindRandom && (ck == kindRandom || pk == kindEasy && (ck == kindUnknown || ck == "")) && peerSide.GetUdpMapping() != "":
+	case mayProbe(pk) && (ck == kindRandom || pk == kindEasy && (ck == kindUnknown || ck == "")) && peerSide.GetUdpMapping() != "":
 		return pb.ProbeStart_CONSOLE
 	}
 	return pb.ProbeStart_NONE
 }
+
+// mayProbe reports whether a side of kind k can be the easy side: its NAT
+// keeps one mapping for every destination, or nothing says it does not.
+func mayProbe(k string) bool { return k == kindEasy || k == kindUnknown || k == "" }
