@@ -10,6 +10,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/natmap"
@@ -78,6 +80,43 @@ func (p *Puncher) shouldProbe(remote peer.ID, n int) bool {
 		return true
 	case natmap.EndpointIndependent:
 		return n >= 2
+	}
+	return false
+}
+
+// errEndpointDependent: the remote's NAT maps each destination to its own
+// port, so a punch cannot pass; a probe may.
+var errEndpointDependent = errors.New("the remote's NAT gave its observers different ports: probing instead of punching")
+
+// probeFits reports whether an endpoint-independent host may probe with
+// remote next (its next attempt): a punch's exchange showed the remote's
+// NAT endpoint-dependent, so the punch's dial is skipped.
+func (p *Puncher) probeFits(remote peer.ID) bool {
+	if !p.mayProbe() || !p.listensOn("udp") {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.probes[remote] < maxExchanges && natmap.Classify(p.udpFlows).Kind == natmap.EndpointIndependent
+}
+
+// endpointDependent reports whether addrs (a remote's addresses in a
+// punch's exchange) give one public IP two TCP ports: its observers saw
+// its NAT map their flows to different ports.
+func endpointDependent(addrs []ma.Multiaddr) bool {
+	ports := map[netip.Addr]uint16{}
+	for _, a := range addrs {
+		if q, _ := transportPort(a); q != "tcp" || !manet.IsPublicAddr(a) {
+			continue
+		}
+		ap, err := addrPort(a)
+		if err != nil {
+			continue
+		}
+		if port, ok := ports[ap.Addr()]; ok && port != ap.Port() {
+			return true
+		}
+		ports[ap.Addr()] = ap.Port()
 	}
 	return false
 }

@@ -170,3 +170,28 @@ func TestConsoleIP(t *testing.T) {
 		t.Fatalf("no grant at all gave %v", ip)
 	}
 }
+
+// TestEndpointDependent: a remote whose exchange shows one public IP with
+// two TCP ports is behind an endpoint-dependent NAT (a punch is skipped
+// for a probe); one port, QUIC and private addresses do not count.
+func TestEndpointDependent(t *testing.T) {
+	for _, c := range []struct {
+		addrs []string
+		want  bool
+	}{
+		{[]string{"/ip4/5.6.7.8/tcp/27368", "/ip4/5.6.7.8/tcp/35085"}, true},
+		{[]string{"/ip4/5.6.7.8/tcp/27368", "/ip4/5.6.7.8/tcp/27368"}, false},
+		{[]string{"/ip4/5.6.7.8/tcp/27368", "/ip4/5.6.7.8/udp/35085/quic-v1"}, false},
+		{[]string{"/ip4/5.6.7.8/tcp/27368", "/ip4/5.6.7.9/tcp/35085"}, false},
+		{[]string{"/ip4/10.0.0.2/tcp/4001", "/ip4/10.0.0.2/tcp/4002"}, false},
+		{nil, false},
+	} {
+		var addrs []ma.Multiaddr
+		for _, a := range c.addrs {
+			addrs = append(addrs, ma.StringCast(a))
+		}
+		if got := endpointDependent(addrs); got != c.want {
+			t.Errorf("endpointDependent(%v) = %v, want %v", c.addrs, got, c.want)
+		}
+	}
+}

@@ -421,6 +421,12 @@ func (p *Puncher) exchange(remote peer.ID) (rtt time.Duration, err error) {
 		s.Reset()
 		return rtt, errors.New("the remote sent no address to punch towards")
 	}
+	if endpointDependent(theirs) && p.probeFits(remote) {
+		// Two observers saw the remote's NAT give it two ports: a punch
+		// towards either cannot pass, and the next attempt probes.
+		s.Reset()
+		return rtt, errEndpointDependent
+	}
 	if err := w.WriteMsg(&holepunchpb.HolePunch{Type: holepunchpb.HolePunch_SYNC.Enum()}); err != nil {
 		s.Reset()
 		return rtt, err
