@@ -22,7 +22,7 @@ func simGridCommand() *cli.Command {
 		Name:  "grid",
 		Usage: "connect a console behind every NAT preset to a peer behind every NAT preset; report direct / relayed / failed",
 		UsageText: "jumpmesh sim grid [--presets public,easy,cgnat,hard,sequential,udp-blocked] [--runs 1]\n" +
-			"                  [--latency 10ms] [--wait-direct 5s] [--out DIR] [--binary PATH] [--json]\n\n" +
+			"                  [--latency 10ms] [--wait-direct 8s] [--out DIR] [--binary PATH] [--json]\n\n" +
 			"Examples:\n  sudo jumpmesh sim grid\n  sudo jumpmesh sim grid --runs 5 --latency 25ms --out /tmp/grid\n" +
 			"  sudo jumpmesh sim grid --presets easy,hard",
 		Description: "Builds a public coordinator and relay and, for each preset, one network with a peer (peer-PRESET)\n" +
@@ -31,14 +31,15 @@ func simGridCommand() *cli.Command {
 			"makes it direct within --wait-direct and how long that took. The consoles run at once.\n" +
 			"Fails (exit 1) when a pair cannot connect at all, or when a pair whose NATs both map\n" +
 			"endpoint-independently (public, easy, cgnat, udp-blocked) stays relayed, or when a peer behind\n" +
-			"sequential (its next port predicted) stays relayed from such a console; the other pairs with a\n" +
-			"hard or sequential side are measured and reported. Writes results.json and report.html (with\n" +
+			"sequential (its next port predicted) stays relayed from such a console, or when a pair with one\n" +
+			"side hard and the other public, easy or cgnat (port-mapping probing) stays relayed; the other\n" +
+			"pairs are measured and reported. Writes results.json and report.html (with\n" +
 			"the heat map) into --out. Needs root.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "presets", Destination: &f.presets, Usage: "comma-separated presets (default: public,easy,cgnat,hard,sequential,udp-blocked)"},
 			&cli.IntFlag{Name: "runs", Destination: &f.runs, Value: 1, Usage: "times every pair connects (1 to 100)"},
 			&cli.DurationFlag{Name: "latency", Destination: &f.latency, Value: 10 * time.Millisecond, Usage: "one-way latency of each network's uplink (1ms to 1s)"},
-			&cli.DurationFlag{Name: "wait-direct", Destination: &f.wait, Value: scenario.DefaultWaitDirect, Usage: "how long a relayed pair may take to go direct (100ms to 1m)"},
+			&cli.DurationFlag{Name: "wait-direct", Destination: &f.wait, Value: scenario.GridWaitDirect, Usage: "how long a relayed pair may take to go direct (100ms to 1m)"},
 			&cli.StringFlag{Name: "out", Destination: &f.out, Usage: "output directory (default: ./sim-out/nat-grid-TIME)"},
 			&cli.StringFlag{Name: "binary", Destination: &f.binary, Usage: "jumpmesh binary the hosts run (default: this one)"},
 			pcapFlag,

@@ -13,9 +13,14 @@ import (
 	"github.com/jumpmesh/jumpmesh/sim/results"
 )
 
-// DefaultWaitDirect is how long a connect or grid step waits, by default,
-// for a relayed connection to go direct.
+// DefaultWaitDirect is how long a connect step waits, by default, for a
+// relayed connection to go direct.
 const DefaultWaitDirect = 5 * time.Second
+
+// GridWaitDirect is a grid's default: a hard peer probes with each
+// console in turn (one exchange at a time, each up to 3.5 s when it
+// spends its probes), so the last of three consoles may wait longer.
+const GridWaitDirect = 8 * time.Second
 
 // GridPresets are the presets a grid crosses by default: every preset a
 // host can connect out of (isolated has no route out).
@@ -25,16 +30,20 @@ var GridPresets = []netlab.Preset{netlab.Public, netlab.Easy, netlab.CGNAT, netl
 // a peer behind p a direct connection: both sides map
 // endpoint-independently (public, easy, cgnat; udp-blocked over TCP), or
 // the console does and the peer is behind a sequential NAT, whose next
-// port the peer's puncher predicts (mesh/punch, mesh/natmap). A hard side
-// allocates a new random port per destination, so the address the other
-// side punches towards is not the one that reaches it; so does a
-// sequential console's, whose side predicts nothing (libp2p's DCUtR
-// service offers what identify observed).
+// port the peer's puncher predicts (mesh/punch, mesh/natmap), or one side
+// is hard and the other endpoint-independent over UDP (public, easy,
+// cgnat): port-mapping probing opens that pair (mesh/probe). Two hard
+// sides stay relayed (nothing meets), as does a hard side against a
+// udp-blocked one (probing is UDP) or a sequential one (its probes leave
+// from new ports), and a sequential console, whose side predicts nothing
+// (libp2p's DCUtR service offers what identify observed).
 func ExpectDirect(c, p netlab.Preset) bool {
 	eim := func(x netlab.Preset) bool {
 		return x == netlab.Public || x == netlab.Easy || x == netlab.CGNAT || x == netlab.UDPBlocked
 	}
-	return eim(c) && (eim(p) || p == netlab.Sequential)
+	eimUDP := func(x netlab.Preset) bool { return eim(x) && x != netlab.UDPBlocked }
+	return eim(c) && (eim(p) || p == netlab.Sequential) ||
+		c == netlab.Hard && eimUDP(p) || eimUDP(c) && p == netlab.Hard
 }
 
 // GridOptions shape a NAT grid.
@@ -42,7 +51,7 @@ type GridOptions struct {
 	Presets    []netlab.Preset // default GridPresets
 	Runs       int             // times every pair connects; default 1
 	Latency    time.Duration   // one-way, on each NAT's uplink (a public host's own cable); default 10ms
-	WaitDirect time.Duration   // default DefaultWaitDirect
+	WaitDirect time.Duration   // default GridWaitDirect
 }
 
 // Grid is the scenario `jumpmesh sim grid` runs: a public coordinator and
@@ -60,7 +69,7 @@ func Grid(o GridOptions) (*Scenario, error) {
 		o.Latency = 10 * time.Millisecond
 	}
 	if o.WaitDirect == 0 {
-		o.WaitDirect = DefaultWaitDirect
+		o.WaitDirect = GridWaitDirect
 	}
 	sc := &Scenario{
 		Name:        "nat-grid",

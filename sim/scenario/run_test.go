@@ -138,7 +138,9 @@ func TestQuickstart(t *testing.T) {
 
 // TestShippedScenarios runs the other shipped scenarios but the grid: a
 // peer behind carrier-grade NAT reached directly (cgnat), two hard NATs
-// that stay relayed and work (hard-both), a direct session that survives
+// that stay relayed and work (hard-both), a hard side against an easy one
+// opened by port-mapping probing, both ways, and relayed with
+// nat-probing=false (hard-easy), a direct session that survives
 // its relay being killed (relay-loss), eight peers reconnecting after the
 // coordinator is killed (reconnect-storm), a forward through a peer to a
 // web server on its LAN, before and after the peer restarts (intranet),
@@ -149,7 +151,7 @@ func TestQuickstart(t *testing.T) {
 // (sequential).
 // Each passes only if every step does.
 func TestShippedScenarios(t *testing.T) {
-	for _, name := range []string{"cgnat", "hard-both", "relay-loss", "reconnect-storm", "intranet", "jumpoint", "sequential"} {
+	for _, name := range []string{"cgnat", "hard-both", "hard-easy", "relay-loss", "reconnect-storm", "intranet", "jumpoint", "sequential"} {
 		t.Run(name, func(t *testing.T) { runShipped(t, name, 4*time.Minute) })
 	}
 }
@@ -211,10 +213,11 @@ func TestWake(t *testing.T) {
 
 // TestGrid runs `jumpmesh sim grid`'s scenario: 36 pairs of console and
 // peer NAT presets. Every pair connects; every endpoint-independent pair,
-// and every peer behind sequential reached from an endpoint-independent
-// console, ends direct (the grid step itself fails otherwise); a hard
-// console against a hard peer stays relayed; the paths and the grid are
-// in results.json.
+// every peer behind sequential reached from an endpoint-independent
+// console, and every pair with one side hard and the other public, easy
+// or cgnat (port-mapping probing) ends direct (the grid step itself fails
+// otherwise); a hard console against a hard peer stays relayed; the paths
+// and the grid are in results.json.
 func TestGrid(t *testing.T) {
 	_, res, _ := runShipped(t, "nat-grid", 4*time.Minute)
 	if len(res.Paths) != 36 || res.Grid == nil || len(res.Grid.Presets) != 6 {
@@ -232,6 +235,15 @@ func TestGrid(t *testing.T) {
 		if p.ConsoleNAT == "hard" && p.PeerNAT == "hard" && p.Final != "relayed" {
 			t.Errorf("hard × hard ended %s", p.Final)
 		}
+		// One side hard, the other endpoint-independent over UDP: probing
+		// opens it, by QUIC, in every run.
+		if results.ClassOf(p.ConsoleNAT, p.PeerNAT) == results.ClassHardEI {
+			if p.Final != "direct" {
+				t.Errorf("hard × endpoint-independent pair %s → %s ended %s", p.Console, p.Peer, p.Final)
+			} else if p.ConsoleNAT != "public" && p.PeerNAT != "public" && p.Transport != "quic" {
+				t.Errorf("hard × endpoint-independent pair %s → %s went direct over %s, want QUIC (probing)", p.Console, p.Peer, p.Transport)
+			}
+		}
 		// Both sides map endpoint-independently (public, easy, cgnat):
 		// hole punching must always end direct. (The grid step fails such
 		// a pair too, by ExpectDirect; this holds whatever that becomes.)
@@ -248,9 +260,10 @@ func TestGrid(t *testing.T) {
 		}
 	}
 	// 16 endpoint-independent pairs, 4 endpoint-independent consoles and
-	// the sequential peer, plus the public console and the hard peer.
-	if direct < 21 {
-		t.Errorf("%d pairs direct, want at least 21", direct)
+	// the sequential peer, 6 pairs with one side hard and the other
+	// public, easy or cgnat.
+	if direct < 26 {
+		t.Errorf("%d pairs direct, want at least 26", direct)
 	}
 	// results.json's pair classes are those of its paths.
 	if want := results.Classes(res.Paths); !reflect.DeepEqual(res.Classes, want) {
