@@ -103,8 +103,7 @@ func (x *session) easy(remote *pb.ProbeSide, probes, sockets int) error {
 			}
 		case h := <-hits:
 			x.res.Hit = true
-			x.log.Debug("probe hit", logRemote, x.remote, logPort, h.port, logIndex, h.index)
-			_ = x.send(&pb.ProbeEvent{Event: &pb.ProbeEvent_Hit{Hit: &pb.ProbeHit{Port: uint32(h.port), Index: uint32(h.index)}}})
+			x.tellHit(h)
 		case ev, ok := <-x.events:
 			if !ok {
 				return fmt.Errorf("%w: the stream ended before a hit", ErrProtocol)

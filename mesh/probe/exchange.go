@@ -249,6 +249,12 @@ func (x *session) startEvents() {
 	})
 }
 
+// tellHit tells the other side about a hit this side saw.
+func (x *session) tellHit(h hit) {
+	x.log.Debug("probe hit", logRemote, x.remote, logPort, h.port, logIndex, h.index)
+	_ = x.send(&pb.ProbeEvent{Event: &pb.ProbeEvent_Hit{Hit: &pb.ProbeHit{Port: uint32(h.port), Index: uint32(h.index)}}})
+}
+
 func (x *session) send(e *pb.ProbeEvent) error {
 	x.wmu.Lock()
 	defer x.wmu.Unlock()

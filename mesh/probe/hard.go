@@ -107,8 +107,7 @@ func (x *session) hard(remote *pb.ProbeSide, n int) error {
 			gap.Reset(OpenerGap)
 		case h := <-hits:
 			got, found = h, true
-			x.log.Debug("probe hit", logRemote, x.remote, logPort, h.port, logIndex, h.index)
-			_ = x.send(&pb.ProbeEvent{Event: &pb.ProbeEvent_Hit{Hit: &pb.ProbeHit{Port: uint32(h.port), Index: uint32(h.index)}}})
+			x.tellHit(h)
 		case ev, ok := <-x.events:
 			if !ok {
 				return fmt.Errorf("%w: the stream ended before a hit", ErrProtocol)
