@@ -38,8 +38,10 @@
 // whether the NAT kept the listening port, and how many trusted peers
 // observed. For UDP, which no punch uses, the Puncher makes one QUIC flow
 // to a trusted peer it reaches over TCP (observeudp.go); when that fails
-// and no QUIC flow was ever seen, UDP is Blocked. Hairpinning is not
-// tested. The report is the host's own account: a coordinator shows it
+// and no QUIC flow was ever seen, UDP is Blocked. Hairpin tests whether
+// the NAT hairpins: the peer sends a datagram from a fresh socket to the
+// QUIC port's public mapping (UDPPublic) and watches for it on that port
+// (hairpin.go). The report is the host's own account: a coordinator shows it
 // and must not authorise anything on it.
 //
 // A Tracer, like libp2p's holepunch.MetricsTracer, sees every attempt and

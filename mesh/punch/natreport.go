@@ -30,6 +30,10 @@ type NATReport struct {
 	NoNAT bool
 	// Public is the latest TCP mapping observed (zero when none).
 	Public netip.AddrPort
+	// UDPPublic is the latest mapping of the QUIC listening port a
+	// trusted observer saw (zero when none): what a hairpin test
+	// (Hairpin) sends to.
+	UDPPublic netip.AddrPort
 	// Observers is how many trusted peers saw a flow of the host.
 	Observers int
 	// Updated is when the last observation came (zero when none).
@@ -54,6 +58,9 @@ func natReport(tcp, udp []natmap.Observation, listen, ifaces []ma.Multiaddr, obs
 	r := NATReport{TCP: natmap.Classify(tcp).Kind, UDP: natmap.Classify(udp).Kind, Observers: observers, Updated: updated}
 	if len(udp) == 0 && udpBlocked {
 		r.UDP = Blocked
+	}
+	if len(udp) > 0 {
+		r.UDPPublic = udp[len(udp)-1].Mapped
 	}
 	if len(tcp) == 0 {
 		return r
