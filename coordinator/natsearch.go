@@ -21,9 +21,11 @@ import (
 //	endpoint-dependent    hard or sequential
 //	port-preserving       the NAT kept the listening port
 //	udp-blocked           UDP does not get out
+//	hairpin               the NAT hairpins UDP (the peer's hairpin test)
+//	no-hairpin            it does not: hosts behind it reach the peer only by its LAN address
 //	unknown               no report, or too few observers to tell
 var searchNATWords = []string{"none", "easy", "endpoint-independent", "hard", "random", "sequential", "endpoint-dependent",
-	"port-preserving", "udp-blocked", "unknown"}
+	"port-preserving", "udp-blocked", "hairpin", "no-hairpin", "unknown"}
 
 // searchNATItems lists the nat: words of a peer's report.
 func searchNATItems(r *pb.NatReport) []string {
@@ -46,6 +48,12 @@ func searchNATItems(r *pb.NatReport) []string {
 	if r.GetUdp() == "blocked" {
 		out = append(out, "udp-blocked")
 	}
+	switch r.GetHairpinning() {
+	case pb.Hairpinning_HAIRPINNING_YES:
+		out = append(out, "hairpin")
+	case pb.Hairpinning_HAIRPINNING_NO:
+		out = append(out, "no-hairpin")
+	}
 	return out
 }
 
@@ -54,7 +62,7 @@ func searchNATItems(r *pb.NatReport) []string {
 func sameSearchNAT(a, b *pb.PeerStats) bool {
 	x, y := a.GetNat(), b.GetNat()
 	return x.GetTcp() == y.GetTcp() && x.GetNoNat() == y.GetNoNat() && x.GetPortPreserving() == y.GetPortPreserving() &&
-		(x.GetUdp() == "blocked") == (y.GetUdp() == "blocked")
+		(x.GetUdp() == "blocked") == (y.GetUdp() == "blocked") && x.GetHairpinning() == y.GetHairpinning()
 }
 
 // NAT kinds a peer may report (natmap's, and blocked for UDP).
@@ -66,8 +74,9 @@ const maxNATObservers = 64
 // cleanNAT is what the coordinator keeps of a peer's NAT report: a peer
 // may say anything (a compromised one lies), so a kind it does not know
 // becomes "unknown", an address that is not IP:port is dropped, and the
-// observer count is bounded — show and --json print nothing the peer
-// chose but these. Nil stays nil.
+// observer count is bounded, and a hairpinning that is neither yes nor no
+// is not tested — show and --json print nothing the peer chose but these.
+// Nil stays nil.
 func cleanNAT(r *pb.NatReport) *pb.NatReport {
 	if r == nil {
 		return nil
@@ -80,6 +89,9 @@ func cleanNAT(r *pb.NatReport) *pb.NatReport {
 	}
 	out := &pb.NatReport{Tcp: kind(r.GetTcp(), false), Udp: kind(r.GetUdp(), true), PortPreserving: r.GetPortPreserving(), NoNat: r.GetNoNat(),
 		Observers: min(r.GetObservers(), maxNATObservers), UpdatedUnix: r.GetUpdatedUnix()}
+	if h := r.GetHairpinning(); h == pb.Hairpinning_HAIRPINNING_YES || h == pb.Hairpinning_HAIRPINNING_NO {
+		out.Hairpinning = h
+	}
 	if ap, err := netip.ParseAddrPort(r.GetPublicAddr()); err == nil {
 		out.PublicAddr = ap.String()
 	}

@@ -28,8 +28,9 @@ func TestSearchNAT(t *testing.T) {
 	hard := newRawPeer(t, h.Site).online(h.Site, key, "hard-1")
 	seq := newRawPeer(t, h.Site).online(h.Site, key, "seq-1")
 	newRawPeer(t, h.Site).online(h.Site, key, "silent-1") // reports no NAT
-	stats(easy, &pb.NatReport{Tcp: "endpoint-independent", Udp: "endpoint-independent", PortPreserving: true, Observers: 2})
-	stats(hard, &pb.NatReport{Tcp: "random", Udp: "blocked", Observers: 2})
+	stats(easy, &pb.NatReport{Tcp: "endpoint-independent", Udp: "endpoint-independent", PortPreserving: true, Observers: 2,
+		Hairpinning: pb.Hairpinning_HAIRPINNING_NO})
+	stats(hard, &pb.NatReport{Tcp: "random", Udp: "blocked", Observers: 2, Hairpinning: pb.Hairpinning_HAIRPINNING_YES})
 	stats(seq, &pb.NatReport{Tcp: "sequential", Udp: "unknown", Observers: 2})
 
 	find := func(q string) []string {
@@ -57,6 +58,9 @@ func TestSearchNAT(t *testing.T) {
 		"-nat:easy -nat:unknown":   {"hard-1", "seq-1"},
 		"nat:endpoint-independent": {"easy-1"},
 		"nat:none":                 nil,
+		"nat:hairpin":              {"hard-1"},
+		"nat:no-hairpin":           {"easy-1"},
+		"-nat:hairpin":             {"easy-1", "seq-1", "silent-1"},
 	}
 	for q, names := range want {
 		coordinatortest.Eventually(t, 10*time.Second, "ls "+q, func() bool { return slices.Equal(find(q), names) })
@@ -65,24 +69,28 @@ func TestSearchNAT(t *testing.T) {
 	// The easy peer's NAT turns out to need a fresh port per destination.
 	stats(easy, &pb.NatReport{Tcp: "random", Udp: "unknown", Observers: 2})
 	coordinatortest.Eventually(t, 10*time.Second, "the easy peer found hard", func() bool {
-		return slices.Equal(find("nat:hard"), []string{"easy-1", "hard-1"}) && len(find("nat:easy")) == 0
+		return slices.Equal(find("nat:hard"), []string{"easy-1", "hard-1"}) && len(find("nat:easy")) == 0 && len(find("nat:no-hairpin")) == 0
 	})
 	v, err := h.admin.Peer(h.ctx(), hard.id().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := v.GetPeer().GetStats().GetNat(); r.GetTcp() != "random" || r.GetUdp() != "blocked" || r.GetObservers() != 2 {
+	if r := v.GetPeer().GetStats().GetNat(); r.GetTcp() != "random" || r.GetUdp() != "blocked" || r.GetObservers() != 2 ||
+		r.GetHairpinning() != pb.Hairpinning_HAIRPINNING_YES {
 		t.Errorf("show carries %v", r)
 	}
 
 	// A lying peer: whatever it says, show carries only known kinds and an
 	// IP:port, and its words do not reach search.
 	liar := newRawPeer(t, h.Site).online(h.Site, key, "liar-1")
-	stats(liar, &pb.NatReport{Tcp: "\x1b]0;owned\x07easy\x00hard", Udp: "blocked\x1b[2J", PublicAddr: "\x1b[31m1.2.3.4:5", Observers: 1 << 30})
+	// A hairpinning value no build knows is not tested.
+	stats(liar, &pb.NatReport{Tcp: "\x1b]0;owned\x07easy\x00hard", Udp: "blocked\x1b[2J", PublicAddr: "\x1b[31m1.2.3.4:5", Observers: 1 << 30,
+		Hairpinning: pb.Hairpinning(-7)})
 	coordinatortest.Eventually(t, 10*time.Second, "the liar's report", func() bool {
 		v, err := h.admin.Peer(h.ctx(), liar.id().String())
 		r := v.GetPeer().GetStats().GetNat()
-		return err == nil && r.GetTcp() == "unknown" && r.GetUdp() == "unknown" && r.GetPublicAddr() == "" && r.GetObservers() == 64
+		return err == nil && r.GetTcp() == "unknown" && r.GetUdp() == "unknown" && r.GetPublicAddr() == "" && r.GetObservers() == 64 &&
+			r.GetHairpinning() == pb.Hairpinning_HAIRPINNING_UNSPECIFIED
 	})
 	if got := find("nat:easy"); len(got) != 0 {
 		t.Errorf("nat:easy finds %v", got)

@@ -118,6 +118,8 @@ type Daemon struct {
 	// says it saw something new of the NAT (nat.go).
 	puncher *punch.Puncher
 	natNews chan struct{}
+	// hairpin is the hairpin test of the NAT's UDP mapping (hairpin.go).
+	hairpin hairpin
 
 	// Lifetime (the relay's shape): ctx ends at Close, which then waits
 	// for Run and everything Run started (wg) before closing the host.

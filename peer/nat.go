@@ -14,13 +14,16 @@ import (
 type NAT struct {
 	// TCP and UDP are natmap kinds (endpoint-independent, sequential,
 	// random, unknown), UDP also "blocked".
-	TCP            string    `json:"tcp"`
-	UDP            string    `json:"udp"`
-	PortPreserving bool      `json:"port_preserving,omitempty"`
-	NoNAT          bool      `json:"no_nat,omitempty"`
-	PublicAddr     string    `json:"public_addr,omitempty"`
-	Observers      int       `json:"observers"`
-	Updated        time.Time `json:"updated,omitzero"`
+	TCP            string `json:"tcp"`
+	UDP            string `json:"udp"`
+	PortPreserving bool   `json:"port_preserving,omitempty"`
+	NoNAT          bool   `json:"no_nat,omitempty"`
+	PublicAddr     string `json:"public_addr,omitempty"`
+	Observers      int    `json:"observers"`
+	// Hairpinning is the hairpin test's result: "yes", "no", or "" when
+	// not tested (hairpin.go).
+	Hairpinning string    `json:"hairpinning,omitempty"`
+	Updated     time.Time `json:"updated,omitzero"`
 }
 
 // natOf is the report r as the peer keeps it; nil when r says nothing.
@@ -41,7 +44,7 @@ func (n *NAT) PB() *pb.NatReport {
 		return nil
 	}
 	return &pb.NatReport{Tcp: n.TCP, Udp: n.UDP, PortPreserving: n.PortPreserving, NoNat: n.NoNAT, PublicAddr: n.PublicAddr,
-		Observers: uint32(n.Observers), UpdatedUnix: n.Updated.Unix()}
+		Observers: uint32(n.Observers), UpdatedUnix: n.Updated.Unix(), Hairpinning: hairpinPB(n.Hairpinning)}
 }
 
 // sameNAT reports whether a and b say the same (when they were updated aside).
@@ -54,8 +57,9 @@ func sameNAT(a, b *NAT) bool {
 	return x == y
 }
 
-// natReport is the puncher's latest report (nil without a puncher or
-// before any observation).
+// natReport is the puncher's latest report with the hairpin test's result
+// (nil without a puncher or before any observation). A report with a UDP
+// mapping not tested yet starts a hairpin test.
 func (d *Daemon) natReport() *NAT {
 	d.mu.Lock()
 	p := d.puncher
@@ -63,7 +67,13 @@ func (d *Daemon) natReport() *NAT {
 	if p == nil {
 		return nil
 	}
-	return natOf(p.NAT())
+	r := p.NAT()
+	d.maybeHairpin(r)
+	n := natOf(r)
+	if n != nil {
+		n.Hairpinning = d.hairpin.hairpinning()
+	}
+	return n
 }
 
 // natChanged tells the session loop that the puncher saw something new

@@ -16,7 +16,10 @@ type natView struct {
 	NoNAT          bool   `json:"no_nat,omitempty"`
 	PublicAddr     string `json:"public_addr,omitempty"`
 	Observers      uint32 `json:"observers"`
-	Updated        string `json:"updated,omitempty"`
+	// Hairpinning is "yes" or "no" (the peer's hairpin test); absent when
+	// not tested.
+	Hairpinning string `json:"hairpinning,omitempty"`
+	Updated     string `json:"updated,omitempty"`
 }
 
 func newNATView(r *pb.NatReport) *natView {
@@ -24,11 +27,24 @@ func newNATView(r *pb.NatReport) *natView {
 		return nil
 	}
 	return &natView{TCP: r.GetTcp(), UDP: r.GetUdp(), PortPreserving: r.GetPortPreserving(), NoNAT: r.GetNoNat(),
-		PublicAddr: r.GetPublicAddr(), Observers: r.GetObservers(), Updated: jsonTime(r.GetUpdatedUnix())}
+		PublicAddr: r.GetPublicAddr(), Observers: r.GetObservers(), Hairpinning: hairpinningText(r.GetHairpinning()), Updated: jsonTime(r.GetUpdatedUnix())}
+}
+
+// hairpinningText is a report's hairpinning: "yes", "no", or "" when not
+// tested.
+func hairpinningText(h pb.Hairpinning) string {
+	switch h {
+	case pb.Hairpinning_HAIRPINNING_YES:
+		return "yes"
+	case pb.Hairpinning_HAIRPINNING_NO:
+		return "no"
+	}
+	return ""
 }
 
 // natText is show's NAT line: "tcp endpoint-independent (port-preserving),
-// udp endpoint-independent, seen by 2 observers".
+// udp endpoint-independent, hairpinning: no, seen by 2 observers"
+// (hairpinning only when tested).
 func natText(n *natView) string {
 	if n == nil {
 		return "not reported"
@@ -48,7 +64,11 @@ func natText(n *natView) string {
 	if n.Observers == 1 {
 		seen = "seen by 1 observer"
 	}
-	return tcp + ", udp " + natKindText(n.UDP) + ", " + seen
+	udp := "udp " + natKindText(n.UDP)
+	if n.Hairpinning != "" {
+		udp += ", hairpinning: " + n.Hairpinning
+	}
+	return tcp + ", " + udp + ", " + seen
 }
 
 // natKindText names a natmap kind as RFC 4787 does.

@@ -148,7 +148,7 @@ func lsCommand() *cli.Command {
 			"(active|passive|jumpoint), status (online|offline|passive|lost|uninstalled|disabled|deleted), private-ip,\n" +
 			"public-ip, ip, id, last-access (<7d, >30d, never; quote it, > is a shell redirect), nat (what the\n" +
 			"peer reported of its NAT: easy, hard, sequential, endpoint-independent, endpoint-dependent, random,\n" +
-			"none, port-preserving, udp-blocked, unknown; --json lists the report). A leading -\n" +
+			"none, port-preserving, udp-blocked, hairpin, no-hairpin, unknown; --json lists the report). A leading -\n" +
 			"negates a term; quote values with spaces. Sorted by name. At most --limit peers are listed (the\n" +
 			"first in that order; 5000 at most, fewer if they would not fit one reply): when more match, a line on\n" +
 			"stderr says how many.",

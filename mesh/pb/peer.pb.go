@@ -24,6 +24,57 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Hairpinning is the result of a peer's hairpin test. Unspecified: not
+// tested (no UDP mapping observed yet, no NAT, or the test could not run).
+type Hairpinning int32
+
+const (
+	Hairpinning_HAIRPINNING_UNSPECIFIED Hairpinning = 0
+	Hairpinning_HAIRPINNING_YES         Hairpinning = 1
+	Hairpinning_HAIRPINNING_NO          Hairpinning = 2
+)
+
+// Enum value maps for Hairpinning.
+var (
+	Hairpinning_name = map[int32]string{
+		0: "HAIRPINNING_UNSPECIFIED",
+		1: "HAIRPINNING_YES",
+		2: "HAIRPINNING_NO",
+	}
+	Hairpinning_value = map[string]int32{
+		"HAIRPINNING_UNSPECIFIED": 0,
+		"HAIRPINNING_YES":         1,
+		"HAIRPINNING_NO":          2,
+	}
+)
+
+func (x Hairpinning) Enum() *Hairpinning {
+	p := new(Hairpinning)
+	*p = x
+	return p
+}
+
+func (x Hairpinning) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Hairpinning) Descriptor() protoreflect.EnumDescriptor {
+	return file_peer_proto_enumTypes[0].Descriptor()
+}
+
+func (Hairpinning) Type() protoreflect.EnumType {
+	return &file_peer_proto_enumTypes[0]
+}
+
+func (x Hairpinning) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Hairpinning.Descriptor instead.
+func (Hairpinning) EnumDescriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{0}
+}
+
 // PeerInfo is what a peer reports about its host.
 type PeerInfo struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -350,8 +401,11 @@ type NatReport struct {
 	// The latest TCP mapping observed (IP:port).
 	PublicAddr string `protobuf:"bytes,5,opt,name=public_addr,json=publicAddr,proto3" json:"public_addr,omitempty"`
 	// How many trusted observers saw a flow.
-	Observers     uint32 `protobuf:"varint,6,opt,name=observers,proto3" json:"observers,omitempty"`
-	UpdatedUnix   int64  `protobuf:"varint,7,opt,name=updated_unix,json=updatedUnix,proto3" json:"updated_unix,omitempty"`
+	Observers   uint32 `protobuf:"varint,6,opt,name=observers,proto3" json:"observers,omitempty"`
+	UpdatedUnix int64  `protobuf:"varint,7,opt,name=updated_unix,json=updatedUnix,proto3" json:"updated_unix,omitempty"`
+	// Whether the NAT hairpins UDP: a datagram the host sent from another
+	// port to the QUIC port's public mapping came back (punch.Hairpin).
+	Hairpinning   Hairpinning `protobuf:"varint,8,opt,name=hairpinning,proto3,enum=jumpmesh.peer.Hairpinning" json:"hairpinning,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -433,6 +487,13 @@ func (x *NatReport) GetUpdatedUnix() int64 {
 		return x.UpdatedUnix
 	}
 	return 0
+}
+
+func (x *NatReport) GetHairpinning() Hairpinning {
+	if x != nil {
+		return x.Hairpinning
+	}
+	return Hairpinning_HAIRPINNING_UNSPECIFIED
 }
 
 // PeerHello opens every peer stream.
@@ -1579,7 +1640,7 @@ const file_peer_proto_rawDesc = "" +
 	"\rconsole_users\x18\x06 \x03(\tR\fconsoleUsers\x12\x1d\n" +
 	"\n" +
 	"taken_unix\x18\a \x01(\x03R\ttakenUnix\x12*\n" +
-	"\x03nat\x18\b \x01(\v2\x18.jumpmesh.peer.NatReportR\x03nat\"\xd1\x01\n" +
+	"\x03nat\x18\b \x01(\v2\x18.jumpmesh.peer.NatReportR\x03nat\"\x8f\x02\n" +
 	"\tNatReport\x12\x10\n" +
 	"\x03tcp\x18\x01 \x01(\tR\x03tcp\x12\x10\n" +
 	"\x03udp\x18\x02 \x01(\tR\x03udp\x12'\n" +
@@ -1588,7 +1649,8 @@ const file_peer_proto_rawDesc = "" +
 	"\vpublic_addr\x18\x05 \x01(\tR\n" +
 	"publicAddr\x12\x1c\n" +
 	"\tobservers\x18\x06 \x01(\rR\tobservers\x12!\n" +
-	"\fupdated_unix\x18\a \x01(\x03R\vupdatedUnix\"\xe2\x01\n" +
+	"\fupdated_unix\x18\a \x01(\x03R\vupdatedUnix\x12<\n" +
+	"\vhairpinning\x18\b \x01(\x0e2\x1a.jumpmesh.peer.HairpinningR\vhairpinning\"\xe2\x01\n" +
 	"\tPeerHello\x12#\n" +
 	"\rinstaller_key\x18\x01 \x01(\tR\finstallerKey\x12+\n" +
 	"\x04info\x18\x02 \x01(\v2\x17.jumpmesh.peer.PeerInfoR\x04info\x12>\n" +
@@ -1666,7 +1728,11 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"deleted_by\x18\r \x01(\tR\tdeletedBy\x12\x1c\n" +
 	"\tjumpoints\x18\x0e \x03(\fR\tjumpoints\x12!\n" +
-	"\fpassive_unix\x18\x0f \x01(\x03R\vpassiveUnixB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
+	"\fpassive_unix\x18\x0f \x01(\x03R\vpassiveUnix*S\n" +
+	"\vHairpinning\x12\x1b\n" +
+	"\x17HAIRPINNING_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fHAIRPINNING_YES\x10\x01\x12\x12\n" +
+	"\x0eHAIRPINNING_NO\x10\x02B&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
@@ -1680,56 +1746,59 @@ func file_peer_proto_rawDescGZIP() []byte {
 	return file_peer_proto_rawDescData
 }
 
+var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_peer_proto_goTypes = []any{
-	(*PeerInfo)(nil),          // 0: jumpmesh.peer.PeerInfo
-	(*Nic)(nil),               // 1: jumpmesh.peer.Nic
-	(*PeerStats)(nil),         // 2: jumpmesh.peer.PeerStats
-	(*NatReport)(nil),         // 3: jumpmesh.peer.NatReport
-	(*PeerHello)(nil),         // 4: jumpmesh.peer.PeerHello
-	(*PeerGoodbye)(nil),       // 5: jumpmesh.peer.PeerGoodbye
-	(*PeerState)(nil),         // 6: jumpmesh.peer.PeerState
-	(*PeerUp)(nil),            // 7: jumpmesh.peer.PeerUp
-	(*PeerPassive)(nil),       // 8: jumpmesh.peer.PeerPassive
-	(*PeerWelcome)(nil),       // 9: jumpmesh.peer.PeerWelcome
-	(*LocalPolicyBody)(nil),   // 10: jumpmesh.peer.LocalPolicyBody
-	(*LocalPolicy)(nil),       // 11: jumpmesh.peer.LocalPolicy
-	(*PeerRetry)(nil),         // 12: jumpmesh.peer.PeerRetry
-	(*PeerUninstall)(nil),     // 13: jumpmesh.peer.PeerUninstall
-	(*PeerRevoke)(nil),        // 14: jumpmesh.peer.PeerRevoke
-	(*PeerDown)(nil),          // 15: jumpmesh.peer.PeerDown
-	(*Peer)(nil),              // 16: jumpmesh.peer.Peer
-	(*InstallerDefaults)(nil), // 17: jumpmesh.site.InstallerDefaults
-	(*SessionEvent)(nil),      // 18: jumpmesh.session.SessionEvent
-	(*Error)(nil),             // 19: jumpmesh.site.Error
+	(Hairpinning)(0),          // 0: jumpmesh.peer.Hairpinning
+	(*PeerInfo)(nil),          // 1: jumpmesh.peer.PeerInfo
+	(*Nic)(nil),               // 2: jumpmesh.peer.Nic
+	(*PeerStats)(nil),         // 3: jumpmesh.peer.PeerStats
+	(*NatReport)(nil),         // 4: jumpmesh.peer.NatReport
+	(*PeerHello)(nil),         // 5: jumpmesh.peer.PeerHello
+	(*PeerGoodbye)(nil),       // 6: jumpmesh.peer.PeerGoodbye
+	(*PeerState)(nil),         // 7: jumpmesh.peer.PeerState
+	(*PeerUp)(nil),            // 8: jumpmesh.peer.PeerUp
+	(*PeerPassive)(nil),       // 9: jumpmesh.peer.PeerPassive
+	(*PeerWelcome)(nil),       // 10: jumpmesh.peer.PeerWelcome
+	(*LocalPolicyBody)(nil),   // 11: jumpmesh.peer.LocalPolicyBody
+	(*LocalPolicy)(nil),       // 12: jumpmesh.peer.LocalPolicy
+	(*PeerRetry)(nil),         // 13: jumpmesh.peer.PeerRetry
+	(*PeerUninstall)(nil),     // 14: jumpmesh.peer.PeerUninstall
+	(*PeerRevoke)(nil),        // 15: jumpmesh.peer.PeerRevoke
+	(*PeerDown)(nil),          // 16: jumpmesh.peer.PeerDown
+	(*Peer)(nil),              // 17: jumpmesh.peer.Peer
+	(*InstallerDefaults)(nil), // 18: jumpmesh.site.InstallerDefaults
+	(*SessionEvent)(nil),      // 19: jumpmesh.session.SessionEvent
+	(*Error)(nil),             // 20: jumpmesh.site.Error
 }
 var file_peer_proto_depIdxs = []int32{
-	1,  // 0: jumpmesh.peer.PeerInfo.nics:type_name -> jumpmesh.peer.Nic
-	3,  // 1: jumpmesh.peer.PeerStats.nat:type_name -> jumpmesh.peer.NatReport
-	0,  // 2: jumpmesh.peer.PeerHello.info:type_name -> jumpmesh.peer.PeerInfo
-	17, // 3: jumpmesh.peer.PeerHello.overrides:type_name -> jumpmesh.site.InstallerDefaults
-	4,  // 4: jumpmesh.peer.PeerUp.hello:type_name -> jumpmesh.peer.PeerHello
-	2,  // 5: jumpmesh.peer.PeerUp.stats:type_name -> jumpmesh.peer.PeerStats
-	5,  // 6: jumpmesh.peer.PeerUp.goodbye:type_name -> jumpmesh.peer.PeerGoodbye
-	6,  // 7: jumpmesh.peer.PeerUp.state:type_name -> jumpmesh.peer.PeerState
-	18, // 8: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
-	8,  // 9: jumpmesh.peer.PeerUp.passive:type_name -> jumpmesh.peer.PeerPassive
-	16, // 10: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
-	11, // 11: jumpmesh.peer.PeerWelcome.local_policy:type_name -> jumpmesh.peer.LocalPolicy
-	9,  // 12: jumpmesh.peer.PeerDown.welcome:type_name -> jumpmesh.peer.PeerWelcome
-	12, // 13: jumpmesh.peer.PeerDown.retry:type_name -> jumpmesh.peer.PeerRetry
-	13, // 14: jumpmesh.peer.PeerDown.uninstall:type_name -> jumpmesh.peer.PeerUninstall
-	19, // 15: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
-	9,  // 16: jumpmesh.peer.PeerDown.update:type_name -> jumpmesh.peer.PeerWelcome
-	14, // 17: jumpmesh.peer.PeerDown.revoke:type_name -> jumpmesh.peer.PeerRevoke
-	17, // 18: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
-	0,  // 19: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
-	2,  // 20: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	2,  // 0: jumpmesh.peer.PeerInfo.nics:type_name -> jumpmesh.peer.Nic
+	4,  // 1: jumpmesh.peer.PeerStats.nat:type_name -> jumpmesh.peer.NatReport
+	0,  // 2: jumpmesh.peer.NatReport.hairpinning:type_name -> jumpmesh.peer.Hairpinning
+	1,  // 3: jumpmesh.peer.PeerHello.info:type_name -> jumpmesh.peer.PeerInfo
+	18, // 4: jumpmesh.peer.PeerHello.overrides:type_name -> jumpmesh.site.InstallerDefaults
+	5,  // 5: jumpmesh.peer.PeerUp.hello:type_name -> jumpmesh.peer.PeerHello
+	3,  // 6: jumpmesh.peer.PeerUp.stats:type_name -> jumpmesh.peer.PeerStats
+	6,  // 7: jumpmesh.peer.PeerUp.goodbye:type_name -> jumpmesh.peer.PeerGoodbye
+	7,  // 8: jumpmesh.peer.PeerUp.state:type_name -> jumpmesh.peer.PeerState
+	19, // 9: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
+	9,  // 10: jumpmesh.peer.PeerUp.passive:type_name -> jumpmesh.peer.PeerPassive
+	17, // 11: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
+	12, // 12: jumpmesh.peer.PeerWelcome.local_policy:type_name -> jumpmesh.peer.LocalPolicy
+	10, // 13: jumpmesh.peer.PeerDown.welcome:type_name -> jumpmesh.peer.PeerWelcome
+	13, // 14: jumpmesh.peer.PeerDown.retry:type_name -> jumpmesh.peer.PeerRetry
+	14, // 15: jumpmesh.peer.PeerDown.uninstall:type_name -> jumpmesh.peer.PeerUninstall
+	20, // 16: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
+	10, // 17: jumpmesh.peer.PeerDown.update:type_name -> jumpmesh.peer.PeerWelcome
+	15, // 18: jumpmesh.peer.PeerDown.revoke:type_name -> jumpmesh.peer.PeerRevoke
+	18, // 19: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
+	1,  // 20: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
+	3,  // 21: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -1760,13 +1829,14 @@ func file_peer_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_peer_proto_goTypes,
 		DependencyIndexes: file_peer_proto_depIdxs,
+		EnumInfos:         file_peer_proto_enumTypes,
 		MessageInfos:      file_peer_proto_msgTypes,
 	}.Build()
 	File_peer_proto = out.File

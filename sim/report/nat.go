@@ -7,8 +7,8 @@ import (
 )
 
 // natText is the topology's line for a peer's NAT report: "NAT tcp
-// endpoint-independent (port-preserving), udp unknown, 2 observers"; ""
-// when the host reported none.
+// endpoint-independent (port-preserving), udp unknown, hairpinning: no, 2
+// observers" (hairpinning when tested); "" when the host reported none.
 func natText(h *results.HostNAT) string {
 	if h == nil {
 		return ""
@@ -24,7 +24,11 @@ func natText(h *results.HostNAT) string {
 	if h.Observers == 1 {
 		observers = "observer"
 	}
-	return fmt.Sprintf("NAT %s, udp %s, %d %s", tcp, natKind(h.UDP), h.Observers, observers)
+	udp := "udp " + natKind(h.UDP)
+	if h.Hairpinning != "" {
+		udp += ", hairpinning: " + h.Hairpinning
+	}
+	return fmt.Sprintf("NAT %s, %s, %d %s", tcp, udp, h.Observers, observers)
 }
 
 // natKind names a natmap kind as RFC 4787 does.

@@ -38,7 +38,7 @@ func synthetic() results.Run {
 		Hosts: []results.Host{
 			{Name: "coordinator", Network: "dc", Role: "coordinator", Addr: "198.51.100.10"},
 			{Name: "web-01", Network: "home", Role: "peer", Addr: "192.168.50.10", Public: "203.0.113.10",
-				NAT: &results.HostNAT{TCP: "endpoint-independent", UDP: "unknown", PortPreserving: true, Observers: 2}},
+				NAT: &results.HostNAT{TCP: "endpoint-independent", UDP: "unknown", PortPreserving: true, Observers: 2, Hairpinning: "no"}},
 			{Name: "laptop", Network: "home", Role: "console", Addr: "192.168.50.11", Public: "203.0.113.10"},
 		},
 		Steps: []results.Step{
@@ -137,7 +137,7 @@ func TestRender(t *testing.T) {
 		"<h1>demo</h1>", `class="badge failed"`, "3.50 s", "2026-03-01 12:00:00 UTC",
 		"NAT: easy", "NAT: public", "192.168.50.0/24", `class="role console"`, "198.51.100.10",
 		"+1.01 s", "2.00 s", "<details open>", "lab setup", "jmlab-test-",
-		"NAT tcp endpoint-independent (port-preserving), udp unknown, 2 observers",
+		"NAT tcp endpoint-independent (port-preserving), udp unknown, hairpinning: no, 2 observers",
 	} {
 		if !strings.Contains(page, s) {
 			t.Errorf("page lacks %q", s)

@@ -121,6 +121,9 @@ type HostNAT struct {
 	NoNAT          bool   `json:"no_nat,omitempty"`
 	PublicAddr     string `json:"public_addr,omitempty"`
 	Observers      int    `json:"observers"`
+	// Hairpinning is the peer's hairpin test: "yes", "no", or "" when not
+	// tested (no UDP mapping seen, or no NAT).
+	Hairpinning string `json:"hairpinning,omitempty"`
 }
 
 // HostNIC is one interface of a host on several networks.
