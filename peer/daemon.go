@@ -162,8 +162,12 @@ func Open(cfg RunConfig) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	if hc.ResourceManager, err = resourceManager(); err != nil {
+		return nil, err
+	}
 	h, err := mesh.NewHost(hc)
 	if err != nil {
+		hc.ResourceManager.Close()
 		return nil, err
 	}
 	h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
@@ -247,7 +251,9 @@ func (d *Daemon) Close() error {
 		d.runMu.Unlock()
 		d.cancel()
 		d.wg.Wait()
-		d.closeErr = d.host.Close()
+		// libp2p does not close a resource manager it was given.
+		rm := d.host.Network().ResourceManager()
+		d.closeErr = errors.Join(d.host.Close(), rm.Close())
 	})
 	return d.closeErr
 }
