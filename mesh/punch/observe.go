@@ -29,8 +29,10 @@ import (
 // over QUIC), so one observation is all it has, and one cannot tell an
 // endpoint-independent NAT from one that allocates the next port for each
 // new flow. libp2p cannot open a second connection to a peer it is
-// connected to, so the flow is dialled with the transport itself, asked
-// identify's question and closed: the observer is not added to the swarm.
+// connected to, so the flow is dialled with a TCP transport of its own
+// (flowTransport: the listening port, a key made for the flow), asked
+// identify's question and closed: the observer is not added to the swarm,
+// and the observer does not take the flow for a connection to this host.
 const (
 	observeTimeout = 3 * time.Second
 	observeMaxMsg  = 8 << 10 // identify's own bound on a signed message
@@ -103,17 +105,13 @@ func (p *Puncher) needFresh() bool {
 // observeFresh makes one new TCP flow from the listening port to a trusted
 // observer and notes the mapping it reports.
 func (p *Puncher) observeFresh(ctx context.Context) error {
-	dn, ok := p.h.Network().(dialingNetwork)
-	if !ok {
-		return errors.New("the host's network cannot dial a transport")
-	}
 	ctx, cancel := context.WithTimeout(ctx, observeTimeout)
 	defer cancel()
 	var errs []error
 	for _, o := range p.observers() {
-		tr := dn.TransportForDialing(o.Addrs[0])
-		if tr == nil {
-			continue
+		tr, err := flowTransport(p.h, o.Addrs[0])
+		if err != nil {
+			return fmt.Errorf("no fresh observation: %w", err)
 		}
 		obs, opened, err := askObserved(ctx, tr, o)
 		if err == nil && !p.listening(opened.local) && !p.sequential() {
@@ -189,7 +187,8 @@ func isWebsocket(a ma.Multiaddr) bool {
 }
 
 // askObserved dials o over tr (from the listening port: the TCP transport
-// reuses it), asks identify, and returns the address o saw us at.
+// reuses it; a fresh TCP observation's is flowTransport), asks identify,
+// and returns the address o saw us at.
 func askObserved(ctx context.Context, tr transport.Transport, o peer.AddrInfo) (ma.Multiaddr, openedFlow, error) {
 	c, err := tr.Dial(ctx, o.Addrs[0], o.ID)
 	if err != nil {
