@@ -211,10 +211,11 @@ func (x *session) result(start time.Time) Result {
 	return x.res
 }
 
-// logEnd logs how the exchange went: at Info once it started probing.
+// logEnd logs how the exchange went: at Info once it started probing or
+// when it failed (a peer makes at most two exchanges per console).
 func (x *session) logEnd(as string, res Result, err error) {
 	level := slog.LevelDebug
-	if res.Hard != pb.ProbeStart_NONE {
+	if res.Hard != pb.ProbeStart_NONE || err != nil {
 		level = slog.LevelInfo
 	}
 	x.log.Log(context.Background(), level, "probe exchange", logAs, as, logRemote, x.remote, logHard, res.Hard,
