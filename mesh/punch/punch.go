@@ -276,6 +276,7 @@ func (p *Puncher) start(remote peer.ID) {
 	p.wg.Go(func() {
 		wait, tries := punchFirstRetry, 0
 		for {
+			p.dropStaleDirect(remote)
 			tries = p.punch(remote, &wait, tries)
 			p.mu.Lock()
 			if !p.again[remote] || p.ctx.Err() != nil {
