@@ -5,12 +5,14 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/mesh/probe"
+	"github.com/jumpmesh/jumpmesh/mesh/punch"
 )
 
 // Client is a technician's console: a site member (its key, its site,
@@ -31,6 +33,10 @@ type Client struct {
 	// probing is what port-mapping probing needs of the peers this
 	// console reached (probe.go).
 	probing probeTargets
+
+	// quic learns the console's QUIC mapping for the hole punches it
+	// answers (punch.QUICOffer; hostConfig).
+	quic *punch.QUICOffer
 }
 
 // Close closes the tunnel hosts of jumps still open, then the console's host.
@@ -42,6 +48,9 @@ func (c *Client) Close() error {
 	var errs []error
 	for t := range open {
 		errs = append(errs, t.Close())
+	}
+	if c.quic != nil {
+		c.quic.Close()
 	}
 	return errors.Join(append(errs, c.Client.Close())...)
 }
@@ -64,7 +73,7 @@ func (c *Client) untrack(t *tunnelHost) {
 // Open loads the console home and starts a libp2p host with the
 // technician's key. It does not contact the coordinator yet.
 func Open(home string) (*Client, error) {
-	hc, err := hostConfig()
+	hc, offer, err := hostConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -72,14 +81,14 @@ func Open(home string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newClient(m), nil
+	return newClient(m, offer), nil
 }
 
 // Login makes (or reuses) the technician's key in home, redeems the invite
 // code at the coordinator at addr (a multiaddr ending in /p2p/<site>), and
 // records the site in home. On error home keeps only the key.
 func Login(ctx context.Context, home, addr, code string) (*Client, *pb.LoginResponse, error) {
-	hc, err := hostConfig()
+	hc, offer, err := hostConfig()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -87,25 +96,34 @@ func Login(ctx context.Context, home, addr, code string) (*Client, *pb.LoginResp
 	if err != nil {
 		return nil, nil, err
 	}
-	return newClient(m), resp, nil
+	return newClient(m, offer), resp, nil
 }
 
-func newClient(m *member.Client) *Client {
-	c := &Client{Client: m, host: m.Host()}
+func newClient(m *member.Client, offer *punch.QUICOffer) *Client {
+	c := &Client{Client: m, host: m.Host(), quic: offer}
 	c.host.SetStreamHandler(probe.Protocol, c.serveProbe)
+	if offer != nil {
+		_ = offer.Start(c.host, c.quicObserver) // without it, punches offer TCP only, as before
+	}
 	return c
 }
 
 // hostConfig is the console's host: it listens (on ports the system
 // picks) so that hole punching can turn a relayed connection to a peer
 // into a direct one, and dials a peer on its own LAN there before
-// through a relay (mesh.LANDialRanker).
-func hostConfig() (mesh.HostConfig, error) {
+// through a relay (mesh.LANDialRanker). Its hole-punching service offers,
+// besides the TCP mappings identify tells, the QUIC mapping the returned
+// QUICOffer learns once newClient starts it.
+func hostConfig() (mesh.HostConfig, *punch.QUICOffer, error) {
 	listen, err := mesh.ParseMultiaddrs(consoleListen)
 	if err != nil {
-		return mesh.HostConfig{}, err
+		return mesh.HostConfig{}, nil, err
 	}
-	return mesh.HostConfig{RelayClient: true, ListenAddrs: listen, DialRanker: mesh.LANDialRanker(nil)}, nil
+	offer := punch.NewQUICOffer()
+	return mesh.HostConfig{
+		RelayClient: true, ListenAddrs: listen, DialRanker: mesh.LANDialRanker(nil),
+		Extra: []libp2p.Option{libp2p.EnableHolePunching(offer.Option())},
+	}, offer, nil
 }
 
 var consoleListen = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1", "/ip6/::/tcp/0", "/ip6/::/udp/0/quic-v1"}

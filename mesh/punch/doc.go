@@ -33,6 +33,20 @@
 // through a sequential NAT it makes another, so the prediction starts from
 // the counter's latest port.
 //
+// Punches race QUIC against TCP. Besides its TCP mapping the peer offers
+// its QUIC listening port's mapping when what its trusted observers saw
+// shows one port for every destination (quicAddr: none when UDP is
+// blocked or the UDP mapping is hard or sequential); a console's
+// QUICOffer learns its own QUIC mapping from one QUIC flow to the
+// coordinator and to a relay (consoles reach both over TCP) and adds it to
+// what libp2p's service offers. Both sides dial every offered address at
+// once (the swarm does not rank a simultaneous connect's dials), so QUIC,
+// whose handshake and TLS take one round trip, wins where UDP passes, and
+// a QUIC path that does not open costs TCP nothing. As the SYNC leaves,
+// the peer sends one datagram that is not QUIC to each QUIC address of the
+// console (openQUIC), so that its NAT is open when the console's Initial
+// arrives.
+//
 // NAT reports what those observations show of the host's NAT, for the
 // peer's statistics (`jumpmesh show`): the TCP and UDP mapping kinds,
 // whether the NAT kept the listening port, and how many trusted peers

@@ -170,11 +170,8 @@ func (p *Puncher) observe(e event.EvtPeerIdentificationCompleted) {
 	if q != proto {
 		return
 	}
-	// TCP only: consoles reach the coordinator and relays over TCP, so
-	// they offer TCP addresses only and a QUIC address of ours could not
-	// be punched; in the lab's grid, offering one along with TCP also left
-	// a pair relayed that TCP alone punches (README, NAT traversal). A
-	// QUIC flow is kept for the NAT report only.
+	// A QUIC flow is kept with the others of its transport: for the NAT
+	// report, probing, and the QUIC mapping a punch offers (quicAddr).
 	p.mu.Lock()
 	p.seen(e.Peer)
 	if proto == "tcp" {
@@ -432,6 +429,7 @@ func (p *Puncher) exchange(remote peer.ID) (rtt time.Duration, err error) {
 		s.Reset()
 		return rtt, err
 	}
+	p.openQUIC(theirs)
 	t := time.NewTimer(rtt / 2)
 	select {
 	case <-p.ctx.Done():
@@ -449,6 +447,53 @@ func (p *Puncher) exchange(remote peer.ID) (rtt time.Duration, err error) {
 	return rtt, p.h.Connect(dctx, peer.AddrInfo{ID: remote, Addrs: theirs})
 }
 
+// maxQUICOpeners bounds the remote QUIC addresses openQUIC sends to.
+const maxQUICOpeners = 4
+
+// openQUIC sends one datagram that is not QUIC (its first byte's fixed
+// bit clear: quic-go drops it) from the QUIC listening socket to each
+// public QUIC address the remote offered, as the SYNC leaves: it opens our
+// NAT's mapping towards the remote half a round trip before the dial, so
+// the remote's QUIC Initial, sent when the SYNC reaches it, finds it open.
+// The QUIC transport's own opening packets leave only with the dial, at
+// about the moment the Initial arrives, and an Initial the NAT dropped is
+// sent again only after quic-go's first probe timeout, by when TCP has
+// won. A TCP SYN cannot be sent early the same way: it would reach the
+// remote's NAT before the remote's own SYN had left. One datagram per
+// address and punch, at most maxQUICOpeners.
+func (p *Puncher) openQUIC(theirs []ma.Multiaddr) {
+	sent := 0
+	for _, a := range theirs {
+		if sent == maxQUICOpeners {
+			return
+		}
+		if !isQUIC(a) || !manet.IsPublicAddr(a) {
+			continue
+		}
+		ap, err := addrPort(a)
+		if err != nil {
+			continue
+		}
+		nw := "udp6"
+		if ap.Addr().Is4() {
+			nw = "udp4"
+		}
+		pc, err := mesh.SharedUDP(p.h, nw)
+		if err != nil {
+			continue
+		}
+		_, err = pc.WriteTo(quicOpener, net.UDPAddrFromAddrPort(ap))
+		_ = pc.Close()
+		if err == nil {
+			sent++
+		}
+	}
+}
+
+// quicOpener is openQUIC's datagram: a first byte with QUIC's fixed bit
+// (0x40) clear, so that no QUIC stack takes it for a packet.
+var quicOpener = []byte{0, 'j', 'm', 'o', 'p', 'e', 'n'}
+
 // publicAddrs are the host's direct public addresses: its own and those
 // the network observed (NAT mappings).
 func (p *Puncher) publicAddrs() []ma.Multiaddr {
@@ -464,14 +509,44 @@ func (p *Puncher) publicAddrs() []ma.Multiaddr {
 	if next := p.predicted(); len(next) > 0 {
 		// A sequential NAT: the mapping the observers saw was for their
 		// flows; the punch's own flow will get one of the next ports.
-		return append(out, next...)
-	}
-	for _, o := range p.observed {
-		if !slices.ContainsFunc(out, o.Equal) {
-			out = append(out, o)
+		out = append(out, next...)
+	} else {
+		for _, o := range p.observed {
+			if !slices.ContainsFunc(out, o.Equal) {
+				out = append(out, o)
+			}
 		}
 	}
+	if q := quicAddr(p.udpFlows); q != nil && !slices.ContainsFunc(out, q.Equal) {
+		out = append(out, q)
+	}
 	return out
+}
+
+// quicAddr is the QUIC address a punch offers besides the TCP ones: the
+// mapping trusted observers saw of the QUIC listening port, when what they
+// saw shows it the same for every destination (one observation, or several
+// that agree), else nil — a UDP-blocked host has no QUIC flow to show, and
+// a NAT that maps each destination to its own port (hard; probing's case)
+// or to the next one (sequential) shows the remote no port its dial could
+// reach. Both sides dial every offered address at once (the swarm ranks a
+// simultaneous connect's addresses with no delay), so the QUIC dial races
+// the TCP one and a QUIC path that does not open delays nothing: QUIC
+// (transport and TLS in one round trip) is direct about three round trips
+// sooner than TCP (handshake, multistream's security negotiation, TLS).
+func quicAddr(flows []natmap.Observation) ma.Multiaddr {
+	if len(flows) == 0 {
+		return nil
+	}
+	if k := natmap.Classify(flows).Kind; k != natmap.EndpointIndependent && k != natmap.Unknown {
+		return nil
+	}
+	last := flows[len(flows)-1].Mapped
+	a, err := manet.FromNetAddr(net.UDPAddrFromAddrPort(netip.AddrPortFrom(last.Addr().Unmap(), last.Port())))
+	if err != nil {
+		return nil
+	}
+	return a.Encapsulate(ma.StringCast("/quic-v1"))
 }
 
 // punchCandidates is how many predicted ports a punch offers: what the
