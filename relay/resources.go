@@ -3,6 +3,7 @@ package relay
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -12,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	circuitproto "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/x/rate"
 )
 
 // Resources are every bound a relay puts on what it spends, in one place so
@@ -212,7 +214,8 @@ func (r Resources) managers() (network.ResourceManager, *connmgr.BasicConnMgr, e
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(base)),
 		rcmgr.WithLimitPerSubnet(
 			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: r.MaxConnections}},
-			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: r.MaxConnections}}))
+			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: r.MaxConnections}}),
+		rcmgr.WithConnRateLimiters(connRate()))
 	if err != nil {
 		return nil, nil, fmt.Errorf("relay resource manager: %w", err)
 	}
@@ -222,6 +225,33 @@ func (r Resources) managers() (network.ResourceManager, *connmgr.BasicConnMgr, e
 		return nil, nil, fmt.Errorf("relay connection manager: %w", err)
 	}
 	return rm, cm, nil
+}
+
+// connRate is the rate of new connections the relay accepts from one
+// address (an IPv4 address, an IPv6 /56; a /48 gets more): 10 a second,
+// 256 at once. libp2p's default, 0.2 a second and 16 at once, is a
+// stranger's; a site's members behind one NAT open far more — every
+// console command is a new process with new connections, a peer's
+// observations and each port-mapping probe exchange add one — and in the
+// lab's grid a hard console was refused its relay connections in the
+// fifth of 5 runs (connect_timeout to every peer). Loopback stays
+// unlimited, as in libp2p's default.
+func connRate() *rate.Limiter {
+	perAddr := rate.Limit{RPS: 10, Burst: 256}
+	return &rate.Limiter{
+		NetworkPrefixLimits: []rate.PrefixLimit{
+			{Prefix: netip.MustParsePrefix("127.0.0.0/8")},
+			{Prefix: netip.MustParsePrefix("::1/128")},
+		},
+		SubnetRateLimiter: rate.SubnetLimiter{
+			IPv4SubnetLimits: []rate.SubnetLimit{{PrefixLength: 32, Limit: perAddr}},
+			IPv6SubnetLimits: []rate.SubnetLimit{
+				{PrefixLength: 56, Limit: perAddr},
+				{PrefixLength: 48, Limit: rate.Limit{RPS: 25, Burst: 1024}},
+			},
+			GracePeriod: time.Minute,
+		},
+	}
 }
 
 // highPriority is the limit under which a scope grants n bytes reserved at
