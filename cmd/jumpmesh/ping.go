@@ -112,8 +112,8 @@ func pingCommand() *cli.Command {
 			return output(cc, res, func(out io.Writer) {
 				switch s := p.Path; {
 				case s.Initial == console.PathRelayed && s.Final == console.PathDirect && res.Probe != nil && res.Probe.Direct:
-					fmt.Fprintf(out, "%s: relayed, then direct (%s) after %s, by port-mapping probing (%d probes, %d sockets on the %s's side)\n",
-						p.Name, res.Transport, roundMS(s.TimeToDirect), res.Probe.ProbesSent, res.Probe.OpenersSent, res.Probe.Hard)
+					fmt.Fprintf(out, "%s: relayed, then direct (%s) after %s, by port-mapping probing (%d probes to the %s's hard NAT)\n",
+						p.Name, res.Transport, roundMS(s.TimeToDirect), res.Probe.ProbesSent, res.Probe.Hard)
 				case s.Initial == console.PathRelayed && s.Final == console.PathDirect:
 					fmt.Fprintf(out, "%s: relayed, then direct (%s) after %s\n", p.Name, res.Transport, roundMS(s.TimeToDirect))
 				default:
