@@ -86,7 +86,7 @@ func (p *Puncher) shouldProbe(remote peer.ID, n int) bool {
 
 // errEndpointDependent: the remote's NAT maps each destination to its own
 // port, so a punch cannot pass; a probe may.
-var errEndpointDependent = errors.New("the remote's NAT gave its observers different ports: probing instead of punching")
+var errEndpointDependent = errors.New("the remote's NAT gave its observers different ports: no punch can pass")
 
 // probeFits reports whether an endpoint-independent host may probe with
 // remote next (its next attempt): a punch's exchange showed the remote's

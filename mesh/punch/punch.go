@@ -419,9 +419,13 @@ func (p *Puncher) exchange(remote peer.ID) (rtt time.Duration, err error) {
 		s.Reset()
 		return rtt, errors.New("the remote sent no address to punch towards")
 	}
-	if endpointDependent(theirs) && p.probeFits(remote) {
+	if endpointDependent(theirs) && (p.probeFits(remote) || p.sequential()) {
 		// Two observers saw the remote's NAT give it two ports: a punch
-		// towards either cannot pass, and the next attempt probes.
+		// towards either cannot pass. The next attempt probes, when it
+		// may; through our sequential NAT nothing can (its filter wants
+		// the port we aim at, and the remote's flow takes a new one), and
+		// the dial would hold the predicted punches' lock for nothing
+		// (another console waited up to 1.3 s for it in the grid).
 		s.Reset()
 		return rtt, errEndpointDependent
 	}
