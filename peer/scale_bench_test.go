@@ -35,6 +35,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -44,10 +45,13 @@ import (
 	"testing"
 	"time"
 
+	lpeer "github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/sim/scale"
 )
 
@@ -104,29 +108,37 @@ func BenchmarkRegistrations(b *testing.B) {
 // (each has sent its first statistics and been listed once, so its search
 // view is cached as on a site technicians use), less the same figures with
 // none. B/offline-peer is what each still costs once all have disconnected.
+//
+// The waits are on events, each bounded by a time that grows with N: the
+// fleet's last first welcome, then its last first statistics written (the
+// fleet, as the daemon, sends them right after the welcome), then the
+// coordinator's view of every peer with statistics (in the coordinator
+// process: one console list holds at most 1,000 peers by default).
 func BenchmarkOnlinePeerMemory(b *testing.B) {
 	serveChild(b)
 	n := benchEnvInt(b, envBenchPeers, 2000)
+	wait := benchWait(n)
 	var heap, live, stack, goroutines, offline float64
 	for i := 0; i < b.N; i++ {
 		site, key, coord := benchSite(b, -1, nil)
 		f := startFleet(b, key, n)
-		f.await("ready", time.Minute)
+		f.await("ready", wait)
 		base := coord.ask("mem", time.Minute)
 		f.send("go")
-		f.await("welcomed", 2*time.Minute)
-		coordinatortest.Eventually(b, time.Minute, "every peer's first statistics", func() bool {
-			views, err := site.Admin.Peers(site.Ctx(), "status:online", false)
-			if err != nil || len(views) != n {
-				return false
-			}
-			for _, v := range views {
-				if v.GetPeer().GetStats() == nil {
-					return false
-				}
-			}
-			return true
-		})
+		f.await("welcomed", wait)
+		ids := filepath.Join(b.TempDir(), "ids")
+		if ev := f.ask(fmt.Sprintf("reported %s %d", ids, wait.Milliseconds()), wait+time.Minute); ev.Online != int64(n) {
+			b.Fatalf("%d of %d peers sent their first statistics within %s: %s", ev.Online, n, wait, ev.Sample)
+		}
+		cmd := fmt.Sprintf("stats %s %s %d", site.Admin.ID(), ids, wait.Milliseconds())
+		if ev := coord.ask(cmd, wait+time.Minute); ev.Online != int64(n) {
+			b.Fatalf("the coordinator has statistics of %d of %d online peers after %s: %s", ev.Online, n, wait, ev.Sample)
+		}
+		// One list, as a technician's ls: it builds every match's search
+		// view, and the coordinator keeps them.
+		if _, total, err := site.Admin.PeerPage(site.Ctx(), "status:online", false, 1); err != nil || total != n {
+			b.Fatalf("ls status:online: %d of %d peers (%v)", total, n, err)
+		}
 		on := coord.ask("mem", time.Minute)
 		if path := os.Getenv(envHeapProfile); path != "" {
 			coord.ask("heapprofile "+path, time.Minute)
@@ -200,6 +212,10 @@ func BenchmarkReconnectStorm(b *testing.B) {
 	b.ReportMetric(failures/runs, "failed-attempts")
 	b.ReportMetric(gaveUp/runs, "gave-up")
 }
+
+// benchWait bounds one wait for N peers: a minute, and 20 ms per peer
+// (2,000 peers: 100 s; 20,000: 7.7 min), as sim scale's waits.
+func benchWait(n int) time.Duration { return time.Minute + time.Duration(n)*20*time.Millisecond }
 
 // benchEnvInt reads a positive integer from the environment.
 func benchEnvInt(b *testing.B, name string, def int) int {
@@ -435,6 +451,16 @@ func serveChild(b *testing.B) {
 	os.Exit(0)
 }
 
+// writeIDs writes peer IDs to path, one a line.
+func writeIDs(path string, ids []lpeer.ID) error {
+	var buf bytes.Buffer
+	for _, id := range ids {
+		buf.WriteString(id.String())
+		buf.WriteByte('\n')
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o600)
+}
+
 // processCPU is the user and system CPU time this process has used.
 func processCPU() time.Duration {
 	var ru syscall.Rusage
@@ -455,7 +481,19 @@ func writeHeapProfile(path string) error {
 		f.Close()
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// And what each goroutine runs, grouped (PATH.goroutines).
+	g, err := os.Create(path + ".goroutines")
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("goroutine").WriteTo(g, 1); err != nil {
+		g.Close()
+		return err
+	}
+	return g.Close()
 }
 
 // coordConfig tells the coordinator child how to run.
@@ -471,6 +509,9 @@ type coordConfig struct {
 // runCoordinator is the coordinator child. Commands: "mem", "cpu",
 // "online N MILLIS", "conns N MILLIS", "heapprofile FILE", "stop".
 func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scanner) error {
+	if os.Getenv(envHeapProfile) != "" {
+		runtime.MemProfileRate = 4 << 10 // per-connection state is small objects
+	}
 	// The installer key was made on the site's test clock.
 	ccfg := coordinator.Config{DataDir: cfg.DataDir, Clock: mesh.NewManualClock(coordinatortest.Start), AdmissionRate: cfg.AdmissionRate}
 	c, err := coordinator.New(ccfg)
@@ -492,6 +533,10 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 		case len(f) == 2 && f[0] == "heapprofile":
 			err := writeHeapProfile(f[1])
 			emit(benchEvent{Event: "heapprofile", Sample: fmt.Sprint(err)})
+		case len(f) == 4 && f[0] == "stats":
+			ms, _ := strconv.Atoi(f[3])
+			n, err := awaitStats(c, f[1], f[2], time.Duration(ms)*time.Millisecond)
+			emit(benchEvent{Event: "stats", Online: int64(n), Sample: fmt.Sprint(err)})
 		case len(f) == 1 && f[0] == "cpu":
 			emit(benchEvent{Event: "cpu", CPU: processCPU()})
 		case len(f) == 3 && (f[0] == "online" || f[0] == "conns"):
@@ -523,6 +568,41 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 		}
 	}
 	return nil
+}
+
+// awaitStats polls, until timeout, the views of the peers whose IDs the
+// file lists (one a line), as the administrator admin sees them through
+// the coordinator's control service in this process, and returns how many
+// are online with statistics.
+func awaitStats(c *coordinator.Coordinator, admin, file string, timeout time.Duration) (int, error) {
+	adminID, err := lpeer.Decode(admin)
+	if err != nil {
+		return 0, err
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	waiting := strings.Fields(string(raw))
+	all := len(waiting)
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		left := waiting[:0]
+		for _, id := range waiting {
+			resp, err := c.Service().Handle(context.Background(), adminID,
+				&pb.Request{Body: &pb.Request_PeerShow{PeerShow: &pb.PeerRefRequest{Refs: []string{id}}}})
+			if v := resp.GetPeer(); err != nil || v.GetStatus() != "online" || v.GetPeer().GetStats() == nil {
+				left = append(left, id)
+			}
+		}
+		waiting = left
+		if len(waiting) == 0 || time.Now().After(deadline) {
+			return all - len(waiting), nil
+		}
+		<-tick.C
+	}
 }
 
 // fleetConfig tells the fleet child which peers to run.
@@ -564,6 +644,18 @@ func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) e
 		}
 	}()
 	for commands.Scan() && commands.Text() != "stop" {
+		// reported FILE MILLIS: wait for every peer's first statistics,
+		// then write the fleet's peer IDs to FILE.
+		if c := strings.Fields(commands.Text()); len(c) == 3 && c[0] == "reported" {
+			ms, _ := strconv.Atoi(c[2])
+			wctx, wcancel := context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+			err := f.WaitReported(wctx)
+			wcancel()
+			if err == nil {
+				err = writeIDs(c[1], f.IDs())
+			}
+			emit(benchEvent{Event: "reported", Online: f.Totals().Reported, Sample: fmt.Sprint(err)})
+		}
 	}
 	cancel()
 	f.Close()

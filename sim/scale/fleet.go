@@ -84,6 +84,11 @@ type FleetTotals struct {
 	Failures int64 `json:"failed_attempts"`
 	// GaveUp are peers told to uninstall, which ends a real daemon.
 	GaveUp int64 `json:"gave_up"`
+	// Reported peers have written their first statistics (right after
+	// their first welcome, as the daemon does).
+	Reported int64 `json:"reported"`
+	// Updates are settings updates the peers received (PeerDown.update).
+	Updates int64 `json:"updates"`
 	// Sample is the last refusal or failure, for the report.
 	Sample string `json:"sample_error,omitempty"`
 }
@@ -132,7 +137,7 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 		return nil, fmt.Errorf("fleet: the installer key has no %s address", keep)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &Fleet{cfg: cfg, totals: &fleetTotals{peers: int64(cfg.Peers), all: make(chan struct{})}, ctx: ctx, cancel: cancel}
+	f := &Fleet{cfg: cfg, totals: &fleetTotals{peers: int64(cfg.Peers), all: make(chan struct{}), allReported: make(chan struct{})}, ctx: ctx, cancel: cancel}
 	if f.peers, err = newFleetPeers(cfg, site, newJumpointRoute(key), f.totals); err != nil {
 		f.Close()
 		return nil, err
@@ -168,7 +173,7 @@ func newFleetPeers(cfg FleetConfig, site lpeer.AddrInfo, jumpoints *jumpointRout
 					errs <- err
 					return
 				}
-				hc := mesh.HostConfig{Key: k}
+				hc := mesh.HostConfig{Key: k, PatientDials: true}
 				var d *tunnel.Dialer
 				if jumpoints != nil {
 					d = jumpoints.dialer()
@@ -253,6 +258,17 @@ func (f *Fleet) Wait(ctx context.Context) (time.Duration, error) {
 	}
 }
 
+// WaitReported blocks until every peer has written its first statistics
+// to the coordinator, the message the daemon sends right after its welcome.
+func (f *Fleet) WaitReported(ctx context.Context) error {
+	select {
+	case <-f.totals.allReported:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d of %d peers sent their first statistics: %w", f.totals.reported.Load(), f.totals.peers, ctx.Err())
+	}
+}
+
 // Latencies are, for every peer welcomed so far, the time from its start
 // to its first welcome (retries and backoff included), sorted.
 func (f *Fleet) Latencies() []time.Duration {
@@ -273,7 +289,8 @@ func (f *Fleet) Totals() FleetTotals {
 	sample := t.sample
 	t.mu.Unlock()
 	return FleetTotals{Welcomed: t.welcomed.Load(), Welcomes: t.welcomes.Load(), Retries: t.retries.Load(),
-		Refusals: t.refusals.Load(), Failures: t.failures.Load(), GaveUp: t.gaveUp.Load(), Sample: sample}
+		Refusals: t.refusals.Load(), Failures: t.failures.Load(), GaveUp: t.gaveUp.Load(), Reported: t.reported.Load(),
+		Updates: t.updates.Load(), Sample: sample}
 }
 
 // Close stops the peers and closes their hosts, so that their connections
@@ -314,8 +331,13 @@ type fleetTotals struct {
 	refusals atomic.Int64
 	failures atomic.Int64
 	gaveUp   atomic.Int64
-	mu       sync.Mutex
-	sample   string
+	// reported counts peers whose first statistics were written;
+	// allReported closes when all have been.
+	reported    atomic.Int64
+	allReported chan struct{}
+	updates     atomic.Int64
+	mu          sync.Mutex
+	sample      string
 }
 
 // note counts err in n and keeps it as the sample.
@@ -338,6 +360,7 @@ type fleetPeer struct {
 	// welcome in nanoseconds, 0 before.
 	start        time.Time
 	firstWelcome atomic.Int64
+	reported     bool // first statistics written (run's goroutine only)
 }
 
 var (
@@ -393,7 +416,7 @@ func fullJitter(b peer.Backoff, n int) time.Duration {
 // session is one connection: hello, then the reply, then (welcomed)
 // statistics every interval until the stream ends.
 func (p *fleetPeer) session(ctx context.Context) (welcomed bool, retryAfter time.Duration, err error) {
-	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, mesh.PatientDialTimeout)
 	defer cancel()
 	// As the daemon does (peer/session.go): past libp2p's dial backoff,
 	// the fleet's own retry paces redials.
@@ -451,11 +474,20 @@ func (p *fleetPeer) online(ctx context.Context, ms *frame.Stream, interval time.
 				readErr <- errUninstallOrder
 				return
 			}
+			if m.GetUpdate() != nil {
+				p.totals.updates.Add(1)
+			}
 		}
 	}()
 	defer func() { ms.Reset(); <-readErr }()
 	if err := ms.Write(p.stats, 10*time.Second); err != nil {
 		return err
+	}
+	if !p.reported {
+		p.reported = true
+		if t := p.totals; t.reported.Add(1) == t.peers {
+			close(t.allReported)
+		}
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()

@@ -130,5 +130,6 @@ func (t FleetTotals) since(before FleetTotals) FleetTotals {
 	t.Refusals -= before.Refusals
 	t.Failures -= before.Failures
 	t.GaveUp -= before.GaveUp
+	t.Updates -= before.Updates
 	return t
 }
