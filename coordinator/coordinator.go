@@ -55,6 +55,7 @@ type Coordinator struct {
 	store   *Store
 	host    host.Host
 	rm      network.ResourceManager
+	gate    *handshakeGate
 	service *Service
 	dht     *dht.Node
 	log     *slog.Logger
@@ -115,9 +116,10 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c.rm = rm
+	c.gate = newHandshakeGate(rm, res.MaxHandshakes, res.HandshakeHold)
+	c.rm = c.gate
 	c.host, err = mesh.NewHost(mesh.HostConfig{Key: site.Key, ListenAddrs: listenAddrs, AnnounceAddrs: announce, Registerer: reg,
-		ResourceManager: rm, ConnManager: cm, Extra: cfg.HostOptions})
+		ResourceManager: c.gate, ConnManager: cm, Extra: cfg.HostOptions})
 	if err != nil {
 		cm.Close()
 		return nil, err
@@ -271,6 +273,9 @@ func (c *Coordinator) Close() error {
 		if c.dht != nil {
 			errs = append(errs, c.dht.Close())
 		}
+		if c.gate != nil {
+			c.gate.close() // the accept loop must not wait for a place while the host closes
+		}
 		if c.host != nil {
 			c.host.RemoveStreamHandler(control.Protocol)
 			c.host.RemoveStreamHandler(peerproto.Protocol)
@@ -291,6 +296,9 @@ func (c *Coordinator) Close() error {
 	})
 	return c.closeErr
 }
+
+// Handshakes reports the handshake gate's bound and counters.
+func (c *Coordinator) Handshakes() GateStats { return c.gate.stats() }
 
 // ID is the site's peer ID.
 func (c *Coordinator) ID() peer.ID { return c.site.ID }

@@ -45,6 +45,12 @@ type Resources struct {
 	// transient scope), and 4× as many streams not yet past protocol
 	// negotiation.
 	MaxHandshakes int
+	// HandshakeHold bounds how long one inbound TCP connection counts
+	// against the handshake gate (handshakes.go), which lets as many
+	// handshakes run at once as the machine serves quickly and leaves the
+	// rest in the kernel's accept queue: past it, a connection that has
+	// not finished its security handshake no longer delays others.
+	HandshakeHold time.Duration
 	// MaxStreamsPerPeer bounds the inbound streams of one peer identity
 	// over all protocols (an online peer holds one; a console one per
 	// request in flight). yamux accounts 256 KiB per stream.
@@ -103,6 +109,7 @@ func DefaultResources() Resources {
 	return Resources{
 		MaxConnections:      conns,
 		MaxHandshakes:       2048,
+		HandshakeHold:       time.Second,
 		MaxStreamsPerPeer:   64,
 		MaxControlStreams:   2048,
 		MaxMemory:           conns * 2 * yamuxWindow,
@@ -147,6 +154,9 @@ func (r Resources) withDefaults() Resources {
 	if r.StrangerTimeout == 0 {
 		r.StrangerTimeout = d.StrangerTimeout
 	}
+	if r.HandshakeHold == 0 {
+		r.HandshakeHold = d.HandshakeHold
+	}
 	return r
 }
 
@@ -162,6 +172,8 @@ func (r Resources) validate() error {
 	case r.MaxStrangerMessage < 256 || r.MaxStrangerMessage > control.MaxMessage ||
 		r.MaxStrangerHello < 1<<10 || r.MaxStrangerHello > peerproto.MaxMessage:
 		return fmt.Errorf("coordinator resources: stranger message limits out of range")
+	case r.HandshakeHold < 10*time.Millisecond:
+		return fmt.Errorf("coordinator resources: handshake hold %s: use at least 10ms", r.HandshakeHold)
 	case r.StrangerTimeout < time.Second:
 		return fmt.Errorf("coordinator resources: stranger timeout %s: use at least 1s", r.StrangerTimeout)
 	case r.PeerSendQueue < 1 || r.PeerWriteTimeout < time.Second || r.PeerWriters < 1:

@@ -193,7 +193,7 @@ func hostConfig(cfg RunConfig, config *Config, key crypto.PrivKey, log *slog.Log
 	}
 	if len(config.Jumpoints) == 0 {
 		listen = append(listen, ma.StringCast("/p2p-circuit"))
-		return mesh.HostConfig{Key: key, ListenAddrs: listen, RelayClient: true, Puncher: true}, nil, nil
+		return mesh.HostConfig{Key: key, ListenAddrs: listen, RelayClient: true, Puncher: true, PatientDials: true}, nil, nil
 	}
 	if listen, err = tcpListen(listen); err != nil {
 		return mesh.HostConfig{}, nil, err
@@ -202,7 +202,7 @@ func hostConfig(cfg RunConfig, config *Config, key crypto.PrivKey, log *slog.Log
 	if err != nil {
 		return mesh.HostConfig{}, nil, err
 	}
-	return mesh.HostConfig{Key: key, ListenAddrs: listen, TCPDialer: route.ForAddr}, route, nil
+	return mesh.HostConfig{Key: key, ListenAddrs: listen, TCPDialer: route.ForAddr, PatientDials: true}, route, nil
 }
 
 // siteAddrInfo is where the coordinator is: --jc-public-site-address if

@@ -61,6 +61,7 @@ const (
 	envTransport     = "JM_BENCH_TRANSPORT"
 	envDefaultLimits = "JM_BENCH_DEFAULT_LIMITS"
 	envHeapProfile   = "JM_BENCH_HEAP_PROFILE"
+	envCPUProfile    = "JM_BENCH_CPU_PROFILE"
 	// envRole and envConfig make the test binary a child process.
 	envRole   = "JM_BENCH_ROLE"
 	envConfig = "JM_BENCH_CONFIG"
@@ -81,9 +82,16 @@ func BenchmarkRegistrations(b *testing.B) {
 		f := startFleet(b, key, n)
 		ready := f.await("ready", time.Minute)
 		cpu0 := coord.ask("cpu", time.Minute).CPU
+		if path := os.Getenv(envCPUProfile); path != "" {
+			coord.ask("cpuprofile "+path, time.Minute)
+		}
 		f.send("go")
 		done := f.await("welcomed", 2*time.Minute)
+		if os.Getenv(envCPUProfile) != "" {
+			coord.ask("cpuprofile -", time.Minute)
+		}
 		coordCPU += (coord.ask("cpu", time.Minute).CPU - cpu0).Seconds()
+		b.Logf("%d peers: handshake gate %s", n, coord.ask("gate", time.Minute).Sample)
 		fleetCPU += done.CPU.Seconds()
 		regs += float64(n) / done.Elapsed.Seconds()
 		fleetBytes += float64(ready.Heap+ready.Stack) / float64(n)
@@ -533,10 +541,24 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 		case len(f) == 2 && f[0] == "heapprofile":
 			err := writeHeapProfile(f[1])
 			emit(benchEvent{Event: "heapprofile", Sample: fmt.Sprint(err)})
+		case len(f) == 2 && f[0] == "cpuprofile":
+			// cpuprofile FILE starts a CPU profile, cpuprofile - stops it.
+			if f[1] == "-" {
+				pprof.StopCPUProfile()
+				emit(benchEvent{Event: "cpuprofile"})
+				continue
+			}
+			out, err := os.Create(f[1])
+			if err == nil {
+				err = pprof.StartCPUProfile(out)
+			}
+			emit(benchEvent{Event: "cpuprofile", Sample: fmt.Sprint(err)})
 		case len(f) == 4 && f[0] == "stats":
 			ms, _ := strconv.Atoi(f[3])
 			n, err := awaitStats(c, f[1], f[2], time.Duration(ms)*time.Millisecond)
 			emit(benchEvent{Event: "stats", Online: int64(n), Sample: fmt.Sprint(err)})
+		case len(f) == 1 && f[0] == "gate":
+			emit(benchEvent{Event: "gate", Sample: fmt.Sprintf("%+v", c.Handshakes())})
 		case len(f) == 1 && f[0] == "cpu":
 			emit(benchEvent{Event: "cpu", CPU: processCPU()})
 		case len(f) == 3 && (f[0] == "online" || f[0] == "conns"):

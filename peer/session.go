@@ -21,7 +21,9 @@ import (
 
 // Timing of a peer session.
 const (
-	connectTimeout   = 15 * time.Second
+	// connectTimeout: the coordinator keeps a storm's connections in its
+	// accept queue until it can serve them (mesh.HostConfig.PatientDials).
+	connectTimeout   = mesh.PatientDialTimeout
 	replyTimeout     = 30 * time.Second
 	sendTimeout      = 10 * time.Second
 	minStatsInterval = 5 * time.Second
