@@ -173,7 +173,7 @@ func newFleetPeers(cfg FleetConfig, site lpeer.AddrInfo, jumpoints *jumpointRout
 					errs <- err
 					return
 				}
-				hc := mesh.HostConfig{Key: k}
+				hc := mesh.HostConfig{Key: k, PatientDials: true}
 				var d *tunnel.Dialer
 				if jumpoints != nil {
 					d = jumpoints.dialer()
@@ -416,7 +416,7 @@ func fullJitter(b peer.Backoff, n int) time.Duration {
 // session is one connection: hello, then the reply, then (welcomed)
 // statistics every interval until the stream ends.
 func (p *fleetPeer) session(ctx context.Context) (welcomed bool, retryAfter time.Duration, err error) {
-	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, mesh.PatientDialTimeout)
 	defer cancel()
 	// As the daemon does (peer/session.go): past libp2p's dial backoff,
 	// the fleet's own retry paces redials.
