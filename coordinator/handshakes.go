@@ -96,11 +96,11 @@ func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoi
 	}
 	scope, err := g.ResourceManager.OpenConnection(dir, usefd, endpoint)
 	if err != nil {
-		g.release(0)
+		g.release()
 		return nil, err
 	}
 	p := &gatedScope{ConnManagementScope: scope, gate: g, start: time.Now()}
-	p.timer = time.AfterFunc(g.holdFor(), func() { p.done(false) })
+	p.timer = time.AfterFunc(g.holdFor(), p.giveBack)
 	return p, nil
 }
 
@@ -129,16 +129,21 @@ func (g *handshakeGate) acquire() bool {
 	return true
 }
 
-// release gives a place back; sample > 0 is a completed handshake's time.
-func (g *handshakeGate) release(sample time.Duration) {
+// release gives a place back.
+func (g *handshakeGate) release() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.inFlight--
 	g.released++
-	if sample > 0 {
-		g.adapt(sample, time.Now())
-	}
 	g.cond.Broadcast()
+}
+
+// sample takes a completed handshake's time.
+func (g *handshakeGate) sample(d time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.adapt(d, time.Now())
+	g.cond.Broadcast() // the bound may have grown
 }
 
 // adapt moves the bound after a sample (under mu).
@@ -213,29 +218,29 @@ type gatedScope struct {
 	start time.Time
 	timer *time.Timer
 
-	once sync.Once
+	placeOnce, sampleOnce sync.Once
 }
 
-// done gives the place back once: identified (a sample), ended or held
-// too long (none).
-func (p *gatedScope) done(identified bool) {
-	p.once.Do(func() {
+// giveBack returns the place once: identified, ended, or held too long.
+func (p *gatedScope) giveBack() {
+	p.placeOnce.Do(func() {
 		p.timer.Stop()
-		var sample time.Duration
-		if identified {
-			sample = max(time.Since(p.start), time.Microsecond)
-		}
-		p.gate.release(sample)
+		p.gate.release()
 	})
 }
 
 func (p *gatedScope) SetPeer(id peer.ID) error {
 	err := p.ConnManagementScope.SetPeer(id)
-	p.done(err == nil)
+	if err == nil {
+		// A handshake that outlasted its hold is a sample too: the slow
+		// ones are what shrinks the bound.
+		p.sampleOnce.Do(func() { p.gate.sample(max(time.Since(p.start), time.Microsecond)) })
+	}
+	p.giveBack()
 	return err
 }
 
 func (p *gatedScope) Done() {
-	p.done(false)
+	p.giveBack()
 	p.ConnManagementScope.Done()
 }

@@ -449,6 +449,8 @@ func serveChild(b *testing.B) {
 		if err = json.Unmarshal(raw, &cfg); err == nil {
 			err = runFleet(cfg, emit, commands)
 		}
+	case roleBare:
+		err = runBare(emit, commands)
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}

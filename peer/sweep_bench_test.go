@@ -1,0 +1,215 @@
+package peer_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	lpeer "github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+)
+
+// The congestion-collapse benchmark of #16, and the floor a registration's
+// cost is measured against.
+const (
+	envSweep   = "JM_BENCH_SWEEP"      // sizes, default "300,1000,2000,5000"
+	envBareN   = "JM_BENCH_BARE_CONNS" // bare connections for the floor, default 1000
+	roleBare   = "bare"
+	bareProto  = protocol.ID("/jumpmesh/bench/echo/1")
+	bareDialer = 64 // hosts dialling the bare host at once
+)
+
+// BenchmarkRegistrationSweep starts 300, 1,000, 2,000 and 5,000 fresh
+// peers at once against a coordinator whose admission rate is lifted, one
+// size after another in one run, and reports each size's goodput
+// (registrations/s), the largest size's goodput as a share of the best
+// (collapse-ratio: 1 is no collapse; #16's goal ≥ 0.9) and the failed
+// attempts of all sizes (goal 0). In the same run it measures the floor: a
+// bare libp2p host with the same transports, security and muxer (mesh.NewHost)
+// accepting connections that each open one stream and exchange a byte,
+// and reports the coordinator's CPU per registration ÷ that host's CPU per
+// connection (cost-ratio; goal ≤ 1.5).
+func BenchmarkRegistrationSweep(b *testing.B) {
+	serveChild(b)
+	sizes := sweepSizes(b)
+	bareN := benchEnvInt(b, envBareN, 1000)
+	goodput := make([]float64, len(sizes))
+	var failures, regCPU, regs, bareCPU float64
+	for i := 0; i < b.N; i++ {
+		for j, n := range sizes {
+			_, key, coord := benchSite(b, -1, nil)
+			f := startFleet(b, key, n)
+			f.await("ready", time.Minute+time.Duration(n)*20*time.Millisecond)
+			cpu0 := coord.ask("cpu", time.Minute).CPU
+			f.send("go")
+			done := f.await("welcomed", time.Minute+time.Duration(n)*100*time.Millisecond)
+			regCPU += (coord.ask("cpu", time.Minute).CPU - cpu0).Seconds()
+			regs += float64(n)
+			goodput[j] += float64(n) / done.Elapsed.Seconds()
+			gate := coord.ask("gate", time.Minute).Sample
+			st := f.stop()
+			failures += float64(st.Failures)
+			if st.Refusals > 0 || st.GaveUp > 0 {
+				b.Errorf("%d peers: %d refusals, %d gave up (%s)", n, st.Refusals, st.GaveUp, st.Sample)
+			}
+			b.Logf("%d peers: %.0f registrations/s, %d failed attempts; handshake gate %s", n, float64(n)/done.Elapsed.Seconds(), st.Failures, gate)
+			coord.stop()
+		}
+		bareCPU += bareFloor(b, bareN).Seconds()
+	}
+	runs := float64(b.N)
+	best := slices.Max(goodput)
+	for j, n := range sizes {
+		b.ReportMetric(goodput[j]/runs, fmt.Sprintf("regs/s-%d", n))
+	}
+	b.ReportMetric(goodput[len(goodput)-1]/best, "collapse-ratio")
+	b.ReportMetric(failures/runs, "failed-attempts")
+	reg := regCPU / regs * 1e6
+	bare := bareCPU / (runs * float64(bareN)) * 1e6
+	b.ReportMetric(reg, "coord-cpu-µs/reg")
+	b.ReportMetric(bare, "bare-cpu-µs/conn")
+	b.ReportMetric(reg/bare, "cost-ratio")
+}
+
+func sweepSizes(b *testing.B) []int {
+	raw := os.Getenv(envSweep)
+	if raw == "" {
+		raw = "300,1000,2000,5000"
+	}
+	var sizes []int
+	for _, f := range strings.Split(raw, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			b.Fatalf("%s=%q: want sizes like 300,1000", envSweep, raw)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes
+}
+
+// bareFloor runs a bare host in a child process, makes n connections to
+// it (bareDialer at once, each a fresh connection with one stream and a
+// byte each way) and returns the child's CPU time for them.
+func bareFloor(b *testing.B, n int) time.Duration {
+	b.Helper()
+	c := startChild(b, roleBare, struct{}{})
+	info, err := lpeer.AddrInfoFromString(c.await("ready", time.Minute).Sample)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu0 := c.ask("cpu", time.Minute).CPU
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, bareDialer)
+	for range bareDialer {
+		wg.Go(func() {
+			key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+			if err != nil {
+				errs <- err
+				return
+			}
+			h, err := mesh.NewHost(mesh.HostConfig{Key: key, PatientDials: true})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer h.Close()
+			for next.Add(1) <= int64(n) {
+				if err := bareExchange(h, *info); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatalf("bare connection: %v", err)
+	}
+	took := c.ask("cpu", time.Minute).CPU - cpu0
+	c.stop()
+	return took
+}
+
+// bareExchange is one fresh connection: connect, one stream, a byte each
+// way, close.
+func bareExchange(h interface {
+	Connect(context.Context, lpeer.AddrInfo) error
+	NewStream(context.Context, lpeer.ID, ...protocol.ID) (network.Stream, error)
+	Network() network.Network
+}, info lpeer.AddrInfo) error {
+	ctx, cancel := context.WithTimeout(context.Background(), mesh.PatientDialTimeout)
+	defer cancel()
+	ctx = network.WithForceDirectDial(ctx, "a fresh connection each time")
+	if err := h.Connect(ctx, info); err != nil {
+		return err
+	}
+	defer h.Network().ClosePeer(info.ID)
+	s, err := h.NewStream(ctx, info.ID, bareProto)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if _, err := s.Write([]byte{1}); err != nil {
+		return err
+	}
+	_, err = io.ReadFull(s, make([]byte, 1))
+	return err
+}
+
+// runBare is the bare host's child: mesh.NewHost listening on loopback
+// TCP, libp2p's resource manager without limits, a stream handler that
+// echoes one byte. Commands: "cpu", "stop".
+func runBare(emit func(benchEvent), commands *bufio.Scanner) error {
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return err
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits))
+	if err != nil {
+		return err
+	}
+	defer rm.Close()
+	h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}, ResourceManager: rm})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	h.SetStreamHandler(bareProto, func(s network.Stream) {
+		defer s.Close()
+		var one [1]byte
+		if _, err := io.ReadFull(s, one[:]); err == nil {
+			s.Write(one[:])
+		}
+	})
+	emit(benchEvent{Event: "ready", Sample: fmt.Sprintf("%s/p2p/%s", h.Addrs()[0], h.ID())})
+	for commands.Scan() {
+		switch commands.Text() {
+		case "cpu":
+			emit(benchEvent{Event: "cpu", CPU: processCPU()})
+		case "stop":
+			emit(benchEvent{Event: "stopped"})
+			return nil
+		default:
+			return fmt.Errorf("unknown command %q", commands.Text())
+		}
+	}
+	return nil
+}
