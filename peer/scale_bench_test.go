@@ -38,6 +38,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,21 +186,40 @@ func BenchmarkReconnectStorm(b *testing.B) {
 	r := benchEnvInt(b, envBenchRate, 300)
 	ideal := time.Duration(float64(n) / float64(r) * float64(time.Second))
 	deadline := 3*ideal + 30*time.Second
-	var storm, restart, cold, retries, failures, gaveUp float64
+	var storm, restart, cold, capacity, retries, failures, gaveUp float64
+	var lsFirst time.Duration
+	var ls []time.Duration
 	for i := 0; i < b.N; i++ {
 		site, key, coord := benchSite(b, 0, map[string]string{"connection-rate": strconv.Itoa(r)})
 		f := startFleet(b, key, n)
 		f.await("ready", time.Minute)
 		f.send("go")
-		cold += f.await("welcomed", deadline).Elapsed.Seconds() / ideal.Seconds()
+		coldTook := f.await("welcomed", deadline).Elapsed
+		cold += coldTook.Seconds() / ideal.Seconds()
 
 		start := time.Now()
 		coord.stop()
 		coord = startCoordinator(b, site, 0)
-		restart += time.Since(start).Seconds()
+		up := time.Since(start)
+		restart += up.Seconds()
+		// A technician lists peers during the storm, every 100 ms; the
+		// first list reconnects the console (the restart closed its
+		// connection) and waits its turn in the accept queue.
+		stopLs := make(chan struct{})
+		lsDone := make(chan []time.Duration)
+		go func() { lsDone <- listDuring(site, stopLs) }()
 		ev := coord.ask(fmt.Sprintf("online %d %d", n, deadline.Milliseconds()), deadline+time.Minute)
 		took := time.Since(start)
+		close(stopLs)
+		if got := <-lsDone; len(got) > 0 {
+			lsFirst += got[0]
+			ls = append(ls, got[1:]...)
+		}
 		storm += took.Seconds() / ideal.Seconds()
+		// The storm after the coordinator is up, against the time the same
+		// N took at once on a cold start: the rate it could serve (or
+		// connection-rate, when lower).
+		capacity += (took - up).Seconds() / coldTook.Seconds()
 		retries += float64(ev.Retries) / float64(n)
 		st := f.stop()
 		failures += float64(st.Failures)
@@ -216,9 +236,36 @@ func BenchmarkReconnectStorm(b *testing.B) {
 	b.ReportMetric(storm/runs*ideal.Seconds(), "storm-s")
 	b.ReportMetric(restart/runs, "restart-s")
 	b.ReportMetric(cold/runs, "cold-ratio")
+	b.ReportMetric(capacity/runs, "capacity-ratio")
+	if len(ls) > 0 {
+		slices.Sort(ls)
+		b.ReportMetric(float64(ls[len(ls)/2])/1e6, "ls-p50-ms")
+		b.ReportMetric(float64(ls[len(ls)*99/100])/1e6, "ls-p99-ms")
+		b.ReportMetric(float64(lsFirst)/runs/1e6, "ls-first-ms")
+	}
 	b.ReportMetric(retries/runs, "retries/peer")
 	b.ReportMetric(failures/runs, "failed-attempts")
 	b.ReportMetric(gaveUp/runs, "gave-up")
+}
+
+// listDuring lists the site's peers as its administrator, a screenful (50)
+// every 100 ms until stop, and returns each list's time (the first one's
+// includes the console's reconnection).
+func listDuring(site *coordinatortest.Site[*console.Client], stop <-chan struct{}) []time.Duration {
+	var took []time.Duration
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		start := time.Now()
+		if _, _, err := site.Admin.PeerPage(site.Ctx(), "", false, 50); err == nil {
+			took = append(took, time.Since(start))
+		}
+		select {
+		case <-stop:
+			return took
+		case <-tick.C:
+		}
+	}
 }
 
 // benchWait bounds one wait for N peers: a minute, and 20 ms per peer

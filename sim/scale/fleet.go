@@ -119,6 +119,7 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	if cfg.Peers <= 0 {
 		return nil, fmt.Errorf("fleet: %d peers", cfg.Peers)
 	}
+	raiseFileLimit(cfg.Peers) // its connections, and the coordinator's when it shares the process
 	key, err := installerkey.Parse(cfg.Key)
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
@@ -369,10 +370,13 @@ var (
 )
 
 // run reconnects as peer.Daemon.Run does: after a session that was welcomed
-// the backoff starts over; a retry-after is honoured plus one base of jitter.
+// the backoff starts over (and a refused dial soon after does not double
+// it: peer.ReconnectAttempt); a retry-after is honoured plus one base of
+// jitter.
 func (p *fleetPeer) run(ctx context.Context) {
 	p.start = time.Now()
 	attempt := 0
+	var ended time.Time // the last welcomed session's end
 	for ctx.Err() == nil {
 		welcomed, wait, err := p.session(ctx)
 		switch {
@@ -388,9 +392,14 @@ func (p *fleetPeer) run(ctx context.Context) {
 		}
 		if welcomed {
 			attempt = 0
+			ended = time.Now()
 		}
 		if wait == 0 {
-			wait = fullJitter(p.backoff, attempt)
+			since := time.Duration(-1)
+			if !ended.IsZero() {
+				since = time.Since(ended)
+			}
+			wait = fullJitter(p.backoff, peer.ReconnectAttempt(attempt, err, since))
 			attempt++
 		} else {
 			wait += fullJitter(p.backoff, 0)
