@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,15 @@ const (
 	AuditEnd     = "end"
 )
 
-var auditSeq atomic.Uint32
+// auditSeq orders events of one nanosecond. It starts at a random value so
+// that coordinators sharing a store (etcd) rarely pick the same key, and
+// PutAudit creates its key only if absent: a collision (another coordinator,
+// or a clock set back) retries the transaction with the next sequence.
+var auditSeq = func() *atomic.Uint32 {
+	var s atomic.Uint32
+	s.Store(rand.Uint32())
+	return &s
+}()
 
 func auditKey(t time.Time) []byte {
 	k := make([]byte, 2+8+4)
@@ -42,7 +51,7 @@ func (tx *Tx) PutAudit(e *pb.AuditEvent) error {
 		return err
 	}
 	k := auditKey(time.Unix(0, e.GetTimeUnixNano()))
-	if err := tx.txn.Set(k, v); err != nil {
+	if err := tx.kv.create(k, v); err != nil {
 		return err
 	}
 	return tx.indexGrant(e, k)

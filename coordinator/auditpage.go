@@ -3,12 +3,10 @@ package coordinator
 import (
 	"bytes"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh/control"
@@ -43,31 +41,27 @@ func (tx *Tx) indexGrant(e *pb.AuditEvent, key []byte) error {
 	if e.GetKind() != AuditGrant || e.GetSessionId() == "" {
 		return nil
 	}
-	return tx.txn.Set([]byte(grantIndexPrefix+e.GetSessionId()), key)
+	return tx.kv.set([]byte(grantIndexPrefix+e.GetSessionId()), key)
 }
 
 // GrantEvent returns the audit event of the grant with nonce, or nil.
 func (tx *Tx) GrantEvent(nonce []byte) (*pb.AuditEvent, error) {
-	item, err := tx.txn.Get([]byte(grantIndexPrefix + hex.EncodeToString(nonce)))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, nil
-	}
+	key, ok, err := tx.kv.get([]byte(grantIndexPrefix + hex.EncodeToString(nonce)))
 	if err != nil {
 		return nil, fmt.Errorf("reading grant index: %w", err)
 	}
-	key, err := item.ValueCopy(nil)
-	if err != nil {
-		return nil, fmt.Errorf("reading grant index: %w", err)
-	}
-	item, err = tx.txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	if !ok || !bytes.HasPrefix(key, []byte("a/")) {
 		return nil, nil
 	}
+	v, ok, err := tx.kv.get(key)
 	if err != nil {
 		return nil, fmt.Errorf("reading grant event: %w", err)
 	}
+	if !ok {
+		return nil, nil
+	}
 	e := new(pb.AuditEvent)
-	if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, e) }); err != nil {
+	if err := proto.Unmarshal(v, e); err != nil {
 		return nil, fmt.Errorf("decoding grant event: %w", err)
 	}
 	if e.GetKind() != AuditGrant {
@@ -84,39 +78,40 @@ func (tx *Tx) AuditPage(since time.Time, cursor []byte, keep func(*pb.AuditEvent
 	if limit <= 0 || limit > auditPageEvents {
 		limit = auditPageEvents
 	}
-	it := tx.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte("a/"), Reverse: true})
-	defer it.Close()
 	first := auditKey(since)[:10]
 	start := cursor
 	if len(start) == 0 || !bytes.HasPrefix(start, []byte("a/")) {
-		start = []byte("a/\xff")
+		start = nil // the newest event
 	}
 	size, cut := 0, false
 	var last []byte // key of the oldest event taken: the next page's cursor
-	for it.Seek(start); it.Valid(); it.Next() {
-		item := it.Item()
-		if bytes.Compare(item.Key(), first) < 0 {
-			break
+	err = tx.kv.scan([]byte("a/"), start, true, func(k, v []byte) (bool, error) {
+		if bytes.Compare(k, first) < 0 {
+			return false, nil
 		}
-		if bytes.Equal(item.Key(), cursor) {
-			continue
+		if bytes.Equal(k, cursor) {
+			return true, nil
 		}
 		e := new(pb.AuditEvent)
-		if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, e) }); err != nil {
-			return nil, nil, fmt.Errorf("decoding audit event: %w", err)
+		if err := proto.Unmarshal(v, e); err != nil {
+			return false, fmt.Errorf("decoding audit event: %w", err)
 		}
 		if !keep(e) {
-			continue
+			return true, nil
 		}
 		boundServed(e)
 		n := proto.Size(e) + 8 // with the field's tag and length
 		if len(events) == limit || size+n > auditPageBytes {
 			cut = true
-			break
+			return false, nil
 		}
 		size += n
 		events = append(events, e)
-		last = item.KeyCopy(last[:0])
+		last = append(last[:0], k...)
+		return true, nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	slices.Reverse(events)
 	if cut {

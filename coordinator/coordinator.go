@@ -46,6 +46,10 @@ type Config struct {
 	// Resources bound what callers may make the coordinator spend; zero
 	// fields are DefaultResources.
 	Resources Resources
+	// Store chooses where the site's records live: Badger in DataDir (the
+	// zero value) or etcd (store_etcd.go). The site key and site.json stay
+	// in DataDir either way.
+	Store StoreConfig
 }
 
 // Coordinator is a running site coordinator: libp2p host, control service,
@@ -102,7 +106,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 			c.Close()
 		}
 	}()
-	if c.store, err = OpenStore(site.StorePath(), StoreOptions{Logger: log}); err != nil {
+	if c.store, err = openSiteStore(site, cfg.Store, StoreOptions{Logger: log}); err != nil {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
@@ -58,14 +57,14 @@ func conflictingStore(t *testing.T) (st *Store, conflict func(id peer.ID, n int)
 				return
 			}
 			n--
-			err := st.db.Update(func(txn *badger.Txn) error {
-				tx := &Tx{txn: txn}
+			err := st.kv.update(func(kv kvTxn) error {
+				tx := &Tx{kv: kv}
 				rec, err := tx.Peer(id)
 				if err != nil || rec == nil {
 					return err
 				}
 				return tx.PutPeer(rec)
-			})
+			}, nil)
 			if err != nil {
 				t.Error(err)
 			}
@@ -186,7 +185,7 @@ func TestPeerCacheConcurrentChanges(t *testing.T) {
 						return err
 					}
 					return tx.PutPeer(rec)
-				}); err != nil && !errors.Is(err, badger.ErrConflict) {
+				}); err != nil && !errors.Is(err, ErrStoreConflict) {
 					// The disturbance may lose past Update's retries
 					// (three writers on one key, none waiting for the
 					// others); the peer store's own changes may not.

@@ -6,21 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"math/rand/v2"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
-// Store is the coordinator's state on Badger. Nothing else imports Badger.
+// Store is the coordinator's state: protobuf records in a transactional
+// key-value backend, Badger in the data directory (the default) or etcd
+// (store_etcd.go). Only the backends import their databases.
 //
-// Every write is synced before Update returns (SyncWrites), so what the
-// coordinator acknowledged survives a crash or kill -9. Records are protobuf
-// messages from mesh/pb under these keys:
+// Every write is durable before Update returns (Badger syncs; etcd commits
+// to a quorum), so what the coordinator acknowledged survives a crash or
+// kill -9. Records are protobuf messages from mesh/pb under these keys:
 //
 //	u/<name>        User
 //	k/<peer id>     user name bound to a console key
@@ -30,10 +31,12 @@ import (
 //	ps/<name>       SessionPolicy
 //	n/<id>          Installer
 //	p/<peer id>     Peer
+//	tp/<peer id>    tombstone of a removed peer (tombstones.go)
 //	wk/<peer id>    last wake attempt (unix ms, big-endian; wake.go)
+//	a/<time><seq>   audit event (audit.go); ag/<nonce> its grant index
 //	settings        Settings
 type Store struct {
-	db *badger.DB
+	kv kvBackend
 	// beforeCommit, when set (tests only), runs after an Update's function
 	// and before its commit: a test makes a write conflict there.
 	beforeCommit func()
@@ -51,25 +54,11 @@ const maxTxnRetries = 8
 
 // OpenStore opens (creating if needed) the Badger database in dir.
 func OpenStore(dir string, opts StoreOptions) (*Store, error) {
-	bo := badger.DefaultOptions(dir).
-		WithSyncWrites(true).
-		WithLogger(badgerLogger{opts.logger()}).
-		// A coordinator's state is small: keep Badger's memory modest so a
-		// site runs on a small VM and tests can open many stores.
-		WithMemTableSize(16 << 20).
-		WithNumMemtables(2).
-		WithBlockCacheSize(16 << 20).
-		WithIndexCacheSize(8 << 20).
-		WithValueLogFileSize(64 << 20).
-		WithNumCompactors(2)
-	if opts.InMemory {
-		bo = bo.WithInMemory(true).WithDir("").WithValueDir("")
-	}
-	db, err := badger.Open(bo)
+	kv, err := openBadger(dir, opts)
 	if err != nil {
-		return nil, fmt.Errorf("opening store in %s: %w", dir, err)
+		return nil, err
 	}
-	return &Store{db: db}, nil
+	return &Store{kv: kv}, nil
 }
 
 func (o StoreOptions) logger() *slog.Logger {
@@ -80,48 +69,44 @@ func (o StoreOptions) logger() *slog.Logger {
 }
 
 // Close flushes and closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return s.kv.close() }
 
 // View runs fn in a read-only transaction.
 func (s *Store) View(fn func(tx *Tx) error) error {
-	return s.db.View(func(txn *badger.Txn) error { return fn(&Tx{txn: txn}) })
+	return s.kv.view(func(kv kvTxn) error { return fn(&Tx{kv: kv}) })
 }
 
 // Update runs fn in a read-write transaction and commits it durably. A
-// transaction that conflicts with a concurrent one is retried from scratch,
-// so fn must not have effects outside tx.
+// transaction that conflicts with a concurrent one (in this coordinator or,
+// on etcd, in another) is retried from scratch, so fn must not have effects
+// outside tx.
 func (s *Store) Update(fn func(tx *Tx) error) error {
 	for attempt := 0; ; attempt++ {
-		err := s.db.Update(func(txn *badger.Txn) error {
-			if err := fn(&Tx{txn: txn}); err != nil {
-				return err
-			}
-			if s.beforeCommit != nil {
-				s.beforeCommit()
-			}
-			return nil
-		})
-		if !errors.Is(err, badger.ErrConflict) || attempt >= maxTxnRetries {
+		err := s.kv.update(func(kv kvTxn) error { return fn(&Tx{kv: kv}) }, s.beforeCommit)
+		if !errors.Is(err, ErrStoreConflict) || attempt >= maxTxnRetries {
 			return err
 		}
+		// Writers that retry at once meet again: a random pause, growing
+		// with each loss, lets one of them through (two tight loops on one
+		// key lost 9 times in a row without it).
+		time.Sleep(rand.N(min(time.Millisecond<<attempt, 20*time.Millisecond)))
 	}
 }
 
 // Tx is one store transaction with typed accessors.
 type Tx struct {
-	txn *badger.Txn
+	kv kvTxn
 }
 
 func (tx *Tx) get(key string, m proto.Message) (bool, error) {
-	item, err := tx.txn.Get([]byte(key))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
+	v, ok, err := tx.kv.get([]byte(key))
 	if err != nil {
 		return false, fmt.Errorf("reading %s: %w", key, err)
 	}
-	err = item.Value(func(v []byte) error { return proto.Unmarshal(v, m) })
-	if err != nil {
+	if !ok {
+		return false, nil
+	}
+	if err := proto.Unmarshal(v, m); err != nil {
 		return false, fmt.Errorf("decoding %s: %w", key, err)
 	}
 	return true, nil
@@ -132,14 +117,14 @@ func (tx *Tx) put(key string, m proto.Message) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", key, err)
 	}
-	if err := tx.txn.Set([]byte(key), v); err != nil {
+	if err := tx.kv.set([]byte(key), v); err != nil {
 		return fmt.Errorf("writing %s: %w", key, err)
 	}
 	return nil
 }
 
 func (tx *Tx) del(key string) error {
-	if err := tx.txn.Delete([]byte(key)); err != nil {
+	if err := tx.kv.delete([]byte(key)); err != nil {
 		return fmt.Errorf("deleting %s: %w", key, err)
 	}
 	return nil
@@ -150,16 +135,17 @@ func list[T any, PT interface {
 	*T
 	proto.Message
 }](tx *Tx, prefix string) ([]PT, error) {
-	it := tx.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: []byte(prefix)})
-	defer it.Close()
 	var out []PT
-	for it.Rewind(); it.Valid(); it.Next() {
+	err := tx.kv.scan([]byte(prefix), nil, false, func(k, v []byte) (bool, error) {
 		m := PT(new(T))
-		err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, m) })
-		if err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", it.Item().Key(), err)
+		if err := proto.Unmarshal(v, m); err != nil {
+			return false, fmt.Errorf("decoding %s: %w", k, err)
 		}
 		out = append(out, m)
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -183,21 +169,17 @@ func (tx *Tx) PutUser(u *pb.User) error           { return tx.put("u/"+u.GetName
 func (tx *Tx) Users() ([]*pb.User, error)         { return list[pb.User](tx, "u/") }
 func (tx *Tx) DeleteUser(name string) error       { return tx.del("u/" + name) }
 func (tx *Tx) BindKey(id peer.ID, user string) error {
-	return tx.txn.Set([]byte("k/"+string(id)), []byte(user))
+	return tx.kv.set([]byte("k/"+string(id)), []byte(user))
 }
 func (tx *Tx) UnbindKey(id peer.ID) error { return tx.del("k/" + string(id)) }
 
 // UserByKey returns the name bound to a console key, or "".
 func (tx *Tx) UserByKey(id peer.ID) (string, error) {
-	item, err := tx.txn.Get([]byte("k/" + string(id)))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return "", nil
-	}
+	v, _, err := tx.kv.get([]byte("k/" + string(id)))
 	if err != nil {
 		return "", fmt.Errorf("reading key binding: %w", err)
 	}
-	v, err := item.ValueCopy(nil)
-	return string(v), err
+	return string(v), nil
 }
 
 // Invites
@@ -251,18 +233,6 @@ func (tx *Tx) Settings() (*pb.Settings, error) {
 }
 func (tx *Tx) PutSettings(s *pb.Settings) error { return tx.put("settings", s) }
 
-// badgerLogger sends Badger's logs to slog; its chatty info lines go to debug.
-type badgerLogger struct{ l *slog.Logger }
-
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(trim(f, a)) }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trim(f, a)) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trim(f, a)) }
-func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trim(f, a)) }
-
-func trim(f string, a []any) string {
-	return "badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))
-}
-
 // Peers (enrolled hosts), under p/<peer id>.
 
 func (tx *Tx) Peer(id peer.ID) (*pb.Peer, error) { return getOrNil[pb.Peer](tx, "p/"+string(id)) }
@@ -276,26 +246,21 @@ func (tx *Tx) Peers() ([]*pb.Peer, error)        { return list[pb.Peer](tx, "p/"
 // WakeAttempt is when a wake of id was last attempted; zero if never (or
 // swept since).
 func (tx *Tx) WakeAttempt(id peer.ID) (time.Time, error) {
-	item, err := tx.txn.Get([]byte("wk/" + string(id)))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return time.Time{}, nil
-	}
+	v, ok, err := tx.kv.get([]byte("wk/" + string(id)))
 	if err != nil {
 		return time.Time{}, fmt.Errorf("reading the wake attempt of %s: %w", id, err)
 	}
-	var at time.Time
-	err = item.Value(func(v []byte) error {
-		if len(v) != 8 {
-			return fmt.Errorf("wake attempt of %s: %d bytes", id, len(v))
-		}
-		at = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
-		return nil
-	})
-	return at, err
+	if !ok {
+		return time.Time{}, nil
+	}
+	if len(v) != 8 {
+		return time.Time{}, fmt.Errorf("wake attempt of %s: %d bytes", id, len(v))
+	}
+	return time.UnixMilli(int64(binary.BigEndian.Uint64(v))), nil
 }
 
 func (tx *Tx) PutWakeAttempt(id peer.ID, at time.Time) error {
-	return tx.txn.Set([]byte("wk/"+string(id)), binary.BigEndian.AppendUint64(nil, uint64(at.UnixMilli())))
+	return tx.kv.set([]byte("wk/"+string(id)), binary.BigEndian.AppendUint64(nil, uint64(at.UnixMilli())))
 }
 
 func (tx *Tx) DeleteWakeAttempt(id peer.ID) error { return tx.del("wk/" + string(id)) }
@@ -303,20 +268,14 @@ func (tx *Tx) DeleteWakeAttempt(id peer.ID) error { return tx.del("wk/" + string
 // WakeAttempts lists every stored attempt (the sweep drops old ones).
 func (tx *Tx) WakeAttempts() (map[peer.ID]time.Time, error) {
 	out := map[peer.ID]time.Time{}
-	it := tx.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte("wk/")})
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		item := it.Item()
-		id := peer.ID(bytes.TrimPrefix(item.Key(), []byte("wk/")))
-		err := item.Value(func(v []byte) error {
-			if len(v) == 8 {
-				out[id] = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
+	err := tx.kv.scan([]byte("wk/"), nil, false, func(k, v []byte) (bool, error) {
+		if len(v) == 8 {
+			out[peer.ID(bytes.TrimPrefix(k, []byte("wk/")))] = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
 		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -91,6 +91,11 @@ const (
 	CodeWakeFailed          Code = "wake_failed"
 	CodeWakeTimeout         Code = "wake_timeout"
 	CodePeerPassive         Code = "peer_passive"
+	CodeStoreUnreachable    Code = "store_unreachable"
+	CodeStoreTLS            Code = "store_tls"
+	CodeStoreAuth           Code = "store_auth"
+	CodeStoreInUse          Code = "store_in_use"
+	CodeStoreNotEmpty       Code = "store_not_empty"
 )
 
 // catalog is the one table of user-facing messages.
@@ -166,6 +171,11 @@ var catalog = map[Code]string{
 	CodeWakeFailed:          "No neighbour could send the wake packet.",
 	CodeWakeTimeout:         "The peer did not come online after the wake attempt.",
 	CodePeerPassive:         "The peer is passive: it is not connected and waits for a wake command.",
+	CodeStoreUnreachable:    "Cannot reach the site's etcd store: no endpoint answered (check --store, that etcd runs, and the network).",
+	CodeStoreTLS:            "The TLS connection to etcd failed (check --etcd-cacert, --etcd-cert and --etcd-key, and whether etcd serves TLS on that port).",
+	CodeStoreAuth:           "The etcd store refused this coordinator's credentials (check --etcd-user and --etcd-password, or the client certificate's user).",
+	CodeStoreInUse:          "Another coordinator is serving this site from the same etcd prefix; several coordinators at once are not supported yet.",
+	CodeStoreNotEmpty:       "The destination store already holds records; refusing to overwrite them (--force replaces them).",
 	CodeSessionInUse:        "Another technician is in a session with this peer and concurrent jumps are not allowed; ask them for an invitation.",
 }
 

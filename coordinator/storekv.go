@@ -1,0 +1,45 @@
+package coordinator
+
+import (
+	"errors"
+)
+
+// The store's backends. Tx (store.go) speaks in records; a backend speaks
+// in bytes: one transaction of gets, puts, deletes and ordered prefix scans
+// that commits all of its writes or none. Two backends implement it:
+// Badger in the data directory (the default, store_badger.go) and etcd
+// (store_etcd.go), which several coordinators of a site can share.
+
+// kvTxn is one backend transaction. Keys are the store's own (u/…, p/…);
+// a backend may place them under a prefix of its own, which no key can
+// leave. A transaction sees its own writes.
+type kvTxn interface {
+	// get returns a copy of key's value; ok is false when key is absent.
+	get(key []byte) (value []byte, ok bool, err error)
+	set(key, value []byte) error
+	delete(key []byte) error
+	// create sets key, and makes the commit fail with ErrStoreConflict if
+	// key exists by then (or existed when the transaction read).
+	create(key, value []byte) error
+	// scan calls fn for each key with prefix, in key order (descending
+	// when reverse), starting at start (inclusive; nil: the first key in
+	// that order), until fn returns false or an error. key and value are
+	// valid only during the call.
+	scan(prefix, start []byte, reverse bool, fn func(key, value []byte) (bool, error)) error
+}
+
+// kvBackend runs transactions.
+type kvBackend interface {
+	// view runs fn in a read-only transaction.
+	view(fn func(kvTxn) error) error
+	// update runs fn once and commits its writes durably: an error
+	// wrapping ErrStoreConflict means another transaction changed what
+	// fn read, and nothing was written. beforeCommit, if not nil, runs
+	// between fn and the commit.
+	update(fn func(kvTxn) error, beforeCommit func()) error
+	close() error
+}
+
+// ErrStoreConflict is returned by Store.Update when its transaction lost
+// a write conflict more times than it retries.
+var ErrStoreConflict = errors.New("store transaction conflict")
