@@ -45,7 +45,7 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 			return
 		}
 	}
-	if wait := s.admit(); wait > 0 {
+	if wait := s.admit(remote); wait > 0 {
 		s.retries.Add(1)
 		_ = ms.Write(&pb.PeerDown{Body: &pb.PeerDown_Retry{Retry: &pb.PeerRetry{AfterMillis: wait.Milliseconds() + 1}}}, writeTimeout)
 		_ = st.CloseWrite()

@@ -45,6 +45,12 @@ type Service struct {
 	enrollMu sync.Mutex
 	admitMu  sync.Mutex
 	limiter  *rate.Limiter
+	// tickets are the turns booked for peers told to retry (enroll.go);
+	// admitLast the latest time admit saw; ticketsSwept the last sweep of
+	// unused turns. All under admitMu.
+	tickets      map[peer.ID]time.Time
+	admitLast    time.Time
+	ticketsSwept time.Time
 	// admissionRate is ServiceConfig.AdmissionRate.
 	admissionRate float64
 	// retries counts hellos told to retry by the connection rate.
