@@ -153,6 +153,24 @@
 // (TestGarbageHellosDoNotUseTheRate, issue #11 finding 12). Holders of a
 // valid key can still spend the rate, as they can enroll.
 //
+// # Storms
+//
+// Decided for issue #16, where the seeds give only connection-rate:
+//
+//   - Inbound TCP handshakes pass a gate (handshakes.go) whose bound
+//     follows their latency, so a storm is served at the rate the machine
+//     can and the connections past the bound wait in the kernel's accept
+//     queue instead of timing out half-done; peers dial their coordinator
+//     patiently (mesh.HostConfig.PatientDials). connection-rate stays an
+//     upper bound, applied after the hello: there is no cheap way to say
+//     "retry at T" before a TLS handshake, and the queue makes one
+//     unnecessary.
+//   - A peer told to retry holds a booked turn (enroll.go, admission
+//     tickets): it comes back once, not every second.
+//   - Peers treat a refused connection soon after a session as a restart
+//     and keep retrying within two seconds for two minutes
+//     (peer.ReconnectAttempt).
+//
 // # Pushing to online peers
 //
 // What the coordinator tells an online peer after its welcome — new
