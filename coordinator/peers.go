@@ -53,30 +53,13 @@ func (s *Service) searchPeers(c *caller, query string, includeDeleted bool, limi
 	if err != nil {
 		return nil, 0, err
 	}
-	st := s.settings()
-	docs := s.peers.search(func(e *peerEntry) (string, bool) {
-		// An administrator sees everything: skip the group, a pointer
-		// chase per peer (a tenth of a 100,000-peer scan).
-		if vis != nil && !vis.allows(e.rec.GetSettings().GetGroup()) {
-			return "", false
-		}
-		status := peerStatus(e.rec, e.session != nil, e.lastSeen, st, now)
-		return status, includeDeleted || status != StatusDeleted
-	}, q)
-	total := len(docs)
-	if limit <= 0 {
-		limit = total
+	var allow func(group string) bool
+	if vis != nil { // an administrator's search skips the group checks
+		allow = vis.allows
 	}
-	docs = FirstSorted(docs, limit)
-	out := make([]*pb.PeerView, 0, len(docs))
-	for _, d := range docs {
-		rec, online := s.peers.get(d.ID)
-		if rec == nil {
-			continue // removed meanwhile
-		}
-		out = append(out, &pb.PeerView{Peer: rec, Status: peerStatus(rec, online, time.Unix(rec.GetLastSeenUnix(), 0), st, now)})
-	}
-	return out, total, nil
+	views, total := s.peers.find(searchRequest{query: q, allow: allow, settings: s.settings(), now: now,
+		includeDeleted: includeDeleted, limit: limit})
+	return views, total, nil
 }
 
 // Peer list sizes. A reply must also fit a control message: it stops

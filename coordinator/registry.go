@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -25,14 +26,18 @@ const (
 
 // registry is the in-memory view of every peer record, loaded from the
 // store at start and written only by peerStore, after each commit
-// (peerstore.go): searches scan it
-// without touching Badger, and it knows which peers are online (their
-// sessions), which the store does not.
+// (peerstore.go): searches read it (through its search index,
+// searchindex.go) without touching Badger, and it knows which peers are
+// online (their sessions), which the store does not.
 type registry struct {
 	mu    sync.RWMutex
 	peers map[peer.ID]*peerEntry
 	// gateways is the same-gateway index (gateways.go), kept with peers.
 	gateways gatewayIndex
+	// index is the search index (searchindex.go), kept with peers: every
+	// write of an entry's record, session, contact or statistics below
+	// files it in the same critical section.
+	index *searchIndex
 }
 
 type peerEntry struct {
@@ -43,18 +48,18 @@ type peerEntry struct {
 	// stats is the latest report; replaced, never mutated, so readers may
 	// hold it without the lock.
 	stats *pb.PeerStats
-	// doc is the cached search view, built with docStatus.
-	doc       *SearchDoc
-	docStatus string
+	// slot is 1 + its place in the search index, 0 when not filed.
+	slot uint32
 	// gw is its place in the same-gateway index (gateways.go).
 	gw gatewayLinks
 }
 
 func newRegistry() *registry {
-	return &registry{peers: map[peer.ID]*peerEntry{}, gateways: gatewayIndex{}}
+	return &registry{peers: map[peer.ID]*peerEntry{}, gateways: gatewayIndex{}, index: newSearchIndex()}
 }
 
-// load fills the registry from the store.
+// load fills the registry from the store, and the search index from it:
+// the first search after start costs what any other does.
 func (r *registry) load(st *Store) error {
 	return st.View(func(tx *Tx) error {
 		recs, err := tx.Peers()
@@ -68,6 +73,7 @@ func (r *registry) load(st *Store) error {
 			e := &peerEntry{rec: rec, lastSeen: time.Unix(rec.GetLastSeenUnix(), 0)}
 			r.peers[id] = e
 			r.gateways.file(e)
+			r.index.file(e)
 		}
 		return nil
 	})
@@ -102,11 +108,11 @@ func (r *registry) put(rec *pb.Peer) {
 	}
 	e.rec = proto.CloneOf(rec)
 	r.gateways.file(e)
-	e.doc = nil
 	e.lastSeen = time.Unix(rec.GetLastSeenUnix(), 0)
 	if rec.GetStats() != nil {
 		e.stats = rec.GetStats()
 	}
+	r.index.file(e)
 }
 
 func (r *registry) remove(id peer.ID) {
@@ -114,6 +120,7 @@ func (r *registry) remove(id peer.ID) {
 	defer r.mu.Unlock()
 	if e := r.peers[id]; e != nil {
 		r.gateways.unfile(e)
+		r.index.unfile(e)
 	}
 	delete(r.peers, id)
 }
@@ -129,6 +136,7 @@ func (r *registry) attach(id peer.ID, s *peerSession) *peerSession {
 	old := e.session
 	e.session = s
 	r.gateways.seen(e)
+	r.index.refresh(e)
 	return old
 }
 
@@ -143,6 +151,7 @@ func (r *registry) detach(id peer.ID, s *peerSession, now time.Time) bool {
 	e.session = nil
 	e.lastSeen = now
 	r.gateways.offline(e)
+	r.index.refresh(e)
 	return true
 }
 
@@ -152,14 +161,20 @@ func (r *registry) touch(id peer.ID, now time.Time, stats *pb.PeerStats) {
 	defer r.mu.Unlock()
 	if e := r.peers[id]; e != nil {
 		e.lastSeen = now
+		// nat: and user: search what the peer last reported: its doc is
+		// built again when that changed.
+		rebuild := stats != nil && (!sameSearchNAT(e.latestStats(), stats) ||
+			!slices.Equal(e.latestStats().GetConsoleUsers(), stats.GetConsoleUsers()))
 		if stats != nil {
-			if !sameSearchNAT(e.stats, stats) {
-				e.doc = nil // nat: searches what the peer last reported
-			}
 			e.stats = stats
 		}
 		if e.session != nil {
 			r.gateways.seen(e)
+		}
+		if rebuild {
+			r.index.file(e)
+		} else {
+			r.index.refresh(e)
 		}
 	}
 }
@@ -238,18 +253,40 @@ func isPassiveType(ct, def pb.ConnectionType) bool {
 // it has been out of touch past the lost horizon (nothing then says it
 // still listens).
 func peerStatus(rec *pb.Peer, online bool, lastSeen time.Time, st *pb.Settings, now time.Time) string {
+	return statusOf(recFlags(rec, online), lastSeen, st, now)
+}
+
+// recFlags are the status inputs of rec, online or not.
+func recFlags(rec *pb.Peer, online bool) slotFlags {
+	var f slotFlags
+	set := func(bit slotFlags, on bool) {
+		if on {
+			f |= bit
+		}
+	}
+	set(slotDeleted, rec.GetDeletedUnix() != 0)
+	set(slotUninstalled, rec.GetUninstalledUnix() != 0)
+	set(slotDisabled, rec.GetDisabled())
+	set(slotPassive, rec.GetPassiveUnix() != 0)
+	set(slotOnline, online)
+	return f
+}
+
+// statusOf is peerStatus from a peer's status inputs.
+func statusOf(f slotFlags, lastSeen time.Time, st *pb.Settings, now time.Time) string {
+	online := f&slotOnline != 0
 	switch {
-	case rec.GetDeletedUnix() != 0:
+	case f&slotDeleted != 0:
 		return StatusDeleted
-	case rec.GetUninstalledUnix() != 0:
+	case f&slotUninstalled != 0:
 		return StatusUninstalled
-	case online && rec.GetDisabled():
+	case online && f&slotDisabled != 0:
 		return StatusDisabled
 	case online:
 		return StatusOnline
 	case now.Sub(lastSeen) >= days(st.GetLostAfterDays()):
 		return StatusLost
-	case rec.GetPassiveUnix() != 0:
+	case f&slotPassive != 0:
 		return StatusPassive
 	}
 	return StatusOffline
@@ -266,40 +303,13 @@ func offlineLimit(rec *pb.Peer, st *pb.Settings) time.Duration {
 	return days(st.GetDeleteAfterDays())
 }
 
-// search scans every entry with keep (which says whether the caller may
-// see it and what its status is now) and q, returning the matching docs.
-// Docs are cached per entry and rebuilt when the status they were built
-// with is no longer the peer's.
-func (r *registry) search(keep func(e *peerEntry) (string, bool), q Query) []*SearchDoc {
-	var out []*SearchDoc
-	var stale []*peerEntry
-	var statuses []string
-	r.mu.RLock()
-	for _, e := range r.peers {
-		status, ok := keep(e)
-		if !ok {
-			continue
-		}
-		doc := e.doc
-		if doc == nil || e.docStatus != status {
-			d := NewSearchDoc(e.withStats(), status)
-			doc = &d
-			stale, statuses = append(stale, e), append(statuses, status)
-		}
-		if q.Match(doc) {
-			out = append(out, doc)
-		}
+// latestStats is the latest statistics report (the record's until one
+// came after it was written).
+func (e *peerEntry) latestStats() *pb.PeerStats {
+	if e.stats != nil {
+		return e.stats
 	}
-	r.mu.RUnlock()
-	if len(stale) > 0 {
-		r.mu.Lock()
-		for i, e := range stale {
-			d := NewSearchDoc(e.withStats(), statuses[i])
-			e.doc, e.docStatus = &d, statuses[i]
-		}
-		r.mu.Unlock()
-	}
-	return out
+	return e.rec.GetStats()
 }
 
 // withStats is the record with the latest statistics, for search docs.

@@ -94,14 +94,14 @@ func TestQueryParse(t *testing.T) {
 		{`user:bob`, []queryTerm{{op: queryContains, from: searchUsers, to: searchUsers, value: "bob"}}},
 		{`console-user:bob`, []queryTerm{{op: queryContains, from: searchUsers, to: searchUsers, value: "bob"}}},
 		{`ip:10.1.2.`, []queryTerm{{op: queryContains, from: searchPrivateIPs, to: searchPublicIP, value: "10.1.2."}}},
-		{`status:Online`, []queryTerm{{op: queryEquals, from: searchStatus, to: searchStatus, value: "online"}}},
+		{`status:Online`, []queryTerm{{op: queryStatus, value: "online"}}},
 		{`last-access:<7d`, []queryTerm{{op: queryAccessedSince, value: "<7d", unix: searchTestNow.Unix() - 7*86400}}},
 		{`last-access:>12h`, []queryTerm{{op: queryAccessedSince, value: ">12h", unix: searchTestNow.Unix() - 12*3600, negate: true}}},
 		{`-last-access:>30m`, []queryTerm{{op: queryAccessedSince, value: ">30m", unix: searchTestNow.Unix() - 30*60}}},
 		{`last-access:never`, []queryTerm{{op: queryNeverAccessed, value: "never"}}},
 		// Cheap terms are checked first; free text last.
 		{`web tag:linux status:online`, []queryTerm{
-			{op: queryEquals, from: searchStatus, to: searchStatus, value: "online"},
+			{op: queryStatus, value: "online"},
 			{op: queryContains, from: searchTag, to: searchTag, value: "linux"},
 			text("web", false),
 		}},

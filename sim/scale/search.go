@@ -37,9 +37,9 @@ type SearchResult struct {
 	// starting the coordinator over them (it loads every record).
 	WriteSeconds float64 `json:"write_seconds"`
 	LoadSeconds  float64 `json:"load_seconds"`
-	// FirstSearchMs is the first search after the load, which builds every
-	// peer's search view (later searches reuse them): the first query,
-	// once, before its runs.
+	// FirstSearchMs is the first search after the load: the first query,
+	// once, before its runs (the coordinator builds its search index while
+	// loading, so this is one more search; LoadSeconds includes the index).
 	FirstSearchMs float64       `json:"first_search_ms"`
 	Runs          int           `json:"runs"`
 	Queries       []QueryResult `json:"queries"`
