@@ -123,7 +123,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	c.gate = newHandshakeGate(rm, res.MaxHandshakes, res.HandshakeHold)
 	c.rm = c.gate
 	c.host, err = mesh.NewHost(mesh.HostConfig{Key: site.Key, ListenAddrs: listenAddrs, AnnounceAddrs: announce, Registerer: reg,
-		ResourceManager: c.gate, ConnManager: cm, Extra: cfg.HostOptions})
+		ResourceManager: c.gate, ConnManager: cm, Extra: append(res.hostOptions(), cfg.HostOptions...)})
 	if err != nil {
 		cm.Close()
 		return nil, err

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/x/rate"
 
@@ -29,9 +31,10 @@ import (
 // identity and for the whole host.
 //
 // The defaults are sized for a site of tens of thousands of peers on a
-// small server. Measured (docs/performance.md, 2,000 peers): an online peer
-// costs the coordinator 81–118 KB of heap and stacks, an offline one
-// 21–36 KB, so 20,000 online peers need about 2.4 GB.
+// small server. Measured (docs/performance.md, "Memory per online peer",
+// 2,000 peers over TCP): an online peer costs the coordinator 71–72 KB of
+// heap in use and stacks, an offline one 20–50 KB, so 20,000 online peers
+// need about 1.5 GB.
 type Resources struct {
 	// MaxConnections is how many connections the coordinator keeps (one per
 	// online peer, plus consoles, relays and strangers). Above it the
@@ -96,6 +99,18 @@ type Resources struct {
 	// to every online peer is spread over a few goroutines, not one each,
 	// so other requests keep their turn.
 	PeerWriters int
+}
+
+// hostOptions are the libp2p options that size what each connection
+// holds. yamux's accept backlog is a channel of that many stream pointers
+// per connection, allocated when the connection opens: libp2p's default,
+// 256, is 2 KiB per online peer that never opens more than a few streams;
+// more than MaxStreamsPerPeer waiting is refused by the resource manager
+// anyway, so the backlog is that bound.
+func (r Resources) hostOptions() []libp2p.Option {
+	mux := *yamux.DefaultTransport // libp2p's settings (window, no stream limit of its own)
+	mux.AcceptBacklog = r.MaxStreamsPerPeer
+	return []libp2p.Option{libp2p.Muxer(yamux.ID, &mux)}
 }
 
 // yamuxWindow is what yamux reserves in the resource manager for each
