@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -59,8 +60,8 @@ type etcdKV struct {
 	// site's coordinator lock: a Txn commits only while the lock key is
 	// the one this store created.
 	lockKey   string
-	lockRev   int64
-	lockLease clientv3.LeaseID
+	lockRev   atomic.Int64
+	lockLease atomic.Int64 // a clientv3.LeaseID
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -93,6 +94,11 @@ type EtcdConfig struct {
 	Lock    bool
 	LockTTL time.Duration
 	Holder  string
+	// HolderPlace, when the lock's holder says it too (the same host and
+	// data directory: most likely this coordinator before a crash), makes
+	// the store wait up to LockTTL for that lock to lapse instead of
+	// refusing at once.
+	HolderPlace string
 	// MaxTxnOps and MaxRequestBytes are the members' --max-txn-ops and
 	// --max-request-bytes (128 and 1.5 MiB).
 	MaxTxnOps       int
@@ -220,17 +226,17 @@ func (b *etcdKV) rctx() (context.Context, context.CancelFunc) {
 
 func (b *etcdKV) close() error {
 	b.closeOnce.Do(func() {
-		if b.lockLease != 0 {
+		b.cancel()
+		b.wg.Wait()
+		if lease := clientv3.LeaseID(b.lockLease.Load()); lease != 0 {
 			// Give the lock back now rather than after its TTL.
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_, err := b.cli.Revoke(ctx, b.lockLease)
+			_, err := b.cli.Revoke(ctx, lease)
 			cancel()
 			if err != nil {
 				b.log.Warn("releasing the store's coordinator lock", "key", b.lockKey, logError, err)
 			}
 		}
-		b.cancel()
-		b.wg.Wait()
 		b.closeErr = b.cli.Close()
 	})
 	return b.closeErr
@@ -493,8 +499,9 @@ func (t *etcdTxn) commit() error {
 			len(ops), size, len(cmps), b.cfg.maxTxnOps(), b.cfg.maxRequestBytes())
 	}
 	var orElse []clientv3.Op
-	if b.lockRev > 0 {
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(b.lockKey), "=", b.lockRev))
+	lockRev := b.lockRev.Load()
+	if b.cfg.Lock {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(b.lockKey), "=", lockRev))
 		orElse = append(orElse, clientv3.OpGet(b.lockKey))
 	}
 	ctx, cancel := b.rctx()
@@ -508,8 +515,8 @@ func (t *etcdTxn) commit() error {
 	if resp.Succeeded {
 		return nil
 	}
-	if b.lockRev > 0 {
-		if r := resp.Responses[0].GetResponseRange(); r == nil || len(r.Kvs) == 0 || r.Kvs[0].CreateRevision != b.lockRev {
+	if b.cfg.Lock {
+		if r := resp.Responses[0].GetResponseRange(); r == nil || len(r.Kvs) == 0 || r.Kvs[0].CreateRevision != lockRev {
 			return errStoreLockLost
 		}
 	}
@@ -571,47 +578,96 @@ func (t *etcdTxn) compares() []clientv3.Cmp {
 }
 
 // takeLock creates the prefix's lock key under a lease kept alive until
-// close; another holder is CodeStoreInUse.
+// close; another holder is CodeStoreInUse. A lock lost while running (etcd
+// unreachable for longer than the TTL) is taken again when it is free;
+// until then every commit fails (errStoreLockLost).
 func (b *etcdKV) takeLock() error {
+	alive, err := b.acquireLock(true)
+	if err != nil {
+		return err
+	}
+	b.wg.Go(func() { b.keepLock(alive) })
+	return nil
+}
+
+func (b *etcdKV) keepLock(alive <-chan *clientv3.LeaseKeepAliveResponse) {
+	for {
+		for range alive {
+		}
+		if b.ctx.Err() != nil {
+			return
+		}
+		b.log.Error("the store's coordinator lock was lost (etcd unreachable for longer than its TTL?); writes fail until it is taken again", "key", b.lockKey)
+		for {
+			select {
+			case <-b.ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			ch, err := b.acquireLock(false)
+			if err == nil {
+				alive = ch
+				b.log.Info("took the store's coordinator lock again", "key", b.lockKey)
+				break
+			}
+			b.log.Warn("taking the store's coordinator lock again", logError, err)
+		}
+	}
+}
+
+// acquireLock takes the lock once; with wait, it waits up to the TTL for a
+// lock held from the same place (see EtcdConfig.HolderPlace).
+func (b *etcdKV) acquireLock(wait bool) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
 	ctx, cancel := b.rctx()
-	defer cancel()
+	defer func() { cancel() }()
 	lease, err := b.cli.Grant(ctx, int64(max(b.cfg.lockTTL()/time.Second, 1)))
 	if err != nil {
-		return etcdError(err)
+		return nil, etcdError(err)
 	}
 	holder := b.cfg.Holder
 	if holder == "" {
 		holder = "a coordinator"
 	}
 	holder += " since " + time.Now().UTC().Format(time.RFC3339)
-	resp, err := b.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(b.lockKey), "=", 0)).
-		Then(clientv3.OpPut(b.lockKey, holder, clientv3.WithLease(lease.ID))).
-		Else(clientv3.OpGet(b.lockKey)).Commit()
-	if err == nil && !resp.Succeeded {
+	var resp *clientv3.TxnResponse
+	deadline := time.Now().Add(b.cfg.lockTTL() + time.Second)
+	for {
+		resp, err = b.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(b.lockKey), "=", 0)).
+			Then(clientv3.OpPut(b.lockKey, holder, clientv3.WithLease(lease.ID))).
+			Else(clientv3.OpGet(b.lockKey)).Commit()
+		if err != nil || resp.Succeeded {
+			break
+		}
 		other := "another coordinator"
 		if r := resp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
 			other = string(r.Kvs[0].Value)
 		}
-		err = storeInUse(b.lockKey, other, b.cfg.lockTTL())
-	}
-	if err != nil {
-		rctx, rcancel := b.rctx()
-		b.cli.Revoke(rctx, lease.ID)
-		rcancel()
-		return etcdError(err)
-	}
-	b.lockLease, b.lockRev = lease.ID, resp.Header.Revision
-	alive, err := b.cli.KeepAlive(b.ctx, lease.ID)
-	if err != nil {
-		return etcdError(err)
-	}
-	b.wg.Go(func() {
-		for range alive {
+		if !wait || b.cfg.HolderPlace == "" || !strings.Contains(other, b.cfg.HolderPlace) || time.Now().After(deadline) {
+			err = storeInUse(b.lockKey, other, b.cfg.lockTTL())
+			break
 		}
-		if b.ctx.Err() == nil {
-			b.log.Error("the store's coordinator lock was lost; writes will fail", "key", b.lockKey)
+		// Most likely this coordinator's own lock from before a crash: its
+		// lease runs out within the TTL.
+		b.log.Info("waiting for the store's coordinator lock held by the same host and data directory", "holder", other)
+		cancel()
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-b.ctx.Done():
+			return nil, b.ctx.Err()
 		}
-	})
-	return nil
+		ctx, cancel = b.rctx()
+	}
+	if err == nil {
+		var alive <-chan *clientv3.LeaseKeepAliveResponse
+		if alive, err = b.cli.KeepAlive(b.ctx, lease.ID); err == nil {
+			b.lockLease.Store(int64(lease.ID))
+			b.lockRev.Store(resp.Header.Revision)
+			return alive, nil
+		}
+	}
+	rctx, rcancel := b.rctx()
+	b.cli.Revoke(rctx, lease.ID)
+	rcancel()
+	return nil, etcdError(err)
 }

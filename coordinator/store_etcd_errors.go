@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -71,6 +72,12 @@ func openSiteStore(site *Site, cfg StoreConfig, opts StoreOptions) (*Store, erro
 		return nil, err
 	}
 	ec.Lock = true
+	if ec.Holder == "" {
+		host, _ := os.Hostname()
+		dir, _ := filepath.Abs(site.Dir)
+		ec.HolderPlace = fmt.Sprintf("on %s, data %s", host, dir)
+		ec.Holder = fmt.Sprintf("coordinator pid %d %s", os.Getpid(), ec.HolderPlace)
+	}
 	if ec.Logger == nil {
 		ec.Logger = opts.Logger
 	}
@@ -88,10 +95,6 @@ func (c StoreConfig) etcdConfig(siteID string) (EtcdConfig, error) {
 	ec.TLS = ec.TLS || useTLS
 	if ec.Prefix == "" {
 		ec.Prefix = DefaultEtcdPrefix(siteID)
-	}
-	if ec.Holder == "" {
-		host, _ := os.Hostname()
-		ec.Holder = fmt.Sprintf("coordinator pid %d on %s", os.Getpid(), host)
 	}
 	return ec, nil
 }

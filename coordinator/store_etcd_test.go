@@ -167,6 +167,23 @@ func TestEtcdStoreLockKeepsOneCoordinator(t *testing.T) {
 		t.Fatalf("a write without the lock: %v", err)
 	}
 	mustUpdate(t, third, func(tx *Tx) error { return tx.PutUser(&pb.User{Name: "from-the-holder"}) })
+
+	// The holder's lease runs out (etcd away longer than the TTL): it
+	// takes the free lock again and writes again.
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(third.kv.(*etcdKV).lockLease.Load())); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := third.Update(func(tx *Tx) error { return tx.PutUser(&pb.User{Name: "after-the-lapse"}) })
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lock was not taken again: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond) // polling with a deadline
+	}
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -17,8 +17,8 @@ func coordinatorCommand() *cli.Command {
 	return &cli.Command{
 		Name:        "coordinator",
 		Usage:       "create and run a site's coordinator",
-		Description: "The coordinator is the site's rendezvous and authority. It keeps its state in an embedded\ndatabase in --data; nothing else is needed to run a site.",
-		Subcommands: []*cli.Command{coordinatorInitCommand(), coordinatorRunCommand()},
+		Description: "The coordinator is the site's rendezvous and authority. It keeps its state in an embedded\ndatabase in --data; nothing else is needed to run a site. With --store etcd://..., its records\nlive in an etcd cluster instead (coordinator migrate moves them there).",
+		Subcommands: []*cli.Command{coordinatorInitCommand(), coordinatorRunCommand(), coordinatorMigrateCommand()},
 	}
 }
 
@@ -101,22 +101,29 @@ func coordinatorRunCommand() *cli.Command {
 	var f struct {
 		data, httpAddr, logLevel, logFormat string
 		listen                              cli.StringSlice
+		store                               storeFlags
 	}
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run the coordinator until SIGINT or SIGTERM",
-		UsageText: "jumpmesh coordinator run --data DIR [--listen MULTIADDR ...] [--http-addr ADDR] [--log-format text|json]\n\n" +
-			"Example:\n" +
-			"  jumpmesh coordinator run --data /var/lib/jumpmesh --log-format json",
+		UsageText: "jumpmesh coordinator run --data DIR [--listen MULTIADDR ...] [--http-addr ADDR] [--log-format text|json]\n" +
+			"                         [--store badger|etcd://HOST:2379[,HOST:2379...] [etcd options]]\n\n" +
+			"Examples:\n" +
+			"  jumpmesh coordinator run --data /var/lib/jumpmesh --log-format json\n" +
+			"  JUMPMESH_ETCD_PASSWORD=... jumpmesh coordinator run --data /var/lib/jumpmesh \\\n" +
+			"      --store etcd://etcd-1:2379,etcd-2:2379,etcd-3:2379 --etcd-cacert ca.pem --etcd-user jumpmesh",
 		Description: "Listens on TCP and QUIC, serves the control protocol, and exposes Prometheus /metrics and\n" +
-			"/healthz on --http-addr. Stops cleanly on SIGINT/SIGTERM.",
-		Flags: []cli.Flag{
+			"/healthz on --http-addr. Stops cleanly on SIGINT/SIGTERM.\n\n" +
+			"--store etcd://... keeps the site's records in etcd under /jumpmesh/<site id>/ (the site key and\n" +
+			"site.json stay in --data). One coordinator per site for now: a second one on the same prefix\n" +
+			"is refused (store_in_use) while the first holds its lock. See docs/etcd.md.",
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Destination: &f.data, Usage: "site data directory made by coordinator init (required)"},
 			&cli.StringSliceFlag{Name: "listen", Destination: &f.listen, Usage: "multiaddr to listen on, replacing site.json's (repeatable)"},
 			&cli.StringFlag{Name: "http-addr", Destination: &f.httpAddr, Usage: "address for /metrics and /healthz, replacing site.json's; \"off\" disables"},
 			&cli.StringFlag{Name: "log-level", Destination: &f.logLevel, Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Destination: &f.logFormat, Value: "text", Usage: "text or json"},
-		},
+		}, f.store.flags("store", "where the site's records live: badger (in --data) or etcd://HOST:2379[,HOST:2379...]", "badger")...),
 		Action: func(cc *cli.Context) error {
 			if err := needArgs(cc, 0); err != nil {
 				return err
@@ -124,11 +131,15 @@ func coordinatorRunCommand() *cli.Command {
 			if err := requireFlags(cc, "data"); err != nil {
 				return err
 			}
+			store, err := f.store.config("store")
+			if err != nil {
+				return err
+			}
 			log, err := newLogger(cc.App.ErrWriter, f.logLevel, f.logFormat)
 			if err != nil {
 				return err
 			}
-			c, err := coordinator.New(coordinator.Config{DataDir: f.data, Listen: f.listen.Value(), HTTPAddr: f.httpAddr, Logger: log})
+			c, err := coordinator.New(coordinator.Config{DataDir: f.data, Listen: f.listen.Value(), HTTPAddr: f.httpAddr, Logger: log, Store: store})
 			if err != nil {
 				return err
 			}

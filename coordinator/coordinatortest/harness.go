@@ -14,11 +14,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/coordinator"
+	"github.com/jumpmesh/jumpmesh/coordinator/etcdtest"
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
@@ -62,6 +64,10 @@ type Site[C Member] struct {
 	// Resources bound the coordinator from its next Start (zero fields:
 	// the defaults); set it and restart (Stop, Start) to tune a site.
 	Resources coordinator.Resources
+	// Store is where the coordinator keeps its records: Badger in the data
+	// directory, or, with JM_TEST_STORE=etcd in the environment, an etcd
+	// member started for the site (the whole suite then runs on etcd).
+	Store coordinator.StoreConfig
 	// listen are fixed ports, so consoles and peers find a restarted
 	// coordinator again.
 	listen []string
@@ -78,6 +84,13 @@ func New[C Member](t testing.TB, login LoginFunc[C]) *Site[C] {
 	if err != nil {
 		t.Fatalf("init site: %v", err)
 	}
+	if os.Getenv("JM_TEST_STORE") == "etcd" {
+		srv := etcdtest.Start(t, etcdtest.Options{})
+		s.Store = coordinator.StoreConfig{URL: "etcd://" + srv.Endpoint}
+		if _, err := coordinator.Migrate(coordinator.MigrateConfig{DataDir: s.DataDir(), To: s.Store}); err != nil {
+			t.Fatalf("moving the site to etcd: %v", err)
+		}
+	}
 	s.Start()
 	s.Admin = s.Login("admin", res.InviteCode)
 	return s
@@ -89,7 +102,7 @@ func (s *Site[C]) DataDir() string { return filepath.Join(s.Dir, "site") }
 // Start runs the coordinator (again, after Stop).
 func (s *Site[C]) Start() {
 	s.T.Helper()
-	c, err := coordinator.New(coordinator.Config{DataDir: s.DataDir(), Clock: s.Clock, Resources: s.Resources})
+	c, err := coordinator.New(coordinator.Config{DataDir: s.DataDir(), Clock: s.Clock, Resources: s.Resources, Store: s.Store})
 	if err != nil {
 		s.T.Fatalf("starting coordinator: %v", err)
 	}
