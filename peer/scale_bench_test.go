@@ -62,6 +62,7 @@ const (
 	envTransport     = "JM_BENCH_TRANSPORT"
 	envDefaultLimits = "JM_BENCH_DEFAULT_LIMITS"
 	envHeapProfile   = "JM_BENCH_HEAP_PROFILE"
+	envBenchFleets   = "JM_BENCH_FLEETS"
 	envCPUProfile    = "JM_BENCH_CPU_PROFILE"
 	// envRole and envConfig make the test binary a child process.
 	envRole   = "JM_BENCH_ROLE"
@@ -127,17 +128,26 @@ func BenchmarkOnlinePeerMemory(b *testing.B) {
 	serveChild(b)
 	n := benchEnvInt(b, envBenchPeers, 2000)
 	wait := benchWait(n)
-	var heap, live, stack, goroutines, offline float64
+	var heap, live, stack, goroutines, offline, adminWait, written, readAll float64
 	for i := 0; i < b.N; i++ {
 		site, key, coord := benchSite(b, -1, nil)
-		f := startFleet(b, key, n)
+		f := startFleets(b, key, n)
 		f.await("ready", wait)
 		base := coord.ask("mem", time.Minute)
 		f.send("go")
 		f.await("welcomed", wait)
-		ids := filepath.Join(b.TempDir(), "ids")
-		if ev := f.ask(fmt.Sprintf("reported %s %d", ids, wait.Milliseconds()), wait+time.Minute); ev.Online != int64(n) {
-			b.Fatalf("%d of %d peers sent their first statistics within %s: %s", ev.Online, n, wait, ev.Sample)
+		dir := b.TempDir()
+		var reported int64
+		for j, ev := range f.ask(func(j int) string {
+			return fmt.Sprintf("reported %s %d", filepath.Join(dir, fmt.Sprint("ids", j)), wait.Milliseconds())
+		}, wait+time.Minute) {
+			if reported += ev.Online; ev.Online != int64(f[j].peers) {
+				b.Fatalf("%d of %d peers sent their first statistics within %s: %s", ev.Online, f[j].peers, wait, ev.Sample)
+			}
+		}
+		ids, err := f.joinIDs(dir)
+		if err != nil {
+			b.Fatal(err)
 		}
 		cmd := fmt.Sprintf("stats %s %s %d", site.Admin.ID(), ids, wait.Milliseconds())
 		if ev := coord.ask(cmd, wait+time.Minute); ev.Online != int64(n) {
@@ -156,6 +166,23 @@ func BenchmarkOnlinePeerMemory(b *testing.B) {
 		live += float64(on.Live - base.Live)
 		stack += float64(on.Stack - base.Stack)
 		goroutines += float64(on.Goroutines - base.Goroutines)
+		// A settings change to every online peer (issue 16: ≤ 10 s for
+		// 20,000): the administrator's wait, until written to every
+		// peer's stream, until every peer has read it.
+		start := time.Now()
+		set := coord.ask(fmt.Sprintf("settings %s %d", site.Admin.ID(), wait.Milliseconds()), wait+time.Minute)
+		if set.Sample != "<nil>" || set.Online != int64(n) {
+			b.Fatalf("settings set: %d of %d online peers told: %s", set.Online, n, set.Sample)
+		}
+		for j, ev := range f.ask(func(j int) string { return fmt.Sprintf("updates %d %d", f[j].peers, wait.Milliseconds()) }, wait+time.Minute) {
+			if ev.Online < int64(f[j].peers) {
+				b.Fatalf("%d of %d peers read the settings update within %s", ev.Online, f[j].peers, wait)
+			}
+		}
+		received := time.Since(start)
+		adminWait += set.Elapsed.Seconds()
+		written += set.Written.Seconds()
+		readAll += received.Seconds()
 		f.stop()
 		// The admin's console may keep one connection.
 		if ev := coord.ask("conns 1 60000", 2*time.Minute); ev.Online > 1 {
@@ -172,6 +199,87 @@ func BenchmarkOnlinePeerMemory(b *testing.B) {
 	b.ReportMetric((heap+stack)/per, "heap+stack-B/peer")
 	b.ReportMetric(goroutines/per, "goroutines/peer")
 	b.ReportMetric(offline/per, "B/offline-peer")
+	runs := float64(b.N)
+	b.ReportMetric(adminWait/runs*1e3, "settings-admin-ms")
+	b.ReportMetric(written/runs*1e3, "settings-written-ms")
+	b.ReportMetric(readAll/runs*1e3, "settings-received-ms")
+}
+
+// fleets are the children that run one benchmark's peers: JM_BENCH_FLEETS
+// of them (default 1), the peers shared out evenly. A process may hold at
+// most as many open files as its hard limit (20,000 on the test VM, which
+// root cannot raise): each fleet peer holds a socket, so 20,000 peers need
+// two fleets.
+type fleets []*fleetChild
+
+type fleetChild struct {
+	*child
+	peers int
+}
+
+func startFleets(b *testing.B, key string, n int) fleets {
+	b.Helper()
+	k := min(benchEnvInt(b, envBenchFleets, 1), n)
+	transport := os.Getenv(envTransport)
+	if transport == "" {
+		transport = "tcp" // as the daemon: TCP to the coordinator when offered
+	}
+	var fs fleets
+	for i := range k {
+		part := n / k
+		if i < n%k {
+			part++
+		}
+		c := startChild(b, roleFleet, fleetConfig{Key: key, Peers: part, Transport: transport, Part: i})
+		fs = append(fs, &fleetChild{child: c, peers: part})
+	}
+	return fs
+}
+
+func (fs fleets) send(cmd string) {
+	for _, f := range fs {
+		f.child.send(cmd)
+	}
+}
+
+// await returns each fleet's next event, which must be want.
+func (fs fleets) await(want string, timeout time.Duration) []benchEvent {
+	deadline := time.Now().Add(timeout)
+	var out []benchEvent
+	for _, f := range fs {
+		out = append(out, f.child.await(want, max(time.Until(deadline), time.Millisecond)))
+	}
+	return out
+}
+
+// ask sends each fleet its command (cmd of its index), and returns their
+// answers.
+func (fs fleets) ask(cmd func(int) string, timeout time.Duration) []benchEvent {
+	for j, f := range fs {
+		f.child.send(cmd(j))
+	}
+	return fs.await(strings.Fields(cmd(0))[0], timeout)
+}
+
+func (fs fleets) stop() {
+	for _, f := range fs {
+		f.child.stop()
+	}
+}
+
+// joinIDs puts the fleets' ID files (idsJ in dir) into one, and returns
+// its path.
+func (fs fleets) joinIDs(dir string) (string, error) {
+	var all []byte
+	for j := range fs {
+		raw, err := os.ReadFile(filepath.Join(dir, fmt.Sprint("ids", j)))
+		if err != nil {
+			return "", err
+		}
+		all = append(all, raw...)
+	}
+	path := filepath.Join(dir, "ids")
+	return path, os.WriteFile(path, all, 0o600)
 }
 
 // BenchmarkReconnectStorm brings N peers online through the site's
@@ -333,6 +441,9 @@ type benchEvent struct {
 	// and wall time from "go" to the last peer's first welcome.
 	CPU     time.Duration `json:"cpu,omitempty"`
 	Elapsed time.Duration `json:"elapsed,omitempty"`
+	// settings (coordinator): Elapsed is the administrator's wait,
+	// Written until the update was written to every online peer.
+	Written time.Duration `json:"written,omitempty"`
 	// online, conns (coordinator): the count waited for (online peers,
 	// open connections), and the hellos told to retry so far.
 	Online  int64 `json:"online,omitempty"`
@@ -602,6 +713,11 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 				err = pprof.StartCPUProfile(out)
 			}
 			emit(benchEvent{Event: "cpuprofile", Sample: fmt.Sprint(err)})
+		case len(f) == 3 && f[0] == "settings":
+			ms, _ := strconv.Atoi(f[2])
+			ev, err := setSettings(c, f[1], time.Duration(ms)*time.Millisecond)
+			ev.Event, ev.Sample = "settings", fmt.Sprint(err)
+			emit(ev)
 		case len(f) == 4 && f[0] == "stats":
 			ms, _ := strconv.Atoi(f[3])
 			n, err := awaitStats(c, f[1], f[2], time.Duration(ms)*time.Millisecond)
@@ -676,6 +792,38 @@ func awaitStats(c *coordinator.Coordinator, admin, file string, timeout time.Dur
 	}
 }
 
+// setSettings changes a setting every online peer keeps as the
+// administrator admin, through the coordinator's control service in this
+// process, and waits (until timeout) for the update to be written to every
+// online peer's stream. Online is how many peers were online.
+func setSettings(c *coordinator.Coordinator, admin string, timeout time.Duration) (benchEvent, error) {
+	adminID, err := lpeer.Decode(admin)
+	if err != nil {
+		return benchEvent{}, err
+	}
+	_, online := c.Service().PeerCounts()
+	set := &pb.SettingsSetRequest{Values: map[string]string{"stats-interval": "61s"}}
+	start := time.Now()
+	if _, err := c.Service().Handle(context.Background(), adminID, &pb.Request{Body: &pb.Request_SettingsSet{SettingsSet: set}}); err != nil {
+		return benchEvent{}, err
+	}
+	ev := benchEvent{Elapsed: time.Since(start), Online: int64(online)}
+	deadline := start.Add(timeout)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for c.Service().Pushing() > 0 {
+		if time.Now().After(deadline) {
+			return ev, fmt.Errorf("%d peers still had the update queued after %s", c.Service().Pushing(), timeout)
+		}
+		<-tick.C
+	}
+	ev.Written = time.Since(start)
+	if slow := c.Service().SlowPeers(); slow > 0 {
+		return ev, fmt.Errorf("%d peers disconnected for not taking the update", slow)
+	}
+	return ev, nil
+}
+
 // fleetConfig tells the fleet child which peers to run.
 type fleetConfig struct {
 	// Key is the installer key: the site's ID and addresses, and what an
@@ -685,6 +833,17 @@ type fleetConfig struct {
 	// Transport, when "tcp" or "quic", keeps only the key's addresses of
 	// that transport.
 	Transport string
+	// Part numbers the fleets of one run; it keeps their peers' names
+	// apart (bench-00042, bench1-00042).
+	Part int
+}
+
+// fleetHostname prefixes the names of a fleet's peers.
+func fleetHostname(part int) string {
+	if part == 0 {
+		return "bench"
+	}
+	return fmt.Sprint("bench", part)
 }
 
 // runFleet is the fleet child (sim/scale's Fleet, with the daemon's
@@ -692,7 +851,7 @@ type fleetConfig struct {
 // report "welcomed" once each has been welcomed, and on "stop" close the
 // hosts and report the totals.
 func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) error {
-	f, err := scale.NewFleet(scale.FleetConfig{Key: cfg.Key, Peers: cfg.Peers, Transport: cfg.Transport, Hostname: "bench"})
+	f, err := scale.NewFleet(scale.FleetConfig{Key: cfg.Key, Peers: cfg.Peers, Transport: cfg.Transport, Hostname: fleetHostname(cfg.Part)})
 	if err != nil {
 		return err
 	}
@@ -726,6 +885,19 @@ func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) e
 				err = writeIDs(c[1], f.IDs())
 			}
 			emit(benchEvent{Event: "reported", Online: f.Totals().Reported, Sample: fmt.Sprint(err)})
+		}
+		// updates N MILLIS: wait until the peers have read N settings
+		// updates in all.
+		if c := strings.Fields(commands.Text()); len(c) == 3 && c[0] == "updates" {
+			want, _ := strconv.ParseInt(c[1], 10, 64)
+			ms, _ := strconv.Atoi(c[2])
+			deadline := time.Now().Add(time.Duration(ms) * time.Millisecond)
+			tick := time.NewTicker(time.Millisecond)
+			for f.Totals().Updates < want && time.Now().Before(deadline) {
+				<-tick.C
+			}
+			tick.Stop()
+			emit(benchEvent{Event: "updates", Online: f.Totals().Updates})
 		}
 	}
 	cancel()
