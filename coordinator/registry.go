@@ -68,15 +68,25 @@ func (r *registry) load(st *Store) error {
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		for _, rec := range recs {
-			id := peer.ID(rec.GetId())
-			e := &peerEntry{rec: rec, lastSeen: time.Unix(rec.GetLastSeenUnix(), 0)}
-			r.peers[id] = e
-			r.gateways.file(e)
-			r.index.file(e)
-		}
+		r.fill(recs)
 		return nil
 	})
+}
+
+// fill adds records read from the store. The write lock is held.
+func (r *registry) fill(recs []*pb.Peer) {
+	es := make([]*peerEntry, 0, len(recs))
+	for _, rec := range recs {
+		id := peer.ID(rec.GetId())
+		if r.peers[id] != nil {
+			continue // one record per key: never, but not filed twice
+		}
+		e := &peerEntry{rec: rec, lastSeen: time.Unix(rec.GetLastSeenUnix(), 0)}
+		r.peers[id] = e
+		r.gateways.file(e)
+		es = append(es, e)
+	}
+	r.index.fileAll(es)
 }
 
 // get returns a copy of the record (with the latest stats and contact) and
