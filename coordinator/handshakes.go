@@ -100,7 +100,7 @@ func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoi
 		return nil, err
 	}
 	p := &gatedScope{ConnManagementScope: scope, gate: g, start: time.Now()}
-	p.timer = time.AfterFunc(g.holdFor(), p.giveBack)
+	p.timer = time.AfterFunc(g.holdFor(), p.heldTooLong)
 	return p, nil
 }
 
@@ -221,13 +221,18 @@ type gatedScope struct {
 	placeOnce, sampleOnce sync.Once
 }
 
-// giveBack returns the place once: identified, ended, or held too long.
+// giveBack returns the place once: identified or ended. It runs after
+// OpenConnection returned the scope, so p.timer is set.
 func (p *gatedScope) giveBack() {
 	p.placeOnce.Do(func() {
 		p.timer.Stop()
 		p.gate.release()
 	})
 }
+
+// heldTooLong is the hold's timer: it must not read p.timer, which
+// OpenConnection may still be setting.
+func (p *gatedScope) heldTooLong() { p.placeOnce.Do(p.gate.release) }
 
 func (p *gatedScope) SetPeer(id peer.ID) error {
 	err := p.ConnManagementScope.SetPeer(id)

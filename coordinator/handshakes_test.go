@@ -17,7 +17,8 @@ import (
 // A stranger opens many TCP connections to the coordinator and sends
 // nothing, to hold the handshake gate's places: each place comes back
 // after a short hold, so a new console still logs in and is served, and
-// the silent connections do not shrink the gate's bound.
+// the silent connections are not taken as handshakes' times (which would
+// shrink the gate's bound).
 func TestSilentConnectionsDelayOthersBoundedly(t *testing.T) {
 	s := coordinatortest.New(t, console.Login)
 	info, err := lpeer.AddrInfoFromString(s.Addr)
@@ -36,7 +37,7 @@ func TestSilentConnectionsDelayOthersBoundedly(t *testing.T) {
 		t.Fatalf("no TCP address in %s", s.Addr)
 	}
 	before := s.Coord.Handshakes()
-	const silent = 300
+	const silent = 64
 	for range silent {
 		c, err := net.DialTimeout("tcp", tcpAddr.String(), 10*time.Second)
 		if err != nil {
@@ -55,7 +56,9 @@ func TestSilentConnectionsDelayOthersBoundedly(t *testing.T) {
 	took := time.Since(start)
 	after := s.Coord.Handshakes()
 	t.Logf("%d silent connections: a new console logged in and was served in %s; gate %+v", silent, took.Round(time.Millisecond), after)
-	if after.Limit < before.Limit {
-		t.Errorf("silent connections shrank the gate's bound from %d to %d", before.Limit, after.Limit)
+	// Only completed handshakes are samples (the console's one or two
+	// connections); silent ones never are, so they cannot shrink the bound.
+	if n := after.Samples - before.Samples; n > 2 {
+		t.Errorf("%d handshakes sampled during the attack: the silent connections were counted", n)
 	}
 }

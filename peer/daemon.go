@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/quic-go/quic-go"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
@@ -93,7 +94,7 @@ const RestartGrace = 2 * time.Minute
 
 // ReconnectAttempt is the backoff attempt to wait for after err, the nth
 // failure in a row, sinceSession after the last welcomed session ended
-// (negative: never welcomed). A refused connection within RestartGrace
+// (negative: never welcomed). A coordinator restarting (Restarting) within RestartGrace
 // keeps the wait within 2 × Base (attempt 1) instead of doubling it: a
 // coordinator being restarted or patched is back in seconds, and its
 // peers should be too — arriving together costs it nothing, since its
@@ -104,10 +105,19 @@ const RestartGrace = 2 * time.Minute
 // later than that, doubles as before; a refused dial costs only a SYN and
 // the kernel's reset.
 func ReconnectAttempt(n int, err error, sinceSession time.Duration) int {
-	if sinceSession >= 0 && sinceSession < RestartGrace && errors.Is(err, syscall.ECONNREFUSED) {
+	if sinceSession >= 0 && sinceSession < RestartGrace && Restarting(err) {
 		return min(n, 1)
 	}
 	return n
+}
+
+// Restarting reports whether a failed attempt to reach the coordinator
+// says that its process is gone or new: the dial was refused (nothing
+// listens), or QUIC got a stateless reset (a new process knows nothing of
+// the connection). Either costs the coordinator nothing.
+func Restarting(err error) bool {
+	var reset *quic.StatelessResetError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &reset)
 }
 
 // Daemon is a running peer.

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/quic-go/quic-go"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
@@ -71,6 +72,8 @@ func TestReconnectAttemptAfterARestart(t *testing.T) {
 		{"refused past the grace: doubling", 6, refused, peer.RestartGrace + time.Second, 6},
 		{"refused, never welcomed: doubling", 6, refused, -1, 6},
 		{"another error: doubling", 6, other, 10 * time.Second, 6},
+		{"a QUIC stateless reset (a new process) soon after: no doubling", 6,
+			catalog.Errorf(catalog.CodeCoordinatorDown, "(%w)", &quic.StatelessResetError{}), 10 * time.Second, 1},
 	} {
 		if got := peer.ReconnectAttempt(c.n, c.err, c.since); got != c.want {
 			t.Errorf("%s: attempt %d, want %d", c.name, got, c.want)

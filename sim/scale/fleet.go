@@ -80,8 +80,13 @@ type FleetTotals struct {
 	Retries int64 `json:"retries"`
 	// Refusals are hellos answered with an error.
 	Refusals int64 `json:"refusals"`
-	// Failures are attempts that ended before a reply (dial, stream, hello).
+	// Failures are attempts that ended before a reply (dial, stream, hello),
+	// less Down.
 	Failures int64 `json:"failed_attempts"`
+	// Down are attempts that met a coordinator stopped or restarting
+	// (peer.Restarting: refused, or a QUIC stateless reset): no work of its
+	// was lost on them.
+	Down int64 `json:"down_dials"`
 	// GaveUp are peers told to uninstall, which ends a real daemon.
 	GaveUp int64 `json:"gave_up"`
 	// Reported peers have written their first statistics (right after
@@ -290,7 +295,7 @@ func (f *Fleet) Totals() FleetTotals {
 	sample := t.sample
 	t.mu.Unlock()
 	return FleetTotals{Welcomed: t.welcomed.Load(), Welcomes: t.welcomes.Load(), Retries: t.retries.Load(),
-		Refusals: t.refusals.Load(), Failures: t.failures.Load(), GaveUp: t.gaveUp.Load(), Reported: t.reported.Load(),
+		Refusals: t.refusals.Load(), Failures: t.failures.Load(), Down: t.down.Load(), GaveUp: t.gaveUp.Load(), Reported: t.reported.Load(),
 		Updates: t.updates.Load(), Sample: sample}
 }
 
@@ -331,6 +336,7 @@ type fleetTotals struct {
 	retries  atomic.Int64
 	refusals atomic.Int64
 	failures atomic.Int64
+	down     atomic.Int64
 	gaveUp   atomic.Int64
 	// reported counts peers whose first statistics were written;
 	// allReported closes when all have been.
@@ -387,6 +393,8 @@ func (p *fleetPeer) run(ctx context.Context) {
 			return
 		case errors.Is(err, errRefused):
 			p.totals.note(&p.totals.refusals, err)
+		case err != nil && !welcomed && wait == 0 && peer.Restarting(err):
+			p.totals.down.Add(1)
 		case err != nil && !welcomed && wait == 0:
 			p.totals.note(&p.totals.failures, err)
 		}
