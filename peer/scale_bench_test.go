@@ -309,9 +309,10 @@ func BenchmarkReconnectStorm(b *testing.B) {
 		cold += coldTook.Seconds() / ideal.Seconds()
 
 		start := time.Now()
-		coord.stop()
+		closed := coord.stop().Elapsed
 		coord = startCoordinator(b, site, 0)
 		up := time.Since(start)
+		b.Logf("restart %s: Close %s, New %s", up.Round(time.Millisecond), closed.Round(time.Millisecond), coord.opened.Round(time.Millisecond))
 		restart += up.Seconds()
 		// A technician lists peers during the storm, every 100 ms; the
 		// first list reconnects the console (the restart closed its
@@ -422,7 +423,7 @@ func startCoordinator(b *testing.B, site *coordinatortest.Site[*console.Client],
 	b.Helper()
 	c := startChild(b, roleCoordinator, coordConfig{DataDir: site.DataDir(), AdmissionRate: admission,
 		DefaultLimits: os.Getenv(envDefaultLimits) != ""})
-	c.await("ready", time.Minute)
+	c.opened = c.await("ready", time.Minute).Elapsed
 	return c
 }
 
@@ -477,6 +478,8 @@ type child struct {
 	output *syncBuffer
 	once   sync.Once
 	last   benchEvent
+	// opened is how long the coordinator child's coordinator.New took.
+	opened time.Duration
 }
 
 // startChild re-executes this benchmark's binary in role with cfg.
@@ -691,12 +694,13 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 	}
 	// The installer key was made on the site's test clock.
 	ccfg := coordinator.Config{DataDir: cfg.DataDir, Clock: mesh.NewManualClock(coordinatortest.Start), AdmissionRate: cfg.AdmissionRate}
+	opening := time.Now()
 	c, err := coordinator.New(ccfg)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	emit(benchEvent{Event: "ready"})
+	emit(benchEvent{Event: "ready", Elapsed: time.Since(opening)})
 	for commands.Scan() {
 		f := strings.Fields(commands.Text())
 		switch {
@@ -756,8 +760,9 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 			tick.Stop()
 			emit(benchEvent{Event: f[0], Online: int64(n), Retries: c.Service().PeerRetries()})
 		case len(f) == 1 && f[0] == "stop":
+			closing := time.Now()
 			err := c.Close()
-			emit(benchEvent{Event: "stopped"})
+			emit(benchEvent{Event: "stopped", Elapsed: time.Since(closing)})
 			return err
 		default:
 			return fmt.Errorf("unknown command %q", commands.Text())
