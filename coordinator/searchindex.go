@@ -354,6 +354,9 @@ type searchPlan struct {
 	// last-access); docTerms needs the doc (anything else).
 	slotTerms []slotTerm
 	docTerms  bool
+	// needStatus: a term reads the status (status:, or free text, which
+	// matches it too); else only deleted is, and that is a flag.
+	needStatus bool
 	// lists are the candidate slots of each indexed text term.
 	lists [][]uint32
 	// none: an indexed term has no candidate.
@@ -369,6 +372,7 @@ func (x *searchIndex) plan(q Query, allow func(group string) bool) searchPlan {
 		t := &q.terms[i]
 		switch {
 		case t.op == queryStatus || t.op == queryAccessedSince || t.op == queryNeverAccessed || t.from == searchMethod || t.from == searchNAT:
+			p.needStatus = p.needStatus || t.op == queryStatus
 			p.slotTerms = append(p.slotTerms, slotTerm{t: t,
 				method: uint8(slices.Index(searchMethods, t.value) + 1),
 				nat:    natBit(strings.Trim(t.value, string(searchSep)))})
@@ -376,6 +380,7 @@ func (x *searchIndex) plan(q Query, allow func(group string) bool) searchPlan {
 			groupTerms = append(groupTerms, t)
 		default:
 			p.docTerms = true
+			p.needStatus = p.needStatus || t.to == searchAll
 			if l, ok := x.candidates(t); ok {
 				if len(l) == 0 {
 					p.none = true
@@ -592,14 +597,24 @@ func (x *searchIndex) find(r searchRequest) ([]*pb.PeerView, int) {
 		cands = intersectAll(p.lists)
 	}
 	var matches []uint32
+	if len(p.lists) > 0 {
+		matches = make([]uint32, 0, len(cands))
+	} else {
+		matches = make([]uint32, 0, len(x.slots))
+	}
 	check := func(i uint32) {
 		s := &x.slots[i]
 		if s.e == nil || p.groupOK != nil && !p.groupOK[s.group] {
 			return
 		}
-		status := s.status(r.settings, r.now)
-		if !r.includeDeleted && status == StatusDeleted {
+		// Deleted is the first status peerStatus tells, from a flag: the
+		// rest (a clock reading and the lost horizon) only when read.
+		if !r.includeDeleted && s.flags&slotDeleted != 0 {
 			return
+		}
+		var status string
+		if p.needStatus {
+			status = s.status(r.settings, r.now)
 		}
 		for _, t := range p.slotTerms {
 			if t.match(s, status) == t.t.negate {
