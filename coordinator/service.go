@@ -53,6 +53,9 @@ type Service struct {
 	ticketsSwept time.Time
 	// admissionRate is ServiceConfig.AdmissionRate.
 	admissionRate float64
+	// closing is set when the coordinator records every online peer's last
+	// contact before it closes (recordOffline).
+	closing atomic.Bool
 	// retries counts hellos told to retry by the connection rate.
 	retries atomic.Int64
 	// resources bound what callers make the coordinator spend;
