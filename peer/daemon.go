@@ -388,6 +388,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		d.recordError(err)
 		if wait == 0 {
+			// The next attempt dials afresh: a connection left from the
+			// ended session (a QUIC one whose close was lost when the
+			// coordinator restarted) would be reused by Connect and hold
+			// the next hello until its idle timeout. Not after a
+			// retry-after: the connection is sound, and keeping it saves
+			// the coordinator a handshake.
+			_ = d.host.Network().ClosePeer(d.site.ID)
+		}
+		if wait == 0 {
 			since := time.Duration(-1)
 			if !sessionEnded.IsZero() {
 				since = d.clock.Now().Sub(sessionEnded)

@@ -403,6 +403,11 @@ func (p *fleetPeer) run(ctx context.Context) {
 			ended = time.Now()
 		}
 		if wait == 0 {
+			// As the daemon: the next attempt dials afresh (not after a
+			// retry-after).
+			_ = p.host.Network().ClosePeer(p.site.ID)
+		}
+		if wait == 0 {
 			since := time.Duration(-1)
 			if !ended.IsZero() {
 				since = time.Since(ended)
