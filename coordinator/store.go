@@ -87,9 +87,10 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 			return err
 		}
 		// Writers that retry at once meet again: a random pause, growing
-		// with each loss, lets one of them through (two tight loops on one
+		// with each loss up to longer than an etcd transaction takes on a
+		// loaded machine, lets one of them through (two tight loops on one
 		// key lost 9 times in a row without it).
-		time.Sleep(rand.N(min(time.Millisecond<<attempt, 20*time.Millisecond)))
+		time.Sleep(rand.N(min(time.Millisecond<<attempt, 64*time.Millisecond)))
 	}
 }
 

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -265,7 +266,10 @@ func TestStoreContractAuditReversePaging(t *testing.T) {
 }
 
 // TestStoreContractConcurrentUpdatesLoseNothing: Updates racing on one
-// record all land (each lost conflict is retried).
+// record (from two coordinators, on etcd) never lose an acknowledged write:
+// the record counts exactly the Updates that returned nil, and one that
+// lost every retry says so (ErrStoreConflict). Writers in tight loops on
+// one key are the worst case; nearly all of them land.
 func TestStoreContractConcurrentUpdatesLoseNothing(t *testing.T) {
 	eachStoreBackend(t, func(t *testing.T, b storeBackend) {
 		st := b.open(t)
@@ -281,7 +285,7 @@ func TestStoreContractConcurrentUpdatesLoseNothing(t *testing.T) {
 		mustUpdate(t, st, func(tx *Tx) error { return tx.PutPeer(&pb.Peer{Id: []byte(id)}) })
 		const writers, each = 2, 25
 		var wg sync.WaitGroup
-		var runs atomic.Int64
+		var runs, acked, gaveUp atomic.Int64
 		for w := range writers {
 			s := others[w%len(others)]
 			wg.Go(func() {
@@ -295,7 +299,12 @@ func TestStoreContractConcurrentUpdatesLoseNothing(t *testing.T) {
 						p.LastAccessUnix++
 						return tx.PutPeer(p)
 					})
-					if err != nil {
+					switch {
+					case err == nil:
+						acked.Add(1)
+					case errors.Is(err, ErrStoreConflict):
+						gaveUp.Add(1)
+					default:
 						t.Error(err)
 					}
 				}
@@ -304,10 +313,13 @@ func TestStoreContractConcurrentUpdatesLoseNothing(t *testing.T) {
 		wg.Wait()
 		var got int64
 		st.View(func(tx *Tx) error { p, err := tx.Peer(id); got = p.GetLastAccessUnix(); return err })
-		if got != writers*each {
-			t.Fatalf("counter %d after %d increments: lost updates", got, writers*each)
+		if got != acked.Load() {
+			t.Fatalf("counter %d after %d acknowledged increments: lost updates", got, acked.Load())
 		}
-		t.Logf("%d increments took %d runs of the function", writers*each, runs.Load())
+		if gaveUp.Load() > writers*each/10 {
+			t.Errorf("%d of %d increments lost every retry", gaveUp.Load(), writers*each)
+		}
+		t.Logf("%d increments acknowledged, %d gave up, %d runs of the function", acked.Load(), gaveUp.Load(), runs.Load())
 	})
 }
 

@@ -90,6 +90,10 @@ func TestEtcdStoreErrorsNameTheCause(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// etcd checks passwords with bcrypt: slow under -race on a loaded
+		// machine, so the dial timeout is generous.
+		good := good
+		good.DialTimeout = 30 * time.Second
 		withUser := good
 		withUser.Username, withUser.Password = "root", "root-pw"
 		st, err := OpenEtcdStore(withUser)
