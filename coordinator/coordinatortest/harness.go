@@ -13,9 +13,12 @@ package coordinatortest
 import (
 	"context"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,23 +202,54 @@ func WantCode(t testing.TB, err error, code catalog.Code) {
 	}
 }
 
-// FreePort asks the kernel for a free loopback port.
+// FreePort returns a loopback port free now, for a test that must name a
+// port before it binds it. It picks below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range, 32768–60999 on Debian), where no socket
+// bound to port 0 lands: a port the kernel handed out was taken, seconds
+// later, by another package's QUIC or etcd listening on port 0 ("address
+// already in use" in TestPassivePeer). Only another explicit pick can
+// collide, one chance in ~20,000. The port is free for TCP and UDP both;
+// network names the one the caller means, for the message.
 func FreePort(t testing.TB, network string) int {
 	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	lo, hi := 20000, ephemeralLow()
+	for range 100 {
+		port := lo + mrand.IntN(hi-lo)
+		if portFree(port) {
+			return port
 		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
 	}
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	t.Fatalf("no free %s port in [%d, %d) after 100 tries", network, lo, hi)
+	return 0
+}
+
+// ephemeralLow is the lowest port the kernel hands out for port 0.
+func ephemeralLow() int {
+	raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(raw)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 21000 {
+				return n
+			}
+		}
+	}
+	return 32768
+}
+
+// portFree reports whether port is free on loopback for TCP and UDP both
+// (a passive peer listens on both with one number).
+func portFree(port int) bool {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	c, err := net.ListenPacket("udp4", addr)
 	if err != nil {
-		t.Fatal(err)
+		return false
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	defer c.Close()
+	l, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return false
+	}
+	return l.Close() == nil
 }
 
 // WantNoPanic runs fn and returns the catalog code of its error.
