@@ -2906,9 +2906,13 @@ type Response struct {
 	Body isResponse_Body `protobuf_oneof:"body"`
 	// settings set: how many online peers the new settings were queued to
 	// (each peer's send queue delivers them after this reply).
-	PeersTold     uint32 `protobuf:"varint,40,opt,name=peers_told,json=peersTold,proto3" json:"peers_told,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PeersTold uint32 `protobuf:"varint,40,opt,name=peers_told,json=peersTold,proto3" json:"peers_told,omitempty"`
+	// Every live coordinator's addresses (multiaddrs, without /p2p/), on
+	// every answer: consoles, relays and jumpoints keep the last list in
+	// their config and dial all of them when they reconnect.
+	CoordinatorAddrs [][]byte `protobuf:"bytes,41,rep,name=coordinator_addrs,json=coordinatorAddrs,proto3" json:"coordinator_addrs,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Response) Reset() {
@@ -3167,6 +3171,13 @@ func (x *Response) GetPeersTold() uint32 {
 		return x.PeersTold
 	}
 	return 0
+}
+
+func (x *Response) GetCoordinatorAddrs() [][]byte {
+	if x != nil {
+		return x.CoordinatorAddrs
+	}
+	return nil
 }
 
 type isResponse_Body interface {
@@ -4106,7 +4117,7 @@ const file_control_proto_rawDesc = "" +
 	"\x0ePeerSetRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12<\n" +
 	"\bsettings\x18\x02 \x01(\v2 .jumpmesh.site.InstallerDefaultsR\bsettings\x12\x16\n" +
-	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xa6\v\n" +
+	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xd3\v\n" +
 	"\bResponse\x12*\n" +
 	"\x05error\x18\x01 \x01(\v2\x14.jumpmesh.site.ErrorR\x05error\x12)\n" +
 	"\x02ok\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x02ok\x127\n" +
@@ -4138,7 +4149,8 @@ const file_control_proto_rawDesc = "" +
 	"\tjumpoints\x18\x17 \x01(\v2\x1e.jumpmesh.control.JumpointListH\x00R\tjumpoints\x124\n" +
 	"\x04wake\x18\x18 \x01(\v2\x1e.jumpmesh.control.WakeResponseH\x00R\x04wake\x12\x1d\n" +
 	"\n" +
-	"peers_told\x18( \x01(\rR\tpeersToldB\x06\n" +
+	"peers_told\x18( \x01(\rR\tpeersTold\x12+\n" +
+	"\x11coordinator_addrs\x18) \x03(\fR\x10coordinatorAddrsB\x06\n" +
 	"\x04body\"\xe1\x01\n" +
 	"\x12JumpointACLRequest\x12\x14\n" +
 	"\x05addrs\x18\x01 \x03(\fR\x05addrs\x125\n" +

@@ -889,6 +889,12 @@ type PeerWelcome struct {
 	// peer's puncher never probes (mesh/probe). Unset (a coordinator from
 	// before the setting) leaves it on.
 	NatProbingOff bool `protobuf:"varint,11,opt,name=nat_probing_off,json=natProbingOff,proto3" json:"nat_probing_off,omitempty"`
+	// Where the site's coordinators are: every live coordinator's
+	// addresses (multiaddrs, without /p2p/: all coordinators of a site share
+	// its peer ID). The peer keeps the last list it was sent and dials all of
+	// them, with the installer key's, when it reconnects. Empty (a
+	// coordinator from before several coordinators) keeps the last list.
+	SiteAddrs     [][]byte `protobuf:"bytes,12,rep,name=site_addrs,json=siteAddrs,proto3" json:"site_addrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -998,6 +1004,13 @@ func (x *PeerWelcome) GetNatProbingOff() bool {
 		return x.NatProbingOff
 	}
 	return false
+}
+
+func (x *PeerWelcome) GetSiteAddrs() [][]byte {
+	if x != nil {
+		return x.SiteAddrs
+	}
+	return nil
 }
 
 // LocalPolicyBody is what the site requires of a peer's host users.
@@ -1670,7 +1683,7 @@ const file_peer_proto_rawDesc = "" +
 	"\apassive\x18\x06 \x01(\v2\x1a.jumpmesh.peer.PeerPassiveH\x00R\apassiveB\x06\n" +
 	"\x04body\"!\n" +
 	"\vPeerPassive\x12\x12\n" +
-	"\x04port\x18\x01 \x01(\rR\x04port\"\xf9\x03\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\"\x98\x04\n" +
 	"\vPeerWelcome\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x124\n" +
@@ -1683,7 +1696,9 @@ const file_peer_proto_rawDesc = "" +
 	"\x14passive_idle_seconds\x18\t \x01(\rR\x12passiveIdleSeconds\x12,\n" +
 	"\x12nat_prediction_off\x18\n" +
 	" \x01(\bR\x10natPredictionOff\x12&\n" +
-	"\x0fnat_probing_off\x18\v \x01(\bR\rnatProbingOff\"\xb0\x01\n" +
+	"\x0fnat_probing_off\x18\v \x01(\bR\rnatProbingOff\x12\x1d\n" +
+	"\n" +
+	"site_addrs\x18\f \x03(\fR\tsiteAddrs\"\xb0\x01\n" +
 	"\x0fLocalPolicyBody\x12\x17\n" +
 	"\asite_id\x18\x01 \x01(\fR\x06siteId\x12\x17\n" +
 	"\apeer_id\x18\x02 \x01(\fR\x06peerId\x128\n" +
