@@ -10,10 +10,11 @@ TEST_TIMEOUT ?= 12m
 
 # Debian packages the tests use, installed when root and missing: gcc for
 # -race, openssh-server/-client for the forward-an-ssh-session test and the
-# OpenSSH benchmarks, chromium to render the lab report (TestReportInChromium).
+# OpenSSH benchmarks, chromium to render the lab report (TestReportInChromium),
+# iperf3 for the forward benchmark with a client of its own (BenchmarkForwardIperf3).
 # Tests that need them skip, saying so, when absent and not root; as root
 # (CI) a missing one is a failure, not a skip.
-DEB_PKGS := gcc:gcc /usr/sbin/sshd:openssh-server ssh:openssh-client chromium:chromium
+DEB_PKGS := gcc:gcc /usr/sbin/sshd:openssh-server ssh:openssh-client chromium:chromium iperf3:iperf3
 deps:
 	@missing=""; for p in $(DEB_PKGS); do cmd=$${p%%:*}; pkg=$${p##*:}; \
 		command -v $$cmd >/dev/null 2>&1 || [ -x "$$cmd" ] || missing="$$missing $$pkg"; done; \

@@ -29,25 +29,6 @@ func timeCommand(b *testing.B, env []string, name string, args ...string) time.D
 	return time.Since(start)
 }
 
-// BenchmarkJumpTrueVsSSH: `jumpmesh jump H -- true` ÷ `ssh H true`, wall
-// time of whole commands (process start, handshakes, authorisation, exec).
-func BenchmarkJumpTrueVsSSH(b *testing.B) {
-	sd := startSSHD(b)
-	s := newJumpSiteTB(b)
-	env := append(os.Environ(), "JUMPMESH_HOME="+s.admin)
-	timeCommand(b, env, binary, "jump", "web-01", "--", "true") // warm caches
-	timeCommand(b, env, "ssh", sd.sshArgs(sd.port, "true")...)
-	var jm, ssh time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		jm += timeCommand(b, env, binary, "jump", "web-01", "--", "true")
-		ssh += timeCommand(b, env, "ssh", sd.sshArgs(sd.port, "true")...)
-	}
-	b.ReportMetric(float64(jm.Milliseconds())/float64(b.N), "jump-ms")
-	b.ReportMetric(float64(ssh.Milliseconds())/float64(b.N), "ssh-ms")
-	b.ReportMetric(float64(jm)/float64(ssh), "ratio(target≤0.15)")
-}
-
 // sink accepts connections and discards what they send, counting it.
 func sink(b *testing.B) (addr string, stop func()) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -92,8 +73,8 @@ func throughput(b *testing.B, addr string, n int64) float64 {
 }
 
 // startForwarder runs a port forward command until the benchmark ends and
-// returns the local port once it accepts connections.
-func startForwarder(b *testing.B, env []string, ready string, name string, args ...string) {
+// returns it once it has printed ready (at once when ready is empty).
+func startForwarder(b *testing.B, env []string, ready string, name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
 	cmd.Env = env
 	var out syncBuffer
@@ -105,6 +86,7 @@ func startForwarder(b *testing.B, env []string, ready string, name string, args 
 	if ready != "" {
 		coordinatortest.Eventually(b, 20*time.Second, name+" ready", func() bool { return strings.Contains(out.String(), ready) })
 	}
+	return cmd
 }
 
 // BenchmarkForwardThroughput: jumpmesh forward ÷ ssh -L (target ≥ 2.0) and
