@@ -1,0 +1,363 @@
+package etcdlab_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jumpmesh/jumpmesh/console"
+	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+	"github.com/jumpmesh/jumpmesh/sim/etcdlab"
+)
+
+// The binaries the tests run: jumpmesh and the lab's etcd member, built
+// once by TestMain.
+var jumpmeshBin, etcdBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		flag.Parse()
+		if testing.Short() {
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "etcdlab-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		jumpmeshBin, etcdBin = filepath.Join(dir, "jumpmesh"), filepath.Join(dir, "labetcd")
+		for bin, pkg := range map[string]string{jumpmeshBin: "./cmd/jumpmesh", etcdBin: "./sim/labetcd"} {
+			cmd := exec.Command("go", "build", "-o", bin, "github.com/jumpmesh/jumpmesh/"+strings.TrimPrefix(pkg, "./"))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
+				return 1
+			}
+		}
+		return m.Run()
+	}())
+}
+
+// loopbackCluster starts a three-member cluster on loopback ports.
+func loopbackCluster(t *testing.T) *etcdlab.Cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts etcd members and a coordinator")
+	}
+	var members []etcdlab.Member
+	for i := range 3 {
+		members = append(members, etcdlab.Member{
+			Name: fmt.Sprintf("etcd-%d", i+1), Addr: netip.MustParseAddr("127.0.0.1"),
+			ClientPort: coordinatortest.FreePort(t, "tcp"), PeerPort: coordinatortest.FreePort(t, "tcp"),
+			Dir: filepath.Join(t.TempDir(), fmt.Sprintf("etcd-%d", i+1)),
+		})
+	}
+	c, err := etcdlab.New(etcdlab.Config{Binary: etcdBin, Members: members})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			for _, m := range members {
+				b, _ := os.ReadFile(filepath.Join(m.Dir, "etcd.log"))
+				t.Logf("--- %s log (last 3000 bytes)\n%s", m.Name, tail(b, 3000))
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// coordProc is a `jumpmesh coordinator run` process.
+type coordProc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *os.File
+}
+
+// site is a site moved to the cluster, with its coordinator's arguments.
+type site struct {
+	t       *testing.T
+	dir     string
+	data    string
+	store   string
+	listen  string
+	addr    string // login multiaddr
+	invite  string
+	current *coordProc
+}
+
+func jumpmesh(t *testing.T, dir string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(jumpmeshBin, args...)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("jumpmesh %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
+	}
+	return out
+}
+
+// newSite makes a site, moves it to the cluster and runs its coordinator.
+func newSite(t *testing.T, c *etcdlab.Cluster) *site {
+	t.Helper()
+	dir := t.TempDir()
+	s := &site{t: t, dir: dir, data: filepath.Join(dir, "site"), store: c.URL(),
+		listen: "/ip4/127.0.0.1/tcp/" + strconv.Itoa(coordinatortest.FreePort(t, "tcp"))}
+	var in struct{ Invite string }
+	if err := json.Unmarshal(jumpmesh(t, dir, "coordinator", "init", "--data", s.data, "--listen", s.listen, "--http-addr", "off", "--json"), &in); err != nil {
+		t.Fatal(err)
+	}
+	s.invite = in.Invite
+	jumpmesh(t, dir, "coordinator", "migrate", "--from", s.data, "--to", s.store)
+	s.start()
+	t.Cleanup(func() { s.stop(syscall.SIGTERM) })
+	return s
+}
+
+// start runs the coordinator and waits for "ready".
+func (s *site) start() {
+	t := s.t
+	t.Helper()
+	logf, err := os.OpenFile(filepath.Join(s.dir, "coordinator.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(jumpmeshBin, "coordinator", "run", "--data", s.data, "--store", s.store, "--log-level", "warn")
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &coordProc{cmd: cmd, done: make(chan struct{}), log: logf}
+	s.current = p
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		addr := ""
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(logf, line)
+			if a, ok := strings.CutPrefix(line, "listening "); ok && strings.Contains(a, "/tcp/") && addr == "" {
+				addr = a
+			}
+			if line == "ready" {
+				ready <- addr
+			}
+		}
+		cmd.Wait()
+		close(p.done)
+	}()
+	select {
+	case s.addr = <-ready:
+	case <-p.done:
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("coordinator exited before it was ready:\n%s", tail(b, 3000))
+	case <-time.After(60 * time.Second):
+		t.Fatal("coordinator not ready after 60 s")
+	}
+}
+
+func (s *site) stop(sig syscall.Signal) {
+	p := s.current
+	if p == nil {
+		return
+	}
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+	p.log.Close()
+	s.current = nil
+}
+
+// load writes installers through the coordinator from writers goroutines
+// until stop is closed; acked gets the ID of every installer whose
+// creation the coordinator acknowledged.
+type load struct {
+	mu       sync.Mutex
+	acked    []string
+	failed   int
+	trial    int
+	perTrial map[int]int
+}
+
+func (l *load) run(ctx context.Context, c *console.Client, writer int) {
+	for n := 0; ctx.Err() == nil; n++ {
+		l.mu.Lock()
+		trial := l.trial
+		l.mu.Unlock()
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		in, err := c.CreateInstaller(wctx, &pb.InstallerCreateRequest{
+			Defaults:        &pb.InstallerDefaults{Comments: fmt.Sprintf("kill9 trial %d writer %d n %d", trial, writer, n)},
+			ValidForSeconds: 3600,
+		})
+		cancel()
+		l.mu.Lock()
+		if err == nil {
+			l.acked = append(l.acked, in.GetId())
+			l.perTrial[trial]++
+		} else {
+			l.failed++
+		}
+		l.mu.Unlock()
+		if err != nil {
+			// The coordinator or a quorum is away: do not spin.
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func (l *load) count(trial int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.perTrial[trial]
+}
+
+// waitAcks waits until the load has n more acknowledged writes in trial.
+func (l *load) waitAcks(t *testing.T, trial, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for l.count(trial) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("trial %d: %d acknowledged writes after 60 s, want %d", trial, l.count(trial), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestKillNine is the kill -9 figure (issue 16): a coordinator on a
+// three-member etcd cluster under a load of acknowledged writes
+// (installers created by a console, each with its audit event, four
+// writers at once); each trial SIGKILLs, mid-load, either the coordinator
+// (and starts it again) or one etcd member (the load goes on through the
+// other two, then the member starts again on its data). At the end every
+// installer whose creation was acknowledged must be listed by the
+// coordinator. JM_KILL9_TRIALS sets the trials (default 4: two of each
+// kind; the figure in docs/etcd.md is 100).
+func TestKillNine(t *testing.T) {
+	trials := 4
+	if v := os.Getenv("JM_KILL9_TRIALS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("JM_KILL9_TRIALS=%q", v)
+		}
+		trials = n
+	}
+	cluster := loopbackCluster(t)
+	s := newSite(t, cluster)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lctx, lcancel := context.WithTimeout(ctx, 60*time.Second)
+	admin, _, err := console.Login(lctx, filepath.Join(s.dir, "admin"), s.addr, s.invite)
+	lcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+
+	l := &load{perTrial: map[int]int{}}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() { l.run(loadCtx, admin, w) })
+	}
+	defer func() { stopLoad(); wg.Wait() }()
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
+	t0 := time.Now()
+	kills := map[string]int{}
+	for trial := range trials {
+		l.mu.Lock()
+		l.trial = trial
+		l.mu.Unlock()
+		l.waitAcks(t, trial, 5+rng.IntN(20)) // mid-load, at a random point
+		if trial%2 == 0 {
+			s.stop(syscall.SIGKILL)
+			kills["coordinator"]++
+			s.start()
+		} else {
+			i := (trial / 2) % len(cluster.Members())
+			if err := cluster.Kill(i); err != nil {
+				t.Fatal(err)
+			}
+			kills[cluster.Members()[i].Name]++
+			// The load goes on through the other two members.
+			before := l.count(trial)
+			l.waitAcks(t, trial, before+5)
+			sctx, scancel := context.WithTimeout(ctx, 90*time.Second)
+			err := cluster.StartMember(sctx, i)
+			scancel()
+			if err != nil {
+				t.Fatalf("trial %d: starting %s again: %v", trial, cluster.Members()[i].Name, err)
+			}
+		}
+		l.waitAcks(t, trial, l.count(trial)+3) // writes go on after the restart
+	}
+	stopLoad()
+	wg.Wait()
+
+	vctx, vcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer vcancel()
+	listed, err := admin.Installers(vctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, in := range listed {
+		have[in.GetId()] = true
+	}
+	lost := 0
+	for _, id := range l.acked {
+		if !have[id] {
+			lost++
+			if lost <= 10 {
+				t.Errorf("acknowledged installer %s is gone", id)
+			}
+		}
+	}
+	la, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("kill -9 figure: %d trials (%v) in %v, %d acknowledged writes, %d unacknowledged (failed or timed out), %d listed, lost %d; load average %s",
+		trials, kills, time.Since(t0).Round(time.Second), len(l.acked), l.failed, len(listed), lost, strings.TrimSpace(string(la)))
+}
