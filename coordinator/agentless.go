@@ -247,60 +247,6 @@ func (s *Service) freshestJumpoint(refs []*pb.JumpointRef) *pb.JumpointRef {
 	return best
 }
 
-// auditTunnels writes the agentless tunnels a jumpoint reported, one
-// event each, in one transaction; when that fails the refresh fails, and
-// the jumpoint, which forgets records only once a refresh is answered,
-// reports them again. The jumpoint is a member of the site and
-// the only witness of its tunnels; the coordinator bounds and cleans what
-// it says (at most MaxTunnelReports, fields cut to size) and names the
-// user by the technician's key where it still knows it.
-func (s *Service) auditTunnels(c *caller, r *pb.JumpointACLRequest) error {
-	recs := r.GetTunnels()
-	if len(recs) > MaxTunnelReports {
-		s.log.Warn("jumpoint reported more tunnels than one refresh carries; auditing the first", logUser, c.name(),
-			"reported", len(recs), "kept", MaxTunnelReports)
-		recs = recs[:MaxTunnelReports]
-	}
-	if n := r.GetTunnelsDropped(); n > 0 {
-		s.log.Warn("jumpoint dropped tunnel records before it could report them", logUser, c.name(), "dropped", n)
-		_ = s.audit(&pb.AuditEvent{Kind: AuditTunnel, User: c.name(), Jumpoint: c.name(), Code: string(catalog.CodeServerBusy),
-			Detail: fmt.Sprintf("the jumpoint dropped %d tunnel records it could not report", n)})
-	}
-	if len(recs) == 0 {
-		return nil
-	}
-	now := s.clock.Now().UnixNano()
-	err := s.store.Update(func(tx *Tx) error {
-		for _, t := range recs {
-			e := &pb.AuditEvent{Kind: AuditTunnel, TimeUnixNano: now, User: cut(t.GetUser(), 64), Jumpoint: c.name(),
-				Target: cut(t.GetTarget(), 64), BytesIn: t.GetBytesIn(), BytesOut: t.GetBytesOut(),
-				StartedUnixNano: t.GetStartedUnixNano(), EndedUnixNano: t.GetEndedUnixNano(), Capability: grant.Forward}
-			if id, err := peer.IDFromBytes(t.GetTechnician()); err == nil {
-				e.Technician = []byte(id)
-				if name, err := tx.UserByKey(id); err == nil && name != "" {
-					e.User = name
-				}
-			}
-			if n := t.GetGrantNonce(); len(n) > 0 && len(n) <= 32 {
-				e.SessionId = fmt.Sprintf("%x", n)
-			}
-			d := time.Duration(t.GetEndedUnixNano() - t.GetStartedUnixNano())
-			e.Detail = fmt.Sprintf("via jumpoint %s, %s", c.name(), d.Round(time.Millisecond))
-			if err := tx.PutAudit(e); err != nil {
-				return err
-			}
-			now++ // one key each, in report order
-		}
-		return nil
-	})
-	if err != nil {
-		// The jumpoint keeps the records and reports them again.
-		s.log.Error("recording a jumpoint's tunnels", logUser, c.name(), "tunnels", len(recs), logError, err)
-		return catalog.NewError(catalog.CodeAuditFailed)
-	}
-	return nil
-}
-
 func cut(s string, n int) string {
 	if len(s) > n {
 		return s[:n]

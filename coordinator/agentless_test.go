@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator"
@@ -202,7 +203,8 @@ func TestAgentlessGrant(t *testing.T) {
 
 // TestJumpointTunnelsAudited: the tunnels a jumpoint reports become audit
 // events of kind tunnel (the technician's user name from the key, target,
-// bytes, start and end); more than one refresh carries are cut; a
+// bytes, start and end); more than one refresh carries are cut; a report
+// sent again (its answer lost) audits none of its tunnels twice; a
 // technician cannot report tunnels.
 func TestJumpointTunnelsAudited(t *testing.T) {
 	s := newAgentlessSite(t)
@@ -221,7 +223,8 @@ func TestJumpointTunnelsAudited(t *testing.T) {
 	wantCode(t, report(s.tom, []*pb.TunnelRecord{rec}, 0), catalog.CodePermissionDenied)
 	many := make([]*pb.TunnelRecord, coordinator.MaxTunnelReports+10)
 	for i := range many {
-		many[i] = rec
+		many[i] = proto.CloneOf(rec)
+		many[i].StartedUnixNano += int64(i + 1)
 	}
 	if err := report(s.plantA, many, 7); err != nil {
 		t.Fatal(err)
@@ -232,6 +235,17 @@ func TestJumpointTunnelsAudited(t *testing.T) {
 	}
 	if len(events) != 1+coordinator.MaxTunnelReports+1 {
 		t.Fatalf("%d tunnel events, want %d (one, %d of the big report, one for the drops)", len(events), 2+coordinator.MaxTunnelReports, coordinator.MaxTunnelReports)
+	}
+	// A resend (the answer was lost) audits none of them again.
+	if err := report(s.plantA, many, 0); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.admin.Audit(s.ctx(), &pb.AuditRequest{Kind: coordinator.AuditTunnel, Limit: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != len(events) {
+		t.Fatalf("%d tunnel events after the report was sent again, want %d", len(again), len(events))
 	}
 	e := events[0]
 	if e.GetUser() != "tom" || peer.ID(e.GetTechnician()) != s.tom.ID() || e.GetJumpoint() != "plant-a" || e.GetTarget() != "10.20.7.8:22" ||

@@ -46,15 +46,21 @@ func auditKey(t time.Time) []byte {
 
 // PutAudit appends an event.
 func (tx *Tx) PutAudit(e *pb.AuditEvent) error {
+	_, err := tx.putAudit(e)
+	return err
+}
+
+// putAudit appends an event and returns its key.
+func (tx *Tx) putAudit(e *pb.AuditEvent) ([]byte, error) {
 	v, err := proto.Marshal(e)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	k := auditKey(time.Unix(0, e.GetTimeUnixNano()))
 	if err := tx.kv.create(k, v); err != nil {
-		return err
+		return nil, err
 	}
-	return tx.indexGrant(e, k)
+	return k, tx.indexGrant(e, k)
 }
 
 // audit records an event; a failure to record is logged, never hidden, and
