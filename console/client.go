@@ -37,6 +37,10 @@ type Client struct {
 	// quic learns the console's QUIC mapping for the hole punches it
 	// answers (punch.QUICOffer; hostConfig).
 	quic *punch.QUICOffer
+
+	// timing, when set, records the phases of this console's jumps
+	// (SetTiming, timing.go).
+	timing *Timing
 }
 
 // Close closes the tunnel hosts of jumps still open, then the console's host.
@@ -72,7 +76,21 @@ func (c *Client) untrack(t *tunnelHost) {
 
 // Open loads the console home and starts a libp2p host with the
 // technician's key. It does not contact the coordinator yet.
-func Open(home string) (*Client, error) {
+func Open(home string) (*Client, error) { return OpenTimed(home, nil) }
+
+// OpenTimed is Open recording its phases in t (key load, host start) and
+// setting t as the client's timing (SetTiming).
+func OpenTimed(home string, t *Timing) (*Client, error) {
+	if t != nil {
+		// Timed apart for --timing only: member.Open reads the same two
+		// small files again, from the page cache.
+		end := t.Begin("key load")
+		if _, err := files(home).LoadConfig(); err == nil {
+			_, _ = files(home).LoadKey()
+		}
+		end()
+	}
+	end := t.Begin("host start (libp2p, listeners)")
 	hc, offer, err := hostConfig()
 	if err != nil {
 		return nil, err
@@ -81,8 +99,14 @@ func Open(home string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newClient(m, offer), nil
+	c := newClient(m, offer)
+	end()
+	c.timing = t
+	return c, nil
 }
+
+// SetTiming makes c record the phases of its jumps in t (nil: not).
+func (c *Client) SetTiming(t *Timing) { c.timing = t }
 
 // Login makes (or reuses) the technician's key in home, redeems the invite
 // code at the coordinator at addr (a multiaddr ending in /p2p/<site>), and

@@ -115,7 +115,10 @@ func (j *Jump) Renew(ctx context.Context) (*Jump, error) {
 
 func (c *Client) jump(ctx context.Context, req *pb.JumpRequest) (*Jump, error) {
 	req.Protocol = string(channel.Protocol)
+	c.dialCoordinator(ctx)
+	end := c.timing.Begin("grant request")
 	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_Jump{Jump: req}})
+	end()
 	if o := c.wakeOptions(); req.GetRef() != "" && shouldWake(err, o) {
 		// A passive peer (always) or an offline one (--wake): wake it,
 		// wait for it, and ask again (wake.go).
@@ -150,13 +153,33 @@ func (j *Jump) Connect(ctx context.Context) error {
 	}
 	w := j.path
 	j.mu.Unlock()
-	if err := j.c.Connect(ctx, j.ID, j.Addrs, j.Relays, j.ForceRelay); err != nil {
+	end := j.c.timing.Begin("peer dial")
+	err := j.c.Connect(ctx, j.ID, j.Addrs, j.Relays, j.ForceRelay)
+	end()
+	if err != nil {
 		return err
 	}
+	if w.Connected() {
+		j.c.timing.Rename("peer dial", "peer dial ("+w.Summary().Initial.String()+")")
+	}
 	if w.Connected() && w.Summary().Initial == PathRelayed && j.PunchWait > 0 && !j.ForceRelay {
+		end := j.c.timing.Begin("hole punch wait")
 		w.WaitDirect(ctx, j.PunchWait)
+		end()
 	}
 	return nil
+}
+
+// dialCoordinator connects to the coordinator when not connected yet, as
+// a phase of its own for --timing. A failure is left to the call that
+// follows, which dials again and reports it (CodeCoordinatorDown).
+func (c *Client) dialCoordinator(ctx context.Context) {
+	site := c.SiteInfo()
+	if c.timing == nil || c.host.Network().Connectedness(site.ID) == network.Connected {
+		return
+	}
+	defer c.timing.Begin("coordinator dial (transport, security, muxer)")()
+	_ = c.host.Connect(ctx, site)
 }
 
 // ReportPath tells the coordinator how this jump's session connected (best
@@ -179,6 +202,7 @@ func (j *Jump) ReportPath(ctx context.Context) {
 		ConnectMillis: s.Connect.Milliseconds(), TimeToDirectMillis: s.TimeToDirect.Milliseconds()}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	defer j.c.timing.Begin("path report (to the coordinator)")()
 	_, _ = j.c.do(ctx, &pb.Request{Body: &pb.Request_PathReport{PathReport: r}})
 }
 
@@ -220,6 +244,7 @@ func (j *Jump) Open(ctx context.Context, open *pb.ChannelOpen) (*channel.Channel
 	}
 	open = proto.CloneOf(open)
 	open.Grant = j.Grant
+	defer j.c.timing.Begin("channel open (grant checked by the peer)")()
 	ch, _, err := channel.Open(ctx, j.host(), j.ID, open)
 	return ch, err
 }

@@ -35,6 +35,7 @@ func (j jumpFailure) Unwrap() error { return j.err }
 func jumpCommand() *cli.Command {
 	var f struct {
 		tty, noTTY, verbose bool
+		timing              bool
 		wait                time.Duration
 		via                 string
 	}
@@ -79,6 +80,7 @@ func jumpCommand() *cli.Command {
 			&cli.BoolFlag{Name: "t", Destination: &f.tty, Usage: "force a PTY for a command"},
 			&cli.BoolFlag{Name: "T", Destination: &f.noTTY, Usage: "never allocate a PTY"},
 			&cli.BoolFlag{Name: "v", Destination: &f.verbose, Usage: "print the path taken (the address the peer was reached at; with --via, the jumpoint and the local port)"},
+			&cli.BoolFlag{Name: "timing", Destination: &f.timing, Usage: "print on stderr how long each phase of the jump took, from the process's start to its exit (ms)"},
 			&cli.DurationFlag{Name: "wait-direct", Destination: &f.wait, Value: console.DefaultPunchWait,
 				Usage: "when the peer is first reached through a relay, wait at most this long for hole punching to go direct (0: don't)"},
 			&cli.StringFlag{Name: "via", Destination: &f.via, Usage: "ssh to a host without a peer through this jumpoint (name or peer ID)"},
@@ -96,12 +98,19 @@ func jumpCommand() *cli.Command {
 			if f.wait < 0 || f.wait > time.Minute {
 				return usagef("--wait-direct is 0 to 1m")
 			}
-			return jumpAction(cc, f.tty, f.noTTY, f.verbose, f.wait)
+			var t *console.Timing
+			if f.timing {
+				origin := processStart()
+				t = console.NewTiming(origin)
+				t.Add("process start to jump (exec, Go runtime, init, flags)", origin, time.Now())
+				defer t.Print(cc.App.ErrWriter)
+			}
+			return jumpAction(cc, f.tty, f.noTTY, f.verbose, f.wait, t)
 		},
 	}
 }
 
-func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.Duration) (err error) {
+func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.Duration, t *console.Timing) (err error) {
 	defer func() {
 		var exit exitCodeError
 		if err != nil && !errors.As(err, &exit) {
@@ -118,7 +127,7 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 	if cmd.TTY {
 		cmd.Window = windowSize()
 	}
-	return withJump(cc, ref, cmd.Need(), func(j *console.Jump) error {
+	return withJumpTimed(cc, ref, cmd.Need(), t, func(j *console.Jump) error {
 		j.PunchWait = punchWait
 		s, err := j.Exec(cc.Context, cmd)
 		if err != nil {
@@ -133,7 +142,9 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 			}
 			fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s %s %s\n", j.Peer.GetPeer().GetSettings().GetName(), j.ID, via)
 		}
+		end := t.Begin("exec (command run until its exit status)")
 		status, err := runExec(cc.Context, s, cmd.TTY, cc.App.Writer, cc.App.ErrWriter)
+		end()
 		if err != nil {
 			return err
 		}

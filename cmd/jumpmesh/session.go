@@ -22,11 +22,24 @@ func openConsole(cc *cli.Context) (*console.Client, error) {
 // need on the peer ref, run fn with the jump, report how the session
 // connected.
 func withJump(cc *cli.Context, ref string, need console.Need, fn func(*console.Jump) error) error {
-	c, err := openConsole(cc)
+	return withJumpTimed(cc, ref, need, nil, fn)
+}
+
+// withJumpTimed is withJump recording its phases in t (jump --timing):
+// t's phases from opening the console to closing it.
+func withJumpTimed(cc *cli.Context, ref string, need console.Need, t *console.Timing, fn func(*console.Jump) error) error {
+	home, err := homeDir(cc)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	c, err := console.OpenTimed(home, t)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		defer t.Begin("console close (connections, listeners)")()
+		c.Close()
+	}()
 	setWake(cc, c)
 	return c.WithJump(cc.Context, ref, need, fn)
 }

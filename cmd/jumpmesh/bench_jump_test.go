@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkJumpTrueVsSSH: `jumpmesh jump H -- true` ÷ `ssh H true`, wall
+// time of whole commands (process start, handshakes, authorisation, exec),
+// goal ≤ 0.05 (issue 17). Every jump runs with --timing; the mean of each
+// phase it prints is logged, with the load average, so a change in the
+// ratio can be traced to a phase.
+func BenchmarkJumpTrueVsSSH(b *testing.B) {
+	sd := startSSHD(b)
+	s := newJumpSiteTB(b)
+	env := append(os.Environ(), "JUMPMESH_HOME="+s.admin)
+	args := []string{"jump", "web-01", "--timing", "--", "true"}
+	timeJump(b, env, args...) // warm caches
+	timeCommand(b, env, "ssh", sd.sshArgs(sd.port, "true")...)
+	var jm, ssh time.Duration
+	phases := phaseSums{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d, p := timeJump(b, env, args...)
+		jm += d
+		phases.add(p)
+		ssh += timeCommand(b, env, "ssh", sd.sshArgs(sd.port, "true")...)
+	}
+	b.StopTimer()
+	phases.log(b, b.N)
+	b.Logf("load average: %s", loadAverage())
+	b.ReportMetric(float64(jm.Microseconds())/1000/float64(b.N), "jump-ms")
+	b.ReportMetric(float64(ssh.Microseconds())/1000/float64(b.N), "ssh-ms")
+	b.ReportMetric(float64(jm)/float64(ssh), "ratio(goal≤0.05)")
+}
+
+// timeJump runs jumpmesh with --timing among args and returns its wall
+// time and the phases it printed (ms), with the process's exit after the
+// table as a phase of its own.
+func timeJump(b *testing.B, env []string, args ...string) (time.Duration, map[string]float64) {
+	b.Helper()
+	cmd := exec.Command(binary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	cmd.Env = append(env, fmt.Sprintf("%s=%d", TimingOriginEnv, start.UnixNano()))
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		b.Fatalf("jumpmesh %v: %v\n%s%s", args, err, stdout.String(), stderr.String())
+	}
+	phases := parseTiming(stderr.String())
+	if total, ok := phases["total"]; ok {
+		phases["process exit (after the table)"] = float64(wall.Microseconds())/1000 - total
+	}
+	return wall, phases
+}
+
+// parseTiming reads the table jump --timing prints: "jumpmesh: timing
+// START END LENGTH NAME" and "jumpmesh: timing TOTAL total".
+func parseTiming(out string) map[string]float64 {
+	phases := map[string]float64{}
+	for _, line := range strings.Split(out, "\n") {
+		rest, ok := strings.CutPrefix(line, "jumpmesh: timing ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 2 && f[1] == "total" {
+			phases["total"], _ = strconv.ParseFloat(f[0], 64)
+			continue
+		}
+		if len(f) < 4 {
+			continue
+		}
+		length, err := strconv.ParseFloat(f[2], 64)
+		if err != nil {
+			continue
+		}
+		phases[strings.Join(f[3:], " ")] += length
+	}
+	return phases
+}
+
+// phaseSums adds up phases over iterations, keeping their first order.
+type phaseSums struct {
+	order []string
+	sum   map[string]float64
+	first map[string]int
+}
+
+func (s *phaseSums) add(p map[string]float64) {
+	if s.sum == nil {
+		s.sum, s.first = map[string]float64{}, map[string]int{}
+	}
+	for name, v := range p {
+		if _, ok := s.sum[name]; !ok {
+			s.first[name] = len(s.first)
+			s.order = append(s.order, name)
+		}
+		s.sum[name] += v
+	}
+}
+
+// log writes the mean of each phase over n runs, longest first, total last.
+func (s *phaseSums) log(b *testing.B, n int) {
+	names := append([]string(nil), s.order...)
+	sort.SliceStable(names, func(i, j int) bool { return s.sum[names[i]] > s.sum[names[j]] })
+	var sb strings.Builder
+	for _, name := range names {
+		if name != "total" {
+			fmt.Fprintf(&sb, "\n  %8.2f ms  %s", s.sum[name]/float64(n), name)
+		}
+	}
+	fmt.Fprintf(&sb, "\n  %8.2f ms  total until the table (the phases overlap where run in parallel)", s.sum["total"]/float64(n))
+	b.Logf("mean phases of %d jumps:%s", n, sb.String())
+}
+
+// loadAverage is /proc/loadavg's first three figures.
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(raw))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
