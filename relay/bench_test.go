@@ -45,7 +45,8 @@ import (
 // GB sent directly. cpu-ratio is what relayed/direct would be if both paths
 // were bound by the same cores (direct CPU per byte ÷ relayed CPU per
 // byte, ends and relay); ends-cpu-ratio is the same without the relay's
-// share, as if the relay had cores of its own.
+// share, as if the relay had cores of its own. relay-syscalls/MiB counts
+// the relay's read and write system calls (/proc/<pid>/io) per MiB relayed.
 func BenchmarkRelayedThroughput(b *testing.B) {
 	site := coordinatortest.New(b, console.Login)
 	src, dest := member(b, site, "direct-src"), member(b, site, "direct-dest", "/ip4/127.0.0.1/tcp/0")
@@ -72,9 +73,9 @@ func BenchmarkRelayedThroughput(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run(fmt.Sprintf("relayed/%s/buffer=%dKiB", c.transport, c.kib), func(b *testing.B) {
-			relay0, ends0 := child.cpu(b), selfCPU(b)
+			relay0, ends0, sys0 := child.cpu(b), selfCPU(b), child.syscalls(b)
 			relayed := throughput(b, rsrc, rdest.ID())
-			relay1, ends1 := child.cpu(b), selfCPU(b)
+			relay1, ends1, sys1 := child.cpu(b), selfCPU(b), child.syscalls(b)
 			// The same volume directly, right after: the ratio then
 			// compares like with like even as the machine's load drifts.
 			direct := timedTransfer(b, src, dest.ID(), int64(b.N)*benchChunk)
@@ -87,6 +88,8 @@ func BenchmarkRelayedThroughput(b *testing.B) {
 			b.ReportMetric(directCPU, "direct-cpu-s/GB")
 			b.ReportMetric(directCPU/(endsCPU+relayCPU), "cpu-ratio")
 			b.ReportMetric(directCPU/endsCPU, "ends-cpu-ratio")
+			b.ReportMetric(float64(sys1-sys0)/(float64(b.N)*benchChunk/(1<<20)), "relay-syscalls/MiB")
+			b.Logf("relayed/direct %.2f at load average %s", relayed/direct, loadAverage())
 		})
 	}
 }
@@ -379,6 +382,28 @@ func (c *benchChild) cpu(b *testing.B) time.Duration {
 		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / userHZ
+}
+
+// syscalls is the number of read and write system calls the child has made
+// so far (syscr + syscw in /proc/<pid>/io): reads and writes on its
+// sockets, nearly all of them.
+func (c *benchChild) syscalls(b *testing.B) int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", c.pid))
+	if err != nil {
+		b.Fatalf("relay child's system calls: %v", err)
+	}
+	var n int64
+	for line := range strings.Lines(string(raw)) {
+		name, v, _ := strings.Cut(strings.TrimSpace(line), ": ")
+		if name == "syscr" || name == "syscw" {
+			k, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatalf("relay child's /proc io: %q", line)
+			}
+			n += k
+		}
+	}
+	return n
 }
 
 // selfCPU is this process's CPU time so far, user and system.
