@@ -67,7 +67,7 @@ func simGridCommand() *cli.Command {
 			if err != nil {
 				return usagef("%v", err)
 			}
-			return runScenario(cc, sc, f.out, f.binary)
+			return runScenario(cc, sc, f.out, f.binary, "")
 		},
 	}
 }

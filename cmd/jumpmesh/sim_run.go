@@ -19,7 +19,7 @@ import (
 // simRunCommand is `jumpmesh sim run SCENARIO`: a scenario file, or a
 // shipped scenario by name, with real jumpmesh processes in the lab.
 func simRunCommand() *cli.Command {
-	var f struct{ out, binary string }
+	var f struct{ out, binary, etcd string }
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "run a scenario (a file, or a shipped scenario's name) with real jumpmesh processes in the lab",
@@ -34,6 +34,7 @@ func simRunCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Destination: &f.out, Usage: "output directory (default: ./sim-out/SCENARIO-TIME)"},
 			&cli.StringFlag{Name: "binary", Destination: &f.binary, Usage: "jumpmesh binary the hosts run (default: this one)"},
+			&cli.StringFlag{Name: "etcd-binary", Destination: &f.etcd, Usage: "etcd member the scenario's etcd hosts run (default: " + scenario.EtcdBinaryName + " next to this binary or in PATH, else etcd; build it with go build -o bin/" + scenario.EtcdBinaryName + " ./sim/labetcd)"},
 			pcapFlag,
 			jsonFlag,
 		},
@@ -45,7 +46,7 @@ func simRunCommand() *cli.Command {
 			if err != nil {
 				return usagef("%v", err)
 			}
-			return runScenario(cc, sc, f.out, f.binary)
+			return runScenario(cc, sc, f.out, f.binary, f.etcd)
 		},
 	}
 }
@@ -56,7 +57,7 @@ func simRunCommand() *cli.Command {
 // pcapFlag asks for a pcap capture of every host's interface.
 var pcapFlag = &cli.BoolFlag{Name: "pcap", Usage: "capture every host's traffic into OUT/hosts/HOST/HOST.pcap (tcpdump -r, Wireshark)"}
 
-func runScenario(cc *cli.Context, sc *scenario.Scenario, out, bin string) error {
+func runScenario(cc *cli.Context, sc *scenario.Scenario, out, bin, etcdBin string) error {
 	if err := netlab.Available(); err != nil {
 		return err
 	}
@@ -76,7 +77,7 @@ func runScenario(cc *cli.Context, sc *scenario.Scenario, out, bin string) error 
 	fmt.Fprintf(w, "scenario %s: %d hosts, %d steps\n", sc.Name, len(sc.Hosts), len(sc.Steps))
 	bar := newScenarioProgress(w, sc)
 	defer bar.Close()
-	res, err := scenario.Run(cc.Context, sc, scenario.Options{Binary: bin, OutDir: out, Progress: bar.Step, Pcap: cc.Bool("pcap")})
+	res, err := scenario.Run(cc.Context, sc, scenario.Options{Binary: bin, EtcdBinary: etcdBin, OutDir: out, Progress: bar.Step, Pcap: cc.Bool("pcap")})
 	bar.Close()
 	if err != nil && res == nil {
 		return err

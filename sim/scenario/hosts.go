@@ -32,12 +32,23 @@ func (r *runner) init(ctx context.Context) (string, error) {
 	if err != nil {
 		return res.output(), err
 	}
-	if err := r.startCoordinator(ctx); err != nil {
-		return "", err
+	out := ""
+	if r.hasEtcd() {
+		// The site moves to the cluster; every coordinator host runs it.
+		if out, err = r.startEtcd(ctx, ch); err != nil {
+			return out, err
+		}
+	}
+	for _, h := range r.sc.Hosts {
+		if h.Role == RoleCoordinator {
+			if err := r.startCoordinator(ctx, h.Name); err != nil {
+				return out, err
+			}
+		}
 	}
 	first := r.hostOf(RoleConsole)
 	res, err = r.jm(ctx, first, nil, "login", r.coordAddr, in.Invite)
-	out := "coordinator " + r.coordAddr + "\n" + res.output()
+	out += "coordinator " + r.coordAddr + "\n" + res.output()
 	// Every other console is another device of the same administrator.
 	for _, h := range r.sc.Hosts {
 		if err != nil || h.Role != RoleConsole || h.Name == first {
@@ -52,13 +63,24 @@ func (r *runner) init(ctx context.Context) (string, error) {
 	return out, err
 }
 
-func (r *runner) startCoordinator(ctx context.Context) error {
-	ch := r.hostOf(RoleCoordinator)
-	p, addr, err := r.startDaemon(ctx, ch, "coordinator", "coordinator", "run", "--data", filepath.Join(r.hostDir(ch), "site"))
-	if p != nil {
-		r.coord = p // teardown stops it, ready or not
+// startCoordinator runs the coordinator on host ch; the first coordinator
+// host's login address is the one consoles, relays and installer keys get.
+// On etcd (ha.go) each runs the site on the cluster, on its own address,
+// as the instance named after its host.
+func (r *runner) startCoordinator(ctx context.Context, ch string) error {
+	args := []string{"coordinator", "run", "--data", filepath.Join(r.hostDir(ch), "site")}
+	if r.etcd != nil {
+		a := r.lab.Host(ch).Addr().String()
+		args = append(args, "--store", r.etcd.URL(),
+			"--listen", "/ip4/"+a+"/tcp/"+coordinatorPort, "--listen", "/ip4/"+a+"/udp/"+coordinatorPort+"/quic-v1")
 	}
-	r.coordAddr = addr
+	p, addr, err := r.startDaemon(ctx, ch, "coordinator", args...)
+	if p != nil {
+		r.coords[ch] = p // teardown stops it, ready or not
+	}
+	if ch == r.hostOf(RoleCoordinator) && addr != "" {
+		r.coordAddr = addr
+	}
 	return err
 }
 
@@ -272,21 +294,25 @@ func (r *runner) lifecycle(ctx context.Context, action, name string) (string, er
 	if role := r.role(name); role == RoleRelay || role == RoleJumpoint {
 		return r.daemonLifecycle(ctx, action, name)
 	}
+	if r.role(name) == RoleEtcd {
+		return r.etcdLifecycle(ctx, action, name)
+	}
 	if r.role(name) == RoleCoordinator {
 		switch action {
 		case "start":
-			if r.coord != nil {
+			if c := r.coords[name]; c != nil {
 				select {
-				case <-r.coord.proc.Done():
+				case <-c.proc.Done():
+					c.log.Close()
 				default:
-					return "", errors.New("the coordinator is already running")
+					return "", fmt.Errorf("coordinator %s is already running", name)
 				}
 			}
-			return "", r.startCoordinator(ctx)
+			return "", r.startCoordinator(ctx, name)
 		case "stop":
-			return "", r.stopCoordinator(stopGrace)
+			return "", r.stopCoordinator(name, stopGrace)
 		default:
-			return "", r.stopCoordinator(0)
+			return "", r.stopCoordinator(name, 0)
 		}
 	}
 	if _, ok := r.peers[name]; !ok {
@@ -340,19 +366,20 @@ func (r *runner) daemonLifecycle(ctx context.Context, action, name string) (stri
 	}
 }
 
-func (r *runner) stopCoordinator(grace time.Duration) error {
-	if r.coord == nil {
-		return errors.New("the coordinator is not running")
+func (r *runner) stopCoordinator(name string, grace time.Duration) error {
+	c := r.coords[name]
+	if c == nil {
+		return fmt.Errorf("coordinator %s is not running", name)
 	}
 	var err error
 	if grace > 0 {
-		err = r.coord.proc.Stop(grace)
+		err = c.proc.Stop(grace)
 	} else {
-		r.coord.proc.Signal(syscall.SIGKILL)
+		c.proc.Signal(syscall.SIGKILL)
 		select {
-		case <-r.coord.proc.Done():
+		case <-c.proc.Done():
 		case <-time.After(stopGrace):
-			err = errors.New("the coordinator survived SIGKILL")
+			err = fmt.Errorf("coordinator %s survived SIGKILL", name)
 		}
 	}
 	return err

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/sim/etcdlab"
 	"github.com/jumpmesh/jumpmesh/sim/netlab"
 	"github.com/jumpmesh/jumpmesh/sim/results"
 )
@@ -46,6 +47,9 @@ type Options struct {
 	// Pcap captures every host's interface, both directions, into
 	// hosts/HOST/HOST.pcap for the whole run.
 	Pcap bool
+	// EtcdBinary is the etcd member the scenario's etcd hosts run (sim/labetcd
+	// built, or an etcd binary); required when it has etcd hosts.
+	EtcdBinary string
 }
 
 // Run builds the scenario's lab, runs its steps in order (stopping at the
@@ -83,6 +87,10 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *results.Run, err 
 	if err != nil {
 		return nil, err
 	}
+	etcdBin, err := findEtcdBinary(sc, opt.EtcdBinary)
+	if err != nil {
+		return nil, err
+	}
 	res = &results.Run{Scenario: sc.Name, Started: time.Now().UTC(), Steps: []results.Step{}}
 	defer func() {
 		res.DurationMS = ms(time.Since(res.Started))
@@ -95,8 +103,8 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (res *results.Run, err 
 		res.Error = err.Error()
 		return res, err
 	}
-	r := &runner{sc: sc, lab: lab, bin: bin, out: out, peers: map[string]string{}, res: res,
-		daemons: map[string]*coordProc{}, captures: map[string]*capture{}, marker: newMarker()}
+	r := &runner{sc: sc, lab: lab, bin: bin, etcdBin: etcdBin, out: out, peers: map[string]string{}, res: res,
+		daemons: map[string]*coordProc{}, coords: map[string]*coordProc{}, writes: map[string]*writeLoad{}, captures: map[string]*capture{}, marker: newMarker()}
 	res.Lab = lab.Prefix()
 	for _, n := range sc.Networks {
 		nr := results.Network{Name: n.Name, NAT: string(n.NAT)}
@@ -193,9 +201,12 @@ type runner struct {
 	bin string
 	out string
 
-	coord     *coordProc
+	coords    map[string]*coordProc // coordinators, by host
 	daemons   map[string]*coordProc // relays and jumpoints, by host
-	coordAddr string                // the /tcp/ login address
+	coordAddr string                // the first coordinator's /tcp/ login address
+	etcdBin   string                // the etcd member binary (Options.EtcdBinary)
+	etcd      *etcdlab.Cluster      // the site's cluster, with etcd hosts (ha.go)
+	writes    map[string]*writeLoad // write loads by name (ha.go)
 	peers     map[string]string     // peer name → install dir
 	// consoleIDs: console host → its peer ID (punchlog.go), under resMu.
 	consoleIDs map[string]string
@@ -237,8 +248,15 @@ func (r *runner) hostDir(name string) string { return filepath.Join(r.out, "host
 // env is the environment of a jumpmesh process on host: its console home
 // and the lab-only switch that makes libp2p treat the lab's public ranges
 // as public.
+//
+// On etcd a coordinator host's processes are the instance named after it
+// (JUMPMESH_INSTANCE, coordinator run --instance).
 func (r *runner) env(host string) []string {
-	return append(os.Environ(), "JUMPMESH_HOME="+r.home(host), mesh.LabPublicRangesEnv+"=1")
+	env := append(os.Environ(), "JUMPMESH_HOME="+r.home(host), mesh.LabPublicRangesEnv+"=1")
+	if r.hasEtcd() && r.role(host) == RoleCoordinator {
+		env = append(env, "JUMPMESH_INSTANCE="+host)
+	}
+	return env
 }
 func (r *runner) home(name string) string { return filepath.Join(r.hostDir(name), "home") }
 
@@ -475,6 +493,10 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 		return r.expectJumpoint(ctx, args[0], n, st.Within)
 	case "cp":
 		return r.copyRoundTrip(ctx, console, args[0], args[1])
+	case "writes":
+		return r.startWrites(ctx, console, args[0])
+	case "expect-kept":
+		return r.expectKept(ctx, console, args[0])
 	case "capture":
 		return r.startCapture(args[0])
 	case "expect-capture":
@@ -523,9 +545,13 @@ func (r *runner) teardown() error {
 		errs = append(errs, p.proc.Stop(5*time.Second))
 		p.log.Close()
 	}
-	if r.coord != nil {
-		errs = append(errs, r.coord.proc.Stop(5*time.Second))
-		r.coord.log.Close()
+	for _, c := range r.coords {
+		errs = append(errs, c.proc.Stop(5*time.Second))
+		c.log.Close()
+	}
+	r.stopWrites()
+	if r.etcd != nil {
+		errs = append(errs, r.etcd.Close())
 	}
 	errs = append(errs, r.lab.Close())
 	return errors.Join(errs...)

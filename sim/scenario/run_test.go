@@ -19,7 +19,9 @@ import (
 	"github.com/jumpmesh/jumpmesh/sim/results"
 )
 
-var binary string
+// binary and etcdBinary are jumpmesh and the lab's etcd member
+// (sim/labetcd), built by TestMain.
+var binary, etcdBinary string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
@@ -32,11 +34,13 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		binary = filepath.Join(dir, "jumpmesh")
-		out, err := exec.Command("go", "build", "-o", binary, "github.com/jumpmesh/jumpmesh/cmd/jumpmesh").CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "building jumpmesh: %v\n%s", err, out)
-			return 1
+		binary, etcdBinary = filepath.Join(dir, "jumpmesh"), filepath.Join(dir, "jumpmesh-lab-etcd")
+		for bin, pkg := range map[string]string{binary: "cmd/jumpmesh", etcdBinary: "sim/labetcd"} {
+			out, err := exec.Command("go", "build", "-o", bin, "github.com/jumpmesh/jumpmesh/"+pkg).CombinedOutput()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
+				return 1
+			}
 		}
 		return labtest.Main(m)
 	}())
@@ -73,7 +77,7 @@ func runShipped(t *testing.T, name string, timeout time.Duration) (*Scenario, *r
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	t0 := time.Now()
-	res, err := Run(ctx, sc, Options{Binary: binary, OutDir: out, Progress: func(s results.Step) {
+	res, err := Run(ctx, sc, Options{Binary: binary, EtcdBinary: etcdBinary, OutDir: out, Progress: func(s results.Step) {
 		t.Logf("%-45s ok=%v %6.0f ms %s", s.Name, s.OK, s.DurationMS, s.Error)
 	}})
 	t.Logf("%s took %v", name, time.Since(t0))

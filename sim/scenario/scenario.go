@@ -32,10 +32,14 @@ const (
 	RolePlain       = "plain"
 	RoleRelay       = "relay"
 	RoleJumpoint    = "jumpoint"
+	// RoleEtcd is a member of the site's etcd cluster (ha.go): with etcd
+	// hosts, init moves the site to the cluster and runs every coordinator
+	// host on it.
+	RoleEtcd = "etcd"
 )
 
 // roleList is the roles, for messages.
-const roleList = "coordinator, relay, jumpoint, peer, console or plain"
+const roleList = "coordinator, etcd, relay, jumpoint, peer, console or plain"
 
 // Scenario is a decoded scenario file.
 type Scenario struct {
@@ -201,6 +205,9 @@ var actions = map[string]struct{ min, max int }{
 	"capture":         {1, 1},  // HOST: capture its interfaces
 	"expect-capture":  {3, 3},  // HOST has|lacks TEXT
 	"expect-jumpoint": {3, 3},  // NAME peers N: peers connected to it
+	// Several coordinators on etcd (ha.go).
+	"writes":      {1, 1}, // NAME: acknowledged writes from the console, in the background
+	"expect-kept": {1, 1}, // NAME: stop them; every acknowledged one is there
 	// Wake-on-LAN (wake.go).
 	"suspend":             {1, 3}, // PEER [--password P]: the host sleeps
 	"expect-awake":        {1, 1}, // PEER [within D]: a magic packet woke it
@@ -368,7 +375,7 @@ func (sc *Scenario) validate() error {
 	count := map[string]int{}
 	for _, h := range sc.Hosts {
 		switch h.Role {
-		case RoleCoordinator, RolePeer, RoleConsole, RolePlain, RoleRelay, RoleJumpoint:
+		case RoleCoordinator, RolePeer, RoleConsole, RolePlain, RoleRelay, RoleJumpoint, RoleEtcd:
 		case "":
 			return fmt.Errorf("host %s: no role (%s)", h.Name, roleList)
 		default:
@@ -383,8 +390,11 @@ func (sc *Scenario) validate() error {
 			return fmt.Errorf("host %s: installer options are for peers", h.Name)
 		}
 	}
-	if count[RoleCoordinator] > 1 {
-		return errors.New("at most one coordinator")
+	if count[RoleCoordinator] > 1 && count[RoleEtcd] == 0 {
+		return errors.New("at most one coordinator, or several with etcd hosts (role etcd) to share")
+	}
+	if count[RoleEtcd] > 0 && count[RoleCoordinator] == 0 {
+		return errors.New("etcd hosts need a coordinator host")
 	}
 	if _, err := sc.Topology(); err != nil {
 		return err
@@ -395,6 +405,7 @@ func (sc *Scenario) validate() error {
 	}
 	inited := false
 	background := map[string]bool{} // started, not yet waited for
+	writes := map[string]bool{}     // write loads started, not yet checked
 	for _, s := range sc.Steps {
 		where := fmt.Sprintf("step %q (line %d)", s.Name(), s.line)
 		need := func(name string, want ...string) error {
@@ -476,7 +487,19 @@ func (sc *Scenario) validate() error {
 				err = fmt.Errorf("%s: needs peers and comes after init", where)
 			}
 		case "stop", "start", "kill", "restart":
-			err = need(s.Args[0], RolePeer, RoleCoordinator, RoleRelay, RoleJumpoint)
+			err = need(s.Args[0], RolePeer, RoleCoordinator, RoleRelay, RoleJumpoint, RoleEtcd)
+		case "writes":
+			if !inited {
+				err = fmt.Errorf("%s: comes before init", where)
+			} else if writes[s.Args[0]] {
+				err = fmt.Errorf("%s: writes %s runs already", where, s.Args[0])
+			}
+			writes[s.Args[0]] = true
+		case "expect-kept":
+			if !writes[s.Args[0]] {
+				err = fmt.Errorf("%s: no writes %q started before it", where, s.Args[0])
+			}
+			delete(writes, s.Args[0])
 		case "serve":
 			err = need(s.Args[0], RolePlain)
 			if _, perr := strconv.ParseUint(s.Args[1], 10, 16); err == nil && perr != nil {
@@ -544,6 +567,9 @@ func (sc *Scenario) validate() error {
 	}
 	for name := range background {
 		return fmt.Errorf("background exec %q is never waited for", name)
+	}
+	for name := range writes {
+		return fmt.Errorf("writes %q are never checked (expect-kept %s)", name, name)
 	}
 	return nil
 }
