@@ -197,6 +197,9 @@ func (c *Coordinator) handle(ctx context.Context, remote peer.ID, req *pb.Reques
 	start := time.Now()
 	name := control.RequestName(req)
 	resp, err := c.service.Handle(ctx, remote, req)
+	if resp != nil {
+		resp.CoordinatorAddrs = encodeAddrs(c.service.coordinatorAddrs())
+	}
 	code := catalog.CodeOf(err)
 	c.metrics.observe(name, code, time.Since(start))
 	if err != nil {

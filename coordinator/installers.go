@@ -155,7 +155,7 @@ func (s *Service) installerCreate(c *caller, r *pb.InstallerCreateRequest) (*pb.
 	now := s.clock.Now()
 	body := &pb.InstallerKeyBody{
 		InstallerId: newInstallerID(), SiteId: []byte(s.siteID),
-		SiteAddrs: encodeAddrs(s.addrs()), Relays: encodeAddrs(s.relays),
+		SiteAddrs: encodeAddrs(s.coordinatorAddrs()), Relays: encodeAddrs(s.relays),
 		Defaults: d, Overridable: r.GetOverridable(),
 		NotBeforeUnix: now.Unix(), NotAfterUnix: now.Add(validFor).Unix(),
 	}

@@ -187,7 +187,8 @@ func (s *Service) welcome(rec *pb.Peer, observed string) *pb.PeerWelcome {
 	return &pb.PeerWelcome{Peer: rec, DeleteAfterDays: st.GetDeleteAfterDays(), StatsIntervalSeconds: st.GetStatsIntervalSeconds(),
 		RestrictLocalUninstall: st.GetRestrictLocalUninstall(), ObservedAddr: observed, Relays: encodeAddrs(s.relayAddrs()),
 		LocalPolicy: s.localPolicy(peer.ID(rec.GetId()), st), PassivePort: st.GetPassivePort(), PassiveIdleSeconds: st.GetPassiveIdleSeconds(),
-		NatPredictionOff: !st.GetNatPrediction(), NatProbingOff: !st.GetNatProbing()}
+		NatPredictionOff: !st.GetNatPrediction(), NatProbingOff: !st.GetNatProbing(),
+		SiteAddrs: encodeAddrs(s.coordinatorAddrs())}
 }
 
 // tellUninstall orders the peer to uninstall and closes our side for

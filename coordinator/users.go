@@ -164,7 +164,7 @@ func (s *Service) login(remote peer.ID, r *pb.LoginRequest) (*pb.Response, error
 	}
 	s.log.Info("technician logged in", logUser, user.GetName(), logRemote, remote)
 	return &pb.Response{Body: &pb.Response_Login{Login: &pb.LoginResponse{
-		User: user, SiteId: []byte(s.siteID), SiteAddrs: encodeAddrs(s.addrs()),
+		User: user, SiteId: []byte(s.siteID), SiteAddrs: encodeAddrs(s.coordinatorAddrs()),
 	}}}, nil
 }
 

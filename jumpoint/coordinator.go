@@ -106,6 +106,11 @@ func (j *Jumpoint) refresh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fetching the jumpoint ACL from %s: %w", j.site.ID, err)
 	}
+	// Every live coordinator's addresses: kept, so a jumpoint restarted
+	// while the one it enrolled with is down reaches another (mesh/member).
+	if _, err := member.Learn(files(j.cfg.DataDir), j.host, j.site.ID, resp.GetCoordinatorAddrs()); err != nil {
+		j.log.Warn("keeping the coordinators' addresses", logError, err)
+	}
 	// The coordinator answers only once it audited them (tunnellog.go).
 	j.tunnelLog.done(dropped, mark)
 	m := resp.GetJumpointAcl()

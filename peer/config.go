@@ -127,6 +127,10 @@ type State struct {
 	PID           int       `json:"pid,omitempty"`
 	// Relays are the relays the peer holds a reservation on.
 	Relays []string `json:"relays,omitempty"`
+	// SiteAddrs are every live coordinator's addresses as the site last
+	// told them (welcome, updates): the peer dials them with the key's
+	// (siteaddrs.go).
+	SiteAddrs []string `json:"site_addrs,omitempty"`
 	// NAT is what the peer last reported of its NAT (nat.go).
 	NAT *NAT `json:"nat,omitempty"`
 	// Passive mode (passive.go). ConnectionType ("active", "passive"),

@@ -122,13 +122,17 @@ func Restarting(err error) bool {
 
 // Daemon is a running peer.
 type Daemon struct {
-	cfg     RunConfig
-	config  *Config
-	site    peer.AddrInfo
-	host    host.Host
-	log     *slog.Logger
-	clock   mesh.Clock
-	backoff Backoff
+	cfg    RunConfig
+	config *Config
+	// site is the coordinator: the site's ID and the addresses the peer
+	// dials (guarded by mu once Open returned; siteaddrs.go); keyAddrs are
+	// the installer key's (or --jc-public-site-address), always dialled.
+	site     peer.AddrInfo
+	keyAddrs []ma.Multiaddr
+	host     host.Host
+	log      *slog.Logger
+	clock    mesh.Clock
+	backoff  Backoff
 
 	sess     *sessions
 	reserver *reserve.Keeper
@@ -205,8 +209,12 @@ func Open(cfg RunConfig) (*Daemon, error) {
 		hc.ResourceManager.Close()
 		return nil, err
 	}
+	keyAddrs := site.Addrs
+	if config.PublicSiteAddress == "" {
+		site.Addrs = dialSiteAddrs(keyAddrs, parseSiteAddrs(site.ID, state.SiteAddrs))
+	}
 	h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
-	d := &Daemon{cfg: cfg, config: config, site: site, host: h, state: state, natNews: make(chan struct{}, 1), clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults(),
+	d := &Daemon{cfg: cfg, config: config, site: site, keyAddrs: keyAddrs, host: h, state: state, natNews: make(chan struct{}, 1), clock: clockOr(cfg.Clock), backoff: cfg.Backoff.withDefaults(),
 		jumpoints: jumpoints, log: log}
 	d.sess = &sessions{gate: grant.NewGate(grant.DefaultLimits(), grant.WithClock(d.clock))}
 	d.reserver = newReserver(d)

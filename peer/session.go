@@ -90,7 +90,7 @@ func (d *Daemon) dial(ctx context.Context) (*frame.Stream, error) {
 	// also leaves out relay circuits; the coordinator is never reached
 	// through one, and a jumpoint's tunnels are TCP to libp2p.)
 	cctx = network.WithForceDirectDial(cctx, "peer to its coordinator: the daemon paces its own redials")
-	if err := d.host.Connect(cctx, d.site); err != nil {
+	if err := d.host.Connect(cctx, d.coordinator()); err != nil {
 		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: %w)", d.site.ID, err)
 	}
 	st, err := d.host.NewStream(cctx, d.site.ID, peerproto.Protocol)
@@ -105,6 +105,7 @@ func (d *Daemon) applyWelcome(w *pb.PeerWelcome, connected bool) {
 	if len(w.GetRelays()) > 0 {
 		d.setRelays(w.GetRelays())
 	}
+	d.learnSiteAddrs(w.GetSiteAddrs())
 	now := d.clock.Now().UTC()
 	d.updateState(func(s *State) {
 		s.Contacted, s.Connected, s.LastContact = true, connected || s.Connected, now

@@ -116,6 +116,11 @@ func (r *Relay) refresh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fetching the relay ACL from %s: %w", r.site.ID, err)
 	}
+	// Every live coordinator's addresses: kept, so a relay restarted while
+	// the one it enrolled with is down reaches another (mesh/member).
+	if _, err := member.Learn(files(r.cfg.DataDir), r.host, r.site.ID, resp.GetCoordinatorAddrs()); err != nil {
+		r.log.Warn("keeping the coordinators' addresses", logError, err)
+	}
 	list := resp.GetRelayAcl()
 	if list == nil {
 		return catalog.Errorf(catalog.CodeProtocol, "(the coordinator answered the relay ACL request without an ACL)")

@@ -3,6 +3,8 @@ package member
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -20,7 +22,12 @@ import (
 // Client is an enrolled member's connection to its coordinator: a libp2p
 // host with the member's key, and the site it is enrolled in.
 type Client struct {
-	host   host.Host
+	host host.Host
+	// files are where config is kept ("" Dir until a login is recorded);
+	// mu guards site and config, which follow the coordinators' addresses
+	// each answer carries (coordinators.go).
+	files  Files
+	mu     sync.Mutex
 	site   peer.AddrInfo
 	config *Config
 }
@@ -41,7 +48,12 @@ func Open(f Files, hc mesh.HostConfig) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newClient(hc, site, cfg)
+	c, err := newClient(hc, site, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.files = f
+	return c, nil
 }
 
 func newClient(hc mesh.HostConfig, site peer.AddrInfo, cfg *Config) (*Client, error) {
@@ -86,12 +98,20 @@ func Login(ctx context.Context, f Files, addr, code string, hc mesh.HostConfig) 
 		c.Close()
 		return nil, nil, err
 	}
+	// Every coordinator of the site, from now on kept with the login
+	// address (coordinators.go).
+	c.files = f
+	c.learn(append(lr.GetSiteAddrs(), resp.GetCoordinatorAddrs()...))
 	return c, lr, nil
 }
 
 // Call sends one control request to the coordinator.
 func (c *Client) Call(ctx context.Context, req *pb.Request) (*pb.Response, error) {
-	return Call(ctx, c.host, c.site, req)
+	resp, err := Call(ctx, c.host, c.SiteInfo(), req)
+	if err == nil {
+		c.learn(resp.GetCoordinatorAddrs())
+	}
+	return resp, err
 }
 
 // Call sends one control request from h to the coordinator at site,
@@ -115,7 +135,11 @@ func (c *Client) Site() peer.ID { return c.site.ID }
 
 // SiteInfo is the coordinator's peer ID and the addresses this member
 // knows it at.
-func (c *Client) SiteInfo() peer.AddrInfo { return c.site }
+func (c *Client) SiteInfo() peer.AddrInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return peer.AddrInfo{ID: c.site.ID, Addrs: slices.Clone(c.site.Addrs)}
+}
 
 // UserName is the user name this member logged in as.
 func (c *Client) UserName() string { return c.config.User }
@@ -132,6 +156,8 @@ func (c *Client) Close() error { return c.host.Close() }
 
 // CoordinatorAddr is the coordinator address this member logged in with.
 func (c *Client) CoordinatorAddr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if len(c.config.Coordinator) > 0 {
 		return c.config.Coordinator[0]
 	}

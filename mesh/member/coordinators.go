@@ -1,0 +1,136 @@
+package member
+
+import (
+	"slices"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+)
+
+// Several coordinators (issue 16 part 2). A site may run several
+// coordinators on one store, all with the site key: one peer ID at several
+// addresses. Every control answer carries every live coordinator's
+// addresses (pb.Response.coordinator_addrs; the login answer's site_addrs
+// too). A member keeps them in its config file after the address it
+// logged in with (Config.Coordinator), and its host dials them all at
+// once whenever it connects: whichever coordinator answers with the
+// site's ID serves it. A console run while one coordinator is down, a
+// relay or a jumpoint restarted after one died, reaches another.
+//
+// The list is a hint: it comes only on streams to the site's ID (the
+// secure handshake proved it), addresses naming another peer ID are
+// dropped (mesh.CoordinatorAddrs), and an address where another host
+// answers fails its handshake. An answer without a usable address keeps
+// the last list; the login address is never dropped.
+
+// mergeCoordinators is cfg's coordinator list with learned (without /p2p/)
+// in place of what it learned before: the first address (the one logged
+// in with) stays first. It reports whether the list changed, and the
+// addresses learned before that are not in it any more.
+func mergeCoordinators(cfg *Config, site peer.ID, learned []ma.Multiaddr) (changed bool, gone []ma.Multiaddr) {
+	var first ma.Multiaddr
+	var before []ma.Multiaddr
+	for i, s := range cfg.Coordinator {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			continue
+		}
+		if a = mesh.CoordinatorAddr(site, a); a == nil {
+			continue
+		}
+		if i == 0 {
+			first = a
+			continue
+		}
+		before = append(before, a)
+	}
+	next := learned
+	if first != nil {
+		next = mesh.MergeAddrs([]ma.Multiaddr{first}, learned)
+		before = append([]ma.Multiaddr{first}, before...)
+	}
+	if mesh.SameAddrs(before, next) {
+		return false, nil
+	}
+	for _, a := range before {
+		if !slices.ContainsFunc(next, a.Equal) {
+			gone = append(gone, a)
+		}
+	}
+	full, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: site, Addrs: next})
+	if err != nil {
+		return false, nil
+	}
+	list := make([]string, 0, len(full))
+	if first != nil {
+		list = append(list, cfg.Coordinator[0]) // as the user wrote it
+		full = full[1:]
+	}
+	for _, a := range full {
+		list = append(list, a.String())
+	}
+	cfg.Coordinator = list
+	return true, gone
+}
+
+// Learn keeps the coordinator addresses a control answer carried (raw,
+// binary multiaddrs) for a member that talks to the coordinator from a
+// host of its own (relays, jumpoints): they go into h's peerstore, so the
+// next connect dials them too, and into the config file in f. It does
+// nothing when raw holds no usable address, and reports whether the file
+// changed.
+func Learn(f Files, h host.Host, site peer.ID, raw [][]byte) (bool, error) {
+	learned, _ := mesh.CoordinatorAddrs(site, raw)
+	if len(learned) == 0 {
+		return false, nil
+	}
+	cfg, err := f.LoadConfig()
+	if err != nil {
+		return false, err
+	}
+	changed, gone := mergeCoordinators(cfg, site, learned)
+	if !changed {
+		return false, nil
+	}
+	forget(h, site, gone)
+	h.Peerstore().AddAddrs(site, learned, peerstore.PermanentAddrTTL)
+	return true, f.SaveConfig(cfg)
+}
+
+// learn is Learn for the member's own client: its site addresses follow.
+func (c *Client) learn(raw [][]byte) {
+	learned, _ := mesh.CoordinatorAddrs(c.site.ID, raw)
+	if len(learned) == 0 || c.files.Dir == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cfg := *c.config
+	changed, gone := mergeCoordinators(&cfg, c.site.ID, learned)
+	if !changed {
+		return
+	}
+	info, err := cfg.SiteInfo()
+	if err != nil || info.ID != c.site.ID {
+		return
+	}
+	if err := c.files.SaveConfig(&cfg); err != nil {
+		return // the next answer tries again
+	}
+	c.config.Coordinator = cfg.Coordinator
+	c.site.Addrs = info.Addrs
+	forget(c.host, c.site.ID, gone)
+	c.host.Peerstore().AddAddrs(c.site.ID, info.Addrs, peerstore.PermanentAddrTTL)
+}
+
+// forget takes the addresses of coordinators gone from the site out of
+// h's peerstore.
+func forget(h host.Host, site peer.ID, gone []ma.Multiaddr) {
+	for _, a := range gone {
+		h.Peerstore().SetAddr(site, a, 0)
+	}
+}
