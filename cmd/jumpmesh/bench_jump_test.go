@@ -122,16 +122,3 @@ func (s *phaseSums) log(b *testing.B, n int) {
 	fmt.Fprintf(&sb, "\n  %8.2f ms  total until the table (the phases overlap where run in parallel)", s.sum["total"]/float64(n))
 	b.Logf("mean phases of %d jumps:%s", n, sb.String())
 }
-
-// loadAverage is /proc/loadavg's first three figures.
-func loadAverage() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(raw))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
