@@ -126,6 +126,40 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
+// profileDir is JUMPMESH_BENCH_PROFILE: when set, the first jumpmesh pass
+// of each direction runs under perf (a CPU profile of the console's forward
+// process and of the peer, perf record -g, and their system calls, context
+// switches and CPU time, perf stat), written there for perf report.
+func profileDir() string { return os.Getenv("JUMPMESH_BENCH_PROFILE") }
+
+// perfAttach attaches perf record and perf stat to each pid and returns a
+// function that stops them (SIGINT: perf writes its files) and waits.
+func perfAttach(b *testing.B, dir, pass string, pids map[string]int) func() {
+	b.Helper()
+	var cmds []*exec.Cmd
+	for name, pid := range pids {
+		p := strconv.Itoa(pid)
+		base := filepath.Join(dir, pass+"-"+name)
+		cmds = append(cmds,
+			exec.Command("perf", "record", "-q", "-F", "999", "-g", "-o", base+".perf.data", "-p", p),
+			exec.Command("perf", "stat", "-e", "raw_syscalls:sys_enter,context-switches,task-clock", "-o", base+".stat", "-p", p))
+	}
+	for _, c := range cmds {
+		if err := c.Start(); err != nil {
+			b.Fatalf("perf: %v", err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // perf attaches before the pass starts
+	return func() {
+		for _, c := range cmds {
+			c.Process.Signal(os.Interrupt)
+		}
+		for _, c := range cmds {
+			c.Wait()
+		}
+	}
+}
+
 // BenchmarkForwardIperf3: iperf3 (one stream, 128 KiB writes) through
 // `jumpmesh forward` ÷ through `ssh -L` (target ≥ 2) and ÷ straight over
 // loopback TCP (target ≥ 0.35), each direction, all in one run; and the
@@ -147,10 +181,15 @@ func BenchmarkForwardIperf3(b *testing.B) {
 		for d, reverse := range []bool{false, true} {
 			_, r := iperf(b, port, reverse, 1)
 			raw[d] += r
+			stopPerf := func() {}
+			if dir := profileDir(); dir != "" && i == 0 {
+				stopPerf = perfAttach(b, dir, []string{"up", "down"}[d], map[string]int{"console": fw.Process.Pid, "peer": peer})
+			}
 			c0, p0 := procCPU(b, fw.Process.Pid), procCPU(b, peer)
 			n, r := iperf(b, jmPort, reverse, 1)
 			conCPU += procCPU(b, fw.Process.Pid) - c0
 			peerCPU += procCPU(b, peer) - p0
+			stopPerf()
 			jm[d] += r
 			jmBytes[d] += n
 			_, r = iperf(b, sshPort, reverse, 1)
