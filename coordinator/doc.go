@@ -222,4 +222,34 @@
 // compared. TestPeerGoneCacheMatchesStoreAfterConflicts makes real Badger
 // conflicts (Store.beforeCommit, set by tests only) and compares every
 // cached record with its stored one.
+//
+// # Several coordinators on one etcd: members and the store's watch
+//
+// Every coordinator process of a site is a member under an instance name
+// (StoreConfig.Instance, `coordinator run --instance`, the host name by
+// default). On etcd a member keeps c/<instance> (a JSON memberRecord: its
+// addresses, start, version, process) under a lease of its own (10 s TTL,
+// kept alive); every commit is fenced on that key, so a coordinator whose
+// lease ran out writes nothing until it registered again
+// (store_etcd_lease.go). A second process of a live instance is refused
+// (store_in_use). On Badger the coordinator is the only member. What the
+// rest of the service uses (members.go, store.go):
+//
+//   - Service.members(): the live members, this one first, then by name;
+//   - Service.memberAddrs(): every address the site's coordinators serve
+//     at, this one's first, each once, without /p2p/ (all of them have the
+//     site's peer ID); jumpoints.go's siteAddrs is another thing (own
+//     addresses with /p2p/ and the relays');
+//   - Service.onMembersChanged(fn): fn runs after a member joins, leaves
+//     or its lease ends;
+//   - Tx.revision() and Store.watch(prefix, after, fn): read what you
+//     follow in a View, take its revision, and watch from there: fn gets
+//     every later change under prefix in commit order (watchBatch of
+//     storeEvents; a nil value is a delete, a lease's end included; reset
+//     means "the prefix afresh" after the watch fell behind etcd's
+//     compaction), on one goroutine per watch, until the store closes. Own
+//     writes come back too: applying must be idempotent. On Badger fn is
+//     never called;
+//   - Tx.kv.setLeased(key, value): a write that lasts while this member
+//     does (presence).
 package coordinator

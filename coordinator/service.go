@@ -79,6 +79,8 @@ type Service struct {
 	// wakeSender orders wakers (wake.go); wakes counts the attempts.
 	wakeSender WakeSender
 	wakes      *prometheus.CounterVec
+	// memberView follows the site's other coordinators (members.go).
+	memberView *memberView
 }
 
 // PeerRetries is how many peer hellos the connection rate turned away.
@@ -154,6 +156,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, fmt.Errorf("loading peers: %w", err)
 	}
 	s.peers = peers
+	if err := s.startMembers(); err != nil {
+		return nil, fmt.Errorf("reading the site's members: %w", err)
+	}
 	return s, nil
 }
 

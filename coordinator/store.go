@@ -35,8 +35,16 @@ import (
 //	wk/<peer id>    last wake attempt (unix ms, big-endian; wake.go)
 //	a/<time><seq>   audit event (audit.go); ag/<nonce> its grant index
 //	settings        Settings
+//
+// and, on etcd, where several coordinators share the records, two kinds of
+// JSON records held by a coordinator's lease (store_etcd_lease.go):
+//
+//	c/<instance>    a live coordinator: memberRecord (members.go)
+//	o/<peer id>     an online peer and who holds it: presenceRecord (presence.go)
 type Store struct {
 	kv kvBackend
+	// instance is this coordinator's name among the site's members.
+	instance string
 	// beforeCommit, when set (tests only), runs after an Update's function
 	// and before its commit: a test makes a write conflict there.
 	beforeCommit func()
@@ -70,6 +78,46 @@ func (o StoreOptions) logger() *slog.Logger {
 
 // Close flushes and closes the database.
 func (s *Store) Close() error { return s.kv.close() }
+
+// Instance is this coordinator's name among the site's members (the
+// hostname unless --instance said otherwise).
+func (s *Store) Instance() string { return s.instance }
+
+// shared reports whether other coordinators may write the store: it is
+// etcd and this store registered as a member there.
+func (s *Store) shared() bool {
+	e, ok := s.kv.(*etcdKV)
+	return ok && e.member != nil
+}
+
+// watch calls fn with every change under prefix after revision after (a
+// Tx's revision), in commit order, on a goroutine of the store's, until
+// Close; fn must not block for long (the next changes wait). Own writes
+// come back too: applying must be idempotent. On Badger (no other
+// writer) fn is never called.
+func (s *Store) watch(prefix string, after int64, fn func(watchBatch)) {
+	s.kv.watch([]byte(prefix), after, fn)
+}
+
+// announce writes the addresses this coordinator serves into its member
+// record (etcd; nothing on Badger).
+func (s *Store) announce(addrs []string) error {
+	if e, ok := s.kv.(*etcdKV); ok {
+		return e.announce(addrs)
+	}
+	return nil
+}
+
+// onRegistered sets what runs after this coordinator registered again
+// following a lost lease (etcd): what its lease held is gone and is put
+// back there.
+func (s *Store) onRegistered(fn func()) {
+	if e, ok := s.kv.(*etcdKV); ok && e.member != nil {
+		e.member.mu.Lock()
+		e.member.onRegistered = fn
+		e.member.mu.Unlock()
+	}
+}
 
 // View runs fn in a read-only transaction.
 func (s *Store) View(fn func(tx *Tx) error) error {
@@ -123,6 +171,10 @@ func (tx *Tx) put(key string, m proto.Message) error {
 	}
 	return nil
 }
+
+// revision is the store revision this transaction reads at: a watch from
+// there misses nothing the transaction did not see (0 on Badger).
+func (tx *Tx) revision() (int64, error) { return tx.kv.revision() }
 
 func (tx *Tx) del(key string) error {
 	if err := tx.kv.delete([]byte(key)); err != nil {

@@ -41,6 +41,10 @@ func openBadger(dir string, opts StoreOptions) (*badgerKV, error) {
 
 func (b *badgerKV) close() error { return b.db.Close() }
 
+// watch: one process holds a Badger directory, so nothing changes that
+// this coordinator did not write itself.
+func (b *badgerKV) watch([]byte, int64, func(watchBatch)) {}
+
 func (b *badgerKV) view(fn func(kvTxn) error) error {
 	return b.db.View(func(txn *badger.Txn) error { return fn(badgerTxn{txn}) })
 }
@@ -77,6 +81,10 @@ func (t badgerTxn) get(key []byte) ([]byte, bool, error) {
 
 func (t badgerTxn) set(key, value []byte) error { return t.txn.Set(key, value) }
 func (t badgerTxn) delete(key []byte) error     { return t.txn.Delete(key) }
+
+// setLeased is set: on Badger this coordinator is the site's only member.
+func (t badgerTxn) setLeased(key, value []byte) error { return t.txn.Set(key, value) }
+func (t badgerTxn) revision() (int64, error)          { return 0, nil }
 
 // create reads key first: Badger's conflict detection covers what a
 // transaction read, so a concurrent create of the same key conflicts.

@@ -56,12 +56,16 @@ type etcdKV struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// lockKey and lockRev fence every commit when this store holds the
-	// site's coordinator lock: a Txn commits only while the lock key is
-	// the one this store created.
-	lockKey   string
-	lockRev   atomic.Int64
-	lockLease atomic.Int64 // a clientv3.LeaseID
+	// lockKey is the exclusive lock's key (coordinator migrate); fence
+	// is what every commit is checked against: this store's member key
+	// c/<instance> (or the lock key) at the revision it created it, and
+	// the lease that key is held by (store_etcd_lease.go). nil when the
+	// store neither registered nor locked.
+	lockKey string
+	fence   atomic.Pointer[etcdFence]
+	member  *etcdMember // nil unless cfg.Instance
+	// lost tells keepLease that a commit found the fence key gone.
+	lost      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -87,17 +91,23 @@ type EtcdConfig struct {
 	DialTimeout time.Duration
 	// RequestTimeout bounds each request (10 s).
 	RequestTimeout time.Duration
-	// Lock takes the prefix's coordinator lock, a key held by a lease of
-	// LockTTL (10 s): a second store with Lock on the same prefix is
-	// refused with CodeStoreInUse until the first closes or its lease
-	// runs out. Holder says who holds it, for that error.
+	// Instance registers this store as the site's member c/<Instance>, a
+	// key held by a lease of LockTTL (10 s) kept alive until close; every
+	// commit is fenced on that key (store_etcd_lease.go). Several members
+	// share a prefix; a second store with the same Instance while the
+	// first lives is refused with CodeStoreInUse. Holder describes the
+	// process (pid, host, data directory) in the member record.
+	Instance string
+	// Lock takes the prefix's exclusive lock instead (coordinator
+	// migrate): refused while any member or another lock holder lives,
+	// and no member registers while it is held. Holder names it.
 	Lock    bool
 	LockTTL time.Duration
 	Holder  string
-	// HolderPlace, when the lock's holder says it too (the same host and
-	// data directory: most likely this coordinator before a crash), makes
-	// the store wait up to LockTTL for that lock to lapse instead of
-	// refusing at once.
+	// HolderPlace, when the live member of the same Instance (or the
+	// lock's holder) says it too (the same host and data directory: most
+	// likely this coordinator before a crash), makes the store wait up to
+	// LockTTL for that key to lapse instead of refusing at once.
 	HolderPlace string
 	// MaxTxnOps and MaxRequestBytes are the members' --max-txn-ops and
 	// --max-request-bytes (128 and 1.5 MiB).
@@ -192,7 +202,7 @@ func openEtcd(cfg EtcdConfig) (_ *etcdKV, err error) {
 	if err != nil {
 		return nil, etcdOpenError(cfg.Endpoints, err)
 	}
-	b := &etcdKV{cli: cli, prefix: cfg.Prefix, cfg: cfg, log: log, lockKey: cfg.Prefix + lockKeyName}
+	b := &etcdKV{cli: cli, prefix: cfg.Prefix, cfg: cfg, log: log, lockKey: cfg.Prefix + lockKeyName, lost: make(chan struct{}, 1)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -212,8 +222,13 @@ func openEtcd(cfg EtcdConfig) (_ *etcdKV, err error) {
 		}
 		return nil, etcdOpenError(cfg.Endpoints, err)
 	}
-	if cfg.Lock {
+	switch {
+	case cfg.Lock:
 		if err := b.takeLock(); err != nil {
+			return nil, err
+		}
+	case cfg.Instance != "":
+		if err := b.register(); err != nil {
 			return nil, err
 		}
 	}
@@ -228,13 +243,14 @@ func (b *etcdKV) close() error {
 	b.closeOnce.Do(func() {
 		b.cancel()
 		b.wg.Wait()
-		if lease := clientv3.LeaseID(b.lockLease.Load()); lease != 0 {
-			// Give the lock back now rather than after its TTL.
+		if f := b.fence.Load(); f != nil {
+			// Give the member key (or the lock) back now rather than after
+			// its TTL: its presence keys go with it.
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_, err := b.cli.Revoke(ctx, lease)
+			_, err := b.cli.Revoke(ctx, f.lease)
 			cancel()
 			if err != nil {
-				b.log.Warn("releasing the store's coordinator lock", "key", b.lockKey, logError, err)
+				b.log.Warn("revoking the store's lease", "key", f.key, logError, err)
 			}
 		}
 		b.closeErr = b.cli.Close()
@@ -273,6 +289,8 @@ type etcdTxn struct {
 	// writes: full key → value, nil for a delete.
 	writes  map[string][]byte
 	creates map[string]bool
+	// leased marks writes put under the store's lease (setLeased).
+	leased map[string]bool
 }
 
 var errReadOnly = errors.New("write in a read-only transaction")
@@ -344,6 +362,7 @@ func (t *etcdTxn) set(key, value []byte) error {
 		value = []byte{}
 	}
 	t.writes[t.full(key)] = bytes.Clone(value)
+	delete(t.leased, t.full(key))
 	return nil
 }
 
@@ -355,6 +374,20 @@ func (t *etcdTxn) delete(key []byte) error {
 		t.writes = map[string][]byte{}
 	}
 	t.writes[t.full(key)] = nil
+	delete(t.leased, t.full(key))
+	return nil
+}
+
+// setLeased sets key under this store's lease: etcd deletes it when the
+// lease ends (close, or the coordinator's death).
+func (t *etcdTxn) setLeased(key, value []byte) error {
+	if err := t.set(key, value); err != nil {
+		return err
+	}
+	if t.leased == nil {
+		t.leased = map[string]bool{}
+	}
+	t.leased[t.full(key)] = true
 	return nil
 }
 
@@ -467,10 +500,11 @@ func slicesReverse(s []string) {
 	}
 }
 
-// errStoreLockLost: this coordinator's lock on the store's prefix is gone
-// (its lease ran out, etcd was unreachable for longer than its TTL): it
-// must write no more, since another coordinator may hold the lock now.
-var errStoreLockLost = errors.New("the store's coordinator lock was lost (its lease ran out); restart the coordinator")
+// errStoreLockLost: this coordinator's member key (or lock) is gone (its
+// lease ran out: etcd was unreachable for longer than its TTL): it writes
+// no more until it has registered again, since another process of the
+// same instance may have registered meanwhile.
+var errStoreLockLost = errors.New("this coordinator's store lease was lost (etcd unreachable for longer than its TTL?); writes fail until it registers again")
 
 func (t *etcdTxn) commit() error {
 	if len(t.writes) == 0 {
@@ -499,10 +533,17 @@ func (t *etcdTxn) commit() error {
 			len(ops), size, len(cmps), b.cfg.maxTxnOps(), b.cfg.maxRequestBytes())
 	}
 	var orElse []clientv3.Op
-	lockRev := b.lockRev.Load()
-	if b.cfg.Lock {
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(b.lockKey), "=", lockRev))
-		orElse = append(orElse, clientv3.OpGet(b.lockKey))
+	fence := b.fence.Load()
+	if fence != nil {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(fence.key), "=", fence.rev))
+		orElse = append(orElse, clientv3.OpGet(fence.key))
+		for i, k := range keys {
+			if t.leased[k] && t.writes[k] != nil {
+				ops[i] = clientv3.OpPut(k, string(t.writes[k]), clientv3.WithLease(fence.lease))
+			}
+		}
+	} else if len(t.leased) > 0 {
+		return errors.New("a leased write in a store that holds no lease")
 	}
 	ctx, cancel := b.rctx()
 	defer cancel()
@@ -515,8 +556,12 @@ func (t *etcdTxn) commit() error {
 	if resp.Succeeded {
 		return nil
 	}
-	if b.cfg.Lock {
-		if r := resp.Responses[0].GetResponseRange(); r == nil || len(r.Kvs) == 0 || r.Kvs[0].CreateRevision != lockRev {
+	if fence != nil {
+		if r := resp.Responses[0].GetResponseRange(); r == nil || len(r.Kvs) == 0 || r.Kvs[0].CreateRevision != fence.rev {
+			select {
+			case b.lost <- struct{}{}: // keepLease registers again
+			default:
+			}
 			return errStoreLockLost
 		}
 	}
@@ -575,99 +620,4 @@ func (t *etcdTxn) compares() []clientv3.Cmp {
 		}
 	}
 	return cmps
-}
-
-// takeLock creates the prefix's lock key under a lease kept alive until
-// close; another holder is CodeStoreInUse. A lock lost while running (etcd
-// unreachable for longer than the TTL) is taken again when it is free;
-// until then every commit fails (errStoreLockLost).
-func (b *etcdKV) takeLock() error {
-	alive, err := b.acquireLock(true)
-	if err != nil {
-		return err
-	}
-	b.wg.Go(func() { b.keepLock(alive) })
-	return nil
-}
-
-func (b *etcdKV) keepLock(alive <-chan *clientv3.LeaseKeepAliveResponse) {
-	for {
-		for range alive {
-		}
-		if b.ctx.Err() != nil {
-			return
-		}
-		b.log.Error("the store's coordinator lock was lost (etcd unreachable for longer than its TTL?); writes fail until it is taken again", "key", b.lockKey)
-		for {
-			select {
-			case <-b.ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			ch, err := b.acquireLock(false)
-			if err == nil {
-				alive = ch
-				b.log.Info("took the store's coordinator lock again", "key", b.lockKey)
-				break
-			}
-			b.log.Warn("taking the store's coordinator lock again", logError, err)
-		}
-	}
-}
-
-// acquireLock takes the lock once; with wait, it waits up to the TTL for a
-// lock held from the same place (see EtcdConfig.HolderPlace).
-func (b *etcdKV) acquireLock(wait bool) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
-	ctx, cancel := b.rctx()
-	defer func() { cancel() }()
-	lease, err := b.cli.Grant(ctx, int64(max(b.cfg.lockTTL()/time.Second, 1)))
-	if err != nil {
-		return nil, etcdError(err)
-	}
-	holder := b.cfg.Holder
-	if holder == "" {
-		holder = "a coordinator"
-	}
-	holder += " since " + time.Now().UTC().Format(time.RFC3339)
-	var resp *clientv3.TxnResponse
-	deadline := time.Now().Add(b.cfg.lockTTL() + time.Second)
-	for {
-		resp, err = b.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(b.lockKey), "=", 0)).
-			Then(clientv3.OpPut(b.lockKey, holder, clientv3.WithLease(lease.ID))).
-			Else(clientv3.OpGet(b.lockKey)).Commit()
-		if err != nil || resp.Succeeded {
-			break
-		}
-		other := "another coordinator"
-		if r := resp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
-			other = string(r.Kvs[0].Value)
-		}
-		if !wait || b.cfg.HolderPlace == "" || !strings.Contains(other, b.cfg.HolderPlace) || time.Now().After(deadline) {
-			err = storeInUse(b.lockKey, other, b.cfg.lockTTL())
-			break
-		}
-		// Most likely this coordinator's own lock from before a crash: its
-		// lease runs out within the TTL.
-		b.log.Info("waiting for the store's coordinator lock held by the same host and data directory", "holder", other)
-		cancel()
-		select {
-		case <-time.After(500 * time.Millisecond):
-		case <-b.ctx.Done():
-			return nil, b.ctx.Err()
-		}
-		ctx, cancel = b.rctx()
-	}
-	if err == nil {
-		var alive <-chan *clientv3.LeaseKeepAliveResponse
-		if alive, err = b.cli.KeepAlive(b.ctx, lease.ID); err == nil {
-			b.lockLease.Store(int64(lease.ID))
-			b.lockRev.Store(resp.Header.Revision)
-			return alive, nil
-		}
-	}
-	rctx, rcancel := b.rctx()
-	b.cli.Revoke(rctx, lease.ID)
-	rcancel()
-	return nil, etcdError(err)
 }

@@ -31,6 +31,11 @@ type StoreConfig struct {
 	// Etcd holds TLS, auth and prefix options; its Endpoints come from URL
 	// and its Prefix defaults to DefaultEtcdPrefix(site id).
 	Etcd EtcdConfig
+	// Instance names this coordinator among the site's members
+	// (members.go): [a-z0-9-], at most 63; DefaultInstance() (the host
+	// name) when empty. Two live coordinators of a site on etcd may not
+	// share one.
+	Instance string
 }
 
 // IsEtcd reports whether the config names an etcd store.
@@ -64,24 +69,38 @@ func ParseStoreURL(s string) (endpoints []string, useTLS bool, err error) {
 
 // openSiteStore opens the store a coordinator of site runs on.
 func openSiteStore(site *Site, cfg StoreConfig, opts StoreOptions) (*Store, error) {
+	instance := cfg.Instance
+	if instance == "" {
+		instance = DefaultInstance()
+	} else if err := ValidInstance(instance); err != nil {
+		return nil, err
+	}
 	if !cfg.IsEtcd() {
-		return OpenStore(site.StorePath(), opts)
+		st, err := OpenStore(site.StorePath(), opts)
+		if err == nil {
+			st.instance = instance
+		}
+		return st, err
 	}
 	ec, err := cfg.etcdConfig(site.ID.String())
 	if err != nil {
 		return nil, err
 	}
-	ec.Lock = true
+	ec.Instance, ec.Lock = instance, false
 	if ec.Holder == "" {
 		host, _ := os.Hostname()
 		dir, _ := filepath.Abs(site.Dir)
 		ec.HolderPlace = fmt.Sprintf("on %s, data %s", host, dir)
-		ec.Holder = fmt.Sprintf("coordinator pid %d %s", os.Getpid(), ec.HolderPlace)
+		ec.Holder = fmt.Sprintf("pid %d %s", os.Getpid(), ec.HolderPlace)
 	}
 	if ec.Logger == nil {
 		ec.Logger = opts.Logger
 	}
-	return OpenEtcdStore(ec)
+	st, err := OpenEtcdStore(ec)
+	if err == nil {
+		st.instance = instance
+	}
+	return st, err
 }
 
 // etcdConfig is cfg.Etcd with the URL's endpoints and the site's prefix.
@@ -132,7 +151,7 @@ func invalidStoref(format string, args ...any) error {
 }
 
 func storeInUse(key, holder string, ttl time.Duration) error {
-	return catalog.Errorf(catalog.CodeStoreInUse, "(%s holds %s; if it stopped without closing, its lock lapses within %s)", holder, key, ttl)
+	return catalog.Errorf(catalog.CodeStoreInUse, "(%s holds %s; if it stopped without closing, its lease lapses within %s)", holder, key, ttl)
 }
 
 // etcdOpenError names the endpoints in what etcdError makes of err.

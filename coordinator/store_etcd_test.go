@@ -2,8 +2,10 @@ package coordinator
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,8 +17,9 @@ import (
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
-// What an operator meets with etcd: the catalog's errors, the coordinator
-// lock, and moving a site.
+// What an operator meets with etcd: the catalog's errors, and moving a
+// site. Membership (several coordinators, one instance name each) is in
+// members_test.go.
 
 func rawEtcd(t *testing.T, cfg EtcdConfig) *clientv3.Client {
 	t.Helper()
@@ -113,83 +116,6 @@ func TestEtcdStoreErrorsNameTheCause(t *testing.T) {
 	})
 }
 
-// TestEtcdStoreLockKeepsOneCoordinator: a second store taking the lock on
-// the same prefix is refused until the first closes; one whose lock was
-// taken from it writes nothing more.
-func TestEtcdStoreLockKeepsOneCoordinator(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd")
-	}
-	srv := etcdtest.Start(t, etcdtest.Options{})
-	cfg := testEtcdConfig(srv, "/jumpmesh/locked/")
-	cfg.Lock, cfg.Holder = true, "first coordinator"
-	first, err := OpenEtcdStore(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Holder = "second coordinator"
-	_, err = OpenEtcdStore(cfg)
-	wantCode(t, err, catalog.CodeStoreInUse)
-	if ce := err.(*catalog.Error); !contains(ce.Detail, "first coordinator") {
-		t.Errorf("the refusal does not name the holder: %v", err)
-	}
-	// Another prefix is another site.
-	other := cfg
-	other.Prefix = "/jumpmesh/locked-too/"
-	st, err := OpenEtcdStore(other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	// Records are not the lock: lists never show it.
-	mustUpdate(t, first, func(tx *Tx) error { return tx.PutUser(&pb.User{Name: "u"}) })
-	n, _, err := storeDigest(first)
-	if err != nil || n != 1 {
-		t.Fatalf("store holds %d keys (%v), want 1: the lock key is listed", n, err)
-	}
-	first.Close()
-	second, err := OpenEtcdStore(cfg)
-	if err != nil {
-		t.Fatalf("after the first closed: %v", err)
-	}
-	defer second.Close()
-	// The lock goes (an operator deletes it; a lease runs out) and
-	// another coordinator takes it: the old one must not write.
-	cli := rawEtcd(t, cfg)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if _, err := cli.Delete(ctx, cfg.Prefix+lockKeyName); err != nil {
-		t.Fatal(err)
-	}
-	third, err := OpenEtcdStore(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer third.Close()
-	err = second.Update(func(tx *Tx) error { return tx.PutUser(&pb.User{Name: "from-the-past"}) })
-	if err == nil || !contains(err.Error(), "lock was lost") {
-		t.Fatalf("a write without the lock: %v", err)
-	}
-	mustUpdate(t, third, func(tx *Tx) error { return tx.PutUser(&pb.User{Name: "from-the-holder"}) })
-
-	// The holder's lease runs out (etcd away longer than the TTL): it
-	// takes the free lock again and writes again.
-	if _, err := cli.Revoke(ctx, clientv3.LeaseID(third.kv.(*etcdKV).lockLease.Load())); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := third.Update(func(tx *Tx) error { return tx.PutUser(&pb.User{Name: "after-the-lapse"}) })
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the lock was not taken again: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond) // polling with a deadline
-	}
-}
-
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 // TestCoordinatorRunsOnEtcd: init a site (Badger), migrate it, run the
@@ -229,17 +155,50 @@ func TestCoordinatorRunsOnEtcd(t *testing.T) {
 	if err != nil || invites != 1 {
 		t.Fatalf("invites on etcd: %d %v", invites, err)
 	}
-	_, err = New(Config{DataDir: dir, HTTPAddr: "off", Store: to, Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
+	// A second process of the same instance (another copy of the data
+	// directory: not this one restarting) is refused at once.
+	copyDir := filepath.Join(t.TempDir(), "copy")
+	if err := os.CopyFS(copyDir, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(copyDir, "site.key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{DataDir: copyDir, HTTPAddr: "off", Store: to, Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
 	wantCode(t, err, catalog.CodeStoreInUse)
-	// Migrating onto a running coordinator's prefix is refused too.
+	// Another instance serves the site beside it; each sees the other.
+	second := to
+	second.Instance = "second"
+	c2, err := New(Config{DataDir: dir, HTTPAddr: "off", Store: second, Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
+	if err != nil {
+		t.Fatalf("a second instance: %v", err)
+	}
+	defer c2.Close()
+	both := func(s *Service) bool {
+		ms := s.members()
+		return len(ms) == 2 && len(ms[1].Addrs) > 0 && len(s.memberAddrs()) == len(ms[0].Addrs)+len(ms[1].Addrs)
+	}
+	eventually(t, 10*time.Second, "two members seen by each", func() bool { return both(c.service) && both(c2.service) })
+	if ms := c2.service.members(); ms[0].Instance != "second" || !ms[0].Self || ms[1].Instance != DefaultInstance() || ms[1].Self {
+		t.Fatalf("members of the second: %+v", ms)
+	}
+	if got, want := c2.service.memberAddrs()[0], c2.service.addrs()[0]; !got.Equal(want) {
+		t.Fatalf("memberAddrs starts with %s, not its own %s", got, want)
+	}
+	// Migrating onto a running site's prefix is refused.
 	_, err = Migrate(MigrateConfig{DataDir: dir, To: to, Force: true})
 	wantCode(t, err, catalog.CodeStoreInUse)
+	var changes atomic.Int32
+	c2.service.onMembersChanged(func() { changes.Add(1) })
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c2, err := New(Config{DataDir: dir, HTTPAddr: "off", Store: to})
+	eventually(t, 10*time.Second, "the first gone from the second's members", func() bool {
+		return len(c2.service.members()) == 1 && changes.Load() > 0
+	})
+	c3, err := New(Config{DataDir: dir, HTTPAddr: "off", Store: to})
 	if err != nil {
 		t.Fatalf("after the first coordinator stopped: %v", err)
 	}
-	c2.Close()
+	c3.Close()
 }

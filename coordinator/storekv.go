@@ -26,6 +26,13 @@ type kvTxn interface {
 	// that order), until fn returns false or an error. key and value are
 	// valid only during the call.
 	scan(prefix, start []byte, reverse bool, fn func(key, value []byte) (bool, error)) error
+	// setLeased sets key so that it lasts only while this coordinator
+	// does: on etcd under the member's lease (etcd deletes it when the
+	// process dies); on Badger, the only member, a plain set.
+	setLeased(key, value []byte) error
+	// revision is the store revision the transaction reads at, for a
+	// watch from there (0 on Badger, which has no other writers).
+	revision() (int64, error)
 }
 
 // kvBackend runs transactions.
@@ -37,7 +44,33 @@ type kvBackend interface {
 	// fn read, and nothing was written. beforeCommit, if not nil, runs
 	// between fn and the commit.
 	update(fn func(kvTxn) error, beforeCommit func()) error
+	// watch calls fn with every change under prefix after revision
+	// after, in commit order, on a goroutine of the backend's, until
+	// close. Own writes come back too. Badger has no other writer: its
+	// watch returns and never calls fn.
+	watch(prefix []byte, after int64, fn func(watchBatch))
 	close() error
+}
+
+// storeEvent is one change a watch saw.
+type storeEvent struct {
+	// key is the store's key (p/<peer id>, settings, …).
+	key string
+	// value is the new value; nil when the key was deleted (by a
+	// transaction, or by etcd when the lease that held it ended).
+	value []byte
+	// rev is the change's revision.
+	rev int64
+}
+
+// watchBatch is what a watch hands its function at a time: the changes of
+// one or more revisions in order or, with reset, every key under the
+// prefix as of rev (the watch fell behind etcd's compaction): the watcher
+// replaces what it holds of the prefix with them.
+type watchBatch struct {
+	events []storeEvent
+	reset  bool
+	rev    int64 // the latest revision the batch covers
 }
 
 // ErrStoreConflict is returned by Store.Update when its transaction lost

@@ -99,15 +99,15 @@ func printInit(w io.Writer, dir string, v initView) {
 
 func coordinatorRunCommand() *cli.Command {
 	var f struct {
-		data, httpAddr, logLevel, logFormat string
-		listen                              cli.StringSlice
-		store                               storeFlags
+		data, httpAddr, logLevel, logFormat, instance string
+		listen                                        cli.StringSlice
+		store                                         storeFlags
 	}
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run the coordinator until SIGINT or SIGTERM",
 		UsageText: "jumpmesh coordinator run --data DIR [--listen MULTIADDR ...] [--http-addr ADDR] [--log-format text|json]\n" +
-			"                         [--store badger|etcd://HOST:2379[,HOST:2379...] [etcd options]]\n\n" +
+			"                         [--store badger|etcd://HOST:2379[,HOST:2379...] [--instance NAME] [etcd options]]\n\n" +
 			"Examples:\n" +
 			"  jumpmesh coordinator run --data /var/lib/jumpmesh --log-format json\n" +
 			"  JUMPMESH_ETCD_PASSWORD=... jumpmesh coordinator run --data /var/lib/jumpmesh \\\n" +
@@ -115,14 +115,17 @@ func coordinatorRunCommand() *cli.Command {
 		Description: "Listens on TCP and QUIC, serves the control protocol, and exposes Prometheus /metrics and\n" +
 			"/healthz on --http-addr. Stops cleanly on SIGINT/SIGTERM.\n\n" +
 			"--store etcd://... keeps the site's records in etcd under /jumpmesh/<site id>/ (the site key and\n" +
-			"site.json stay in --data). One coordinator per site for now: a second one on the same prefix\n" +
-			"is refused (store_in_use) while the first holds its lock. See docs/etcd.md.",
+			"site.json stay in --data). Several coordinators may serve one site on one etcd, each with the\n" +
+			"site's data directory (the same site key) and its own --instance name: a second process with\n" +
+			"the same instance name is refused (store_in_use) while the first lives. See docs/etcd.md.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Destination: &f.data, Usage: "site data directory made by coordinator init (required)"},
 			&cli.StringSliceFlag{Name: "listen", Destination: &f.listen, Usage: "multiaddr to listen on, replacing site.json's (repeatable)"},
 			&cli.StringFlag{Name: "http-addr", Destination: &f.httpAddr, Usage: "address for /metrics and /healthz, replacing site.json's; \"off\" disables"},
 			&cli.StringFlag{Name: "log-level", Destination: &f.logLevel, Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Destination: &f.logFormat, Value: "text", Usage: "text or json"},
+			&cli.StringFlag{Name: "instance", Destination: &f.instance, EnvVars: []string{"JUMPMESH_INSTANCE"},
+				Usage: "this coordinator's name among the site's coordinators on etcd: a-z, 0-9, - (default: the host name)"},
 		}, f.store.flags("store", "where the site's records live: badger (in --data) or etcd://HOST:2379[,HOST:2379...]", "badger")...),
 		Action: func(cc *cli.Context) error {
 			if err := needArgs(cc, 0); err != nil {
@@ -134,6 +137,12 @@ func coordinatorRunCommand() *cli.Command {
 			store, err := f.store.config("store")
 			if err != nil {
 				return err
+			}
+			if f.instance != "" {
+				if err := coordinator.ValidInstance(f.instance); err != nil {
+					return usagef("--instance: %v", err)
+				}
+				store.Instance = f.instance
 			}
 			log, err := newLogger(cc.App.ErrWriter, f.logLevel, f.logFormat)
 			if err != nil {

@@ -11,8 +11,9 @@ import (
 
 // TestCoordinatorOnEtcdThroughTheCLI moves a site to a real etcd with
 // `coordinator migrate`, runs it with --store etcd://, refuses a second
-// coordinator on the same prefix, and finds every acknowledged write after
-// a kill -9 (the restarted coordinator waits for its old lock to lapse).
+// coordinator of the same instance name on the same prefix, and finds every
+// acknowledged write after a kill -9 (the restarted coordinator waits for
+// its old member key to lapse).
 func TestCoordinatorOnEtcdThroughTheCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd")
@@ -37,11 +38,12 @@ func TestCoordinatorOnEtcdThroughTheCLI(t *testing.T) {
 	}
 	runFails(t, dir, "Cannot reach the site's etcd store", "coordinator", "run", "--data", data, "--store", "etcd://127.0.0.1:1")
 	runFails(t, dir, "the scheme is etcd:// or etcds://", "coordinator", "run", "--data", data, "--store", "mysql://x")
+	runFails(t, dir, "use 1-63 of a-z, 0-9 and -", "coordinator", "run", "--data", data, "--store", store, "--instance", "Coord_1")
 
 	t.Setenv("JUMPMESH_STORE", store) // startCoordinator's processes inherit it
 	p := startCoordinator(t, data)
-	// A second coordinator elsewhere (another data directory with the same
-	// site) is refused at once.
+	// A second coordinator of the same instance name (the host name by
+	// default) elsewhere is refused at once.
 	other := filepath.Join(dir, "copy")
 	ok(t, dir, nil, "coordinator", "init", "--data", other)
 	runFails(t, dir, "Another coordinator is serving this site", "coordinator", "run", "--data", other, "--etcd-prefix", "/jumpmesh/"+init.Site+"/",

@@ -174,7 +174,7 @@ var catalog = map[Code]string{
 	CodeStoreUnreachable:    "Cannot reach the site's etcd store: no endpoint answered (check --store, that etcd runs, and the network).",
 	CodeStoreTLS:            "The TLS connection to etcd failed (check --etcd-cacert, --etcd-cert and --etcd-key, and whether etcd serves TLS on that port).",
 	CodeStoreAuth:           "The etcd store refused this coordinator's credentials (check --etcd-user and --etcd-password, or the client certificate's user).",
-	CodeStoreInUse:          "Another coordinator is serving this site from the same etcd prefix; several coordinators at once are not supported yet.",
+	CodeStoreInUse:          "Another coordinator is serving this site under the same instance name (give each its own --instance), or coordinator migrate is writing to its etcd prefix.",
 	CodeStoreNotEmpty:       "The destination store already holds records; refusing to overwrite them (--force replaces them).",
 	CodeSessionInUse:        "Another technician is in a session with this peer and concurrent jumps are not allowed; ask them for an invitation.",
 }
