@@ -23,6 +23,72 @@ import (
 	"time"
 )
 
+// BinaryName is the lab's member binary (go build -o jumpmesh-lab-etcd
+// ./sim/labetcd), as FindBinary looks for it.
+const BinaryName = "jumpmesh-lab-etcd"
+
+// FindBinary is the member binary to run: given if set, else BinaryName
+// next to this program's executable, else BinaryName or etcd in PATH.
+func FindBinary(given string) (string, error) {
+	if given == "" {
+		if exe, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(exe), BinaryName); isExecutable(p) {
+				given = p
+			}
+		}
+	}
+	for _, name := range []string{BinaryName, "etcd"} {
+		if given != "" {
+			break
+		}
+		given, _ = exec.LookPath(name)
+	}
+	if given == "" {
+		return "", fmt.Errorf("no etcd member binary: build one with go build -o %s ./sim/labetcd (or install etcd) and put it in PATH or next to this program", BinaryName)
+	}
+	p, err := filepath.Abs(given)
+	if err != nil {
+		return "", err
+	}
+	if !isExecutable(p) {
+		return "", fmt.Errorf("etcdlab: %s is not an executable file", p)
+	}
+	return p, nil
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+// StartLocal runs a one-member cluster of binary on loopback ports the
+// system picks, its data in dir, and waits until it serves. Close stops it.
+func StartLocal(ctx context.Context, binary, dir string) (*Cluster, error) {
+	var ports []int
+	var held []net.Listener
+	for range 2 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		held = append(held, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range held {
+		l.Close()
+	}
+	m := Member{Name: "local", Addr: netip.MustParseAddr("127.0.0.1"), ClientPort: ports[0], PeerPort: ports[1], Dir: dir}
+	c, err := New(Config{Binary: binary, Members: []Member{m}})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // Ports members listen on unless a Member says otherwise.
 const (
 	ClientPort = 2379

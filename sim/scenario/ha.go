@@ -24,46 +24,20 @@ import (
 // jumpmesh-lab-etcd ./sim/labetcd), looked for next to the jumpmesh binary
 // and in PATH when Options.EtcdBinary is empty; "etcd" in PATH is the
 // fallback.
-const EtcdBinaryName = "jumpmesh-lab-etcd"
+const EtcdBinaryName = etcdlab.BinaryName
 
 // findEtcdBinary is the member binary for sc: "" when sc has no etcd hosts.
 func findEtcdBinary(sc *Scenario, given string) (string, error) {
-	has := false
 	for _, h := range sc.Hosts {
-		has = has || h.Role == RoleEtcd
-	}
-	if !has {
-		return "", nil
-	}
-	if given == "" {
-		if exe, err := os.Executable(); err == nil {
-			if p := filepath.Join(filepath.Dir(exe), EtcdBinaryName); isExecutable(p) {
-				given = p
+		if h.Role == RoleEtcd {
+			p, err := etcdlab.FindBinary(given)
+			if err != nil {
+				return "", fmt.Errorf("scenario %s has etcd hosts (--etcd-binary): %w", sc.Name, err)
 			}
+			return p, nil
 		}
 	}
-	for _, name := range []string{EtcdBinaryName, "etcd"} {
-		if given != "" {
-			break
-		}
-		given, _ = exec.LookPath(name)
-	}
-	if given == "" {
-		return "", fmt.Errorf("scenario %s has etcd hosts: give an etcd member binary (--etcd-binary; build it with go build -o %s ./sim/labetcd, or install etcd)", sc.Name, EtcdBinaryName)
-	}
-	p, err := filepath.Abs(given)
-	if err != nil {
-		return "", err
-	}
-	if !isExecutable(p) {
-		return "", fmt.Errorf("scenario: %s is not an executable file", p)
-	}
-	return p, nil
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+	return "", nil
 }
 
 func (r *runner) hasEtcd() bool { return r.etcdBin != "" }
