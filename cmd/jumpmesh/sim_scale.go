@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/jumpmesh/jumpmesh/sim/etcdlab"
 	"github.com/jumpmesh/jumpmesh/sim/scale"
 )
 
@@ -17,13 +18,16 @@ func simScaleCommand() *cli.Command {
 		peers, stored, runs, connRate int
 		rate                          float64
 		workload, transport, dir      string
+		coordinators, etcd, etcdBin   string
+		ops                           int
 	}
 	return &cli.Command{
 		Name:  "scale",
 		Usage: "many peers in this process against a real coordinator: registration storm, reconnect, lifecycle, search (no root needed)",
-		UsageText: "jumpmesh sim scale [--peers N] [--rate R] [--workload storm|reconnect|lifecycle|search|all] [--stored M] [--json]\n\n" +
+		UsageText: "jumpmesh sim scale [--peers N] [--rate R] [--workload storm|reconnect|lifecycle|search|all] [--stored M] [--json]\n" +
+			"jumpmesh sim scale --coordinators 1,2,3 [--etcd etcd://HOST:PORT | --etcd-binary PATH] [--peers N] [--ops N] [--json]\n\n" +
 			"Examples:\n  jumpmesh sim scale --peers 1000\n  jumpmesh sim scale --peers 2000 --rate 300 --workload storm,reconnect --json\n" +
-			"  jumpmesh sim scale --workload search --stored 100000",
+			"  jumpmesh sim scale --workload search --stored 100000\n  jumpmesh sim scale --coordinators 1,2,3 --peers 300",
 		Description: "Starts a coordinator (a real Badger store in a temporary directory, a real libp2p host on loopback,\n" +
 			"an injected clock), logs in an administrator, and runs the workloads in this order:\n" +
 			"  storm      N fresh peers (one libp2p host each) register, R per second or all at once: peers/s,\n" +
@@ -33,7 +37,14 @@ func simScaleCommand() *cli.Command {
 			"             sweep time at each step\n" +
 			"  search     M peer records written to the store; a few queries, in the coordinator and through a console\n" +
 			"Reconnect and lifecycle run the storm first. Coordinator and peers share this process, so memory per\n" +
-			"peer counts both ends of each connection.",
+			"peer counts both ends of each connection.\n\n" +
+			"With --coordinators, instead: the storm of --peers fresh peers (all at once) against one coordinator on\n" +
+			"Badger, then against 1, 2, 3 ... coordinators of one site on one etcd (the fleet split evenly, each part\n" +
+			"pinned to one coordinator): registrations/s, the ratio to Badger, CPU per registration; then --ops store\n" +
+			"operations through a coordinator on etcd against Badger. The etcd is --etcd, or a one-member cluster this\n" +
+			"command starts on loopback with --etcd-binary (default: " + etcdlab.BinaryName + " next to this binary or\n" +
+			"in PATH, else etcd). On a machine with few cores this measures the overhead of several coordinators,\n" +
+			"not a speed-up: they share the CPUs with each other and the fleet.",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "peers", Value: 100, Destination: &f.peers, Usage: "peers in the fleet"},
 			&cli.Float64Flag{Name: "rate", Destination: &f.rate, Usage: "peers the storm starts per second (0: all at once)"},
@@ -43,6 +54,10 @@ func simScaleCommand() *cli.Command {
 			&cli.IntFlag{Name: "connection-rate", Destination: &f.connRate, Usage: "the site's connection-rate, 1-300 per second (0: admission lifted)"},
 			&cli.StringFlag{Name: "transport", Value: "tcp", Destination: &f.transport, Usage: "how peers reach the coordinator: tcp, quic or all"},
 			&cli.StringFlag{Name: "dir", Destination: &f.dir, Usage: "directory for the site (default: a temporary one, removed afterwards)"},
+			&cli.StringFlag{Name: "coordinators", Destination: &f.coordinators, Usage: "compare 1 coordinator on Badger with these counts of coordinators on one etcd (e.g. 1,2,3)"},
+			&cli.StringFlag{Name: "etcd", Destination: &f.etcd, Usage: "with --coordinators: the etcd to use, etcd://HOST:PORT (sites go under /jumpmesh-scale/ and stay)"},
+			&cli.StringFlag{Name: "etcd-binary", Destination: &f.etcdBin, Usage: "with --coordinators and no --etcd: the etcd member to start on loopback"},
+			&cli.IntFlag{Name: "ops", Value: 200, Destination: &f.ops, Usage: "with --coordinators: store operations of each kind timed on each backend"},
 			jsonFlag,
 		},
 		Action: func(cc *cli.Context) error {
@@ -57,6 +72,9 @@ func simScaleCommand() *cli.Command {
 				return usagef("--peers, --stored and --runs must be positive, --rate not negative, --connection-rate 0-300")
 			}
 			asJSON := cc.Bool("json")
+			if f.coordinators != "" {
+				return simScaleCoordinators(cc, f.coordinators, f.etcd, f.etcdBin, f.dir, f.peers, f.ops, cc.IsSet("peers"))
+			}
 			cfg := scale.Config{Dir: f.dir, Peers: f.peers, Rate: f.rate, ConnectionRate: f.connRate, Transport: f.transport,
 				StoredPeers: f.stored, SearchRuns: f.runs}
 			if !asJSON {

@@ -45,6 +45,10 @@ type FleetConfig struct {
 	// Hostname prefixes the hostname each peer reports ("scale" →
 	// "scale-00042"); it becomes the peer's name.
 	Hostname string
+	// Addrs, when set, are the coordinator addresses the peers dial
+	// instead of the key's (sim scale --coordinators pins each part of a
+	// fleet to one coordinator of the site).
+	Addrs []ma.Multiaddr
 }
 
 // A key that names jumpoints puts the fleet behind them (jumpoint.go):
@@ -134,7 +138,11 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	if len(key.Jumpoints) > 0 {
 		keep = "tcp" // tunnels are TCP
 	}
-	for _, a := range key.SiteAddrs {
+	addrs := key.SiteAddrs
+	if len(cfg.Addrs) > 0 {
+		addrs = cfg.Addrs
+	}
+	for _, a := range addrs {
 		if transport, _ := lpeer.SplitAddr(a); keepTransport(keep, transport) {
 			site.Addrs = append(site.Addrs, transport)
 		}

@@ -1,0 +1,56 @@
+package scale
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jumpmesh/jumpmesh/coordinator/etcdtest"
+)
+
+// TestCoordinators runs the several-coordinators comparison small: a
+// storm against one coordinator on Badger, then one and two coordinators
+// of one site on a real etcd (in this process), each fleet part pinned to
+// its coordinator, and the store operations on both backends.
+func TestCoordinators(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and several coordinators")
+	}
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Coordinators(ctx, CoordinatorsConfig{Dir: t.TempDir(), Etcd: "etcd://" + srv.Endpoint, Peers: 30, Counts: []int{1, 2}, Ops: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Runs) != 3 || res.Runs[0].Store != "badger" || res.Runs[2].Coordinators != 2 {
+		t.Fatalf("runs %+v", res.Runs)
+	}
+	for _, r := range res.Runs {
+		t.Logf("%s × %d: %.0f peers/s (%.2f × Badger), CPU %.2f ms a registration, online %v, fleet %+v", r.Store, r.Coordinators, r.PeersPerSecond,
+			r.RatioToBadger, r.CPUPerRegistrationMs, r.Online, r.Fleet)
+		sum := 0
+		for _, n := range r.Online {
+			sum += n
+			// Each coordinator holds its part of the fleet.
+			if n == 0 {
+				t.Errorf("%s × %d: a coordinator holds no peer: %v", r.Store, r.Coordinators, r.Online)
+			}
+		}
+		if sum != 30 || r.PeersPerSecond <= 0 || r.Fleet.GaveUp != 0 {
+			t.Errorf("%s × %d: %+v", r.Store, r.Coordinators, r)
+		}
+	}
+	if len(res.Ops) != 3 {
+		t.Fatalf("ops %+v", res.Ops)
+	}
+	for _, o := range res.Ops {
+		t.Logf("%s: Badger p50 %.2f ms, etcd p50 %.2f ms (%.1f ×)", o.Op, o.Badger.P50, o.Etcd.P50, o.RatioP50)
+		if o.Badger.Count != 10 || o.Etcd.Count != 10 || o.RatioP50 <= 0 {
+			t.Errorf("%+v", o)
+		}
+	}
+	if res.Note == "" || res.LoadAverage == "" {
+		t.Errorf("note %q, load %q", res.Note, res.LoadAverage)
+	}
+}
