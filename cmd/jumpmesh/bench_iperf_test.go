@@ -102,6 +102,24 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	return time.Duration(ut+stime) * 10 * time.Millisecond
 }
 
+// procSyscalls is the read and write system calls a process made so far
+// (syscr + syscw of /proc/PID/io: reads, writes and their vector forms).
+func procSyscalls(b *testing.B, pid int) int64 {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n int64
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok && (k == "syscr" || k == "syscw") {
+			c, _ := strconv.ParseInt(v, 10, 64)
+			n += c
+		}
+	}
+	return n
+}
+
 // peerPID is the PID of the site's peer, from its pid file.
 func (s *jumpSite) peerPID(b *testing.B) int {
 	b.Helper()
@@ -162,8 +180,10 @@ func perfAttach(b *testing.B, dir, pass string, pids map[string]int) func() {
 
 // BenchmarkForwardIperf3: iperf3 (one stream, 128 KiB writes) through
 // `jumpmesh forward` ÷ through `ssh -L` (target ≥ 2) and ÷ straight over
-// loopback TCP (target ≥ 0.35), each direction, all in one run; and the
-// CPU-seconds per GiB of the console's forward process and of the peer.
+// loopback TCP (target ≥ 0.35), each direction, all in one run, beside
+// the floor (bench_floor_test.go); and the
+// CPU-seconds per GiB of the console's forward process and of the peer,
+// and their read and write system calls per MiB.
 func BenchmarkForwardIperf3(b *testing.B) {
 	port := startIperfServer(b)
 	sd := startSSHD(b)
@@ -174,8 +194,11 @@ func BenchmarkForwardIperf3(b *testing.B) {
 	startForwarder(b, env, "", "ssh", append([]string{"-N", "-L", sshPort + ":127.0.0.1:" + port}, sd.sshArgs(sd.port)...)...)
 	peer := s.peerPID(b)
 	b.Logf("load average before: %s", loadAverage())
-	var raw, jm, ssh, jmBytes [2]float64
+	floor := floorForward(b, "127.0.0.1:"+port)
+	var raw, jm, ssh, flo, jmBytes, floBytes [2]float64
+	var floCPU time.Duration
 	var conCPU, peerCPU time.Duration
+	var conCalls, peerCalls int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for d, reverse := range []bool{false, true} {
@@ -186,14 +209,22 @@ func BenchmarkForwardIperf3(b *testing.B) {
 				stopPerf = perfAttach(b, dir, []string{"up", "down"}[d], map[string]int{"console": fw.Process.Pid, "peer": peer})
 			}
 			c0, p0 := procCPU(b, fw.Process.Pid), procCPU(b, peer)
+			cs0, ps0 := procSyscalls(b, fw.Process.Pid), procSyscalls(b, peer)
 			n, r := iperf(b, jmPort, reverse, 1)
 			conCPU += procCPU(b, fw.Process.Pid) - c0
 			peerCPU += procCPU(b, peer) - p0
+			conCalls += procSyscalls(b, fw.Process.Pid) - cs0
+			peerCalls += procSyscalls(b, peer) - ps0
 			stopPerf()
 			jm[d] += r
 			jmBytes[d] += n
 			_, r = iperf(b, sshPort, reverse, 1)
 			ssh[d] += r
+			f0 := procCPU(b, os.Getpid())
+			n, r = iperf(b, floor, reverse, 1)
+			floCPU += procCPU(b, os.Getpid()) - f0
+			flo[d] += r
+			floBytes[d] += n
 		}
 	}
 	b.StopTimer()
@@ -205,8 +236,12 @@ func BenchmarkForwardIperf3(b *testing.B) {
 		b.ReportMetric(ssh[d]/mib, name+"-ssh-MiB/s")
 		b.ReportMetric(jm[d]/ssh[d], name+"-vs-ssh(target≥2)")
 		b.ReportMetric(jm[d]/raw[d], name+"-vs-raw(target≥0.35)")
+		b.ReportMetric(flo[d]/mib, name+"-floor-MiB/s")
 	}
 	gib := (jmBytes[0] + jmBytes[1]) / (1 << 30)
 	b.ReportMetric(conCPU.Seconds()/gib, "console-CPU-s/GiB")
 	b.ReportMetric(peerCPU.Seconds()/gib, "peer-CPU-s/GiB")
+	b.ReportMetric(floCPU.Seconds()/((floBytes[0]+floBytes[1])/(1<<30)), "floor-CPU-s/GiB(both-hops)")
+	b.ReportMetric(float64(conCalls)/gib/1024, "console-rw-syscalls/MiB")
+	b.ReportMetric(float64(peerCalls)/gib/1024, "peer-rw-syscalls/MiB")
 }
