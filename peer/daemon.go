@@ -201,6 +201,7 @@ func Open(cfg RunConfig) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	hc.Extra = append(hc.Extra, CoordinatorOverTCP(site))
 	if hc.ResourceManager, err = resourceManager(); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +48,7 @@ import (
 	"time"
 
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator"
@@ -82,7 +84,7 @@ func BenchmarkRegistrations(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		_, key, coord := benchSite(b, -1, nil)
 		f := startFleet(b, key, n)
-		ready := f.await("ready", time.Minute)
+		ready := f.await("ready", benchWait(n))
 		cpu0 := coord.ask("cpu", time.Minute).CPU
 		if path := os.Getenv(envCPUProfile); path != "" {
 			coord.ask("cpuprofile "+path, time.Minute)
@@ -303,7 +305,7 @@ func BenchmarkReconnectStorm(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		site, key, coord := benchSite(b, 0, map[string]string{"connection-rate": strconv.Itoa(r)})
 		f := startFleet(b, key, n)
-		f.await("ready", time.Minute)
+		f.await("ready", benchWait(n))
 		f.send("go")
 		coldTook := f.await("welcomed", deadline).Elapsed
 		cold += coldTook.Seconds() / ideal.Seconds()
@@ -333,6 +335,7 @@ func BenchmarkReconnectStorm(b *testing.B) {
 		// connection-rate, when lower).
 		capacity += (took - up).Seconds() / coldTook.Seconds()
 		retries += float64(ev.Retries) / float64(n)
+		b.Logf("after the storm: handshake gate %s; connections %s", coord.ask("gate", time.Minute).Sample, coord.ask("transports", time.Minute).Sample)
 		st := f.stop()
 		failures += float64(st.Failures)
 		down += float64(st.Down)
@@ -739,6 +742,8 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 			emit(benchEvent{Event: "gate", Sample: fmt.Sprintf("%+v", c.Handshakes())})
 		case len(f) == 1 && f[0] == "cpu":
 			emit(benchEvent{Event: "cpu", CPU: processCPU()})
+		case len(f) == 1 && f[0] == "transports":
+			emit(benchEvent{Event: "transports", Sample: connTransports(c)})
 		case len(f) == 3 && (f[0] == "online" || f[0] == "conns"):
 			// online N: wait for exactly N online peers; conns N: for at
 			// most N open connections (peers gone, not just offline).
@@ -769,6 +774,24 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 		}
 	}
 	return nil
+}
+
+// connTransports counts the coordinator's open connections by transport
+// and direction ("tcp-in 1999 quic-in 1").
+func connTransports(c *coordinator.Coordinator) string {
+	counts := map[string]int{}
+	for _, conn := range c.Host().Network().Conns() {
+		t := "tcp"
+		if _, err := conn.RemoteMultiaddr().ValueForProtocol(ma.P_QUIC_V1); err == nil {
+			t = "quic"
+		}
+		counts[fmt.Sprintf("%s-%s", t, strings.ToLower(conn.Stat().Direction.String())[:3])]++
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		out = append(out, fmt.Sprint(k, " ", counts[k]))
+	}
+	return strings.Join(out, ", ")
 }
 
 // awaitStats polls, until timeout, the views of the peers whose IDs the

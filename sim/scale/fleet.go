@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	lphost "github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -187,7 +188,8 @@ func newFleetPeers(cfg FleetConfig, site lpeer.AddrInfo, jumpoints *jumpointRout
 					errs <- err
 					return
 				}
-				hc := mesh.HostConfig{Key: k, PatientDials: true}
+				// As the daemon: TCP to the coordinator when it offers TCP.
+				hc := mesh.HostConfig{Key: k, PatientDials: true, Extra: []libp2p.Option{peer.CoordinatorOverTCP(site)}}
 				var d *tunnel.Dialer
 				if jumpoints != nil {
 					d = jumpoints.dialer()

@@ -1,0 +1,66 @@
+package peer
+
+import (
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// CoordinatorOverTCP is the host option that keeps a peer's connections to
+// its coordinator (site) on TCP when the coordinator offers TCP: the swarm
+// may not dial the site's other addresses.
+//
+// The daemon dials only the site's TCP addresses (siteAddrInfo), but libp2p
+// dials every address it knows of a peer, and identify tells it the
+// coordinator's QUIC addresses during the first session. After a
+// coordinator restart, the reconnection then raced QUIC against TCP with
+// QUIC first (libp2p's dial ranker), and QUIC won: a storm of reconnecting
+// peers came back over QUIC, whose handshakes the coordinator's handshake
+// gate does not bound (coordinator/handshakes.go: they run in quic-go's
+// packet loop), at 1.6 × a TCP registration's CPU; and a session over QUIC
+// whose close was lost in the coordinator's shutdown was noticed only at
+// QUIC's idle timeout. TestSessionStaysOnTCPAfterCoordinatorRestart.
+//
+// A site that offers no TCP address is reached over what it offers. The
+// fleet of sim/scale uses the same option, so the storm benchmarks measure
+// what daemons do.
+func CoordinatorOverTCP(site peer.AddrInfo) libp2p.Option {
+	g := siteTransportGater{site: site.ID}
+	for _, a := range site.Addrs {
+		if isTCPAddr(a) {
+			g.tcpOnly = true
+		}
+	}
+	return libp2p.ConnectionGater(g)
+}
+
+// siteTransportGater refuses dials to the site's non-TCP addresses when it
+// offers TCP. Everything else passes: it only narrows this host's own dials
+// to its coordinator.
+type siteTransportGater struct {
+	site    peer.ID
+	tcpOnly bool
+}
+
+func (g siteTransportGater) InterceptPeerDial(peer.ID) bool { return true }
+
+func (g siteTransportGater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	return p != g.site || !g.tcpOnly || isTCPAddr(a)
+}
+
+func (g siteTransportGater) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+
+func (g siteTransportGater) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+
+func (g siteTransportGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+
+func isTCPAddr(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_TCP)
+	return err == nil
+}
