@@ -106,7 +106,13 @@ func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
 	if err := r.refresh(ctx); err != nil {
 		return nil, err
 	}
-	r.svc, err = relayv2.New(r.host,
+	// The relay service sees the host through serviceHost: tests put a tap
+	// on the streams it relays (what the relay could read).
+	var svcHost host.Host = r.host
+	if serviceHost != nil {
+		svcHost = serviceHost(r.host)
+	}
+	r.svc, err = relayv2.New(svcHost,
 		relayv2.WithResources(r.res.relayv2()),
 		relayv2.WithACL(r.acl),
 		relayv2.WithMetricsTracer(r.tracer),
@@ -126,6 +132,10 @@ func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
 		logMembers, r.acl.Len())
 	return r, nil
 }
+
+// serviceHost, when set (tests only), wraps the host the circuit v2 service
+// is given, and with it every stream the service relays.
+var serviceHost func(host.Host) host.Host
 
 // Run blocks until ctx is done or the relay is closed, then closes it.
 func (r *Relay) Run(ctx context.Context) error {
