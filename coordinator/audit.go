@@ -16,7 +16,15 @@ import (
 
 // The audit log: every grant, refusal, session start and end, and every
 // administrative change (admin.go), under
-// a/<big-endian unix nanos><sequence>, so a scan from a time is a prefix seek.
+//
+//	a/<big-endian unix nanos><instance>\x00<sequence, 4 bytes>
+//
+// so a scan from a time is a prefix seek. The order of the log is the
+// order of its keys: the event's time on the clock of the coordinator
+// that wrote it, then that coordinator's instance name, then its
+// sequence. Every reader sees that one order, on any coordinator
+// (doc.go, "One audit log across coordinators", says why time and not
+// commit order).
 
 // Audit event kinds.
 const (
@@ -26,37 +34,47 @@ const (
 	AuditEnd     = "end"
 )
 
-// auditSeq orders events of one nanosecond. It starts at a random value so
-// that coordinators sharing a store (etcd) rarely pick the same key, and
-// PutAudit creates its key only if absent: a collision (another coordinator,
-// or a clock set back) retries the transaction with the next sequence.
+// auditSeq orders the events one process writes in one nanosecond. With
+// the instance name in the key, coordinators sharing a store (etcd) never
+// pick each other's keys; PutAudit still creates its key only if absent,
+// so a reused key (a clock set back, two stores of one process) retries
+// the transaction with the next sequence instead of overwriting.
 var auditSeq = func() *atomic.Uint32 {
 	var s atomic.Uint32
 	s.Store(rand.Uint32())
 	return &s
 }()
 
-func auditKey(t time.Time) []byte {
-	k := make([]byte, 2+8+4)
-	copy(k, "a/")
-	binary.BigEndian.PutUint64(k[2:], uint64(t.UnixNano()))
-	binary.BigEndian.PutUint32(k[10:], auditSeq.Add(1))
-	return k
+// auditKey is the key of an event at t written by instance ("" for a
+// store that is the site's only writer and names none).
+func auditKey(t time.Time, instance string) []byte {
+	k := make([]byte, 0, 2+8+len(instance)+1+4)
+	k = append(k, "a/"...)
+	k = binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
+	if instance != "" {
+		k = append(append(k, instance...), 0)
+	}
+	return binary.BigEndian.AppendUint32(k, auditSeq.Add(1))
 }
 
-// PutAudit appends an event.
+// auditTimePrefix is the start of the keys of events at t.
+func auditTimePrefix(t time.Time) []byte {
+	return binary.BigEndian.AppendUint64([]byte("a/"), uint64(t.UnixNano()))
+}
+
+// PutAudit appends an event (tests, and writers that name no instance).
 func (tx *Tx) PutAudit(e *pb.AuditEvent) error {
-	_, err := tx.putAudit(e)
+	_, err := tx.putAudit(e, "")
 	return err
 }
 
-// putAudit appends an event and returns its key.
-func (tx *Tx) putAudit(e *pb.AuditEvent) ([]byte, error) {
+// putAudit appends an event written by instance and returns its key.
+func (tx *Tx) putAudit(e *pb.AuditEvent, instance string) ([]byte, error) {
 	v, err := proto.Marshal(e)
 	if err != nil {
 		return nil, err
 	}
-	k := auditKey(time.Unix(0, e.GetTimeUnixNano()))
+	k := auditKey(time.Unix(0, e.GetTimeUnixNano()), instance)
 	if err := tx.kv.create(k, v); err != nil {
 		return nil, err
 	}
@@ -69,7 +87,7 @@ func (s *Service) audit(e *pb.AuditEvent) error {
 	if e.GetTimeUnixNano() == 0 {
 		e.TimeUnixNano = s.clock.Now().UnixNano()
 	}
-	err := s.store.Update(func(tx *Tx) error { return tx.PutAudit(e) })
+	err := s.store.Update(func(tx *Tx) error { _, err := tx.putAudit(e, s.store.Instance()); return err })
 	if err != nil {
 		s.log.Error("recording audit event", "kind", e.GetKind(), logError, err)
 	}

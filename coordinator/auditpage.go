@@ -78,7 +78,7 @@ func (tx *Tx) AuditPage(since time.Time, cursor []byte, keep func(*pb.AuditEvent
 	if limit <= 0 || limit > auditPageEvents {
 		limit = auditPageEvents
 	}
-	first := auditKey(since)[:10]
+	first := auditTimePrefix(since)
 	start := cursor
 	if len(start) == 0 || !bytes.HasPrefix(start, []byte("a/")) {
 		start = nil // the newest event

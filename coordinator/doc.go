@@ -252,4 +252,34 @@
 //     never called;
 //   - Tx.kv.setLeased(key, value): a write that lasts while this member
 //     does (presence).
+//
+// # One audit log across coordinators
+//
+// Several coordinators of a site (etcd) append to one audit log at once.
+// An event's key is a/<time><instance>\x00<sequence> (audit.go): the time
+// the writing coordinator gave the event, its instance name, its own
+// counter. Keys are unique without coordination (no two instances share a
+// name; the store refuses a second process of a live instance), appends
+// never conflict with each other (each creates its own key, nothing is
+// read), and the log's one order, the one every reader on every
+// coordinator sees, is key order: time, then instance, then sequence.
+//
+// Commit order was the other choice: a counter key read and incremented by
+// every append. It would make every append of the site conflict with every
+// other (each retry a round trip to etcd, and a grant whose event loses
+// eight times is refused, audit_failed), for an order that `audit --since`
+// cannot seek by anyway. Time order has these caveats, stated for readers
+// of the log:
+//
+//   - Events of different coordinators are ordered by their clocks: run
+//     NTP; two events of two coordinators closer than the clocks' skew may
+//     be listed in either order.
+//   - An event is stored a little after its time was taken (the commit, up
+//     to a few retries: milliseconds; the store's request timeout, 10 s,
+//     at worst), so it may land behind events already stored. Paging is by
+//     cursor (the key of the oldest event of the last page), so pages never
+//     repeat or skip what was stored when they were read, whatever others
+//     append; a reader paging back from the newest may miss an event
+//     stored meanwhile behind its cursor, and sees it when it reads again.
+//     TestAuditOneOrderAcrossCoordinators makes both happen.
 package coordinator

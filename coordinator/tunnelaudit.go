@@ -114,7 +114,7 @@ func (s *Service) auditTunnels(c *caller, r *pb.JumpointACLRequest) error {
 		err := s.store.Update(func(tx *Tx) error {
 			w, sk = 0, 0
 			for i := lo; i < hi; i++ {
-				ok, err := tx.auditTunnel(c.name(), recs[i], marks[i], at+int64(i), now)
+				ok, err := tx.auditTunnel(c.name(), s.store.Instance(), recs[i], marks[i], at+int64(i), now)
 				if err != nil {
 					return err
 				}
@@ -145,7 +145,7 @@ func (s *Service) auditTunnels(c *caller, r *pb.JumpointACLRequest) error {
 // auditTunnel writes one reported tunnel's event (at the key time at) and
 // its marker, unless the marker is there: then it writes nothing and
 // returns false.
-func (tx *Tx) auditTunnel(jumpoint string, t *pb.TunnelRecord, mark []byte, at int64, now time.Time) (bool, error) {
+func (tx *Tx) auditTunnel(jumpoint, instance string, t *pb.TunnelRecord, mark []byte, at int64, now time.Time) (bool, error) {
 	if _, ok, err := tx.kv.get(mark); err != nil || ok {
 		return false, err
 	}
@@ -163,7 +163,7 @@ func (tx *Tx) auditTunnel(jumpoint string, t *pb.TunnelRecord, mark []byte, at i
 	}
 	d := time.Duration(t.GetEndedUnixNano() - t.GetStartedUnixNano())
 	e.Detail = fmt.Sprintf("via jumpoint %s, %s", jumpoint, d.Round(time.Millisecond))
-	key, err := tx.putAudit(e)
+	key, err := tx.putAudit(e, instance)
 	if err != nil {
 		return false, err
 	}
