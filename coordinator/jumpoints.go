@@ -127,10 +127,10 @@ func (s *Service) jumpointACL(c *caller, r *pb.JumpointACLRequest) (*pb.Response
 	return &pb.Response{Body: &pb.Response_JumpointAcl{JumpointAcl: acl}}, nil
 }
 
-// siteAddrs are the coordinator's advertised addresses and the live
-// relays', each with /p2p/.
+// siteAddrs are every live coordinator's addresses and the live relays',
+// each with /p2p/.
 func (s *Service) siteAddrs() []ma.Multiaddr {
-	own, _ := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: s.siteID, Addrs: s.addrs()})
+	own, _ := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: s.siteID, Addrs: s.coordinatorAddrs()})
 	return append(own, s.relayAddrs()...)
 }
 

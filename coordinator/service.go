@@ -159,6 +159,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if err := s.startMembers(); err != nil {
 		return nil, fmt.Errorf("reading the site's members: %w", err)
 	}
+	s.tellPeersOfMembers()
 	return s, nil
 }
 
