@@ -34,6 +34,36 @@ var spliceBuffers sync.Pool
 // is reset and conn closed. fromStream counts bytes written to conn,
 // toStream bytes written to the channel.
 func (c *Channel) Splice(ctx context.Context, conn net.Conn) (fromStream, toStream int64, err error) {
+	return splice(ctx, channelSide{c}, conn)
+}
+
+// SpliceBulk is Splice on a bulk connection instead of a channel: the same
+// half-close and abort, the bulk connection closed where the stream would
+// be reset. fromBulk counts bytes written to conn, toBulk bytes written to
+// the bulk connection.
+func (c *BulkConn) Splice(ctx context.Context, conn net.Conn) (fromBulk, toBulk int64, err error) {
+	return splice(ctx, bulkSide{c}, conn)
+}
+
+// spliceSide is the encrypted side of a splice: a channel or a bulk
+// connection.
+type spliceSide interface {
+	io.Reader
+	io.Writer
+	CloseWrite() error
+	Close() error
+	abort() error
+}
+
+type channelSide struct{ *Channel }
+
+func (c channelSide) abort() error { return c.Reset() }
+
+type bulkSide struct{ *BulkConn }
+
+func (c bulkSide) abort() error { return c.Close() }
+
+func splice(ctx context.Context, c spliceSide, conn net.Conn) (fromStream, toStream int64, err error) {
 	var (
 		once     sync.Once
 		firstErr error
@@ -41,7 +71,7 @@ func (c *Channel) Splice(ctx context.Context, conn net.Conn) (fromStream, toStre
 	abort := func(err error) {
 		once.Do(func() {
 			firstErr = err
-			_ = c.Reset()
+			_ = c.abort()
 			_ = conn.Close()
 		})
 	}
