@@ -37,6 +37,13 @@ type Resources struct {
 	// from 32 KiB on, within the machine's noise; 32 KiB costs half the
 	// memory of 64 KiB (74 KB of heap per idle circuit).
 	//
+	// Why flat: a yamux stream's Read returns at most one frame, and a
+	// session's ends write one frame per record of their end-to-end TLS
+	// (16,406 bytes), so the copy loop never fills more than that; 16 KiB,
+	// just under it, splits every record in two writes. A buffer of 16,406
+	// bytes does as well but saves nothing: go-libp2p's buffer pool rounds
+	// it up to 32 KiB (2026-12-03, docs/performance.md).
+	//
 	// The target of 0.5 is out of reach on shared cores whatever the
 	// buffer: a GB sent directly costs 0.56 CPU-seconds, a GB relayed 1.10
 	// at the two ends (the session's TLS and yamux inside the hop's) plus
