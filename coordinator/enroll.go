@@ -15,7 +15,8 @@ import (
 const logPeer = "peer"
 
 // admit passes a (re)connecting peer through the site's global connection
-// rate (a token bucket of connection-rate per second, one second of burst).
+// rate (a token bucket of this coordinator's share of connection-rate per
+// second, one second of burst; siterate.go).
 // It returns how long the peer must wait, 0 when admitted. The rate paces
 // real traffic, so it runs on the wall clock (lifecycle times use the
 // injected one).
@@ -52,6 +53,7 @@ func (s *Service) admitAt(id peer.ID, now time.Time) time.Duration {
 	if limit == 0 {
 		limit = rate.Limit(s.settings().GetConnectionRate())
 	}
+	limit = s.rateShare(limit) // the site's rate, shared by its coordinators (siterate.go)
 	if s.limiter == nil {
 		s.limiter = rate.NewLimiter(limit, max(1, int(limit)))
 		s.tickets = make(map[peer.ID]time.Time)
