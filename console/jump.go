@@ -116,7 +116,7 @@ func (j *Jump) Renew(ctx context.Context) (*Jump, error) {
 func (c *Client) jump(ctx context.Context, req *pb.JumpRequest) (*Jump, error) {
 	req.Protocol = string(channel.Protocol)
 	c.dialCoordinator(ctx)
-	end := c.timing.Begin("grant request")
+	end := c.timingOf(ctx).Begin("grant request")
 	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_Jump{Jump: req}})
 	end()
 	if o := c.wakeOptions(); req.GetRef() != "" && shouldWake(err, o) {
@@ -153,17 +153,18 @@ func (j *Jump) Connect(ctx context.Context) error {
 	}
 	w := j.path
 	j.mu.Unlock()
-	end := j.c.timing.Begin("peer dial")
+	t := j.c.timingOf(ctx)
+	end := t.Begin("peer dial")
 	err := j.c.Connect(ctx, j.ID, j.Addrs, j.Relays, j.ForceRelay)
 	end()
 	if err != nil {
 		return err
 	}
 	if w.Connected() {
-		j.c.timing.Rename("peer dial", "peer dial ("+w.Summary().Initial.String()+")")
+		t.Rename("peer dial", "peer dial ("+w.Summary().Initial.String()+")")
 	}
 	if w.Connected() && w.Summary().Initial == PathRelayed && j.PunchWait > 0 && !j.ForceRelay {
-		end := j.c.timing.Begin("hole punch wait")
+		end := t.Begin("hole punch wait")
 		w.WaitDirect(ctx, j.PunchWait)
 		end()
 	}
@@ -174,11 +175,11 @@ func (j *Jump) Connect(ctx context.Context) error {
 // a phase of its own for --timing. A failure is left to the call that
 // follows, which dials again and reports it (CodeCoordinatorDown).
 func (c *Client) dialCoordinator(ctx context.Context) {
-	site := c.SiteInfo()
-	if c.timing == nil || c.host.Network().Connectedness(site.ID) == network.Connected {
+	site, t := c.SiteInfo(), c.timingOf(ctx)
+	if t == nil || c.host.Network().Connectedness(site.ID) == network.Connected {
 		return
 	}
-	defer c.timing.Begin("coordinator dial (transport, security, muxer)")()
+	defer t.Begin("coordinator dial (transport, security, muxer)")()
 	_ = c.host.Connect(ctx, site)
 }
 
@@ -202,7 +203,7 @@ func (j *Jump) ReportPath(ctx context.Context) {
 		ConnectMillis: s.Connect.Milliseconds(), TimeToDirectMillis: s.TimeToDirect.Milliseconds()}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	defer j.c.timing.Begin("path report (to the coordinator)")()
+	defer j.c.timingOf(ctx).Begin("path report (to the coordinator)")()
 	_, _ = j.c.do(ctx, &pb.Request{Body: &pb.Request_PathReport{PathReport: r}})
 }
 
@@ -244,7 +245,7 @@ func (j *Jump) Open(ctx context.Context, open *pb.ChannelOpen) (*channel.Channel
 	}
 	open = proto.CloneOf(open)
 	open.Grant = j.Grant
-	defer j.c.timing.Begin("channel open (grant checked by the peer)")()
+	defer j.c.timingOf(ctx).Begin("channel open (grant checked by the peer)")()
 	ch, _, err := channel.Open(ctx, j.host(), j.ID, open)
 	return ch, err
 }
@@ -258,6 +259,17 @@ func (j *Jump) Path() Path {
 		return pathTo(t, j.ID, t.classify)
 	}
 	return PathTo(j.c.host, j.ID)
+}
+
+// PathLine is what jump -v prints: the peer's name, its ID and the path
+// ("web-01 12D3… via direct /ip4/…/tcp/…").
+func (j *Jump) PathLine() string {
+	path := j.Path()
+	via := "via " + path.String()
+	if path.Kind == PathJumpoint {
+		via = path.String() // "via jumpoint NAME (ADDR)"
+	}
+	return j.Peer.GetPeer().GetSettings().GetName() + " " + j.ID.String() + " " + via
 }
 
 // host is the host sessions to the peer run on: the tunnel host for a

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sync"
@@ -87,4 +88,21 @@ func (t *Timing) Print(w io.Writer) {
 		fmt.Fprintf(w, "jumpmesh: timing %s %s %s  %s\n", ms(p.Start), ms(p.End), ms(p.Duration()), p.Name)
 	}
 	fmt.Fprintf(w, "jumpmesh: timing                   %s  total\n", ms(time.Since(t.origin)))
+}
+
+type timingKey struct{}
+
+// WithTiming returns ctx carrying t: the console's calls under it record
+// their phases in t rather than in the client's timing (an agent serves
+// several jumps at once, each with its own).
+func WithTiming(ctx context.Context, t *Timing) context.Context {
+	return context.WithValue(ctx, timingKey{}, t)
+}
+
+// timingOf is the timing ctx carries, else the client's.
+func (c *Client) timingOf(ctx context.Context) *Timing {
+	if t, ok := ctx.Value(timingKey{}).(*Timing); ok {
+		return t
+	}
+	return c.timing
 }

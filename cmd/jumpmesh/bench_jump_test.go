@@ -14,31 +14,42 @@ import (
 
 // BenchmarkJumpTrueVsSSH: `jumpmesh jump H -- true` ÷ `ssh H true`, wall
 // time of whole commands (process start, handshakes, authorisation, exec),
-// goal ≤ 0.05 (issue 17). Every jump runs with --timing; the mean of each
-// phase it prints is logged, with the load average, so a change in the
-// ratio can be traced to a phase.
+// goal ≤ 0.05 (issue 17): a jump on its own (--no-agent) and one through
+// the console's agent (jumpmesh agent), in the same run. Every jump runs
+// with --timing; the mean of each phase it prints is logged, with the
+// load average, so a change in a ratio can be traced to a phase.
 func BenchmarkJumpTrueVsSSH(b *testing.B) {
 	sd := startSSHD(b)
 	s := newJumpSiteTB(b)
+	startAgent(b, s.admin, "--idle", "0")
 	env := append(os.Environ(), "JUMPMESH_HOME="+s.admin)
-	args := []string{"jump", "web-01", "--timing", "--", "true"}
-	timeJump(b, env, args...) // warm caches
+	alone := []string{"jump", "web-01", "--timing", "--no-agent", "--", "true"}
+	agent := []string{"jump", "web-01", "--timing", "--", "true"}
+	timeJump(b, env, alone...) // warm caches
+	timeJump(b, env, agent...)
 	timeCommand(b, env, "ssh", sd.sshArgs(sd.port, "true")...)
-	var jm, ssh time.Duration
-	phases := phaseSums{}
+	var jm, ja, ssh time.Duration
+	var phases, agentPhases phaseSums
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		d, p := timeJump(b, env, args...)
+		d, p := timeJump(b, env, alone...)
 		jm += d
 		phases.add(p)
+		d, p = timeJump(b, env, agent...)
+		ja += d
+		agentPhases.add(p)
 		ssh += timeCommand(b, env, "ssh", sd.sshArgs(sd.port, "true")...)
 	}
 	b.StopTimer()
-	phases.log(b, b.N)
+	phases.log(b, "without the agent", b.N)
+	agentPhases.log(b, "through the agent", b.N)
 	b.Logf("load average: %s", loadAverage())
-	b.ReportMetric(float64(jm.Microseconds())/1000/float64(b.N), "jump-ms")
-	b.ReportMetric(float64(ssh.Microseconds())/1000/float64(b.N), "ssh-ms")
+	perRun := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
+	b.ReportMetric(perRun(jm), "jump-ms")
+	b.ReportMetric(perRun(ja), "jump-agent-ms")
+	b.ReportMetric(perRun(ssh), "ssh-ms")
 	b.ReportMetric(float64(jm)/float64(ssh), "ratio(goal≤0.05)")
+	b.ReportMetric(float64(ja)/float64(ssh), "ratio-agent(goal≤0.05)")
 }
 
 // timeJump runs jumpmesh with --timing among args and returns its wall
@@ -110,7 +121,7 @@ func (s *phaseSums) add(p map[string]float64) {
 }
 
 // log writes the mean of each phase over n runs, longest first, total last.
-func (s *phaseSums) log(b *testing.B, n int) {
+func (s *phaseSums) log(b *testing.B, what string, n int) {
 	names := append([]string(nil), s.order...)
 	sort.SliceStable(names, func(i, j int) bool { return s.sum[names[i]] > s.sum[names[j]] })
 	var sb strings.Builder
@@ -120,5 +131,5 @@ func (s *phaseSums) log(b *testing.B, n int) {
 		}
 	}
 	fmt.Fprintf(&sb, "\n  %8.2f ms  total until the table (the phases overlap where run in parallel)", s.sum["total"]/float64(n))
-	b.Logf("mean phases of %d jumps:%s", n, sb.String())
+	b.Logf("mean phases of %d jumps %s:%s", n, what, sb.String())
 }

@@ -35,7 +35,7 @@ func (j jumpFailure) Unwrap() error { return j.err }
 func jumpCommand() *cli.Command {
 	var f struct {
 		tty, noTTY, verbose bool
-		timing              bool
+		timing, noAgent     bool
 		wait                time.Duration
 		via                 string
 	}
@@ -81,6 +81,7 @@ func jumpCommand() *cli.Command {
 			&cli.BoolFlag{Name: "T", Destination: &f.noTTY, Usage: "never allocate a PTY"},
 			&cli.BoolFlag{Name: "v", Destination: &f.verbose, Usage: "print the path taken (the address the peer was reached at; with --via, the jumpoint and the local port)"},
 			&cli.BoolFlag{Name: "timing", Destination: &f.timing, Usage: "print on stderr how long each phase of the jump took, from the process's start to its exit (ms)"},
+			&cli.BoolFlag{Name: "no-agent", Destination: &f.noAgent, Usage: "do not go through the console's agent (jumpmesh agent) even if one runs"},
 			&cli.DurationFlag{Name: "wait-direct", Destination: &f.wait, Value: console.DefaultPunchWait,
 				Usage: "when the peer is first reached through a relay, wait at most this long for hole punching to go direct (0: don't)"},
 			&cli.StringFlag{Name: "via", Destination: &f.via, Usage: "ssh to a host without a peer through this jumpoint (name or peer ID)"},
@@ -105,12 +106,12 @@ func jumpCommand() *cli.Command {
 				t.Add("process start to jump (exec, Go runtime, init, flags)", origin, time.Now())
 				defer t.Print(cc.App.ErrWriter)
 			}
-			return jumpAction(cc, f.tty, f.noTTY, f.verbose, f.wait, t)
+			return jumpAction(cc, f.tty, f.noTTY, f.verbose, f.wait, t, !f.noAgent && !cc.Bool("wake"))
 		},
 	}
 }
 
-func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.Duration, t *console.Timing) (err error) {
+func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.Duration, t *console.Timing, agent bool) (err error) {
 	defer func() {
 		var exit exitCodeError
 		if err != nil && !errors.As(err, &exit) {
@@ -127,6 +128,11 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 	if cmd.TTY {
 		cmd.Window = windowSize()
 	}
+	if agent {
+		if done, err := jumpThroughAgent(cc, ref, cmd, verbose, punchWait, t); done {
+			return err
+		}
+	}
 	return withJumpTimed(cc, ref, cmd.Need(), t, func(j *console.Jump) error {
 		j.PunchWait = punchWait
 		s, err := j.Exec(cc.Context, cmd)
@@ -135,24 +141,65 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 		}
 		defer s.Close()
 		if verbose {
-			path := j.Path()
-			via := "via " + path.String()
-			if path.Kind == console.PathJumpoint {
-				via = path.String() // "via jumpoint NAME (ADDR)"
-			}
-			fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s %s %s\n", j.Peer.GetPeer().GetSettings().GetName(), j.ID, via)
+			fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s\n", j.PathLine())
 		}
 		end := t.Begin("exec (command run until its exit status)")
 		status, err := runExec(cc.Context, s, cmd.TTY, cc.App.Writer, cc.App.ErrWriter)
 		end()
-		if err != nil {
-			return err
-		}
-		if code := exitCodeOf(status); code != 0 {
-			return exitCodeError{code}
-		}
-		return nil
+		return statusError(status, err)
 	})
+}
+
+// jumpThroughAgent runs the jump through the console's agent (jumpmesh
+// agent), if one serves the home: done says it did, and err is the
+// jump's. Without an agent (or with one that stopped because the home
+// changed) jump goes on its own.
+func jumpThroughAgent(cc *cli.Context, ref string, cmd console.ExecCommand, verbose bool, punchWait time.Duration, t *console.Timing) (done bool, err error) {
+	home, err := homeDir(cc)
+	if err != nil {
+		return false, nil // jump's own path reports it
+	}
+	req := console.AgentRequest{Ref: ref, Argv: cmd.Argv, TTY: cmd.TTY, Term: cmd.Term, PunchWait: punchWait}
+	if cmd.Window != nil {
+		req.Cols, req.Rows = cmd.Window.GetCols(), cmd.Window.GetRows()
+	}
+	s, err := console.AgentExec(cc.Context, home, req, t)
+	if errors.Is(err, console.ErrNoAgent) {
+		if verbose && errors.Is(err, console.ErrAgentIdentityChanged) {
+			fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %v\n", err)
+		}
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	defer func() {
+		defer t.Begin("agent session close")()
+		s.Close()
+	}()
+	if verbose {
+		fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s, through the agent\n", s.PathLine)
+	}
+	status, err := runExec(cc.Context, s, cmd.TTY, cc.App.Writer, cc.App.ErrWriter)
+	return true, statusError(status, err)
+}
+
+// statusError is the remote status as jump's error: nil for 0, else its
+// exit code (or err, the session's own failure).
+func statusError(status *pb.ExitStatus, err error) error {
+	if err != nil {
+		return err
+	}
+	if code := exitCodeOf(status); code != 0 {
+		return exitCodeError{code}
+	}
+	return nil
+}
+
+// execRunner is an open shell or command: console.ExecSession on this
+// console's own host, console.AgentSession through the agent.
+type execRunner interface {
+	Run(ctx context.Context, eio console.ExecIO) (*pb.ExitStatus, error)
 }
 
 // windowSize is the terminal's size, or nil.
@@ -172,7 +219,7 @@ func windowSize() *pb.WindowSize {
 // ends ssh, and jumpmesh exits 128+n (the peer hangs up the remote shell).
 // Passing SIGTERM on would leave `timeout 20 jumpmesh jump H -t -- sh -i`
 // running forever: an interactive shell ignores SIGTERM.
-func runExec(ctx context.Context, s *console.ExecSession, tty bool, stdout, stderr io.Writer) (*pb.ExitStatus, error) {
+func runExec(ctx context.Context, s execRunner, tty bool, stdout, stderr io.Writer) (*pb.ExitStatus, error) {
 	eio := console.ExecIO{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr}
 	if !tty {
 		signals := make(chan string, 4)
@@ -220,7 +267,7 @@ var signalNames = map[os.Signal]string{os.Interrupt: "INT", syscall.SIGTERM: "TE
 // execUntilSignal runs a PTY session until it ends or jumpmesh gets
 // SIGINT, SIGTERM or SIGHUP; then the session is closed and the error is
 // the exit code 128+n.
-func execUntilSignal(ctx context.Context, s *console.ExecSession, eio console.ExecIO) (*pb.ExitStatus, error) {
+func execUntilSignal(ctx context.Context, s execRunner, eio console.ExecIO) (*pb.ExitStatus, error) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)

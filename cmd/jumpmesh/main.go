@@ -121,6 +121,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			setCommand(),
 			rmCommand(),
 			jumpCommand(),
+			agentCommand(),
 			forwardCommand(),
 			cpCommand(),
 			wakeCommand(),

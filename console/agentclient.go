@@ -1,0 +1,195 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// ErrNoAgent says no agent serves the console home (none runs, or the one
+// that ran stopped because the home's key or site changed): jump without.
+var ErrNoAgent = errors.New("no agent serves this console home")
+
+// agentDialTimeout bounds reaching the agent's socket: a local connect,
+// which either answers at once or not at all.
+const agentDialTimeout = time.Second
+
+// AgentSession is a jump the agent runs for the command line: the exec
+// channel is open. Run it once, then Close it.
+type AgentSession struct {
+	conn *net.UnixConn
+	out  *lockedWriter
+	// PathLine is the jump's path, as jump -v prints it.
+	PathLine string
+	t        *Timing
+	sent     time.Time
+	seen     int // agent phases filed in t
+}
+
+// AgentExec asks the agent of the console home to open req's exec
+// channel. ErrNoAgent means none serves the home; other errors are the
+// jump's (the coordinator's refusal, an unreachable peer), as Jump and
+// Exec return them. t, if not nil, gets the agent's phases.
+func AgentExec(ctx context.Context, home string, req AgentRequest, t *Timing) (*AgentSession, error) {
+	end := t.Begin("agent socket")
+	d := net.Dialer{Timeout: agentDialTimeout}
+	c, err := d.DialContext(ctx, "unix", filepath.Join(home, AgentSocket))
+	end()
+	if err != nil {
+		return nil, fmt.Errorf("%w (%v)", ErrNoAgent, err)
+	}
+	conn := c.(*net.UnixConn)
+	s := &AgentSession{conn: conn, out: &lockedWriter{w: conn}, t: t, sent: time.Now()}
+	req.Timing = t != nil
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if err := s.out.json(frameRequest, req); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("%w (%v)", ErrNoAgent, err)
+	}
+	typ, payload, err := readFrame(conn)
+	if err != nil {
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// An agent that refused us (another user) or died says nothing.
+		return nil, fmt.Errorf("%w (%v)", ErrNoAgent, err)
+	}
+	switch typ {
+	case frameOpened:
+		var o agentOpened
+		if err := json.Unmarshal(payload, &o); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		s.addPhases(o.Phases)
+		s.PathLine = o.Path
+		return s, nil
+	case frameResult:
+		conn.Close()
+		var r agentResult
+		if err := json.Unmarshal(payload, &r); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		if r.Stale {
+			return nil, fmt.Errorf("%w: %w", ErrNoAgent, ErrAgentIdentityChanged)
+		}
+		s.addPhases(r.Phases)
+		return nil, r.err()
+	}
+	conn.Close()
+	return nil, fmt.Errorf("agent: unexpected frame of type %d", typ)
+}
+
+// addPhases files the agent's phases (all so far, of which s.seen are
+// filed already) in the command line's timing: the agent counts from the
+// request's arrival, here its sending.
+func (s *AgentSession) addPhases(phases []Phase) {
+	for _, p := range phases[min(s.seen, len(phases)):] {
+		s.t.Add("agent: "+p.Name, s.sent.Add(p.Start), s.sent.Add(p.End))
+	}
+	s.seen = max(s.seen, len(phases))
+}
+
+// Run carries eio to and from the remote process until it exits, as
+// ExecSession.Run does. Cancelling ctx ends the session.
+func (s *AgentSession) Run(ctx context.Context, eio ExecIO) (*pb.ExitStatus, error) {
+	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+	defer stop()
+	done := make(chan struct{})
+	defer close(done)
+	go s.sendStdin(eio.Stdin)
+	go s.sendControl(eio, done)
+	stdout, stderr := orDiscard(eio.Stdout), orDiscard(eio.Stderr)
+	for {
+		typ, payload, err := readFrame(s.conn)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, catalog.Errorf(catalog.CodeConnectionLost, "(the agent went away: %w)", err)
+		}
+		switch typ {
+		case frameStdout:
+			_, err = stdout.Write(payload)
+		case frameStderr:
+			_, err = stderr.Write(payload)
+		case frameResult:
+			var r agentResult
+			if err := json.Unmarshal(payload, &r); err != nil {
+				return nil, fmt.Errorf("agent: %w", err)
+			}
+			s.addPhases(r.Phases)
+			if !r.HasStatus {
+				return nil, r.err()
+			}
+			return &pb.ExitStatus{Code: r.Code, Signal: r.Signal, Error: r.ExecError}, nil
+		}
+		if err != nil {
+			return nil, err // a local write failed: the agent hangs up the process
+		}
+	}
+}
+
+// Close ends the session (the agent resets the channel if the process
+// still runs).
+func (s *AgentSession) Close() error { return s.conn.Close() }
+
+// sendStdin streams input, then end of input (as execStdin does). A read
+// in progress when the session ends is left: the command line exits.
+func (s *AgentSession) sendStdin(in io.Reader) {
+	if in != nil {
+		if _, err := io.Copy(frameWriter{s.out, frameStdin}, in); err != nil {
+			return
+		}
+	}
+	_ = s.out.frame(frameStdinEOF, nil)
+}
+
+// sendControl passes on signals and window sizes until done.
+func (s *AgentSession) sendControl(eio ExecIO, done <-chan struct{}) {
+	for {
+		var err error
+		select {
+		case <-done:
+			return
+		case ws, ok := <-eio.Resize:
+			if !ok {
+				eio.Resize = nil
+				continue
+			}
+			err = s.out.json(frameResize, ws)
+		case sig, ok := <-eio.Signals:
+			if !ok {
+				eio.Signals = nil
+				continue
+			}
+			err = s.out.frame(frameSignal, []byte(sig))
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// err is the result's error, with its catalog code.
+func (r agentResult) err() error {
+	if r.ErrCode == "" {
+		return nil
+	}
+	code := catalog.Code(r.ErrCode)
+	detail := r.ErrDetail
+	if !code.Known() && r.ErrMessage != "" {
+		detail = r.ErrMessage + " " + detail
+	}
+	return &catalog.Error{Code: code, Detail: detail}
+}
