@@ -19,7 +19,7 @@ func simScaleCommand() *cli.Command {
 		rate                          float64
 		workload, transport, dir      string
 		coordinators, etcd, etcdBin   string
-		ops                           int
+		ops, rounds                   int
 	}
 	return &cli.Command{
 		Name:  "scale",
@@ -40,7 +40,8 @@ func simScaleCommand() *cli.Command {
 			"peer counts both ends of each connection.\n\n" +
 			"With --coordinators, instead: the storm of --peers fresh peers (all at once) against one coordinator on\n" +
 			"Badger, then against 1, 2, 3 ... coordinators of one site on one etcd (the fleet split evenly, each part\n" +
-			"pinned to one coordinator): registrations/s, the ratio to Badger, CPU per registration; then --ops store\n" +
+			"pinned to one coordinator; --rounds interleaved, each row the median): registrations/s, the ratio to\n" +
+			"Badger, CPU per registration; then --ops store\n" +
 			"operations through a coordinator on etcd against Badger. The etcd is --etcd, or a one-member cluster this\n" +
 			"command starts on loopback with --etcd-binary (default: " + etcdlab.BinaryName + " next to this binary or\n" +
 			"in PATH, else etcd). On a machine with few cores this measures the overhead of several coordinators,\n" +
@@ -58,6 +59,7 @@ func simScaleCommand() *cli.Command {
 			&cli.StringFlag{Name: "etcd", Destination: &f.etcd, Usage: "with --coordinators: the etcd to use, etcd://HOST:PORT (sites go under /jumpmesh-scale/ and stay)"},
 			&cli.StringFlag{Name: "etcd-binary", Destination: &f.etcdBin, Usage: "with --coordinators and no --etcd: the etcd member to start on loopback"},
 			&cli.IntFlag{Name: "ops", Value: 200, Destination: &f.ops, Usage: "with --coordinators: store operations of each kind timed on each backend"},
+			&cli.IntFlag{Name: "rounds", Value: 3, Destination: &f.rounds, Usage: "with --coordinators: storms of each configuration, interleaved (each row is the median)"},
 			jsonFlag,
 		},
 		Action: func(cc *cli.Context) error {
@@ -73,7 +75,11 @@ func simScaleCommand() *cli.Command {
 			}
 			asJSON := cc.Bool("json")
 			if f.coordinators != "" {
-				return simScaleCoordinators(cc, f.coordinators, f.etcd, f.etcdBin, f.dir, f.peers, f.ops, cc.IsSet("peers"))
+				cfg := scale.CoordinatorsConfig{Dir: f.dir, Etcd: f.etcd, Ops: f.ops, Rounds: f.rounds}
+				if cc.IsSet("peers") {
+					cfg.Peers = f.peers
+				}
+				return simScaleCoordinators(cc, cfg, f.coordinators, f.etcdBin)
 			}
 			cfg := scale.Config{Dir: f.dir, Peers: f.peers, Rate: f.rate, ConnectionRate: f.connRate, Transport: f.transport,
 				StoredPeers: f.stored, SearchRuns: f.runs}

@@ -16,11 +16,7 @@ import (
 // simScaleCoordinators is `jumpmesh sim scale --coordinators 1,2,3`: the
 // storm against one coordinator on Badger and against several on one etcd,
 // and the cost of store operations on each.
-func simScaleCoordinators(cc *cli.Context, counts, etcdURL, etcdBin, dir string, peers, ops int, peersSet bool) error {
-	cfg := scale.CoordinatorsConfig{Dir: dir, Etcd: etcdURL, Ops: ops}
-	if peersSet {
-		cfg.Peers = peers
-	}
+func simScaleCoordinators(cc *cli.Context, cfg scale.CoordinatorsConfig, counts, etcdBin string) error {
 	for _, c := range strings.Split(counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
 		if err != nil || n < 1 || n > 9 {
@@ -28,10 +24,10 @@ func simScaleCoordinators(cc *cli.Context, counts, etcdURL, etcdBin, dir string,
 		}
 		cfg.Counts = append(cfg.Counts, n)
 	}
-	if ops < 1 {
-		return usagef("--ops must be positive")
+	if cfg.Ops < 1 || cfg.Rounds < 1 {
+		return usagef("--ops and --rounds must be positive")
 	}
-	if etcdURL == "" {
+	if cfg.Etcd == "" {
 		bin, err := etcdlab.FindBinary(etcdBin)
 		if err != nil {
 			return usagef("--coordinators needs an etcd: --etcd etcd://HOST:PORT, or %v", err)
@@ -60,17 +56,21 @@ func simScaleCoordinators(cc *cli.Context, counts, etcdURL, etcdBin, dir string,
 
 // printCoordinators is the human form of a --coordinators run.
 func printCoordinators(w io.Writer, r *scale.CoordinatorsResult) {
-	fmt.Fprintf(w, "sim scale --coordinators: %d fresh peers over TCP, all at once, each configuration; %.1f s in all; load average %s\n",
-		r.Peers, r.Seconds, r.LoadAverage)
+	fmt.Fprintf(w, "sim scale --coordinators: %d fresh peers over TCP, all at once, each configuration, %d rounds (each row the median); %.1f s in all; load average %s\n",
+		r.Peers, r.Rounds, r.Seconds, r.LoadAverage)
 	fmt.Fprintf(w, "note: %s\n\n", r.Note)
-	rows := [][]string{{"STORE", "COORDINATORS", "PEERS/S", "× BADGER", "CPU/REGISTRATION", "LATENCY p50/p90/p99", "ONLINE EACH", "FAILED/RETRIED/REFUSED/GAVE UP"}}
+	rows := [][]string{{"STORE", "COORDINATORS", "PEERS/S", "EACH ROUND", "× BADGER", "CPU/REGISTRATION", "LATENCY p50/p90/p99", "ONLINE EACH", "FAILED/RETRIED/REFUSED/GAVE UP"}}
 	for _, run := range r.Runs {
 		var each []string
 		for _, n := range run.Online {
 			each = append(each, strconv.Itoa(n))
 		}
+		var rounds []string
+		for _, r := range run.RoundsPerSecond {
+			rounds = append(rounds, fmt.Sprintf("%.0f", r))
+		}
 		rows = append(rows, []string{run.Store, strconv.Itoa(run.Coordinators), fmt.Sprintf("%.0f", run.PeersPerSecond),
-			fmt.Sprintf("%.2f", run.RatioToBadger), fmt.Sprintf("%.2f ms", run.CPUPerRegistrationMs), percentiles(run.Latency),
+			strings.Join(rounds, " "), fmt.Sprintf("%.2f", run.RatioToBadger), fmt.Sprintf("%.2f ms", run.CPUPerRegistrationMs), percentiles(run.Latency),
 			strings.Join(each, " / "), fleetText(run.Fleet)})
 	}
 	table(w, rows)

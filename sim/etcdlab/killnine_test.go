@@ -277,6 +277,7 @@ type load struct {
 	trial    int
 	perTrial map[int]int
 	exits    []string // the coordinator exiting by itself, and why
+	lastErr  string   // the last failed write's error
 }
 
 func (l *load) run(ctx context.Context, c *console.Client, writer int) {
@@ -296,6 +297,7 @@ func (l *load) run(ctx context.Context, c *console.Client, writer int) {
 			l.perTrial[trial]++
 		} else {
 			l.failed++
+			l.lastErr = err.Error()
 		}
 		l.mu.Unlock()
 		if err != nil {
@@ -319,10 +321,25 @@ func (l *load) count(trial int) int {
 // counted: a crash, not a loss, but the figure says so.
 func (l *load) waitAcks(t *testing.T, s *site, trial, n int) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for l.count(trial) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("trial %d: %d acknowledged writes after 60 s, want %d", trial, l.count(trial), n)
+			l.mu.Lock()
+			last := l.lastErr
+			l.mu.Unlock()
+			log := ""
+			if s.current != nil {
+				// The log without the refusals that repeat the cause.
+				b, _ := os.ReadFile(s.current.log.Name())
+				var keep []string
+				for _, line := range strings.Split(string(b), "\n") {
+					if !strings.Contains(line, `msg="request refused"`) {
+						keep = append(keep, line)
+					}
+				}
+				log = string(tail([]byte(strings.Join(keep, "\n")), 6000))
+			}
+			t.Fatalf("trial %d: %d acknowledged writes after 2 min, want %d; last failed write: %s\ncoordinator log:\n%s", trial, l.count(trial), n, last, log)
 		}
 		if gone, last := s.exited(); gone {
 			l.mu.Lock()

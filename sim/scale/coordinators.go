@@ -46,6 +46,9 @@ type CoordinatorsConfig struct {
 	// Ops is how many store operations of each kind the cost comparison
 	// times on each backend (default 200).
 	Ops int
+	// Rounds is how many times each configuration's storm runs (default
+	// 3), interleaved; each configuration's row is its median round.
+	Rounds int
 	// Timeout bounds each storm (default 1 min + 20 ms per peer).
 	Timeout time.Duration
 	Logger  *slog.Logger
@@ -53,8 +56,9 @@ type CoordinatorsConfig struct {
 	Progress func(string)
 }
 
-func (c CoordinatorsConfig) peers() int { return cmp.Or(c.Peers, 300) }
-func (c CoordinatorsConfig) ops() int   { return cmp.Or(c.Ops, 200) }
+func (c CoordinatorsConfig) peers() int  { return cmp.Or(c.Peers, 300) }
+func (c CoordinatorsConfig) ops() int    { return cmp.Or(c.Ops, 200) }
+func (c CoordinatorsConfig) rounds() int { return cmp.Or(c.Rounds, 3) }
 func (c CoordinatorsConfig) counts() []int {
 	if len(c.Counts) == 0 {
 		return []int{1, 2, 3}
@@ -65,7 +69,8 @@ func (c CoordinatorsConfig) counts() []int {
 // CoordinatorsResult is one run: the Badger anchor, each etcd
 // configuration, and the cost per operation.
 type CoordinatorsResult struct {
-	Peers int `json:"peers"`
+	Peers  int `json:"peers"`
+	Rounds int `json:"rounds"`
 	// CPUs is GOMAXPROCS: coordinators and fleet share them, so with few
 	// more coordinators measure overhead, not speed-up (Note).
 	CPUs        int     `json:"cpus"`
@@ -97,6 +102,23 @@ type CoordinatorsRun struct {
 	// Online is how many peers each coordinator holds at the end.
 	Online []int       `json:"online_per_coordinator"`
 	Fleet  FleetTotals `json:"fleet"`
+	// RoundsPerSecond is every round's peers per second, in run order
+	// (the row is the median round's).
+	RoundsPerSecond []float64 `json:"rounds_peers_per_second"`
+}
+
+// median is the run with the median peers per second, with every round's
+// rate.
+func median(runs []CoordinatorsRun) CoordinatorsRun {
+	var all []float64
+	for _, r := range runs {
+		all = append(all, r.PeersPerSecond)
+	}
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b CoordinatorsRun) int { return cmp.Compare(a.PeersPerSecond, b.PeersPerSecond) })
+	m := sorted[len(sorted)/2]
+	m.RoundsPerSecond = all
+	return m
 }
 
 // OpCost is one kind of operation on both backends.
@@ -137,7 +159,7 @@ func Coordinators(ctx context.Context, cfg CoordinatorsConfig) (*CoordinatorsRes
 		dir = d
 	}
 	t0 := time.Now()
-	res := &CoordinatorsResult{Peers: cfg.peers(), CPUs: runtime.GOMAXPROCS(0), Started: t0.UTC().Format(time.RFC3339)}
+	res := &CoordinatorsResult{Peers: cfg.peers(), Rounds: cfg.rounds(), CPUs: runtime.GOMAXPROCS(0), Started: t0.UTC().Format(time.RFC3339)}
 	res.Note = fmt.Sprintf(CoordinatorsNote, res.CPUs)
 	type plan struct {
 		store string
@@ -155,39 +177,48 @@ func Coordinators(ctx context.Context, cfg CoordinatorsConfig) (*CoordinatorsRes
 			}
 		}
 	}()
-	for i, p := range plans {
-		if cfg.Progress != nil {
-			cfg.Progress(fmt.Sprintf("%d coordinator(s) on %s", p.n, p.store))
+	// Rounds interleave the configurations, each round in another order,
+	// so that a busy moment of the machine or the process's warm-up does
+	// not fall on one configuration: each row is its median round.
+	rounds := make([][]CoordinatorsRun, len(plans))
+	for r := range cfg.rounds() {
+		for j := range plans {
+			i := (j + r) % len(plans)
+			p := plans[i]
+			if cfg.Progress != nil {
+				cfg.Progress(fmt.Sprintf("round %d: %d coordinator(s) on %s", r+1, p.n, p.store))
+			}
+			url := ""
+			if p.store == "etcd" {
+				url = cfg.Etcd
+			}
+			s, err := newMultiSite(ctx, filepath.Join(dir, fmt.Sprintf("%d-%d-%s-%d", r, i, p.store, p.n)), url, p.n, cfg.Logger)
+			if err != nil {
+				return nil, fmt.Errorf("%d coordinator(s) on %s: %w", p.n, p.store, err)
+			}
+			run, err := s.storm(ctx, cfg)
+			if err != nil {
+				s.Close()
+				return nil, fmt.Errorf("%d coordinator(s) on %s: %w", p.n, p.store, err)
+			}
+			run.Store = p.store
+			rounds[i] = append(rounds[i], *run)
+			// The first one-coordinator sites stay for the operation costs.
+			switch {
+			case p.store == "badger" && badgerSite == nil:
+				badgerSite = s
+			case p.store == "etcd" && p.n == 1 && etcdSite == nil:
+				etcdSite = s
+			default:
+				s.Close()
+			}
 		}
-		url := ""
-		if p.store == "etcd" {
-			url = cfg.Etcd
-		}
-		s, err := newMultiSite(ctx, filepath.Join(dir, fmt.Sprintf("%d-%s-%d", i, p.store, p.n)), url, p.n, cfg.Logger)
-		if err != nil {
-			return nil, fmt.Errorf("%d coordinator(s) on %s: %w", p.n, p.store, err)
-		}
-		run, err := s.storm(ctx, cfg)
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("%d coordinator(s) on %s: %w", p.n, p.store, err)
-		}
-		run.Store = p.store
-		if len(res.Runs) > 0 && res.Runs[0].PeersPerSecond > 0 {
-			run.RatioToBadger = run.PeersPerSecond / res.Runs[0].PeersPerSecond
-		} else {
-			run.RatioToBadger = 1
-		}
-		res.Runs = append(res.Runs, *run)
-		// The one-coordinator sites stay for the operation costs.
-		switch {
-		case p.store == "badger":
-			badgerSite = s
-		case p.n == 1 && etcdSite == nil:
-			etcdSite = s
-		default:
-			s.Close()
-		}
+	}
+	for _, runs := range rounds {
+		res.Runs = append(res.Runs, median(runs))
+	}
+	for i := range res.Runs {
+		res.Runs[i].RatioToBadger = res.Runs[i].PeersPerSecond / res.Runs[0].PeersPerSecond
 	}
 	if badgerSite != nil && etcdSite != nil {
 		if cfg.Progress != nil {

@@ -19,7 +19,7 @@ func TestCoordinators(t *testing.T) {
 	srv := etcdtest.Start(t, etcdtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	res, err := Coordinators(ctx, CoordinatorsConfig{Dir: t.TempDir(), Etcd: "etcd://" + srv.Endpoint, Peers: 30, Counts: []int{1, 2}, Ops: 10})
+	res, err := Coordinators(ctx, CoordinatorsConfig{Dir: t.TempDir(), Etcd: "etcd://" + srv.Endpoint, Peers: 30, Counts: []int{1, 2}, Ops: 10, Rounds: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestCoordinators(t *testing.T) {
 				t.Errorf("%s × %d: a coordinator holds no peer: %v", r.Store, r.Coordinators, r.Online)
 			}
 		}
-		if sum != 30 || r.PeersPerSecond <= 0 || r.Fleet.GaveUp != 0 {
+		if sum != 30 || r.PeersPerSecond <= 0 || r.Fleet.GaveUp != 0 || len(r.RoundsPerSecond) != 2 {
 			t.Errorf("%s × %d: %+v", r.Store, r.Coordinators, r)
 		}
 	}
