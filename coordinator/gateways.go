@@ -96,7 +96,7 @@ func (x gatewayIndex) file(e *peerEntry) {
 	}
 	set.peers++
 	e.gw.key, e.gw.filed = k, true
-	if e.session != nil {
+	if e.online() {
 		x.seen(e)
 	}
 }
@@ -158,7 +158,9 @@ type neighbour struct {
 
 // sameGateway returns at most n online peers behind k, other than except,
 // the most recently seen first. Peers disabled by their local user, and
-// peers deleted or uninstalled, are not asked to do anything.
+// peers deleted or uninstalled, are not asked to do anything; nor are
+// peers another coordinator holds (presence.go): only a session here can
+// carry the order.
 func (r *registry) sameGateway(k gatewayKey, except peer.ID, n int) []neighbour {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

@@ -33,12 +33,24 @@ type peerStore struct {
 	log   *slog.Logger
 	seed  maphash.Seed
 	locks [64]sync.Mutex
+	// presence writes o/ for the peers this coordinator holds (on a
+	// shared store; presence.go). nil: none written.
+	presence *presenceWriter
 }
 
+// newPeerStore loads the records and, on a shared store, follows what the
+// site's other coordinators write to p/ and o/ from the revision it read
+// (presence.go).
 func newPeerStore(st *Store, log *slog.Logger) (*peerStore, error) {
 	ps := &peerStore{registry: newRegistry(), store: st, log: log, seed: maphash.MakeSeed()}
-	if err := ps.registry.load(st); err != nil {
+	rev, presence, err := ps.registry.load(st)
+	if err != nil {
 		return nil, err
+	}
+	if st.shared() {
+		ps.applyPresence(watchBatch{events: presence, reset: true, rev: rev})
+		st.watch(peersPrefix, rev, ps.applyPeers)
+		st.watch(presencePrefix, rev, ps.applyPresence)
 	}
 	return ps, nil
 }
@@ -53,10 +65,11 @@ func (ps *peerStore) lock(id peer.ID) func() {
 // put writes rec (a new peer) and then caches it.
 func (ps *peerStore) put(rec *pb.Peer) error {
 	defer ps.lock(peer.ID(rec.GetId()))()
-	if err := storeErr(ps.store.Update(func(tx *Tx) error { return tx.PutPeer(rec) })); err != nil {
+	rev, err := ps.store.updateAt(func(tx *Tx) error { return tx.PutPeer(rec) })
+	if err := storeErr(err); err != nil {
 		return err
 	}
-	ps.registry.put(rec)
+	ps.registry.putAt(rec, rev)
 	return nil
 }
 
@@ -66,7 +79,7 @@ func (ps *peerStore) put(rec *pb.Peer) error {
 func (ps *peerStore) modify(id peer.ID, fn func(rec *pb.Peer) error) (*pb.Peer, error) {
 	defer ps.lock(id)()
 	var out *pb.Peer
-	err := storeErr(ps.store.Update(func(tx *Tx) error {
+	rev, err := ps.store.updateAt(func(tx *Tx) error {
 		out = nil
 		rec, err := tx.Peer(id)
 		if err != nil {
@@ -80,11 +93,11 @@ func (ps *peerStore) modify(id peer.ID, fn func(rec *pb.Peer) error) (*pb.Peer, 
 		}
 		out = rec
 		return tx.PutPeer(rec)
-	}))
-	if err != nil {
+	})
+	if err := storeErr(err); err != nil {
 		return nil, err
 	}
-	ps.registry.put(out)
+	ps.registry.putAt(out, rev)
 	return out, nil
 }
 
@@ -113,7 +126,7 @@ func (ps *peerStore) modifyMany(ids []peer.ID, fn func(rec *pb.Peer)) (int, erro
 			ps.locks[i].Lock()
 		}
 		var out []*pb.Peer
-		err := storeErr(ps.store.Update(func(tx *Tx) error {
+		rev, err := ps.store.updateAt(func(tx *Tx) error {
 			out = out[:0]
 			for _, id := range batch {
 				rec, err := tx.Peer(id)
@@ -130,10 +143,11 @@ func (ps *peerStore) modifyMany(ids []peer.ID, fn func(rec *pb.Peer)) (int, erro
 				out = append(out, rec)
 			}
 			return nil
-		}))
+		})
+		err = storeErr(err)
 		if err == nil {
 			for _, rec := range out {
-				ps.registry.put(rec)
+				ps.registry.putAt(rec, rev)
 			}
 			changed += len(out)
 		}
@@ -151,7 +165,7 @@ func (ps *peerStore) modifyMany(ids []peer.ID, fn func(rec *pb.Peer)) (int, erro
 // transaction, and then drops it from the cache.
 func (ps *peerStore) remove(id peer.ID, tombstone *pb.Peer) error {
 	defer ps.lock(id)()
-	err := storeErr(ps.store.Update(func(tx *Tx) error {
+	rev, err := ps.store.updateAt(func(tx *Tx) error {
 		if err := tx.DeletePeer(id); err != nil {
 			return err
 		}
@@ -159,11 +173,11 @@ func (ps *peerStore) remove(id peer.ID, tombstone *pb.Peer) error {
 			return nil
 		}
 		return tx.PutTombstone(tombstone)
-	}))
-	if err != nil {
+	})
+	if err := storeErr(err); err != nil {
 		return err
 	}
-	ps.registry.remove(id)
+	ps.registry.removeAt(id, rev)
 	return nil
 }
 

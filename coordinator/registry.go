@@ -38,11 +38,25 @@ type registry struct {
 	// write of an entry's record, session, contact or statistics below
 	// files it in the same critical section.
 	index *searchIndex
+	// remote is the presence of peers other coordinators of the site hold
+	// (o/ records of other instances, presence.go), by peer ID, whether or
+	// not their record is here yet; empty on Badger.
+	remote map[peer.ID]*remotePresence
+	// gone holds the revision at which a record was deleted, until the
+	// p/ watch has passed it: an older put that the watch hands over
+	// late must not bring the record back (presence.go).
+	gone map[peer.ID]int64
 }
 
 type peerEntry struct {
 	rec     *pb.Peer
 	session *peerSession
+	// rev is the store revision rec was committed at (0 on Badger): a
+	// watch event of the same or an older revision is not applied.
+	rev int64
+	// remote is set while another coordinator holds the peer (and this
+	// one has no session of it): the peer is online there.
+	remote *remotePresence
 	// lastSeen is the last contact, kept in memory between store writes.
 	lastSeen time.Time
 	// stats is the latest report; replaced, never mutated, so readers may
@@ -55,22 +69,38 @@ type peerEntry struct {
 }
 
 func newRegistry() *registry {
-	return &registry{peers: map[peer.ID]*peerEntry{}, gateways: gatewayIndex{}, index: newSearchIndex()}
+	return &registry{peers: map[peer.ID]*peerEntry{}, gateways: gatewayIndex{}, index: newSearchIndex(),
+		remote: map[peer.ID]*remotePresence{}, gone: map[peer.ID]int64{}}
 }
 
+// online reports whether the peer is online anywhere in the site: a
+// session here, or another coordinator's presence record.
+func (e *peerEntry) online() bool { return e.session != nil || e.remote != nil }
+
 // load fills the registry from the store, and the search index from it:
-// the first search after start costs what any other does.
-func (r *registry) load(st *Store) error {
-	return st.View(func(tx *Tx) error {
+// the first search after start costs what any other does. It returns the
+// store revision it read at (0 on Badger), where following the store
+// starts (presence.go), and the presence records it read.
+func (r *registry) load(st *Store) (rev int64, presence []storeEvent, err error) {
+	err = st.View(func(tx *Tx) error {
 		recs, err := tx.Peers()
 		if err != nil {
 			return err
 		}
+		if rev, err = tx.revision(); err != nil {
+			return err
+		}
+		if st.shared() {
+			if presence, err = readPresence(tx, rev); err != nil {
+				return err
+			}
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.fill(recs)
+		r.fill(recs) // at revision 0: every event a watch from rev brings is newer
 		return nil
 	})
+	return rev, presence, err
 }
 
 // fill adds records read from the store. The write lock is held.
@@ -81,7 +111,7 @@ func (r *registry) fill(recs []*pb.Peer) {
 		if r.peers[id] != nil {
 			continue // one record per key: never, but not filed twice
 		}
-		e := &peerEntry{rec: rec, lastSeen: time.Unix(rec.GetLastSeenUnix(), 0)}
+		e := &peerEntry{rec: rec, lastSeen: time.Unix(rec.GetLastSeenUnix(), 0), remote: r.remote[id]}
 		r.peers[id] = e
 		r.gateways.file(e)
 		es = append(es, e)
@@ -103,19 +133,26 @@ func (r *registry) get(id peer.ID) (*pb.Peer, bool) {
 		rec.Stats = e.stats
 	}
 	rec.LastSeenUnix = e.lastSeen.Unix()
-	return rec, e.session != nil
+	return rec, e.online()
 }
 
 // put stores rec (already written to the store) in memory.
-func (r *registry) put(rec *pb.Peer) {
+func (r *registry) put(rec *pb.Peer) { r.putAt(rec, 0) }
+
+// putAt stores rec, committed at store revision rev (0: unknown, Badger),
+// in memory.
+func (r *registry) putAt(rec *pb.Peer, rev int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id := peer.ID(rec.GetId())
 	e := r.peers[id]
 	if e == nil {
-		e = &peerEntry{}
+		e = &peerEntry{remote: r.remote[id]}
 		r.peers[id] = e
+	} else if rev > 0 && rev < e.rev {
+		return // the watch brought a later commit already (presence.go)
 	}
+	e.rev = max(e.rev, rev)
 	e.rec = proto.CloneOf(rec)
 	r.gateways.file(e)
 	e.lastSeen = time.Unix(rec.GetLastSeenUnix(), 0)
@@ -125,14 +162,24 @@ func (r *registry) put(rec *pb.Peer) {
 	r.index.file(e)
 }
 
-func (r *registry) remove(id peer.ID) {
+func (r *registry) remove(id peer.ID) { r.removeAt(id, 0) }
+
+// removeAt drops id's record, deleted from the store at revision rev.
+func (r *registry) removeAt(id peer.ID, rev int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e := r.peers[id]; e != nil {
+	e := r.peers[id]
+	if e != nil && rev > 0 && rev < e.rev {
+		return // put again since (the watch brought it first)
+	}
+	if e != nil {
 		r.gateways.unfile(e)
 		r.index.unfile(e)
 	}
 	delete(r.peers, id)
+	if rev > 0 {
+		r.gone[id] = max(r.gone[id], rev)
+	}
 }
 
 // attach makes s the peer's session, returning the one it replaces.
@@ -160,7 +207,9 @@ func (r *registry) detach(id peer.ID, s *peerSession, now time.Time) bool {
 	}
 	e.session = nil
 	e.lastSeen = now
-	r.gateways.offline(e)
+	if e.remote == nil {
+		r.gateways.offline(e)
+	}
 	r.index.refresh(e)
 	return true
 }
@@ -178,7 +227,7 @@ func (r *registry) touch(id peer.ID, now time.Time, stats *pb.PeerStats) {
 		if stats != nil {
 			e.stats = stats
 		}
-		if e.session != nil {
+		if e.online() {
 			r.gateways.seen(e)
 		}
 		if rebuild {
@@ -212,10 +261,11 @@ func (r *registry) sessions() []*peerSession {
 
 // peerSnapshot is one peer as a read sees it.
 type peerSnapshot struct {
-	rec      *pb.Peer
-	stats    *pb.PeerStats
-	online   bool
-	lastSeen time.Time
+	rec   *pb.Peer
+	stats *pb.PeerStats
+	// online: anywhere in the site; held: by a session here.
+	online, held bool
+	lastSeen     time.Time
 }
 
 // snapshot copies every entry's pointer state for a scan. Records are
@@ -226,7 +276,7 @@ func (r *registry) snapshot() []peerSnapshot {
 	defer r.mu.RUnlock()
 	out := make([]peerSnapshot, 0, len(r.peers))
 	for _, e := range r.peers {
-		out = append(out, peerSnapshot{rec: e.rec, stats: e.stats, online: e.session != nil, lastSeen: e.lastSeen})
+		out = append(out, peerSnapshot{rec: e.rec, stats: e.stats, online: e.online(), held: e.session != nil, lastSeen: e.lastSeen})
 	}
 	return out
 }

@@ -215,7 +215,7 @@ func (x *searchIndex) refresh(e *peerEntry) {
 		return
 	}
 	s := &x.slots[e.slot-1]
-	s.lastSeen, s.flags = e.lastSeen, recFlags(e.rec, e.session != nil)
+	s.lastSeen, s.flags = e.lastSeen, recFlags(e.rec, e.online())
 }
 
 // unfile takes e out of the index. The registry's write lock is held.

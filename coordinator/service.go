@@ -156,6 +156,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, fmt.Errorf("loading peers: %w", err)
 	}
 	s.peers = peers
+	s.startPresence()
 	if err := s.startMembers(); err != nil {
 		return nil, fmt.Errorf("reading the site's members: %w", err)
 	}

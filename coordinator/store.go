@@ -129,10 +129,22 @@ func (s *Store) View(fn func(tx *Tx) error) error {
 // on etcd, in another) is retried from scratch, so fn must not have effects
 // outside tx.
 func (s *Store) Update(fn func(tx *Tx) error) error {
+	_, err := s.updateAt(fn)
+	return err
+}
+
+// updateAt is Update, and returns the store revision the commit made (0
+// on Badger, or when fn wrote nothing): what the registry compares watch
+// events with.
+func (s *Store) updateAt(fn func(tx *Tx) error) (int64, error) {
 	for attempt := 0; ; attempt++ {
-		err := s.kv.update(func(kv kvTxn) error { return fn(&Tx{kv: kv}) }, s.beforeCommit)
+		var last kvTxn
+		err := s.kv.update(func(kv kvTxn) error { last = kv; return fn(&Tx{kv: kv}) }, s.beforeCommit)
 		if !errors.Is(err, ErrStoreConflict) || attempt >= maxTxnRetries {
-			return err
+			if err != nil || last == nil {
+				return 0, err
+			}
+			return last.committed(), nil
 		}
 		// Writers that retry at once meet again: a random pause, growing
 		// with each loss up to longer than an etcd transaction takes on a

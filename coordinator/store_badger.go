@@ -85,6 +85,7 @@ func (t badgerTxn) delete(key []byte) error     { return t.txn.Delete(key) }
 // setLeased is set: on Badger this coordinator is the site's only member.
 func (t badgerTxn) setLeased(key, value []byte) error { return t.txn.Set(key, value) }
 func (t badgerTxn) revision() (int64, error)          { return 0, nil }
+func (t badgerTxn) committed() int64                  { return 0 }
 
 // create reads key first: Badger's conflict detection covers what a
 // transaction read, so a concurrent create of the same key conflicts.

@@ -159,7 +159,7 @@ func OpenEtcdStore(cfg EtcdConfig) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{kv: kv}, nil
+	return &Store{kv: kv, instance: cfg.Instance}, nil
 }
 
 func openEtcd(cfg EtcdConfig) (_ *etcdKV, err error) {
@@ -291,7 +291,11 @@ type etcdTxn struct {
 	creates map[string]bool
 	// leased marks writes put under the store's lease (setLeased).
 	leased map[string]bool
+	// commitRev is the revision the commit made.
+	commitRev int64
 }
+
+func (t *etcdTxn) committed() int64 { return t.commitRev }
 
 var errReadOnly = errors.New("write in a read-only transaction")
 
@@ -554,6 +558,7 @@ func (t *etcdTxn) commit() error {
 		return etcdError(err)
 	}
 	if resp.Succeeded {
+		t.commitRev = resp.Header.Revision
 		return nil
 	}
 	if fence != nil {

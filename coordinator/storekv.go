@@ -33,6 +33,9 @@ type kvTxn interface {
 	// revision is the store revision the transaction reads at, for a
 	// watch from there (0 on Badger, which has no other writers).
 	revision() (int64, error)
+	// committed is the revision the transaction's commit made, once
+	// update returned nil (0 on Badger, or when it wrote nothing).
+	committed() int64
 }
 
 // kvBackend runs transactions.
