@@ -112,7 +112,7 @@ func updateFacts(rec *pb.Peer, hello *pb.PeerHello, observed string, now time.Ti
 // enroll admits a new peer: a valid, unrevoked installer key of this site,
 // overrides only where the installer allows them, within the build limits.
 func (s *Service) enroll(id peer.ID, hello *pb.PeerHello, observed string, now time.Time) (*pb.Peer, error) {
-	in, err := s.CheckInstallerKey(hello.GetInstallerKey())
+	in, err := s.enrollKey(hello.GetInstallerKey())
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +213,7 @@ func (s *Service) Sweep(now time.Time) (deleted int) {
 		switch {
 		case !p.online && p.rec.GetUninstalledUnix() == 0 && now.Sub(p.lastSeen) >= offlineLimit(p.rec, st):
 			gone = append(gone, p.rec)
-		case p.held && now.Sub(time.Unix(p.rec.GetLastSeenUnix(), 0)) >= lastSeenFlush: // its holder writes it
+		case p.online && now.Sub(time.Unix(p.rec.GetLastSeenUnix(), 0)) >= lastSeenFlush:
 			flush = append(flush, p)
 		}
 	}

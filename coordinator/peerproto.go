@@ -40,7 +40,7 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 		return
 	}
 	if !member {
-		if err := s.checkHelloKey(remote, hello); err != nil {
+		if err := s.checkHelloKeyCached(remote, hello); err != nil {
 			s.refuse(ms, remote, err, s.resources.StrangerTimeout)
 			return
 		}
