@@ -213,7 +213,7 @@ func (s *Service) Sweep(now time.Time) (deleted int) {
 		switch {
 		case !p.online && p.rec.GetUninstalledUnix() == 0 && now.Sub(p.lastSeen) >= offlineLimit(p.rec, st):
 			gone = append(gone, p.rec)
-		case p.online && now.Sub(time.Unix(p.rec.GetLastSeenUnix(), 0)) >= lastSeenFlush:
+		case p.held && now.Sub(time.Unix(p.rec.GetLastSeenUnix(), 0)) >= lastSeenFlush: // its holder writes it
 			flush = append(flush, p)
 		}
 	}
