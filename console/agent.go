@@ -121,6 +121,7 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	// A passive peer is woken as jump wakes it; offline peers are not
 	// (jump --wake goes without the agent).
 	c.SetWake(WakeOptions{})
+	c.SetPeerCache(cfg.Home)
 	return &Agent{cfg: cfg, c: c, ln: ln, path: path, identity: id,
 		activity: make(chan struct{}, 1), stop: make(chan error, 1), conns: map[net.Conn]bool{}}, nil
 }

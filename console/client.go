@@ -41,6 +41,10 @@ type Client struct {
 	// timing, when set, records the phases of this console's jumps
 	// (SetTiming, timing.go).
 	timing *Timing
+
+	// peers, when set, are the peers' addresses from the last jumps, dialled
+	// while the grant is asked for (SetPeerCache, peercache.go).
+	peers *peerCache
 }
 
 // Close closes the tunnel hosts of jumps still open, then the console's host.

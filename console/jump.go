@@ -115,6 +115,7 @@ func (j *Jump) Renew(ctx context.Context) (*Jump, error) {
 
 func (c *Client) jump(ctx context.Context, req *pb.JumpRequest) (*Jump, error) {
 	req.Protocol = string(channel.Protocol)
+	early, stopEarly := c.dialEarly(ctx, req.GetRef())
 	c.dialCoordinator(ctx)
 	end := c.timingOf(ctx).Begin("grant request")
 	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_Jump{Jump: req}})
@@ -128,11 +129,15 @@ func (c *Client) jump(ctx context.Context, req *pb.JumpRequest) (*Jump, error) {
 		r, err = c.do(ctx, &pb.Request{Body: &pb.Request_Jump{Jump: req}})
 	}
 	if err != nil {
+		stopEarly()
 		return nil, err
 	}
 	jr := r.GetJump()
 	j := &Jump{c: c, req: req, Grant: jr.GetGrant(), Peer: jr.GetPeer(), ID: peer.ID(jr.GetPeer().GetPeer().GetId()), PunchWait: DefaultPunchWait,
 		Jumpoints: jr.GetJumpoints()}
+	if early != j.ID || len(j.Jumpoints) > 0 {
+		stopEarly() // the name is another peer's now, or the peer is behind a jumpoint now
+	}
 	j.Addrs, j.Relays = mesh.DecodeAddrs(jr.GetAddrs()), mesh.DecodeAddrs(jr.GetRelays())
 	c.noteGrant(j.ID, j.Grant)
 	c.notePeerIP(j.ID, jr.GetPeerIp())
@@ -162,6 +167,9 @@ func (j *Jump) Connect(ctx context.Context) error {
 	}
 	if w.Connected() {
 		t.Rename("peer dial", "peer dial ("+w.Summary().Initial.String()+")")
+		if !j.ForceRelay {
+			j.c.peers.note(j.req.GetRef(), j.ID, j.Addrs)
+		}
 	}
 	if w.Connected() && w.Summary().Initial == PathRelayed && j.PunchWait > 0 && !j.ForceRelay {
 		end := t.Begin("hole punch wait")

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // TestJumpTimingNamesEveryPhase: jump --timing prints each phase of a jump
@@ -27,5 +33,47 @@ func TestJumpTimingNamesEveryPhase(t *testing.T) {
 	}
 	if r := jm(t, s.admin, "jump", "web-01", "--", "true"); strings.Contains(r.stderr, "timing") {
 		t.Errorf("timing without --timing: %q", r.stderr)
+	}
+	// The jumps left web-01's addresses in the home: the next jump dials
+	// them while it asks for the grant.
+	cache := filepath.Join(s.admin, "peers-cache.json")
+	if fi, err := os.Stat(cache); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("peer cache: %v %v", fi, err)
+	}
+	r = jm(t, s.admin, "jump", "web-01", "--timing", "--", "true")
+	if _, ok := parseTiming(r.stderr)["peer dial, early (cached addresses)"]; r.code != 0 || !ok {
+		t.Errorf("a jump with the peer's addresses cached: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestJumpWithAWrongPeerCache: the cache holds hints only. An entry that
+// names another peer ID at web-01's addresses (a stale name, or a file
+// someone wrote) costs a failed early dial; the jump reaches the peer the
+// grant names.
+func TestJumpWithAWrongPeerCache(t *testing.T) {
+	s := newJumpSite(t)
+	if r := jm(t, s.admin, "jump", "web-01", "--", "true"); r.code != 0 {
+		t.Fatalf("first jump: %d %q", r.code, r.stderr)
+	}
+	cache := filepath.Join(s.admin, "peers-cache.json")
+	var entries []map[string]any
+	raw, err := os.ReadFile(cache)
+	if err != nil || json.Unmarshal(raw, &entries) != nil || len(entries) != 1 {
+		t.Fatalf("cache: %s %v", raw, err)
+	}
+	key, _, _ := crypto.GenerateEd25519Key(nil)
+	impostor, _ := peer.IDFromPrivateKey(key)
+	entries[0]["id"] = impostor.String()
+	raw, _ = json.Marshal(entries)
+	if err := os.WriteFile(cache, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := jm(t, s.admin, "jump", "web-01", "-v", "--", "echo", "reached")
+	if r.code != 0 || r.stdout != "reached\n" || strings.Contains(r.stderr, impostor.String()) {
+		t.Fatalf("jump with a wrong cache entry: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	raw, _ = os.ReadFile(cache)
+	if strings.Contains(string(raw), impostor.String()) {
+		t.Errorf("the wrong entry stayed: %s", raw)
 	}
 }

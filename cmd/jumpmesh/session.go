@@ -36,6 +36,7 @@ func withJumpTimed(cc *cli.Context, ref string, need console.Need, t *console.Ti
 	if err != nil {
 		return err
 	}
+	c.SetPeerCache(home)
 	defer func() {
 		defer t.Begin("console close (connections, listeners)")()
 		c.Close()
