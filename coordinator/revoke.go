@@ -63,12 +63,14 @@ func (r *revoker) stamp(now time.Time) int64 {
 // revokeTechnicians withdraws the grants issued so far to the console keys
 // techs, on every online peer (the coordinator does not keep which peers a
 // technician reached; a revocation a peer does not need costs it a map
-// lookup).
+// lookup): those it holds, and, through follow.go, the other
+// coordinators'.
 func (s *Service) revokeTechnicians(techs [][]byte, reason string) {
 	if len(techs) == 0 {
 		return
 	}
 	s.pushRevoke(s.peers.sessions(), &pb.PeerRevoke{Technicians: techs, Reason: reason})
+	s.publishRevoke(&siteRevoke{Technicians: techs, Reason: reason})
 }
 
 // revokeTechniciansOn withdraws the grants issued so far to the console
@@ -78,12 +80,18 @@ func (s *Service) revokeTechniciansOn(ids []peer.ID, techs [][]byte, reason stri
 		return
 	}
 	s.pushRevoke(s.onlineSessions(ids), &pb.PeerRevoke{Technicians: techs, Reason: reason})
+	if len(ids) > 0 {
+		s.publishRevoke(&siteRevoke{Technicians: techs, Peers: peerIDBytes(ids), Reason: reason})
+	}
 }
 
 // revokePeers withdraws every technician's grants issued so far for ids,
 // on those that are online.
 func (s *Service) revokePeers(ids []peer.ID, reason string) {
 	s.pushRevoke(s.onlineSessions(ids), &pb.PeerRevoke{All: true, Reason: reason})
+	if len(ids) > 0 {
+		s.publishRevoke(&siteRevoke{Peers: peerIDBytes(ids), All: true, Reason: reason})
+	}
 }
 
 func (s *Service) onlineSessions(ids []peer.ID) []*peerSession {
@@ -182,7 +190,8 @@ func (s *Service) CheckJumpWindows(now time.Time) int {
 	s.revoker.windowShut = shut
 	s.revoker.mu.Unlock()
 	if len(closed) > 0 {
-		s.revokePeers(closed, "jump window closed")
+		// Not published: every coordinator checks its own peers' windows.
+		s.pushRevoke(s.onlineSessions(closed), &pb.PeerRevoke{All: true, Reason: "jump window closed"})
 	}
 	return len(closed)
 }

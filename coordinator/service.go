@@ -161,6 +161,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, fmt.Errorf("reading the site's members: %w", err)
 	}
 	s.tellPeersOfMembers()
+	if err := s.startFollowing(); err != nil {
+		return nil, fmt.Errorf("following the site's other coordinators: %w", err)
+	}
 	return s, nil
 }
 

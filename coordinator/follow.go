@@ -1,0 +1,151 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// Following what other coordinators of the site change (etcd; design item
+// 5 of issue 16 part 2). Each coordinator pushes to the peers it holds
+// (push.go); a change made through another coordinator reaches them here,
+// by the store's watch (store.go), so that every online peer of the site
+// hears of it whichever coordinator took the change:
+//
+//   - settings: the settings key changed and differs from this
+//     coordinator's cache: the cache is reloaded and every peer it holds
+//     gets its settings update (the coordinator that took the change has
+//     already reloaded, so its own write comes back equal and pushes
+//     nothing twice);
+//   - revocations: a coordinator that revokes grants (a user removed, a
+//     member leaving a jump group, a session policy or a peer's group or
+//     policies changed: revoke.go) pushes PeerRevoke to the peers it holds
+//     and publishes the revocation under se/<instance>, a key of its own
+//     held by its lease and rewritten at each revocation; every other
+//     coordinator pushes it to the peers it holds, stamped on its own
+//     timeline (revoke.go), so that it covers every grant that coordinator
+//     issued until then. Closed jump windows are not published: every
+//     coordinator checks its own peers' windows.
+//
+// What is read from the store at every request (users and their keys,
+// groups, policies, tombstones, peers' records) needs no following: a
+// jump asked of any coordinator after a change committed is checked
+// against it. What a revocation must reach is the peers' own memory (the
+// grants they hold), and that is what the published revocation carries.
+// The delay from a revocation's commit on one coordinator to its push on
+// another is the watch's (TestRevocationReachesPeersOfOtherCoordinators
+// measures it; docs/etcd.md has the figures).
+
+// siteEventPrefix holds one key per coordinator: se/<instance> → its latest
+// published siteEvent (JSON), under its lease.
+const siteEventPrefix = "se/"
+
+// siteEvent is what a coordinator publishes for the others to apply.
+type siteEvent struct {
+	// At is when it was published (unix nanos on the publisher's clock):
+	// every put is distinct, and the follower can say how late it is.
+	At     int64       `json:"at"`
+	Revoke *siteRevoke `json:"revoke,omitempty"`
+}
+
+// siteRevoke is a revocation: the technicians' grants (Technicians) or
+// every grant (All), on the peers Peers (none: every peer).
+type siteRevoke struct {
+	Technicians [][]byte `json:"technicians,omitempty"`
+	Peers       [][]byte `json:"peers,omitempty"`
+	All         bool     `json:"all,omitempty"`
+	Reason      string   `json:"reason"`
+}
+
+// startFollowing starts the watches above, from the store's present
+// revision. Badger has no other writer: nothing to follow.
+func (s *Service) startFollowing() error {
+	if !s.store.shared() {
+		return nil
+	}
+	var rev int64
+	if err := s.store.View(func(tx *Tx) (err error) { rev, err = tx.revision(); return err }); err != nil {
+		return err
+	}
+	s.store.watch("settings", rev, s.followSettings)
+	s.store.watch(siteEventPrefix, rev, s.followSiteEvents)
+	return nil
+}
+
+// followSettings reloads the settings when they changed and pushes them
+// to the peers this coordinator holds.
+func (s *Service) followSettings(watchBatch) {
+	old := s.settingsCache.Load()
+	cur := s.reloadSettings()
+	if old != nil && proto.Equal(old, cur) {
+		return
+	}
+	told := s.pushSettings()
+	s.log.Info("settings changed through another coordinator: pushed", "peers", told)
+}
+
+// followSiteEvents applies the other coordinators' published events.
+func (s *Service) followSiteEvents(b watchBatch) {
+	self := s.store.Instance()
+	for _, e := range b.events {
+		from, ok := strings.CutPrefix(e.key, siteEventPrefix)
+		if !ok || from == self || e.value == nil {
+			continue // its own, or a lease that ended
+		}
+		var ev siteEvent
+		if err := json.Unmarshal(e.value, &ev); err != nil {
+			s.log.Warn("a published site event that does not decode: ignored", "key", e.key, logError, err)
+			continue
+		}
+		if r := ev.Revoke; r != nil {
+			m := &pb.PeerRevoke{Technicians: r.Technicians, All: r.All, Reason: r.Reason}
+			if !m.GetAll() && len(m.GetTechnicians()) == 0 {
+				continue // revokes nothing
+			}
+			sessions := s.peers.sessions()
+			if len(r.Peers) > 0 {
+				ids := make([]peer.ID, 0, len(r.Peers))
+				for _, id := range r.Peers {
+					ids = append(ids, peer.ID(id))
+				}
+				sessions = s.onlineSessions(ids)
+			}
+			if len(sessions) == 0 {
+				continue
+			}
+			s.log.Info("a revocation made through another coordinator", "from", from,
+				"late", time.Duration(s.clock.Now().UnixNano()-ev.At).Round(time.Millisecond))
+			s.pushRevoke(sessions, m)
+		}
+	}
+}
+
+// publishRevoke tells the other coordinators of a revocation (etcd). A
+// failure is logged: the revocation stands here, and the grants it misses
+// on other coordinators' peers open channels for at most
+// grant.Limits.OpenFor.
+func (s *Service) publishRevoke(r *siteRevoke) {
+	if !s.store.shared() {
+		return
+	}
+	v, err := json.Marshal(siteEvent{At: s.clock.Now().UnixNano(), Revoke: r})
+	if err == nil {
+		err = s.store.Update(func(tx *Tx) error { return tx.kv.setLeased([]byte(siteEventPrefix+s.store.Instance()), v) })
+	}
+	if err != nil {
+		s.log.Error("publishing a revocation to the site's other coordinators", "reason", r.Reason, logError, err)
+	}
+}
+
+func peerIDBytes(ids []peer.ID) [][]byte {
+	out := make([][]byte, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, []byte(id))
+	}
+	return out
+}
