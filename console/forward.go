@@ -3,20 +3,32 @@ package console
 import (
 	"context"
 	"net"
+	"sync/atomic"
+	"time"
+
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 )
 
+// bulkDialTimeout bounds the console's dial of a peer's bulk listener; the
+// peer offers one only on an address the console reached it at directly,
+// so a dial takes a round trip.
+const bulkDialTimeout = time.Second
+
 // Forward carries one local TCP connection over the forward channel ch
 // (opened with a ForwardOpen). It first waits for the peer's dial status:
 // a target the peer cannot reach comes back as the peer's catalog error
-// before any byte of conn is read. Then bytes flow both ways, with
-// half-close, until both directions end (see channel.Splice). in counts
-// bytes from the peer to conn, out bytes from conn to the peer. Forward
-// closes conn and ch.
+// before any byte of conn is read. When the status offers a bulk
+// connection (ForwardOpen.bulk) on the address the console reached the
+// peer at, Forward connects to it and carries conn's bytes there; if it
+// cannot, it tells the peer and carries them on ch. Then bytes flow both
+// ways, with half-close, until both directions end (see channel.Splice).
+// in counts bytes from the peer to conn, out bytes from conn to the peer.
+// Forward closes conn and ch.
 func Forward(ctx context.Context, ch *channel.Channel, conn net.Conn) (in, out int64, err error) {
 	stop := context.AfterFunc(ctx, func() { _ = ch.Reset() })
-	err = ch.ReadStatus()
+	offer, addr, err := ch.ReadStatusOffer()
 	if !stop() && ctx.Err() != nil {
 		err = ctx.Err()
 	}
@@ -25,5 +37,61 @@ func Forward(ctx context.Context, ch *channel.Channel, conn net.Conn) (in, out i
 		_ = ch.Close()
 		return 0, 0, err
 	}
-	return ch.Splice(ctx, conn)
+	if offer == nil {
+		return ch.Splice(ctx, conn)
+	}
+	bc := dialBulk(ctx, ch, *offer, addr)
+	choice := channel.BulkDeclined
+	if bc != nil {
+		choice = channel.BulkChosen
+	}
+	if _, err := ch.Write([]byte{choice}); err != nil {
+		if bc != nil {
+			_ = bc.Close()
+		}
+		_ = conn.Close()
+		_ = ch.Reset()
+		return 0, 0, err
+	}
+	if bc == nil {
+		return ch.Splice(ctx, conn)
+	}
+	// The channel stays open while the bulk connection carries the bytes:
+	// the peer ends the bulk connection if it is reset.
+	in, out, err = bc.Splice(ctx, conn)
+	ch.AddCarried(in, out)
+	if err != nil {
+		_ = ch.Reset()
+	} else {
+		_ = ch.Close()
+	}
+	return in, out, err
+}
+
+// bulkForwards counts the forwards carried on bulk connections (tests).
+var bulkForwards atomic.Int64
+
+// dialBulk connects to the peer's bulk listener at addr, when that is the
+// address the console reached the peer at (no NAT between them, not
+// relayed), and opens the bulk connection offered; nil when it cannot.
+func dialBulk(ctx context.Context, ch *channel.Channel, offer channel.BulkOffer, addr *net.TCPAddr) *channel.BulkConn {
+	c := ch.Stream().Conn()
+	if c.Stat().Limited {
+		return nil
+	}
+	remote, err := manet.ToIP(c.RemoteMultiaddr())
+	if err != nil || !remote.Equal(addr.IP) {
+		return nil
+	}
+	d := net.Dialer{Timeout: bulkDialTimeout}
+	tc, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return nil
+	}
+	bc, err := channel.DialBulk(tc, offer)
+	if err != nil {
+		return nil
+	}
+	bulkForwards.Add(1)
+	return bc
 }

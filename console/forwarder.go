@@ -32,6 +32,9 @@ type Forwarder struct {
 	// OnError, when set, is called with each connection that could not be
 	// carried or ended in error.
 	OnError func(conn net.Conn, err error)
+	// NoBulk keeps every connection on a channel of the session: no bulk
+	// connection of its own even where the peer offers one (see Forward).
+	NoBulk bool
 
 	mu sync.Mutex
 	j  *Jump
@@ -107,7 +110,7 @@ func (f *Forwarder) Serve(ctx context.Context, ln net.Listener, to ForwardTarget
 // directions end (see Forward); it closes conn.
 func (f *Forwarder) Carry(ctx context.Context, conn net.Conn, to ForwardTarget) error {
 	defer conn.Close()
-	open := &pb.ChannelOpen{Kind: &pb.ChannelOpen_Forward{Forward: &pb.ForwardOpen{Host: to.Host, Port: uint32(to.Port)}}}
+	open := &pb.ChannelOpen{Kind: &pb.ChannelOpen_Forward{Forward: &pb.ForwardOpen{Host: to.Host, Port: uint32(to.Port), Bulk: !f.NoBulk}}}
 	j := f.Jump()
 	ch, err := j.Open(ctx, open)
 	if catalog.HasCode(err, catalog.CodeGrantInvalid) || catalog.HasCode(err, catalog.CodeGrantExpired) || catalog.HasCode(err, catalog.CodeGrantRevoked) {

@@ -3,10 +3,14 @@ package peer
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"time"
+
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
@@ -34,6 +38,11 @@ func ServeForward(ctx context.Context, ch *channel.Channel, open *pb.ForwardOpen
 		_ = ch.Close()
 		return err
 	}
+	if open.GetBulk() {
+		if l := bulkListenerFor(ch); l != nil {
+			return serveBulkForward(ctx, ch, conn, l)
+		}
+	}
 	if err := ch.SendStatus(nil); err != nil {
 		_ = conn.Close()
 		_ = ch.Reset()
@@ -41,6 +50,201 @@ func ServeForward(ctx context.Context, ch *channel.Channel, open *pb.ForwardOpen
 	}
 	_, _, err = ch.Splice(ctx, conn)
 	return err
+}
+
+// serveBulkForward offers the console a bulk connection for the forward
+// whose target is conn (mesh/channel/bulk.go) and carries it on the path
+// the console chooses: the bulk connection, or the channel as without an
+// offer. Bytes carried on the bulk connection count as the channel's.
+func serveBulkForward(ctx context.Context, ch *channel.Channel, conn net.Conn, l *bulkListener) error {
+	o := channel.NewBulkOffer()
+	got := l.expect(o)
+	var once sync.Once
+	release := func() { // the offer is settled: the listener may close
+		once.Do(func() {
+			l.forget(o.Ticket)
+			select { // taken by a console after this forward stopped waiting for it
+			case bc := <-got:
+				_ = bc.Close()
+			default:
+			}
+			l.release()
+		})
+	}
+	defer release()
+	if err := ch.SendBulkOffer(o, l.addr); err != nil {
+		_ = conn.Close()
+		_ = ch.Reset()
+		return err
+	}
+	_ = ch.Stream().SetReadDeadline(time.Now().Add(channel.HandshakeTimeout))
+	var choice [1]byte
+	if _, err := io.ReadFull(ch, choice[:]); err != nil {
+		_ = conn.Close()
+		_ = ch.Reset()
+		return err
+	}
+	_ = ch.Stream().SetReadDeadline(time.Time{})
+	if choice[0] != channel.BulkChosen {
+		release()
+		_, _, err := ch.Splice(ctx, conn)
+		return err
+	}
+	var bc *channel.BulkConn
+	select {
+	case bc = <-got:
+	case <-time.After(channel.BulkHandshakeTimeout):
+	case <-ctx.Done():
+	}
+	release()
+	if bc == nil {
+		_ = conn.Close()
+		_ = ch.Reset()
+		return catalog.Errorf(catalog.CodeSessionInternal, "(the console chose a bulk connection that did not arrive)")
+	}
+	// The console closes the channel when the forward ends; a reset (its
+	// context ended) ends the bulk connection too.
+	go func() {
+		if _, err := io.Copy(io.Discard, ch); err != nil {
+			_ = bc.Close()
+		}
+	}()
+	in, out, err := bc.Splice(ctx, conn)
+	ch.AddCarried(in, out)
+	_ = ch.Close()
+	return err
+}
+
+// bulkListener accepts bulk connections on the peer's own address of a
+// direct TCP session connection: one per address, open only while offers
+// are pending (forwards being set up), on a port of the kernel's choosing.
+// It takes only connections whose ticket and hello match an offer made on
+// a forward channel (channel.AcceptBulk) and hands each to its forward.
+type bulkListener struct {
+	key     string
+	ln      *net.TCPListener
+	refs    int // offers not settled; guarded by bulkListeners.mu
+	addr    *net.TCPAddr
+	offers  channel.BulkOffers
+	mu      sync.Mutex
+	waiting map[[channel.BulkTicketSize]byte]chan *channel.BulkConn
+	// handshakes bounds the connections in their hello at once: a stranger
+	// opening many gets the rest closed at once.
+	handshakes chan struct{}
+}
+
+// bulkHandshakes is how many connections a bulk listener reads hellos from
+// at once.
+const bulkHandshakes = 64
+
+var bulkListeners struct {
+	mu   sync.Mutex
+	byIP map[string]*bulkListener
+}
+
+// bulkListenerFor is the bulk listener on this peer's address of ch's
+// connection, started when none is open, or nil when the connection is
+// relayed or not TCP, or no listener can be had there. The caller makes
+// one offer on it and calls release once the offer is settled.
+func bulkListenerFor(ch *channel.Channel) *bulkListener {
+	c := ch.Stream().Conn()
+	if c.Stat().Limited {
+		return nil
+	}
+	na, err := manet.ToNetAddr(c.LocalMultiaddr())
+	if err != nil {
+		return nil
+	}
+	local, ok := na.(*net.TCPAddr)
+	if !ok || local.IP.IsUnspecified() {
+		return nil
+	}
+	key := local.IP.String()
+	bulkListeners.mu.Lock()
+	defer bulkListeners.mu.Unlock()
+	if l := bulkListeners.byIP[key]; l != nil {
+		l.refs++
+		return l
+	}
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: local.IP, Zone: local.Zone})
+	if err != nil {
+		return nil
+	}
+	l := &bulkListener{
+		key:        key,
+		ln:         ln,
+		refs:       1,
+		addr:       ln.Addr().(*net.TCPAddr),
+		waiting:    map[[channel.BulkTicketSize]byte]chan *channel.BulkConn{},
+		handshakes: make(chan struct{}, bulkHandshakes),
+	}
+	if bulkListeners.byIP == nil {
+		bulkListeners.byIP = map[string]*bulkListener{}
+	}
+	bulkListeners.byIP[key] = l
+	go l.serve(ln)
+	return l
+}
+
+// release settles one offer; the last closes the listener.
+func (l *bulkListener) release() {
+	bulkListeners.mu.Lock()
+	defer bulkListeners.mu.Unlock()
+	if l.refs--; l.refs == 0 {
+		delete(bulkListeners.byIP, l.key)
+		_ = l.ln.Close()
+	}
+}
+
+// expect offers o for BulkHandshakeTimeout twice over (the console's status
+// read, dial and hello) and returns where its connection will arrive.
+func (l *bulkListener) expect(o channel.BulkOffer) <-chan *channel.BulkConn {
+	got := make(chan *channel.BulkConn, 1)
+	l.mu.Lock()
+	l.waiting[o.Ticket] = got
+	l.mu.Unlock()
+	l.offers.Add(o, 2*channel.BulkHandshakeTimeout)
+	return got
+}
+
+// forget withdraws the offer with ticket t: from then on no connection is
+// delivered for it.
+func (l *bulkListener) forget(t [channel.BulkTicketSize]byte) {
+	l.offers.Withdraw(t)
+	l.mu.Lock()
+	delete(l.waiting, t)
+	l.mu.Unlock()
+}
+
+func (l *bulkListener) serve(ln *net.TCPListener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		select {
+		case l.handshakes <- struct{}{}:
+		default:
+			_ = conn.Close()
+			continue
+		}
+		go func() {
+			bc, err := channel.AcceptBulk(conn, &l.offers)
+			<-l.handshakes
+			if err != nil {
+				return
+			}
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			got := l.waiting[bc.Ticket]
+			delete(l.waiting, bc.Ticket)
+			if got == nil {
+				_ = bc.Close()
+				return
+			}
+			got <- bc // buffered: never blocks
+		}()
+	}
 }
 
 // fwdDial connects to the forward's target. Its errors are what the

@@ -14,6 +14,9 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // A bulk connection carries one forward's bytes on a TCP connection of its
@@ -196,6 +199,50 @@ type BulkConn struct {
 
 func newBulkConn(conn net.Conn, ticket [BulkTicketSize]byte, send, recv cipher.AEAD) *BulkConn {
 	return &BulkConn{conn: conn, Ticket: ticket, send: send, recv: recv}
+}
+
+// Bulk choices: the byte a console writes on a forward channel after a
+// BulkOffer.
+const (
+	BulkDeclined byte = 0 // bytes follow on the channel
+	BulkChosen   byte = 1 // bytes follow on the bulk connection
+)
+
+// SendBulkOffer is SendStatus(nil) with an offer of a bulk connection to
+// addr, the peer's listener on its own address of the session's
+// connection.
+func (c *Channel) SendBulkOffer(o BulkOffer, addr *net.TCPAddr) error {
+	return c.WriteMsg(&pb.ChannelReady{Bulk: &pb.BulkOffer{Ticket: o.Ticket[:], Secret: o.Secret[:], Port: uint32(addr.Port), Host: addr.IP.String()}})
+}
+
+// ReadStatusOffer is ReadStatus, also returning the peer's offer of a bulk
+// connection and the address it listens on, when the status carries a
+// well-formed one.
+func (c *Channel) ReadStatusOffer() (*BulkOffer, *net.TCPAddr, error) {
+	var st pb.ChannelReady
+	if err := c.ReadMsg(&st); err != nil {
+		return nil, nil, catalog.Errorf(catalog.CodeSessionInternal, "(waiting for the peer's status: %w)", err)
+	}
+	if err := catalog.ErrorFromPB(st.GetError()); err != nil {
+		return nil, nil, err
+	}
+	b := st.GetBulk()
+	ip := net.ParseIP(b.GetHost())
+	if b == nil || ip == nil || len(b.GetTicket()) != BulkTicketSize || len(b.GetSecret()) != BulkSecretSize || b.GetPort() == 0 || b.GetPort() > 65535 {
+		return nil, nil, nil
+	}
+	var o BulkOffer
+	copy(o.Ticket[:], b.GetTicket())
+	copy(o.Secret[:], b.GetSecret())
+	return &o, &net.TCPAddr{IP: ip, Port: int(b.GetPort())}, nil
+}
+
+// AddCarried counts bytes a forward carried on a bulk connection as the
+// channel's (BytesRead: from the other side; BytesWritten: to it), so that
+// what is audited of a session does not depend on the path.
+func (c *Channel) AddCarried(read, written int64) {
+	c.nread.Add(uint64(read))
+	c.nwrite.Add(uint64(written))
 }
 
 // DialBulk opens a bulk connection on conn (a fresh TCP connection to the

@@ -37,7 +37,7 @@ func (c *Channel) Splice(ctx context.Context, conn net.Conn) (fromStream, toStre
 	return splice(ctx, channelSide{c}, conn)
 }
 
-// SpliceBulk is Splice on a bulk connection instead of a channel: the same
+// Splice is Channel.Splice on a bulk connection instead of a channel: the same
 // half-close and abort, the bulk connection closed where the stream would
 // be reset. fromBulk counts bytes written to conn, toBulk bytes written to
 // the bulk connection.

@@ -520,9 +520,12 @@ func (x *ExecOpen) GetEnv() map[string]string {
 }
 
 type ForwardOpen struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Host          string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
-	Port          uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Host  string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	Port  uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	// bulk: the console can carry this forward on a bulk connection of its
+	// own (mesh/channel/bulk.go); the peer may answer with a BulkOffer.
+	Bulk          bool `protobuf:"varint,3,opt,name=bulk,proto3" json:"bulk,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -571,6 +574,88 @@ func (x *ForwardOpen) GetPort() uint32 {
 	return 0
 }
 
+func (x *ForwardOpen) GetBulk() bool {
+	if x != nil {
+		return x.Bulk
+	}
+	return false
+}
+
+// BulkOffer is a peer's offer of a bulk connection for one forward, sent in
+// its ChannelReady status on the end-to-end encrypted channel: the console
+// connects to port on the address it reached the peer at, when that is
+// host (the peer's own address of the session's connection: no NAT
+// between them), sends ticket and proves it holds secret. Then it writes
+// one byte on the channel: 1 when it carries the forward on the bulk
+// connection, 0 when on the channel.
+type BulkOffer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ticket        []byte                 `protobuf:"bytes,1,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	Port          uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	Host          string                 `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkOffer) Reset() {
+	*x = BulkOffer{}
+	mi := &file_session_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkOffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkOffer) ProtoMessage() {}
+
+func (x *BulkOffer) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkOffer.ProtoReflect.Descriptor instead.
+func (*BulkOffer) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BulkOffer) GetTicket() []byte {
+	if x != nil {
+		return x.Ticket
+	}
+	return nil
+}
+
+func (x *BulkOffer) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *BulkOffer) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *BulkOffer) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
 // FileOpen starts a copy. push: console → peer into path; pull: peer → console from path.
 type FileOpen struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -582,7 +667,7 @@ type FileOpen struct {
 
 func (x *FileOpen) Reset() {
 	*x = FileOpen{}
-	mi := &file_session_proto_msgTypes[5]
+	mi := &file_session_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +679,7 @@ func (x *FileOpen) String() string {
 func (*FileOpen) ProtoMessage() {}
 
 func (x *FileOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[5]
+	mi := &file_session_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +692,7 @@ func (x *FileOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileOpen.ProtoReflect.Descriptor instead.
 func (*FileOpen) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{5}
+	return file_session_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *FileOpen) GetPush() bool {
@@ -626,16 +711,18 @@ func (x *FileOpen) GetPath() string {
 
 // ChannelReady answers ChannelOpen: accepted, or refused with a catalog error.
 type ChannelReady struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
-	SessionId     string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Error     *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	SessionId string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// bulk: in a forward's status, the peer's offer of a bulk connection.
+	Bulk          *BulkOffer `protobuf:"bytes,3,opt,name=bulk,proto3" json:"bulk,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChannelReady) Reset() {
 	*x = ChannelReady{}
-	mi := &file_session_proto_msgTypes[6]
+	mi := &file_session_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +734,7 @@ func (x *ChannelReady) String() string {
 func (*ChannelReady) ProtoMessage() {}
 
 func (x *ChannelReady) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[6]
+	mi := &file_session_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +747,7 @@ func (x *ChannelReady) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelReady.ProtoReflect.Descriptor instead.
 func (*ChannelReady) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{6}
+	return file_session_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ChannelReady) GetError() *Error {
@@ -675,6 +762,13 @@ func (x *ChannelReady) GetSessionId() string {
 		return x.SessionId
 	}
 	return ""
+}
+
+func (x *ChannelReady) GetBulk() *BulkOffer {
+	if x != nil {
+		return x.Bulk
+	}
+	return nil
 }
 
 // ExecMsg flows both ways on an exec channel after ChannelReady.
@@ -696,7 +790,7 @@ type ExecMsg struct {
 
 func (x *ExecMsg) Reset() {
 	*x = ExecMsg{}
-	mi := &file_session_proto_msgTypes[7]
+	mi := &file_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +802,7 @@ func (x *ExecMsg) String() string {
 func (*ExecMsg) ProtoMessage() {}
 
 func (x *ExecMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[7]
+	mi := &file_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +815,7 @@ func (x *ExecMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecMsg.ProtoReflect.Descriptor instead.
 func (*ExecMsg) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{7}
+	return file_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExecMsg) GetBody() isExecMsg_Body {
@@ -850,7 +944,7 @@ type WindowSize struct {
 
 func (x *WindowSize) Reset() {
 	*x = WindowSize{}
-	mi := &file_session_proto_msgTypes[8]
+	mi := &file_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +956,7 @@ func (x *WindowSize) String() string {
 func (*WindowSize) ProtoMessage() {}
 
 func (x *WindowSize) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[8]
+	mi := &file_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +969,7 @@ func (x *WindowSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WindowSize.ProtoReflect.Descriptor instead.
 func (*WindowSize) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{8}
+	return file_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WindowSize) GetRows() uint32 {
@@ -903,7 +997,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_session_proto_msgTypes[9]
+	mi := &file_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1009,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[9]
+	mi := &file_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1022,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{9}
+	return file_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExitStatus) GetCode() int32 {
@@ -967,7 +1061,7 @@ type FileEntry struct {
 
 func (x *FileEntry) Reset() {
 	*x = FileEntry{}
-	mi := &file_session_proto_msgTypes[10]
+	mi := &file_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1073,7 @@ func (x *FileEntry) String() string {
 func (*FileEntry) ProtoMessage() {}
 
 func (x *FileEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[10]
+	mi := &file_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1086,7 @@ func (x *FileEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileEntry.ProtoReflect.Descriptor instead.
 func (*FileEntry) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{10}
+	return file_session_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FileEntry) GetPath() string {
@@ -1046,7 +1140,7 @@ type FileMsg struct {
 
 func (x *FileMsg) Reset() {
 	*x = FileMsg{}
-	mi := &file_session_proto_msgTypes[11]
+	mi := &file_session_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1152,7 @@ func (x *FileMsg) String() string {
 func (*FileMsg) ProtoMessage() {}
 
 func (x *FileMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[11]
+	mi := &file_session_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1165,7 @@ func (x *FileMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileMsg.ProtoReflect.Descriptor instead.
 func (*FileMsg) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{11}
+	return file_session_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FileMsg) GetBody() isFileMsg_Body {
@@ -1181,7 +1275,7 @@ type SessionEvent struct {
 
 func (x *SessionEvent) Reset() {
 	*x = SessionEvent{}
-	mi := &file_session_proto_msgTypes[12]
+	mi := &file_session_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1287,7 @@ func (x *SessionEvent) String() string {
 func (*SessionEvent) ProtoMessage() {}
 
 func (x *SessionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[12]
+	mi := &file_session_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1300,7 @@ func (x *SessionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
 func (*SessionEvent) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{12}
+	return file_session_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionEvent) GetSessionId() string {
@@ -1319,7 +1413,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_session_proto_msgTypes[13]
+	mi := &file_session_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1425,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[13]
+	mi := &file_session_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1438,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{13}
+	return file_session_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AuditEvent) GetTimeUnixNano() int64 {
@@ -1521,17 +1615,24 @@ const file_session_proto_rawDesc = "" +
 	"\x03env\x18\x06 \x03(\v2#.jumpmesh.session.ExecOpen.EnvEntryR\x03env\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"5\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"I\n" +
 	"\vForwardOpen\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
-	"\x04port\x18\x02 \x01(\rR\x04port\"2\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x12\n" +
+	"\x04bulk\x18\x03 \x01(\bR\x04bulk\"c\n" +
+	"\tBulkOffer\x12\x16\n" +
+	"\x06ticket\x18\x01 \x01(\fR\x06ticket\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x12\n" +
+	"\x04host\x18\x04 \x01(\tR\x04host\"2\n" +
 	"\bFileOpen\x12\x12\n" +
 	"\x04push\x18\x01 \x01(\bR\x04push\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\"Y\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"\x8a\x01\n" +
 	"\fChannelReady\x12*\n" +
 	"\x05error\x18\x01 \x01(\v2\x14.jumpmesh.site.ErrorR\x05error\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"\x82\x02\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12/\n" +
+	"\x04bulk\x18\x03 \x01(\v2\x1b.jumpmesh.session.BulkOfferR\x04bulk\"\x82\x02\n" +
 	"\aExecMsg\x12\x16\n" +
 	"\x05stdin\x18\x01 \x01(\fH\x00R\x05stdin\x12\x1d\n" +
 	"\tstdin_eof\x18\x02 \x01(\bH\x00R\bstdinEof\x12\x18\n" +
@@ -1631,7 +1732,7 @@ func file_session_proto_rawDescGZIP() []byte {
 }
 
 var file_session_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_session_proto_goTypes = []any{
 	(Capability)(0),       // 0: jumpmesh.session.Capability
 	(*JumpGrantBody)(nil), // 1: jumpmesh.session.JumpGrantBody
@@ -1639,37 +1740,39 @@ var file_session_proto_goTypes = []any{
 	(*ChannelOpen)(nil),   // 3: jumpmesh.session.ChannelOpen
 	(*ExecOpen)(nil),      // 4: jumpmesh.session.ExecOpen
 	(*ForwardOpen)(nil),   // 5: jumpmesh.session.ForwardOpen
-	(*FileOpen)(nil),      // 6: jumpmesh.session.FileOpen
-	(*ChannelReady)(nil),  // 7: jumpmesh.session.ChannelReady
-	(*ExecMsg)(nil),       // 8: jumpmesh.session.ExecMsg
-	(*WindowSize)(nil),    // 9: jumpmesh.session.WindowSize
-	(*ExitStatus)(nil),    // 10: jumpmesh.session.ExitStatus
-	(*FileEntry)(nil),     // 11: jumpmesh.session.FileEntry
-	(*FileMsg)(nil),       // 12: jumpmesh.session.FileMsg
-	(*SessionEvent)(nil),  // 13: jumpmesh.session.SessionEvent
-	(*AuditEvent)(nil),    // 14: jumpmesh.session.AuditEvent
-	nil,                   // 15: jumpmesh.session.ExecOpen.EnvEntry
-	(*Error)(nil),         // 16: jumpmesh.site.Error
+	(*BulkOffer)(nil),     // 6: jumpmesh.session.BulkOffer
+	(*FileOpen)(nil),      // 7: jumpmesh.session.FileOpen
+	(*ChannelReady)(nil),  // 8: jumpmesh.session.ChannelReady
+	(*ExecMsg)(nil),       // 9: jumpmesh.session.ExecMsg
+	(*WindowSize)(nil),    // 10: jumpmesh.session.WindowSize
+	(*ExitStatus)(nil),    // 11: jumpmesh.session.ExitStatus
+	(*FileEntry)(nil),     // 12: jumpmesh.session.FileEntry
+	(*FileMsg)(nil),       // 13: jumpmesh.session.FileMsg
+	(*SessionEvent)(nil),  // 14: jumpmesh.session.SessionEvent
+	(*AuditEvent)(nil),    // 15: jumpmesh.session.AuditEvent
+	nil,                   // 16: jumpmesh.session.ExecOpen.EnvEntry
+	(*Error)(nil),         // 17: jumpmesh.site.Error
 }
 var file_session_proto_depIdxs = []int32{
 	2,  // 0: jumpmesh.session.ChannelOpen.grant:type_name -> jumpmesh.session.JumpGrant
 	4,  // 1: jumpmesh.session.ChannelOpen.exec:type_name -> jumpmesh.session.ExecOpen
 	5,  // 2: jumpmesh.session.ChannelOpen.forward:type_name -> jumpmesh.session.ForwardOpen
-	6,  // 3: jumpmesh.session.ChannelOpen.file:type_name -> jumpmesh.session.FileOpen
-	15, // 4: jumpmesh.session.ExecOpen.env:type_name -> jumpmesh.session.ExecOpen.EnvEntry
-	16, // 5: jumpmesh.session.ChannelReady.error:type_name -> jumpmesh.site.Error
-	9,  // 6: jumpmesh.session.ExecMsg.resize:type_name -> jumpmesh.session.WindowSize
-	10, // 7: jumpmesh.session.ExecMsg.exit:type_name -> jumpmesh.session.ExitStatus
-	11, // 8: jumpmesh.session.FileMsg.entry:type_name -> jumpmesh.session.FileEntry
-	16, // 9: jumpmesh.session.FileMsg.error:type_name -> jumpmesh.site.Error
-	10, // 10: jumpmesh.session.SessionEvent.exit:type_name -> jumpmesh.session.ExitStatus
-	16, // 11: jumpmesh.session.SessionEvent.refused:type_name -> jumpmesh.site.Error
-	10, // 12: jumpmesh.session.AuditEvent.exit:type_name -> jumpmesh.session.ExitStatus
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	7,  // 3: jumpmesh.session.ChannelOpen.file:type_name -> jumpmesh.session.FileOpen
+	16, // 4: jumpmesh.session.ExecOpen.env:type_name -> jumpmesh.session.ExecOpen.EnvEntry
+	17, // 5: jumpmesh.session.ChannelReady.error:type_name -> jumpmesh.site.Error
+	6,  // 6: jumpmesh.session.ChannelReady.bulk:type_name -> jumpmesh.session.BulkOffer
+	10, // 7: jumpmesh.session.ExecMsg.resize:type_name -> jumpmesh.session.WindowSize
+	11, // 8: jumpmesh.session.ExecMsg.exit:type_name -> jumpmesh.session.ExitStatus
+	12, // 9: jumpmesh.session.FileMsg.entry:type_name -> jumpmesh.session.FileEntry
+	17, // 10: jumpmesh.session.FileMsg.error:type_name -> jumpmesh.site.Error
+	11, // 11: jumpmesh.session.SessionEvent.exit:type_name -> jumpmesh.session.ExitStatus
+	17, // 12: jumpmesh.session.SessionEvent.refused:type_name -> jumpmesh.site.Error
+	11, // 13: jumpmesh.session.AuditEvent.exit:type_name -> jumpmesh.session.ExitStatus
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_session_proto_init() }
@@ -1683,7 +1786,7 @@ func file_session_proto_init() {
 		(*ChannelOpen_Forward)(nil),
 		(*ChannelOpen_File)(nil),
 	}
-	file_session_proto_msgTypes[7].OneofWrappers = []any{
+	file_session_proto_msgTypes[8].OneofWrappers = []any{
 		(*ExecMsg_Stdin)(nil),
 		(*ExecMsg_StdinEof)(nil),
 		(*ExecMsg_Stdout)(nil),
@@ -1692,7 +1795,7 @@ func file_session_proto_init() {
 		(*ExecMsg_Signal)(nil),
 		(*ExecMsg_Exit)(nil),
 	}
-	file_session_proto_msgTypes[11].OneofWrappers = []any{
+	file_session_proto_msgTypes[12].OneofWrappers = []any{
 		(*FileMsg_Entry)(nil),
 		(*FileMsg_Data)(nil),
 		(*FileMsg_EndSha256)(nil),
@@ -1705,7 +1808,7 @@ func file_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_proto_rawDesc), len(file_session_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
