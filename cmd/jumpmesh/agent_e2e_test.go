@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // agentProc is a running `jumpmesh agent`.
@@ -197,4 +201,64 @@ func TestAgentStopsWhenTheKeyChanges(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.admin, "agent.sock")); !os.IsNotExist(err) {
 		t.Errorf("the stopped agent left its socket: %v", err)
 	}
+}
+
+// TestJumpShellThroughTheAgent: a shell in a PTY through the agent, as
+// without it: the window size at the start and its changes reach the
+// remote, the exit status comes back; SIGTERM to jump ends the session
+// (143), as without the agent.
+func TestJumpShellThroughTheAgent(t *testing.T) {
+	s := newJumpSite(t)
+	startAgent(t, s.admin)
+	shell := func() (*exec.Cmd, *os.File, *syncBuffer) {
+		cmd := exec.Command(binary, "jump", "web-01", "-v")
+		cmd.Env = append(os.Environ(), "JUMPMESH_HOME="+s.admin, "TERM=xterm")
+		tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tty.Close() })
+		screen := &syncBuffer{}
+		go io.Copy(screen, tty)
+		return cmd, tty, screen
+	}
+	wait := func(cmd *exec.Cmd, screen *syncBuffer, want int) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != want {
+				t.Fatalf("shell exit: %v, want %d\n%q", err, want, screen.String())
+			}
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("the shell did not end\n%q", screen.String())
+		}
+	}
+	cmd, tty, screen := shell()
+	fmt.Fprintf(tty, "echo $((6*7)); stty size\r")
+	waitFor(t, 20*time.Second, "the remote shell's answer", func() bool {
+		return strings.Contains(screen.String(), "42") && strings.Contains(screen.String(), "30 100") &&
+			strings.Contains(screen.String(), "through the agent")
+	})
+	if err := pty.Setsize(tty, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+		t.Fatal(err)
+	}
+	polls := 0
+	waitFor(t, 20*time.Second, "the resize to reach the remote", func() bool {
+		if polls%10 == 0 {
+			fmt.Fprintf(tty, "stty size\r")
+		}
+		polls++
+		return strings.Contains(screen.String(), "40 120")
+	})
+	fmt.Fprintf(tty, "exit 5\r")
+	wait(cmd, screen, 5)
+
+	cmd, tty, screen = shell()
+	fmt.Fprintf(tty, "echo $((6*8))\r")
+	waitFor(t, 20*time.Second, "the second shell", func() bool { return strings.Contains(screen.String(), "48") })
+	cmd.Process.Signal(syscall.SIGTERM)
+	wait(cmd, screen, 143)
 }
