@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHAScenarioParses: the shipped ha scenario has three etcd hosts and
@@ -73,5 +74,22 @@ func TestParseRejectsHASteps(t *testing.T) {
 	t.Setenv("PATH", filepath.Dir(exe))
 	if got, err := findEtcdBinary(sc, ""); err != nil || got != exe {
 		t.Errorf("in PATH: %q %v", got, err)
+	}
+}
+
+// TestHA runs the shipped ha scenario: three coordinators on a
+// three-member etcd cluster in the lab, peers behind NATs; one
+// coordinator and then one etcd member are killed with SIGKILL; the peers
+// come back online, jumps work (and a session open across both kills
+// finishes), and every write a coordinator acknowledged is there.
+func TestHA(t *testing.T) {
+	_, res, _ := runShipped(t, "ha", 4*time.Minute)
+	for _, s := range res.Steps {
+		if strings.HasPrefix(s.Name, "expect-kept") {
+			t.Logf("%s: %s", s.Name, s.Output)
+			if !strings.Contains(s.Output, " 0 lost") {
+				t.Errorf("%s: %s", s.Name, s.Output)
+			}
+		}
 	}
 }

@@ -39,12 +39,10 @@ func (r *runner) init(ctx context.Context) (string, error) {
 			return out, err
 		}
 	}
-	for _, h := range r.sc.Hosts {
-		if h.Role == RoleCoordinator {
-			if err := r.startCoordinator(ctx, h.Name); err != nil {
-				return out, err
-			}
-		}
+	// On etcd the other coordinator hosts start with "start NAME" steps
+	// (after the relays: relay in ha.go).
+	if err := r.startCoordinator(ctx, ch); err != nil {
+		return out, err
 	}
 	first := r.hostOf(RoleConsole)
 	res, err = r.jm(ctx, first, nil, "login", r.coordAddr, in.Invite)
@@ -109,6 +107,11 @@ func (r *runner) runRelay(ctx context.Context, name, invite string) (string, err
 	}
 	if err != nil {
 		return "", err
+	}
+	if r.hasEtcd() {
+		if err := r.shareRelay(addr); err != nil {
+			return "", err
+		}
 	}
 	return "relay " + addr, nil
 }
