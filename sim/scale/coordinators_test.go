@@ -17,9 +17,9 @@ func TestCoordinators(t *testing.T) {
 		t.Skip("starts etcd and several coordinators")
 	}
 	srv := etcdtest.Start(t, etcdtest.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	res, err := Coordinators(ctx, CoordinatorsConfig{Dir: t.TempDir(), Etcd: "etcd://" + srv.Endpoint, Peers: 30, Counts: []int{1, 2}, Ops: 10, Rounds: 2})
+	res, err := Coordinators(ctx, CoordinatorsConfig{Dir: t.TempDir(), Etcd: "etcd://" + srv.Endpoint, Peers: 20, Counts: []int{1, 2}, Ops: 5, Rounds: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestCoordinators(t *testing.T) {
 				t.Errorf("%s × %d: a coordinator holds no peer: %v", r.Store, r.Coordinators, r.Online)
 			}
 		}
-		if sum != 30 || r.PeersPerSecond <= 0 || r.Fleet.GaveUp != 0 || len(r.RoundsPerSecond) != 2 {
+		if sum != 20 || r.PeersPerSecond <= 0 || r.Fleet.GaveUp != 0 || len(r.RoundsPerSecond) != 2 {
 			t.Errorf("%s × %d: %+v", r.Store, r.Coordinators, r)
 		}
 	}
@@ -46,7 +46,7 @@ func TestCoordinators(t *testing.T) {
 	}
 	for _, o := range res.Ops {
 		t.Logf("%s: Badger p50 %.2f ms, etcd p50 %.2f ms (%.1f ×)", o.Op, o.Badger.P50, o.Etcd.P50, o.RatioP50)
-		if o.Badger.Count != 10 || o.Etcd.Count != 10 || o.RatioP50 <= 0 {
+		if o.Badger.Count != 5 || o.Etcd.Count != 5 || o.RatioP50 <= 0 {
 			t.Errorf("%+v", o)
 		}
 	}
