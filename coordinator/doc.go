@@ -253,6 +253,14 @@
 //   - Tx.kv.setLeased(key, value): a write that lasts while this member
 //     does (presence).
 //
+// Presence (presence.go): the coordinator holding a peer's session keeps
+// o/<peer id> under its lease, and every coordinator's registry follows p/
+// and o/ by watch, so a peer is online site-wide and a jump asked of any
+// coordinator gets the holder's view of the peer's addresses and IP. The
+// registry's snapshot says online (anywhere) and held (a session here):
+// what writes for a peer or pushes to it looks at held, or at
+// peers.session(id). PeerCounts' online is site-wide.
+//
 // # One audit log across coordinators
 //
 // Several coordinators of a site (etcd) append to one audit log at once.

@@ -279,10 +279,45 @@ func (w *presenceWriter) record(id peer.ID) []byte {
 // site this coordinator holds the peer.
 func (ps *peerStore) attach(id peer.ID, s *peerSession) *peerSession {
 	old := ps.registry.attach(id, s)
-	if ps.presence != nil {
+	if w := ps.presence; w != nil {
+		unlock := ps.lock(id)
 		ps.putPresence([]peer.ID{id})
+		unlock()
+		if len(w.addrs(id)) == 0 {
+			// identify has not told the host the peer's addresses yet.
+			go ps.awaitAddrs(id, s)
+		}
 	}
 	return old
+}
+
+// identifyWait bounds how long a presence record waits for the peer's
+// addresses after its session started.
+const identifyWait = 5 * time.Second
+
+// awaitAddrs writes id's presence again once the host knows its addresses
+// (identify finishes after the session may start), while s is its session.
+func (ps *peerStore) awaitAddrs(id peer.ID, s *peerSession) {
+	w := ps.presence
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.Now().Add(identifyWait)
+	for time.Now().Before(deadline) {
+		<-t.C
+		if w.closing() || ps.registry.session(id) != s {
+			return
+		}
+		if len(w.addrs(id)) == 0 {
+			continue
+		}
+		// Under the peer's lock, so that detach (which deletes the record
+		// under it) cannot come between the check and the write.
+		defer ps.lock(id)()
+		if ps.registry.session(id) == s && !w.closing() {
+			ps.putPresence([]peer.ID{id})
+		}
+		return
+	}
 }
 
 // detach clears s if it is still the peer's session and then takes back
@@ -292,6 +327,7 @@ func (ps *peerStore) detach(id peer.ID, s *peerSession, now time.Time) bool {
 		return false
 	}
 	if w := ps.presence; w != nil && !w.closing() {
+		defer ps.lock(id)()
 		err := ps.store.Update(func(tx *Tx) error {
 			v, ok, err := tx.kv.get([]byte(presencePrefix + string(id)))
 			if err != nil || !ok {

@@ -79,7 +79,7 @@ func TestStrangeStoreRecordsChangeNoLiveView(t *testing.T) {
 		}
 	}
 	evil, _ := json.Marshal(presenceRecord{Instance: "evil", Addrs: []string{"/ip4/203.0.113.66/tcp/1"}, Conns: []string{"/ip4/203.0.113.66/tcp/2"}, IP: "203.0.113.66"})
-	put("o/"+string(held), evil)                      // names a peer held here
+	put("o/"+string(held), evil)                       // names a peer held here
 	put("o/"+string(garbled), []byte("\x00{not json")) // garbage
 	put("o/not-a-peer-id", evil)                       // a key no peer has
 	put("c/evil", []byte("}{"))                        // a member that does not decode

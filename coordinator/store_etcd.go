@@ -563,9 +563,11 @@ func (t *etcdTxn) commit() error {
 	}
 	if fence != nil {
 		if r := resp.Responses[0].GetResponseRange(); r == nil || len(r.Kvs) == 0 || r.Kvs[0].CreateRevision != fence.rev {
-			select {
-			case b.lost <- struct{}{}: // keepLease registers again
-			default:
+			if b.fence.Load() == fence { // not registered again meanwhile
+				select {
+				case b.lost <- struct{}{}: // keepLease registers again
+				default:
+				}
 			}
 			return errStoreLockLost
 		}

@@ -99,6 +99,9 @@ func (b *etcdKV) keepLease(alive <-chan *clientv3.LeaseKeepAliveResponse) {
 					break held
 				}
 			case <-b.lost:
+				if b.fence.Load() != f {
+					continue // about an older registration
+				}
 				// A commit found the key gone or made by another
 				// process (an operator deleted it): this lease holds
 				// nothing worth keeping.
