@@ -23,13 +23,13 @@ func agentCommand() *cli.Command {
 			"  jumpmesh agent --idle 0   # until stopped",
 		Description: "The agent listens on agent.sock in the console home (the home is 0700, the socket 0600, and the\n" +
 			"agent answers only processes of its own user: SO_PEERCRED). While it runs, jump (a command or a\n" +
-			"shell, without --wake) goes through it: the agent asks the coordinator for the jump's grant, as\n" +
-			"jump would, reaches the peer on the connection it keeps, and carries the session's input and\n" +
-			"output; jump then costs two round trips, not a libp2p host, two handshakes and two dials. Grants\n" +
-			"are asked for per jump and audited as always: a removed technician's agent is refused as its\n" +
-			"console would be. Before every jump the agent checks that the home still holds the key and the\n" +
-			"site it started with, and stops if not (jump then goes without it). It stops after --idle\n" +
-			"without a jump, and on SIGINT or SIGTERM. jump --no-agent bypasses it.",
+			"shell, without --wake or --wake-timeout) goes through it: the agent asks the coordinator for the\n" +
+			"jump's grant, as jump would, reaches the peer on the connection it keeps, and carries the\n" +
+			"session's input and output; jump then costs two round trips, not a libp2p host, two handshakes\n" +
+			"and two dials. Grants are asked for per jump and audited as always: a removed technician's\n" +
+			"agent is refused as its console would be. Before every jump the agent checks that the home still\n" +
+			"holds the key and the site it started with, and stops if not (jump then goes without it). It\n" +
+			"stops after --idle without a jump, and on SIGINT or SIGTERM. jump --no-agent bypasses it.",
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "idle", Destination: &idle, Value: console.DefaultAgentIdle,
 				Usage: "stop after this long without a jump (0: never)"},

@@ -106,7 +106,7 @@ func jumpCommand() *cli.Command {
 				t.Add("process start to jump (exec, Go runtime, init, flags)", origin, time.Now())
 				defer t.Print(cc.App.ErrWriter)
 			}
-			return jumpAction(cc, f.tty, f.noTTY, f.verbose, f.wait, t, !f.noAgent && !cc.Bool("wake"))
+			return jumpAction(cc, f.tty, f.noTTY, f.verbose, f.wait, t, !f.noAgent && !cc.Bool("wake") && !cc.IsSet("wake-timeout"))
 		},
 	}
 }
