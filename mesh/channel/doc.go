@@ -63,6 +63,25 @@
 // extra round trip (the status follows ChannelReady at once), and a
 // refused dial never swallows a client's bytes.
 //
+// # Bulk connections
+//
+// A forward's bytes may instead travel on a TCP connection of their own
+// (bulk.go), which costs about half the CPU per byte of a stream of the
+// session's muxer (no yamux copies and hand-offs, no 16 KiB TLS records).
+// The console asks with ForwardOpen.bulk; a peer on a direct TCP session
+// connection answers step 4 with ChannelReady{bulk: BulkOffer{ticket,
+// secret, host, port}}, host being its own address of that connection and
+// port a listener open while offers are pending. The console connects when
+// the address it reached the peer at is host (no NAT between them, not
+// relayed), sends the ticket and a hello sealed with a key derived from
+// the secret, and reads the peer's hello; then it writes one byte on the
+// channel, BulkChosen or BulkDeclined, and the bytes flow on the bulk
+// connection or the channel. The offer travels on the end-to-end encrypted
+// channel, so only the console that opened the forward holds the secret;
+// the peer takes an offer once, only after its hello opens, and drops it
+// when the console declines or after 2 × BulkHandshakeTimeout. The channel
+// stays open while the bulk connection runs; its reset ends both.
+//
 // # File copy
 //
 // FileOpen{push, path} says who sends: push, the console sends into the
