@@ -59,10 +59,10 @@ func printCoordinators(w io.Writer, r *scale.CoordinatorsResult) {
 	fmt.Fprintf(w, "sim scale --coordinators: %d fresh peers over TCP, all at once, each configuration, %d rounds (each row the median); %.1f s in all; load average %s\n",
 		r.Peers, r.Rounds, r.Seconds, r.LoadAverage)
 	fmt.Fprintf(w, "note: %s\n\n", r.Note)
-	rows := [][]string{{"STORE", "COORDINATORS", "PEERS/S", "EACH ROUND", "× BADGER", "CPU/REGISTRATION", "LATENCY p50/p90/p99", "ONLINE EACH", "FAILED/RETRIED/REFUSED/GAVE UP"}}
+	rows := [][]string{{"STORE", "COORDINATORS", "PEERS/S", "EACH ROUND", "× BADGER", "CPU/REGISTRATION", "LATENCY p50/p90/p99", "HELD EACH", "FAILED/RETRIED/REFUSED/GAVE UP"}}
 	for _, run := range r.Runs {
 		var each []string
-		for _, n := range run.Online {
+		for _, n := range run.Held {
 			each = append(each, strconv.Itoa(n))
 		}
 		var rounds []string

@@ -99,7 +99,11 @@ type CoordinatorsRun struct {
 	// over Peers: coordinators and fleet both (the fleet's share is the
 	// same in every configuration).
 	CPUPerRegistrationMs float64 `json:"cpu_per_registration_ms"`
-	// Online is how many peers each coordinator holds at the end.
+	// Held is how many peers each coordinator holds (its pinned part of
+	// the fleet); Online how many each counts online at the end — the
+	// whole site's on etcd, where every coordinator follows the others'
+	// presence records.
+	Held   []int       `json:"held_per_coordinator"`
 	Online []int       `json:"online_per_coordinator"`
 	Fleet  FleetTotals `json:"fleet"`
 	// RoundsPerSecond is every round's peers per second, in run order
@@ -329,6 +333,7 @@ func (s *multiSite) storm(ctx context.Context, cfg CoordinatorsConfig) (*Coordin
 	n := cfg.peers()
 	k := len(s.coords)
 	var fleets []*Fleet
+	var held []int
 	defer func() {
 		for _, f := range fleets {
 			f.Close()
@@ -353,6 +358,7 @@ func (s *multiSite) storm(ctx context.Context, cfg CoordinatorsConfig) (*Coordin
 			return nil, err
 		}
 		fleets = append(fleets, f)
+		held = append(held, part)
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
@@ -386,7 +392,7 @@ func (s *multiSite) storm(ctx context.Context, cfg CoordinatorsConfig) (*Coordin
 		totals.Sample = cmp.Or(totals.Sample, t.Sample)
 	}
 	run := &CoordinatorsRun{Coordinators: k, Seconds: took.Seconds(), PeersPerSecond: float64(n) / took.Seconds(),
-		Latency: latencyOf(lat), CPUPerRegistrationMs: float64(cpu.Microseconds()) / 1000 / float64(n), Fleet: totals}
+		Latency: latencyOf(lat), CPUPerRegistrationMs: float64(cpu.Microseconds()) / 1000 / float64(n), Held: held, Fleet: totals}
 	for _, c := range s.coords {
 		_, on := c.Service().PeerCounts()
 		run.Online = append(run.Online, on)
