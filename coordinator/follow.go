@@ -68,6 +68,7 @@ func (s *Service) startFollowing() error {
 	if !s.store.shared() {
 		return nil
 	}
+	s.jumps.shared = &sharedSessions{store: s.store, log: s.log}
 	var rev int64
 	if err := s.store.View(func(tx *Tx) (err error) { rev, err = tx.revision(); return err }); err != nil {
 		return err

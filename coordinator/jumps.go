@@ -75,7 +75,11 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 	}
 	st := s.settings()
 	if !st.GetConcurrentJumps() {
-		if others := s.jumps.holders(id, c.name()); len(others) > 0 {
+		others, err := s.sessionHolders(id, c.name())
+		if err != nil {
+			return nil, ev, err
+		}
+		if len(others) > 0 {
 			return nil, ev, catalog.Errorf(catalog.CodeSessionInUse, "(in session: %s)", strings.Join(others, ", "))
 		}
 	}

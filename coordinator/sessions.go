@@ -75,6 +75,9 @@ type jumps struct {
 	inflight map[string]inflightGrant           // grant nonce →
 	active   map[peer.ID]map[string]openSession // peer → session id →
 	buckets  map[peer.ID]*rate.Limiter          // session events, per peer
+	// shared, on a store of several coordinators, writes the open
+	// sessions where the others read them (sitesessions.go).
+	shared *sharedSessions
 	// refused counts events not tied to a grant issued for their peer;
 	// limited counts events over the peer's token bucket.
 	refused, limited atomic.Int64
@@ -130,31 +133,43 @@ func (j *jumps) release(nonce []byte) {
 
 func (j *jumps) started(id peer.ID, sessionID, user string, nonce []byte) {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	delete(j.inflight, string(nonce))
 	if j.active[id] == nil {
 		j.active[id] = map[string]openSession{}
 	}
 	j.active[id][sessionID] = openSession{user: user, nonce: nonce}
+	j.mu.Unlock()
+	if j.shared != nil {
+		j.shared.started(id, sessionID, user) // a store write: outside the lock
+	}
 }
 
 // ended forgets a session and returns the nonce of its grant, if known.
 func (j *jumps) ended(id peer.ID, sessionID string) []byte {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	s, ok := j.active[id][sessionID]
+	if ok {
+		delete(j.active[id], sessionID)
+	}
+	j.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	delete(j.active[id], sessionID)
+	if j.shared != nil {
+		j.shared.ended(id, sessionID)
+	}
 	return s.nonce
 }
 
 // peerGone forgets the sessions of a peer that went offline.
 func (j *jumps) peerGone(id peer.ID) {
 	j.mu.Lock()
-	defer j.mu.Unlock()
+	_, had := j.active[id]
 	delete(j.active, id)
+	j.mu.Unlock()
+	if had && j.shared != nil {
+		j.shared.peerGone(id)
+	}
 }
 
 // holders lists the users in a session with the peer, other than user.
