@@ -73,7 +73,8 @@ var bulkForwards atomic.Int64
 
 // dialBulk connects to the peer's bulk listener at addr, when that is the
 // address the console reached the peer at (no NAT between them, not
-// relayed), and opens the bulk connection offered; nil when it cannot.
+// relayed, not through a jumpoint), and opens the bulk connection offered;
+// nil when it cannot.
 func dialBulk(ctx context.Context, ch *channel.Channel, offer channel.BulkOffer, addr *net.TCPAddr) *channel.BulkConn {
 	c := ch.Stream().Conn()
 	if c.Stat().Limited {
@@ -81,6 +82,11 @@ func dialBulk(ctx context.Context, ch *channel.Channel, offer channel.BulkOffer,
 	}
 	remote, err := manet.ToIP(c.RemoteMultiaddr())
 	if err != nil || !remote.Equal(addr.IP) {
+		return nil
+	}
+	// A connection through a jumpoint's tunnel (mesh/tunnel) has no local
+	// address: its bytes must keep going through the jumpoint.
+	if local, err := manet.ToIP(c.LocalMultiaddr()); err != nil || local.IsUnspecified() {
 		return nil
 	}
 	d := net.Dialer{Timeout: bulkDialTimeout}
