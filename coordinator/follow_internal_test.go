@@ -86,7 +86,8 @@ func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
 // request) and the grants b's peer holds are revoked by b once the
 // watch brings a's revocation; a's revocation of that peer's grants
 // reaches it too, and one for a peer b does not hold does not. b's own
-// revocation, back from the watch, is not applied twice. The delays are
+// revocation, back from the watch, is not applied twice; records under se/
+// that do not decode or revoke nothing change nothing. The delays are
 // logged (docs/etcd.md).
 func TestRevocationReachesPeersOfOtherCoordinators(t *testing.T) {
 	now := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
@@ -105,6 +106,9 @@ func TestRevocationReachesPeersOfOtherCoordinators(t *testing.T) {
 	if b.peers.attach(p, sess); b.peers.session(p) != sess {
 		t.Fatal("the peer's session not attached on b")
 	}
+	// Detached at the end: presence's wait for the peer's addresses
+	// (presence.go) then ends.
+	t.Cleanup(func() { b.peers.detach(p, sess, now) })
 	tech := newPeerID(t)
 	mustUpdate(t, stores[0], func(tx *Tx) error {
 		if err := tx.PutUser(&pb.User{Name: "tom", Role: pb.Role_ROLE_TECHNICIAN}); err != nil {
@@ -176,5 +180,21 @@ func TestRevocationReachesPeersOfOtherCoordinators(t *testing.T) {
 	waitFor(t, "a's marker", func() bool { q := queued(sess); return q[len(q)-1].GetRevoke().GetReason() == "a marker after b's own" })
 	if q := queued(sess); len(q) != 5 {
 		t.Fatalf("%d messages queued to b's peer, want 5 (b's own revocation once)", len(q))
+	}
+	// Records under se/ that do not decode, or revoke nothing, change
+	// nothing; the next real one still applies.
+	mustUpdate(t, stores[0], func(tx *Tx) error {
+		if err := tx.kv.set([]byte(siteEventPrefix+"zz"), []byte("not json")); err != nil {
+			return err
+		}
+		return tx.kv.set([]byte(siteEventPrefix+"yy"), []byte(`{"revoke":{"reason":"nothing"}}`))
+	})
+	a.revokePeers([]peer.ID{p}, "after the garbage")
+	waitFor(t, "the revocation after the garbage", func() bool {
+		q := queued(sess)
+		return q[len(q)-1].GetRevoke().GetReason() == "after the garbage"
+	})
+	if q := queued(sess); len(q) != 6 {
+		t.Fatalf("%d messages queued to b's peer, want 6 (nothing for the garbage)", len(q))
 	}
 }
