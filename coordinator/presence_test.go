@@ -215,27 +215,27 @@ func TestJumpAcrossCoordinators(t *testing.T) {
 	}
 
 	// B writes the peer's addresses once identify told its host (a moment
-	// after the session started, at most identifyWait).
-	held := b.Host().Peerstore().Addrs(peerB.id())
-	var j *pb.JumpResponse
-	coordinatortest.Eventually(t, 10*time.Second, "a jump through A with B's view of its peer", func() bool {
-		resp, err := admin.Call(ctx, &pb.Request{Body: &pb.Request_Jump{Jump: &pb.JumpRequest{Ref: peerB.id().String(), Capability: grant.Exec}}})
-		if err != nil {
-			t.Fatalf("a jump through A to B's peer: %v", err)
-		}
-		j = resp.GetJump()
-		held = b.Host().Peerstore().Addrs(peerB.id())
-		for _, a := range mesh.DecodeAddrs(j.GetAddrs()) {
-			for _, want := range held {
-				if a.Equal(want) {
-					return true
-				}
-			}
-		}
-		return false
+	// after the session started, at most identifyWait); A follows.
+	coordinatortest.Eventually(t, 10*time.Second, "A knows B's peer's addresses", func() bool {
+		return len(h.Coord.Service().HostAddrsForTest(peerB.id())) > 0
 	})
+	resp, err := admin.Call(ctx, &pb.Request{Body: &pb.Request_Jump{Jump: &pb.JumpRequest{Ref: peerB.id().String(), Capability: grant.Exec}}})
+	if err != nil {
+		t.Fatalf("a jump through A to B's peer: %v", err)
+	}
+	j := resp.GetJump()
 	if j.GetPeer().GetStatus() != coordinator.StatusOnline || j.GetPeerIp() != "127.0.0.1" {
 		t.Fatalf("jump: status %s, peer IP %q", j.GetPeer().GetStatus(), j.GetPeerIp())
+	}
+	held := b.Host().Peerstore().Addrs(peerB.id())
+	found := false
+	for _, a := range mesh.DecodeAddrs(j.GetAddrs()) {
+		for _, want := range held {
+			found = found || a.Equal(want)
+		}
+	}
+	if !found {
+		t.Fatalf("jump addrs %v, B knows the peer at %v", mesh.DecodeAddrs(j.GetAddrs()), held)
 	}
 
 	// B cut off from etcd: its lease lapses, A shows its peer offline.
