@@ -65,7 +65,7 @@ type etcdKV struct {
 	fence   atomic.Pointer[etcdFence]
 	member  *etcdMember // nil unless cfg.Instance
 	// lost tells keepLease that a commit found the fence key gone.
-	lost      chan struct{}
+	lost      chan *etcdFence
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -202,7 +202,7 @@ func openEtcd(cfg EtcdConfig) (_ *etcdKV, err error) {
 	if err != nil {
 		return nil, etcdOpenError(cfg.Endpoints, err)
 	}
-	b := &etcdKV{cli: cli, prefix: cfg.Prefix, cfg: cfg, log: log, lockKey: cfg.Prefix + lockKeyName, lost: make(chan struct{}, 1)}
+	b := &etcdKV{cli: cli, prefix: cfg.Prefix, cfg: cfg, log: log, lockKey: cfg.Prefix + lockKeyName, lost: make(chan *etcdFence, 1)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -565,7 +565,7 @@ func (t *etcdTxn) commit() error {
 		if r := resp.Responses[0].GetResponseRange(); r == nil || len(r.Kvs) == 0 || r.Kvs[0].CreateRevision != fence.rev {
 			if b.fence.Load() == fence { // not registered again meanwhile
 				select {
-				case b.lost <- struct{}{}: // keepLease registers again
+				case b.lost <- fence: // keepLease registers again
 				default:
 				}
 			}

@@ -98,9 +98,12 @@ func (b *etcdKV) keepLease(alive <-chan *clientv3.LeaseKeepAliveResponse) {
 				if !ok {
 					break held
 				}
-			case <-b.lost:
-				if b.fence.Load() != f {
-					continue // about an older registration
+			case lf := <-b.lost:
+				if lf != f || b.fence.Load() != f {
+					// About an older registration: a commit under the
+					// lease lost before this one was signalled after
+					// (or while) this process registered again.
+					continue
 				}
 				// A commit found the key gone or made by another
 				// process (an operator deleted it): this lease holds
@@ -148,10 +151,6 @@ func (b *etcdKV) keepLease(alive <-chan *clientv3.LeaseKeepAliveResponse) {
 func (b *etcdKV) acquire(wait bool) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
 	ctx, cancel := b.rctx()
 	defer func() { cancel() }()
-	lease, err := b.cli.Grant(ctx, int64(max(b.cfg.lockTTL()/time.Second, 1)))
-	if err != nil {
-		return nil, etcdError(err)
-	}
 	members := b.prefix + membersPrefix
 	var key string
 	var value func() string
@@ -174,8 +173,16 @@ func (b *etcdKV) acquire(wait bool) (<-chan *clientv3.LeaseKeepAliveResponse, er
 		orElse = []clientv3.Op{clientv3.OpGet(key), clientv3.OpGet(members, clientv3.WithPrefix(), clientv3.WithLimit(1))}
 	}
 	var resp *clientv3.TxnResponse
+	var lease *clientv3.LeaseGrantResponse
+	var err error
 	deadline := time.Now().Add(b.cfg.lockTTL() + time.Second)
 	for {
+		// A lease per try: waiting for an old key to lapse takes up to the
+		// TTL, and a lease granted before the wait would lapse with it
+		// ("requested lease not found" after a kill -9 and restart).
+		if lease, err = b.cli.Grant(ctx, int64(max(b.cfg.lockTTL()/time.Second, 1))); err != nil {
+			return nil, etcdError(err)
+		}
 		resp, err = b.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, value(), clientv3.WithLease(lease.ID))).Else(orElse...).Commit()
 		if err != nil || resp.Succeeded {
 			break
@@ -194,6 +201,7 @@ func (b *etcdKV) acquire(wait bool) (<-chan *clientv3.LeaseKeepAliveResponse, er
 		// Most likely this coordinator's own key from before a crash: its
 		// lease runs out within the TTL.
 		b.log.Info("waiting for the store key held by the same host and data directory to lapse", "key", heldKey, "holder", other)
+		b.cli.Revoke(ctx, lease.ID)
 		cancel()
 		select {
 		case <-time.After(500 * time.Millisecond):
