@@ -248,6 +248,10 @@ func (a *Agent) serve(conn *net.UnixConn) {
 
 	out := &lockedWriter{w: conn}
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := a.hello(conn, out); err != nil {
+		log.Warn("agent: no hello", "err", err)
+		return
+	}
 	typ, payload, err := readFrame(conn)
 	var req AgentRequest
 	if err == nil && typ != frameRequest {
@@ -282,6 +286,30 @@ func (a *Agent) serve(conn *net.UnixConn) {
 		j.ReportPath(ctx)
 		j.Close()
 	}
+}
+
+// hello reads the command line's hello and answers with the agent's (its
+// wire version, even to another version's command line, which then goes
+// without the agent). An error (no hello, another version) ends conn.
+func (a *Agent) hello(conn net.Conn, out *lockedWriter) error {
+	typ, payload, err := readFrame(conn)
+	if err != nil {
+		return err
+	}
+	if typ != frameHello {
+		return fmt.Errorf("first frame is of type %d, not a hello (a jump of another version?)", typ)
+	}
+	var h agentHello
+	if err := json.Unmarshal(payload, &h); err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	if err := out.json(frameHello, agentHello{Version: AgentWireVersion}); err != nil {
+		return err
+	}
+	if h.Version != AgentWireVersion {
+		return fmt.Errorf("the jump speaks agent wire version %d, this agent %d", h.Version, AgentWireVersion)
+	}
+	return nil
 }
 
 // exec runs req's jump, carrying the process's input and output on conn,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -18,9 +19,27 @@ import (
 // that ran stopped because the home's key or site changed): jump without.
 var ErrNoAgent = errors.New("no agent serves this console home")
 
+// ErrAgentNoAnswer: the agent's socket took the connection but no hello
+// came back within agentHelloTimeout (a hung or stopped agent): jump goes
+// without it. It wraps ErrNoAgent.
+var ErrAgentNoAnswer = fmt.Errorf("%w: the agent did not answer within %v", ErrNoAgent, agentHelloTimeout)
+
+// ErrAgentVersion: the agent speaks another version of its wire (one of
+// an older or newer jumpmesh binary): jump goes without it. It wraps
+// ErrNoAgent.
+var ErrAgentVersion = fmt.Errorf("%w: the agent is of another jumpmesh version (agent wire version %d here)", ErrNoAgent, AgentWireVersion)
+
 // agentDialTimeout bounds reaching the agent's socket: a local connect,
 // which either answers at once or not at all.
 const agentDialTimeout = time.Second
+
+// agentHelloTimeout bounds the wait for the agent's hello, which it sends
+// as it accepts, before any grant: a local round trip of well under a
+// millisecond, and tens of milliseconds on a machine at load 30. 2 s is
+// far beyond that, yet short against what a hung agent would otherwise
+// cost (forever) and about a direct jump's own start; waiting it out
+// wrongly costs only a jump without the agent.
+const agentHelloTimeout = 2 * time.Second
 
 // AgentSession is a jump the agent runs for the command line: the exec
 // channel is open. Run it once, then Close it.
@@ -44,15 +63,28 @@ func AgentExec(ctx context.Context, home string, req AgentRequest, t *Timing) (*
 	c, err := d.DialContext(ctx, "unix", filepath.Join(home, AgentSocket))
 	end()
 	if err != nil {
-		return nil, fmt.Errorf("%w (%v)", ErrNoAgent, err)
+		return nil, fmt.Errorf("%w (%w)", ErrNoAgent, err) // fs.ErrNotExist: none runs
 	}
 	conn := c.(*net.UnixConn)
 	s := &AgentSession{conn: conn, out: &lockedWriter{w: conn}, t: t, sent: time.Now()}
 	req.Timing = t != nil
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
+	if err := s.hello(); err != nil {
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	// From here on the agent may ask for a grant and open a session: a
+	// failure is the jump's, not a reason to jump again without the agent.
 	if err := s.out.json(frameRequest, req); err != nil {
 		conn.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// A failed write: the agent closed before it had the whole request.
 		return nil, fmt.Errorf("%w (%v)", ErrNoAgent, err)
 	}
 	typ, payload, err := readFrame(conn)
@@ -61,8 +93,8 @@ func AgentExec(ctx context.Context, home string, req AgentRequest, t *Timing) (*
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		// An agent that refused us (another user) or died says nothing.
-		return nil, fmt.Errorf("%w (%v)", ErrNoAgent, err)
+		return nil, catalog.Errorf(catalog.CodeConnectionLost,
+			"(the agent went away after it took the jump's request, before the session opened: %v; jump --no-agent goes without it)", err)
 	}
 	switch typ {
 	case frameOpened:
@@ -88,6 +120,34 @@ func AgentExec(ctx context.Context, home string, req AgentRequest, t *Timing) (*
 	}
 	conn.Close()
 	return nil, fmt.Errorf("agent: unexpected frame of type %d", typ)
+}
+
+// hello sends the command line's hello and waits at most
+// agentHelloTimeout for the agent's: nothing is sent before it that
+// could start a grant. Its errors wrap ErrNoAgent.
+func (s *AgentSession) hello() error {
+	_ = s.conn.SetDeadline(time.Now().Add(agentHelloTimeout))
+	defer s.conn.SetDeadline(time.Time{})
+	if err := s.out.json(frameHello, agentHello{Version: AgentWireVersion}); err != nil {
+		return fmt.Errorf("%w (the agent closed without a hello: %v)", ErrNoAgent, err)
+	}
+	typ, payload, err := readFrame(s.conn)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return ErrAgentNoAnswer
+	}
+	if err != nil {
+		// An agent that refused us (another user), of the first wire (no
+		// hello) or dead closes without a word.
+		return fmt.Errorf("%w (the agent closed without a hello: %v)", ErrNoAgent, err)
+	}
+	var h agentHello
+	if typ != frameHello || json.Unmarshal(payload, &h) != nil {
+		return fmt.Errorf("%w (a first frame of type %d that is not a hello)", ErrAgentVersion, typ)
+	}
+	if h.Version != AgentWireVersion {
+		return fmt.Errorf("%w (the agent's is %d)", ErrAgentVersion, h.Version)
+	}
+	return nil
 }
 
 // addPhases files the agent's phases (all so far, of which s.seen are

@@ -12,6 +12,14 @@ import (
 //
 //		type (1 byte) | length (4 bytes, big endian) | payload (length bytes, ≤ agentMaxFrame)
 //
+//	 0. The command line sends frameHello (agentHello: its AgentWireVersion);
+//	    the agent answers at once with its own frameHello and, if the
+//	    versions differ, closes. Nothing before the hello can start a
+//	    grant, so a command line that gets no hello in time
+//	    (agentHelloTimeout), or another version's, jumps without the agent.
+//	    An agent of the first wire (no hello) closes on the unknown first
+//	    frame; a command line of the first wire gets no answer to its
+//	    request: both sides then go without each other.
 //	 1. The command line sends frameRequest: an AgentRequest as JSON.
 //	 2. The agent asks the coordinator for a grant, reaches the peer (on the
 //	    connection it keeps, if any), opens the exec channel, and answers
@@ -34,7 +42,18 @@ const (
 	frameStdout
 	frameStderr
 	frameResult
+	frameHello
 )
+
+// AgentWireVersion is the version of the agent's wire, in the hello each
+// way. Change it with any change of the frames or their payloads that an
+// agent or command line of the other version would misread.
+const AgentWireVersion = 2
+
+// agentHello is the first frame each way.
+type agentHello struct {
+	Version int `json:"version"`
+}
 
 // agentMaxFrame bounds a frame: an exec chunk (execChunk) and a request
 // with a long command fit many times over.

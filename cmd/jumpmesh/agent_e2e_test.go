@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/jumpmesh/jumpmesh/console"
 )
 
 // agentProc is a running `jumpmesh agent`.
@@ -128,20 +133,22 @@ func TestAgentRefusesAnotherUser(t *testing.T) {
 	}
 	os.Chmod(sock, 0o666)
 	before := grants(t, s.admin)
-	// A well-formed request frame: type 1, length, JSON.
+	// A well-formed hello (type 10, this wire's version), then a request
+	// frame: type 1, length, JSON.
 	stranger := exec.Command(python, "-c", `
 import socket, struct, sys
+hello = b'{"version":%d}' % int(sys.argv[2])
 req = b'{"ref":"web-01","argv":["id"]}'
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(sys.argv[1])
 try:
-    s.sendall(bytes([1]) + struct.pack(">I", len(req)) + req)
+    s.sendall(bytes([10]) + struct.pack(">I", len(hello)) + hello + bytes([1]) + struct.pack(">I", len(req)) + req)
     s.settimeout(20)
     got = s.recv(1 << 16)
 except (BrokenPipeError, ConnectionResetError):  # closed at once, the request unread
     got = b""
 sys.stdout.write("answer:%d" % len(got))
-`, sock)
+`, sock, strconv.Itoa(console.AgentWireVersion))
 	stranger.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := stranger.CombinedOutput()
 	if err != nil || string(out) != "answer:0" {
@@ -261,4 +268,63 @@ func TestJumpShellThroughTheAgent(t *testing.T) {
 	waitFor(t, 20*time.Second, "the second shell", func() bool { return strings.Contains(screen.String(), "48") })
 	cmd.Process.Signal(syscall.SIGTERM)
 	wait(cmd, screen, 143)
+}
+
+// TestJumpWithoutAnAnsweringAgent: an agent.sock that takes connections
+// and never answers (a hung agent), one that closes them at once, and an
+// agent of another wire version: jump goes without the agent (-v says
+// why), within the hello wait (2 s) of a jump without any agent.
+func TestJumpWithoutAnAnsweringAgent(t *testing.T) {
+	s := newJumpSite(t)
+	sock := filepath.Join(s.admin, "agent.sock")
+	jumpOn := func(what string, serve func(net.Conn), want string) {
+		t.Helper()
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conns []net.Conn
+		var mu sync.Mutex
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+				go serve(c)
+			}
+		}()
+		defer func() {
+			ln.Close()
+			mu.Lock()
+			for _, c := range conns {
+				c.Close()
+			}
+			mu.Unlock()
+			os.Remove(sock)
+		}()
+		start := time.Now()
+		r := jm(t, s.admin, "jump", "web-01", "-v", "--", "echo", "hi") // jm gives up after 60 s
+		took := time.Since(start)
+		if r.code != 0 || r.stdout != "hi\n" || strings.Contains(r.stderr, ", through the agent") || !strings.Contains(r.stderr, want) {
+			t.Fatalf("%s: exit %d, stdout %q, stderr %q (want a jump without the agent, saying %q)", what, r.code, r.stdout, r.stderr, want)
+		}
+		t.Logf("%s: jump took %v", what, took)
+	}
+	hung := func(c net.Conn) { io.Copy(io.Discard, c) }
+	jumpOn("a hung agent", hung, "the agent did not answer within 2s; jumping without it")
+	jumpOn("an agent that closes at once", func(c net.Conn) { c.Close() }, "closed without a hello")
+	other := func(c net.Conn) {
+		hello := fmt.Sprintf(`{"version":%d}`, console.AgentWireVersion+1)
+		c.Write(append([]byte{10, 0, 0, 0, byte(len(hello))}, hello...))
+		io.Copy(io.Discard, c)
+	}
+	jumpOn("an agent of another version", other, "of another jumpmesh version")
+	// The plain case: no socket, no word about the agent.
+	if r := jm(t, s.admin, "jump", "web-01", "-v", "--", "true"); r.code != 0 || strings.Contains(r.stderr, "agent") {
+		t.Fatalf("without an agent: %d %q", r.code, r.stderr)
+	}
 }

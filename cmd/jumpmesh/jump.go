@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -165,8 +166,10 @@ func jumpThroughAgent(cc *cli.Context, ref string, cmd console.ExecCommand, verb
 	}
 	s, err := console.AgentExec(cc.Context, home, req, t)
 	if errors.Is(err, console.ErrNoAgent) {
-		if verbose && errors.Is(err, console.ErrAgentIdentityChanged) {
-			fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %v\n", err)
+		// No socket is the usual case (no agent runs); any other (a hung
+		// agent, one of another version, one that stopped) -v tells.
+		if verbose && !errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %v; jumping without it\n", err)
 		}
 		return false, nil
 	}
