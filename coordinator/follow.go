@@ -81,11 +81,19 @@ func (s *Service) startFollowing() error {
 // followSettings reloads the settings when they changed and pushes them
 // to the peers this coordinator holds.
 func (s *Service) followSettings(watchBatch) {
-	old := s.settingsCache.Load()
+	// A set through this coordinator holds settingsPush from its write to
+	// its push: its own write, coming back here, finds it pushed.
+	s.settingsPush.Lock()
+	defer s.settingsPush.Unlock()
+	old := s.pushedSettings
+	if old == nil {
+		old = s.settingsCache.Load()
+	}
 	cur := s.reloadSettings()
 	if old != nil && proto.Equal(old, cur) {
 		return
 	}
+	s.pushedSettings = cur
 	told := s.pushSettings()
 	s.log.Info("settings changed through another coordinator: pushed", "peers", told)
 }

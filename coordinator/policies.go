@@ -289,6 +289,10 @@ func (s *Service) handleSettingsSet(c *caller, r *pb.SettingsSetRequest) (*pb.Re
 		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "Nothing to set; give key=value pairs.")
 	}
 	var cur, next *pb.Settings
+	// Held from the write to the push: on etcd the watch brings this
+	// write back (followSettings), and must find it pushed already.
+	s.settingsPush.Lock()
+	defer s.settingsPush.Unlock()
 	err := s.update(func(tx *Tx) (err error) {
 		cur, err = tx.Settings()
 		if err != nil {
@@ -303,7 +307,7 @@ func (s *Service) handleSettingsSet(c *caller, r *pb.SettingsSetRequest) (*pb.Re
 	if err != nil {
 		return nil, err
 	}
-	s.reloadSettings() // from the store, so concurrent sets cannot leave an older value cached
+	s.pushedSettings = s.reloadSettings() // from the store, so concurrent sets cannot leave an older value cached
 	s.adminChanged(c, adminChange{Action: ActionSettingsSet, Target: "settings", Change: recordChange(cur, next)})
 	told := s.pushSettings() // sent after this reply, by each peer's send queue
 	return &pb.Response{Body: &pb.Response_Settings{Settings: next}, PeersTold: uint32(told)}, nil

@@ -73,6 +73,11 @@ type Service struct {
 	connAddrs func(peer.ID) []ma.Multiaddr
 
 	settingsCache atomic.Pointer[pb.Settings]
+	// settingsPush orders a settings set's write and push against the
+	// watch that brings the same write back (follow.go): pushedSettings
+	// is what the last push under it sent, so a change is pushed once.
+	settingsPush   sync.Mutex
+	pushedSettings *pb.Settings
 	relayBook     relayBook
 	jumpointBook  jumpointBook
 	paths         *pathStats
