@@ -188,7 +188,7 @@ func (s *Service) welcome(rec *pb.Peer, observed string) *pb.PeerWelcome {
 		RestrictLocalUninstall: st.GetRestrictLocalUninstall(), ObservedAddr: observed, Relays: encodeAddrs(s.relayAddrs()),
 		LocalPolicy: s.localPolicy(peer.ID(rec.GetId()), st), PassivePort: st.GetPassivePort(), PassiveIdleSeconds: st.GetPassiveIdleSeconds(),
 		NatPredictionOff: !st.GetNatPrediction(), NatProbingOff: !st.GetNatProbing(),
-		SiteAddrs: encodeAddrs(s.coordinatorAddrs())}
+		BulkOff: !st.GetBulkConnections(), SiteAddrs: encodeAddrs(s.coordinatorAddrs())}
 }
 
 // tellUninstall orders the peer to uninstall and closes our side for

@@ -47,6 +47,7 @@ func DefaultSettings() *pb.Settings {
 		PassiveIdleSeconds:     900,
 		NatPrediction:          proto.Bool(true),
 		NatProbing:             proto.Bool(true),
+		BulkConnections:        proto.Bool(true),
 	}
 }
 
@@ -347,6 +348,7 @@ var settingsSpecs = []settingSpec{
 		"Seconds a passive peer stays connected without a session after it was woken, before it goes passive again."),
 	settingNATPrediction(),
 	settingNATProbing(),
+	settingBulkConnections(),
 }
 
 // settingAllowWake is allow-wake, an optional bool: unset (a site made
@@ -413,6 +415,29 @@ func settingNATProbing() settingSpec {
 		fill: func(s, def *pb.Settings) {
 			if s.NatProbing == nil {
 				s.NatProbing = proto.Bool(def.GetNatProbing())
+			}
+		},
+	}
+}
+
+// settingBulkConnections is bulk-connections, an optional bool: unset (a
+// site made before it existed) means true.
+func settingBulkConnections() settingSpec {
+	const key = "bulk-connections"
+	return settingSpec{
+		key: key, rng: "true or false",
+		desc: "On a direct TCP session connection, peers offer a forward a bulk connection of its own: a TCP listening port of the kernel's choosing on the peer's address, open only while offers are pending, taking only a one-time ticket and secret sent on the end-to-end encrypted channel; if false peers never open it and every forward stays on the session's channel.",
+		show: func(s *pb.Settings) string { return strconv.FormatBool(s.GetBulkConnections()) },
+		set: func(s *pb.Settings, v string) *catalog.Error {
+			b, err := parseSettingBool(key, v)
+			if err == nil {
+				s.BulkConnections = proto.Bool(b)
+			}
+			return err
+		},
+		fill: func(s, def *pb.Settings) {
+			if s.BulkConnections == nil {
+				s.BulkConnections = proto.Bool(def.GetBulkConnections())
 			}
 		},
 	}

@@ -264,13 +264,13 @@ func TestSettingsTable(t *testing.T) {
 	wantOrder := []string{"lost-after-days", "delete-after-days", "connection-rate", "max-session-starts", "max-session-starts-per-technician",
 		"concurrent-jumps", "passive-port", "stats-interval", "uninstalled-behavior", "restrict-local-uninstall",
 		"max-peers", "max-active-peers", "max-concurrent-upgrades", "upgrade-bandwidth", "default-connection-type",
-		"allow-wake", "passive-idle-seconds", "nat-prediction", "nat-probing"}
+		"allow-wake", "passive-idle-seconds", "nat-prediction", "nat-probing", "bulk-connections"}
 	wantValue := map[string]string{
 		"stats-interval": "60s", "upgrade-bandwidth": "10 MiB/s", "max-peers": "unlimited",
 		"uninstalled-behavior": "mark", "concurrent-jumps": "true", "lost-after-days": "30",
 		"default-connection-type": "active", "passive-port": "5832",
 		"allow-wake": "true", "passive-idle-seconds": "900", "nat-prediction": "true",
-		"nat-probing": "true",
+		"nat-probing": "true", "bulk-connections": "true",
 	}
 	values := make(map[string]string)
 	for i, row := range rows {
@@ -311,6 +311,21 @@ func TestSettingsNATPredictionUnsetIsTrue(t *testing.T) {
 	}
 	if _, err := ApplySettings(nil, map[string]string{"nat-prediction": "sometimes"}); !catalog.HasCode(err, catalog.CodeInvalidArgument) {
 		t.Fatalf("nat-prediction=sometimes: %v", err)
+	}
+}
+
+// bulk-connections is an optional bool: a site stored before it existed
+// has bulk connections on; false is kept, and nothing else changes with it.
+func TestSettingsBulkConnectionsUnsetIsTrue(t *testing.T) {
+	if !SettingsWithDefaults(&pb.Settings{LostAfterDays: 40, NatProbing: proto.Bool(false)}).GetBulkConnections() {
+		t.Fatal("unset bulk-connections read as false, want true")
+	}
+	off, err := ApplySettings(nil, map[string]string{"bulk-connections": "false"})
+	if err != nil || off.BulkConnections == nil || off.GetBulkConnections() || SettingsWithDefaults(off).GetBulkConnections() || !off.GetNatProbing() {
+		t.Fatalf("bulk-connections=false: %v (nat-probing %v), %v", off.GetBulkConnections(), off.GetNatProbing(), err)
+	}
+	if _, err := ApplySettings(nil, map[string]string{"bulk-connections": "sometimes"}); !catalog.HasCode(err, catalog.CodeInvalidArgument) {
+		t.Fatalf("bulk-connections=sometimes: %v", err)
 	}
 }
 

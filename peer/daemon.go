@@ -153,6 +153,9 @@ type Daemon struct {
 	// natProbing is the site's nat-probing setting as the last welcome
 	// told it (natprobing.go).
 	natProbing natProbing
+	// bulk is the site's bulk-connections setting as the last welcome
+	// told it (bulk.go).
+	bulk bulkConnections
 	// puncher is the running hole puncher (nil behind jumpoints); natNews
 	// says it saw something new of the NAT (nat.go).
 	puncher *punch.Puncher

@@ -15,6 +15,16 @@ func HostOf(d *Daemon) host.Host { return d.host }
 // (punch.WithProbing).
 func ProbingOn(d *Daemon) bool { return d.natProbing.on() }
 
+// BulkForwards is how many forwards asked the daemon for a bulk
+// connection, and for how many it made an offer (on a bulk listener it
+// held open).
+func BulkForwards(d *Daemon) (asked, offered int64) {
+	return d.bulk.asked.Load(), d.bulk.offered.Load()
+}
+
+// BulkOn is the site's bulk-connections setting as the daemon holds it.
+func BulkOn(d *Daemon) bool { return d.bulk.on() }
+
 // GrantedConsoleIP is what the daemon's puncher learns of a console's
 // public IP (punch.WithGranted).
 func GrantedConsoleIP(d *Daemon, console lpeer.ID) (netip.Addr, bool) {

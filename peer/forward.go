@@ -30,16 +30,31 @@ const fwdUnreachable = catalog.CodeForwardUnreachable
 // tells the console the outcome with channel.SendStatus, and then splices
 // raw bytes both ways with half-close until both directions end. It closes
 // the channel. The error is the dial's catalog error or what broke the
-// splice; a forward that ran to its end returns nil.
+// splice; a forward that ran to its end returns nil. A console's
+// ForwardOpen.bulk is granted when the connection allows (a daemon asks
+// its site's bulk-connections setting first: serveForward).
 func ServeForward(ctx context.Context, ch *channel.Channel, open *pb.ForwardOpen, dialTimeout time.Duration) error {
+	return serveForward(ctx, ch, open, dialTimeout, nil)
+}
+
+// serveForward is ServeForward with the site's bulk-connections setting:
+// when b says off the peer makes no offer and opens no bulk listener,
+// whatever open asks. b nil grants what open asks.
+func serveForward(ctx context.Context, ch *channel.Channel, open *pb.ForwardOpen, dialTimeout time.Duration, b *bulkConnections) error {
 	conn, err := fwdDial(ctx, open, dialTimeout)
 	if err != nil {
 		_ = ch.SendStatus(err)
 		_ = ch.Close()
 		return err
 	}
-	if open.GetBulk() {
+	if open.GetBulk() && b != nil {
+		b.asked.Add(1)
+	}
+	if open.GetBulk() && (b == nil || b.on()) {
 		if l := bulkListenerFor(ch); l != nil {
+			if b != nil {
+				b.offered.Add(1)
+			}
 			return serveBulkForward(ctx, ch, conn, l)
 		}
 	}

@@ -123,6 +123,7 @@ func (d *Daemon) applyWelcome(w *pb.PeerWelcome, connected bool) {
 	})
 	d.natPrediction.off.Store(w.GetNatPredictionOff())
 	d.natProbing.off.Store(w.GetNatProbingOff())
+	d.bulk.off.Store(w.GetBulkOff())
 	d.syncPassive()
 }
 

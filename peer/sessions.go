@@ -111,7 +111,7 @@ func (d *Daemon) serveChannel(ctx context.Context, ch *channel.Channel, open *pb
 	case *pb.ChannelOpen_Exec:
 		return ServeExec(ctx, ch, k.Exec, ExecOptions{Logger: d.log})
 	case *pb.ChannelOpen_Forward:
-		if err := ServeForward(ctx, ch, k.Forward, forwardDialTimeout); err != nil {
+		if err := serveForward(ctx, ch, k.Forward, forwardDialTimeout, &d.bulk); err != nil {
 			return &pb.ExitStatus{Code: 1, Error: err.Error()}
 		}
 	case *pb.ChannelOpen_File:

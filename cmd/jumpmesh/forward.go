@@ -52,6 +52,7 @@ func forwardCommand() *cli.Command {
 	var f struct {
 		verbose bool
 		via     string
+		noBulk  bool
 	}
 	return &cli.Command{
 		Name:      "forward",
@@ -75,6 +76,7 @@ func forwardCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "v", Destination: &f.verbose, Usage: "print each connection and the path taken"},
 			&cli.StringFlag{Name: "via", Destination: &f.via, Usage: "reach hosts without a peer through this jumpoint (name or peer ID)"},
+			&cli.BoolFlag{Name: "no-bulk", Destination: &f.noBulk, Usage: "carry every connection on the session's channel: ask the peer for no bulk connection of its own"},
 		}, wakeFlags()...),
 		Action: func(cc *cli.Context) error {
 			if err := checkWakeTimeout(cc); err != nil {
@@ -96,6 +98,7 @@ func forwardCommand() *cli.Command {
 			}
 			return withJump(cc, cc.Args().First(), console.Need{Capability: grant.Forward}, func(j *console.Jump) error {
 				fw := console.ForwardThrough(j)
+				fw.NoBulk = f.noBulk
 				defer fw.Close(cc.Context)
 				log := cc.App.ErrWriter
 				fw.OnError = func(conn net.Conn, err error) { fmt.Fprintf(log, "jumpmesh: forward %s: %v\n", conn.RemoteAddr(), err) }

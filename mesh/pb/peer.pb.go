@@ -889,6 +889,11 @@ type PeerWelcome struct {
 	// peer's puncher never probes (mesh/probe). Unset (a coordinator from
 	// before the setting) leaves it on.
 	NatProbingOff bool `protobuf:"varint,11,opt,name=nat_probing_off,json=natProbingOff,proto3" json:"nat_probing_off,omitempty"`
+	// The site turned bulk connections off (bulk-connections=false): the
+	// peer never offers one for a forward nor opens a listener for them,
+	// whatever the console asks. Unset (a coordinator from before the
+	// setting) leaves them on.
+	BulkOff bool `protobuf:"varint,13,opt,name=bulk_off,json=bulkOff,proto3" json:"bulk_off,omitempty"`
 	// Where the site's coordinators are: every live coordinator's
 	// addresses (multiaddrs, without /p2p/: all coordinators of a site share
 	// its peer ID). The peer keeps the last list it was sent and dials all of
@@ -1002,6 +1007,13 @@ func (x *PeerWelcome) GetNatPredictionOff() bool {
 func (x *PeerWelcome) GetNatProbingOff() bool {
 	if x != nil {
 		return x.NatProbingOff
+	}
+	return false
+}
+
+func (x *PeerWelcome) GetBulkOff() bool {
+	if x != nil {
+		return x.BulkOff
 	}
 	return false
 }
@@ -1683,7 +1695,7 @@ const file_peer_proto_rawDesc = "" +
 	"\apassive\x18\x06 \x01(\v2\x1a.jumpmesh.peer.PeerPassiveH\x00R\apassiveB\x06\n" +
 	"\x04body\"!\n" +
 	"\vPeerPassive\x12\x12\n" +
-	"\x04port\x18\x01 \x01(\rR\x04port\"\x98\x04\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\"\xb3\x04\n" +
 	"\vPeerWelcome\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x124\n" +
@@ -1696,7 +1708,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x14passive_idle_seconds\x18\t \x01(\rR\x12passiveIdleSeconds\x12,\n" +
 	"\x12nat_prediction_off\x18\n" +
 	" \x01(\bR\x10natPredictionOff\x12&\n" +
-	"\x0fnat_probing_off\x18\v \x01(\bR\rnatProbingOff\x12\x1d\n" +
+	"\x0fnat_probing_off\x18\v \x01(\bR\rnatProbingOff\x12\x19\n" +
+	"\bbulk_off\x18\r \x01(\bR\abulkOff\x12\x1d\n" +
 	"\n" +
 	"site_addrs\x18\f \x03(\fR\tsiteAddrs\"\xb0\x01\n" +
 	"\x0fLocalPolicyBody\x12\x17\n" +

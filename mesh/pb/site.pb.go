@@ -1096,9 +1096,13 @@ type Settings struct {
 	NatPrediction *bool `protobuf:"varint,18,opt,name=nat_prediction,json=natPrediction,proto3,oneof" json:"nat_prediction,omitempty"`
 	// Peers and consoles probe port mappings (mesh/probe) when a hole punch
 	// cannot work (nat-probing; unset means true).
-	NatProbing    *bool `protobuf:"varint,19,opt,name=nat_probing,json=natProbing,proto3,oneof" json:"nat_probing,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NatProbing *bool `protobuf:"varint,19,opt,name=nat_probing,json=natProbing,proto3,oneof" json:"nat_probing,omitempty"`
+	// Peers offer bulk connections for forwards on direct TCP session
+	// connections, with an ephemeral listening port of their own
+	// (bulk-connections; unset means true).
+	BulkConnections *bool `protobuf:"varint,20,opt,name=bulk_connections,json=bulkConnections,proto3,oneof" json:"bulk_connections,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
@@ -1260,6 +1264,13 @@ func (x *Settings) GetNatPrediction() bool {
 func (x *Settings) GetNatProbing() bool {
 	if x != nil && x.NatProbing != nil {
 		return *x.NatProbing
+	}
+	return false
+}
+
+func (x *Settings) GetBulkConnections() bool {
+	if x != nil && x.BulkConnections != nil {
+		return *x.BulkConnections
 	}
 	return false
 }
@@ -1672,7 +1683,7 @@ const file_site_proto_rawDesc = "" +
 	"\aforward\x18\x05 \x01(\bR\aforward\x12#\n" +
 	"\rfile_transfer\x18\x06 \x01(\bR\ffileTransfer\x12'\n" +
 	"\x0frequire_consent\x18\a \x01(\bR\x0erequireConsent\x12%\n" +
-	"\x0eallow_commands\x18\b \x03(\tR\rallowCommands\"\xf1\a\n" +
+	"\x0eallow_commands\x18\b \x03(\tR\rallowCommands\"\xb6\b\n" +
 	"\bSettings\x12&\n" +
 	"\x0flost_after_days\x18\x01 \x01(\rR\rlostAfterDays\x12*\n" +
 	"\x11delete_after_days\x18\x02 \x01(\rR\x0fdeleteAfterDays\x12'\n" +
@@ -1695,10 +1706,12 @@ const file_site_proto_rawDesc = "" +
 	"\x14passive_idle_seconds\x18\x11 \x01(\rR\x12passiveIdleSeconds\x12*\n" +
 	"\x0enat_prediction\x18\x12 \x01(\bH\x01R\rnatPrediction\x88\x01\x01\x12$\n" +
 	"\vnat_probing\x18\x13 \x01(\bH\x02R\n" +
-	"natProbing\x88\x01\x01B\r\n" +
+	"natProbing\x88\x01\x01\x12.\n" +
+	"\x10bulk_connections\x18\x14 \x01(\bH\x03R\x0fbulkConnections\x88\x01\x01B\r\n" +
 	"\v_allow_wakeB\x11\n" +
 	"\x0f_nat_predictionB\x0e\n" +
-	"\f_nat_probing\"\xe6\x01\n" +
+	"\f_nat_probingB\x13\n" +
+	"\x11_bulk_connections\"\xe6\x01\n" +
 	"\tInstaller\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x123\n" +
