@@ -29,7 +29,9 @@ func agentCommand() *cli.Command {
 			"and two dials. Grants are asked for per jump and audited as always: a removed technician's\n" +
 			"agent is refused as its console would be. Before every jump the agent checks that the home still\n" +
 			"holds the key and the site it started with, and stops if not (jump then goes without it). It\n" +
-			"stops after --idle without a jump, and on SIGINT or SIGTERM. jump --no-agent bypasses it.",
+			"stops after --idle without a jump, and on SIGINT or SIGTERM. jump --no-agent bypasses it.\n" +
+			"jump waits at most 2s for the agent's first answer (sent before any grant) and goes without it\n" +
+			"if none comes (a hung agent) or the agent is of another jumpmesh version; jump -v says so.",
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "idle", Destination: &idle, Value: console.DefaultAgentIdle,
 				Usage: "stop after this long without a jump (0: never)"},
