@@ -78,9 +78,9 @@ type Service struct {
 	// is what the last push under it sent, so a change is pushed once.
 	settingsPush   sync.Mutex
 	pushedSettings *pb.Settings
-	relayBook     relayBook
-	jumpointBook  jumpointBook
-	paths         *pathStats
+	relayBook      relayBook
+	jumpointBook   jumpointBook
+	paths          *pathStats
 	// wakeSender orders wakers (wake.go); wakes counts the attempts.
 	wakeSender WakeSender
 	wakes      *prometheus.CounterVec
