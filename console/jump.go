@@ -165,13 +165,17 @@ func (j *Jump) Connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if w.Connected() {
+	// Connected records the first connection and is true only for the
+	// call that recorded it: call it once (a second call here skipped the
+	// punch wait, and every jump stayed relayed).
+	first := w.Connected()
+	if first {
 		t.Rename("peer dial", "peer dial ("+w.Summary().Initial.String()+")")
 		if !j.ForceRelay {
 			j.c.peers.note(j.req.GetRef(), j.ID, j.Addrs)
 		}
 	}
-	if w.Connected() && w.Summary().Initial == PathRelayed && j.PunchWait > 0 && !j.ForceRelay {
+	if first && w.Summary().Initial == PathRelayed && j.PunchWait > 0 && !j.ForceRelay {
 		end := t.Begin("hole punch wait")
 		w.WaitDirect(ctx, j.PunchWait)
 		end()
