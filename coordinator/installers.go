@@ -325,16 +325,22 @@ func (s *Service) CheckInstallerKey(key string) (*pb.Installer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.liveInstaller(k.Body.GetInstallerId())
+}
+
+// liveInstaller is the installer record a verified key names, refused as
+// revoked when the site does not know it or it was deleted.
+func (s *Service) liveInstaller(id string) (*pb.Installer, error) {
 	var in *pb.Installer
-	err = s.view(func(tx *Tx) (err error) {
-		in, err = tx.Installer(k.Body.GetInstallerId())
+	err := s.view(func(tx *Tx) (err error) {
+		in, err = tx.Installer(id)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	if in == nil {
-		return nil, catalog.Errorf(catalog.CodeKeyRevoked, "(installer %s is unknown to this site)", k.Body.GetInstallerId())
+		return nil, catalog.Errorf(catalog.CodeKeyRevoked, "(installer %s is unknown to this site)", id)
 	}
 	if in.GetRevokedUnix() != 0 {
 		return nil, catalog.Errorf(catalog.CodeKeyRevoked, "(installer %s was deleted by %s at %s)", in.GetId(), in.GetRevokedBy(), time.Unix(in.GetRevokedUnix(), 0).UTC().Format(time.RFC3339))

@@ -2,11 +2,9 @@ package coordinator
 
 import (
 	"sync"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -85,19 +83,5 @@ func (s *Service) enrollKey(raw string) (*pb.Installer, error) {
 	if err := k.Check(installerkey.VerifyOptions{Site: s.siteID, Now: s.clock.Now()}); err != nil {
 		return nil, err
 	}
-	var in *pb.Installer
-	err = s.view(func(tx *Tx) (err error) {
-		in, err = tx.Installer(k.Body.GetInstallerId())
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if in == nil {
-		return nil, catalog.Errorf(catalog.CodeKeyRevoked, "(installer %s is unknown to this site)", k.Body.GetInstallerId())
-	}
-	if in.GetRevokedUnix() != 0 {
-		return nil, catalog.Errorf(catalog.CodeKeyRevoked, "(installer %s was deleted by %s at %s)", in.GetId(), in.GetRevokedBy(), time.Unix(in.GetRevokedUnix(), 0).UTC().Format(time.RFC3339))
-	}
-	return in, nil
+	return s.liveInstaller(k.Body.GetInstallerId())
 }
