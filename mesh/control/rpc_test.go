@@ -313,11 +313,14 @@ func TestServeControlSurvivesBadRequest(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
+			// The server may reset the stream as soon as it has read a bad
+			// header ("too large"), before the client's write or half-close:
+			// an error there is the refusal, not a failure.
 			if _, err := s.Write(raw); err != nil {
-				t.Fatal(err)
+				return
 			}
 			if err := s.CloseWrite(); err != nil {
-				t.Fatal(err)
+				return
 			}
 			_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
 			buf := make([]byte, 64)
