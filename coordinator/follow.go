@@ -30,7 +30,9 @@ import (
 //     coordinator pushes it to the peers it holds, stamped on its own
 //     timeline (revoke.go), so that it covers every grant that coordinator
 //     issued until then. Closed jump windows are not published: every
-//     coordinator checks its own peers' windows.
+//     coordinator checks its own peers' windows;
+//   - relays: the relays' records (rl/, relays.go), so that every
+//     coordinator hands out the relays that fetched from any of them.
 //
 // What is read from the store at every request (users and their keys,
 // groups, policies, tombstones, peers' records) needs no following: a
@@ -70,11 +72,21 @@ func (s *Service) startFollowing() error {
 	}
 	s.jumps.shared = &sharedSessions{store: s.store, log: s.log}
 	var rev int64
-	if err := s.store.View(func(tx *Tx) (err error) { rev, err = tx.revision(); return err }); err != nil {
+	var stale [][]byte
+	err := s.store.View(func(tx *Tx) (err error) {
+		if rev, err = tx.revision(); err != nil {
+			return err
+		}
+		stale, err = s.readRelays(tx)
+		return err
+	})
+	if err != nil {
 		return err
 	}
+	s.sweepRelays(stale)
 	s.store.watch("settings", rev, s.followSettings)
 	s.store.watch(siteEventPrefix, rev, s.followSiteEvents)
+	s.store.watch(relaysPrefix, rev, s.followRelays)
 	return nil
 }
 
