@@ -2,7 +2,12 @@ package relay
 
 import (
 	"log/slog"
+	"net"
+	"strconv"
 	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
@@ -14,6 +19,9 @@ const (
 	DefaultPort = 4832
 	// DefaultHTTPAddr serves /metrics and /healthz on the local host only.
 	DefaultHTTPAddr = "127.0.0.1:4833"
+	// DefaultSplicePort is the TCP port of the splice listener, which
+	// carries relayed bulk connections (splice.go).
+	DefaultSplicePort = 4834
 	// DefaultRefresh is how often the ACL is fetched when neither the
 	// Config nor the coordinator says.
 	DefaultRefresh = 30 * time.Second
@@ -70,6 +78,15 @@ type Config struct {
 	// HTTPAddr serves /metrics and /healthz (DefaultHTTPAddr if empty;
 	// "off" disables).
 	HTTPAddr string
+	// SpliceAddr is the splice listener's TCP address (host:port), which
+	// carries relayed bulk connections (splice.go); "off" disables it and
+	// the relay then refuses no slot: it does not serve the protocol, and
+	// relayed forwards stay on their channel. Empty: port
+	// DefaultSplicePort on the host of the first TCP listen address (all
+	// addresses when that is unspecified), or a port of the kernel's
+	// choosing when that listen address has port 0 (tests). A relay behind
+	// port forwarding forwards this port too, to the same number.
+	SpliceAddr string
 	// Resources bound what the relay spends; zero fields are defaults.
 	Resources Resources
 	// Refresh is how often the ACL is fetched; zero follows the
@@ -90,6 +107,34 @@ func (c *Config) httpAddr() string {
 		return DefaultHTTPAddr
 	}
 	return c.HTTPAddr
+}
+
+// spliceAddr is SpliceAddr or its default ("off" when there is no TCP
+// listen address).
+func (c *Config) spliceAddr() string {
+	if c.SpliceAddr != "" {
+		return c.SpliceAddr
+	}
+	for _, s := range c.listen() {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			continue
+		}
+		port, err := a.ValueForProtocol(ma.P_TCP)
+		ip, ipErr := manet.ToIP(a)
+		if err != nil || ipErr != nil {
+			continue
+		}
+		host := ""
+		if !ip.IsUnspecified() {
+			host = ip.String()
+		}
+		if port == "0" {
+			return net.JoinHostPort(host, "0")
+		}
+		return net.JoinHostPort(host, strconv.Itoa(DefaultSplicePort))
+	}
+	return "off"
 }
 
 func (c *Config) logger() *slog.Logger {

@@ -146,6 +146,9 @@ func (r *Relay) refresh(ctx context.Context) error {
 		r.serverEvery.Store(int64(time.Duration(s) * time.Second))
 	}
 	r.evict(was)
+	if r.splice != nil {
+		r.splice.evict()
+	}
 	return nil
 }
 

@@ -1,6 +1,10 @@
 package relay
 
-import "github.com/libp2p/go-libp2p/core/host"
+import (
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+)
 
 // SetServiceHost wraps the host the circuit v2 service of relays New starts
 // from now on is given (nil: the host itself), so a test can see what the
@@ -10,4 +14,40 @@ func SetServiceHost(wrap func(host.Host) host.Host) (restore func()) {
 	prev := serviceHost
 	serviceHost = wrap
 	return func() { serviceHost = prev }
+}
+
+// SpliceCounts are r's splice slots, connections waiting in them and
+// splices running.
+func SpliceCounts(r *Relay) (slots, waiting, active int) { return r.splice.counts() }
+
+// SplicePort is r's splice listener's port.
+func SplicePort(r *Relay) int { return r.splice.port }
+
+// Splice limits and bounds, for the attack tests.
+const (
+	SpliceSlotsPerMember = spliceSlotsPerMember
+	SpliceCutData        = spliceCutData
+)
+
+// SetSpliceTimes sets the slots' lifetime and the listener's wait for a
+// token from now on.
+func SetSpliceTimes(ttl, hello time.Duration) (restore func()) {
+	pt, ph := spliceSlotTTL, spliceHelloTimeout
+	spliceSlotTTL, spliceHelloTimeout = ttl, hello
+	return func() { spliceSlotTTL, spliceHelloTimeout = pt, ph }
+}
+
+// SetSpliceTap makes every relay's splicer hand tap each byte it copies.
+func SetSpliceTap(tap func([]byte)) (restore func()) {
+	prev := spliceTap
+	spliceTap = tap
+	return func() { spliceTap = prev }
+}
+
+// SetSpliceMisPair makes every relay pair a second side with the first
+// side of another slot (a relay that lies).
+func SetSpliceMisPair(on bool) (restore func()) {
+	prev := spliceMisPair
+	spliceMisPair = on
+	return func() { spliceMisPair = prev }
 }

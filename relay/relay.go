@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/dht"
 	"github.com/jumpmesh/jumpmesh/mesh/ops"
 )
@@ -37,6 +38,7 @@ type Relay struct {
 	acl    *ACL
 	tracer *tracer
 	dht    *dht.Node
+	splice *splicer // nil when Config.SpliceAddr is "off"
 
 	refreshFailures prometheus.Counter
 	// aclAt is when the ACL was last fetched (Unix ns); serverEvery is the
@@ -120,6 +122,12 @@ func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the relay service: %w", err)
 	}
+	if addr := cfg.spliceAddr(); addr != "off" {
+		if r.splice, err = newSplicer(addr, r.acl, r.res, reg, r.log); err != nil {
+			return nil, fmt.Errorf("starting the splice listener: %w", err)
+		}
+		r.host.SetStreamHandler(channel.RelayBulkProtocol, r.splice.handleSlot)
+	}
 	if err := r.startDHT(); err != nil {
 		return nil, err
 	}
@@ -157,6 +165,9 @@ func (r *Relay) Close() error {
 		r.wg.Wait()
 		if r.svc != nil {
 			errs = append(errs, r.svc.Close())
+		}
+		if r.splice != nil {
+			errs = append(errs, r.splice.close())
 		}
 		if r.dht != nil {
 			errs = append(errs, r.dht.Close())

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -217,24 +216,17 @@ func (c *Channel) SendBulkOffer(o BulkOffer, addr *net.TCPAddr) error {
 
 // ReadStatusOffer is ReadStatus, also returning the peer's offer of a bulk
 // connection and the address it listens on, when the status carries a
-// well-formed one.
+// well-formed one. A relayed offer (bulkrelay.go) comes with the address
+// [::]:port, which no console reached a peer at: ReadStatusBulk reads it.
 func (c *Channel) ReadStatusOffer() (*BulkOffer, *net.TCPAddr, error) {
-	var st pb.ChannelReady
-	if err := c.ReadMsg(&st); err != nil {
-		return nil, nil, catalog.Errorf(catalog.CodeSessionInternal, "(waiting for the peer's status: %w)", err)
+	o, addr, r, err := c.ReadStatusBulk()
+	if o != nil && addr == nil {
+		addr = &net.TCPAddr{IP: net.IPv6unspecified}
+		if r != nil {
+			addr.Port = r.Slot.Port
+		}
 	}
-	if err := catalog.ErrorFromPB(st.GetError()); err != nil {
-		return nil, nil, err
-	}
-	b := st.GetBulk()
-	ip := net.ParseIP(b.GetHost())
-	if b == nil || ip == nil || len(b.GetTicket()) != BulkTicketSize || len(b.GetSecret()) != BulkSecretSize || b.GetPort() == 0 || b.GetPort() > 65535 {
-		return nil, nil, nil
-	}
-	var o BulkOffer
-	copy(o.Ticket[:], b.GetTicket())
-	copy(o.Secret[:], b.GetSecret())
-	return &o, &net.TCPAddr{IP: ip, Port: int(b.GetPort())}, nil
+	return o, addr, err
 }
 
 // AddCarried counts bytes a forward carried on a bulk connection as the

@@ -589,11 +589,21 @@ func (x *ForwardOpen) GetBulk() bool {
 // one byte on the channel: 1 when it carries the forward on the bulk
 // connection, 0 when on the channel.
 type BulkOffer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ticket        []byte                 `protobuf:"bytes,1,opt,name=ticket,proto3" json:"ticket,omitempty"`
-	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
-	Port          uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
-	Host          string                 `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ticket []byte                 `protobuf:"bytes,1,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	Secret []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	Port   uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	Host   string                 `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`
+	// relay_slot and relay: the session is relayed and the bulk connection
+	// goes through its relay's TCP splice (relay/splice.go) instead of a
+	// listener of the peer's. relay is the relay's peer ID, which must be the
+	// relay the console's connection goes through; relay_slot the one-time
+	// slot the peer got from it; port the relay's splice port, on the
+	// address each side reached the relay at. host is then "::", which no
+	// console reached a peer at, so a console that predates these fields
+	// declines the offer without dialing and keeps the channel.
+	RelaySlot     []byte `protobuf:"bytes,5,opt,name=relay_slot,json=relaySlot,proto3" json:"relay_slot,omitempty"`
+	Relay         string `protobuf:"bytes,6,opt,name=relay,proto3" json:"relay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -652,6 +662,20 @@ func (x *BulkOffer) GetPort() uint32 {
 func (x *BulkOffer) GetHost() string {
 	if x != nil {
 		return x.Host
+	}
+	return ""
+}
+
+func (x *BulkOffer) GetRelaySlot() []byte {
+	if x != nil {
+		return x.RelaySlot
+	}
+	return nil
+}
+
+func (x *BulkOffer) GetRelay() string {
+	if x != nil {
+		return x.Relay
 	}
 	return ""
 }
@@ -1619,12 +1643,15 @@ const file_session_proto_rawDesc = "" +
 	"\vForwardOpen\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x12\n" +
-	"\x04bulk\x18\x03 \x01(\bR\x04bulk\"c\n" +
+	"\x04bulk\x18\x03 \x01(\bR\x04bulk\"\x98\x01\n" +
 	"\tBulkOffer\x12\x16\n" +
 	"\x06ticket\x18\x01 \x01(\fR\x06ticket\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\fR\x06secret\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\rR\x04port\x12\x12\n" +
-	"\x04host\x18\x04 \x01(\tR\x04host\"2\n" +
+	"\x04host\x18\x04 \x01(\tR\x04host\x12\x1d\n" +
+	"\n" +
+	"relay_slot\x18\x05 \x01(\fR\trelaySlot\x12\x14\n" +
+	"\x05relay\x18\x06 \x01(\tR\x05relay\"2\n" +
 	"\bFileOpen\x12\x12\n" +
 	"\x04push\x18\x01 \x01(\bR\x04push\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\"\x8a\x01\n" +
