@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"net"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -21,14 +22,15 @@ const bulkDialTimeout = time.Second
 // a target the peer cannot reach comes back as the peer's catalog error
 // before any byte of conn is read. When the status offers a bulk
 // connection (ForwardOpen.bulk) on the address the console reached the
-// peer at, Forward connects to it and carries conn's bytes there; if it
-// cannot, it tells the peer and carries them on ch. Then bytes flow both
+// peer at, or through the splice of the relay the session goes through,
+// Forward connects to it and carries conn's bytes there; if it cannot, it
+// tells the peer and carries them on ch. Then bytes flow both
 // ways, with half-close, until both directions end (see channel.Splice).
 // in counts bytes from the peer to conn, out bytes from conn to the peer.
 // Forward closes conn and ch.
 func Forward(ctx context.Context, ch *channel.Channel, conn net.Conn) (in, out int64, err error) {
 	stop := context.AfterFunc(ctx, func() { _ = ch.Reset() })
-	offer, addr, err := ch.ReadStatusOffer()
+	offer, addr, relay, err := ch.ReadStatusBulk()
 	if !stop() && ctx.Err() != nil {
 		err = ctx.Err()
 	}
@@ -40,7 +42,12 @@ func Forward(ctx context.Context, ch *channel.Channel, conn net.Conn) (in, out i
 	if offer == nil {
 		return ch.Splice(ctx, conn)
 	}
-	bc := dialBulk(ctx, ch, *offer, addr)
+	var bc *channel.BulkConn
+	if relay != nil {
+		bc = dialRelayedBulk(ctx, ch, *offer, relay)
+	} else if addr != nil {
+		bc = dialBulk(ctx, ch, *offer, addr)
+	}
 	choice := channel.BulkDeclined
 	if bc != nil {
 		choice = channel.BulkChosen
@@ -99,5 +106,34 @@ func dialBulk(ctx context.Context, ch *channel.Channel, offer channel.BulkOffer,
 		return nil
 	}
 	bulkForwards.Add(1)
+	return bc
+}
+
+// relayedBulkForwards counts the forwards carried on bulk connections
+// through a relay's splice (tests).
+var relayedBulkForwards atomic.Int64
+
+// dialRelayedBulk connects to the splice listener of the relay ch's
+// connection goes through, when that is the relay the peer's offer names,
+// on the address the console reached the relay at, and opens the bulk
+// connection offered through it (mesh/channel/bulkrelay.go); nil when it
+// cannot. The relay copies ciphertext only: the hello proves both ends
+// hold the offer's secret, so a relay that pairs the console with anyone
+// else gives an error here, not a connection.
+func dialRelayedBulk(ctx context.Context, ch *channel.Channel, offer channel.BulkOffer, r *channel.BulkRelay) *channel.BulkConn {
+	relay, ip, ok := channel.RelayHop(ch.Stream().Conn())
+	if !ok || relay.String() != r.Relay {
+		return nil
+	}
+	addr := net.JoinHostPort(ip.String(), strconv.Itoa(r.Slot.Port))
+	tc, err := channel.DialSplice(ctx, addr, r.Slot.Token, channel.SpliceDialer, bulkDialTimeout)
+	if err != nil {
+		return nil
+	}
+	bc, err := channel.DialBulk(tc, offer)
+	if err != nil {
+		return nil
+	}
+	relayedBulkForwards.Add(1)
 	return bc
 }

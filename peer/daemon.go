@@ -222,6 +222,7 @@ func Open(cfg RunConfig) (*Daemon, error) {
 		jumpoints: jumpoints, log: log}
 	d.sess = &sessions{gate: grant.NewGate(grant.DefaultLimits(), grant.WithClock(d.clock))}
 	d.reserver = newReserver(d)
+	d.bulk.host = h // asks relays for splice slots (bulk.go)
 	d.passive.keyPassive = keyIsPassive(config)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if jumpoints != nil {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
+	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
@@ -37,6 +39,14 @@ func ServeForward(ctx context.Context, ch *channel.Channel, open *pb.ForwardOpen
 	return serveForward(ctx, ch, open, dialTimeout, nil)
 }
 
+// ServeForwardWithRelays is ServeForward on a peer whose host h may ask the
+// relay of a relayed session for a splice slot (bulk.go): a relayed
+// forward that asks for a bulk connection then gets one through the
+// relay's splice when the relay serves it, and the channel otherwise.
+func ServeForwardWithRelays(ctx context.Context, ch *channel.Channel, open *pb.ForwardOpen, dialTimeout time.Duration, h host.Host) error {
+	return serveForward(ctx, ch, open, dialTimeout, &bulkConnections{host: h})
+}
+
 // serveForward is ServeForward with the site's bulk-connections setting:
 // when b says off the peer makes no offer and opens no bulk listener,
 // whatever open asks. b nil grants what open asks.
@@ -51,6 +61,11 @@ func serveForward(ctx context.Context, ch *channel.Channel, open *pb.ForwardOpen
 		b.asked.Add(1)
 	}
 	if open.GetBulk() && (b == nil || b.on()) {
+		if sc, r := b.relaySplice(ctx, ch); sc != nil {
+			b.offered.Add(1)
+			b.relayed.Add(1)
+			return serveRelayedBulkForward(ctx, ch, conn, sc, r)
+		}
 		if l := bulkListenerFor(ch); l != nil {
 			if b != nil {
 				b.offered.Add(1)
@@ -68,26 +83,59 @@ func serveForward(ctx context.Context, ch *channel.Channel, open *pb.ForwardOpen
 }
 
 // serveBulkForward offers the console a bulk connection for the forward
-// whose target is conn (mesh/channel/bulk.go) and carries it on the path
-// the console chooses: the bulk connection, or the channel as without an
-// offer. Bytes carried on the bulk connection count as the channel's.
+// whose target is conn (mesh/channel/bulk.go) on listener l and carries it
+// on the path the console chooses (carryBulkForward).
 func serveBulkForward(ctx context.Context, ch *channel.Channel, conn net.Conn, l *bulkListener) error {
 	o := channel.NewBulkOffer()
 	got := l.expect(o)
-	var once sync.Once
-	release := func() { // the offer is settled: the listener may close
-		once.Do(func() {
-			l.forget(o.Ticket)
-			select { // taken by a console after this forward stopped waiting for it
-			case bc := <-got:
-				_ = bc.Close()
-			default:
-			}
-			l.release()
-		})
+	settle := func(*channel.BulkConn) { // the offer is settled: the listener may close
+		l.forget(o.Ticket)
+		select { // taken by a console after this forward stopped waiting for it
+		case bc := <-got:
+			_ = bc.Close()
+		default:
+		}
+		l.release()
 	}
+	return carryBulkForward(ctx, ch, conn, func() error { return ch.SendBulkOffer(o, l.addr) }, got, settle)
+}
+
+// serveRelayedBulkForward offers the console a bulk connection through
+// the relay's splice: sc is this peer's connection to the splice listener,
+// on r's slot (mesh/channel/bulkrelay.go). The console's ticket and hello
+// arrive on sc once the relay paired it with the console's connection.
+func serveRelayedBulkForward(ctx context.Context, ch *channel.Channel, conn, sc net.Conn, r *channel.BulkRelay) error {
+	o := channel.NewBulkOffer()
+	offers := &channel.BulkOffers{}
+	offers.Add(o, 2*channel.BulkHandshakeTimeout)
+	got := make(chan *channel.BulkConn, 1)
+	go func() {
+		bc, err := channel.AcceptBulk(sc, offers) // closes sc on error
+		if err != nil {
+			bc = nil
+		}
+		got <- bc
+	}()
+	settle := func(bc *channel.BulkConn) {
+		if bc == nil { // declined or not arrived: AcceptBulk ends
+			_ = sc.Close()
+		}
+	}
+	return carryBulkForward(ctx, ch, conn, func() error { return ch.SendBulkRelayOffer(o, *r) }, got, settle)
+}
+
+// carryBulkForward sends an offer of a bulk connection (send) and carries
+// the forward whose target is conn on the path the console chooses: the
+// bulk connection, which arrives on got, or the channel as without an
+// offer. settle is called once, when the offer is settled, with the bulk
+// connection taken (nil if none). Bytes carried on the bulk connection
+// count as the channel's.
+func carryBulkForward(ctx context.Context, ch *channel.Channel, conn net.Conn, send func() error, got <-chan *channel.BulkConn, settle func(*channel.BulkConn)) error {
+	var once sync.Once
+	var taken *channel.BulkConn
+	release := func() { once.Do(func() { settle(taken) }) }
 	defer release()
-	if err := ch.SendBulkOffer(o, l.addr); err != nil {
+	if err := send(); err != nil {
 		_ = conn.Close()
 		_ = ch.Reset()
 		return err
@@ -111,6 +159,7 @@ func serveBulkForward(ctx context.Context, ch *channel.Channel, conn net.Conn, l
 	case <-time.After(channel.BulkHandshakeTimeout):
 	case <-ctx.Done():
 	}
+	taken = bc
 	release()
 	if bc == nil {
 		_ = conn.Close()
@@ -159,12 +208,15 @@ var bulkListeners struct {
 
 // bulkListenerFor is the bulk listener on this peer's address of ch's
 // connection, started when none is open, or nil when the connection is
-// relayed or not TCP, or no listener can be had there. The caller makes
+// relayed (relaySplice) or not TCP, or no listener can be had there. The caller makes
 // one offer on it and calls release once the offer is settled.
 func bulkListenerFor(ch *channel.Channel) *bulkListener {
 	c := ch.Stream().Conn()
 	if c.Stat().Limited {
 		return nil
+	}
+	if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT); err == nil {
+		return nil // relayed: its local address is the relay hop's (relaySplice)
 	}
 	na, err := manet.ToNetAddr(c.LocalMultiaddr())
 	if err != nil {

@@ -79,13 +79,14 @@ type Config struct {
 	// "off" disables).
 	HTTPAddr string
 	// SpliceAddr is the splice listener's TCP address (host:port), which
-	// carries relayed bulk connections (splice.go); "off" disables it and
-	// the relay then refuses no slot: it does not serve the protocol, and
-	// relayed forwards stay on their channel. Empty: port
+	// carries relayed bulk connections (splice.go); "off" disables it: the
+	// relay does not serve the slot protocol, and relayed forwards stay on
+	// their channel. Empty: port
 	// DefaultSplicePort on the host of the first TCP listen address (all
 	// addresses when that is unspecified), or a port of the kernel's
-	// choosing when that listen address has port 0 (tests). A relay behind
-	// port forwarding forwards this port too, to the same number.
+	// choosing when that listen address has port 0 (tests); if that default
+	// cannot listen the relay logs it and runs without. A relay behind port
+	// forwarding forwards this port too, to the same number.
 	SpliceAddr string
 	// Resources bound what the relay spends; zero fields are defaults.
 	Resources Resources

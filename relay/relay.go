@@ -122,11 +122,18 @@ func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the relay service: %w", err)
 	}
+	// A splice listener the operator asked for must start; the default
+	// one (its port taken, say) only logs: forwards then stay in circuits.
 	if addr := cfg.spliceAddr(); addr != "off" {
-		if r.splice, err = newSplicer(addr, r.acl, r.res, reg, r.log); err != nil {
+		r.splice, err = newSplicer(addr, r.acl, r.res, reg, r.log)
+		switch {
+		case err != nil && cfg.SpliceAddr != "":
 			return nil, fmt.Errorf("starting the splice listener: %w", err)
+		case err != nil:
+			r.log.Warn("no splice listener: relayed forwards stay in their circuits", logAddr, addr, logError, err)
+		default:
+			r.host.SetStreamHandler(channel.RelayBulkProtocol, r.splice.handleSlot)
 		}
-		r.host.SetStreamHandler(channel.RelayBulkProtocol, r.splice.handleSlot)
 	}
 	if err := r.startDHT(); err != nil {
 		return nil, err
