@@ -89,15 +89,31 @@ func (s *Service) admitAt(id peer.ID, now time.Time) time.Duration {
 }
 
 // registerPeer records a hello: a known peer updates its facts, an unknown
-// one enrolls with its installer key.
-func (s *Service) registerPeer(id peer.ID, hello *pb.PeerHello, observed string, now time.Time) (*pb.Peer, error) {
+// one enrolls with its installer key. Unless the record is marked deleted
+// (or a tombstone), sess becomes the peer's session once the record is
+// committed, and the session it replaced is returned; on a shared store
+// the peer's presence is written in the same transaction (peerStore.write).
+//
+// A reconnection whose hello changes nothing but the last contact writes
+// nothing (a reconnect storm made one synced commit per peer for it): the
+// contact is kept in memory, as a session's statistics are. Nothing
+// acknowledged is lost that way: the last contact is no one's
+// acknowledged write, and the store's copy of an online peer's lags as it
+// did during any session — written when the session ends (peerGone), at
+// shutdown (recordOffline) and by the sweep once it is lastSeenFlush old
+// (Sweep), so after a kill -9 it is at most lastSeenFlush + SweepInterval
+// behind, whether the peer reconnected or not.
+func (s *Service) registerPeer(id peer.ID, hello *pb.PeerHello, observed string, now time.Time, sess *peerSession) (*pb.Peer, *peerSession, error) {
 	if rec, _ := s.peers.get(id); rec == nil {
 		if t := s.peers.tombstone(id); t != nil {
-			return t, nil // removed: told to uninstall, never enrolled again
+			return t, nil, nil // removed: told to uninstall, never enrolled again
 		}
-		return s.enroll(id, hello, observed, now)
+		return s.enroll(id, hello, observed, now, sess)
 	}
-	return s.peers.modify(id, func(rec *pb.Peer) error { updateFacts(rec, hello, observed, now); return nil })
+	if rec, old, ok := s.peers.reconnect(id, func(rec *pb.Peer) bool { return sameFacts(rec, hello, observed) }, now, sess); ok {
+		return rec, old, nil
+	}
+	return s.peers.write(id, stored(id, func(rec *pb.Peer) error { updateFacts(rec, hello, observed, now); return nil }), sess)
 }
 
 func updateFacts(rec *pb.Peer, hello *pb.PeerHello, observed string, now time.Time) {
@@ -109,22 +125,29 @@ func updateFacts(rec *pb.Peer, hello *pb.PeerHello, observed string, now time.Ti
 	rec.PassiveUnix = 0 // connected: no longer passive (until it says so again)
 }
 
+// sameFacts reports whether updateFacts would change nothing of rec but
+// its last contact.
+func sameFacts(rec *pb.Peer, hello *pb.PeerHello, observed string) bool {
+	return rec.GetDeletedUnix() == 0 && rec.GetPublicAddr() == observed && rec.GetDisabled() == hello.GetDisabled() &&
+		rec.GetUninstalledUnix() == 0 && rec.GetPassiveUnix() == 0 && proto.Equal(rec.GetInfo(), hello.GetInfo())
+}
+
 // enroll admits a new peer: a valid, unrevoked installer key of this site,
 // overrides only where the installer allows them, within the build limits.
-func (s *Service) enroll(id peer.ID, hello *pb.PeerHello, observed string, now time.Time) (*pb.Peer, error) {
+func (s *Service) enroll(id peer.ID, hello *pb.PeerHello, observed string, now time.Time, sess *peerSession) (*pb.Peer, *peerSession, error) {
 	in, err := s.enrollKey(hello.GetInstallerKey())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	settings, err := applyOverrides(in.GetBody(), hello)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Serialise enrollments so that two cannot both pass the build limits.
 	s.enrollMu.Lock()
 	defer s.enrollMu.Unlock()
 	if err := s.checkBuildLimits(settings); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rec := &pb.Peer{Id: []byte(id), InstallerId: in.GetId(), Settings: settings, InstalledUnix: now.Unix()}
 	for _, j := range in.GetBody().GetJumpoints() {
@@ -134,11 +157,12 @@ func (s *Service) enroll(id peer.ID, hello *pb.PeerHello, observed string, now t
 	if rec.Settings.GetName() == "" {
 		rec.Settings.Name = truncateRunes(hello.GetInfo().GetHostname(), MaxPeerNameLength)
 	}
-	if err := s.peers.put(rec); err != nil {
-		return nil, err
+	_, old, err := s.peers.write(id, func(*Tx) (*pb.Peer, error) { return rec, nil }, sess)
+	if err != nil {
+		return nil, nil, err
 	}
 	s.log.Info("peer enrolled", logPeer, id, "installer", in.GetId(), "group", settings.GetGroup())
-	return rec, nil
+	return rec, old, nil
 }
 
 // applyOverrides merges the host's install-time choices into the

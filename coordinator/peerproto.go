@@ -54,20 +54,20 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 	}
 	now := s.clock.Now()
 	observed := observedIP(st)
-	rec, err := s.registerPeer(remote, hello, observed, now)
+	sess := newPeerSession(remote, ms)
+	rec, old, err := s.registerPeer(remote, hello, observed, now, sess) // attaches sess (enroll.go)
 	if err != nil {
 		s.refuse(ms, remote, err, helloTimeout)
 		return
 	}
-	if rec.GetDeletedUnix() != 0 {
-		s.tellUninstall(&peerSession{id: remote, ms: ms}, "deleted by "+rec.GetDeletedBy())
+	if rec.GetDeletedUnix() != 0 { // not attached
+		s.tellUninstall(sess, "deleted by "+rec.GetDeletedBy())
 		s.peers.bury(rec, "", now)
 		drain(ms)
 		return
 	}
 	ms.SetMaxMessage(peerproto.MaxMessage) // a member now
-	sess := newPeerSession(remote, ms)
-	if old := s.peers.attach(remote, sess); old != nil {
+	if old != nil {
 		old.close()
 	}
 	if err := sess.send(&pb.PeerDown{Body: &pb.PeerDown_Welcome{Welcome: s.welcome(rec, observed)}}); err != nil {

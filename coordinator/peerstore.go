@@ -64,41 +64,66 @@ func (ps *peerStore) lock(id peer.ID) func() {
 
 // put writes rec (a new peer) and then caches it.
 func (ps *peerStore) put(rec *pb.Peer) error {
-	defer ps.lock(peer.ID(rec.GetId()))()
-	rev, err := ps.store.updateAt(func(tx *Tx) error { return tx.PutPeer(rec) })
-	if err := storeErr(err); err != nil {
-		return err
-	}
-	ps.registry.putAt(rec, rev)
-	return nil
+	_, _, err := ps.write(peer.ID(rec.GetId()), func(*Tx) (*pb.Peer, error) { return rec, nil }, nil)
+	return err
 }
 
 // modify applies fn to the stored record of id, commits it and then caches
 // the result. fn changes only rec: it may run more than once. A peer
 // without a record gives CodePeerNotFound.
 func (ps *peerStore) modify(id peer.ID, fn func(rec *pb.Peer) error) (*pb.Peer, error) {
+	out, _, err := ps.write(id, stored(id, fn), nil)
+	return out, err
+}
+
+// stored is a write's record: id's stored one, changed by fn.
+func stored(id peer.ID, fn func(rec *pb.Peer) error) func(tx *Tx) (*pb.Peer, error) {
+	return func(tx *Tx) (*pb.Peer, error) {
+		rec, err := tx.Peer(id)
+		if err != nil {
+			return nil, err
+		}
+		if rec == nil {
+			return nil, catalog.Errorf(catalog.CodePeerNotFound, "(%s)", id)
+		}
+		if err := fn(rec); err != nil {
+			return nil, err
+		}
+		return rec, nil
+	}
+}
+
+// write commits the record next returns (it may run more than once, and
+// changes nothing outside its result) and then caches it, under id's lock.
+// With a session (a hello's write, registerPeer), and unless the record
+// is marked deleted, it also attaches sess as the peer's session, under
+// the same lock once the registry holds the record, and returns the
+// session it replaced; on a shared store the peer's presence goes into
+// the same transaction: one commit for both (presence.go).
+func (ps *peerStore) write(id peer.ID, next func(tx *Tx) (*pb.Peer, error), sess *peerSession) (*pb.Peer, *peerSession, error) {
 	defer ps.lock(id)()
 	var out *pb.Peer
 	rev, err := ps.store.updateAt(func(tx *Tx) error {
-		out = nil
-		rec, err := tx.Peer(id)
-		if err != nil {
+		rec, err := next(tx)
+		if out = rec; err != nil {
 			return err
 		}
-		if rec == nil {
-			return catalog.Errorf(catalog.CodePeerNotFound, "(%s)", id)
-		}
-		if err := fn(rec); err != nil {
+		if err := tx.PutPeer(rec); err != nil {
 			return err
 		}
-		out = rec
-		return tx.PutPeer(rec)
+		if sess != nil && rec.GetDeletedUnix() == 0 {
+			return ps.presenceIn(tx, id)
+		}
+		return nil
 	})
 	if err := storeErr(err); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ps.registry.putAt(out, rev)
-	return out, nil
+	if sess == nil || out.GetDeletedUnix() != 0 {
+		return out, nil, nil
+	}
+	return out, ps.attachLocked(id, sess, false), nil
 }
 
 // modifyBatch is how many records modifyMany writes in one transaction:

@@ -278,17 +278,50 @@ func (w *presenceWriter) record(id peer.ID) []byte {
 // attach makes s the peer's session and, on a shared store, tells the
 // site this coordinator holds the peer.
 func (ps *peerStore) attach(id peer.ID, s *peerSession) *peerSession {
+	defer ps.lock(id)()
+	return ps.attachLocked(id, s, true)
+}
+
+// attachLocked is attach under id's lock; put is false when the caller's
+// transaction wrote the presence already (peerStore.write). The session
+// changes under the lock, so a detach of the session it replaces, which
+// checks under the same lock, does not take back the new one's record.
+func (ps *peerStore) attachLocked(id peer.ID, s *peerSession, put bool) *peerSession {
 	old := ps.registry.attach(id, s)
 	if w := ps.presence; w != nil {
-		unlock := ps.lock(id)
-		ps.putPresence([]peer.ID{id})
-		unlock()
+		if put {
+			ps.putPresence([]peer.ID{id})
+		}
 		if len(w.addrs(id)) == 0 {
 			// identify has not told the host the peer's addresses yet.
 			go ps.awaitAddrs(id, s)
 		}
 	}
 	return old
+}
+
+// reconnect attaches sess for a hello that changes nothing of the stored
+// record but its last contact (same, of the cached record, under id's
+// lock): the contact is kept in memory only (registerPeer says why) and,
+// on a shared store, the presence is its only write. It returns the record
+// as the welcome carries it and the session sess replaced; ok is false
+// (nothing done) when the hello changes more, or the peer has no record.
+func (ps *peerStore) reconnect(id peer.ID, same func(rec *pb.Peer) bool, now time.Time, sess *peerSession) (rec *pb.Peer, old *peerSession, ok bool) {
+	defer ps.lock(id)()
+	if rec, _ = ps.registry.get(id); rec == nil || !same(rec) {
+		return nil, nil, false
+	}
+	ps.registry.touch(id, now, nil)
+	rec.LastSeenUnix = now.Unix()
+	return rec, ps.attachLocked(id, sess, true), true
+}
+
+// presenceIn writes, on a shared store, id's presence in tx.
+func (ps *peerStore) presenceIn(tx *Tx, id peer.ID) error {
+	if ps.presence == nil {
+		return nil
+	}
+	return tx.kv.setLeased([]byte(presencePrefix+string(id)), ps.presence.record(id))
 }
 
 // identifyWait bounds how long a presence record waits for the peer's
@@ -328,6 +361,9 @@ func (ps *peerStore) detach(id peer.ID, s *peerSession, now time.Time) bool {
 	}
 	if w := ps.presence; w != nil && !w.closing() {
 		defer ps.lock(id)()
+		if ps.registry.session(id) != nil {
+			return true // a new session of the peer here holds the record now
+		}
 		err := ps.store.Update(func(tx *Tx) error {
 			v, ok, err := tx.kv.get([]byte(presencePrefix + string(id)))
 			if err != nil || !ok {
@@ -347,13 +383,12 @@ func (ps *peerStore) detach(id peer.ID, s *peerSession, now time.Time) bool {
 
 // putPresence writes the presence of ids, modifyBatch to a transaction.
 func (ps *peerStore) putPresence(ids []peer.ID) {
-	w := ps.presence
 	for len(ids) > 0 {
 		batch := ids[:min(modifyBatch, len(ids))]
 		ids = ids[len(batch):]
 		err := ps.store.Update(func(tx *Tx) error {
 			for _, id := range batch {
-				if err := tx.kv.setLeased([]byte(presencePrefix+string(id)), w.record(id)); err != nil {
+				if err := ps.presenceIn(tx, id); err != nil {
 					return err
 				}
 			}
