@@ -8,13 +8,11 @@ package scenario
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -92,44 +90,6 @@ func (r *runner) startEtcd(ctx context.Context, first string) (string, error) {
 		}
 	}
 	return out, nil
-}
-
-// shareRelay lists the relay at addr in every coordinator host's
-// site.json, as docs/etcd.md tells operators of several coordinators to
-// do: a coordinator hands out the relays of its site.json and those that
-// fetched their ACL from it, and a relay fetches from one coordinator, so
-// without it a survivor would not tell consoles of the relay its peers
-// reserved on. Coordinators started (or started again) afterwards read it.
-func (r *runner) shareRelay(addr string) error {
-	for _, h := range r.sc.Hosts {
-		if h.Role != RoleCoordinator {
-			continue
-		}
-		path := filepath.Join(r.hostDir(h.Name), "site", "site.json")
-		raw, err := os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // not made yet
-		} else if err != nil {
-			return err
-		}
-		var site map[string]any
-		if err := json.Unmarshal(raw, &site); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		relays, _ := site["relays"].([]any)
-		if slices.Contains(relays, any(addr)) {
-			continue
-		}
-		site["relays"] = append(relays, addr)
-		out, err := json.MarshalIndent(site, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // etcdLifecycle kills, stops or starts again an etcd host's member.

@@ -108,11 +108,6 @@ func (r *runner) runRelay(ctx context.Context, name, invite string) (string, err
 	if err != nil {
 		return "", err
 	}
-	if r.hasEtcd() {
-		if err := r.shareRelay(addr); err != nil {
-			return "", err
-		}
-	}
 	return "relay " + addr, nil
 }
 
