@@ -204,7 +204,7 @@ func Open(cfg RunConfig) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc.Extra = append(hc.Extra, CoordinatorOverTCP(site))
+	hc.Extra = append(hc.Extra, mesh.CoordinatorOverTCP(site))
 	if hc.ResourceManager, err = resourceManager(); err != nil {
 		return nil, err
 	}

@@ -57,6 +57,9 @@ func Open(f Files, hc mesh.HostConfig) (*Client, error) {
 }
 
 func newClient(hc mesh.HostConfig, site peer.AddrInfo, cfg *Config) (*Client, error) {
+	// Over TCP to the coordinator, as peers (mesh.CoordinatorOverTCP says
+	// why: the TCP mapping identify tells is what hole punching offers).
+	hc.Extra = append(slices.Clip(hc.Extra), mesh.CoordinatorOverTCP(site))
 	h, err := mesh.NewHost(hc)
 	if err != nil {
 		return nil, err

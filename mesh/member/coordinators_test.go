@@ -3,7 +3,9 @@ package member_test
 import (
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -89,5 +91,53 @@ func TestLearnKeepsOnlyTheSitesAddresses(t *testing.T) {
 	}
 	for _, a := range h.Peerstore().Addrs(other) {
 		t.Errorf("the peerstore holds %s for the other peer ID", a)
+	}
+}
+
+// TestMemberReachesTheCoordinatorOverTCP: a member that learned the
+// coordinator's QUIC address as well (every control answer carries them
+// all) still connects over TCP, first and after the connection ended —
+// libp2p would dial QUIC first, and identify would then tell a console no
+// TCP mapping of its own to offer a hole punch (mesh.CoordinatorOverTCP).
+func TestMemberReachesTheCoordinatorOverTCP(t *testing.T) {
+	site := coordinatortest.New(t, coordinatortest.MemberLogin)
+	f := relayFiles(filepath.Join(t.TempDir(), "relay-1"))
+	c, _, err := member.Login(site.Ctx(), f, site.Addr, site.Invite("relay-1", pb.Role_ROLE_RELAY), mesh.HostConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	cfg, err := f.LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(cfg.Coordinator, func(s string) bool { return strings.Contains(s, "/quic-v1") }) {
+		t.Fatalf("the member learned no QUIC address of the coordinator (%v): the test shows nothing", cfg.Coordinator)
+	}
+	c, err = member.Open(f, mesh.HostConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h := c.Host()
+	for round := range 2 {
+		if _, err := c.Call(site.Ctx(), &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}}); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		conns := h.Network().ConnsToPeer(c.Site())
+		if len(conns) == 0 {
+			t.Fatalf("round %d: no connection to the coordinator after a call", round)
+		}
+		for _, conn := range conns {
+			if _, err := conn.RemoteMultiaddr().ValueForProtocol(ma.P_TCP); err != nil {
+				t.Fatalf("round %d: connected to the coordinator at %s, want TCP", round, conn.RemoteMultiaddr())
+			}
+		}
+		// identify tells the host the coordinator's QUIC address too:
+		// the next connection must still go over TCP.
+		h.Peerstore().AddAddrs(c.Site(), site.Coord.LoginAddrs(), time.Hour)
+		if err := h.Network().ClosePeer(c.Site()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -65,26 +65,40 @@ func FuzzOpen(f *testing.F) {
 
 // TestRoles follows the design's rule.
 func TestRoles(t *testing.T) {
-	const m = "198.51.100.7:4001"
+	const m, ip = "198.51.100.7:4001", "198.51.100.7"
 	side := func(kind, mapping string) *pb.ProbeSide { return &pb.ProbeSide{Kind: kind, UdpMapping: mapping} }
+	// hard is a side that saw its own UDP mapping (UDPSide: a public IP,
+	// and the last flow's mapping when there was one).
+	hard := func(kind, mapping string) *pb.ProbeSide {
+		return &pb.ProbeSide{Kind: kind, UdpMapping: mapping, PublicIp: ip}
+	}
 	for _, c := range []struct {
 		peer, console *pb.ProbeSide
 		want          pb.ProbeStart_Hard
 	}{
-		{side("random", ""), side("endpoint-independent", m), pb.ProbeStart_PEER},
-		{side("random", ""), side("unknown", m), pb.ProbeStart_PEER},
-		{side("random", ""), side("endpoint-independent", ""), pb.ProbeStart_NONE},   // nothing to send openers to
-		{side("endpoint-independent", m), side("random", ""), pb.ProbeStart_CONSOLE}, // the console is hard
-		{side("endpoint-independent", m), side("unknown", ""), pb.ProbeStart_CONSOLE},
-		{side("endpoint-independent", m), side("", ""), pb.ProbeStart_CONSOLE},
-		{side("sequential", m), side("random", ""), pb.ProbeStart_NONE}, // a sequential easy side's probes leave from new ports
-		{side("random", ""), side("sequential", m), pb.ProbeStart_NONE}, // (the lab's grid: 1,024 probes for nothing)
-		{side("unknown", m), side("random", ""), pb.ProbeStart_CONSOLE},
-		{side("endpoint-independent", ""), side("random", ""), pb.ProbeStart_NONE},
-		{side("random", m), side("random", m), pb.ProbeStart_NONE},
-		{side("blocked", m), side("random", m), pb.ProbeStart_NONE},
-		{side("random", m), side("blocked", m), pb.ProbeStart_NONE},
-		{side("endpoint-independent", m), side("endpoint-independent", m), pb.ProbeStart_NONE},
+		{hard("random", ""), side("endpoint-independent", m), pb.ProbeStart_PEER},
+		{hard("random", ""), side("unknown", m), pb.ProbeStart_PEER},
+		{hard("random", ""), side("endpoint-independent", ""), pb.ProbeStart_NONE},   // nothing to send openers to
+		{side("endpoint-independent", m), hard("random", ""), pb.ProbeStart_CONSOLE}, // the console is hard
+		{side("endpoint-independent", m), hard("unknown", m), pb.ProbeStart_CONSOLE},
+		{side("endpoint-independent", m), hard("", ""), pb.ProbeStart_CONSOLE},
+		{side("endpoint-independent", m), hard("sequential", m), pb.ProbeStart_CONSOLE}, // its sockets take new ports too
+		{side("unknown", m), hard("sequential", m), pb.ProbeStart_CONSOLE},
+		// A side that saw no UDP mapping of its own is never hard: a
+		// console behind a NAT that drops UDP tells kind "" (its QUIC
+		// observations failed), and took the TCP punch's attempts.
+		{side("endpoint-independent", m), side("", ""), pb.ProbeStart_NONE},
+		{side("endpoint-independent", m), side("unknown", ""), pb.ProbeStart_NONE},
+		{side("random", ""), side("endpoint-independent", m), pb.ProbeStart_NONE},
+		{side("unknown", m), side("random", ""), pb.ProbeStart_NONE},
+		{side("sequential", m), hard("random", ""), pb.ProbeStart_NONE}, // a sequential easy side's probes leave from new ports
+		{hard("random", ""), side("sequential", m), pb.ProbeStart_NONE}, // (the lab's grid: 1,024 probes for nothing)
+		{side("unknown", m), hard("random", ""), pb.ProbeStart_CONSOLE},
+		{side("endpoint-independent", ""), hard("random", ""), pb.ProbeStart_NONE},
+		{hard("random", m), hard("random", m), pb.ProbeStart_NONE},
+		{hard("blocked", m), hard("random", m), pb.ProbeStart_NONE},
+		{hard("random", m), hard("blocked", m), pb.ProbeStart_NONE},
+		{hard("endpoint-independent", m), hard("endpoint-independent", m), pb.ProbeStart_NONE},
 		{nil, nil, pb.ProbeStart_NONE},
 	} {
 		if got := Roles(c.peer, c.console); got != c.want {

@@ -28,10 +28,11 @@ const (
 
 // NAT mapping kinds (natmap.Kind's strings) that Roles reads.
 const (
-	kindRandom  = "random"
-	kindEasy    = "endpoint-independent"
-	kindUnknown = "unknown"
-	kindBlocked = "blocked"
+	kindRandom     = "random"
+	kindSequential = "sequential"
+	kindEasy       = "endpoint-independent"
+	kindUnknown    = "unknown"
+	kindBlocked    = "blocked"
 )
 
 // Roles decides who opens the sockets: the side whose NAT maps every
@@ -40,11 +41,26 @@ const (
 // mapping:
 //   - peer "random", console's udp_mapping set, console
 //     "endpoint-independent" or unknown → PEER;
-//   - console "random" (or peer "endpoint-independent" and the console's
-//     kind unknown), peer's udp_mapping set, peer "endpoint-independent"
-//     or unknown → CONSOLE;
+//   - console "random" or "sequential" (or peer "endpoint-independent"
+//     and the console's kind unknown), peer's udp_mapping set, peer
+//     "endpoint-independent" or unknown → CONSOLE;
 //   - otherwise (either "blocked", both "random", a "sequential" easy
 //     side, nothing known) NONE.
+//
+// A sequential console is hard as a random one is: each of its sockets
+// takes a new port, and it predicts nothing itself (a sequential peer
+// predicts: mesh/punch). Until a console reached its coordinator over TCP
+// (mesh.CoordinatorOverTCP) it told one QUIC observation, kind unknown,
+// and probed as the hard side; with two it tells "sequential".
+//
+// The hard side must have seen its own UDP mapping (its public IP): its
+// sockets open towards the easy side from that IP, and the easy side aims
+// its probes at it. A side with no UDP observation at all — a console
+// whose QUIC flows to every observer were dropped (UDP blocked), which
+// tells kind "" — is not hard: the exchange would fail ("the hard side's
+// public IP "" is not an address") and, until 2026-12-03, take the
+// attempts a TCP hole punch would have used (the lab's NAT grid:
+// udp-blocked consoles × easy and cgnat peers stayed relayed).
 //
 // The easy side must keep one mapping for every destination: behind a
 // random or sequential NAT its probes to the hard side would leave from a
@@ -56,9 +72,9 @@ func Roles(peerSide, consoleSide *pb.ProbeSide) pb.ProbeStart_Hard {
 	switch {
 	case pk == kindBlocked || ck == kindBlocked:
 		return pb.ProbeStart_NONE
-	case pk == kindRandom && mayProbe(ck) && consoleSide.GetUdpMapping() != "":
+	case pk == kindRandom && peerSide.GetPublicIp() != "" && mayProbe(ck) && consoleSide.GetUdpMapping() != "":
 		return pb.ProbeStart_PEER
-	case mayProbe(pk) && (ck == kindRandom || pk == kindEasy && (ck == kindUnknown || ck == "")) && peerSide.GetUdpMapping() != "":
+	case mayProbe(pk) && (ck == kindRandom || ck == kindSequential || pk == kindEasy && (ck == kindUnknown || ck == "")) && consoleSide.GetPublicIp() != "" && peerSide.GetUdpMapping() != "":
 		return pb.ProbeStart_CONSOLE
 	}
 	return pb.ProbeStart_NONE

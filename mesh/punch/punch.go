@@ -16,11 +16,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	holepunchpb "github.com/libp2p/go-libp2p/p2p/protocol/holepunch/pb"
 	"github.com/libp2p/go-msgio/pbio"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/natmap"
@@ -37,6 +39,16 @@ const (
 	punchDialBase   = 1500 * time.Millisecond
 	punchReverse    = 3 * time.Second // one ordinary dial to a public remote
 	punchMaxMsg     = 4 << 10
+
+	// The remote's hole-punch service answers only once it knows a
+	// public address of its own: libp2p's holepunch.Service looks for one
+	// at 0.25, 0.75, 1.75, 3.75 s… after its host starts, and sets its
+	// stream handler then. A console that reached the peer a moment after
+	// it started (an early dial, a ping) may not speak DCUtR yet: the
+	// stream is asked for again every punchReadyPoll, for punchReadyWait
+	// at most, before the attempt counts as failed.
+	punchReadyPoll = 100 * time.Millisecond
+	punchReadyWait = 4 * time.Second
 )
 
 // Puncher opens direct connections for the relayed connections a host
@@ -359,6 +371,15 @@ func (p *Puncher) attempt(remote peer.ID, n int) (how string, rtt time.Duration,
 		defer cancel()
 		return "direct dial", 0, p.h.Connect(network.WithForceDirectDial(ctx, "hole punch: public remote"), peer.AddrInfo{ID: remote, Addrs: pub})
 	}
+	if len(p.publicAddrs()) == 0 && !p.needFresh() {
+		return "hole punch", 0, errNoPublicAddr
+	}
+	// The stream first, outside the predicted punches' lock: it may wait
+	// for the remote's hole-punch service (punchReadyWait).
+	s, err := p.openPunchStream(remote)
+	if err != nil {
+		return "hole punch", 0, err
+	}
 	if p.needFresh() {
 		// One predicted punch at a time: every flow of ours takes the
 		// NAT's next port, so another punch's observation or dial between
@@ -371,8 +392,47 @@ func (p *Puncher) attempt(remote peer.ID, n int) (how string, rtt time.Duration,
 			p.log.Debug("hole punching: no fresh observation", "error", err)
 		}
 	}
-	rtt, err = p.exchange(remote)
+	rtt, err = p.exchange(remote, s)
 	return "hole punch", rtt, err
+}
+
+var errNoPublicAddr = errors.New("no public address of our own yet")
+
+// openPunchStream opens the DCUtR stream to remote over its relayed
+// connection. A remote that does not speak DCUtR yet (its service has no
+// public address of its own yet: punchReadyWait) is asked again until it
+// does, the wait runs out, or the connection ends. Until 2026-12-03 the
+// first refusal counted as a failed attempt, and the next attempts
+// probed or dialed, so a udp-blocked console that a peer reached within
+// its first second often stayed relayed (the lab's NAT grid).
+func (p *Puncher) openPunchStream(remote peer.ID) (network.Stream, error) {
+	ctx, cancel := context.WithTimeout(p.ctx, punchReadyWait)
+	defer cancel()
+	ctx = network.WithAllowLimitedConn(network.WithNoDial(ctx, "hole punch"), "hole punch")
+	t := time.NewTicker(punchReadyPoll)
+	defer t.Stop()
+	var refused error // the remote's last "not supported"
+	for {
+		s, err := p.h.NewStream(ctx, remote, holepunch.Protocol)
+		switch {
+		case err == nil:
+			return s, nil
+		case refused != nil && ctx.Err() != nil && p.ctx.Err() == nil:
+			// The wait ran out during a try.
+			return nil, fmt.Errorf("opening the hole-punch stream: the remote did not speak DCUtR within %s: %w", punchReadyWait, refused)
+		case !errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}):
+			return nil, fmt.Errorf("opening the hole-punch stream: %w", err)
+		}
+		refused = err
+		select {
+		case <-ctx.Done():
+			if p.ctx.Err() != nil {
+				return nil, p.ctx.Err()
+			}
+			return nil, fmt.Errorf("opening the hole-punch stream: the remote did not speak DCUtR within %s: %w", punchReadyWait, refused)
+		case <-t.C:
+		}
+	}
 }
 
 // remotePublic are remote's public direct addresses that identify told.
@@ -380,23 +440,19 @@ func (p *Puncher) remotePublic(remote peer.ID) []ma.Multiaddr {
 	return slices.DeleteFunc(p.h.Peerstore().Addrs(remote), func(a ma.Multiaddr) bool { return mesh.IsCircuit(a) || !manet.IsPublicAddr(a) })
 }
 
-// exchange is one DCUtR exchange as the initiator, then the simultaneous
+// exchange is one DCUtR exchange as the initiator on s (openPunchStream), then the simultaneous
 // dial: CONNECT with our public addresses, CONNECT back with the remote's
 // (timing the round trip), SYNC, then dial after half a round trip — when
 // the SYNC reaches the remote, which dials on receiving it. The initiator
 // takes the server role of TCP simultaneous open and of the security
 // handshake; the console's libp2p service takes the client's.
-func (p *Puncher) exchange(remote peer.ID) (rtt time.Duration, err error) {
+func (p *Puncher) exchange(remote peer.ID, s network.Stream) (rtt time.Duration, err error) {
+	defer s.Close()
 	own := p.publicAddrs()
 	if len(own) == 0 {
-		return 0, errors.New("no public address of our own yet")
+		s.Reset()
+		return 0, errNoPublicAddr
 	}
-	ctx := network.WithAllowLimitedConn(network.WithNoDial(p.ctx, "hole punch"), "hole punch")
-	s, err := p.h.NewStream(ctx, remote, holepunch.Protocol)
-	if err != nil {
-		return 0, fmt.Errorf("opening the hole-punch stream: %w", err)
-	}
-	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(punchStream))
 	w, r := pbio.NewDelimitedWriter(s), pbio.NewDelimitedReader(s, punchMaxMsg)
 	start := time.Now()

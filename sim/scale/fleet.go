@@ -189,7 +189,7 @@ func newFleetPeers(cfg FleetConfig, site lpeer.AddrInfo, jumpoints *jumpointRout
 					return
 				}
 				// As the daemon: TCP to the coordinator when it offers TCP.
-				hc := mesh.HostConfig{Key: k, PatientDials: true, Extra: []libp2p.Option{peer.CoordinatorOverTCP(site)}}
+				hc := mesh.HostConfig{Key: k, PatientDials: true, Extra: []libp2p.Option{mesh.CoordinatorOverTCP(site)}}
 				var d *tunnel.Dialer
 				if jumpoints != nil {
 					d = jumpoints.dialer()

@@ -46,17 +46,6 @@ func ExpectDirect(c, p netlab.Preset) bool {
 		c == netlab.Hard && eimUDP(p) || eimUDP(c) && p == netlab.Hard
 }
 
-// knownRegression: pairs of a udp-blocked and a cgnat side, which went
-// direct over TCP until stop 23 and since then mostly stay relayed (4 of 5
-// grids at HEAD, 0 of 2 at d1ed641, on 2026-12-03; not bisected to one
-// commit — the runs after 6a76533 fail most of the time). Until it is
-// found and fixed, such a pair staying relayed is reported on the grid's
-// line and in the closing note of stop 23, not failed: the grid goes on
-// checking every other pair. Remove this when the cause is fixed.
-func knownRegression(c, p netlab.Preset) bool {
-	return c == netlab.UDPBlocked && p == netlab.CGNAT || c == netlab.CGNAT && p == netlab.UDPBlocked
-}
-
 // GridOptions shape a NAT grid.
 type GridOptions struct {
 	Presets    []netlab.Preset // default GridPresets
@@ -287,16 +276,11 @@ func (r *runner) grid(ctx context.Context, st Step) (string, error) {
 					switch {
 					case !pr.OK:
 						err = fmt.Errorf("run %d: %s → %s did not connect: %s", run, c, p, pr.Error)
-					case pr.Final != "direct" && knownRegression(r.preset(c), r.preset(p)):
-						// Reported on its line, not an error: see knownRegression.
 					case pr.Final != "direct" && ExpectDirect(r.preset(c), r.preset(p)):
 						err = fmt.Errorf("run %d: %s → %s stayed relayed (%s × %s should go direct)", run, c, p, r.preset(c), r.preset(p))
 					}
 					mu.Lock()
 					line := fmt.Sprintf("run %d: %s", run, describe(pr))
-					if pr.OK && pr.Final != "direct" && knownRegression(r.preset(c), r.preset(p)) {
-						line += " (KNOWN REGRESSION since stop 23: should go direct; see knownRegression)"
-					}
 					lines = append(lines, line)
 					if err != nil {
 						errs = append(errs, err)

@@ -1,4 +1,4 @@
-package peer
+package mesh
 
 import (
 	"github.com/libp2p/go-libp2p"
@@ -8,11 +8,11 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// CoordinatorOverTCP is the host option that keeps a peer's connections to
-// its coordinator (site) on TCP when the coordinator offers TCP: the swarm
-// may not dial the site's other addresses.
+// CoordinatorOverTCP is the host option that keeps a peer's or a console's
+// connections to its coordinator (site) on TCP when the coordinator offers
+// TCP: the swarm may not dial the site's other addresses.
 //
-// The daemon dials only the site's TCP addresses (siteAddrInfo), but libp2p
+// Peers. The daemon dials only the site's TCP addresses (siteAddrInfo), but libp2p
 // dials every address it knows of a peer, and identify tells it the
 // coordinator's QUIC addresses during the first session. After a
 // coordinator restart, the reconnection then raced QUIC against TCP with
@@ -22,6 +22,15 @@ import (
 // packet loop), at 1.6 × a TCP registration's CPU; and a session over QUIC
 // whose close was lost in the coordinator's shutdown was noticed only at
 // QUIC's idle timeout. TestSessionStaysOnTCPAfterCoordinatorRestart.
+//
+// Consoles (mesh/member). Since consoles learn every coordinator address
+// (QUIC ones too, 6a76533) their connection to the coordinator went QUIC
+// first as well, and identify then told them no TCP mapping of their own
+// from the coordinator: libp2p's hole-punching service offered a peer
+// behind a NAT that drops UDP no TCP address it could punch towards, and
+// such pairs stayed relayed (the lab's NAT grid, cgnat console ×
+// udp-blocked peer). A console reaches its coordinator and relays over
+// TCP (punch.QUICOffer learns its QUIC mapping aside).
 //
 // A site that offers no TCP address is reached over what it offers. The
 // fleet of sim/scale uses the same option, so the storm benchmarks measure
