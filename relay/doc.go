@@ -39,6 +39,54 @@
 // A member enrolled after the last fetch is refused until the next one (at
 // most one period); its go-libp2p client retries its reservation.
 //
+// # Relayed bulk connections (splice.go)
+//
+// A forward on a relayed session can leave the circuit for a TCP
+// connection of its own that the relay splices, so that the relay copies
+// it with splice(2) and no cryptography (the circuit costs the relay a TLS
+// open and seal and a yamux copy per byte, and the ends a second TLS and
+// yamux layer):
+//
+//  1. The peer, serving a forward whose console asked for a bulk
+//     connection on a relayed session, asks the relay of that session for
+//     a slot on /jumpmesh/relay-bulk/1.0.0, over its own authenticated
+//     libp2p connection. Only members get one (the ACL as for circuits);
+//     the answer is a random 16-byte token and the splice listener's port.
+//     A slot lasts 10 s and is used once; a member holds at most 16
+//     unpaired, the relay 1,024, and slots with running splices stay
+//     within MaxCircuitsPerPeer and MaxCircuits.
+//  2. The peer opens a plain TCP connection to the splice listener, on the
+//     address it reached the relay at (Config.SpliceAddr; port 4834 by
+//     default), sends the token and its side ('p'), and puts the relay's
+//     peer ID and the token in the forward's BulkOffer, on the end-to-end
+//     channel.
+//  3. The console, when the offer names the relay its own connection goes
+//     through, opens its own TCP connection to that port on the address it
+//     reached the relay at and sends the token and its side ('c'). The
+//     relay pairs the two (opposite sides, the same live slot) and copies
+//     each direction with io.Copy between the two *net.TCPConn, which Go
+//     does with splice(2) on Linux, until its half-close (passed on), the
+//     data limit (Resources.CircuitData per direction) or the duration
+//     limit (CircuitDuration); members that leave the ACL lose their slots
+//     and splices at the next refresh.
+//  4. Through the splice, console and peer run the ordinary bulk
+//     connection (mesh/channel/bulk.go): ticket, hellos proving both hold
+//     the offer's secret, AES-128-GCM frames. The relay sees the token, the
+//     ticket and ciphertext.
+//
+// The token crosses the network in clear: whoever sees it may reach the
+// relay first and be paired with the peer, but cannot make the bulk hello
+// without the secret, so the peer refuses it and the console falls back
+// to the channel. A relay that lies (pairs the console with someone else)
+// gets the same: a failed hello, and the forward on its channel. Any
+// failure (a relay without the service or with Config.SpliceAddr "off", a
+// refused slot, an unreachable splice port) leaves the forward on its
+// channel inside the circuit, as before; the site setting
+// bulk-connections=false and forward --no-bulk turn relayed bulk
+// connections off with the direct ones. A console that predates them sees
+// an offer on the address [::], which it never reached a peer at, and
+// declines it.
+//
 // # Limits
 //
 // Every bound (buffer size, reservations, circuits, per-peer and
@@ -54,7 +102,9 @@
 //     per core quoted for RustDesk's relay;
 //   - relayed ÷ direct throughput of one stream on loopback: 0.31, which
 //     is the CPU bound when the relay shares the ends' two cores (a relayed
-//     byte costs 3.3 times the CPU of a direct one in all);
+//     byte costs 3.3 times the CPU of a direct one in all); a forward
+//     through the relay's splice: see docs/performance.md ("Relayed
+//     sessions"), the relay's CPU per byte a small fraction of a circuit's;
 //   - memory per idle circuit: 74 KB of heap (two 32 KiB buffers), 8 KB of
 //     stacks, 2 goroutines.
 //

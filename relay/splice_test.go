@@ -31,9 +31,14 @@ type spliceSite struct {
 func newSpliceSite(t *testing.T, res relay.Resources) *spliceSite {
 	t.Helper()
 	site := coordinatortest.New(t, console.Login)
+	// Members first: the relay's first ACL then has them (a member enrolled
+	// later waits for a refresh, which a loaded machine may not give it
+	// within the ACL's wait).
+	s := &spliceSite{site: site, alice: member(t, site, "alice"), bob: member(t, site, "bob")}
 	cfg := relayConfig(t, site, "relay-1")
 	cfg.Resources = res
-	return &spliceSite{site: site, r: runRelay(t, cfg), alice: member(t, site, "alice"), bob: member(t, site, "bob")}
+	s.r = runRelay(t, cfg)
+	return s
 }
 
 // askSlot asks the relay for a splice slot as h.
@@ -96,23 +101,34 @@ func waitSpliceCounts(t *testing.T, r *relay.Relay, slots, waiting, active int) 
 	})
 }
 
+// accepted is what the peer's side of a bulk connection got.
+type accepted struct {
+	bc  *channel.BulkConn
+	err error
+}
+
+// offer is the peer's side of a bulk connection through the relay's
+// splice on slot: a fresh offer, its connection to the splice listener
+// and the accept of the console's hello on it, whose outcome comes on got.
+func (s *spliceSite) offer(t *testing.T, slot channel.SpliceSlot) (o channel.BulkOffer, offers *channel.BulkOffers, got <-chan accepted) {
+	t.Helper()
+	o = channel.NewBulkOffer()
+	offers = &channel.BulkOffers{}
+	offers.Add(o, time.Minute)
+	pc := s.dial(t, slot.Token, channel.SpliceOfferer)
+	ch := make(chan accepted, 1)
+	go func() {
+		bc, err := channel.AcceptBulk(pc, offers)
+		ch <- accepted{bc, err}
+	}()
+	return o, offers, ch
+}
+
 // bulkPair opens a bulk connection through the relay's splice on slot:
 // the peer's side (AcceptBulk on its connection) and the console's.
 func (s *spliceSite) bulkPair(t *testing.T, slot channel.SpliceSlot) (console, peer *channel.BulkConn) {
 	t.Helper()
-	o := channel.NewBulkOffer()
-	var offers channel.BulkOffers
-	offers.Add(o, time.Minute)
-	pc := s.dial(t, slot.Token, channel.SpliceOfferer)
-	type accepted struct {
-		bc  *channel.BulkConn
-		err error
-	}
-	got := make(chan accepted, 1)
-	go func() {
-		bc, err := channel.AcceptBulk(pc, &offers)
-		got <- accepted{bc, err}
-	}()
+	o, _, got := s.offer(t, slot)
 	cc := s.dial(t, slot.Token, channel.SpliceDialer)
 	cb, err := channel.DialBulk(cc, o)
 	if err != nil {
@@ -255,15 +271,7 @@ func TestSpliceSlotIsOneUseAndExpires(t *testing.T) {
 func TestSpliceRacerKeptOutByTheHello(t *testing.T) {
 	s := newSpliceSite(t, relay.Resources{})
 	slot := s.slot(t)
-	o := channel.NewBulkOffer()
-	var offers channel.BulkOffers
-	offers.Add(o, time.Minute)
-	pc := s.dial(t, slot.Token, channel.SpliceOfferer)
-	got := make(chan error, 1)
-	go func() {
-		_, err := channel.AcceptBulk(pc, &offers)
-		got <- err
-	}()
+	o, offers, got := s.offer(t, slot)
 	// The racer even knows the ticket (the console's first bytes on a
 	// direct bulk connection cross the wire in clear), not the secret.
 	racer := s.dial(t, slot.Token, channel.SpliceDialer)
@@ -272,8 +280,8 @@ func TestSpliceRacerKeptOutByTheHello(t *testing.T) {
 	if _, err := channel.DialBulk(racer, forged); err == nil {
 		t.Fatal("the racer opened a bulk connection")
 	}
-	if err := <-got; !errors.Is(err, channel.ErrBulkRefused) {
-		t.Fatalf("the peer's accept of the racer: %v, want ErrBulkRefused", err)
+	if a := <-got; !errors.Is(a.err, channel.ErrBulkRefused) {
+		t.Fatalf("the peer's accept of the racer: %v, want ErrBulkRefused", a.err)
 	}
 	if offers.Len() != 1 {
 		t.Fatal("the racer took the peer's offer")
@@ -327,22 +335,15 @@ func TestSpliceDataLimit(t *testing.T) {
 // TestSpliceLyingRelay: a relay that pairs the console with the wrong
 // peer side (another forward's slot) gets no bulk connection made: the
 // other forward's peer has no offer with the console's ticket, so both
-// hellos fail and the console sees an error (Forward then falls back to
-// the channel, TestRelayedForwardFallsBack in peer).
+// hellos fail and the console sees an error (console.Forward then declines
+// the offer and carries the forward on its channel, as when a bulk
+// listener is unreachable: TestForwardFallsBackWhenTheBulkListenerIsUnreachable).
 func TestSpliceLyingRelay(t *testing.T) {
 	t.Cleanup(relay.SetSpliceMisPair(true))
 	s := newSpliceSite(t, relay.Resources{})
 	mine, other := s.slot(t), s.slot(t)
-	o1, o2 := channel.NewBulkOffer(), channel.NewBulkOffer()
-	var offers2 channel.BulkOffers
-	offers2.Add(o2, time.Minute)
-	p2 := s.dial(t, other.Token, channel.SpliceOfferer)
-	got := make(chan error, 1)
-	go func() {
-		_, err := channel.AcceptBulk(p2, &offers2)
-		got <- err
-	}()
-	_ = s.dial(t, mine.Token, channel.SpliceOfferer)
+	_, _, got := s.offer(t, other)
+	o1, _, _ := s.offer(t, mine)
 	waitSpliceCounts(t, s.r, 2, 2, 0)
 	cc := s.dial(t, mine.Token, channel.SpliceDialer)
 	_, err := channel.DialBulk(cc, o1)
@@ -350,7 +351,7 @@ func TestSpliceLyingRelay(t *testing.T) {
 		t.Fatal("the console opened a bulk connection to another forward's peer")
 	}
 	t.Logf("the console's error: %v", err)
-	if err := <-got; !errors.Is(err, channel.ErrBulkRefused) {
-		t.Fatalf("the other peer's accept: %v, want ErrBulkRefused", err)
+	if a := <-got; !errors.Is(a.err, channel.ErrBulkRefused) {
+		t.Fatalf("the other peer's accept: %v, want ErrBulkRefused", a.err)
 	}
 }
