@@ -20,8 +20,10 @@ const (
 	// DefaultHTTPAddr serves /metrics and /healthz on the local host only.
 	DefaultHTTPAddr = "127.0.0.1:4833"
 	// DefaultSplicePort is the TCP port of the splice listener, which
-	// carries relayed bulk connections (splice.go).
-	DefaultSplicePort = 4834
+	// carries relayed bulk connections (splice.go): the first free of the
+	// site's ports (4834 is a jumpoint's metrics, 4835 its peer link), so a
+	// relay and a jumpoint can share a host.
+	DefaultSplicePort = 4836
 	// DefaultRefresh is how often the ACL is fetched when neither the
 	// Config nor the coordinator says.
 	DefaultRefresh = 30 * time.Second

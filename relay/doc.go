@@ -56,7 +56,7 @@
 //     unpaired, the relay 1,024, and slots with running splices stay
 //     within MaxCircuitsPerPeer and MaxCircuits.
 //  2. The peer opens a plain TCP connection to the splice listener, on the
-//     address it reached the relay at (Config.SpliceAddr; port 4834 by
+//     address it reached the relay at (Config.SpliceAddr; port 4836 by
 //     default), sends the token and its side ('p'), and puts the relay's
 //     peer ID and the token in the forward's BulkOffer, on the end-to-end
 //     channel.
