@@ -113,6 +113,10 @@ func dialBulk(ctx context.Context, ch *channel.Channel, offer channel.BulkOffer,
 // through a relay's splice (tests).
 var relayedBulkForwards atomic.Int64
 
+// unreachableSplices are the relays whose splice this console could not
+// reach lately: their offers are declined without a dial.
+var unreachableSplices channel.SpliceMemory
+
 // dialRelayedBulk connects to the splice listener of the relay ch's
 // connection goes through, when that is the relay the peer's offer names,
 // on the address the console reached the relay at, and opens the bulk
@@ -122,12 +126,13 @@ var relayedBulkForwards atomic.Int64
 // else gives an error here, not a connection.
 func dialRelayedBulk(ctx context.Context, ch *channel.Channel, offer channel.BulkOffer, r *channel.BulkRelay) *channel.BulkConn {
 	relay, ip, ok := channel.RelayHop(ch.Stream().Conn())
-	if !ok || relay.String() != r.Relay {
+	if !ok || relay.String() != r.Relay || unreachableSplices.Skip(r.Relay) {
 		return nil
 	}
 	addr := net.JoinHostPort(ip.String(), strconv.Itoa(r.Slot.Port))
 	tc, err := channel.DialSplice(ctx, addr, r.Slot.Token, channel.SpliceDialer, bulkDialTimeout)
 	if err != nil {
+		unreachableSplices.Failed(r.Relay)
 		return nil
 	}
 	bc, err := channel.DialBulk(tc, offer)

@@ -23,8 +23,10 @@ import (
 type bulkConnections struct {
 	off atomic.Bool
 	// host is the peer's libp2p host, which asks a relayed session's relay
-	// for a splice slot (nil: no relayed bulk connections).
-	host host.Host
+	// for a splice slot (nil: no relayed bulk connections); unreachable
+	// remembers the relays without a reachable splice.
+	host        host.Host
+	unreachable channel.SpliceMemory
 	// asked counts the forwards whose console asked for a bulk
 	// connection; offered those this peer made an offer for, each on a
 	// bulk listener it held open until the offer was settled, or through
@@ -37,7 +39,8 @@ func (b *bulkConnections) on() bool { return !b.off.Load() }
 
 // spliceSlotTimeout bounds the slot request to a relay and the dial of its
 // splice listener: a relay without the service, or one that does not
-// answer, delays the forward's start by at most this.
+// answer, delays the forward's start by at most this, once per
+// channel.SpliceRetryAfter.
 const spliceSlotTimeout = 2 * time.Second
 
 // relaySplice asks the relay of ch's relayed connection for a splice slot
@@ -50,13 +53,14 @@ func (b *bulkConnections) relaySplice(ctx context.Context, ch *channel.Channel) 
 		return nil, nil
 	}
 	relay, ip, ok := channel.RelayHop(ch.Stream().Conn())
-	if !ok {
+	if !ok || b.unreachable.Skip(relay.String()) {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, spliceSlotTimeout)
 	defer cancel()
 	s, err := b.host.NewStream(network.WithNoDial(ctx, "relay splice slot"), relay, channel.RelayBulkProtocol)
-	if err != nil {
+	if err != nil { // a relay without the service, most likely
+		b.unreachable.Failed(relay.String())
 		return nil, nil
 	}
 	defer s.Close()
@@ -67,6 +71,7 @@ func (b *bulkConnections) relaySplice(ctx context.Context, ch *channel.Channel) 
 	}
 	conn, err := channel.DialSplice(ctx, net.JoinHostPort(ip.String(), strconv.Itoa(slot.Port)), slot.Token, channel.SpliceOfferer, spliceSlotTimeout)
 	if err != nil {
+		b.unreachable.Failed(relay.String())
 		return nil, nil
 	}
 	return conn, &channel.BulkRelay{Relay: relay.String(), Slot: slot}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -196,4 +197,48 @@ func RelayHop(c network.Conn) (relay peer.ID, ip net.IP, ok bool) {
 		}
 	}
 	return "", nil, false
+}
+
+// SpliceRetryAfter is how long a side skips a relay's splice after it
+// could not reach it (SpliceMemory).
+const SpliceRetryAfter = 5 * time.Minute
+
+// SpliceMemory remembers the relays whose splice a side could not reach (a
+// relay without the service, a firewall that drops the splice port), so
+// that the forwards after a failure go on their channel at once instead of
+// each waiting for a dial's timeout; after SpliceRetryAfter the relay is
+// tried again. The zero value is ready.
+type SpliceMemory struct {
+	mu     sync.Mutex
+	failed map[string]time.Time
+	now    func() time.Time // tests
+}
+
+func (m *SpliceMemory) clock() time.Time {
+	if m.now != nil {
+		return m.now()
+	}
+	return time.Now()
+}
+
+// Skip reports whether relay failed less than SpliceRetryAfter ago.
+func (m *SpliceMemory) Skip(relay string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	at, ok := m.failed[relay]
+	if ok && m.clock().Sub(at) >= SpliceRetryAfter {
+		delete(m.failed, relay)
+		return false
+	}
+	return ok
+}
+
+// Failed records that relay's splice could not be reached now.
+func (m *SpliceMemory) Failed(relay string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failed == nil {
+		m.failed = map[string]time.Time{}
+	}
+	m.failed[relay] = m.clock()
 }
