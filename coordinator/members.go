@@ -233,3 +233,9 @@ func (s *Service) onMembersChanged(fn func()) {
 	v.changed = append(v.changed, fn)
 	v.mu.Unlock()
 }
+
+// PeersHeld is how many peers are connected to this coordinator: on a site
+// of several, the peers online through it (PeerCounts' online is the
+// site's). The peers_online metric, so that a sum over the site's
+// coordinators counts each peer once.
+func (s *Service) PeersHeld() int { return len(s.peers.sessions()) }
