@@ -81,7 +81,8 @@
 // gets the same: a failed hello, and the forward on its channel. Any
 // failure (a relay without the service or with Config.SpliceAddr "off", a
 // refused slot, an unreachable splice port) leaves the forward on its
-// channel inside the circuit, as before; the site setting
+// channel inside the circuit, as before, and a side that could not reach
+// the splice skips that relay's for 5 minutes; the site setting
 // bulk-connections=false and forward --no-bulk turn relayed bulk
 // connections off with the direct ones. A console that predates them sees
 // an offer on the address [::], which it never reached a peer at, and
