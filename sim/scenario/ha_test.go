@@ -83,6 +83,7 @@ func TestParseRejectsHASteps(t *testing.T) {
 // come back online, jumps work (and a session open across both kills
 // finishes), and every write a coordinator acknowledged is there.
 func TestHA(t *testing.T) {
+	t.Parallel() // beside the other lab tests (run_test.go)
 	_, res, _ := runShipped(t, "ha", 4*time.Minute)
 	for _, s := range res.Steps {
 		if strings.HasPrefix(s.Name, "expect-kept") {
