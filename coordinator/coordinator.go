@@ -194,6 +194,9 @@ func (c *Coordinator) handle(ctx context.Context, remote peer.ID, req *pb.Reques
 		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(shutting down)")
 	}
 	defer c.handlers.Done()
+	if c.service.isMember(remote) {
+		defer c.gate.prioritize()() // a technician's request before new handshakes (handshakes.go)
+	}
 	start := time.Now()
 	name := control.RequestName(req)
 	resp, err := c.service.Handle(ctx, remote, req)

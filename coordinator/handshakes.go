@@ -3,6 +3,7 @@ package coordinator
 import (
 	"math"
 	"runtime"
+	rtmetrics "runtime/metrics"
 	"sync"
 	"time"
 
@@ -30,12 +31,24 @@ import (
 // retransmits.
 //
 // The bound adapts as a latency gradient (the method of Netflix's
-// concurrency-limits): each handshake's time from accept to the remote's
-// identity (SetPeer) is a sample; the least sample of the last minute is
-// the time of a handshake that did not queue for CPU. While samples stay
-// within twice that, the bound grows; above, it shrinks in proportion.
-// It starts low (the handshakes of a cold start measure the machine) and
-// stays between GOMAXPROCS and Resources.MaxHandshakes.
+// concurrency-limits) on the coordinator's own CPU queue: the time its
+// goroutines wait, runnable, for a core (the runtime's scheduling
+// latencies, read at most every gateSchedEvery while handshakes complete).
+// While their 90th percentile stays within gateSchedTarget, the bound
+// grows; above, it shrinks in proportion. It starts low and stays between
+// GOMAXPROCS and Resources.MaxHandshakes. A handshake's own time (accept to
+// the remote's identity, SetPeer) is no signal for it: it holds the
+// remote's share and the round trips, so a slow or distant peer, or a
+// benchmark's fleet sharing the machine, made it 10–15 × the least one
+// while the coordinator used 0.4 of its 2 cores, and the bound sat at its
+// floor of 2 (BenchmarkRegistrationSweep on a quiet machine: goodput fell
+// from 123/s at 1,000 peers to 88/s at 2,000, 4.7 ms of CPU each). Waiting goroutines are what
+// a technician's request waits behind, too: keeping them few keeps its
+// answer prompt during a storm.
+//
+// Technicians first: while a member's control request is served, no new
+// handshake starts (prioritize), for at most gatePriorityHold per request
+// and gatePriorityShare of the time in all.
 //
 // A connection holds its place only until its identity is known, it ends,
 // or four unloaded handshakes' time passes (at least 20 ms, at most
@@ -62,23 +75,47 @@ type handshakeGate struct {
 	// one before; a window lasts gateWindow.
 	least, prevLeast time.Duration
 	windowEnd        time.Time
+	// sched reads the scheduling latency (the 90th percentile since its
+	// last call; ok false: too few events to tell); schedNext is when it
+	// is read next, schedP90 its last reading.
+	sched     func() (p90 time.Duration, ok bool)
+	schedNext time.Time
+	schedP90  time.Duration
+
+	// serving counts members' control requests being served (prioritize);
+	// while it is above 0 no place is given. budget is how long such
+	// pauses may still last, refilled at gatePriorityShare of the time
+	// up to gatePriorityBurst, as of budgetAt.
+	serving  int
+	budget   time.Duration
+	budgetAt time.Time
 
 	// Counters for /metrics and tests.
 	waited, samples, released int64
 }
 
 const (
-	gateWindow    = 30 * time.Second
-	gateMinHold   = 20 * time.Millisecond
-	gateTolerance = 2.0
+	gateWindow  = 30 * time.Second
+	gateMinHold = 20 * time.Millisecond
 	// gateSmoothing is how much of a new estimate the bound takes.
 	gateSmoothing = 0.2
+	// gateSchedTarget is the scheduling latency (90th percentile) the
+	// bound keeps to, read every gateSchedEvery.
+	gateSchedTarget = 2 * time.Millisecond
+	gateSchedEvery  = 100 * time.Millisecond
+	// A member's request pauses the gate for at most gatePriorityHold, and
+	// all such pauses take at most gatePriorityShare of the time (within
+	// a burst of gatePriorityBurst): peers are never shut out.
+	gatePriorityHold  = 100 * time.Millisecond
+	gatePriorityShare = 0.5
+	gatePriorityBurst = time.Second
 )
 
 func newHandshakeGate(rm network.ResourceManager, maxHandshakes int, hold time.Duration) *handshakeGate {
 	lo := float64(max(2, runtime.GOMAXPROCS(0)))
 	hi := math.Max(lo, float64(maxHandshakes))
-	g := &handshakeGate{ResourceManager: rm, hold: hold, min: lo, max: hi, limit: math.Min(hi, 2*lo)}
+	g := &handshakeGate{ResourceManager: rm, hold: hold, min: lo, max: hi, limit: math.Min(hi, 2*lo), sched: newSchedProbe().p90,
+		budget: gatePriorityBurst, budgetAt: time.Now()}
 	g.cond = sync.NewCond(&g.mu)
 	return g
 }
@@ -116,10 +153,10 @@ func isTCP(a ma.Multiaddr) bool {
 func (g *handshakeGate) acquire() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if float64(g.inFlight) >= math.Floor(g.limit) && !g.closed {
+	if (float64(g.inFlight) >= math.Floor(g.limit) || g.serving > 0) && !g.closed {
 		g.waited++
 	}
-	for float64(g.inFlight) >= math.Floor(g.limit) && !g.closed {
+	for (float64(g.inFlight) >= math.Floor(g.limit) || g.serving > 0) && !g.closed {
 		g.cond.Wait()
 	}
 	if g.closed {
@@ -127,6 +164,39 @@ func (g *handshakeGate) acquire() bool {
 	}
 	g.inFlight++
 	return true
+}
+
+// prioritize pauses the gate while a member's control request (a
+// technician's ls or jump, a relay's report) is served: no new handshake
+// starts until it is answered, at most gatePriorityHold, so the request
+// does not share the cores with handshakes that came after it (during a
+// storm the gate always has connections waiting). The handshakes in
+// progress go on. The pauses together take at most gatePriorityShare of
+// the time; past that budget a request pauses nothing. done ends the
+// pause; it may be called more than once.
+func (g *handshakeGate) prioritize() (done func()) {
+	g.mu.Lock()
+	now := time.Now()
+	g.budget = min(gatePriorityBurst, g.budget+time.Duration(float64(now.Sub(g.budgetAt))*gatePriorityShare))
+	g.budgetAt = now
+	if g.budget <= 0 || g.closed {
+		g.mu.Unlock()
+		return func() {}
+	}
+	g.serving++
+	g.mu.Unlock()
+	var once sync.Once
+	end := func() {
+		once.Do(func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			g.serving--
+			g.budget -= time.Since(now)
+			g.cond.Broadcast()
+		})
+	}
+	t := time.AfterFunc(gatePriorityHold, end)
+	return func() { t.Stop(); end() }
 }
 
 // release gives a place back.
@@ -156,12 +226,68 @@ func (g *handshakeGate) adapt(sample time.Duration, now time.Time) {
 	if g.least == 0 || sample < g.least {
 		g.least = sample
 	}
-	base := g.baseLocked()
-	// The limit's estimate: as many as fit while a handshake takes at
-	// most tolerance × base, plus a queue of √limit to keep probing.
-	gradient := math.Min(1, gateTolerance*float64(base)/float64(sample))
+	if now.Before(g.schedNext) {
+		return
+	}
+	g.schedNext = now.Add(gateSchedEvery)
+	p90, ok := g.sched()
+	if !ok {
+		return
+	}
+	g.schedP90 = p90
+	// The limit's estimate: as many as fit while goroutines wait at most
+	// the target for a core, plus a queue of √limit to keep probing.
+	gradient := math.Min(1, float64(gateSchedTarget)/float64(max(p90, time.Microsecond)))
 	estimate := g.limit*gradient + math.Sqrt(g.limit)
 	g.limit = math.Max(g.min, math.Min(g.max, (1-gateSmoothing)*g.limit+gateSmoothing*estimate))
+}
+
+// schedProbe reads the runtime's histogram of goroutine scheduling
+// latencies (runtime/metrics), as differences between readings.
+type schedProbe struct {
+	sample []rtmetrics.Sample
+	last   []uint64
+}
+
+func newSchedProbe() *schedProbe {
+	return &schedProbe{sample: []rtmetrics.Sample{{Name: "/sched/latencies:seconds"}}}
+}
+
+// p90 is the 90th percentile of the latencies since the last reading
+// (the upper bound of its bucket); ok is false below 64 events, which the
+// next call counts again.
+func (p *schedProbe) p90() (time.Duration, bool) {
+	rtmetrics.Read(p.sample)
+	if p.sample[0].Value.Kind() != rtmetrics.KindFloat64Histogram {
+		return 0, false
+	}
+	h := p.sample[0].Value.Float64Histogram()
+	last := p.last
+	if len(last) != len(h.Counts) {
+		p.last = append(p.last[:0:0], h.Counts...)
+		return 0, false
+	}
+	var total uint64
+	for i, c := range h.Counts {
+		total += c - last[i]
+	}
+	if total < 64 {
+		return 0, false // the next reading takes these events too
+	}
+	var seen uint64
+	var p90 time.Duration
+	for i, c := range h.Counts {
+		if seen += c - last[i]; seen*10 >= total*9 {
+			upper := h.Buckets[i+1]
+			if math.IsInf(upper, 1) {
+				upper = h.Buckets[i]
+			}
+			p90 = time.Duration(upper * float64(time.Second))
+			break
+		}
+	}
+	copy(p.last, h.Counts)
+	return p90, true
 }
 
 // holdFor is how long the next connection may hold its place: four times
@@ -203,12 +329,15 @@ type GateStats struct {
 	// last minute.
 	Waited, Samples int64
 	Least           time.Duration
+	// Sched is the last reading of the goroutines' scheduling latency
+	// (90th percentile) the bound follows.
+	Sched time.Duration
 }
 
 func (g *handshakeGate) stats() GateStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return GateStats{Limit: int(g.limit), InFlight: g.inFlight, Waited: g.waited, Samples: g.samples, Least: g.baseLocked()}
+	return GateStats{Limit: int(g.limit), InFlight: g.inFlight, Waited: g.waited, Samples: g.samples, Least: g.baseLocked(), Sched: g.schedP90}
 }
 
 // gatedScope is a connection's scope while it may hold a place.

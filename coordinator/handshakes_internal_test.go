@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"runtime"
 	"testing"
 	"time"
 
@@ -98,41 +99,107 @@ func TestHandshakeGateCloseLetsWaitersThrough(t *testing.T) {
 	waitScope(t, next, "after close")
 }
 
-// The bound grows while handshakes take what they take alone, and shrinks
-// when they take several times that (CPU queueing), within [GOMAXPROCS or
-// 2, MaxHandshakes].
+// The bound grows while the coordinator's goroutines wait little for a
+// core, however long handshakes take (a slow or distant peer's share), and
+// shrinks when they queue for CPU, within [GOMAXPROCS or 2, MaxHandshakes].
 func TestHandshakeGateAdapts(t *testing.T) {
 	g := newHandshakeGate(&network.NullResourceManager{}, 256, time.Minute)
 	start := g.stats().Limit
+	var sched time.Duration
+	g.sched = func() (time.Duration, bool) { return sched, true }
 	now := time.Unix(1_000_000, 0)
+	run := func(n int, sample time.Duration) int {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for range n {
+			g.adapt(sample, now)
+			now = now.Add(gateSchedEvery)
+		}
+		return int(g.limit)
+	}
+	run(1, 2*time.Millisecond) // the least handshake
+	sched = 200 * time.Microsecond
+	if grown := run(500, 40*time.Millisecond); grown != 256 { // 20× the least: the remote's time
+		t.Fatalf("bound %d after slow handshakes on idle cores, want the maximum 256 (started at %d)", grown, start)
+	}
+	sched = 20 * time.Millisecond // 10× the target
+	if shrunk := run(500, 2*time.Millisecond); shrunk > int(2*g.min) {
+		t.Fatalf("bound %d while goroutines wait 20 ms for a core, want near the minimum %v", shrunk, g.min)
+	}
+	if st := g.stats(); st.Sched != sched {
+		t.Fatalf("stats %+v: want the last reading %s", st, sched)
+	}
+	// Between readings, and when a reading has too few events, the bound
+	// stays.
+	sched = 200 * time.Microsecond
+	g.sched = func() (time.Duration, bool) { return sched, false }
+	before := g.stats().Limit
+	if held := run(100, 2*time.Millisecond); held != before {
+		t.Fatalf("bound moved from %d to %d without a reading", before, held)
+	}
+}
+
+// The probe reads the runtime's own histogram: goroutines that wait for
+// a core show in it.
+func TestSchedProbeReadsTheRuntime(t *testing.T) {
+	p := newSchedProbe()
+	p.p90() // the first reading is the baseline
+	done := make(chan struct{})
+	for range 256 {
+		go func() { <-done }()
+	}
+	close(done)
+	runtime.Gosched()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := p.p90(); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reading after 256 goroutines ran")
+		}
+		for range 64 {
+			runtime.Gosched()
+		}
+	}
+}
+
+// A member's request pauses the gate: a place given back while it is
+// served goes to no one until it is answered, or its hold passes; past the
+// pauses' budget a request pauses nothing.
+func TestHandshakeGateLetsMembersFirst(t *testing.T) {
+	g := newHandshakeGate(&network.NullResourceManager{}, 64, time.Minute)
+	var scopes []network.ConnManagementScope
+	for range g.stats().Limit {
+		scopes = append(scopes, waitScope(t, open(t, g, gateTCP), "within the bound"))
+	}
+	next := open(t, g, gateTCP)
+	done := g.prioritize()
+	scopes[0].Done()
+	select {
+	case <-next:
+		t.Fatal("a connection got a place while a member's request was served")
+	case <-time.After(gatePriorityHold / 4): // the absence of an event: bounded, not a wait for one
+	}
+	done()
+	done() // twice: nothing more
+	scopes = append(scopes, waitScope(t, next, "after the request was answered"))
+	if g.serving != 0 {
+		t.Fatalf("serving %d after the request", g.serving)
+	}
+
+	// A request that is never answered pauses the gate for its hold only.
+	next = open(t, g, gateTCP)
+	g.prioritize()
+	scopes[1].Done()
+	waitScope(t, next, "past the hold of an unanswered request")
+
+	// Past the budget, nothing is paused.
 	g.mu.Lock()
-	for range 500 {
-		g.adapt(2*time.Millisecond, now)
-		now = now.Add(time.Millisecond)
-	}
-	grown := int(g.limit)
-	for range 500 {
-		g.adapt(40*time.Millisecond, now) // 20× the unloaded handshake
-		now = now.Add(time.Millisecond)
-	}
-	shrunk := int(g.limit)
+	g.budget, g.budgetAt = -time.Hour, time.Now()
 	g.mu.Unlock()
-	if grown != 256 {
-		t.Fatalf("bound %d after fast handshakes, want the maximum 256 (started at %d)", grown, start)
-	}
-	if shrunk > int(2*g.min) {
-		t.Fatalf("bound %d after slow handshakes, want near the minimum %v", shrunk, g.min)
-	}
-	// The baseline is the least sample of the last two windows: a storm
-	// longer than that re-learns it from its own samples.
-	g.mu.Lock()
-	for range 100 {
-		g.adapt(40*time.Millisecond, now)
-		now = now.Add(gateWindow)
-	}
-	relearned := int(g.limit)
-	g.mu.Unlock()
-	if relearned <= shrunk {
-		t.Fatalf("bound %d after a window of steady 40 ms handshakes: the old baseline held it down (was %d)", relearned, shrunk)
-	}
+	next = open(t, g, gateTCP)
+	defer g.prioritize()()
+	scopes[2].Done()
+	waitScope(t, next, "with the pauses' budget spent")
 }

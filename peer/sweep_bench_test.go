@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,7 +41,13 @@ const (
 // size after another in one run, and reports each size's goodput
 // (registrations/s), the largest size's goodput as a share of the best
 // (collapse-ratio: 1 is no collapse; #16's goal ≥ 0.9) and the failed
-// attempts of all sizes (goal 0). In the same run it measures the floor: a
+// attempts of all sizes (goal 0). For each size it also reports the share
+// of the machine's cores the coordinator and the fleet used together
+// (cores-busy) and the fleet's CPU per registration against the
+// coordinator's: the fleet shares the machine, so a size whose goodput
+// falls while the cores are busy measures the machine, not the
+// coordinator. JM_BENCH_CPU_PROFILE=FILE writes the coordinator's CPU
+// profile of each size to FILE-N. In the same run it measures the floor: a
 // bare libp2p host with the same transports, security and muxer (mesh.NewHost)
 // accepting connections that each open one stream and exchange a byte,
 // and reports the coordinator's CPU per registration ÷ that host's CPU per
@@ -50,6 +57,7 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 	sizes := sweepSizes(b)
 	bareN := benchEnvInt(b, envBareN, 1000)
 	goodput := make([]float64, len(sizes))
+	coordPer, fleetPer, busy := make([]float64, len(sizes)), make([]float64, len(sizes)), make([]float64, len(sizes))
 	var failures, regCPU, regs, bareCPU float64
 	for i := 0; i < b.N; i++ {
 		for j, n := range sizes {
@@ -57,18 +65,33 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 			f := startFleet(b, key, n)
 			f.await("ready", time.Minute+time.Duration(n)*20*time.Millisecond)
 			cpu0 := coord.ask("cpu", time.Minute).CPU
+			if path := os.Getenv(envCPUProfile); path != "" {
+				coord.ask(fmt.Sprintf("cpuprofile %s-%d", path, n), time.Minute)
+			}
 			f.send("go")
 			done := f.await("welcomed", time.Minute+time.Duration(n)*100*time.Millisecond)
-			regCPU += (coord.ask("cpu", time.Minute).CPU - cpu0).Seconds()
+			if os.Getenv(envCPUProfile) != "" {
+				coord.ask("cpuprofile -", time.Minute)
+			}
+			cpu := (coord.ask("cpu", time.Minute).CPU - cpu0).Seconds()
+			regCPU += cpu
 			regs += float64(n)
 			goodput[j] += float64(n) / done.Elapsed.Seconds()
+			// Where each size's wall time went: the coordinator's and the
+			// fleet's CPU per registration, and the share of the machine's
+			// cores the two used together (1: both saturated the machine).
+			coordPer[j] += cpu / float64(n)
+			fleetPer[j] += done.CPU.Seconds() / float64(n)
+			busy[j] += (cpu + done.CPU.Seconds()) / (done.Elapsed.Seconds() * float64(runtime.GOMAXPROCS(0)))
 			gate := coord.ask("gate", time.Minute).Sample
 			st := f.stop()
 			failures += float64(st.Failures)
 			if st.Refusals > 0 || st.GaveUp > 0 {
 				b.Errorf("%d peers: %d refusals, %d gave up (%s)", n, st.Refusals, st.GaveUp, st.Sample)
 			}
-			b.Logf("%d peers: %.0f registrations/s, %d failed attempts; handshake gate %s", n, float64(n)/done.Elapsed.Seconds(), st.Failures, gate)
+			b.Logf("%d peers: %.0f registrations/s, %d failed attempts; CPU per registration: coordinator %.0f µs, fleet %.0f µs; cores busy %.2f; handshake gate %s",
+				n, float64(n)/done.Elapsed.Seconds(), st.Failures, cpu/float64(n)*1e6, done.CPU.Seconds()/float64(n)*1e6,
+				(cpu+done.CPU.Seconds())/(done.Elapsed.Seconds()*float64(runtime.GOMAXPROCS(0))), gate)
 			coord.stop()
 		}
 		bareCPU += bareFloor(b, bareN).Seconds()
@@ -77,6 +100,10 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 	best := slices.Max(goodput)
 	for j, n := range sizes {
 		b.ReportMetric(goodput[j]/runs, fmt.Sprintf("regs/s-%d", n))
+		// Below 1, neither process had the cores to itself: the goodput
+		// was bounded by waiting (the gate, the round trips), not CPU.
+		b.ReportMetric(busy[j]/runs, fmt.Sprintf("cores-busy-%d", n))
+		b.ReportMetric(fleetPer[j]/coordPer[j], fmt.Sprintf("fleet÷coord-cpu-%d", n))
 	}
 	b.ReportMetric(goodput[len(goodput)-1]/best, "collapse-ratio")
 	b.ReportMetric(failures/runs, "failed-attempts")
