@@ -278,7 +278,9 @@ func (a *Agent) serve(conn *net.UnixConn) {
 		t = NewTiming(time.Now())
 	}
 	ctx := WithTiming(context.Background(), t)
-	res, j := a.exec(ctx, conn, out, req, t)
+	working := tellWorking(out)
+	res, j := a.exec(ctx, conn, out, req, t, working)
+	working()
 	res.Phases = t.Phases()
 	_ = out.json(frameResult, res)
 	if j != nil {
@@ -315,7 +317,7 @@ func (a *Agent) hello(conn net.Conn, out *lockedWriter) error {
 // exec runs req's jump, carrying the process's input and output on conn,
 // and returns the result and the jump (nil if there was none), which the
 // caller reports and closes.
-func (a *Agent) exec(ctx context.Context, conn net.Conn, out *lockedWriter, req AgentRequest, t *Timing) (agentResult, *Jump) {
+func (a *Agent) exec(ctx context.Context, conn net.Conn, out *lockedWriter, req AgentRequest, t *Timing, working func()) (agentResult, *Jump) {
 	cmd := ExecCommand{Argv: req.Argv, TTY: req.TTY, Term: req.Term}
 	if req.TTY && req.Cols > 0 {
 		cmd.Window = &pb.WindowSize{Cols: req.Cols, Rows: req.Rows}
@@ -325,7 +327,7 @@ func (a *Agent) exec(ctx context.Context, conn net.Conn, out *lockedWriter, req 
 		return errorResult(err), nil
 	}
 	j.PunchWait = req.PunchWait
-	st, err := a.run(ctx, j, cmd, conn, out, t)
+	st, err := a.run(ctx, j, cmd, conn, out, t, working)
 	if err != nil {
 		return errorResult(err), j
 	}
@@ -333,8 +335,9 @@ func (a *Agent) exec(ctx context.Context, conn net.Conn, out *lockedWriter, req 
 }
 
 // run opens the exec channel and runs it until the process exits or the
-// command line goes away.
-func (a *Agent) run(ctx context.Context, j *Jump, cmd ExecCommand, conn net.Conn, out *lockedWriter, t *Timing) (*pb.ExitStatus, error) {
+// command line goes away. working stops the frameWorking beats before
+// frameOpened.
+func (a *Agent) run(ctx context.Context, j *Jump, cmd ExecCommand, conn net.Conn, out *lockedWriter, t *Timing, working func()) (*pb.ExitStatus, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := j.Exec(ctx, cmd)
@@ -342,6 +345,7 @@ func (a *Agent) run(ctx context.Context, j *Jump, cmd ExecCommand, conn net.Conn
 		return nil, err
 	}
 	defer s.Close()
+	working()
 	if err := out.json(frameOpened, agentOpened{Path: j.PathLine(), Phases: t.Phases()}); err != nil {
 		return nil, err
 	}
@@ -426,6 +430,30 @@ func peerUID(conn *net.UnixConn) (int, error) {
 		return -1, credErr
 	}
 	return int(cred.Uid), nil
+}
+
+// tellWorking sends frameWorking every agentWorkingEvery until the
+// returned stop is called; stop waits for a beat being written, so none
+// follows it, and may be called more than once.
+func tellWorking(out *lockedWriter) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(agentWorkingEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if out.frame(frameWorking, nil) != nil {
+					return
+				}
+			}
+		}
+	})
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
 // lockedWriter writes whole frames from several goroutines.

@@ -87,11 +87,15 @@ func AgentExec(ctx context.Context, home string, req AgentRequest, t *Timing) (*
 		// A failed write: the agent closed before it had the whole request.
 		return nil, fmt.Errorf("%w (%v)", ErrNoAgent, err)
 	}
-	typ, payload, err := readFrame(conn)
+	typ, payload, err := s.awaitOpened()
 	if err != nil {
 		conn.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, catalog.Errorf(catalog.CodeConnectionLost,
+				"(the agent took the jump's request, then said nothing for %s: stopped or stuck; jump --no-agent goes without it)", agentQuietTimeout)
 		}
 		return nil, catalog.Errorf(catalog.CodeConnectionLost,
 			"(the agent went away after it took the jump's request, before the session opened: %v; jump --no-agent goes without it)", err)
@@ -120,6 +124,19 @@ func AgentExec(ctx context.Context, home string, req AgentRequest, t *Timing) (*
 	}
 	conn.Close()
 	return nil, fmt.Errorf("agent: unexpected frame of type %d", typ)
+}
+
+// awaitOpened reads the agent's answer to the request, skipping its
+// frameWorking beats; it waits at most agentQuietTimeout for each frame.
+func (s *AgentSession) awaitOpened() (byte, []byte, error) {
+	defer s.conn.SetReadDeadline(time.Time{})
+	for {
+		_ = s.conn.SetReadDeadline(time.Now().Add(agentQuietTimeout))
+		typ, payload, err := readFrame(s.conn)
+		if err != nil || typ != frameWorking {
+			return typ, payload, err
+		}
+	}
 }
 
 // hello sends the command line's hello and waits at most

@@ -267,3 +267,83 @@ func TestAgentRefusesAnotherWireVersion(t *testing.T) {
 		t.Fatalf("a jump of this version after: %v %v", st, err)
 	}
 }
+
+// Frame types of the agent's answer (agentwire.go).
+const (
+	wireOpened  byte = 6
+	wireWorking byte = 11
+)
+
+// helloThenRequest answers the command line's hello and reads up to its
+// request; false if the command line went away.
+func (f *fakeAgent) helloThenRequest(c net.Conn) bool {
+	payload, _ := json.Marshal(map[string]any{"version": console.AgentWireVersion})
+	if writeWireFrame(c, wireHello, payload) != nil {
+		return false
+	}
+	for !f.sawRequest() {
+		typ, _, err := readWireFrame(c)
+		if err != nil {
+			return false
+		}
+		f.mu.Lock()
+		f.seen = append(f.seen, typ)
+		f.mu.Unlock()
+	}
+	return true
+}
+
+// TestAgentExecGivesUpOnASilentAgent: an agent that took the request and
+// then says nothing (stopped with SIGSTOP, stuck) is connection_lost after
+// the quiet wait, not a jump that hangs for ever — and not a jump again
+// without the agent (it may have asked for a grant).
+func TestAgentExecGivesUpOnASilentAgent(t *testing.T) {
+	const quiet = 300 * time.Millisecond
+	defer console.SetAgentQuietTimeout(quiet)()
+	silent := newFakeAgent(t, func(f *fakeAgent, c net.Conn) {
+		if f.helloThenRequest(c) {
+			f.readAll(c)
+		}
+	})
+	took, err := agentExecWithin(t, silent.home, 10*time.Second)
+	coordinatortest.WantCode(t, err, catalog.CodeConnectionLost)
+	if errors.Is(err, console.ErrNoAgent) || !silent.sawRequest() {
+		t.Errorf("a silent agent: %v (request sent: %v)", err, silent.sawRequest())
+	}
+	if took < quiet {
+		t.Errorf("gave up after %v, before the quiet wait (%v)", took, quiet)
+	}
+	t.Logf("a silent agent: %v after %v", err, took)
+}
+
+// TestAgentExecWaitsForAWorkingAgent: an agent that takes longer than the
+// quiet wait to open the session (waking a passive peer, a slow
+// coordinator) but beats frameWorking meanwhile is waited for.
+func TestAgentExecWaitsForAWorkingAgent(t *testing.T) {
+	const quiet = time.Second // 10 beats: room for a loaded machine
+	defer console.SetAgentQuietTimeout(quiet)()
+	slow := newFakeAgent(t, func(f *fakeAgent, c net.Conn) {
+		if !f.helloThenRequest(c) {
+			return
+		}
+		tick := time.NewTicker(quiet / 10)
+		defer tick.Stop()
+		for range 30 { // 3 × the quiet wait
+			<-tick.C
+			if writeWireFrame(c, wireWorking, nil) != nil {
+				return
+			}
+		}
+		opened, _ := json.Marshal(map[string]any{"path": "direct /ip4/192.0.2.1/tcp/1"})
+		if writeWireFrame(c, wireOpened, opened) == nil {
+			f.readAll(c)
+		}
+	})
+	took, err := agentExecWithin(t, slow.home, 10*time.Second)
+	if err != nil {
+		t.Fatalf("a working agent given up on after %v: %v", took, err)
+	}
+	if took < 3*quiet {
+		t.Errorf("opened after %v, before the agent's last beat", took)
+	}
+}

@@ -24,7 +24,12 @@ import (
 //	 2. The agent asks the coordinator for a grant, reaches the peer (on the
 //	    connection it keeps, if any), opens the exec channel, and answers
 //	    frameOpened (agentOpened: the path line and the phases so far), or
-//	    frameResult with the error and nothing more.
+//	    frameResult with the error and nothing more. Until then it sends an
+//	    empty frameWorking every agentWorkingEvery: the command line waits
+//	    at most agentQuietTimeout between two frames (an agent stopped or
+//	    stuck after it took the request is connection_lost, not a jump that
+//	    hangs; waking a passive peer may take minutes, so no bound on the
+//	    whole wait would fit).
 //	 3. The command line sends frameStdin chunks, one frameStdinEOF,
 //	    frameSignal (a signal name) and frameResize (JSON WindowSize); the
 //	    agent sends frameStdout and frameStderr chunks.
@@ -43,12 +48,22 @@ const (
 	frameStderr
 	frameResult
 	frameHello
+	frameWorking
 )
+
+// The agent's frameWorking while it sets a jump up, and how long the
+// command line waits without any frame (agentclient.go). Ten beats
+// between: a loaded agent misses a few and is not given up on.
+const agentWorkingEvery = time.Second
+
+var agentQuietTimeout = 10 * time.Second // a variable for the tests
 
 // AgentWireVersion is the version of the agent's wire, in the hello each
 // way. Change it with any change of the frames or their payloads that an
-// agent or command line of the other version would misread.
-const AgentWireVersion = 2
+// agent or command line of the other version would misread. 3: the
+// agent's frameWorking (a command line of 2 would give up on none, but
+// would take a frameWorking for an unexpected frame).
+const AgentWireVersion = 3
 
 // agentHello is the first frame each way.
 type agentHello struct {
