@@ -159,14 +159,7 @@ func TestPresenceFollowsSessions(t *testing.T) {
 	p := fakePeer(t, 0, "user:ann", now)
 	id := peer.ID(p.GetId())
 	mustUpdate(t, st, func(tx *Tx) error { return tx.PutPeer(p) })
-	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	signer, _ := mesh.NewKeySigner(key)
-	svc, err := NewService(ServiceConfig{Store: st, Signer: signer, Clock: mesh.NewManualClock(now),
-		PeerAddrs: func(peer.ID) []ma.Multiaddr { return []ma.Multiaddr{ma.StringCast("/ip4/192.0.2.1/tcp/1")} },
-		ConnAddrs: func(peer.ID) []ma.Multiaddr { return []ma.Multiaddr{ma.StringCast("/ip4/192.0.2.1/tcp/2")} }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := addressedService(t, st, mesh.NewManualClock(now))
 	cli := rawEtcd(t, cfg)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()

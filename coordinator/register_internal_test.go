@@ -76,15 +76,8 @@ func testHelloWritesOnce(t *testing.T, st *Store, revs func(peer.ID) (p, o, leas
 	p.PublicAddr = "192.0.2.7"
 	id := peer.ID(p.GetId())
 	mustUpdate(t, st, func(tx *Tx) error { return tx.PutPeer(p) })
-	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	signer, _ := mesh.NewKeySigner(key)
 	clock := mesh.NewManualClock(now)
-	svc, err := NewService(ServiceConfig{Store: st, Signer: signer, Clock: clock,
-		PeerAddrs: func(peer.ID) []ma.Multiaddr { return []ma.Multiaddr{ma.StringCast("/ip4/192.0.2.1/tcp/1")} },
-		ConnAddrs: func(peer.ID) []ma.Multiaddr { return []ma.Multiaddr{ma.StringCast("/ip4/192.0.2.1/tcp/2")} }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := addressedService(t, st, clock)
 	var commits atomic.Int64
 	st.beforeCommit = func() { commits.Add(1) }
 	stored := func() *pb.Peer {
@@ -208,6 +201,21 @@ func testHelloWritesOnce(t *testing.T, st *Store, revs func(peer.ID) (p, o, leas
 	if _, or, _ := revsOr(revs, id); or != 0 {
 		t.Fatal("presence after the session ended")
 	}
+}
+
+// addressedService is a service on st whose host knows one address and
+// one connection of every peer (192.0.2.1).
+func addressedService(t *testing.T, st *Store, clock *mesh.ManualClock) *Service {
+	t.Helper()
+	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	signer, _ := mesh.NewKeySigner(key)
+	svc, err := NewService(ServiceConfig{Store: st, Signer: signer, Clock: clock,
+		PeerAddrs: func(peer.ID) []ma.Multiaddr { return []ma.Multiaddr{ma.StringCast("/ip4/192.0.2.1/tcp/1")} },
+		ConnAddrs: func(peer.ID) []ma.Multiaddr { return []ma.Multiaddr{ma.StringCast("/ip4/192.0.2.1/tcp/2")} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
 }
 
 func revsOr(revs func(peer.ID) (int64, int64, int64), id peer.ID) (int64, int64, int64) {
