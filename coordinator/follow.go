@@ -32,7 +32,17 @@ import (
 //     issued until then. Closed jump windows are not published: every
 //     coordinator checks its own peers' windows;
 //   - relays: the relays' records (rl/, relays.go), so that every
-//     coordinator hands out the relays that fetched from any of them.
+//     coordinator hands out the relays that fetched from any of them;
+//   - peer records of the peers it holds (p/): a peer set or removed
+//     through another coordinator. The holder compares the settings of
+//     the record with those its welcome or latest update carried
+//     (peerSession.sent) and pushes the peer an update built from that
+//     record when they differ, so its own writes (last contact,
+//     statistics) push nothing;
+//     a record marked deleted is buried here and the peer told to
+//     uninstall, as the coordinator taking the removal does for a peer it
+//     holds. A change that comes while the welcome is on its way is
+//     pushed right after it (startPushes).
 //
 // What is read from the store at every request (users and their keys,
 // groups, policies, tombstones, peers' records) needs no following: a
@@ -87,6 +97,9 @@ func (s *Service) startFollowing() error {
 	s.store.watch("settings", rev, s.followSettings)
 	s.store.watch(siteEventPrefix, rev, s.followSiteEvents)
 	s.store.watch(relaysPrefix, rev, s.followRelays)
+	s.store.watch(peersPrefix, rev, s.followPeers)
+	s.store.watch(wakeReplyPrefix, rev, s.followWakeReplies)
+	s.store.watch(wakeOrderPrefix+s.store.Instance()+"/", rev, s.followWakeOrders)
 	return nil
 }
 
@@ -144,6 +157,66 @@ func (s *Service) followSiteEvents(b watchBatch) {
 			s.pushRevoke(sessions, m)
 		}
 	}
+}
+
+// followPeers pushes to the peers it holds what another coordinator
+// changed of their records (see above).
+func (s *Service) followPeers(b watchBatch) {
+	for _, e := range b.events {
+		sess := s.peers.session(peer.ID(strings.TrimPrefix(e.key, peersPrefix)))
+		if sess == nil || e.value == nil {
+			continue // not held here; a record deleted (buried, or uninstalled)
+		}
+		rec := &pb.Peer{}
+		if err := proto.Unmarshal(e.value, rec); err != nil || peer.ID(rec.GetId()) != sess.id {
+			continue // the registry logs it (presence.go)
+		}
+		if rec.GetDeletedUnix() != 0 {
+			s.log.Info("a peer removed through another coordinator: told to uninstall", logPeer, sess.id, "by", rec.GetDeletedBy())
+			s.peers.bury(rec, "", s.clock.Now())
+			s.pushUninstall(sess, "deleted by "+rec.GetDeletedBy())
+			continue
+		}
+		sess.mu.Lock()
+		if sess.sent == nil {
+			sess.followed = rec // startPushes compares
+			sess.mu.Unlock()
+			continue
+		}
+		changed := !sameSettings(sess.sent, rec.GetSettings())
+		sess.mu.Unlock()
+		if !changed {
+			continue
+		}
+		m := s.followedUpdate(rec)
+		if s.push(sess, m) {
+			sess.mu.Lock()
+			sess.sent = m.GetUpdate().GetPeer().GetSettings()
+			sess.mu.Unlock()
+		}
+	}
+}
+
+// followedUpdate is the update of a peer whose record another coordinator
+// changed, built from that record: this coordinator's registry follows the
+// same changes by a watch of its own (presence.go), which may not have
+// taken it yet.
+func (s *Service) followedUpdate(rec *pb.Peer) *pb.PeerDown {
+	return &pb.PeerDown{Body: &pb.PeerDown_Update{Update: s.welcome(rec, "")}}
+}
+
+// sameSettings: a peer sent settings sent needs no update for a record
+// whose settings are cur. A record without a connection type (an old
+// installer's) was sent the site's default: its type is not compared.
+func sameSettings(sent, cur *pb.InstallerDefaults) bool {
+	if cur.GetConnectionType() == pb.ConnectionType_CONNECTION_TYPE_UNSPECIFIED && sent != nil {
+		c := &pb.InstallerDefaults{}
+		if cur != nil {
+			c = proto.CloneOf(cur)
+		}
+		c.ConnectionType, cur = sent.GetConnectionType(), c
+	}
+	return proto.Equal(sent, cur)
 }
 
 // publishRevoke tells the other coordinators of a revocation (etcd). A

@@ -154,6 +154,9 @@ type neighbour struct {
 	name     string
 	group    string
 	lastSeen int64 // unix nanoseconds
+	// holder is the instance of the coordinator holding it, when another
+	// does (sameGatewayElsewhere).
+	holder string
 }
 
 // sameGateway returns at most n online peers behind k, other than except,
@@ -175,6 +178,28 @@ func (r *registry) sameGateway(k gatewayKey, except peer.ID, n int) []neighbour 
 			continue
 		}
 		out = append(out, neighbour{id: id, name: e.rec.GetSettings().GetName(), group: e.rec.GetSettings().GetGroup(), lastSeen: e.lastSeen.UnixNano()})
+	}
+	return out
+}
+
+// sameGatewayElsewhere is sameGateway for the peers that other
+// coordinators of the site hold (their presence records, presence.go):
+// the wakers this coordinator can order only through them (wakeremote.go).
+func (r *registry) sameGatewayElsewhere(k gatewayKey, except peer.ID, n int) []neighbour {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	set := r.gateways[k]
+	if set == nil || n <= 0 {
+		return nil
+	}
+	out := make([]neighbour, 0, n)
+	for e := set.head; e != nil && len(out) < n; e = e.gw.next {
+		id := peer.ID(e.rec.GetId())
+		if id == except || e.session != nil || e.remote == nil || e.rec.GetDisabled() || e.rec.GetDeletedUnix() != 0 || e.rec.GetUninstalledUnix() != 0 {
+			continue
+		}
+		out = append(out, neighbour{id: id, name: e.rec.GetSettings().GetName(), group: e.rec.GetSettings().GetGroup(),
+			lastSeen: e.lastSeen.UnixNano(), holder: e.remote.instance})
 	}
 	return out
 }

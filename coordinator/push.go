@@ -67,6 +67,11 @@ type peerSession struct {
 	ended bool
 	// closed: the stream was reset.
 	closed bool
+	// sent is the peer's settings as its welcome or its latest update
+	// carried them (nil until the welcome); followed, the newest record
+	// another coordinator wrote before that (follow.go).
+	sent     *pb.InstallerDefaults
+	followed *pb.Peer
 }
 
 func newPeerSession(id peer.ID, ms *frame.Stream) *peerSession {
@@ -76,7 +81,14 @@ func newPeerSession(id peer.ID, ms *frame.Stream) *peerSession {
 // send writes m at once. Only for what precedes the session's queue (the
 // welcome, an order to a host never welcomed): once startPushes ran, a
 // writer may be writing, and everything goes through push.
-func (ps *peerSession) send(m *pb.PeerDown) error { return ps.ms.Write(m, writeTimeout) }
+func (ps *peerSession) send(m *pb.PeerDown) error {
+	if w := m.GetWelcome(); w != nil {
+		ps.mu.Lock()
+		ps.sent = w.GetPeer().GetSettings()
+		ps.mu.Unlock()
+	}
+	return ps.ms.Write(m, writeTimeout)
+}
 
 // close resets the stream and drops what waits in the queue.
 func (ps *peerSession) close() {
@@ -90,8 +102,23 @@ func (ps *peerSession) close() {
 
 // startPushes lets the session's queue be written, once the welcome is out.
 func (s *Service) startPushes(sess *peerSession) {
+	// A peer set through another coordinator while the welcome was on its
+	// way: its update follows the welcome (follow.go).
+	sess.mu.Lock()
+	f := sess.followed
+	sess.followed = nil
+	sent := sess.sent
+	sess.mu.Unlock()
+	var m *pb.PeerDown
+	if f != nil && !sameSettings(sent, f.GetSettings()) {
+		m = s.followedUpdate(f)
+	}
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	if m != nil && !sess.ended {
+		sess.queue = append(sess.queue, m)
+		sess.sent = m.GetUpdate().GetPeer().GetSettings()
+	}
 	sess.started = true
 	s.writeLocked(sess)
 }
@@ -215,6 +242,9 @@ func (s *Service) writeQueue(sess *peerSession) (placed bool) {
 			if m = s.settingsUpdate(sess.id); m == nil {
 				continue // no longer enrolled
 			}
+			sess.mu.Lock()
+			sess.sent = m.GetUpdate().GetPeer().GetSettings()
+			sess.mu.Unlock()
 		}
 		var err error
 		placed = s.held(placed, func() { err = sess.ms.Write(m, s.resources.PeerWriteTimeout) })
@@ -292,7 +322,10 @@ func (s *Service) pushUninstall(sess *peerSession, reason string) {
 
 // waitPushes waits for the session writers at work. Coordinator.Close
 // calls it once no handler can push any more and the host is closed.
-func (s *Service) waitPushes() { s.pool.wg.Wait() }
+func (s *Service) waitPushes() {
+	s.pool.wg.Wait()
+	s.remoteWakes.wg.Wait() // wake orders of other coordinators (wakeremote.go)
+}
 
 // Pushing is how many online peers have something queued that is being
 // written or waits for a writer.

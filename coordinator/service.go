@@ -84,6 +84,9 @@ type Service struct {
 	// wakeSender orders wakers (wake.go); wakes counts the attempts.
 	wakeSender WakeSender
 	wakes      *prometheus.CounterVec
+	// remoteWakes are wake orders given through other coordinators
+	// (wakeremote.go).
+	remoteWakes remoteWakes
 	// memberView follows the site's other coordinators (members.go).
 	memberView *memberView
 }

@@ -28,7 +28,9 @@ import (
 // Decisions:
 //   - Wakers: up to MaxGatewayWakers online peers behind the target's
 //     gateway (the same-gateway index, gateways.go), the most recently
-//     seen first, plus every online jumpoint the target talks through.
+//     seen first, those this coordinator holds before those other
+//     coordinators of the site hold (ordered through them: wakeremote.go),
+//     plus every online jumpoint the target talks through.
 //     Peers disabled by their local user are not asked.
 //   - Only a technician who can see the target may wake it (peer_not_found
 //     otherwise, as for a jump). A wake is not a jump: no jump policy
@@ -102,6 +104,9 @@ type wakerRef struct {
 	id         peer.ID
 	name, kind string
 	group      string // a peer's jump group (what the caller may see)
+	// holder is the instance of the coordinator holding the waker when
+	// another one does: the order goes through it (wakeremote.go).
+	holder string
 }
 
 // wakeRequest answers Request.wake.
@@ -260,6 +265,10 @@ func (s *Service) wakersFor(rec *pb.Peer) ([]wakerRef, error) {
 		for _, n := range s.peers.sameGateway(k, peer.ID(rec.GetId()), MaxGatewayWakers) {
 			out = append(out, wakerRef{id: n.id, name: n.name, kind: "peer", group: n.group})
 		}
+		// Too few held here: those other coordinators hold (wakeremote.go).
+		for _, n := range s.peers.sameGatewayElsewhere(k, peer.ID(rec.GetId()), MaxGatewayWakers-len(out)) {
+			out = append(out, wakerRef{id: n.id, name: n.name, kind: "peer", group: n.group, holder: n.holder})
+		}
 	}
 	if len(rec.GetJumpoints()) == 0 {
 		return out, nil
@@ -379,12 +388,17 @@ func (s *Service) sendWake(wakers []wakerRef, cmd *pb.WakeCommand, passiveAddrs 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if s.wakeSender == nil {
+			order := func(ctx context.Context, w wakerRef, cmd *pb.WakeCommand) (*pb.WakeReport, error) {
+				return s.wakeSender.Order(ctx, w.id, cmd)
+			}
+			if w.holder != "" {
+				order = s.orderRemote
+			} else if s.wakeSender == nil {
 				out.Wakers[i].Error = catalog.ErrorToPB(catalog.Errorf(catalog.CodeWakeFailed, "(this coordinator has no network)"))
 				return
 			}
 			// A report that arrived is delivered, even with an error in it.
-			rep, err := s.wakeSender.Order(ctx, w.id, cmd)
+			rep, err := order(ctx, w, cmd)
 			if rep == nil {
 				out.Wakers[i].Error = catalog.ErrorToPB(catalog.Errorf(catalog.CodeWakeFailed, "(ordering %s: %v)", w.name, err))
 				return
