@@ -13,6 +13,7 @@ import (
 // of one site on a real etcd (in this process), each fleet part pinned to
 // its coordinator, and the store operations on both backends.
 func TestCoordinators(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (scale_test.go)
 	if testing.Short() {
 		t.Skip("starts etcd and several coordinators")
 	}

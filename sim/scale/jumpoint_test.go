@@ -11,6 +11,7 @@ import (
 // coordinator records the jumpoint on each, and the peers come back
 // through it after a coordinator restart.
 func TestStormThroughAJumpoint(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (scale_test.go)
 	e := newEngine(t, scale.Config{Peers: testPeers, Jumpoint: true})
 	storm, err := e.Storm(ctx(t))
 	if err != nil {

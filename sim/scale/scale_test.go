@@ -20,6 +20,12 @@ func TestMain(m *testing.M) {
 	)
 }
 
+// The slowest tests (each a site and fleet of its own in a temp dir, on
+// port 0, mostly waiting on the reconnect backoff, restarts and the
+// store) run in parallel with each other, after the others
+// (t.Parallel). A test whose check depends on how fast hellos arrive
+// (TestConnectionRateTurnsPeersAway) stays sequential, so it never shares
+// the machine with them.
 const testPeers = 50
 
 func newEngine(t *testing.T, cfg scale.Config) *scale.Engine {
@@ -47,6 +53,7 @@ func ctx(t *testing.T) context.Context {
 // coordinator under them, then walks them through the horizons, checking
 // the coordinator's own view at each stage.
 func TestStormThenReconnectThenLifecycle(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (scale_test.go)
 	e := newEngine(t, scale.Config{Peers: testPeers})
 	storm, err := e.Storm(ctx(t))
 	if err != nil {
@@ -154,6 +161,7 @@ func TestConnectionRateTurnsPeersAway(t *testing.T) {
 // TestSearchFindsWhatWasStored writes records next to online peers and
 // finds them by name, IP prefix and all together.
 func TestSearchFindsWhatWasStored(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (scale_test.go)
 	const peers, stored = 20, 600
 	e := newEngine(t, scale.Config{Peers: peers, StoredPeers: stored, SearchRuns: 3})
 	if _, err := e.Storm(ctx(t)); err != nil {
@@ -189,6 +197,7 @@ func TestSearchFindsWhatWasStored(t *testing.T) {
 }
 
 func TestRunReportsEveryWorkload(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (scale_test.go)
 	res, err := scale.Run(ctx(t), scale.Config{Dir: t.TempDir(), Peers: 20, StoredPeers: 100, SearchRuns: 2})
 	if err != nil {
 		t.Fatal(err)
