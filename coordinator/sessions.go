@@ -103,6 +103,9 @@ func startShare(st *pb.Settings) int {
 // reserve takes a slot for a session start for user, failing when the
 // site's max or the user's share is in flight.
 func (j *jumps) reserve(nonce []byte, user string, now time.Time, st *pb.Settings) error {
+	if j.shared != nil {
+		return j.shared.reserve(nonce, user, now, st) // the site's count (sitesessions.go)
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	mine := 0
@@ -127,8 +130,11 @@ func (j *jumps) reserve(nonce []byte, user string, now time.Time, st *pb.Setting
 // release frees the start slot of a grant: used at the peer, or not issued.
 func (j *jumps) release(nonce []byte) {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	delete(j.inflight, string(nonce))
+	j.mu.Unlock()
+	if j.shared != nil {
+		j.shared.release(nonce)
+	}
 }
 
 func (j *jumps) started(id peer.ID, sessionID, user string, nonce []byte) {
@@ -140,7 +146,7 @@ func (j *jumps) started(id peer.ID, sessionID, user string, nonce []byte) {
 	j.active[id][sessionID] = openSession{user: user, nonce: nonce}
 	j.mu.Unlock()
 	if j.shared != nil {
-		j.shared.started(id, sessionID, user) // a store write: outside the lock
+		j.shared.started(id, sessionID, user, nonce) // a store write: outside the lock
 	}
 }
 

@@ -2,11 +2,17 @@ package coordinator
 
 import (
 	"bytes"
+	"encoding/hex"
+	"encoding/json"
 	"log/slog"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // "One jump at a time" across coordinators. With concurrent-jumps off, a
@@ -29,6 +35,97 @@ import (
 
 const sessionsPrefix = "js/"
 
+// Session starts in flight, site-wide. max-session-starts and each
+// technician's share bound the grants issued and not yet used by all the
+// site's coordinators together: each grant takes a record
+//
+//	ss/<grant nonce, hex> → startRecord (JSON: user, coordinator, expiry)
+//
+// under the lease of the coordinator that issued it, in a transaction that
+// first counts the live records of ss/ (and deletes a few lapsed ones):
+// two coordinators reserving at once conflict on the prefix and one runs
+// again, so the bound holds exactly. The holder of the peer deletes the
+// record when the peer reports the session started (in the transaction
+// that records the session under js/), any coordinator when its grant was
+// not issued or was refused; otherwise it stops counting after StartSlot,
+// on the issuer's clock, or with the issuer's lease.
+//
+// Why records and not a share per live member (the connection rate's way,
+// siterate.go): a technician's share is a few grants (half of 20 by
+// default, often 1–3 when set), and a console asks whichever coordinator
+// it reaches first; split over three members, a share of 2 would give a
+// technician one grant on one coordinator and none on another, while the
+// site's bound would still be passed as soon as members disagree on their
+// number. A grant already costs a store write (its audit event) and
+// technicians ask for grants at a human pace, so one more small
+// transaction per grant is cheap where the exact count is worth it.
+const startsPrefix = "ss/"
+
+// startRecord is the value of ss/<nonce>.
+type startRecord struct {
+	User string `json:"user"`
+	By   string `json:"by"`
+	// Expires is when it stops counting (unix milliseconds on the clock of
+	// the coordinator By).
+	Expires int64 `json:"expires"`
+}
+
+// maxStartSweep bounds the lapsed records one reservation deletes.
+const maxStartSweep = 16
+
+func startKey(nonce []byte) []byte { return []byte(startsPrefix + hex.EncodeToString(nonce)) }
+
+// reserve takes a slot for a session start for user across the site
+// (jumps.reserve's rules, counted over ss/).
+func (s *sharedSessions) reserve(nonce []byte, user string, now time.Time, st *pb.Settings) error {
+	v, err := json.Marshal(startRecord{User: user, By: s.store.Instance(), Expires: now.Add(StartSlot).UnixMilli()})
+	if err != nil {
+		return err
+	}
+	site, share := int(st.GetMaxSessionStarts()), startShare(st)
+	return s.store.Update(func(tx *Tx) error {
+		total, mine := 0, 0
+		var lapsed [][]byte
+		err := tx.kv.scan([]byte(startsPrefix), nil, false, func(k, v []byte) (bool, error) {
+			var r startRecord
+			if json.Unmarshal(v, &r) != nil || !now.Before(time.UnixMilli(r.Expires)) {
+				if len(lapsed) < maxStartSweep {
+					lapsed = append(lapsed, bytes.Clone(k))
+				}
+				return true, nil
+			}
+			total++
+			if r.User == user {
+				mine++
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		if total >= site {
+			return catalog.Errorf(catalog.CodeServerBusy, "(%d session starts in flight on the site)", site)
+		}
+		if mine >= share {
+			return catalog.Errorf(catalog.CodeServerBusy, "(you have %d session starts in flight, your share of the site's %d; unused grants stop counting after %s)",
+				mine, site, StartSlot)
+		}
+		for _, k := range lapsed {
+			if err := tx.kv.delete(k); err != nil {
+				return err
+			}
+		}
+		return tx.kv.setLeased(startKey(nonce), v)
+	})
+}
+
+// release frees a grant's slot, whichever coordinator issued it.
+func (s *sharedSessions) release(nonce []byte) {
+	if err := s.store.Update(func(tx *Tx) error { return tx.kv.delete(startKey(nonce)) }); err != nil {
+		s.log.Warn("freeing a session start's slot for the site", logError, err)
+	}
+}
+
 // sharedSessions writes and reads js/ (nil on Badger: the sessions in
 // memory are the site's).
 type sharedSessions struct {
@@ -42,9 +139,13 @@ func (s *sharedSessions) ownPrefix(id peer.ID) string {
 	return s.peerPrefix(id) + s.store.Instance() + "/"
 }
 
-// started records a session of id with user.
-func (s *sharedSessions) started(id peer.ID, sessionID, user string) {
+// started records a session of id with user, and frees the slot its
+// grant (nonce) took, on whichever coordinator issued it.
+func (s *sharedSessions) started(id peer.ID, sessionID, user string, nonce []byte) {
 	err := s.store.Update(func(tx *Tx) error {
+		if err := tx.kv.delete(startKey(nonce)); err != nil {
+			return err
+		}
 		return tx.kv.setLeased([]byte(s.ownPrefix(id)+sessionID), []byte(user))
 	})
 	if err != nil {
