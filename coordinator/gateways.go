@@ -165,27 +165,18 @@ type neighbour struct {
 // peers another coordinator holds (presence.go): only a session here can
 // carry the order.
 func (r *registry) sameGateway(k gatewayKey, except peer.ID, n int) []neighbour {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	set := r.gateways[k]
-	if set == nil || n <= 0 {
-		return nil
-	}
-	out := make([]neighbour, 0, n)
-	for e := set.head; e != nil && len(out) < n; e = e.gw.next {
-		id := peer.ID(e.rec.GetId())
-		if id == except || e.session == nil || e.rec.GetDisabled() || e.rec.GetDeletedUnix() != 0 || e.rec.GetUninstalledUnix() != 0 {
-			continue
-		}
-		out = append(out, neighbour{id: id, name: e.rec.GetSettings().GetName(), group: e.rec.GetSettings().GetGroup(), lastSeen: e.lastSeen.UnixNano()})
-	}
-	return out
+	return r.neighbours(k, except, n, false)
 }
 
 // sameGatewayElsewhere is sameGateway for the peers that other
 // coordinators of the site hold (their presence records, presence.go):
 // the wakers this coordinator can order only through them (wakeremote.go).
 func (r *registry) sameGatewayElsewhere(k gatewayKey, except peer.ID, n int) []neighbour {
+	return r.neighbours(k, except, n, true)
+}
+
+// neighbours is sameGateway (elsewhere false) or sameGatewayElsewhere.
+func (r *registry) neighbours(k gatewayKey, except peer.ID, n int, elsewhere bool) []neighbour {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	set := r.gateways[k]
@@ -195,11 +186,18 @@ func (r *registry) sameGatewayElsewhere(k gatewayKey, except peer.ID, n int) []n
 	out := make([]neighbour, 0, n)
 	for e := set.head; e != nil && len(out) < n; e = e.gw.next {
 		id := peer.ID(e.rec.GetId())
-		if id == except || e.session != nil || e.remote == nil || e.rec.GetDisabled() || e.rec.GetDeletedUnix() != 0 || e.rec.GetUninstalledUnix() != 0 {
+		held := e.session != nil
+		if elsewhere {
+			held = e.session == nil && e.remote != nil
+		}
+		if id == except || !held || e.rec.GetDisabled() || e.rec.GetDeletedUnix() != 0 || e.rec.GetUninstalledUnix() != 0 {
 			continue
 		}
-		out = append(out, neighbour{id: id, name: e.rec.GetSettings().GetName(), group: e.rec.GetSettings().GetGroup(),
-			lastSeen: e.lastSeen.UnixNano(), holder: e.remote.instance})
+		nb := neighbour{id: id, name: e.rec.GetSettings().GetName(), group: e.rec.GetSettings().GetGroup(), lastSeen: e.lastSeen.UnixNano()}
+		if elsewhere {
+			nb.holder = e.remote.instance
+		}
+		out = append(out, nb)
 	}
 	return out
 }
