@@ -212,6 +212,9 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"installer", "extend", "someid"},
 		{"settings", "set"},
 		{"settings", "set", "no-equals-sign"},
+		{"relay", "run", "--data", home + "/relay", "--splice-addr", "4836"},
+		{"relay", "run", "--data", home + "/relay", "--splice-addr", ":0"},
+		{"relay", "run", "--data", home + "/relay", "--splice-addr", "198.51.100.20:99999"},
 	} {
 		r := jm(t, home, args...)
 		if r.code != exitUsage || r.stdout != "" || !strings.HasPrefix(r.stderr, "jumpmesh: ") || strings.Count(r.stderr, "\n") != 1 {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/urfave/cli/v2"
@@ -35,18 +37,23 @@ func relayRunCommand() *cli.Command {
 	var d daemonRunFlags
 	var f struct {
 		bufferKiB, reservations, circuits, circuitsPerPeer, connections int
+		spliceAddr                                                      string
 	}
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run a relay until SIGINT or SIGTERM (the first run enrolls it with an invite)",
 		UsageText: "jumpmesh relay run --data DIR [--coordinator ADDR --invite CODE] [--listen MULTIADDR ...]\n" +
-			"                   [--announce MULTIADDR ...] [--http-addr ADDR] [--log-level LEVEL] [--log-format text|json]\n\n" +
+			"                   [--announce MULTIADDR ...] [--splice-addr HOST:PORT|off] [--http-addr ADDR] [--log-level LEVEL] [--log-format text|json]\n\n" +
 			"Examples:\n" +
 			"  jumpmesh relay run --data /var/lib/jumpmesh-relay --coordinator /ip4/203.0.113.7/tcp/4830/p2p/12D3KooW... --invite k3p7-2xqa-...\n" +
-			"  jumpmesh relay run --data /var/lib/jumpmesh-relay --announce /ip4/198.51.100.20/tcp/4832",
+			"  jumpmesh relay run --data /var/lib/jumpmesh-relay --announce /ip4/198.51.100.20/tcp/4832\n" +
+			"  jumpmesh relay run --data /var/lib/jumpmesh-relay --splice-addr off",
 		Description: "Listens on TCP and QUIC (port 4832), fetches the site's member list from the coordinator before\n" +
 			"relaying and then every refresh period, relays only between members, and exposes Prometheus\n" +
-			"/metrics and /healthz on --http-addr. Relayed connections are not limited in time or bytes.",
+			"/metrics and /healthz on --http-addr. Relayed connections are not limited in time or bytes.\n" +
+			"A forward through the relay runs on a TCP splice of its own (port 4836 by default, --splice-addr):\n" +
+			"both ends connect to it with a one-time slot and the relay copies ciphertext it cannot read; open\n" +
+			"that port as you open 4832, or forwards stay inside the relayed connection (slower, still working).",
 		Flags: d.flags(daemonRunUsage{party: "relay", httpAddr: relay.DefaultHTTPAddr,
 			listen:   "multiaddr to listen on (repeatable; default TCP and QUIC on port 4832)",
 			announce: "multiaddr members should dial, if not the listen addresses (repeatable)",
@@ -56,8 +63,12 @@ func relayRunCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-circuits", Destination: &f.circuits, Value: def.MaxCircuits, Usage: "relayed connections carried at once"},
 			&cli.IntFlag{Name: "max-circuits-per-peer", Destination: &f.circuitsPerPeer, Value: def.MaxCircuitsPerPeer, Usage: "relayed connections one member takes part in"},
 			&cli.IntFlag{Name: "max-connections", Destination: &f.connections, Value: def.MaxConnections, Usage: "connections kept before the least useful are closed"},
+			&cli.StringFlag{Name: "splice-addr", Destination: &f.spliceAddr, Usage: "TCP HOST:PORT of the splice listener for relayed forwards, or off (default: port 4836 on the first TCP listen address's host)"},
 		),
 		Action: func(cc *cli.Context) error {
+			if err := checkSpliceAddr(f.spliceAddr); err != nil {
+				return err
+			}
 			refresh, log, err := d.start(cc)
 			if err != nil {
 				return err
@@ -70,7 +81,7 @@ func relayRunCommand() *cli.Command {
 			r, err := relay.New(cc.Context, relay.Config{
 				DataDir: d.data, Coordinator: d.coordinator, Invite: d.invite,
 				Listen: d.listen.Value(), Announce: d.announce.Value(), HTTPAddr: d.httpAddr,
-				Resources: res, Refresh: refresh, Logger: log,
+				SpliceAddr: f.spliceAddr, Resources: res, Refresh: refresh, Logger: log,
 			})
 			if err != nil {
 				return err
@@ -81,6 +92,22 @@ func relayRunCommand() *cli.Command {
 			return err
 		},
 	}
+}
+
+// checkSpliceAddr refuses a --splice-addr that is neither "off" nor a
+// TCP HOST:PORT with a port, before anything starts.
+func checkSpliceAddr(s string) error {
+	if s == "" || s == "off" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return usagef("--splice-addr %q: use HOST:PORT (e.g. :4836 or 198.51.100.20:4836) or off: %v", s, err)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return usagef("--splice-addr %q: the port must be a number from 1 to 65535", s)
+	}
+	return nil
 }
 
 type relayView struct {
