@@ -58,27 +58,29 @@ func TestEtcdStoreErrorsNameTheCause(t *testing.T) {
 		}
 		mustUpdate(t, st, func(tx *Tx) error { return tx.PutUser(&pb.User{Name: "over-tls"}) })
 		st.Close()
-		// The system's roots do not know the test's CA.
-		bad := good
-		bad.CACert, bad.TLS = "", true
-		_, err = OpenEtcdStore(bad)
-		wantCode(t, err, catalog.CodeStoreTLS)
-		// Plain text to a TLS port.
-		bad = good
-		bad.CACert = ""
-		_, err = OpenEtcdStore(bad)
-		wantCode(t, err, catalog.CodeStoreTLS)
-		// TLS to a plain port.
 		plain := etcdtest.Start(t, etcdtest.Options{})
-		bad = good
-		bad.Endpoints = []string{plain.Endpoint}
-		_, err = OpenEtcdStore(bad)
-		wantCode(t, err, catalog.CodeStoreTLS)
-		// A CA file that is no certificate.
-		bad = good
-		bad.CACert = srv.ClientKey
-		_, err = OpenEtcdStore(bad)
-		wantCode(t, err, catalog.CodeInvalidArgument)
+		// Each wrong setting waits out its dial timeout before the
+		// endpoints are diagnosed: the cases wait side by side (they only
+		// read the servers; "auth" below starts when all are done).
+		for _, c := range []struct {
+			name string
+			bad  func(*EtcdConfig)
+			want catalog.Code
+		}{
+			// The system's roots do not know the test's CA.
+			{"system roots", func(c *EtcdConfig) { c.CACert, c.TLS = "", true }, catalog.CodeStoreTLS},
+			{"plain text to a TLS port", func(c *EtcdConfig) { c.CACert = "" }, catalog.CodeStoreTLS},
+			{"TLS to a plain port", func(c *EtcdConfig) { c.Endpoints = []string{plain.Endpoint} }, catalog.CodeStoreTLS},
+			{"a CA file that is no certificate", func(c *EtcdConfig) { c.CACert = srv.ClientKey }, catalog.CodeInvalidArgument},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				bad := good
+				c.bad(&bad)
+				_, err := OpenEtcdStore(bad)
+				wantCode(t, err, c.want)
+			})
+		}
 	})
 	t.Run("auth", func(t *testing.T) {
 		cli := rawEtcd(t, good)

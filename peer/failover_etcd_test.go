@@ -164,6 +164,7 @@ func (s *haSite) heldBy(d *peer.Daemon) string {
 // jump goes through the survivor. JM_FAILOVER_PEERS=N runs N peers at
 // connection-rate N÷4 for a figure.
 func TestPeersFailOverBetweenCoordinators(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (harness_test.go)
 	n, rate := 24, 12.0
 	if v, err := strconv.Atoi(os.Getenv("JM_FAILOVER_PEERS")); err == nil && v > 0 {
 		n, rate = v, float64(v)/4 // a figure: about 4 s at the bound

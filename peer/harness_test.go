@@ -17,6 +17,13 @@ import (
 	"github.com/jumpmesh/jumpmesh/peer"
 )
 
+// The slowest tests (a site and peers of their own in temp dirs, on ports
+// chosen free, most of their time spent waiting on reconnects, leases and
+// timeouts) run in parallel with each other (t.Parallel, after the others,
+// at most go test's -parallel at once); the goroutine checks of the
+// sequential tests (goleak) are done before they start. A test whose check
+// depends on how fast hellos arrive (TestRateLimitedReconnectsAfterCoordinatorRestart)
+// stays sequential.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fastBackoff keeps reconnects quick in tests.

@@ -96,6 +96,7 @@ func refusedAt(t *testing.T, site *coordinatortest.Site[*console.Client], c *con
 }
 
 func TestGrantRefusals(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (harness_test.go)
 	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
 	mustSet := func(kv ...string) {
@@ -167,6 +168,7 @@ func mustInvite(t *testing.T, site *coordinatortest.Site[*console.Client], user 
 }
 
 func TestPeerRefusesBadGrants(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (harness_test.go)
 	site := coordinatortest.New(t, console.Login)
 	ctx := site.Ctx()
 	a := onlinePeer(t, site, &pb.InstallerDefaults{Name: "a"})

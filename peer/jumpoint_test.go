@@ -211,6 +211,7 @@ func TestPeerBehindJumpointNeedsTCP(t *testing.T) {
 // power answers nothing) is dropped by the peer's pings, and the peer's
 // reconnect goes through the next jumpoint.
 func TestPeerLeavesASilentJumpoint(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (harness_test.go)
 	site := coordinatortest.New(t, console.Login)
 	coord := tcpTarget(t, site.Addr)
 	j1, j2 := newTestJumpoint(t, coord), newTestJumpoint(t, coord)

@@ -212,6 +212,7 @@ func coordinatorConnected(site *coordinatortest.Site[*console.Client], id lpeer.
 // peer, expired, valid too long), wakes on the site's command at once, goes
 // passive again once idle, and then refuses the same command replayed.
 func TestPassivePeerGoesPassiveAndIsWoken(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (harness_test.go)
 	site := passiveSite(t)
 	h, port := passivePeer(t, site, "quiet-01")
 	id, _ := lpeer.Decode(h.id())

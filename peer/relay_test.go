@@ -186,6 +186,7 @@ func (b blockingReader) Read([]byte) (int, error) { <-b.ctx.Done(); return 0, io
 // connection to it ended, drops the reservation (peer status shows none),
 // reserves again when the relay is back, and a jump goes through it.
 func TestRelayRestartReservesAgain(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (harness_test.go)
 	site := coordinatortest.New(t, console.Login)
 	inv, err := site.Admin.InviteUser(site.Ctx(), "relay-1", pb.Role_ROLE_RELAY, time.Hour)
 	if err != nil {

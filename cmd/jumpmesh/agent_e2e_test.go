@@ -166,6 +166,7 @@ sys.stdout.write("answer:%d" % len(got))
 // not authority: once the technician is removed its agent's next jump is
 // refused by the coordinator, as its console's would be.
 func TestAgentOfARemovedTechnicianCannotJump(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (e2e_test.go)
 	s := newJumpSite(t)
 	var inv struct{ Code string }
 	ok(t, s.admin, &inv, "user", "invite", "mallory", "--role", "admin", "--json")
@@ -186,6 +187,7 @@ func TestAgentOfARemovedTechnicianCannotJump(t *testing.T) {
 // jump for a home that now holds another (a new login): it stops, and
 // jump goes on its own with the home's key.
 func TestAgentStopsWhenTheKeyChanges(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (e2e_test.go)
 	s := newJumpSite(t)
 	a := startAgent(t, s.admin)
 	if r := jm(t, s.admin, "jump", "web-01", "-v", "--", "true"); r.code != 0 || !strings.Contains(r.stderr, "through the agent") {
@@ -215,6 +217,7 @@ func TestAgentStopsWhenTheKeyChanges(t *testing.T) {
 // remote, the exit status comes back; SIGTERM to jump ends the session
 // (143), as without the agent.
 func TestJumpShellThroughTheAgent(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (e2e_test.go)
 	s := newJumpSite(t)
 	startAgent(t, s.admin)
 	shell := func() (*exec.Cmd, *os.File, *syncBuffer) {
@@ -275,6 +278,7 @@ func TestJumpShellThroughTheAgent(t *testing.T) {
 // agent of another wire version: jump goes without the agent (-v says
 // why), within the hello wait (2 s) of a jump without any agent.
 func TestJumpWithoutAnAnsweringAgent(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (e2e_test.go)
 	s := newJumpSite(t)
 	sock := filepath.Join(s.admin, "agent.sock")
 	jumpOn := func(what string, serve func(net.Conn), want string) {

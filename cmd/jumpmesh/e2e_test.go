@@ -19,6 +19,12 @@ import (
 
 // These tests run the real binary as a user would: coordinator processes,
 // consoles with their own homes, JSON output parsed as a script would.
+//
+// The slowest of them (a site, a peer and consoles of their own in a temp
+// dir, ports chosen free, most of their time spent waiting on processes)
+// run in parallel with each other (t.Parallel, after the others, at most
+// go test's -parallel at once). A test that sets the environment
+// (t.Setenv, inherited by the processes it starts) cannot be parallel.
 
 var binary string
 

@@ -156,6 +156,7 @@ func TestJumpShellInAPTY(t *testing.T) {
 }
 
 func TestForwardAndCopyThroughTheCLI(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (e2e_test.go)
 	s := newJumpSite(t)
 	// A real HTTP server on the peer's side.
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "hello %s", r.URL.Path) })}

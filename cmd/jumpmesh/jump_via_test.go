@@ -138,6 +138,7 @@ var forwardPortRE = regexp.MustCompile(`ssh through 127\.0\.0\.1:(\d+)`)
 // target outside the list, a technician outside the groups and an unknown
 // jumpoint are refused with the catalog's error before ssh starts.
 func TestJumpViaSSH(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (e2e_test.go)
 	s := newViaSite(t)
 	ctx := t.Context()
 

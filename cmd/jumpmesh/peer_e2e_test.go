@@ -33,6 +33,7 @@ func initScript(t testing.TB, dir, action string) (int, string) {
 }
 
 func TestPeerThroughTheCLIAndInitScript(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (e2e_test.go)
 	dir, init, coord := newSite(t)
 	admin := filepath.Join(dir, "admin")
 	ok(t, admin, nil, "login", coord.addr, init.Invite)

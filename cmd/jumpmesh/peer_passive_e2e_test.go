@@ -19,6 +19,7 @@ import (
 // coordinator sends the command to the site's passive-port) and runs the
 // command; `peer status` then counts the command accepted.
 func TestPassivePeerThroughTheCLI(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (e2e_test.go)
 	dir, init, coord := newSite(t)
 	admin := filepath.Join(dir, "admin")
 	ok(t, admin, nil, "login", coord.addr, init.Invite)

@@ -16,6 +16,7 @@ import (
 // refused; the administrator reads both the changes that were made and who
 // made them with `jumpmesh audit --kind admin`.
 func TestTechnicianCannotStripPoliciesThroughTheCLI(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (e2e_test.go)
 	s := newJumpSite(t)
 	var inv struct{ Code string }
 	ok(t, s.admin, &inv, "user", "invite", "alice", "--role", "technician", "--json")

@@ -68,6 +68,7 @@ var policyScript = [][]string{
 // JSON shapes and the usage messages. JUMPMESH_POLICY_TRANSCRIPT=FILE writes
 // the whole transcript, to compare two builds byte for byte.
 func TestPolicyCommandsThroughTheCLI(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (e2e_test.go)
 	dir, init, coord := newSite(t)
 	admin := filepath.Join(dir, "admin")
 	ok(t, admin, nil, "login", coord.addr, init.Invite)

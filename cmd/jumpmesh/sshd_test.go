@@ -92,6 +92,7 @@ func (s *sshd) sshArgs(port string, cmd ...string) []string {
 }
 
 func TestForwardCarriesAnOpenSSHSession(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (e2e_test.go)
 	sd := startSSHD(t)
 	s := newJumpSite(t)
 	lport := freeTCPPort(t)
