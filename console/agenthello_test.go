@@ -184,20 +184,9 @@ func TestAgentExecWithoutAnAnswer(t *testing.T) {
 	// for a grant): the jump's error, with its catalog code, not a jump
 	// again without the agent.
 	gone := newFakeAgent(t, func(f *fakeAgent, c net.Conn) {
-		payload, _ := json.Marshal(map[string]any{"version": console.AgentWireVersion})
-		if writeWireFrame(c, wireHello, payload) != nil {
-			return
+		if f.helloThenRequest(c) {
+			c.Close()
 		}
-		for !f.sawRequest() {
-			typ, _, err := readWireFrame(c)
-			if err != nil {
-				return
-			}
-			f.mu.Lock()
-			f.seen = append(f.seen, typ)
-			f.mu.Unlock()
-		}
-		c.Close()
 	})
 	_, err = agentExecWithin(t, gone.home, limit)
 	if errors.Is(err, console.ErrNoAgent) || !gone.sawRequest() {
