@@ -43,7 +43,9 @@ func (v visibility) allows(group string) bool { return v == nil || v[group] }
 
 // searchPeers returns the first limit peers (all when limit <= 0), in sort
 // order, of those visible to c that match query, and how many matched.
-func (s *Service) searchPeers(c *caller, query string, includeDeleted bool, limit int) ([]*pb.PeerView, int, error) {
+// With shared, the views' records share their parts with the registry's
+// (searchRequest.shared): the caller must only read and encode them.
+func (s *Service) searchPeers(c *caller, query string, includeDeleted bool, limit int, shared bool) ([]*pb.PeerView, int, error) {
 	now := s.clock.Now()
 	q, err := ParseQuery(query, now)
 	if err != nil {
@@ -58,7 +60,7 @@ func (s *Service) searchPeers(c *caller, query string, includeDeleted bool, limi
 		allow = vis.allows
 	}
 	views, total := s.peers.find(searchRequest{query: q, allow: allow, settings: s.settings(), now: now,
-		includeDeleted: includeDeleted, limit: limit})
+		includeDeleted: includeDeleted, limit: limit, shared: shared})
 	return views, total, nil
 }
 
@@ -80,7 +82,7 @@ func (s *Service) peerList(c *caller, r *pb.PeerListRequest) (*pb.Response, erro
 	case limit > MaxPeerListLimit:
 		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "A peer list holds at most %d peers (asked for %d): narrow the query.", MaxPeerListLimit, limit)
 	}
-	views, total, err := s.searchPeers(c, r.GetQuery(), r.GetIncludeDeleted(), limit)
+	views, total, err := s.searchPeers(c, r.GetQuery(), r.GetIncludeDeleted(), limit, true)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +129,7 @@ func (s *Service) resolvePeer(c *caller, ref string) (*pb.PeerView, error) {
 	}
 	matches := byName
 	if len(matches) == 0 {
-		if matches, _, err = s.searchPeers(c, ref, false, 0); err != nil {
+		if matches, _, err = s.searchPeers(c, ref, false, 0, false); err != nil {
 			return nil, err
 		}
 	}

@@ -63,7 +63,7 @@ func TestSearchTenThousandPeers(t *testing.T) {
 	ann := &caller{user: &pb.User{Name: "ann", Role: pb.Role_ROLE_TECHNICIAN}}
 	lea := &caller{user: &pb.User{Name: "lea", Role: pb.Role_ROLE_TECHNICIAN}}
 	count := func(c *caller, q string) int {
-		views, _, err := svc.searchPeers(c, q, false, 0)
+		views, _, err := svc.searchPeers(c, q, false, 0, false)
 		if err != nil {
 			t.Fatalf("search %q: %v", q, err)
 		}
@@ -91,7 +91,7 @@ func TestSearchTenThousandPeers(t *testing.T) {
 			t.Errorf("%s searching %q: %d peers, want %d", c.c.name(), c.q, got, c.want)
 		}
 	}
-	views, _, _ := svc.searchPeers(admin, "", false, 0)
+	views, _, _ := svc.searchPeers(admin, "", false, 0, false)
 	for i := 1; i < len(views); i++ {
 		if views[i-1].GetPeer().GetSettings().GetName() > views[i].GetPeer().GetSettings().GetName() {
 			t.Fatalf("not sorted at %d", i)

@@ -21,7 +21,7 @@ import (
 // put straight into the cache (the store keeps only the groups: the
 // search is measured, not the load), and reports how long filing them
 // took per peer.
-func searchServiceBench(b *testing.B, n int) *Service {
+func searchServiceBench(b testing.TB, n int) *Service {
 	st, err := OpenStore(filepath.Join(b.TempDir(), "db"), StoreOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -125,7 +125,7 @@ func (s *Service) benchList(c *caller, query string, find func(searchRequest) ([
 	if vis != nil {
 		allow = vis.allows
 	}
-	views, total := find(searchRequest{query: q, allow: allow, settings: s.settings(), now: now, limit: DefaultPeerListLimit})
+	views, total := find(searchRequest{query: q, allow: allow, settings: s.settings(), now: now, limit: DefaultPeerListLimit, shared: true})
 	return fitPeers(views, DefaultPeerListLimit), total, nil
 }
 

@@ -344,7 +344,7 @@ func TestSearchIndexStrangerSeesNothing(t *testing.T) {
 		strings.ToLower(peer.ID(secret[0].GetId()).String()[5:12])}
 	for _, qs := range queries {
 		for _, deleted := range []bool{false, true} {
-			views, total, err := svc.searchPeers(tina, qs, deleted, 0)
+			views, total, err := svc.searchPeers(tina, qs, deleted, 0, false)
 			if err != nil {
 				t.Fatalf("%q: %v", qs, err)
 			}
@@ -366,7 +366,7 @@ func TestSearchIndexStrangerSeesNothing(t *testing.T) {
 		}
 	}
 	count := func(qs string) int {
-		_, total, err := svc.searchPeers(tina, qs, false, 0)
+		_, total, err := svc.searchPeers(tina, qs, false, 0, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,123 @@
+package coordinator
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// TestSharedViewCopiesEveryField sets each field of pb.Peer alone and
+// checks that the shared view (peerList's) is the deep one (get's): a
+// field added to the record and not to sharedView fails here rather than
+// vanish from `ls`.
+func TestSharedViewCopiesEveryField(t *testing.T) {
+	fields := (&pb.Peer{}).ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		rec := &pb.Peer{}
+		m := rec.ProtoReflect()
+		switch {
+		case fd.IsList():
+			l := m.Mutable(fd).List()
+			l.Append(sampleValue(l.NewElement(), fd))
+		case fd.Kind() == protoreflect.MessageKind:
+			m.Set(fd, protoreflect.ValueOfMessage(m.NewField(fd).Message()))
+		default:
+			m.Set(fd, sampleValue(m.NewField(fd), fd))
+		}
+		e := &peerEntry{rec: rec, lastSeen: time.Unix(rec.GetLastSeenUnix(), 0)}
+		if deep, shared := e.view(), e.sharedView(); !proto.Equal(deep, shared) {
+			t.Errorf("field %s: shared view %v, deep view %v", fd.Name(), shared, deep)
+		}
+	}
+}
+
+// sampleValue is a value of fd's kind that is not the zero value.
+func sampleValue(zero protoreflect.Value, fd protoreflect.FieldDescriptor) protoreflect.Value {
+	switch fd.Kind() {
+	case protoreflect.BoolKind:
+		return protoreflect.ValueOfBool(true)
+	case protoreflect.StringKind:
+		return protoreflect.ValueOfString("x")
+	case protoreflect.BytesKind:
+		return protoreflect.ValueOfBytes([]byte("x"))
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return protoreflect.ValueOfInt64(42)
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return protoreflect.ValueOfInt32(42)
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return protoreflect.ValueOfUint64(42)
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return protoreflect.ValueOfUint32(42)
+	case protoreflect.EnumKind:
+		return protoreflect.ValueOfEnum(1)
+	}
+	return zero
+}
+
+// TestListedViewsStayAsTheyWere: a peer list's views share the registry's
+// parts (sharedView); a later change of the peer (a new record filed by
+// put) leaves a list already taken as it was, also while lists and
+// changes run at once (-race).
+func TestListedViewsStayAsTheyWere(t *testing.T) {
+	svc := searchServiceBench(t, 50)
+	views, _, err := svc.searchPeers(rootCaller, "", false, 0, true)
+	if err != nil || len(views) != 50 {
+		t.Fatalf("list: %d views, %v", len(views), err)
+	}
+	before := make([]*pb.Peer, len(views))
+	for i, v := range views {
+		before[i] = proto.CloneOf(v.GetPeer())
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20 {
+			if _, _, err := svc.searchPeers(rootCaller, "tag:linux", false, 0, true); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for _, v := range views {
+		rec, _ := svc.peers.get(peer.ID(v.GetPeer().GetId()))
+		rec.Settings.Name += "-renamed"
+		rec.Settings.Tag = "changed"
+		rec.Info.Hostname = "elsewhere"
+		svc.peers.registry.put(rec)
+	}
+	<-done
+	for i, v := range views {
+		if !proto.Equal(v.GetPeer(), before[i]) {
+			t.Fatalf("view %d changed after the list: %v, was %v", i, v.GetPeer(), before[i])
+		}
+	}
+	if got, _, _ := svc.searchPeers(rootCaller, "tag:changed", false, 0, true); len(got) != 50 {
+		t.Fatalf("the changes were not filed: %d peers tagged changed", len(got))
+	}
+}
+
+// TestCheckSlotsInParallelKeepsOrder: above searchCheckChunk slots the
+// checks run on several goroutines; the result is what one would give, in
+// the same order.
+func TestCheckSlotsInParallelKeepsOrder(t *testing.T) {
+	const n = 5*searchCheckChunk + 17
+	at := func(j int) uint32 { return uint32(n - j) } // not the identity
+	check := func(i uint32) bool { return i%3 == 0 || i%7 == 1 }
+	got := checkSlots(n, at, check)
+	var want []uint32
+	for j := range n {
+		if check(at(j)) {
+			want = append(want, at(j))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("checkSlots: %d slots, want %d (first %v, want %v)", len(got), len(want), got[:min(5, len(got))], want[:5])
+	}
+}
