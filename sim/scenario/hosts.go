@@ -97,7 +97,7 @@ func (r *runner) runRelay(ctx context.Context, name, invite string) (string, err
 	a := r.lab.Host(name).Addr().String()
 	args := []string{"relay", "run", "--data", filepath.Join(r.hostDir(name), "relay"),
 		"--coordinator", r.coordAddr, "--listen", "/ip4/" + a + "/tcp/" + relayPort,
-		"--listen", "/ip4/" + a + "/udp/" + relayPort + "/quic-v1", "--http-addr", "off"}
+		"--listen", "/ip4/" + a + "/udp/" + relayPort + "/quic-v1", "--http-addr", relayHTTPAddr}
 	if invite != "" {
 		args = append(args, "--invite", invite)
 	}

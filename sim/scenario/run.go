@@ -491,6 +491,9 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 	case "expect-jumpoint":
 		n, _ := strconv.Atoi(args[2])
 		return r.expectJumpoint(ctx, args[0], n, st.Within)
+	case "expect-splices":
+		n, _ := strconv.Atoi(args[1])
+		return r.expectSplices(ctx, args[0], n, st.Within)
 	case "cp":
 		return r.copyRoundTrip(ctx, console, args[0], args[1])
 	case "writes":

@@ -205,6 +205,7 @@ var actions = map[string]struct{ min, max int }{
 	"capture":         {1, 1},  // HOST: capture its interfaces
 	"expect-capture":  {3, 3},  // HOST has|lacks TEXT
 	"expect-jumpoint": {3, 3},  // NAME peers N: peers connected to it
+	"expect-splices":  {2, 2},  // RELAY N: bulk connections it spliced
 	// Several coordinators on etcd (ha.go).
 	"writes":      {1, 1}, // NAME: acknowledged writes from the console, in the background
 	"expect-kept": {1, 1}, // NAME: stop them; every acknowledged one is there
@@ -452,6 +453,11 @@ func (sc *Scenario) validate() error {
 			err = need(s.Args[0], RoleJumpoint)
 			if err == nil && !inited {
 				err = fmt.Errorf("%s: comes before init", where)
+			}
+		case "expect-splices":
+			err = need(s.Args[0], RoleRelay)
+			if n, perr := strconv.Atoi(s.Args[1]); err == nil && (perr != nil || n < 1) {
+				err = fmt.Errorf("%s: expect-splices RELAY N (N ≥ 1)", where)
 			}
 		case "expect-jumpoint":
 			err = need(s.Args[0], RoleJumpoint)
