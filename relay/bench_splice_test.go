@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -105,7 +106,7 @@ func BenchmarkRelayedForwardThroughput(b *testing.B) {
 
 // serveForwards makes h serve forward channels as a peer does, asking its
 // relay for splice slots.
-func serveForwards(b *testing.B, ctx context.Context, h host.Host) {
+func serveForwards(b testing.TB, ctx context.Context, h host.Host) {
 	h.SetStreamHandler(channel.Protocol, func(st network.Stream) {
 		ch, open, err := channel.Accept(st)
 		if err != nil {
@@ -123,7 +124,7 @@ func serveForwards(b *testing.B, ctx context.Context, h host.Host) {
 
 // sinkTarget is a TCP target that reads each connection to its end, then
 // answers the byte count (8 bytes, big-endian) and closes.
-func sinkTarget(b *testing.B) int {
+func sinkTarget(b testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -147,7 +148,7 @@ func sinkTarget(b *testing.B) int {
 
 // forwardToSink forwards one connection from con to the sink target on
 // the peer to and sends n bytes through it.
-func forwardToSink(b *testing.B, ctx context.Context, con host.Host, to peer.ID, target int, bulk bool, n int64) {
+func forwardToSink(b testing.TB, ctx context.Context, con host.Host, to peer.ID, target int, bulk bool, n int64) {
 	open := &pb.ChannelOpen{Kind: &pb.ChannelOpen_Forward{Forward: &pb.ForwardOpen{Host: "127.0.0.1", Port: uint32(target), Bulk: bulk}}}
 	ch, _, err := channel.Open(ctx, con, to, open)
 	if err != nil {
@@ -178,7 +179,13 @@ func forwardToSink(b *testing.B, ctx context.Context, con host.Host, to peer.ID,
 	_ = client.(*net.TCPConn).CloseWrite()
 	var got int64
 	if err := binary.Read(client, binary.BigEndian, &got); err != nil || got != n {
-		b.Fatalf("the sink got %d bytes of %d: %v", got, n, err)
+		var fwdErr error
+		select {
+		case fwdErr = <-done:
+		case <-time.After(5 * time.Second):
+			fwdErr = errors.New("still running")
+		}
+		b.Fatalf("the sink got %d bytes of %d: %v (the forward: %v)", got, n, err, fwdErr)
 	}
 	if err := <-done; err != nil {
 		b.Fatalf("forward: %v", fmt.Errorf("bulk %v: %w", bulk, err))

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // SetServiceHost wraps the host the circuit v2 service of relays New starts
@@ -22,6 +23,10 @@ func SpliceCounts(r *Relay) (slots, waiting, active int) { return r.splice.count
 
 // SplicePort is r's splice listener's port.
 func SplicePort(r *Relay) int { return r.splice.port }
+
+// ListenAddrs are the addresses r's host listens on (not what it
+// announces).
+func ListenAddrs(r *Relay) []ma.Multiaddr { return r.host.Network().ListenAddresses() }
 
 // Splice limits and bounds, for the attack tests.
 const (
