@@ -222,6 +222,7 @@ func (a *Agent) accept() error {
 
 // serve runs one request of the command line on conn.
 func (a *Agent) serve(conn *net.UnixConn) {
+	accepted := time.Now()
 	log := a.cfg.log()
 	if uid, err := peerUID(conn); err != nil || uid != os.Getuid() {
 		// Another local user (only possible if the home's or the socket's
@@ -275,13 +276,16 @@ func (a *Agent) serve(conn *net.UnixConn) {
 	}
 	var t *Timing
 	if req.Timing {
-		t = NewTiming(time.Now())
+		t = NewTiming(accepted)
+		t.Add("hello, request, home check", accepted, time.Now())
 	}
 	ctx := WithTiming(context.Background(), t)
 	working := tellWorking(out)
 	res, j := a.exec(ctx, conn, out, req, t, working)
 	working()
-	res.Phases = t.Phases()
+	if t != nil {
+		res.Phases, res.Origin = t.Phases(), accepted.UnixNano()
+	}
 	_ = out.json(frameResult, res)
 	if j != nil {
 		// After the answer: the command line does not wait for these.
@@ -346,7 +350,11 @@ func (a *Agent) run(ctx context.Context, j *Jump, cmd ExecCommand, conn net.Conn
 	}
 	defer s.Close()
 	working()
-	if err := out.json(frameOpened, agentOpened{Path: j.PathLine(), Phases: t.Phases()}); err != nil {
+	opened := agentOpened{Path: j.PathLine()}
+	if t != nil {
+		opened.Phases, opened.Origin = t.Phases(), t.origin.UnixNano()
+	}
+	if err := out.json(frameOpened, opened); err != nil {
 		return nil, err
 	}
 	stdin, stdinW := io.Pipe()

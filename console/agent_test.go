@@ -167,3 +167,51 @@ func TestAgentStopsWhenIdle(t *testing.T) {
 		t.Fatal("the agent did not stop when idle")
 	}
 }
+
+// TestAgentPhasesOnTheCommandLinesClock: the agent's phases (jump
+// --timing) are filed at the moments they happened on the command line's
+// clock, each after the one it follows: the socket, the hello, the
+// request, the grant, the channel, the exec, all before the answer came
+// back — no gaps hidden by an offset between the two timings.
+func TestAgentPhasesOnTheCommandLinesClock(t *testing.T) {
+	s := newAgentSite(t, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	origin := time.Now()
+	timing := console.NewTiming(origin)
+	as, err := console.AgentExec(ctx, s.home, console.AgentRequest{Ref: "web-01", Argv: []string{"true"}}, timing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := as.Run(ctx, console.ExecIO{})
+	as.Close()
+	answered := time.Since(origin)
+	if err != nil || st.GetCode() != 0 {
+		t.Fatalf("jump: %v %v", st, err)
+	}
+	at := map[string]console.Phase{}
+	for _, p := range timing.Phases() {
+		at[p.Name] = p
+	}
+	order := []string{"agent socket", "agent hello (wire version)", "agent: hello, request, home check", "agent: grant request",
+		"agent: channel open (grant checked by the peer)", "agent: exec (command run until its exit status)"}
+	var prev console.Phase
+	for i, name := range order {
+		p, ok := at[name]
+		if !ok {
+			t.Fatalf("no phase %q in %v", name, timing.Phases())
+		}
+		if p.Start < 0 || p.End < p.Start || p.End > answered {
+			t.Errorf("%q from %v to %v, outside the jump (0 to %v)", name, p.Start, p.End, answered)
+		}
+		// The agent's request phase starts at its accept, before the
+		// command line's hello ends; every later phase after the last.
+		if i > 0 && name != "agent: hello, request, home check" && p.Start < prev.End {
+			t.Errorf("%q starts at %v, before %q ended (%v)", name, p.Start, prev.Name, prev.End)
+		}
+		if name == "agent: hello, request, home check" && p.Start < at["agent socket"].Start {
+			t.Errorf("the agent accepted at %v, before the command line dialled (%v)", p.Start, at["agent socket"].Start)
+		}
+		prev = p
+	}
+}

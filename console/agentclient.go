@@ -70,7 +70,10 @@ func AgentExec(ctx context.Context, home string, req AgentRequest, t *Timing) (*
 	req.Timing = t != nil
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if err := s.hello(); err != nil {
+	end = t.Begin("agent hello (wire version)")
+	err = s.hello()
+	end()
+	if err != nil {
 		conn.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -107,7 +110,7 @@ func AgentExec(ctx context.Context, home string, req AgentRequest, t *Timing) (*
 			conn.Close()
 			return nil, fmt.Errorf("agent: %w", err)
 		}
-		s.addPhases(o.Phases)
+		s.addPhases(o.Origin, o.Phases)
 		s.PathLine = o.Path
 		return s, nil
 	case frameResult:
@@ -119,7 +122,7 @@ func AgentExec(ctx context.Context, home string, req AgentRequest, t *Timing) (*
 		if r.Stale {
 			return nil, fmt.Errorf("%w: %w", ErrNoAgent, ErrAgentIdentityChanged)
 		}
-		s.addPhases(r.Phases)
+		s.addPhases(r.Origin, r.Phases)
 		return nil, r.err()
 	}
 	conn.Close()
@@ -168,11 +171,17 @@ func (s *AgentSession) hello() error {
 }
 
 // addPhases files the agent's phases (all so far, of which s.seen are
-// filed already) in the command line's timing: the agent counts from the
-// request's arrival, here its sending.
-func (s *AgentSession) addPhases(phases []Phase) {
+// filed already) in the command line's timing. They count from origin
+// (Unix nanoseconds: the agent's accepting the connection, on the same
+// clock); an agent that sends none is taken to count from the moment the
+// command line reached its socket.
+func (s *AgentSession) addPhases(origin int64, phases []Phase) {
+	from := s.sent
+	if origin != 0 {
+		from = time.Unix(0, origin)
+	}
 	for _, p := range phases[min(s.seen, len(phases)):] {
-		s.t.Add("agent: "+p.Name, s.sent.Add(p.Start), s.sent.Add(p.End))
+		s.t.Add("agent: "+p.Name, from.Add(p.Start), from.Add(p.End))
 	}
 	s.seen = max(s.seen, len(phases))
 }
@@ -205,7 +214,7 @@ func (s *AgentSession) Run(ctx context.Context, eio ExecIO) (*pb.ExitStatus, err
 			if err := json.Unmarshal(payload, &r); err != nil {
 				return nil, fmt.Errorf("agent: %w", err)
 			}
-			s.addPhases(r.Phases)
+			s.addPhases(r.Origin, r.Phases)
 			if !r.HasStatus {
 				return nil, r.err()
 			}

@@ -94,6 +94,10 @@ type agentOpened struct {
 	// Path is the jump's PathLine (jump -v prints it).
 	Path   string  `json:"path"`
 	Phases []Phase `json:"phases,omitempty"`
+	// Origin is what the phases count from: the agent's accepting the
+	// connection, in Unix nanoseconds (the command line and the agent
+	// share the machine's clock).
+	Origin int64 `json:"origin,omitempty"`
 }
 
 // agentResult ends a request: the remote status, or an error.
@@ -109,6 +113,7 @@ type agentResult struct {
 	// the agent has stopped and the command line jumps without it.
 	Stale  bool    `json:"stale,omitempty"`
 	Phases []Phase `json:"phases,omitempty"`
+	Origin int64   `json:"origin,omitempty"` // as agentOpened's
 }
 
 func writeFrame(w io.Writer, typ byte, payload []byte) error {

@@ -83,6 +83,10 @@ func (p *peerCache) note(ref string, id peer.ID, addrs []ma.Multiaddr) {
 	for i, a := range addrs {
 		strs[i] = a.String()
 	}
+	// The coordinator lists a peer's addresses in no fixed order: kept
+	// sorted, the same addresses are the same entry and are not written
+	// again (each write was an fsync on every jump, the agent's too).
+	slices.Sort(strs)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old := p.load()

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/sim/results"
@@ -44,17 +45,22 @@ func Write(dir string, res results.Run) error {
 
 // Render writes the report's HTML to w.
 func Render(w io.Writer, res results.Run) error {
-	return page.ExecuteTemplate(w, "page", build(res))
+	return page().ExecuteTemplate(w, "page", build(res))
 }
 
 //go:embed *.html.tmpl
 var templates embed.FS
 
-var page = template.Must(template.New("page").Funcs(template.FuncMap{
-	"dur": fmtDur,
-	"ms":  fmtMS,
-	"nat": natText,
-}).ParseFS(templates, "*.html.tmpl"))
+// page is the parsed templates, parsed at the first report: parsing them
+// took 1.2 ms of every jumpmesh process's start when it was a package
+// variable (GODEBUG=inittrace=1), and only sim renders reports (issue 17).
+var page = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("page").Funcs(template.FuncMap{
+		"dur": fmtDur,
+		"ms":  fmtMS,
+		"nat": natText,
+	}).ParseFS(templates, "*.html.tmpl"))
+})
 
 // Colours of a step's state, shared by the timeline and the table.
 const (
