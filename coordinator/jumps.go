@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -29,6 +30,12 @@ func (s *Service) jump(c *caller, r *pb.JumpRequest) (*pb.Response, error) {
 		check = s.checkJumpTarget
 	}
 	resp, ev, err := check(c, r, now)
+	if errors.Is(err, errPeerChanged) {
+		// The peer's record changed through another coordinator since
+		// this one read it (peerStore.current), and is now filed here:
+		// every check again, on the record as it is.
+		resp, ev, err = check(c, r, now)
+	}
 	if ev == nil {
 		ev = &pb.AuditEvent{Detail: r.GetRef()}
 	}
@@ -105,7 +112,7 @@ func (s *Service) checkJump(c *caller, r *pb.JumpRequest, now time.Time) (*pb.Re
 	if err != nil {
 		return nil, ev, catalog.Internalf("(reading the grant just signed: %w)", err)
 	}
-	if err := s.jumps.reserve(signed.GetNonce(), c.name(), now, st); err != nil {
+	if err := s.jumps.reserve(signed.GetNonce(), c.name(), now, st, s.peers.current(rec)); err != nil {
 		return nil, ev, err
 	}
 	ev.SessionId = fmt.Sprintf("%x", signed.GetNonce())

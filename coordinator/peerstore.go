@@ -1,12 +1,14 @@
 package coordinator
 
 import (
+	"bytes"
 	"hash/maphash"
 	"log/slog"
 	"slices"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -212,4 +214,67 @@ func (ps *peerStore) forget(id peer.ID) {
 	if err := ps.remove(id, nil); err != nil {
 		ps.log.Warn("deleting peer", logPeer, id, logError, err)
 	}
+}
+
+// errPeerChanged: a grant's peer record changed through another
+// coordinator after this one read it (current).
+var errPeerChanged = catalog.Errorf(catalog.CodeServerBusy,
+	"(the peer's record changed through another coordinator while the grant was issued; ask again)")
+
+// current is the check a grant's reservation runs in its transaction on
+// a shared store: the peer's record in the store must still be rec, as
+// far as a grant depends on it (grantFacts). The registry follows the
+// store by watch, a few milliseconds behind: a peer removed, disabled or
+// moved to another group through another coordinator could otherwise get
+// a grant here within them. The store's record is read at the
+// transaction's revision and compared at its commit (a change in between
+// makes the transaction run again), so a grant is issued only on the
+// record as it is when the grant is counted. When it differs, the record
+// read is filed in the registry as the watch would file it, and the
+// jump's checks run again on it (Service.jump, once). Filing it from
+// inside a transaction that may run again is no exception to the rule
+// above: it is a record the store committed, filed at the revision it was
+// read at, as the watch files it, not this transaction's write.
+func (ps *peerStore) current(rec *pb.Peer) func(tx *Tx) error {
+	id := peer.ID(rec.GetId())
+	key := []byte(peersPrefix + string(id))
+	return func(tx *Tx) error {
+		v, ok, err := tx.kv.get(key)
+		if err != nil {
+			return err
+		}
+		var stored *pb.Peer
+		if ok {
+			stored = &pb.Peer{}
+			if err := proto.Unmarshal(v, stored); err != nil || peer.ID(stored.GetId()) != id {
+				return catalog.Errorf(catalog.CodePeerNotFound, "(the store's record of %s does not decode)", id)
+			}
+			if sameGrantFacts(stored, rec) {
+				return nil
+			}
+		}
+		rev, err := tx.revision()
+		if err != nil {
+			return err
+		}
+		// Batch revision 0: filing this one record must not end the
+		// watch's memory of deletes it has not passed (applyPeers).
+		var value []byte
+		if ok {
+			value = v
+		}
+		ps.applyPeers(watchBatch{events: []storeEvent{{key: string(key), value: value, rev: rev}}})
+		return errPeerChanged
+	}
+}
+
+// sameGrantFacts reports whether a and b agree on what a grant is built
+// from: the settings (name, group, policies, connection type), whether
+// the peer is disabled, uninstalled, deleted or passive, its jumpoints.
+// Contact, statistics and host facts change at every report and are
+// not compared.
+func sameGrantFacts(a, b *pb.Peer) bool {
+	return proto.Equal(a.GetSettings(), b.GetSettings()) && a.GetDisabled() == b.GetDisabled() &&
+		a.GetUninstalledUnix() == b.GetUninstalledUnix() && a.GetDeletedUnix() == b.GetDeletedUnix() &&
+		a.GetPassiveUnix() == b.GetPassiveUnix() && slices.EqualFunc(a.GetJumpoints(), b.GetJumpoints(), bytes.Equal)
 }

@@ -101,10 +101,13 @@ func startShare(st *pb.Settings) int {
 }
 
 // reserve takes a slot for a session start for user, failing when the
-// site's max or the user's share is in flight.
-func (j *jumps) reserve(nonce []byte, user string, now time.Time, st *pb.Settings) error {
+// site's max or the user's share is in flight. On a shared store current
+// runs first in the reservation's transaction (peerStore.current): the
+// grant's peer record must still be the one it was built from. On Badger
+// the registry is the store's only writer, so what it holds is current.
+func (j *jumps) reserve(nonce []byte, user string, now time.Time, st *pb.Settings, current func(tx *Tx) error) error {
 	if j.shared != nil {
-		return j.shared.reserve(nonce, user, now, st) // the site's count (sitesessions.go)
+		return j.shared.reserve(nonce, user, now, st, current) // the site's count (sitesessions.go)
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()

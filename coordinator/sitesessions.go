@@ -76,14 +76,20 @@ const maxStartSweep = 16
 func startKey(nonce []byte) []byte { return []byte(startsPrefix + hex.EncodeToString(nonce)) }
 
 // reserve takes a slot for a session start for user across the site
-// (jumps.reserve's rules, counted over ss/).
-func (s *sharedSessions) reserve(nonce []byte, user string, now time.Time, st *pb.Settings) error {
+// (jumps.reserve's rules, counted over ss/), in a transaction that first
+// runs current (nil: none).
+func (s *sharedSessions) reserve(nonce []byte, user string, now time.Time, st *pb.Settings, current func(tx *Tx) error) error {
 	v, err := json.Marshal(startRecord{User: user, By: s.store.Instance(), Expires: now.Add(StartSlot).UnixMilli()})
 	if err != nil {
 		return err
 	}
 	site, share := int(st.GetMaxSessionStarts()), startShare(st)
 	return s.store.Update(func(tx *Tx) error {
+		if current != nil {
+			if err := current(tx); err != nil {
+				return err
+			}
+		}
 		total, mine := 0, 0
 		var lapsed [][]byte
 		err := tx.kv.scan([]byte(startsPrefix), nil, false, func(k, v []byte) (bool, error) {

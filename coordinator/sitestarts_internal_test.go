@@ -27,7 +27,7 @@ func TestSessionStartsInFlightSiteWide(t *testing.T) {
 	reserve := func(svc *Service, user string) ([]byte, error) {
 		n++
 		nonce := []byte(fmt.Sprintf("nonce-%02d", n))
-		return nonce, svc.jumps.reserve(nonce, user, svc.clock.Now(), st)
+		return nonce, svc.jumps.reserve(nonce, user, svc.clock.Now(), st, nil)
 	}
 	must := func(svc *Service, user string) []byte {
 		t.Helper()
@@ -95,7 +95,7 @@ func TestSessionStartsConcurrentAcrossCoordinators(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			svc := svcs[i%len(svcs)]
-			errs[i] = svc.jumps.reserve([]byte{byte(i)}, fmt.Sprintf("tech-%d", i), now, st)
+			errs[i] = svc.jumps.reserve([]byte{byte(i)}, fmt.Sprintf("tech-%d", i), now, st, nil)
 		}()
 	}
 	wg.Wait()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -48,6 +49,9 @@ type Store struct {
 	// beforeCommit, when set (tests only), runs after an Update's function
 	// and before its commit: a test makes a write conflict there.
 	beforeCommit func()
+	// watchHold, when set (tests only), runs before each watched change
+	// is handed on: it holds this coordinator behind the store.
+	watchHold atomic.Pointer[func()]
 }
 
 // StoreOptions tune the store. The zero value is the default.
@@ -96,7 +100,12 @@ func (s *Store) shared() bool {
 // come back too: applying must be idempotent. On Badger (no other
 // writer) fn is never called.
 func (s *Store) watch(prefix string, after int64, fn func(watchBatch)) {
-	s.kv.watch([]byte(prefix), after, fn)
+	s.kv.watch([]byte(prefix), after, func(b watchBatch) {
+		if hold := s.watchHold.Load(); hold != nil {
+			(*hold)()
+		}
+		fn(b)
+	})
 }
 
 // announce writes the addresses this coordinator serves into its member
