@@ -31,8 +31,20 @@ const (
 // within the stranger limits, and its installer key is checked before the
 // hello is charged to the connection rate, so hellos without a valid key
 // cannot use up the rate that real peers need (strangers.go).
-func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
-	ms := frame.NewStream(st, peerproto.MaxMessage)
+//
+// ServePeer returns once the peer is welcomed (or refused); the session's
+// statistics are then read on a goroutine of its own, whose stack holds
+// none of the registration's frames (peerwait.go), and done runs when the
+// stream has ended and the peer is offline.
+func (s *Service) ServePeer(ctx context.Context, st network.Stream, done func()) {
+	reading := false
+	defer func() {
+		if !reading {
+			done()
+		}
+	}()
+	ws := &waitStream{Stream: st}
+	ms := frame.NewStream(ws, peerproto.MaxMessage)
 	remote := st.Conn().RemotePeer()
 	hello, member, ok := s.readHello(ms, remote)
 	if !ok {
@@ -76,13 +88,21 @@ func (s *Service) ServePeer(ctx context.Context, st network.Stream) {
 	}
 	s.startPushes(sess) // what was pushed since attach, then the rest (push.go)
 	s.log.Info("peer online", logPeer, remote, "name", rec.GetSettings().GetName())
-	s.readPeer(ctx, sess)
+	reading = true
+	go func() {
+		defer done()
+		s.readPeer(ctx, sess, ws)
+	}()
 }
 
-// readPeer handles the peer's messages until the stream ends.
-func (s *Service) readPeer(ctx context.Context, sess *peerSession) {
+// readPeer handles the peer's messages until the stream ends. Between
+// messages it waits in ws.await, shallow (peerwait.go).
+func (s *Service) readPeer(ctx context.Context, sess *peerSession, ws *waitStream) {
 	defer s.peerGone(sess)
 	for ctx.Err() == nil {
+		if sess.ms.Buffered() == 0 && ws.await(s.reportTimeout()) != nil {
+			return
+		}
 		var up pb.PeerUp
 		if err := sess.ms.Read(&up, s.reportTimeout()); err != nil {
 			return

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/console"
@@ -107,11 +106,8 @@ func (s *Site) Start() error {
 	}
 	s.Coord = c
 	if s.listen == nil {
-		lane := c.LaneAddrs() // the coordinator listens there again by itself
 		for _, a := range c.Host().Network().ListenAddresses() {
-			if !slices.ContainsFunc(lane, a.Equal) {
-				s.listen = append(s.listen, a.String())
-			}
+			s.listen = append(s.listen, a.String())
 		}
 	}
 	return nil
