@@ -13,8 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -141,16 +139,7 @@ type jumpointHealth struct {
 // health asks the jumpoint's /healthz, inside its host.
 func (r *runner) health(ctx context.Context, name string) (jumpointHealth, error) {
 	var h jumpointHealth
-	host := r.lab.Host(name)
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
-		return host.Dial(ctx, nil, network, a)
-	}}}
-	defer client.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+jumpointHTTPAddr+"/healthz", nil)
-	if err != nil {
-		return h, err
-	}
-	resp, err := client.Do(req)
+	resp, err := r.hostGet(ctx, name, "http://"+jumpointHTTPAddr+"/healthz")
 	if err != nil {
 		return h, err
 	}

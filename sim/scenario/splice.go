@@ -21,19 +21,25 @@ const relayHTTPAddr = "127.0.0.1:4833"
 // (relay/splice.go): a relayed forward that left the circuit.
 const relaySplicesMetric = "jumpmesh_relay_splices_total"
 
+// hostGet GETs url from inside host name's namespace (a daemon's HTTP
+// listener on its own 127.0.0.1); the caller closes the body.
+func (r *runner) hostGet(ctx context.Context, name, url string) (*http.Response, error) {
+	host := r.lab.Host(name)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+			return host.Dial(ctx, nil, network, a)
+		}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return client.Do(req)
+}
+
 // relayMetric reads one series of the relay's /metrics, from inside its
 // namespace.
 func (r *runner) relayMetric(ctx context.Context, name, series string) (float64, error) {
-	host := r.lab.Host(name)
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
-		return host.Dial(ctx, nil, network, a)
-	}}}
-	defer client.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+relayHTTPAddr+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := client.Do(req)
+	resp, err := r.hostGet(ctx, name, "http://"+relayHTTPAddr+"/metrics")
 	if err != nil {
 		return 0, err
 	}
