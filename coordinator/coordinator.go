@@ -60,6 +60,7 @@ type Coordinator struct {
 	host    host.Host
 	rm      network.ResourceManager
 	gate    *handshakeGate
+	lane    *memberLane
 	service *Service
 	dht     *dht.Node
 	log     *slog.Logger
@@ -122,8 +123,19 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	}
 	c.gate = newHandshakeGate(rm, res.MaxHandshakes, res.HandshakeHold)
 	c.rm = c.gate
-	c.host, err = mesh.NewHost(mesh.HostConfig{Key: site.Key, ListenAddrs: listenAddrs, AnnounceAddrs: announce, Registerer: reg,
-		ResourceManager: c.gate, ConnManager: cm, Extra: append(res.hostOptions(), cfg.HostOptions...)})
+	c.lane = newMemberLane(listenAddrs)
+	c.gate.lane = c.lane
+	// The members' lane is told to members only (lane.go): the host's
+	// addresses leave it out, announced or not.
+	advertise := func(addrs []ma.Multiaddr) []ma.Multiaddr {
+		if len(announce) > 0 {
+			addrs = announce
+		}
+		return c.lane.withoutLane(addrs)
+	}
+	hostOpts := append(res.hostOptions(), libp2p.ConnectionGater(laneGater{c.lane}), libp2p.AddrsFactory(advertise))
+	c.host, err = mesh.NewHost(mesh.HostConfig{Key: site.Key, ListenAddrs: listenAddrs, Registerer: reg,
+		ResourceManager: c.gate, ConnManager: cm, Extra: append(hostOpts, cfg.HostOptions...)})
 	if err != nil {
 		cm.Close()
 		return nil, err
@@ -142,6 +154,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	if err != nil {
 		return nil, err
 	}
+	c.listenLane(log)
 	if err := c.startDHT(log); err != nil {
 		return nil, err
 	}
@@ -196,7 +209,8 @@ func (c *Coordinator) handle(ctx context.Context, remote peer.ID, req *pb.Reques
 		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(shutting down)")
 	}
 	defer c.handlers.Done()
-	if c.service.isMember(remote) {
+	member := c.service.isMember(remote)
+	if member {
 		defer c.gate.prioritize()() // a technician's request before new handshakes (handshakes.go)
 	}
 	start := time.Now()
@@ -204,6 +218,9 @@ func (c *Coordinator) handle(ctx context.Context, remote peer.ID, req *pb.Reques
 	resp, err := c.service.Handle(ctx, remote, req)
 	if resp != nil {
 		resp.CoordinatorAddrs = encodeAddrs(c.service.coordinatorAddrs())
+		if member || req.GetLogin() != nil {
+			resp.MemberLane = encodeAddrs(c.lane.announce(c.site.AdvertisedAddrs(c.host.Addrs())))
+		}
 	}
 	code := catalog.CodeOf(err)
 	c.metrics.observe(name, code, time.Since(start))

@@ -59,6 +59,11 @@ import (
 // to stall the gate it must open bound ÷ hold connections a second, as
 // many as it takes to fill any server's accept queue.
 // TestSilentConnectionsDelayOthersBoundedly performs it.
+//
+// The members' lane (lane.go) is a TCP port of its own: a connection
+// accepted there takes one of gateLanePlaces places of its own and waits
+// neither for the bound nor for a member's request, so a technician's
+// console does not queue behind a storm's peers.
 type handshakeGate struct {
 	network.ResourceManager
 
@@ -90,6 +95,13 @@ type handshakeGate struct {
 	budget   time.Duration
 	budgetAt time.Time
 
+	// lane tells the connections of the members' lane; laneInFlight
+	// counts those holding one of its places, laneWaited those that found
+	// them taken.
+	lane         *memberLane
+	laneInFlight int
+	laneWaited   int64
+
 	// Counters for /metrics and tests.
 	waited, samples, released int64
 }
@@ -109,6 +121,9 @@ const (
 	gatePriorityHold  = 100 * time.Millisecond
 	gatePriorityShare = 0.5
 	gatePriorityBurst = time.Second
+	// gateLanePlaces bounds the members' lane's handshakes at once, beside
+	// the bound: a stranger who found the lane takes at most this many.
+	gateLanePlaces = 2
 )
 
 func newHandshakeGate(rm network.ResourceManager, maxHandshakes int, hold time.Duration) *handshakeGate {
@@ -128,15 +143,16 @@ func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoi
 	if dir != network.DirInbound || !isTCP(endpoint) {
 		return g.ResourceManager.OpenConnection(dir, usefd, endpoint)
 	}
-	if !g.acquire() {
+	lane := g.lane.take(endpoint)
+	if !g.acquire(lane) {
 		return g.ResourceManager.OpenConnection(dir, usefd, endpoint) // closing: no bound
 	}
 	scope, err := g.ResourceManager.OpenConnection(dir, usefd, endpoint)
 	if err != nil {
-		g.release()
+		g.release(lane)
 		return nil, err
 	}
-	p := &gatedScope{ConnManagementScope: scope, gate: g, start: time.Now()}
+	p := &gatedScope{ConnManagementScope: scope, gate: g, lane: lane, start: time.Now()}
 	p.timer = time.AfterFunc(g.holdFor(), p.heldTooLong)
 	return p, nil
 }
@@ -149,20 +165,35 @@ func isTCP(a ma.Multiaddr) bool {
 	return err == nil
 }
 
-// acquire waits for a place; false once the gate is closed.
-func (g *handshakeGate) acquire() bool {
+// acquire waits for a place (of the members' lane: one of its own); false
+// once the gate is closed.
+func (g *handshakeGate) acquire(lane bool) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if (float64(g.inFlight) >= math.Floor(g.limit) || g.serving > 0) && !g.closed {
-		g.waited++
+	taken := func() bool {
+		if lane {
+			return g.laneInFlight >= gateLanePlaces
+		}
+		return float64(g.inFlight) >= math.Floor(g.limit) || g.serving > 0
 	}
-	for (float64(g.inFlight) >= math.Floor(g.limit) || g.serving > 0) && !g.closed {
+	if taken() && !g.closed {
+		if lane {
+			g.laneWaited++
+		} else {
+			g.waited++
+		}
+	}
+	for taken() && !g.closed {
 		g.cond.Wait()
 	}
 	if g.closed {
 		return false
 	}
-	g.inFlight++
+	if lane {
+		g.laneInFlight++
+	} else {
+		g.inFlight++
+	}
 	return true
 }
 
@@ -200,9 +231,14 @@ func (g *handshakeGate) prioritize() (done func()) {
 }
 
 // release gives a place back.
-func (g *handshakeGate) release() {
+func (g *handshakeGate) release(lane bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if lane {
+		g.laneInFlight--
+		g.cond.Broadcast()
+		return
+	}
 	g.inFlight--
 	g.released++
 	g.cond.Broadcast()
@@ -332,18 +368,31 @@ type GateStats struct {
 	// Sched is the last reading of the goroutines' scheduling latency
 	// (90th percentile) the bound follows.
 	Sched time.Duration
+	// The members' lane (lane.go): connections holding one of its places,
+	// those that found them taken, and strangers' connections closed after
+	// their handshake.
+	LaneInFlight            int
+	LaneWaited, LaneRefused int64
 }
 
 func (g *handshakeGate) stats() GateStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return GateStats{Limit: int(g.limit), InFlight: g.inFlight, Waited: g.waited, Samples: g.samples, Least: g.baseLocked(), Sched: g.schedP90}
+	st := GateStats{Limit: int(g.limit), InFlight: g.inFlight, Waited: g.waited, Samples: g.samples, Least: g.baseLocked(), Sched: g.schedP90,
+		LaneInFlight: g.laneInFlight, LaneWaited: g.laneWaited}
+	if g.lane != nil {
+		g.lane.mu.Lock()
+		st.LaneRefused = g.lane.refused
+		g.lane.mu.Unlock()
+	}
+	return st
 }
 
 // gatedScope is a connection's scope while it may hold a place.
 type gatedScope struct {
 	network.ConnManagementScope
 	gate  *handshakeGate
+	lane  bool
 	start time.Time
 	timer *time.Timer
 
@@ -355,13 +404,13 @@ type gatedScope struct {
 func (p *gatedScope) giveBack() {
 	p.placeOnce.Do(func() {
 		p.timer.Stop()
-		p.gate.release()
+		p.gate.release(p.lane)
 	})
 }
 
 // heldTooLong is the hold's timer: it must not read p.timer, which
 // OpenConnection may still be setting.
-func (p *gatedScope) heldTooLong() { p.placeOnce.Do(p.gate.release) }
+func (p *gatedScope) heldTooLong() { p.placeOnce.Do(func() { p.gate.release(p.lane) }) }
 
 func (p *gatedScope) SetPeer(id peer.ID) error {
 	err := p.ConnManagementScope.SetPeer(id)

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -202,4 +203,57 @@ func TestHandshakeGateLetsMembersFirst(t *testing.T) {
 	defer g.prioritize()()
 	scopes[2].Done()
 	waitScope(t, next, "with the pauses' budget spent")
+}
+
+// The members' lane (lane.go): a connection its accept loop let through
+// takes a place of the lane's own, while the bound is reached and a
+// member's request pauses the gate; the lane's places are bounded too,
+// and a place given back goes to the queue it came from.
+func TestHandshakeGateLaneHasPlacesOfItsOwn(t *testing.T) {
+	g := newHandshakeGate(&network.NullResourceManager{}, 64, time.Minute)
+	g.lane = newMemberLane(nil)
+	laneConn := func(port int) ma.Multiaddr {
+		remote := ma.StringCast("/ip4/127.0.0.1/tcp/" + strconv.Itoa(port))
+		g.lane.mu.Lock()
+		g.lane.accepted[string(remote.Bytes())]++ // as laneGater.InterceptAccept
+		g.lane.mu.Unlock()
+		return remote
+	}
+	limit := g.stats().Limit
+	var main []network.ConnManagementScope
+	for range limit {
+		main = append(main, waitScope(t, open(t, g, gateTCP), "within the bound"))
+	}
+	queued := open(t, g, gateTCP)
+	done := g.prioritize() // a member's request is served
+	defer done()
+	var lane []network.ConnManagementScope
+	for i := range gateLanePlaces {
+		lane = append(lane, waitScope(t, open(t, g, laneConn(5000+i)), "a lane place"))
+	}
+	third := open(t, g, laneConn(6000))
+	select {
+	case <-third:
+		t.Fatalf("a connection past the lane's %d places got one", gateLanePlaces)
+	case <-queued:
+		t.Fatal("a queued connection got a place past the bound")
+	case <-time.After(50 * time.Millisecond): // the absence of an event
+	}
+	st := g.stats()
+	if st.InFlight != limit || st.LaneInFlight != gateLanePlaces || st.LaneWaited != 1 || st.Waited != 1 {
+		t.Fatalf("stats %+v: want %d in flight, %d on the lane, 1 waiting in each", st, limit, gateLanePlaces)
+	}
+	lane[0].Done() // a lane place back: the lane's waiter, not the queue's
+	waitScope(t, third, "the lane's waiter")
+	select {
+	case <-queued:
+		t.Fatal("a lane place went to the main queue")
+	case <-time.After(50 * time.Millisecond):
+	}
+	done()
+	main[0].Done()
+	waitScope(t, queued, "the main queue's waiter")
+	if st := g.stats(); st.LaneInFlight != gateLanePlaces || st.InFlight != limit {
+		t.Fatalf("stats %+v", st)
+	}
 }

@@ -1,6 +1,9 @@
 package mesh
 
 import (
+	"slices"
+	"sync/atomic"
+
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -36,36 +39,65 @@ import (
 // fleet of sim/scale uses the same option, so the storm benchmarks measure
 // what daemons do.
 func CoordinatorOverTCP(site peer.AddrInfo) libp2p.Option {
-	g := siteTransportGater{site: site.ID}
+	return NewCoordinatorDials(site).Option()
+}
+
+// CoordinatorDials is CoordinatorOverTCP with a handle, for members: while
+// they connect, their dials to the coordinator may be narrowed to its
+// members' lane (coordinator/lane.go, mesh/member), so that the lane is
+// tried alone first.
+type CoordinatorDials struct{ g *siteTransportGater }
+
+// NewCoordinatorDials keeps a host's dials to site on TCP when it offers
+// TCP (CoordinatorOverTCP).
+func NewCoordinatorDials(site peer.AddrInfo) *CoordinatorDials {
+	g := &siteTransportGater{site: site.ID}
 	for _, a := range site.Addrs {
 		if isTCPAddr(a) {
 			g.tcpOnly = true
 		}
 	}
-	return libp2p.ConnectionGater(g)
+	return &CoordinatorDials{g: g}
+}
+
+// Option is the host option.
+func (d *CoordinatorDials) Option() libp2p.Option { return libp2p.ConnectionGater(d.g) }
+
+// Only narrows the dials to the site to addrs until restore is called.
+func (d *CoordinatorDials) Only(addrs []ma.Multiaddr) (restore func()) {
+	only := slices.Clone(addrs)
+	d.g.only.Store(&only)
+	return func() { d.g.only.CompareAndSwap(&only, nil) }
 }
 
 // siteTransportGater refuses dials to the site's non-TCP addresses when it
-// offers TCP. Everything else passes: it only narrows this host's own dials
-// to its coordinator.
+// offers TCP, and, while only is set, to any address but those. Everything
+// else passes: it only narrows this host's own dials to its coordinator.
 type siteTransportGater struct {
 	site    peer.ID
 	tcpOnly bool
+	only    atomic.Pointer[[]ma.Multiaddr]
 }
 
-func (g siteTransportGater) InterceptPeerDial(peer.ID) bool { return true }
+func (g *siteTransportGater) InterceptPeerDial(peer.ID) bool { return true }
 
-func (g siteTransportGater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
-	return p != g.site || !g.tcpOnly || isTCPAddr(a)
+func (g *siteTransportGater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	if p != g.site {
+		return true
+	}
+	if only := g.only.Load(); only != nil {
+		return slices.ContainsFunc(*only, a.Equal)
+	}
+	return !g.tcpOnly || isTCPAddr(a)
 }
 
-func (g siteTransportGater) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+func (g *siteTransportGater) InterceptAccept(network.ConnMultiaddrs) bool { return true }
 
-func (g siteTransportGater) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+func (g *siteTransportGater) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
 	return true
 }
 
-func (g siteTransportGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+func (g *siteTransportGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
 	return true, 0
 }
 

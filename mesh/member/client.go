@@ -23,6 +23,10 @@ import (
 // host with the member's key, and the site it is enrolled in.
 type Client struct {
 	host host.Host
+	// dials narrow the host's dials to the coordinator (TCP; its
+	// members' lane first: lane.go); connectMu makes one connect at a time.
+	dials     *mesh.CoordinatorDials
+	connectMu sync.Mutex
 	// files are where config is kept ("" Dir until a login is recorded);
 	// mu guards site and config, which follow the coordinators' addresses
 	// each answer carries (coordinators.go).
@@ -59,13 +63,14 @@ func Open(f Files, hc mesh.HostConfig) (*Client, error) {
 func newClient(hc mesh.HostConfig, site peer.AddrInfo, cfg *Config) (*Client, error) {
 	// Over TCP to the coordinator, as peers (mesh.CoordinatorOverTCP says
 	// why: the TCP mapping identify tells is what hole punching offers).
-	hc.Extra = append(slices.Clip(hc.Extra), mesh.CoordinatorOverTCP(site))
+	dials := mesh.NewCoordinatorDials(site)
+	hc.Extra = append(slices.Clip(hc.Extra), dials.Option())
 	h, err := mesh.NewHost(hc)
 	if err != nil {
 		return nil, err
 	}
 	h.Peerstore().AddAddrs(site.ID, site.Addrs, peerstore.PermanentAddrTTL)
-	return &Client{host: h, site: site, config: cfg}, nil
+	return &Client{host: h, dials: dials, site: site, config: cfg}, nil
 }
 
 // Login makes (or reuses) the member's key, redeems the invite code at the
@@ -110,9 +115,13 @@ func Login(ctx context.Context, f Files, addr, code string, hc mesh.HostConfig) 
 
 // Call sends one control request to the coordinator.
 func (c *Client) Call(ctx context.Context, req *pb.Request) (*pb.Response, error) {
-	resp, err := Call(ctx, c.host, c.SiteInfo(), req)
+	if err := c.connect(ctx); err != nil {
+		return nil, err
+	}
+	resp, err := control.Call(ctx, c.host, c.site.ID, req)
 	if err == nil {
 		c.learn(resp.GetCoordinatorAddrs())
+		c.learnLane(resp.GetMemberLane())
 	}
 	return resp, err
 }

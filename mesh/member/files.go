@@ -40,6 +40,9 @@ type Config struct {
 	// Role is the user's role at login ("technician", "relay", ...); empty
 	// in files written before it was recorded.
 	Role string `json:"role,omitempty"`
+	// Lane is the coordinator's members' lane (TCP multiaddrs without
+	// /p2p/, lane.go) as its last answer told it; empty: none.
+	Lane []string `json:"lane,omitempty"`
 }
 
 // SiteInfo is the coordinator's peer ID and addresses from the config.

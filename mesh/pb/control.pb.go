@@ -2911,8 +2911,13 @@ type Response struct {
 	// every answer: consoles, relays and jumpoints keep the last list in
 	// their config and dial all of them when they reconnect.
 	CoordinatorAddrs [][]byte `protobuf:"bytes,41,rep,name=coordinator_addrs,json=coordinatorAddrs,proto3" json:"coordinator_addrs,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The members' lane of the coordinator that answered (TCP multiaddrs,
+	// without /p2p/), on answers to a user's key only: a console dials it
+	// first, so that its connection does not wait behind a storm's peers in
+	// the handshake gate's queue (coordinator/lane.go). Empty: no lane.
+	MemberLane    [][]byte `protobuf:"bytes,42,rep,name=member_lane,json=memberLane,proto3" json:"member_lane,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Response) Reset() {
@@ -3176,6 +3181,13 @@ func (x *Response) GetPeersTold() uint32 {
 func (x *Response) GetCoordinatorAddrs() [][]byte {
 	if x != nil {
 		return x.CoordinatorAddrs
+	}
+	return nil
+}
+
+func (x *Response) GetMemberLane() [][]byte {
+	if x != nil {
+		return x.MemberLane
 	}
 	return nil
 }
@@ -4117,7 +4129,7 @@ const file_control_proto_rawDesc = "" +
 	"\x0ePeerSetRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12<\n" +
 	"\bsettings\x18\x02 \x01(\v2 .jumpmesh.site.InstallerDefaultsR\bsettings\x12\x16\n" +
-	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xd3\v\n" +
+	"\x06fields\x18\x03 \x01(\rR\x06fields\"\xf4\v\n" +
 	"\bResponse\x12*\n" +
 	"\x05error\x18\x01 \x01(\v2\x14.jumpmesh.site.ErrorR\x05error\x12)\n" +
 	"\x02ok\x18\x02 \x01(\v2\x17.jumpmesh.control.EmptyH\x00R\x02ok\x127\n" +
@@ -4150,7 +4162,9 @@ const file_control_proto_rawDesc = "" +
 	"\x04wake\x18\x18 \x01(\v2\x1e.jumpmesh.control.WakeResponseH\x00R\x04wake\x12\x1d\n" +
 	"\n" +
 	"peers_told\x18( \x01(\rR\tpeersTold\x12+\n" +
-	"\x11coordinator_addrs\x18) \x03(\fR\x10coordinatorAddrsB\x06\n" +
+	"\x11coordinator_addrs\x18) \x03(\fR\x10coordinatorAddrs\x12\x1f\n" +
+	"\vmember_lane\x18* \x03(\fR\n" +
+	"memberLaneB\x06\n" +
 	"\x04body\"\xe1\x01\n" +
 	"\x12JumpointACLRequest\x12\x14\n" +
 	"\x05addrs\x18\x01 \x03(\fR\x05addrs\x125\n" +

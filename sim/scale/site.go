@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/console"
@@ -106,8 +107,11 @@ func (s *Site) Start() error {
 	}
 	s.Coord = c
 	if s.listen == nil {
+		lane := c.LaneAddrs() // the coordinator listens there again by itself
 		for _, a := range c.Host().Network().ListenAddresses() {
-			s.listen = append(s.listen, a.String())
+			if !slices.ContainsFunc(lane, a.Equal) {
+				s.listen = append(s.listen, a.String())
+			}
 		}
 	}
 	return nil

@@ -1,0 +1,97 @@
+package member_test
+
+import (
+	"net"
+	"path/filepath"
+	"testing"
+
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/member"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
+)
+
+// The login answer tells the member the coordinator's members' lane; the
+// member keeps it in its config and connects through it (TCP) the next
+// time. A lane that no longer answers (the port closed) costs nothing
+// but the try: the member connects at the coordinator's other addresses.
+func TestMemberConnectsThroughTheLane(t *testing.T) {
+	site := coordinatortest.New(t, coordinatortest.MemberLogin)
+	f := relayFiles(filepath.Join(t.TempDir(), "relay-1"))
+	c, _, err := member.Login(site.Ctx(), f, site.Addr, site.Invite("relay-1", pb.Role_ROLE_RELAY), mesh.HostConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	cfg, err := f.LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lane := site.Coord.LaneAddrs()
+	if len(cfg.Lane) == 0 || len(lane) == 0 {
+		t.Fatalf("the member keeps lane %v; the coordinator's is %v", cfg.Lane, lane)
+	}
+	whoami := &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}}
+	remotePort := func(c *member.Client) string {
+		t.Helper()
+		conns := c.Host().Network().ConnsToPeer(c.Site())
+		if len(conns) != 1 {
+			t.Fatalf("%d connections to the coordinator, want 1", len(conns))
+		}
+		port, err := conns[0].RemoteMultiaddr().ValueForProtocol(ma.P_TCP)
+		if err != nil {
+			t.Fatalf("connected at %s, want TCP", conns[0].RemoteMultiaddr())
+		}
+		return port
+	}
+
+	c, err = member.Open(f, mesh.HostConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Call(site.Ctx(), whoami); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := remotePort(c), portOf(lane[0]); got != want {
+		t.Errorf("connected at port %s, want the lane's %s", got, want)
+	}
+	c.Close()
+
+	// A lane where nothing listens (a port just closed).
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := manet.FromNetAddr(l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	cfg.Lane = []string{dead.String()}
+	if err := f.SaveConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	c, err = member.Open(f, mesh.HostConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Call(site.Ctx(), whoami); err != nil {
+		t.Fatalf("with a dead lane: %v", err)
+	}
+	if got := remotePort(c); got == portOf(dead) {
+		t.Fatalf("connected at the dead lane's port %s", got)
+	}
+	// The answer told the lane again.
+	if cfg, err = f.LoadConfig(); err != nil || len(cfg.Lane) == 0 || cfg.Lane[0] == dead.String() {
+		t.Fatalf("lane after the answer: %v (%v)", cfg.Lane, err)
+	}
+}
+
+func portOf(a ma.Multiaddr) string {
+	p, _ := a.ValueForProtocol(ma.P_TCP)
+	return p
+}
