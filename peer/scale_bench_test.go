@@ -194,6 +194,11 @@ func BenchmarkOnlinePeerMemory(b *testing.B) {
 		if ev := coord.ask("conns 1 60000", 2*time.Minute); ev.Online > 1 {
 			b.Fatalf("%d connections left after the fleet stopped", ev.Online)
 		}
+		// And every peer's last contact written (each session's end
+		// commits it): until then its goroutine is no offline peer's cost.
+		if ev := coord.ask(fmt.Sprintf("goroutines %d 120000", base.Goroutines+16), 3*time.Minute); ev.Goroutines > base.Goroutines+16 {
+			b.Fatalf("%d goroutines left after the fleet stopped (%d before it started)", ev.Goroutines, base.Goroutines)
+		}
 		off := coord.ask("mem", time.Minute)
 		offline += float64(off.Heap + off.Stack - base.Heap - base.Stack)
 		coord.stop()
@@ -731,7 +736,8 @@ type coordConfig struct {
 }
 
 // runCoordinator is the coordinator child. Commands: "mem", "cpu",
-// "online N MILLIS", "conns N MILLIS", "heapprofile FILE", "stop".
+// "online N MILLIS", "conns N MILLIS", "goroutines N MILLIS",
+// "heapprofile FILE", "stop".
 func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scanner) error {
 	if os.Getenv(envHeapProfile) != "" {
 		runtime.MemProfileRate = 4 << 10 // per-connection state is small objects
@@ -779,6 +785,15 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 			ms, _ := strconv.Atoi(f[3])
 			n, err := awaitStats(c, f[1], f[2], time.Duration(ms)*time.Millisecond)
 			emit(benchEvent{Event: "stats", Online: int64(n), Sample: fmt.Sprint(err)})
+		case len(f) == 3 && f[0] == "goroutines":
+			// goroutines N MILLIS: wait for at most N goroutines.
+			want, _ := strconv.Atoi(f[1])
+			ms, _ := strconv.Atoi(f[2])
+			deadline := time.Now().Add(time.Duration(ms) * time.Millisecond)
+			for runtime.NumGoroutine() > want && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			emit(benchEvent{Event: "goroutines", Goroutines: int64(runtime.NumGoroutine())})
 		case len(f) == 1 && f[0] == "gate":
 			emit(benchEvent{Event: "gate", Sample: fmt.Sprintf("%+v", c.Handshakes())})
 		case len(f) == 2 && f[0] == "served":
