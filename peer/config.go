@@ -127,6 +127,10 @@ type State struct {
 	PID           int       `json:"pid,omitempty"`
 	// Relays are the relays the peer holds a reservation on.
 	Relays []string `json:"relays,omitempty"`
+	// RelayAddrs are the relays the site last named (welcome, updates),
+	// with their peer IDs: where the peer asks for the site when no
+	// coordinator address it knows answers (coorddht.go).
+	RelayAddrs []string `json:"relay_addrs,omitempty"`
 	// SiteAddrs are every live coordinator's addresses as the site last
 	// told them (welcome, updates): the peer dials them with the key's
 	// (siteaddrs.go).

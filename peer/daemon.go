@@ -129,10 +129,13 @@ type Daemon struct {
 	// the installer key's (or --jc-public-site-address), always dialled.
 	site     peer.AddrInfo
 	keyAddrs []ma.Multiaddr
-	host     host.Host
-	log      *slog.Logger
-	clock    mesh.Clock
-	backoff  Backoff
+	// foundAddrs are the coordinator addresses the site's relays gave
+	// when none of site.Addrs answered (coorddht.go); guarded by mu.
+	foundAddrs []ma.Multiaddr
+	host       host.Host
+	log        *slog.Logger
+	clock      mesh.Clock
+	backoff    Backoff
 
 	sess     *sessions
 	reserver *reserve.Keeper
@@ -400,6 +403,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			continue
 		}
 		d.recordError(err)
+		if wait == 0 && attempt >= 1 && catalog.HasCode(err, catalog.CodeCoordinatorDown) {
+			// Twice no coordinator at any address known: ask the relays
+			// where the site is now (coorddht.go).
+			d.lookupCoordinators(ctx)
+		}
 		if wait == 0 {
 			// The next attempt dials afresh: a connection left from the
 			// ended session (a QUIC one whose close was lost when the

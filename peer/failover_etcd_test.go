@@ -26,6 +26,7 @@ import (
 
 // haSite is a site served by two coordinators, "a" and "b", on one etcd
 // member, on the wall clock (the connection rate is measured).
+// newHASite starts the instances named (both when none is).
 type haSite struct {
 	t      *testing.T
 	data   string
@@ -35,7 +36,7 @@ type haSite struct {
 	admin  *console.Client
 }
 
-func newHASite(t *testing.T) *haSite {
+func newHASite(t *testing.T, instances ...string) *haSite {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts etcd")
@@ -52,8 +53,12 @@ func newHASite(t *testing.T) *haSite {
 	if _, err := coordinator.Migrate(coordinator.MigrateConfig{DataDir: s.data, To: s.store}); err != nil {
 		t.Fatal(err)
 	}
-	s.start("a")
-	s.start("b")
+	if len(instances) == 0 {
+		instances = []string{"a", "b"}
+	}
+	for _, i := range instances {
+		s.start(i)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s.admin, _, err = console.Login(ctx, filepath.Join(dir, "admin"), res.LoginAddrs[0].String(), res.InviteCode)
@@ -84,10 +89,19 @@ func (s *haSite) ctx() context.Context {
 }
 
 // installer makes an installer key once it names both coordinators.
-func (s *haSite) installer() string {
+func (s *haSite) installer() string { return s.installerNaming("a", "b") }
+
+// installerNaming makes an installer key once it names exactly the
+// coordinators given (the live ones).
+func (s *haSite) installerNaming(instances ...string) string {
 	s.t.Helper()
+	var want []string
+	for _, i := range instances {
+		want = append(want, s.listen[i])
+	}
+	slices.Sort(want)
 	var key string
-	coordinatortest.Eventually(s.t, 20*time.Second, "an installer key naming both coordinators", func() bool {
+	coordinatortest.Eventually(s.t, 20*time.Second, "an installer key naming "+strings.Join(instances, ", "), func() bool {
 		resp, err := s.admin.Call(s.ctx(), &pb.Request{Body: &pb.Request_InstallerCreate{InstallerCreate: &pb.InstallerCreateRequest{
 			Overridable: uint32(installerkey.FieldName), ValidForSeconds: int64(week() / time.Second)}}})
 		if err != nil {
@@ -102,7 +116,8 @@ func (s *haSite) installer() string {
 		for _, a := range k.SiteAddrs {
 			got = append(got, a.String())
 		}
-		return slices.Contains(got, s.listen["a"]) && slices.Contains(got, s.listen["b"])
+		slices.Sort(got)
+		return slices.Equal(got, want)
 	})
 	return key
 }

@@ -1,6 +1,8 @@
 package peer
 
 import (
+	"slices"
+
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
@@ -29,8 +31,22 @@ func newReserver(d *Daemon) *reserve.Keeper {
 }
 
 // setRelays replaces the relay list (from a welcome or an update).
+// The list is kept in state.json for lookupCoordinators.
 func (d *Daemon) setRelays(raw [][]byte) {
-	if err := d.reserver.SetRelays(mesh.DecodeAddrs(raw)); err != nil {
+	addrs := mesh.DecodeAddrs(raw)
+	if err := d.reserver.SetRelays(addrs); err != nil {
 		d.log.Warn("relay addresses", "error", err)
+	}
+	strs := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		if len(strs) < maxRelayServers*4 {
+			strs = append(strs, a.String())
+		}
+	}
+	d.mu.Lock()
+	same := slices.Equal(strs, d.state.RelayAddrs)
+	d.mu.Unlock()
+	if !same && len(strs) > 0 {
+		d.updateState(func(s *State) { s.RelayAddrs = strs })
 	}
 }

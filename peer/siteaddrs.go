@@ -37,7 +37,7 @@ import (
 func (d *Daemon) coordinator() peer.AddrInfo {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return peer.AddrInfo{ID: d.site.ID, Addrs: slices.Clone(d.site.Addrs)}
+	return peer.AddrInfo{ID: d.site.ID, Addrs: mesh.MergeAddrs(d.site.Addrs, mesh.PreferTCP(d.foundAddrs))}
 }
 
 // learnSiteAddrs keeps the coordinator addresses a welcome or an update
@@ -68,6 +68,7 @@ func (d *Daemon) learnSiteAddrs(raw [][]byte) {
 	d.updateState(func(s *State) { s.SiteAddrs = strs })
 	d.mu.Lock()
 	d.site.Addrs = dialSiteAddrs(d.keyAddrs, kept)
+	d.foundAddrs = nil // the site's word supersedes the relays' (coorddht.go)
 	d.mu.Unlock()
 	ps := d.host.Peerstore()
 	for _, a := range old {
