@@ -274,10 +274,8 @@ func TestTechnicianCannotTakeEverySessionStart(t *testing.T) {
 func TestAuditPagesPastOneMessage(t *testing.T) {
 	site := coordinatortest.New(t, console.Login)
 	site.Stop()
-	st, err := coordinator.OpenStore(filepath.Join(site.DataDir(), "db"), coordinator.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openSiteStore(t, site)
+	var err error
 	big := strings.Repeat("x", 200<<10)
 	at := site.Clock.Now().Add(-time.Hour)
 	const n = 1512
@@ -320,4 +318,30 @@ func TestAuditPagesPastOneMessage(t *testing.T) {
 	if len(newest) != 1200 || newest[0].GetSessionId() != strconv.Itoa(n-1200) || newest[1199].GetSessionId() != strconv.Itoa(n-1) {
 		t.Fatalf("--limit 1200 returned %d events from %s to %s", len(newest), newest[0].GetSessionId(), newest[len(newest)-1].GetSessionId())
 	}
+}
+
+// openSiteStore opens the store of a stopped test site as its coordinator
+// does: Badger in its data directory, or its etcd (JM_TEST_STORE=etcd).
+func openSiteStore(t *testing.T, site *coordinatortest.Site[*console.Client]) *coordinator.Store {
+	t.Helper()
+	if !site.Store.IsEtcd() {
+		st, err := coordinator.OpenStore(filepath.Join(site.DataDir(), "db"), coordinator.StoreOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	info, err := coordinator.OpenSite(site.DataDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoints, _, err := coordinator.ParseStoreURL(site.Store.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := coordinator.OpenEtcdStore(coordinator.EtcdConfig{Endpoints: endpoints, Prefix: coordinator.DefaultEtcdPrefix(info.ID.String())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
