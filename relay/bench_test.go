@@ -218,11 +218,14 @@ func waitCircuits(b *testing.B, c *benchChild, want int) {
 const benchChildEnv = "JUMPMESH_RELAY_BENCH_CHILD"
 
 // Knobs for profiling a relay child by hand (see docs/performance.md): a directory
-// where each child writes a CPU profile named after its relay, and the
-// child's GOMAXPROCS (the parent's is left alone).
+// where each child writes a CPU profile named after its relay, the
+// child's GOMAXPROCS (the parent's is left alone), and whether its splices
+// copy through user space (read and write with a 32 KiB buffer) instead of
+// splice(2), to compare the two.
 const (
-	benchProfileEnv = "JUMPMESH_RELAY_BENCH_CPUPROFILE"
-	benchProcsEnv   = "JUMPMESH_RELAY_BENCH_PROCS"
+	benchProfileEnv  = "JUMPMESH_RELAY_BENCH_CPUPROFILE"
+	benchProcsEnv    = "JUMPMESH_RELAY_BENCH_PROCS"
+	benchUserCopyEnv = "JUMPMESH_RELAY_BENCH_USERCOPY"
 )
 
 type childInfo struct {
@@ -245,6 +248,9 @@ func runBenchChild() bool {
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench child:", err)
 		os.Exit(2)
+	}
+	if os.Getenv(benchUserCopyEnv) != "" {
+		relay.SetSpliceTap(func([]byte) {})
 	}
 	if procs, err := strconv.Atoi(os.Getenv(benchProcsEnv)); err == nil && procs > 0 {
 		runtime.GOMAXPROCS(procs)

@@ -128,11 +128,13 @@ func BenchmarkRelaySessionsPerCore(b *testing.B) {
 	for p := range sums {
 		sums[p] = newPathSums(held)
 	}
+	var idleCores float64
 	for b.Loop() {
 		for p := range numPaths {
 			set.use(b, p)
 			sums[p].add(b, measureWindow(b, set, p, sums[p].atRate), p)
 		}
+		idleCores += set.idleWindow(b)
 	}
 	mem := set.child.sample(b) // after the windows: it collects garbage twice
 	b.ReportMetric(0, "ns/op")
@@ -153,6 +155,10 @@ func BenchmarkRelaySessionsPerCore(b *testing.B) {
 	b.ReportMetric(spliceUS, "splice-relay-cpu-us/full-rate-session-s")
 	b.ReportMetric(goalRelayCPUPerSessionS/spliceUS, "goal-ratio")
 	b.ReportMetric(float64(mem.HeapInuse+mem.StackInuse)/float64(held)/1024, "relay-KiB/session")
+	// What the relay spends with every session open and none sending
+	// (keepalives, GC, timers): part of every path's figure.
+	idleUS := 1e6 * idleCores / float64(sums[pathSplice].windows) / float64(held)
+	b.ReportMetric(idleUS, "idle-relay-cpu-us/session-s")
 	verdict := "NOT MET"
 	if spliceUS <= goalRelayCPUPerSessionS {
 		verdict = "met"
@@ -166,6 +172,7 @@ func BenchmarkRelaySessionsPerCore(b *testing.B) {
 		"goal ≥ %d full-rate sessions/core (≤ %.0f relay-CPU-µs per session-s) through the splice: %.0f µs, goal-ratio %.2f, %s; load average %s",
 		held, n, perCore[pathCircuit], fullRate[pathCircuit], perCore[pathSplice], fullRate[pathSplice], fullRate[pathSplice]/fullRate[pathCircuit],
 		goalPerCore, goalRelayCPUPerSessionS, spliceUS, goalRelayCPUPerSessionS/spliceUS, verdict, loadAverage())
+	b.Logf("idle (every session open, none sending): %.0f relay-CPU-µs per session-s", idleUS)
 }
 
 // The goal of issue 17 for the relay: 2,000 sessions of 200 kB/s per
@@ -180,6 +187,7 @@ const (
 	pathCircuit = iota // the circuit's stream
 	pathSplice         // the bulk connection through the relay's splice
 	numPaths
+	pathNone = -1 // the peers write nothing: the idle window
 )
 
 var pathNames = [numPaths]string{"circuit", "splice"}
@@ -283,6 +291,18 @@ func (set *sessionSet) use(b *testing.B, p int) {
 	})
 }
 
+// idleWindow makes the peers write nothing and returns the relay's cores
+// in use over capacityWindow, once what was in flight has arrived (1 s).
+func (set *sessionSet) idleWindow(b *testing.B) float64 {
+	set.path.Store(pathNone)
+	drain := time.NewTimer(time.Second)
+	<-drain.C
+	relay0, start := set.child.cpu(b), time.Now()
+	window := time.NewTimer(capacityWindow)
+	<-window.C
+	return (set.child.cpu(b) - relay0).Seconds() / time.Since(start).Seconds()
+}
+
 // peerSide is what a peer's screen sender writes to: the circuit's stream
 // (its handler) or the bulk connection through the splice (set up after).
 type peerSide struct {
@@ -363,8 +383,11 @@ func startSessions(b *testing.B, n int) *sessionSet {
 					return
 				}
 				sendScreen(ctx, func() io.Writer {
-					if path.Load() == pathSplice {
+					switch path.Load() {
+					case pathSplice:
 						return bulk
+					case pathNone:
+						return nil
 					}
 					return s
 				}, phase)
@@ -580,7 +603,7 @@ func countTrue(bs []bool) int {
 
 // sendScreen writes to w() what a sessionRate stream owes at each of
 // sessionFrames ticks a second, starting after phase, until ctx ends or
-// a write fails. A late tick sends what is owed since the last one, up
+// a write fails; nothing while w() is nil (what is owed then is dropped). A late tick sends what is owed since the last one, up
 // to maxOwedFrames frames; older frames are dropped, as a screen sender
 // skips frames it could not send, so a relay that cannot keep up shows as
 // a delivered rate below sessionRate rather than as a backlog.
@@ -610,8 +633,10 @@ func sendScreen(ctx context.Context, w func() io.Writer, phase time.Duration) {
 			if due <= sent {
 				continue
 			}
-			if _, err := w().Write(frame[:due-sent]); err != nil {
-				return
+			if dst := w(); dst != nil {
+				if _, err := dst.Write(frame[:due-sent]); err != nil {
+					return
+				}
 			}
 			sent = due
 		}
