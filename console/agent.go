@@ -27,6 +27,10 @@ const AgentSocket = "agent.sock"
 // stops (AgentConfig.Idle).
 const DefaultAgentIdle = 30 * time.Minute
 
+// agentWarmTimeout bounds the agent's first dial of the coordinator, at
+// its start (StartAgent).
+const agentWarmTimeout = 2 * time.Second
+
 // ErrAgentIdentityChanged ends an agent whose console home no longer holds
 // the key or the site it started with (a new login, a replaced key): it
 // must not jump as an identity the home has dropped.
@@ -90,9 +94,10 @@ type Agent struct {
 	wg      sync.WaitGroup
 }
 
-// StartAgent opens the console home, starts its host and listens on the
-// agent socket. Another agent answering on the socket is an error; a
-// socket no one answers on (an agent that died) is replaced.
+// StartAgent opens the console home, starts its host, connects to the
+// coordinator (waiting at most agentWarmTimeout) and listens on the agent
+// socket. Another agent answering on the socket is an error; a socket no
+// one answers on (an agent that died) is replaced.
 func StartAgent(cfg AgentConfig) (*Agent, error) {
 	id, err := homeIdentity(cfg.Home)
 	if err != nil {
@@ -122,6 +127,13 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	// (jump --wake goes without the agent).
 	c.SetWake(WakeOptions{})
 	c.SetPeerCache(cfg.Home)
+	// The first jump finds the coordinator connected, as every later one
+	// does (the agent keeps the connection). Best effort: a coordinator
+	// that cannot be reached now is dialled again by the jump, which
+	// reports it.
+	ctx, cancel := context.WithTimeout(context.Background(), agentWarmTimeout)
+	_ = c.host.Connect(ctx, c.SiteInfo())
+	cancel()
 	return &Agent{cfg: cfg, c: c, ln: ln, path: path, identity: id,
 		activity: make(chan struct{}, 1), stop: make(chan error, 1), conns: map[net.Conn]bool{}}, nil
 }

@@ -215,3 +215,27 @@ func TestAgentPhasesOnTheCommandLinesClock(t *testing.T) {
 		prev = p
 	}
 }
+
+// TestAgentStartsConnected: the agent connects to the coordinator as it
+// starts, so its first jump costs what every later one does — no
+// coordinator dial among its phases.
+func TestAgentStartsConnected(t *testing.T) {
+	s := newAgentSite(t, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	timing := console.NewTiming(time.Now())
+	as, err := console.AgentExec(ctx, s.home, console.AgentRequest{Ref: "web-01", Argv: []string{"true"}}, timing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := as.Run(ctx, console.ExecIO{})
+	as.Close()
+	if err != nil || st.GetCode() != 0 {
+		t.Fatalf("jump: %v %v", st, err)
+	}
+	for _, p := range timing.Phases() {
+		if strings.Contains(p.Name, "coordinator dial") {
+			t.Errorf("the agent's first jump dialled the coordinator: %v", timing.Phases())
+		}
+	}
+}
