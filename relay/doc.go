@@ -114,12 +114,15 @@
 // BenchmarkRelaySessionsPerCore measures both paths in one run, each
 // session holding its circuit and a spliced bulk connection (AES-GCM
 // frames end to end) and writing its screen on one, then the other. In
-// three runs of 500 sessions at load 11–18, through the splice the relay
-// spent 286–454 µs per session-second, 2,030–2,650 sessions per core
-// counted by bytes delivered, 2.3–2.6 times the circuit's in the same
-// runs; in the one where every session kept its 200 kB/s (load 14), 374
-// µs and 2,674 sessions per core: the goal met — docs/performance.md has
-// the runs. A splice costs the relay two goroutines and six file
+// six runs of 500 sessions at load 11–23, through the splice the relay
+// spent 378–531 µs per second of a full-rate session (median 420), 1,884–
+// 2,645 sessions per core counted by bytes delivered, 2.3–2.6 times the
+// circuit's in the same runs; in the one where every session kept its
+// 200 kB/s (load 14), 374 µs and 2,674 sessions per core: the goal met
+// there and in four of the other five, by a small margin, which the
+// machine's load moves — docs/performance.md has the runs. Copying
+// through user space (read and write) instead of splice(2) cost as much
+// per frame and 64 KiB more per splice. A splice costs the relay two goroutines and six file
 // descriptors (two sockets, and a pipe per direction for splice(2)) for
 // its life. What is wired today: forwards
 // (peer/forward.go, console/forward.go). Shells, screens, exec and copies
