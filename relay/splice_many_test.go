@@ -122,17 +122,23 @@ func TestSpliceAtTheAnnouncedAddress(t *testing.T) {
 	}
 }
 
-// TestManySplicesAtOnce: a relay holds hundreds of splices at once, each
-// carrying its own bytes, within its bounds: a member's
-// (MaxCircuitsPerPeer) and the relay's (MaxCircuits). Three peers splice
-// 100, 100 and 50 bulk connections (250, the relay's bound here, 100 a
-// member's); the 101st of a member is refused member_busy, the 251st of
-// the relay relay_busy (whoever asks); every splice then echoes its own bytes, all at
-// once; once closed, the relay holds nothing and grants slots again.
+// TestManySplicesAtOnce: a relay holds hundreds of slots and splices at
+// once, each splice carrying its own bytes, within its bounds: a member's
+// unpaired slots (16), its slots and splices (MaxCircuitsPerPeer, 40
+// here) and the relay's (MaxCircuits, 240 here). Thirteen peers hold 16
+// slots each, 208 at once, none paired (the 17th of one is refused
+// member_busy); all 208 are then paired; one peer splices up to its bound
+// of 40 (the 41st refused member_busy), another until the relay's 240
+// (the next refused relay_busy); every splice then echoes its own bytes,
+// all at once; once closed, the relay holds nothing and grants slots
+// again.
 func TestManySplicesAtOnce(t *testing.T) {
-	const perMember, total = 100, 250
+	const members, perMember, total = 13, 40, 240
 	site := coordinatortest.New(t, console.Login)
-	peers := []host.Host{member(t, site, "peer-a"), member(t, site, "peer-b"), member(t, site, "peer-c")}
+	peers := make([]host.Host, members)
+	for i := range peers {
+		peers[i] = member(t, site, fmt.Sprintf("peer-%02d", i))
+	}
 	cfg := relayConfig(t, site, "relay-many")
 	cfg.Resources = relay.Resources{MaxCircuits: total, MaxCircuitsPerPeer: perMember}
 	r := runRelay(t, cfg)
@@ -146,11 +152,8 @@ func TestManySplicesAtOnce(t *testing.T) {
 			p.b.Close()
 		}
 	})
-	splice := func(h host.Host) error {
-		slot, err := askSlot(t, ctx, h, r)
-		if err != nil {
-			return err
-		}
+	pairUp := func(slot channel.SpliceSlot) {
+		t.Helper()
 		a, err := channel.DialSplice(ctx, addr, slot.Token, channel.SpliceOfferer, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -161,29 +164,62 @@ func TestManySplicesAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		pairs = append(pairs, pair{a, b})
-		return nil
 	}
-	for i, n := range []int{perMember, perMember, total - 2*perMember} {
-		for j := range n {
-			if err := splice(peers[i]); err != nil {
-				t.Fatalf("splice %d of %s: %v", j, peers[i].ID(), err)
-			}
+	splice := func(h host.Host) error {
+		slot, err := askSlot(t, ctx, h, r)
+		if err == nil {
+			pairUp(slot)
 		}
-		if i == 0 {
-			waitSpliceCounts(t, r, 0, 0, perMember)
-			if err := splice(peers[0]); !errors.Is(err, channel.ErrSpliceRefused) {
-				t.Fatalf("a slot over a member's bound: %v, want a refusal", err)
+		return err
+	}
+	refusals := func(reason string) float64 {
+		return metric(t, r.HTTPAddr(), `jumpmesh_relay_splice_refusals_total{reason="`+reason+`"}`)
+	}
+
+	// 208 slots at once, none paired.
+	var slots []channel.SpliceSlot
+	for _, h := range peers {
+		for range relay.SpliceSlotsPerMember {
+			slot, err := askSlot(t, ctx, h, r)
+			if err != nil {
+				t.Fatalf("slot %d of %s: %v", len(slots), h.ID(), err)
 			}
+			slots = append(slots, slot)
+		}
+	}
+	waitSpliceCounts(t, r, len(slots), 0, 0)
+	if _, err := askSlot(t, ctx, peers[0], r); !errors.Is(err, channel.ErrSpliceRefused) {
+		t.Fatalf("a 17th unpaired slot: %v, want a refusal", err)
+	}
+	for _, slot := range slots {
+		pairUp(slot)
+	}
+	waitSpliceCounts(t, r, 0, 0, len(slots))
+
+	// A member's bound, then the relay's.
+	for len(pairs) < len(slots)+perMember-relay.SpliceSlotsPerMember {
+		if err := splice(peers[0]); err != nil {
+			t.Fatalf("splice %d of the first peer: %v", len(pairs), err)
+		}
+	}
+	waitSpliceCounts(t, r, 0, 0, len(pairs))
+	if err := splice(peers[0]); !errors.Is(err, channel.ErrSpliceRefused) {
+		t.Fatalf("a splice over a member's bound: %v, want a refusal", err)
+	}
+	for len(pairs) < total {
+		if err := splice(peers[1]); err != nil {
+			t.Fatalf("splice %d: %v", len(pairs), err)
 		}
 	}
 	waitSpliceCounts(t, r, 0, 0, total)
 	if err := splice(peers[2]); !errors.Is(err, channel.ErrSpliceRefused) {
 		t.Fatalf("a slot over the relay's bound: %v, want a refusal", err)
 	}
-	for reason, want := range map[string]float64{relay.SpliceRefusedMemberBusy: 1, relay.SpliceRefusedRelayBusy: 1} {
-		if got := metric(t, r.HTTPAddr(), `jumpmesh_relay_splice_refusals_total{reason="`+reason+`"}`); got != want {
-			t.Errorf("%s refusals %v, want %v", reason, got, want)
-		}
+	if got := refusals(relay.SpliceRefusedMemberBusy); got != 2 {
+		t.Errorf("member_busy refusals %v, want 2", got)
+	}
+	if got := refusals(relay.SpliceRefusedRelayBusy); got != 1 {
+		t.Errorf("relay_busy refusals %v, want 1", got)
 	}
 
 	// Every splice at once: each side writes its own line and reads the
