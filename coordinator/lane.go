@@ -193,15 +193,21 @@ func (l *memberLane) take(remote ma.Multiaddr) bool {
 }
 
 // announce are the lane's addresses for members: each of the
-// coordinator's advertised TCP addresses whose port is a TCP listen
-// port, with the lane's port paired with it (a public address forwarded
-// to another port has none).
+// coordinator's advertised TCP addresses (IP or DNS name) whose port is a
+// TCP listen port, with the lane's port paired with it (a public address
+// forwarded to another port has none).
 func (l *memberLane) announce(advertised []ma.Multiaddr) []ma.Multiaddr {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []ma.Multiaddr
 	for _, a := range advertised {
 		port, ok := l.pairs[portKey(a)]
+		if p, err := a.ValueForProtocol(ma.P_TCP); !ok && err == nil {
+			// A DNS name: the lane of either family's listen port.
+			if port, ok = l.pairs["ip4/"+p]; !ok {
+				port, ok = l.pairs["ip6/"+p]
+			}
+		}
 		if !ok {
 			continue
 		}
