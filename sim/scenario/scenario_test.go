@@ -56,6 +56,8 @@ func TestParseRejects(t *testing.T) {
 		{head + "steps: [init, 'expect-online p within soon']", "not a duration"},
 		{head + "steps: [init, {exec: p -- true, expect-sdtout: x}]", "unknown step option"},
 		{head + "steps: [partition nowhere]", `no host or network "nowhere"`},
+		{head + "steps: [init, expect-splices p 1]", "p is a peer, not a relay"},
+		{strings.Replace(head, "role: peer", "role: relay", 1) + "steps: [init, expect-splices p 0]", "expect-splices RELAY N"},
 		{head + "bogus: 1\nsteps: []", "field bogus not found"},
 		{strings.Replace(head, "role: peer", "role: wizard", 1) + "steps: []", `unknown role "wizard"`},
 		{strings.Replace(head, "nat: public", "nat: weird", 1) + "steps: []", "weird"},
