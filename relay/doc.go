@@ -113,16 +113,19 @@
 //
 // BenchmarkRelaySessionsPerCore measures both paths in one run, each
 // session holding its circuit and a spliced bulk connection (AES-GCM
-// frames end to end) and writing its screen on one, then the other. In
-// six runs of 500 sessions at load 11–23, through the splice the relay
-// spent 378–531 µs per second of a full-rate session (median 420), 1,884–
-// 2,645 sessions per core counted by bytes delivered, 2.3–2.6 times the
-// circuit's in the same runs; in the one where every session kept its
-// 200 kB/s (load 14), 374 µs and 2,674 sessions per core: the goal met
-// there and in four of the other five, by a small margin, which the
-// machine's load moves — docs/performance.md has the runs. Copying
-// through user space (read and write) instead of splice(2) cost as much
-// per frame and 64 KiB more per splice. A splice costs the relay two goroutines and six file
+// frames end to end) and writing its screen on one, then the other. With
+// every session at its 200 kB/s on a quieter machine (load 5–10), through
+// the splice the relay spent 639–658 µs per session-second: 1,520–1,565
+// sessions per core, 1.5 times RustDesk's anchor and 2.2 times the
+// circuit's, but not the goal (0.76–0.78 of it). On the busy machine it
+// looked better (378–548 µs, the goal met in five of seven runs) because
+// the relay, scheduled less often, finds several frames per wake-up;
+// quiet, each 6.7 kB frame wakes it alone (an epoll wait, a thread woken,
+// three splice calls): about 21 µs per frame. GOMAXPROCS=1 cost the same;
+// copying through user space (read and write) instead of splice(2) cost
+// as much per frame and 64 KiB more per splice. Reaching 2,000 needs
+// fewer wake-ups per frame (letting frames gather for a millisecond or
+// two, a little latency), not done — docs/performance.md has the runs. A splice costs the relay two goroutines and six file
 // descriptors (two sockets, and a pipe per direction for splice(2)) for
 // its life. What is wired today: forwards
 // (peer/forward.go, console/forward.go). Shells, screens, exec and copies
@@ -142,7 +145,7 @@
 // with the load generator) and the numbers; in short:
 //   - sessions of 200 kB/s per core of relay CPU: about 1,600 in the
 //     circuit on 2026-11-22 (709 on a quiet machine on 2026-12-03, 1,409
-//     µs per session-second), over 2,000 through the splice (above);
+//     µs per session-second), 1,520–1,565 through the splice (above);
 //   - relayed ÷ direct throughput of one stream on loopback: 0.31, which
 //     is the CPU bound when the relay shares the ends' two cores (a relayed
 //     byte costs 3.3 times the CPU of a direct one in all); a forward
