@@ -258,14 +258,22 @@ func (c *Coordinator) serveHealth(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(h)
 }
 
-// sweep applies the lifecycle horizons every SweepInterval, and looks for
-// closed jump windows every JumpWindowCheck.
+// sweep applies the lifecycle horizons every SweepInterval, looks for
+// closed jump windows every JumpWindowCheck and, on a shared store, moves
+// peers beyond this coordinator's share every Resources.RebalanceEvery
+// (rebalance.go).
 func (c *Coordinator) sweep(ctx context.Context) {
 	defer c.wg.Done()
 	t := time.NewTicker(SweepInterval)
 	defer t.Stop()
 	windows := time.NewTicker(JumpWindowCheck)
 	defer windows.Stop()
+	var rebalance <-chan time.Time
+	if every := c.service.resources.RebalanceEvery; every > 0 && c.store.shared() {
+		r := time.NewTicker(every)
+		defer r.Stop()
+		rebalance = r.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -274,6 +282,8 @@ func (c *Coordinator) sweep(ctx context.Context) {
 			c.service.Sweep(c.service.clock.Now())
 		case <-windows.C:
 			c.service.CheckJumpWindows(c.service.clock.Now())
+		case <-rebalance:
+			c.service.Rebalance()
 		}
 	}
 }

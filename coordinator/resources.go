@@ -99,6 +99,10 @@ type Resources struct {
 	// to every online peer is spread over a few goroutines, not one each,
 	// so other requests keep their turn.
 	PeerWriters int
+	// RebalanceEvery is how often a coordinator of several compares the
+	// peers it holds with its share and moves the excess (rebalance.go);
+	// negative: never.
+	RebalanceEvery time.Duration
 }
 
 // hostOptions are the libp2p options that size what each connection
@@ -171,6 +175,9 @@ func (r Resources) withDefaults() Resources {
 	}
 	if r.HandshakeHold == 0 {
 		r.HandshakeHold = d.HandshakeHold
+	}
+	if r.RebalanceEvery == 0 {
+		r.RebalanceEvery = DefaultRebalanceEvery
 	}
 	return r
 }

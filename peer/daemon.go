@@ -132,10 +132,13 @@ type Daemon struct {
 	// foundAddrs are the coordinator addresses the site's relays gave
 	// when none of site.Addrs answered (coorddht.go); guarded by mu.
 	foundAddrs []ma.Multiaddr
-	host       host.Host
-	log        *slog.Logger
-	clock      mesh.Clock
-	backoff    Backoff
+	// movedTo are the addresses of a coordinator's order to move, for the
+	// next dial only (move.go); guarded by mu.
+	movedTo []ma.Multiaddr
+	host    host.Host
+	log     *slog.Logger
+	clock   mesh.Clock
+	backoff Backoff
 
 	sess     *sessions
 	reserver *reserve.Keeper
@@ -402,7 +405,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		d.recordError(err)
+		if !errors.As(err, new(moveOrder)) { // asked to move: no failure
+			d.recordError(err)
+		}
 		if wait == 0 && attempt >= 1 && catalog.HasCode(err, catalog.CodeCoordinatorDown) {
 			// Twice no coordinator at any address known: ask the relays
 			// where the site is now (coorddht.go).

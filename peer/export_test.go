@@ -5,7 +5,13 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
+
+// MoveTo hands the daemon an order to move, as its coordinator would send
+// it (move.go); false when the order is ignored.
+func MoveTo(d *Daemon, m *pb.PeerMove) bool { return d.moveTo(m) }
 
 // HostOf is the daemon's libp2p host, for tests that look at its transports
 // and connections.

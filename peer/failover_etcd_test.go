@@ -28,22 +28,29 @@ import (
 // member, on the wall clock (the connection rate is measured).
 // newHASite starts the instances named (both when none is).
 type haSite struct {
-	t      *testing.T
-	data   string
-	store  coordinator.StoreConfig
-	listen map[string]string
-	coords map[string]*coordinator.Coordinator
-	admin  *console.Client
+	t         *testing.T
+	resources coordinator.Resources
+	data      string
+	store     coordinator.StoreConfig
+	listen    map[string]string
+	coords    map[string]*coordinator.Coordinator
+	admin     *console.Client
 }
 
 func newHASite(t *testing.T, instances ...string) *haSite {
+	t.Helper()
+	return newHASiteWith(t, coordinator.Resources{}, instances...)
+}
+
+// newHASiteWith is newHASite with the coordinators' resources.
+func newHASiteWith(t *testing.T, resources coordinator.Resources, instances ...string) *haSite {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts etcd")
 	}
 	srv := etcdtest.Start(t, etcdtest.Options{})
 	dir := t.TempDir()
-	s := &haSite{t: t, data: filepath.Join(dir, "site"), store: coordinator.StoreConfig{URL: "etcd://" + srv.Endpoint},
+	s := &haSite{t: t, resources: resources, data: filepath.Join(dir, "site"), store: coordinator.StoreConfig{URL: "etcd://" + srv.Endpoint},
 		listen: map[string]string{"a": tcpAddr(coordinatortest.FreePort(t, "tcp")), "b": tcpAddr(coordinatortest.FreePort(t, "tcp"))},
 		coords: map[string]*coordinator.Coordinator{}}
 	res, err := coordinator.InitSite(coordinator.InitConfig{DataDir: s.data, HTTPAddr: "off", Listen: []string{s.listen["a"]}})
@@ -73,7 +80,8 @@ func (s *haSite) start(instance string) *coordinator.Coordinator {
 	s.t.Helper()
 	st := s.store
 	st.Instance = instance
-	c, err := coordinator.New(coordinator.Config{DataDir: s.data, Listen: []string{s.listen[instance]}, HTTPAddr: "off", Store: st})
+	c, err := coordinator.New(coordinator.Config{DataDir: s.data, Listen: []string{s.listen[instance]}, HTTPAddr: "off", Store: st,
+		Resources: s.resources})
 	if err != nil {
 		s.t.Fatalf("starting coordinator %s: %v", instance, err)
 	}

@@ -42,7 +42,10 @@ func (u uninstallOrder) Is(target error) bool { _, ok := target.(uninstallOrder)
 // reports whether the coordinator welcomed the peer, and how long the
 // coordinator asked it to wait before trying again.
 func (d *Daemon) session(ctx context.Context) (welcomed bool, retryAfter time.Duration, err error) {
-	ms, err := d.dial(ctx)
+	ms, err := d.dialMoved(ctx)
+	if ms == nil && err == nil {
+		ms, err = d.dial(ctx)
+	}
 	if err != nil {
 		return false, 0, err
 	}
@@ -179,6 +182,10 @@ func (d *Daemon) online(ctx context.Context, ms *frame.Stream, reported *bool) e
 				}
 			case *pb.PeerDown_Revoke:
 				d.revoke(b.Revoke)
+			case *pb.PeerDown_Move:
+				if d.moveTo(b.Move) {
+					return moveOrder{b.Move.GetReason()}
+				}
 			}
 		case <-ticker.C():
 			if err := d.sendStats(ms, &sentNAT); err != nil {

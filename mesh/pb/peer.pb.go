@@ -1316,6 +1316,64 @@ func (x *PeerRevoke) GetReason() string {
 	return ""
 }
 
+// PeerMove asks the peer to reconnect at another coordinator of the site,
+// which holds fewer peers (coordinator/rebalance.go): the peer ends its
+// session and dials addrs once, then every address it knows as usual.
+type PeerMove struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The other coordinator's addresses (binary multiaddrs, no /p2p/: every
+	// coordinator has the site's peer ID).
+	Addrs [][]byte `protobuf:"bytes,1,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	// Why, for the peer's log.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerMove) Reset() {
+	*x = PeerMove{}
+	mi := &file_peer_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerMove) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerMove) ProtoMessage() {}
+
+func (x *PeerMove) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerMove.ProtoReflect.Descriptor instead.
+func (*PeerMove) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PeerMove) GetAddrs() [][]byte {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
+func (x *PeerMove) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // PeerDown is every message from coordinator to peer.
 type PeerDown struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1327,6 +1385,7 @@ type PeerDown struct {
 	//	*PeerDown_Error
 	//	*PeerDown_Update
 	//	*PeerDown_Revoke
+	//	*PeerDown_Move
 	Body          isPeerDown_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1334,7 +1393,7 @@ type PeerDown struct {
 
 func (x *PeerDown) Reset() {
 	*x = PeerDown{}
-	mi := &file_peer_proto_msgTypes[15]
+	mi := &file_peer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1405,7 @@ func (x *PeerDown) String() string {
 func (*PeerDown) ProtoMessage() {}
 
 func (x *PeerDown) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[15]
+	mi := &file_peer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1418,7 @@ func (x *PeerDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerDown.ProtoReflect.Descriptor instead.
 func (*PeerDown) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{15}
+	return file_peer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PeerDown) GetBody() isPeerDown_Body {
@@ -1423,6 +1482,15 @@ func (x *PeerDown) GetRevoke() *PeerRevoke {
 	return nil
 }
 
+func (x *PeerDown) GetMove() *PeerMove {
+	if x != nil {
+		if x, ok := x.Body.(*PeerDown_Move); ok {
+			return x.Move
+		}
+	}
+	return nil
+}
+
 type isPeerDown_Body interface {
 	isPeerDown_Body()
 }
@@ -1451,6 +1519,10 @@ type PeerDown_Revoke struct {
 	Revoke *PeerRevoke `protobuf:"bytes,6,opt,name=revoke,proto3,oneof"`
 }
 
+type PeerDown_Move struct {
+	Move *PeerMove `protobuf:"bytes,7,opt,name=move,proto3,oneof"`
+}
+
 func (*PeerDown_Welcome) isPeerDown_Body() {}
 
 func (*PeerDown_Retry) isPeerDown_Body() {}
@@ -1462,6 +1534,8 @@ func (*PeerDown_Error) isPeerDown_Body() {}
 func (*PeerDown_Update) isPeerDown_Body() {}
 
 func (*PeerDown_Revoke) isPeerDown_Body() {}
+
+func (*PeerDown_Move) isPeerDown_Body() {}
 
 // Peer is the coordinator's record of an enrolled host.
 type Peer struct {
@@ -1495,7 +1569,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_peer_proto_msgTypes[16]
+	mi := &file_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1581,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[16]
+	mi := &file_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1594,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{16}
+	return file_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Peer) GetId() []byte {
@@ -1729,14 +1803,18 @@ const file_peer_proto_rawDesc = "" +
 	"\vtechnicians\x18\x01 \x03(\fR\vtechnicians\x12\x10\n" +
 	"\x03all\x18\x02 \x01(\bR\x03all\x12.\n" +
 	"\x13issued_through_unix\x18\x03 \x01(\x03R\x11issuedThroughUnix\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xd3\x02\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"8\n" +
+	"\bPeerMove\x12\x14\n" +
+	"\x05addrs\x18\x01 \x03(\fR\x05addrs\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x82\x03\n" +
 	"\bPeerDown\x126\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1a.jumpmesh.peer.PeerWelcomeH\x00R\awelcome\x120\n" +
 	"\x05retry\x18\x02 \x01(\v2\x18.jumpmesh.peer.PeerRetryH\x00R\x05retry\x12<\n" +
 	"\tuninstall\x18\x03 \x01(\v2\x1c.jumpmesh.peer.PeerUninstallH\x00R\tuninstall\x12,\n" +
 	"\x05error\x18\x04 \x01(\v2\x14.jumpmesh.site.ErrorH\x00R\x05error\x124\n" +
 	"\x06update\x18\x05 \x01(\v2\x1a.jumpmesh.peer.PeerWelcomeH\x00R\x06update\x123\n" +
-	"\x06revoke\x18\x06 \x01(\v2\x19.jumpmesh.peer.PeerRevokeH\x00R\x06revokeB\x06\n" +
+	"\x06revoke\x18\x06 \x01(\v2\x19.jumpmesh.peer.PeerRevokeH\x00R\x06revoke\x12-\n" +
+	"\x04move\x18\a \x01(\v2\x17.jumpmesh.peer.PeerMoveH\x00R\x04moveB\x06\n" +
 	"\x04body\"\xb6\x04\n" +
 	"\x04Peer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12!\n" +
@@ -1775,7 +1853,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 }
 
 var file_peer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_peer_proto_goTypes = []any{
 	(Hairpinning)(0),          // 0: jumpmesh.peer.Hairpinning
 	(*PeerInfo)(nil),          // 1: jumpmesh.peer.PeerInfo
@@ -1793,40 +1871,42 @@ var file_peer_proto_goTypes = []any{
 	(*PeerRetry)(nil),         // 13: jumpmesh.peer.PeerRetry
 	(*PeerUninstall)(nil),     // 14: jumpmesh.peer.PeerUninstall
 	(*PeerRevoke)(nil),        // 15: jumpmesh.peer.PeerRevoke
-	(*PeerDown)(nil),          // 16: jumpmesh.peer.PeerDown
-	(*Peer)(nil),              // 17: jumpmesh.peer.Peer
-	(*InstallerDefaults)(nil), // 18: jumpmesh.site.InstallerDefaults
-	(*SessionEvent)(nil),      // 19: jumpmesh.session.SessionEvent
-	(*Error)(nil),             // 20: jumpmesh.site.Error
+	(*PeerMove)(nil),          // 16: jumpmesh.peer.PeerMove
+	(*PeerDown)(nil),          // 17: jumpmesh.peer.PeerDown
+	(*Peer)(nil),              // 18: jumpmesh.peer.Peer
+	(*InstallerDefaults)(nil), // 19: jumpmesh.site.InstallerDefaults
+	(*SessionEvent)(nil),      // 20: jumpmesh.session.SessionEvent
+	(*Error)(nil),             // 21: jumpmesh.site.Error
 }
 var file_peer_proto_depIdxs = []int32{
 	2,  // 0: jumpmesh.peer.PeerInfo.nics:type_name -> jumpmesh.peer.Nic
 	4,  // 1: jumpmesh.peer.PeerStats.nat:type_name -> jumpmesh.peer.NatReport
 	0,  // 2: jumpmesh.peer.NatReport.hairpinning:type_name -> jumpmesh.peer.Hairpinning
 	1,  // 3: jumpmesh.peer.PeerHello.info:type_name -> jumpmesh.peer.PeerInfo
-	18, // 4: jumpmesh.peer.PeerHello.overrides:type_name -> jumpmesh.site.InstallerDefaults
+	19, // 4: jumpmesh.peer.PeerHello.overrides:type_name -> jumpmesh.site.InstallerDefaults
 	5,  // 5: jumpmesh.peer.PeerUp.hello:type_name -> jumpmesh.peer.PeerHello
 	3,  // 6: jumpmesh.peer.PeerUp.stats:type_name -> jumpmesh.peer.PeerStats
 	6,  // 7: jumpmesh.peer.PeerUp.goodbye:type_name -> jumpmesh.peer.PeerGoodbye
 	7,  // 8: jumpmesh.peer.PeerUp.state:type_name -> jumpmesh.peer.PeerState
-	19, // 9: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
+	20, // 9: jumpmesh.peer.PeerUp.session:type_name -> jumpmesh.session.SessionEvent
 	9,  // 10: jumpmesh.peer.PeerUp.passive:type_name -> jumpmesh.peer.PeerPassive
-	17, // 11: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
+	18, // 11: jumpmesh.peer.PeerWelcome.peer:type_name -> jumpmesh.peer.Peer
 	12, // 12: jumpmesh.peer.PeerWelcome.local_policy:type_name -> jumpmesh.peer.LocalPolicy
 	10, // 13: jumpmesh.peer.PeerDown.welcome:type_name -> jumpmesh.peer.PeerWelcome
 	13, // 14: jumpmesh.peer.PeerDown.retry:type_name -> jumpmesh.peer.PeerRetry
 	14, // 15: jumpmesh.peer.PeerDown.uninstall:type_name -> jumpmesh.peer.PeerUninstall
-	20, // 16: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
+	21, // 16: jumpmesh.peer.PeerDown.error:type_name -> jumpmesh.site.Error
 	10, // 17: jumpmesh.peer.PeerDown.update:type_name -> jumpmesh.peer.PeerWelcome
 	15, // 18: jumpmesh.peer.PeerDown.revoke:type_name -> jumpmesh.peer.PeerRevoke
-	18, // 19: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
-	1,  // 20: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
-	3,  // 21: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	16, // 19: jumpmesh.peer.PeerDown.move:type_name -> jumpmesh.peer.PeerMove
+	19, // 20: jumpmesh.peer.Peer.settings:type_name -> jumpmesh.site.InstallerDefaults
+	1,  // 21: jumpmesh.peer.Peer.info:type_name -> jumpmesh.peer.PeerInfo
+	3,  // 22: jumpmesh.peer.Peer.stats:type_name -> jumpmesh.peer.PeerStats
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -1844,13 +1924,14 @@ func file_peer_proto_init() {
 		(*PeerUp_Session)(nil),
 		(*PeerUp_Passive)(nil),
 	}
-	file_peer_proto_msgTypes[15].OneofWrappers = []any{
+	file_peer_proto_msgTypes[16].OneofWrappers = []any{
 		(*PeerDown_Welcome)(nil),
 		(*PeerDown_Retry)(nil),
 		(*PeerDown_Uninstall)(nil),
 		(*PeerDown_Error)(nil),
 		(*PeerDown_Update)(nil),
 		(*PeerDown_Revoke)(nil),
+		(*PeerDown_Move)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1858,7 +1939,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
