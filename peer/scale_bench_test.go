@@ -752,6 +752,7 @@ type coordConfig struct {
 // "online N MILLIS", "conns N MILLIS", "goroutines N MILLIS",
 // "heapprofile FILE", "stop".
 func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scanner) error {
+	coordinator.TuneGC() // as `coordinator run` does
 	if os.Getenv(envHeapProfile) != "" {
 		runtime.MemProfileRate = 4 << 10 // per-connection state is small objects
 	}

@@ -148,6 +148,7 @@ func coordinatorRunCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			coordinator.TuneGC() // GOGC=50 unless set: less memory per online peer (coordinator/gc.go)
 			c, err := coordinator.New(coordinator.Config{DataDir: f.data, Listen: f.listen.Value(), HTTPAddr: f.httpAddr, Logger: log, Store: store})
 			if err != nil {
 				return err
