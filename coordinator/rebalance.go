@@ -32,7 +32,8 @@ import (
 // so none is asked twice in a round. A peer in a console session loses
 // nothing: sessions run from console to peer, not through the
 // coordinator. Badger (one coordinator) and a member alone never move a
-// peer.
+// peer, nor does anyone a peer behind jumpoints (it reaches the site only
+// through their tunnels).
 
 // rebalanceSlack is the least excess over its share a member keeps
 // without moving peers: a handful of peers is no imbalance worth a
@@ -53,16 +54,16 @@ func (s *Service) Rebalance() int {
 	if len(members) < 2 {
 		return 0
 	}
-	held := s.peers.sessions()
+	held, movable := s.peers.movableSessions()
 	counts := s.peers.holders()
 	self := members[0].Instance
-	counts[self] = len(held)
+	counts[self] = held
 	total := 0
 	for _, m := range members {
 		total += counts[m.Instance]
 	}
 	share := int(math.Ceil(float64(total) / float64(len(members))))
-	excess := len(held) - share
+	excess := held - share
 	if excess <= max(rebalanceSlack, share/10) {
 		return 0
 	}
@@ -77,7 +78,7 @@ func (s *Service) Rebalance() int {
 	}
 	every := s.resources.RebalanceEvery
 	perRound := int(float64(s.rateShare(rate.Limit(s.settings().GetConnectionRate()))) * every.Seconds() / 2)
-	n := min(excess, share-counts[target.Instance], max(1, perRound))
+	n := min(excess, share-counts[target.Instance], max(1, perRound), len(movable))
 	addrs := make([][]byte, len(target.Addrs))
 	for i, a := range target.Addrs {
 		addrs[i] = a.Bytes()
@@ -85,14 +86,33 @@ func (s *Service) Rebalance() int {
 	m := &pb.PeerDown{Body: &pb.PeerDown_Move{Move: &pb.PeerMove{Addrs: addrs,
 		Reason: "coordinator " + self + " holds more than its share; " + target.Instance + " fewer"}}}
 	moved := 0
-	for _, sess := range held[:n] {
+	for _, sess := range movable[:n] {
 		if s.push(sess, m) {
 			moved++
 		}
 	}
-	s.log.Info("moving peers to a member that holds fewer", "moved", moved, "held", len(held), "share", share,
+	s.log.Info("moving peers to a member that holds fewer", "moved", moved, "held", held, "share", share,
 		"to", target.Instance, "its", counts[target.Instance])
 	return moved
+}
+
+// movableSessions is how many peers this coordinator holds, and the
+// sessions of those that may move: not those behind jumpoints, which reach
+// the site only through their jumpoints' tunnels (peer/move.go ignores
+// the order there too).
+func (r *registry) movableSessions() (held int, movable []*peerSession) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, e := range r.peers {
+		if e.session == nil {
+			continue
+		}
+		held++
+		if len(e.rec.GetJumpoints()) == 0 {
+			movable = append(movable, e.session)
+		}
+	}
+	return held, movable
 }
 
 // holders counts the peers other coordinators hold, by instance, from

@@ -31,8 +31,8 @@ func (m moveOrder) Error() string { return "moving to another coordinator: " + m
 // moveTo keeps the addresses m names for the next dial; false if none is a
 // coordinator address of the site (the order is then ignored).
 func (d *Daemon) moveTo(m *pb.PeerMove) bool {
-	if d.config.PublicSiteAddress != "" {
-		return false // the operator said where the site is
+	if d.config.PublicSiteAddress != "" || d.jumpoints != nil {
+		return false // the operator said where the site is; or only the jumpoints reach it
 	}
 	addrs, _ := mesh.CoordinatorAddrs(d.site.ID, m.GetAddrs())
 	if len(addrs) == 0 {
