@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	lphost "github.com/libp2p/go-libp2p/core/host"
 	lpeer "github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -149,7 +150,11 @@ func silentListener(t *testing.T) string {
 
 // impostor is a libp2p host with a key of its own listening on loopback:
 // an address in a coordinator list that is not the site's.
-func impostor(t *testing.T) string {
+func impostor(t *testing.T) string { return otherHost(t).Addrs()[0].String() }
+
+// otherHost is a libp2p host of a key of its own on loopback TCP, closed at
+// the end of the test.
+func otherHost(t *testing.T) lphost.Host {
 	t.Helper()
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
@@ -160,7 +165,7 @@ func impostor(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	return h.Addrs()[0].String()
+	return h
 }
 
 // TestPeerDialsPastDeadCoordinatorAddresses: the installer key lists a
