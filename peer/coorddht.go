@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -20,8 +21,10 @@ import (
 // only addresses where no coordinator listens any more. The site's relays
 // are DHT servers (mesh/dht) that know every live coordinator's address:
 // each asks a coordinator for its ACL every 30 s and is told them on
-// every answer. So when the peer cannot reach any address it knows twice
-// in a row, it asks the relays it knows — those it holds a reservation
+// every answer. So when the peer cannot reach any address it knows three
+// times in a row (lookupAfter + 1: a coordinator restarting is back by
+// then, and its peers do not all ask the relays at once; at most once a
+// minute after that), it asks the relays it knows — those it holds a reservation
 // on, and those the site last named, kept in state.json — where the
 // site's ID is (one FIND_NODE each, dht.AskTimeout), and dials what they
 // answer with its own addresses.
@@ -40,6 +43,16 @@ import (
 func (d *Daemon) lookupCoordinators(ctx context.Context) int {
 	if d.config.PublicSiteAddress != "" || d.jumpoints != nil {
 		return 0 // the operator said where the site is; or no relays at all
+	}
+	now := d.clock.Now()
+	d.mu.Lock()
+	recent := !d.lookedUp.IsZero() && now.Sub(d.lookedUp) < lookupEvery
+	if !recent {
+		d.lookedUp = now
+	}
+	d.mu.Unlock()
+	if recent {
+		return 0
 	}
 	servers := d.relayServers()
 	if len(servers) == 0 {
@@ -104,6 +117,13 @@ func (d *Daemon) relayServers() []peer.AddrInfo {
 	}
 	return out
 }
+
+// lookupAfter is the failed attempts in a row after which the peer asks
+// the relays, and lookupEvery how often at most.
+const (
+	lookupAfter = 2
+	lookupEvery = time.Minute
+)
 
 // maxRelayServers bounds the relays one lookup asks (a state file is the
 // host's user's to write).

@@ -21,7 +21,7 @@ import (
 // The peer stops. Coordinator b joins; the relay learns b's address from
 // its next ACL answer; a dies. The peer, started again, knows only a's
 // address (key and state.json) and the relay the site last named: after
-// two failed dials it asks the relay where the site is and comes online
+// three failed dials it asks the relay where the site is and comes online
 // through b. Without the lookup it dialed a's address until the test's
 // deadline.
 func TestPeerFindsACoordinatorThroughItsRelay(t *testing.T) {

@@ -132,6 +132,8 @@ type Daemon struct {
 	// foundAddrs are the coordinator addresses the site's relays gave
 	// when none of site.Addrs answered (coorddht.go); guarded by mu.
 	foundAddrs []ma.Multiaddr
+	// lookedUp is when the peer last asked the relays (coorddht.go).
+	lookedUp time.Time
 	// movedTo are the addresses of a coordinator's order to move, for the
 	// next dial only (move.go); guarded by mu.
 	movedTo []ma.Multiaddr
@@ -408,9 +410,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if !errors.As(err, new(moveOrder)) { // asked to move: no failure
 			d.recordError(err)
 		}
-		if wait == 0 && attempt >= 1 && catalog.HasCode(err, catalog.CodeCoordinatorDown) {
-			// Twice no coordinator at any address known: ask the relays
-			// where the site is now (coorddht.go).
+		if wait == 0 && attempt >= lookupAfter && catalog.HasCode(err, catalog.CodeCoordinatorDown) {
+			// No coordinator at any address known, three times in a
+			// row: ask the relays where the site is now (coorddht.go).
 			d.lookupCoordinators(ctx)
 		}
 		if wait == 0 {
