@@ -3,6 +3,7 @@ package control
 import (
 	"bytes"
 	"context"
+	"errors"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -38,7 +39,7 @@ func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Res
 		if ctx.Err() != nil {
 			return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: timed out: %w)", p, err)
 		}
-		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: %w)", p, err)
+		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: %w)", p, notSent{err})
 	}
 	defer s.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -198,3 +199,14 @@ func RequestName(req *pb.Request) string {
 	}
 	return string(f.Name())
 }
+
+// notSent marks a failure to open the request's stream: nothing of the
+// request left this host, so asking again elsewhere is safe (NotSent).
+type notSent struct{ err error }
+
+func (e notSent) Error() string { return e.err.Error() }
+func (e notSent) Unwrap() error { return e.err }
+
+// NotSent reports whether a Call failed before any of its request was
+// sent (the stream could not be opened: the connection was gone).
+func NotSent(err error) bool { return errors.As(err, new(notSent)) }

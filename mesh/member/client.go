@@ -34,6 +34,9 @@ type Client struct {
 	mu     sync.Mutex
 	site   peer.AddrInfo
 	config *Config
+	// laneOff: the lane closed this member's connection; it dials the
+	// other addresses only (lane.go).
+	laneOff bool
 }
 
 // Open reads the member's files and starts a host with its key, built from
@@ -119,6 +122,17 @@ func (c *Client) Call(ctx context.Context, req *pb.Request) (*pb.Response, error
 		return nil, err
 	}
 	resp, err := control.Call(ctx, c.host, c.site.ID, req)
+	if err != nil && control.NotSent(err) && c.dropLane() {
+		// The lane took the connection and the coordinator closed it
+		// (the lane refuses keys that are no user's: a technician
+		// removed): once more on the other addresses, where the
+		// coordinator says why (lane.go).
+		_ = c.host.Network().ClosePeer(c.site.ID)
+		if err := c.connect(ctx); err != nil {
+			return nil, err
+		}
+		resp, err = control.Call(ctx, c.host, c.site.ID, req)
+	}
 	if err == nil {
 		c.learn(resp.GetCoordinatorAddrs())
 		c.learnLane(resp.GetMemberLane())

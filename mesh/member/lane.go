@@ -70,10 +70,33 @@ func (c *Client) connect(ctx context.Context) error {
 	return nil
 }
 
-// laneAddrs are the lane's addresses from the config.
+// dropLane stops this client dialing the lane (for the rest of its life);
+// false if it had none or had dropped it already.
+// Its addresses leave the host's peerstore, so that no dial to the site
+// takes the lane again.
+func (c *Client) dropLane() bool {
+	lane := c.laneAddrs()
+	c.mu.Lock()
+	if c.laneOff || len(lane) == 0 {
+		c.mu.Unlock()
+		return false
+	}
+	c.laneOff = true
+	c.mu.Unlock()
+	ps := c.host.Peerstore()
+	for _, a := range lane {
+		ps.SetAddr(c.site.ID, a, 0)
+	}
+	return true
+}
+
+// laneAddrs are the lane's addresses from the config (none once dropped).
 func (c *Client) laneAddrs() []ma.Multiaddr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.laneOff {
+		return nil
+	}
 	var out []ma.Multiaddr
 	for _, s := range c.config.Lane {
 		if a, err := ma.NewMultiaddr(s); err == nil {
