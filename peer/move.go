@@ -8,9 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
-	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
-	"github.com/jumpmesh/jumpmesh/mesh/peerproto"
 )
 
 // Moving to another coordinator of the site (coordinator/rebalance.go):
@@ -46,15 +44,16 @@ func (d *Daemon) moveTo(m *pb.PeerMove) bool {
 	return true
 }
 
-// dialMoved dials the addresses of a move order, if one is pending, and
-// only those; (nil, nil) when there is none or that dial failed.
-func (d *Daemon) dialMoved(ctx context.Context) (*frame.Stream, error) {
+// connectMoved connects to the addresses of a pending move order, and
+// only those; the session's dial then finds the connection made. Nothing
+// is pending, or that connection failed: the dial goes to every address.
+func (d *Daemon) connectMoved(ctx context.Context) {
 	d.mu.Lock()
 	move := d.movedTo
 	d.movedTo = nil
 	d.mu.Unlock()
 	if len(move) == 0 {
-		return nil, nil
+		return
 	}
 	ps := d.host.Peerstore()
 	others := ps.Addrs(d.site.ID)
@@ -70,12 +69,5 @@ func (d *Daemon) dialMoved(ctx context.Context) (*frame.Stream, error) {
 	ps.AddAddrs(d.site.ID, d.coordinator().Addrs, peerstore.PermanentAddrTTL)
 	if err != nil {
 		d.log.Info("the coordinator named in the move did not answer: dialing every address", "error", err)
-		return nil, nil
 	}
-	st, err := d.host.NewStream(cctx, d.site.ID, peerproto.Protocol)
-	if err != nil {
-		d.log.Info("the coordinator named in the move did not answer: dialing every address", "error", err)
-		return nil, nil
-	}
-	return frame.NewStream(st, peerproto.MaxMessage), nil
 }

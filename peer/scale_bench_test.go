@@ -803,11 +803,7 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 			// goroutines N MILLIS: wait for at most N goroutines.
 			want, _ := strconv.Atoi(f[1])
 			ms, _ := strconv.Atoi(f[2])
-			deadline := time.Now().Add(time.Duration(ms) * time.Millisecond)
-			for runtime.NumGoroutine() > want && time.Now().Before(deadline) {
-				time.Sleep(5 * time.Millisecond)
-			}
-			emit(benchEvent{Event: "goroutines", Goroutines: int64(runtime.NumGoroutine())})
+			emit(benchEvent{Event: "goroutines", Goroutines: int64(awaitGoroutines(want, time.Duration(ms)*time.Millisecond))})
 		case len(f) == 1 && f[0] == "gate":
 			emit(benchEvent{Event: "gate", Sample: fmt.Sprintf("%+v", c.Handshakes())})
 		case len(f) == 2 && f[0] == "served":
@@ -870,6 +866,20 @@ func connTransports(c *coordinator.Coordinator) string {
 // file lists (one a line), as the administrator admin sees them through
 // the coordinator's control service in this process, and returns how many
 // are online with statistics.
+// awaitGoroutines polls, paced by a ticker, until at most want goroutines
+// run or timeout passes, and returns how many run.
+func awaitGoroutines(want int, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for n := runtime.NumGoroutine(); ; n = runtime.NumGoroutine() {
+		if n <= want || time.Now().After(deadline) {
+			return n
+		}
+		<-tick.C
+	}
+}
+
 func awaitStats(c *coordinator.Coordinator, admin, file string, timeout time.Duration) (int, error) {
 	adminID, err := lpeer.Decode(admin)
 	if err != nil {

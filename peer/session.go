@@ -42,10 +42,8 @@ func (u uninstallOrder) Is(target error) bool { _, ok := target.(uninstallOrder)
 // reports whether the coordinator welcomed the peer, and how long the
 // coordinator asked it to wait before trying again.
 func (d *Daemon) session(ctx context.Context) (welcomed bool, retryAfter time.Duration, err error) {
-	ms, err := d.dialMoved(ctx)
-	if ms == nil && err == nil {
-		ms, err = d.dial(ctx)
-	}
+	d.connectMoved(ctx) // a move order's coordinator first (move.go)
+	ms, err := d.dial(ctx)
 	if err != nil {
 		return false, 0, err
 	}
