@@ -59,12 +59,14 @@ type Jump struct {
 	// req is the grant request, asked again by Renew.
 	req *pb.JumpRequest
 
-	// How the session connected, for the path report (sent once).
-	mu       sync.Mutex
-	path     *PathWatch
-	reported bool
-	tunnel   *tunnelHost
-	closed   bool
+	// How the session connected, for the path report (sent once);
+	// reporting is closed when an early report (reportEarly) is done.
+	mu        sync.Mutex
+	path      *PathWatch
+	reported  bool
+	reporting chan struct{}
+	tunnel    *tunnelHost
+	closed    bool
 }
 
 // Need is what a session asks a grant for: a capability (grant.Shell,
@@ -180,6 +182,9 @@ func (j *Jump) Connect(ctx context.Context) error {
 		w.WaitDirect(ctx, j.PunchWait)
 		end()
 	}
+	if first {
+		j.reportEarly(ctx)
+	}
 	return nil
 }
 
@@ -196,16 +201,57 @@ func (c *Client) dialCoordinator(ctx context.Context) {
 }
 
 // ReportPath tells the coordinator how this jump's session connected (best
-// effort: the report feeds statistics, not authorisation). Call it when
-// the session ends; only the first call reports.
+// effort: the report feeds the site's path statistics, in the
+// coordinator's memory and metrics, not its audit). Call it when the
+// session ends; only the first call reports. When the report went early
+// (reportEarly), it waits for that one, at most pathReportTimeout.
 func (j *Jump) ReportPath(ctx context.Context) {
 	j.mu.Lock()
-	w, done := j.path, j.reported
+	w, done, early := j.path, j.reported, j.reporting
 	j.reported = w != nil
 	j.mu.Unlock()
+	if early != nil {
+		<-early // bounded by the report's own timeout
+		return
+	}
 	if w == nil || done {
 		return
 	}
+	j.sendPathReport(ctx, w)
+}
+
+// pathReportTimeout bounds a path report, early or at the end.
+const pathReportTimeout = 5 * time.Second
+
+// reportEarly sends the path report now, beside the session, when the
+// path the jump connected on is final: direct or through a jumpoint (a
+// relayed one may still turn direct by hole punching; it is reported at
+// the end, by ReportPath). So the report is no longer a round trip to the
+// coordinator after the session's answer (issue 17: 2–6 ms of a jump of
+// `true`), and it is still delivered: ReportPath waits for it, and the
+// counts it feeds are the same. Only the first call does anything.
+func (j *Jump) reportEarly(ctx context.Context) {
+	j.mu.Lock()
+	w := j.path
+	if w == nil || j.reported || j.reporting != nil {
+		j.mu.Unlock()
+		return
+	}
+	if k := w.Summary().Initial; k != PathDirect && k != PathJumpoint {
+		j.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	j.reported, j.reporting = true, done
+	j.mu.Unlock()
+	go func() {
+		defer close(done)
+		j.sendPathReport(context.WithoutCancel(ctx), w)
+	}()
+}
+
+// sendPathReport stops w and reports what it saw, within pathReportTimeout.
+func (j *Jump) sendPathReport(ctx context.Context, w *PathWatch) {
 	s := w.Summary()
 	w.Stop()
 	if !s.Connected {
@@ -213,7 +259,7 @@ func (j *Jump) ReportPath(ctx context.Context) {
 	}
 	r := &pb.PathReport{Peer: []byte(j.ID), Initial: s.Initial.String(), Final: s.Final.String(),
 		ConnectMillis: s.Connect.Milliseconds(), TimeToDirectMillis: s.TimeToDirect.Milliseconds()}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, pathReportTimeout)
 	defer cancel()
 	defer j.c.timingOf(ctx).Begin("path report (to the coordinator)")()
 	_, _ = j.c.do(ctx, &pb.Request{Body: &pb.Request_PathReport{PathReport: r}})
@@ -332,7 +378,9 @@ func (j *Jump) connectThroughJumpoint(ctx context.Context) error {
 	if err := t.Connect(dialCtx, peer.AddrInfo{ID: j.ID, Addrs: j.Addrs}); err != nil {
 		return catalog.Errorf(catalog.CodeConnectTimeout, "(%s through jumpoint: %w)", j.ID, err)
 	}
-	w.Connected()
+	if w.Connected() {
+		j.reportEarly(ctx)
+	}
 	return nil
 }
 

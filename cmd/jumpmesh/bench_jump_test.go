@@ -18,6 +18,11 @@ import (
 // the console's agent (jumpmesh agent), in the same run. Every jump runs
 // with --timing; the mean of each phase it prints is logged, with the
 // load average, so a change in a ratio can be traced to a phase.
+//
+// With JUMPMESH_BENCH_BEFORE set to another jumpmesh binary (an earlier
+// commit's), each iteration also times that binary's jump on its own, in
+// turn with this one's against the same site: paired before/after
+// figures in one run.
 func BenchmarkJumpTrueVsSSH(b *testing.B) {
 	sd := startSSHD(b)
 	s := newJumpSiteTB(b)
@@ -25,13 +30,22 @@ func BenchmarkJumpTrueVsSSH(b *testing.B) {
 	env := append(os.Environ(), "JUMPMESH_HOME="+s.admin)
 	alone := []string{"jump", "web-01", "--timing", "--no-agent", "--", "true"}
 	agent := []string{"jump", "web-01", "--timing", "--", "true"}
+	before := os.Getenv(benchBeforeEnv)
 	timeJump(b, env, alone...) // warm caches
 	timeJump(b, env, agent...)
+	if before != "" {
+		timeBinary(b, before, env, alone...)
+	}
 	timeCommand(b, env, "ssh", sd.sshArgs(sd.port, "true")...)
-	var jm, ja, ssh time.Duration
-	var phases, agentPhases phaseSums
+	var jm, ja, jb, ssh time.Duration
+	var phases, agentPhases, beforePhases phaseSums
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		if before != "" {
+			d, p := timeBinary(b, before, env, alone...)
+			jb += d
+			beforePhases.add(p)
+		}
 		d, p := timeJump(b, env, alone...)
 		jm += d
 		phases.add(p)
@@ -41,10 +55,19 @@ func BenchmarkJumpTrueVsSSH(b *testing.B) {
 		ssh += timeCommand(b, env, "ssh", sd.sshArgs(sd.port, "true")...)
 	}
 	b.StopTimer()
+	if before != "" {
+		beforePhases.log(b, "without the agent, "+before, b.N)
+	}
 	phases.log(b, "without the agent", b.N)
 	agentPhases.log(b, "through the agent", b.N)
 	b.Logf("load average: %s", loadAverage())
 	perRun := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
+	if before != "" {
+		b.ReportMetric(perRun(jb), "jump-before-ms")
+		b.ReportMetric(float64(jb)/float64(ssh), "ratio-before")
+		b.Logf("on its own, paired: before (%s) %.1f ms, %.3f of ssh true; after %.1f ms, %.3f",
+			before, perRun(jb), float64(jb)/float64(ssh), perRun(jm), float64(jm)/float64(ssh))
+	}
 	b.ReportMetric(perRun(jm), "jump-ms")
 	b.ReportMetric(perRun(ja), "jump-agent-ms")
 	b.ReportMetric(perRun(ssh), "ssh-ms")
@@ -65,12 +88,22 @@ func metOrNot(met bool) string {
 	return "not met"
 }
 
+// benchBeforeEnv names an earlier jumpmesh binary BenchmarkJumpTrueVsSSH
+// also times, for paired before/after figures.
+const benchBeforeEnv = "JUMPMESH_BENCH_BEFORE"
+
 // timeJump runs jumpmesh with --timing among args and returns its wall
 // time and the phases it printed (ms), with the process's exit after the
 // table as a phase of its own.
 func timeJump(b *testing.B, env []string, args ...string) (time.Duration, map[string]float64) {
 	b.Helper()
-	cmd := exec.Command(binary, args...)
+	return timeBinary(b, binary, env, args...)
+}
+
+// timeBinary is timeJump with the jumpmesh binary bin.
+func timeBinary(b *testing.B, bin string, env []string, args ...string) (time.Duration, map[string]float64) {
+	b.Helper()
+	cmd := exec.Command(bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -134,7 +134,7 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 			return err
 		}
 	}
-	return withJumpTimed(cc, ref, cmd.Need(), t, func(j *console.Jump) error {
+	return withJumpTimed(cc, ref, cmd.Need(), t, true, func(j *console.Jump) error {
 		j.PunchWait = punchWait
 		s, err := j.Exec(cc.Context, cmd)
 		if err != nil {

@@ -18,16 +18,25 @@ func openConsole(cc *cli.Context) (*console.Client, error) {
 	return console.Open(home)
 }
 
-// withJump is jump, cp and forward: open the console, ask for a grant for
-// need on the peer ref, run fn with the jump, report how the session
-// connected.
+// withJump is cp and forward: open the console, ask for a grant for need
+// on the peer ref, run fn with the jump, report how the session
+// connected, close the console.
 func withJump(cc *cli.Context, ref string, need console.Need, fn func(*console.Jump) error) error {
-	return withJumpTimed(cc, ref, need, nil, fn)
+	return withJumpTimed(cc, ref, need, nil, false, fn)
 }
 
-// withJumpTimed is withJump recording its phases in t (jump --timing):
-// t's phases from opening the console to closing it.
-func withJumpTimed(cc *cli.Context, ref string, need console.Need, t *console.Timing, fn func(*console.Jump) error) error {
+// withJumpTimed is withJump recording its phases in t (jump --timing).
+//
+// exiting is jump's: the process exits as soon as this returns, with the
+// remote command's status, so the console is not closed first. Closing
+// it (the host's connections and listeners: 2–5 ms, issue 17) would only
+// delay that answer: the process's exit closes its sockets, the peer and
+// the coordinator see the connection end as they see a console's Close,
+// and nothing of the session's record is left in it (the grant is audited
+// before it is granted, the session's start and end by the peer, the path
+// report is delivered before WithJump returns). The close starts here and
+// the exit ends it wherever it got to.
+func withJumpTimed(cc *cli.Context, ref string, need console.Need, t *console.Timing, exiting bool, fn func(*console.Jump) error) error {
 	home, err := homeDir(cc)
 	if err != nil {
 		return err
@@ -38,6 +47,10 @@ func withJumpTimed(cc *cli.Context, ref string, need console.Need, t *console.Ti
 	}
 	c.SetPeerCache(home)
 	defer func() {
+		if exiting {
+			go c.Close()
+			return
+		}
 		defer t.Begin("console close (connections, listeners)")()
 		c.Close()
 	}()
