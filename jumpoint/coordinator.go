@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/dht"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -101,8 +105,12 @@ func (j *Jumpoint) refresh(ctx context.Context) error {
 		addrs = append(addrs, a.Bytes())
 	}
 	tunnels, dropped, mark := j.tunnelLog.pending()
-	resp, err := member.Call(ctx, j.host, j.site, &pb.Request{Body: &pb.Request_JumpointAcl{JumpointAcl: &pb.JumpointACLRequest{
-		Addrs: addrs, PeerPort: j.linkPort, Stats: j.Stats(), Tunnels: tunnels, TunnelsDropped: dropped}}})
+	req := &pb.Request{Body: &pb.Request_JumpointAcl{JumpointAcl: &pb.JumpointACLRequest{
+		Addrs: addrs, PeerPort: j.linkPort, Stats: j.Stats(), Tunnels: tunnels, TunnelsDropped: dropped}}}
+	resp, err := member.Call(ctx, j.host, j.site, req)
+	if catalog.HasCode(err, catalog.CodeCoordinatorDown) && j.findSite(ctx) {
+		resp, err = member.Call(ctx, j.host, j.site, req)
+	}
 	if err != nil {
 		return fmt.Errorf("fetching the jumpoint ACL from %s: %w", j.site.ID, err)
 	}
@@ -118,6 +126,11 @@ func (j *Jumpoint) refresh(ctx context.Context) error {
 		return catalog.Errorf(catalog.CodeProtocol, "(the coordinator answered the jumpoint ACL request without an ACL)")
 	}
 	relays := siteRelays(m.GetSiteAddrs(), j.site.ID, j.host.ID())
+	// Kept in the config file too: asked where the site is when no
+	// coordinator answers, after a restart as well (findSite).
+	if _, err := member.LearnRelays(files(j.cfg.DataDir), j.site.ID, j.host.ID(), m.GetSiteAddrs()); err != nil {
+		j.log.Warn("keeping the relays' addresses", logError, err)
+	}
 	siteAddrs, warnings := resolveSiteAddrs(ctx, m.GetSiteAddrs())
 	m.SiteAddrs = siteAddrs
 	acl, more, err := NewACL(m, j.site.ID)
@@ -289,3 +302,42 @@ func (j *Jumpoint) reportTunnels() {
 
 // finalReportTimeout bounds reportTunnels, which Close waits for.
 const finalReportTimeout = 3 * time.Second
+
+// findSite asks the site's relays where its coordinators are, when no
+// coordinator address the jumpoint knows answered (mesh/member's
+// findsite.go says what is trusted: nothing but the dial). The relays are
+// those of the last ACL, or of the config file after a restart; at most
+// once every member.FindEvery. It reports whether they named an address
+// the jumpoint did not know (then in its peerstore for a short time).
+func (j *Jumpoint) findSite(ctx context.Context) bool {
+	now := j.clock.Now()
+	if last := j.foundAt.Load(); last != 0 && now.Sub(time.Unix(0, last)) < member.FindEvery {
+		return false
+	}
+	j.foundAt.Store(now.UnixNano())
+	servers := member.RelayInfos(j.relays, j.site.ID, j.host.ID())
+	if len(servers) == 0 {
+		servers = member.ConfigRelays(files(j.cfg.DataDir), j.site.ID, j.host.ID())
+	}
+	if len(servers) == 0 {
+		return false
+	}
+	found, err := dht.LookupSite(ctx, j.host, j.site.ID, servers)
+	if err != nil {
+		j.log.Info("asking the relays where the site is", "relays", len(servers), logError, err)
+		return false
+	}
+	known := j.host.Peerstore().Addrs(j.site.ID)
+	var fresh []ma.Multiaddr
+	for _, a := range found {
+		if !slices.ContainsFunc(known, a.Equal) {
+			fresh = append(fresh, a)
+		}
+	}
+	if len(fresh) == 0 {
+		return false
+	}
+	j.log.Info("coordinator addresses from the site's relays", "relays", len(servers), "addrs", fresh)
+	j.host.Peerstore().AddAddrs(j.site.ID, fresh, peerstore.TempAddrTTL)
+	return true
+}

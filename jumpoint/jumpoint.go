@@ -51,7 +51,8 @@ type Jumpoint struct {
 	// build only the serving half.
 	reserver *reserve.Keeper
 	puncher  *punch.Puncher
-	relays   relaySet // the relays last given to reserver (refresher only)
+	relays   relaySet     // the relays last given to reserver (refresher only)
+	foundAt  atomic.Int64 // Unix ns of the last findSite, 0 if none
 
 	acl   atomic.Pointer[ACL] // nil until the first fetch
 	aclAt atomic.Int64        // Unix ns of the last fetch, 0 if none

@@ -9,7 +9,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/dht"
 )
 
@@ -58,18 +57,10 @@ func (d *Daemon) lookupCoordinators(ctx context.Context) int {
 	if len(servers) == 0 {
 		return 0
 	}
-	ctx, cancel := context.WithTimeout(ctx, dht.AskTimeout)
-	defer cancel()
-	found, err := dht.Lookup(ctx, d.host, d.site.ID, servers, d.site.ID)
+	fresh, err := dht.LookupSite(ctx, d.host, d.site.ID, servers)
 	if err != nil {
 		d.log.Info("asking the relays where the site is", "relays", len(servers), "error", err)
 		return 0
-	}
-	var fresh []ma.Multiaddr
-	for _, a := range found.Addrs {
-		if a = mesh.CoordinatorAddr(d.site.ID, a); a != nil && !slices.ContainsFunc(fresh, a.Equal) && len(fresh) < mesh.MaxCoordinatorAddrs {
-			fresh = append(fresh, a)
-		}
 	}
 	d.mu.Lock()
 	known := slices.Clone(d.site.Addrs)

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/frame"
 )
 
@@ -115,4 +116,24 @@ func appendNew(to, add []ma.Multiaddr) []ma.Multiaddr {
 		}
 	}
 	return to
+}
+
+// LookupSite asks servers where the site's coordinators are (Lookup of
+// the site's own ID, within AskTimeout) and returns the addresses they
+// answered, without /p2p/, each once, at most mesh.MaxCoordinatorAddrs.
+// The answers are hints: only a dial's handshake proves the site's ID.
+func LookupSite(ctx context.Context, h host.Host, site peer.ID, servers []peer.AddrInfo) ([]ma.Multiaddr, error) {
+	ctx, cancel := context.WithTimeout(ctx, AskTimeout)
+	defer cancel()
+	found, err := Lookup(ctx, h, site, servers, site)
+	if err != nil {
+		return nil, err
+	}
+	var out []ma.Multiaddr
+	for _, a := range found.Addrs {
+		if a = mesh.CoordinatorAddr(site, a); a != nil && !slices.ContainsFunc(out, a.Equal) && len(out) < mesh.MaxCoordinatorAddrs {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }

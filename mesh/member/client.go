@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -37,6 +38,9 @@ type Client struct {
 	// laneOff: the lane closed this member's connection; it dials the
 	// other addresses only (lane.go).
 	laneOff bool
+	// foundAt is when this member last asked its relays where the site
+	// is (findsite.go).
+	foundAt time.Time
 }
 
 // Open reads the member's files and starts a host with its key, built from
@@ -136,6 +140,7 @@ func (c *Client) Call(ctx context.Context, req *pb.Request) (*pb.Response, error
 	if err == nil {
 		c.learn(resp.GetCoordinatorAddrs())
 		c.learnLane(resp.GetMemberLane())
+		c.learnRelays(resp.GetJump().GetRelays())
 	}
 	return resp, err
 }

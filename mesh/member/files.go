@@ -43,6 +43,10 @@ type Config struct {
 	// Lane is the coordinator's members' lane (TCP multiaddrs without
 	// /p2p/, lane.go) as its last answer told it; empty: none.
 	Lane []string `json:"lane,omitempty"`
+	// Relays are the site's relays (multiaddrs with /p2p/) as the last
+	// jump or ACL named them: asked where the site is when no coordinator
+	// address answers (findsite.go).
+	Relays []string `json:"relays,omitempty"`
 }
 
 // SiteInfo is the coordinator's peer ID and addresses from the config.

@@ -64,7 +64,13 @@ func (c *Client) connect(ctx context.Context) error {
 			restore() // the lane's dial goes on; the others join it
 		}
 	}
-	if err := c.host.Connect(ctx, site); err != nil {
+	err := c.host.Connect(ctx, site)
+	if err != nil && ctx.Err() == nil && c.findSite(ctx) {
+		// The site's relays named an address this member did not know
+		// (findsite.go): once more, with it.
+		err = c.host.Connect(ctx, peer.AddrInfo{ID: site.ID})
+	}
+	if err != nil {
 		return catalog.Errorf(catalog.CodeCoordinatorDown, "(%s at %v: %w)", site.ID, site.Addrs, err)
 	}
 	return nil

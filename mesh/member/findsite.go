@@ -1,0 +1,169 @@
+package member
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/dht"
+)
+
+// Finding the site through its relays (issue 16 part 2: "the private DHT
+// finds the others"). A member keeps every coordinator address the site's
+// answers carried (coordinators.go); what that leaves is a member that
+// was away while the site's coordinators changed: it knows only addresses
+// where no coordinator listens any more. The site's relays are servers of
+// its DHT (mesh/dht) that know every live coordinator's address (each asks
+// a coordinator for its ACL every 30 s and is told them on every answer).
+// So a member that cannot reach any coordinator address it knows asks the
+// relays it knows where the site's ID is, and dials what they answer.
+//
+// Which relays: a console keeps those its last jump was handed
+// (JumpResponse.relays) in its config file (Config.Relays, at most
+// MaxRelays); a jumpoint those of its ACL, kept the same way. A peer does
+// the same with its reservations and state.json (peer/coorddht.go).
+//
+// What is trusted: nothing but the dial. An answer is a hint: the secure
+// handshake proves the site's ID, so a relay (or anyone answering in its
+// place, or the file's user who wrote the relay list) that lies costs a
+// failed dial, never a session with someone else. Found addresses go into
+// the host's peerstore for a short time only (peerstore.TempAddrTTL) and
+// never into the config file: a coordinator's own answer, on a stream the
+// handshake proved, is what the member keeps (learn).
+
+// MaxRelays bounds the relays a member keeps in its config and asks in
+// one lookup (a config file is its user's to write).
+const MaxRelays = 8
+
+// FindEvery bounds how often one member asks the relays.
+const FindEvery = time.Minute
+
+// RelayInfos are the relays among addrs (multiaddrs with /p2p/): neither
+// the site nor self, each once, at most MaxRelays. Addresses that do not
+// parse are left out.
+func RelayInfos(addrs []ma.Multiaddr, site, self peer.ID) []peer.AddrInfo {
+	var out []peer.AddrInfo
+	for _, a := range addrs {
+		info, err := peer.AddrInfoFromP2pAddr(a)
+		if err != nil || info.ID == site || info.ID == self {
+			continue
+		}
+		if i := slices.IndexFunc(out, func(o peer.AddrInfo) bool { return o.ID == info.ID }); i >= 0 {
+			out[i].Addrs = append(out[i].Addrs, info.Addrs...)
+		} else if len(out) < MaxRelays {
+			out = append(out, *info)
+		}
+	}
+	return out
+}
+
+// relayList is raw (binary multiaddrs with /p2p/) as the config keeps it:
+// the relays' addresses as strings, sorted, at most MaxRelays relays.
+func relayList(raw [][]byte, site, self peer.ID) []string {
+	infos := RelayInfos(mesh.DecodeAddrs(raw), site, self)
+	var out []string
+	for _, info := range infos {
+		full, err := peer.AddrInfoToP2pAddrs(&info)
+		if err != nil {
+			continue
+		}
+		for _, a := range full {
+			out = append(out, a.String())
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// LearnRelays keeps the relays raw names (binary multiaddrs with /p2p/,
+// as a jump's answer or a jumpoint's ACL carries them) in the config file
+// in f, for a member that talks to the coordinator from a host of its own.
+// It does nothing when raw names none, and reports whether the file
+// changed.
+func LearnRelays(f Files, site, self peer.ID, raw [][]byte) (bool, error) {
+	list := relayList(raw, site, self)
+	if len(list) == 0 {
+		return false, nil
+	}
+	cfg, err := f.LoadConfig()
+	if err != nil {
+		return false, err
+	}
+	if slices.Equal(cfg.Relays, list) {
+		return false, nil
+	}
+	cfg.Relays = list
+	return true, f.SaveConfig(cfg)
+}
+
+// ConfigRelays are the relays the config file in f keeps (none when it
+// cannot be read).
+func ConfigRelays(f Files, site, self peer.ID) []peer.AddrInfo {
+	cfg, err := f.LoadConfig()
+	if err != nil {
+		return nil
+	}
+	return cfg.relayInfos(site, self)
+}
+
+func (c *Config) relayInfos(site, self peer.ID) []peer.AddrInfo {
+	addrs, _ := mesh.ParseMultiaddrs(c.Relays)
+	return RelayInfos(addrs, site, self)
+}
+
+// learnRelays is LearnRelays for the member's own client.
+func (c *Client) learnRelays(raw [][]byte) {
+	list := relayList(raw, c.site.ID, c.host.ID())
+	if len(list) == 0 || c.files.Dir == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if slices.Equal(c.config.Relays, list) {
+		return
+	}
+	cfg := *c.config
+	cfg.Relays = list
+	if err := c.files.SaveConfig(&cfg); err != nil {
+		return // the next jump tries again
+	}
+	c.config.Relays = list
+}
+
+// findSite is connect's fallback after no coordinator address answered:
+// at most once every FindEvery, it asks the relays the config keeps where
+// the site is, and reports whether they named an address the member did
+// not know (then in the peerstore for a short time: the caller dials
+// again).
+func (c *Client) findSite(ctx context.Context) bool {
+	c.mu.Lock()
+	now := time.Now()
+	recent := !c.foundAt.IsZero() && now.Sub(c.foundAt) < FindEvery
+	var relays []peer.AddrInfo
+	if !recent {
+		c.foundAt = now
+		relays = c.config.relayInfos(c.site.ID, c.host.ID())
+	}
+	known := slices.Clone(c.site.Addrs)
+	c.mu.Unlock()
+	if len(relays) == 0 {
+		return false
+	}
+	found, err := dht.LookupSite(ctx, c.host, c.site.ID, relays)
+	if err != nil {
+		return false
+	}
+	added := false
+	for _, a := range found {
+		added = added || !slices.ContainsFunc(known, a.Equal)
+	}
+	if added {
+		c.host.Peerstore().AddAddrs(c.site.ID, found, peerstore.TempAddrTTL)
+	}
+	return added
+}
