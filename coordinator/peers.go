@@ -46,22 +46,32 @@ func (v visibility) allows(group string) bool { return v == nil || v[group] }
 // With shared, the views' records share their parts with the registry's
 // (searchRequest.shared): the caller must only read and encode them.
 func (s *Service) searchPeers(c *caller, query string, includeDeleted bool, limit int, shared bool) ([]*pb.PeerView, int, error) {
-	now := s.clock.Now()
-	q, err := ParseQuery(query, now)
+	req, err := s.searchRequest(c, query, includeDeleted, limit)
 	if err != nil {
 		return nil, 0, err
 	}
+	req.shared = shared
+	views, total := s.peers.find(req)
+	return views, total, nil
+}
+
+// searchRequest is c's search for query as the registry runs it.
+func (s *Service) searchRequest(c *caller, query string, includeDeleted bool, limit int) (searchRequest, error) {
+	now := s.clock.Now()
+	q, err := ParseQuery(query, now)
+	if err != nil {
+		return searchRequest{}, err
+	}
 	vis, err := s.visibilityOf(c)
 	if err != nil {
-		return nil, 0, err
+		return searchRequest{}, err
 	}
 	var allow func(group string) bool
 	if vis != nil { // an administrator's search skips the group checks
 		allow = vis.allows
 	}
-	views, total := s.peers.find(searchRequest{query: q, allow: allow, settings: s.settings(), now: now,
-		includeDeleted: includeDeleted, limit: limit, shared: shared})
-	return views, total, nil
+	return searchRequest{query: q, allow: allow, settings: s.settings(), now: now,
+		includeDeleted: includeDeleted, limit: limit}, nil
 }
 
 // Peer list sizes. A reply must also fit a control message: it stops
@@ -82,11 +92,13 @@ func (s *Service) peerList(c *caller, r *pb.PeerListRequest) (*pb.Response, erro
 	case limit > MaxPeerListLimit:
 		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "A peer list holds at most %d peers (asked for %d): narrow the query.", MaxPeerListLimit, limit)
 	}
-	views, total, err := s.searchPeers(c, r.GetQuery(), r.GetIncludeDeleted(), limit, true)
+	req, err := s.searchRequest(c, r.GetQuery(), r.GetIncludeDeleted(), limit)
 	if err != nil {
 		return nil, err
 	}
-	return &pb.Response{Body: &pb.Response_Peers{Peers: &pb.PeerList{Peers: fitPeers(views, limit), Total: uint32(total)}}}, nil
+	// The views go out as the bytes the registry keeps (searchreply.go).
+	raw, _, total := s.peers.findEncoded(req, peerListBudget)
+	return &pb.Response{Body: &pb.Response_Peers{Peers: encodedPeerList(raw, total)}}, nil
 }
 
 // fitPeers is the first views, at most limit and at most what fits a reply.

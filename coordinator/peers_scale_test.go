@@ -106,10 +106,19 @@ func TestSearchTenThousandPeers(t *testing.T) {
 		if err != nil {
 			t.Fatalf("list with limit %d: %v", limit, err)
 		}
-		if size := proto.Size(r); size > control.MaxMessage {
-			t.Fatalf("a %d-peer reply is %d bytes, over a control message", len(r.GetPeers().GetPeers()), size)
+		// As a console reads it.
+		raw, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return r.GetPeers()
+		if len(raw) > control.MaxMessage {
+			t.Fatalf("a reply with limit %d is %d bytes, over a control message", limit, len(raw))
+		}
+		var got pb.Response
+		if err := proto.Unmarshal(raw, &got); err != nil {
+			t.Fatal(err)
+		}
+		return got.GetPeers()
 	}
 	if l := list(admin, 0); len(l.GetPeers()) != DefaultPeerListLimit || l.GetTotal() != n ||
 		l.GetPeers()[0].GetPeer().GetSettings().GetName() != "host-00000" {
@@ -129,6 +138,14 @@ func TestSearchTenThousandPeers(t *testing.T) {
 	fit := fitPeers(long, MaxPeerListLimit)
 	if size := proto.Size(&pb.Response{Body: &pb.Response_Peers{Peers: &pb.PeerList{Peers: fit}}}); len(fit) == 0 || len(fit) == len(long) || size > control.MaxMessage {
 		t.Fatalf("long comments: %d of %d peers fit, %d bytes", len(fit), len(long), size)
+	}
+	// The encoded reply stops short of a control message too.
+	for _, v := range long {
+		svc.peers.put(v.GetPeer())
+	}
+	if l := list(admin, MaxPeerListLimit); len(l.GetPeers()) == 0 || len(l.GetPeers()) == MaxPeerListLimit ||
+		l.GetPeers()[0].GetPeer().GetSettings().GetComments() != long[0].GetPeer().GetSettings().GetComments() {
+		t.Fatalf("long comments, encoded: %d of %d peers fit", len(l.GetPeers()), MaxPeerListLimit)
 	}
 
 	v, err := svc.resolvePeer(ann, "host-00040")

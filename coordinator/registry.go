@@ -3,6 +3,7 @@ package coordinator
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -66,6 +67,10 @@ type peerEntry struct {
 	slot uint32
 	// gw is its place in the same-gateway index (gateways.go).
 	gw gatewayLinks
+	// enc is the record as a peer list shows it, encoded (encoded,
+	// searchreply.go); nil until a list needs it, and again after any
+	// change to rec, stats or lastSeen (searchIndex.refresh drops it).
+	enc atomic.Pointer[[]byte]
 }
 
 func newRegistry() *registry {

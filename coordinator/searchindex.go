@@ -209,8 +209,11 @@ func (x *searchIndex) fileAll(es []*peerEntry) {
 }
 
 // refresh copies e's status inputs (session, last contact, record flags)
-// into its slot. The registry's write lock is held.
+// into its slot, and drops its encoded view (every change to an entry's
+// record, statistics or contact is filed or refreshed here). The
+// registry's write lock is held.
 func (x *searchIndex) refresh(e *peerEntry) {
+	e.enc.Store(nil)
 	if e.slot == 0 {
 		return
 	}
@@ -591,9 +594,54 @@ type searchRequest struct {
 // peers the caller may see, in SearchCompare order (each record as get
 // returns it), and how many matched in all.
 func (x *searchIndex) find(r searchRequest) ([]*pb.PeerView, int) {
+	matches, total := x.first(r)
+	views := make([]*pb.PeerView, len(matches))
+	for j, i := range matches {
+		s := &x.slots[i]
+		rec := s.e.view
+		if r.shared {
+			rec = s.e.sharedView
+		}
+		views[j] = &pb.PeerView{Peer: rec(), Status: s.status(r.settings, r.now)}
+	}
+	return views, total
+}
+
+// first is the slots of the first r.limit matching peers the caller may
+// see, in SearchCompare order, and how many matched in all.
+func (x *searchIndex) first(r searchRequest) ([]uint32, int) {
+	matches := x.match(r)
+	total := len(matches)
+	limit := r.limit
+	if limit <= 0 {
+		limit = total
+	}
+	return x.order(matches, limit), total
+}
+
+// order is the first limit of slots in SearchCompare order (slots is
+// reordered).
+func (x *searchIndex) order(slots []uint32, limit int) []uint32 {
+	return firstSorted(slots, limit, func(a, b uint32) int {
+		// The slots' keys first: most comparisons end there, without
+		// reading the docs.
+		sa, sb := &x.slots[a], &x.slots[b]
+		if c := cmp.Compare(sa.nameKey[0], sb.nameKey[0]); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(sa.nameKey[1], sb.nameKey[1]); c != 0 {
+			return c
+		}
+		return SearchCompare(sa.doc, sb.doc)
+	})
+}
+
+// match is every slot that matches r and that the caller may see, in no
+// particular order.
+func (x *searchIndex) match(r searchRequest) []uint32 {
 	p := x.plan(r.query, r.allow)
 	if p.none {
-		return nil, 0
+		return nil
 	}
 	var cands []uint32
 	if len(p.lists) > 0 {
@@ -624,39 +672,12 @@ func (x *searchIndex) find(r searchRequest) ([]*pb.PeerView, int) {
 	if len(p.lists) > 0 {
 		n = len(cands)
 	}
-	matches := checkSlots(n, func(j int) uint32 {
+	return checkSlots(n, func(j int) uint32 {
 		if len(p.lists) > 0 {
 			return cands[j]
 		}
 		return uint32(j)
 	}, check)
-	total := len(matches)
-	limit := r.limit
-	if limit <= 0 {
-		limit = total
-	}
-	matches = firstSorted(matches, limit, func(a, b uint32) int {
-		// The slots' keys first: most comparisons end there, without
-		// reading the docs.
-		sa, sb := &x.slots[a], &x.slots[b]
-		if c := cmp.Compare(sa.nameKey[0], sb.nameKey[0]); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(sa.nameKey[1], sb.nameKey[1]); c != 0 {
-			return c
-		}
-		return SearchCompare(sa.doc, sb.doc)
-	})
-	views := make([]*pb.PeerView, len(matches))
-	for j, i := range matches {
-		s := &x.slots[i]
-		rec := s.e.view
-		if r.shared {
-			rec = s.e.sharedView
-		}
-		views[j] = &pb.PeerView{Peer: rec(), Status: s.status(r.settings, r.now)}
-	}
-	return views, total
 }
 
 // searchCheckChunk is the fewest slots checked by one goroutine: below

@@ -149,7 +149,10 @@ func (s *Site) Do(ctx context.Context, req *pb.Request) (*pb.Response, error) {
 // too (through Do).
 func (s *Site) Peers(ctx context.Context, query string) ([]*pb.PeerView, error) {
 	resp, err := s.Do(ctx, &pb.Request{Body: &pb.Request_PeerList{PeerList: &pb.PeerListRequest{Query: query, IncludeDeleted: true}}})
-	return resp.GetPeers().GetPeers(), err
+	if err != nil {
+		return nil, err
+	}
+	return coordinator.PeerListViews(resp.GetPeers())
 }
 
 // Settings are the site's settings (through Do).
