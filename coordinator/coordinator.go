@@ -166,7 +166,8 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	control.Serve(ctx, c.host, c.handle, control.WithGate(c.service))
 	c.host.SetStreamHandler(peerproto.Protocol, func(st network.Stream) {
 		if !c.enter() {
-			st.Reset()
+			// Closing: told to come back, not reset (peerproto.go).
+			c.service.retryWhileClosing(st)
 			return
 		}
 		// The connection manager never closes a peer's connection while its

@@ -15,3 +15,16 @@ func (s *Service) PeerOnlineForTest(id peer.ID) bool {
 // HostAddrsForTest is where the service would say peer id is: its host's
 // view, or the presence record of the coordinator that holds it.
 func (s *Service) HostAddrsForTest(id peer.ID) []ma.Multiaddr { return s.hostAddrs(id) }
+
+// ClosingForTest makes new peer streams and control requests meet c as
+// they do between the start of Close and its host's close; undo ends it.
+func (c *Coordinator) ClosingForTest() (undo func()) {
+	c.handlerMu.Lock()
+	c.closing = true
+	c.handlerMu.Unlock()
+	return func() {
+		c.handlerMu.Lock()
+		c.closing = false
+		c.handlerMu.Unlock()
+	}
+}

@@ -102,8 +102,10 @@ type handshakeGate struct {
 	laneInFlight int
 	laneWaited   int64
 
-	// Counters for /metrics and tests.
+	// Counters for /metrics and tests; ends counts the resource
+	// manager's refusals (peerends.go).
 	waited, samples, released int64
+	ends                      peerEnds
 }
 
 const (
@@ -141,7 +143,11 @@ func newHandshakeGate(rm network.ResourceManager, maxHandshakes int, hold time.D
 // must not hold up its packet loop.
 func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoint ma.Multiaddr) (network.ConnManagementScope, error) {
 	if dir != network.DirInbound || !isTCP(endpoint) {
-		return g.ResourceManager.OpenConnection(dir, usefd, endpoint)
+		scope, err := g.ResourceManager.OpenConnection(dir, usefd, endpoint)
+		if err != nil {
+			g.ends.refusedConns.Add(1)
+		}
+		return scope, err
 	}
 	lane := g.lane.take(endpoint)
 	if !g.acquire(lane) {
@@ -149,6 +155,7 @@ func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoi
 	}
 	scope, err := g.ResourceManager.OpenConnection(dir, usefd, endpoint)
 	if err != nil {
+		g.ends.refusedConns.Add(1)
 		g.release(lane)
 		return nil, err
 	}
@@ -414,7 +421,9 @@ func (p *gatedScope) heldTooLong() { p.placeOnce.Do(func() { p.gate.release(p.la
 
 func (p *gatedScope) SetPeer(id peer.ID) error {
 	err := p.ConnManagementScope.SetPeer(id)
-	if err == nil {
+	if err != nil {
+		p.gate.ends.refusedPeers.Add(1)
+	} else {
 		// A handshake that outlasted its hold is a sample too: the slow
 		// ones are what shrinks the bound.
 		p.sampleOnce.Do(func() { p.gate.sample(max(time.Since(p.start), time.Microsecond)) })

@@ -56,8 +56,10 @@ type Service struct {
 	// closing is set when the coordinator records every online peer's last
 	// contact before it closes (recordOffline).
 	closing atomic.Bool
-	// retries counts hellos told to retry by the connection rate.
+	// retries counts hellos told to retry by the connection rate; ends
+	// the peer streams ended unanswered (peerends.go).
 	retries atomic.Int64
+	ends    peerEnds
 	// resources bound what callers make the coordinator spend;
 	// strangers gives callers that are not members their turns.
 	resources Resources

@@ -116,6 +116,7 @@ func (s *Service) readHello(ms *frame.Stream, remote peer.ID) (hello *pb.PeerHel
 	} else {
 		release, ok := s.strangers.enter(remote)
 		if !ok {
+			s.ends.helloTurn.Add(1)
 			return nil, false, false
 		}
 		defer release()
@@ -124,6 +125,7 @@ func (s *Service) readHello(ms *frame.Stream, remote peer.ID) (hello *pb.PeerHel
 	}
 	var up pb.PeerUp
 	if err := ms.Read(&up, timeout); err != nil || up.GetHello() == nil {
+		s.ends.helloFailed(err)
 		return nil, member, false
 	}
 	return up.GetHello(), member, true

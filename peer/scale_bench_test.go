@@ -346,7 +346,9 @@ func BenchmarkReconnectStorm(b *testing.B) {
 		cold += coldTook.Seconds() / ideal.Seconds()
 
 		start := time.Now()
-		closed := coord.stop().Elapsed
+		stopped := coord.stop()
+		closed := stopped.Elapsed
+		b.Logf("the first coordinator ended unanswered: %s", stopped.Sample)
 		coord = startCoordinator(b, site, 0)
 		up := time.Since(start)
 		b.Logf("restart %s: Close %s, New %s", up.Round(time.Millisecond), closed.Round(time.Millisecond), coord.opened.Round(time.Millisecond))
@@ -391,7 +393,7 @@ func BenchmarkReconnectStorm(b *testing.B) {
 		failures += float64(st.Failures)
 		down += float64(st.Down)
 		if st.Failures > 0 {
-			b.Logf("%d failed attempts besides %d that met the restart; the last: %s", st.Failures, st.Down, st.Sample)
+			b.Logf("%d failed attempts besides %d that met the restart; the last: %s; by reason: %v", st.Failures, st.Down, st.Sample, st.Reasons)
 		}
 		// Not back by the deadline, refused, or told to uninstall: a peer
 		// that a real daemon would not have brought back.
@@ -399,7 +401,7 @@ func BenchmarkReconnectStorm(b *testing.B) {
 		if ev.Online < int64(n) {
 			b.Errorf("%d of %d peers online %s after the restart", ev.Online, n, took.Round(time.Millisecond))
 		}
-		coord.stop()
+		b.Logf("the restarted coordinator ended unanswered: %s", coord.stop().Sample)
 	}
 	runs := float64(b.N)
 	b.ReportMetric(storm/runs, "storm-ratio")
@@ -541,6 +543,9 @@ type benchEvent struct {
 	Down     int64  `json:"down,omitempty"`
 	GaveUp   int64  `json:"gave_up,omitempty"`
 	Sample   string `json:"sample,omitempty"`
+	// Reasons (fleet, stopped): failed attempts by step and how
+	// (scale.FailureReason).
+	Reasons map[string]int64 `json:"reasons,omitempty"`
 }
 
 // child is the benchmark's handle on a child process: commands go to its
@@ -856,7 +861,8 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 		case len(f) == 1 && f[0] == "stop":
 			closing := time.Now()
 			err := c.Close()
-			emit(benchEvent{Event: "stopped", Elapsed: time.Since(closing)})
+			// What it ended unanswered, by reason, over its life.
+			emit(benchEvent{Event: "stopped", Elapsed: time.Since(closing), Sample: fmt.Sprintf("%+v", c.PeerEnds())})
 			return err
 		default:
 			return fmt.Errorf("unknown command %q", commands.Text())
@@ -1010,7 +1016,14 @@ func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) e
 	f.Start(0)
 	go func() {
 		if took, err := f.Wait(ctx); err == nil {
-			emit(benchEvent{Event: "welcomed", Elapsed: took, CPU: processCPU() - cpu0})
+			// When the peers were welcomed: the storm's shape (a tail
+			// of late dials shows as p99 or the last far past p90).
+			lat := f.Latencies()
+			q := func(p float64) string {
+				return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(10 * time.Millisecond).String()
+			}
+			emit(benchEvent{Event: "welcomed", Elapsed: took, CPU: processCPU() - cpu0,
+				Sample: fmt.Sprintf("first welcomes p10 %s, p50 %s, p90 %s, p99 %s, last %s", q(0.1), q(0.5), q(0.9), q(0.99), lat[len(lat)-1].Round(10*time.Millisecond))})
 		}
 	}()
 	for commands.Scan() && commands.Text() != "stop" {
@@ -1044,6 +1057,6 @@ func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) e
 	f.Close()
 	t := f.Totals()
 	emit(benchEvent{Event: "stopped", Welcomes: t.Welcomes, Retries: t.Retries, Refusals: t.Refusals,
-		Failures: t.Failures, Down: t.Down, GaveUp: t.GaveUp, Sample: t.Sample})
+		Failures: t.Failures, Down: t.Down, GaveUp: t.GaveUp, Sample: t.Sample, Reasons: t.FailureReasons})
 	return nil
 }

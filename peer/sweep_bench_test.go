@@ -68,8 +68,10 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 			if path := os.Getenv(envCPUProfile); path != "" {
 				coord.ask(fmt.Sprintf("cpuprofile %s-%d", path, n), time.Minute)
 			}
+			overflows0 := listenOverflows()
 			f.send("go")
 			done := f.await("welcomed", time.Minute+time.Duration(n)*100*time.Millisecond)
+			overflows := listenOverflows() - overflows0
 			if os.Getenv(envCPUProfile) != "" {
 				coord.ask("cpuprofile -", time.Minute)
 			}
@@ -89,9 +91,9 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 			if st.Refusals > 0 || st.GaveUp > 0 {
 				b.Errorf("%d peers: %d refusals, %d gave up (%s)", n, st.Refusals, st.GaveUp, st.Sample)
 			}
-			b.Logf("%d peers: %.0f registrations/s, %d failed attempts; CPU per registration: coordinator %.0f µs, fleet %.0f µs; cores busy %.2f; handshake gate %s",
-				n, float64(n)/done.Elapsed.Seconds(), st.Failures, cpu/float64(n)*1e6, done.CPU.Seconds()/float64(n)*1e6,
-				(cpu+done.CPU.Seconds())/(done.Elapsed.Seconds()*float64(runtime.GOMAXPROCS(0))), gate)
+			b.Logf("%d peers: %.0f registrations/s, %d failed attempts %v; CPU per registration: coordinator %.0f µs, fleet %.0f µs; cores busy %.2f; %s; the machine's accept-queue overflows (SYNs dropped) %d; handshake gate %s",
+				n, float64(n)/done.Elapsed.Seconds(), st.Failures, st.Reasons, cpu/float64(n)*1e6, done.CPU.Seconds()/float64(n)*1e6,
+				(cpu+done.CPU.Seconds())/(done.Elapsed.Seconds()*float64(runtime.GOMAXPROCS(0))), done.Sample, overflows, gate)
 			coord.stop()
 		}
 		bareCPU += bareFloor(b, bareN).Seconds()
@@ -239,4 +241,30 @@ func runBare(emit func(benchEvent), commands *bufio.Scanner) error {
 		}
 	}
 	return nil
+}
+
+// listenOverflows is the machine's count of connections dropped because a
+// listening socket's accept queue was full (TcpExt ListenOverflows in
+// /proc/net/netstat; -1 when unreadable): a storm larger than the
+// coordinator's queue (somaxconn) has its late SYNs dropped, and their
+// dialers retransmit after 1, 3, 7, 15, 31 s.
+func listenOverflows() int64 {
+	raw, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return -1
+	}
+	lines := strings.Split(string(raw), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(keys) == 0 || keys[0] != "TcpExt:" || len(vals) != len(keys) {
+			continue
+		}
+		for j, k := range keys {
+			if k == "ListenOverflows" {
+				n, _ := strconv.ParseInt(vals[j], 10, 64)
+				return n
+			}
+		}
+	}
+	return -1
 }

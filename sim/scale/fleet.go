@@ -5,11 +5,15 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	mrand "math/rand/v2"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -101,7 +105,49 @@ type FleetTotals struct {
 	Updates int64 `json:"updates"`
 	// Sample is the last refusal or failure, for the report.
 	Sample string `json:"sample_error,omitempty"`
+	// FailureReasons counts Failures by the step that failed and how
+	// ("reply: stream reset by the coordinator, code 0x0"): FailureReason.
+	FailureReasons map[string]int64 `json:"failure_reasons,omitempty"`
 }
+
+// FailureReason names a failed attempt's step (dial, stream, hello,
+// reply) and how it failed, for FleetTotals.FailureReasons.
+func FailureReason(err error) string {
+	step := "attempt"
+	var se *stepError
+	if errors.As(err, &se) {
+		step = se.step
+	}
+	var reset *network.StreamError
+	var how string
+	switch {
+	case errors.As(err, &reset) && reset.Remote:
+		how = fmt.Sprintf("stream reset by the coordinator, code %#x", uint32(reset.ErrorCode))
+	case errors.As(err, &reset):
+		how = fmt.Sprintf("stream reset here, code %#x", uint32(reset.ErrorCode))
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+		how = "timed out"
+	case errors.Is(err, syscall.ECONNRESET):
+		how = "connection reset"
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		how = "connection closed (EOF)"
+	default:
+		how = err.Error()
+		if len(how) > 80 {
+			how = how[:80] + "…"
+		}
+	}
+	return step + ": " + how
+}
+
+// stepError names the step of an attempt that failed.
+type stepError struct {
+	step string
+	err  error
+}
+
+func (e *stepError) Error() string { return e.step + ": " + e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
 
 // Fleet is N lightweight peers, one libp2p host and fresh key each, that
 // speak the peer protocol as peer.Daemon does: hello with the installer
@@ -304,9 +350,12 @@ func (f *Fleet) Totals() FleetTotals {
 	t.mu.Lock()
 	sample := t.sample
 	t.mu.Unlock()
+	t.mu.Lock()
+	reasons := maps.Clone(t.reasons)
+	t.mu.Unlock()
 	return FleetTotals{Welcomed: t.welcomed.Load(), Welcomes: t.welcomes.Load(), Retries: t.retries.Load(),
 		Refusals: t.refusals.Load(), Failures: t.failures.Load(), Down: t.down.Load(), GaveUp: t.gaveUp.Load(), Reported: t.reported.Load(),
-		Updates: t.updates.Load(), Sample: sample}
+		Updates: t.updates.Load(), Sample: sample, FailureReasons: reasons}
 }
 
 // Close stops the peers and closes their hosts, so that their connections
@@ -355,6 +404,7 @@ type fleetTotals struct {
 	updates     atomic.Int64
 	mu          sync.Mutex
 	sample      string
+	reasons     map[string]int64 // failures by FailureReason
 }
 
 // note counts err in n and keeps it as the sample.
@@ -363,6 +413,17 @@ func (t *fleetTotals) note(n *atomic.Int64, err error) {
 	t.mu.Lock()
 	t.sample = err.Error()
 	t.mu.Unlock()
+}
+
+// failed counts a failed attempt by its reason.
+func (t *fleetTotals) failed(err error) {
+	reason := FailureReason(err)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.reasons == nil {
+		t.reasons = map[string]int64{}
+	}
+	t.reasons[reason]++
 }
 
 // fleetPeer is one lightweight peer.
@@ -407,6 +468,7 @@ func (p *fleetPeer) run(ctx context.Context) {
 			p.totals.down.Add(1)
 		case err != nil && !welcomed && wait == 0:
 			p.totals.note(&p.totals.failures, err)
+			p.totals.failed(err)
 		}
 		if welcomed {
 			attempt = 0
@@ -454,20 +516,20 @@ func (p *fleetPeer) session(ctx context.Context) (welcomed bool, retryAfter time
 	// the fleet's own retry paces redials.
 	cctx = network.WithForceDirectDial(cctx, "peer to its coordinator: the daemon paces its own redials")
 	if err := p.host.Connect(cctx, p.site); err != nil {
-		return false, 0, err
+		return false, 0, &stepError{"dial", err}
 	}
 	st, err := p.host.NewStream(cctx, p.site.ID, peerproto.Protocol)
 	if err != nil {
-		return false, 0, err
+		return false, 0, &stepError{"stream", err}
 	}
 	ms := frame.NewStream(st, peerproto.MaxMessage)
 	defer ms.Reset()
 	if err := ms.Write(p.hello, 10*time.Second); err != nil {
-		return false, 0, err
+		return false, 0, &stepError{"hello", err}
 	}
 	var down pb.PeerDown
 	if err := ms.Read(&down, 30*time.Second); err != nil {
-		return false, 0, err
+		return false, 0, &stepError{"reply", err}
 	}
 	t := p.totals
 	switch b := down.GetBody().(type) {

@@ -131,5 +131,14 @@ func (t FleetTotals) since(before FleetTotals) FleetTotals {
 	t.Failures -= before.Failures
 	t.GaveUp -= before.GaveUp
 	t.Updates -= before.Updates
+	if len(before.FailureReasons) > 0 {
+		reasons := map[string]int64{}
+		for k, v := range t.FailureReasons {
+			if v -= before.FailureReasons[k]; v > 0 {
+				reasons[k] = v
+			}
+		}
+		t.FailureReasons = reasons
+	}
 	return t
 }
