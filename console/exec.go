@@ -46,12 +46,22 @@ type ExecCommand struct {
 
 // Need is the grant cmd needs: the shell capability for a shell or a PTY,
 // otherwise exec of Argv (the coordinator checks it against the session
-// policies' commands).
+// policies' commands); its channel is opened while the grant is asked for
+// (Need.Open).
 func (cmd ExecCommand) Need() Need {
 	if cmd.TTY || len(cmd.Argv) == 0 {
-		return Need{Capability: grant.Shell}
+		return Need{Capability: grant.Shell, Open: cmd.channelOpen()}
 	}
-	return Need{Capability: grant.Exec, Argv: cmd.Argv}
+	return Need{Capability: grant.Exec, Argv: cmd.Argv, Open: cmd.channelOpen()}
+}
+
+// channelOpen is the exec channel's open for cmd (no grant).
+func (cmd ExecCommand) channelOpen() *pb.ChannelOpen {
+	open := &pb.ExecOpen{Argv: cmd.Argv, Tty: cmd.TTY, Term: cmd.Term}
+	if cmd.TTY && cmd.Window != nil {
+		open.Cols, open.Rows = cmd.Window.GetCols(), cmd.Window.GetRows()
+	}
+	return &pb.ChannelOpen{Kind: &pb.ChannelOpen_Exec{Exec: open}}
 }
 
 // ExecSession is an open exec channel: Run it once, then Close it.
@@ -63,11 +73,7 @@ type ExecSession struct {
 // Connect); ctx bounds the opening only. The process starts when the peer
 // accepts; Run carries its input and output.
 func (j *Jump) Exec(ctx context.Context, cmd ExecCommand) (*ExecSession, error) {
-	open := &pb.ExecOpen{Argv: cmd.Argv, Tty: cmd.TTY, Term: cmd.Term}
-	if cmd.TTY && cmd.Window != nil {
-		open.Cols, open.Rows = cmd.Window.GetCols(), cmd.Window.GetRows()
-	}
-	ch, err := j.Open(ctx, &pb.ChannelOpen{Kind: &pb.ChannelOpen_Exec{Exec: open}})
+	ch, err := j.Open(ctx, cmd.channelOpen())
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -67,6 +68,9 @@ type Jump struct {
 	reporting chan struct{}
 	tunnel    *tunnelHost
 	closed    bool
+	// early is the channel opened while the grant was asked for (Need.Open),
+	// until Open takes it or Close gives it up.
+	early *earlyOpen
 }
 
 // Need is what a session asks a grant for: a capability (grant.Shell,
@@ -76,6 +80,12 @@ type Jump struct {
 type Need struct {
 	Capability uint32
 	Argv       []string
+	// Open, when set, is the channel the session opens first: it is opened
+	// while the grant is asked for (channel.OpenPending, on the connection
+	// of the last jump to the same PEER, when the peer speaks
+	// channel.ProtocolGrantFollows), and Jump.Open with an equal open sends
+	// it the grant instead of opening a channel then (issue 17).
+	Open *pb.ChannelOpen
 }
 
 // Jump asks the coordinator for a grant to use capability on the peer ref
@@ -93,7 +103,7 @@ func (c *Client) JumpExec(ctx context.Context, ref string, argv []string) (*Jump
 
 // JumpFor asks for a grant for need on the peer ref names.
 func (c *Client) JumpFor(ctx context.Context, ref string, need Need) (*Jump, error) {
-	return c.jump(ctx, &pb.JumpRequest{Ref: ref, Capability: need.Capability, Argv: need.Argv})
+	return c.jump(ctx, &pb.JumpRequest{Ref: ref, Capability: need.Capability, Argv: need.Argv}, need.Open)
 }
 
 // WithJump asks for a grant for need on the peer ref names, runs fn with
@@ -112,12 +122,18 @@ func (c *Client) WithJump(ctx context.Context, ref string, need Need, fn func(*J
 // Renew asks the coordinator again for the grant j holds (same peer, same
 // need): a fresh jump, for when the peer no longer accepts j's grant.
 func (j *Jump) Renew(ctx context.Context) (*Jump, error) {
-	return j.c.jump(ctx, proto.CloneOf(j.req))
+	return j.c.jump(ctx, proto.CloneOf(j.req), nil)
 }
 
-func (c *Client) jump(ctx context.Context, req *pb.JumpRequest) (*Jump, error) {
+// jump asks for the grant req describes; with open, it opens that channel
+// on the early dial's connection meanwhile (see Need.Open).
+func (c *Client) jump(ctx context.Context, req *pb.JumpRequest, open *pb.ChannelOpen) (*Jump, error) {
 	req.Protocol = string(channel.Protocol)
-	early, stopEarly := c.dialEarly(ctx, req.GetRef())
+	early, dialed, stopEarly := c.dialEarly(ctx, req.GetRef())
+	var eo *earlyOpen
+	if open != nil && early != "" {
+		eo = c.openEarly(ctx, early, dialed, open)
+	}
 	c.dialCoordinator(ctx)
 	end := c.timingOf(ctx).Begin("grant request")
 	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_Jump{Jump: req}})
@@ -132,13 +148,16 @@ func (c *Client) jump(ctx context.Context, req *pb.JumpRequest) (*Jump, error) {
 	}
 	if err != nil {
 		stopEarly()
+		eo.cancel()
 		return nil, err
 	}
 	jr := r.GetJump()
 	j := &Jump{c: c, req: req, Grant: jr.GetGrant(), Peer: jr.GetPeer(), ID: peer.ID(jr.GetPeer().GetPeer().GetId()), PunchWait: DefaultPunchWait,
-		Jumpoints: jr.GetJumpoints()}
+		Jumpoints: jr.GetJumpoints(), early: eo}
 	if early != j.ID || len(j.Jumpoints) > 0 {
 		stopEarly() // the name is another peer's now, or the peer is behind a jumpoint now
+		eo.cancel()
+		j.early = nil
 	}
 	j.Addrs, j.Relays = mesh.DecodeAddrs(jr.GetAddrs()), mesh.DecodeAddrs(jr.GetRelays())
 	c.noteGrant(j.ID, j.Grant)
@@ -297,15 +316,96 @@ func (c *Client) Connect(ctx context.Context, id peer.ID, direct, relays []ma.Mu
 }
 
 // Open opens a channel of the kind open describes (its grant is filled in).
+// The channel opened early for the jump's Need.Open, when it is the same
+// kind, only gets the grant (a channel whose grant could not be sent is
+// opened anew: nothing ran on the peer for it).
 func (j *Jump) Open(ctx context.Context, open *pb.ChannelOpen) (*channel.Channel, error) {
 	if err := j.Connect(ctx); err != nil {
 		return nil, err
 	}
 	open = proto.CloneOf(open)
 	open.Grant = j.Grant
-	defer j.c.timingOf(ctx).Begin("channel open (grant checked by the peer)")()
+	t := j.c.timingOf(ctx)
+	if pd := j.takeEarly(open); pd != nil {
+		end := t.Begin("grant on the early channel (checked by the peer)")
+		ch, _, err := pd.Grant(ctx, j.Grant)
+		end()
+		if !errors.Is(err, channel.ErrGrantNotSent) {
+			return ch, err
+		}
+	}
+	defer t.Begin("channel open (grant checked by the peer)")()
 	ch, _, err := channel.Open(ctx, j.host(), j.ID, open)
 	return ch, err
+}
+
+// earlyOpen is a channel being opened, or opened, before its grant.
+type earlyOpen struct {
+	done chan struct{}
+	pd   *channel.Pending // set when done, if it opened
+}
+
+// openEarly opens a channel of open's kind to id, once the early dial is
+// over (dialed), with its grant to follow. The peer admits nothing until
+// it has the grant and checked it (channel.Accept, then its admission);
+// a channel whose grant never comes it resets after channel.GrantWait.
+func (c *Client) openEarly(ctx context.Context, id peer.ID, dialed <-chan struct{}, open *pb.ChannelOpen) *earlyOpen {
+	e := &earlyOpen{done: make(chan struct{})}
+	t := c.timingOf(ctx)
+	go func() {
+		defer close(e.done)
+		octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ConnectTimeout)
+		defer cancel()
+		select {
+		case <-dialed:
+		case <-octx.Done():
+			return
+		}
+		start := time.Now()
+		pd, err := channel.OpenPending(octx, c.host, id, open)
+		if err == nil { // else Open opens one with its grant
+			e.pd = pd
+			t.Add("channel open, early (grant to follow)", start, time.Now())
+		}
+	}()
+	return e
+}
+
+// cancel gives the early channel up (the peer resets it unused); nil does
+// nothing.
+func (e *earlyOpen) cancel() {
+	if e == nil {
+		return
+	}
+	go func() {
+		<-e.done
+		if e.pd != nil {
+			e.pd.Cancel()
+		}
+	}()
+}
+
+// takeEarly is the early channel, if there is one and open (with its
+// grant) is of its kind on this console's host; any other is given up.
+func (j *Jump) takeEarly(open *pb.ChannelOpen) *channel.Pending {
+	j.mu.Lock()
+	e, tunnel := j.early, j.tunnel
+	j.early = nil
+	j.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	<-e.done // the dial and the open are over by now, or within ConnectTimeout
+	if e.pd == nil {
+		return nil
+	}
+	want := proto.CloneOf(open)
+	want.Grant, want.GrantFollows = nil, true
+	if tunnel != nil || e.pd.Peer() != j.ID || !proto.Equal(e.pd.Open(), want) {
+		e.pd.Cancel()
+		return nil
+	}
+	return e.pd
 }
 
 // Path is how the console reaches the peer now.
@@ -388,9 +488,10 @@ func (j *Jump) connectThroughJumpoint(ctx context.Context) error {
 // it. A jump is closed by WithJump when its session ends.
 func (j *Jump) Close() error {
 	j.mu.Lock()
-	t := j.tunnel
-	j.closed = true
+	t, e := j.tunnel, j.early
+	j.closed, j.early = true, nil
 	j.mu.Unlock()
+	e.cancel()
 	if t == nil {
 		return nil
 	}

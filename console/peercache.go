@@ -103,18 +103,25 @@ func (p *peerCache) note(ref string, id peer.ID, addrs []ma.Multiaddr) {
 }
 
 // dialEarly starts dialling ref's peer at its cached addresses while the
-// grant is asked for, and says which peer it dials; stop ends the dial if
-// it is still running (the grant was refused, or named another peer).
+// grant is asked for, and says which peer it dials (also when connected
+// already) and when the dial is over (dialed closes); stop ends the dial
+// if it is still running (the grant was refused, or named another peer).
 // Connect then finds the connection made, or joins the dial in progress
 // (libp2p dials a peer once).
-func (c *Client) dialEarly(ctx context.Context, ref string) (id peer.ID, stop func()) {
+func (c *Client) dialEarly(ctx context.Context, ref string) (id peer.ID, dialed <-chan struct{}, stop func()) {
 	info, ok := c.peers.lookup(ref)
-	if !ok || c.host.Network().Connectedness(info.ID) == network.Connected {
-		return "", func() {}
+	if !ok {
+		return "", nil, func() {}
+	}
+	done := make(chan struct{})
+	if c.host.Network().Connectedness(info.ID) == network.Connected {
+		close(done)
+		return info.ID, done, func() {}
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ConnectTimeout)
 	t := c.timingOf(ctx)
 	go func() {
+		defer close(done)
 		defer cancel()
 		end := t.Begin("peer dial, early (cached addresses)")
 		// The addresses Connect would dial (TCP preferred): a QUIC and a
@@ -122,5 +129,5 @@ func (c *Client) dialEarly(ctx context.Context, ref string) (id peer.ID, stop fu
 		_ = c.host.Connect(dctx, peer.AddrInfo{ID: info.ID, Addrs: dialAddrs(info.ID, info.Addrs, nil, false)})
 		end()
 	}()
-	return info.ID, cancel
+	return info.ID, done, cancel
 }

@@ -36,14 +36,20 @@ type sessions struct {
 	idle idleTracker
 }
 
+// serveSessions serves both versions of the session protocol: on
+// channel.ProtocolGrantFollows a console may send the grant right after
+// the open (channel.Accept waits for it, at most channel.GrantWait, the
+// channel registered in live meanwhile); admission is the same.
 func (d *Daemon) serveSessions() {
 	d.host.SetStreamHandler(channel.Protocol, d.handleChannel)
+	d.host.SetStreamHandler(channel.ProtocolGrantFollows, d.handleChannel)
 }
 
 // stopSessions takes no new channel, ends the ones being served and waits
 // for their handlers.
 func (d *Daemon) stopSessions() {
 	d.host.RemoveStreamHandler(channel.Protocol)
+	d.host.RemoveStreamHandler(channel.ProtocolGrantFollows)
 	d.sess.live.close()
 }
 

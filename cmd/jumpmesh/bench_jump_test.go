@@ -40,15 +40,22 @@ func BenchmarkJumpTrueVsSSH(b *testing.B) {
 	var jm, ja, jb, ssh time.Duration
 	var phases, agentPhases, beforePhases phaseSums
 	b.ResetTimer()
+	timeBefore := func() {
+		d, p := timeBinary(b, before, env, alone...)
+		jb += d
+		beforePhases.add(p)
+	}
 	for i := 0; i < b.N; i++ {
-		if before != "" {
-			d, p := timeBinary(b, before, env, alone...)
-			jb += d
-			beforePhases.add(p)
+		// In turn first and second, so that neither always follows ssh.
+		if before != "" && i%2 == 0 {
+			timeBefore()
 		}
 		d, p := timeJump(b, env, alone...)
 		jm += d
 		phases.add(p)
+		if before != "" && i%2 == 1 {
+			timeBefore()
+		}
 		d, p = timeJump(b, env, agent...)
 		ja += d
 		agentPhases.add(p)

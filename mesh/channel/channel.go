@@ -25,6 +25,22 @@ import (
 // Protocol is the protocol ID of a session channel.
 const Protocol protocol.ID = "/jumpmesh/session/1.0.0"
 
+// ProtocolGrantFollows is the session protocol whose ChannelOpen may leave
+// its grant to a ChannelGrant right after it (OpenPending). A peer serves
+// both; a console uses it only with a peer whose identify lists it, so a
+// peer of an earlier version gets today's order, the grant in the open.
+const ProtocolGrantFollows protocol.ID = "/jumpmesh/session/1.1.0"
+
+// GrantWait bounds how long a peer waits for the grant of a ChannelOpen
+// with grant_follows: the console asks the coordinator for it as it opens
+// the channel, and sends it as soon as it has it (a few round trips; under
+// a registration storm a few seconds). A channel whose grant does not come
+// is reset, its resources freed, and nothing ran.
+const GrantWait = 10 * time.Second
+
+// grantWait is GrantWait; the package's tests shorten it.
+var grantWait = GrantWait
+
 // MaxMessage bounds one framed message: a file data chunk (ChunkSize) plus
 // room for its framing.
 const MaxMessage = ChunkSize + 4<<10
@@ -62,11 +78,23 @@ func Open(ctx context.Context, h host.Host, p peer.ID, open *pb.ChannelOpen) (*C
 	if err != nil {
 		return nil, "", dialError(ctx, p, err)
 	}
-	c := newChannel(st)
+	return newChannel(st).handshake(ctx, p, open)
+}
+
+// errFirstNotSent marks a handshake whose first message was not written.
+var errFirstNotSent = errors.New("not sent")
+
+// handshake writes first (the open, or the grant of a pending channel)
+// and reads the peer's ChannelReady.
+func (c *Channel) handshake(ctx context.Context, p peer.ID, first proto.Message) (*Channel, string, error) {
+	st := c.st
 	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
 	_ = st.SetDeadline(handshakeDeadline(ctx))
 	var ready pb.ChannelReady
-	if err = c.WriteMsg(open); err == nil {
+	err := c.WriteMsg(first)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errFirstNotSent, err)
+	} else {
 		err = c.ReadMsg(&ready)
 	}
 	if !stop() && err == nil {
@@ -115,19 +143,111 @@ func isTimeout(err error) bool {
 		(errors.As(err, &t) && t.Timeout())
 }
 
-// Accept reads the ChannelOpen a console sent on st. The caller checks the
-// grant and answers with Ready. On error the stream has been reset.
+// Accept reads the ChannelOpen a console sent on st and, when it says its
+// grant follows (ProtocolGrantFollows only), the ChannelGrant after it,
+// within GrantWait: the open it returns holds the grant either way. The
+// caller checks the grant and answers with Ready. On error the stream has
+// been reset.
 func Accept(st network.Stream) (*Channel, *pb.ChannelOpen, error) {
 	c := newChannel(st)
 	_ = st.SetReadDeadline(time.Now().Add(HandshakeTimeout))
 	var open pb.ChannelOpen
-	if err := c.ReadMsg(&open); err != nil {
+	err := c.ReadMsg(&open)
+	if err == nil && open.GetGrantFollows() {
+		err = c.readGrant(&open)
+	}
+	if err != nil {
 		_ = st.Reset()
 		return nil, nil, fmt.Errorf("reading the channel open from %s: %w", st.Conn().RemotePeer(), err)
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	return c, &open, nil
 }
+
+// readGrant reads the ChannelGrant of an open with grant_follows into it.
+// Such an open carries no grant of its own, and comes on
+// ProtocolGrantFollows only: a stream of Protocol has one message before
+// Ready, as it always had.
+func (c *Channel) readGrant(open *pb.ChannelOpen) error {
+	if c.st.Protocol() != ProtocolGrantFollows {
+		return catalog.Errorf(catalog.CodeProtocol, "(a grant that follows on %s)", c.st.Protocol())
+	}
+	if open.GetGrant() != nil {
+		return catalog.Errorf(catalog.CodeProtocol, "(a grant in the open and one to follow)")
+	}
+	_ = c.st.SetReadDeadline(time.Now().Add(grantWait))
+	var g pb.ChannelGrant
+	if err := c.ReadMsg(&g); err != nil {
+		return fmt.Errorf("waiting for the grant: %w", err)
+	}
+	open.Grant, open.GrantFollows = g.GetGrant(), false
+	return nil
+}
+
+// Pending is a channel opened before its grant (OpenPending): Grant sends
+// the grant and waits for the peer's answer; Cancel gives it up.
+type Pending struct {
+	c    *Channel
+	p    peer.ID
+	open *pb.ChannelOpen
+}
+
+// ErrGrantFirst says the peer does not speak ProtocolGrantFollows (an
+// earlier version, or not identified yet): open the channel with its
+// grant (Open).
+var ErrGrantFirst = errors.New("the peer takes the grant in the channel open")
+
+// OpenPending opens a channel to p, on a connection h has already, and
+// presents open (its kind; no grant) with the grant to follow, so that
+// the stream is set up on both sides while the console still asks the
+// coordinator for the grant. The peer runs nothing until Grant: it checks
+// the grant then as it would in the open. ErrGrantFirst when p does not
+// speak ProtocolGrantFollows.
+func OpenPending(ctx context.Context, h host.Host, p peer.ID, open *pb.ChannelOpen) (*Pending, error) {
+	if ok, err := h.Peerstore().SupportsProtocols(p, ProtocolGrantFollows); err != nil || len(ok) == 0 {
+		return nil, ErrGrantFirst
+	}
+	st, err := h.NewStream(network.WithNoDial(network.WithAllowLimitedConn(ctx, "jump"), "grant follows"), p, ProtocolGrantFollows)
+	if err != nil {
+		return nil, dialError(ctx, p, err)
+	}
+	open = proto.CloneOf(open)
+	open.Grant, open.GrantFollows = nil, true
+	c := newChannel(st)
+	_ = st.SetWriteDeadline(handshakeDeadline(ctx))
+	if err := c.WriteMsg(open); err != nil {
+		_ = st.Reset()
+		return nil, dialError(ctx, p, err)
+	}
+	_ = st.SetWriteDeadline(time.Time{})
+	return &Pending{c: c, p: p, open: open}, nil
+}
+
+// Open is the open the channel was opened with (without its grant).
+func (pd *Pending) Open() *pb.ChannelOpen { return pd.open }
+
+// Peer is the peer the channel goes to.
+func (pd *Pending) Peer() peer.ID { return pd.p }
+
+// ErrGrantNotSent says Pending.Grant could not send the grant (the
+// channel was reset: the peer gave up waiting, or the connection went).
+// Nothing ran on the peer for it: the caller may open a channel anew.
+// Any other error of Grant came after the grant was sent, and a new
+// channel could run the session twice.
+var ErrGrantNotSent = errors.New("the grant was not sent on the pending channel")
+
+// Grant sends g and returns, as Open does, once the peer accepted, with
+// its session ID, or with its refusal. On error the channel is gone.
+func (pd *Pending) Grant(ctx context.Context, g *pb.JumpGrant) (*Channel, string, error) {
+	ch, id, err := pd.c.handshake(ctx, pd.p, &pb.ChannelGrant{Grant: g})
+	if errors.Is(err, errFirstNotSent) {
+		err = fmt.Errorf("%w: %w", ErrGrantNotSent, err)
+	}
+	return ch, id, err
+}
+
+// Cancel gives the channel up (no grant: the peer resets it unused).
+func (pd *Pending) Cancel() { _ = pd.c.st.Reset() }
 
 // Ready answers the ChannelOpen: accepted with sessionID when refuse is nil;
 // otherwise refused with refuse's catalog error, after which the stream is

@@ -27,6 +27,27 @@
 //     the stream) when refused. Open returns that error to the console.
 //  3. What follows depends on the kind.
 //
+// # Grant after the open (/jumpmesh/session/1.1.0)
+//
+// A console that dials the peer while it asks the coordinator for the
+// grant (issue 17) may open the channel before it has the grant, on
+// ProtocolGrantFollows, which the peer's identify lists (a peer of an
+// earlier version does not: the console then opens as above):
+//
+//  1. The console writes ChannelOpen{kind, grant_follows, no grant}
+//     (OpenPending) as soon as it is connected.
+//  2. The peer's Accept reads it and waits, at most GrantWait, for
+//     ChannelGrant{grant}; it runs and admits nothing meanwhile. No
+//     grant in time: the stream is reset. grant_follows on Protocol, or
+//     with a grant in the open too, is a protocol error.
+//  3. The console writes ChannelGrant once the coordinator granted
+//     (Pending.Grant), or resets the stream (refused, or another peer).
+//  4. The peer checks the grant against the open it holds exactly as in
+//     step 2 above, and answers ChannelReady; the rest is the same.
+//
+// The round trips are those of the grant in the open; what moves off the
+// jump's path is the stream's set-up on both sides.
+//
 // # Exec (shell or command)
 //
 //  4. Both sides exchange ExecMsg. Console → peer: stdin chunks, stdin_eof,

@@ -336,7 +336,12 @@ type ChannelOpen struct {
 	//	*ChannelOpen_Exec
 	//	*ChannelOpen_Forward
 	//	*ChannelOpen_File
-	Kind          isChannelOpen_Kind `protobuf_oneof:"kind"`
+	Kind isChannelOpen_Kind `protobuf_oneof:"kind"`
+	// grant_follows: grant is empty here and comes next on the stream, in a
+	// ChannelGrant (only on protocol /jumpmesh/session/1.1.0: the console
+	// opens the channel while it asks the coordinator for the grant; the
+	// peer admits nothing before the grant arrives). See mesh/channel/doc.go.
+	GrantFollows  bool `protobuf:"varint,5,opt,name=grant_follows,json=grantFollows,proto3" json:"grant_follows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -412,6 +417,13 @@ func (x *ChannelOpen) GetFile() *FileOpen {
 	return nil
 }
 
+func (x *ChannelOpen) GetGrantFollows() bool {
+	if x != nil {
+		return x.GrantFollows
+	}
+	return false
+}
+
 type isChannelOpen_Kind interface {
 	isChannelOpen_Kind()
 }
@@ -434,6 +446,51 @@ func (*ChannelOpen_Forward) isChannelOpen_Kind() {}
 
 func (*ChannelOpen_File) isChannelOpen_Kind() {}
 
+// ChannelGrant carries the grant of a ChannelOpen with grant_follows.
+type ChannelGrant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Grant         *JumpGrant             `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelGrant) Reset() {
+	*x = ChannelGrant{}
+	mi := &file_session_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelGrant) ProtoMessage() {}
+
+func (x *ChannelGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelGrant.ProtoReflect.Descriptor instead.
+func (*ChannelGrant) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ChannelGrant) GetGrant() *JumpGrant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
 // ExecOpen runs a command, or the user's login shell when argv is empty.
 type ExecOpen struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -449,7 +506,7 @@ type ExecOpen struct {
 
 func (x *ExecOpen) Reset() {
 	*x = ExecOpen{}
-	mi := &file_session_proto_msgTypes[3]
+	mi := &file_session_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +518,7 @@ func (x *ExecOpen) String() string {
 func (*ExecOpen) ProtoMessage() {}
 
 func (x *ExecOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[3]
+	mi := &file_session_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +531,7 @@ func (x *ExecOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOpen.ProtoReflect.Descriptor instead.
 func (*ExecOpen) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{3}
+	return file_session_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ExecOpen) GetArgv() []string {
@@ -532,7 +589,7 @@ type ForwardOpen struct {
 
 func (x *ForwardOpen) Reset() {
 	*x = ForwardOpen{}
-	mi := &file_session_proto_msgTypes[4]
+	mi := &file_session_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +601,7 @@ func (x *ForwardOpen) String() string {
 func (*ForwardOpen) ProtoMessage() {}
 
 func (x *ForwardOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[4]
+	mi := &file_session_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +614,7 @@ func (x *ForwardOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardOpen.ProtoReflect.Descriptor instead.
 func (*ForwardOpen) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{4}
+	return file_session_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ForwardOpen) GetHost() string {
@@ -610,7 +667,7 @@ type BulkOffer struct {
 
 func (x *BulkOffer) Reset() {
 	*x = BulkOffer{}
-	mi := &file_session_proto_msgTypes[5]
+	mi := &file_session_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +679,7 @@ func (x *BulkOffer) String() string {
 func (*BulkOffer) ProtoMessage() {}
 
 func (x *BulkOffer) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[5]
+	mi := &file_session_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +692,7 @@ func (x *BulkOffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkOffer.ProtoReflect.Descriptor instead.
 func (*BulkOffer) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{5}
+	return file_session_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BulkOffer) GetTicket() []byte {
@@ -691,7 +748,7 @@ type FileOpen struct {
 
 func (x *FileOpen) Reset() {
 	*x = FileOpen{}
-	mi := &file_session_proto_msgTypes[6]
+	mi := &file_session_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +760,7 @@ func (x *FileOpen) String() string {
 func (*FileOpen) ProtoMessage() {}
 
 func (x *FileOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[6]
+	mi := &file_session_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +773,7 @@ func (x *FileOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileOpen.ProtoReflect.Descriptor instead.
 func (*FileOpen) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{6}
+	return file_session_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FileOpen) GetPush() bool {
@@ -746,7 +803,7 @@ type ChannelReady struct {
 
 func (x *ChannelReady) Reset() {
 	*x = ChannelReady{}
-	mi := &file_session_proto_msgTypes[7]
+	mi := &file_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +815,7 @@ func (x *ChannelReady) String() string {
 func (*ChannelReady) ProtoMessage() {}
 
 func (x *ChannelReady) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[7]
+	mi := &file_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +828,7 @@ func (x *ChannelReady) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelReady.ProtoReflect.Descriptor instead.
 func (*ChannelReady) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{7}
+	return file_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ChannelReady) GetError() *Error {
@@ -814,7 +871,7 @@ type ExecMsg struct {
 
 func (x *ExecMsg) Reset() {
 	*x = ExecMsg{}
-	mi := &file_session_proto_msgTypes[8]
+	mi := &file_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +883,7 @@ func (x *ExecMsg) String() string {
 func (*ExecMsg) ProtoMessage() {}
 
 func (x *ExecMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[8]
+	mi := &file_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +896,7 @@ func (x *ExecMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecMsg.ProtoReflect.Descriptor instead.
 func (*ExecMsg) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{8}
+	return file_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecMsg) GetBody() isExecMsg_Body {
@@ -968,7 +1025,7 @@ type WindowSize struct {
 
 func (x *WindowSize) Reset() {
 	*x = WindowSize{}
-	mi := &file_session_proto_msgTypes[9]
+	mi := &file_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1037,7 @@ func (x *WindowSize) String() string {
 func (*WindowSize) ProtoMessage() {}
 
 func (x *WindowSize) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[9]
+	mi := &file_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1050,7 @@ func (x *WindowSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WindowSize.ProtoReflect.Descriptor instead.
 func (*WindowSize) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{9}
+	return file_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WindowSize) GetRows() uint32 {
@@ -1021,7 +1078,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_session_proto_msgTypes[10]
+	mi := &file_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1090,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[10]
+	mi := &file_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1103,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{10}
+	return file_session_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExitStatus) GetCode() int32 {
@@ -1085,7 +1142,7 @@ type FileEntry struct {
 
 func (x *FileEntry) Reset() {
 	*x = FileEntry{}
-	mi := &file_session_proto_msgTypes[11]
+	mi := &file_session_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1154,7 @@ func (x *FileEntry) String() string {
 func (*FileEntry) ProtoMessage() {}
 
 func (x *FileEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[11]
+	mi := &file_session_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1167,7 @@ func (x *FileEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileEntry.ProtoReflect.Descriptor instead.
 func (*FileEntry) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{11}
+	return file_session_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FileEntry) GetPath() string {
@@ -1164,7 +1221,7 @@ type FileMsg struct {
 
 func (x *FileMsg) Reset() {
 	*x = FileMsg{}
-	mi := &file_session_proto_msgTypes[12]
+	mi := &file_session_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1233,7 @@ func (x *FileMsg) String() string {
 func (*FileMsg) ProtoMessage() {}
 
 func (x *FileMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[12]
+	mi := &file_session_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1246,7 @@ func (x *FileMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileMsg.ProtoReflect.Descriptor instead.
 func (*FileMsg) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{12}
+	return file_session_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FileMsg) GetBody() isFileMsg_Body {
@@ -1299,7 +1356,7 @@ type SessionEvent struct {
 
 func (x *SessionEvent) Reset() {
 	*x = SessionEvent{}
-	mi := &file_session_proto_msgTypes[13]
+	mi := &file_session_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1368,7 @@ func (x *SessionEvent) String() string {
 func (*SessionEvent) ProtoMessage() {}
 
 func (x *SessionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[13]
+	mi := &file_session_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1381,7 @@ func (x *SessionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
 func (*SessionEvent) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{13}
+	return file_session_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionEvent) GetSessionId() string {
@@ -1437,7 +1494,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_session_proto_msgTypes[14]
+	mi := &file_session_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1506,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[14]
+	mi := &file_session_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1519,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{14}
+	return file_session_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AuditEvent) GetTimeUnixNano() int64 {
@@ -1623,13 +1680,16 @@ const file_session_proto_rawDesc = "" +
 	"console_ip\x18\x12 \x01(\tR\tconsoleIp\"=\n" +
 	"\tJumpGrant\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xe7\x01\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x8c\x02\n" +
 	"\vChannelOpen\x121\n" +
 	"\x05grant\x18\x01 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\x120\n" +
 	"\x04exec\x18\x02 \x01(\v2\x1a.jumpmesh.session.ExecOpenH\x00R\x04exec\x129\n" +
 	"\aforward\x18\x03 \x01(\v2\x1d.jumpmesh.session.ForwardOpenH\x00R\aforward\x120\n" +
-	"\x04file\x18\x04 \x01(\v2\x1a.jumpmesh.session.FileOpenH\x00R\x04fileB\x06\n" +
-	"\x04kind\"\xdb\x01\n" +
+	"\x04file\x18\x04 \x01(\v2\x1a.jumpmesh.session.FileOpenH\x00R\x04file\x12#\n" +
+	"\rgrant_follows\x18\x05 \x01(\bR\fgrantFollowsB\x06\n" +
+	"\x04kind\"A\n" +
+	"\fChannelGrant\x121\n" +
+	"\x05grant\x18\x01 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\"\xdb\x01\n" +
 	"\bExecOpen\x12\x12\n" +
 	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x10\n" +
 	"\x03tty\x18\x02 \x01(\bR\x03tty\x12\x12\n" +
@@ -1759,47 +1819,49 @@ func file_session_proto_rawDescGZIP() []byte {
 }
 
 var file_session_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_session_proto_goTypes = []any{
 	(Capability)(0),       // 0: jumpmesh.session.Capability
 	(*JumpGrantBody)(nil), // 1: jumpmesh.session.JumpGrantBody
 	(*JumpGrant)(nil),     // 2: jumpmesh.session.JumpGrant
 	(*ChannelOpen)(nil),   // 3: jumpmesh.session.ChannelOpen
-	(*ExecOpen)(nil),      // 4: jumpmesh.session.ExecOpen
-	(*ForwardOpen)(nil),   // 5: jumpmesh.session.ForwardOpen
-	(*BulkOffer)(nil),     // 6: jumpmesh.session.BulkOffer
-	(*FileOpen)(nil),      // 7: jumpmesh.session.FileOpen
-	(*ChannelReady)(nil),  // 8: jumpmesh.session.ChannelReady
-	(*ExecMsg)(nil),       // 9: jumpmesh.session.ExecMsg
-	(*WindowSize)(nil),    // 10: jumpmesh.session.WindowSize
-	(*ExitStatus)(nil),    // 11: jumpmesh.session.ExitStatus
-	(*FileEntry)(nil),     // 12: jumpmesh.session.FileEntry
-	(*FileMsg)(nil),       // 13: jumpmesh.session.FileMsg
-	(*SessionEvent)(nil),  // 14: jumpmesh.session.SessionEvent
-	(*AuditEvent)(nil),    // 15: jumpmesh.session.AuditEvent
-	nil,                   // 16: jumpmesh.session.ExecOpen.EnvEntry
-	(*Error)(nil),         // 17: jumpmesh.site.Error
+	(*ChannelGrant)(nil),  // 4: jumpmesh.session.ChannelGrant
+	(*ExecOpen)(nil),      // 5: jumpmesh.session.ExecOpen
+	(*ForwardOpen)(nil),   // 6: jumpmesh.session.ForwardOpen
+	(*BulkOffer)(nil),     // 7: jumpmesh.session.BulkOffer
+	(*FileOpen)(nil),      // 8: jumpmesh.session.FileOpen
+	(*ChannelReady)(nil),  // 9: jumpmesh.session.ChannelReady
+	(*ExecMsg)(nil),       // 10: jumpmesh.session.ExecMsg
+	(*WindowSize)(nil),    // 11: jumpmesh.session.WindowSize
+	(*ExitStatus)(nil),    // 12: jumpmesh.session.ExitStatus
+	(*FileEntry)(nil),     // 13: jumpmesh.session.FileEntry
+	(*FileMsg)(nil),       // 14: jumpmesh.session.FileMsg
+	(*SessionEvent)(nil),  // 15: jumpmesh.session.SessionEvent
+	(*AuditEvent)(nil),    // 16: jumpmesh.session.AuditEvent
+	nil,                   // 17: jumpmesh.session.ExecOpen.EnvEntry
+	(*Error)(nil),         // 18: jumpmesh.site.Error
 }
 var file_session_proto_depIdxs = []int32{
 	2,  // 0: jumpmesh.session.ChannelOpen.grant:type_name -> jumpmesh.session.JumpGrant
-	4,  // 1: jumpmesh.session.ChannelOpen.exec:type_name -> jumpmesh.session.ExecOpen
-	5,  // 2: jumpmesh.session.ChannelOpen.forward:type_name -> jumpmesh.session.ForwardOpen
-	7,  // 3: jumpmesh.session.ChannelOpen.file:type_name -> jumpmesh.session.FileOpen
-	16, // 4: jumpmesh.session.ExecOpen.env:type_name -> jumpmesh.session.ExecOpen.EnvEntry
-	17, // 5: jumpmesh.session.ChannelReady.error:type_name -> jumpmesh.site.Error
-	6,  // 6: jumpmesh.session.ChannelReady.bulk:type_name -> jumpmesh.session.BulkOffer
-	10, // 7: jumpmesh.session.ExecMsg.resize:type_name -> jumpmesh.session.WindowSize
-	11, // 8: jumpmesh.session.ExecMsg.exit:type_name -> jumpmesh.session.ExitStatus
-	12, // 9: jumpmesh.session.FileMsg.entry:type_name -> jumpmesh.session.FileEntry
-	17, // 10: jumpmesh.session.FileMsg.error:type_name -> jumpmesh.site.Error
-	11, // 11: jumpmesh.session.SessionEvent.exit:type_name -> jumpmesh.session.ExitStatus
-	17, // 12: jumpmesh.session.SessionEvent.refused:type_name -> jumpmesh.site.Error
-	11, // 13: jumpmesh.session.AuditEvent.exit:type_name -> jumpmesh.session.ExitStatus
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	5,  // 1: jumpmesh.session.ChannelOpen.exec:type_name -> jumpmesh.session.ExecOpen
+	6,  // 2: jumpmesh.session.ChannelOpen.forward:type_name -> jumpmesh.session.ForwardOpen
+	8,  // 3: jumpmesh.session.ChannelOpen.file:type_name -> jumpmesh.session.FileOpen
+	2,  // 4: jumpmesh.session.ChannelGrant.grant:type_name -> jumpmesh.session.JumpGrant
+	17, // 5: jumpmesh.session.ExecOpen.env:type_name -> jumpmesh.session.ExecOpen.EnvEntry
+	18, // 6: jumpmesh.session.ChannelReady.error:type_name -> jumpmesh.site.Error
+	7,  // 7: jumpmesh.session.ChannelReady.bulk:type_name -> jumpmesh.session.BulkOffer
+	11, // 8: jumpmesh.session.ExecMsg.resize:type_name -> jumpmesh.session.WindowSize
+	12, // 9: jumpmesh.session.ExecMsg.exit:type_name -> jumpmesh.session.ExitStatus
+	13, // 10: jumpmesh.session.FileMsg.entry:type_name -> jumpmesh.session.FileEntry
+	18, // 11: jumpmesh.session.FileMsg.error:type_name -> jumpmesh.site.Error
+	12, // 12: jumpmesh.session.SessionEvent.exit:type_name -> jumpmesh.session.ExitStatus
+	18, // 13: jumpmesh.session.SessionEvent.refused:type_name -> jumpmesh.site.Error
+	12, // 14: jumpmesh.session.AuditEvent.exit:type_name -> jumpmesh.session.ExitStatus
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_session_proto_init() }
@@ -1813,7 +1875,7 @@ func file_session_proto_init() {
 		(*ChannelOpen_Forward)(nil),
 		(*ChannelOpen_File)(nil),
 	}
-	file_session_proto_msgTypes[8].OneofWrappers = []any{
+	file_session_proto_msgTypes[9].OneofWrappers = []any{
 		(*ExecMsg_Stdin)(nil),
 		(*ExecMsg_StdinEof)(nil),
 		(*ExecMsg_Stdout)(nil),
@@ -1822,7 +1884,7 @@ func file_session_proto_init() {
 		(*ExecMsg_Signal)(nil),
 		(*ExecMsg_Exit)(nil),
 	}
-	file_session_proto_msgTypes[12].OneofWrappers = []any{
+	file_session_proto_msgTypes[13].OneofWrappers = []any{
 		(*FileMsg_Entry)(nil),
 		(*FileMsg_Data)(nil),
 		(*FileMsg_EndSha256)(nil),
@@ -1835,7 +1897,7 @@ func file_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_proto_rawDesc), len(file_session_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
