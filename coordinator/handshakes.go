@@ -36,7 +36,21 @@ import (
 // latencies, read at most every gateSchedEvery while handshakes complete).
 // While their 90th percentile stays within gateSchedTarget, the bound
 // grows; above, it shrinks in proportion. It starts low and stays between
-// GOMAXPROCS and Resources.MaxHandshakes. A handshake's own time (accept to
+// gateFloorPerCore × GOMAXPROCS and Resources.MaxHandshakes.
+//
+// The floor: a handshake holds its place for its round trips and the
+// remote's share of the work (about half its time on a peer as fast as
+// the coordinator), so a bound of a few places leaves cores idle whatever
+// the CPU queue says — cores busy ≈ bound × CPU per handshake ÷ (a place's
+// time × cores). The latency gradient settles where the bound is
+// (1 ÷ (1 − target ÷ p90))², and on 2 cores shared with another busy
+// process (the benchmark's fleet, another service) the kernel's time
+// slices alone put the p90 at 3–8 ms: the bound swung between 4 and 8 from
+// one sweep to the next, and at 5 the cores were 0.67 busy and 5,000 peers
+// came at 194 registrations/s against 276 at 1,000 with the bound at 8
+// (collapse-ratio 0.70 on a quiet machine, session 25, 32894dd; 0.79 and
+// 1.00 in the runs after it). Four places per core kept the cores 0.86–0.87
+// busy there. A handshake's own time (accept to
 // the remote's identity, SetPeer) is no signal for it: it holds the
 // remote's share and the round trips, so a slow or distant peer, or a
 // benchmark's fleet sharing the machine, made it 10–15 × the least one
@@ -123,13 +137,16 @@ const (
 	gatePriorityHold  = 100 * time.Millisecond
 	gatePriorityShare = 0.5
 	gatePriorityBurst = time.Second
+	// gateFloorPerCore is the bound's floor per core (GOMAXPROCS): see
+	// handshakeGate.
+	gateFloorPerCore = 4
 	// gateLanePlaces bounds the members' lane's handshakes at once, beside
 	// the bound: a stranger who found the lane takes at most this many.
 	gateLanePlaces = 2
 )
 
 func newHandshakeGate(rm network.ResourceManager, maxHandshakes int, hold time.Duration) *handshakeGate {
-	lo := float64(max(2, runtime.GOMAXPROCS(0)))
+	lo := float64(gateFloorPerCore * max(1, runtime.GOMAXPROCS(0)))
 	hi := math.Max(lo, float64(maxHandshakes))
 	g := &handshakeGate{ResourceManager: rm, hold: hold, min: lo, max: hi, limit: math.Min(hi, 2*lo), sched: newSchedProbe().p90,
 		budget: gatePriorityBurst, budgetAt: time.Now()}

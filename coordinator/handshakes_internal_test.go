@@ -102,7 +102,7 @@ func TestHandshakeGateCloseLetsWaitersThrough(t *testing.T) {
 
 // The bound grows while the coordinator's goroutines wait little for a
 // core, however long handshakes take (a slow or distant peer's share), and
-// shrinks when they queue for CPU, within [GOMAXPROCS or 2, MaxHandshakes].
+// shrinks when they queue for CPU, within [gateFloorPerCore × GOMAXPROCS, MaxHandshakes].
 func TestHandshakeGateAdapts(t *testing.T) {
 	g := newHandshakeGate(&network.NullResourceManager{}, 256, time.Minute)
 	start := g.stats().Limit
