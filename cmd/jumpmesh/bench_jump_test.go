@@ -39,10 +39,12 @@ func BenchmarkJumpTrueVsSSH(b *testing.B) {
 	timeCommand(b, env, "ssh", sd.sshArgs(sd.port, "true")...)
 	var jm, ja, jb, ssh time.Duration
 	var phases, agentPhases, beforePhases phaseSums
+	var walls, beforeWalls []time.Duration // for the medians of a paired run
 	b.ResetTimer()
 	timeBefore := func() {
 		d, p := timeBinary(b, before, env, alone...)
 		jb += d
+		beforeWalls = append(beforeWalls, d)
 		beforePhases.add(p)
 	}
 	for i := 0; i < b.N; i++ {
@@ -52,6 +54,7 @@ func BenchmarkJumpTrueVsSSH(b *testing.B) {
 		}
 		d, p := timeJump(b, env, alone...)
 		jm += d
+		walls = append(walls, d)
 		phases.add(p)
 		if before != "" && i%2 == 1 {
 			timeBefore()
@@ -72,8 +75,8 @@ func BenchmarkJumpTrueVsSSH(b *testing.B) {
 	if before != "" {
 		b.ReportMetric(perRun(jb), "jump-before-ms")
 		b.ReportMetric(float64(jb)/float64(ssh), "ratio-before")
-		b.Logf("on its own, paired: before (%s) %.1f ms, %.3f of ssh true; after %.1f ms, %.3f",
-			before, perRun(jb), float64(jb)/float64(ssh), perRun(jm), float64(jm)/float64(ssh))
+		b.Logf("on its own, paired: before (%s) %.1f ms, %.3f of ssh true; after %.1f ms, %.3f; medians %.1f and %.1f ms (a busy machine's bursts move the means)",
+			before, perRun(jb), float64(jb)/float64(ssh), perRun(jm), float64(jm)/float64(ssh), medianMS(beforeWalls), medianMS(walls))
 	}
 	b.ReportMetric(perRun(jm), "jump-ms")
 	b.ReportMetric(perRun(ja), "jump-agent-ms")
@@ -93,6 +96,20 @@ func metOrNot(met bool) string {
 		return "met"
 	}
 	return "not met"
+}
+
+// medianMS is the median of ds in milliseconds.
+func medianMS(ds []time.Duration) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + m) / 2
+	}
+	return float64(m.Microseconds()) / 1000
 }
 
 // benchBeforeEnv names an earlier jumpmesh binary BenchmarkJumpTrueVsSSH
