@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -161,6 +162,48 @@ func checkAgainstScan(t *testing.T, r *registry, req searchRequest, memo scanDoc
 				peer.ID(want[i].GetPeer().GetId()), want[i].GetStatus())
 		}
 	}
+	// The list as a reply carries it: the registry's encoded views.
+	raw, n, total := r.findEncoded(req, 1<<30)
+	wantRaw, err := proto.MarshalOptions{Deterministic: true}.Marshal(&pb.PeerList{Peers: want})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(want) || total != wantTotal || !bytes.Equal(raw, wantRaw) {
+		t.Fatalf("%s: the encoded list (%d views of %d, %d bytes) is not the scan's marshalled (%d of %d, %d bytes)",
+			what, n, total, len(raw), len(want), wantTotal, len(wantRaw))
+	}
+}
+
+// checkTags fails t unless the index's tag table counts exactly the tags
+// its live slots hold.
+func checkTags(t *testing.T, r *registry, what string) {
+	t.Helper()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	x := r.index
+	refs := make([]uint32, len(x.tags.vals))
+	for i := range x.slots {
+		s := &x.slots[i]
+		if s.e == nil {
+			continue
+		}
+		refs[s.tag]++
+		if x.tags.vals[s.tag] != s.doc.span(searchTag, searchTag) {
+			t.Fatalf("%s: slot %d's tag is %q, its doc's %q", what, i, x.tags.vals[s.tag], s.doc.span(searchTag, searchTag))
+		}
+	}
+	live := 0
+	for id, n := range refs {
+		if n != x.tags.refs[id] {
+			t.Fatalf("%s: tag %q held by %d slots, counted %d", what, x.tags.vals[id], n, x.tags.refs[id])
+		}
+		if n > 0 {
+			live++
+		}
+	}
+	if live != len(x.tags.ids) {
+		t.Fatalf("%s: %d tags held, %d known", what, live, len(x.tags.ids))
+	}
 }
 
 // TestSearchIndexAgreesWithScan: on a random store of 1,000 peers, changed
@@ -278,6 +321,7 @@ func TestSearchIndexAgreesWithScan(t *testing.T) {
 			}
 		}
 		queries(round, 30)
+		checkTags(t, ps.registry, fmt.Sprintf("round %d", round))
 	}
 }
 

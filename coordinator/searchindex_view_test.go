@@ -109,12 +109,12 @@ func TestListedViewsStayAsTheyWere(t *testing.T) {
 func TestCheckSlotsInParallelKeepsOrder(t *testing.T) {
 	const n = 5*searchCheckChunk + 17
 	at := func(j int) uint32 { return uint32(n - j) } // not the identity
-	check := func(i uint32) bool { return i%3 == 0 || i%7 == 1 }
+	check := func(i uint32) (uint64, bool) { return uint64(i) << 3, i%3 == 0 || i%7 == 1 }
 	got := checkSlots(n, at, check)
-	var want []uint32
+	var want []slotMatch
 	for j := range n {
-		if check(at(j)) {
-			want = append(want, at(j))
+		if key, ok := check(at(j)); ok {
+			want = append(want, slotMatch{key, at(j)})
 		}
 	}
 	if !slices.Equal(got, want) {
