@@ -219,13 +219,17 @@ const benchChildEnv = "JUMPMESH_RELAY_BENCH_CHILD"
 
 // Knobs for profiling a relay child by hand (see docs/performance.md): a directory
 // where each child writes a CPU profile named after its relay, the
-// child's GOMAXPROCS (the parent's is left alone), and whether its splices
+// child's GOMAXPROCS (the parent's is left alone), whether its splices
 // copy through user space (read and write with a 32 KiB buffer) instead of
-// splice(2), to compare the two.
+// splice(2), whether they copy with io.Copy (splice(2) in two goroutines
+// per splice) instead of the splice loops, and how long the loops let
+// frames gather (a duration; 0 never), to compare.
 const (
 	benchProfileEnv  = "JUMPMESH_RELAY_BENCH_CPUPROFILE"
 	benchProcsEnv    = "JUMPMESH_RELAY_BENCH_PROCS"
 	benchUserCopyEnv = "JUMPMESH_RELAY_BENCH_USERCOPY"
+	benchGoCopyEnv   = "JUMPMESH_RELAY_BENCH_GOCOPY"
+	benchGatherEnv   = "JUMPMESH_RELAY_BENCH_GATHER"
 )
 
 type childInfo struct {
@@ -251,6 +255,12 @@ func runBenchChild() bool {
 	}
 	if os.Getenv(benchUserCopyEnv) != "" {
 		relay.SetSpliceTap(func([]byte) {})
+	}
+	if os.Getenv(benchGoCopyEnv) != "" {
+		relay.SetSpliceGoCopy(true)
+	}
+	if d, err := time.ParseDuration(os.Getenv(benchGatherEnv)); err == nil {
+		relay.SetSpliceGather(d, 2000)
 	}
 	if procs, err := strconv.Atoi(os.Getenv(benchProcsEnv)); err == nil && procs > 0 {
 		runtime.GOMAXPROCS(procs)
@@ -407,6 +417,34 @@ func (c *benchChild) syscalls(b *testing.B) int64 {
 				b.Fatalf("relay child's /proc io: %q", line)
 			}
 			n += k
+		}
+	}
+	return n
+}
+
+// switches is how many times the child's threads have been switched out
+// so far, voluntarily (to sleep: each is a wake-up later) or not, summed
+// over its threads from /proc/<pid>/task/*/status (threads that ended are
+// not counted).
+func (c *benchChild) switches(b *testing.B) int64 {
+	dirs, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", c.pid))
+	if err != nil {
+		b.Fatalf("relay child's threads: %v", err)
+	}
+	var n int64
+	for _, d := range dirs {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", c.pid, d.Name()))
+		if err != nil {
+			continue // a thread that ended
+		}
+		for line := range strings.Lines(string(raw)) {
+			name, v, _ := strings.Cut(line, ":")
+			if name == "voluntary_ctxt_switches" || name == "nonvoluntary_ctxt_switches" {
+				k, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err == nil {
+					n += k
+				}
+			}
 		}
 	}
 	return n

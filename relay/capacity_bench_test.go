@@ -86,7 +86,10 @@ const screenProto protocol.ID = "/jumpmesh-test/screen"
 // same figure upside down (relay CPU per second of one session),
 // relay-syscalls/frame the relay's read and write system calls
 // (/proc/<pid>/io: splice(2) is not counted there, so the splice path has
-// none) per frame relayed. The load shares the machine with the relay;
+// none) per frame relayed, relay-switches/frame its threads' context
+// switches per frame (each thread that sleeps is woken again: the
+// wake-ups a frame costs; frames that gather share one). The load shares
+// the machine with the relay;
 // load-cpu-% says how much it took (in the circuit the load does four TLS
 // and yamux layers per byte to the relay's two, so it needs more CPU than
 // the relay; through the splice one AES-GCM pass per end). per-session-kB/s
@@ -203,9 +206,9 @@ func prefix(p int) string {
 
 // pathSums adds up one path's windows.
 type pathSums struct {
-	cores, loadCores, mean, syscalls, frames, slowest float64
-	windows                                           int
-	atRate                                            []bool
+	cores, loadCores, mean, syscalls, switches, frames, slowest float64
+	windows                                                     int
+	atRate                                                      []bool
 }
 
 func newPathSums(held int) pathSums {
@@ -221,6 +224,7 @@ func (s *pathSums) add(b *testing.B, w capacityWindowResult, p int) {
 	s.loadCores += w.loadCores
 	s.mean += w.meanRate
 	s.syscalls += w.relaySyscalls
+	s.switches += w.relaySwitches
 	s.frames += w.frames
 	s.slowest = min(s.slowest, w.minRate)
 	s.windows++
@@ -247,12 +251,13 @@ func (s *pathSums) report(b *testing.B, p, held int) (perCore, fullRate float64)
 	if p == pathCircuit {
 		b.ReportMetric(s.syscalls/s.frames, "relay-syscalls/frame")
 	}
+	b.ReportMetric(s.switches/s.frames, pre+"relay-switches/frame")
 	b.ReportMetric(100*cores, pre+"relay-cpu-%")
 	b.ReportMetric(100*s.loadCores/float64(s.windows), pre+"load-cpu-%")
 	b.ReportMetric(mean/1e3, pre+"per-session-kB/s")
 	b.ReportMetric(s.slowest/1e3, pre+"min-session-kB/s")
-	b.Logf("%s: %d of %d sessions at rate; relay %.0f %% of a core: %.0f sessions/core (%.0f full-rate); load %.0f %% of a core",
-		pathNames[p], countTrue(s.atRate), held, 100*cores, perCore, fullRate, 100*s.loadCores/float64(s.windows))
+	b.Logf("%s: %d of %d sessions at rate; relay %.0f %% of a core: %.0f sessions/core (%.0f full-rate), %.2f thread switches per frame; load %.0f %% of a core",
+		pathNames[p], countTrue(s.atRate), held, 100*cores, perCore, fullRate, s.switches/s.frames, 100*s.loadCores/float64(s.windows))
 	return perCore, fullRate
 }
 
@@ -558,6 +563,7 @@ type capacityWindowResult struct {
 	relayCores, loadCores float64 // CPU seconds per wall second
 	meanRate, minRate     float64 // delivered bytes per second per session
 	relaySyscalls         float64 // the relay's read and write system calls
+	relaySwitches         float64 // its threads' context switches (wake-ups, mostly)
 	frames                float64 // frames the sessions sent, sessionFrames a second each
 }
 
@@ -568,10 +574,10 @@ func measureWindow(b *testing.B, set *sessionSet, p int, atRate []bool) capacity
 	for i, s := range set.sessions {
 		before[i] = s.received[p].Load()
 	}
-	relay0, load0, sys0, start := set.child.cpu(b), selfCPU(b), set.child.syscalls(b), time.Now()
+	relay0, load0, sys0, sw0, start := set.child.cpu(b), selfCPU(b), set.child.syscalls(b), set.child.switches(b), time.Now()
 	window := time.NewTimer(capacityWindow)
 	<-window.C
-	relay1, load1, sys1, wall := set.child.cpu(b), selfCPU(b), set.child.syscalls(b), time.Since(start)
+	relay1, load1, sys1, sw1, wall := set.child.cpu(b), selfCPU(b), set.child.syscalls(b), set.child.switches(b), time.Since(start)
 	rates := make([]float64, len(set.sessions))
 	var sum float64
 	for i, s := range set.sessions {
@@ -587,6 +593,7 @@ func measureWindow(b *testing.B, set *sessionSet, p int, atRate []bool) capacity
 		meanRate:      sum / float64(len(rates)),
 		minRate:       slices.Min(rates),
 		relaySyscalls: float64(sys1 - sys0),
+		relaySwitches: float64(sw1 - sw0),
 		frames:        float64(len(rates)) * sessionFrames * wall.Seconds(),
 	}
 }

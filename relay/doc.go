@@ -63,12 +63,14 @@
 //  3. The console, when the offer names the relay its own connection goes
 //     through, opens its own TCP connection to that port on the address it
 //     reached the relay at and sends the token and its side ('c'). The
-//     relay pairs the two (opposite sides, the same live slot) and copies
-//     each direction with io.Copy between the two *net.TCPConn, which Go
-//     does with splice(2) on Linux, until its half-close (passed on), the
-//     data limit (Resources.CircuitData per direction) or the duration
-//     limit (CircuitDuration); members that leave the ACL lose their slots
-//     and splices at the next refresh.
+//     relay pairs the two (opposite sides, the same live slot) and hands
+//     them to one of its splice loops (spliceloop.go: a few epoll loops,
+//     one per core, each serving every splice given to it with splice(2)
+//     through a pipe, the sockets out of Go's netpoller), which copies each
+//     direction until its half-close (passed on), the data limit
+//     (Resources.CircuitData per direction) or the duration limit
+//     (CircuitDuration); members that leave the ACL lose their slots and
+//     splices at the next refresh.
 //  4. Through the splice, console and peer run the ordinary bulk
 //     connection (mesh/channel/bulk.go): ticket, hellos proving both hold
 //     the offer's secret, AES-128-GCM frames. The relay sees the token, the
@@ -107,31 +109,31 @@
 // yamux send goroutine or one copy would not find the factor of 2.8 the
 // goal needs; dropping the hop's TLS would drop member authentication on
 // the data path. The splice keeps only the kernel's work: per frame, a
-// splice(2) into a pipe, one out of it and one that finds nothing (a
-// read's EAGAIN), one goroutine per direction, no user-space copy, no
-// cryptography, no yamux.
+// splice(2) from the socket into the loop's pipe and one out of it to the
+// other socket, no user-space copy, no cryptography, no yamux, and no
+// goroutine per splice.
 //
 // BenchmarkRelaySessionsPerCore measures both paths in one run, each
 // session holding its circuit and a spliced bulk connection (AES-GCM
 // frames end to end) and writing its screen on one, then the other. With
-// every session at its 200 kB/s on a quieter machine (load 5–10), through
-// the splice the relay spent 639–658 µs per session-second: 1,520–1,565
-// sessions per core, 1.5 times RustDesk's anchor and 2.2 times the
-// circuit's, but not the goal (0.76–0.78 of it). On the busy machine it
-// looked better (378–548 µs, the goal met in five of seven runs) because
-// the relay, scheduled less often, finds several frames per wake-up;
-// quiet, each 6.7 kB frame wakes it alone (an epoll wait, a thread woken,
-// three splice calls): about 21 µs per frame. GOMAXPROCS=1 cost the same;
-// copying through user space (read and write) instead of splice(2) cost
-// as much per frame and 64 KiB more per splice. Reaching 2,000 needs
-// fewer wake-ups per frame (letting frames gather for a millisecond or
-// two, a little latency), not done — docs/performance.md has the runs. A splice costs the relay two goroutines and six file
-// descriptors (two sockets, and a pipe per direction for splice(2)) for
-// its life. What is wired today: forwards
-// (peer/forward.go, console/forward.go). Shells, screens, exec and copies
-// still run on their channels inside the circuit; giving them the bulk
-// connection is the next step, in the peer's and console's session code
-// (the offer on the channel's status, as a forward's).
+// io.Copy (two goroutines per splice, splice(2) into a pipe, out of it and
+// once more to find nothing, then Go's netpoller) the relay spent 639–717
+// µs per session-second on a quieter machine: 1,395–1,565 sessions per
+// core, each 6.7 kB frame waking the relay alone (an epoll wait, a thread
+// woken, a goroutine scheduled, three splice calls). The splice loops
+// (spliceloop.go, issue 17 session 26) take that to two splice calls per
+// frame and one wake-up for every socket ready at that moment, and when a
+// loop reads more than 2,000 times a second they let frames gather for up
+// to a millisecond after each batch, so that the next wake-up finds
+// several: a byte waits at most 1 ms more in a busy relay, none in a quiet
+// one, and a bulk transfer (a read that fills the pipe) never waits.
+// docs/performance.md has the runs. A splice costs the relay two file
+// descriptors (its sockets) and no goroutine; a direction whose reader is
+// slow holds a pipe (two more) until it has caught up. What is wired
+// today: forwards (peer/forward.go, console/forward.go). Shells, screens,
+// exec and copies still run on their channels inside the circuit; giving
+// them the bulk connection is the next step, in the peer's and console's
+// session code (the offer on the channel's status, as a forward's).
 //
 // # Limits
 //
@@ -145,7 +147,8 @@
 // with the load generator) and the numbers; in short:
 //   - sessions of 200 kB/s per core of relay CPU: about 1,600 in the
 //     circuit on 2026-11-22 (709 on a quiet machine on 2026-12-03, 1,409
-//     µs per session-second), 1,520–1,565 through the splice (above);
+//     µs per session-second), 1,395–1,565 through the splice with
+//     io.Copy, more with the splice loops (docs/performance.md);
 //   - relayed ÷ direct throughput of one stream on loopback: 0.31, which
 //     is the CPU bound when the relay shares the ends' two cores (a relayed
 //     byte costs 3.3 times the CPU of a direct one in all); a forward

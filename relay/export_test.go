@@ -56,3 +56,23 @@ func SetSpliceMisPair(on bool) (restore func()) {
 	spliceMisPair = on
 	return func() { spliceMisPair = prev }
 }
+
+// SpliceParks is how many times the splice loops parked a direction's
+// bytes in a pipe of its own (a slow reader), in every relay so far.
+func SpliceParks() int64 { return spliceParks.Load() }
+
+// SetSpliceGoCopy makes every relay's splices copy with io.Copy (two
+// goroutines each) instead of its splice loops.
+func SetSpliceGoCopy(on bool) (restore func()) {
+	prev := spliceGoCopy
+	spliceGoCopy = on
+	return func() { spliceGoCopy = prev }
+}
+
+// SetSpliceGather sets how long the splice loops let frames gather and
+// above which rate of reads a second, from now on.
+func SetSpliceGather(d time.Duration, rate float64) (restore func()) {
+	pd, pr := spliceGather, spliceGatherRate
+	spliceGather, spliceGatherRate = d, rate
+	return func() { spliceGather, spliceGatherRate = pd, pr }
+}

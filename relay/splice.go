@@ -19,9 +19,9 @@ import (
 // channel.RelayBulkProtocol over its authenticated libp2p connection; both
 // ends of the forward then open plain TCP connections to the splice
 // listener and send the slot's token and their side; the relay pairs the
-// two and copies bytes between them with io.Copy between *net.TCPConn,
-// which Linux does with splice(2): no copy through the relay's memory and
-// no cryptography on the relay. What it copies is the bulk connection's
+// two and hands them to a splice loop (spliceloop.go), which copies with
+// splice(2): no copy through the relay's memory and no cryptography on
+// the relay. What it copies is the bulk connection's
 // ticket, hello and AES-GCM frames, sealed end to end with keys the relay
 // never sees. The numbers below are its bounds.
 var (
@@ -87,8 +87,12 @@ type splicer struct {
 	active  map[peer.ID]int // splices running, by the member that asked
 	nActive int
 	// conns are the connections the splicer holds (waiting in a slot or
-	// spliced), each with the member whose slot it came by.
-	conns map[*net.TCPConn]peer.ID
+	// spliced by io.Copy) and the splices its loops serve, each with the
+	// member whose slot it came by.
+	conns map[io.Closer]peer.ID
+	// loops serve the running splices (spliceloop_linux.go), started with
+	// the first; empty where they could not be.
+	loops []*spliceLoop
 }
 
 type spliceSlot struct {
@@ -101,6 +105,10 @@ type spliceSlot struct {
 // spliceTap, when set (tests only), sees every byte the splicer copies;
 // the copy then goes through the relay's memory instead of splice(2).
 var spliceTap func([]byte)
+
+// spliceGoCopy, when set (benchmarks only), makes splices copy with
+// io.Copy in two goroutines each, as before the splice loops, to compare.
+var spliceGoCopy bool
 
 // spliceMisPair, when set (tests only), makes the relay lie: a second side
 // is paired with the first side waiting in another slot, if any.
@@ -129,7 +137,7 @@ func newSplicer(addr string, acl *ACL, res Resources, reg prometheus.Registerer,
 		slots:      map[[channel.SpliceSlotSize]byte]*spliceSlot{},
 		pending:    map[peer.ID]int{},
 		active:     map[peer.ID]int{},
-		conns:      map[*net.TCPConn]peer.ID{},
+		conns:      map[io.Closer]peer.ID{},
 	}
 	for _, r := range []string{SpliceRefusedNotMember, SpliceRefusedMemberBusy, SpliceRefusedRelayBusy, SpliceRefusedHandshakes,
 		SpliceRefusedBadHello, SpliceRefusedNoSlot, SpliceRefusedSameSide} {
@@ -278,14 +286,35 @@ func (s *splicer) handshake(conn *net.TCPConn) {
 	s.dropSlotLocked(t, sl)
 	s.active[sl.owner]++
 	s.nActive++
+	if spliceTap == nil && !spliceGoCopy {
+		if sp, ok := s.startRaw(sl.owner, first, conn); ok {
+			delete(s.conns, first)
+			s.conns[sp] = sl.owner
+			s.mu.Unlock()
+			s.splices.Inc()
+			return
+		}
+	}
 	s.conns[conn] = sl.owner
 	s.mu.Unlock()
 	s.splices.Inc()
 	s.splice(sl.owner, first, conn)
 }
 
-// splice copies between a and b, each direction until its end (passed on
-// as a half-close) or the data limit, for at most the duration limit.
+// ended forgets splice sp of member owner, which its loop tore down.
+func (s *splicer) ended(sp *rawSplice, owner peer.ID) {
+	s.mu.Lock()
+	delete(s.conns, sp)
+	s.decLocked(s.active, owner)
+	s.nActive--
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// splice copies between a and b with io.Copy, each direction until its
+// end (passed on as a half-close) or the data limit, for at most the
+// duration limit: the path of a tapped splice (tests) and of a relay whose
+// splice loops could not start.
 func (s *splicer) splice(owner peer.ID, a, b *net.TCPConn) {
 	cut := func(limit string) {
 		s.cuts.WithLabelValues(limit).Inc()
@@ -381,6 +410,12 @@ func (s *splicer) close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.mu.Lock()
+	loops := s.loops
+	s.mu.Unlock()
+	for _, l := range loops {
+		l.stop()
+	}
 	return err
 }
 

@@ -1,0 +1,273 @@
+package relay_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"io"
+	"net"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jumpmesh/jumpmesh/mesh/channel"
+	"github.com/jumpmesh/jumpmesh/relay"
+)
+
+// The splice loops (relay/spliceloop_linux.go): the relay's splices
+// without a tap, as in the product.
+
+// rawPair is two connections spliced by the relay on one of bob's slots:
+// the peer's side and the console's.
+func (s *spliceSite) rawPair(t *testing.T) (pc, cc *net.TCPConn) {
+	t.Helper()
+	slot := s.slot(t)
+	pc = s.dial(t, slot.Token, channel.SpliceOfferer).(*net.TCPConn)
+	cc = s.dial(t, slot.Token, channel.SpliceDialer).(*net.TCPConn)
+	return pc, cc
+}
+
+// sendAll writes p to c and half-closes it, reporting the error on done.
+func sendAll(c *net.TCPConn, p []byte) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Write(p)
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		done <- err
+	}()
+	return done
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	p := make([]byte, n)
+	if _, err := rand.Read(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// readAllWithin reads c to its end, failing t after d.
+func readAllWithin(t *testing.T, c net.Conn, d time.Duration) []byte {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read %d bytes, then %v", len(got), err)
+	}
+	return got
+}
+
+// TestSpliceLoopBothWaysWithHalfClose: bytes cross both ways at once and
+// each direction's end is passed on as a half-close, the other direction
+// going on after it; the splice then ends and its bytes are counted.
+func TestSpliceLoopBothWaysWithHalfClose(t *testing.T) {
+	s := newSpliceSite(t, relay.Resources{})
+	pc, cc := s.rawPair(t)
+	up, down := randomBytes(t, 3<<20), randomBytes(t, 2<<20)
+	upDone := sendAll(cc, up)
+	got := readAllWithin(t, pc, time.Minute) // the console's half-close reached the peer
+	if !bytes.Equal(got, up) {
+		t.Fatalf("the peer got %d bytes, not the %d sent", len(got), len(up))
+	}
+	if err := <-upDone; err != nil {
+		t.Fatal(err)
+	}
+	waitSpliceCounts(t, s.r, 0, 0, 1) // half-closed, still spliced
+	downDone := sendAll(pc, down)
+	if got := readAllWithin(t, cc, time.Minute); !bytes.Equal(got, down) {
+		t.Fatalf("the console got %d bytes, not the %d sent", len(got), len(down))
+	}
+	if err := <-downDone; err != nil {
+		t.Fatal(err)
+	}
+	waitSpliceCounts(t, s.r, 0, 0, 0)
+	if got := metric(t, s.r.HTTPAddr(), "jumpmesh_relay_spliced_bytes_total"); got != float64(len(up)+len(down)) {
+		t.Fatalf("spliced_bytes_total %v, want %d", got, len(up)+len(down))
+	}
+}
+
+// TestSpliceLoopSlowReaderHoldsOnlyItsDirection: a side that does not read
+// makes the relay park what it cannot deliver, without losing or
+// reordering a byte, while the other direction of the same splice and
+// another splice keep flowing.
+func TestSpliceLoopSlowReaderHoldsOnlyItsDirection(t *testing.T) {
+	s := newSpliceSite(t, relay.Resources{})
+	pc, cc := s.rawPair(t)
+	pc2, cc2 := s.rawPair(t)
+	parks := relay.SpliceParks()
+	// Small buffers at the ends (no autotuning): 16 MiB is more than the
+	// sockets between the two hold, so the relay's writes to the peer stop.
+	_ = cc.SetWriteBuffer(64 << 10)
+	_ = pc.SetReadBuffer(64 << 10)
+	big := randomBytes(t, 16<<20)
+	var written atomic.Int64
+	bigDone := make(chan error, 1)
+	go func() {
+		for p := big; len(p) > 0; {
+			n, err := cc.Write(p[:min(len(p), 256<<10)])
+			written.Add(int64(n))
+			if err != nil {
+				bigDone <- err
+				return
+			}
+			p = p[n:]
+		}
+		bigDone <- cc.CloseWrite()
+	}()
+	// The peer reads nothing yet: the console's writes stop somewhere
+	// short of 16 MiB, and meanwhile the peer's answer and the other
+	// splice's bytes cross.
+	echo(t, pc, cc, "peer to console while the console's bytes wait")
+	echo(t, cc2, pc2, "another splice while the first waits")
+	if w := written.Load(); w == int64(len(big)) {
+		t.Logf("the console wrote all %d bytes before the peer read (buffers larger than the test)", w)
+	}
+	got := readAllWithin(t, pc, 2*time.Minute)
+	if sha256.Sum256(got) != sha256.Sum256(big) {
+		t.Fatalf("the peer got %d bytes, not the %d sent in order", len(got), len(big))
+	}
+	if err := <-bigDone; err != nil {
+		t.Fatal(err)
+	}
+	if relay.SpliceParks() == parks {
+		t.Fatal("the relay never parked bytes for the slow reader: the test did not test it")
+	}
+}
+
+// echo writes a line on from and reads it on to within 10 s.
+func echo(t *testing.T, from, to net.Conn, what string) time.Duration {
+	t.Helper()
+	msg := []byte("k")
+	start := time.Now()
+	if _, err := from.Write(msg); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	_ = to.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(to, buf); err != nil || buf[0] != msg[0] {
+		t.Fatalf("%s: read %q, %v", what, buf, err)
+	}
+	_ = to.SetReadDeadline(time.Time{})
+	return time.Since(start)
+}
+
+// TestSpliceLoopKeystrokeCrossesAtOnce: a single byte (a keystroke)
+// crosses the splice as soon as it is written, not when more follows: 50
+// keystrokes, each typed once the previous came back; and so it does when
+// the loops let frames gather (a busy relay), within the gathering's bound.
+func TestSpliceLoopKeystrokeCrossesAtOnce(t *testing.T) {
+	for _, gather := range []bool{false, true} {
+		name := "quiet"
+		if gather {
+			name = "gathering"
+		}
+		t.Run(name, func(t *testing.T) {
+			if gather {
+				// Every wake-up is followed by the gathering's sleep.
+				t.Cleanup(relay.SetSpliceGather(5*time.Millisecond, 0))
+			}
+			s := newSpliceSite(t, relay.Resources{})
+			pc, cc := s.rawPair(t)
+			var rtts []time.Duration
+			for range 50 {
+				rtts = append(rtts, echo(t, cc, pc, "a keystroke to the peer")+echo(t, pc, cc, "its echo to the console"))
+			}
+			slices.Sort(rtts)
+			t.Logf("keystroke round trips through the splice: median %s, slowest %s", rtts[len(rtts)/2], rtts[len(rtts)-1])
+			// Generous for a loaded machine; a relay that waited for more
+			// bytes would hold a lone byte until the 10 s of echo's deadline.
+			if rtts[len(rtts)/2] > time.Second {
+				t.Fatalf("median keystroke round trip %s", rtts[len(rtts)/2])
+			}
+		})
+	}
+}
+
+// TestSpliceLoopTinyFrameFlood (attack): a member's side writing bytes one
+// at a time as fast as it can gets them all across, in order, and does
+// not hold up another member's splice on the same relay: its keystrokes
+// still cross.
+func TestSpliceLoopTinyFrameFlood(t *testing.T) {
+	// The flood makes the loop gather (it reads thousands of times a
+	// second), with a bound long enough to be seen.
+	t.Cleanup(relay.SetSpliceGather(2*time.Millisecond, 2000))
+	s := newSpliceSite(t, relay.Resources{})
+	pc, cc := s.rawPair(t)
+	other := member(t, s.site, "carol")
+	slot, err := askSlot(t, s.site.Ctx(), other, s.r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opc := s.dial(t, slot.Token, channel.SpliceOfferer)
+	occ := s.dial(t, slot.Token, channel.SpliceDialer)
+	const writes = 20000
+	flood := randomBytes(t, writes)
+	floodDone := make(chan error, 1)
+	go func() {
+		for i := range flood {
+			if _, err := cc.Write(flood[i : i+1]); err != nil {
+				floodDone <- err
+				return
+			}
+		}
+		floodDone <- cc.CloseWrite()
+	}()
+	for range 10 {
+		echo(t, occ, opc, "another member's keystroke during the flood")
+	}
+	if got := readAllWithin(t, pc, time.Minute); !bytes.Equal(got, flood) {
+		t.Fatalf("the peer got %d bytes, not the %d written one by one", len(got), len(flood))
+	}
+	if err := <-floodDone; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSpliceLoopHeldOpenWithoutData (attack): a splice whose sides send
+// nothing is cut at the circuits' duration limit, as a busy one would be.
+func TestSpliceLoopHeldOpenWithoutData(t *testing.T) {
+	s := newSpliceSite(t, relay.Resources{CircuitDuration: 500 * time.Millisecond})
+	pc, cc := s.rawPair(t)
+	waitSpliceCounts(t, s.r, 0, 0, 1)
+	closedByRelay(t, pc, "the peer's side of a silent splice")
+	closedByRelay(t, cc, "the console's side of a silent splice")
+	waitSpliceCounts(t, s.r, 0, 0, 0)
+	if got := metric(t, s.r.HTTPAddr(), `jumpmesh_relay_splice_cuts_total{limit="duration_limit"}`); got != 1 {
+		t.Fatalf("duration cuts %v, want 1", got)
+	}
+}
+
+// TestSpliceLoopResetSide (attack): a side that resets its connection in
+// the middle of a transfer ends the splice: the other side is closed and
+// the relay holds nothing.
+func TestSpliceLoopResetSide(t *testing.T) {
+	s := newSpliceSite(t, relay.Resources{})
+	pc, cc := s.rawPair(t)
+	echo(t, cc, pc, "a byte before the reset")
+	go func() { _, _ = pc.Write(make([]byte, 8<<20)) }() // the console does not read
+	_ = cc.SetLinger(0)
+	_ = cc.Close() // a reset
+	waitSpliceCounts(t, s.r, 0, 0, 0)
+	_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, pc); isTimeout(err) {
+		t.Fatal("the peer's side stayed open after the console's reset")
+	}
+}
+
+// TestSpliceLoopMemberRemoved: a member removed from the site loses its
+// running splice at the relay's next refresh.
+func TestSpliceLoopMemberRemoved(t *testing.T) {
+	s := newSpliceSite(t, relay.Resources{})
+	pc, cc := s.rawPair(t)
+	echo(t, cc, pc, "a byte before the removal")
+	if err := s.site.Admin.RemoveUser(s.site.Ctx(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	closedByRelay(t, pc, "the removed member's splice")
+	closedByRelay(t, cc, "the removed member's splice, the other side")
+	waitSpliceCounts(t, s.r, 0, 0, 0)
+}
