@@ -395,7 +395,18 @@ func (j *Jump) takeEarly(open *pb.ChannelOpen) *channel.Pending {
 	if e == nil {
 		return nil
 	}
-	<-e.done // the dial and the open are over by now, or within ConnectTimeout
+	select {
+	case <-e.done:
+	default:
+		if tunnel != nil || j.Path().Kind != PathDirect {
+			// The early dial still waits for a direct connection (the
+			// cached addresses do not answer) while the jump went through
+			// a relay: not worth waiting for (up to ConnectTimeout).
+			e.cancel()
+			return nil
+		}
+		<-e.done // a direct connection is up: the early dial is over, the open follows at once
+	}
 	if e.pd == nil {
 		return nil
 	}

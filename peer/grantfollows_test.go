@@ -3,12 +3,18 @@ package peer_test
 import (
 	"context"
 	"io"
+	"net"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
+	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
@@ -237,4 +243,83 @@ func TestJumpOpensItsChannelBeforeTheGrant(t *testing.T) {
 	if !early(jump("second")) {
 		t.Fatal("the second jump did not open its channel before the grant")
 	}
+}
+
+// TestRelayedJumpDoesNotWaitForTheEarlyDial: the peer cache names the
+// peer at an address that takes the TCP connection and never answers (a
+// stale address behind a NAT that swallows the handshake), and the jump
+// goes through the relay: its channel opens without waiting for the early
+// dial, which would hold it until ConnectTimeout.
+func TestRelayedJumpDoesNotWaitForTheEarlyDial(t *testing.T) {
+	site := coordinatortest.New(t, console.Login)
+	r := startRelay(t, site, "relay-1")
+	h := onlinePeer(t, site, &pb.InstallerDefaults{Name: "behind-nat"})
+	waitReservation(t, h, r)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepting := make(chan struct{})
+	var held []net.Conn
+	defer func() {
+		silent.Close()
+		<-accepting
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	go func() {
+		defer close(accepting)
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	home := t.TempDir()
+	cache := []map[string]any{{"ref": "behind-nat", "id": h.id(), "at": time.Now().UTC(),
+		"addrs": []string{"/ip4/127.0.0.1/tcp/" + strconv.Itoa(silent.Addr().(*net.TCPAddr).Port)}}}
+	if err := mesh.WriteJSONFile(filepath.Join(home, console.PeerCacheFile), cache, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := site.Admin
+	c.SetPeerCache(home)
+	defer c.SetPeerCache(t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := console.ExecCommand{Argv: []string{"echo", "relayed"}}
+	coordinatortest.Eventually(t, 20*time.Second, "a relayed jump with a silent cached address", func() bool {
+		if id, err := libp2ppeer.Decode(h.id()); err == nil {
+			site.Admin.Host().Network().ClosePeer(id)
+		}
+		start := time.Now()
+		j, err := c.JumpFor(ctx, "behind-nat", cmd.Need())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		j.ForceRelay = true
+		s, err := j.Exec(ctx, cmd)
+		if err != nil {
+			t.Logf("relayed exec: %v", err)
+			return false
+		}
+		defer s.Close()
+		if p := j.Path(); p.Kind != console.PathRelayed {
+			t.Logf("path %s", p)
+			return false
+		}
+		// The early dial holds on to the silent address for the swarm's
+		// dial timeout on a local network, 5 s.
+		took := time.Since(start)
+		t.Logf("the relayed channel opened after %s", took)
+		if took >= 4*time.Second {
+			t.Fatalf("the relayed channel opened after %s: it waited for the early dial", took)
+		}
+		var out strings.Builder
+		st, err := s.Run(ctx, console.ExecIO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: io.Discard})
+		return err == nil && st.GetCode() == 0 && out.String() == "relayed\n"
+	})
 }
