@@ -7,11 +7,9 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/jumpoint"
-	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/dht"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
 )
@@ -53,7 +51,7 @@ func TestJumpointFindsTheSiteThroughItsRelay(t *testing.T) {
 		t.Fatal("a jumpoint that knows no coordinator address where one listens started")
 	}
 
-	relay := newHost(t, mesh.HostConfig{ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}})
+	relay := coordinatortest.LoopbackHost(t)
 	node, err := dht.New(relay, dht.Config{Site: siteID, Infra: func(peer.ID) bool { return false }, Member: func(peer.ID) bool { return true }})
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package peer_test
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -123,30 +122,7 @@ func TestPeerFailsOverToALearnedCoordinator(t *testing.T) {
 // silentListener accepts TCP connections and never says a word: a
 // coordinator address where the machine is gone behind a firewall that
 // drops, or a process hung. Closed at the end of the test.
-func silentListener(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				for _, c := range conns {
-					c.Close()
-				}
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	t.Cleanup(func() { l.Close(); <-done })
-	return tcpAddr(l.Addr().(*net.TCPAddr).Port)
-}
+func silentListener(t *testing.T) string { return coordinatortest.SilentListener(t).String() }
 
 // impostor is a libp2p host with a key of its own listening on loopback:
 // an address in a coordinator list that is not the site's.
@@ -154,19 +130,7 @@ func impostor(t *testing.T) string { return otherHost(t).Addrs()[0].String() }
 
 // otherHost is a libp2p host of a key of its own on loopback TCP, closed at
 // the end of the test.
-func otherHost(t *testing.T) lphost.Host {
-	t.Helper()
-	key, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
-}
+func otherHost(t *testing.T) lphost.Host { return coordinatortest.LoopbackHost(t) }
 
 // TestPeerDialsPastDeadCoordinatorAddresses: the installer key lists a
 // silent address (accepts TCP, never answers), a refused one and another

@@ -3,13 +3,11 @@ package member_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -74,8 +72,8 @@ func TestLyingRelayCannotMisleadAMember(t *testing.T) {
 	f := coordinatortest.MemberFiles(site.Home("tech-1"))
 	siteID := site.Coord.ID()
 	gone := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", coordinatortest.FreePort(t, "tcp"), siteID)
-	impostor := loopbackHost(t)
-	lies := []ma.Multiaddr{impostor.Addrs()[0], silentListener(t)}
+	impostor := coordinatortest.LoopbackHost(t)
+	lies := []ma.Multiaddr{impostor.Addrs()[0], coordinatortest.SilentListener(t)}
 	liar := dhtServer(t, siteID, lies)
 	rewriteConfig(t, f, func(c *member.Config) {
 		c.Coordinator, c.Relays, c.Lane = []string{gone}, []string{p2pAddr(liar)}, nil
@@ -139,7 +137,7 @@ func rewriteConfig(t *testing.T, f member.Files, change func(*member.Config)) {
 // relay runs one, that knows the site at addrs.
 func dhtServer(t *testing.T, site peer.ID, addrs []ma.Multiaddr) host.Host {
 	t.Helper()
-	h := loopbackHost(t)
+	h := coordinatortest.LoopbackHost(t)
 	node, err := dht.New(h, dht.Config{Site: site, Infra: func(peer.ID) bool { return false }, Member: func(peer.ID) bool { return true }})
 	if err != nil {
 		t.Fatal(err)
@@ -149,48 +147,5 @@ func dhtServer(t *testing.T, site peer.ID, addrs []ma.Multiaddr) host.Host {
 	return h
 }
 
-// loopbackHost is a libp2p host of a key of its own on loopback TCP,
-// closed at the end of the test.
-func loopbackHost(t *testing.T) host.Host {
-	t.Helper()
-	key, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
-}
-
 // p2pAddr is h's first address with its /p2p/ ID.
 func p2pAddr(h host.Host) string { return h.Addrs()[0].String() + "/p2p/" + h.ID().String() }
-
-// silentListener accepts TCP connections and never answers, until the
-// test ends.
-func silentListener(t *testing.T) ma.Multiaddr {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var conns []net.Conn
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				for _, c := range conns {
-					c.Close()
-				}
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	t.Cleanup(func() { l.Close(); <-done })
-	return ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", l.Addr().(*net.TCPAddr).Port))
-}
