@@ -35,22 +35,30 @@ import (
 // goroutines wait, runnable, for a core (the runtime's scheduling
 // latencies, read at most every gateSchedEvery while handshakes complete).
 // While their 90th percentile stays within gateSchedTarget, the bound
-// grows; above, it shrinks in proportion. It starts low and stays between
-// gateFloorPerCore × GOMAXPROCS and Resources.MaxHandshakes.
+// grows; above, it shrinks in proportion — unless the machine's cores
+// idled meanwhile while the coordinator's own did not run full (idle
+// cores, cpuProbe): then the wait was the kernel sharing the cores with
+// another process's threads, not a queue for CPU, and the bound grows, up
+// to gateIdlePerCore places per core. It
+// starts low and stays between GOMAXPROCS (at least 2) and
+// Resources.MaxHandshakes.
 //
-// The floor: a handshake holds its place for its round trips and the
-// remote's share of the work (about half its time on a peer as fast as
-// the coordinator), so a bound of a few places leaves cores idle whatever
-// the CPU queue says — cores busy ≈ bound × CPU per handshake ÷ (a place's
-// time × cores). The latency gradient settles where the bound is
+// Why the idle cores: a handshake holds its place for its round trips and
+// the remote's share of the work (half its time with a peer as fast as
+// the coordinator), so a few places leave cores idle whatever the CPU
+// queue says — cores busy ≈ bound × CPU per handshake ÷ (a place's time ×
+// cores). The gradient alone settles where the bound is
 // (1 ÷ (1 − target ÷ p90))², and on 2 cores shared with another busy
 // process (the benchmark's fleet, another service) the kernel's time
-// slices alone put the p90 at 3–8 ms: the bound swung between 4 and 8 from
-// one sweep to the next, and at 5 the cores were 0.67 busy and 5,000 peers
-// came at 194 registrations/s against 276 at 1,000 with the bound at 8
-// (collapse-ratio 0.70 on a quiet machine, session 25, 32894dd; 0.79 and
-// 1.00 in the runs after it). Four places per core kept the cores 0.86–0.87
-// busy there. A handshake's own time (accept to
+// slices alone put the p90 at 3–8 ms: the bound ended at 8, 8, 6 and 5
+// places after the sweep's 300, 1,000, 2,000 and 5,000 peers on a quiet
+// machine, the cores 0.86, 0.87, 0.83 and 0.67 busy, and 5,000 came at 194
+// registrations/s against 276 at 1,000 (collapse-ratio 0.70, session 25,
+// 32894dd; 0.79 and 1.00 in the runs after it). A floor of 4 places per
+// core instead kept the cores busy, but on a loaded machine (load 21) it
+// doubled a technician's ls during a storm (p50 48–108 ms against 19–20):
+// there the cores never idle, and the gradient holds the bound low as it
+// should. A handshake's own time (accept tobusy there. A handshake's own time (accept to
 // the remote's identity, SetPeer) is no signal for it: it holds the
 // remote's share and the round trips, so a slow or distant peer, or a
 // benchmark's fleet sharing the machine, made it 10–15 × the least one
@@ -100,6 +108,15 @@ type handshakeGate struct {
 	sched     func() (p90 time.Duration, ok bool)
 	schedNext time.Time
 	schedP90  time.Duration
+	// cpu reads, since its last call, the machine's idle share of its
+	// cores and this process's CPU as a share of GOMAXPROCS (ok false:
+	// not known, as off Linux); idleGrew counts readings whose idle cores
+	// let the bound grow over a latency above the target.
+	cpu      func() (idle, self float64, ok bool)
+	idleGrew int64
+	// idleMax bounds what idle cores alone grow the bound to
+	// (gateIdlePerCore × GOMAXPROCS).
+	idleMax float64
 
 	// serving counts members' control requests being served (prioritize);
 	// while it is above 0 no place is given. budget is how long such
@@ -137,19 +154,28 @@ const (
 	gatePriorityHold  = 100 * time.Millisecond
 	gatePriorityShare = 0.5
 	gatePriorityBurst = time.Second
-	// gateFloorPerCore is the bound's floor per core (GOMAXPROCS): see
-	// handshakeGate.
-	gateFloorPerCore = 4
+	// gateIdleShare is the machine's idle share of its cores, and
+	// gateSelfShare the coordinator's own CPU as a share of GOMAXPROCS,
+	// at and below which a scheduling latency above the target does not
+	// shrink the bound (idle cores: see handshakeGate).
+	gateIdleShare = 0.15
+	gateSelfShare = 0.85
+	// gateIdlePerCore bounds, per core (GOMAXPROCS), how far idle cores
+	// alone grow the bound: twice the places per core at which the quiet
+	// sweep kept the cores busy (4), so that a burst of handshakes let in
+	// while the cores idled stays a few per core.
+	gateIdlePerCore = 8
 	// gateLanePlaces bounds the members' lane's handshakes at once, beside
 	// the bound: a stranger who found the lane takes at most this many.
 	gateLanePlaces = 2
 )
 
 func newHandshakeGate(rm network.ResourceManager, maxHandshakes int, hold time.Duration) *handshakeGate {
-	lo := float64(gateFloorPerCore * max(1, runtime.GOMAXPROCS(0)))
+	lo := float64(max(2, runtime.GOMAXPROCS(0)))
 	hi := math.Max(lo, float64(maxHandshakes))
 	g := &handshakeGate{ResourceManager: rm, hold: hold, min: lo, max: hi, limit: math.Min(hi, 2*lo), sched: newSchedProbe().p90,
-		budget: gatePriorityBurst, budgetAt: time.Now()}
+		cpu: newCPUProbe().read, budget: gatePriorityBurst, budgetAt: time.Now()}
+	g.idleMax = math.Min(hi, float64(gateIdlePerCore*max(1, runtime.GOMAXPROCS(0))))
 	g.cond = sync.NewCond(&g.mu)
 	return g
 }
@@ -298,6 +324,13 @@ func (g *handshakeGate) adapt(sample time.Duration, now time.Time) {
 	// The limit's estimate: as many as fit while goroutines wait at most
 	// the target for a core, plus a queue of √limit to keep probing.
 	gradient := math.Min(1, float64(gateSchedTarget)/float64(max(p90, time.Microsecond)))
+	if g.cpu != nil {
+		// Read at every reading, so each covers the same interval.
+		if idle, self, ok := g.cpu(); ok && gradient < 1 && idle >= gateIdleShare && self <= gateSelfShare && g.limit < g.idleMax {
+			gradient = 1 // idle cores: the wait was the kernel's time slices
+			g.idleGrew++
+		}
+	}
 	estimate := g.limit*gradient + math.Sqrt(g.limit)
 	g.limit = math.Max(g.min, math.Min(g.max, (1-gateSmoothing)*g.limit+gateSmoothing*estimate))
 }
@@ -390,8 +423,10 @@ type GateStats struct {
 	Waited, Samples int64
 	Least           time.Duration
 	// Sched is the last reading of the goroutines' scheduling latency
-	// (90th percentile) the bound follows.
-	Sched time.Duration
+	// (90th percentile) the bound follows; IdleGrew counts the readings
+	// above the target that did not shrink it, the machine's cores idle.
+	Sched    time.Duration
+	IdleGrew int64
 	// The members' lane (lane.go): connections holding one of its places,
 	// those that found them taken, and strangers' connections closed after
 	// their handshake.
@@ -402,7 +437,7 @@ type GateStats struct {
 func (g *handshakeGate) stats() GateStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	st := GateStats{Limit: int(g.limit), InFlight: g.inFlight, Waited: g.waited, Samples: g.samples, Least: g.baseLocked(), Sched: g.schedP90,
+	st := GateStats{Limit: int(g.limit), InFlight: g.inFlight, Waited: g.waited, Samples: g.samples, Least: g.baseLocked(), Sched: g.schedP90, IdleGrew: g.idleGrew,
 		LaneInFlight: g.laneInFlight, LaneWaited: g.laneWaited}
 	if g.lane != nil {
 		g.lane.mu.Lock()

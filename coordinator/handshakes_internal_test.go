@@ -102,12 +102,13 @@ func TestHandshakeGateCloseLetsWaitersThrough(t *testing.T) {
 
 // The bound grows while the coordinator's goroutines wait little for a
 // core, however long handshakes take (a slow or distant peer's share), and
-// shrinks when they queue for CPU, within [gateFloorPerCore × GOMAXPROCS, MaxHandshakes].
+// shrinks when they queue for CPU, within [GOMAXPROCS or 2, MaxHandshakes].
 func TestHandshakeGateAdapts(t *testing.T) {
 	g := newHandshakeGate(&network.NullResourceManager{}, 256, time.Minute)
 	start := g.stats().Limit
 	var sched time.Duration
 	g.sched = func() (time.Duration, bool) { return sched, true }
+	g.cpu = nil // the machine's cores: TestHandshakeGateGrowsOverIdleCores
 	now := time.Unix(1_000_000, 0)
 	run := func(n int, sample time.Duration) int {
 		g.mu.Lock()
@@ -255,5 +256,62 @@ func TestHandshakeGateLaneHasPlacesOfItsOwn(t *testing.T) {
 	waitScope(t, queued, "the main queue's waiter")
 	if st := g.stats(); st.LaneInFlight != gateLanePlaces || st.InFlight != limit {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A scheduling latency above the target shrinks the bound only while the
+// machine's cores are busy or the coordinator's own run full: with cores
+// idle it was the kernel sharing them with another process's threads
+// (the sweep's fleet on 2 cores), and the bound grows, as the idle cores
+// ask, up to gateIdlePerCore places per core. Busy cores, or the coordinator's Ps full on a machine with cores
+// to spare (a CPU quota), shrink it as before.
+func TestHandshakeGateGrowsOverIdleCores(t *testing.T) {
+	g := newHandshakeGate(&network.NullResourceManager{}, 256, time.Minute)
+	g.sched = func() (time.Duration, bool) { return 20 * time.Millisecond, true } // 10× the target
+	var idle, self float64
+	g.cpu = func() (float64, float64, bool) { return idle, self, true }
+	now := time.Unix(1_000_000, 0)
+	run := func(n int) int {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for range n {
+			g.adapt(2*time.Millisecond, now)
+			now = now.Add(gateSchedEvery)
+		}
+		return int(g.limit)
+	}
+	idle, self = 0.33, 0.35 // the quiet sweep at 5,000 peers: cores 0.67 busy
+	if grown := run(500); grown < int(g.idleMax)-1 || grown > int(g.idleMax) {
+		t.Fatalf("bound %d with a third of the cores idle, want idle cores' bound %v", grown, g.idleMax)
+	}
+	if st := g.stats(); st.IdleGrew == 0 {
+		t.Fatalf("stats %+v: the readings over idle cores not counted", st)
+	}
+	idle = 0.02 // the machine busy (another process's load)
+	if shrunk := run(500); shrunk > int(2*g.min) {
+		t.Fatalf("bound %d on busy cores, want near the minimum %v", shrunk, g.min)
+	}
+	idle, self = 0.5, 0.95 // the coordinator's own Ps full, other cores idle
+	if held := run(500); held > int(2*g.min) {
+		t.Fatalf("bound %d while the coordinator's Ps run full, want near the minimum %v", held, g.min)
+	}
+}
+
+func TestCPUProbeReadsTheMachine(t *testing.T) {
+	p := newCPUProbe()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for start := time.Now(); time.Since(start) < 20*time.Millisecond; { // some CPU of our own
+		}
+		idle, self, ok := p.read()
+		if ok {
+			if idle < 0 || idle > 1 || self < 0 || self > 1.5 {
+				t.Fatalf("idle %.2f, self %.2f: want shares", idle, self)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reading of /proc/stat within 5 s")
+		}
 	}
 }

@@ -37,7 +37,7 @@ func TestSilentConnectionsDelayOthersBoundedly(t *testing.T) {
 		t.Fatalf("no TCP address in %s", s.Addr)
 	}
 	before := s.Coord.Handshakes()
-	// 32: more than the gate's places (8–16 here), few enough that the
+	// 32: more than the gate's places (4–8 here), few enough that the
 	// holds they cost the console (each up to four handshakes' time, which
 	// a CI run's load stretches) stay within its 5 s dial; with 64 it
 	// failed 2 of 20 at load 20 and once in a CI run (2026-12-03).
