@@ -191,7 +191,14 @@ func (c *Client) Peers(ctx context.Context, query string, includeDeleted bool) (
 // PeerPage lists at most limit matching peers (0: the coordinator's
 // default) and how many matched in all.
 func (c *Client) PeerPage(ctx context.Context, query string, includeDeleted bool, limit int) ([]*pb.PeerView, int, error) {
-	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_PeerList{PeerList: &pb.PeerListRequest{Query: query, IncludeDeleted: includeDeleted, Limit: uint32(limit)}}})
+	return c.PeerPageView(ctx, query, includeDeleted, limit, pb.PeerListView_PEER_LIST_VIEW_FULL)
+}
+
+// PeerPageView is PeerPage with only what view asks for of each record
+// (PEER_LIST_VIEW_TABLE: what `jumpmesh ls` prints in its table).
+func (c *Client) PeerPageView(ctx context.Context, query string, includeDeleted bool, limit int, view pb.PeerListView) ([]*pb.PeerView, int, error) {
+	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_PeerList{PeerList: &pb.PeerListRequest{Query: query, IncludeDeleted: includeDeleted,
+		Limit: uint32(limit), View: view}}})
 	return r.GetPeers().GetPeers(), int(r.GetPeers().GetTotal()), err
 }
 

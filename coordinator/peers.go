@@ -92,10 +92,16 @@ func (s *Service) peerList(c *caller, r *pb.PeerListRequest) (*pb.Response, erro
 	case limit > MaxPeerListLimit:
 		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "A peer list holds at most %d peers (asked for %d): narrow the query.", MaxPeerListLimit, limit)
 	}
+	switch r.GetView() {
+	case pb.PeerListView_PEER_LIST_VIEW_FULL, pb.PeerListView_PEER_LIST_VIEW_TABLE:
+	default:
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "A peer list's view is full or table (asked for %d).", r.GetView())
+	}
 	req, err := s.searchRequest(c, r.GetQuery(), r.GetIncludeDeleted(), limit)
 	if err != nil {
 		return nil, err
 	}
+	req.view = r.GetView()
 	// The views go out as the bytes the registry keeps (searchreply.go).
 	raw, _, total := s.peers.findEncoded(req, peerListBudget)
 	return &pb.Response{Body: &pb.Response_Peers{Peers: encodedPeerList(raw, total)}}, nil

@@ -71,6 +71,8 @@ type peerEntry struct {
 	// searchreply.go); nil until a list needs it, and again after any
 	// change to rec, stats or lastSeen (searchIndex.refresh drops it).
 	enc atomic.Pointer[[]byte]
+	// encTable is the same for a table's list (PEER_LIST_VIEW_TABLE).
+	encTable atomic.Pointer[[]byte]
 }
 
 func newRegistry() *registry {

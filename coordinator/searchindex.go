@@ -263,6 +263,7 @@ func (x *searchIndex) fileAll(es []*peerEntry) {
 // registry's write lock is held.
 func (x *searchIndex) refresh(e *peerEntry) {
 	e.enc.Store(nil)
+	e.encTable.Store(nil)
 	if e.slot == 0 {
 		return
 	}
@@ -658,6 +659,8 @@ type searchRequest struct {
 	// shared: the views' records are shallow copies (sharedView), for a
 	// caller that only encodes them (peerList); else deep copies.
 	shared bool
+	// view is how much of each record findEncoded sends.
+	view pb.PeerListView
 }
 
 // find runs r against the index: the views of the first r.limit matching

@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"sync/atomic"
+
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -37,18 +39,51 @@ const (
 // encoded is e's record as a list shows it (sharedView), encoded: kept
 // until a writer drops it. The registry's lock is held, read or write; two
 // readers may encode it at once, and both store the same bytes.
-func (e *peerEntry) encoded() []byte {
-	if b := e.enc.Load(); b != nil {
+func (e *peerEntry) encoded() []byte { return encodeOnce(&e.enc, e.sharedView) }
+
+// encodedTable is encoded for a table's list: tableView's fields only.
+func (e *peerEntry) encodedTable() []byte { return encodeOnce(&e.encTable, e.tableView) }
+
+// encodedAs is encoded or encodedTable, as view asks.
+func (e *peerEntry) encodedAs(view pb.PeerListView) []byte {
+	if view == pb.PeerListView_PEER_LIST_VIEW_TABLE {
+		return e.encodedTable()
+	}
+	return e.encoded()
+}
+
+func encodeOnce(cache *atomic.Pointer[[]byte], rec func() *pb.Peer) []byte {
+	if b := cache.Load(); b != nil {
 		return *b
 	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(e.sharedView())
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec())
 	if err != nil {
 		// A record the store accepted always encodes; were it not, the
 		// list would show the peer without its record rather than fail.
 		b = []byte{}
 	}
-	e.enc.Store(&b)
+	cache.Store(&b)
 	return b
+}
+
+// tableView is the part of sharedView that `jumpmesh ls` prints in its
+// table (PEER_LIST_VIEW_TABLE): the ID, name, jump group, tag, the first
+// private IP, the public address, the console users, the last contact
+// and the jumpoints. It only leaves fields out of the record; nothing in
+// it is computed for the caller.
+func (e *peerEntry) tableView() *pb.Peer {
+	v, set, info := e.sharedView(), e.rec.GetSettings(), e.rec.GetInfo()
+	rec := &pb.Peer{Id: v.Id, PublicAddr: v.PublicAddr, LastSeenUnix: v.LastSeenUnix, Jumpoints: v.Jumpoints}
+	if set.GetName() != "" || set.GetGroup() != "" || set.GetTag() != "" {
+		rec.Settings = &pb.InstallerDefaults{Name: set.GetName(), Group: set.GetGroup(), Tag: set.GetTag()}
+	}
+	if ips, users := info.GetPrivateIps(), info.GetConsoleUsers(); len(ips) > 0 || len(users) > 0 {
+		rec.Info = &pb.PeerInfo{PrivateIps: ips[:min(1, len(ips))], ConsoleUsers: users}
+	}
+	if users := v.GetStats().GetConsoleUsers(); len(users) > 0 {
+		rec.Stats = &pb.PeerStats{ConsoleUsers: users}
+	}
+	return rec
 }
 
 // appendListedView appends one PeerList.peers entry: a view of the record
@@ -77,7 +112,7 @@ func (x *searchIndex) findEncoded(r searchRequest, budget int) (raw []byte, n, t
 	matches, total := x.first(r)
 	for _, i := range matches {
 		s := &x.slots[i]
-		rec, status := s.e.encoded(), s.status(r.settings, r.now)
+		rec, status := s.e.encodedAs(r.view), s.status(r.settings, r.now)
 		if len(raw) == 0 {
 			raw = make([]byte, 0, min(budget, len(matches)*(len(rec)+len(status)+16)))
 		}

@@ -3,12 +3,14 @@ package coordinator
 import (
 	"bytes"
 	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -36,6 +38,13 @@ func TestEncodedViewFollowsEveryWrite(t *testing.T) {
 		got := e.encoded()
 		if !bytes.Equal(got, want) {
 			t.Fatalf("after %s: the encoded view is not a fresh marshal of it", step)
+		}
+		wantTable, err := proto.MarshalOptions{Deterministic: true}.Marshal(e.tableView())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(e.encodedTable(), wantTable) {
+			t.Fatalf("after %s: the encoded table view is not a fresh marshal of it", step)
 		}
 		var dec pb.Peer
 		if err := proto.Unmarshal(got, &dec); err != nil || !proto.Equal(&dec, e.view()) {
@@ -130,5 +139,85 @@ func TestEncodedListIsTheMarshalledList(t *testing.T) {
 				t.Fatalf("%s: a budget one byte short kept %d of %d views", c.name, m, n)
 			}
 		}
+	}
+}
+
+// TestPeerListTableView: a table's list (PEER_LIST_VIEW_TABLE) carries
+// the table's fields of the peers the caller may see and nothing else of
+// their records; a view the coordinator does not know is refused with a
+// catalog error, as is one from a console that sends garbage there.
+func TestPeerListTableView(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	st, err := OpenStore(filepath.Join(t.TempDir(), "db"), StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Update(func(tx *Tx) error {
+		if err := tx.PutUser(&pb.User{Name: "ann", Role: pb.Role_ROLE_TECHNICIAN}); err != nil {
+			return err
+		}
+		if err := tx.PutGroup(&pb.Group{Code: "ops", Members: []*pb.GroupMember{{User: "ann", Role: pb.MemberRole_MEMBER_ROLE_MEMBER}}}); err != nil {
+			return err
+		}
+		for i := range 40 {
+			rec := fakePeer(t, i, []string{"user:ann", "user:bob", "jumpgroup:ops"}[i%3], now)
+			rec.InstallerId, rec.Settings.Comments, rec.Settings.JumpPolicy = "inst-1", "secret comment", "night-only"
+			rec.Info.PrivateIps = append(rec.Info.PrivateIps, "192.168.77.1")
+			rec.Info.Nics = []*pb.Nic{{Name: "eth0", Mac: "02:00:00:00:00:01"}}
+			rec.Stats = &pb.PeerStats{Load1: 3, ConsoleUsers: []string{"carol"}, DiskTotalBytes: 1 << 40}
+			rec.Jumpoints = [][]byte{[]byte("jp-1")}
+			if err := tx.PutPeer(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	svc := serviceOver(t, st, now)
+	ann := &caller{user: &pb.User{Name: "ann", Role: pb.Role_ROLE_TECHNICIAN}}
+	list := func(c *caller, view pb.PeerListView) []*pb.PeerView {
+		t.Helper()
+		r, err := svc.peerList(c, &pb.PeerListRequest{View: view})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got pb.Response
+		if err := proto.Unmarshal(raw, &got); err != nil {
+			t.Fatal(err)
+		}
+		return got.GetPeers().GetPeers()
+	}
+	full, table := list(ann, pb.PeerListView_PEER_LIST_VIEW_FULL), list(ann, pb.PeerListView_PEER_LIST_VIEW_TABLE)
+	if len(full) != 27 || len(table) != len(full) { // her list (14) and ops (13)
+		t.Fatalf("ann sees %d peers in full and %d in a table, want 27", len(full), len(table))
+	}
+	for i, v := range table {
+		f, p := full[i].GetPeer(), v.GetPeer()
+		if g := p.GetSettings().GetGroup(); g != "user:ann" && g != "jumpgroup:ops" {
+			t.Fatalf("ann's table holds a peer of %s", g)
+		}
+		want := &pb.Peer{Id: f.GetId(), PublicAddr: f.GetPublicAddr(), LastSeenUnix: f.GetLastSeenUnix(), Jumpoints: f.GetJumpoints(),
+			Settings: &pb.InstallerDefaults{Name: f.GetSettings().GetName(), Group: f.GetSettings().GetGroup(), Tag: f.GetSettings().GetTag()},
+			Info:     &pb.PeerInfo{PrivateIps: f.GetInfo().GetPrivateIps()[:1], ConsoleUsers: f.GetInfo().GetConsoleUsers()},
+			Stats:    &pb.PeerStats{ConsoleUsers: f.GetStats().GetConsoleUsers()}}
+		if !proto.Equal(p, want) || v.GetStatus() != full[i].GetStatus() {
+			t.Fatalf("table view %d: %v (%s), want %v (%s)", i, p, v.GetStatus(), want, full[i].GetStatus())
+		}
+	}
+	for _, view := range []pb.PeerListView{2, 99, -1, 1 << 30} {
+		if _, err := svc.peerList(ann, &pb.PeerListRequest{View: view}); catalog.CodeOf(err) != catalog.CodeInvalidArgument {
+			t.Fatalf("view %d: %v, want %s", view, err, catalog.CodeInvalidArgument)
+		}
+	}
+	// A stranger to every group sees nothing, whatever the view.
+	eve := &caller{user: &pb.User{Name: "eve", Role: pb.Role_ROLE_TECHNICIAN}}
+	if got := list(eve, pb.PeerListView_PEER_LIST_VIEW_TABLE); len(got) != 0 {
+		t.Fatalf("eve sees %d peers in a table", len(got))
 	}
 }

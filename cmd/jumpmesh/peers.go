@@ -168,7 +168,12 @@ func lsCommand() *cli.Command {
 			if f.limit < 1 || f.limit > coordinator.MaxPeerListLimit {
 				return usagef("--limit is 1 to %d", coordinator.MaxPeerListLimit)
 			}
-			peers, total, err := c.PeerPage(ctx, strings.Join(terms, " "), f.deleted, f.limit)
+			// The table asks only for what it prints; --json for everything.
+			view := pb.PeerListView_PEER_LIST_VIEW_TABLE
+			if cc.Bool("json") {
+				view = pb.PeerListView_PEER_LIST_VIEW_FULL
+			}
+			peers, total, err := c.PeerPageView(ctx, strings.Join(terms, " "), f.deleted, f.limit, view)
 			if err != nil {
 				return err
 			}

@@ -138,7 +138,7 @@ func printScale(w io.Writer, r *scale.Result) {
 	if s := r.Search; s != nil {
 		fmt.Fprintf(w, "\nsearch (%d records written in %.2f s, %d peers loaded in %.2f s, first search %.1f ms; %d runs a query)\n",
 			s.Stored, s.WriteSeconds, s.Known, s.LoadSeconds, s.FirstSearchMs, s.Runs)
-		rows := [][]string{{"  QUERY", "MATCHES", "REPLY", "COORDINATOR p50/p90/p99", "ENCODE p50/p99", "DECODE p50/p99", "CONSOLE p50/p90/p99"}}
+		rows := [][]string{{"  QUERY", "MATCHES", "REPLY", "COORDINATOR p50/p90/p99", "ENCODE p50/p99", "DECODE p50/p99", "CONSOLE p50/p90/p99", "--json p50/p90/p99"}}
 		for _, q := range s.Queries {
 			console := percentiles(q.Console)
 			switch {
@@ -153,7 +153,7 @@ func printScale(w io.Writer, r *scale.Result) {
 			}
 			rows = append(rows, []string{"  " + query, strconv.Itoa(q.Matches), fmt.Sprintf("%.0f KB", float64(q.ReplyBytes)/1000),
 				percentiles(q.Server), fmt.Sprintf("%.1f / %.1f ms", q.Encode.P50, q.Encode.P99),
-				fmt.Sprintf("%.1f / %.1f ms", q.Decode.P50, q.Decode.P99), console})
+				fmt.Sprintf("%.1f / %.1f ms", q.Decode.P50, q.Decode.P99), console, percentiles(q.ConsoleJSON)})
 		}
 		table(w, rows)
 		met := "met"

@@ -23,6 +23,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// PeerListView is how much of each record a peer list carries. A
+// projection only leaves fields out: what a caller may see is decided by
+// the peers it may see, never by the projection.
+type PeerListView int32
+
+const (
+	// Every field of the record, as `jumpmesh ls --json` prints it.
+	PeerListView_PEER_LIST_VIEW_FULL PeerListView = 0
+	// What `jumpmesh ls` prints in its table: the ID, name, jump group,
+	// tag, first private IP, public address, console users, last contact
+	// and jumpoints (a third to two thirds of the bytes, more for peers
+	// with NICs and a NAT report).
+	PeerListView_PEER_LIST_VIEW_TABLE PeerListView = 1
+)
+
+// Enum value maps for PeerListView.
+var (
+	PeerListView_name = map[int32]string{
+		0: "PEER_LIST_VIEW_FULL",
+		1: "PEER_LIST_VIEW_TABLE",
+	}
+	PeerListView_value = map[string]int32{
+		"PEER_LIST_VIEW_FULL":  0,
+		"PEER_LIST_VIEW_TABLE": 1,
+	}
+)
+
+func (x PeerListView) Enum() *PeerListView {
+	p := new(PeerListView)
+	*p = x
+	return p
+}
+
+func (x PeerListView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PeerListView) Descriptor() protoreflect.EnumDescriptor {
+	return file_control_proto_enumTypes[0].Descriptor()
+}
+
+func (PeerListView) Type() protoreflect.EnumType {
+	return &file_control_proto_enumTypes[0]
+}
+
+func (x PeerListView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PeerListView.Descriptor instead.
+func (PeerListView) EnumDescriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{0}
+}
+
 type Empty struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2360,9 +2414,11 @@ type PeerListRequest struct {
 	Query          string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
 	IncludeDeleted bool                   `protobuf:"varint,2,opt,name=include_deleted,json=includeDeleted,proto3" json:"include_deleted,omitempty"`
 	// At most this many peers, the first in sort order (0: the coordinator's
-	// default, 1000; at most 2000, which keeps a reply well inside a
+	// default, 1000; at most 5000, and fewer when they would not fit a
 	// control message).
-	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// What each view's record holds (PeerListView; 0: everything).
+	View          PeerListView `protobuf:"varint,4,opt,name=view,proto3,enum=jumpmesh.control.PeerListView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2416,6 +2472,13 @@ func (x *PeerListRequest) GetLimit() uint32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *PeerListRequest) GetView() PeerListView {
+	if x != nil {
+		return x.View
+	}
+	return PeerListView_PEER_LIST_VIEW_FULL
 }
 
 // PeerView is a peer as technicians see it: the record plus its status.
@@ -4095,11 +4158,12 @@ const file_control_proto_rawDesc = "" +
 	"\arelayed\x18\x02 \x01(\x04R\arelayed\x12\x1a\n" +
 	"\bupgraded\x18\x03 \x01(\x04R\bupgraded\x121\n" +
 	"\x15time_to_direct_millis\x18\x04 \x03(\x03R\x12timeToDirectMillis\x12\x1a\n" +
-	"\bjumpoint\x18\x05 \x01(\x04R\bjumpoint\"f\n" +
+	"\bjumpoint\x18\x05 \x01(\x04R\bjumpoint\"\x9a\x01\n" +
 	"\x0fPeerListRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x12'\n" +
 	"\x0finclude_deleted\x18\x02 \x01(\bR\x0eincludeDeleted\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xcc\x01\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x122\n" +
+	"\x04view\x18\x04 \x01(\x0e2\x1e.jumpmesh.control.PeerListViewR\x04view\"\xcc\x01\n" +
 	"\bPeerView\x12'\n" +
 	"\x04peer\x18\x01 \x01(\v2\x13.jumpmesh.peer.PeerR\x04peer\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
@@ -4220,7 +4284,10 @@ const file_control_proto_rawDesc = "" +
 	"\x06groups\x18\n" +
 	" \x03(\tR\x06groups\"L\n" +
 	"\fJumpointList\x12<\n" +
-	"\tjumpoints\x18\x01 \x03(\v2\x1e.jumpmesh.control.JumpointViewR\tjumpointsB&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
+	"\tjumpoints\x18\x01 \x03(\v2\x1e.jumpmesh.control.JumpointViewR\tjumpoints*A\n" +
+	"\fPeerListView\x12\x17\n" +
+	"\x13PEER_LIST_VIEW_FULL\x10\x00\x12\x18\n" +
+	"\x14PEER_LIST_VIEW_TABLE\x10\x01B&Z$github.com/jumpmesh/jumpmesh/mesh/pbb\x06proto3"
 
 var (
 	file_control_proto_rawDescOnce sync.Once
@@ -4234,172 +4301,175 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
+var file_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_control_proto_goTypes = []any{
-	(*Empty)(nil),                  // 0: jumpmesh.control.Empty
-	(*NameRequest)(nil),            // 1: jumpmesh.control.NameRequest
-	(*LoginRequest)(nil),           // 2: jumpmesh.control.LoginRequest
-	(*LoginResponse)(nil),          // 3: jumpmesh.control.LoginResponse
-	(*UserInviteRequest)(nil),      // 4: jumpmesh.control.UserInviteRequest
-	(*UserInviteResponse)(nil),     // 5: jumpmesh.control.UserInviteResponse
-	(*UserRoleRequest)(nil),        // 6: jumpmesh.control.UserRoleRequest
-	(*UserList)(nil),               // 7: jumpmesh.control.UserList
-	(*UserDetail)(nil),             // 8: jumpmesh.control.UserDetail
-	(*GroupCreateRequest)(nil),     // 9: jumpmesh.control.GroupCreateRequest
-	(*GroupMemberRequest)(nil),     // 10: jumpmesh.control.GroupMemberRequest
-	(*GroupList)(nil),              // 11: jumpmesh.control.GroupList
-	(*JumpPolicyList)(nil),         // 12: jumpmesh.control.JumpPolicyList
-	(*SessionPolicyList)(nil),      // 13: jumpmesh.control.SessionPolicyList
-	(*SettingsSetRequest)(nil),     // 14: jumpmesh.control.SettingsSetRequest
-	(*InstallerCreateRequest)(nil), // 15: jumpmesh.control.InstallerCreateRequest
-	(*InstallerExtendRequest)(nil), // 16: jumpmesh.control.InstallerExtendRequest
-	(*InstallerListRequest)(nil),   // 17: jumpmesh.control.InstallerListRequest
-	(*InstallerList)(nil),          // 18: jumpmesh.control.InstallerList
-	(*InstallerCheckRequest)(nil),  // 19: jumpmesh.control.InstallerCheckRequest
-	(*Request)(nil),                // 20: jumpmesh.control.Request
-	(*JumpRequest)(nil),            // 21: jumpmesh.control.JumpRequest
-	(*JumpResponse)(nil),           // 22: jumpmesh.control.JumpResponse
-	(*AuditRequest)(nil),           // 23: jumpmesh.control.AuditRequest
-	(*AuditList)(nil),              // 24: jumpmesh.control.AuditList
-	(*RelayACLRequest)(nil),        // 25: jumpmesh.control.RelayACLRequest
-	(*RelayACL)(nil),               // 26: jumpmesh.control.RelayACL
-	(*PathReport)(nil),             // 27: jumpmesh.control.PathReport
-	(*PathStats)(nil),              // 28: jumpmesh.control.PathStats
-	(*PeerListRequest)(nil),        // 29: jumpmesh.control.PeerListRequest
-	(*PeerView)(nil),               // 30: jumpmesh.control.PeerView
-	(*WakeRequest)(nil),            // 31: jumpmesh.control.WakeRequest
-	(*WakeResponse)(nil),           // 32: jumpmesh.control.WakeResponse
-	(*Waker)(nil),                  // 33: jumpmesh.control.Waker
-	(*PeerList)(nil),               // 34: jumpmesh.control.PeerList
-	(*PeerRefRequest)(nil),         // 35: jumpmesh.control.PeerRefRequest
-	(*PeerSetRequest)(nil),         // 36: jumpmesh.control.PeerSetRequest
-	(*Response)(nil),               // 37: jumpmesh.control.Response
-	(*JumpointACLRequest)(nil),     // 38: jumpmesh.control.JumpointACLRequest
-	(*TunnelRecord)(nil),           // 39: jumpmesh.control.TunnelRecord
-	(*JumpointSetRequest)(nil),     // 40: jumpmesh.control.JumpointSetRequest
-	(*JumpointStats)(nil),          // 41: jumpmesh.control.JumpointStats
-	(*JumpointACL)(nil),            // 42: jumpmesh.control.JumpointACL
-	(*JumpointView)(nil),           // 43: jumpmesh.control.JumpointView
-	(*JumpointList)(nil),           // 44: jumpmesh.control.JumpointList
-	nil,                            // 45: jumpmesh.control.SettingsSetRequest.ValuesEntry
-	(*User)(nil),                   // 46: jumpmesh.site.User
-	(Role)(0),                      // 47: jumpmesh.site.Role
-	(*GroupMember)(nil),            // 48: jumpmesh.site.GroupMember
-	(MemberRole)(0),                // 49: jumpmesh.site.MemberRole
-	(*Group)(nil),                  // 50: jumpmesh.site.Group
-	(*JumpPolicy)(nil),             // 51: jumpmesh.site.JumpPolicy
-	(*SessionPolicy)(nil),          // 52: jumpmesh.site.SessionPolicy
-	(*InstallerDefaults)(nil),      // 53: jumpmesh.site.InstallerDefaults
-	(*Installer)(nil),              // 54: jumpmesh.site.Installer
-	(*JumpGrant)(nil),              // 55: jumpmesh.session.JumpGrant
-	(*JumpointRef)(nil),            // 56: jumpmesh.site.JumpointRef
-	(*AuditEvent)(nil),             // 57: jumpmesh.session.AuditEvent
-	(*Peer)(nil),                   // 58: jumpmesh.peer.Peer
-	(*Error)(nil),                  // 59: jumpmesh.site.Error
-	(*Settings)(nil),               // 60: jumpmesh.site.Settings
-	(*AllowRule)(nil),              // 61: jumpmesh.site.AllowRule
+	(PeerListView)(0),              // 0: jumpmesh.control.PeerListView
+	(*Empty)(nil),                  // 1: jumpmesh.control.Empty
+	(*NameRequest)(nil),            // 2: jumpmesh.control.NameRequest
+	(*LoginRequest)(nil),           // 3: jumpmesh.control.LoginRequest
+	(*LoginResponse)(nil),          // 4: jumpmesh.control.LoginResponse
+	(*UserInviteRequest)(nil),      // 5: jumpmesh.control.UserInviteRequest
+	(*UserInviteResponse)(nil),     // 6: jumpmesh.control.UserInviteResponse
+	(*UserRoleRequest)(nil),        // 7: jumpmesh.control.UserRoleRequest
+	(*UserList)(nil),               // 8: jumpmesh.control.UserList
+	(*UserDetail)(nil),             // 9: jumpmesh.control.UserDetail
+	(*GroupCreateRequest)(nil),     // 10: jumpmesh.control.GroupCreateRequest
+	(*GroupMemberRequest)(nil),     // 11: jumpmesh.control.GroupMemberRequest
+	(*GroupList)(nil),              // 12: jumpmesh.control.GroupList
+	(*JumpPolicyList)(nil),         // 13: jumpmesh.control.JumpPolicyList
+	(*SessionPolicyList)(nil),      // 14: jumpmesh.control.SessionPolicyList
+	(*SettingsSetRequest)(nil),     // 15: jumpmesh.control.SettingsSetRequest
+	(*InstallerCreateRequest)(nil), // 16: jumpmesh.control.InstallerCreateRequest
+	(*InstallerExtendRequest)(nil), // 17: jumpmesh.control.InstallerExtendRequest
+	(*InstallerListRequest)(nil),   // 18: jumpmesh.control.InstallerListRequest
+	(*InstallerList)(nil),          // 19: jumpmesh.control.InstallerList
+	(*InstallerCheckRequest)(nil),  // 20: jumpmesh.control.InstallerCheckRequest
+	(*Request)(nil),                // 21: jumpmesh.control.Request
+	(*JumpRequest)(nil),            // 22: jumpmesh.control.JumpRequest
+	(*JumpResponse)(nil),           // 23: jumpmesh.control.JumpResponse
+	(*AuditRequest)(nil),           // 24: jumpmesh.control.AuditRequest
+	(*AuditList)(nil),              // 25: jumpmesh.control.AuditList
+	(*RelayACLRequest)(nil),        // 26: jumpmesh.control.RelayACLRequest
+	(*RelayACL)(nil),               // 27: jumpmesh.control.RelayACL
+	(*PathReport)(nil),             // 28: jumpmesh.control.PathReport
+	(*PathStats)(nil),              // 29: jumpmesh.control.PathStats
+	(*PeerListRequest)(nil),        // 30: jumpmesh.control.PeerListRequest
+	(*PeerView)(nil),               // 31: jumpmesh.control.PeerView
+	(*WakeRequest)(nil),            // 32: jumpmesh.control.WakeRequest
+	(*WakeResponse)(nil),           // 33: jumpmesh.control.WakeResponse
+	(*Waker)(nil),                  // 34: jumpmesh.control.Waker
+	(*PeerList)(nil),               // 35: jumpmesh.control.PeerList
+	(*PeerRefRequest)(nil),         // 36: jumpmesh.control.PeerRefRequest
+	(*PeerSetRequest)(nil),         // 37: jumpmesh.control.PeerSetRequest
+	(*Response)(nil),               // 38: jumpmesh.control.Response
+	(*JumpointACLRequest)(nil),     // 39: jumpmesh.control.JumpointACLRequest
+	(*TunnelRecord)(nil),           // 40: jumpmesh.control.TunnelRecord
+	(*JumpointSetRequest)(nil),     // 41: jumpmesh.control.JumpointSetRequest
+	(*JumpointStats)(nil),          // 42: jumpmesh.control.JumpointStats
+	(*JumpointACL)(nil),            // 43: jumpmesh.control.JumpointACL
+	(*JumpointView)(nil),           // 44: jumpmesh.control.JumpointView
+	(*JumpointList)(nil),           // 45: jumpmesh.control.JumpointList
+	nil,                            // 46: jumpmesh.control.SettingsSetRequest.ValuesEntry
+	(*User)(nil),                   // 47: jumpmesh.site.User
+	(Role)(0),                      // 48: jumpmesh.site.Role
+	(*GroupMember)(nil),            // 49: jumpmesh.site.GroupMember
+	(MemberRole)(0),                // 50: jumpmesh.site.MemberRole
+	(*Group)(nil),                  // 51: jumpmesh.site.Group
+	(*JumpPolicy)(nil),             // 52: jumpmesh.site.JumpPolicy
+	(*SessionPolicy)(nil),          // 53: jumpmesh.site.SessionPolicy
+	(*InstallerDefaults)(nil),      // 54: jumpmesh.site.InstallerDefaults
+	(*Installer)(nil),              // 55: jumpmesh.site.Installer
+	(*JumpGrant)(nil),              // 56: jumpmesh.session.JumpGrant
+	(*JumpointRef)(nil),            // 57: jumpmesh.site.JumpointRef
+	(*AuditEvent)(nil),             // 58: jumpmesh.session.AuditEvent
+	(*Peer)(nil),                   // 59: jumpmesh.peer.Peer
+	(*Error)(nil),                  // 60: jumpmesh.site.Error
+	(*Settings)(nil),               // 61: jumpmesh.site.Settings
+	(*AllowRule)(nil),              // 62: jumpmesh.site.AllowRule
 }
 var file_control_proto_depIdxs = []int32{
-	46, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
-	47, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
-	46, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
-	47, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
-	46, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
-	46, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
-	48, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
-	49, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
-	50, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
-	51, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
-	52, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
-	45, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
-	53, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
-	54, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
-	2,  // 14: jumpmesh.control.Request.login:type_name -> jumpmesh.control.LoginRequest
-	0,  // 15: jumpmesh.control.Request.whoami:type_name -> jumpmesh.control.Empty
-	4,  // 16: jumpmesh.control.Request.user_invite:type_name -> jumpmesh.control.UserInviteRequest
-	0,  // 17: jumpmesh.control.Request.user_list:type_name -> jumpmesh.control.Empty
-	1,  // 18: jumpmesh.control.Request.user_show:type_name -> jumpmesh.control.NameRequest
-	1,  // 19: jumpmesh.control.Request.user_remove:type_name -> jumpmesh.control.NameRequest
-	6,  // 20: jumpmesh.control.Request.user_role:type_name -> jumpmesh.control.UserRoleRequest
-	9,  // 21: jumpmesh.control.Request.group_create:type_name -> jumpmesh.control.GroupCreateRequest
-	0,  // 22: jumpmesh.control.Request.group_list:type_name -> jumpmesh.control.Empty
-	1,  // 23: jumpmesh.control.Request.group_show:type_name -> jumpmesh.control.NameRequest
-	10, // 24: jumpmesh.control.Request.group_add:type_name -> jumpmesh.control.GroupMemberRequest
-	10, // 25: jumpmesh.control.Request.group_remove:type_name -> jumpmesh.control.GroupMemberRequest
-	1,  // 26: jumpmesh.control.Request.group_delete:type_name -> jumpmesh.control.NameRequest
-	51, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
-	0,  // 28: jumpmesh.control.Request.jump_policy_list:type_name -> jumpmesh.control.Empty
-	1,  // 29: jumpmesh.control.Request.jump_policy_show:type_name -> jumpmesh.control.NameRequest
-	1,  // 30: jumpmesh.control.Request.jump_policy_delete:type_name -> jumpmesh.control.NameRequest
-	52, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
-	0,  // 32: jumpmesh.control.Request.session_policy_list:type_name -> jumpmesh.control.Empty
-	1,  // 33: jumpmesh.control.Request.session_policy_show:type_name -> jumpmesh.control.NameRequest
-	1,  // 34: jumpmesh.control.Request.session_policy_delete:type_name -> jumpmesh.control.NameRequest
-	0,  // 35: jumpmesh.control.Request.settings_show:type_name -> jumpmesh.control.Empty
-	14, // 36: jumpmesh.control.Request.settings_set:type_name -> jumpmesh.control.SettingsSetRequest
-	15, // 37: jumpmesh.control.Request.installer_create:type_name -> jumpmesh.control.InstallerCreateRequest
-	17, // 38: jumpmesh.control.Request.installer_list:type_name -> jumpmesh.control.InstallerListRequest
-	1,  // 39: jumpmesh.control.Request.installer_show:type_name -> jumpmesh.control.NameRequest
-	16, // 40: jumpmesh.control.Request.installer_extend:type_name -> jumpmesh.control.InstallerExtendRequest
-	1,  // 41: jumpmesh.control.Request.installer_delete:type_name -> jumpmesh.control.NameRequest
-	19, // 42: jumpmesh.control.Request.installer_check:type_name -> jumpmesh.control.InstallerCheckRequest
-	29, // 43: jumpmesh.control.Request.peer_list:type_name -> jumpmesh.control.PeerListRequest
-	35, // 44: jumpmesh.control.Request.peer_show:type_name -> jumpmesh.control.PeerRefRequest
-	36, // 45: jumpmesh.control.Request.peer_set:type_name -> jumpmesh.control.PeerSetRequest
-	35, // 46: jumpmesh.control.Request.peer_remove:type_name -> jumpmesh.control.PeerRefRequest
-	21, // 47: jumpmesh.control.Request.jump:type_name -> jumpmesh.control.JumpRequest
-	23, // 48: jumpmesh.control.Request.audit:type_name -> jumpmesh.control.AuditRequest
-	25, // 49: jumpmesh.control.Request.relay_acl:type_name -> jumpmesh.control.RelayACLRequest
-	27, // 50: jumpmesh.control.Request.path_report:type_name -> jumpmesh.control.PathReport
-	0,  // 51: jumpmesh.control.Request.path_stats:type_name -> jumpmesh.control.Empty
-	38, // 52: jumpmesh.control.Request.jumpoint_acl:type_name -> jumpmesh.control.JumpointACLRequest
-	0,  // 53: jumpmesh.control.Request.jumpoint_list:type_name -> jumpmesh.control.Empty
-	40, // 54: jumpmesh.control.Request.jumpoint_set:type_name -> jumpmesh.control.JumpointSetRequest
-	31, // 55: jumpmesh.control.Request.wake:type_name -> jumpmesh.control.WakeRequest
-	55, // 56: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
-	30, // 57: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
-	56, // 58: jumpmesh.control.JumpResponse.jumpoints:type_name -> jumpmesh.site.JumpointRef
-	57, // 59: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
-	58, // 60: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
-	56, // 61: jumpmesh.control.PeerView.jumpoints:type_name -> jumpmesh.site.JumpointRef
-	33, // 62: jumpmesh.control.WakeResponse.wakers:type_name -> jumpmesh.control.Waker
-	59, // 63: jumpmesh.control.Waker.error:type_name -> jumpmesh.site.Error
-	30, // 64: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
-	53, // 65: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
-	59, // 66: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
-	0,  // 67: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
-	3,  // 68: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
-	8,  // 69: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
-	7,  // 70: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
-	5,  // 71: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
-	50, // 72: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
-	11, // 73: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
-	51, // 74: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
-	12, // 75: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
-	52, // 76: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
-	13, // 77: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
-	60, // 78: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
-	54, // 79: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
-	18, // 80: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
-	30, // 81: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
-	34, // 82: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
-	22, // 83: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
-	24, // 84: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
-	26, // 85: jumpmesh.control.Response.relay_acl:type_name -> jumpmesh.control.RelayACL
-	28, // 86: jumpmesh.control.Response.path_stats:type_name -> jumpmesh.control.PathStats
-	42, // 87: jumpmesh.control.Response.jumpoint_acl:type_name -> jumpmesh.control.JumpointACL
-	44, // 88: jumpmesh.control.Response.jumpoints:type_name -> jumpmesh.control.JumpointList
-	32, // 89: jumpmesh.control.Response.wake:type_name -> jumpmesh.control.WakeResponse
-	41, // 90: jumpmesh.control.JumpointACLRequest.stats:type_name -> jumpmesh.control.JumpointStats
-	39, // 91: jumpmesh.control.JumpointACLRequest.tunnels:type_name -> jumpmesh.control.TunnelRecord
-	61, // 92: jumpmesh.control.JumpointACL.allow:type_name -> jumpmesh.site.AllowRule
-	41, // 93: jumpmesh.control.JumpointView.stats:type_name -> jumpmesh.control.JumpointStats
-	43, // 94: jumpmesh.control.JumpointList.jumpoints:type_name -> jumpmesh.control.JumpointView
-	95, // [95:95] is the sub-list for method output_type
-	95, // [95:95] is the sub-list for method input_type
-	95, // [95:95] is the sub-list for extension type_name
-	95, // [95:95] is the sub-list for extension extendee
-	0,  // [0:95] is the sub-list for field type_name
+	47, // 0: jumpmesh.control.LoginResponse.user:type_name -> jumpmesh.site.User
+	48, // 1: jumpmesh.control.UserInviteRequest.role:type_name -> jumpmesh.site.Role
+	47, // 2: jumpmesh.control.UserInviteResponse.user:type_name -> jumpmesh.site.User
+	48, // 3: jumpmesh.control.UserRoleRequest.role:type_name -> jumpmesh.site.Role
+	47, // 4: jumpmesh.control.UserList.users:type_name -> jumpmesh.site.User
+	47, // 5: jumpmesh.control.UserDetail.user:type_name -> jumpmesh.site.User
+	49, // 6: jumpmesh.control.GroupCreateRequest.members:type_name -> jumpmesh.site.GroupMember
+	50, // 7: jumpmesh.control.GroupMemberRequest.role:type_name -> jumpmesh.site.MemberRole
+	51, // 8: jumpmesh.control.GroupList.groups:type_name -> jumpmesh.site.Group
+	52, // 9: jumpmesh.control.JumpPolicyList.policies:type_name -> jumpmesh.site.JumpPolicy
+	53, // 10: jumpmesh.control.SessionPolicyList.policies:type_name -> jumpmesh.site.SessionPolicy
+	46, // 11: jumpmesh.control.SettingsSetRequest.values:type_name -> jumpmesh.control.SettingsSetRequest.ValuesEntry
+	54, // 12: jumpmesh.control.InstallerCreateRequest.defaults:type_name -> jumpmesh.site.InstallerDefaults
+	55, // 13: jumpmesh.control.InstallerList.installers:type_name -> jumpmesh.site.Installer
+	3,  // 14: jumpmesh.control.Request.login:type_name -> jumpmesh.control.LoginRequest
+	1,  // 15: jumpmesh.control.Request.whoami:type_name -> jumpmesh.control.Empty
+	5,  // 16: jumpmesh.control.Request.user_invite:type_name -> jumpmesh.control.UserInviteRequest
+	1,  // 17: jumpmesh.control.Request.user_list:type_name -> jumpmesh.control.Empty
+	2,  // 18: jumpmesh.control.Request.user_show:type_name -> jumpmesh.control.NameRequest
+	2,  // 19: jumpmesh.control.Request.user_remove:type_name -> jumpmesh.control.NameRequest
+	7,  // 20: jumpmesh.control.Request.user_role:type_name -> jumpmesh.control.UserRoleRequest
+	10, // 21: jumpmesh.control.Request.group_create:type_name -> jumpmesh.control.GroupCreateRequest
+	1,  // 22: jumpmesh.control.Request.group_list:type_name -> jumpmesh.control.Empty
+	2,  // 23: jumpmesh.control.Request.group_show:type_name -> jumpmesh.control.NameRequest
+	11, // 24: jumpmesh.control.Request.group_add:type_name -> jumpmesh.control.GroupMemberRequest
+	11, // 25: jumpmesh.control.Request.group_remove:type_name -> jumpmesh.control.GroupMemberRequest
+	2,  // 26: jumpmesh.control.Request.group_delete:type_name -> jumpmesh.control.NameRequest
+	52, // 27: jumpmesh.control.Request.jump_policy_put:type_name -> jumpmesh.site.JumpPolicy
+	1,  // 28: jumpmesh.control.Request.jump_policy_list:type_name -> jumpmesh.control.Empty
+	2,  // 29: jumpmesh.control.Request.jump_policy_show:type_name -> jumpmesh.control.NameRequest
+	2,  // 30: jumpmesh.control.Request.jump_policy_delete:type_name -> jumpmesh.control.NameRequest
+	53, // 31: jumpmesh.control.Request.session_policy_put:type_name -> jumpmesh.site.SessionPolicy
+	1,  // 32: jumpmesh.control.Request.session_policy_list:type_name -> jumpmesh.control.Empty
+	2,  // 33: jumpmesh.control.Request.session_policy_show:type_name -> jumpmesh.control.NameRequest
+	2,  // 34: jumpmesh.control.Request.session_policy_delete:type_name -> jumpmesh.control.NameRequest
+	1,  // 35: jumpmesh.control.Request.settings_show:type_name -> jumpmesh.control.Empty
+	15, // 36: jumpmesh.control.Request.settings_set:type_name -> jumpmesh.control.SettingsSetRequest
+	16, // 37: jumpmesh.control.Request.installer_create:type_name -> jumpmesh.control.InstallerCreateRequest
+	18, // 38: jumpmesh.control.Request.installer_list:type_name -> jumpmesh.control.InstallerListRequest
+	2,  // 39: jumpmesh.control.Request.installer_show:type_name -> jumpmesh.control.NameRequest
+	17, // 40: jumpmesh.control.Request.installer_extend:type_name -> jumpmesh.control.InstallerExtendRequest
+	2,  // 41: jumpmesh.control.Request.installer_delete:type_name -> jumpmesh.control.NameRequest
+	20, // 42: jumpmesh.control.Request.installer_check:type_name -> jumpmesh.control.InstallerCheckRequest
+	30, // 43: jumpmesh.control.Request.peer_list:type_name -> jumpmesh.control.PeerListRequest
+	36, // 44: jumpmesh.control.Request.peer_show:type_name -> jumpmesh.control.PeerRefRequest
+	37, // 45: jumpmesh.control.Request.peer_set:type_name -> jumpmesh.control.PeerSetRequest
+	36, // 46: jumpmesh.control.Request.peer_remove:type_name -> jumpmesh.control.PeerRefRequest
+	22, // 47: jumpmesh.control.Request.jump:type_name -> jumpmesh.control.JumpRequest
+	24, // 48: jumpmesh.control.Request.audit:type_name -> jumpmesh.control.AuditRequest
+	26, // 49: jumpmesh.control.Request.relay_acl:type_name -> jumpmesh.control.RelayACLRequest
+	28, // 50: jumpmesh.control.Request.path_report:type_name -> jumpmesh.control.PathReport
+	1,  // 51: jumpmesh.control.Request.path_stats:type_name -> jumpmesh.control.Empty
+	39, // 52: jumpmesh.control.Request.jumpoint_acl:type_name -> jumpmesh.control.JumpointACLRequest
+	1,  // 53: jumpmesh.control.Request.jumpoint_list:type_name -> jumpmesh.control.Empty
+	41, // 54: jumpmesh.control.Request.jumpoint_set:type_name -> jumpmesh.control.JumpointSetRequest
+	32, // 55: jumpmesh.control.Request.wake:type_name -> jumpmesh.control.WakeRequest
+	56, // 56: jumpmesh.control.JumpResponse.grant:type_name -> jumpmesh.session.JumpGrant
+	31, // 57: jumpmesh.control.JumpResponse.peer:type_name -> jumpmesh.control.PeerView
+	57, // 58: jumpmesh.control.JumpResponse.jumpoints:type_name -> jumpmesh.site.JumpointRef
+	58, // 59: jumpmesh.control.AuditList.events:type_name -> jumpmesh.session.AuditEvent
+	0,  // 60: jumpmesh.control.PeerListRequest.view:type_name -> jumpmesh.control.PeerListView
+	59, // 61: jumpmesh.control.PeerView.peer:type_name -> jumpmesh.peer.Peer
+	57, // 62: jumpmesh.control.PeerView.jumpoints:type_name -> jumpmesh.site.JumpointRef
+	34, // 63: jumpmesh.control.WakeResponse.wakers:type_name -> jumpmesh.control.Waker
+	60, // 64: jumpmesh.control.Waker.error:type_name -> jumpmesh.site.Error
+	31, // 65: jumpmesh.control.PeerList.peers:type_name -> jumpmesh.control.PeerView
+	54, // 66: jumpmesh.control.PeerSetRequest.settings:type_name -> jumpmesh.site.InstallerDefaults
+	60, // 67: jumpmesh.control.Response.error:type_name -> jumpmesh.site.Error
+	1,  // 68: jumpmesh.control.Response.ok:type_name -> jumpmesh.control.Empty
+	4,  // 69: jumpmesh.control.Response.login:type_name -> jumpmesh.control.LoginResponse
+	9,  // 70: jumpmesh.control.Response.user:type_name -> jumpmesh.control.UserDetail
+	8,  // 71: jumpmesh.control.Response.users:type_name -> jumpmesh.control.UserList
+	6,  // 72: jumpmesh.control.Response.invite:type_name -> jumpmesh.control.UserInviteResponse
+	51, // 73: jumpmesh.control.Response.group:type_name -> jumpmesh.site.Group
+	12, // 74: jumpmesh.control.Response.groups:type_name -> jumpmesh.control.GroupList
+	52, // 75: jumpmesh.control.Response.jump_policy:type_name -> jumpmesh.site.JumpPolicy
+	13, // 76: jumpmesh.control.Response.jump_policies:type_name -> jumpmesh.control.JumpPolicyList
+	53, // 77: jumpmesh.control.Response.session_policy:type_name -> jumpmesh.site.SessionPolicy
+	14, // 78: jumpmesh.control.Response.session_policies:type_name -> jumpmesh.control.SessionPolicyList
+	61, // 79: jumpmesh.control.Response.settings:type_name -> jumpmesh.site.Settings
+	55, // 80: jumpmesh.control.Response.installer:type_name -> jumpmesh.site.Installer
+	19, // 81: jumpmesh.control.Response.installers:type_name -> jumpmesh.control.InstallerList
+	31, // 82: jumpmesh.control.Response.peer:type_name -> jumpmesh.control.PeerView
+	35, // 83: jumpmesh.control.Response.peers:type_name -> jumpmesh.control.PeerList
+	23, // 84: jumpmesh.control.Response.jump:type_name -> jumpmesh.control.JumpResponse
+	25, // 85: jumpmesh.control.Response.audit:type_name -> jumpmesh.control.AuditList
+	27, // 86: jumpmesh.control.Response.relay_acl:type_name -> jumpmesh.control.RelayACL
+	29, // 87: jumpmesh.control.Response.path_stats:type_name -> jumpmesh.control.PathStats
+	43, // 88: jumpmesh.control.Response.jumpoint_acl:type_name -> jumpmesh.control.JumpointACL
+	45, // 89: jumpmesh.control.Response.jumpoints:type_name -> jumpmesh.control.JumpointList
+	33, // 90: jumpmesh.control.Response.wake:type_name -> jumpmesh.control.WakeResponse
+	42, // 91: jumpmesh.control.JumpointACLRequest.stats:type_name -> jumpmesh.control.JumpointStats
+	40, // 92: jumpmesh.control.JumpointACLRequest.tunnels:type_name -> jumpmesh.control.TunnelRecord
+	62, // 93: jumpmesh.control.JumpointACL.allow:type_name -> jumpmesh.site.AllowRule
+	42, // 94: jumpmesh.control.JumpointView.stats:type_name -> jumpmesh.control.JumpointStats
+	44, // 95: jumpmesh.control.JumpointList.jumpoints:type_name -> jumpmesh.control.JumpointView
+	96, // [96:96] is the sub-list for method output_type
+	96, // [96:96] is the sub-list for method input_type
+	96, // [96:96] is the sub-list for extension type_name
+	96, // [96:96] is the sub-list for extension extendee
+	0,  // [0:96] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -4484,13 +4554,14 @@ func file_control_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_control_proto_goTypes,
 		DependencyIndexes: file_control_proto_depIdxs,
+		EnumInfos:         file_control_proto_enumTypes,
 		MessageInfos:      file_control_proto_msgTypes,
 	}.Build()
 	File_control_proto = out.File
