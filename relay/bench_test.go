@@ -222,14 +222,15 @@ const benchChildEnv = "JUMPMESH_RELAY_BENCH_CHILD"
 // child's GOMAXPROCS (the parent's is left alone), whether its splices
 // copy through user space (read and write with a 32 KiB buffer) instead of
 // splice(2), whether they copy with io.Copy (splice(2) in two goroutines
-// per splice) instead of the splice loops, and how long the loops let
-// frames gather (a duration; 0 never), to compare.
+// per splice) instead of the splice loops, how long the loops let frames
+// gather (a duration; 0 never) and how many loops there are, to compare.
 const (
 	benchProfileEnv  = "JUMPMESH_RELAY_BENCH_CPUPROFILE"
 	benchProcsEnv    = "JUMPMESH_RELAY_BENCH_PROCS"
 	benchUserCopyEnv = "JUMPMESH_RELAY_BENCH_USERCOPY"
 	benchGoCopyEnv   = "JUMPMESH_RELAY_BENCH_GOCOPY"
 	benchGatherEnv   = "JUMPMESH_RELAY_BENCH_GATHER"
+	benchLoopsEnv    = "JUMPMESH_RELAY_BENCH_LOOPS"
 )
 
 type childInfo struct {
@@ -261,6 +262,9 @@ func runBenchChild() bool {
 	}
 	if d, err := time.ParseDuration(os.Getenv(benchGatherEnv)); err == nil {
 		relay.SetSpliceGather(d, 2000)
+	}
+	if n, err := strconv.Atoi(os.Getenv(benchLoopsEnv)); err == nil && n > 0 {
+		relay.SetSpliceLoops(n)
 	}
 	if procs, err := strconv.Atoi(os.Getenv(benchProcsEnv)); err == nil && procs > 0 {
 		runtime.GOMAXPROCS(procs)

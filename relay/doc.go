@@ -64,8 +64,8 @@
 //     through, opens its own TCP connection to that port on the address it
 //     reached the relay at and sends the token and its side ('c'). The
 //     relay pairs the two (opposite sides, the same live slot) and hands
-//     them to one of its splice loops (spliceloop.go: a few epoll loops,
-//     one per core, each serving every splice given to it with splice(2)
+//     them to one of its splice loops (spliceloop.go: one epoll loop for
+//     every two cores, each serving every splice given to it with splice(2)
 //     through a pipe, the sockets out of Go's netpoller), which copies each
 //     direction until its half-close (passed on), the data limit
 //     (Resources.CircuitData per direction) or the duration limit

@@ -76,3 +76,10 @@ func SetSpliceGather(d time.Duration, rate float64) (restore func()) {
 	spliceGather, spliceGatherRate = d, rate
 	return func() { spliceGather, spliceGatherRate = pd, pr }
 }
+
+// SetSpliceLoops sets how many splice loops relays made from now on run.
+func SetSpliceLoops(n int) (restore func()) {
+	prev := spliceLoopCount
+	spliceLoopCount = func() int { return n }
+	return func() { spliceLoopCount = prev }
+}
