@@ -149,7 +149,9 @@ func ixRequest(t *testing.T, rng *rand.Rand, now time.Time) (searchRequest, stri
 // scan does: the same total, the same peers in the same order, each with
 // the same record and status. memo (or nil) keeps the scan's docs for the
 // next checks while nothing is written (scanDocs).
-func checkAgainstScan(t *testing.T, r *registry, req searchRequest, memo scanDocs, what string) {
+// With encoded, it also compares the reply's bytes (findEncoded) with the
+// scan's views marshalled, which costs more than the search under -race.
+func checkAgainstScan(t *testing.T, r *registry, req searchRequest, memo scanDocs, encoded bool, what string) {
 	t.Helper()
 	got, gotTotal := r.find(req)
 	want, wantTotal := r.scanFind(req, memo)
@@ -161,6 +163,9 @@ func checkAgainstScan(t *testing.T, r *registry, req searchRequest, memo scanDoc
 			t.Fatalf("%s: view %d: index %s %q, scan %s %q", what, i, peer.ID(got[i].GetPeer().GetId()), got[i].GetStatus(),
 				peer.ID(want[i].GetPeer().GetId()), want[i].GetStatus())
 		}
+	}
+	if !encoded {
+		return
 	}
 	// The list as a reply carries it: the registry's encoded views.
 	raw, n, total := r.findEncoded(req, 1<<30)
@@ -250,7 +255,9 @@ func TestSearchIndexAgreesWithScan(t *testing.T) {
 		memo := scanDocs{} // the registry does not change during a round's queries
 		for j := range k {
 			req, qs := ixRequest(t, rng, now)
-			checkAgainstScan(t, ps.registry, req, memo, fmt.Sprintf("round %d query %d %q", round, j, qs))
+			// The bytes of one list in four: every kind of write
+			// comes before some of them (20 rounds of 40 writes).
+			checkAgainstScan(t, ps.registry, req, memo, j%4 == 0, fmt.Sprintf("round %d query %d %q", round, j, qs))
 		}
 	}
 	queries(0, 500)
@@ -501,6 +508,6 @@ func TestSearchIndexConcurrent(t *testing.T) {
 	searches.Wait()
 	for range 50 {
 		req, qs := ixRequest(t, seed, now)
-		checkAgainstScan(t, r, req, nil, qs)
+		checkAgainstScan(t, r, req, nil, true, qs)
 	}
 }
