@@ -58,15 +58,15 @@ import (
 // core instead kept the cores busy, but on a loaded machine (load 21) it
 // doubled a technician's ls during a storm (p50 48–108 ms against 19–20):
 // there the cores never idle, and the gradient holds the bound low as it
-// should. A handshake's own time (accept tobusy there. A handshake's own time (accept to
-// the remote's identity, SetPeer) is no signal for it: it holds the
-// remote's share and the round trips, so a slow or distant peer, or a
-// benchmark's fleet sharing the machine, made it 10–15 × the least one
-// while the coordinator used 0.4 of its 2 cores, and the bound sat at its
-// floor of 2 (BenchmarkRegistrationSweep on a quiet machine: goodput fell
-// from 123/s at 1,000 peers to 88/s at 2,000, 4.7 ms of CPU each). Waiting goroutines are what
-// a technician's request waits behind, too: keeping them few keeps its
-// answer prompt during a storm.
+// should. A handshake's own time (accept to the remote's identity,
+// SetPeer) is no signal for it: it holds the remote's share and the round
+// trips, so a slow or distant peer, or a benchmark's fleet sharing the
+// machine, made it 10–15 × the least one while the coordinator used 0.4 of
+// its 2 cores, and the bound sat at its floor of 2
+// (BenchmarkRegistrationSweep on a quiet machine: goodput fell from 123/s
+// at 1,000 peers to 88/s at 2,000, 4.7 ms of CPU each). Waiting goroutines
+// are what a technician's request waits behind, too: keeping them few
+// keeps its answer prompt during a storm.
 //
 // Technicians first: while a member's control request is served, no new
 // handshake starts (prioritize), for at most gatePriorityHold per request
