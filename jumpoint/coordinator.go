@@ -314,7 +314,6 @@ func (j *Jumpoint) findSite(ctx context.Context) bool {
 	if last := j.foundAt.Load(); last != 0 && now.Sub(time.Unix(0, last)) < member.FindEvery {
 		return false
 	}
-	j.foundAt.Store(now.UnixNano())
 	servers := member.RelayInfos(j.relays, j.site.ID, j.host.ID())
 	if len(servers) == 0 {
 		servers = member.ConfigRelays(files(j.cfg.DataDir), j.site.ID, j.host.ID())
@@ -322,6 +321,7 @@ func (j *Jumpoint) findSite(ctx context.Context) bool {
 	if len(servers) == 0 {
 		return false
 	}
+	j.foundAt.Store(now.UnixNano())
 	found, err := dht.LookupSite(ctx, j.host, j.site.ID, servers)
 	if err != nil {
 		j.log.Info("asking the relays where the site is", "relays", len(servers), logError, err)

@@ -143,11 +143,12 @@ func (c *Client) learnRelays(raw [][]byte) {
 func (c *Client) findSite(ctx context.Context) bool {
 	c.mu.Lock()
 	now := time.Now()
-	recent := !c.foundAt.IsZero() && now.Sub(c.foundAt) < FindEvery
 	var relays []peer.AddrInfo
-	if !recent {
-		c.foundAt = now
+	if c.foundAt.IsZero() || now.Sub(c.foundAt) >= FindEvery {
 		relays = c.config.relayInfos(c.site.ID, c.host.ID())
+	}
+	if len(relays) > 0 {
+		c.foundAt = now // a member that knew no relay may ask once it does
 	}
 	known := slices.Clone(c.site.Addrs)
 	c.mu.Unlock()
