@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -146,16 +144,7 @@ func (h *haSite) prefix() string { return coordinator.DefaultEtcdPrefix(h.Coord.
 // holding it learns its addresses (identify).
 func listeningPeer(t *testing.T) *rawPeer {
 	t.Helper()
-	key, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return &rawPeer{t: t, h: h}
+	return &rawPeer{t: t, h: coordinatortest.LoopbackHost(t)}
 }
 
 func statusOf(t *testing.T, c *console.Client, id peer.ID) string {
