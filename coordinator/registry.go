@@ -341,6 +341,47 @@ func recFlags(rec *pb.Peer, online bool) slotFlags {
 
 // statusOf is peerStatus from a peer's status inputs.
 func statusOf(f slotFlags, lastSeen time.Time, st *pb.Settings, now time.Time) string {
+	c := newStatusClock(st, now)
+	return c.of(f, lastSeen)
+}
+
+// statusClock is statusOf at one moment, for many peers: the lost
+// horizon is subtracted from now once, so that each peer's is one
+// comparison (time.Time.Sub per peer was 1.4 ms CPU of a 24,788-match
+// `ls tag:linux status:offline` at 100,000 peers, a tenth of it).
+type statusClock struct {
+	st  *pb.Settings
+	now time.Time
+	// lostBefore: a peer last seen at or before it is lost. cut says it
+	// holds; a horizon longer than a Duration (lost-after-days past 100
+	// years) is compared as statusOf always did.
+	lostBefore time.Time
+	cut        bool
+}
+
+// statusCutDays is the longest lost horizon statusClock subtracts once.
+const statusCutDays = 100 * 365
+
+func newStatusClock(st *pb.Settings, now time.Time) statusClock {
+	c := statusClock{st: st, now: now}
+	if d := st.GetLostAfterDays(); d <= statusCutDays {
+		c.lostBefore, c.cut = now.Add(-days(d)), true
+	}
+	return c
+}
+
+// lost reports whether a peer last seen at lastSeen is past the horizon:
+// now.Sub(lastSeen) >= the horizon (Sub, After and Add read the monotonic
+// clock alike when both times carry one).
+func (c *statusClock) lost(lastSeen time.Time) bool {
+	if c.cut {
+		return !lastSeen.After(c.lostBefore)
+	}
+	return c.now.Sub(lastSeen) >= days(c.st.GetLostAfterDays())
+}
+
+// of is the status of a peer with status inputs f, last seen at lastSeen.
+func (c *statusClock) of(f slotFlags, lastSeen time.Time) string {
 	online := f&slotOnline != 0
 	switch {
 	case f&slotDeleted != 0:
@@ -351,7 +392,7 @@ func statusOf(f slotFlags, lastSeen time.Time, st *pb.Settings, now time.Time) s
 		return StatusDisabled
 	case online:
 		return StatusOnline
-	case now.Sub(lastSeen) >= days(st.GetLostAfterDays()):
+	case c.lost(lastSeen):
 		return StatusLost
 	case f&slotPassive != 0:
 		return StatusPassive

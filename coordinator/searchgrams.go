@@ -127,11 +127,11 @@ func appendGrams(out []uint32, f searchField, s string) []uint32 {
 	return out
 }
 
-// candidates is the slots that may match the text term t, sorted, and
-// whether the index can tell (a negated term, or one shorter than a
-// trigram, or free text that may match a status, method or NAT word,
-// cannot narrow the search).
-func (x *searchIndex) candidates(t *queryTerm) ([]uint32, bool) {
+// candidates is the slots that may match the text term t, sorted, in
+// out's storage, and whether the index can tell (a negated term, or one
+// shorter than a trigram, or free text that may match a status, method or
+// NAT word, cannot narrow the search).
+func (x *searchIndex) candidates(out []uint32, t *queryTerm) ([]uint32, bool) {
 	if t.negate || t.op != queryContains || len(t.value) < 3 {
 		return nil, false
 	}
@@ -144,14 +144,14 @@ func (x *searchIndex) candidates(t *queryTerm) ([]uint32, bool) {
 			}
 		}
 	}
-	var out []uint32
+	out = out[:0]
 	fields := 0
 	for _, f := range gramFields {
 		if f < t.from || f > t.to {
 			continue
 		}
 		fields++
-		out = append(out, x.fieldCandidates(f, t.value)...)
+		out = x.fieldCandidates(out, f, t.value)
 	}
 	if t.from <= searchID && searchID <= t.to {
 		fields++
@@ -192,32 +192,34 @@ func (x *searchIndex) idCandidates(out []uint32, v string) []uint32 {
 	return out
 }
 
-// fieldCandidates is the slots whose field f holds every trigram of v.
-func (x *searchIndex) fieldCandidates(f searchField, v string) []uint32 {
+// fieldCandidates appends to out the slots whose field f holds every
+// trigram of v.
+func (x *searchIndex) fieldCandidates(out []uint32, f searchField, v string) []uint32 {
 	var lists [][]uint32
 	for i := 0; i+3 <= len(v); i++ {
 		l := x.grams[gramKey(f, v[i:])]
 		if len(l) == 0 {
-			return nil
+			return out
 		}
 		lists = append(lists, l)
 	}
-	return intersectAll(lists)
+	return intersectAll(out, lists)
 }
 
-// intersectAll is the slots in every list, shortest lists first; it does
-// not change the lists.
-func intersectAll(lists [][]uint32) []uint32 {
+// intersectAll appends to out the slots in every list, shortest lists
+// first; it does not change the lists (sorted, and not out's storage).
+func intersectAll(out []uint32, lists [][]uint32) []uint32 {
 	if len(lists) == 0 {
-		return nil
+		return out
 	}
 	slices.SortFunc(lists, func(a, b []uint32) int { return len(a) - len(b) })
-	out := slices.Clone(lists[0])
+	n := len(out)
+	out = append(out, lists[0]...)
 	for _, l := range lists[1:] {
-		if len(out) == 0 {
+		if len(out) == n {
 			break
 		}
-		out = intersectInto(out, l)
+		out = out[:n+len(intersectInto(out[n:], l))]
 	}
 	return out
 }

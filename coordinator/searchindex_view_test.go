@@ -110,14 +110,30 @@ func TestCheckSlotsInParallelKeepsOrder(t *testing.T) {
 	const n = 5*searchCheckChunk + 17
 	at := func(j int) uint32 { return uint32(n - j) } // not the identity
 	check := func(i uint32) (uint64, bool) { return uint64(i) << 3, i%3 == 0 || i%7 == 1 }
-	got := checkSlots(n, at, check)
 	var want []slotMatch
 	for j := range n {
 		if key, ok := check(at(j)); ok {
 			want = append(want, slotMatch{key, at(j)})
 		}
 	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("checkSlots: %d slots, want %d (first %v, want %v)", len(got), len(want), got[:min(5, len(got))], want[:5])
+	// The first search's scratch is empty; the next reuses one holding
+	// an earlier search's matches, longer or shorter than n.
+	for _, out := range [][]slotMatch{nil, make([]slotMatch, 2*n), make([]slotMatch, 10, 20)} {
+		for i := range out {
+			out[i] = slotMatch{^uint64(0), ^uint32(0)}
+		}
+		got := checkSlots(out, n, at, check)
+		if !slices.Equal(got, want) {
+			t.Fatalf("checkSlots: %d slots, want %d (first %v, want %v)", len(got), len(want), got[:min(5, len(got))], want[:5])
+		}
+	}
+	var small []slotMatch // below searchCheckChunk: one goroutine
+	for j := range 100 {
+		if key, ok := check(at(j)); ok {
+			small = append(small, slotMatch{key, at(j)})
+		}
+	}
+	if got := checkSlots(make([]slotMatch, 3), 100, at, check); !slices.Equal(got, small) {
+		t.Fatalf("checkSlots of 100 on one goroutine: %v, want %v", got, small)
 	}
 }
