@@ -51,3 +51,54 @@ func TestOwnPackageInitsAreLight(t *testing.T) {
 		t.Fatalf("%d of our packages in the init trace:\n%s", seen, out)
 	}
 }
+
+// processInitBudget is what all package initialisation of a jumpmesh
+// process may allocate (GODEBUG=inittrace=1, every package's bytes
+// summed): 1.77 MB on 2026-12-03 (Go 1.26, 384 packages), 2.01 MB while
+// blackfriday was linked. Most of it is third-party (protobuf descriptors,
+// regular expressions, metric registries), paid by every jump before it
+// starts (issue 17): a dependency that brings a heavy init back, or a new
+// one, shows here first.
+const processInitBudget = 1900 << 10
+
+// unwantedInits are packages that no jumpmesh process initialises: they
+// were linked for code jumpmesh never runs, and left out on purpose.
+var unwantedInits = map[string]string{
+	// urfave/cli's App.ToMan, through go-md2man (replaced by
+	// third_party/go-md2man in go.mod): 70 regular expressions at init.
+	"github.com/russross/blackfriday/v2": "urfave/cli's man-page renderer; see third_party/go-md2man",
+}
+
+// TestProcessInitBudget: the package inits of a whole jumpmesh process
+// stay within processInitBudget, and none of unwantedInits runs.
+func TestProcessInitBudget(t *testing.T) {
+	cmd := exec.Command(binary, "--version")
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("jumpmesh --version: %v\n%s", err, out)
+	}
+	total, pkgs := 0, 0
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 11 || f[0] != "init" || f[8] != "bytes," {
+			continue
+		}
+		pkgs++
+		bytes, err := strconv.Atoi(f[7])
+		if err != nil {
+			t.Fatalf("inittrace line %q: %v", line, err)
+		}
+		total += bytes
+		if why, ok := unwantedInits[f[1]]; ok {
+			t.Errorf("%s is initialised again (%s): %s", f[1], why, line)
+		}
+	}
+	if pkgs < 100 {
+		t.Fatalf("%d packages in the init trace:\n%s", pkgs, out)
+	}
+	t.Logf("%d packages initialised, %d bytes allocated", pkgs, total)
+	if total > processInitBudget {
+		t.Errorf("the package inits of a jumpmesh process allocate %d bytes (budget %d): find the package that grew with GODEBUG=inittrace=1 jumpmesh --version", total, processInitBudget)
+	}
+}
