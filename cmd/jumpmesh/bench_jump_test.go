@@ -20,9 +20,10 @@ import (
 // load average, so a change in a ratio can be traced to a phase.
 //
 // With JUMPMESH_BENCH_BEFORE set to another jumpmesh binary (an earlier
-// commit's), each iteration also times that binary's jump on its own, in
-// turn with this one's against the same site: paired before/after
-// figures in one run.
+// commit's), each iteration also times that binary's jump on its own and
+// through the agent (this binary's agent: the wire must be the same
+// version), in turn with this one's against the same site: paired
+// before/after figures in one run.
 func BenchmarkJumpTrueVsSSH(b *testing.B) {
 	sd := startSSHD(b)
 	s := newJumpSiteTB(b)
@@ -35,17 +36,25 @@ func BenchmarkJumpTrueVsSSH(b *testing.B) {
 	timeJump(b, env, agent...)
 	if before != "" {
 		timeBinary(b, before, env, alone...)
+		timeBinary(b, before, env, agent...)
 	}
 	timeCommand(b, env, "ssh", sd.sshArgs(sd.port, "true")...)
-	var jm, ja, jb, ssh time.Duration
-	var phases, agentPhases, beforePhases phaseSums
-	var walls, beforeWalls []time.Duration // for the medians of a paired run
+	var jm, ja, jb, jab, ssh time.Duration
+	var phases, agentPhases, beforePhases, beforeAgentPhases phaseSums
+	// For the medians of a paired run.
+	var walls, beforeWalls, agentWalls, beforeAgentWalls []time.Duration
 	b.ResetTimer()
 	timeBefore := func() {
 		d, p := timeBinary(b, before, env, alone...)
 		jb += d
 		beforeWalls = append(beforeWalls, d)
 		beforePhases.add(p)
+	}
+	timeBeforeAgent := func() {
+		d, p := timeBinary(b, before, env, agent...)
+		jab += d
+		beforeAgentWalls = append(beforeAgentWalls, d)
+		beforeAgentPhases.add(p)
 	}
 	for i := 0; i < b.N; i++ {
 		// In turn first and second, so that neither always follows ssh.
@@ -59,14 +68,22 @@ func BenchmarkJumpTrueVsSSH(b *testing.B) {
 		if before != "" && i%2 == 1 {
 			timeBefore()
 		}
+		if before != "" && i%2 == 0 {
+			timeBeforeAgent()
+		}
 		d, p = timeJump(b, env, agent...)
 		ja += d
+		agentWalls = append(agentWalls, d)
 		agentPhases.add(p)
+		if before != "" && i%2 == 1 {
+			timeBeforeAgent()
+		}
 		ssh += timeCommand(b, env, "ssh", sd.sshArgs(sd.port, "true")...)
 	}
 	b.StopTimer()
 	if before != "" {
 		beforePhases.log(b, "without the agent, "+before, b.N)
+		beforeAgentPhases.log(b, "through the agent, "+before, b.N)
 	}
 	phases.log(b, "without the agent", b.N)
 	agentPhases.log(b, "through the agent", b.N)
@@ -75,8 +92,12 @@ func BenchmarkJumpTrueVsSSH(b *testing.B) {
 	if before != "" {
 		b.ReportMetric(perRun(jb), "jump-before-ms")
 		b.ReportMetric(float64(jb)/float64(ssh), "ratio-before")
+		b.ReportMetric(perRun(jab), "jump-agent-before-ms")
+		b.ReportMetric(float64(jab)/float64(ssh), "ratio-agent-before")
 		b.Logf("on its own, paired: before (%s) %.1f ms, %.3f of ssh true; after %.1f ms, %.3f; medians %.1f and %.1f ms (a busy machine's bursts move the means)",
 			before, perRun(jb), float64(jb)/float64(ssh), perRun(jm), float64(jm)/float64(ssh), medianMS(beforeWalls), medianMS(walls))
+		b.Logf("through the agent, paired: before %.1f ms, %.3f of ssh true; after %.1f ms, %.3f; medians %.1f and %.1f ms",
+			perRun(jab), float64(jab)/float64(ssh), perRun(ja), float64(ja)/float64(ssh), medianMS(beforeAgentWalls), medianMS(agentWalls))
 	}
 	b.ReportMetric(perRun(jm), "jump-ms")
 	b.ReportMetric(perRun(ja), "jump-agent-ms")
