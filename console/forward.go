@@ -44,7 +44,9 @@ func Forward(ctx context.Context, ch *channel.Channel, conn net.Conn) (in, out i
 	}
 	var bc *channel.BulkConn
 	if relay != nil {
-		bc = dialRelayedBulk(ctx, ch, *offer, relay)
+		if bc = dialRelayedBulk(ctx, ch, *offer, relay); bc != nil {
+			relayedBulkForwards.Add(1)
+		}
 	} else if addr != nil {
 		bc = dialBulk(ctx, ch, *offer, addr)
 	}
@@ -139,6 +141,15 @@ func dialRelayedBulk(ctx context.Context, ch *channel.Channel, offer channel.Bul
 	if err != nil {
 		return nil
 	}
-	relayedBulkForwards.Add(1)
 	return bc
+}
+
+// AllowBulkSwitch lets the exec channel ch, opened with channel.Open
+// (Jump.Open does this itself), move to a bulk connection through its
+// relay's splice when the peer offers one (mesh/channel/bulkswitch.go):
+// the console dials it as for a relayed forward.
+func AllowBulkSwitch(ch *channel.Channel) {
+	ch.SetBulkDialer(func(ctx context.Context, o channel.BulkOffer, r *channel.BulkRelay) *channel.BulkConn {
+		return dialRelayedBulk(ctx, ch, o, r)
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // bulkConnections is the site's bulk-connections setting as the
@@ -30,8 +31,13 @@ type bulkConnections struct {
 	// asked counts the forwards whose console asked for a bulk
 	// connection; offered those this peer made an offer for, each on a
 	// bulk listener it held open until the offer was settled, or through
-	// its relay's splice (relayed counts these); tests.
-	asked, offered, relayed atomic.Int64
+	// its relay's splice (relayed counts these); switches the exec
+	// channels offered a switch to one (offerSwitch), switched those that
+	// moved to it; tests.
+	asked, offered, relayed, switches, switched atomic.Int64
+	// slotHook, when set, sees each splice slot this peer connected to
+	// (tests: a stranger racing the console to it).
+	slotHook atomic.Pointer[func(addr string, slot channel.SpliceSlot)]
 }
 
 // on is what serveChannel asks before each forward.
@@ -69,10 +75,71 @@ func (b *bulkConnections) relaySplice(ctx context.Context, ch *channel.Channel) 
 	if err != nil {
 		return nil, nil
 	}
-	conn, err := channel.DialSplice(ctx, net.JoinHostPort(ip.String(), strconv.Itoa(slot.Port)), slot.Token, channel.SpliceOfferer, spliceSlotTimeout)
+	addr := net.JoinHostPort(ip.String(), strconv.Itoa(slot.Port))
+	conn, err := channel.DialSplice(ctx, addr, slot.Token, channel.SpliceOfferer, spliceSlotTimeout)
 	if err != nil {
 		b.unreachable.Failed(relay.String())
 		return nil, nil
 	}
+	if f := b.slotHook.Load(); f != nil {
+		(*f)(addr, slot)
+	}
 	return conn, &channel.BulkRelay{Relay: relay.String(), Slot: slot}
+}
+
+// acceptRelayed makes a bulk offer for the splice connection sc (on a
+// relay's slot) and accepts the console's connection on it in the
+// background: got delivers it, or nil when what arrived on sc was not it
+// (a stranger racing the console to the slot cannot make the hello).
+func acceptRelayed(sc net.Conn) (channel.BulkOffer, <-chan *channel.BulkConn) {
+	o := channel.NewBulkOffer()
+	offers := &channel.BulkOffers{}
+	offers.Add(o, 2*channel.BulkHandshakeTimeout)
+	got := make(chan *channel.BulkConn, 1)
+	go func() {
+		bc, err := channel.AcceptBulk(sc, offers) // closes sc on error
+		if err != nil {
+			bc = nil
+		}
+		got <- bc
+	}()
+	return o, got
+}
+
+// ServeExecWithRelays is ServeExec on a peer whose host h may ask the
+// relay of a relayed session for a splice slot (as ServeForwardWithRelays):
+// an exec channel whose console asked for the switch moves to a bulk
+// connection through the relay's splice (offerSwitch).
+func ServeExecWithRelays(ctx context.Context, ch *channel.Channel, open *pb.ChannelOpen, h host.Host) *pb.ExitStatus {
+	if ch.AsksBulkSwitch(open) {
+		ch.ArmBulkSwitch()
+		go (&bulkConnections{host: h}).offerSwitch(ctx, ch)
+	}
+	return ServeExec(ctx, ch, open.GetExec(), ExecOptions{})
+}
+
+// offerSwitch offers the console of a relayed exec channel that asked for
+// it (channel.Channel.AsksBulkSwitch, armed by the caller) a bulk
+// connection through the relay's splice, when the site allows bulk
+// connections and the relay gives a slot; otherwise the channel stays on
+// the circuit and nothing is sent. The session runs on the channel
+// meanwhile: the switch happens when the console has the connection
+// (mesh/channel/bulkswitch.go).
+func (b *bulkConnections) offerSwitch(ctx context.Context, ch *channel.Channel) {
+	if !b.on() {
+		return
+	}
+	sc, r := b.relaySplice(ctx, ch)
+	if sc == nil {
+		return
+	}
+	o, got := acceptRelayed(sc)
+	settle := func(bc *channel.BulkConn) {
+		if bc == nil { // declined, not arrived or the channel ended: AcceptBulk ends
+			_ = sc.Close()
+		}
+	}
+	if ch.OfferBulkSwitch(o, *r, got, settle) {
+		b.switches.Add(1)
+	}
 }

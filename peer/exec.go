@@ -138,9 +138,9 @@ func (p *execProc) finish(ch *channel.Channel) {
 	if p.pty != nil {
 		_ = p.pty.SetWriteDeadline(time.Now()) // a reader stuck writing input
 	}
-	_ = ch.Stream().SetReadDeadline(time.Now().Add(execLinger))
+	_ = ch.SetReadDeadline(time.Now().Add(execLinger))
 	<-p.readerDone
-	_ = ch.Stream().SetReadDeadline(time.Time{})
+	_ = ch.SetReadDeadline(time.Time{})
 	for _, f := range p.outs {
 		_ = f.Close()
 	}

@@ -105,17 +105,7 @@ func serveBulkForward(ctx context.Context, ch *channel.Channel, conn net.Conn, l
 // on r's slot (mesh/channel/bulkrelay.go). The console's ticket and hello
 // arrive on sc once the relay paired it with the console's connection.
 func serveRelayedBulkForward(ctx context.Context, ch *channel.Channel, conn, sc net.Conn, r *channel.BulkRelay) error {
-	o := channel.NewBulkOffer()
-	offers := &channel.BulkOffers{}
-	offers.Add(o, 2*channel.BulkHandshakeTimeout)
-	got := make(chan *channel.BulkConn, 1)
-	go func() {
-		bc, err := channel.AcceptBulk(sc, offers) // closes sc on error
-		if err != nil {
-			bc = nil
-		}
-		got <- bc
-	}()
+	o, got := acceptRelayed(sc)
 	settle := func(bc *channel.BulkConn) {
 		if bc == nil { // declined or not arrived: AcceptBulk ends
 			_ = sc.Close()

@@ -36,13 +36,16 @@ type sessions struct {
 	idle idleTracker
 }
 
-// serveSessions serves both versions of the session protocol: on
+// serveSessions serves every version of the session protocol: on
 // channel.ProtocolGrantFollows a console may send the grant right after
 // the open (channel.Accept waits for it, at most channel.GrantWait, the
-// channel registered in live meanwhile); admission is the same.
+// channel registered in live meanwhile); admission is the same. On
+// channel.ProtocolBulkSwitch a relayed exec channel may also move to a
+// bulk connection through the relay's splice (offerSwitch).
 func (d *Daemon) serveSessions() {
 	d.host.SetStreamHandler(channel.Protocol, d.handleChannel)
 	d.host.SetStreamHandler(channel.ProtocolGrantFollows, d.handleChannel)
+	d.host.SetStreamHandler(channel.ProtocolBulkSwitch, d.handleChannel)
 }
 
 // stopSessions takes no new channel, ends the ones being served and waits
@@ -50,6 +53,7 @@ func (d *Daemon) serveSessions() {
 func (d *Daemon) stopSessions() {
 	d.host.RemoveStreamHandler(channel.Protocol)
 	d.host.RemoveStreamHandler(channel.ProtocolGrantFollows)
+	d.host.RemoveStreamHandler(channel.ProtocolBulkSwitch)
 	d.sess.live.close()
 }
 
@@ -95,10 +99,17 @@ func (d *Daemon) handleChannel(st network.Stream) {
 	if err := ch.Ready(ev.SessionId, nil); err != nil {
 		return
 	}
+	if ch.AsksBulkSwitch(open) {
+		ch.ArmBulkSwitch()
+		go d.bulk.offerSwitch(ctx, ch)
+	}
 	d.log.Info("session started", "technician", remote, "user", ev.User, "capability", grant.CapabilityName(capability), "detail", detail)
 	d.report(ev)
 	end := &pb.SessionEvent{SessionId: ev.SessionId, Technician: ev.Technician, User: ev.User, Capability: capability, Detail: detail, End: true, GrantNonce: ev.GrantNonce}
 	end.Exit = d.serveChannel(ctx, ch, open)
+	if ch.BulkSwitched() {
+		d.bulk.switched.Add(1)
+	}
 	end.BytesIn, end.BytesOut = ch.BytesRead(), ch.BytesWritten()
 	d.log.Info("session ended", "technician", remote, "capability", grant.CapabilityName(capability), "in", end.BytesIn, "out", end.BytesOut)
 	d.report(end)

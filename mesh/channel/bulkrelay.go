@@ -141,8 +141,7 @@ type BulkRelay struct {
 // SendBulkRelayOffer is SendBulkOffer for a relayed session: the console
 // reaches the bulk connection through relay r's splice.
 func (c *Channel) SendBulkRelayOffer(o BulkOffer, r BulkRelay) error {
-	return c.WriteMsg(&pb.ChannelReady{Bulk: &pb.BulkOffer{Ticket: o.Ticket[:], Secret: o.Secret[:],
-		Port: uint32(r.Slot.Port), Host: net.IPv6unspecified.String(), RelaySlot: r.Slot.Token[:], Relay: r.Relay}})
+	return c.WriteMsg(&pb.ChannelReady{Bulk: bulkRelayOfferPB(o, r)})
 }
 
 // ReadStatusBulk is ReadStatusOffer that also understands a relayed offer:
@@ -155,25 +154,38 @@ func (c *Channel) ReadStatusBulk() (*BulkOffer, *net.TCPAddr, *BulkRelay, error)
 	if err := catalog.ErrorFromPB(st.GetError()); err != nil {
 		return nil, nil, nil, err
 	}
-	b := st.GetBulk()
+	o, addr, r := bulkOfferFromPB(st.GetBulk())
+	return o, addr, r, nil
+}
+
+// bulkOfferFromPB reads an offer: nil when b is not a well-formed one;
+// with a relayed offer, addr is nil and relay says where to splice (nil
+// too when the relayed part is malformed: the console declines it).
+func bulkOfferFromPB(b *pb.BulkOffer) (*BulkOffer, *net.TCPAddr, *BulkRelay) {
 	ip := net.ParseIP(b.GetHost())
 	if b == nil || ip == nil || len(b.GetTicket()) != BulkTicketSize || len(b.GetSecret()) != BulkSecretSize || b.GetPort() == 0 || b.GetPort() > 65535 {
-		return nil, nil, nil, nil
+		return nil, nil, nil
 	}
 	var o BulkOffer
 	copy(o.Ticket[:], b.GetTicket())
 	copy(o.Secret[:], b.GetSecret())
 	if b.GetRelay() == "" && len(b.GetRelaySlot()) == 0 {
-		return &o, &net.TCPAddr{IP: ip, Port: int(b.GetPort())}, nil, nil
+		return &o, &net.TCPAddr{IP: ip, Port: int(b.GetPort())}, nil
 	}
 	r := &BulkRelay{Relay: b.GetRelay(), Slot: SpliceSlot{Port: int(b.GetPort())}}
 	if len(b.GetRelaySlot()) != SpliceSlotSize || r.Relay == "" {
 		// A malformed relayed offer is still an offer: the console
 		// declines it, so the peer is not left waiting for the choice.
-		return &o, nil, nil, nil
+		return &o, nil, nil
 	}
 	copy(r.Slot.Token[:], b.GetRelaySlot())
-	return &o, nil, r, nil
+	return &o, nil, r
+}
+
+// bulkRelayOfferPB is the relayed offer o through r as sent.
+func bulkRelayOfferPB(o BulkOffer, r BulkRelay) *pb.BulkOffer {
+	return &pb.BulkOffer{Ticket: o.Ticket[:], Secret: o.Secret[:],
+		Port: uint32(r.Slot.Port), Host: net.IPv6unspecified.String(), RelaySlot: r.Slot.Token[:], Relay: r.Relay}
 }
 
 // RelayHop is the relay a relayed connection goes through and the address

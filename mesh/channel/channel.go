@@ -31,6 +31,12 @@ const Protocol protocol.ID = "/jumpmesh/session/1.0.0"
 // peer of an earlier version gets today's order, the grant in the open.
 const ProtocolGrantFollows protocol.ID = "/jumpmesh/session/1.1.0"
 
+// ProtocolBulkSwitch is the session protocol whose exec channels may move
+// to a bulk connection through the relay's splice (bulkswitch.go): 1.1.0
+// and ChannelOpen.bulk_switch. A console uses it only with a peer whose
+// identify lists it, and asks for the switch only on a relayed connection.
+const ProtocolBulkSwitch protocol.ID = "/jumpmesh/session/1.2.0"
+
 // GrantWait bounds how long a peer waits for the grant of a ChannelOpen
 // with grant_follows: the console asks the coordinator for it as it opens
 // the channel, and sends it as soon as it has it (a few round trips; under
@@ -65,6 +71,15 @@ type Channel struct {
 
 	wmu  sync.Mutex
 	wbuf []byte
+
+	// sw is the bulk switch of a channel whose open asked for one
+	// (bulkswitch.go); nil for the others, whose frames never leave st.
+	sw *bulkSwitch
+	// wbulk is the bulk connection this side writes on after its switch
+	// marker (guarded by wmu); rbulk the one it reads from after the other
+	// side's marker (the reader's only).
+	wbulk, rbulk *BulkConn
+	wclosed      bool // CloseWrite was called (guarded by wmu)
 }
 
 func newChannel(st network.Stream) *Channel { return &Channel{st: st} }
@@ -73,12 +88,20 @@ func newChannel(st network.Stream) *Channel { return &Channel{st: st} }
 // once the peer accepted, with the session ID the peer chose; a refusal
 // comes back as the peer's catalog error. Relayed (limited) connections are
 // allowed: a session is end-to-end encrypted whatever carries it.
+//
+// An exec open on a relayed connection to a peer that speaks
+// ProtocolBulkSwitch asks for the bulk switch (bulkswitch.go).
 func Open(ctx context.Context, h host.Host, p peer.ID, open *pb.ChannelOpen) (*Channel, string, error) {
-	st, err := h.NewStream(network.WithAllowLimitedConn(ctx, "jump"), p, Protocol)
+	pid, open := switchOpen(h, p, Protocol, open)
+	st, err := h.NewStream(network.WithAllowLimitedConn(ctx, "jump"), p, pid)
 	if err != nil {
 		return nil, "", dialError(ctx, p, err)
 	}
-	return newChannel(st).handshake(ctx, p, open)
+	c, id, err := newChannel(st).handshake(ctx, p, open)
+	if err == nil {
+		c.consoleSwitch(open)
+	}
+	return c, id, err
 }
 
 // errFirstNotSent marks a handshake whose first message was not written.
@@ -169,7 +192,7 @@ func Accept(st network.Stream) (*Channel, *pb.ChannelOpen, error) {
 // ProtocolGrantFollows only: a stream of Protocol has one message before
 // Ready, as it always had.
 func (c *Channel) readGrant(open *pb.ChannelOpen) error {
-	if c.st.Protocol() != ProtocolGrantFollows {
+	if c.st.Protocol() != ProtocolGrantFollows && c.st.Protocol() != ProtocolBulkSwitch {
 		return catalog.Errorf(catalog.CodeProtocol, "(a grant that follows on %s)", c.st.Protocol())
 	}
 	if open.GetGrant() != nil {
@@ -190,6 +213,7 @@ type Pending struct {
 	c    *Channel
 	p    peer.ID
 	open *pb.ChannelOpen
+	sent *pb.ChannelOpen // open as sent: with bulk_switch when it asked
 }
 
 // ErrGrantFirst says the peer does not speak ProtocolGrantFollows (an
@@ -207,20 +231,21 @@ func OpenPending(ctx context.Context, h host.Host, p peer.ID, open *pb.ChannelOp
 	if ok, err := h.Peerstore().SupportsProtocols(p, ProtocolGrantFollows); err != nil || len(ok) == 0 {
 		return nil, ErrGrantFirst
 	}
-	st, err := h.NewStream(network.WithNoDial(network.WithAllowLimitedConn(ctx, "jump"), "grant follows"), p, ProtocolGrantFollows)
+	open = proto.CloneOf(open)
+	open.Grant, open.GrantFollows = nil, true
+	pid, sent := switchOpen(h, p, ProtocolGrantFollows, open)
+	st, err := h.NewStream(network.WithNoDial(network.WithAllowLimitedConn(ctx, "jump"), "grant follows"), p, pid)
 	if err != nil {
 		return nil, dialError(ctx, p, err)
 	}
-	open = proto.CloneOf(open)
-	open.Grant, open.GrantFollows = nil, true
 	c := newChannel(st)
 	_ = st.SetWriteDeadline(handshakeDeadline(ctx))
-	if err := c.WriteMsg(open); err != nil {
+	if err := c.WriteMsg(sent); err != nil {
 		_ = st.Reset()
 		return nil, dialError(ctx, p, err)
 	}
 	_ = st.SetWriteDeadline(time.Time{})
-	return &Pending{c: c, p: p, open: open}, nil
+	return &Pending{c: c, p: p, open: open, sent: sent}, nil
 }
 
 // Open is the open the channel was opened with (without its grant).
@@ -240,6 +265,9 @@ var ErrGrantNotSent = errors.New("the grant was not sent on the pending channel"
 // its session ID, or with its refusal. On error the channel is gone.
 func (pd *Pending) Grant(ctx context.Context, g *pb.JumpGrant) (*Channel, string, error) {
 	ch, id, err := pd.c.handshake(ctx, pd.p, &pb.ChannelGrant{Grant: g})
+	if err == nil {
+		ch.consoleSwitch(pd.sent)
+	}
 	if errors.Is(err, errFirstNotSent) {
 		err = fmt.Errorf("%w: %w", ErrGrantNotSent, err)
 	}
@@ -283,22 +311,39 @@ func (c *Channel) ReadStatus() error {
 // byte at a time and then exactly the body, so nothing after this message
 // is consumed: the stream may switch to raw bytes after any message. A clean
 // end of stream between messages is io.EOF.
+//
+// On a channel with a bulk switch, an empty frame and the BulkSwitch after
+// it are the switch's (bulkswitch.go): ReadMsg acts on them and reads on.
 func (c *Channel) ReadMsg(m proto.Message) error {
-	n, err := c.readLength()
+	buf, err := c.readFrame()
+	for err == nil && len(buf) == 0 && c.sw != nil {
+		if err = c.readSwitch(); err == nil {
+			buf, err = c.readFrame()
+		}
+	}
 	if err != nil {
 		return err
+	}
+	if err := proto.Unmarshal(buf, m); err != nil {
+		return catalog.Errorf(catalog.CodeProtocol, "(%T: %w)", m, err)
+	}
+	return nil
+}
+
+// readFrame reads the next frame's body (into rbuf).
+func (c *Channel) readFrame() ([]byte, error) {
+	n, err := c.readLength()
+	if err != nil {
+		return nil, err
 	}
 	if cap(c.rbuf) < n {
 		c.rbuf = make([]byte, n)
 	}
 	buf := c.rbuf[:n]
 	if _, err := io.ReadFull(c, buf); err != nil {
-		return noEOF(err)
+		return nil, noEOF(err)
 	}
-	if err := proto.Unmarshal(buf, m); err != nil {
-		return catalog.Errorf(catalog.CodeProtocol, "(%T: %w)", m, err)
-	}
-	return nil
+	return buf, nil
 }
 
 func (c *Channel) readLength() (int, error) {
@@ -343,13 +388,18 @@ func (c *Channel) WriteMsg(m proto.Message) error {
 		return fmt.Errorf("encoding %T: %w", m, err)
 	}
 	c.wbuf = buf
-	n, err := c.st.Write(buf)
+	n, err := c.writer().Write(buf)
 	c.nwrite.Add(uint64(n))
 	return err
 }
 
 // Read reads raw bytes (after a forward's handshake).
 func (c *Channel) Read(p []byte) (int, error) {
+	if c.rbulk != nil {
+		n, err := c.rbulk.Read(p)
+		c.nread.Add(uint64(n))
+		return n, err
+	}
 	n, err := c.st.Read(p)
 	c.nread.Add(uint64(n))
 	return n, err
@@ -375,12 +425,33 @@ func (c *Channel) BytesWritten() uint64 { return c.nwrite.Load() }
 func (c *Channel) Stream() network.Stream { return c.st }
 
 // CloseWrite ends this side's direction; the other side reads io.EOF. It
-// does not wait for a write in progress.
-func (c *Channel) CloseWrite() error { return c.st.CloseWrite() }
+// does not wait for a write in progress, except on a channel with a bulk
+// switch, where it ends the bulk connection's direction too.
+func (c *Channel) CloseWrite() error {
+	if c.sw != nil {
+		return c.closeWriteSwitch()
+	}
+	return c.st.CloseWrite()
+}
 
-// Close closes both directions.
-func (c *Channel) Close() error { return c.st.Close() }
+// Close closes both directions (and the bulk connection of a switch).
+func (c *Channel) Close() error {
+	c.endSwitch()
+	return c.st.Close()
+}
 
 // Reset aborts the stream in both directions; the other side's reads and
-// writes fail.
-func (c *Channel) Reset() error { return c.st.Reset() }
+// writes fail. A bulk connection of a switch is closed.
+func (c *Channel) Reset() error {
+	c.endSwitch()
+	return c.st.Reset()
+}
+
+// SetReadDeadline sets the read deadline of the stream and of the bulk
+// connection of a switch.
+func (c *Channel) SetReadDeadline(t time.Time) error {
+	if c.sw != nil {
+		c.sw.setReadDeadline(t)
+	}
+	return c.st.SetReadDeadline(t)
+}

@@ -1,6 +1,6 @@
 // Package channel is the session protocol between a console and a peer:
 // what flows on one libp2p stream of protocol Protocol
-// (/jumpmesh/session/1.0.0). A jump session is one stream per channel: a
+// (/jumpmesh/session/1.0.0; 1.1.0 and 1.2.0 below add to it). A jump session is one stream per channel: a
 // shell or command, one forwarded TCP connection, or one file copy.
 //
 // It knows nothing of grants beyond carrying them, and runs no processes
@@ -102,6 +102,65 @@
 // the peer takes an offer once, only after its hello opens, and drops it
 // when the console declines or after 2 × BulkHandshakeTimeout. The channel
 // stays open while the bulk connection runs; its reset ends both.
+//
+// # Relayed sessions through the splice (/jumpmesh/session/1.2.0)
+//
+// A relayed forward's bytes go through the relay's TCP splice
+// (bulkrelay.go) rather than the circuit inside its libp2p connections,
+// which costs the relay about a third of the CPU per session (issue 17,
+// docs/performance.md). An exec channel (a shell or a command) of a
+// relayed session moves there too, while it runs (bulkswitch.go). It
+// starts on the circuit, as before: setting the splice up takes round
+// trips to the relay that a short command should not wait for, so the
+// channel moves when the bulk connection is ready, not before it starts.
+//
+//  1. Who asks: the console, in its open (ChannelOpen.bulk_switch, on
+//     ProtocolBulkSwitch), only when all its connections to the peer go
+//     through a relay and the peer's identify lists ProtocolBulkSwitch.
+//     1.2.0 is 1.1.0 plus this: the grant may follow the open.
+//  2. Who offers: the peer, when the console asked on 1.2.0, its own view
+//     of the connection is relayed, and the site allows bulk connections.
+//     It asks the relay for a splice slot and connects to the splice as
+//     for a forward, and sends BulkSwitch{offer} with the relayed
+//     BulkOffer (ticket, secret, relay, slot) on the channel, end to end
+//     encrypted. No slot, no offer: the console waits for nothing.
+//  3. The console connects to the same relay's splice with the slot and
+//     makes the bulk hello (both ends prove they hold the offer's secret;
+//     the relay sees the slot, the ticket and ciphertext only). Then it
+//     writes BulkSwitch{chosen} on the channel (the console's switch
+//     marker: every frame it writes after it goes on the bulk
+//     connection), or BulkSwitch{declined} when it could not connect
+//     (the offer is dropped; the channel stays on the circuit).
+//  4. The peer, reading chosen, takes the connection the hello arrived on,
+//     reads from it from then on, and writes BulkSwitch{switched} on the
+//     channel (the peer's switch marker: every frame it writes after it
+//     goes on the bulk connection), unless its write side is already
+//     closed (the exit status went on the channel).
+//  5. The console, reading switched, reads from the bulk connection.
+//
+// A switch message follows an empty frame, which no session message is
+// (every ExecMsg has a body); a channel that did not ask has no switch
+// messages. Each direction moves at its own marker, written in order with
+// the session's other frames under the channel's write lock and read by
+// its one reader, so a frame is on one path or the other, never both:
+// input typed before the switch, output in flight, window changes,
+// signals and the exit status arrive once and in order. The frames are the
+// same on the bulk connection (each inside the bulk connection's sealed
+// frames); the end of a direction is its end frame and the stream's
+// half-close. A reset of the channel closes the bulk connection too, so
+// either side's hang-up ends the session as before; a relay that alters,
+// cuts or replays the bulk connection's bytes makes the reader's frame fail
+// to open or end early: the session ends with that error (the console's
+// "connection lost", the peer hangs the process up), nothing is retried.
+// Switch messages out of turn (an offer from the console, a second offer,
+// chosen with no offer, switched with no choice) are protocol errors.
+//
+// Fallback, silent for the user: an older peer (no 1.2.0: the console asks
+// nothing), an older console (no bulk_switch: the peer offers nothing), a
+// relay without the splice or refusing a slot, a splice the console
+// cannot reach or whose slot a stranger took first (the console's hello
+// fails: declined). The console remembers an unreachable splice
+// (SpliceMemory) and declines at once for SpliceRetryAfter.
 //
 // # File copy
 //

@@ -341,7 +341,13 @@ type ChannelOpen struct {
 	// ChannelGrant (only on protocol /jumpmesh/session/1.1.0: the console
 	// opens the channel while it asks the coordinator for the grant; the
 	// peer admits nothing before the grant arrives). See mesh/channel/doc.go.
-	GrantFollows  bool `protobuf:"varint,5,opt,name=grant_follows,json=grantFollows,proto3" json:"grant_follows,omitempty"`
+	GrantFollows bool `protobuf:"varint,5,opt,name=grant_follows,json=grantFollows,proto3" json:"grant_follows,omitempty"`
+	// bulk_switch: the console's session goes through a relay and it can
+	// move this exec channel to a bulk connection through the relay's
+	// splice once the peer offers one in a BulkSwitch (only on protocol
+	// /jumpmesh/session/1.2.0; see mesh/channel/doc.go, "Relayed sessions
+	// through the splice").
+	BulkSwitch    bool `protobuf:"varint,6,opt,name=bulk_switch,json=bulkSwitch,proto3" json:"bulk_switch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +430,13 @@ func (x *ChannelOpen) GetGrantFollows() bool {
 	return false
 }
 
+func (x *ChannelOpen) GetBulkSwitch() bool {
+	if x != nil {
+		return x.BulkSwitch
+	}
+	return false
+}
+
 type isChannelOpen_Kind interface {
 	isChannelOpen_Kind()
 }
@@ -446,6 +459,129 @@ func (*ChannelOpen_Forward) isChannelOpen_Kind() {}
 
 func (*ChannelOpen_File) isChannelOpen_Kind() {}
 
+// BulkSwitch is a control message of a channel whose open asked for
+// bulk_switch, sent after an empty frame (which no session message is).
+type BulkSwitch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Step:
+	//
+	//	*BulkSwitch_Offer
+	//	*BulkSwitch_Chosen
+	//	*BulkSwitch_Declined
+	//	*BulkSwitch_Switched
+	Step          isBulkSwitch_Step `protobuf_oneof:"step"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkSwitch) Reset() {
+	*x = BulkSwitch{}
+	mi := &file_session_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkSwitch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkSwitch) ProtoMessage() {}
+
+func (x *BulkSwitch) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkSwitch.ProtoReflect.Descriptor instead.
+func (*BulkSwitch) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BulkSwitch) GetStep() isBulkSwitch_Step {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+func (x *BulkSwitch) GetOffer() *BulkOffer {
+	if x != nil {
+		if x, ok := x.Step.(*BulkSwitch_Offer); ok {
+			return x.Offer
+		}
+	}
+	return nil
+}
+
+func (x *BulkSwitch) GetChosen() bool {
+	if x != nil {
+		if x, ok := x.Step.(*BulkSwitch_Chosen); ok {
+			return x.Chosen
+		}
+	}
+	return false
+}
+
+func (x *BulkSwitch) GetDeclined() bool {
+	if x != nil {
+		if x, ok := x.Step.(*BulkSwitch_Declined); ok {
+			return x.Declined
+		}
+	}
+	return false
+}
+
+func (x *BulkSwitch) GetSwitched() bool {
+	if x != nil {
+		if x, ok := x.Step.(*BulkSwitch_Switched); ok {
+			return x.Switched
+		}
+	}
+	return false
+}
+
+type isBulkSwitch_Step interface {
+	isBulkSwitch_Step()
+}
+
+type BulkSwitch_Offer struct {
+	// offer: peer → console, a relayed bulk offer (relay and relay_slot
+	// set), made at most once.
+	Offer *BulkOffer `protobuf:"bytes,1,opt,name=offer,proto3,oneof"`
+}
+
+type BulkSwitch_Chosen struct {
+	// chosen: console → peer, the console's switch marker: it holds the
+	// bulk connection, and every frame it writes after this one goes on it.
+	Chosen bool `protobuf:"varint,2,opt,name=chosen,proto3,oneof"`
+}
+
+type BulkSwitch_Declined struct {
+	// declined: console → peer, the offer is not taken; the channel stays.
+	Declined bool `protobuf:"varint,3,opt,name=declined,proto3,oneof"`
+}
+
+type BulkSwitch_Switched struct {
+	// switched: peer → console, the peer's switch marker: every frame it
+	// writes after this one goes on the bulk connection.
+	Switched bool `protobuf:"varint,4,opt,name=switched,proto3,oneof"`
+}
+
+func (*BulkSwitch_Offer) isBulkSwitch_Step() {}
+
+func (*BulkSwitch_Chosen) isBulkSwitch_Step() {}
+
+func (*BulkSwitch_Declined) isBulkSwitch_Step() {}
+
+func (*BulkSwitch_Switched) isBulkSwitch_Step() {}
+
 // ChannelGrant carries the grant of a ChannelOpen with grant_follows.
 type ChannelGrant struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -456,7 +592,7 @@ type ChannelGrant struct {
 
 func (x *ChannelGrant) Reset() {
 	*x = ChannelGrant{}
-	mi := &file_session_proto_msgTypes[3]
+	mi := &file_session_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +604,7 @@ func (x *ChannelGrant) String() string {
 func (*ChannelGrant) ProtoMessage() {}
 
 func (x *ChannelGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[3]
+	mi := &file_session_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +617,7 @@ func (x *ChannelGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelGrant.ProtoReflect.Descriptor instead.
 func (*ChannelGrant) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{3}
+	return file_session_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ChannelGrant) GetGrant() *JumpGrant {
@@ -506,7 +642,7 @@ type ExecOpen struct {
 
 func (x *ExecOpen) Reset() {
 	*x = ExecOpen{}
-	mi := &file_session_proto_msgTypes[4]
+	mi := &file_session_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -518,7 +654,7 @@ func (x *ExecOpen) String() string {
 func (*ExecOpen) ProtoMessage() {}
 
 func (x *ExecOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[4]
+	mi := &file_session_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -531,7 +667,7 @@ func (x *ExecOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOpen.ProtoReflect.Descriptor instead.
 func (*ExecOpen) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{4}
+	return file_session_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExecOpen) GetArgv() []string {
@@ -589,7 +725,7 @@ type ForwardOpen struct {
 
 func (x *ForwardOpen) Reset() {
 	*x = ForwardOpen{}
-	mi := &file_session_proto_msgTypes[5]
+	mi := &file_session_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +737,7 @@ func (x *ForwardOpen) String() string {
 func (*ForwardOpen) ProtoMessage() {}
 
 func (x *ForwardOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[5]
+	mi := &file_session_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +750,7 @@ func (x *ForwardOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardOpen.ProtoReflect.Descriptor instead.
 func (*ForwardOpen) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{5}
+	return file_session_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ForwardOpen) GetHost() string {
@@ -667,7 +803,7 @@ type BulkOffer struct {
 
 func (x *BulkOffer) Reset() {
 	*x = BulkOffer{}
-	mi := &file_session_proto_msgTypes[6]
+	mi := &file_session_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +815,7 @@ func (x *BulkOffer) String() string {
 func (*BulkOffer) ProtoMessage() {}
 
 func (x *BulkOffer) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[6]
+	mi := &file_session_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +828,7 @@ func (x *BulkOffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkOffer.ProtoReflect.Descriptor instead.
 func (*BulkOffer) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{6}
+	return file_session_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BulkOffer) GetTicket() []byte {
@@ -748,7 +884,7 @@ type FileOpen struct {
 
 func (x *FileOpen) Reset() {
 	*x = FileOpen{}
-	mi := &file_session_proto_msgTypes[7]
+	mi := &file_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +896,7 @@ func (x *FileOpen) String() string {
 func (*FileOpen) ProtoMessage() {}
 
 func (x *FileOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[7]
+	mi := &file_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +909,7 @@ func (x *FileOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileOpen.ProtoReflect.Descriptor instead.
 func (*FileOpen) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{7}
+	return file_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FileOpen) GetPush() bool {
@@ -803,7 +939,7 @@ type ChannelReady struct {
 
 func (x *ChannelReady) Reset() {
 	*x = ChannelReady{}
-	mi := &file_session_proto_msgTypes[8]
+	mi := &file_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +951,7 @@ func (x *ChannelReady) String() string {
 func (*ChannelReady) ProtoMessage() {}
 
 func (x *ChannelReady) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[8]
+	mi := &file_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +964,7 @@ func (x *ChannelReady) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelReady.ProtoReflect.Descriptor instead.
 func (*ChannelReady) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{8}
+	return file_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ChannelReady) GetError() *Error {
@@ -871,7 +1007,7 @@ type ExecMsg struct {
 
 func (x *ExecMsg) Reset() {
 	*x = ExecMsg{}
-	mi := &file_session_proto_msgTypes[9]
+	mi := &file_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +1019,7 @@ func (x *ExecMsg) String() string {
 func (*ExecMsg) ProtoMessage() {}
 
 func (x *ExecMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[9]
+	mi := &file_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1032,7 @@ func (x *ExecMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecMsg.ProtoReflect.Descriptor instead.
 func (*ExecMsg) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{9}
+	return file_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExecMsg) GetBody() isExecMsg_Body {
@@ -1025,7 +1161,7 @@ type WindowSize struct {
 
 func (x *WindowSize) Reset() {
 	*x = WindowSize{}
-	mi := &file_session_proto_msgTypes[10]
+	mi := &file_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1173,7 @@ func (x *WindowSize) String() string {
 func (*WindowSize) ProtoMessage() {}
 
 func (x *WindowSize) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[10]
+	mi := &file_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1186,7 @@ func (x *WindowSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WindowSize.ProtoReflect.Descriptor instead.
 func (*WindowSize) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{10}
+	return file_session_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WindowSize) GetRows() uint32 {
@@ -1078,7 +1214,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_session_proto_msgTypes[11]
+	mi := &file_session_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1226,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[11]
+	mi := &file_session_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1239,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{11}
+	return file_session_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExitStatus) GetCode() int32 {
@@ -1142,7 +1278,7 @@ type FileEntry struct {
 
 func (x *FileEntry) Reset() {
 	*x = FileEntry{}
-	mi := &file_session_proto_msgTypes[12]
+	mi := &file_session_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1290,7 @@ func (x *FileEntry) String() string {
 func (*FileEntry) ProtoMessage() {}
 
 func (x *FileEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[12]
+	mi := &file_session_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1303,7 @@ func (x *FileEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileEntry.ProtoReflect.Descriptor instead.
 func (*FileEntry) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{12}
+	return file_session_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FileEntry) GetPath() string {
@@ -1221,7 +1357,7 @@ type FileMsg struct {
 
 func (x *FileMsg) Reset() {
 	*x = FileMsg{}
-	mi := &file_session_proto_msgTypes[13]
+	mi := &file_session_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1369,7 @@ func (x *FileMsg) String() string {
 func (*FileMsg) ProtoMessage() {}
 
 func (x *FileMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[13]
+	mi := &file_session_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1382,7 @@ func (x *FileMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileMsg.ProtoReflect.Descriptor instead.
 func (*FileMsg) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{13}
+	return file_session_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FileMsg) GetBody() isFileMsg_Body {
@@ -1356,7 +1492,7 @@ type SessionEvent struct {
 
 func (x *SessionEvent) Reset() {
 	*x = SessionEvent{}
-	mi := &file_session_proto_msgTypes[14]
+	mi := &file_session_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1504,7 @@ func (x *SessionEvent) String() string {
 func (*SessionEvent) ProtoMessage() {}
 
 func (x *SessionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[14]
+	mi := &file_session_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1517,7 @@ func (x *SessionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
 func (*SessionEvent) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{14}
+	return file_session_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionEvent) GetSessionId() string {
@@ -1494,7 +1630,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_session_proto_msgTypes[15]
+	mi := &file_session_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1642,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[15]
+	mi := &file_session_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1655,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{15}
+	return file_session_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AuditEvent) GetTimeUnixNano() int64 {
@@ -1680,14 +1816,23 @@ const file_session_proto_rawDesc = "" +
 	"console_ip\x18\x12 \x01(\tR\tconsoleIp\"=\n" +
 	"\tJumpGrant\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x8c\x02\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xad\x02\n" +
 	"\vChannelOpen\x121\n" +
 	"\x05grant\x18\x01 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\x120\n" +
 	"\x04exec\x18\x02 \x01(\v2\x1a.jumpmesh.session.ExecOpenH\x00R\x04exec\x129\n" +
 	"\aforward\x18\x03 \x01(\v2\x1d.jumpmesh.session.ForwardOpenH\x00R\aforward\x120\n" +
 	"\x04file\x18\x04 \x01(\v2\x1a.jumpmesh.session.FileOpenH\x00R\x04file\x12#\n" +
-	"\rgrant_follows\x18\x05 \x01(\bR\fgrantFollowsB\x06\n" +
-	"\x04kind\"A\n" +
+	"\rgrant_follows\x18\x05 \x01(\bR\fgrantFollows\x12\x1f\n" +
+	"\vbulk_switch\x18\x06 \x01(\bR\n" +
+	"bulkSwitchB\x06\n" +
+	"\x04kind\"\x9f\x01\n" +
+	"\n" +
+	"BulkSwitch\x123\n" +
+	"\x05offer\x18\x01 \x01(\v2\x1b.jumpmesh.session.BulkOfferH\x00R\x05offer\x12\x18\n" +
+	"\x06chosen\x18\x02 \x01(\bH\x00R\x06chosen\x12\x1c\n" +
+	"\bdeclined\x18\x03 \x01(\bH\x00R\bdeclined\x12\x1c\n" +
+	"\bswitched\x18\x04 \x01(\bH\x00R\bswitchedB\x06\n" +
+	"\x04step\"A\n" +
 	"\fChannelGrant\x121\n" +
 	"\x05grant\x18\x01 \x01(\v2\x1b.jumpmesh.session.JumpGrantR\x05grant\"\xdb\x01\n" +
 	"\bExecOpen\x12\x12\n" +
@@ -1819,49 +1964,51 @@ func file_session_proto_rawDescGZIP() []byte {
 }
 
 var file_session_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_session_proto_goTypes = []any{
 	(Capability)(0),       // 0: jumpmesh.session.Capability
 	(*JumpGrantBody)(nil), // 1: jumpmesh.session.JumpGrantBody
 	(*JumpGrant)(nil),     // 2: jumpmesh.session.JumpGrant
 	(*ChannelOpen)(nil),   // 3: jumpmesh.session.ChannelOpen
-	(*ChannelGrant)(nil),  // 4: jumpmesh.session.ChannelGrant
-	(*ExecOpen)(nil),      // 5: jumpmesh.session.ExecOpen
-	(*ForwardOpen)(nil),   // 6: jumpmesh.session.ForwardOpen
-	(*BulkOffer)(nil),     // 7: jumpmesh.session.BulkOffer
-	(*FileOpen)(nil),      // 8: jumpmesh.session.FileOpen
-	(*ChannelReady)(nil),  // 9: jumpmesh.session.ChannelReady
-	(*ExecMsg)(nil),       // 10: jumpmesh.session.ExecMsg
-	(*WindowSize)(nil),    // 11: jumpmesh.session.WindowSize
-	(*ExitStatus)(nil),    // 12: jumpmesh.session.ExitStatus
-	(*FileEntry)(nil),     // 13: jumpmesh.session.FileEntry
-	(*FileMsg)(nil),       // 14: jumpmesh.session.FileMsg
-	(*SessionEvent)(nil),  // 15: jumpmesh.session.SessionEvent
-	(*AuditEvent)(nil),    // 16: jumpmesh.session.AuditEvent
-	nil,                   // 17: jumpmesh.session.ExecOpen.EnvEntry
-	(*Error)(nil),         // 18: jumpmesh.site.Error
+	(*BulkSwitch)(nil),    // 4: jumpmesh.session.BulkSwitch
+	(*ChannelGrant)(nil),  // 5: jumpmesh.session.ChannelGrant
+	(*ExecOpen)(nil),      // 6: jumpmesh.session.ExecOpen
+	(*ForwardOpen)(nil),   // 7: jumpmesh.session.ForwardOpen
+	(*BulkOffer)(nil),     // 8: jumpmesh.session.BulkOffer
+	(*FileOpen)(nil),      // 9: jumpmesh.session.FileOpen
+	(*ChannelReady)(nil),  // 10: jumpmesh.session.ChannelReady
+	(*ExecMsg)(nil),       // 11: jumpmesh.session.ExecMsg
+	(*WindowSize)(nil),    // 12: jumpmesh.session.WindowSize
+	(*ExitStatus)(nil),    // 13: jumpmesh.session.ExitStatus
+	(*FileEntry)(nil),     // 14: jumpmesh.session.FileEntry
+	(*FileMsg)(nil),       // 15: jumpmesh.session.FileMsg
+	(*SessionEvent)(nil),  // 16: jumpmesh.session.SessionEvent
+	(*AuditEvent)(nil),    // 17: jumpmesh.session.AuditEvent
+	nil,                   // 18: jumpmesh.session.ExecOpen.EnvEntry
+	(*Error)(nil),         // 19: jumpmesh.site.Error
 }
 var file_session_proto_depIdxs = []int32{
 	2,  // 0: jumpmesh.session.ChannelOpen.grant:type_name -> jumpmesh.session.JumpGrant
-	5,  // 1: jumpmesh.session.ChannelOpen.exec:type_name -> jumpmesh.session.ExecOpen
-	6,  // 2: jumpmesh.session.ChannelOpen.forward:type_name -> jumpmesh.session.ForwardOpen
-	8,  // 3: jumpmesh.session.ChannelOpen.file:type_name -> jumpmesh.session.FileOpen
-	2,  // 4: jumpmesh.session.ChannelGrant.grant:type_name -> jumpmesh.session.JumpGrant
-	17, // 5: jumpmesh.session.ExecOpen.env:type_name -> jumpmesh.session.ExecOpen.EnvEntry
-	18, // 6: jumpmesh.session.ChannelReady.error:type_name -> jumpmesh.site.Error
-	7,  // 7: jumpmesh.session.ChannelReady.bulk:type_name -> jumpmesh.session.BulkOffer
-	11, // 8: jumpmesh.session.ExecMsg.resize:type_name -> jumpmesh.session.WindowSize
-	12, // 9: jumpmesh.session.ExecMsg.exit:type_name -> jumpmesh.session.ExitStatus
-	13, // 10: jumpmesh.session.FileMsg.entry:type_name -> jumpmesh.session.FileEntry
-	18, // 11: jumpmesh.session.FileMsg.error:type_name -> jumpmesh.site.Error
-	12, // 12: jumpmesh.session.SessionEvent.exit:type_name -> jumpmesh.session.ExitStatus
-	18, // 13: jumpmesh.session.SessionEvent.refused:type_name -> jumpmesh.site.Error
-	12, // 14: jumpmesh.session.AuditEvent.exit:type_name -> jumpmesh.session.ExitStatus
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	6,  // 1: jumpmesh.session.ChannelOpen.exec:type_name -> jumpmesh.session.ExecOpen
+	7,  // 2: jumpmesh.session.ChannelOpen.forward:type_name -> jumpmesh.session.ForwardOpen
+	9,  // 3: jumpmesh.session.ChannelOpen.file:type_name -> jumpmesh.session.FileOpen
+	8,  // 4: jumpmesh.session.BulkSwitch.offer:type_name -> jumpmesh.session.BulkOffer
+	2,  // 5: jumpmesh.session.ChannelGrant.grant:type_name -> jumpmesh.session.JumpGrant
+	18, // 6: jumpmesh.session.ExecOpen.env:type_name -> jumpmesh.session.ExecOpen.EnvEntry
+	19, // 7: jumpmesh.session.ChannelReady.error:type_name -> jumpmesh.site.Error
+	8,  // 8: jumpmesh.session.ChannelReady.bulk:type_name -> jumpmesh.session.BulkOffer
+	12, // 9: jumpmesh.session.ExecMsg.resize:type_name -> jumpmesh.session.WindowSize
+	13, // 10: jumpmesh.session.ExecMsg.exit:type_name -> jumpmesh.session.ExitStatus
+	14, // 11: jumpmesh.session.FileMsg.entry:type_name -> jumpmesh.session.FileEntry
+	19, // 12: jumpmesh.session.FileMsg.error:type_name -> jumpmesh.site.Error
+	13, // 13: jumpmesh.session.SessionEvent.exit:type_name -> jumpmesh.session.ExitStatus
+	19, // 14: jumpmesh.session.SessionEvent.refused:type_name -> jumpmesh.site.Error
+	13, // 15: jumpmesh.session.AuditEvent.exit:type_name -> jumpmesh.session.ExitStatus
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_session_proto_init() }
@@ -1875,7 +2022,13 @@ func file_session_proto_init() {
 		(*ChannelOpen_Forward)(nil),
 		(*ChannelOpen_File)(nil),
 	}
-	file_session_proto_msgTypes[9].OneofWrappers = []any{
+	file_session_proto_msgTypes[3].OneofWrappers = []any{
+		(*BulkSwitch_Offer)(nil),
+		(*BulkSwitch_Chosen)(nil),
+		(*BulkSwitch_Declined)(nil),
+		(*BulkSwitch_Switched)(nil),
+	}
+	file_session_proto_msgTypes[10].OneofWrappers = []any{
 		(*ExecMsg_Stdin)(nil),
 		(*ExecMsg_StdinEof)(nil),
 		(*ExecMsg_Stdout)(nil),
@@ -1884,7 +2037,7 @@ func file_session_proto_init() {
 		(*ExecMsg_Signal)(nil),
 		(*ExecMsg_Exit)(nil),
 	}
-	file_session_proto_msgTypes[13].OneofWrappers = []any{
+	file_session_proto_msgTypes[14].OneofWrappers = []any{
 		(*FileMsg_Entry)(nil),
 		(*FileMsg_Data)(nil),
 		(*FileMsg_EndSha256)(nil),
@@ -1897,7 +2050,7 @@ func file_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_proto_rawDesc), len(file_session_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
