@@ -31,7 +31,9 @@ const (
 
 var dayNames = [7]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+// nameRE is compiled at its first use: every jumpmesh process, a jump's
+// included, initialises this package (issue 17).
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`) })
 
 // ValidateName checks the name of a policy or similar object. kind names
 // the object in the error ("jump policy"). Names are restricted so that they
@@ -42,7 +44,7 @@ func ValidateName(kind, name string) error {
 		return catalog.Errorf(catalog.CodeInvalidArgument, "%s name must not be empty.", kind)
 	case len(name) > MaxCodeNameLen:
 		return catalog.Errorf(catalog.CodeInvalidArgument, "%s name must be 1 to %d characters long (got %d).", kind, MaxCodeNameLen, len(name))
-	case !nameRE.MatchString(name):
+	case !nameRE().MatchString(name):
 		return catalog.Errorf(catalog.CodeInvalidArgument,
 			"%s name %q may only use a-z, 0-9, '_', '.' and '-', and must start with a letter or digit.", kind, name)
 	}

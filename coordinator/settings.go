@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -229,7 +230,11 @@ func formatBandwidth(b uint64) string {
 	return fmt.Sprintf("%d B/s", b)
 }
 
-var settingsBandwidthRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)(b|kib|mib|gib)?$`)
+// settingsBandwidthRE is compiled at its first use: every jumpmesh process, a jump's
+// included, initialises this package (issue 17).
+var settingsBandwidthRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)(b|kib|mib|gib)?$`)
+})
 
 var settingsBandwidthUnits = map[string]float64{"": 1, "b": 1, "kib": settingsKiB, "mib": settingsMiB, "gib": settingsGiB}
 
@@ -238,7 +243,7 @@ var settingsBandwidthUnits = map[string]float64{"": 1, "b": 1, "kib": settingsKi
 // (megabits) differ eightfold.
 func parseBandwidth(key, v string) (uint64, *catalog.Error) {
 	s := strings.ToLower(strings.ReplaceAll(v, " ", ""))
-	m := settingsBandwidthRE.FindStringSubmatch(strings.TrimSuffix(s, "/s"))
+	m := settingsBandwidthRE().FindStringSubmatch(strings.TrimSuffix(s, "/s"))
 	if m == nil {
 		return 0, catalog.Errorf(catalog.CodeInvalidArgument,
 			"%s must be a rate such as \"25MiB/s\" or \"512KiB/s\", or a number of bytes per second; units are B, KiB, MiB and GiB (got %q).", key, v)

@@ -12,9 +12,12 @@ import (
 // package initialisation (GODEBUG=inittrace=1), which every jumpmesh
 // process runs, `jump` included: its package variables and init funcs
 // (regular expressions, tables). Work only some commands need — parsed
-// templates, registries — is done on first use instead (sim/report parsed
-// its HTML templates at init: 250 kB and 1.2 ms of every jump's start).
-const ownInitBudget = 32 << 10
+// templates, registries, regular expressions — is done on first use
+// instead (sim/report parsed its HTML templates at init: 250 kB and 1.2 ms
+// of every jump's start; coordinator, sim/netlab and sim/scenario compiled
+// six regular expressions: 0.15 ms). The largest now is coordinator's,
+// 7 kB (2026-12-03).
+const ownInitBudget = 16 << 10
 
 // TestOwnPackageInitsAreLight: no package of ours but mesh/pb, whose init
 // registers the protobuf descriptors, allocates more than ownInitBudget

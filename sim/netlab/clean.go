@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -22,13 +23,17 @@ import (
 // namespace exists and removed after the last one is gone.
 const ownerDir = "/run/jmlab"
 
-var prefixRE = regexp.MustCompile(`^` + PrefixBase + `([a-z0-9]{` + strconv.Itoa(runIDLen) + `}-)?$`)
+// prefixRE is compiled at its first use: every jumpmesh process, a jump's
+// included, initialises this package (issue 17).
+var prefixRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^` + PrefixBase + `([a-z0-9]{` + strconv.Itoa(runIDLen) + `}-)?$`)
+})
 
 // checkPrefix accepts a run's prefix ("jmlab-k3x9-") or PrefixBase itself
 // (every run), and nothing else: Clean never touches a name the lab did not
 // make.
 func checkPrefix(prefix string) error {
-	if !prefixRE.MatchString(prefix) {
+	if !prefixRE().MatchString(prefix) {
 		return fmt.Errorf("%w: %q (want %s<id>- or %s)", ErrPrefix, prefix, PrefixBase, PrefixBase)
 	}
 	return nil

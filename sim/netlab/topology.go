@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"sync"
 	"time"
 )
 
@@ -166,9 +167,11 @@ const (
 	maxNameLen = 20
 )
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+// nameRE is compiled at its first use: every jumpmesh process, a jump's
+// included, initialises this package (issue 17).
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`) })
 
-func validName(s string) bool { return len(s) <= maxNameLen && nameRE.MatchString(s) }
+func validName(s string) bool { return len(s) <= maxNameLen && nameRE().MatchString(s) }
 
 // Validate checks the topology without touching the system.
 func (t Topology) Validate() error {

@@ -371,7 +371,9 @@ func lastLine(s string) string {
 	return s
 }
 
-var varRE = regexp.MustCompile(`\$\{([a-z0-9-]+)\.(addr|public)\}`)
+// varRE is compiled at its first use: every jumpmesh process, a jump's
+// included, initialises this package (issue 17).
+var varRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\$\{([a-z0-9-]+)\.(addr|public)\}`) })
 
 // markerVar is replaced by the run's marker.
 const markerVar = "${marker}"
@@ -382,8 +384,8 @@ const markerVar = "${marker}"
 func (r *runner) expand(s string) (string, error) {
 	s = strings.ReplaceAll(s, markerVar, r.marker)
 	var bad error
-	s = varRE.ReplaceAllStringFunc(s, func(m string) string {
-		sub := varRE.FindStringSubmatch(m)
+	s = varRE().ReplaceAllStringFunc(s, func(m string) string {
+		sub := varRE().FindStringSubmatch(m)
 		if h := r.lab.Host(sub[1]); h != nil {
 			if sub[2] == "addr" {
 				return h.Addr().String()

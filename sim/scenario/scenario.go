@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -266,7 +267,7 @@ func (s *Step) UnmarshalYAML(n *yaml.Node) error {
 			case k == "from":
 				s.From = v.Value
 			case k == "background":
-				if !nameRE.MatchString(v.Value) {
+				if !nameRE().MatchString(v.Value) {
 					return fmt.Errorf("line %d: background: a name of [a-z0-9-]", v.Line)
 				}
 				s.Background = v.Value
@@ -366,10 +367,12 @@ func Parse(data []byte) (*Scenario, error) {
 	return &sc, nil
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+// nameRE is compiled at its first use: every jumpmesh process, a jump's
+// included, initialises this package (issue 17).
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`) })
 
 func (sc *Scenario) validate() error {
-	if !nameRE.MatchString(sc.Name) {
+	if !nameRE().MatchString(sc.Name) {
 		return fmt.Errorf("name %q: use [a-z0-9-]", sc.Name)
 	}
 	roles := map[string]string{}
