@@ -2,14 +2,17 @@ package coordinator
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -209,6 +212,35 @@ func TestPeerListTableView(t *testing.T) {
 		if !proto.Equal(p, want) || v.GetStatus() != full[i].GetStatus() {
 			t.Fatalf("table view %d: %v (%s), want %v (%s)", i, p, v.GetStatus(), want, full[i].GetStatus())
 		}
+	}
+	// What `ls` and `ls --json` print of ann's lists (the console's
+	// writers): every peer of hers and of ops, none of bob's; the table
+	// nothing its view leaves out.
+	var printed bytes.Buffer
+	if err := console.WritePeerTable(&printed, table, nil); err != nil {
+		t.Fatal(err)
+	}
+	tableText := printed.String()
+	printed.Reset()
+	if err := console.WritePeerListJSON(&printed, full, nil); err != nil {
+		t.Fatal(err)
+	}
+	jsonText := printed.String()
+	for i := range 40 {
+		name := fmt.Sprintf("host-%05d", i)
+		seen := i%3 != 1
+		if strings.Contains(tableText, name) != seen || strings.Contains(jsonText, `"name": "`+name+`"`) != seen {
+			t.Fatalf("%s (%s): in ann's table %v, in her JSON %v; want %v", name, []string{"user:ann", "user:bob", "jumpgroup:ops"}[i%3],
+				strings.Contains(tableText, name), strings.Contains(jsonText, name), seen)
+		}
+	}
+	for _, hidden := range []string{"secret comment", "night-only", "inst-1", "192.168.77.1", "eth0", "user:bob"} {
+		if strings.Contains(tableText, hidden) {
+			t.Fatalf("ann's table prints %q:\n%s", hidden, tableText)
+		}
+	}
+	if !strings.Contains(jsonText, `"comments": "secret comment"`) || strings.Contains(jsonText, "user:bob") {
+		t.Fatalf("ann's JSON: her peers' comments missing, or bob's group shown:\n%.2000s", jsonText)
 	}
 	for _, view := range []pb.PeerListView{2, 99, -1, 1 << 30} {
 		if _, err := svc.peerList(ann, &pb.PeerListRequest{View: view}); catalog.CodeOf(err) != catalog.CodeInvalidArgument {

@@ -181,32 +181,45 @@ func lsCommand() *cli.Command {
 				fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: showing the first %d of %d matching peers; narrow the query or raise --limit (at most %d)\n",
 					len(peers), total, coordinator.MaxPeerListLimit)
 			}
-			views := make([]peerView, 0, len(peers))
-			behind := false
-			for _, p := range peers {
-				views = append(views, newPeerView(p))
-				behind = behind || len(p.GetPeer().GetJumpoints()) > 0
+			// Both outputs are written from the decoded views (console's
+			// peerlist.go: the bytes peerView printed, without its
+			// reflection); only jumpoints are named through peerView.
+			jumpoints := lsJumpoints(ctx, c, peers)
+			if cc.Bool("json") {
+				return console.WritePeerListJSON(cc.App.Writer, peers, jumpoints)
 			}
-			if behind {
-				nameJumpoints(ctx, c, views)
-			}
-			return output(cc, views, func(w io.Writer) {
-				rows := [][]string{{"NAME", "STATUS", "JUMP GROUP", "TAG", "PRIVATE IP", "PUBLIC IP", "CONSOLE USER", "LAST SEEN", "ID"}}
-				if behind {
-					rows[0] = append(rows[0], "JUMPOINT")
-				}
-				for i, v := range views {
-					row := []string{v.Name, v.Status, v.Group, orDash(v.Tag), orDash(first(v.PrivateIPs)), orDash(v.PublicIP),
-						orDash(strings.Join(v.ConsoleUsers, ",")), lastSeen(peers[i]), shortID(v.ID)}
-					if behind {
-						row = append(row, orDash(strings.Join(v.Jumpoints, ",")))
-					}
-					rows = append(rows, row)
-				}
-				table(w, rows)
-				fmt.Fprintf(w, "%d peer(s)\n", len(views))
-			})
+			return console.WritePeerTable(cc.App.Writer, peers, jumpoints)
 		}),
+	}
+}
+
+// lsJumpoints is ls's jumpoints of each of peers (nil when none has
+// any): their names from one jumpoint_list, as nameJumpoints gives them.
+func lsJumpoints(ctx context.Context, c *console.Client, peers []*pb.PeerView) func(i int) []string {
+	behind := map[int]*peerView{}
+	var views []peerView
+	for i, p := range peers {
+		if len(p.GetPeer().GetJumpoints()) > 0 {
+			views = append(views, newPeerView(p))
+			behind[i] = nil
+		}
+	}
+	if len(views) == 0 {
+		return nil
+	}
+	nameJumpoints(ctx, c, views)
+	k := 0
+	for i := range peers {
+		if _, ok := behind[i]; ok {
+			behind[i] = &views[k]
+			k++
+		}
+	}
+	return func(i int) []string {
+		if v := behind[i]; v != nil {
+			return v.Jumpoints
+		}
+		return nil
 	}
 }
 
@@ -242,20 +255,8 @@ func nameJumpoints(ctx context.Context, c *console.Client, views []peerView) {
 	}
 }
 
-func first(ss []string) string {
-	if len(ss) == 0 {
-		return ""
-	}
-	return ss[0]
-}
-
 // shortID keeps a peer ID recognisable in a table; show and --json print it whole.
-func shortID(id string) string {
-	if len(id) > 16 {
-		return id[:8] + "…" + id[len(id)-6:]
-	}
-	return id
-}
+func shortID(id string) string { return console.ShortID(id) }
 
 func lastSeen(v *pb.PeerView) string {
 	if v.GetStatus() == "online" || v.GetStatus() == "disabled" {
