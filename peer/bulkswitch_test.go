@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -355,5 +357,49 @@ func TestDirectExecAskingForASwitch(t *testing.T) {
 	}
 	if offered, _ := peer.BulkSwitches(h.d); offered != 0 {
 		t.Fatalf("the peer offered %d switches on a direct connection", offered)
+	}
+}
+
+// TestRelayedCopyMovesToTheSplice: a relayed push's file data, after the
+// switch, crosses the relay's splice and arrives whole. The console's
+// sender waits, after its first chunk, until the channel switched (its
+// reader and the splice's dial go on meanwhile), so that most of the file
+// goes after the switch.
+func TestRelayedCopyMovesToTheSplice(t *testing.T) {
+	site, r, h := relayedPeer(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const n = 32 << 20
+	src := filepath.Join(t.TempDir(), "big")
+	data := make([]byte, n)
+	_, _ = rand.Read(data)
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "copy")
+	j := relayedJump(t, site, "behind-nat", r, grant.FileTransfer)
+	ch, err := j.Open(ctx, &pb.ChannelOpen{Kind: &pb.ChannelOpen_File{File: &pb.FileOpen{Push: true, Path: dst}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sentBefore int64 = -1
+	progress := func(done, total int64) {
+		if sentBefore < 0 {
+			sentBefore = done
+			coordinatortest.Eventually(t, 20*time.Second, "the copy on the splice", ch.BulkSwitched)
+		}
+	}
+	if err := console.Push(ctx, ch, src, progress); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("the copy: %d bytes of %d, %v", len(got), n, err)
+	}
+	if got := relayMetric(t, r, "jumpmesh_relay_spliced_bytes_total"); got < float64(n-sentBefore) {
+		t.Fatalf("the relay spliced %v bytes, want at least the %d sent after the switch", got, n-sentBefore)
+	}
+	if offered, switched := peer.BulkSwitches(h.d); offered != 1 || switched != 1 {
+		t.Fatalf("the peer offered %d switches and %d switched, want 1 and 1", offered, switched)
 	}
 }

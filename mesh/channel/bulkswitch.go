@@ -16,9 +16,9 @@ import (
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
-// A bulk switch moves an exec channel of a relayed session, while it runs,
-// from the circuit inside the relay's libp2p connections to a bulk
-// connection through the relay's splice (doc.go, "Relayed sessions
+// A bulk switch moves an exec or file channel of a relayed session, while
+// it runs, from the circuit inside the relay's libp2p connections to a
+// bulk connection through the relay's splice (doc.go, "Relayed sessions
 // through the splice"). The channel's frames are the same on both; each
 // direction moves at its own marker, so nothing is lost or duplicated.
 
@@ -51,11 +51,12 @@ type bulkSwitch struct {
 	done   chan struct{}
 }
 
-// switchOpen is the protocol and open for an exec open to p: on a relayed
-// connection to a peer whose identify lists ProtocolBulkSwitch, the open
-// asks for the switch on that protocol; otherwise base and open as given.
+// switchOpen is the protocol and open for an open to p: an exec or file
+// open (switchable) on a relayed connection to a peer whose identify lists
+// ProtocolBulkSwitch asks for the switch on that protocol; otherwise base
+// and open as given.
 func switchOpen(h host.Host, p peer.ID, base protocol.ID, open *pb.ChannelOpen) (protocol.ID, *pb.ChannelOpen) {
-	if open.GetExec() == nil || !relayedTo(h, p) {
+	if !switchable(open) || !relayedTo(h, p) {
 		return base, open
 	}
 	if ok, err := h.Peerstore().SupportsProtocols(p, ProtocolBulkSwitch); err != nil || len(ok) == 0 {
@@ -64,6 +65,13 @@ func switchOpen(h host.Host, p peer.ID, base protocol.ID, open *pb.ChannelOpen) 
 	open = proto.CloneOf(open)
 	open.BulkSwitch = true
 	return ProtocolBulkSwitch, open
+}
+
+// switchable: the kinds of channel that may switch, those whose every
+// frame is a message (a forward's raw bytes have bulk connections of their
+// own, bulk.go).
+func switchable(open *pb.ChannelOpen) bool {
+	return open.GetExec() != nil || open.GetFile() != nil
 }
 
 // relayedTo reports whether h's connections to p all go through a relay
@@ -92,7 +100,7 @@ func (c *Channel) consoleSwitch(open *pb.ChannelOpen) {
 // switch to a bulk connection: bulk_switch on ProtocolBulkSwitch (on
 // another protocol the field is ignored).
 func (c *Channel) AsksBulkSwitch(open *pb.ChannelOpen) bool {
-	return open.GetBulkSwitch() && open.GetExec() != nil && c.st.Protocol() == ProtocolBulkSwitch
+	return open.GetBulkSwitch() && switchable(open) && c.st.Protocol() == ProtocolBulkSwitch
 }
 
 // ArmBulkSwitch arms the peer's side of a switch the console asked for

@@ -108,8 +108,9 @@
 // A relayed forward's bytes go through the relay's TCP splice
 // (bulkrelay.go) rather than the circuit inside its libp2p connections,
 // which costs the relay about a third of the CPU per session (issue 17,
-// docs/performance.md). An exec channel (a shell or a command) of a
-// relayed session moves there too, while it runs (bulkswitch.go). It
+// docs/performance.md). An exec channel (a shell or a command) or a file
+// copy of a relayed session moves there too, while it runs
+// (bulkswitch.go). It
 // starts on the circuit, as before: setting the splice up takes round
 // trips to the relay that a short command should not wait for, so the
 // channel moves when the bulk connection is ready, not before it starts.
@@ -139,8 +140,8 @@
 //  5. The console, reading switched, reads from the bulk connection.
 //
 // A switch message follows an empty frame, which no session message is
-// (every ExecMsg has a body); a channel that did not ask has no switch
-// messages. Each direction moves at its own marker, written in order with
+// (every ExecMsg and FileMsg has a body); a channel that did not ask has
+// no switch messages. Each direction moves at its own marker, written in order with
 // the session's other frames under the channel's write lock and read by
 // its one reader, so a frame is on one path or the other, never both:
 // input typed before the switch, output in flight, window changes,

@@ -119,7 +119,7 @@ func fileMsgError(err error) *pb.FileMsg {
 // drain reads and discards until the other side closes, at most
 // drainTimeout, after this side has said it failed.
 func drain(c *Channel) {
-	_ = c.st.SetReadDeadline(time.Now().Add(drainTimeout))
+	_ = c.SetReadDeadline(time.Now().Add(drainTimeout))
 	var m pb.FileMsg
 	for c.ReadMsg(&m) == nil {
 	}
