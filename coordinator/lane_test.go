@@ -23,8 +23,8 @@ import (
 
 // laneSite is a site whose handshake gate holds a silent connection's
 // place for a minute (no handshake has completed yet since the restart),
-// and the TCP addresses of its main port and its members' lane.
-func laneSite(t *testing.T) (s *coordinatortest.Site[*console.Client], main, lane net.Addr) {
+// and the TCP address of its members' lane.
+func laneSite(t *testing.T) (s *coordinatortest.Site[*console.Client], lane net.Addr) {
 	t.Helper()
 	s = coordinatortest.New(t, console.Login)
 	if _, err := s.Admin.WhoAmI(s.Ctx()); err != nil { // an answer tells the console the lane
@@ -33,16 +33,11 @@ func laneSite(t *testing.T) (s *coordinatortest.Site[*console.Client], main, lan
 	s.Stop()
 	s.Resources = coordinator.Resources{HandshakeHold: time.Minute}
 	s.Start()
-	info, err := lpeer.AddrInfoFromString(s.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	main = tcpNetAddr(t, info.Addrs)
 	laneAddrs := s.Coord.LaneAddrs()
 	if len(laneAddrs) == 0 {
 		t.Fatal("the coordinator has no members' lane")
 	}
-	lane = tcpNetAddr(t, laneAddrs)
+	lane = coordinatortest.TCPNetAddr(t, laneAddrs)
 	// Peers never learn the lane: the host's addresses (identify, the
 	// DHT, login addresses) leave it out.
 	for _, a := range append(s.Coord.Host().Addrs(), s.Coord.LoginAddrs()...) {
@@ -50,39 +45,12 @@ func laneSite(t *testing.T) (s *coordinatortest.Site[*console.Client], main, lan
 			t.Fatalf("the coordinator advertises its lane: %s", a)
 		}
 	}
-	return s, main, lane
-}
-
-func tcpNetAddr(t *testing.T, addrs []ma.Multiaddr) net.Addr {
-	t.Helper()
-	for _, a := range addrs {
-		if _, err := a.ValueForProtocol(ma.P_TCP); err == nil {
-			na, err := manet.ToNetAddr(a)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return na
-		}
-	}
-	t.Fatalf("no TCP address in %v", addrs)
-	return nil
+	return s, lane
 }
 
 func portOf(a ma.Multiaddr) string {
 	p, _ := a.ValueForProtocol(ma.P_TCP)
 	return p
-}
-
-// silentConns opens n TCP connections to addr that send nothing.
-func silentConns(t *testing.T, addr net.Addr, n int) {
-	t.Helper()
-	for range n {
-		c, err := net.DialTimeout("tcp", addr.String(), 10*time.Second)
-		if err != nil {
-			t.Fatalf("dial %s: %v", addr, err)
-		}
-		t.Cleanup(func() { c.Close() })
-	}
 }
 
 // A technician's console whose coordinator restarted finds the gate's
@@ -91,30 +59,18 @@ func silentConns(t *testing.T, addr net.Addr, n int) {
 // through the members' lane and is served without waiting for any of
 // them, over TCP, so the coordinator still observes its TCP mapping.
 func TestMemberLanePassesTheStormQueue(t *testing.T) {
-	s, main, _ := laneSite(t)
-	g := s.Coord.Handshakes()
-	silentConns(t, main, g.Limit+8)
-	coordinatortest.Eventually(t, 10*time.Second, "the gate's places all taken, connections queued", func() bool {
-		st := s.Coord.Handshakes()
-		return st.InFlight >= st.Limit && st.Waited > g.Waited
-	})
+	s := coordinatortest.New(t, console.Login)
+	if _, err := s.Admin.WhoAmI(s.Ctx()); err != nil { // an answer tells the console the lane
+		t.Fatal(err)
+	}
+	s.JamMainPort(t)
 	// The test's context (30 s) ends before any place of the main port
 	// comes back (a minute): an answer came through the lane.
 	if _, err := s.Admin.WhoAmI(s.Ctx()); err != nil {
 		t.Fatalf("the console during the storm: %v (gate %+v)", err, s.Coord.Handshakes())
 	}
-	lane := s.Coord.LaneAddrs()
-	var onLane int
-	for _, c := range s.Coord.Host().Network().Conns() {
-		if slices.ContainsFunc(lane, func(l ma.Multiaddr) bool { return portOf(l) == portOf(c.LocalMultiaddr()) }) {
-			onLane++
-			if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_TCP); err != nil {
-				t.Errorf("the console's connection is %s, want TCP", c.RemoteMultiaddr())
-			}
-		}
-	}
-	if onLane == 0 {
-		t.Fatalf("no connection on the lane %v", lane)
+	if n := s.OnLane(t); n == 0 {
+		t.Fatalf("no connection on the lane %v", s.Coord.LaneAddrs())
 	}
 	st := s.Coord.Handshakes()
 	t.Logf("gate %+v", st)
@@ -128,7 +84,7 @@ func TestMemberLanePassesTheStormQueue(t *testing.T) {
 // silent connections fill the lane's few places and no more, and peers
 // and new consoles, on the main port, are served meanwhile.
 func TestStrangersOnTheMemberLane(t *testing.T) {
-	s, _, lane := laneSite(t)
+	s, lane := laneSite(t)
 	code := s.Invite("stranger", pb.Role_ROLE_TECHNICIAN)
 	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
@@ -156,7 +112,7 @@ func TestStrangersOnTheMemberLane(t *testing.T) {
 	})
 
 	before := s.Coord.Handshakes()
-	silentConns(t, lane, 8)
+	coordinatortest.SilentConns(t, lane, 8)
 	coordinatortest.Eventually(t, 10*time.Second, "the lane's places taken", func() bool {
 		return s.Coord.Handshakes().LaneWaited > before.LaneWaited
 	})

@@ -5,16 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/peerstore"
-	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
-	"github.com/jumpmesh/jumpmesh/mesh/dht"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -36,11 +32,11 @@ func files(dir string) member.Files {
 	return member.Files{Dir: dir, Key: KeyFile, Config: ConfigFile}
 }
 
-// enroll returns the jumpoint's site and key, enrolling with the invite
-// on the first run (member.Daemon.Enroll).
-func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (peer.AddrInfo, crypto.PrivKey, error) {
+// enroll returns the jumpoint's member client on the host hc builds,
+// enrolling with the invite on the first run (member.Daemon.Serve).
+func enroll(ctx context.Context, cfg *Config, log *slog.Logger, hc mesh.HostConfig) (*member.Client, error) {
 	d := member.Daemon{Files: files(cfg.DataDir), Role: pb.Role_ROLE_JUMPOINT, Party: "jumpoint"}
-	return d.Enroll(ctx, cfg.Coordinator, cfg.Invite, log)
+	return d.Serve(ctx, cfg.Coordinator, cfg.Invite, log, hc)
 }
 
 // The refresher keeps the ACL current. Each fetch also tells the
@@ -107,17 +103,13 @@ func (j *Jumpoint) refresh(ctx context.Context) error {
 	tunnels, dropped, mark := j.tunnelLog.pending()
 	req := &pb.Request{Body: &pb.Request_JumpointAcl{JumpointAcl: &pb.JumpointACLRequest{
 		Addrs: addrs, PeerPort: j.linkPort, Stats: j.Stats(), Tunnels: tunnels, TunnelsDropped: dropped}}}
-	resp, err := member.Call(ctx, j.host, j.site, req)
-	if catalog.HasCode(err, catalog.CodeCoordinatorDown) && j.findSite(ctx) {
-		resp, err = member.Call(ctx, j.host, j.site, req)
-	}
+	// Through the members' lane first; every live coordinator's addresses
+	// the answer carries are kept, so a jumpoint restarted while the one
+	// it enrolled with is down reaches another, and when none it knows
+	// answers it asks the relays its last ACL named (mesh/member).
+	resp, err := j.member.Call(ctx, req)
 	if err != nil {
 		return fmt.Errorf("fetching the jumpoint ACL from %s: %w", j.site.ID, err)
-	}
-	// Every live coordinator's addresses: kept, so a jumpoint restarted
-	// while the one it enrolled with is down reaches another (mesh/member).
-	if _, err := member.Learn(files(j.cfg.DataDir), j.host, j.site.ID, resp.GetCoordinatorAddrs()); err != nil {
-		j.log.Warn("keeping the coordinators' addresses", logError, err)
 	}
 	// The coordinator answers only once it audited them (tunnellog.go).
 	j.tunnelLog.done(dropped, mark)
@@ -126,9 +118,9 @@ func (j *Jumpoint) refresh(ctx context.Context) error {
 		return catalog.Errorf(catalog.CodeProtocol, "(the coordinator answered the jumpoint ACL request without an ACL)")
 	}
 	relays := siteRelays(m.GetSiteAddrs(), j.site.ID, j.host.ID())
-	// Kept in the config file too: asked where the site is when no
-	// coordinator answers, after a restart as well (findSite).
-	if _, err := member.LearnRelays(files(j.cfg.DataDir), j.site.ID, j.host.ID(), m.GetSiteAddrs()); err != nil {
+	// Kept in the config file: asked where the site is when no
+	// coordinator answers, after a restart as well (mesh/member).
+	if _, err := j.member.LearnRelays(m.GetSiteAddrs()); err != nil {
 		j.log.Warn("keeping the relays' addresses", logError, err)
 	}
 	siteAddrs, warnings := resolveSiteAddrs(ctx, m.GetSiteAddrs())
@@ -291,7 +283,7 @@ func (j *Jumpoint) reportTunnels() {
 	ctx, cancel := context.WithTimeout(context.Background(), finalReportTimeout)
 	defer cancel()
 	tunnels, dropped, mark := j.tunnelLog.pending()
-	_, err := member.Call(ctx, j.host, j.site, &pb.Request{Body: &pb.Request_JumpointAcl{JumpointAcl: &pb.JumpointACLRequest{
+	_, err := j.member.Call(ctx, &pb.Request{Body: &pb.Request_JumpointAcl{JumpointAcl: &pb.JumpointACLRequest{
 		Stats: j.Stats(), Tunnels: tunnels, TunnelsDropped: dropped}}})
 	if err != nil {
 		j.log.Warn("reporting the last agentless tunnels to the coordinator", logError, err, "tunnels", len(tunnels))
@@ -302,42 +294,3 @@ func (j *Jumpoint) reportTunnels() {
 
 // finalReportTimeout bounds reportTunnels, which Close waits for.
 const finalReportTimeout = 3 * time.Second
-
-// findSite asks the site's relays where its coordinators are, when no
-// coordinator address the jumpoint knows answered (mesh/member's
-// findsite.go says what is trusted: nothing but the dial). The relays are
-// those of the last ACL, or of the config file after a restart; at most
-// once every member.FindEvery. It reports whether they named an address
-// the jumpoint did not know (then in its peerstore for a short time).
-func (j *Jumpoint) findSite(ctx context.Context) bool {
-	now := j.clock.Now()
-	if last := j.foundAt.Load(); last != 0 && now.Sub(time.Unix(0, last)) < member.FindEvery {
-		return false
-	}
-	servers := member.RelayInfos(j.relays, j.site.ID, j.host.ID())
-	if len(servers) == 0 {
-		servers = member.ConfigRelays(files(j.cfg.DataDir), j.site.ID, j.host.ID())
-	}
-	if len(servers) == 0 {
-		return false
-	}
-	j.foundAt.Store(now.UnixNano())
-	found, err := dht.LookupSite(ctx, j.host, j.site.ID, servers)
-	if err != nil {
-		j.log.Info("asking the relays where the site is", "relays", len(servers), logError, err)
-		return false
-	}
-	known := j.host.Peerstore().Addrs(j.site.ID)
-	var fresh []ma.Multiaddr
-	for _, a := range found {
-		if !slices.ContainsFunc(known, a.Equal) {
-			fresh = append(fresh, a)
-		}
-	}
-	if len(fresh) == 0 {
-		return false
-	}
-	j.log.Info("coordinator addresses from the site's relays", "relays", len(servers), "addrs", fresh)
-	j.host.Peerstore().AddAddrs(j.site.ID, fresh, peerstore.TempAddrTTL)
-	return true
-}

@@ -16,8 +16,9 @@ import (
 
 // TestJumpointFindsTheSiteThroughItsRelay (issue 16 part 2: "the private
 // DHT finds the others"): a jumpoint restarted after the site's
-// coordinators moved knows only an address where none listens and the
-// relays its last ACL named (kept in jumpoint.json). A jumpoint that
+// coordinators moved knows only an address where none listens (no
+// members' lane either) and the relays its last ACL named (kept in
+// jumpoint.json). A jumpoint that
 // cannot fetch its first ACL does not start; this one asks the relay (a
 // server of the site's DHT) where the site is and starts, keeping the
 // coordinator's own answer. Without the relay it does not start.
@@ -40,7 +41,7 @@ func TestJumpointFindsTheSiteThroughItsRelay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Coordinator, c.Relays = []string{gone}, relays
+		c.Coordinator, c.Relays, c.Lane = []string{gone}, relays, nil
 		if err := f.SaveConfig(c); err != nil {
 			t.Fatal(err)
 		}

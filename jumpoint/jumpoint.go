@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/ops"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/mesh/punch"
@@ -36,6 +37,8 @@ type Jumpoint struct {
 	log   *slog.Logger
 	clock mesh.Clock
 	site  peer.AddrInfo // the coordinator
+	// member is the jumpoint's member client, whose host is host.
+	member *member.Client
 	// coordinator are the coordinator's TCP addresses from the
 	// enrollment (canonical host:port), for rule 2 before the first ACL.
 	coordinator []string
@@ -51,8 +54,7 @@ type Jumpoint struct {
 	// build only the serving half.
 	reserver *reserve.Keeper
 	puncher  *punch.Puncher
-	relays   relaySet     // the relays last given to reserver (refresher only)
-	foundAt  atomic.Int64 // Unix ns of the last findSite, 0 if none
+	relays   relaySet // the relays last given to reserver (refresher only)
 
 	acl   atomic.Pointer[ACL] // nil until the first fetch
 	aclAt atomic.Int64        // Unix ns of the last fetch, 0 if none
@@ -100,12 +102,6 @@ func New(ctx context.Context, cfg Config) (_ *Jumpoint, err error) {
 			j.Close()
 		}
 	}()
-	site, key, err := enroll(ctx, &cfg, j.log)
-	if err != nil {
-		return nil, err
-	}
-	j.site = site
-	j.coordinator = tcpTargets(j.site.Addrs)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rm, cm, err := j.res.managers()
@@ -115,15 +111,18 @@ func New(ctx context.Context, cfg Config) (_ *Jumpoint, err error) {
 	j.rm = rm
 	// A relay client that punches, as a NATed peer is: consoles that
 	// cannot reach the jumpoint directly reach it through the site's
-	// relays (relays.go).
+	// relays (relays.go). The host is the jumpoint's member client's
+	// (enroll), so its ACL fetches take the coordinator's members' lane.
 	listen = append(listen, ma.StringCast("/p2p-circuit"))
-	j.host, err = mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: listen, AnnounceAddrs: announce, Registerer: reg,
+	j.member, err = enroll(ctx, &cfg, j.log, mesh.HostConfig{ListenAddrs: listen, AnnounceAddrs: announce, Registerer: reg,
 		RelayClient: true, Puncher: true,
 		Extra: []libp2p.Option{libp2p.ResourceManager(rm), libp2p.ConnectionManager(cm)}})
 	if err != nil {
 		cm.Close()
 		return nil, err
 	}
+	j.host, j.site = j.member.Host(), j.member.SiteInfo()
+	j.coordinator = tcpTargets(j.site.Addrs)
 	if err := j.startRelaying(); err != nil {
 		return nil, err
 	}

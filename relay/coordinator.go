@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -48,15 +48,15 @@ func migrate(dir string, log *slog.Logger) error {
 	return nil
 }
 
-// enroll returns the relay's site and key, enrolling with the invite on
-// the first run (member.Daemon.Enroll) after renaming an older release's
-// files.
-func enroll(ctx context.Context, cfg *Config, log *slog.Logger) (peer.AddrInfo, crypto.PrivKey, error) {
+// enroll returns the relay's member client on the host hc builds,
+// enrolling with the invite on the first run (member.Daemon.Serve) after
+// renaming an older release's files.
+func enroll(ctx context.Context, cfg *Config, log *slog.Logger, hc mesh.HostConfig) (*member.Client, error) {
 	if err := migrate(cfg.DataDir, log); err != nil {
-		return peer.AddrInfo{}, nil, err
+		return nil, err
 	}
 	d := member.Daemon{Files: files(cfg.DataDir), Role: pb.Role_ROLE_RELAY, Party: "relay"}
-	return d.Enroll(ctx, cfg.Coordinator, cfg.Invite, log)
+	return d.Serve(ctx, cfg.Coordinator, cfg.Invite, log, hc)
 }
 
 // The refresher keeps the ACL current. Each fetch also tells the
@@ -112,14 +112,12 @@ func (r *Relay) refresh(ctx context.Context) error {
 	for _, a := range r.advertised() {
 		addrs = append(addrs, a.Bytes())
 	}
-	resp, err := member.Call(ctx, r.host, r.site, &pb.Request{Body: &pb.Request_RelayAcl{RelayAcl: &pb.RelayACLRequest{Addrs: addrs}}})
+	// Through the members' lane first; every live coordinator's addresses
+	// the answer carries are kept, so a relay restarted while the one it
+	// enrolled with is down reaches another (mesh/member).
+	resp, err := r.member.Call(ctx, &pb.Request{Body: &pb.Request_RelayAcl{RelayAcl: &pb.RelayACLRequest{Addrs: addrs}}})
 	if err != nil {
 		return fmt.Errorf("fetching the relay ACL from %s: %w", r.site.ID, err)
-	}
-	// Every live coordinator's addresses: kept, so a relay restarted while
-	// the one it enrolled with is down reaches another (mesh/member).
-	if _, err := member.Learn(files(r.cfg.DataDir), r.host, r.site.ID, resp.GetCoordinatorAddrs()); err != nil {
-		r.log.Warn("keeping the coordinators' addresses", logError, err)
 	}
 	list := resp.GetRelayAcl()
 	if list == nil {

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jumpmesh/jumpmesh/mesh/dht"
@@ -22,6 +23,28 @@ func (r *Relay) startDHT() (err error) {
 
 // DHT is the relay's node of the site DHT.
 func (r *Relay) DHT() *dht.Node { return r.dht }
+
+// dhtServers are the DHT servers in the relay's routing table but the
+// site's own ID that the relay can reach (it knows an address or holds a
+// connection): asked where the site is when no coordinator address the
+// relay knows answers (mesh/member's findsite.go; a relay keeps no list
+// of relays, the other relays are its routing table's servers).
+func (r *Relay) dhtServers() []peer.AddrInfo {
+	if r.dht == nil {
+		return nil
+	}
+	var out []peer.AddrInfo
+	for _, id := range r.dht.RoutingTable() {
+		if id == r.site.ID {
+			continue
+		}
+		addrs := r.host.Peerstore().Addrs(id)
+		if len(addrs) > 0 || r.host.Network().Connectedness(id) == network.Connected {
+			out = append(out, peer.AddrInfo{ID: id, Addrs: addrs})
+		}
+	}
+	return out
+}
 
 // coordinator is where the relay enrolled, for the DHT to bootstrap from.
 func (r *Relay) coordinator() []peer.AddrInfo { return []peer.AddrInfo{r.site} }

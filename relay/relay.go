@@ -22,6 +22,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/dht"
+	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/ops"
 )
 
@@ -32,6 +33,7 @@ type Relay struct {
 	res    Resources
 	log    *slog.Logger
 	site   peer.AddrInfo // the coordinator
+	member *member.Client
 	host   host.Host
 	rm     network.ResourceManager
 	svc    *relayv2.Relay
@@ -79,11 +81,6 @@ func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
 			r.Close()
 		}
 	}()
-	site, key, err := enroll(ctx, &cfg, r.log)
-	if err != nil {
-		return nil, err
-	}
-	r.site = site
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.acl = NewACL(reg, r.log)
@@ -99,12 +96,16 @@ func New(ctx context.Context, cfg Config) (_ *Relay, err error) {
 	// The relay service is started below by hand rather than with
 	// libp2p.EnableRelayService: that one starts only once AutoNAT finds
 	// the host public, asynchronously, and gives no handle to close it.
-	r.host, err = mesh.NewHost(mesh.HostConfig{Key: key, ListenAddrs: listen, AnnounceAddrs: announce, Registerer: reg,
+	// The host is the relay's member client's (enroll), so its ACL
+	// fetches take the coordinator's members' lane.
+	r.member, err = enroll(ctx, &cfg, r.log, mesh.HostConfig{ListenAddrs: listen, AnnounceAddrs: announce, Registerer: reg,
 		Extra: []libp2p.Option{libp2p.ResourceManager(rm), libp2p.ConnectionManager(cm)}})
 	if err != nil {
 		cm.Close()
 		return nil, err
 	}
+	r.host, r.site = r.member.Host(), r.member.SiteInfo()
+	r.member.FindSiteAlso(r.dhtServers)
 	if err := r.refresh(ctx); err != nil {
 		return nil, err
 	}

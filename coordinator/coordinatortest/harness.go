@@ -82,7 +82,7 @@ type Site[C Member] struct {
 func New[C Member](t testing.TB, login LoginFunc[C]) *Site[C] {
 	t.Helper()
 	s := &Site[C]{T: t, Dir: t.TempDir(), Clock: mesh.NewManualClock(Start), login: login}
-	s.listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", FreePort(t, "tcp")), fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", FreePort(t, "udp"))}
+	s.listen = freeListen(t)
 	res, err := coordinator.InitSite(coordinator.InitConfig{DataDir: s.DataDir(), Clock: s.Clock, HTTPAddr: "127.0.0.1:0", Listen: s.listen})
 	if err != nil {
 		t.Fatalf("init site: %v", err)
@@ -105,7 +105,7 @@ func (s *Site[C]) DataDir() string { return filepath.Join(s.Dir, "site") }
 // Start runs the coordinator (again, after Stop).
 func (s *Site[C]) Start() {
 	s.T.Helper()
-	c, err := coordinator.New(coordinator.Config{DataDir: s.DataDir(), Clock: s.Clock, Resources: s.Resources, Store: s.Store})
+	c, err := coordinator.New(coordinator.Config{DataDir: s.DataDir(), Clock: s.Clock, Resources: s.Resources, Store: s.Store, Listen: s.listen})
 	if err != nil {
 		s.T.Fatalf("starting coordinator: %v", err)
 	}
@@ -120,6 +120,21 @@ func (s *Site[C]) Stop() {
 	if err := s.Coord.Close(); err != nil {
 		s.T.Fatalf("stopping coordinator: %v", err)
 	}
+}
+
+// Move restarts the coordinator at other ports (the site's key and
+// records stay): what a member knew of its addresses, its members' lane
+// included, leads nowhere any more.
+func (s *Site[C]) Move() {
+	s.T.Helper()
+	s.Stop()
+	s.listen = freeListen(s.T)
+	s.Start()
+}
+
+// freeListen are loopback TCP and QUIC addresses on free ports.
+func freeListen(t testing.TB) []string {
+	return []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", FreePort(t, "tcp")), fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", FreePort(t, "udp"))}
 }
 
 // Ctx is a context bounded for one test step.

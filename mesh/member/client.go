@@ -3,12 +3,12 @@ package member
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
@@ -36,11 +36,16 @@ type Client struct {
 	site   peer.AddrInfo
 	config *Config
 	// laneOff: the lane closed this member's connection; it dials the
-	// other addresses only (lane.go).
+	// other addresses only until an answer tells the lane again (lane.go).
 	laneOff bool
 	// foundAt is when this member last asked its relays where the site
-	// is (findsite.go).
-	foundAt time.Time
+	// is; siteServers, when set, names more servers of the site's DHT to
+	// ask (findsite.go).
+	foundAt     time.Time
+	siteServers func() []peer.AddrInfo
+	// log receives what the client does on its own (a daemon's; nil for
+	// a console, which says what failed in its errors).
+	log *slog.Logger
 }
 
 // Open reads the member's files and starts a host with its key, built from
@@ -140,22 +145,9 @@ func (c *Client) Call(ctx context.Context, req *pb.Request) (*pb.Response, error
 	if err == nil {
 		c.learn(resp.GetCoordinatorAddrs())
 		c.learnLane(resp.GetMemberLane())
-		c.learnRelays(resp.GetJump().GetRelays())
+		_, _ = c.LearnRelays(resp.GetJump().GetRelays())
 	}
 	return resp, err
-}
-
-// Call sends one control request from h to the coordinator at site,
-// connecting first if h is not connected to it. It is for a member that
-// talks to the coordinator from a host of its own (the relay's serving
-// host); a failed connection is CodeCoordinatorDown.
-func Call(ctx context.Context, h host.Host, site peer.AddrInfo, req *pb.Request) (*pb.Response, error) {
-	if h.Network().Connectedness(site.ID) != network.Connected {
-		if err := h.Connect(ctx, site); err != nil {
-			return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s at %v: %w)", site.ID, site.Addrs, err)
-		}
-	}
-	return control.Call(ctx, h, site.ID, req)
 }
 
 // ID is the member's peer ID (its key).

@@ -77,54 +77,35 @@ func mergeCoordinators(cfg *Config, site peer.ID, learned []ma.Multiaddr) (chang
 	return true, gone
 }
 
-// Learn keeps the coordinator addresses a control answer carried (raw,
-// binary multiaddrs) for a member that talks to the coordinator from a
-// host of its own (relays, jumpoints): they go into h's peerstore, so the
-// next connect dials them too, and into the config file in f. It does
-// nothing when raw holds no usable address, and reports whether the file
-// changed.
-func Learn(f Files, h host.Host, site peer.ID, raw [][]byte) (bool, error) {
-	learned, _ := mesh.CoordinatorAddrs(site, raw)
-	if len(learned) == 0 {
-		return false, nil
-	}
-	cfg, err := f.LoadConfig()
-	if err != nil {
-		return false, err
-	}
-	changed, gone := mergeCoordinators(cfg, site, learned)
-	if !changed {
-		return false, nil
-	}
-	forget(h, site, gone)
-	h.Peerstore().AddAddrs(site, learned, peerstore.PermanentAddrTTL)
-	return true, f.SaveConfig(cfg)
-}
-
-// learn is Learn for the member's own client: its site addresses follow.
-func (c *Client) learn(raw [][]byte) {
+// learn keeps the coordinator addresses a control answer carried (raw,
+// binary multiaddrs): they go into the config file and the host's
+// peerstore, so the next connect dials them too, and the site's addresses
+// follow. It does nothing when raw holds no usable address, and reports
+// whether the list changed.
+func (c *Client) learn(raw [][]byte) bool {
 	learned, _ := mesh.CoordinatorAddrs(c.site.ID, raw)
 	if len(learned) == 0 || c.files.Dir == "" {
-		return
+		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cfg := *c.config
 	changed, gone := mergeCoordinators(&cfg, c.site.ID, learned)
 	if !changed {
-		return
+		return false
 	}
 	info, err := cfg.SiteInfo()
 	if err != nil || info.ID != c.site.ID {
-		return
+		return false
 	}
 	if err := c.files.SaveConfig(&cfg); err != nil {
-		return // the next answer tries again
+		return false // the next answer tries again
 	}
 	c.config.Coordinator = cfg.Coordinator
 	c.site.Addrs = info.Addrs
 	forget(c.host, c.site.ID, gone)
 	c.host.Peerstore().AddAddrs(c.site.ID, info.Addrs, peerstore.PermanentAddrTTL)
+	return true
 }
 
 // forget takes the addresses of coordinators gone from the site out of

@@ -41,18 +41,18 @@ func TestLoginKeepsEveryCoordinator(t *testing.T) {
 }
 
 // TestLearnKeepsOnlyTheSitesAddresses is the attack test of the list a
-// control answer carries, as relays and jumpoints keep it: garbage and
+// control answer carries, as members keep it: garbage and
 // addresses of another peer ID are dropped, a list with nothing usable
 // does not wipe the kept one, and the login address always stays first.
 func TestLearnKeepsOnlyTheSitesAddresses(t *testing.T) {
 	site := coordinatortest.New(t, coordinatortest.MemberLogin)
 	f := relayFiles(filepath.Join(t.TempDir(), "relay-1"))
-	c, _, err := member.Login(site.Ctx(), f, site.Addr, site.Invite("relay-1", pb.Role_ROLE_RELAY), mesh.HostConfig{})
+	m, _, err := member.Login(site.Ctx(), f, site.Addr, site.Invite("relay-1", pb.Role_ROLE_RELAY), mesh.HostConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	h, id := c.Host(), c.Site()
+	defer m.Close()
+	h, id := m.Host(), m.Site()
 	key, _, _ := crypto.GenerateEd25519Key(nil)
 	other, _ := peer.IDFromPrivateKey(key)
 	b := func(s string) []byte { return ma.StringCast(s).Bytes() }
@@ -78,9 +78,8 @@ func TestLearnKeepsOnlyTheSitesAddresses(t *testing.T) {
 			[]string{site.Addr, good + "/p2p/" + id.String()}},
 		{"the same again", [][]byte{b(good + "/p2p/" + id.String())}, false, []string{site.Addr, good + "/p2p/" + id.String()}},
 	} {
-		changed, err := member.Learn(f, h, id, c.raw)
-		if err != nil || changed != c.changed {
-			t.Errorf("%s: changed %v, %v; want %v", c.name, changed, err, c.changed)
+		if changed := m.Learn(c.raw); changed != c.changed {
+			t.Errorf("%s: changed %v, want %v", c.name, changed, c.changed)
 		}
 		if got := kept(); !slices.Equal(got, c.want) {
 			t.Errorf("%s: kept %v, want %v", c.name, got, c.want)

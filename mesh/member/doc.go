@@ -32,6 +32,15 @@
 //  4. Later, Open reads both files and starts the host again; Call sends
 //     one control request, connecting to the coordinator first if needed.
 //
+// Daemons (relays, jumpoints) enroll and serve from one host:
+// Daemon.Serve logs in on the first run and returns the member client on
+// the host the daemon serves from, so every party's calls to the
+// coordinator take the same path: the members' lane first (lane.go),
+// every coordinator address and relay the answers carry kept
+// (coordinators.go), and the site's relays asked where the site is when
+// no address answers (findsite.go; a relay, which keeps no relay list,
+// names the servers of its DHT routing table with FindSiteAlso).
+//
 // A member renamed its files (the relay's were technician.key and
 // console.json before it had its own names): Migrate renames each old file
 // to its new name when only the old one exists, so a directory made by an

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -23,35 +20,32 @@ type Daemon struct {
 	Party string
 }
 
-// Enroll returns what the daemon runs as: its site and its key. It logs
-// in with the invite on the first run (coordinator and invite are needed
-// then only). A directory already enrolled ignores the invite, so a
-// service unit that still carries it keeps working after the first start.
-// A directory enrolled with another role's invite, or an invite for
-// another role, is refused with what to do. Enrolling uses a dial-only
-// member client that is closed before Enroll returns: the daemon then
-// talks to the coordinator from its serving host alone, so the coordinator
-// (and its DHT) sees one connection per daemon.
-func (d Daemon) Enroll(ctx context.Context, coordinator, invite string, log *slog.Logger) (peer.AddrInfo, crypto.PrivKey, error) {
-	c, err := d.client(ctx, coordinator, invite, log)
+// Serve returns the daemon's member client, on the host it serves from:
+// hc builds that host (listen addresses, resource managers; its Key is the
+// daemon's, set here). It logs in with the invite on the first run
+// (coordinator and invite are needed then only). A directory already
+// enrolled ignores the invite, so a service unit that still carries it
+// keeps working after the first start. A directory enrolled with another
+// role's invite, or an invite for another role, is refused with what to
+// do. The daemon talks to the coordinator from its serving host alone, so
+// the coordinator (and its DHT) sees one connection per daemon; its calls
+// take the members' lane first (lane.go), keep every coordinator address
+// and relay the answers carry, and ask the site's relays where the site is
+// when no address it knows answers (findsite.go). log receives what the
+// client does on its own (a lookup through the relays).
+func (d Daemon) Serve(ctx context.Context, coordinator, invite string, log *slog.Logger, hc mesh.HostConfig) (*Client, error) {
+	c, err := d.client(ctx, coordinator, invite, log, hc)
 	if err != nil {
-		return peer.AddrInfo{}, nil, err
+		return nil, err
 	}
-	site := c.SiteInfo()
-	if err := c.Close(); err != nil {
-		return peer.AddrInfo{}, nil, err
-	}
-	key, err := d.Files.LoadKey()
-	if err != nil {
-		return peer.AddrInfo{}, nil, fmt.Errorf("%s key: %w", d.Party, err)
-	}
-	return site, key, nil
+	c.log = log
+	return c, nil
 }
 
 // client opens the daemon's member client, logging in on the first run.
-func (d Daemon) client(ctx context.Context, coordinator, invite string, log *slog.Logger) (*Client, error) {
+func (d Daemon) client(ctx context.Context, coordinator, invite string, log *slog.Logger, hc mesh.HostConfig) (*Client, error) {
 	want := words.RoleName(d.Role)
-	c, err := Open(d.Files, mesh.HostConfig{})
+	c, err := Open(d.Files, hc)
 	if err == nil {
 		if role := c.Role(); role != "" && role != want {
 			c.Close()
@@ -72,7 +66,7 @@ func (d Daemon) client(ctx context.Context, coordinator, invite string, log *slo
 			"(the %s data directory %s is not enrolled yet: run it once with --coordinator ADDR --invite CODE from `jumpmesh %s invite NAME`)",
 			d.Party, d.Files.Dir, d.Party)
 	}
-	c, resp, err := Login(ctx, d.Files, coordinator, invite, mesh.HostConfig{})
+	c, resp, err := Login(ctx, d.Files, coordinator, invite, hc)
 	if err != nil {
 		return nil, fmt.Errorf("enrolling %s with %s: %w", d.Party, coordinator, err)
 	}

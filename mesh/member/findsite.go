@@ -80,59 +80,41 @@ func relayList(raw [][]byte, site, self peer.ID) []string {
 	return slices.Compact(out)
 }
 
-// LearnRelays keeps the relays raw names (binary multiaddrs with /p2p/,
-// as a jump's answer or a jumpoint's ACL carries them) in the config file
-// in f, for a member that talks to the coordinator from a host of its own.
-// It does nothing when raw names none, and reports whether the file
-// changed.
-func LearnRelays(f Files, site, self peer.ID, raw [][]byte) (bool, error) {
-	list := relayList(raw, site, self)
-	if len(list) == 0 {
-		return false, nil
-	}
-	cfg, err := f.LoadConfig()
-	if err != nil {
-		return false, err
-	}
-	if slices.Equal(cfg.Relays, list) {
-		return false, nil
-	}
-	cfg.Relays = list
-	return true, f.SaveConfig(cfg)
-}
-
-// ConfigRelays are the relays the config file in f keeps (none when it
-// cannot be read).
-func ConfigRelays(f Files, site, self peer.ID) []peer.AddrInfo {
-	cfg, err := f.LoadConfig()
-	if err != nil {
-		return nil
-	}
-	return cfg.relayInfos(site, self)
-}
-
 func (c *Config) relayInfos(site, self peer.ID) []peer.AddrInfo {
 	addrs, _ := mesh.ParseMultiaddrs(c.Relays)
 	return RelayInfos(addrs, site, self)
 }
 
-// learnRelays is LearnRelays for the member's own client.
-func (c *Client) learnRelays(raw [][]byte) {
+// LearnRelays keeps the relays raw names (binary multiaddrs with /p2p/,
+// as a jump's answer or a jumpoint's ACL carries them) in the config
+// file. It does nothing when raw names none, and reports whether the list
+// changed.
+func (c *Client) LearnRelays(raw [][]byte) (bool, error) {
 	list := relayList(raw, c.site.ID, c.host.ID())
 	if len(list) == 0 || c.files.Dir == "" {
-		return
+		return false, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if slices.Equal(c.config.Relays, list) {
-		return
+		return false, nil
 	}
 	cfg := *c.config
 	cfg.Relays = list
 	if err := c.files.SaveConfig(&cfg); err != nil {
-		return // the next jump tries again
+		return false, err // the next answer tries again
 	}
 	c.config.Relays = list
+	return true, nil
+}
+
+// FindSiteAlso names more servers of the site's DHT that findSite asks
+// (after the relays the config keeps, MaxRelays in all): a relay, which
+// keeps no relay list, asks the DHT servers it knows.
+func (c *Client) FindSiteAlso(servers func() []peer.AddrInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.siteServers = servers
 }
 
 // findSite is connect's fallback after no coordinator address answered:
@@ -146,25 +128,54 @@ func (c *Client) findSite(ctx context.Context) bool {
 	var relays []peer.AddrInfo
 	if c.foundAt.IsZero() || now.Sub(c.foundAt) >= FindEvery {
 		relays = c.config.relayInfos(c.site.ID, c.host.ID())
+		if c.siteServers != nil {
+			relays = appendServers(relays, c.siteServers(), c.site.ID, c.host.ID())
+		}
 	}
 	if len(relays) > 0 {
 		c.foundAt = now // a member that knew no relay may ask once it does
 	}
 	known := slices.Clone(c.site.Addrs)
+	log := c.log
 	c.mu.Unlock()
 	if len(relays) == 0 {
 		return false
 	}
 	found, err := dht.LookupSite(ctx, c.host, c.site.ID, relays)
 	if err != nil {
+		if log != nil {
+			log.Info("asking the site's relays where its coordinators are", "relays", len(relays), "error", err)
+		}
 		return false
 	}
-	added := false
+	var fresh []ma.Multiaddr
 	for _, a := range found {
-		added = added || !slices.ContainsFunc(known, a.Equal)
+		if !slices.ContainsFunc(known, a.Equal) {
+			fresh = append(fresh, a)
+		}
 	}
-	if added {
-		c.host.Peerstore().AddAddrs(c.site.ID, found, peerstore.TempAddrTTL)
+	if len(fresh) == 0 {
+		return false
 	}
-	return added
+	if log != nil {
+		log.Info("coordinator addresses from the site's relays", "relays", len(relays), "addrs", fresh)
+	}
+	c.host.Peerstore().AddAddrs(c.site.ID, found, peerstore.TempAddrTTL)
+	return true
+}
+
+// appendServers adds servers to relays: neither the site nor self, each
+// once, at most MaxRelays in all.
+func appendServers(relays, servers []peer.AddrInfo, site, self peer.ID) []peer.AddrInfo {
+	for _, s := range servers {
+		if len(relays) >= MaxRelays {
+			break
+		}
+		if s.ID == site || s.ID == self ||
+			slices.ContainsFunc(relays, func(r peer.AddrInfo) bool { return r.ID == s.ID }) {
+			continue
+		}
+		relays = append(relays, s)
+	}
+	return relays
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/jumpmesh/jumpmesh/mesh"
 )
 
 // TestRelaysKeptFromAnAnswer is the attack test of the relay list a jump's
@@ -18,14 +20,20 @@ import (
 // MaxRelays relays; an answer that names none keeps the last list, and the
 // same list is not written again.
 func TestRelaysKeptFromAnAnswer(t *testing.T) {
-	site, self := testID(t), testID(t)
+	site := testID(t)
 	f := Files{Dir: filepath.Join(t.TempDir(), "m"), Key: "k", Config: "c.json"}
 	if _, err := f.loadOrCreateKey(); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.SaveConfig(&Config{Site: site.String()}); err != nil {
+	if err := f.SaveConfig(&Config{Site: site.String(), Coordinator: []string{"/ip4/192.0.2.1/tcp/4830/p2p/" + site.String()}}); err != nil {
 		t.Fatal(err)
 	}
+	c, err := Open(f, mesh.HostConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	self := c.ID()
 	addr := func(port int, id peer.ID) []byte {
 		return ma.StringCast(fmt.Sprintf("/ip4/192.0.2.1/tcp/%d/p2p/%s", port, id)).Bytes()
 	}
@@ -39,7 +47,7 @@ func TestRelaysKeptFromAnAnswer(t *testing.T) {
 	for i := range MaxRelays + 3 {
 		raw = append(raw, addr(100+i, testID(t)))
 	}
-	changed, err := LearnRelays(f, site, self, raw)
+	changed, err := c.LearnRelays(raw)
 	if err != nil || !changed {
 		t.Fatalf("LearnRelays: changed %v, %v", changed, err)
 	}
@@ -61,11 +69,11 @@ func TestRelaysKeptFromAnAnswer(t *testing.T) {
 		}
 	}
 	for _, none := range [][][]byte{nil, {[]byte("garbage"), addr(2, site)}} {
-		if changed, err := LearnRelays(f, site, self, none); changed || err != nil {
+		if changed, err := c.LearnRelays(none); changed || err != nil {
 			t.Fatalf("an answer naming no relay changed the list: %v, %v", changed, err)
 		}
 	}
-	if changed, err := LearnRelays(f, site, self, raw); changed || err != nil {
+	if changed, err := c.LearnRelays(raw); changed || err != nil {
 		t.Fatalf("the same list written again: %v, %v", changed, err)
 	}
 	if after, _ := f.LoadConfig(); !slices.Equal(after.Relays, cfg.Relays) {

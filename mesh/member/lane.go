@@ -76,10 +76,13 @@ func (c *Client) connect(ctx context.Context) error {
 	return nil
 }
 
-// dropLane stops this client dialing the lane (for the rest of its life);
-// false if it had none or had dropped it already.
+// dropLane stops this client dialing the lane until an answer tells it
+// again (learnLane); false if it had none or had dropped it already.
 // Its addresses leave the host's peerstore, so that no dial to the site
-// takes the lane again.
+// takes the lane meanwhile. A technician removed gets no answer that tells
+// the lane; a daemon whose call was cut by a coordinator restart gets one
+// at its next call, so a relay or jumpoint, which lives for months, keeps
+// the lane.
 func (c *Client) dropLane() bool {
 	lane := c.laneAddrs()
 	c.mu.Lock()
@@ -132,6 +135,9 @@ func (c *Client) learnLane(raw [][]byte) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(lane) > 0 {
+		c.laneOff = false // an answer told it: dropLane's cause is gone
+	}
 	if slices.Equal(lane, c.config.Lane) {
 		return
 	}

@@ -91,6 +91,51 @@ func TestMemberConnectsThroughTheLane(t *testing.T) {
 	}
 }
 
+// TestMemberTakesTheLaneAgainAfterAnAnswer: a call cut on the lane (a
+// coordinator restart under a daemon's ACL fetch looks the same as the
+// lane refusing a removed technician's key) drops the lane; the next
+// answer, from the main port, tells the lane again and the member's next
+// connection takes it. A relay or a jumpoint, which lives for months,
+// must not lose the lane for good at its coordinator's first restart.
+func TestMemberTakesTheLaneAgainAfterAnAnswer(t *testing.T) {
+	site := coordinatortest.New(t, coordinatortest.MemberLogin)
+	f := relayFiles(filepath.Join(t.TempDir(), "relay-1"))
+	c, _, err := member.Login(site.Ctx(), f, site.Addr, site.Invite("relay-1", pb.Role_ROLE_RELAY), mesh.HostConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lane := portOf(site.Coord.LaneAddrs()[0])
+	whoami := &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}}
+	port := func() string {
+		t.Helper()
+		if err := c.Host().Network().ClosePeer(c.Site()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Call(site.Ctx(), whoami); err != nil {
+			t.Fatal(err)
+		}
+		conns := c.Host().Network().ConnsToPeer(c.Site())
+		if len(conns) != 1 {
+			t.Fatalf("%d connections to the coordinator, want 1", len(conns))
+		}
+		p, _ := conns[0].RemoteMultiaddr().ValueForProtocol(ma.P_TCP)
+		return p
+	}
+	if got := port(); got != lane {
+		t.Fatalf("connected at port %s, want the lane's %s", got, lane)
+	}
+	if !c.DropLane() {
+		t.Fatal("the member had no lane to drop")
+	}
+	if got := port(); got == lane {
+		t.Fatalf("connected at the lane's port %s right after dropping it", got)
+	}
+	if got := port(); got != lane {
+		t.Fatalf("connected at port %s after an answer told the lane, want the lane's %s", got, lane)
+	}
+}
+
 func portOf(a ma.Multiaddr) string {
 	p, _ := a.ValueForProtocol(ma.P_TCP)
 	return p
