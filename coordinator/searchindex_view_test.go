@@ -1,10 +1,13 @@
 package coordinator
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -109,7 +112,7 @@ func TestListedViewsStayAsTheyWere(t *testing.T) {
 func TestCheckSlotsInParallelKeepsOrder(t *testing.T) {
 	const n = 5*searchCheckChunk + 17
 	at := func(j int) uint32 { return uint32(n - j) } // not the identity
-	check := func(i uint32) (uint64, bool) { return uint64(i) << 3, i%3 == 0 || i%7 == 1 }
+	check := func(i uint32) ([2]uint64, bool) { return [2]uint64{uint64(i) << 3, uint64(i)}, i%3 == 0 || i%7 == 1 }
 	var want []slotMatch
 	for j := range n {
 		if key, ok := check(at(j)); ok {
@@ -120,7 +123,7 @@ func TestCheckSlotsInParallelKeepsOrder(t *testing.T) {
 	// an earlier search's matches, longer or shorter than n.
 	for _, out := range [][]slotMatch{nil, make([]slotMatch, 2*n), make([]slotMatch, 10, 20)} {
 		for i := range out {
-			out[i] = slotMatch{^uint64(0), ^uint32(0)}
+			out[i] = slotMatch{[2]uint64{^uint64(0), 1}, ^uint32(0)}
 		}
 		got := checkSlots(out, n, at, check)
 		if !slices.Equal(got, want) {
@@ -135,5 +138,46 @@ func TestCheckSlotsInParallelKeepsOrder(t *testing.T) {
 	}
 	if got := checkSlots(make([]slotMatch, 3), 100, at, check); !slices.Equal(got, small) {
 		t.Fatalf("checkSlots of 100 on one goroutine: %v, want %v", got, small)
+	}
+}
+
+// TestOrderIsFirstSorted: the index's ordering of matches (a heap on
+// their 16-byte keys, the docs read only on a tie) gives the first k in
+// SearchCompare order, for names that share their first 8 or 16 bytes or
+// all of them (then the peer ID decides), differ only in case, or are
+// empty, at every k.
+func TestOrderIsFirstSorted(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	prefixes := []string{"", "web-", "web-0123", "workstation-0001", "workstation-0001-", "WorkStation-0001-b", "a", "zz"}
+	x := &searchIndex{}
+	var docs []*SearchDoc
+	for range 3000 {
+		_, pub, _ := crypto.GenerateEd25519Key(nil)
+		id, _ := peer.IDFromPublicKey(pub)
+		name := prefixes[rng.IntN(len(prefixes))]
+		if rng.IntN(4) > 0 {
+			name += fmt.Sprint(rng.IntN(40))
+		}
+		d := NewSearchDoc(&pb.Peer{Id: []byte(id), Settings: &pb.InstallerDefaults{Name: name}}, "")
+		x.slots = append(x.slots, searchSlot{doc: &d, nameKey: d.nameKey})
+		docs = append(docs, &d)
+	}
+	for _, k := range []int{0, 1, 2, 10, 999, 1000, 2999, 3000, 5000} {
+		matches := make([]slotMatch, len(x.slots))
+		for i := range x.slots {
+			matches[i] = slotMatch{x.slots[i].nameKey, uint32(i)}
+		}
+		rng.Shuffle(len(matches), func(i, j int) { matches[i], matches[j] = matches[j], matches[i] })
+		got := x.order(matches, k)
+		want := FirstSorted(slices.Clone(docs), k)
+		if len(got) != len(want) {
+			t.Fatalf("k=%d: %d slots, want %d", k, len(got), len(want))
+		}
+		for j := range got {
+			if x.slots[got[j]].doc != want[j] {
+				t.Fatalf("k=%d: place %d holds %q (%s), want %q (%s)", k, j, x.slots[got[j]].doc.span(searchName, searchName), x.slots[got[j]].doc.ID,
+					want[j].span(searchName, searchName), want[j].ID)
+			}
+		}
 	}
 }
