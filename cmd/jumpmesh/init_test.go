@@ -24,35 +24,53 @@ const ownInitBudget = 16 << 10
 // at process start (issue 17: the process start is most of a jump through
 // the agent).
 func TestOwnPackageInitsAreLight(t *testing.T) {
+	seen := 0
+	for _, in := range initTrace(t) {
+		if in.pkg != "main" && !strings.HasPrefix(in.pkg, "github.com/jumpmesh/jumpmesh/") {
+			continue
+		}
+		seen++
+		if in.pkg != "github.com/jumpmesh/jumpmesh/mesh/pb" && in.bytes > ownInitBudget {
+			t.Errorf("%s allocates %d bytes at init (budget %d): %s", in.pkg, in.bytes, ownInitBudget, in.line)
+		}
+	}
+	if seen < 5 {
+		t.Fatalf("%d of our packages in the init trace", seen)
+	}
+}
+
+// packageInit is one line of GODEBUG=inittrace=1: a package's
+// initialisation and what it allocated.
+type packageInit struct {
+	pkg   string
+	bytes int
+	line  string
+}
+
+// initTrace runs jumpmesh --version with GODEBUG=inittrace=1 and returns
+// the packages it initialised, in order.
+func initTrace(t *testing.T) []packageInit {
+	t.Helper()
 	cmd := exec.Command(binary, "--version")
 	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("jumpmesh --version: %v\n%s", err, out)
 	}
-	seen := 0
+	var inits []packageInit
 	for _, line := range strings.Split(string(out), "\n") {
 		// init PKG @T ms, C ms clock, B bytes, A allocs
 		f := strings.Fields(line)
 		if len(f) < 11 || f[0] != "init" || f[8] != "bytes," {
 			continue
 		}
-		pkg := f[1]
-		if pkg != "main" && !strings.HasPrefix(pkg, "github.com/jumpmesh/jumpmesh/") {
-			continue
-		}
-		seen++
 		bytes, err := strconv.Atoi(f[7])
 		if err != nil {
 			t.Fatalf("inittrace line %q: %v", line, err)
 		}
-		if pkg != "github.com/jumpmesh/jumpmesh/mesh/pb" && bytes > ownInitBudget {
-			t.Errorf("%s allocates %d bytes at init (budget %d): %s", pkg, bytes, ownInitBudget, line)
-		}
+		inits = append(inits, packageInit{pkg: f[1], bytes: bytes, line: line})
 	}
-	if seen < 5 {
-		t.Fatalf("%d of our packages in the init trace:\n%s", seen, out)
-	}
+	return inits
 }
 
 // processInitBudget is what all package initialisation of a jumpmesh
@@ -75,32 +93,18 @@ var unwantedInits = map[string]string{
 // TestProcessInitBudget: the package inits of a whole jumpmesh process
 // stay within processInitBudget, and none of unwantedInits runs.
 func TestProcessInitBudget(t *testing.T) {
-	cmd := exec.Command(binary, "--version")
-	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("jumpmesh --version: %v\n%s", err, out)
-	}
-	total, pkgs := 0, 0
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 11 || f[0] != "init" || f[8] != "bytes," {
-			continue
-		}
-		pkgs++
-		bytes, err := strconv.Atoi(f[7])
-		if err != nil {
-			t.Fatalf("inittrace line %q: %v", line, err)
-		}
-		total += bytes
-		if why, ok := unwantedInits[f[1]]; ok {
-			t.Errorf("%s is initialised again (%s): %s", f[1], why, line)
+	inits := initTrace(t)
+	total := 0
+	for _, in := range inits {
+		total += in.bytes
+		if why, ok := unwantedInits[in.pkg]; ok {
+			t.Errorf("%s is initialised again (%s): %s", in.pkg, why, in.line)
 		}
 	}
-	if pkgs < 100 {
-		t.Fatalf("%d packages in the init trace:\n%s", pkgs, out)
+	if len(inits) < 100 {
+		t.Fatalf("%d packages in the init trace", len(inits))
 	}
-	t.Logf("%d packages initialised, %d bytes allocated", pkgs, total)
+	t.Logf("%d packages initialised, %d bytes allocated", len(inits), total)
 	if total > processInitBudget {
 		t.Errorf("the package inits of a jumpmesh process allocate %d bytes (budget %d): find the package that grew with GODEBUG=inittrace=1 jumpmesh --version", total, processInitBudget)
 	}
