@@ -97,27 +97,11 @@ func relayedForward(t *testing.T, site *coordinatortest.Site[*console.Client], r
 	target := halfCloseEcho(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var j *console.Jump
-	coordinatortest.Eventually(t, 20*time.Second, "a jump through the relay", func() bool {
-		var err error
-		if j, err = site.Admin.Jump(ctx, ref, grant.Forward); err != nil || len(j.Relays) == 0 {
-			return false
-		}
-		j.ForceRelay = true
-		if err := j.Connect(ctx); err != nil {
-			t.Logf("relays %v: %v", j.Relays, err)
-			site.Admin.Host().Network().ClosePeer(j.ID)
-			return false
-		}
-		return true
-	})
+	j := relayedJump(t, site, ref, r, grant.Forward)
 	open := &pb.ChannelOpen{Kind: &pb.ChannelOpen_Forward{Forward: &pb.ForwardOpen{Host: "127.0.0.1", Port: uint32(target), Bulk: true}}}
 	ch, err := j.Open(ctx, open)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if p := j.Path(); p.Kind != console.PathRelayed || p.Relay != r.ID() {
-		t.Fatalf("the session's path is %s, want relayed through %s", p, r.ID())
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
