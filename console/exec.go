@@ -90,6 +90,11 @@ func (s *ExecSession) Run(ctx context.Context, eio ExecIO) (*pb.ExitStatus, erro
 // Close releases the channel.
 func (s *ExecSession) Close() error { return s.ch.Close() }
 
+// Notes makes note see a line when a relayed session moves to the relay's
+// splice, or stays in its circuit because the splice could not be reached
+// (mesh/channel/bulkswitch.go; jump -v). Call it before Run.
+func (s *ExecSession) Notes(note func(string)) { s.ch.SetBulkNote(note) }
+
 // Exec runs the exec channel ch (opened with an ExecOpen) until the remote
 // process exits and returns its status. The error is for the session
 // itself (cut short, ctx ended, a local write failed), never for the

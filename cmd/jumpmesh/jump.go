@@ -143,6 +143,11 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 		defer s.Close()
 		if verbose {
 			fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s\n", j.PathLine())
+			eol := "\n"
+			if cmd.TTY { // the terminal is raw while the session runs
+				eol = "\r\n"
+			}
+			s.Notes(func(line string) { fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s%s", line, eol) })
 		}
 		end := t.Begin("exec (command run until its exit status)")
 		status, err := runExec(cc.Context, s, cmd.TTY, cc.App.Writer, cc.App.ErrWriter)

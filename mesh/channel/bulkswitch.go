@@ -43,6 +43,9 @@ type bulkSwitch struct {
 	dial   func(context.Context, BulkOffer, *BulkRelay) *BulkConn
 	ctx    context.Context
 	cancel context.CancelFunc
+	// note, console: sees a line when the channel moved or stayed
+	// (SetBulkNote).
+	note func(string)
 
 	// peer: got delivers the bulk connection the console opens; settle is
 	// called once, with it (nil: declined, or never arrived).
@@ -119,6 +122,34 @@ func (c *Channel) SetBulkDialer(dial func(context.Context, BulkOffer, *BulkRelay
 		c.sw.mu.Lock()
 		c.sw.dial = dial
 		c.sw.mu.Unlock()
+	}
+}
+
+// Lines a console's note sees (SetBulkNote).
+const (
+	NoteBulkSwitched = "the session moved to the relay's splice"
+	NoteBulkDeclined = "the relay's splice could not be reached: the session stays in the relay's circuit"
+)
+
+// SetBulkNote makes note see, on the console, NoteBulkSwitched when the
+// channel moved to the bulk connection and NoteBulkDeclined when it
+// declined the peer's offer (jump -v prints them). It does nothing on a
+// channel that did not ask for a switch.
+func (c *Channel) SetBulkNote(note func(string)) {
+	if c.sw != nil && c.sw.console {
+		c.sw.mu.Lock()
+		c.sw.note = note
+		c.sw.mu.Unlock()
+	}
+}
+
+// tell passes line to the console's note, if any.
+func (sw *bulkSwitch) tell(line string) {
+	sw.mu.Lock()
+	note := sw.note
+	sw.mu.Unlock()
+	if note != nil {
+		note(line)
 	}
 }
 
@@ -224,6 +255,7 @@ func (c *Channel) readSwitch() error {
 			return switchError("a switch to a bulk connection this side did not choose")
 		}
 		c.rbulk = bc
+		sw.tell(NoteBulkSwitched)
 	case *pb.BulkSwitch_Chosen:
 		if sw.console {
 			return switchError("a choice from the peer")
@@ -262,14 +294,17 @@ func (c *Channel) takeOffer(b *pb.BulkOffer) error {
 		if o != nil && r != nil && dial != nil {
 			bc = dial(sw.ctx, *o, r)
 		}
-		c.choose(bc)
+		if !c.choose(bc) {
+			sw.tell(NoteBulkDeclined)
+		}
 	}()
 	return nil
 }
 
 // choose (console) writes the switch marker and moves this side's writes
-// to bc, or declines when bc is nil or the channel ended meanwhile.
-func (c *Channel) choose(bc *BulkConn) {
+// to bc, or declines when bc is nil or the channel ended meanwhile; false
+// when it declined an offer of a channel still running.
+func (c *Channel) choose(bc *BulkConn) bool {
 	sw := c.sw
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -281,19 +316,20 @@ func (c *Channel) choose(bc *BulkConn) {
 	sw.mu.Unlock()
 	if bc != nil && ended {
 		_ = bc.Close()
-		return
+		return true
 	}
 	if ended {
-		return
+		return true
 	}
 	if bc == nil {
 		_ = c.writeSwitchLocked(&pb.BulkSwitch{Step: &pb.BulkSwitch_Declined{Declined: true}})
-		return
+		return false
 	}
 	if err := c.writeSwitchLocked(&pb.BulkSwitch{Step: &pb.BulkSwitch_Chosen{Chosen: true}}); err != nil {
-		return // the stream is broken: the session ends anyway
+		return true // the stream is broken: the session ends anyway
 	}
 	c.wbulk = bc
+	return true
 }
 
 // peerSwitch (peer) takes the bulk connection the console chose: reads

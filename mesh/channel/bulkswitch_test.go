@@ -196,6 +196,8 @@ func TestBulkSwitchMovesBothDirections(t *testing.T) {
 	con, per := switchPair(t, true)
 	r := newTestRelay(t, nil)
 	dialed := 0
+	notes := make(chan string, 2)
+	con.SetBulkNote(func(line string) { notes <- line })
 	fromPeer, fromConsole := readNumbered(con), readNumbered(per)
 	settled := offerThrough(t, con, per, r, &dialed)
 	const n = 3000
@@ -216,6 +218,9 @@ func TestBulkSwitchMovesBothDirections(t *testing.T) {
 	}
 	if bc := <-settled; bc == nil || !con.BulkSwitched() || !per.BulkSwitched() || dialed != 1 {
 		t.Fatalf("settled with %v, switched %v/%v, %d dials", bc, con.BulkSwitched(), per.BulkSwitched(), dialed)
+	}
+	if note := <-notes; note != NoteBulkSwitched || len(notes) != 0 {
+		t.Fatalf("the console's note: %q and %d more", note, len(notes))
 	}
 }
 
@@ -240,6 +245,8 @@ func TestBulkSwitchDeclined(t *testing.T) {
 	got := make(chan *BulkConn)
 	settled := make(chan *BulkConn, 1)
 	con.SetBulkDialer(func(context.Context, BulkOffer, *BulkRelay) *BulkConn { return nil }) // the splice unreachable
+	notes := make(chan string, 2)
+	con.SetBulkNote(func(line string) { notes <- line })
 	if !per.OfferBulkSwitch(NewBulkOffer(), testSwitchRelay, got, func(bc *BulkConn) { settled <- bc }) {
 		t.Fatal("no offer sent")
 	}
@@ -256,6 +263,9 @@ func TestBulkSwitchDeclined(t *testing.T) {
 	}
 	if con.BulkSwitched() || per.BulkSwitched() {
 		t.Fatal("switched")
+	}
+	if note := <-notes; note != NoteBulkDeclined || len(notes) != 0 {
+		t.Fatalf("the console's note: %q and %d more", note, len(notes))
 	}
 }
 
