@@ -144,7 +144,7 @@ func dialRelayedBulk(ctx context.Context, ch *channel.Channel, offer channel.Bul
 	return bc
 }
 
-// AllowBulkSwitch lets the exec channel ch, opened with channel.Open
+// AllowBulkSwitch lets the exec or file channel ch, opened with channel.Open
 // (Jump.Open does this itself), move to a bulk connection through its
 // relay's splice when the peer offers one (mesh/channel/bulkswitch.go):
 // the console dials it as for a relayed forward.

@@ -318,9 +318,9 @@ func (c *Client) Connect(ctx context.Context, id peer.ID, direct, relays []ma.Mu
 // Open opens a channel of the kind open describes (its grant is filled in).
 // The channel opened early for the jump's Need.Open, when it is the same
 // kind, only gets the grant (a channel whose grant could not be sent is
-// opened anew: nothing ran on the peer for it). A relayed exec channel
-// moves to a bulk connection through the relay's splice when the peer
-// offers one (channel.Channel.SetBulkDialer).
+// opened anew: nothing ran on the peer for it). A relayed exec or file
+// channel moves to a bulk connection through the relay's splice when the
+// peer offers one (channel.Channel.SetBulkDialer).
 func (j *Jump) Open(ctx context.Context, open *pb.ChannelOpen) (*channel.Channel, error) {
 	ch, err := j.open(ctx, open)
 	if err == nil {

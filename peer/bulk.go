@@ -118,9 +118,9 @@ func ServeExecWithRelays(ctx context.Context, ch *channel.Channel, open *pb.Chan
 	return ServeExec(ctx, ch, open.GetExec(), ExecOptions{})
 }
 
-// offerSwitch offers the console of a relayed exec channel that asked for
-// it (channel.Channel.AsksBulkSwitch, armed by the caller) a bulk
-// connection through the relay's splice, when the site allows bulk
+// offerSwitch offers the console of a relayed exec or file channel that
+// asked for it (channel.Channel.AsksBulkSwitch, armed by the caller) a
+// bulk connection through the relay's splice, when the site allows bulk
 // connections and the relay gives a slot; otherwise the channel stays on
 // the circuit and nothing is sent. The session runs on the channel
 // meanwhile: the switch happens when the console has the connection

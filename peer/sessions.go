@@ -40,8 +40,8 @@ type sessions struct {
 // channel.ProtocolGrantFollows a console may send the grant right after
 // the open (channel.Accept waits for it, at most channel.GrantWait, the
 // channel registered in live meanwhile); admission is the same. On
-// channel.ProtocolBulkSwitch a relayed exec channel may also move to a
-// bulk connection through the relay's splice (offerSwitch).
+// channel.ProtocolBulkSwitch a relayed exec or file channel may also move
+// to a bulk connection through the relay's splice (offerSwitch).
 func (d *Daemon) serveSessions() {
 	d.host.SetStreamHandler(channel.Protocol, d.handleChannel)
 	d.host.SetStreamHandler(channel.ProtocolGrantFollows, d.handleChannel)

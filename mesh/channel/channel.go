@@ -31,9 +31,9 @@ const Protocol protocol.ID = "/jumpmesh/session/1.0.0"
 // peer of an earlier version gets today's order, the grant in the open.
 const ProtocolGrantFollows protocol.ID = "/jumpmesh/session/1.1.0"
 
-// ProtocolBulkSwitch is the session protocol whose exec channels may move
-// to a bulk connection through the relay's splice (bulkswitch.go): 1.1.0
-// and ChannelOpen.bulk_switch. A console uses it only with a peer whose
+// ProtocolBulkSwitch is the session protocol whose exec and file channels
+// may move to a bulk connection through the relay's splice
+// (bulkswitch.go): 1.1.0 and ChannelOpen.bulk_switch. A console uses it only with a peer whose
 // identify lists it, and asks for the switch only on a relayed connection.
 const ProtocolBulkSwitch protocol.ID = "/jumpmesh/session/1.2.0"
 
@@ -89,7 +89,7 @@ func newChannel(st network.Stream) *Channel { return &Channel{st: st} }
 // comes back as the peer's catalog error. Relayed (limited) connections are
 // allowed: a session is end-to-end encrypted whatever carries it.
 //
-// An exec open on a relayed connection to a peer that speaks
+// An exec or file open on a relayed connection to a peer that speaks
 // ProtocolBulkSwitch asks for the bulk switch (bulkswitch.go).
 func Open(ctx context.Context, h host.Host, p peer.ID, open *pb.ChannelOpen) (*Channel, string, error) {
 	pid, open := switchOpen(h, p, Protocol, open)
