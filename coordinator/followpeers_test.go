@@ -46,9 +46,13 @@ func TestPeerSetAndRemovedThroughAnotherCoordinator(t *testing.T) {
 	key := h.Installer(&pb.InstallerDefaults{}, 0, week).GetKey()
 	p := listeningPeer(t).online(atB, key, "web-01")
 	admin, ctx := h.Admin, h.Ctx()
-	coordinatortest.Eventually(t, 10*time.Second, "A knows B's peer", func() bool { return statusOf(t, admin, p.id()) == coordinator.StatusOnline })
-
+	// B answered the hello; A knows the peer once its watch brings B's
+	// commit (statusOf: not found until then).
 	start := time.Now()
+	coordinatortest.Eventually(t, 10*time.Second, "A knows B's peer", func() bool { return statusOf(t, admin, p.id()) == coordinator.StatusOnline })
+	t.Logf("A showed B's peer online %s after B answered its hello", time.Since(start).Round(100*time.Microsecond))
+
+	start = time.Now()
 	if _, err := admin.SetPeer(ctx, p.id().String(), &pb.InstallerDefaults{Name: "web-02", Tag: "moved"}, uint32(installerkey.FieldName|installerkey.FieldTag)); err != nil {
 		t.Fatal(err)
 	}
