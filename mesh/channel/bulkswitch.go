@@ -37,6 +37,9 @@ type bulkSwitch struct {
 	answered bool
 	// switched: this side reads from bc (the other side's marker came).
 	switched bool
+	// rdl is the channel's read deadline (SetReadDeadline), which bc
+	// gets when it arrives.
+	rdl time.Time
 
 	// console: dial opens the offered bulk connection (SetBulkDialer);
 	// ctx ends with the channel.
@@ -311,7 +314,7 @@ func (c *Channel) choose(bc *BulkConn) bool {
 	sw.mu.Lock()
 	ended := sw.ended || c.wclosed
 	if bc != nil && !ended {
-		sw.bc = bc
+		sw.setConn(bc)
 	}
 	sw.mu.Unlock()
 	if bc != nil && ended {
@@ -360,7 +363,8 @@ func (c *Channel) peerSwitch() error {
 	sw.mu.Lock()
 	ended := sw.ended
 	if !ended {
-		sw.bc, sw.switched = bc, true
+		sw.setConn(bc)
+		sw.switched = true
 	}
 	sw.mu.Unlock()
 	if ended {
@@ -428,9 +432,19 @@ func (c *Channel) endSwitch() {
 
 func (sw *bulkSwitch) setReadDeadline(t time.Time) {
 	sw.mu.Lock()
-	bc := sw.bc
-	sw.mu.Unlock()
-	if bc != nil {
-		_ = bc.conn.SetReadDeadline(t)
+	defer sw.mu.Unlock()
+	sw.rdl = t
+	if sw.bc != nil {
+		_ = sw.bc.conn.SetReadDeadline(t)
+	}
+}
+
+// setConn makes bc this side's bulk connection, with the channel's read
+// deadline (a peer whose session ended waits for the console's end only
+// so long, on whichever path it reads). sw.mu is held.
+func (sw *bulkSwitch) setConn(bc *BulkConn) {
+	sw.bc = bc
+	if !sw.rdl.IsZero() {
+		_ = bc.conn.SetReadDeadline(sw.rdl)
 	}
 }

@@ -372,3 +372,25 @@ func TestBulkSwitchProtocolErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestBulkSwitchKeepsTheReadDeadline: a read deadline set before the
+// bulk connection arrives (the peer's linger after the exit status)
+// bounds the reads on it too: a console that chose and then says nothing
+// does not hold the peer's reader.
+func TestBulkSwitchKeepsTheReadDeadline(t *testing.T) {
+	con, per := switchPair(t, true)
+	r := newTestRelay(t, nil)
+	dialed := 0
+	_ = per.SetReadDeadline(time.Now().Add(2 * time.Second))
+	fromConsole := readNumbered(per)
+	_ = readNumbered(con)
+	_ = offerThrough(t, con, per, r, &dialed)
+	select {
+	case res := <-fromConsole:
+		if !isTimeout(res.err) || !per.BulkSwitched() {
+			t.Fatalf("the peer's reader ended with %v, switched %v; want the deadline on the bulk connection", res.err, per.BulkSwitched())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the peer's reader outlived its deadline")
+	}
+}
