@@ -181,3 +181,48 @@ func TestOrderIsFirstSorted(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkOrder24788 is the order of the search workload's worst list:
+// the first 1,000 of 24,788 matches named as sim scale names its peers,
+// in slot order (random in names), against the heap it replaced.
+func BenchmarkOrder24788(b *testing.B) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	prefixes := []string{"web", "db", "mail", "build", "kiosk", "pos", "nas", "vpn"}
+	x := &searchIndex{}
+	for i := range 24788 {
+		id := fmt.Sprintf("12D3KooW%044d", rng.Int64())
+		d := NewSearchDoc(&pb.Peer{Id: []byte(id), Settings: &pb.InstallerDefaults{Name: fmt.Sprintf("%s-%06d", prefixes[i%8], rng.IntN(100000))}}, "")
+		x.slots = append(x.slots, searchSlot{doc: &d, nameKey: d.nameKey})
+	}
+	fresh := func() []slotMatch {
+		m := make([]slotMatch, len(x.slots))
+		for i := range m {
+			m[i] = slotMatch{x.slots[i].nameKey, uint32(i)}
+		}
+		return m
+	}
+	b.Run("select", func(b *testing.B) {
+		for range b.N {
+			b.StopTimer()
+			m := fresh()
+			b.StartTimer()
+			x.order(m, 1000)
+		}
+	})
+	b.Run("heap", func(b *testing.B) {
+		for range b.N {
+			b.StopTimer()
+			m := fresh()
+			b.StartTimer()
+			firstSorted(m, 1000, func(a, c slotMatch) int {
+				if x.before(&a, &c) {
+					return -1
+				}
+				if x.before(&c, &a) {
+					return 1
+				}
+				return 0
+			})
+		}
+	})
+}
