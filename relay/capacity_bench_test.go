@@ -88,7 +88,9 @@ const screenProto protocol.ID = "/jumpmesh-test/screen"
 // (/proc/<pid>/io: splice(2) is not counted there, so the splice path has
 // none) per frame relayed, relay-switches/frame its threads' context
 // switches per frame (each thread that sleeps is woken again: the
-// wake-ups a frame costs; frames that gather share one). The load shares
+// wake-ups a frame costs; frames that gather share one);
+// splice-reads/wakeup and splice-wakeups/frame are the splice loops'
+// (their metrics): the frames one wake-up serves. The load shares
 // the machine with the relay;
 // load-cpu-% says how much it took (in the circuit the load does four TLS
 // and yamux layers per byte to the relay's two, so it needs more CPU than
@@ -207,6 +209,7 @@ func prefix(p int) string {
 // pathSums adds up one path's windows.
 type pathSums struct {
 	cores, loadCores, mean, syscalls, switches, frames, slowest float64
+	wakeups, reads                                              float64
 	windows                                                     int
 	atRate                                                      []bool
 }
@@ -226,6 +229,8 @@ func (s *pathSums) add(b *testing.B, w capacityWindowResult, p int) {
 	s.syscalls += w.relaySyscalls
 	s.switches += w.relaySwitches
 	s.frames += w.frames
+	s.wakeups += w.loopWakeups
+	s.reads += w.loopReads
 	s.slowest = min(s.slowest, w.minRate)
 	s.windows++
 	if w.minRate < deliveredFloor*sessionRate {
@@ -252,12 +257,19 @@ func (s *pathSums) report(b *testing.B, p, held int) (perCore, fullRate float64)
 		b.ReportMetric(s.syscalls/s.frames, "relay-syscalls/frame")
 	}
 	b.ReportMetric(s.switches/s.frames, pre+"relay-switches/frame")
+	if p == pathSplice && s.wakeups > 0 {
+		b.ReportMetric(s.reads/s.wakeups, "splice-reads/wakeup")
+		b.ReportMetric(s.wakeups/s.frames, "splice-wakeups/frame")
+	}
 	b.ReportMetric(100*cores, pre+"relay-cpu-%")
 	b.ReportMetric(100*s.loadCores/float64(s.windows), pre+"load-cpu-%")
 	b.ReportMetric(mean/1e3, pre+"per-session-kB/s")
 	b.ReportMetric(s.slowest/1e3, pre+"min-session-kB/s")
 	b.Logf("%s: %d of %d sessions at rate; relay %.0f %% of a core: %.0f sessions/core (%.0f full-rate), %.2f thread switches per frame; load %.0f %% of a core",
 		pathNames[p], countTrue(s.atRate), held, 100*cores, perCore, fullRate, s.switches/s.frames, 100*s.loadCores/float64(s.windows))
+	if p == pathSplice && s.wakeups > 0 {
+		b.Logf("splice loops: %.1f reads per wake-up, %.3f wake-ups per frame", s.reads/s.wakeups, s.wakeups/s.frames)
+	}
 	return perCore, fullRate
 }
 
@@ -565,6 +577,8 @@ type capacityWindowResult struct {
 	relaySyscalls         float64 // the relay's read and write system calls
 	relaySwitches         float64 // its threads' context switches (wake-ups, mostly)
 	frames                float64 // frames the sessions sent, sessionFrames a second each
+	loopWakeups           float64 // the splice loops' wake-ups that read
+	loopReads             float64 // and their reads
 }
 
 // measureWindow watches the sessions' path p for capacityWindow and
@@ -574,10 +588,12 @@ func measureWindow(b *testing.B, set *sessionSet, p int, atRate []bool) capacity
 	for i, s := range set.sessions {
 		before[i] = s.received[p].Load()
 	}
+	wake0, reads0 := set.child.loopCounts(b)
 	relay0, load0, sys0, sw0, start := set.child.cpu(b), selfCPU(b), set.child.syscalls(b), set.child.switches(b), time.Now()
 	window := time.NewTimer(capacityWindow)
 	<-window.C
 	relay1, load1, sys1, sw1, wall := set.child.cpu(b), selfCPU(b), set.child.syscalls(b), set.child.switches(b), time.Since(start)
+	wake1, reads1 := set.child.loopCounts(b)
 	rates := make([]float64, len(set.sessions))
 	var sum float64
 	for i, s := range set.sessions {
@@ -595,7 +611,15 @@ func measureWindow(b *testing.B, set *sessionSet, p int, atRate []bool) capacity
 		relaySyscalls: float64(sys1 - sys0),
 		relaySwitches: float64(sw1 - sw0),
 		frames:        float64(len(rates)) * sessionFrames * wall.Seconds(),
+		loopWakeups:   wake1 - wake0,
+		loopReads:     reads1 - reads0,
 	}
+}
+
+// loopCounts are the relay's splice loops' wake-ups that read and their
+// reads so far.
+func (c *benchChild) loopCounts(b *testing.B) (wakeups, reads float64) {
+	return metric(b, c.info.HTTP, "jumpmesh_relay_splice_loop_wakeups_total"), metric(b, c.info.HTTP, "jumpmesh_relay_splice_loop_reads_total")
 }
 
 func countTrue(bs []bool) int {

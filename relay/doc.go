@@ -123,11 +123,18 @@
 // woken, a goroutine scheduled, three splice calls). The splice loops
 // (spliceloop.go, issue 17 session 26) take that to two splice calls per
 // frame and one wake-up for every socket ready at that moment, and when a
-// loop reads more than 2,000 times a second they let frames gather for up
-// to a millisecond after each batch, so that the next wake-up finds
-// several: a byte waits at most 1 ms more in a busy relay, none in a quiet
-// one, and a bulk transfer (a read that fills the pipe) never waits.
-// docs/performance.md has the runs. A splice costs the relay two file
+// loop reads more than 2,000 times a second they let frames gather after
+// each batch, so that the next wake-up finds several: for as long as 32
+// reads take to come at the loop's rate, between 0.25 and 1 ms, so a byte
+// waits at most 1 ms more in a busy relay, none in a quiet one, and a
+// bulk transfer (a read that fills the pipe) never waits. Since session
+// 27 the loops make the calls that never block (the splices, an
+// epoll_wait that does not wait, the gathering's sleep) as raw system
+// calls, which Go's scheduler does not see: made the ordinary way, every
+// one of them offered the loop's processor to another thread and kept the
+// scheduler's monitor thread ticking every 20 µs (7 % of the relay's CPU,
+// half its thread switches). Only the wait for the next event, when none
+// is ready, goes through the scheduler. docs/performance.md has the runs. A splice costs the relay two file
 // descriptors (its sockets) and no goroutine; a direction whose reader is
 // slow holds a pipe (two more) until it has caught up. What is wired
 // today: forwards (peer/forward.go, console/forward.go). Shells, screens,

@@ -76,6 +76,10 @@ type splicer struct {
 	cuts    *prometheus.CounterVec
 	splices prometheus.Counter
 	bytes   prometheus.Counter
+	// wakeups and reads are the splice loops' wake-ups that read and
+	// their reads that moved bytes: reads ÷ wakeups is the frames a
+	// wake-up serves.
+	wakeups, reads prometheus.Counter
 
 	handshakes chan struct{}
 	wg         sync.WaitGroup
@@ -133,6 +137,10 @@ func newSplicer(addr string, acl *ACL, res Resources, reg prometheus.Registerer,
 			Help: "Bulk connections spliced (both sides paired)."}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "jumpmesh", Subsystem: "relay", Name: "spliced_bytes_total",
 			Help: "Bytes spliced, both directions of every splice."}),
+		wakeups: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "jumpmesh", Subsystem: "relay", Name: "splice_loop_wakeups_total",
+			Help: "Times a splice loop woke up and read from a spliced socket."}),
+		reads: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "jumpmesh", Subsystem: "relay", Name: "splice_loop_reads_total",
+			Help: "Reads from spliced sockets that moved bytes (per wake-up: the frames it served)."}),
 		handshakes: make(chan struct{}, spliceHandshakes),
 		slots:      map[[channel.SpliceSlotSize]byte]*spliceSlot{},
 		pending:    map[peer.ID]int{},
@@ -145,7 +153,7 @@ func newSplicer(addr string, acl *ACL, res Resources, reg prometheus.Registerer,
 	}
 	s.cuts.WithLabelValues(spliceCutData)
 	s.cuts.WithLabelValues(spliceCutDuration)
-	reg.MustRegister(s.refused, s.cuts, s.splices, s.bytes)
+	reg.MustRegister(s.refused, s.cuts, s.splices, s.bytes, s.wakeups, s.reads)
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil

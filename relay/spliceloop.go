@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/sys/unix"
@@ -48,16 +49,55 @@ const spliceLoopEvents = 256
 
 // When a loop reads more than spliceGatherRate times a second (many
 // sessions, each frame its own wake-up), it lets frames gather: after
-// serving what was ready it sleeps spliceGather before it waits again,
-// so that the next wake-up finds several sockets ready. A byte then waits
-// at most spliceGather longer in the relay; below that rate (a few
-// interactive sessions) nothing waits. A batch that read a whole
-// pipe's capacity from a socket (a bulk transfer, more waiting behind it) is
-// never followed by a sleep.
+// serving what was ready it sleeps before it waits again, so that the
+// next wake-up finds several sockets ready — as long as
+// spliceGatherFrames reads take to come at the rate it measured, within
+// spliceGatherMin and spliceGather: a faster stream of frames gathers
+// shorter, and no stream longer than spliceGather. A byte then waits at
+// most spliceGather longer in the relay; below that rate (a few
+// interactive sessions) nothing waits. A batch that read a whole pipe's
+// capacity from a socket (a bulk transfer, more waiting behind it) is
+// never followed by a sleep. Gathering up to 2 ms instead of 1 woke the
+// relay less often but cost it no less per frame (495 against 418 µs per
+// session-second in one pair of runs, 518 against 474 in session 26's):
+// the bound stays at 1 ms.
 var (
-	spliceGather     = time.Millisecond
-	spliceGatherRate = 2000.0
+	spliceGather       = time.Millisecond
+	spliceGatherMin    = 250 * time.Microsecond
+	spliceGatherRate   = 2000.0
+	spliceGatherFrames = 32.0
 )
+
+// gatherDelay is how long a loop reading rate times a second lets frames
+// gather after a batch: none below spliceGatherRate.
+func gatherDelay(rate float64) time.Duration {
+	if spliceGather <= 0 || rate < spliceGatherRate {
+		return 0
+	}
+	if rate <= 0 {
+		return spliceGather
+	}
+	d := time.Duration(spliceGatherFrames / rate * float64(time.Second))
+	return min(max(d, spliceGatherMin), spliceGather)
+}
+
+// spliceRaw makes the loops' calls that never block (splice(2) on
+// non-blocking descriptors, an epoll_wait that does not wait, the
+// gathering's sleep of at most spliceGather) raw system calls, which Go's
+// scheduler does not see: made the ordinary way, each one put the loop's
+// processor up for grabs, and the scheduler's monitor thread (sysmon),
+// seeing a processor in a system call at each of its ticks, handed it to
+// another thread during the sleeps and kept ticking every 20 µs instead
+// of every 10 ms — 7 % of the relay's CPU and most of its thread switches
+// (BenchmarkRelaySessionsPerCore's splice window, issue 17 session 27).
+// Only the wait for the next event, when none is ready, blocks, and it is
+// made the ordinary way. A raw call keeps the loop's processor, which the
+// loops can afford while they are at most half of Go's processors
+// (spliceLoopCount); on one processor a loop busy with a bulk transfer or
+// gathering would hold up every other goroutine until Go's preemption
+// (10 ms), so there every call is made the ordinary way. A preemption
+// signal cuts a raw sleep short.
+var spliceRaw = true
 
 // spliceGatherWindow is how often a loop re-decides whether to gather,
 // from the reads it made since the last decision.
@@ -94,13 +134,18 @@ type spliceLoop struct {
 	scratch spipe // the shared pipe (none: r < 0, taken at the next read)
 	reads   int   // reads that moved bytes in this batch
 	full    bool  // a read in this batch filled the pipe
+	raw     bool  // this batch's calls are raw (spliceRaw, on two processors or more)
 	pool    []spipe
-	socks   map[int32]*rawSock
+	socks   []*rawSock // by descriptor
 }
 
 // rawSplice is a splice the loops serve: sockets a and b, direction 0
 // a→b and direction 1 b→a.
 type rawSplice struct {
+	// sock holds the sockets socks points to: a splice and its sockets are
+	// one allocation, so that serving a socket's event touches one place
+	// in memory, not two.
+	sock  [2]rawSock
 	loop  *spliceLoop
 	owner peer.ID
 	socks [2]*rawSock
@@ -201,8 +246,9 @@ func (s *splicer) startRaw(owner peer.ID, a, b *net.TCPConn) (*rawSplice, bool) 
 	_ = a.Close()
 	_ = b.Close()
 	sp := &rawSplice{loop: l, owner: owner}
-	sp.socks[0] = &rawSock{sp: sp, i: 0, fd: fa}
-	sp.socks[1] = &rawSock{sp: sp, i: 1, fd: fb}
+	sp.sock[0] = rawSock{sp: sp, i: 0, fd: fa}
+	sp.sock[1] = rawSock{sp: sp, i: 1, fd: fb}
+	sp.socks = [2]*rawSock{&sp.sock[0], &sp.sock[1]}
 	for i := range sp.dirs {
 		sp.dirs[i].pipe = noPipe
 	}
@@ -243,7 +289,7 @@ func newSpliceLoop(s *splicer) (*spliceLoop, error) {
 		_ = unix.Close(epfd)
 		return nil, err
 	}
-	l := &spliceLoop{s: s, epfd: epfd, wake: wake, done: make(chan struct{}), socks: map[int32]*rawSock{}}
+	l := &spliceLoop{s: s, epfd: epfd, wake: wake, done: make(chan struct{})}
 	l.scratch, err = newPipe()
 	if err == nil {
 		err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)})
@@ -294,9 +340,11 @@ func (l *spliceLoop) run() {
 	defer close(l.done)
 	defer l.closeFDs()
 	events := make([]unix.EpollEvent, spliceLoopEvents)
-	gather, windowStart, windowReads := false, time.Now(), 0
+	gather := gatherDelay(0) // the gathering's sleep (0: none), at first as a loop that never read
+	windowStart, windowReads := time.Now(), 0
 	for {
-		n, err := unix.EpollWait(l.epfd, events, -1)
+		l.raw = spliceRaw && runtime.GOMAXPROCS(0) >= 2
+		n, err := l.wait(events)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
@@ -308,7 +356,7 @@ func (l *spliceLoop) run() {
 			if ev.Fd == int32(l.wake) {
 				continue
 			}
-			if k := l.socks[ev.Fd]; k != nil {
+			if k := l.sock(ev.Fd); k != nil {
 				l.ready(k, ev.Events)
 			}
 		}
@@ -328,17 +376,17 @@ func (l *spliceLoop) run() {
 				}
 			}
 		}
-		if spliceGather <= 0 {
-			continue
+		if l.reads > 0 {
+			l.s.wakeups.Inc()
+			l.s.reads.Add(float64(l.reads))
 		}
 		windowReads += l.reads
 		if now := time.Now(); now.Sub(windowStart) >= spliceGatherWindow {
-			gather = float64(windowReads)/now.Sub(windowStart).Seconds() >= spliceGatherRate
+			gather = gatherDelay(float64(windowReads) / now.Sub(windowStart).Seconds())
 			windowStart, windowReads = now, 0
 		}
-		if gather && l.reads > 0 && !l.full {
-			ts := unix.NsecToTimespec(int64(spliceGather))
-			_ = unix.Nanosleep(&ts, nil)
+		if gather > 0 && l.reads > 0 && !l.full {
+			gatherSleep(l.raw, gather)
 		}
 		l.reads, l.full = 0, false
 	}
@@ -361,7 +409,10 @@ func (l *spliceLoop) closeFDs() {
 // add starts watching sp's sockets for input.
 func (l *spliceLoop) add(sp *rawSplice) {
 	for _, k := range sp.socks {
-		l.socks[int32(k.fd)] = k
+		if k.fd >= len(l.socks) {
+			l.socks = append(l.socks, make([]*rawSock, k.fd+1-len(l.socks))...)
+		}
+		l.socks[k.fd] = k
 	}
 	for _, k := range sp.socks {
 		if err := l.watch(k); err != nil {
@@ -369,6 +420,14 @@ func (l *spliceLoop) add(sp *rawSplice) {
 			return
 		}
 	}
+}
+
+// sock is the socket of descriptor fd, if the loop serves it.
+func (l *spliceLoop) sock(fd int32) *rawSock {
+	if int(fd) < len(l.socks) {
+		return l.socks[fd]
+	}
+	return nil
 }
 
 // want is what k is to be watched for: input while its direction reads,
@@ -453,7 +512,7 @@ func (l *spliceLoop) read(sp *rawSplice, i int) bool {
 	if limit := l.s.data; limit > 0 {
 		want = min(want, limit-d.n)
 	}
-	n, err := spliceRetry(src, l.scratch.w, int(want))
+	n, err := spliceRetry(l.raw, src, l.scratch.w, int(want))
 	switch {
 	case errors.Is(err, unix.EAGAIN):
 		return true
@@ -474,7 +533,7 @@ func (l *spliceLoop) read(sp *rawSplice, i int) bool {
 	l.full = l.full || n == l.scratch.size
 	left := n
 	for left > 0 {
-		m, err := spliceRetry(l.scratch.r, dst, left)
+		m, err := spliceRetry(l.raw, l.scratch.r, dst, left)
 		if errors.Is(err, unix.EAGAIN) {
 			break
 		}
@@ -518,7 +577,7 @@ func (l *spliceLoop) takePipe() (spipe, error) {
 func (l *spliceLoop) flush(sp *rawSplice, i int) bool {
 	d := &sp.dirs[i]
 	for d.pending > 0 {
-		m, err := spliceRetry(d.pipe.r, sp.socks[1-i].fd, d.pending)
+		m, err := spliceRetry(l.raw, d.pipe.r, sp.socks[1-i].fd, d.pending)
 		if errors.Is(err, unix.EAGAIN) {
 			return true
 		}
@@ -547,15 +606,55 @@ func (l *spliceLoop) release(d *rawDir) {
 }
 
 // spliceRetry is splice(2) from fd in to fd out, non-blocking, retried
-// when a signal interrupts it.
-func spliceRetry(in, out, n int) (int, error) {
+// when a signal interrupts it; raw: a raw system call.
+func spliceRetry(raw bool, in, out, n int) (int, error) {
 	for {
-		m, err := unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		var m int
+		var err error
+		if raw {
+			r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			m, err = int(r), errnoErr(e)
+		} else {
+			var m64 int64
+			m64, err = unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			m = int(m64)
+		}
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
-		return int(m), err
+		return m, err
 	}
+}
+
+// wait is the loop's epoll_wait: what is ready now, without blocking
+// (a raw call), else what is ready next, blocking.
+func (l *spliceLoop) wait(events []unix.EpollEvent) (int, error) {
+	if l.raw {
+		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		if e != 0 || r > 0 {
+			return int(r), errnoErr(e)
+		}
+	}
+	return unix.EpollWait(l.epfd, events, -1)
+}
+
+// gatherSleep is the gathering's nanosleep; raw: a raw system call, which
+// a signal (Go's preemption) cuts short.
+func gatherSleep(raw bool, d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	if raw {
+		_, _, _ = unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+		return
+	}
+	_ = unix.Nanosleep(&ts, nil)
+}
+
+// errnoErr is e as an error, nil for none.
+func errnoErr(e unix.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
 }
 
 // teardown ends sp: its sockets and pipes closed, its bytes counted, the
@@ -570,7 +669,9 @@ func (l *spliceLoop) teardown(sp *rawSplice, cut string) {
 		sp.timer.Stop()
 	}
 	for _, k := range sp.socks {
-		delete(l.socks, int32(k.fd))
+		if k.fd < len(l.socks) {
+			l.socks[k.fd] = nil
+		}
 		_ = unix.Close(k.fd) // leaves the epoll set with it
 	}
 	for i := range sp.dirs {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/relay"
 )
@@ -123,6 +124,14 @@ func TestSpliceLoopSlowReaderHoldsOnlyItsDirection(t *testing.T) {
 	// splice's bytes cross.
 	echo(t, pc, cc, "peer to console while the console's bytes wait")
 	echo(t, cc2, pc2, "another splice while the first waits")
+	// The peer starts reading once the relay has parked bytes for it (its
+	// buffers towards the peer full): reading sooner may leave the relay
+	// nothing to park, and the test nothing to test.
+	coordinatortest.Eventually(t, time.Minute, "the relay parking bytes for the slow reader", func() bool {
+		return relay.SpliceParks() > parks
+	})
+	echo(t, pc, cc, "peer to console while the relay holds the console's bytes")
+	echo(t, cc2, pc2, "another splice while the relay holds the console's bytes")
 	if w := written.Load(); w == int64(len(big)) {
 		t.Logf("the console wrote all %d bytes before the peer read (buffers larger than the test)", w)
 	}
@@ -132,9 +141,6 @@ func TestSpliceLoopSlowReaderHoldsOnlyItsDirection(t *testing.T) {
 	}
 	if err := <-bigDone; err != nil {
 		t.Fatal(err)
-	}
-	if relay.SpliceParks() == parks {
-		t.Fatal("the relay never parked bytes for the slow reader: the test did not test it")
 	}
 }
 
@@ -182,6 +188,13 @@ func TestSpliceLoopKeystrokeCrossesAtOnce(t *testing.T) {
 			// bytes would hold a lone byte until the 10 s of echo's deadline.
 			if rtts[len(rtts)/2] > time.Second {
 				t.Fatalf("median keystroke round trip %s", rtts[len(rtts)/2])
+			}
+			// Gathering, each keystroke's echo comes while the loop
+			// sleeps after the keystroke: a round trip shorter than half
+			// the sleep means the loop did not gather, and the test tested
+			// nothing.
+			if gather && rtts[len(rtts)/2] < 5*time.Millisecond/2 {
+				t.Fatalf("median keystroke round trip %s while gathering for 5 ms: the loop did not gather", rtts[len(rtts)/2])
 			}
 		})
 	}
