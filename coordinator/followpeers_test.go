@@ -44,13 +44,22 @@ func TestPeerSetAndRemovedThroughAnotherCoordinator(t *testing.T) {
 	h := newHASite(t)
 	_, _, atB := h.another("b", 10*time.Second)
 	key := h.Installer(&pb.InstallerDefaults{}, 0, week).GetKey()
+	// A knows B's peer once its watch brings B's commit: until then it
+	// answers that the peer does not exist, as it would have a moment
+	// before the peer enrolled. Held here, that moment is the test's own
+	// (statusOf waits through it; it failed one run in five on a loaded
+	// machine when a poll met it).
+	release := h.Coord.HoldWatchForTest()
+	t.Cleanup(release)
 	p := listeningPeer(t).online(atB, key, "web-01")
 	admin, ctx := h.Admin, h.Ctx()
-	// B answered the hello; A knows the peer once its watch brings B's
-	// commit (statusOf: not found until then).
+	if st := statusOf(t, admin, p.id()); st != "" {
+		t.Fatalf("A shows B's peer %s before its watch brought it", st)
+	}
+	release()
 	start := time.Now()
 	coordinatortest.Eventually(t, 10*time.Second, "A knows B's peer", func() bool { return statusOf(t, admin, p.id()) == coordinator.StatusOnline })
-	t.Logf("A showed B's peer online %s after B answered its hello", time.Since(start).Round(100*time.Microsecond))
+	t.Logf("A showed B's peer online %s after its watch was let go", time.Since(start).Round(100*time.Microsecond))
 
 	start = time.Now()
 	if _, err := admin.SetPeer(ctx, p.id().String(), &pb.InstallerDefaults{Name: "web-02", Tag: "moved"}, uint32(installerkey.FieldName|installerkey.FieldTag)); err != nil {
