@@ -23,7 +23,7 @@ import (
 func TestRelayACLPassesTheStormQueue(t *testing.T) {
 	site := coordinatortest.New(t, console.Login)
 	r := runRelay(t, relayConfig(t, site, "relay-1"))
-	site.AnsweredOnLane(t, func() time.Time { return relay.ACLFetchedAt(r) })
+	site.AnsweredOnLane(t, r.ID(), func() time.Time { return relay.ACLFetchedAt(r) })
 }
 
 // TestRelayFindsTheSiteThroughTheDHT (issue 16 part 2: "the private DHT

@@ -131,11 +131,16 @@ func (c *Client) Call(ctx context.Context, req *pb.Request) (*pb.Response, error
 		return nil, err
 	}
 	resp, err := control.Call(ctx, c.host, c.site.ID, req)
-	if err != nil && control.NotSent(err) && c.dropLane() {
-		// The lane took the connection and the coordinator closed it
-		// (the lane refuses keys that are no user's: a technician
-		// removed): once more on the other addresses, where the
-		// coordinator says why (lane.go).
+	// The connection ended before the request left: a coordinator
+	// restarting (the start of a reconnect storm, when the lane matters
+	// most), or the lane closing a key that is no user's (a technician
+	// removed, lane.go). Once more as before, the lane first; if that
+	// ends the same way, once more without the lane, where the
+	// coordinator says why. The request was not sent: nothing runs twice.
+	for retry := 0; retry < 2 && err != nil && control.NotSent(err); retry++ {
+		if retry == 1 && !c.dropLane() {
+			break
+		}
 		_ = c.host.Network().ClosePeer(c.site.ID)
 		if err := c.connect(ctx); err != nil {
 			return nil, err

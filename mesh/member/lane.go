@@ -79,10 +79,11 @@ func (c *Client) connect(ctx context.Context) error {
 // dropLane stops this client dialing the lane until an answer tells it
 // again (learnLane); false if it had none or had dropped it already.
 // Its addresses leave the host's peerstore, so that no dial to the site
-// takes the lane meanwhile. A technician removed gets no answer that tells
-// the lane; a daemon whose call was cut by a coordinator restart gets one
-// at its next call, so a relay or jumpoint, which lives for months, keeps
-// the lane.
+// takes the lane meanwhile. Call drops it when the lane closed a request's
+// connection twice in a row. A technician removed gets no answer that
+// tells the lane; a member that got there another way (a coordinator
+// restarting twice under its calls) gets one at its next answer, so a
+// relay or jumpoint, which lives for months, keeps the lane.
 func (c *Client) dropLane() bool {
 	lane := c.laneAddrs()
 	c.mu.Lock()

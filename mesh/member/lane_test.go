@@ -4,6 +4,7 @@ import (
 	"net"
 	"path/filepath"
 	"testing"
+	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -122,18 +123,20 @@ func TestMemberTakesTheLaneAgainAfterAnAnswer(t *testing.T) {
 		p, _ := conns[0].RemoteMultiaddr().ValueForProtocol(ma.P_TCP)
 		return p
 	}
-	if got := port(); got != lane {
-		t.Fatalf("connected at port %s, want the lane's %s", got, lane)
+	// The lane is dialled alone for member.LaneHead, then the main port
+	// too: on a busy machine the main port may win a connect now and then.
+	onLane := func(what string) {
+		t.Helper()
+		coordinatortest.Eventually(t, 10*time.Second, what, func() bool { return port() == lane })
 	}
+	onLane("a connection on the lane")
 	if !c.DropLane() {
 		t.Fatal("the member had no lane to drop")
 	}
 	if got := port(); got == lane {
 		t.Fatalf("connected at the lane's port %s right after dropping it", got)
 	}
-	if got := port(); got != lane {
-		t.Fatalf("connected at port %s after an answer told the lane, want the lane's %s", got, lane)
-	}
+	onLane("a connection on the lane after an answer told it again")
 }
 
 func portOf(a ma.Multiaddr) string {
