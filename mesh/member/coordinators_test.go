@@ -1,7 +1,6 @@
 package member_test
 
 import (
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -21,11 +20,7 @@ import (
 // coordinator's) are kept after the login address, with /p2p/<site>.
 func TestLoginKeepsEveryCoordinator(t *testing.T) {
 	site := coordinatortest.New(t, coordinatortest.MemberLogin)
-	f := relayFiles(filepath.Join(t.TempDir(), "relay-1"))
-	c, _, err := member.Login(site.Ctx(), f, site.Addr, site.Invite("relay-1", pb.Role_ROLE_RELAY), mesh.HostConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, f := loginRelay(t, site)
 	defer c.Close()
 	cfg, err := f.LoadConfig()
 	if err != nil {
@@ -46,11 +41,7 @@ func TestLoginKeepsEveryCoordinator(t *testing.T) {
 // does not wipe the kept one, and the login address always stays first.
 func TestLearnKeepsOnlyTheSitesAddresses(t *testing.T) {
 	site := coordinatortest.New(t, coordinatortest.MemberLogin)
-	f := relayFiles(filepath.Join(t.TempDir(), "relay-1"))
-	m, _, err := member.Login(site.Ctx(), f, site.Addr, site.Invite("relay-1", pb.Role_ROLE_RELAY), mesh.HostConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, f := loginRelay(t, site)
 	defer m.Close()
 	h, id := m.Host(), m.Site()
 	key, _, _ := crypto.GenerateEd25519Key(nil)
@@ -100,11 +91,7 @@ func TestLearnKeepsOnlyTheSitesAddresses(t *testing.T) {
 // TCP mapping of its own to offer a hole punch (mesh.CoordinatorOverTCP).
 func TestMemberReachesTheCoordinatorOverTCP(t *testing.T) {
 	site := coordinatortest.New(t, coordinatortest.MemberLogin)
-	f := relayFiles(filepath.Join(t.TempDir(), "relay-1"))
-	c, _, err := member.Login(site.Ctx(), f, site.Addr, site.Invite("relay-1", pb.Role_ROLE_RELAY), mesh.HostConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, f := loginRelay(t, site)
 	c.Close()
 	cfg, err := f.LoadConfig()
 	if err != nil {

@@ -2,7 +2,6 @@ package member_test
 
 import (
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,11 +20,7 @@ import (
 // but the try: the member connects at the coordinator's other addresses.
 func TestMemberConnectsThroughTheLane(t *testing.T) {
 	site := coordinatortest.New(t, coordinatortest.MemberLogin)
-	f := relayFiles(filepath.Join(t.TempDir(), "relay-1"))
-	c, _, err := member.Login(site.Ctx(), f, site.Addr, site.Invite("relay-1", pb.Role_ROLE_RELAY), mesh.HostConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, f := loginRelay(t, site)
 	c.Close()
 	cfg, err := f.LoadConfig()
 	if err != nil {
@@ -100,11 +95,7 @@ func TestMemberConnectsThroughTheLane(t *testing.T) {
 // must not lose the lane for good at its coordinator's first restart.
 func TestMemberTakesTheLaneAgainAfterAnAnswer(t *testing.T) {
 	site := coordinatortest.New(t, coordinatortest.MemberLogin)
-	f := relayFiles(filepath.Join(t.TempDir(), "relay-1"))
-	c, _, err := member.Login(site.Ctx(), f, site.Addr, site.Invite("relay-1", pb.Role_ROLE_RELAY), mesh.HostConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _ := loginRelay(t, site)
 	defer c.Close()
 	lane := portOf(site.Coord.LaneAddrs()[0])
 	whoami := &pb.Request{Body: &pb.Request_Whoami{Whoami: &pb.Empty{}}}

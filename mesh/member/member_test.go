@@ -22,6 +22,19 @@ func relayFiles(dir string) member.Files {
 	return member.Files{Dir: dir, Key: "relay.key", Config: "relay.json"}
 }
 
+// loginRelay logs a relay user in from a directory of its own, as a relay
+// enrolls; the client is closed at the end of the test.
+func loginRelay(t *testing.T, site *coordinatortest.Site[*member.Client]) (*member.Client, member.Files) {
+	t.Helper()
+	f := relayFiles(filepath.Join(t.TempDir(), "relay-1"))
+	c, _, err := member.Login(site.Ctx(), f, site.Addr, site.Invite("relay-1", pb.Role_ROLE_RELAY), mesh.HostConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, f
+}
+
 // TestLoginThenOpen: a failed login keeps only the key; a good one records
 // site, coordinator, user and role; Open finds the site from the files
 // alone and calls it with the same identity.
