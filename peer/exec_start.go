@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -29,6 +30,7 @@ type execUserInfo struct {
 
 // execStart starts the process of an ExecOpen.
 func execStart(open *pb.ExecOpen, opts ExecOptions) (*execProc, error) {
+	execSignalsAsOnATerminal()
 	u := execCurrentUser()
 	argv := open.GetArgv()
 	if len(argv) == 0 {
@@ -248,5 +250,30 @@ func execLookPath(name string, env []string) (string, error) {
 func execCloseAll(files ...*os.File) {
 	for _, f := range files {
 		_ = f.Close()
+	}
+}
+
+// execTerminalSignals are the signals a session's processes get from a
+// terminal or from the console (a hang-up, Ctrl-C, Ctrl-\).
+var execTerminalSignals = []os.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT}
+
+// execSignalSink takes the signals execSignalsAsOnATerminal asks for; it
+// is never read, so the peer goes on ignoring them.
+var execSignalSink = make(chan os.Signal, 1)
+
+// execSignalsAsOnATerminal makes the terminal signals the peer process
+// was started with ignored (nohup leaves SIGHUP ignored, a shell's
+// background job SIGINT and SIGQUIT) reach its sessions' processes as
+// they would on a terminal: an ignored signal is inherited across exec,
+// so a session whose console went away ignored its SIGHUP and was killed
+// execKillGrace later, and a console's INT did nothing. Asking for such a
+// signal installs the Go runtime's handler in place of "ignore", and a
+// child starts with the handlers the runtime installed reset to the
+// default; the peer itself still ignores them (nothing reads the sink).
+func execSignalsAsOnATerminal() {
+	for _, sig := range execTerminalSignals {
+		if signal.Ignored(sig) {
+			signal.Notify(execSignalSink, sig)
+		}
 	}
 }
