@@ -275,6 +275,11 @@ func TestRelayedExecOldPeer(t *testing.T) {
 func TestRelayedExecStrangerRacesTheSlot(t *testing.T) {
 	site, r, h := relayedPeer(t, "")
 	raced := make(chan error, 1)
+	// The peer sends its offer only once the relay has paired the
+	// stranger with it: the relay reads the two sides' tokens apart, so
+	// the console's dial, made on the offer, could otherwise be read
+	// first on a busy machine and the test would show nothing.
+	paired := make(chan struct{})
 	peer.SetSpliceSlotHook(h.d, func(addr string, slot channel.SpliceSlot) {
 		c, err := channel.DialSplice(context.Background(), addr, slot.Token, channel.SpliceDialer, 5*time.Second)
 		if err == nil {
@@ -284,6 +289,10 @@ func TestRelayedExecStrangerRacesTheSlot(t *testing.T) {
 			go func() { _, _ = io.Copy(io.Discard, c); _ = c.Close() }()
 		}
 		raced <- err
+		select {
+		case <-paired:
+		case <-time.After(20 * time.Second):
+		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -293,6 +302,10 @@ func TestRelayedExecStrangerRacesTheSlot(t *testing.T) {
 	if err := <-raced; err != nil {
 		t.Fatalf("the stranger's dial: %v", err)
 	}
+	coordinatortest.Eventually(t, 10*time.Second, "the stranger paired with the peer", func() bool {
+		return relayMetric(t, r, "jumpmesh_relay_splices_total") >= 1
+	})
+	close(paired)
 	coordinatortest.Eventually(t, 20*time.Second, "the peer's offer", func() bool { offered, _ := peer.BulkSwitches(h.d); return offered == 1 })
 	_, _ = s.stdin.Write([]byte("after\n"))
 	_ = s.stdin.Close()
