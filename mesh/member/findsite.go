@@ -43,29 +43,23 @@ const MaxRelays = 8
 // FindEvery bounds how often one member asks the relays.
 const FindEvery = time.Minute
 
-// RelayInfos are the relays among addrs (multiaddrs with /p2p/): neither
+// relayInfos are the relays among addrs (multiaddrs with /p2p/): neither
 // the site nor self, each once, at most MaxRelays. Addresses that do not
 // parse are left out.
-func RelayInfos(addrs []ma.Multiaddr, site, self peer.ID) []peer.AddrInfo {
-	var out []peer.AddrInfo
+func relayInfos(addrs []ma.Multiaddr, site, self peer.ID) []peer.AddrInfo {
+	infos := make([]peer.AddrInfo, 0, len(addrs))
 	for _, a := range addrs {
-		info, err := peer.AddrInfoFromP2pAddr(a)
-		if err != nil || info.ID == site || info.ID == self {
-			continue
-		}
-		if i := slices.IndexFunc(out, func(o peer.AddrInfo) bool { return o.ID == info.ID }); i >= 0 {
-			out[i].Addrs = append(out[i].Addrs, info.Addrs...)
-		} else if len(out) < MaxRelays {
-			out = append(out, *info)
+		if info, err := peer.AddrInfoFromP2pAddr(a); err == nil {
+			infos = append(infos, *info)
 		}
 	}
-	return out
+	return appendServers(nil, infos, site, self)
 }
 
 // relayList is raw (binary multiaddrs with /p2p/) as the config keeps it:
 // the relays' addresses as strings, sorted, at most MaxRelays relays.
 func relayList(raw [][]byte, site, self peer.ID) []string {
-	infos := RelayInfos(mesh.DecodeAddrs(raw), site, self)
+	infos := relayInfos(mesh.DecodeAddrs(raw), site, self)
 	var out []string
 	for _, info := range infos {
 		full, err := peer.AddrInfoToP2pAddrs(&info)
@@ -82,7 +76,7 @@ func relayList(raw [][]byte, site, self peer.ID) []string {
 
 func (c *Config) relayInfos(site, self peer.ID) []peer.AddrInfo {
 	addrs, _ := mesh.ParseMultiaddrs(c.Relays)
-	return RelayInfos(addrs, site, self)
+	return relayInfos(addrs, site, self)
 }
 
 // LearnRelays keeps the relays raw names (binary multiaddrs with /p2p/,
@@ -164,18 +158,19 @@ func (c *Client) findSite(ctx context.Context) bool {
 	return true
 }
 
-// appendServers adds servers to relays: neither the site nor self, each
-// once, at most MaxRelays in all.
+// appendServers adds servers to relays: neither the site nor self, a
+// server already there adding its addresses to it, at most MaxRelays in
+// all.
 func appendServers(relays, servers []peer.AddrInfo, site, self peer.ID) []peer.AddrInfo {
 	for _, s := range servers {
-		if len(relays) >= MaxRelays {
-			break
-		}
-		if s.ID == site || s.ID == self ||
-			slices.ContainsFunc(relays, func(r peer.AddrInfo) bool { return r.ID == s.ID }) {
+		if s.ID == site || s.ID == self {
 			continue
 		}
-		relays = append(relays, s)
+		if i := slices.IndexFunc(relays, func(r peer.AddrInfo) bool { return r.ID == s.ID }); i >= 0 {
+			relays[i].Addrs = append(relays[i].Addrs, s.Addrs...)
+		} else if len(relays) < MaxRelays {
+			relays = append(relays, s)
+		}
 	}
 	return relays
 }
