@@ -1,8 +1,11 @@
 package coordinator_test
 
 import (
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
@@ -86,5 +89,69 @@ func TestPeerSetAndRemovedThroughAnotherCoordinator(t *testing.T) {
 	})
 	if down := p.hello(h.Site, key, "web-01"); down.GetUninstall() == nil {
 		t.Fatalf("the removed peer's hello to A: %v, want the order to uninstall", down)
+	}
+}
+
+// A peer enrolled through another coordinator a moment ago is found by
+// name and by ID, though this coordinator's watch has not brought its
+// record yet: two coordinators of a site on one etcd, A's watch held, a
+// peer enrolled through B; the technician asks A. A's lookup misses, waits
+// for its watch to catch up with the store (the hook lets the watch go
+// once A is waiting), and finds the peer. Without the wait A answers "no
+// such peer" for a peer the site has.
+func TestLookupWaitsForTheWatchToCatchUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	h := newHASite(t)
+	_, _, atB := h.another("b", 10*time.Second)
+	key := h.Installer(&pb.InstallerDefaults{}, 0, week).GetKey()
+	admin, ctx := h.Admin, h.Ctx()
+
+	var mu sync.Mutex
+	var release func()
+	waited := 0
+	h.Coord.OnCatchUpWaitForTest(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		waited++
+		if release != nil {
+			release()
+		}
+	})
+	hold := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		release = h.Coord.HoldWatchForTest()
+		t.Cleanup(release)
+	}
+
+	hold()
+	named := listeningPeer(t).online(atB, key, "web-07")
+	v, err := admin.Peer(ctx, "web-07")
+	if err != nil {
+		t.Fatalf("A asked by name for B's new peer: %v", err)
+	}
+	if got := peer.ID(v.GetPeer().GetId()); got != named.id() {
+		t.Fatalf("A found %s by name, want %s", got, named.id())
+	}
+
+	hold()
+	byID := listeningPeer(t).online(atB, key, "web-08")
+	if v, err = admin.Peer(ctx, byID.id().String()); err != nil {
+		t.Fatalf("A asked by ID for B's new peer: %v", err)
+	}
+	if name := v.GetPeer().GetSettings().GetName(); name != "web-08" {
+		t.Fatalf("A found B's peer by ID named %q, want web-08", name)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if waited == 0 {
+		t.Fatal("A's lookups never waited for the watch: the test did not hold A behind the store")
+	}
+
+	// A name nobody has is still not found, once the watch has caught up.
+	if _, err := admin.Peer(ctx, "web-99"); catalog.CodeOf(err) != catalog.CodePeerNotFound {
+		t.Fatalf("A asked for a peer nobody enrolled: %v, want %s", err, catalog.CodePeerNotFound)
 	}
 }

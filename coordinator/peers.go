@@ -121,8 +121,25 @@ func fitPeers(views []*pb.PeerView, limit int) []*pb.PeerView {
 }
 
 // resolvePeer finds the one peer ref names: a peer ID, a unique name, or a
-// unique search result. Ambiguity lists the candidates.
+// unique search result. Ambiguity lists the candidates. On a store shared
+// with other coordinators, "not found" is said only once this
+// coordinator's registry has caught up with the peer records the store
+// held when it was asked (store_etcd_catchup.go): a peer enrolled or
+// renamed through another coordinator a moment ago is found.
 func (s *Service) resolvePeer(c *caller, ref string) (*pb.PeerView, error) {
+	v, err := s.resolvePeerHere(c, ref)
+	if catalog.CodeOf(err) != catalog.CodePeerNotFound || !s.store.shared() {
+		return v, err
+	}
+	if cerr := s.store.catchUp(peersPrefix); cerr != nil {
+		s.log.Debug("a peer lookup missed and the store's watch did not catch up", "ref", ref, logError, cerr)
+		return v, err
+	}
+	return s.resolvePeerHere(c, ref)
+}
+
+// resolvePeerHere is resolvePeer on the registry as it stands.
+func (s *Service) resolvePeerHere(c *caller, ref string) (*pb.PeerView, error) {
 	ref = strings.TrimSpace(ref)
 	if ref == "" {
 		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "No peer named; give a peer ID, a name or a search.")

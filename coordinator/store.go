@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -106,6 +107,21 @@ func (s *Store) watch(prefix string, after int64, fn func(watchBatch)) {
 		}
 		fn(b)
 	})
+}
+
+// catchUp waits until the watch of prefix has handed over every change
+// the store had committed when it was called, at most catchUpWait
+// (etcd; at once on Badger, whose registry is written after each
+// commit). An error says the watch may still lag
+// (store_etcd_catchup.go).
+func (s *Store) catchUp(prefix string) error {
+	e, ok := s.kv.(*etcdKV)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), catchUpWait)
+	defer cancel()
+	return e.catchUp(ctx, []byte(prefix))
 }
 
 // announce writes the addresses this coordinator serves into its member

@@ -65,10 +65,16 @@ type etcdKV struct {
 	fence   atomic.Pointer[etcdFence]
 	member  *etcdMember // nil unless cfg.Instance
 	// lost tells keepLease that a commit found the fence key gone.
-	lost      chan *etcdFence
-	wg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	lost chan *etcdFence
+	// marks are where each watch stands, by prefix (store_etcd_catchup.go).
+	marksMu sync.Mutex
+	marks   map[string][]*watchMark
+	// catchUpWaiting, when set (tests only), runs each time catchUp
+	// starts waiting for its watch.
+	catchUpWaiting atomic.Pointer[func()]
+	wg             sync.WaitGroup
+	closeOnce      sync.Once
+	closeErr       error
 }
 
 // EtcdConfig opens a store on etcd. Zero values are defaults.

@@ -267,6 +267,7 @@ func (b *etcdKV) announce(addrs []string) error {
 // starts again from the revision after the last it handed over.
 func (b *etcdKV) watch(prefix []byte, after int64, fn func(watchBatch)) {
 	p := b.prefix + string(prefix)
+	mark := b.newMark(p, after)
 	b.wg.Go(func() {
 		next := after + 1
 		for b.ctx.Err() == nil {
@@ -278,6 +279,7 @@ func (b *etcdKV) watch(prefix []byte, after int64, fn func(watchBatch)) {
 					rev, ok := b.resync(p, fn)
 					if ok {
 						next = rev + 1
+						mark.advance(rev)
 					}
 					break
 				}
@@ -286,6 +288,12 @@ func (b *etcdKV) watch(prefix []byte, after int64, fn func(watchBatch)) {
 						b.log.Warn("a store watch ended; starting again", "prefix", p, logError, err)
 					}
 					break
+				}
+				if resp.IsProgressNotify() {
+					// Every change up to the header's revision has been
+					// handed over (catchUp asked, or etcd's own notice).
+					mark.advance(resp.Header.GetRevision())
+					continue
 				}
 				if len(resp.Events) == 0 {
 					continue
@@ -308,6 +316,7 @@ func (b *etcdKV) watch(prefix []byte, after int64, fn func(watchBatch)) {
 				}
 				next = batch.rev + 1
 				fn(batch)
+				mark.advance(batch.rev)
 			}
 			cancel()
 			select {

@@ -12,3 +12,11 @@ func (c *Coordinator) HoldWatchForTest() (release func()) {
 	var once sync.Once
 	return func() { once.Do(func() { close(held) }) }
 }
+
+// OnCatchUpWaitForTest runs fn each time a lookup that missed starts
+// waiting for c's store watch to catch up (etcd; store_etcd_catchup.go).
+func (c *Coordinator) OnCatchUpWaitForTest(fn func()) {
+	if e, ok := c.store.kv.(*etcdKV); ok {
+		e.catchUpWaiting.Store(&fn)
+	}
+}
