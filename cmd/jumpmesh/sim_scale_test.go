@@ -31,9 +31,14 @@ func TestSimScaleThroughTheCLI(t *testing.T) {
 		Search struct {
 			Known   int
 			Queries []struct {
-				Query   string
-				Matches int
+				Query         string
+				Matches       int
+				Process       struct{ Count int }
+				ProcessJSON   struct{ Count int } `json:"process_json"`
+				ProcessErrors int                 `json:"process_errors"`
+				ProcessError  string              `json:"process_error"`
 			}
+			ProcessGoalRatio float64 `json:"process_goal_ratio"`
 		}
 	}
 	home := t.TempDir()
@@ -52,6 +57,16 @@ func TestSimScaleThroughTheCLI(t *testing.T) {
 	// The fleet's peers were deleted before the records were written.
 	if res.Search.Known != 300 || len(res.Search.Queries) == 0 || res.Search.Queries[0].Matches != 1 {
 		t.Fatalf("search: %+v", res.Search)
+	}
+	// Each query also ran as `jumpmesh ls` and `ls --json` commands, each a
+	// process of this binary, listing what the service listed.
+	for _, q := range res.Search.Queries {
+		if q.Process.Count != 2 || q.ProcessJSON.Count != 2 || q.ProcessErrors != 0 {
+			t.Fatalf("search %q as commands: %+v", q.Query, q)
+		}
+	}
+	if res.Search.ProcessGoalRatio <= 0 {
+		t.Fatalf("search: no goal-ratio of the commands: %+v", res.Search)
 	}
 
 	r := jm(t, home, "sim", "scale", "--workload", "storm", "--peers", "5")

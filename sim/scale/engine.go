@@ -76,6 +76,11 @@ type Config struct {
 	StoredPeers int
 	// SearchRuns is how many times each query runs (default 20).
 	SearchRuns int
+	// ConsoleBinary is a jumpmesh binary: the search workload then also
+	// runs each query as `jumpmesh ls` (and `ls --json`) in a process of
+	// its own, as a technician does, timing the whole command (see
+	// SearchResult). Empty: only in this process.
+	ConsoleBinary string
 	// Timeout bounds each wait for peers (default 1 min + 20 ms per peer).
 	Timeout time.Duration
 	Logger  *slog.Logger

@@ -1,14 +1,18 @@
 package scale
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/jumpmesh/jumpmesh/console"
@@ -55,6 +59,18 @@ type QueryResult struct {
 	// of 100,000 records its marking is what a late run waited for.
 	ConsoleAllocs     Allocs `json:"console_allocs"`
 	ConsoleJSONAllocs Allocs `json:"console_json_allocs"`
+	// Process and ProcessJSON are the query as a technician runs it
+	// (Config.ConsoleBinary): `jumpmesh ls --deleted -- QUERY` and the
+	// same with --json, each run a process of its own with a logged-in
+	// console home, timed from its start to its exit — the program's
+	// start, the console's libp2p host, its connection to the coordinator
+	// (dial, security handshake, muxer), the call, the printing (to
+	// /dev/null) and the exit. Nothing of it shares this process's heap.
+	// ProcessErrors counts the runs that failed, ProcessError the last.
+	Process       Latency `json:"process"`
+	ProcessJSON   Latency `json:"process_json"`
+	ProcessErrors int     `json:"process_errors,omitempty"`
+	ProcessError  string  `json:"process_error,omitempty"`
 }
 
 // Allocs is what a run allocated: objects and kilobytes.
@@ -84,6 +100,11 @@ type SearchResult struct {
 	GoalRatio     float64 `json:"goal_ratio"`
 	GoalRatioLs   float64 `json:"goal_ratio_ls"`
 	GoalRatioJSON float64 `json:"goal_ratio_json"`
+	// ProcessGoalRatio is the same of the commands run as processes
+	// (QueryResult.Process), when they ran.
+	ProcessGoalRatio     float64 `json:"process_goal_ratio,omitempty"`
+	ProcessGoalRatioLs   float64 `json:"process_goal_ratio_ls,omitempty"`
+	ProcessGoalRatioJSON float64 `json:"process_goal_ratio_json,omitempty"`
 }
 
 // SearchGoal is issue 16's bound on `ls` at 100,000 stored peers: p99
@@ -123,10 +144,23 @@ func (e *Engine) Search(ctx context.Context) (*SearchResult, error) {
 		return nil, err
 	}
 	r.FirstSearchMs = ms(time.Since(start))
+	home := ""
+	if e.cfg.ConsoleBinary != "" {
+		var err error
+		if home, err = e.commandConsole(ctx); err != nil {
+			return nil, err
+		}
+	}
 	for _, q := range queries {
 		qr, err := e.query(ctx, q, r.Runs)
 		if err != nil {
 			return nil, fmt.Errorf("query %q: %w", q, err)
+		}
+		if home != "" {
+			e.commands(ctx, &qr, home, r.Runs)
+			r.ProcessGoalRatioLs = max(r.ProcessGoalRatioLs, qr.Process.P99/ms(SearchGoal))
+			r.ProcessGoalRatioJSON = max(r.ProcessGoalRatioJSON, qr.ProcessJSON.P99/ms(SearchGoal))
+			r.ProcessGoalRatio = max(r.ProcessGoalRatioLs, r.ProcessGoalRatioJSON)
 		}
 		r.Queries = append(r.Queries, qr)
 		r.GoalRatioLs = max(r.GoalRatioLs, qr.Console.P99/ms(SearchGoal))
@@ -211,6 +245,72 @@ func (e *Engine) query(ctx context.Context, q string, runs int) (QueryResult, er
 		}
 	}
 	return qr, nil
+}
+
+// commandConsole logs a second administrator in from a console home of
+// its own (the site's administrator is this process's console: a command
+// with its key would be a second host with the same peer ID) and returns
+// the home, for the commands `ls` runs.
+func (e *Engine) commandConsole(ctx context.Context) (string, error) {
+	inv, err := e.Site.Admin.InviteUser(ctx, "ls-command", pb.Role_ROLE_ADMIN, time.Hour)
+	if err != nil {
+		return "", fmt.Errorf("inviting the command's console: %w", err)
+	}
+	home := filepath.Join(e.Site.cfg.Dir, "ls-command")
+	c, _, err := console.Login(ctx, home, e.Site.Coord.LoginAddrs()[0].String(), inv.GetCode())
+	if err != nil {
+		return "", fmt.Errorf("the command's console login: %w", err)
+	}
+	return home, c.Close()
+}
+
+// commands runs q as `jumpmesh ls` and `jumpmesh ls --json`, runs times
+// each, alternating, each a process of its own: qr.Process, ProcessJSON.
+// One untimed `ls --json` first checks that the command lists what the
+// service did (qr.Matches peers); if not, every run counts as failed.
+func (e *Engine) commands(ctx context.Context, qr *QueryResult, home string, runs int) {
+	command := func(js bool) *exec.Cmd {
+		args := []string{"--home", home, "ls", "--deleted"}
+		if js {
+			args = append(args, "--json")
+		}
+		args = append(append(args, "--"), strings.Fields(qr.Query)...)
+		return exec.CommandContext(ctx, e.cfg.ConsoleBinary, args...)
+	}
+	var out, stderr bytes.Buffer
+	check := command(true)
+	check.Stdout, check.Stderr = &out, &stderr
+	if err := check.Run(); err != nil {
+		qr.ProcessErrors, qr.ProcessError = 2*runs, fmt.Sprintf("%v: %s", err, bytes.TrimSpace(stderr.Bytes()))
+		return
+	}
+	if n := bytes.Count(out.Bytes(), []byte("\n    \"id\": ")); n != qr.Matches {
+		qr.ProcessErrors, qr.ProcessError = 2*runs, fmt.Sprintf("ls --json listed %d peers, the service %d", n, qr.Matches)
+		return
+	}
+	table := make([]time.Duration, 0, runs)
+	asJSON := make([]time.Duration, 0, runs)
+	for range runs {
+		for _, js := range []bool{false, true} {
+			cmd := command(js)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr // stdout: /dev/null
+			start := time.Now()
+			err := cmd.Run()
+			took := time.Since(start)
+			if err != nil {
+				qr.ProcessErrors++
+				qr.ProcessError = fmt.Sprintf("%v: %s", err, bytes.TrimSpace(stderr.Bytes()))
+				continue
+			}
+			if js {
+				asJSON = append(asJSON, took)
+			} else {
+				table = append(table, took)
+			}
+		}
+	}
+	qr.Process, qr.ProcessJSON = latencyOf(table), latencyOf(asJSON)
 }
 
 // SearchProfileEnv names a file for a CPU profile of this process (the
