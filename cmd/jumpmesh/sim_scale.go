@@ -146,7 +146,7 @@ func printScale(w io.Writer, r *scale.Result) {
 	if s := r.Search; s != nil {
 		fmt.Fprintf(w, "\nsearch (%d records written in %.2f s, %d peers loaded in %.2f s, first search %.1f ms; %d runs a query)\n",
 			s.Stored, s.WriteSeconds, s.Known, s.LoadSeconds, s.FirstSearchMs, s.Runs)
-		rows := [][]string{{"  QUERY", "MATCHES", "REPLY", "COORDINATOR p50/p90/p99", "ENCODE p50/p99", "DECODE p50/p99", "CONSOLE p50/p90/p99", "--json p50/p90/p99", "PRINT p50 ls / --json", "ALLOCS ls / --json", "COMMAND ls p50/p90/p99", "COMMAND --json p50/p90/p99"}}
+		rows := [][]string{{"  QUERY", "MATCHES", "REPLY", "COORDINATOR p50/p90/p99", "ENCODE p50/p99", "DECODE p50/p99", "CONSOLE p50/p90/p99", "--json p50/p90/p99", "PRINT p50 ls / --json", "ALLOCS ls / --json", "COMMAND ls p50/p90/p99", "COMMAND --json p50/p90/p99", "COMMAND CPU p50 ls / --json"}}
 		for _, q := range s.Queries {
 			console := percentiles(q.Console)
 			switch {
@@ -164,7 +164,7 @@ func printScale(w io.Writer, r *scale.Result) {
 				fmt.Sprintf("%.1f / %.1f ms", q.Decode.P50, q.Decode.P99), console, percentiles(q.ConsoleJSON),
 				fmt.Sprintf("%.1f / %.1f ms", q.Print.P50, q.PrintJSON.P50),
 				fmt.Sprintf("%s / %s", allocsText(q.ConsoleAllocs), allocsText(q.ConsoleJSONAllocs)),
-				processText(q.Process, q), processText(q.ProcessJSON, q)})
+				processText(q.Process, q), processText(q.ProcessJSON, q), processCPUText(q)})
 		}
 		table(w, rows)
 		met := func(r float64) string {
@@ -194,6 +194,14 @@ func processText(l scale.Latency, q scale.QueryResult) string {
 		return percentiles(l) + fmt.Sprintf(" (%d failed: %s)", q.ProcessErrors, q.ProcessError)
 	}
 	return percentiles(l)
+}
+
+// processCPUText is the commands' CPU, or "-" when they did not run.
+func processCPUText(q scale.QueryResult) string {
+	if q.ProcessCPU.Count == 0 && q.ProcessJSONCPU.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f / %.1f ms", q.ProcessCPU.P50, q.ProcessJSONCPU.P50)
 }
 
 // allocsText is one run's allocations: "12.3k 456 KB".

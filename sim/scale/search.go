@@ -67,10 +67,15 @@ type QueryResult struct {
 	// (dial, security handshake, muxer), the call, the printing (to
 	// /dev/null) and the exit. Nothing of it shares this process's heap.
 	// ProcessErrors counts the runs that failed, ProcessError the last.
-	Process       Latency `json:"process"`
-	ProcessJSON   Latency `json:"process_json"`
-	ProcessErrors int     `json:"process_errors,omitempty"`
-	ProcessError  string  `json:"process_error,omitempty"`
+	Process     Latency `json:"process"`
+	ProcessJSON Latency `json:"process_json"`
+	// ProcessCPU and ProcessJSONCPU are the CPU the command's process
+	// used (user and system, the kernel's account at its exit), in
+	// milliseconds: what a loaded machine moves much less than the wall.
+	ProcessCPU     Latency `json:"process_cpu"`
+	ProcessJSONCPU Latency `json:"process_json_cpu"`
+	ProcessErrors  int     `json:"process_errors,omitempty"`
+	ProcessError   string  `json:"process_error,omitempty"`
 }
 
 // Allocs is what a run allocated: objects and kilobytes.
@@ -290,6 +295,8 @@ func (e *Engine) commands(ctx context.Context, qr *QueryResult, home string, run
 	}
 	table := make([]time.Duration, 0, runs)
 	asJSON := make([]time.Duration, 0, runs)
+	tableCPU := make([]time.Duration, 0, runs)
+	asJSONCPU := make([]time.Duration, 0, runs)
 	for range runs {
 		for _, js := range []bool{false, true} {
 			cmd := command(js)
@@ -303,14 +310,16 @@ func (e *Engine) commands(ctx context.Context, qr *QueryResult, home string, run
 				qr.ProcessError = fmt.Sprintf("%v: %s", err, bytes.TrimSpace(stderr.Bytes()))
 				continue
 			}
+			cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 			if js {
-				asJSON = append(asJSON, took)
+				asJSON, asJSONCPU = append(asJSON, took), append(asJSONCPU, cpu)
 			} else {
-				table = append(table, took)
+				table, tableCPU = append(table, took), append(tableCPU, cpu)
 			}
 		}
 	}
 	qr.Process, qr.ProcessJSON = latencyOf(table), latencyOf(asJSON)
+	qr.ProcessCPU, qr.ProcessJSONCPU = latencyOf(tableCPU), latencyOf(asJSONCPU)
 }
 
 // SearchProfileEnv names a file for a CPU profile of this process (the
