@@ -158,7 +158,9 @@ func lsCommand() *cli.Command {
 				Usage: fmt.Sprintf("list at most this many peers (1 to %d)", coordinator.MaxPeerListLimit)},
 			jsonFlag,
 		},
-		Action: clientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+		// One call, then the process exits: no collection, no close.
+		Before: func(*cli.Context) error { oneCallGC(); return nil },
+		Action: exitingClientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
 			var terms []string
 			for _, a := range cc.Args().Slice() {
 				if a != "--" {
