@@ -269,7 +269,10 @@ func (s *Service) relayACL(c *caller, r *pb.RelayACLRequest) (*pb.Response, erro
 	if err != nil {
 		return nil, err
 	}
-	return &pb.Response{Body: &pb.Response_RelayAcl{RelayAcl: &pb.RelayACL{Members: members, RefreshSeconds: int64(RelayRefresh / time.Second)}}}, nil
+	// The relays handed out, the caller among them: the relay keeps the
+	// others (mesh/member's findsite.go).
+	return &pb.Response{Body: &pb.Response_RelayAcl{RelayAcl: &pb.RelayACL{Members: members, RefreshSeconds: int64(RelayRefresh / time.Second),
+		Relays: encodeAddrs(s.relayAddrs())}}}, nil
 }
 
 // relayAddrs are the relays handed out: configured ones and live enrolled ones.

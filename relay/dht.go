@@ -27,8 +27,8 @@ func (r *Relay) DHT() *dht.Node { return r.dht }
 // dhtServers are the DHT servers in the relay's routing table but the
 // site's own ID that the relay can reach (it knows an address or holds a
 // connection): asked where the site is when no coordinator address the
-// relay knows answers (mesh/member's findsite.go; a relay keeps no list
-// of relays, the other relays are its routing table's servers).
+// relay knows answers (mesh/member's findsite.go: a relay asks these and
+// the relays its config keeps from its ACL answers).
 func (r *Relay) dhtServers() []peer.AddrInfo {
 	if r.dht == nil {
 		return nil

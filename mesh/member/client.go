@@ -151,6 +151,7 @@ func (c *Client) Call(ctx context.Context, req *pb.Request) (*pb.Response, error
 		c.learn(resp.GetCoordinatorAddrs())
 		c.learnLane(resp.GetMemberLane())
 		_, _ = c.LearnRelays(resp.GetJump().GetRelays())
+		_, _ = c.LearnRelays(resp.GetRelayAcl().GetRelays())
 	}
 	return resp, err
 }

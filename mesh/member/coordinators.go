@@ -9,6 +9,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 )
 
 // Several coordinators (issue 16 part 2). A site may run several
@@ -114,4 +115,34 @@ func forget(h host.Host, site peer.ID, gone []ma.Multiaddr) {
 	for _, a := range gone {
 		h.Peerstore().SetAddr(site, a, 0)
 	}
+}
+
+// hint adds addr, a coordinator address the daemon's operator gave (a
+// multiaddr ending in /p2p/<site>), to those this client dials, for this
+// run only: a coordinator's answer is what the config keeps (learn). An
+// address of another site is refused: the directory's key is enrolled in
+// this one.
+func (c *Client) hint(addr string) error {
+	target, err := ma.NewMultiaddr(addr)
+	if err != nil {
+		return catalog.Errorf(catalog.CodeInvalidArgument, "%q is not a multiaddr: %v", addr, err)
+	}
+	info, err := peer.AddrInfoFromP2pAddr(target)
+	if err != nil {
+		return catalog.Errorf(catalog.CodeInvalidArgument, "The coordinator address %s must end in /p2p/<site peer ID> (coordinator init prints it).", addr)
+	}
+	if info.ID != c.site.ID {
+		return catalog.Errorf(catalog.CodeInvalidArgument,
+			"(the coordinator address %s is site %s's; this directory is enrolled in site %s: give one of its coordinators' addresses, or remove the directory and enroll again)",
+			addr, info.ID, c.site.ID)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range info.Addrs {
+		if !slices.ContainsFunc(c.site.Addrs, a.Equal) {
+			c.site.Addrs = append(slices.Clip(c.site.Addrs), a)
+		}
+	}
+	c.host.Peerstore().AddAddrs(c.site.ID, info.Addrs, peerstore.PermanentAddrTTL)
+	return nil
 }

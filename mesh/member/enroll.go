@@ -27,7 +27,10 @@ type Daemon struct {
 // enrolled ignores the invite, so a service unit that still carries it
 // keeps working after the first start. A directory enrolled with another
 // role's invite, or an invite for another role, is refused with what to
-// do. The daemon talks to the coordinator from its serving host alone, so
+// do. A coordinator address given to a directory already enrolled is
+// dialled too (the site's coordinators may have moved while the daemon
+// was down); it must name the site the directory is enrolled in. The
+// daemon talks to the coordinator from its serving host alone, so
 // the coordinator (and its DHT) sees one connection per daemon; its calls
 // take the members' lane first (lane.go), keep every coordinator address
 // and relay the answers carry, and ask the site's relays where the site is
@@ -55,6 +58,12 @@ func (d Daemon) client(ctx context.Context, coordinator, invite string, log *slo
 		}
 		if invite != "" {
 			log.Warn(d.Party+" already enrolled; ignoring the invite", "user", c.UserName(), "data", d.Files.Dir)
+		}
+		if coordinator != "" {
+			if err := c.hint(coordinator); err != nil {
+				c.Close()
+				return nil, err
+			}
 		}
 		return c, nil
 	}

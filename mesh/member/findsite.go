@@ -25,8 +25,11 @@ import (
 //
 // Which relays: a console keeps those its last jump was handed
 // (JumpResponse.relays) in its config file (Config.Relays, at most
-// MaxRelays); a jumpoint those of its ACL, kept the same way. A peer does
-// the same with its reservations and state.json (peer/coorddht.go).
+// MaxRelays); a jumpoint those of its ACL, kept the same way; a relay the
+// others its ACL answers name (RelayACL.relays), kept the same way, and
+// the servers of its DHT's routing table, asked live (FindSiteAlso). A
+// peer does the same with its reservations and state.json
+// (peer/coorddht.go).
 //
 // What is trusted: nothing but the dial. An answer is a hint: the secure
 // handshake proves the site's ID, so a relay (or anyone answering in its
@@ -103,8 +106,8 @@ func (c *Client) LearnRelays(raw [][]byte) (bool, error) {
 }
 
 // FindSiteAlso names more servers of the site's DHT that findSite asks
-// (after the relays the config keeps, MaxRelays in all): a relay, which
-// keeps no relay list, asks the DHT servers it knows.
+// (after the relays the config keeps, MaxRelays in all): a relay asks the
+// DHT servers it knows as well as the relays its config keeps.
 func (c *Client) FindSiteAlso(servers func() []peer.AddrInfo) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

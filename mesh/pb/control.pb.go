@@ -2203,8 +2203,12 @@ type RelayACL struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Members        [][]byte               `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
 	RefreshSeconds int64                  `protobuf:"varint,2,opt,name=refresh_seconds,json=refreshSeconds,proto3" json:"refresh_seconds,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The relays the site hands out (multiaddrs with /p2p/): a relay keeps
+	// the others in its config, to ask where the site is after its
+	// coordinators moved while it was down (mesh/member's findsite.go).
+	Relays        [][]byte `protobuf:"bytes,3,rep,name=relays,proto3" json:"relays,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RelayACL) Reset() {
@@ -2249,6 +2253,13 @@ func (x *RelayACL) GetRefreshSeconds() int64 {
 		return x.RefreshSeconds
 	}
 	return 0
+}
+
+func (x *RelayACL) GetRelays() [][]byte {
+	if x != nil {
+		return x.Relays
+	}
+	return nil
 }
 
 // PathReport is how a console's session to a peer connected: "direct" or
@@ -4142,10 +4153,11 @@ const file_control_proto_rawDesc = "" +
 	"\vnext_cursor\x18\x02 \x01(\fR\n" +
 	"nextCursor\"'\n" +
 	"\x0fRelayACLRequest\x12\x14\n" +
-	"\x05addrs\x18\x01 \x03(\fR\x05addrs\"M\n" +
+	"\x05addrs\x18\x01 \x03(\fR\x05addrs\"e\n" +
 	"\bRelayACL\x12\x18\n" +
 	"\amembers\x18\x01 \x03(\fR\amembers\x12'\n" +
-	"\x0frefresh_seconds\x18\x02 \x01(\x03R\x0erefreshSeconds\"\xaa\x01\n" +
+	"\x0frefresh_seconds\x18\x02 \x01(\x03R\x0erefreshSeconds\x12\x16\n" +
+	"\x06relays\x18\x03 \x03(\fR\x06relays\"\xaa\x01\n" +
 	"\n" +
 	"PathReport\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\fR\x04peer\x12\x18\n" +
