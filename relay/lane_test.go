@@ -36,28 +36,9 @@ func TestRelayACLPassesTheStormQueue(t *testing.T) {
 // again, from the coordinator's new address.
 func TestRelayFindsTheSiteThroughTheDHT(t *testing.T) {
 	site := coordinatortest.New(t, console.Login)
-	other := member(t, site, "tech-1")
-	cfg := relayConfig(t, site, "relay-1")
-	cfg.Refresh = time.Hour // the test fetches (Refresh)
-	r := runRelay(t, cfg)
-	node, err := dht.New(other, dht.Config{Site: site.Coord.ID(), Infra: func(peer.ID) bool { return true }, Member: func(peer.ID) bool { return true }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
-	if err := other.Connect(site.Ctx(), peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}); err != nil {
-		t.Fatal(err)
-	}
-	coordinatortest.Eventually(t, 10*time.Second, "the member's node in the relay's routing table", func() bool {
-		return slices.Contains(r.DHT().RoutingTable(), other.ID())
-	})
-
-	site.Move()
+	r, move := relayWithAMemberNode(t, site, "relay-1")
 	moved := time.Now()
-	other.Peerstore().AddAddrs(site.Coord.ID(), site.Coord.LoginAddrs(), peerstore.PermanentAddrTTL)
-	if err := relay.Refresh(site.Ctx(), r); err != nil {
-		t.Fatalf("the relay's ACL fetch after the coordinator moved: %v", err)
-	}
+	move()
 	if !relay.ACLFetchedAt(r).After(moved) {
 		t.Fatal("no ACL fetched from the moved coordinator")
 	}
@@ -73,21 +54,7 @@ func TestRelayFindsTheSiteThroughTheDHT(t *testing.T) {
 // DHT started, which is after its first ACL: it did not start.
 func TestRestartedRelayFindsTheMovedSite(t *testing.T) {
 	site := coordinatortest.New(t, console.Login)
-	other := member(t, site, "tech-1")
-	cfg2 := relayConfig(t, site, "relay-2")
-	cfg2.Refresh = time.Hour // the test fetches (Refresh)
-	r2 := runRelay(t, cfg2)
-	node, err := dht.New(other, dht.Config{Site: site.Coord.ID(), Infra: func(peer.ID) bool { return true }, Member: func(peer.ID) bool { return true }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
-	if err := other.Connect(site.Ctx(), peer.AddrInfo{ID: r2.ID(), Addrs: r2.Addrs()}); err != nil {
-		t.Fatal(err)
-	}
-	coordinatortest.Eventually(t, 10*time.Second, "the member's node in relay-2's routing table", func() bool {
-		return slices.Contains(r2.DHT().RoutingTable(), other.ID())
-	})
+	r2, move := relayWithAMemberNode(t, site, "relay-2")
 	cfg1 := relayConfig(t, site, "relay-1")
 	r1, err := relay.New(site.Ctx(), cfg1)
 	if err != nil {
@@ -106,13 +73,8 @@ func TestRestartedRelayFindsTheMovedSite(t *testing.T) {
 	if err := r1.Close(); err != nil {
 		t.Fatal(err)
 	}
-
-	site.Move()
 	moved := time.Now()
-	other.Peerstore().AddAddrs(site.Coord.ID(), site.Coord.LoginAddrs(), peerstore.PermanentAddrTTL)
-	if err := relay.Refresh(site.Ctx(), r2); err != nil {
-		t.Fatalf("relay-2's ACL fetch after the coordinator moved: %v", err)
-	}
+	move()
 	r1 = runRelay(t, cfg1)
 	if !relay.ACLFetchedAt(r1).After(moved) {
 		t.Fatal("relay-1 started without an ACL from the moved coordinator")
@@ -150,5 +112,37 @@ func TestRestartedRelayTakesTheCoordinatorGiven(t *testing.T) {
 	r = runRelay(t, cfg)
 	if !relay.ACLFetchedAt(r).After(moved) {
 		t.Fatal("the relay started without an ACL from the moved coordinator")
+	}
+}
+
+// relayWithAMemberNode runs relay name (fetching only when the test asks:
+// Refresh) with a member's DHT node in its routing table. move moves the
+// site's coordinator, tells the member's node where it is now, and has the
+// relay fetch its ACL: through the node (FindSiteAlso), as nothing else
+// knows the new address.
+func relayWithAMemberNode(t *testing.T, site *coordinatortest.Site[*console.Client], name string) (r *relay.Relay, move func()) {
+	t.Helper()
+	other := member(t, site, "tech-"+name)
+	cfg := relayConfig(t, site, name)
+	cfg.Refresh = time.Hour // the test fetches (Refresh)
+	r = runRelay(t, cfg)
+	node, err := dht.New(other, dht.Config{Site: site.Coord.ID(), Infra: func(peer.ID) bool { return true }, Member: func(peer.ID) bool { return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	if err := other.Connect(site.Ctx(), peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	coordinatortest.Eventually(t, 10*time.Second, "the member's node in "+name+"'s routing table", func() bool {
+		return slices.Contains(r.DHT().RoutingTable(), other.ID())
+	})
+	return r, func() {
+		t.Helper()
+		site.Move()
+		other.Peerstore().AddAddrs(site.Coord.ID(), site.Coord.LoginAddrs(), peerstore.PermanentAddrTTL)
+		if err := relay.Refresh(site.Ctx(), r); err != nil {
+			t.Fatalf("%s's ACL fetch after the coordinator moved: %v", name, err)
+		}
 	}
 }
