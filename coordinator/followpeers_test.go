@@ -47,11 +47,12 @@ func TestPeerSetAndRemovedThroughAnotherCoordinator(t *testing.T) {
 	h := newHASite(t)
 	_, _, atB := h.another("b", 10*time.Second)
 	key := h.Installer(&pb.InstallerDefaults{}, 0, week).GetKey()
-	// A knows B's peer once its watch brings B's commit: until then it
-	// answers that the peer does not exist, as it would have a moment
-	// before the peer enrolled. Held here, that moment is the test's own
-	// (statusOf waits through it; it failed one run in five on a loaded
-	// machine when a poll met it).
+	// A knows B's peer once its watch brings B's commit. Held here, A's
+	// lookup waits for the watch (TestLookupWaitsForTheWatchToCatchUp)
+	// for 1 s, then answers that the peer does not exist, as it would
+	// have a moment before the peer enrolled (statusOf waits through
+	// that; it failed one run in five on a loaded machine when a poll
+	// met it).
 	release := h.Coord.HoldWatchForTest()
 	t.Cleanup(release)
 	p := listeningPeer(t).online(atB, key, "web-01")
