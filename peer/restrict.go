@@ -115,8 +115,11 @@ func (d *Daemon) keepLocalPolicy(s *State, lp *pb.LocalPolicy) {
 	}
 }
 
-// isDisabled is IsDisabled by the statement the daemon holds.
+// isDisabled is IsDisabled by the statement the daemon holds (verified
+// once per statement: restrictionCache).
 func (d *Daemon) isDisabled() bool {
-	r := restrictionOf(d.cfg.Dir, d.config, d.snapshot().LocalPolicy, d.ID())
+	r := d.sess.restriction.of(d.snapshot().LocalPolicy, func(raw []byte) restriction {
+		return restrictionOf(d.cfg.Dir, d.config, raw, d.ID())
+	})
 	return disabledFor(d.cfg.Dir, r.restricted)
 }
