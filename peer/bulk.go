@@ -35,6 +35,11 @@ type bulkConnections struct {
 	// channels offered a switch to one (offerSwitch), switched those that
 	// moved to it; tests.
 	asked, offered, relayed, switches, switched atomic.Int64
+	// slotAsks counts the exec and file channels for which this peer
+	// asked its relay for a splice slot (offerSwitch); tests.
+	slotAsks atomic.Int64
+	// switchAfter, when set (tests), replaces channel.BulkSwitchAfter.
+	switchAfter atomic.Int64
 	// slotHook, when set, sees each splice slot this peer connected to
 	// (tests: a stranger racing the console to it).
 	slotHook atomic.Pointer[func(addr string, slot channel.SpliceSlot)]
@@ -121,14 +126,21 @@ func ServeExecWithRelays(ctx context.Context, ch *channel.Channel, open *pb.Chan
 // offerSwitch offers the console of a relayed exec or file channel that
 // asked for it (channel.Channel.AsksBulkSwitch, armed by the caller) a
 // bulk connection through the relay's splice, when the site allows bulk
-// connections and the relay gives a slot; otherwise the channel stays on
+// connections, the channel is worth it (channel.Channel.WaitBulkWorth: it
+// carries bulk or still runs; a command that ends at once asks the relay
+// for nothing) and the relay gives a slot; otherwise the channel stays on
 // the circuit and nothing is sent. The session runs on the channel
 // meanwhile: the switch happens when the console has the connection
 // (mesh/channel/bulkswitch.go).
 func (b *bulkConnections) offerSwitch(ctx context.Context, ch *channel.Channel) {
-	if !b.on() {
+	wait := channel.BulkSwitchAfter
+	if w := b.switchAfter.Load(); w > 0 {
+		wait = time.Duration(w)
+	}
+	if !b.on() || !ch.WaitBulkWorth(ctx, wait) {
 		return
 	}
+	b.slotAsks.Add(1)
 	sc, r := b.relaySplice(ctx, ch)
 	if sc == nil {
 		return

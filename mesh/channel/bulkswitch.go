@@ -51,10 +51,12 @@ type bulkSwitch struct {
 	note func(string)
 
 	// peer: got delivers the bulk connection the console opens; settle is
-	// called once, with it (nil: declined, or never arrived).
+	// called once, with it (nil: declined, or never arrived); done is
+	// closed when the channel ends, wdone when its write side closes.
 	got    <-chan *BulkConn
 	settle func(*BulkConn)
 	done   chan struct{}
+	wdone  chan struct{}
 }
 
 // switchOpen is the protocol and open for an open to p: an exec or file
@@ -113,7 +115,63 @@ func (c *Channel) AsksBulkSwitch(open *pb.ChannelOpen) bool {
 // (AsksBulkSwitch), after Ready and before the channel's frames are read:
 // from then on an empty frame is the switch's. The peer need not offer.
 func (c *Channel) ArmBulkSwitch() {
-	c.sw = &bulkSwitch{done: make(chan struct{})}
+	c.sw = &bulkSwitch{done: make(chan struct{}), wdone: make(chan struct{})}
+}
+
+// When a switch can pay (WaitBulkWorth): it costs the peer a slot request
+// to the relay and both ends a TCP dial to its splice, a few round trips
+// and a slot held on the relay, which a command that ends at once never
+// uses (issue 17: a relayed `jump H -- true` asked for one).
+const (
+	// BulkSwitchAfterBytes: a channel that has carried this much either
+	// way is bulk (2 ms of a circuit at 130 MB/s): offered at once.
+	BulkSwitchAfterBytes = 256 << 10
+	// BulkSwitchAfter: a channel still running after this is offered
+	// whatever it carried (a shell's keystrokes cost the relay less
+	// through the splice too). The peer waits this long.
+	BulkSwitchAfter = 50 * time.Millisecond
+	// bulkWorthPoll is how often WaitBulkWorth looks at the byte counts.
+	bulkWorthPoll = 2 * time.Millisecond
+)
+
+// WaitBulkWorth (peer) waits until a switch of the armed channel
+// (ArmBulkSwitch) can pay: true once the channel has carried
+// BulkSwitchAfterBytes or still runs after wait (BulkSwitchAfter unless a
+// test says otherwise); false, and at once, when this side's write
+// direction closes first (an exec's exit status is its last frame:
+// nothing is left to carry), the channel ends or ctx ends. The peer asks
+// its relay for a slot only after true.
+func (c *Channel) WaitBulkWorth(ctx context.Context, wait time.Duration) bool {
+	sw := c.sw
+	if sw == nil || sw.console {
+		return false
+	}
+	after := time.NewTimer(wait)
+	defer after.Stop()
+	poll := time.NewTicker(bulkWorthPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-sw.done:
+			return false
+		case <-sw.wdone:
+			return false
+		default:
+		}
+		if c.nread.Load()+c.nwrite.Load() >= BulkSwitchAfterBytes {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+		case <-sw.done:
+		case <-sw.wdone:
+		case <-after.C:
+			return true
+		case <-poll.C:
+		}
+	}
 }
 
 // SetBulkDialer sets how the console opens the bulk connection a peer
@@ -395,6 +453,9 @@ func (sw *bulkSwitch) settleOnce(bc *BulkConn) {
 // end frame) when it writes there, and on the stream.
 func (c *Channel) closeWriteSwitch() error {
 	c.wmu.Lock()
+	if !c.wclosed && c.sw.wdone != nil {
+		close(c.sw.wdone)
+	}
 	c.wclosed = true
 	var err error
 	if c.wbulk != nil {

@@ -120,8 +120,12 @@
 //     through a relay and the peer's identify lists ProtocolBulkSwitch.
 //     1.2.0 is 1.1.0 plus this: the grant may follow the open.
 //  2. Who offers: the peer, when the console asked on 1.2.0, its own view
-//     of the connection is relayed, and the site allows bulk connections.
-//     It asks the relay for a splice slot and connects to the splice as
+//     of the connection is relayed, the site allows bulk connections, and
+//     the channel can pay for it (Channel.WaitBulkWorth): it has carried
+//     BulkSwitchAfterBytes either way, or still runs after
+//     BulkSwitchAfter; a command whose exit status went first (`true`)
+//     asks the relay for nothing. Then it asks the relay for a splice
+//     slot and connects to the splice as
 //     for a forward, and sends BulkSwitch{offer} with the relayed
 //     BulkOffer (ticket, secret, relay, slot) on the channel, end to end
 //     encrypted. No slot, no offer: the console waits for nothing.
