@@ -46,6 +46,9 @@ type AgentConfig struct {
 	Idle time.Duration
 	// Log receives the agent's events; nil discards them.
 	Log *slog.Logger
+	// ForceRelay makes every jump dial the peer only through the site's
+	// relays (Jump.ForceRelay: labs and tests).
+	ForceRelay bool
 }
 
 func (c AgentConfig) idle() time.Duration {
@@ -342,8 +345,8 @@ func (a *Agent) exec(ctx context.Context, conn net.Conn, out *lockedWriter, req 
 	if err != nil {
 		return errorResult(err), nil
 	}
-	j.PunchWait = req.PunchWait
-	st, err := a.run(ctx, j, cmd, conn, out, t, working)
+	j.PunchWait, j.ForceRelay = req.PunchWait, a.cfg.ForceRelay
+	st, err := a.run(ctx, j, cmd, req.Verbose, conn, out, t, working)
 	if err != nil {
 		return errorResult(err), j
 	}
@@ -352,8 +355,9 @@ func (a *Agent) exec(ctx context.Context, conn net.Conn, out *lockedWriter, req 
 
 // run opens the exec channel and runs it until the process exits or the
 // command line goes away. working stops the frameWorking beats before
-// frameOpened.
-func (a *Agent) run(ctx context.Context, j *Jump, cmd ExecCommand, conn net.Conn, out *lockedWriter, t *Timing, working func()) (*pb.ExitStatus, error) {
+// frameOpened. With verbose, the session's notes (jump -v) go to the
+// command line's stderr as they would without the agent.
+func (a *Agent) run(ctx context.Context, j *Jump, cmd ExecCommand, verbose bool, conn net.Conn, out *lockedWriter, t *Timing, working func()) (*pb.ExitStatus, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := j.Exec(ctx, cmd)
@@ -361,6 +365,9 @@ func (a *Agent) run(ctx context.Context, j *Jump, cmd ExecCommand, conn net.Conn
 		return nil, err
 	}
 	defer s.Close()
+	if verbose {
+		s.Notes(func(line string) { _ = out.frame(frameStderr, []byte(NoteLine(line, cmd.TTY))) })
+	}
 	working()
 	opened := agentOpened{Path: j.PathLine()}
 	if t != nil {

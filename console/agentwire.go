@@ -87,6 +87,10 @@ type AgentRequest struct {
 	PunchWait time.Duration `json:"punch_wait"`
 	// Timing asks for the agent's phases (jump --timing).
 	Timing bool `json:"timing,omitempty"`
+	// Verbose asks for the lines jump -v prints while the session runs
+	// (ExecSession.Notes: the switch to the relay's splice), as stderr
+	// frames. An agent that does not know the field sends none, as before.
+	Verbose bool `json:"verbose,omitempty"`
 }
 
 // agentOpened says the exec channel is open.

@@ -95,6 +95,16 @@ func (s *ExecSession) Close() error { return s.ch.Close() }
 // (mesh/channel/bulkswitch.go; jump -v). Call it before Run.
 func (s *ExecSession) Notes(note func(string)) { s.ch.SetBulkNote(note) }
 
+// NoteLine is how jump -v prints a note on stderr, with or without the
+// agent: "jumpmesh: " and the line, ended for a raw terminal when the
+// session has a PTY.
+func NoteLine(line string, tty bool) string {
+	if tty {
+		return "jumpmesh: " + line + "\r\n"
+	}
+	return "jumpmesh: " + line + "\n"
+}
+
 // Exec runs the exec channel ch (opened with an ExecOpen) until the remote
 // process exits and returns its status. The error is for the session
 // itself (cut short, ctx ended, a local write failed), never for the

@@ -143,11 +143,8 @@ func jumpAction(cc *cli.Context, forceTTY, noTTY, verbose bool, punchWait time.D
 		defer s.Close()
 		if verbose {
 			fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s\n", j.PathLine())
-			eol := "\n"
-			if cmd.TTY { // the terminal is raw while the session runs
-				eol = "\r\n"
-			}
-			s.Notes(func(line string) { fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: %s%s", line, eol) })
+			// The terminal is raw while the session runs.
+			s.Notes(func(line string) { fmt.Fprint(cc.App.ErrWriter, console.NoteLine(line, cmd.TTY)) })
 		}
 		end := t.Begin("exec (command run until its exit status)")
 		status, err := runExec(cc.Context, s, cmd.TTY, cc.App.Writer, cc.App.ErrWriter)
@@ -165,7 +162,7 @@ func jumpThroughAgent(cc *cli.Context, ref string, cmd console.ExecCommand, verb
 	if err != nil {
 		return false, nil // jump's own path reports it
 	}
-	req := console.AgentRequest{Ref: ref, Argv: cmd.Argv, TTY: cmd.TTY, Term: cmd.Term, PunchWait: punchWait}
+	req := console.AgentRequest{Ref: ref, Argv: cmd.Argv, TTY: cmd.TTY, Term: cmd.Term, PunchWait: punchWait, Verbose: verbose}
 	if cmd.Window != nil {
 		req.Cols, req.Rows = cmd.Window.GetCols(), cmd.Window.GetRows()
 	}
