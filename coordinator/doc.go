@@ -64,6 +64,38 @@
 //     60 s, 20 concurrent upgrades at 10 MiB/s, installer keys valid 7 days,
 //     invites 24 hours.
 //
+// # A grant's audit event before its answer
+//
+// A grant is answered only once the transaction that stores its audit
+// event has committed (audit, jumps.go): on Badger after its sync, on etcd
+// after the quorum's. So a grant whose event was lost to a crash, or
+// refused by the store (audit_failed), never left the coordinator, and
+// nothing on the peer's side has to know about the audit. Measured in
+// session 28 (issue 17, docs/performance.md): of a jump's grant on a kept
+// connection the checks and the signature take 0.12–0.19 ms and the audit
+// write 1.0–2.9 ms (means, load 2–5), which is two device flushes: Badger
+// syncs its value log at every commit even when the batch put nothing in
+// it (every value here is under its 1 MB threshold and goes to the
+// memtable's log), then the memtable's log. Decided:
+//   - The order stays. Answering before the commit, with the peer holding
+//     the session until it learns that the event is stored, needs that
+//     news to come from the coordinator: a second signed note the console
+//     forwards, or a message on the peer's control stream (on etcd
+//     perhaps another coordinator's). That is a new message on two
+//     protocols, with its attack tests, for at most the legs it would
+//     overlap (coordinator to console to peer, and the peer's check:
+//     0.3–0.6 ms quiet), about what the needless flush costs.
+//   - The needless flush is Badger's: syncing the value log only when the
+//     batch wrote to it (one line in its value.go) made a durable write
+//     here 579 → 263 µs (BenchmarkStorePut, medians of 7 pairs at load
+//     8), but only a fork of Badger gives it, and go.mod replaces nothing
+//     (a replace makes `go install …@VERSION` refuse the module): left to
+//     Badger upstream.
+//
+// TestGrantAnsweredOnlyAfterItsAuditCommits holds the commit and sees no
+// answer until it is released; TestGrantNotIssuedWhenAuditFails closes the
+// store under the service.
+//
 // # Session events, session starts and removed peers
 //
 // A peer reports session starts, ends and refusals; it may be patched, or
