@@ -197,9 +197,14 @@ func (c *Client) PeerPage(ctx context.Context, query string, includeDeleted bool
 // PeerPageView is PeerPage with only what view asks for of each record
 // (PEER_LIST_VIEW_TABLE: what `jumpmesh ls` prints in its table).
 func (c *Client) PeerPageView(ctx context.Context, query string, includeDeleted bool, limit int, view pb.PeerListView) ([]*pb.PeerView, int, error) {
-	r, err := c.do(ctx, &pb.Request{Body: &pb.Request_PeerList{PeerList: &pb.PeerListRequest{Query: query, IncludeDeleted: includeDeleted,
-		Limit: uint32(limit), View: view}}})
+	r, err := c.do(ctx, peerListRequest(query, includeDeleted, limit, view))
 	return r.GetPeers().GetPeers(), int(r.GetPeers().GetTotal()), err
+}
+
+// peerListRequest is PeerPageView's request (Client's and Direct's).
+func peerListRequest(query string, includeDeleted bool, limit int, view pb.PeerListView) *pb.Request {
+	return &pb.Request{Body: &pb.Request_PeerList{PeerList: &pb.PeerListRequest{Query: query, IncludeDeleted: includeDeleted,
+		Limit: uint32(limit), View: view}}}
 }
 
 // Peer resolves ref (peer ID, unique name, or unique search result).

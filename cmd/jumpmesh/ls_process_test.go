@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,12 +42,66 @@ func TestLsCollectsNothing(t *testing.T) {
 	if n := collections(nil, "whoami"); n == 0 {
 		t.Fatalf("whoami ran no collection: gctrace shows none, the test below could not fail")
 	}
-	if n := collections([]string{"GOGC=100"}, "ls", "--json"); n == 0 {
-		t.Fatalf("ls with GOGC=100 ran no collection: GOGC not obeyed, or gctrace shows none")
+	if n := collections([]string{"GOGC=1"}, "ls", "--json"); n == 0 {
+		t.Fatalf("ls with GOGC=1 ran no collection: GOGC not obeyed, or gctrace shows none")
 	}
 	for _, args := range [][]string{{"ls"}, {"ls", "--json"}, {"ls", "name:nothing"}} {
 		if n := collections(nil, args...); n != 0 {
 			t.Errorf("jumpmesh %v ran %d collections, want none", args, n)
 		}
+	}
+	// Through the console's host, which allocates as whoami does.
+	if n := collections([]string{LsDirectEnv + "=0"}, "ls"); n != 0 {
+		t.Errorf("jumpmesh ls through the console's host ran %d collections, want none", n)
+	}
+}
+
+// TestLsFallsBackToTheConsole: ls asks the coordinator on a connection of
+// its own (console.Direct, TCP only); a home that knows the coordinator
+// only by a QUIC address (nor a lane) gets its list through the console's
+// host as before, the same list, and a bad query's error either way.
+func TestLsFallsBackToTheConsole(t *testing.T) {
+	dir, init, coord := newSite(t, "/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1")
+	admin := filepath.Join(dir, "admin-home")
+	ok(t, admin, nil, "login", coord.addr, init.Invite)
+	direct := jm(t, admin, "ls", "--json")
+	if direct.code != 0 || direct.stdout != "[]\n" {
+		t.Fatalf("ls: exit %d\n%s\n%s", direct.code, direct.stdout, direct.stderr)
+	}
+	failCode(t, admin, "invalid_argument", "ls", "status:sleeping")
+
+	path := filepath.Join(admin, "console.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var quic []any
+	for _, a := range cfg["coordinator"].([]any) {
+		if strings.Contains(a.(string), "/quic-v1/") {
+			quic = append(quic, a)
+		}
+	}
+	if len(quic) == 0 {
+		t.Fatalf("no QUIC coordinator address in %s", raw)
+	}
+	cfg["coordinator"] = quic
+	delete(cfg, "lane")
+	if raw, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range []string{"", "0"} {
+		t.Setenv(LsDirectEnv, env)
+		r := jm(t, admin, "ls", "--json")
+		if r.code != 0 || r.stdout != direct.stdout {
+			t.Fatalf("%s=%q, over QUIC: exit %d\n%s\n%s", LsDirectEnv, env, r.code, r.stdout, r.stderr)
+		}
+		failCode(t, admin, "invalid_argument", "ls", "status:sleeping")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/console"
 	"github.com/jumpmesh/jumpmesh/coordinator"
+	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/installerkey"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/mesh/words"
@@ -160,7 +162,7 @@ func lsCommand() *cli.Command {
 		},
 		// One call, then the process exits: no collection, no close.
 		Before: func(*cli.Context) error { oneCallGC(); return nil },
-		Action: exitingClientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+		Action: func(cc *cli.Context) error {
 			var terms []string
 			for _, a := range cc.Args().Slice() {
 				if a != "--" {
@@ -175,29 +177,82 @@ func lsCommand() *cli.Command {
 			if cc.Bool("json") {
 				view = pb.PeerListView_PEER_LIST_VIEW_FULL
 			}
-			peers, total, err := c.PeerPageView(ctx, strings.Join(terms, " "), f.deleted, f.limit, view)
-			if err != nil {
+			list := func(ctx context.Context, c peerLister) error {
+				peers, total, err := c.PeerPageView(ctx, strings.Join(terms, " "), f.deleted, f.limit, view)
+				if err != nil {
+					return err
+				}
+				if total > len(peers) {
+					fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: showing the first %d of %d matching peers; narrow the query or raise --limit (at most %d)\n",
+						len(peers), total, coordinator.MaxPeerListLimit)
+				}
+				// Both outputs are written from the decoded views (console's
+				// peerlist.go: the bytes peerView printed, without its
+				// reflection); only jumpoints are named through peerView.
+				jumpoints := lsJumpoints(ctx, c, peers)
+				if cc.Bool("json") {
+					return console.WritePeerListJSON(cc.App.Writer, peers, jumpoints)
+				}
+				return console.WritePeerTable(cc.App.Writer, peers, jumpoints)
+			}
+			if done, err := lsDirect(cc, list); done {
 				return err
 			}
-			if total > len(peers) {
-				fmt.Fprintf(cc.App.ErrWriter, "jumpmesh: showing the first %d of %d matching peers; narrow the query or raise --limit (at most %d)\n",
-					len(peers), total, coordinator.MaxPeerListLimit)
-			}
-			// Both outputs are written from the decoded views (console's
-			// peerlist.go: the bytes peerView printed, without its
-			// reflection); only jumpoints are named through peerView.
-			jumpoints := lsJumpoints(ctx, c, peers)
-			if cc.Bool("json") {
-				return console.WritePeerListJSON(cc.App.Writer, peers, jumpoints)
-			}
-			return console.WritePeerTable(cc.App.Writer, peers, jumpoints)
-		}),
+			return exitingClientAction(-1, func(ctx context.Context, cc *cli.Context, c *console.Client) error {
+				return list(ctx, c)
+			})(cc)
+		},
 	}
+}
+
+// peerLister is what ls asks of a console: a console.Client, or the
+// host-less console.Direct.
+type peerLister interface {
+	PeerPageView(ctx context.Context, query string, includeDeleted bool, limit int, view pb.PeerListView) ([]*pb.PeerView, int, error)
+	jumpointLister
+}
+
+type jumpointLister interface {
+	Jumpoints(ctx context.Context) ([]*pb.JumpointView, error)
+}
+
+// LsDirectEnv, set to 0, makes ls open the console's host as other
+// commands do instead of trying the coordinator directly first.
+const LsDirectEnv = "JUMPMESH_LS_DIRECT"
+
+// lsDirect runs list on a connection to the coordinator without a host
+// (console.Direct: a host costs a one-call command more than its list
+// does, issue 16). done is false when it could not connect, or lost the
+// connection before an answer (a list only reads, so asking again is
+// safe): ls then opens the console as every command does, which also
+// reaches a coordinator through its lane or relays and says what is
+// wrong with a home. The connection's close is not waited for: the
+// process exits (exitingClientAction).
+func lsDirect(cc *cli.Context, list func(context.Context, peerLister) error) (done bool, err error) {
+	if os.Getenv(LsDirectEnv) == "0" {
+		return false, nil
+	}
+	home, err := homeDir(cc)
+	if err != nil {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(cc.Context, requestTimeout)
+	defer cancel()
+	d, err := console.OpenDirect(ctx, home)
+	if err != nil {
+		return false, nil
+	}
+	defer func() { go d.Close() }()
+	err = list(ctx, d)
+	if catalog.HasCode(err, catalog.CodeCoordinatorDown) {
+		return false, nil
+	}
+	return true, err
 }
 
 // lsJumpoints is ls's jumpoints of each of peers (nil when none has
 // any): their names from one jumpoint_list, as nameJumpoints gives them.
-func lsJumpoints(ctx context.Context, c *console.Client, peers []*pb.PeerView) func(i int) []string {
+func lsJumpoints(ctx context.Context, c jumpointLister, peers []*pb.PeerView) func(i int) []string {
 	behind := map[int]*peerView{}
 	var views []peerView
 	for i, p := range peers {
@@ -237,7 +292,7 @@ func connectionText(v peerView) string {
 // nameJumpoints replaces the jumpoints' peer IDs in views (a list
 // carries only the IDs) with their names, from one jumpoint_list; IDs
 // it does not know are shortened.
-func nameJumpoints(ctx context.Context, c *console.Client, views []peerView) {
+func nameJumpoints(ctx context.Context, c jumpointLister, views []peerView) {
 	names := map[string]string{}
 	if list, err := c.Jumpoints(ctx); err == nil {
 		for _, j := range list {

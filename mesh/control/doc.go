@@ -26,4 +26,10 @@
 // blocks another, and the coordinator holds no per-connection state.
 // A Gate decides, before any byte is read, what a caller may send:
 // members get the full limits, strangers small ones.
+//
+// Call runs on a libp2p host's connection. DialDirect makes the same kind
+// of connection without a host (TCP, libp2p's TLS, yamux: Conn), for a
+// command that makes a call or two and exits (`jumpmesh ls`), to which
+// building and closing a host cost more than its call; the coordinator
+// cannot tell the two apart.
 package control
