@@ -138,7 +138,7 @@ func (c *Conn) Call(ctx context.Context, req *pb.Request) (*pb.Response, error) 
 	}
 	_ = s.CloseWrite()
 	resp := new(pb.Response)
-	if err := frame.NewReader(ls, nil, MaxMessage).ReadMsg(resp); err != nil {
+	if err := frame.NewReader(ls, nil, MaxMessage).AllocateDeclared().ReadMsg(resp); err != nil {
 		s.Reset()
 		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: reading the response: %w)", c.site, err)
 	}

@@ -137,9 +137,10 @@ func SilentTCP(t *testing.T) ma.Multiaddr {
 
 // TestDirectCoordinatorRepliesBadly: a compromised or broken coordinator's
 // reply — a length past MaxMessage (2^40 bytes: allocating it would end
-// the test), a body that is not a response, one cut short, a length that
-// never ends — is a catalog error of the call, not a panic, not an
-// allocation of what it declares; the connection stays usable.
+// the test), a body that is not a response, one cut short (at most
+// MaxMessage is allocated for what a reply declares), a length that never
+// ends — is a catalog error of the call, not a panic; the connection stays
+// usable.
 func TestDirectCoordinatorRepliesBadly(t *testing.T) {
 	server := newHost(t)
 	ctx := testContext(t)
@@ -149,6 +150,7 @@ func TestDirectCoordinatorRepliesBadly(t *testing.T) {
 		"just past max":  binary.AppendUvarint(nil, control.MaxMessage+1),
 		"not a response": append(binary.AppendUvarint(nil, 8), bytes.Repeat([]byte{0xff}, 8)...),
 		"cut short":      append(binary.AppendUvarint(nil, 1000), "short"...),
+		"the limit, cut": append(binary.AppendUvarint(nil, control.MaxMessage), "short"...),
 		"endless length": bytes.Repeat([]byte{0x80}, 12),
 		"nothing":        nil,
 	}

@@ -54,7 +54,7 @@ func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Res
 	// a failed request, the response below says how it went.
 	_ = s.CloseWrite()
 	resp := new(pb.Response)
-	if err := frame.NewReader(s, nil, MaxMessage).ReadMsg(resp); err != nil {
+	if err := frame.NewReader(s, nil, MaxMessage).AllocateDeclared().ReadMsg(resp); err != nil {
 		s.Reset()
 		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: reading the response: %w)", p, err)
 	}

@@ -89,6 +89,9 @@ type Reader struct {
 	scope MemoryScope
 	max   int
 	small []byte // reused for messages up to reuseMax bytes
+	// declared: a large message's buffer is its declared length at once
+	// (AllocateDeclared).
+	declared bool
 }
 
 // reuseMax bounds the buffer a reader keeps between messages: a peer's
@@ -113,6 +116,18 @@ func NewReader(r io.Reader, scope MemoryScope, maxMessage int) *Reader {
 
 // SetMax changes the limit for the following messages.
 func (mr *Reader) SetMax(n int) { mr.max = n }
+
+// AllocateDeclared makes the reader allocate a large message's declared
+// length (within its limit) at once instead of growing its buffer as the
+// bytes arrive: for a reader of an answer it asked a party it
+// authenticated for (a console reading its coordinator's reply), whose
+// lie costs at most the limit once. A list of 1,000 peers (190 KB) is then
+// read into one buffer of its length, where the doublings allocated 32,
+// 80 and 200 KB (312 KB) and copied 112 KB.
+func (mr *Reader) AllocateDeclared() *Reader {
+	mr.declared = true
+	return mr
+}
 
 // ReadMsg reads and decodes one message into m.
 func (mr *Reader) ReadMsg(m proto.Message) error {
@@ -147,6 +162,14 @@ func (mr *Reader) readBody(n int) ([]byte, error) {
 		buf := mr.small[:n]
 		_, err := io.ReadFull(mr.r, buf)
 		return buf, unexpected(err)
+	}
+	if mr.declared {
+		buf := make([]byte, n)
+		_, err := io.ReadFull(mr.r, buf)
+		if err != nil {
+			return nil, unexpected(err)
+		}
+		return buf, nil
 	}
 	buf := make([]byte, 0, growStep)
 	for len(buf) < n {

@@ -87,3 +87,51 @@ func TestMsgReaderChargesItsScope(t *testing.T) {
 		t.Fatalf("decoded equal: %v; %d bytes still charged", proto.Equal(&got, req), big.used)
 	}
 }
+
+// TestMsgReaderAllocateDeclared: a reader told to trust the declared
+// length reads a 190 KB message (a list of 1,000 peers) into one buffer of
+// that length (312 KB in three when grown as it arrives), still refuses a
+// length past its limit before reading anything, and reports a message
+// cut short.
+func TestMsgReaderAllocateDeclared(t *testing.T) {
+	const runs = 20
+	req := &pb.Request{Body: &pb.Request_Login{Login: &pb.LoginRequest{Code: strings.Repeat("c", 190_000)}}}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := framed(len(b), b)
+	perRun := func(declared bool) uint64 {
+		var got pb.Request
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range runs {
+			r := frame.NewReader(bytes.NewReader(in), nil, control.MaxMessage)
+			if declared {
+				r.AllocateDeclared()
+			}
+			if err := r.ReadMsg(&got); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runtime.ReadMemStats(&after)
+		if !proto.Equal(&got, req) {
+			t.Fatal("decoded another message")
+		}
+		return (after.TotalAlloc - before.TotalAlloc) / runs
+	}
+	grown, declared := perRun(false), perRun(true)
+	// The decoded string (190 KB) and a few KB are in both; a large
+	// allocation is rounded up to whole pages.
+	if grown-declared < 100<<10 || declared > uint64(2*len(b)+24<<10) {
+		t.Fatalf("%d bytes allocated per message read as declared, %d grown; want one buffer of %d", declared, grown, len(b))
+	}
+	r := frame.NewReader(bytes.NewReader(framed(1<<40, nil)), nil, control.MaxMessage).AllocateDeclared()
+	if err := r.ReadMsg(new(pb.Request)); !errors.Is(err, frame.ErrTooLarge) {
+		t.Fatalf("2^40 bytes declared: %v", err)
+	}
+	r = frame.NewReader(bytes.NewReader(framed(len(b), b[:1000])), nil, control.MaxMessage).AllocateDeclared()
+	if err := r.ReadMsg(new(pb.Request)); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("cut short: %v", err)
+	}
+}
