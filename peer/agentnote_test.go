@@ -1,11 +1,9 @@
 package peer_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,24 +12,6 @@ import (
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/mesh/grant"
 )
-
-// noteBuffer is a bytes.Buffer written and read from two goroutines.
-type noteBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *noteBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *noteBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestAgentJumpSaysItMovedToTheSplice: jump -v through the agent prints
 // the line a jump on its own prints when its relayed session moves to the
@@ -64,7 +44,7 @@ func TestAgentJumpSaysItMovedToTheSplice(t *testing.T) {
 			t.Fatalf("the agent's path: %q, want relayed", as.PathLine)
 		}
 		in, stdin := io.Pipe()
-		var stdout, stderr noteBuffer
+		var stdout, stderr syncBuffer
 		done := make(chan error, 1)
 		go func() {
 			_, err := as.Run(ctx, console.ExecIO{Stdin: in, Stdout: &stdout, Stderr: &stderr})

@@ -674,6 +674,12 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.buf.Write(p)
 }
 
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
 func (s *syncBuffer) tail() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
