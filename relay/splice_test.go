@@ -28,7 +28,7 @@ type spliceSite struct {
 	alice, bob host.Host
 }
 
-func newSpliceSite(t *testing.T, res relay.Resources) *spliceSite {
+func newSpliceSite(t testing.TB, res relay.Resources) *spliceSite {
 	t.Helper()
 	site := coordinatortest.New(t, console.Login)
 	// Members first: the relay's first ACL then has them (a member enrolled
@@ -42,7 +42,7 @@ func newSpliceSite(t *testing.T, res relay.Resources) *spliceSite {
 }
 
 // askSlot asks the relay for a splice slot as h.
-func askSlot(t *testing.T, ctx context.Context, h host.Host, r *relay.Relay) (channel.SpliceSlot, error) {
+func askSlot(t testing.TB, ctx context.Context, h host.Host, r *relay.Relay) (channel.SpliceSlot, error) {
 	t.Helper()
 	if err := h.Connect(ctx, relayInfo(t, r.Addrs())); err != nil {
 		t.Fatal(err)
@@ -55,7 +55,7 @@ func askSlot(t *testing.T, ctx context.Context, h host.Host, r *relay.Relay) (ch
 	return channel.ReadSpliceSlot(s)
 }
 
-func (s *spliceSite) slot(t *testing.T) channel.SpliceSlot {
+func (s *spliceSite) slot(t testing.TB) channel.SpliceSlot {
 	t.Helper()
 	slot, err := askSlot(t, s.site.Ctx(), s.bob, s.r)
 	if err != nil {
@@ -64,7 +64,7 @@ func (s *spliceSite) slot(t *testing.T) channel.SpliceSlot {
 	return slot
 }
 
-func (s *spliceSite) dial(t *testing.T, token [channel.SpliceSlotSize]byte, side byte) net.Conn {
+func (s *spliceSite) dial(t testing.TB, token [channel.SpliceSlotSize]byte, side byte) net.Conn {
 	t.Helper()
 	c, err := channel.DialSplice(s.site.Ctx(), net.JoinHostPort("127.0.0.1", strconv.Itoa(relay.SplicePort(s.r))), token, side, time.Second)
 	if err != nil {

@@ -99,6 +99,27 @@ func gatherDelay(rate float64) time.Duration {
 // signal cuts a raw sleep short.
 var spliceRaw = true
 
+// spliceDelayAck makes the loops leave the TCP acknowledgment of what
+// they read to the kernel's delayed-ACK rules: they turn TCP_QUICKACK off
+// on a socket before each read. A screen's stream is one-way, so the kernel, seeing the relay read
+// a pushed segment to the end, acknowledged every frame at once from the
+// read itself (tcp_cleanup_rbuf): an ACK built, sent and delivered over
+// loopback on the relay's CPU, 20 % of it per read (docs/performance.md,
+// issue 17 session 27). With quick ACKs off (the socket in "ping-pong"
+// mode) the kernel acknowledges every second frame, or after its
+// delayed-ACK timer (40 ms) when no second frame comes. That timer also
+// ends the mode, hence the call before every read (0.6 µs, a system call):
+// turning them off again only every 100 ms measured no cheaper (222, 241,
+// 253 against 246, 252, 245 µs per session-second) and let one late frame
+// bring back an ACK per frame until then. Only ACKs wait, never data: the
+// ends send with TCP_NODELAY, so no write waits for an ACK, and a
+// keystroke crosses at once (TestSpliceLoopKeystrokeCrossesAtOnce,
+// TestSpliceLoopDelaysAcks).
+var spliceDelayAck = true
+
+// quickAckOff is TCP_QUICKACK's value that turns quick ACKs off.
+var quickAckOff int32
+
 // spliceGatherWindow is how often a loop re-decides whether to gather,
 // from the reads it made since the last decision.
 const spliceGatherWindow = 10 * time.Millisecond
@@ -512,6 +533,10 @@ func (l *spliceLoop) read(sp *rawSplice, i int) bool {
 	if limit := l.s.data; limit > 0 {
 		want = min(want, limit-d.n)
 	}
+	if spliceDelayAck {
+		// Before the read: the read is where the kernel decides.
+		delayAcks(l.raw, src)
+	}
 	n, err := spliceRetry(l.raw, src, l.scratch.w, int(want))
 	switch {
 	case errors.Is(err, unix.EAGAIN):
@@ -624,6 +649,17 @@ func spliceRetry(raw bool, in, out, n int) (int, error) {
 		}
 		return m, err
 	}
+}
+
+// delayAcks turns quick ACKs off on socket fd (spliceDelayAck); raw: a
+// raw system call. An error (a socket already reset) is the next
+// splice(2)'s to report.
+func delayAcks(raw bool, fd int) {
+	if raw {
+		_, _, _ = unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_QUICKACK, uintptr(unsafe.Pointer(&quickAckOff)), 4, 0)
+		return
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
 }
 
 // wait is the loop's epoll_wait: what is ready now, without blocking

@@ -8,3 +8,12 @@ func SetSpliceRaw(on bool) (restore func()) {
 	spliceRaw = on
 	return func() { spliceRaw = prev }
 }
+
+// SetSpliceDelayAck makes the splice loops of every relay turn quick ACKs
+// off on the sockets they read (on) or leave them as they are (off), from
+// now on.
+func SetSpliceDelayAck(on bool) (restore func()) {
+	prev := spliceDelayAck
+	spliceDelayAck = on
+	return func() { spliceDelayAck = prev }
+}

@@ -11,8 +11,15 @@ import (
 // 27), to compare with the raw calls (docs/performance.md).
 const benchRawEnv = "JUMPMESH_RELAY_BENCH_RAW"
 
+// benchDelayAckEnv, set to 0 in a relay child's environment, makes its
+// splice loops leave quick ACKs on (as before session 28), to compare.
+const benchDelayAckEnv = "JUMPMESH_RELAY_BENCH_DELACK"
+
 func init() {
 	if os.Getenv(benchRawEnv) == "0" {
 		relay.SetSpliceRaw(false)
+	}
+	if os.Getenv(benchDelayAckEnv) == "0" {
+		relay.SetSpliceDelayAck(false)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh/channel"
 	"github.com/jumpmesh/jumpmesh/relay"
+	"golang.org/x/sys/unix"
 )
 
 // The splice loops (relay/spliceloop_linux.go): the relay's splices
@@ -21,7 +22,7 @@ import (
 
 // rawPair is two connections spliced by the relay on one of bob's slots:
 // the peer's side and the console's.
-func (s *spliceSite) rawPair(t *testing.T) (pc, cc *net.TCPConn) {
+func (s *spliceSite) rawPair(t testing.TB) (pc, cc *net.TCPConn) {
 	t.Helper()
 	slot := s.slot(t)
 	pc = s.dial(t, slot.Token, channel.SpliceOfferer).(*net.TCPConn)
@@ -42,7 +43,7 @@ func sendAll(c *net.TCPConn, p []byte) <-chan error {
 	return done
 }
 
-func randomBytes(t *testing.T, n int) []byte {
+func randomBytes(t testing.TB, n int) []byte {
 	t.Helper()
 	p := make([]byte, n)
 	if _, err := rand.Read(p); err != nil {
@@ -145,7 +146,7 @@ func TestSpliceLoopSlowReaderHoldsOnlyItsDirection(t *testing.T) {
 }
 
 // echo writes a line on from and reads it on to within 10 s.
-func echo(t *testing.T, from, to net.Conn, what string) time.Duration {
+func echo(t testing.TB, from, to net.Conn, what string) time.Duration {
 	t.Helper()
 	msg := []byte("k")
 	start := time.Now()
@@ -283,4 +284,79 @@ func TestSpliceLoopMemberRemoved(t *testing.T) {
 	closedByRelay(t, pc, "the removed member's splice")
 	closedByRelay(t, cc, "the removed member's splice, the other side")
 	waitSpliceCounts(t, s.r, 0, 0, 0)
+}
+
+// TestSpliceLoopDelaysAcks: the relay acknowledges a one-way stream of
+// frames (a screen, peer to console) every second frame or so, not every
+// frame it reads (spliceDelayAck), and no byte waits for an ACK: a
+// keystroke typed one way, each after the last arrived and none answered,
+// crosses at once. Off, the relay acknowledges every frame: the count
+// tells the two apart.
+func TestSpliceLoopDelaysAcks(t *testing.T) {
+	const frames, frameSize = 100, 6700 // a screen's frame at 200 kB/s and 30 a second
+	for _, delay := range []bool{true, false} {
+		name := "delayed"
+		if !delay {
+			name = "quick"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Cleanup(relay.SetSpliceDelayAck(delay))
+			s := newSpliceSite(t, relay.Resources{})
+			pc, cc := s.rawPair(t)
+			echo(t, pc, cc, "a first byte")
+			// The relay's ACKs are all the peer's side receives: the
+			// console sends nothing.
+			acks0 := segmentsIn(t, pc)
+			frame := randomBytes(t, frameSize)
+			got := make([]byte, frameSize)
+			for i := range frames {
+				if _, err := pc.Write(frame); err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				_ = cc.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if _, err := io.ReadFull(cc, got); err != nil || !bytes.Equal(got, frame) {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+			}
+			acks := segmentsIn(t, pc) - acks0
+			t.Logf("%d frames read one at a time by the relay, %d ACKs from it", frames, acks)
+			if delay && acks > frames*3/4 {
+				t.Fatalf("the relay acknowledged %d of %d frames with quick ACKs off", acks, frames)
+			}
+			if !delay && acks < frames*9/10 {
+				t.Fatalf("the relay acknowledged %d of %d frames with quick ACKs on: the count measures nothing", acks, frames)
+			}
+			// Keystrokes one way, console to peer: the peer's side does
+			// not answer, so only the relay's (delayed) ACKs go back.
+			var lat []time.Duration
+			for range 50 {
+				lat = append(lat, echo(t, cc, pc, "a keystroke to the peer"))
+			}
+			slices.Sort(lat)
+			t.Logf("keystrokes one way: median %s, slowest %s", lat[len(lat)/2], lat[len(lat)-1])
+			// A keystroke that waited for an ACK would take the delayed-ACK
+			// timer's 40 ms; one that waited for more bytes, echo's 10 s.
+			if lat[len(lat)/2] > 20*time.Millisecond {
+				t.Fatalf("median keystroke %s one way with the relay's ACKs delayed", lat[len(lat)/2])
+			}
+		})
+	}
+}
+
+// segmentsIn is the TCP segments c's socket has received.
+func segmentsIn(t *testing.T, c *net.TCPConn) uint32 {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *unix.TCPInfo
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
+		t.Fatal(err)
+	}
+	if ierr != nil {
+		t.Fatal(ierr)
+	}
+	return info.Segs_in
 }
