@@ -20,7 +20,6 @@ import (
 	mss "github.com/multiformats/go-multistream"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
-	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -137,8 +136,8 @@ func (c *Conn) Call(ctx context.Context, req *pb.Request) (*pb.Response, error) 
 		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: sending the request: %w)", c.site, err)
 	}
 	_ = s.CloseWrite()
-	resp := new(pb.Response)
-	if err := frame.NewReader(ls, nil, MaxMessage).AllocateDeclared().ReadMsg(resp); err != nil {
+	resp, err := readResponse(ls)
+	if err != nil {
 		s.Reset()
 		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: reading the response: %w)", c.site, err)
 	}

@@ -31,5 +31,6 @@
 // of connection without a host (TCP, libp2p's TLS, yamux: Conn), for a
 // command that makes a call or two and exits (`jumpmesh ls`), to which
 // building and closing a host cost more than its call; the coordinator
-// cannot tell the two apart.
+// cannot tell the two apart. Both read a reply that is a peer list with a
+// decoder of their own (peerlist.go) and every other with protobuf's.
 package control

@@ -53,6 +53,13 @@ func sampleResponses() []*pb.Response {
 			LostAfterDays: 30, DeleteAfterDays: 180, ConnectionRate: 50, PassivePort: 5832,
 			UpgradeBandwidth: 1 << 40, UninstalledBehavior: pb.UninstalledBehavior_UNINSTALLED_BEHAVIOR_MARK,
 		}}},
+		{Body: &pb.Response_Peers{Peers: &pb.PeerList{Total: 2, Peers: []*pb.PeerView{
+			{Status: "online", Peer: &pb.Peer{Id: []byte{0x00, 0x24, 0x08, 0x01}, LastSeenUnix: 1760000000, Jumpoints: [][]byte{{1, 2}},
+				Settings: &pb.InstallerDefaults{Name: "web-01", Group: "jumpgroup:ops", ConnectionType: pb.ConnectionType_CONNECTION_TYPE_ACTIVE},
+				Info:     &pb.PeerInfo{Hostname: "web01", PrivateIps: []string{"10.0.0.1", "fe80::1"}},
+				Stats:    &pb.PeerStats{Load1: 0.5, ConsoleUsers: []string{"root"}}}},
+			{Status: "offline"},
+		}}}, CoordinatorAddrs: [][]byte{{0x04, 127, 0, 0, 1}}, MemberLane: [][]byte{{0x04, 127, 0, 0, 1, 0x06, 0x0f, 0xa1}}},
 		{Body: &pb.Response_Installers{Installers: &pb.InstallerList{Installers: []*pb.Installer{
 			{Id: "inst-1", Key: "jmk1.x.y", Body: &pb.InstallerKeyBody{Version: 1, NotBeforeUnix: 1, NotAfterUnix: -1}},
 			{Id: "inst-2", RevokedUnix: 1760000000, RevokedBy: "alice"},

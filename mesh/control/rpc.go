@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -53,8 +54,8 @@ func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Res
 	// QUIC its close stops our sending side): a failed half-close is not
 	// a failed request, the response below says how it went.
 	_ = s.CloseWrite()
-	resp := new(pb.Response)
-	if err := frame.NewReader(s, nil, MaxMessage).AllocateDeclared().ReadMsg(resp); err != nil {
+	resp, err := readResponse(s)
+	if err != nil {
 		s.Reset()
 		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: reading the response: %w)", p, err)
 	}
@@ -169,8 +170,22 @@ func DecodeRequest(raw []byte) (*pb.Request, error) {
 }
 
 func DecodeResponse(raw []byte) (*pb.Response, error) {
-	m := new(pb.Response)
-	return m, decodeDelimited(raw, m)
+	m, err := readResponse(bytes.NewReader(raw))
+	if err != nil {
+		return m, catalog.Errorf(catalog.CodeProtocol, "(decoding %T: %w)", m, err)
+	}
+	return m, nil
+}
+
+// readResponse reads one response as a caller does: the declared length
+// at once (what it asked of a coordinator it authenticated), a peer list
+// without protobuf's decoder (unmarshalResponse).
+func readResponse(r io.Reader) (*pb.Response, error) {
+	raw, err := frame.NewReader(r, nil, MaxMessage).AllocateDeclared().ReadRaw()
+	if err != nil {
+		return new(pb.Response), err
+	}
+	return unmarshalResponse(raw)
 }
 
 // EncodeDelimited frames m the way the control protocol does.

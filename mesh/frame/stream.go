@@ -131,6 +131,26 @@ func (mr *Reader) AllocateDeclared() *Reader {
 
 // ReadMsg reads and decodes one message into m.
 func (mr *Reader) ReadMsg(m proto.Message) error {
+	return mr.read(func(buf []byte) error { return proto.Unmarshal(buf, m) })
+}
+
+// ReadRaw reads one message's bytes, undecoded, into a buffer of its own
+// that the caller may keep (the scope is charged only while it is read).
+func (mr *Reader) ReadRaw() ([]byte, error) {
+	var raw []byte
+	err := mr.read(func(buf []byte) error {
+		if len(buf) <= reuseMax {
+			buf = append([]byte(nil), buf...) // mr.small is reused
+		}
+		raw = buf
+		return nil
+	})
+	return raw, err
+}
+
+// read reads one message and hands its bytes to use while they are
+// charged to the scope.
+func (mr *Reader) read(use func([]byte) error) error {
 	n64, err := binary.ReadUvarint(mr.r)
 	if err != nil {
 		return err
@@ -149,7 +169,7 @@ func (mr *Reader) ReadMsg(m proto.Message) error {
 	if err != nil {
 		return err
 	}
-	return proto.Unmarshal(buf, m)
+	return use(buf)
 }
 
 func (mr *Reader) readBody(n int) ([]byte, error) {
