@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"text/tabwriter"
@@ -368,7 +369,9 @@ func WritePeerTable(w io.Writer, views []*pb.PeerView, jumpoints func(i int) []s
 	rows, aligned := printBuffers.Get().(*[]byte), printBuffers.Get().(*[]byte)
 	defer printBuffers.Put(rows)
 	defer printBuffers.Put(aligned)
-	b := (*rows)[:0]
+	// Room for the rows at once (~150 bytes each): a process that prints
+	// one list (ls) grew it by doubling, copying and faulting each size in.
+	b := slices.Grow((*rows)[:0], 160*(len(views)+1))
 	b = append(b, "NAME\tSTATUS\tJUMP GROUP\tTAG\tPRIVATE IP\tPUBLIC IP\tCONSOLE USER\tLAST SEEN\tID"...)
 	if behind {
 		b = append(b, "\tJUMPOINT"...)
@@ -478,6 +481,12 @@ func alignColumns(out, rows []byte) ([]byte, bool) {
 			line = line[tab+1:]
 		}
 	}
+	// The aligned rows take at most the rows and every line's padding.
+	pad := 0
+	for j := 0; j < cols; j++ {
+		pad += widths[j] + 2
+	}
+	out = slices.Grow(out, len(rows)+bytes.Count(rows, []byte{'\n'})*pad)
 	for rest := rows; len(rest) > 0; {
 		end := bytes.IndexByte(rest, '\n')
 		line := rest[:end]
