@@ -135,12 +135,14 @@
 // scheduler's monitor thread ticking every 20 µs (7 % of the relay's CPU,
 // half its thread switches). Only the wait for the next event, when none
 // is ready, goes through the scheduler. Since session 28 the loops turn
-// quick ACKs off on the sockets they read (TCP_QUICKACK, again at most
-// every 100 ms, since the kernel's delayed-ACK timer ends that mode): a
-// screen's stream is one-way, and the kernel acknowledged every frame the
-// relay read at once, from the read, on the relay's CPU; now it
-// acknowledges every second frame. No byte waits for an ACK (the ends
-// send with TCP_NODELAY). docs/performance.md has the runs. A splice costs the relay two file
+// quick ACKs off (TCP_QUICKACK) on a socket before they read it, again
+// after a gap in its frames long enough for the kernel's delayed-ACK
+// timer, which ends that mode: a screen's stream is one-way, and the
+// kernel acknowledged every frame the relay read at once, from the read,
+// on the relay's CPU; now it acknowledges every second frame. No byte
+// waits for an ACK (the ends send with TCP_NODELAY). On loopback the ACKs
+// left are sent from the sender's side of the delivery, so the relay's
+// process saves more than the machine does. docs/performance.md has the runs. A splice costs the relay two file
 // descriptors (its sockets) and no goroutine; a direction whose reader is
 // slow holds a pipe (two more) until it has caught up. What is wired
 // today: forwards (peer/forward.go, console/forward.go). Shells, screens,

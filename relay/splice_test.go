@@ -93,7 +93,7 @@ func isTimeout(err error) bool {
 
 // waitSpliceCounts waits for the relay's slots, waiting connections and
 // running splices to be as given.
-func waitSpliceCounts(t *testing.T, r *relay.Relay, slots, waiting, active int) {
+func waitSpliceCounts(t testing.TB, r *relay.Relay, slots, waiting, active int) {
 	t.Helper()
 	coordinatortest.Eventually(t, 10*time.Second, "the relay's splice counts", func() bool {
 		s, w, a := relay.SpliceCounts(r)

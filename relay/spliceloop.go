@@ -101,21 +101,33 @@ var spliceRaw = true
 
 // spliceDelayAck makes the loops leave the TCP acknowledgment of what
 // they read to the kernel's delayed-ACK rules: they turn TCP_QUICKACK off
-// on a socket before each read. A screen's stream is one-way, so the kernel, seeing the relay read
-// a pushed segment to the end, acknowledged every frame at once from the
-// read itself (tcp_cleanup_rbuf): an ACK built, sent and delivered over
-// loopback on the relay's CPU, 20 % of it per read (docs/performance.md,
-// issue 17 session 27). With quick ACKs off (the socket in "ping-pong"
-// mode) the kernel acknowledges every second frame, or after its
-// delayed-ACK timer (40 ms) when no second frame comes. That timer also
-// ends the mode, hence the call before every read (0.6 µs, a system call):
-// turning them off again only every 100 ms measured no cheaper (222, 241,
-// 253 against 246, 252, 245 µs per session-second) and let one late frame
-// bring back an ACK per frame until then. Only ACKs wait, never data: the
-// ends send with TCP_NODELAY, so no write waits for an ACK, and a
-// keystroke crosses at once (TestSpliceLoopKeystrokeCrossesAtOnce,
-// TestSpliceLoopDelaysAcks).
-var spliceDelayAck = true
+// on a socket before they read it. A screen's stream is one-way, so the
+// kernel, seeing the relay read a pushed segment to the end, acknowledged
+// every frame at once from the read itself (tcp_cleanup_rbuf): an ACK
+// built, sent and delivered over loopback on the relay's CPU, 20 % of it
+// per read (docs/performance.md, issue 17 session 27). With quick ACKs
+// off (the socket in "ping-pong" mode) the kernel acknowledges every
+// second frame (on loopback from the sender's side of the delivery, on a
+// network from the relay's receive path), or from its delayed-ACK timer
+// (40 ms at the least) when no second frame comes.
+//
+// That timer also ends the mode, so it is turned off again, but only when
+// the timer may have fired: at a read at least spliceDelayAckGap after the
+// direction's last one, and at least every spliceDelayAckEvery whatever
+// the gaps (a loop late to read may see a shorter gap than the socket
+// did). The call costs a system call (0.4-0.6 µs): made before every
+// read, it cost the machine what the halved ACKs save
+// (BenchmarkSpliceLoopScreens, 8 rounds: 32.56 µs of the whole machine
+// per frame against quick ACKs' 32.27; after a gap only, 31.56); turning
+// the mode off again every 100 ms whatever the gaps let one late frame
+// bring back an ACK per frame until then. Only ACKs wait, never data: the ends send with
+// TCP_NODELAY, so no write waits for an ACK, and a keystroke crosses at
+// once (TestSpliceLoopKeystrokeCrossesAtOnce, TestSpliceLoopDelaysAcks).
+var (
+	spliceDelayAck      = true
+	spliceDelayAckGap   = 35 * time.Millisecond
+	spliceDelayAckEvery = time.Second
+)
 
 // quickAckOff is TCP_QUICKACK's value that turns quick ACKs off.
 var quickAckOff int32
@@ -158,6 +170,8 @@ type spliceLoop struct {
 	raw     bool  // this batch's calls are raw (spliceRaw, on two processors or more)
 	pool    []spipe
 	socks   []*rawSock // by descriptor
+	epoch   time.Time
+	now     time.Duration // this batch's time since epoch (spliceDelayAck)
 }
 
 // rawSplice is a splice the loops serve: sockets a and b, direction 0
@@ -218,6 +232,10 @@ type rawDir struct {
 	pending int   // bytes in that pipe, not yet taken by the sink
 	n       int64 // bytes read from the source
 	eof     bool  // the source ended; the sink was half-closed
+	// read and acks are the loop's now at the direction's last read and
+	// when it last turned quick ACKs off on the source (spliceDelayAck);
+	// acks < 0: never.
+	read, acks time.Duration
 }
 
 // Close cuts the splice (the splicer's evict and close): its loop closes
@@ -272,6 +290,7 @@ func (s *splicer) startRaw(owner peer.ID, a, b *net.TCPConn) (*rawSplice, bool) 
 	sp.socks = [2]*rawSock{&sp.sock[0], &sp.sock[1]}
 	for i := range sp.dirs {
 		sp.dirs[i].pipe = noPipe
+		sp.dirs[i].acks = -1
 	}
 	l.mu.Lock()
 	l.count++
@@ -310,7 +329,7 @@ func newSpliceLoop(s *splicer) (*spliceLoop, error) {
 		_ = unix.Close(epfd)
 		return nil, err
 	}
-	l := &spliceLoop{s: s, epfd: epfd, wake: wake, done: make(chan struct{})}
+	l := &spliceLoop{s: s, epfd: epfd, wake: wake, done: make(chan struct{}), epoch: time.Now()}
 	l.scratch, err = newPipe()
 	if err == nil {
 		err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)})
@@ -372,6 +391,9 @@ func (l *spliceLoop) run() {
 			}
 			l.s.log.Error("relay: splice loop", "err", err)
 			return
+		}
+		if spliceDelayAck {
+			l.now = time.Since(l.epoch)
 		}
 		for _, ev := range events[:n] {
 			if ev.Fd == int32(l.wake) {
@@ -535,7 +557,11 @@ func (l *spliceLoop) read(sp *rawSplice, i int) bool {
 	}
 	if spliceDelayAck {
 		// Before the read: the read is where the kernel decides.
-		delayAcks(l.raw, src)
+		if d.acks < 0 || l.now-d.read >= spliceDelayAckGap || l.now-d.acks >= spliceDelayAckEvery {
+			delayAcks(l.raw, src)
+			d.acks = l.now
+		}
+		d.read = l.now
 	}
 	n, err := spliceRetry(l.raw, src, l.scratch.w, int(want))
 	switch {

@@ -12,14 +12,18 @@ import (
 const benchRawEnv = "JUMPMESH_RELAY_BENCH_RAW"
 
 // benchDelayAckEnv, set to 0 in a relay child's environment, makes its
-// splice loops leave quick ACKs on (as before session 28), to compare.
+// splice loops leave quick ACKs on (as before session 28), to compare; set
+// to "each", they turn them off before every read (the gap rule off).
 const benchDelayAckEnv = "JUMPMESH_RELAY_BENCH_DELACK"
 
 func init() {
 	if os.Getenv(benchRawEnv) == "0" {
 		relay.SetSpliceRaw(false)
 	}
-	if os.Getenv(benchDelayAckEnv) == "0" {
-		relay.SetSpliceDelayAck(false)
+	switch os.Getenv(benchDelayAckEnv) {
+	case "0":
+		relay.SetSpliceDelayAck(false, 0)
+	case "each":
+		relay.SetSpliceDelayAck(true, 0)
 	}
 }
