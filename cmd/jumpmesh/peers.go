@@ -153,7 +153,9 @@ func lsCommand() *cli.Command {
 			"none, port-preserving, udp-blocked, hairpin, no-hairpin, unknown; --json lists the report). A leading -\n" +
 			"negates a term; quote values with spaces. Sorted by name. At most --limit peers are listed (the\n" +
 			"first in that order; 5000 at most, fewer if they would not fit one reply): when more match, a line on\n" +
-			"stderr says how many.",
+			"stderr says how many. ls asks the coordinator on a TCP connection of its own (its members' lane, else\n" +
+			"its TCP addresses) rather than the console's libp2p host, and falls back to the host when that cannot\n" +
+			"be made; JUMPMESH_LS_DIRECT=0 always takes the host.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "deleted", Destination: &f.deleted, Usage: "include peers deleted but not yet uninstalled"},
 			&cli.IntFlag{Name: "limit", Destination: &f.limit, Value: coordinator.DefaultPeerListLimit,
