@@ -14,10 +14,14 @@ import (
 // (control.Conn), for `jumpmesh ls`: a command that makes a call or two
 // and exits pays for a host more than for its list (issue 16: `ls` at
 // 100,000 stored peers, p99 ≤ 20 ms end to end). It lists peers and
-// jumpoints as Client does, with the same requests; it does not learn
-// the coordinator addresses or the lane an answer tells (Client does, at
-// the technician's next command that opens one).
-type Direct struct{ conn *control.Conn }
+// jumpoints as Client does, with the same requests, and keeps the
+// coordinator addresses and the lane an answer tells in the home's config
+// as Client does (member.Files.KeepAnswer), so that a technician who only
+// lists still knows every coordinator when one dies.
+type Direct struct {
+	conn  *control.Conn
+	files member.Files
+}
 
 // OpenDirect reads home's key and site and connects to the coordinator's
 // members' lane, else the site's TCP addresses, directly. Any error means nothing was asked: open the console
@@ -50,25 +54,34 @@ func OpenDirect(ctx context.Context, home string) (*Direct, error) {
 		conn, err := control.DialDirect(laneCtx, key, site.ID, lane)
 		cancel()
 		if err == nil {
-			return &Direct{conn: conn}, nil
+			return &Direct{conn: conn, files: f}, nil
 		}
 	}
 	conn, err := control.DialDirect(ctx, key, site.ID, site.Addrs)
 	if err != nil {
 		return nil, err
 	}
-	return &Direct{conn: conn}, nil
+	return &Direct{conn: conn, files: f}, nil
+}
+
+// call makes one request and keeps what its answer tells of the site.
+func (d *Direct) call(ctx context.Context, req *pb.Request) (*pb.Response, error) {
+	r, err := d.conn.Call(ctx, req)
+	if err == nil {
+		_ = d.files.KeepAnswer(r) // a file that cannot be written now is written by a later answer
+	}
+	return r, err
 }
 
 // PeerPageView is Client.PeerPageView on this connection.
 func (d *Direct) PeerPageView(ctx context.Context, query string, includeDeleted bool, limit int, view pb.PeerListView) ([]*pb.PeerView, int, error) {
-	r, err := d.conn.Call(ctx, peerListRequest(query, includeDeleted, limit, view))
+	r, err := d.call(ctx, peerListRequest(query, includeDeleted, limit, view))
 	return r.GetPeers().GetPeers(), int(r.GetPeers().GetTotal()), err
 }
 
 // Jumpoints is Client.Jumpoints on this connection.
 func (d *Direct) Jumpoints(ctx context.Context) ([]*pb.JumpointView, error) {
-	r, err := d.conn.Call(ctx, &pb.Request{Body: &pb.Request_JumpointList{JumpointList: &pb.Empty{}}})
+	r, err := d.call(ctx, &pb.Request{Body: &pb.Request_JumpointList{JumpointList: &pb.Empty{}}})
 	return r.GetJumpoints().GetJumpoints(), err
 }
 

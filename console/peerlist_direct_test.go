@@ -2,7 +2,10 @@ package console_test
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/jumpmesh/jumpmesh/coordinator"
 	"github.com/jumpmesh/jumpmesh/coordinator/coordinatortest"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -139,5 +143,55 @@ func TestDirectListsWhatTheConsoleLists(t *testing.T) {
 			t.Fatalf("removed bob listed %v, %v on a new connection", names(got), err)
 		}
 		t.Logf("removed technician, new connection: %s: %v", catalog.CodeOf(err), err)
+	}
+}
+
+// TestDirectKeepsWhatTheAnswerTells: a console home that lists through
+// the connection without a host keeps every coordinator address and the
+// members' lane the answer tells, as a console's other commands do: a
+// technician who only runs `ls` still knows every coordinator when the
+// one it logged in with dies. The home here has forgotten all but its
+// login address; one list puts the rest back.
+func TestDirectKeepsWhatTheAnswerTells(t *testing.T) {
+	s := coordinatortest.New(t, console.Login)
+	s.User("alice", pb.Role_ROLE_TECHNICIAN).Close()
+	path := filepath.Join(s.Home("alice"), console.ConfigFile)
+	read := func() member.Config {
+		t.Helper()
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg member.Config
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	full := read()
+	if len(full.Coordinator) < 2 || len(full.Lane) == 0 {
+		t.Fatalf("the login kept %d coordinator addresses and lane %v: the test needs two and a lane", len(full.Coordinator), full.Lane)
+	}
+	stripped := full
+	stripped.Coordinator, stripped.Lane = full.Coordinator[:1], nil
+	raw, err := json.Marshal(stripped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	d, err := console.OpenDirect(s.Ctx(), s.Home("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, _, err := d.PeerPageView(s.Ctx(), "", false, 0, pb.PeerListView_PEER_LIST_VIEW_TABLE); err != nil {
+		t.Fatal(err)
+	}
+	got := read()
+	if !slices.Equal(got.Coordinator, full.Coordinator) || !slices.Equal(got.Lane, full.Lane) {
+		t.Fatalf("after a list the home keeps coordinators %v and lane %v, want %v and %v", got.Coordinator, got.Lane, full.Coordinator, full.Lane)
 	}
 }

@@ -38,7 +38,8 @@ import (
 // It dials only the site's TCP addresses, directly: a coordinator reached
 // through the members' lane, a relay or QUIC alone needs a host (the
 // caller falls back to one: DialDirect's errors say nothing was sent).
-// Answers' coordinator addresses and lanes are not learned here.
+// Answers' coordinator addresses and lanes are the caller's to keep
+// (console.Direct does, with member.Files.KeepAnswer).
 type Conn struct {
 	mc   network.MuxedConn
 	site peer.ID

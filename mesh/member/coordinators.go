@@ -10,6 +10,7 @@ import (
 
 	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
+	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
 // Several coordinators (issue 16 part 2). A site may run several
@@ -145,4 +146,31 @@ func (c *Client) hint(addr string) error {
 	}
 	c.host.Peerstore().AddAddrs(c.site.ID, info.Addrs, peerstore.PermanentAddrTTL)
 	return nil
+}
+
+// KeepAnswer keeps in f's config what an answer to a call made without
+// the member's client tells (control.Conn: `jumpmesh ls`), as Call does:
+// every coordinator address and the members' lane. The file is written
+// only when they changed. The answer must have come on a connection
+// whose handshake proved the config's site.
+func (f Files) KeepAnswer(resp *pb.Response) error {
+	cfg, err := f.LoadConfig()
+	if err != nil {
+		return err
+	}
+	site, err := cfg.SiteInfo()
+	if err != nil {
+		return err
+	}
+	changed := false
+	if learned, _ := mesh.CoordinatorAddrs(site.ID, resp.GetCoordinatorAddrs()); len(learned) > 0 {
+		changed, _ = mergeCoordinators(cfg, site.ID, learned)
+	}
+	if lane := laneList(site.ID, resp.GetMemberLane()); !slices.Equal(lane, cfg.Lane) {
+		cfg.Lane, changed = lane, true
+	}
+	if !changed {
+		return nil
+	}
+	return f.SaveConfig(cfg)
 }

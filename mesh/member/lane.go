@@ -116,17 +116,17 @@ func (c *Client) laneAddrs() []ma.Multiaddr {
 	return out
 }
 
-// learnLane keeps the lane an answer told (raw, binary multiaddrs): TCP
-// addresses only, without /p2p/. An answer without one drops the lane
-// kept: the coordinator that answered has none.
-func (c *Client) learnLane(raw [][]byte) {
+// laneList is the lane an answer told (raw, binary multiaddrs) as the
+// config keeps it: TCP addresses of site only, without /p2p/, at most
+// maxLaneAddrs.
+func laneList(site peer.ID, raw [][]byte) []string {
 	var lane []string
 	for _, b := range raw {
 		a, err := ma.NewMultiaddrBytes(b)
 		if err != nil || len(lane) >= maxLaneAddrs {
 			continue
 		}
-		if a = mesh.CoordinatorAddr(c.site.ID, a); a == nil {
+		if a = mesh.CoordinatorAddr(site, a); a == nil {
 			continue
 		}
 		if _, err := a.ValueForProtocol(ma.P_TCP); err != nil {
@@ -134,6 +134,14 @@ func (c *Client) learnLane(raw [][]byte) {
 		}
 		lane = append(lane, a.String())
 	}
+	return lane
+}
+
+// learnLane keeps the lane an answer told (raw, binary multiaddrs): TCP
+// addresses only, without /p2p/. An answer without one drops the lane
+// kept: the coordinator that answered has none.
+func (c *Client) learnLane(raw [][]byte) {
+	lane := laneList(c.site.ID, raw)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(lane) > 0 {
