@@ -122,6 +122,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 		return nil, err
 	}
 	c.gate = newHandshakeGate(rm, res.MaxHandshakes, res.HandshakeHold)
+	c.gate.holdUntilOpen() // until every handler is set, below
 	c.rm = c.gate
 	c.lane = newMemberLane(listenAddrs)
 	c.gate.lane = c.lane
@@ -139,6 +140,9 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	if err != nil {
 		cm.Close()
 		return nil, err
+	}
+	if startingHook != nil {
+		startingHook(c.gate.stats)
 	}
 	signer, err := mesh.NewKeySigner(site.Key)
 	if err != nil {
@@ -181,6 +185,9 @@ func New(cfg Config) (_ *Coordinator, err error) {
 			c.handlers.Done()
 		})
 	})
+	// Every handler is set: connections held since the host started
+	// listening come in now (handshakes.go, holdUntilOpen).
+	c.gate.open()
 	c.wg.Add(1)
 	go c.sweep(ctx)
 	httpAddr := site.Config.HTTPAddr
@@ -193,6 +200,10 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	log.Info("coordinator running", "site", site.ID, "addrs", fmt.Sprint(c.host.Addrs()), "http", c.HTTPAddr())
 	return c, nil
 }
+
+// startingHook, when set (tests only), runs in New once the host listens
+// and before the coordinator's handlers are set.
+var startingHook func(gate func() GateStats)
 
 // enter registers a stream handler at work; false once Close has begun.
 func (c *Coordinator) enter() bool {

@@ -28,3 +28,11 @@ func (c *Coordinator) ClosingForTest() (undo func()) {
 		c.handlerMu.Unlock()
 	}
 }
+
+// SetStartingHookForTest runs fn in New once the host listens and before
+// the coordinator's handlers are set; gate reads its handshake gate.
+func SetStartingHookForTest(fn func(gate func() GateStats)) (restore func()) {
+	prev := startingHook
+	startingHook = fn
+	return func() { startingHook = prev }
+}

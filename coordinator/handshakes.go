@@ -98,6 +98,9 @@ type handshakeGate struct {
 	limit    float64
 	inFlight int
 	closed   bool
+	// starting holds every inbound connection (TCP, of the lane too, and
+	// QUIC) until the coordinator's handlers are set (holdUntilOpen, open).
+	starting bool
 	// least is the least sample of the current window, prevLeast of the
 	// one before; a window lasts gateWindow.
 	least, prevLeast time.Duration
@@ -185,6 +188,9 @@ func newHandshakeGate(rm network.ResourceManager, maxHandshakes int, hold time.D
 // QUIC, whose handshake runs inside quic-go before this is called and
 // must not hold up its packet loop.
 func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoint ma.Multiaddr) (network.ConnManagementScope, error) {
+	if dir == network.DirInbound {
+		g.awaitOpen()
+	}
 	if dir != network.DirInbound || !isTCP(endpoint) {
 		scope, err := g.ResourceManager.OpenConnection(dir, usefd, endpoint)
 		if err != nil {
@@ -405,6 +411,40 @@ func (g *handshakeGate) baseLocked() time.Duration {
 }
 
 // close lets every waiter through and stops bounding.
+// holdUntilOpen makes the gate hold every inbound connection, TCP and
+// QUIC, until open. libp2p listens as its host starts, before the coordinator has
+// loaded its registry and set its stream handlers: a peer of a storm that
+// connected in between opened its stream on a host that did not speak
+// the peer protocol yet, and failed its attempt ("protocols not
+// supported"; 16 of 2,000 in a reconnect storm on a fast machine). Held
+// here, a TCP connection waits in the kernel's accept queue, as the
+// storm's others do, and a QUIC one in its listener's.
+func (g *handshakeGate) holdUntilOpen() {
+	g.mu.Lock()
+	g.starting = true
+	g.mu.Unlock()
+}
+
+// awaitOpen returns once the gate is open or closed (holdUntilOpen).
+func (g *handshakeGate) awaitOpen() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.starting && !g.closed {
+		g.waited++
+	}
+	for g.starting && !g.closed {
+		g.cond.Wait()
+	}
+}
+
+// open lets connections in (holdUntilOpen).
+func (g *handshakeGate) open() {
+	g.mu.Lock()
+	g.starting = false
+	g.cond.Broadcast()
+	g.mu.Unlock()
+}
+
 func (g *handshakeGate) close() {
 	g.mu.Lock()
 	g.closed = true
