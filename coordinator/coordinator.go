@@ -142,7 +142,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 		return nil, err
 	}
 	if startingHook != nil {
-		startingHook(c.gate.stats)
+		startingHook(c.gate.startWaited)
 	}
 	signer, err := mesh.NewKeySigner(site.Key)
 	if err != nil {
@@ -202,8 +202,9 @@ func New(cfg Config) (_ *Coordinator, err error) {
 }
 
 // startingHook, when set (tests only), runs in New once the host listens
-// and before the coordinator's handlers are set.
-var startingHook func(gate func() GateStats)
+// and before the coordinator's handlers are set; waited is closed when a
+// connection first waits at the gate for them.
+var startingHook func(waited <-chan struct{})
 
 // enter registers a stream handler at work; false once Close has begun.
 func (c *Coordinator) enter() bool {

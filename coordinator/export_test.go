@@ -30,8 +30,9 @@ func (c *Coordinator) ClosingForTest() (undo func()) {
 }
 
 // SetStartingHookForTest runs fn in New once the host listens and before
-// the coordinator's handlers are set; gate reads its handshake gate.
-func SetStartingHookForTest(fn func(gate func() GateStats)) (restore func()) {
+// the coordinator's handlers are set; waited is closed when a connection
+// first waits at the handshake gate for them.
+func SetStartingHookForTest(fn func(waited <-chan struct{})) (restore func()) {
 	prev := startingHook
 	startingHook = fn
 	return func() { startingHook = prev }

@@ -99,8 +99,10 @@ type handshakeGate struct {
 	inFlight int
 	closed   bool
 	// starting holds every inbound connection (TCP, of the lane too, and
-	// QUIC) until the coordinator's handlers are set (holdUntilOpen, open).
-	starting bool
+	// QUIC) until the coordinator's handlers are set (holdUntilOpen, open);
+	// startWaited is closed when the first one waits.
+	starting    bool
+	startWaited chan struct{}
 	// least is the least sample of the current window, prevLeast of the
 	// one before; a window lasts gateWindow.
 	least, prevLeast time.Duration
@@ -422,6 +424,7 @@ func (g *handshakeGate) baseLocked() time.Duration {
 func (g *handshakeGate) holdUntilOpen() {
 	g.mu.Lock()
 	g.starting = true
+	g.startWaited = make(chan struct{})
 	g.mu.Unlock()
 }
 
@@ -431,6 +434,11 @@ func (g *handshakeGate) awaitOpen() {
 	defer g.mu.Unlock()
 	if g.starting && !g.closed {
 		g.waited++
+		select {
+		case <-g.startWaited:
+		default:
+			close(g.startWaited)
+		}
 	}
 	for g.starting && !g.closed {
 		g.cond.Wait()

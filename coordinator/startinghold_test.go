@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -70,20 +71,22 @@ func startingPeerServed(t *testing.T, transport int) {
 		return &down, ms.Read(&down, 20*time.Second)
 	}
 	held := false
-	restore := coordinator.SetStartingHookForTest(func(gate func() coordinator.GateStats) {
+	restore := coordinator.SetStartingHookForTest(func(waited <-chan struct{}) {
+		attempt := make(chan result, 1)
 		go func() {
 			down, err := hello()
-			done <- result{down, err}
+			attempt <- result{down, err}
 		}()
 		// Until the peer's connection waits at the gate, or its attempt
 		// ended (it was not held).
-		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) && len(done) == 0 {
-			if gate().Waited > 0 {
-				held = true
-				return
-			}
-			time.Sleep(time.Millisecond) // a poll with a deadline: the gate has no event to wait on
+		select {
+		case <-waited:
+			held = true
+			go func() { done <- <-attempt }()
+		case r := <-attempt:
+			done <- r
+		case <-time.After(20 * time.Second):
+			done <- result{err: errors.New("the peer's attempt neither ended nor waited at the gate in 20 s")}
 		}
 	})
 	defer restore()
