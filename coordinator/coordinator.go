@@ -188,6 +188,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	// Every handler is set: connections held since the host started
 	// listening come in now (handshakes.go, holdUntilOpen).
 	c.gate.open()
+	c.warnAcceptQueue(log)
 	c.wg.Add(1)
 	go c.sweep(ctx)
 	httpAddr := site.Config.HTTPAddr
