@@ -325,32 +325,52 @@ func (ps *peerStore) presenceIn(tx *Tx, id peer.ID) error {
 }
 
 // identifyWait bounds how long a presence record waits for the peer's
-// addresses after its session started.
-const identifyWait = 5 * time.Second
+// addresses after its session started, and for its write to succeed; the
+// checks space out from 50 ms to identifyPollMax. A record left without
+// addresses stays so until the peer reconnects (a jump asked of another
+// coordinator gets none), so a slow identify or a failed write under a
+// storm's load is waited for and retried: 5 s and one write were not
+// always enough under the test suite's load (TestJumpAcrossCoordinators,
+// once in four runs of `make test`, session 28).
+const (
+	identifyWait    = 30 * time.Second
+	identifyPollMax = time.Second
+)
 
 // awaitAddrs writes id's presence again once the host knows its addresses
 // (identify finishes after the session may start), while s is its session.
 func (ps *peerStore) awaitAddrs(id peer.ID, s *peerSession) {
 	w := ps.presence
-	t := time.NewTicker(50 * time.Millisecond)
+	wait := 50 * time.Millisecond
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	deadline := time.Now().Add(identifyWait)
 	for time.Now().Before(deadline) {
 		<-t.C
+		wait = min(2*wait, identifyPollMax)
+		t.Reset(wait)
 		if w.closing() || ps.registry.session(id) != s {
 			return
 		}
 		if len(w.addrs(id)) == 0 {
 			continue
 		}
-		// Under the peer's lock, so that detach (which deletes the record
-		// under it) cannot come between the check and the write.
-		defer ps.lock(id)()
-		if ps.registry.session(id) == s && !w.closing() {
-			ps.putPresence([]peer.ID{id})
+		if ps.writeAddrs(id, s) {
+			return
 		}
-		return
 	}
+}
+
+// writeAddrs writes id's presence while s is its session; false when the
+// write failed (awaitAddrs tries again).
+func (ps *peerStore) writeAddrs(id peer.ID, s *peerSession) bool {
+	// Under the peer's lock, so that detach (which deletes the record
+	// under it) cannot come between the check and the write.
+	defer ps.lock(id)()
+	if ps.registry.session(id) != s || ps.presence.closing() {
+		return true
+	}
+	return ps.putPresence([]peer.ID{id}) == nil
 }
 
 // detach clears s if it is still the peer's session and then takes back
@@ -381,8 +401,9 @@ func (ps *peerStore) detach(id peer.ID, s *peerSession, now time.Time) bool {
 	return true
 }
 
-// putPresence writes the presence of ids, modifyBatch to a transaction.
-func (ps *peerStore) putPresence(ids []peer.ID) {
+// putPresence writes the presence of ids, modifyBatch to a transaction,
+// and returns the last failure (each is logged).
+func (ps *peerStore) putPresence(ids []peer.ID) (failed error) {
 	for len(ids) > 0 {
 		batch := ids[:min(modifyBatch, len(ids))]
 		ids = ids[len(batch):]
@@ -396,8 +417,10 @@ func (ps *peerStore) putPresence(ids []peer.ID) {
 		})
 		if err != nil {
 			ps.log.Warn("writing peers' presence records", "peers", len(batch), logError, err)
+			failed = err
 		}
 	}
+	return failed
 }
 
 // startPresence, on a shared store, writes presence for the sessions this
