@@ -188,7 +188,11 @@ func newHandshakeGate(rm network.ResourceManager, maxHandshakes int, hold time.D
 // OpenConnection waits for a place for an inbound TCP connection, then
 // opens its scope. Other connections pass at once: outbound ones, and
 // QUIC, whose handshake runs inside quic-go before this is called and
-// must not hold up its packet loop.
+// must not hold up its packet loop — except while the coordinator starts
+// (holdUntilOpen): then every inbound connection waits, QUIC too, which
+// holds up quic-go's accepting of new connections (not the packets of
+// those it has) until New has set the handlers; New dials nothing over
+// QUIC meanwhile.
 func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoint ma.Multiaddr) (network.ConnManagementScope, error) {
 	if dir == network.DirInbound {
 		g.awaitOpen()
@@ -412,7 +416,6 @@ func (g *handshakeGate) baseLocked() time.Duration {
 	return base
 }
 
-// close lets every waiter through and stops bounding.
 // holdUntilOpen makes the gate hold every inbound connection, TCP and
 // QUIC, until open. libp2p listens as its host starts, before the coordinator has
 // loaded its registry and set its stream handlers: a peer of a storm that
@@ -453,6 +456,7 @@ func (g *handshakeGate) open() {
 	g.mu.Unlock()
 }
 
+// close lets every waiter through and stops bounding.
 func (g *handshakeGate) close() {
 	g.mu.Lock()
 	g.closed = true
