@@ -173,7 +173,7 @@ type wakePlan struct {
 }
 
 // planWake runs the checks, in this order: the password's form, the peer
-// c may see, its status, allow-wake, the cooldown, the wakers, what the
+// c may see, its status, the cooldown, allow-wake, the wakers, what the
 // command can name. Nothing is sent or stored.
 func (s *Service) planWake(c *caller, r *pb.WakeRequest, ev *pb.AuditEvent) (*wakePlan, error) {
 	if n := len(r.GetPassword()); n != 0 && n != 4 && n != 6 {
@@ -200,11 +200,15 @@ func (s *Service) planWake(c *caller, r *pb.WakeRequest, ev *pb.AuditEvent) (*wa
 	}
 	ev.Action = p.method
 	st := s.settings()
-	if !passive && !st.GetAllowWake() {
-		return nil, catalog.NewError(catalog.CodeWakeNotAllowed)
-	}
+	// The cooldown before allow-wake: a passive peer that another
+	// technician has just woken is offline until its hello, and a second
+	// jump to it must hear that someone is waking it (and wait), not that
+	// waking is off (TestJumpWakesAPassivePeer met it under load).
 	if left, err := s.wakeCooldownLeft(p.id, p.now); err != nil || left > 0 {
 		return nil, cmpErr(err, cooldownError(left))
+	}
+	if !passive && !st.GetAllowWake() {
+		return nil, catalog.NewError(catalog.CodeWakeNotAllowed)
 	}
 	if p.wakers, err = s.wakersFor(rec); err != nil {
 		return nil, err
