@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jumpmesh/jumpmesh/mesh/control"
@@ -21,6 +22,9 @@ import (
 type Direct struct {
 	conn  *control.Conn
 	files member.Files
+	// cfg is the home's config as OpenDirect read it, for site.
+	cfg  *member.Config
+	site peer.ID
 }
 
 // OpenDirect reads home's key and site and connects to the coordinator's
@@ -54,21 +58,21 @@ func OpenDirect(ctx context.Context, home string) (*Direct, error) {
 		conn, err := control.DialDirect(laneCtx, key, site.ID, lane)
 		cancel()
 		if err == nil {
-			return &Direct{conn: conn, files: f}, nil
+			return &Direct{conn: conn, files: f, cfg: cfg, site: site.ID}, nil
 		}
 	}
 	conn, err := control.DialDirect(ctx, key, site.ID, site.Addrs)
 	if err != nil {
 		return nil, err
 	}
-	return &Direct{conn: conn, files: f}, nil
+	return &Direct{conn: conn, files: f, cfg: cfg, site: site.ID}, nil
 }
 
 // call makes one request and keeps what its answer tells of the site.
 func (d *Direct) call(ctx context.Context, req *pb.Request) (*pb.Response, error) {
 	r, err := d.conn.Call(ctx, req)
 	if err == nil {
-		_ = d.files.KeepAnswer(r) // a file that cannot be written now is written by a later answer
+		_ = d.files.KeepAnswer(d.cfg, d.site, r) // a file that cannot be written now is written by a later answer
 	}
 	return r, err
 }

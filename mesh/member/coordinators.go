@@ -118,19 +118,29 @@ func forget(h host.Host, site peer.ID, gone []ma.Multiaddr) {
 	}
 }
 
+// parseCoordinator reads a coordinator address as a user gives it: a
+// multiaddr ending in /p2p/<site>.
+func parseCoordinator(addr string) (*peer.AddrInfo, error) {
+	target, err := ma.NewMultiaddr(addr)
+	if err != nil {
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "%q is not a multiaddr: %v", addr, err)
+	}
+	info, err := peer.AddrInfoFromP2pAddr(target)
+	if err != nil {
+		return nil, catalog.Errorf(catalog.CodeInvalidArgument, "The coordinator address %s must end in /p2p/<site peer ID> (coordinator init prints it).", addr)
+	}
+	return info, nil
+}
+
 // hint adds addr, a coordinator address the daemon's operator gave (a
 // multiaddr ending in /p2p/<site>), to those this client dials, for this
 // run only: a coordinator's answer is what the config keeps (learn). An
 // address of another site is refused: the directory's key is enrolled in
 // this one.
 func (c *Client) hint(addr string) error {
-	target, err := ma.NewMultiaddr(addr)
+	info, err := parseCoordinator(addr)
 	if err != nil {
-		return catalog.Errorf(catalog.CodeInvalidArgument, "%q is not a multiaddr: %v", addr, err)
-	}
-	info, err := peer.AddrInfoFromP2pAddr(target)
-	if err != nil {
-		return catalog.Errorf(catalog.CodeInvalidArgument, "The coordinator address %s must end in /p2p/<site peer ID> (coordinator init prints it).", addr)
+		return err
 	}
 	if info.ID != c.site.ID {
 		return catalog.Errorf(catalog.CodeInvalidArgument,
@@ -148,25 +158,18 @@ func (c *Client) hint(addr string) error {
 	return nil
 }
 
-// KeepAnswer keeps in f's config what an answer to a call made without
-// the member's client tells (control.Conn: `jumpmesh ls`), as Call does:
-// every coordinator address and the members' lane. The file is written
-// only when they changed. The answer must have come on a connection
-// whose handshake proved the config's site.
-func (f Files) KeepAnswer(resp *pb.Response) error {
-	cfg, err := f.LoadConfig()
-	if err != nil {
-		return err
-	}
-	site, err := cfg.SiteInfo()
-	if err != nil {
-		return err
-	}
+// KeepAnswer keeps in cfg, f's config as the caller loaded it for site,
+// what an answer to a call made without the member's client tells
+// (control.Conn: `jumpmesh ls`), as Call does: every coordinator address
+// and the members' lane. cfg is updated, and the file written, only when
+// they changed. The answer must have come on a connection whose handshake
+// proved site.
+func (f Files) KeepAnswer(cfg *Config, site peer.ID, resp *pb.Response) error {
 	changed := false
-	if learned, _ := mesh.CoordinatorAddrs(site.ID, resp.GetCoordinatorAddrs()); len(learned) > 0 {
-		changed, _ = mergeCoordinators(cfg, site.ID, learned)
+	if learned, _ := mesh.CoordinatorAddrs(site, resp.GetCoordinatorAddrs()); len(learned) > 0 {
+		changed, _ = mergeCoordinators(cfg, site, learned)
 	}
-	if lane := laneList(site.ID, resp.GetMemberLane()); !slices.Equal(lane, cfg.Lane) {
+	if lane := laneList(site, resp.GetMemberLane()); !slices.Equal(lane, cfg.Lane) {
 		cfg.Lane, changed = lane, true
 	}
 	if !changed {
