@@ -11,10 +11,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
-	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/control"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 	"github.com/jumpmesh/jumpmesh/mesh/words"
@@ -90,13 +88,9 @@ func newClient(hc mesh.HostConfig, site peer.AddrInfo, cfg *Config) (*Client, er
 // from hc, and records the site, the user and the role in the config file.
 // On error the directory keeps only the key.
 func Login(ctx context.Context, f Files, addr, code string, hc mesh.HostConfig) (*Client, *pb.LoginResponse, error) {
-	target, err := ma.NewMultiaddr(addr)
+	info, err := parseCoordinator(addr)
 	if err != nil {
-		return nil, nil, catalog.Errorf(catalog.CodeInvalidArgument, "%q is not a multiaddr: %v", addr, err)
-	}
-	info, err := peer.AddrInfoFromP2pAddr(target)
-	if err != nil {
-		return nil, nil, catalog.Errorf(catalog.CodeInvalidArgument, "The coordinator address %s must end in /p2p/<site peer ID> (coordinator init prints it).", addr)
+		return nil, nil, err
 	}
 	hc.Key, err = f.loadOrCreateKey()
 	if err != nil {
