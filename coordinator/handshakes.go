@@ -1,15 +1,28 @@
 package coordinator
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"math"
+	"net"
 	"runtime"
 	rtmetrics "runtime/metrics"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/sec"
+	tptu "github.com/libp2p/go-libp2p/p2p/net/upgrader"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // handshakeGate bounds the inbound TCP connections in their security
@@ -20,15 +33,26 @@ import (
 // time, many pass the dialer's timeout after the coordinator spent most of
 // their CPU, and their retries spend it again (BenchmarkRegistrations on
 // 2 cores: 56–68 registrations/s and ~190 failed attempts with 2,000 peers,
-// against 301/s with 300). With it, libp2p's accept loop waits in
-// OpenConnection while the bound is reached, so the connections past it
-// wait in the kernel's accept queue, where they cost nothing, and each
-// handshake that starts finishes quickly: the coordinator serves at the
-// rate the machine can, whatever the size of the storm. Dialers wait
-// their turn (peers dial their coordinator patiently, mesh.HostConfig's
-// PatientDials); the accept queue is the kernel's (somaxconn, 4,096 on
-// Debian), and past it the kernel drops SYNs, which the dialer's TCP
-// retransmits.
+// against 301/s with 300). With it, the connections past the bound wait,
+// where they cost little, and each handshake that starts finishes
+// quickly: the coordinator serves at the rate the machine can, whatever
+// the size of the storm. Dialers wait their turn (peers dial their
+// coordinator patiently, mesh.HostConfig's PatientDials).
+//
+// Where they wait: in the gate's waiting room, first come first served.
+// libp2p's accept loop takes each connection out of the kernel's accept
+// queue at once (OpenConnection) and the connection waits for its place
+// as its security handshake starts (gatedSecurity, awaitPlace), on its own
+// goroutine. Before, the accept loop itself waited for a place, and the
+// connections waited in the kernel's queue: it holds somaxconn (4,096 on
+// Debian), and past it the kernel drops SYNs, which the dialer resends 1,
+// 3, 7 s later — 5,000 peers at once on 2 cores dropped 1,902 and took
+// ~25 % longer (docs/performance.md, session 28). libp2p's upgrader gives
+// a connection 15 s from accept to the end of its handshakes, waiting
+// included, so the room holds what the gate serves in gateRoomWait at the
+// rate it last served with a queue (countServed; gateRoomMin before it
+// knows one); when it is full the accept loop waits as before, and the
+// kernel's queue comes after the room's.
 //
 // The bound adapts as a latency gradient (the method of Netflix's
 // concurrency-limits) on the coordinator's own CPU queue: the time its
@@ -76,11 +100,14 @@ import (
 // or four unloaded handshakes' time passes (at least 20 ms, at most
 // Resources.HandshakeHold, 1 s; the hold until a first sample): a slow
 // handshake then runs on without a place. A stranger who opens TCP
-// connections and sends nothing delays the others by that hold per place
-// and never shrinks the bound (only completed handshakes are samples);
-// to stall the gate it must open bound ÷ hold connections a second, as
-// many as it takes to fill any server's accept queue.
-// TestSilentConnectionsDelayOthersBoundedly performs it.
+// connections, starts a handshake and stalls delays the others by that
+// hold per place and never shrinks the bound (only completed handshakes
+// are samples); to stall the gate it must open bound ÷ hold connections a
+// second, as many as it takes to fill any server's accept queue. One that
+// sends nothing takes no place, and a space of the room for gateRoomGrace
+// only (a peer's handshake starts within a round trip): to fill the room
+// it must open gateRoomMin or more connections a second.
+// TestSilentConnectionsDelayOthersBoundedly performs both.
 //
 // The members' lane (lane.go) is a TCP port of its own: a connection
 // accepted there takes one of gateLanePlaces places of its own and waits
@@ -138,6 +165,26 @@ type handshakeGate struct {
 	laneInFlight int
 	laneWaited   int64
 
+	// The waiting room: inbound TCP connections taken from the kernel's
+	// accept queue that wait for a place. room counts them (those whose
+	// security handshake has not started count for gateRoomGrace only),
+	// roomPeak the most at once, roomFull the times the accept loop
+	// waited for space. pending holds, by remote address, those whose
+	// handshake has not started; queue those that wait for a place, in
+	// order (queued of them still waiting; timedOut gave up).
+	room, roomPeak int
+	roomFull       int64
+	pending        map[string][]*gatedScope
+	queue          []*gatedScope
+	queued         int
+	timedOut       int64
+	// rate is the handshakes completed per second while connections
+	// waited (the room's capacity follows it); served counts those of
+	// the current second, from servedAt.
+	rate     float64
+	served   int
+	servedAt time.Time
+
 	// Counters for /metrics and tests; ends counts the resource
 	// manager's refusals (peerends.go).
 	waited, samples, released int64
@@ -173,6 +220,21 @@ const (
 	// gateLanePlaces bounds the members' lane's handshakes at once, beside
 	// the bound: a stranger who found the lane takes at most this many.
 	gateLanePlaces = 2
+	// The waiting room holds what the gate serves in gateRoomWait, at
+	// least gateRoomMin, at most gateRoomMax connections. libp2p's
+	// upgrader gives an inbound connection 15 s from accept to the end
+	// of its handshakes, waiting included; gateRoomWait leaves the rest
+	// for a rate that drops meanwhile. gateRoomMin is what a cold gate
+	// (no rate yet: a restarted coordinator's storm) takes: at 150
+	// handshakes a second (2 cores shared with a fleet) ~7 s.
+	gateRoomWait = 8 * time.Second
+	gateRoomMin  = 1024
+	gateRoomMax  = 16384
+	// gateRoomGrace is how long a connection counts in the room before its
+	// security handshake starts: a peer's starts within a round trip, a
+	// stranger who connects and sends nothing takes a room's space for
+	// this long, not for the upgrader's 15 s.
+	gateRoomGrace = time.Second
 )
 
 func newHandshakeGate(rm network.ResourceManager, maxHandshakes int, hold time.Duration) *handshakeGate {
@@ -182,17 +244,21 @@ func newHandshakeGate(rm network.ResourceManager, maxHandshakes int, hold time.D
 		cpu: newCPUProbe().read, budget: gatePriorityBurst, budgetAt: time.Now()}
 	g.idleMax = math.Min(hi, float64(gateIdlePerCore*max(1, runtime.GOMAXPROCS(0))))
 	g.cond = sync.NewCond(&g.mu)
+	g.pending = make(map[string][]*gatedScope)
 	return g
 }
 
-// OpenConnection waits for a place for an inbound TCP connection, then
-// opens its scope. Other connections pass at once: outbound ones, and
-// QUIC, whose handshake runs inside quic-go before this is called and
-// must not hold up its packet loop — except while the coordinator starts
-// (holdUntilOpen): then every inbound connection waits, QUIC too, which
-// holds up quic-go's accepting of new connections (not the packets of
-// those it has) until New has set the handlers; New dials nothing over
-// QUIC meanwhile.
+// OpenConnection takes an inbound TCP connection into the waiting room
+// (it waits only while the room is full, leaving the connection in the
+// kernel's accept queue), then opens its scope; the connection waits for
+// its place when its security handshake starts (awaitPlace). A connection
+// of the members' lane waits here for one of the lane's places. Other
+// connections pass at once: outbound ones, and QUIC, whose handshake runs
+// inside quic-go before this is called and must not hold up its packet
+// loop — except while the coordinator starts (holdUntilOpen): then every
+// inbound connection waits, QUIC too, which holds up quic-go's accepting of
+// new connections (not the packets of those it has) until New has set the
+// handlers; New dials nothing over QUIC meanwhile.
 func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoint ma.Multiaddr) (network.ConnManagementScope, error) {
 	if dir == network.DirInbound {
 		g.awaitOpen()
@@ -204,18 +270,38 @@ func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoi
 		}
 		return scope, err
 	}
-	lane := g.lane.take(endpoint)
-	if !g.acquire(lane) {
+	if g.lane.take(endpoint) {
+		if !g.acquire(true) {
+			return g.ResourceManager.OpenConnection(dir, usefd, endpoint) // closing: no bound
+		}
+		scope, err := g.ResourceManager.OpenConnection(dir, usefd, endpoint)
+		if err != nil {
+			g.ends.refusedConns.Add(1)
+			g.release(true)
+			return nil, err
+		}
+		p := &gatedScope{ConnManagementScope: scope, gate: g, lane: true}
+		g.mu.Lock()
+		g.placeLocked(p)
+		g.mu.Unlock()
+		return p, nil
+	}
+	if !g.enterRoom() {
 		return g.ResourceManager.OpenConnection(dir, usefd, endpoint) // closing: no bound
 	}
 	scope, err := g.ResourceManager.OpenConnection(dir, usefd, endpoint)
 	if err != nil {
 		g.ends.refusedConns.Add(1)
-		g.release(lane)
+		g.mu.Lock()
+		g.leaveRoomLocked()
+		g.mu.Unlock()
 		return nil, err
 	}
-	p := &gatedScope{ConnManagementScope: scope, gate: g, lane: lane, start: time.Now()}
-	p.timer = time.AfterFunc(g.holdFor(), p.heldTooLong)
+	p := &gatedScope{ConnManagementScope: scope, gate: g, key: string(endpoint.Bytes()), state: scopePending, inRoom: true}
+	g.mu.Lock()
+	g.pending[p.key] = append(g.pending[p.key], p)
+	p.timer = time.AfterFunc(gateRoomGrace, p.graceOver)
+	g.mu.Unlock()
 	return p, nil
 }
 
@@ -227,8 +313,10 @@ func isTCP(a ma.Multiaddr) bool {
 	return err == nil
 }
 
-// acquire waits for a place (of the members' lane: one of its own); false
-// once the gate is closed.
+// acquire waits for one of the members' lane's places (lane true, the
+// only caller now) or a place of the bound; false once the gate is closed.
+// The bound's waiters are the queue's (awaitPlace); a lane's accept loop
+// waits here, on the condition, with at most its own few.
 func (g *handshakeGate) acquire(lane bool) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -236,7 +324,7 @@ func (g *handshakeGate) acquire(lane bool) bool {
 		if lane {
 			return g.laneInFlight >= gateLanePlaces
 		}
-		return float64(g.inFlight) >= math.Floor(g.limit) || g.serving > 0
+		return g.placesTakenLocked()
 	}
 	if taken() && !g.closed {
 		if lane {
@@ -257,6 +345,154 @@ func (g *handshakeGate) acquire(lane bool) bool {
 		g.inFlight++
 	}
 	return true
+}
+
+// placesTakenLocked reports whether the bound's places are all taken, or
+// paused for a member's request (prioritize).
+func (g *handshakeGate) placesTakenLocked() bool {
+	return float64(g.inFlight) >= math.Floor(g.limit) || g.serving > 0
+}
+
+// enterRoom waits, on libp2p's accept loop, until the waiting room has
+// space, and counts the connection in it; false once the gate is closed.
+// While it waits, the connections behind it stay in the kernel's accept
+// queue.
+func (g *handshakeGate) enterRoom() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.room >= g.roomCapLocked() && !g.closed {
+		g.roomFull++
+	}
+	for g.room >= g.roomCapLocked() && !g.closed {
+		g.cond.Wait()
+	}
+	if g.closed {
+		return false
+	}
+	g.room++
+	g.roomPeak = max(g.roomPeak, g.room)
+	return true
+}
+
+func (g *handshakeGate) leaveRoomLocked() {
+	g.room--
+	g.cond.Broadcast() // the accept loop may wait for space
+}
+
+// roomCapLocked is how many connections the room holds: what the gate
+// served in gateRoomWait at the rate it last served with a queue waiting,
+// between gateRoomMin and gateRoomMax.
+func (g *handshakeGate) roomCapLocked() int {
+	return min(gateRoomMax, max(gateRoomMin, int(g.rate*gateRoomWait.Seconds())))
+}
+
+// awaitPlace waits, as the security handshake of the inbound TCP
+// connection from remote starts (gatedSecurity), for a place of the bound,
+// first come first served; the place is given back as the handshake ends
+// (gatedScope). A connection the gate does not know (the lane's, holding
+// its place already; one the gate let through while closing) does not
+// wait. The error is ctx's: the upgrader's accept timeout passed, or the
+// listener closed.
+func (g *handshakeGate) awaitPlace(ctx context.Context, remote ma.Multiaddr) error {
+	if remote == nil {
+		return nil
+	}
+	key := string(remote.Bytes())
+	g.mu.Lock()
+	queue := g.pending[key]
+	if len(queue) == 0 {
+		g.mu.Unlock()
+		return nil
+	}
+	p := queue[0]
+	if len(queue) == 1 {
+		delete(g.pending, key)
+	} else {
+		g.pending[key] = queue[1:]
+	}
+	p.timer.Stop()
+	if !p.inRoom {
+		// Its grace passed before its handshake started: it waits now.
+		p.inRoom = true
+		g.room++
+	}
+	switch {
+	case g.closed:
+		p.state = scopeFree
+		g.leaveRoomLocked()
+		g.mu.Unlock()
+		return nil
+	case !g.placesTakenLocked() && g.queued == 0:
+		g.leaveRoomLocked()
+		g.placeLocked(p)
+		g.mu.Unlock()
+		return nil
+	}
+	p.state = scopeQueued
+	p.given = make(chan struct{})
+	g.queue = append(g.queue, p)
+	g.queued++
+	g.waited++
+	given := p.given
+	g.mu.Unlock()
+	select {
+	case <-given:
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if p.state == scopeFree && !g.closed {
+			return errEndedWaiting
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p.state == scopeQueued {
+		// Still in the queue: it leaves it (dispatchLocked skips it).
+		p.state = scopeFree
+		g.queued--
+		g.leaveRoomLocked()
+		g.timedOut++
+	}
+	return ctx.Err()
+}
+
+var errEndedWaiting = errors.New("the connection ended while it waited for a handshake place")
+
+// dispatchLocked gives the free places to the queue, in order; once the
+// gate is closed, everyone in the queue passes without one.
+func (g *handshakeGate) dispatchLocked() {
+	for len(g.queue) > 0 {
+		p := g.queue[0]
+		if p.state != scopeQueued {
+			g.queue[0] = nil
+			g.queue = g.queue[1:]
+			continue
+		}
+		if !g.closed && g.placesTakenLocked() {
+			return
+		}
+		g.queue[0] = nil
+		g.queue = g.queue[1:]
+		g.queued--
+		g.leaveRoomLocked()
+		if g.closed {
+			p.state = scopeFree
+		} else {
+			g.placeLocked(p)
+		}
+		close(p.given)
+	}
+}
+
+// placeLocked gives p a place: its hold starts.
+func (g *handshakeGate) placeLocked(p *gatedScope) {
+	if !p.lane {
+		g.inFlight++
+	}
+	p.state = scopePlaced
+	p.start = time.Now()
+	p.timer = time.AfterFunc(g.holdForLocked(), p.heldTooLong)
 }
 
 // prioritize pauses the gate while a member's control request (a
@@ -285,6 +521,7 @@ func (g *handshakeGate) prioritize() (done func()) {
 			defer g.mu.Unlock()
 			g.serving--
 			g.budget -= time.Since(now)
+			g.dispatchLocked()
 			g.cond.Broadcast()
 		})
 	}
@@ -296,6 +533,10 @@ func (g *handshakeGate) prioritize() (done func()) {
 func (g *handshakeGate) release(lane bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.releaseLocked(lane)
+}
+
+func (g *handshakeGate) releaseLocked(lane bool) {
 	if lane {
 		g.laneInFlight--
 		g.cond.Broadcast()
@@ -303,6 +544,7 @@ func (g *handshakeGate) release(lane bool) {
 	}
 	g.inFlight--
 	g.released++
+	g.dispatchLocked()
 	g.cond.Broadcast()
 }
 
@@ -310,8 +552,11 @@ func (g *handshakeGate) release(lane bool) {
 func (g *handshakeGate) sample(d time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.adapt(d, time.Now())
-	g.cond.Broadcast() // the bound may have grown
+	now := time.Now()
+	g.adapt(d, now)
+	g.countServed(now)
+	g.dispatchLocked() // the bound may have grown
+	g.cond.Broadcast() // and the room
 }
 
 // adapt moves the bound after a sample (under mu).
@@ -345,6 +590,28 @@ func (g *handshakeGate) adapt(sample time.Duration, now time.Time) {
 	}
 	estimate := g.limit*gradient + math.Sqrt(g.limit)
 	g.limit = math.Max(g.min, math.Min(g.max, (1-gateSmoothing)*g.limit+gateSmoothing*estimate))
+}
+
+// countServed counts a completed handshake and, every second, takes the
+// rate at which they completed as what the gate can serve when
+// connections waited meanwhile (else the second shows what was asked,
+// which only raises the estimate). A gap of seconds without one starts
+// afresh. Under mu.
+func (g *handshakeGate) countServed(now time.Time) {
+	g.served++
+	elapsed := now.Sub(g.servedAt)
+	switch {
+	case elapsed > 2*time.Second:
+		g.served, g.servedAt = 1, now
+	case elapsed >= time.Second:
+		r := float64(g.served) / elapsed.Seconds()
+		if g.queued > 0 && g.rate > 0 {
+			g.rate = 0.7*g.rate + 0.3*r
+		} else {
+			g.rate = max(g.rate, r)
+		}
+		g.served, g.servedAt = 0, now
+	}
 }
 
 // schedProbe reads the runtime's histogram of goroutine scheduling
@@ -398,9 +665,7 @@ func (p *schedProbe) p90() (time.Duration, bool) {
 // holdFor is how long the next connection may hold its place: four times
 // an unloaded handshake, at least gateMinHold, at most the configured hold
 // (until a first sample, the configured hold).
-func (g *handshakeGate) holdFor() time.Duration {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+func (g *handshakeGate) holdForLocked() time.Duration {
 	base := g.baseLocked()
 	if base == 0 {
 		return g.hold
@@ -460,6 +725,7 @@ func (g *handshakeGate) open() {
 func (g *handshakeGate) close() {
 	g.mu.Lock()
 	g.closed = true
+	g.dispatchLocked()
 	g.cond.Broadcast()
 	g.mu.Unlock()
 }
@@ -484,13 +750,22 @@ type GateStats struct {
 	// their handshake.
 	LaneInFlight            int
 	LaneWaited, LaneRefused int64
+	// The waiting room: connections in it now, the most at once, its
+	// capacity now, the times the accept loop found it full (the
+	// connections behind then waited in the kernel's accept queue), the
+	// handshakes served per second it follows, and connections that
+	// gave up waiting (the upgrader's accept timeout).
+	Room, RoomPeak, RoomCap int
+	RoomFull, TimedOut      int64
+	Rate                    float64
 }
 
 func (g *handshakeGate) stats() GateStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := GateStats{Limit: int(g.limit), InFlight: g.inFlight, Waited: g.waited, Samples: g.samples, Least: g.baseLocked(), Sched: g.schedP90, IdleGrew: g.idleGrew,
-		LaneInFlight: g.laneInFlight, LaneWaited: g.laneWaited}
+		LaneInFlight: g.laneInFlight, LaneWaited: g.laneWaited,
+		Room: g.room, RoomPeak: g.roomPeak, RoomCap: g.roomCapLocked(), RoomFull: g.roomFull, TimedOut: g.timedOut, Rate: math.Round(g.rate)}
 	if g.lane != nil {
 		g.lane.mu.Lock()
 		st.LaneRefused = g.lane.refused
@@ -499,29 +774,92 @@ func (g *handshakeGate) stats() GateStats {
 	return st
 }
 
-// gatedScope is a connection's scope while it may hold a place.
+// gatedScope is an inbound TCP connection's scope while the gate tracks
+// it: pending (accepted, its security handshake not started), queued for
+// a place, holding one, or free of the gate.
 type gatedScope struct {
 	network.ConnManagementScope
-	gate  *handshakeGate
-	lane  bool
-	start time.Time
-	timer *time.Timer
+	gate *handshakeGate
+	lane bool
+	// key is the remote address, by which the security handshake finds
+	// its scope (awaitPlace); not set on the lane.
+	key string
 
-	placeOnce, sampleOnce sync.Once
+	// Under gate.mu: state; inRoom while counted in the room; start, when
+	// it got its place; timer, the room's grace while pending, then the
+	// place's hold; given is closed when a queued scope is given a place
+	// (or the gate closes).
+	state  scopeState
+	inRoom bool
+	start  time.Time
+	timer  *time.Timer
+	given  chan struct{}
+
+	sampleOnce sync.Once
 }
 
-// giveBack returns the place once: identified or ended. It runs after
-// OpenConnection returned the scope, so p.timer is set.
+type scopeState int
+
+const (
+	scopePending scopeState = iota
+	scopeQueued
+	scopePlaced
+	scopeFree
+)
+
+// graceOver: a pending connection no longer counts in the room.
+func (p *gatedScope) graceOver() {
+	g := p.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p.state == scopePending && p.inRoom {
+		p.inRoom = false
+		g.leaveRoomLocked()
+	}
+}
+
+// heldTooLong: the handshake goes on without its place.
+func (p *gatedScope) heldTooLong() {
+	g := p.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p.state == scopePlaced {
+		p.state = scopeFree
+		g.releaseLocked(p.lane)
+	}
+}
+
+// giveBack ends what the scope holds of the gate, once: identified or
+// ended.
 func (p *gatedScope) giveBack() {
-	p.placeOnce.Do(func() {
+	g := p.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch p.state {
+	case scopePending:
+		if q := g.pending[p.key]; len(q) > 0 {
+			q = slices.DeleteFunc(q, func(o *gatedScope) bool { return o == p })
+			if len(q) == 0 {
+				delete(g.pending, p.key)
+			} else {
+				g.pending[p.key] = q
+			}
+		}
 		p.timer.Stop()
-		p.gate.release(p.lane)
-	})
+		if p.inRoom {
+			g.leaveRoomLocked()
+		}
+	case scopeQueued:
+		// Ended while waiting: awaitPlace returns errEndedWaiting.
+		g.queued--
+		g.leaveRoomLocked()
+		close(p.given)
+	case scopePlaced:
+		p.timer.Stop()
+		g.releaseLocked(p.lane)
+	}
+	p.state = scopeFree
 }
-
-// heldTooLong is the hold's timer: it must not read p.timer, which
-// OpenConnection may still be setting.
-func (p *gatedScope) heldTooLong() { p.placeOnce.Do(func() { p.gate.release(p.lane) }) }
 
 func (p *gatedScope) SetPeer(id peer.ID) error {
 	err := p.ConnManagementScope.SetPeer(id)
@@ -530,7 +868,12 @@ func (p *gatedScope) SetPeer(id peer.ID) error {
 	} else {
 		// A handshake that outlasted its hold is a sample too: the slow
 		// ones are what shrinks the bound.
-		p.sampleOnce.Do(func() { p.gate.sample(max(time.Since(p.start), time.Microsecond)) })
+		p.gate.mu.Lock()
+		start := p.start
+		p.gate.mu.Unlock()
+		if !start.IsZero() {
+			p.sampleOnce.Do(func() { p.gate.sample(max(time.Since(start), time.Microsecond)) })
+		}
 	}
 	p.giveBack()
 	return err
@@ -539,4 +882,51 @@ func (p *gatedScope) SetPeer(id peer.ID) error {
 func (p *gatedScope) Done() {
 	p.giveBack()
 	p.ConnManagementScope.Done()
+}
+
+// gatedSecurity is a security transport whose inbound handshakes each
+// wait for a place of the gate first (awaitPlace).
+type gatedSecurity struct {
+	sec.SecureTransport
+	gate *handshakeGate
+}
+
+func (t *gatedSecurity) SecureInbound(ctx context.Context, insecure net.Conn, p peer.ID) (sec.SecureConn, error) {
+	if c, ok := insecure.(manet.Conn); ok {
+		if err := t.gate.awaitPlace(ctx, c.RemoteMultiaddr()); err != nil {
+			return nil, err
+		}
+	}
+	return t.SecureTransport.SecureInbound(ctx, insecure, p)
+}
+
+// securityOption makes the host's TLS and Noise transports wait at the gate
+// (gatedSecurity); it comes after mesh.NewHost's options, whose security
+// transports it replaces one for one, in order.
+func (g *handshakeGate) securityOption() libp2p.Option {
+	return func(cfg *libp2p.Config) error {
+		for i, s := range cfg.SecurityTransports {
+			switch s.ID {
+			case libp2ptls.ID:
+				cfg.SecurityTransports[i].Constructor = func(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMuxer) (*gatedSecurity, error) {
+					t, err := libp2ptls.New(id, key, muxers)
+					if err != nil {
+						return nil, err
+					}
+					return &gatedSecurity{SecureTransport: t, gate: g}, nil
+				}
+			case noise.ID:
+				cfg.SecurityTransports[i].Constructor = func(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMuxer) (*gatedSecurity, error) {
+					t, err := noise.New(id, key, muxers)
+					if err != nil {
+						return nil, err
+					}
+					return &gatedSecurity{SecureTransport: t, gate: g}, nil
+				}
+			default:
+				return fmt.Errorf("the handshake gate cannot wrap the security transport %s", s.ID)
+			}
+		}
+		return nil
+	}
 }

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"runtime"
 	"strconv"
 	"testing"
@@ -13,14 +14,18 @@ import (
 
 var gateTCP = ma.StringCast("/ip4/127.0.0.1/tcp/4001")
 
-// open takes a place in g on another goroutine; the channel yields the
-// scope once it has one.
+// open takes a place in g on another goroutine, as libp2p's accept loop
+// (OpenConnection) and then the connection's security handshake
+// (awaitPlace) do; the channel yields the scope once it has one.
 func open(t *testing.T, g *handshakeGate, addr ma.Multiaddr) <-chan network.ConnManagementScope {
 	t.Helper()
 	got := make(chan network.ConnManagementScope, 1)
 	go func() {
 		s, err := g.OpenConnection(network.DirInbound, true, addr)
 		if err != nil {
+			t.Error(err)
+		}
+		if err := g.awaitPlace(context.Background(), addr); err != nil {
 			t.Error(err)
 		}
 		got <- s
@@ -313,5 +318,168 @@ func TestCPUProbeReadsTheMachine(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no reading of /proc/stat within 5 s")
 		}
+	}
+}
+
+// The waiting room: libp2p's accept loop takes connections out of the
+// kernel's queue while the room has space (gateRoomMin before the gate
+// knows its rate) and waits when it is full; a connection whose
+// handshake does not start leaves the room after its grace.
+func TestHandshakeGateRoomBoundsTheAcceptLoop(t *testing.T) {
+	g := newHandshakeGate(&network.NullResourceManager{}, 64, time.Minute)
+	var pending []network.ConnManagementScope
+	for range gateRoomMin {
+		s, err := g.OpenConnection(network.DirInbound, true, gateTCP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, s)
+	}
+	if st := g.stats(); st.Room != gateRoomMin || st.InFlight != 0 {
+		t.Fatalf("stats %+v: want the room full (%d), no place taken", st, gateRoomMin)
+	}
+	next := make(chan network.ConnManagementScope, 1)
+	go func() {
+		s, err := g.OpenConnection(network.DirInbound, true, gateTCP)
+		if err != nil {
+			t.Error(err)
+		}
+		next <- s
+	}()
+	select {
+	case <-next:
+		t.Fatal("the accept loop took a connection into a full room")
+	case <-time.After(50 * time.Millisecond): // the absence of an event
+	}
+	pending[0].Done() // a connection ends before its handshake: space
+	waitScope(t, next, "the room's space")
+	if st := g.stats(); st.RoomFull != 1 || st.Room != gateRoomMin {
+		t.Fatalf("stats %+v: want the room full again after 1 wait", st)
+	}
+	// None starts its handshake: after the grace the room is empty, the
+	// connections still open.
+	deadline := time.Now().Add(10 * time.Second)
+	for g.stats().Room != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v: the room not empty after its grace", g.stats())
+		}
+		time.Sleep(10 * time.Millisecond) // polling a state with a deadline
+	}
+	// One starts it now: it waits in the room again, and takes a place.
+	if err := g.awaitPlace(context.Background(), gateTCP); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.stats(); st.InFlight != 1 || st.Room != 0 {
+		t.Fatalf("stats %+v: want 1 place, the room empty", st)
+	}
+}
+
+// Places go in the order the handshakes asked; one that gives up (the
+// upgrader's accept timeout) leaves the queue and the room, and the next
+// place goes to the one after it; one that ends while queued too.
+func TestHandshakeGateQueueInOrder(t *testing.T) {
+	g := newHandshakeGate(&network.NullResourceManager{}, 64, time.Minute)
+	limit := g.stats().Limit
+	var placed []network.ConnManagementScope
+	for range limit {
+		placed = append(placed, waitScope(t, open(t, g, gateTCP), "within the bound"))
+	}
+	addr := func(i int) ma.Multiaddr { return ma.StringCast("/ip4/127.0.0.2/tcp/" + strconv.Itoa(5000+i)) }
+	type waiter struct {
+		scope network.ConnManagementScope
+		err   chan error
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var ws []waiter
+	for i := range 4 {
+		s, err := g.OpenConnection(network.DirInbound, true, addr(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := waiter{scope: s, err: make(chan error, 1)}
+		c := context.Background()
+		if i == 0 {
+			c = ctx // gives up
+		}
+		go func() { w.err <- g.awaitPlace(c, addr(i)) }()
+		ws = append(ws, w)
+		deadline := time.Now().Add(10 * time.Second)
+		for g.stats().Waited < int64(i+1) { // queued in this order
+			if time.Now().After(deadline) {
+				t.Fatalf("waiter %d not queued: %+v", i, g.stats())
+			}
+			time.Sleep(time.Millisecond) // polling a state with a deadline
+		}
+	}
+	cancel()
+	if err := <-ws[0].err; err == nil {
+		t.Fatal("a waiter whose context ended got no error")
+	}
+	ws[0].scope.Done()
+	ws[1].scope.Done() // ended while queued
+	if err := <-ws[1].err; err == nil {
+		t.Fatal("a waiter whose connection ended got no error")
+	}
+	if st := g.stats(); st.TimedOut != 1 || st.Room != 2 {
+		t.Fatalf("stats %+v: want 1 timed out, 2 in the room", st)
+	}
+	placed[0].Done()
+	select {
+	case err := <-ws[2].err:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the third waiter got no place: %+v", g.stats())
+	}
+	select {
+	case <-ws[3].err:
+		t.Fatal("the fourth waiter got a place before one came back")
+	case <-time.After(50 * time.Millisecond): // the absence of an event
+	}
+	if st := g.stats(); st.InFlight != limit || st.Room != 1 {
+		t.Fatalf("stats %+v: want %d in flight, 1 in the room", st, limit)
+	}
+	g.close()
+	if err := <-ws[3].err; err != nil {
+		t.Fatalf("closing: %v", err)
+	}
+}
+
+// The room holds what the gate served in gateRoomWait at the rate it
+// served while connections queued; seconds without a queue only raise the
+// rate.
+func TestHandshakeGateRoomFollowsTheRate(t *testing.T) {
+	g := newHandshakeGate(&network.NullResourceManager{}, 64, time.Minute)
+	now := time.Unix(1_000_000, 0)
+	serve := func(perSecond, seconds int, queued int) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.queued = queued
+		for range perSecond * seconds {
+			now = now.Add(time.Second / time.Duration(perSecond))
+			g.countServed(now)
+		}
+	}
+	serve(100, 5, 0)
+	if st := g.stats(); st.Rate < 90 || st.Rate > 110 || st.RoomCap != gateRoomMin {
+		t.Fatalf("stats %+v: want ~100/s, the room's minimum", st)
+	}
+	serve(600, 10, 100)
+	if st := g.stats(); st.Rate < 550 || st.Rate > 650 || st.RoomCap < 4400 || st.RoomCap > 5200 {
+		t.Fatalf("stats %+v: want ~600/s and a room of ~4,800", st)
+	}
+	serve(300, 10, 0) // no queue: asked less, not served less
+	if st := g.stats(); st.Rate < 550 {
+		t.Fatalf("stats %+v: the rate fell without a queue", st)
+	}
+	serve(300, 10, 100) // served less with a queue
+	if st := g.stats(); st.Rate > 350 {
+		t.Fatalf("stats %+v: want ~300/s", st)
+	}
+	serve(5000, 10, 100)
+	if st := g.stats(); st.RoomCap != gateRoomMax {
+		t.Fatalf("stats %+v: want the room's maximum %d", st, gateRoomMax)
 	}
 }

@@ -30,7 +30,7 @@ func (s *Site[C]) JamMainPort(t testing.TB) {
 	s.Resources.HandshakeHold = time.Minute
 	s.Start()
 	g := s.Coord.Handshakes()
-	SilentConns(t, TCPNetAddr(t, s.Coord.LoginAddrs()), g.Limit+8)
+	StalledHandshakes(t, TCPNetAddr(t, s.Coord.LoginAddrs()), g.Limit+8)
 	Eventually(t, 10*time.Second, "the gate's places all taken, connections queued", func() bool {
 		st := s.Coord.Handshakes()
 		return st.InFlight >= st.Limit && st.Waited > g.Waited
@@ -91,6 +91,30 @@ func SilentConns(t testing.TB, addr net.Addr, n int) {
 			t.Fatalf("dial %s: %v", addr, err)
 		}
 		t.Cleanup(func() { c.Close() })
+	}
+}
+
+// StalledHandshakes opens n TCP connections to addr that choose TLS, as a
+// libp2p dialer does (multistream-select), and then send nothing: each
+// waits for, then holds, a place of the coordinator's handshake gate, as a
+// storm's peer whose handshake the gate let start. Closed at the end of
+// the test.
+func StalledHandshakes(t testing.TB, addr net.Addr, n int) {
+	t.Helper()
+	var hello []byte
+	for _, m := range []string{"/multistream/1.0.0\n", "/tls/1.0.0\n"} {
+		hello = append(hello, byte(len(m)))
+		hello = append(hello, m...)
+	}
+	for range n {
+		c, err := net.DialTimeout("tcp", addr.String(), 10*time.Second)
+		if err != nil {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.Write(hello); err != nil {
+			t.Fatalf("write to %s: %v", addr, err)
+		}
 	}
 }
 
