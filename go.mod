@@ -3,6 +3,7 @@ module github.com/jumpmesh/jumpmesh
 go 1.26.8
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/creack/pty v1.1.24
 	github.com/dgraph-io/badger/v4 v4.9.6
 	github.com/libp2p/go-libp2p v0.51.0

@@ -141,7 +141,8 @@ func newClient(m *member.Client, offer *punch.QUICOffer) *Client {
 // into a direct one, and dials a peer on its own LAN there before
 // through a relay (mesh.LANDialRanker). Its hole-punching service offers,
 // besides the TCP mappings identify tells, the QUIC mapping the returned
-// QUICOffer learns once newClient starts it.
+// QUICOffer learns once newClient starts it. A console's host lives for
+// one command (ShortLived); the agent's signs a few times more at most.
 func hostConfig() (mesh.HostConfig, *punch.QUICOffer, error) {
 	listen, err := mesh.ParseMultiaddrs(consoleListen)
 	if err != nil {
@@ -149,7 +150,7 @@ func hostConfig() (mesh.HostConfig, *punch.QUICOffer, error) {
 	}
 	offer := punch.NewQUICOffer()
 	return mesh.HostConfig{
-		RelayClient: true, ListenAddrs: listen, DialRanker: mesh.LANDialRanker(nil),
+		RelayClient: true, ListenAddrs: listen, DialRanker: mesh.LANDialRanker(nil), ShortLived: true,
 		Extra: []libp2p.Option{libp2p.EnableHolePunching(offer.Option())},
 	}, offer, nil
 }

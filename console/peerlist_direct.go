@@ -6,6 +6,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/jumpmesh/jumpmesh/mesh"
 	"github.com/jumpmesh/jumpmesh/mesh/control"
 	"github.com/jumpmesh/jumpmesh/mesh/member"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
@@ -45,6 +46,7 @@ func OpenDirect(ctx context.Context, home string) (*Direct, error) {
 	if err != nil {
 		return nil, err
 	}
+	key = mesh.ShortLivedKey(key) // one TLS certificate to sign, then the process exits
 	// The members' lane alone first, as a member connects (mesh/member's
 	// LaneHead): during a storm the site's own port queues behind peers.
 	var lane []ma.Multiaddr
