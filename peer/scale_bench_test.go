@@ -40,6 +40,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	rtmetrics "runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -525,10 +526,13 @@ type benchEvent struct {
 	Live       int64 `json:"live,omitempty"`
 	Stack      int64 `json:"stack,omitempty"`
 	Goroutines int64 `json:"goroutines,omitempty"`
-	// cpu: the process's CPU time so far; welcomed: the fleet's CPU time
-	// and wall time from "go" to the last peer's first welcome.
-	CPU     time.Duration `json:"cpu,omitempty"`
-	Elapsed time.Duration `json:"elapsed,omitempty"`
+	// cpu: the process's CPU time so far (and, from the coordinator, the
+	// bytes it allocated so far: what its GC marks for); welcomed: the
+	// fleet's CPU time and wall time from "go" to the last peer's first
+	// welcome.
+	CPU       time.Duration `json:"cpu,omitempty"`
+	Allocated int64         `json:"allocated,omitempty"`
+	Elapsed   time.Duration `json:"elapsed,omitempty"`
 	// settings (coordinator): Elapsed is the administrator's wait,
 	// Written until the update was written to every online peer.
 	Written time.Duration `json:"written,omitempty"`
@@ -744,6 +748,14 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// allocatedBytes is how many bytes this process has allocated on the heap
+// since it started.
+func allocatedBytes() int64 {
+	sample := []rtmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	rtmetrics.Read(sample)
+	return int64(sample[0].Value.Uint64())
+}
+
 // writeHeapProfile writes this process's heap profile (after a GC) to path.
 func writeHeapProfile(path string) error {
 	f, err := os.Create(path)
@@ -841,7 +853,7 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 		case len(f) == 2 && f[0] == "served":
 			emit(benchEvent{Event: "served", Sample: servedBuckets(c, f[1])})
 		case len(f) == 1 && f[0] == "cpu":
-			emit(benchEvent{Event: "cpu", CPU: processCPU()})
+			emit(benchEvent{Event: "cpu", CPU: processCPU(), Allocated: allocatedBytes()})
 		case len(f) == 1 && f[0] == "transports":
 			emit(benchEvent{Event: "transports", Sample: connTransports(c)})
 		case len(f) == 3 && (f[0] == "online" || f[0] == "conns"):

@@ -47,7 +47,11 @@ const (
 // coordinator's: the fleet shares the machine, so a size whose goodput
 // falls while the cores are busy measures the machine, not the
 // coordinator. JM_BENCH_CPU_PROFILE=FILE writes the coordinator's CPU
-// profile of each size to FILE-N. In the same run it measures the floor: a
+// profile of each size to FILE-N, JM_BENCH_HEAP_PROFILE=FILE its heap
+// profiles before and after each size's registrations to FILE-N-before and
+// FILE-N-after (pprof -base before after: what the registrations
+// allocated), and coord-alloc-B/reg is the bytes it allocated per
+// registration. In the same run it measures the floor: a
 // bare libp2p host with the same transports, security and muxer (mesh.NewHost)
 // accepting connections that each open one stream and exchange a byte,
 // and reports the coordinator's CPU per registration ÷ that host's CPU per
@@ -58,13 +62,18 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 	bareN := benchEnvInt(b, envBareN, 1000)
 	goodput := make([]float64, len(sizes))
 	coordPer, fleetPer, busy := make([]float64, len(sizes)), make([]float64, len(sizes)), make([]float64, len(sizes))
-	var failures, regCPU, regs, bareCPU float64
+	var failures, regCPU, regAlloc, regs, bareCPU float64
 	for i := 0; i < b.N; i++ {
 		for j, n := range sizes {
 			_, key, coord := benchSite(b, -1, nil)
 			f := startFleet(b, key, n)
 			f.await("ready", time.Minute+time.Duration(n)*20*time.Millisecond)
-			cpu0 := coord.ask("cpu", time.Minute).CPU
+			heapProfile := os.Getenv(envHeapProfile)
+			if heapProfile != "" {
+				coord.ask(fmt.Sprintf("heapprofile %s-%d-before", heapProfile, n), time.Minute)
+			}
+			start := coord.ask("cpu", time.Minute)
+			cpu0, alloc0 := start.CPU, start.Allocated
 			if path := os.Getenv(envCPUProfile); path != "" {
 				coord.ask(fmt.Sprintf("cpuprofile %s-%d", path, n), time.Minute)
 			}
@@ -75,8 +84,13 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 			if os.Getenv(envCPUProfile) != "" {
 				coord.ask("cpuprofile -", time.Minute)
 			}
-			cpu := (coord.ask("cpu", time.Minute).CPU - cpu0).Seconds()
+			end := coord.ask("cpu", time.Minute)
+			cpu := (end.CPU - cpu0).Seconds()
+			if heapProfile != "" {
+				coord.ask(fmt.Sprintf("heapprofile %s-%d-after", heapProfile, n), time.Minute)
+			}
 			regCPU += cpu
+			regAlloc += float64(end.Allocated - alloc0)
 			regs += float64(n)
 			goodput[j] += float64(n) / done.Elapsed.Seconds()
 			// Where each size's wall time went: the coordinator's and the
@@ -112,6 +126,9 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 	reg := regCPU / regs * 1e6
 	bare := bareCPU / (runs * float64(bareN)) * 1e6
 	b.ReportMetric(reg, "coord-cpu-µs/reg")
+	// What the coordinator's GC marks for: its heap allocations per
+	// registration (machine-independent, unlike the CPU).
+	b.ReportMetric(regAlloc/regs, "coord-alloc-B/reg")
 	b.ReportMetric(bare, "bare-cpu-µs/conn")
 	b.ReportMetric(reg/bare, "cost-ratio")
 }
