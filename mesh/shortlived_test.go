@@ -2,13 +2,17 @@ package mesh
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // TestShortLivedKey: a ShortLivedKey signs exactly as crypto/ed25519 does
@@ -133,5 +137,52 @@ func BenchmarkShortLivedSign(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestShortLivedHost: a host built ShortLived holds its key as a
+// ShortLivedKey, and a daemon's host (not ShortLived) holds the key as it
+// was given; the short-lived host connects to the other over TCP (TLS) and
+// QUIC, each side authenticating the other's peer ID.
+func TestShortLivedHost(t *testing.T) {
+	hosts := make([]host.Host, 2)
+	for i, short := range []bool{true, false} {
+		k, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := NewHost(HostConfig{Key: k, ShortLived: short, ListenAddrs: []ma.Multiaddr{
+			ma.StringCast("/ip4/127.0.0.1/tcp/0"), ma.StringCast("/ip4/127.0.0.1/udp/0/quic-v1")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		hosts[i] = h
+		_, wrapped := h.Peerstore().PrivKey(h.ID()).(shortLivedEd25519)
+		if wrapped != short {
+			t.Fatalf("host %d (ShortLived %v): its key is a ShortLivedKey: %v", i, short, wrapped)
+		}
+	}
+	short, daemon := hosts[0], hosts[1]
+	for _, proto := range []int{ma.P_TCP, ma.P_QUIC_V1} {
+		var addrs []ma.Multiaddr
+		for _, a := range daemon.Addrs() {
+			if _, err := a.ValueForProtocol(proto); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := short.Connect(ctx, peer.AddrInfo{ID: daemon.ID(), Addrs: addrs})
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", ma.ProtocolWithCode(proto).Name, err)
+		}
+		conns := daemon.Network().ConnsToPeer(short.ID())
+		if len(conns) == 0 || conns[len(conns)-1].RemotePeer() != short.ID() {
+			t.Fatalf("%s: the daemon's host does not see the short-lived host's peer ID", ma.ProtocolWithCode(proto).Name)
+		}
+		for _, c := range short.Network().ConnsToPeer(daemon.ID()) {
+			c.Close()
+		}
 	}
 }

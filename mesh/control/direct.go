@@ -15,7 +15,6 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	tptu "github.com/libp2p/go-libp2p/p2p/net/upgrader"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
-	"github.com/libp2p/go-msgio/pbio"
 	ma "github.com/multiformats/go-multiaddr"
 	mss "github.com/multiformats/go-multistream"
 
@@ -132,7 +131,7 @@ func (c *Conn) Call(ctx context.Context, req *pb.Request) (*pb.Response, error) 
 	// The protocol's name goes with the request, and its answer is read
 	// before the response, as a host's NewStream does.
 	ls := mss.NewMSSelect(s, Protocol)
-	if err := pbio.NewDelimitedWriter(ls).WriteMsg(req); err != nil {
+	if err := writeRequest(ls, req); err != nil {
 		s.Reset()
 		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: sending the request: %w)", c.site, err)
 	}

@@ -46,7 +46,7 @@ func Call(ctx context.Context, h host.Host, p peer.ID, req *pb.Request) (*pb.Res
 	if dl, ok := ctx.Deadline(); ok {
 		_ = s.SetDeadline(dl)
 	}
-	if err := pbio.NewDelimitedWriter(s).WriteMsg(req); err != nil {
+	if err := writeRequest(s, req); err != nil {
 		s.Reset()
 		return nil, catalog.Errorf(catalog.CodeCoordinatorDown, "(%s: sending the request: %w)", p, err)
 	}
