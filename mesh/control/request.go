@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -46,9 +47,12 @@ func marshalRequest(req *pb.Request) ([]byte, error) {
 	if !ok {
 		return proto.Marshal(req)
 	}
-	inner, err := proto.Marshal(body)
-	if err != nil {
-		return nil, err
+	inner, ok := marshalPeerListRequest(body)
+	if !ok {
+		var err error
+		if inner, err = proto.Marshal(body); err != nil {
+			return nil, err
+		}
 	}
 	b := make([]byte, 0, len(inner)+16)
 	// protobuf writes fields outside a oneof first, then the oneof's.
@@ -88,4 +92,42 @@ func requestBody(req *pb.Request) (protowire.Number, proto.Message, bool) {
 		return 0, nil, false
 	}
 	return protowire.Number(num), body, true
+}
+
+// Field numbers of pb.PeerListRequest (mesh/pb/control.proto).
+const (
+	peerListQuery          = 1
+	peerListIncludeDeleted = 2
+	peerListLimit          = 3
+	peerListView           = 4
+)
+
+// marshalPeerListRequest is proto.Marshal of body when body is the
+// request `ls` makes, a PeerListRequest, without protobuf's set-up of its
+// type at first use (0.1–0.2 ms quiet, 0.4 at load): its four scalar
+// fields, in number order, those at their default left out. A query that
+// is not UTF-8 is left to proto.Marshal, which refuses it.
+func marshalPeerListRequest(body proto.Message) ([]byte, bool) {
+	m, ok := body.(*pb.PeerListRequest)
+	if !ok || !utf8.ValidString(m.GetQuery()) {
+		return nil, false
+	}
+	b := make([]byte, 0, len(m.GetQuery())+24)
+	if q := m.GetQuery(); q != "" {
+		b = protowire.AppendTag(b, peerListQuery, protowire.BytesType)
+		b = protowire.AppendString(b, q)
+	}
+	if m.GetIncludeDeleted() {
+		b = protowire.AppendTag(b, peerListIncludeDeleted, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
+	}
+	if n := m.GetLimit(); n != 0 {
+		b = protowire.AppendTag(b, peerListLimit, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(n))
+	}
+	if v := m.GetView(); v != 0 {
+		b = protowire.AppendTag(b, peerListView, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(int64(v))) // an enum is an int32: negative ones take 10 bytes
+	}
+	return b, true
 }

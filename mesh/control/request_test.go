@@ -2,6 +2,7 @@ package control
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/libp2p/go-msgio/pbio"
@@ -12,9 +13,11 @@ import (
 )
 
 // TestMarshalRequestIsMarshal: for every body a Request can carry, empty
-// and with every field set, with and without create, marshalRequest gives
-// proto.Marshal's bytes and writeRequest pbio's framing; a request with
-// no body, or a body holding nil, goes through proto.Marshal.
+// and with every field set, with and without create, and for peer lists
+// of every shape, marshalRequest gives proto.Marshal's bytes and
+// writeRequest pbio's framing; a request with no body, or a body holding
+// nil, goes through proto.Marshal, and a query that is not UTF-8 is
+// refused as proto.Marshal refuses it.
 func TestMarshalRequestIsMarshal(t *testing.T) {
 	body := (&pb.Request{}).ProtoReflect().Descriptor().Oneofs().ByName("body")
 	if body == nil || body.Fields().Len() < 40 {
@@ -37,6 +40,17 @@ func TestMarshalRequestIsMarshal(t *testing.T) {
 		}
 	}
 	reqs = append(reqs, &pb.Request{}, &pb.Request{Create: true}, &pb.Request{Body: &pb.Request_PeerList{}})
+	// The peer lists ls asks for, encoded apart (marshalPeerListRequest).
+	for _, q := range []string{"", "web", "tag:linux status:offline", "näme:wébé", strings.Repeat("x", 300)} {
+		for _, limit := range []uint32{0, 1, 127, 128, 5000, 1<<32 - 1} {
+			for _, view := range []pb.PeerListView{pb.PeerListView_PEER_LIST_VIEW_FULL, pb.PeerListView_PEER_LIST_VIEW_TABLE, 7, -1} {
+				for _, deleted := range []bool{false, true} {
+					reqs = append(reqs, &pb.Request{Body: &pb.Request_PeerList{PeerList: &pb.PeerListRequest{
+						Query: q, IncludeDeleted: deleted, Limit: limit, View: view}}})
+				}
+			}
+		}
+	}
 	for _, req := range reqs {
 		want, err := proto.Marshal(req)
 		if err != nil {
@@ -59,6 +73,10 @@ func TestMarshalRequestIsMarshal(t *testing.T) {
 		if !bytes.Equal(framed.Bytes(), pbioFramed.Bytes()) {
 			t.Fatalf("%v: writeRequest wrote %x, pbio %x", req, framed.Bytes(), pbioFramed.Bytes())
 		}
+	}
+	bad := &pb.Request{Body: &pb.Request_PeerList{PeerList: &pb.PeerListRequest{Query: "\xff"}}}
+	if _, err := marshalRequest(bad); err == nil {
+		t.Fatal("a query that is not UTF-8 was encoded; proto.Marshal refuses it")
 	}
 	if _, _, ok := requestBody(&pb.Request{Body: &pb.Request_PeerList{}}); ok {
 		t.Fatal("a body holding nil was encoded by hand")
