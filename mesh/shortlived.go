@@ -21,7 +21,7 @@ import (
 // The signatures are Ed25519's (RFC 8032), byte for byte what
 // crypto/ed25519 makes (the scheme is deterministic; TestShortLivedKey
 // compares them), computed with the same constant-time arithmetic
-// (filippo.io/edwards25519, which crypto/ed25519's own is a copy of).
+// (filippo.io/edwards25519, from which crypto/ed25519's own came).
 // Everything else (type, raw bytes, public key, Equals) is k's. Other key
 // types are returned as they are. Daemons keep k: they sign at every Noise
 // handshake and signed record, where the table wins.
