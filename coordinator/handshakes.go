@@ -2,13 +2,11 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net"
 	"runtime"
 	rtmetrics "runtime/metrics"
-	"slices"
 	"sync"
 	"time"
 
@@ -166,18 +164,21 @@ type handshakeGate struct {
 	laneWaited   int64
 
 	// The waiting room: inbound TCP connections taken from the kernel's
-	// accept queue that wait for a place. room counts them (those whose
-	// security handshake has not started count for gateRoomGrace only),
-	// roomPeak the most at once, roomFull the times the accept loop
-	// waited for space. pending holds, by remote address, those whose
-	// handshake has not started; queue those that wait for a place, in
-	// order (queued of them still waiting; timedOut gave up).
-	room, roomPeak int
-	roomFull       int64
-	pending        map[string][]*gatedScope
-	queue          []*gatedScope
-	queued         int
-	timedOut       int64
+	// accept queue that wait for a place. fresh holds, in order, when
+	// each of those whose security handshake has not started was accepted
+	// (they count for gateRoomGrace only); queue holds the handshakes that
+	// wait for a place, in order, queued of them still waiting. The room
+	// is the two; roomPeak the most at once, roomFull the times the accept
+	// loop waited for space, timedOut the handshakes that gave up waiting.
+	// transient is Resources.MaxHandshakes, the resource manager's bound
+	// on connections not yet identified, which the room's count in.
+	fresh     []time.Time
+	queue     []*place
+	queued    int
+	roomPeak  int
+	roomFull  int64
+	timedOut  int64
+	transient int
 	// rate is the handshakes completed per second while connections
 	// waited (the room's capacity follows it); served counts those of
 	// the current second, from servedAt.
@@ -221,7 +222,8 @@ const (
 	// the bound: a stranger who found the lane takes at most this many.
 	gateLanePlaces = 2
 	// The waiting room holds what the gate serves in gateRoomWait, at
-	// least gateRoomMin, at most gateRoomMax connections. libp2p's
+	// least gateRoomMin connections, within the resource manager's
+	// transient bound (Resources.MaxHandshakes). libp2p's
 	// upgrader gives an inbound connection 15 s from accept to the end
 	// of its handshakes, waiting included; gateRoomWait leaves the rest
 	// for a rate that drops meanwhile. gateRoomMin is what a cold gate
@@ -229,7 +231,10 @@ const (
 	// handshakes a second (2 cores shared with a fleet) ~7 s.
 	gateRoomWait = 8 * time.Second
 	gateRoomMin  = 1024
-	gateRoomMax  = 16384
+	// gateTransientSpare of the resource manager's transient connections
+	// are left to others than the room: QUIC's handshakes, the lane's,
+	// outbound dials.
+	gateTransientSpare = 64
 	// gateRoomGrace is how long a connection counts in the room before its
 	// security handshake starts: a peer's starts within a round trip, a
 	// stranger who connects and sends nothing takes a room's space for
@@ -244,7 +249,7 @@ func newHandshakeGate(rm network.ResourceManager, maxHandshakes int, hold time.D
 		cpu: newCPUProbe().read, budget: gatePriorityBurst, budgetAt: time.Now()}
 	g.idleMax = math.Min(hi, float64(gateIdlePerCore*max(1, runtime.GOMAXPROCS(0))))
 	g.cond = sync.NewCond(&g.mu)
-	g.pending = make(map[string][]*gatedScope)
+	g.transient = maxHandshakes
 	return g
 }
 
@@ -280,29 +285,19 @@ func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoi
 			g.release(true)
 			return nil, err
 		}
-		p := &gatedScope{ConnManagementScope: scope, gate: g, lane: true}
+		pl := &place{gate: g, lane: true}
 		g.mu.Lock()
-		g.placeLocked(p)
+		g.placeLocked(pl)
 		g.mu.Unlock()
-		return p, nil
+		return &gatedScope{ConnManagementScope: scope, gate: g, lane: pl}, nil
 	}
-	if !g.enterRoom() {
-		return g.ResourceManager.OpenConnection(dir, usefd, endpoint) // closing: no bound
-	}
+	g.enterRoom()
 	scope, err := g.ResourceManager.OpenConnection(dir, usefd, endpoint)
 	if err != nil {
 		g.ends.refusedConns.Add(1)
-		g.mu.Lock()
-		g.leaveRoomLocked()
-		g.mu.Unlock()
 		return nil, err
 	}
-	p := &gatedScope{ConnManagementScope: scope, gate: g, key: string(endpoint.Bytes()), state: scopePending, inRoom: true}
-	g.mu.Lock()
-	g.pending[p.key] = append(g.pending[p.key], p)
-	p.timer = time.AfterFunc(gateRoomGrace, p.graceOver)
-	g.mu.Unlock()
-	return p, nil
+	return &gatedScope{ConnManagementScope: scope, gate: g}, nil
 }
 
 func isTCP(a ma.Multiaddr) bool {
@@ -354,145 +349,156 @@ func (g *handshakeGate) placesTakenLocked() bool {
 }
 
 // enterRoom waits, on libp2p's accept loop, until the waiting room has
-// space, and counts the connection in it; false once the gate is closed.
-// While it waits, the connections behind it stay in the kernel's accept
-// queue.
-func (g *handshakeGate) enterRoom() bool {
+// space, and counts the connection in it as fresh; it does not wait once
+// the gate is closed. While it waits, the connections behind it stay in
+// the kernel's accept queue.
+func (g *handshakeGate) enterRoom() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.room >= g.roomCapLocked() && !g.closed {
+	full := func() bool { return !g.closed && g.roomLocked(time.Now()) >= g.roomCapLocked() }
+	if full() {
 		g.roomFull++
 	}
-	for g.room >= g.roomCapLocked() && !g.closed {
+	for full() {
+		if len(g.fresh) > 0 {
+			// The oldest fresh one leaves at its grace's end, which
+			// nothing else may announce.
+			t := time.AfterFunc(time.Until(g.fresh[0].Add(gateRoomGrace)), func() {
+				g.mu.Lock()
+				g.cond.Broadcast()
+				g.mu.Unlock()
+			})
+			g.cond.Wait()
+			t.Stop()
+			continue
+		}
 		g.cond.Wait()
 	}
-	if g.closed {
-		return false
-	}
-	g.room++
-	g.roomPeak = max(g.roomPeak, g.room)
-	return true
+	g.fresh = append(g.fresh, time.Now())
+	g.roomPeak = max(g.roomPeak, len(g.fresh)+g.queued)
 }
 
-func (g *handshakeGate) leaveRoomLocked() {
-	g.room--
-	g.cond.Broadcast() // the accept loop may wait for space
+// roomLocked counts the room: the fresh connections accepted within
+// gateRoomGrace, and the queue.
+func (g *handshakeGate) roomLocked(now time.Time) int {
+	n := 0
+	for n < len(g.fresh) && now.Sub(g.fresh[n]) > gateRoomGrace {
+		n++
+	}
+	if n > 0 {
+		g.fresh = append(g.fresh[:0], g.fresh[n:]...)
+	}
+	return len(g.fresh) + g.queued
 }
 
 // roomCapLocked is how many connections the room holds: what the gate
 // served in gateRoomWait at the rate it last served with a queue waiting,
-// between gateRoomMin and gateRoomMax.
+// at least gateRoomMin, within the resource manager's transient bound
+// less the places and gateTransientSpare; at least one.
 func (g *handshakeGate) roomCapLocked() int {
-	return min(gateRoomMax, max(gateRoomMin, int(g.rate*gateRoomWait.Seconds())))
+	c := max(gateRoomMin, int(g.rate*gateRoomWait.Seconds()))
+	return max(1, min(c, g.transient-g.inFlight-g.laneInFlight-gateTransientSpare))
 }
 
-// awaitPlace waits, as the security handshake of the inbound TCP
-// connection from remote starts (gatedSecurity), for a place of the bound,
-// first come first served; the place is given back as the handshake ends
-// (gatedScope). A connection the gate does not know (the lane's, holding
-// its place already; one the gate let through while closing) does not
-// wait. The error is ctx's: the upgrader's accept timeout passed, or the
-// listener closed.
-func (g *handshakeGate) awaitPlace(ctx context.Context, remote ma.Multiaddr) error {
-	if remote == nil {
-		return nil
+// awaitPlace waits, as the security handshake of an inbound TCP connection
+// accepted at local starts (gatedSecurity), for a place of the bound,
+// first come first served, and takes the connection's count in the room
+// from fresh to the queue. A connection of the members' lane holds its
+// place already and does not wait; nor does any once the gate is closed
+// (nil place). The caller ends the place once the handshake ends
+// (place.end). The error is ctx's: the upgrader's accept timeout passed,
+// or the listener closed.
+func (g *handshakeGate) awaitPlace(ctx context.Context, local ma.Multiaddr) (*place, error) {
+	if g.lane != nil && local != nil && g.lane.onLane(local) {
+		return nil, nil
 	}
-	key := string(remote.Bytes())
 	g.mu.Lock()
-	queue := g.pending[key]
-	if len(queue) == 0 {
+	if g.roomLocked(time.Now()) > g.queued {
+		// Its own count or, past its grace, an older one's: the room's
+		// count is by number, not by connection.
+		g.fresh = g.fresh[1:]
+	}
+	if g.closed {
 		g.mu.Unlock()
-		return nil
+		return nil, nil
 	}
-	p := queue[0]
-	if len(queue) == 1 {
-		delete(g.pending, key)
-	} else {
-		g.pending[key] = queue[1:]
-	}
-	p.timer.Stop()
-	if !p.inRoom {
-		// Its grace passed before its handshake started: it waits now.
-		p.inRoom = true
-		g.room++
-	}
-	switch {
-	case g.closed:
-		p.state = scopeFree
-		g.leaveRoomLocked()
+	pl := &place{gate: g}
+	if !g.placesTakenLocked() && g.queued == 0 {
+		g.placeLocked(pl)
+		g.cond.Broadcast() // the room has space
 		g.mu.Unlock()
-		return nil
-	case !g.placesTakenLocked() && g.queued == 0:
-		g.leaveRoomLocked()
-		g.placeLocked(p)
-		g.mu.Unlock()
-		return nil
+		return pl, nil
 	}
-	p.state = scopeQueued
-	p.given = make(chan struct{})
-	g.queue = append(g.queue, p)
+	pl.state = placeQueued
+	pl.given = make(chan struct{})
+	g.queue = append(g.queue, pl)
 	g.queued++
 	g.waited++
-	given := p.given
 	g.mu.Unlock()
 	select {
-	case <-given:
+	case <-pl.given:
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		if p.state == scopeFree && !g.closed {
-			return errEndedWaiting
+		if pl.state == placeFree {
+			return nil, nil // the gate closed
 		}
-		return nil
+		return pl, nil
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if p.state == scopeQueued {
+	queued := pl.state == placeQueued
+	if queued {
 		// Still in the queue: it leaves it (dispatchLocked skips it).
-		p.state = scopeFree
+		pl.state = placeFree
 		g.queued--
-		g.leaveRoomLocked()
 		g.timedOut++
+		g.cond.Broadcast() // the room has space
 	}
-	return ctx.Err()
+	g.mu.Unlock()
+	if !queued {
+		pl.end(false) // given meanwhile
+	}
+	return nil, ctx.Err()
 }
-
-var errEndedWaiting = errors.New("the connection ended while it waited for a handshake place")
 
 // dispatchLocked gives the free places to the queue, in order; once the
 // gate is closed, everyone in the queue passes without one.
 func (g *handshakeGate) dispatchLocked() {
+	gave := false
 	for len(g.queue) > 0 {
-		p := g.queue[0]
-		if p.state != scopeQueued {
+		pl := g.queue[0]
+		if pl.state != placeQueued {
 			g.queue[0] = nil
 			g.queue = g.queue[1:]
 			continue
 		}
 		if !g.closed && g.placesTakenLocked() {
-			return
+			break
 		}
 		g.queue[0] = nil
 		g.queue = g.queue[1:]
 		g.queued--
-		g.leaveRoomLocked()
 		if g.closed {
-			p.state = scopeFree
+			pl.state = placeFree
 		} else {
-			g.placeLocked(p)
+			g.placeLocked(pl)
 		}
-		close(p.given)
+		close(pl.given)
+		gave = true
+	}
+	if gave {
+		g.cond.Broadcast() // the room has space
 	}
 }
 
-// placeLocked gives p a place: its hold starts.
-func (g *handshakeGate) placeLocked(p *gatedScope) {
-	if !p.lane {
+// placeLocked gives pl a place: its hold starts.
+func (g *handshakeGate) placeLocked(pl *place) {
+	if !pl.lane {
 		g.inFlight++
 	}
-	p.state = scopePlaced
-	p.start = time.Now()
-	p.timer = time.AfterFunc(g.holdForLocked(), p.heldTooLong)
+	pl.state = placeHeld
+	pl.start = time.Now()
+	pl.timer = time.AfterFunc(g.holdForLocked(), pl.heldTooLong)
 }
 
 // prioritize pauses the gate while a member's control request (a
@@ -765,7 +771,7 @@ func (g *handshakeGate) stats() GateStats {
 	defer g.mu.Unlock()
 	st := GateStats{Limit: int(g.limit), InFlight: g.inFlight, Waited: g.waited, Samples: g.samples, Least: g.baseLocked(), Sched: g.schedP90, IdleGrew: g.idleGrew,
 		LaneInFlight: g.laneInFlight, LaneWaited: g.laneWaited,
-		Room: g.room, RoomPeak: g.roomPeak, RoomCap: g.roomCapLocked(), RoomFull: g.roomFull, TimedOut: g.timedOut, Rate: math.Round(g.rate)}
+		Room: g.roomLocked(time.Now()), RoomPeak: g.roomPeak, RoomCap: g.roomCapLocked(), RoomFull: g.roomFull, TimedOut: g.timedOut, Rate: math.Round(g.rate)}
 	if g.lane != nil {
 		g.lane.mu.Lock()
 		st.LaneRefused = g.lane.refused
@@ -774,113 +780,84 @@ func (g *handshakeGate) stats() GateStats {
 	return st
 }
 
-// gatedScope is an inbound TCP connection's scope while the gate tracks
-// it: pending (accepted, its security handshake not started), queued for
-// a place, holding one, or free of the gate.
-type gatedScope struct {
-	network.ConnManagementScope
+// place is a connection's claim on a place of the bound (awaitPlace) or
+// of the members' lane (OpenConnection): queued, then held until the
+// handshake ends or its hold passes.
+type place struct {
 	gate *handshakeGate
 	lane bool
-	// key is the remote address, by which the security handshake finds
-	// its scope (awaitPlace); not set on the lane.
-	key string
-
-	// Under gate.mu: state; inRoom while counted in the room; start, when
-	// it got its place; timer, the room's grace while pending, then the
-	// place's hold; given is closed when a queued scope is given a place
-	// (or the gate closes).
-	state  scopeState
-	inRoom bool
-	start  time.Time
-	timer  *time.Timer
-	given  chan struct{}
+	// Under gate.mu: state; start, when it got its place; timer, its
+	// hold; given is closed when a queued place is given (or the gate
+	// closes).
+	state placeState
+	start time.Time
+	timer *time.Timer
+	given chan struct{}
 
 	sampleOnce sync.Once
 }
 
-type scopeState int
+type placeState int
 
 const (
-	scopePending scopeState = iota
-	scopeQueued
-	scopePlaced
-	scopeFree
+	placeFree placeState = iota
+	placeQueued
+	placeHeld
 )
 
-// graceOver: a pending connection no longer counts in the room.
-func (p *gatedScope) graceOver() {
-	g := p.gate
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if p.state == scopePending && p.inRoom {
-		p.inRoom = false
-		g.leaveRoomLocked()
-	}
-}
-
 // heldTooLong: the handshake goes on without its place.
-func (p *gatedScope) heldTooLong() {
-	g := p.gate
+func (pl *place) heldTooLong() {
+	g := pl.gate
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if p.state == scopePlaced {
-		p.state = scopeFree
-		g.releaseLocked(p.lane)
+	if pl.state == placeHeld {
+		pl.state = placeFree
+		g.releaseLocked(pl.lane)
 	}
 }
 
-// giveBack ends what the scope holds of the gate, once: identified or
-// ended.
-func (p *gatedScope) giveBack() {
-	g := p.gate
+// end gives the place back, once, as the handshake ends; identified, its
+// time is a sample — also past its hold: the slow ones are what shrinks
+// the bound.
+func (pl *place) end(identified bool) {
+	g := pl.gate
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	switch p.state {
-	case scopePending:
-		if q := g.pending[p.key]; len(q) > 0 {
-			q = slices.DeleteFunc(q, func(o *gatedScope) bool { return o == p })
-			if len(q) == 0 {
-				delete(g.pending, p.key)
-			} else {
-				g.pending[p.key] = q
-			}
-		}
-		p.timer.Stop()
-		if p.inRoom {
-			g.leaveRoomLocked()
-		}
-	case scopeQueued:
-		// Ended while waiting: awaitPlace returns errEndedWaiting.
-		g.queued--
-		g.leaveRoomLocked()
-		close(p.given)
-	case scopePlaced:
-		p.timer.Stop()
-		g.releaseLocked(p.lane)
+	start := pl.start
+	if pl.state == placeHeld {
+		pl.timer.Stop()
+		g.releaseLocked(pl.lane)
 	}
-	p.state = scopeFree
+	pl.state = placeFree
+	g.mu.Unlock()
+	if identified && !start.IsZero() {
+		pl.sampleOnce.Do(func() { g.sample(max(time.Since(start), time.Microsecond)) })
+	}
+}
+
+// gatedScope is an inbound TCP connection's scope: it counts the resource
+// manager's refusals of its peer and, on the members' lane, holds the
+// lane's place until the remote's identity is known or it ends.
+type gatedScope struct {
+	network.ConnManagementScope
+	gate *handshakeGate
+	lane *place
 }
 
 func (p *gatedScope) SetPeer(id peer.ID) error {
 	err := p.ConnManagementScope.SetPeer(id)
 	if err != nil {
 		p.gate.ends.refusedPeers.Add(1)
-	} else {
-		// A handshake that outlasted its hold is a sample too: the slow
-		// ones are what shrinks the bound.
-		p.gate.mu.Lock()
-		start := p.start
-		p.gate.mu.Unlock()
-		if !start.IsZero() {
-			p.sampleOnce.Do(func() { p.gate.sample(max(time.Since(start), time.Microsecond)) })
-		}
 	}
-	p.giveBack()
+	if p.lane != nil {
+		p.lane.end(err == nil)
+	}
 	return err
 }
 
 func (p *gatedScope) Done() {
-	p.giveBack()
+	if p.lane != nil {
+		p.lane.end(false)
+	}
 	p.ConnManagementScope.Done()
 }
 
@@ -892,12 +869,19 @@ type gatedSecurity struct {
 }
 
 func (t *gatedSecurity) SecureInbound(ctx context.Context, insecure net.Conn, p peer.ID) (sec.SecureConn, error) {
+	var local ma.Multiaddr
 	if c, ok := insecure.(manet.Conn); ok {
-		if err := t.gate.awaitPlace(ctx, c.RemoteMultiaddr()); err != nil {
-			return nil, err
-		}
+		local = c.LocalMultiaddr()
 	}
-	return t.SecureTransport.SecureInbound(ctx, insecure, p)
+	pl, err := t.gate.awaitPlace(ctx, local)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := t.SecureTransport.SecureInbound(ctx, insecure, p)
+	if pl != nil {
+		pl.end(err == nil)
+	}
+	return conn, err
 }
 
 // securityOption makes the host's TLS and Noise transports wait at the gate

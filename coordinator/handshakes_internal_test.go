@@ -12,48 +12,93 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-var gateTCP = ma.StringCast("/ip4/127.0.0.1/tcp/4001")
+// gateTCP is a remote's address, gateLocal the listener's.
+var (
+	gateTCP   = ma.StringCast("/ip4/127.0.0.1/tcp/4001")
+	gateLocal = ma.StringCast("/ip4/127.0.0.1/tcp/7000")
+)
+
+// conn is an inbound connection at the gate as the tests drive it: its
+// scope (OpenConnection) and, off the members' lane, its place
+// (awaitPlace, as its security handshake starts).
+type conn struct {
+	scope network.ConnManagementScope
+	pl    *place
+}
+
+// Done: the connection ends unidentified.
+func (c conn) Done() {
+	if c.pl != nil {
+		c.pl.end(false)
+	}
+	c.scope.Done()
+}
+
+// SetPeer: its handshake ended, the remote identified.
+func (c conn) SetPeer(id peer.ID) error {
+	if c.pl != nil {
+		c.pl.end(true)
+	}
+	return c.scope.SetPeer(id)
+}
 
 // open takes a place in g on another goroutine, as libp2p's accept loop
 // (OpenConnection) and then the connection's security handshake
-// (awaitPlace) do; the channel yields the scope once it has one.
-func open(t *testing.T, g *handshakeGate, addr ma.Multiaddr) <-chan network.ConnManagementScope {
+// (awaitPlace) do; the channel yields the connection once it has one.
+func open(t *testing.T, g *handshakeGate, addr ma.Multiaddr) <-chan conn {
 	t.Helper()
-	got := make(chan network.ConnManagementScope, 1)
+	got := make(chan conn, 1)
 	go func() {
 		s, err := g.OpenConnection(network.DirInbound, true, addr)
 		if err != nil {
 			t.Error(err)
 		}
-		if err := g.awaitPlace(context.Background(), addr); err != nil {
+		pl, err := g.awaitPlace(context.Background(), gateLocal)
+		if err != nil {
 			t.Error(err)
 		}
-		got <- s
+		got <- conn{scope: s, pl: pl}
 	}()
 	return got
 }
 
-func waitScope(t *testing.T, ch <-chan network.ConnManagementScope, what string) network.ConnManagementScope {
+// accept is open without the security handshake: a connection the lane's
+// accept loop took waits for a lane's place in OpenConnection; QUIC's
+// handshake runs in quic-go.
+func accept(t *testing.T, g *handshakeGate, addr ma.Multiaddr) <-chan conn {
+	t.Helper()
+	got := make(chan conn, 1)
+	go func() {
+		s, err := g.OpenConnection(network.DirInbound, true, addr)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- conn{scope: s}
+	}()
+	return got
+}
+
+func waitScope(t *testing.T, ch <-chan conn, what string) conn {
 	t.Helper()
 	select {
 	case s := <-ch:
 		return s
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s: no place within 10 s", what)
-		return nil
+		return conn{}
 	}
 }
 
 func TestHandshakeGateWaitsAtItsBound(t *testing.T) {
 	g := newHandshakeGate(&network.NullResourceManager{}, 64, time.Minute)
 	limit := g.stats().Limit
-	scopes := make([]network.ConnManagementScope, 0, limit)
+	scopes := make([]conn, 0, limit)
 	for range limit {
 		scopes = append(scopes, waitScope(t, open(t, g, gateTCP), "within the bound"))
 	}
 	next := open(t, g, gateTCP)
 	// Not an inbound TCP connection: never waits.
-	waitScope(t, open(t, g, ma.StringCast("/ip4/127.0.0.1/udp/4001/quic-v1")), "QUIC")
+	waitScope(t, accept(t, g, ma.StringCast("/ip4/127.0.0.1/udp/4001/quic-v1")), "QUIC")
 	if s, err := g.OpenConnection(network.DirOutbound, true, gateTCP); err != nil || s == nil {
 		t.Fatalf("outbound: %v", err)
 	}
@@ -176,7 +221,7 @@ func TestSchedProbeReadsTheRuntime(t *testing.T) {
 // pauses' budget a request pauses nothing.
 func TestHandshakeGateLetsMembersFirst(t *testing.T) {
 	g := newHandshakeGate(&network.NullResourceManager{}, 64, time.Minute)
-	var scopes []network.ConnManagementScope
+	var scopes []conn
 	for range g.stats().Limit {
 		scopes = append(scopes, waitScope(t, open(t, g, gateTCP), "within the bound"))
 	}
@@ -226,18 +271,18 @@ func TestHandshakeGateLaneHasPlacesOfItsOwn(t *testing.T) {
 		return remote
 	}
 	limit := g.stats().Limit
-	var main []network.ConnManagementScope
+	var main []conn
 	for range limit {
 		main = append(main, waitScope(t, open(t, g, gateTCP), "within the bound"))
 	}
 	queued := open(t, g, gateTCP)
 	done := g.prioritize() // a member's request is served
 	defer done()
-	var lane []network.ConnManagementScope
+	var lane []conn
 	for i := range gateLanePlaces {
-		lane = append(lane, waitScope(t, open(t, g, laneConn(5000+i)), "a lane place"))
+		lane = append(lane, waitScope(t, accept(t, g, laneConn(5000+i)), "a lane place"))
 	}
-	third := open(t, g, laneConn(6000))
+	third := accept(t, g, laneConn(6000))
 	select {
 	case <-third:
 		t.Fatalf("a connection past the lane's %d places got one", gateLanePlaces)
@@ -323,86 +368,104 @@ func TestCPUProbeReadsTheMachine(t *testing.T) {
 
 // The waiting room: libp2p's accept loop takes connections out of the
 // kernel's queue while the room has space (gateRoomMin before the gate
-// knows its rate) and waits when it is full; a connection whose
-// handshake does not start leaves the room after its grace.
+// knows its rate) and waits when it is full; a connection whose handshake
+// does not start counts in the room for its grace only.
 func TestHandshakeGateRoomBoundsTheAcceptLoop(t *testing.T) {
-	g := newHandshakeGate(&network.NullResourceManager{}, 64, time.Minute)
-	var pending []network.ConnManagementScope
+	g := newHandshakeGate(&network.NullResourceManager{}, 1<<16, time.Minute)
 	for range gateRoomMin {
-		s, err := g.OpenConnection(network.DirInbound, true, gateTCP)
-		if err != nil {
+		if _, err := g.OpenConnection(network.DirInbound, true, gateTCP); err != nil {
 			t.Fatal(err)
 		}
-		pending = append(pending, s)
 	}
 	if st := g.stats(); st.Room != gateRoomMin || st.InFlight != 0 {
 		t.Fatalf("stats %+v: want the room full (%d), no place taken", st, gateRoomMin)
 	}
-	next := make(chan network.ConnManagementScope, 1)
-	go func() {
-		s, err := g.OpenConnection(network.DirInbound, true, gateTCP)
-		if err != nil {
-			t.Error(err)
-		}
-		next <- s
-	}()
+	start := time.Now()
+	next := accept(t, g, gateTCP)
 	select {
 	case <-next:
 		t.Fatal("the accept loop took a connection into a full room")
 	case <-time.After(50 * time.Millisecond): // the absence of an event
 	}
-	pending[0].Done() // a connection ends before its handshake: space
-	waitScope(t, next, "the room's space")
-	if st := g.stats(); st.RoomFull != 1 || st.Room != gateRoomMin {
-		t.Fatalf("stats %+v: want the room full again after 1 wait", st)
+	// None starts its handshake: after the grace the room has space, with
+	// nothing else happening.
+	waitScope(t, next, "the room's space after its grace")
+	if took := time.Since(start); took < gateRoomGrace/2 {
+		t.Fatalf("the room had space after %s, before the grace", took)
 	}
-	// None starts its handshake: after the grace the room is empty, the
-	// connections still open.
+	if st := g.stats(); st.RoomFull != 1 {
+		t.Fatalf("stats %+v: want 1 wait", st)
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for g.stats().Room != 0 {
+	for g.stats().Room != 1 { // the others' graces end
 		if time.Now().After(deadline) {
-			t.Fatalf("stats %+v: the room not empty after its grace", g.stats())
+			t.Fatalf("stats %+v: want the last connection alone in the room", g.stats())
 		}
 		time.Sleep(10 * time.Millisecond) // polling a state with a deadline
 	}
-	// One starts it now: it waits in the room again, and takes a place.
-	if err := g.awaitPlace(context.Background(), gateTCP); err != nil {
-		t.Fatal(err)
+	// Its handshake starts: from fresh to a place.
+	pl, err := g.awaitPlace(context.Background(), gateLocal)
+	if err != nil || pl == nil {
+		t.Fatalf("awaitPlace: %v, %v", pl, err)
 	}
 	if st := g.stats(); st.InFlight != 1 || st.Room != 0 {
 		t.Fatalf("stats %+v: want 1 place, the room empty", st)
+	}
+	pl.end(true)
+	if st := g.stats(); st.InFlight != 0 || st.Samples != 1 {
+		t.Fatalf("stats %+v: want the place back and a sample", st)
+	}
+}
+
+// The room's count of connections is within the resource manager's
+// transient bound (Resources.MaxHandshakes), less the places: past it the
+// manager would refuse the connections the room took.
+func TestHandshakeGateRoomWithinTheTransientBound(t *testing.T) {
+	g := newHandshakeGate(&network.NullResourceManager{}, 600, time.Minute)
+	if st := g.stats(); st.RoomCap != 600-gateTransientSpare {
+		t.Fatalf("stats %+v: want a room of %d", st, 600-gateTransientSpare)
+	}
+	waitScope(t, open(t, g, gateTCP), "a place")
+	if st := g.stats(); st.RoomCap != 600-gateTransientSpare-1 {
+		t.Fatalf("stats %+v: want a room of %d with a place taken", st, 600-gateTransientSpare-1)
+	}
+	small := newHandshakeGate(&network.NullResourceManager{}, 8, time.Minute)
+	if st := small.stats(); st.RoomCap != 1 {
+		t.Fatalf("stats %+v: want at least one in the room", st)
 	}
 }
 
 // Places go in the order the handshakes asked; one that gives up (the
 // upgrader's accept timeout) leaves the queue and the room, and the next
-// place goes to the one after it; one that ends while queued too.
+// place goes to the one after it.
 func TestHandshakeGateQueueInOrder(t *testing.T) {
-	g := newHandshakeGate(&network.NullResourceManager{}, 64, time.Minute)
+	g := newHandshakeGate(&network.NullResourceManager{}, 1<<16, time.Minute)
 	limit := g.stats().Limit
-	var placed []network.ConnManagementScope
+	var placed []conn
 	for range limit {
 		placed = append(placed, waitScope(t, open(t, g, gateTCP), "within the bound"))
 	}
-	addr := func(i int) ma.Multiaddr { return ma.StringCast("/ip4/127.0.0.2/tcp/" + strconv.Itoa(5000+i)) }
 	type waiter struct {
-		scope network.ConnManagementScope
-		err   chan error
+		pl  chan *place
+		err chan error
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var ws []waiter
-	for i := range 4 {
-		s, err := g.OpenConnection(network.DirInbound, true, addr(i))
-		if err != nil {
+	for i := range 3 {
+		if _, err := g.OpenConnection(network.DirInbound, true, gateTCP); err != nil {
 			t.Fatal(err)
 		}
-		w := waiter{scope: s, err: make(chan error, 1)}
+		w := waiter{pl: make(chan *place, 1), err: make(chan error, 1)}
 		c := context.Background()
 		if i == 0 {
 			c = ctx // gives up
 		}
-		go func() { w.err <- g.awaitPlace(c, addr(i)) }()
+		go func() {
+			pl, err := g.awaitPlace(c, gateLocal)
+			w.pl <- pl
+			w.err <- err
+		}()
 		ws = append(ws, w)
 		deadline := time.Now().Add(10 * time.Second)
 		for g.stats().Waited < int64(i+1) { // queued in this order
@@ -413,37 +476,32 @@ func TestHandshakeGateQueueInOrder(t *testing.T) {
 		}
 	}
 	cancel()
-	if err := <-ws[0].err; err == nil {
-		t.Fatal("a waiter whose context ended got no error")
-	}
-	ws[0].scope.Done()
-	ws[1].scope.Done() // ended while queued
-	if err := <-ws[1].err; err == nil {
-		t.Fatal("a waiter whose connection ended got no error")
+	if pl, err := <-ws[0].pl, <-ws[0].err; err == nil || pl != nil {
+		t.Fatalf("a waiter whose context ended: %v, %v", pl, err)
 	}
 	if st := g.stats(); st.TimedOut != 1 || st.Room != 2 {
 		t.Fatalf("stats %+v: want 1 timed out, 2 in the room", st)
 	}
 	placed[0].Done()
 	select {
-	case err := <-ws[2].err:
-		if err != nil {
-			t.Fatal(err)
+	case pl := <-ws[1].pl:
+		if err := <-ws[1].err; err != nil || pl == nil {
+			t.Fatalf("the second waiter: %v, %v", pl, err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatalf("the third waiter got no place: %+v", g.stats())
+		t.Fatalf("the second waiter got no place: %+v", g.stats())
 	}
 	select {
-	case <-ws[3].err:
-		t.Fatal("the fourth waiter got a place before one came back")
+	case <-ws[2].pl:
+		t.Fatal("the third waiter got a place before one came back")
 	case <-time.After(50 * time.Millisecond): // the absence of an event
 	}
 	if st := g.stats(); st.InFlight != limit || st.Room != 1 {
 		t.Fatalf("stats %+v: want %d in flight, 1 in the room", st, limit)
 	}
 	g.close()
-	if err := <-ws[3].err; err != nil {
-		t.Fatalf("closing: %v", err)
+	if pl, err := <-ws[2].pl, <-ws[2].err; err != nil || pl != nil {
+		t.Fatalf("closing: %v, %v: want through without a place", pl, err)
 	}
 }
 
@@ -451,7 +509,7 @@ func TestHandshakeGateQueueInOrder(t *testing.T) {
 // served while connections queued; seconds without a queue only raise the
 // rate.
 func TestHandshakeGateRoomFollowsTheRate(t *testing.T) {
-	g := newHandshakeGate(&network.NullResourceManager{}, 64, time.Minute)
+	g := newHandshakeGate(&network.NullResourceManager{}, 1<<16, time.Minute)
 	now := time.Unix(1_000_000, 0)
 	serve := func(perSecond, seconds int, queued int) {
 		g.mu.Lock()
@@ -461,6 +519,7 @@ func TestHandshakeGateRoomFollowsTheRate(t *testing.T) {
 			now = now.Add(time.Second / time.Duration(perSecond))
 			g.countServed(now)
 		}
+		g.queued = 0
 	}
 	serve(100, 5, 0)
 	if st := g.stats(); st.Rate < 90 || st.Rate > 110 || st.RoomCap != gateRoomMin {
@@ -478,8 +537,8 @@ func TestHandshakeGateRoomFollowsTheRate(t *testing.T) {
 	if st := g.stats(); st.Rate > 350 {
 		t.Fatalf("stats %+v: want ~300/s", st)
 	}
-	serve(5000, 10, 100)
-	if st := g.stats(); st.RoomCap != gateRoomMax {
-		t.Fatalf("stats %+v: want the room's maximum %d", st, gateRoomMax)
+	serve(20000, 10, 100)
+	if st := g.stats(); st.RoomCap != 1<<16-gateTransientSpare {
+		t.Fatalf("stats %+v: want the transient bound less the spare", st)
 	}
 }
