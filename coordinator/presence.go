@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -256,6 +257,12 @@ type presenceWriter struct {
 	addrs, conns func(peer.ID) []ma.Multiaddr
 	closing      func() bool
 	now          func() time.Time
+	// bare holds the peers whose last record built here had no addresses
+	// (identify had not told the host yet): their sessions' attach waits
+	// for them (awaitAddrs). What the host knows at attach says nothing of
+	// what the record holds: identify finishing while the hello's
+	// transaction committed left the record without addresses for good.
+	bare sync.Map // peer.ID → struct{}
 }
 
 func (w *presenceWriter) record(id peer.ID) []byte {
@@ -270,6 +277,11 @@ func (w *presenceWriter) record(id peer.ID) []byte {
 				rec.IP = ip.String()
 			}
 		}
+	}
+	if len(rec.Addrs) == 0 {
+		w.bare.Store(id, struct{}{})
+	} else {
+		w.bare.Delete(id)
 	}
 	v, _ := json.Marshal(rec)
 	return v
@@ -289,11 +301,12 @@ func (ps *peerStore) attach(id peer.ID, s *peerSession) *peerSession {
 func (ps *peerStore) attachLocked(id peer.ID, s *peerSession, put bool) *peerSession {
 	old := ps.registry.attach(id, s)
 	if w := ps.presence; w != nil {
-		if put {
-			ps.putPresence([]peer.ID{id})
-		}
-		if len(w.addrs(id)) == 0 {
-			// identify has not told the host the peer's addresses yet.
+		failed := put && ps.putPresence([]peer.ID{id}) != nil
+		if _, bare := w.bare.Load(id); bare || failed {
+			// The record written has no addresses: identify had not told
+			// the host the peer's yet (it may have since; asking the host
+			// now instead missed those, TestJumpAcrossCoordinators under
+			// load, session 29). Or its write failed: tried again.
 			go ps.awaitAddrs(id, s)
 		}
 	}
@@ -394,6 +407,7 @@ func (ps *peerStore) detach(id peer.ID, s *peerSession, now time.Time) bool {
 			}
 			return tx.del(presencePrefix + string(id))
 		})
+		w.bare.Delete(id)
 		if err != nil {
 			ps.log.Warn("deleting a peer's presence record", logPeer, id, logError, err)
 		}
