@@ -189,6 +189,7 @@ type handshakeGate struct {
 	// Counters for /metrics and tests; ends counts the resource
 	// manager's refusals (peerends.go).
 	waited, samples, released int64
+	unidentified              int64
 	ends                      peerEnds
 }
 
@@ -742,9 +743,10 @@ type GateStats struct {
 	Limit    int
 	InFlight int
 	// Waited counts connections that found the bound reached; Samples
-	// the completed handshakes measured; Least the least of those of the
-	// last minute.
-	Waited, Samples int64
+	// the completed handshakes measured; Unidentified those that had a
+	// place and ended without the remote's identity (failed, stalled,
+	// given up by the dialer); Least the least sample of the last minute.
+	Waited, Samples, Unidentified int64
 	Least           time.Duration
 	// Sched is the last reading of the goroutines' scheduling latency
 	// (90th percentile) the bound follows; IdleGrew counts the readings
@@ -769,7 +771,7 @@ type GateStats struct {
 func (g *handshakeGate) stats() GateStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	st := GateStats{Limit: int(g.limit), InFlight: g.inFlight, Waited: g.waited, Samples: g.samples, Least: g.baseLocked(), Sched: g.schedP90, IdleGrew: g.idleGrew,
+	st := GateStats{Limit: int(g.limit), InFlight: g.inFlight, Waited: g.waited, Samples: g.samples, Unidentified: g.unidentified, Least: g.baseLocked(), Sched: g.schedP90, IdleGrew: g.idleGrew,
 		LaneInFlight: g.laneInFlight, LaneWaited: g.laneWaited,
 		Room: g.roomLocked(time.Now()), RoomPeak: g.roomPeak, RoomCap: g.roomCapLocked(), RoomFull: g.roomFull, TimedOut: g.timedOut, Rate: math.Round(g.rate)}
 	if g.lane != nil {
@@ -793,8 +795,8 @@ type place struct {
 	start time.Time
 	timer *time.Timer
 	given chan struct{}
-
-	sampleOnce sync.Once
+	// ended: end was called.
+	ended bool
 }
 
 type placeState int
@@ -816,21 +818,29 @@ func (pl *place) heldTooLong() {
 	}
 }
 
-// end gives the place back, once, as the handshake ends; identified, its
-// time is a sample — also past its hold: the slow ones are what shrinks
-// the bound.
+// end gives the place back as the handshake ends; only its first call
+// counts. Identified, its time is a sample — also past its hold: the slow
+// ones are what shrinks the bound.
 func (pl *place) end(identified bool) {
 	g := pl.gate
 	g.mu.Lock()
-	start := pl.start
+	if pl.ended {
+		g.mu.Unlock()
+		return
+	}
+	pl.ended = true
 	if pl.state == placeHeld {
 		pl.timer.Stop()
 		g.releaseLocked(pl.lane)
 	}
 	pl.state = placeFree
+	start := pl.start
+	if !identified && !start.IsZero() {
+		g.unidentified++
+	}
 	g.mu.Unlock()
 	if identified && !start.IsZero() {
-		pl.sampleOnce.Do(func() { g.sample(max(time.Since(start), time.Microsecond)) })
+		g.sample(max(time.Since(start), time.Microsecond))
 	}
 }
 

@@ -113,8 +113,8 @@ func TestHandshakeGateWaitsAtItsBound(t *testing.T) {
 	// A failed handshake gives its place back without a sample.
 	scopes[0].Done()
 	s := waitScope(t, next, "after a place was given back")
-	if st := g.stats(); st.Samples != 0 {
-		t.Fatalf("a handshake that ended unidentified was sampled: %+v", st)
+	if st := g.stats(); st.Samples != 0 || st.Unidentified != 1 {
+		t.Fatalf("a handshake that ended unidentified: %+v, want no sample, 1 unidentified", st)
 	}
 	// Identified: a sample; Done after it gives nothing back twice.
 	if err := s.SetPeer(peer.ID("x")); err != nil {
