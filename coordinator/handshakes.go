@@ -747,7 +747,7 @@ type GateStats struct {
 	// place and ended without the remote's identity (failed, stalled,
 	// given up by the dialer); Least the least sample of the last minute.
 	Waited, Samples, Unidentified int64
-	Least           time.Duration
+	Least                         time.Duration
 	// Sched is the last reading of the goroutines' scheduling latency
 	// (90th percentile) the bound follows; IdleGrew counts the readings
 	// above the target that did not shrink it, the machine's cores idle.
