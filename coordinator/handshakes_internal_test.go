@@ -46,34 +46,31 @@ func (c conn) SetPeer(id peer.ID) error {
 // (OpenConnection) and then the connection's security handshake
 // (awaitPlace) do; the channel yields the connection once it has one.
 func open(t *testing.T, g *handshakeGate, addr ma.Multiaddr) <-chan conn {
-	t.Helper()
-	got := make(chan conn, 1)
-	go func() {
-		s, err := g.OpenConnection(network.DirInbound, true, addr)
-		if err != nil {
-			t.Error(err)
-		}
-		pl, err := g.awaitPlace(context.Background(), gateLocal)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- conn{scope: s, pl: pl}
-	}()
-	return got
+	return arrive(t, g, addr, true)
 }
 
 // accept is open without the security handshake: a connection the lane's
 // accept loop took waits for a lane's place in OpenConnection; QUIC's
 // handshake runs in quic-go.
 func accept(t *testing.T, g *handshakeGate, addr ma.Multiaddr) <-chan conn {
+	return arrive(t, g, addr, false)
+}
+
+func arrive(t *testing.T, g *handshakeGate, addr ma.Multiaddr, handshake bool) <-chan conn {
 	t.Helper()
 	got := make(chan conn, 1)
 	go func() {
-		s, err := g.OpenConnection(network.DirInbound, true, addr)
-		if err != nil {
+		var c conn
+		var err error
+		if c.scope, err = g.OpenConnection(network.DirInbound, true, addr); err != nil {
 			t.Error(err)
 		}
-		got <- conn{scope: s}
+		if handshake {
+			if c.pl, err = g.awaitPlace(context.Background(), gateLocal); err != nil {
+				t.Error(err)
+			}
+		}
+		got <- c
 	}()
 	return got
 }
