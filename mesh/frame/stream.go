@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-msgio/pbio"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -21,13 +21,12 @@ type Stream struct {
 	s  network.Stream
 	r  *Reader
 	mu sync.Mutex
-	w  pbio.WriteCloser
 }
 
 // NewMsgStream wraps s. Messages read are charged to the stream's
 // resource scope while they are decoded (see MsgReader).
 func NewStream(s network.Stream, maxMessage int) *Stream {
-	return &Stream{s: s, r: NewReader(s, s.Scope(), maxMessage), w: pbio.NewDelimitedWriter(s)}
+	return &Stream{s: s, r: NewReader(s, s.Scope(), maxMessage)}
 }
 
 // SetMaxMessage changes the largest message the next reads accept: a
@@ -44,15 +43,40 @@ func (m *Stream) Read(msg proto.Message, timeout time.Duration) error {
 	return m.r.ReadMsg(msg)
 }
 
-// Write sends one message, waiting at most timeout (0: no limit).
+// Write sends one message, waiting at most timeout (0: no limit), in one
+// write of the stream (Append).
 func (m *Stream) Write(msg proto.Message, timeout time.Duration) error {
+	buf, err := Append(nil, msg)
+	if err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if timeout > 0 {
 		_ = m.s.SetWriteDeadline(time.Now().Add(timeout))
 		defer m.s.SetWriteDeadline(time.Time{})
 	}
-	return m.w.WriteMsg(msg)
+	_, err = m.s.Write(buf)
+	return err
+}
+
+// Append appends msg to b framed: its length as an unsigned varint, then
+// the message, the bytes go-libp2p's pbio writer sends. That writer (and
+// protodelim's) writes the length and the message in two writes, and on a
+// yamux stream each write is a frame of its own, sent as a TLS record of
+// its own in a system call of its own, read so at the other end: two of
+// each for every message. Written at once, they are one.
+func Append(b []byte, msg proto.Message) ([]byte, error) {
+	size := proto.Size(msg)
+	b = slices.Grow(b, binary.MaxVarintLen64+size)
+	b = binary.AppendUvarint(b, uint64(size))
+	start := len(b)
+	// The size was just computed (and cached in msg): the marshal reuses it.
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, msg)
+	if err == nil && len(b)-start != size {
+		err = fmt.Errorf("a %s changed while it was framed", msg.ProtoReflect().Descriptor().FullName())
+	}
+	return b, err
 }
 
 // Close closes the stream for both directions.
