@@ -143,11 +143,18 @@ func (s *Service) enroll(id peer.ID, hello *pb.PeerHello, observed string, now t
 	if err != nil {
 		return nil, nil, err
 	}
-	// Serialise enrollments so that two cannot both pass the build limits.
-	s.enrollMu.Lock()
-	defer s.enrollMu.Unlock()
-	if err := s.checkBuildLimits(settings); err != nil {
-		return nil, nil, err
+	// Where the site has build limits, enrollments are serialised so that
+	// two cannot both pass them. Without limits nothing is checked across
+	// enrollments, and they commit side by side: Badger syncs the commits
+	// that wait together in one write (held under the lock, every
+	// enrollment synced on its own). An enrollment that read the settings
+	// before a limit was set is one that began before it, as under the lock.
+	if st := s.settings(); st.GetMaxPeers() != 0 || st.GetMaxActivePeers() != 0 {
+		s.enrollMu.Lock()
+		defer s.enrollMu.Unlock()
+		if err := checkBuildLimits(s.peers, st, settings); err != nil {
+			return nil, nil, err
+		}
 	}
 	rec := &pb.Peer{Id: []byte(id), InstallerId: in.GetId(), Settings: settings, InstalledUnix: now.Unix()}
 	for _, j := range in.GetBody().GetJumpoints() {
@@ -182,12 +189,10 @@ func applyOverrides(body *pb.InstallerKeyBody, hello *pb.PeerHello) (*pb.Install
 	return d, nil
 }
 
-func (s *Service) checkBuildLimits(settings *pb.InstallerDefaults) error {
-	st := s.settings()
-	if st.GetMaxPeers() == 0 && st.GetMaxActivePeers() == 0 {
-		return nil // no limits: spare the count over every peer
-	}
-	total, active := s.peers.counts(st.GetDefaultConnectionType())
+// checkBuildLimits refuses an enrollment with settings that would pass the
+// site's max-peers or max-active-peers (st), counted over peers.
+func checkBuildLimits(peers *peerStore, st *pb.Settings, settings *pb.InstallerDefaults) error {
+	total, active := peers.counts(st.GetDefaultConnectionType())
 	if st.GetMaxPeers() > 0 && total >= int(st.GetMaxPeers()) {
 		return catalog.Errorf(catalog.CodeBuildLimitTotal, "(%d of %d)", total, st.GetMaxPeers())
 	}

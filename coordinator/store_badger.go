@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -128,13 +129,22 @@ func (t badgerTxn) scan(prefix, start []byte, reverse bool, fn func(k, v []byte)
 	return nil
 }
 
-// badgerLogger sends Badger's logs to slog; its chatty info lines go to debug.
+// badgerLogger sends Badger's logs to slog; its chatty info lines go to
+// debug, and are formatted only when debug is on: Badger logs four debug
+// lines per commit batch (writeRequests), formatted for nothing at every
+// enrollment before.
 type badgerLogger struct{ l *slog.Logger }
 
 func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(trim(f, a)) }
 func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trim(f, a)) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trim(f, a)) }
-func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trim(f, a)) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.debug(f, a) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.debug(f, a) }
+
+func (b badgerLogger) debug(f string, a []any) {
+	if b.l.Enabled(context.Background(), slog.LevelDebug) {
+		b.l.Debug(trim(f, a))
+	}
+}
 
 func trim(f string, a []any) string {
 	return "badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))
