@@ -756,6 +756,20 @@ func allocatedBytes() int64 {
 	return int64(sample[0].Value.Uint64())
 }
 
+// cpuProfile is a child's "cpuprofile FILE" (start a CPU profile into FILE)
+// and "cpuprofile -" (stop it).
+func cpuProfile(path string) error {
+	if path == "-" {
+		pprof.StopCPUProfile()
+		return nil
+	}
+	out, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(out)
+	}
+	return err
+}
+
 // writeHeapProfile writes this process's heap profile (after a GC) to path.
 func writeHeapProfile(path string) error {
 	f, err := os.Create(path)
@@ -823,17 +837,7 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 			err := writeHeapProfile(f[1])
 			emit(benchEvent{Event: "heapprofile", Sample: fmt.Sprint(err)})
 		case len(f) == 2 && f[0] == "cpuprofile":
-			// cpuprofile FILE starts a CPU profile, cpuprofile - stops it.
-			if f[1] == "-" {
-				pprof.StopCPUProfile()
-				emit(benchEvent{Event: "cpuprofile"})
-				continue
-			}
-			out, err := os.Create(f[1])
-			if err == nil {
-				err = pprof.StartCPUProfile(out)
-			}
-			emit(benchEvent{Event: "cpuprofile", Sample: fmt.Sprint(err)})
+			emit(benchEvent{Event: "cpuprofile", Sample: fmt.Sprint(cpuProfile(f[1]))})
 		case len(f) == 3 && f[0] == "settings":
 			ms, _ := strconv.Atoi(f[2])
 			ev, err := setSettings(c, f[1], time.Duration(ms)*time.Millisecond)

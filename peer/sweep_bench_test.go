@@ -47,7 +47,7 @@ const (
 // coordinator's: the fleet shares the machine, so a size whose goodput
 // falls while the cores are busy measures the machine, not the
 // coordinator. JM_BENCH_CPU_PROFILE=FILE writes the coordinator's CPU
-// profile of each size to FILE-N, JM_BENCH_HEAP_PROFILE=FILE its heap
+// profile of each size to FILE-N and the bare host's to FILE-bare, JM_BENCH_HEAP_PROFILE=FILE its heap
 // profiles before and after each size's registrations to FILE-N-before and
 // FILE-N-after (pprof -base before after: what the registrations
 // allocated), and coord-alloc-B/reg is the bytes it allocated per
@@ -160,6 +160,9 @@ func bareFloor(b *testing.B, n int) time.Duration {
 		b.Fatal(err)
 	}
 	cpu0 := c.ask("cpu", time.Minute).CPU
+	if path := os.Getenv(envCPUProfile); path != "" {
+		c.ask("cpuprofile "+path+"-bare", time.Minute)
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, bareDialer)
@@ -188,6 +191,9 @@ func bareFloor(b *testing.B, n int) time.Duration {
 	close(errs)
 	for err := range errs {
 		b.Fatalf("bare connection: %v", err)
+	}
+	if os.Getenv(envCPUProfile) != "" {
+		c.ask("cpuprofile -", time.Minute)
 	}
 	took := c.ask("cpu", time.Minute).CPU - cpu0
 	c.stop()
@@ -222,7 +228,7 @@ func bareExchange(h interface {
 
 // runBare is the bare host's child: mesh.NewHost listening on loopback
 // TCP, libp2p's resource manager without limits, a stream handler that
-// echoes one byte. Commands: "cpu", "stop".
+// echoes one byte. Commands: "cpu", "cpuprofile FILE|-", "stop".
 func runBare(emit func(benchEvent), commands *bufio.Scanner) error {
 	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
@@ -247,10 +253,12 @@ func runBare(emit func(benchEvent), commands *bufio.Scanner) error {
 	})
 	emit(benchEvent{Event: "ready", Sample: fmt.Sprintf("%s/p2p/%s", h.Addrs()[0], h.ID())})
 	for commands.Scan() {
-		switch commands.Text() {
-		case "cpu":
+		switch f := strings.Fields(commands.Text()); {
+		case len(f) == 2 && f[0] == "cpuprofile":
+			emit(benchEvent{Event: "cpuprofile", Sample: fmt.Sprint(cpuProfile(f[1]))})
+		case commands.Text() == "cpu":
 			emit(benchEvent{Event: "cpu", CPU: processCPU()})
-		case "stop":
+		case commands.Text() == "stop":
 			emit(benchEvent{Event: "stopped"})
 			return nil
 		default:
