@@ -342,9 +342,10 @@ func (ps *peerStore) presenceIn(tx *Tx, id peer.ID) error {
 // checks space out from 50 ms to identifyPollMax. A record left without
 // addresses stays so until the peer reconnects (a jump asked of another
 // coordinator gets none), so a slow identify or a failed write under a
-// storm's load is waited for and retried: 5 s and one write were not
-// always enough under the test suite's load (TestJumpAcrossCoordinators,
-// once in four runs of `make test`, session 28).
+// storm's load is waited for and retried (5 s and one write, before
+// session 28). TestJumpAcrossCoordinators' failures under load, blamed on
+// these in session 28, came from attach not starting the wait at all
+// (the record's bare mark, session 29).
 const (
 	identifyWait    = 30 * time.Second
 	identifyPollMax = time.Second
