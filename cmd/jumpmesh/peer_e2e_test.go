@@ -88,9 +88,16 @@ func TestPeerThroughTheCLIAndInitScript(t *testing.T) {
 		Name      string
 		PeerID    string `json:"peer_id"`
 	}
-	ok(t, dir, &local, "peer", "status", "--dir", hostDir, "--json")
-	if !local.Connected || local.Name != "web-01" || local.PeerID != installed.PeerID {
-		t.Fatalf("peer status = %+v", local)
+	// The coordinator lists the peer online once its hello registered it;
+	// the daemon writes what `peer status` reads once it has the welcome,
+	// a moment later (it failed once at load 12 asked at once).
+	connected := func() bool {
+		ok(t, dir, &local, "peer", "status", "--dir", hostDir, "--json")
+		return local.Connected && local.Name == "web-01"
+	}
+	waitFor(t, 10*time.Second, "peer status connected as web-01", connected)
+	if local.PeerID != installed.PeerID {
+		t.Fatalf("peer status = %+v, want peer ID %s", local, installed.PeerID)
 	}
 	if code, out := initScript(t, hostDir, "restart"); code != 0 {
 		t.Fatalf("restart: %d %s", code, out)
