@@ -121,11 +121,13 @@ func (ps *peerStore) write(id peer.ID, next func(tx *Tx) (*pb.Peer, error), sess
 	if err := storeErr(err); err != nil {
 		return nil, nil, err
 	}
-	ps.registry.putAt(out, rev)
 	if sess == nil || out.GetDeletedUnix() != 0 {
+		ps.registry.putAt(out, rev)
 		return out, nil, nil
 	}
-	return out, ps.attachLocked(id, sess, false), nil
+	old := ps.registry.putAttach(out, rev, sess)
+	ps.attached(id, sess, false)
+	return out, old, nil
 }
 
 // modifyBatch is how many records modifyMany writes in one transaction:

@@ -300,6 +300,13 @@ func (ps *peerStore) attach(id peer.ID, s *peerSession) *peerSession {
 // checks under the same lock, does not take back the new one's record.
 func (ps *peerStore) attachLocked(id peer.ID, s *peerSession, put bool) *peerSession {
 	old := ps.registry.attach(id, s)
+	ps.attached(id, s, put)
+	return old
+}
+
+// attached tells the site, on a shared store, that this coordinator holds
+// id, whose session s has just been attached (attachLocked, write).
+func (ps *peerStore) attached(id peer.ID, s *peerSession, put bool) {
 	if w := ps.presence; w != nil {
 		failed := put && ps.putPresence([]peer.ID{id}) != nil
 		if _, bare := w.bare.Load(id); bare || failed {
@@ -310,7 +317,6 @@ func (ps *peerStore) attachLocked(id peer.ID, s *peerSession, put bool) *peerSes
 			go ps.awaitAddrs(id, s)
 		}
 	}
-	return old
 }
 
 // reconnect attaches sess for a hello that changes nothing of the stored
