@@ -50,9 +50,10 @@ type Resources struct {
 	MaxHandshakes int
 	// HandshakeHold bounds how long one inbound TCP connection counts
 	// against the handshake gate (handshakes.go), which lets as many
-	// handshakes run at once as the machine serves quickly and leaves the
-	// rest in the kernel's accept queue: past it, a connection that has
-	// not finished its security handshake no longer delays others.
+	// handshakes run at once as the machine serves quickly and keeps the
+	// rest in its waiting room (within MaxHandshakes), then the kernel's
+	// accept queue: past it, a connection that has not finished its
+	// security handshake no longer delays others.
 	HandshakeHold time.Duration
 	// MaxStreamsPerPeer bounds the inbound streams of one peer identity
 	// over all protocols (an online peer holds one; a console one per

@@ -66,9 +66,9 @@ type HostConfig struct {
 	// (consoles: LANDialRanker); nil keeps libp2p's default ranker.
 	DialRanker network.DialRanker
 	// PatientDials is for hosts that dial a coordinator, which during a
-	// storm keeps the connections it cannot serve yet in its accept queue
-	// (coordinator/handshakes.go) rather than start handshakes that would
-	// time out: peers. A dial to one address may take PatientDialTimeout,
+	// storm keeps the connections it cannot serve yet waiting (its waiting
+	// room, then the kernel's accept queue: coordinator/handshakes.go)
+	// rather than start handshakes that would time out: peers. A dial to one address may take PatientDialTimeout,
 	// not libp2p's 15 s (5 s on a private network), and TCP's connect half
 	// of that, not 5 s. Other dials lose nothing: addresses are dialled in
 	// parallel and the first that connects wins.
