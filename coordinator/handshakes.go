@@ -277,7 +277,7 @@ func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoi
 		return scope, err
 	}
 	if g.lane.take(endpoint) {
-		if !g.acquire(true) {
+		if !g.acquireLane() {
 			return g.ResourceManager.OpenConnection(dir, usefd, endpoint) // closing: no bound
 		}
 		scope, err := g.ResourceManager.OpenConnection(dir, usefd, endpoint)
@@ -309,37 +309,22 @@ func isTCP(a ma.Multiaddr) bool {
 	return err == nil
 }
 
-// acquire waits for one of the members' lane's places (lane true, the
-// only caller now) or a place of the bound; false once the gate is closed.
-// The bound's waiters are the queue's (awaitPlace); a lane's accept loop
-// waits here, on the condition, with at most its own few.
-func (g *handshakeGate) acquire(lane bool) bool {
+// acquireLane waits for one of the members' lane's places, on the lane's
+// accept loop (at most its own few wait); false once the gate is closed.
+// The bound's places are the queue's (awaitPlace).
+func (g *handshakeGate) acquireLane() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	taken := func() bool {
-		if lane {
-			return g.laneInFlight >= gateLanePlaces
-		}
-		return g.placesTakenLocked()
+	if g.laneInFlight >= gateLanePlaces && !g.closed {
+		g.laneWaited++
 	}
-	if taken() && !g.closed {
-		if lane {
-			g.laneWaited++
-		} else {
-			g.waited++
-		}
-	}
-	for taken() && !g.closed {
+	for g.laneInFlight >= gateLanePlaces && !g.closed {
 		g.cond.Wait()
 	}
 	if g.closed {
 		return false
 	}
-	if lane {
-		g.laneInFlight++
-	} else {
-		g.inFlight++
-	}
+	g.laneInFlight++
 	return true
 }
 
