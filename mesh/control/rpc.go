@@ -11,7 +11,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-msgio/pbio"
 	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
 
@@ -130,7 +129,13 @@ func Serve(ctx context.Context, h host.Host, handler Handler, opts ...ServeOptio
 		if resp == nil {
 			resp = &pb.Response{Body: &pb.Response_Ok{Ok: &pb.Empty{}}}
 		}
-		if err := pbio.NewDelimitedWriter(s).WriteMsg(resp); err != nil {
+		// One write: pbio's writer sends the length and the message apart,
+		// two yamux frames and TLS records (frame.Append).
+		b, err := frame.Append(nil, resp)
+		if err == nil {
+			_, err = s.Write(b)
+		}
+		if err != nil {
 			s.Reset()
 		}
 	})
@@ -189,13 +194,7 @@ func readResponse(r io.Reader) (*pb.Response, error) {
 }
 
 // EncodeDelimited frames m the way the control protocol does.
-func EncodeDelimited(m proto.Message) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := pbio.NewDelimitedWriter(&buf).WriteMsg(m); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
+func EncodeDelimited(m proto.Message) ([]byte, error) { return frame.Append(nil, m) }
 
 func decodeDelimited(raw []byte, m proto.Message) error {
 	if err := frame.NewReader(bytes.NewReader(raw), nil, MaxMessage).ReadMsg(m); err != nil {
