@@ -26,9 +26,10 @@ const somaxconnPath = "/proc/sys/net/core/somaxconn"
 
 // acceptQueueAdvice is the warning for a site of active peers on a machine
 // whose accept queue holds somaxconn connections, or "" when they fit in
-// it and the waiting room's least.
-func acceptQueueAdvice(active, somaxconn int) string {
-	if somaxconn <= 0 || active <= somaxconn+gateRoomMin {
+// it and the gate's waiting room, which holds room before it knows its
+// rate (a restarted coordinator's storm).
+func acceptQueueAdvice(active, somaxconn, room int) string {
+	if somaxconn <= 0 || active <= somaxconn+room {
 		return ""
 	}
 	want := 1024
@@ -52,7 +53,10 @@ func (c *Coordinator) warnAcceptQueue(log *slog.Logger) {
 		return
 	}
 	_, active := c.service.peers.counts(c.service.settings().GetDefaultConnectionType())
-	if advice := acceptQueueAdvice(active, somaxconn); advice != "" {
-		log.Warn(advice, "active_peers", active, "somaxconn", somaxconn)
+	c.gate.mu.Lock()
+	room := c.gate.roomCapLocked() // no rate yet: the least, within MaxHandshakes
+	c.gate.mu.Unlock()
+	if advice := acceptQueueAdvice(active, somaxconn, room); advice != "" {
+		log.Warn(advice, "active_peers", active, "somaxconn", somaxconn, "waiting_room", room)
 	}
 }
