@@ -1,26 +1,15 @@
 package coordinator
 
 import (
-	"context"
-	"fmt"
 	"math"
-	"net"
 	"runtime"
 	rtmetrics "runtime/metrics"
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/core/sec"
-	tptu "github.com/libp2p/go-libp2p/p2p/net/upgrader"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	ma "github.com/multiformats/go-multiaddr"
-	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // handshakeGate bounds the inbound TCP connections in their security
@@ -222,25 +211,6 @@ const (
 	// gateLanePlaces bounds the members' lane's handshakes at once, beside
 	// the bound: a stranger who found the lane takes at most this many.
 	gateLanePlaces = 2
-	// The waiting room holds what the gate serves in gateRoomWait, at
-	// least gateRoomMin connections, within the resource manager's
-	// transient bound (Resources.MaxHandshakes). libp2p's
-	// upgrader gives an inbound connection 15 s from accept to the end
-	// of its handshakes, waiting included; gateRoomWait leaves the rest
-	// for a rate that drops meanwhile. gateRoomMin is what a cold gate
-	// (no rate yet: a restarted coordinator's storm) takes: at 150
-	// handshakes a second (2 cores shared with a fleet) ~7 s.
-	gateRoomWait = 8 * time.Second
-	gateRoomMin  = 1024
-	// gateTransientSpare of the resource manager's transient connections
-	// are left to others than the room: QUIC's handshakes, the lane's,
-	// outbound dials.
-	gateTransientSpare = 64
-	// gateRoomGrace is how long a connection counts in the room before its
-	// security handshake starts: a peer's starts within a round trip, a
-	// stranger who connects and sends nothing takes a room's space for
-	// this long, not for the upgrader's 15 s.
-	gateRoomGrace = time.Second
 )
 
 func newHandshakeGate(rm network.ResourceManager, maxHandshakes int, hold time.Duration) *handshakeGate {
@@ -332,159 +302,6 @@ func (g *handshakeGate) acquireLane() bool {
 // paused for a member's request (prioritize).
 func (g *handshakeGate) placesTakenLocked() bool {
 	return float64(g.inFlight) >= math.Floor(g.limit) || g.serving > 0
-}
-
-// enterRoom waits, on libp2p's accept loop, until the waiting room has
-// space, and counts the connection in it as fresh; it does not wait once
-// the gate is closed. While it waits, the connections behind it stay in
-// the kernel's accept queue.
-func (g *handshakeGate) enterRoom() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	full := func() bool { return !g.closed && g.roomLocked(time.Now()) >= g.roomCapLocked() }
-	if full() {
-		g.roomFull++
-	}
-	for full() {
-		if len(g.fresh) > 0 {
-			// The oldest fresh one leaves at its grace's end, which
-			// nothing else may announce.
-			t := time.AfterFunc(time.Until(g.fresh[0].Add(gateRoomGrace)), func() {
-				g.mu.Lock()
-				g.cond.Broadcast()
-				g.mu.Unlock()
-			})
-			g.cond.Wait()
-			t.Stop()
-			continue
-		}
-		g.cond.Wait()
-	}
-	g.fresh = append(g.fresh, time.Now())
-	g.roomPeak = max(g.roomPeak, len(g.fresh)+g.queued)
-}
-
-// roomLocked counts the room: the fresh connections accepted within
-// gateRoomGrace, and the queue.
-func (g *handshakeGate) roomLocked(now time.Time) int {
-	n := 0
-	for n < len(g.fresh) && now.Sub(g.fresh[n]) > gateRoomGrace {
-		n++
-	}
-	if n > 0 {
-		g.fresh = append(g.fresh[:0], g.fresh[n:]...)
-	}
-	return len(g.fresh) + g.queued
-}
-
-// roomCapLocked is how many connections the room holds: what the gate
-// served in gateRoomWait at the rate it last served with a queue waiting,
-// at least gateRoomMin, within the resource manager's transient bound
-// less the places and gateTransientSpare; at least one.
-func (g *handshakeGate) roomCapLocked() int {
-	c := max(gateRoomMin, int(g.rate*gateRoomWait.Seconds()))
-	return max(1, min(c, g.transient-g.inFlight-g.laneInFlight-gateTransientSpare))
-}
-
-// awaitPlace waits, as the security handshake of an inbound TCP connection
-// accepted at local starts (gatedSecurity), for a place of the bound,
-// first come first served, and takes the connection's count in the room
-// from fresh to the queue. A connection of the members' lane holds its
-// place already and does not wait; nor does any once the gate is closed
-// (nil place). The caller ends the place once the handshake ends
-// (place.end). The error is ctx's: the upgrader's accept timeout passed,
-// or the listener closed.
-func (g *handshakeGate) awaitPlace(ctx context.Context, local ma.Multiaddr) (*place, error) {
-	if g.lane != nil && local != nil && g.lane.onLane(local) {
-		return nil, nil
-	}
-	g.mu.Lock()
-	if g.roomLocked(time.Now()) > g.queued {
-		// Its own count or, past its grace, an older one's: the room's
-		// count is by number, not by connection.
-		g.fresh = g.fresh[1:]
-	}
-	if g.closed {
-		g.mu.Unlock()
-		return nil, nil
-	}
-	pl := &place{gate: g}
-	if !g.placesTakenLocked() && g.queued == 0 {
-		g.placeLocked(pl)
-		g.cond.Broadcast() // the room has space
-		g.mu.Unlock()
-		return pl, nil
-	}
-	pl.state = placeQueued
-	pl.given = make(chan struct{})
-	g.queue = append(g.queue, pl)
-	g.queued++
-	g.waited++
-	g.mu.Unlock()
-	select {
-	case <-pl.given:
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		if pl.state == placeFree {
-			return nil, nil // the gate closed
-		}
-		return pl, nil
-	case <-ctx.Done():
-	}
-	g.mu.Lock()
-	queued := pl.state == placeQueued
-	if queued {
-		// Still in the queue: it leaves it (dispatchLocked skips it).
-		pl.state = placeFree
-		g.queued--
-		g.timedOut++
-		g.cond.Broadcast() // the room has space
-	}
-	g.mu.Unlock()
-	if !queued {
-		pl.end(false) // given meanwhile
-	}
-	return nil, ctx.Err()
-}
-
-// dispatchLocked gives the free places to the queue, in order; once the
-// gate is closed, everyone in the queue passes without one.
-func (g *handshakeGate) dispatchLocked() {
-	gave := false
-	for len(g.queue) > 0 {
-		pl := g.queue[0]
-		if pl.state != placeQueued {
-			g.queue[0] = nil
-			g.queue = g.queue[1:]
-			continue
-		}
-		if !g.closed && g.placesTakenLocked() {
-			break
-		}
-		g.queue[0] = nil
-		g.queue = g.queue[1:]
-		g.queued--
-		if g.closed {
-			pl.state = placeFree
-		} else {
-			g.placeLocked(pl)
-		}
-		close(pl.given)
-		gave = true
-	}
-	if gave {
-		g.cond.Broadcast() // the room has space
-	}
-}
-
-// placeLocked gives pl a place: its hold starts.
-func (g *handshakeGate) placeLocked(pl *place) {
-	if !pl.lane {
-		g.inFlight++
-	}
-	pl.state = placeHeld
-	pl.start = time.Now()
-	pl.timer = time.AfterFunc(g.holdForLocked(), pl.heldTooLong)
 }
 
 // prioritize pauses the gate while a member's control request (a
@@ -584,28 +401,6 @@ func (g *handshakeGate) adapt(sample time.Duration, now time.Time) {
 	g.limit = math.Max(g.min, math.Min(g.max, (1-gateSmoothing)*g.limit+gateSmoothing*estimate))
 }
 
-// countServed counts a completed handshake and, every second, takes the
-// rate at which they completed as what the gate can serve when
-// connections waited meanwhile (else the second shows what was asked,
-// which only raises the estimate). A gap of seconds without one starts
-// afresh. Under mu.
-func (g *handshakeGate) countServed(now time.Time) {
-	g.served++
-	elapsed := now.Sub(g.servedAt)
-	switch {
-	case elapsed > 2*time.Second:
-		g.served, g.servedAt = 1, now
-	case elapsed >= time.Second:
-		r := float64(g.served) / elapsed.Seconds()
-		if g.queued > 0 && g.rate > 0 {
-			g.rate = 0.7*g.rate + 0.3*r
-		} else {
-			g.rate = max(g.rate, r)
-		}
-		g.served, g.servedAt = 0, now
-	}
-}
-
 // schedProbe reads the runtime's histogram of goroutine scheduling
 // latencies (runtime/metrics), as differences between readings.
 type schedProbe struct {
@@ -654,7 +449,7 @@ func (p *schedProbe) p90() (time.Duration, bool) {
 	return p90, true
 }
 
-// holdFor is how long the next connection may hold its place: four times
+// holdForLocked is how long the next place may be held: four times
 // an unloaded handshake, at least gateMinHold, at most the configured hold
 // (until a first sample, the configured hold).
 func (g *handshakeGate) holdForLocked() time.Duration {
@@ -767,68 +562,6 @@ func (g *handshakeGate) stats() GateStats {
 	return st
 }
 
-// place is a connection's claim on a place of the bound (awaitPlace) or
-// of the members' lane (OpenConnection): queued, then held until the
-// handshake ends or its hold passes.
-type place struct {
-	gate *handshakeGate
-	lane bool
-	// Under gate.mu: state; start, when it got its place; timer, its
-	// hold; given is closed when a queued place is given (or the gate
-	// closes).
-	state placeState
-	start time.Time
-	timer *time.Timer
-	given chan struct{}
-	// ended: end was called.
-	ended bool
-}
-
-type placeState int
-
-const (
-	placeFree placeState = iota
-	placeQueued
-	placeHeld
-)
-
-// heldTooLong: the handshake goes on without its place.
-func (pl *place) heldTooLong() {
-	g := pl.gate
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if pl.state == placeHeld {
-		pl.state = placeFree
-		g.releaseLocked(pl.lane)
-	}
-}
-
-// end gives the place back as the handshake ends; only its first call
-// counts. Identified, its time is a sample — also past its hold: the slow
-// ones are what shrinks the bound.
-func (pl *place) end(identified bool) {
-	g := pl.gate
-	g.mu.Lock()
-	if pl.ended {
-		g.mu.Unlock()
-		return
-	}
-	pl.ended = true
-	if pl.state == placeHeld {
-		pl.timer.Stop()
-		g.releaseLocked(pl.lane)
-	}
-	pl.state = placeFree
-	start := pl.start
-	if !identified && !start.IsZero() {
-		g.unidentified++
-	}
-	g.mu.Unlock()
-	if identified && !start.IsZero() {
-		g.sample(max(time.Since(start), time.Microsecond))
-	}
-}
-
 // gatedScope is an inbound TCP connection's scope: it counts the resource
 // manager's refusals of its peer and, on the members' lane, holds the
 // lane's place until the remote's identity is known or it ends.
@@ -854,58 +587,4 @@ func (p *gatedScope) Done() {
 		p.lane.end(false)
 	}
 	p.ConnManagementScope.Done()
-}
-
-// gatedSecurity is a security transport whose inbound handshakes each
-// wait for a place of the gate first (awaitPlace).
-type gatedSecurity struct {
-	sec.SecureTransport
-	gate *handshakeGate
-}
-
-func (t *gatedSecurity) SecureInbound(ctx context.Context, insecure net.Conn, p peer.ID) (sec.SecureConn, error) {
-	var local ma.Multiaddr
-	if c, ok := insecure.(manet.Conn); ok {
-		local = c.LocalMultiaddr()
-	}
-	pl, err := t.gate.awaitPlace(ctx, local)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := t.SecureTransport.SecureInbound(ctx, insecure, p)
-	if pl != nil {
-		pl.end(err == nil)
-	}
-	return conn, err
-}
-
-// securityOption makes the host's TLS and Noise transports wait at the gate
-// (gatedSecurity); it comes after mesh.NewHost's options, whose security
-// transports it replaces one for one, in order.
-func (g *handshakeGate) securityOption() libp2p.Option {
-	return func(cfg *libp2p.Config) error {
-		for i, s := range cfg.SecurityTransports {
-			switch s.ID {
-			case libp2ptls.ID:
-				cfg.SecurityTransports[i].Constructor = func(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMuxer) (*gatedSecurity, error) {
-					t, err := libp2ptls.New(id, key, muxers)
-					if err != nil {
-						return nil, err
-					}
-					return &gatedSecurity{SecureTransport: t, gate: g}, nil
-				}
-			case noise.ID:
-				cfg.SecurityTransports[i].Constructor = func(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMuxer) (*gatedSecurity, error) {
-					t, err := noise.New(id, key, muxers)
-					if err != nil {
-						return nil, err
-					}
-					return &gatedSecurity{SecureTransport: t, gate: g}, nil
-				}
-			default:
-				return fmt.Errorf("the handshake gate cannot wrap the security transport %s", s.ID)
-			}
-		}
-		return nil
-	}
 }
