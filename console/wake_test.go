@@ -175,7 +175,9 @@ func TestJumpWakesAPassivePeer(t *testing.T) {
 	}
 	bothRefused := func() {
 		deadline := time.Now().Add(10 * time.Second)
-		for {
+		tick := time.NewTicker(20 * time.Millisecond) // polling with a deadline
+		defer tick.Stop()
+		for ; ; <-tick.C {
 			events, err := site.Admin.Audit(ctx, &pb.AuditRequest{Peer: "kiosk-01", Kind: coordinator.AuditRefused})
 			n := 0
 			for _, e := range events {
@@ -190,7 +192,6 @@ func TestJumpWakesAPassivePeer(t *testing.T) {
 				t.Errorf("the kiosk was woken and %d jumps were refused as passive (%v); want 2", n, err)
 				return
 			}
-			time.Sleep(20 * time.Millisecond) // polling with a deadline
 		}
 	}
 	listener := kiosk.goPassive(port, bothRefused)

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strconv"
 	"testing"
@@ -393,13 +394,8 @@ func TestHandshakeGateRoomBoundsTheAcceptLoop(t *testing.T) {
 	if st := g.stats(); st.RoomFull != 1 {
 		t.Fatalf("stats %+v: want 1 wait", st)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for g.stats().Room != 1 { // the others' graces end
-		if time.Now().After(deadline) {
-			t.Fatalf("stats %+v: want the last connection alone in the room", g.stats())
-		}
-		time.Sleep(10 * time.Millisecond) // polling a state with a deadline
-	}
+	// The others' graces end.
+	waitFor(t, "the last connection alone in the room", func() bool { return g.stats().Room == 1 })
 	// Its handshake starts: from fresh to a place.
 	pl, err := g.awaitPlace(context.Background(), gateLocal)
 	if err != nil || pl == nil {
@@ -464,13 +460,8 @@ func TestHandshakeGateQueueInOrder(t *testing.T) {
 			w.err <- err
 		}()
 		ws = append(ws, w)
-		deadline := time.Now().Add(10 * time.Second)
-		for g.stats().Waited < int64(i+1) { // queued in this order
-			if time.Now().After(deadline) {
-				t.Fatalf("waiter %d not queued: %+v", i, g.stats())
-			}
-			time.Sleep(time.Millisecond) // polling a state with a deadline
-		}
+		// Queued in this order.
+		waitFor(t, fmt.Sprintf("waiter %d queued", i), func() bool { return g.stats().Waited >= int64(i+1) })
 	}
 	cancel()
 	if pl, err := <-ws[0].pl, <-ws[0].err; err == nil || pl != nil {

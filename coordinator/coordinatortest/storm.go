@@ -85,13 +85,7 @@ func (s *Site[C]) AnsweredOnLane(t testing.TB, member peer.ID, answered func() t
 // at the end of the test.
 func SilentConns(t testing.TB, addr net.Addr, n int) {
 	t.Helper()
-	for range n {
-		c, err := net.DialTimeout("tcp", addr.String(), 10*time.Second)
-		if err != nil {
-			t.Fatalf("dial %s: %v", addr, err)
-		}
-		t.Cleanup(func() { c.Close() })
-	}
+	openConns(t, addr, n, nil)
 }
 
 // StalledHandshakes opens n TCP connections to addr that choose TLS, as a
@@ -106,13 +100,23 @@ func StalledHandshakes(t testing.TB, addr net.Addr, n int) {
 		hello = append(hello, byte(len(m)))
 		hello = append(hello, m...)
 	}
+	openConns(t, addr, n, hello)
+}
+
+// openConns opens n TCP connections to addr, each sending first (when
+// not empty) and then nothing, closed at the end of the test.
+func openConns(t testing.TB, addr net.Addr, n int, first []byte) {
+	t.Helper()
 	for range n {
 		c, err := net.DialTimeout("tcp", addr.String(), 10*time.Second)
 		if err != nil {
 			t.Fatalf("dial %s: %v", addr, err)
 		}
 		t.Cleanup(func() { c.Close() })
-		if _, err := c.Write(hello); err != nil {
+		if len(first) == 0 {
+			continue
+		}
+		if _, err := c.Write(first); err != nil {
 			t.Fatalf("write to %s: %v", addr, err)
 		}
 	}
