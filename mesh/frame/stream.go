@@ -79,6 +79,30 @@ func Append(b []byte, msg proto.Message) ([]byte, error) {
 	return b, err
 }
 
+// Writer writes framed messages to an io.Writer, each in one write
+// (Append): what go-libp2p's pbio delimited writer sends, without its
+// second write. Like pbio's, it is not for several goroutines at once.
+type Writer struct {
+	w   io.Writer
+	buf []byte
+}
+
+// NewWriter returns a Writer on w.
+func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
+
+// WriteMsg sends msg framed, in one write.
+func (w *Writer) WriteMsg(msg proto.Message) error {
+	b, err := Append(w.buf[:0], msg)
+	if err != nil {
+		return err
+	}
+	if cap(b) <= 4096 {
+		w.buf = b // the next message reuses a small buffer, not a large one
+	}
+	_, err = w.w.Write(b)
+	return err
+}
+
 // Close closes the stream for both directions.
 func (m *Stream) Close() error { return m.s.Close() }
 

@@ -107,3 +107,39 @@ func TestStreamWritesAMessageAtOnce(t *testing.T) {
 		t.Fatal("the other end did not read every message")
 	}
 }
+
+// countingWriter counts the writes made on it and keeps their bytes.
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	w.writes++
+	return w.Buffer.Write(b)
+}
+
+// TestWriterSendsPbioFramingInOneWrite: Writer's messages are pbio's bytes,
+// one write each, a large message between small ones included (its buffer
+// is not kept, the small ones' is reused without carrying old bytes).
+func TestWriterSendsPbioFramingInOneWrite(t *testing.T) {
+	var want bytes.Buffer
+	got := &countingWriter{}
+	w := frame.NewWriter(got)
+	sizes := []int{10, 70000, 0, 300, 5}
+	for _, n := range sizes {
+		msg := &pb.PeerUp{Body: &pb.PeerUp_Goodbye{Goodbye: &pb.PeerGoodbye{Reason: strings.Repeat("z", n)}}}
+		if err := pbio.NewDelimitedWriter(&want).WriteMsg(msg); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteMsg(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got.writes != len(sizes) {
+		t.Fatalf("%d messages in %d writes, want one each", len(sizes), got.writes)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatalf("Writer sent %d bytes that differ from pbio's %d", got.Len(), want.Len())
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-msgio/pbio"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
 
@@ -187,7 +188,7 @@ type session struct {
 	remote peer.ID
 	key    []byte
 	r      pbio.ReadCloser
-	w      pbio.WriteCloser
+	w      *frame.Writer
 	wmu    sync.Mutex // w, once the event reader runs
 	res    Result
 
@@ -202,7 +203,7 @@ func newSession(ctx context.Context, s network.Stream, l Local) *session {
 	}
 	x.ctx, x.cancel = context.WithTimeout(ctx, Timeout)
 	_ = s.SetDeadline(time.Now().Add(Timeout))
-	x.r, x.w = pbio.NewDelimitedReader(s, maxMsg), pbio.NewDelimitedWriter(s)
+	x.r, x.w = pbio.NewDelimitedReader(s, maxMsg), frame.NewWriter(s)
 	return x
 }
 

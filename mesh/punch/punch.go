@@ -25,6 +25,7 @@ import (
 	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/mesh/frame"
 	"github.com/jumpmesh/jumpmesh/mesh/natmap"
 	"github.com/jumpmesh/jumpmesh/mesh/pb"
 )
@@ -454,7 +455,7 @@ func (p *Puncher) exchange(remote peer.ID, s network.Stream) (rtt time.Duration,
 		return 0, errNoPublicAddr
 	}
 	_ = s.SetDeadline(time.Now().Add(punchStream))
-	w, r := pbio.NewDelimitedWriter(s), pbio.NewDelimitedReader(s, punchMaxMsg)
+	w, r := frame.NewWriter(s), pbio.NewDelimitedReader(s, punchMaxMsg)
 	start := time.Now()
 	if err := w.WriteMsg(&holepunchpb.HolePunch{Type: holepunchpb.HolePunch_CONNECT.Enum(), ObsAddrs: addrBytes(own)}); err != nil {
 		s.Reset()

@@ -17,7 +17,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-msgio/pbio"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"golang.org/x/sys/unix"
@@ -154,7 +153,7 @@ func DialLink(ctx context.Context, addr string, j peer.ID, key crypto.PrivKey, l
 	}
 	o := &pb.TunnelOpen{Target: open.GetTarget(), Grant: open.GetGrant(), InstallerKey: open.GetInstallerKey(),
 		Link: &pb.LinkAuth{PublicKey: pub, Signature: sig, ListenPorts: listen}}
-	if err := pbio.NewDelimitedWriter(tc).WriteMsg(o); err != nil {
+	if err := frame.NewWriter(tc).WriteMsg(o); err != nil {
 		return nil, unreachable("sending the open", err)
 	}
 	var reply pb.TunnelReply

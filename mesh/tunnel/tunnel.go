@@ -15,7 +15,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-msgio/pbio"
 
 	"github.com/jumpmesh/jumpmesh/mesh/catalog"
 	"github.com/jumpmesh/jumpmesh/mesh/frame"
@@ -53,7 +52,7 @@ func Dial(ctx context.Context, h host.Host, j peer.ID, open *pb.TunnelOpen) (net
 	}
 	dl, _ := ctx.Deadline()
 	_ = s.SetDeadline(dl)
-	if err := pbio.NewDelimitedWriter(s).WriteMsg(open); err != nil {
+	if err := frame.NewWriter(s).WriteMsg(open); err != nil {
 		s.Reset()
 		return nil, catalog.Errorf(catalog.CodeJumpointUnreachable, "(jumpoint %s: sending the open: %v)", j, err)
 	}
@@ -299,7 +298,7 @@ func (s *Server) serve(c caller, remote peer.ID, readOpen func() (peer.ID, *pb.T
 		c.Reset()
 		return
 	}
-	if err := pbio.NewDelimitedWriter(c).WriteMsg(&pb.TunnelReply{}); err != nil {
+	if err := frame.NewWriter(c).WriteMsg(&pb.TunnelReply{}); err != nil {
 		tc.Close()
 		c.Reset()
 		return
@@ -314,7 +313,7 @@ func (s *Server) serve(c caller, remote peer.ID, readOpen func() (peer.ID, *pb.T
 
 func (s *Server) refuse(c caller, err error) {
 	s.refused.Add(1)
-	_ = pbio.NewDelimitedWriter(c).WriteMsg(&pb.TunnelReply{Error: catalog.ErrorToPB(err)})
+	_ = frame.NewWriter(c).WriteMsg(&pb.TunnelReply{Error: catalog.ErrorToPB(err)})
 	_ = c.Close()
 }
 
