@@ -533,6 +533,10 @@ type benchEvent struct {
 	CPU       time.Duration `json:"cpu,omitempty"`
 	Allocated int64         `json:"allocated,omitempty"`
 	Elapsed   time.Duration `json:"elapsed,omitempty"`
+	// welcomed, idle (fleet): of CPU, what its GC spent, and its GC
+	// cycles (runtimeCPU).
+	GCCPU    time.Duration `json:"gc_cpu,omitempty"`
+	GCCycles int64         `json:"gc_cycles,omitempty"`
 	// settings (coordinator): Elapsed is the administrator's wait,
 	// Written until the update was written to every online peer.
 	Written time.Duration `json:"written,omitempty"`
@@ -1019,6 +1023,9 @@ func fleetHostname(part int) string {
 // report "welcomed" once each has been welcomed, and on "stop" close the
 // hosts and report the totals.
 func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) error {
+	if err := setFleetGC(); err != nil {
+		return err
+	}
 	f, err := scale.NewFleet(scale.FleetConfig{Key: cfg.Key, Peers: cfg.Peers, Transport: cfg.Transport, Hostname: fleetHostname(cfg.Part)})
 	if err != nil {
 		return err
@@ -1034,17 +1041,32 @@ func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) e
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	profile := fleetProfile(cfg)
+	if profile != "" {
+		if err := cpuProfile(profile); err != nil {
+			return err
+		}
+	}
 	cpu0 := processCPU()
+	gc0, cycles0 := runtimeCPU()
 	f.Start(0)
 	go func() {
 		if took, err := f.Wait(ctx); err == nil {
+			cpu := processCPU() - cpu0
+			gc, cycles := runtimeCPU()
+			if profile != "" {
+				cpuProfile("-")
+				if err := writeHeapProfile(profile + ".heap"); err != nil {
+					fmt.Fprintf(os.Stderr, "fleet heap profile: %v\n", err)
+				}
+			}
 			// When the peers were welcomed: the storm's shape (a tail
 			// of late dials shows as p99 or the last far past p90).
 			lat := f.Latencies()
 			q := func(p float64) string {
 				return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(10 * time.Millisecond).String()
 			}
-			emit(benchEvent{Event: "welcomed", Elapsed: took, CPU: processCPU() - cpu0,
+			emit(benchEvent{Event: "welcomed", Elapsed: took, CPU: cpu, GCCPU: gc - gc0, GCCycles: cycles - cycles0,
 				Sample: fmt.Sprintf("first welcomes p10 %s, p50 %s, p90 %s, p99 %s, last %s", q(0.1), q(0.5), q(0.9), q(0.99), lat[len(lat)-1].Round(10*time.Millisecond))})
 		}
 	}()
@@ -1060,6 +1082,15 @@ func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) e
 				err = writeIDs(c[1], f.IDs())
 			}
 			emit(benchEvent{Event: "reported", Online: f.Totals().Reported, Sample: fmt.Sprint(err)})
+		}
+		// idle MILLIS: the fleet's CPU over MILLIS (envFleetIdle).
+		if c := strings.Fields(commands.Text()); len(c) == 2 && c[0] == "idle" {
+			ms, _ := strconv.Atoi(c[1])
+			cpu0 := processCPU()
+			gc0, cycles0 := runtimeCPU()
+			time.Sleep(time.Duration(ms) * time.Millisecond) // a measuring interval, not a wait for an event
+			gc, cycles := runtimeCPU()
+			emit(benchEvent{Event: "idle", CPU: processCPU() - cpu0, GCCPU: gc - gc0, GCCycles: cycles - cycles0, Elapsed: time.Duration(ms) * time.Millisecond})
 		}
 		// updates N MILLIS: wait until the peers have read N settings
 		// updates in all.

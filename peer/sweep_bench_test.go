@@ -66,7 +66,7 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for j, n := range sizes {
 			_, key, coord := benchSite(b, -1, nil)
-			f := startFleet(b, key, n)
+			f := startFleets(b, key, n)
 			f.await("ready", time.Minute+time.Duration(n)*20*time.Millisecond)
 			heapProfile := os.Getenv(envHeapProfile)
 			if heapProfile != "" {
@@ -79,7 +79,7 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 			}
 			overflows0 := listenOverflows()
 			f.send("go")
-			done := f.await("welcomed", time.Minute+time.Duration(n)*100*time.Millisecond)
+			done := joinWelcomed(f.await("welcomed", time.Minute+time.Duration(n)*100*time.Millisecond))
 			overflows := listenOverflows() - overflows0
 			if os.Getenv(envCPUProfile) != "" {
 				coord.ask("cpuprofile -", time.Minute)
@@ -99,15 +99,22 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 			coordPer[j] += cpu / float64(n)
 			fleetPer[j] += done.CPU.Seconds() / float64(n)
 			busy[j] += (cpu + done.CPU.Seconds()) / (done.Elapsed.Seconds() * float64(runtime.GOMAXPROCS(0)))
+			idle := ""
+			if d, err := time.ParseDuration(os.Getenv(envFleetIdle)); err == nil && d > 0 {
+				ev := joinWelcomed(f.ask(func(int) string { return fmt.Sprintf("idle %d", d.Milliseconds()) }, time.Minute+d))
+				idle = fmt.Sprintf("; fleet idle with all online: %.1f µs per peer-second (GC %.1f, %d cycles)",
+					ev.CPU.Seconds()/d.Seconds()/float64(n)*1e6, ev.GCCPU.Seconds()/d.Seconds()/float64(n)*1e6, ev.GCCycles)
+			}
 			gate := coord.ask("gate", time.Minute).Sample
-			st := f.stop()
+			st := f.stopJoined()
 			failures += float64(st.Failures)
 			if st.Refusals > 0 || st.GaveUp > 0 {
 				b.Errorf("%d peers: %d refusals, %d gave up (%s)", n, st.Refusals, st.GaveUp, st.Sample)
 			}
-			b.Logf("%d peers: %.0f registrations/s, %d failed attempts %v; CPU per registration: coordinator %.0f µs, fleet %.0f µs; cores busy %.2f; %s; the machine's accept-queue overflows (SYNs dropped) %d; handshake gate %s",
+			b.Logf("%d peers: %.0f registrations/s, %d failed attempts %v; CPU per registration: coordinator %.0f µs, fleet %.0f µs (its GC %.0f µs, %d cycles); cores busy %.2f; %s; the machine's accept-queue overflows (SYNs dropped) %d; handshake gate %s%s",
 				n, float64(n)/done.Elapsed.Seconds(), st.Failures, st.Reasons, cpu/float64(n)*1e6, done.CPU.Seconds()/float64(n)*1e6,
-				(cpu+done.CPU.Seconds())/(done.Elapsed.Seconds()*float64(runtime.GOMAXPROCS(0))), done.Sample, overflows, gate)
+				done.GCCPU.Seconds()/float64(n)*1e6, done.GCCycles,
+				(cpu+done.CPU.Seconds())/(done.Elapsed.Seconds()*float64(runtime.GOMAXPROCS(0))), done.Sample, overflows, gate, idle)
 			coord.stop()
 		}
 		bareCPU += bareFloor(b, bareN).Seconds()
@@ -128,6 +135,9 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 	// same code 0.69–0.95 within twenty minutes); this one does not.
 	bestAt := slices.Index(goodput, best)
 	b.ReportMetric(coordPer[len(coordPer)-1]/coordPer[bestAt], "coord-cpu-growth")
+	// The same for the benchmark's fleet, the coordinator's neighbour on
+	// the cores.
+	b.ReportMetric(fleetPer[len(fleetPer)-1]/fleetPer[bestAt], "fleet-cpu-growth")
 	b.ReportMetric(failures/runs, "failed-attempts")
 	reg := regCPU / regs * 1e6
 	bare := bareCPU / (runs * float64(bareN)) * 1e6
@@ -298,4 +308,40 @@ func listenOverflows() int64 {
 		}
 	}
 	return -1
+}
+
+// joinWelcomed is the fleets' "welcomed" (or "idle") events as one: the
+// longest time, the CPU of all, the first fleet's sample.
+func joinWelcomed(evs []benchEvent) benchEvent {
+	out := evs[0]
+	for _, ev := range evs[1:] {
+		out.Elapsed = max(out.Elapsed, ev.Elapsed)
+		out.CPU += ev.CPU
+		out.GCCPU += ev.GCCPU
+		out.GCCycles += ev.GCCycles
+	}
+	return out
+}
+
+// stopJoined stops the fleets and returns their totals as one "stopped".
+func (fs fleets) stopJoined() benchEvent {
+	var out benchEvent
+	for _, f := range fs {
+		st := f.child.stop()
+		out.Welcomes += st.Welcomes
+		out.Retries += st.Retries
+		out.Refusals += st.Refusals
+		out.Failures += st.Failures
+		out.GaveUp += st.GaveUp
+		if st.Sample != "" {
+			out.Sample = st.Sample
+		}
+		for k, v := range st.Reasons {
+			if out.Reasons == nil {
+				out.Reasons = map[string]int64{}
+			}
+			out.Reasons[k] += v
+		}
+	}
+	return out
 }
