@@ -533,8 +533,8 @@ type benchEvent struct {
 	CPU       time.Duration `json:"cpu,omitempty"`
 	Allocated int64         `json:"allocated,omitempty"`
 	Elapsed   time.Duration `json:"elapsed,omitempty"`
-	// welcomed, idle (fleet): of CPU, what its GC spent, and its GC
-	// cycles (runtimeCPU).
+	// welcomed, idle (fleet), cpu (coordinator): of CPU, what its GC
+	// spent, and its GC cycles (runtimeCPU).
 	GCCPU    time.Duration `json:"gc_cpu,omitempty"`
 	GCCycles int64         `json:"gc_cycles,omitempty"`
 	// settings (coordinator): Elapsed is the administrator's wait,
@@ -861,7 +861,8 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 		case len(f) == 2 && f[0] == "served":
 			emit(benchEvent{Event: "served", Sample: servedBuckets(c, f[1])})
 		case len(f) == 1 && f[0] == "cpu":
-			emit(benchEvent{Event: "cpu", CPU: processCPU(), Allocated: allocatedBytes()})
+			gc, cycles := runtimeCPU()
+			emit(benchEvent{Event: "cpu", CPU: processCPU(), Allocated: allocatedBytes(), GCCPU: gc, GCCycles: cycles})
 		case len(f) == 1 && f[0] == "transports":
 			emit(benchEvent{Event: "transports", Sample: connTransports(c)})
 		case len(f) == 3 && (f[0] == "online" || f[0] == "conns"):

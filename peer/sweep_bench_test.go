@@ -86,6 +86,7 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 			}
 			end := coord.ask("cpu", time.Minute)
 			cpu := (end.CPU - cpu0).Seconds()
+			coordGC, coordCycles := (end.GCCPU - start.GCCPU).Seconds(), end.GCCycles-start.GCCycles
 			if heapProfile != "" {
 				coord.ask(fmt.Sprintf("heapprofile %s-%d-after", heapProfile, n), time.Minute)
 			}
@@ -111,8 +112,8 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 			if st.Refusals > 0 || st.GaveUp > 0 {
 				b.Errorf("%d peers: %d refusals, %d gave up (%s)", n, st.Refusals, st.GaveUp, st.Sample)
 			}
-			b.Logf("%d peers: %.0f registrations/s, %d failed attempts %v; CPU per registration: coordinator %.0f µs, fleet %.0f µs (its GC %.0f µs, %d cycles); cores busy %.2f; %s; the machine's accept-queue overflows (SYNs dropped) %d; handshake gate %s%s",
-				n, float64(n)/done.Elapsed.Seconds(), st.Failures, st.Reasons, cpu/float64(n)*1e6, done.CPU.Seconds()/float64(n)*1e6,
+			b.Logf("%d peers: %.0f registrations/s, %d failed attempts %v; CPU per registration: coordinator %.0f µs (its GC %.0f µs, %d cycles), fleet %.0f µs (its GC %.0f µs, %d cycles); cores busy %.2f; %s; the machine's accept-queue overflows (SYNs dropped) %d; handshake gate %s%s",
+				n, float64(n)/done.Elapsed.Seconds(), st.Failures, st.Reasons, cpu/float64(n)*1e6, coordGC/float64(n)*1e6, coordCycles, done.CPU.Seconds()/float64(n)*1e6,
 				done.GCCPU.Seconds()/float64(n)*1e6, done.GCCycles,
 				(cpu+done.CPU.Seconds())/(done.Elapsed.Seconds()*float64(runtime.GOMAXPROCS(0))), done.Sample, overflows, gate, idle)
 			coord.stop()
