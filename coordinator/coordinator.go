@@ -137,7 +137,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 	// The security transports wait at the gate: a connection waits for its
 	// place as its handshake starts, in the gate's waiting room, not in
 	// the kernel's accept queue (handshakes.go).
-	hostOpts := append(res.hostOptions(), libp2p.ConnectionGater(laneGater{c.lane}), libp2p.AddrsFactory(advertise), c.gate.securityOption())
+	hostOpts := append(res.hostOptions(), libp2p.ConnectionGater(laneGater{lane: c.lane, gate: c.gate}), libp2p.AddrsFactory(advertise), c.gate.securityOption())
 	c.host, err = mesh.NewHost(mesh.HostConfig{Key: site.Key, ListenAddrs: listenAddrs, Registerer: reg,
 		ResourceManager: c.gate, ConnManager: cm, Extra: append(hostOpts, cfg.HostOptions...)})
 	if err != nil {

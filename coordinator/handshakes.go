@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"math"
+	"net"
 	"runtime"
 	rtmetrics "runtime/metrics"
 	"sync"
@@ -168,6 +169,10 @@ type handshakeGate struct {
 	roomFull  int64
 	timedOut  int64
 	transient int
+	// accepted holds the TCP connections the gater let through
+	// (noteAccepted), by remote address, until OpenConnection, just after
+	// on the same accept loop, starts their negotiation's clock.
+	accepted map[string][]net.Conn
 	// rate is the handshakes completed per second while connections
 	// waited (the room's capacity follows it); served counts those of
 	// the current second, from servedAt.
@@ -221,6 +226,7 @@ func newHandshakeGate(rm network.ResourceManager, maxHandshakes int, hold time.D
 	g.idleMax = math.Min(hi, float64(gateIdlePerCore*max(1, runtime.GOMAXPROCS(0))))
 	g.cond = sync.NewCond(&g.mu)
 	g.transient = maxHandshakes
+	g.accepted = make(map[string][]net.Conn)
 	return g
 }
 
@@ -247,6 +253,7 @@ func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoi
 		return scope, err
 	}
 	if g.lane.take(endpoint) {
+		defer g.startNegotiation(endpoint)
 		if !g.acquireLane() {
 			return g.ResourceManager.OpenConnection(dir, usefd, endpoint) // closing: no bound
 		}
@@ -263,6 +270,7 @@ func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoi
 		return &gatedScope{ConnManagementScope: scope, gate: g, lane: pl}, nil
 	}
 	g.enterRoom()
+	g.startNegotiation(endpoint)
 	scope, err := g.ResourceManager.OpenConnection(dir, usefd, endpoint)
 	if err != nil {
 		g.ends.refusedConns.Add(1)

@@ -1,6 +1,8 @@
 package coordinator_test
 
 import (
+	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -12,9 +14,12 @@ import (
 )
 
 // A stranger opens many TCP connections to the coordinator to hold up
-// others: connections that send nothing are taken out of the kernel's
-// accept queue into the gate's waiting room, take no place, and stop
-// counting in the room after its grace; connections that start a
+// others: connections that send nothing, or only the start of their
+// protocol's choice, are taken out of the kernel's accept queue into the
+// gate's waiting room, take no place, stop counting in the room after its
+// grace, and are closed once their negotiation's time is out (well before
+// the upgrader's 15 s, for which they held a transient connection of the
+// resource manager before); connections that start a
 // handshake and stall hold a place each, which comes back after a short
 // hold. Meanwhile a new console logs in and is served, and the stalled
 // handshakes are not taken as handshakes' times (which would shrink the
@@ -29,7 +34,14 @@ func TestSilentConnectionsDelayOthersBoundedly(t *testing.T) {
 	before := s.Coord.Handshakes()
 
 	const silent = 256
-	coordinatortest.SilentConns(t, tcpAddr, silent)
+	opened := time.Now()
+	conns := coordinatortest.SilentConns(t, tcpAddr, silent)
+	for _, c := range conns[:silent/8] {
+		// multistream-select's first line, begun: its length only.
+		if _, err := c.Write([]byte{byte(len("/multistream/1.0.0\n"))}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	coordinatortest.Eventually(t, 10*time.Second, "the silent connections in the waiting room", func() bool {
 		return s.Coord.Handshakes().RoomPeak >= silent
 	})
@@ -40,6 +52,17 @@ func TestSilentConnectionsDelayOthersBoundedly(t *testing.T) {
 	coordinatortest.Eventually(t, 10*time.Second, "the silent connections out of the room", func() bool {
 		return s.Coord.Handshakes().Room == 0
 	})
+	// And closed by the coordinator after its 5 s, before the upgrader's
+	// 15 s would have: reading (multistream-select's header, which the
+	// coordinator sends first) ends (EOF or reset), not at the deadline.
+	for i, c := range conns {
+		_ = c.SetReadDeadline(opened.Add(12 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("silent connection %d of %d still open after 12 s", i+1, silent)
+		}
+	}
+	t.Logf("%d silent connections closed by the coordinator %s after the first was opened", silent, time.Since(opened).Round(time.Millisecond))
 
 	// 32: more than the gate's places (4–8 here), few enough that the
 	// holds they cost the console (each up to four handshakes' time, which

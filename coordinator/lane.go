@@ -226,15 +226,22 @@ func (l *memberLane) withoutLane(addrs []ma.Multiaddr) []ma.Multiaddr {
 	return slices.DeleteFunc(slices.Clone(addrs), l.onLane)
 }
 
-// laneGater is the coordinator's connection gater: it marks the lane's
-// accepted connections for the handshake gate and closes strangers'
-// connections to the lane after their handshake. Everything else passes.
-type laneGater struct{ lane *memberLane }
+// laneGater is the coordinator's connection gater: it hands the accepted
+// TCP connections to the handshake gate (their negotiation's clock), marks
+// the lane's for it, and closes strangers' connections to the lane after
+// their handshake. Everything else passes.
+type laneGater struct {
+	lane *memberLane
+	gate *handshakeGate
+}
 
 func (g laneGater) InterceptPeerDial(peer.ID) bool               { return true }
 func (g laneGater) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
 
 func (g laneGater) InterceptAccept(c network.ConnMultiaddrs) bool {
+	if g.gate != nil {
+		g.gate.noteAccepted(c)
+	}
 	if g.lane.onLane(c.LocalMultiaddr()) {
 		k := string(c.RemoteMultiaddr().Bytes())
 		g.lane.mu.Lock()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/sec"
@@ -44,7 +45,55 @@ const (
 	// stranger who connects and sends nothing takes a room's space for
 	// this long, not for the upgrader's 15 s.
 	gateRoomGrace = time.Second
+	// gateNegotiation is how long an inbound TCP connection has, from
+	// leaving the accept loop (the room's wait for space not counted), to
+	// choose its security protocol: multistream-select's two lines, which
+	// a libp2p dialer sends as it connects (one round trip, two TCP
+	// retransmissions on a lossy link). A stranger who connects and sends
+	// nothing, or a byte at a time, is closed then instead of holding one
+	// of the resource manager's transient connections
+	// (Resources.MaxHandshakes) for the upgrader's 15 s. The security
+	// handshake itself runs on the upgrader's clock (gatedSecurity lifts
+	// this deadline as it starts).
+	gateNegotiation = 5 * time.Second
 )
+
+// noteAccepted keeps a TCP connection the gater let through for
+// startNegotiation, which OpenConnection calls next on the same accept
+// loop. Others (QUIC's) are not kept.
+func (g *handshakeGate) noteAccepted(c network.ConnMultiaddrs) {
+	nc, ok := c.(net.Conn)
+	if !ok || !isTCP(c.LocalMultiaddr()) {
+		return
+	}
+	k := string(c.RemoteMultiaddr().Bytes())
+	g.mu.Lock()
+	g.accepted[k] = append(g.accepted[k], nc)
+	g.mu.Unlock()
+}
+
+// startNegotiation gives the connection from remote that the gater noted
+// gateNegotiation to choose its security protocol, as a read deadline.
+func (g *handshakeGate) startNegotiation(remote ma.Multiaddr) {
+	if remote == nil {
+		return
+	}
+	k := string(remote.Bytes())
+	g.mu.Lock()
+	cs := g.accepted[k]
+	if len(cs) == 0 {
+		g.mu.Unlock()
+		return
+	}
+	nc := cs[0]
+	if len(cs) == 1 {
+		delete(g.accepted, k)
+	} else {
+		g.accepted[k] = cs[1:]
+	}
+	g.mu.Unlock()
+	_ = nc.SetReadDeadline(time.Now().Add(gateNegotiation))
+}
 
 // enterRoom waits, on libp2p's accept loop, until the waiting room has
 // space, and counts the connection in it as fresh; it does not wait once
@@ -291,6 +340,9 @@ type gatedSecurity struct {
 }
 
 func (t *gatedSecurity) SecureInbound(ctx context.Context, insecure net.Conn, p peer.ID) (sec.SecureConn, error) {
+	// The protocol is chosen: from here the upgrader's clock runs alone
+	// (startNegotiation's deadline lifted).
+	_ = insecure.SetReadDeadline(time.Time{})
 	var local ma.Multiaddr
 	if c, ok := insecure.(manet.Conn); ok {
 		local = c.LocalMultiaddr()

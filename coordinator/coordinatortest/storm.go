@@ -82,10 +82,10 @@ func (s *Site[C]) AnsweredOnLane(t testing.TB, member peer.ID, answered func() t
 }
 
 // SilentConns opens n TCP connections to addr that send nothing, closed
-// at the end of the test.
-func SilentConns(t testing.TB, addr net.Addr, n int) {
+// at the end of the test, and returns them.
+func SilentConns(t testing.TB, addr net.Addr, n int) []net.Conn {
 	t.Helper()
-	openConns(t, addr, n, nil)
+	return openConns(t, addr, n, nil)
 }
 
 // StalledHandshakes opens n TCP connections to addr that choose TLS, as a
@@ -105,14 +105,16 @@ func StalledHandshakes(t testing.TB, addr net.Addr, n int) {
 
 // openConns opens n TCP connections to addr, each sending first (when
 // not empty) and then nothing, closed at the end of the test.
-func openConns(t testing.TB, addr net.Addr, n int, first []byte) {
+func openConns(t testing.TB, addr net.Addr, n int, first []byte) []net.Conn {
 	t.Helper()
+	var cs []net.Conn
 	for range n {
 		c, err := net.DialTimeout("tcp", addr.String(), 10*time.Second)
 		if err != nil {
 			t.Fatalf("dial %s: %v", addr, err)
 		}
 		t.Cleanup(func() { c.Close() })
+		cs = append(cs, c)
 		if len(first) == 0 {
 			continue
 		}
@@ -120,6 +122,7 @@ func openConns(t testing.TB, addr net.Addr, n int, first []byte) {
 			t.Fatalf("write to %s: %v", addr, err)
 		}
 	}
+	return cs
 }
 
 // TCPNetAddr is the first TCP address among addrs (with /p2p/ or not).
