@@ -22,7 +22,7 @@ func simCommand() *cli.Command {
 			"JUMPMESH_LAB_PUBLIC_RANGES=1 in its environment. sim sets it for every process it starts; set it\n" +
 			"yourself for jumpmesh processes in a lab of your own (without it, hole punching never starts\n" +
 			"there), never in production.",
-		Subcommands: []*cli.Command{simRunCommand(), simGridCommand(), simScaleCommand(),
+		Subcommands: []*cli.Command{simRunCommand(), simGridCommand(), simScaleCommand(), simFleetCommand(),
 			{
 				Name:      "list",
 				Usage:     "list lab runs on this machine and whether their owner is still alive",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,14 +23,17 @@ func simScaleCommand() *cli.Command {
 		workload, transport, dir      string
 		coordinators, etcd, etcdBin   string
 		ops, rounds                   int
+		fleets, quicPeers             int
 	}
 	return &cli.Command{
 		Name:  "scale",
-		Usage: "many peers in this process against a real coordinator: registration storm, reconnect, lifecycle, search (no root needed)",
-		UsageText: "jumpmesh sim scale [--peers N] [--rate R] [--workload storm|reconnect|lifecycle|search|all] [--stored M] [--json]\n" +
+		Usage: "many peers against a real coordinator in this process: registration storm, reconnect, lifecycle, search (no root needed)",
+		UsageText: "jumpmesh sim scale [--peers N] [--rate R] [--workload storm|reconnect|lifecycle|search|all] [--stored M] [--fleets K] [--quic-peers Q] [--json]\n" +
 			"jumpmesh sim scale --coordinators 1,2,3 [--etcd etcd://HOST:PORT | --etcd-binary PATH] [--peers N] [--ops N] [--json]\n\n" +
 			"Examples:\n  jumpmesh sim scale --peers 1000\n  jumpmesh sim scale --peers 2000 --rate 300 --workload storm,reconnect --json\n" +
-			"  jumpmesh sim scale --workload search --stored 100000\n  jumpmesh sim scale --coordinators 1,2,3 --peers 300",
+			"  jumpmesh sim scale --workload search --stored 100000\n  jumpmesh sim scale --coordinators 1,2,3 --peers 300\n" +
+			"  jumpmesh sim scale --peers 20000 --workload storm     (the fleet in processes of its own, chosen by the open-file limit)\n" +
+			"  jumpmesh sim scale --peers 400 --fleets 2 --quic-peers 100 --workload storm,reconnect",
 		Description: "Starts a coordinator (a real Badger store in a temporary directory, a real libp2p host on loopback,\n" +
 			"an injected clock), logs in an administrator, and runs the workloads in this order:\n" +
 			"  storm      N fresh peers (one libp2p host each) register, R per second or all at once: peers/s,\n" +
@@ -38,8 +42,20 @@ func simScaleCommand() *cli.Command {
 			"  lifecycle  the peers stop; the clock moves past the lost and delete horizons: peers per state and\n" +
 			"             sweep time at each step\n" +
 			"  search     M peer records written to the store; a few queries, in the coordinator and through a console\n" +
-			"Reconnect and lifecycle run the storm first. Coordinator and peers share this process, so memory per\n" +
-			"peer counts both ends of each connection.\n\n" +
+			"Reconnect and lifecycle run the storm first.\n\n" +
+			"Where the peers run: in this process while they fit its open-file limit (both ends of every connection\n" +
+			"are its files; memory per peer then counts both ends), else in fleet processes of their own (this binary,\n" +
+			"re-executed; they die with it), as few as hold them, and the memory per peer is the coordinator's alone.\n" +
+			"The peers this process's limit cannot hold over TCP (one socket each) then come over QUIC (one socket for\n" +
+			"all), in fleet processes of their own. A line on stderr says what was chosen and why; --fleets K (0: this\n" +
+			"process) and --quic-peers Q choose instead.\n\n" +
+			"--json: peers, transport, rate, connection_rate, started, seconds, load_average (at the end),\n" +
+			"open_file_limit, fleet_processes ([{peers, transport}], absent in this process), fleet_note; storm:\n" +
+			"registered, online, seconds, peers_per_second, registration_latency {count, p50_ms, p90_ms, p99_ms,\n" +
+			"max_ms}, memory {ends (\"both\" or \"coordinator\"), online_heap_bytes_per_peer, online_live_bytes_per_peer,\n" +
+			"online_stack_bytes_per_peer, goroutines_per_peer, idle_host_bytes_per_peer}, coordinator_retries, fleet\n" +
+			"{welcomed, welcomes, retries, failed_attempts, down_dials, gave_up, ...}; reconnect, lifecycle, search:\n" +
+			"their figures as printed.\n\n" +
 			"With --coordinators, instead: the storm of --peers fresh peers (all at once) against one coordinator on\n" +
 			"Badger, then against 1, 2, 3 ... coordinators of one site on one etcd (the fleet split evenly, each part\n" +
 			"pinned to one coordinator; --rounds interleaved, each row the median): registrations/s, the ratio to\n" +
@@ -56,6 +72,8 @@ func simScaleCommand() *cli.Command {
 			&cli.IntFlag{Name: "runs", Value: 20, Destination: &f.runs, Usage: "times each search query runs"},
 			&cli.IntFlag{Name: "connection-rate", Destination: &f.connRate, Usage: "the site's connection-rate, 1-300 per second (0: admission lifted)"},
 			&cli.StringFlag{Name: "transport", Value: "tcp", Destination: &f.transport, Usage: "how peers reach the coordinator: tcp, quic or all"},
+			&cli.IntFlag{Name: "fleets", Destination: &f.fleets, Usage: "fleet processes to run the peers in; 0: this process (default: this process while they fit its open-file limit, else as few as hold them)"},
+			&cli.IntFlag{Name: "quic-peers", Destination: &f.quicPeers, Usage: "with fleet processes: peers that come over QUIC, in fleet processes of their own (default: those this process's open-file limit cannot hold over TCP)"},
 			&cli.StringFlag{Name: "dir", Destination: &f.dir, Usage: "directory for the site (default: a temporary one, removed afterwards)"},
 			&cli.StringFlag{Name: "coordinators", Destination: &f.coordinators, Usage: "compare 1 coordinator on Badger with these counts of coordinators on one etcd (e.g. 1,2,3)"},
 			&cli.StringFlag{Name: "etcd", Destination: &f.etcd, Usage: "with --coordinators: the etcd to use, etcd://HOST:PORT (sites go under /jumpmesh-scale/ and stay)"},
@@ -75,8 +93,17 @@ func simScaleCommand() *cli.Command {
 			if f.peers <= 0 || f.rate < 0 || f.stored <= 0 || f.runs <= 0 || f.connRate < 0 || f.connRate > 300 {
 				return usagef("--peers, --stored and --runs must be positive, --rate not negative, --connection-rate 0-300")
 			}
+			if f.fleets < 0 || f.quicPeers < 0 || f.quicPeers > f.peers {
+				return usagef("--fleets must not be negative, --quic-peers 0 to --peers")
+			}
+			if cc.IsSet("quic-peers") && cc.IsSet("fleets") && f.fleets == 0 {
+				return usagef("--quic-peers needs fleet processes: not with --fleets 0 (the peers in this process)")
+			}
 			asJSON := cc.Bool("json")
 			if f.coordinators != "" {
+				if cc.IsSet("fleets") || cc.IsSet("quic-peers") {
+					return usagef("--fleets and --quic-peers are not for --coordinators (its fleet stays in this process)")
+				}
 				cfg := scale.CoordinatorsConfig{Dir: f.dir, Etcd: f.etcd, Ops: f.ops, Rounds: f.rounds}
 				if cc.IsSet("peers") {
 					cfg.Peers = f.peers
@@ -84,17 +111,30 @@ func simScaleCommand() *cli.Command {
 				return simScaleCoordinators(cc, cfg, f.coordinators, f.etcdBin)
 			}
 			cfg := scale.Config{Dir: f.dir, Peers: f.peers, Rate: f.rate, ConnectionRate: f.connRate, Transport: f.transport,
-				StoredPeers: f.stored, SearchRuns: f.runs}
+				StoredPeers: f.stored, SearchRuns: f.runs, QUICPeers: f.quicPeers}
+			if cc.IsSet("fleets") {
+				cfg.Fleets = f.fleets
+				if f.fleets == 0 {
+					cfg.Fleets = scale.InProcess
+				}
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cfg.FleetCommand = []string{exe, "sim", "fleet"}
 			if slices.Contains(workloads, scale.Search) {
 				// `ls` as a technician runs it: this binary, a process a run.
-				if cfg.ConsoleBinary, err = os.Executable(); err != nil {
-					return err
-				}
+				cfg.ConsoleBinary = exe
 			}
 			if !asJSON {
 				cfg.Progress = func(w scale.Workload) { fmt.Fprintf(cc.App.ErrWriter, "running %s…\n", w) }
+				cfg.FleetNote = func(note string) { fmt.Fprintf(cc.App.ErrWriter, "fleet: %s\n", note) }
 			}
 			res, err := scale.Run(cc.Context, cfg, workloads...)
+			if errors.Is(err, scale.ErrFleetPlan) {
+				return usagef("%v", err)
+			}
 			if err != nil {
 				return err
 			}
@@ -113,7 +153,12 @@ func printScale(w io.Writer, r *scale.Result) {
 	if r.ConnectionRate > 0 {
 		admission = fmt.Sprintf("connection-rate %d/s", r.ConnectionRate)
 	}
-	fmt.Fprintf(w, "sim scale: %d peers over %s, started %s, %s; %.1f s in all\n", r.Peers, r.Transport, start, admission, r.Seconds)
+	fmt.Fprintf(w, "sim scale: %d peers over %s, started %s, %s; %.1f s in all; load average %s\n", r.Peers, r.Transport, start, admission, r.Seconds, r.LoadAverage)
+	if len(r.FleetProcesses) > 0 {
+		fmt.Fprintf(w, "fleet: %s\n", r.FleetNote)
+	} else {
+		fmt.Fprintf(w, "fleet: in this process (open-file limit %d)\n", r.OpenFileLimit)
+	}
 	if s := r.Storm; s != nil {
 		m := s.Memory
 		fmt.Fprintln(w, "\nstorm")
@@ -122,7 +167,7 @@ func printScale(w io.Writer, r *scale.Result) {
 			"  time to the last welcome", fmt.Sprintf("%.2f s", s.Seconds),
 			"  peers per second", fmt.Sprintf("%.0f", s.PeersPerSecond),
 			"  registration latency", latencyText(s.Latency),
-			"  memory per online peer", fmt.Sprintf("heap %s (live %s) + stacks %s, %.1f goroutines (both ends)", kb(m.OnlineHeap), kb(m.OnlineLive), kb(m.OnlineStack), m.Goroutines),
+			"  memory per online peer", fmt.Sprintf("heap %s (live %s) + stacks %s, %.1f goroutines (%s)", kb(m.OnlineHeap), kb(m.OnlineLive), kb(m.OnlineStack), m.Goroutines, endsText(m.Ends)),
 			"  idle fleet host per peer", kb(m.IdleHost),
 			"  failed / retried / refused / gave up", fleetText(s.Fleet))
 	}
@@ -230,6 +275,14 @@ func fleetText(t scale.FleetTotals) string {
 		s += " (last: " + t.Sample + ")"
 	}
 	return s
+}
+
+// endsText says whose memory the storm's figure is.
+func endsText(ends string) string {
+	if ends == "coordinator" {
+		return "the coordinator's alone: the fleet ran in processes of its own"
+	}
+	return "both ends: coordinator and fleet in this process"
 }
 
 // kb prints bytes in kilobytes (1000), as the peer benchmarks do (docs/performance.md).

@@ -77,3 +77,72 @@ func TestSimScaleThroughTheCLI(t *testing.T) {
 		t.Fatalf("unknown workload: exit %d, %q", r.code, r.stderr)
 	}
 }
+
+// TestSimScaleInFleetProcesses runs the storm's peers in two fleet
+// processes of the built binary (and one more over QUIC), as a 20,000-peer
+// run does: the memory figure says it is the coordinator's alone.
+func TestSimScaleInFleetProcesses(t *testing.T) {
+	var res struct {
+		FleetProcesses []struct {
+			Peers     int
+			Transport string
+		} `json:"fleet_processes"`
+		FleetNote     string `json:"fleet_note"`
+		OpenFileLimit int    `json:"open_file_limit"`
+		LoadAverage   string `json:"load_average"`
+		Storm         struct {
+			Registered, Online int
+			Memory             struct {
+				Ends       string
+				OnlineHeap float64 `json:"online_heap_bytes_per_peer"`
+			}
+			Fleet struct{ Welcomed int }
+		}
+	}
+	home := t.TempDir()
+	ok(t, home, &res, "sim", "scale", "--peers", "40", "--fleets", "2", "--quic-peers", "10", "--workload", "storm", "--dir", t.TempDir(), "--json")
+	if len(res.FleetProcesses) != 3 || res.FleetProcesses[0].Peers != 15 || res.FleetProcesses[2].Transport != "quic" ||
+		!strings.Contains(res.FleetNote, "3 fleet processes") || res.OpenFileLimit <= 0 || res.LoadAverage == "" {
+		t.Fatalf("fleet: %+v", res)
+	}
+	if res.Storm.Registered != 40 || res.Storm.Online != 40 || res.Storm.Fleet.Welcomed != 40 || res.Storm.Memory.Ends != "coordinator" || res.Storm.Memory.OnlineHeap <= 0 {
+		t.Fatalf("storm: %+v", res.Storm)
+	}
+
+	r := jm(t, home, "sim", "scale", "--peers", "5", "--fleets", "1", "--workload", "storm")
+	if r.code != 0 || !strings.Contains(r.stdout, "5 / 5") || !strings.Contains(r.stdout, "the coordinator's alone") ||
+		!strings.Contains(r.stderr, "fleet: 5 peers in 1 fleet processes") {
+		t.Fatalf("human output: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = jm(t, home, "sim", "scale", "--peers", "5", "--workload", "storm")
+	if r.code != 0 || !strings.Contains(r.stdout, "fleet: in this process") || !strings.Contains(r.stdout, "both ends") {
+		t.Fatalf("in this process: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestSimScaleFleetFlagsAndTheHiddenCommand: bad --fleets / --quic-peers
+// are usage errors, and `jumpmesh sim fleet` run by hand (a local user)
+// refuses without building anything.
+func TestSimScaleFleetFlagsAndTheHiddenCommand(t *testing.T) {
+	home := t.TempDir()
+	for _, args := range [][]string{
+		{"--fleets", "-1"},
+		{"--peers", "10", "--quic-peers", "11"},
+		{"--quic-peers", "-3"},
+		{"--fleets", "0", "--quic-peers", "5"},
+		{"--peers", "3", "--fleets", "4"},
+		{"--coordinators", "1", "--fleets", "2"},
+	} {
+		r := jm(t, home, append([]string{"sim", "scale", "--workload", "storm"}, args...)...)
+		if r.code != exitUsage || r.stderr == "" {
+			t.Errorf("sim scale %v: exit %d, stderr %q; want a usage error", args, r.code, r.stderr)
+		}
+	}
+	r := jm(t, home, "sim", "fleet")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "jumpmesh sim scale starts") {
+		t.Fatalf("sim fleet by hand: exit %d, %q", r.code, r.stderr)
+	}
+	if r := jm(t, home, "sim", "--help"); strings.Contains(r.stdout, "fleet") {
+		t.Fatalf("the hidden command is listed:\n%s", r.stdout)
+	}
+}

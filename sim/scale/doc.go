@@ -1,7 +1,7 @@
-// Package scale is the lab's in-process engine: hundreds to thousands of
-// peers in one process against a real coordinator, for registration storms,
-// lifecycle horizons and search at scale (`jumpmesh sim scale`, and the
-// peer/ scale benchmarks through its Fleet).
+// Package scale is the lab's scale engine: hundreds to tens of thousands
+// of peers against a real coordinator in this process, for registration
+// storms, lifecycle horizons and search at scale (`jumpmesh sim scale`,
+// and the peer/ scale benchmarks through its Fleet).
 //
 // Everything is real but the clock: the coordinator is coordinator.New over
 // a real Badger in a directory, on a real libp2p host listening on loopback
@@ -57,10 +57,25 @@
 // that. The query matching one peer (SearchQueries' first) is the
 // command's floor at any size: what is left above it is the list's.
 //
-// Coordinator and peers share the process and its CPUs, so memory per
-// online peer counts both ends of every connection; the peer/ benchmarks
-// (docs/performance.md, "Peer scale") run the same Fleet in a process of its own to
-// measure the coordinator alone. Figures of a 2-core machine are in
+// Where the peers run (fleetplan.go): in this process while they fit its
+// open-file limit (both ends of every connection are its files), else in
+// fleet processes of their own — a command that serves ServeFleetProcess,
+// `jumpmesh sim fleet` for the command, the test binary for tests — as few
+// as hold them, and the peers the coordinator's limit cannot hold over TCP
+// (one socket each) come over QUIC (one socket for all). A fleet process
+// speaks a line protocol on its stdin and fd 3 (fleetchild.go; the events
+// of the peer/ benchmarks' fleet children), dies with its parent (SIGKILL
+// when the parent goes, and the end of its stdin), and one that ends
+// unasked fails the run with its stderr instead of letting it wait out its
+// timeout. On a 2-core VM whose hard limit is 20,000 open files, 20,000
+// peers are 9,744 + 9,744 over TCP in two processes and 512 over QUIC in a
+// third.
+//
+// With the fleet in this process, memory per online peer counts both ends
+// of every connection (Memory.Ends "both"); with fleet processes it is the
+// coordinator's alone ("coordinator"), as the peer/ benchmarks'
+// BenchmarkOnlinePeerMemory measures it. The fleet shares the machine's
+// CPUs with the coordinator either way. Figures of a 2-core machine are in
 // docs/performance.md.
 //
 // The package never needs root and never touches the network beyond

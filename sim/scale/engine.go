@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	lpeer "github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/jumpmesh/jumpmesh/jumpoint"
 )
 
@@ -81,11 +83,28 @@ type Config struct {
 	// its own, as a technician does, timing the whole command (see
 	// SearchResult). Empty: only in this process.
 	ConsoleBinary string
+	// Fleets is how many child processes run the storm's peers: 0 chooses
+	// (this process while they fit its open-file limit, else as few
+	// children as hold them), InProcess keeps them here. With the fleet in
+	// children the engine's process holds the coordinator's ends alone,
+	// and Memory is the coordinator's (fleetplan.go).
+	Fleets int
+	// QUICPeers, with fleet processes, is how many of the peers come over
+	// QUIC, in fleet processes of their own; 0 puts there those this
+	// process's open-file limit cannot hold over TCP.
+	QUICPeers int
+	// FleetCommand starts one fleet process (argv): a process serving
+	// ServeFleetProcess when FleetChildEnv is set (`jumpmesh sim fleet`).
+	// Without it the fleet stays in this process.
+	FleetCommand []string
 	// Timeout bounds each wait for peers (default 1 min + 20 ms per peer).
 	Timeout time.Duration
 	Logger  *slog.Logger
-	// Progress, when set, is told as each workload begins.
-	Progress func(Workload)
+	// Progress, when set, is told as each workload begins; FleetNote,
+	// before the first, where the fleet runs and why, when not simply in
+	// this process.
+	Progress  func(Workload)
+	FleetNote func(string)
 }
 
 func (c Config) peers() int { return cmp.Or(c.Peers, 100) }
@@ -118,6 +137,13 @@ type Result struct {
 	ConnectionRate int     `json:"connection_rate"`
 	Started        string  `json:"started"`
 	Seconds        float64 `json:"seconds"`
+	// FleetProcesses are the fleet's child processes, empty when it ran in
+	// this process; FleetNote says why; OpenFileLimit is this process's.
+	FleetProcesses []FleetPart `json:"fleet_processes,omitempty"`
+	FleetNote      string      `json:"fleet_note,omitempty"`
+	OpenFileLimit  int         `json:"open_file_limit"`
+	// LoadAverage is /proc/loadavg's first three fields at the end.
+	LoadAverage string `json:"load_average"`
 
 	Storm     *StormResult     `json:"storm,omitempty"`
 	Reconnect *ReconnectResult `json:"reconnect,omitempty"`
@@ -136,7 +162,8 @@ type Engine struct {
 	// installer key the fleet uses (Site.Key, or one naming the jumpoint).
 	jumpoint *jumpoint.Jumpoint
 	key      string
-	fleet    *Fleet
+	plan     fleetPlan
+	fleet    fleet
 	// fleetDone: the lifecycle stopped the fleet.
 	fleetDone bool
 	storm     *StormResult
@@ -151,7 +178,14 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if t := cfg.transport(); t != "" && t != "tcp" && t != "quic" {
 		return nil, fmt.Errorf("scale: transport %q: want tcp, quic or all", cfg.Transport)
 	}
-	e := &Engine{cfg: cfg}
+	if cfg.QUICPeers < 0 || cfg.QUICPeers > cfg.peers() {
+		return nil, fmt.Errorf("scale: %d QUIC peers of %d", cfg.QUICPeers, cfg.peers())
+	}
+	plan, err := planFleet(cfg, openFileLimit(cfg.peers()))
+	if err != nil {
+		return nil, fmt.Errorf("scale: %w", err)
+	}
+	e := &Engine{cfg: cfg, plan: plan}
 	dir := cfg.Dir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "jumpmesh-scale-")
@@ -187,14 +221,16 @@ func Run(ctx context.Context, cfg Config, workloads ...Workload) (res *Result, e
 		workloads = Workloads
 	}
 	start := time.Now()
-	raiseFileLimit(cfg.peers())
 	e, err := New(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, e.Close()) }()
 	res = &Result{Peers: cfg.peers(), Transport: cmp.Or(cfg.transport(), "all"), Rate: cfg.Rate, ConnectionRate: cfg.ConnectionRate,
-		Started: start.UTC().Format(time.RFC3339)}
+		Started: start.UTC().Format(time.RFC3339), FleetProcesses: e.plan.Parts, FleetNote: e.plan.Note, OpenFileLimit: e.plan.FileLimit}
+	if cfg.FleetNote != nil && e.plan.Note != "" {
+		cfg.FleetNote(e.plan.Note)
+	}
 	want := func(w Workload) bool {
 		// Reconnect and lifecycle need the storm's peers.
 		return slices.Contains(workloads, w) || w == Storm && (slices.Contains(workloads, Reconnect) || slices.Contains(workloads, Lifecycle))
@@ -220,15 +256,55 @@ func Run(ctx context.Context, cfg Config, workloads ...Workload) (res *Result, e
 		}
 	}
 	res.Seconds = time.Since(start).Seconds()
+	res.LoadAverage = loadAverage()
 	return res, nil
 }
 
-// Fleet is the storm's fleet (nil before the storm).
-func (e *Engine) Fleet() *Fleet { return e.fleet }
+// Fleet is the storm's fleet: nil before the storm, or when it runs in
+// fleet processes.
+func (e *Engine) Fleet() *Fleet {
+	f, _ := e.fleet.(*Fleet)
+	return f
+}
 
-// wait bounds one wait for peers.
+// fleet is the storm's peers: a Fleet in this process or a procFleet of
+// child processes.
+type fleet interface {
+	Start(rate float64)
+	Wait(ctx context.Context) (time.Duration, error)
+	Latencies() []time.Duration
+	Totals() FleetTotals
+	peerIDs() ([]lpeer.ID, error)
+	// failed closes when the fleet can no longer run (a fleet process
+	// ended); failure says why.
+	failed() <-chan struct{}
+	failure() error
+	Close() error
+}
+
+// A Fleet in this process does not fail apart from the engine.
+func (f *Fleet) peerIDs() ([]lpeer.ID, error) { return f.IDs(), nil }
+func (f *Fleet) failed() <-chan struct{}      { return nil }
+func (f *Fleet) failure() error               { return nil }
+
+// wait bounds one wait for peers; it ends early, with the reason as its
+// cause, if the fleet fails.
 func (e *Engine) wait(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, e.cfg.timeout())
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.timeout())
+	if e.fleet == nil {
+		return ctx, cancel
+	}
+	ctx, fail := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-e.fleet.failed():
+			fail(e.fleet.failure())
+		case <-stop:
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { close(stop); fail(nil); cancel() }
 }
 
 // Close stops the fleet and the site, and removes the directory it made.

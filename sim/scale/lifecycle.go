@@ -58,9 +58,14 @@ func (e *Engine) Lifecycle(ctx context.Context) (*LifecycleResult, error) {
 		return nil, err
 	}
 	lost, del := days(st.GetLostAfterDays()), days(st.GetDeleteAfterDays())
-	ids := e.fleet.IDs()
+	ids, err := e.fleet.peerIDs()
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
-	e.fleet.Close()
+	if err := e.fleet.Close(); err != nil {
+		return nil, fmt.Errorf("stopping the fleet: %w", err)
+	}
 	e.fleetDone = true
 	wctx, cancel := e.wait(ctx)
 	defer cancel()

@@ -32,11 +32,15 @@ func latencyOf(d []time.Duration) Latency {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// Memory is what each peer costs this process, after a GC. Coordinator and
-// fleet share the process, so Online* count both ends of each connection
-// and the coordinator's state for the peer; the peer/ benchmarks measure
-// the coordinator alone, in its own process.
+// Memory is what each peer costs this process, after a GC. With the fleet
+// in this process, Online* count both ends of each connection and the
+// coordinator's state for the peer (Ends "both"); with the fleet in
+// processes of its own, the coordinator's alone (Ends "coordinator"), as
+// the peer/ benchmarks' BenchmarkOnlinePeerMemory.
 type Memory struct {
+	// Ends says whose memory Online* are: "both" (coordinator and fleet in
+	// this process) or "coordinator".
+	Ends string `json:"ends"`
 	// OnlineHeap is heap in use (spans) with every peer online, less the
 	// same with the fleet's hosts built but not connected, per peer.
 	OnlineHeap float64 `json:"online_heap_bytes_per_peer"`
@@ -47,7 +51,8 @@ type Memory struct {
 	// Goroutines per online peer, both ends.
 	Goroutines float64 `json:"goroutines_per_peer"`
 	// IdleHost is what a fleet host costs before it connects (heap in use
-	// and stacks), per peer: the load generator's own weight.
+	// and stacks), per peer: the load generator's own weight (in the fleet
+	// processes, when it runs there).
 	IdleHost float64 `json:"idle_host_bytes_per_peer"`
 }
 

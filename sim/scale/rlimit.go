@@ -28,3 +28,14 @@ func raiseFileLimit(n int) {
 	}
 	_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
 }
+
+// openFileLimit raises this process's open-file limit as raiseFileLimit
+// does for n peers, and returns the soft limit it then has.
+func openFileLimit(n int) int {
+	raiseFileLimit(n)
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 1024
+	}
+	return int(min(lim.Cur, 1<<30))
+}

@@ -2,6 +2,8 @@ package scale_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -11,6 +13,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// A fleet process of fleetprocs_test.go: this binary, re-executed.
+	if os.Getenv(scale.FleetChildEnv) != "" {
+		if err := scale.ServeFleetProcess(os.Stdin, os.NewFile(3, "events")); err != nil {
+			fmt.Fprintln(os.Stderr, "fleet process:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m,
 		// Started once per process by libp2p dependencies, never stopped.
 		goleak.IgnoreTopFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),

@@ -170,14 +170,15 @@ func (s *Site) Close() error {
 }
 
 // poll checks done every 10 ms until it holds or ctx ends; state says
-// where things stand for the error.
+// where things stand for the error, and ctx's cause why it ended (a
+// fleet process that died, or the deadline).
 func poll(ctx context.Context, done func() bool, state func() string) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for !done() {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", state(), ctx.Err())
+			return fmt.Errorf("%s: %w", state(), context.Cause(ctx))
 		case <-tick.C:
 		}
 	}

@@ -36,11 +36,25 @@ func (e *Engine) Storm(ctx context.Context) (*StormResult, error) {
 	}
 	n := e.cfg.peers()
 	none := sampleMem()
-	f, err := NewFleet(FleetConfig{Key: e.key, Peers: n, Transport: e.cfg.transport()})
-	if err != nil {
-		return nil, err
+	idleHost := func(idle memSample) int64 { return idle.heap + idle.stack - none.heap - none.stack }
+	if len(e.plan.Parts) == 0 {
+		f, err := NewFleet(FleetConfig{Key: e.key, Peers: n, Transport: e.cfg.transport()})
+		if err != nil {
+			return nil, err
+		}
+		e.fleet = f
+	} else {
+		// The hosts are built in the fleet processes: none of it here.
+		wctx, cancel := e.wait(ctx)
+		f, err := startProcFleet(wctx, procFleetConfig{Command: e.cfg.FleetCommand, Key: e.key, Parts: e.plan.Parts})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("starting the fleet processes: %w", err)
+		}
+		e.fleet = f
+		idleHost = func(memSample) int64 { return f.IdleBytes() }
 	}
-	e.fleet = f
+	f := e.fleet
 	idle := sampleMem()
 	wctx, cancel := e.wait(ctx)
 	defer cancel()
@@ -54,9 +68,18 @@ func (e *Engine) Storm(ctx context.Context) (*StormResult, error) {
 	}
 	online := sampleMem()
 	registered, on := e.Site.Coord.Service().PeerCounts()
+	mem := memoryPerPeer(none, idle, online, n)
+	mem.IdleHost = float64(idleHost(idle)) / float64(n)
+	mem.Ends = "both"
+	if len(e.plan.Parts) > 0 {
+		mem.Ends = "coordinator"
+	}
 	r := &StormResult{Peers: n, Registered: registered, Online: on, Seconds: took.Seconds(),
 		PeersPerSecond: float64(n) / took.Seconds(), Latency: latencyOf(f.Latencies()),
-		Memory: memoryPerPeer(none, idle, online, n), CoordinatorRetries: e.Site.Coord.Service().PeerRetries(), Fleet: f.Totals()}
+		Memory: mem, CoordinatorRetries: e.Site.Coord.Service().PeerRetries(), Fleet: f.Totals()}
+	if err := f.failure(); err != nil {
+		return nil, err
+	}
 	e.storm = r
 	return r, nil
 }
