@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -24,6 +25,7 @@ func simScaleCommand() *cli.Command {
 		coordinators, etcd, etcdBin   string
 		ops, rounds                   int
 		fleets, quicPeers             int
+		timeout                       time.Duration
 	}
 	return &cli.Command{
 		Name:  "scale",
@@ -74,6 +76,7 @@ func simScaleCommand() *cli.Command {
 			&cli.StringFlag{Name: "transport", Value: "tcp", Destination: &f.transport, Usage: "how peers reach the coordinator: tcp, quic or all"},
 			&cli.IntFlag{Name: "fleets", Destination: &f.fleets, Usage: "fleet processes to run the peers in; 0: this process (default: this process while they fit its open-file limit, else as few as hold them)"},
 			&cli.IntFlag{Name: "quic-peers", Destination: &f.quicPeers, Usage: "with fleet processes: peers that come over QUIC, in fleet processes of their own (default: those this process's open-file limit cannot hold over TCP)"},
+			&cli.DurationFlag{Name: "timeout", Destination: &f.timeout, Usage: "bound on each wait for the peers (default 1 min + 20 ms a peer: 7.7 min for 20,000)"},
 			&cli.StringFlag{Name: "dir", Destination: &f.dir, Usage: "directory for the site (default: a temporary one, removed afterwards)"},
 			&cli.StringFlag{Name: "coordinators", Destination: &f.coordinators, Usage: "compare 1 coordinator on Badger with these counts of coordinators on one etcd (e.g. 1,2,3)"},
 			&cli.StringFlag{Name: "etcd", Destination: &f.etcd, Usage: "with --coordinators: the etcd to use, etcd://HOST:PORT (sites go under /jumpmesh-scale/ and stay)"},
@@ -93,8 +96,8 @@ func simScaleCommand() *cli.Command {
 			if f.peers <= 0 || f.rate < 0 || f.stored <= 0 || f.runs <= 0 || f.connRate < 0 || f.connRate > 300 {
 				return usagef("--peers, --stored and --runs must be positive, --rate not negative, --connection-rate 0-300")
 			}
-			if f.fleets < 0 || f.quicPeers < 0 || f.quicPeers > f.peers {
-				return usagef("--fleets must not be negative, --quic-peers 0 to --peers")
+			if f.fleets < 0 || f.quicPeers < 0 || f.quicPeers > f.peers || f.timeout < 0 {
+				return usagef("--fleets and --timeout must not be negative, --quic-peers 0 to --peers")
 			}
 			if cc.IsSet("quic-peers") && cc.IsSet("fleets") && f.fleets == 0 {
 				return usagef("--quic-peers needs fleet processes: not with --fleets 0 (the peers in this process)")
@@ -111,7 +114,7 @@ func simScaleCommand() *cli.Command {
 				return simScaleCoordinators(cc, cfg, f.coordinators, f.etcdBin)
 			}
 			cfg := scale.Config{Dir: f.dir, Peers: f.peers, Rate: f.rate, ConnectionRate: f.connRate, Transport: f.transport,
-				StoredPeers: f.stored, SearchRuns: f.runs, QUICPeers: f.quicPeers}
+				StoredPeers: f.stored, SearchRuns: f.runs, QUICPeers: f.quicPeers, Timeout: f.timeout}
 			if cc.IsSet("fleets") {
 				cfg.Fleets = f.fleets
 				if f.fleets == 0 {

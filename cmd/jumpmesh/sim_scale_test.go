@@ -127,6 +127,7 @@ func TestSimScaleFleetFlagsAndTheHiddenCommand(t *testing.T) {
 	home := t.TempDir()
 	for _, args := range [][]string{
 		{"--fleets", "-1"},
+		{"--timeout", "-1s"},
 		{"--peers", "10", "--quic-peers", "11"},
 		{"--quic-peers", "-3"},
 		{"--fleets", "0", "--quic-peers", "5"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -166,6 +167,9 @@ type Engine struct {
 	fleet    fleet
 	// fleetDone: the lifecycle stopped the fleet.
 	fleetDone bool
+	// gcPercent is the GC target to restore at Close, once the storm with
+	// fleet processes tuned this process as a coordinator's (0: untouched).
+	gcPercent int
 	storm     *StormResult
 }
 
@@ -321,6 +325,10 @@ func (e *Engine) Close() error {
 	}
 	if e.removeDir != "" {
 		errs = append(errs, os.RemoveAll(e.removeDir))
+	}
+	if e.gcPercent != 0 {
+		debug.SetGCPercent(e.gcPercent)
+		e.gcPercent = 0
 	}
 	return errors.Join(errs...)
 }

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"time"
+
+	"github.com/jumpmesh/jumpmesh/coordinator"
 )
 
 // StormResult is the first registration of N fresh peers.
@@ -53,6 +57,13 @@ func (e *Engine) Storm(ctx context.Context) (*StormResult, error) {
 		}
 		e.fleet = f
 		idleHost = func(memSample) int64 { return f.IdleBytes() }
+		// This process is now the coordinator's, and collects as
+		// `coordinator run` does (its memory per peer depends on it); Close
+		// puts the old target back.
+		e.gcPercent = debug.SetGCPercent(coordinator.GCPercent)
+		if os.Getenv("GOGC") != "" {
+			debug.SetGCPercent(e.gcPercent)
+		}
 	}
 	f := e.fleet
 	idle := sampleMem()
