@@ -30,21 +30,23 @@ func simScaleCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "scale",
 		Usage: "many peers against a real coordinator in this process: registration storm, reconnect, lifecycle, search (no root needed)",
-		UsageText: "jumpmesh sim scale [--peers N] [--rate R] [--workload storm|reconnect|lifecycle|search|all] [--stored M] [--fleets K] [--quic-peers Q] [--json]\n" +
+		UsageText: "jumpmesh sim scale [--peers N] [--rate R] [--workload storm|settings|reconnect|lifecycle|search|all] [--stored M] [--fleets K] [--quic-peers Q] [--json]\n" +
 			"jumpmesh sim scale --coordinators 1,2,3 [--etcd etcd://HOST:PORT | --etcd-binary PATH] [--peers N] [--ops N] [--json]\n\n" +
 			"Examples:\n  jumpmesh sim scale --peers 1000\n  jumpmesh sim scale --peers 2000 --rate 300 --workload storm,reconnect --json\n" +
 			"  jumpmesh sim scale --workload search --stored 100000\n  jumpmesh sim scale --coordinators 1,2,3 --peers 300\n" +
-			"  jumpmesh sim scale --peers 20000 --workload storm     (the fleet in processes of its own, chosen by the open-file limit)\n" +
+			"  jumpmesh sim scale --peers 20000 --workload storm,settings   (the fleet in processes of its own, chosen by the open-file limit)\n" +
 			"  jumpmesh sim scale --peers 400 --fleets 2 --quic-peers 100 --workload storm,reconnect",
 		Description: "Starts a coordinator (a real Badger store in a temporary directory, a real libp2p host on loopback,\n" +
 			"an injected clock), logs in an administrator, and runs the workloads in this order:\n" +
 			"  storm      N fresh peers (one libp2p host each) register, R per second or all at once: peers/s,\n" +
 			"             registration latency percentiles, memory per online peer, failed attempts and retries\n" +
+			"  settings   the administrator changes a setting every peer keeps: the admin's wait, until written to every\n" +
+			"             peer's stream, until read by every peer (goal-ratio: ÷ 10 s, the goal at 20,000 peers)\n" +
 			"  reconnect  the coordinator restarts under the online peers: time until all are back, ratio to the storm\n" +
 			"  lifecycle  the peers stop; the clock moves past the lost and delete horizons: peers per state and\n" +
 			"             sweep time at each step\n" +
 			"  search     M peer records written to the store; a few queries, in the coordinator and through a console\n" +
-			"Reconnect and lifecycle run the storm first.\n\n" +
+			"Settings, reconnect and lifecycle run the storm first.\n\n" +
 			"Where the peers run: in this process while they fit its open-file limit (both ends of every connection\n" +
 			"are its files; memory per peer then counts both ends), else in fleet processes of their own (this binary,\n" +
 			"re-executed; they die with it), as few as hold them, and the memory per peer is the coordinator's alone.\n" +
@@ -56,8 +58,9 @@ func simScaleCommand() *cli.Command {
 			"registered, online, seconds, peers_per_second, registration_latency {count, p50_ms, p90_ms, p99_ms,\n" +
 			"max_ms}, memory {ends (\"both\" or \"coordinator\"), online_heap_bytes_per_peer, online_live_bytes_per_peer,\n" +
 			"online_stack_bytes_per_peer, goroutines_per_peer, idle_host_bytes_per_peer}, coordinator_retries, fleet\n" +
-			"{welcomed, welcomes, retries, failed_attempts, down_dials, gave_up, ...}; reconnect, lifecycle, search:\n" +
-			"their figures as printed.\n\n" +
+			"{welcomed, welcomes, retries, failed_attempts, down_dials, gave_up, ...}; settings: peers, admin_ms,\n" +
+			"written_seconds, received_seconds, goal_ratio, slow_peers; reconnect, lifecycle, search: their figures as\n" +
+			"printed.\n\n" +
 			"With --coordinators, instead: the storm of --peers fresh peers (all at once) against one coordinator on\n" +
 			"Badger, then against 1, 2, 3 ... coordinators of one site on one etcd (the fleet split evenly, each part\n" +
 			"pinned to one coordinator; --rounds interleaved, each row the median): registrations/s, the ratio to\n" +
@@ -69,7 +72,7 @@ func simScaleCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "peers", Value: 100, Destination: &f.peers, Usage: "peers in the fleet"},
 			&cli.Float64Flag{Name: "rate", Destination: &f.rate, Usage: "peers the storm starts per second (0: all at once)"},
-			&cli.StringFlag{Name: "workload", Value: "all", Destination: &f.workload, Usage: "storm, reconnect, lifecycle, search, a comma-separated list, or all"},
+			&cli.StringFlag{Name: "workload", Value: "all", Destination: &f.workload, Usage: "storm, settings, reconnect, lifecycle, search, a comma-separated list, or all"},
 			&cli.IntFlag{Name: "stored", Value: 10000, Destination: &f.stored, Usage: "peer records the search workload writes to the store"},
 			&cli.IntFlag{Name: "runs", Value: 20, Destination: &f.runs, Usage: "times each search query runs"},
 			&cli.IntFlag{Name: "connection-rate", Destination: &f.connRate, Usage: "the site's connection-rate, 1-300 per second (0: admission lifted)"},
@@ -173,6 +176,19 @@ func printScale(w io.Writer, r *scale.Result) {
 			"  memory per online peer", fmt.Sprintf("heap %s (live %s) + stacks %s, %.1f goroutines (%s)", kb(m.OnlineHeap), kb(m.OnlineLive), kb(m.OnlineStack), m.Goroutines, endsText(m.Ends)),
 			"  idle fleet host per peer", kb(m.IdleHost),
 			"  failed / retried / refused / gave up", fleetText(s.Fleet))
+	}
+	if s := r.Settings; s != nil {
+		met := "met"
+		if s.GoalRatio > 1 {
+			met = "not met"
+		}
+		fmt.Fprintln(w, "\nsettings (a setting every peer keeps, changed by the administrator)")
+		fields(w,
+			"  the administrator's wait", fmt.Sprintf("%.1f ms (its store write included; the pushes follow)", s.AdminMs),
+			"  written to every peer's stream", fmt.Sprintf("%.2f s", s.WrittenSeconds),
+			"  read by every peer", fmt.Sprintf("%.2f s", s.ReceivedSeconds),
+			"  goal-ratio", fmt.Sprintf("%.2f (read by every peer ÷ %s; the goal is for 20,000 peers: %s at %d)", s.GoalRatio, scale.SettingsGoal, met, s.Peers),
+			"  peers dropped for not taking it", strconv.FormatInt(s.SlowPeers, 10))
 	}
 	if c := r.Reconnect; c != nil {
 		fmt.Fprintln(w, "\nreconnect (coordinator restarted under the online peers)")

@@ -98,15 +98,23 @@ func TestSimScaleInFleetProcesses(t *testing.T) {
 			}
 			Fleet struct{ Welcomed int }
 		}
+		Settings struct {
+			Peers           int
+			ReceivedSeconds float64 `json:"received_seconds"`
+			GoalRatio       float64 `json:"goal_ratio"`
+		}
 	}
 	home := t.TempDir()
-	ok(t, home, &res, "sim", "scale", "--peers", "40", "--fleets", "2", "--quic-peers", "10", "--workload", "storm", "--dir", t.TempDir(), "--json")
+	ok(t, home, &res, "sim", "scale", "--peers", "40", "--fleets", "2", "--quic-peers", "10", "--workload", "storm,settings", "--dir", t.TempDir(), "--json")
 	if len(res.FleetProcesses) != 3 || res.FleetProcesses[0].Peers != 15 || res.FleetProcesses[2].Transport != "quic" ||
 		!strings.Contains(res.FleetNote, "3 fleet processes") || res.OpenFileLimit <= 0 || res.LoadAverage == "" {
 		t.Fatalf("fleet: %+v", res)
 	}
 	if res.Storm.Registered != 40 || res.Storm.Online != 40 || res.Storm.Fleet.Welcomed != 40 || res.Storm.Memory.Ends != "coordinator" || res.Storm.Memory.OnlineHeap <= 0 {
 		t.Fatalf("storm: %+v", res.Storm)
+	}
+	if s := res.Settings; s.Peers != 40 || s.ReceivedSeconds <= 0 || s.GoalRatio <= 0 {
+		t.Fatalf("settings: %+v", s)
 	}
 
 	r := jm(t, home, "sim", "scale", "--peers", "5", "--fleets", "1", "--workload", "storm")

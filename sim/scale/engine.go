@@ -24,6 +24,9 @@ type Workload string
 const (
 	// Storm: N fresh peers register at a rate (or all at once).
 	Storm Workload = "storm"
+	// Settings: with the storm's peers online, the administrator changes
+	// a setting every peer keeps; until every peer has read it.
+	Settings Workload = "settings"
 	// Reconnect: with every peer online, the coordinator restarts on the
 	// same ports and every peer comes back.
 	Reconnect Workload = "reconnect"
@@ -36,7 +39,7 @@ const (
 )
 
 // Workloads is every workload in Run's order.
-var Workloads = []Workload{Storm, Reconnect, Lifecycle, Search}
+var Workloads = []Workload{Storm, Settings, Reconnect, Lifecycle, Search}
 
 // ParseWorkloads reads "all" or a comma-separated list of workload names.
 func ParseWorkloads(s string) ([]Workload, error) {
@@ -147,14 +150,15 @@ type Result struct {
 	LoadAverage string `json:"load_average"`
 
 	Storm     *StormResult     `json:"storm,omitempty"`
+	Settings  *SettingsResult  `json:"settings,omitempty"`
 	Reconnect *ReconnectResult `json:"reconnect,omitempty"`
 	Lifecycle *LifecycleResult `json:"lifecycle,omitempty"`
 	Search    *SearchResult    `json:"search,omitempty"`
 }
 
 // Engine is a site and, once the storm has run, a fleet of peers enrolled
-// in it. Its workload methods may be called in Run's order; reconnect and
-// lifecycle need the storm's peers.
+// in it. Its workload methods may be called in Run's order; settings,
+// reconnect and lifecycle need the storm's peers.
 type Engine struct {
 	cfg       Config
 	removeDir string
@@ -218,8 +222,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 func (e *Engine) Jumpoint() *jumpoint.Jumpoint { return e.jumpoint }
 
 // Run starts an engine, runs the workloads in Run's order and closes it.
-// Reconnect and lifecycle run the storm first if it was not asked for,
-// and report it too.
+// Settings, reconnect and lifecycle run the storm first if it was not
+// asked for, and report it too.
 func Run(ctx context.Context, cfg Config, workloads ...Workload) (res *Result, err error) {
 	if len(workloads) == 0 {
 		workloads = Workloads
@@ -236,14 +240,15 @@ func Run(ctx context.Context, cfg Config, workloads ...Workload) (res *Result, e
 		cfg.FleetNote(e.plan.Note)
 	}
 	want := func(w Workload) bool {
-		// Reconnect and lifecycle need the storm's peers.
-		return slices.Contains(workloads, w) || w == Storm && (slices.Contains(workloads, Reconnect) || slices.Contains(workloads, Lifecycle))
+		// Settings, reconnect and lifecycle need the storm's peers.
+		return slices.Contains(workloads, w) || w == Storm && slices.ContainsFunc(workloads, func(w Workload) bool { return w == Settings || w == Reconnect || w == Lifecycle })
 	}
 	steps := []struct {
 		w   Workload
 		run func() error
 	}{
 		{Storm, func() (err error) { res.Storm, err = e.Storm(ctx); return err }},
+		{Settings, func() (err error) { res.Settings, err = e.Settings(ctx); return err }},
 		{Reconnect, func() (err error) { res.Reconnect, err = e.Reconnect(ctx); return err }},
 		{Lifecycle, func() (err error) { res.Lifecycle, err = e.Lifecycle(ctx); return err }},
 		{Search, func() (err error) { res.Search, err = e.Search(ctx); return err }},

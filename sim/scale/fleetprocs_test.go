@@ -17,7 +17,7 @@ var thisBinary = []string{os.Args[0]}
 
 // TestStormInFleetProcesses runs the storm's 40 peers in three fleet
 // processes (two over TCP, one over QUIC), restarts the coordinator under
-// them and walks them through the lifecycle: every figure comes from the
+// them (after a settings change) and walks them through the lifecycle: every figure comes from the
 // processes, and the memory is the coordinator's alone.
 func TestStormInFleetProcesses(t *testing.T) {
 	t.Parallel() // a site of its own, mostly waiting (scale_test.go)
@@ -44,6 +44,14 @@ func TestStormInFleetProcesses(t *testing.T) {
 		if views, err := e.Site.Peers(ctx(t), name); err != nil || len(views) != 1 {
 			t.Fatalf("peer %s: %d found, %v", name, len(views), err)
 		}
+	}
+	// A settings change reaches every peer in every process.
+	set, err := e.Settings(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Peers != peers || set.ReceivedSeconds <= 0 || set.SlowPeers != 0 {
+		t.Fatalf("settings: %+v", set)
 	}
 	rc, err := e.Reconnect(ctx(t))
 	if err != nil {

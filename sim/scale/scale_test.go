@@ -212,8 +212,11 @@ func TestRunReportsEveryWorkload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Storm == nil || res.Reconnect == nil || res.Lifecycle == nil || res.Search == nil {
+	if res.Storm == nil || res.Settings == nil || res.Reconnect == nil || res.Lifecycle == nil || res.Search == nil {
 		t.Fatalf("missing parts: %+v", res)
+	}
+	if s := res.Settings; s.Peers != 20 || s.ReceivedSeconds < s.WrittenSeconds || s.AdminMs <= 0 || s.GoalRatio <= 0 || s.SlowPeers != 0 {
+		t.Fatalf("settings: %+v", s)
 	}
 	if res.Storm.Online != 20 || res.Search.Known != 100 || res.Transport != "tcp" {
 		t.Fatalf("result: %+v", res)
@@ -229,7 +232,7 @@ func TestRunReportsEveryWorkload(t *testing.T) {
 }
 
 func TestParseWorkloads(t *testing.T) {
-	if w, err := scale.ParseWorkloads("all"); err != nil || len(w) != 4 {
+	if w, err := scale.ParseWorkloads("all"); err != nil || len(w) != 5 {
 		t.Fatalf("all: %v %v", w, err)
 	}
 	if w, err := scale.ParseWorkloads("search, storm"); err != nil || len(w) != 2 || w[0] != scale.Search {
