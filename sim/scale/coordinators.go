@@ -382,14 +382,7 @@ func (s *multiSite) storm(ctx context.Context, cfg CoordinatorsConfig) (*Coordin
 	took := time.Since(start)
 	cpu := cpuTime() - cpu0
 	for _, f := range fleets {
-		t := f.Totals()
-		totals.Welcomed += t.Welcomed
-		totals.Welcomes += t.Welcomes
-		totals.Retries += t.Retries
-		totals.Refusals += t.Refusals
-		totals.Failures += t.Failures
-		totals.GaveUp += t.GaveUp
-		totals.Sample = cmp.Or(totals.Sample, t.Sample)
+		totals = totals.plus(f.Totals())
 	}
 	run := &CoordinatorsRun{Coordinators: k, Seconds: took.Seconds(), PeersPerSecond: float64(n) / took.Seconds(),
 		Latency: latencyOf(lat), CPUPerRegistrationMs: float64(cpu.Microseconds()) / 1000 / float64(n), Held: held, Fleet: totals}
