@@ -77,6 +77,13 @@ func (e *Engine) Storm(ctx context.Context) (*StormResult, error) {
 	if err := e.Site.WaitOnline(wctx, n); err != nil {
 		return nil, err
 	}
+	// And each peer's first statistics in (the daemon sends them right
+	// after its welcome): the coordinator's memory holds them then.
+	if err := poll(wctx, func() bool { return f.Totals().Reported >= int64(n) }, func() string {
+		return fmt.Sprintf("%d of %d peers sent their first statistics", f.Totals().Reported, n)
+	}); err != nil {
+		return nil, err
+	}
 	online := sampleMem()
 	registered, on := e.Site.Coord.Service().PeerCounts()
 	mem := memoryPerPeer(none, idle, online, n)
