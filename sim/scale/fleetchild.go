@@ -7,7 +7,9 @@ package scale
 //  1. The parent starts the child with pipes on its stdin and on fd 3,
 //     and FleetChildEnv set. The child reads its ChildConfig from the
 //     first line of stdin (JSON) — the benchmarks pass it their own way
-//     and call ServeFleet.
+//     and call ServeFleet. Stdin, not the command line: the config holds
+//     the site's installer key, and any local user can read another's
+//     /proc/PID/cmdline.
 //  2. The child builds the fleet's hosts and writes "ready" on fd 3 (its
 //     heap and stacks after a GC: the fleet's own weight).
 //  3. "go [RATE]" starts the peers, all at once or RATE a second. Once
