@@ -14,12 +14,13 @@ package scale
 //     heap and stacks after a GC: the fleet's own weight).
 //  3. "go [RATE]" starts the peers, all at once or RATE a second. Once
 //     every peer has been welcomed the child writes "welcomed" by itself:
-//     the time from "go" and its CPU.
+//     the time from "go", its CPU and its GC's share of it.
 //  4. Questions, each answered by the event of its name: "totals" (the
 //     fleet's counts), "latencies" (each welcomed peer's registration
 //     latency), "ids" (its peer IDs), "reported FILE MILLIS" (wait
 //     for every first statistics, then write the IDs to FILE), "updates N
-//     MILLIS" (wait until the peers have read N settings updates).
+//     MILLIS" (wait until the peers have read N settings updates), "idle
+//     MILLIS" (the child's CPU over MILLIS, its peers online and idle).
 //  5. "stop", or the end of stdin (the parent is gone), closes the hosts;
 //     after "stop" the child writes "stopped" with the totals and exits 0.
 //
@@ -35,6 +36,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"time"
@@ -64,9 +66,12 @@ type FleetEvent struct {
 	Heap  int64 `json:"heap,omitempty"`
 	Stack int64 `json:"stack,omitempty"`
 	// welcomed: from "go" to the last first welcome, and the CPU the
-	// child used in that time.
-	Elapsed time.Duration `json:"elapsed,omitempty"`
-	CPU     time.Duration `json:"cpu,omitempty"`
+	// child used in that time, and its GC's CPU (runtime/metrics'
+	// estimate) and cycles; idle: the same over the interval asked.
+	Elapsed  time.Duration `json:"elapsed,omitempty"`
+	CPU      time.Duration `json:"cpu,omitempty"`
+	GCCPU    time.Duration `json:"gc_cpu,omitempty"`
+	GCCycles int64         `json:"gc_cycles,omitempty"`
 	// latencies: each welcomed peer's time from its start to its first
 	// welcome, sorted.
 	Latencies []time.Duration `json:"latencies,omitempty"`
@@ -90,6 +95,16 @@ type FleetEvent struct {
 	Sample string `json:"sample,omitempty"`
 }
 
+// ChildHooks add to a fleet child what its owner measures besides (the
+// peer/ benchmarks' CPU and heap profiles). The zero value adds nothing.
+type ChildHooks struct {
+	// Go runs just before "go" starts the peers; an error ends the child.
+	Go func() error
+	// Welcomed runs once every peer has been welcomed, before the
+	// "welcomed" event is written.
+	Welcomed func()
+}
+
 // ServeFleetProcess is a fleet child whose config is the first line of
 // commands: it reads it, then serves as ServeFleet.
 func ServeFleetProcess(commands io.Reader, events io.Writer) error {
@@ -101,7 +116,7 @@ func ServeFleetProcess(commands io.Reader, events io.Writer) error {
 	if err := json.Unmarshal(sc.Bytes(), &cfg); err != nil {
 		return fmt.Errorf("fleet config: %w", err)
 	}
-	return ServeFleet(cfg, sc, events)
+	return ServeFleet(cfg, sc, events, ChildHooks{})
 }
 
 // newLineScanner reads lines of up to 64 MB (an event with 20,000 IDs or
@@ -115,7 +130,7 @@ func newLineScanner(r io.Reader) *bufio.Scanner {
 // ServeFleet is a fleet child: it runs cfg's peers as commands say, and
 // writes its events to events (see the top of this file). It returns
 // when the commands end: nil after "stop".
-func ServeFleet(cfg ChildConfig, commands *bufio.Scanner, events io.Writer) error {
+func ServeFleet(cfg ChildConfig, commands *bufio.Scanner, events io.Writer, hooks ChildHooks) error {
 	if cfg.Peers <= 0 {
 		return fmt.Errorf("fleet config: %d peers", cfg.Peers)
 	}
@@ -154,11 +169,23 @@ func ServeFleet(cfg ChildConfig, commands *bufio.Scanner, events io.Writer) erro
 				}
 			}
 			started = true
+			if hooks.Go != nil {
+				if err := hooks.Go(); err != nil {
+					return err
+				}
+			}
 			cpu0 := cpuTime()
+			gc0, cycles0 := gcTime()
 			f.Start(rate)
 			go func() {
 				if took, err := f.Wait(ctx); err == nil {
-					emit(FleetEvent{Event: "welcomed", Elapsed: took, CPU: cpuTime() - cpu0, Sample: firstWelcomes(f.Latencies())})
+					cpu := cpuTime()
+					gc, cycles := gcTime()
+					if hooks.Welcomed != nil {
+						hooks.Welcomed()
+					}
+					emit(FleetEvent{Event: "welcomed", Elapsed: took, CPU: cpu - cpu0, GCCPU: gc - gc0, GCCycles: cycles - cycles0,
+						Sample: firstWelcomes(f.Latencies())})
 				}
 			}()
 		case c[0] == "totals" && len(c) == 1:
@@ -186,6 +213,13 @@ func ServeFleet(cfg ChildConfig, commands *bufio.Scanner, events io.Writer) erro
 			_ = poll(wctx, func() bool { return f.Totals().Updates >= want }, func() string { return "" })
 			wcancel()
 			emit(FleetEvent{Event: "updates", Online: f.Totals().Updates})
+		case c[0] == "idle" && len(c) == 2:
+			cpu0 := cpuTime()
+			gc0, cycles0 := gcTime()
+			time.Sleep(millis(1)) // a measuring interval, not a wait for an event
+			cpu := cpuTime()
+			gc, cycles := gcTime()
+			emit(FleetEvent{Event: "idle", Elapsed: millis(1), CPU: cpu - cpu0, GCCPU: gc - gc0, GCCycles: cycles - cycles0})
 		case c[0] == "stop" && len(c) == 1:
 			cancel()
 			f.Close()
@@ -211,6 +245,22 @@ func firstWelcomes(lat []time.Duration) string {
 		return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(10 * time.Millisecond).String()
 	}
 	return fmt.Sprintf("first welcomes p10 %s, p50 %s, p90 %s, p99 %s, last %s", q(0.1), q(0.5), q(0.9), q(0.99), lat[len(lat)-1].Round(10*time.Millisecond))
+}
+
+// gcTime is this process's GC CPU so far (mark workers, assists and
+// pauses: runtime/metrics' estimate) and its completed GC cycles.
+func gcTime() (time.Duration, int64) {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	var gc time.Duration
+	var cycles int64
+	if s[0].Value.Kind() == metrics.KindFloat64 {
+		gc = time.Duration(s[0].Value.Float64() * float64(time.Second))
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		cycles = int64(s[1].Value.Uint64())
+	}
+	return gc, cycles
 }
 
 // writeIDs writes the fleet's peer IDs to path, one a line.

@@ -300,7 +300,7 @@ type fleetProc struct {
 	welcomed *FleetEvent
 }
 
-var fleetEvents = []string{"ready", "welcomed", "totals", "latencies", "ids", "reported", "updates", "stopped"}
+var fleetEvents = []string{"ready", "welcomed", "totals", "latencies", "ids", "reported", "updates", "idle", "stopped"}
 
 // startFleetProc starts child index of of with cfg on its stdin. It dies
 // with this process (SIGKILL when its parent thread ends, and it stops at

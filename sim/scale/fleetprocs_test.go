@@ -3,8 +3,11 @@ package scale_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
+	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -149,4 +152,65 @@ func TestFleetProcessRefusesBadInput(t *testing.T) {
 	if !sc.Scan() || !strings.Contains(sc.Text(), `"event":"ready"`) || sc.Scan() {
 		t.Fatalf("events: %q", events.String())
 	}
+}
+
+// TestServeFleetWithHooks drives a fleet child in this process, as the
+// peer/ benchmarks' children are driven: the owner's hooks run around the
+// storm, and "idle" and "stop" answer with the child's CPU and totals.
+func TestServeFleetWithHooks(t *testing.T) {
+	e := newEngine(t, scale.Config{Peers: 1})
+	cmdR, cmdW := io.Pipe()
+	evR, evW := io.Pipe()
+	var went, welcomed atomic.Bool
+	hooks := scale.ChildHooks{
+		Go:       func() error { went.Store(true); return nil },
+		Welcomed: func() { welcomed.Store(went.Load()) },
+	}
+	served := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(cmdR)
+		served <- scale.ServeFleet(scale.ChildConfig{Key: e.Site.Key, Peers: 3, Transport: "tcp", Hostname: "hook"}, sc, evW, hooks)
+		evW.Close()
+	}()
+	events := make(chan scale.FleetEvent, 8)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(evR)
+		for sc.Scan() {
+			var ev scale.FleetEvent
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				events <- ev
+			}
+		}
+	}()
+	next := func(want string) scale.FleetEvent {
+		t.Helper()
+		select {
+		case ev := <-events:
+			if ev.Event != want {
+				t.Fatalf("event %q, want %q: %+v", ev.Event, want, ev)
+			}
+			return ev
+		case <-ctx(t).Done():
+			t.Fatalf("no %q", want)
+		}
+		return scale.FleetEvent{}
+	}
+	next("ready")
+	io.WriteString(cmdW, "go\n")
+	if ev := next("welcomed"); ev.Elapsed <= 0 || ev.CPU <= 0 || !welcomed.Load() {
+		t.Fatalf("welcomed: %+v, hooks ran in order: %v", ev, welcomed.Load())
+	}
+	io.WriteString(cmdW, "idle 20\n")
+	if ev := next("idle"); ev.Elapsed != 20*time.Millisecond {
+		t.Fatalf("idle: %+v", ev)
+	}
+	io.WriteString(cmdW, "stop\n")
+	if ev := next("stopped"); ev.Totals == nil || ev.Totals.Welcomed != 3 || ev.Welcomes != 3 {
+		t.Fatalf("stopped: %+v", ev)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	cmdW.Close()
 }
