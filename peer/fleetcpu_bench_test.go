@@ -9,9 +9,11 @@ package peer_test
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -29,7 +31,23 @@ const (
 	envFleetIdle = "JM_BENCH_FLEET_IDLE"
 	// envFleetGOGC sets the fleet children's GOGC (an experiment's knob).
 	envFleetGOGC = "JM_BENCH_FLEET_GOGC"
+	// envFleetProcs sets the fleet children's GOMAXPROCS (an experiment's
+	// knob).
+	envFleetProcs = "JM_BENCH_FLEET_PROCS"
+	// envCoordGOGC runs the coordinator child at GOGC=VALUE instead of
+	// coordinator.GCPercent (an experiment's knob: the coordinator's GC is
+	// its whole growth per registration at 5,000 peers).
+	envCoordGOGC = "JM_BENCH_COORD_GOGC"
 )
+
+// childEnv is the environment of a child process in role.
+func childEnv(role string) []string {
+	env := os.Environ()
+	if v := os.Getenv(envCoordGOGC); v != "" && role == roleCoordinator {
+		env = append(env, "GOGC="+v)
+	}
+	return env
+}
 
 // setFleetGC applies envFleetGOGC in a fleet child.
 func setFleetGC() error {
@@ -45,19 +63,60 @@ func setFleetGC() error {
 	return nil
 }
 
+// setFleetProcs applies envFleetProcs in a fleet child.
+func setFleetProcs() error {
+	raw := os.Getenv(envFleetProcs)
+	if raw == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 {
+		return fmt.Errorf("%s=%q: want a count of processors", envFleetProcs, raw)
+	}
+	runtime.GOMAXPROCS(n)
+	return nil
+}
+
+// minorFaults is how many pages this process has touched for the first
+// time (minor page faults: the kernel maps and zeroes a page).
+func minorFaults() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Minflt
+}
+
 // runtimeCPU is this process's runtime bookkeeping so far: the CPU its GC
 // spent (mark workers, assists and pauses; runtime/metrics' estimate) and
 // its completed GC cycles.
 func runtimeCPU() (gc time.Duration, cycles int64) {
 	s := []rtmetrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
 	rtmetrics.Read(s)
-	if s[0].Value.Kind() == rtmetrics.KindFloat64 {
-		gc = time.Duration(s[0].Value.Float64() * float64(time.Second))
+	return seconds(s[0]), uint64Of(s[1])
+}
+
+// gcIdleCPU is the part of runtimeCPU's GC CPU its idle mark workers
+// spent: marking on processors that had nothing else to run. On a
+// machine with a core to spare it is CPU no registration waited for.
+func gcIdleCPU() time.Duration {
+	s := []rtmetrics.Sample{{Name: "/cpu/classes/gc/mark/idle:cpu-seconds"}}
+	rtmetrics.Read(s)
+	return seconds(s[0])
+}
+
+func seconds(s rtmetrics.Sample) time.Duration {
+	if s.Value.Kind() != rtmetrics.KindFloat64 {
+		return 0
 	}
-	if s[1].Value.Kind() == rtmetrics.KindUint64 {
-		cycles = int64(s[1].Value.Uint64())
+	return time.Duration(s.Value.Float64() * float64(time.Second))
+}
+
+func uint64Of(s rtmetrics.Sample) int64 {
+	if s.Value.Kind() != rtmetrics.KindUint64 {
+		return 0
 	}
-	return gc, cycles
+	return int64(s.Value.Uint64())
 }
 
 // fleetProfile is the fleet child's envFleetCPUProfile file for its peers,

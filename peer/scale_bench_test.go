@@ -537,6 +537,10 @@ type benchEvent struct {
 	// spent, and its GC cycles (runtimeCPU).
 	GCCPU    time.Duration `json:"gc_cpu,omitempty"`
 	GCCycles int64         `json:"gc_cycles,omitempty"`
+	// Of GCCPU, its idle mark workers' (gcIdleCPU); Faults are the minor
+	// page faults (minorFaults).
+	GCIdle time.Duration `json:"gc_idle,omitempty"`
+	Faults int64         `json:"faults,omitempty"`
 	// settings (coordinator): Elapsed is the administrator's wait,
 	// Written until the update was written to every online peer.
 	Written time.Duration `json:"written,omitempty"`
@@ -591,7 +595,7 @@ func startChild(b *testing.B, role string, cfg any) *child {
 		// peers' own handshakes then wait for what it leaves).
 		c.cmd = exec.Command("nice", append([]string{"-n", n}, c.cmd.Args...)...)
 	}
-	c.cmd.Env = append(os.Environ(), envRole+"="+role, envConfig+"="+string(raw))
+	c.cmd.Env = append(childEnv(role), envRole+"="+role, envConfig+"="+string(raw))
 	c.cmd.ExtraFiles = []*os.File{evW}
 	c.cmd.Stdout, c.cmd.Stderr = c.output, c.output
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
@@ -862,7 +866,8 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 			emit(benchEvent{Event: "served", Sample: servedBuckets(c, f[1])})
 		case len(f) == 1 && f[0] == "cpu":
 			gc, cycles := runtimeCPU()
-			emit(benchEvent{Event: "cpu", CPU: processCPU(), Allocated: allocatedBytes(), GCCPU: gc, GCCycles: cycles})
+			emit(benchEvent{Event: "cpu", CPU: processCPU(), Allocated: allocatedBytes(), GCCPU: gc, GCCycles: cycles,
+				GCIdle: gcIdleCPU(), Faults: minorFaults()})
 		case len(f) == 1 && f[0] == "transports":
 			emit(benchEvent{Event: "transports", Sample: connTransports(c)})
 		case len(f) == 3 && (f[0] == "online" || f[0] == "conns"):
@@ -1027,6 +1032,9 @@ func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) e
 	if err := setFleetGC(); err != nil {
 		return err
 	}
+	if err := setFleetProcs(); err != nil {
+		return err
+	}
 	f, err := scale.NewFleet(scale.FleetConfig{Key: cfg.Key, Peers: cfg.Peers, Transport: cfg.Transport, Hostname: fleetHostname(cfg.Part)})
 	if err != nil {
 		return err
@@ -1048,13 +1056,14 @@ func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) e
 			return err
 		}
 	}
-	cpu0 := processCPU()
+	cpu0, idle0, faults0 := processCPU(), gcIdleCPU(), minorFaults()
 	gc0, cycles0 := runtimeCPU()
 	f.Start(0)
 	go func() {
 		if took, err := f.Wait(ctx); err == nil {
 			cpu := processCPU() - cpu0
 			gc, cycles := runtimeCPU()
+			gcIdle, faults := gcIdleCPU()-idle0, minorFaults()-faults0
 			if profile != "" {
 				cpuProfile("-")
 				if err := writeHeapProfile(profile + ".heap"); err != nil {
@@ -1068,6 +1077,7 @@ func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) e
 				return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(10 * time.Millisecond).String()
 			}
 			emit(benchEvent{Event: "welcomed", Elapsed: took, CPU: cpu, GCCPU: gc - gc0, GCCycles: cycles - cycles0,
+				GCIdle: gcIdle, Faults: faults,
 				Sample: fmt.Sprintf("first welcomes p10 %s, p50 %s, p90 %s, p99 %s, last %s", q(0.1), q(0.5), q(0.9), q(0.99), lat[len(lat)-1].Round(10*time.Millisecond))})
 		}
 	}()
@@ -1087,11 +1097,12 @@ func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) e
 		// idle MILLIS: the fleet's CPU over MILLIS (envFleetIdle).
 		if c := strings.Fields(commands.Text()); len(c) == 2 && c[0] == "idle" {
 			ms, _ := strconv.Atoi(c[1])
-			cpu0 := processCPU()
+			cpu0, idle0, faults0 := processCPU(), gcIdleCPU(), minorFaults()
 			gc0, cycles0 := runtimeCPU()
 			time.Sleep(time.Duration(ms) * time.Millisecond) // a measuring interval, not a wait for an event
 			gc, cycles := runtimeCPU()
-			emit(benchEvent{Event: "idle", CPU: processCPU() - cpu0, GCCPU: gc - gc0, GCCycles: cycles - cycles0, Elapsed: time.Duration(ms) * time.Millisecond})
+			emit(benchEvent{Event: "idle", CPU: processCPU() - cpu0, GCCPU: gc - gc0, GCCycles: cycles - cycles0,
+				GCIdle: gcIdleCPU() - idle0, Faults: minorFaults() - faults0, Elapsed: time.Duration(ms) * time.Millisecond})
 		}
 		// updates N MILLIS: wait until the peers have read N settings
 		// updates in all.

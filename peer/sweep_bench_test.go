@@ -87,6 +87,7 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 			end := coord.ask("cpu", time.Minute)
 			cpu := (end.CPU - cpu0).Seconds()
 			coordGC, coordCycles := (end.GCCPU - start.GCCPU).Seconds(), end.GCCycles-start.GCCycles
+			coordIdle, coordFaults := (end.GCIdle - start.GCIdle).Seconds(), end.Faults-start.Faults
 			if heapProfile != "" {
 				coord.ask(fmt.Sprintf("heapprofile %s-%d-after", heapProfile, n), time.Minute)
 			}
@@ -112,9 +113,9 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 			if st.Refusals > 0 || st.GaveUp > 0 {
 				b.Errorf("%d peers: %d refusals, %d gave up (%s)", n, st.Refusals, st.GaveUp, st.Sample)
 			}
-			b.Logf("%d peers: %.0f registrations/s, %d failed attempts %v; CPU per registration: coordinator %.0f µs (its GC %.0f µs, %d cycles), fleet %.0f µs (its GC %.0f µs, %d cycles); cores busy %.2f; %s; the machine's accept-queue overflows (SYNs dropped) %d; handshake gate %s%s",
-				n, float64(n)/done.Elapsed.Seconds(), st.Failures, st.Reasons, cpu/float64(n)*1e6, coordGC/float64(n)*1e6, coordCycles, done.CPU.Seconds()/float64(n)*1e6,
-				done.GCCPU.Seconds()/float64(n)*1e6, done.GCCycles,
+			b.Logf("%d peers: %.0f registrations/s, %d failed attempts %v; CPU per registration: coordinator %.0f µs (its GC %.0f µs, idle marking %.0f, %d cycles; %.1f page faults), fleet %.0f µs (its GC %.0f µs, idle marking %.0f, %d cycles; %.1f page faults); cores busy %.2f; %s; the machine's accept-queue overflows (SYNs dropped) %d; handshake gate %s%s",
+				n, float64(n)/done.Elapsed.Seconds(), st.Failures, st.Reasons, cpu/float64(n)*1e6, coordGC/float64(n)*1e6, coordIdle/float64(n)*1e6, coordCycles, float64(coordFaults)/float64(n),
+				done.CPU.Seconds()/float64(n)*1e6, done.GCCPU.Seconds()/float64(n)*1e6, done.GCIdle.Seconds()/float64(n)*1e6, done.GCCycles, float64(done.Faults)/float64(n),
 				(cpu+done.CPU.Seconds())/(done.Elapsed.Seconds()*float64(runtime.GOMAXPROCS(0))), done.Sample, overflows, gate, idle)
 			coord.stop()
 		}
@@ -320,6 +321,8 @@ func joinWelcomed(evs []benchEvent) benchEvent {
 		out.CPU += ev.CPU
 		out.GCCPU += ev.GCCPU
 		out.GCCycles += ev.GCCycles
+		out.GCIdle += ev.GCIdle
+		out.Faults += ev.Faults
 	}
 	return out
 }
