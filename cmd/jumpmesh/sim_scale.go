@@ -56,7 +56,8 @@ func simScaleCommand() *cli.Command {
 			"--json: peers, transport, rate, connection_rate, started, seconds, load_average (at the end),\n" +
 			"open_file_limit, fleet_processes ([{peers, transport}], absent in this process), fleet_note; storm:\n" +
 			"registered, online, seconds, peers_per_second, registration_latency {count, p50_ms, p90_ms, p99_ms,\n" +
-			"max_ms}, memory {ends (\"both\" or \"coordinator\"), online_heap_bytes_per_peer, online_live_bytes_per_peer,\n" +
+			"max_ms}, cpu_per_peer_ms (this process's), fleet_cpu_per_peer_ms (the fleet processes'), memory {ends\n" +
+			"(\"both\" or \"coordinator\"), online_heap_bytes_per_peer, online_live_bytes_per_peer,\n" +
 			"online_stack_bytes_per_peer, goroutines_per_peer, idle_host_bytes_per_peer}, coordinator_retries, fleet\n" +
 			"{welcomed, welcomes, retries, failed_attempts, down_dials, gave_up, ...}; settings: peers, admin_ms,\n" +
 			"written_seconds, received_seconds, goal_ratio, slow_peers; reconnect, lifecycle, search: their figures as\n" +
@@ -174,6 +175,7 @@ func printScale(w io.Writer, r *scale.Result) {
 			"  peers per second", fmt.Sprintf("%.0f", s.PeersPerSecond),
 			"  registration latency", latencyText(s.Latency),
 			"  memory per online peer", fmt.Sprintf("heap %s (live %s) + stacks %s, %.1f goroutines (%s)", kb(m.OnlineHeap), kb(m.OnlineLive), kb(m.OnlineStack), m.Goroutines, endsText(m.Ends)),
+			"  CPU per registration", cpuText(s),
 			"  idle fleet host per peer", kb(m.IdleHost),
 			"  failed / retried / refused / gave up", fleetText(s.Fleet))
 	}
@@ -294,6 +296,15 @@ func fleetText(t scale.FleetTotals) string {
 		s += " (last: " + t.Sample + ")"
 	}
 	return s
+}
+
+// cpuText is the storm's CPU per registration, this process's and the
+// fleet processes'.
+func cpuText(s *scale.StormResult) string {
+	if s.Memory.Ends == "coordinator" {
+		return fmt.Sprintf("%.2f ms the coordinator's (this process), %.2f ms the fleet processes'", s.CPUPerPeerMs, s.FleetCPUPerPeerMs)
+	}
+	return fmt.Sprintf("%.2f ms (coordinator and fleet)", s.CPUPerPeerMs)
 }
 
 // endsText says whose memory the storm's figure is.

@@ -96,7 +96,9 @@ func TestSimScaleInFleetProcesses(t *testing.T) {
 				Ends       string
 				OnlineHeap float64 `json:"online_heap_bytes_per_peer"`
 			}
-			Fleet struct{ Welcomed int }
+			Fleet        struct{ Welcomed int }
+			CPUPerPeer   float64 `json:"cpu_per_peer_ms"`
+			FleetCPUPeer float64 `json:"fleet_cpu_per_peer_ms"`
 		}
 		Settings struct {
 			Peers           int
@@ -110,7 +112,8 @@ func TestSimScaleInFleetProcesses(t *testing.T) {
 		!strings.Contains(res.FleetNote, "3 fleet processes") || res.OpenFileLimit <= 0 || res.LoadAverage == "" {
 		t.Fatalf("fleet: %+v", res)
 	}
-	if res.Storm.Registered != 40 || res.Storm.Online != 40 || res.Storm.Fleet.Welcomed != 40 || res.Storm.Memory.Ends != "coordinator" || res.Storm.Memory.OnlineHeap <= 0 {
+	if res.Storm.Registered != 40 || res.Storm.Online != 40 || res.Storm.Fleet.Welcomed != 40 || res.Storm.Memory.Ends != "coordinator" || res.Storm.Memory.OnlineHeap <= 0 ||
+		res.Storm.CPUPerPeer <= 0 || res.Storm.FleetCPUPeer <= 0 {
 		t.Fatalf("storm: %+v", res.Storm)
 	}
 	if s := res.Settings; s.Peers != 40 || s.ReceivedSeconds <= 0 || s.GoalRatio <= 0 {

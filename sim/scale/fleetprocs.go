@@ -152,6 +152,18 @@ func (f *procFleet) Wait(ctx context.Context) (time.Duration, error) {
 	return took, nil
 }
 
+// StormCPU is the children's CPU from "go" to their last first welcome
+// (after Wait).
+func (f *procFleet) StormCPU() time.Duration {
+	var cpu time.Duration
+	for _, c := range f.children {
+		if c.welcomed != nil {
+			cpu += c.welcomed.CPU
+		}
+	}
+	return cpu
+}
+
 // welcomedSoFar asks the children that have not said "welcomed" how far
 // they are, for an error; best effort.
 func (f *procFleet) welcomedSoFar() int64 {

@@ -36,7 +36,7 @@ func TestStormInFleetProcesses(t *testing.T) {
 	if storm.Registered != peers || storm.Online != peers || storm.Fleet.Welcomed != peers || storm.Latency.Count != peers {
 		t.Fatalf("storm: %+v", storm)
 	}
-	if storm.Memory.Ends != "coordinator" || storm.Memory.IdleHost <= 0 || storm.PeersPerSecond <= 0 {
+	if storm.Memory.Ends != "coordinator" || storm.Memory.IdleHost <= 0 || storm.PeersPerSecond <= 0 || storm.CPUPerPeerMs <= 0 || storm.FleetCPUPerPeerMs <= 0 {
 		t.Fatalf("storm memory: %+v", storm.Memory)
 	}
 	if pids := scale.FleetPIDs(e); len(pids) != 3 {

@@ -26,6 +26,12 @@ type StormResult struct {
 	// (hello → enrollment → welcome, retries and backoff included).
 	Latency Latency `json:"registration_latency"`
 	Memory  Memory  `json:"memory"`
+	// CPUPerPeerMs is this process's CPU from the start to the last first
+	// welcome, per peer: coordinator and fleet, or the coordinator's alone
+	// with fleet processes (as Memory.Ends); FleetCPUPerPeerMs is the
+	// fleet processes' in the same time (0 without them).
+	CPUPerPeerMs      float64 `json:"cpu_per_peer_ms"`
+	FleetCPUPerPeerMs float64 `json:"fleet_cpu_per_peer_ms,omitempty"`
 	// CoordinatorRetries are hellos the coordinator told to retry (its
 	// connection rate); Fleet has the peers' own counts.
 	CoordinatorRetries int64       `json:"coordinator_retries"`
@@ -69,11 +75,13 @@ func (e *Engine) Storm(ctx context.Context) (*StormResult, error) {
 	idle := sampleMem()
 	wctx, cancel := e.wait(ctx)
 	defer cancel()
+	cpu0 := cpuTime()
 	f.Start(e.cfg.Rate)
 	took, err := f.Wait(wctx)
 	if err != nil {
 		return nil, err
 	}
+	cpu := cpuTime() - cpu0
 	if err := e.Site.WaitOnline(wctx, n); err != nil {
 		return nil, err
 	}
@@ -94,7 +102,10 @@ func (e *Engine) Storm(ctx context.Context) (*StormResult, error) {
 	}
 	r := &StormResult{Peers: n, Registered: registered, Online: on, Seconds: took.Seconds(),
 		PeersPerSecond: float64(n) / took.Seconds(), Latency: latencyOf(f.Latencies()),
-		Memory: mem, CoordinatorRetries: e.Site.Coord.Service().PeerRetries(), Fleet: f.Totals()}
+		Memory: mem, CPUPerPeerMs: ms(cpu) / float64(n), CoordinatorRetries: e.Site.Coord.Service().PeerRetries(), Fleet: f.Totals()}
+	if pf, ok := f.(*procFleet); ok {
+		r.FleetCPUPerPeerMs = ms(pf.StormCPU()) / float64(n)
+	}
 	if err := f.failure(); err != nil {
 		return nil, err
 	}
