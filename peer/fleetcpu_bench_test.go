@@ -5,12 +5,27 @@ package peer_test
 // process, sharing the machine's two cores with the coordinator it
 // measures, so every µs the fleet spends beyond what the peers themselves
 // would spend on their own machines is taken from the coordinator.
+//
+// What session 30 found (docs/performance.md): at 5,000 peers the fleet's
+// CPU per registration is 1.3–1.6 × its best size's, and none of it is GC
+// (the fleet collects no garbage during a storm: its heap goal after
+// building the hosts is twice their 1.1–1.6 GB) nor page faults (28 per
+// registration at every size). It grows with the storm's length, in the
+// Go runtime's scheduler: its timer-heap scans (runtime.(*timers).adjust,
+// 60–90 → 440–510 µs per registration from 1,000 to 5,000 peers in two
+// profiles on the quiet machine) while thousands of dials wait in the
+// coordinator's room; the idle hosts' own tickers add little (12 more idle
+// timers per host: +40–70 µs at 5,000; libp2p's address manager ticks
+// every 5 s, 8–15 µs per host-second). Splitting the fleet over 5
+// processes (JM_BENCH_FLEETS, of 1 or 2 processors: envFleetProcs) or
+// leaving out its hosts' resource and connection managers did not lower
+// it, so the sweep keeps one fleet of full hosts; the knobs stay for the
+// next measurement.
 
 import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/debug"
 	rtmetrics "runtime/metrics"
 	"strconv"
 	"syscall"
@@ -29,8 +44,6 @@ const (
 	// its own machine pays its share of that too, but not in one process
 	// beside the coordinator).
 	envFleetIdle = "JM_BENCH_FLEET_IDLE"
-	// envFleetGOGC sets the fleet children's GOGC (an experiment's knob).
-	envFleetGOGC = "JM_BENCH_FLEET_GOGC"
 	// envFleetProcs sets the fleet children's GOMAXPROCS (an experiment's
 	// knob).
 	envFleetProcs = "JM_BENCH_FLEET_PROCS"
@@ -47,20 +60,6 @@ func childEnv(role string) []string {
 		env = append(env, "GOGC="+v)
 	}
 	return env
-}
-
-// setFleetGC applies envFleetGOGC in a fleet child.
-func setFleetGC() error {
-	raw := os.Getenv(envFleetGOGC)
-	if raw == "" {
-		return nil
-	}
-	pct, err := strconv.Atoi(raw)
-	if err != nil {
-		return fmt.Errorf("%s=%q: %w", envFleetGOGC, raw, err)
-	}
-	debug.SetGCPercent(pct)
-	return nil
 }
 
 // setFleetProcs applies envFleetProcs in a fleet child.

@@ -1029,9 +1029,6 @@ func fleetHostname(part int) string {
 // report "welcomed" once each has been welcomed, and on "stop" close the
 // hosts and report the totals.
 func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) error {
-	if err := setFleetGC(); err != nil {
-		return err
-	}
 	if err := setFleetProcs(); err != nil {
 		return err
 	}
@@ -1097,9 +1094,15 @@ func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) e
 		// idle MILLIS: the fleet's CPU over MILLIS (envFleetIdle).
 		if c := strings.Fields(commands.Text()); len(c) == 2 && c[0] == "idle" {
 			ms, _ := strconv.Atoi(c[1])
+			if profile != "" {
+				cpuProfile(profile + ".idle")
+			}
 			cpu0, idle0, faults0 := processCPU(), gcIdleCPU(), minorFaults()
 			gc0, cycles0 := runtimeCPU()
 			time.Sleep(time.Duration(ms) * time.Millisecond) // a measuring interval, not a wait for an event
+			if profile != "" {
+				cpuProfile("-")
+			}
 			gc, cycles := runtimeCPU()
 			emit(benchEvent{Event: "idle", CPU: processCPU() - cpu0, GCCPU: gc - gc0, GCCycles: cycles - cycles0,
 				GCIdle: gcIdleCPU() - idle0, Faults: minorFaults() - faults0, Elapsed: time.Duration(ms) * time.Millisecond})

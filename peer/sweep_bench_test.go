@@ -51,7 +51,12 @@ const (
 // profiles before and after each size's registrations to FILE-N-before and
 // FILE-N-after (pprof -base before after: what the registrations
 // allocated), and coord-alloc-B/reg is the bytes it allocated per
-// registration. In the same run it measures the floor: a
+// registration. The fleet's own figures (fleetcpu_bench_test.go):
+// fleet-cpu-growth is its CPU per registration at the largest size over
+// that at the best, each size's log line has both processes' GC CPU,
+// cycles and page faults, JM_BENCH_FLEET_CPU_PROFILE=FILE profiles the
+// fleet, JM_BENCH_FLEET_IDLE=5s measures its idle hosts after each storm,
+// and JM_BENCH_FLEETS runs it in several processes. In the same run it measures the floor: a
 // bare libp2p host with the same transports, security and muxer (mesh.NewHost)
 // accepting connections that each open one stream and exchange a byte,
 // and reports the coordinator's CPU per registration ÷ that host's CPU per
