@@ -140,7 +140,7 @@ func BenchmarkOnlinePeerMemory(b *testing.B) {
 	var heap, live, stack, goroutines, offline, adminWait, written, readAll, regs float64
 	for i := 0; i < b.N; i++ {
 		site, key, coord := benchSite(b, -1, nil)
-		f := startFleets(b, key, n)
+		f := startFleets(b, key, n, 0)
 		f.await("ready", wait)
 		base := coord.ask("mem", time.Minute)
 		f.send("go")
@@ -248,7 +248,7 @@ type fleetChild struct {
 // each and its QUIC peers one for all, so on a VM whose open-file limit is
 // 20,000 (hard) a coordinator holds 20,000 online peers only if a few
 // reach it over QUIC.
-func startFleets(b *testing.B, key string, n int) fleets {
+func startFleets(b *testing.B, key string, n, procs int) fleets {
 	b.Helper()
 	quic := min(benchEnvInt(b, envBenchQUICPeers, 0), n)
 	n -= quic
@@ -263,11 +263,11 @@ func startFleets(b *testing.B, key string, n int) fleets {
 		if i < n%k {
 			part++
 		}
-		c := startChild(b, roleFleet, fleetConfig{Key: key, Peers: part, Transport: transport, Part: i})
+		c := startChild(b, roleFleet, fleetConfig{Key: key, Peers: part, Transport: transport, Part: i, Procs: procs})
 		fs = append(fs, &fleetChild{child: c, peers: part})
 	}
 	if quic > 0 {
-		c := startChild(b, roleFleet, fleetConfig{Key: key, Peers: quic, Transport: "quic", Part: k})
+		c := startChild(b, roleFleet, fleetConfig{Key: key, Peers: quic, Transport: "quic", Part: k, Procs: procs})
 		fs = append(fs, &fleetChild{child: c, peers: quic})
 	}
 	return fs
@@ -1014,6 +1014,9 @@ type fleetConfig struct {
 	// Part numbers the fleets of one run; it keeps their peers' names
 	// apart (bench-00042, bench1-00042).
 	Part int
+	// Procs is the fleet process's GOMAXPROCS; 0 keeps the runtime's
+	// (one per core). JM_BENCH_FLEET_PROCS overrides it.
+	Procs int
 }
 
 // fleetHostname prefixes the names of a fleet's peers.
@@ -1029,7 +1032,7 @@ func fleetHostname(part int) string {
 // report "welcomed" once each has been welcomed, and on "stop" close the
 // hosts and report the totals.
 func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) error {
-	if err := setFleetProcs(); err != nil {
+	if err := setFleetProcs(cfg.Procs); err != nil {
 		return err
 	}
 	f, err := scale.NewFleet(scale.FleetConfig{Key: cfg.Key, Peers: cfg.Peers, Transport: cfg.Transport, Hostname: fleetHostname(cfg.Part)})

@@ -56,7 +56,9 @@ const (
 // that at the best, each size's log line has both processes' GC CPU,
 // cycles and page faults, JM_BENCH_FLEET_CPU_PROFILE=FILE profiles the
 // fleet, JM_BENCH_FLEET_IDLE=5s measures its idle hosts after each storm,
-// and JM_BENCH_FLEETS runs it in several processes. In the same run it measures the floor: a
+// and JM_BENCH_FLEETS runs it in several processes. The fleet runs with
+// 8 Go processors on the 2 cores (sweepFleetProcs: its hosts' timers in 8
+// heaps; JM_BENCH_FLEET_PROCS=2 measures as before session 30). In the same run it measures the floor: a
 // bare libp2p host with the same transports, security and muxer (mesh.NewHost)
 // accepting connections that each open one stream and exchange a byte,
 // and reports the coordinator's CPU per registration ÷ that host's CPU per
@@ -71,7 +73,7 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for j, n := range sizes {
 			_, key, coord := benchSite(b, -1, nil)
-			f := startFleets(b, key, n)
+			f := startFleets(b, key, n, sweepFleetProcs)
 			f.await("ready", time.Minute+time.Duration(n)*20*time.Millisecond)
 			heapProfile := os.Getenv(envHeapProfile)
 			if heapProfile != "" {
