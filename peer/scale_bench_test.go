@@ -32,7 +32,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -723,7 +722,7 @@ func serveChild(b *testing.B) {
 	case roleFleet:
 		var cfg fleetConfig
 		if err = json.Unmarshal(raw, &cfg); err == nil {
-			err = runFleet(cfg, emit, commands)
+			err = runFleet(cfg, events, commands)
 		}
 	case roleBare:
 		err = runBare(emit, commands)
@@ -735,16 +734,6 @@ func serveChild(b *testing.B) {
 		os.Exit(1)
 	}
 	os.Exit(0)
-}
-
-// writeIDs writes peer IDs to path, one a line.
-func writeIDs(path string, ids []lpeer.ID) error {
-	var buf bytes.Buffer
-	for _, id := range ids {
-		buf.WriteString(id.String())
-		buf.WriteByte('\n')
-	}
-	return os.WriteFile(path, buf.Bytes(), 0o600)
 }
 
 // processCPU is the user and system CPU time this process has used.
@@ -1027,107 +1016,29 @@ func fleetHostname(part int) string {
 	return fmt.Sprint("bench", part)
 }
 
-// runFleet is the fleet child (sim/scale's Fleet, with the daemon's
-// backoff): build the hosts, report "ready", start every peer on "go",
-// report "welcomed" once each has been welcomed, and on "stop" close the
-// hosts and report the totals.
-func runFleet(cfg fleetConfig, emit func(benchEvent), commands *bufio.Scanner) error {
+// runFleet is the fleet child: sim/scale's fleet process (ServeFleet:
+// "ready", "go", "welcomed", "reported", "updates", "idle", "stop") with
+// the daemon's backoff, at the fleet's GOMAXPROCS (setFleetProcs), and its
+// profiles (envFleetCPUProfile) as hooks around the storm and the idle
+// interval.
+func runFleet(cfg fleetConfig, events io.Writer, commands *bufio.Scanner) error {
 	if err := setFleetProcs(cfg.Procs); err != nil {
 		return err
 	}
-	f, err := scale.NewFleet(scale.FleetConfig{Key: cfg.Key, Peers: cfg.Peers, Transport: cfg.Transport, Hostname: fleetHostname(cfg.Part)})
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	emit(benchEvent{Event: "ready", Heap: int64(ms.HeapInuse), Stack: int64(ms.StackInuse)})
-
-	if !commands.Scan() || commands.Text() != "go" {
-		return errors.New("no go")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	profile := fleetProfile(cfg)
-	if profile != "" {
-		if err := cpuProfile(profile); err != nil {
-			return err
+	var hooks scale.ChildHooks
+	if profile := fleetProfile(cfg); profile != "" {
+		hooks.Go = func() error { return cpuProfile(profile) }
+		hooks.Welcomed = func() {
+			cpuProfile("-")
+			if err := writeHeapProfile(profile + ".heap"); err != nil {
+				fmt.Fprintf(os.Stderr, "fleet heap profile: %v\n", err)
+			}
+		}
+		hooks.Idle = func() func() {
+			cpuProfile(profile + ".idle")
+			return func() { cpuProfile("-") }
 		}
 	}
-	cpu0, idle0, faults0 := processCPU(), gcIdleCPU(), minorFaults()
-	gc0, cycles0 := runtimeCPU()
-	f.Start(0)
-	go func() {
-		if took, err := f.Wait(ctx); err == nil {
-			cpu := processCPU() - cpu0
-			gc, cycles := runtimeCPU()
-			gcIdle, faults := gcIdleCPU()-idle0, minorFaults()-faults0
-			if profile != "" {
-				cpuProfile("-")
-				if err := writeHeapProfile(profile + ".heap"); err != nil {
-					fmt.Fprintf(os.Stderr, "fleet heap profile: %v\n", err)
-				}
-			}
-			// When the peers were welcomed: the storm's shape (a tail
-			// of late dials shows as p99 or the last far past p90).
-			lat := f.Latencies()
-			q := func(p float64) string {
-				return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(10 * time.Millisecond).String()
-			}
-			emit(benchEvent{Event: "welcomed", Elapsed: took, CPU: cpu, GCCPU: gc - gc0, GCCycles: cycles - cycles0,
-				GCIdle: gcIdle, Faults: faults,
-				Sample: fmt.Sprintf("first welcomes p10 %s, p50 %s, p90 %s, p99 %s, last %s", q(0.1), q(0.5), q(0.9), q(0.99), lat[len(lat)-1].Round(10*time.Millisecond))})
-		}
-	}()
-	for commands.Scan() && commands.Text() != "stop" {
-		// reported FILE MILLIS: wait for every peer's first statistics,
-		// then write the fleet's peer IDs to FILE.
-		if c := strings.Fields(commands.Text()); len(c) == 3 && c[0] == "reported" {
-			ms, _ := strconv.Atoi(c[2])
-			wctx, wcancel := context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
-			err := f.WaitReported(wctx)
-			wcancel()
-			if err == nil {
-				err = writeIDs(c[1], f.IDs())
-			}
-			emit(benchEvent{Event: "reported", Online: f.Totals().Reported, Sample: fmt.Sprint(err)})
-		}
-		// idle MILLIS: the fleet's CPU over MILLIS (envFleetIdle).
-		if c := strings.Fields(commands.Text()); len(c) == 2 && c[0] == "idle" {
-			ms, _ := strconv.Atoi(c[1])
-			if profile != "" {
-				cpuProfile(profile + ".idle")
-			}
-			cpu0, idle0, faults0 := processCPU(), gcIdleCPU(), minorFaults()
-			gc0, cycles0 := runtimeCPU()
-			time.Sleep(time.Duration(ms) * time.Millisecond) // a measuring interval, not a wait for an event
-			if profile != "" {
-				cpuProfile("-")
-			}
-			gc, cycles := runtimeCPU()
-			emit(benchEvent{Event: "idle", CPU: processCPU() - cpu0, GCCPU: gc - gc0, GCCycles: cycles - cycles0,
-				GCIdle: gcIdleCPU() - idle0, Faults: minorFaults() - faults0, Elapsed: time.Duration(ms) * time.Millisecond})
-		}
-		// updates N MILLIS: wait until the peers have read N settings
-		// updates in all.
-		if c := strings.Fields(commands.Text()); len(c) == 3 && c[0] == "updates" {
-			want, _ := strconv.ParseInt(c[1], 10, 64)
-			ms, _ := strconv.Atoi(c[2])
-			deadline := time.Now().Add(time.Duration(ms) * time.Millisecond)
-			tick := time.NewTicker(time.Millisecond)
-			for f.Totals().Updates < want && time.Now().Before(deadline) {
-				<-tick.C
-			}
-			tick.Stop()
-			emit(benchEvent{Event: "updates", Online: f.Totals().Updates})
-		}
-	}
-	cancel()
-	f.Close()
-	t := f.Totals()
-	emit(benchEvent{Event: "stopped", Welcomes: t.Welcomes, Retries: t.Retries, Refusals: t.Refusals,
-		Failures: t.Failures, Down: t.Down, GaveUp: t.GaveUp, Sample: t.Sample, Reasons: t.FailureReasons})
-	return nil
+	return scale.ServeFleet(scale.ChildConfig{Key: cfg.Key, Peers: cfg.Peers, Transport: cfg.Transport, Hostname: fleetHostname(cfg.Part)},
+		commands, events, hooks)
 }

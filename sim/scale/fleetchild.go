@@ -39,6 +39,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -72,6 +73,11 @@ type FleetEvent struct {
 	CPU      time.Duration `json:"cpu,omitempty"`
 	GCCPU    time.Duration `json:"gc_cpu,omitempty"`
 	GCCycles int64         `json:"gc_cycles,omitempty"`
+	// welcomed, idle: the part of GCCPU its idle mark workers spent
+	// (marking on processors with nothing else to run), and the minor
+	// page faults in that time.
+	GCIdle time.Duration `json:"gc_idle,omitempty"`
+	Faults int64         `json:"faults,omitempty"`
 	// latencies: each welcomed peer's time from its start to its first
 	// welcome, sorted.
 	Latencies []time.Duration `json:"latencies,omitempty"`
@@ -103,6 +109,8 @@ type ChildHooks struct {
 	// Welcomed runs once every peer has been welcomed, before the
 	// "welcomed" event is written.
 	Welcomed func()
+	// Idle runs as an "idle" interval starts; what it returns, as it ends.
+	Idle func() (end func())
 }
 
 // ServeFleetProcess is a fleet child whose config is the first line of
@@ -174,18 +182,16 @@ func ServeFleet(cfg ChildConfig, commands *bufio.Scanner, events io.Writer, hook
 					return err
 				}
 			}
-			cpu0 := cpuTime()
-			gc0, cycles0 := gcTime()
+			at := readChildCPU()
 			f.Start(rate)
 			go func() {
 				if took, err := f.Wait(ctx); err == nil {
-					cpu := cpuTime()
-					gc, cycles := gcTime()
+					ev := readChildCPU().since(at, "welcomed")
 					if hooks.Welcomed != nil {
 						hooks.Welcomed()
 					}
-					emit(FleetEvent{Event: "welcomed", Elapsed: took, CPU: cpu - cpu0, GCCPU: gc - gc0, GCCycles: cycles - cycles0,
-						Sample: firstWelcomes(f.Latencies())})
+					ev.Elapsed, ev.Sample = took, firstWelcomes(f.Latencies())
+					emit(ev)
 				}
 			}()
 		case c[0] == "totals" && len(c) == 1:
@@ -214,12 +220,16 @@ func ServeFleet(cfg ChildConfig, commands *bufio.Scanner, events io.Writer, hook
 			wcancel()
 			emit(FleetEvent{Event: "updates", Online: f.Totals().Updates})
 		case c[0] == "idle" && len(c) == 2:
-			cpu0 := cpuTime()
-			gc0, cycles0 := gcTime()
+			end := func() {}
+			if hooks.Idle != nil {
+				end = hooks.Idle()
+			}
+			at := readChildCPU()
 			time.Sleep(millis(1)) // a measuring interval, not a wait for an event
-			cpu := cpuTime()
-			gc, cycles := gcTime()
-			emit(FleetEvent{Event: "idle", Elapsed: millis(1), CPU: cpu - cpu0, GCCPU: gc - gc0, GCCycles: cycles - cycles0})
+			ev := readChildCPU().since(at, "idle")
+			end()
+			ev.Elapsed = millis(1)
+			emit(ev)
 		case c[0] == "stop" && len(c) == 1:
 			cancel()
 			f.Close()
@@ -252,15 +262,47 @@ func firstWelcomes(lat []time.Duration) string {
 func gcTime() (time.Duration, int64) {
 	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
 	metrics.Read(s)
-	var gc time.Duration
-	var cycles int64
-	if s[0].Value.Kind() == metrics.KindFloat64 {
-		gc = time.Duration(s[0].Value.Float64() * float64(time.Second))
+	return metricSeconds(s[0]), metricCount(s[1])
+}
+
+// childCPU is what a fleet child reports of its CPU at one moment.
+type childCPU struct {
+	cpu, gc, gcIdle time.Duration
+	cycles, faults  int64
+}
+
+func readChildCPU() childCPU {
+	var c childCPU
+	c.cpu = cpuTime()
+	c.gc, c.cycles = gcTime()
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/mark/idle:cpu-seconds"}}
+	metrics.Read(s)
+	c.gcIdle = metricSeconds(s[0])
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		c.faults = ru.Minflt
 	}
-	if s[1].Value.Kind() == metrics.KindUint64 {
-		cycles = int64(s[1].Value.Uint64())
+	return c
+}
+
+// since is the event named event with what was spent from at to c.
+func (c childCPU) since(at childCPU, event string) FleetEvent {
+	return FleetEvent{Event: event, CPU: c.cpu - at.cpu, GCCPU: c.gc - at.gc, GCCycles: c.cycles - at.cycles,
+		GCIdle: c.gcIdle - at.gcIdle, Faults: c.faults - at.faults}
+}
+
+func metricSeconds(s metrics.Sample) time.Duration {
+	if s.Value.Kind() != metrics.KindFloat64 {
+		return 0
 	}
-	return gc, cycles
+	return time.Duration(s.Value.Float64() * float64(time.Second))
+}
+
+func metricCount(s metrics.Sample) int64 {
+	if s.Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(s.Value.Uint64())
 }
 
 // writeIDs writes the fleet's peer IDs to path, one a line.

@@ -161,10 +161,14 @@ func TestServeFleetWithHooks(t *testing.T) {
 	e := newEngine(t, scale.Config{Peers: 1})
 	cmdR, cmdW := io.Pipe()
 	evR, evW := io.Pipe()
-	var went, welcomed atomic.Bool
+	var went, welcomed, idleStarted, idleEnded atomic.Bool
 	hooks := scale.ChildHooks{
 		Go:       func() error { went.Store(true); return nil },
 		Welcomed: func() { welcomed.Store(went.Load()) },
+		Idle: func() func() {
+			idleStarted.Store(true)
+			return func() { idleEnded.Store(idleStarted.Load()) }
+		},
 	}
 	served := make(chan error, 1)
 	go func() {
@@ -202,8 +206,8 @@ func TestServeFleetWithHooks(t *testing.T) {
 		t.Fatalf("welcomed: %+v, hooks ran in order: %v", ev, welcomed.Load())
 	}
 	io.WriteString(cmdW, "idle 20\n")
-	if ev := next("idle"); ev.Elapsed != 20*time.Millisecond {
-		t.Fatalf("idle: %+v", ev)
+	if ev := next("idle"); ev.Elapsed != 20*time.Millisecond || !idleEnded.Load() {
+		t.Fatalf("idle: %+v, its hooks ran in order: %v", ev, idleEnded.Load())
 	}
 	io.WriteString(cmdW, "stop\n")
 	if ev := next("stopped"); ev.Totals == nil || ev.Totals.Welcomed != 3 || ev.Welcomes != 3 {
