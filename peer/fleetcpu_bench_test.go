@@ -24,10 +24,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	rtmetrics "runtime/metrics"
 	"strconv"
-	"syscall"
-	"time"
 )
 
 const (
@@ -85,48 +82,6 @@ func setFleetProcs(def int) error {
 		runtime.GOMAXPROCS(n)
 	}
 	return nil
-}
-
-// minorFaults is how many pages this process has touched for the first
-// time (minor page faults: the kernel maps and zeroes a page).
-func minorFaults() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Minflt
-}
-
-// runtimeCPU is this process's runtime bookkeeping so far: the CPU its GC
-// spent (mark workers, assists and pauses; runtime/metrics' estimate) and
-// its completed GC cycles.
-func runtimeCPU() (gc time.Duration, cycles int64) {
-	s := []rtmetrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
-	rtmetrics.Read(s)
-	return seconds(s[0]), uint64Of(s[1])
-}
-
-// gcIdleCPU is the part of runtimeCPU's GC CPU its idle mark workers
-// spent: marking on processors that had nothing else to run. On a
-// machine with a core to spare it is CPU no registration waited for.
-func gcIdleCPU() time.Duration {
-	s := []rtmetrics.Sample{{Name: "/cpu/classes/gc/mark/idle:cpu-seconds"}}
-	rtmetrics.Read(s)
-	return seconds(s[0])
-}
-
-func seconds(s rtmetrics.Sample) time.Duration {
-	if s.Value.Kind() != rtmetrics.KindFloat64 {
-		return 0
-	}
-	return time.Duration(s.Value.Float64() * float64(time.Second))
-}
-
-func uint64Of(s rtmetrics.Sample) int64 {
-	if s.Value.Kind() != rtmetrics.KindUint64 {
-		return 0
-	}
-	return int64(s.Value.Uint64())
 }
 
 // fleetProfile is the fleet child's envFleetCPUProfile file for its peers,

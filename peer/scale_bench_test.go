@@ -45,7 +45,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -736,15 +735,6 @@ func serveChild(b *testing.B) {
 	os.Exit(0)
 }
 
-// processCPU is the user and system CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // allocatedBytes is how many bytes this process has allocated on the heap
 // since it started.
 func allocatedBytes() int64 {
@@ -854,9 +844,9 @@ func runCoordinator(cfg coordConfig, emit func(benchEvent), commands *bufio.Scan
 		case len(f) == 2 && f[0] == "served":
 			emit(benchEvent{Event: "served", Sample: servedBuckets(c, f[1])})
 		case len(f) == 1 && f[0] == "cpu":
-			gc, cycles := runtimeCPU()
-			emit(benchEvent{Event: "cpu", CPU: processCPU(), Allocated: allocatedBytes(), GCCPU: gc, GCCycles: cycles,
-				GCIdle: gcIdleCPU(), Faults: minorFaults()})
+			c := scale.ReadProcessCPU()
+			emit(benchEvent{Event: "cpu", CPU: c.CPU, Allocated: allocatedBytes(), GCCPU: c.GC, GCCycles: c.Cycles,
+				GCIdle: c.GCIdle, Faults: c.Faults})
 		case len(f) == 1 && f[0] == "transports":
 			emit(benchEvent{Event: "transports", Sample: connTransports(c)})
 		case len(f) == 3 && (f[0] == "online" || f[0] == "conns"):

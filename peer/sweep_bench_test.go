@@ -24,6 +24,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jumpmesh/jumpmesh/mesh"
+	"github.com/jumpmesh/jumpmesh/sim/scale"
 )
 
 // The congestion-collapse benchmark of #16, and the floor a registration's
@@ -282,7 +283,7 @@ func runBare(emit func(benchEvent), commands *bufio.Scanner) error {
 		case len(f) == 2 && f[0] == "cpuprofile":
 			emit(benchEvent{Event: "cpuprofile", Sample: fmt.Sprint(cpuProfile(f[1]))})
 		case commands.Text() == "cpu":
-			emit(benchEvent{Event: "cpu", CPU: processCPU()})
+			emit(benchEvent{Event: "cpu", CPU: scale.ReadProcessCPU().CPU})
 		case commands.Text() == "stop":
 			emit(benchEvent{Event: "stopped"})
 			return nil

@@ -182,11 +182,11 @@ func ServeFleet(cfg ChildConfig, commands *bufio.Scanner, events io.Writer, hook
 					return err
 				}
 			}
-			at := readChildCPU()
+			at := ReadProcessCPU()
 			f.Start(rate)
 			go func() {
 				if took, err := f.Wait(ctx); err == nil {
-					ev := readChildCPU().since(at, "welcomed")
+					ev := ReadProcessCPU().since(at, "welcomed")
 					if hooks.Welcomed != nil {
 						hooks.Welcomed()
 					}
@@ -224,9 +224,9 @@ func ServeFleet(cfg ChildConfig, commands *bufio.Scanner, events io.Writer, hook
 			if hooks.Idle != nil {
 				end = hooks.Idle()
 			}
-			at := readChildCPU()
+			at := ReadProcessCPU()
 			time.Sleep(millis(1)) // a measuring interval, not a wait for an event
-			ev := readChildCPU().since(at, "idle")
+			ev := ReadProcessCPU().since(at, "idle")
 			end()
 			ev.Elapsed = millis(1)
 			emit(ev)
@@ -265,30 +265,35 @@ func gcTime() (time.Duration, int64) {
 	return metricSeconds(s[0]), metricCount(s[1])
 }
 
-// childCPU is what a fleet child reports of its CPU at one moment.
-type childCPU struct {
-	cpu, gc, gcIdle time.Duration
-	cycles, faults  int64
+// ProcessCPU is what this process has spent so far, as a fleet child (and
+// the peer/ benchmarks' coordinator process) reports it: its CPU, its
+// GC's CPU (runtime/metrics' estimate) and the part of that its idle mark
+// workers spent (marking on processors with nothing else to run), its
+// completed GC cycles and its minor page faults.
+type ProcessCPU struct {
+	CPU, GC, GCIdle time.Duration
+	Cycles, Faults  int64
 }
 
-func readChildCPU() childCPU {
-	var c childCPU
-	c.cpu = cpuTime()
-	c.gc, c.cycles = gcTime()
+// ReadProcessCPU reads ProcessCPU now.
+func ReadProcessCPU() ProcessCPU {
+	var c ProcessCPU
+	c.CPU = cpuTime()
+	c.GC, c.Cycles = gcTime()
 	s := []metrics.Sample{{Name: "/cpu/classes/gc/mark/idle:cpu-seconds"}}
 	metrics.Read(s)
-	c.gcIdle = metricSeconds(s[0])
+	c.GCIdle = metricSeconds(s[0])
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		c.faults = ru.Minflt
+		c.Faults = ru.Minflt
 	}
 	return c
 }
 
 // since is the event named event with what was spent from at to c.
-func (c childCPU) since(at childCPU, event string) FleetEvent {
-	return FleetEvent{Event: event, CPU: c.cpu - at.cpu, GCCPU: c.gc - at.gc, GCCycles: c.cycles - at.cycles,
-		GCIdle: c.gcIdle - at.gcIdle, Faults: c.faults - at.faults}
+func (c ProcessCPU) since(at ProcessCPU, event string) FleetEvent {
+	return FleetEvent{Event: event, CPU: c.CPU - at.CPU, GCCPU: c.GC - at.GC, GCCycles: c.Cycles - at.Cycles,
+		GCIdle: c.GCIdle - at.GCIdle, Faults: c.Faults - at.Faults}
 }
 
 func metricSeconds(s metrics.Sample) time.Duration {
