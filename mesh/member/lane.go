@@ -46,6 +46,13 @@ func (c *Client) connect(ctx context.Context) error {
 	if c.host.Network().Connectedness(site.ID) == network.Connected {
 		return nil
 	}
+	// Past libp2p's dial backoff: a member's callers pace their own calls
+	// (a relay's or jumpoint's ACL period, a technician's command), as
+	// the peer daemon paces its redials. With the backoff, a dial that
+	// found the coordinator down (restarting: the start of a reconnect
+	// storm) kept the member from it for 5 s and more after it was back
+	// (TestMemberReconnectsAsSoonAsTheCoordinatorIsBack).
+	ctx = network.WithForceDirectDial(ctx, "member to its coordinator: its callers pace their calls")
 	if lane := c.laneAddrs(); len(lane) > 0 {
 		restore := c.dials.Only(lane)
 		laneCtx, cancel := context.WithCancel(ctx)
