@@ -143,6 +143,13 @@ func simScaleCommand() *cli.Command {
 				return usagef("%v", err)
 			}
 			if err != nil {
+				// The workloads that finished before the one that failed
+				// are reported, then the error.
+				if res.Finished() {
+					if perr := output(cc, res, func(w io.Writer) { printScale(w, res) }); perr != nil {
+						return errors.Join(err, perr)
+					}
+				}
 				return err
 			}
 			return output(cc, res, func(w io.Writer) { printScale(w, res) })
@@ -161,6 +168,9 @@ func printScale(w io.Writer, r *scale.Result) {
 		admission = fmt.Sprintf("connection-rate %d/s", r.ConnectionRate)
 	}
 	fmt.Fprintf(w, "sim scale: %d peers over %s, started %s, %s; %.1f s in all; load average %s\n", r.Peers, r.Transport, start, admission, r.Seconds, r.LoadAverage)
+	if r.Failed != "" {
+		fmt.Fprintf(w, "%s failed (below: the workloads that finished before it; the error follows)\n", r.Failed)
+	}
 	if len(r.FleetProcesses) > 0 {
 		fmt.Fprintf(w, "fleet: %s\n", r.FleetNote)
 	} else {

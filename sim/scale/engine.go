@@ -148,6 +148,9 @@ type Result struct {
 	OpenFileLimit  int         `json:"open_file_limit"`
 	// LoadAverage is /proc/loadavg's first three fields at the end.
 	LoadAverage string `json:"load_average"`
+	// Failed is the workload that ended the run with an error (Run's
+	// error says why); the ones before it finished and are reported.
+	Failed Workload `json:"failed,omitempty"`
 
 	Storm     *StormResult     `json:"storm,omitempty"`
 	Settings  *SettingsResult  `json:"settings,omitempty"`
@@ -261,12 +264,21 @@ func Run(ctx context.Context, cfg Config, workloads ...Workload) (res *Result, e
 			cfg.Progress(s.w)
 		}
 		if err := s.run(); err != nil {
+			res.Failed = s.w
+			res.Seconds = time.Since(start).Seconds()
+			res.LoadAverage = loadAverage()
 			return res, fmt.Errorf("%s: %w", s.w, err)
 		}
 	}
 	res.Seconds = time.Since(start).Seconds()
 	res.LoadAverage = loadAverage()
 	return res, nil
+}
+
+// Finished tells whether a workload finished (a failed run's result
+// reports those before the one that failed).
+func (r *Result) Finished() bool {
+	return r != nil && (r.Storm != nil || r.Settings != nil || r.Reconnect != nil || r.Lifecycle != nil || r.Search != nil)
 }
 
 // Fleet is the storm's fleet: nil before the storm, or when it runs in

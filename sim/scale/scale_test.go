@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,6 +91,11 @@ func TestStormThenReconnectThenLifecycle(t *testing.T) {
 	}
 	if rc.Peers != testPeers || rc.Fleet.Welcomes < testPeers || rc.Fleet.GaveUp != 0 || rc.RatioToFirst <= 0 {
 		t.Fatalf("reconnect: %+v", rc)
+	}
+	// Counted over the reconnect alone: its peers were welcomed and sent
+	// their first statistics during the storm.
+	if rc.Fleet.Welcomed != 0 || rc.Fleet.Reported != 0 {
+		t.Fatalf("reconnect counts the storm's: %+v", rc.Fleet)
 	}
 	if e.Site.Online() != testPeers {
 		t.Fatalf("%d online after the reconnect", e.Site.Online())
@@ -228,6 +234,27 @@ func TestRunReportsEveryWorkload(t *testing.T) {
 	}
 	if res.Storm == nil || res.Reconnect == nil || res.Lifecycle != nil || res.Search != nil {
 		t.Fatalf("reconnect alone: %+v", res)
+	}
+}
+
+// TestRunReportsTheWorkloadsBeforeOneThatFailed: a run whose settings
+// workload fails (here: its context ends as it starts) returns the
+// storm's result with the error, and says which failed.
+func TestRunReportsTheWorkloadsBeforeOneThatFailed(t *testing.T) {
+	t.Parallel() // a site of its own, mostly waiting (scale_test.go)
+	c, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	cfg := scale.Config{Dir: t.TempDir(), Peers: 10, Progress: func(w scale.Workload) {
+		if w == scale.Settings {
+			cancel()
+		}
+	}}
+	res, err := scale.Run(c, cfg, scale.Storm, scale.Settings, scale.Search)
+	if err == nil || !strings.HasPrefix(err.Error(), "settings: ") {
+		t.Fatalf("run: %v, want the settings workload's error", err)
+	}
+	if !res.Finished() || res.Failed != scale.Settings || res.Storm == nil || res.Storm.Online != 10 || res.Settings != nil || res.Search != nil || res.Seconds <= 0 {
+		t.Fatalf("result of the failed run: %+v", res)
 	}
 }
 

@@ -181,7 +181,9 @@ func (t FleetTotals) since(before FleetTotals) FleetTotals {
 	t.Retries -= before.Retries
 	t.Refusals -= before.Refusals
 	t.Failures -= before.Failures
+	t.Down -= before.Down
 	t.GaveUp -= before.GaveUp
+	t.Reported -= before.Reported
 	t.Updates -= before.Updates
 	if len(before.FailureReasons) > 0 {
 		reasons := map[string]int64{}
