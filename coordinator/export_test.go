@@ -37,3 +37,10 @@ func SetStartingHookForTest(fn func(waited <-chan struct{})) (restore func()) {
 	startingHook = fn
 	return func() { startingHook = prev }
 }
+
+// SetClosingHookForTest runs f in every Close of this test binary, before
+// the host closes its connections, until undo.
+func SetClosingHookForTest(f func(*Coordinator)) (undo func()) {
+	closingHook = f
+	return func() { closingHook = nil }
+}
