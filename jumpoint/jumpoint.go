@@ -162,6 +162,9 @@ func (j *Jumpoint) Run(ctx context.Context) error {
 // reservations, the puncher and the metrics endpoint, and waits for them. It is safe to call more than once.
 func (j *Jumpoint) Close() error {
 	j.closeOnce.Do(func() {
+		// Before closeLinks ends the links of the peers behind it: they
+		// redial at once, and are refused rather than taken in and reset.
+		mesh.StopListening(j.host)
 		j.cancel()
 		var errs []error
 		errs = append(errs, j.http.Close())

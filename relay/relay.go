@@ -166,6 +166,10 @@ func (r *Relay) Run(ctx context.Context) error {
 // metrics endpoint, and waits for them. It is safe to call more than once.
 func (r *Relay) Close() error {
 	r.closeOnce.Do(func() {
+		// Before the relay service ends its circuits and reservations:
+		// their peers redial at once, and are refused rather than taken
+		// in and reset.
+		mesh.StopListening(r.host)
 		r.cancel()
 		var errs []error
 		errs = append(errs, r.http.Close())
