@@ -61,7 +61,8 @@ func simScaleCommand() *cli.Command {
 			"online_stack_bytes_per_peer, goroutines_per_peer, idle_host_bytes_per_peer}, coordinator_retries, fleet\n" +
 			"{welcomed, welcomes, retries, failed_attempts, down_dials, gave_up, ...}; settings: peers, admin_ms,\n" +
 			"written_seconds, received_seconds, goal_ratio, slow_peers; reconnect, lifecycle, search: their figures as\n" +
-			"printed.\n\n" +
+			"printed. A workload that fails ends the run: the ones before it are printed (failed: its name), then the\n" +
+			"error (exit 1).\n\n" +
 			"With --coordinators, instead: the storm of --peers fresh peers (all at once) against one coordinator on\n" +
 			"Badger, then against 1, 2, 3 ... coordinators of one site on one etcd (the fleet split evenly, each part\n" +
 			"pinned to one coordinator; --rounds interleaved, each row the median): registrations/s, the ratio to\n" +
