@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -42,7 +43,10 @@ const (
 // size after another in one run, and reports each size's goodput
 // (registrations/s), the largest size's goodput as a share of the best
 // (collapse-ratio: 1 is no collapse; #16's goal ≥ 0.9) and the failed
-// attempts of all sizes (goal 0). For each size it also reports the share
+// attempts of all sizes (goal 0). With -benchtime Nx each figure is the
+// mean of N rounds, and collapse-ratio-worst-round / -best-round are the
+// rounds' own (the log has one line a round, and each size's detail for
+// the single round go test runs first). For each size it also reports the share
 // of the machine's cores the coordinator and the fleet used together
 // (cores-busy) and the fleet's CPU per registration against the
 // coordinator's: the fleet shares the machine, so a size whose goodput
@@ -71,7 +75,12 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 	goodput := make([]float64, len(sizes))
 	coordPer, fleetPer, busy := make([]float64, len(sizes)), make([]float64, len(sizes)), make([]float64, len(sizes))
 	var failures, regCPU, regAlloc, regs, bareCPU float64
+	// Each round's own collapse-ratio: with -benchtime Nx the figures
+	// above are means over N rounds, and how far single rounds spread is
+	// the measure's noise (0.67–0.98 on one machine within an hour).
+	worstRound, bestRound := math.Inf(1), 0.0
 	for i := 0; i < b.N; i++ {
+		round, detail := make([]float64, len(sizes)), make([]string, len(sizes))
 		for j, n := range sizes {
 			_, key, coord := benchSite(b, -1, nil)
 			f := startFleets(b, key, n, sweepFleetProcs)
@@ -103,6 +112,7 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 			regAlloc += float64(end.Allocated - alloc0)
 			regs += float64(n)
 			goodput[j] += float64(n) / done.Elapsed.Seconds()
+			round[j] = float64(n) / done.Elapsed.Seconds()
 			// Where each size's wall time went: the coordinator's and the
 			// fleet's CPU per registration, and the share of the machine's
 			// cores the two used together (1: both saturated the machine).
@@ -121,11 +131,26 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 			if st.Refusals > 0 || st.GaveUp > 0 {
 				b.Errorf("%d peers: %d refusals, %d gave up (%s)", n, st.Refusals, st.GaveUp, st.Sample)
 			}
-			b.Logf("%d peers: %.0f registrations/s, %d failed attempts %v; CPU per registration: coordinator %.0f µs (its GC %.0f µs, idle marking %.0f, %d cycles; %.1f page faults), fleet %.0f µs (its GC %.0f µs, idle marking %.0f, %d cycles; %.1f page faults); cores busy %.2f; %s; the machine's accept-queue overflows (SYNs dropped) %d; handshake gate %s%s",
+			detail[j] = fmt.Sprintf("%d peers: %.0f registrations/s, %d failed attempts %v; CPU per registration: coordinator %.0f µs (its GC %.0f µs, idle marking %.0f, %d cycles; %.1f page faults), fleet %.0f µs (its GC %.0f µs, idle marking %.0f, %d cycles; %.1f page faults); cores busy %.2f; %s; the machine's accept-queue overflows (SYNs dropped) %d; handshake gate %s%s",
 				n, float64(n)/done.Elapsed.Seconds(), st.Failures, st.Reasons, cpu/float64(n)*1e6, coordGC/float64(n)*1e6, coordIdle/float64(n)*1e6, coordCycles, float64(coordFaults)/float64(n),
 				done.CPU.Seconds()/float64(n)*1e6, done.GCCPU.Seconds()/float64(n)*1e6, done.GCIdle.Seconds()/float64(n)*1e6, done.GCCycles, float64(done.Faults)/float64(n),
 				(cpu+done.CPU.Seconds())/(done.Elapsed.Seconds()*float64(runtime.GOMAXPROCS(0))), done.Sample, overflows, gate, idle)
 			coord.stop()
+		}
+		r := round[len(round)-1] / slices.Max(round)
+		worstRound, bestRound = min(worstRound, r), max(bestRound, r)
+		// go test keeps 10 lines of a benchmark's log, its first run's
+		// (b.N 1, which -benchtime Nx runs before the N rounds) and the
+		// last's: one line a round, and each size's detail in the first.
+		var line strings.Builder
+		for j, n := range sizes {
+			fmt.Fprintf(&line, "%d: %.0f/s, ", n, round[j])
+		}
+		b.Logf("round %d of %d: registrations/s at %scollapse-ratio %.2f", i+1, b.N, line.String(), r)
+		if b.N == 1 {
+			for _, d := range detail {
+				b.Log(d)
+			}
 		}
 		bareCPU += bareFloor(b, bareN).Seconds()
 	}
@@ -139,6 +164,8 @@ func BenchmarkRegistrationSweep(b *testing.B) {
 		b.ReportMetric(fleetPer[j]/coordPer[j], fmt.Sprintf("fleet÷coord-cpu-%d", n))
 	}
 	b.ReportMetric(goodput[len(goodput)-1]/best, "collapse-ratio")
+	b.ReportMetric(worstRound, "collapse-ratio-worst-round")
+	b.ReportMetric(bestRound, "collapse-ratio-best-round")
 	// The coordinator's own share of a collapse: its CPU per registration
 	// at the largest size over that at the best size. The collapse-ratio
 	// also holds the fleet's CPU, which shares the cores (session 29: the
