@@ -166,6 +166,7 @@ func New(cfg Config) (_ *Coordinator, err error) {
 		return nil, err
 	}
 	c.metrics.registerPeers(reg, c.service)
+	reg.MustRegister(stormMetrics{gate: c.gate, service: c.service})
 	c.service.paths.register(reg)
 	c.service.RegisterWakeMetrics(reg)
 	ctx, cancel := context.WithCancel(context.Background())
