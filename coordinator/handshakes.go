@@ -6,6 +6,7 @@ import (
 	"runtime"
 	rtmetrics "runtime/metrics"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -169,6 +170,17 @@ type handshakeGate struct {
 	roomFull  int64
 	timedOut  int64
 	transient int
+	// pending counts the main port's inbound TCP connections from their
+	// scope's opening until the remote's identity is known or they end:
+	// what they hold of the resource manager's transient bound, fresh or
+	// not. The accept loop waits while they and the lane's fill it (less
+	// gateTransientSpare): a connection whose negotiation had not started
+	// a second after its accept (a storm of 20,000 on two cores) left the
+	// room's count while still holding its transient connection, the room
+	// let more in, and the resource manager refused them (2,302 in a
+	// restart of 20,000 peers: resets, failed attempts the peers backed
+	// off from) where they now wait in the kernel's accept queue.
+	pending int
 	// accepted holds the TCP connections the gater let through
 	// (noteAccepted), by remote address, until OpenConnection, just after
 	// on the same accept loop, starts their negotiation's clock.
@@ -274,9 +286,18 @@ func (g *handshakeGate) OpenConnection(dir network.Direction, usefd bool, endpoi
 	scope, err := g.ResourceManager.OpenConnection(dir, usefd, endpoint)
 	if err != nil {
 		g.ends.refusedConns.Add(1)
+		g.unpend()
 		return nil, err
 	}
-	return &gatedScope{ConnManagementScope: scope, gate: g}, nil
+	return &gatedScope{ConnManagementScope: scope, gate: g, pending: true}, nil
+}
+
+// unpend ends a connection's count in pending (enterRoom took it).
+func (g *handshakeGate) unpend() {
+	g.mu.Lock()
+	g.pending--
+	g.cond.Broadcast()
+	g.mu.Unlock()
 }
 
 func isTCP(a ma.Multiaddr) bool {
@@ -554,6 +575,9 @@ type GateStats struct {
 	Room, RoomPeak, RoomCap int
 	RoomFull, TimedOut      int64
 	Rate                    float64
+	// Pending: the main port's inbound connections not yet identified
+	// (what they hold of the resource manager's transient bound).
+	Pending int
 }
 
 func (g *handshakeGate) stats() GateStats {
@@ -561,7 +585,7 @@ func (g *handshakeGate) stats() GateStats {
 	defer g.mu.Unlock()
 	st := GateStats{Limit: int(g.limit), InFlight: g.inFlight, Waited: g.waited, Samples: g.samples, Unidentified: g.unidentified, Least: g.baseLocked(), Sched: g.schedP90, IdleGrew: g.idleGrew,
 		LaneInFlight: g.laneInFlight, LaneWaited: g.laneWaited,
-		Room: g.roomLocked(time.Now()), RoomPeak: g.roomPeak, RoomCap: g.roomCapLocked(), RoomFull: g.roomFull, TimedOut: g.timedOut, Rate: math.Round(g.rate)}
+		Room: g.roomLocked(time.Now()), RoomPeak: g.roomPeak, RoomCap: g.roomCapLocked(), RoomFull: g.roomFull, TimedOut: g.timedOut, Rate: math.Round(g.rate), Pending: g.pending}
 	if g.lane != nil {
 		g.lane.mu.Lock()
 		st.LaneRefused = g.lane.refused
@@ -577,6 +601,10 @@ type gatedScope struct {
 	network.ConnManagementScope
 	gate *handshakeGate
 	lane *place
+	// pending: counted in the gate's pending until identified or done
+	// (unpended once).
+	pending  bool
+	unpended atomic.Bool
 }
 
 func (p *gatedScope) SetPeer(id peer.ID) error {
@@ -587,6 +615,7 @@ func (p *gatedScope) SetPeer(id peer.ID) error {
 	if p.lane != nil {
 		p.lane.end(err == nil)
 	}
+	p.unpend()
 	return err
 }
 
@@ -594,5 +623,12 @@ func (p *gatedScope) Done() {
 	if p.lane != nil {
 		p.lane.end(false)
 	}
+	p.unpend()
 	p.ConnManagementScope.Done()
+}
+
+func (p *gatedScope) unpend() {
+	if p.pending && p.unpended.CompareAndSwap(false, true) {
+		p.gate.unpend()
+	}
 }

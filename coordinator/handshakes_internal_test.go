@@ -530,3 +530,48 @@ func TestHandshakeGateRoomFollowsTheRate(t *testing.T) {
 		t.Fatalf("stats %+v: want the transient bound less the spare", st)
 	}
 }
+
+// The accept loop also waits while the main port's connections not yet
+// identified fill the resource manager's transient bound (less the
+// spare), though none counts in the room any more (their negotiation
+// not started within the grace: a storm on busy cores): the next waits in
+// the kernel's accept queue instead of being refused by the resource
+// manager, and is taken as soon as one of them is identified or ends.
+func TestHandshakeGateKeepsPendingConnectionsWithinTheTransientBound(t *testing.T) {
+	const transient, bound = 4 * gateTransientSpare, 3 * gateTransientSpare
+	g := newHandshakeGate(&network.NullResourceManager{}, transient, time.Minute)
+	var scopes []network.ConnManagementScope
+	for range bound {
+		s, err := g.OpenConnection(network.DirInbound, true, gateTCP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scopes = append(scopes, s)
+	}
+	// Out of the room after the grace; still pending.
+	waitFor(t, "the connections out of the room", func() bool { return g.stats().Room == 0 })
+	if st := g.stats(); st.Pending != bound {
+		t.Fatalf("stats %+v: want %d pending", st, bound)
+	}
+	next := accept(t, g, gateTCP)
+	select {
+	case <-next:
+		t.Fatal("the accept loop took a connection past the transient bound")
+	case <-time.After(50 * time.Millisecond): // the absence of an event
+	}
+	// One identified: the next is taken.
+	if err := scopes[0].SetPeer("12D3KooWGzBpJ4aPDZ4mDCLhqsvUZRJqrT1DzBk7kDaYBhvP6LCn"); err != nil {
+		t.Fatal(err)
+	}
+	n := waitScope(t, next, "a connection after one was identified")
+	// One ends (twice counted once: SetPeer, then its close).
+	scopes[0].Done()
+	scopes[1].Done()
+	if st := g.stats(); st.Pending != bound-1 {
+		t.Fatalf("stats %+v: want %d pending", st, bound-1)
+	}
+	n.Done()
+	if st := g.stats(); st.Pending != bound-2 {
+		t.Fatalf("stats %+v: want %d pending", st, bound-2)
+	}
+}

@@ -17,7 +17,7 @@ import (
 // others: connections that send nothing, or only the start of their
 // protocol's choice, are taken out of the kernel's accept queue into the
 // gate's waiting room, take no place, stop counting in the room after its
-// grace, and are closed once their negotiation's time is out (well before
+// grace, and are closed once their negotiation's time is out (10 s, before
 // the upgrader's 15 s, for which they held a transient connection of the
 // resource manager before); connections that start a
 // handshake and stall hold a place each, which comes back after a short
@@ -52,14 +52,14 @@ func TestSilentConnectionsDelayOthersBoundedly(t *testing.T) {
 	coordinatortest.Eventually(t, 10*time.Second, "the silent connections out of the room", func() bool {
 		return s.Coord.Handshakes().Room == 0
 	})
-	// And closed by the coordinator after its 5 s, before the upgrader's
+	// And closed by the coordinator after its 10 s, before the upgrader's
 	// 15 s would have: reading (multistream-select's header, which the
 	// coordinator sends first) ends (EOF or reset), not at the deadline.
 	for i, c := range conns {
-		_ = c.SetReadDeadline(opened.Add(12 * time.Second))
+		_ = c.SetReadDeadline(opened.Add(14 * time.Second))
 		_, err := io.Copy(io.Discard, c)
 		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			t.Fatalf("silent connection %d of %d still open after 12 s", i+1, silent)
+			t.Fatalf("silent connection %d of %d still open after 14 s", i+1, silent)
 		}
 	}
 	t.Logf("%d silent connections closed by the coordinator %s after the first was opened", silent, time.Since(opened).Round(time.Millisecond))

@@ -25,6 +25,7 @@ var (
 	descRoom          = stormDesc("waiting_room_connections", "Accepted TCP connections waiting for their handshake's place, or in their first second without choosing a security protocol.")
 	descRoomCap       = stormDesc("waiting_room_capacity", "Connections the waiting room holds now (what the gate serves in 8 s, within the resource manager's bound); past it they wait in the kernel's accept queue.")
 	descRoomFull      = stormDesc("waiting_room_full_total", "Times the accept loop found the waiting room full (the connections behind waited in the kernel's accept queue: raise net.core.somaxconn if this grows with many peers).")
+	descPending       = stormDesc("connections_unidentified", "The main port's inbound TCP connections accepted and not yet identified: what they hold of the resource manager's bound on such connections (Resources.MaxHandshakes); the accept loop waits while they fill it.")
 	descRoomTimedOut  = stormDesc("waiting_room_timeouts_total", "Connections that gave up waiting for a place (libp2p's 15 s to finish a connection's set-up).")
 	descLaneRefused   = stormDesc("lane_refused_total", "Connections to the members' lane closed after their handshake: a key that is not a user's.")
 	descUnanswered    = stormDesc("peer_attempts_unanswered_total", "Peer streams the coordinator ended before any answer, by reason.", "reason")
@@ -33,7 +34,7 @@ var (
 
 func (m stormMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPlaces, descRunning, descWaited, descUnidentified, descRate, descRoom, descRoomCap,
-		descRoomFull, descRoomTimedOut, descLaneRefused, descUnanswered, descResourceRefus} {
+		descPending, descRoomFull, descRoomTimedOut, descLaneRefused, descUnanswered, descResourceRefus} {
 		ch <- d
 	}
 }
@@ -53,6 +54,7 @@ func (m stormMetrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRate, g.Rate)
 	gauge(descRoom, float64(g.Room))
 	gauge(descRoomCap, float64(g.RoomCap))
+	gauge(descPending, float64(g.Pending))
 	counter(descRoomFull, g.RoomFull)
 	counter(descRoomTimedOut, g.TimedOut)
 	counter(descLaneRefused, g.LaneRefused)

@@ -34,6 +34,7 @@ func TestStormMetricsOnTheHTTPEndpoint(t *testing.T) {
 	for _, series := range []string{
 		"jumpmesh_coordinator_handshakes_unidentified_total", "jumpmesh_coordinator_handshakes_per_second",
 		"jumpmesh_coordinator_waiting_room_connections", "jumpmesh_coordinator_waiting_room_full_total",
+		"jumpmesh_coordinator_connections_unidentified",
 		"jumpmesh_coordinator_waiting_room_timeouts_total", "jumpmesh_coordinator_lane_refused_total",
 		`jumpmesh_coordinator_peer_attempts_unanswered_total{reason="hello_timeout"}`,
 		`jumpmesh_coordinator_resource_refusals_total{scope="connection"}`,

@@ -23,7 +23,10 @@ import (
 // libp2p's accept loop counts each inbound TCP connection in the room
 // (enterRoom), the connection's security handshake waits for a place
 // (gatedSecurity, awaitPlace), first come first served, and ends it
-// (place.end).
+// (place.end). The accept loop also waits while the connections it took
+// and that are not yet identified (pending, whether they still count in
+// the room or not) fill the resource manager's bound on them, so that
+// none it takes is refused there.
 
 const (
 	// The waiting room holds what the gate serves in gateRoomWait, at
@@ -54,8 +57,12 @@ const (
 	// of the resource manager's transient connections
 	// (Resources.MaxHandshakes) for the upgrader's 15 s. The security
 	// handshake itself runs on the upgrader's clock (gatedSecurity lifts
-	// this deadline as it starts).
-	gateNegotiation = 5 * time.Second
+	// this deadline as it starts). 10 s, not 5: in `sim scale` restarts
+	// of 20,000 peers on two cores, a peer's connection took up to 4.9 s
+	// from here to its security handshake (its fleet process starved,
+	// the coordinator's accept loop busy), and a cut peer backs off; a
+	// stranger still holds a connection two thirds of the upgrader's time.
+	gateNegotiation = 10 * time.Second
 )
 
 // noteAccepted keeps a TCP connection the gater let through for
@@ -102,7 +109,9 @@ func (g *handshakeGate) startNegotiation(remote ma.Multiaddr) {
 func (g *handshakeGate) enterRoom() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	full := func() bool { return !g.closed && g.roomLocked(time.Now()) >= g.roomCapLocked() }
+	full := func() bool {
+		return !g.closed && (g.roomLocked(time.Now()) >= g.roomCapLocked() || g.pendingFullLocked())
+	}
 	if full() {
 		g.roomFull++
 	}
@@ -122,7 +131,16 @@ func (g *handshakeGate) enterRoom() {
 		g.cond.Wait()
 	}
 	g.fresh = append(g.fresh, time.Now())
+	g.pending++
 	g.roomPeak = max(g.roomPeak, len(g.fresh)+g.queued)
+}
+
+// pendingFullLocked tells whether the main port's connections not yet
+// identified and the lane's hold the resource manager's transient bound,
+// less gateTransientSpare (a quarter of a small bound: tests, tiny
+// configurations), at least one.
+func (g *handshakeGate) pendingFullLocked() bool {
+	return g.pending+g.laneInFlight >= max(1, g.transient-min(gateTransientSpare, g.transient/4))
 }
 
 // roomLocked counts the room: the fresh connections accepted within
