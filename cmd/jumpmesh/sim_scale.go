@@ -80,7 +80,7 @@ func simScaleCommand() *cli.Command {
 			&cli.IntFlag{Name: "connection-rate", Destination: &f.connRate, Usage: "the site's connection-rate, 1-300 per second (0: admission lifted)"},
 			&cli.StringFlag{Name: "transport", Value: "tcp", Destination: &f.transport, Usage: "how peers reach the coordinator: tcp, quic or all"},
 			&cli.IntFlag{Name: "fleets", Destination: &f.fleets, Usage: "fleet processes to run the peers in; 0: this process (default: this process while they fit its open-file limit, else as few as hold them)"},
-			&cli.IntFlag{Name: "quic-peers", Destination: &f.quicPeers, Usage: "with fleet processes: peers that come over QUIC, in fleet processes of their own (default: those this process's open-file limit cannot hold over TCP)"},
+			&cli.IntFlag{Name: "quic-peers", Destination: &f.quicPeers, Usage: "with fleet processes: peers that come over QUIC, in fleet processes of their own; 0: none, an error if this process's open-file limit cannot hold them all over TCP (default: those the limit cannot hold over TCP)"},
 			&cli.DurationFlag{Name: "timeout", Destination: &f.timeout, Usage: "bound on each wait for the peers (default 1 min + 20 ms a peer: 7.7 min for 20,000)"},
 			&cli.StringFlag{Name: "dir", Destination: &f.dir, Usage: "directory for the site (default: a temporary one, removed afterwards)"},
 			&cli.StringFlag{Name: "coordinators", Destination: &f.coordinators, Usage: "compare 1 coordinator on Badger with these counts of coordinators on one etcd (e.g. 1,2,3)"},
@@ -120,6 +120,9 @@ func simScaleCommand() *cli.Command {
 			}
 			cfg := scale.Config{Dir: f.dir, Peers: f.peers, Rate: f.rate, ConnectionRate: f.connRate, Transport: f.transport,
 				StoredPeers: f.stored, SearchRuns: f.runs, QUICPeers: f.quicPeers, Timeout: f.timeout}
+			if cc.IsSet("quic-peers") && f.quicPeers == 0 {
+				cfg.QUICPeers = scale.NoQUIC
+			}
 			if cc.IsSet("fleets") {
 				cfg.Fleets = f.fleets
 				if f.fleets == 0 {

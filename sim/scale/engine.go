@@ -95,7 +95,7 @@ type Config struct {
 	Fleets int
 	// QUICPeers, with fleet processes, is how many of the peers come over
 	// QUIC, in fleet processes of their own; 0 puts there those this
-	// process's open-file limit cannot hold over TCP.
+	// process's open-file limit cannot hold over TCP, NoQUIC none.
 	QUICPeers int
 	// FleetCommand starts one fleet process (argv): a process serving
 	// ServeFleetProcess when FleetChildEnv is set (`jumpmesh sim fleet`).
@@ -189,7 +189,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if t := cfg.transport(); t != "" && t != "tcp" && t != "quic" {
 		return nil, fmt.Errorf("scale: transport %q: want tcp, quic or all", cfg.Transport)
 	}
-	if cfg.QUICPeers < 0 || cfg.QUICPeers > cfg.peers() {
+	if cfg.QUICPeers < NoQUIC || cfg.QUICPeers > cfg.peers() {
 		return nil, fmt.Errorf("scale: %d QUIC peers of %d", cfg.QUICPeers, cfg.peers())
 	}
 	plan, err := planFleet(cfg, openFileLimit(cfg.peers()))

@@ -19,6 +19,11 @@ func (planError) Is(target error) bool { return target == ErrFleetPlan }
 // InProcess as Config.Fleets keeps the fleet in the engine's process.
 const InProcess = -1
 
+// NoQUIC as Config.QUICPeers sends no peer over QUIC: the plan fails if
+// this process's open-file limit cannot hold them all over TCP (0 lets
+// QUIC carry the ones it cannot).
+const NoQUIC = -1
+
 // What the plan counts in open files: the coordinator's process keeps
 // coordinatorReserve for its store, listeners and console, and one socket
 // a TCP peer (three through a jumpoint: the jumpoint's two sides); a fleet
@@ -75,7 +80,7 @@ func placeFleet(cfg Config, limit int) (fleetPlan, error) {
 			plan.Note = fmt.Sprintf("in this process as asked, though %d peers may need %d open files and its limit is %d", n, inProcess, limit)
 		}
 		return plan, nil
-	case cfg.Fleets == 0 && cfg.QUICPeers == 0 && inProcess <= limit:
+	case cfg.Fleets == 0 && cfg.QUICPeers <= 0 && inProcess <= limit:
 		return plan, nil
 	case cfg.Fleets < 0:
 		return plan, fmt.Errorf("fleets %d: want %d (in this process), 0 (chosen) or a count of processes", cfg.Fleets, InProcess)
@@ -89,10 +94,12 @@ func placeFleet(cfg Config, limit int) (fleetPlan, error) {
 	if cfg.Jumpoint {
 		perCoordinator /= 3
 	}
-	quic := min(cfg.QUICPeers, n)
+	quic := max(0, min(cfg.QUICPeers, n))
 	if transport == "quic" {
 		quic = 0 // every part is QUIC already
-	} else if quic == 0 && n > perCoordinator {
+	} else if cfg.QUICPeers == NoQUIC && n > perCoordinator {
+		return plan, fmt.Errorf("no peer over QUIC: %d TCP peers need %d open files in this process, its limit is %d (at most %d): raise it (ulimit -n) or let QUIC carry the rest", n, n+coordinatorReserve, limit, perCoordinator)
+	} else if quic == 0 && cfg.QUICPeers != NoQUIC && n > perCoordinator {
 		if cfg.Jumpoint {
 			return plan, fmt.Errorf("%d peers behind a jumpoint need %d open files in this process (three a peer), its limit is %d: at most %d", n, 3*n+coordinatorReserve, limit, perCoordinator)
 		}

@@ -31,6 +31,8 @@ func TestPlanFleet(t *testing.T) {
 		{"more processes than peers", Config{Peers: 3, Fleets: 4, FleetCommand: cmd}, nil, "4 fleet processes for 3 peers"},
 		{"behind a jumpoint", Config{Peers: 7000, Jumpoint: true, FleetCommand: cmd}, nil, "behind a jumpoint"},
 		{"bad count", Config{Peers: 10, Fleets: -2, FleetCommand: cmd}, nil, "fleets -2"},
+		{"none over QUIC", Config{Peers: 4000, QUICPeers: NoQUIC, FleetCommand: cmd}, []FleetPart{{4000, "tcp"}}, ""},
+		{"none over QUIC past the limit", Config{Peers: 20_000, QUICPeers: NoQUIC, FleetCommand: cmd}, nil, "raise it (ulimit -n) or let QUIC carry the rest"},
 	} {
 		plan, err := planFleet(tc.cfg, limit)
 		if tc.err != "" {
