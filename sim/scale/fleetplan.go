@@ -98,7 +98,11 @@ func placeFleet(cfg Config, limit int) (fleetPlan, error) {
 	if transport == "quic" {
 		quic = 0 // every part is QUIC already
 	} else if cfg.QUICPeers == NoQUIC && n > perCoordinator {
-		return plan, fmt.Errorf("no peer over QUIC: %d TCP peers need %d open files in this process, its limit is %d (at most %d): raise it (ulimit -n) or let QUIC carry the rest", n, n+coordinatorReserve, limit, perCoordinator)
+		files := n + coordinatorReserve
+		if cfg.Jumpoint {
+			files = 3*n + coordinatorReserve
+		}
+		return plan, fmt.Errorf("no peer over QUIC: %d TCP peers need %d open files in this process, its limit is %d (at most %d): raise it (ulimit -n) or let QUIC carry the rest", n, files, limit, perCoordinator)
 	} else if quic == 0 && cfg.QUICPeers != NoQUIC && n > perCoordinator {
 		if cfg.Jumpoint {
 			return plan, fmt.Errorf("%d peers behind a jumpoint need %d open files in this process (three a peer), its limit is %d: at most %d", n, 3*n+coordinatorReserve, limit, perCoordinator)
