@@ -257,14 +257,6 @@ func firstWelcomes(lat []time.Duration) string {
 	return fmt.Sprintf("first welcomes p10 %s, p50 %s, p90 %s, p99 %s, last %s", q(0.1), q(0.5), q(0.9), q(0.99), lat[len(lat)-1].Round(10*time.Millisecond))
 }
 
-// gcTime is this process's GC CPU so far (mark workers, assists and
-// pauses: runtime/metrics' estimate) and its completed GC cycles.
-func gcTime() (time.Duration, int64) {
-	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
-	metrics.Read(s)
-	return metricSeconds(s[0]), metricCount(s[1])
-}
-
 // ProcessCPU is what this process has spent so far, as a fleet child (and
 // the peer/ benchmarks' coordinator process) reports it: its CPU, its
 // GC's CPU (runtime/metrics' estimate) and the part of that its idle mark
@@ -276,17 +268,19 @@ type ProcessCPU struct {
 }
 
 // ReadProcessCPU reads ProcessCPU now.
+// One getrusage and one read of runtime/metrics: the GC's CPU (mark
+// workers, assists and pauses: the runtime's estimate), its idle marking
+// and its completed cycles.
 func ReadProcessCPU() ProcessCPU {
 	var c ProcessCPU
-	c.CPU = cpuTime()
-	c.GC, c.Cycles = gcTime()
-	s := []metrics.Sample{{Name: "/cpu/classes/gc/mark/idle:cpu-seconds"}}
-	metrics.Read(s)
-	c.GCIdle = metricSeconds(s[0])
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		c.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		c.Faults = ru.Minflt
 	}
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/cpu/classes/gc/mark/idle:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	c.GC, c.GCIdle, c.Cycles = metricSeconds(s[0]), metricSeconds(s[1]), metricCount(s[2])
 	return c
 }
 
